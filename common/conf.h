@@ -1,0 +1,94 @@
+/* conf.h - ComIO configuration: YAML file (libyaml) plus command-line flags.
+ *
+ * One conf_t serves every binary. Flags override the file. Errors name the
+ * file, the line and the key, e.g.
+ *   config.yaml:3: unknown key 'server.storage_pth'
+ *   config.yaml:5: server.port: expected an integer from 1 to 65535, got 'http'
+ * All strings in conf_t are heap-allocated and owned by the conf_t (freed by
+ * conf_free); a NULL string means "not set". */
+#ifndef COMIO_CONF_H
+#define COMIO_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+#include "log.h"
+
+typedef struct conf {
+    /* site */
+    char *site_id; /* default: hostname */
+
+    /* server */
+    char *listen;             /* default "0.0.0.0" */
+    uint16_t port;            /* default 8080 */
+    char *storage_path;       /* no default: required by storaged */
+    uint64_t storage_size;    /* 0 = unset (device: device size; file: required if the file does not exist or is empty) */
+    char *meta_path;          /* default: "<storage_path>.meta" */
+    char *public_url;         /* default: "http://<listen or 127.0.0.1>:<port>" */
+    uint64_t max_object_size; /* default 1GB (10^9) */
+    char *access_token;       /* default NULL: no token needed */
+    char *tls_cert;           /* default NULL: plain HTTP */
+    char *tls_key;
+    uint64_t meta_map_size;   /* server.meta_map_size, LMDB map size; default 16GiB */
+    uint32_t threads;         /* server.threads, event-loop threads; default 0 = one per core */
+
+    /* replication */
+    int repl_enabled;          /* default 0 */
+    char *repl_mode;           /* default "async"; only "async" accepted */
+    char *remote_url;          /* required when enabled (checked by conf_finalize) */
+    char *remote_token;
+    char *accept_token;        /* default NULL: replica refuses every batch */
+    uint32_t batch_size;       /* default 100, 1..10000 */
+    uint64_t batch_interval_ms;/* default 1000 */
+    uint32_t retry_attempts;   /* default 3 */
+    uint64_t retry_delay_ms;   /* default 5000 */
+    uint32_t workers;          /* default 5, 1..64 */
+    uint64_t inline_threshold; /* default 1MB (10^6) */
+    char *socket_path;         /* default "/run/comio/repld.sock" */
+    char *ca_file;             /* default NULL: system CAs */
+
+    /* logging */
+    log_level_t log_level; /* default info */
+    int log_json;          /* default 1 ("json"); "text" = 0 */
+
+    /* set by conf_from_args */
+    char *config_path; /* --config, NULL if none */
+    int help;          /* --help or -h was given */
+} conf_t;
+
+/* Fills `c` with the defaults above (strings that have a fixed default are
+ * strdup'ed). Returns 0 or CIO_ENOMEM. */
+int conf_init(conf_t *c) CIO_MUST_CHECK;
+
+/* Releases every string; `c` may then be conf_init'ed again. */
+void conf_free(conf_t *c);
+
+/* Reads the YAML file at `path` into `c`, overriding what it sets. Keys are the
+ * nested names shown in docs/configuration.md (site.id, server.port, ...);
+ * flow mappings such as `tls: {cert: a, key: b}` work. Unknown keys, wrong
+ * types (a mapping where a scalar belongs, ...) and bad values fail.
+ * On failure returns CIO_ECONFIG and writes one line (no newline) into err
+ * naming file:line and key; `c` may be partly updated. */
+int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen) CIO_MUST_CHECK;
+
+/* Parses argv[1..argc). Finds --config FILE first and loads it, then applies
+ * the other flags on top: --config, --storage, --size, --port, --listen,
+ * --meta, --replication-enabled (no value), --replication-remote,
+ * --replication-token, --accept-token, --site-id, --log-level, --help/-h.
+ * Both "--flag value" and "--flag=value" work. Flags listed in `extra`
+ * (NULL-terminated array of names like "--list-failed", may be NULL) are
+ * boolean flags the caller handles: they are skipped here. Positional
+ * arguments are refused. On failure returns CIO_ECONFIG with one line in err
+ * (for flags: "--port: expected an integer from 1 to 65535, got 'x'"). */
+int conf_from_args(conf_t *c, int argc, char **argv, const char *const *extra, char *err, size_t errlen) CIO_MUST_CHECK;
+
+/* Derives the remaining defaults (site_id from the hostname, meta_path from
+ * storage_path, public_url from listen/port) and checks cross-key rules:
+ * storage_path set when `need_storage`; remote_url set when replication is
+ * enabled; tls cert and key both or neither. CIO_ECONFIG with a message. */
+int conf_finalize(conf_t *c, int need_storage, char *err, size_t errlen) CIO_MUST_CHECK;
+
+/* Writes the usage text for the shared flags of `prog` to stdout. */
+void conf_usage(const char *prog);
+
+#endif

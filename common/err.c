@@ -1,0 +1,39 @@
+/* err.c - descriptions of the ComIO error codes. */
+#include "err.h"
+
+const char *cio_strerror(int err)
+{
+    switch (err) {
+    case CIO_OK:
+        return "success";
+    case CIO_ENOMEM:
+        return "out of memory";
+    case CIO_EINVAL:
+        return "invalid argument";
+    case CIO_EIO:
+        return "I/O error on the data store";
+    case CIO_ENOSPC:
+        return "no space left in the data store";
+    case CIO_ENOTFOUND:
+        return "not found";
+    case CIO_EEXIST:
+        return "already exists";
+    case CIO_ETOOBIG:
+        return "too large";
+    case CIO_ECONFIG:
+        return "configuration error";
+    case CIO_EDB:
+        return "metadata database error";
+    case CIO_ENOTEMPTY:
+        return "not empty";
+    case CIO_EPROTO:
+        return "malformed record";
+    case CIO_EAGAIN:
+        return "try again";
+    case CIO_EMAPFULL:
+        return "metadata database map is full";
+    case CIO_ESYS:
+        return "system call failed";
+    }
+    return "unknown error";
+}

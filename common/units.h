@@ -1,0 +1,28 @@
+/* units.h - parsing of human sizes ("512MB", "2GiB") and durations ("500ms"). */
+#ifndef COMIO_UNITS_H
+#define COMIO_UNITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+/* Parses a size. Accepted: a non-negative integer or decimal number followed by
+ * an optional unit, case-insensitive, optional single space between:
+ *   B; KB MB GB TB PB (powers of 1000); KiB MiB GiB TiB PiB (powers of 1024);
+ *   K M G T P alone mean the decimal units.
+ * A bare number is bytes. The result must be a whole number of bytes that fits
+ * in uint64_t. Returns 0, or CIO_EINVAL (malformed, empty, negative, overflow,
+ * fractional byte). `*out` is untouched on error. */
+int units_parse_size(const char *s, uint64_t *out) CIO_MUST_CHECK;
+
+/* Parses a duration into milliseconds. Accepted: a non-negative integer or
+ * decimal number followed by a unit: ms, s, m, h (case-sensitive as written).
+ * "0" alone is accepted. Returns 0 or CIO_EINVAL (malformed, no unit, overflow,
+ * sub-millisecond remainder). `*out_ms` is untouched on error. */
+int units_parse_duration(const char *s, uint64_t *out_ms) CIO_MUST_CHECK;
+
+/* Formats `bytes` as the shortest exact form with a binary or decimal unit
+ * ("1MB", "2GiB", "1500B") into buf (NUL-terminated, truncated to cap). */
+void units_format_size(uint64_t bytes, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,63 @@
+/* logrec.h - the replication log record and its msgpack codec.
+ *
+ * One record per mutation (PUT, DELETE, PURGE), appended by storaged in the
+ * same LMDB transaction as the metadata change and tailed by repld. The wire
+ * format (a msgpack map with a format version) is documented in
+ * docs/protocol.md. No I/O here. */
+#ifndef COMIO_LOGREC_H
+#define COMIO_LOGREC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+#include "err.h"
+
+#define LOGREC_FORMAT_VERSION 1
+#define LOGREC_BUCKET_MAX 63
+#define LOGREC_KEY_MAX 1024
+#define LOGREC_CTYPE_MAX 255
+#define LOGREC_ORIGIN_MAX 255
+
+typedef enum {
+    LOGREC_PUT = 1,
+    LOGREC_DELETE = 2,
+    LOGREC_PURGE = 3,
+} logrec_op_t;
+
+/* A record. Strings are (pointer, length), not NUL-terminated. After
+ * logrec_decode they point into the decoded buffer and live as long as it. */
+typedef struct {
+    uint64_t seq;      /* log sequence number; also the version of the object */
+    logrec_op_t op;
+    const char *bucket;
+    size_t bucket_len; /* 1..LOGREC_BUCKET_MAX */
+    const char *key;
+    size_t key_len;    /* 1..LOGREC_KEY_MAX for PUT/DELETE; 0 for PURGE */
+    uint64_t size;     /* PUT: object size in bytes; else 0 */
+    uint8_t etag[16];  /* PUT: MD5 of the body; else zero */
+    const char *content_type;
+    size_t content_type_len; /* PUT: 0..LOGREC_CTYPE_MAX; else 0 */
+    int64_t mtime_ms;  /* modification time, ms since the Unix epoch */
+    const char *origin;
+    size_t origin_len; /* site id where the mutation happened, 1..LOGREC_ORIGIN_MAX */
+} logrec_t;
+
+/* Appends the encoding of `r` to `out`. Returns 0, CIO_EINVAL if a field is
+ * out of range (op unknown, lengths beyond the caps), or CIO_ENOMEM. */
+int logrec_encode(const logrec_t *r, msgpack_sbuffer *out) CIO_MUST_CHECK;
+
+/* Decodes exactly one record occupying all of buf[0..len). Strings in `r`
+ * point into `buf`. Unknown map keys are ignored (forward compatibility); a
+ * format version above LOGREC_FORMAT_VERSION, a missing required field, a
+ * wrong type, a length beyond a cap, or trailing bytes give CIO_EPROTO.
+ * Never reads outside buf, never allocates more than a small bounded amount. */
+int logrec_decode(const char *buf, size_t len, logrec_t *r) CIO_MUST_CHECK;
+
+/* Returns "PUT", "DELETE", "PURGE" or "?". */
+const char *logrec_op_name(logrec_op_t op);
+
+/* Writes the seed's event id "<mtime_ms>-<bucket>-<key>" into buf
+ * (NUL-terminated, truncated to cap). */
+void logrec_event_id(const logrec_t *r, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,63 @@
+/* alloc.h - the extent allocator of the data store, kept in LMDB.
+ *
+ * The free-space map lives in two LMDB databases of storaged's environment, so
+ * that an allocation or a free commits in the same transaction as the
+ * metadata that references the extent:
+ *   "free_off": key u64 big-endian offset -> value u64 length   (coalescing)
+ *   "free_len": key u64 BE length || u64 BE offset -> empty       (best fit)
+ * plus "alloc" holding capacity and the free byte total. Offsets and lengths
+ * are multiples of ALLOC_BLOCK. Free extents never touch each other (they are
+ * always coalesced). All functions take a caller's transaction and never
+ * commit or abort it. */
+#ifndef COMIO_ALLOC_H
+#define COMIO_ALLOC_H
+
+#include <stdint.h>
+#include <lmdb.h>
+#include "err.h"
+
+#define ALLOC_BLOCK 4096u
+
+typedef struct {
+    uint64_t off; /* byte offset in the data store */
+    uint64_t len; /* bytes, a multiple of ALLOC_BLOCK; 0 = no extent */
+} alloc_extent_t;
+
+typedef struct alloc {
+    MDB_dbi free_off;
+    MDB_dbi free_len;
+    MDB_dbi state;
+} alloc_t;
+
+/* Opens (creating if needed) the allocator's databases in write txn `txn`.
+ * The caller must commit `txn` for the handles to stay valid. Returns 0 or
+ * CIO_EDB. */
+int alloc_open(alloc_t *a, MDB_txn *txn) CIO_MUST_CHECK;
+
+/* Sets the managed capacity (rounded down to ALLOC_BLOCK). On a new store the
+ * whole range becomes free. Growing frees [old, new). Shrinking is allowed only
+ * when [new, old) is entirely free; else CIO_EINVAL. Returns 0, CIO_EINVAL,
+ * CIO_EDB or CIO_EMAPFULL. */
+int alloc_set_capacity(alloc_t *a, MDB_txn *txn, uint64_t capacity) CIO_MUST_CHECK;
+
+/* Rounds `bytes` up to the allocation unit (0 stays 0). */
+uint64_t alloc_round(uint64_t bytes);
+
+/* Allocates one contiguous extent of alloc_round(bytes) (best fit: the
+ * smallest free extent that is large enough, lowest offset among equals).
+ * bytes == 0 yields {0, 0} without touching the map. Returns 0, CIO_ENOSPC,
+ * CIO_EDB or CIO_EMAPFULL. */
+int alloc_alloc(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out) CIO_MUST_CHECK;
+
+/* Returns extent `e` to the free map, merging it with free neighbours. A
+ * zero-length extent is a no-op. An extent that overlaps free space or lies
+ * beyond the capacity gives CIO_EINVAL and changes nothing (double free is
+ * caught). Returns 0, CIO_EINVAL, CIO_EDB or CIO_EMAPFULL. */
+int alloc_free(alloc_t *a, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
+
+/* Reports capacity, free bytes, number of free extents and the largest free
+ * extent (any pointer may be NULL). Free bytes and capacity are O(1). */
+int alloc_stats(alloc_t *a, MDB_txn *txn, uint64_t *capacity, uint64_t *free_bytes, uint64_t *free_extents,
+                uint64_t *largest) CIO_MUST_CHECK;
+
+#endif
