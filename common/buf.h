@@ -1,0 +1,31 @@
+/* buf.h - a growable byte buffer with a hard cap, for replies and encoders. */
+#ifndef COMIO_BUF_H
+#define COMIO_BUF_H
+
+#include <stddef.h>
+#include "err.h"
+
+typedef struct {
+    char *data; /* owned; NULL until the first append */
+    size_t len;
+    size_t cap;
+    size_t max; /* appends beyond this many bytes fail with CIO_ETOOBIG */
+    int err;    /* first error of an append, sticky */
+} buf_t;
+
+/* Initialises an empty buffer that may grow to `max` bytes. */
+void buf_init(buf_t *b, size_t max);
+
+/* Frees the data; the buffer may be initialised again. */
+void buf_free(buf_t *b);
+
+/* Append bytes / a string / printf output. Each returns 0 or the sticky error
+ * (CIO_ENOMEM or CIO_ETOOBIG); after an error further appends do nothing. */
+int buf_append(buf_t *b, const void *p, size_t n);
+int buf_puts(buf_t *b, const char *s);
+int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Appends p[0..n) as a JSON string with its quotes (control bytes escaped). */
+int buf_json_str(buf_t *b, const char *p, size_t n);
+
+#endif

@@ -1,0 +1,99 @@
+/* commit.h - the group committer: every mutation of storaged goes through it.
+ *
+ * One committer thread owns the LMDB write transaction; a small pool of I/O
+ * threads writes object bodies. A PUT takes three steps:
+ *   1. allocate: its extent is taken from the free map and recorded as
+ *      pending, in a transaction shared with every other job at hand;
+ *   2. write: an I/O thread writes the body and syncs the data store (one
+ *      fdatasync for every body it wrote in that round);
+ *   3. finish: metadata, log record and counters are written, the pending
+ *      mark removed and the old extent quarantined, in one synced commit
+ *      shared with every other job at hand.
+ * DELETE, PURGE and bucket operations take step 3 only. The mutation's
+ * sequence number is taken in step 3, so the log's order is commit order.
+ * Replies are made only after step 3 is durable. Extents released by a commit
+ * return to the free map once no reader that started before that commit is
+ * still reading (commit_reader_enter/leave). */
+#ifndef COMIO_COMMIT_H
+#define COMIO_COMMIT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "alloc.h"
+#include "err.h"
+#include "logrec.h"
+#include "meta.h"
+#include "store.h"
+
+typedef enum {
+    COMMIT_PUT = 1,
+    COMMIT_DELETE,
+    COMMIT_PURGE,
+    COMMIT_BUCKET_CREATE,
+    COMMIT_BUCKET_DELETE,
+} commit_op_t;
+
+typedef struct commit_job commit_job_t;
+
+/* Called on the committer thread once the job's outcome is durable (or it
+ * failed). The job then belongs to the callee; the committer never touches it
+ * again. */
+typedef void (*commit_done_cb)(commit_job_t *job);
+
+struct commit_job {
+    /* filled by the submitter */
+    commit_op_t op;
+    char bucket[LOGREC_BUCKET_MAX + 1];
+    size_t blen;
+    char key[LOGREC_KEY_MAX + 1];
+    size_t klen;
+    const void *body; /* PUT: borrowed; must stay valid until done() or commit_release_body() returns */
+    uint64_t size;
+    char ctype[LOGREC_CTYPE_MAX + 1];
+    size_t ctype_len;
+    commit_done_cb done;
+    void *ctx; /* the submitter's */
+
+    /* results, valid in done() */
+    int result;       /* 0 or a CIO_* code */
+    uint8_t etag[16]; /* PUT: MD5 of the body, computed by the committer */
+    uint64_t version; /* seq of the mutation; 0 when nothing changed */
+    int64_t mtime_ms;
+    int created;      /* BUCKET_CREATE: 1 when the bucket is new */
+    uint64_t count;   /* PURGE: objects removed */
+    uint64_t bytes;   /* PURGE: bytes of object data removed */
+
+    /* internal */
+    alloc_extent_t ext;
+    int body_busy; /* an I/O thread may be reading body */
+    commit_job_t *next;
+};
+
+typedef struct commit commit_t;
+
+/* Starts the committer and `io_threads` writers over `m` and `s`. `site_id`
+ * (copied) is the origin of log records; `log_enabled` turns the replication
+ * log on. Returns 0, CIO_ENOMEM or CIO_ESYS. */
+int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int log_enabled, unsigned io_threads) CIO_MUST_CHECK;
+
+/* Finishes every submitted job, stops the threads and frees the committer. */
+void commit_stop(commit_t *c);
+
+/* Queues a job. Thread-safe. */
+void commit_submit(commit_t *c, commit_job_t *job);
+
+/* Waits until no I/O thread reads job->body any more, so the submitter may
+ * free the body before done() (a client that went away). The job itself must
+ * stay allocated until done() runs. */
+void commit_release_body(commit_t *c, commit_job_t *job);
+
+/* Brackets a read of object data: extents released after commit_reader_enter
+ * are not reused until the matching leave. Thread-safe, O(1) amortised. */
+uint64_t commit_reader_enter(commit_t *c);
+void commit_reader_leave(commit_t *c, uint64_t token);
+
+/* Number of commits and jobs so far (for metrics). */
+void commit_stats(commit_t *c, uint64_t *commits, uint64_t *jobs);
+
+#endif

@@ -1,0 +1,28 @@
+/* http.h - storaged's HTTP front end: h2o event loops, routing, replies.
+ *
+ * One thread per event loop, each with its own SO_REUSEPORT listener. Reads
+ * are served on the loops; every mutation is handed to the group committer
+ * (commit.h) and answered from the loop once it is durable. */
+#ifndef COMIO_HTTP_H
+#define COMIO_HTTP_H
+
+#include <stddef.h>
+#include "commit.h"
+#include "conf.h"
+#include "err.h"
+#include "meta.h"
+#include "store.h"
+
+typedef struct http_server http_server_t;
+
+/* Binds the listeners and starts the loops. `conf`, `meta`, `store` and
+ * `commit` must outlive the server. On failure writes a reason into err and
+ * returns CIO_ESYS or CIO_ECONFIG. */
+int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, char *err,
+               size_t errlen) CIO_MUST_CHECK;
+
+/* Stops accepting, lets requests in flight finish (at most `grace_ms`), stops
+ * the loops and frees the server. */
+void http_stop(http_server_t *s, unsigned grace_ms);
+
+#endif

@@ -1,0 +1,503 @@
+/* meta.c - the LMDB schema of storaged: buckets, objects, log, pending, counters. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <openssl/sha.h>
+#include "log.h"
+#include "meta.h"
+
+#define OBJ_FORMAT 1
+#define BUCKET_FORMAT 1
+#define HASH_LEN 16
+
+static void put_u64be(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t get_u64be(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+int meta_err(int rc, const char *what)
+{
+    if (rc == 0)
+        return 0;
+    if (rc == MDB_NOTFOUND)
+        return CIO_ENOTFOUND;
+    log_msg(LOG_LVL_ERROR, "LMDB call failed", "call", what, "error", mdb_strerror(rc), NULL);
+    return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char buf[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, dir, len + 1);
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    int rc;
+    const char *what = "";
+
+    memset(m, 0, sizeof(*m));
+    if (mkdir_p(dir) != 0) {
+        snprintf(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
+        return CIO_ESYS;
+    }
+    if ((rc = mdb_env_create(&m->env)) != 0) {
+        what = "mdb_env_create";
+        goto fail;
+    }
+    mdb_env_set_maxdbs(m->env, 16);
+    mdb_env_set_maxreaders(m->env, 1024);
+    if ((rc = mdb_env_set_mapsize(m->env, (size_t)map_size)) != 0) {
+        what = "mdb_env_set_mapsize";
+        goto fail;
+    }
+    /* NOTLS: read transactions are reset and renewed by whichever thread. */
+    if ((rc = mdb_env_open(m->env, dir, MDB_NOTLS, 0600)) != 0) {
+        what = "mdb_env_open";
+        goto fail;
+    }
+    if ((rc = mdb_txn_begin(m->env, NULL, 0, &txn)) != 0) {
+        what = "mdb_txn_begin";
+        goto fail;
+    }
+    what = "mdb_dbi_open";
+    if ((rc = mdb_dbi_open(txn, "buckets", MDB_CREATE, &m->buckets)) != 0 ||
+        (rc = mdb_dbi_open(txn, "objects", MDB_CREATE, &m->objects)) != 0 ||
+        (rc = mdb_dbi_open(txn, "replog", MDB_CREATE, &m->replog)) != 0 ||
+        (rc = mdb_dbi_open(txn, "pending", MDB_CREATE, &m->pending)) != 0 ||
+        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &m->state)) != 0)
+        goto fail;
+    if (alloc_open(&m->alloc, txn) != 0) {
+        rc = MDB_PANIC;
+        what = "alloc_open";
+        goto fail;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        txn = NULL;
+        what = "mdb_txn_commit";
+        goto fail;
+    }
+    return 0;
+fail:
+    snprintf(err, errlen, "%s: %s: %s", dir, what, mdb_strerror(rc));
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (m->env != NULL)
+        mdb_env_close(m->env);
+    m->env = NULL;
+    return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
+}
+
+void meta_close(meta_t *m)
+{
+    if (m->env != NULL)
+        mdb_env_close(m->env);
+    m->env = NULL;
+}
+
+/* ---- buckets ---- */
+
+int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *out)
+{
+    MDB_val k = {blen, (void *)b}, v;
+    int rc = mdb_get(txn, m->buckets, &k, &v);
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(buckets)");
+    if (v.mv_size != 25 || ((uint8_t *)v.mv_data)[0] != BUCKET_FORMAT)
+        return CIO_EPROTO;
+    const uint8_t *p = v.mv_data;
+    out->ctime_ms = (int64_t)get_u64be(p + 1);
+    out->objects = get_u64be(p + 9);
+    out->bytes = get_u64be(p + 17);
+    return 0;
+}
+
+int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk)
+{
+    uint8_t buf[25];
+    buf[0] = BUCKET_FORMAT;
+    put_u64be(buf + 1, (uint64_t)bk->ctime_ms);
+    put_u64be(buf + 9, bk->objects);
+    put_u64be(buf + 17, bk->bytes);
+    MDB_val k = {blen, (void *)b}, v = {sizeof(buf), buf};
+    return meta_err(mdb_put(txn, m->buckets, &k, &v, 0), "mdb_put(buckets)");
+}
+
+int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen)
+{
+    MDB_val k = {blen, (void *)b};
+    return meta_err(mdb_del(txn, m->buckets, &k, NULL), "mdb_del(buckets)");
+}
+
+/* ---- objects ---- */
+
+/* LMDB keys are at most 511 bytes but object keys up to 1024. Short keys are
+ * stored as bucket NUL key. A key longer than the room left (`room`) is stored
+ * as bucket NUL key[0..room) NUL hash16(key): keys sharing those `room` bytes
+ * form one contiguous run (sorted by hash, re-sorted by meta_obj_list), and
+ * every short key still sorts correctly against them, because a short key is
+ * never longer than `room`. */
+static size_t objkey_room(size_t blen)
+{
+    return META_OBJKEY_MAX - blen - 1 - 1 - HASH_LEN;
+}
+
+static size_t objkey(uint8_t *out, const char *b, size_t blen, const char *k, size_t klen)
+{
+    size_t room = objkey_room(blen);
+    memcpy(out, b, blen);
+    out[blen] = 0;
+    if (klen <= room) {
+        memcpy(out + blen + 1, k, klen);
+        return blen + 1 + klen;
+    }
+    uint8_t md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)k, klen, md);
+    memcpy(out + blen + 1, k, room);
+    out[blen + 1 + room] = 0;
+    memcpy(out + blen + 2 + room, md, HASH_LEN);
+    return blen + 2 + room + HASH_LEN;
+}
+
+#define OBJ_FIXED (1 + 8 * 4 + 16 + 8 + 2 + 2)
+
+static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_t klen)
+{
+    uint8_t *p = out;
+    *p++ = OBJ_FORMAT;
+    put_u64be(p, o->version);
+    put_u64be(p + 8, o->off);
+    put_u64be(p + 16, o->alen);
+    put_u64be(p + 24, o->size);
+    p += 32;
+    memcpy(p, o->etag, 16);
+    p += 16;
+    put_u64be(p, (uint64_t)o->mtime_ms);
+    p += 8;
+    *p++ = (uint8_t)(o->ctype_len >> 8);
+    *p++ = (uint8_t)o->ctype_len;
+    memcpy(p, o->ctype, o->ctype_len);
+    p += o->ctype_len;
+    *p++ = (uint8_t)(klen >> 8);
+    *p++ = (uint8_t)klen;
+    memcpy(p, k, klen);
+    p += klen;
+    return (size_t)(p - out);
+}
+
+static int obj_decode(const MDB_val *v, meta_obj_t *o)
+{
+    const uint8_t *p = v->mv_data, *end = p + v->mv_size;
+    if (v->mv_size < OBJ_FIXED || p[0] != OBJ_FORMAT)
+        return CIO_EPROTO;
+    p++;
+    o->version = get_u64be(p);
+    o->off = get_u64be(p + 8);
+    o->alen = get_u64be(p + 16);
+    o->size = get_u64be(p + 24);
+    p += 32;
+    memcpy(o->etag, p, 16);
+    p += 16;
+    o->mtime_ms = (int64_t)get_u64be(p);
+    p += 8;
+    o->ctype_len = (uint16_t)(p[0] << 8 | p[1]);
+    p += 2;
+    if (o->ctype_len > LOGREC_CTYPE_MAX || (size_t)(end - p) < (size_t)o->ctype_len + 2)
+        return CIO_EPROTO;
+    memcpy(o->ctype, p, o->ctype_len);
+    o->ctype[o->ctype_len] = '\0';
+    p += o->ctype_len;
+    o->key_len = (uint16_t)(p[0] << 8 | p[1]);
+    p += 2;
+    if (o->key_len > LOGREC_KEY_MAX || (size_t)(end - p) != o->key_len)
+        return CIO_EPROTO;
+    memcpy(o->key, p, o->key_len);
+    o->key[o->key_len] = '\0';
+    return 0;
+}
+
+int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_obj_t *out)
+{
+    uint8_t kb[META_OBJKEY_MAX];
+    MDB_val key = {objkey(kb, b, blen, k, klen), kb}, v;
+    int rc = mdb_get(txn, m->objects, &key, &v);
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(objects)");
+    if ((rc = obj_decode(&v, out)) != 0)
+        return rc;
+    /* a hashed key must still be the same key */
+    if (out->key_len != klen || memcmp(out->key, k, klen) != 0)
+        return CIO_ENOTFOUND;
+    return 0;
+}
+
+int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o)
+{
+    uint8_t kb[META_OBJKEY_MAX], vb[OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_KEY_MAX];
+    MDB_val key = {objkey(kb, b, blen, k, klen), kb};
+    MDB_val v = {obj_encode(vb, o, k, klen), vb};
+    return meta_err(mdb_put(txn, m->objects, &key, &v, 0), "mdb_put(objects)");
+}
+
+int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen)
+{
+    uint8_t kb[META_OBJKEY_MAX];
+    MDB_val key = {objkey(kb, b, blen, k, klen), kb};
+    return meta_err(mdb_del(txn, m->objects, &key, NULL), "mdb_del(objects)");
+}
+
+static int cmp_key(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+static int cmp_obj(const void *x, const void *y)
+{
+    const meta_obj_t *a = x, *b = y;
+    return cmp_key(a->key, a->key_len, b->key, b->key_len);
+}
+
+/* What listing does with one object in key order: 0 go on, 1 stop (done), <0 error. */
+static int list_visit(const meta_obj_t *o, const char *prefix, size_t plen, const char *after, size_t alen, meta_list_cb cb,
+                      void *ctx)
+{
+    if (alen > 0 && cmp_key(o->key, o->key_len, after, alen) <= 0)
+        return 0;
+    if (o->key_len < plen || memcmp(o->key, prefix, plen) != 0)
+        return cmp_key(o->key, o->key_len, prefix, plen) > 0 ? 1 : 0;
+    return cb(ctx, o) != 0 ? 1 : 0;
+}
+
+int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *prefix, size_t plen, const char *after,
+                  size_t alen, meta_list_cb cb, void *ctx)
+{
+    size_t room = objkey_room(blen);
+    uint8_t seek[META_OBJKEY_MAX];
+    const char *from = prefix;
+    size_t fromlen = plen;
+    MDB_cursor *cur = NULL;
+    meta_obj_t *run = NULL, one;
+    size_t runcap = 0;
+    int rc, ret = 0;
+
+    if (cmp_key(after, alen, prefix, plen) > 0)
+        from = after, fromlen = alen;
+    if (fromlen > room)
+        fromlen = room;
+    memcpy(seek, b, blen);
+    seek[blen] = 0;
+    memcpy(seek + blen + 1, from, fromlen);
+    MDB_val k = {blen + 1 + fromlen, seek}, v;
+    if ((rc = mdb_cursor_open(txn, m->objects, &cur)) != 0)
+        return meta_err(rc, "mdb_cursor_open(objects)");
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+        const uint8_t *kp = k.mv_data;
+        if (k.mv_size <= blen || memcmp(kp, b, blen) != 0 || kp[blen] != 0)
+            break; /* left the bucket */
+        if (k.mv_size != blen + 2 + room + HASH_LEN || kp[blen + 1 + room] != 0) {
+            if ((ret = obj_decode(&v, &one)) != 0 || (ret = list_visit(&one, prefix, plen, after, alen, cb, ctx)) != 0)
+                break;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        /* a run of long keys sharing their stored prefix: gather, sort, visit */
+        uint8_t runkey[META_OBJKEY_MAX];
+        size_t runlen = blen + 2 + room, n = 0;
+        memcpy(runkey, kp, runlen);
+        while (rc == 0 && k.mv_size == runlen + HASH_LEN && memcmp(k.mv_data, runkey, runlen) == 0) {
+            if (n == runcap) {
+                size_t ncap = runcap ? runcap * 2 : 8;
+                meta_obj_t *nrun = realloc(run, ncap * sizeof(*run));
+                if (nrun == NULL) {
+                    ret = CIO_ENOMEM;
+                    goto done;
+                }
+                run = nrun, runcap = ncap;
+            }
+            if ((ret = obj_decode(&v, &run[n++])) != 0)
+                goto done;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        qsort(run, n, sizeof(*run), cmp_obj);
+        for (size_t i = 0; i < n; i++)
+            if ((ret = list_visit(&run[i], prefix, plen, after, alen, cb, ctx)) != 0)
+                goto done;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        ret = meta_err(rc, "mdb_cursor_get(objects)");
+done:
+    mdb_cursor_close(cur);
+    free(run);
+    return ret < 0 ? ret : 0;
+}
+
+/* ---- counters ---- */
+
+int meta_state_get(meta_t *m, MDB_txn *txn, const char *name, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int rc = mdb_get(txn, m->state, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *out = 0;
+        return 0;
+    }
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(state)");
+    if (v.mv_size != 8)
+        return CIO_EPROTO;
+    *out = get_u64be(v.mv_data);
+    return 0;
+}
+
+int meta_state_put(meta_t *m, MDB_txn *txn, const char *name, uint64_t val)
+{
+    uint8_t buf[8];
+    put_u64be(buf, val);
+    MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
+    return meta_err(mdb_put(txn, m->state, &k, &v, 0), "mdb_put(state)");
+}
+
+int meta_state_add(meta_t *m, MDB_txn *txn, const char *name, int64_t delta)
+{
+    uint64_t v;
+    int ret;
+    if ((ret = meta_state_get(m, txn, name, &v)) != 0)
+        return ret;
+    return meta_state_put(m, txn, name, v + (uint64_t)delta);
+}
+
+int meta_next_seq(meta_t *m, MDB_txn *txn, uint64_t *seq)
+{
+    uint64_t last;
+    int ret;
+    if ((ret = meta_state_get(m, txn, "last_seq", &last)) != 0)
+        return ret;
+    if ((ret = meta_state_put(m, txn, "last_seq", last + 1)) != 0)
+        return ret;
+    *seq = last + 1;
+    return 0;
+}
+
+/* ---- replication log ---- */
+
+int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r)
+{
+    msgpack_sbuffer sb;
+    uint8_t kb[8];
+    int ret;
+
+    msgpack_sbuffer_init(&sb);
+    if ((ret = logrec_encode(r, &sb)) != 0)
+        goto done;
+    put_u64be(kb, r->seq);
+    MDB_val k = {8, kb}, v = {sb.size, sb.data};
+    if ((ret = meta_err(mdb_put(txn, m->replog, &k, &v, MDB_APPEND), "mdb_put(replog)")) != 0)
+        goto done;
+    ret = meta_state_add(m, txn, "log_count", 1);
+done:
+    msgpack_sbuffer_destroy(&sb);
+    return ret;
+}
+
+int meta_log_stats(meta_t *m, MDB_txn *txn, uint64_t *head, uint64_t *records)
+{
+    MDB_stat st;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if ((rc = mdb_stat(txn, m->replog, &st)) != 0)
+        return meta_err(rc, "mdb_stat(replog)");
+    *records = st.ms_entries;
+    *head = 0;
+    if ((rc = mdb_cursor_open(txn, m->replog, &cur)) != 0)
+        return meta_err(rc, "mdb_cursor_open(replog)");
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == 8)
+        *head = get_u64be(k.mv_data);
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_cursor_get(replog)");
+}
+
+/* ---- pending extents ---- */
+
+int meta_pending_add(meta_t *m, MDB_txn *txn, alloc_extent_t e)
+{
+    uint8_t kb[8], vb[8];
+    if (e.len == 0)
+        return 0;
+    put_u64be(kb, e.off);
+    put_u64be(vb, e.len);
+    MDB_val k = {8, kb}, v = {8, vb};
+    return meta_err(mdb_put(txn, m->pending, &k, &v, MDB_NOOVERWRITE), "mdb_put(pending)");
+}
+
+int meta_pending_del(meta_t *m, MDB_txn *txn, alloc_extent_t e)
+{
+    uint8_t kb[8];
+    if (e.len == 0)
+        return 0;
+    put_u64be(kb, e.off);
+    MDB_val k = {8, kb};
+    return meta_err(mdb_del(txn, m->pending, &k, NULL), "mdb_del(pending)");
+}
+
+int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *bytes)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc, ret = 0;
+
+    *count = *bytes = 0;
+    if ((rc = mdb_cursor_open(txn, m->pending, &cur)) != 0)
+        return meta_err(rc, "mdb_cursor_open(pending)");
+    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
+        alloc_extent_t e;
+        if (k.mv_size != 8 || v.mv_size != 8) {
+            ret = CIO_EPROTO;
+            break;
+        }
+        e.off = get_u64be(k.mv_data);
+        e.len = get_u64be(v.mv_data);
+        if ((ret = alloc_free(&m->alloc, txn, e)) != 0)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+            ret = meta_err(rc, "mdb_cursor_del(pending)");
+            break;
+        }
+        (*count)++;
+        *bytes += e.len;
+    }
+    if (ret == 0 && rc != MDB_NOTFOUND)
+        ret = meta_err(rc, "mdb_cursor_get(pending)");
+    mdb_cursor_close(cur);
+    return ret;
+}

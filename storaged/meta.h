@@ -1,0 +1,100 @@
+/* meta.h - storaged's LMDB environment: buckets, object metadata, the
+ * replication log, pending extents and counters.
+ *
+ * Databases (all in one environment, so one transaction covers them):
+ *   "buckets"  name -> meta_bucket_t
+ *   "objects"  objkey(bucket, key) -> meta_obj_t (see meta_objkey)
+ *   "replog"   u64 BE seq -> logrec (proto/logrec.h)
+ *   "pending"  u64 BE offset -> u64 BE length: extents allocated for writes
+ *              in flight or released while readers may still use them;
+ *              all are returned to the free map at start-up
+ *   "state"    name -> u64 BE counter ("next_seq", "log_count", ...)
+ *   plus the allocator's databases (alloc.h).
+ * Every function taking a txn leaves commit/abort to the caller. LMDB errors
+ * are logged here and returned as CIO_EDB or CIO_EMAPFULL. */
+#ifndef COMIO_META_H
+#define COMIO_META_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lmdb.h>
+#include "alloc.h"
+#include "err.h"
+#include "logrec.h"
+
+#define META_OBJKEY_MAX 480 /* below LMDB's 511-byte key limit */
+
+typedef struct meta {
+    MDB_env *env;
+    MDB_dbi buckets, objects, replog, pending, state;
+    alloc_t alloc;
+} meta_t;
+
+typedef struct {
+    uint64_t version; /* seq of the mutation that wrote it */
+    uint64_t off;     /* extent in the data store */
+    uint64_t alen;    /* allocated length (0 for an empty object) */
+    uint64_t size;    /* object size in bytes */
+    uint8_t etag[16]; /* MD5 of the body */
+    int64_t mtime_ms;
+    uint16_t ctype_len;
+    char ctype[LOGREC_CTYPE_MAX + 1]; /* NUL-terminated */
+    uint16_t key_len; /* the full key (filled by get and listing) */
+    char key[LOGREC_KEY_MAX + 1];     /* NUL-terminated */
+} meta_obj_t;
+
+typedef struct {
+    int64_t ctime_ms;
+    uint64_t objects;
+    uint64_t bytes;
+} meta_bucket_t;
+
+/* Opens (creating) the environment in directory `dir` with `map_size` bytes of
+ * map and opens every database. On failure writes a reason into err. */
+int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen) CIO_MUST_CHECK;
+void meta_close(meta_t *m);
+
+/* Maps an LMDB return code to a CIO code, logging `what` when it is an error. */
+int meta_err(int rc, const char *what);
+
+int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *out) CIO_MUST_CHECK;
+int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk) CIO_MUST_CHECK;
+int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO_MUST_CHECK;
+
+/* Object metadata. get returns CIO_ENOTFOUND when absent. */
+int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_obj_t *out) CIO_MUST_CHECK;
+int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o) CIO_MUST_CHECK;
+int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
+
+/* Calls cb for the objects of bucket b whose key starts with `prefix` and
+ * sorts strictly after `after` (either may be empty), in byte order of the
+ * full key, until cb returns non-zero or the bucket ends. `o` is valid for
+ * the call only. Returns 0 or an error. */
+typedef int (*meta_list_cb)(void *ctx, const meta_obj_t *o);
+int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *prefix, size_t plen, const char *after,
+                  size_t alen, meta_list_cb cb, void *ctx) CIO_MUST_CHECK;
+
+/* Counters in "state". get yields 0 for an absent counter. */
+int meta_state_get(meta_t *m, MDB_txn *txn, const char *name, uint64_t *v) CIO_MUST_CHECK;
+int meta_state_put(meta_t *m, MDB_txn *txn, const char *name, uint64_t v) CIO_MUST_CHECK;
+int meta_state_add(meta_t *m, MDB_txn *txn, const char *name, int64_t delta) CIO_MUST_CHECK;
+
+/* Takes the next mutation sequence number (strictly increasing, never reused,
+ * starting at 1). */
+int meta_next_seq(meta_t *m, MDB_txn *txn, uint64_t *seq) CIO_MUST_CHECK;
+
+/* Appends `r` (r->seq must exceed every seq already in the log) to "replog"
+ * and counts it in "log_count". */
+int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r) CIO_MUST_CHECK;
+
+/* Reports the highest seq in the log (0 when empty) and the number of records. */
+int meta_log_stats(meta_t *m, MDB_txn *txn, uint64_t *head, uint64_t *records) CIO_MUST_CHECK;
+
+int meta_pending_add(meta_t *m, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
+int meta_pending_del(meta_t *m, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
+
+/* Returns every pending extent to the free map (start-up: nothing is in
+ * flight and nobody reads). *count and *bytes report what was reclaimed. */
+int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *bytes) CIO_MUST_CHECK;
+
+#endif

@@ -1,0 +1,47 @@
+/* store.h - the data store: a block device or image file read and written by offset.
+ *
+ * storaged owns the whole space; extents are handed out by alloc.h. The first
+ * block holds a superblock that ties the store to its metadata environment so
+ * that a store is never opened with another store's metadata. */
+#ifndef COMIO_STORE_H
+#define COMIO_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+#define STORE_SUPER_SIZE 4096u
+
+typedef struct store {
+    int fd;
+    int is_device;
+    uint64_t size; /* bytes managed (device size or configured size) */
+    char *path;    /* owned */
+} store_t;
+
+/* Opens `path`. A block device is used whole (its size when `size` is 0, or
+ * `size` if smaller); a regular file is created sparse if missing and grown to
+ * `size` if smaller (a file is never shrunk). `size` 0 with a missing or empty
+ * file fails. On failure writes a one-line reason into err and returns
+ * CIO_ECONFIG, CIO_ESYS or CIO_EINVAL. */
+int store_open(store_t *s, const char *path, uint64_t size, char *err, size_t errlen) CIO_MUST_CHECK;
+
+void store_close(store_t *s);
+
+/* Writes len bytes at off (all of them, retrying short writes). 0 or CIO_EIO. */
+int store_write(store_t *s, uint64_t off, const void *buf, size_t len) CIO_MUST_CHECK;
+
+/* Reads len bytes at off into buf. 0 or CIO_EIO (short read included). */
+int store_read(store_t *s, uint64_t off, void *buf, size_t len) CIO_MUST_CHECK;
+
+/* Makes every completed write durable (fdatasync). 0 or CIO_EIO. */
+int store_sync(store_t *s) CIO_MUST_CHECK;
+
+/* Reads the superblock. Returns 0 and the 16-byte store id, CIO_ENOTFOUND when
+ * the first block carries no ComIO superblock, or CIO_EIO. */
+int store_read_super(store_t *s, uint8_t id[16]) CIO_MUST_CHECK;
+
+/* Writes and syncs a superblock with `id`. 0 or CIO_EIO. */
+int store_write_super(store_t *s, const uint8_t id[16]) CIO_MUST_CHECK;
+
+#endif
