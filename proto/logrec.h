@@ -43,14 +43,20 @@ typedef struct {
 } logrec_t;
 
 /* Appends the encoding of `r` to `out`. Returns 0, CIO_EINVAL if a field is
- * out of range (op unknown, lengths beyond the caps), or CIO_ENOMEM. */
+ * out of range (op unknown, lengths beyond the caps, a NULL string with a
+ * non-zero length, or for DELETE/PURGE a non-zero size, etag or content type
+ * length, or for PURGE a non-zero key length), or CIO_ENOMEM. On error `out`
+ * is left as it was. `r`'s strings are only read during the call. */
 int logrec_encode(const logrec_t *r, msgpack_sbuffer *out) CIO_MUST_CHECK;
 
 /* Decodes exactly one record occupying all of buf[0..len). Strings in `r`
- * point into `buf`. Unknown map keys are ignored (forward compatibility); a
- * format version above LOGREC_FORMAT_VERSION, a missing required field, a
- * wrong type, a length beyond a cap, or trailing bytes give CIO_EPROTO.
- * Never reads outside buf, never allocates more than a small bounded amount. */
+ * point into `buf` (an absent or empty key/content type is "" with length 0).
+ * Unknown map keys are ignored (forward compatibility); a missing "v" or a
+ * format version outside 1..LOGREC_FORMAT_VERSION, a missing required field,
+ * a known key given twice, a PUT-only field on another op, a wrong type, a
+ * length beyond a cap, more than 32 map entries, or trailing bytes give
+ * CIO_EPROTO, and leave `r` unchanged. Never reads outside buf, never
+ * allocates. */
 int logrec_decode(const char *buf, size_t len, logrec_t *r) CIO_MUST_CHECK;
 
 /* Returns "PUT", "DELETE", "PURGE" or "?". */

@@ -8,10 +8,17 @@
  * plus "alloc" holding capacity and the free byte total. Offsets and lengths
  * are multiples of ALLOC_BLOCK. Free extents never touch each other (they are
  * always coalesced). All functions take a caller's transaction and never
- * commit or abort it. */
+ * commit or abort it. Numbers in "alloc" ("capacity", "free") are stored as
+ * 8-byte big-endian values, like the lengths in "free_off".
+ *
+ * CIO_EINVAL and CIO_ENOSPC are returned before anything is written: the
+ * transaction is unchanged and may still be committed. After CIO_EDB,
+ * CIO_EMAPFULL or CIO_EPROTO (a malformed record in the map) the transaction
+ * may be half-updated and must be aborted. */
 #ifndef COMIO_ALLOC_H
 #define COMIO_ALLOC_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <lmdb.h>
 #include "err.h"
@@ -30,34 +37,56 @@ typedef struct alloc {
 } alloc_t;
 
 /* Opens (creating if needed) the allocator's databases in write txn `txn`.
- * The caller must commit `txn` for the handles to stay valid. Returns 0 or
- * CIO_EDB. */
+ * The caller must commit `txn` for the handles to stay valid; the environment
+ * needs room for three named databases (mdb_env_set_maxdbs). Returns 0,
+ * CIO_EDB or CIO_EMAPFULL. */
 int alloc_open(alloc_t *a, MDB_txn *txn) CIO_MUST_CHECK;
 
 /* Sets the managed capacity (rounded down to ALLOC_BLOCK). On a new store the
  * whole range becomes free. Growing frees [old, new). Shrinking is allowed only
  * when [new, old) is entirely free; else CIO_EINVAL. Returns 0, CIO_EINVAL,
- * CIO_EDB or CIO_EMAPFULL. */
+ * CIO_EDB, CIO_EMAPFULL or CIO_EPROTO. */
 int alloc_set_capacity(alloc_t *a, MDB_txn *txn, uint64_t capacity) CIO_MUST_CHECK;
 
-/* Rounds `bytes` up to the allocation unit (0 stays 0). */
+/* Rounds `bytes` up to the allocation unit (0 stays 0). `bytes` must be at
+ * most UINT64_MAX - ALLOC_BLOCK + 1 (alloc_alloc checks this itself). */
 uint64_t alloc_round(uint64_t bytes);
 
 /* Allocates one contiguous extent of alloc_round(bytes) (best fit: the
  * smallest free extent that is large enough, lowest offset among equals).
  * bytes == 0 yields {0, 0} without touching the map. Returns 0, CIO_ENOSPC,
- * CIO_EDB or CIO_EMAPFULL. */
+ * CIO_EDB, CIO_EMAPFULL or CIO_EPROTO. */
 int alloc_alloc(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out) CIO_MUST_CHECK;
 
-/* Returns extent `e` to the free map, merging it with free neighbours. A
- * zero-length extent is a no-op. An extent that overlaps free space or lies
- * beyond the capacity gives CIO_EINVAL and changes nothing (double free is
- * caught). Returns 0, CIO_EINVAL, CIO_EDB or CIO_EMAPFULL. */
+/* Returns extent `e` to the free map, merging it with free neighbours. The
+ * empty extent {0, 0} is a no-op. An extent that overlaps free space, lies
+ * beyond the capacity, is not aligned to ALLOC_BLOCK, or has length 0 with a
+ * nonzero offset gives CIO_EINVAL and changes nothing (double free is
+ * caught). Returns 0, CIO_EINVAL, CIO_EDB, CIO_EMAPFULL or CIO_EPROTO. */
 int alloc_free(alloc_t *a, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
 
 /* Reports capacity, free bytes, number of free extents and the largest free
- * extent (any pointer may be NULL). Free bytes and capacity are O(1). */
+ * extent (any pointer may be NULL). Free bytes and capacity are O(1). `txn`
+ * may be a read transaction. Returns 0, CIO_EDB or CIO_EPROTO. */
 int alloc_stats(alloc_t *a, MDB_txn *txn, uint64_t *capacity, uint64_t *free_bytes, uint64_t *free_extents,
                 uint64_t *largest) CIO_MUST_CHECK;
+
+/* Called once per free extent by alloc_foreach_free; a nonzero return stops
+ * the walk. `arg` is the caller's pointer, passed through. */
+typedef int (*alloc_visit_t)(void *arg, alloc_extent_t e);
+
+/* Calls `visit` for every free extent in ascending offset order, in `txn`
+ * (read or write). The map must not be changed from inside `visit`. Returns
+ * 0, the first nonzero value `visit` returned, CIO_EDB or CIO_EPROTO. */
+int alloc_foreach_free(alloc_t *a, MDB_txn *txn, alloc_visit_t visit, void *arg) CIO_MUST_CHECK;
+
+/* Verifies every invariant of the map in `txn` (read or write): free extents
+ * aligned, inside the capacity, sorted, neither overlapping nor touching; the
+ * two indexes hold exactly the same extents; the free total equals their sum.
+ * O(n log n) in free extents: for start-up and tests, not the request path.
+ * On a violation returns CIO_EPROTO and, when `msg` is not NULL, writes a
+ * one-line description into msg[msglen] (always NUL-terminated). Returns 0,
+ * CIO_EPROTO or CIO_EDB. */
+int alloc_check(alloc_t *a, MDB_txn *txn, char *msg, size_t msglen) CIO_MUST_CHECK;
 
 #endif
