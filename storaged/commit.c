@@ -454,12 +454,15 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
             goto fail;
         j->result = ret;
     }
+    /* Allocations only: nothing is promised yet, so the meta page need not be
+     * synced (the next synced commit covers it). NOMETASYNC, unlike NOSYNC,
+     * keeps the environment intact across a power loss. */
     if (!need_sync)
-        mdb_env_set_flags(c->meta->env, MDB_NOSYNC, 1); /* allocations only: nothing to promise yet */
+        mdb_env_set_flags(c->meta->env, MDB_NOMETASYNC, 1);
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (!need_sync)
-        mdb_env_set_flags(c->meta->env, MDB_NOSYNC, 0);
+        mdb_env_set_flags(c->meta->env, MDB_NOMETASYNC, 0);
     if (rc != 0) {
         ret = meta_err(rc, "mdb_txn_commit");
         goto fail;

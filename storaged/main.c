@@ -152,17 +152,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "storaged: out of memory\n");
         return 1;
     }
-    if (conf_from_args(&conf, argc, argv, NULL, err, sizeof(err)) != 0) {
+    if (conf_from_args(&conf, argc, argv, NULL, err, sizeof(err)) != 0 || (!conf.help && conf_finalize(&conf, 1, err, sizeof(err)) != 0)) {
         fprintf(stderr, "%s\n", err);
+        conf_free(&conf);
         return 2;
     }
     if (conf.help) {
         conf_usage("storaged");
+        conf_free(&conf);
         return 0;
-    }
-    if (conf_finalize(&conf, 1, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 2;
     }
     log_init(conf.site_id, "storaged", conf.log_level, conf.log_json);
 
@@ -176,24 +174,26 @@ int main(int argc, char **argv)
 
     if (store_open(&store, conf.storage_path, conf.storage_size, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot open the data store", "error", err, NULL);
+        conf_free(&conf);
         return 1;
     }
     if (meta_open(&meta, conf.meta_path, conf.meta_map_size, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot open the metadata", "error", err, NULL);
-        return 1;
+        goto fail_store;
     }
     if (prepare(&meta, &store, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot start", "error", err, NULL);
-        return 1;
+        goto fail_meta;
     }
     set_body_spill_dir(conf.meta_path);
     if ((ret = commit_start(&commit, &meta, &store, conf.site_id, conf.repl_enabled, 2)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot start the committer", "error", cio_strerror(ret), NULL);
-        return 1;
+        goto fail_meta;
     }
     if (http_start(&http, &conf, &meta, &store, commit, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot start the HTTP server", "error", err, NULL);
-        return 1;
+        commit_stop(commit);
+        goto fail_meta;
     }
     if (!is_loopback(conf.listen) && (conf.access_token == NULL || conf.access_token[0] == '\0'))
         log_msg(LOG_LVL_WARN, "listening beyond loopback without server.access_token: anyone who reaches the port can write", NULL);
@@ -219,4 +219,10 @@ int main(int argc, char **argv)
     log_msg(LOG_LVL_INFO, "stopped", NULL);
     conf_free(&conf);
     return 0;
+fail_meta:
+    meta_close(&meta);
+fail_store:
+    store_close(&store);
+    conf_free(&conf);
+    return 1;
 }
