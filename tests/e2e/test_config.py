@@ -1,0 +1,260 @@
+"""test_config.py - configuration file, flags, access token, size limit, paths."""
+
+import os
+import re
+import socket
+import subprocess
+
+import pytest
+
+from comio import expect_error, expect_ok_json, expect_too_large, free_port, md5, run_storaged, sanitizer_report
+
+
+def run_bad(tmp_path, args, config=None):
+    """Runs storaged expecting a start-up error: exit 2 and exactly one line on stderr. Returns that line."""
+    if config is not None:
+        (tmp_path / "config.yaml").write_text(config)
+    try:
+        p = run_storaged(args, cwd=tmp_path, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("storaged kept running with bad arguments %r" % (args,))
+    assert not sanitizer_report(p.stderr + p.stdout), p.stderr
+    assert p.returncode == 2, "exit %d, stderr %r" % (p.returncode, p.stderr)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, "expected one line on stderr, got %r" % p.stderr
+    return lines[0]
+
+
+def good_flags(tmp_path):
+    return ["--storage", str(tmp_path / "store.img"), "--size", "64MB", "--listen", "127.0.0.1", "--port",
+            str(free_port())]
+
+
+# --- configuration file errors ---------------------------------------------------
+
+
+def test_unknown_key_exact_message(tmp_path):
+    config = "server:\n  port: 8080\n  storage_pth: /tmp/x\n"
+    line = run_bad(tmp_path, ["--config", "config.yaml"] + good_flags(tmp_path), config)
+    assert line == "config.yaml:3: unknown key 'server.storage_pth'"
+
+
+def test_unknown_section(tmp_path):
+    config = "# comment\nsever:\n  port: 8080\n"
+    line = run_bad(tmp_path, ["--config", "config.yaml"] + good_flags(tmp_path), config)
+    assert re.fullmatch(r"config\.yaml:(2: unknown key 'sever'|3: unknown key 'sever\.port')", line), line
+
+
+def test_unknown_nested_key_in_replication(tmp_path):
+    config = "server:\n  port: 8080\nreplication:\n  enabled: false\n  batchsize: 10\n"
+    line = run_bad(tmp_path, ["--config", "config.yaml"] + good_flags(tmp_path), config)
+    assert line == "config.yaml:5: unknown key 'replication.batchsize'"
+
+
+@pytest.mark.parametrize(
+    "config,lineno,key",
+    [
+        ("server:\n  storage_size: 12XB\n", 2, "server.storage_size"),
+        ("server:\n  storage_size: -5MB\n", 2, "server.storage_size"),
+        ("server:\n  port: http\n", 2, "server.port"),
+        ("server:\n  listen: 127.0.0.1\n  port: 70000\n", 3, "server.port"),
+        ("server:\n  port: 0\n", 2, "server.port"),
+        ("server:\n  max_object_size: lots\n", 2, "server.max_object_size"),
+        ("server:\n  port:\n    nested: 1\n", None, "server.port"),
+        ("replication:\n  enabled: maybe\n", 2, "replication.enabled"),
+        ("replication:\n  batch_interval: 5parsecs\n", 2, "replication.batch_interval"),
+    ],
+    ids=["size-unit", "size-negative", "port-word", "port-70000", "port-0", "max-object-size", "port-mapping",
+         "enabled-maybe", "interval-unit"],
+)
+def test_bad_values_name_file_line_and_key(tmp_path, config, lineno, key):
+    line = run_bad(tmp_path, ["--config", "config.yaml"] + good_flags(tmp_path), config)
+    if lineno is not None:
+        assert line.startswith("config.yaml:%d: " % lineno), line
+    else:
+        assert re.match(r"config\.yaml:\d+: ", line), line
+    assert key in line, line
+
+
+def test_yaml_syntax_error(tmp_path):
+    line = run_bad(tmp_path, ["--config", "config.yaml"] + good_flags(tmp_path), "server:\n  port: [8080\n")
+    assert line.startswith("config.yaml:"), line
+
+
+def test_missing_config_file(tmp_path):
+    line = run_bad(tmp_path, ["--config", "nonexistent.yaml"] + good_flags(tmp_path))
+    assert "nonexistent.yaml" in line, line
+
+
+def test_missing_storage_path(tmp_path):
+    line = run_bad(tmp_path, ["--size", "64MB", "--listen", "127.0.0.1", "--port", str(free_port())])
+    assert "storage" in line, line
+
+
+def test_replication_enabled_needs_remote(tmp_path):
+    line = run_bad(tmp_path, good_flags(tmp_path) + ["--replication-enabled"])
+    assert "remote" in line, line
+
+
+# --- flag errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (["--port", "abc"], "--port"),
+        (["--port", "0"], "--port"),
+        (["--port", "65536"], "--port"),
+        (["--port=12x"], "--port"),
+        (["--size", "12XB"], "--size"),
+        (["--bogus-flag"], "--bogus-flag"),
+        (["--log-level", "loud"], "--log-level"),
+    ],
+)
+def test_bad_flags(tmp_path, args, flag):
+    line = run_bad(tmp_path, good_flags(tmp_path) + args)
+    assert flag in line, line
+
+
+def test_flag_without_value(tmp_path):
+    line = run_bad(tmp_path, good_flags(tmp_path) + ["--port"])
+    assert "--port" in line, line
+
+
+def test_positional_argument_refused(tmp_path):
+    run_bad(tmp_path, good_flags(tmp_path) + ["stray"])
+
+
+def test_help(tmp_path):
+    p = run_storaged(["--help"], cwd=tmp_path, timeout=10)
+    assert p.returncode == 0, p
+    for flag in ("--storage", "--size", "--port", "--listen", "--config", "--meta", "--replication-enabled"):
+        assert flag in p.stdout, "%s missing from --help:\n%s" % (flag, p.stdout)
+    assert not (tmp_path / "store.img").exists()
+
+
+# --- configurations that work ----------------------------------------------------------
+
+
+def test_config_file_alone_starts_server(make_server, tmp_path):
+    port = free_port()
+    store = tmp_path / "cfg-store.img"
+    config = ("# a full config\n"
+              "site: {id: test-site}\n"
+              "server:\n"
+              "  listen: 127.0.0.1\n"
+              "  port: %d\n"
+              "  storage_path: %s\n"
+              "  storage_size: 32 MiB\n"
+              "  max_object_size: 2MB\n" % (port, store))
+    srv = make_server(config=config, flags=False, port=port)
+    c = srv.client()
+    assert c.put("cfg", "k", b"config only").status == 200
+    assert c.get("cfg", "k").body == b"config only"
+    assert store.exists() and store.stat().st_size == 32 * 1024 * 1024
+    assert 0 < c.metrics().value("comio_store_capacity_bytes") <= 32 * 1024 * 1024
+    expect_too_large(c.put("cfg", "big", b"x" * 2_000_001))
+
+
+def test_flags_override_config(make_server, tmp_path):
+    config_port = free_port()
+    config = "server:\n  listen: 127.0.0.1\n  port: %d\n  storage_path: %s\n  storage_size: 8MB\n" % (
+        config_port, tmp_path / "from-config.img")
+    srv = make_server(config=config)  # flags name another port, store and size
+    assert srv.port != config_port
+    c = srv.client()
+    assert c.put("over", "k", b"v").status == 200
+    assert srv.storage.exists() and srv.storage.stat().st_size == 64_000_000
+    assert not (tmp_path / "from-config.img").exists()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", config_port), timeout=2).close()
+
+
+def test_storage_image_sparse_and_default_meta_path(server):
+    c = server.client()
+    assert c.put("paths", "k", b"v").status == 200
+    st = server.storage.stat()
+    assert st.st_size == 64_000_000
+    assert st.st_blocks * 512 < 32_000_000, "the store image was not created sparse"
+    meta = server.storage.parent / "store.img.meta"
+    assert meta.is_dir(), "metadata not in <storage>.meta"
+    assert any(meta.iterdir())
+
+
+def test_meta_flag_overrides_meta_path(make_server, tmp_path):
+    meta = tmp_path / "elsewhere-meta"
+    srv = make_server(extra_args=["--meta", str(meta)])
+    c = srv.client()
+    assert c.put("meta", "k", b"persist").status == 200
+    assert meta.exists(), "--meta path not used"
+    if meta.is_dir():
+        assert any(meta.iterdir())
+    assert not (srv.storage.parent / "store.img.meta").exists()
+    srv.restart()
+    assert srv.client().get("meta", "k").body == b"persist"
+
+
+# --- server.max_object_size ------------------------------------------------------------------
+
+
+def test_max_object_size(make_server):
+    srv = make_server(config="server:\n  max_object_size: 1000\n")
+    c = srv.client()
+    used0 = c.metrics().value("comio_store_used_bytes")
+    assert c.put("lim", "exact", b"e" * 1000).status == 200
+    expect_too_large(c.put("lim", "over", b"o" * 1001))
+    expect_too_large(c.put("lim", "way-over", os.urandom(2_000_000)))
+    expect_too_large(c.put("lim", "exact", b"o" * 1001))  # overwrite refused, old one kept
+    expect_error(c.get("lim", "over"), 404, "NoSuchKey")
+    expect_error(c.get("lim", "way-over"), 404, "NoSuchKey")
+    assert c.get("lim", "exact").body == b"e" * 1000
+    m = c.metrics()
+    assert m.value("comio_objects") == 1
+    assert m.value("comio_store_used_bytes") < used0 + 1_000_000
+
+
+# --- server.access_token ------------------------------------------------------------------------
+
+
+TOKEN = "s3cret-token-xyz"
+
+
+def test_access_token(make_server):
+    srv = make_server(config='server:\n  access_token: "%s"\n' % TOKEN)
+    anon = srv.client()
+    good = srv.client(token=TOKEN)
+    bad = srv.client(token=TOKEN + "x")
+    basic = {"Authorization": "Basic " + TOKEN}
+
+    for c in (anon, bad):
+        expect_error(c.put("sec", "k", b"v"), 401, "Unauthorized")
+    expect_error(anon.put("sec", "k", b"v", basic), 401, "Unauthorized")
+    expect_error(anon.put("sec", "k", b"v", {"Authorization": "Bearer"}), 401, "Unauthorized")
+    expect_error(anon.create_bucket("sec"), 401, "Unauthorized")
+    r = good.put("sec", "k", b"secret data")
+    assert r.status == 200, r
+    assert expect_ok_json(good.create_bucket("sec2"))["created"] is True
+
+    # reads of objects stay open
+    r = anon.get("sec", "k")
+    assert r.status == 200 and r.body == b"secret data"
+    assert r.headers["ETag"] == '"%s"' % md5(b"secret data")
+    assert anon.head("sec", "k").status == 200
+    assert anon.get("sec", "k", {"Range": "bytes=0-5"}).body == b"secret"
+
+    # mutations and admin need the token
+    expect_error(anon.delete("sec", "k"), 401, "Unauthorized")
+    expect_error(bad.delete("sec", "k"), 401, "Unauthorized")
+    expect_error(anon.delete_bucket("sec2"), 401, "Unauthorized")
+    expect_error(anon.purge("sec", confirm=True), 401, "Unauthorized")
+    expect_error(anon.purge("sec", confirm=False), 401, "Unauthorized")
+    expect_error(anon.raw("GET", "/admin/replication/status"), 401, "Unauthorized")
+    expect_error(bad.raw("GET", "/admin/replication/status"), 401, "Unauthorized")
+    assert anon.get("sec", "k").body == b"secret data"
+    assert anon.health().status == 200
+
+    assert good.raw("GET", "/admin/replication/status").status == 200
+    assert expect_ok_json(good.purge("sec", confirm=False))["count"] == 1
+    assert good.delete("sec", "k").status == 204
+    assert good.delete_bucket("sec2").status == 204
+    expect_error(anon.get("sec", "k"), 404, "NoSuchKey")

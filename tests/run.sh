@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# run.sh - installs what is missing, builds, and runs every test of ComIO.
+#
+#   tests/run.sh [--sanitize] [-- PYTEST_ARGS...]
+#
+# Debian 12 packages are installed with apt-get when missing (as root, or
+# through sudo). Then: configure and build (build/, or build-asan/ with
+# --sanitize), unit tests under CTest, end-to-end tests under pytest against
+# the binaries just built. Exits non-zero if any step fails.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+SANITIZE=0
+PYTEST_ARGS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --sanitize) SANITIZE=1 ;;
+    --) shift; PYTEST_ARGS=("$@"); break ;;
+    -h | --help)
+        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev
+          libcurl4-openssl-dev libssl-dev python3 python3-pytest curl)
+
+install_missing() {
+    local missing=() pkg
+    for pkg in "${PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$pkg")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== installing: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null; then
+            echo "run.sh: missing packages (${missing[*]}) and not root, no sudo" >&2
+            return 1
+        fi
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# A python3 that has pytest: the one on PATH, else Debian's own (python3-pytest installs there).
+pick_python() {
+    local py
+    for py in python3 /usr/bin/python3; do
+        if command -v "$py" >/dev/null && "$py" -c 'import pytest' 2>/dev/null; then
+            echo "$py"
+            return 0
+        fi
+    done
+    return 1
+}
+
+declare -A RESULT=()
+STEPS=(install configure build ctest pytest)
+for s in "${STEPS[@]}"; do RESULT[$s]="not run"; done
+
+summary() {
+    echo
+    echo "== summary ($([ $SANITIZE -eq 1 ] && echo "sanitize, build-asan" || echo "build"))"
+    local s failed=0
+    for s in "${STEPS[@]}"; do
+        printf '   %-10s %s\n' "$s" "${RESULT[$s]}"
+        case "${RESULT[$s]}" in ok) ;; *) failed=1 ;; esac
+    done
+    if [ $failed -eq 0 ]; then echo "== ALL PASSED"; else echo "== FAILED"; fi
+    return $failed
+}
+
+step() {
+    local name=$1
+    shift
+    echo
+    echo "== $name: $*"
+    local rc=0
+    "$@" || rc=$?
+    if [ $rc -eq 0 ]; then RESULT[$name]=ok; else RESULT[$name]="FAILED (exit $rc)"; fi
+    return $rc
+}
+
+if [ $SANITIZE -eq 1 ]; then
+    BUILD=build-asan
+    BIN=$ROOT/build-asan/bin
+    CMAKE_ARGS=(-DCOMIO_WERROR=ON -DCOMIO_SANITIZE=ON -DCOMIO_BIN_DIR="$BIN")
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    export COMIO_START_TIMEOUT=${COMIO_START_TIMEOUT:-30}
+else
+    BUILD=build
+    BIN=$ROOT/bin
+    CMAKE_ARGS=(-DCOMIO_WERROR=ON -DCOMIO_BIN_DIR="$BIN")
+fi
+export COMIO_BIN_DIR=$BIN
+
+if ! step install install_missing; then summary || exit 1; fi
+if ! step configure cmake -S . -B "$BUILD" "${CMAKE_ARGS[@]}"; then summary || exit 1; fi
+if ! step build cmake --build "$BUILD" -j"$(nproc)"; then summary || exit 1; fi
+
+step ctest ctest --test-dir "$BUILD" --output-on-failure || true
+
+if PY=$(pick_python); then
+    step pytest "$PY" -m pytest -q tests/e2e "${PYTEST_ARGS[@]}" || true
+else
+    echo "run.sh: no python3 with pytest found (python3-pytest should have provided one)" >&2
+    RESULT[pytest]="FAILED (no pytest)"
+fi
+
+summary
