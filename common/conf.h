@@ -23,7 +23,8 @@ typedef struct conf {
     uint16_t port;            /* default 8080 */
     char *storage_path;       /* no default: required by storaged */
     uint64_t storage_size;    /* 0 = unset (device: device size; file: required if the file does not exist or is empty) */
-    char *meta_path;          /* default: "<storage_path>.meta" */
+    char *meta_path;          /* default: "<storage_path>.meta"; for a block device (/dev/...):
+                                 "/var/lib/comio/<device name>.meta", since /dev is a tmpfs */
     char *public_url;         /* default: "http://<listen or 127.0.0.1>:<port>" */
     uint64_t max_object_size; /* default 1GB (10^9) */
     char *access_token;       /* default NULL: no token needed */
@@ -67,8 +68,10 @@ void conf_free(conf_t *c);
  * nested names shown in docs/configuration.md (site.id, server.port, ...);
  * flow mappings such as `tls: {cert: a, key: b}` work. Unknown keys, wrong
  * types (a mapping where a scalar belongs, ...) and bad values fail.
- * On failure returns CIO_ECONFIG and writes one line (no newline) into err
- * naming file:line and key; `c` may be partly updated. */
+ * On failure returns CIO_ECONFIG (CIO_ENOMEM when out of memory) and writes
+ * one line (no newline) into err naming file:line and key; `c` may be partly
+ * updated. replication.{remote,accept}_token_file read the token from the
+ * first line of that file into remote_token/accept_token. */
 int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen) CIO_MUST_CHECK;
 
 /* Parses argv[1..argc). Finds --config FILE first and loads it, then applies

@@ -43,8 +43,12 @@ struct http_server {
     unsigned grace_ms;
     pthread_mutex_t ready_mu;
     pthread_cond_t ready_cv;
-    size_t nready;
+    pthread_cond_t park_cv; /* never signalled */
+    size_t nready, ndrained;
 };
+
+/* The running server; a global so that its memory stays reachable to the end. */
+static http_server_t *running;
 
 struct http_thread {
     http_server_t *srv;
@@ -1119,19 +1123,25 @@ static void *thread_main(void *arg)
 
     while (!__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
         h2o_evloop_run(t->loop, INT32_MAX);
-    /* stop accepting; answer what is in flight */
+    /* stop accepting; answer what is in flight; close keep-alive connections */
     h2o_socket_read_stop(t->listener);
     h2o_socket_close(t->listener);
     t->listener = NULL;
+    h2o_context_request_shutdown(&t->ctx);
     uint64_t deadline = mono_ms() + srv->grace_ms;
-    while (t->inflight > 0 && mono_ms() < deadline)
+    while ((t->inflight > 0 || !h2o_linklist_is_empty(&t->ctx.http1._conns) || !h2o_linklist_is_empty(&t->ctx.http2._conns)) &&
+           mono_ms() < deadline)
         h2o_evloop_run(t->loop, 10);
-    /* give the answers a moment to be written */
-    for (int i = 0; i < 5; i++)
-        h2o_evloop_run(t->loop, 1);
     if (t->rtxn != NULL)
         mdb_txn_abort(t->rtxn);
     t->rtxn = NULL;
+    /* Report drained, then park: the loop's memory stays owned by a live
+     * thread (h2o keeps per-thread free lists) until the process exits. */
+    pthread_mutex_lock(&srv->ready_mu);
+    srv->ndrained++;
+    pthread_cond_broadcast(&srv->ready_cv);
+    for (;;)
+        pthread_cond_wait(&srv->park_cv, &srv->ready_mu);
     return NULL;
 }
 
@@ -1236,6 +1246,7 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     }
     pthread_mutex_init(&srv->ready_mu, NULL);
     pthread_cond_init(&srv->ready_cv, NULL);
+    pthread_cond_init(&srv->park_cv, NULL);
     for (size_t i = 0; i < srv->nthreads; i++) {
         if (pthread_create(&srv->threads[i].tid, NULL, thread_main, &srv->threads[i]) != 0) {
             snprintf(err, errlen, "pthread_create: %s", strerror(errno));
@@ -1247,7 +1258,7 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     while (srv->nready < srv->nthreads)
         pthread_cond_wait(&srv->ready_cv, &srv->ready_mu);
     pthread_mutex_unlock(&srv->ready_mu);
-    *out = srv;
+    *out = running = srv;
     return 0;
 }
 
@@ -1257,7 +1268,9 @@ void http_stop(http_server_t *srv, unsigned grace_ms)
     __atomic_store_n(&srv->stopping, 1, __ATOMIC_RELEASE);
     for (size_t i = 0; i < srv->nthreads; i++)
         h2o_multithread_send_message(&srv->threads[i].wakeup, NULL);
-    for (size_t i = 0; i < srv->nthreads; i++)
-        pthread_join(srv->threads[i].tid, NULL);
-    /* contexts and loops are left to process exit: connections may still be open */
+    pthread_mutex_lock(&srv->ready_mu);
+    while (srv->ndrained < srv->nthreads)
+        pthread_cond_wait(&srv->ready_cv, &srv->ready_mu);
+    pthread_mutex_unlock(&srv->ready_mu);
+    /* the loop threads stay parked until the process exits */
 }

@@ -21,8 +21,9 @@ typedef struct http_server http_server_t;
 int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, char *err,
                size_t errlen) CIO_MUST_CHECK;
 
-/* Stops accepting, lets requests in flight finish (at most `grace_ms`), stops
- * the loops and frees the server. */
+/* Stops accepting, lets requests in flight finish and keep-alive connections
+ * close (at most `grace_ms`), then parks the loop threads: the process is
+ * expected to exit soon after. */
 void http_stop(http_server_t *s, unsigned grace_ms);
 
 #endif

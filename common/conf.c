@@ -1,0 +1,1014 @@
+/* conf.c - ComIO configuration: the YAML file (libyaml event API), command-line flags, derived defaults. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+#include "conf.h"
+#include "units.h"
+
+/* Caps on what grows from input: one scalar or flag value, the whole file,
+ * a dotted key, and the slice of a bad value echoed back in a message. */
+#define CONF_VALUE_MAX 4096
+#define CONF_FILE_MAX (1024 * 1024)
+#define CONF_KEY_MAX 128
+#define CONF_SHOW_MAX 64
+#define CONF_MSG_MAX 512
+#define CONF_SITE_ID_MAX 64
+
+typedef enum {
+    CONF_SECTION,    /* a mapping of further keys */
+    CONF_STRING,     /* "" or null unsets it */
+    CONF_STRING_SET, /* has a fixed default; may not be emptied */
+    CONF_URL,        /* http:// or https://, "" unsets it */
+    CONF_SITE_ID,
+    CONF_TOKEN,      /* printable ASCII, "" unsets it */
+    CONF_TOKEN_FILE, /* fills the CONF_TOKEN field at the same offset */
+    CONF_INT,
+    CONF_SIZE,
+    CONF_DURATION,
+    CONF_BOOL,
+    CONF_MODE,
+    CONF_LEVEL,
+    CONF_FORMAT,
+} conf_kind_t;
+
+typedef struct {
+    const char *key; /* full dotted YAML path */
+    conf_kind_t kind;
+    size_t off;          /* the conf_t field it sets */
+    unsigned width;      /* CONF_INT: size of that field */
+    uint32_t min, max;   /* CONF_INT: accepted range */
+    const char *partner; /* CONF_TOKEN(_FILE): the other way to set the same token */
+} conf_key_t;
+
+/* clang-format off */
+#define CONF_SEC(k) {.key = (k), .kind = CONF_SECTION}
+#define CONF_KEY(k, kd, field) {.key = (k), .kind = (kd), .off = offsetof(conf_t, field)}
+#define CONF_INTKEY(k, field, lo, hi)                                                                                              \
+    {.key = (k), .kind = CONF_INT, .off = offsetof(conf_t, field), .width = sizeof(((conf_t *)0)->field), .min = (lo), .max = (hi)}
+#define CONF_TOKKEY(k, kd, field, other) {.key = (k), .kind = (kd), .off = offsetof(conf_t, field), .partner = (other)}
+/* clang-format on */
+
+static const conf_key_t conf_keys[] = {
+    CONF_SEC("site"),
+    CONF_KEY("site.id", CONF_SITE_ID, site_id),
+    CONF_SEC("server"),
+    CONF_KEY("server.listen", CONF_STRING_SET, listen),
+    CONF_INTKEY("server.port", port, 1, 65535),
+    CONF_KEY("server.storage_path", CONF_STRING, storage_path),
+    CONF_KEY("server.storage_size", CONF_SIZE, storage_size),
+    CONF_KEY("server.meta_path", CONF_STRING, meta_path),
+    CONF_KEY("server.public_url", CONF_URL, public_url),
+    CONF_KEY("server.max_object_size", CONF_SIZE, max_object_size),
+    CONF_KEY("server.access_token", CONF_TOKEN, access_token),
+    CONF_SEC("server.tls"),
+    CONF_KEY("server.tls.cert", CONF_STRING, tls_cert),
+    CONF_KEY("server.tls.key", CONF_STRING, tls_key),
+    CONF_KEY("server.meta_map_size", CONF_SIZE, meta_map_size),
+    CONF_INTKEY("server.threads", threads, 0, 256),
+    CONF_SEC("replication"),
+    CONF_KEY("replication.enabled", CONF_BOOL, repl_enabled),
+    CONF_KEY("replication.mode", CONF_MODE, repl_mode),
+    CONF_KEY("replication.remote_url", CONF_URL, remote_url),
+    CONF_TOKKEY("replication.remote_token", CONF_TOKEN, remote_token, "replication.remote_token_file"),
+    CONF_TOKKEY("replication.remote_token_file", CONF_TOKEN_FILE, remote_token, "replication.remote_token"),
+    CONF_TOKKEY("replication.accept_token", CONF_TOKEN, accept_token, "replication.accept_token_file"),
+    CONF_TOKKEY("replication.accept_token_file", CONF_TOKEN_FILE, accept_token, "replication.accept_token"),
+    CONF_INTKEY("replication.batch_size", batch_size, 1, 10000),
+    CONF_KEY("replication.batch_interval", CONF_DURATION, batch_interval_ms),
+    CONF_INTKEY("replication.retry_attempts", retry_attempts, 0, 100),
+    CONF_KEY("replication.retry_delay", CONF_DURATION, retry_delay_ms),
+    CONF_INTKEY("replication.workers", workers, 1, 64),
+    CONF_KEY("replication.inline_threshold", CONF_SIZE, inline_threshold),
+    CONF_KEY("replication.socket", CONF_STRING_SET, socket_path),
+    CONF_KEY("replication.ca_file", CONF_STRING, ca_file),
+    CONF_SEC("logging"),
+    CONF_KEY("logging.level", CONF_LEVEL, log_level),
+    CONF_KEY("logging.format", CONF_FORMAT, log_json),
+};
+
+#define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+/* Duplicate detection keeps one bit per key in a uint64_t. */
+_Static_assert(CONF_NKEYS <= 64, "conf_keys outgrew the seen-bitmask");
+
+typedef struct {
+    const char *flag;
+    const char *key; /* the setting it overrides; NULL for --config and --help */
+    const char *arg; /* NULL: takes no value */
+    const char *help;
+} conf_flag_t;
+
+static const conf_flag_t conf_flags[] = {
+    {"--config", NULL, "FILE", "read settings from this YAML file; flags override it"},
+    {"--storage", "server.storage_path", "PATH", "data file or block device (required by the server)"},
+    {"--size", "server.storage_size", "SIZE", "size of the data store, e.g. 1TB or 512GiB"},
+    {"--port", "server.port", "PORT", "TCP port for HTTP (default 8080)"},
+    {"--listen", "server.listen", "ADDR", "address to listen on (default 0.0.0.0)"},
+    {"--meta", "server.meta_path", "PATH", "metadata database path (default <storage>.meta)"},
+    {"--replication-enabled", "replication.enabled", NULL, "ship every change to the remote site"},
+    {"--replication-remote", "replication.remote_url", "URL", "base URL of the replica site"},
+    {"--replication-token", "replication.remote_token", "TOKEN", "token sent to the replica (prefer remote_token_file)"},
+    {"--accept-token", "replication.accept_token", "TOKEN", "token a primary must present to this replica"},
+    {"--site-id", "site.id", "ID", "name of this site in logs and records (default: hostname)"},
+    {"--log-level", "logging.level", "LEVEL", "debug, info, warn or error (default info)"},
+    {"--help", NULL, NULL, "print this help and exit (also -h)"},
+};
+
+#define CONF_NFLAGS (sizeof(conf_flags) / sizeof(conf_flags[0]))
+
+static void conf_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void conf_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static char *conf_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Returns a malloc'ed formatted string (caller frees) or NULL when out of memory. */
+static char *conf_strfmt(const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    char *s;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (s = malloc((size_t)n + 1)) == NULL)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Copies a value for display in an error message: at most CONF_SHOW_MAX bytes,
+ * control bytes replaced, so the message stays one short line. */
+static const char *conf_show(const char *val, size_t len, char out[CONF_SHOW_MAX + 4])
+{
+    size_t n = len > CONF_SHOW_MAX ? CONF_SHOW_MAX : len, i;
+
+    for (i = 0; i < n; i++)
+        out[i] = (unsigned char)val[i] < 0x20 || val[i] == 0x7f ? '?' : val[i];
+    if (len > n) {
+        memcpy(out + i, "...", 3);
+        i += 3;
+    }
+    out[i] = '\0';
+    return out;
+}
+
+static const conf_key_t *conf_key_find(const char *key, size_t len)
+{
+    for (size_t i = 0; i < CONF_NKEYS; i++)
+        if (strlen(conf_keys[i].key) == len && memcmp(conf_keys[i].key, key, len) == 0)
+            return &conf_keys[i];
+    return NULL;
+}
+
+static int conf_parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+
+    for (size_t i = 0; i < 3; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = 1;
+            return CIO_OK;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = 0;
+            return CIO_OK;
+        }
+    }
+    return CIO_EINVAL;
+}
+
+/* Decimal digits only: no sign, no hex, no spaces; overflow-safe. */
+static int conf_parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v = 0;
+
+    if (*s == '\0')
+        return CIO_EINVAL;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return CIO_EINVAL;
+        v = v * 10 + (uint64_t)(*s - '0');
+        if (v > max)
+            return CIO_EINVAL;
+    }
+    if (v < min)
+        return CIO_EINVAL;
+    *out = (uint32_t)v;
+    return CIO_OK;
+}
+
+static int conf_valid_site_id(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > CONF_SITE_ID_MAX)
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' ||
+              *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* Tokens end up in an HTTP header: refuse anything that could split it. */
+static int conf_valid_token(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
+static int conf_valid_url(const char *s)
+{
+    const char *rest;
+
+    if (strncasecmp(s, "http://", 7) == 0)
+        rest = s + 7;
+    else if (strncasecmp(s, "https://", 8) == 0)
+        rest = s + 8;
+    else
+        return 0;
+    if (*rest == '\0' || *rest == '/')
+        return 0;
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Reads the first line of a token file into a malloc'ed string (*out, caller
+ * frees), trailing whitespace stripped. */
+static int conf_read_token_file(const char *name, const char *path, char **out, char *msg, size_t msglen)
+{
+    char line[CONF_VALUE_MAX + 2];
+    FILE *fp;
+    size_t n;
+    int rc = CIO_ECONFIG;
+
+    if ((fp = fopen(path, "r")) == NULL) {
+        conf_err(msg, msglen, "%s: cannot open '%s': %s", name, path, strerror(errno));
+        return CIO_ECONFIG;
+    }
+    if (fgets(line, sizeof(line), fp) == NULL) {
+        if (ferror(fp))
+            conf_err(msg, msglen, "%s: cannot read '%s': %s", name, path, strerror(errno));
+        else
+            conf_err(msg, msglen, "%s: file '%s' is empty", name, path);
+        goto fail;
+    }
+    n = strlen(line);
+    if (n > CONF_VALUE_MAX && line[n - 1] != '\n') {
+        conf_err(msg, msglen, "%s: the token in '%s' is longer than %d bytes", name, path, CONF_VALUE_MAX);
+        goto fail;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+        line[--n] = '\0';
+    if (n == 0) {
+        conf_err(msg, msglen, "%s: file '%s' is empty", name, path);
+        goto fail;
+    }
+    if (!conf_valid_token(line)) {
+        conf_err(msg, msglen, "%s: the token in '%s' must be printable ASCII without spaces", name, path);
+        goto fail;
+    }
+    if ((*out = strdup(line)) == NULL) {
+        conf_err(msg, msglen, "out of memory");
+        rc = CIO_ENOMEM;
+        goto fail;
+    }
+    rc = CIO_OK;
+fail:
+    explicit_bzero(line, sizeof(line));
+    fclose(fp);
+    return rc;
+}
+
+/* Sets the field of `k` from val[0..len). `name` is what the message calls the
+ * setting (the dotted key, or the flag). `is_null` marks a YAML null (~).
+ * On failure writes one line into msg and returns CIO_ECONFIG or CIO_ENOMEM. */
+static int conf_set(conf_t *c, const conf_key_t *k, const char *name, const char *val, size_t len, int is_null, char *msg,
+                    size_t msglen)
+{
+    char *base = (char *)c, shown[CONF_SHOW_MAX + 4], *s;
+    char **strp = (char **)(void *)(base + k->off);
+    int is_secret = k->kind == CONF_TOKEN;
+    uint64_t u64;
+    uint32_t u32;
+    log_level_t lvl;
+    int b;
+
+    if (len > CONF_VALUE_MAX) {
+        conf_err(msg, msglen, "%s: value is longer than %d bytes", name, CONF_VALUE_MAX);
+        return CIO_ECONFIG;
+    }
+    if (memchr(val, '\0', len) != NULL) {
+        conf_err(msg, msglen, "%s: value contains a NUL byte", name);
+        return CIO_ECONFIG;
+    }
+    conf_show(is_secret ? "" : val, is_secret ? 0 : len, shown);
+
+    switch (k->kind) {
+    case CONF_SECTION:
+        conf_err(msg, msglen, "%s: expected a mapping, got '%s'", name, shown);
+        return CIO_ECONFIG;
+
+    case CONF_STRING:
+    case CONF_STRING_SET:
+    case CONF_URL:
+    case CONF_SITE_ID:
+    case CONF_TOKEN:
+        if (is_null || len == 0) {
+            if (k->kind == CONF_STRING_SET) {
+                conf_err(msg, msglen, "%s: must not be empty", name);
+                return CIO_ECONFIG;
+            }
+            free(*strp);
+            *strp = NULL;
+            return CIO_OK;
+        }
+        if (k->kind == CONF_URL && !conf_valid_url(val)) {
+            conf_err(msg, msglen, "%s: expected an http:// or https:// URL, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        if (k->kind == CONF_SITE_ID && !conf_valid_site_id(val)) {
+            conf_err(msg, msglen, "%s: expected 1 to %d letters, digits, '.', '_' or '-', got '%s'", name, CONF_SITE_ID_MAX, shown);
+            return CIO_ECONFIG;
+        }
+        if (k->kind == CONF_TOKEN && !conf_valid_token(val)) {
+            conf_err(msg, msglen, "%s: must be printable ASCII without spaces", name);
+            return CIO_ECONFIG;
+        }
+        if ((s = strndup(val, len)) == NULL)
+            goto nomem;
+        free(*strp);
+        *strp = s;
+        return CIO_OK;
+
+    case CONF_TOKEN_FILE: {
+        int rc;
+        if (is_null || len == 0) {
+            conf_err(msg, msglen, "%s: expected a file name", name);
+            return CIO_ECONFIG;
+        }
+        if ((rc = conf_read_token_file(name, val, &s, msg, msglen)) != CIO_OK)
+            return rc;
+        free(*strp);
+        *strp = s;
+        return CIO_OK;
+    }
+
+    case CONF_INT:
+        if (conf_parse_uint(val, k->min, k->max, &u32) != CIO_OK) {
+            conf_err(msg, msglen, "%s: expected an integer from %u to %u, got '%s'", name, k->min, k->max, shown);
+            return CIO_ECONFIG;
+        }
+        if (k->width == sizeof(uint16_t))
+            *(uint16_t *)(void *)(base + k->off) = (uint16_t)u32;
+        else
+            *(uint32_t *)(void *)(base + k->off) = u32;
+        return CIO_OK;
+
+    case CONF_SIZE:
+        if (units_parse_size(val, &u64) != CIO_OK) {
+            conf_err(msg, msglen, "%s: expected a size such as 4096, 512MB or 2GiB, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        *(uint64_t *)(void *)(base + k->off) = u64;
+        return CIO_OK;
+
+    case CONF_DURATION:
+        if (units_parse_duration(val, &u64) != CIO_OK) {
+            conf_err(msg, msglen, "%s: expected a duration such as 500ms, 1s, 5m or 1h, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        *(uint64_t *)(void *)(base + k->off) = u64;
+        return CIO_OK;
+
+    case CONF_BOOL:
+        if (conf_parse_bool(val, &b) != CIO_OK) {
+            conf_err(msg, msglen, "%s: expected true or false, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        *(int *)(void *)(base + k->off) = b;
+        return CIO_OK;
+
+    case CONF_MODE:
+        if (strcmp(val, "async") != 0) {
+            conf_err(msg, msglen, "%s: only 'async' is supported (synchronous replication is not supported), got '%s'", name,
+                     shown);
+            return CIO_ECONFIG;
+        }
+        if ((s = strdup("async")) == NULL)
+            goto nomem;
+        free(*strp);
+        *strp = s;
+        return CIO_OK;
+
+    case CONF_LEVEL:
+        if (log_parse_level(val, &lvl) != CIO_OK) {
+            conf_err(msg, msglen, "%s: expected debug, info, warn or error, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        *(log_level_t *)(void *)(base + k->off) = lvl;
+        return CIO_OK;
+
+    case CONF_FORMAT:
+        if (strcmp(val, "json") == 0) {
+            *(int *)(void *)(base + k->off) = 1;
+        } else if (strcmp(val, "text") == 0) {
+            *(int *)(void *)(base + k->off) = 0;
+        } else {
+            conf_err(msg, msglen, "%s: expected json or text, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        return CIO_OK;
+    }
+    conf_err(msg, msglen, "%s: unsupported setting", name);
+    return CIO_ECONFIG;
+
+nomem:
+    conf_err(msg, msglen, "out of memory");
+    return CIO_ENOMEM;
+}
+
+int conf_init(conf_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->port = 8080;
+    c->max_object_size = 1000000000ULL;
+    c->meta_map_size = 16ULL << 30;
+    c->threads = 0;
+    c->repl_enabled = 0;
+    c->batch_size = 100;
+    c->batch_interval_ms = 1000;
+    c->retry_attempts = 3;
+    c->retry_delay_ms = 5000;
+    c->workers = 5;
+    c->inline_threshold = 1000000;
+    c->log_level = LOG_LVL_INFO;
+    c->log_json = 1;
+    if ((c->listen = strdup("0.0.0.0")) == NULL || (c->repl_mode = strdup("async")) == NULL ||
+        (c->socket_path = strdup("/run/comio/repld.sock")) == NULL)
+        goto fail;
+    return CIO_OK;
+fail:
+    conf_free(c);
+    return CIO_ENOMEM;
+}
+
+void conf_free(conf_t *c)
+{
+    char **strs[] = {&c->site_id,      &c->listen,       &c->storage_path, &c->meta_path, &c->public_url,
+                     &c->access_token, &c->tls_cert,     &c->tls_key,      &c->repl_mode, &c->remote_url,
+                     &c->remote_token, &c->accept_token, &c->socket_path,  &c->ca_file,   &c->config_path};
+
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        /* Tokens are secrets: wipe them before the memory goes back. */
+        if (*strs[i] != NULL && (strs[i] == &c->access_token || strs[i] == &c->remote_token || strs[i] == &c->accept_token))
+            explicit_bzero(*strs[i], strlen(*strs[i]));
+        free(*strs[i]);
+    }
+    memset(c, 0, sizeof(*c));
+}
+
+/* ---- the YAML file ---- */
+
+typedef struct {
+    yaml_parser_t parser;
+    yaml_event_t ev; /* the current event; one at a time, deleted by the next */
+    int have_ev;
+    const char *text; /* the whole file, NUL-terminated */
+    size_t len;
+    uint64_t seen; /* bit i: conf_keys[i] was already given in this file */
+    conf_t *c;
+    const char *path;
+    char *err;
+    size_t errlen;
+} conf_yaml_t;
+
+static size_t conf_yaml_line(const yaml_event_t *ev)
+{
+    return ev->start_mark.line + 1;
+}
+
+/* Writes "<path>:<line>: <msg>" and returns CIO_ECONFIG. */
+static int conf_yaml_fail(conf_yaml_t *y, size_t line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int conf_yaml_fail(conf_yaml_t *y, size_t line, const char *fmt, ...)
+{
+    char msg[CONF_MSG_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    conf_err(y->err, y->errlen, "%s:%zu: %s", y->path, line, msg);
+    return CIO_ECONFIG;
+}
+
+/* The reader (bad UTF-8, ...) reports a byte offset, not a line. */
+static size_t conf_yaml_offset_line(const conf_yaml_t *y, size_t offset)
+{
+    size_t line = 1;
+
+    for (size_t i = 0; i < offset && i < y->len; i++)
+        if (y->text[i] == '\n')
+            line++;
+    return line;
+}
+
+/* Advances to the next event, deleting the current one. */
+static int conf_yaml_next(conf_yaml_t *y)
+{
+    if (y->have_ev) {
+        yaml_event_delete(&y->ev);
+        y->have_ev = 0;
+    }
+    if (yaml_parser_parse(&y->parser, &y->ev)) {
+        y->have_ev = 1;
+        return CIO_OK;
+    }
+    switch (y->parser.error) {
+    case YAML_MEMORY_ERROR:
+        conf_err(y->err, y->errlen, "%s: out of memory", y->path);
+        return CIO_ENOMEM;
+    case YAML_READER_ERROR:
+        return conf_yaml_fail(y, conf_yaml_offset_line(y, y->parser.problem_offset), "YAML syntax error: %s",
+                              y->parser.problem ? y->parser.problem : "unreadable input");
+    default:
+        if (y->parser.context != NULL)
+            return conf_yaml_fail(y, y->parser.problem_mark.line + 1, "YAML syntax error: %s (%s at line %zu)",
+                                  y->parser.problem ? y->parser.problem : "unknown problem", y->parser.context,
+                                  y->parser.context_mark.line + 1);
+        return conf_yaml_fail(y, y->parser.problem_mark.line + 1, "YAML syntax error: %s",
+                              y->parser.problem ? y->parser.problem : "unknown problem");
+    }
+}
+
+static int conf_yaml_is_null(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static int conf_yaml_mapping(conf_yaml_t *y, const conf_key_t *section);
+
+/* Handles the value event of key `k` (already current). */
+static int conf_yaml_value(conf_yaml_t *y, const conf_key_t *k)
+{
+    yaml_event_t *ev = &y->ev;
+    size_t line = conf_yaml_line(ev);
+    char msg[CONF_MSG_MAX];
+    int rc;
+
+    switch (ev->type) {
+    case YAML_ALIAS_EVENT:
+        return conf_yaml_fail(y, line, "%s: aliases (*name) are not supported", k->key);
+    case YAML_SEQUENCE_START_EVENT:
+        return conf_yaml_fail(y, line, "%s: expected %s, got a sequence", k->key,
+                              k->kind == CONF_SECTION ? "a mapping" : "a single value");
+    case YAML_MAPPING_START_EVENT:
+        if (k->kind != CONF_SECTION)
+            return conf_yaml_fail(y, line, "%s: expected a single value, got a mapping", k->key);
+        return conf_yaml_mapping(y, k);
+    case YAML_SCALAR_EVENT:
+        if (k->kind == CONF_SECTION && conf_yaml_is_null(ev))
+            return CIO_OK; /* "replication:" with everything under it commented out */
+        if (k->partner != NULL) {
+            const conf_key_t *p = conf_key_find(k->partner, strlen(k->partner));
+            if (p != NULL && (y->seen & (1ULL << (p - conf_keys))))
+                return conf_yaml_fail(y, line, "%s: cannot be used together with %s", k->key, p->key);
+        }
+        rc = conf_set(y->c, k, k->key, (const char *)ev->data.scalar.value, ev->data.scalar.length, conf_yaml_is_null(ev), msg,
+                      sizeof(msg));
+        if (rc == CIO_ENOMEM) {
+            conf_err(y->err, y->errlen, "%s: %s", y->path, msg);
+            return rc;
+        }
+        if (rc != CIO_OK)
+            return conf_yaml_fail(y, line, "%s", msg);
+        return CIO_OK;
+    default:
+        return conf_yaml_fail(y, line, "%s: unexpected YAML event", k->key);
+    }
+}
+
+/* Reads key/value pairs up to the end of the mapping whose start event was
+ * just consumed. `section` is NULL at the top level. Depth is bounded: only
+ * known sections recurse. */
+static int conf_yaml_mapping(conf_yaml_t *y, const conf_key_t *section)
+{
+    char full[CONF_KEY_MAX], shown[CONF_SHOW_MAX + 4];
+    const char *prefix = section != NULL ? section->key : "";
+    const char *dot = section != NULL ? "." : "";
+    const conf_key_t *k;
+    size_t line, klen;
+    const char *kstr;
+    int rc;
+
+    for (;;) {
+        if ((rc = conf_yaml_next(y)) != CIO_OK)
+            return rc;
+        if (y->ev.type == YAML_MAPPING_END_EVENT)
+            return CIO_OK;
+        line = conf_yaml_line(&y->ev);
+        if (y->ev.type == YAML_ALIAS_EVENT)
+            return conf_yaml_fail(y, line, "%s%saliases (*name) are not supported", prefix, section ? ": " : "");
+        if (y->ev.type != YAML_SCALAR_EVENT)
+            return conf_yaml_fail(y, line, "%s%skeys must be plain names", prefix, section ? ": " : "");
+        kstr = (const char *)y->ev.data.scalar.value;
+        klen = y->ev.data.scalar.length;
+        k = NULL;
+        if (memchr(kstr, '\0', klen) == NULL && snprintf(full, sizeof(full), "%s%s%s", prefix, dot, kstr) < (int)sizeof(full))
+            k = conf_key_find(full, strlen(full));
+        /* A dotted key ("server.port: 1") would be a second spelling of a nested one: refuse it, with a hint. */
+        if (k != NULL && memchr(kstr, '.', klen) != NULL)
+            return conf_yaml_fail(y, line, "unknown key '%s' (nest it: write each part on its own indented line)", full);
+        if (k == NULL)
+            return conf_yaml_fail(y, line, "unknown key '%s%s%s'", prefix, dot, conf_show(kstr, klen, shown));
+        if (y->seen & (1ULL << (k - conf_keys)))
+            return conf_yaml_fail(y, line, "duplicate key '%s'", k->key);
+        y->seen |= 1ULL << (k - conf_keys);
+
+        if ((rc = conf_yaml_next(y)) != CIO_OK)
+            return rc;
+        if ((rc = conf_yaml_value(y, k)) != CIO_OK)
+            return rc;
+    }
+}
+
+/* Starts a fresh parser over the text; the previous one, if any, is gone. */
+static int conf_yaml_start(conf_yaml_t *y)
+{
+    if (!yaml_parser_initialize(&y->parser)) {
+        conf_err(y->err, y->errlen, "%s: out of memory", y->path);
+        return CIO_ENOMEM;
+    }
+    yaml_parser_set_input_string(&y->parser, (const unsigned char *)y->text, y->len);
+    return CIO_OK;
+}
+
+static void conf_yaml_stop(conf_yaml_t *y)
+{
+    if (y->have_ev)
+        yaml_event_delete(&y->ev);
+    y->have_ev = 0;
+    yaml_parser_delete(&y->parser);
+}
+
+/* Pass 1: the whole stream must be valid YAML before any key is looked at,
+ * so "server: a: b" reads as the syntax error it is, not as a bad value. */
+static int conf_yaml_syntax(conf_yaml_t *y)
+{
+    int rc;
+
+    do {
+        if ((rc = conf_yaml_next(y)) != CIO_OK)
+            return rc;
+    } while (y->ev.type != YAML_STREAM_END_EVENT);
+    return CIO_OK;
+}
+
+/* Pass 2: the keys and values. */
+static int conf_yaml_document(conf_yaml_t *y)
+{
+    size_t line;
+    int rc;
+
+    if ((rc = conf_yaml_next(y)) != CIO_OK) /* STREAM-START */
+        return rc;
+    if ((rc = conf_yaml_next(y)) != CIO_OK)
+        return rc;
+    if (y->ev.type == YAML_STREAM_END_EVENT)
+        return CIO_OK;                      /* an empty file, or only comments: all defaults */
+    if ((rc = conf_yaml_next(y)) != CIO_OK) /* the root node, after DOCUMENT-START */
+        return rc;
+    line = conf_yaml_line(&y->ev);
+    switch (y->ev.type) {
+    case YAML_MAPPING_START_EVENT:
+        if ((rc = conf_yaml_mapping(y, NULL)) != CIO_OK)
+            return rc;
+        break;
+    case YAML_SCALAR_EVENT:
+        if (conf_yaml_is_null(&y->ev))
+            break; /* "---" alone */
+        return conf_yaml_fail(y, line, "expected a mapping at the top level (site:, server:, replication:, logging:)");
+    case YAML_SEQUENCE_START_EVENT:
+        return conf_yaml_fail(y, line, "expected a mapping at the top level, got a sequence");
+    default:
+        return conf_yaml_fail(y, line, "expected a mapping at the top level");
+    }
+    if ((rc = conf_yaml_next(y)) != CIO_OK) /* DOCUMENT-END */
+        return rc;
+    if ((rc = conf_yaml_next(y)) != CIO_OK)
+        return rc;
+    if (y->ev.type != YAML_STREAM_END_EVENT)
+        return conf_yaml_fail(y, conf_yaml_line(&y->ev), "only one YAML document is allowed");
+    return CIO_OK;
+}
+
+/* Reads the whole file (at most CONF_FILE_MAX bytes) into a malloc'ed,
+ * NUL-terminated buffer: *out, owned by the caller. Works for pipes too. */
+static int conf_read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
+{
+    FILE *fp;
+    struct stat st;
+    char *buf = NULL;
+    size_t n = 0, got;
+    int rc = CIO_ECONFIG;
+
+    if ((fp = fopen(path, "r")) == NULL) {
+        conf_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return CIO_ECONFIG;
+    }
+    if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+        conf_err(err, errlen, "%s: cannot open: %s", path, strerror(EISDIR));
+        goto fail;
+    }
+    if ((buf = malloc(CONF_FILE_MAX + 2)) == NULL) {
+        conf_err(err, errlen, "%s: out of memory", path);
+        rc = CIO_ENOMEM;
+        goto fail;
+    }
+    /* Ask for one byte more than the cap to tell "at the cap" from "over it". */
+    while (n <= CONF_FILE_MAX && (got = fread(buf + n, 1, CONF_FILE_MAX + 1 - n, fp)) > 0)
+        n += got;
+    if (ferror(fp)) {
+        conf_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (n > CONF_FILE_MAX) {
+        conf_err(err, errlen, "%s: file is larger than %d bytes", path, CONF_FILE_MAX);
+        goto fail;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    fclose(fp);
+    return CIO_OK;
+fail:
+    free(buf);
+    fclose(fp);
+    return rc;
+}
+
+int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen)
+{
+    conf_yaml_t y;
+    char *text = NULL;
+    int rc;
+
+    memset(&y, 0, sizeof(y));
+    y.c = c;
+    y.path = path;
+    y.err = err;
+    y.errlen = errlen;
+    if ((rc = conf_read_file(path, &text, &y.len, err, errlen)) != CIO_OK)
+        return rc;
+    y.text = text;
+    if ((rc = conf_yaml_start(&y)) != CIO_OK)
+        goto out;
+    rc = conf_yaml_syntax(&y);
+    conf_yaml_stop(&y);
+    if (rc != CIO_OK || (rc = conf_yaml_start(&y)) != CIO_OK)
+        goto out;
+    rc = conf_yaml_document(&y);
+    conf_yaml_stop(&y);
+out:
+    explicit_bzero(text, y.len); /* it may hold tokens */
+    free(text);
+    return rc;
+}
+
+/* ---- command-line flags ---- */
+
+typedef struct {
+    const conf_flag_t *flag; /* NULL for one of the caller's `extra` flags */
+    const char *value;       /* NULL when the flag came without one */
+} conf_arg_t;
+
+/* Reads the flag at argv[*i] (and its value) and advances *i past them. */
+static int conf_next_arg(int argc, char **argv, int *i, const char *const *extra, conf_arg_t *out, char *err, size_t errlen)
+{
+    const char *arg = argv[*i], *eq;
+    size_t namelen;
+
+    out->flag = NULL;
+    out->value = NULL;
+    if (arg[0] != '-' || arg[1] == '\0') {
+        conf_err(err, errlen, "unexpected argument '%s' (see --help)", arg);
+        return CIO_ECONFIG;
+    }
+    eq = strchr(arg, '=');
+    namelen = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+    for (size_t e = 0; extra != NULL && extra[e] != NULL; e++) {
+        if (strlen(extra[e]) == namelen && strncmp(extra[e], arg, namelen) == 0) {
+            (*i)++;
+            return CIO_OK;
+        }
+    }
+    for (size_t f = 0; f < CONF_NFLAGS; f++) {
+        const char *name = conf_flags[f].flag;
+        if (strcmp(name, "--help") == 0 && namelen == 2 && strncmp(arg, "-h", 2) == 0)
+            out->flag = &conf_flags[f]; /* the one short flag */
+        else if (strlen(name) == namelen && strncmp(name, arg, namelen) == 0)
+            out->flag = &conf_flags[f];
+    }
+    if (out->flag == NULL) {
+        conf_err(err, errlen, "unknown flag '%.*s' (see --help)", (int)(namelen > 64 ? 64 : namelen), arg);
+        return CIO_ECONFIG;
+    }
+    if (out->flag->arg == NULL) {
+        if (eq != NULL && out->flag->key == NULL) {
+            conf_err(err, errlen, "%s: takes no value", out->flag->flag);
+            return CIO_ECONFIG;
+        }
+        out->value = eq != NULL ? eq + 1 : NULL;
+        (*i)++;
+        return CIO_OK;
+    }
+    if (eq != NULL) {
+        out->value = eq + 1;
+        (*i)++;
+        return CIO_OK;
+    }
+    /* "--storage --size 1TB" is a forgotten value, not a path named "--size". */
+    if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0) {
+        conf_err(err, errlen, "%s: needs a value", out->flag->flag);
+        return CIO_ECONFIG;
+    }
+    out->value = argv[*i + 1];
+    *i += 2;
+    return CIO_OK;
+}
+
+int conf_from_args(conf_t *c, int argc, char **argv, const char *const *extra, char *err, size_t errlen)
+{
+    const char *config = NULL;
+    char msg[CONF_MSG_MAX];
+    conf_arg_t a;
+    int i, rc;
+
+    /* Pass 1: check the syntax of every flag and find --config, so the file
+     * is loaded first and the flags can override it wherever they stand. */
+    for (i = 1; i < argc;) {
+        if ((rc = conf_next_arg(argc, argv, &i, extra, &a, err, errlen)) != CIO_OK)
+            return rc;
+        if (a.flag == NULL)
+            continue;
+        if (strcmp(a.flag->flag, "--help") == 0)
+            c->help = 1;
+        else if (strcmp(a.flag->flag, "--config") == 0)
+            config = a.value;
+    }
+    if (c->help)
+        return CIO_OK;
+    if (config != NULL) {
+        char *p;
+        if (config[0] == '\0') {
+            conf_err(err, errlen, "--config: needs a value");
+            return CIO_ECONFIG;
+        }
+        if ((p = strdup(config)) == NULL) {
+            conf_err(err, errlen, "out of memory");
+            return CIO_ENOMEM;
+        }
+        free(c->config_path);
+        c->config_path = p;
+        if ((rc = conf_load_file(c, config, err, errlen)) != CIO_OK)
+            return rc;
+    }
+
+    /* Pass 2: apply the flags on top, left to right (the last one wins). */
+    for (i = 1; i < argc;) {
+        const conf_key_t *k;
+        if ((rc = conf_next_arg(argc, argv, &i, extra, &a, err, errlen)) != CIO_OK)
+            return rc;
+        if (a.flag == NULL || a.flag->key == NULL)
+            continue;
+        k = conf_key_find(a.flag->key, strlen(a.flag->key));
+        if (k->kind == CONF_BOOL && a.value == NULL) {
+            *(int *)(void *)((char *)c + k->off) = 1;
+            continue;
+        }
+        if ((rc = conf_set(c, k, a.flag->flag, a.value, strlen(a.value), 0, msg, sizeof(msg))) != CIO_OK) {
+            conf_err(err, errlen, "%s", msg);
+            return rc;
+        }
+    }
+    return CIO_OK;
+}
+
+/* ---- derived defaults ---- */
+
+/* A block device lives under /dev, which is a tmpfs: metadata next to it
+ * would vanish at reboot, so it goes to /var/lib/comio instead. */
+static int conf_is_block_device(const char *path)
+{
+    struct stat st;
+
+    if (strncmp(path, "/dev/", 5) == 0)
+        return 1;
+    return stat(path, &st) == 0 && S_ISBLK(st.st_mode);
+}
+
+int conf_finalize(conf_t *c, int need_storage, char *err, size_t errlen)
+{
+    if (c->site_id == NULL) {
+        char host[256];
+        if (gethostname(host, sizeof(host)) != 0) {
+            conf_err(err, errlen, "cannot determine the hostname for site.id: %s (set site.id or --site-id)", strerror(errno));
+            return CIO_ECONFIG;
+        }
+        host[sizeof(host) - 1] = '\0';
+        if (!conf_valid_site_id(host)) {
+            char shown[CONF_SHOW_MAX + 4];
+            conf_err(err, errlen, "site.id: the hostname '%s' is not a valid site id (set site.id or --site-id)",
+                     conf_show(host, strlen(host), shown));
+            return CIO_ECONFIG;
+        }
+        if ((c->site_id = strdup(host)) == NULL)
+            goto nomem;
+    }
+    if (need_storage && c->storage_path == NULL) {
+        conf_err(err, errlen, "server.storage_path is required (set it in the config file or with --storage)");
+        return CIO_ECONFIG;
+    }
+    if (c->storage_path != NULL && c->meta_path == NULL) {
+        if (conf_is_block_device(c->storage_path)) {
+            const char *slash = strrchr(c->storage_path, '/');
+            c->meta_path = conf_strfmt("/var/lib/comio/%s.meta", slash != NULL ? slash + 1 : c->storage_path);
+        } else {
+            c->meta_path = conf_strfmt("%s.meta", c->storage_path);
+        }
+        if (c->meta_path == NULL)
+            goto nomem;
+    }
+    if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
+        conf_err(err, errlen, "server.tls.cert and server.tls.key must be set together");
+        return CIO_ECONFIG;
+    }
+    if (c->repl_enabled && c->remote_url == NULL) {
+        conf_err(err, errlen,
+                 "replication.remote_url is required when replication.enabled is true "
+                 "(set it in the config file or with --replication-remote)");
+        return CIO_ECONFIG;
+    }
+    if (c->public_url == NULL) {
+        const char *host = c->listen;
+        const char *scheme = c->tls_cert != NULL ? "https" : "http";
+        if (host == NULL || host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || strcmp(host, "[::]") == 0)
+            host = "127.0.0.1";
+        if (strchr(host, ':') != NULL && host[0] != '[') /* an IPv6 literal */
+            c->public_url = conf_strfmt("%s://[%s]:%u", scheme, host, (unsigned)c->port);
+        else
+            c->public_url = conf_strfmt("%s://%s:%u", scheme, host, (unsigned)c->port);
+        if (c->public_url == NULL)
+            goto nomem;
+    }
+    return CIO_OK;
+
+nomem:
+    conf_err(err, errlen, "out of memory");
+    return CIO_ENOMEM;
+}
+
+void conf_usage(const char *prog)
+{
+    printf("Usage: %s [flags]\n\n", prog != NULL ? prog : "comio");
+    printf("Flags override the same setting in the --config file (see docs/configuration.md).\n");
+    printf("Both \"--flag value\" and \"--flag=value\" work.\n\n");
+    for (size_t f = 0; f < CONF_NFLAGS; f++) {
+        char lhs[64];
+        const conf_flag_t *fl = &conf_flags[f];
+        snprintf(lhs, sizeof(lhs), "%s%s%s", fl->flag, fl->arg ? " " : "", fl->arg ? fl->arg : "");
+        printf("  %-28s %s\n", lhs, fl->help);
+        if (fl->key != NULL)
+            printf("  %-28s   config key: %s\n", "", fl->key);
+    }
+    printf("\nSIZE is a number with an optional unit: B, KB/MB/GB/TB/PB (x1000), KiB/MiB/GiB/TiB/PiB (x1024).\n");
+    printf("Tokens given as flags are visible to other local users (ps); prefer the *_token_file keys.\n");
+}

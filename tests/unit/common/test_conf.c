@@ -1,0 +1,932 @@
+/* test_conf.c - unit tests for common/conf.c: YAML keys and every error path, flags, derived defaults, usage. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "conf.h"
+#include "testutil.h"
+
+#define ERRLEN 512
+
+static char tmpdir[] = "/tmp/comio-test-conf-XXXXXX";
+static const char *created[64];
+static int ncreated;
+
+/* Writes `content` to `name` inside the test directory (the cwd). */
+static void write_file(const char *name, const char *content)
+{
+    FILE *fp = fopen(name, "w");
+    int known = 0;
+
+    if (fp == NULL) {
+        perror(name);
+        exit(2);
+    }
+    fputs(content, fp);
+    fclose(fp);
+    for (int i = 0; i < ncreated; i++)
+        known |= strcmp(created[i], name) == 0;
+    if (!known && ncreated < 64)
+        created[ncreated++] = name;
+}
+
+static int load(const char *yaml, conf_t *c, char *err)
+{
+    int rc;
+
+    write_file("config.yaml", yaml);
+    if (conf_init(c) != CIO_OK)
+        return CIO_ENOMEM;
+    err[0] = '\0';
+    rc = conf_load_file(c, "config.yaml", err, ERRLEN);
+    return rc;
+}
+
+static void expect_ok(const char *yaml)
+{
+    conf_t c;
+    char err[ERRLEN];
+    int rc = load(yaml, &c, err);
+
+    if (rc != CIO_OK)
+        fprintf(stderr, "  unexpected error: %s\n  for YAML:\n%s\n", err, yaml);
+    CHECK_EQ_INT(rc, CIO_OK);
+    conf_free(&c);
+}
+
+/* Loads yaml, expects CIO_ECONFIG and exactly `want` (one line) as the message. */
+static void expect_err(const char *yaml, const char *want)
+{
+    conf_t c;
+    char err[ERRLEN];
+    int rc = load(yaml, &c, err);
+
+    CHECK_EQ_INT(rc, CIO_ECONFIG);
+    CHECK_EQ_STR(err, want);
+    CHECK(strchr(err, '\n') == NULL);
+    conf_free(&c);
+}
+
+/* Same, but only the start of the message is fixed (libyaml words the rest). */
+static void expect_err_prefix(const char *yaml, const char *want)
+{
+    conf_t c;
+    char err[ERRLEN];
+    int rc = load(yaml, &c, err);
+
+    CHECK_EQ_INT(rc, CIO_ECONFIG);
+    if (strncmp(err, want, strlen(want)) != 0)
+        fprintf(stderr, "  message '%s' does not start with '%s'\n", err, want);
+    CHECK(strncmp(err, want, strlen(want)) == 0);
+    CHECK(strchr(err, '\n') == NULL);
+    conf_free(&c);
+}
+
+/* Runs conf_from_args over a NULL-terminated list (argv[0] is added). */
+static int run_args(conf_t *c, const char *const *extra, char *err, ...)
+{
+    char *argv[32];
+    const char *a;
+    int argc = 0, rc;
+    va_list ap;
+
+    argv[argc++] = strdup("prog");
+    va_start(ap, err);
+    while ((a = va_arg(ap, const char *)) != NULL && argc < 31)
+        argv[argc++] = strdup(a);
+    va_end(ap);
+    argv[argc] = NULL;
+    err[0] = '\0';
+    rc = conf_from_args(c, argc, argv, extra, err, ERRLEN);
+    for (int i = 0; i < argc; i++)
+        free(argv[i]);
+    return rc;
+}
+
+/* ---- the defaults and the seed's files ---- */
+
+static void test_init_defaults(void)
+{
+    conf_t c;
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK(c.site_id == NULL);
+    CHECK_EQ_STR(c.listen, "0.0.0.0");
+    CHECK_EQ_INT(c.port, 8080);
+    CHECK(c.storage_path == NULL);
+    CHECK(c.storage_size == 0);
+    CHECK(c.meta_path == NULL);
+    CHECK(c.public_url == NULL);
+    CHECK(c.max_object_size == 1000000000ULL);
+    CHECK(c.access_token == NULL);
+    CHECK(c.tls_cert == NULL && c.tls_key == NULL);
+    CHECK(c.meta_map_size == (16ULL << 30));
+    CHECK_EQ_INT(c.threads, 0);
+    CHECK_EQ_INT(c.repl_enabled, 0);
+    CHECK_EQ_STR(c.repl_mode, "async");
+    CHECK(c.remote_url == NULL && c.remote_token == NULL && c.accept_token == NULL);
+    CHECK_EQ_INT(c.batch_size, 100);
+    CHECK(c.batch_interval_ms == 1000);
+    CHECK_EQ_INT(c.retry_attempts, 3);
+    CHECK(c.retry_delay_ms == 5000);
+    CHECK_EQ_INT(c.workers, 5);
+    CHECK(c.inline_threshold == 1000000);
+    CHECK_EQ_STR(c.socket_path, "/run/comio/repld.sock");
+    CHECK(c.ca_file == NULL);
+    CHECK_EQ_INT(c.log_level, LOG_LVL_INFO);
+    CHECK_EQ_INT(c.log_json, 1);
+    CHECK(c.config_path == NULL);
+    CHECK_EQ_INT(c.help, 0);
+    conf_free(&c);
+    CHECK(c.listen == NULL); /* conf_free leaves it zeroed and reusable */
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    conf_free(&c);
+    conf_free(&c); /* twice is harmless */
+}
+
+static void test_seed_primary(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    /* Verbatim from REPLICATION.md, "Site A (Primary) - config.yaml". */
+    CHECK_EQ_INT(load("server:\n"
+                      "  port: 8080\n"
+                      "  storage_path: /dev/nvme0n1\n"
+                      "  storage_size: 1TB\n"
+                      "\n"
+                      "replication:\n"
+                      "  enabled: true\n"
+                      "  mode: async\n"
+                      "  remote_url: https://site-b.example.com\n"
+                      "  remote_token: \"secret-token-xyz123\"\n"
+                      "  batch_size: 100\n"
+                      "  batch_interval: 1s\n"
+                      "  retry_attempts: 3\n"
+                      "  retry_delay: 5s\n",
+                      &c, err),
+                 CIO_OK);
+    CHECK_EQ_INT(c.port, 8080);
+    CHECK_EQ_STR(c.storage_path, "/dev/nvme0n1");
+    CHECK(c.storage_size == 1000000000000ULL);
+    CHECK_EQ_INT(c.repl_enabled, 1);
+    CHECK_EQ_STR(c.repl_mode, "async");
+    CHECK_EQ_STR(c.remote_url, "https://site-b.example.com");
+    CHECK_EQ_STR(c.remote_token, "secret-token-xyz123");
+    CHECK_EQ_INT(c.batch_size, 100);
+    CHECK(c.batch_interval_ms == 1000);
+    CHECK_EQ_INT(c.retry_attempts, 3);
+    CHECK(c.retry_delay_ms == 5000);
+    CHECK_EQ_INT(conf_finalize(&c, 1, err, ERRLEN), CIO_OK);
+    CHECK_EQ_STR(c.meta_path, "/var/lib/comio/nvme0n1.meta"); /* not in /dev, which is a tmpfs */
+    conf_free(&c);
+}
+
+static void test_seed_replica(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    CHECK_EQ_INT(load("server:\n"
+                      "  port: 8080\n"
+                      "  storage_path: /dev/nvme0n1\n"
+                      "  storage_size: 1TB\n"
+                      "\n"
+                      "replication:\n"
+                      "  enabled: false  # \xe2\x9a\xa0\xef\xb8\x8f IMPORTANT: disable to avoid loops!\n",
+                      &c, err),
+                 CIO_OK);
+    CHECK_EQ_INT(c.repl_enabled, 0);
+    CHECK(c.storage_size == 1000000000000ULL);
+    CHECK_EQ_INT(conf_finalize(&c, 1, err, ERRLEN), CIO_OK);
+    conf_free(&c);
+
+    /* The "Setup" section's two short files. */
+    CHECK_EQ_INT(load("replication:\n"
+                      "  enabled: true\n"
+                      "  remote_url: https://site-b.example.com\n"
+                      "  remote_token: \"abc123...\"\n",
+                      &c, err),
+                 CIO_OK);
+    CHECK_EQ_INT(c.repl_enabled, 1);
+    CHECK_EQ_STR(c.remote_token, "abc123...");
+    conf_free(&c);
+    CHECK_EQ_INT(load("replication:\n  enabled: false\n", &c, err), CIO_OK);
+    CHECK_EQ_INT(c.repl_enabled, 0);
+    conf_free(&c);
+}
+
+static void test_seed_flags(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    /* REPLICATION.md "Complete Example"; the CLI hands over argv from "server" on. */
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--storage", "/dev/nvme0n1", "--size", "1TB", "--replication-enabled",
+                          "--replication-remote", "https://site-b.example.com", "--replication-token", "abc123...", NULL),
+                 CIO_OK);
+    CHECK_EQ_STR(c.storage_path, "/dev/nvme0n1");
+    CHECK(c.storage_size == 1000000000000ULL);
+    CHECK_EQ_INT(c.repl_enabled, 1);
+    CHECK_EQ_STR(c.remote_url, "https://site-b.example.com");
+    CHECK_EQ_STR(c.remote_token, "abc123...");
+    CHECK_EQ_INT(conf_finalize(&c, 1, err, ERRLEN), CIO_OK);
+    conf_free(&c);
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--storage", "/dev/nvme0n1", "--size", "1TB", NULL), CIO_OK);
+    CHECK_EQ_INT(c.repl_enabled, 0);
+    conf_free(&c);
+}
+
+static void test_every_key(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    write_file("remote.tok", "from-file-token\n");
+    CHECK_EQ_INT(load("site:\n"
+                      "  id: site-a\n"
+                      "server:\n"
+                      "  listen: 10.0.0.5\n"
+                      "  port: 9000\n"
+                      "  storage_path: /srv/comio/data\n"
+                      "  storage_size: 1.5GiB\n"
+                      "  meta_path: /srv/comio/meta\n"
+                      "  public_url: https://a.example.com\n"
+                      "  max_object_size: 5GB\n"
+                      "  access_token: tok-123\n"
+                      "  tls:\n"
+                      "    cert: /etc/comio/cert.pem\n"
+                      "    key: /etc/comio/key.pem\n"
+                      "  meta_map_size: 64GiB\n"
+                      "  threads: 4\n"
+                      "replication:\n"
+                      "  enabled: yes\n"
+                      "  mode: async\n"
+                      "  remote_url: https://b.example.com:8443\n"
+                      "  remote_token_file: remote.tok\n"
+                      "  accept_token: acc-456\n"
+                      "  batch_size: 200\n"
+                      "  batch_interval: 250ms\n"
+                      "  retry_attempts: 0\n"
+                      "  retry_delay: 1m\n"
+                      "  workers: 10\n"
+                      "  inline_threshold: 512KiB\n"
+                      "  socket: /tmp/repld.sock\n"
+                      "  ca_file: /etc/comio/ca.pem\n"
+                      "logging:\n"
+                      "  level: debug\n"
+                      "  format: text\n",
+                      &c, err),
+                 CIO_OK);
+    CHECK_EQ_STR(c.site_id, "site-a");
+    CHECK_EQ_STR(c.listen, "10.0.0.5");
+    CHECK_EQ_INT(c.port, 9000);
+    CHECK_EQ_STR(c.storage_path, "/srv/comio/data");
+    CHECK(c.storage_size == 1610612736ULL);
+    CHECK_EQ_STR(c.meta_path, "/srv/comio/meta");
+    CHECK_EQ_STR(c.public_url, "https://a.example.com");
+    CHECK(c.max_object_size == 5000000000ULL);
+    CHECK_EQ_STR(c.access_token, "tok-123");
+    CHECK_EQ_STR(c.tls_cert, "/etc/comio/cert.pem");
+    CHECK_EQ_STR(c.tls_key, "/etc/comio/key.pem");
+    CHECK(c.meta_map_size == (64ULL << 30));
+    CHECK_EQ_INT(c.threads, 4);
+    CHECK_EQ_INT(c.repl_enabled, 1);
+    CHECK_EQ_STR(c.repl_mode, "async");
+    CHECK_EQ_STR(c.remote_url, "https://b.example.com:8443");
+    CHECK_EQ_STR(c.remote_token, "from-file-token");
+    CHECK_EQ_STR(c.accept_token, "acc-456");
+    CHECK_EQ_INT(c.batch_size, 200);
+    CHECK(c.batch_interval_ms == 250);
+    CHECK_EQ_INT(c.retry_attempts, 0);
+    CHECK(c.retry_delay_ms == 60000);
+    CHECK_EQ_INT(c.workers, 10);
+    CHECK(c.inline_threshold == 524288);
+    CHECK_EQ_STR(c.socket_path, "/tmp/repld.sock");
+    CHECK_EQ_STR(c.ca_file, "/etc/comio/ca.pem");
+    CHECK_EQ_INT(c.log_level, LOG_LVL_DEBUG);
+    CHECK_EQ_INT(c.log_json, 0);
+    CHECK_EQ_INT(conf_finalize(&c, 1, err, ERRLEN), CIO_OK);
+    CHECK_EQ_STR(c.public_url, "https://a.example.com"); /* explicit values are kept */
+    CHECK_EQ_STR(c.meta_path, "/srv/comio/meta");
+    conf_free(&c);
+}
+
+static void test_empty_and_null(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    expect_ok("");
+    expect_ok("# only a comment\n\n");
+    expect_ok("---\n");
+    expect_ok("---\n...\n");
+    expect_ok("~\n");
+    expect_ok("replication:\n# everything commented out\nlogging:\n");
+    expect_ok("server: {}\n");
+
+    /* Empty strings (and YAML nulls) unset optional strings. */
+    CHECK_EQ_INT(load("server:\n"
+                      "  access_token: \"\"\n"
+                      "  tls:\n"
+                      "    cert: \"\"\n"
+                      "    key: ''\n"
+                      "  storage_path: ~\n"
+                      "  meta_path:\n"
+                      "replication:\n"
+                      "  ca_file: null\n",
+                      &c, err),
+                 CIO_OK);
+    CHECK(c.access_token == NULL && c.tls_cert == NULL && c.tls_key == NULL);
+    CHECK(c.storage_path == NULL && c.meta_path == NULL && c.ca_file == NULL);
+    conf_free(&c);
+
+    /* A later file that sets "" clears an earlier value. */
+    CHECK_EQ_INT(load("server:\n  access_token: abc\n", &c, err), CIO_OK);
+    CHECK_EQ_STR(c.access_token, "abc");
+    write_file("config.yaml", "server:\n  access_token: \"\"\n");
+    CHECK_EQ_INT(conf_load_file(&c, "config.yaml", err, ERRLEN), CIO_OK);
+    CHECK(c.access_token == NULL);
+    conf_free(&c);
+}
+
+static void test_flow_mapping_and_styles(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    CHECK_EQ_INT(load("server:\n  tls: {cert: a, key: b}\n  port: \"8081\"\n", &c, err), CIO_OK);
+    CHECK_EQ_STR(c.tls_cert, "a");
+    CHECK_EQ_STR(c.tls_key, "b");
+    CHECK_EQ_INT(c.port, 8081);
+    conf_free(&c);
+
+    CHECK_EQ_INT(load("{server: {port: 1234, storage_path: '/data/x'}, replication: {enabled: ON, workers: 64}}\n", &c, err),
+                 CIO_OK);
+    CHECK_EQ_INT(c.port, 1234);
+    CHECK_EQ_STR(c.storage_path, "/data/x");
+    CHECK_EQ_INT(c.repl_enabled, 1);
+    CHECK_EQ_INT(c.workers, 64);
+    conf_free(&c);
+
+    /* Booleans: true/false/yes/no/on/off in any case. */
+    {
+        static const char *const t[] = {"true", "TRUE", "Yes", "on", "On"}, *const f[] = {"false", "False", "NO", "off", "OFF"};
+        char yaml[128];
+        for (int i = 0; i < 5; i++) {
+            snprintf(yaml, sizeof(yaml), "replication:\n  enabled: %s\n", t[i]);
+            CHECK(load(yaml, &c, err) == CIO_OK && c.repl_enabled == 1);
+            conf_free(&c);
+            snprintf(yaml, sizeof(yaml), "replication:\n  enabled: %s\n", f[i]);
+            CHECK(load(yaml, &c, err) == CIO_OK && c.repl_enabled == 0);
+            conf_free(&c);
+        }
+    }
+
+    /* Anchors alone are harmless; warn is an alias for the level. */
+    CHECK_EQ_INT(load("logging:\n  level: &l warning\n", &c, err), CIO_OK);
+    CHECK_EQ_INT(c.log_level, LOG_LVL_WARN);
+    conf_free(&c);
+
+    /* Range edges. */
+    expect_ok("server:\n  port: 1\n  threads: 256\nreplication:\n  batch_size: 10000\n  workers: 1\n  retry_attempts: 100\n");
+    expect_ok("server:\n  port: 65535\n  threads: 0\nreplication:\n  batch_size: 1\n  retry_delay: 0\n");
+    expect_ok("server:\n  port: 08080\n");
+}
+
+/* ---- every error path of the file ---- */
+
+static void test_err_keys(void)
+{
+    expect_err("server:\n  port: 8080\n  storage_pth: /x\n", "config.yaml:3: unknown key 'server.storage_pth'");
+    expect_err("serv:\n  port: 1\n", "config.yaml:1: unknown key 'serv'");
+    expect_err("server:\n  tls:\n    certificate: x\n", "config.yaml:3: unknown key 'server.tls.certificate'");
+    expect_err("replication:\n  queue_size: 10000\n", "config.yaml:2: unknown key 'replication.queue_size'");
+    expect_err("server.port: 1\n", "config.yaml:1: unknown key 'server.port' (nest it: write each part on its own indented line)");
+    expect_err("server:\n  port: 1\n  port: 2\n", "config.yaml:3: duplicate key 'server.port'");
+    expect_err("server:\n  port: 1\nlogging:\n  level: info\nserver:\n  listen: x\n", "config.yaml:5: duplicate key 'server'");
+    expect_err("server:\n  tls: {cert: a, cert: b}\n", "config.yaml:2: duplicate key 'server.tls.cert'");
+    expect_err("? [a, b]\n: 1\n", "config.yaml:1: keys must be plain names");
+    expect_err("server:\n  ? {a: 1}\n  : 1\n", "config.yaml:2: server: keys must be plain names");
+    expect_err("server: &s\n  port: 1\nreplication: *s\n", "config.yaml:3: replication: aliases (*name) are not supported");
+    expect_err("server:\n  *x : 1\n", "config.yaml:2: server: aliases (*name) are not supported");
+    {
+        char yaml[400], want[400];
+        char longkey[200];
+        memset(longkey, 'k', sizeof(longkey) - 1);
+        longkey[sizeof(longkey) - 1] = '\0';
+        snprintf(yaml, sizeof(yaml), "server:\n  %s: 1\n", longkey);
+        snprintf(want, sizeof(want), "config.yaml:2: unknown key 'server.%.64s...'", longkey);
+        expect_err(yaml, want);
+    }
+}
+
+static void test_err_types(void)
+{
+    expect_err("server:\n  port:\n    a: 1\n", "config.yaml:3: server.port: expected a single value, got a mapping");
+    expect_err("server:\n  port: {a: 1}\n", "config.yaml:2: server.port: expected a single value, got a mapping");
+    expect_err("server:\n  port: [1, 2]\n", "config.yaml:2: server.port: expected a single value, got a sequence");
+    expect_err("server:\n  listen:\n    - a\n", "config.yaml:3: server.listen: expected a single value, got a sequence");
+    expect_err("server: 8080\n", "config.yaml:1: server: expected a mapping, got '8080'");
+    expect_err("server:\n  - port\n", "config.yaml:2: server: expected a mapping, got a sequence");
+    expect_err("server:\n  tls: yes\n", "config.yaml:2: server.tls: expected a mapping, got 'yes'");
+    expect_err("- a\n- b\n", "config.yaml:1: expected a mapping at the top level, got a sequence");
+    expect_err("hello\n", "config.yaml:1: expected a mapping at the top level (site:, server:, replication:, logging:)");
+    expect_err("server:\n  port: 1\n---\nserver:\n  port: 2\n", "config.yaml:3: only one YAML document is allowed");
+}
+
+static void test_err_values(void)
+{
+    expect_err("server:\n  storage_size: 1XB\n",
+               "config.yaml:2: server.storage_size: expected a size such as 4096, 512MB or 2GiB, got '1XB'");
+    expect_err("server:\n  max_object_size: -1MB\n",
+               "config.yaml:2: server.max_object_size: expected a size such as 4096, 512MB or 2GiB, got '-1MB'");
+    expect_err("server:\n  meta_map_size: 0.1B\n",
+               "config.yaml:2: server.meta_map_size: expected a size such as 4096, 512MB or 2GiB, got '0.1B'");
+    expect_err("replication:\n  inline_threshold:\n",
+               "config.yaml:2: replication.inline_threshold: expected a size such as 4096, 512MB or 2GiB, got ''");
+    expect_err("replication:\n  batch_interval: 1\n",
+               "config.yaml:2: replication.batch_interval: expected a duration such as 500ms, 1s, 5m or 1h, got '1'");
+    expect_err("replication:\n  retry_delay: 0.5ms\n",
+               "config.yaml:2: replication.retry_delay: expected a duration such as 500ms, 1s, 5m or 1h, got '0.5ms'");
+    expect_err("replication:\n  enabled: maybe\n", "config.yaml:2: replication.enabled: expected true or false, got 'maybe'");
+    expect_err("replication:\n  enabled: 1\n", "config.yaml:2: replication.enabled: expected true or false, got '1'");
+    expect_err("replication:\n  enabled:\n", "config.yaml:2: replication.enabled: expected true or false, got ''");
+
+    expect_err("server:\n  port: http\n", "config.yaml:2: server.port: expected an integer from 1 to 65535, got 'http'");
+    expect_err("server:\n  port: 0\n", "config.yaml:2: server.port: expected an integer from 1 to 65535, got '0'");
+    expect_err("server:\n  port: 65536\n", "config.yaml:2: server.port: expected an integer from 1 to 65535, got '65536'");
+    expect_err("server:\n  port: -1\n", "config.yaml:2: server.port: expected an integer from 1 to 65535, got '-1'");
+    expect_err("server:\n  port: +80\n", "config.yaml:2: server.port: expected an integer from 1 to 65535, got '+80'");
+    expect_err("server:\n  port: 0x50\n", "config.yaml:2: server.port: expected an integer from 1 to 65535, got '0x50'");
+    expect_err("server:\n  port: 80.0\n", "config.yaml:2: server.port: expected an integer from 1 to 65535, got '80.0'");
+    expect_err("server:\n  port: 99999999999999999999999\n",
+               "config.yaml:2: server.port: expected an integer from 1 to 65535, got '99999999999999999999999'");
+    expect_err("server:\n  threads: 257\n", "config.yaml:2: server.threads: expected an integer from 0 to 256, got '257'");
+    expect_err("replication:\n  batch_size: 0\n",
+               "config.yaml:2: replication.batch_size: expected an integer from 1 to 10000, got '0'");
+    expect_err("replication:\n  batch_size: 10001\n",
+               "config.yaml:2: replication.batch_size: expected an integer from 1 to 10000, got '10001'");
+    expect_err("replication:\n  workers: 0\n", "config.yaml:2: replication.workers: expected an integer from 1 to 64, got '0'");
+    expect_err("replication:\n  workers: 65\n", "config.yaml:2: replication.workers: expected an integer from 1 to 64, got '65'");
+    expect_err("replication:\n  retry_attempts: 101\n",
+               "config.yaml:2: replication.retry_attempts: expected an integer from 0 to 100, got '101'");
+
+    expect_err("replication:\n  mode: sync\n", "config.yaml:2: replication.mode: only 'async' is supported (synchronous "
+                                               "replication is not supported), got 'sync'");
+    expect_err("logging:\n  level: loud\n", "config.yaml:2: logging.level: expected debug, info, warn or error, got 'loud'");
+    expect_err("logging:\n  format: xml\n", "config.yaml:2: logging.format: expected json or text, got 'xml'");
+
+    expect_err("server:\n  listen: \"\"\n", "config.yaml:2: server.listen: must not be empty");
+    expect_err("replication:\n  socket:\n", "config.yaml:2: replication.socket: must not be empty");
+    expect_err("replication:\n  remote_url: site-b.example.com\n",
+               "config.yaml:2: replication.remote_url: expected an http:// or https:// URL, got 'site-b.example.com'");
+    expect_err("server:\n  public_url: \"http://a b\"\n",
+               "config.yaml:2: server.public_url: expected an http:// or https:// URL, got 'http://a b'");
+    expect_err("site:\n  id: \"site a\"\n",
+               "config.yaml:2: site.id: expected 1 to 64 letters, digits, '.', '_' or '-', got 'site a'");
+    expect_err("site:\n  id: \"a\\0b\"\n", "config.yaml:2: site.id: value contains a NUL byte");
+    expect_err("logging:\n  level: \"info\\nerror\"\n",
+               "config.yaml:2: logging.level: expected debug, info, warn or error, got 'info?error'");
+
+    /* A bad token is never echoed back. */
+    expect_err("server:\n  access_token: \"secret with space\"\n",
+               "config.yaml:2: server.access_token: must be printable ASCII without spaces");
+    expect_err("replication:\n  remote_token: \"abc\\r\\nX-Injected: 1\"\n",
+               "config.yaml:2: replication.remote_token: must be printable ASCII without spaces");
+    /* Multi-line values report the line where the value starts. */
+    expect_err("server:\n  port: 1\n  storage_size: >-\n    12\n    XB\n",
+               "config.yaml:3: server.storage_size: expected a size such as 4096, 512MB or 2GiB, got '12 XB'");
+}
+
+static void test_err_caps(void)
+{
+    static char yaml[12000], want[256];
+    char val[5001];
+    conf_t c;
+    char err[ERRLEN];
+
+    memset(val, 'a', sizeof(val) - 1);
+    val[4096] = '\0';
+    snprintf(yaml, sizeof(yaml), "server:\n  access_token: %s\n", val);
+    CHECK_EQ_INT(load(yaml, &c, err), CIO_OK); /* exactly at the cap */
+    CHECK(c.access_token != NULL && strlen(c.access_token) == 4096);
+    conf_free(&c);
+    val[4096] = 'a';
+    val[5000] = '\0';
+    snprintf(yaml, sizeof(yaml), "server:\n  access_token: %s\n", val);
+    expect_err(yaml, "config.yaml:2: server.access_token: value is longer than 4096 bytes");
+    snprintf(yaml, sizeof(yaml), "server:\n  storage_path: %s\n", val);
+    expect_err(yaml, "config.yaml:2: server.storage_path: value is longer than 4096 bytes");
+    snprintf(yaml, sizeof(yaml), "server:\n  port: %s\n", val);
+    expect_err(yaml, "config.yaml:2: server.port: value is longer than 4096 bytes");
+
+    /* The file itself is capped. */
+    {
+        FILE *fp = fopen("big.yaml", "w");
+        for (int i = 0; i < 20000; i++)
+            fputs("# a comment line to make the file larger than one mebibyte ...........\n", fp);
+        fclose(fp);
+        created[ncreated++] = "big.yaml";
+        CHECK_EQ_INT(conf_init(&c), CIO_OK);
+        CHECK_EQ_INT(conf_load_file(&c, "big.yaml", err, ERRLEN), CIO_ECONFIG);
+        snprintf(want, sizeof(want), "big.yaml: file is larger than %d bytes", 1024 * 1024);
+        CHECK_EQ_STR(err, want);
+        conf_free(&c);
+    }
+}
+
+static void test_err_syntax(void)
+{
+    expect_err("server:\n  port: 8080\n  listen: \"abc\n",
+               "config.yaml:4: YAML syntax error: found unexpected end of stream (while scanning a quoted scalar at line 3)");
+    expect_err("server:\n  port: 8080\n  listen: x\n bad: 1\n",
+               "config.yaml:4: YAML syntax error: did not find expected key (while parsing a block mapping at line 1)");
+    expect_err("server: a: b\n", "config.yaml:1: YAML syntax error: mapping values are not allowed in this context");
+    expect_err_prefix("server:\n  port: 8080\n\tlisten: x\n", "config.yaml:3: YAML syntax error: ");
+    expect_err_prefix("server:\n  port: 8080\n  listen: {a: 1\n", "config.yaml:4: YAML syntax error: ");
+    expect_err_prefix("server:\n  port: 1\n  - x\n", "config.yaml:3: YAML syntax error: ");
+    expect_err_prefix("server:\n  port: @x\n", "config.yaml:2: YAML syntax error: ");
+    /* Invalid UTF-8 is found by the reader, which counts bytes, not lines. */
+    expect_err("server:\n  port: 1\n  listen: \xff\xfe\n", "config.yaml:3: YAML syntax error: invalid leading UTF-8 octet");
+}
+
+static void test_err_open(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(conf_load_file(&c, "missing.yaml", err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, "missing.yaml: cannot open: No such file or directory");
+    CHECK_EQ_INT(conf_load_file(&c, ".", err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, ".: cannot open: Is a directory");
+    CHECK_EQ_INT(conf_load_file(&c, "missing.yaml", NULL, 0), CIO_ECONFIG); /* no buffer: still fails cleanly */
+    if (geteuid() != 0) {
+        write_file("secret.yaml", "server:\n  port: 1\n");
+        chmod("secret.yaml", 0);
+        CHECK_EQ_INT(conf_load_file(&c, "secret.yaml", err, ERRLEN), CIO_ECONFIG);
+        CHECK_EQ_STR(err, "secret.yaml: cannot open: Permission denied");
+        chmod("secret.yaml", 0600);
+    }
+    conf_free(&c);
+}
+
+static void test_token_files(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    write_file("good.tok", "tok-abc   \r\nsecond line ignored\n");
+    write_file("nonl.tok", "tok-no-newline");
+    write_file("empty.tok", "");
+    write_file("blank.tok", "  \n\n");
+    write_file("space.tok", "two words\n");
+
+    CHECK_EQ_INT(load("replication:\n  remote_token_file: good.tok\n  accept_token_file: nonl.tok\n", &c, err), CIO_OK);
+    CHECK_EQ_STR(c.remote_token, "tok-abc");
+    CHECK_EQ_STR(c.accept_token, "tok-no-newline");
+    conf_free(&c);
+
+    expect_err("replication:\n  remote_token_file: empty.tok\n",
+               "config.yaml:2: replication.remote_token_file: file 'empty.tok' is empty");
+    expect_err("replication:\n  accept_token_file: blank.tok\n",
+               "config.yaml:2: replication.accept_token_file: file 'blank.tok' is empty");
+    expect_err("replication:\n  remote_token_file: none.tok\n",
+               "config.yaml:2: replication.remote_token_file: cannot open 'none.tok': No such file or directory");
+    expect_err("replication:\n  remote_token_file: .\n",
+               "config.yaml:2: replication.remote_token_file: cannot read '.': Is a directory");
+    expect_err("replication:\n  remote_token_file: space.tok\n",
+               "config.yaml:2: replication.remote_token_file: the token in 'space.tok' must be printable ASCII without spaces");
+    expect_err("replication:\n  remote_token_file: \"\"\n", "config.yaml:2: replication.remote_token_file: expected a file name");
+    expect_err("replication:\n  remote_token: a\n  remote_token_file: good.tok\n",
+               "config.yaml:3: replication.remote_token_file: cannot be used together with replication.remote_token");
+    expect_err("replication:\n  accept_token_file: good.tok\n  accept_token: a\n",
+               "config.yaml:3: replication.accept_token: cannot be used together with replication.accept_token_file");
+    {
+        static char big[6000];
+        memset(big, 't', sizeof(big) - 1);
+        write_file("long.tok", big);
+        expect_err("replication:\n  remote_token_file: long.tok\n",
+                   "config.yaml:2: replication.remote_token_file: the token in 'long.tok' is longer than 4096 bytes");
+    }
+}
+
+/* ---- flags ---- */
+
+static void test_args_override(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    write_file("base.yaml", "server:\n  port: 8080\n  storage_path: /from/file\n  listen: 127.0.0.1\n"
+                            "replication:\n  enabled: true\n  remote_url: https://b\n");
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    /* --config comes last but is loaded first; flags win wherever they stand. */
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--port", "9000", "--storage=/from/flag", "--config", "base.yaml", NULL), CIO_OK);
+    CHECK_EQ_INT(c.port, 9000);
+    CHECK_EQ_STR(c.storage_path, "/from/flag");
+    CHECK_EQ_STR(c.listen, "127.0.0.1"); /* from the file, no flag */
+    CHECK_EQ_STR(c.config_path, "base.yaml");
+    CHECK_EQ_INT(c.repl_enabled, 1);
+    conf_free(&c);
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--config=base.yaml", "--replication-enabled=false", "--port=1", "--port", "2", "--listen",
+                          "::1", "--meta", "/m", "--accept-token", "acc", "--site-id", "site-b", "--log-level", "debug",
+                          "--replication-remote", "http://c:1", "--replication-token=rt", "--size=2GiB", NULL),
+                 CIO_OK);
+    CHECK_EQ_INT(c.repl_enabled, 0);
+    CHECK_EQ_INT(c.port, 2); /* the last one wins */
+    CHECK_EQ_STR(c.listen, "::1");
+    CHECK_EQ_STR(c.meta_path, "/m");
+    CHECK_EQ_STR(c.accept_token, "acc");
+    CHECK_EQ_STR(c.site_id, "site-b");
+    CHECK_EQ_INT(c.log_level, LOG_LVL_DEBUG);
+    CHECK_EQ_STR(c.remote_url, "http://c:1");
+    CHECK_EQ_STR(c.remote_token, "rt");
+    CHECK(c.storage_size == (2ULL << 30));
+    conf_free(&c);
+
+    /* No flags at all is fine. */
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(run_args(&c, NULL, err, NULL), CIO_OK);
+    CHECK(c.config_path == NULL);
+    conf_free(&c);
+}
+
+static void test_args_extra_and_help(void)
+{
+    static const char *const extra[] = {"--list-failed", "--json", NULL};
+    conf_t c;
+    char err[ERRLEN];
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(run_args(&c, extra, err, "--list-failed", "--port", "81", "--json", NULL), CIO_OK);
+    CHECK_EQ_INT(c.port, 81);
+    CHECK_EQ_INT(c.help, 0);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--list-failed", NULL), CIO_ECONFIG); /* not extra here */
+    CHECK_EQ_STR(err, "unknown flag '--list-failed' (see --help)");
+    conf_free(&c);
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--help", NULL), CIO_OK);
+    CHECK_EQ_INT(c.help, 1);
+    conf_free(&c);
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    /* -h wins over a bad value or a missing file: the caller prints usage. */
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--port", "x", "--config", "missing.yaml", "-h", NULL), CIO_OK);
+    CHECK_EQ_INT(c.help, 1);
+    conf_free(&c);
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--help=yes", NULL), CIO_ECONFIG);
+    CHECK_EQ_STR(err, "--help: takes no value");
+    conf_free(&c);
+}
+
+static void expect_args_err(const char *want, ...)
+{
+    char *argv[16];
+    const char *a;
+    int argc = 0;
+    va_list ap;
+    conf_t c;
+    char err[ERRLEN];
+
+    argv[argc++] = strdup("prog");
+    va_start(ap, want);
+    while ((a = va_arg(ap, const char *)) != NULL && argc < 15)
+        argv[argc++] = strdup(a);
+    va_end(ap);
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    err[0] = '\0';
+    CHECK_EQ_INT(conf_from_args(&c, argc, argv, NULL, err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, want);
+    conf_free(&c);
+    for (int i = 0; i < argc; i++)
+        free(argv[i]);
+}
+
+static void test_args_errors(void)
+{
+    write_file("bad.yaml", "server:\n  prot: 1\n");
+    expect_args_err("unknown flag '--foo' (see --help)", "--foo", NULL);
+    expect_args_err("unknown flag '--foo' (see --help)", "--foo=bar", NULL);
+    expect_args_err("unknown flag '-x' (see --help)", "-x", NULL);
+    expect_args_err("unknown flag '--' (see --help)", "--", NULL);
+    expect_args_err("unexpected argument 'server' (see --help)", "server", NULL);
+    expect_args_err("unexpected argument 'extra' (see --help)", "--port", "80", "extra", NULL);
+    expect_args_err("unexpected argument '-' (see --help)", "-", NULL);
+    expect_args_err("--port: needs a value", "--port", NULL);
+    expect_args_err("--storage: needs a value", "--storage", "--size", "1TB", NULL);
+    expect_args_err("--config: needs a value", "--config", NULL);
+    expect_args_err("--config: needs a value", "--config=", NULL);
+    expect_args_err("--port: expected an integer from 1 to 65535, got 'x'", "--port", "x", NULL);
+    expect_args_err("--port: expected an integer from 1 to 65535, got ''", "--port=", NULL);
+    expect_args_err("--size: expected a size such as 4096, 512MB or 2GiB, got '1XB'", "--size", "1XB", NULL);
+    expect_args_err("--log-level: expected debug, info, warn or error, got 'loud'", "--log-level", "loud", NULL);
+    expect_args_err("--replication-enabled: expected true or false, got 'maybe'", "--replication-enabled=maybe", NULL);
+    expect_args_err("--replication-remote: expected an http:// or https:// URL, got 'ftp://x'", "--replication-remote", "ftp://x",
+                    NULL);
+    expect_args_err("--replication-token: must be printable ASCII without spaces", "--replication-token", "a b", NULL);
+    expect_args_err("--site-id: expected 1 to 64 letters, digits, '.', '_' or '-', got 'a/b'", "--site-id", "a/b", NULL);
+    expect_args_err("--listen: must not be empty", "--listen=", NULL);
+    expect_args_err("missing.yaml: cannot open: No such file or directory", "--config", "missing.yaml", NULL);
+    expect_args_err("bad.yaml:2: unknown key 'server.prot'", "--port", "1", "--config", "bad.yaml", NULL);
+    /* Syntax is checked before the file is read. */
+    expect_args_err("unknown flag '--nope' (see --help)", "--config", "bad.yaml", "--nope", NULL);
+}
+
+static void test_args_bool_and_empty(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    /* --replication-enabled takes no value: the next argument stays a flag. */
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--replication-enabled", "--port", "82", NULL), CIO_OK);
+    CHECK_EQ_INT(c.repl_enabled, 1);
+    CHECK_EQ_INT(c.port, 82);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--replication-enabled=off", NULL), CIO_OK);
+    CHECK_EQ_INT(c.repl_enabled, 0);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--replication-enabled=yes", NULL), CIO_OK);
+    CHECK_EQ_INT(c.repl_enabled, 1);
+    /* An empty value unsets an optional string; "=" inside a value is kept. */
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--accept-token", "x=y", "--meta", "/m", NULL), CIO_OK);
+    CHECK_EQ_STR(c.accept_token, "x=y");
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--accept-token=", "--meta=", NULL), CIO_OK);
+    CHECK(c.accept_token == NULL && c.meta_path == NULL);
+    /* A value may begin with a single dash. */
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--storage", "-odd-name", NULL), CIO_OK);
+    CHECK_EQ_STR(c.storage_path, "-odd-name");
+    conf_free(&c);
+}
+
+/* ---- conf_finalize ---- */
+
+static void test_finalize_defaults(void)
+{
+    conf_t c;
+    char err[ERRLEN], host[256];
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_OK);
+    gethostname(host, sizeof(host));
+    host[sizeof(host) - 1] = '\0';
+    CHECK_EQ_STR(c.site_id, host);
+    CHECK(c.meta_path == NULL); /* no storage, nothing to derive from */
+    CHECK_EQ_STR(c.public_url, "http://127.0.0.1:8080");
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_OK); /* idempotent */
+    CHECK_EQ_STR(c.public_url, "http://127.0.0.1:8080");
+    conf_free(&c);
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(
+        run_args(&c, NULL, err, "--storage", "/srv/data.img", "--listen", "10.1.2.3", "--port", "9001", "--site-id", "dc1", NULL),
+        CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 1, err, ERRLEN), CIO_OK);
+    CHECK_EQ_STR(c.site_id, "dc1");
+    CHECK_EQ_STR(c.meta_path, "/srv/data.img.meta");
+    CHECK_EQ_STR(c.public_url, "http://10.1.2.3:9001");
+    conf_free(&c);
+
+    {
+        static const char *const cases[][2] = {
+            {"::", "http://127.0.0.1:8080"}, {"[::]", "http://127.0.0.1:8080"},      {"::1", "http://[::1]:8080"},
+            {"[::1]", "http://[::1]:8080"},  {"localhost", "http://localhost:8080"},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            CHECK_EQ_INT(conf_init(&c), CIO_OK);
+            CHECK_EQ_INT(run_args(&c, NULL, err, "--listen", cases[i][0], NULL), CIO_OK);
+            CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_OK);
+            CHECK_EQ_STR(c.public_url, cases[i][1]);
+            conf_free(&c);
+        }
+    }
+
+    /* TLS turns the derived URL into https. */
+    CHECK_EQ_INT(load("server:\n  port: 8443\n  tls: {cert: c.pem, key: k.pem}\n", &c, err), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_OK);
+    CHECK_EQ_STR(c.public_url, "https://127.0.0.1:8443");
+    conf_free(&c);
+}
+
+static void test_finalize_errors(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 1, err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, "server.storage_path is required (set it in the config file or with --storage)");
+    conf_free(&c);
+
+    CHECK_EQ_INT(load("replication:\n  enabled: true\n", &c, err), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, "replication.remote_url is required when replication.enabled is true "
+                      "(set it in the config file or with --replication-remote)");
+    conf_free(&c);
+
+    CHECK_EQ_INT(load("server:\n  tls:\n    cert: c.pem\n", &c, err), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, "server.tls.cert and server.tls.key must be set together");
+    conf_free(&c);
+
+    CHECK_EQ_INT(load("server:\n  tls:\n    key: k.pem\n", &c, err), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, "server.tls.cert and server.tls.key must be set together");
+    conf_free(&c);
+}
+
+static void test_usage(void)
+{
+    static const char *const flags[] = {"--config",
+                                        "--storage",
+                                        "--size",
+                                        "--port",
+                                        "--listen",
+                                        "--meta",
+                                        "--replication-enabled",
+                                        "--replication-remote",
+                                        "--replication-token",
+                                        "--accept-token",
+                                        "--site-id",
+                                        "--log-level",
+                                        "--help",
+                                        "-h"};
+    static const char *const keys[] = {"server.storage_path",
+                                       "server.storage_size",
+                                       "server.port",
+                                       "server.listen",
+                                       "server.meta_path",
+                                       "replication.enabled",
+                                       "replication.remote_url",
+                                       "replication.remote_token",
+                                       "replication.accept_token",
+                                       "site.id",
+                                       "logging.level"};
+    static char out[16384];
+    int saved, fd;
+    ssize_t n;
+
+    fflush(stdout);
+    fd = open("usage.txt", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    created[ncreated++] = "usage.txt";
+    saved = dup(STDOUT_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    conf_usage("storaged");
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    lseek(fd, 0, SEEK_SET);
+    n = read(fd, out, sizeof(out) - 1);
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+    CHECK(strncmp(out, "Usage: storaged", 15) == 0);
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+        CHECK(strstr(out, flags[i]) != NULL);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        CHECK(strstr(out, keys[i]) != NULL);
+}
+
+int main(void)
+{
+    char cwd[4096];
+
+    if (getcwd(cwd, sizeof(cwd)) == NULL || mkdtemp(tmpdir) == NULL || chdir(tmpdir) != 0) {
+        perror("test setup");
+        return 2;
+    }
+    RUN(test_init_defaults);
+    RUN(test_seed_primary);
+    RUN(test_seed_replica);
+    RUN(test_seed_flags);
+    RUN(test_every_key);
+    RUN(test_empty_and_null);
+    RUN(test_flow_mapping_and_styles);
+    RUN(test_err_keys);
+    RUN(test_err_types);
+    RUN(test_err_values);
+    RUN(test_err_caps);
+    RUN(test_err_syntax);
+    RUN(test_err_open);
+    RUN(test_token_files);
+    RUN(test_args_override);
+    RUN(test_args_extra_and_help);
+    RUN(test_args_errors);
+    RUN(test_args_bool_and_empty);
+    RUN(test_finalize_defaults);
+    RUN(test_finalize_errors);
+    RUN(test_usage);
+
+    for (int i = 0; i < ncreated; i++)
+        unlink(created[i]);
+    if (chdir(cwd) != 0 || rmdir(tmpdir) != 0)
+        perror("test cleanup");
+    return TEST_SUMMARY();
+}
