@@ -71,7 +71,7 @@ int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t e
         what = "mdb_env_create";
         goto fail;
     }
-    mdb_env_set_maxdbs(m->env, 16);
+    mdb_env_set_maxdbs(m->env, 32);
     mdb_env_set_maxreaders(m->env, 1024);
     if ((rc = mdb_env_set_mapsize(m->env, (size_t)map_size)) != 0) {
         what = "mdb_env_set_mapsize";
@@ -91,7 +91,11 @@ int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t e
         (rc = mdb_dbi_open(txn, "objects", MDB_CREATE, &m->objects)) != 0 ||
         (rc = mdb_dbi_open(txn, "replog", MDB_CREATE, &m->replog)) != 0 ||
         (rc = mdb_dbi_open(txn, "pending", MDB_CREATE, &m->pending)) != 0 ||
-        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &m->state)) != 0)
+        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &m->state)) != 0 ||
+        (rc = mdb_dbi_open(txn, "tombstones", MDB_CREATE, &m->tombstones)) != 0 ||
+        (rc = mdb_dbi_open(txn, "purges", MDB_CREATE, &m->purges)) != 0 ||
+        (rc = mdb_dbi_open(txn, "repl_failed", MDB_CREATE, &m->repl_failed)) != 0 ||
+        (rc = mdb_dbi_open(txn, "repl_retry", MDB_CREATE, &m->repl_retry)) != 0)
         goto fail;
     if (alloc_open(&m->alloc, txn) != 0) {
         rc = MDB_PANIC;

@@ -8,7 +8,11 @@
  *   "pending"  u64 BE offset -> u64 BE length: extents allocated for writes
  *              in flight or released while readers may still use them;
  *              all are returned to the free map at start-up
- *   "state"    name -> u64 BE counter ("next_seq", "log_count", ...)
+ *   "state"    name -> u64 BE counter ("last_seq", "log_count", ...)
+ *   "tombstones" objkey -> version and time of a DELETE applied on a replica
+ *   "purges"   bucket -> version of the last PURGE applied on a replica
+ *   "repl_failed" u64 BE seq -> an event repld gave up on (repld/failed.c)
+ *   "repl_retry"  u64 BE seq -> a failed event put back in line by --retry-failed
  *   plus the allocator's databases (alloc.h).
  * Every function taking a txn leaves commit/abort to the caller. LMDB errors
  * are logged here and returned as CIO_EDB or CIO_EMAPFULL. */
@@ -27,6 +31,7 @@
 typedef struct meta {
     MDB_env *env;
     MDB_dbi buckets, objects, replog, pending, state;
+    MDB_dbi tombstones, purges, repl_failed, repl_retry;
     alloc_t alloc;
 } meta_t;
 

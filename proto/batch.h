@@ -1,0 +1,116 @@
+/* batch.h - the replication batch (repld -> replica) and its reply, in msgpack.
+ *
+ * A batch carries up to a few thousand events. Each event embeds the log
+ * record exactly as stored in the primary's log (so repld never re-encodes
+ * it), plus, for a PUT, either the object's bytes inline or a presigned URL
+ * on the primary from which the replica fetches them. Formats: docs/protocol.md.
+ *
+ *   batch  = {"v": 1, "src": <origin site id>, "ev": [event...]}
+ *   event  = {"r": bin <logrec>, "d": bin <object bytes>  (PUT, inline)
+ *                               | "u": str <presigned URL> (PUT, fetched)}
+ *   reply  = {"v": 1, "res": [result...]}   (same order as "ev")
+ *   result = {"seq": uint, "r": uint <batch_result_t>, "st": uint <HTTP-like status>, "e": str <message, may be "">}
+ *
+ * No I/O here. Decoding is zero-copy, bounded and never allocates. */
+#ifndef COMIO_BATCH_H
+#define COMIO_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+#include "err.h"
+#include "logrec.h"
+
+#define BATCH_FORMAT_VERSION 1
+#define BATCH_MAX_EVENTS 10000
+#define BATCH_URL_MAX 4096
+#define BATCH_ERROR_MAX 1024
+
+typedef enum {
+    BATCH_APPLIED = 0,   /* the event changed the replica */
+    BATCH_SKIPPED = 1,   /* stale or duplicate: the replica already holds this version or a newer one */
+    BATCH_RETRY = 2,     /* failed for now (e.g. 507 out of space, fetch from the primary failed): send again later */
+    BATCH_PERMANENT = 3, /* can never apply (malformed record, version refused): do not send again */
+} batch_result_t;
+
+/* ---- encoding (repld) ---- */
+
+typedef struct {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    size_t nevents;   /* events appended so far */
+    size_t count_off; /* where the event array header starts in sb (patched at finish) */
+} batch_enc_t;
+
+/* Starts a batch from site `src` (copied into the buffer). 0 or CIO_ENOMEM. */
+int batch_enc_init(batch_enc_t *e, const char *src, size_t src_len) CIO_MUST_CHECK;
+
+/* Appends an event: `rec` is the log record's encoding (as stored in the log);
+ * for a PUT exactly one of `data` (may be empty when the object is empty, with
+ * has_data = 1) and `url` is given; for DELETE and PURGE neither. Returns 0,
+ * CIO_EINVAL (both or a too-long url) or CIO_ENOMEM or CIO_ETOOBIG (more than
+ * BATCH_MAX_EVENTS). */
+int batch_enc_add(batch_enc_t *e, const void *rec, size_t rec_len, int has_data, const void *data, size_t data_len,
+                  const char *url, size_t url_len) CIO_MUST_CHECK;
+
+/* Completes the batch; *buf/*len then hold the encoding (owned by e, valid
+ * until batch_enc_free). 0 or CIO_ENOMEM. */
+int batch_enc_finish(batch_enc_t *e, const char **buf, size_t *len) CIO_MUST_CHECK;
+void batch_enc_free(batch_enc_t *e);
+
+/* ---- decoding (replica) ---- */
+
+typedef struct {
+    logrec_t rec;         /* decoded from "r"; strings point into the batch buffer */
+    const char *rec_raw;  /* the record's bytes */
+    size_t rec_raw_len;
+    int has_data;         /* "d" present */
+    const void *data;     /* into the batch buffer */
+    size_t data_len;
+    const char *url;      /* "u", NULL when absent */
+    size_t url_len;
+} batch_event_t;
+
+typedef struct {
+    const char *buf;
+    size_t len;
+    const char *src;
+    size_t src_len;
+    size_t nevents;
+    size_t next; /* byte offset of the next event */
+    size_t index;
+} batch_dec_t;
+
+/* Checks the envelope of buf[0..len): version, "src", the event array count
+ * (at most BATCH_MAX_EVENTS). The events are read with batch_dec_next. Returns
+ * 0 or CIO_EPROTO. buf must outlive the decoder and the events. */
+int batch_dec_init(batch_dec_t *d, const char *buf, size_t len) CIO_MUST_CHECK;
+
+/* Decodes the next event into *ev. Returns 0, CIO_ENOTFOUND after the last
+ * event, or CIO_EPROTO (the whole batch is malformed; the caller must refuse
+ * it as a whole, which is why a replica decodes every event before applying
+ * any). A PUT event must carry exactly one of "d" and "u"; its "d" length must
+ * equal the record's size; DELETE and PURGE carry neither. */
+int batch_dec_next(batch_dec_t *d, batch_event_t *ev) CIO_MUST_CHECK;
+
+/* ---- the reply ---- */
+
+typedef struct {
+    uint64_t seq;
+    batch_result_t result;
+    unsigned status;   /* 200 applied/skipped, 507 no space, 502 fetch failed, 400 malformed, ... */
+    const char *error; /* "" when none; after decoding points into the reply buffer */
+    size_t error_len;
+} batch_res_t;
+
+/* Encodes n results into sb (appending). 0 or CIO_ENOMEM. Error texts longer
+ * than BATCH_ERROR_MAX are cut. */
+int batch_reply_encode(const batch_res_t *res, size_t n, msgpack_sbuffer *sb) CIO_MUST_CHECK;
+
+/* Decodes a reply holding exactly `n` results into res[0..n). Returns 0 or
+ * CIO_EPROTO (malformed, or a count other than n). */
+int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n) CIO_MUST_CHECK;
+
+const char *batch_result_name(batch_result_t r); /* "applied", "skipped", "retry", "permanent" */
+
+#endif

@@ -1,0 +1,36 @@
+/* presign.h - presigned fetch URLs: HMAC-SHA256 over method, bucket, key,
+ * version and expiry, keyed by the shared replication token.
+ *
+ * The primary's repld signs; the primary's storaged verifies (both know the
+ * token the replica accepts); the replica only follows the URL. The URL is
+ *   {public_url}/admin/replication/fetch/{bucket}/{key}?version=V&expires=E&sig=HEX
+ * where {key} is percent-encoded (RFC 3986 unreserved and '/' kept) and HEX is
+ * the lowercase hex HMAC-SHA256 of
+ *   "GET\n" bucket "\n" key "\n" V "\n" E
+ * with the decoded key and V and E in decimal. No I/O here. */
+#ifndef COMIO_PRESIGN_H
+#define COMIO_PRESIGN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+#define PRESIGN_SIG_HEX 64
+
+/* Writes the signature (64 hex chars + NUL) of the given fields into sig. */
+void presign_sign(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
+                  size_t klen, uint64_t version, int64_t expires, char sig[PRESIGN_SIG_HEX + 1]);
+
+/* Builds the whole URL into out (NUL-terminated). `base` is the public URL
+ * without a trailing slash (one is tolerated). Returns 0 or CIO_ETOOBIG. */
+int presign_url(const char *secret, size_t secret_len, const char *base, const char *bucket, size_t blen, const char *key,
+                size_t klen, uint64_t version, int64_t expires, char *out, size_t cap) CIO_MUST_CHECK;
+
+/* Checks a request's signature: recomputes it and compares in constant time,
+ * and refuses when `now` is past `expires`. `sig_hex` is what the request
+ * carried (any length). Returns 0, CIO_EINVAL (bad signature, including a
+ * wrong length or non-hex) or CIO_EAGAIN (expired). */
+int presign_verify(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
+                   size_t klen, uint64_t version, int64_t expires, const char *sig_hex, size_t sig_len, int64_t now) CIO_MUST_CHECK;
+
+#endif
