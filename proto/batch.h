@@ -53,7 +53,7 @@ int batch_enc_init(batch_enc_t *e, const char *src, size_t src_len) CIO_MUST_CHE
 int batch_enc_add(batch_enc_t *e, const void *rec, size_t rec_len, int has_data, const void *data, size_t data_len,
                   const char *url, size_t url_len) CIO_MUST_CHECK;
 
-/* Completes the batch; *buf/*len then hold the encoding (owned by e, valid
+/* Completes the batch; *buf and *len then hold the encoding (owned by e, valid
  * until batch_enc_free). 0 or CIO_ENOMEM. */
 int batch_enc_finish(batch_enc_t *e, const char **buf, size_t *len) CIO_MUST_CHECK;
 void batch_enc_free(batch_enc_t *e);
