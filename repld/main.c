@@ -1,35 +1,135 @@
-/* main.c - repld, the replication log shipper: configuration check only so far.
- *
- * Shipping (tailing storaged's log, batching, sending, retrying) is the next
- * milestone; until then repld validates its configuration and says plainly
- * that it does not ship, so nobody mistakes it for a working replicator. */
+/* main.c - repld: the replication log shipper and its commands
+ * (--status, --list-failed, --retry-failed). */
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <curl/curl.h>
+#include "buf.h"
 #include "conf.h"
+#include "ctl.h"
+#include "failed.h"
 #include "log.h"
+#include "meta.h"
+#include "ship.h"
+
+static int has_flag(int argc, char **argv, const char *flag)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], flag) == 0)
+            return 1;
+    return 0;
+}
+
+static int cmd_status(const conf_t *conf)
+{
+    buf_t out;
+    int ret;
+
+    buf_init(&out, CTL_REPLY_MAX);
+    ret = ctl_query(conf->socket_path, "status", &out, 2000);
+    if (ret != 0) {
+        fprintf(stderr, "repld is not running (no answer on %s)%s\n", conf->socket_path,
+                ret == CIO_EIO ? ": the socket did not answer in time" : "");
+        buf_free(&out);
+        return 1;
+    }
+    fwrite(out.data, 1, out.len, stdout);
+    buf_free(&out);
+    return 0;
+}
+
+static int cmd_failed(const conf_t *conf, int retry)
+{
+    meta_t meta;
+    char err[1024];
+    uint64_t n = 0;
+    int ret;
+
+    if (meta_open(&meta, conf->meta_path, conf->meta_map_size, err, sizeof(err)) != 0) {
+        fprintf(stderr, "repld: cannot open the metadata: %s\n", err);
+        return 1;
+    }
+    if (!retry) {
+        ret = failed_print(&meta, stdout, &n);
+    } else {
+        MDB_txn *txn;
+        int rc = mdb_txn_begin(meta.env, NULL, 0, &txn);
+        ret = rc != 0 ? meta_err(rc, "mdb_txn_begin") : failed_requeue_all(&meta, txn, &n);
+        if (rc == 0)
+            ret = ret == 0 ? meta_err(mdb_txn_commit(txn), "mdb_txn_commit") : (mdb_txn_abort(txn), ret);
+        if (ret == 0)
+            printf("%llu failed event(s) put back in line%s\n", (unsigned long long)n,
+                   n ? "; a running repld sends them now, a stopped one when it starts" : "");
+    }
+    meta_close(&meta);
+    if (ret != 0) {
+        fprintf(stderr, "repld: %s\n", cio_strerror(ret));
+        return 1;
+    }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
-    static const char *const extra[] = {"--list-failed", "--retry-failed", NULL};
+    static const char *const extra[] = {"--list-failed", "--retry-failed", "--status", NULL};
     conf_t conf;
+    meta_t meta;
     char err[1024] = "";
+    int ret, status = has_flag(argc, argv, "--status");
 
     if (conf_init(&conf) != 0)
         return 1;
-    if (conf_from_args(&conf, argc, argv, extra, err, sizeof(err)) != 0) {
+    if (conf_from_args(&conf, argc, argv, extra, err, sizeof(err)) != 0 ||
+        (!conf.help && conf_finalize(&conf, !status, err, sizeof(err)) != 0)) {
         fprintf(stderr, "%s\n", err);
+        conf_free(&conf);
         return 2;
     }
     if (conf.help) {
         conf_usage("repld");
+        printf("\nrepld commands (instead of running the shipper):\n"
+               "  --status        ask the running repld (over replication.socket) and print its status as JSON\n"
+               "  --list-failed   print the events that failed after every attempt, one JSON object a line\n"
+               "  --retry-failed  put the failed events back in line (works with or without a running repld)\n");
+        conf_free(&conf);
         return 0;
     }
-    if (conf_finalize(&conf, 0, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 2;
-    }
     log_init(conf.site_id, "repld", conf.log_level, conf.log_json);
-    log_msg(LOG_LVL_ERROR, "repld does not ship the replication log yet; storaged keeps every record durably until it does",
-            NULL);
+    if (status) {
+        ret = cmd_status(&conf);
+        conf_free(&conf);
+        return ret;
+    }
+    if (has_flag(argc, argv, "--list-failed") || has_flag(argc, argv, "--retry-failed")) {
+        ret = cmd_failed(&conf, has_flag(argc, argv, "--retry-failed"));
+        conf_free(&conf);
+        return ret;
+    }
+    if (!conf.repl_enabled) {
+        log_msg(LOG_LVL_INFO, "replication.enabled is false: nothing to ship", NULL);
+        conf_free(&conf);
+        return 0;
+    }
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_msg(LOG_LVL_ERROR, "curl_global_init failed", NULL);
+        conf_free(&conf);
+        return 1;
+    }
+    if (meta_open(&meta, conf.meta_path, conf.meta_map_size, err, sizeof(err)) != 0) {
+        log_msg(LOG_LVL_ERROR, "cannot open the metadata", "error", err, NULL);
+        conf_free(&conf);
+        return 1;
+    }
+    ret = ship_run(&conf, &meta);
+    meta_close(&meta);
     conf_free(&conf);
-    return 1;
+    return ret == 0 ? 0 : 1;
 }

@@ -1,0 +1,244 @@
+/* sender.c - repld's workers: one libcurl handle each, one batch at a time. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <curl/curl.h>
+#include "log.h"
+#include "sender.h"
+
+#define REPLY_MAX (64u * 1024 * 1024)
+#define CONNECT_TIMEOUT_S 10L
+#define REQUEST_TIMEOUT_S 600L /* the replica may fetch large objects before it answers */
+
+typedef struct {
+    struct sender *s;
+    unsigned index;
+    pthread_t tid;
+    CURL *curl;
+    send_job_t *job; /* NULL when idle */
+    int done;        /* job finished, not yet taken */
+    uint64_t since_ms;
+} worker_t;
+
+struct sender {
+    const conf_t *conf;
+    char *url;
+    struct curl_slist *headers;
+    int notify_fd;
+    unsigned n;
+    worker_t *w;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping;
+};
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
+{
+    buf_t *b = arg;
+    return buf_append(b, p, size * nmemb) == 0 ? size * nmemb : 0; /* 0 aborts the transfer */
+}
+
+static void post(worker_t *w, send_job_t *job)
+{
+    struct sender *s = w->s;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    CURLcode cc;
+    uint64_t t0 = mono_us();
+
+    buf_init(&job->reply, REPLY_MAX);
+    job->http_status = 0;
+    job->error[0] = '\0';
+    curl_easy_setopt(w->curl, CURLOPT_URL, s->url);
+    curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, s->headers);
+    curl_easy_setopt(w->curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, job->body);
+    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)job->len);
+    curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, &job->reply);
+    curl_easy_setopt(w->curl, CURLOPT_ERRORBUFFER, errbuf);
+    cc = curl_easy_perform(w->curl);
+    job->rtt_us = mono_us() - t0;
+    if (cc != CURLE_OK) {
+        job->outcome = SEND_TRANSPORT;
+        snprintf(job->error, sizeof(job->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        return;
+    }
+    curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &job->http_status);
+    if (job->http_status == 200) {
+        if (batch_reply_decode(job->reply.data != NULL ? job->reply.data : "", job->reply.len, job->results, job->nevents) == 0) {
+            job->outcome = SEND_OK;
+            return;
+        }
+        job->outcome = SEND_TRANSPORT;
+        snprintf(job->error, sizeof(job->error), "remote returned a malformed reply (%zu bytes)", job->reply.len);
+        return;
+    }
+    /* error replies are JSON {"error": ...}: keep a short, printable excerpt */
+    char excerpt[200];
+    size_t n = job->reply.len < sizeof(excerpt) - 1 ? job->reply.len : sizeof(excerpt) - 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = job->reply.data[i];
+        excerpt[i] = c >= 0x20 && c < 0x7f ? c : ' ';
+    }
+    excerpt[n] = '\0';
+    snprintf(job->error, sizeof(job->error), "remote returned %ld: %s", job->http_status, excerpt);
+    if (job->http_status == 401 || job->http_status == 403)
+        job->outcome = SEND_AUTH;
+    else if (job->http_status >= 400 && job->http_status < 500 && job->http_status != 408 && job->http_status != 429)
+        job->outcome = SEND_REFUSED;
+    else
+        job->outcome = SEND_TRANSPORT;
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    struct sender *s = w->s;
+    uint64_t one = 1;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while ((w->job == NULL || w->done) && !s->stopping)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping)
+            break;
+        send_job_t *job = w->job;
+        pthread_mutex_unlock(&s->mu);
+        post(w, job);
+        pthread_mutex_lock(&s->mu);
+        w->done = 1;
+        if (write(s->notify_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+            log_msg(LOG_LVL_WARN, "cannot wake the dispatcher", "error", strerror(errno), NULL);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int notify_fd)
+{
+    struct sender *s = calloc(1, sizeof(*s));
+    char auth[4200];
+    size_t ulen;
+
+    if (s == NULL)
+        return CIO_ENOMEM;
+    s->conf = conf;
+    s->notify_fd = notify_fd;
+    s->n = nworkers;
+    ulen = strlen(conf->remote_url);
+    if ((s->url = malloc(ulen + 32)) == NULL || (s->w = calloc(nworkers, sizeof(*s->w))) == NULL)
+        return CIO_ENOMEM;
+    /* tolerate a trailing slash in remote_url */
+    snprintf(s->url, ulen + 32, "%.*s/admin/replication/batch", (int)(ulen > 0 && conf->remote_url[ulen - 1] == '/' ? ulen - 1 : ulen),
+             conf->remote_url);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", conf->remote_token != NULL ? conf->remote_token : "");
+    s->headers = curl_slist_append(s->headers, auth);
+    s->headers = curl_slist_append(s->headers, "Content-Type: application/msgpack");
+    s->headers = curl_slist_append(s->headers, "Expect:"); /* no 100-continue round trip */
+    if (s->headers == NULL)
+        return CIO_ENOMEM;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    for (unsigned i = 0; i < nworkers; i++) {
+        worker_t *w = &s->w[i];
+        w->s = s;
+        w->index = i;
+        if ((w->curl = curl_easy_init()) == NULL)
+            return CIO_ENOMEM;
+        curl_easy_setopt(w->curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(w->curl, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+        curl_easy_setopt(w->curl, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
+        curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(w->curl, CURLOPT_TCP_NODELAY, 1L);
+        curl_easy_setopt(w->curl, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(w->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+        curl_easy_setopt(w->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (conf->ca_file != NULL)
+            curl_easy_setopt(w->curl, CURLOPT_CAINFO, conf->ca_file);
+        if (pthread_create(&w->tid, NULL, worker_main, w) != 0)
+            return CIO_ESYS;
+    }
+    *out = s;
+    return 0;
+}
+
+int sender_idle(sender_t *s)
+{
+    int idx = -1;
+    pthread_mutex_lock(&s->mu);
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->w[i].job == NULL) {
+            idx = (int)i;
+            break;
+        }
+    pthread_mutex_unlock(&s->mu);
+    return idx;
+}
+
+unsigned sender_busy(sender_t *s)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&s->mu);
+    for (unsigned i = 0; i < s->n; i++)
+        n += s->w[i].job != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void sender_submit(sender_t *s, unsigned w, send_job_t *job)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    pthread_mutex_lock(&s->mu);
+    job->worker = w;
+    s->w[w].job = job;
+    s->w[w].done = 0;
+    s->w[w].since_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+send_job_t *sender_take_done(sender_t *s)
+{
+    send_job_t *job = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->w[i].job != NULL && s->w[i].done) {
+            job = s->w[i].job;
+            s->w[i].job = NULL;
+            s->w[i].done = 0;
+            break;
+        }
+    pthread_mutex_unlock(&s->mu);
+    return job;
+}
+
+void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events, uint64_t *since_ms)
+{
+    pthread_mutex_lock(&s->mu);
+    *busy = s->w[w].job != NULL && !s->w[w].done;
+    *events = *busy ? s->w[w].job->nevents : 0;
+    *since_ms = s->w[w].since_ms;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sender_stop(sender_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    /* idle workers leave at once; a busy one ends with its request (bounded by
+     * the curl timeouts) or with the process */
+}

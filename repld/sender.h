@@ -1,0 +1,67 @@
+/* sender.h - repld's workers: each owns one libcurl handle (a kept-alive
+ * connection to the replica) and posts one batch at a time.
+ *
+ * The dispatcher hands a job to an idle worker and learns of completions
+ * through `notify_fd` (an eventfd it polls), then collects them with
+ * sender_take_done. Workers never touch LMDB. */
+#ifndef COMIO_REPLD_SENDER_H
+#define COMIO_REPLD_SENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "batch.h"
+#include "buf.h"
+#include "conf.h"
+#include "err.h"
+
+typedef enum {
+    SEND_OK = 0,        /* 200 with a reply holding one result per event */
+    SEND_TRANSPORT = 1, /* no usable answer: connection, TLS, timeout, 5xx, malformed reply */
+    SEND_AUTH = 2,      /* 401 or 403: the replica refused the token */
+    SEND_REFUSED = 3,   /* 4xx other than auth: the replica refused the batch as a whole */
+} send_outcome_t;
+
+typedef struct send_job {
+    /* set by the dispatcher; body stays valid until the job is taken back */
+    const char *body;
+    size_t len;
+    size_t nevents;
+    batch_res_t *results; /* nevents slots, filled on SEND_OK */
+    void *owner;          /* the dispatcher's */
+
+    /* set by the worker */
+    send_outcome_t outcome;
+    long http_status; /* 0 when no HTTP answer came */
+    char error[512];  /* what went wrong, for logs and status */
+    buf_t reply;      /* raw reply; results' error texts point into it */
+    uint64_t rtt_us;  /* request round trip */
+    unsigned worker;
+} send_job_t;
+
+typedef struct sender sender_t;
+
+/* Starts `nworkers` workers posting to {conf->remote_url}/admin/replication/batch
+ * with conf->remote_token, verifying TLS peers (conf->ca_file when set).
+ * Returns 0, CIO_ENOMEM or CIO_ESYS. */
+int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int notify_fd) CIO_MUST_CHECK;
+
+/* Index of an idle worker, or -1. Dispatcher thread only. */
+int sender_idle(sender_t *s);
+
+/* Number of workers busy with a job. */
+unsigned sender_busy(sender_t *s);
+
+/* Gives `job` to idle worker `w`. */
+void sender_submit(sender_t *s, unsigned w, send_job_t *job);
+
+/* Returns a finished job (its worker is idle again) or NULL. */
+send_job_t *sender_take_done(sender_t *s);
+
+/* Describes worker w for status: "idle" or "sending", events and since (ms). */
+void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events, uint64_t *since_ms);
+
+/* Stops idle workers and frees what it can; busy workers are abandoned to
+ * process exit (their batches are re-sent after a restart). */
+void sender_stop(sender_t *s);
+
+#endif

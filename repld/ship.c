@@ -1,0 +1,865 @@
+/* ship.c - repld's dispatcher: log window, batching, replies, cursor, status. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include "batch.h"
+#include "buf.h"
+#include "ctl.h"
+#include "failed.h"
+#include "log.h"
+#include "presign.h"
+#include "sender.h"
+#include "ship.h"
+
+#define BACKOFF_CAP_MS 60000
+#define BATCH_BYTES_MAX (8u * 1024 * 1024) /* stop adding inline data beyond this */
+#define PRESIGN_TTL_S 3600
+#define IDLE_POLL_MS 1000                  /* upper bound on a sleep, even with inotify */
+#define NOTIFY_FALLBACK_MS 20              /* without inotify */
+#define STOP_GRACE_MS 10000
+#define LAT_BUCKETS 12
+
+typedef enum { EV_READY, EV_INFLIGHT, EV_DONE, EV_FAILED } ev_state_t;
+
+typedef struct {
+    uint64_t seq;
+    char *rec; /* owned copy of the log record */
+    size_t rec_len;
+    logrec_t r; /* decoded, pointing into rec */
+    uint32_t attempts; /* refusals so far */
+    uint64_t due_ms;   /* monotonic time it may be sent again */
+    ev_state_t state;
+    int from_retry; /* came from "repl_retry", not from the log */
+    char error[256];
+} ev_t;
+
+typedef struct {
+    ev_t **v;
+    size_t len, cap;
+} evvec_t;
+
+typedef struct {
+    send_job_t job;
+    batch_enc_t enc;
+    ev_t **evs;
+    size_t n;
+} batch_t;
+
+static const double lat_bounds[LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+
+typedef struct {
+    const conf_t *conf;
+    meta_t *meta;
+    int store_fd;
+    sender_t *sender;
+    int efd, ifd, sfd;
+    ctl_server_t *ctl;
+
+    evvec_t win;      /* events from the log, in seq order; [0] is the oldest not yet retired */
+    evvec_t rq;       /* events put back by --retry-failed */
+    uint64_t next_read;
+    uint64_t cursor;  /* persisted: every seq <= cursor is done */
+    evvec_t to_fail;  /* events to record as failed in the next persist */
+    evvec_t retry_done; /* re-driven events acknowledged, to delete from "repl_retry" */
+    uint64_t add_acked, add_bytes, add_superseded;
+    int64_t last_ok_ms;
+
+    uint64_t backoff_ms, backoff_until;
+    int remote_state; /* 0 unknown, 1 up, 2 backing off */
+    char remote_error[512];
+
+    /* status, guarded by mu (read by the control thread) */
+    pthread_mutex_t mu;
+    uint64_t lat_counts[LAT_BUCKETS + 1];
+    double lat_sum;
+    uint64_t lat_n;
+    uint64_t batches_sent;
+} ship_t;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void put_u64be(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t get_u64be(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int vec_push(evvec_t *v, ev_t *e)
+{
+    if (v->len == v->cap) {
+        size_t ncap = v->cap ? v->cap * 2 : 64;
+        ev_t **n = realloc(v->v, ncap * sizeof(*n));
+        if (n == NULL)
+            return CIO_ENOMEM;
+        v->v = n;
+        v->cap = ncap;
+    }
+    v->v[v->len++] = e;
+    return 0;
+}
+
+static void ev_free(ev_t *e)
+{
+    if (e != NULL)
+        free(e->rec);
+    free(e);
+}
+
+static ev_t *ev_new(uint64_t seq, const void *rec, size_t len)
+{
+    ev_t *e = calloc(1, sizeof(*e));
+    if (e == NULL || (e->rec = malloc(len ? len : 1)) == NULL) {
+        free(e);
+        return NULL;
+    }
+    memcpy(e->rec, rec, len);
+    e->rec_len = len;
+    e->seq = seq;
+    if (logrec_decode(e->rec, len, &e->r) != 0) {
+        /* cannot happen for records storaged wrote; keep the event so it is recorded as failed */
+        memset(&e->r, 0, sizeof(e->r));
+        e->state = EV_FAILED;
+        snprintf(e->error, sizeof(e->error), "log record %" PRIu64 " does not decode", seq);
+    }
+    return e;
+}
+
+static size_t window_max(const conf_t *c)
+{
+    size_t w = (size_t)c->workers * c->batch_size * 4;
+    return w < 1024 ? 1024 : w;
+}
+
+static void fail_event(ship_t *s, ev_t *e, const char *error);
+
+/* ---- reading the log ---- */
+
+static int fill(ship_t *s)
+{
+    size_t max = window_max(s->conf);
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint8_t kb[8];
+    int rc, ret = 0;
+
+    if (s->win.len >= max && s->rq.len > 0)
+        return 0;
+    if ((rc = mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return meta_err(rc, "mdb_txn_begin");
+    if (s->win.len < max) {
+        if ((rc = mdb_cursor_open(txn, s->meta->replog, &cur)) != 0) {
+            ret = meta_err(rc, "mdb_cursor_open(replog)");
+            goto done;
+        }
+        put_u64be(kb, s->next_read);
+        k.mv_size = 8;
+        k.mv_data = kb;
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && s->win.len < max;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != 8)
+                continue;
+            uint64_t seq = get_u64be(k.mv_data);
+            ev_t *e = ev_new(seq, v.mv_data, v.mv_size);
+            if (e == NULL || vec_push(&s->win, e) != 0) {
+                ev_free(e);
+                ret = CIO_ENOMEM;
+                break;
+            }
+            s->next_read = seq + 1;
+            if (e->state == EV_FAILED)
+                fail_event(s, e, e->error);
+        }
+        mdb_cursor_close(cur);
+    }
+    if (ret == 0 && s->rq.len == 0) {
+        if ((rc = mdb_cursor_open(txn, s->meta->repl_retry, &cur)) != 0) {
+            ret = meta_err(rc, "mdb_cursor_open(repl_retry)");
+            goto done;
+        }
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && s->rq.len < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != 8)
+                continue;
+            ev_t *e = ev_new(get_u64be(k.mv_data), v.mv_data, v.mv_size);
+            if (e == NULL || vec_push(&s->rq, e) != 0) {
+                ev_free(e);
+                ret = CIO_ENOMEM;
+                break;
+            }
+            e->from_retry = 1;
+            if (e->state == EV_FAILED)
+                fail_event(s, e, e->error);
+        }
+        mdb_cursor_close(cur);
+    }
+done:
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+/* ---- building a batch ---- */
+
+/* Reads the object's bytes for an inline PUT. Returns 0 with *data (malloc'ed),
+ * 1 when the object has moved on (overwritten or deleted since the event: a
+ * later event carries its state), or an error. */
+static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, char **data)
+{
+    meta_obj_t o;
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    int ret;
+
+    *data = NULL;
+    ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
+    if (ret == CIO_ENOTFOUND || (ret == 0 && o.version != e->seq))
+        return 1;
+    if (ret != 0)
+        return ret;
+    if (e->r.size == 0) {
+        *data = malloc(1);
+        return *data != NULL ? 0 : CIO_ENOMEM;
+    }
+    if ((*data = malloc((size_t)o.size)) == NULL)
+        return CIO_ENOMEM;
+    size_t done = 0;
+    while (done < o.size) {
+        ssize_t n = pread(s->store_fd, *data + done, (size_t)o.size - done, (off_t)(o.off + done));
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            log_msg(LOG_LVL_ERROR, "cannot read an object from the data store", "error", n == 0 ? "short read" : strerror(errno),
+                    NULL);
+            free(*data);
+            *data = NULL;
+            return CIO_EIO;
+        }
+        done += (size_t)n;
+    }
+    /* storaged may have reused the extent since we read the metadata: the ETag tells */
+    if (EVP_Digest(*data, (size_t)o.size, md, &mdlen, EVP_md5(), NULL) != 1 || memcmp(md, e->r.etag, 16) != 0) {
+        free(*data);
+        *data = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+static void retire_superseded(ship_t *s, ev_t *e)
+{
+    e->state = EV_DONE;
+    s->add_superseded++;
+    if (e->from_retry)
+        vec_push(&s->retry_done, e);
+}
+
+/* Fills one batch with ready events; returns the number added. */
+static size_t build(ship_t *s, batch_t *b, uint64_t now)
+{
+    evvec_t *lists[2] = {&s->rq, &s->win};
+    MDB_txn *txn = NULL;
+    int rc;
+
+    if ((rc = mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        meta_err(rc, "mdb_txn_begin");
+        return 0;
+    }
+    for (int l = 0; l < 2; l++) {
+        evvec_t *v = lists[l];
+        for (size_t i = 0; i < v->len && b->n < s->conf->batch_size && b->enc.sb.size < BATCH_BYTES_MAX; i++) {
+            ev_t *e = v->v[i];
+            char *data = NULL, url[BATCH_URL_MAX];
+            int ret = 0, inl = 0;
+
+            if (e->state != EV_READY || e->due_ms > now)
+                continue;
+            url[0] = '\0';
+            if (e->r.op == LOGREC_PUT) {
+                if (e->r.size < s->conf->inline_threshold) {
+                    ret = read_inline(s, txn, e, &data);
+                    inl = 1;
+                } else {
+                    meta_obj_t o;
+                    ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
+                    if (ret == CIO_ENOTFOUND || (ret == 0 && o.version != e->seq))
+                        ret = 1;
+                    else if (ret == 0) {
+                        const char *secret = s->conf->remote_token != NULL ? s->conf->remote_token : "";
+                        ret = presign_url(secret, strlen(secret), s->conf->public_url, e->r.bucket, e->r.bucket_len, e->r.key,
+                                          e->r.key_len, e->seq, wall_ms() / 1000 + PRESIGN_TTL_S, url, sizeof(url));
+                    }
+                }
+                if (ret == 1) {
+                    retire_superseded(s, e);
+                    continue;
+                }
+                if (ret != 0) {
+                    log_msg(LOG_LVL_WARN, "cannot prepare an event; will try again", "error", cio_strerror(ret), NULL);
+                    e->due_ms = now + s->conf->retry_delay_ms;
+                    continue;
+                }
+            }
+            ret = batch_enc_add(&b->enc, e->rec, e->rec_len, inl, data, inl ? (size_t)e->r.size : 0, inl ? NULL : (url[0] ? url : NULL),
+                                inl ? 0 : strlen(url));
+            free(data);
+            if (ret != 0) {
+                log_msg(LOG_LVL_ERROR, "cannot encode an event", "error", cio_strerror(ret), NULL);
+                break;
+            }
+            e->state = EV_INFLIGHT;
+            b->evs[b->n++] = e;
+        }
+    }
+    mdb_txn_abort(txn);
+    return b->n;
+}
+
+static void dispatch(ship_t *s)
+{
+    uint64_t now = mono_ms();
+    int w;
+
+    if (now < s->backoff_until)
+        return;
+    while ((w = sender_idle(s->sender)) >= 0) {
+        batch_t *b = calloc(1, sizeof(*b));
+        if (b == NULL || (b->evs = calloc(s->conf->batch_size, sizeof(*b->evs))) == NULL ||
+            batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0) {
+            if (b != NULL)
+                free(b->evs);
+            free(b);
+            return;
+        }
+        const char *body;
+        size_t len;
+        if (build(s, b, now) == 0 || batch_enc_finish(&b->enc, &body, &len) != 0 ||
+            (b->job.results = calloc(b->n, sizeof(batch_res_t))) == NULL) {
+            for (size_t i = 0; i < b->n; i++)
+                b->evs[i]->state = EV_READY;
+            batch_enc_free(&b->enc);
+            free(b->evs);
+            free(b);
+            return;
+        }
+        b->job.body = body;
+        b->job.len = len;
+        b->job.nevents = b->n;
+        b->job.owner = b;
+        sender_submit(s->sender, (unsigned)w, &b->job);
+        pthread_mutex_lock(&s->mu);
+        s->batches_sent++;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* ---- replies ---- */
+
+static void fail_event(ship_t *s, ev_t *e, const char *error)
+{
+    char id[1400];
+    if (e->error != error)
+        snprintf(e->error, sizeof(e->error), "%s", error);
+    e->state = EV_FAILED;
+    vec_push(&s->to_fail, e);
+    logrec_event_id(&e->r, id, sizeof(id));
+    /* the seed's line, word for word */
+    log_msg(LOG_LVL_ERROR, "Failed to replicate event", "event_id", id, "error", error, NULL);
+}
+
+static void refused(ship_t *s, ev_t *e, const char *error, int permanent)
+{
+    e->attempts++;
+    if (permanent || e->attempts > s->conf->retry_attempts) {
+        fail_event(s, e, error);
+        return;
+    }
+    snprintf(e->error, sizeof(e->error), "%s", error);
+    e->state = EV_READY;
+    e->due_ms = mono_ms() + s->conf->retry_delay_ms;
+}
+
+static void back_off(ship_t *s, send_job_t *job)
+{
+    char delay[32];
+    pthread_mutex_lock(&s->mu);
+    s->backoff_until = mono_ms() + s->backoff_ms;
+    snprintf(delay, sizeof(delay), "%.1fs", s->backoff_ms / 1000.0);
+    snprintf(s->remote_error, sizeof(s->remote_error), "%s", job->error);
+    if (job->outcome == SEND_AUTH)
+        log_msg(LOG_LVL_ERROR, "remote rejected the token: set replication.accept_token on the replica", "error", job->error,
+                "retry_in", delay, NULL);
+    else if (s->remote_state != 2 || s->backoff_ms >= BACKOFF_CAP_MS)
+        log_msg(LOG_LVL_WARN, "replica unavailable; events are kept and retried", "error", job->error, "retry_in", delay, NULL);
+    s->remote_state = 2;
+    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : s->backoff_ms * 2;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void record_latency(ship_t *s, uint64_t us)
+{
+    double sec = us / 1e6;
+    size_t i = 0;
+    while (i < LAT_BUCKETS && sec > lat_bounds[i])
+        i++;
+    pthread_mutex_lock(&s->mu);
+    s->lat_counts[i]++;
+    s->lat_sum += sec;
+    s->lat_n++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void complete(ship_t *s, send_job_t *job)
+{
+    batch_t *b = job->owner;
+
+    if (job->outcome == SEND_OK) {
+        for (size_t i = 0; i < b->n; i++)
+            if (job->results[i].seq != b->evs[i]->seq) {
+                job->outcome = SEND_TRANSPORT;
+                snprintf(job->error, sizeof(job->error), "remote answered for seq %" PRIu64 " in place of %" PRIu64,
+                         job->results[i].seq, b->evs[i]->seq);
+                break;
+            }
+    }
+    if (job->outcome == SEND_OK) {
+        record_latency(s, job->rtt_us);
+        if (s->remote_state != 1)
+            log_msg(LOG_LVL_INFO, "replica reachable", "url", s->conf->remote_url, NULL);
+        pthread_mutex_lock(&s->mu);
+        s->remote_state = 1;
+        s->remote_error[0] = '\0';
+        s->backoff_ms = s->conf->retry_delay_ms > 0 ? s->conf->retry_delay_ms : 1000;
+        pthread_mutex_unlock(&s->mu);
+        for (size_t i = 0; i < b->n; i++) {
+            ev_t *e = b->evs[i];
+            batch_res_t *r = &job->results[i];
+            char err[600];
+            switch (r->result) {
+            case BATCH_APPLIED:
+            case BATCH_SKIPPED:
+                e->state = EV_DONE;
+                s->add_acked++;
+                if (e->r.op == LOGREC_PUT)
+                    s->add_bytes += e->r.size;
+                s->last_ok_ms = wall_ms();
+                if (e->from_retry)
+                    vec_push(&s->retry_done, e);
+                break;
+            default:
+                snprintf(err, sizeof(err), "remote returned %u: %.*s", r->status, (int)r->error_len, r->error);
+                refused(s, e, err, r->result == BATCH_PERMANENT);
+            }
+        }
+    } else if (job->outcome == SEND_REFUSED) {
+        for (size_t i = 0; i < b->n; i++)
+            refused(s, b->evs[i], job->error, 0);
+    } else {
+        for (size_t i = 0; i < b->n; i++)
+            b->evs[i]->state = EV_READY; /* transport failures consume no attempts */
+        back_off(s, job);
+    }
+    buf_free(&job->reply);
+    free(job->results);
+    batch_enc_free(&b->enc);
+    free(b->evs);
+    free(b);
+}
+
+/* ---- the cursor ---- */
+
+/* Writes failures, re-drive acknowledgements, the new cursor, the trimming of
+ * shipped records and the counters in one transaction; only then are the
+ * retired events dropped from memory. */
+static int persist(ship_t *s)
+{
+    size_t n = 0;
+    uint64_t cursor = s->cursor;
+    MDB_txn *txn;
+    int rc, ret = 0;
+
+    /* failed events count as done for the cursor once recorded */
+    while (n < s->win.len && (s->win.v[n]->state == EV_DONE || s->win.v[n]->state == EV_FAILED))
+        cursor = s->win.v[n++]->seq;
+    if (cursor == s->cursor && s->to_fail.len == 0 && s->retry_done.len == 0 && s->add_acked == 0 && s->add_superseded == 0)
+        return 0;
+    if ((rc = mdb_txn_begin(s->meta->env, NULL, 0, &txn)) != 0)
+        return meta_err(rc, "mdb_txn_begin");
+    for (size_t i = 0; i < s->to_fail.len && ret == 0; i++) {
+        ev_t *e = s->to_fail.v[i];
+        ret = failed_put(s->meta, txn, e->seq, e->rec, e->rec_len, e->attempts, e->error, wall_ms());
+    }
+    for (size_t i = 0; i < s->retry_done.len && ret == 0; i++) {
+        uint8_t kb[8];
+        put_u64be(kb, s->retry_done.v[i]->seq);
+        MDB_val k = {8, kb};
+        rc = mdb_del(txn, s->meta->repl_retry, &k, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            ret = meta_err(rc, "mdb_del(repl_retry)");
+    }
+    if (ret == 0 && cursor != s->cursor) {
+        MDB_cursor *cur;
+        MDB_val k, v;
+        if ((rc = mdb_cursor_open(txn, s->meta->replog, &cur)) != 0) {
+            ret = meta_err(rc, "mdb_cursor_open(replog)");
+        } else {
+            while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 && k.mv_size == 8 && get_u64be(k.mv_data) <= cursor)
+                if ((rc = mdb_cursor_del(cur, 0)) != 0)
+                    break;
+            if (rc != 0 && rc != MDB_NOTFOUND)
+                ret = meta_err(rc, "trim replog");
+            mdb_cursor_close(cur);
+        }
+        if (ret == 0)
+            ret = meta_state_put(s->meta, txn, "repl_cursor", cursor);
+    }
+    if (ret == 0 && (s->add_acked > 0 || s->add_superseded > 0)) {
+        if ((ret = meta_state_add(s->meta, txn, "repl_acked", (int64_t)(s->add_acked + s->add_superseded))) == 0 &&
+            (ret = meta_state_add(s->meta, txn, "repl_bytes", (int64_t)s->add_bytes)) == 0 &&
+            (ret = meta_state_add(s->meta, txn, "repl_superseded", (int64_t)s->add_superseded)) == 0 && s->last_ok_ms > 0)
+            ret = meta_state_put(s->meta, txn, "repl_last_ms", (uint64_t)s->last_ok_ms);
+    }
+    if (ret != 0) {
+        mdb_txn_abort(txn);
+        return ret;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return meta_err(rc, "mdb_txn_commit");
+
+    /* durable: forget what it covers */
+    s->to_fail.len = 0;
+    for (size_t i = 0; i < s->retry_done.len; i++)
+        for (size_t j = 0; j < s->rq.len; j++)
+            if (s->rq.v[j] == s->retry_done.v[i]) {
+                ev_free(s->rq.v[j]);
+                s->rq.v[j] = s->rq.v[--s->rq.len];
+                break;
+            }
+    s->retry_done.len = 0;
+    /* failed re-driven events were recorded again: drop them from the queue */
+    for (size_t j = 0; j < s->rq.len;)
+        if (s->rq.v[j]->state == EV_FAILED) {
+            ev_free(s->rq.v[j]);
+            s->rq.v[j] = s->rq.v[--s->rq.len];
+        } else {
+            j++;
+        }
+    for (size_t i = 0; i < n; i++)
+        ev_free(s->win.v[i]);
+    memmove(s->win.v, s->win.v + n, (s->win.len - n) * sizeof(*s->win.v));
+    s->win.len -= n;
+    s->cursor = cursor;
+    s->add_acked = s->add_bytes = s->add_superseded = 0;
+    return 0;
+}
+
+/* ---- status ---- */
+
+static void iso(int64_t ms, char *buf, size_t cap)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int status_json(ship_t *s, buf_t *out)
+{
+    uint64_t queued = 0, acked = 0, failed = 0, last = 0, bytes = 0, pending = 0;
+    int64_t oldest_ms = 0;
+    MDB_txn *txn;
+    MDB_stat st;
+    char ts[40];
+
+    if (mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn) != 0)
+        return CIO_EDB;
+    if (meta_state_get(s->meta, txn, "log_count", &queued) != 0 || meta_state_get(s->meta, txn, "repl_acked", &acked) != 0 ||
+        meta_state_get(s->meta, txn, "repl_failed", &failed) != 0 || meta_state_get(s->meta, txn, "repl_last_ms", &last) != 0 ||
+        meta_state_get(s->meta, txn, "repl_bytes", &bytes) != 0 || mdb_stat(txn, s->meta->replog, &st) != 0) {
+        mdb_txn_abort(txn);
+        return CIO_EDB;
+    }
+    pending = st.ms_entries;
+    {
+        MDB_cursor *cur;
+        MDB_val k, v;
+        logrec_t r;
+        if (mdb_cursor_open(txn, s->meta->replog, &cur) == 0) {
+            if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0 && logrec_decode(v.mv_data, v.mv_size, &r) == 0)
+                oldest_ms = r.mtime_ms;
+            mdb_cursor_close(cur);
+        }
+    }
+    mdb_txn_abort(txn);
+
+    double age = oldest_ms > 0 ? (wall_ms() - oldest_ms) / 1000.0 : 0;
+    if (age < 0)
+        age = 0;
+    buf_printf(out,
+               "{\"enabled\":true,\"repld\":\"running\",\"events_queued\":%" PRIu64 ",\"events_replicated\":%" PRIu64
+               ",\"events_failed\":%" PRIu64 ",\"last_replication\":",
+               queued, acked, failed);
+    if (last > 0) {
+        iso((int64_t)last, ts, sizeof(ts));
+        buf_printf(out, "\"%s\"", ts);
+    } else {
+        buf_puts(out, "null");
+    }
+    buf_printf(out, ",\"events_pending\":%" PRIu64 ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f,\"bytes_replicated\":%" PRIu64,
+               pending, age, age, bytes);
+    pthread_mutex_lock(&s->mu);
+    const char *state = s->remote_state == 1 ? "up" : s->remote_state == 2 ? "backing_off" : "unknown";
+    buf_puts(out, ",\"remote\":{\"url\":");
+    buf_json_str(out, s->conf->remote_url, strlen(s->conf->remote_url));
+    buf_printf(out, ",\"state\":\"%s\",\"last_error\":", state);
+    buf_json_str(out, s->remote_error, strlen(s->remote_error));
+    uint64_t now = mono_ms();
+    buf_printf(out, ",\"retry_in_seconds\":%.1f}", s->remote_state == 2 && s->backoff_until > now ? (s->backoff_until - now) / 1000.0 : 0.0);
+    pthread_mutex_unlock(&s->mu);
+    buf_puts(out, ",\"workers\":[");
+    for (unsigned w = 0; w < s->conf->workers; w++) {
+        int busy;
+        size_t events;
+        uint64_t since;
+        sender_worker_state(s->sender, w, &busy, &events, &since);
+        buf_printf(out, "%s{\"id\":%u,\"state\":\"%s\",\"events\":%zu}", w ? "," : "", w, busy ? "sending" : "idle", events);
+    }
+    buf_puts(out, "]}\n");
+    return out->err;
+}
+
+static int metrics_text(ship_t *s, buf_t *out)
+{
+    uint64_t acked = 0, failed = 0, failed_total = 0, bytes = 0, pending = 0;
+    MDB_txn *txn;
+    MDB_stat st;
+
+    if (mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn) != 0)
+        return CIO_EDB;
+    if (meta_state_get(s->meta, txn, "repl_acked", &acked) != 0 || meta_state_get(s->meta, txn, "repl_failed", &failed) != 0 ||
+        meta_state_get(s->meta, txn, "repl_failed_total", &failed_total) != 0 ||
+        meta_state_get(s->meta, txn, "repl_bytes", &bytes) != 0 || mdb_stat(txn, s->meta->replog, &st) != 0) {
+        mdb_txn_abort(txn);
+        return CIO_EDB;
+    }
+    pending = st.ms_entries;
+    mdb_txn_abort(txn);
+    buf_printf(out,
+               "# HELP comio_replication_pending_events Log records not yet acknowledged by the replica.\n"
+               "# TYPE comio_replication_pending_events gauge\ncomio_replication_pending_events %" PRIu64 "\n"
+               "# HELP comio_replication_events_replicated_total Events the replica acknowledged (applied or already held).\n"
+               "# TYPE comio_replication_events_replicated_total counter\ncomio_replication_events_replicated_total %" PRIu64 "\n"
+               "# HELP comio_replication_events_failed_total Events recorded as failed after every attempt.\n"
+               "# TYPE comio_replication_events_failed_total counter\ncomio_replication_events_failed_total %" PRIu64 "\n"
+               "# HELP comio_replication_failed_events Events in the failed table now (repld --list-failed).\n"
+               "# TYPE comio_replication_failed_events gauge\ncomio_replication_failed_events %" PRIu64 "\n"
+               "# HELP comio_replication_bytes_total Object bytes of the PUT events the replica acknowledged.\n"
+               "# TYPE comio_replication_bytes_total counter\ncomio_replication_bytes_total %" PRIu64 "\n",
+               pending, acked, failed_total, failed, bytes);
+    pthread_mutex_lock(&s->mu);
+    buf_printf(out,
+               "# HELP comio_replication_remote_up 1 when the last batch reached the replica, 0 while backing off.\n"
+               "# TYPE comio_replication_remote_up gauge\ncomio_replication_remote_up %d\n"
+               "# HELP comio_replication_batch_duration_seconds Round trip of a batch to the replica.\n"
+               "# TYPE comio_replication_batch_duration_seconds histogram\n",
+               s->remote_state == 1);
+    uint64_t cum = 0;
+    for (size_t i = 0; i < LAT_BUCKETS; i++) {
+        cum += s->lat_counts[i];
+        buf_printf(out, "comio_replication_batch_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", lat_bounds[i], cum);
+    }
+    cum += s->lat_counts[LAT_BUCKETS];
+    buf_printf(out,
+               "comio_replication_batch_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+               "comio_replication_batch_duration_seconds_sum %.6f\ncomio_replication_batch_duration_seconds_count %" PRIu64 "\n",
+               cum, s->lat_sum, s->lat_n);
+    pthread_mutex_unlock(&s->mu);
+    return out->err;
+}
+
+static int on_ctl(void *ctx, const char *cmd, buf_t *out)
+{
+    ship_t *s = ctx;
+    if (strcmp(cmd, "status") == 0)
+        return status_json(s, out);
+    if (strcmp(cmd, "metrics") == 0)
+        return metrics_text(s, out);
+    if (strcmp(cmd, "ping") == 0)
+        return buf_puts(out, "pong\n");
+    return CIO_ENOTFOUND;
+}
+
+/* ---- the loop ---- */
+
+static int setup_fds(ship_t *s, sigset_t *sigs)
+{
+    char path[4200];
+
+    if ((s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 || (s->sfd = signalfd(-1, sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+        log_msg(LOG_LVL_ERROR, "cannot create event descriptors", "error", strerror(errno), NULL);
+        return CIO_ESYS;
+    }
+    /* storaged's commits write data.mdb: that is our prompt wake-up */
+    snprintf(path, sizeof(path), "%s/data.mdb", s->conf->meta_path);
+    s->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (s->ifd >= 0 && inotify_add_watch(s->ifd, path, IN_MODIFY) < 0) {
+        log_msg(LOG_LVL_WARN, "cannot watch the log; polling instead", "path", path, "error", strerror(errno), NULL);
+        close(s->ifd);
+        s->ifd = -1;
+    }
+    return 0;
+}
+
+static void drain(int fd)
+{
+    char tmp[4096];
+    if (fd >= 0)
+        while (read(fd, tmp, sizeof(tmp)) > 0)
+            ;
+}
+
+static int next_wait_ms(ship_t *s)
+{
+    uint64_t now = mono_ms(), wake = now + (s->ifd >= 0 ? IDLE_POLL_MS : NOTIFY_FALLBACK_MS);
+    evvec_t *lists[2] = {&s->rq, &s->win};
+    if (s->backoff_until > now && s->backoff_until < wake)
+        wake = s->backoff_until;
+    if (s->backoff_until <= now)
+        for (int l = 0; l < 2; l++)
+            for (size_t i = 0; i < lists[l]->len; i++) {
+                ev_t *e = lists[l]->v[i];
+                if (e->state == EV_READY && e->due_ms < wake)
+                    wake = e->due_ms > now ? e->due_ms : now;
+            }
+    return (int)(wake - now);
+}
+
+int ship_run(const conf_t *conf, meta_t *meta)
+{
+    ship_t s;
+    sigset_t sigs;
+    MDB_txn *txn;
+    char err[512];
+    int ret = 0, stopping = 0;
+    uint64_t stop_deadline = 0;
+
+    memset(&s, 0, sizeof(s));
+    s.conf = conf;
+    s.meta = meta;
+    s.efd = s.ifd = s.sfd = -1;
+    s.backoff_ms = conf->retry_delay_ms > 0 ? conf->retry_delay_ms : 1000;
+    pthread_mutex_init(&s.mu, NULL);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+
+    if ((s.store_fd = open(conf->storage_path, O_RDONLY | O_CLOEXEC)) < 0) {
+        log_msg(LOG_LVL_ERROR, "cannot open the data store", "path", conf->storage_path, "error", strerror(errno), NULL);
+        return CIO_ESYS;
+    }
+    if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) != 0 || meta_state_get(meta, txn, "repl_cursor", &s.cursor) != 0) {
+        log_msg(LOG_LVL_ERROR, "cannot read the replication cursor", NULL);
+        return CIO_EDB;
+    }
+    mdb_txn_abort(txn);
+    s.next_read = s.cursor + 1;
+    if ((ret = setup_fds(&s, &sigs)) != 0 || (ret = sender_start(&s.sender, conf, conf->workers, s.efd)) != 0)
+        return ret;
+    if (ctl_start(&s.ctl, conf->socket_path, on_ctl, &s, err, sizeof(err)) != 0)
+        log_msg(LOG_LVL_WARN, "no control socket: repld --status will not reach this process", "error", err, NULL);
+    {
+        char cur[24], w[8];
+        snprintf(cur, sizeof(cur), "%" PRIu64, s.cursor);
+        snprintf(w, sizeof(w), "%u", conf->workers);
+        log_msg(LOG_LVL_INFO, "repld shipping", "remote", conf->remote_url, "cursor", cur, "workers", w, "meta", conf->meta_path,
+                NULL);
+    }
+
+    for (;;) {
+        send_job_t *job;
+        while ((job = sender_take_done(s.sender)) != NULL)
+            complete(&s, job);
+        if ((ret = persist(&s)) != 0)
+            log_msg(LOG_LVL_ERROR, "cannot persist the replication cursor; will retry", "error", cio_strerror(ret), NULL);
+        if (stopping) {
+            if (sender_busy(s.sender) == 0 || mono_ms() >= stop_deadline)
+                break;
+        } else {
+            if ((ret = fill(&s)) != 0)
+                log_msg(LOG_LVL_ERROR, "cannot read the replication log", "error", cio_strerror(ret), NULL);
+            dispatch(&s);
+        }
+
+        struct pollfd p[3] = {{s.efd, POLLIN, 0}, {s.sfd, POLLIN, 0}, {s.ifd, POLLIN, 0}};
+        int n = poll(p, s.ifd >= 0 ? 3 : 2, stopping ? 50 : next_wait_ms(&s));
+        if (n < 0 && errno != EINTR) {
+            log_msg(LOG_LVL_ERROR, "poll failed", "error", strerror(errno), NULL);
+            break;
+        }
+        drain(s.efd);
+        drain(s.ifd);
+        if (n > 0 && p[1].revents != 0) {
+            struct signalfd_siginfo si;
+            while (read(s.sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                if (si.ssi_signo == SIGHUP)
+                    continue; /* logs go to stderr: nothing to reopen */
+                if (!stopping) {
+                    log_msg(LOG_LVL_INFO, "shutting down; finishing batches in flight", NULL);
+                    stopping = 1;
+                    stop_deadline = mono_ms() + STOP_GRACE_MS;
+                }
+            }
+        }
+    }
+    ret = persist(&s);
+    ctl_stop(s.ctl);
+    sender_stop(s.sender);
+    {
+        char cur[24];
+        snprintf(cur, sizeof(cur), "%" PRIu64, s.cursor);
+        log_msg(LOG_LVL_INFO, "repld stopped", "cursor", cur, NULL);
+    }
+    for (size_t i = 0; i < s.win.len; i++)
+        if (s.win.v[i]->state != EV_INFLIGHT)
+            ev_free(s.win.v[i]);
+    for (size_t i = 0; i < s.rq.len; i++)
+        if (s.rq.v[i]->state != EV_INFLIGHT)
+            ev_free(s.rq.v[i]);
+    free(s.win.v);
+    free(s.rq.v);
+    free(s.to_fail.v);
+    free(s.retry_done.v);
+    close(s.store_fd);
+    return ret;
+}
