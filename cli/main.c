@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "server.h"
 
 #define VERSION_STRING "0.1.0"
 
@@ -13,38 +14,24 @@ static void usage(FILE *out)
     fprintf(out, "usage: comio <command> [options]\n"
                  "\n"
                  "commands:\n"
-                 "  server [flags]   run this site's object server (storaged); takes storaged's flags,\n"
+                 "  server [flags]   run this site: storaged, and repld when replication is enabled;\n"
+                 "                   restarts a daemon that dies, stops both on SIGTERM;\n"
                  "                   e.g. comio server --config config.yaml (see comio server --help)\n"
                  "  version          print the version\n"
                  "  help             print this text\n");
 }
 
-/* Runs `name` from the directory this binary lives in, with our arguments. */
-static int exec_sibling(const char *name, int argc, char **argv)
+/* The directory this binary lives in: the daemons are installed beside it. */
+static int bin_dir(char *out, size_t cap)
 {
-    char self[PATH_MAX], path[PATH_MAX + 32];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    char **args;
-
+    ssize_t n = readlink("/proc/self/exe", out, cap - 1);
     if (n <= 0) {
         fprintf(stderr, "comio: cannot find my own path: %s\n", strerror(errno));
-        return 1;
+        return -1;
     }
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    *slash = '\0';
-    snprintf(path, sizeof(path), "%s/%s", self, name);
-    if ((args = calloc((size_t)argc + 1, sizeof(*args))) == NULL) {
-        fprintf(stderr, "comio: out of memory\n");
-        return 1;
-    }
-    args[0] = path;
-    for (int i = 1; i < argc; i++)
-        args[i] = argv[i];
-    execv(path, args);
-    fprintf(stderr, "comio: cannot run %s: %s\n", path, strerror(errno));
-    free(args);
-    return 1;
+    out[n] = '\0';
+    *strrchr(out, '/') = '\0';
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -53,8 +40,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "server") == 0)
-        return exec_sibling("storaged", argc - 1, argv + 1);
+    if (strcmp(argv[1], "server") == 0) {
+        char dir[PATH_MAX];
+        return bin_dir(dir, sizeof(dir)) == 0 ? server_main(dir, argc - 1, argv + 1) : 1;
+    }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("comio %s\n", VERSION_STRING);
         return 0;
