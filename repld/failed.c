@@ -2,23 +2,10 @@
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
+#include "be.h"
 #include "buf.h"
 #include "failed.h"
 #include "logrec.h"
-
-static void put_be(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = n - 1; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 int failed_put(meta_t *m, MDB_txn *txn, uint64_t seq, const char *rec, size_t rec_len, uint32_t attempts, const char *error,
                int64_t now_ms)
@@ -30,14 +17,14 @@ int failed_put(meta_t *m, MDB_txn *txn, uint64_t seq, const char *rec, size_t re
 
     if (elen > FAILED_ERROR_MAX)
         elen = FAILED_ERROR_MAX;
-    put_be(kb, seq, 8);
+    be_put(kb, seq, 8);
     v.mv_size = 4 + 8 + 2 + elen + rec_len;
     if ((rc = mdb_put(txn, m->repl_failed, &k, &v, MDB_RESERVE)) != 0)
         return meta_err(rc, "mdb_put(repl_failed)");
     uint8_t *p = v.mv_data;
-    put_be(p, attempts, 4);
-    put_be(p + 4, (uint64_t)now_ms, 8);
-    put_be(p + 12, elen, 2);
+    be_put(p, attempts, 4);
+    be_put(p + 4, (uint64_t)now_ms, 8);
+    be_put(p + 12, elen, 2);
     memcpy(p + 14, error, elen);
     memcpy(p + 14 + elen, rec, rec_len);
     rc = mdb_del(txn, m->repl_retry, &k, NULL);
@@ -53,10 +40,10 @@ static int decode_entry(const MDB_val *k, const MDB_val *v, failed_entry_t *e)
     const uint8_t *p = v->mv_data;
     if (k->mv_size != 8 || v->mv_size < 14)
         return CIO_EPROTO;
-    e->seq = get_be(k->mv_data, 8);
-    e->attempts = (uint32_t)get_be(p, 4);
-    e->failed_at_ms = (int64_t)get_be(p + 4, 8);
-    e->error_len = (size_t)get_be(p + 12, 2);
+    e->seq = be_get(k->mv_data, 8);
+    e->attempts = (uint32_t)be_get(p, 4);
+    e->failed_at_ms = (int64_t)be_get(p + 4, 8);
+    e->error_len = (size_t)be_get(p + 12, 2);
     if (v->mv_size < 14 + e->error_len)
         return CIO_EPROTO;
     e->error = (const char *)p + 14;

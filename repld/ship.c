@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "batch.h"
+#include "be.h"
 #include "buf.h"
 #include "ctl.h"
 #include "failed.h"
@@ -102,20 +103,6 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void put_u64be(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get_u64be(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static int vec_push(evvec_t *v, ev_t *e)
 {
     if (v->len == v->cap) {
@@ -184,14 +171,14 @@ static int fill(ship_t *s)
             ret = meta_err(rc, "mdb_cursor_open(replog)");
             goto done;
         }
-        put_u64be(kb, s->next_read);
+        be_put(kb, s->next_read, 8);
         k.mv_size = 8;
         k.mv_data = kb;
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && s->win.len < max;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             if (k.mv_size != 8)
                 continue;
-            uint64_t seq = get_u64be(k.mv_data);
+            uint64_t seq = be_get(k.mv_data, 8);
             ev_t *e = ev_new(seq, v.mv_data, v.mv_size);
             if (e == NULL || vec_push(&s->win, e) != 0) {
                 ev_free(e);
@@ -212,7 +199,7 @@ static int fill(ship_t *s)
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && s->rq.len < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             if (k.mv_size != 8)
                 continue;
-            ev_t *e = ev_new(get_u64be(k.mv_data), v.mv_data, v.mv_size);
+            ev_t *e = ev_new(be_get(k.mv_data, 8), v.mv_data, v.mv_size);
             if (e == NULL || vec_push(&s->rq, e) != 0) {
                 ev_free(e);
                 ret = CIO_ENOMEM;
@@ -521,7 +508,7 @@ static int persist(ship_t *s)
     }
     for (size_t i = 0; i < s->retry_done.len && ret == 0; i++) {
         uint8_t kb[8];
-        put_u64be(kb, s->retry_done.v[i]->seq);
+        be_put(kb, s->retry_done.v[i]->seq, 8);
         MDB_val k = {8, kb};
         rc = mdb_del(txn, s->meta->repl_retry, &k, NULL);
         if (rc != 0 && rc != MDB_NOTFOUND)
@@ -533,7 +520,7 @@ static int persist(ship_t *s)
         if ((rc = mdb_cursor_open(txn, s->meta->replog, &cur)) != 0) {
             ret = meta_err(rc, "mdb_cursor_open(replog)");
         } else {
-            while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 && k.mv_size == 8 && get_u64be(k.mv_data) <= cursor)
+            while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 && k.mv_size == 8 && be_get(k.mv_data, 8) <= cursor)
                 if ((rc = mdb_cursor_del(cur, 0)) != 0)
                     break;
             if (rc != 0 && rc != MDB_NOTFOUND)
