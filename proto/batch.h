@@ -25,6 +25,7 @@
 #define BATCH_MAX_EVENTS 10000
 #define BATCH_URL_MAX 4096
 #define BATCH_ERROR_MAX 1024
+#define BATCH_SRC_MAX LOGREC_ORIGIN_MAX /* "src" is a site id, like a record's origin */
 
 typedef enum {
     BATCH_APPLIED = 0,   /* the event changed the replica */
@@ -35,6 +36,10 @@ typedef enum {
 
 /* ---- encoding (repld) ---- */
 
+/* The event array is written with a fixed-width array32 header (0xdd and a
+ * 4-byte count), so that the count can be patched at finish; msgpack allows a
+ * non-minimal header. pk points at sb: do not copy or move a batch_enc_t
+ * after batch_enc_init. */
 typedef struct {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -42,20 +47,31 @@ typedef struct {
     size_t count_off; /* where the event array header starts in sb (patched at finish) */
 } batch_enc_t;
 
-/* Starts a batch from site `src` (copied into the buffer). 0 or CIO_ENOMEM. */
+/* Starts a batch from site `src` (1..BATCH_SRC_MAX bytes, copied into the
+ * buffer). Returns 0, CIO_EINVAL (bad src) or CIO_ENOMEM. On error `e` holds
+ * nothing (batch_enc_free is then harmless but not needed). */
 int batch_enc_init(batch_enc_t *e, const char *src, size_t src_len) CIO_MUST_CHECK;
 
 /* Appends an event: `rec` is the log record's encoding (as stored in the log);
  * for a PUT exactly one of `data` (may be empty when the object is empty, with
- * has_data = 1) and `url` is given; for DELETE and PURGE neither. Returns 0,
- * CIO_EINVAL (both or a too-long url) or CIO_ENOMEM or CIO_ETOOBIG (more than
- * BATCH_MAX_EVENTS). */
+ * has_data = 1) and `url` is given; for DELETE and PURGE neither. The record
+ * is decoded (not re-encoded) to check the event, so that a batch the encoder
+ * accepts is never refused as a whole by the replica. Returns 0;
+ * CIO_EINVAL when the record does not decode, data and url are both given or
+ * a PUT has neither, DELETE/PURGE has either, data_len differs from the
+ * record's size, data is NULL with a non-zero length, or url is empty or
+ * longer than BATCH_URL_MAX; CIO_ETOOBIG when the batch already holds
+ * BATCH_MAX_EVENTS events or rec/data are 4 GiB or more; CIO_ENOMEM. On error
+ * the batch is left as it was. The inputs are copied. */
 int batch_enc_add(batch_enc_t *e, const void *rec, size_t rec_len, int has_data, const void *data, size_t data_len,
                   const char *url, size_t url_len) CIO_MUST_CHECK;
 
 /* Completes the batch; *buf and *len then hold the encoding (owned by e, valid
- * until batch_enc_free). 0 or CIO_ENOMEM. */
+ * until the next batch_enc_add or batch_enc_free; finishing again after more
+ * events is allowed). Returns 0 or CIO_EINVAL (e not initialised). */
 int batch_enc_finish(batch_enc_t *e, const char **buf, size_t *len) CIO_MUST_CHECK;
+
+/* Releases the buffer; e may then be batch_enc_init'ed again. */
 void batch_enc_free(batch_enc_t *e);
 
 /* ---- decoding (replica) ---- */
@@ -81,16 +97,22 @@ typedef struct {
     size_t index;
 } batch_dec_t;
 
-/* Checks the envelope of buf[0..len): version, "src", the event array count
- * (at most BATCH_MAX_EVENTS). The events are read with batch_dec_next. Returns
- * 0 or CIO_EPROTO. buf must outlive the decoder and the events. */
+/* Checks the envelope of buf[0..len): keys in any order, unknown keys skipped,
+ * each known key at most once, "v" in 1..BATCH_FORMAT_VERSION, "src"
+ * 1..BATCH_SRC_MAX bytes, "ev" an array of at most BATCH_MAX_EVENTS complete
+ * msgpack values, no trailing bytes. The events are read with
+ * batch_dec_next. Returns 0 or CIO_EPROTO (then *d is unchanged). buf must
+ * outlive the decoder and the events; nothing is allocated. */
 int batch_dec_init(batch_dec_t *d, const char *buf, size_t len) CIO_MUST_CHECK;
 
 /* Decodes the next event into *ev. Returns 0, CIO_ENOTFOUND after the last
  * event, or CIO_EPROTO (the whole batch is malformed; the caller must refuse
  * it as a whole, which is why a replica decodes every event before applying
- * any). A PUT event must carry exactly one of "d" and "u"; its "d" length must
- * equal the record's size; DELETE and PURGE carry neither. */
+ * any). An event is a map with a bin "r" that logrec_decode accepts; unknown
+ * keys are skipped, a known key twice is malformed. A PUT event must carry
+ * exactly one of "d" and "u"; its "d" length must equal the record's size;
+ * "u" is 1..BATCH_URL_MAX bytes; DELETE and PURGE carry neither. On error *d
+ * and *ev are unchanged. */
 int batch_dec_next(batch_dec_t *d, batch_event_t *ev) CIO_MUST_CHECK;
 
 /* ---- the reply ---- */
@@ -103,12 +125,19 @@ typedef struct {
     size_t error_len;
 } batch_res_t;
 
-/* Encodes n results into sb (appending). 0 or CIO_ENOMEM. Error texts longer
- * than BATCH_ERROR_MAX are cut. */
+/* Encodes n results into sb (appending). Returns 0, CIO_EINVAL (n above
+ * BATCH_MAX_EVENTS, an unknown result, a NULL error with a non-zero length)
+ * or CIO_ENOMEM; on error sb is left as it was. Error texts longer than
+ * BATCH_ERROR_MAX are cut (before a UTF-8 continuation byte). A NULL error
+ * with length 0 is sent as "". */
 int batch_reply_encode(const batch_res_t *res, size_t n, msgpack_sbuffer *sb) CIO_MUST_CHECK;
 
-/* Decodes a reply holding exactly `n` results into res[0..n). Returns 0 or
- * CIO_EPROTO (malformed, or a count other than n). */
+/* Decodes a reply holding exactly `n` results into res[0..n). Keys in any
+ * order, unknown keys skipped; "v" (1..BATCH_FORMAT_VERSION) and "res" are
+ * required, and in each result "seq", "r" (a batch_result_t) and "st"; an
+ * absent "e" is "". Returns 0 or CIO_EPROTO (malformed, a count other than n,
+ * an "e" longer than BATCH_ERROR_MAX, trailing bytes); on error res is
+ * unchanged. Errors point into buf. Never allocates. */
 int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n) CIO_MUST_CHECK;
 
 const char *batch_result_name(batch_result_t r); /* "applied", "skipped", "retry", "permanent" */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "logrec.h"
+#include "mpread.h"
 
 /* A record has 10 known fields; the cap leaves room for fields that later
  * versions may add while bounding the work a hostile record can cause. */
@@ -164,248 +165,9 @@ fail:
 
 /* ---- decoding ----
  *
- * msgpack_unpack_next does reference str/bin in the input, but it allocates
- * each map/array from its header count before reading the elements (a 5-byte
- * map32 header makes it allocate gigabytes). So the decoder walks the bytes
- * itself: no allocation, every length checked against what is left. */
-
-typedef struct {
-    const uint8_t *p;
-    const uint8_t *end;
-} rd_t;
-
-static size_t rd_left(const rd_t *rd)
-{
-    return (size_t)(rd->end - rd->p);
-}
-
-static int rd_be(rd_t *rd, size_t n, uint64_t *v)
-{
-    if (rd_left(rd) < n)
-        return CIO_EPROTO;
-    uint64_t x = 0;
-    for (size_t i = 0; i < n; i++)
-        x = (x << 8) | rd->p[i];
-    rd->p += n;
-    *v = x;
-    return 0;
-}
-
-static int rd_skip(rd_t *rd, uint64_t n)
-{
-    if (rd_left(rd) < n)
-        return CIO_EPROTO;
-    rd->p += n;
-    return 0;
-}
-
-/* Reads an integer of any msgpack int format. *neg is set when the value is
- * negative (then *u holds it as a two's-complement int64). */
-static int rd_int(rd_t *rd, uint64_t *u, int *neg)
-{
-    if (rd_left(rd) < 1)
-        return CIO_EPROTO;
-    uint8_t t = *rd->p++;
-    uint64_t v;
-    int err;
-    *neg = 0;
-    if (t <= 0x7f) {
-        *u = t;
-        return 0;
-    }
-    if (t >= 0xe0) {
-        *u = (uint64_t)(int64_t)(int8_t)t;
-        *neg = 1;
-        return 0;
-    }
-    switch (t) {
-    case 0xcc:
-    case 0xcd:
-    case 0xce:
-    case 0xcf:
-        if ((err = rd_be(rd, (size_t)1 << (t - 0xcc), &v)) != 0)
-            return err;
-        *u = v;
-        return 0;
-    case 0xd0:
-        if ((err = rd_be(rd, 1, &v)) != 0)
-            return err;
-        *u = (uint64_t)(int64_t)(int8_t)(uint8_t)v;
-        break;
-    case 0xd1:
-        if ((err = rd_be(rd, 2, &v)) != 0)
-            return err;
-        *u = (uint64_t)(int64_t)(int16_t)(uint16_t)v;
-        break;
-    case 0xd2:
-        if ((err = rd_be(rd, 4, &v)) != 0)
-            return err;
-        *u = (uint64_t)(int64_t)(int32_t)(uint32_t)v;
-        break;
-    case 0xd3:
-        if ((err = rd_be(rd, 8, &v)) != 0)
-            return err;
-        *u = v;
-        break;
-    default:
-        return CIO_EPROTO;
-    }
-    *neg = (int64_t)*u < 0;
-    return 0;
-}
-
-static int rd_uint(rd_t *rd, uint64_t *v)
-{
-    int neg, err = rd_int(rd, v, &neg);
-    if (err != 0)
-        return err;
-    return neg ? CIO_EPROTO : 0;
-}
-
-static int rd_int64(rd_t *rd, int64_t *v)
-{
-    uint64_t u;
-    int neg, err = rd_int(rd, &u, &neg);
-    if (err != 0)
-        return err;
-    if (!neg && u > (uint64_t)INT64_MAX)
-        return CIO_EPROTO;
-    *v = (int64_t)u;
-    return 0;
-}
-
-/* Reads a str (bin when `bin`) header and body; *s points into the input. */
-static int rd_raw(rd_t *rd, int bin, const char **s, size_t *len, size_t max)
-{
-    if (rd_left(rd) < 1)
-        return CIO_EPROTO;
-    uint8_t t = *rd->p++;
-    uint64_t n;
-    int err = 0;
-    if (!bin && t >= 0xa0 && t <= 0xbf)
-        n = t & 0x1f;
-    else if (!bin && t >= 0xd9 && t <= 0xdb)
-        err = rd_be(rd, (size_t)1 << (t - 0xd9), &n);
-    else if (bin && t >= 0xc4 && t <= 0xc6)
-        err = rd_be(rd, (size_t)1 << (t - 0xc4), &n);
-    else
-        return CIO_EPROTO;
-    if (err != 0)
-        return err;
-    if (n > max || n > rd_left(rd))
-        return CIO_EPROTO;
-    *s = (const char *)rd->p;
-    *len = (size_t)n;
-    rd->p += n;
-    return 0;
-}
-
-/* Reads a map header; *n is its entry count. */
-static int rd_map(rd_t *rd, uint64_t *n)
-{
-    if (rd_left(rd) < 1)
-        return CIO_EPROTO;
-    uint8_t t = *rd->p++;
-    if (t >= 0x80 && t <= 0x8f) {
-        *n = t & 0x0f;
-        return 0;
-    }
-    if (t == 0xde)
-        return rd_be(rd, 2, n);
-    if (t == 0xdf)
-        return rd_be(rd, 4, n);
-    return CIO_EPROTO;
-}
-
-/* Skips one value of any type. Nesting is handled by counting the values
- * still to skip instead of recursing; each value takes at least one byte, so
- * a count above the bytes left is already malformed and the walk is O(len). */
-static int rd_skip_value(rd_t *rd)
-{
-    uint64_t pending = 1;
-    while (pending > 0) {
-        if (pending > rd_left(rd))
-            return CIO_EPROTO;
-        pending--;
-        uint8_t t = *rd->p++;
-        uint64_t n;
-        int err = 0;
-        if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3)
-            continue; /* fixint, nil, bool */
-        if (t >= 0x80 && t <= 0x8f) {
-            pending += 2u * (t & 0x0f);
-            continue;
-        }
-        if (t >= 0x90 && t <= 0x9f) {
-            pending += t & 0x0f;
-            continue;
-        }
-        if (t >= 0xa0 && t <= 0xbf) {
-            err = rd_skip(rd, t & 0x1f);
-        } else {
-            switch (t) {
-            case 0xc4: /* bin 8/16/32 */
-            case 0xc5:
-            case 0xc6:
-                if ((err = rd_be(rd, (size_t)1 << (t - 0xc4), &n)) == 0)
-                    err = rd_skip(rd, n);
-                break;
-            case 0xd9: /* str 8/16/32 */
-            case 0xda:
-            case 0xdb:
-                if ((err = rd_be(rd, (size_t)1 << (t - 0xd9), &n)) == 0)
-                    err = rd_skip(rd, n);
-                break;
-            case 0xc7: /* ext 8/16/32: length, type byte, data */
-            case 0xc8:
-            case 0xc9:
-                if ((err = rd_be(rd, (size_t)1 << (t - 0xc7), &n)) == 0)
-                    err = rd_skip(rd, n + 1);
-                break;
-            case 0xca: /* float 32/64 */
-                err = rd_skip(rd, 4);
-                break;
-            case 0xcb:
-                err = rd_skip(rd, 8);
-                break;
-            case 0xcc: /* uint/int 8..64 */
-            case 0xcd:
-            case 0xce:
-            case 0xcf:
-                err = rd_skip(rd, (uint64_t)1 << (t - 0xcc));
-                break;
-            case 0xd0:
-            case 0xd1:
-            case 0xd2:
-            case 0xd3:
-                err = rd_skip(rd, (uint64_t)1 << (t - 0xd0));
-                break;
-            case 0xd4: /* fixext 1/2/4/8/16: type byte + data */
-            case 0xd5:
-            case 0xd6:
-            case 0xd7:
-            case 0xd8:
-                err = rd_skip(rd, 1 + ((uint64_t)1 << (t - 0xd4)));
-                break;
-            case 0xdc: /* array 16/32 */
-            case 0xdd:
-                if ((err = rd_be(rd, t == 0xdc ? 2 : 4, &n)) == 0)
-                    pending += n;
-                break;
-            case 0xde: /* map 16/32 */
-            case 0xdf:
-                if ((err = rd_be(rd, t == 0xde ? 2 : 4, &n)) == 0)
-                    pending += 2 * n;
-                break;
-            default: /* 0xc1: never used */
-                return CIO_EPROTO;
-            }
-        }
-        if (err != 0)
-            return err;
-    }
-    return 0;
-}
+ * msgpack-c's unpacker allocates each map/array from its header count before
+ * reading the elements, so the decoder walks the bytes with proto/mpread.h:
+ * no allocation, every length checked against what is left. */
 
 static int key_is(const char *k, size_t klen, const char *name)
 {
@@ -414,7 +176,7 @@ static int key_is(const char *k, size_t klen, const char *name)
 
 /* Decodes the value of one map entry whose key is k[0..klen). Sets the
  * field's bit in *seen; a known key seen twice is malformed. */
-static int decode_field(rd_t *rd, const char *k, size_t klen, logrec_t *r, unsigned *seen)
+static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, unsigned *seen)
 {
     unsigned bit;
     uint64_t u;
@@ -443,7 +205,7 @@ static int decode_field(rd_t *rd, const char *k, size_t klen, logrec_t *r, unsig
     else if (key_is(k, klen, "o"))
         bit = F_O;
     else
-        return rd_skip_value(rd); /* forward compatibility */
+        return mpread_skip(rd); /* forward compatibility */
 
     if (*seen & bit)
         return CIO_EPROTO;
@@ -451,40 +213,40 @@ static int decode_field(rd_t *rd, const char *k, size_t klen, logrec_t *r, unsig
 
     switch (bit) {
     case F_V:
-        if ((err = rd_uint(rd, &u)) != 0)
+        if ((err = mpread_uint(rd, &u)) != 0)
             return err;
         /* Refuse a newer format: it may change the meaning of known fields. */
         if (u < 1 || u > LOGREC_FORMAT_VERSION)
             return CIO_EPROTO;
         return 0;
     case F_SEQ:
-        return rd_uint(rd, &r->seq);
+        return mpread_uint(rd, &r->seq);
     case F_OP:
-        if ((err = rd_uint(rd, &u)) != 0)
+        if ((err = mpread_uint(rd, &u)) != 0)
             return err;
         if (u != LOGREC_PUT && u != LOGREC_DELETE && u != LOGREC_PURGE)
             return CIO_EPROTO;
         r->op = (logrec_op_t)u;
         return 0;
     case F_B:
-        return rd_raw(rd, 0, &r->bucket, &r->bucket_len, LOGREC_BUCKET_MAX);
+        return mpread_str(rd, &r->bucket, &r->bucket_len, LOGREC_BUCKET_MAX);
     case F_K:
-        return rd_raw(rd, 0, &r->key, &r->key_len, LOGREC_KEY_MAX);
+        return mpread_str(rd, &r->key, &r->key_len, LOGREC_KEY_MAX);
     case F_SZ:
-        return rd_uint(rd, &r->size);
+        return mpread_uint(rd, &r->size);
     case F_ET:
-        if ((err = rd_raw(rd, 1, &s, &n, sizeof(r->etag))) != 0)
+        if ((err = mpread_bin(rd, &s, &n, sizeof(r->etag))) != 0)
             return err;
         if (n != sizeof(r->etag))
             return CIO_EPROTO;
         memcpy(r->etag, s, sizeof(r->etag));
         return 0;
     case F_CT:
-        return rd_raw(rd, 0, &r->content_type, &r->content_type_len, LOGREC_CTYPE_MAX);
+        return mpread_str(rd, &r->content_type, &r->content_type_len, LOGREC_CTYPE_MAX);
     case F_MT:
-        return rd_int64(rd, &r->mtime_ms);
+        return mpread_int64(rd, &r->mtime_ms);
     default: /* F_O */
-        return rd_raw(rd, 0, &r->origin, &r->origin_len, LOGREC_ORIGIN_MAX);
+        return mpread_str(rd, &r->origin, &r->origin_len, LOGREC_ORIGIN_MAX);
     }
 }
 
@@ -496,24 +258,23 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
     /* Decode into a local so that *out is untouched on error. */
     logrec_t r;
     memset(&r, 0, sizeof(r));
-    rd_t rd = {(const uint8_t *)buf, (const uint8_t *)buf + len};
-    uint64_t n;
+    mpread_t rd;
+    size_t n;
     unsigned seen = 0;
     int err;
 
-    if ((err = rd_map(&rd, &n)) != 0)
+    mpread_init(&rd, buf, len);
+    if ((err = mpread_map(&rd, LOGREC_MAP_MAX, &n)) != 0)
         return err;
-    if (n > LOGREC_MAP_MAX)
-        return CIO_EPROTO;
-    for (uint64_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         const char *k;
         size_t klen;
-        if ((err = rd_raw(&rd, 0, &k, &klen, LOGREC_FIELD_NAME_MAX)) != 0)
+        if ((err = mpread_str(&rd, &k, &klen, LOGREC_FIELD_NAME_MAX)) != 0)
             return err;
         if ((err = decode_field(&rd, k, klen, &r, &seen)) != 0)
             return err;
     }
-    if (rd_left(&rd) != 0)
+    if (mpread_left(&rd) != 0)
         return CIO_EPROTO;
 
     unsigned required = REQ_PURGE;

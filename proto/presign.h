@@ -4,10 +4,11 @@
  * The primary's repld signs; the primary's storaged verifies (both know the
  * token the replica accepts); the replica only follows the URL. The URL is
  *   {public_url}/admin/replication/fetch/{bucket}/{key}?version=V&expires=E&sig=HEX
- * where {key} is percent-encoded (RFC 3986 unreserved and '/' kept) and HEX is
- * the lowercase hex HMAC-SHA256 of
+ * where {bucket} and {key} are percent-encoded (RFC 3986 unreserved kept, and
+ * '/' in the key; uppercase hex) and HEX is the lowercase hex HMAC-SHA256 of
  *   "GET\n" bucket "\n" key "\n" V "\n" E
- * with the decoded key and V and E in decimal. No I/O here. */
+ * with the decoded bucket and key, and V and E in decimal. The secret must not
+ * be empty (an empty key would let anyone sign). No I/O here. */
 #ifndef COMIO_PRESIGN_H
 #define COMIO_PRESIGN_H
 
@@ -17,19 +18,28 @@
 
 #define PRESIGN_SIG_HEX 64
 
-/* Writes the signature (64 hex chars + NUL) of the given fields into sig. */
+/* Writes the signature (64 lowercase hex chars + NUL) of the given fields
+ * into sig; `method` is NUL-terminated ("GET"). When it cannot sign (empty
+ * secret, NULL argument, OpenSSL out of memory) sig is "" (which never
+ * verifies). */
 void presign_sign(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
                   size_t klen, uint64_t version, int64_t expires, char sig[PRESIGN_SIG_HEX + 1]);
 
-/* Builds the whole URL into out (NUL-terminated). `base` is the public URL
- * without a trailing slash (one is tolerated). Returns 0 or CIO_ETOOBIG. */
+/* Builds the whole URL, signed for "GET", into out (NUL-terminated). `base`
+ * is the public URL without a trailing slash (one is tolerated). Returns 0,
+ * CIO_ETOOBIG (out is NULL or cap too small; then out is "" if cap > 0),
+ * CIO_EINVAL (empty secret, NULL argument) or CIO_ENOMEM (OpenSSL failed). */
 int presign_url(const char *secret, size_t secret_len, const char *base, const char *bucket, size_t blen, const char *key,
                 size_t klen, uint64_t version, int64_t expires, char *out, size_t cap) CIO_MUST_CHECK;
 
 /* Checks a request's signature: recomputes it and compares in constant time,
- * and refuses when `now` is past `expires`. `sig_hex` is what the request
- * carried (any length). Returns 0, CIO_EINVAL (bad signature, including a
- * wrong length or non-hex) or CIO_EAGAIN (expired). */
+ * and refuses when `now` is past `expires` (now == expires is still valid).
+ * `sig_hex` is what the request carried (any length); only exactly 64
+ * lowercase hex digits can match. The signature is checked first, so a
+ * tampered expiry is a bad signature, not an expired one. Returns 0,
+ * CIO_EINVAL (bad signature, including a wrong length, uppercase or non-hex,
+ * or an empty secret), CIO_EAGAIN (genuine but expired) or CIO_ENOMEM
+ * (OpenSSL failed). */
 int presign_verify(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
                    size_t klen, uint64_t version, int64_t expires, const char *sig_hex, size_t sig_len, int64_t now) CIO_MUST_CHECK;
 

@@ -320,10 +320,13 @@ static size_t build(ship_t *s, batch_t *b, uint64_t now)
             ret = batch_enc_add(&b->enc, e->rec, e->rec_len, inl, data, inl ? (size_t)e->r.size : 0, inl ? NULL : (url[0] ? url : NULL),
                                 inl ? 0 : strlen(url));
             free(data);
-            if (ret != 0) {
-                log_msg(LOG_LVL_ERROR, "cannot encode an event", "error", cio_strerror(ret), NULL);
-                break;
+            if (ret == CIO_EINVAL) {
+                /* an event the replica would refuse: keep it in the failed table, do not loop on it */
+                fail_event(s, e, "the log record cannot be encoded into a batch");
+                continue;
             }
+            if (ret != 0)
+                break; /* the batch is full (or out of memory): the event stays ready */
             e->state = EV_INFLIGHT;
             b->evs[b->n++] = e;
         }
