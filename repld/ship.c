@@ -21,6 +21,7 @@
 #include "failed.h"
 #include "log.h"
 #include "presign.h"
+#include "replstat.h"
 #include "sender.h"
 #include "ship.h"
 
@@ -30,7 +31,6 @@
 #define IDLE_POLL_MS 1000                  /* upper bound on a sleep, even with inotify */
 #define NOTIFY_FALLBACK_MS 20              /* without inotify */
 #define STOP_GRACE_MS 10000
-#define LAT_BUCKETS 12
 
 typedef enum { EV_READY, EV_INFLIGHT, EV_DONE, EV_FAILED } ev_state_t;
 
@@ -58,7 +58,6 @@ typedef struct {
     size_t n;
 } batch_t;
 
-static const double lat_bounds[LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
 typedef struct {
     const conf_t *conf;
@@ -80,10 +79,11 @@ typedef struct {
     uint64_t backoff_ms, backoff_until;
     int remote_state; /* 0 unknown, 1 up, 2 backing off */
     char remote_error[512];
+    char remote_error_copy[512]; /* control thread only */
 
     /* status, guarded by mu (read by the control thread) */
     pthread_mutex_t mu;
-    uint64_t lat_counts[LAT_BUCKETS + 1];
+    uint64_t lat_counts[REPLSTAT_LAT_BUCKETS + 1];
     double lat_sum;
     uint64_t lat_n;
     uint64_t batches_sent;
@@ -420,7 +420,7 @@ static void record_latency(ship_t *s, uint64_t us)
 {
     double sec = us / 1e6;
     size_t i = 0;
-    while (i < LAT_BUCKETS && sec > lat_bounds[i])
+    while (i < REPLSTAT_LAT_BUCKETS && sec > replstat_lat_bounds[i])
         i++;
     pthread_mutex_lock(&s->mu);
     s->lat_counts[i]++;
@@ -575,135 +575,35 @@ static int persist(ship_t *s)
 
 /* ---- status ---- */
 
-static void iso(int64_t ms, char *buf, size_t cap)
+static void live_state(ship_t *s, replstat_live_t *live)
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static int status_json(ship_t *s, buf_t *out)
-{
-    uint64_t queued = 0, acked = 0, failed = 0, last = 0, bytes = 0, pending = 0;
-    int64_t oldest_ms = 0;
-    MDB_txn *txn;
-    MDB_stat st;
-    char ts[40];
-
-    if (mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn) != 0)
-        return CIO_EDB;
-    if (meta_state_get(s->meta, txn, "log_count", &queued) != 0 || meta_state_get(s->meta, txn, "repl_acked", &acked) != 0 ||
-        meta_state_get(s->meta, txn, "repl_failed", &failed) != 0 || meta_state_get(s->meta, txn, "repl_last_ms", &last) != 0 ||
-        meta_state_get(s->meta, txn, "repl_bytes", &bytes) != 0 || mdb_stat(txn, s->meta->replog, &st) != 0) {
-        mdb_txn_abort(txn);
-        return CIO_EDB;
-    }
-    pending = st.ms_entries;
-    {
-        MDB_cursor *cur;
-        MDB_val k, v;
-        logrec_t r;
-        if (mdb_cursor_open(txn, s->meta->replog, &cur) == 0) {
-            if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0 && logrec_decode(v.mv_data, v.mv_size, &r) == 0)
-                oldest_ms = r.mtime_ms;
-            mdb_cursor_close(cur);
-        }
-    }
-    mdb_txn_abort(txn);
-
-    double age = oldest_ms > 0 ? (wall_ms() - oldest_ms) / 1000.0 : 0;
-    if (age < 0)
-        age = 0;
-    buf_printf(out,
-               "{\"enabled\":true,\"repld\":\"running\",\"events_queued\":%" PRIu64 ",\"events_replicated\":%" PRIu64
-               ",\"events_failed\":%" PRIu64 ",\"last_replication\":",
-               queued, acked, failed);
-    if (last > 0) {
-        iso((int64_t)last, ts, sizeof(ts));
-        buf_printf(out, "\"%s\"", ts);
-    } else {
-        buf_puts(out, "null");
-    }
-    buf_printf(out, ",\"events_pending\":%" PRIu64 ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f,\"bytes_replicated\":%" PRIu64,
-               pending, age, age, bytes);
-    pthread_mutex_lock(&s->mu);
-    const char *state = s->remote_state == 1 ? "up" : s->remote_state == 2 ? "backing_off" : "unknown";
-    buf_puts(out, ",\"remote\":{\"url\":");
-    buf_json_str(out, s->conf->remote_url, strlen(s->conf->remote_url));
-    buf_printf(out, ",\"state\":\"%s\",\"last_error\":", state);
-    buf_json_str(out, s->remote_error, strlen(s->remote_error));
     uint64_t now = mono_ms();
-    buf_printf(out, ",\"retry_in_seconds\":%.1f}", s->remote_state == 2 && s->backoff_until > now ? (s->backoff_until - now) / 1000.0 : 0.0);
-    pthread_mutex_unlock(&s->mu);
-    buf_puts(out, ",\"workers\":[");
-    for (unsigned w = 0; w < s->conf->workers; w++) {
-        int busy;
-        size_t events;
+    memset(live, 0, sizeof(*live));
+    live->remote_url = s->conf->remote_url;
+    live->nworkers = s->conf->workers < REPLSTAT_WORKERS_MAX ? s->conf->workers : REPLSTAT_WORKERS_MAX;
+    for (unsigned w = 0; w < live->nworkers; w++) {
         uint64_t since;
-        sender_worker_state(s->sender, w, &busy, &events, &since);
-        buf_printf(out, "%s{\"id\":%u,\"state\":\"%s\",\"events\":%zu}", w ? "," : "", w, busy ? "sending" : "idle", events);
+        sender_worker_state(s->sender, w, &live->workers[w].busy, &live->workers[w].events, &since);
     }
-    buf_puts(out, "]}\n");
-    return out->err;
-}
-
-static int metrics_text(ship_t *s, buf_t *out)
-{
-    uint64_t acked = 0, failed = 0, failed_total = 0, bytes = 0, pending = 0;
-    MDB_txn *txn;
-    MDB_stat st;
-
-    if (mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn) != 0)
-        return CIO_EDB;
-    if (meta_state_get(s->meta, txn, "repl_acked", &acked) != 0 || meta_state_get(s->meta, txn, "repl_failed", &failed) != 0 ||
-        meta_state_get(s->meta, txn, "repl_failed_total", &failed_total) != 0 ||
-        meta_state_get(s->meta, txn, "repl_bytes", &bytes) != 0 || mdb_stat(txn, s->meta->replog, &st) != 0) {
-        mdb_txn_abort(txn);
-        return CIO_EDB;
-    }
-    pending = st.ms_entries;
-    mdb_txn_abort(txn);
-    buf_printf(out,
-               "# HELP comio_replication_pending_events Log records not yet acknowledged by the replica.\n"
-               "# TYPE comio_replication_pending_events gauge\ncomio_replication_pending_events %" PRIu64 "\n"
-               "# HELP comio_replication_events_replicated_total Events the replica acknowledged (applied or already held).\n"
-               "# TYPE comio_replication_events_replicated_total counter\ncomio_replication_events_replicated_total %" PRIu64 "\n"
-               "# HELP comio_replication_events_failed_total Events recorded as failed after every attempt.\n"
-               "# TYPE comio_replication_events_failed_total counter\ncomio_replication_events_failed_total %" PRIu64 "\n"
-               "# HELP comio_replication_failed_events Events in the failed table now (repld --list-failed).\n"
-               "# TYPE comio_replication_failed_events gauge\ncomio_replication_failed_events %" PRIu64 "\n"
-               "# HELP comio_replication_bytes_total Object bytes of the PUT events the replica acknowledged.\n"
-               "# TYPE comio_replication_bytes_total counter\ncomio_replication_bytes_total %" PRIu64 "\n",
-               pending, acked, failed_total, failed, bytes);
     pthread_mutex_lock(&s->mu);
-    buf_printf(out,
-               "# HELP comio_replication_remote_up 1 when the last batch reached the replica, 0 while backing off.\n"
-               "# TYPE comio_replication_remote_up gauge\ncomio_replication_remote_up %d\n"
-               "# HELP comio_replication_batch_duration_seconds Round trip of a batch to the replica.\n"
-               "# TYPE comio_replication_batch_duration_seconds histogram\n",
-               s->remote_state == 1);
-    uint64_t cum = 0;
-    for (size_t i = 0; i < LAT_BUCKETS; i++) {
-        cum += s->lat_counts[i];
-        buf_printf(out, "comio_replication_batch_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", lat_bounds[i], cum);
-    }
-    cum += s->lat_counts[LAT_BUCKETS];
-    buf_printf(out,
-               "comio_replication_batch_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-               "comio_replication_batch_duration_seconds_sum %.6f\ncomio_replication_batch_duration_seconds_count %" PRIu64 "\n",
-               cum, s->lat_sum, s->lat_n);
+    live->remote_state = s->remote_state;
+    snprintf(s->remote_error_copy, sizeof(s->remote_error_copy), "%s", s->remote_error);
+    live->remote_error = s->remote_error_copy;
+    live->retry_in_seconds = s->remote_state == 2 && s->backoff_until > now ? (s->backoff_until - now) / 1000.0 : 0.0;
+    memcpy(live->lat_counts, s->lat_counts, sizeof(live->lat_counts));
+    live->lat_sum = s->lat_sum;
+    live->lat_n = s->lat_n;
     pthread_mutex_unlock(&s->mu);
-    return out->err;
 }
 
 static int on_ctl(void *ctx, const char *cmd, buf_t *out)
 {
     ship_t *s = ctx;
-    if (strcmp(cmd, "status") == 0)
-        return status_json(s, out);
-    if (strcmp(cmd, "metrics") == 0)
-        return metrics_text(s, out);
+    replstat_live_t live;
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "metrics") == 0) {
+        live_state(s, &live); /* the control thread's own copy */
+        return cmd[0] == 's' ? replstat_json(s->meta, 1, &live, out) : replstat_metrics(s->meta, &live, out);
+    }
     if (strcmp(cmd, "ping") == 0)
         return buf_puts(out, "pong\n");
     return CIO_ENOTFOUND;

@@ -1,0 +1,137 @@
+/* replstat.c - replication status and metrics from LMDB and a live repld. */
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+#include "replstat.h"
+
+const double replstat_lat_bounds[REPLSTAT_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+
+typedef struct {
+    uint64_t queued, acked, failed, failed_total, last_ms, bytes, pending, head;
+    int64_t oldest_ms; /* mtime of the oldest record still in the log, 0 when empty */
+} figures_t;
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int load(meta_t *m, figures_t *f)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t records = 0, cursor = 0;
+    logrec_t r;
+    int rc, ret;
+
+    memset(f, 0, sizeof(*f));
+    if ((rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return meta_err(rc, "mdb_txn_begin");
+    if ((ret = meta_state_get(m, txn, "log_count", &f->queued)) != 0 || (ret = meta_state_get(m, txn, "repl_acked", &f->acked)) != 0 ||
+        (ret = meta_state_get(m, txn, "repl_failed", &f->failed)) != 0 ||
+        (ret = meta_state_get(m, txn, "repl_failed_total", &f->failed_total)) != 0 ||
+        (ret = meta_state_get(m, txn, "repl_last_ms", &f->last_ms)) != 0 || (ret = meta_state_get(m, txn, "repl_bytes", &f->bytes)) != 0 ||
+        (ret = meta_state_get(m, txn, "repl_cursor", &cursor)) != 0 || (ret = meta_log_stats(m, txn, &f->head, &records)) != 0)
+        goto done;
+    f->pending = records;
+    if (f->head < cursor)
+        f->head = cursor; /* the log was trimmed up to the cursor */
+    if ((rc = mdb_cursor_open(txn, m->replog, &cur)) == 0) {
+        if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0 && logrec_decode(v.mv_data, v.mv_size, &r) == 0)
+            f->oldest_ms = r.mtime_ms;
+        mdb_cursor_close(cur);
+    }
+done:
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+int replstat_json(meta_t *m, int enabled, const replstat_live_t *live, buf_t *out)
+{
+    figures_t f;
+    char ts[40];
+    int ret;
+
+    if ((ret = load(m, &f)) != 0)
+        return ret;
+    double age = f.oldest_ms > 0 ? (wall_ms() - f.oldest_ms) / 1000.0 : 0;
+    if (age < 0)
+        age = 0;
+    buf_printf(out,
+               "{\"enabled\":%s,\"mode\":\"async\",\"repld\":\"%s\",\"events_queued\":%" PRIu64 ",\"events_replicated\":%" PRIu64
+               ",\"events_failed\":%" PRIu64 ",\"last_replication\":",
+               enabled ? "true" : "false", live != NULL ? "running" : "down", f.queued, f.acked, f.failed);
+    if (f.last_ms > 0) {
+        time_t secs = (time_t)(f.last_ms / 1000);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        buf_printf(out, "\"%s\"", ts);
+    } else {
+        buf_puts(out, "null");
+    }
+    buf_printf(out,
+               ",\"events_pending\":%" PRIu64 ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f,\"bytes_replicated\":%" PRIu64
+               ",\"log_head_seq\":%" PRIu64 ",\"log_pending\":%" PRIu64,
+               f.pending, age, age, f.bytes, f.head, f.pending);
+    if (live != NULL) {
+        const char *state = live->remote_state == 1 ? "up" : live->remote_state == 2 ? "backing_off" : "unknown";
+        buf_puts(out, ",\"remote\":{\"url\":");
+        buf_json_str(out, live->remote_url, strlen(live->remote_url));
+        buf_printf(out, ",\"state\":\"%s\",\"last_error\":", state);
+        buf_json_str(out, live->remote_error, strlen(live->remote_error));
+        buf_printf(out, ",\"retry_in_seconds\":%.1f},\"workers\":[", live->retry_in_seconds);
+        for (unsigned w = 0; w < live->nworkers && w < REPLSTAT_WORKERS_MAX; w++)
+            buf_printf(out, "%s{\"id\":%u,\"state\":\"%s\",\"events\":%zu}", w ? "," : "", w,
+                       live->workers[w].busy ? "sending" : "idle", live->workers[w].events);
+        buf_puts(out, "]");
+    } else {
+        buf_puts(out, ",\"remote\":null,\"workers\":[]");
+    }
+    buf_puts(out, "}\n");
+    return out->err;
+}
+
+int replstat_metrics(meta_t *m, const replstat_live_t *live, buf_t *out)
+{
+    figures_t f;
+    int ret;
+
+    if ((ret = load(m, &f)) != 0)
+        return ret;
+    double age = f.oldest_ms > 0 ? (wall_ms() - f.oldest_ms) / 1000.0 : 0;
+    buf_printf(out,
+               "# HELP comio_replication_pending_events Log records not yet acknowledged by the replica.\n"
+               "# TYPE comio_replication_pending_events gauge\ncomio_replication_pending_events %" PRIu64 "\n"
+               "# HELP comio_replication_lag_seconds Age of the oldest event not yet acknowledged (0 when caught up).\n"
+               "# TYPE comio_replication_lag_seconds gauge\ncomio_replication_lag_seconds %.3f\n"
+               "# HELP comio_replication_events_replicated_total Events the replica acknowledged (applied or already held).\n"
+               "# TYPE comio_replication_events_replicated_total counter\ncomio_replication_events_replicated_total %" PRIu64 "\n"
+               "# HELP comio_replication_events_failed_total Events recorded as failed after every attempt.\n"
+               "# TYPE comio_replication_events_failed_total counter\ncomio_replication_events_failed_total %" PRIu64 "\n"
+               "# HELP comio_replication_failed_events Events in the failed table now (repld --list-failed).\n"
+               "# TYPE comio_replication_failed_events gauge\ncomio_replication_failed_events %" PRIu64 "\n"
+               "# HELP comio_replication_bytes_total Object bytes of the PUT events the replica acknowledged.\n"
+               "# TYPE comio_replication_bytes_total counter\ncomio_replication_bytes_total %" PRIu64 "\n"
+               "# HELP comio_replication_remote_up 1 when the last batch reached the replica.\n"
+               "# TYPE comio_replication_remote_up gauge\ncomio_replication_remote_up %d\n",
+               f.pending, age < 0 ? 0 : age, f.acked, f.failed_total, f.failed, f.bytes, live != NULL && live->remote_state == 1);
+    if (live != NULL) {
+        uint64_t cum = 0;
+        buf_puts(out, "# HELP comio_replication_batch_duration_seconds Round trip of a batch to the replica.\n"
+                      "# TYPE comio_replication_batch_duration_seconds histogram\n");
+        for (size_t i = 0; i < REPLSTAT_LAT_BUCKETS; i++) {
+            cum += live->lat_counts[i];
+            buf_printf(out, "comio_replication_batch_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", replstat_lat_bounds[i], cum);
+        }
+        cum += live->lat_counts[REPLSTAT_LAT_BUCKETS];
+        buf_printf(out,
+                   "comio_replication_batch_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+                   "comio_replication_batch_duration_seconds_sum %.6f\ncomio_replication_batch_duration_seconds_count %" PRIu64 "\n",
+                   cum, live->lat_sum, live->lat_n);
+    }
+    return out->err;
+}
