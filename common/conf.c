@@ -88,6 +88,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("replication.inline_threshold", CONF_SIZE, inline_threshold),
     CONF_KEY("replication.socket", CONF_STRING_SET, socket_path),
     CONF_KEY("replication.ca_file", CONF_STRING, ca_file),
+    CONF_KEY("replication.tombstone_ttl", CONF_DURATION, tombstone_ttl_ms),
     CONF_SEC("logging"),
     CONF_KEY("logging.level", CONF_LEVEL, log_level),
     CONF_KEY("logging.format", CONF_FORMAT, log_json),
@@ -465,6 +466,7 @@ int conf_init(conf_t *c)
     c->retry_delay_ms = 5000;
     c->workers = 5;
     c->inline_threshold = 1000000;
+    c->tombstone_ttl_ms = 7ULL * 24 * 3600 * 1000;
     c->log_level = LOG_LVL_INFO;
     c->log_json = 1;
     if ((c->listen = strdup("0.0.0.0")) == NULL || (c->repl_mode = strdup("async")) == NULL ||

@@ -47,6 +47,7 @@ typedef struct conf {
     uint64_t inline_threshold; /* default 1MB (10^6) */
     char *socket_path;         /* default "/run/comio/repld.sock" */
     char *ca_file;             /* default NULL: system CAs */
+    uint64_t tombstone_ttl_ms; /* replica: how long a DELETE's tombstone is kept; default 7 days, 0 = forever */
 
     /* logging */
     log_level_t log_level; /* default info */

@@ -1,14 +1,21 @@
 /* commit.c - group commit of storaged's mutations (see commit.h for the steps). */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include "commit.h"
 #include "log.h"
 
 #define GROUP_MAX 4096          /* jobs per transaction: bounds commit latency */
 #define QUARANTINE_POLL_MS 50   /* how soon released extents are retried when idle */
+#define FETCHERS 4              /* threads fetching large objects from a primary */
+#define GC_INTERVAL_MS 60000    /* a tombstone collection pass starts at most this often */
+#define GC_SLICE 256            /* tombstones looked at per round: keeps each transaction short */
 
 typedef struct {
     alloc_extent_t ext;
@@ -45,6 +52,16 @@ struct commit {
     unsigned nio;
     pthread_t *io_threads;
 
+    pthread_mutex_t fetch_mu; /* fetch queue, fetch_left of the jobs in it */
+    pthread_cond_t fetch_cv;
+    commit_item_t *fetch_head, **fetch_tail;
+    int fetch_stopping;
+    int fetch_cancel; /* atomic: shutting down, abandon the fetches in progress */
+    unsigned nfetch;
+    pthread_t fetch_threads[FETCHERS];
+
+    uint64_t tomb_ttl_ms; /* atomic; 0: keep tombstones */
+
     pthread_mutex_t rd_mu; /* readers */
     uint64_t epoch;
     reader_slot_t *readers;
@@ -54,6 +71,11 @@ struct commit {
     quarantined_t *q;
     size_t nq, capq;
     uint64_t commits, jobs;
+    int64_t gc_next_ms; /* when the next collection pass may start */
+    int gc_running;     /* a pass is under way: one slice per round */
+    uint64_t gc_removed;
+    uint8_t gc_pos[META_OBJKEY_MAX];
+    size_t gc_pos_len;
 };
 
 static void list_init(job_list_t *l)
@@ -198,9 +220,9 @@ static int fatal(int err)
     return err == CIO_EDB || err == CIO_EMAPFULL || err == CIO_ENOMEM || err == CIO_EPROTO;
 }
 
-static int bucket_load_or_create(commit_t *c, MDB_txn *txn, commit_job_t *j, meta_bucket_t *bk, int *created)
+static int bucket_load_or_create(commit_t *c, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *bk, int *created)
 {
-    int ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, bk);
+    int ret = meta_bucket_get(c->meta, txn, b, blen, bk);
     *created = 0;
     if (ret == CIO_ENOTFOUND) {
         memset(bk, 0, sizeof(*bk));
@@ -209,6 +231,27 @@ static int bucket_load_or_create(commit_t *c, MDB_txn *txn, commit_job_t *j, met
         return 0;
     }
     return ret;
+}
+
+/* On a replica, a local write that replaces or removes an object applied
+ * from the primary keeps that object's version as a tombstone, so that an
+ * older event of the primary still on its way cannot win over what had
+ * already been applied (docs/replication-apply.md). No-op on a primary. */
+static int keep_applied_version(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_obj_t *old)
+{
+    meta_tomb_t t;
+    int ret;
+
+    if (!old->replicated)
+        return 0;
+    ret = meta_tomb_get(c->meta, txn, b, blen, old->key, old->key_len, &t);
+    if (ret == 0 && t.version >= old->version)
+        return 0;
+    if (ret != 0 && ret != CIO_ENOTFOUND)
+        return ret;
+    t.version = old->version;
+    t.time_ms = now_ms();
+    return meta_tomb_put(c->meta, txn, b, blen, old->key, old->key_len, &t);
 }
 
 static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op)
@@ -241,7 +284,7 @@ static int finish_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     meta_obj_t o, old;
     int created, ret, had_old;
 
-    if ((ret = bucket_load_or_create(c, txn, j, &bk, &created)) != 0)
+    if ((ret = bucket_load_or_create(c, txn, j->bucket, j->blen, &bk, &created)) != 0)
         return ret;
     ret = meta_obj_get(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &old);
     if (ret != 0 && ret != CIO_ENOTFOUND)
@@ -263,7 +306,8 @@ static int finish_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = meta_pending_del(c->meta, txn, j->ext)) != 0)
         return ret;
     if (had_old) {
-        if ((ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
+        if ((ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
+            (ret = keep_applied_version(c, txn, j->bucket, j->blen, &old)) != 0)
             return ret;
         bk.objects--;
         bk.bytes -= old.size;
@@ -297,6 +341,7 @@ static int finish_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
     bk.bytes -= old.size;
     if ((ret = meta_obj_del(c->meta, txn, j->bucket, j->blen, j->key, j->klen)) != 0 ||
         (ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
+        (ret = keep_applied_version(c, txn, j->bucket, j->blen, &old)) != 0 ||
         (ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
         (ret = meta_state_add(c->meta, txn, "objects", -1)) != 0 ||
         (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)old.size)) != 0)
@@ -315,7 +360,8 @@ static int purge_one(void *ctx, const meta_obj_t *o)
 {
     purge_ctx_t *p = ctx;
     /* deleting under the listing cursor is not safe: collect via quarantine, delete after */
-    if ((p->err = quarantine_add(p->c, p->txn, (alloc_extent_t){o->off, o->alen})) != 0)
+    if ((p->err = quarantine_add(p->c, p->txn, (alloc_extent_t){o->off, o->alen})) != 0 ||
+        (p->err = keep_applied_version(p->c, p->txn, p->j->bucket, p->j->blen, o)) != 0)
         return 1;
     p->j->count++;
     p->j->bytes += o->size;
@@ -384,6 +430,310 @@ static int finish_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j)
     return meta_bucket_del(c->meta, txn, j->bucket, j->blen);
 }
 
+/* ---- a replica's batch (COMMIT_APPLY) ---- */
+
+static void item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
+{
+    va_list ap;
+    it->final = 1;
+    it->result = result;
+    it->status = status;
+    va_start(ap, fmt);
+    vsnprintf(it->error, sizeof(it->error), fmt, ap);
+    va_end(ap);
+}
+
+static void item_fail(commit_item_t *it, int err)
+{
+    item_set(it, BATCH_RETRY, err == CIO_ENOSPC || err == CIO_EMAPFULL ? 507 : 500, "%s", cio_strerror(err));
+}
+
+static void item_log(const commit_item_t *it, log_level_t lvl, const char *msg)
+{
+    char ver[24], key[LOGREC_KEY_MAX + 1];
+    snprintf(ver, sizeof(ver), "%" PRIu64, it->version);
+    snprintf(key, sizeof(key), "%.*s", (int)it->klen, it->key);
+    log_msg(lvl, msg, "op", logrec_op_name(it->op), "bucket", it->bucket, "key", key, "version", ver, "error", it->error, NULL);
+}
+
+/* What the replica knows of the item's key: the highest of the version of
+ * the object applied here, its tombstone's and its bucket's purge version (a
+ * PURGE looks at the purge version only). An object written locally does not
+ * count: its version is this site's, not comparable to the primary's, and
+ * the primary's writes win over it. *had_old tells whether `old` holds the
+ * object, applied or local. */
+static int known_version(commit_t *c, MDB_txn *txn, const commit_item_t *it, uint64_t *known, meta_obj_t *old, int *had_old)
+{
+    meta_tomb_t t;
+    int ret;
+
+    *had_old = 0;
+    if ((ret = meta_purge_get(c->meta, txn, it->bucket, it->blen, known)) != 0 || it->op == LOGREC_PURGE)
+        return ret;
+    ret = meta_obj_get(c->meta, txn, it->bucket, it->blen, it->key, it->klen, old);
+    if (ret == 0) {
+        *had_old = 1;
+        if (old->replicated && old->version > *known)
+            *known = old->version;
+    } else if (ret != CIO_ENOTFOUND) {
+        return ret;
+    }
+    ret = meta_tomb_get(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &t);
+    if (ret == 0 && t.version > *known)
+        *known = t.version;
+    return ret == CIO_ENOTFOUND ? 0 : ret;
+}
+
+/* Marks the item skipped when it is no newer than what is known; 1 if so. */
+static int item_stale(commit_item_t *it, uint64_t known)
+{
+    if (it->version > known)
+        return 0;
+    if (it->version == known)
+        item_set(it, BATCH_SKIPPED, 200, "duplicate: this version is already applied");
+    else
+        item_set(it, BATCH_SKIPPED, 200, "stale: the replica holds version %" PRIu64, known);
+    return 1;
+}
+
+/* Step 1: extents for the PUTs not already stale. Only fatal errors are
+ * returned; an item that cannot have its extent (507) fails alone. */
+static int apply_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    uint8_t empty_md5[16];
+    int ret;
+
+    j->apply_io = 0;
+    EVP_Digest("", 0, empty_md5, NULL, EVP_md5(), NULL);
+    for (size_t i = 0; i < j->nitems; i++) {
+        commit_item_t *it = &j->items[i];
+        uint64_t known;
+        meta_obj_t old;
+        int had_old;
+
+        it->job = j;
+        it->ext = (alloc_extent_t){0, 0};
+        if (it->final || it->op != LOGREC_PUT)
+            continue;
+        if ((ret = known_version(c, txn, it, &known, &old, &had_old)) != 0)
+            return ret;
+        if (item_stale(it, known))
+            continue;
+        if (it->size == 0) {
+            if (CRYPTO_memcmp(it->etag, empty_md5, 16) != 0)
+                item_set(it, BATCH_PERMANENT, 400, "an empty object whose ETag is not the MD5 of nothing");
+            continue; /* nothing to write: finished in step 3 */
+        }
+        ret = alloc_alloc(&c->meta->alloc, txn, it->size, &it->ext);
+        if (ret == 0 && (ret = meta_pending_add(c->meta, txn, it->ext)) != 0)
+            return ret; /* the allocation is in txn: only a failed round undoes it */
+        if (ret != 0) {
+            if (fatal(ret))
+                return ret;
+            it->ext = (alloc_extent_t){0, 0};
+            item_fail(it, ret);
+            continue;
+        }
+        j->apply_io = 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    commit_t *c;
+    MDB_txn *txn;
+    uint64_t version;
+    uint64_t count, bytes;
+} apply_purge_ctx_t;
+
+/* A PURGE removes what is older than it, and local writes, which lose to
+ * anything from the primary. */
+static int apply_purge_pick(void *ctx, const meta_obj_t *o)
+{
+    apply_purge_ctx_t *p = ctx;
+    int ret;
+    if (o->replicated && o->version >= p->version)
+        return 0;
+    if ((ret = quarantine_add(p->c, p->txn, (alloc_extent_t){o->off, o->alen})) != 0)
+        return ret;
+    p->count++;
+    p->bytes += o->size;
+    return 1;
+}
+
+/* Step 3 for one item that is still undecided: staleness again (another
+ * batch may have applied a newer version since step 1), then the change.
+ * Only fatal errors are returned. */
+static int apply_item(commit_t *c, MDB_txn *txn, commit_item_t *it)
+{
+    meta_bucket_t bk;
+    meta_obj_t o, old;
+    meta_tomb_t tomb;
+    uint64_t known;
+    int ret, had_old, created;
+
+    if ((ret = known_version(c, txn, it, &known, &old, &had_old)) != 0)
+        return ret;
+    if (item_stale(it, known))
+        return 0;
+    switch (it->op) {
+    case LOGREC_PUT:
+        if ((ret = bucket_load_or_create(c, txn, it->bucket, it->blen, &bk, &created)) != 0)
+            return ret;
+        memset(&o, 0, sizeof(o));
+        o.version = it->version;
+        o.off = it->ext.off;
+        o.alen = it->ext.len;
+        o.size = it->size;
+        memcpy(o.etag, it->etag, 16);
+        o.mtime_ms = it->mtime_ms;
+        o.ctype_len = (uint16_t)it->ctype_len;
+        memcpy(o.ctype, it->ctype, it->ctype_len);
+        o.replicated = 1;
+        if ((ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &o)) != 0 ||
+            (ret = meta_pending_del(c->meta, txn, it->ext)) != 0 ||
+            (ret = meta_tomb_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0)
+            return ret;
+        if (had_old) {
+            if ((ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
+                return ret;
+            bk.objects--;
+            bk.bytes -= old.size;
+        }
+        bk.objects++;
+        bk.bytes += it->size;
+        if ((ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &bk)) != 0 ||
+            (ret = meta_state_add(c->meta, txn, "objects", had_old ? 0 : 1)) != 0 ||
+            (ret = meta_state_add(c->meta, txn, "bytes", (int64_t)it->size - (had_old ? (int64_t)old.size : 0))) != 0)
+            return ret;
+        break;
+    case LOGREC_DELETE:
+        /* the tombstone is written even when there is nothing to delete: it
+         * is what stops an older PUT arriving later */
+        if (had_old) {
+            if ((ret = meta_bucket_get(c->meta, txn, it->bucket, it->blen, &bk)) != 0)
+                return ret == CIO_ENOTFOUND ? CIO_EPROTO : ret;
+            bk.objects--;
+            bk.bytes -= old.size;
+            if ((ret = meta_obj_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0 ||
+                (ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
+                (ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &bk)) != 0 ||
+                (ret = meta_state_add(c->meta, txn, "objects", -1)) != 0 ||
+                (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)old.size)) != 0)
+                return ret;
+        }
+        tomb.version = it->version;
+        tomb.time_ms = now_ms();
+        if ((ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &tomb)) != 0)
+            return ret;
+        break;
+    case LOGREC_PURGE: {
+        /* objects written after the purge on the primary (a higher version) stay */
+        apply_purge_ctx_t p = {c, txn, it->version, 0, 0};
+        if ((ret = meta_purge_put(c->meta, txn, it->bucket, it->blen, it->version)) != 0 ||
+            (ret = meta_obj_del_if(c->meta, txn, it->bucket, it->blen, apply_purge_pick, &p)) != 0 ||
+            (ret = meta_tomb_del_older(c->meta, txn, it->bucket, it->blen, it->version)) != 0)
+            return ret;
+        if (p.count > 0) {
+            if ((ret = meta_bucket_get(c->meta, txn, it->bucket, it->blen, &bk)) != 0)
+                return ret == CIO_ENOTFOUND ? CIO_EPROTO : ret;
+            bk.objects -= p.count;
+            bk.bytes -= p.bytes;
+            if ((ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &bk)) != 0 ||
+                (ret = meta_state_add(c->meta, txn, "objects", -(int64_t)p.count)) != 0 ||
+                (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)p.bytes)) != 0)
+                return ret;
+        }
+        break;
+    }
+    }
+    item_set(it, BATCH_APPLIED, 200, "%s", "");
+    return 0;
+}
+
+/* Step 3 for the whole batch, in batch order, in the caller's transaction.
+ * The extents of items that end up skipped or failed are freed (they are
+ * pending since step 1). Only fatal errors are returned; the caller's round
+ * then fails and every extent of the job is freed by a later round. */
+static int finish_apply(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    uint64_t n[4] = {0, 0, 0, 0};
+    int ret;
+
+    for (size_t i = 0; i < j->nitems; i++) {
+        commit_item_t *it = &j->items[i];
+        if (!it->final && j->result != 0)
+            item_fail(it, j->result); /* the data sync failed: nothing of it is durable */
+        if (!it->final && (ret = apply_item(c, txn, it)) != 0)
+            return ret;
+        if (it->result != BATCH_APPLIED && it->ext.len > 0 && (ret = quarantine_track(c, it->ext, UINT64_MAX)) != 0)
+            return ret;
+        if (it->result == BATCH_PERMANENT)
+            item_log(it, LOG_LVL_WARN, "replicated event refused for good");
+        n[it->result]++;
+    }
+    if ((ret = meta_state_add(c->meta, txn, "apply_applied", (int64_t)n[BATCH_APPLIED])) != 0 ||
+        (ret = meta_state_add(c->meta, txn, "apply_skipped", (int64_t)n[BATCH_SKIPPED])) != 0 ||
+        (ret = meta_state_add(c->meta, txn, "apply_failed", (int64_t)(n[BATCH_RETRY] + n[BATCH_PERMANENT]))) != 0 ||
+        (ret = meta_state_add(c->meta, txn, "apply_permanent", (int64_t)n[BATCH_PERMANENT])) != 0)
+        return ret;
+    return 0;
+}
+
+/* A failed round undid the job's step 3, not its step 1: free its extents later. */
+static void apply_release_extents(commit_t *c, commit_job_t *j)
+{
+    for (size_t i = 0; i < j->nitems; i++)
+        if (j->items[i].ext.len > 0 && quarantine_track(c, j->items[i].ext, 0) != 0)
+            log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
+}
+
+/* ---- tombstone collection (committer thread) ---- */
+
+static int gc_due(commit_t *c, int64_t now)
+{
+    return __atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 && (c->gc_running || now >= c->gc_next_ms);
+}
+
+/* One slice of a pass, in the round's transaction. Removing a tombstone is
+ * no promise to anybody, so it needs no sync of its own. */
+static int gc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
+{
+    uint64_t ttl = __atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED), removed = 0;
+    int64_t now = now_ms();
+    int ret, done = 0;
+
+    *collected = 0;
+    if (!gc_due(c, now))
+        return 0;
+    if (!c->gc_running) {
+        c->gc_running = 1;
+        c->gc_next_ms = now + GC_INTERVAL_MS;
+        c->gc_pos_len = 0;
+        c->gc_removed = 0;
+    }
+    if (now < 0 || ttl > (uint64_t)now)
+        done = 1; /* nothing can be that old */
+    else if ((ret = meta_tomb_gc(c->meta, txn, c->gc_pos, &c->gc_pos_len, now - (int64_t)ttl, GC_SLICE, &removed, &done)) != 0) {
+        c->gc_running = 0; /* give this pass up rather than fail every round */
+        return ret;
+    }
+    c->gc_removed += removed;
+    *collected = removed;
+    if (done) {
+        c->gc_running = 0;
+        if (c->gc_removed > 0) {
+            char n[24];
+            snprintf(n, sizeof(n), "%" PRIu64, c->gc_removed);
+            log_msg(LOG_LVL_INFO, "expired tombstones collected", "count", n, NULL);
+        }
+    }
+    return 0;
+}
+
 /* ---- the committer ---- */
 
 static void io_enqueue(commit_t *c, commit_job_t *j)
@@ -402,6 +752,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
     MDB_txn *txn = NULL;
     job_list_t done, to_io;
     size_t q_before = c->nq, released = 0;
+    uint64_t collected = 0;
     int ret, rc, need_sync = 0;
     commit_job_t *j, *next;
 
@@ -411,9 +762,19 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
         ret = meta_err(rc, "mdb_txn_begin");
         goto fail;
     }
-    if ((ret = quarantine_release(c, txn, &released)) != 0)
+    if ((ret = quarantine_release(c, txn, &released)) != 0 || (ret = gc_slice(c, txn, &collected)) != 0)
         goto fail;
+    if (inbox == NULL && written == NULL && released == 0 && collected == 0) {
+        mdb_txn_abort(txn); /* an idle poll that found nothing to do: no commit to count */
+        return;
+    }
     for (j = written; j != NULL; j = j->next) {
+        if (j->op == COMMIT_APPLY) {
+            if ((ret = finish_apply(c, txn, j)) != 0)
+                goto fail; /* only fatal errors come back */
+            need_sync = 1;
+            continue;
+        }
         if (j->result == 0) {
             if ((ret = finish_put(c, txn, j)) != 0) {
                 if (fatal(ret))
@@ -431,6 +792,15 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
             ret = alloc_alloc(&c->meta->alloc, txn, j->size, &j->ext);
             if (ret == 0)
                 ret = meta_pending_add(c->meta, txn, j->ext);
+        } else if (j->op == COMMIT_APPLY) {
+            /* a batch with nothing to write (deletes, purges, stale PUTs)
+             * finishes in this very transaction */
+            j->ext = (alloc_extent_t){0, 0};
+            ret = apply_allocate(c, txn, j);
+            if (ret == 0 && !j->apply_io) {
+                ret = finish_apply(c, txn, j);
+                need_sync = 1;
+            }
         } else {
             j->ext = (alloc_extent_t){0, 0};
             switch (j->op) {
@@ -485,7 +855,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
     }
     for (j = inbox; j != NULL; j = next) {
         next = j->next;
-        if (j->op == COMMIT_PUT && j->size > 0 && j->result == 0)
+        if (j->result == 0 && ((j->op == COMMIT_PUT && j->size > 0) || (j->op == COMMIT_APPLY && j->apply_io)))
             list_push(&to_io, j);
         else
             list_push(&done, j);
@@ -501,7 +871,9 @@ fail:
     for (j = written; j != NULL; j = next) {
         next = j->next;
         j->result = ret;
-        if (j->ext.len > 0 && quarantine_track(c, j->ext, 0) != 0)
+        if (j->op == COMMIT_APPLY)
+            apply_release_extents(c, j);
+        else if (j->ext.len > 0 && quarantine_track(c, j->ext, 0) != 0)
             log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
         j->version = 0;
         list_push(&done, j);
@@ -545,13 +917,21 @@ static void *committer_main(void *arg)
 {
     commit_t *c = arg;
 
+    c->gc_next_ms = now_ms(); /* a first collection pass right away */
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (c->inbox.head == NULL && c->written.head == NULL && !(c->stopping && c->in_io == 0)) {
-            if (c->nq > 0) {
+            /* idle: wake for released extents, and for tombstone collection */
+            int64_t now = now_ms(), wait_ms = c->nq > 0 ? QUARANTINE_POLL_MS : -1;
+            if (gc_due(c, now))
+                break;
+            if (__atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 && (wait_ms < 0 || c->gc_next_ms - now < wait_ms))
+                wait_ms = c->gc_next_ms - now;
+            if (wait_ms >= 0) {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += QUARANTINE_POLL_MS * 1000000L;
+                ts.tv_sec += wait_ms / 1000;
+                ts.tv_nsec += (wait_ms % 1000) * 1000000L;
                 if (ts.tv_nsec >= 1000000000L)
                     ts.tv_sec++, ts.tv_nsec -= 1000000000L;
                 if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
@@ -579,7 +959,7 @@ static void *committer_main(void *arg)
             c->inbox.head = rest;
         }
         pthread_mutex_unlock(&c->mu);
-        if (inbox != NULL || written != NULL || c->nq > 0)
+        if (inbox != NULL || written != NULL || c->nq > 0 || gc_due(c, now_ms()))
             commit_round(c, inbox, written);
         pthread_mutex_lock(&c->mu);
     }
@@ -588,6 +968,73 @@ static void *committer_main(void *arg)
 }
 
 /* ---- the writers ---- */
+
+/* A fetcher finished the job's last fetch: sync what the job wrote and hand
+ * it back to the committer. */
+static void fetch_job_done(commit_t *c, commit_job_t *j)
+{
+    int ret = store_sync(c->store);
+    if (ret != 0 && j->result == 0)
+        j->result = ret;
+    pthread_mutex_lock(&c->mu);
+    list_push(&c->written, j);
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Step 2 of an APPLY job on an I/O thread: checks and writes the inline
+ * bodies, lets the submitter free the batch buffer, then hands the URLs to
+ * the fetchers. Returns 1 when it did (the job is theirs now: the caller must
+ * not touch it), 0 when the job goes back to the committer with the caller's
+ * batch; *wrote tells whether a sync is needed. */
+static int io_apply(commit_t *c, commit_job_t *j, int *wrote)
+{
+    commit_item_t *head = NULL, **tail = &head;
+    size_t nfetch = 0;
+
+    *wrote = 0;
+    for (size_t i = 0; i < j->nitems; i++) {
+        commit_item_t *it = &j->items[i];
+        uint8_t md[16];
+        int ret;
+        if (it->final || it->ext.len == 0)
+            continue;
+        if (it->url != NULL) {
+            *tail = it;
+            tail = &it->fetch_next;
+            nfetch++;
+            continue;
+        }
+        if (j->body == NULL) {
+            item_set(it, BATCH_RETRY, 500, "the sender went away before the data was written");
+            continue;
+        }
+        /* the MD5 is checked here, off the event loops */
+        if (EVP_Digest(it->data, (size_t)it->size, md, NULL, EVP_md5(), NULL) != 1) {
+            item_fail(it, CIO_ENOMEM);
+        } else if (CRYPTO_memcmp(md, it->etag, 16) != 0) {
+            item_set(it, BATCH_PERMANENT, 400, "the inline data does not match the record's ETag");
+        } else if ((ret = store_write(c->store, it->ext.off, it->data, (size_t)it->size)) != 0) {
+            item_fail(it, ret);
+        } else {
+            *wrote = 1;
+        }
+    }
+    *tail = NULL;
+    pthread_mutex_lock(&c->io_mu);
+    j->body_busy = 0;
+    pthread_cond_broadcast(&c->body_cv);
+    pthread_mutex_unlock(&c->io_mu);
+    if (nfetch == 0)
+        return 0;
+    pthread_mutex_lock(&c->fetch_mu);
+    j->fetch_left = nfetch;
+    *c->fetch_tail = head;
+    c->fetch_tail = tail;
+    pthread_cond_broadcast(&c->fetch_cv);
+    pthread_mutex_unlock(&c->fetch_mu);
+    return 1;
+}
 
 static void *io_main(void *arg)
 {
@@ -600,12 +1047,25 @@ static void *io_main(void *arg)
         if (c->io.head == NULL && c->io_stopping)
             break;
         commit_job_t *batch = list_take(&c->io), *j, *next;
+        job_list_t back;
         pthread_mutex_unlock(&c->io_mu);
 
+        list_init(&back);
         int any_ok = 0;
-        for (j = batch; j != NULL; j = j->next) {
+        for (j = batch; j != NULL; j = next) {
+            next = j->next;
+            if (j->op == COMMIT_APPLY) {
+                int wrote;
+                if (io_apply(c, j, &wrote))
+                    continue; /* the fetchers hand it back */
+                any_ok |= wrote;
+                list_push(&back, j);
+                continue;
+            }
             /* the ETag is computed here, off the event loops */
-            if (EVP_Digest(j->body, (size_t)j->size, j->etag, NULL, EVP_md5(), NULL) != 1)
+            if (j->body == NULL) /* the client went away before we got here */
+                j->result = CIO_EAGAIN;
+            else if (EVP_Digest(j->body, (size_t)j->size, j->etag, NULL, EVP_md5(), NULL) != 1)
                 j->result = CIO_ENOMEM;
             else
                 j->result = store_write(c->store, j->ext.off, j->body, (size_t)j->size);
@@ -614,15 +1074,16 @@ static void *io_main(void *arg)
             pthread_cond_broadcast(&c->body_cv);
             pthread_mutex_unlock(&c->io_mu);
             any_ok |= j->result == 0;
+            list_push(&back, j);
         }
         if (any_ok) {
             int ret = store_sync(c->store);
-            for (j = batch; j != NULL; j = j->next)
+            for (j = back.head; j != NULL; j = j->next)
                 if (j->result == 0)
                     j->result = ret;
         }
         pthread_mutex_lock(&c->mu);
-        for (j = batch; j != NULL; j = next) {
+        for (j = back.head; j != NULL; j = next) {
             next = j->next;
             list_push(&c->written, j);
         }
@@ -632,6 +1093,74 @@ static void *io_main(void *arg)
         pthread_mutex_lock(&c->io_mu);
     }
     pthread_mutex_unlock(&c->io_mu);
+    return NULL;
+}
+
+/* ---- the fetchers: large objects of APPLY jobs, from the primary ---- */
+
+static void fetch_item(commit_t *c, fetch_t *f, commit_item_t *it)
+{
+    char err[FETCH_ERROR_MAX];
+    unsigned status = 0;
+    int ret;
+
+    if (f == NULL) {
+        item_fail(it, CIO_ENOMEM);
+        return;
+    }
+    if (__atomic_load_n(&c->fetch_cancel, __ATOMIC_RELAXED)) {
+        item_set(it, BATCH_RETRY, 503, "the replica is shutting down");
+        return;
+    }
+    ret = fetch_to_store(f, it->job->fetch, it->url, c->store, it->ext.off, it->size, it->etag, &status, err, sizeof(err));
+    switch (ret) {
+    case 0:
+        return; /* written; synced and finished with the rest of the batch */
+    case CIO_ENOTFOUND:
+        item_set(it, BATCH_SKIPPED, 410, "%s", err);
+        return;
+    case CIO_EAGAIN:
+        /* 504: no answer at all (the primary is down or unreachable); 502: a bad one */
+        item_set(it, BATCH_RETRY, __atomic_load_n(&c->fetch_cancel, __ATOMIC_RELAXED) ? 503 : status == 0 ? 504 : 502, "%s",
+                 err);
+        /* a 200 with the wrong bytes is worth an operator's look; an
+         * unreachable primary is already visible to repld */
+        item_log(it, status == 200 ? LOG_LVL_WARN : LOG_LVL_DEBUG, "fetch from the primary failed");
+        return;
+    default:
+        item_set(it, BATCH_RETRY, 500, "%s", err);
+        return;
+    }
+}
+
+static void *fetch_main(void *arg)
+{
+    commit_t *c = arg;
+    fetch_t *f = fetch_new(&c->fetch_cancel); /* NULL: every fetch fails with a retry */
+
+    pthread_mutex_lock(&c->fetch_mu);
+    for (;;) {
+        while (c->fetch_head == NULL && !c->fetch_stopping)
+            pthread_cond_wait(&c->fetch_cv, &c->fetch_mu);
+        if (c->fetch_head == NULL)
+            break;
+        commit_item_t *it = c->fetch_head;
+        if ((c->fetch_head = it->fetch_next) == NULL)
+            c->fetch_tail = &c->fetch_head;
+        pthread_mutex_unlock(&c->fetch_mu);
+
+        fetch_item(c, f, it);
+
+        pthread_mutex_lock(&c->fetch_mu);
+        commit_job_t *j = it->job;
+        if (--j->fetch_left == 0) {
+            pthread_mutex_unlock(&c->fetch_mu);
+            fetch_job_done(c, j);
+            pthread_mutex_lock(&c->fetch_mu);
+        }
+    }
+    pthread_mutex_unlock(&c->fetch_mu);
+    fetch_free(f);
     return NULL;
 }
 
@@ -652,6 +1181,14 @@ void commit_release_body(commit_t *c, commit_job_t *job)
         pthread_cond_wait(&c->body_cv, &c->io_mu);
     job->body = NULL;
     pthread_mutex_unlock(&c->io_mu);
+}
+
+void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms)
+{
+    __atomic_store_n(&c->tomb_ttl_ms, ttl_ms, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&c->mu);
+    pthread_cond_signal(&c->cv); /* recompute the idle wait */
+    pthread_mutex_unlock(&c->mu);
 }
 
 void commit_stats(commit_t *c, uint64_t *commits, uint64_t *jobs)
@@ -680,6 +1217,16 @@ int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int
     pthread_cond_init(&c->io_cv, NULL);
     pthread_cond_init(&c->body_cv, NULL);
     pthread_mutex_init(&c->rd_mu, NULL);
+    pthread_mutex_init(&c->fetch_mu, NULL);
+    pthread_cond_init(&c->fetch_cv, NULL);
+    c->fetch_tail = &c->fetch_head;
+    if (fetch_global_init() != 0) {
+        log_msg(LOG_LVL_ERROR, "cannot initialise libcurl", NULL);
+        return CIO_ENOMEM; /* the process exits on this error */
+    }
+    for (c->nfetch = 0; c->nfetch < FETCHERS; c->nfetch++)
+        if (pthread_create(&c->fetch_threads[c->nfetch], NULL, fetch_main, c) != 0)
+            goto fail;
     c->nio = io_threads ? io_threads : 1;
     if ((c->io_threads = calloc(c->nio, sizeof(pthread_t))) == NULL)
         goto fail;
@@ -695,8 +1242,14 @@ fail:
     return CIO_ESYS;
 }
 
+void commit_abandon_fetches(commit_t *c)
+{
+    __atomic_store_n(&c->fetch_cancel, 1, __ATOMIC_RELAXED);
+}
+
 void commit_stop(commit_t *c)
 {
+    commit_abandon_fetches(c); /* a large fetch could take minutes */
     pthread_mutex_lock(&c->mu);
     c->stopping = 1;
     pthread_cond_signal(&c->cv);
@@ -708,6 +1261,13 @@ void commit_stop(commit_t *c)
     pthread_mutex_unlock(&c->io_mu);
     for (unsigned i = 0; i < c->nio; i++)
         pthread_join(c->io_threads[i], NULL);
+    /* every APPLY job is finished, so no fetch is queued or running */
+    pthread_mutex_lock(&c->fetch_mu);
+    c->fetch_stopping = 1;
+    pthread_cond_broadcast(&c->fetch_cv);
+    pthread_mutex_unlock(&c->fetch_mu);
+    for (unsigned i = 0; i < c->nfetch; i++)
+        pthread_join(c->fetch_threads[i], NULL);
     free(c->io_threads);
     free(c->readers);
     free(c->q);

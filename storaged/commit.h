@@ -13,7 +13,16 @@
  * sequence number is taken in step 3, so the log's order is commit order.
  * Replies are made only after step 3 is durable. Extents released by a commit
  * return to the free map once no reader that started before that commit is
- * still reading (commit_reader_enter/leave). */
+ * still reading (commit_reader_enter/leave).
+ *
+ * On a replica, COMMIT_APPLY carries a whole batch of the primary's events
+ * (apply.h builds it) through the same three steps: one allocation for the
+ * PUTs not already stale, then inline bodies are written by an I/O thread and
+ * large ones fetched from the primary by a small pool of fetcher threads (so
+ * a slow fetch never holds up the writes of ordinary PUTs), one sync, then
+ * every event is finished in one synced transaction, where staleness is
+ * checked again (docs/replication-apply.md). The committer also collects
+ * expired tombstones, a small slice per round. */
 #ifndef COMIO_COMMIT_H
 #define COMIO_COMMIT_H
 
@@ -21,7 +30,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "alloc.h"
+#include "batch.h"
 #include "err.h"
+#include "fetch.h"
 #include "logrec.h"
 #include "meta.h"
 #include "store.h"
@@ -32,9 +43,44 @@ typedef enum {
     COMMIT_PURGE,
     COMMIT_BUCKET_CREATE,
     COMMIT_BUCKET_DELETE,
+    COMMIT_APPLY, /* a replica's batch of events */
 } commit_op_t;
 
+#define COMMIT_ITEM_ERROR_MAX 160
+
 typedef struct commit_job commit_job_t;
+typedef struct commit_item commit_item_t;
+
+/* One event of a COMMIT_APPLY job. */
+struct commit_item {
+    /* the event, filled by the submitter; strings are NUL-terminated and must
+     * stay valid until done() */
+    logrec_op_t op;
+    uint64_t version; /* the primary's seq */
+    const char *bucket;
+    size_t blen;
+    const char *key; /* "" for PURGE */
+    size_t klen;
+    const char *ctype;
+    size_t ctype_len;
+    uint64_t size;
+    uint8_t etag[16];
+    int64_t mtime_ms;
+    const void *data; /* PUT inline: `size` bytes inside the job's body buffer (borrowed like a PUT's body) */
+    const char *url;  /* PUT fetched from the primary: NULL when inline */
+
+    /* the outcome, valid in done() once `final` is set (every item of a
+     * finished job has it, unless the job's result is an error) */
+    int final;
+    batch_result_t result;
+    unsigned status; /* HTTP-like: 200, 410 (gone on the primary), 400, 500, 502/504 (fetch), 507 */
+    char error[COMMIT_ITEM_ERROR_MAX];
+
+    /* internal */
+    alloc_extent_t ext;
+    commit_job_t *job;
+    commit_item_t *fetch_next;
+};
 
 /* Called on the committer thread once the job's outcome is durable (or it
  * failed). The job then belongs to the callee; the committer never touches it
@@ -64,9 +110,18 @@ struct commit_job {
     uint64_t count;   /* PURGE: objects removed */
     uint64_t bytes;   /* PURGE: bytes of object data removed */
 
+    /* APPLY: the events, in batch order (owned by the submitter; `body` is
+     * the batch buffer the inline data lives in). When `result` is an error
+     * the whole job failed and nothing of it was committed. */
+    commit_item_t *items;
+    size_t nitems;
+    const fetch_opts_t *fetch; /* borrowed; must outlive the job */
+
     /* internal */
     alloc_extent_t ext;
     int body_busy; /* an I/O thread may be reading body */
+    int apply_io;  /* APPLY: some item needs writing or fetching */
+    size_t fetch_left;
     commit_job_t *next;
 };
 
@@ -77,8 +132,15 @@ typedef struct commit commit_t;
  * log on. Returns 0, CIO_ENOMEM or CIO_ESYS. */
 int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int log_enabled, unsigned io_threads) CIO_MUST_CHECK;
 
-/* Finishes every submitted job, stops the threads and frees the committer. */
+/* Finishes every submitted job, stops the threads and frees the committer.
+ * Fetches are abandoned first (commit_abandon_fetches). */
 void commit_stop(commit_t *c);
+
+/* Shutdown has begun: fetches from a primary in progress are abandoned
+ * within about a second, and later ones fail at once, all as "retry"
+ * results, so that no batch waits for a large transfer. Thread-safe,
+ * irreversible. */
+void commit_abandon_fetches(commit_t *c);
 
 /* Queues a job. Thread-safe. */
 void commit_submit(commit_t *c, commit_job_t *job);
@@ -92,6 +154,12 @@ void commit_release_body(commit_t *c, commit_job_t *job);
  * are not reused until the matching leave. Thread-safe, O(1) amortised. */
 uint64_t commit_reader_enter(commit_t *c);
 void commit_reader_leave(commit_t *c, uint64_t token);
+
+/* Sets how long a replica keeps tombstones (replication.tombstone_ttl); 0
+ * keeps them forever, which is also the state before the first call. Expired
+ * ones are collected by the committer in small slices, a pass at most once a
+ * minute. Thread-safe. */
+void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms);
 
 /* Number of commits and jobs so far (for metrics). */
 void commit_stats(commit_t *c, uint64_t *commits, uint64_t *jobs);

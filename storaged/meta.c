@@ -8,7 +8,8 @@
 #include "log.h"
 #include "meta.h"
 
-#define OBJ_FORMAT 1
+#define OBJ_FORMAT 1         /* an object written on this site */
+#define OBJ_FORMAT_REPLICA 2 /* the same layout, applied from a primary: its version is the primary's */
 #define BUCKET_FORMAT 1
 #define HASH_LEN 16
 
@@ -194,7 +195,7 @@ static size_t objkey(uint8_t *out, const char *b, size_t blen, const char *k, si
 static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_t klen)
 {
     uint8_t *p = out;
-    *p++ = OBJ_FORMAT;
+    *p++ = o->replicated ? OBJ_FORMAT_REPLICA : OBJ_FORMAT;
     put_u64be(p, o->version);
     put_u64be(p + 8, o->off);
     put_u64be(p + 16, o->alen);
@@ -218,8 +219,9 @@ static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_
 static int obj_decode(const MDB_val *v, meta_obj_t *o)
 {
     const uint8_t *p = v->mv_data, *end = p + v->mv_size;
-    if (v->mv_size < OBJ_FIXED || p[0] != OBJ_FORMAT)
+    if (v->mv_size < OBJ_FIXED || (p[0] != OBJ_FORMAT && p[0] != OBJ_FORMAT_REPLICA))
         return CIO_EPROTO;
+    o->replicated = p[0] == OBJ_FORMAT_REPLICA;
     p++;
     o->version = get_u64be(p);
     o->off = get_u64be(p + 8);
@@ -504,4 +506,244 @@ int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *byt
         ret = meta_err(rc, "mdb_cursor_get(pending)");
     mdb_cursor_close(cur);
     return ret;
+}
+
+/* ---- replica: tombstones and purges ---- */
+
+#define TOMB_FORMAT 1
+#define TOMB_FIXED (1 + 8 + 8 + 2)
+
+static int tomb_decode(const MDB_val *v, meta_tomb_t *t, const uint8_t **key, size_t *klen)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < TOMB_FIXED || p[0] != TOMB_FORMAT)
+        return CIO_EPROTO;
+    t->version = get_u64be(p + 1);
+    t->time_ms = (int64_t)get_u64be(p + 9);
+    *klen = (size_t)(p[17] << 8 | p[18]);
+    if (*klen > LOGREC_KEY_MAX || v->mv_size != TOMB_FIXED + *klen)
+        return CIO_EPROTO;
+    *key = p + TOMB_FIXED;
+    return 0;
+}
+
+int meta_tomb_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_tomb_t *out)
+{
+    uint8_t kb[META_OBJKEY_MAX];
+    const uint8_t *full;
+    size_t flen;
+    MDB_val key = {objkey(kb, b, blen, k, klen), kb}, v;
+    int rc = mdb_get(txn, m->tombstones, &key, &v);
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(tombstones)");
+    if ((rc = tomb_decode(&v, out, &full, &flen)) != 0)
+        return rc;
+    /* a hashed key must still be the same key */
+    if (flen != klen || memcmp(full, k, klen) != 0)
+        return CIO_ENOTFOUND;
+    return 0;
+}
+
+int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_tomb_t *t)
+{
+    uint8_t kb[META_OBJKEY_MAX], vb[TOMB_FIXED + LOGREC_KEY_MAX];
+    if (klen > LOGREC_KEY_MAX)
+        return CIO_EINVAL;
+    vb[0] = TOMB_FORMAT;
+    put_u64be(vb + 1, t->version);
+    put_u64be(vb + 9, (uint64_t)t->time_ms);
+    vb[17] = (uint8_t)(klen >> 8);
+    vb[18] = (uint8_t)klen;
+    memcpy(vb + TOMB_FIXED, k, klen);
+    MDB_val key = {objkey(kb, b, blen, k, klen), kb}, v = {TOMB_FIXED + klen, vb};
+    return meta_err(mdb_put(txn, m->tombstones, &key, &v, 0), "mdb_put(tombstones)");
+}
+
+int meta_tomb_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen)
+{
+    uint8_t kb[META_OBJKEY_MAX];
+    MDB_val key = {objkey(kb, b, blen, k, klen), kb};
+    int rc = mdb_del(txn, m->tombstones, &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_del(tombstones)");
+}
+
+/* Which entries of a bucket's key range go: 1 delete, 0 keep, <0 error. */
+typedef int (*range_pick_cb)(void *ctx, const MDB_val *v);
+
+/* Walks the keys "b NUL ..." of dbi and deletes those `pick` chooses. After a
+ * delete the cursor seeks again to the deleted key, which lands on its
+ * successor: no reliance on cursor state across mdb_cursor_del. */
+static int range_del(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *b, size_t blen, range_pick_cb pick, void *ctx)
+{
+    uint8_t at[META_OBJKEY_MAX];
+    size_t atlen = blen + 1;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc, ret = 0;
+
+    memcpy(at, b, blen);
+    at[blen] = 0;
+    if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+        return meta_err(rc, what);
+    k = (MDB_val){atlen, at};
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+        if (k.mv_size <= blen || memcmp(k.mv_data, b, blen) != 0 || ((uint8_t *)k.mv_data)[blen] != 0)
+            break; /* left the bucket */
+        if ((ret = pick(ctx, &v)) < 0)
+            goto done;
+        if (ret == 0) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        ret = 0;
+        if (k.mv_size > sizeof(at)) {
+            ret = CIO_EPROTO;
+            goto done;
+        }
+        atlen = k.mv_size;
+        memcpy(at, k.mv_data, atlen);
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        k = (MDB_val){atlen, at};
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        ret = meta_err(rc, what);
+done:
+    mdb_cursor_close(cur);
+    return ret;
+}
+
+static int pick_older_tomb(void *ctx, const MDB_val *v)
+{
+    uint64_t version = *(const uint64_t *)ctx;
+    meta_tomb_t t;
+    const uint8_t *key;
+    size_t klen;
+    int ret = tomb_decode(v, &t, &key, &klen);
+    if (ret != 0)
+        return ret;
+    return t.version < version;
+}
+
+int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t version)
+{
+    return range_del(txn, m->tombstones, "purge tombstones", b, blen, pick_older_tomb, &version);
+}
+
+typedef struct {
+    meta_obj_pick_cb pick;
+    void *ctx;
+} obj_pick_t;
+
+static int pick_obj(void *ctx, const MDB_val *v)
+{
+    obj_pick_t *p = ctx;
+    meta_obj_t obj;
+    int ret = obj_decode(v, &obj);
+    if (ret != 0)
+        return ret;
+    return p->pick(p->ctx, &obj);
+}
+
+int meta_obj_del_if(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_obj_pick_cb pick, void *ctx)
+{
+    obj_pick_t p = {pick, ctx};
+    return range_del(txn, m->objects, "remove objects", b, blen, pick_obj, &p);
+}
+
+int meta_tomb_gc(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t cutoff_ms, size_t max, uint64_t *removed,
+                 int *done)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    size_t seen = 0;
+    int rc, ret = 0;
+
+    *removed = 0;
+    *done = 0;
+    if ((rc = mdb_cursor_open(txn, m->tombstones, &cur)) != 0)
+        return meta_err(rc, "mdb_cursor_open(tombstones)");
+    if (*pos_len == 0) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    } else {
+        k = (MDB_val){*pos_len, pos};
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    while (rc == 0 && seen < max) {
+        meta_tomb_t t;
+        const uint8_t *key;
+        size_t klen;
+        seen++;
+        if ((ret = tomb_decode(&v, &t, &key, &klen)) != 0)
+            goto done;
+        if (k.mv_size > META_OBJKEY_MAX) {
+            ret = CIO_EPROTO;
+            goto done;
+        }
+        /* remember where we are: the next slice resumes at the successor */
+        *pos_len = k.mv_size;
+        memcpy(pos, k.mv_data, k.mv_size);
+        if (t.time_ms <= cutoff_ms) {
+            if ((rc = mdb_cursor_del(cur, 0)) != 0)
+                break;
+            (*removed)++;
+            k = (MDB_val){*pos_len, pos};
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        } else {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+    }
+    if (rc == MDB_NOTFOUND) {
+        *done = 1;
+        *pos_len = 0;
+    } else if (rc != 0) {
+        ret = meta_err(rc, "tombstone collection");
+    } else {
+        /* stopped at a tombstone not yet looked at: resume exactly there */
+        if (k.mv_size > META_OBJKEY_MAX) {
+            ret = CIO_EPROTO;
+            goto done;
+        }
+        *pos_len = k.mv_size;
+        memcpy(pos, k.mv_data, k.mv_size);
+    }
+done:
+    mdb_cursor_close(cur);
+    return ret;
+}
+
+int meta_tomb_count(meta_t *m, MDB_txn *txn, uint64_t *n)
+{
+    MDB_stat st;
+    int rc = mdb_stat(txn, m->tombstones, &st);
+    if (rc != 0)
+        return meta_err(rc, "mdb_stat(tombstones)");
+    *n = st.ms_entries;
+    return 0;
+}
+
+int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t *version)
+{
+    MDB_val k = {blen, (void *)b}, v;
+    int rc = mdb_get(txn, m->purges, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *version = 0;
+        return 0;
+    }
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(purges)");
+    if (v.mv_size != 8)
+        return CIO_EPROTO;
+    *version = get_u64be(v.mv_data);
+    return 0;
+}
+
+int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t version)
+{
+    uint8_t buf[8];
+    put_u64be(buf, version);
+    MDB_val k = {blen, (void *)b}, v = {8, buf};
+    return meta_err(mdb_put(txn, m->purges, &k, &v, 0), "mdb_put(purges)");
 }

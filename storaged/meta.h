@@ -3,7 +3,9 @@
  *
  * Databases (all in one environment, so one transaction covers them):
  *   "buckets"  name -> meta_bucket_t
- *   "objects"  objkey(bucket, key) -> meta_obj_t (see meta_objkey)
+ *   "objects"  objkey(bucket, key) -> meta_obj_t (see meta_objkey); the
+ *              record's format byte tells an object written here (1) from
+ *              one a replica applied from its primary (2)
  *   "replog"   u64 BE seq -> logrec (proto/logrec.h)
  *   "pending"  u64 BE offset -> u64 BE length: extents allocated for writes
  *              in flight or released while readers may still use them;
@@ -46,6 +48,7 @@ typedef struct {
     char ctype[LOGREC_CTYPE_MAX + 1]; /* NUL-terminated */
     uint16_t key_len; /* the full key (filled by get and listing) */
     char key[LOGREC_KEY_MAX + 1];     /* NUL-terminated */
+    int replicated;   /* 1: applied by a replica from its primary (version is the primary's seq); 0: written here */
 } meta_obj_t;
 
 typedef struct {
@@ -101,5 +104,50 @@ int meta_pending_del(meta_t *m, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
 /* Returns every pending extent to the free map (start-up: nothing is in
  * flight and nobody reads). *count and *bytes report what was reclaimed. */
 int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *bytes) CIO_MUST_CHECK;
+
+/* ---- replica: tombstones and purges (docs/replication-apply.md) ----
+ * A replica applies the primary's events last-writer-wins by version. What it
+ * knows of a key is the highest of: the version of the object it applied, its
+ * tombstone's version, its bucket's purge version. */
+
+typedef struct {
+    uint64_t version; /* the primary's version the key had: a DELETE applied here, or an applied object a local write replaced */
+    int64_t time_ms;  /* when this replica applied it (local clock): garbage collection */
+} meta_tomb_t;
+
+/* Tombstone of key k in bucket b, keyed like "objects". get returns
+ * CIO_ENOTFOUND when absent; del of an absent tombstone is not an error. */
+int meta_tomb_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_tomb_t *out) CIO_MUST_CHECK;
+int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
+                  const meta_tomb_t *t) CIO_MUST_CHECK;
+int meta_tomb_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
+
+/* Removes the tombstones of bucket b whose version is below `version` (a
+ * purge at `version` covers them). */
+int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t version) CIO_MUST_CHECK;
+
+/* One slice of tombstone garbage collection: looks at no more than `max`
+ * tombstones, starting at the position pos[0..*pos_len) (*pos_len 0: the
+ * first), removes those applied at or before `cutoff_ms`, and stores in pos
+ * where the next slice starts. *done is set to 1 when the slice reached the
+ * last tombstone (pos is then reset to the start), else 0. *removed counts
+ * what went. `pos` is the caller's, META_OBJKEY_MAX bytes. */
+int meta_tomb_gc(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t cutoff_ms, size_t max, uint64_t *removed,
+                 int *done) CIO_MUST_CHECK;
+
+/* Number of tombstones (for metrics). */
+int meta_tomb_count(meta_t *m, MDB_txn *txn, uint64_t *n) CIO_MUST_CHECK;
+
+/* Version of the last purge of bucket b applied here: 0 when none. */
+int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t *version) CIO_MUST_CHECK;
+int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t version) CIO_MUST_CHECK;
+
+/* Walks the objects of bucket b in no particular order and removes those
+ * `pick` chooses: it returns 1 to remove `o` (valid for the call only), 0 to
+ * keep it, or a negative CIO code, which stops the walk and is returned (the
+ * transaction may then be half-updated). Object extents, bucket and site
+ * counters are the caller's. */
+typedef int (*meta_obj_pick_cb)(void *ctx, const meta_obj_t *o);
+int meta_obj_del_if(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_obj_pick_cb pick, void *ctx) CIO_MUST_CHECK;
 
 #endif

@@ -1,0 +1,186 @@
+/* fetch.c - fetching a large object from the primary into its extent (libcurl). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include "fetch.h"
+
+#define FETCH_CONNECT_TIMEOUT_MS 10000
+/* No overall deadline (objects may be large and links slow), but a transfer
+ * that moves fewer than STALL_BYTES a second for STALL_SECONDS is dead. */
+#define FETCH_STALL_BYTES 1024L
+#define FETCH_STALL_SECONDS 30L
+/* The body of an answer other than 200 is read and dropped up to this much. */
+#define FETCH_DISCARD_MAX (64 * 1024)
+
+struct fetch {
+    CURL *curl; /* kept between fetches (DNS cache, TLS session) but not its connections, see below */
+    const int *cancel;
+};
+
+typedef struct {
+    CURL *curl;
+    store_t *s;
+    uint64_t off, size, got;
+    EVP_MD_CTX *md;
+    long status; /* 0 until the first body bytes arrive */
+    size_t discarded;
+    int too_long, io_failed, md_failed;
+} sink_t;
+
+int fetch_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : CIO_ENOMEM;
+}
+
+fetch_t *fetch_new(const int *cancel)
+{
+    fetch_t *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL;
+    f->cancel = cancel;
+    if ((f->curl = curl_easy_init()) == NULL) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void fetch_free(fetch_t *f)
+{
+    if (f == NULL)
+        return;
+    curl_easy_cleanup(f->curl);
+    free(f);
+}
+
+/* Streams the body into the extent as it arrives: never more than one of
+ * curl's buffers in memory. Returning less than n aborts the transfer. */
+static size_t on_body(char *p, size_t one, size_t n, void *arg)
+{
+    sink_t *k = arg;
+
+    n *= one;
+    if (k->status == 0 && curl_easy_getinfo(k->curl, CURLINFO_RESPONSE_CODE, &k->status) != CURLE_OK)
+        k->status = -1;
+    if (k->status != 200) {
+        k->discarded += n;
+        return k->discarded > FETCH_DISCARD_MAX ? 0 : n;
+    }
+    if (n > k->size - k->got) {
+        k->too_long = 1;
+        return 0;
+    }
+    if (store_write(k->s, k->off + k->got, p, n) != 0) {
+        k->io_failed = 1;
+        return 0;
+    }
+    if (EVP_DigestUpdate(k->md, p, n) != 1) {
+        k->md_failed = 1;
+        return 0;
+    }
+    k->got += n;
+    return n;
+}
+
+/* libcurl calls this at least once a second, also while nothing moves. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    const fetch_t *f = arg;
+    return f->cancel != NULL && __atomic_load_n(f->cancel, __ATOMIC_RELAXED) != 0;
+}
+
+int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *s, uint64_t off, uint64_t size,
+                   const uint8_t etag[16], unsigned *status, char *err, size_t errlen)
+{
+    char cerr[CURL_ERROR_SIZE];
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    long code = 0;
+    CURLcode rc;
+    sink_t k;
+    int ret;
+
+    memset(&k, 0, sizeof(k));
+    cerr[0] = '\0';
+    *status = 0;
+    k.curl = f->curl;
+    k.s = s;
+    k.off = off;
+    k.size = size;
+    if ((k.md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(k.md, EVP_md5(), NULL) != 1) {
+        snprintf(err, errlen, "out of memory");
+        ret = CIO_ENOMEM;
+        goto done;
+    }
+    curl_easy_reset(f->curl);
+    curl_easy_setopt(f->curl, CURLOPT_URL, url);
+    curl_easy_setopt(f->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(f->curl, CURLOPT_FOLLOWLOCATION, 0L);
+    /* An idle keep-alive connection would sit on the primary until its
+     * 300 s request timeout and hold up its shutdown (h2o 2.2.5 does not
+     * close idle HTTP/1 connections when asked to stop). A fetch moves at
+     * least an inline threshold of bytes, so a new connection costs little. */
+    curl_easy_setopt(f->curl, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
+    curl_easy_setopt(f->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)FETCH_CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(f->curl, CURLOPT_LOW_SPEED_LIMIT, FETCH_STALL_BYTES);
+    curl_easy_setopt(f->curl, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_SECONDS);
+    curl_easy_setopt(f->curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(f->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (o != NULL && o->ca_file != NULL)
+        curl_easy_setopt(f->curl, CURLOPT_CAINFO, o->ca_file);
+    curl_easy_setopt(f->curl, CURLOPT_USERAGENT, "comio-storaged");
+    curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, &k);
+    curl_easy_setopt(f->curl, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(f->curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(f->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(f->curl, CURLOPT_XFERINFODATA, f);
+
+    rc = curl_easy_perform(f->curl);
+    /* the handle outlives this frame: forget the pointers into it */
+    curl_easy_setopt(f->curl, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, NULL);
+    if (curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code > 0 && code < 1000)
+        *status = (unsigned)code;
+    if (k.io_failed) {
+        snprintf(err, errlen, "writing the fetched bytes to the data store failed");
+        ret = CIO_EIO;
+    } else if (k.md_failed) {
+        snprintf(err, errlen, "MD5 computation failed");
+        ret = CIO_ENOMEM;
+    } else if (k.too_long) {
+        snprintf(err, errlen, "the primary sent more than the record's %" PRIu64 " bytes", size);
+        ret = CIO_EAGAIN;
+    } else if (*status == 410) {
+        snprintf(err, errlen, "the primary no longer holds this version (410)");
+        ret = CIO_ENOTFOUND;
+    } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(err, errlen, "fetch abandoned: the replica is shutting down");
+        ret = CIO_EAGAIN;
+    } else if (rc != CURLE_OK) {
+        snprintf(err, errlen, "fetch from the primary failed: %s", cerr[0] != '\0' ? cerr : curl_easy_strerror(rc));
+        ret = CIO_EAGAIN;
+    } else if (*status != 200) {
+        snprintf(err, errlen, "the primary answered %u", *status);
+        ret = CIO_EAGAIN;
+    } else if (k.got != size) {
+        snprintf(err, errlen, "size mismatch: the primary sent %" PRIu64 " bytes, the record says %" PRIu64, k.got, size);
+        ret = CIO_EAGAIN;
+    } else if (EVP_DigestFinal_ex(k.md, md, &mdlen) != 1 || mdlen != 16) {
+        snprintf(err, errlen, "MD5 computation failed");
+        ret = CIO_ENOMEM;
+    } else if (CRYPTO_memcmp(md, etag, 16) != 0) {
+        snprintf(err, errlen, "ETag mismatch: the bytes fetched do not match the record's ETag");
+        ret = CIO_EAGAIN;
+    } else {
+        ret = 0;
+    }
+done:
+    EVP_MD_CTX_free(k.md);
+    return ret;
+}

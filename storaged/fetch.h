@@ -1,0 +1,57 @@
+/* fetch.h - a replica's fetch of a large object from the primary (libcurl).
+ *
+ * The primary's repld ships objects at or above its inline threshold as a
+ * presigned URL on the primary (proto/presign.h). The replica GETs it and
+ * streams the body straight into the extent allocated for it, computing the
+ * MD5 as the bytes arrive: an object is never held in memory. The caller
+ * (the committer's fetcher threads, commit.c) owns threads and extents. */
+#ifndef COMIO_FETCH_H
+#define COMIO_FETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+#include "store.h"
+
+#define FETCH_ERROR_MAX 256
+
+/* How to reach the primary; borrowed by every fetch, so it must outlive them. */
+typedef struct {
+    const char *ca_file; /* PEM bundle trusted for https:// (replication.ca_file); NULL: the system's CAs */
+} fetch_opts_t;
+
+/* One fetcher's libcurl handle, kept from fetch to fetch. Not thread-safe:
+ * one per thread. */
+typedef struct fetch fetch_t;
+
+/* Initialises libcurl. Call once, before any other thread may fetch. 0 or
+ * CIO_ENOMEM. */
+int fetch_global_init(void) CIO_MUST_CHECK;
+
+/* Creates a fetcher (freed with fetch_free). A fetch in progress is
+ * abandoned (CIO_EAGAIN) within about a second once *cancel (read
+ * atomically; may be NULL) is non-zero: shutdown need not wait for a large
+ * transfer. `cancel` must outlive the fetcher. NULL when out of memory. */
+fetch_t *fetch_new(const int *cancel);
+void fetch_free(fetch_t *f);
+
+/* GETs `url` (NUL-terminated, http:// or https://; TLS peers are verified)
+ * and writes its body at `off` in `s`, which must have room for `size`
+ * bytes. Succeeds only when the primary answered 200 with exactly `size`
+ * bytes whose MD5 is `etag`; the bytes are then written, not yet synced.
+ * Returns:
+ *   0             the body is in place;
+ *   CIO_ENOTFOUND the primary answered 410: that version is gone there
+ *                 (overwritten or deleted; a newer event follows);
+ *   CIO_EAGAIN    worth another try later: connection error, timeout or
+ *                 stall, any other status, a size or ETag mismatch;
+ *   CIO_EIO       writing to the data store failed;
+ *   CIO_ENOMEM.
+ * Except for 0, a one-line reason is written into err (at most errlen
+ * bytes); nothing is logged here. *status gets the HTTP status (0 when none
+ * arrived). Bytes written before a failure stay in the extent: the caller
+ * frees it. */
+int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *s, uint64_t off, uint64_t size,
+                   const uint8_t etag[16], unsigned *status, char *err, size_t errlen) CIO_MUST_CHECK;
+
+#endif
