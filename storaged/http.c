@@ -16,10 +16,14 @@
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <h2o.h>
+#include "apply.h"
 #include "buf.h"
 #include "http.h"
 #include "log.h"
 #include "path.h"
+#include "presign.h"
+#include "replstat.h"
+#include "ctl.h"
 
 #define INLINE_READ_MAX (1024 * 1024) /* GET bodies up to this are read at once */
 #define STREAM_CHUNK (1024 * 1024)    /* larger ones are streamed in chunks of this */
@@ -27,6 +31,7 @@
 #define REPLY_MAX (64 * 1024 * 1024)  /* cap on any generated JSON reply */
 #define HEADERS_MAX (32 * 1024)       /* request line and headers */
 #define VERSION_STRING "0.1.0"
+#define REFUSAL_LOG_MS 60000 /* "no accept_token" is logged at most this often */
 
 typedef struct http_thread http_thread_t;
 
@@ -35,6 +40,8 @@ struct http_server {
     meta_t *meta;
     store_t *store;
     commit_t *commit;
+    fetch_opts_t fetch;        /* how this site, as a replica, reaches its primary */
+    int64_t refusal_logged_ms; /* atomic: last "no accept_token" log line */
     h2o_globalconf_t globalconf;
     SSL_CTX *ssl_ctx;
     size_t nthreads;
@@ -60,6 +67,8 @@ struct http_thread {
     h2o_socket_t *listener;
     h2o_multithread_receiver_t replies;
     h2o_multithread_receiver_t wakeup;
+    h2o_multithread_receiver_t aside_replies;
+    size_t asides; /* control-socket questions in flight (loop thread only) */
     MDB_txn *rtxn;
     size_t inflight; /* loop thread only */
 };
@@ -82,7 +91,7 @@ typedef struct pending {
 
 enum { M_GET, M_HEAD, M_PUT, M_DELETE, M_POST, M_OTHER, M_COUNT };
 static const char *const method_names[M_COUNT] = {"GET", "HEAD", "PUT", "DELETE", "POST", "OTHER"};
-static const int status_codes[] = {200, 204, 206, 400, 401, 403, 404, 405, 409, 411, 413, 416, 431, 500, 503, 507, 0};
+static const int status_codes[] = {200, 204, 206, 400, 401, 403, 404, 405, 409, 410, 411, 413, 416, 431, 500, 503, 507, 0};
 #define NSTATUS (sizeof(status_codes) / sizeof(status_codes[0]))
 static uint64_t metric_requests[M_COUNT][NSTATUS];
 static uint64_t metric_bytes_in, metric_bytes_out;
@@ -123,12 +132,16 @@ static const char *reason_of(int status)
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
     case 409:
         return "Conflict";
+    case 410:
+        return "Gone";
     case 413:
         return "Payload Too Large";
     case 416:
@@ -247,21 +260,25 @@ static h2o_iovec_t header_value(h2o_req_t *req, const h2o_token_t *token)
     return i == -1 ? h2o_iovec_init(NULL, 0) : req->headers.entries[i].value;
 }
 
-/* Compares the Authorization header with "Bearer <token>" in constant time. */
-static int authorized(http_server_t *srv, h2o_req_t *req)
+/* Compares the Authorization header with "Bearer <token>" in constant time
+ * (hashing both first hides the token's length too). */
+static int bearer_matches(h2o_req_t *req, const char *token)
 {
-    const char *token = srv->conf->access_token;
     unsigned char want[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
     h2o_iovec_t v;
 
-    if (token == NULL || *token == '\0')
-        return 1;
     v = header_value(req, H2O_TOKEN_AUTHORIZATION);
     if (v.base == NULL || v.len < 7 || strncasecmp(v.base, "Bearer ", 7) != 0)
         return 0;
     SHA256((const unsigned char *)token, strlen(token), want);
     SHA256((const unsigned char *)v.base + 7, v.len - 7, got);
     return CRYPTO_memcmp(want, got, sizeof(want)) == 0;
+}
+
+static int authorized(http_server_t *srv, h2o_req_t *req)
+{
+    const char *token = srv->conf->access_token;
+    return token == NULL || *token == '\0' || bearer_matches(req, token);
 }
 
 static MDB_txn *rtxn_begin(http_thread_t *t)
@@ -378,10 +395,26 @@ static void answer_put(h2o_req_t *req, commit_job_t *j)
     reply_buf(req, 200, &b);
 }
 
+static void answer_apply(h2o_req_t *req, commit_job_t *j)
+{
+    msgpack_sbuffer sb;
+
+    msgpack_sbuffer_init(&sb);
+    if (apply_reply(j, &sb) != 0)
+        reply_cio_error(req, CIO_ENOMEM, "batch reply");
+    else
+        reply(req, 200, APPLY_CTYPE, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void answer(h2o_req_t *req, commit_job_t *j)
 {
     buf_t b;
 
+    if (j->op == COMMIT_APPLY) {
+        answer_apply(req, j); /* per-event results, also when the job failed */
+        return;
+    }
     if (j->result == CIO_ENOTFOUND) {
         reply_error(req, 404, "NoSuchBucket", "no such bucket");
         return;
@@ -419,6 +452,8 @@ static void answer(h2o_req_t *req, commit_job_t *j)
         buf_printf(&b, ",\"created\":%s}", j->created ? "true" : "false");
         reply_buf(req, 200, &b);
         return;
+    case COMMIT_APPLY:
+        return; /* answered above */
     }
 }
 
@@ -433,6 +468,8 @@ static void on_replies(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
             *pend->holder = NULL;
             answer(pend->req, &pend->job);
         }
+        if (pend->job.op == COMMIT_APPLY)
+            apply_free(&pend->job);
         free(pend);
     }
 }
@@ -572,7 +609,9 @@ static void stream_stop(h2o_generator_t *g, h2o_req_t *req)
 {
 }
 
-static int do_get_object(http_server_t *srv, h2o_req_t *req, const path_t *p)
+/* GET and HEAD of an object; with `version` non-zero only that version is
+ * served (the primary's fetch endpoint), anything else is 410. */
+static int serve_object(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version)
 {
     http_thread_t *t = thread_of(req);
     meta_obj_t o;
@@ -591,10 +630,14 @@ static int do_get_object(http_server_t *srv, h2o_req_t *req, const path_t *p)
     ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
     if (ret == CIO_ENOTFOUND && meta_bucket_get(srv->meta, txn, p->bucket, p->bucket_len, &bk) == CIO_ENOTFOUND)
         ret = 1;
+    if (version != 0 && (ret == 1 || ret == CIO_ENOTFOUND || (ret == 0 && o.version != version)))
+        ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */
     rtxn_end(t);
     if (ret != 0) {
         commit_reader_leave(srv->commit, token);
-        if (ret == 1)
+        if (ret == 2)
+            reply_error(req, 410, "VersionGone", "this version of the object is gone (overwritten or deleted)");
+        else if (ret == 1)
             reply_error(req, 404, "NoSuchBucket", "no such bucket");
         else if (ret == CIO_ENOTFOUND)
             reply_error(req, 404, "NoSuchKey", "no such key");
@@ -671,6 +714,11 @@ static int do_get_object(http_server_t *srv, h2o_req_t *req, const path_t *p)
     h2o_start_response(req, &s->super);
     stream_proceed(&s->super, req);
     return 0;
+}
+
+static int do_get_object(http_server_t *srv, h2o_req_t *req, const path_t *p)
+{
+    return serve_object(srv, req, p, 0);
 }
 
 typedef struct {
@@ -812,42 +860,136 @@ static int do_health(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
+/* ---- questions to repld's control socket, asked off the event loop ---- */
+
+#define ASIDES_MAX 16 /* concurrent questions; beyond, storaged answers from LMDB alone */
+
+typedef struct aside {
+    h2o_multithread_message_t msg;
+    http_thread_t *thread;
+    const conf_t *conf;
+    h2o_req_t *req;          /* NULL once the client went away */
+    struct aside **holder;   /* the request pool's pointer to us */
+    int metrics;             /* the question: 0 status, 1 metrics */
+    int answered;            /* repld answered */
+    buf_t answer;
+    buf_t own;               /* metrics: storaged's own part, made on the loop */
+} aside_t;
+
+static unsigned asides_running; /* all threads; atomic */
+
+static void aside_dispose(void *p)
+{
+    aside_t *a = *(aside_t **)p;
+    if (a != NULL)
+        a->req = NULL;
+}
+
+static void *aside_main(void *arg)
+{
+    aside_t *a = arg;
+    a->answered = ctl_query(a->conf->socket_path, a->metrics ? "metrics" : "status", &a->answer, 1000) == 0;
+    h2o_multithread_send_message(&a->thread->aside_replies, &a->msg);
+    return NULL;
+}
+
+static void finish_status(http_server_t *srv, h2o_req_t *req, const buf_t *repld_answer)
+{
+    buf_t b;
+    if (repld_answer != NULL) {
+        reply(req, 200, "application/json", repld_answer->data, repld_answer->len);
+        return;
+    }
+    buf_init(&b, 64 * 1024);
+    if (replstat_json(srv->meta, srv->conf->repl_enabled, NULL, &b) != 0) {
+        buf_free(&b);
+        reply_cio_error(req, CIO_EDB, "status failed");
+        return;
+    }
+    reply_buf(req, 200, &b);
+}
+
+static void finish_metrics(http_server_t *srv, h2o_req_t *req, buf_t *own, const buf_t *repld_answer)
+{
+    if (repld_answer != NULL)
+        buf_append(own, repld_answer->data, repld_answer->len);
+    else if (replstat_metrics(srv->meta, NULL, own) != 0)
+        own->err = own->err ? own->err : CIO_EDB;
+    if (own->err != 0) {
+        reply_buf(req, 500, own);
+        return;
+    }
+    reply(req, 200, "text/plain; version=0.0.4", own->data, own->len);
+    buf_free(own);
+}
+
+static void on_aside_replies(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_linklist_t *link = messages->next;
+        aside_t *a = H2O_STRUCT_FROM_MEMBER(aside_t, msg.link, link);
+        h2o_linklist_unlink(link);
+        a->thread->asides--;
+        __atomic_fetch_sub(&asides_running, 1, __ATOMIC_RELAXED);
+        if (a->req != NULL) {
+            http_server_t *srv = a->thread->srv;
+            *a->holder = NULL;
+            if (a->metrics)
+                finish_metrics(srv, a->req, &a->own, a->answered ? &a->answer : NULL);
+            else
+                finish_status(srv, a->req, a->answered ? &a->answer : NULL);
+        }
+        buf_free(&a->answer);
+        buf_free(&a->own);
+        free(a);
+    }
+}
+
+/* Asks the running repld (it knows the remote's state and its workers); when
+ * it does not answer, storaged renders the same figures from LMDB alone.
+ * Takes `own` (metrics only) whatever happens. Returns 1 when the question
+ * went off (the answer comes later), 0 when the caller must answer now. */
+static int ask_repld(http_server_t *srv, h2o_req_t *req, int metrics, buf_t *own)
+{
+    pthread_attr_t attr;
+    pthread_t tid;
+    aside_t *a;
+
+    if (!srv->conf->repl_enabled || srv->conf->socket_path == NULL)
+        return 0;
+    if (__atomic_add_fetch(&asides_running, 1, __ATOMIC_RELAXED) > ASIDES_MAX || (a = calloc(1, sizeof(*a))) == NULL) {
+        __atomic_fetch_sub(&asides_running, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    a->thread = thread_of(req);
+    a->conf = srv->conf;
+    a->req = req;
+    a->metrics = metrics;
+    buf_init(&a->answer, CTL_REPLY_MAX);
+    buf_init(&a->own, REPLY_MAX);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&tid, &attr, aside_main, a) != 0) {
+        pthread_attr_destroy(&attr);
+        free(a);
+        __atomic_fetch_sub(&asides_running, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    pthread_attr_destroy(&attr);
+    if (own != NULL) {
+        a->own = *own; /* the thread never touches `own` */
+        buf_init(own, own->max);
+    }
+    a->holder = h2o_mem_alloc_shared(&req->pool, sizeof(*a->holder), aside_dispose);
+    *a->holder = a;
+    a->thread->asides++;
+    return 1;
+}
+
 static int do_status(http_server_t *srv, h2o_req_t *req)
 {
-    http_thread_t *t = thread_of(req);
-    uint64_t queued = 0, replicated = 0, failed = 0, last_ms = 0, head = 0, records = 0;
-    MDB_txn *txn;
-    buf_t b;
-    int ret;
-
-    if ((txn = rtxn_begin(t)) == NULL) {
-        reply_cio_error(req, CIO_EDB, "status failed");
-        return 0;
-    }
-    if ((ret = meta_state_get(srv->meta, txn, "log_count", &queued)) == 0 &&
-        (ret = meta_state_get(srv->meta, txn, "repl_acked", &replicated)) == 0 &&
-        (ret = meta_state_get(srv->meta, txn, "repl_failed", &failed)) == 0 &&
-        (ret = meta_state_get(srv->meta, txn, "repl_last_ms", &last_ms)) == 0)
-        ret = meta_log_stats(srv->meta, txn, &head, &records);
-    rtxn_end(t);
-    if (ret != 0) {
-        reply_cio_error(req, ret, "status failed");
-        return 0;
-    }
-    buf_init(&b, 4096);
-    buf_printf(&b,
-               "{\"enabled\":%s,\"mode\":\"async\",\"events_queued\":%" PRIu64 ",\"events_replicated\":%" PRIu64
-               ",\"events_failed\":%" PRIu64 ",\"last_replication\":",
-               srv->conf->repl_enabled ? "true" : "false", queued, replicated, failed);
-    if (last_ms != 0) {
-        char ts[40];
-        iso_time((int64_t)last_ms, ts, sizeof(ts));
-        buf_printf(&b, "\"%s\"", ts);
-    } else {
-        buf_puts(&b, "null");
-    }
-    buf_printf(&b, ",\"log_head_seq\":%" PRIu64 ",\"log_pending\":%" PRIu64 "}", head, records);
-    reply_buf(req, 200, &b);
+    if (!ask_repld(srv, req, 0, NULL))
+        finish_status(srv, req, NULL);
     return 0;
 }
 
@@ -855,6 +997,7 @@ static int do_metrics(http_server_t *srv, h2o_req_t *req)
 {
     http_thread_t *t = thread_of(req);
     uint64_t capacity = 0, free_bytes = 0, extents = 0, largest = 0, objects = 0, bytes = 0, head = 0, records = 0;
+    uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0;
     uint64_t commits, jobs;
     MDB_txn *txn;
     buf_t b;
@@ -865,7 +1008,10 @@ static int do_metrics(http_server_t *srv, h2o_req_t *req)
     }
     if (alloc_stats(&srv->meta->alloc, txn, &capacity, &free_bytes, &extents, &largest) != 0 ||
         meta_state_get(srv->meta, txn, "objects", &objects) != 0 || meta_state_get(srv->meta, txn, "bytes", &bytes) != 0 ||
-        meta_log_stats(srv->meta, txn, &head, &records) != 0) {
+        meta_log_stats(srv->meta, txn, &head, &records) != 0 || meta_state_get(srv->meta, txn, "apply_applied", &applied) != 0 ||
+        meta_state_get(srv->meta, txn, "apply_skipped", &skipped) != 0 ||
+        meta_state_get(srv->meta, txn, "apply_failed", &failed) != 0 ||
+        meta_state_get(srv->meta, txn, "apply_permanent", &permanent) != 0 || meta_tomb_count(srv->meta, txn, &tombstones) != 0) {
         rtxn_end(t);
         reply_cio_error(req, CIO_EDB, "metrics failed");
         return 0;
@@ -929,12 +1075,28 @@ static int do_metrics(http_server_t *srv, h2o_req_t *req)
                "comio_commit_jobs_total %" PRIu64 "\n",
                __atomic_load_n(&metric_bytes_in, __ATOMIC_RELAXED), __atomic_load_n(&metric_bytes_out, __ATOMIC_RELAXED),
                objects, bytes, capacity, capacity - free_bytes, free_bytes, extents, largest, head, records, commits, jobs);
+    buf_printf(&b,
+               "# HELP comio_replica_events_total Replicated events this site received as a replica, by result.\n"
+               "# TYPE comio_replica_events_total counter\n"
+               "comio_replica_events_total{result=\"applied\"} %" PRIu64 "\n"
+               "comio_replica_events_total{result=\"skipped\"} %" PRIu64 "\n"
+               "comio_replica_events_total{result=\"retry\"} %" PRIu64 "\n"
+               "comio_replica_events_total{result=\"permanent\"} %" PRIu64 "\n"
+               "# HELP comio_replica_tombstones Deleted keys this replica remembers (until replication.tombstone_ttl).\n"
+               "# TYPE comio_replica_tombstones gauge\n"
+               "comio_replica_tombstones %" PRIu64 "\n",
+               applied, skipped, failed - permanent, permanent, tombstones);
     if (b.err != 0) {
         reply_buf(req, 500, &b);
         return 0;
     }
-    reply(req, 200, "text/plain; version=0.0.4", b.data, b.len);
-    buf_free(&b);
+    /* a primary adds the shipper's comio_replication_* figures */
+    if (srv->conf->repl_enabled && !ask_repld(srv, req, 1, &b))
+        finish_metrics(srv, req, &b, NULL);
+    else if (!srv->conf->repl_enabled) {
+        reply(req, 200, "text/plain; version=0.0.4", b.data, b.len);
+        buf_free(&b);
+    }
     return 0;
 }
 
@@ -986,6 +1148,121 @@ static int path_is(h2o_req_t *req, const char *s)
     return h2o_memis(req->path.base, len, s, strlen(s));
 }
 
+/* ---- replication: a replica applies batches, a primary serves fetches ---- */
+
+/* The refusal is the operator's to fix, not the sender's: say it in the log,
+ * but not once per batch of a primary that keeps retrying. */
+static void log_refusal(http_server_t *srv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t last = __atomic_load_n(&srv->refusal_logged_ms, __ATOMIC_RELAXED);
+    if (last != 0 && now - last < REFUSAL_LOG_MS)
+        return;
+    if (!__atomic_compare_exchange_n(&srv->refusal_logged_ms, &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return; /* another loop logs it */
+    log_msg(LOG_LVL_WARN, "refusing replication batches: replication.accept_token is not set on this site", NULL);
+}
+
+static int do_apply_batch(http_server_t *srv, h2o_req_t *req)
+{
+    const char *token = srv->conf->accept_token;
+    char err[256];
+    pending_t *pend;
+    int ret;
+
+    if (token == NULL || *token == '\0') {
+        log_refusal(srv);
+        reply_error(req, 403, "ReplicationNotAccepted", "this site accepts no replication: replication.accept_token is not set");
+        return 0;
+    }
+    if (!bearer_matches(req, token)) {
+        reply_error(req, 401, "Unauthorized", "missing or wrong replication token");
+        return 0;
+    }
+    if ((pend = calloc(1, sizeof(*pend))) == NULL) {
+        reply_cio_error(req, CIO_ENOMEM, "batch failed");
+        return 0;
+    }
+    pend->job.op = COMMIT_APPLY;
+    pend->job.body = req->entity.base != NULL ? req->entity.base : "";
+    pend->job.fetch = &srv->fetch;
+    pend->job.done = on_job_done;
+    pend->job.ctx = pend;
+    pend->thread = thread_of(req);
+    pend->req = req;
+    /* decoding is cheap and allocation-bounded; hashing and writing the
+     * inline data happen off the loop, on the committer's I/O threads */
+    ret = apply_decode(&pend->job, pend->job.body, req->entity.len, err, sizeof(err));
+    if (ret != 0 || pend->job.nitems == 0) {
+        if (ret == CIO_EPROTO)
+            reply_error(req, 400, "MalformedBatch", err);
+        else if (ret != 0)
+            reply_cio_error(req, ret, "batch failed");
+        else
+            answer_apply(req, &pend->job); /* an empty batch: nothing to commit */
+        free(pend);
+        return 0;
+    }
+    return pending_submit(req, pend);
+}
+
+/* GET /admin/replication/fetch/{bucket}/{key}?version=V&expires=E&sig=HEX */
+static int do_fetch(http_server_t *srv, h2o_req_t *req, int m)
+{
+    static const char prefix[] = "/admin/replication/fetch";
+    const char *secret = srv->conf->remote_token, *code;
+    char num[32], sig[PRESIGN_SIG_HEX + 2];
+    unsigned long long version, expires;
+    size_t len, siglen;
+    path_t p;
+    char *end;
+    int ret;
+
+    if (m != M_GET) {
+        reply_error(req, 405, "MethodNotAllowed", "method not allowed");
+        return 0;
+    }
+    if (secret == NULL || *secret == '\0') {
+        reply_error(req, 403, "AccessDenied", "this site serves no replication fetches: replication.remote_token is not set");
+        return 0;
+    }
+    if (path_parse(req->path.base + sizeof(prefix) - 1, req->path.len - (sizeof(prefix) - 1), &p, &code) != 0) {
+        reply_error(req, 400, code, "malformed fetch path");
+        return 0;
+    }
+    if (p.bucket_len == 0 || p.key_len == 0) {
+        reply_error(req, 400, "InvalidURI", "expected /admin/replication/fetch/{bucket}/{key}");
+        return 0;
+    }
+    /* a missing or unreadable version, expires or sig can only be a URL
+     * nobody signed: the same answer as a wrong signature */
+    if (query_param(req, "version", num, sizeof(num), &len) != 0 || len == 0 || num[0] < '0' || num[0] > '9' ||
+        (version = strtoull(num, &end, 10), *end != '\0') || version == 0 ||
+        query_param(req, "expires", num, sizeof(num), &len) != 0 || len == 0 || num[0] < '0' || num[0] > '9' ||
+        (expires = strtoull(num, &end, 10), *end != '\0') || expires > INT64_MAX)
+        ret = CIO_EINVAL;
+    else if (query_param(req, "sig", sig, sizeof(sig), &siglen) != 0)
+        ret = CIO_EINVAL;
+    else
+        ret = presign_verify(secret, strlen(secret), "GET", p.bucket, p.bucket_len, p.key, p.key_len, version, (int64_t)expires,
+                             sig, siglen, (int64_t)time(NULL));
+    if (ret == CIO_EAGAIN) {
+        reply_error(req, 403, "ExpiredSignature", "the fetch URL has expired");
+        return 0;
+    }
+    if (ret == CIO_ENOMEM) {
+        reply_cio_error(req, ret, "signature check failed");
+        return 0;
+    }
+    if (ret != 0) {
+        reply_error(req, 403, "SignatureDoesNotMatch", "the fetch URL's signature does not match");
+        return 0;
+    }
+    return serve_object(srv, req, &p, version);
+}
+
 static int do_admin(http_server_t *srv, h2o_req_t *req, int m)
 {
     size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
@@ -994,6 +1271,11 @@ static int do_admin(http_server_t *srv, h2o_req_t *req, int m)
     if (path_is(req, "/admin/health"))
         return m == M_GET || m == M_HEAD ? do_health(srv, req)
                                          : (reply_error(req, 405, "MethodNotAllowed", "method not allowed"), 0);
+    /* replication has its own credentials, never the access token */
+    if (path_is(req, "/admin/replication/batch"))
+        return m == M_POST ? do_apply_batch(srv, req) : (reply_error(req, 405, "MethodNotAllowed", "method not allowed"), 0);
+    if (len > 25 && memcmp(p, "/admin/replication/fetch/", 25) == 0)
+        return do_fetch(srv, req, m);
     if (!authorized(srv, req)) {
         reply_error(req, 401, "Unauthorized", "missing or wrong access token");
         return 0;
@@ -1113,6 +1395,7 @@ static void *thread_main(void *arg)
     t->accept_ctx.ssl_ctx = srv->ssl_ctx;
     h2o_multithread_register_receiver(t->ctx.queue, &t->replies, on_replies);
     h2o_multithread_register_receiver(t->ctx.queue, &t->wakeup, on_wakeup);
+    h2o_multithread_register_receiver(t->ctx.queue, &t->aside_replies, on_aside_replies);
     t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     t->listener->data = t;
     h2o_socket_read_start(t->listener, on_accept);
@@ -1129,8 +1412,12 @@ static void *thread_main(void *arg)
     t->listener = NULL;
     h2o_context_request_shutdown(&t->ctx);
     uint64_t deadline = mono_ms() + srv->grace_ms;
-    while ((t->inflight > 0 || !h2o_linklist_is_empty(&t->ctx.http1._conns) || !h2o_linklist_is_empty(&t->ctx.http2._conns)) &&
-           mono_ms() < deadline)
+    /* h2o 2.2.5 does not close idle HTTP/1 keep-alive connections on shutdown,
+     * so wait for our own work only (mutations and control-socket questions),
+     * then give the last answers a moment to be written */
+    while ((t->inflight > 0 || t->asides > 0) && mono_ms() < deadline)
+        h2o_evloop_run(t->loop, 10);
+    for (uint64_t flush = mono_ms() + 50; mono_ms() < flush && mono_ms() < deadline;)
         h2o_evloop_run(t->loop, 10);
     if (t->rtxn != NULL)
         mdb_txn_abort(t->rtxn);
@@ -1219,6 +1506,7 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     srv->meta = meta;
     srv->store = store;
     srv->commit = commit;
+    srv->fetch.ca_file = conf->ca_file;
     srv->nthreads = conf->threads != 0 ? conf->threads : ncpus();
 
     h2o_config_init(&srv->globalconf);
@@ -1264,6 +1552,8 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
 
 void http_stop(http_server_t *srv, unsigned grace_ms)
 {
+    /* a batch waiting for a large fetch answers "retry" within the grace period */
+    commit_abandon_fetches(srv->commit);
     srv->grace_ms = grace_ms;
     __atomic_store_n(&srv->stopping, 1, __ATOMIC_RELEASE);
     for (size_t i = 0; i < srv->nthreads; i++)

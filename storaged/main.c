@@ -190,6 +190,7 @@ int main(int argc, char **argv)
         log_msg(LOG_LVL_ERROR, "cannot start the committer", "error", cio_strerror(ret), NULL);
         goto fail_meta;
     }
+    commit_set_tombstone_ttl(commit, conf.tombstone_ttl_ms);
     if (http_start(&http, &conf, &meta, &store, commit, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot start the HTTP server", "error", err, NULL);
         commit_stop(commit);

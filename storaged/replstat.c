@@ -63,7 +63,7 @@ int replstat_json(meta_t *m, int enabled, const replstat_live_t *live, buf_t *ou
     buf_printf(out,
                "{\"enabled\":%s,\"mode\":\"async\",\"repld\":\"%s\",\"events_queued\":%" PRIu64 ",\"events_replicated\":%" PRIu64
                ",\"events_failed\":%" PRIu64 ",\"last_replication\":",
-               enabled ? "true" : "false", live != NULL ? "running" : "down", f.queued, f.acked, f.failed);
+               enabled ? "true" : "false", live != NULL ? "running" : enabled ? "down" : "off", f.queued, f.acked, f.failed);
     if (f.last_ms > 0) {
         time_t secs = (time_t)(f.last_ms / 1000);
         struct tm tm;
