@@ -45,6 +45,7 @@ static const units_unit_t units_duration_units[] = {
     {"s", 1000ULL},
     {"m", 60ULL * 1000},
     {"h", 60ULL * 60 * 1000},
+    {"d", 24ULL * 60 * 60 * 1000},
 };
 
 /* Parses the number at the start of s; *end points after it. Digits are read

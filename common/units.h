@@ -16,7 +16,7 @@
 int units_parse_size(const char *s, uint64_t *out) CIO_MUST_CHECK;
 
 /* Parses a duration into milliseconds. Accepted: a non-negative integer or
- * decimal number followed by a unit: ms, s, m, h (case-sensitive as written).
+ * decimal number followed by a unit: ms, s, m, h, d (case-sensitive as written).
  * "0" alone is accepted. Returns 0 or CIO_EINVAL (malformed, no unit, overflow,
  * sub-millisecond remainder). `*out_ms` is untouched on error. */
 int units_parse_duration(const char *s, uint64_t *out_ms) CIO_MUST_CHECK;

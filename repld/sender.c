@@ -235,10 +235,24 @@ void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events, uin
 
 void sender_stop(sender_t *s)
 {
+    unsigned busy = 0;
+
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
     pthread_cond_broadcast(&s->cv);
+    for (unsigned i = 0; i < s->n; i++)
+        busy += s->w[i].job != NULL && !s->w[i].done;
     pthread_mutex_unlock(&s->mu);
-    /* idle workers leave at once; a busy one ends with its request (bounded by
-     * the curl timeouts) or with the process */
+    if (busy > 0)
+        return; /* a worker still posting keeps everything until the process exits */
+    for (unsigned i = 0; i < s->n; i++) {
+        pthread_join(s->w[i].tid, NULL);
+        curl_easy_cleanup(s->w[i].curl);
+    }
+    curl_slist_free_all(s->headers);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->url);
+    free(s->w);
+    free(s);
 }

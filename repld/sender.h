@@ -60,8 +60,9 @@ send_job_t *sender_take_done(sender_t *s);
 /* Describes worker w for status: "idle" or "sending", events and since (ms). */
 void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events, uint64_t *since_ms);
 
-/* Stops idle workers and frees what it can; busy workers are abandoned to
- * process exit (their batches are re-sent after a restart). */
+/* Stops the workers and frees the sender when none is posting; a worker
+ * still posting is abandoned to process exit with everything it uses (its
+ * batch is re-sent after a restart). */
 void sender_stop(sender_t *s);
 
 #endif

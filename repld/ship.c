@@ -40,6 +40,7 @@ typedef struct {
     size_t rec_len;
     logrec_t r; /* decoded, pointing into rec */
     uint32_t attempts; /* refusals so far */
+    uint64_t hold_ms;  /* current delay after "retry" answers that spend no attempt */
     uint64_t due_ms;   /* monotonic time it may be sent again */
     ev_state_t state;
     int from_retry; /* came from "repl_retry", not from the log */
@@ -443,6 +444,7 @@ static void complete(ship_t *s, send_job_t *job)
             }
     }
     if (job->outcome == SEND_OK) {
+        const char *outage = NULL;
         record_latency(s, job->rtt_us);
         if (s->remote_state != 1)
             log_msg(LOG_LVL_INFO, "replica reachable", "url", s->conf->remote_url, NULL);
@@ -468,9 +470,23 @@ static void complete(ship_t *s, send_job_t *job)
                 break;
             default:
                 snprintf(err, sizeof(err), "remote returned %u: %.*s", r->status, (int)r->error_len, r->error);
-                refused(s, e, err, r->result == BATCH_PERMANENT);
+                if (r->result == BATCH_RETRY && r->status >= 502 && r->status <= 504) {
+                    /* The replica could not fetch from this site (our storaged is down or
+                     * unreachable from there) or is stopping: an outage, not a refusal, so no
+                     * attempt is spent; the event waits, doubling its delay up to the cap. */
+                    e->hold_ms = e->hold_ms == 0 ? s->backoff_ms : (e->hold_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : e->hold_ms * 2);
+                    e->due_ms = mono_ms() + e->hold_ms;
+                    e->state = EV_READY;
+                    snprintf(e->error, sizeof(e->error), "%.*s", (int)sizeof(e->error) - 1, err);
+                    outage = err;
+                } else {
+                    refused(s, e, err, r->result == BATCH_PERMANENT);
+                }
             }
         }
+        if (outage != NULL)
+            log_msg(LOG_LVL_WARN, "replica could not fetch objects from this site; events are kept and retried", "error", outage,
+                    NULL);
     } else if (job->outcome == SEND_REFUSED) {
         for (size_t i = 0; i < b->n; i++)
             refused(s, b->evs[i], job->error, 0);
@@ -566,8 +582,10 @@ static int persist(ship_t *s)
         }
     for (size_t i = 0; i < n; i++)
         ev_free(s->win.v[i]);
-    memmove(s->win.v, s->win.v + n, (s->win.len - n) * sizeof(*s->win.v));
-    s->win.len -= n;
+    if (n > 0) {
+        memmove(s->win.v, s->win.v + n, (s->win.len - n) * sizeof(*s->win.v));
+        s->win.len -= n;
+    }
     s->cursor = cursor;
     s->add_acked = s->add_bytes = s->add_superseded = 0;
     return 0;
@@ -751,5 +769,9 @@ int ship_run(const conf_t *conf, meta_t *meta)
     free(s.to_fail.v);
     free(s.retry_done.v);
     close(s.store_fd);
+    close(s.efd);
+    close(s.sfd);
+    if (s.ifd >= 0)
+        close(s.ifd);
     return ret;
 }

@@ -130,6 +130,8 @@ static void test_duration(void)
     check_dur("1s", 1000);
     check_dur("2m", 120000);
     check_dur("1h", 3600000);
+    check_dur("7d", 604800000);
+    check_dur("0.5d", 43200000);
     check_dur("1.5s", 1500);
     check_dur("0.5m", 30000);
     check_dur("0.001s", 1);
@@ -152,7 +154,7 @@ static void test_duration_bad(void)
     check_dur_bad("1MS");
     check_dur_bad("1H");
     check_dur_bad("1 s");
-    check_dur_bad("1d");
+    check_dur_bad("1D");
     check_dur_bad("-1s");
     check_dur_bad("s");
     check_dur_bad("1sec");
