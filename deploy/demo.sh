@@ -64,31 +64,57 @@ YAML
 }
 
 port_a=$(free_port); port_b=$(free_port)
-echo "== starting site-a on 127.0.0.1:$port_a (primary, replication log on)"
+token=$(openssl rand -hex 32 2>/dev/null || echo demo-token-0123456789abcdef0123456789abcdef)
+echo "== starting site-b on 127.0.0.1:$port_b (replica: accepts batches with the shared token)"
+start_site site-b "$port_b" "replication:
+  enabled: false
+  accept_token: \"$token\"
+  socket: $work/site-b.sock"
+echo "== starting site-a on 127.0.0.1:$port_a (primary: storaged + repld shipping to site-b)"
 start_site site-a "$port_a" "replication:
   enabled: true
   remote_url: http://127.0.0.1:$port_b
-  remote_token: demo-token"
-echo "== starting site-b on 127.0.0.1:$port_b (replica)"
-start_site site-b "$port_b" "replication:
-  enabled: false
-  accept_token: demo-token"
+  remote_token: \"$token\"
+  socket: $work/site-a.sock"
 
 a="http://127.0.0.1:$port_a"
-echo "== PUT $a/mybucket/hello.txt"
-echo "Hello from ComIO" >"$work/hello.txt"
-curl -fsS -X PUT -H "Content-Type: text/plain" --data-binary @"$work/hello.txt" "$a/mybucket/hello.txt"; echo
-echo "== GET $a/mybucket/hello.txt"
-curl -fsS "$a/mybucket/hello.txt"
-echo "== listing of mybucket"
-curl -fsS "$a/mybucket"; echo
-echo "== DELETE, then GET answers 404"
-curl -fsS -o /dev/null -w "DELETE -> %{http_code}\n" -X DELETE "$a/mybucket/hello.txt"
-curl -sS -o /dev/null -w "GET    -> %{http_code}\n" "$a/mybucket/hello.txt"
-echo "== replication status of site-a (two records in its durable log)"
-curl -fsS "$a/admin/replication/status"; echo
+b="http://127.0.0.1:$port_b"
+
+# polls until the command succeeds, at most ~5 s
+eventually() {
+    for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
+    return 1
+}
+
 echo
-echo "Site A logged both mutations durably. Shipping them to site B (repld) is"
-echo "the next milestone; until then site B stays empty:"
-curl -fsS "http://127.0.0.1:$port_b/"; echo
+echo "== the seed's \"Test Replication\" steps"
+echo "-- Site A: upload file"
+head -c 100000 /dev/urandom >"$work/file.dat"
+curl -fsS -X PUT -H "Content-Type: application/octet-stream" --data-binary @"$work/file.dat" "$a/mybucket/myfile"; echo
+t0=$(date +%s%N)
+echo "-- Site B: verify presence (no need to wait 1-2 s: repld ships at once)"
+if eventually curl -fs -o "$work/copy.dat" "$b/mybucket/myfile" && cmp -s "$work/file.dat" "$work/copy.dat"; then
+    echo "   site-b has mybucket/myfile, byte for byte, after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+else
+    echo "   site-b does not have it; repld log:"; cat "$work/site-a.log"; exit 1
+fi
+echo "-- a large object (2 MB, fetched by site-b from site-a with a presigned URL)"
+head -c 2000000 /dev/urandom >"$work/big.dat"
+curl -fsS -o /dev/null -X PUT --data-binary @"$work/big.dat" "$a/mybucket/big"
+eventually curl -fs -o "$work/big.copy" "$b/mybucket/big" && cmp -s "$work/big.dat" "$work/big.copy" &&
+    echo "   site-b has mybucket/big, byte for byte"
+b_gone() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$b/mybucket/myfile")" = 404 ]; }
+b_empty() { curl -fs "$b/mybucket" | grep -q '"objects":\[\]'; }
+echo "-- DELETE on site-a"
+curl -fsS -o /dev/null -w "   DELETE -> %{http_code}\n" -X DELETE "$a/mybucket/myfile"
+eventually b_gone && echo "   site-b answers 404 for mybucket/myfile"
+echo "-- PURGE of mybucket on site-a"
+curl -fsS -X DELETE "$a/admin/mybucket/objects?confirm=true"; echo
+eventually b_empty && echo "   mybucket on site-b is empty"
+
+echo
+echo "== replication status of site-a"
+curl -fsS "$a/admin/replication/status"; echo
+echo "== repld --status"
+./bin/repld --config "$work/site-a.yaml" --status
 echo "== done; stopping both sites"
