@@ -802,6 +802,37 @@ def test_repld_status_running_and_stopped(sites):
     assert r.stdout == "", r.stdout
 
 
+def test_storaged_status_and_metrics_with_and_without_repld(sites):
+    """storaged answers with repld's live figures while it runs, and the same
+    counters from LMDB (saying repld is down) when it does not."""
+    a, b = sites()
+    ca = a.client()
+    for i in range(10):
+        assert ca.put("smet", "k%d" % i, b"y" * 100).status == 200
+    converge_or_fail(a, b)
+    st = wait_until(lambda: (lambda s: s if s["events_pending"] == 0 else None)(a.status()), 20, what="A idle")
+    assert st["repld"] == "running" and st["remote"]["state"] == "up", st
+    m = ca.metrics()
+    assert m.value("comio_replication_pending_events") == 0
+    assert m.value("comio_replication_events_replicated_total") >= 10
+    assert m.value("comio_replication_remote_up") == 1
+    assert m.types.get("comio_replication_batch_duration_seconds") == "histogram", m.text
+    assert m.value("comio_replication_batch_duration_seconds_count") >= 1
+    replicated = st["events_replicated"]
+
+    a.stop_repld()
+    assert ca.put("smet", "after", b"z").status == 200
+    st = a.status()
+    assert st["repld"] == "down" and st["remote"] is None, st
+    assert st["events_replicated"] == replicated and st["events_pending"] == 1, st
+    m = ca.metrics()
+    assert m.value("comio_replication_pending_events") == 1
+    assert m.value("comio_replication_remote_up") == 0
+    assert m.value("comio_replication_events_replicated_total") == replicated
+    a.start_repld()
+    converge_or_fail(a, b)
+
+
 # --- comio server: the seed's quick start ---------------------------------------------------------------------------
 
 
