@@ -444,7 +444,7 @@ static void complete(ship_t *s, send_job_t *job)
             }
     }
     if (job->outcome == SEND_OK) {
-        const char *outage = NULL;
+        char outage[256] = ""; /* the last "could not fetch" answer, logged once per batch */
         record_latency(s, job->rtt_us);
         if (s->remote_state != 1)
             log_msg(LOG_LVL_INFO, "replica reachable", "url", s->conf->remote_url, NULL);
@@ -478,13 +478,13 @@ static void complete(ship_t *s, send_job_t *job)
                     e->due_ms = mono_ms() + e->hold_ms;
                     e->state = EV_READY;
                     snprintf(e->error, sizeof(e->error), "%.*s", (int)sizeof(e->error) - 1, err);
-                    outage = err;
+                    snprintf(outage, sizeof(outage), "%.*s", (int)sizeof(outage) - 1, err);
                 } else {
                     refused(s, e, err, r->result == BATCH_PERMANENT);
                 }
             }
         }
-        if (outage != NULL)
+        if (outage[0] != '\0')
             log_msg(LOG_LVL_WARN, "replica could not fetch objects from this site; events are kept and retried", "error", outage,
                     NULL);
     } else if (job->outcome == SEND_REFUSED) {
