@@ -514,9 +514,13 @@ static int persist(ship_t *s)
     MDB_txn *txn;
     int rc, ret = 0;
 
+    uint64_t trimmed_bytes = 0;
     /* failed events count as done for the cursor once recorded */
-    while (n < s->win.len && (s->win.v[n]->state == EV_DONE || s->win.v[n]->state == EV_FAILED))
+    while (n < s->win.len && (s->win.v[n]->state == EV_DONE || s->win.v[n]->state == EV_FAILED)) {
+        if (s->win.v[n]->r.op == LOGREC_PUT)
+            trimmed_bytes += s->win.v[n]->r.size;
         cursor = s->win.v[n++]->seq;
+    }
     if (cursor == s->cursor && s->to_fail.len == 0 && s->retry_done.len == 0 && s->add_acked == 0 && s->add_superseded == 0)
         return 0;
     if ((rc = mdb_txn_begin(s->meta->env, NULL, 0, &txn)) != 0)
@@ -548,6 +552,12 @@ static int persist(ship_t *s)
         }
         if (ret == 0)
             ret = meta_state_put(s->meta, txn, "repl_cursor", cursor);
+        if (ret == 0 && trimmed_bytes > 0) {
+            uint64_t pending_bytes;
+            if ((ret = meta_state_get(s->meta, txn, "log_pending_bytes", &pending_bytes)) == 0)
+                ret = meta_state_put(s->meta, txn, "log_pending_bytes",
+                                     pending_bytes > trimmed_bytes ? pending_bytes - trimmed_bytes : 0);
+        }
     }
     if (ret == 0 && (s->add_acked > 0 || s->add_superseded > 0)) {
         if ((ret = meta_state_add(s->meta, txn, "repl_acked", (int64_t)(s->add_acked + s->add_superseded))) == 0 &&

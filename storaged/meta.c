@@ -427,7 +427,8 @@ int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r)
     MDB_val k = {8, kb}, v = {sb.size, sb.data};
     if ((ret = meta_err(mdb_put(txn, m->replog, &k, &v, MDB_APPEND), "mdb_put(replog)")) != 0)
         goto done;
-    ret = meta_state_add(m, txn, "log_count", 1);
+    if ((ret = meta_state_add(m, txn, "log_count", 1)) == 0 && r->op == LOGREC_PUT)
+        ret = meta_state_add(m, txn, "log_pending_bytes", (int64_t)r->size); /* repld subtracts when it trims */
 done:
     msgpack_sbuffer_destroy(&sb);
     return ret;

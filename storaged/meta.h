@@ -91,8 +91,8 @@ int meta_state_add(meta_t *m, MDB_txn *txn, const char *name, int64_t delta) CIO
  * starting at 1). */
 int meta_next_seq(meta_t *m, MDB_txn *txn, uint64_t *seq) CIO_MUST_CHECK;
 
-/* Appends `r` (r->seq must exceed every seq already in the log) to "replog"
- * and counts it in "log_count". */
+/* Appends `r` (r->seq must exceed every seq already in the log) to "replog",
+ * counts it in "log_count" and adds a PUT's size to "log_pending_bytes". */
 int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r) CIO_MUST_CHECK;
 
 /* Reports the highest seq in the log (0 when empty) and the number of records. */

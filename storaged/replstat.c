@@ -7,7 +7,7 @@
 const double replstat_lat_bounds[REPLSTAT_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
 typedef struct {
-    uint64_t queued, acked, failed, failed_total, last_ms, bytes, pending, head;
+    uint64_t queued, acked, failed, failed_total, last_ms, bytes, pending, pending_bytes, head;
     int64_t oldest_ms; /* mtime of the oldest record still in the log, 0 when empty */
 } figures_t;
 
@@ -34,7 +34,8 @@ static int load(meta_t *m, figures_t *f)
         (ret = meta_state_get(m, txn, "repl_failed", &f->failed)) != 0 ||
         (ret = meta_state_get(m, txn, "repl_failed_total", &f->failed_total)) != 0 ||
         (ret = meta_state_get(m, txn, "repl_last_ms", &f->last_ms)) != 0 || (ret = meta_state_get(m, txn, "repl_bytes", &f->bytes)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_cursor", &cursor)) != 0 || (ret = meta_log_stats(m, txn, &f->head, &records)) != 0)
+        (ret = meta_state_get(m, txn, "repl_cursor", &cursor)) != 0 ||
+        (ret = meta_state_get(m, txn, "log_pending_bytes", &f->pending_bytes)) != 0 || (ret = meta_log_stats(m, txn, &f->head, &records)) != 0)
         goto done;
     f->pending = records;
     if (f->head < cursor)
@@ -74,9 +75,9 @@ int replstat_json(meta_t *m, int enabled, const replstat_live_t *live, buf_t *ou
         buf_puts(out, "null");
     }
     buf_printf(out,
-               ",\"events_pending\":%" PRIu64 ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f,\"bytes_replicated\":%" PRIu64
-               ",\"log_head_seq\":%" PRIu64 ",\"log_pending\":%" PRIu64,
-               f.pending, age, age, f.bytes, f.head, f.pending);
+               ",\"events_pending\":%" PRIu64 ",\"bytes_pending\":%" PRIu64 ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f"
+               ",\"bytes_replicated\":%" PRIu64 ",\"log_head_seq\":%" PRIu64 ",\"log_pending\":%" PRIu64,
+               f.pending, f.pending_bytes, age, age, f.bytes, f.head, f.pending);
     if (live != NULL) {
         const char *state = live->remote_state == 1 ? "up" : live->remote_state == 2 ? "backing_off" : "unknown";
         buf_puts(out, ",\"remote\":{\"url\":");
@@ -106,6 +107,8 @@ int replstat_metrics(meta_t *m, const replstat_live_t *live, buf_t *out)
     buf_printf(out,
                "# HELP comio_replication_pending_events Log records not yet acknowledged by the replica.\n"
                "# TYPE comio_replication_pending_events gauge\ncomio_replication_pending_events %" PRIu64 "\n"
+               "# HELP comio_replication_pending_bytes Object bytes of the PUT events not yet acknowledged.\n"
+               "# TYPE comio_replication_pending_bytes gauge\ncomio_replication_pending_bytes %" PRIu64 "\n"
                "# HELP comio_replication_lag_seconds Age of the oldest event not yet acknowledged (0 when caught up).\n"
                "# TYPE comio_replication_lag_seconds gauge\ncomio_replication_lag_seconds %.3f\n"
                "# HELP comio_replication_events_replicated_total Events the replica acknowledged (applied or already held).\n"
@@ -118,7 +121,7 @@ int replstat_metrics(meta_t *m, const replstat_live_t *live, buf_t *out)
                "# TYPE comio_replication_bytes_total counter\ncomio_replication_bytes_total %" PRIu64 "\n"
                "# HELP comio_replication_remote_up 1 when the last batch reached the replica.\n"
                "# TYPE comio_replication_remote_up gauge\ncomio_replication_remote_up %d\n",
-               f.pending, age < 0 ? 0 : age, f.acked, f.failed_total, f.failed, f.bytes, live != NULL && live->remote_state == 1);
+               f.pending, f.pending_bytes, age < 0 ? 0 : age, f.acked, f.failed_total, f.failed, f.bytes, live != NULL && live->remote_state == 1);
     if (live != NULL) {
         uint64_t cum = 0;
         buf_puts(out, "# HELP comio_replication_batch_duration_seconds Round trip of a batch to the replica.\n"

@@ -814,6 +814,7 @@ def test_storaged_status_and_metrics_with_and_without_repld(sites):
     assert st["repld"] == "running" and st["remote"]["state"] == "up", st
     m = ca.metrics()
     assert m.value("comio_replication_pending_events") == 0
+    assert m.value("comio_replication_pending_bytes") == 0 and st["bytes_pending"] == 0, st
     assert m.value("comio_replication_events_replicated_total") >= 10
     assert m.value("comio_replication_remote_up") == 1
     assert m.types.get("comio_replication_batch_duration_seconds") == "histogram", m.text
@@ -824,13 +825,15 @@ def test_storaged_status_and_metrics_with_and_without_repld(sites):
     assert ca.put("smet", "after", b"z").status == 200
     st = a.status()
     assert st["repld"] == "down" and st["remote"] is None, st
-    assert st["events_replicated"] == replicated and st["events_pending"] == 1, st
+    assert st["events_replicated"] == replicated and st["events_pending"] == 1 and st["bytes_pending"] == 1, st
     m = ca.metrics()
     assert m.value("comio_replication_pending_events") == 1
+    assert m.value("comio_replication_pending_bytes") == 1
     assert m.value("comio_replication_remote_up") == 0
     assert m.value("comio_replication_events_replicated_total") == replicated
     a.start_repld()
     converge_or_fail(a, b)
+    wait_until(lambda: a.status()["bytes_pending"] == 0, 20, what="pending bytes back to 0")
 
 
 # --- comio server: the seed's quick start ---------------------------------------------------------------------------
