@@ -404,6 +404,13 @@ static void back_off(ship_t *s, send_job_t *job)
 {
     char delay[32];
     pthread_mutex_lock(&s->mu);
+    if (mono_ms() < s->backoff_until) {
+        /* another worker's batch already started this backoff step: one failed
+         * round of batches is one step, however many workers were sending */
+        snprintf(s->remote_error, sizeof(s->remote_error), "%s", job->error);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
     s->backoff_until = mono_ms() + s->backoff_ms;
     snprintf(delay, sizeof(delay), "%.1fs", s->backoff_ms / 1000.0);
     snprintf(s->remote_error, sizeof(s->remote_error), "%s", job->error);
@@ -672,7 +679,9 @@ static int next_wait_ms(ship_t *s)
     evvec_t *lists[2] = {&s->rq, &s->win};
     if (s->backoff_until > now && s->backoff_until < wake)
         wake = s->backoff_until;
-    if (s->backoff_until <= now)
+    /* with every worker busy, ready events must wait for a completion (the
+     * eventfd wakes us): their due times would only make poll() spin */
+    if (s->backoff_until <= now && sender_idle(s->sender) >= 0)
         for (int l = 0; l < 2; l++)
             for (size_t i = 0; i < lists[l]->len; i++) {
                 ev_t *e = lists[l]->v[i];
