@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+"""report.py - turn a benchmark run's results into one table, a plot, and docs.
+
+  report.py --results DIR [--docs docs/benchmarks.md] [--png docs/bench-drain.png]
+
+Reads what run.sh and the helpers left in DIR (machine.txt, commands.txt,
+phases.txt, http/*.wrk and *.rss.csv, drain-N/*, lag/*, big/*), prints the
+table of figures, ratios and targets on stdout, writes DIR/table.md, and with
+--docs replaces the part of that file between the markers
+`<!-- BEGIN GENERATED -->` and `<!-- END GENERATED -->` (appending the part
+when the markers are missing), so the hand-written text around it stays.
+With --png it plots the events pending (and repld's RSS) over time during each
+drain with gnuplot.
+"""
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rss as rsslib  # noqa: E402
+
+BEGIN = "<!-- BEGIN GENERATED -->"
+END = "<!-- END GENERATED -->"
+MiB = 1024.0
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def read_kv(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if ": " in line:
+                    k, v = line.split(": ", 1)
+                    out.append((k, v))
+    except OSError:
+        pass
+    return out
+
+
+def read_phases(path):
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                p = line.rstrip("\n").split(" ", 2)
+                if len(p) >= 2:
+                    out[p[0]] = (p[1], p[2] if len(p) > 2 else "")
+    except OSError:
+        pass
+    return out
+
+
+def wrk_result(path):
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("WRKJSON "):
+                    return json.loads(line[len("WRKJSON "):])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def fmt_int(x):
+    return "-" if x is None else "{:,.0f}".format(x)
+
+
+def fmt_ms(x):
+    if x is None:
+        return "-"
+    return "%.2f ms" % x if x < 10 else "%.1f ms" % x if x < 100 else "{:,.0f} ms".format(x)
+
+
+def fmt_mib(kib):
+    return "-" if kib is None else "%.1f MiB" % (kib / MiB)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ratio(r):
+    return "-" if r is None else "%.2fx" % r
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("met" if ok else "**missed**")
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
+def peak(rss_csv, name, field="VmHWM"):
+    s = rsslib.summary(rss_csv).get(name)
+    if not s:
+        return None
+    return max(s.get(field, 0), s.get("VmRSS", 0)) if field == "VmHWM" else s.get(field)
+
+
+def mem(rss_csv, name):
+    """'12.3 MiB (anon 2.1)': peak RSS of a process, and its peak anonymous part."""
+    p = peak(rss_csv, name)
+    if p is None:
+        return "-"
+    return "%s (anon %.1f)" % (fmt_mib(p), (peak(rss_csv, name, "RssAnon") or 0) / MiB)
+
+
+class Report:
+    def __init__(self, d):
+        self.d = d
+        self.phases = read_phases(os.path.join(d, "phases.txt"))
+        self.rows = []
+        self.notes = []
+
+    def row(self, figure, comio, ref="", r="", target="", ok=None):
+        self.rows.append((figure, comio, ref, r, target, verdict(ok) if target else ""))
+
+    def phase_failed(self, phase, label):
+        st, msg = self.phases.get(phase, ("not-run", ""))
+        if st == "ok":
+            return False
+        what = {"failed": "FAILED", "not-run": "not run", "skipped": "skipped"}.get(st, st)
+        self.row(label, "%s%s" % (what, (": " + msg) if msg else ""), "", "", "", None)
+        return True
+
+    # --- HTTP: wrk against nginx and storaged -------------------------------------------------------------------
+    def http(self):
+        if self.phase_failed("http", "HTTP (wrk vs nginx)"):
+            return
+        hd = os.path.join(self.d, "http")
+        res = {}
+        for op in ("get", "put"):
+            for tgt in ("nginx", "comio"):
+                runs = []
+                for f in sorted(glob.glob(os.path.join(hd, "%s-%s-*.wrk" % (op, tgt)))):
+                    w = wrk_result(f)
+                    if w:
+                        base = f[:-4]
+                        w["rss"] = rsslib.summary(base + ".rss.csv")
+                        runs.append(w)
+                if runs:
+                    runs.sort(key=lambda w: w["req_per_s"])
+                    m = runs[len(runs) // 2]
+                    m["rounds"] = len(runs)
+                    m["all"] = [w["req_per_s"] for w in runs]
+                    res[(op, tgt)] = m
+        self.http_res = res
+
+        def errs(w):
+            e = w["errors"]
+            return e["connect"] + e["read"] + e["write"] + e["status"] + e["timeout"]
+
+        for op, label, target, factor in (("get", "GET 4 KiB, requests/s", ">= 0.9x nginx", 0.9),
+                                          ("put", "PUT 4 KiB, requests/s (ComIO durable; nginx WebDAV, no fsync)",
+                                           ">= 2x nginx", 2.0)):
+            c, n = res.get((op, "comio")), res.get((op, "nginx"))
+            if not c or not n:
+                self.row(label, "no result", "", "", target, None)
+                continue
+            r = ratio(c["req_per_s"], n["req_per_s"])
+            self.row(label, fmt_int(c["req_per_s"]), "nginx " + fmt_int(n["req_per_s"]), fmt_ratio(r), target,
+                     r is not None and r >= factor)
+            self.row("%s latency p50 / p99 (wrk)" % op.upper(),
+                     "%s / %s" % (fmt_ms(c["latency_us"]["p50"] / 1e3), fmt_ms(c["latency_us"]["p99"] / 1e3)),
+                     "nginx %s / %s" % (fmt_ms(n["latency_us"]["p50"] / 1e3), fmt_ms(n["latency_us"]["p99"] / 1e3)))
+            for who, w in (("ComIO", c), ("nginx", n)):
+                if errs(w):
+                    self.notes.append("%s %s: wrk counted %d errors (%s)" % (who, op.upper(), errs(w), w["errors"]))
+            if c["rounds"] > 1:
+                self.notes.append("%s: median of %d rounds; ComIO %s, nginx %s req/s" %
+                                  (op.upper(), c["rounds"], ", ".join(fmt_int(x) for x in c["all"]),
+                                   ", ".join(fmt_int(x) for x in n["all"])))
+        for op, target in (("put", "<= 100 MiB"), ("get", "")):
+            c, n = res.get((op, "comio")), res.get((op, "nginx"))
+            if not c:
+                continue
+            s = c["rss"].get("storaged", {})
+            # the highest VmRSS sampled during this run (VmHWM would carry the peak of an earlier run over)
+            hwm = s.get("VmRSS") or None
+            ns = (n or {}).get("rss", {}).get("nginx-workers", {}) if n else {}
+            self.row("storaged peak RSS (sampled every 20 ms), 64 connections of 4 KiB %ss (anon / file-backed)" % op.upper(),
+                     "%s (%s / %s)" % (fmt_mib(hwm), fmt_mib(s.get("RssAnon")), fmt_mib(s.get("RssFile"))),
+                     "nginx workers %s" % fmt_mib(ns.get("VmRSS")) if ns else "", "", target,
+                     (hwm is not None and hwm <= 100 * MiB) if target else None)
+
+    # --- drains -----------------------------------------------------------------------------------------------------
+    def drain_result(self, n):
+        dd = os.path.join(self.d, "drain-%d" % n)
+        r = load_json(os.path.join(dd, "drain.json"))
+        if r is None:
+            return None
+        r["fill"] = load_json(os.path.join(dd, "fill.json"))
+        pk = r.get("repld_peak_kib") or {}
+        r["repld_peak"] = max(pk.get("VmHWM", 0), pk.get("VmRSS", 0)) or None
+        r["repld_anon"] = pk.get("RssAnon") or None
+        r["repld_file"] = pk.get("RssFile") or None
+        r["a_mem"] = mem(os.path.join(dd, "rss.csv"), "storaged-a")
+        r["b_mem"] = mem(os.path.join(dd, "rss.csv"), "storaged-b")
+        return r
+
+    def drains(self, small, large):
+        rs = None
+        label = "drain of %s queued 4 KiB PUTs, events/s (repld start to 0 pending)"
+        if not self.phase_failed("drain-%d" % small, label % fmt_int(small)):
+            rs = self.drain_result(small)
+            self.drain_row(small, rs, None)
+        if "drain-%d" % large in self.phases:
+            if not self.phase_failed("drain-%d" % large, label % fmt_int(large)):
+                rl = self.drain_result(large)
+                self.drain_row(large, rl, rs)
+        else:
+            self.row(label % fmt_int(large), "not run (tests/bench/run.sh --full)", "", "",
+                     "within 20% of the 10,000 rate", None)
+
+    def drain_row(self, n, r, base):
+        label = "drain of %s queued 4 KiB PUTs, events/s (repld start to 0 pending)" % fmt_int(n)
+        if r is None:
+            self.row(label, "no result", "", "", ">= 50,000", None)
+            return
+        rate = r.get("events_per_s")
+        if base is None:
+            self.row(label, fmt_int(rate) + ("" if r.get("ok") else " (%s)" % r.get("error")),
+                     "lsyncd ~5,100 files/s", fmt_ratio(ratio(rate, 5100)), ">= 50,000",
+                     rate is not None and rate >= 50000 and r.get("ok"))
+        else:
+            rr = ratio(rate, base.get("events_per_s"))
+            self.row(label, fmt_int(rate) + ("" if r.get("ok") else " (%s)" % r.get("error")),
+                     "10,000 drain " + fmt_int(base.get("events_per_s")), fmt_ratio(rr),
+                     ">= 50,000 and within 20% of the 10,000 rate",
+                     rr is not None and rr >= 0.8 and rate >= 50000 and bool(r.get("ok")))
+        extra = "%s s; B holds %s objects" % (r.get("seconds"), fmt_int(r.get("b_objects")))
+        if r.get("startup_s") is not None:
+            extra += "; %.3f s from repld's start to the first ack" % r["startup_s"]
+        f = r.get("fill") or {}
+        if f.get("puts_per_s"):
+            extra += "; backlog filled at %s PUT/s (Python client, replication log on)" % fmt_int(f["puts_per_s"])
+        self.notes.append("drain %s: %s" % (fmt_int(n), extra))
+        label = "repld peak RSS, drain of %s: VmRSS (file-backed part)" % fmt_int(n)
+        alabel = "repld peak anonymous memory (RssAnon: VmRSS less LMDB's mapped file pages), drain of %s" % fmt_int(n)
+        if base is None:
+            self.row(label, "%s (%s)" % (fmt_mib(r["repld_peak"]), fmt_mib(r["repld_file"])))
+            self.row(alabel, fmt_mib(r["repld_anon"]))
+        else:
+            rr = ratio(r["repld_peak"], base["repld_peak"])
+            self.row(label, "%s (%s)" % (fmt_mib(r["repld_peak"]), fmt_mib(r["repld_file"])),
+                     "10,000 drain " + fmt_mib(base["repld_peak"]), fmt_ratio(rr), "flat (<= 1.25x)",
+                     rr is not None and rr <= 1.25)
+            rr = ratio(r["repld_anon"], base["repld_anon"])
+            self.row(alabel, fmt_mib(r["repld_anon"]), "10,000 drain " + fmt_mib(base["repld_anon"]), fmt_ratio(rr),
+                     "flat (<= 1.25x)", rr is not None and rr <= 1.25)
+        self.row("storaged peak RSS during the drain of %s, A / B" % fmt_int(n),
+                 "%s / %s" % (r["a_mem"], r["b_mem"]))
+
+    # --- lag --------------------------------------------------------------------------------------------------------
+    def lag(self):
+        if self.phase_failed("lag", "lag of single 4 KiB PUTs at 100/s"):
+            return
+        r = load_json(os.path.join(self.d, "lag", "lag.json")) or {}
+        l = r.get("lag") or {}
+        if not l:
+            self.row("lag of single 4 KiB PUTs", "no result: %s" % r.get("error"), "", "", "", None)
+            return
+        label = "lag A 200 -> readable on B, %d PUTs of 4 KiB at %.0f/s" % (l["n"], r.get("rate", 100))
+        self.row(label + ": p50", fmt_ms(l["p50_ms"]), "lsyncd 96 ms (delay 0)", "", "<= 5 ms", l["p50_ms"] <= 5)
+        self.row(label + ": p99", fmt_ms(l["p99_ms"]), "lsyncd 141 ms (delay 0)", "", "<= 50 ms", l["p99_ms"] <= 50)
+        self.row(label + ": max", fmt_ms(l["max_ms"]))
+        p = r.get("put_latency") or {}
+        if p:
+            self.row("PUT latency on A at 100/s (durable): p50 / p99", "%s / %s" % (fmt_ms(p["p50_ms"]),
+                                                                                   fmt_ms(p["p99_ms"])))
+        rc = os.path.join(self.d, "lag", "rss.csv")
+        self.row("peak RSS during the lag run: storaged A / B / repld",
+                 " / ".join(mem(rc, n) for n in ("storaged-a", "storaged-b", "repld")))
+        if r.get("schedule_slips_over_5ms"):
+            self.notes.append("lag: the client fell more than 5 ms behind its 100/s schedule %d times "
+                              "(offered rate %.1f/s)" % (r["schedule_slips_over_5ms"], r.get("offered_rate", 0)))
+
+    def big(self):
+        if self.phase_failed("big", "lag of a 100 MiB object"):
+            return
+        r = load_json(os.path.join(self.d, "big", "big.json")) or {}
+        if not r.get("runs"):
+            self.row("lag of a 100 MiB object", "no result: %s" % r.get("error"), "", "", "<= 1 s", None)
+            return
+        mb = r["size"] / (1024 * 1024)
+        self.row("lag A 200 -> on B with the right ETag, %.0f MiB object (median of %d; max)" % (mb, len(r["runs"])),
+                 "%s (max %s)" % (fmt_ms(r["lag_ms_median"]), fmt_ms(r["lag_ms_max"])), "lsyncd 940-1,260 ms",
+                 "", "<= 1 s", r["lag_ms_median"] <= 1000 and r["lag_ms_max"] <= 1000)
+        self.notes.append("100 MiB: PUT on A took %s s (median); bytes on B verified by MD5: %s" %
+                          (r.get("put_s_median"), all(x.get("bytes_verified") for x in r["runs"])))
+        rc = os.path.join(self.d, "big", "rss.csv")
+        self.row("peak RSS during the 100 MiB runs: storaged A / B / repld",
+                 " / ".join(mem(rc, n) for n in ("storaged-a", "storaged-b", "repld")))
+
+    # --- output -----------------------------------------------------------------------------------------------------
+    def table(self):
+        out = ["| figure | ComIO | reference | ratio | target | verdict |", "|---|---|---|---|---|---|"]
+        for r in self.rows:
+            out.append("| " + " | ".join(str(x).replace("|", "/") for x in r) + " |")
+        return "\n".join(out)
+
+
+def plot(results, png, runs):
+    """Events pending (left axis) and repld's RSS (right axis) against seconds since repld started."""
+    series = []
+    for n in runs:
+        dd = os.path.join(results, "drain-%d" % n)
+        r = load_json(os.path.join(dd, "drain.json"))
+        if not r or not r.get("t0") or not os.path.exists(os.path.join(dd, "drain.csv")):
+            continue
+        t0 = r["t0"]
+        pend = os.path.join(dd, "plot-pending.dat")
+        with open(os.path.join(dd, "drain.csv")) as f, open(pend, "w") as o:
+            for line in f:
+                if line.startswith("#"):
+                    continue
+                p = line.split()
+                if len(p) >= 7:  # seconds since repld started, events pending, repld's VmRSS and RssAnon in MiB
+                    mem = ["%.2f" % (int(x) / MiB) if int(p[3]) else "NaN" for x in (p[3], p[5])]
+                    o.write("%.4f %s %s %s\n" % (float(p[0]) - t0, p[1], mem[0], mem[1]))
+        series.append((n, r, pend))
+    if not series:
+        return "no drain data to plot"
+    g = ["set terminal pngcairo size 1000,%d font 'sans,10'" % (380 * len(series) + 40),
+         "set output '%s'" % png, "set multiplot layout %d,1" % len(series)]
+    for n, r, pend in series:
+        title = "Drain of %s queued 4 KiB PUTs from A to B: %s events/s" % (fmt_int(n), fmt_int(r.get("events_per_s")))
+        g += ["set title \"%s\"" % title, "set xlabel 'seconds since repld started'",
+              "set ylabel 'events pending on A (/admin/replication/status)'", "set y2label 'repld memory (MiB)'", "set ytics nomirror",
+              "set y2tics", "set grid", "set key outside top center horizontal samplen 3", "set yrange [0:*]", "set y2range [0:*]",
+              "set format y '%.0f'",
+              "plot '%s' using 1:2 with lines lw 2 title 'events pending on A', "
+              "'' using 1:3 axes x1y2 with lines lw 1 dt 2 title 'repld VmRSS (right)', "
+              "'' using 1:4 axes x1y2 with lines lw 1 dt 3 title 'repld RssAnon (right)'" % pend]
+    g.append("unset multiplot")
+    script = os.path.join(results, "drain.gp")
+    with open(script, "w") as f:
+        f.write("\n".join(g) + "\n")
+    p = subprocess.run(["gnuplot", script], capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        return "gnuplot failed: %s" % p.stderr.strip()[-500:]
+    return None
+
+
+def generated(rep, results, png_rel, plot_err):
+    machine = read_kv(os.path.join(results, "machine.txt"))
+    commands = []
+    try:
+        with open(os.path.join(results, "commands.txt")) as f:
+            for line in f:  # the rounds repeat the same wrk commands: each once
+                line = line.rstrip("\n")
+                if line.strip() and line not in commands:
+                    commands.append(line)
+    except OSError:
+        pass
+    md = dict(machine)
+    out = []
+    prov = md.get("provisional", "no") != "no"
+    out.append("## Results of the last run (%s)" % md.get("date", "?"))
+    out.append("")
+    if prov:
+        out.append("> **Provisional figures.** %s Rerun `tests/bench/run.sh` on a quiet machine before quoting them." %
+                   md.get("provisional"))
+        out.append("")
+    out.append("Machine:")
+    out.append("")
+    for k, v in machine:
+        if k in ("provisional",):
+            continue
+        out.append("- %s: %s" % (k, v))
+    out.append("")
+    out.append(rep.table())
+    out.append("")
+    if rep.notes:
+        out.append("Notes from this run:")
+        out.append("")
+        for n in rep.notes:
+            out.append("- " + n)
+        out.append("")
+    if png_rel:
+        if plot_err:
+            out.append("(No drain plot from this run: %s.)" % plot_err)
+        else:
+            out.append("Events pending on A, and repld's RSS, during the drain(s):")
+            out.append("")
+            out.append("![events pending during the drain](%s)" % png_rel)
+        out.append("")
+    if commands:
+        out.append("Commands of this run:")
+        out.append("")
+        out.append("```")
+        out.extend(commands)
+        out.append("```")
+        out.append("")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--docs")
+    ap.add_argument("--png")
+    ap.add_argument("--drain-small", type=int, default=10000)
+    ap.add_argument("--drain-large", type=int, default=1000000)
+    args = ap.parse_args()
+    rep = Report(args.results)
+    rep.http()
+    rep.drains(args.drain_small, args.drain_large)
+    rep.lag()
+    rep.big()
+    plot_err = None
+    png_rel = None
+    if args.png:
+        try:
+            plot_err = plot(args.results, args.png, (args.drain_small, args.drain_large))
+        except (OSError, subprocess.SubprocessError, ValueError) as e:
+            plot_err = "plot failed: %s" % e
+        if args.docs:
+            png_rel = os.path.relpath(args.png, os.path.dirname(os.path.abspath(args.docs)))
+    text = generated(rep, args.results, png_rel, plot_err)
+    with open(os.path.join(args.results, "table.md"), "w") as f:
+        f.write(text + "\n")
+    print(rep.table())
+    if rep.notes:
+        print()
+        for n in rep.notes:
+            print("- " + n)
+    if plot_err:
+        print("plot: %s" % plot_err)
+    if args.docs:
+        try:
+            with open(args.docs) as f:
+                doc = f.read()
+        except OSError:
+            doc = ""
+        block = "%s\n%s\n%s" % (BEGIN, text, END)
+        if BEGIN in doc and END in doc:
+            doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
+        else:
+            doc = doc.rstrip("\n") + ("\n\n" if doc else "") + block + "\n"
+        tmp = args.docs + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(doc)
+        os.replace(tmp, args.docs)
+        print("\nwrote %s%s" % (args.docs, "" if plot_err or not args.png else " and " + args.png))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,747 @@
+#!/usr/bin/env bash
+# run.sh - the ComIO benchmark, in one command (docs/benchmarks.md).
+#
+#   tests/bench/run.sh [options]
+#
+#   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
+#                      of sparse image files); same as COMIO_BENCH_FULL=1
+#   --phases LIST      comma-separated subset of: http,drain,lag,big,drain-full
+#                      (default: http,drain,lag,big, plus drain-full with --full)
+#   --duration S       seconds of each measured wrk run (default 10)
+#   --warmup S         seconds of wrk warm-up before each run (default 2)
+#   --rounds N         repeat the four wrk runs N times, report the median (default 1)
+#   --no-docs          do not rewrite docs/benchmarks.md and docs/bench-drain.png
+#   --no-build         use the binaries in bin/ (or $COMIO_BIN_DIR) as they are
+#   --keep             keep the work directory (stores, logs, configs)
+#   --provisional MSG  mark the figures as provisional, with this reason
+#
+# Installs what is missing (nginx-light, wrk, gnuplot-nox, python3, curl and the
+# build dependencies; Debian 12, as root or through sudo), builds, then runs on
+# 127.0.0.1 only, on free ports, in a temporary directory under $TMPDIR (default
+# /var/tmp, so that the stores are on a disk, not tmpfs):
+#   http   nginx (static GET, WebDAV PUT) beside storaged, wrk -t2 -c64 4 KiB
+#          GET and PUT against each
+#   drain  10,000 PUTs queued on A with repld stopped, then repld started and
+#          the drain to B timed; drain-full does the same with 1,000,000
+#   lag    1,000 single 4 KiB PUTs at 100/s, each timed from A's 200 to B's 200
+#   big    a 100 MiB object, from A's 200 to B's HEAD showing the right ETag
+# and samples the RSS of storaged and repld in each phase. A phase that fails
+# is reported as such and the others still run. Prints one table, writes it to
+# docs/benchmarks.md with the machine and the commands, plots the drain into
+# docs/bench-drain.png. Every process it starts is stopped on exit, failure or
+# Ctrl-C; the whole run is bounded (COMIO_BENCH_TIMEOUT seconds, default 1800,
+# 5400 with --full). Exits 1 if a phase failed.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+ARGV_STR="tests/bench/run.sh"
+for a in "$@"; do
+    case $a in
+    *[!A-Za-z0-9_./=:,+-]* | "") ARGV_STR+=" '${a//\'/\'\\\'\'}'" ;; # quoted so that it can be pasted back
+    *) ARGV_STR+=" $a" ;;
+    esac
+done
+
+FULL=${COMIO_BENCH_FULL:-0}
+PHASES=""
+DURATION=10
+WARMUP=2
+ROUNDS=1
+DOCS=1
+BUILD=1
+KEEP=0
+PROVISIONAL=""
+THREADS=2
+CONNS=64
+SIZE=4096
+DRAIN_SMALL=10000
+DRAIN_LARGE=${COMIO_BENCH_DRAIN_LARGE:-1000000}
+LAG_COUNT=1000
+LAG_RATE=100
+BIG_SIZE=$((100 * 1024 * 1024))
+BIG_REPEAT=3
+PUT_KEYS=50000 # per wrk thread: the first 100,000 PUTs create, the rest overwrite
+
+usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --full) FULL=1 ;;
+    --phases) PHASES=${2:?--phases needs a value}; shift ;;
+    --phases=*) PHASES=${1#*=} ;;
+    --duration) DURATION=${2:?}; shift ;;
+    --warmup) WARMUP=${2:?}; shift ;;
+    --rounds) ROUNDS=${2:?}; shift ;;
+    --no-docs) DOCS=0 ;;
+    --no-build) BUILD=0 ;;
+    --keep) KEEP=1 ;;
+    --provisional) PROVISIONAL=${2:?}; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ "$FULL" = 1 ] || FULL=0
+if [ -z "$PHASES" ]; then
+    PHASES=http,drain,lag,big
+    [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
+fi
+for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
+    [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
+done
+for p in ${PHASES//,/ }; do
+    case $p in http | drain | lag | big | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,lag,big,drain-full)" >&2; exit 2 ;; esac
+done
+[[ ",$PHASES," == *,drain-full,* ]] && FULL=1
+TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
+
+log() { printf '%s\n' "$*"; }
+want() { [[ ",$PHASES," == *",$1,"* ]]; }
+
+# --- processes: every one we start is recorded, and stopped by its id --------------------------------------------
+declare -A LIVE=() # pid -> name
+LAST=0
+spawn() { # spawn NAME LOGFILE CMD... : start in the background, LAST=pid
+    local name=$1 logf=$2
+    shift 2
+    "$@" >>"$logf" 2>&1 </dev/null &
+    LAST=$!
+    LIVE[$LAST]=$name
+}
+alive() { kill -0 "$1" 2>/dev/null; }
+reap() { # reap PID: wait for it (it has exited or is exiting), forget it
+    wait "$1" 2>/dev/null
+    local rc=$?
+    unset 'LIVE[$1]'
+    return $rc
+}
+kids_of() { pgrep -P "$1" 2>/dev/null || true; }
+stop() { # stop PID [SECONDS]: SIGTERM, then SIGKILL (and its children) after SECONDS
+    local pid=$1 secs=${2:-20} i kids
+    [ -n "${LIVE[$pid]:-}" ] || return 0
+    kids=$(kids_of "$pid")
+    if alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null
+        for ((i = 0; i < secs * 10; i++)); do alive "$pid" || break; sleep 0.1; done
+        if alive "$pid"; then
+            log "   (${LIVE[$pid]} pid $pid did not stop within ${secs}s of SIGTERM: SIGKILL)"
+            kill -KILL "$pid" 2>/dev/null
+        fi
+    fi
+    reap "$pid"
+    for k in $kids; do alive "$k" && kill -KILL "$k" 2>/dev/null; done
+    return 0
+}
+run_fg() { # run_fg NAME LOGFILE CMD...: run to completion, but interruptible (the trap runs at once)
+    local name=$1
+    spawn "$@"
+    local pid=$LAST
+    wait "$pid"
+    local rc=$?
+    unset 'LIVE[$pid]'
+    return $rc
+}
+WORK=""
+WATCHDOG=""
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    trap '' INT TERM # a second Ctrl-C must not cut the clean-up short (it is bounded: ~10 s, then SIGKILL)
+    local p
+    for p in "${!LIVE[@]}"; do [ "$p" = "$WATCHDOG" ] || { alive "$p" && kill -TERM "$p" 2>/dev/null; }; done
+    for _ in $(seq 1 100); do
+        local any=0
+        for p in "${!LIVE[@]}"; do [ "$p" != "$WATCHDOG" ] && alive "$p" && any=1; done
+        [ $any = 0 ] && break
+        sleep 0.1
+    done
+    for p in "${!LIVE[@]}"; do
+        [ "$p" = "$WATCHDOG" ] && continue
+        if alive "$p"; then
+            log "   (${LIVE[$p]} pid $p still running: SIGKILL)"
+            local k
+            for k in $(kids_of "$p"); do kill -KILL "$k" 2>/dev/null; done
+            kill -KILL "$p" 2>/dev/null
+        fi
+        wait "$p" 2>/dev/null
+    done
+    if [ -n "$WATCHDOG" ] && alive "$WATCHDOG"; then kill -TERM "$WATCHDOG" 2>/dev/null; wait "$WATCHDOG" 2>/dev/null; fi
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ "$KEEP" = 1 ]; then log "== work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'log ""; log "== interrupted: stopping everything this run started"; exit 130' INT
+trap 'log ""; log "== stopped (SIGTERM, or the ${TOTAL_TIMEOUT}s time limit): stopping everything this run started"; exit 124' TERM
+
+# --- packages and build --------------------------------------------------------------------------------------------
+install_missing() {
+    local need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev
+        libcurl4-openssl-dev libssl-dev curl wrk gnuplot-nox procps)
+    local missing=() p
+    for p in "${need[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    command -v nginx >/dev/null || missing+=(nginx-light)
+    command -v python3 >/dev/null || missing+=(python3)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "== installing: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { log "run.sh: missing packages (${missing[*]}), not root and no sudo" >&2; return 1; }
+        sudo=(sudo)
+    fi
+    # nginx's package must not start a system nginx on port 80: keep services from starting during the install
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [ ! -e $policy ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee $policy >/dev/null && "${sudo[@]}" chmod 755 $policy && added=1
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    local rc=$?
+    [ $added = 1 ] && "${sudo[@]}" rm -f $policy
+    if [ $rc -ne 0 ] && [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+        log "   nginx-light did not install; trying nginx"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx >/dev/null
+        rc=$?
+    fi
+    return $rc
+}
+install_missing || { log "run.sh: installing the packages failed" >&2; exit 1; }
+PY=$(command -v python3)
+
+# --- work directory, time limit ----------------------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/comio-bench.XXXXXX") || exit 1
+RES=$WORK/results
+mkdir -p "$RES"
+: >"$RES/phases.txt"
+: >"$RES/commands.txt"
+(
+    sleep "$TOTAL_TIMEOUT" &
+    sp=$!
+    trap 'kill $sp 2>/dev/null; exit 0' TERM
+    wait $sp
+    echo "run.sh: the run exceeded ${TOTAL_TIMEOUT}s (COMIO_BENCH_TIMEOUT); stopping it" >&2
+    kill -TERM $$ 2>/dev/null
+) &
+WATCHDOG=$!
+LIVE[$WATCHDOG]=watchdog
+T_START=$(date +%s)
+BUILD_NOTE=""
+if [ -n "${COMIO_BIN_DIR:-}" ]; then
+    BIN=$COMIO_BIN_DIR
+    BUILD_NOTE="binaries from COMIO_BIN_DIR=$BIN (not built by this run)"
+else
+    BIN=$ROOT/bin
+    if [ "$BUILD" = 1 ]; then
+        log "== building (cmake, build/)"
+        if (cd "$ROOT" && cmake -S . -B build -DCOMIO_WERROR=ON >"$WORK/build.log" 2>&1 && cmake --build build -j"$(nproc)" >>"$WORK/build.log" 2>&1); then
+            BUILD_NOTE="built by this run (build/)"
+        elif [ -x "$BIN/storaged" ] && [ -x "$BIN/repld" ]; then
+            log "   the build failed; using the existing binaries in bin/"
+            tail -5 "$WORK/build.log" | sed 's/^/   | /'
+            BUILD_NOTE="the build failed; the binaries already in bin/ were used"
+        else
+            log "run.sh: the build failed and there are no binaries in bin/:" >&2
+            tail -20 "$WORK/build.log" >&2
+            exit 1
+        fi
+    else
+        BUILD_NOTE="not rebuilt (--no-build)"
+    fi
+fi
+BIN_SHOW=$BIN
+[ "$BIN" = "$ROOT/bin" ] && BIN_SHOW=bin
+for b in storaged repld; do
+    [ -x "$BIN/$b" ] || { log "run.sh: $BIN/$b does not exist" >&2; exit 1; }
+done
+
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+cmd() { printf '%s\n' "$*" >>"$RES/commands.txt"; }
+phase_result() { echo "$1 $2 ${3:-}" >>"$RES/phases.txt"; }
+
+# CPU used by other processes: the CPU time the machine spent busy (/proc/stat) less the CPU time of this
+# script and of every process it started and reaped (its own utime and stime, and its children's cutime and
+# cstime, which include their children's): measured over each phase, once the phase's processes are reaped.
+FOREIGN_MAX=0
+FOREIGN_NOTE=""
+cpu_mark() { # -> "busy_ticks total_ticks own_ticks"
+    local c s
+    read -ra c </proc/stat
+    read -ra s <"/proc/$$/stat"
+    local busy=$((c[1] + c[2] + c[3] + c[6] + c[7] + c[8])) total=$((c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7] + c[8]))
+    echo "$busy $total $((s[13] + s[14] + s[15] + s[16]))"
+}
+foreign_cpu() { # foreign_cpu PHASE "MARK_AT_START": prints and records the % of the machine others used
+    local a b
+    read -ra a <<<"$2"
+    read -ra b <<<"$(cpu_mark)"
+    local dt=$((b[1] - a[1])) other=$(((b[0] - a[0]) - (b[2] - a[2])))
+    [ $other -lt 0 ] && other=0
+    local pct=$((dt > 0 ? other * 100 / dt : 0))
+    [ $pct -gt "$FOREIGN_MAX" ] && FOREIGN_MAX=$pct
+    FOREIGN_NOTE="${FOREIGN_NOTE:+$FOREIGN_NOTE, }$1 $pct%"
+    log "   (other processes used $pct% of the CPUs during this phase)"
+}
+
+# --- sites ---------------------------------------------------------------------------------------------------------
+TOKEN=$("$PY" -c 'import secrets; print(secrets.token_hex(32))')
+printf '%s\n' "$TOKEN" >"$WORK/token"
+chmod 600 "$WORK/token"
+
+# site_config DIR ID PORT SIZE ROLE [REMOTE_PORT]: ROLE is plain, primary or replica
+site_config() {
+    local dir=$1 id=$2 port=$3 size=$4 role=$5 remote=${6:-}
+    mkdir -p "$dir"
+    {
+        echo "site:"
+        echo "  id: $id"
+        echo "server:"
+        echo "  listen: 127.0.0.1"
+        echo "  port: $port"
+        echo "  storage_path: $dir/store.img"
+        echo "  storage_size: $size"
+        echo "  meta_path: $dir/store.meta"
+        echo "replication:"
+        echo "  socket: $dir/repld.sock"
+        case $role in
+        primary)
+            echo "  enabled: true"
+            echo "  remote_url: http://127.0.0.1:$remote"
+            echo "  remote_token_file: $WORK/token" ;;
+        replica)
+            echo "  enabled: false"
+            echo "  accept_token_file: $WORK/token" ;;
+        *) echo "  enabled: false" ;;
+        esac
+        echo "logging:"
+        echo "  level: info"
+        echo "  format: text"
+    } >"$dir/config.yaml"
+}
+# start_storaged DIR -> LAST: waits until /admin/health answers (15 s at most)
+start_storaged() {
+    local dir=$1 port
+    port=$(sed -n 's/^  port: //p' "$dir/config.yaml")
+    spawn "storaged $(basename "$dir")" "$dir/storaged.log" "$BIN/storaged" --config "$dir/config.yaml"
+    local pid=$LAST i
+    for ((i = 0; i < 150; i++)); do
+        if ! alive "$pid"; then
+            reap "$pid"
+            log "   storaged ($dir) exited during start-up; its log:"
+            tail -20 "$dir/storaged.log" | sed 's/^/   | /'
+            return 1
+        fi
+        curl -fs -m 1 "http://127.0.0.1:$port/admin/health" >/dev/null 2>&1 && { LAST=$pid; return 0; }
+        sleep 0.1
+    done
+    log "   storaged ($dir) did not answer /admin/health within 15 s; its log:"
+    tail -20 "$dir/storaged.log" | sed 's/^/   | /'
+    stop "$pid" 5
+    return 1
+}
+start_repld() { # start_repld DIR -> LAST (does not wait)
+    spawn "repld $(basename "$1")" "$1/repld.log" "$BIN/repld" --config "$1/config.yaml"
+}
+wait_repld() { # wait_repld DIR PID: until repld answers --status (10 s at most)
+    local i
+    for ((i = 0; i < 100; i++)); do
+        alive "$2" || { log "   repld exited during start-up; its log:"; tail -20 "$1/repld.log" | sed 's/^/   | /'; return 1; }
+        timeout -k 1 3 "$BIN/repld" --config "$1/config.yaml" --status >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    log "   repld did not answer on its socket within 10 s"
+    return 1
+}
+start_rss() { # start_rss CSV NAME=PID... -> LAST
+    local out=$1
+    shift
+    spawn "rss sampler" "$WORK/rss.log" "$PY" "$HERE/rss.py" --out "$out" --interval 0.02 "$@"
+}
+tail_logs() { # tail_logs DIR...
+    local d f
+    for d in "$@"; do
+        for f in "$d"/*.log; do
+            [ -s "$f" ] || continue
+            log "   --- last lines of $f"
+            tail -8 "$f" | sed 's/^/   | /'
+        done
+    done
+}
+repld_hint() { # repld_hint STATUS_JSON: "; repld: remote ..." when repld saw the replica fail
+    "$PY" - "$1" <<'EOF' 2>/dev/null
+import json, sys
+r = json.load(open(sys.argv[1])).get("remote", {})
+if r.get("state") not in (None, "up") or r.get("last_error"):
+    print("; repld: remote %s, last error: %s" % (r.get("state"), r.get("last_error") or "-"))
+EOF
+}
+mib_free() { df -Pk "$WORK" | awk 'NR==2 {print int($4/1024)}'; }
+
+# --- phase: http ------------------------------------------------------------------------------------------------
+nginx_conf() { # nginx_conf DIR PORT
+    local d=$1 port=$2 user=""
+    [ "$(id -u)" -eq 0 ] && user="user root;"
+    mkdir -p "$d/www/bench/get" "$d/www/bench/put" "$d/tmp" "$d/logs"
+    cat >"$d/nginx.conf" <<EOF
+# nginx for the benchmark: static files, and WebDAV PUT (temp file on the same
+# file system, then rename; no fsync).
+$user
+worker_processes $(nproc);
+daemon off;
+master_process on;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    open_file_cache max=1000 inactive=60s;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        root $d/www;
+        location /bench/put/ {
+            dav_methods PUT;
+            client_max_body_size 200m;
+            dav_access user:rw group:r all:r;
+        }
+    }
+}
+EOF
+}
+
+# wrk_run NAME URL RSS_TARGETS SCRIPT [ARGS...]: warm-up, then the measured run with the RSS sampler on
+wrk_run() {
+    local name=$1 url=$2 targets=$3 script=$4
+    shift 4
+    local args=()
+    [ $# -gt 0 ] && args=(-- "$@")
+    if [ "$WARMUP" -gt 0 ]; then
+        run_fg "wrk warm-up" "$RES/http/$name.warmup" timeout -k 5 $((WARMUP + 30)) \
+            wrk -t$THREADS -c$CONNS -d${WARMUP}s --timeout 10s -s "$HERE/$script" "$url" "${args[@]}"
+    fi
+    start_rss "$RES/http/$name.rss.csv" $targets
+    local rs=$LAST
+    run_fg "wrk" "$RES/http/$name.wrk" timeout -k 5 $((DURATION + 30)) \
+        wrk -t$THREADS -c$CONNS -d${DURATION}s --timeout 10s -s "$HERE/$script" "$url" "${args[@]}"
+    local rc=$?
+    stop "$rs" 5
+    cmd "wrk -t$THREADS -c$CONNS -d${DURATION}s --timeout 10s -s tests/bench/$script $url${args[*]:+ ${args[*]}}"
+    local line
+    line=$(grep '^WRKJSON' "$RES/http/$name.wrk" | sed 's/^WRKJSON //')
+    if [ $rc -ne 0 ] || [ -z "$line" ]; then
+        log "   wrk $name failed (status $rc):"
+        tail -5 "$RES/http/$name.wrk" | sed 's/^/   | /'
+        return 1
+    fi
+    "$PY" -c 'import json,sys; w=json.loads(sys.argv[2]); e=w["errors"]; l=w["latency_us"]
+print("   %-12s %9.0f req/s  latency p50 %6.2f ms  p99 %6.2f ms  errors %d" % (sys.argv[1], w["req_per_s"], l["p50"]/1e3, l["p99"]/1e3, sum(e.values())))' \
+        "$name" "$line"
+}
+
+phase_http() {
+    log "== http: nginx and storaged, wrk -t$THREADS -c$CONNS, 4 KiB GET and PUT, ${WARMUP}s warm-up + ${DURATION}s each"
+    mkdir -p "$RES/http"
+    local ng=$WORK/nginx site=$WORK/http np sp
+    np=$(free_port) && sp=$(free_port) || return 1
+    nginx_conf "$ng" "$np"
+    head -c $SIZE /dev/urandom >"$ng/www/bench/get/4k"
+    spawn nginx "$ng/logs/stderr.log" nginx -p "$ng" -c "$ng/nginx.conf" -e "$ng/logs/error.log"
+    local ngpid=$LAST i
+    for ((i = 0; i < 100; i++)); do
+        curl -fs -m 1 -o /dev/null "http://127.0.0.1:$np/bench/get/4k" && break
+        alive $ngpid || break
+        sleep 0.1
+    done
+    if ! curl -fs -m 2 -o /dev/null "http://127.0.0.1:$np/bench/get/4k"; then
+        HTTP_ERR="nginx did not start"
+        tail_logs "$ng/logs"
+        stop $ngpid 5
+        return 1
+    fi
+    cp "$ng/nginx.conf" "$RES/http/nginx.conf"
+    cmd "nginx -p $ng -c $ng/nginx.conf   # the configuration is kept with the results (http/nginx.conf)"
+    site_config "$site" bench-http "$sp" 4GB plain
+    if ! start_storaged "$site"; then HTTP_ERR="storaged did not start"; stop $ngpid 5; return 1; fi
+    local spid=$LAST
+    cp "$site/config.yaml" "$RES/http/storaged.yaml"
+    cmd "$BIN_SHOW/storaged --config $site/config.yaml   # replication disabled, 4GB image file (http/storaged.yaml)"
+    if ! curl -fs -m 5 -o /dev/null -X PUT --data-binary @"$ng/www/bench/get/4k" "http://127.0.0.1:$sp/bench/get/4k"; then
+        HTTP_ERR="PUT of the GET object to storaged failed"; stop $spid; stop $ngpid; return 1
+    fi
+    # same bytes from both
+    if [ "$(curl -fs -m 10 "http://127.0.0.1:$np/bench/get/4k" | md5sum)" != "$(curl -fs -m 10 "http://127.0.0.1:$sp/bench/get/4k" | md5sum)" ]; then
+        HTTP_ERR="nginx and storaged do not serve the same 4 KiB object"; stop $spid; stop $ngpid; return 1
+    fi
+    local r ok=0
+    for ((r = 1; r <= ROUNDS; r++)); do
+        [ "$ROUNDS" -gt 1 ] && log "   round $r of $ROUNDS"
+        wrk_run get-nginx-$r "http://127.0.0.1:$np/bench/get/4k" "nginx-workers=+$ngpid" get.lua || ok=1
+        wrk_run get-comio-$r "http://127.0.0.1:$sp/bench/get/4k" "storaged=$spid" get.lua || ok=1
+        wrk_run put-nginx-$r "http://127.0.0.1:$np" "nginx-workers=+$ngpid" put.lua $PUT_KEYS $SIZE /bench/put/ || ok=1
+        wrk_run put-comio-$r "http://127.0.0.1:$sp" "storaged=$spid" put.lua $PUT_KEYS $SIZE /bench/put/ || ok=1
+    done
+    curl -fs -m 10 "http://127.0.0.1:$sp/metrics" >"$RES/http/storaged-metrics.txt" 2>/dev/null
+    alive $spid || { HTTP_ERR="storaged died during the runs"; ok=1; }
+    alive $ngpid || { HTTP_ERR="nginx died during the runs"; ok=1; }
+    stop $spid 30
+    stop $ngpid 10
+    [ $ok = 0 ] || { HTTP_ERR=${HTTP_ERR:-"a wrk run failed"}; tail_logs "$site" "$ng/logs"; }
+    return $ok
+}
+
+# --- two sites: A ships to B ---------------------------------------------------------------------------------------
+# two_sites NAME SIZE: configs in $WORK/NAME/{a,b}, starts both storaged; sets A_DIR B_DIR A_URL B_URL A_PID B_PID
+two_sites() {
+    local base=$WORK/$1 size=$2 pa pb
+    pa=$(free_port) && pb=$(free_port) || return 1
+    A_DIR=$base/a B_DIR=$base/b
+    site_config "$A_DIR" site-a "$pa" "$size" primary "$pb"
+    site_config "$B_DIR" site-b "$pb" "$size" replica
+    A_URL=http://127.0.0.1:$pa B_URL=http://127.0.0.1:$pb
+    mkdir -p "$RES/configs/$1"
+    cp "$A_DIR/config.yaml" "$RES/configs/$1/site-a.yaml"
+    cp "$B_DIR/config.yaml" "$RES/configs/$1/site-b.yaml"
+    start_storaged "$B_DIR" || return 1
+    B_PID=$LAST
+    start_storaged "$A_DIR" || { stop "$B_PID"; return 1; }
+    A_PID=$LAST
+    cmd "$BIN_SHOW/storaged --config $A_DIR/config.yaml   # site A: replication.enabled, remote_url $B_URL, image $size"
+    cmd "$BIN_SHOW/storaged --config $B_DIR/config.yaml   # site B: accept_token_file, image $size"
+}
+stop_sites() { # stop_sites [REPLD_PID]
+    [ -n "${1:-}" ] && stop "$1" 30
+    stop "$A_PID" 30
+    stop "$B_PID" 30
+}
+
+# --- phase: drain ------------------------------------------------------------------------------------------------
+phase_drain() { # phase_drain N
+    local n=$1 dir=$RES/drain-$1
+    mkdir -p "$dir"
+    log "== drain-$n: $n PUTs of 4 KiB queued on A with repld stopped, then repld started; time to 0 pending"
+    # each site holds n objects of 4 KiB (one 4 KiB extent each): room for them plus a margin
+    local mib=$(((n * 4096 * 13 / 10) / 1048576 + 512))
+    local room=$((2 * (n * 4096 + n * 600) / 1048576 + 1024))
+    if [ "$(mib_free)" -lt "$room" ]; then
+        DRAIN_ERR="needs about $room MiB free in $WORK, has $(mib_free) MiB"
+        return 1
+    fi
+    two_sites drain-$n "${mib}MiB" || { DRAIN_ERR="a site did not start"; return 1; }
+    start_rss "$dir/rss.csv" "storaged-a=$A_PID" "storaged-b=$B_PID"
+    local rs=$LAST
+    local fill_to=$((n / 500 + 120))
+    cmd "python3 tests/bench/fill.py --url $A_URL --bucket drain --count $n --size $SIZE --conns $CONNS"
+    if ! run_fg fill "$dir/fill.log" "$PY" "$HERE/fill.py" --url "$A_URL" --bucket drain --count "$n" --size $SIZE \
+        --conns $CONNS --timeout $fill_to --out "$dir/fill.json"; then
+        cat "$dir/fill.log"
+        DRAIN_ERR="filling A failed: $(tail -1 "$dir/fill.log")"
+        stop "$rs" 5
+        stop_sites
+        return 1
+    fi
+    cat "$dir/fill.log"
+    local drain_to=${COMIO_BENCH_DRAIN_TIMEOUT:-$((n / 2000 + 120))}
+    spawn drain-watcher "$dir/drain.log" "$PY" "$HERE/drain.py" --a "$A_URL" --b "$B_URL" --bucket drain --expect "$n" \
+        --ready-file "$dir/ready" --t0-file "$dir/t0" --pid-file "$dir/repld.pid" --csv "$dir/drain.csv" \
+        --out "$dir/drain.json" --timeout "$drain_to"
+    local wpid=$LAST i
+    cmd "python3 tests/bench/drain.py --a $A_URL --b $B_URL --bucket drain --expect $n --csv drain.csv ...   # watches A's status from before repld starts"
+    for ((i = 0; i < 300; i++)); do
+        [ -e "$dir/ready" ] && break
+        alive $wpid || break
+        sleep 0.1
+    done
+    if [ ! -e "$dir/ready" ]; then
+        wait $wpid 2>/dev/null
+        unset "LIVE[$wpid]"
+        DRAIN_ERR="the watcher did not get ready: $(tail -1 "$dir/drain.log")"
+        stop "$rs" 5
+        stop_sites
+        return 1
+    fi
+    date +%s.%N >"$dir/t0"
+    start_repld "$A_DIR"
+    local rpid=$LAST
+    echo "$rpid" >"$dir/repld.pid"
+    cmd "$BIN_SHOW/repld --config $A_DIR/config.yaml   # started once the backlog is in place (default replication settings)"
+    wait $wpid
+    local wrc=$?
+    unset "LIVE[$wpid]"
+    cat "$dir/drain.log"
+    timeout -k 1 5 "$BIN/repld" --config "$A_DIR/config.yaml" --status >"$dir/repld-status.json" 2>&1
+    curl -fs -m 10 "$A_URL/admin/replication/status" >"$dir/a-status.json" 2>/dev/null
+    curl -fs -m 10 "$B_URL/metrics" >"$dir/b-metrics.txt" 2>/dev/null
+    stop "$rs" 5
+    alive "$rpid" || { log "   repld exited during the drain"; wrc=1; }
+    stop_sites "$rpid"
+    if [ $wrc -ne 0 ]; then
+        DRAIN_ERR=$(grep -m1 'FAILED' "$dir/drain.log" | sed 's/^drain: FAILED: //')
+        DRAIN_ERR=${DRAIN_ERR:-"the drain watcher failed"}$(repld_hint "$dir/repld-status.json")
+        tail_logs "$A_DIR" "$B_DIR"
+        return 1
+    fi
+    return 0
+}
+
+# --- phase: lag ----------------------------------------------------------------------------------------------------
+# lag_sites NAME SIZE: two sites and repld, all running and connected; sets R_PID
+lag_sites() {
+    two_sites "$1" "$2" || return 1
+    start_repld "$A_DIR"
+    R_PID=$LAST
+    cmd "$BIN_SHOW/repld --config $A_DIR/config.yaml   # default replication settings"
+    wait_repld "$A_DIR" "$R_PID" || { stop_sites "$R_PID"; return 1; }
+}
+phase_lag() {
+    local dir=$RES/lag
+    mkdir -p "$dir"
+    log "== lag: $LAG_COUNT single 4 KiB PUTs at $LAG_RATE/s, each from A's 200 to B's 200 (default config)"
+    lag_sites lag 1GB || { LAG_ERR="the sites did not start"; return 1; }
+    start_rss "$dir/rss.csv" "storaged-a=$A_PID" "storaged-b=$B_PID" "repld=$R_PID"
+    local rs=$LAST rc
+    cmd "python3 tests/bench/lag.py small --a $A_URL --b $B_URL --count $LAG_COUNT --rate $LAG_RATE --size $SIZE"
+    run_fg lag "$dir/lag.log" timeout -k 5 $((LAG_COUNT / LAG_RATE + 120)) "$PY" "$HERE/lag.py" small --a "$A_URL" \
+        --b "$B_URL" --count $LAG_COUNT --rate $LAG_RATE --size $SIZE --out "$dir/lag.json"
+    rc=$?
+    cat "$dir/lag.log"
+    timeout -k 1 5 "$BIN/repld" --config "$A_DIR/config.yaml" --status >"$dir/repld-status.json" 2>&1
+    stop "$rs" 5
+    alive "$R_PID" || { log "   repld exited during the run"; rc=1; }
+    stop_sites "$R_PID"
+    if [ $rc -ne 0 ]; then
+        LAG_ERR=$(grep -m1 'FAILED' "$dir/lag.log" | sed 's/^lag small: FAILED: //')
+        LAG_ERR=${LAG_ERR:-"lag.py failed (status $rc)"}$(repld_hint "$dir/repld-status.json")
+        tail_logs "$A_DIR" "$B_DIR"
+        return 1
+    fi
+}
+phase_big() {
+    local dir=$RES/big
+    mkdir -p "$dir"
+    log "== big: $BIG_REPEAT objects of $((BIG_SIZE >> 20)) MiB, each from A's 200 to B's HEAD with the right ETag"
+    lag_sites big 2GB || { BIG_ERR="the sites did not start"; return 1; }
+    start_rss "$dir/rss.csv" "storaged-a=$A_PID" "storaged-b=$B_PID" "repld=$R_PID"
+    local rs=$LAST rc
+    cmd "python3 tests/bench/lag.py big --a $A_URL --b $B_URL --size $BIG_SIZE --repeat $BIG_REPEAT"
+    run_fg big "$dir/big.log" timeout -k 5 $((BIG_REPEAT * 90 + 60)) "$PY" "$HERE/lag.py" big --a "$A_URL" \
+        --b "$B_URL" --size $BIG_SIZE --repeat $BIG_REPEAT --timeout 60 --out "$dir/big.json"
+    rc=$?
+    cat "$dir/big.log"
+    timeout -k 1 5 "$BIN/repld" --config "$A_DIR/config.yaml" --status >"$dir/repld-status.json" 2>&1
+    stop "$rs" 5
+    alive "$R_PID" || { log "   repld exited during the run"; rc=1; }
+    stop_sites "$R_PID"
+    if [ $rc -ne 0 ]; then
+        BIG_ERR=$(grep -m1 'FAILED' "$dir/big.log" | sed 's/^lag big: FAILED: //')
+        BIG_ERR=${BIG_ERR:-"lag.py failed (status $rc)"}$(repld_hint "$dir/repld-status.json")
+        tail_logs "$A_DIR" "$B_DIR"
+        return 1
+    fi
+}
+
+# --- the machine -------------------------------------------------------------------------------------------------
+machine_info() {
+    local f=$RES/machine.txt dev fs
+    read -r dev fs < <(findmnt -no SOURCE,FSTYPE -T "$WORK" 2>/dev/null || df -PT "$WORK" | awk 'NR==2{print $1, $2}')
+    local rota="?" blk
+    blk=$(basename "$(readlink -f "$dev" 2>/dev/null || echo "$dev")")
+    [ -r "/sys/class/block/$blk/queue/rotational" ] && rota=$(cat "/sys/class/block/$blk/queue/rotational")
+    local sync_ms
+    sync_ms=$("$PY" - "$WORK" <<'EOF'
+import os, sys, time
+p = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o600)
+buf = os.urandom(4096)
+ts = []
+for i in range(200):
+    os.pwrite(fd, buf, (i % 16) * 4096)
+    t = time.perf_counter(); os.fdatasync(fd); ts.append(time.perf_counter() - t)
+os.close(fd); os.unlink(p)
+ts.sort()
+print("%.3f ms median, %.3f ms p99" % (ts[100] * 1e3, ts[197] * 1e3))
+EOF
+)
+    local gitrev
+    gitrev=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo "?")
+    if [ -n "$(cd "$ROOT" && git --no-optional-locks status --porcelain --untracked-files=no 2>/dev/null | head -1)" ]; then
+        gitrev="$gitrev plus uncommitted changes"
+    fi
+    {
+        echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), nproc $(nproc)"
+        echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+        echo "kernel: $(uname -srm)"
+        echo "OS: $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+        echo "disk: $dev ($fs), rotational=$rota; fdatasync of a 4 KiB write: $sync_ms (work directory $(dirname "$WORK"))"
+        echo "software: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(gnuplot --version 2>/dev/null), Python $("$PY" -c 'import platform; print(platform.python_version())')"
+        echo "ComIO: commit $gitrev; $BUILD_NOTE; build type $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$ROOT/build/CMakeCache.txt" 2>/dev/null | sed 's/^$/RelWithDebInfo (default)/')"
+        echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    } >"$f"
+}
+
+# --- run ------------------------------------------------------------------------------------------------------------
+log "== ComIO benchmark: phases $PHASES; work directory $WORK; time limit ${TOTAL_TIMEOUT}s"
+cmd "$ARGV_STR"
+machine_info
+sed 's/^/   /' "$RES/machine.txt"
+FAILED=0
+run_phase() { # run_phase NAME FUNCTION ERRVAR [ARGS...]
+    local name=$1 fn=$2 errvar=$3
+    shift 3
+    printf -v "$errvar" '%s' ""
+    local t mark
+    t=$(date +%s)
+    mark=$(cpu_mark)
+    if "$fn" "$@"; then
+        foreign_cpu "$name" "$mark"
+        phase_result "$name" ok
+        log "   $name: ok ($(($(date +%s) - t)) s)"
+    else
+        foreign_cpu "$name" "$mark"
+        local msg=${!errvar:-"see the output above"}
+        phase_result "$name" failed "$msg"
+        log "== $name: FAILED: $msg"
+        FAILED=1
+    fi
+}
+want http && run_phase http phase_http HTTP_ERR
+want drain && run_phase drain-$DRAIN_SMALL phase_drain DRAIN_ERR $DRAIN_SMALL
+want lag && run_phase lag phase_lag LAG_ERR
+want big && run_phase big phase_big BIG_ERR
+want drain-full && run_phase drain-$DRAIN_LARGE phase_drain DRAIN_ERR $DRAIN_LARGE
+
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"
+echo "CPU used by other processes during each phase (% of the machine): ${FOREIGN_NOTE:-none measured}" >>"$RES/machine.txt"
+echo "run time: $(($(date +%s) - T_START)) s" >>"$RES/machine.txt"
+if [ -z "$PROVISIONAL" ] && [ "$FOREIGN_MAX" -ge 10 ]; then
+    PROVISIONAL="Other processes used up to ${FOREIGN_MAX}% of the CPUs during a phase of this run, so the figures are noisy."
+fi
+echo "provisional: ${PROVISIONAL:-no}" >>"$RES/machine.txt"
+
+log ""
+log "== results"
+report_args=(--results "$RES" --drain-small "$DRAIN_SMALL" --drain-large "$DRAIN_LARGE")
+[ "$DOCS" = 1 ] && report_args+=(--docs "$ROOT/docs/benchmarks.md" --png "$ROOT/docs/bench-drain.png")
+run_fg report "$RES/report.log" timeout -k 5 120 "$PY" "$HERE/report.py" "${report_args[@]}" || FAILED=1
+cat "$RES/report.log"
+[ -n "$PROVISIONAL" ] && log "" && log "NOTE: provisional: $PROVISIONAL"
+KEEP_RES=${COMIO_BENCH_RESULTS:-${TMPDIR:-/var/tmp}/comio-bench-results}
+if [ ! -e "$KEEP_RES" ] || [ -e "$KEEP_RES/phases.txt" ]; then # replace only an earlier run's results
+    rm -rf "$KEEP_RES" && cp -r "$RES" "$KEEP_RES" && log "raw results: $KEEP_RES"
+else
+    log "raw results not copied: $KEEP_RES exists and is not an earlier run's results"
+fi
+exit $FAILED
