@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <openssl/sha.h>
+#include "be.h"
 #include "log.h"
 #include "meta.h"
 
@@ -12,20 +13,6 @@
 #define OBJ_FORMAT_REPLICA 2 /* the same layout, applied from a primary: its version is the primary's */
 #define BUCKET_FORMAT 1
 #define HASH_LEN 16
-
-static void put_u64be(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get_u64be(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 int meta_err(int rc, const char *what)
 {
@@ -137,9 +124,9 @@ int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bu
     if (v.mv_size != 25 || ((uint8_t *)v.mv_data)[0] != BUCKET_FORMAT)
         return CIO_EPROTO;
     const uint8_t *p = v.mv_data;
-    out->ctime_ms = (int64_t)get_u64be(p + 1);
-    out->objects = get_u64be(p + 9);
-    out->bytes = get_u64be(p + 17);
+    out->ctime_ms = (int64_t)be_get(p + 1, 8);
+    out->objects = be_get(p + 9, 8);
+    out->bytes = be_get(p + 17, 8);
     return 0;
 }
 
@@ -147,9 +134,9 @@ int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const m
 {
     uint8_t buf[25];
     buf[0] = BUCKET_FORMAT;
-    put_u64be(buf + 1, (uint64_t)bk->ctime_ms);
-    put_u64be(buf + 9, bk->objects);
-    put_u64be(buf + 17, bk->bytes);
+    be_put(buf + 1, (uint64_t)bk->ctime_ms, 8);
+    be_put(buf + 9, bk->objects, 8);
+    be_put(buf + 17, bk->bytes, 8);
     MDB_val k = {blen, (void *)b}, v = {sizeof(buf), buf};
     return meta_err(mdb_put(txn, m->buckets, &k, &v, 0), "mdb_put(buckets)");
 }
@@ -196,14 +183,14 @@ static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_
 {
     uint8_t *p = out;
     *p++ = o->replicated ? OBJ_FORMAT_REPLICA : OBJ_FORMAT;
-    put_u64be(p, o->version);
-    put_u64be(p + 8, o->off);
-    put_u64be(p + 16, o->alen);
-    put_u64be(p + 24, o->size);
+    be_put(p, o->version, 8);
+    be_put(p + 8, o->off, 8);
+    be_put(p + 16, o->alen, 8);
+    be_put(p + 24, o->size, 8);
     p += 32;
     memcpy(p, o->etag, 16);
     p += 16;
-    put_u64be(p, (uint64_t)o->mtime_ms);
+    be_put(p, (uint64_t)o->mtime_ms, 8);
     p += 8;
     *p++ = (uint8_t)(o->ctype_len >> 8);
     *p++ = (uint8_t)o->ctype_len;
@@ -223,14 +210,14 @@ static int obj_decode(const MDB_val *v, meta_obj_t *o)
         return CIO_EPROTO;
     o->replicated = p[0] == OBJ_FORMAT_REPLICA;
     p++;
-    o->version = get_u64be(p);
-    o->off = get_u64be(p + 8);
-    o->alen = get_u64be(p + 16);
-    o->size = get_u64be(p + 24);
+    o->version = be_get(p, 8);
+    o->off = be_get(p + 8, 8);
+    o->alen = be_get(p + 16, 8);
+    o->size = be_get(p + 24, 8);
     p += 32;
     memcpy(o->etag, p, 16);
     p += 16;
-    o->mtime_ms = (int64_t)get_u64be(p);
+    o->mtime_ms = (int64_t)be_get(p, 8);
     p += 8;
     o->ctype_len = (uint16_t)(p[0] << 8 | p[1]);
     p += 2;
@@ -379,14 +366,14 @@ int meta_state_get(meta_t *m, MDB_txn *txn, const char *name, uint64_t *out)
         return meta_err(rc, "mdb_get(state)");
     if (v.mv_size != 8)
         return CIO_EPROTO;
-    *out = get_u64be(v.mv_data);
+    *out = be_get(v.mv_data, 8);
     return 0;
 }
 
 int meta_state_put(meta_t *m, MDB_txn *txn, const char *name, uint64_t val)
 {
     uint8_t buf[8];
-    put_u64be(buf, val);
+    be_put(buf, val, 8);
     MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
     return meta_err(mdb_put(txn, m->state, &k, &v, 0), "mdb_put(state)");
 }
@@ -423,7 +410,7 @@ int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r)
     msgpack_sbuffer_init(&sb);
     if ((ret = logrec_encode(r, &sb)) != 0)
         goto done;
-    put_u64be(kb, r->seq);
+    be_put(kb, r->seq, 8);
     MDB_val k = {8, kb}, v = {sb.size, sb.data};
     if ((ret = meta_err(mdb_put(txn, m->replog, &k, &v, MDB_APPEND), "mdb_put(replog)")) != 0)
         goto done;
@@ -449,7 +436,7 @@ int meta_log_stats(meta_t *m, MDB_txn *txn, uint64_t *head, uint64_t *records)
         return meta_err(rc, "mdb_cursor_open(replog)");
     rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     if (rc == 0 && k.mv_size == 8)
-        *head = get_u64be(k.mv_data);
+        *head = be_get(k.mv_data, 8);
     mdb_cursor_close(cur);
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_cursor_get(replog)");
 }
@@ -461,8 +448,8 @@ int meta_pending_add(meta_t *m, MDB_txn *txn, alloc_extent_t e)
     uint8_t kb[8], vb[8];
     if (e.len == 0)
         return 0;
-    put_u64be(kb, e.off);
-    put_u64be(vb, e.len);
+    be_put(kb, e.off, 8);
+    be_put(vb, e.len, 8);
     MDB_val k = {8, kb}, v = {8, vb};
     return meta_err(mdb_put(txn, m->pending, &k, &v, MDB_NOOVERWRITE), "mdb_put(pending)");
 }
@@ -472,7 +459,7 @@ int meta_pending_del(meta_t *m, MDB_txn *txn, alloc_extent_t e)
     uint8_t kb[8];
     if (e.len == 0)
         return 0;
-    put_u64be(kb, e.off);
+    be_put(kb, e.off, 8);
     MDB_val k = {8, kb};
     return meta_err(mdb_del(txn, m->pending, &k, NULL), "mdb_del(pending)");
 }
@@ -492,8 +479,8 @@ int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *byt
             ret = CIO_EPROTO;
             break;
         }
-        e.off = get_u64be(k.mv_data);
-        e.len = get_u64be(v.mv_data);
+        e.off = be_get(k.mv_data, 8);
+        e.len = be_get(v.mv_data, 8);
         if ((ret = alloc_free(&m->alloc, txn, e)) != 0)
             break;
         if ((rc = mdb_cursor_del(cur, 0)) != 0) {
@@ -519,8 +506,8 @@ static int tomb_decode(const MDB_val *v, meta_tomb_t *t, const uint8_t **key, si
     const uint8_t *p = v->mv_data;
     if (v->mv_size < TOMB_FIXED || p[0] != TOMB_FORMAT)
         return CIO_EPROTO;
-    t->version = get_u64be(p + 1);
-    t->time_ms = (int64_t)get_u64be(p + 9);
+    t->version = be_get(p + 1, 8);
+    t->time_ms = (int64_t)be_get(p + 9, 8);
     *klen = (size_t)(p[17] << 8 | p[18]);
     if (*klen > LOGREC_KEY_MAX || v->mv_size != TOMB_FIXED + *klen)
         return CIO_EPROTO;
@@ -551,8 +538,8 @@ int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
     if (klen > LOGREC_KEY_MAX)
         return CIO_EINVAL;
     vb[0] = TOMB_FORMAT;
-    put_u64be(vb + 1, t->version);
-    put_u64be(vb + 9, (uint64_t)t->time_ms);
+    be_put(vb + 1, t->version, 8);
+    be_put(vb + 9, (uint64_t)t->time_ms, 8);
     vb[17] = (uint8_t)(klen >> 8);
     vb[18] = (uint8_t)klen;
     memcpy(vb + TOMB_FIXED, k, klen);
@@ -737,14 +724,14 @@ int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t
         return meta_err(rc, "mdb_get(purges)");
     if (v.mv_size != 8)
         return CIO_EPROTO;
-    *version = get_u64be(v.mv_data);
+    *version = be_get(v.mv_data, 8);
     return 0;
 }
 
 int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t version)
 {
     uint8_t buf[8];
-    put_u64be(buf, version);
+    be_put(buf, version, 8);
     MDB_val k = {blen, (void *)b}, v = {8, buf};
     return meta_err(mdb_put(txn, m->purges, &k, &v, 0), "mdb_put(purges)");
 }
