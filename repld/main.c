@@ -10,6 +10,7 @@
 #include "failed.h"
 #include "log.h"
 #include "meta.h"
+#include "notify.h"
 #include "ship.h"
 
 static int has_flag(int argc, char **argv, const char *flag)
@@ -107,6 +108,7 @@ int main(int argc, char **argv)
     }
     if (!conf.repl_enabled) {
         log_msg(LOG_LVL_INFO, "replication.enabled is false: nothing to ship", NULL);
+        notify_send("READY=1"); /* a clean, deliberate exit, not a failed start */
         conf_free(&conf);
         return 0;
     }

@@ -20,6 +20,7 @@
 #include "ctl.h"
 #include "failed.h"
 #include "log.h"
+#include "notify.h"
 #include "presign.h"
 #include "replstat.h"
 #include "sender.h"
@@ -732,6 +733,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
         log_msg(LOG_LVL_INFO, "repld shipping", "remote", conf->remote_url, "cursor", cur, "workers", w, "meta", conf->meta_path,
                 NULL);
     }
+    notify_send("READY=1");
 
     for (;;) {
         send_job_t *job;
@@ -763,6 +765,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
                     continue; /* logs go to stderr: nothing to reopen */
                 if (!stopping) {
                     log_msg(LOG_LVL_INFO, "shutting down; finishing batches in flight", NULL);
+                    notify_send("STOPPING=1");
                     stopping = 1;
                     stop_deadline = mono_ms() + STOP_GRACE_MS;
                 }

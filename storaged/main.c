@@ -13,6 +13,7 @@
 #include "http.h"
 #include "log.h"
 #include "meta.h"
+#include "notify.h"
 #include "store.h"
 
 #define SHUTDOWN_GRACE_MS 10000
@@ -204,6 +205,7 @@ int main(int argc, char **argv)
         log_msg(LOG_LVL_INFO, "storaged listening", "listen", conf.listen, "port", port, "storage", conf.storage_path, "meta",
                 conf.meta_path, "replication", conf.repl_enabled ? "enabled" : "disabled", NULL);
     }
+    notify_send("READY=1");
 
     for (;;) {
         if (sigwait(&sigs, &sig) != 0)
@@ -213,6 +215,7 @@ int main(int argc, char **argv)
         break;
     }
     log_msg(LOG_LVL_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    notify_send("STOPPING=1");
     http_stop(http, SHUTDOWN_GRACE_MS);
     commit_stop(commit);
     meta_close(&meta);

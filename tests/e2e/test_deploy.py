@@ -1,0 +1,118 @@
+"""test_deploy.py - the systemd units verify, and the daemons speak systemd's readiness protocol."""
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from comio import free_port, sanitizer_env, sanitizer_report, storaged_path
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ["comio-storaged.service", "comio-repld.service"]
+
+
+def test_units_verify(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed: the units were not verified")
+    bindir = storaged_path().parent
+    paths = []
+    for name in UNITS:
+        text = (ROOT / "deploy" / "systemd" / name).read_text()
+        assert "Type=notify" in text and "Restart=on-failure" in text and "NoNewPrivileges=yes" in text
+        # the installed location, /usr/local/bin, does not exist here: point at the built binaries
+        text = text.replace("/usr/local/bin/", str(bindir) + "/")
+        (tmp_path / name).write_text(text)
+        paths.append(str(tmp_path / name))
+    assert "PartOf=comio-storaged.service" in (tmp_path / "comio-repld.service").read_text()
+    p = subprocess.run(["systemd-analyze", "verify"] + paths, capture_output=True, text=True, timeout=60)
+    # verify reports problems on stderr; units that reference each other by name are fine
+    assert p.returncode == 0 and p.stderr.strip() == "", p.stderr
+
+
+def wait_healthy(port, proc, timeout=30):
+    """Polls storaged's /admin/health (bounded): repld needs the store it creates."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, "storaged exited"
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/admin/health")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "storaged did not become healthy"
+        time.sleep(0.05)
+
+
+def recv_states(sock, want, timeout=30):
+    """Collects notification datagrams until `want` was seen (bounded)."""
+    sock.settimeout(timeout)
+    seen = []
+    while want not in seen:
+        data = sock.recv(4096).decode()
+        seen.extend(data.split("\n"))
+    return seen
+
+
+@pytest.mark.parametrize("daemon", ["storaged", "repld"])
+def test_ready_and_stopping_notifications(tmp_path, daemon):
+    port = free_port()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "site: {id: notify}\n"
+        "server: {listen: 127.0.0.1, port: %d, storage_path: %s, storage_size: 32MB}\n"
+        "replication: {enabled: true, remote_url: 'http://127.0.0.1:9', remote_token: t, socket: %s}\n"
+        % (port, tmp_path / "store.img", tmp_path / "repld.sock"))
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    env = dict(sanitizer_env(), NOTIFY_SOCKET=str(sock_path))
+    procs = []
+    log = open(tmp_path / "daemon.log", "wb")
+    try:
+        exe = storaged_path().parent / daemon
+        if daemon == "repld":
+            # repld needs storaged's metadata: start storaged without notification first
+            s = subprocess.Popen([str(storaged_path()), "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                                 env=sanitizer_env())
+            procs.append(s)
+            wait_healthy(port, s)
+        p = subprocess.Popen([str(exe), "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT, env=env)
+        procs.append(p)
+        assert "READY=1" in recv_states(sock, "READY=1")
+        p.send_signal(signal.SIGTERM)
+        assert "STOPPING=1" in recv_states(sock, "STOPPING=1")
+        assert p.wait(timeout=30) == 0
+    finally:
+        for q in reversed(procs):
+            if q.poll() is None:
+                q.terminate()
+                q.wait(timeout=30)
+        sock.close()
+        log.close()
+    assert sanitizer_report((tmp_path / "daemon.log").read_text(errors="replace")) is None
+
+
+@pytest.mark.parametrize("name", ["site-a.yaml", "site-b.yaml"])
+def test_example_configs_parse(tmp_path, name):
+    """The shipped example configurations are valid (paths moved into the test's directory)."""
+    token = tmp_path / "token"
+    token.write_text("0123456789abcdef0123456789abcdef\n")
+    text = (ROOT / "deploy" / "config" / name).read_text()
+    for old, new in (("/etc/comio/access.token", token), ("/etc/comio/replication.token", token),
+                     ("/dev/nvme0n1", tmp_path / "store.img"), ("/var/lib/comio/meta", tmp_path / "meta"),
+                     ("/run/comio/repld.sock", tmp_path / "repld.sock")):
+        text = text.replace(old, str(new))
+    cfg = tmp_path / name
+    cfg.write_text(text)
+    # --status parses and finalizes the whole configuration, then finds no repld: exit 1, not 2
+    p = subprocess.run([str(storaged_path().parent / "repld"), "--config", str(cfg), "--status"], capture_output=True,
+                       text=True, timeout=30, env=sanitizer_env())
+    assert p.returncode == 1 and "not running" in p.stderr, (p.returncode, p.stderr)
