@@ -284,6 +284,27 @@ class Metrics:
         return total
 
 
+def terminate(proc, name, timeout, problems):
+    """SIGTERM, wait up to `timeout` s, then SIGKILL. Returns the exit status.
+    Appends to `problems` when the process had already exited, needed SIGKILL,
+    or did not exit with status 0."""
+    rc = proc.poll()
+    if rc is not None:
+        problems.append("%s had already exited (status %s) before it was stopped" % (name, rc))
+        return rc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait(timeout=10)
+        problems.append("%s did not exit within %.0f s of SIGTERM" % (name, timeout))
+        return rc
+    if rc != 0:
+        problems.append("%s exited with status %s after SIGTERM" % (name, rc))
+    return rc
+
+
 class Server:
     """One storaged process with its store, config and log in `workdir`.
 
@@ -370,26 +391,12 @@ class Server:
 
     def stop(self):
         """SIGTERM, wait up to 10 s, then SIGKILL. Returns the exit status (None if not running).
-        Records a problem when the process needed SIGKILL or died of a signal it was not sent."""
+        Records a problem when the process needed SIGKILL or did not exit with status 0."""
         self._close_clients()
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
-        rc = proc.poll()
-        if rc is not None:
-            self.problems.append("storaged had already exited (status %s) before it was stopped" % rc)
-            return rc
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait(timeout=STOP_TIMEOUT)
-            self.problems.append("storaged did not exit within %.0f s of SIGTERM" % STOP_TIMEOUT)
-            return rc
-        if rc < 0 and rc != -signal.SIGTERM:
-            self.problems.append("storaged died of signal %d after SIGTERM" % -rc)
-        return rc
+        return terminate(proc, "storaged", STOP_TIMEOUT, self.problems)
 
     def kill9(self):
         """SIGKILL, no chance to clean up."""

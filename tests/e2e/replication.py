@@ -175,21 +175,7 @@ class Repld:
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
-        rc = proc.poll()
-        if rc is not None:
-            self.problems.append("repld had already exited (status %s) before it was stopped" % rc)
-            return rc
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=REPLD_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait(timeout=10)
-            self.problems.append("repld did not exit within %.0f s of SIGTERM" % REPLD_STOP_TIMEOUT)
-            return rc
-        if rc != 0:
-            self.problems.append("repld exited with status %s after SIGTERM" % rc)
-        return rc
+        return comio.terminate(proc, "repld", REPLD_STOP_TIMEOUT, self.problems)
 
     def kill9(self):
         if self.proc is None:
