@@ -42,6 +42,17 @@ static int see(unsigned *seen, unsigned bit)
     return 0;
 }
 
+/* Reads the "v" field (once) and refuses a format newer than ours: it may
+ * change the meaning of known fields. */
+static int read_version(mpread_t *rd, unsigned *seen, unsigned bit)
+{
+    uint64_t v;
+    int err;
+    if ((err = see(seen, bit)) != 0 || (err = mpread_uint(rd, &v)) != 0)
+        return err;
+    return v < 1 || v > BATCH_FORMAT_VERSION ? CIO_EPROTO : 0;
+}
+
 /* ---- encoding ---- */
 
 static int pack_key(msgpack_packer *pk, const char *k)
@@ -201,15 +212,11 @@ int batch_dec_init(batch_dec_t *d, const char *buf, size_t len)
     for (size_t i = 0; i < n; i++) {
         const char *k;
         size_t klen;
-        uint64_t v;
         if ((err = mpread_str(&rd, &k, &klen, BATCH_FIELD_NAME_MAX)) != 0)
             return err;
         if (key_is(k, klen, "v")) {
-            if ((err = see(&seen, E_V)) != 0 || (err = mpread_uint(&rd, &v)) != 0)
+            if ((err = read_version(&rd, &seen, E_V)) != 0)
                 return err;
-            /* Refuse a newer format: it may change the meaning of known fields. */
-            if (v < 1 || v > BATCH_FORMAT_VERSION)
-                return CIO_EPROTO;
         } else if (key_is(k, klen, "src")) {
             if ((err = see(&seen, E_SRC)) != 0 || (err = mpread_str(&rd, &r.src, &r.src_len, BATCH_SRC_MAX)) != 0)
                 return err;
@@ -430,7 +437,6 @@ int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n)
     at_res = rd;
     size_t m;
     unsigned seen = 0;
-    uint64_t v;
     int err;
 
     /* First pass: check everything, so that res is untouched on error. */
@@ -442,10 +448,8 @@ int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n)
         if ((err = mpread_str(&rd, &k, &klen, BATCH_FIELD_NAME_MAX)) != 0)
             return err;
         if (key_is(k, klen, "v")) {
-            if ((err = see(&seen, P_V)) != 0 || (err = mpread_uint(&rd, &v)) != 0)
+            if ((err = read_version(&rd, &seen, P_V)) != 0)
                 return err;
-            if (v < 1 || v > BATCH_FORMAT_VERSION)
-                return CIO_EPROTO;
         } else if (key_is(k, klen, "res")) {
             if ((err = see(&seen, P_RES)) != 0)
                 return err;
