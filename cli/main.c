@@ -7,7 +7,6 @@
 #include <unistd.h>
 #include "server.h"
 
-#define VERSION_STRING "0.1.0"
 
 static void usage(FILE *out)
 {
@@ -45,7 +44,7 @@ int main(int argc, char **argv)
         return bin_dir(dir, sizeof(dir)) == 0 ? server_main(dir, argc - 1, argv + 1) : 1;
     }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-        printf("comio %s\n", VERSION_STRING);
+        printf("comio %s\n", COMIO_VERSION);
         return 0;
     }
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {

@@ -21,7 +21,6 @@ typedef struct {
     CURL *curl;
     send_job_t *job; /* NULL when idle */
     int done;        /* job finished, not yet taken */
-    uint64_t since_ms;
 } worker_t;
 
 struct sender {
@@ -198,13 +197,10 @@ unsigned sender_busy(sender_t *s)
 
 void sender_submit(sender_t *s, unsigned w, send_job_t *job)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     pthread_mutex_lock(&s->mu);
     job->worker = w;
     s->w[w].job = job;
     s->w[w].done = 0;
-    s->w[w].since_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -224,12 +220,11 @@ send_job_t *sender_take_done(sender_t *s)
     return job;
 }
 
-void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events, uint64_t *since_ms)
+void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events)
 {
     pthread_mutex_lock(&s->mu);
     *busy = s->w[w].job != NULL && !s->w[w].done;
     *events = *busy ? s->w[w].job->nevents : 0;
-    *since_ms = s->w[w].since_ms;
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -57,8 +57,8 @@ void sender_submit(sender_t *s, unsigned w, send_job_t *job);
 /* Returns a finished job (its worker is idle again) or NULL. */
 send_job_t *sender_take_done(sender_t *s);
 
-/* Describes worker w for status: "idle" or "sending", events and since (ms). */
-void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events, uint64_t *since_ms);
+/* Describes worker w for status: busy (sending) or idle, and its batch's events. */
+void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events);
 
 /* Stops the workers and frees the sender when none is posting; a worker
  * still posting is abandoned to process exit with everything it uses (its

@@ -88,7 +88,6 @@ typedef struct {
     uint64_t lat_counts[REPLSTAT_LAT_BUCKETS + 1];
     double lat_sum;
     uint64_t lat_n;
-    uint64_t batches_sent;
 } ship_t;
 
 static uint64_t mono_ms(void)
@@ -369,9 +368,6 @@ static void dispatch(ship_t *s)
         b->job.nevents = b->n;
         b->job.owner = b;
         sender_submit(s->sender, (unsigned)w, &b->job);
-        pthread_mutex_lock(&s->mu);
-        s->batches_sent++;
-        pthread_mutex_unlock(&s->mu);
     }
 }
 
@@ -618,8 +614,7 @@ static void live_state(ship_t *s, replstat_live_t *live)
     live->remote_url = s->conf->remote_url;
     live->nworkers = s->conf->workers < REPLSTAT_WORKERS_MAX ? s->conf->workers : REPLSTAT_WORKERS_MAX;
     for (unsigned w = 0; w < live->nworkers; w++) {
-        uint64_t since;
-        sender_worker_state(s->sender, w, &live->workers[w].busy, &live->workers[w].events, &since);
+        sender_worker_state(s->sender, w, &live->workers[w].busy, &live->workers[w].events);
     }
     pthread_mutex_lock(&s->mu);
     live->remote_state = s->remote_state;

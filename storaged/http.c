@@ -30,7 +30,6 @@
 #define LIST_MAX_KEYS 1000
 #define REPLY_MAX (64 * 1024 * 1024)  /* cap on any generated JSON reply */
 #define HEADERS_MAX (32 * 1024)       /* request line and headers */
-#define VERSION_STRING "0.1.0"
 #define REFUSAL_LOG_MS 60000 /* "no accept_token" is logged at most this often */
 
 typedef struct http_thread http_thread_t;
@@ -855,7 +854,7 @@ static int do_health(http_server_t *srv, h2o_req_t *req)
     buf_init(&b, 4096);
     buf_puts(&b, "{\"status\":\"ok\",\"site\":");
     buf_json_str(&b, srv->conf->site_id, strlen(srv->conf->site_id));
-    buf_puts(&b, ",\"version\":\"" VERSION_STRING "\"}");
+    buf_puts(&b, ",\"version\":\"" COMIO_VERSION "\"}");
     reply_buf(req, 200, &b);
     return 0;
 }
@@ -1510,7 +1509,7 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     srv->nthreads = conf->threads != 0 ? conf->threads : ncpus();
 
     h2o_config_init(&srv->globalconf);
-    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("comio/" VERSION_STRING));
+    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("comio/" COMIO_VERSION));
     srv->globalconf.max_request_entity_size = (size_t)conf->max_object_size;
     /* the limit covers the whole request, body included: leave room for large uploads */
     srv->globalconf.http1.req_timeout = 300 * 1000;
