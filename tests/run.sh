@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
 done
 
 PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev
-          libcurl4-openssl-dev libssl-dev python3 python3-pytest python3-msgpack curl)
+          libcurl4-openssl-dev libssl-dev python3 python3-pytest python3-msgpack curl openssl)
 
 install_missing() {
     local missing=() pkg
