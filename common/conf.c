@@ -93,6 +93,7 @@ static const conf_key_t conf_keys[] = {
     CONF_SEC("logging"),
     CONF_KEY("logging.level", CONF_LEVEL, log_level),
     CONF_KEY("logging.format", CONF_FORMAT, log_json),
+    CONF_KEY("logging.file", CONF_STRING, log_file),
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -119,6 +120,7 @@ static const conf_flag_t conf_flags[] = {
     {"--accept-token", "replication.accept_token", "TOKEN", "token a primary must present to this replica"},
     {"--site-id", "site.id", "ID", "name of this site in logs and records (default: hostname)"},
     {"--log-level", "logging.level", "LEVEL", "debug, info, warn or error (default info)"},
+    {"--log-file", "logging.file", "PATH", "append log lines to this file, reopened on SIGHUP (default stderr)"},
     {"--help", NULL, NULL, "print this help and exit (also -h)"},
 };
 
@@ -483,7 +485,8 @@ void conf_free(conf_t *c)
 {
     char **strs[] = {&c->site_id,      &c->listen,       &c->storage_path, &c->meta_path, &c->public_url,
                      &c->access_token, &c->tls_cert,     &c->tls_key,      &c->repl_mode, &c->remote_url,
-                     &c->remote_token, &c->accept_token, &c->socket_path,  &c->ca_file,   &c->config_path};
+                     &c->remote_token, &c->accept_token, &c->socket_path,  &c->ca_file,   &c->config_path,
+                     &c->log_file};
 
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         /* Tokens are secrets: wipe them before the memory goes back. */

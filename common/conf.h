@@ -52,6 +52,7 @@ typedef struct conf {
     /* logging */
     log_level_t log_level; /* default info */
     int log_json;          /* default 1 ("json"); "text" = 0 */
+    char *log_file;        /* logging.file; default NULL: stderr as the daemon got it */
 
     /* set by conf_from_args */
     char *config_path; /* --config, NULL if none */

@@ -1,5 +1,7 @@
-/* log.c - structured log lines (JSON or text) written to stderr, one write(2) per line. */
+/* log.c - structured log lines (JSON or text) written to stderr or a log file, one write(2) per line. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -21,6 +23,8 @@ static char log_site[LOG_IDENT_MAX] = "-";
 static char log_component[LOG_IDENT_MAX] = "comio";
 static log_level_t log_min_level = LOG_LVL_INFO;
 static int log_json = 1;
+/* Set by log_open_file() on the main thread before other threads start. */
+static char log_path[PATH_MAX];
 
 typedef struct {
     char buf[LOG_LINE_MAX];
@@ -42,6 +46,42 @@ void log_init(const char *site, const char *component, log_level_t min_level, in
     log_copy_ident(log_component, component, "comio");
     log_min_level = min_level < LOG_LVL_DEBUG ? LOG_LVL_DEBUG : min_level > LOG_LVL_ERROR ? LOG_LVL_ERROR : min_level;
     log_json = json != 0;
+}
+
+static int log_dup_onto_stderr(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+    if (fd < 0)
+        return CIO_EIO;
+    /* dup2 swaps fd 2 atomically: a concurrent write lands whole in one file */
+    if (fd != STDERR_FILENO && dup2(fd, STDERR_FILENO) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return CIO_EIO;
+    }
+    if (fd != STDERR_FILENO)
+        close(fd);
+    return CIO_OK;
+}
+
+int log_open_file(const char *path)
+{
+    int rc;
+
+    if (path == NULL || strlen(path) >= sizeof(log_path)) {
+        errno = ENAMETOOLONG;
+        return CIO_EIO;
+    }
+    if ((rc = log_dup_onto_stderr(path)) == CIO_OK)
+        snprintf(log_path, sizeof(log_path), "%s", path);
+    return rc;
+}
+
+int log_reopen(void)
+{
+    return log_path[0] == '\0' ? CIO_OK : log_dup_onto_stderr(log_path);
 }
 
 int log_parse_level(const char *s, log_level_t *out)

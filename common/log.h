@@ -6,6 +6,7 @@
 #define COMIO_LOG_H
 
 #include <stdarg.h>
+#include "err.h"
 
 typedef enum {
     LOG_LVL_DEBUG = 0,
@@ -18,6 +19,19 @@ typedef enum {
  * `component` are copied. `json` = 1 for JSON lines, 0 for text. Lines logged
  * before log_init() use site "-" and component "comio" at level info, JSON. */
 void log_init(const char *site, const char *component, log_level_t min_level, int json);
+
+/* Sends every later line (and anything else written to stderr, such as a
+ * sanitizer report) to the file at `path`, opened for appending (created
+ * 0640): the file is dup2'ed onto stderr, so a line is never split between
+ * two files. The path is copied for log_reopen(). Returns 0, or CIO_EIO with
+ * errno set when the file cannot be opened (stderr is then unchanged). */
+int log_open_file(const char *path) CIO_MUST_CHECK;
+
+/* Opens the file given to log_open_file() again, for log rotation (SIGHUP):
+ * lines written before go to the old file, lines after to the new one.
+ * Returns 0 when there is no log file; CIO_EIO when it cannot be opened, and
+ * then lines keep going to the old file. Safe while other threads log. */
+int log_reopen(void) CIO_MUST_CHECK;
 
 /* Parses "debug", "info", "warn"/"warning", "error". 0 or CIO_EINVAL. */
 int log_parse_level(const char *s, log_level_t *out);

@@ -1,5 +1,6 @@
 /* main.c - repld: the replication log shipper and its commands
  * (--status, --list-failed, --retry-failed). */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -105,6 +106,12 @@ int main(int argc, char **argv)
         ret = cmd_failed(&conf, has_flag(argc, argv, "--retry-failed"));
         conf_free(&conf);
         return ret;
+    }
+    /* only the daemon writes to the log file; the commands above answer on the terminal */
+    if (conf.log_file != NULL && log_open_file(conf.log_file) != 0) {
+        fprintf(stderr, "repld: logging.file: cannot open '%s': %s\n", conf.log_file, strerror(errno));
+        conf_free(&conf);
+        return 2;
     }
     if (!conf.repl_enabled) {
         log_msg(LOG_LVL_INFO, "replication.enabled is false: nothing to ship", NULL);

@@ -756,8 +756,14 @@ int ship_run(const conf_t *conf, meta_t *meta)
         if (n > 0 && p[1].revents != 0) {
             struct signalfd_siginfo si;
             while (read(s.sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo == SIGHUP)
-                    continue; /* logs go to stderr: nothing to reopen */
+                if (si.ssi_signo == SIGHUP) {
+                    if (log_reopen() != 0)
+                        log_msg(LOG_LVL_ERROR, "cannot reopen the log file; still writing to the old one", "error",
+                                strerror(errno), NULL);
+                    else
+                        log_msg(LOG_LVL_INFO, "log file reopened", NULL);
+                    continue;
+                }
                 if (!stopping) {
                     log_msg(LOG_LVL_INFO, "shutting down; finishing batches in flight", NULL);
                     notify_send("STOPPING=1");

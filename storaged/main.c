@@ -164,6 +164,11 @@ int main(int argc, char **argv)
         return 0;
     }
     log_init(conf.site_id, "storaged", conf.log_level, conf.log_json);
+    if (conf.log_file != NULL && log_open_file(conf.log_file) != 0) {
+        fprintf(stderr, "storaged: logging.file: cannot open '%s': %s\n", conf.log_file, strerror(errno));
+        conf_free(&conf);
+        return 2;
+    }
 
     /* signals are taken by sigwait below; every thread inherits the mask */
     sigemptyset(&sigs);
@@ -210,8 +215,14 @@ int main(int argc, char **argv)
     for (;;) {
         if (sigwait(&sigs, &sig) != 0)
             continue;
-        if (sig == SIGHUP)
-            continue; /* logs go to stderr: nothing to reopen */
+        if (sig == SIGHUP) {
+            if (log_reopen() != 0)
+                log_msg(LOG_LVL_ERROR, "cannot reopen the log file; still writing to the old one", "file", conf.log_file,
+                        "error", strerror(errno), NULL);
+            else if (conf.log_file != NULL)
+                log_msg(LOG_LVL_INFO, "log file reopened", "file", conf.log_file, NULL);
+            continue;
+        }
         break;
     }
     log_msg(LOG_LVL_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);

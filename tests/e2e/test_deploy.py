@@ -116,3 +116,74 @@ def test_example_configs_parse(tmp_path, name):
     p = subprocess.run([str(storaged_path().parent / "repld"), "--config", str(cfg), "--status"], capture_output=True,
                        text=True, timeout=30, env=sanitizer_env())
     assert p.returncode == 1 and "not running" in p.stderr, (p.returncode, p.stderr)
+
+
+def wait_for_text(path, text, proc, timeout=30):
+    """Waits (bounded) until the file at `path` exists and holds `text`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if text in path.read_text(errors="replace"):
+                return
+        except FileNotFoundError:
+            pass
+        assert proc.poll() is None, "daemon exited (status %s)" % proc.returncode
+        assert time.monotonic() < deadline, "%r never appeared in %s" % (text, path)
+        time.sleep(0.05)
+
+
+def test_sighup_reopens_log_files(tmp_path):
+    """logging.file: both daemons append there; after a rotation (rename + SIGHUP) they write to a new file."""
+    port = free_port()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "site: {id: rotate}\n"
+        "server: {listen: 127.0.0.1, port: %d, storage_path: %s, storage_size: 32MB}\n"
+        "replication: {enabled: true, remote_url: 'http://127.0.0.1:9', remote_token: t, socket: %s}\n"
+        "logging: {file: %s}\n" % (port, tmp_path / "store.img", tmp_path / "repld.sock", tmp_path / "comio.log"))
+    out = open(tmp_path / "stderr.log", "wb")
+    procs = []
+    log = tmp_path / "comio.log"
+    try:
+        s = subprocess.Popen([str(storaged_path()), "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT,
+                             env=sanitizer_env())
+        procs.append(s)
+        wait_healthy(port, s)
+        r = subprocess.Popen([str(storaged_path().parent / "repld"), "--config", str(cfg)], stdout=out,
+                             stderr=subprocess.STDOUT, env=sanitizer_env())
+        procs.append(r)
+        wait_for_text(log, '"component":"storaged"', s)
+        wait_for_text(log, '"component":"repld"', r)
+
+        log.rename(tmp_path / "comio.log.1")
+        for p in procs:
+            p.send_signal(signal.SIGHUP)
+        wait_for_text(log, '"msg":"log file reopened","site":"rotate","component":"storaged"', s)
+        wait_for_text(log, '"msg":"log file reopened","site":"rotate","component":"repld"', r)
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=30) == 0
+    finally:
+        for q in reversed(procs):
+            if q.poll() is None:
+                q.kill()
+                q.wait(timeout=30)
+        out.close()
+    old = (tmp_path / "comio.log.1").read_text()
+    new = log.read_text()
+    assert "storaged listening" in old and "storaged listening" not in new
+    assert '"msg":"stopped"' in new and "reopened" not in old
+    # nothing went to the inherited stderr, and each line is one JSON object
+    assert (tmp_path / "stderr.log").read_text() == ""
+    for line in (old + new).splitlines():
+        assert line.startswith("{") and line.endswith("}"), line
+    assert sanitizer_report(old + new) is None
+
+
+def test_unwritable_log_file_is_a_startup_error(tmp_path):
+    p = subprocess.run([str(storaged_path()), "--storage", str(tmp_path / "s.img"), "--size", "32MB", "--port",
+                        str(free_port()), "--listen", "127.0.0.1", "--log-file", str(tmp_path / "no" / "dir.log")],
+                       capture_output=True, text=True, timeout=30, env=sanitizer_env())
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "logging.file" in p.stderr and "No such file or directory" in p.stderr
+    assert not (tmp_path / "s.img").exists() or (tmp_path / "s.img").stat().st_size == 0
