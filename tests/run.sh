@@ -102,6 +102,7 @@ else
     CMAKE_ARGS=(-DCOMIO_WERROR=ON -DCOMIO_BIN_DIR="$BIN")
 fi
 export COMIO_BIN_DIR=$BIN
+export COMIO_BUILD_DIR=$ROOT/$BUILD  # tests/e2e/test_install.py installs from it
 
 if ! step install install_missing; then summary || exit 1; fi
 if ! step configure cmake -S . -B "$BUILD" "${CMAKE_ARGS[@]}"; then summary || exit 1; fi
