@@ -133,3 +133,26 @@ def test_installed_sites_replicate(prefix, tmp_path):
     for path in logs:
         text = path.read_text(errors="replace")
         assert sanitizer_report(text) is None, text[-4000:]
+
+
+def test_deb_package(tmp_path):
+    """cpack -G DEB: a package with the binaries under /usr/bin, units naming them, and library dependencies."""
+    build = os.environ.get("COMIO_BUILD_DIR")
+    if not build:
+        pytest.skip("COMIO_BUILD_DIR is not set (tests/run.sh sets it): package not built")
+    if shutil.which("dpkg-deb") is None or shutil.which("cpack") is None:
+        pytest.skip("cpack or dpkg-deb missing: package not built")
+    r = subprocess.run(["cpack", "-G", "DEB", "-B", str(tmp_path)], cwd=build, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (deb,) = tmp_path.glob("comio_*.deb")
+    info = subprocess.run(["dpkg-deb", "-f", str(deb), "Package", "Depends"], capture_output=True, text=True,
+                          timeout=30).stdout
+    assert "Package: comio" in info and "liblmdb" in info and "libh2o-evloop" in info, info
+    files = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, timeout=30).stdout
+    for rel in ("./usr/bin/storaged", "./usr/bin/repld", "./usr/bin/comio",
+                "./usr/lib/systemd/system/comio-storaged.service", "./usr/share/doc/comio/examples/site-a.yaml"):
+        assert rel in files, rel
+    unit = subprocess.run("dpkg-deb --fsys-tarfile '%s' | tar -xO ./usr/lib/systemd/system/comio-repld.service" % deb,
+                          shell=True, capture_output=True, text=True, timeout=30).stdout
+    assert "ExecStart=/usr/bin/repld " in unit, unit
