@@ -768,7 +768,7 @@ static int do_list_objects(http_server_t *srv, h2o_req_t *req, const path_t *p)
     if ((ret = query_param(req, "max-keys", maxs, sizeof(maxs), &mlen)) == 0) {
         char *end;
         long v = strtol(maxs, &end, 10);
-        if (mlen == 0 || *end != '\0' || v < 1 || v > LIST_MAX_KEYS) {
+        if (mlen == 0 || maxs[0] < '0' || maxs[0] > '9' || *end != '\0' || v < 1 || v > LIST_MAX_KEYS) {
             reply_error(req, 400, "InvalidArgument", "max-keys must be an integer from 1 to 1000");
             return 0;
         }

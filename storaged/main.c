@@ -101,7 +101,7 @@ static int prepare(meta_t *m, store_t *s, char *err, size_t errlen)
     if ((rc = mdb_txn_commit(txn)) != 0) {
         txn = NULL;
         snprintf(err, errlen, "mdb_txn_commit: %s", mdb_strerror(rc));
-        ret = CIO_EDB;
+        ret = rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
         goto fail;
     }
     if (count > 0) {
@@ -116,6 +116,8 @@ fail:
         mdb_txn_abort(txn);
     if (err[0] == '\0')
         snprintf(err, errlen, "cannot prepare the store: %s", cio_strerror(ret));
+    if (ret == CIO_EMAPFULL && strlen(err) + 40 < errlen)
+        strcat(err, " (raise server.meta_map_size)");
     return ret;
 }
 

@@ -20,7 +20,9 @@ int meta_err(int rc, const char *what)
         return 0;
     if (rc == MDB_NOTFOUND)
         return CIO_ENOTFOUND;
-    log_msg(LOG_LVL_ERROR, "LMDB call failed", "call", what, "error", mdb_strerror(rc), NULL);
+    /* the one remedy for a full map is the operator's: name the setting */
+    log_msg(LOG_LVL_ERROR, "LMDB call failed", "call", what, "error", mdb_strerror(rc), rc == MDB_MAP_FULL ? "hint" : NULL,
+            "the metadata map is full: raise server.meta_map_size", NULL);
     return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
 }
 
@@ -97,7 +99,7 @@ int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t e
     }
     return 0;
 fail:
-    snprintf(err, errlen, "%s: %s: %s", dir, what, mdb_strerror(rc));
+    snprintf(err, errlen, "%s: %s: %s%s", dir, what, mdb_strerror(rc), rc == MDB_MAP_FULL ? " (raise server.meta_map_size)" : "");
     if (txn != NULL)
         mdb_txn_abort(txn);
     if (m->env != NULL)
