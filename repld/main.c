@@ -59,9 +59,11 @@ static int cmd_failed(const conf_t *conf, int retry)
         ret = rc != 0 ? meta_err(rc, "mdb_txn_begin") : failed_requeue_all(&meta, txn, &n);
         if (rc == 0)
             ret = ret == 0 ? meta_err(mdb_txn_commit(txn), "mdb_txn_commit") : (mdb_txn_abort(txn), ret);
-        if (ret == 0)
+        if (ret == 0) {
+            meta_wake(&meta); /* a running repld takes them at once */
             printf("%llu failed event(s) put back in line%s\n", (unsigned long long)n,
                    n ? "; a running repld sends them now, a stopped one when it starts" : "");
+        }
     }
     meta_close(&meta);
     if (ret != 0) {

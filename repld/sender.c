@@ -6,6 +6,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <curl/curl.h>
 #include "log.h"
 #include "sender.h"
@@ -13,6 +16,20 @@
 #define REPLY_MAX (64u * 1024 * 1024)
 #define CONNECT_TIMEOUT_S 10L
 #define REQUEST_TIMEOUT_S 600L /* the replica may fetch large objects before it answers */
+/* A link that dies silently (no RST: a cut cable, a dropped route) must not
+ * hold a batch for TCP's default 15 minutes of retransmissions: keepalive
+ * probes while we wait for the answer, and TCP_USER_TIMEOUT for data or
+ * probes left unacknowledged, give up on the connection within about this. */
+#define DEAD_LINK_S 20
+
+static int set_dead_link_timeout(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    unsigned int ms = DEAD_LINK_S * 1000;
+    (void)clientp;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)); /* best effort: Linux only */
+    return CURL_SOCKOPT_OK;
+}
 
 typedef struct {
     struct sender *s;
@@ -159,6 +176,9 @@ int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int noti
         curl_easy_setopt(w->curl, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
         curl_easy_setopt(w->curl, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
         curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPIDLE, 5L);
+        curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPINTVL, 5L);
+        curl_easy_setopt(w->curl, CURLOPT_SOCKOPTFUNCTION, set_dead_link_timeout);
         curl_easy_setopt(w->curl, CURLOPT_TCP_NODELAY, 1L);
         curl_easy_setopt(w->curl, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(w->curl, CURLOPT_SSL_VERIFYHOST, 2L);

@@ -79,6 +79,7 @@ typedef struct {
     int64_t last_ok_ms;
 
     uint64_t backoff_ms, backoff_until;
+    uint64_t idle_poll_ms; /* the safety poll while idle (IDLE_POLL_MS) */
     int remote_state; /* 0 unknown, 1 up, 2 backing off */
     char remote_error[512];
     char remote_error_copy[512]; /* control thread only */
@@ -650,8 +651,8 @@ static int setup_fds(ship_t *s, sigset_t *sigs)
         log_msg(LOG_LVL_ERROR, "cannot create event descriptors", "error", strerror(errno), NULL);
         return CIO_ESYS;
     }
-    /* storaged's commits write data.mdb: that is our prompt wake-up */
-    snprintf(path, sizeof(path), "%s/data.mdb", s->conf->meta_path);
+    /* storaged writes the wake file after each commit that logged (meta.h) */
+    snprintf(path, sizeof(path), "%s/%s", s->conf->meta_path, META_WAKE_FILE);
     s->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     if (s->ifd >= 0 && inotify_add_watch(s->ifd, path, IN_MODIFY) < 0) {
         log_msg(LOG_LVL_WARN, "cannot watch the log; polling instead", "path", path, "error", strerror(errno), NULL);
@@ -671,7 +672,7 @@ static void drain(int fd)
 
 static int next_wait_ms(ship_t *s)
 {
-    uint64_t now = mono_ms(), wake = now + (s->ifd >= 0 ? IDLE_POLL_MS : NOTIFY_FALLBACK_MS);
+    uint64_t now = mono_ms(), wake = now + (s->ifd >= 0 ? s->idle_poll_ms : NOTIFY_FALLBACK_MS);
     evvec_t *lists[2] = {&s->rq, &s->win};
     if (s->backoff_until > now && s->backoff_until < wake)
         wake = s->backoff_until;
@@ -701,6 +702,11 @@ int ship_run(const conf_t *conf, meta_t *meta)
     s.meta = meta;
     s.efd = s.ifd = s.sfd = -1;
     s.backoff_ms = conf->retry_delay_ms > 0 ? conf->retry_delay_ms : 1000;
+    /* for tests only: a long safety poll shows that every wake-up comes from the wake file */
+    {
+        const char *v = getenv("COMIO_REPLD_IDLE_POLL_MS");
+        s.idle_poll_ms = v != NULL && atoi(v) > 0 ? (uint64_t)atoi(v) : IDLE_POLL_MS;
+    }
     pthread_mutex_init(&s.mu, NULL);
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);

@@ -838,7 +838,9 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
         goto fail;
     }
 
-    /* durable: age the quarantine, then answer */
+    /* durable: wake repld (the log may have grown), age the quarantine, then answer */
+    if (c->log_enabled && need_sync)
+        meta_wake(c->meta);
     c->commits++;
     pthread_mutex_lock(&c->rd_mu);
     uint64_t tag = c->epoch++;

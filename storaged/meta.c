@@ -1,9 +1,11 @@
 /* meta.c - the LMDB schema of storaged: buckets, objects, log, pending, counters. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <openssl/sha.h>
 #include "be.h"
 #include "log.h"
@@ -53,6 +55,7 @@ int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t e
     const char *what = "";
 
     memset(m, 0, sizeof(*m));
+    m->wake_fd = -1;
     if (mkdir_p(dir) != 0) {
         snprintf(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
         return CIO_ESYS;
@@ -97,6 +100,13 @@ int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t e
         what = "mdb_txn_commit";
         goto fail;
     }
+    {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s", dir, META_WAKE_FILE);
+        if ((m->wake_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0)
+            log_msg(LOG_LVL_WARN, "cannot open the wake-up file: repld will notice new events within a second", "path", path,
+                    "error", strerror(errno), NULL);
+    }
     return 0;
 fail:
     snprintf(err, errlen, "%s: %s: %s%s", dir, what, mdb_strerror(rc), rc == MDB_MAP_FULL ? " (raise server.meta_map_size)" : "");
@@ -108,8 +118,19 @@ fail:
     return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
 }
 
+void meta_wake(meta_t *m)
+{
+    static const char one = 1;
+    if (m->wake_fd >= 0 && pwrite(m->wake_fd, &one, 1, 0) < 0) {
+        /* nothing to do: repld's safety poll picks the events up */
+    }
+}
+
 void meta_close(meta_t *m)
 {
+    if (m->wake_fd >= 0)
+        close(m->wake_fd);
+    m->wake_fd = -1;
     if (m->env != NULL)
         mdb_env_close(m->env);
     m->env = NULL;

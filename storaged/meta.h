@@ -35,7 +35,16 @@ typedef struct meta {
     MDB_dbi buckets, objects, replog, pending, state;
     MDB_dbi tombstones, purges, repl_failed, repl_retry;
     alloc_t alloc;
+    int wake_fd; /* META_WAKE_FILE in the environment's directory; -1 if it could not be opened */
 } meta_t;
+
+/* A file beside the LMDB environment that is written after every commit that
+ * gives repld work (log records, events put back in line). repld watches it
+ * with inotify. data.mdb itself is no good for this: LMDB writes its meta page
+ * (which wakes a watcher) before it publishes the transaction to readers, so
+ * a reader woken by that write may still see the old state. */
+#define META_WAKE_FILE "replog.wake"
+
 
 typedef struct {
     uint64_t version; /* seq of the mutation that wrote it */
@@ -56,6 +65,11 @@ typedef struct {
     uint64_t objects;
     uint64_t bytes;
 } meta_bucket_t;
+
+/* Tells repld that committed work is waiting: writes one byte to
+ * META_WAKE_FILE. Call after mdb_txn_commit() has returned. Never fails
+ * (repld also polls once a second). */
+void meta_wake(meta_t *m);
 
 /* Opens (creating) the environment in directory `dir` with `map_size` bytes of
  * map and opens every database. On failure writes a reason into err. */

@@ -942,3 +942,25 @@ def _try_health(c):
 def _try_repld_status(site):
     r = site.repld_cmd("--status")
     return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def test_lone_writes_wake_repld_without_its_safety_poll(sites, monkeypatch):
+    """Each commit that logs wakes repld through the wake file. With its once-a-second safety poll
+    pushed out to an hour, lone PUTs, DELETEs and a PURGE still reach B: no wake-up is lost, even
+    when repld reads the log while storaged's commit is still being published (LMDB writes its
+    meta page, which used to be the wake-up, before readers can see the transaction)."""
+    monkeypatch.setenv("COMIO_REPLD_IDLE_POLL_MS", "3600000")
+    a, b = sites()
+    ca, cb = a.client(), b.client()
+    for i in range(12):
+        data = os.urandom(1000 + i)
+        assert ca.put("lone", "k%d" % i, data).status == 200
+        got = wait_until(lambda: get_ok(cb, "lone", "k%d" % i), 30, what="lone PUT %d on B" % i)
+        assert got.body == data
+        time.sleep(0.05)  # let repld go back to sleep: the next write must wake it
+    assert ca.delete("lone", "k0").status == 204
+    wait_until(lambda: cb.head("lone", "k0").status == 404, 30, what="lone DELETE on B")
+    time.sleep(0.05)
+    assert ca.purge("lone").status == 200
+    wait_until(lambda: cb.head("lone", "k1").status == 404, 30, what="PURGE on B")
+    converge_or_fail(a, b)
