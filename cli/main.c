@@ -1,11 +1,14 @@
-/* main.c - the comio command: runs a site ("comio server") and, later, inspects one. */
+/* main.c - the comio command: runs a site ("comio server") and inspects sites ("comio status", "comio diff"). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <curl/curl.h>
+#include "diff.h"
 #include "server.h"
+#include "status.h"
 
 
 static void usage(FILE *out)
@@ -16,6 +19,10 @@ static void usage(FILE *out)
                  "  server [flags]   run this site: storaged, and repld when replication is enabled;\n"
                  "                   restarts a daemon that dies, stops both on SIGTERM;\n"
                  "                   e.g. comio server --config config.yaml (see comio server --help)\n"
+                 "  status [flags]   print a site's replication status; exit 1 when it needs attention\n"
+                 "                   e.g. comio status --url http://site-a:8080 (see comio status --help)\n"
+                 "  diff [flags]     compare the objects of two sites: keys, sizes, ETags\n"
+                 "                   e.g. comio diff --source http://site-a:8080 --target http://site-b:8080\n"
                  "  version          print the version\n"
                  "  help             print this text\n");
 }
@@ -42,6 +49,15 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "server") == 0) {
         char dir[PATH_MAX];
         return bin_dir(dir, sizeof(dir)) == 0 ? server_main(dir, argc - 1, argv + 1) : 1;
+    }
+    if (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "diff") == 0) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            fprintf(stderr, "comio: cannot initialise libcurl\n");
+            return 3;
+        }
+        int status = argv[1][0] == 's' ? status_main(argc - 1, argv + 1) : diff_main(argc - 1, argv + 1);
+        curl_global_cleanup();
+        return status;
     }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("comio %s\n", COMIO_VERSION);

@@ -1,0 +1,717 @@
+/* diff.c - "comio diff": a streaming merge-join of two sites' sorted, paged
+ * bucket listings, reporting keys missing, extra or different on the target.
+ *
+ * Both listings come in storaged's order: bytewise (memcmp) order of the full
+ * key, for long keys too (storaged stores keys longer than its LMDB room by
+ * prefix and hash, and its listing re-sorts such runs into key order). The
+ * merge relies on that order and checks it: a listing that goes backwards is
+ * an error, never a silent wrong answer. Memory holds one page per site (the
+ * reply, its tokens, the current key), so any number of keys can be compared. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <curl/curl.h>
+#include "diff.h"
+#include "http.h"
+#include "json.h"
+#include "units.h"
+
+#define DIFF_KEY_MAX 1024  /* storaged's longest key */
+#define DIFF_BUCKET_MAX 63 /* S3's longest bucket name */
+#define DIFF_ETAG_MAX 64
+#define DIFF_PAGE_MAX 1000         /* storaged's largest max-keys */
+#define DIFF_REPLY_MAX (32u << 20) /* a page of 1000 keys of 1024 bytes, every byte escaped, fits */
+#define DIFF_URL_MAX 2048
+#define DIFF_PROGRESS_MS 250
+
+enum { EXIT_SAME = 0, EXIT_DIFFERENT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
+enum { ONLY_NONE, ONLY_SOURCE, ONLY_TARGET };
+
+typedef struct {
+    char key[DIFF_KEY_MAX + 1];
+    size_t key_len;
+    uint64_t size;
+    char etag[DIFF_ETAG_MAX + 1];
+} entry_t;
+
+typedef struct {
+    char name[DIFF_BUCKET_MAX + 1];
+    int on_source, on_target;
+    uint64_t source_keys, target_keys, missing, extra, different;
+} bucket_t;
+
+/* One site and its position in the listing of the current bucket. */
+typedef struct {
+    const char *role; /* "source" or "target" */
+    char url[DIFF_URL_MAX];
+    cli_http_t *http;
+    buf_t body, target;
+    json_doc_t doc;
+    const char *bucket;
+    const json_tok_t *objects, *next_obj;
+    int fetched, truncated, exists;
+    char after[DIFF_KEY_MAX + 1];
+    size_t after_len;
+    entry_t cur;
+    int have_cur;
+    uint64_t keys; /* of the current bucket */
+} site_t;
+
+typedef struct {
+    int json, quiet, progress;
+    uint64_t limit; /* differences to print; UINT64_MAX: all */
+    unsigned page;
+    uint64_t printed, missing, extra, different, keys, source_keys, target_keys;
+    uint64_t started_ms, next_progress_ms;
+    int drawn; /* a progress line is on the terminal */
+    const char *bucket;
+} report_t;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: comio diff --source URL --target URL [--bucket NAME] [--json] [--limit N] [--quiet]\n"
+                 "                  [--token TOKEN | --token-file FILE] [--source-token TOKEN] [--target-token TOKEN]\n"
+                 "                  [--ca-file FILE] [--timeout DURATION] [--page-size N]\n"
+                 "\n"
+                 "Compares the objects of two sites (keys, sizes, ETags) and prints the keys missing on the\n"
+                 "target, extra on the target, and different.\n"
+                 "\n"
+                 "  --source URL, --target URL  the two sites' storaged, http:// or https://\n"
+                 "  --bucket NAME         compare this bucket only (default: every bucket of either site)\n"
+                 "  --json                print one JSON document: the differences and the counts\n"
+                 "  --limit N             print at most N differences (the counts stay complete)\n"
+                 "  --quiet               print nothing; the exit status tells\n"
+                 "  --token TOKEN         token for both sites (else --token-file, else $COMIO_TOKEN)\n"
+                 "  --token-file FILE     read that token from FILE\n"
+                 "  --source-token TOKEN, --target-token TOKEN  a token for one site\n"
+                 "  --ca-file FILE        trust the CA certificates in FILE (PEM) for https://\n"
+                 "  --timeout DURATION    give up on a request after this long, e.g. 30s (default 10s)\n"
+                 "  --page-size N         keys per listing request, 1 to 1000 (default 1000)\n"
+                 "\n"
+                 "exit status: 0 no differences; 1 differences; 2 usage; 3 a site could not be listed.\n");
+}
+
+/* Matches argv[*i] against "--name VALUE" or "--name=VALUE"; see status.c. */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0)
+        return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "comio diff: %s needs a value\n", name);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+static int parse_count(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0' || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+/* ---- output ---- */
+
+/* A key for people: control bytes, DEL and backslash as \xHH, the rest as is. */
+static void put_text(FILE *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f || c == '\\')
+            fprintf(out, "\\x%02x", c);
+        else
+            putc(c, out);
+    }
+}
+
+/* A JSON string, escaped as storaged escapes its own (bytes 0x80-0xFF as is). */
+static void put_json(FILE *out, const char *s, size_t n)
+{
+    putc('"', out);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\u%04x", c);
+        else
+            putc(c, out);
+    }
+    putc('"', out);
+}
+
+static void put_json_entry(FILE *out, const entry_t *e)
+{
+    if (e == NULL) {
+        fputs("null", out);
+        return;
+    }
+    fprintf(out, "{\"size\":%" PRIu64 ",\"etag\":", e->size);
+    put_json(out, e->etag, strlen(e->etag));
+    putc('}', out);
+}
+
+static void progress_clear(report_t *r)
+{
+    if (r->drawn)
+        fputs("\r\033[K", stderr);
+    r->drawn = 0;
+}
+
+static void progress(report_t *r, int force)
+{
+    uint64_t now;
+    if (!r->progress || (!force && (r->keys & 127) != 0) || (now = now_ms()) < r->next_progress_ms)
+        return;
+    double secs = (double)(now - r->started_ms) / 1000.0;
+    fprintf(stderr, "\r\033[Kcomio diff: %" PRIu64 " keys compared (%.0f keys/s), %" PRIu64 " differences, bucket ", r->keys,
+            secs > 0 ? (double)r->keys / secs : 0.0, r->missing + r->extra + r->different);
+    put_text(stderr, r->bucket ? r->bucket : "", r->bucket ? strlen(r->bucket) : 0);
+    fflush(stderr);
+    r->drawn = 1;
+    r->next_progress_ms = now + DIFF_PROGRESS_MS;
+}
+
+/* One difference: kind "missing" (source only), "extra" (target only) or "different". */
+static void report(report_t *r, const char *bucket, const char *kind, const entry_t *src, const entry_t *tgt)
+{
+    const entry_t *e = src != NULL ? src : tgt;
+    if (r->quiet || r->printed >= r->limit)
+        return;
+    progress_clear(r);
+    if (r->json) {
+        fputs(r->printed == 0 ? "\n" : ",\n", stdout);
+        fputs("{\"bucket\":", stdout);
+        put_json(stdout, bucket, strlen(bucket));
+        fputs(",\"key\":", stdout);
+        put_json(stdout, e->key, e->key_len);
+        printf(",\"type\":\"%s\",\"source\":", kind);
+        put_json_entry(stdout, src);
+        fputs(",\"target\":", stdout);
+        put_json_entry(stdout, tgt);
+        putc('}', stdout);
+    } else {
+        printf("%-18s ", strcmp(kind, "missing") == 0 ? "missing on target"
+                         : strcmp(kind, "extra") == 0 ? "extra on target"
+                                                      : kind);
+        put_text(stdout, bucket, strlen(bucket));
+        putc('/', stdout);
+        put_text(stdout, e->key, e->key_len);
+        if (src != NULL)
+            printf("  source: %" PRIu64 " bytes, etag %s", src->size, src->etag);
+        if (tgt != NULL)
+            printf("%s target: %" PRIu64 " bytes, etag %s", src != NULL ? ";" : " ", tgt->size, tgt->etag);
+        putc('\n', stdout);
+    }
+    r->printed++;
+    if (r->progress)
+        r->next_progress_ms = 0; /* redraw at once */
+}
+
+/* ---- listing ---- */
+
+static int site_init(site_t *s, const char *role, const char *url, const char *token, const char *ca_file, uint64_t timeout_ms,
+                     unsigned page, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->role = role;
+    buf_init(&s->body, DIFF_REPLY_MAX);
+    buf_init(&s->target, DIFF_URL_MAX + 4 * DIFF_KEY_MAX);
+    json_init(&s->doc, 64 * (size_t)page + 64, 16);
+    if (cli_http_base_url(url, s->url, sizeof(s->url), err, errlen) != 0)
+        return CIO_ECONFIG;
+    cli_http_opts_t opts = {token[0] ? token : NULL, ca_file, timeout_ms, DIFF_REPLY_MAX};
+    if ((s->http = cli_http_new(&opts)) == NULL) {
+        snprintf(err, errlen, "cannot set up libcurl");
+        return CIO_ENOMEM;
+    }
+    return 0;
+}
+
+static void site_free(site_t *s)
+{
+    cli_http_free(s->http);
+    buf_free(&s->body);
+    buf_free(&s->target);
+    json_free(&s->doc);
+}
+
+/* GETs s->target into s->body; answers with 200 parse into s->doc. *code gets the status. */
+static int site_get(site_t *s, long *code, char *err, size_t errlen)
+{
+    char why[256];
+    int ret;
+
+    if (s->target.err != 0) {
+        snprintf(err, errlen, "%s: request URL too long", s->role);
+        return CIO_ETOOBIG;
+    }
+    if ((ret = cli_http_get(s->http, s->target.data, &s->body, code, err, errlen)) != 0) {
+        char tmp[1024];
+        snprintf(tmp, sizeof(tmp), "%s", err);
+        snprintf(err, errlen, "%s: %s", s->role, tmp);
+        return ret;
+    }
+    if (*code != 200)
+        return 0;
+    if ((ret = json_parse(&s->doc, s->body.data ? s->body.data : "", s->body.len, why, sizeof(why))) != 0) {
+        snprintf(err, errlen, "%s: %s: reply is not the JSON expected: %s", s->role, s->target.data, why);
+        return CIO_EPROTO;
+    }
+    return 0;
+}
+
+static int http_error(site_t *s, long code, char *err, size_t errlen)
+{
+    size_t n = s->body.len > 200 ? 200 : s->body.len;
+    snprintf(err, errlen, "%s: %s answered %ld%s: %.*s", s->role, s->target.data, code,
+             code == 401 ? " (the site needs its access token)" : "", (int)n, s->body.data ? s->body.data : "");
+    return CIO_EIO;
+}
+
+static void site_open(site_t *s, const char *bucket)
+{
+    s->bucket = bucket;
+    s->objects = s->next_obj = NULL;
+    s->fetched = s->truncated = s->have_cur = 0;
+    s->exists = 1;
+    s->after_len = 0;
+    s->keys = 0;
+}
+
+/* A 404 is "no such bucket" only when storaged says so: a wrong URL must not look like an empty site. */
+static int is_no_such_bucket(site_t *s)
+{
+    return s->body.data != NULL && json_parse(&s->doc, s->body.data, s->body.len, NULL, 0) == 0 &&
+           json_str_eq(&s->doc, json_member(&s->doc, json_root(&s->doc), "code"), "NoSuchBucket");
+}
+
+static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
+{
+    const json_tok_t *root, *trunc;
+    long code;
+    int truncated, ret;
+
+    s->target.len = 0;
+    s->target.err = 0;
+    buf_puts(&s->target, s->url);
+    buf_puts(&s->target, "/");
+    cli_http_escape(&s->target, s->bucket, strlen(s->bucket));
+    buf_printf(&s->target, "?max-keys=%u", page);
+    if (s->fetched) {
+        buf_puts(&s->target, "&start-after=");
+        cli_http_escape(&s->target, s->after, s->after_len);
+    }
+    if ((ret = site_get(s, &code, err, errlen)) != 0)
+        return ret;
+    if (code == 404 && is_no_such_bucket(s)) { /* not here (or not any more): nothing (more) to list */
+        s->exists = s->exists && s->fetched;
+        s->fetched = 1;
+        s->truncated = 0;
+        return 0;
+    }
+    if (code != 200)
+        return http_error(s, code, err, errlen);
+    root = json_root(&s->doc);
+    s->objects = json_member(&s->doc, root, "objects");
+    trunc = json_member(&s->doc, root, "is_truncated");
+    if (s->objects == NULL || s->objects->type != JSON_ARRAY || json_bool(trunc, &truncated) != 0) {
+        snprintf(err, errlen, "%s: %s: reply has no \"objects\" array or \"is_truncated\"", s->role, s->target.data);
+        return CIO_EPROTO;
+    }
+    if (truncated) {
+        char next[DIFF_KEY_MAX + 1];
+        size_t nlen;
+        /* the next page must start beyond this one, or the walk would not end */
+        if (s->objects->count == 0 ||
+            json_str(&s->doc, json_member(&s->doc, root, "next_start_after"), next, sizeof(next), &nlen) != 0 ||
+            (s->fetched && key_cmp(next, nlen, s->after, s->after_len) <= 0)) {
+            snprintf(err, errlen, "%s: %s: truncated reply without a usable \"next_start_after\"", s->role, s->target.data);
+            return CIO_EPROTO;
+        }
+        memcpy(s->after, next, nlen + 1);
+        s->after_len = nlen;
+    }
+    s->fetched = 1;
+    s->truncated = truncated;
+    s->next_obj = json_first(&s->doc, s->objects);
+    return 0;
+}
+
+static int decode_entry(site_t *s, const json_tok_t *o, entry_t *e, char *err, size_t errlen)
+{
+    const char *what = NULL;
+    if (json_str(&s->doc, json_member(&s->doc, o, "key"), e->key, sizeof(e->key), &e->key_len) != 0 || e->key_len == 0)
+        what = "\"key\" missing, empty or longer than 1024 bytes";
+    else if (json_u64(&s->doc, json_member(&s->doc, o, "size"), &e->size) != 0)
+        what = "\"size\" missing or not a count";
+    else if (json_str(&s->doc, json_member(&s->doc, o, "etag"), e->etag, sizeof(e->etag), NULL) != 0)
+        what = "\"etag\" missing or too long";
+    if (what == NULL)
+        return 0;
+    snprintf(err, errlen, "%s: %s: an object in the listing has %s", s->role, s->target.data, what);
+    return CIO_EPROTO;
+}
+
+/* Moves to the next object of the bucket: 1 with s->cur set, 0 at the end, <0 error. */
+static int site_next(site_t *s, unsigned page, char *err, size_t errlen)
+{
+    entry_t e;
+    int ret;
+
+    for (int pages = 0; s->next_obj == NULL; pages++) {
+        if ((s->fetched && !s->truncated) || pages > 0) /* a truncated page is never empty: one fetch is enough */
+            return 0;
+        if ((ret = fetch_page(s, page, err, errlen)) != 0)
+            return ret;
+    }
+    if ((ret = decode_entry(s, s->next_obj, &e, err, errlen)) != 0)
+        return ret;
+    s->next_obj = json_next(&s->doc, s->objects, s->next_obj);
+    if (s->have_cur && key_cmp(e.key, e.key_len, s->cur.key, s->cur.key_len) <= 0) {
+        snprintf(err, errlen, "%s: the listing of bucket %s is not in key order (after %.100s comes %.100s): cannot compare",
+                 s->role, s->bucket, s->cur.key, e.key);
+        return CIO_EPROTO;
+    }
+    s->cur = e;
+    s->have_cur = 1;
+    s->keys++;
+    return 1;
+}
+
+/* The merge-join of one bucket. */
+static int diff_bucket(site_t *src, site_t *tgt, bucket_t *b, report_t *r, char *err, size_t errlen)
+{
+    int hs, ht;
+
+    site_open(src, b->name);
+    site_open(tgt, b->name);
+    r->bucket = b->name;
+    if ((hs = site_next(src, r->page, err, errlen)) < 0 || (ht = site_next(tgt, r->page, err, errlen)) < 0)
+        return CIO_EIO;
+    b->on_source = src->exists;
+    b->on_target = tgt->exists;
+    while (hs || ht) {
+        int c = !hs ? 1 : !ht ? -1 : key_cmp(src->cur.key, src->cur.key_len, tgt->cur.key, tgt->cur.key_len);
+        if (c < 0) {
+            b->missing++;
+            r->missing++;
+            report(r, b->name, "missing", &src->cur, NULL);
+        } else if (c > 0) {
+            b->extra++;
+            r->extra++;
+            report(r, b->name, "extra", NULL, &tgt->cur);
+        } else if (src->cur.size != tgt->cur.size || strcmp(src->cur.etag, tgt->cur.etag) != 0) {
+            b->different++;
+            r->different++;
+            report(r, b->name, "different", &src->cur, &tgt->cur);
+        }
+        r->keys++;
+        progress(r, 0);
+        if (c <= 0 && (hs = site_next(src, r->page, err, errlen)) < 0)
+            return CIO_EIO;
+        if (c >= 0 && (ht = site_next(tgt, r->page, err, errlen)) < 0)
+            return CIO_EIO;
+    }
+    b->on_source = src->exists;
+    b->on_target = tgt->exists;
+    b->source_keys = src->keys;
+    b->target_keys = tgt->keys;
+    r->source_keys += src->keys;
+    r->target_keys += tgt->keys;
+    return 0;
+}
+
+/* ---- the bucket list ---- */
+
+static int cmp_bucket(const void *x, const void *y)
+{
+    return strcmp(((const bucket_t *)x)->name, ((const bucket_t *)y)->name);
+}
+
+/* Adds the buckets of site s (GET /) to *list, marking which side has them. */
+static int list_buckets(site_t *s, int is_source, bucket_t **list, size_t *n, size_t *cap, char *err, size_t errlen)
+{
+    const json_tok_t *arr, *b;
+    long code;
+    int ret;
+
+    s->target.len = 0;
+    s->target.err = 0;
+    buf_puts(&s->target, s->url);
+    buf_puts(&s->target, "/");
+    json_free(&s->doc);
+    json_init(&s->doc, DIFF_REPLY_MAX / 4, 16); /* a bucket is 9 values in about 80 bytes */
+    ret = site_get(s, &code, err, errlen);
+    if (ret != 0)
+        return ret;
+    if (code != 200)
+        return http_error(s, code, err, errlen);
+    arr = json_member(&s->doc, json_root(&s->doc), "buckets");
+    if (arr == NULL || arr->type != JSON_ARRAY) {
+        snprintf(err, errlen, "%s: %s: reply has no \"buckets\" array", s->role, s->target.data);
+        return CIO_EPROTO;
+    }
+    for (b = json_first(&s->doc, arr); b != NULL; b = json_next(&s->doc, arr, b)) {
+        if (*n == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 16;
+            bucket_t *nl = realloc(*list, ncap * sizeof(*nl));
+            if (nl == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return CIO_ENOMEM;
+            }
+            *list = nl;
+            *cap = ncap;
+        }
+        bucket_t *e = &(*list)[*n];
+        memset(e, 0, sizeof(*e));
+        size_t len;
+        if (json_str(&s->doc, json_member(&s->doc, b, "name"), e->name, sizeof(e->name), &len) != 0 || len == 0 ||
+            memchr(e->name, '\0', len) != NULL) {
+            snprintf(err, errlen, "%s: %s: a bucket without a valid \"name\"", s->role, s->target.data);
+            return CIO_EPROTO;
+        }
+        e->on_source = is_source;
+        e->on_target = !is_source;
+        (*n)++;
+    }
+    return 0;
+}
+
+/* Sorts and merges the names the two sites reported into one list. */
+static size_t merge_buckets(bucket_t *list, size_t n)
+{
+    size_t out = 0;
+    qsort(list, n, sizeof(*list), cmp_bucket);
+    for (size_t i = 0; i < n; i++) {
+        if (out > 0 && strcmp(list[out - 1].name, list[i].name) == 0) {
+            list[out - 1].on_source |= list[i].on_source;
+            list[out - 1].on_target |= list[i].on_target;
+        } else {
+            list[out++] = list[i];
+        }
+    }
+    return out;
+}
+
+/* ---- the summary ---- */
+
+static void summary_text(const report_t *r, size_t nbuckets)
+{
+    uint64_t total = r->missing + r->extra + r->different;
+    printf("%" PRIu64 " keys in %zu bucket%s (source %" PRIu64 ", target %" PRIu64 "): ", r->keys, nbuckets,
+           nbuckets == 1 ? "" : "s", r->source_keys, r->target_keys);
+    if (total == 0) {
+        printf("no differences\n");
+        return;
+    }
+    printf("%" PRIu64 " missing on target, %" PRIu64 " extra on target, %" PRIu64 " different\n", r->missing, r->extra,
+           r->different);
+    if (r->printed < total)
+        printf("(printed %" PRIu64 " of the %" PRIu64 " differences: --limit)\n", r->printed, total);
+}
+
+static void summary_json(const report_t *r, const bucket_t *list, size_t nbuckets, const char *error)
+{
+    uint64_t total = r->missing + r->extra + r->different;
+    printf("%s],\"complete\":%s,", r->printed > 0 ? "\n" : "", error == NULL ? "true" : "false");
+    if (error != NULL) {
+        fputs("\"error\":", stdout);
+        put_json(stdout, error, strlen(error));
+        putc(',', stdout);
+    }
+    printf("\"printed\":%" PRIu64 ",\"counts\":{\"buckets\":%zu,\"keys\":%" PRIu64 ",\"source_keys\":%" PRIu64
+           ",\"target_keys\":%" PRIu64 ",\"missing\":%" PRIu64 ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64
+           ",\"differences\":%" PRIu64 "},\"buckets\":[",
+           r->printed, nbuckets, r->keys, r->source_keys, r->target_keys, r->missing, r->extra, r->different, total);
+    for (size_t i = 0; i < nbuckets; i++) {
+        const bucket_t *b = &list[i];
+        fputs(i ? ",{\"name\":" : "{\"name\":", stdout);
+        put_json(stdout, b->name, strlen(b->name));
+        printf(",\"on_source\":%s,\"on_target\":%s,\"source_keys\":%" PRIu64 ",\"target_keys\":%" PRIu64 ",\"missing\":%" PRIu64
+               ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64 "}",
+               b->on_source ? "true" : "false", b->on_target ? "true" : "false", b->source_keys, b->target_keys, b->missing,
+               b->extra, b->different);
+    }
+    printf("]}\n");
+}
+
+int diff_main(int argc, char **argv)
+{
+    const char *source = NULL, *target = NULL, *bucket = NULL, *limit_arg = NULL, *page_arg = NULL, *timeout_arg = NULL;
+    const char *token_arg = NULL, *token_file = NULL, *src_token_arg = NULL, *tgt_token_arg = NULL, *ca_file = NULL;
+    char token[CLI_HTTP_TOKEN_MAX], src_token[CLI_HTTP_TOKEN_MAX], tgt_token[CLI_HTTP_TOKEN_MAX], err[4096] = "";
+    uint64_t timeout_ms = CLI_HTTP_DEFAULT_TIMEOUT_MS, v;
+    bucket_t *list = NULL;
+    size_t nbuckets = 0, cap = 0;
+    site_t *src = NULL, *tgt = NULL;
+    report_t r;
+    int exit_status = EXIT_ERROR, failed = 0;
+
+    memset(&r, 0, sizeof(r));
+    r.limit = UINT64_MAX;
+    r.page = DIFF_PAGE_MAX;
+    for (int i = 1; i < argc; i++) {
+        int k = 0;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return EXIT_SAME;
+        }
+        if (strcmp(argv[i], "--json") == 0)
+            r.json = 1, k = 1;
+        else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
+            r.quiet = 1, k = 1;
+        static const char *const names[] = {"--source",       "--target",       "--bucket", "--limit",
+                                            "--page-size",    "--timeout",      "--token",  "--token-file",
+                                            "--source-token", "--target-token", "--ca-file"};
+        const char **vals[] = {&source,    &target,     &bucket,        &limit_arg,     &page_arg, &timeout_arg,
+                               &token_arg, &token_file, &src_token_arg, &tgt_token_arg, &ca_file};
+        for (size_t j = 0; k == 0 && j < sizeof(names) / sizeof(names[0]); j++)
+            k = opt_value(argc, argv, &i, names[j], vals[j]);
+        if (k < 0)
+            return EXIT_USAGE;
+        if (k == 0) {
+            fprintf(stderr, "comio diff: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (source == NULL || target == NULL) {
+        fprintf(stderr, "comio diff: --source and --target are both needed\n");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (r.json && r.quiet) {
+        fprintf(stderr, "comio diff: --json and --quiet exclude each other\n");
+        return EXIT_USAGE;
+    }
+    if (limit_arg != NULL && parse_count(limit_arg, UINT64_MAX - 1, &r.limit) != 0) {
+        fprintf(stderr, "comio diff: --limit '%s' is not a count\n", limit_arg);
+        return EXIT_USAGE;
+    }
+    if (page_arg != NULL) {
+        if (parse_count(page_arg, DIFF_PAGE_MAX, &v) != 0 || v == 0) {
+            fprintf(stderr, "comio diff: --page-size '%s' is not a count from 1 to %d\n", page_arg, DIFF_PAGE_MAX);
+            return EXIT_USAGE;
+        }
+        r.page = (unsigned)v;
+    }
+    if (timeout_arg != NULL && (units_parse_duration(timeout_arg, &timeout_ms) != 0 || timeout_ms == 0)) {
+        fprintf(stderr, "comio diff: --timeout '%s' is not a duration such as 30s or 500ms\n", timeout_arg);
+        return EXIT_USAGE;
+    }
+    if (bucket != NULL && (bucket[0] == '\0' || strlen(bucket) > DIFF_BUCKET_MAX)) {
+        fprintf(stderr, "comio diff: --bucket '%s' is not a bucket name\n", bucket);
+        return EXIT_USAGE;
+    }
+    if (cli_http_token(token_arg, token_file, token, err, sizeof(err)) != 0 ||
+        cli_http_token(src_token_arg, NULL, src_token, err, sizeof(err)) != 0 ||
+        cli_http_token(tgt_token_arg, NULL, tgt_token, err, sizeof(err)) != 0) {
+        fprintf(stderr, "comio diff: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if ((src = calloc(1, sizeof(*src))) == NULL || (tgt = calloc(1, sizeof(*tgt))) == NULL) {
+        fprintf(stderr, "comio diff: out of memory\n");
+        goto done;
+    }
+    /* --source-token and --target-token win over the shared token (and $COMIO_TOKEN, which cli_http_token also read) */
+    int rs = site_init(src, "source", source, src_token_arg ? src_token : token, ca_file, timeout_ms, r.page, err, sizeof(err));
+    int rt =
+        rs == 0 ? site_init(tgt, "target", target, tgt_token_arg ? tgt_token : token, ca_file, timeout_ms, r.page, err, sizeof(err))
+                : 0;
+    if (rs != 0 || rt != 0) {
+        fprintf(stderr, "comio diff: %s\n", err);
+        exit_status = rs == CIO_ECONFIG || rt == CIO_ECONFIG ? EXIT_USAGE : EXIT_ERROR;
+        goto done;
+    }
+
+    if (r.json) {
+        fputs("{\"source\":", stdout);
+        put_json(stdout, src->url, strlen(src->url));
+        fputs(",\"target\":", stdout);
+        put_json(stdout, tgt->url, strlen(tgt->url));
+        fputs(",\"differences\":[", stdout);
+    }
+    if (bucket != NULL) {
+        if ((list = calloc(1, sizeof(*list))) == NULL) {
+            snprintf(err, sizeof(err), "out of memory");
+            failed = 1;
+        } else {
+            snprintf(list[0].name, sizeof(list[0].name), "%s", bucket);
+            nbuckets = 1;
+        }
+    } else if (list_buckets(src, 1, &list, &nbuckets, &cap, err, sizeof(err)) != 0 ||
+               list_buckets(tgt, 0, &list, &nbuckets, &cap, err, sizeof(err)) != 0) {
+        failed = 1;
+        nbuckets = 0;
+    } else {
+        nbuckets = merge_buckets(list, nbuckets);
+        /* back to page-sized bounds for the listings */
+        json_free(&src->doc);
+        json_init(&src->doc, 64 * (size_t)r.page + 64, 16);
+        json_free(&tgt->doc);
+        json_init(&tgt->doc, 64 * (size_t)r.page + 64, 16);
+        buf_free(&src->body);
+        buf_free(&tgt->body);
+    }
+
+    r.progress = !r.quiet && isatty(2);
+    r.started_ms = now_ms();
+    for (size_t i = 0; i < nbuckets && !failed; i++)
+        failed = diff_bucket(src, tgt, &list[i], &r, err, sizeof(err)) != 0;
+    if (!failed && bucket != NULL && !list[0].on_source && !list[0].on_target) {
+        snprintf(err, sizeof(err), "there is no bucket %s on either site", bucket);
+        failed = 1;
+    }
+    progress_clear(&r);
+    if (r.json)
+        summary_json(&r, list, nbuckets, failed ? err : NULL);
+    else if (!r.quiet && !failed)
+        summary_text(&r, nbuckets);
+    if (failed)
+        fprintf(stderr, "comio diff: %s\n", err);
+    else
+        exit_status = r.missing + r.extra + r.different > 0 ? EXIT_DIFFERENT : EXIT_SAME;
+done:
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "comio diff: cannot write the output\n");
+        exit_status = EXIT_ERROR;
+    }
+    if (src != NULL)
+        site_free(src);
+    if (tgt != NULL)
+        site_free(tgt);
+    free(src);
+    free(tgt);
+    free(list);
+    return exit_status;
+}

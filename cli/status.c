@@ -1,0 +1,338 @@
+/* status.c - "comio status": fetches a site's replication status, prints it
+ * aligned for people or as JSON, and turns it into an exit status for alerts. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <curl/curl.h>
+#include "http.h"
+#include "json.h"
+#include "status.h"
+#include "units.h"
+
+#define STATUS_REPLY_MAX (1 << 20)
+#define STATUS_URL_MAX 2048
+#define STATUS_DEFAULT_URL "http://127.0.0.1:8080"
+
+enum { EXIT_OK = 0, EXIT_ALERT = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+typedef struct {
+    int enabled;
+    char repld[16];
+    uint64_t queued, replicated, failed, pending, bytes_pending, bytes_replicated, head;
+    double lag;
+    char last[40]; /* "" when never */
+    int have_remote;
+    char remote_url[STATUS_URL_MAX], remote_state[16], remote_error[512];
+    double retry_in;
+    unsigned workers, sending;
+    uint64_t in_flight;
+} status_t;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: comio status [--url URL] [--json] [--token TOKEN | --token-file FILE] [--ca-file FILE]\n"
+                 "                    [--timeout DURATION] [--max-lag DURATION]\n"
+                 "\n"
+                 "Prints the replication status of the site at URL (default " STATUS_DEFAULT_URL ").\n"
+                 "\n"
+                 "  --url URL            the site's storaged, http:// or https://\n"
+                 "  --json               print the site's JSON as it came\n"
+                 "  --token TOKEN        server.access_token of the site (else --token-file, else $COMIO_TOKEN)\n"
+                 "  --token-file FILE    read the token from FILE\n"
+                 "  --ca-file FILE       trust the CA certificates in FILE (PEM) for https://\n"
+                 "  --timeout DURATION   give up after this long, e.g. 5s (default 10s)\n"
+                 "  --max-lag DURATION   also alert when the oldest pending event is older, e.g. 30s\n"
+                 "\n"
+                 "exit status: 0 ok; 1 a problem worth an alert (failed events, repld down, replica not\n"
+                 "answering, lag over --max-lag); 2 usage; 3 the status could not be had.\n");
+}
+
+/* Matches argv[*i] against "--name VALUE" or "--name=VALUE". Returns 1 with
+ * *val set (and *i moved past a separate value), 0 when it is another
+ * option, -1 when the value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0)
+        return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "comio status: %s needs a value\n", name);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+static void human_bytes(uint64_t v, char *out, size_t cap)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    double x = (double)v;
+    size_t u = 0;
+    if (v < 1024) {
+        snprintf(out, cap, "%" PRIu64 " B", v);
+        return;
+    }
+    x /= 1024;
+    while (x >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        x /= 1024;
+        u++;
+    }
+    snprintf(out, cap, "%.1f %s (%" PRIu64 " bytes)", x, units[u], v);
+}
+
+/* Copies s, replacing control bytes so that a remote's error text cannot
+ * move the cursor or forge lines. */
+static void printable(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *s != '\0' && n + 1 < cap; s++)
+        out[n++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+    out[n] = '\0';
+}
+
+static int need_u64(const json_doc_t *d, const json_tok_t *root, const char *name, uint64_t *out, char *err, size_t errlen)
+{
+    if (json_u64(d, json_member(d, root, name), out) != 0) {
+        snprintf(err, errlen, "\"%s\" is missing or not a count", name);
+        return CIO_EPROTO;
+    }
+    return 0;
+}
+
+static int need_str(const json_doc_t *d, const json_tok_t *t, const char *name, char *out, size_t cap, char *err, size_t errlen)
+{
+    if (json_str(d, t, out, cap, NULL) != 0) {
+        snprintf(err, errlen, "\"%s\" is missing or not a string", name);
+        return CIO_EPROTO;
+    }
+    return 0;
+}
+
+/* Reads the fields of the status reply (docs/api.md) into st. */
+static int decode(const json_doc_t *d, status_t *st, char *err, size_t errlen)
+{
+    const json_tok_t *root = json_root(d), *t;
+    int ret;
+
+    memset(st, 0, sizeof(*st));
+    if (root == NULL || root->type != JSON_OBJECT) {
+        snprintf(err, errlen, "the reply is not a JSON object");
+        return CIO_EPROTO;
+    }
+    if (json_bool(json_member(d, root, "enabled"), &st->enabled) != 0) {
+        snprintf(err, errlen, "\"enabled\" is missing or not a boolean");
+        return CIO_EPROTO;
+    }
+    if ((ret = need_str(d, json_member(d, root, "repld"), "repld", st->repld, sizeof(st->repld), err, errlen)) != 0 ||
+        (ret = need_u64(d, root, "events_queued", &st->queued, err, errlen)) != 0 ||
+        (ret = need_u64(d, root, "events_replicated", &st->replicated, err, errlen)) != 0 ||
+        (ret = need_u64(d, root, "events_failed", &st->failed, err, errlen)) != 0 ||
+        (ret = need_u64(d, root, "events_pending", &st->pending, err, errlen)) != 0 ||
+        (ret = need_u64(d, root, "bytes_pending", &st->bytes_pending, err, errlen)) != 0 ||
+        (ret = need_u64(d, root, "bytes_replicated", &st->bytes_replicated, err, errlen)) != 0 ||
+        (ret = need_u64(d, root, "log_head_seq", &st->head, err, errlen)) != 0)
+        return ret;
+    if (json_double(d, json_member(d, root, "lag_seconds"), &st->lag) != 0 || st->lag < 0) {
+        snprintf(err, errlen, "\"lag_seconds\" is missing or not a duration");
+        return CIO_EPROTO;
+    }
+    t = json_member(d, root, "last_replication");
+    if (t != NULL && t->type != JSON_NULL &&
+        (ret = need_str(d, t, "last_replication", st->last, sizeof(st->last), err, errlen)) != 0)
+        return ret;
+    t = json_member(d, root, "remote");
+    if (t != NULL && t->type == JSON_OBJECT) {
+        char raw[sizeof(st->remote_error)];
+        st->have_remote = 1;
+        if ((ret = need_str(d, json_member(d, t, "url"), "remote.url", st->remote_url, sizeof(st->remote_url), err, errlen)) != 0 ||
+            (ret = need_str(d, json_member(d, t, "state"), "remote.state", st->remote_state, sizeof(st->remote_state), err,
+                            errlen)) != 0)
+            return ret;
+        if (json_str(d, json_member(d, t, "last_error"), raw, sizeof(raw), NULL) == 0)
+            printable(raw, st->remote_error, sizeof(st->remote_error));
+        if (json_double(d, json_member(d, t, "retry_in_seconds"), &st->retry_in) != 0)
+            st->retry_in = 0;
+    }
+    const json_tok_t *workers = json_member(d, root, "workers");
+    for (t = json_first(d, workers); t != NULL; t = json_next(d, workers, t)) {
+        uint64_t events = 0;
+        st->workers++;
+        if (json_str_eq(d, json_member(d, t, "state"), "sending"))
+            st->sending++;
+        if (json_u64(d, json_member(d, t, "events"), &events) == 0)
+            st->in_flight += events;
+    }
+    return 0;
+}
+
+static void line(const char *key, const char *value)
+{
+    char k[32];
+    snprintf(k, sizeof(k), "%s:", key);
+    printf("%-19s %s\n", k, value);
+}
+
+static void print_status(const char *url, const status_t *st)
+{
+    char v[STATUS_URL_MAX + 600], a[64], b[64];
+
+    line("site", url);
+    line("replication", st->enabled ? "enabled (async)" : "disabled");
+    line("repld", st->repld);
+    if (st->have_remote) {
+        char safe_url[STATUS_URL_MAX];
+        printable(st->remote_url, safe_url, sizeof(safe_url));
+        if (strcmp(st->remote_state, "backing_off") == 0)
+            snprintf(v, sizeof(v), "%s, backing_off (retry in %.1f s)", safe_url, st->retry_in);
+        else
+            snprintf(v, sizeof(v), "%s, %s", safe_url, st->remote_state);
+        line("remote", v);
+        if (st->remote_error[0] != '\0')
+            line("remote error", st->remote_error);
+    } else {
+        line("remote", st->enabled ? "unknown (repld is not running)" : "-");
+    }
+    snprintf(v, sizeof(v), "%" PRIu64, st->queued);
+    line("events queued", v);
+    snprintf(v, sizeof(v), "%" PRIu64, st->replicated);
+    line("events replicated", v);
+    snprintf(v, sizeof(v), "%" PRIu64, st->pending);
+    line("events pending", v);
+    human_bytes(st->bytes_pending, a, sizeof(a));
+    line("bytes pending", a);
+    snprintf(v, sizeof(v), "%" PRIu64, st->failed);
+    line("events failed", v);
+    snprintf(v, sizeof(v), "%.0f ms", st->lag * 1000);
+    line("lag", v);
+    line("last replication", st->last[0] ? st->last : "never");
+    human_bytes(st->bytes_replicated, b, sizeof(b));
+    line("bytes replicated", b);
+    snprintf(v, sizeof(v), "%" PRIu64, st->head);
+    line("log head seq", v);
+    if (st->workers > 0) {
+        snprintf(v, sizeof(v), "%u sending, %u idle (%" PRIu64 " events in flight)", st->sending, st->workers - st->sending,
+                 st->in_flight);
+        line("workers", v);
+    }
+}
+
+/* Appends to `out` each reason to alert; returns how many. */
+static int problems(const status_t *st, uint64_t max_lag_ms, int have_max_lag, char out[][160], int max)
+{
+    int n = 0;
+    if (st->enabled && strcmp(st->repld, "running") != 0 && n < max)
+        snprintf(out[n++], 160, "repld is %s: nothing is shipped to the replica", st->repld);
+    if (st->failed > 0 && n < max)
+        snprintf(out[n++], 160, "%" PRIu64 " failed event(s): see repld --list-failed, re-drive with repld --retry-failed",
+                 st->failed);
+    if (st->have_remote && strcmp(st->remote_state, "backing_off") == 0 && n < max)
+        snprintf(out[n++], 160, "the replica does not accept batches (backing off)");
+    if (have_max_lag && st->lag * 1000 > (double)max_lag_ms && n < max)
+        snprintf(out[n++], 160, "lag %.0f ms is over --max-lag %" PRIu64 " ms", st->lag * 1000, max_lag_ms);
+    return n;
+}
+
+int status_main(int argc, char **argv)
+{
+    const char *url_arg = STATUS_DEFAULT_URL, *token_arg = NULL, *token_file = NULL, *ca_file = NULL, *timeout_arg = NULL;
+    const char *max_lag_arg = NULL;
+    char url[STATUS_URL_MAX], target[STATUS_URL_MAX + 64], token[CLI_HTTP_TOKEN_MAX], err[STATUS_URL_MAX + 256];
+    char why[4][160];
+    uint64_t timeout_ms = CLI_HTTP_DEFAULT_TIMEOUT_MS, max_lag_ms = 0;
+    int as_json = 0, exit_status = EXIT_UNREACHABLE;
+    cli_http_t *http = NULL;
+    json_doc_t doc;
+    status_t st;
+    buf_t body;
+    long code;
+
+    for (int i = 1; i < argc; i++) {
+        int r = 0;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = 1, r = 1;
+        if (r == 0)
+            r = opt_value(argc, argv, &i, "--url", &url_arg);
+        if (r == 0)
+            r = opt_value(argc, argv, &i, "--token", &token_arg);
+        if (r == 0)
+            r = opt_value(argc, argv, &i, "--token-file", &token_file);
+        if (r == 0)
+            r = opt_value(argc, argv, &i, "--ca-file", &ca_file);
+        if (r == 0)
+            r = opt_value(argc, argv, &i, "--timeout", &timeout_arg);
+        if (r == 0)
+            r = opt_value(argc, argv, &i, "--max-lag", &max_lag_arg);
+        if (r < 0)
+            return EXIT_USAGE;
+        if (r == 0) {
+            fprintf(stderr, "comio status: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (timeout_arg != NULL && (units_parse_duration(timeout_arg, &timeout_ms) != 0 || timeout_ms == 0)) {
+        fprintf(stderr, "comio status: --timeout '%s' is not a duration such as 5s or 500ms\n", timeout_arg);
+        return EXIT_USAGE;
+    }
+    if (max_lag_arg != NULL && units_parse_duration(max_lag_arg, &max_lag_ms) != 0) {
+        fprintf(stderr, "comio status: --max-lag '%s' is not a duration such as 30s or 500ms\n", max_lag_arg);
+        return EXIT_USAGE;
+    }
+    if (cli_http_base_url(url_arg, url, sizeof(url), err, sizeof(err)) != 0 ||
+        cli_http_token(token_arg, token_file, token, err, sizeof(err)) != 0) {
+        fprintf(stderr, "comio status: %s\n", err);
+        return EXIT_USAGE;
+    }
+
+    cli_http_opts_t opts = {token[0] ? token : NULL, ca_file, timeout_ms, STATUS_REPLY_MAX};
+    buf_init(&body, STATUS_REPLY_MAX);
+    json_init(&doc, 4096, 16);
+    if ((http = cli_http_new(&opts)) == NULL) {
+        fprintf(stderr, "comio status: cannot set up libcurl\n");
+        goto done;
+    }
+    snprintf(target, sizeof(target), "%s/admin/replication/status", url);
+    if (cli_http_get(http, target, &body, &code, err, sizeof(err)) != 0) {
+        fprintf(stderr, "comio status: cannot reach the site: %s\n", err);
+        goto done;
+    }
+    if (code != 200) {
+        fprintf(stderr, "comio status: %s answered %ld%s: %.*s\n", target, code,
+                code == 401 ? " (the site needs its access token: --token, --token-file or COMIO_TOKEN)" : "",
+                (int)(body.len > 300 ? 300 : body.len), body.data ? body.data : "");
+        goto done;
+    }
+    if (json_parse(&doc, body.data ? body.data : "", body.len, err, sizeof(err)) != 0 || decode(&doc, &st, err, sizeof(err)) != 0) {
+        fprintf(stderr, "comio status: %s: unexpected reply: %s\n", target, err);
+        goto done;
+    }
+    int n = problems(&st, max_lag_ms, max_lag_arg != NULL, why, 4);
+    if (as_json) {
+        fwrite(body.data, 1, body.len, stdout);
+        if (body.len == 0 || body.data[body.len - 1] != '\n')
+            putchar('\n');
+    } else {
+        print_status(url, &st);
+        for (int i = 0; i < n; i++)
+            line("problem", why[i]);
+    }
+    exit_status = n > 0 ? EXIT_ALERT : EXIT_OK;
+done:
+    if (fflush(stdout) != 0 && exit_status != EXIT_UNREACHABLE)
+        exit_status = EXIT_UNREACHABLE;
+    cli_http_free(http);
+    json_free(&doc);
+    buf_free(&body);
+    return exit_status;
+}
