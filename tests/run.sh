@@ -6,7 +6,8 @@
 # Debian 12 packages are installed with apt-get when missing (as root, or
 # through sudo). Then: configure and build (build/, or build-asan/ with
 # --sanitize), unit tests under CTest, end-to-end tests under pytest against
-# the binaries just built. Exits non-zero if any step fails.
+# the binaries just built (tests/e2e, and tests/fault: kill loop, outages, WAN,
+# full disks, hostile clients). Exits non-zero if any step fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,7 +28,9 @@ while [ $# -gt 0 ]; do
 done
 
 PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev
-          libcurl4-openssl-dev libssl-dev python3 python3-pytest python3-msgpack curl openssl)
+          libcurl4-openssl-dev libssl-dev python3 python3-pytest python3-msgpack curl openssl
+          iproute2   # ip netns, veth, tc: the WAN fault test
+          systemd)   # systemd-analyze verify of the units
 
 install_missing() {
     local missing=() pkg
@@ -111,7 +114,8 @@ if ! step build cmake --build "$BUILD" -j"$(nproc)"; then summary || exit 1; fi
 step ctest ctest --test-dir "$BUILD" --output-on-failure || true
 
 if PY=$(pick_python); then
-    step pytest "$PY" -m pytest -q tests/e2e "${PYTEST_ARGS[@]}" || true
+    # -rs: a test that skips (no netem, not root, ...) says why in the summary
+    step pytest "$PY" -m pytest -q -rs tests/e2e tests/fault "${PYTEST_ARGS[@]}" || true
 else
     echo "run.sh: no python3 with pytest found (python3-pytest should have provided one)" >&2
     RESULT[pytest]="FAILED (no pytest)"

@@ -7,9 +7,10 @@ killed on its own. The `sites` fixture builds a primary A shipping to a
 replica B and always tears both down.
 
 The oracle of every test is independent of the daemons' own counters:
-  - snapshot()/diff()/wait_converged() list every bucket and key of both sites
-    through the public HTTP API and compare keys, sizes, ETags and the bytes
-    of a sample;
+  - diff()/wait_converged() compare two sites with `comio diff` (keys, sizes,
+    ETags, through the public listing API), then the bytes of a sample;
+    snapshot()/diff_snapshots() do the same listing comparison in Python,
+    for bare clients and to check comio diff itself;
   - Workload records what the client was told (acknowledged PUTs with their
     version and MD5, acknowledged DELETEs and PURGEs, and requests whose
     outcome is unknown) and derives what must be on a site.
@@ -386,6 +387,10 @@ class Site:
     def url(self, path=""):
         return "%s://%s:%d%s" % ("https" if self.tls else "http", self.host, self.port, path)
 
+    def cli_prefix(self):
+        """What a command needs in front of it to reach this site and its peer (nothing on loopback)."""
+        return []
+
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
     def start(self, repld=True):
@@ -634,8 +639,52 @@ def diff_bytes(a, b, snap, sample=16, rng=None):
     return out
 
 
+def comio_diff(a, b, limit=50, timeout=120):
+    """`comio diff --json` of sites a (source) and b (target): (differences as readable lines, counts).
+
+    The suite's oracle for keys, sizes and ETags. It runs where a can reach both
+    sites (a.cli_prefix(), e.g. inside a network namespace). A run that cannot
+    list a site (exit 3) is reported as a difference, so a poll goes on."""
+    argv = list(a.cli_prefix()) + [str(comio_path()), "diff", "--source", a.url(), "--target", b.url(), "--json",
+                                   "--limit", str(limit)]
+    if a.tls is not None:
+        argv += ["--ca-file", a.tls["ca"]]
+    p = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout,
+                       env=comio.sanitizer_env())
+    sanitizer = comio.sanitizer_report(p.stderr)
+    assert sanitizer is None, "comio diff: sanitizer report:\n" + p.stderr[-4000:]
+    if p.returncode not in (0, 1):
+        return ["comio diff exited %d: %s" % (p.returncode, p.stderr.strip()[-500:])], None
+    doc = json.loads(p.stdout)
+    lines = []
+    for d in doc["differences"]:  # worded as diff_snapshots words them
+        name = "%s/%s" % (d["bucket"], d["key"])
+        src, tgt = [v and (v["size"], v["etag"]) for v in (d["source"], d["target"])]
+        if d["type"] == "missing":
+            lines.append("%s: on A %r, missing on B" % (name, src))
+        elif d["type"] == "extra":
+            lines.append("%s: missing on A, on B %r" % (name, tgt))
+        else:
+            lines.append("%s: A %r != B %r" % (name, src, tgt))
+    n = doc["counts"]["differences"]
+    if n > len(lines):
+        lines.append("... and %d more differences" % (n - len(lines)))
+    assert (p.returncode == 1) == (n > 0) and doc["complete"], p.stdout[-2000:]
+    return lines, doc["counts"]
+
+
+def _is_site(x):
+    return isinstance(x, Site)
+
+
 def diff(a, b, sample=16):
-    """Every difference between sites a and b (Site or Client): keys, sizes, ETags, then bytes of a sample."""
+    """Every difference between a and b: keys, sizes, ETags (comio diff for sites, the
+    listing snapshots for bare clients), then the bytes of a sample of objects."""
+    if _is_site(a) and _is_site(b):
+        d, _ = comio_diff(a, b)
+        if d:
+            return d
+        return diff_bytes(a, b, snapshot(a), sample=sample)
     sa, sb = snapshot(a), snapshot(b)
     d = diff_snapshots(sa, sb)
     if d:
@@ -650,8 +699,12 @@ def wait_converged(a, b, timeout=60.0, sample=16, interval=0.2, quiet=False):
     t0 = time.monotonic()
     deadline = t0 + timeout
     while True:
-        sa, sb = snapshot(a), snapshot(b)
-        d = diff_snapshots(sa, sb)
+        if _is_site(a) and _is_site(b):
+            d, _ = comio_diff(a, b)
+            sa = None if d else snapshot(a)
+        else:
+            sa, sb = snapshot(a), snapshot(b)
+            d = diff_snapshots(sa, sb)
         if not d:
             d = diff_bytes(a, b, sa, sample=sample)
             if not d:

@@ -109,6 +109,8 @@ def test_checker_reports_differences(sites):
     assert cb.put("other", "k", b"resurrected").status == 200
     d = diff(a, b)
     print("\n".join(d))
+    # the two oracles, comio diff (for sites) and the Python snapshots, agree word for word
+    assert d == diff_snapshots(snapshot(a), snapshot(b)), (d, diff_snapshots(snapshot(a), snapshot(b)))
     assert any("only-on-a" in x and "missing on B" in x for x in d), d
     assert any("only-on-b" in x and "missing on A" in x for x in d), d
     assert any("check/both" in x and "!=" in x for x in d), d

@@ -389,6 +389,9 @@ class WanSite(replication.Site):
             self.storaged.clients.append(c)
         return c
 
+    def cli_prefix(self):
+        return ["ip", "netns", "exec", self.netns.name]
+
     def describe(self):
         return "namespace %s, %s:%d\n%s" % (self.netns.name, self.host, self.port, super().describe())
 
