@@ -137,6 +137,11 @@ static void conf_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+    /* Messages echo names from the command line and the file (paths,
+     * arguments): keep them one line of text whatever those hold. */
+    for (char *p = err; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
 }
 
 static char *conf_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -503,7 +508,7 @@ typedef struct {
     yaml_parser_t parser;
     yaml_event_t ev; /* the current event; one at a time, deleted by the next */
     int have_ev;
-    const char *text; /* the whole file, NUL-terminated */
+    const char *text; /* the whole file, len bytes (not NUL-terminated) */
     size_t len;
     uint64_t seen; /* bit i: conf_keys[i] was already given in this file */
     conf_t *c;
@@ -781,30 +786,49 @@ fail:
     return rc;
 }
 
-int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen)
+int conf_load_buffer(conf_t *c, const char *name, const char *text, size_t len, char *err, size_t errlen)
 {
     conf_yaml_t y;
-    char *text = NULL;
     int rc;
 
+    if (name == NULL)
+        name = "<config>";
+    if (text == NULL && len > 0) {
+        conf_err(err, errlen, "%s: no text", name);
+        return CIO_ECONFIG;
+    }
+    if (len > CONF_FILE_MAX) {
+        conf_err(err, errlen, "%s: file is larger than %d bytes", name, CONF_FILE_MAX);
+        return CIO_ECONFIG;
+    }
     memset(&y, 0, sizeof(y));
     y.c = c;
-    y.path = path;
+    y.path = name;
     y.err = err;
     y.errlen = errlen;
-    if ((rc = conf_read_file(path, &text, &y.len, err, errlen)) != CIO_OK)
-        return rc;
-    y.text = text;
+    y.text = text != NULL ? text : "";
+    y.len = len;
     if ((rc = conf_yaml_start(&y)) != CIO_OK)
-        goto out;
+        return rc;
     rc = conf_yaml_syntax(&y);
     conf_yaml_stop(&y);
     if (rc != CIO_OK || (rc = conf_yaml_start(&y)) != CIO_OK)
-        goto out;
+        return rc;
     rc = conf_yaml_document(&y);
     conf_yaml_stop(&y);
-out:
-    explicit_bzero(text, y.len); /* it may hold tokens */
+    return rc;
+}
+
+int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    if ((rc = conf_read_file(path, &text, &len, err, errlen)) != CIO_OK)
+        return rc;
+    rc = conf_load_buffer(c, path, text, len, err, errlen);
+    explicit_bzero(text, len); /* it may hold tokens */
     free(text);
     return rc;
 }

@@ -76,6 +76,14 @@ void conf_free(conf_t *c);
  * first line of that file into remote_token/accept_token. */
 int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen) CIO_MUST_CHECK;
 
+/* Like conf_load_file, on YAML text already in memory: text[0..len) (need not
+ * be NUL-terminated, at most 1 MiB; text may be NULL when len is 0) is parsed
+ * with the same rules, and messages name `name` (NULL: "<config>") where
+ * conf_load_file names the file. The text is only read during the call; the
+ * caller wipes it if it holds tokens. Token files named in it are opened
+ * relative to the working directory. Returns 0, CIO_ECONFIG or CIO_ENOMEM. */
+int conf_load_buffer(conf_t *c, const char *name, const char *text, size_t len, char *err, size_t errlen) CIO_MUST_CHECK;
+
 /* Parses argv[1..argc). Finds --config FILE first and loads it, then applies
  * the other flags on top: --config, --storage, --size, --port, --listen,
  * --meta, --replication-enabled (no value), --replication-remote,

@@ -754,6 +754,41 @@ static void test_args_errors(void)
     expect_args_err("unknown flag '--nope' (see --help)", "--config", "bad.yaml", "--nope", NULL);
 }
 
+/* Messages are one line whatever the input: control bytes become '?'. */
+static void test_err_control_bytes(void)
+{
+    expect_args_err("unexpected argument '?' (see --help)", "\n", NULL);
+    expect_args_err("unknown flag '--a?b' (see --help)", "--a\tb", NULL);
+    expect_args_err("x?y.yaml: cannot open: No such file or directory", "--config", "x\ry.yaml", NULL);
+}
+
+/* conf_load_buffer: the same parser without a file; the name stands in the messages. */
+static void test_load_buffer(void)
+{
+    static const char good[] = "server:\n  port: 8081\n  storage_path: /tmp/x.img\n";
+    static const char bad[] = "server:\n  port: 8081\n  prot: 1\n";
+    conf_t c;
+    char err[ERRLEN];
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(conf_load_buffer(&c, "inline", good, sizeof(good) - 1, err, sizeof(err)), CIO_OK);
+    CHECK_EQ_INT(c.port, 8081);
+    CHECK_EQ_STR(c.storage_path, "/tmp/x.img");
+    conf_free(&c);
+
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    err[0] = '\0';
+    CHECK_EQ_INT(conf_load_buffer(&c, "inline", bad, sizeof(bad) - 1, err, sizeof(err)), CIO_ECONFIG);
+    CHECK_EQ_STR(err, "inline:3: unknown key 'server.prot'");
+    conf_free(&c);
+
+    /* the length is what counts, not a terminating NUL */
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(conf_load_buffer(&c, "inline", "server: {port: 9}\nxxx", 18, err, sizeof(err)), CIO_OK);
+    CHECK_EQ_INT(c.port, 9);
+    conf_free(&c);
+}
+
 static void test_args_bool_and_empty(void)
 {
     conf_t c;
@@ -931,6 +966,8 @@ int main(void)
     RUN(test_args_override);
     RUN(test_args_extra_and_help);
     RUN(test_args_errors);
+    RUN(test_err_control_bytes);
+    RUN(test_load_buffer);
     RUN(test_args_bool_and_empty);
     RUN(test_finalize_defaults);
     RUN(test_finalize_errors);

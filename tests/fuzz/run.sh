@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# run.sh - builds the libFuzzer targets with clang, replays their seed corpora
+# and regression inputs, then fuzzes each for a bounded time.
+#
+#   tests/fuzz/run.sh [--seconds N] [--target NAME] [--build DIR] [--keep]
+#
+#   --seconds N    fuzz each target for N seconds after the replay (default 15; 0: replay only)
+#   --target NAME  only this target (fuzz_batch or batch, ...; default all)
+#   --build DIR    the clang build directory (default build-fuzz at the top of the tree)
+#   --keep         keep the scratch directory (grown corpora, artifacts) even on success
+#
+# Nothing in the tree changes but the build directory: the corpora grow in a
+# scratch directory under $TMPDIR. Exits non-zero on any crash, leak, timeout
+# or out-of-memory, and prints where the input that caused it was saved.
+# Running a target for hours: tests/fuzz/README.md.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROOT=$PWD
+FUZZ_DIR=$ROOT/tests/fuzz
+TARGETS=(fuzz_batch fuzz_logrec fuzz_path fuzz_conf fuzz_units fuzz_presign)
+
+SECONDS_EACH=15
+ONLY=
+BUILD=$ROOT/build-fuzz
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --seconds) SECONDS_EACH=${2:?--seconds needs a value}; shift ;;
+    --seconds=*) SECONDS_EACH=${1#*=} ;;
+    --target) ONLY=${2:?--target needs a value}; shift ;;
+    --target=*) ONLY=${1#*=} ;;
+    --build) BUILD=${2:?--build needs a value}; shift ;;
+    --build=*) BUILD=${1#*=} ;;
+    --keep) KEEP=1 ;;
+    -h | --help)
+        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0 ;;
+    *) echo "fuzz/run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+case "$SECONDS_EACH" in
+'' | *[!0-9]*) echo "fuzz/run.sh: --seconds expects a whole number, got '$SECONDS_EACH'" >&2; exit 2 ;;
+esac
+if [ -n "$ONLY" ]; then
+    case "$ONLY" in fuzz_*) ;; *) ONLY=fuzz_$ONLY ;; esac
+    found=0
+    for t in "${TARGETS[@]}"; do [ "$t" = "$ONLY" ] && found=1; done
+    if [ $found -eq 0 ]; then
+        echo "fuzz/run.sh: no target '$ONLY' (targets: ${TARGETS[*]})" >&2
+        exit 2
+    fi
+    TARGETS=("$ONLY")
+fi
+
+# ---- the toolchain: missing means the machine is not set up, which is a failure ----
+CC=${CC:-clang}
+case "$CC" in *clang*) ;; *) CC=clang ;; esac
+if ! command -v "$CC" >/dev/null; then
+    echo "fuzz/run.sh: FAILED: '$CC' not found; the fuzz targets need clang (Debian: apt-get install clang libclang-rt-14-dev)" >&2
+    exit 1
+fi
+probe=$(mktemp -d "${TMPDIR:-/tmp}/comio-fuzz-probe.XXXXXX")
+printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }\n' >"$probe/p.c"
+if ! "$CC" -fsanitize=fuzzer,address,undefined "$probe/p.c" -o "$probe/p" >"$probe/log" 2>&1; then
+    cat "$probe/log" >&2
+    echo "fuzz/run.sh: FAILED: $CC cannot link -fsanitize=fuzzer: the libFuzzer runtime is missing (Debian 12: apt-get install libclang-rt-14-dev)" >&2
+    rm -rf "$probe"
+    exit 1
+fi
+rm -rf "$probe"
+
+# ---- build (only the fuzz targets; COMIO_BIN_DIR keeps the daemons out of bin/ should anything build them) ----
+echo "== fuzz: configure and build in $BUILD with $($CC --version | head -1)"
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_C_COMPILER="$CC" -DCOMIO_FUZZ=ON -DCOMIO_BIN_DIR="$BUILD/bin" >"$BUILD.configure.log" 2>&1 ||
+    { cat "$BUILD.configure.log" >&2; echo "fuzz/run.sh: FAILED: cmake configure" >&2; exit 1; }
+rm -f "$BUILD.configure.log"
+cmake --build "$BUILD" --target "${TARGETS[@]}" -j"$(nproc)"
+
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/comio-fuzz.XXXXXX")
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+FAILED=()
+
+# Prints the artifacts libFuzzer saved for a failed run, and the last input it was running.
+report_failure() {
+    local name=$1 log=$2 art
+    echo "== $name: FAILED; the end of its log ($log):" >&2
+    tail -n 40 "$log" >&2
+    for art in "$SCRATCH/$name/artifacts/"*; do
+        [ -e "$art" ] || continue
+        echo "== $name: crashing input saved as $art" >&2
+        echo "   replay: $BUILD/fuzz/$name $art" >&2
+        echo "   then minimize it and add it to tests/fuzz/regress/$name/ (tests/fuzz/README.md)" >&2
+    done
+    grep -m1 -o 'Running: .*' "$log" >/dev/null 2>&1 &&
+        echo "== $name: last input run: $(grep -o 'Running: .*' "$log" | tail -1 | cut -d' ' -f2-)" >&2
+    FAILED+=("$name")
+}
+
+for name in "${TARGETS[@]}"; do
+    bin=$BUILD/fuzz/$name
+    mkdir -p "$SCRATCH/$name/corpus" "$SCRATCH/$name/artifacts"
+    seeds=()
+    for d in "$FUZZ_DIR/corpus/$name" "$FUZZ_DIR/regress/$name"; do
+        [ -d "$d" ] && seeds+=("$d")
+    done
+    dict=()
+    [ -f "$FUZZ_DIR/$name.dict" ] && dict=(-dict="$FUZZ_DIR/$name.dict")
+    common=(-timeout=10 -rss_limit_mb=2048 -artifact_prefix="$SCRATCH/$name/artifacts/")
+
+    # 1. Replay every seed and regression input, one by one.
+    files=()
+    for d in "${seeds[@]}"; do
+        for f in "$d"/*; do [ -f "$f" ] && files+=("$f"); done
+    done
+    log=$SCRATCH/$name/replay.log
+    if [ ${#files[@]} -gt 0 ]; then
+        start=$(date +%s)
+        if ! timeout 300 "$bin" "${common[@]}" "${files[@]}" </dev/null >"$log" 2>&1; then
+            report_failure "$name" "$log"
+            continue
+        fi
+        echo "== $name: replayed ${#files[@]} inputs ($(( $(date +%s) - start )) s)"
+    fi
+
+    # 2. Fuzz for a bounded time; new inputs go to the scratch corpus only.
+    [ "$SECONDS_EACH" -eq 0 ] && continue
+    log=$SCRATCH/$name/fuzz.log
+    if ! timeout $((SECONDS_EACH + 120)) "$bin" "${common[@]}" "${dict[@]}" -max_total_time="$SECONDS_EACH" \
+        -print_final_stats=1 "$SCRATCH/$name/corpus" "${seeds[@]}" </dev/null >"$log" 2>&1; then
+        report_failure "$name" "$log"
+        continue
+    fi
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    echo "== $name: fuzzed ${SECONDS_EACH} s: ${runs:-?} runs, coverage ${cov:-?} edges, corpus $(ls "$SCRATCH/$name/corpus" | wc -l) new inputs"
+done
+
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "== fuzz: FAILED: ${FAILED[*]} (scratch kept: $SCRATCH)" >&2
+    exit 1
+fi
+if [ $KEEP -eq 1 ]; then
+    echo "== fuzz: all passed; scratch kept: $SCRATCH"
+else
+    rm -rf "$SCRATCH"
+    echo "== fuzz: all passed"
+fi
