@@ -6,7 +6,8 @@
 #include <stdint.h>
 #include "err.h"
 
-/* Parses a size. Accepted: a non-negative integer or decimal number followed by
+/* Parses a size. Accepted: a non-negative integer or decimal number (at most 19
+ * digits after the point, even when the value would be exact) followed by
  * an optional unit, case-insensitive, optional single space between:
  *   B; KB MB GB TB PB (powers of 1000); KiB MiB GiB TiB PiB (powers of 1024);
  *   K M G T P alone mean the decimal units.
@@ -16,7 +17,7 @@
 int units_parse_size(const char *s, uint64_t *out) CIO_MUST_CHECK;
 
 /* Parses a duration into milliseconds. Accepted: a non-negative integer or
- * decimal number followed by a unit: ms, s, m, h, d (case-sensitive as written).
+ * decimal number (at most 19 digits after the point) followed by a unit: ms, s, m, h, d (case-sensitive as written).
  * "0" alone is accepted. Returns 0 or CIO_EINVAL (malformed, no unit, overflow,
  * sub-millisecond remainder). `*out_ms` is untouched on error. */
 int units_parse_duration(const char *s, uint64_t *out_ms) CIO_MUST_CHECK;

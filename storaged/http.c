@@ -1238,9 +1238,9 @@ static int do_fetch(http_server_t *srv, h2o_req_t *req, int m)
     /* a missing or unreadable version, expires or sig can only be a URL
      * nobody signed: the same answer as a wrong signature */
     if (query_param(req, "version", num, sizeof(num), &len) != 0 || len == 0 || num[0] < '0' || num[0] > '9' ||
-        (version = strtoull(num, &end, 10), *end != '\0') || version == 0 ||
+        (errno = 0, version = strtoull(num, &end, 10), *end != '\0' || errno == ERANGE) || version == 0 ||
         query_param(req, "expires", num, sizeof(num), &len) != 0 || len == 0 || num[0] < '0' || num[0] > '9' ||
-        (expires = strtoull(num, &end, 10), *end != '\0') || expires > INT64_MAX)
+        (errno = 0, expires = strtoull(num, &end, 10), *end != '\0' || errno == ERANGE) || expires > INT64_MAX)
         ret = CIO_EINVAL;
     else if (query_param(req, "sig", sig, sizeof(sig), &siglen) != 0)
         ret = CIO_EINVAL;

@@ -7,7 +7,9 @@
 # through sudo). Then: configure and build (build/, or build-asan/ with
 # --sanitize), unit tests under CTest, end-to-end tests under pytest against
 # the binaries just built (tests/e2e, and tests/fault: kill loop, outages, WAN,
-# full disks, hostile clients). Exits non-zero if any step fails.
+# full disks, hostile clients). Without --sanitize, also the unit tests under
+# valgrind and every libFuzzer target of tests/fuzz for COMIO_FUZZ_SECONDS each
+# (default 15). Exits non-zero if any step fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,7 +22,7 @@ while [ $# -gt 0 ]; do
     --sanitize) SANITIZE=1 ;;
     --) shift; PYTEST_ARGS=("$@"); break ;;
     -h | --help)
-        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
@@ -30,7 +32,9 @@ done
 PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev
           libcurl4-openssl-dev libssl-dev python3 python3-pytest python3-msgpack curl openssl
           iproute2   # ip netns, veth, tc: the WAN fault test
-          systemd)   # systemd-analyze verify of the units
+          systemd    # systemd-analyze verify of the units
+          clang libclang-rt-14-dev   # the libFuzzer targets of tests/fuzz
+          valgrind)  # the unit tests under memcheck
 
 install_missing() {
     local missing=() pkg
@@ -67,6 +71,9 @@ pick_python() {
 
 declare -A RESULT=()
 STEPS=(install configure build ctest pytest)
+if [ $SANITIZE -eq 0 ]; then
+    STEPS+=(valgrind fuzz) # once per CI run is enough: both carry their own instrumentation
+fi
 for s in "${STEPS[@]}"; do RESULT[$s]="not run"; done
 
 summary() {
@@ -119,6 +126,11 @@ if PY=$(pick_python); then
 else
     echo "run.sh: no python3 with pytest found (python3-pytest should have provided one)" >&2
     RESULT[pytest]="FAILED (no pytest)"
+fi
+
+if [ $SANITIZE -eq 0 ]; then
+    step valgrind tests/unit/valgrind.sh "$BUILD" || true
+    step fuzz tests/fuzz/run.sh --seconds "${COMIO_FUZZ_SECONDS:-15}" || true
 fi
 
 summary
