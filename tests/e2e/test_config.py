@@ -2,12 +2,16 @@
 
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
-from comio import expect_error, expect_ok_json, expect_too_large, free_port, md5, run_storaged, sanitizer_report
+from comio import (expect_error, expect_ok_json, expect_too_large, free_port, md5, run_storaged, sanitizer_env,
+                   sanitizer_report, storaged_path)
 
 
 def run_bad(tmp_path, args, config=None):
@@ -258,3 +262,48 @@ def test_access_token(make_server):
     assert good.delete("sec", "k").status == 204
     assert good.delete_bucket("sec2").status == 204
     expect_error(anon.get("sec", "k"), 404, "NoSuchKey")
+
+
+def _start_and_read_log(argv, log_path, timeout=30):
+    """Starts storaged, waits (bounded) for its "storaged listening" line, stops it; returns the log."""
+    with open(log_path, "wb") as log:
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=sanitizer_env())
+    try:
+        deadline = time.monotonic() + timeout
+        while "storaged listening" not in log_path.read_text(errors="replace"):
+            assert p.poll() is None, "storaged exited %s:\n%s" % (p.returncode, log_path.read_text(errors="replace"))
+            assert time.monotonic() < deadline, "storaged did not start"
+            time.sleep(0.05)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return log_path.read_text(errors="replace")
+
+
+def test_warns_when_listening_beyond_loopback_without_a_token(tmp_path):
+    """0.0.0.0 without server.access_token: a warning at start-up; with a token, or on loopback, none.
+    The 0.0.0.0 runs are inside a network namespace the test creates (it has only its own loopback)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to listen on 0.0.0.0 inside a private network namespace")
+    ns = "comio-cfg-%d" % os.getpid()
+    r = subprocess.run(["ip", "netns", "add", ns], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        pytest.skip("cannot create a network namespace: %s" % r.stderr.strip())
+    warning = "listening beyond loopback without server.access_token"
+    try:
+        (tmp_path / "token").write_text("0123456789abcdef0123456789abcdef\n")
+        cases = [(["ip", "netns", "exec", ns], "0.0.0.0", [], True),
+                 (["ip", "netns", "exec", ns], "0.0.0.0", ["--config", str(tmp_path / "tok.yaml")], False),
+                 ([], "127.0.0.1", [], False)]
+        (tmp_path / "tok.yaml").write_text("server:\n  access_token_file: %s\n" % (tmp_path / "token"))
+        for i, (prefix, listen, extra, warned) in enumerate(cases):
+            argv = prefix + [str(storaged_path()), "--storage", str(tmp_path / ("s%d.img" % i)), "--size", "32MB",
+                             "--listen", listen, "--port", str(free_port())] + extra
+            log = _start_and_read_log(argv, tmp_path / ("s%d.log" % i))
+            assert (warning in log) == warned, (listen, extra, log)
+            assert sanitizer_report(log) is None, log
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)

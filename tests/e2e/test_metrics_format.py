@@ -13,6 +13,7 @@ out; the same primary with repld stopped; the replica after applying batches.
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -387,6 +388,7 @@ def test_metrics_primary_and_replica(sites):
     wait_until(lambda: a.status()["events_pending"] == 0, 20, what="A caught up")
 
     fams = check_metrics(ca, "primary, repld running")
+    seen = set(fams)
     hist = fams.get("comio_replication_batch_duration_seconds")
     assert hist is not None and hist["type"] == "histogram", sorted(fams)
     assert any(s == "comio_replication_batch_duration_seconds_count" and v >= 1 for s, _, v, _ in hist["samples"]), hist
@@ -397,5 +399,12 @@ def test_metrics_primary_and_replica(sites):
     assert "comio_replication_pending_events" in fams and "comio_replication_batch_duration_seconds" not in fams, sorted(fams)
 
     fams = check_metrics(b.client(), "replica")
+    seen |= set(fams)
     applied = [v for s, l, v, _ in fams["comio_replica_events_total"]["samples"] if l.get("result") == "applied"]
     assert applied and applied[0] >= 20, fams["comio_replica_events_total"]
+
+    # every family a site exports is documented in docs/operations.md, and nothing documented is missing
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    documented = set(re.findall(r"^\| `(comio_[a-z0-9_]+)", doc, re.M))
+    assert seen - documented == set(), "exported but not in docs/operations.md: %s" % sorted(seen - documented)
+    assert documented - seen == set(), "in docs/operations.md but never exported: %s" % sorted(documented - seen)

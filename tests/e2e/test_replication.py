@@ -755,7 +755,8 @@ def test_replication_over_https_with_a_private_ca(sites, tmp_path):
 def test_access_tokens_do_not_block_replication(sites):
     """With server.access_token set on both sites, replication uses its own credentials:
     the accept token for batches, presigned URLs for fetches."""
-    a, b = sites(a_kw={"access_token": new_token()}, b_kw={"access_token": new_token()})
+    a, b = sites(a_kw={"access_token": new_token(), "log_level": "debug"},
+                 b_kw={"access_token": new_token(), "log_level": "debug"})
     ca = a.client()
     w = Workload()
     rng = random.Random(41)
@@ -768,6 +769,14 @@ def test_access_tokens_do_not_block_replication(sites):
     assert w.purge(ca, "locked").status == 200
     converge_or_fail(a, b)
     assert b.client(token="wrong").put("locked", "k1", b"x").status == 401
+    # no token in any log (at debug level), status or metrics answer
+    secrets_ = [a.access_token, b.access_token, a.repl["remote_token"]]
+    texts = {"A storaged log": a.storaged.log(), "B storaged log": b.storaged.log(), "A repld log": a.repld.log(),
+             "A status": json.dumps(a.status()), "A metrics": a.client().raw("GET", "/metrics").body.decode(errors="replace"),
+             "B metrics": b.client().raw("GET", "/metrics").body.decode(errors="replace")}
+    for what, text in texts.items():
+        for t in secrets_:
+            assert t not in text, "a token appears in the %s" % what
 
 
 # --- status ---------------------------------------------------------------------------------------------------------
