@@ -741,8 +741,21 @@ def test_replication_over_https_with_a_private_ca(sites, tmp_path):
     assert st["remote"]["state"] != "up" and st["events_failed"] == 0, st
     assert snapshot(b) == {}
 
+    # the right CA, but a name the certificate does not carry (it names IP 127.0.0.1 only)
     a.stop_repld()
     del a.repl["ca_file"]  # back to the site's own CA
+    good_url = a.repl["remote_url"]
+    a.repl["remote_url"] = good_url.replace("127.0.0.1", "localhost")
+    a.write_config()
+    a.start_repld()
+    st = wait_until(lambda: (lambda s: s if s["remote"]["last_error"] else None)(a.repld_status()), 15,
+                    what=lambda: "a host name error in repld's status\n" + a.describe())
+    print("with the wrong host name:", st["remote"])
+    assert st["remote"]["state"] != "up" and st["events_failed"] == 0, st
+    assert snapshot(b) == {}
+
+    a.stop_repld()
+    a.repl["remote_url"] = good_url
     a.write_config()
     a.start_repld()
     assert w.put(ca, "tls", "large", payload("l", 500_000, rng)).status == 200  # B fetches it over HTTPS
