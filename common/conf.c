@@ -247,6 +247,8 @@ static int conf_valid_token(const char *s)
     return 1;
 }
 
+#define CONF_URL_MAX 512
+
 static int conf_valid_url(const char *s)
 {
     const char *rest;
@@ -357,6 +359,12 @@ static int conf_set(conf_t *c, const conf_key_t *k, const char *name, const char
         }
         if (k->kind == CONF_URL && !conf_valid_url(val)) {
             conf_err(msg, msglen, "%s: expected an http:// or https:// URL, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        /* a presigned fetch URL is public_url plus up to ~3,300 bytes of path
+         * and query, and must stay within a batch's 4 KiB URL limit */
+        if (k->kind == CONF_URL && len > CONF_URL_MAX) {
+            conf_err(msg, msglen, "%s: at most %d bytes, got %zu", name, CONF_URL_MAX, len);
             return CIO_ECONFIG;
         }
         if (k->kind == CONF_SITE_ID && !conf_valid_site_id(val)) {

@@ -500,6 +500,15 @@ static void test_err_values(void)
                "config.yaml:2: replication.remote_url: expected an http:// or https:// URL, got 'site-b.example.com'");
     expect_err("server:\n  public_url: \"http://a b\"\n",
                "config.yaml:2: server.public_url: expected an http:// or https:// URL, got 'http://a b'");
+    {
+        /* 512 bytes is the longest URL; 513 is refused */
+        char yaml[700], want[200];
+        snprintf(yaml, sizeof(yaml), "server:\n  public_url: http://%0497d.example\n", 0);
+        expect_ok(yaml);
+        snprintf(yaml, sizeof(yaml), "server:\n  public_url: http://%0498d.example\n", 0);
+        snprintf(want, sizeof(want), "config.yaml:2: server.public_url: at most 512 bytes, got 513");
+        expect_err(yaml, want);
+    }
     expect_err("site:\n  id: \"site a\"\n",
                "config.yaml:2: site.id: expected 1 to 64 letters, digits, '.', '_' or '-', got 'site a'");
     expect_err("site:\n  id: \"a\\0b\"\n", "config.yaml:2: site.id: value contains a NUL byte");
