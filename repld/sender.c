@@ -36,8 +36,8 @@ typedef struct {
     unsigned index;
     pthread_t tid;
     CURL *curl;
-    send_job_t *job; /* NULL when idle */
-    int done;        /* job finished, not yet taken */
+    send_job_t *q[SENDER_QUEUE]; /* q[0] is posted (or about to be), q[1] waits for it; NULL when free */
+    int posting;                 /* q[0] is being posted */
 } worker_t;
 
 struct sender {
@@ -50,6 +50,7 @@ struct sender {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
+    send_job_t *done_head, **done_tail; /* finished, not yet taken, oldest first */
 };
 
 static uint64_t mono_us(void)
@@ -125,15 +126,23 @@ static void *worker_main(void *arg)
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while ((w->job == NULL || w->done) && !s->stopping)
+        while (w->q[0] == NULL && !s->stopping)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->stopping)
             break;
-        send_job_t *job = w->job;
+        send_job_t *job = w->q[0];
+        w->posting = 1;
         pthread_mutex_unlock(&s->mu);
         post(w, job);
         pthread_mutex_lock(&s->mu);
-        w->done = 1;
+        w->posting = 0;
+        /* the next job, if any, goes out at once: the dispatcher takes this one meanwhile */
+        for (unsigned i = 0; i + 1 < SENDER_QUEUE; i++)
+            w->q[i] = w->q[i + 1];
+        w->q[SENDER_QUEUE - 1] = NULL;
+        job->done_next = NULL;
+        *s->done_tail = job;
+        s->done_tail = &job->done_next;
         if (write(s->notify_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
             log_msg(LOG_LVL_WARN, "cannot wake the dispatcher", "error", strerror(errno), NULL);
     }
@@ -166,6 +175,7 @@ int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int noti
         return CIO_ENOMEM;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    s->done_tail = &s->done_head;
     for (unsigned i = 0; i < nworkers; i++) {
         worker_t *w = &s->w[i];
         w->s = s;
@@ -192,15 +202,17 @@ int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int noti
     return 0;
 }
 
-int sender_idle(sender_t *s)
+int sender_idle(sender_t *s, int *queued)
 {
     int idx = -1;
     pthread_mutex_lock(&s->mu);
-    for (unsigned i = 0; i < s->n; i++)
-        if (s->w[i].job == NULL) {
+    for (unsigned i = 0; i < s->n && idx < 0; i++)
+        if (s->w[i].q[0] == NULL)
             idx = (int)i;
-            break;
-        }
+    *queued = idx < 0;
+    for (unsigned i = 0; i < s->n && idx < 0; i++)
+        if (s->w[i].q[SENDER_QUEUE - 1] == NULL)
+            idx = (int)i;
     pthread_mutex_unlock(&s->mu);
     return idx;
 }
@@ -210,32 +222,34 @@ unsigned sender_busy(sender_t *s)
     unsigned n = 0;
     pthread_mutex_lock(&s->mu);
     for (unsigned i = 0; i < s->n; i++)
-        n += s->w[i].job != NULL;
+        for (unsigned k = 0; k < SENDER_QUEUE; k++)
+            n += s->w[i].q[k] != NULL;
+    for (send_job_t *j = s->done_head; j != NULL; j = j->done_next)
+        n++;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
 
 void sender_submit(sender_t *s, unsigned w, send_job_t *job)
 {
+    worker_t *wk = &s->w[w];
     pthread_mutex_lock(&s->mu);
     job->worker = w;
-    s->w[w].job = job;
-    s->w[w].done = 0;
+    for (unsigned i = 0; i < SENDER_QUEUE; i++)
+        if (wk->q[i] == NULL) {
+            wk->q[i] = job;
+            break;
+        }
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
 
 send_job_t *sender_take_done(sender_t *s)
 {
-    send_job_t *job = NULL;
+    send_job_t *job;
     pthread_mutex_lock(&s->mu);
-    for (unsigned i = 0; i < s->n; i++)
-        if (s->w[i].job != NULL && s->w[i].done) {
-            job = s->w[i].job;
-            s->w[i].job = NULL;
-            s->w[i].done = 0;
-            break;
-        }
+    if ((job = s->done_head) != NULL && (s->done_head = job->done_next) == NULL)
+        s->done_tail = &s->done_head;
     pthread_mutex_unlock(&s->mu);
     return job;
 }
@@ -243,8 +257,8 @@ send_job_t *sender_take_done(sender_t *s)
 void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events)
 {
     pthread_mutex_lock(&s->mu);
-    *busy = s->w[w].job != NULL && !s->w[w].done;
-    *events = *busy ? s->w[w].job->nevents : 0;
+    *busy = s->w[w].q[0] != NULL;
+    *events = *busy ? s->w[w].q[0]->nevents : 0;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -256,7 +270,7 @@ void sender_stop(sender_t *s)
     s->stopping = 1;
     pthread_cond_broadcast(&s->cv);
     for (unsigned i = 0; i < s->n; i++)
-        busy += s->w[i].job != NULL && !s->w[i].done;
+        busy += s->w[i].posting;
     pthread_mutex_unlock(&s->mu);
     if (busy > 0)
         return; /* a worker still posting keeps everything until the process exits */

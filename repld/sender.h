@@ -1,9 +1,12 @@
 /* sender.h - repld's workers: each owns one libcurl handle (a kept-alive
  * connection to the replica) and posts one batch at a time.
  *
- * The dispatcher hands a job to an idle worker and learns of completions
- * through `notify_fd` (an eventfd it polls), then collects them with
- * sender_take_done. Workers never touch LMDB. */
+ * The dispatcher hands a job to a worker and learns of completions through
+ * `notify_fd` (an eventfd it polls), then collects them with
+ * sender_take_done. A worker holds at most SENDER_QUEUE jobs: the one it
+ * posts and the next, which it posts as soon as the reply to the first is
+ * in, without waiting for the dispatcher to take that reply. Workers never
+ * touch LMDB. */
 #ifndef COMIO_REPLD_SENDER_H
 #define COMIO_REPLD_SENDER_H
 
@@ -13,6 +16,8 @@
 #include "buf.h"
 #include "conf.h"
 #include "err.h"
+
+#define SENDER_QUEUE 2 /* jobs a worker holds: the one it posts, and the next */
 
 typedef enum {
     SEND_OK = 0,        /* 200 with a reply holding one result per event */
@@ -36,6 +41,7 @@ typedef struct send_job {
     buf_t reply;      /* raw reply; results' error texts point into it */
     uint64_t rtt_us;  /* request round trip */
     unsigned worker;
+    struct send_job *done_next; /* the sender's */
 } send_job_t;
 
 typedef struct sender sender_t;
@@ -45,16 +51,19 @@ typedef struct sender sender_t;
  * Returns 0, CIO_ENOMEM or CIO_ESYS. */
 int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int notify_fd) CIO_MUST_CHECK;
 
-/* Index of an idle worker, or -1. Dispatcher thread only. */
-int sender_idle(sender_t *s);
+/* Index of a worker that can take a job, or -1: an idle worker if there is
+ * one (then *queued is 0), else one posting a job with room for the next
+ * (*queued is 1). Dispatcher thread only. */
+int sender_idle(sender_t *s, int *queued);
 
-/* Number of workers busy with a job. */
+/* Number of jobs given and not yet taken back: posted, queued, or finished
+ * and waiting for sender_take_done. */
 unsigned sender_busy(sender_t *s);
 
-/* Gives `job` to idle worker `w`. */
+/* Gives `job` to worker `w`, which sender_idle has just returned. */
 void sender_submit(sender_t *s, unsigned w, send_job_t *job);
 
-/* Returns a finished job (its worker is idle again) or NULL. */
+/* Returns a finished job, oldest first, or NULL. */
 send_job_t *sender_take_done(sender_t *s);
 
 /* Describes worker w for status: busy (sending) or idle, and its batch's events. */

@@ -13,7 +13,6 @@
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/evp.h>
 #include "batch.h"
 #include "be.h"
 #include "buf.h"
@@ -28,6 +27,8 @@
 
 #define BACKOFF_CAP_MS 60000
 #define BATCH_BYTES_MAX (8u * 1024 * 1024) /* stop adding inline data beyond this */
+#define QUEUED_BYTES_MAX (2u * 1024 * 1024) /* the same for a batch queued behind a worker's current one */
+#define PERSIST_EVERY_MS 10                 /* while batches are in flight, the cursor is persisted at least this often */
 #define PRESIGN_TTL_S 3600
 #define IDLE_POLL_MS 1000                  /* upper bound on a sleep, even with inotify */
 #define NOTIFY_FALLBACK_MS 20              /* without inotify */
@@ -37,7 +38,7 @@ typedef enum { EV_READY, EV_INFLIGHT, EV_DONE, EV_FAILED } ev_state_t;
 
 typedef struct {
     uint64_t seq;
-    char *rec; /* owned copy of the log record */
+    char *rec; /* copy of the log record, in the same allocation as the event */
     size_t rec_len;
     logrec_t r; /* decoded, pointing into rec */
     uint32_t attempts; /* refusals so far */
@@ -45,6 +46,8 @@ typedef struct {
     uint64_t due_ms;   /* monotonic time it may be sent again */
     ev_state_t state;
     int from_retry; /* came from "repl_retry", not from the log */
+    int inl;        /* in the batch being built, with bytes read from the store at inl_off */
+    uint64_t inl_off;
     char error[256];
 } ev_t;
 
@@ -58,6 +61,7 @@ typedef struct {
     batch_enc_t enc;
     ev_t **evs;
     size_t n;
+    size_t cap; /* bytes of encoding beyond which no event is added */
 } batch_t;
 
 
@@ -69,6 +73,10 @@ typedef struct {
     int efd, ifd, sfd;
     ctl_server_t *ctl;
 
+    MDB_txn *snap; /* the dispatcher's read transaction, reset between uses (snap_begin, snap_end) */
+    char *scratch; /* object bytes read for an inline event, before they are copied into a batch */
+    size_t scratch_cap;
+
     evvec_t win;      /* events from the log, in seq order; [0] is the oldest not yet retired */
     evvec_t rq;       /* events put back by --retry-failed */
     uint64_t next_read;
@@ -77,6 +85,7 @@ typedef struct {
     evvec_t retry_done; /* re-driven events acknowledged, to delete from "repl_retry" */
     uint64_t add_acked, add_bytes, add_superseded;
     int64_t last_ok_ms;
+    uint64_t persisted_ms; /* when persist last committed */
 
     uint64_t backoff_ms, backoff_until;
     uint64_t idle_poll_ms; /* the safety poll while idle (IDLE_POLL_MS) */
@@ -121,18 +130,17 @@ static int vec_push(evvec_t *v, ev_t *e)
 
 static void ev_free(ev_t *e)
 {
-    if (e != NULL)
-        free(e->rec);
     free(e);
 }
 
 static ev_t *ev_new(uint64_t seq, const void *rec, size_t len)
 {
-    ev_t *e = calloc(1, sizeof(*e));
-    if (e == NULL || (e->rec = malloc(len ? len : 1)) == NULL) {
-        free(e);
+    /* one allocation: the event, then its record (records are small, LOGREC_MAX at most) */
+    ev_t *e = malloc(sizeof(*e) + (len ? len : 1));
+    if (e == NULL)
         return NULL;
-    }
+    memset(e, 0, sizeof(*e));
+    e->rec = (char *)(e + 1);
     memcpy(e->rec, rec, len);
     e->rec_len = len;
     e->seq = seq;
@@ -155,6 +163,27 @@ static void fail_event(ship_t *s, ev_t *e, const char *error);
 
 /* ---- reading the log ---- */
 
+/* A read transaction on the newest committed state, in *txn until snap_end.
+ * One handle is kept and renewed: no allocation per snapshot. */
+static int snap_begin(ship_t *s, MDB_txn **txn)
+{
+    int rc = s->snap != NULL ? mdb_txn_renew(s->snap) : mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &s->snap);
+    if (rc != 0) {
+        if (s->snap != NULL) {
+            mdb_txn_abort(s->snap);
+            s->snap = NULL;
+        }
+        return meta_err(rc, "mdb_txn_begin");
+    }
+    *txn = s->snap;
+    return 0;
+}
+
+static void snap_end(ship_t *s)
+{
+    mdb_txn_reset(s->snap);
+}
+
 static int fill(ship_t *s)
 {
     size_t max = window_max(s->conf);
@@ -166,8 +195,8 @@ static int fill(ship_t *s)
 
     if (s->win.len >= max && s->rq.len > 0)
         return 0;
-    if ((rc = mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return meta_err(rc, "mdb_txn_begin");
+    if ((ret = snap_begin(s, &txn)) != 0)
+        return ret;
     if (s->win.len < max) {
         if ((rc = mdb_cursor_open(txn, s->meta->replog, &cur)) != 0) {
             ret = meta_err(rc, "mdb_cursor_open(replog)");
@@ -214,55 +243,94 @@ static int fill(ship_t *s)
         mdb_cursor_close(cur);
     }
 done:
-    mdb_txn_abort(txn);
+    snap_end(s);
     return ret;
 }
 
 /* ---- building a batch ---- */
 
-/* Reads the object's bytes for an inline PUT. Returns 0 with *data (malloc'ed),
- * 1 when the object has moved on (overwritten or deleted since the event: a
- * later event carries its state), or an error. */
-static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, char **data)
+/* Reads the bytes of an inline PUT into s->scratch (*data points there until
+ * the next call). Returns 0, 1 when the object has moved on (overwritten or
+ * deleted since the event: a later event carries its state), or an error.
+ *
+ * The bytes are read from the extent that `txn` names; storaged may free and
+ * reuse that extent at any time (its quarantine protects only its own
+ * readers), so they are not trusted until recheck() has seen the object
+ * unchanged in a snapshot taken after the read. */
+static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
 {
     meta_obj_t o;
-    uint8_t md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
     int ret;
 
     *data = NULL;
     ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
-    if (ret == CIO_ENOTFOUND || (ret == 0 && o.version != e->seq))
+    /* an object applied from a primary is not this site's write, whatever its version */
+    if (ret == CIO_ENOTFOUND || (ret == 0 && (o.version != e->seq || o.replicated || o.size != e->r.size)))
         return 1;
     if (ret != 0)
         return ret;
-    if (e->r.size == 0) {
-        *data = malloc(1);
-        return *data != NULL ? 0 : CIO_ENOMEM;
+    if (o.size + 1 > s->scratch_cap) {
+        char *n = realloc(s->scratch, (size_t)o.size + 1);
+        if (n == NULL)
+            return CIO_ENOMEM;
+        s->scratch = n;
+        s->scratch_cap = (size_t)o.size + 1;
     }
-    if ((*data = malloc((size_t)o.size)) == NULL)
-        return CIO_ENOMEM;
     size_t done = 0;
     while (done < o.size) {
-        ssize_t n = pread(s->store_fd, *data + done, (size_t)o.size - done, (off_t)(o.off + done));
+        ssize_t n = pread(s->store_fd, s->scratch + done, (size_t)o.size - done, (off_t)(o.off + done));
         if (n <= 0) {
             if (n < 0 && errno == EINTR)
                 continue;
             log_msg(LOG_LVL_ERROR, "cannot read an object from the data store", "error", n == 0 ? "short read" : strerror(errno),
                     NULL);
-            free(*data);
-            *data = NULL;
             return CIO_EIO;
         }
         done += (size_t)n;
     }
-    /* storaged may have reused the extent since we read the metadata: the ETag tells */
-    if (EVP_Digest(*data, (size_t)o.size, md, &mdlen, EVP_md5(), NULL) != 1 || memcmp(md, e->r.etag, 16) != 0) {
-        free(*data);
-        *data = NULL;
-        return 1;
-    }
+    e->inl = 1;
+    e->inl_off = o.off;
+    *data = s->scratch;
     return 0;
+}
+
+/* Proves that the bytes read for the batch's inline events are those of the
+ * versions they are shipped as, without hashing them: in a snapshot taken
+ * after every read had returned, each object must still hold the event's
+ * version at the same extent. Why that suffices: storaged frees an extent
+ * only in a commit that changes its object's version (overwrite, delete,
+ * purge); it can hand it to another PUT, and write into it, only after that
+ * commit has returned, and so after the commit is visible to any read
+ * transaction begun later. Had a write into the extent begun before our read
+ * returned, this later snapshot would show the object changed or gone.
+ * Version numbers are never reused for a site's own writes, so "same
+ * version" means "same record". (The replica checks every inline body
+ * against its ETag before it applies it: corruption is caught there.)
+ * Returns 0 when all hold; otherwise the number of events that moved on,
+ * marked with inl = -1; or a negative error. */
+static int recheck(ship_t *s, batch_t *b)
+{
+    MDB_txn *txn;
+    int ret, moved = 0;
+
+    if ((ret = snap_begin(s, &txn)) != 0)
+        return ret;
+    for (size_t i = 0; i < b->n; i++) {
+        ev_t *e = b->evs[i];
+        meta_obj_t o;
+        if (e->inl != 1)
+            continue;
+        ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
+        if (ret != 0 && ret != CIO_ENOTFOUND)
+            break;
+        if (ret == CIO_ENOTFOUND || o.version != e->seq || o.replicated || o.off != e->inl_off) {
+            e->inl = -1;
+            moved++;
+        }
+        ret = 0;
+    }
+    snap_end(s);
+    return ret != 0 ? ret : moved;
 }
 
 static void retire_superseded(ship_t *s, ev_t *e)
@@ -274,26 +342,25 @@ static void retire_superseded(ship_t *s, ev_t *e)
 }
 
 /* Fills one batch with ready events; returns the number added. */
-static size_t build(ship_t *s, batch_t *b, uint64_t now)
+static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
 {
     evvec_t *lists[2] = {&s->rq, &s->win};
     MDB_txn *txn = NULL;
-    int rc;
 
-    if ((rc = mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        meta_err(rc, "mdb_txn_begin");
+    if (snap_begin(s, &txn) != 0)
         return 0;
-    }
     for (int l = 0; l < 2; l++) {
         evvec_t *v = lists[l];
-        for (size_t i = 0; i < v->len && b->n < s->conf->batch_size && b->enc.sb.size < BATCH_BYTES_MAX; i++) {
+        for (size_t i = 0; i < v->len && b->n < s->conf->batch_size && b->enc.sb.size < b->cap; i++) {
             ev_t *e = v->v[i];
-            char *data = NULL, url[BATCH_URL_MAX];
+            const char *data = NULL;
+            char url[BATCH_URL_MAX];
             int ret = 0, inl = 0;
 
             if (e->state != EV_READY || e->due_ms > now)
                 continue;
             url[0] = '\0';
+            e->inl = 0;
             if (e->r.op == LOGREC_PUT) {
                 if (e->r.size < s->conf->inline_threshold) {
                     ret = read_inline(s, txn, e, &data);
@@ -313,6 +380,11 @@ static size_t build(ship_t *s, batch_t *b, uint64_t now)
                     retire_superseded(s, e);
                     continue;
                 }
+                if (ret == CIO_ETOOBIG && !inl) {
+                    /* the URL will never fit (conf caps public_url, so this is a safety net): do not loop on it */
+                    fail_event(s, e, "the presigned URL is longer than a batch allows: shorten server.public_url");
+                    continue;
+                }
                 if (ret != 0) {
                     log_msg(LOG_LVL_WARN, "cannot prepare an event; will try again", "error", cio_strerror(ret), NULL);
                     e->due_ms = now + s->conf->retry_delay_ms;
@@ -321,7 +393,6 @@ static size_t build(ship_t *s, batch_t *b, uint64_t now)
             }
             ret = batch_enc_add(&b->enc, e->rec, e->rec_len, inl, data, inl ? (size_t)e->r.size : 0, inl ? NULL : (url[0] ? url : NULL),
                                 inl ? 0 : strlen(url));
-            free(data);
             if (ret == CIO_EINVAL) {
                 /* an event the replica would refuse: keep it in the failed table, do not loop on it */
                 fail_event(s, e, "the log record cannot be encoded into a batch");
@@ -333,18 +404,69 @@ static size_t build(ship_t *s, batch_t *b, uint64_t now)
             b->evs[b->n++] = e;
         }
     }
-    mdb_txn_abort(txn);
+    snap_end(s);
     return b->n;
+}
+
+/* Fills one batch and proves its inline bytes (recheck). When an object moved
+ * on while it was read, its event is retired as superseded and the batch is
+ * built again without it: rare, and bounded, since each pass retires one. */
+static size_t build(ship_t *s, batch_t *b, uint64_t now)
+{
+    for (;;) {
+        int moved;
+        if (build_once(s, b, now) == 0 || (moved = recheck(s, b)) == 0)
+            return b->n;
+        for (size_t i = 0; i < b->n; i++) {
+            ev_t *e = b->evs[i];
+            e->state = EV_READY;
+            if (e->inl == -1)
+                retire_superseded(s, e);
+        }
+        b->n = 0;
+        batch_enc_free(&b->enc); /* freed twice by the caller is harmless */
+        if (moved < 0) {
+            /* cannot check now: nothing is sent, the events stay ready */
+            log_msg(LOG_LVL_WARN, "cannot prepare a batch; will try again", "error", cio_strerror(moved), NULL);
+            return 0;
+        }
+        if (batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0)
+            return 0;
+    }
+}
+
+/* Whether the ready events fill a batch of `cap` bytes. */
+static int ready_full(ship_t *s, uint64_t now, size_t cap)
+{
+    evvec_t *lists[2] = {&s->rq, &s->win};
+    size_t n = 0, bytes = 0;
+    for (int l = 0; l < 2; l++)
+        for (size_t i = 0; i < lists[l]->len; i++) {
+            ev_t *e = lists[l]->v[i];
+            if (e->state != EV_READY || e->due_ms > now)
+                continue;
+            bytes += e->rec_len + (e->r.op == LOGREC_PUT && e->r.size < s->conf->inline_threshold ? (size_t)e->r.size : 0);
+            if (++n >= s->conf->batch_size || bytes >= cap)
+                return 1;
+        }
+    return 0;
 }
 
 static void dispatch(ship_t *s)
 {
     uint64_t now = mono_ms();
-    int w;
+    int w, queued;
 
     if (now < s->backoff_until)
         return;
-    while ((w = sender_idle(s->sender)) >= 0) {
+    while ((w = sender_idle(s->sender, &queued)) >= 0) {
+        /* A batch queued behind a worker's current one goes out the moment the
+         * reply comes in, with no round through this thread: B never waits
+         * for us. It is smaller in bytes (memory), and only a full one is
+         * queued: otherwise events gather, as they do when every worker is busy. */
+        size_t cap = queued ? QUEUED_BYTES_MAX : BATCH_BYTES_MAX;
+        if (queued && !ready_full(s, now, cap))
+            return;
         batch_t *b = calloc(1, sizeof(*b));
         if (b == NULL || (b->evs = calloc(s->conf->batch_size, sizeof(*b->evs))) == NULL ||
             batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0) {
@@ -353,6 +475,7 @@ static void dispatch(ship_t *s)
             free(b);
             return;
         }
+        b->cap = cap;
         const char *body;
         size_t len;
         if (build(s, b, now) == 0 || batch_enc_finish(&b->enc, &body, &len) != 0 ||
@@ -511,8 +634,10 @@ static void complete(ship_t *s, send_job_t *job)
 
 /* Writes failures, re-drive acknowledgements, the new cursor, the trimming of
  * shipped records and the counters in one transaction; only then are the
- * retired events dropped from memory. */
-static int persist(ship_t *s)
+ * retired events dropped from memory. Unless `now` is set, and while there
+ * is nothing to record as failed, it waits for PERSIST_EVERY_MS or a quarter
+ * of the window to be retired: one commit for many batches. */
+static int persist(ship_t *s, int now)
 {
     size_t n = 0;
     uint64_t cursor = s->cursor;
@@ -527,6 +652,8 @@ static int persist(ship_t *s)
         cursor = s->win.v[n++]->seq;
     }
     if (cursor == s->cursor && s->to_fail.len == 0 && s->retry_done.len == 0 && s->add_acked == 0 && s->add_superseded == 0)
+        return 0;
+    if (!now && s->to_fail.len == 0 && n < window_max(s->conf) / 4 && mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
         return 0;
     if ((rc = mdb_txn_begin(s->meta->env, NULL, 0, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin");
@@ -603,6 +730,7 @@ static int persist(ship_t *s)
     }
     s->cursor = cursor;
     s->add_acked = s->add_bytes = s->add_superseded = 0;
+    s->persisted_ms = mono_ms();
     return 0;
 }
 
@@ -676,9 +804,13 @@ static int next_wait_ms(ship_t *s)
     evvec_t *lists[2] = {&s->rq, &s->win};
     if (s->backoff_until > now && s->backoff_until < wake)
         wake = s->backoff_until;
+    /* a persist put off while batches are in flight (persist) */
+    if ((s->add_acked > 0 || s->add_superseded > 0 || s->retry_done.len > 0) && s->persisted_ms + PERSIST_EVERY_MS < wake)
+        wake = s->persisted_ms + PERSIST_EVERY_MS > now ? s->persisted_ms + PERSIST_EVERY_MS : now;
     /* with every worker busy, ready events must wait for a completion (the
      * eventfd wakes us): their due times would only make poll() spin */
-    if (s->backoff_until <= now && sender_idle(s->sender) >= 0)
+    int queued;
+    if (s->backoff_until <= now && sender_idle(s->sender, &queued) >= 0 && !queued)
         for (int l = 0; l < 2; l++)
             for (size_t i = 0; i < lists[l]->len; i++) {
                 ev_t *e = lists[l]->v[i];
@@ -740,7 +872,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
         send_job_t *job;
         while ((job = sender_take_done(s.sender)) != NULL)
             complete(&s, job);
-        if ((ret = persist(&s)) != 0)
+        if ((ret = persist(&s, stopping || sender_busy(s.sender) == 0)) != 0)
             log_msg(LOG_LVL_ERROR, "cannot persist the replication cursor; will retry", "error", cio_strerror(ret), NULL);
         if (stopping) {
             if (sender_busy(s.sender) == 0 || mono_ms() >= stop_deadline)
@@ -779,7 +911,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
             }
         }
     }
-    ret = persist(&s);
+    ret = persist(&s, 1);
     ctl_stop(s.ctl);
     sender_stop(s.sender);
     {
@@ -793,6 +925,9 @@ int ship_run(const conf_t *conf, meta_t *meta)
     for (size_t i = 0; i < s.rq.len; i++)
         if (s.rq.v[i]->state != EV_INFLIGHT)
             ev_free(s.rq.v[i]);
+    if (s.snap != NULL)
+        mdb_txn_abort(s.snap);
+    free(s.scratch);
     free(s.win.v);
     free(s.rq.v);
     free(s.to_fail.v);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include "commit.h"
@@ -61,6 +62,7 @@ struct commit {
     pthread_t fetch_threads[FETCHERS];
 
     uint64_t tomb_ttl_ms; /* atomic; 0: keep tombstones */
+    EVP_MD *md5;          /* fetched once: EVP_md5() would look the implementation up at every digest */
 
     pthread_mutex_t rd_mu; /* readers */
     uint64_t epoch;
@@ -459,20 +461,81 @@ static void item_log(const commit_item_t *it, log_level_t lvl, const char *msg)
     log_msg(lvl, msg, "op", logrec_op_name(it->op), "bucket", it->bucket, "key", key, "version", ver, "error", it->error, NULL);
 }
 
+/* What one job's pass over its items (one call, one transaction) remembers:
+ * the purge version and the record of the bucket it saw last (consecutive
+ * events mostly share a bucket), and the changes to the "objects" and
+ * "bytes" counters. The record's changes and the counters are written by
+ * apply_cache_flush, before anything else may read them. */
+typedef struct {
+    const char *bucket; /* NULL: nothing cached */
+    size_t blen;
+    uint64_t purge;
+    int have_bk, bk_dirty;
+    meta_bucket_t bk;
+    int64_t objects, bytes;
+} apply_cache_t;
+
+static int apply_cache_flush(commit_t *c, MDB_txn *txn, apply_cache_t *ac)
+{
+    int ret;
+    if (ac->bk_dirty && (ret = meta_bucket_put(c->meta, txn, ac->bucket, ac->blen, &ac->bk)) != 0)
+        return ret;
+    if (ac->objects != 0 && (ret = meta_state_add(c->meta, txn, "objects", ac->objects)) != 0)
+        return ret;
+    if (ac->bytes != 0 && (ret = meta_state_add(c->meta, txn, "bytes", ac->bytes)) != 0)
+        return ret;
+    memset(ac, 0, sizeof(*ac));
+    return 0;
+}
+
+/* The item's bucket becomes the cached one. */
+static int apply_cache_bucket(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const commit_item_t *it)
+{
+    int ret;
+    if (ac->bucket != NULL && ac->blen == it->blen && memcmp(ac->bucket, it->bucket, it->blen) == 0)
+        return 0;
+    if ((ret = apply_cache_flush(c, txn, ac)) != 0 || (ret = meta_purge_get(c->meta, txn, it->bucket, it->blen, &ac->purge)) != 0)
+        return ret;
+    ac->bucket = it->bucket;
+    ac->blen = it->blen;
+    return 0;
+}
+
+/* The cached bucket's record, created (in memory) when missing and `create`. */
+static int apply_cache_bk(commit_t *c, MDB_txn *txn, apply_cache_t *ac, int create, meta_bucket_t **bk)
+{
+    int created, ret;
+    if (!ac->have_bk) {
+        created = 0;
+        ret = create ? bucket_load_or_create(c, txn, ac->bucket, ac->blen, &ac->bk, &created)
+                     : meta_bucket_get(c->meta, txn, ac->bucket, ac->blen, &ac->bk);
+        if (ret != 0)
+            return ret;
+        ac->have_bk = 1;
+        ac->bk_dirty = created;
+    }
+    *bk = &ac->bk;
+    return 0;
+}
+
 /* What the replica knows of the item's key: the highest of the version of
  * the object applied here, its tombstone's and its bucket's purge version (a
  * PURGE looks at the purge version only). An object written locally does not
  * count: its version is this site's, not comparable to the primary's, and
  * the primary's writes win over it. *had_old tells whether `old` holds the
- * object, applied or local. */
-static int known_version(commit_t *c, MDB_txn *txn, const commit_item_t *it, uint64_t *known, meta_obj_t *old, int *had_old)
+ * object, applied or local; *had_tomb whether the key has a tombstone. */
+static int known_version(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const commit_item_t *it, uint64_t *known, meta_obj_t *old,
+                         int *had_old, int *had_tomb)
 {
     meta_tomb_t t;
     int ret;
 
-    *had_old = 0;
-    if ((ret = meta_purge_get(c->meta, txn, it->bucket, it->blen, known)) != 0 || it->op == LOGREC_PURGE)
+    *had_old = *had_tomb = 0;
+    if ((ret = apply_cache_bucket(c, txn, ac, it)) != 0)
         return ret;
+    *known = ac->purge;
+    if (it->op == LOGREC_PURGE)
+        return 0;
     ret = meta_obj_get(c->meta, txn, it->bucket, it->blen, it->key, it->klen, old);
     if (ret == 0) {
         *had_old = 1;
@@ -482,8 +545,11 @@ static int known_version(commit_t *c, MDB_txn *txn, const commit_item_t *it, uin
         return ret;
     }
     ret = meta_tomb_get(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &t);
-    if (ret == 0 && t.version > *known)
-        *known = t.version;
+    if (ret == 0) {
+        *had_tomb = 1;
+        if (t.version > *known)
+            *known = t.version;
+    }
     return ret == CIO_ENOTFOUND ? 0 : ret;
 }
 
@@ -499,26 +565,35 @@ static int item_stale(commit_item_t *it, uint64_t known)
     return 1;
 }
 
-/* Step 1: extents for the PUTs not already stale. Only fatal errors are
- * returned; an item that cannot have its extent (507) fails alone. */
+/* Step 1: extents for the PUTs not already stale. They are cut from one
+ * extent for the whole job when the free map has one that large (j->ext,
+ * marked pending as a whole: one allocation, one pending record, where a
+ * batch of small objects would otherwise take one of each per object), else
+ * taken one by one. Only fatal errors are returned; an item that cannot have
+ * its extent (507) fails alone. */
 static int apply_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     uint8_t empty_md5[16];
+    apply_cache_t ac;
+    uint64_t want = 0;
+    size_t nwant = 0;
     int ret;
 
+    memset(&ac, 0, sizeof(ac));
     j->apply_io = 0;
+    j->ext = (alloc_extent_t){0, 0};
     EVP_Digest("", 0, empty_md5, NULL, EVP_md5(), NULL);
     for (size_t i = 0; i < j->nitems; i++) {
         commit_item_t *it = &j->items[i];
         uint64_t known;
         meta_obj_t old;
-        int had_old;
+        int had_old, had_tomb;
 
         it->job = j;
         it->ext = (alloc_extent_t){0, 0};
         if (it->final || it->op != LOGREC_PUT)
             continue;
-        if ((ret = known_version(c, txn, it, &known, &old, &had_old)) != 0)
+        if ((ret = known_version(c, txn, &ac, it, &known, &old, &had_old, &had_tomb)) != 0)
             return ret;
         if (item_stale(it, known))
             continue;
@@ -527,6 +602,40 @@ static int apply_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
                 item_set(it, BATCH_PERMANENT, 400, "an empty object whose ETag is not the MD5 of nothing");
             continue; /* nothing to write: finished in step 3 */
         }
+        if (want < UINT64_MAX / 4 && it->size < UINT64_MAX / 4)
+            want += alloc_round(it->size);
+        else
+            want = UINT64_MAX; /* no run: one by one */
+        nwant++;
+    }
+    /* nothing written in this pass: ac needs no flush */
+    if (nwant == 0)
+        return 0;
+    if (nwant > 1 && want < UINT64_MAX / 4) {
+        ret = alloc_alloc(&c->meta->alloc, txn, want, &j->ext);
+        if (ret == 0) {
+            uint64_t off = j->ext.off;
+            if ((ret = meta_pending_add(c->meta, txn, j->ext)) != 0)
+                return ret;
+            for (size_t i = 0; i < j->nitems; i++) {
+                commit_item_t *it = &j->items[i];
+                if (it->final || it->op != LOGREC_PUT || it->size == 0)
+                    continue;
+                it->ext = (alloc_extent_t){off, alloc_round(it->size)};
+                off += it->ext.len;
+            }
+            j->apply_io = 1;
+            return 0;
+        }
+        j->ext = (alloc_extent_t){0, 0};
+        if (fatal(ret))
+            return ret;
+        /* no free extent that large: one by one below */
+    }
+    for (size_t i = 0; i < j->nitems; i++) {
+        commit_item_t *it = &j->items[i];
+        if (it->final || it->op != LOGREC_PUT || it->size == 0)
+            continue;
         ret = alloc_alloc(&c->meta->alloc, txn, it->size, &it->ext);
         if (ret == 0 && (ret = meta_pending_add(c->meta, txn, it->ext)) != 0)
             return ret; /* the allocation is in txn: only a failed round undoes it */
@@ -567,21 +676,21 @@ static int apply_purge_pick(void *ctx, const meta_obj_t *o)
 /* Step 3 for one item that is still undecided: staleness again (another
  * batch may have applied a newer version since step 1), then the change.
  * Only fatal errors are returned. */
-static int apply_item(commit_t *c, MDB_txn *txn, commit_item_t *it)
+static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_t *it)
 {
-    meta_bucket_t bk;
+    meta_bucket_t *bk;
     meta_obj_t o, old;
     meta_tomb_t tomb;
     uint64_t known;
-    int ret, had_old, created;
+    int ret, had_old, had_tomb;
 
-    if ((ret = known_version(c, txn, it, &known, &old, &had_old)) != 0)
+    if ((ret = known_version(c, txn, ac, it, &known, &old, &had_old, &had_tomb)) != 0)
         return ret;
     if (item_stale(it, known))
         return 0;
     switch (it->op) {
     case LOGREC_PUT:
-        if ((ret = bucket_load_or_create(c, txn, it->bucket, it->blen, &bk, &created)) != 0)
+        if ((ret = apply_cache_bk(c, txn, ac, 1, &bk)) != 0)
             return ret;
         memset(&o, 0, sizeof(o));
         o.version = it->version;
@@ -593,36 +702,36 @@ static int apply_item(commit_t *c, MDB_txn *txn, commit_item_t *it)
         o.ctype_len = (uint16_t)it->ctype_len;
         memcpy(o.ctype, it->ctype, it->ctype_len);
         o.replicated = 1;
+        /* an extent cut from the job's run is not pending on its own (finish_apply) */
         if ((ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &o)) != 0 ||
-            (ret = meta_pending_del(c->meta, txn, it->ext)) != 0 ||
-            (ret = meta_tomb_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0)
+            (it->job->ext.len == 0 && (ret = meta_pending_del(c->meta, txn, it->ext)) != 0) ||
+            (had_tomb && (ret = meta_tomb_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0))
             return ret;
         if (had_old) {
             if ((ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
                 return ret;
-            bk.objects--;
-            bk.bytes -= old.size;
+            bk->objects--;
+            bk->bytes -= old.size;
         }
-        bk.objects++;
-        bk.bytes += it->size;
-        if ((ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &bk)) != 0 ||
-            (ret = meta_state_add(c->meta, txn, "objects", had_old ? 0 : 1)) != 0 ||
-            (ret = meta_state_add(c->meta, txn, "bytes", (int64_t)it->size - (had_old ? (int64_t)old.size : 0))) != 0)
-            return ret;
+        bk->objects++;
+        bk->bytes += it->size;
+        ac->bk_dirty = 1;
+        ac->objects += had_old ? 0 : 1;
+        ac->bytes += (int64_t)it->size - (had_old ? (int64_t)old.size : 0);
         break;
     case LOGREC_DELETE:
         /* the tombstone is written even when there is nothing to delete: it
          * is what stops an older PUT arriving later */
         if (had_old) {
-            if ((ret = meta_bucket_get(c->meta, txn, it->bucket, it->blen, &bk)) != 0)
+            if ((ret = apply_cache_bk(c, txn, ac, 0, &bk)) != 0)
                 return ret == CIO_ENOTFOUND ? CIO_EPROTO : ret;
-            bk.objects--;
-            bk.bytes -= old.size;
+            bk->objects--;
+            bk->bytes -= old.size;
+            ac->bk_dirty = 1;
+            ac->objects -= 1;
+            ac->bytes -= (int64_t)old.size;
             if ((ret = meta_obj_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0 ||
-                (ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
-                (ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &bk)) != 0 ||
-                (ret = meta_state_add(c->meta, txn, "objects", -1)) != 0 ||
-                (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)old.size)) != 0)
+                (ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
                 return ret;
         }
         tomb.version = it->version;
@@ -633,16 +742,20 @@ static int apply_item(commit_t *c, MDB_txn *txn, commit_item_t *it)
     case LOGREC_PURGE: {
         /* objects written after the purge on the primary (a higher version) stay */
         apply_purge_ctx_t p = {c, txn, it->version, 0, 0};
+        meta_bucket_t pbk;
+        /* the purge reads and writes the bucket itself: what is cached goes first, and is forgotten */
+        if ((ret = apply_cache_flush(c, txn, ac)) != 0)
+            return ret;
         if ((ret = meta_purge_put(c->meta, txn, it->bucket, it->blen, it->version)) != 0 ||
             (ret = meta_obj_del_if(c->meta, txn, it->bucket, it->blen, apply_purge_pick, &p)) != 0 ||
             (ret = meta_tomb_del_older(c->meta, txn, it->bucket, it->blen, it->version)) != 0)
             return ret;
         if (p.count > 0) {
-            if ((ret = meta_bucket_get(c->meta, txn, it->bucket, it->blen, &bk)) != 0)
+            if ((ret = meta_bucket_get(c->meta, txn, it->bucket, it->blen, &pbk)) != 0)
                 return ret == CIO_ENOTFOUND ? CIO_EPROTO : ret;
-            bk.objects -= p.count;
-            bk.bytes -= p.bytes;
-            if ((ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &bk)) != 0 ||
+            pbk.objects -= p.count;
+            pbk.bytes -= p.bytes;
+            if ((ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &pbk)) != 0 ||
                 (ret = meta_state_add(c->meta, txn, "objects", -(int64_t)p.count)) != 0 ||
                 (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)p.bytes)) != 0)
                 return ret;
@@ -656,26 +769,34 @@ static int apply_item(commit_t *c, MDB_txn *txn, commit_item_t *it)
 
 /* Step 3 for the whole batch, in batch order, in the caller's transaction.
  * The extents of items that end up skipped or failed are freed (they are
- * pending since step 1). Only fatal errors are returned; the caller's round
- * then fails and every extent of the job is freed by a later round. */
+ * pending since step 1; those cut from the job's run are marked pending on
+ * their own here, as the run's mark goes). Only fatal errors are returned;
+ * the caller's round then fails and every extent of the job is freed by a
+ * later round. */
 static int finish_apply(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     uint64_t n[4] = {0, 0, 0, 0};
+    apply_cache_t ac;
     int ret;
 
+    memset(&ac, 0, sizeof(ac));
+    if ((ret = meta_pending_del(c->meta, txn, j->ext)) != 0)
+        return ret;
     for (size_t i = 0; i < j->nitems; i++) {
         commit_item_t *it = &j->items[i];
         if (!it->final && j->result != 0)
             item_fail(it, j->result); /* the data sync failed: nothing of it is durable */
-        if (!it->final && (ret = apply_item(c, txn, it)) != 0)
+        if (!it->final && (ret = apply_item(c, txn, &ac, it)) != 0)
             return ret;
-        if (it->result != BATCH_APPLIED && it->ext.len > 0 && (ret = quarantine_track(c, it->ext, UINT64_MAX)) != 0)
+        if (it->result != BATCH_APPLIED && it->ext.len > 0 &&
+            (ret = j->ext.len > 0 ? quarantine_add(c, txn, it->ext) : quarantine_track(c, it->ext, UINT64_MAX)) != 0)
             return ret;
         if (it->result == BATCH_PERMANENT)
             item_log(it, LOG_LVL_WARN, "replicated event refused for good");
         n[it->result]++;
     }
-    if ((ret = meta_state_add(c->meta, txn, "apply_applied", (int64_t)n[BATCH_APPLIED])) != 0 ||
+    if ((ret = apply_cache_flush(c, txn, &ac)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, "apply_applied", (int64_t)n[BATCH_APPLIED])) != 0 ||
         (ret = meta_state_add(c->meta, txn, "apply_skipped", (int64_t)n[BATCH_SKIPPED])) != 0 ||
         (ret = meta_state_add(c->meta, txn, "apply_failed", (int64_t)(n[BATCH_RETRY] + n[BATCH_PERMANENT]))) != 0 ||
         (ret = meta_state_add(c->meta, txn, "apply_permanent", (int64_t)n[BATCH_PERMANENT])) != 0)
@@ -686,6 +807,12 @@ static int finish_apply(commit_t *c, MDB_txn *txn, commit_job_t *j)
 /* A failed round undid the job's step 3, not its step 1: free its extents later. */
 static void apply_release_extents(commit_t *c, commit_job_t *j)
 {
+    if (j->ext.len > 0) {
+        /* the run is pending as a whole: its items' extents are parts of it */
+        if (quarantine_track(c, j->ext, 0) != 0)
+            log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
+        return;
+    }
     for (size_t i = 0; i < j->nitems; i++)
         if (j->items[i].ext.len > 0 && quarantine_track(c, j->items[i].ext, 0) != 0)
             log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
@@ -989,16 +1116,73 @@ static void fetch_job_done(commit_t *c, commit_job_t *j)
  * the fetchers. Returns 1 when it did (the job is theirs now: the caller must
  * not touch it), 0 when the job goes back to the committer with the caller's
  * batch; *wrote tells whether a sync is needed. */
+#define WRITE_RUN_MAX 256 /* items per pwritev: two iovecs each, well under IOV_MAX */
+
+/* Writes the inline bodies of items run[0..n), whose extents follow each
+ * other in the store, with one pwritev (the tail of each extent that its
+ * body does not fill is written with zeros, so the bytes are contiguous):
+ * one system call where there would be one per object. An item of a batch
+ * has adjacent extents when they were cut from the job's run (apply_allocate). */
+static int write_run(commit_t *c, commit_item_t **run, size_t n)
+{
+    static const char zeros[ALLOC_BLOCK];
+    struct iovec iov[2 * WRITE_RUN_MAX], *v = iov;
+    int cnt = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        iov[cnt++] = (struct iovec){(void *)run[i]->data, (size_t)run[i]->size};
+        if (i + 1 < n && run[i]->ext.len > run[i]->size)
+            iov[cnt++] = (struct iovec){(void *)zeros, (size_t)(run[i]->ext.len - run[i]->size)};
+    }
+    uint64_t off = run[0]->ext.off;
+    while (cnt > 0) {
+        ssize_t w = pwritev(c->store->fd, v, cnt, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            log_msg(LOG_LVL_ERROR, "pwritev failed", "path", c->store->path, "error", strerror(errno), NULL);
+            return CIO_EIO;
+        }
+        off += (uint64_t)w;
+        while (cnt > 0 && (size_t)w >= v->iov_len) {
+            w -= (ssize_t)v->iov_len;
+            v++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            v->iov_base = (char *)v->iov_base + w;
+            v->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+/* Writes the run and records the outcome in its items; empties it. */
+static void flush_run(commit_t *c, commit_item_t **run, size_t *n, int *wrote)
+{
+    int ret;
+    if (*n == 0)
+        return;
+    if ((ret = write_run(c, run, *n)) != 0) {
+        for (size_t i = 0; i < *n; i++)
+            item_fail(run[i], ret);
+    } else {
+        *wrote = 1;
+    }
+    *n = 0;
+}
+
 static int io_apply(commit_t *c, commit_job_t *j, int *wrote)
 {
     commit_item_t *head = NULL, **tail = &head;
-    size_t nfetch = 0;
+    commit_item_t *run[WRITE_RUN_MAX];
+    size_t nfetch = 0, nrun = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new(); /* NULL: every inline item fails with a retry */
 
     *wrote = 0;
     for (size_t i = 0; i < j->nitems; i++) {
         commit_item_t *it = &j->items[i];
         uint8_t md[16];
-        int ret;
         if (it->final || it->ext.len == 0)
             continue;
         if (it->url != NULL) {
@@ -1012,17 +1196,21 @@ static int io_apply(commit_t *c, commit_job_t *j, int *wrote)
             continue;
         }
         /* the MD5 is checked here, off the event loops */
-        if (EVP_Digest(it->data, (size_t)it->size, md, NULL, EVP_md5(), NULL) != 1) {
+        if (ctx == NULL || EVP_DigestInit_ex2(ctx, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1 ||
+            EVP_DigestUpdate(ctx, it->data, (size_t)it->size) != 1 || EVP_DigestFinal_ex(ctx, md, NULL) != 1) {
             item_fail(it, CIO_ENOMEM);
         } else if (CRYPTO_memcmp(md, it->etag, 16) != 0) {
             item_set(it, BATCH_PERMANENT, 400, "the inline data does not match the record's ETag");
-        } else if ((ret = store_write(c->store, it->ext.off, it->data, (size_t)it->size)) != 0) {
-            item_fail(it, ret);
         } else {
-            *wrote = 1;
+            const commit_item_t *last = nrun > 0 ? run[nrun - 1] : NULL;
+            if (last != NULL && (nrun == WRITE_RUN_MAX || last->ext.off + last->ext.len != it->ext.off))
+                flush_run(c, run, &nrun, wrote);
+            run[nrun++] = it;
         }
     }
+    flush_run(c, run, &nrun, wrote);
     *tail = NULL;
+    EVP_MD_CTX_free(ctx);
     pthread_mutex_lock(&c->io_mu);
     j->body_busy = 0;
     pthread_cond_broadcast(&c->body_cv);
@@ -1222,6 +1410,7 @@ int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int
     pthread_mutex_init(&c->fetch_mu, NULL);
     pthread_cond_init(&c->fetch_cv, NULL);
     c->fetch_tail = &c->fetch_head;
+    c->md5 = EVP_MD_fetch(NULL, "MD5", NULL); /* NULL: EVP_md5() is used */
     if (fetch_global_init() != 0) {
         log_msg(LOG_LVL_ERROR, "cannot initialise libcurl", NULL);
         return CIO_ENOMEM; /* the process exits on this error */
@@ -1270,6 +1459,7 @@ void commit_stop(commit_t *c)
     pthread_mutex_unlock(&c->fetch_mu);
     for (unsigned i = 0; i < c->nfetch; i++)
         pthread_join(c->fetch_threads[i], NULL);
+    EVP_MD_free(c->md5);
     free(c->io_threads);
     free(c->readers);
     free(c->q);
