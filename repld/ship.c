@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <time.h>
@@ -89,6 +92,9 @@ typedef struct {
 
     uint64_t backoff_ms, backoff_until;
     uint64_t idle_poll_ms; /* the safety poll while idle (IDLE_POLL_MS) */
+    uint64_t next_unmap_ms; /* drop_mapped_pages() */
+    void *map_addr;         /* LMDB's map of data.mdb (find_map), NULL if unknown */
+    size_t map_len;
     int remote_state; /* 0 unknown, 1 up, 2 backing off */
     char remote_error[512];
     char remote_error_copy[512]; /* control thread only */
@@ -771,6 +777,52 @@ static int on_ctl(void *ctx, const char *cmd, buf_t *out)
 
 /* ---- the loop ---- */
 
+/* repld reads the log through LMDB's map, so every page of a drained backlog
+ * would stay in its RSS (shared page cache, but counted as its memory by ps
+ * and top). Dropping the mapping's pages now and then keeps the RSS to what
+ * repld uses; the pages it still needs fault back in from the page cache. */
+#define UNMAP_INTERVAL_MS 200
+
+/* Finds LMDB's mapping of data.mdb in /proc/self/maps (mdb_env_info gives
+ * its address only for MDB_FIXEDMAP). Leaves map_addr NULL if not found. */
+static void find_map(ship_t *s)
+{
+    struct stat st;
+    char line[4608];
+    int fd;
+    FILE *fp;
+
+    if (mdb_env_get_fd(s->meta->env, &fd) != 0 || fstat(fd, &st) != 0 || (fp = fopen("/proc/self/maps", "re")) == NULL)
+        return;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        unsigned long lo, hi, ino;
+        unsigned maj, mnr;
+        if (sscanf(line, "%lx-%lx %*s %*s %x:%x %lu", &lo, &hi, &maj, &mnr, &ino) == 5 && ino == (unsigned long)st.st_ino &&
+            makedev(maj, mnr) == st.st_dev && (s->map_addr == NULL || hi - lo > s->map_len)) {
+            s->map_addr = (void *)lo;
+            s->map_len = hi - lo;
+        }
+    }
+    fclose(fp);
+}
+
+static void drop_mapped_pages(ship_t *s)
+{
+    MDB_envinfo info;
+    uint64_t now = mono_ms();
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (s->map_addr == NULL || now < s->next_unmap_ms || page <= 0)
+        return;
+    s->next_unmap_ms = now + UNMAP_INTERVAL_MS;
+    if (mdb_env_info(s->meta->env, &info) != 0)
+        return;
+    size_t len = (info.me_last_pgno + 1) * (size_t)page;
+    if (len > s->map_len)
+        len = s->map_len;
+    madvise(s->map_addr, len, MADV_DONTNEED); /* advice: nothing to do if it fails */
+}
+
 static int setup_fds(ship_t *s, sigset_t *sigs)
 {
     char path[4200];
@@ -866,6 +918,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
         log_msg(LOG_LVL_INFO, "repld shipping", "remote", conf->remote_url, "cursor", cur, "workers", w, "meta", conf->meta_path,
                 NULL);
     }
+    find_map(&s);
     notify_send("READY=1");
 
     for (;;) {
@@ -874,6 +927,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
             complete(&s, job);
         if ((ret = persist(&s, stopping || sender_busy(s.sender) == 0)) != 0)
             log_msg(LOG_LVL_ERROR, "cannot persist the replication cursor; will retry", "error", cio_strerror(ret), NULL);
+        drop_mapped_pages(&s);
         if (stopping) {
             if (sender_busy(s.sender) == 0 || mono_ms() >= stop_deadline)
                 break;
