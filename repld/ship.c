@@ -781,7 +781,7 @@ static int on_ctl(void *ctx, const char *cmd, buf_t *out)
  * would stay in its RSS (shared page cache, but counted as its memory by ps
  * and top). Dropping the mapping's pages now and then keeps the RSS to what
  * repld uses; the pages it still needs fault back in from the page cache. */
-#define UNMAP_INTERVAL_MS 200
+#define UNMAP_INTERVAL_MS 50
 
 /* Finds LMDB's mapping of data.mdb in /proc/self/maps (mdb_env_info gives
  * its address only for MDB_FIXEDMAP). Leaves map_addr NULL if not found. */
