@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include "diff.h"
 #include "http.h"
+#include "opts.h"
 #include "json.h"
 #include "units.h"
 
@@ -92,26 +93,6 @@ static void usage(FILE *out)
                  "  --page-size N         keys per listing request, 1 to 1000 (default 1000)\n"
                  "\n"
                  "exit status: 0 no differences; 1 differences; 2 usage; 3 a site could not be listed.\n");
-}
-
-/* Matches argv[*i] against "--name VALUE" or "--name=VALUE"; see status.c. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *val = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "comio diff: %s needs a value\n", name);
-        return -1;
-    }
-    *val = argv[++*i];
-    return 1;
 }
 
 static int parse_count(const char *s, uint64_t max, uint64_t *out)
@@ -596,7 +577,7 @@ int diff_main(int argc, char **argv)
         const char **vals[] = {&source,    &target,     &bucket,        &limit_arg,     &page_arg, &timeout_arg,
                                &token_arg, &token_file, &src_token_arg, &tgt_token_arg, &ca_file};
         for (size_t j = 0; k == 0 && j < sizeof(names) / sizeof(names[0]); j++)
-            k = opt_value(argc, argv, &i, names[j], vals[j]);
+            k = cli_opt_value(argc, argv, &i, "diff", names[j], vals[j]);
         if (k < 0)
             return EXIT_USAGE;
         if (k == 0) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <curl/curl.h>
 #include "http.h"
+#include "opts.h"
 #include "json.h"
 #include "status.h"
 #include "units.h"
@@ -46,28 +47,6 @@ static void usage(FILE *out)
                  "\n"
                  "exit status: 0 ok; 1 a problem worth an alert (failed events, repld down, replica not\n"
                  "answering, lag over --max-lag); 2 usage; 3 the status could not be had.\n");
-}
-
-/* Matches argv[*i] against "--name VALUE" or "--name=VALUE". Returns 1 with
- * *val set (and *i moved past a separate value), 0 when it is another
- * option, -1 when the value is missing. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *val = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "comio status: %s needs a value\n", name);
-        return -1;
-    }
-    *val = argv[++*i];
-    return 1;
 }
 
 static void human_bytes(uint64_t v, char *out, size_t cap)
@@ -262,17 +241,17 @@ int status_main(int argc, char **argv)
         if (strcmp(argv[i], "--json") == 0)
             as_json = 1, r = 1;
         if (r == 0)
-            r = opt_value(argc, argv, &i, "--url", &url_arg);
+            r = cli_opt_value(argc, argv, &i, "status", "--url", &url_arg);
         if (r == 0)
-            r = opt_value(argc, argv, &i, "--token", &token_arg);
+            r = cli_opt_value(argc, argv, &i, "status", "--token", &token_arg);
         if (r == 0)
-            r = opt_value(argc, argv, &i, "--token-file", &token_file);
+            r = cli_opt_value(argc, argv, &i, "status", "--token-file", &token_file);
         if (r == 0)
-            r = opt_value(argc, argv, &i, "--ca-file", &ca_file);
+            r = cli_opt_value(argc, argv, &i, "status", "--ca-file", &ca_file);
         if (r == 0)
-            r = opt_value(argc, argv, &i, "--timeout", &timeout_arg);
+            r = cli_opt_value(argc, argv, &i, "status", "--timeout", &timeout_arg);
         if (r == 0)
-            r = opt_value(argc, argv, &i, "--max-lag", &max_lag_arg);
+            r = cli_opt_value(argc, argv, &i, "status", "--max-lag", &max_lag_arg);
         if (r < 0)
             return EXIT_USAGE;
         if (r == 0) {
