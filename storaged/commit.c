@@ -1255,7 +1255,7 @@ static void *io_main(void *arg)
             /* the ETag is computed here, off the event loops */
             if (j->body == NULL) /* the client went away before we got here */
                 j->result = CIO_EAGAIN;
-            else if (EVP_Digest(j->body, (size_t)j->size, j->etag, NULL, EVP_md5(), NULL) != 1)
+            else if (EVP_Digest(j->body, (size_t)j->size, j->etag, NULL, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1)
                 j->result = CIO_ENOMEM;
             else
                 j->result = store_write(c->store, j->ext.off, j->body, (size_t)j->size);
