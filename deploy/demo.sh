@@ -1,30 +1,40 @@
 #!/usr/bin/env bash
 # demo.sh - build ComIO and run two sites on loopback, with image files in a
-# temporary directory: write an object to site A, read it back, show the
-# replication log and the status. Installs the build dependencies when missing
-# (Debian 12; needs root or sudo for that step only).
+# temporary directory: the seed's "Test Replication" steps (PUT on site A, read
+# it on site B, a large object, DELETE, PURGE), then the replication status,
+# `comio status` and `comio diff`. Installs the build dependencies when missing
+# (Debian 12; needs root or sudo for that step only). With COMIO_BIN_DIR set it
+# builds nothing and runs the binaries found there. Exits non-zero if a step
+# does not do what it says.
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 
-need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev
-      libcurl4-openssl-dev libssl-dev curl)
-missing=()
-for p in "${need[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "== installing: ${missing[*]}"
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+if [ -n "${COMIO_BIN_DIR:-}" ]; then
+    # the binaries are given (the test suite runs the demo against the build under test)
+    bin=$COMIO_BIN_DIR
+    echo "== using the binaries in $bin"
+else
+    need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev
+          libcurl4-openssl-dev libssl-dev curl)
+    missing=()
+    for p in "${need[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "== installing: ${missing[*]}"
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
 
-echo "== building"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-echo "   bin/storaged bin/repld bin/comio built"
+    echo "== building"
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build build -j"$(nproc)" >/dev/null
+    echo "   bin/storaged bin/repld bin/comio built"
+    bin=$top/bin
+fi
 
 work=$(mktemp -d -t comio-demo.XXXXXX)
 pids=()
@@ -54,7 +64,7 @@ logging:
   format: text
 $3
 YAML
-    ./bin/comio server --config "$work/$name.yaml" 2>"$work/$name.log" &
+    "$bin/comio" server --config "$work/$name.yaml" 2>"$work/$name.log" &
     pids+=($!)
     for _ in $(seq 1 100); do
         curl -fs "http://127.0.0.1:$port/admin/health" >/dev/null 2>&1 && return 0
@@ -80,6 +90,12 @@ start_site site-a "$port_a" "replication:
 a="http://127.0.0.1:$port_a"
 b="http://127.0.0.1:$port_b"
 
+fail() {
+    echo "demo FAILED: $*; the logs:"
+    tail -n 20 "$work"/site-*.log
+    exit 1
+}
+
 # polls until the command succeeds, at most ~5 s
 eventually() {
     for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
@@ -101,20 +117,27 @@ fi
 echo "-- a large object (2 MB, fetched by site-b from site-a with a presigned URL)"
 head -c 2000000 /dev/urandom >"$work/big.dat"
 curl -fsS -o /dev/null -X PUT --data-binary @"$work/big.dat" "$a/mybucket/big"
-eventually curl -fs -o "$work/big.copy" "$b/mybucket/big" && cmp -s "$work/big.dat" "$work/big.copy" &&
-    echo "   site-b has mybucket/big, byte for byte"
+big_copied() { curl -fs -o "$work/big.copy" "$b/mybucket/big" && cmp -s "$work/big.dat" "$work/big.copy"; }
+eventually big_copied || fail "site-b does not have mybucket/big"
+echo "   site-b has mybucket/big, byte for byte"
 b_gone() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$b/mybucket/myfile")" = 404 ]; }
 b_empty() { curl -fs "$b/mybucket" | grep -q '"objects":\[\]'; }
 echo "-- DELETE on site-a"
 curl -fsS -o /dev/null -w "   DELETE -> %{http_code}\n" -X DELETE "$a/mybucket/myfile"
-eventually b_gone && echo "   site-b answers 404 for mybucket/myfile"
+eventually b_gone || fail "site-b still has mybucket/myfile"
+echo "   site-b answers 404 for mybucket/myfile"
 echo "-- PURGE of mybucket on site-a"
 curl -fsS -X DELETE "$a/admin/mybucket/objects?confirm=true"; echo
-eventually b_empty && echo "   mybucket on site-b is empty"
+eventually b_empty || fail "mybucket on site-b is not empty"
+echo "   mybucket on site-b is empty"
 
 echo
 echo "== replication status of site-a"
 curl -fsS "$a/admin/replication/status"; echo
 echo "== repld --status"
-./bin/repld --config "$work/site-a.yaml" --status
+"$bin/repld" --config "$work/site-a.yaml" --status
+echo "== comio status (readable; --json for scripts)"
+"$bin/comio" status --url "$a"
+echo "== comio diff: are the sites in sync?"
+"$bin/comio" diff --source "$a" --target "$b" || fail "comio diff found differences"
 echo "== done; stopping both sites"

@@ -187,3 +187,16 @@ def test_unwritable_log_file_is_a_startup_error(tmp_path):
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "logging.file" in p.stderr and "No such file or directory" in p.stderr
     assert not (tmp_path / "s.img").exists() or (tmp_path / "s.img").stat().st_size == 0
+
+
+def test_demo_runs_as_the_readme_says(tmp_path):
+    """deploy/demo.sh, the README's first command, against the binaries under test."""
+    env = dict(sanitizer_env(), COMIO_BIN_DIR=str(storaged_path().parent), TMPDIR=str(tmp_path))
+    p = subprocess.run(["bash", str(ROOT / "deploy" / "demo.sh")], capture_output=True, text=True, errors="replace",
+                       timeout=180, env=env)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-6000:]
+    for line in ("site-b has mybucket/myfile, byte for byte", "site-b has mybucket/big, byte for byte",
+                 "site-b answers 404 for mybucket/myfile", "mybucket on site-b is empty", "no differences"):
+        assert line in out, (line, out[-6000:])
+    assert '"events_failed":0' in out, out[-6000:]
