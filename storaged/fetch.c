@@ -120,11 +120,10 @@ int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *
     curl_easy_setopt(f->curl, CURLOPT_URL, url);
     curl_easy_setopt(f->curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(f->curl, CURLOPT_FOLLOWLOCATION, 0L);
-    /* An idle keep-alive connection would sit on the primary until its
-     * 300 s request timeout and hold up its shutdown (h2o 2.2.5 does not
-     * close idle HTTP/1 connections when asked to stop). A fetch moves at
-     * least an inline threshold of bytes, so a new connection costs little. */
-    curl_easy_setopt(f->curl, CURLOPT_FORBID_REUSE, 1L);
+    /* Keep-alive: across a WAN a new connection costs one round trip (three
+     * with TLS) per object. storaged's shutdown does not wait for idle
+     * connections, and one idle for longer than this is not reused. */
+    curl_easy_setopt(f->curl, CURLOPT_MAXAGE_CONN, 30L);
     curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
     curl_easy_setopt(f->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)FETCH_CONNECT_TIMEOUT_MS);
     curl_easy_setopt(f->curl, CURLOPT_LOW_SPEED_LIMIT, FETCH_STALL_BYTES);
