@@ -380,7 +380,7 @@ static int finish_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
 
     if ((ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk)) != 0)
         return ret;
-    if ((ret = meta_obj_list(c->meta, txn, j->bucket, j->blen, "", 0, "", 0, purge_one, &p)) != 0)
+    if ((ret = meta_obj_list(c->meta, txn, j->bucket, j->blen, "", 0, "", 0, SIZE_MAX, purge_one, &p)) != 0)
         return ret;
     if (p.err != 0)
         return p.err;

@@ -791,7 +791,7 @@ static int do_list_objects(http_server_t *srv, h2o_req_t *req, const path_t *p)
     }
     ret = meta_bucket_get(srv->meta, txn, p->bucket, p->bucket_len, &bk);
     if (ret == 0)
-        ret = meta_obj_list(srv->meta, txn, p->bucket, p->bucket_len, prefix, plen, after, alen, list_one, &l);
+        ret = meta_obj_list(srv->meta, txn, p->bucket, p->bucket_len, prefix, plen, after, alen, l.max + 1, list_one, &l);
     rtxn_end(t);
     if (ret != 0) {
         buf_free(&b);

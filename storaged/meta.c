@@ -311,16 +311,88 @@ static int list_visit(const meta_obj_t *o, const char *prefix, size_t plen, cons
     return cb(ctx, o) != 0 ? 1 : 0;
 }
 
+/* The `cap` smallest keys of a run of long keys, as a max-heap of indexes
+ * into `obj` (the largest kept key on top): memory stays O(cap) however long
+ * the run. */
+typedef struct {
+    meta_obj_t *obj;
+    size_t *heap;
+    size_t n, cap;
+} run_keep_t;
+
+static int run_less(const run_keep_t *r, size_t a, size_t b)
+{
+    return cmp_obj(&r->obj[r->heap[a]], &r->obj[r->heap[b]]) < 0;
+}
+
+static void run_swap(run_keep_t *r, size_t a, size_t b)
+{
+    size_t t = r->heap[a];
+    r->heap[a] = r->heap[b];
+    r->heap[b] = t;
+}
+
+static void run_sift_down(run_keep_t *r, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, big = i;
+        if (l < r->n && run_less(r, big, l))
+            big = l;
+        if (l + 1 < r->n && run_less(r, big, l + 1))
+            big = l + 1;
+        if (big == i)
+            return;
+        run_swap(r, i, big);
+        i = big;
+    }
+}
+
+/* Offers one object; keeps it if it is among the `cap` smallest so far. */
+static int run_offer(run_keep_t *r, const meta_obj_t *o)
+{
+    if (r->n < r->cap) {
+        if (r->obj == NULL || r->n % 64 == 0) { /* grow in steps: cap may be large, runs are usually short */
+            size_t want = r->n + 64 < r->cap ? r->n + 64 : r->cap;
+            meta_obj_t *no = realloc(r->obj, want * sizeof(*no));
+            size_t *nh = no == NULL ? NULL : realloc(r->heap, want * sizeof(*nh));
+            if (no != NULL)
+                r->obj = no;
+            if (nh == NULL)
+                return CIO_ENOMEM;
+            r->heap = nh;
+        }
+        size_t i = r->n++;
+        r->obj[i] = *o;
+        r->heap[i] = i;
+        while (i > 0 && run_less(r, (i - 1) / 2, i)) { /* sift up */
+            run_swap(r, i, (i - 1) / 2);
+            i = (i - 1) / 2;
+        }
+        return 0;
+    }
+    if (r->cap == 0 || cmp_obj(o, &r->obj[r->heap[0]]) >= 0)
+        return 0;
+    r->obj[r->heap[0]] = *o; /* replaces the largest kept */
+    run_sift_down(r, 0);
+    return 0;
+}
+
+static int cmp_index(const void *x, const void *y, void *arg)
+{
+    const meta_obj_t *obj = arg;
+    return cmp_obj(&obj[*(const size_t *)x], &obj[*(const size_t *)y]);
+}
+
 int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *prefix, size_t plen, const char *after,
-                  size_t alen, meta_list_cb cb, void *ctx)
+                  size_t alen, size_t limit, meta_list_cb cb, void *ctx)
 {
     size_t room = objkey_room(blen);
     uint8_t seek[META_OBJKEY_MAX];
     const char *from = prefix;
     size_t fromlen = plen;
     MDB_cursor *cur = NULL;
-    meta_obj_t *run = NULL, one;
-    size_t runcap = 0;
+    run_keep_t run = {NULL, NULL, 0, 0};
+    meta_obj_t one;
     int rc, ret = 0;
 
     if (cmp_key(after, alen, prefix, plen) > 0)
@@ -344,34 +416,44 @@ int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             continue;
         }
-        /* a run of long keys sharing their stored prefix: gather, sort, visit */
+        /* A run of long keys sharing their stored prefix, in hash order: keep
+         * the `limit` smallest of those the listing wants, then visit them in
+         * key order. A key past the prefix means the listing ends with the run
+         * (every later LMDB key sorts after the whole run). */
         uint8_t runkey[META_OBJKEY_MAX];
-        size_t runlen = blen + 2 + room, n = 0;
+        size_t runlen = blen + 2 + room;
+        int beyond = 0;
         memcpy(runkey, kp, runlen);
+        run.n = 0;
+        run.cap = limit;
         while (rc == 0 && k.mv_size == runlen + HASH_LEN && memcmp(k.mv_data, runkey, runlen) == 0) {
-            if (n == runcap) {
-                size_t ncap = runcap ? runcap * 2 : 8;
-                meta_obj_t *nrun = realloc(run, ncap * sizeof(*run));
-                if (nrun == NULL) {
-                    ret = CIO_ENOMEM;
-                    goto done;
-                }
-                run = nrun, runcap = ncap;
-            }
-            if ((ret = obj_decode(&v, &run[n++])) != 0)
+            if ((ret = obj_decode(&v, &one)) != 0)
                 goto done;
+            if (alen == 0 || cmp_key(one.key, one.key_len, after, alen) > 0) {
+                if (one.key_len >= plen && memcmp(one.key, prefix, plen) == 0) {
+                    if ((ret = run_offer(&run, &one)) != 0)
+                        goto done;
+                } else if (cmp_key(one.key, one.key_len, prefix, plen) > 0) {
+                    beyond = 1;
+                }
+            }
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
-        qsort(run, n, sizeof(*run), cmp_obj);
-        for (size_t i = 0; i < n; i++)
-            if ((ret = list_visit(&run[i], prefix, plen, after, alen, cb, ctx)) != 0)
+        qsort_r(run.heap, run.n, sizeof(*run.heap), cmp_index, run.obj);
+        for (size_t i = 0; i < run.n; i++)
+            if ((ret = list_visit(&run.obj[run.heap[i]], prefix, plen, after, alen, cb, ctx)) != 0)
                 goto done;
+        if (beyond) {
+            ret = 1;
+            goto done;
+        }
     }
     if (rc != 0 && rc != MDB_NOTFOUND)
         ret = meta_err(rc, "mdb_cursor_get(objects)");
 done:
     mdb_cursor_close(cur);
-    free(run);
+    free(run.obj);
+    free(run.heap);
     return ret < 0 ? ret : 0;
 }
 

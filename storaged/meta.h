@@ -91,10 +91,12 @@ int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char
 /* Calls cb for the objects of bucket b whose key starts with `prefix` and
  * sorts strictly after `after` (either may be empty), in byte order of the
  * full key, until cb returns non-zero or the bucket ends. `o` is valid for
- * the call only. Returns 0 or an error. */
+ * the call only. `limit` is the most objects cb will take (SIZE_MAX: all):
+ * keys too long to be stored whole are re-sorted in memory, and no more than
+ * `limit` of them are held at once. Returns 0 or an error. */
 typedef int (*meta_list_cb)(void *ctx, const meta_obj_t *o);
 int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *prefix, size_t plen, const char *after,
-                  size_t alen, meta_list_cb cb, void *ctx) CIO_MUST_CHECK;
+                  size_t alen, size_t limit, meta_list_cb cb, void *ctx) CIO_MUST_CHECK;
 
 /* Counters in "state". get yields 0 for an absent counter. */
 int meta_state_get(meta_t *m, MDB_txn *txn, const char *name, uint64_t *v) CIO_MUST_CHECK;
