@@ -439,7 +439,8 @@ int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
             }
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
-        qsort_r(run.heap, run.n, sizeof(*run.heap), cmp_index, run.obj);
+        if (run.n > 1)
+            qsort_r(run.heap, run.n, sizeof(*run.heap), cmp_index, run.obj);
         for (size_t i = 0; i < run.n; i++)
             if ((ret = list_visit(&run.obj[run.heap[i]], prefix, plen, after, alen, cb, ctx)) != 0)
                 goto done;
