@@ -292,6 +292,7 @@ def terminate(proc, name, timeout, problems):
     if rc is not None:
         problems.append("%s had already exited (status %s) before it was stopped" % (name, rc))
         return rc
+    t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     try:
         rc = proc.wait(timeout=timeout)
@@ -300,6 +301,8 @@ def terminate(proc, name, timeout, problems):
         rc = proc.wait(timeout=10)
         problems.append("%s did not exit within %.0f s of SIGTERM" % (name, timeout))
         return rc
+    if time.monotonic() - t0 > 2:
+        print("%s took %.1f s to stop after SIGTERM" % (name, time.monotonic() - t0))
     if rc != 0:
         problems.append("%s exited with status %s after SIGTERM" % (name, rc))
     return rc
@@ -313,6 +316,8 @@ class Server:
     --replication-enabled --replication-remote http://127.0.0.1:9 when
     replication=True, plus extra_args. With flags=False only --config and
     extra_args are passed (the config must name storage and port)."""
+
+    stop_timeout = STOP_TIMEOUT
 
     def __init__(self, workdir, size="64MB", config=None, replication=False, token=None, extra_args=(), flags=True,
                  port=None):
@@ -368,7 +373,7 @@ class Server:
                 self.proc = None
                 raise AssertionError("storaged exited with status %s during startup; log:\n%s" % (rc, self.log_tail()))
             try:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=1.0)
+                conn = self._health_connection()
                 try:
                     conn.request("GET", "/admin/health")
                     resp = conn.getresponse()
@@ -385,18 +390,22 @@ class Server:
         raise AssertionError("storaged did not answer /admin/health with 200 within %.0f s (last: %s); log:\n%s" %
                              (START_TIMEOUT, last, self.log_tail()))
 
+    def _health_connection(self):
+        """The connection _wait_ready probes /admin/health over."""
+        return http.client.HTTPConnection(self.host, self.port, timeout=1.0)
+
     def _close_clients(self):
         for c in self.clients:
             c.close()
 
     def stop(self):
-        """SIGTERM, wait up to 10 s, then SIGKILL. Returns the exit status (None if not running).
+        """SIGTERM, wait up to stop_timeout (10 s), then SIGKILL. Returns the exit status (None if not running).
         Records a problem when the process needed SIGKILL or did not exit with status 0."""
         self._close_clients()
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
-        return terminate(proc, "storaged", STOP_TIMEOUT, self.problems)
+        return terminate(proc, "storaged", self.stop_timeout, self.problems)
 
     def kill9(self):
         """SIGKILL, no chance to clean up."""

@@ -25,7 +25,6 @@ import json
 import random
 import secrets
 import select
-import signal
 import socket
 import ssl
 import struct
@@ -260,59 +259,12 @@ class _Storaged(comio.Server):
     ssl_context set it is reached over HTTPS."""
 
     ssl_context = None
+    stop_timeout = STORAGED_STOP_TIMEOUT
 
-    def _wait_ready(self):
+    def _health_connection(self):
         if self.ssl_context is None:
-            return super()._wait_ready()
-        deadline = time.monotonic() + comio.START_TIMEOUT
-        last = None
-        while time.monotonic() < deadline:
-            rc = self.proc.poll()
-            if rc is not None:
-                self.proc = None
-                raise AssertionError("storaged exited with status %s during startup; log:\n%s" % (rc, self.log_tail()))
-            try:
-                conn = http.client.HTTPSConnection(self.host, self.port, timeout=1.0, context=self.ssl_context)
-                try:
-                    conn.request("GET", "/admin/health")
-                    resp = conn.getresponse()
-                    resp.read()
-                    if resp.status == 200:
-                        return
-                    last = "status %d" % resp.status
-                finally:
-                    conn.close()
-            except OSError as e:
-                last = repr(e)
-            time.sleep(comio.POLL_INTERVAL)
-        self.kill9()
-        raise AssertionError("storaged did not answer /admin/health over HTTPS within %.0f s (last: %s); log:\n%s" %
-                             (comio.START_TIMEOUT, last, self.log_tail()))
-
-    def stop(self, timeout=STORAGED_STOP_TIMEOUT):
-        self._close_clients()
-        if self.proc is None:
-            return None
-        proc, self.proc = self.proc, None
-        rc = proc.poll()
-        if rc is not None:
-            self.problems.append("storaged had already exited (status %s) before it was stopped" % rc)
-            return rc
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait(timeout=10)
-            self.problems.append("storaged did not exit within %.0f s of SIGTERM" % timeout)
-            return rc
-        took = time.monotonic() - t0
-        if took > 2:
-            print("storaged (%s) took %.1f s to stop after SIGTERM" % (self.workdir.name, took))
-        if rc < 0 and rc != -signal.SIGTERM:
-            self.problems.append("storaged died of signal %d after SIGTERM" % -rc)
-        return rc
+            return super()._health_connection()
+        return http.client.HTTPSConnection(self.host, self.port, timeout=1.0, context=self.ssl_context)
 
 
 # --- a site -------------------------------------------------------------------------------------------------------
