@@ -15,7 +15,6 @@ import pty
 import subprocess
 import sys
 import threading
-import time
 
 import comio
 from comio import md5

@@ -1,7 +1,6 @@
 """test_deploy.py - the systemd units verify, and the daemons speak systemd's readiness protocol."""
 
 import http.client
-import os
 import shutil
 import signal
 import socket

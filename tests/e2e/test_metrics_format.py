@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import comio
 from replication import converge_or_fail, sites, wait_until  # noqa: F401 (sites is a fixture)
 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

@@ -34,7 +34,7 @@ import time
 import pytest
 
 from comio import md5
-from replication import REPL_DEFAULTS, payload, snapshot
+from replication import REPL_DEFAULTS, payload, snapshot, wait_converged
 
 ABSENT = None
 GET_ALL_MAX = 5000  # read at most this many objects of a site whole (the workloads here stay far below)
@@ -240,6 +240,18 @@ def assert_site_matches(w, x, what, snap=None):
     v = check_site(w, x, what, snap=snap)
     assert v.ok, "%s does not hold what the client was told (%s):\n%s" % (what, w.summary(), v.report())
     return v
+
+
+def check_both_sites(w, a, b, seed, timeout=120.0):
+    """A against the record, B converged on A (every object's bytes), B against the record.
+    Returns (verdict of A, verdict of B, seconds B took to converge)."""
+    verdict_a = assert_site_matches(w, a, "A")
+    t0 = time.monotonic()
+    d = wait_converged(a, b, timeout=timeout, sample=None)
+    converge_s = time.monotonic() - t0
+    assert not d, "B did not converge on A within %.0f s (seed %d):\n%s\n--- A:\n%s\n--- B:\n%s" % (
+        timeout, seed, "\n".join(d[:30]), a.describe(), b.describe())
+    return verdict_a, assert_site_matches(w, b, "B"), converge_s
 
 
 def damage(*verdicts):

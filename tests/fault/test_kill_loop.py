@@ -18,9 +18,9 @@ import os
 import random
 import time
 
-from recorder import (ABSENT, MixedOps, allowed_states, assert_site_matches, check_site, damage, fault_seed,
-                      figures, inline_threshold, op_counts)
-from replication import Op, Workload, Writer, snapshot, wait_converged, wait_until
+from recorder import (ABSENT, MixedOps, allowed_states, check_both_sites, check_site, damage, fault_seed, figures,
+                      inline_threshold, op_counts)
+from replication import Op, Workload, Writer, snapshot, wait_until
 
 assert figures  # the fixture, imported for pytest
 
@@ -99,13 +99,7 @@ def test_kill_loop(sites, figures):
     counts = op_counts(w)
     print("%d rounds (%s), %s in %.1f s" % (n, kills, counts, t_writes))
 
-    verdict_a = assert_site_matches(w, a, "A")
-    t0 = time.monotonic()
-    d = wait_converged(a, b, timeout=CONVERGE_TIMEOUT, sample=None)
-    converge_s = time.monotonic() - t0
-    assert not d, "B did not converge on A within %.0f s (seed %d):\n%s\n--- A:\n%s\n--- B:\n%s" % (
-        CONVERGE_TIMEOUT, seed, "\n".join(d[:30]), a.describe(), b.describe())
-    verdict_b = assert_site_matches(w, b, "B")
+    verdict_a, verdict_b, converge_s = check_both_sites(w, a, b, seed, CONVERGE_TIMEOUT)
     st = a.status()
     failed = a.list_failed()
     assert st["events_failed"] == 0 and not failed, "events failed (seed %d): %s\n%s" % (seed, st, failed[:5])

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from recorder import MixedOps, assert_site_matches, damage, fault_seed, figures, inline_threshold, op_counts
-from replication import Workload, Writer, snapshot, wait_converged, wait_until
+from recorder import MixedOps, check_both_sites, damage, fault_seed, figures, inline_threshold, op_counts
+from replication import Workload, Writer, snapshot, wait_until
 
 assert figures  # the fixture, imported for pytest
 
@@ -92,14 +92,7 @@ def test_replica_outage_under_load(sites, figures, how):
     for x in writers:
         x.join_checked(60)
     counts = op_counts(w)
-    verdict_a = assert_site_matches(w, a, "A")
-
-    t0 = time.monotonic()
-    d = wait_converged(a, b, timeout=CONVERGE_TIMEOUT, sample=None)
-    converge_s = time.monotonic() - t0
-    assert not d, "B did not converge on A within %.0f s (seed %d):\n%s\n--- A:\n%s\n--- B:\n%s" % (
-        CONVERGE_TIMEOUT, seed, "\n".join(d[:30]), a.describe(), b.describe())
-    verdict_b = assert_site_matches(w, b, "B")
+    verdict_a, verdict_b, converge_s = check_both_sites(w, a, b, seed, CONVERGE_TIMEOUT)
     st = wait_until(lambda: (lambda s: s if s["events_pending"] == 0 else None)(a.status()), 30,
                     what=lambda: "A's log drained\n" + a.describe())
     assert st["events_failed"] == 0 and a.list_failed() == [], st
