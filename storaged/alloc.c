@@ -7,6 +7,7 @@
 
 #define STATE_CAPACITY "capacity"
 #define STATE_FREE "free"
+#define STATE_RESERVED "reserved"
 
 /* Big-endian keys make LMDB's default memcmp order the numeric order, so
  * MDB_SET_RANGE finds "the next offset" and "the smallest length >= n". */
@@ -315,6 +316,59 @@ int alloc_alloc(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out)
     return 0;
 }
 
+int alloc_reserve(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out)
+{
+    uint64_t reserved;
+    int rc;
+
+    if ((rc = alloc_alloc(a, txn, bytes, out)) != 0)
+        return rc;
+    if ((rc = state_get(a, txn, STATE_RESERVED, &reserved, NULL)) != 0)
+        return rc;
+    return state_put(a, txn, STATE_RESERVED, reserved + out->len);
+}
+
+int alloc_reserve_held(alloc_t *a, MDB_txn *txn, uint64_t bytes)
+{
+    uint64_t reserved, capacity, total;
+    int rc;
+
+    if (bytes == 0)
+        return 0;
+    if ((rc = state_get(a, txn, STATE_RESERVED, &reserved, NULL)) != 0 ||
+        (rc = state_get(a, txn, STATE_CAPACITY, &capacity, NULL)) != 0 || (rc = state_get(a, txn, STATE_FREE, &total, NULL)) != 0)
+        return rc;
+    if (bytes > capacity - total - reserved)
+        return CIO_EINVAL;
+    return state_put(a, txn, STATE_RESERVED, reserved + bytes);
+}
+
+int alloc_unreserve(alloc_t *a, MDB_txn *txn, uint64_t bytes)
+{
+    uint64_t reserved;
+    int rc;
+
+    if (bytes == 0)
+        return 0;
+    if ((rc = state_get(a, txn, STATE_RESERVED, &reserved, NULL)) != 0)
+        return rc;
+    if (bytes > reserved)
+        return CIO_EINVAL;
+    return state_put(a, txn, STATE_RESERVED, reserved - bytes);
+}
+
+int alloc_unreserve_all(alloc_t *a, MDB_txn *txn, uint64_t *bytes)
+{
+    uint64_t reserved;
+    int rc;
+
+    if ((rc = state_get(a, txn, STATE_RESERVED, &reserved, NULL)) != 0)
+        return rc;
+    if (bytes != NULL)
+        *bytes = reserved;
+    return reserved == 0 ? 0 : state_put(a, txn, STATE_RESERVED, 0);
+}
+
 int alloc_free(alloc_t *a, MDB_txn *txn, alloc_extent_t e)
 {
     uint64_t capacity, total;
@@ -340,9 +394,11 @@ int alloc_stats(alloc_t *a, MDB_txn *txn, uint64_t *capacity, uint64_t *free_byt
         *capacity = value;
     }
     if (free_bytes != NULL) {
-        if ((rc = state_get(a, txn, STATE_FREE, &value, NULL)) != 0)
+        uint64_t reserved;
+        if ((rc = state_get(a, txn, STATE_FREE, &value, NULL)) != 0 ||
+            (rc = state_get(a, txn, STATE_RESERVED, &reserved, NULL)) != 0)
             return rc;
-        *free_bytes = value;
+        *free_bytes = value + reserved; /* reserved space holds no object: it is free to them */
     }
     if (free_extents != NULL) {
         MDB_stat st;
@@ -439,14 +495,15 @@ static int check_visit(void *arg, alloc_extent_t e)
 int alloc_check(alloc_t *a, MDB_txn *txn, char *msg, size_t msglen)
 {
     struct check_state cs = {.a = a, .txn = txn, .msg = msg, .msglen = msglen};
-    uint64_t total;
+    uint64_t total, reserved;
     MDB_stat st;
     int rc;
 
     if (msg != NULL && msglen > 0)
         msg[0] = '\0';
     if ((rc = state_get(a, txn, STATE_CAPACITY, &cs.capacity, NULL)) != 0 ||
-        (rc = state_get(a, txn, STATE_FREE, &total, NULL)) != 0)
+        (rc = state_get(a, txn, STATE_FREE, &total, NULL)) != 0 ||
+        (rc = state_get(a, txn, STATE_RESERVED, &reserved, NULL)) != 0)
         goto malformed;
     if ((rc = alloc_foreach_free(a, txn, check_visit, &cs)) != 0)
         goto malformed;
@@ -462,6 +519,11 @@ int alloc_check(alloc_t *a, MDB_txn *txn, char *msg, size_t msglen)
     if (total != cs.sum) {
         if (msg != NULL && msglen > 0)
             snprintf(msg, msglen, "free total is %" PRIu64 " but the free extents sum to %" PRIu64, total, cs.sum);
+        return CIO_EPROTO;
+    }
+    if (reserved > cs.capacity - total) {
+        if (msg != NULL && msglen > 0)
+            snprintf(msg, msglen, "%" PRIu64 " bytes reserved but only %" PRIu64 " are allocated", reserved, cs.capacity - total);
         return CIO_EPROTO;
     }
     return 0;

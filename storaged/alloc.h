@@ -5,7 +5,8 @@
  * metadata that references the extent:
  *   "free_off": key u64 big-endian offset -> value u64 length   (coalescing)
  *   "free_len": key u64 BE length || u64 BE offset -> empty       (best fit)
- * plus "alloc" holding capacity and the free byte total. Offsets and lengths
+ * plus "alloc" holding capacity, the free byte total and the reserved byte
+ * total. Offsets and lengths
  * are multiples of ALLOC_BLOCK. Free extents never touch each other (they are
  * always coalesced). All functions take a caller's transaction and never
  * commit or abort it. Numbers in "alloc" ("capacity", "free") are stored as
@@ -58,6 +59,33 @@ uint64_t alloc_round(uint64_t bytes);
  * CIO_EDB, CIO_EMAPFULL or CIO_EPROTO. */
 int alloc_alloc(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out) CIO_MUST_CHECK;
 
+/* Reservations: extents taken out of the free map by a caller that hands out
+ * pieces of them itself, in memory, without a transaction per piece (the
+ * committer's path for small PUTs, commit.h). The map only counts the bytes
+ * reserved; the caller records the extents (as pending, so that a crash
+ * returns them) and says when bytes leave the reservation, because an object
+ * now holds them (alloc_unreserve) or they go back to the free map
+ * (alloc_unreserve, then alloc_free). alloc_stats counts reserved bytes as
+ * free: they hold no object.
+ *
+ * alloc_reserve is alloc_alloc plus adding the extent's length to the
+ * reserved total; same results. */
+int alloc_reserve(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out) CIO_MUST_CHECK;
+
+/* Adds `bytes` already out of the free map (allocated, pending) to the
+ * reserved total: a freed extent kept for reuse instead of freed. Returns 0,
+ * CIO_EINVAL (more than is allocated), CIO_EDB, CIO_EMAPFULL or CIO_EPROTO. */
+int alloc_reserve_held(alloc_t *a, MDB_txn *txn, uint64_t bytes) CIO_MUST_CHECK;
+
+/* Takes `bytes` (a multiple of ALLOC_BLOCK) off the reserved total. More than
+ * is reserved gives CIO_EINVAL and changes nothing. Returns 0, CIO_EINVAL,
+ * CIO_EDB, CIO_EMAPFULL or CIO_EPROTO. */
+int alloc_unreserve(alloc_t *a, MDB_txn *txn, uint64_t bytes) CIO_MUST_CHECK;
+
+/* Sets the reserved total to 0 (start-up, once every reservation has been
+ * freed); *bytes (may be NULL) gets what it was. */
+int alloc_unreserve_all(alloc_t *a, MDB_txn *txn, uint64_t *bytes) CIO_MUST_CHECK;
+
 /* Returns extent `e` to the free map, merging it with free neighbours. The
  * empty extent {0, 0} is a no-op. An extent that overlaps free space, lies
  * beyond the capacity, is not aligned to ALLOC_BLOCK, or has length 0 with a
@@ -65,7 +93,7 @@ int alloc_alloc(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out) C
  * caught). Returns 0, CIO_EINVAL, CIO_EDB, CIO_EMAPFULL or CIO_EPROTO. */
 int alloc_free(alloc_t *a, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
 
-/* Reports capacity, free bytes, number of free extents and the largest free
+/* Reports capacity, free bytes (reserved bytes included), number of free extents and the largest free
  * extent (any pointer may be NULL). Free bytes and capacity are O(1). `txn`
  * may be a read transaction. Returns 0, CIO_EDB or CIO_EPROTO. */
 int alloc_stats(alloc_t *a, MDB_txn *txn, uint64_t *capacity, uint64_t *free_bytes, uint64_t *free_extents,
@@ -82,7 +110,8 @@ int alloc_foreach_free(alloc_t *a, MDB_txn *txn, alloc_visit_t visit, void *arg)
 
 /* Verifies every invariant of the map in `txn` (read or write): free extents
  * aligned, inside the capacity, sorted, neither overlapping nor touching; the
- * two indexes hold exactly the same extents; the free total equals their sum.
+ * two indexes hold exactly the same extents; the free total equals their sum;
+ * no more bytes are reserved than are allocated.
  * O(n log n) in free extents: for start-up and tests, not the request path.
  * On a violation returns CIO_EPROTO and, when `msg` is not NULL, writes a
  * one-line description into msg[msglen] (always NUL-terminated). Returns 0,

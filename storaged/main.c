@@ -41,7 +41,7 @@ static void get_id(const uint8_t id[16], uint64_t *hi, uint64_t *lo)
 static int prepare(meta_t *m, store_t *s, char *err, size_t errlen)
 {
     MDB_txn *txn = NULL;
-    uint64_t hi, lo, count, bytes;
+    uint64_t hi, lo, count = 0, bytes = 0;
     uint8_t id[16], sid[16];
     int ret, rc, sret;
 
@@ -90,14 +90,15 @@ static int prepare(meta_t *m, store_t *s, char *err, size_t errlen)
             ret = CIO_ECONFIG;
             goto fail;
         }
+        /* first, so that what a crash left pending cannot stand in the way of a smaller capacity */
+        if ((ret = meta_pending_reclaim(m, txn, &count, &bytes)) != 0)
+            goto fail;
         if ((ret = alloc_set_capacity(&m->alloc, txn, s->size)) != 0) {
             snprintf(err, errlen, "cannot change the capacity to %llu bytes: the space beyond it is in use",
                      (unsigned long long)s->size);
             goto fail;
         }
     }
-    if ((ret = meta_pending_reclaim(m, txn, &count, &bytes)) != 0)
-        goto fail;
     if ((rc = mdb_txn_commit(txn)) != 0) {
         txn = NULL;
         snprintf(err, errlen, "mdb_txn_commit: %s", mdb_strerror(rc));

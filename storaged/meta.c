@@ -563,11 +563,45 @@ int meta_pending_add(meta_t *m, MDB_txn *txn, alloc_extent_t e)
 int meta_pending_del(meta_t *m, MDB_txn *txn, alloc_extent_t e)
 {
     uint8_t kb[8];
+    MDB_val k = {8, kb}, v;
+    MDB_cursor *cur;
+    uint64_t poff, plen;
+    int rc, ret;
+
     if (e.len == 0)
         return 0;
     be_put(kb, e.off, 8);
-    MDB_val k = {8, kb};
-    return meta_err(mdb_del(txn, m->pending, &k, NULL), "mdb_del(pending)");
+    if ((rc = mdb_cursor_open(txn, m->pending, &cur)) != 0)
+        return meta_err(rc, "mdb_cursor_open(pending)");
+    /* the pending extent holding e starts at e.off or is the last one before it */
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && k.mv_size == 8 && be_get(k.mv_data, 8) != e.off)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    else if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc != 0) {
+        mdb_cursor_close(cur);
+        return rc == MDB_NOTFOUND ? CIO_EPROTO : meta_err(rc, "mdb_cursor_get(pending)");
+    }
+    if (k.mv_size != 8 || v.mv_size != 8) {
+        mdb_cursor_close(cur);
+        return CIO_EPROTO;
+    }
+    poff = be_get(k.mv_data, 8);
+    plen = be_get(v.mv_data, 8);
+    if (poff > e.off || e.off - poff > plen || e.len > plen - (e.off - poff)) {
+        mdb_cursor_close(cur);
+        return CIO_EPROTO;
+    }
+    rc = mdb_cursor_del(cur, 0);
+    mdb_cursor_close(cur);
+    if (rc != 0)
+        return meta_err(rc, "mdb_cursor_del(pending)");
+    if (e.off > poff && (ret = meta_pending_add(m, txn, (alloc_extent_t){poff, e.off - poff})) != 0)
+        return ret;
+    if (e.off + e.len < poff + plen)
+        return meta_pending_add(m, txn, (alloc_extent_t){e.off + e.len, poff + plen - e.off - e.len});
+    return 0;
 }
 
 int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *bytes)
@@ -599,6 +633,8 @@ int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *byt
     if (ret == 0 && rc != MDB_NOTFOUND)
         ret = meta_err(rc, "mdb_cursor_get(pending)");
     mdb_cursor_close(cur);
+    if (ret == 0)
+        ret = alloc_unreserve_all(&m->alloc, txn, NULL); /* every reservation was pending, so is free now */
     return ret;
 }
 

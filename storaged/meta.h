@@ -8,8 +8,9 @@
  *              one a replica applied from its primary (2)
  *   "replog"   u64 BE seq -> logrec (proto/logrec.h)
  *   "pending"  u64 BE offset -> u64 BE length: extents allocated for writes
- *              in flight or released while readers may still use them;
- *              all are returned to the free map at start-up
+ *              in flight, reserved for small writes (alloc_reserve) or
+ *              released while readers may still use them; all are returned
+ *              to the free map at start-up
  *   "state"    name -> u64 BE counter ("last_seq", "log_count", ...)
  *   "tombstones" objkey -> version and time of a DELETE applied on a replica
  *   "purges"   bucket -> version of the last PURGE applied on a replica
@@ -114,11 +115,17 @@ int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r) CIO_MUST_CHECK;
 /* Reports the highest seq in the log (0 when empty) and the number of records. */
 int meta_log_stats(meta_t *m, MDB_txn *txn, uint64_t *head, uint64_t *records) CIO_MUST_CHECK;
 
+/* Marks extent e pending (e must not overlap a pending extent). */
 int meta_pending_add(meta_t *m, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
+
+/* Unmarks e, which may be a piece of a larger pending extent (a piece of a
+ * reservation): what lies either side of it stays pending. An e that is not
+ * inside one pending extent gives CIO_EPROTO and changes nothing. */
 int meta_pending_del(meta_t *m, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
 
-/* Returns every pending extent to the free map (start-up: nothing is in
- * flight and nobody reads). *count and *bytes report what was reclaimed. */
+/* Returns every pending extent to the free map and clears the reserved total
+ * (start-up: nothing is in flight and nobody reads). *count and *bytes report
+ * what was reclaimed. */
 int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *bytes) CIO_MUST_CHECK;
 
 /* ---- replica: tombstones and purges (docs/replication-apply.md) ----

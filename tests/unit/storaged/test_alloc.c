@@ -524,6 +524,59 @@ static void test_check_detects(void)
 }
 
 /* A full LMDB map is reported as CIO_EMAPFULL, and aborting restores it. */
+/* Reserved bytes count as free in the stats, are bounded by what is
+ * allocated, and leave the total as objects take them or they are freed. */
+static void test_reserve(void)
+{
+    MDB_txn *txn;
+    alloc_extent_t r, z, o;
+    uint64_t was = 0;
+    char msg[160];
+
+    CHECK_EQ_INT(env_fresh(MAP_SIZE), 0);
+    txn = txn_write();
+    CHECK_EQ_INT(alloc_set_capacity(&al, txn, 64 * BLK), 0);
+    o = must_alloc(txn, 4 * BLK); /* an object */
+    CHECK_EQ_INT(alloc_reserve(&al, txn, 16 * BLK, &r), 0);
+    CHECK(r.off == 4 * BLK && r.len == 16 * BLK);
+    /* out of the free map, yet free in the stats */
+    CHECK_EQ_STR(map_str(txn), "[20+44] cap=64 free=60 n=1 max=44");
+    CHECK_EQ_INT(alloc_reserve(&al, txn, 45 * BLK, &z), CIO_ENOSPC);
+    CHECK_EQ_STR(map_str(txn), "[20+44] cap=64 free=60 n=1 max=44");
+
+    /* 2 blocks of the chunk become an object: no longer free */
+    CHECK_EQ_INT(alloc_unreserve(&al, txn, 2 * BLK), 0);
+    CHECK_EQ_STR(map_str(txn), "[20+44] cap=64 free=58 n=1 max=44");
+    /* the object's old extent joins the reservation instead of the map */
+    CHECK_EQ_INT(alloc_reserve_held(&al, txn, o.len), 0);
+    CHECK_EQ_STR(map_str(txn), "[20+44] cap=64 free=62 n=1 max=44");
+    /* no more than is allocated can be reserved, or unreserved */
+    CHECK_EQ_INT(alloc_reserve_held(&al, txn, 3 * BLK), CIO_EINVAL);
+    CHECK_EQ_INT(alloc_unreserve(&al, txn, 19 * BLK), CIO_EINVAL);
+    CHECK_EQ_STR(map_str(txn), "[20+44] cap=64 free=62 n=1 max=44");
+    /* the rest of the chunk goes back to the map */
+    CHECK_EQ_INT(alloc_unreserve(&al, txn, 14 * BLK), 0);
+    CHECK_EQ_INT(alloc_free(&al, txn, (alloc_extent_t){r.off + 2 * BLK, 14 * BLK}), 0);
+    CHECK_EQ_STR(map_str(txn), "[6+58] cap=64 free=62 n=1 max=58");
+    CHECK_EQ_INT(mdb_txn_commit(txn), 0);
+    CHECK_EQ_STR(committed_str(), "[6+58] cap=64 free=62 n=1 max=58");
+
+    /* start-up: everything reserved was returned; the total is cleared */
+    txn = txn_write();
+    CHECK_EQ_INT(alloc_free(&al, txn, o), 0);
+    CHECK_EQ_INT(alloc_unreserve_all(&al, txn, &was), 0);
+    CHECK_EQ_INT(was, 4 * BLK);
+    CHECK_EQ_STR(map_str(txn), "[0+4 6+58] cap=64 free=62 n=2 max=58");
+
+    /* alloc_check catches a reserved total larger than what is allocated */
+    CHECK_EQ_INT(alloc_reserve_held(&al, txn, 2 * BLK), 0);
+    CHECK_EQ_INT(alloc_check(&al, txn, msg, sizeof(msg)), 0);
+    CHECK_EQ_INT(alloc_free(&al, txn, (alloc_extent_t){4 * BLK, 2 * BLK}), 0); /* freed without unreserving */
+    CHECK_EQ_INT(alloc_check(&al, txn, msg, sizeof(msg)), CIO_EPROTO);
+    CHECK(strstr(msg, "reserved") != NULL);
+    mdb_txn_abort(txn);
+}
+
 static void test_map_full(void)
 {
     MDB_txn *txn;
@@ -888,6 +941,7 @@ int main(void)
     RUN(test_capacity_huge);
     RUN(test_abort);
     RUN(test_check_detects);
+    RUN(test_reserve);
     RUN(test_map_full);
     RUN(test_random);
     env_close();
