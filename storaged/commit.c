@@ -9,18 +9,25 @@
 #include <sys/uio.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include "carve.h"
 #include "commit.h"
 #include "log.h"
 
-#define GROUP_MAX 4096          /* jobs per transaction: bounds commit latency */
-#define QUARANTINE_POLL_MS 50   /* how soon released extents are retried when idle */
-#define FETCHERS 4              /* threads fetching large objects from a primary */
-#define GC_INTERVAL_MS 60000    /* a tombstone collection pass starts at most this often */
-#define GC_SLICE 256            /* tombstones looked at per round: keeps each transaction short */
+#define GROUP_MAX 4096        /* jobs per transaction: bounds commit latency */
+#define QUARANTINE_POLL_MS 50 /* how soon released extents are retried when idle */
+#define FETCHERS 4            /* threads fetching large objects from a primary */
+#define GC_INTERVAL_MS 60000  /* a tombstone collection pass starts at most this often */
+#define GC_SLICE 256          /* tombstones looked at per round: keeps each transaction short */
+#define CHUNK_MAX (16u << 20) /* reserved for small PUTs at a time (carve.h) */
+#define CHUNK_SHARE 16        /* ... and at most this share of the free space, */
+#define CHUNK_MIN (1u << 20)  /* ... and no less than this (below it, every PUT allocates in a commit) */
+#define COLLECT_STEP 64       /* extents taken from carve at a time */
 
 typedef struct {
     alloc_extent_t ext;
     uint64_t tag; /* reusable once every reader with token <= tag has left */
+    int reserved; /* counted as reserved already: a piece of a chunk (carve.h) */
+    int keep;     /* released into carve for reuse, not to the free map */
 } quarantined_t;
 
 typedef struct {
@@ -43,6 +50,7 @@ struct commit {
     job_list_t inbox;   /* submitted, not yet seen by the committer */
     job_list_t written; /* PUT bodies written and synced */
     int stopping;
+    int carve_wake; /* a cut wants a chunk offered */
     uint64_t in_io; /* PUTs between allocate and finish */
     pthread_t thread;
 
@@ -61,6 +69,8 @@ struct commit {
     unsigned nfetch;
     pthread_t fetch_threads[FETCHERS];
 
+    carve_t carve; /* small PUTs' extents */
+
     uint64_t tomb_ttl_ms; /* atomic; 0: keep tombstones */
     EVP_MD *md5;          /* fetched once: EVP_md5() would look the implementation up at every digest */
 
@@ -70,6 +80,8 @@ struct commit {
     size_t nreaders, capreaders;
 
     /* committer thread only */
+    alloc_extent_t *chunks_out; /* reserved extents freed in the open transaction */
+    size_t nchunks_out, capchunks_out;
     quarantined_t *q;
     size_t nq, capq;
     uint64_t commits, jobs;
@@ -168,8 +180,9 @@ static uint64_t oldest_reader(commit_t *c)
 
 /* ---- quarantine (committer thread) ---- */
 
-/* Remembers extent e (already marked pending) until readers are done with it. */
-static int quarantine_track(commit_t *c, alloc_extent_t e, uint64_t tag)
+/* Remembers extent e (already marked pending) until readers are done with
+ * it; `reserved`: e is a piece of a chunk, still in the reserved total. */
+static int quarantine_track(commit_t *c, alloc_extent_t e, uint64_t tag, int reserved)
 {
     if (c->nq == c->capq) {
         size_t ncap = c->capq ? c->capq * 2 : 256;
@@ -181,6 +194,8 @@ static int quarantine_track(commit_t *c, alloc_extent_t e, uint64_t tag)
     }
     c->q[c->nq].ext = e;
     c->q[c->nq].tag = tag;
+    c->q[c->nq].reserved = reserved;
+    c->q[c->nq].keep = 0;
     c->nq++;
     return 0;
 }
@@ -193,26 +208,148 @@ static int quarantine_add(commit_t *c, MDB_txn *txn, alloc_extent_t e)
         return 0;
     if ((ret = meta_pending_add(c->meta, txn, e)) != 0)
         return ret;
-    return quarantine_track(c, e, UINT64_MAX);
+    return quarantine_track(c, e, UINT64_MAX, 0);
 }
 
-/* Frees, in txn, the quarantined extents no reader can still see. Returns how
- * many (they are dropped from the list only once txn commits). */
+/* Releases, in txn, the quarantined extents no reader can still see: small
+ * ones join the reservation, to be kept by carve for reuse once txn commits
+ * (quarantine_keep), while carve has room; the others go back to the free
+ * map. Returns how many (they are dropped from the list only once txn
+ * commits). */
 static int quarantine_release(commit_t *c, MDB_txn *txn, size_t *released)
 {
-    uint64_t oldest = oldest_reader(c);
-    size_t n = 0;
+    uint64_t oldest = oldest_reader(c), held = 0, planned_bytes = 0;
+    size_t n = 0, planned[CARVE_BINS] = {0};
     int ret;
 
     *released = 0;
     while (n < c->nq && c->q[n].tag != UINT64_MAX && c->q[n].tag < oldest) {
-        if ((ret = meta_pending_del(c->meta, txn, c->q[n].ext)) != 0 ||
-            (ret = alloc_free(&c->meta->alloc, txn, c->q[n].ext)) != 0)
+        quarantined_t *q = &c->q[n];
+        uint64_t blocks = q->ext.len / ALLOC_BLOCK, room_bytes;
+        size_t room = carve_room(&c->carve, q->ext.len, &room_bytes);
+        q->keep = blocks >= 1 && blocks <= CARVE_BINS && planned[blocks - 1] < room && planned_bytes + q->ext.len <= room_bytes;
+        if (q->keep) {
+            planned[blocks - 1]++;
+            planned_bytes += q->ext.len;
+            if (!q->reserved)
+                held += q->ext.len;
+        } else if ((ret = meta_pending_del(c->meta, txn, q->ext)) != 0 ||
+                   (q->reserved && (ret = alloc_unreserve(&c->meta->alloc, txn, q->ext.len)) != 0) ||
+                   (ret = alloc_free(&c->meta->alloc, txn, q->ext)) != 0) {
             return ret;
+        }
         n++;
     }
+    if ((ret = alloc_reserve_held(&c->meta->alloc, txn, held)) != 0)
+        return ret;
     *released = n;
     return 0;
+}
+
+/* After the commit of quarantine_release: hands the kept extents to carve. */
+static void quarantine_keep(commit_t *c, size_t released)
+{
+    for (size_t i = 0; i < released; i++)
+        if (c->q[i].keep && carve_keep(&c->carve, c->q[i].ext) != 0)
+            log_msg(LOG_LVL_WARN, "reserved space stays pending until restart", NULL); /* room was counted: not expected */
+}
+
+/* ---- chunks for small PUTs (carve.h; committer thread) ---- */
+
+/* Frees, in txn, the chunk remainders no longer cut from (with `all`, what is
+ * left of every chunk). They are remembered in chunks_out, to be handed back
+ * to carve if txn fails. */
+static int chunks_release(commit_t *c, MDB_txn *txn, int all)
+{
+    int ret;
+
+    for (;;) {
+        size_t first = c->nchunks_out, n;
+        if (c->capchunks_out - first < COLLECT_STEP) {
+            size_t ncap = c->capchunks_out * 2 + COLLECT_STEP;
+            alloc_extent_t *p = realloc(c->chunks_out, ncap * sizeof(*p));
+            if (p == NULL)
+                return CIO_ENOMEM;
+            c->chunks_out = p;
+            c->capchunks_out = ncap;
+        }
+        if ((n = carve_collect(&c->carve, all, c->chunks_out + first, COLLECT_STEP)) == 0)
+            return 0;
+        c->nchunks_out += n;
+        for (size_t i = first; i < c->nchunks_out; i++) {
+            alloc_extent_t e = c->chunks_out[i];
+            if ((ret = meta_pending_del(c->meta, txn, e)) != 0 || (ret = alloc_unreserve(&c->meta->alloc, txn, e.len)) != 0 ||
+                (ret = alloc_free(&c->meta->alloc, txn, e)) != 0)
+                return ret;
+        }
+    }
+}
+
+/* When a cut wants one, reserves a chunk in txn: a share of the free space,
+ * at most CHUNK_MAX, halved while no free extent is that large, none below
+ * CHUNK_MIN. *chunk (len 0: none) is offered once txn is durable. */
+static int chunk_reserve(commit_t *c, MDB_txn *txn, alloc_extent_t *chunk)
+{
+    uint64_t free_bytes, want;
+    int ret;
+
+    *chunk = (alloc_extent_t){0, 0};
+    if (!carve_wants(&c->carve))
+        return 0;
+    if ((ret = alloc_stats(&c->meta->alloc, txn, NULL, &free_bytes, NULL, NULL)) != 0)
+        return ret;
+    want = free_bytes / CHUNK_SHARE < CHUNK_MAX ? free_bytes / CHUNK_SHARE : CHUNK_MAX;
+    for (; want >= CHUNK_MIN; want /= 2) {
+        ret = alloc_reserve(&c->meta->alloc, txn, want, chunk);
+        if (ret == CIO_ENOSPC)
+            continue;
+        if (ret != 0)
+            return ret;
+        return meta_pending_add(c->meta, txn, *chunk);
+    }
+    *chunk = (alloc_extent_t){0, 0};
+    return 0;
+}
+
+/* alloc_alloc, but when nothing fits, the chunks' unused space goes back to
+ * the free map first and the allocation is tried again. */
+static int take_extent(commit_t *c, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out)
+{
+    size_t before = c->nchunks_out;
+    int ret = alloc_alloc(&c->meta->alloc, txn, bytes, out);
+
+    if (ret != CIO_ENOSPC)
+        return ret;
+    if ((ret = chunks_release(c, txn, 1)) != 0)
+        return ret;
+    return c->nchunks_out > before ? alloc_alloc(&c->meta->alloc, txn, bytes, out) : CIO_ENOSPC;
+}
+
+/* At shutdown: what is left of the chunks goes back to the free map, so that
+ * a clean stop leaves nothing pending. */
+static void chunks_shutdown(commit_t *c)
+{
+    MDB_txn *txn;
+    int ret, rc;
+
+    c->nchunks_out = 0;
+    if ((rc = mdb_txn_begin(c->meta->env, NULL, 0, &txn)) != 0) {
+        ret = meta_err(rc, "mdb_txn_begin");
+        goto fail;
+    }
+    if ((ret = chunks_release(c, txn, 1)) != 0 || c->nchunks_out == 0) {
+        mdb_txn_abort(txn);
+        if (ret != 0)
+            goto fail;
+        return;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        ret = meta_err(rc, "mdb_txn_commit");
+        goto fail;
+    }
+    return;
+fail:
+    log_msg(LOG_LVL_WARN, "reserved space stays pending until restart", "error", cio_strerror(ret), NULL);
 }
 
 /* ---- the mutations (committer thread, inside txn) ---- */
@@ -305,7 +442,8 @@ static int finish_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     o.ctype_len = (uint16_t)j->ctype_len;
     memcpy(o.ctype, j->ctype, j->ctype_len);
     if ((ret = meta_obj_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &o)) != 0 ||
-        (ret = meta_pending_del(c->meta, txn, j->ext)) != 0)
+        (ret = meta_pending_del(c->meta, txn, j->ext)) != 0 ||
+        (j->carved && (ret = alloc_unreserve(&c->meta->alloc, txn, j->ext.len)) != 0))
         return ret;
     if (had_old) {
         if ((ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
@@ -636,7 +774,7 @@ static int apply_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
         commit_item_t *it = &j->items[i];
         if (it->final || it->op != LOGREC_PUT || it->size == 0)
             continue;
-        ret = alloc_alloc(&c->meta->alloc, txn, it->size, &it->ext);
+        ret = take_extent(c, txn, it->size, &it->ext);
         if (ret == 0 && (ret = meta_pending_add(c->meta, txn, it->ext)) != 0)
             return ret; /* the allocation is in txn: only a failed round undoes it */
         if (ret != 0) {
@@ -789,7 +927,7 @@ static int finish_apply(commit_t *c, MDB_txn *txn, commit_job_t *j)
         if (!it->final && (ret = apply_item(c, txn, &ac, it)) != 0)
             return ret;
         if (it->result != BATCH_APPLIED && it->ext.len > 0 &&
-            (ret = j->ext.len > 0 ? quarantine_add(c, txn, it->ext) : quarantine_track(c, it->ext, UINT64_MAX)) != 0)
+            (ret = j->ext.len > 0 ? quarantine_add(c, txn, it->ext) : quarantine_track(c, it->ext, UINT64_MAX, 0)) != 0)
             return ret;
         if (it->result == BATCH_PERMANENT)
             item_log(it, LOG_LVL_WARN, "replicated event refused for good");
@@ -809,12 +947,12 @@ static void apply_release_extents(commit_t *c, commit_job_t *j)
 {
     if (j->ext.len > 0) {
         /* the run is pending as a whole: its items' extents are parts of it */
-        if (quarantine_track(c, j->ext, 0) != 0)
+        if (quarantine_track(c, j->ext, 0, 0) != 0)
             log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
         return;
     }
     for (size_t i = 0; i < j->nitems; i++)
-        if (j->items[i].ext.len > 0 && quarantine_track(c, j->items[i].ext, 0) != 0)
+        if (j->items[i].ext.len > 0 && quarantine_track(c, j->items[i].ext, 0, 0) != 0)
             log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
 }
 
@@ -883,17 +1021,31 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
     int ret, rc, need_sync = 0;
     commit_job_t *j, *next;
 
+    alloc_extent_t chunk = {0, 0};
+
     list_init(&done);
     list_init(&to_io);
+    c->nchunks_out = 0;
     if ((rc = mdb_txn_begin(c->meta->env, NULL, 0, &txn)) != 0) {
         ret = meta_err(rc, "mdb_txn_begin");
         goto fail;
     }
-    if ((ret = quarantine_release(c, txn, &released)) != 0 || (ret = gc_slice(c, txn, &collected)) != 0)
+    if ((ret = quarantine_release(c, txn, &released)) != 0 || (ret = gc_slice(c, txn, &collected)) != 0 ||
+        (ret = chunks_release(c, txn, 0)) != 0)
         goto fail;
-    if (inbox == NULL && written == NULL && released == 0 && collected == 0) {
+    if (inbox == NULL && written == NULL && released == 0 && collected == 0 && c->nchunks_out == 0 && !carve_wants(&c->carve)) {
         mdb_txn_abort(txn); /* an idle poll that found nothing to do: no commit to count */
         return;
+    }
+    /* the PUT bodies written since the last round reach the disk with one sync, before the commit that refers to them */
+    for (j = written; j != NULL; j = j->next) {
+        if (j->op == COMMIT_PUT && j->result == 0) {
+            int sret = store_sync(c->store);
+            for (commit_job_t *k = j; k != NULL; k = k->next)
+                if (k->op == COMMIT_PUT && k->result == 0)
+                    k->result = sret;
+            break;
+        }
     }
     for (j = written; j != NULL; j = j->next) {
         if (j->op == COMMIT_APPLY) {
@@ -909,14 +1061,14 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
                 j->result = ret;
             }
         }
-        if (j->result != 0 && j->ext.len > 0 && (ret = quarantine_track(c, j->ext, UINT64_MAX)) != 0)
+        if (j->result != 0 && j->ext.len > 0 && (ret = quarantine_track(c, j->ext, UINT64_MAX, j->carved)) != 0)
             goto fail; /* pending already: free it like a released extent */
         need_sync = 1;
     }
     for (j = inbox; j != NULL; j = j->next) {
         j->result = 0;
         if (j->op == COMMIT_PUT && j->size > 0) {
-            ret = alloc_alloc(&c->meta->alloc, txn, j->size, &j->ext);
+            ret = take_extent(c, txn, j->size, &j->ext);
             if (ret == 0)
                 ret = meta_pending_add(c->meta, txn, j->ext);
         } else if (j->op == COMMIT_APPLY) {
@@ -951,6 +1103,9 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
             goto fail;
         j->result = ret;
     }
+    /* after the jobs, which come first */
+    if ((ret = chunk_reserve(c, txn, &chunk)) != 0 && fatal(ret))
+        goto fail;
     /* Allocations only: nothing is promised yet, so the meta page need not be
      * synced (the next synced commit covers it). NOMETASYNC, unlike NOSYNC,
      * keeps the environment intact across a power loss. */
@@ -965,9 +1120,11 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
         goto fail;
     }
 
-    /* durable: wake repld (the log may have grown), age the quarantine, then answer */
+    /* durable: wake repld (the log may have grown), offer the chunk, age the quarantine, then answer */
     if (c->log_enabled && need_sync)
         meta_wake(c->meta);
+    if (chunk.len > 0 && carve_offer(&c->carve, chunk) != 0 && carve_restore(&c->carve, &chunk, 1) != 0)
+        log_msg(LOG_LVL_WARN, "reserved space stays pending until restart", NULL);
     c->commits++;
     pthread_mutex_lock(&c->rd_mu);
     uint64_t tag = c->epoch++;
@@ -975,6 +1132,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
     for (size_t i = q_before; i < c->nq; i++)
         c->q[i].tag = tag;
     if (released > 0) {
+        quarantine_keep(c, released);
         memmove(c->q, c->q + released, (c->nq - released) * sizeof(*c->q));
         c->nq -= released;
     }
@@ -996,13 +1154,15 @@ fail:
         mdb_txn_abort(txn);
     c->nq = q_before; /* nothing of this round was committed */
     log_msg(LOG_LVL_ERROR, "commit failed", "error", cio_strerror(ret), NULL);
+    if (carve_restore(&c->carve, c->chunks_out, c->nchunks_out) != 0)
+        log_msg(LOG_LVL_WARN, "reserved space stays pending until restart", NULL);
     /* written PUTs hold pending extents committed earlier: free them in a later round */
     for (j = written; j != NULL; j = next) {
         next = j->next;
         j->result = ret;
         if (j->op == COMMIT_APPLY)
             apply_release_extents(c, j);
-        else if (j->ext.len > 0 && quarantine_track(c, j->ext, 0) != 0)
+        else if (j->ext.len > 0 && quarantine_track(c, j->ext, 0, j->carved) != 0)
             log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
         j->version = 0;
         list_push(&done, j);
@@ -1049,7 +1209,7 @@ static void *committer_main(void *arg)
     c->gc_next_ms = now_ms(); /* a first collection pass right away */
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (c->inbox.head == NULL && c->written.head == NULL && !(c->stopping && c->in_io == 0)) {
+        while (c->inbox.head == NULL && c->written.head == NULL && !c->carve_wake && !(c->stopping && c->in_io == 0)) {
             /* idle: wake for released extents, and for tombstone collection */
             int64_t now = now_ms(), wait_ms = c->nq > 0 ? QUARANTINE_POLL_MS : -1;
             if (gc_due(c, now))
@@ -1072,7 +1232,9 @@ static void *committer_main(void *arg)
         if (c->stopping && c->in_io == 0 && c->inbox.head == NULL && c->written.head == NULL)
             break;
         commit_job_t *inbox = list_take(&c->inbox), *written = list_take(&c->written), *rest;
+        int wake = c->carve_wake;
         size_t nw = 0;
+        c->carve_wake = 0;
         for (commit_job_t *j = written; j != NULL; j = j->next)
             nw++;
         c->in_io -= nw;
@@ -1088,11 +1250,12 @@ static void *committer_main(void *arg)
             c->inbox.head = rest;
         }
         pthread_mutex_unlock(&c->mu);
-        if (inbox != NULL || written != NULL || c->nq > 0 || gc_due(c, now_ms()))
+        if (inbox != NULL || written != NULL || wake || c->nq > 0 || gc_due(c, now_ms()))
             commit_round(c, inbox, written);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
+    chunks_shutdown(c);
     return NULL;
 }
 
@@ -1263,8 +1426,7 @@ static void *io_main(void *arg)
             j->body_busy = 0;
             pthread_cond_broadcast(&c->body_cv);
             pthread_mutex_unlock(&c->io_mu);
-            any_ok |= j->result == 0;
-            list_push(&back, j);
+            list_push(&back, j); /* synced by the committer, once for the round */
         }
         if (any_ok) {
             int ret = store_sync(c->store);
@@ -1358,7 +1520,27 @@ static void *fetch_main(void *arg)
 
 void commit_submit(commit_t *c, commit_job_t *job)
 {
+    int want = 0;
+
+    /* a small body gets its extent cut from a chunk and goes straight to an
+     * I/O thread: no commit before its write (carve.h) */
+    job->carved = 0;
+    if (job->op == COMMIT_PUT && job->size > 0 && job->size <= CARVE_MAX_BYTES &&
+        carve_cut(&c->carve, alloc_round(job->size), &job->ext, &want)) {
+        job->carved = 1;
+        job->result = 0;
+        pthread_mutex_lock(&c->mu);
+        c->in_io++;
+        if (want) {
+            c->carve_wake = 1;
+            pthread_cond_signal(&c->cv);
+        }
+        pthread_mutex_unlock(&c->mu);
+        io_enqueue(c, job);
+        return;
+    }
     pthread_mutex_lock(&c->mu);
+    c->carve_wake |= want;
     list_push(&c->inbox, job);
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
@@ -1398,6 +1580,7 @@ int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int
     c->store = s;
     c->log_enabled = log_enabled;
     c->epoch = 1;
+    carve_init(&c->carve);
     list_init(&c->inbox);
     list_init(&c->written);
     list_init(&c->io);
@@ -1460,6 +1643,8 @@ void commit_stop(commit_t *c)
     for (unsigned i = 0; i < c->nfetch; i++)
         pthread_join(c->fetch_threads[i], NULL);
     EVP_MD_free(c->md5);
+    carve_destroy(&c->carve);
+    free(c->chunks_out);
     free(c->io_threads);
     free(c->readers);
     free(c->q);

@@ -3,17 +3,22 @@
  * One committer thread owns the LMDB write transaction; a small pool of I/O
  * threads writes object bodies. A PUT takes three steps:
  *   1. allocate: its extent is taken from the free map and recorded as
- *      pending, in a transaction shared with every other job at hand;
- *   2. write: an I/O thread writes the body and syncs the data store (one
- *      fdatasync for every body it wrote in that round);
+ *      pending, in a transaction shared with every other job at hand; a
+ *      body of at most CARVE_MAX_BYTES instead gets an extent in memory,
+ *      from a reserved chunk or a kept freed extent (carve.h), without
+ *      waiting for any commit;
+ *   2. write: an I/O thread computes the MD5 and writes the body; the
+ *      committer syncs the data store once for every body written since
+ *      its last round, just before the commit of step 3;
  *   3. finish: metadata, log record and counters are written, the pending
  *      mark removed and the old extent quarantined, in one synced commit
  *      shared with every other job at hand.
  * DELETE, PURGE and bucket operations take step 3 only. The mutation's
  * sequence number is taken in step 3, so the log's order is commit order.
  * Replies are made only after step 3 is durable. Extents released by a commit
- * return to the free map once no reader that started before that commit is
- * still reading (commit_reader_enter/leave).
+ * return to the free map (or, small ones, to carve for reuse) once no reader
+ * that started before that commit is still reading
+ * (commit_reader_enter/leave).
  *
  * On a replica, COMMIT_APPLY carries a whole batch of the primary's events
  * (apply.h builds it) through the same three steps: one allocation for the
@@ -120,6 +125,7 @@ struct commit_job {
     /* internal */
     alloc_extent_t ext;
     int body_busy; /* an I/O thread may be reading body */
+    int carved;    /* PUT: ext was cut from a reserved chunk (carve.h) */
     int apply_io;  /* APPLY: some item needs writing or fetching */
     size_t fetch_left;
     commit_job_t *next;
