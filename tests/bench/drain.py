@@ -6,7 +6,10 @@ Run it before repld starts: it connects to A, checks that the backlog is there
 `GET A/admin/replication/status` every --interval seconds, writing one CSV row
 per poll (wall time, events pending, events replicated, repld's VmRSS,
 VmHWM, RssAnon and RssFile in KiB) to --csv. run.sh writes the wall time at which it started repld into
---t0-file, and repld's pid into --pid-file. The drain is
+--t0-file, and repld's pid into --pid-file. A thread also reads repld's
+memory every --mem-interval seconds and keeps the peaks: a drain of 10,000
+events lasts about 0.2 s, so the status polls alone would catch its peak only
+by chance. The drain is
 complete at the first poll that shows 0 events pending (`events_pending`, or
 `log_pending` on a storaged that does not have the former) once repld has
 started. Then B's object count is checked (`comio_objects` in B's /metrics,
@@ -24,6 +27,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -91,6 +95,32 @@ def proc_mem(pid):
     return tuple(out.get(k, 0) for k in MEM_FIELDS)
 
 
+class MemPeaks(threading.Thread):
+    """Peaks of proc_mem(repld) sampled every `interval` seconds until stop()."""
+
+    def __init__(self, pid_file, interval):
+        super().__init__(daemon=True)
+        self.pid_file, self.interval = pid_file, interval
+        self.peaks = [0] * len(MEM_FIELDS)
+        self.samples = 0
+        self._done = threading.Event()
+
+    def run(self):
+        pid = None
+        while not self._done.is_set():
+            if pid is None and self.pid_file:
+                pid = read_pid(self.pid_file)
+            if pid is not None:
+                mem = proc_mem(pid)
+                self.peaks = [max(a, b) for a, b in zip(self.peaks, mem)]
+                self.samples += 1
+            self._done.wait(self.interval)
+
+    def stop(self):
+        self._done.set()
+        self.join(timeout=5)
+
+
 def read_t0(path):
     try:
         with open(path) as f:
@@ -117,6 +147,8 @@ async def watch(args):
     csv.write("# wall_time pending replicated repld_VmRSS_KiB repld_VmHWM_KiB repld_RssAnon_KiB repld_RssFile_KiB\n")
     repld_pid = None
     peaks = [0] * len(MEM_FIELDS)
+    sampler = MemPeaks(args.pid_file, args.mem_interval)
+    sampler.start()
     t0 = None
     wait_deadline = time.time() + 30
     t_done = None
@@ -151,8 +183,11 @@ async def watch(args):
             await asyncio.sleep(args.interval)
     finally:
         csv.close()
+        sampler.stop()
     res["t0"] = t0
     res["polls"] = len(rows)
+    res["mem_samples"] = sampler.samples
+    peaks = [max(a, b) for a, b in zip(peaks, sampler.peaks)]
     res["repld_peak_kib"] = dict(zip(MEM_FIELDS, peaks))  # VmHWM is the true peak of VmRSS
     res["events_failed"] = int(last.get("events_failed", 0))
     res["events_replicated"] = int(last.get("events_replicated", 0))
@@ -208,6 +243,7 @@ def main():
     ap.add_argument("--pid-file", help="repld's pid, written by run.sh once it starts: its RSS goes into the CSV")
     ap.add_argument("--out", required=True)
     ap.add_argument("--interval", type=float, default=0.01)
+    ap.add_argument("--mem-interval", type=float, default=0.002, help="how often repld's memory is read")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--list-max", type=int, default=100000)
     args = ap.parse_args()
