@@ -246,6 +246,31 @@ static void hex16(const uint8_t *md, char *out)
     out[32] = '\0';
 }
 
+/* The quoted ETag header value: '"' hex16 '"'; out holds 35 bytes. */
+static void quoted_etag(const uint8_t *md, char *out)
+{
+    out[0] = '"';
+    hex16(md, out + 1);
+    out[33] = '"';
+    out[34] = '\0';
+}
+
+/* Decimal v into out (at least 21 bytes), NUL-terminated; returns the length.
+ * On every reply, where snprintf's format parsing showed in profiles. */
+static size_t fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
 /* ---- request helpers ---- */
 
 static http_thread_t *thread_of(h2o_req_t *req)
@@ -373,24 +398,30 @@ static int pending_submit(h2o_req_t *req, pending_t *pend)
 
 static void answer_put(h2o_req_t *req, commit_job_t *j)
 {
-    char etag[33], quoted[40], ver[24];
+    char quoted[35], ver[21], size[21];
     buf_t b;
 
     if (j->result != 0) {
         reply_cio_error(req, j->result, "PUT failed");
         return;
     }
-    hex16(j->etag, etag);
-    snprintf(quoted, sizeof(quoted), "\"%s\"", etag);
-    snprintf(ver, sizeof(ver), "%" PRIu64, j->version);
-    add_header(req, H2O_TOKEN_ETAG, quoted, strlen(quoted));
+    quoted_etag(j->etag, quoted);
+    fmt_u64(ver, j->version);
+    fmt_u64(size, j->size);
+    add_header(req, H2O_TOKEN_ETAG, quoted, 34);
     add_header_str(req, "x-comio-version", ver);
     buf_init(&b, 8192);
     buf_puts(&b, "{\"bucket\":");
     buf_json_str(&b, j->bucket, j->blen);
     buf_puts(&b, ",\"key\":");
     buf_json_str(&b, j->key, j->klen);
-    buf_printf(&b, ",\"size\":%" PRIu64 ",\"etag\":\"%s\",\"version\":%" PRIu64 "}", j->size, etag, j->version);
+    buf_puts(&b, ",\"size\":");
+    buf_puts(&b, size);
+    buf_puts(&b, ",\"etag\":");
+    buf_puts(&b, quoted);
+    buf_puts(&b, ",\"version\":");
+    buf_puts(&b, ver);
+    buf_puts(&b, "}");
     reply_buf(req, 200, &b);
 }
 
@@ -617,7 +648,7 @@ static int serve_object(http_server_t *srv, h2o_req_t *req, const path_t *p, uin
     meta_bucket_t bk;
     MDB_txn *txn;
     uint64_t token, first = 0, last = 0, len;
-    char etag[33], buf[96];
+    char buf[96];
     int ret, ranged;
 
     token = commit_reader_enter(srv->commit);
@@ -645,9 +676,8 @@ static int serve_object(http_server_t *srv, h2o_req_t *req, const path_t *p, uin
         return 0;
     }
 
-    hex16(o.etag, etag);
-    snprintf(buf, sizeof(buf), "\"%s\"", etag);
-    add_header(req, H2O_TOKEN_ETAG, buf, strlen(buf));
+    quoted_etag(o.etag, buf);
+    add_header(req, H2O_TOKEN_ETAG, buf, 34);
     add_header(req, H2O_TOKEN_CONTENT_TYPE, o.ctype, o.ctype_len);
     add_header(req, H2O_TOKEN_ACCEPT_RANGES, H2O_STRLIT("bytes"));
     {
@@ -657,7 +687,7 @@ static int serve_object(http_server_t *srv, h2o_req_t *req, const path_t *p, uin
         strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
         add_header(req, H2O_TOKEN_LAST_MODIFIED, buf, strlen(buf));
     }
-    snprintf(buf, sizeof(buf), "%" PRIu64, o.version);
+    fmt_u64(buf, o.version);
     add_header_str(req, "x-comio-version", buf);
 
     ranged = parse_range(header_value(req, H2O_TOKEN_RANGE), o.size, &first, &last);
