@@ -76,13 +76,9 @@ static int pack_bin(msgpack_packer *pk, const void *b, size_t len)
     return len == 0 ? 0 : msgpack_pack_bin_body(pk, b, len);
 }
 
-int batch_enc_init(batch_enc_t *e, const char *src, size_t src_len)
+/* Writes the batch's header into e's empty buffer. */
+static int enc_header(batch_enc_t *e, const char *src, size_t src_len)
 {
-    if (e == NULL)
-        return CIO_EINVAL;
-    memset(e, 0, sizeof(*e));
-    msgpack_sbuffer_init(&e->sb);
-    msgpack_packer_init(&e->pk, &e->sb, msgpack_sbuffer_write);
     if (src == NULL || src_len == 0 || src_len > BATCH_SRC_MAX)
         return CIO_EINVAL;
 
@@ -105,6 +101,31 @@ fail:
     msgpack_sbuffer_destroy(&e->sb);
     msgpack_sbuffer_init(&e->sb);
     return CIO_ENOMEM;
+}
+
+int batch_enc_init(batch_enc_t *e, const char *src, size_t src_len)
+{
+    if (e == NULL)
+        return CIO_EINVAL;
+    memset(e, 0, sizeof(*e));
+    msgpack_sbuffer_init(&e->sb);
+    msgpack_packer_init(&e->pk, &e->sb, msgpack_sbuffer_write);
+    return enc_header(e, src, src_len);
+}
+
+int batch_enc_restart(batch_enc_t *e, const char *src, size_t src_len)
+{
+    if (e == NULL)
+        return CIO_EINVAL;
+    e->sb.size = 0; /* the buffer keeps its capacity */
+    e->nevents = 0;
+    e->count_off = 0;
+    return enc_header(e, src, src_len);
+}
+
+size_t batch_enc_capacity(const batch_enc_t *e)
+{
+    return e->sb.alloc;
 }
 
 /* Checks an event against the rules the decoder enforces. */

@@ -52,6 +52,15 @@ typedef struct {
  * nothing (batch_enc_free is then harmless but not needed). */
 int batch_enc_init(batch_enc_t *e, const char *src, size_t src_len) CIO_MUST_CHECK;
 
+/* Starts a new batch in e, which batch_enc_init set up earlier (whatever it
+ * holds now is dropped), keeping its buffer and that buffer's capacity, so
+ * that a sender reusing its encoders stops allocating once they have grown.
+ * Same results as batch_enc_init. */
+int batch_enc_restart(batch_enc_t *e, const char *src, size_t src_len) CIO_MUST_CHECK;
+
+/* Bytes the buffer of e holds room for. */
+size_t batch_enc_capacity(const batch_enc_t *e);
+
 /* Appends an event: `rec` is the log record's encoding (as stored in the log);
  * for a PUT exactly one of `data` (may be empty when the object is empty, with
  * has_data = 1) and `url` is given; for DELETE and PURGE neither. The record

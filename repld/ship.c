@@ -104,6 +104,10 @@ typedef struct {
     uint64_t lat_counts[REPLSTAT_LAT_BUCKETS + 1];
     double lat_sum;
     uint64_t lat_n;
+
+    /* finished batches kept for reuse (batch_get, batch_put): dispatcher only */
+    batch_t **spare;
+    size_t nspare, capspare;
 } ship_t;
 
 static uint64_t mono_ms(void)
@@ -417,6 +421,65 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
 /* Fills one batch and proves its inline bytes (recheck). When an object moved
  * on while it was read, its event is retired as superseded and the batch is
  * built again without it: rare, and bounded, since each pass retires one. */
+/* ---- batches, reused ---- */
+
+#define SPARE_BYTES_MAX (1u << 20) /* an encoder that grew beyond this is freed, not kept */
+
+static void batch_free(batch_t *b)
+{
+    batch_enc_free(&b->enc);
+    free(b->evs);
+    free(b);
+}
+
+/* A batch to fill: a kept one (its encoder has grown already: no allocation,
+ * no page faults), else a new one. NULL when out of memory. */
+static batch_t *batch_get(ship_t *s)
+{
+    batch_t *b;
+    if (s->nspare > 0) {
+        b = s->spare[--s->nspare];
+        if (batch_enc_restart(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) == 0)
+            return b;
+        batch_free(b);
+        return NULL;
+    }
+    if ((b = calloc(1, sizeof(*b))) == NULL || (b->evs = calloc(s->conf->batch_size, sizeof(*b->evs))) == NULL ||
+        batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0) {
+        if (b != NULL) {
+            batch_enc_free(&b->enc);
+            free(b->evs);
+        }
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* Keeps a finished batch for the next batch_get: as many as can be out at once
+ * (two per worker), with encoders of at most SPARE_BYTES_MAX; the memory a
+ * drain holds is then reached with its first batches and stays there. */
+static void batch_put(ship_t *s, batch_t *b)
+{
+    size_t keep = 2 * (size_t)s->conf->workers;
+    memset(&b->job, 0, sizeof(b->job));
+    b->n = 0;
+    if (batch_enc_capacity(&b->enc) > SPARE_BYTES_MAX || s->nspare >= keep) {
+        batch_free(b);
+        return;
+    }
+    if (s->nspare == s->capspare) {
+        batch_t **n = realloc(s->spare, keep * sizeof(*n));
+        if (n == NULL) {
+            batch_free(b);
+            return;
+        }
+        s->spare = n;
+        s->capspare = keep;
+    }
+    s->spare[s->nspare++] = b;
+}
+
 static size_t build(ship_t *s, batch_t *b, uint64_t now)
 {
     for (;;) {
@@ -430,13 +493,12 @@ static size_t build(ship_t *s, batch_t *b, uint64_t now)
                 retire_superseded(s, e);
         }
         b->n = 0;
-        batch_enc_free(&b->enc); /* freed twice by the caller is harmless */
         if (moved < 0) {
             /* cannot check now: nothing is sent, the events stay ready */
             log_msg(LOG_LVL_WARN, "cannot prepare a batch; will try again", "error", cio_strerror(moved), NULL);
             return 0;
         }
-        if (batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0)
+        if (batch_enc_restart(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0)
             return 0;
     }
 }
@@ -473,14 +535,9 @@ static void dispatch(ship_t *s)
         size_t cap = queued ? QUEUED_BYTES_MAX : BATCH_BYTES_MAX;
         if (queued && !ready_full(s, now, cap))
             return;
-        batch_t *b = calloc(1, sizeof(*b));
-        if (b == NULL || (b->evs = calloc(s->conf->batch_size, sizeof(*b->evs))) == NULL ||
-            batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0) {
-            if (b != NULL)
-                free(b->evs);
-            free(b);
+        batch_t *b = batch_get(s);
+        if (b == NULL)
             return;
-        }
         b->cap = cap;
         const char *body;
         size_t len;
@@ -488,9 +545,8 @@ static void dispatch(ship_t *s)
             (b->job.results = calloc(b->n, sizeof(batch_res_t))) == NULL) {
             for (size_t i = 0; i < b->n; i++)
                 b->evs[i]->state = EV_READY;
-            batch_enc_free(&b->enc);
-            free(b->evs);
-            free(b);
+            free(b->job.results);
+            batch_put(s, b);
             return;
         }
         b->job.body = body;
@@ -631,9 +687,7 @@ static void complete(ship_t *s, send_job_t *job)
     }
     buf_free(&job->reply);
     free(job->results);
-    batch_enc_free(&b->enc);
-    free(b->evs);
-    free(b);
+    batch_put(s, b);
 }
 
 /* ---- the cursor ---- */
@@ -981,6 +1035,9 @@ int ship_run(const conf_t *conf, meta_t *meta)
             ev_free(s.rq.v[i]);
     if (s.snap != NULL)
         mdb_txn_abort(s.snap);
+    for (size_t i = 0; i < s.nspare; i++)
+        batch_free(s.spare[i]);
+    free(s.spare);
     free(s.scratch);
     free(s.win.v);
     free(s.rq.v);
