@@ -71,8 +71,9 @@ struct commit {
 
     carve_t carve; /* small PUTs' extents */
 
-    uint64_t tomb_ttl_ms; /* atomic; 0: keep tombstones */
-    EVP_MD *md5;          /* fetched once: EVP_md5() would look the implementation up at every digest */
+    int64_t quarantine_poll_ms; /* QUARANTINE_POLL_MS, or COMIO_QUARANTINE_POLL_MS (tests) */
+    uint64_t tomb_ttl_ms;       /* atomic; 0: keep tombstones */
+    EVP_MD *md5;                /* fetched once: EVP_md5() would look the implementation up at every digest */
 
     pthread_mutex_t rd_mu; /* readers */
     uint64_t epoch;
@@ -325,11 +326,13 @@ static int take_extent(commit_t *c, MDB_txn *txn, uint64_t bytes, alloc_extent_t
     return c->nchunks_out > before ? alloc_alloc(&c->meta->alloc, txn, bytes, out) : CIO_ENOSPC;
 }
 
-/* At shutdown: what is left of the chunks goes back to the free map, so that
- * a clean stop leaves nothing pending. */
-static void chunks_shutdown(commit_t *c)
+/* At shutdown: what is left of the chunks, and the quarantine when nobody
+ * reads any more (the HTTP server stops first), go back to the free map, so
+ * that a clean stop leaves nothing pending. */
+static void release_at_stop(commit_t *c)
 {
     MDB_txn *txn;
+    size_t nq = oldest_reader(c) == UINT64_MAX ? c->nq : 0;
     int ret, rc;
 
     c->nchunks_out = 0;
@@ -337,7 +340,16 @@ static void chunks_shutdown(commit_t *c)
         ret = meta_err(rc, "mdb_txn_begin");
         goto fail;
     }
-    if ((ret = chunks_release(c, txn, 1)) != 0 || c->nchunks_out == 0) {
+    for (size_t i = 0; i < nq; i++) {
+        const quarantined_t *q = &c->q[i];
+        if ((ret = meta_pending_del(c->meta, txn, q->ext)) != 0 ||
+            (q->reserved && (ret = alloc_unreserve(&c->meta->alloc, txn, q->ext.len)) != 0) ||
+            (ret = alloc_free(&c->meta->alloc, txn, q->ext)) != 0) {
+            mdb_txn_abort(txn);
+            goto fail;
+        }
+    }
+    if ((ret = chunks_release(c, txn, 1)) != 0 || (c->nchunks_out == 0 && nq == 0)) {
         mdb_txn_abort(txn);
         if (ret != 0)
             goto fail;
@@ -349,7 +361,7 @@ static void chunks_shutdown(commit_t *c)
     }
     return;
 fail:
-    log_msg(LOG_LVL_WARN, "reserved space stays pending until restart", "error", cio_strerror(ret), NULL);
+    log_msg(LOG_LVL_WARN, "reserved and released space stays pending until restart", "error", cio_strerror(ret), NULL);
 }
 
 /* ---- the mutations (committer thread, inside txn) ---- */
@@ -1211,7 +1223,7 @@ static void *committer_main(void *arg)
     for (;;) {
         while (c->inbox.head == NULL && c->written.head == NULL && !c->carve_wake && !(c->stopping && c->in_io == 0)) {
             /* idle: wake for released extents, and for tombstone collection */
-            int64_t now = now_ms(), wait_ms = c->nq > 0 ? QUARANTINE_POLL_MS : -1;
+            int64_t now = now_ms(), wait_ms = c->nq > 0 ? c->quarantine_poll_ms : -1;
             if (gc_due(c, now))
                 break;
             if (__atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 && (wait_ms < 0 || c->gc_next_ms - now < wait_ms))
@@ -1255,7 +1267,7 @@ static void *committer_main(void *arg)
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
-    chunks_shutdown(c);
+    release_at_stop(c);
     return NULL;
 }
 
@@ -1580,6 +1592,11 @@ int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int
     c->store = s;
     c->log_enabled = log_enabled;
     c->epoch = 1;
+    /* for tests only: a long poll keeps released extents in quarantine until the stop */
+    {
+        const char *v = getenv("COMIO_QUARANTINE_POLL_MS");
+        c->quarantine_poll_ms = v != NULL && atoi(v) > 0 ? atoi(v) : QUARANTINE_POLL_MS;
+    }
     carve_init(&c->carve);
     list_init(&c->inbox);
     list_init(&c->written);
