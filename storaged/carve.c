@@ -27,6 +27,7 @@ int carve_cut(carve_t *cv, uint64_t len, alloc_extent_t *out, int *want)
     int ok = 0;
 
     pthread_mutex_lock(&cv->mu);
+    cv->cutting = 1;
     if (bin != NULL && bin->n > 0) {
         *out = bin->e[--bin->n];
         cv->kept -= len;
@@ -85,7 +86,7 @@ size_t carve_room(carve_t *cv, uint64_t len, uint64_t *bytes)
     size_t room;
 
     pthread_mutex_lock(&cv->mu);
-    room = bin != NULL ? CARVE_BIN_MAX - bin->n : 0;
+    room = bin != NULL && cv->cutting ? CARVE_BIN_MAX - bin->n : 0;
     *bytes = CARVE_KEEP_BYTES - cv->kept;
     pthread_mutex_unlock(&cv->mu);
     return room;

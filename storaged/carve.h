@@ -48,6 +48,7 @@ typedef struct carve {
     int want;                     /* a cut found no chunk to move on to: the committer should offer one */
     carve_bin_t bins[CARVE_BINS]; /* bins[i]: freed extents of i + 1 blocks */
     uint64_t kept;                /* bytes in the bins */
+    int cutting;                  /* carve_cut was called: small PUTs come here, so freed extents are worth keeping */
 } carve_t;
 
 void carve_init(carve_t *cv);
@@ -70,7 +71,9 @@ int carve_wants(carve_t *cv);
 int carve_offer(carve_t *cv, alloc_extent_t e) CIO_MUST_CHECK;
 
 /* How many more freed extents of `len` bytes carve_keep would take (0 for a
- * size it does not keep), and how many more bytes in all (*bytes). Only
+ * size it does not keep, and for any size before the first carve_cut: a
+ * replica that only applies batches never cuts, and would only hold space
+ * back), and how many more bytes in all (*bytes). Only
  * carve_keep lowers these, so a caller that is the only one keeping can count
  * on them. */
 size_t carve_room(carve_t *cv, uint64_t len, uint64_t *bytes);
