@@ -201,8 +201,8 @@ class Report:
                      (hwm is not None and hwm <= 100 * MiB) if target else None)
 
     # --- drains -----------------------------------------------------------------------------------------------------
-    def drain_result(self, n):
-        dd = os.path.join(self.d, "drain-%d" % n)
+    def drain_result(self, n, suffix=""):
+        dd = os.path.join(self.d, "drain-%d%s" % (n, suffix))
         r = load_json(os.path.join(dd, "drain.json"))
         if r is None:
             return None
@@ -215,11 +215,34 @@ class Report:
         r["b_mem"] = mem(os.path.join(dd, "rss.csv"), "storaged-b")
         return r
 
+    def small_drain(self, small):
+        """The drain of `small` events: with --rounds, the round of median rate, with the highest repld
+        memory of all rounds (the short drain's peak, the base of the flatness ratios)."""
+        rounds = [self.drain_result(small)]
+        r = 2
+        while "drain-%d-r%d" % (small, r) in self.phases:
+            if self.phase_failed("drain-%d-r%d" % (small, r), "drain of %s, round %d" % (fmt_int(small), r)):
+                return None
+            rounds.append(self.drain_result(small, "-r%d" % r))
+            r += 1
+        if any(x is None for x in rounds):
+            return None
+        if len(rounds) == 1:
+            return rounds[0]
+        by_rate = sorted(rounds, key=lambda x: x.get("events_per_s") or 0)
+        med = dict(by_rate[len(by_rate) // 2])
+        for k in ("repld_peak", "repld_anon", "repld_file"):
+            med[k] = max((x[k] for x in rounds if x.get(k)), default=None)
+        med["ok"] = all(x.get("ok") for x in rounds)
+        self.notes.append("drain %s: median of %d rounds; %s events/s; repld's memory: the highest of the rounds" %
+                          (fmt_int(small), len(rounds), ", ".join(fmt_int(x.get("events_per_s")) for x in rounds)))
+        return med
+
     def drains(self, small, large):
         rs = None
         label = "drain of %s queued 4 KiB PUTs, events/s (repld start to 0 pending)"
         if not self.phase_failed("drain-%d" % small, label % fmt_int(small)):
-            rs = self.drain_result(small)
+            rs = self.small_drain(small)
             self.drain_row(small, rs, None)
         if "drain-%d" % large in self.phases:
             if not self.phase_failed("drain-%d" % large, label % fmt_int(large)):

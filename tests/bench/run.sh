@@ -9,7 +9,8 @@
 #                      (default: http,drain,lag,big, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
-#   --rounds N         repeat the four wrk runs N times, report the median (default 1)
+#   --rounds N         repeat the four wrk runs and the drain of 10,000 N times,
+#                      report the medians (default 1)
 #   --no-docs          do not rewrite docs/benchmarks.md and docs/bench-drain.png
 #   --no-build         use the binaries in bin/ (or $COMIO_BIN_DIR) as they are
 #   --keep             keep the work directory (stores, logs, configs)
@@ -528,10 +529,10 @@ stop_sites() { # stop_sites [REPLD_PID]
 }
 
 # --- phase: drain ------------------------------------------------------------------------------------------------
-phase_drain() { # phase_drain N
-    local n=$1 dir=$RES/drain-$1
+phase_drain() { # phase_drain N [ROUND]: round 2 and later go to drain-N-rROUND
+    local n=$1 dir=$RES/drain-$1${2:+-r$2}
     mkdir -p "$dir"
-    log "== drain-$n: $n PUTs of 4 KiB queued on A with repld stopped, then repld started; time to 0 pending"
+    log "== drain-$n${2:+ (round $2)}: $n PUTs of 4 KiB queued on A with repld stopped, then repld started; time to 0 pending"
     # each site holds n objects of 4 KiB (one 4 KiB extent each): room for them plus a margin
     local mib=$(((n * 4096 * 13 / 10) / 1048576 + 512))
     local room=$((2 * (n * 4096 + n * 600) / 1048576 + 1024))
@@ -718,7 +719,10 @@ run_phase() { # run_phase NAME FUNCTION ERRVAR [ARGS...]
     fi
 }
 want http && run_phase http phase_http HTTP_ERR
-want drain && run_phase drain-$DRAIN_SMALL phase_drain DRAIN_ERR $DRAIN_SMALL
+if want drain; then
+    run_phase drain-$DRAIN_SMALL phase_drain DRAIN_ERR $DRAIN_SMALL
+    for ((r = 2; r <= ROUNDS; r++)); do run_phase drain-$DRAIN_SMALL-r$r phase_drain DRAIN_ERR $DRAIN_SMALL $r; done
+fi
 want lag && run_phase lag phase_lag LAG_ERR
 want big && run_phase big phase_big BIG_ERR
 want drain-full && run_phase drain-$DRAIN_LARGE phase_drain DRAIN_ERR $DRAIN_LARGE
