@@ -31,6 +31,7 @@
 #define BACKOFF_CAP_MS 60000
 #define BATCH_BYTES_MAX (8u * 1024 * 1024) /* stop adding inline data beyond this */
 #define QUEUED_BYTES_MAX (2u * 1024 * 1024) /* the same for a batch queued behind a worker's current one */
+#define SPARE_MAX (SENDER_QUEUE * 64)       /* batches kept for reuse: as many as 64 workers (the most) hold */
 #define PERSIST_EVERY_MS 10                 /* while batches are in flight, the cursor is persisted at least this often */
 #define PRESIGN_TTL_S 3600
 #define IDLE_POLL_MS 1000                  /* upper bound on a sleep, even with inotify */
@@ -63,6 +64,7 @@ typedef struct {
     send_job_t job;
     batch_enc_t enc;
     ev_t **evs;
+    batch_res_t *results; /* batch_size of them: the reply's, one per event */
     size_t n;
     size_t cap; /* bytes of encoding beyond which no event is added */
 } batch_t;
@@ -106,8 +108,8 @@ typedef struct {
     uint64_t lat_n;
 
     /* finished batches kept for reuse (batch_get, batch_put): dispatcher only */
-    batch_t **spare;
-    size_t nspare, capspare;
+    batch_t *spare[SPARE_MAX];
+    size_t nspare;
 } ship_t;
 
 static uint64_t mono_ms(void)
@@ -418,9 +420,6 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
     return b->n;
 }
 
-/* Fills one batch and proves its inline bytes (recheck). When an object moved
- * on while it was read, its event is retired as superseded and the batch is
- * built again without it: rare, and bounded, since each pass retires one. */
 /* ---- batches, reused ---- */
 
 #define SPARE_BYTES_MAX (1u << 20) /* an encoder that grew beyond this is freed, not kept */
@@ -429,6 +428,7 @@ static void batch_free(batch_t *b)
 {
     batch_enc_free(&b->enc);
     free(b->evs);
+    free(b->results);
     free(b);
 }
 
@@ -444,42 +444,36 @@ static batch_t *batch_get(ship_t *s)
         batch_free(b);
         return NULL;
     }
-    if ((b = calloc(1, sizeof(*b))) == NULL || (b->evs = calloc(s->conf->batch_size, sizeof(*b->evs))) == NULL ||
+    if ((b = calloc(1, sizeof(*b))) == NULL)
+        return NULL;
+    if ((b->evs = calloc(s->conf->batch_size, sizeof(*b->evs))) == NULL ||
+        (b->results = calloc(s->conf->batch_size, sizeof(*b->results))) == NULL ||
         batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0) {
-        if (b != NULL) {
-            batch_enc_free(&b->enc);
-            free(b->evs);
-        }
-        free(b);
+        batch_free(b); /* batch_enc_free is harmless on a zeroed or failed encoder */
         return NULL;
     }
     return b;
 }
 
 /* Keeps a finished batch for the next batch_get: as many as can be out at once
- * (two per worker), with encoders of at most SPARE_BYTES_MAX; the memory a
- * drain holds is then reached with its first batches and stays there. */
+ * (SENDER_QUEUE per worker), with encoders of at most SPARE_BYTES_MAX; the
+ * memory a drain holds is then reached with its first batches and stays
+ * there. */
 static void batch_put(ship_t *s, batch_t *b)
 {
-    size_t keep = 2 * (size_t)s->conf->workers;
     memset(&b->job, 0, sizeof(b->job));
     b->n = 0;
-    if (batch_enc_capacity(&b->enc) > SPARE_BYTES_MAX || s->nspare >= keep) {
+    if (batch_enc_capacity(&b->enc) > SPARE_BYTES_MAX || s->nspare >= SENDER_QUEUE * (size_t)s->conf->workers ||
+        s->nspare >= SPARE_MAX) {
         batch_free(b);
         return;
-    }
-    if (s->nspare == s->capspare) {
-        batch_t **n = realloc(s->spare, keep * sizeof(*n));
-        if (n == NULL) {
-            batch_free(b);
-            return;
-        }
-        s->spare = n;
-        s->capspare = keep;
     }
     s->spare[s->nspare++] = b;
 }
 
+/* Fills one batch and proves its inline bytes (recheck). When an object moved
+ * on while it was read, its event is retired as superseded and the batch is
+ * built again without it: rare, and bounded, since each pass retires one. */
 static size_t build(ship_t *s, batch_t *b, uint64_t now)
 {
     for (;;) {
@@ -541,16 +535,15 @@ static void dispatch(ship_t *s)
         b->cap = cap;
         const char *body;
         size_t len;
-        if (build(s, b, now) == 0 || batch_enc_finish(&b->enc, &body, &len) != 0 ||
-            (b->job.results = calloc(b->n, sizeof(batch_res_t))) == NULL) {
+        if (build(s, b, now) == 0 || batch_enc_finish(&b->enc, &body, &len) != 0) {
             for (size_t i = 0; i < b->n; i++)
                 b->evs[i]->state = EV_READY;
-            free(b->job.results);
             batch_put(s, b);
             return;
         }
         b->job.body = body;
         b->job.len = len;
+        b->job.results = b->results;
         b->job.nevents = b->n;
         b->job.owner = b;
         sender_submit(s->sender, (unsigned)w, &b->job);
@@ -686,7 +679,6 @@ static void complete(ship_t *s, send_job_t *job)
         back_off(s, job);
     }
     buf_free(&job->reply);
-    free(job->results);
     batch_put(s, b);
 }
 
@@ -1037,7 +1029,6 @@ int ship_run(const conf_t *conf, meta_t *meta)
         mdb_txn_abort(s.snap);
     for (size_t i = 0; i < s.nspare; i++)
         batch_free(s.spare[i]);
-    free(s.spare);
     free(s.scratch);
     free(s.win.v);
     free(s.rq.v);

@@ -22,6 +22,7 @@
 #define CHUNK_SHARE 16        /* ... and at most this share of the free space, */
 #define CHUNK_MIN (1u << 20)  /* ... and no less than this (below it, every PUT allocates in a commit) */
 #define COLLECT_STEP 64       /* extents taken from carve at a time */
+_Static_assert(CHUNK_MIN >= CARVE_MAX_BYTES, "every chunk has room for any body carve cuts");
 
 typedef struct {
     alloc_extent_t ext;
@@ -201,6 +202,16 @@ static int quarantine_track(commit_t *c, alloc_extent_t e, uint64_t tag, int res
     return 0;
 }
 
+/* Returns pending extent e to the free map in txn; `reserved`: e is still in
+ * the reserved total (a chunk, a piece of one, or a kept extent). */
+static int give_back(commit_t *c, MDB_txn *txn, alloc_extent_t e, int reserved)
+{
+    int ret;
+    if ((ret = meta_pending_del(c->meta, txn, e)) != 0 || (reserved && (ret = alloc_unreserve(&c->meta->alloc, txn, e.len)) != 0))
+        return ret;
+    return alloc_free(&c->meta->alloc, txn, e);
+}
+
 /* Marks e pending in txn and quarantines it; its tag is set at commit. */
 static int quarantine_add(commit_t *c, MDB_txn *txn, alloc_extent_t e)
 {
@@ -234,9 +245,7 @@ static int quarantine_release(commit_t *c, MDB_txn *txn, size_t *released)
             planned_bytes += q->ext.len;
             if (!q->reserved)
                 held += q->ext.len;
-        } else if ((ret = meta_pending_del(c->meta, txn, q->ext)) != 0 ||
-                   (q->reserved && (ret = alloc_unreserve(&c->meta->alloc, txn, q->ext.len)) != 0) ||
-                   (ret = alloc_free(&c->meta->alloc, txn, q->ext)) != 0) {
+        } else if ((ret = give_back(c, txn, q->ext, q->reserved)) != 0) {
             return ret;
         }
         n++;
@@ -277,12 +286,9 @@ static int chunks_release(commit_t *c, MDB_txn *txn, int all)
         if ((n = carve_collect(&c->carve, all, c->chunks_out + first, COLLECT_STEP)) == 0)
             return 0;
         c->nchunks_out += n;
-        for (size_t i = first; i < c->nchunks_out; i++) {
-            alloc_extent_t e = c->chunks_out[i];
-            if ((ret = meta_pending_del(c->meta, txn, e)) != 0 || (ret = alloc_unreserve(&c->meta->alloc, txn, e.len)) != 0 ||
-                (ret = alloc_free(&c->meta->alloc, txn, e)) != 0)
+        for (size_t i = first; i < c->nchunks_out; i++)
+            if ((ret = give_back(c, txn, c->chunks_out[i], 1)) != 0)
                 return ret;
-        }
     }
 }
 
@@ -341,10 +347,7 @@ static void release_at_stop(commit_t *c)
         goto fail;
     }
     for (size_t i = 0; i < nq; i++) {
-        const quarantined_t *q = &c->q[i];
-        if ((ret = meta_pending_del(c->meta, txn, q->ext)) != 0 ||
-            (q->reserved && (ret = alloc_unreserve(&c->meta->alloc, txn, q->ext.len)) != 0) ||
-            (ret = alloc_free(&c->meta->alloc, txn, q->ext)) != 0) {
+        if ((ret = give_back(c, txn, c->q[i].ext, c->q[i].reserved)) != 0) {
             mdb_txn_abort(txn);
             goto fail;
         }
@@ -1050,14 +1053,13 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
         return;
     }
     /* the PUT bodies written since the last round reach the disk with one sync, before the commit that refers to them */
-    for (j = written; j != NULL; j = j->next) {
-        if (j->op == COMMIT_PUT && j->result == 0) {
-            int sret = store_sync(c->store);
-            for (commit_job_t *k = j; k != NULL; k = k->next)
-                if (k->op == COMMIT_PUT && k->result == 0)
-                    k->result = sret;
-            break;
-        }
+    for (j = written; j != NULL && !(j->op == COMMIT_PUT && j->result == 0); j = j->next)
+        ;
+    if (j != NULL) {
+        int sret = store_sync(c->store);
+        for (; j != NULL && sret != 0; j = j->next)
+            if (j->op == COMMIT_PUT && j->result == 0)
+                j->result = sret;
     }
     for (j = written; j != NULL; j = j->next) {
         if (j->op == COMMIT_APPLY) {
