@@ -163,15 +163,20 @@ static void test_keep(void)
 
 /* Threads cut 1- to 3-block extents while the main thread offers chunks and
  * collects remainders, keeping freed ones too; every block handed out, left
- * over or kept is accounted for exactly once. */
+ * over or kept is accounted for exactly once.  A cutter that finds no room
+ * yields and tries again (valgrind runs one thread at a time, so a cutter may
+ * otherwise spend all its tries before the main thread offers a chunk); it
+ * stops after CUTS cuts, after MAX_TRIES tries, or once the space is used up. */
 #define CUTTERS 4
 #define CUTS 20000
+#define MAX_TRIES 2000000
 #define CHUNK_BLOCKS 64
 #define SPACE_BLOCKS (CUTTERS * CUTS * 3 + 64 * CHUNK_BLOCKS)
 
 static carve_t shared;
 static unsigned char *owner; /* per block: handed out already */
 static int cutters_done;
+static int space_gone; /* the main thread has nothing more to offer */
 
 typedef struct {
     unsigned seed;
@@ -182,12 +187,17 @@ typedef struct {
 static void *cutter(void *arg)
 {
     cutter_t *t = arg;
-    for (size_t i = 0; i < CUTS; i++) {
+    for (size_t tries = 0; t->n < CUTS && tries < MAX_TRIES; tries++) {
         uint64_t len = (1 + rand_r(&t->seed) % 3) * BLK;
         alloc_extent_t e;
         int want = 0;
-        if (carve_cut(&shared, len, &e, &want))
+        if (carve_cut(&shared, len, &e, &want)) {
             t->got[t->n++] = e;
+            continue;
+        }
+        if (__atomic_load_n(&space_gone, __ATOMIC_ACQUIRE))
+            break;
+        sched_yield();
     }
     __atomic_add_fetch(&cutters_done, 1, __ATOMIC_RELEASE);
     return NULL;
@@ -204,6 +214,10 @@ static void test_concurrent(void)
 
     carve_init(&shared);
     owner = calloc(SPACE_BLOCKS, 1);
+    /* one chunk before any cutter starts, so every run cuts something */
+    CHECK(carve_offer(&shared, ext(next_off, CHUNK_BLOCKS)) == 0);
+    next_off += CHUNK_BLOCKS;
+    offered += CHUNK_BLOCKS;
     for (int i = 0; i < CUTTERS; i++) {
         ct[i] = (cutter_t){.seed = 7u + (unsigned)i, .got = malloc(CUTS * sizeof(alloc_extent_t)), .n = 0};
         CHECK(pthread_create(&th[i], NULL, cutter, &ct[i]) == 0);
@@ -221,6 +235,7 @@ static void test_concurrent(void)
         if (rounds % 64 == 0)
             sched_yield();
     }
+    __atomic_store_n(&space_gone, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < CUTTERS; i++)
         pthread_join(th[i], NULL);
     while ((k = carve_collect(&shared, 1, out, 64)) > 0)
