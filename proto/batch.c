@@ -1,5 +1,6 @@
 /* batch.c - the replication batch and reply codecs: msgpack-c encoders, bounded zero-copy decoders. */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include "batch.h"
 #include "mpread.h"
@@ -117,6 +118,8 @@ int batch_enc_restart(batch_enc_t *e, const char *src, size_t src_len)
 {
     if (e == NULL)
         return CIO_EINVAL;
+    if (e->sb.size > e->peak)
+        e->peak = e->sb.size;
     e->sb.size = 0; /* the buffer keeps its capacity */
     e->nevents = 0;
     e->count_off = 0;
@@ -126,6 +129,25 @@ int batch_enc_restart(batch_enc_t *e, const char *src, size_t src_len)
 size_t batch_enc_capacity(const batch_enc_t *e)
 {
     return e->sb.alloc;
+}
+
+int batch_enc_reserve(batch_enc_t *e, size_t bytes)
+{
+    if (e == NULL)
+        return CIO_EINVAL;
+    if (bytes <= e->sb.alloc)
+        return 0;
+    char *n = realloc(e->sb.data, bytes); /* msgpack_sbuffer_write grows it with realloc too */
+    if (n == NULL)
+        return CIO_ENOMEM;
+    e->sb.data = n;
+    e->sb.alloc = bytes;
+    return 0;
+}
+
+size_t batch_enc_peak(const batch_enc_t *e)
+{
+    return e->sb.size > e->peak ? e->sb.size : e->peak;
 }
 
 /* Checks an event against the rules the decoder enforces. */

@@ -45,6 +45,7 @@ typedef struct {
     msgpack_packer pk;
     size_t nevents;   /* events appended so far */
     size_t count_off; /* where the event array header starts in sb (patched at finish) */
+    size_t peak;      /* the most bytes sb has held since batch_enc_init: what of its buffer was touched */
 } batch_enc_t;
 
 /* Starts a batch from site `src` (1..BATCH_SRC_MAX bytes, copied into the
@@ -60,6 +61,18 @@ int batch_enc_restart(batch_enc_t *e, const char *src, size_t src_len) CIO_MUST_
 
 /* Bytes the buffer of e holds room for. */
 size_t batch_enc_capacity(const batch_enc_t *e);
+
+/* Grows the buffer of e to room for at least `bytes`, keeping what it holds,
+ * without writing to the new room: memory the system hands out lazily costs
+ * nothing until a batch that large is built. A sender that reserves the most
+ * a batch may reach never grows the buffer again, so it is never moved (a
+ * moved buffer leaves its old place behind as a hole in the heap). Returns 0
+ * or CIO_ENOMEM (e is then unchanged). */
+int batch_enc_reserve(batch_enc_t *e, size_t bytes) CIO_MUST_CHECK;
+
+/* The most bytes e has held since batch_enc_init: how much of its buffer has
+ * been written to, and so is resident. */
+size_t batch_enc_peak(const batch_enc_t *e);
 
 /* Appends an event: `rec` is the log record's encoding (as stored in the log);
  * for a PUT exactly one of `data` (may be empty when the object is empty, with

@@ -13,6 +13,7 @@ static msgpack_sbuffer rec_put5;  /* PUT of a 5-byte object, seq 1 */
 static msgpack_sbuffer rec_put0;  /* PUT of an empty object, seq 2 */
 static msgpack_sbuffer rec_del;   /* DELETE, seq 3 */
 static msgpack_sbuffer rec_purge; /* PURGE, seq 4 */
+static msgpack_sbuffer rec_put4k; /* PUT of a 4 KiB object, seq 5 */
 
 static char xs[BATCH_URL_MAX + 2];
 
@@ -46,6 +47,7 @@ static void init_samples(void)
     encode_rec(&rec_put0, LOGREC_PUT, 2, 0);
     encode_rec(&rec_del, LOGREC_DELETE, 3, 0);
     encode_rec(&rec_purge, LOGREC_PURGE, 4, 0);
+    encode_rec(&rec_put4k, LOGREC_PUT, 5, 4096);
     memset(xs, 'x', sizeof(xs));
 }
 
@@ -55,6 +57,7 @@ static void free_samples(void)
     msgpack_sbuffer_destroy(&rec_put0);
     msgpack_sbuffer_destroy(&rec_del);
     msgpack_sbuffer_destroy(&rec_purge);
+    msgpack_sbuffer_destroy(&rec_put4k);
 }
 
 static int inside(const void *p, size_t n, const void *buf, size_t len)
@@ -213,6 +216,49 @@ static void test_restart(void)
     CHECK_EQ_INT(batch_enc_finish(&e, &buf, &len), 0);
     CHECK_EQ_INT(batch_dec_init(&d, buf, len), 0);
     CHECK_EQ_INT(d.nevents, 0);
+    batch_enc_free(&e);
+}
+
+/* A reserved encoder keeps its buffer where it is while batches fill it
+ * (no realloc moves it), keeps what it held across the reserve, and its peak
+ * is the most bytes it held, not its capacity. */
+static void test_reserve(void)
+{
+    batch_enc_t e;
+    const char *buf, *first;
+    size_t len, len1;
+    batch_dec_t d;
+
+    CHECK_EQ_INT(batch_enc_init(&e, "site-a", 6), 0);
+    CHECK_EQ_INT(batch_enc_add(&e, rec_put5.data, rec_put5.size, 1, "hello", 5, NULL, 0), 0);
+    CHECK_EQ_INT(batch_enc_reserve(&e, 1u << 20), 0);
+    CHECK(batch_enc_capacity(&e) >= (1u << 20));
+    CHECK_EQ_INT(batch_enc_reserve(&e, 100), 0); /* never shrinks */
+    CHECK(batch_enc_capacity(&e) >= (1u << 20));
+    CHECK_EQ_INT(batch_enc_finish(&e, &buf, &len1), 0);
+    CHECK_EQ_INT(decode_all(buf, len1), 0);
+    CHECK_EQ_INT(batch_dec_init(&d, buf, len1), 0);
+    CHECK_EQ_INT(d.nevents, 1);
+    first = buf;
+    CHECK_EQ_INT(batch_enc_peak(&e), len1);
+
+    /* a larger batch fills the reserved room in place */
+    char data[4096];
+    memset(data, 'x', sizeof(data));
+    CHECK_EQ_INT(batch_enc_restart(&e, "site-a", 6), 0);
+    for (int i = 0; i < 200; i++)
+        CHECK_EQ_INT(batch_enc_add(&e, rec_put4k.data, rec_put4k.size, 1, data, sizeof(data), NULL, 0), 0);
+    CHECK_EQ_INT(batch_enc_finish(&e, &buf, &len), 0);
+    CHECK(buf == first);
+    CHECK(len > 200 * sizeof(data));
+    CHECK_EQ_INT(decode_all(buf, len), 0);
+    /* a smaller one after it leaves the peak at the larger */
+    CHECK_EQ_INT(batch_enc_restart(&e, "site-a", 6), 0);
+    CHECK_EQ_INT(batch_enc_finish(&e, &buf, &len1), 0);
+    CHECK(len1 < len);
+    CHECK_EQ_INT(batch_enc_peak(&e), len);
+    CHECK(batch_enc_peak(&e) < batch_enc_capacity(&e));
+    CHECK_EQ_INT(batch_enc_reserve(NULL, 1), CIO_EINVAL);
     batch_enc_free(&e);
 }
 
@@ -1244,6 +1290,7 @@ int main(void)
     init_samples();
     RUN(test_roundtrip);
     RUN(test_restart);
+    RUN(test_reserve);
     RUN(test_empty_batch);
     RUN(test_many_events);
     RUN(test_max_events);
