@@ -110,6 +110,7 @@ typedef struct {
     /* finished batches kept for reuse (batch_get, batch_put): dispatcher only */
     batch_t *spare[SPARE_MAX];
     size_t nspare;
+    size_t nbatches; /* batches allocated: in spare, being filled, with a worker, or done and not yet taken */
 } ship_t;
 
 static uint64_t mono_ms(void)
@@ -422,50 +423,80 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
 
 /* ---- batches, reused ---- */
 
-#define SPARE_BYTES_MAX (1u << 20) /* an encoder that grew beyond this is freed, not kept */
+#define SPARE_BYTES_MAX (1u << 20) /* an encoder that held more than this is freed, not kept */
+#define EVENT_BYTES_MAX (16u * 1024) /* a batch event's bytes beside its inline data: record, URL, headers */
 
-static void batch_free(batch_t *b)
+/* The most bytes a batch can reach: events are added while it holds less than
+ * BATCH_BYTES_MAX, and the last one may bring up to an inline object (an
+ * inline_threshold beyond BATCH_BYTES_MAX is left to realloc: rare, and
+ * correct, only not hole-free). */
+static size_t batch_reserve(const ship_t *s)
+{
+    size_t inl = s->conf->inline_threshold < BATCH_BYTES_MAX ? (size_t)s->conf->inline_threshold : BATCH_BYTES_MAX;
+    return BATCH_BYTES_MAX + inl + EVENT_BYTES_MAX;
+}
+
+static void batch_free(ship_t *s, batch_t *b)
 {
     batch_enc_free(&b->enc);
     free(b->evs);
     free(b->results);
     free(b);
+    s->nbatches--;
 }
 
-/* A batch to fill: a kept one (its encoder has grown already: no allocation,
- * no page faults), else a new one. NULL when out of memory. */
+static void complete(ship_t *s, send_job_t *job);
+
+/* A batch to fill: a kept one (its encoder's pages are resident already: no
+ * allocation, no page faults), else a new one. A new encoder reserves room
+ * for the largest batch at once (batch_enc_reserve): the pages are only
+ * touched as batches fill them, and the buffer never moves, where growing it
+ * by doubling left each old buffer behind as a hole in the heap.
+ *
+ * There are never more batches than workers hold (SENDER_QUEUE each): when
+ * that many exist and none is spare, a worker that has room has finished one
+ * that the dispatcher has not taken back yet, so it is taken back now. A
+ * batch made for that moment instead would be one too many once it came
+ * back, and freeing and making such batches again is what made repld's
+ * memory creep up over a long drain. Taking a job back may start a backoff:
+ * the caller checks. NULL when out of memory. */
 static batch_t *batch_get(ship_t *s)
 {
     batch_t *b;
+    send_job_t *job;
+    if (s->nspare == 0 && s->nbatches >= SENDER_QUEUE * (size_t)s->conf->workers)
+        while ((job = sender_take_done(s->sender)) != NULL)
+            complete(s, job);
     if (s->nspare > 0) {
         b = s->spare[--s->nspare];
         if (batch_enc_restart(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) == 0)
             return b;
-        batch_free(b);
+        batch_free(s, b);
         return NULL;
     }
     if ((b = calloc(1, sizeof(*b))) == NULL)
         return NULL;
+    s->nbatches++;
     if ((b->evs = calloc(s->conf->batch_size, sizeof(*b->evs))) == NULL ||
         (b->results = calloc(s->conf->batch_size, sizeof(*b->results))) == NULL ||
-        batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0) {
-        batch_free(b); /* batch_enc_free is harmless on a zeroed or failed encoder */
+        batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0 ||
+        batch_enc_reserve(&b->enc, batch_reserve(s)) != 0) {
+        batch_free(s, b); /* batch_enc_free is harmless on a zeroed or failed encoder */
         return NULL;
     }
     return b;
 }
 
-/* Keeps a finished batch for the next batch_get: as many as can be out at once
- * (SENDER_QUEUE per worker), with encoders of at most SPARE_BYTES_MAX; the
- * memory a drain holds is then reached with its first batches and stays
+/* Keeps a finished batch for the next batch_get, unless its encoder ever held
+ * more than SPARE_BYTES_MAX (that much of it is resident: it is freed), so
+ * that the memory a drain holds is reached with its first batches and stays
  * there. */
 static void batch_put(ship_t *s, batch_t *b)
 {
     memset(&b->job, 0, sizeof(b->job));
     b->n = 0;
-    if (batch_enc_capacity(&b->enc) > SPARE_BYTES_MAX || s->nspare >= SENDER_QUEUE * (size_t)s->conf->workers ||
-        s->nspare >= SPARE_MAX) {
-        batch_free(b);
+    if (batch_enc_peak(&b->enc) > SPARE_BYTES_MAX || s->nspare >= SPARE_MAX) {
+        batch_free(s, b);
         return;
     }
     s->spare[s->nspare++] = b;
@@ -532,6 +563,10 @@ static void dispatch(ship_t *s)
         batch_t *b = batch_get(s);
         if (b == NULL)
             return;
+        if (now < s->backoff_until) { /* batch_get took back a job that failed */
+            batch_put(s, b);
+            return;
+        }
         b->cap = cap;
         const char *body;
         size_t len;
@@ -1028,7 +1063,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
     if (s.snap != NULL)
         mdb_txn_abort(s.snap);
     for (size_t i = 0; i < s.nspare; i++)
-        batch_free(s.spare[i]);
+        batch_free(&s, s.spare[i]);
     free(s.scratch);
     free(s.win.v);
     free(s.rq.v);
