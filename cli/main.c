@@ -10,7 +10,6 @@
 #include "server.h"
 #include "status.h"
 
-
 static void usage(FILE *out)
 {
     fprintf(out, "usage: comio <command> [options]\n"

@@ -496,10 +496,9 @@ fail:
 
 void conf_free(conf_t *c)
 {
-    char **strs[] = {&c->site_id,      &c->listen,       &c->storage_path, &c->meta_path, &c->public_url,
-                     &c->access_token, &c->tls_cert,     &c->tls_key,      &c->repl_mode, &c->remote_url,
-                     &c->remote_token, &c->accept_token, &c->socket_path,  &c->ca_file,   &c->config_path,
-                     &c->log_file};
+    char **strs[] = {&c->site_id,     &c->listen,  &c->storage_path, &c->meta_path,  &c->public_url,   &c->access_token,
+                     &c->tls_cert,    &c->tls_key, &c->repl_mode,    &c->remote_url, &c->remote_token, &c->accept_token,
+                     &c->socket_path, &c->ca_file, &c->config_path,  &c->log_file};
 
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         /* Tokens are secrets: wipe them before the memory goes back. */

@@ -30,24 +30,24 @@ typedef struct conf {
     char *access_token;       /* default NULL: no token needed */
     char *tls_cert;           /* default NULL: plain HTTP */
     char *tls_key;
-    uint64_t meta_map_size;   /* server.meta_map_size, LMDB map size; default 16GiB */
-    uint32_t threads;         /* server.threads, event-loop threads; default 0 = one per core */
+    uint64_t meta_map_size; /* server.meta_map_size, LMDB map size; default 16GiB */
+    uint32_t threads;       /* server.threads, event-loop threads; default 0 = one per core */
 
     /* replication */
-    int repl_enabled;          /* default 0 */
-    char *repl_mode;           /* default "async"; only "async" accepted */
-    char *remote_url;          /* required when enabled (checked by conf_finalize) */
+    int repl_enabled; /* default 0 */
+    char *repl_mode;  /* default "async"; only "async" accepted */
+    char *remote_url; /* required when enabled (checked by conf_finalize) */
     char *remote_token;
-    char *accept_token;        /* default NULL: replica refuses every batch */
-    uint32_t batch_size;       /* default 100, 1..10000 */
-    uint64_t batch_interval_ms;/* default 1000 */
-    uint32_t retry_attempts;   /* default 3 */
-    uint64_t retry_delay_ms;   /* default 5000 */
-    uint32_t workers;          /* default 5, 1..64 */
-    uint64_t inline_threshold; /* default 1MB (10^6) */
-    char *socket_path;         /* default "/run/comio/repld.sock" */
-    char *ca_file;             /* default NULL: system CAs */
-    uint64_t tombstone_ttl_ms; /* replica: how long a DELETE's tombstone is kept; default 7 days, 0 = forever */
+    char *accept_token;         /* default NULL: replica refuses every batch */
+    uint32_t batch_size;        /* default 100, 1..10000 */
+    uint64_t batch_interval_ms; /* default 1000 */
+    uint32_t retry_attempts;    /* default 3 */
+    uint64_t retry_delay_ms;    /* default 5000 */
+    uint32_t workers;           /* default 5, 1..64 */
+    uint64_t inline_threshold;  /* default 1MB (10^6) */
+    char *socket_path;          /* default "/run/comio/repld.sock" */
+    char *ca_file;              /* default NULL: system CAs */
+    uint64_t tombstone_ttl_ms;  /* replica: how long a DELETE's tombstone is kept; default 7 days, 0 = forever */
 
     /* logging */
     log_level_t log_level; /* default info */

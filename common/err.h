@@ -9,20 +9,20 @@
 
 typedef enum {
     CIO_OK = 0,
-    CIO_ENOMEM = -1,    /* allocation failed */
-    CIO_EINVAL = -2,    /* bad argument or malformed input */
-    CIO_EIO = -3,       /* read/write/sync on the data store failed */
-    CIO_ENOSPC = -4,    /* the data store has no extent large enough */
-    CIO_ENOTFOUND = -5, /* no such object, bucket, record or key */
-    CIO_EEXIST = -6,    /* already exists */
-    CIO_ETOOBIG = -7,   /* input exceeds a configured or built-in cap */
-    CIO_ECONFIG = -8,   /* configuration or command-line error */
-    CIO_EDB = -9,       /* LMDB reported an error (other than map full) */
-    CIO_ENOTEMPTY = -10,/* bucket still holds objects */
-    CIO_EPROTO = -11,   /* malformed wire or on-disk record */
-    CIO_EAGAIN = -12,   /* try again later */
-    CIO_EMAPFULL = -13, /* the LMDB map is full */
-    CIO_ESYS = -14,     /* a system call failed; errno tells which */
+    CIO_ENOMEM = -1,     /* allocation failed */
+    CIO_EINVAL = -2,     /* bad argument or malformed input */
+    CIO_EIO = -3,        /* read/write/sync on the data store failed */
+    CIO_ENOSPC = -4,     /* the data store has no extent large enough */
+    CIO_ENOTFOUND = -5,  /* no such object, bucket, record or key */
+    CIO_EEXIST = -6,     /* already exists */
+    CIO_ETOOBIG = -7,    /* input exceeds a configured or built-in cap */
+    CIO_ECONFIG = -8,    /* configuration or command-line error */
+    CIO_EDB = -9,        /* LMDB reported an error (other than map full) */
+    CIO_ENOTEMPTY = -10, /* bucket still holds objects */
+    CIO_EPROTO = -11,    /* malformed wire or on-disk record */
+    CIO_EAGAIN = -12,    /* try again later */
+    CIO_EMAPFULL = -13,  /* the LMDB map is full */
+    CIO_ESYS = -14,      /* a system call failed; errno tells which */
 } cio_err_t;
 
 /* Returns a static, human-readable description of `err` (never NULL). */

@@ -41,11 +41,7 @@ static const units_unit_t units_size_units[] = {
 };
 
 static const units_unit_t units_duration_units[] = {
-    {"ms", 1ULL},
-    {"s", 1000ULL},
-    {"m", 60ULL * 1000},
-    {"h", 60ULL * 60 * 1000},
-    {"d", 24ULL * 60 * 60 * 1000},
+    {"ms", 1ULL}, {"s", 1000ULL}, {"m", 60ULL * 1000}, {"h", 60ULL * 60 * 1000}, {"d", 24ULL * 60 * 60 * 1000},
 };
 
 /* Parses the number at the start of s; *end points after it. Digits are read

@@ -85,8 +85,8 @@ size_t batch_enc_peak(const batch_enc_t *e);
  * longer than BATCH_URL_MAX; CIO_ETOOBIG when the batch already holds
  * BATCH_MAX_EVENTS events or rec/data are 4 GiB or more; CIO_ENOMEM. On error
  * the batch is left as it was. The inputs are copied. */
-int batch_enc_add(batch_enc_t *e, const void *rec, size_t rec_len, int has_data, const void *data, size_t data_len,
-                  const char *url, size_t url_len) CIO_MUST_CHECK;
+int batch_enc_add(batch_enc_t *e, const void *rec, size_t rec_len, int has_data, const void *data, size_t data_len, const char *url,
+                  size_t url_len) CIO_MUST_CHECK;
 
 /* Completes the batch; *buf and *len then hold the encoding (owned by e, valid
  * until the next batch_enc_add or batch_enc_free; finishing again after more
@@ -99,13 +99,13 @@ void batch_enc_free(batch_enc_t *e);
 /* ---- decoding (replica) ---- */
 
 typedef struct {
-    logrec_t rec;         /* decoded from "r"; strings point into the batch buffer */
-    const char *rec_raw;  /* the record's bytes */
+    logrec_t rec;        /* decoded from "r"; strings point into the batch buffer */
+    const char *rec_raw; /* the record's bytes */
     size_t rec_raw_len;
-    int has_data;         /* "d" present */
-    const void *data;     /* into the batch buffer */
+    int has_data;     /* "d" present */
+    const void *data; /* into the batch buffer */
     size_t data_len;
-    const char *url;      /* "u", NULL when absent */
+    const char *url; /* "u", NULL when absent */
     size_t url_len;
 } batch_event_t;
 

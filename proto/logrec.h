@@ -27,17 +27,17 @@ typedef enum {
 /* A record. Strings are (pointer, length), not NUL-terminated. After
  * logrec_decode they point into the decoded buffer and live as long as it. */
 typedef struct {
-    uint64_t seq;      /* log sequence number; also the version of the object */
+    uint64_t seq; /* log sequence number; also the version of the object */
     logrec_op_t op;
     const char *bucket;
     size_t bucket_len; /* 1..LOGREC_BUCKET_MAX */
     const char *key;
-    size_t key_len;    /* 1..LOGREC_KEY_MAX for PUT/DELETE; 0 for PURGE */
-    uint64_t size;     /* PUT: object size in bytes; else 0 */
-    uint8_t etag[16];  /* PUT: MD5 of the body; else zero */
+    size_t key_len;   /* 1..LOGREC_KEY_MAX for PUT/DELETE; 0 for PURGE */
+    uint64_t size;    /* PUT: object size in bytes; else 0 */
+    uint8_t etag[16]; /* PUT: MD5 of the body; else zero */
     const char *content_type;
     size_t content_type_len; /* PUT: 0..LOGREC_CTYPE_MAX; else 0 */
-    int64_t mtime_ms;  /* modification time, ms since the Unix epoch */
+    int64_t mtime_ms;        /* modification time, ms since the Unix epoch */
     const char *origin;
     size_t origin_len; /* site id where the mutation happened, 1..LOGREC_ORIGIN_MAX */
 } logrec_t;

@@ -165,8 +165,8 @@ int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int noti
     if ((s->url = malloc(ulen + 32)) == NULL || (s->w = calloc(nworkers, sizeof(*s->w))) == NULL)
         return CIO_ENOMEM;
     /* tolerate a trailing slash in remote_url */
-    snprintf(s->url, ulen + 32, "%.*s/admin/replication/batch", (int)(ulen > 0 && conf->remote_url[ulen - 1] == '/' ? ulen - 1 : ulen),
-             conf->remote_url);
+    snprintf(s->url, ulen + 32, "%.*s/admin/replication/batch",
+             (int)(ulen > 0 && conf->remote_url[ulen - 1] == '/' ? ulen - 1 : ulen), conf->remote_url);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", conf->remote_token != NULL ? conf->remote_token : "");
     s->headers = curl_slist_append(s->headers, auth);
     s->headers = curl_slist_append(s->headers, "Content-Type: application/msgpack");

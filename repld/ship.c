@@ -29,13 +29,13 @@
 #include "ship.h"
 
 #define BACKOFF_CAP_MS 60000
-#define BATCH_BYTES_MAX (8u * 1024 * 1024) /* stop adding inline data beyond this */
+#define BATCH_BYTES_MAX (8u * 1024 * 1024)  /* stop adding inline data beyond this */
 #define QUEUED_BYTES_MAX (2u * 1024 * 1024) /* the same for a batch queued behind a worker's current one */
 #define SPARE_MAX (SENDER_QUEUE * 64)       /* batches kept for reuse: as many as 64 workers (the most) hold */
 #define PERSIST_EVERY_MS 10                 /* while batches are in flight, the cursor is persisted at least this often */
 #define PRESIGN_TTL_S 3600
-#define IDLE_POLL_MS 1000                  /* upper bound on a sleep, even with inotify */
-#define NOTIFY_FALLBACK_MS 20              /* without inotify */
+#define IDLE_POLL_MS 1000     /* upper bound on a sleep, even with inotify */
+#define NOTIFY_FALLBACK_MS 20 /* without inotify */
 #define STOP_GRACE_MS 10000
 
 typedef enum { EV_READY, EV_INFLIGHT, EV_DONE, EV_FAILED } ev_state_t;
@@ -44,7 +44,7 @@ typedef struct {
     uint64_t seq;
     char *rec; /* copy of the log record, in the same allocation as the event */
     size_t rec_len;
-    logrec_t r; /* decoded, pointing into rec */
+    logrec_t r;        /* decoded, pointing into rec */
     uint32_t attempts; /* refusals so far */
     uint64_t hold_ms;  /* current delay after "retry" answers that spend no attempt */
     uint64_t due_ms;   /* monotonic time it may be sent again */
@@ -69,7 +69,6 @@ typedef struct {
     size_t cap; /* bytes of encoding beyond which no event is added */
 } batch_t;
 
-
 typedef struct {
     const conf_t *conf;
     meta_t *meta;
@@ -82,18 +81,18 @@ typedef struct {
     char *scratch; /* object bytes read for an inline event, before they are copied into a batch */
     size_t scratch_cap;
 
-    evvec_t win;      /* events from the log, in seq order; [0] is the oldest not yet retired */
-    evvec_t rq;       /* events put back by --retry-failed */
+    evvec_t win; /* events from the log, in seq order; [0] is the oldest not yet retired */
+    evvec_t rq;  /* events put back by --retry-failed */
     uint64_t next_read;
-    uint64_t cursor;  /* persisted: every seq <= cursor is done */
-    evvec_t to_fail;  /* events to record as failed in the next persist */
+    uint64_t cursor;    /* persisted: every seq <= cursor is done */
+    evvec_t to_fail;    /* events to record as failed in the next persist */
     evvec_t retry_done; /* re-driven events acknowledged, to delete from "repl_retry" */
     uint64_t add_acked, add_bytes, add_superseded;
     int64_t last_ok_ms;
     uint64_t persisted_ms; /* when persist last committed */
 
     uint64_t backoff_ms, backoff_until;
-    uint64_t idle_poll_ms; /* the safety poll while idle (IDLE_POLL_MS) */
+    uint64_t idle_poll_ms;  /* the safety poll while idle (IDLE_POLL_MS) */
     uint64_t next_unmap_ms; /* drop_mapped_pages() */
     void *map_addr;         /* LMDB's map of data.mdb (find_map), NULL if unknown */
     size_t map_len;
@@ -404,8 +403,8 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
                     continue;
                 }
             }
-            ret = batch_enc_add(&b->enc, e->rec, e->rec_len, inl, data, inl ? (size_t)e->r.size : 0, inl ? NULL : (url[0] ? url : NULL),
-                                inl ? 0 : strlen(url));
+            ret = batch_enc_add(&b->enc, e->rec, e->rec_len, inl, data, inl ? (size_t)e->r.size : 0,
+                                inl ? NULL : (url[0] ? url : NULL), inl ? 0 : strlen(url));
             if (ret == CIO_EINVAL) {
                 /* an event the replica would refuse: keep it in the failed table, do not loop on it */
                 fail_event(s, e, "the log record cannot be encoded into a batch");
@@ -423,7 +422,7 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
 
 /* ---- batches, reused ---- */
 
-#define SPARE_BYTES_MAX (1u << 20) /* an encoder that held more than this is freed, not kept */
+#define SPARE_BYTES_MAX (1u << 20)   /* an encoder that held more than this is freed, not kept */
 #define EVENT_BYTES_MAX (16u * 1024) /* a batch event's bytes beside its inline data: record, URL, headers */
 
 /* The most bytes a batch can reach: events are added while it holds less than
@@ -692,7 +691,8 @@ static void complete(ship_t *s, send_job_t *job)
                     /* The replica could not fetch from this site (our storaged is down or
                      * unreachable from there) or is stopping: an outage, not a refusal, so no
                      * attempt is spent; the event waits, doubling its delay up to the cap. */
-                    e->hold_ms = e->hold_ms == 0 ? s->backoff_ms : (e->hold_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : e->hold_ms * 2);
+                    e->hold_ms =
+                        e->hold_ms == 0 ? s->backoff_ms : (e->hold_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : e->hold_ms * 2);
                     e->due_ms = mono_ms() + e->hold_ms;
                     e->state = EV_READY;
                     snprintf(e->error, sizeof(e->error), "%.*s", (int)sizeof(e->error) - 1, err);
@@ -1031,8 +1031,8 @@ int ship_run(const conf_t *conf, meta_t *meta)
             while (read(s.sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
                 if (si.ssi_signo == SIGHUP) {
                     if (log_reopen() != 0)
-                        log_msg(LOG_LVL_ERROR, "cannot reopen the log file; still writing to the old one", "error",
-                                strerror(errno), NULL);
+                        log_msg(LOG_LVL_ERROR, "cannot reopen the log file; still writing to the old one", "error", strerror(errno),
+                                NULL);
                     else
                         log_msg(LOG_LVL_INFO, "log file reopened", NULL);
                     continue;

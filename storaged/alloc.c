@@ -502,8 +502,7 @@ int alloc_check(alloc_t *a, MDB_txn *txn, char *msg, size_t msglen)
     if (msg != NULL && msglen > 0)
         msg[0] = '\0';
     if ((rc = state_get(a, txn, STATE_CAPACITY, &cs.capacity, NULL)) != 0 ||
-        (rc = state_get(a, txn, STATE_FREE, &total, NULL)) != 0 ||
-        (rc = state_get(a, txn, STATE_RESERVED, &reserved, NULL)) != 0)
+        (rc = state_get(a, txn, STATE_FREE, &total, NULL)) != 0 || (rc = state_get(a, txn, STATE_RESERVED, &reserved, NULL)) != 0)
         goto malformed;
     if ((rc = alloc_foreach_free(a, txn, check_visit, &cs)) != 0)
         goto malformed;

@@ -1487,8 +1487,7 @@ static void fetch_item(commit_t *c, fetch_t *f, commit_item_t *it)
         return;
     case CIO_EAGAIN:
         /* 504: no answer at all (the primary is down or unreachable); 502: a bad one */
-        item_set(it, BATCH_RETRY, __atomic_load_n(&c->fetch_cancel, __ATOMIC_RELAXED) ? 503 : status == 0 ? 504 : 502, "%s",
-                 err);
+        item_set(it, BATCH_RETRY, __atomic_load_n(&c->fetch_cancel, __ATOMIC_RELAXED) ? 503 : status == 0 ? 504 : 502, "%s", err);
         /* a 200 with the wrong bytes is worth an operator's look; an
          * unreachable primary is already visible to repld */
         item_log(it, status == 200 ? LOG_LVL_WARN : LOG_LVL_DEBUG, "fetch from the primary failed");

@@ -111,9 +111,9 @@ struct commit_job {
     uint8_t etag[16]; /* PUT: MD5 of the body, computed by the committer */
     uint64_t version; /* seq of the mutation; 0 when nothing changed */
     int64_t mtime_ms;
-    int created;      /* BUCKET_CREATE: 1 when the bucket is new */
-    uint64_t count;   /* PURGE: objects removed */
-    uint64_t bytes;   /* PURGE: bytes of object data removed */
+    int created;    /* BUCKET_CREATE: 1 when the bucket is new */
+    uint64_t count; /* PURGE: objects removed */
+    uint64_t bytes; /* PURGE: bytes of object data removed */
 
     /* APPLY: the events, in batch order (owned by the submitter; `body` is
      * the batch buffer the inline data lives in). When `result` is an error

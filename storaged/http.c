@@ -28,9 +28,9 @@
 #define INLINE_READ_MAX (1024 * 1024) /* GET bodies up to this are read at once */
 #define STREAM_CHUNK (1024 * 1024)    /* larger ones are streamed in chunks of this */
 #define LIST_MAX_KEYS 1000
-#define REPLY_MAX (64 * 1024 * 1024)  /* cap on any generated JSON reply */
-#define HEADERS_MAX (32 * 1024)       /* request line and headers */
-#define REFUSAL_LOG_MS 60000 /* "no accept_token" is logged at most this often */
+#define REPLY_MAX (64 * 1024 * 1024) /* cap on any generated JSON reply */
+#define HEADERS_MAX (32 * 1024)      /* request line and headers */
+#define REFUSAL_LOG_MS 60000         /* "no accept_token" is logged at most this often */
 
 typedef struct http_thread http_thread_t;
 
@@ -897,12 +897,12 @@ typedef struct aside {
     h2o_multithread_message_t msg;
     http_thread_t *thread;
     const conf_t *conf;
-    h2o_req_t *req;          /* NULL once the client went away */
-    struct aside **holder;   /* the request pool's pointer to us */
-    int metrics;             /* the question: 0 status, 1 metrics */
-    int answered;            /* repld answered */
+    h2o_req_t *req;        /* NULL once the client went away */
+    struct aside **holder; /* the request pool's pointer to us */
+    int metrics;           /* the question: 0 status, 1 metrics */
+    int answered;          /* repld answered */
     buf_t answer;
-    buf_t own;               /* metrics: storaged's own part, made on the loop */
+    buf_t own; /* metrics: storaged's own part, made on the loop */
 } aside_t;
 
 static unsigned asides_running; /* all threads; atomic */
@@ -1102,8 +1102,8 @@ static int do_metrics(http_server_t *srv, h2o_req_t *req)
                "# HELP comio_commit_jobs_total Mutations completed by the group committer.\n"
                "# TYPE comio_commit_jobs_total counter\n"
                "comio_commit_jobs_total %" PRIu64 "\n",
-               __atomic_load_n(&metric_bytes_in, __ATOMIC_RELAXED), __atomic_load_n(&metric_bytes_out, __ATOMIC_RELAXED),
-               objects, bytes, capacity, capacity - free_bytes, free_bytes, extents, largest, head, records, commits, jobs);
+               __atomic_load_n(&metric_bytes_in, __ATOMIC_RELAXED), __atomic_load_n(&metric_bytes_out, __ATOMIC_RELAXED), objects,
+               bytes, capacity, capacity - free_bytes, free_bytes, extents, largest, head, records, commits, jobs);
     buf_printf(&b,
                "# HELP comio_replica_events_total Replicated events this site received as a replica, by result.\n"
                "# TYPE comio_replica_events_total counter\n"
@@ -1519,8 +1519,7 @@ static unsigned ncpus(void)
     return n < 1 ? 1 : (unsigned)n;
 }
 
-int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, char *err,
-               size_t errlen)
+int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, char *err, size_t errlen)
 {
     http_server_t *srv = calloc(1, sizeof(*srv));
     h2o_hostconf_t *host;

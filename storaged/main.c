@@ -59,8 +59,8 @@ static int prepare(meta_t *m, store_t *s, char *err, size_t errlen)
     if (hi == 0 && lo == 0) {
         alloc_extent_t super;
         if (sret == 0) {
-            snprintf(err, errlen, "%s holds a ComIO store but %s has no metadata for it; refusing to format it again",
-                     s->path, "server.meta_path");
+            snprintf(err, errlen, "%s holds a ComIO store but %s has no metadata for it; refusing to format it again", s->path,
+                     "server.meta_path");
             ret = CIO_ECONFIG;
             goto fail;
         }
@@ -132,8 +132,8 @@ static void set_body_spill_dir(const char *meta_path)
         log_msg(LOG_LVL_WARN, "cannot create the body spill directory", "path", dir, "error", strerror(errno), NULL);
         return;
     }
-    snprintf(h2o_socket_buffer_mmap_settings.fn_template, sizeof(h2o_socket_buffer_mmap_settings.fn_template),
-             "%s/h2o.b.XXXXXX", dir);
+    snprintf(h2o_socket_buffer_mmap_settings.fn_template, sizeof(h2o_socket_buffer_mmap_settings.fn_template), "%s/h2o.b.XXXXXX",
+             dir);
 }
 
 static int is_loopback(const char *listen)
@@ -156,7 +156,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "storaged: out of memory\n");
         return 1;
     }
-    if (conf_from_args(&conf, argc, argv, NULL, err, sizeof(err)) != 0 || (!conf.help && conf_finalize(&conf, 1, err, sizeof(err)) != 0)) {
+    if (conf_from_args(&conf, argc, argv, NULL, err, sizeof(err)) != 0 ||
+        (!conf.help && conf_finalize(&conf, 1, err, sizeof(err)) != 0)) {
         fprintf(stderr, "%s\n", err);
         conf_free(&conf);
         return 2;
@@ -220,8 +221,8 @@ int main(int argc, char **argv)
             continue;
         if (sig == SIGHUP) {
             if (log_reopen() != 0)
-                log_msg(LOG_LVL_ERROR, "cannot reopen the log file; still writing to the old one", "file", conf.log_file,
-                        "error", strerror(errno), NULL);
+                log_msg(LOG_LVL_ERROR, "cannot reopen the log file; still writing to the old one", "file", conf.log_file, "error",
+                        strerror(errno), NULL);
             else if (conf.log_file != NULL)
                 log_msg(LOG_LVL_INFO, "log file reopened", "file", conf.log_file, NULL);
             continue;

@@ -46,7 +46,6 @@ typedef struct meta {
  * a reader woken by that write may still see the old state. */
 #define META_WAKE_FILE "replog.wake"
 
-
 typedef struct {
     uint64_t version; /* seq of the mutation that wrote it */
     uint64_t off;     /* extent in the data store */
@@ -56,9 +55,9 @@ typedef struct {
     int64_t mtime_ms;
     uint16_t ctype_len;
     char ctype[LOGREC_CTYPE_MAX + 1]; /* NUL-terminated */
-    uint16_t key_len; /* the full key (filled by get and listing) */
+    uint16_t key_len;                 /* the full key (filled by get and listing) */
     char key[LOGREC_KEY_MAX + 1];     /* NUL-terminated */
-    int replicated;   /* 1: applied by a replica from its primary (version is the primary's seq); 0: written here */
+    int replicated;                   /* 1: applied by a replica from its primary (version is the primary's seq); 0: written here */
 } meta_obj_t;
 
 typedef struct {
@@ -86,7 +85,8 @@ int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO_MUS
 
 /* Object metadata. get returns CIO_ENOTFOUND when absent. */
 int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_obj_t *out) CIO_MUST_CHECK;
-int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o) CIO_MUST_CHECK;
+int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
+                 const meta_obj_t *o) CIO_MUST_CHECK;
 int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
 
 /* Calls cb for the objects of bucket b whose key starts with `prefix` and

@@ -14,7 +14,7 @@
 typedef struct {
     char bucket[PATH_BUCKET_MAX + 1]; /* NUL-terminated; "" for "/" */
     size_t bucket_len;
-    char key[PATH_KEY_MAX + 1];       /* decoded, NUL-terminated; "" when the target names a bucket */
+    char key[PATH_KEY_MAX + 1]; /* decoded, NUL-terminated; "" when the target names a bucket */
     size_t key_len;
 } path_t;
 

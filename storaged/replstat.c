@@ -30,12 +30,15 @@ static int load(meta_t *m, figures_t *f)
     memset(f, 0, sizeof(*f));
     if ((rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin");
-    if ((ret = meta_state_get(m, txn, "log_count", &f->queued)) != 0 || (ret = meta_state_get(m, txn, "repl_acked", &f->acked)) != 0 ||
+    if ((ret = meta_state_get(m, txn, "log_count", &f->queued)) != 0 ||
+        (ret = meta_state_get(m, txn, "repl_acked", &f->acked)) != 0 ||
         (ret = meta_state_get(m, txn, "repl_failed", &f->failed)) != 0 ||
         (ret = meta_state_get(m, txn, "repl_failed_total", &f->failed_total)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_last_ms", &f->last_ms)) != 0 || (ret = meta_state_get(m, txn, "repl_bytes", &f->bytes)) != 0 ||
+        (ret = meta_state_get(m, txn, "repl_last_ms", &f->last_ms)) != 0 ||
+        (ret = meta_state_get(m, txn, "repl_bytes", &f->bytes)) != 0 ||
         (ret = meta_state_get(m, txn, "repl_cursor", &cursor)) != 0 ||
-        (ret = meta_state_get(m, txn, "log_pending_bytes", &f->pending_bytes)) != 0 || (ret = meta_log_stats(m, txn, &f->head, &records)) != 0)
+        (ret = meta_state_get(m, txn, "log_pending_bytes", &f->pending_bytes)) != 0 ||
+        (ret = meta_log_stats(m, txn, &f->head, &records)) != 0)
         goto done;
     f->pending = records;
     if (f->head < cursor)
@@ -64,7 +67,11 @@ int replstat_json(meta_t *m, int enabled, const replstat_live_t *live, buf_t *ou
     buf_printf(out,
                "{\"enabled\":%s,\"mode\":\"async\",\"repld\":\"%s\",\"events_queued\":%" PRIu64 ",\"events_replicated\":%" PRIu64
                ",\"events_failed\":%" PRIu64 ",\"last_replication\":",
-               enabled ? "true" : "false", live != NULL ? "running" : enabled ? "down" : "off", f.queued, f.acked, f.failed);
+               enabled ? "true" : "false",
+               live != NULL ? "running"
+               : enabled    ? "down"
+                            : "off",
+               f.queued, f.acked, f.failed);
     if (f.last_ms > 0) {
         time_t secs = (time_t)(f.last_ms / 1000);
         struct tm tm;
@@ -75,7 +82,8 @@ int replstat_json(meta_t *m, int enabled, const replstat_live_t *live, buf_t *ou
         buf_puts(out, "null");
     }
     buf_printf(out,
-               ",\"events_pending\":%" PRIu64 ",\"bytes_pending\":%" PRIu64 ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f"
+               ",\"events_pending\":%" PRIu64 ",\"bytes_pending\":%" PRIu64
+               ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f"
                ",\"bytes_replicated\":%" PRIu64 ",\"log_head_seq\":%" PRIu64 ",\"log_pending\":%" PRIu64,
                f.pending, f.pending_bytes, age, age, f.bytes, f.head, f.pending);
     if (live != NULL) {
@@ -121,19 +129,22 @@ int replstat_metrics(meta_t *m, const replstat_live_t *live, buf_t *out)
                "# TYPE comio_replication_bytes_total counter\ncomio_replication_bytes_total %" PRIu64 "\n"
                "# HELP comio_replication_remote_up 1 when the last batch reached the replica.\n"
                "# TYPE comio_replication_remote_up gauge\ncomio_replication_remote_up %d\n",
-               f.pending, f.pending_bytes, age < 0 ? 0 : age, f.acked, f.failed_total, f.failed, f.bytes, live != NULL && live->remote_state == 1);
+               f.pending, f.pending_bytes, age < 0 ? 0 : age, f.acked, f.failed_total, f.failed, f.bytes,
+               live != NULL && live->remote_state == 1);
     if (live != NULL) {
         uint64_t cum = 0;
         buf_puts(out, "# HELP comio_replication_batch_duration_seconds Round trip of a batch to the replica.\n"
                       "# TYPE comio_replication_batch_duration_seconds histogram\n");
         for (size_t i = 0; i < REPLSTAT_LAT_BUCKETS; i++) {
             cum += live->lat_counts[i];
-            buf_printf(out, "comio_replication_batch_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", replstat_lat_bounds[i], cum);
+            buf_printf(out, "comio_replication_batch_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", replstat_lat_bounds[i],
+                       cum);
         }
         cum += live->lat_counts[REPLSTAT_LAT_BUCKETS];
         buf_printf(out,
                    "comio_replication_batch_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-                   "comio_replication_batch_duration_seconds_sum %.6f\ncomio_replication_batch_duration_seconds_count %" PRIu64 "\n",
+                   "comio_replication_batch_duration_seconds_sum %.6f\ncomio_replication_batch_duration_seconds_count %" PRIu64
+                   "\n",
                    cum, live->lat_sum, live->lat_n);
     }
     return out->err;

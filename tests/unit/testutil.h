@@ -17,7 +17,7 @@ static int test_checks_failed;
             test_checks_passed++;                                                                                                  \
         } else {                                                                                                                   \
             test_checks_failed++;                                                                                                  \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                                               \
         }                                                                                                                          \
     } while (0)
 
@@ -28,18 +28,18 @@ static int test_checks_failed;
             test_checks_passed++;                                                                                                  \
         } else {                                                                                                                   \
             test_checks_failed++;                                                                                                  \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, #b, check_a_, check_b_);   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, #b, check_a_, check_b_);     \
         }                                                                                                                          \
     } while (0)
 
 #define CHECK_EQ_STR(a, b)                                                                                                         \
     do {                                                                                                                           \
         const char *check_a_ = (a), *check_b_ = (b);                                                                               \
-        if (check_a_ != NULL && check_b_ != NULL && strcmp(check_a_, check_b_) == 0) {                                            \
+        if (check_a_ != NULL && check_b_ != NULL && strcmp(check_a_, check_b_) == 0) {                                             \
             test_checks_passed++;                                                                                                  \
         } else {                                                                                                                   \
             test_checks_failed++;                                                                                                  \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (\"%s\" != \"%s\")\n", __FILE__, __LINE__, #a, #b,                     \
+            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (\"%s\" != \"%s\")\n", __FILE__, __LINE__, #a, #b,                      \
                     check_a_ ? check_a_ : "(null)", check_b_ ? check_b_ : "(null)");                                               \
         }                                                                                                                          \
     } while (0)
