@@ -8,8 +8,9 @@
 # --sanitize), unit tests under CTest, end-to-end tests under pytest against
 # the binaries just built (tests/e2e, and tests/fault: kill loop, outages, WAN,
 # full disks, hostile clients). Without --sanitize, also the unit tests under
-# valgrind and every libFuzzer target of tests/fuzz for COMIO_FUZZ_SECONDS each
-# (default 15). Exits non-zero if any step fails.
+# valgrind, every libFuzzer target of tests/fuzz for COMIO_FUZZ_SECONDS each
+# (default 15), and the formatting of the C sources (tests/format.sh). Exits
+# non-zero if any step fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
     --sanitize) SANITIZE=1 ;;
     --) shift; PYTEST_ARGS=("$@"); break ;;
     -h | --help)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
         exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
@@ -34,6 +35,7 @@ PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-ut
           iproute2   # ip netns, veth, tc: the WAN fault test
           systemd    # systemd-analyze verify of the units
           clang libclang-rt-14-dev   # the libFuzzer targets of tests/fuzz
+          clang-format               # tests/format.sh: the sources follow .clang-format
           valgrind)  # the unit tests under memcheck
 
 install_missing() {
@@ -129,6 +131,7 @@ else
 fi
 
 if [ $SANITIZE -eq 0 ]; then
+    step format tests/format.sh || true
     step valgrind tests/unit/valgrind.sh "$BUILD" || true
     step fuzz tests/fuzz/run.sh --seconds "${COMIO_FUZZ_SECONDS:-15}" || true
 fi
