@@ -5,7 +5,8 @@ Run it before repld starts: it connects to A, checks that the backlog is there
 (EXPECT events pending), creates --ready-file, then polls
 `GET A/admin/replication/status` every --interval seconds, writing one CSV row
 per poll (wall time, events pending, events replicated, repld's VmRSS,
-VmHWM, RssAnon and RssFile in KiB) to --csv. run.sh writes the wall time at which it started repld into
+VmHWM, RssAnon and RssFile in KiB, and A's `lag_seconds`: the age of the
+oldest event not yet on B) to --csv. run.sh writes the wall time at which it started repld into
 --t0-file, and repld's pid into --pid-file. A thread also reads repld's
 memory every --mem-interval seconds and keeps the peaks: a drain of 10,000
 events lasts about 0.2 s, so the status polls alone would catch its peak only
@@ -144,7 +145,7 @@ async def watch(args):
 
     rows = []
     csv = open(args.csv, "w")
-    csv.write("# wall_time pending replicated repld_VmRSS_KiB repld_VmHWM_KiB repld_RssAnon_KiB repld_RssFile_KiB\n")
+    csv.write("# wall_time pending replicated repld_VmRSS_KiB repld_VmHWM_KiB repld_RssAnon_KiB repld_RssFile_KiB lag_s\n")
     repld_pid = None
     peaks = [0] * len(MEM_FIELDS)
     sampler = MemPeaks(args.pid_file, args.mem_interval)
@@ -167,7 +168,8 @@ async def watch(args):
                 repld_pid = read_pid(args.pid_file)
             mem = proc_mem(repld_pid) if repld_pid else (0,) * len(MEM_FIELDS)
             peaks = [max(a, b) for a, b in zip(peaks, mem)]
-            csv.write("%.6f %d %d %s\n" % (t, pend, repl, " ".join(str(x) for x in mem)))
+            lag = float(st.get("lag_seconds") or 0.0)  # age of the oldest event not yet on B
+            csv.write("%.6f %d %d %s %.3f\n" % (t, pend, repl, " ".join(str(x) for x in mem), lag))
             rows.append((t, pend))
             last = st
             if t0 is None:

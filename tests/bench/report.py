@@ -341,7 +341,9 @@ class Report:
 
 
 def plot(results, png, runs):
-    """Events pending (left axis) and repld's RSS (right axis) against seconds since repld started."""
+    """Per drain, two panels against seconds since repld started: events pending
+    (left axis) and repld's RSS (right axis); and the lag, the age of the oldest
+    event not yet on B as A's status reports it (lag_seconds)."""
     series = []
     for n in runs:
         dd = os.path.join(results, "drain-%d" % n)
@@ -355,14 +357,15 @@ def plot(results, png, runs):
                 if line.startswith("#"):
                     continue
                 p = line.split()
-                if len(p) >= 7:  # seconds since repld started, events pending, repld's VmRSS and RssAnon in MiB
+                if len(p) >= 7:  # seconds since repld started, events pending, repld's VmRSS and RssAnon in MiB, lag in s
                     mem = ["%.2f" % (int(x) / MiB) if int(p[3]) else "NaN" for x in (p[3], p[5])]
-                    o.write("%.4f %s %s %s\n" % (float(p[0]) - t0, p[1], mem[0], mem[1]))
+                    lag = p[7] if len(p) >= 8 else "NaN"
+                    o.write("%.4f %s %s %s %s\n" % (float(p[0]) - t0, p[1], mem[0], mem[1], lag))
         series.append((n, r, pend))
     if not series:
         return "no drain data to plot"
-    g = ["set terminal pngcairo size 1000,%d font 'sans,10'" % (380 * len(series) + 40),
-         "set output '%s'" % png, "set multiplot layout %d,1" % len(series)]
+    g = ["set terminal pngcairo size 1400,%d font 'sans,10'" % (380 * len(series) + 40),
+         "set output '%s'" % png, "set multiplot layout %d,2" % len(series)]
     for n, r, pend in series:
         title = "Drain of %s queued 4 KiB PUTs from A to B: %s events/s" % (fmt_int(n), fmt_int(r.get("events_per_s")))
         g += ["set title \"%s\"" % title, "set xlabel 'seconds since repld started'",
@@ -372,6 +375,10 @@ def plot(results, png, runs):
               "plot '%s' using 1:2 with lines lw 2 title 'events pending on A', "
               "'' using 1:3 axes x1y2 with lines lw 1 dt 2 title 'repld VmRSS (right)', "
               "'' using 1:4 axes x1y2 with lines lw 1 dt 3 title 'repld RssAnon (right)'" % pend]
+        g += ["set title \"Lag during the drain of %s: age of the oldest event not yet on B\"" % fmt_int(n),
+              "set xlabel 'seconds since repld started'", "set ylabel 'lag on A (lag\\_seconds), s'", "unset y2label",
+              "unset y2tics", "set ytics mirror", "set yrange [0:*]", "set format y '%g'",
+              "plot '%s' using 1:5 with lines lw 2 title 'lag (A: /admin/replication/status lag\\_seconds)'" % pend]
     g.append("unset multiplot")
     script = os.path.join(results, "drain.gp")
     with open(script, "w") as f:
