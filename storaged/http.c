@@ -1461,7 +1461,30 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-static int open_listener(const conf_t *conf, char *err, size_t errlen)
+/* Each loop thread listens on its own socket with SO_REUSEPORT, so that the
+ * kernel spreads connections evenly. But the kernel lets any process of the
+ * same user join such a group: a second storaged configured with the same
+ * port would silently take half of the connections, and the objects PUT
+ * through them. So the first socket is preceded by a probe bound without
+ * SO_REUSEPORT, which fails while anybody listens there. (Two servers
+ * started within the same microseconds could still both pass: the probe
+ * is closed before the group forms.) */
+static int port_is_free(const struct addrinfo *ai, const char *host, unsigned port, char *err, size_t errlen)
+{
+    int on = 1, ok = 1;
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return 1; /* the real socket() below reports it */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 &&
+        errno == EADDRINUSE) {
+        snprintf(err, errlen, "cannot listen on %s:%u: another process listens there (%s)", host, port, strerror(EADDRINUSE));
+        ok = 0;
+    }
+    close(fd);
+    return ok;
+}
+
+static int open_listener(const conf_t *conf, int probe, char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
     char port[8];
@@ -1475,6 +1498,10 @@ static int open_listener(const conf_t *conf, char *err, size_t errlen)
     snprintf(port, sizeof(port), "%u", conf->port);
     if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
         snprintf(err, errlen, "server.listen: cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    if (probe && !port_is_free(res, host, conf->port, err, errlen)) {
+        freeaddrinfo(res);
         return -1;
     }
     if ((fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) == -1 ||
@@ -1519,6 +1546,21 @@ static unsigned ncpus(void)
     return n < 1 ? 1 : (unsigned)n;
 }
 
+/* Undoes a start that failed before any loop thread ran: the listeners, the
+ * TLS context, h2o's configuration and the server itself. */
+static void http_unstart(http_server_t *srv)
+{
+    if (srv->threads != NULL)
+        for (size_t i = 0; i < srv->nthreads; i++)
+            if (srv->threads[i].listen_fd >= 0)
+                close(srv->threads[i].listen_fd);
+    free(srv->threads);
+    if (srv->ssl_ctx != NULL)
+        SSL_CTX_free(srv->ssl_ctx);
+    h2o_config_dispose(&srv->globalconf);
+    free(srv);
+}
+
 int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, char *err, size_t errlen)
 {
     http_server_t *srv = calloc(1, sizeof(*srv));
@@ -1548,23 +1590,31 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     h->super.on_req = on_req;
     h->srv = srv;
 
-    if (conf->tls_cert != NULL && (srv->ssl_ctx = make_ssl_ctx(conf, err, errlen)) == NULL)
+    if (conf->tls_cert != NULL && (srv->ssl_ctx = make_ssl_ctx(conf, err, errlen)) == NULL) {
+        http_unstart(srv);
         return CIO_ECONFIG;
+    }
     if ((srv->threads = calloc(srv->nthreads, sizeof(*srv->threads))) == NULL) {
         snprintf(err, errlen, "out of memory");
+        http_unstart(srv);
         return CIO_ENOMEM;
     }
+    for (size_t i = 0; i < srv->nthreads; i++)
+        srv->threads[i].listen_fd = -1;
     for (size_t i = 0; i < srv->nthreads; i++) {
         http_thread_t *t = &srv->threads[i];
         t->srv = srv;
-        if ((t->listen_fd = open_listener(conf, err, errlen)) == -1)
+        if ((t->listen_fd = open_listener(conf, i == 0, err, errlen)) == -1) {
+            http_unstart(srv);
             return CIO_ESYS;
+        }
     }
     pthread_mutex_init(&srv->ready_mu, NULL);
     pthread_cond_init(&srv->ready_cv, NULL);
     pthread_cond_init(&srv->park_cv, NULL);
     for (size_t i = 0; i < srv->nthreads; i++) {
         if (pthread_create(&srv->threads[i].tid, NULL, thread_main, &srv->threads[i]) != 0) {
+            /* loops already running hold the server: it stays for the exit that follows */
             snprintf(err, errlen, "pthread_create: %s", strerror(errno));
             return CIO_ESYS;
         }

@@ -160,6 +160,31 @@ def test_config_file_alone_starts_server(make_server, tmp_path):
     expect_too_large(c.put("cfg", "big", b"x" * 2_000_001))
 
 
+def test_second_server_on_a_taken_port_refuses_to_start(make_server, tmp_path):
+    """Each loop thread listens with SO_REUSEPORT, which would let a second
+    storaged of the same user join the port and take half the connections
+    (and the objects PUT through them): it must fail instead, and the first
+    must keep every connection."""
+    first = make_server()
+    c = first.client()
+    assert c.put("port", "k", b"first").status == 200
+    other = tmp_path / "other"
+    other.mkdir()
+    p = run_storaged(["--storage", str(other / "store.img"), "--size", "64MB", "--listen", "127.0.0.1", "--port",
+                      str(first.port)], cwd=other, timeout=20)
+    assert not sanitizer_report(p.stderr + p.stdout), p.stderr
+    assert p.returncode == 1, "exit %d, stderr %r" % (p.returncode, p.stderr)
+    assert "cannot listen on 127.0.0.1:%d: another process listens there" % first.port in p.stderr, p.stderr
+    # every new connection still reaches the first server
+    for i in range(20):
+        fresh = first.client()
+        assert fresh.get("port", "k").body == b"first"
+        fresh.close()
+    # and the port is the first's again after it stops: a restart binds it
+    first.restart()
+    assert first.client().get("port", "k").body == b"first"
+
+
 def test_flags_override_config(make_server, tmp_path):
     config_port = free_port()
     config = "server:\n  listen: 127.0.0.1\n  port: %d\n  storage_path: %s\n  storage_size: 8MB\n" % (
