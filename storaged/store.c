@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +23,17 @@ int store_open(store_t *s, const char *path, uint64_t size, char *err, size_t er
     if ((s->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return CIO_ESYS;
+    }
+    /* One storaged per store: a second one would hand out the same extents
+     * from its own free map, and its start-up would reclaim the first one's
+     * extents in flight as abandoned. The lock goes with the process, crash
+     * or not; repld opens the store read-only and takes none. */
+    if (flock(s->fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            snprintf(err, errlen, "%s: in use by another storaged (it holds the store's lock)", path);
+        else
+            snprintf(err, errlen, "%s: cannot lock: %s", path, strerror(errno));
+        goto fail;
     }
     if (fstat(s->fd, &st) != 0) {
         snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));

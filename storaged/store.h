@@ -22,7 +22,8 @@ typedef struct store {
 /* Opens `path`. A block device is used whole (its size when `size` is 0, or
  * `size` if smaller); a regular file is created sparse if missing and grown to
  * `size` if smaller (a file is never shrunk). `size` 0 with a missing or empty
- * file fails. On failure writes a one-line reason into err and returns
+ * file fails. The store is locked (flock, exclusive) for as long as it is
+ * open: a second store_open of it, from any process, fails. On failure writes a one-line reason into err and returns
  * CIO_ECONFIG, CIO_ESYS or CIO_EINVAL. */
 int store_open(store_t *s, const char *path, uint64_t size, char *err, size_t errlen) CIO_MUST_CHECK;
 

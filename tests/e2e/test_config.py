@@ -185,6 +185,34 @@ def test_second_server_on_a_taken_port_refuses_to_start(make_server, tmp_path):
     assert first.client().get("port", "k").body == b"first"
 
 
+def test_second_server_on_the_same_store_refuses_to_start(make_server, tmp_path):
+    """A second storaged on a store in use would allocate the same extents from
+    its own free map, and its start-up would reclaim the first one's extents in
+    flight: it must fail before it touches anything, and the first must go on
+    as if nothing happened."""
+    first = make_server()
+    c = first.client()
+    for i in range(20):
+        assert c.put("lock", "k%d" % i, b"first %d" % i).status == 200
+    size_before = first.storage.stat().st_size
+    for size in ("64MB", "128MB"):  # a larger size must not grow the file either
+        p = run_storaged(["--storage", str(first.storage), "--size", size, "--listen", "127.0.0.1", "--port",
+                          str(free_port())], cwd=tmp_path, timeout=20)
+        assert not sanitizer_report(p.stderr + p.stdout), p.stderr
+        assert p.returncode == 1, "exit %d, stderr %r" % (p.returncode, p.stderr)
+        assert "%s: in use by another storaged" % first.storage in p.stderr, p.stderr
+    assert first.storage.stat().st_size == size_before
+    for i in range(20):
+        assert c.put("lock", "n%d" % i, b"more %d" % i).status == 200
+    for i in range(20):
+        assert c.get("lock", "k%d" % i).body == b"first %d" % i
+        assert c.get("lock", "n%d" % i).body == b"more %d" % i
+    # the lock goes with the process, however it ends
+    first.kill9()
+    first.start()
+    assert first.client().get("lock", "k7").body == b"first 7"
+
+
 def test_flags_override_config(make_server, tmp_path):
     config_port = free_port()
     config = "server:\n  listen: 127.0.0.1\n  port: %d\n  storage_path: %s\n  storage_size: 8MB\n" % (
