@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/rand.h>
@@ -122,6 +124,34 @@ fail:
     return ret;
 }
 
+/* Locks the metadata for this process (flock on META/storaged.lock, kept
+ * open until exit), as store_open locks the store: a copy of the store file
+ * started with the same metadata would pass the store id check. Returns the
+ * descriptor, or -1 with a reason in err. repld, which opens the same
+ * environment, takes no such lock. */
+static int lock_meta(const char *meta_path, char *err, size_t errlen)
+{
+    char path[FILENAME_MAX];
+    int fd;
+    if ((size_t)snprintf(path, sizeof(path), "%s/storaged.lock", meta_path) >= sizeof(path)) {
+        snprintf(err, errlen, "%.900s: path too long", meta_path);
+        return -1;
+    }
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+        snprintf(err, errlen, "%.900s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            snprintf(err, errlen, "%.400s: in use by another storaged (it holds %.500s)", meta_path, path);
+        else
+            snprintf(err, errlen, "%.900s: cannot lock: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* The directory h2o spills large request bodies to (instead of /tmp). */
 static void set_body_spill_dir(const char *meta_path)
 {
@@ -150,7 +180,7 @@ int main(int argc, char **argv)
     http_server_t *http = NULL;
     char err[1024] = "";
     sigset_t sigs;
-    int sig, ret;
+    int sig, ret, meta_lock = -1;
 
     if (conf_init(&conf) != 0) {
         fprintf(stderr, "storaged: out of memory\n");
@@ -190,6 +220,10 @@ int main(int argc, char **argv)
     if (meta_open(&meta, conf.meta_path, conf.meta_map_size, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot open the metadata", "error", err, NULL);
         goto fail_store;
+    }
+    if ((meta_lock = lock_meta(conf.meta_path, err, sizeof(err))) == -1) {
+        log_msg(LOG_LVL_ERROR, "cannot open the metadata", "error", err, NULL);
+        goto fail_meta;
     }
     if (prepare(&meta, &store, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot start", "error", err, NULL);
@@ -234,12 +268,15 @@ int main(int argc, char **argv)
     http_stop(http, SHUTDOWN_GRACE_MS);
     commit_stop(commit);
     meta_close(&meta);
+    close(meta_lock);
     store_close(&store);
     log_msg(LOG_LVL_INFO, "stopped", NULL);
     conf_free(&conf);
     return 0;
 fail_meta:
     meta_close(&meta);
+    if (meta_lock != -1)
+        close(meta_lock);
 fail_store:
     store_close(&store);
     conf_free(&conf);

@@ -186,10 +186,11 @@ def test_second_server_on_a_taken_port_refuses_to_start(make_server, tmp_path):
 
 
 def test_second_server_on_the_same_store_refuses_to_start(make_server, tmp_path):
-    """A second storaged on a store in use would allocate the same extents from
-    its own free map, and its start-up would reclaim the first one's extents in
-    flight: it must fail before it touches anything, and the first must go on
-    as if nothing happened."""
+    """A second storaged on a store in use (or on its metadata, with a copy of
+    the store) would allocate the same extents from its own free map, and its
+    start-up would reclaim the first one's extents in flight: it must fail
+    before it touches anything, and the first must go on as if nothing
+    happened."""
     first = make_server()
     c = first.client()
     for i in range(20):
@@ -202,6 +203,16 @@ def test_second_server_on_the_same_store_refuses_to_start(make_server, tmp_path)
         assert p.returncode == 1, "exit %d, stderr %r" % (p.returncode, p.stderr)
         assert "%s: in use by another storaged" % first.storage in p.stderr, p.stderr
     assert first.storage.stat().st_size == size_before
+    # a copy of the store carries the same store id: the metadata is locked too
+    copy = tmp_path / "copy.img"
+    shutil.copyfile(first.storage, copy)
+    meta = first.storage.parent / "store.img.meta"
+    assert meta.is_dir()
+    p = run_storaged(["--storage", str(copy), "--meta", str(meta), "--size", "64MB", "--listen", "127.0.0.1", "--port",
+                      str(free_port())], cwd=tmp_path, timeout=20)
+    assert not sanitizer_report(p.stderr + p.stdout), p.stderr
+    assert p.returncode == 1, "exit %d, stderr %r" % (p.returncode, p.stderr)
+    assert "%s: in use by another storaged" % meta in p.stderr, p.stderr
     for i in range(20):
         assert c.put("lock", "n%d" % i, b"more %d" % i).status == 200
     for i in range(20):
