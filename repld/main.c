@@ -4,11 +4,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include "buf.h"
 #include "conf.h"
 #include "ctl.h"
 #include "failed.h"
+#include "lockfile.h"
 #include "log.h"
 #include "meta.h"
 #include "notify.h"
@@ -139,7 +141,16 @@ int main(int argc, char **argv)
         conf_free(&conf);
         return 1;
     }
+    /* one shipper per log: a second one would ship, persist the cursor and trim beside the first, and take its control socket */
+    int lock = lockfile_take(conf.meta_path, "repld.lock", "repld", err, sizeof(err));
+    if (lock == -1) {
+        log_msg(LOG_LVL_ERROR, "cannot start", "error", err, NULL);
+        meta_close(&meta);
+        conf_free(&conf);
+        return 1;
+    }
     ret = ship_run(&conf, &meta);
+    close(lock);
     meta_close(&meta);
     conf_free(&conf);
     return ret == 0 ? 0 : 1;

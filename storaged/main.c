@@ -4,8 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/rand.h>
@@ -13,6 +11,7 @@
 #include "commit.h"
 #include "conf.h"
 #include "http.h"
+#include "lockfile.h"
 #include "log.h"
 #include "meta.h"
 #include "notify.h"
@@ -124,34 +123,6 @@ fail:
     return ret;
 }
 
-/* Locks the metadata for this process (flock on META/storaged.lock, kept
- * open until exit), as store_open locks the store: a copy of the store file
- * started with the same metadata would pass the store id check. Returns the
- * descriptor, or -1 with a reason in err. repld, which opens the same
- * environment, takes no such lock. */
-static int lock_meta(const char *meta_path, char *err, size_t errlen)
-{
-    char path[FILENAME_MAX];
-    int fd;
-    if ((size_t)snprintf(path, sizeof(path), "%s/storaged.lock", meta_path) >= sizeof(path)) {
-        snprintf(err, errlen, "%.900s: path too long", meta_path);
-        return -1;
-    }
-    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
-        snprintf(err, errlen, "%.900s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-            snprintf(err, errlen, "%.400s: in use by another storaged (it holds %.500s)", meta_path, path);
-        else
-            snprintf(err, errlen, "%.900s: cannot lock: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* The directory h2o spills large request bodies to (instead of /tmp). */
 static void set_body_spill_dir(const char *meta_path)
 {
@@ -221,7 +192,8 @@ int main(int argc, char **argv)
         log_msg(LOG_LVL_ERROR, "cannot open the metadata", "error", err, NULL);
         goto fail_store;
     }
-    if ((meta_lock = lock_meta(conf.meta_path, err, sizeof(err))) == -1) {
+    /* a copy of the store carries the same store id: the metadata is locked too (the store is, by store_open) */
+    if ((meta_lock = lockfile_take(conf.meta_path, "storaged.lock", "storaged", err, sizeof(err))) == -1) {
         log_msg(LOG_LVL_ERROR, "cannot open the metadata", "error", err, NULL);
         goto fail_meta;
     }

@@ -29,7 +29,7 @@ from comio import md5
 from fake_replica import FakeReplica
 from replication import (REPL_DEFAULTS, Site, TcpProxy, Workload, Writer, comio_path, converge_or_fail, diff,
                          diff_snapshots, finish_sites, make_test_ca, new_token, payload, sites, snapshot,
-                         wait_converged, wait_until)
+                         repld_path, wait_converged, wait_until)
 
 assert sites  # the fixture, imported for pytest
 
@@ -966,6 +966,30 @@ def _try_health(c):
 def _try_repld_status(site):
     r = site.repld_cmd("--status")
     return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def test_second_repld_refuses_to_start(sites):
+    """Two shippers on one log would each ship, persist the cursor and trim,
+    and the second would take the first one's control socket: it must exit
+    before any of that, leaving the first in charge."""
+    a, b = sites()
+    ca = a.client()
+    assert ca.put("two", "before", b"shipped by the first").status == 200
+    converge_or_fail(a, b)
+    p = subprocess.run(a.repld.argv(), cwd=str(a.workdir), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       errors="replace", timeout=20, env=comio.sanitizer_env())
+    out = p.stdout + p.stderr + a.repld.log()
+    assert not comio.sanitizer_report(out), out
+    assert p.returncode == 1, "exit %d; output %r" % (p.returncode, p.stdout + p.stderr)
+    assert "in use by another repld" in out, out
+    # the first still answers on its socket, and still ships
+    st = json.loads(subprocess.run([str(repld_path()), "--config", str(a.config_path), "--status"],
+                                   capture_output=True, text=True, timeout=20).stdout)
+    assert st["enabled"] is True and "workers" in st, st
+    assert a.repld.alive()
+    assert ca.put("two", "after", b"shipped by the first too").status == 200
+    converge_or_fail(a, b)
+    assert b.client().get("two", "after").body == b"shipped by the first too"
 
 
 def test_lone_writes_wake_repld_without_its_safety_poll(sites, monkeypatch):
