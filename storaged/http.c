@@ -1517,6 +1517,15 @@ static int open_listener(const conf_t *conf, int probe, char *err, size_t errlen
     return fd;
 }
 
+int http_check_listen(const conf_t *conf, char *err, size_t errlen)
+{
+    int fd = open_listener(conf, 1, err, errlen);
+    if (fd == -1)
+        return CIO_ESYS;
+    close(fd);
+    return 0;
+}
+
 static SSL_CTX *make_ssl_ctx(const conf_t *conf, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());

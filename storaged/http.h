@@ -15,6 +15,12 @@
 
 typedef struct http_server http_server_t;
 
+/* Checks, before anything is opened or formatted, that the server could
+ * listen as configured: the address resolves, the port may be bound, and
+ * nobody listens there yet. Returns 0, or CIO_ESYS with a reason in err.
+ * http_start checks again (another process may take the port meanwhile). */
+int http_check_listen(const conf_t *conf, char *err, size_t errlen) CIO_MUST_CHECK;
+
 /* Binds the listeners and starts the loops. `conf`, `meta`, `store` and
  * `commit` must outlive the server. On failure writes a reason into err and
  * returns CIO_ESYS or CIO_ECONFIG. */

@@ -183,6 +183,12 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* a taken port is found before the store is created or formatted: a bad start changes nothing */
+    if (http_check_listen(&conf, err, sizeof(err)) != 0) {
+        log_msg(LOG_LVL_ERROR, "cannot start the HTTP server", "error", err, NULL);
+        conf_free(&conf);
+        return 1;
+    }
     if (store_open(&store, conf.storage_path, conf.storage_size, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot open the data store", "error", err, NULL);
         conf_free(&conf);

@@ -175,6 +175,7 @@ def test_second_server_on_a_taken_port_refuses_to_start(make_server, tmp_path):
     assert not sanitizer_report(p.stderr + p.stdout), p.stderr
     assert p.returncode == 1, "exit %d, stderr %r" % (p.returncode, p.stderr)
     assert "cannot listen on 127.0.0.1:%d: another process listens there" % first.port in p.stderr, p.stderr
+    assert not any(other.iterdir()), "a start that failed left %s" % sorted(os.listdir(other))
     # every new connection still reaches the first server
     for i in range(20):
         fresh = first.client()
