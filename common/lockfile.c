@@ -20,13 +20,20 @@ int lockfile_take(const char *dir, const char *name, const char *who, char *err,
         snprintf(err, errlen, "%.900s: cannot open: %s", path, strerror(errno));
         return -1;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-            snprintf(err, errlen, "%.400s: in use by another %.32s (it holds %.500s)", dir, who, path);
-        else
-            snprintf(err, errlen, "%.900s: cannot lock: %s", path, strerror(errno));
+    if (lockfile_lock_fd(fd, dir, path, who, err, errlen) != 0) {
         close(fd);
         return -1;
     }
     return fd;
+}
+
+int lockfile_lock_fd(int fd, const char *what, const char *held, const char *who, char *err, size_t errlen)
+{
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    if (errno == EWOULDBLOCK)
+        snprintf(err, errlen, "%.400s: in use by another %.32s (it holds %.500s)", what, who, held != NULL ? held : what);
+    else
+        snprintf(err, errlen, "%.400s: cannot lock %.500s: %s", what, held != NULL ? held : "it", strerror(errno));
+    return -1;
 }

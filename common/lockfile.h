@@ -19,4 +19,11 @@
  * another WHO (it holds DIR/NAME)" when another process holds the lock. */
 int lockfile_take(const char *dir, const char *name, const char *who, char *err, size_t errlen);
 
+/* Locks the open file fd (named `what` in messages) the same way: returns 0,
+ * or -1 with "WHAT: in use by another WHO (it holds HELD)" in err when
+ * another process holds it (HELD is `what` when NULL), else
+ * "WHAT: cannot lock HELD: reason".
+ * The descriptor stays open either way. */
+int lockfile_lock_fd(int fd, const char *what, const char *held, const char *who, char *err, size_t errlen);
+
 #endif

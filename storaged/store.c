@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "lockfile.h"
 #include "log.h"
 #include "store.h"
 
@@ -28,13 +28,8 @@ int store_open(store_t *s, const char *path, uint64_t size, char *err, size_t er
      * from its own free map, and its start-up would reclaim the first one's
      * extents in flight as abandoned. The lock goes with the process, crash
      * or not; repld opens the store read-only and takes none. */
-    if (flock(s->fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-            snprintf(err, errlen, "%s: in use by another storaged (it holds the store's lock)", path);
-        else
-            snprintf(err, errlen, "%s: cannot lock: %s", path, strerror(errno));
+    if (lockfile_lock_fd(s->fd, path, "the store's lock", "storaged", err, errlen) != 0)
         goto fail;
-    }
     if (fstat(s->fd, &st) != 0) {
         snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));
         goto fail;
