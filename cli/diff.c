@@ -14,11 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <curl/curl.h>
-#include "diff.h"
-#include "http.h"
-#include "opts.h"
-#include "json.h"
-#include "units.h"
+#include "cli/diff.h"
+#include "cli/http.h"
+#include "cli/opts.h"
+#include "common/json.h"
+#include "common/units.h"
 
 #define DIFF_KEY_MAX 1024  /* storaged's longest key */
 #define DIFF_BUCKET_MAX 63 /* S3's longest bucket name */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
-#include "http.h"
+#include "cli/http.h"
 
 struct cli_http {
     CURL *curl;

@@ -5,8 +5,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "buf.h"
-#include "err.h"
+#include "common/buf.h"
+#include "common/err.h"
 
 #define CLI_HTTP_TOKEN_MAX 4096
 #define CLI_HTTP_DEFAULT_TIMEOUT_MS 10000

@@ -6,9 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <curl/curl.h>
-#include "diff.h"
-#include "server.h"
-#include "status.h"
+#include "cli/diff.h"
+#include "cli/server.h"
+#include "cli/status.h"
 
 static void usage(FILE *out)
 {

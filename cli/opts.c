@@ -1,7 +1,7 @@
 /* opts.c - command-line option helpers shared by the comio subcommands. */
 #include <stdio.h>
 #include <string.h>
-#include "opts.h"
+#include "cli/opts.h"
 
 int cli_opt_value(int argc, char **argv, int *i, const char *cmd, const char *name, const char **val)
 {

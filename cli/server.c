@@ -11,8 +11,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "conf.h"
-#include "server.h"
+#include "common/conf.h"
+#include "cli/server.h"
 
 #define RESTART_MIN_MS 500
 #define RESTART_MAX_MS 30000

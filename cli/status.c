@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
-#include "http.h"
-#include "opts.h"
-#include "json.h"
-#include "status.h"
-#include "units.h"
+#include "cli/http.h"
+#include "cli/opts.h"
+#include "common/json.h"
+#include "cli/status.h"
+#include "common/units.h"
 
 #define STATUS_REPLY_MAX (1 << 20)
 #define STATUS_URL_MAX 2048

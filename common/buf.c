@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "buf.h"
+#include "common/buf.h"
 
 void buf_init(buf_t *b, size_t max)
 {

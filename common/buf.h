@@ -3,7 +3,7 @@
 #define COMIO_BUF_H
 
 #include <stddef.h>
-#include "err.h"
+#include "common/err.h"
 
 typedef struct {
     char *data; /* owned; NULL until the first append */

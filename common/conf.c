@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
-#include "conf.h"
-#include "units.h"
+#include "common/conf.h"
+#include "common/units.h"
 
 /* Caps on what grows from input: one scalar or flag value, the whole file,
  * a dotted key, and the slice of a bad value echoed back in a message. */

@@ -11,8 +11,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "err.h"
-#include "log.h"
+#include "common/err.h"
+#include "common/log.h"
 
 typedef struct conf {
     /* site */

@@ -11,8 +11,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include "ctl.h"
-#include "log.h"
+#include "common/ctl.h"
+#include "common/log.h"
 
 #define CLIENT_IO_TIMEOUT_MS 1000
 

@@ -6,8 +6,8 @@
 #define COMIO_CTL_H
 
 #include <stddef.h>
-#include "buf.h"
-#include "err.h"
+#include "common/buf.h"
+#include "common/err.h"
 
 #define CTL_CMD_MAX 64
 #define CTL_REPLY_MAX (1024 * 1024)

@@ -1,5 +1,5 @@
 /* err.c - descriptions of the ComIO error codes. */
-#include "err.h"
+#include "common/err.h"
 
 const char *cio_strerror(int err)
 {

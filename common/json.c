@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "json.h"
+#include "common/json.h"
 
 #define JSON_NUMBER_MAX 127 /* longest number json_double() reads */
 

@@ -21,7 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "err.h"
+#include "common/err.h"
 
 typedef enum {
     JSON_NULL,

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
-#include "lockfile.h"
+#include "common/lockfile.h"
 
 int lockfile_take(const char *dir, const char *name, const char *who, char *err, size_t errlen)
 {

@@ -7,8 +7,8 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-#include "err.h"
-#include "log.h"
+#include "common/err.h"
+#include "common/log.h"
 
 /* A line never grows past this; long values are cut and end in "...". */
 #define LOG_LINE_MAX 8192

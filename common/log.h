@@ -6,7 +6,7 @@
 #define COMIO_LOG_H
 
 #include <stdarg.h>
-#include "err.h"
+#include "common/err.h"
 
 typedef enum {
     LOG_LVL_DEBUG = 0,

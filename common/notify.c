@@ -6,8 +6,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include "log.h"
-#include "notify.h"
+#include "common/log.h"
+#include "common/notify.h"
 
 int notify_send(const char *state)
 {

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include "units.h"
+#include "common/units.h"
 
 /* More fractional digits than this cannot be carried exactly in a uint64_t
  * (10^19 is the largest power of ten that fits). */

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "err.h"
+#include "common/err.h"
 
 /* Parses a size. Accepted: a non-negative integer or decimal number (at most 19
  * digits after the point, even when the value would be exact) followed by

@@ -2,8 +2,8 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include "batch.h"
-#include "mpread.h"
+#include "proto/batch.h"
+#include "proto/mpread.h"
 
 /* Each map (envelope, event, reply, result) has 2 to 4 known keys; the cap
  * leaves room for keys that later versions may add while bounding the work a

@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <msgpack.h>
-#include "err.h"
-#include "logrec.h"
+#include "common/err.h"
+#include "proto/logrec.h"
 
 #define BATCH_FORMAT_VERSION 1
 #define BATCH_MAX_EVENTS 10000

@@ -2,8 +2,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include "logrec.h"
-#include "mpread.h"
+#include "proto/logrec.h"
+#include "proto/mpread.h"
 
 /* A record has 10 known fields; the cap leaves room for fields that later
  * versions may add while bounding the work a hostile record can cause. */

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <msgpack.h>
-#include "err.h"
+#include "common/err.h"
 
 #define LOGREC_FORMAT_VERSION 1
 #define LOGREC_BUCKET_MAX 63

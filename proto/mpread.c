@@ -1,5 +1,5 @@
 /* mpread.c - the bounded msgpack reader shared by the proto/ decoders. */
-#include "mpread.h"
+#include "proto/mpread.h"
 
 void mpread_init(mpread_t *rd, const void *buf, size_t len)
 {

@@ -18,7 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "err.h"
+#include "common/err.h"
 
 /* A position in an input buffer. The input is borrowed: it must outlive the
  * reader and every pointer the reader hands out. */

@@ -6,7 +6,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
-#include "presign.h"
+#include "proto/presign.h"
 
 #define MAC_LEN 32
 

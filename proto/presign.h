@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "err.h"
+#include "common/err.h"
 
 #define PRESIGN_SIG_HEX 64
 

@@ -2,10 +2,10 @@
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
-#include "be.h"
-#include "buf.h"
-#include "failed.h"
-#include "logrec.h"
+#include "common/be.h"
+#include "common/buf.h"
+#include "repld/failed.h"
+#include "proto/logrec.h"
 
 int failed_put(meta_t *m, MDB_txn *txn, uint64_t seq, const char *rec, size_t rec_len, uint32_t attempts, const char *error,
                int64_t now_ms)

@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <lmdb.h>
-#include "err.h"
-#include "meta.h"
+#include "common/err.h"
+#include "storaged/meta.h"
 
 #define FAILED_ERROR_MAX 1024
 

@@ -6,15 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 #include <curl/curl.h>
-#include "buf.h"
-#include "conf.h"
-#include "ctl.h"
-#include "failed.h"
-#include "lockfile.h"
-#include "log.h"
-#include "meta.h"
-#include "notify.h"
-#include "ship.h"
+#include "common/buf.h"
+#include "common/conf.h"
+#include "common/ctl.h"
+#include "repld/failed.h"
+#include "common/lockfile.h"
+#include "common/log.h"
+#include "storaged/meta.h"
+#include "common/notify.h"
+#include "repld/ship.h"
 
 static int has_flag(int argc, char **argv, const char *flag)
 {

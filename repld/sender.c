@@ -10,8 +10,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <curl/curl.h>
-#include "log.h"
-#include "sender.h"
+#include "common/log.h"
+#include "repld/sender.h"
 
 #define REPLY_MAX (64u * 1024 * 1024)
 #define CONNECT_TIMEOUT_S 10L

@@ -12,10 +12,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "batch.h"
-#include "buf.h"
-#include "conf.h"
-#include "err.h"
+#include "proto/batch.h"
+#include "common/buf.h"
+#include "common/conf.h"
+#include "common/err.h"
 
 #define SENDER_QUEUE 2 /* jobs a worker holds: the one it posts, and the next */
 

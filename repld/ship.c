@@ -16,17 +16,17 @@
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
-#include "batch.h"
-#include "be.h"
-#include "buf.h"
-#include "ctl.h"
-#include "failed.h"
-#include "log.h"
-#include "notify.h"
-#include "presign.h"
-#include "replstat.h"
-#include "sender.h"
-#include "ship.h"
+#include "proto/batch.h"
+#include "common/be.h"
+#include "common/buf.h"
+#include "common/ctl.h"
+#include "repld/failed.h"
+#include "common/log.h"
+#include "common/notify.h"
+#include "proto/presign.h"
+#include "storaged/replstat.h"
+#include "repld/sender.h"
+#include "repld/ship.h"
 
 #define BACKOFF_CAP_MS 60000
 #define BATCH_BYTES_MAX (8u * 1024 * 1024)  /* stop adding inline data beyond this */

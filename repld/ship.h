@@ -10,9 +10,9 @@
 #ifndef COMIO_REPLD_SHIP_H
 #define COMIO_REPLD_SHIP_H
 
-#include "conf.h"
-#include "err.h"
-#include "meta.h"
+#include "common/conf.h"
+#include "common/err.h"
+#include "storaged/meta.h"
 
 /* Runs the shipper until SIGTERM or SIGINT (blocked by the caller and taken
  * here through a signalfd). Returns 0 after a clean stop, or an error. */

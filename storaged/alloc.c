@@ -2,8 +2,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include "alloc.h"
-#include "log.h"
+#include "storaged/alloc.h"
+#include "common/log.h"
 
 #define STATE_CAPACITY "capacity"
 #define STATE_FREE "free"

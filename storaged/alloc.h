@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <lmdb.h>
-#include "err.h"
+#include "common/err.h"
 
 #define ALLOC_BLOCK 4096u
 

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "apply.h"
-#include "batch.h"
-#include "path.h"
+#include "storaged/apply.h"
+#include "proto/batch.h"
+#include "storaged/path.h"
 
 /* Bytes of the job's arena an event needs: its strings, each NUL-terminated. */
 static size_t event_bytes(const batch_event_t *ev)

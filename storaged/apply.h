@@ -9,8 +9,8 @@
 
 #include <stddef.h>
 #include <msgpack.h>
-#include "commit.h"
-#include "err.h"
+#include "storaged/commit.h"
+#include "common/err.h"
 
 #define APPLY_CTYPE "application/msgpack" /* content type of batches and replies */
 

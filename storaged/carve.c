@@ -1,6 +1,6 @@
 /* carve.c - extents for small PUTs, cut in memory from reserved chunks (see carve.h). */
 #include <string.h>
-#include "carve.h"
+#include "storaged/carve.h"
 
 void carve_init(carve_t *cv)
 {

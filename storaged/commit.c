@@ -9,9 +9,9 @@
 #include <sys/uio.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include "carve.h"
-#include "commit.h"
-#include "log.h"
+#include "storaged/carve.h"
+#include "storaged/commit.h"
+#include "common/log.h"
 
 #define GROUP_MAX 4096        /* jobs per transaction: bounds commit latency */
 #define QUARANTINE_POLL_MS 50 /* how soon released extents are retried when idle */

@@ -34,13 +34,13 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "alloc.h"
-#include "batch.h"
-#include "err.h"
-#include "fetch.h"
-#include "logrec.h"
-#include "meta.h"
-#include "store.h"
+#include "storaged/alloc.h"
+#include "proto/batch.h"
+#include "common/err.h"
+#include "storaged/fetch.h"
+#include "proto/logrec.h"
+#include "storaged/meta.h"
+#include "storaged/store.h"
 
 typedef enum {
     COMMIT_PUT = 1,

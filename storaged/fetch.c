@@ -6,7 +6,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include "fetch.h"
+#include "storaged/fetch.h"
 
 #define FETCH_CONNECT_TIMEOUT_MS 10000
 /* No overall deadline (objects may be large and links slow), but a transfer

@@ -10,8 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "err.h"
-#include "store.h"
+#include "common/err.h"
+#include "storaged/store.h"
 
 #define FETCH_ERROR_MAX 256
 

@@ -16,14 +16,14 @@
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <h2o.h>
-#include "apply.h"
-#include "buf.h"
-#include "http.h"
-#include "log.h"
-#include "path.h"
-#include "presign.h"
-#include "replstat.h"
-#include "ctl.h"
+#include "storaged/apply.h"
+#include "common/buf.h"
+#include "storaged/http.h"
+#include "common/log.h"
+#include "storaged/path.h"
+#include "proto/presign.h"
+#include "storaged/replstat.h"
+#include "common/ctl.h"
 
 #define INLINE_READ_MAX (1024 * 1024) /* GET bodies up to this are read at once */
 #define STREAM_CHUNK (1024 * 1024)    /* larger ones are streamed in chunks of this */

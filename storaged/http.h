@@ -7,11 +7,11 @@
 #define COMIO_HTTP_H
 
 #include <stddef.h>
-#include "commit.h"
-#include "conf.h"
-#include "err.h"
-#include "meta.h"
-#include "store.h"
+#include "storaged/commit.h"
+#include "common/conf.h"
+#include "common/err.h"
+#include "storaged/meta.h"
+#include "storaged/store.h"
 
 typedef struct http_server http_server_t;
 

@@ -8,14 +8,14 @@
 #include <unistd.h>
 #include <openssl/rand.h>
 #include <h2o.h>
-#include "commit.h"
-#include "conf.h"
-#include "http.h"
-#include "lockfile.h"
-#include "log.h"
-#include "meta.h"
-#include "notify.h"
-#include "store.h"
+#include "storaged/commit.h"
+#include "common/conf.h"
+#include "storaged/http.h"
+#include "common/lockfile.h"
+#include "common/log.h"
+#include "storaged/meta.h"
+#include "common/notify.h"
+#include "storaged/store.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 

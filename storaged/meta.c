@@ -7,9 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/sha.h>
-#include "be.h"
-#include "log.h"
-#include "meta.h"
+#include "common/be.h"
+#include "common/log.h"
+#include "storaged/meta.h"
 
 #define OBJ_FORMAT 1         /* an object written on this site */
 #define OBJ_FORMAT_REPLICA 2 /* the same layout, applied from a primary: its version is the primary's */

@@ -25,9 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <lmdb.h>
-#include "alloc.h"
-#include "err.h"
-#include "logrec.h"
+#include "storaged/alloc.h"
+#include "common/err.h"
+#include "proto/logrec.h"
 
 #define META_OBJKEY_MAX 480 /* below LMDB's 511-byte key limit */
 

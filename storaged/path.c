@@ -1,6 +1,6 @@
 /* path.c - request target parsing: /{bucket}/{key}, percent-decoding, bucket names, query lookup. */
 #include <string.h>
-#include "path.h"
+#include "storaged/path.h"
 
 static int hex_value(char c)
 {

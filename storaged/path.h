@@ -6,7 +6,7 @@
 #define COMIO_PATH_H
 
 #include <stddef.h>
-#include "err.h"
+#include "common/err.h"
 
 #define PATH_BUCKET_MAX 63
 #define PATH_KEY_MAX 1024

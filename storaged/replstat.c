@@ -2,7 +2,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
-#include "replstat.h"
+#include "storaged/replstat.h"
 
 const double replstat_lat_bounds[REPLSTAT_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 

@@ -7,9 +7,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "buf.h"
-#include "err.h"
-#include "meta.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "storaged/meta.h"
 
 #define REPLSTAT_LAT_BUCKETS 12
 #define REPLSTAT_WORKERS_MAX 64

@@ -8,9 +8,9 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "lockfile.h"
-#include "log.h"
-#include "store.h"
+#include "common/lockfile.h"
+#include "common/log.h"
+#include "storaged/store.h"
 
 #define SUPER_MAGIC "COMIO-STORE\0\0\0\0\1" /* 16 bytes; last byte is the layout version */
 

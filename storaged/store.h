@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "err.h"
+#include "common/err.h"
 
 #define STORE_SUPER_SIZE 4096u
 

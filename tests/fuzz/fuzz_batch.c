@@ -7,7 +7,7 @@
  * Invariants: a refused input leaves the outputs untouched; accepted events
  * and results keep the documented bounds and point into the input; and
  * decode -> encode -> decode gives the same events (results) back. */
-#include "batch.h"
+#include "proto/batch.h"
 #include "fuzz.h"
 
 static int same_bytes(const void *a, size_t alen, const void *b, size_t blen)

@@ -6,7 +6,7 @@
  * decode -> encode -> decode unchanged, and the encoding is canonical (encoding
  * the re-decoded record gives the same bytes). */
 #include "fuzz.h"
-#include "logrec.h"
+#include "proto/logrec.h"
 
 static void check_bounds(const logrec_t *r, const uint8_t *buf, size_t len)
 {

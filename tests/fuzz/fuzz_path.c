@@ -9,7 +9,7 @@
  * and escaping it again round-trips. path_bucket_valid agrees with a
  * from-the-rules reimplementation. */
 #include "fuzz.h"
-#include "path.h"
+#include "storaged/path.h"
 
 /* Escapes everything but RFC 3986 unreserved bytes (and '/' when keep_slash). */
 static size_t escape(const char *s, size_t len, char *out, int keep_slash)

@@ -17,10 +17,10 @@
  *    with the real signature of what it names. */
 #include <errno.h>
 #include <inttypes.h>
-#include "batch.h"
+#include "proto/batch.h"
 #include "fuzz.h"
-#include "path.h"
-#include "presign.h"
+#include "storaged/path.h"
+#include "proto/presign.h"
 
 static const char prefix[] = "/admin/replication/fetch";
 

@@ -8,7 +8,7 @@
  * to it. */
 #include <strings.h>
 #include "fuzz.h"
-#include "units.h"
+#include "common/units.h"
 
 typedef unsigned __int128 u128;
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "conf.h"
+#include "common/conf.h"
 #include "testutil.h"
 
 #define ERRLEN 512

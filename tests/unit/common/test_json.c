@@ -1,7 +1,7 @@
 /* test_json.c - unit tests for common/json.c: what it accepts, what it refuses, its bounds and accessors. */
 #include <stdint.h>
 #include <stdlib.h>
-#include "json.h"
+#include "common/json.h"
 #include "testutil.h"
 
 static int parse(json_doc_t *d, const char *text)

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "lockfile.h"
+#include "common/lockfile.h"
 #include "testutil.h"
 
 static char dir[] = "/tmp/comio-test-lockfile-XXXXXX";

@@ -4,8 +4,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
-#include "err.h"
-#include "log.h"
+#include "common/err.h"
+#include "common/log.h"
 #include "testutil.h"
 
 #define CAP_MAX (4 << 20)

@@ -1,7 +1,7 @@
 /* test_units.c - unit tests for common/units.c: size and duration parsing, size formatting. */
 #include <stdint.h>
 #include "testutil.h"
-#include "units.h"
+#include "common/units.h"
 
 static void check_size(const char *s, uint64_t want)
 {

@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "batch.h"
+#include "proto/batch.h"
 #include "testutil.h"
 
 static const uint8_t sample_etag[16] = {0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04,

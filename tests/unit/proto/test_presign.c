@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "presign.h"
+#include "proto/presign.h"
 #include "testutil.h"
 
 #define SECRET "s3cret-token"

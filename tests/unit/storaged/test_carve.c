@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "carve.h"
+#include "storaged/carve.h"
 #include "testutil.h"
 
 #define BLK ((uint64_t)ALLOC_BLOCK)

@@ -1,7 +1,7 @@
 /* test_path.c - unit tests of request target parsing (storaged/path.c). */
 #include <stdlib.h>
 #include <string.h>
-#include "path.h"
+#include "storaged/path.h"
 #include "testutil.h"
 
 /* Inputs are (ptr, len) and not NUL-terminated: every call gets an exact-size
