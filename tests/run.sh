@@ -74,7 +74,7 @@ pick_python() {
 declare -A RESULT=()
 STEPS=(install configure build ctest pytest)
 if [ $SANITIZE -eq 0 ]; then
-    STEPS+=(valgrind fuzz) # once per CI run is enough: both carry their own instrumentation
+    STEPS+=(format valgrind fuzz) # once per CI run is enough: both carry their own instrumentation
 fi
 for s in "${STEPS[@]}"; do RESULT[$s]="not run"; done
 
@@ -93,6 +93,14 @@ summary() {
 step() {
     local name=$1
     shift
+    # A step that is not in STEPS would run without reaching the summary or the
+    # exit status: refuse it loudly instead.
+    if [ -z "${RESULT[$name]+set}" ]; then
+        echo "run.sh: step '$name' is not in STEPS" >&2
+        RESULT[steps]="FAILED ($name not in STEPS)"
+        STEPS+=(steps)
+        return 1
+    fi
     echo
     echo "== $name: $*"
     local rc=0
