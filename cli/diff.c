@@ -17,7 +17,9 @@
 #include "cli/diff.h"
 #include "cli/http.h"
 #include "cli/opts.h"
+#include "common/buf.h"
 #include "common/json.h"
+#include "common/utf8.h"
 #include "common/units.h"
 
 #define DIFF_KEY_MAX 1024  /* storaged's longest key */
@@ -122,32 +124,32 @@ static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
 
 /* ---- output ---- */
 
-/* A key for people: control bytes, DEL and backslash as \xHH, the rest as is. */
+/* A key for people: control bytes, DEL, backslash and bytes that are not UTF-8 as \xHH, the rest as is. */
 static void put_text(FILE *out, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || c == '\\')
+        size_t len = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (c < 0x20 || c == 0x7f || c == '\\' || len == 0) {
             fprintf(out, "\\x%02x", c);
-        else
-            putc(c, out);
+            len = 1;
+        } else {
+            fwrite(s + i, 1, len, out);
+        }
+        i += len;
     }
 }
 
-/* A JSON string, escaped as storaged escapes its own (bytes 0x80-0xFF as is). */
+/* A JSON string, written as storaged writes its own (buf_json_str: UTF-8, any bytes lossless). */
 static void put_json(FILE *out, const char *s, size_t n)
 {
-    putc('"', out);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(out, "\\u%04x", c);
-        else
-            putc(c, out);
-    }
-    putc('"', out);
+    buf_t b;
+    buf_init(&b, 6 * n + 2); /* every byte escaped, and the quotes */
+    if (buf_json_str(&b, s, n) == 0)
+        fwrite(b.data, 1, b.len, out);
+    else
+        fputs("null", out); /* out of memory: still a JSON document */
+    buf_free(&b);
 }
 
 static void put_json_entry(FILE *out, const entry_t *e)
@@ -306,11 +308,11 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
     s->target.err = 0;
     buf_puts(&s->target, s->url);
     buf_puts(&s->target, "/");
-    cli_http_escape(&s->target, s->bucket, strlen(s->bucket));
+    buf_url_escape(&s->target, s->bucket, strlen(s->bucket));
     buf_printf(&s->target, "?max-keys=%u", page);
     if (s->fetched) {
         buf_puts(&s->target, "&start-after=");
-        cli_http_escape(&s->target, s->after, s->after_len);
+        buf_url_escape(&s->target, s->after, s->after_len);
     }
     if ((ret = site_get(s, &code, err, errlen)) != 0)
         return ret;
