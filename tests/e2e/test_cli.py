@@ -16,9 +16,9 @@ import subprocess
 import sys
 import threading
 
-import comio
-from comio import md5
-from replication import comio_path, converge_or_fail, new_token, sites, wait_until  # noqa: F401 (sites is a fixture)
+from harness import comio
+from harness.comio import md5
+from harness.replication import comio_path, converge_or_fail, new_token, wait_until
 
 CLI_TIMEOUT = 120.0
 

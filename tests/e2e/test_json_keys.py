@@ -5,7 +5,7 @@ with encoding-type=url, percent-encoded. docs/api.md, "Key encoding in listings"
 import json
 import urllib.parse
 
-from comio import expect_error, expect_ok_json, key_bytes
+from harness.comio import expect_error, expect_ok_json, key_bytes
 
 # Every byte a key may hold (not NUL), alone and after ASCII, and the sequences a UTF-8
 # decoder must refuse next to ones it must accept.
