@@ -1,5 +1,5 @@
-/* diff.c - "comio diff": a streaming merge-join of two sites' sorted, paged
- * bucket listings, reporting keys missing, extra or different on the target.
+/* diff.c - "comio diff": two sites' sorted, paged bucket listings fed to the
+ * merge-join of cli/merge.c, reporting keys missing, extra or different on the target.
  *
  * Both listings come in storaged's order: bytewise (memcmp) order of the full
  * key, for long keys too (storaged stores keys longer than its LMDB room by
@@ -16,13 +16,14 @@
 #include <curl/curl.h>
 #include "cli/diff.h"
 #include "cli/http.h"
+#include "cli/merge.h"
 #include "cli/opts.h"
+#include "common/buf.h"
 #include "common/json.h"
+#include "common/utf8.h"
 #include "common/units.h"
 
-#define DIFF_KEY_MAX 1024  /* storaged's longest key */
-#define DIFF_BUCKET_MAX 63 /* S3's longest bucket name */
-#define DIFF_ETAG_MAX 64
+#define DIFF_BUCKET_MAX 63         /* S3's longest bucket name */
 #define DIFF_PAGE_MAX 1000         /* storaged's largest max-keys */
 #define DIFF_REPLY_MAX (32u << 20) /* a page of 1000 keys of 1024 bytes, every byte escaped, fits */
 #define DIFF_URL_MAX 2048
@@ -30,13 +31,6 @@
 
 enum { EXIT_SAME = 0, EXIT_DIFFERENT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
 enum { ONLY_NONE, ONLY_SOURCE, ONLY_TARGET };
-
-typedef struct {
-    char key[DIFF_KEY_MAX + 1];
-    size_t key_len;
-    uint64_t size;
-    char etag[DIFF_ETAG_MAX + 1];
-} entry_t;
 
 typedef struct {
     char name[DIFF_BUCKET_MAX + 1];
@@ -54,11 +48,14 @@ typedef struct {
     const char *bucket;
     const json_tok_t *objects, *next_obj;
     int fetched, truncated, exists;
-    char after[DIFF_KEY_MAX + 1];
+    char after[MERGE_KEY_MAX + 1];
     size_t after_len;
-    entry_t cur;
+    merge_entry_t cur;
     int have_cur;
     uint64_t keys; /* of the current bucket */
+    unsigned page; /* keys per listing request */
+    char *err;     /* where site_step() reports a failure: diff_bucket()'s caller's buffer */
+    size_t errlen;
 } site_t;
 
 typedef struct {
@@ -114,43 +111,37 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    return c != 0 ? c : (alen > blen) - (alen < blen);
-}
-
 /* ---- output ---- */
 
-/* A key for people: control bytes, DEL and backslash as \xHH, the rest as is. */
+/* A key for people: control bytes, DEL, backslash and bytes that are not UTF-8 as \xHH, the rest as is. */
 static void put_text(FILE *out, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || c == '\\')
+        size_t len = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (c < 0x20 || c == 0x7f || c == '\\' || len == 0) {
             fprintf(out, "\\x%02x", c);
-        else
-            putc(c, out);
+            len = 1;
+        } else {
+            fwrite(s + i, 1, len, out);
+        }
+        i += len;
     }
 }
 
-/* A JSON string, escaped as storaged escapes its own (bytes 0x80-0xFF as is). */
+/* A JSON string, written as storaged writes its own (buf_json_str: UTF-8, any bytes lossless). */
 static void put_json(FILE *out, const char *s, size_t n)
 {
-    putc('"', out);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(out, "\\u%04x", c);
-        else
-            putc(c, out);
-    }
-    putc('"', out);
+    buf_t b;
+    buf_init(&b, 6 * n + 2); /* every byte escaped, and the quotes */
+    if (buf_json_str(&b, s, n) == 0)
+        fwrite(b.data, 1, b.len, out);
+    else
+        fputs("null", out); /* out of memory: still a JSON document */
+    buf_free(&b);
 }
 
-static void put_json_entry(FILE *out, const entry_t *e)
+static void put_json_entry(FILE *out, const merge_entry_t *e)
 {
     if (e == NULL) {
         fputs("null", out);
@@ -183,9 +174,9 @@ static void progress(report_t *r, int force)
 }
 
 /* One difference: kind "missing" (source only), "extra" (target only) or "different". */
-static void report(report_t *r, const char *bucket, const char *kind, const entry_t *src, const entry_t *tgt)
+static void report(report_t *r, const char *bucket, const char *kind, const merge_entry_t *src, const merge_entry_t *tgt)
 {
-    const entry_t *e = src != NULL ? src : tgt;
+    const merge_entry_t *e = src != NULL ? src : tgt;
     if (r->quiet || r->printed >= r->limit)
         return;
     progress_clear(r);
@@ -226,7 +217,7 @@ static int site_init(site_t *s, const char *role, const char *url, const char *t
     memset(s, 0, sizeof(*s));
     s->role = role;
     buf_init(&s->body, DIFF_REPLY_MAX);
-    buf_init(&s->target, DIFF_URL_MAX + 4 * DIFF_KEY_MAX);
+    buf_init(&s->target, DIFF_URL_MAX + 4 * MERGE_KEY_MAX);
     json_init(&s->doc, 64 * (size_t)page + 64, 16);
     if (cli_http_base_url(url, s->url, sizeof(s->url), err, errlen) != 0)
         return CIO_ECONFIG;
@@ -306,11 +297,11 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
     s->target.err = 0;
     buf_puts(&s->target, s->url);
     buf_puts(&s->target, "/");
-    cli_http_escape(&s->target, s->bucket, strlen(s->bucket));
+    buf_url_escape(&s->target, s->bucket, strlen(s->bucket));
     buf_printf(&s->target, "?max-keys=%u", page);
     if (s->fetched) {
         buf_puts(&s->target, "&start-after=");
-        cli_http_escape(&s->target, s->after, s->after_len);
+        buf_url_escape(&s->target, s->after, s->after_len);
     }
     if ((ret = site_get(s, &code, err, errlen)) != 0)
         return ret;
@@ -330,12 +321,12 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
         return CIO_EPROTO;
     }
     if (truncated) {
-        char next[DIFF_KEY_MAX + 1];
+        char next[MERGE_KEY_MAX + 1];
         size_t nlen;
         /* the next page must start beyond this one, or the walk would not end */
         if (s->objects->count == 0 ||
             json_str(&s->doc, json_member(&s->doc, root, "next_start_after"), next, sizeof(next), &nlen) != 0 ||
-            (s->fetched && key_cmp(next, nlen, s->after, s->after_len) <= 0)) {
+            (s->fetched && merge_key_cmp(next, nlen, s->after, s->after_len) <= 0)) {
             snprintf(err, errlen, "%s: %s: truncated reply without a usable \"next_start_after\"", s->role, s->target.data);
             return CIO_EPROTO;
         }
@@ -348,7 +339,7 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
     return 0;
 }
 
-static int decode_entry(site_t *s, const json_tok_t *o, entry_t *e, char *err, size_t errlen)
+static int decode_entry(site_t *s, const json_tok_t *o, merge_entry_t *e, char *err, size_t errlen)
 {
     const char *what = NULL;
     if (json_str(&s->doc, json_member(&s->doc, o, "key"), e->key, sizeof(e->key), &e->key_len) != 0 || e->key_len == 0)
@@ -366,7 +357,7 @@ static int decode_entry(site_t *s, const json_tok_t *o, entry_t *e, char *err, s
 /* Moves to the next object of the bucket: 1 with s->cur set, 0 at the end, <0 error. */
 static int site_next(site_t *s, unsigned page, char *err, size_t errlen)
 {
-    entry_t e;
+    merge_entry_t e;
     int ret;
 
     for (int pages = 0; s->next_obj == NULL; pages++) {
@@ -378,7 +369,7 @@ static int site_next(site_t *s, unsigned page, char *err, size_t errlen)
     if ((ret = decode_entry(s, s->next_obj, &e, err, errlen)) != 0)
         return ret;
     s->next_obj = json_next(&s->doc, s->objects, s->next_obj);
-    if (s->have_cur && key_cmp(e.key, e.key_len, s->cur.key, s->cur.key_len) <= 0) {
+    if (s->have_cur && merge_key_cmp(e.key, e.key_len, s->cur.key, s->cur.key_len) <= 0) {
         snprintf(err, errlen, "%s: the listing of bucket %s is not in key order (after %.100s comes %.100s): cannot compare",
                  s->role, s->bucket, s->cur.key, e.key);
         return CIO_EPROTO;
@@ -389,42 +380,68 @@ static int site_next(site_t *s, unsigned page, char *err, size_t errlen)
     return 1;
 }
 
+/* merge_next_fn over a site's paged listing. */
+static int site_step(void *seq, const merge_entry_t **e)
+{
+    site_t *s = seq;
+    *e = &s->cur;
+    return site_next(s, s->page, s->err, s->errlen);
+}
+
+typedef struct {
+    report_t *r;
+    bucket_t *b;
+} visit_t;
+
+/* merge_visit_fn: counts the key, reports a difference, draws the progress. */
+static void visit(void *arg, merge_kind_t kind, const merge_entry_t *src, const merge_entry_t *tgt)
+{
+    visit_t *v = arg;
+    report_t *r = v->r;
+    bucket_t *b = v->b;
+
+    switch (kind) {
+    case MERGE_MISSING:
+        b->missing++;
+        r->missing++;
+        report(r, b->name, "missing", src, NULL);
+        break;
+    case MERGE_EXTRA:
+        b->extra++;
+        r->extra++;
+        report(r, b->name, "extra", NULL, tgt);
+        break;
+    case MERGE_DIFFERENT:
+        b->different++;
+        r->different++;
+        report(r, b->name, "different", src, tgt);
+        break;
+    case MERGE_SAME:
+        break;
+    }
+    r->keys++;
+    progress(r, 0);
+}
+
 /* The merge-join of one bucket. */
 static int diff_bucket(site_t *src, site_t *tgt, bucket_t *b, report_t *r, char *err, size_t errlen)
 {
-    int hs, ht;
+    visit_t v = {r, b};
+    int ret;
 
     site_open(src, b->name);
     site_open(tgt, b->name);
+    src->page = tgt->page = r->page;
+    src->err = tgt->err = err;
+    src->errlen = tgt->errlen = errlen;
     r->bucket = b->name;
-    if ((hs = site_next(src, r->page, err, errlen)) < 0 || (ht = site_next(tgt, r->page, err, errlen)) < 0)
+    ret = merge_join(site_step, src, tgt, visit, &v);
+    if (ret != 0 && !(src->fetched && tgt->fetched))
+        return CIO_EIO; /* a first page failed: the bucket list's view stands */
+    b->on_source = src->exists;
+    b->on_target = tgt->exists;
+    if (ret != 0)
         return CIO_EIO;
-    b->on_source = src->exists;
-    b->on_target = tgt->exists;
-    while (hs || ht) {
-        int c = !hs ? 1 : !ht ? -1 : key_cmp(src->cur.key, src->cur.key_len, tgt->cur.key, tgt->cur.key_len);
-        if (c < 0) {
-            b->missing++;
-            r->missing++;
-            report(r, b->name, "missing", &src->cur, NULL);
-        } else if (c > 0) {
-            b->extra++;
-            r->extra++;
-            report(r, b->name, "extra", NULL, &tgt->cur);
-        } else if (src->cur.size != tgt->cur.size || strcmp(src->cur.etag, tgt->cur.etag) != 0) {
-            b->different++;
-            r->different++;
-            report(r, b->name, "different", &src->cur, &tgt->cur);
-        }
-        r->keys++;
-        progress(r, 0);
-        if (c <= 0 && (hs = site_next(src, r->page, err, errlen)) < 0)
-            return CIO_EIO;
-        if (c >= 0 && (ht = site_next(tgt, r->page, err, errlen)) < 0)
-            return CIO_EIO;
-    }
-    b->on_source = src->exists;
-    b->on_target = tgt->exists;
     b->source_keys = src->keys;
     b->target_keys = tgt->keys;
     r->source_keys += src->keys;

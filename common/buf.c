@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/buf.h"
+#include "common/utf8.h"
 
 void buf_init(buf_t *b, size_t max)
 {
@@ -74,18 +75,50 @@ int buf_printf(buf_t *b, const char *fmt, ...)
 int buf_json_str(buf_t *b, const char *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)p;
+
     buf_append(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = s[i];
+        size_t len = utf8_seq_len(s + i, n - i);
         if (ch == '"' || ch == '\\') {
             char esc[2] = {'\\', (char)ch};
             buf_append(b, esc, 2);
         } else if (ch < 0x20 || ch == 0x7f) {
             char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
             buf_append(b, esc, 6);
+        } else if (len == 0) { /* not UTF-8: the byte as its surrogate escape */
+            unsigned u = UTF8_BYTE_ESCAPE_BASE + ch;
+            char esc[6] = {'\\', 'u', hex[u >> 12], hex[(u >> 8) & 15], hex[(u >> 4) & 15], hex[u & 15]};
+            buf_append(b, esc, 6);
+            len = 1;
         } else {
+            buf_append(b, p + i, len);
+        }
+        i += len;
+    }
+    return buf_append(b, "\"", 1);
+}
+
+int buf_url_escape(buf_t *b, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+            c == '~') {
             buf_append(b, &p[i], 1);
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            buf_append(b, esc, 3);
         }
     }
+    return b->err;
+}
+
+int buf_json_url(buf_t *b, const char *p, size_t n)
+{
+    buf_append(b, "\"", 1);
+    buf_url_escape(b, p, n);
     return buf_append(b, "\"", 1);
 }

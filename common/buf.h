@@ -25,7 +25,22 @@ int buf_append(buf_t *b, const void *p, size_t n);
 int buf_puts(buf_t *b, const char *s);
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Appends p[0..n) as a JSON string with its quotes (control bytes escaped). */
+/* Appends p[0..n) (any bytes) as a JSON string with its quotes, losslessly
+ * and as valid UTF-8 (RFC 8259): '"' and '\\' as \" and \\, control bytes and
+ * DEL as \u00XX, valid UTF-8 (RFC 3629) as is, and each other byte B as
+ * \udcXX, the lone low surrogate U+DC00+B (see common/utf8.h), which
+ * json_str() and Python's json.loads(...).encode("utf-8", "surrogateescape")
+ * turn back into B. Text that is valid UTF-8 comes out as it always did.
+ * Returns 0 or the buffer's sticky error. */
 int buf_json_str(buf_t *b, const char *p, size_t n);
+
+/* Appends p[0..n) percent-encoded (RFC 3986): A-Z a-z 0-9 - . _ ~ as they
+ * are, every other byte as %XX (upper-case hex). Returns 0 or the sticky error. */
+int buf_url_escape(buf_t *b, const char *p, size_t n);
+
+/* Appends p[0..n) percent-encoded as buf_url_escape() does, in quotes: a JSON
+ * string of plain ASCII (a listing's encoding-type=url). Returns 0 or the
+ * sticky error. */
+int buf_json_url(buf_t *b, const char *p, size_t n);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/json.h"
+#include "common/utf8.h"
 
 #define JSON_NUMBER_MAX 127 /* longest number json_double() reads */
 
@@ -99,6 +100,13 @@ static int parse_string(parser_t *ps)
             break;
         if (c < 0x20)
             return fail(ps, CIO_EPROTO, "unescaped control byte in a string");
+        if (c >= 0x80) {
+            size_t n = utf8_seq_len(ps->p, (size_t)(ps->end - ps->p));
+            if (n == 0)
+                return fail(ps, CIO_EPROTO, "a string that is not UTF-8");
+            ps->p += n;
+            continue;
+        }
         if (c != '\\') {
             ps->p++;
             continue;
@@ -120,8 +128,8 @@ static int parse_string(parser_t *ps)
             long u = hex4(ps->p + 2, ps->end);
             if (u < 0)
                 return fail(ps, CIO_EPROTO, "bad \\u escape");
-            if (u >= 0xDC00 && u <= 0xDFFF)
-                return fail(ps, CIO_EPROTO, "lone low surrogate");
+            if (u >= 0xDC00 && u <= 0xDFFF && (u < UTF8_BYTE_ESCAPE_MIN || u > UTF8_BYTE_ESCAPE_MAX))
+                return fail(ps, CIO_EPROTO, "lone low surrogate that stands for no byte");
             if (u >= 0xD800 && u <= 0xDBFF) {
                 const unsigned char *q = ps->p + 6;
                 long lo = ps->end - q >= 2 && q[0] == '\\' && q[1] == 'u' ? hex4(q + 2, ps->end) : -1;
@@ -357,6 +365,10 @@ static size_t decode_one(const unsigned char **p, unsigned char out[4])
     }
     if (u < 0x80) {
         out[0] = (unsigned char)u;
+        return 1;
+    }
+    if (u >= UTF8_BYTE_ESCAPE_MIN && u <= UTF8_BYTE_ESCAPE_MAX) { /* a lone one (a pair was joined above): a raw byte */
+        out[0] = (unsigned char)(u - UTF8_BYTE_ESCAPE_BASE);
         return 1;
     }
     if (u < 0x800) {

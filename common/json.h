@@ -7,9 +7,11 @@
  *
  * Strict: one value surrounded by optional whitespace; no trailing commas,
  * comments, leading zeros, NaN or single quotes; control bytes in strings
- * must be escaped; \u escapes must pair their surrogates. Bytes 0x80-0xFF in
- * strings pass through unchecked: storaged's keys are byte strings, not
- * necessarily UTF-8, and its replies carry them as they are. Duplicate member
+ * must be escaped; the text must be UTF-8 (RFC 3629: no overlongs, encoded
+ * surrogates or code points above U+10FFFF); \u escapes must pair their
+ * surrogates, except the lone low surrogates U+DC80-U+DCFF, which stand for
+ * the raw bytes 0x80-0xFF of a key that is not UTF-8 (the escape buf_json_str
+ * writes, see common/utf8.h) and decode to those bytes. Duplicate member
  * names are not refused; json_member() finds the first.
  *
  * Bounded: at most `max_toks` tokens and `max_depth` levels of nesting, and
@@ -78,7 +80,9 @@ const json_tok_t *json_first(const json_doc_t *d, const json_tok_t *arr);
 const json_tok_t *json_next(const json_doc_t *d, const json_tok_t *arr, const json_tok_t *elem);
 
 /* Decodes string `t` into out (NUL-terminated; *outlen, may be NULL, gets the
- * length, which counts a decoded \u0000 as one byte). Returns 0, CIO_EINVAL
+ * length, which counts a decoded \u0000 as one byte). Each \udc80-\udcff
+ * escape decodes to the one byte 0x80-0xff it stands for, so a key written
+ * by buf_json_str() comes back as the same bytes. Returns 0, CIO_EINVAL
  * when t is NULL or not a string, CIO_ETOOBIG when it needs more than cap-1
  * bytes (out then holds ""). */
 int json_str(const json_doc_t *d, const json_tok_t *t, char *out, size_t cap, size_t *outlen) CIO_MUST_CHECK;

@@ -752,6 +752,7 @@ static int do_get_object(http_server_t *srv, h2o_req_t *req, const path_t *p)
 
 typedef struct {
     buf_t *b;
+    int (*json_key)(buf_t *, const char *, size_t); /* buf_json_str, or buf_json_url for encoding-type=url */
     size_t n, max;
     int truncated;
     char last[PATH_KEY_MAX + 1];
@@ -770,7 +771,7 @@ static int list_one(void *ctx, const meta_obj_t *o)
     hex16(o->etag, etag);
     iso_time(o->mtime_ms, ts, sizeof(ts));
     buf_puts(l->b, l->n == 0 ? "{\"key\":" : ",{\"key\":");
-    buf_json_str(l->b, o->key, o->key_len);
+    l->json_key(l->b, o->key, o->key_len);
     buf_printf(l->b, ",\"size\":%" PRIu64 ",\"etag\":\"%s\",\"last_modified\":\"%s\"}", o->size, etag, ts);
     memcpy(l->last, o->key, o->key_len + 1);
     l->last_len = o->key_len;
@@ -781,8 +782,8 @@ static int list_one(void *ctx, const meta_obj_t *o)
 static int do_list_objects(http_server_t *srv, h2o_req_t *req, const path_t *p)
 {
     http_thread_t *t = thread_of(req);
-    char prefix[PATH_KEY_MAX + 1], after[PATH_KEY_MAX + 1], maxs[32];
-    size_t plen, alen, mlen;
+    char prefix[PATH_KEY_MAX + 1], after[PATH_KEY_MAX + 1], maxs[32], enc[8];
+    size_t plen, alen, mlen, elen;
     meta_bucket_t bk;
     list_ctx_t l;
     MDB_txn *txn;
@@ -806,14 +807,21 @@ static int do_list_objects(http_server_t *srv, h2o_req_t *req, const path_t *p)
     } else if (ret != CIO_ENOTFOUND) {
         goto bad_param;
     }
+    l.json_key = buf_json_str;
+    if ((ret = query_param(req, "encoding-type", enc, sizeof(enc), &elen)) == 0 && strcmp(enc, "url") == 0) {
+        l.json_key = buf_json_url;
+    } else if (ret != CIO_ENOTFOUND) {
+        reply_error(req, 400, "InvalidArgument", "encoding-type must be url");
+        return 0;
+    }
 
     buf_init(&b, REPLY_MAX);
     l.b = &b;
     buf_puts(&b, "{\"bucket\":");
     buf_json_str(&b, p->bucket, p->bucket_len);
     buf_puts(&b, ",\"prefix\":");
-    buf_json_str(&b, prefix, plen);
-    buf_puts(&b, ",\"objects\":[");
+    l.json_key(&b, prefix, plen);
+    buf_puts(&b, l.json_key == buf_json_url ? ",\"encoding_type\":\"url\",\"objects\":[" : ",\"objects\":[");
     if ((txn = rtxn_begin(t)) == NULL) {
         buf_free(&b);
         reply_cio_error(req, CIO_EDB, "listing failed");
@@ -833,7 +841,7 @@ static int do_list_objects(http_server_t *srv, h2o_req_t *req, const path_t *p)
     }
     buf_printf(&b, "],\"is_truncated\":%s,\"next_start_after\":", l.truncated ? "true" : "false");
     if (l.truncated)
-        buf_json_str(&b, l.last, l.last_len);
+        l.json_key(&b, l.last, l.last_len);
     else
         buf_puts(&b, "null");
     buf_puts(&b, "}");

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from comio import Client, expect_error, expect_ok_json, md5, settled_used
+from harness.comio import Client, expect_error, expect_ok_json, md5, settled_used
 
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 RFC7231_DATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "

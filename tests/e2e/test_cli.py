@@ -16,9 +16,9 @@ import subprocess
 import sys
 import threading
 
-import comio
-from comio import md5
-from replication import comio_path, converge_or_fail, new_token, sites, wait_until  # noqa: F401 (sites is a fixture)
+from harness import comio
+from harness.comio import md5
+from harness.replication import comio_path, converge_or_fail, new_token, wait_until
 
 CLI_TIMEOUT = 120.0
 
@@ -324,6 +324,35 @@ def test_diff_long_keys_and_odd_bytes(make_server):
     assert r.stdout == "%d keys in 1 bucket (source %d, target %d): no differences\n" % ((len(keys),) * 3), r.stdout
     r = comio_run("diff", "--source", a.url(), "--target", b.url(), expect=1)
     assert "missing on target  lng/tab\\x09here" in r.stdout, r.stdout  # a control byte is shown escaped
+
+
+def test_diff_keys_that_are_not_utf8(make_server):
+    """Keys of any bytes: equal sites agree, a key differing in one byte is one missing and one
+    extra, and --json is strict UTF-8 JSON whose keys give the bytes back (surrogateescape)."""
+    a, b = make_server(), make_server()
+    ca, cb = a.client(), b.client()
+    keys = [b"\xff\xfe", b"\xc0\x80", b"\xed\xa0\x80", b"caf\xc3\xa9", b"x\x80y", b"\\udc80", b"\xf4\x90\x80\x80"]
+    for k in keys:
+        assert ca.put("raw", k, k).status == 200, k
+        assert cb.put("raw", k, k).status == 200, k
+    r = comio_run("diff", "--source", a.url(), "--target", b.url(), "--page-size", "2", expect=0)
+    assert r.stdout == "%d keys in 1 bucket (source %d, target %d): no differences\n" % ((len(keys),) * 3), r.stdout
+
+    assert cb.delete("raw", b"x\x80y").status == 204
+    assert cb.put("raw", b"x\x81y", b"x\x80y").status == 200
+    args = ["diff", "--source", a.url(), "--target", b.url(), "--json", "--page-size", "3"]
+    out = subprocess.run([str(comio_path())] + args, stdin=subprocess.DEVNULL, capture_output=True, timeout=CLI_TIMEOUT,
+                         env=_env())
+    _check_sanitizer(args, out.stderr.decode("utf-8", "replace"))
+    assert out.returncode == 1, out
+    doc = json.loads(out.stdout.decode("utf-8"))  # strict: the document is UTF-8
+    got = {(d["type"], d["key"].encode("utf-8", "surrogateescape")) for d in doc["differences"]}
+    assert got == {("missing", b"x\x80y"), ("extra", b"x\x81y")}, got
+    assert doc["counts"]["keys"] == len(keys) + 1, doc["counts"]
+
+    r = comio_run("diff", "--source", a.url(), "--target", b.url(), expect=1)
+    assert "missing on target  raw/x\\x80y  " in r.stdout, r.stdout  # bytes that are not UTF-8 shown as \xHH
+    assert "extra on target    raw/x\\x81y  " in r.stdout, r.stdout
 
 
 def _fill(site, bucket, count, keyfmt, workers=8):

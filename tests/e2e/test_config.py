@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from comio import (expect_error, expect_ok_json, expect_too_large, free_port, md5, run_storaged, sanitizer_env,
+from harness.comio import (expect_error, expect_ok_json, expect_too_large, free_port, md5, run_storaged, sanitizer_env,
                    sanitizer_report, storaged_path)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from comio import free_port, sanitizer_env, sanitizer_report, storaged_path
+from harness.comio import free_port, sanitizer_env, sanitizer_report, storaged_path
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ["comio-storaged.service", "comio-repld.service"]

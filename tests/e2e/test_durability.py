@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from comio import Client, expect_error, expect_ok_json, expect_too_large, md5, settled_used, wait_for
+from harness.comio import Client, expect_error, expect_ok_json, expect_too_large, md5, settled_used, wait_for
 
 
 def put_ok(c, bucket, key, data, headers=None):

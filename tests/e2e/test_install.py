@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import comio
-from comio import Client, free_port, sanitizer_env, sanitizer_report
+from harness import comio
+from harness.comio import Client, free_port, sanitizer_env, sanitizer_report
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from comio import Client, expect_error, expect_ok_json, raw_exchange, status_of
+from harness.comio import Client, expect_error, expect_ok_json, raw_exchange, status_of
 
 
 @pytest.fixture

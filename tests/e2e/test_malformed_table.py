@@ -33,8 +33,8 @@ import struct
 import msgpack
 import pytest
 
-import comio
-from comio import Client, expect_error, raw_exchange, status_of
+from harness import comio
+from harness.comio import Client, expect_error, raw_exchange, status_of
 
 TOKEN = "malformed-table-accept-token-0123456789"
 PUT, DELETE, PURGE = 1, 2, 3

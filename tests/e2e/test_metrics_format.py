@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from replication import converge_or_fail, sites, wait_until  # noqa: F401 (sites is a fixture)
+from harness.replication import converge_or_fail, wait_until
 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")

@@ -11,8 +11,8 @@ import re
 import subprocess
 from pathlib import Path
 
-import comio
-from comio import free_port, sanitizer_env, sanitizer_report
+from harness import comio
+from harness.comio import free_port, sanitizer_env, sanitizer_report
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "quickstart.md"
 

@@ -22,8 +22,8 @@ import urllib.parse
 import msgpack
 import pytest
 
-import comio
-from comio import expect_error, md5, wait_for
+from harness import comio
+from harness.comio import expect_error, md5, wait_for
 
 TOKEN = "replica-accept-token-0123456789abcdef"
 PUT, DELETE, PURGE = 1, 2, 3

@@ -24,14 +24,13 @@ import urllib.request
 
 import pytest
 
-import comio
-from comio import md5
-from fake_replica import FakeReplica
-from replication import (REPL_DEFAULTS, Site, TcpProxy, Workload, Writer, comio_path, converge_or_fail, diff,
-                         diff_snapshots, finish_sites, make_test_ca, new_token, payload, sites, snapshot,
-                         repld_path, wait_converged, wait_until)
+from harness import comio
+from harness.comio import md5
+from harness.fake_replica import FakeReplica
+from harness.replication import (REPL_DEFAULTS, Site, TcpProxy, Workload, Writer, comio_path, converge_or_fail, diff,
+                                 diff_snapshots, finish_sites, make_test_ca, new_token, payload, snapshot, repld_path,
+                                 wait_converged, wait_until)
 
-assert sites  # the fixture, imported for pytest
 
 CONVERGE_TIMEOUT = 60.0
 HINT_401 = "remote rejected the token"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from comio import free_port, sanitizer_env, sanitizer_report, storaged_path
+from harness.comio import free_port, sanitizer_env, sanitizer_report, storaged_path
 
 
 def make_ca_and_cert(d):

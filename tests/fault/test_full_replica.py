@@ -19,10 +19,9 @@ import time
 
 import pytest
 
-from recorder import assert_site_matches, check_site, damage, figures, inline_threshold, op_counts
-from replication import Workload, payload, snapshot, wait_converged, wait_until
+from harness.recorder import assert_site_matches, check_site, damage, inline_threshold, op_counts
+from harness.replication import Workload, payload, snapshot, wait_converged, wait_until
 
-assert figures  # the fixture, imported for pytest
 
 B_SIZE = "2MB"
 B_GROWN = "8MB"

@@ -28,16 +28,11 @@ What the server does (h2o 2.2.5 HTTP/1):
 import os
 import socket
 import struct
-import sys
 import threading
 import time
 from pathlib import Path
 
-E2E = Path(__file__).resolve().parents[1] / "e2e"
-if str(E2E) not in sys.path:
-    sys.path.insert(0, str(E2E))
-
-from comio import Client, expect_error, md5, raw_exchange, status_of, wait_for  # noqa: E402
+from harness.comio import Client, expect_error, md5, raw_exchange, status_of, wait_for
 
 BLOCK = 4096
 SPILL = 32 * 1024 * 1024  # h2o's threshold for spilling a body to a temporary file

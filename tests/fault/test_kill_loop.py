@@ -18,11 +18,10 @@ import os
 import random
 import time
 
-from recorder import (ABSENT, MixedOps, allowed_states, check_both_sites, check_site, damage, fault_seed, figures,
-                      inline_threshold, op_counts)
-from replication import Op, Workload, Writer, snapshot, wait_until
+from harness.recorder import (ABSENT, MixedOps, allowed_states, check_both_sites, check_site, damage, fault_seed,
+                              inline_threshold, op_counts)
+from harness.replication import Op, Workload, Writer, snapshot, wait_until
 
-assert figures  # the fixture, imported for pytest
 
 ROUNDS = 20
 SOAK_ROUNDS = 200

@@ -19,8 +19,7 @@ import select
 import threading
 import time
 
-from recorder import figures  # noqa: F401 (a fixture)
-from replication import TcpProxy, Workload
+from harness.replication import TcpProxy, Workload
 from test_wan import check_converged, check_nothing_failed, measure_drain, measure_lag, pct
 
 ONE_WAY_S = 0.025

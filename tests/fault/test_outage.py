@@ -18,10 +18,9 @@ import time
 
 import pytest
 
-from recorder import MixedOps, check_both_sites, damage, fault_seed, figures, inline_threshold, op_counts
-from replication import Workload, Writer, snapshot, wait_until
+from harness.recorder import MixedOps, check_both_sites, damage, fault_seed, inline_threshold, op_counts
+from harness.replication import Workload, Writer, snapshot, wait_until
 
-assert figures  # the fixture, imported for pytest
 
 A_REPL = {"batch_size": 50, "retry_attempts": 2, "retry_delay": "200ms"}
 RETRY_WINDOW_S = 2 * 0.2

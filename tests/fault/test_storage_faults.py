@@ -34,19 +34,13 @@ import http.client
 import os
 import random
 import re
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-E2E = Path(__file__).resolve().parents[1] / "e2e"
-if str(E2E) not in sys.path:
-    sys.path.insert(0, str(E2E))
-
-from comio import Client, expect_error, md5, settled_used, wait_for  # noqa: E402
-from replication import Workload, converge_or_fail, wait_until  # noqa: E402
+from harness.comio import Client, expect_error, md5, settled_used, wait_for
+from harness.replication import Workload, converge_or_fail, wait_until
 
 BLOCK = 4096
 SUPERBLOCK = 4096

@@ -1,7 +1,7 @@
 """test_wan.py - replication across a WAN link between two network namespaces.
 
 Site A (storaged + repld) and site B (storaged) run in two network namespaces
-joined by a veth pair (netns.py): batches A -> B and B's fetches of large
+joined by a veth pair (harness/netns.py): batches A -> B and B's fetches of large
 objects from A cross that link, and only that link.
 
   test_wan_lag_and_drain[clean]  the bare link: baseline figures.
@@ -21,19 +21,12 @@ namespaces cannot be made (not root, no iproute2, no netns or veth).
 import json
 import math
 import random
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-for _d in (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "e2e"):  # netns.py; comio.py
-    if str(_d) not in sys.path:
-        sys.path.insert(0, str(_d))
-
-import netns  # noqa: E402
-import replication  # noqa: E402
-from replication import Workload, converge_or_fail, payload  # noqa: E402
+from harness import netns, replication
+from harness.replication import Workload, converge_or_fail, payload
 
 LARGE = 300_000  # above REPL_DEFAULTS["inline_threshold"] (64KB): B fetches it from A across the link
 SMALL_MAX = 4096

@@ -29,7 +29,9 @@ static void test_accepts(void)
         "{\"a\":1,\"a\":2}",
         "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"",
         "\"caf\xc3\xa9\"",
-        "\"\xff\xfe raw bytes\"",
+        "\"\xf4\x8f\xbf\xbf \xf0\x90\x80\x80 \xed\x9f\xbf \xee\x80\x80\"", /* U+10FFFF, U+10000, U+D7FF, U+E000 */
+        "\"\\udc80\\udcff\\udcFF\"",                                       /* the escapes of raw bytes */
+        "\"\\ud800\\udc80\"",                                              /* a pair, not a byte */
     };
     json_doc_t d;
     json_init(&d, 1000, 16);
@@ -77,6 +79,21 @@ static void test_refuses(void)
         "\"\\ud800\"",
         "\"\\ud800\\u0041\"",
         "\"\\udc00\"",
+        "\"\\udc7f\"", /* lone low surrogates that stand for no byte */
+        "\"\\udd00\"",
+        "\"\\udfff\"",
+        "\"\\udc80\\ud800\"",
+        "\"\xff\xfe raw bytes\"", /* the text must be UTF-8 */
+        "\"\x80\"",
+        "\"\xc3\"",
+        "\"\xc3(\"",
+        "\"\xc0\x80\"",             /* overlong NUL */
+        "\"\xe0\x9f\xbf\"",         /* overlong U+07FF */
+        "\"\xf0\x8f\xbf\xbf\"",     /* overlong U+FFFF */
+        "\"\xed\xa0\x80\"",         /* an encoded surrogate */
+        "\"\xf4\x90\x80\x80\"",     /* above U+10FFFF */
+        "\"\xf8\x88\x80\x80\x80\"", /* five bytes */
+        "\"\xe2\x82\"",             /* truncated */
         "\"tab\there\"",
         "\"nl\nhere\"",
         "1 2",

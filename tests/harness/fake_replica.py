@@ -40,7 +40,7 @@ import urllib.request
 
 import msgpack
 
-import comio
+from . import comio
 
 APPLIED, SKIPPED, RETRY, PERMANENT = 0, 1, 2, 3
 OP_PUT, OP_DELETE, OP_PURGE = 1, 2, 3

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 
-import comio
-from comio import Client, md5
+from . import comio
+from .comio import Client, md5
 
 REPLD_STOP_TIMEOUT = 25.0
 STORAGED_STOP_TIMEOUT = 25.0  # repld finishes batches in flight for up to 10 s after SIGTERM

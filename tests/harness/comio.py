@@ -94,10 +94,15 @@ class _CountingConnection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def key_bytes(key):
+    """The bytes of a key given as bytes or as str. A str is what storaged's JSON
+    gives back: bytes that are not UTF-8 arrive as the lone surrogates
+    U+DC80-U+DCFF (docs/api.md), Python's "surrogateescape", so this is lossless."""
+    return key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape")
+
+
 def quote_key(key):
-    if isinstance(key, bytes):
-        return urllib.parse.quote_from_bytes(key, safe="/")
-    return urllib.parse.quote(key, safe="/")
+    return urllib.parse.quote_from_bytes(key_bytes(key), safe="/")
 
 
 class Client:
@@ -184,30 +189,42 @@ class Client:
     def delete_bucket(self, bucket, headers=None):
         return self.raw("DELETE", "/" + bucket, None, headers)
 
-    def list(self, bucket, prefix=None, start_after=None, max_keys=None, headers=None):
+    def list(self, bucket, prefix=None, start_after=None, max_keys=None, encoding_type=None, headers=None):
+        """GET /bucket with the listing parameters; prefix and start_after are keys (bytes or str)."""
         params = []
         if prefix is not None:
-            params.append(("prefix", prefix))
+            params.append(("prefix", key_bytes(prefix)))
         if start_after is not None:
-            params.append(("start-after", start_after))
+            params.append(("start-after", key_bytes(start_after)))
         if max_keys is not None:
-            params.append(("max-keys", str(max_keys)))
-        q = urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+            params.append(("max-keys", str(max_keys).encode()))
+        if encoding_type is not None:
+            params.append(("encoding-type", key_bytes(encoding_type)))
+        q = "&".join("%s=%s" % (k, urllib.parse.quote_from_bytes(v, safe="")) for k, v in params)
         return self.raw("GET", "/" + bucket + ("?" + q if q else ""), None, headers)
 
-    def list_all(self, bucket, prefix=None, max_keys=None, max_pages=100):
-        """Follows next_start_after; returns (keys in order, pages). Bounded by max_pages."""
+    def list_all(self, bucket, prefix=None, max_keys=None, max_pages=100, encoding_type=None):
+        """Follows next_start_after; returns (keys in order, pages). Bounded by max_pages.
+
+        Keys are str as JSON gives them (see key_bytes() for their bytes); with
+        encoding_type="url" they are the bytes, percent-decoded."""
         keys, pages, start = [], [], None
         for _ in range(max_pages):
-            r = self.list(bucket, prefix=prefix, start_after=start, max_keys=max_keys)
+            r = self.list(bucket, prefix=prefix, start_after=start, max_keys=max_keys, encoding_type=encoding_type)
             assert r.status == 200, r
             page = r.json()
             pages.append(page)
-            keys.extend(o["key"] for o in page["objects"])
+            if encoding_type == "url":
+                assert page.get("encoding_type") == "url", page
+                decode = urllib.parse.unquote_to_bytes
+            else:
+                assert "encoding_type" not in page, page
+                decode = str
+            keys.extend(decode(o["key"]) for o in page["objects"])
             if not page["is_truncated"]:
                 return keys, pages
             assert page["next_start_after"], page
-            start = page["next_start_after"]
+            start = decode(page["next_start_after"])
         raise AssertionError("listing did not end within %d pages" % max_pages)
 
     def purge(self, bucket, confirm=True, headers=None):

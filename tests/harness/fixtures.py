@@ -1,4 +1,4 @@
-"""conftest.py - fixtures that start storaged and always tear it down.
+"""fixtures.py - fixtures that start storaged and always tear it down (tests/conftest.py provides them).
 
 make_server(**kw) starts a comio.Server in the test's tmp dir (see comio.Server
 for the arguments). At teardown every server is stopped (SIGTERM, 10 s, then
@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-import comio
+from . import comio
 
 
 @pytest.fixture

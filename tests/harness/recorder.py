@@ -33,8 +33,8 @@ import time
 
 import pytest
 
-from comio import md5
-from replication import REPL_DEFAULTS, payload, snapshot, wait_converged
+from .comio import md5
+from .replication import REPL_DEFAULTS, payload, snapshot, wait_converged
 
 ABSENT = None
 GET_ALL_MAX = 5000  # read at most this many objects of a site whole (the workloads here stay far below)

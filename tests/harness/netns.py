@@ -45,12 +45,7 @@ import sys
 import time
 from pathlib import Path
 
-_E2E = str(Path(__file__).resolve().parents[1] / "e2e")  # comio.py, replication.py (also done by conftest.py)
-if _E2E not in sys.path:
-    sys.path.insert(0, _E2E)
-
-import comio  # noqa: E402
-import replication  # noqa: E402
+from . import comio, replication
 
 CMD_TIMEOUT = 20.0
 NS_PREFIX = "comio-wan-"

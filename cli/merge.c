@@ -1,0 +1,34 @@
+/* merge.c - the merge-join of two key-ordered sequences of objects (comio diff). */
+#include <string.h>
+#include "cli/merge.h"
+
+int merge_key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+int merge_join(merge_next_fn next, void *src, void *tgt, merge_visit_fn visit, void *arg)
+{
+    const merge_entry_t *s = NULL, *t = NULL;
+    int hs, ht;
+
+    if ((hs = next(src, &s)) < 0)
+        return hs;
+    if ((ht = next(tgt, &t)) < 0)
+        return ht;
+    while (hs || ht) {
+        int c = !hs ? 1 : !ht ? -1 : merge_key_cmp(s->key, s->key_len, t->key, t->key_len);
+        if (c < 0)
+            visit(arg, MERGE_MISSING, s, NULL);
+        else if (c > 0)
+            visit(arg, MERGE_EXTRA, NULL, t);
+        else
+            visit(arg, s->size != t->size || strcmp(s->etag, t->etag) != 0 ? MERGE_DIFFERENT : MERGE_SAME, s, t);
+        if (c <= 0 && (hs = next(src, &s)) < 0)
+            return hs;
+        if (c >= 0 && (ht = next(tgt, &t)) < 0)
+            return ht;
+    }
+    return 0;
+}

@@ -1,0 +1,52 @@
+/* merge.h - the merge-join at the heart of "comio diff": two key-ordered
+ * sequences of (key, size, ETag) in, one verdict per distinct key out.
+ *
+ * Pure logic: no I/O, no allocation. The sequences come from callbacks (the
+ * paged HTTP listings in cli/diff.c, arrays in the unit tests), so memory
+ * holds one entry per side whatever their length. */
+#ifndef COMIO_CLI_MERGE_H
+#define COMIO_CLI_MERGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "common/err.h"
+
+#define MERGE_KEY_MAX 1024 /* storaged's longest key (storaged/path.h PATH_KEY_MAX) */
+#define MERGE_ETAG_MAX 64
+
+typedef struct {
+    char key[MERGE_KEY_MAX + 1]; /* bytes, NUL-terminated for printing; may hold any byte but NUL */
+    size_t key_len;
+    uint64_t size;
+    char etag[MERGE_ETAG_MAX + 1];
+} merge_entry_t;
+
+typedef enum {
+    MERGE_SAME,      /* on both sides, same size and ETag */
+    MERGE_MISSING,   /* on the source only */
+    MERGE_EXTRA,     /* on the target only */
+    MERGE_DIFFERENT, /* on both sides, size or ETag differ */
+} merge_kind_t;
+
+/* Gives the next entry of sequence `seq`. Returns 1 with *e set (the entry
+ * belongs to the sequence and stays valid until its next call), 0 at the end
+ * (and every call after), or a negative code, which merge_join() returns
+ * (the sequence keeps its own account of why). Entries must come in strictly
+ * increasing merge_key_cmp() order; the sequence checks that, not the merge. */
+typedef int (*merge_next_fn)(void *seq, const merge_entry_t **e);
+
+/* Called once per distinct key, in key order: its verdict, and the entry of
+ * each side that holds the key (NULL for a side that lacks it). The entries
+ * are borrowed for the call only. */
+typedef void (*merge_visit_fn)(void *arg, merge_kind_t kind, const merge_entry_t *src, const merge_entry_t *tgt);
+
+/* Bytewise (memcmp) order of two keys, a shorter key before a longer one it
+ * starts; <0, 0 or >0. */
+int merge_key_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
+/* Walks both sequences to their ends in one pass (the source first, then the
+ * target, at each step), calling visit for each distinct key. Returns 0, or
+ * the first negative code `next` returned (visits stop there). */
+int merge_join(merge_next_fn next, void *src, void *tgt, merge_visit_fn visit, void *arg) CIO_MUST_CHECK;
+
+#endif
