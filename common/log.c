@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "common/err.h"
 #include "common/log.h"
+#include "common/utf8.h"
 
 /* A line never grows past this; long values are cut and end in "...". */
 #define LOG_LINE_MAX 8192
@@ -127,12 +128,19 @@ static int log_str(log_line_t *l, const char *s)
     return log_raw(l, s, strlen(s));
 }
 
-/* Writes the escaped form of byte c into out and returns its length. JSON
- * escapes serve the text format too, so one line stays one line there. */
-static size_t log_escape_byte(unsigned char c, char out[8])
+/* Writes the escaped form of the character at p (a NUL-terminated string)
+ * into out, sets *used to the bytes of p it stands for, and returns its
+ * length. JSON escapes serve the text format too, so one line stays one line
+ * there. Valid UTF-8 passes through whole, so text stays readable; a byte
+ * that is not part of valid UTF-8 becomes \udcXX, the escape buf_json_str
+ * uses (common/utf8.h), so every line is valid UTF-8 and a key's bytes can
+ * be recovered from it. */
+static size_t log_escape_char(const unsigned char *p, size_t *used, char out[8])
 {
     static const char hex[] = "0123456789abcdef";
+    unsigned char c = *p;
 
+    *used = 1;
     switch (c) {
     case '"':
         return (size_t)snprintf(out, 8, "\\\"");
@@ -151,13 +159,26 @@ static size_t log_escape_byte(unsigned char c, char out[8])
         out[5] = hex[c & 0xf];
         return 6;
     }
-    out[0] = (char)c; /* bytes >= 0x80 pass through: UTF-8 stays readable */
-    return 1;
+    if (c < 0x80) {
+        out[0] = (char)c;
+        return 1;
+    }
+    size_t n = utf8_seq_len(p, strnlen((const char *)p, 4));
+    if (n == 0) {
+        memcpy(out, "\\udc", 4);
+        out[4] = hex[c >> 4];
+        out[5] = hex[c & 0xf];
+        return 6;
+    }
+    memcpy(out, p, n);
+    *used = n;
+    return n;
 }
 
-/* Appends s escaped, at most `max` output bytes of it. A cut value drops any
- * partial UTF-8 sequence and ends in "..."; when the cut was for lack of room
- * in the line, the line is marked full and -1 returned. */
+/* Appends s escaped, at most `max` output bytes of it. A cut value ends in
+ * "..." (characters are written whole, so no UTF-8 sequence is split); when
+ * the cut was for lack of room in the line, the line is marked full and -1
+ * returned. */
 static int log_escaped_max(log_line_t *l, const char *s, size_t max)
 {
     size_t start = l->len;
@@ -165,15 +186,11 @@ static int log_escaped_max(log_line_t *l, const char *s, size_t max)
 
     if (l->full)
         return -1;
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        size_t n = log_escape_byte(*p, esc);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0';) {
+        size_t used;
+        size_t n = log_escape_char(p, &used, esc);
         int no_room = l->len + n + LOG_TAIL_RESERVE > sizeof(l->buf);
         if (no_room || l->len - start + n > max) {
-            size_t cut = l->len;
-            while (cut > start && ((unsigned char)l->buf[cut - 1] & 0xc0) == 0x80)
-                cut--;
-            if (cut > start && ((unsigned char)l->buf[cut - 1] & 0xc0) == 0xc0)
-                l->len = cut - 1;
             memcpy(l->buf + l->len, "...", 3); /* the tail reserve has room for it */
             l->len += 3;
             if (no_room) {
@@ -184,6 +201,7 @@ static int log_escaped_max(log_line_t *l, const char *s, size_t max)
         }
         memcpy(l->buf + l->len, esc, n);
         l->len += n;
+        p += used;
     }
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "common/err.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "testutil.h"
 
 #define CAP_MAX (4 << 20)
@@ -117,9 +118,12 @@ static int json_string(const char **p, char *out, size_t cap)
                 for (int i = 0; i < 4; i++)
                     if ((h[i] = json_hex(s[i])) < 0)
                         return -1;
-                if (h[0] != 0 || h[1] != 0)
-                    return -1; /* log.c only writes \u00XX */
-                c = (char)(h[2] * 16 + h[3]);
+                if (h[0] == 0xd && h[1] == 0xc && h[2] >= 8)
+                    c = (char)(h[2] * 16 + h[3]); /* \udcXX: the byte XX, not UTF-8 (common/utf8.h) */
+                else if (h[0] != 0 || h[1] != 0)
+                    return -1; /* log.c writes only \u00XX and \udcXX */
+                else
+                    c = (char)(h[2] * 16 + h[3]);
                 s += 4;
                 break;
             }
@@ -291,6 +295,35 @@ static void test_json_escaping(void)
     CHECK(strstr(out, "\\\\") != NULL);
     CHECK(strstr(out, "caf\xc3\xa9") != NULL); /* UTF-8 passes through raw */
     CHECK(strstr(out, "\"level\":\"warn\"") != NULL);
+}
+
+/* A line is valid UTF-8 whatever the values hold: a byte that is not part of
+ * valid UTF-8 is written as \udcXX, which the JSON reader turns back into the
+ * byte, so a key's bytes can be recovered from the log. */
+static void test_not_utf8(void)
+{
+    const char *out;
+    const char *raw = "a\xff b\xc3( c\xed\xa0\x80 d\xe2\x82 \xc3\xa9";
+
+    log_init("s", "c", LOG_LVL_INFO, 1);
+    cap_begin();
+    log_msg(LOG_LVL_WARN, "odd key", "key", raw, NULL);
+    out = cap_end();
+    for (const unsigned char *p = (const unsigned char *)out; *p != '\0';) {
+        size_t n = utf8_seq_len(p, strnlen((const char *)p, 4));
+        CHECK(n > 0);
+        p += n > 0 ? n : 1;
+    }
+    CHECK(strstr(out, "a\\udcff b\\udcc3(") != NULL);
+    CHECK(strstr(out, "\xc3\xa9") != NULL); /* valid UTF-8 stays readable */
+    CHECK_EQ_INT(json_parse_line(out, &jo), 0);
+    CHECK_EQ_STR(jget(&jo, "key"), raw);
+
+    log_init("s", "c", LOG_LVL_INFO, 0); /* the text format escapes alike */
+    cap_begin();
+    log_msg(LOG_LVL_WARN, "odd key", "key", raw, NULL);
+    out = cap_end();
+    CHECK(strstr(out, "\\udcff") != NULL);
 }
 
 static void test_filter(void)
@@ -523,6 +556,7 @@ int main(void)
     RUN(test_json_basic);
     RUN(test_json_levels);
     RUN(test_json_escaping);
+    RUN(test_not_utf8);
     RUN(test_filter);
     RUN(test_parse_level);
     RUN(test_text);
