@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <curl/curl.h>
+#include "common/clock.h"
 #include "cli/diff.h"
 #include "cli/http.h"
 #include "cli/opts.h"
@@ -66,7 +66,7 @@ typedef struct {
     uint64_t limit; /* differences to print; UINT64_MAX: all */
     unsigned page;
     uint64_t printed, missing, extra, different, keys, source_keys, target_keys;
-    uint64_t started_ms, next_progress_ms;
+    int64_t started_ms, next_progress_ms;
     int drawn; /* a progress line is on the terminal */
     const char *bucket;
 } report_t;
@@ -105,13 +105,6 @@ static int parse_count(const char *s, uint64_t max, uint64_t *out)
         return -1;
     *out = v;
     return 0;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
@@ -170,8 +163,8 @@ static void progress_clear(report_t *r)
 
 static void progress(report_t *r, int force)
 {
-    uint64_t now;
-    if (!r->progress || (!force && (r->keys & 127) != 0) || (now = now_ms()) < r->next_progress_ms)
+    int64_t now;
+    if (!r->progress || (!force && (r->keys & 127) != 0) || (now = clock_mono_ms()) < r->next_progress_ms)
         return;
     double secs = (double)(now - r->started_ms) / 1000.0;
     fprintf(stderr, "\r\033[Kcomio diff: %" PRIu64 " keys compared (%.0f keys/s), %" PRIu64 " differences, bucket ", r->keys,
@@ -666,7 +659,7 @@ int diff_main(int argc, char **argv)
     }
 
     r.progress = !r.quiet && isatty(2);
-    r.started_ms = now_ms();
+    r.started_ms = clock_mono_ms();
     for (size_t i = 0; i < nbuckets && !failed; i++)
         failed = diff_bucket(src, tgt, &list[i], &r, err, sizeof(err)) != 0;
     if (!failed && bucket != NULL && !list[0].on_source && !list[0].on_target) {
