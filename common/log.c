@@ -5,8 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
+#include "common/clock.h"
+#include "common/date.h"
 #include "common/err.h"
 #include "common/log.h"
 
@@ -205,18 +206,6 @@ static int log_text_needs_quotes(const char *s)
     return 0;
 }
 
-static void log_timestamp(char *buf, size_t cap)
-{
-    struct timespec ts;
-    struct tm tm;
-    size_t n;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, cap - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
-}
-
 static void log_json_field(log_line_t *l, const char *key, const char *value)
 {
     size_t mark = l->len;
@@ -283,7 +272,7 @@ static void log_write_all(const char *buf, size_t len)
 void log_vmsg(log_level_t lvl, const char *msg, va_list ap)
 {
     log_line_t l;
-    char ts[40];
+    char ts[DATE_ISO8601_MS_LEN + 1];
     const char *key;
     int saved_errno = errno; /* callers log and then still read errno */
     unsigned li;
@@ -295,7 +284,7 @@ void log_vmsg(log_level_t lvl, const char *msg, va_list ap)
         msg = "";
     l.len = 0;
     l.full = 0;
-    log_timestamp(ts, sizeof(ts));
+    date_iso8601_ms(clock_wall_ms(), ts);
 
     if (log_json) {
         log_str(&l, "{\"ts\":\"");
