@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/buf.h"
+#include "common/hex.h"
 
 void buf_init(buf_t *b, size_t max)
 {
@@ -73,7 +74,6 @@ int buf_printf(buf_t *b, const char *fmt, ...)
 
 int buf_json_str(buf_t *b, const char *p, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     buf_append(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
@@ -81,7 +81,7 @@ int buf_json_str(buf_t *b, const char *p, size_t n)
             char esc[2] = {'\\', (char)ch};
             buf_append(b, esc, 2);
         } else if (ch < 0x20 || ch == 0x7f) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+            char esc[6] = {'\\', 'u', '0', '0', hex_lower[ch >> 4], hex_lower[ch & 15]};
             buf_append(b, esc, 6);
         } else {
             buf_append(b, &p[i], 1);

@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "common/date.h"
 #include "common/err.h"
+#include "common/hex.h"
 #include "common/log.h"
 
 /* A line never grows past this; long values are cut and end in "...". */
@@ -132,8 +133,6 @@ static int log_str(log_line_t *l, const char *s)
  * escapes serve the text format too, so one line stays one line there. */
 static size_t log_escape_byte(unsigned char c, char out[8])
 {
-    static const char hex[] = "0123456789abcdef";
-
     switch (c) {
     case '"':
         return (size_t)snprintf(out, 8, "\\\"");
@@ -148,8 +147,8 @@ static size_t log_escape_byte(unsigned char c, char out[8])
     }
     if (c < 0x20 || c == 0x7f) {
         memcpy(out, "\\u00", 4);
-        out[4] = hex[c >> 4];
-        out[5] = hex[c & 0xf];
+        out[4] = hex_lower[c >> 4];
+        out[5] = hex_lower[c & 0xf];
         return 6;
     }
     out[0] = (char)c; /* bytes >= 0x80 pass through: UTF-8 stays readable */

@@ -6,11 +6,11 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include "common/hex.h"
 #include "proto/presign.h"
 
 #define MAC_LEN 32
-
-static const char hexdigits[] = "0123456789abcdef";
+_Static_assert(PRESIGN_SIG_HEX == 2 * MAC_LEN, "the signature is the MAC in hex");
 
 /* HMAC-SHA256 of method "\n" bucket "\n" key "\n" version "\n" expires,
  * streamed so that no buffer depends on the key's length. 0, CIO_EINVAL
@@ -58,15 +58,6 @@ done:
     return err;
 }
 
-static void hex_encode(const uint8_t mac[MAC_LEN], char sig[PRESIGN_SIG_HEX + 1])
-{
-    for (size_t i = 0; i < MAC_LEN; i++) {
-        sig[2 * i] = hexdigits[mac[i] >> 4];
-        sig[2 * i + 1] = hexdigits[mac[i] & 0x0f];
-    }
-    sig[PRESIGN_SIG_HEX] = '\0';
-}
-
 void presign_sign(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
                   size_t klen, uint64_t version, int64_t expires, char sig[PRESIGN_SIG_HEX + 1])
 {
@@ -77,7 +68,7 @@ void presign_sign(const char *secret, size_t secret_len, const char *method, con
         sig[0] = '\0';
         return;
     }
-    hex_encode(mac, sig);
+    hex_encode(sig, mac, MAC_LEN);
     OPENSSL_cleanse(mac, sizeof(mac));
 }
 
@@ -136,7 +127,7 @@ int presign_url(const char *secret, size_t secret_len, const char *base, const c
     int err = mac_compute(secret, secret_len, "GET", bucket, blen, key, klen, version, expires, mac);
     if (err != 0)
         return err;
-    hex_encode(mac, sig);
+    hex_encode(sig, mac, MAC_LEN);
     OPENSSL_cleanse(mac, sizeof(mac));
 
     char query[128];
@@ -164,15 +155,6 @@ int presign_url(const char *secret, size_t secret_len, const char *base, const c
 
 /* ---- verification ---- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1; /* uppercase is refused: the signer only writes lowercase */
-}
-
 int presign_verify(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
                    size_t klen, uint64_t version, int64_t expires, const char *sig_hex, size_t sig_len, int64_t now)
 {
@@ -181,12 +163,8 @@ int presign_verify(const char *secret, size_t secret_len, const char *method, co
         return CIO_EINVAL;
     /* The format check depends only on what the request carried, not on the
      * secret, so it may exit early. */
-    for (size_t i = 0; i < MAC_LEN; i++) {
-        int hi = hex_value(sig_hex[2 * i]), lo = hex_value(sig_hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return CIO_EINVAL;
-        given[i] = (uint8_t)(hi << 4 | lo);
-    }
+    if (hex_decode_lower(given, sig_hex, MAC_LEN) != 0)
+        return CIO_EINVAL; /* uppercase is refused too: the signer only writes lowercase */
     int err = mac_compute(secret, secret_len, method, bucket, blen, key, klen, version, expires, want);
     if (err != 0)
         return err;
