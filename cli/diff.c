@@ -18,6 +18,7 @@
 #include "cli/http.h"
 #include "cli/opts.h"
 #include "common/json.h"
+#include "common/percent.h"
 #include "common/units.h"
 
 #define DIFF_KEY_MAX 1024  /* storaged's longest key */
@@ -299,11 +300,11 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
     s->target.err = 0;
     buf_puts(&s->target, s->url);
     buf_puts(&s->target, "/");
-    cli_http_escape(&s->target, s->bucket, strlen(s->bucket));
+    percent_append(&s->target, s->bucket, strlen(s->bucket), 0);
     buf_printf(&s->target, "?max-keys=%u", page);
     if (s->fetched) {
         buf_puts(&s->target, "&start-after=");
-        cli_http_escape(&s->target, s->after, s->after_len);
+        percent_append(&s->target, s->after, s->after_len, 0);
     }
     if ((ret = site_get(s, &code, err, errlen)) != 0)
         return ret;

@@ -91,21 +91,6 @@ int cli_http_get(cli_http_t *h, const char *url, buf_t *body, long *status, char
     return 0;
 }
 
-int cli_http_escape(buf_t *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-            buf_append(b, &s[i], 1);
-        } else {
-            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-            buf_append(b, esc, 3);
-        }
-    }
-    return b->err;
-}
-
 static int read_token_file(const char *path, char *out, char *err, size_t errlen)
 {
     FILE *fp = fopen(path, "r");

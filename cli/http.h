@@ -1,5 +1,5 @@
 /* http.h - the CLI's HTTP client: GET requests to a ComIO site (libcurl, one
- * keep-alive connection per client), bearer tokens, URL escaping. */
+ * keep-alive connection per client), bearer tokens. URL escaping is common/percent.h. */
 #ifndef COMIO_CLI_HTTP_H
 #define COMIO_CLI_HTTP_H
 
@@ -34,10 +34,6 @@ void cli_http_free(cli_http_t *h);
  * TLS failure, timeout: the reason is in err), CIO_ETOOBIG (body over
  * max_body) or CIO_ENOMEM. */
 int cli_http_get(cli_http_t *h, const char *url, buf_t *body, long *status, char *err, size_t errlen) CIO_MUST_CHECK;
-
-/* Appends s[0..n) percent-encoded: every byte but A-Z a-z 0-9 - . _ ~ becomes
- * %XX. Returns 0 or the buffer's sticky error. */
-int cli_http_escape(buf_t *b, const char *s, size_t n);
 
 /* Picks the token: `given` when not NULL, else the contents of `file` when
  * not NULL (surrounding whitespace removed), else $COMIO_TOKEN when set and

@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include "common/hex.h"
+#include "common/percent.h"
 #include "proto/presign.h"
 
 #define MAC_LEN 32
@@ -92,25 +93,14 @@ static void put(urlbuf_t *u, const char *s, size_t len)
     u->n += len;
 }
 
-static int unreserved(uint8_t c)
+static void put_encoded(urlbuf_t *u, const char *s, size_t len, unsigned flags)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-           c == '~';
-}
-
-/* RFC 3986 percent-encoding with uppercase hex; '/' is kept when keep_slash. */
-static void put_encoded(urlbuf_t *u, const char *s, size_t len, int keep_slash)
-{
-    static const char upper[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < len && !u->full; i++) {
-        uint8_t c = (uint8_t)s[i];
-        if (unreserved(c) || (keep_slash && c == '/')) {
-            put(u, &s[i], 1);
-        } else {
-            char esc[3] = {'%', upper[c >> 4], upper[c & 0x0f]};
-            put(u, esc, sizeof(esc));
-        }
-    }
+    size_t room = u->full ? 0 : u->cap - u->n - 1; /* keep a byte for the NUL */
+    size_t n = percent_encode(u->full ? NULL : u->out + u->n, room, s, len, flags);
+    if (n > room)
+        u->full = 1;
+    else
+        u->n += n;
 }
 
 int presign_url(const char *secret, size_t secret_len, const char *base, const char *bucket, size_t blen, const char *key,
@@ -143,7 +133,7 @@ int presign_url(const char *secret, size_t secret_len, const char *base, const c
     put(&u, "/admin/replication/fetch/", strlen("/admin/replication/fetch/"));
     put_encoded(&u, bucket, blen, 0);
     put(&u, "/", 1);
-    put_encoded(&u, key, klen, 1);
+    put_encoded(&u, key, klen, PERCENT_KEEP_SLASH);
     put(&u, query, (size_t)qn);
     if (u.full) {
         out[0] = '\0';

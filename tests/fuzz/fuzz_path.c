@@ -9,25 +9,14 @@
  * and escaping it again round-trips. path_bucket_valid agrees with a
  * from-the-rules reimplementation. */
 #include "fuzz.h"
+#include "common/percent.h"
 #include "storaged/path.h"
 
-/* Escapes everything but RFC 3986 unreserved bytes (and '/' when keep_slash). */
+/* Escapes everything but RFC 3986 unreserved bytes (and '/' when keep_slash),
+ * as presign_url does; out holds 3 * len bytes. */
 static size_t escape(const char *s, size_t len, char *out, int keep_slash)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-            c == '~' || (keep_slash && c == '/')) {
-            out[n++] = (char)c;
-        } else {
-            out[n++] = '%';
-            out[n++] = hex[c >> 4];
-            out[n++] = hex[c & 15];
-        }
-    }
-    return n;
+    return percent_encode(out, PERCENT_ENCODED_MAX(len), s, len, keep_slash ? PERCENT_KEEP_SLASH : 0);
 }
 
 static int bucket_rules(const char *s, size_t len)

@@ -1,6 +1,7 @@
 /* test_path.c - unit tests of request target parsing (storaged/path.c). */
 #include <stdlib.h>
 #include <string.h>
+#include "common/hex.h"
 #include "storaged/path.h"
 #include "testutil.h"
 
@@ -290,7 +291,6 @@ static void test_unescape(void)
     }
 
     /* Every byte, in upper and lower case hex. */
-    static const char hex_upper[] = "0123456789ABCDEF", hex_lower[] = "0123456789abcdef";
     int bad_bytes = 0;
     for (int c = 0; c < 256; c++) {
         char enc[3] = {'%', hex_upper[c >> 4], hex_upper[c & 15]};
