@@ -18,14 +18,16 @@
 #include "cli/http.h"
 #include "cli/opts.h"
 #include "common/json.h"
+#include "common/limits.h"
 #include "common/percent.h"
 #include "common/units.h"
 
-#define DIFF_KEY_MAX 1024  /* storaged's longest key */
-#define DIFF_BUCKET_MAX 63 /* S3's longest bucket name */
 #define DIFF_ETAG_MAX 64
-#define DIFF_PAGE_MAX 1000         /* storaged's largest max-keys */
-#define DIFF_REPLY_MAX (32u << 20) /* a page of 1000 keys of 1024 bytes, every byte escaped, fits */
+#define DIFF_PAGE_MAX LIMIT_LIST_KEYS_MAX /* storaged's largest max-keys */
+#define DIFF_REPLY_MAX (32u << 20)
+/* A page of the largest keys, every byte JSON-escaped as \u00XX, with 1 KiB
+ * of ETag, size, date and punctuation each, fits. */
+_Static_assert((6 * LIMIT_KEY_MAX + 1024) * DIFF_PAGE_MAX <= DIFF_REPLY_MAX, "a listing page fits the reply cap");
 #define DIFF_URL_MAX 2048
 #define DIFF_PROGRESS_MS 250
 
@@ -33,14 +35,14 @@ enum { EXIT_SAME = 0, EXIT_DIFFERENT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
 enum { ONLY_NONE, ONLY_SOURCE, ONLY_TARGET };
 
 typedef struct {
-    char key[DIFF_KEY_MAX + 1];
+    char key[LIMIT_KEY_MAX + 1];
     size_t key_len;
     uint64_t size;
     char etag[DIFF_ETAG_MAX + 1];
 } entry_t;
 
 typedef struct {
-    char name[DIFF_BUCKET_MAX + 1];
+    char name[LIMIT_BUCKET_MAX + 1];
     int on_source, on_target;
     uint64_t source_keys, target_keys, missing, extra, different;
 } bucket_t;
@@ -55,7 +57,7 @@ typedef struct {
     const char *bucket;
     const json_tok_t *objects, *next_obj;
     int fetched, truncated, exists;
-    char after[DIFF_KEY_MAX + 1];
+    char after[LIMIT_KEY_MAX + 1];
     size_t after_len;
     entry_t cur;
     int have_cur;
@@ -220,7 +222,8 @@ static int site_init(site_t *s, const char *role, const char *url, const char *t
     memset(s, 0, sizeof(*s));
     s->role = role;
     buf_init(&s->body, DIFF_REPLY_MAX);
-    buf_init(&s->target, DIFF_URL_MAX + 4 * DIFF_KEY_MAX);
+    /* the site's URL, then "/bucket?max-keys=N&start-after=key", both escaped */
+    buf_init(&s->target, DIFF_URL_MAX + PERCENT_ENCODED_MAX(LIMIT_BUCKET_MAX + LIMIT_KEY_MAX) + 64);
     json_init(&s->doc, 64 * (size_t)page + 64, 16);
     if (cli_http_base_url(url, s->url, sizeof(s->url), err, errlen) != 0)
         return CIO_ECONFIG;
@@ -324,7 +327,7 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
         return CIO_EPROTO;
     }
     if (truncated) {
-        char next[DIFF_KEY_MAX + 1];
+        char next[LIMIT_KEY_MAX + 1];
         size_t nlen;
         /* the next page must start beyond this one, or the walk would not end */
         if (s->objects->count == 0 ||
@@ -604,7 +607,7 @@ int diff_main(int argc, char **argv)
         fprintf(stderr, "comio diff: --timeout '%s' is not a duration such as 30s or 500ms\n", timeout_arg);
         return EXIT_USAGE;
     }
-    if (bucket != NULL && (bucket[0] == '\0' || strlen(bucket) > DIFF_BUCKET_MAX)) {
+    if (bucket != NULL && (bucket[0] == '\0' || strlen(bucket) > LIMIT_BUCKET_MAX)) {
         fprintf(stderr, "comio diff: --bucket '%s' is not a bucket name\n", bucket);
         return EXIT_USAGE;
     }

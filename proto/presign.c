@@ -120,17 +120,17 @@ int presign_url(const char *secret, size_t secret_len, const char *base, const c
     hex_encode(sig, mac, MAC_LEN);
     OPENSSL_cleanse(mac, sizeof(mac));
 
-    char query[128];
+    char query[PRESIGN_QUERY_MAX + 1];
     int qn = snprintf(query, sizeof(query), "?version=%" PRIu64 "&expires=%" PRId64 "&sig=%s", version, expires, sig);
     if (qn < 0 || (size_t)qn >= sizeof(query))
-        return CIO_EINVAL; /* cannot happen: at most 117 bytes */
+        return CIO_EINVAL; /* cannot happen: PRESIGN_QUERY_MAX holds the longest */
 
     urlbuf_t u = {out, cap, 0, 0};
     size_t base_len = strlen(base);
     if (base_len > 0 && base[base_len - 1] == '/')
         base_len--;
     put(&u, base, base_len);
-    put(&u, "/admin/replication/fetch/", strlen("/admin/replication/fetch/"));
+    put(&u, PRESIGN_FETCH_PATH, sizeof(PRESIGN_FETCH_PATH) - 1);
     put_encoded(&u, bucket, blen, 0);
     put(&u, "/", 1);
     put_encoded(&u, key, klen, PERCENT_KEEP_SLASH);
