@@ -16,6 +16,7 @@
 /* Caps on what grows from input: one scalar or flag value, the whole file,
  * a dotted key, and the slice of a bad value echoed back in a message. */
 #define CONF_VALUE_MAX 4096
+_Static_assert(CONF_VALUE_MAX <= LIMIT_TOKEN_MAX, "a token read from the config fits the buffers sized by LIMIT_TOKEN_MAX");
 #define CONF_FILE_MAX (1024 * 1024)
 #define CONF_KEY_MAX 128
 #define CONF_SHOW_MAX 64

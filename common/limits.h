@@ -1,5 +1,5 @@
 /* limits.h - the size limits that several modules must agree on: bucket
- * names, keys, site ids, configured URLs, listing pages, fetch URLs.
+ * names, keys, site ids, configured URLs, tokens, listing pages, fetch URLs.
  *
  * Each is defined here once; a module that needs its own name for one
  * (LOGREC_KEY_MAX, PATH_KEY_MAX) defines it as the LIMIT_ it stands for.
@@ -17,6 +17,9 @@
 
 /* server.public_url and replication.remote_url, in bytes. */
 #define LIMIT_URL_MAX 512
+
+/* The longest access or replication token, in bytes (a config value). */
+#define LIMIT_TOKEN_MAX 4096
 
 /* The most keys one listing page returns (max-keys), and so the largest page
  * the CLI asks for. */
