@@ -28,7 +28,6 @@
 /* A page of the largest keys, every byte JSON-escaped as \u00XX, with 1 KiB
  * of ETag, size, date and punctuation each, fits. */
 _Static_assert((6 * LIMIT_KEY_MAX + 1024) * DIFF_PAGE_MAX <= DIFF_REPLY_MAX, "a listing page fits the reply cap");
-#define DIFF_URL_MAX 2048
 #define DIFF_PROGRESS_MS 250
 
 enum { EXIT_SAME = 0, EXIT_DIFFERENT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
@@ -50,7 +49,7 @@ typedef struct {
 /* One site and its position in the listing of the current bucket. */
 typedef struct {
     const char *role; /* "source" or "target" */
-    char url[DIFF_URL_MAX];
+    char url[CLI_HTTP_URL_MAX];
     cli_http_t *http;
     buf_t body, target;
     json_doc_t doc;
@@ -223,7 +222,7 @@ static int site_init(site_t *s, const char *role, const char *url, const char *t
     s->role = role;
     buf_init(&s->body, DIFF_REPLY_MAX);
     /* the site's URL, then "/bucket?max-keys=N&start-after=key", both escaped */
-    buf_init(&s->target, DIFF_URL_MAX + PERCENT_ENCODED_MAX(LIMIT_BUCKET_MAX + LIMIT_KEY_MAX) + 64);
+    buf_init(&s->target, CLI_HTTP_URL_MAX + PERCENT_ENCODED_MAX(LIMIT_BUCKET_MAX + LIMIT_KEY_MAX) + 64);
     json_init(&s->doc, 64 * (size_t)page + 64, 16);
     if (cli_http_base_url(url, s->url, sizeof(s->url), err, errlen) != 0)
         return CIO_ECONFIG;
