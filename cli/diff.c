@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <curl/curl.h>
 #include "cli/diff.h"
@@ -19,21 +18,25 @@
 #include "cli/merge.h"
 #include "cli/opts.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/json.h"
+#include "common/limits.h"
+#include "common/percent.h"
 #include "common/utf8.h"
 #include "common/units.h"
 
-#define DIFF_BUCKET_MAX 63         /* S3's longest bucket name */
-#define DIFF_PAGE_MAX 1000         /* storaged's largest max-keys */
-#define DIFF_REPLY_MAX (32u << 20) /* a page of 1000 keys of 1024 bytes, every byte escaped, fits */
-#define DIFF_URL_MAX 2048
+#define DIFF_PAGE_MAX LIMIT_LIST_KEYS_MAX /* storaged's largest max-keys */
+#define DIFF_REPLY_MAX (32u << 20)
+/* A page of the largest keys, every byte JSON-escaped as \udcXX, with 1 KiB
+ * of ETag, size, date and punctuation each, fits. */
+_Static_assert((6 * LIMIT_KEY_MAX + 1024) * DIFF_PAGE_MAX <= DIFF_REPLY_MAX, "a listing page fits the reply cap");
 #define DIFF_PROGRESS_MS 250
 
 enum { EXIT_SAME = 0, EXIT_DIFFERENT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
 enum { ONLY_NONE, ONLY_SOURCE, ONLY_TARGET };
 
 typedef struct {
-    char name[DIFF_BUCKET_MAX + 1];
+    char name[LIMIT_BUCKET_MAX + 1];
     int on_source, on_target;
     uint64_t source_keys, target_keys, missing, extra, different;
 } bucket_t;
@@ -41,14 +44,14 @@ typedef struct {
 /* One site and its position in the listing of the current bucket. */
 typedef struct {
     const char *role; /* "source" or "target" */
-    char url[DIFF_URL_MAX];
+    char url[CLI_HTTP_URL_MAX];
     cli_http_t *http;
     buf_t body, target;
     json_doc_t doc;
     const char *bucket;
     const json_tok_t *objects, *next_obj;
     int fetched, truncated, exists;
-    char after[MERGE_KEY_MAX + 1];
+    char after[LIMIT_KEY_MAX + 1];
     size_t after_len;
     merge_entry_t cur;
     int have_cur;
@@ -104,13 +107,6 @@ static int parse_count(const char *s, uint64_t max, uint64_t *out)
     return 0;
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- output ---- */
 
 /* A key for people: control bytes, DEL, backslash and bytes that are not UTF-8 as \xHH, the rest as is. */
@@ -162,7 +158,7 @@ static void progress_clear(report_t *r)
 static void progress(report_t *r, int force)
 {
     uint64_t now;
-    if (!r->progress || (!force && (r->keys & 127) != 0) || (now = now_ms()) < r->next_progress_ms)
+    if (!r->progress || (!force && (r->keys & 127) != 0) || (now = clock_mono_ms()) < r->next_progress_ms)
         return;
     double secs = (double)(now - r->started_ms) / 1000.0;
     fprintf(stderr, "\r\033[Kcomio diff: %" PRIu64 " keys compared (%.0f keys/s), %" PRIu64 " differences, bucket ", r->keys,
@@ -217,7 +213,8 @@ static int site_init(site_t *s, const char *role, const char *url, const char *t
     memset(s, 0, sizeof(*s));
     s->role = role;
     buf_init(&s->body, DIFF_REPLY_MAX);
-    buf_init(&s->target, DIFF_URL_MAX + 4 * MERGE_KEY_MAX);
+    /* the site's URL, then "/bucket?max-keys=N&start-after=key", both escaped */
+    buf_init(&s->target, CLI_HTTP_URL_MAX + PERCENT_ENCODED_MAX(LIMIT_BUCKET_MAX + LIMIT_KEY_MAX) + 64);
     json_init(&s->doc, 64 * (size_t)page + 64, 16);
     if (cli_http_base_url(url, s->url, sizeof(s->url), err, errlen) != 0)
         return CIO_ECONFIG;
@@ -297,11 +294,11 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
     s->target.err = 0;
     buf_puts(&s->target, s->url);
     buf_puts(&s->target, "/");
-    buf_url_escape(&s->target, s->bucket, strlen(s->bucket));
+    percent_append(&s->target, s->bucket, strlen(s->bucket), 0);
     buf_printf(&s->target, "?max-keys=%u", page);
     if (s->fetched) {
         buf_puts(&s->target, "&start-after=");
-        buf_url_escape(&s->target, s->after, s->after_len);
+        percent_append(&s->target, s->after, s->after_len, 0);
     }
     if ((ret = site_get(s, &code, err, errlen)) != 0)
         return ret;
@@ -321,7 +318,7 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
         return CIO_EPROTO;
     }
     if (truncated) {
-        char next[MERGE_KEY_MAX + 1];
+        char next[LIMIT_KEY_MAX + 1];
         size_t nlen;
         /* the next page must start beyond this one, or the walk would not end */
         if (s->objects->count == 0 ||
@@ -627,7 +624,7 @@ int diff_main(int argc, char **argv)
         fprintf(stderr, "comio diff: --timeout '%s' is not a duration such as 30s or 500ms\n", timeout_arg);
         return EXIT_USAGE;
     }
-    if (bucket != NULL && (bucket[0] == '\0' || strlen(bucket) > DIFF_BUCKET_MAX)) {
+    if (bucket != NULL && (bucket[0] == '\0' || strlen(bucket) > LIMIT_BUCKET_MAX)) {
         fprintf(stderr, "comio diff: --bucket '%s' is not a bucket name\n", bucket);
         return EXIT_USAGE;
     }
@@ -683,7 +680,7 @@ int diff_main(int argc, char **argv)
     }
 
     r.progress = !r.quiet && isatty(2);
-    r.started_ms = now_ms();
+    r.started_ms = clock_mono_ms();
     for (size_t i = 0; i < nbuckets && !failed; i++)
         failed = diff_bucket(src, tgt, &list[i], &r, err, sizeof(err)) != 0;
     if (!failed && bucket != NULL && !list[0].on_source && !list[0].on_target) {

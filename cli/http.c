@@ -6,6 +6,7 @@
 #include <string.h>
 #include <curl/curl.h>
 #include "cli/http.h"
+#include "common/curlopt.h"
 
 struct cli_http {
     CURL *curl;
@@ -24,6 +25,7 @@ cli_http_t *cli_http_new(const cli_http_opts_t *opts)
 {
     cli_http_t *h = calloc(1, sizeof(*h));
     long timeout = (long)(opts->timeout_ms ? opts->timeout_ms : CLI_HTTP_DEFAULT_TIMEOUT_MS);
+    curlopt_t shared = {.agent = "comio", .ca_file = opts->ca_file, .connect_timeout_ms = timeout, .timeout_ms = timeout};
     int ok = 1;
 
     if (h == NULL || (h->curl = curl_easy_init()) == NULL)
@@ -35,17 +37,12 @@ cli_http_t *cli_http_new(const cli_http_opts_t *opts)
         if ((h->headers = curl_slist_append(NULL, auth)) == NULL)
             goto fail;
     }
-    ok &= curl_easy_setopt(h->curl, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
-    ok &= curl_easy_setopt(h->curl, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;
-    ok &= curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, timeout) == CURLE_OK;
-    ok &= curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS, timeout) == CURLE_OK;
-    ok &= curl_easy_setopt(h->curl, CURLOPT_USERAGENT, "comio/" COMIO_VERSION) == CURLE_OK;
+    if (curlopt_apply(h->curl, &shared) != 0)
+        goto fail;
     ok &= curl_easy_setopt(h->curl, CURLOPT_ERRORBUFFER, h->curl_error) == CURLE_OK;
     ok &= curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, on_data) == CURLE_OK;
     if (h->headers != NULL)
         ok &= curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers) == CURLE_OK;
-    if (opts->ca_file != NULL)
-        ok &= curl_easy_setopt(h->curl, CURLOPT_CAINFO, opts->ca_file) == CURLE_OK;
     if (!ok)
         goto fail;
     return h;

@@ -1,5 +1,5 @@
 /* http.h - the CLI's HTTP client: GET requests to a ComIO site (libcurl, one
- * keep-alive connection per client), bearer tokens (URLs are escaped with buf_url_escape). */
+ * keep-alive connection per client), bearer tokens. URL escaping is common/percent.h. */
 #ifndef COMIO_CLI_HTTP_H
 #define COMIO_CLI_HTTP_H
 
@@ -7,9 +7,14 @@
 #include <stdint.h>
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/limits.h"
 
 #define CLI_HTTP_TOKEN_MAX 4096
 #define CLI_HTTP_DEFAULT_TIMEOUT_MS 10000
+/* The longest site URL the CLI holds: a --url base, or a remote_url that
+ * `comio status` shows (any configured URL fits). */
+#define CLI_HTTP_URL_MAX 2048
+_Static_assert(CLI_HTTP_URL_MAX > LIMIT_URL_MAX, "the CLI holds any configured URL");
 
 typedef struct {
     const char *token;   /* sent as "Authorization: Bearer <token>"; NULL: none. Borrowed for the client's life */

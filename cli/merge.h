@@ -10,12 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "common/err.h"
+#include "common/limits.h"
 
-#define MERGE_KEY_MAX 1024 /* storaged's longest key (storaged/path.h PATH_KEY_MAX) */
+/* merge_entry_t holds the longest key storaged takes. */
 #define MERGE_ETAG_MAX 64
 
 typedef struct {
-    char key[MERGE_KEY_MAX + 1]; /* bytes, NUL-terminated for printing; may hold any byte but NUL */
+    char key[LIMIT_KEY_MAX + 1]; /* bytes, NUL-terminated for printing; may hold any byte but NUL */
     size_t key_len;
     uint64_t size;
     char etag[MERGE_ETAG_MAX + 1];

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "common/conf.h"
+#include "common/clock.h"
 #include "cli/server.h"
 
 #define RESTART_MIN_MS 500
@@ -23,19 +24,12 @@ typedef struct {
     const char *name;
     char path[PATH_MAX + 32];
     pid_t pid;
-    uint64_t started_ms;
-    uint64_t restart_at_ms; /* 0: not waiting */
+    int64_t started_ms;
+    int64_t restart_at_ms; /* 0: not waiting */
     unsigned delay_ms;
 } child_t;
 
 static int got_signal; /* SIGTERM or SIGINT received: stop the children */
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void say(const char *what, const char *name, long value)
 {
@@ -58,7 +52,7 @@ static int spawn(child_t *c, char **args)
         _exit(127);
     }
     c->pid = pid;
-    c->started_ms = now_ms();
+    c->started_ms = clock_mono_ms();
     c->restart_at_ms = 0;
     say("child started", c->name, (long)pid);
     return 0;
@@ -127,7 +121,7 @@ int server_main(const char *bindir, int argc, char **argv)
     if (nkids == 2) {
         wait_for_meta(&conf, &kids[0]);
         if (spawn(&kids[1], args) != 0)
-            kids[1].restart_at_ms = now_ms() + RESTART_MIN_MS;
+            kids[1].restart_at_ms = clock_mono_ms() + RESTART_MIN_MS;
     }
 
     for (;;) {
@@ -149,16 +143,16 @@ int server_main(const char *bindir, int argc, char **argv)
                     exit_status = 2;
                     break;
                 }
-                if (now_ms() - c->started_ms >= STABLE_MS)
+                if (clock_mono_ms() - c->started_ms >= STABLE_MS)
                     c->delay_ms = RESTART_MIN_MS;
                 say("child exited; restarting", c->name, code);
-                c->restart_at_ms = now_ms() + c->delay_ms;
+                c->restart_at_ms = clock_mono_ms() + c->delay_ms;
                 c->delay_ms = c->delay_ms * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : c->delay_ms * 2;
             }
         }
         if (got_signal)
             break;
-        uint64_t now = now_ms(), wake = now + 1000;
+        int64_t now = clock_mono_ms(), wake = now + 1000;
         for (size_t i = 0; i < nkids; i++) {
             child_t *c = &kids[i];
             if (c->pid == 0 && c->restart_at_ms != 0 && c->restart_at_ms <= now && spawn(c, args) != 0)
@@ -176,7 +170,7 @@ int server_main(const char *bindir, int argc, char **argv)
     for (size_t i = nkids; i-- > 0;)
         if (kids[i].pid > 0)
             kill(kids[i].pid, SIGTERM);
-    uint64_t deadline = now_ms() + STOP_WAIT_MS;
+    int64_t deadline = clock_mono_ms() + STOP_WAIT_MS;
     for (;;) {
         int alive = 0, status;
         for (size_t i = 0; i < nkids; i++)
@@ -189,11 +183,11 @@ int server_main(const char *bindir, int argc, char **argv)
             }
         if (!alive)
             break;
-        if (now_ms() >= deadline) {
+        if (clock_mono_ms() >= deadline) {
             for (size_t i = 0; i < nkids; i++)
                 if (kids[i].pid > 0)
                     kill(kids[i].pid, SIGKILL);
-            deadline = now_ms() + 5000;
+            deadline = clock_mono_ms() + 5000;
         }
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);

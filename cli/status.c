@@ -12,7 +12,6 @@
 #include "common/units.h"
 
 #define STATUS_REPLY_MAX (1 << 20)
-#define STATUS_URL_MAX 2048
 #define STATUS_DEFAULT_URL "http://127.0.0.1:8080"
 
 enum { EXIT_OK = 0, EXIT_ALERT = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
@@ -24,7 +23,7 @@ typedef struct {
     double lag;
     char last[40]; /* "" when never */
     int have_remote;
-    char remote_url[STATUS_URL_MAX], remote_state[16], remote_error[512];
+    char remote_url[CLI_HTTP_URL_MAX], remote_state[16], remote_error[512];
     double retry_in;
     unsigned workers, sending;
     uint64_t in_flight;
@@ -160,13 +159,13 @@ static void line(const char *key, const char *value)
 
 static void print_status(const char *url, const status_t *st)
 {
-    char v[STATUS_URL_MAX + 600], a[64], b[64];
+    char v[CLI_HTTP_URL_MAX + 600], a[64], b[64];
 
     line("site", url);
     line("replication", st->enabled ? "enabled (async)" : "disabled");
     line("repld", st->repld);
     if (st->have_remote) {
-        char safe_url[STATUS_URL_MAX];
+        char safe_url[CLI_HTTP_URL_MAX];
         printable(st->remote_url, safe_url, sizeof(safe_url));
         if (strcmp(st->remote_state, "backing_off") == 0)
             snprintf(v, sizeof(v), "%s, backing_off (retry in %.1f s)", safe_url, st->retry_in);
@@ -222,7 +221,7 @@ int status_main(int argc, char **argv)
 {
     const char *url_arg = STATUS_DEFAULT_URL, *token_arg = NULL, *token_file = NULL, *ca_file = NULL, *timeout_arg = NULL;
     const char *max_lag_arg = NULL;
-    char url[STATUS_URL_MAX], target[STATUS_URL_MAX + 64], token[CLI_HTTP_TOKEN_MAX], err[STATUS_URL_MAX + 256];
+    char url[CLI_HTTP_URL_MAX], target[CLI_HTTP_URL_MAX + 64], token[CLI_HTTP_TOKEN_MAX], err[CLI_HTTP_URL_MAX + 256];
     char why[4][160];
     uint64_t timeout_ms = CLI_HTTP_DEFAULT_TIMEOUT_MS, max_lag_ms = 0;
     int as_json = 0, exit_status = EXIT_UNREACHABLE;

@@ -5,6 +5,8 @@
 #include <string.h>
 #include "common/buf.h"
 #include "common/utf8.h"
+#include "common/hex.h"
+#include "common/percent.h"
 
 void buf_init(buf_t *b, size_t max)
 {
@@ -74,7 +76,6 @@ int buf_printf(buf_t *b, const char *fmt, ...)
 
 int buf_json_str(buf_t *b, const char *p, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)p;
 
     buf_append(b, "\"", 1);
@@ -85,11 +86,11 @@ int buf_json_str(buf_t *b, const char *p, size_t n)
             char esc[2] = {'\\', (char)ch};
             buf_append(b, esc, 2);
         } else if (ch < 0x20 || ch == 0x7f) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+            char esc[6] = {'\\', 'u', '0', '0', hex_lower[ch >> 4], hex_lower[ch & 15]};
             buf_append(b, esc, 6);
         } else if (len == 0) { /* not UTF-8: the byte as its surrogate escape */
             unsigned u = UTF8_BYTE_ESCAPE_BASE + ch;
-            char esc[6] = {'\\', 'u', hex[u >> 12], hex[(u >> 8) & 15], hex[(u >> 4) & 15], hex[u & 15]};
+            char esc[6] = {'\\', 'u', hex_lower[u >> 12], hex_lower[(u >> 8) & 15], hex_lower[(u >> 4) & 15], hex_lower[u & 15]};
             buf_append(b, esc, 6);
             len = 1;
         } else {
@@ -100,25 +101,9 @@ int buf_json_str(buf_t *b, const char *p, size_t n)
     return buf_append(b, "\"", 1);
 }
 
-int buf_url_escape(buf_t *b, const char *p, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-            c == '~') {
-            buf_append(b, &p[i], 1);
-        } else {
-            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-            buf_append(b, esc, 3);
-        }
-    }
-    return b->err;
-}
-
 int buf_json_url(buf_t *b, const char *p, size_t n)
 {
     buf_append(b, "\"", 1);
-    buf_url_escape(b, p, n);
+    percent_append(b, p, n, 0);
     return buf_append(b, "\"", 1);
 }

@@ -34,11 +34,7 @@ int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 
  * Returns 0 or the buffer's sticky error. */
 int buf_json_str(buf_t *b, const char *p, size_t n);
 
-/* Appends p[0..n) percent-encoded (RFC 3986): A-Z a-z 0-9 - . _ ~ as they
- * are, every other byte as %XX (upper-case hex). Returns 0 or the sticky error. */
-int buf_url_escape(buf_t *b, const char *p, size_t n);
-
-/* Appends p[0..n) percent-encoded as buf_url_escape() does, in quotes: a JSON
+/* Appends p[0..n) percent-encoded (common/percent.h, '/' encoded too), in quotes: a JSON
  * string of plain ASCII (a listing's encoding-type=url). Returns 0 or the
  * sticky error. */
 int buf_json_url(buf_t *b, const char *p, size_t n);

@@ -10,16 +10,17 @@
 #include <unistd.h>
 #include <yaml.h>
 #include "common/conf.h"
+#include "common/limits.h"
 #include "common/units.h"
 
 /* Caps on what grows from input: one scalar or flag value, the whole file,
  * a dotted key, and the slice of a bad value echoed back in a message. */
 #define CONF_VALUE_MAX 4096
+_Static_assert(CONF_VALUE_MAX <= LIMIT_TOKEN_MAX, "a token read from the config fits the buffers sized by LIMIT_TOKEN_MAX");
 #define CONF_FILE_MAX (1024 * 1024)
 #define CONF_KEY_MAX 128
 #define CONF_SHOW_MAX 64
 #define CONF_MSG_MAX 512
-#define CONF_SITE_ID_MAX 64
 
 typedef enum {
     CONF_SECTION,    /* a mapping of further keys */
@@ -229,7 +230,7 @@ static int conf_valid_site_id(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > CONF_SITE_ID_MAX)
+    if (n == 0 || n > LIMIT_SITE_ID_MAX)
         return 0;
     for (; *s != '\0'; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' ||
@@ -246,8 +247,6 @@ static int conf_valid_token(const char *s)
             return 0;
     return 1;
 }
-
-#define CONF_URL_MAX 512
 
 static int conf_valid_url(const char *s)
 {
@@ -363,12 +362,13 @@ static int conf_set(conf_t *c, const conf_key_t *k, const char *name, const char
         }
         /* a presigned fetch URL is public_url plus up to ~3,300 bytes of path
          * and query, and must stay within a batch's 4 KiB URL limit */
-        if (k->kind == CONF_URL && len > CONF_URL_MAX) {
-            conf_err(msg, msglen, "%s: at most %d bytes, got %zu", name, CONF_URL_MAX, len);
+        if (k->kind == CONF_URL && len > LIMIT_URL_MAX) {
+            conf_err(msg, msglen, "%s: at most %d bytes, got %zu", name, LIMIT_URL_MAX, len);
             return CIO_ECONFIG;
         }
         if (k->kind == CONF_SITE_ID && !conf_valid_site_id(val)) {
-            conf_err(msg, msglen, "%s: expected 1 to %d letters, digits, '.', '_' or '-', got '%s'", name, CONF_SITE_ID_MAX, shown);
+            conf_err(msg, msglen, "%s: expected 1 to %d letters, digits, '.', '_' or '-', got '%s'", name, LIMIT_SITE_ID_MAX,
+                     shown);
             return CIO_ECONFIG;
         }
         if (k->kind == CONF_TOKEN && !conf_valid_token(val)) {

@@ -9,8 +9,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
+#include "common/clock.h"
 #include "common/ctl.h"
 #include "common/log.h"
 
@@ -35,18 +35,11 @@ static int fill_addr(struct sockaddr_un *sa, const char *path)
     return 0;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits until fd is ready for `events` or the deadline passes. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
-        int left = (int)(deadline - mono_ms());
+        int left = (int)(deadline - clock_mono_ms());
         if (left <= 0)
             return -1;
         struct pollfd p = {fd, events, 0};
@@ -62,7 +55,7 @@ static void serve_one(struct ctl_server *s, int fd)
 {
     char cmd[CTL_CMD_MAX + 1];
     size_t n = 0;
-    int64_t deadline = mono_ms() + CLIENT_IO_TIMEOUT_MS;
+    int64_t deadline = clock_mono_ms() + CLIENT_IO_TIMEOUT_MS;
     buf_t out;
 
     while (n < CTL_CMD_MAX && memchr(cmd, '\n', n) == NULL) {
@@ -189,7 +182,7 @@ void ctl_stop(ctl_server_t *s)
 int ctl_query(const char *path, const char *cmd, buf_t *out, int timeout_ms)
 {
     struct sockaddr_un sa;
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + timeout_ms;
     char line[CTL_CMD_MAX + 2];
     int fd, ret = CIO_EIO;
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/hex.h"
 #include "common/json.h"
 #include "common/utf8.h"
 
@@ -57,17 +58,6 @@ static int push(parser_t *ps, json_type_t type, size_t *idx)
     return 0;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads 4 hex digits at p; returns the code unit or -1. */
 static long hex4(const unsigned char *p, const unsigned char *end)
 {
@@ -75,7 +65,7 @@ static long hex4(const unsigned char *p, const unsigned char *end)
     if (end - p < 4)
         return -1;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
+        int h = hex_value(p[i]);
         if (h < 0)
             return -1;
         v = v << 4 | h;

@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
+#include "common/clock.h"
+#include "common/date.h"
 #include "common/err.h"
+#include "common/hex.h"
 #include "common/log.h"
 #include "common/utf8.h"
 
@@ -137,7 +139,6 @@ static int log_str(log_line_t *l, const char *s)
  * be recovered from it. */
 static size_t log_escape_char(const unsigned char *p, size_t *used, char out[8])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char c = *p;
 
     *used = 1;
@@ -155,8 +156,8 @@ static size_t log_escape_char(const unsigned char *p, size_t *used, char out[8])
     }
     if (c < 0x20 || c == 0x7f) {
         memcpy(out, "\\u00", 4);
-        out[4] = hex[c >> 4];
-        out[5] = hex[c & 0xf];
+        out[4] = hex_lower[c >> 4];
+        out[5] = hex_lower[c & 0xf];
         return 6;
     }
     if (c < 0x80) {
@@ -166,8 +167,8 @@ static size_t log_escape_char(const unsigned char *p, size_t *used, char out[8])
     size_t n = utf8_seq_len(p, strnlen((const char *)p, 4));
     if (n == 0) {
         memcpy(out, "\\udc", 4);
-        out[4] = hex[c >> 4];
-        out[5] = hex[c & 0xf];
+        out[4] = hex_lower[c >> 4];
+        out[5] = hex_lower[c & 0xf];
         return 6;
     }
     memcpy(out, p, n);
@@ -221,18 +222,6 @@ static int log_text_needs_quotes(const char *s)
         if (*p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || *p == 0x7f)
             return 1;
     return 0;
-}
-
-static void log_timestamp(char *buf, size_t cap)
-{
-    struct timespec ts;
-    struct tm tm;
-    size_t n;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, cap - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
 static void log_json_field(log_line_t *l, const char *key, const char *value)
@@ -301,7 +290,7 @@ static void log_write_all(const char *buf, size_t len)
 void log_vmsg(log_level_t lvl, const char *msg, va_list ap)
 {
     log_line_t l;
-    char ts[40];
+    char ts[DATE_ISO8601_MS_LEN + 1];
     const char *key;
     int saved_errno = errno; /* callers log and then still read errno */
     unsigned li;
@@ -313,7 +302,7 @@ void log_vmsg(log_level_t lvl, const char *msg, va_list ap)
         msg = "";
     l.len = 0;
     l.full = 0;
-    log_timestamp(ts, sizeof(ts));
+    date_iso8601_ms(clock_wall_ms(), ts);
 
     if (log_json) {
         log_str(&l, "{\"ts\":\"");

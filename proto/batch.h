@@ -23,7 +23,7 @@
 
 #define BATCH_FORMAT_VERSION 1
 #define BATCH_MAX_EVENTS 10000
-#define BATCH_URL_MAX 4096
+#define BATCH_URL_MAX LIMIT_FETCH_URL_MAX
 #define BATCH_ERROR_MAX 1024
 #define BATCH_SRC_MAX LOGREC_ORIGIN_MAX /* "src" is a site id, like a record's origin */
 

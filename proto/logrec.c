@@ -7,6 +7,7 @@
 
 /* A record has 10 known fields; the cap leaves room for fields that later
  * versions may add while bounding the work a hostile record can cause. */
+_Static_assert(LOGREC_ORIGIN_MAX >= LIMIT_SITE_ID_MAX, "a record's origin is a site id");
 #define LOGREC_MAP_MAX 32
 /* Longest map key accepted; known keys are 1..3 bytes. */
 #define LOGREC_FIELD_NAME_MAX 64

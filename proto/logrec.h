@@ -11,10 +11,11 @@
 #include <stdint.h>
 #include <msgpack.h>
 #include "common/err.h"
+#include "common/limits.h"
 
 #define LOGREC_FORMAT_VERSION 1
-#define LOGREC_BUCKET_MAX 63
-#define LOGREC_KEY_MAX 1024
+#define LOGREC_BUCKET_MAX LIMIT_BUCKET_MAX /* a record carries what storaged accepts */
+#define LOGREC_KEY_MAX LIMIT_KEY_MAX
 #define LOGREC_CTYPE_MAX 255
 #define LOGREC_ORIGIN_MAX 255
 

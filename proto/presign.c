@@ -6,11 +6,12 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include "common/hex.h"
+#include "common/percent.h"
 #include "proto/presign.h"
 
 #define MAC_LEN 32
-
-static const char hexdigits[] = "0123456789abcdef";
+_Static_assert(PRESIGN_SIG_HEX == 2 * MAC_LEN, "the signature is the MAC in hex");
 
 /* HMAC-SHA256 of method "\n" bucket "\n" key "\n" version "\n" expires,
  * streamed so that no buffer depends on the key's length. 0, CIO_EINVAL
@@ -58,15 +59,6 @@ done:
     return err;
 }
 
-static void hex_encode(const uint8_t mac[MAC_LEN], char sig[PRESIGN_SIG_HEX + 1])
-{
-    for (size_t i = 0; i < MAC_LEN; i++) {
-        sig[2 * i] = hexdigits[mac[i] >> 4];
-        sig[2 * i + 1] = hexdigits[mac[i] & 0x0f];
-    }
-    sig[PRESIGN_SIG_HEX] = '\0';
-}
-
 void presign_sign(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
                   size_t klen, uint64_t version, int64_t expires, char sig[PRESIGN_SIG_HEX + 1])
 {
@@ -77,7 +69,7 @@ void presign_sign(const char *secret, size_t secret_len, const char *method, con
         sig[0] = '\0';
         return;
     }
-    hex_encode(mac, sig);
+    hex_encode(sig, mac, MAC_LEN);
     OPENSSL_cleanse(mac, sizeof(mac));
 }
 
@@ -101,25 +93,14 @@ static void put(urlbuf_t *u, const char *s, size_t len)
     u->n += len;
 }
 
-static int unreserved(uint8_t c)
+static void put_encoded(urlbuf_t *u, const char *s, size_t len, unsigned flags)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-           c == '~';
-}
-
-/* RFC 3986 percent-encoding with uppercase hex; '/' is kept when keep_slash. */
-static void put_encoded(urlbuf_t *u, const char *s, size_t len, int keep_slash)
-{
-    static const char upper[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < len && !u->full; i++) {
-        uint8_t c = (uint8_t)s[i];
-        if (unreserved(c) || (keep_slash && c == '/')) {
-            put(u, &s[i], 1);
-        } else {
-            char esc[3] = {'%', upper[c >> 4], upper[c & 0x0f]};
-            put(u, esc, sizeof(esc));
-        }
-    }
+    size_t room = u->full ? 0 : u->cap - u->n - 1; /* keep a byte for the NUL */
+    size_t n = percent_encode(u->full ? NULL : u->out + u->n, room, s, len, flags);
+    if (n > room)
+        u->full = 1;
+    else
+        u->n += n;
 }
 
 int presign_url(const char *secret, size_t secret_len, const char *base, const char *bucket, size_t blen, const char *key,
@@ -136,23 +117,23 @@ int presign_url(const char *secret, size_t secret_len, const char *base, const c
     int err = mac_compute(secret, secret_len, "GET", bucket, blen, key, klen, version, expires, mac);
     if (err != 0)
         return err;
-    hex_encode(mac, sig);
+    hex_encode(sig, mac, MAC_LEN);
     OPENSSL_cleanse(mac, sizeof(mac));
 
-    char query[128];
+    char query[PRESIGN_QUERY_MAX + 1];
     int qn = snprintf(query, sizeof(query), "?version=%" PRIu64 "&expires=%" PRId64 "&sig=%s", version, expires, sig);
     if (qn < 0 || (size_t)qn >= sizeof(query))
-        return CIO_EINVAL; /* cannot happen: at most 117 bytes */
+        return CIO_EINVAL; /* cannot happen: PRESIGN_QUERY_MAX holds the longest */
 
     urlbuf_t u = {out, cap, 0, 0};
     size_t base_len = strlen(base);
     if (base_len > 0 && base[base_len - 1] == '/')
         base_len--;
     put(&u, base, base_len);
-    put(&u, "/admin/replication/fetch/", strlen("/admin/replication/fetch/"));
+    put(&u, PRESIGN_FETCH_PATH, sizeof(PRESIGN_FETCH_PATH) - 1);
     put_encoded(&u, bucket, blen, 0);
     put(&u, "/", 1);
-    put_encoded(&u, key, klen, 1);
+    put_encoded(&u, key, klen, PERCENT_KEEP_SLASH);
     put(&u, query, (size_t)qn);
     if (u.full) {
         out[0] = '\0';
@@ -164,15 +145,6 @@ int presign_url(const char *secret, size_t secret_len, const char *base, const c
 
 /* ---- verification ---- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1; /* uppercase is refused: the signer only writes lowercase */
-}
-
 int presign_verify(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
                    size_t klen, uint64_t version, int64_t expires, const char *sig_hex, size_t sig_len, int64_t now)
 {
@@ -181,12 +153,8 @@ int presign_verify(const char *secret, size_t secret_len, const char *method, co
         return CIO_EINVAL;
     /* The format check depends only on what the request carried, not on the
      * secret, so it may exit early. */
-    for (size_t i = 0; i < MAC_LEN; i++) {
-        int hi = hex_value(sig_hex[2 * i]), lo = hex_value(sig_hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return CIO_EINVAL;
-        given[i] = (uint8_t)(hi << 4 | lo);
-    }
+    if (hex_decode_lower(given, sig_hex, MAC_LEN) != 0)
+        return CIO_EINVAL; /* uppercase is refused too: the signer only writes lowercase */
     int err = mac_compute(secret, secret_len, method, bucket, blen, key, klen, version, expires, want);
     if (err != 0)
         return err;

@@ -15,8 +15,24 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "common/err.h"
+#include "common/limits.h"
+#include "common/percent.h"
 
 #define PRESIGN_SIG_HEX 64
+
+/* The path before {bucket}, and the longest query after {key}: version and
+ * expiry in decimal (at most 20 characters each, a sign included). */
+#define PRESIGN_FETCH_PATH "/admin/replication/fetch/"
+#define PRESIGN_QUERY_MAX (sizeof("?version=&expires=&sig=") - 1 + 20 + 20 + PRESIGN_SIG_HEX)
+
+/* The longest URL presign_url writes for a base URL of base_len bytes (the
+ * NUL not counted): bucket and key of the longest, every byte escaped. */
+#define PRESIGN_URL_LEN_MAX(base_len)                                                                                              \
+    ((base_len) + sizeof(PRESIGN_FETCH_PATH) - 1 + PERCENT_ENCODED_MAX(LIMIT_BUCKET_MAX) + 1 +                                     \
+     PERCENT_ENCODED_MAX(LIMIT_KEY_MAX) + PRESIGN_QUERY_MAX)
+
+/* A URL signed for any configured public URL fits a batch event. */
+_Static_assert(PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) <= LIMIT_FETCH_URL_MAX, "a presigned URL fits LIMIT_FETCH_URL_MAX");
 
 /* Writes the signature (64 lowercase hex chars + NUL) of the given fields
  * into sig; `method` is NUL-terminated ("GET"). When it cannot sign (empty

@@ -6,28 +6,18 @@
  * one has one of the four documented codes and an empty result; and
  * re-encoding the parsed bucket and key (as presign_url does) parses back to
  * them. path_query_get and path_unescape: the output fits, is NUL-terminated,
- * and escaping it again round-trips. path_bucket_valid agrees with a
+ * and escaping it again round-trips. bucket_name_valid agrees with a
  * from-the-rules reimplementation. */
 #include "fuzz.h"
+#include "common/bucket.h"
+#include "common/percent.h"
 #include "storaged/path.h"
 
-/* Escapes everything but RFC 3986 unreserved bytes (and '/' when keep_slash). */
+/* Escapes everything but RFC 3986 unreserved bytes (and '/' when keep_slash),
+ * as presign_url does; out holds 3 * len bytes. */
 static size_t escape(const char *s, size_t len, char *out, int keep_slash)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-            c == '~' || (keep_slash && c == '/')) {
-            out[n++] = (char)c;
-        } else {
-            out[n++] = '%';
-            out[n++] = hex[c >> 4];
-            out[n++] = hex[c & 15];
-        }
-    }
-    return n;
+    return percent_encode(out, PERCENT_ENCODED_MAX(len), s, len, keep_slash ? PERCENT_KEEP_SLASH : 0);
 }
 
 static int bucket_rules(const char *s, size_t len)
@@ -79,7 +69,7 @@ static void fuzz_parse(const char *in, size_t len)
     FUZZ_CHECK(code == NULL);
     FUZZ_CHECK(p.bucket_len <= PATH_BUCKET_MAX && strlen(p.bucket) == p.bucket_len);
     FUZZ_CHECK(p.key_len <= PATH_KEY_MAX && strlen(p.key) == p.key_len);
-    FUZZ_CHECK(p.bucket_len == 0 || path_bucket_valid(p.bucket, p.bucket_len));
+    FUZZ_CHECK(p.bucket_len == 0 || bucket_name_valid(p.bucket, p.bucket_len));
     FUZZ_CHECK(p.bucket_len > 0 || p.key_len == 0);
     /* Decoding never lengthens. */
     FUZZ_CHECK(p.bucket_len + p.key_len <= len);
@@ -167,6 +157,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_query(s, size);
     fuzz_unescape(s, size, 0);
     fuzz_unescape(s, size, 1);
-    FUZZ_CHECK(path_bucket_valid(s, size) == bucket_rules(s, size));
+    FUZZ_CHECK(bucket_name_valid(s, size) == bucket_rules(s, size));
     return 0;
 }

@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include "proto/batch.h"
 #include "fuzz.h"
+#include "common/bucket.h"
 #include "storaged/path.h"
 #include "proto/presign.h"
 
@@ -154,7 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((delta < 0 && expires > INT64_MIN) || (delta > 0 && expires < INT64_MAX))
         now += delta;
     slen = strlen(secret); /* the daemons hold the token as a C string */
-    if (slen > 0 && path_bucket_valid(bucket, blen) && klen >= 1 && klen <= PATH_KEY_MAX && memchr(key, '\0', klen) == NULL &&
+    if (slen > 0 && bucket_name_valid(bucket, blen) && klen >= 1 && klen <= LIMIT_KEY_MAX && memchr(key, '\0', klen) == NULL &&
         version > 0 && expires >= 0)
         check_signed_url(secret, bucket, blen, key, klen, version, expires);
 

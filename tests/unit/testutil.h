@@ -6,6 +6,7 @@
 #define COMIO_TESTUTIL_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int test_checks_passed;
@@ -50,6 +51,19 @@ static int test_checks_failed;
         fn();                                                                                                                      \
         fprintf(stderr, "%s %s\n", test_checks_failed == before_ ? "ok  " : "FAIL", #fn);                                          \
     } while (0)
+
+/* An exact-size heap copy of s[0..len) (not NUL-terminated), for inputs given
+ * as (ptr, len): ASan and valgrind then catch a read past the end. Aborts when
+ * out of memory; the caller frees it. */
+static inline char *test_dup_exact(const char *s, size_t len)
+{
+    char *p = malloc(len ? len : 1);
+    if (p == NULL)
+        abort();
+    if (len)
+        memcpy(p, s, len);
+    return p;
+}
 
 #define TEST_SUMMARY() (printf("%d passed, %d failed\n", test_checks_passed, test_checks_failed), test_checks_failed == 0 ? 0 : 1)
 

@@ -159,9 +159,9 @@ static void test_url(void)
     CHECK_EQ_INT(buf_json_url(&b, "a b/c\xc3\xa9\xff~-._Z9%\"", 16), 0);
     CHECK_EQ_STR(b.data, "\"a%20b%2Fc%C3%A9%FF~-._Z9%25%22\"");
     b.len = 0;
-    CHECK_EQ_INT(buf_url_escape(&b, "\x00\x01", 2), 0);
-    CHECK_EQ_INT(b.len, 6);
-    CHECK(memcmp(b.data, "%00%01", 6) == 0);
+    CHECK_EQ_INT(buf_json_url(&b, "\x00\x01", 2), 0);
+    CHECK_EQ_INT(b.len, 8);
+    CHECK(memcmp(b.data, "\"%00%01\"", 8) == 0);
     buf_free(&b);
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "common/err.h"
+#include "common/hex.h"
 #include "common/log.h"
 #include "common/utf8.h"
 #include "testutil.h"
@@ -68,17 +69,6 @@ typedef struct {
     int is_null[JF_MAX];
 } jobj_t;
 
-static int json_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Parses a JSON string at *p into out (bytes, \u00XX only as one byte). */
 static int json_string(const char **p, char *out, size_t cap)
 {
@@ -116,7 +106,7 @@ static int json_string(const char **p, char *out, size_t cap)
             case 'u': {
                 int h[4];
                 for (int i = 0; i < 4; i++)
-                    if ((h[i] = json_hex(s[i])) < 0)
+                    if ((h[i] = hex_value((unsigned char)s[i])) < 0)
                         return -1;
                 if (h[0] == 0xd && h[1] == 0xc && h[2] >= 8)
                     c = (char)(h[2] * 16 + h[3]); /* \udcXX: the byte XX, not UTF-8 (common/utf8.h) */

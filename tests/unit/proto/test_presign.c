@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "proto/batch.h"
 #include "proto/presign.h"
 #include "testutil.h"
 
@@ -190,6 +191,25 @@ static void test_url_too_small(void)
     CHECK_EQ_INT(bad, 0);
 }
 
+/* The longest URL: the longest configured base, bucket and key with every
+ * byte escaped, the largest version and the most negative expiry. It is
+ * exactly PRESIGN_URL_LEN_MAX long, which fits a batch event's URL. */
+static void test_url_longest(void)
+{
+    char base[LIMIT_URL_MAX + 1], bucket[LIMIT_BUCKET_MAX], key[LIMIT_KEY_MAX];
+    static char url[LIMIT_FETCH_URL_MAX + 1];
+    memset(base, 'h', sizeof(base));
+    memcpy(base, "http://", 7);
+    base[LIMIT_URL_MAX] = '\0';
+    memset(bucket, ' ', sizeof(bucket));
+    memset(key, 0xff, sizeof(key));
+    CHECK_EQ_INT(
+        presign_url(SECRET, SECRET_LEN, base, bucket, sizeof(bucket), key, sizeof(key), UINT64_MAX, INT64_MIN, url, sizeof(url)),
+        0);
+    CHECK_EQ_INT(strlen(url), PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX));
+    CHECK(strlen(url) <= BATCH_URL_MAX);
+}
+
 int main(void)
 {
     RUN(test_known_answer);
@@ -197,5 +217,6 @@ int main(void)
     RUN(test_verify_bad_sig);
     RUN(test_url_format);
     RUN(test_url_too_small);
+    RUN(test_url_longest);
     return TEST_SUMMARY();
 }
