@@ -38,6 +38,8 @@
 #define NOTIFY_FALLBACK_MS 20 /* without inotify */
 #define STOP_GRACE_MS 10000
 
+/* EV_FAILED: refused for good, recorded in "repl_failed" by the next persist,
+ * in the commit that moves the cursor past it; EV_DONE once it is recorded. */
 typedef enum { EV_READY, EV_INFLIGHT, EV_DONE, EV_FAILED } ev_state_t;
 
 typedef struct {
@@ -84,9 +86,12 @@ typedef struct {
     evvec_t win; /* events from the log, in seq order; [0] is the oldest not yet retired */
     evvec_t rq;  /* events put back by --retry-failed */
     uint64_t next_read;
-    uint64_t cursor;    /* persisted: every seq <= cursor is done */
-    evvec_t to_fail;    /* events to record as failed in the next persist */
-    evvec_t retry_done; /* re-driven events acknowledged, to delete from "repl_retry" */
+    uint64_t cursor; /* persisted: every seq <= cursor is done */
+    /* What the next persist writes is found from the events' states, never
+     * from a list that an allocation could fail to extend (a failed event
+     * left off such a list would be trimmed unrecorded): */
+    size_t nfailing; /* events in EV_FAILED, to record in "repl_failed" */
+    size_t rq_done;  /* re-driven events in EV_DONE, to delete from "repl_retry" */
     uint64_t add_acked, add_bytes, add_superseded;
     int64_t last_ok_ms;
     uint64_t persisted_ms; /* when persist last committed */
@@ -350,7 +355,7 @@ static void retire_superseded(ship_t *s, ev_t *e)
     e->state = EV_DONE;
     s->add_superseded++;
     if (e->from_retry)
-        vec_push(&s->retry_done, e);
+        s->rq_done++;
 }
 
 /* Fills one batch with ready events; returns the number added. */
@@ -592,7 +597,7 @@ static void fail_event(ship_t *s, ev_t *e, const char *error)
     if (e->error != error)
         snprintf(e->error, sizeof(e->error), "%s", error);
     e->state = EV_FAILED;
-    vec_push(&s->to_fail, e);
+    s->nfailing++;
     logrec_event_id(&e->r, id, sizeof(id));
     /* the seed's line, word for word */
     log_msg(LOG_LVL_ERROR, "Failed to replicate event", "event_id", id, "error", error, NULL);
@@ -683,7 +688,7 @@ static void complete(ship_t *s, send_job_t *job)
                     s->add_bytes += e->r.size;
                 s->last_ok_ms = wall_ms();
                 if (e->from_retry)
-                    vec_push(&s->retry_done, e);
+                    s->rq_done++;
                 break;
             default:
                 snprintf(err, sizeof(err), "remote returned %u: %.*s", r->status, (int)r->error_len, r->error);
@@ -723,39 +728,44 @@ static void complete(ship_t *s, send_job_t *job)
  * shipped records and the counters in one transaction; only then are the
  * retired events dropped from memory. Unless `now` is set, and while there
  * is nothing to record as failed, it waits for PERSIST_EVERY_MS or a quarter
- * of the window to be retired: one commit for many batches. */
+ * of the window to be retired: one commit for many batches. The cursor moves
+ * over an EV_FAILED event only in the commit that records it, and what is
+ * written is found from the events' states: nothing here allocates. */
 static int persist(ship_t *s, int now)
 {
+    evvec_t *lists[2] = {&s->rq, &s->win};
     size_t n = 0;
     uint64_t cursor = s->cursor;
     MDB_txn *txn;
     int rc, ret = 0;
 
     uint64_t trimmed_bytes = 0;
-    /* failed events count as done for the cursor once recorded */
+    /* failed events count as done for the cursor: they are recorded below, in the same commit */
     while (n < s->win.len && (s->win.v[n]->state == EV_DONE || s->win.v[n]->state == EV_FAILED)) {
         if (s->win.v[n]->r.op == LOGREC_PUT)
             trimmed_bytes += s->win.v[n]->r.size;
         cursor = s->win.v[n++]->seq;
     }
-    if (cursor == s->cursor && s->to_fail.len == 0 && s->retry_done.len == 0 && s->add_acked == 0 && s->add_superseded == 0)
+    if (cursor == s->cursor && s->nfailing == 0 && s->rq_done == 0 && s->add_acked == 0 && s->add_superseded == 0)
         return 0;
-    if (!now && s->to_fail.len == 0 && n < window_max(s->conf) / 4 && mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
+    if (!now && s->nfailing == 0 && n < window_max(s->conf) / 4 && mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
         return 0;
     if ((rc = mdb_txn_begin(s->meta->env, NULL, 0, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin");
-    for (size_t i = 0; i < s->to_fail.len && ret == 0; i++) {
-        ev_t *e = s->to_fail.v[i];
-        ret = failed_put(s->meta, txn, e->seq, e->rec, e->rec_len, e->attempts, e->error, wall_ms());
-    }
-    for (size_t i = 0; i < s->retry_done.len && ret == 0; i++) {
-        uint8_t kb[8];
-        be_put(kb, s->retry_done.v[i]->seq, 8);
-        MDB_val k = {8, kb};
-        rc = mdb_del(txn, s->meta->repl_retry, &k, NULL);
-        if (rc != 0 && rc != MDB_NOTFOUND)
-            ret = meta_err(rc, "mdb_del(repl_retry)");
-    }
+    for (int l = 0; l < 2 && ret == 0; l++)
+        for (size_t i = 0; i < lists[l]->len && ret == 0; i++) {
+            ev_t *e = lists[l]->v[i];
+            if (e->state == EV_FAILED) {
+                ret = failed_put(s->meta, txn, e->seq, e->rec, e->rec_len, e->attempts, e->error, wall_ms());
+            } else if (e->state == EV_DONE && e->from_retry) {
+                uint8_t kb[8];
+                be_put(kb, e->seq, 8);
+                MDB_val k = {8, kb};
+                rc = mdb_del(txn, s->meta->repl_retry, &k, NULL);
+                if (rc != 0 && rc != MDB_NOTFOUND)
+                    ret = meta_err(rc, "mdb_del(repl_retry)");
+            }
+        }
     if (ret == 0 && cursor != s->cursor) {
         MDB_cursor *cur;
         MDB_val k, v;
@@ -791,19 +801,10 @@ static int persist(ship_t *s, int now)
     if ((rc = mdb_txn_commit(txn)) != 0)
         return meta_err(rc, "mdb_txn_commit");
 
-    /* durable: forget what it covers */
-    s->to_fail.len = 0;
-    for (size_t i = 0; i < s->retry_done.len; i++)
-        for (size_t j = 0; j < s->rq.len; j++)
-            if (s->rq.v[j] == s->retry_done.v[i]) {
-                ev_free(s->rq.v[j]);
-                s->rq.v[j] = s->rq.v[--s->rq.len];
-                break;
-            }
-    s->retry_done.len = 0;
-    /* failed re-driven events were recorded again: drop them from the queue */
+    /* durable: forget what it covers. Re-driven events that are done or were
+     * recorded as failed again leave the queue; failed log events are done. */
     for (size_t j = 0; j < s->rq.len;)
-        if (s->rq.v[j]->state == EV_FAILED) {
+        if (s->rq.v[j]->state == EV_DONE || s->rq.v[j]->state == EV_FAILED) {
             ev_free(s->rq.v[j]);
             s->rq.v[j] = s->rq.v[--s->rq.len];
         } else {
@@ -815,6 +816,11 @@ static int persist(ship_t *s, int now)
         memmove(s->win.v, s->win.v + n, (s->win.len - n) * sizeof(*s->win.v));
         s->win.len -= n;
     }
+    if (s->nfailing > 0)
+        for (size_t i = 0; i < s->win.len; i++)
+            if (s->win.v[i]->state == EV_FAILED)
+                s->win.v[i]->state = EV_DONE;
+    s->nfailing = s->rq_done = 0;
     s->cursor = cursor;
     s->add_acked = s->add_bytes = s->add_superseded = 0;
     s->persisted_ms = mono_ms();
@@ -938,7 +944,7 @@ static int next_wait_ms(ship_t *s)
     if (s->backoff_until > now && s->backoff_until < wake)
         wake = s->backoff_until;
     /* a persist put off while batches are in flight (persist) */
-    if ((s->add_acked > 0 || s->add_superseded > 0 || s->retry_done.len > 0) && s->persisted_ms + PERSIST_EVERY_MS < wake)
+    if ((s->add_acked > 0 || s->add_superseded > 0 || s->rq_done > 0) && s->persisted_ms + PERSIST_EVERY_MS < wake)
         wake = s->persisted_ms + PERSIST_EVERY_MS > now ? s->persisted_ms + PERSIST_EVERY_MS : now;
     /* with every worker busy, ready events must wait for a completion (the
      * eventfd wakes us): their due times would only make poll() spin */
@@ -1067,8 +1073,6 @@ int ship_run(const conf_t *conf, meta_t *meta)
     free(s.scratch);
     free(s.win.v);
     free(s.rq.v);
-    free(s.to_fail.v);
-    free(s.retry_done.v);
     close(s.store_fd);
     close(s.efd);
     close(s.sfd);
