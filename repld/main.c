@@ -49,7 +49,8 @@ static int cmd_failed(const conf_t *conf, int retry)
     uint64_t n = 0;
     int ret;
 
-    if (meta_open(&meta, conf->meta_path, conf->meta_map_size, err, sizeof(err)) != 0) {
+    /* a command creates nothing: a wrong path must fail, not show an empty site */
+    if (meta_open_existing(&meta, conf->meta_path, conf->meta_map_size, !retry, err, sizeof(err)) != 0) {
         fprintf(stderr, "repld: cannot open the metadata: %s\n", err);
         return 1;
     }

@@ -48,49 +48,55 @@ static int mkdir_p(const char *dir)
     return 0;
 }
 
-int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen)
+/* Opens the environment in dir and its databases. With `create`, what is
+ * missing is created (storaged); without, the environment must be there with
+ * every database, and `rdonly` opens it read-only (repld's commands). */
+static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, int rdonly, char *err, size_t errlen)
 {
+    struct {
+        const char *name;
+        MDB_dbi *dbi;
+    } dbs[] = {
+        {"buckets", &m->buckets},      {"objects", &m->objects},       {"replog", &m->replog}, {"pending", &m->pending},
+        {"state", &m->state},          {"tombstones", &m->tombstones}, {"purges", &m->purges}, {"repl_failed", &m->repl_failed},
+        {"repl_retry", &m->repl_retry}};
     MDB_txn *txn = NULL;
     int rc;
     const char *what = "";
 
-    memset(m, 0, sizeof(*m));
-    m->wake_fd = -1;
-    if (mkdir_p(dir) != 0) {
-        snprintf(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
-        return CIO_ESYS;
-    }
     if ((rc = mdb_env_create(&m->env)) != 0) {
         what = "mdb_env_create";
         goto fail;
     }
     mdb_env_set_maxdbs(m->env, 32);
     mdb_env_set_maxreaders(m->env, 1024);
-    if ((rc = mdb_env_set_mapsize(m->env, (size_t)map_size)) != 0) {
+    if ((rc = mdb_env_set_mapsize(m->env, rdonly ? 0 : (size_t)map_size)) != 0) {
         what = "mdb_env_set_mapsize";
         goto fail;
     }
     /* NOTLS: read transactions are reset and renewed by whichever thread. */
-    if ((rc = mdb_env_open(m->env, dir, MDB_NOTLS, 0600)) != 0) {
+    if ((rc = mdb_env_open(m->env, dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600)) != 0) {
         what = "mdb_env_open";
         goto fail;
     }
-    if ((rc = mdb_txn_begin(m->env, NULL, 0, &txn)) != 0) {
+    if ((rc = mdb_txn_begin(m->env, NULL, rdonly ? MDB_RDONLY : 0, &txn)) != 0) {
         what = "mdb_txn_begin";
         goto fail;
     }
     what = "mdb_dbi_open";
-    if ((rc = mdb_dbi_open(txn, "buckets", MDB_CREATE, &m->buckets)) != 0 ||
-        (rc = mdb_dbi_open(txn, "objects", MDB_CREATE, &m->objects)) != 0 ||
-        (rc = mdb_dbi_open(txn, "replog", MDB_CREATE, &m->replog)) != 0 ||
-        (rc = mdb_dbi_open(txn, "pending", MDB_CREATE, &m->pending)) != 0 ||
-        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &m->state)) != 0 ||
-        (rc = mdb_dbi_open(txn, "tombstones", MDB_CREATE, &m->tombstones)) != 0 ||
-        (rc = mdb_dbi_open(txn, "purges", MDB_CREATE, &m->purges)) != 0 ||
-        (rc = mdb_dbi_open(txn, "repl_failed", MDB_CREATE, &m->repl_failed)) != 0 ||
-        (rc = mdb_dbi_open(txn, "repl_retry", MDB_CREATE, &m->repl_retry)) != 0)
-        goto fail;
-    if (alloc_open(&m->alloc, txn) != 0) {
+    for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++)
+        if ((rc = mdb_dbi_open(txn, dbs[i].name, create ? MDB_CREATE : 0, dbs[i].dbi)) != 0) {
+            if (rc == MDB_NOTFOUND && !create) {
+                snprintf(err, errlen, "%s: not a ComIO metadata directory (no \"%s\" table): check server.meta_path", dir,
+                         dbs[i].name);
+                mdb_txn_abort(txn);
+                mdb_env_close(m->env);
+                m->env = NULL;
+                return CIO_ENOTFOUND;
+            }
+            goto fail;
+        }
+    if (create && alloc_open(&m->alloc, txn) != 0) {
         rc = MDB_PANIC;
         what = "alloc_open";
         goto fail;
@@ -100,10 +106,10 @@ int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t e
         what = "mdb_txn_commit";
         goto fail;
     }
-    {
+    if (!rdonly) {
         char path[4200];
         snprintf(path, sizeof(path), "%s/%s", dir, META_WAKE_FILE);
-        if ((m->wake_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        if ((m->wake_fd = open(path, O_WRONLY | (create ? O_CREAT : 0) | O_CLOEXEC, 0600)) < 0 && (create || errno != ENOENT))
             log_msg(LOG_LVL_WARN, "cannot open the wake-up file: repld will notice new events within a second", "path", path,
                     "error", strerror(errno), NULL);
     }
@@ -116,6 +122,33 @@ fail:
         mdb_env_close(m->env);
     m->env = NULL;
     return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
+}
+
+int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof(*m));
+    m->wake_fd = -1;
+    if (mkdir_p(dir) != 0) {
+        snprintf(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
+        return CIO_ESYS;
+    }
+    return open_env(m, dir, map_size, 1, 0, err, errlen);
+}
+
+int meta_open_existing(meta_t *m, const char *dir, uint64_t map_size, int rdonly, char *err, size_t errlen)
+{
+    char path[4200];
+    struct stat st;
+
+    memset(m, 0, sizeof(*m));
+    m->wake_fd = -1;
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    if (stat(path, &st) != 0) {
+        snprintf(err, errlen, "%s: no metadata there (%s): check server.meta_path; storaged creates it when it first starts", dir,
+                 strerror(errno));
+        return CIO_ENOTFOUND;
+    }
+    return open_env(m, dir, map_size, 0, rdonly, err, errlen);
 }
 
 void meta_wake(meta_t *m)

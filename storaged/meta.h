@@ -74,6 +74,16 @@ void meta_wake(meta_t *m);
 /* Opens (creating) the environment in directory `dir` with `map_size` bytes of
  * map and opens every database. On failure writes a reason into err. */
 int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen) CIO_MUST_CHECK;
+
+/* Opens an environment that must already exist in `dir` with every database,
+ * creating nothing (no directory, file or table): for commands pointed at a
+ * site's metadata, where a wrong path must fail, not make an empty site.
+ * `rdonly` opens it read-only (map_size is then the file's). The allocator
+ * (m->alloc) is not opened, and the wake-up file is used only if it exists.
+ * Returns 0, CIO_ENOTFOUND when dir holds no environment or lacks a
+ * database, CIO_EDB or CIO_EMAPFULL; on failure writes a reason that names
+ * `dir` into err. */
+int meta_open_existing(meta_t *m, const char *dir, uint64_t map_size, int rdonly, char *err, size_t errlen) CIO_MUST_CHECK;
 void meta_close(meta_t *m);
 
 /* Maps an LMDB return code to a CIO code, logging `what` when it is an error. */
