@@ -660,7 +660,7 @@ static int serve_object(http_server_t *srv, h2o_req_t *req, const path_t *p, uin
     ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
     if (ret == CIO_ENOTFOUND && meta_bucket_get(srv->meta, txn, p->bucket, p->bucket_len, &bk) == CIO_ENOTFOUND)
         ret = 1;
-    if (version != 0 && (ret == 1 || ret == CIO_ENOTFOUND || (ret == 0 && o.version != version)))
+    if (version != 0 && (ret == 1 || ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, version))))
         ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */
     rtxn_end(t);
     if (ret != 0) {

@@ -321,6 +321,11 @@ int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char
     return meta_err(mdb_del(txn, m->objects, &key, NULL), "mdb_del(objects)");
 }
 
+int meta_obj_current(const meta_obj_t *o, uint64_t version)
+{
+    return !o->replicated && o->version == version;
+}
+
 static int cmp_key(const char *a, size_t alen, const char *b, size_t blen)
 {
     int c = memcmp(a, b, alen < blen ? alen : blen);

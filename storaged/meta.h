@@ -99,6 +99,15 @@ int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char
                  const meta_obj_t *o) CIO_MUST_CHECK;
 int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
 
+/* Whether `o` is still the object that this site's own write `version` (a
+ * log event's seq) made: written here, not applied from a primary, with
+ * that version. A site that ships its writes and also applies a primary's
+ * holds applied objects whose versions are the primary's seqs, which can
+ * equal one of its own; only a local object's version names a log event.
+ * Every path that asks "is the event's version still the object" (repld's
+ * inline read and presign, the fetch endpoint) asks this. */
+int meta_obj_current(const meta_obj_t *o, uint64_t version);
+
 /* Calls cb for the objects of bucket b whose key starts with `prefix` and
  * sorts strictly after `after` (either may be empty), in byte order of the
  * full key, until cb returns non-zero or the bucket ends. `o` is valid for
