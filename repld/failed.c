@@ -30,9 +30,9 @@ int failed_put(meta_t *m, MDB_txn *txn, uint64_t seq, const char *rec, size_t re
     rc = mdb_del(txn, m->repl_retry, &k, NULL);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return meta_err(rc, "mdb_del(repl_retry)");
-    if ((ret = meta_state_add(m, txn, "repl_failed", 1)) != 0)
+    if ((ret = meta_state_add(m, txn, META_REPL_FAILED, 1)) != 0)
         return ret;
-    return meta_state_add(m, txn, "repl_failed_total", 1);
+    return meta_state_add(m, txn, META_REPL_FAILED_TOTAL, 1);
 }
 
 static int decode_entry(const MDB_val *k, const MDB_val *v, failed_entry_t *e)
@@ -95,7 +95,7 @@ int failed_requeue_all(meta_t *m, MDB_txn *txn, uint64_t *moved)
         ret = meta_err(rc, "mdb_cursor_get(repl_failed)");
     mdb_cursor_close(cur);
     if (ret == 0)
-        ret = meta_state_put(m, txn, "repl_failed", 0);
+        ret = meta_state_put(m, txn, META_REPL_FAILED, 0);
     return ret;
 }
 

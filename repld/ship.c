@@ -779,19 +779,19 @@ static int persist(ship_t *s, int now)
             mdb_cursor_close(cur);
         }
         if (ret == 0)
-            ret = meta_state_put(s->meta, txn, "repl_cursor", cursor);
+            ret = meta_state_put(s->meta, txn, META_REPL_CURSOR, cursor);
         if (ret == 0 && trimmed_bytes > 0) {
             uint64_t pending_bytes;
-            if ((ret = meta_state_get(s->meta, txn, "log_pending_bytes", &pending_bytes)) == 0)
-                ret = meta_state_put(s->meta, txn, "log_pending_bytes",
+            if ((ret = meta_state_get(s->meta, txn, META_LOG_PENDING_BYTES, &pending_bytes)) == 0)
+                ret = meta_state_put(s->meta, txn, META_LOG_PENDING_BYTES,
                                      pending_bytes > trimmed_bytes ? pending_bytes - trimmed_bytes : 0);
         }
     }
     if (ret == 0 && (s->add_acked > 0 || s->add_superseded > 0)) {
-        if ((ret = meta_state_add(s->meta, txn, "repl_acked", (int64_t)(s->add_acked + s->add_superseded))) == 0 &&
-            (ret = meta_state_add(s->meta, txn, "repl_bytes", (int64_t)s->add_bytes)) == 0 &&
-            (ret = meta_state_add(s->meta, txn, "repl_superseded", (int64_t)s->add_superseded)) == 0 && s->last_ok_ms > 0)
-            ret = meta_state_put(s->meta, txn, "repl_last_ms", (uint64_t)s->last_ok_ms);
+        if ((ret = meta_state_add(s->meta, txn, META_REPL_ACKED, (int64_t)(s->add_acked + s->add_superseded))) == 0 &&
+            (ret = meta_state_add(s->meta, txn, META_REPL_BYTES, (int64_t)s->add_bytes)) == 0 &&
+            (ret = meta_state_add(s->meta, txn, META_REPL_SUPERSEDED, (int64_t)s->add_superseded)) == 0 && s->last_ok_ms > 0)
+            ret = meta_state_put(s->meta, txn, META_REPL_LAST_MS, (uint64_t)s->last_ok_ms);
     }
     if (ret != 0) {
         mdb_txn_abort(txn);
@@ -987,7 +987,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
         log_msg(LOG_LVL_ERROR, "cannot open the data store", "path", conf->storage_path, "error", strerror(errno), NULL);
         return CIO_ESYS;
     }
-    if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) != 0 || meta_state_get(meta, txn, "repl_cursor", &s.cursor) != 0) {
+    if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) != 0 || meta_state_get(meta, txn, META_REPL_CURSOR, &s.cursor) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot read the replication cursor", NULL);
         return CIO_EDB;
     }

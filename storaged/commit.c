@@ -470,8 +470,8 @@ static int finish_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     bk.objects++;
     bk.bytes += j->size;
     if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "objects", had_old ? 0 : 1)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "bytes", (int64_t)j->size - (had_old ? (int64_t)old.size : 0))) != 0)
+        (ret = meta_state_add(c->meta, txn, META_OBJECTS, had_old ? 0 : 1)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_BYTES, (int64_t)j->size - (had_old ? (int64_t)old.size : 0))) != 0)
         return ret;
     return log_append(c, txn, j, LOGREC_PUT);
 }
@@ -498,8 +498,8 @@ static int finish_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
         (ret = keep_applied_version(c, txn, j->bucket, j->blen, &old)) != 0 ||
         (ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "objects", -1)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)old.size)) != 0)
+        (ret = meta_state_add(c->meta, txn, META_OBJECTS, -1)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)old.size)) != 0)
         return ret;
     return log_append(c, txn, j, LOGREC_DELETE);
 }
@@ -559,8 +559,8 @@ static int finish_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
     bk.objects = 0;
     bk.bytes = 0;
     if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "objects", -(int64_t)j->count)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)j->bytes)) != 0)
+        (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)j->count)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)j->bytes)) != 0)
         return ret;
     return log_append(c, txn, j, LOGREC_PURGE);
 }
@@ -633,9 +633,9 @@ static int apply_cache_flush(commit_t *c, MDB_txn *txn, apply_cache_t *ac)
     int ret;
     if (ac->bk_dirty && (ret = meta_bucket_put(c->meta, txn, ac->bucket, ac->blen, &ac->bk)) != 0)
         return ret;
-    if (ac->objects != 0 && (ret = meta_state_add(c->meta, txn, "objects", ac->objects)) != 0)
+    if (ac->objects != 0 && (ret = meta_state_add(c->meta, txn, META_OBJECTS, ac->objects)) != 0)
         return ret;
-    if (ac->bytes != 0 && (ret = meta_state_add(c->meta, txn, "bytes", ac->bytes)) != 0)
+    if (ac->bytes != 0 && (ret = meta_state_add(c->meta, txn, META_BYTES, ac->bytes)) != 0)
         return ret;
     memset(ac, 0, sizeof(*ac));
     return 0;
@@ -909,8 +909,8 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
             pbk.objects -= p.count;
             pbk.bytes -= p.bytes;
             if ((ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &pbk)) != 0 ||
-                (ret = meta_state_add(c->meta, txn, "objects", -(int64_t)p.count)) != 0 ||
-                (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)p.bytes)) != 0)
+                (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)p.count)) != 0 ||
+                (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)p.bytes)) != 0)
                 return ret;
         }
         break;
@@ -949,10 +949,10 @@ static int finish_apply(commit_t *c, MDB_txn *txn, commit_job_t *j)
         n[it->result]++;
     }
     if ((ret = apply_cache_flush(c, txn, &ac)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "apply_applied", (int64_t)n[BATCH_APPLIED])) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "apply_skipped", (int64_t)n[BATCH_SKIPPED])) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "apply_failed", (int64_t)(n[BATCH_RETRY] + n[BATCH_PERMANENT]))) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "apply_permanent", (int64_t)n[BATCH_PERMANENT])) != 0)
+        (ret = meta_state_add(c->meta, txn, META_APPLY_APPLIED, (int64_t)n[BATCH_APPLIED])) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_APPLY_SKIPPED, (int64_t)n[BATCH_SKIPPED])) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_APPLY_FAILED, (int64_t)(n[BATCH_RETRY] + n[BATCH_PERMANENT]))) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_APPLY_PERMANENT, (int64_t)n[BATCH_PERMANENT])) != 0)
         return ret;
     return 0;
 }

@@ -1036,11 +1036,12 @@ static int do_metrics(http_server_t *srv, h2o_req_t *req)
         return 0;
     }
     if (alloc_stats(&srv->meta->alloc, txn, &capacity, &free_bytes, &extents, &largest) != 0 ||
-        meta_state_get(srv->meta, txn, "objects", &objects) != 0 || meta_state_get(srv->meta, txn, "bytes", &bytes) != 0 ||
-        meta_log_stats(srv->meta, txn, &head, &records) != 0 || meta_state_get(srv->meta, txn, "apply_applied", &applied) != 0 ||
-        meta_state_get(srv->meta, txn, "apply_skipped", &skipped) != 0 ||
-        meta_state_get(srv->meta, txn, "apply_failed", &failed) != 0 ||
-        meta_state_get(srv->meta, txn, "apply_permanent", &permanent) != 0 || meta_tomb_count(srv->meta, txn, &tombstones) != 0) {
+        meta_state_get(srv->meta, txn, META_OBJECTS, &objects) != 0 || meta_state_get(srv->meta, txn, META_BYTES, &bytes) != 0 ||
+        meta_log_stats(srv->meta, txn, &head, &records) != 0 || meta_state_get(srv->meta, txn, META_APPLY_APPLIED, &applied) != 0 ||
+        meta_state_get(srv->meta, txn, META_APPLY_SKIPPED, &skipped) != 0 ||
+        meta_state_get(srv->meta, txn, META_APPLY_FAILED, &failed) != 0 ||
+        meta_state_get(srv->meta, txn, META_APPLY_PERMANENT, &permanent) != 0 ||
+        meta_tomb_count(srv->meta, txn, &tombstones) != 0) {
         rtxn_end(t);
         reply_cio_error(req, CIO_EDB, "metrics failed");
         return 0;

@@ -498,8 +498,14 @@ done:
 
 /* ---- counters ---- */
 
-int meta_state_get(meta_t *m, MDB_txn *txn, const char *name, uint64_t *out)
+#define META_COUNTER_NAME(e, name, doc) [e] = name,
+static const char *const counter_names[] = {META_COUNTERS(META_COUNTER_NAME)};
+#undef META_COUNTER_NAME
+_Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == META_NCOUNTERS, "one stored name per counter");
+
+int meta_state_get(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t *out)
 {
+    const char *name = counter_names[c];
     MDB_val k = {strlen(name), (void *)name}, v;
     int rc = mdb_get(txn, m->state, &k, &v);
     if (rc == MDB_NOTFOUND) {
@@ -514,30 +520,31 @@ int meta_state_get(meta_t *m, MDB_txn *txn, const char *name, uint64_t *out)
     return 0;
 }
 
-int meta_state_put(meta_t *m, MDB_txn *txn, const char *name, uint64_t val)
+int meta_state_put(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t val)
 {
+    const char *name = counter_names[c];
     uint8_t buf[8];
     be_put(buf, val, 8);
     MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
     return meta_err(mdb_put(txn, m->state, &k, &v, 0), "mdb_put(state)");
 }
 
-int meta_state_add(meta_t *m, MDB_txn *txn, const char *name, int64_t delta)
+int meta_state_add(meta_t *m, MDB_txn *txn, meta_counter_t c, int64_t delta)
 {
     uint64_t v;
     int ret;
-    if ((ret = meta_state_get(m, txn, name, &v)) != 0)
+    if ((ret = meta_state_get(m, txn, c, &v)) != 0)
         return ret;
-    return meta_state_put(m, txn, name, v + (uint64_t)delta);
+    return meta_state_put(m, txn, c, v + (uint64_t)delta);
 }
 
 int meta_next_seq(meta_t *m, MDB_txn *txn, uint64_t *seq)
 {
     uint64_t last;
     int ret;
-    if ((ret = meta_state_get(m, txn, "last_seq", &last)) != 0)
+    if ((ret = meta_state_get(m, txn, META_LAST_SEQ, &last)) != 0)
         return ret;
-    if ((ret = meta_state_put(m, txn, "last_seq", last + 1)) != 0)
+    if ((ret = meta_state_put(m, txn, META_LAST_SEQ, last + 1)) != 0)
         return ret;
     *seq = last + 1;
     return 0;
@@ -558,8 +565,8 @@ int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r)
     MDB_val k = {8, kb}, v = {sb.size, sb.data};
     if ((ret = meta_err(mdb_put(txn, m->replog, &k, &v, MDB_APPEND), "mdb_put(replog)")) != 0)
         goto done;
-    if ((ret = meta_state_add(m, txn, "log_count", 1)) == 0 && r->op == LOGREC_PUT)
-        ret = meta_state_add(m, txn, "log_pending_bytes", (int64_t)r->size); /* repld subtracts when it trims */
+    if ((ret = meta_state_add(m, txn, META_LOG_COUNT, 1)) == 0 && r->op == LOGREC_PUT)
+        ret = meta_state_add(m, txn, META_LOG_PENDING_BYTES, (int64_t)r->size); /* repld subtracts when it trims */
 done:
     msgpack_sbuffer_destroy(&sb);
     return ret;

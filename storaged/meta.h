@@ -118,10 +118,38 @@ typedef int (*meta_list_cb)(void *ctx, const meta_obj_t *o);
 int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *prefix, size_t plen, const char *after,
                   size_t alen, size_t limit, meta_list_cb cb, void *ctx) CIO_MUST_CHECK;
 
+/* The counters of the "state" table, each with the name it is stored
+ * under: those names are on disk, so one is never renamed. A counter is
+ * named by its enum value, so a misspelt one does not compile.
+ *   X(enum value, stored name, who writes it) */
+#define META_COUNTERS(X)                                                                                                           \
+    X(META_LAST_SEQ, "last_seq", "the last mutation seq taken (storaged)")                                                         \
+    X(META_LOG_COUNT, "log_count", "records ever appended to the log (storaged)")                                                  \
+    X(META_LOG_PENDING_BYTES, "log_pending_bytes", "object bytes of the PUT records in the log (storaged adds, repld trims)")      \
+    X(META_REPL_CURSOR, "repl_cursor", "every seq up to it is acknowledged or recorded as failed (repld)")                         \
+    X(META_REPL_ACKED, "repl_acked", "events acknowledged by the replica or superseded (repld)")                                   \
+    X(META_REPL_BYTES, "repl_bytes", "object bytes of the acknowledged PUT events (repld)")                                        \
+    X(META_REPL_SUPERSEDED, "repl_superseded", "events acknowledged without sending: the object had moved on (repld)")             \
+    X(META_REPL_FAILED, "repl_failed", "events in the repl_failed table now (repld)")                                              \
+    X(META_REPL_FAILED_TOTAL, "repl_failed_total", "events ever recorded as failed (repld)")                                       \
+    X(META_REPL_LAST_MS, "repl_last_ms", "wall clock of the last acknowledgement, ms (repld)")                                     \
+    X(META_OBJECTS, "objects", "objects stored on the site (storaged)")                                                            \
+    X(META_BYTES, "bytes", "bytes of the objects stored (storaged)")                                                               \
+    X(META_APPLY_APPLIED, "apply_applied", "a replica's events applied (storaged)")                                                \
+    X(META_APPLY_SKIPPED, "apply_skipped", "a replica's events skipped: stale or duplicate (storaged)")                            \
+    X(META_APPLY_FAILED, "apply_failed", "a replica's events refused, for now or for good (storaged)")                             \
+    X(META_APPLY_PERMANENT, "apply_permanent", "a replica's events refused for good (storaged)")                                   \
+    X(META_STORE_ID_HI, "store_id_hi", "the data store's identity, high half (storaged)")                                          \
+    X(META_STORE_ID_LO, "store_id_lo", "the data store's identity, low half (storaged)")
+
+#define META_COUNTER_ENUM(e, name, doc) e,
+typedef enum { META_COUNTERS(META_COUNTER_ENUM) META_NCOUNTERS } meta_counter_t;
+#undef META_COUNTER_ENUM
+
 /* Counters in "state". get yields 0 for an absent counter. */
-int meta_state_get(meta_t *m, MDB_txn *txn, const char *name, uint64_t *v) CIO_MUST_CHECK;
-int meta_state_put(meta_t *m, MDB_txn *txn, const char *name, uint64_t v) CIO_MUST_CHECK;
-int meta_state_add(meta_t *m, MDB_txn *txn, const char *name, int64_t delta) CIO_MUST_CHECK;
+int meta_state_get(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t *v) CIO_MUST_CHECK;
+int meta_state_put(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t v) CIO_MUST_CHECK;
+int meta_state_add(meta_t *m, MDB_txn *txn, meta_counter_t c, int64_t delta) CIO_MUST_CHECK;
 
 /* Takes the next mutation sequence number (strictly increasing, never reused,
  * starting at 1). */

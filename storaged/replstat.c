@@ -30,14 +30,14 @@ static int load(meta_t *m, figures_t *f)
     memset(f, 0, sizeof(*f));
     if ((rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin");
-    if ((ret = meta_state_get(m, txn, "log_count", &f->queued)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_acked", &f->acked)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_failed", &f->failed)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_failed_total", &f->failed_total)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_last_ms", &f->last_ms)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_bytes", &f->bytes)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_cursor", &cursor)) != 0 ||
-        (ret = meta_state_get(m, txn, "log_pending_bytes", &f->pending_bytes)) != 0 ||
+    if ((ret = meta_state_get(m, txn, META_LOG_COUNT, &f->queued)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_ACKED, &f->acked)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_FAILED, &f->failed)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_FAILED_TOTAL, &f->failed_total)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_LAST_MS, &f->last_ms)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_BYTES, &f->bytes)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_CURSOR, &cursor)) != 0 ||
+        (ret = meta_state_get(m, txn, META_LOG_PENDING_BYTES, &f->pending_bytes)) != 0 ||
         (ret = meta_log_stats(m, txn, &f->head, &records)) != 0)
         goto done;
     f->pending = records;
