@@ -10,6 +10,7 @@
 #include "common/be.h"
 #include "common/log.h"
 #include "common/meta.h"
+#include "common/replog.h"
 
 #define OBJ_FORMAT 1         /* an object written on this site */
 #define OBJ_FORMAT_REPLICA 2 /* the same layout, applied from a primary: its version is the primary's */
@@ -95,11 +96,6 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
             }
             goto fail;
         }
-    if (create && alloc_open(&m->alloc, txn) != 0) {
-        rc = MDB_PANIC;
-        what = "alloc_open";
-        goto fail;
-    }
     if ((rc = mdb_txn_commit(txn)) != 0) {
         txn = NULL;
         what = "mdb_txn_commit";
@@ -107,7 +103,7 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
     }
     if (!rdonly) {
         char path[4200];
-        snprintf(path, sizeof(path), "%s/%s", dir, META_WAKE_FILE);
+        snprintf(path, sizeof(path), "%s/%s", dir, REPLOG_WAKE_FILE);
         if ((m->wake_fd = open(path, O_WRONLY | (create ? O_CREAT : 0) | O_CLOEXEC, 0600)) < 0 && (create || errno != ENOENT))
             log_msg(LOG_LVL_WARN, "cannot open the wake-up file: repld will notice new events within a second", "path", path,
                     "error", strerror(errno), NULL);
@@ -123,39 +119,27 @@ fail:
     return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
 }
 
-int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen)
-{
-    memset(m, 0, sizeof(*m));
-    m->wake_fd = -1;
-    if (mkdir_p(dir) != 0) {
-        snprintf(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
-        return CIO_ESYS;
-    }
-    return open_env(m, dir, map_size, 1, 0, err, errlen);
-}
-
-int meta_open_existing(meta_t *m, const char *dir, uint64_t map_size, int rdonly, char *err, size_t errlen)
+int meta_open_env(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, char *err, size_t errlen)
 {
     char path[4200];
     struct stat st;
 
     memset(m, 0, sizeof(*m));
     m->wake_fd = -1;
+    if (flags & META_OPEN_CREATE) {
+        if (mkdir_p(dir) != 0) {
+            snprintf(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
+            return CIO_ESYS;
+        }
+        return open_env(m, dir, map_size, 1, 0, err, errlen);
+    }
     snprintf(path, sizeof(path), "%s/data.mdb", dir);
     if (stat(path, &st) != 0) {
         snprintf(err, errlen, "%s: no metadata there (%s): check server.meta_path; storaged creates it when it first starts", dir,
                  strerror(errno));
         return CIO_ENOTFOUND;
     }
-    return open_env(m, dir, map_size, 0, rdonly, err, errlen);
-}
-
-void meta_wake(meta_t *m)
-{
-    static const char one = 1;
-    if (m->wake_fd >= 0 && pwrite(m->wake_fd, &one, 1, 0) < 0) {
-        /* nothing to do: repld's safety poll picks the events up */
-    }
+    return open_env(m, dir, map_size, 0, (flags & META_OPEN_RDONLY) != 0, err, errlen);
 }
 
 void meta_close(meta_t *m)
@@ -502,58 +486,3 @@ int meta_state_add(meta_t *m, MDB_txn *txn, meta_counter_t c, int64_t delta)
         return ret;
     return meta_state_put(m, txn, c, v + (uint64_t)delta);
 }
-
-int meta_next_seq(meta_t *m, MDB_txn *txn, uint64_t *seq)
-{
-    uint64_t last;
-    int ret;
-    if ((ret = meta_state_get(m, txn, META_LAST_SEQ, &last)) != 0)
-        return ret;
-    if ((ret = meta_state_put(m, txn, META_LAST_SEQ, last + 1)) != 0)
-        return ret;
-    *seq = last + 1;
-    return 0;
-}
-
-/* ---- replication log ---- */
-
-int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r)
-{
-    msgpack_sbuffer sb;
-    uint8_t kb[8];
-    int ret;
-
-    msgpack_sbuffer_init(&sb);
-    if ((ret = logrec_encode(r, &sb)) != 0)
-        goto done;
-    be_put(kb, r->seq, 8);
-    MDB_val k = {8, kb}, v = {sb.size, sb.data};
-    if ((ret = meta_err(mdb_put(txn, m->replog, &k, &v, MDB_APPEND), "mdb_put(replog)")) != 0)
-        goto done;
-    if ((ret = meta_state_add(m, txn, META_LOG_COUNT, 1)) == 0 && r->op == LOGREC_PUT)
-        ret = meta_state_add(m, txn, META_LOG_PENDING_BYTES, (int64_t)r->size); /* repld subtracts when it trims */
-done:
-    msgpack_sbuffer_destroy(&sb);
-    return ret;
-}
-
-int meta_log_stats(meta_t *m, MDB_txn *txn, uint64_t *head, uint64_t *records)
-{
-    MDB_stat st;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int rc;
-
-    if ((rc = mdb_stat(txn, m->replog, &st)) != 0)
-        return meta_err(rc, "mdb_stat(replog)");
-    *records = st.ms_entries;
-    *head = 0;
-    if ((rc = mdb_cursor_open(txn, m->replog, &cur)) != 0)
-        return meta_err(rc, "mdb_cursor_open(replog)");
-    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (rc == 0 && k.mv_size == 8)
-        *head = be_get(k.mv_data, 8);
-    mdb_cursor_close(cur);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_cursor_get(replog)");
-}
-

@@ -30,15 +30,8 @@ typedef struct meta {
     MDB_dbi buckets, objects, replog, pending, state;
     MDB_dbi tombstones, purges, repl_failed, repl_retry;
     alloc_t alloc;
-    int wake_fd; /* META_WAKE_FILE in the environment's directory; -1 if it could not be opened */
+    int wake_fd; /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
 } meta_t;
-
-/* A file beside the LMDB environment that is written after every commit that
- * gives repld work (log records, events put back in line). repld watches it
- * with inotify. data.mdb itself is no good for this: LMDB writes its meta page
- * (which wakes a watcher) before it publishes the transaction to readers, so
- * a reader woken by that write may still see the old state. */
-#define META_WAKE_FILE "replog.wake"
 
 typedef struct {
     uint64_t version; /* seq of the mutation that wrote it */
@@ -54,24 +47,21 @@ typedef struct {
     int replicated;                   /* 1: applied by a replica from its primary (version is the primary's seq); 0: written here */
 } meta_obj_t;
 
-/* Tells repld that committed work is waiting: writes one byte to
- * META_WAKE_FILE. Call after mdb_txn_commit() has returned. Never fails
- * (repld also polls once a second). */
-void meta_wake(meta_t *m);
+#define META_OPEN_CREATE 1u /* create what is missing: the directory, the environment, its tables */
+#define META_OPEN_RDONLY 2u /* without CREATE: read-only (map_size is then the file's) */
 
-/* Opens (creating) the environment in directory `dir` with `map_size` bytes of
- * map and opens every database. On failure writes a reason into err. */
-int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen) CIO_MUST_CHECK;
+/* Opens the environment in directory `dir` with `map_size` bytes of map and
+ * every table's handle. Without META_OPEN_CREATE it creates nothing (no
+ * directory, file or table): the environment must be there with every
+ * table, and the wake-up file is used only if it exists; that is for repld,
+ * whose wrong path must fail, not make an empty site. The allocator
+ * (m->alloc) is not opened here: storaged's meta_open does that.
+ * Returns 0, CIO_ENOTFOUND when there is no environment or a table is
+ * missing, CIO_ESYS, CIO_EDB or CIO_EMAPFULL; on failure writes a reason
+ * that names `dir` into err. Close with meta_close. */
+int meta_open_env(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, char *err, size_t errlen) CIO_MUST_CHECK;
 
-/* Opens an environment that must already exist in `dir` with every database,
- * creating nothing (no directory, file or table): for commands pointed at a
- * site's metadata, where a wrong path must fail, not make an empty site.
- * `rdonly` opens it read-only (map_size is then the file's). The allocator
- * (m->alloc) is not opened, and the wake-up file is used only if it exists.
- * Returns 0, CIO_ENOTFOUND when dir holds no environment or lacks a
- * database, CIO_EDB or CIO_EMAPFULL; on failure writes a reason that names
- * `dir` into err. */
-int meta_open_existing(meta_t *m, const char *dir, uint64_t map_size, int rdonly, char *err, size_t errlen) CIO_MUST_CHECK;
+/* Closes what meta_open_env opened; harmless on a failed or closed one. */
 void meta_close(meta_t *m);
 
 /* Maps an LMDB return code to a CIO code, logging `what` when it is an error. */
@@ -141,16 +131,5 @@ size_t meta_objkey(uint8_t *out, const char *b, size_t blen, const char *k, size
 
 /* Decodes an "objects" value into o. 0 or CIO_EPROTO. */
 int meta_obj_decode(const MDB_val *v, meta_obj_t *o) CIO_MUST_CHECK;
-
-/* Takes the next mutation sequence number (strictly increasing, never reused,
- * starting at 1). */
-int meta_next_seq(meta_t *m, MDB_txn *txn, uint64_t *seq) CIO_MUST_CHECK;
-
-/* Appends `r` (r->seq must exceed every seq already in the log) to "replog",
- * counts it in "log_count" and adds a PUT's size to "log_pending_bytes". */
-int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r) CIO_MUST_CHECK;
-
-/* Reports the highest seq in the log (0 when empty) and the number of records. */
-int meta_log_stats(meta_t *m, MDB_txn *txn, uint64_t *head, uint64_t *records) CIO_MUST_CHECK;
 
 #endif

@@ -12,7 +12,8 @@
 #include "repld/failed.h"
 #include "common/lockfile.h"
 #include "common/log.h"
-#include "storaged/meta.h"
+#include "common/meta.h"
+#include "common/replog.h"
 #include "common/notify.h"
 #include "repld/ship.h"
 
@@ -50,7 +51,7 @@ static int cmd_failed(const conf_t *conf, int retry)
     int ret;
 
     /* a command creates nothing: a wrong path must fail, not show an empty site */
-    if (meta_open_existing(&meta, conf->meta_path, conf->meta_map_size, !retry, err, sizeof(err)) != 0) {
+    if (meta_open_env(&meta, conf->meta_path, conf->meta_map_size, retry ? 0 : META_OPEN_RDONLY, err, sizeof(err)) != 0) {
         fprintf(stderr, "repld: cannot open the metadata: %s\n", err);
         return 1;
     }
@@ -59,11 +60,11 @@ static int cmd_failed(const conf_t *conf, int retry)
     } else {
         MDB_txn *txn;
         int rc = mdb_txn_begin(meta.env, NULL, 0, &txn);
-        ret = rc != 0 ? meta_err(rc, "mdb_txn_begin") : failed_requeue_all(&meta, txn, &n);
+        ret = rc != 0 ? meta_err(rc, "mdb_txn_begin") : replog_requeue_failed(&meta, txn, &n);
         if (rc == 0)
             ret = ret == 0 ? meta_err(mdb_txn_commit(txn), "mdb_txn_commit") : (mdb_txn_abort(txn), ret);
         if (ret == 0) {
-            meta_wake(&meta); /* a running repld takes them at once */
+            replog_wake(&meta); /* a running repld takes them at once */
             printf("%llu failed event(s) put back in line%s\n", (unsigned long long)n,
                    n ? "; a running repld sends them now, a stopped one when it starts" : "");
         }
@@ -137,7 +138,8 @@ int main(int argc, char **argv)
         conf_free(&conf);
         return 1;
     }
-    if (meta_open(&meta, conf.meta_path, conf.meta_map_size, err, sizeof(err)) != 0) {
+    /* the environment is storaged's: repld opens it, never creates it */
+    if (meta_open_env(&meta, conf.meta_path, conf.meta_map_size, 0, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot open the metadata", "error", err, NULL);
         conf_free(&conf);
         return 1;

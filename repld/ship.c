@@ -20,11 +20,11 @@
 #include "common/be.h"
 #include "common/buf.h"
 #include "common/ctl.h"
-#include "repld/failed.h"
+#include "common/replog.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "proto/presign.h"
-#include "storaged/replstat.h"
+#include "common/replstat.h"
 #include "repld/sender.h"
 #include "repld/ship.h"
 
@@ -201,65 +201,52 @@ static void snap_end(ship_t *s)
     mdb_txn_reset(s->snap);
 }
 
+typedef struct {
+    ship_t *s;
+    evvec_t *into;
+    size_t max;
+    int from_retry;
+} fill_ctx_t;
+
+/* replog_visit_cb: one event into the window or the re-drive queue. */
+static int take_event(void *ctx, uint64_t seq, const char *rec, size_t len)
+{
+    fill_ctx_t *fc = ctx;
+    if (fc->into->len >= fc->max)
+        return 1;
+    ev_t *e = ev_new(seq, rec, len);
+    if (e == NULL || vec_push(fc->into, e) != 0) {
+        ev_free(e);
+        return CIO_ENOMEM;
+    }
+    e->from_retry = fc->from_retry;
+    if (!fc->from_retry)
+        fc->s->next_read = seq + 1;
+    if (e->state == EV_FAILED)
+        fail_event(fc->s, e, e->error);
+    return 0;
+}
+
+/* Tops up the window from the log, and the re-drive queue from "repl_retry"
+ * once it is empty. */
 static int fill(ship_t *s)
 {
     size_t max = window_max(s->conf);
     MDB_txn *txn;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    uint8_t kb[8];
-    int rc, ret = 0;
+    int ret = 0;
 
     if (s->win.len >= max && s->rq.len > 0)
         return 0;
     if ((ret = snap_begin(s, &txn)) != 0)
         return ret;
     if (s->win.len < max) {
-        if ((rc = mdb_cursor_open(txn, s->meta->replog, &cur)) != 0) {
-            ret = meta_err(rc, "mdb_cursor_open(replog)");
-            goto done;
-        }
-        be_put(kb, s->next_read, 8);
-        k.mv_size = 8;
-        k.mv_data = kb;
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && s->win.len < max;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            if (k.mv_size != 8)
-                continue;
-            uint64_t seq = be_get(k.mv_data, 8);
-            ev_t *e = ev_new(seq, v.mv_data, v.mv_size);
-            if (e == NULL || vec_push(&s->win, e) != 0) {
-                ev_free(e);
-                ret = CIO_ENOMEM;
-                break;
-            }
-            s->next_read = seq + 1;
-            if (e->state == EV_FAILED)
-                fail_event(s, e, e->error);
-        }
-        mdb_cursor_close(cur);
+        fill_ctx_t fc = {s, &s->win, max, 0};
+        ret = replog_scan(s->meta, txn, s->next_read, take_event, &fc);
     }
     if (ret == 0 && s->rq.len == 0) {
-        if ((rc = mdb_cursor_open(txn, s->meta->repl_retry, &cur)) != 0) {
-            ret = meta_err(rc, "mdb_cursor_open(repl_retry)");
-            goto done;
-        }
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && s->rq.len < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            if (k.mv_size != 8)
-                continue;
-            ev_t *e = ev_new(be_get(k.mv_data, 8), v.mv_data, v.mv_size);
-            if (e == NULL || vec_push(&s->rq, e) != 0) {
-                ev_free(e);
-                ret = CIO_ENOMEM;
-                break;
-            }
-            e->from_retry = 1;
-            if (e->state == EV_FAILED)
-                fail_event(s, e, e->error);
-        }
-        mdb_cursor_close(cur);
+        fill_ctx_t fc = {s, &s->rq, max, 1};
+        ret = replog_retry_scan(s->meta, txn, take_event, &fc);
     }
-done:
     snap_end(s);
     return ret;
 }
@@ -754,45 +741,15 @@ static int persist(ship_t *s, int now)
     for (int l = 0; l < 2 && ret == 0; l++)
         for (size_t i = 0; i < lists[l]->len && ret == 0; i++) {
             ev_t *e = lists[l]->v[i];
-            if (e->state == EV_FAILED) {
-                ret = failed_put(s->meta, txn, e->seq, e->rec, e->rec_len, e->attempts, e->error, wall_ms());
-            } else if (e->state == EV_DONE && e->from_retry) {
-                uint8_t kb[8];
-                be_put(kb, e->seq, 8);
-                MDB_val k = {8, kb};
-                rc = mdb_del(txn, s->meta->repl_retry, &k, NULL);
-                if (rc != 0 && rc != MDB_NOTFOUND)
-                    ret = meta_err(rc, "mdb_del(repl_retry)");
-            }
+            if (e->state == EV_FAILED)
+                ret = replog_fail(s->meta, txn, e->seq, e->rec, e->rec_len, e->attempts, e->error, wall_ms());
+            else if (e->state == EV_DONE && e->from_retry)
+                ret = replog_retry_done(s->meta, txn, e->seq);
         }
-    if (ret == 0 && cursor != s->cursor) {
-        MDB_cursor *cur;
-        MDB_val k, v;
-        if ((rc = mdb_cursor_open(txn, s->meta->replog, &cur)) != 0) {
-            ret = meta_err(rc, "mdb_cursor_open(replog)");
-        } else {
-            while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 && k.mv_size == 8 && be_get(k.mv_data, 8) <= cursor)
-                if ((rc = mdb_cursor_del(cur, 0)) != 0)
-                    break;
-            if (rc != 0 && rc != MDB_NOTFOUND)
-                ret = meta_err(rc, "trim replog");
-            mdb_cursor_close(cur);
-        }
-        if (ret == 0)
-            ret = meta_state_put(s->meta, txn, META_REPL_CURSOR, cursor);
-        if (ret == 0 && trimmed_bytes > 0) {
-            uint64_t pending_bytes;
-            if ((ret = meta_state_get(s->meta, txn, META_LOG_PENDING_BYTES, &pending_bytes)) == 0)
-                ret = meta_state_put(s->meta, txn, META_LOG_PENDING_BYTES,
-                                     pending_bytes > trimmed_bytes ? pending_bytes - trimmed_bytes : 0);
-        }
-    }
-    if (ret == 0 && (s->add_acked > 0 || s->add_superseded > 0)) {
-        if ((ret = meta_state_add(s->meta, txn, META_REPL_ACKED, (int64_t)(s->add_acked + s->add_superseded))) == 0 &&
-            (ret = meta_state_add(s->meta, txn, META_REPL_BYTES, (int64_t)s->add_bytes)) == 0 &&
-            (ret = meta_state_add(s->meta, txn, META_REPL_SUPERSEDED, (int64_t)s->add_superseded)) == 0 && s->last_ok_ms > 0)
-            ret = meta_state_put(s->meta, txn, META_REPL_LAST_MS, (uint64_t)s->last_ok_ms);
-    }
+    if (ret == 0 && cursor != s->cursor)
+        ret = replog_advance(s->meta, txn, cursor, trimmed_bytes);
+    if (ret == 0 && (s->add_acked > 0 || s->add_superseded > 0))
+        ret = replog_count_acked(s->meta, txn, s->add_acked + s->add_superseded, s->add_superseded, s->add_bytes, s->last_ok_ms);
     if (ret != 0) {
         mdb_txn_abort(txn);
         return ret;
@@ -918,7 +875,7 @@ static int setup_fds(ship_t *s, sigset_t *sigs)
         return CIO_ESYS;
     }
     /* storaged writes the wake file after each commit that logged (meta.h) */
-    snprintf(path, sizeof(path), "%s/%s", s->conf->meta_path, META_WAKE_FILE);
+    snprintf(path, sizeof(path), "%s/%s", s->conf->meta_path, REPLOG_WAKE_FILE);
     s->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     if (s->ifd >= 0 && inotify_add_watch(s->ifd, path, IN_MODIFY) < 0) {
         log_msg(LOG_LVL_WARN, "cannot watch the log; polling instead", "path", path, "error", strerror(errno), NULL);
@@ -987,7 +944,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
         log_msg(LOG_LVL_ERROR, "cannot open the data store", "path", conf->storage_path, "error", strerror(errno), NULL);
         return CIO_ESYS;
     }
-    if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) != 0 || meta_state_get(meta, txn, META_REPL_CURSOR, &s.cursor) != 0) {
+    if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) != 0 || replog_cursor(meta, txn, &s.cursor) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot read the replication cursor", NULL);
         return CIO_EDB;
     }

@@ -12,6 +12,7 @@
 #include "storaged/carve.h"
 #include "storaged/commit.h"
 #include "common/log.h"
+#include "common/replog.h"
 
 #define GROUP_MAX 4096        /* jobs per transaction: bounds commit latency */
 #define QUARANTINE_POLL_MS 50 /* how soon released extents are retried when idle */
@@ -429,7 +430,7 @@ static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op
         r.content_type = j->ctype;
         r.content_type_len = j->ctype_len;
     }
-    return meta_log_append(c->meta, txn, &r);
+    return replog_append(c->meta, txn, &r);
 }
 
 static int finish_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
@@ -444,7 +445,7 @@ static int finish_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
     had_old = ret == 0;
-    if ((ret = meta_next_seq(c->meta, txn, &j->version)) != 0)
+    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
     j->mtime_ms = now_ms();
     memset(&o, 0, sizeof(o));
@@ -489,7 +490,7 @@ static int finish_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
         return 0; /* nothing to delete, nothing to log */
     if (ret != 0)
         return ret;
-    if ((ret = meta_next_seq(c->meta, txn, &j->version)) != 0)
+    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
     j->mtime_ms = now_ms();
     bk.objects--;
@@ -553,7 +554,7 @@ static int finish_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
         }
     }
     mdb_cursor_close(cur);
-    if ((ret = meta_next_seq(c->meta, txn, &j->version)) != 0)
+    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
     j->mtime_ms = now_ms();
     bk.objects = 0;
@@ -1136,7 +1137,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
 
     /* durable: wake repld (the log may have grown), offer the chunk, age the quarantine, then answer */
     if (c->log_enabled && need_sync)
-        meta_wake(c->meta);
+        replog_wake(c->meta);
     if (chunk.len > 0 && carve_offer(&c->carve, chunk) != 0 && carve_restore(&c->carve, &chunk, 1) != 0)
         log_msg(LOG_LVL_WARN, "reserved space stays pending until restart", NULL);
     c->commits++;

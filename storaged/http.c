@@ -20,9 +20,10 @@
 #include "common/buf.h"
 #include "storaged/http.h"
 #include "common/log.h"
+#include "common/replog.h"
 #include "storaged/path.h"
 #include "proto/presign.h"
-#include "storaged/replstat.h"
+#include "common/replstat.h"
 #include "common/ctl.h"
 
 #define INLINE_READ_MAX (1024 * 1024) /* GET bodies up to this are read at once */
@@ -1037,7 +1038,7 @@ static int do_metrics(http_server_t *srv, h2o_req_t *req)
     }
     if (alloc_stats(&srv->meta->alloc, txn, &capacity, &free_bytes, &extents, &largest) != 0 ||
         meta_state_get(srv->meta, txn, META_OBJECTS, &objects) != 0 || meta_state_get(srv->meta, txn, META_BYTES, &bytes) != 0 ||
-        meta_log_stats(srv->meta, txn, &head, &records) != 0 || meta_state_get(srv->meta, txn, META_APPLY_APPLIED, &applied) != 0 ||
+        replog_stats(srv->meta, txn, &head, &records) != 0 || meta_state_get(srv->meta, txn, META_APPLY_APPLIED, &applied) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_SKIPPED, &skipped) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_FAILED, &failed) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_PERMANENT, &permanent) != 0 ||

@@ -8,6 +8,32 @@
 
 #define BUCKET_FORMAT 1
 
+int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    int rc = 0, ret;
+
+    if ((ret = meta_open_env(m, dir, map_size, META_OPEN_CREATE, err, errlen)) != 0)
+        return ret;
+    if ((rc = mdb_txn_begin(m->env, NULL, 0, &txn)) != 0) {
+        snprintf(err, errlen, "%s: mdb_txn_begin: %s", dir, mdb_strerror(rc));
+        goto fail;
+    }
+    if (alloc_open(&m->alloc, txn) != 0) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "%s: cannot open the allocator's tables", dir);
+        goto fail;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        snprintf(err, errlen, "%s: mdb_txn_commit: %s", dir, mdb_strerror(rc));
+        goto fail;
+    }
+    return 0;
+fail:
+    meta_close(m);
+    return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
+}
+
 /* ---- buckets ---- */
 
 int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *out)

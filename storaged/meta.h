@@ -20,6 +20,11 @@
 #include "common/err.h"
 #include "common/meta.h"
 
+/* Opens (creating what is missing) the environment in directory `dir` with
+ * `map_size` bytes of map, every table, and the allocator's (m->alloc).
+ * On failure writes a reason into err. Close with meta_close. */
+int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen) CIO_MUST_CHECK;
+
 typedef struct {
     int64_t ctime_ms;
     uint64_t objects;

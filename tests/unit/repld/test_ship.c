@@ -40,7 +40,7 @@ static int fixture_open(fixture_t *f, int n)
         return -1;
     snprintf(cmd, sizeof(cmd), "%s/meta", test_dir);
     memset(f, 0, sizeof(*f));
-    if (conf_init(&f->conf) != 0 || meta_open(&f->meta, cmd, 16u << 20, err, sizeof(err)) != 0)
+    if (conf_init(&f->conf) != 0 || meta_open_env(&f->meta, cmd, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) != 0)
         return -1;
     if (mdb_txn_begin(f->meta.env, NULL, 0, &txn) != 0)
         return -1;
@@ -58,10 +58,10 @@ static int fixture_open(fixture_t *f, int n)
         r.mtime_ms = 1;
         r.origin = "site-a";
         r.origin_len = 6;
-        if (meta_next_seq(&f->meta, txn, &seq) != 0)
+        if (replog_next_seq(&f->meta, txn, &seq) != 0)
             goto fail;
         r.seq = seq;
-        if (meta_log_append(&f->meta, txn, &r) != 0)
+        if (replog_append(&f->meta, txn, &r) != 0)
             goto fail;
     }
     if (mdb_txn_commit(txn) != 0)
@@ -117,7 +117,7 @@ static uint64_t stored_counter(fixture_t *f, const char *name)
     return n;
 }
 
-static int count_entries(void *ctx, const failed_entry_t *e)
+static int count_entries(void *ctx, const replog_failed_t *e)
 {
     (*(uint64_t *)ctx)++;
     return 0;
@@ -129,7 +129,7 @@ static uint64_t failed_entries(fixture_t *f)
     uint64_t n = 0;
     if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
         return UINT64_MAX;
-    if (failed_foreach(&f->meta, txn, count_entries, &n) != 0)
+    if (replog_failed_foreach(&f->meta, txn, count_entries, &n) != 0)
         n = UINT64_MAX;
     mdb_txn_abort(txn);
     return n;
