@@ -94,7 +94,9 @@ int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
 
 /* The counters of the "state" table, each with the name it is stored
  * under: those names are on disk, so one is never renamed. A counter is
- * named by its enum value, so a misspelt one does not compile.
+ * named by its enum value, so a misspelt one does not compile. (Stores
+ * written by older versions may also hold "repl_superseded", which was
+ * written and never read: it is no longer kept up to date.)
  *   X(enum value, stored name, who writes it) */
 #define META_COUNTERS(X)                                                                                                           \
     X(META_LAST_SEQ, "last_seq", "the last mutation seq taken (storaged)")                                                         \
@@ -103,7 +105,6 @@ int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
     X(META_REPL_CURSOR, "repl_cursor", "every seq up to it is acknowledged or recorded as failed (repld)")                         \
     X(META_REPL_ACKED, "repl_acked", "events acknowledged by the replica or superseded (repld)")                                   \
     X(META_REPL_BYTES, "repl_bytes", "object bytes of the acknowledged PUT events (repld)")                                        \
-    X(META_REPL_SUPERSEDED, "repl_superseded", "events acknowledged without sending: the object had moved on (repld)")             \
     X(META_REPL_FAILED, "repl_failed", "events in the repl_failed table now (repld)")                                              \
     X(META_REPL_FAILED_TOTAL, "repl_failed_total", "events ever recorded as failed (repld)")                                       \
     X(META_REPL_LAST_MS, "repl_last_ms", "wall clock of the last acknowledgement, ms (repld)")                                     \

@@ -132,12 +132,11 @@ int replog_advance(meta_t *m, MDB_txn *txn, uint64_t cursor, uint64_t trimmed_by
     return meta_state_put(m, txn, META_LOG_PENDING_BYTES, pending > trimmed_bytes ? pending - trimmed_bytes : 0);
 }
 
-int replog_count_acked(meta_t *m, MDB_txn *txn, uint64_t events, uint64_t superseded, uint64_t bytes, int64_t last_ms)
+int replog_count_acked(meta_t *m, MDB_txn *txn, uint64_t events, uint64_t bytes, int64_t last_ms)
 {
     int ret;
     if ((ret = meta_state_add(m, txn, META_REPL_ACKED, (int64_t)events)) != 0 ||
-        (ret = meta_state_add(m, txn, META_REPL_BYTES, (int64_t)bytes)) != 0 ||
-        (ret = meta_state_add(m, txn, META_REPL_SUPERSEDED, (int64_t)superseded)) != 0)
+        (ret = meta_state_add(m, txn, META_REPL_BYTES, (int64_t)bytes)) != 0)
         return ret;
     return last_ms > 0 ? meta_state_put(m, txn, META_REPL_LAST_MS, (uint64_t)last_ms) : 0;
 }

@@ -99,12 +99,10 @@ int replog_cursor(meta_t *m, MDB_txn *txn, uint64_t *cursor) CIO_MUST_CHECK;
  * META_LOG_PENDING_BYTES. */
 int replog_advance(meta_t *m, MDB_txn *txn, uint64_t cursor, uint64_t trimmed_bytes) CIO_MUST_CHECK;
 
-/* Counts acknowledged events: `events` more in META_REPL_ACKED (the
- * `superseded` ones included, also counted in META_REPL_SUPERSEDED), `bytes`
- * more in META_REPL_BYTES, and the acknowledgement time `last_ms` (wall
- * clock, ms; 0: unchanged) in META_REPL_LAST_MS. */
-int replog_count_acked(meta_t *m, MDB_txn *txn, uint64_t events, uint64_t superseded, uint64_t bytes,
-                       int64_t last_ms) CIO_MUST_CHECK;
+/* Counts acknowledged events: `events` more in META_REPL_ACKED (superseded
+ * ones included), `bytes` more in META_REPL_BYTES, and the acknowledgement
+ * time `last_ms` (wall clock, ms; 0: unchanged) in META_REPL_LAST_MS. */
+int replog_count_acked(meta_t *m, MDB_txn *txn, uint64_t events, uint64_t bytes, int64_t last_ms) CIO_MUST_CHECK;
 
 /* Removes a re-driven event from "repl_retry" (acknowledged or superseded);
  * an absent one is not an error. */

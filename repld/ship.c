@@ -90,9 +90,9 @@ typedef struct {
     /* What the next persist writes is found from the events' states, never
      * from a list that an allocation could fail to extend (a failed event
      * left off such a list would be trimmed unrecorded): */
-    size_t nfailing; /* events in EV_FAILED, to record in "repl_failed" */
-    size_t rq_done;  /* re-driven events in EV_DONE, to delete from "repl_retry" */
-    uint64_t add_acked, add_bytes, add_superseded;
+    size_t nfailing;               /* events in EV_FAILED, to record in "repl_failed" */
+    size_t rq_done;                /* re-driven events in EV_DONE, to delete from "repl_retry" */
+    uint64_t add_acked, add_bytes; /* acknowledged since the last persist (superseded ones included) */
     int64_t last_ok_ms;
     uint64_t persisted_ms; /* when persist last committed */
 
@@ -339,7 +339,7 @@ static int recheck(ship_t *s, batch_t *b)
 static void retire_superseded(ship_t *s, ev_t *e)
 {
     e->state = EV_DONE;
-    s->add_superseded++;
+    s->add_acked++;
     if (e->from_retry)
         s->rq_done++;
 }
@@ -732,7 +732,7 @@ static int persist(ship_t *s, int now)
             trimmed_bytes += s->win.v[n]->r.size;
         cursor = s->win.v[n++]->seq;
     }
-    if (cursor == s->cursor && s->nfailing == 0 && s->rq_done == 0 && s->add_acked == 0 && s->add_superseded == 0)
+    if (cursor == s->cursor && s->nfailing == 0 && s->rq_done == 0 && s->add_acked == 0)
         return 0;
     if (!now && s->nfailing == 0 && n < window_max(s->conf) / 4 && mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
         return 0;
@@ -748,8 +748,8 @@ static int persist(ship_t *s, int now)
         }
     if (ret == 0 && cursor != s->cursor)
         ret = replog_advance(s->meta, txn, cursor, trimmed_bytes);
-    if (ret == 0 && (s->add_acked > 0 || s->add_superseded > 0))
-        ret = replog_count_acked(s->meta, txn, s->add_acked + s->add_superseded, s->add_superseded, s->add_bytes, s->last_ok_ms);
+    if (ret == 0 && s->add_acked > 0)
+        ret = replog_count_acked(s->meta, txn, s->add_acked, s->add_bytes, s->last_ok_ms);
     if (ret != 0) {
         mdb_txn_abort(txn);
         return ret;
@@ -778,7 +778,7 @@ static int persist(ship_t *s, int now)
                 s->win.v[i]->state = EV_DONE;
     s->nfailing = s->rq_done = 0;
     s->cursor = cursor;
-    s->add_acked = s->add_bytes = s->add_superseded = 0;
+    s->add_acked = s->add_bytes = 0;
     s->persisted_ms = mono_ms();
     return 0;
 }
@@ -874,7 +874,7 @@ static int setup_fds(ship_t *s, sigset_t *sigs)
         log_msg(LOG_LVL_ERROR, "cannot create event descriptors", "error", strerror(errno), NULL);
         return CIO_ESYS;
     }
-    /* storaged writes the wake file after each commit that logged (meta.h) */
+    /* storaged writes the wake file after each commit that logged (replog_wake) */
     snprintf(path, sizeof(path), "%s/%s", s->conf->meta_path, REPLOG_WAKE_FILE);
     s->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     if (s->ifd >= 0 && inotify_add_watch(s->ifd, path, IN_MODIFY) < 0) {
@@ -900,7 +900,7 @@ static int next_wait_ms(ship_t *s)
     if (s->backoff_until > now && s->backoff_until < wake)
         wake = s->backoff_until;
     /* a persist put off while batches are in flight (persist) */
-    if ((s->add_acked > 0 || s->add_superseded > 0 || s->rq_done > 0) && s->persisted_ms + PERSIST_EVERY_MS < wake)
+    if ((s->add_acked > 0 || s->rq_done > 0) && s->persisted_ms + PERSIST_EVERY_MS < wake)
         wake = s->persisted_ms + PERSIST_EVERY_MS > now ? s->persisted_ms + PERSIST_EVERY_MS : now;
     /* with every worker busy, ready events must wait for a completion (the
      * eventfd wakes us): their due times would only make poll() spin */
