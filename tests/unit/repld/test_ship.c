@@ -19,8 +19,7 @@ static void *test_realloc(void *p, size_t n)
 #undef realloc
 
 #include "testutil.h"
-
-static char test_dir[] = "/tmp/test_ship.XXXXXX";
+#include "siteutil.h"
 
 typedef struct {
     conf_t conf;
@@ -32,48 +31,19 @@ typedef struct {
  * over it as ship_run sets it up (no threads, no sockets). */
 static int fixture_open(fixture_t *f, int n)
 {
-    char err[256], cmd[64 + sizeof(test_dir)];
-    MDB_txn *txn;
+    char dir[256];
 
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'/meta", test_dir);
-    if (system(cmd) != 0)
-        return -1;
-    snprintf(cmd, sizeof(cmd), "%s/meta", test_dir);
     memset(f, 0, sizeof(*f));
-    if (conf_init(&f->conf) != 0 || meta_open_env(&f->meta, cmd, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) != 0)
-        return -1;
-    if (mdb_txn_begin(f->meta.env, NULL, 0, &txn) != 0)
-        return -1;
-    for (int i = 0; i < n; i++) {
-        logrec_t r = {0};
-        char key[16];
-        uint64_t seq;
-        snprintf(key, sizeof(key), "k%d", i);
-        r.op = LOGREC_PUT;
-        r.bucket = "bkt";
-        r.bucket_len = 3;
-        r.key = key;
-        r.key_len = strlen(key);
-        r.size = 10;
-        r.mtime_ms = 1;
-        r.origin = "site-a";
-        r.origin_len = 6;
-        if (replog_next_seq(&f->meta, txn, &seq) != 0)
-            goto fail;
-        r.seq = seq;
-        if (replog_append(&f->meta, txn, &r) != 0)
-            goto fail;
-    }
-    if (mdb_txn_commit(txn) != 0)
+    if (conf_init(&f->conf) != 0 || site_env_fresh(&f->meta, "meta", dir, sizeof(dir)) != 0 ||
+        site_append_puts(&f->meta, n, 10) != 0)
         return -1;
     f->s.conf = &f->conf;
     f->s.meta = &f->meta;
     f->s.next_read = 1;
+    f->conf.remote_url = strdup("http://127.0.0.1:9");
+    f->conf.site_id = strdup("site-a");
     pthread_mutex_init(&f->s.mu, NULL);
     return 0;
-fail:
-    mdb_txn_abort(txn);
-    return -1;
 }
 
 static void fixture_close(fixture_t *f)
@@ -93,14 +63,7 @@ static void fixture_close(fixture_t *f)
 
 static uint64_t state_of(fixture_t *f, meta_counter_t c)
 {
-    MDB_txn *txn;
-    uint64_t v = 0;
-    if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
-        return UINT64_MAX;
-    if (meta_state_get(&f->meta, txn, c, &v) != 0)
-        v = UINT64_MAX;
-    mdb_txn_abort(txn);
-    return v;
+    return site_counter(&f->meta, c);
 }
 
 /* A counter read under its stored name, as an older build wrote it. */
@@ -199,9 +162,141 @@ static void test_failed_allocation_never_loses_a_failed_event(void)
     fixture_close(&f);
 }
 
+/* Refusals spend attempts; the one beyond retry_attempts records the event
+ * as failed (and only then); a permanent refusal at once. */
+static void test_refusals_spend_attempts_then_fail(void)
+{
+    fixture_t f;
+    CHECK(fixture_open(&f, 2) == 0);
+    CHECK(fill(&f.s) == 0);
+    f.conf.retry_attempts = 2;
+    ev_t *e = f.s.win.v[0];
+    refused(&f.s, e, "remote returned 507: full", 0);
+    refused(&f.s, e, "remote returned 507: full", 0);
+    CHECK_EQ_INT(e->state, EV_READY);
+    CHECK_EQ_INT(e->attempts, 2);
+    CHECK(e->due_ms > 0);
+    CHECK_EQ_INT(f.s.nfailing, 0);
+    refused(&f.s, e, "remote returned 507: full", 0);
+    CHECK_EQ_INT(e->state, EV_FAILED);
+    CHECK_EQ_INT(f.s.nfailing, 1);
+    refused(&f.s, f.s.win.v[1], "remote returned 400: malformed", 1);
+    CHECK_EQ_INT(f.s.win.v[1]->state, EV_FAILED);
+    CHECK_EQ_INT(f.s.win.v[1]->attempts, 1);
+    CHECK(persist(&f.s, 1) == 0);
+    CHECK_EQ_INT(failed_entries(&f), 2);
+    CHECK_EQ_INT(state_of(&f, META_REPL_FAILED_TOTAL), 2);
+    CHECK_EQ_INT(state_of(&f, META_REPL_CURSOR), 2);
+    fixture_close(&f);
+}
+
+/* Transport failures back off: doubling up to the cap, and one failed round
+ * of batches (several workers failing together) is one step. */
+static void test_backoff_doubles_to_the_cap(void)
+{
+    fixture_t f;
+    send_job_t job;
+    CHECK(fixture_open(&f, 0) == 0);
+    memset(&job, 0, sizeof(job));
+    job.outcome = SEND_TRANSPORT;
+    snprintf(job.error, sizeof(job.error), "connection refused");
+    f.s.backoff_ms = 1000;
+    back_off(&f.s, &job);
+    CHECK_EQ_INT(f.s.remote_state, 2);
+    CHECK_EQ_INT(f.s.backoff_ms, 2000);
+    CHECK(f.s.backoff_until > mono_ms());
+    CHECK_EQ_STR(f.s.remote_error, "connection refused");
+    back_off(&f.s, &job); /* another worker's batch of the same round */
+    CHECK_EQ_INT(f.s.backoff_ms, 2000);
+    for (int i = 0; i < 20; i++) {
+        f.s.backoff_until = 0; /* the step has passed */
+        back_off(&f.s, &job);
+        CHECK(f.s.backoff_ms <= BACKOFF_CAP_MS);
+    }
+    CHECK_EQ_INT(f.s.backoff_ms, BACKOFF_CAP_MS);
+    fixture_close(&f);
+}
+
+/* A replica that cannot fetch from this site (502-504) spends no attempt:
+ * the event waits, its delay doubling up to the cap. */
+static void test_fetch_outage_spends_no_attempt(void)
+{
+    fixture_t f;
+    CHECK(fixture_open(&f, 1) == 0);
+    CHECK(fill(&f.s) == 0);
+    f.s.backoff_ms = 1000;
+    f.conf.retry_attempts = 0; /* any refusal would fail it at once */
+    ev_t *e = f.s.win.v[0];
+    uint64_t hold = 0;
+    for (int round = 0; round < 12; round++) {
+        batch_t *b = batch_get(&f.s);
+        CHECK(b != NULL);
+        if (b == NULL)
+            break;
+        e->state = EV_INFLIGHT;
+        b->evs[0] = e;
+        b->n = 1;
+        b->job.outcome = SEND_OK;
+        b->job.results = b->results;
+        b->job.nevents = 1;
+        b->job.owner = b;
+        b->results[0] =
+            (batch_res_t){.seq = e->seq, .result = BATCH_RETRY, .status = 502, .error = "ETag mismatch", .error_len = 13};
+        complete(&f.s, &b->job);
+        CHECK_EQ_INT(e->state, EV_READY);
+        CHECK(e->hold_ms >= hold && e->hold_ms <= BACKOFF_CAP_MS);
+        hold = e->hold_ms;
+    }
+    CHECK_EQ_INT(e->attempts, 0);
+    CHECK_EQ_INT(hold, BACKOFF_CAP_MS);
+    CHECK_EQ_INT(f.s.nfailing, 0);
+    for (size_t i = 0; i < f.s.nspare; i++)
+        batch_free(&f.s, f.s.spare[i]);
+    fixture_close(&f);
+}
+
+/* Events put back in line by --retry-failed: an acknowledged one leaves
+ * "repl_retry", one refused again goes back to "repl_failed", in the
+ * commit that says so. */
+static void test_redriven_events_leave_the_retry_table_when_settled(void)
+{
+    fixture_t f;
+    MDB_txn *txn;
+    uint64_t moved = 0;
+    CHECK(fixture_open(&f, 2) == 0);
+    CHECK(fill(&f.s) == 0);
+    refused(&f.s, f.s.win.v[0], "remote returned 400: no", 1);
+    refused(&f.s, f.s.win.v[1], "remote returned 400: no", 1);
+    CHECK(persist(&f.s, 1) == 0);
+    CHECK_EQ_INT(failed_entries(&f), 2);
+    CHECK(mdb_txn_begin(f.meta.env, NULL, 0, &txn) == 0);
+    CHECK(replog_requeue_failed(&f.meta, txn, &moved) == 0);
+    CHECK(mdb_txn_commit(txn) == 0);
+    CHECK_EQ_INT(moved, 2);
+    CHECK_EQ_INT(state_of(&f, META_REPL_FAILED), 0);
+
+    CHECK(fill(&f.s) == 0);
+    CHECK_EQ_INT(f.s.rq.len, 2);
+    CHECK_EQ_INT(f.s.win.len, 0);
+    ev_t *acked = f.s.rq.v[0], *again = f.s.rq.v[1];
+    CHECK(acked->from_retry && again->from_retry);
+    acked->state = EV_DONE;
+    f.s.rq_done++;
+    f.s.add_acked++;
+    refused(&f.s, again, "remote returned 400: still no", 1);
+    CHECK(persist(&f.s, 1) == 0);
+    CHECK_EQ_INT(f.s.rq.len, 0);
+    CHECK_EQ_INT(failed_entries(&f), 1);
+    CHECK_EQ_INT(state_of(&f, META_REPL_FAILED), 1);
+    CHECK_EQ_INT(state_of(&f, META_REPL_FAILED_TOTAL), 3);
+    CHECK(fill(&f.s) == 0);
+    CHECK_EQ_INT(f.s.rq.len, 0); /* "repl_retry" is empty */
+    fixture_close(&f);
+}
+
 int main(void)
 {
-    if (mkdtemp(test_dir) == NULL) {
+    if (site_tmp_make() != 0) {
         perror("mkdtemp");
         return 1;
     }
@@ -209,9 +304,10 @@ int main(void)
     RUN(test_persist_moves_the_cursor_over_acknowledged_events);
     RUN(test_failed_event_is_recorded_before_the_cursor_passes);
     RUN(test_failed_allocation_never_loses_a_failed_event);
-    char cmd[32 + sizeof(test_dir)];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", test_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", test_dir);
+    RUN(test_refusals_spend_attempts_then_fail);
+    RUN(test_backoff_doubles_to_the_cap);
+    RUN(test_fetch_outage_spends_no_attempt);
+    RUN(test_redriven_events_leave_the_retry_table_when_settled);
+    site_tmp_remove();
     return TEST_SUMMARY();
 }
