@@ -1,4 +1,4 @@
-/* failed.c - `repld --list-failed`: the failed events as JSON lines. */
+/* failed.c - `repld --list-failed` and `--retry-failed`. */
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
@@ -55,5 +55,35 @@ int failed_print(meta_t *m, FILE *out, uint64_t *count)
     ret = replog_failed_foreach(m, txn, print_one, &pc);
     mdb_txn_abort(txn);
     *count = pc.count;
+    return ret;
+}
+
+int failed_command(const conf_t *conf, int retry, FILE *out, char *err, size_t errlen)
+{
+    meta_t meta;
+    MDB_txn *txn;
+    char why[1024];
+    uint64_t n = 0;
+    int rc, ret;
+
+    /* a command creates nothing: a wrong path must fail, not show an empty site */
+    if ((ret = meta_open_env(&meta, conf->meta_path, conf->meta_map_size, retry ? 0 : META_OPEN_RDONLY, why, sizeof(why))) != 0) {
+        snprintf(err, errlen, "cannot open the metadata: %s", why);
+        return ret;
+    }
+    if (!retry) {
+        ret = failed_print(&meta, out, &n);
+    } else if ((rc = mdb_txn_begin(meta.env, NULL, 0, &txn)) != 0) {
+        ret = meta_err(rc, "mdb_txn_begin");
+    } else if ((ret = replog_requeue_failed(&meta, txn, &n)) != 0) {
+        mdb_txn_abort(txn);
+    } else if ((ret = meta_err(mdb_txn_commit(txn), "mdb_txn_commit")) == 0) {
+        replog_wake(&meta); /* a running repld takes them at once */
+        fprintf(out, "%llu failed event(s) put back in line%s\n", (unsigned long long)n,
+                n ? "; a running repld sends them now, a stopped one when it starts" : "");
+    }
+    meta_close(&meta);
+    if (ret != 0)
+        snprintf(err, errlen, "%s", cio_strerror(ret));
     return ret;
 }

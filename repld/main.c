@@ -13,7 +13,6 @@
 #include "common/lockfile.h"
 #include "common/log.h"
 #include "common/meta.h"
-#include "common/replog.h"
 #include "common/notify.h"
 #include "repld/ship.h"
 
@@ -45,33 +44,9 @@ static int cmd_status(const conf_t *conf)
 
 static int cmd_failed(const conf_t *conf, int retry)
 {
-    meta_t meta;
-    char err[1024];
-    uint64_t n = 0;
-    int ret;
-
-    /* a command creates nothing: a wrong path must fail, not show an empty site */
-    if (meta_open_env(&meta, conf->meta_path, conf->meta_map_size, retry ? 0 : META_OPEN_RDONLY, err, sizeof(err)) != 0) {
-        fprintf(stderr, "repld: cannot open the metadata: %s\n", err);
-        return 1;
-    }
-    if (!retry) {
-        ret = failed_print(&meta, stdout, &n);
-    } else {
-        MDB_txn *txn;
-        int rc = mdb_txn_begin(meta.env, NULL, 0, &txn);
-        ret = rc != 0 ? meta_err(rc, "mdb_txn_begin") : replog_requeue_failed(&meta, txn, &n);
-        if (rc == 0)
-            ret = ret == 0 ? meta_err(mdb_txn_commit(txn), "mdb_txn_commit") : (mdb_txn_abort(txn), ret);
-        if (ret == 0) {
-            replog_wake(&meta); /* a running repld takes them at once */
-            printf("%llu failed event(s) put back in line%s\n", (unsigned long long)n,
-                   n ? "; a running repld sends them now, a stopped one when it starts" : "");
-        }
-    }
-    meta_close(&meta);
-    if (ret != 0) {
-        fprintf(stderr, "repld: %s\n", cio_strerror(ret));
+    char err[1200];
+    if (failed_command(conf, retry, stdout, err, sizeof(err)) != 0) {
+        fprintf(stderr, "repld: %s\n", err);
         return 1;
     }
     return 0;
