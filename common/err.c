@@ -16,8 +16,6 @@ const char *cio_strerror(int err)
         return "no space left in the data store";
     case CIO_ENOTFOUND:
         return "not found";
-    case CIO_EEXIST:
-        return "already exists";
     case CIO_ETOOBIG:
         return "too large";
     case CIO_ECONFIG:

@@ -14,7 +14,6 @@ typedef enum {
     CIO_EIO = -3,        /* read/write/sync on the data store failed */
     CIO_ENOSPC = -4,     /* the data store has no extent large enough */
     CIO_ENOTFOUND = -5,  /* no such object, bucket, record or key */
-    CIO_EEXIST = -6,     /* already exists */
     CIO_ETOOBIG = -7,    /* input exceeds a configured or built-in cap */
     CIO_ECONFIG = -8,    /* configuration or command-line error */
     CIO_EDB = -9,        /* LMDB reported an error (other than map full) */

@@ -1,110 +1,18 @@
-/* failed.c - the failed-events table and the re-drive queue of repld. */
+/* failed.c - `repld --list-failed` and `--retry-failed`. */
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
-#include "common/be.h"
 #include "common/buf.h"
-#include "repld/failed.h"
+#include "common/replog.h"
 #include "proto/logrec.h"
-
-int failed_put(meta_t *m, MDB_txn *txn, uint64_t seq, const char *rec, size_t rec_len, uint32_t attempts, const char *error,
-               int64_t now_ms)
-{
-    size_t elen = strlen(error);
-    uint8_t kb[8];
-    MDB_val k = {8, kb}, v;
-    int rc, ret;
-
-    if (elen > FAILED_ERROR_MAX)
-        elen = FAILED_ERROR_MAX;
-    be_put(kb, seq, 8);
-    v.mv_size = 4 + 8 + 2 + elen + rec_len;
-    if ((rc = mdb_put(txn, m->repl_failed, &k, &v, MDB_RESERVE)) != 0)
-        return meta_err(rc, "mdb_put(repl_failed)");
-    uint8_t *p = v.mv_data;
-    be_put(p, attempts, 4);
-    be_put(p + 4, (uint64_t)now_ms, 8);
-    be_put(p + 12, elen, 2);
-    memcpy(p + 14, error, elen);
-    memcpy(p + 14 + elen, rec, rec_len);
-    rc = mdb_del(txn, m->repl_retry, &k, NULL);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return meta_err(rc, "mdb_del(repl_retry)");
-    if ((ret = meta_state_add(m, txn, "repl_failed", 1)) != 0)
-        return ret;
-    return meta_state_add(m, txn, "repl_failed_total", 1);
-}
-
-static int decode_entry(const MDB_val *k, const MDB_val *v, failed_entry_t *e)
-{
-    const uint8_t *p = v->mv_data;
-    if (k->mv_size != 8 || v->mv_size < 14)
-        return CIO_EPROTO;
-    e->seq = be_get(k->mv_data, 8);
-    e->attempts = (uint32_t)be_get(p, 4);
-    e->failed_at_ms = (int64_t)be_get(p + 4, 8);
-    e->error_len = (size_t)be_get(p + 12, 2);
-    if (v->mv_size < 14 + e->error_len)
-        return CIO_EPROTO;
-    e->error = (const char *)p + 14;
-    e->rec = (const char *)p + 14 + e->error_len;
-    e->rec_len = v->mv_size - 14 - e->error_len;
-    return 0;
-}
-
-int failed_foreach(meta_t *m, MDB_txn *txn, int (*fn)(void *ctx, const failed_entry_t *e), void *ctx)
-{
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int rc, ret = 0;
-
-    if ((rc = mdb_cursor_open(txn, m->repl_failed, &cur)) != 0)
-        return meta_err(rc, "mdb_cursor_open(repl_failed)");
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        failed_entry_t e;
-        if ((ret = decode_entry(&k, &v, &e)) != 0 || (ret = fn(ctx, &e)) != 0)
-            break;
-    }
-    if (ret == 0 && rc != MDB_NOTFOUND)
-        ret = meta_err(rc, "mdb_cursor_get(repl_failed)");
-    mdb_cursor_close(cur);
-    return ret;
-}
-
-int failed_requeue_all(meta_t *m, MDB_txn *txn, uint64_t *moved)
-{
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int rc, ret = 0;
-
-    *moved = 0;
-    if ((rc = mdb_cursor_open(txn, m->repl_failed, &cur)) != 0)
-        return meta_err(rc, "mdb_cursor_open(repl_failed)");
-    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
-        failed_entry_t e;
-        if ((ret = decode_entry(&k, &v, &e)) != 0)
-            break;
-        MDB_val rv = {e.rec_len, (void *)e.rec};
-        if ((rc = mdb_put(txn, m->repl_retry, &k, &rv, 0)) != 0 || (rc = mdb_cursor_del(cur, 0)) != 0) {
-            ret = meta_err(rc, "requeue failed event");
-            break;
-        }
-        (*moved)++;
-    }
-    if (ret == 0 && rc != MDB_NOTFOUND)
-        ret = meta_err(rc, "mdb_cursor_get(repl_failed)");
-    mdb_cursor_close(cur);
-    if (ret == 0)
-        ret = meta_state_put(m, txn, "repl_failed", 0);
-    return ret;
-}
+#include "repld/failed.h"
 
 typedef struct {
     FILE *out;
     uint64_t count;
 } print_ctx_t;
 
-static int print_one(void *ctx, const failed_entry_t *e)
+static int print_one(void *ctx, const replog_failed_t *e)
 {
     print_ctx_t *pc = ctx;
     logrec_t r;
@@ -144,8 +52,38 @@ int failed_print(meta_t *m, FILE *out, uint64_t *count)
 
     if ((rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin");
-    ret = failed_foreach(m, txn, print_one, &pc);
+    ret = replog_failed_foreach(m, txn, print_one, &pc);
     mdb_txn_abort(txn);
     *count = pc.count;
+    return ret;
+}
+
+int failed_command(const conf_t *conf, int retry, FILE *out, char *err, size_t errlen)
+{
+    meta_t meta;
+    MDB_txn *txn;
+    char why[1024];
+    uint64_t n = 0;
+    int rc, ret;
+
+    /* a command creates nothing: a wrong path must fail, not show an empty site */
+    if ((ret = meta_open_env(&meta, conf->meta_path, conf->meta_map_size, retry ? 0 : META_OPEN_RDONLY, why, sizeof(why))) != 0) {
+        snprintf(err, errlen, "cannot open the metadata: %s", why);
+        return ret;
+    }
+    if (!retry) {
+        ret = failed_print(&meta, out, &n);
+    } else if ((rc = mdb_txn_begin(meta.env, NULL, 0, &txn)) != 0) {
+        ret = meta_err(rc, "mdb_txn_begin");
+    } else if ((ret = replog_requeue_failed(&meta, txn, &n)) != 0) {
+        mdb_txn_abort(txn);
+    } else if ((ret = meta_err(mdb_txn_commit(txn), "mdb_txn_commit")) == 0) {
+        replog_wake(&meta); /* a running repld takes them at once */
+        fprintf(out, "%llu failed event(s) put back in line%s\n", (unsigned long long)n,
+                n ? "; a running repld sends them now, a stopped one when it starts" : "");
+    }
+    meta_close(&meta);
+    if (ret != 0)
+        snprintf(err, errlen, "%s", cio_strerror(ret));
     return ret;
 }

@@ -1,47 +1,27 @@
-/* failed.h - the failed-events table and the re-drive queue of repld.
+/* failed.h - `repld --list-failed` and `--retry-failed`: the failed events
+ * as JSON lines, and putting them back in line.
  *
- * An event the replica refused after every attempt is kept in "repl_failed"
- * (u64 BE seq -> entry below) with its log record, so nothing is lost and an
- * operator can see why. `repld --retry-failed` moves every entry to
- * "repl_retry", which the running shipper drains ahead of the log; it works
- * whether or not the daemon is running. Entry value layout:
- *   u32 BE attempts | i64 BE failed_at_ms | u16 BE error length | error | record */
+ * The table itself ("repl_failed") and putting its events back in line
+ * (--retry-failed) belong to the log module (common/replog.h). */
 #ifndef COMIO_REPLD_FAILED_H
 #define COMIO_REPLD_FAILED_H
 
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <lmdb.h>
+#include "common/conf.h"
 #include "common/err.h"
-#include "storaged/meta.h"
+#include "common/meta.h"
 
-#define FAILED_ERROR_MAX 1024
-
-typedef struct {
-    uint64_t seq;
-    uint32_t attempts;
-    int64_t failed_at_ms;
-    const char *error; /* into the LMDB value: valid while the txn lives */
-    size_t error_len;
-    const char *rec;
-    size_t rec_len;
-} failed_entry_t;
-
-/* Records an event as failed in txn: writes the entry, removes the seq from
- * "repl_retry" if it came from there, and counts it in state "repl_failed"
- * (the number of entries) and "repl_failed_total". */
-int failed_put(meta_t *m, MDB_txn *txn, uint64_t seq, const char *rec, size_t rec_len, uint32_t attempts, const char *error,
-               int64_t now_ms) CIO_MUST_CHECK;
-
-/* Calls fn for every failed entry in seq order. */
-int failed_foreach(meta_t *m, MDB_txn *txn, int (*fn)(void *ctx, const failed_entry_t *e), void *ctx) CIO_MUST_CHECK;
-
-/* Moves every failed entry to "repl_retry" and sets "repl_failed" to 0.
- * *moved tells how many. */
-int failed_requeue_all(meta_t *m, MDB_txn *txn, uint64_t *moved) CIO_MUST_CHECK;
-
-/* Prints the failed events as JSON lines on out (the --list-failed command). */
+/* Prints the failed events on out, one JSON object a line, in seq order, in
+ * a read transaction of its own. *count tells how many. */
 int failed_print(meta_t *m, FILE *out, uint64_t *count) CIO_MUST_CHECK;
+
+/* Runs `repld --list-failed` (retry 0) or `--retry-failed` (retry 1) on the
+ * site of `conf`: opens its environment without creating anything
+ * (read-only to list), prints the events, or moves them back in line and
+ * wakes a running repld, then prints one line saying how many, on out.
+ * Returns 0, or an error with a one-line reason in err (errlen bytes) that
+ * names the path when there is no environment there. */
+int failed_command(const conf_t *conf, int retry, FILE *out, char *err, size_t errlen) CIO_MUST_CHECK;
 
 #endif

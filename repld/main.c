@@ -12,7 +12,7 @@
 #include "repld/failed.h"
 #include "common/lockfile.h"
 #include "common/log.h"
-#include "storaged/meta.h"
+#include "common/meta.h"
 #include "common/notify.h"
 #include "repld/ship.h"
 
@@ -44,32 +44,9 @@ static int cmd_status(const conf_t *conf)
 
 static int cmd_failed(const conf_t *conf, int retry)
 {
-    meta_t meta;
-    char err[1024];
-    uint64_t n = 0;
-    int ret;
-
-    if (meta_open(&meta, conf->meta_path, conf->meta_map_size, err, sizeof(err)) != 0) {
-        fprintf(stderr, "repld: cannot open the metadata: %s\n", err);
-        return 1;
-    }
-    if (!retry) {
-        ret = failed_print(&meta, stdout, &n);
-    } else {
-        MDB_txn *txn;
-        int rc = mdb_txn_begin(meta.env, NULL, 0, &txn);
-        ret = rc != 0 ? meta_err(rc, "mdb_txn_begin") : failed_requeue_all(&meta, txn, &n);
-        if (rc == 0)
-            ret = ret == 0 ? meta_err(mdb_txn_commit(txn), "mdb_txn_commit") : (mdb_txn_abort(txn), ret);
-        if (ret == 0) {
-            meta_wake(&meta); /* a running repld takes them at once */
-            printf("%llu failed event(s) put back in line%s\n", (unsigned long long)n,
-                   n ? "; a running repld sends them now, a stopped one when it starts" : "");
-        }
-    }
-    meta_close(&meta);
-    if (ret != 0) {
-        fprintf(stderr, "repld: %s\n", cio_strerror(ret));
+    char err[1200];
+    if (failed_command(conf, retry, stdout, err, sizeof(err)) != 0) {
+        fprintf(stderr, "repld: %s\n", err);
         return 1;
     }
     return 0;
@@ -136,7 +113,8 @@ int main(int argc, char **argv)
         conf_free(&conf);
         return 1;
     }
-    if (meta_open(&meta, conf.meta_path, conf.meta_map_size, err, sizeof(err)) != 0) {
+    /* the environment is storaged's: repld opens it, never creates it */
+    if (meta_open_env(&meta, conf.meta_path, conf.meta_map_size, 0, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot open the metadata", "error", err, NULL);
         conf_free(&conf);
         return 1;

@@ -20,11 +20,11 @@
 #include "common/be.h"
 #include "common/buf.h"
 #include "common/ctl.h"
-#include "repld/failed.h"
+#include "common/replog.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "proto/presign.h"
-#include "storaged/replstat.h"
+#include "common/replstat.h"
 #include "repld/sender.h"
 #include "repld/ship.h"
 
@@ -38,6 +38,8 @@
 #define NOTIFY_FALLBACK_MS 20 /* without inotify */
 #define STOP_GRACE_MS 10000
 
+/* EV_FAILED: refused for good, recorded in "repl_failed" by the next persist,
+ * in the commit that moves the cursor past it; EV_DONE once it is recorded. */
 typedef enum { EV_READY, EV_INFLIGHT, EV_DONE, EV_FAILED } ev_state_t;
 
 typedef struct {
@@ -84,10 +86,13 @@ typedef struct {
     evvec_t win; /* events from the log, in seq order; [0] is the oldest not yet retired */
     evvec_t rq;  /* events put back by --retry-failed */
     uint64_t next_read;
-    uint64_t cursor;    /* persisted: every seq <= cursor is done */
-    evvec_t to_fail;    /* events to record as failed in the next persist */
-    evvec_t retry_done; /* re-driven events acknowledged, to delete from "repl_retry" */
-    uint64_t add_acked, add_bytes, add_superseded;
+    uint64_t cursor; /* persisted: every seq <= cursor is done */
+    /* What the next persist writes is found from the events' states, never
+     * from a list that an allocation could fail to extend (a failed event
+     * left off such a list would be trimmed unrecorded): */
+    size_t nfailing;               /* events in EV_FAILED, to record in "repl_failed" */
+    size_t rq_done;                /* re-driven events in EV_DONE, to delete from "repl_retry" */
+    uint64_t add_acked, add_bytes; /* acknowledged since the last persist (superseded ones included) */
     int64_t last_ok_ms;
     uint64_t persisted_ms; /* when persist last committed */
 
@@ -196,65 +201,52 @@ static void snap_end(ship_t *s)
     mdb_txn_reset(s->snap);
 }
 
+typedef struct {
+    ship_t *s;
+    evvec_t *into;
+    size_t max;
+    int from_retry;
+} fill_ctx_t;
+
+/* replog_visit_cb: one event into the window or the re-drive queue. */
+static int take_event(void *ctx, uint64_t seq, const char *rec, size_t len)
+{
+    fill_ctx_t *fc = ctx;
+    if (fc->into->len >= fc->max)
+        return 1;
+    ev_t *e = ev_new(seq, rec, len);
+    if (e == NULL || vec_push(fc->into, e) != 0) {
+        ev_free(e);
+        return CIO_ENOMEM;
+    }
+    e->from_retry = fc->from_retry;
+    if (!fc->from_retry)
+        fc->s->next_read = seq + 1;
+    if (e->state == EV_FAILED)
+        fail_event(fc->s, e, e->error);
+    return 0;
+}
+
+/* Tops up the window from the log, and the re-drive queue from "repl_retry"
+ * once it is empty. */
 static int fill(ship_t *s)
 {
     size_t max = window_max(s->conf);
     MDB_txn *txn;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    uint8_t kb[8];
-    int rc, ret = 0;
+    int ret = 0;
 
     if (s->win.len >= max && s->rq.len > 0)
         return 0;
     if ((ret = snap_begin(s, &txn)) != 0)
         return ret;
     if (s->win.len < max) {
-        if ((rc = mdb_cursor_open(txn, s->meta->replog, &cur)) != 0) {
-            ret = meta_err(rc, "mdb_cursor_open(replog)");
-            goto done;
-        }
-        be_put(kb, s->next_read, 8);
-        k.mv_size = 8;
-        k.mv_data = kb;
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && s->win.len < max;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            if (k.mv_size != 8)
-                continue;
-            uint64_t seq = be_get(k.mv_data, 8);
-            ev_t *e = ev_new(seq, v.mv_data, v.mv_size);
-            if (e == NULL || vec_push(&s->win, e) != 0) {
-                ev_free(e);
-                ret = CIO_ENOMEM;
-                break;
-            }
-            s->next_read = seq + 1;
-            if (e->state == EV_FAILED)
-                fail_event(s, e, e->error);
-        }
-        mdb_cursor_close(cur);
+        fill_ctx_t fc = {s, &s->win, max, 0};
+        ret = replog_scan(s->meta, txn, s->next_read, take_event, &fc);
     }
     if (ret == 0 && s->rq.len == 0) {
-        if ((rc = mdb_cursor_open(txn, s->meta->repl_retry, &cur)) != 0) {
-            ret = meta_err(rc, "mdb_cursor_open(repl_retry)");
-            goto done;
-        }
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && s->rq.len < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            if (k.mv_size != 8)
-                continue;
-            ev_t *e = ev_new(be_get(k.mv_data, 8), v.mv_data, v.mv_size);
-            if (e == NULL || vec_push(&s->rq, e) != 0) {
-                ev_free(e);
-                ret = CIO_ENOMEM;
-                break;
-            }
-            e->from_retry = 1;
-            if (e->state == EV_FAILED)
-                fail_event(s, e, e->error);
-        }
-        mdb_cursor_close(cur);
+        fill_ctx_t fc = {s, &s->rq, max, 1};
+        ret = replog_retry_scan(s->meta, txn, take_event, &fc);
     }
-done:
     snap_end(s);
     return ret;
 }
@@ -276,8 +268,7 @@ static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
 
     *data = NULL;
     ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
-    /* an object applied from a primary is not this site's write, whatever its version */
-    if (ret == CIO_ENOTFOUND || (ret == 0 && (o.version != e->seq || o.replicated || o.size != e->r.size)))
+    if (ret == CIO_ENOTFOUND || (ret == 0 && (!meta_obj_current(&o, e->seq) || o.size != e->r.size)))
         return 1;
     if (ret != 0)
         return ret;
@@ -316,7 +307,7 @@ static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
  * transaction begun later. Had a write into the extent begun before our read
  * returned, this later snapshot would show the object changed or gone.
  * Version numbers are never reused for a site's own writes, so "same
- * version" means "same record". (The replica checks every inline body
+ * version" means "same record" (meta_obj_current). (The replica checks every inline body
  * against its ETag before it applies it: corruption is caught there.)
  * Returns 0 when all hold; otherwise the number of events that moved on,
  * marked with inl = -1; or a negative error. */
@@ -335,7 +326,7 @@ static int recheck(ship_t *s, batch_t *b)
         ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
         if (ret != 0 && ret != CIO_ENOTFOUND)
             break;
-        if (ret == CIO_ENOTFOUND || o.version != e->seq || o.replicated || o.off != e->inl_off) {
+        if (ret == CIO_ENOTFOUND || !meta_obj_current(&o, e->seq) || o.off != e->inl_off) {
             e->inl = -1;
             moved++;
         }
@@ -348,9 +339,9 @@ static int recheck(ship_t *s, batch_t *b)
 static void retire_superseded(ship_t *s, ev_t *e)
 {
     e->state = EV_DONE;
-    s->add_superseded++;
+    s->add_acked++;
     if (e->from_retry)
-        vec_push(&s->retry_done, e);
+        s->rq_done++;
 }
 
 /* Fills one batch with ready events; returns the number added. */
@@ -380,7 +371,7 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
                 } else {
                     meta_obj_t o;
                     ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
-                    if (ret == CIO_ENOTFOUND || (ret == 0 && o.version != e->seq))
+                    if (ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, e->seq)))
                         ret = 1;
                     else if (ret == 0) {
                         const char *secret = s->conf->remote_token != NULL ? s->conf->remote_token : "";
@@ -592,7 +583,7 @@ static void fail_event(ship_t *s, ev_t *e, const char *error)
     if (e->error != error)
         snprintf(e->error, sizeof(e->error), "%s", error);
     e->state = EV_FAILED;
-    vec_push(&s->to_fail, e);
+    s->nfailing++;
     logrec_event_id(&e->r, id, sizeof(id));
     /* the seed's line, word for word */
     log_msg(LOG_LVL_ERROR, "Failed to replicate event", "event_id", id, "error", error, NULL);
@@ -683,7 +674,7 @@ static void complete(ship_t *s, send_job_t *job)
                     s->add_bytes += e->r.size;
                 s->last_ok_ms = wall_ms();
                 if (e->from_retry)
-                    vec_push(&s->retry_done, e);
+                    s->rq_done++;
                 break;
             default:
                 snprintf(err, sizeof(err), "remote returned %u: %.*s", r->status, (int)r->error_len, r->error);
@@ -723,67 +714,42 @@ static void complete(ship_t *s, send_job_t *job)
  * shipped records and the counters in one transaction; only then are the
  * retired events dropped from memory. Unless `now` is set, and while there
  * is nothing to record as failed, it waits for PERSIST_EVERY_MS or a quarter
- * of the window to be retired: one commit for many batches. */
+ * of the window to be retired: one commit for many batches. The cursor moves
+ * over an EV_FAILED event only in the commit that records it, and what is
+ * written is found from the events' states: nothing here allocates. */
 static int persist(ship_t *s, int now)
 {
+    evvec_t *lists[2] = {&s->rq, &s->win};
     size_t n = 0;
     uint64_t cursor = s->cursor;
     MDB_txn *txn;
     int rc, ret = 0;
 
     uint64_t trimmed_bytes = 0;
-    /* failed events count as done for the cursor once recorded */
+    /* failed events count as done for the cursor: they are recorded below, in the same commit */
     while (n < s->win.len && (s->win.v[n]->state == EV_DONE || s->win.v[n]->state == EV_FAILED)) {
         if (s->win.v[n]->r.op == LOGREC_PUT)
             trimmed_bytes += s->win.v[n]->r.size;
         cursor = s->win.v[n++]->seq;
     }
-    if (cursor == s->cursor && s->to_fail.len == 0 && s->retry_done.len == 0 && s->add_acked == 0 && s->add_superseded == 0)
+    if (cursor == s->cursor && s->nfailing == 0 && s->rq_done == 0 && s->add_acked == 0)
         return 0;
-    if (!now && s->to_fail.len == 0 && n < window_max(s->conf) / 4 && mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
+    if (!now && s->nfailing == 0 && n < window_max(s->conf) / 4 && mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
         return 0;
     if ((rc = mdb_txn_begin(s->meta->env, NULL, 0, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin");
-    for (size_t i = 0; i < s->to_fail.len && ret == 0; i++) {
-        ev_t *e = s->to_fail.v[i];
-        ret = failed_put(s->meta, txn, e->seq, e->rec, e->rec_len, e->attempts, e->error, wall_ms());
-    }
-    for (size_t i = 0; i < s->retry_done.len && ret == 0; i++) {
-        uint8_t kb[8];
-        be_put(kb, s->retry_done.v[i]->seq, 8);
-        MDB_val k = {8, kb};
-        rc = mdb_del(txn, s->meta->repl_retry, &k, NULL);
-        if (rc != 0 && rc != MDB_NOTFOUND)
-            ret = meta_err(rc, "mdb_del(repl_retry)");
-    }
-    if (ret == 0 && cursor != s->cursor) {
-        MDB_cursor *cur;
-        MDB_val k, v;
-        if ((rc = mdb_cursor_open(txn, s->meta->replog, &cur)) != 0) {
-            ret = meta_err(rc, "mdb_cursor_open(replog)");
-        } else {
-            while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 && k.mv_size == 8 && be_get(k.mv_data, 8) <= cursor)
-                if ((rc = mdb_cursor_del(cur, 0)) != 0)
-                    break;
-            if (rc != 0 && rc != MDB_NOTFOUND)
-                ret = meta_err(rc, "trim replog");
-            mdb_cursor_close(cur);
+    for (int l = 0; l < 2 && ret == 0; l++)
+        for (size_t i = 0; i < lists[l]->len && ret == 0; i++) {
+            ev_t *e = lists[l]->v[i];
+            if (e->state == EV_FAILED)
+                ret = replog_fail(s->meta, txn, e->seq, e->rec, e->rec_len, e->attempts, e->error, wall_ms());
+            else if (e->state == EV_DONE && e->from_retry)
+                ret = replog_retry_done(s->meta, txn, e->seq);
         }
-        if (ret == 0)
-            ret = meta_state_put(s->meta, txn, "repl_cursor", cursor);
-        if (ret == 0 && trimmed_bytes > 0) {
-            uint64_t pending_bytes;
-            if ((ret = meta_state_get(s->meta, txn, "log_pending_bytes", &pending_bytes)) == 0)
-                ret = meta_state_put(s->meta, txn, "log_pending_bytes",
-                                     pending_bytes > trimmed_bytes ? pending_bytes - trimmed_bytes : 0);
-        }
-    }
-    if (ret == 0 && (s->add_acked > 0 || s->add_superseded > 0)) {
-        if ((ret = meta_state_add(s->meta, txn, "repl_acked", (int64_t)(s->add_acked + s->add_superseded))) == 0 &&
-            (ret = meta_state_add(s->meta, txn, "repl_bytes", (int64_t)s->add_bytes)) == 0 &&
-            (ret = meta_state_add(s->meta, txn, "repl_superseded", (int64_t)s->add_superseded)) == 0 && s->last_ok_ms > 0)
-            ret = meta_state_put(s->meta, txn, "repl_last_ms", (uint64_t)s->last_ok_ms);
-    }
+    if (ret == 0 && cursor != s->cursor)
+        ret = replog_advance(s->meta, txn, cursor, trimmed_bytes);
+    if (ret == 0 && s->add_acked > 0)
+        ret = replog_count_acked(s->meta, txn, s->add_acked, s->add_bytes, s->last_ok_ms);
     if (ret != 0) {
         mdb_txn_abort(txn);
         return ret;
@@ -791,19 +757,10 @@ static int persist(ship_t *s, int now)
     if ((rc = mdb_txn_commit(txn)) != 0)
         return meta_err(rc, "mdb_txn_commit");
 
-    /* durable: forget what it covers */
-    s->to_fail.len = 0;
-    for (size_t i = 0; i < s->retry_done.len; i++)
-        for (size_t j = 0; j < s->rq.len; j++)
-            if (s->rq.v[j] == s->retry_done.v[i]) {
-                ev_free(s->rq.v[j]);
-                s->rq.v[j] = s->rq.v[--s->rq.len];
-                break;
-            }
-    s->retry_done.len = 0;
-    /* failed re-driven events were recorded again: drop them from the queue */
+    /* durable: forget what it covers. Re-driven events that are done or were
+     * recorded as failed again leave the queue; failed log events are done. */
     for (size_t j = 0; j < s->rq.len;)
-        if (s->rq.v[j]->state == EV_FAILED) {
+        if (s->rq.v[j]->state == EV_DONE || s->rq.v[j]->state == EV_FAILED) {
             ev_free(s->rq.v[j]);
             s->rq.v[j] = s->rq.v[--s->rq.len];
         } else {
@@ -815,8 +772,13 @@ static int persist(ship_t *s, int now)
         memmove(s->win.v, s->win.v + n, (s->win.len - n) * sizeof(*s->win.v));
         s->win.len -= n;
     }
+    if (s->nfailing > 0)
+        for (size_t i = 0; i < s->win.len; i++)
+            if (s->win.v[i]->state == EV_FAILED)
+                s->win.v[i]->state = EV_DONE;
+    s->nfailing = s->rq_done = 0;
     s->cursor = cursor;
-    s->add_acked = s->add_bytes = s->add_superseded = 0;
+    s->add_acked = s->add_bytes = 0;
     s->persisted_ms = mono_ms();
     return 0;
 }
@@ -912,8 +874,8 @@ static int setup_fds(ship_t *s, sigset_t *sigs)
         log_msg(LOG_LVL_ERROR, "cannot create event descriptors", "error", strerror(errno), NULL);
         return CIO_ESYS;
     }
-    /* storaged writes the wake file after each commit that logged (meta.h) */
-    snprintf(path, sizeof(path), "%s/%s", s->conf->meta_path, META_WAKE_FILE);
+    /* storaged writes the wake file after each commit that logged (replog_wake) */
+    snprintf(path, sizeof(path), "%s/%s", s->conf->meta_path, REPLOG_WAKE_FILE);
     s->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     if (s->ifd >= 0 && inotify_add_watch(s->ifd, path, IN_MODIFY) < 0) {
         log_msg(LOG_LVL_WARN, "cannot watch the log; polling instead", "path", path, "error", strerror(errno), NULL);
@@ -938,7 +900,7 @@ static int next_wait_ms(ship_t *s)
     if (s->backoff_until > now && s->backoff_until < wake)
         wake = s->backoff_until;
     /* a persist put off while batches are in flight (persist) */
-    if ((s->add_acked > 0 || s->add_superseded > 0 || s->retry_done.len > 0) && s->persisted_ms + PERSIST_EVERY_MS < wake)
+    if ((s->add_acked > 0 || s->rq_done > 0) && s->persisted_ms + PERSIST_EVERY_MS < wake)
         wake = s->persisted_ms + PERSIST_EVERY_MS > now ? s->persisted_ms + PERSIST_EVERY_MS : now;
     /* with every worker busy, ready events must wait for a completion (the
      * eventfd wakes us): their due times would only make poll() spin */
@@ -982,7 +944,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
         log_msg(LOG_LVL_ERROR, "cannot open the data store", "path", conf->storage_path, "error", strerror(errno), NULL);
         return CIO_ESYS;
     }
-    if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) != 0 || meta_state_get(meta, txn, "repl_cursor", &s.cursor) != 0) {
+    if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) != 0 || replog_cursor(meta, txn, &s.cursor) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot read the replication cursor", NULL);
         return CIO_EDB;
     }
@@ -1067,8 +1029,6 @@ int ship_run(const conf_t *conf, meta_t *meta)
     free(s.scratch);
     free(s.win.v);
     free(s.rq.v);
-    free(s.to_fail.v);
-    free(s.retry_done.v);
     close(s.store_fd);
     close(s.efd);
     close(s.sfd);

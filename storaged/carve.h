@@ -26,7 +26,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
-#include "storaged/alloc.h"
+#include "common/alloc.h"
 
 #define CARVE_MAX_BYTES (1u << 20)   /* larger bodies take the allocating path: one commit is small beside their I/O */
 #define CARVE_LEFTOVERS 16           /* remainders awaiting carve_collect; cutting waits for the committer beyond it */

@@ -12,6 +12,7 @@
 #include "storaged/carve.h"
 #include "storaged/commit.h"
 #include "common/log.h"
+#include "common/replog.h"
 
 #define GROUP_MAX 4096        /* jobs per transaction: bounds commit latency */
 #define QUARANTINE_POLL_MS 50 /* how soon released extents are retried when idle */
@@ -429,7 +430,7 @@ static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op
         r.content_type = j->ctype;
         r.content_type_len = j->ctype_len;
     }
-    return meta_log_append(c->meta, txn, &r);
+    return replog_append(c->meta, txn, &r);
 }
 
 static int finish_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
@@ -444,7 +445,7 @@ static int finish_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
     had_old = ret == 0;
-    if ((ret = meta_next_seq(c->meta, txn, &j->version)) != 0)
+    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
     j->mtime_ms = now_ms();
     memset(&o, 0, sizeof(o));
@@ -470,8 +471,8 @@ static int finish_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     bk.objects++;
     bk.bytes += j->size;
     if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "objects", had_old ? 0 : 1)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "bytes", (int64_t)j->size - (had_old ? (int64_t)old.size : 0))) != 0)
+        (ret = meta_state_add(c->meta, txn, META_OBJECTS, had_old ? 0 : 1)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_BYTES, (int64_t)j->size - (had_old ? (int64_t)old.size : 0))) != 0)
         return ret;
     return log_append(c, txn, j, LOGREC_PUT);
 }
@@ -489,7 +490,7 @@ static int finish_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
         return 0; /* nothing to delete, nothing to log */
     if (ret != 0)
         return ret;
-    if ((ret = meta_next_seq(c->meta, txn, &j->version)) != 0)
+    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
     j->mtime_ms = now_ms();
     bk.objects--;
@@ -498,8 +499,8 @@ static int finish_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
         (ret = keep_applied_version(c, txn, j->bucket, j->blen, &old)) != 0 ||
         (ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "objects", -1)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)old.size)) != 0)
+        (ret = meta_state_add(c->meta, txn, META_OBJECTS, -1)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)old.size)) != 0)
         return ret;
     return log_append(c, txn, j, LOGREC_DELETE);
 }
@@ -553,14 +554,14 @@ static int finish_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
         }
     }
     mdb_cursor_close(cur);
-    if ((ret = meta_next_seq(c->meta, txn, &j->version)) != 0)
+    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
     j->mtime_ms = now_ms();
     bk.objects = 0;
     bk.bytes = 0;
     if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "objects", -(int64_t)j->count)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)j->bytes)) != 0)
+        (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)j->count)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)j->bytes)) != 0)
         return ret;
     return log_append(c, txn, j, LOGREC_PURGE);
 }
@@ -633,9 +634,9 @@ static int apply_cache_flush(commit_t *c, MDB_txn *txn, apply_cache_t *ac)
     int ret;
     if (ac->bk_dirty && (ret = meta_bucket_put(c->meta, txn, ac->bucket, ac->blen, &ac->bk)) != 0)
         return ret;
-    if (ac->objects != 0 && (ret = meta_state_add(c->meta, txn, "objects", ac->objects)) != 0)
+    if (ac->objects != 0 && (ret = meta_state_add(c->meta, txn, META_OBJECTS, ac->objects)) != 0)
         return ret;
-    if (ac->bytes != 0 && (ret = meta_state_add(c->meta, txn, "bytes", ac->bytes)) != 0)
+    if (ac->bytes != 0 && (ret = meta_state_add(c->meta, txn, META_BYTES, ac->bytes)) != 0)
         return ret;
     memset(ac, 0, sizeof(*ac));
     return 0;
@@ -909,8 +910,8 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
             pbk.objects -= p.count;
             pbk.bytes -= p.bytes;
             if ((ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &pbk)) != 0 ||
-                (ret = meta_state_add(c->meta, txn, "objects", -(int64_t)p.count)) != 0 ||
-                (ret = meta_state_add(c->meta, txn, "bytes", -(int64_t)p.bytes)) != 0)
+                (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)p.count)) != 0 ||
+                (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)p.bytes)) != 0)
                 return ret;
         }
         break;
@@ -949,10 +950,10 @@ static int finish_apply(commit_t *c, MDB_txn *txn, commit_job_t *j)
         n[it->result]++;
     }
     if ((ret = apply_cache_flush(c, txn, &ac)) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "apply_applied", (int64_t)n[BATCH_APPLIED])) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "apply_skipped", (int64_t)n[BATCH_SKIPPED])) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "apply_failed", (int64_t)(n[BATCH_RETRY] + n[BATCH_PERMANENT]))) != 0 ||
-        (ret = meta_state_add(c->meta, txn, "apply_permanent", (int64_t)n[BATCH_PERMANENT])) != 0)
+        (ret = meta_state_add(c->meta, txn, META_APPLY_APPLIED, (int64_t)n[BATCH_APPLIED])) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_APPLY_SKIPPED, (int64_t)n[BATCH_SKIPPED])) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_APPLY_FAILED, (int64_t)(n[BATCH_RETRY] + n[BATCH_PERMANENT]))) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_APPLY_PERMANENT, (int64_t)n[BATCH_PERMANENT])) != 0)
         return ret;
     return 0;
 }
@@ -1136,7 +1137,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
 
     /* durable: wake repld (the log may have grown), offer the chunk, age the quarantine, then answer */
     if (c->log_enabled && need_sync)
-        meta_wake(c->meta);
+        replog_wake(c->meta);
     if (chunk.len > 0 && carve_offer(&c->carve, chunk) != 0 && carve_restore(&c->carve, &chunk, 1) != 0)
         log_msg(LOG_LVL_WARN, "reserved space stays pending until restart", NULL);
     c->commits++;

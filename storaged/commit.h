@@ -34,7 +34,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "storaged/alloc.h"
+#include "common/alloc.h"
 #include "proto/batch.h"
 #include "common/err.h"
 #include "storaged/fetch.h"

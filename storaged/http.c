@@ -20,9 +20,10 @@
 #include "common/buf.h"
 #include "storaged/http.h"
 #include "common/log.h"
+#include "common/replog.h"
 #include "storaged/path.h"
 #include "proto/presign.h"
-#include "storaged/replstat.h"
+#include "common/replstat.h"
 #include "common/ctl.h"
 
 #define INLINE_READ_MAX (1024 * 1024) /* GET bodies up to this are read at once */
@@ -660,7 +661,7 @@ static int serve_object(http_server_t *srv, h2o_req_t *req, const path_t *p, uin
     ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
     if (ret == CIO_ENOTFOUND && meta_bucket_get(srv->meta, txn, p->bucket, p->bucket_len, &bk) == CIO_ENOTFOUND)
         ret = 1;
-    if (version != 0 && (ret == 1 || ret == CIO_ENOTFOUND || (ret == 0 && o.version != version)))
+    if (version != 0 && (ret == 1 || ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, version))))
         ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */
     rtxn_end(t);
     if (ret != 0) {
@@ -1044,11 +1045,12 @@ static int do_metrics(http_server_t *srv, h2o_req_t *req)
         return 0;
     }
     if (alloc_stats(&srv->meta->alloc, txn, &capacity, &free_bytes, &extents, &largest) != 0 ||
-        meta_state_get(srv->meta, txn, "objects", &objects) != 0 || meta_state_get(srv->meta, txn, "bytes", &bytes) != 0 ||
-        meta_log_stats(srv->meta, txn, &head, &records) != 0 || meta_state_get(srv->meta, txn, "apply_applied", &applied) != 0 ||
-        meta_state_get(srv->meta, txn, "apply_skipped", &skipped) != 0 ||
-        meta_state_get(srv->meta, txn, "apply_failed", &failed) != 0 ||
-        meta_state_get(srv->meta, txn, "apply_permanent", &permanent) != 0 || meta_tomb_count(srv->meta, txn, &tombstones) != 0) {
+        meta_state_get(srv->meta, txn, META_OBJECTS, &objects) != 0 || meta_state_get(srv->meta, txn, META_BYTES, &bytes) != 0 ||
+        replog_stats(srv->meta, txn, &head, &records) != 0 || meta_state_get(srv->meta, txn, META_APPLY_APPLIED, &applied) != 0 ||
+        meta_state_get(srv->meta, txn, META_APPLY_SKIPPED, &skipped) != 0 ||
+        meta_state_get(srv->meta, txn, META_APPLY_FAILED, &failed) != 0 ||
+        meta_state_get(srv->meta, txn, META_APPLY_PERMANENT, &permanent) != 0 ||
+        meta_tomb_count(srv->meta, txn, &tombstones) != 0) {
         rtxn_end(t);
         reply_cio_error(req, CIO_EDB, "metrics failed");
         return 0;

@@ -50,7 +50,7 @@ static int prepare(meta_t *m, store_t *s, char *err, size_t errlen)
         snprintf(err, errlen, "mdb_txn_begin: %s", mdb_strerror(rc));
         return CIO_EDB;
     }
-    if ((ret = meta_state_get(m, txn, "store_id_hi", &hi)) != 0 || (ret = meta_state_get(m, txn, "store_id_lo", &lo)) != 0)
+    if ((ret = meta_state_get(m, txn, META_STORE_ID_HI, &hi)) != 0 || (ret = meta_state_get(m, txn, META_STORE_ID_LO, &lo)) != 0)
         goto fail;
     sret = store_read_super(s, sid);
     if (sret != 0 && sret != CIO_ENOTFOUND) {
@@ -79,8 +79,8 @@ static int prepare(meta_t *m, store_t *s, char *err, size_t errlen)
             ret = CIO_EPROTO;
             goto fail;
         }
-        if ((ret = store_write_super(s, id)) != 0 || (ret = meta_state_put(m, txn, "store_id_hi", hi)) != 0 ||
-            (ret = meta_state_put(m, txn, "store_id_lo", lo)) != 0)
+        if ((ret = store_write_super(s, id)) != 0 || (ret = meta_state_put(m, txn, META_STORE_ID_HI, hi)) != 0 ||
+            (ret = meta_state_put(m, txn, META_STORE_ID_LO, lo)) != 0)
             goto fail;
         log_msg(LOG_LVL_INFO, "formatted a new store", "path", s->path, NULL);
     } else {

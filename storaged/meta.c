@@ -1,139 +1,37 @@
-/* meta.c - the LMDB schema of storaged: buckets, objects, log, pending, counters. */
-#include <errno.h>
-#include <fcntl.h>
+/* meta.c - storaged's own tables: buckets, pending extents, tombstones, purges. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <openssl/sha.h>
 #include "common/be.h"
 #include "common/log.h"
 #include "storaged/meta.h"
 
-#define OBJ_FORMAT 1         /* an object written on this site */
-#define OBJ_FORMAT_REPLICA 2 /* the same layout, applied from a primary: its version is the primary's */
 #define BUCKET_FORMAT 1
-#define HASH_LEN 16
-
-int meta_err(int rc, const char *what)
-{
-    if (rc == 0)
-        return 0;
-    if (rc == MDB_NOTFOUND)
-        return CIO_ENOTFOUND;
-    /* the one remedy for a full map is the operator's: name the setting */
-    log_msg(LOG_LVL_ERROR, "LMDB call failed", "call", what, "error", mdb_strerror(rc), rc == MDB_MAP_FULL ? "hint" : NULL,
-            "the metadata map is full: raise server.meta_map_size", NULL);
-    return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
-}
-
-static int mkdir_p(const char *dir)
-{
-    char buf[4096];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof(buf))
-        return -1;
-    memcpy(buf, dir, len + 1);
-    for (char *p = buf + 1; *p != '\0'; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
 
 int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen)
 {
-    MDB_txn *txn = NULL;
-    int rc;
-    const char *what = "";
+    MDB_txn *txn;
+    int rc = 0, ret;
 
-    memset(m, 0, sizeof(*m));
-    m->wake_fd = -1;
-    if (mkdir_p(dir) != 0) {
-        snprintf(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
-        return CIO_ESYS;
-    }
-    if ((rc = mdb_env_create(&m->env)) != 0) {
-        what = "mdb_env_create";
-        goto fail;
-    }
-    mdb_env_set_maxdbs(m->env, 32);
-    mdb_env_set_maxreaders(m->env, 1024);
-    if ((rc = mdb_env_set_mapsize(m->env, (size_t)map_size)) != 0) {
-        what = "mdb_env_set_mapsize";
-        goto fail;
-    }
-    /* NOTLS: read transactions are reset and renewed by whichever thread. */
-    if ((rc = mdb_env_open(m->env, dir, MDB_NOTLS, 0600)) != 0) {
-        what = "mdb_env_open";
-        goto fail;
-    }
+    if ((ret = meta_open_env(m, dir, map_size, META_OPEN_CREATE, err, errlen)) != 0)
+        return ret;
     if ((rc = mdb_txn_begin(m->env, NULL, 0, &txn)) != 0) {
-        what = "mdb_txn_begin";
+        snprintf(err, errlen, "%s: mdb_txn_begin: %s", dir, mdb_strerror(rc));
         goto fail;
     }
-    what = "mdb_dbi_open";
-    if ((rc = mdb_dbi_open(txn, "buckets", MDB_CREATE, &m->buckets)) != 0 ||
-        (rc = mdb_dbi_open(txn, "objects", MDB_CREATE, &m->objects)) != 0 ||
-        (rc = mdb_dbi_open(txn, "replog", MDB_CREATE, &m->replog)) != 0 ||
-        (rc = mdb_dbi_open(txn, "pending", MDB_CREATE, &m->pending)) != 0 ||
-        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &m->state)) != 0 ||
-        (rc = mdb_dbi_open(txn, "tombstones", MDB_CREATE, &m->tombstones)) != 0 ||
-        (rc = mdb_dbi_open(txn, "purges", MDB_CREATE, &m->purges)) != 0 ||
-        (rc = mdb_dbi_open(txn, "repl_failed", MDB_CREATE, &m->repl_failed)) != 0 ||
-        (rc = mdb_dbi_open(txn, "repl_retry", MDB_CREATE, &m->repl_retry)) != 0)
-        goto fail;
     if (alloc_open(&m->alloc, txn) != 0) {
-        rc = MDB_PANIC;
-        what = "alloc_open";
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "%s: cannot open the allocator's tables", dir);
         goto fail;
     }
     if ((rc = mdb_txn_commit(txn)) != 0) {
-        txn = NULL;
-        what = "mdb_txn_commit";
+        snprintf(err, errlen, "%s: mdb_txn_commit: %s", dir, mdb_strerror(rc));
         goto fail;
-    }
-    {
-        char path[4200];
-        snprintf(path, sizeof(path), "%s/%s", dir, META_WAKE_FILE);
-        if ((m->wake_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0)
-            log_msg(LOG_LVL_WARN, "cannot open the wake-up file: repld will notice new events within a second", "path", path,
-                    "error", strerror(errno), NULL);
     }
     return 0;
 fail:
-    snprintf(err, errlen, "%s: %s: %s%s", dir, what, mdb_strerror(rc), rc == MDB_MAP_FULL ? " (raise server.meta_map_size)" : "");
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    if (m->env != NULL)
-        mdb_env_close(m->env);
-    m->env = NULL;
+    meta_close(m);
     return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
-}
-
-void meta_wake(meta_t *m)
-{
-    static const char one = 1;
-    if (m->wake_fd >= 0 && pwrite(m->wake_fd, &one, 1, 0) < 0) {
-        /* nothing to do: repld's safety poll picks the events up */
-    }
-}
-
-void meta_close(meta_t *m)
-{
-    if (m->wake_fd >= 0)
-        close(m->wake_fd);
-    m->wake_fd = -1;
-    if (m->env != NULL)
-        mdb_env_close(m->env);
-    m->env = NULL;
 }
 
 /* ---- buckets ---- */
@@ -168,383 +66,6 @@ int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen)
 {
     MDB_val k = {blen, (void *)b};
     return meta_err(mdb_del(txn, m->buckets, &k, NULL), "mdb_del(buckets)");
-}
-
-/* ---- objects ---- */
-
-/* LMDB keys are at most 511 bytes but object keys up to 1024. Short keys are
- * stored as bucket NUL key. A key longer than the room left (`room`) is stored
- * as bucket NUL key[0..room) NUL hash16(key): keys sharing those `room` bytes
- * form one contiguous run (sorted by hash, re-sorted by meta_obj_list), and
- * every short key still sorts correctly against them, because a short key is
- * never longer than `room`. */
-static size_t objkey_room(size_t blen)
-{
-    return META_OBJKEY_MAX - blen - 1 - 1 - HASH_LEN;
-}
-
-static size_t objkey(uint8_t *out, const char *b, size_t blen, const char *k, size_t klen)
-{
-    size_t room = objkey_room(blen);
-    memcpy(out, b, blen);
-    out[blen] = 0;
-    if (klen <= room) {
-        memcpy(out + blen + 1, k, klen);
-        return blen + 1 + klen;
-    }
-    uint8_t md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)k, klen, md);
-    memcpy(out + blen + 1, k, room);
-    out[blen + 1 + room] = 0;
-    memcpy(out + blen + 2 + room, md, HASH_LEN);
-    return blen + 2 + room + HASH_LEN;
-}
-
-#define OBJ_FIXED (1 + 8 * 4 + 16 + 8 + 2 + 2)
-
-static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_t klen)
-{
-    uint8_t *p = out;
-    *p++ = o->replicated ? OBJ_FORMAT_REPLICA : OBJ_FORMAT;
-    be_put(p, o->version, 8);
-    be_put(p + 8, o->off, 8);
-    be_put(p + 16, o->alen, 8);
-    be_put(p + 24, o->size, 8);
-    p += 32;
-    memcpy(p, o->etag, 16);
-    p += 16;
-    be_put(p, (uint64_t)o->mtime_ms, 8);
-    p += 8;
-    *p++ = (uint8_t)(o->ctype_len >> 8);
-    *p++ = (uint8_t)o->ctype_len;
-    memcpy(p, o->ctype, o->ctype_len);
-    p += o->ctype_len;
-    *p++ = (uint8_t)(klen >> 8);
-    *p++ = (uint8_t)klen;
-    memcpy(p, k, klen);
-    p += klen;
-    return (size_t)(p - out);
-}
-
-static int obj_decode(const MDB_val *v, meta_obj_t *o)
-{
-    const uint8_t *p = v->mv_data, *end = p + v->mv_size;
-    if (v->mv_size < OBJ_FIXED || (p[0] != OBJ_FORMAT && p[0] != OBJ_FORMAT_REPLICA))
-        return CIO_EPROTO;
-    o->replicated = p[0] == OBJ_FORMAT_REPLICA;
-    p++;
-    o->version = be_get(p, 8);
-    o->off = be_get(p + 8, 8);
-    o->alen = be_get(p + 16, 8);
-    o->size = be_get(p + 24, 8);
-    p += 32;
-    memcpy(o->etag, p, 16);
-    p += 16;
-    o->mtime_ms = (int64_t)be_get(p, 8);
-    p += 8;
-    o->ctype_len = (uint16_t)(p[0] << 8 | p[1]);
-    p += 2;
-    if (o->ctype_len > LOGREC_CTYPE_MAX || (size_t)(end - p) < (size_t)o->ctype_len + 2)
-        return CIO_EPROTO;
-    memcpy(o->ctype, p, o->ctype_len);
-    o->ctype[o->ctype_len] = '\0';
-    p += o->ctype_len;
-    o->key_len = (uint16_t)(p[0] << 8 | p[1]);
-    p += 2;
-    if (o->key_len > LOGREC_KEY_MAX || (size_t)(end - p) != o->key_len)
-        return CIO_EPROTO;
-    memcpy(o->key, p, o->key_len);
-    o->key[o->key_len] = '\0';
-    return 0;
-}
-
-int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_obj_t *out)
-{
-    uint8_t kb[META_OBJKEY_MAX];
-    MDB_val key = {objkey(kb, b, blen, k, klen), kb}, v;
-    int rc = mdb_get(txn, m->objects, &key, &v);
-    if (rc != 0)
-        return meta_err(rc, "mdb_get(objects)");
-    if ((rc = obj_decode(&v, out)) != 0)
-        return rc;
-    /* a hashed key must still be the same key */
-    if (out->key_len != klen || memcmp(out->key, k, klen) != 0)
-        return CIO_ENOTFOUND;
-    return 0;
-}
-
-int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o)
-{
-    uint8_t kb[META_OBJKEY_MAX], vb[OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_KEY_MAX];
-    MDB_val key = {objkey(kb, b, blen, k, klen), kb};
-    MDB_val v = {obj_encode(vb, o, k, klen), vb};
-    return meta_err(mdb_put(txn, m->objects, &key, &v, 0), "mdb_put(objects)");
-}
-
-int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen)
-{
-    uint8_t kb[META_OBJKEY_MAX];
-    MDB_val key = {objkey(kb, b, blen, k, klen), kb};
-    return meta_err(mdb_del(txn, m->objects, &key, NULL), "mdb_del(objects)");
-}
-
-static int cmp_key(const char *a, size_t alen, const char *b, size_t blen)
-{
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    return c != 0 ? c : (alen > blen) - (alen < blen);
-}
-
-static int cmp_obj(const void *x, const void *y)
-{
-    const meta_obj_t *a = x, *b = y;
-    return cmp_key(a->key, a->key_len, b->key, b->key_len);
-}
-
-/* What listing does with one object in key order: 0 go on, 1 stop (done), <0 error. */
-static int list_visit(const meta_obj_t *o, const char *prefix, size_t plen, const char *after, size_t alen, meta_list_cb cb,
-                      void *ctx)
-{
-    if (alen > 0 && cmp_key(o->key, o->key_len, after, alen) <= 0)
-        return 0;
-    if (o->key_len < plen || memcmp(o->key, prefix, plen) != 0)
-        return cmp_key(o->key, o->key_len, prefix, plen) > 0 ? 1 : 0;
-    return cb(ctx, o) != 0 ? 1 : 0;
-}
-
-/* The `cap` smallest keys of a run of long keys, as a max-heap of indexes
- * into `obj` (the largest kept key on top): memory stays O(cap) however long
- * the run. */
-typedef struct {
-    meta_obj_t *obj;
-    size_t *heap;
-    size_t n, cap;
-} run_keep_t;
-
-static int run_less(const run_keep_t *r, size_t a, size_t b)
-{
-    return cmp_obj(&r->obj[r->heap[a]], &r->obj[r->heap[b]]) < 0;
-}
-
-static void run_swap(run_keep_t *r, size_t a, size_t b)
-{
-    size_t t = r->heap[a];
-    r->heap[a] = r->heap[b];
-    r->heap[b] = t;
-}
-
-static void run_sift_down(run_keep_t *r, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, big = i;
-        if (l < r->n && run_less(r, big, l))
-            big = l;
-        if (l + 1 < r->n && run_less(r, big, l + 1))
-            big = l + 1;
-        if (big == i)
-            return;
-        run_swap(r, i, big);
-        i = big;
-    }
-}
-
-/* Offers one object; keeps it if it is among the `cap` smallest so far. */
-static int run_offer(run_keep_t *r, const meta_obj_t *o)
-{
-    if (r->n < r->cap) {
-        if (r->obj == NULL || r->n % 64 == 0) { /* grow in steps: cap may be large, runs are usually short */
-            size_t want = r->n + 64 < r->cap ? r->n + 64 : r->cap;
-            meta_obj_t *no = realloc(r->obj, want * sizeof(*no));
-            size_t *nh = no == NULL ? NULL : realloc(r->heap, want * sizeof(*nh));
-            if (no != NULL)
-                r->obj = no;
-            if (nh == NULL)
-                return CIO_ENOMEM;
-            r->heap = nh;
-        }
-        size_t i = r->n++;
-        r->obj[i] = *o;
-        r->heap[i] = i;
-        while (i > 0 && run_less(r, (i - 1) / 2, i)) { /* sift up */
-            run_swap(r, i, (i - 1) / 2);
-            i = (i - 1) / 2;
-        }
-        return 0;
-    }
-    if (r->cap == 0 || cmp_obj(o, &r->obj[r->heap[0]]) >= 0)
-        return 0;
-    r->obj[r->heap[0]] = *o; /* replaces the largest kept */
-    run_sift_down(r, 0);
-    return 0;
-}
-
-static int cmp_index(const void *x, const void *y, void *arg)
-{
-    const meta_obj_t *obj = arg;
-    return cmp_obj(&obj[*(const size_t *)x], &obj[*(const size_t *)y]);
-}
-
-int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *prefix, size_t plen, const char *after,
-                  size_t alen, size_t limit, meta_list_cb cb, void *ctx)
-{
-    size_t room = objkey_room(blen);
-    uint8_t seek[META_OBJKEY_MAX];
-    const char *from = prefix;
-    size_t fromlen = plen;
-    MDB_cursor *cur = NULL;
-    run_keep_t run = {NULL, NULL, 0, 0};
-    meta_obj_t one;
-    int rc, ret = 0;
-
-    if (cmp_key(after, alen, prefix, plen) > 0)
-        from = after, fromlen = alen;
-    if (fromlen > room)
-        fromlen = room;
-    memcpy(seek, b, blen);
-    seek[blen] = 0;
-    memcpy(seek + blen + 1, from, fromlen);
-    MDB_val k = {blen + 1 + fromlen, seek}, v;
-    if ((rc = mdb_cursor_open(txn, m->objects, &cur)) != 0)
-        return meta_err(rc, "mdb_cursor_open(objects)");
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0) {
-        const uint8_t *kp = k.mv_data;
-        if (k.mv_size <= blen || memcmp(kp, b, blen) != 0 || kp[blen] != 0)
-            break; /* left the bucket */
-        if (k.mv_size != blen + 2 + room + HASH_LEN || kp[blen + 1 + room] != 0) {
-            if ((ret = obj_decode(&v, &one)) != 0 || (ret = list_visit(&one, prefix, plen, after, alen, cb, ctx)) != 0)
-                break;
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-            continue;
-        }
-        /* A run of long keys sharing their stored prefix, in hash order: keep
-         * the `limit` smallest of those the listing wants, then visit them in
-         * key order. A key past the prefix means the listing ends with the run
-         * (every later LMDB key sorts after the whole run). */
-        uint8_t runkey[META_OBJKEY_MAX];
-        size_t runlen = blen + 2 + room;
-        int beyond = 0;
-        memcpy(runkey, kp, runlen);
-        run.n = 0;
-        run.cap = limit;
-        while (rc == 0 && k.mv_size == runlen + HASH_LEN && memcmp(k.mv_data, runkey, runlen) == 0) {
-            if ((ret = obj_decode(&v, &one)) != 0)
-                goto done;
-            if (alen == 0 || cmp_key(one.key, one.key_len, after, alen) > 0) {
-                if (one.key_len >= plen && memcmp(one.key, prefix, plen) == 0) {
-                    if ((ret = run_offer(&run, &one)) != 0)
-                        goto done;
-                } else if (cmp_key(one.key, one.key_len, prefix, plen) > 0) {
-                    beyond = 1;
-                }
-            }
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
-        if (run.n > 1)
-            qsort_r(run.heap, run.n, sizeof(*run.heap), cmp_index, run.obj);
-        for (size_t i = 0; i < run.n; i++)
-            if ((ret = list_visit(&run.obj[run.heap[i]], prefix, plen, after, alen, cb, ctx)) != 0)
-                goto done;
-        if (beyond) {
-            ret = 1;
-            goto done;
-        }
-    }
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        ret = meta_err(rc, "mdb_cursor_get(objects)");
-done:
-    mdb_cursor_close(cur);
-    free(run.obj);
-    free(run.heap);
-    return ret < 0 ? ret : 0;
-}
-
-/* ---- counters ---- */
-
-int meta_state_get(meta_t *m, MDB_txn *txn, const char *name, uint64_t *out)
-{
-    MDB_val k = {strlen(name), (void *)name}, v;
-    int rc = mdb_get(txn, m->state, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        *out = 0;
-        return 0;
-    }
-    if (rc != 0)
-        return meta_err(rc, "mdb_get(state)");
-    if (v.mv_size != 8)
-        return CIO_EPROTO;
-    *out = be_get(v.mv_data, 8);
-    return 0;
-}
-
-int meta_state_put(meta_t *m, MDB_txn *txn, const char *name, uint64_t val)
-{
-    uint8_t buf[8];
-    be_put(buf, val, 8);
-    MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
-    return meta_err(mdb_put(txn, m->state, &k, &v, 0), "mdb_put(state)");
-}
-
-int meta_state_add(meta_t *m, MDB_txn *txn, const char *name, int64_t delta)
-{
-    uint64_t v;
-    int ret;
-    if ((ret = meta_state_get(m, txn, name, &v)) != 0)
-        return ret;
-    return meta_state_put(m, txn, name, v + (uint64_t)delta);
-}
-
-int meta_next_seq(meta_t *m, MDB_txn *txn, uint64_t *seq)
-{
-    uint64_t last;
-    int ret;
-    if ((ret = meta_state_get(m, txn, "last_seq", &last)) != 0)
-        return ret;
-    if ((ret = meta_state_put(m, txn, "last_seq", last + 1)) != 0)
-        return ret;
-    *seq = last + 1;
-    return 0;
-}
-
-/* ---- replication log ---- */
-
-int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r)
-{
-    msgpack_sbuffer sb;
-    uint8_t kb[8];
-    int ret;
-
-    msgpack_sbuffer_init(&sb);
-    if ((ret = logrec_encode(r, &sb)) != 0)
-        goto done;
-    be_put(kb, r->seq, 8);
-    MDB_val k = {8, kb}, v = {sb.size, sb.data};
-    if ((ret = meta_err(mdb_put(txn, m->replog, &k, &v, MDB_APPEND), "mdb_put(replog)")) != 0)
-        goto done;
-    if ((ret = meta_state_add(m, txn, "log_count", 1)) == 0 && r->op == LOGREC_PUT)
-        ret = meta_state_add(m, txn, "log_pending_bytes", (int64_t)r->size); /* repld subtracts when it trims */
-done:
-    msgpack_sbuffer_destroy(&sb);
-    return ret;
-}
-
-int meta_log_stats(meta_t *m, MDB_txn *txn, uint64_t *head, uint64_t *records)
-{
-    MDB_stat st;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int rc;
-
-    if ((rc = mdb_stat(txn, m->replog, &st)) != 0)
-        return meta_err(rc, "mdb_stat(replog)");
-    *records = st.ms_entries;
-    *head = 0;
-    if ((rc = mdb_cursor_open(txn, m->replog, &cur)) != 0)
-        return meta_err(rc, "mdb_cursor_open(replog)");
-    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (rc == 0 && k.mv_size == 8)
-        *head = be_get(k.mv_data, 8);
-    mdb_cursor_close(cur);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_cursor_get(replog)");
 }
 
 /* ---- pending extents ---- */
@@ -662,7 +183,7 @@ int meta_tomb_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
     uint8_t kb[META_OBJKEY_MAX];
     const uint8_t *full;
     size_t flen;
-    MDB_val key = {objkey(kb, b, blen, k, klen), kb}, v;
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v;
     int rc = mdb_get(txn, m->tombstones, &key, &v);
     if (rc != 0)
         return meta_err(rc, "mdb_get(tombstones)");
@@ -685,14 +206,14 @@ int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
     vb[17] = (uint8_t)(klen >> 8);
     vb[18] = (uint8_t)klen;
     memcpy(vb + TOMB_FIXED, k, klen);
-    MDB_val key = {objkey(kb, b, blen, k, klen), kb}, v = {TOMB_FIXED + klen, vb};
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v = {TOMB_FIXED + klen, vb};
     return meta_err(mdb_put(txn, m->tombstones, &key, &v, 0), "mdb_put(tombstones)");
 }
 
 int meta_tomb_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen)
 {
     uint8_t kb[META_OBJKEY_MAX];
-    MDB_val key = {objkey(kb, b, blen, k, klen), kb};
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
     int rc = mdb_del(txn, m->tombstones, &key, NULL);
     return rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_del(tombstones)");
 }
@@ -771,7 +292,7 @@ static int pick_obj(void *ctx, const MDB_val *v)
 {
     obj_pick_t *p = ctx;
     meta_obj_t obj;
-    int ret = obj_decode(v, &obj);
+    int ret = meta_obj_decode(v, &obj);
     if (ret != 0)
         return ret;
     return p->pick(p->ctx, &obj);

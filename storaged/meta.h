@@ -1,64 +1,29 @@
-/* meta.h - storaged's LMDB environment: buckets, object metadata, the
- * replication log, pending extents and counters.
+/* meta.h - storaged's own tables in the site's environment (common/meta.h):
+ * buckets, pending extents, and a replica's tombstones and purges.
  *
- * Databases (all in one environment, so one transaction covers them):
  *   "buckets"  name -> meta_bucket_t
- *   "objects"  objkey(bucket, key) -> meta_obj_t (see meta_objkey); the
- *              record's format byte tells an object written here (1) from
- *              one a replica applied from its primary (2)
- *   "replog"   u64 BE seq -> logrec (proto/logrec.h)
  *   "pending"  u64 BE offset -> u64 BE length: extents allocated for writes
  *              in flight, reserved for small writes (alloc_reserve) or
  *              released while readers may still use them; all are returned
  *              to the free map at start-up
- *   "state"    name -> u64 BE counter ("last_seq", "log_count", ...)
  *   "tombstones" objkey -> version and time of a DELETE applied on a replica
  *   "purges"   bucket -> version of the last PURGE applied on a replica
- *   "repl_failed" u64 BE seq -> an event repld gave up on (repld/failed.c)
- *   "repl_retry"  u64 BE seq -> a failed event put back in line by --retry-failed
- *   plus the allocator's databases (alloc.h).
  * Every function taking a txn leaves commit/abort to the caller. LMDB errors
- * are logged here and returned as CIO_EDB or CIO_EMAPFULL. */
+ * are logged and returned as CIO_EDB or CIO_EMAPFULL (meta_err). */
 #ifndef COMIO_META_H
 #define COMIO_META_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <lmdb.h>
-#include "storaged/alloc.h"
+#include "common/alloc.h"
 #include "common/err.h"
-#include "proto/logrec.h"
+#include "common/meta.h"
 
-#define META_OBJKEY_MAX 480 /* below LMDB's 511-byte key limit */
-
-typedef struct meta {
-    MDB_env *env;
-    MDB_dbi buckets, objects, replog, pending, state;
-    MDB_dbi tombstones, purges, repl_failed, repl_retry;
-    alloc_t alloc;
-    int wake_fd; /* META_WAKE_FILE in the environment's directory; -1 if it could not be opened */
-} meta_t;
-
-/* A file beside the LMDB environment that is written after every commit that
- * gives repld work (log records, events put back in line). repld watches it
- * with inotify. data.mdb itself is no good for this: LMDB writes its meta page
- * (which wakes a watcher) before it publishes the transaction to readers, so
- * a reader woken by that write may still see the old state. */
-#define META_WAKE_FILE "replog.wake"
-
-typedef struct {
-    uint64_t version; /* seq of the mutation that wrote it */
-    uint64_t off;     /* extent in the data store */
-    uint64_t alen;    /* allocated length (0 for an empty object) */
-    uint64_t size;    /* object size in bytes */
-    uint8_t etag[16]; /* MD5 of the body */
-    int64_t mtime_ms;
-    uint16_t ctype_len;
-    char ctype[LOGREC_CTYPE_MAX + 1]; /* NUL-terminated */
-    uint16_t key_len;                 /* the full key (filled by get and listing) */
-    char key[LOGREC_KEY_MAX + 1];     /* NUL-terminated */
-    int replicated;                   /* 1: applied by a replica from its primary (version is the primary's seq); 0: written here */
-} meta_obj_t;
+/* Opens (creating what is missing) the environment in directory `dir` with
+ * `map_size` bytes of map, every table, and the allocator's (m->alloc).
+ * On failure writes a reason into err. Close with meta_close. */
+int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen) CIO_MUST_CHECK;
 
 typedef struct {
     int64_t ctime_ms;
@@ -66,54 +31,9 @@ typedef struct {
     uint64_t bytes;
 } meta_bucket_t;
 
-/* Tells repld that committed work is waiting: writes one byte to
- * META_WAKE_FILE. Call after mdb_txn_commit() has returned. Never fails
- * (repld also polls once a second). */
-void meta_wake(meta_t *m);
-
-/* Opens (creating) the environment in directory `dir` with `map_size` bytes of
- * map and opens every database. On failure writes a reason into err. */
-int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen) CIO_MUST_CHECK;
-void meta_close(meta_t *m);
-
-/* Maps an LMDB return code to a CIO code, logging `what` when it is an error. */
-int meta_err(int rc, const char *what);
-
 int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *out) CIO_MUST_CHECK;
 int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk) CIO_MUST_CHECK;
 int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO_MUST_CHECK;
-
-/* Object metadata. get returns CIO_ENOTFOUND when absent. */
-int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_obj_t *out) CIO_MUST_CHECK;
-int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
-                 const meta_obj_t *o) CIO_MUST_CHECK;
-int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
-
-/* Calls cb for the objects of bucket b whose key starts with `prefix` and
- * sorts strictly after `after` (either may be empty), in byte order of the
- * full key, until cb returns non-zero or the bucket ends. `o` is valid for
- * the call only. `limit` is the most objects cb will take (SIZE_MAX: all):
- * keys too long to be stored whole are re-sorted in memory, and no more than
- * `limit` of them are held at once. Returns 0 or an error. */
-typedef int (*meta_list_cb)(void *ctx, const meta_obj_t *o);
-int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *prefix, size_t plen, const char *after,
-                  size_t alen, size_t limit, meta_list_cb cb, void *ctx) CIO_MUST_CHECK;
-
-/* Counters in "state". get yields 0 for an absent counter. */
-int meta_state_get(meta_t *m, MDB_txn *txn, const char *name, uint64_t *v) CIO_MUST_CHECK;
-int meta_state_put(meta_t *m, MDB_txn *txn, const char *name, uint64_t v) CIO_MUST_CHECK;
-int meta_state_add(meta_t *m, MDB_txn *txn, const char *name, int64_t delta) CIO_MUST_CHECK;
-
-/* Takes the next mutation sequence number (strictly increasing, never reused,
- * starting at 1). */
-int meta_next_seq(meta_t *m, MDB_txn *txn, uint64_t *seq) CIO_MUST_CHECK;
-
-/* Appends `r` (r->seq must exceed every seq already in the log) to "replog",
- * counts it in "log_count" and adds a PUT's size to "log_pending_bytes". */
-int meta_log_append(meta_t *m, MDB_txn *txn, const logrec_t *r) CIO_MUST_CHECK;
-
-/* Reports the highest seq in the log (0 when empty) and the number of records. */
-int meta_log_stats(meta_t *m, MDB_txn *txn, uint64_t *head, uint64_t *records) CIO_MUST_CHECK;
 
 /* Marks extent e pending (e must not overlap a pending extent). */
 int meta_pending_add(meta_t *m, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;

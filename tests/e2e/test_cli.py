@@ -291,7 +291,7 @@ def test_diff_long_keys_and_odd_bytes(make_server):
     must agree. Odd bytes (control, non-ASCII, '%', '+', '&') go through the query string."""
     a, b = make_server(), make_server()
     ca, cb = a.client(), b.client()
-    room = 480 - len("lng") - 2 - 16  # storaged/meta.c: objkey_room()
+    room = 480 - len("lng") - 2 - 16  # common/meta.c: objkey_room()
     p = "p" * room
     keys = [p, p[:-1] + "q", "o", "q", "a%b+c&d=e", "tab\there", "caf\u00e9", "\u00ff\u00fe", "z" * 1024]
     keys += [p + tail for tail in ("", "a", "b", "0" * 500, "1", "\u00e9", "~" * 200)]

@@ -2,7 +2,8 @@
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
-#include "storaged/replstat.h"
+#include "common/replog.h"
+#include "common/replstat.h"
 
 const double replstat_lat_bounds[REPLSTAT_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
@@ -18,36 +19,37 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int oldest(void *ctx, uint64_t seq, const char *rec, size_t len)
+{
+    logrec_t r;
+    if (logrec_decode(rec, len, &r) == 0)
+        *(int64_t *)ctx = r.mtime_ms;
+    return 1;
+}
+
 static int load(meta_t *m, figures_t *f)
 {
     MDB_txn *txn;
-    MDB_cursor *cur;
-    MDB_val k, v;
     uint64_t records = 0, cursor = 0;
-    logrec_t r;
     int rc, ret;
 
     memset(f, 0, sizeof(*f));
     if ((rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin");
-    if ((ret = meta_state_get(m, txn, "log_count", &f->queued)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_acked", &f->acked)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_failed", &f->failed)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_failed_total", &f->failed_total)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_last_ms", &f->last_ms)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_bytes", &f->bytes)) != 0 ||
-        (ret = meta_state_get(m, txn, "repl_cursor", &cursor)) != 0 ||
-        (ret = meta_state_get(m, txn, "log_pending_bytes", &f->pending_bytes)) != 0 ||
-        (ret = meta_log_stats(m, txn, &f->head, &records)) != 0)
+    if ((ret = meta_state_get(m, txn, META_LOG_COUNT, &f->queued)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_ACKED, &f->acked)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_FAILED, &f->failed)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_FAILED_TOTAL, &f->failed_total)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_LAST_MS, &f->last_ms)) != 0 ||
+        (ret = meta_state_get(m, txn, META_REPL_BYTES, &f->bytes)) != 0 || (ret = replog_cursor(m, txn, &cursor)) != 0 ||
+        (ret = meta_state_get(m, txn, META_LOG_PENDING_BYTES, &f->pending_bytes)) != 0 ||
+        (ret = replog_stats(m, txn, &f->head, &records)) != 0)
         goto done;
     f->pending = records;
     if (f->head < cursor)
         f->head = cursor; /* the log was trimmed up to the cursor */
-    if ((rc = mdb_cursor_open(txn, m->replog, &cur)) == 0) {
-        if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0 && logrec_decode(v.mv_data, v.mv_size, &r) == 0)
-            f->oldest_ms = r.mtime_ms;
-        mdb_cursor_close(cur);
-    }
+    if (replog_scan(m, txn, 0, oldest, &f->oldest_ms) != 0)
+        f->oldest_ms = 0; /* the age is a hint: the counters above still answer */
 done:
     mdb_txn_abort(txn);
     return ret;

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "storaged/alloc.h"
+#include "common/alloc.h"
 #include "testutil.h"
 
 #define BLK ((uint64_t)ALLOC_BLOCK)

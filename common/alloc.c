@@ -2,7 +2,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include "storaged/alloc.h"
+#include "common/alloc.h"
 #include "common/log.h"
 
 #define STATE_CAPACITY "capacity"

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include "common/buf.h"
 #include "common/err.h"
-#include "storaged/meta.h"
+#include "common/meta.h"
 
 #define REPLSTAT_LAT_BUCKETS 12
 #define REPLSTAT_WORKERS_MAX 64

@@ -1,6 +1,6 @@
 /* alloc.h - the extent allocator of the data store, kept in LMDB.
  *
- * The free-space map lives in two LMDB databases of storaged's environment, so
+ * The free-space map lives in two LMDB databases of the site's environment (common/meta.h), so
  * that an allocation or a free commits in the same transaction as the
  * metadata that references the extent:
  *   "free_off": key u64 big-endian offset -> value u64 length   (coalescing)

@@ -1,0 +1,136 @@
+/* meta.h - the site's LMDB environment, which storaged and repld both open:
+ * its tables, opening it, object records and the state counters.
+ *
+ * Databases (all in one environment, so one transaction covers them):
+ *   "buckets"  name -> meta_bucket_t (storaged/meta.h)
+ *   "objects"  objkey(bucket, key) -> meta_obj_t (see meta_objkey); the
+ *              record's format byte tells an object written here (1) from
+ *              one a replica applied from its primary (2)
+ *   "state"    name -> u64 BE counter (META_COUNTERS below)
+ *   "replog", "repl_failed", "repl_retry": the replication log, owned by
+ *              common/replog.h: no other module reads or writes them
+ *   "pending", "tombstones", "purges": storaged's (storaged/meta.h)
+ *   plus the allocator's databases (common/alloc.h).
+ * Every function taking a txn leaves commit/abort to the caller. LMDB errors
+ * are logged here and returned as CIO_EDB or CIO_EMAPFULL. */
+#ifndef COMIO_COMMON_META_H
+#define COMIO_COMMON_META_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lmdb.h>
+#include "common/alloc.h"
+#include "common/err.h"
+#include "proto/logrec.h"
+
+#define META_OBJKEY_MAX 480 /* below LMDB's 511-byte key limit */
+
+typedef struct meta {
+    MDB_env *env;
+    MDB_dbi buckets, objects, replog, pending, state;
+    MDB_dbi tombstones, purges, repl_failed, repl_retry;
+    alloc_t alloc;
+    int wake_fd; /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
+} meta_t;
+
+typedef struct {
+    uint64_t version; /* seq of the mutation that wrote it */
+    uint64_t off;     /* extent in the data store */
+    uint64_t alen;    /* allocated length (0 for an empty object) */
+    uint64_t size;    /* object size in bytes */
+    uint8_t etag[16]; /* MD5 of the body */
+    int64_t mtime_ms;
+    uint16_t ctype_len;
+    char ctype[LOGREC_CTYPE_MAX + 1]; /* NUL-terminated */
+    uint16_t key_len;                 /* the full key (filled by get and listing) */
+    char key[LOGREC_KEY_MAX + 1];     /* NUL-terminated */
+    int replicated;                   /* 1: applied by a replica from its primary (version is the primary's seq); 0: written here */
+} meta_obj_t;
+
+#define META_OPEN_CREATE 1u /* create what is missing: the directory, the environment, its tables */
+#define META_OPEN_RDONLY 2u /* without CREATE: read-only (map_size is then the file's) */
+
+/* Opens the environment in directory `dir` with `map_size` bytes of map and
+ * every table's handle. Without META_OPEN_CREATE it creates nothing (no
+ * directory, file or table): the environment must be there with every
+ * table, and the wake-up file is used only if it exists; that is for repld,
+ * whose wrong path must fail, not make an empty site. The allocator
+ * (m->alloc) is not opened here: storaged's meta_open does that.
+ * Returns 0, CIO_ENOTFOUND when there is no environment or a table is
+ * missing, CIO_ESYS, CIO_EDB or CIO_EMAPFULL; on failure writes a reason
+ * that names `dir` into err. Close with meta_close. */
+int meta_open_env(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, char *err, size_t errlen) CIO_MUST_CHECK;
+
+/* Closes what meta_open_env opened; harmless on a failed or closed one. */
+void meta_close(meta_t *m);
+
+/* Maps an LMDB return code to a CIO code, logging `what` when it is an error. */
+int meta_err(int rc, const char *what);
+
+/* Object metadata. get returns CIO_ENOTFOUND when absent. */
+int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_obj_t *out) CIO_MUST_CHECK;
+int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
+                 const meta_obj_t *o) CIO_MUST_CHECK;
+int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
+
+/* Whether `o` is still the object that this site's own write `version` (a
+ * log event's seq) made: written here, not applied from a primary, with
+ * that version. A site that ships its writes and also applies a primary's
+ * holds applied objects whose versions are the primary's seqs, which can
+ * equal one of its own; only a local object's version names a log event.
+ * Every path that asks "is the event's version still the object" (repld's
+ * inline read and presign, the fetch endpoint) asks this. */
+int meta_obj_current(const meta_obj_t *o, uint64_t version);
+
+/* Calls cb for the objects of bucket b whose key starts with `prefix` and
+ * sorts strictly after `after` (either may be empty), in byte order of the
+ * full key, until cb returns non-zero or the bucket ends. `o` is valid for
+ * the call only. `limit` is the most objects cb will take (SIZE_MAX: all):
+ * keys too long to be stored whole are re-sorted in memory, and no more than
+ * `limit` of them are held at once. Returns 0 or an error. */
+typedef int (*meta_list_cb)(void *ctx, const meta_obj_t *o);
+int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *prefix, size_t plen, const char *after,
+                  size_t alen, size_t limit, meta_list_cb cb, void *ctx) CIO_MUST_CHECK;
+
+/* The counters of the "state" table, each with the name it is stored
+ * under: those names are on disk, so one is never renamed. A counter is
+ * named by its enum value, so a misspelt one does not compile. (Stores
+ * written by older versions may also hold "repl_superseded", which was
+ * written and never read: it is no longer kept up to date.)
+ *   X(enum value, stored name, who writes it) */
+#define META_COUNTERS(X)                                                                                                           \
+    X(META_LAST_SEQ, "last_seq", "the last mutation seq taken (storaged)")                                                         \
+    X(META_LOG_COUNT, "log_count", "records ever appended to the log (storaged)")                                                  \
+    X(META_LOG_PENDING_BYTES, "log_pending_bytes", "object bytes of the PUT records in the log (storaged adds, repld trims)")      \
+    X(META_REPL_CURSOR, "repl_cursor", "every seq up to it is acknowledged or recorded as failed (repld)")                         \
+    X(META_REPL_ACKED, "repl_acked", "events acknowledged by the replica or superseded (repld)")                                   \
+    X(META_REPL_BYTES, "repl_bytes", "object bytes of the acknowledged PUT events (repld)")                                        \
+    X(META_REPL_FAILED, "repl_failed", "events in the repl_failed table now (repld)")                                              \
+    X(META_REPL_FAILED_TOTAL, "repl_failed_total", "events ever recorded as failed (repld)")                                       \
+    X(META_REPL_LAST_MS, "repl_last_ms", "wall clock of the last acknowledgement, ms (repld)")                                     \
+    X(META_OBJECTS, "objects", "objects stored on the site (storaged)")                                                            \
+    X(META_BYTES, "bytes", "bytes of the objects stored (storaged)")                                                               \
+    X(META_APPLY_APPLIED, "apply_applied", "a replica's events applied (storaged)")                                                \
+    X(META_APPLY_SKIPPED, "apply_skipped", "a replica's events skipped: stale or duplicate (storaged)")                            \
+    X(META_APPLY_FAILED, "apply_failed", "a replica's events refused, for now or for good (storaged)")                             \
+    X(META_APPLY_PERMANENT, "apply_permanent", "a replica's events refused for good (storaged)")                                   \
+    X(META_STORE_ID_HI, "store_id_hi", "the data store's identity, high half (storaged)")                                          \
+    X(META_STORE_ID_LO, "store_id_lo", "the data store's identity, low half (storaged)")
+
+#define META_COUNTER_ENUM(e, name, doc) e,
+typedef enum { META_COUNTERS(META_COUNTER_ENUM) META_NCOUNTERS } meta_counter_t;
+#undef META_COUNTER_ENUM
+
+/* Counters in "state". get yields 0 for an absent counter. */
+int meta_state_get(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t *v) CIO_MUST_CHECK;
+int meta_state_put(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t v) CIO_MUST_CHECK;
+int meta_state_add(meta_t *m, MDB_txn *txn, meta_counter_t c, int64_t delta) CIO_MUST_CHECK;
+
+/* The key of bucket b's key k in "objects" (and in the tables keyed alike)
+ * into out, which has META_OBJKEY_MAX bytes; returns its length. */
+size_t meta_objkey(uint8_t *out, const char *b, size_t blen, const char *k, size_t klen);
+
+/* Decodes an "objects" value into o. 0 or CIO_EPROTO. */
+int meta_obj_decode(const MDB_val *v, meta_obj_t *o) CIO_MUST_CHECK;
+
+#endif
