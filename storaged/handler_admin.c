@@ -54,7 +54,6 @@ int handler_admin_health(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
-
 /* ---- questions to repld's control socket, asked off the event loop ---- */
 
 #define ASIDES_MAX 16 /* concurrent questions; beyond, storaged answers from LMDB alone */

@@ -38,7 +38,6 @@ int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
     return http_commit_submit(req, pend);
 }
 
-
 /* Parses "bytes=a-b", "bytes=a-", "bytes=-n" against size. Returns 1 for a
  * satisfiable single range, 0 to ignore the header (serve everything), -1 for
  * unsatisfiable. */
@@ -183,8 +182,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     if (ranged < 0) {
         commit_reader_leave(srv->commit, token);
         snprintf(buf, sizeof(buf), "bytes */%" PRIu64, o.size);
-        http_req_add_header(req, H2O_TOKEN_CONTENT_RANGE, buf, strlen(buf));
-        http_req_error(req, 416, "InvalidRange", "the requested range is not satisfiable");
+        http_req_error_hdr(req, 416, "InvalidRange", "the requested range is not satisfiable", H2O_TOKEN_CONTENT_RANGE, buf);
         return 0;
     }
     if (ranged > 0) {

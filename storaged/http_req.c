@@ -137,18 +137,35 @@ void http_req_reply(h2o_req_t *req, int status, const char *ctype, const char *b
     h2o_send_inline(req, body, len);
 }
 
+/* An error reply replaces whatever a handler had prepared: the headers it
+ * added for the object (Content-Type, ETag, ...) are dropped, so that the
+ * reply carries the error body's headers only. */
+static void reply_error_body(h2o_req_t *req, int status, const h2o_token_t *token, const char *value, const char *body, size_t len)
+{
+    memset(&req->res.headers, 0, sizeof(req->res.headers));
+    if (status == 401)
+        http_req_add_header(req, H2O_TOKEN_WWW_AUTHENTICATE, H2O_STRLIT("Bearer"));
+    if (token != NULL)
+        http_req_add_header(req, token, value, strlen(value));
+    http_req_reply(req, status, "application/json", body, len);
+}
+
+static void reply_oom(h2o_req_t *req)
+{
+    static const char oom[] = "{\"error\":\"reply too large or out of memory\",\"code\":\"InternalError\"}";
+    reply_error_body(req, 500, NULL, NULL, oom, sizeof(oom) - 1);
+}
+
 void http_req_reply_buf(h2o_req_t *req, int status, buf_t *b)
 {
-    if (b->err != 0) {
-        static const char oom[] = "{\"error\":\"reply too large or out of memory\",\"code\":\"InternalError\"}";
-        http_req_reply(req, 500, "application/json", oom, sizeof(oom) - 1);
-    } else {
+    if (b->err != 0)
+        reply_oom(req);
+    else
         http_req_reply(req, status, "application/json", b->data, b->len);
-    }
     buf_free(b);
 }
 
-void http_req_error(h2o_req_t *req, int status, const char *code, const char *msg)
+void http_req_error_hdr(h2o_req_t *req, int status, const char *code, const char *msg, const h2o_token_t *token, const char *value)
 {
     buf_t b;
     buf_init(&b, 8192);
@@ -157,9 +174,16 @@ void http_req_error(h2o_req_t *req, int status, const char *code, const char *ms
     buf_puts(&b, ",\"code\":");
     buf_json_str(&b, code, strlen(code));
     buf_puts(&b, "}");
-    if (status == 401)
-        http_req_add_header(req, H2O_TOKEN_WWW_AUTHENTICATE, H2O_STRLIT("Bearer"));
-    http_req_reply_buf(req, status, &b);
+    if (b.err != 0)
+        reply_oom(req);
+    else
+        reply_error_body(req, status, token, value, b.data, b.len);
+    buf_free(&b);
+}
+
+void http_req_error(h2o_req_t *req, int status, const char *code, const char *msg)
+{
+    http_req_error_hdr(req, status, code, msg, NULL, NULL);
 }
 
 void http_req_cio_error(h2o_req_t *req, int err, const char *what)

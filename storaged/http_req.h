@@ -131,11 +131,19 @@ void http_req_metrics(buf_t *b);
  * ctype may be NULL. */
 void http_req_reply(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len);
 
-/* Sends b as an application/json reply (a 500 if b overflowed) and frees b. */
+/* Sends b as an application/json reply and frees b; if b overflowed, an
+ * error reply (500) instead. */
 void http_req_reply_buf(h2o_req_t *req, int status, buf_t *b);
 
-/* Sends {"error":msg,"code":code} with the given status. */
+/* Error replies. Each sends {"error":msg,"code":code} with the given status
+ * and drops every response header added before: an error reply carries the
+ * error body's headers only (Content-Type: application/json, a 401's
+ * WWW-Authenticate), whatever the handler had prepared for the object. */
 void http_req_error(h2o_req_t *req, int status, const char *code, const char *msg);
+
+/* http_req_error plus one header of the error's own (a 416's Content-Range);
+ * value is NUL-terminated and copied. */
+void http_req_error_hdr(h2o_req_t *req, int status, const char *code, const char *msg, const h2o_token_t *token, const char *value);
 
 /* Sends the reply for a CIO_* error: 507 for a full store or map, else 500
  * with "what: <error>". */
