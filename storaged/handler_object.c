@@ -6,6 +6,7 @@
 #include "proto/logrec.h"
 #include "storaged/handler_object.h"
 #include "storaged/http_commit.h"
+#include "storaged/http_precond.h"
 
 #define INLINE_READ_MAX (1024 * 1024) /* GET bodies up to this are read at once */
 #define STREAM_CHUNK (1024 * 1024)    /* larger ones are streamed in chunks of this */
@@ -136,7 +137,8 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     meta_bucket_t bk;
     MDB_txn *txn;
     uint64_t token, first = 0, last = 0, len;
-    char buf[96];
+    char buf[96], etag[35];
+    int64_t mtime;
     int ret, ranged;
 
     token = commit_reader_enter(srv->commit);
@@ -164,12 +166,11 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
         return 0;
     }
 
-    quoted_etag(o.etag, buf);
-    http_req_add_header(req, H2O_TOKEN_ETAG, buf, 34);
-    http_req_add_header(req, H2O_TOKEN_CONTENT_TYPE, o.ctype, o.ctype_len);
-    http_req_add_header(req, H2O_TOKEN_ACCEPT_RANGES, H2O_STRLIT("bytes"));
+    quoted_etag(o.etag, etag);
+    mtime = o.mtime_ms / 1000;
+    http_req_add_header(req, H2O_TOKEN_ETAG, etag, 34);
     {
-        time_t secs = (time_t)(o.mtime_ms / 1000);
+        time_t secs = (time_t)mtime;
         struct tm tm;
         gmtime_r(&secs, &tm);
         strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
@@ -177,8 +178,15 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     }
     fmt_u64(buf, o.version);
     http_req_add_header_str(req, "x-comio-version", buf);
+    http_req_add_header(req, H2O_TOKEN_CONTENT_TYPE, o.ctype, o.ctype_len);
+    http_req_add_header(req, H2O_TOKEN_ACCEPT_RANGES, H2O_STRLIT("bytes"));
 
-    ranged = parse_range(http_req_header(req, H2O_TOKEN_RANGE), o.size, &first, &last);
+    /* a Range whose If-Range names another version of the object would
+     * splice two versions: the whole current object instead */
+    if (http_precond_if_range(http_req_header(req, H2O_TOKEN_IF_RANGE), h2o_iovec_init(etag, 34), mtime))
+        ranged = parse_range(http_req_header(req, H2O_TOKEN_RANGE), o.size, &first, &last);
+    else
+        ranged = 0;
     if (ranged < 0) {
         commit_reader_leave(srv->commit, token);
         snprintf(buf, sizeof(buf), "bytes */%" PRIu64, o.size);
