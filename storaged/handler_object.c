@@ -12,10 +12,43 @@
 #define STREAM_CHUNK (1024 * 1024)    /* larger ones are streamed in chunks of this */
 #define LIST_MAX_KEYS 1000
 
+/* A PUT's If-Match / If-None-Match / If-Unmodified-Since against the key's
+ * current object. Checked here, on the loop, when the request arrives: a
+ * concurrent PUT of the same key that commits between this check and ours
+ * is not seen (the committer would have to check inside its transaction).
+ * A key in a bucket not created yet has no current object either. Returns
+ * HTTP_PRECOND_PASS, HTTP_PRECOND_FAILED, or CIO_EDB. */
+static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p)
+{
+    http_thread_t *t = http_req_thread(req);
+    h2o_iovec_t etag = h2o_iovec_init(NULL, 0);
+    char quoted[35];
+    http_precond_t pc;
+    meta_obj_t o;
+    MDB_txn *txn;
+    int ret;
+
+    http_precond_from_req(req, &pc);
+    if (pc.if_match.base == NULL && pc.if_none_match.base == NULL && pc.if_unmodified_since.base == NULL)
+        return HTTP_PRECOND_PASS;
+    if ((txn = http_req_rtxn_begin(t)) == NULL)
+        return CIO_EDB;
+    ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
+    http_req_rtxn_end(t);
+    if (ret != 0 && ret != CIO_ENOTFOUND)
+        return ret;
+    if (ret == 0) {
+        quoted_etag(o.etag, quoted);
+        etag = h2o_iovec_init(quoted, 34);
+    }
+    return http_precond_eval(&pc, etag, ret == 0 ? o.mtime_ms / 1000 : 0, 0);
+}
+
 int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
 {
     h2o_iovec_t ct = http_req_header(req, H2O_TOKEN_CONTENT_TYPE);
     http_commit_t *pend;
+    int ret;
 
     if (req->entity.len > srv->conf->max_object_size) {
         http_req_error(req, 413, "EntityTooLarge", "the object exceeds server.max_object_size");
@@ -27,6 +60,15 @@ int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
     }
     if (ct.base == NULL || ct.len == 0)
         ct = h2o_iovec_init(H2O_STRLIT("application/octet-stream"));
+    if ((ret = put_precondition(srv, req, p)) != HTTP_PRECOND_PASS) {
+        if (ret == HTTP_PRECOND_FAILED)
+            http_req_error(req, 412, "PreconditionFailed",
+                           "the key's current object does not match If-Match, If-None-Match or "
+                           "If-Unmodified-Since");
+        else
+            http_req_cio_error(req, ret, "PUT failed");
+        return 0;
+    }
     if ((pend = http_commit_new(req, COMMIT_PUT, p)) == NULL) {
         http_req_cio_error(req, CIO_ENOMEM, "PUT failed");
         return 0;
@@ -130,6 +172,18 @@ static void stream_stop(h2o_generator_t *g, h2o_req_t *req)
 {
 }
 
+/* 304: the validators (added by the caller) and no body. */
+static void send_not_modified(h2o_req_t *req)
+{
+    static h2o_generator_t none = {NULL, NULL};
+
+    req->res.status = 304;
+    req->res.reason = http_req_reason(304);
+    http_req_count(req, 304, 0);
+    h2o_start_response(req, &none);
+    h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+}
+
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version)
 {
     http_thread_t *t = http_req_thread(req);
@@ -137,9 +191,10 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     meta_bucket_t bk;
     MDB_txn *txn;
     uint64_t token, first = 0, last = 0, len;
+    http_precond_t pc;
     char buf[96], etag[35];
     int64_t mtime;
-    int ret, ranged;
+    int ret, ranged, cond;
 
     token = commit_reader_enter(srv->commit);
     if ((txn = http_req_rtxn_begin(t)) == NULL) {
@@ -168,6 +223,13 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
 
     quoted_etag(o.etag, etag);
     mtime = o.mtime_ms / 1000;
+    http_precond_from_req(req, &pc);
+    cond = http_precond_eval(&pc, h2o_iovec_init(etag, 34), mtime, 1);
+    if (cond == HTTP_PRECOND_FAILED) {
+        commit_reader_leave(srv->commit, token);
+        http_req_error(req, 412, "PreconditionFailed", "the object does not match If-Match or If-Unmodified-Since");
+        return 0;
+    }
     http_req_add_header(req, H2O_TOKEN_ETAG, etag, 34);
     {
         time_t secs = (time_t)mtime;
@@ -178,6 +240,11 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     }
     fmt_u64(buf, o.version);
     http_req_add_header_str(req, "x-comio-version", buf);
+    if (cond == HTTP_PRECOND_NOT_MODIFIED) {
+        commit_reader_leave(srv->commit, token);
+        send_not_modified(req);
+        return 0;
+    }
     http_req_add_header(req, H2O_TOKEN_CONTENT_TYPE, o.ctype, o.ctype_len);
     http_req_add_header(req, H2O_TOKEN_ACCEPT_RANGES, H2O_STRLIT("bytes"));
 

@@ -11,7 +11,8 @@
 /* ---- metrics ---- */
 
 static const char *const method_names[HTTP_REQ_NMETHODS] = {"GET", "HEAD", "PUT", "DELETE", "POST", "OTHER"};
-static const int status_codes[] = {200, 204, 206, 400, 401, 403, 404, 405, 409, 410, 411, 413, 416, 431, 500, 503, 507, 0};
+static const int status_codes[] = {200, 204, 206, 304, 400, 401, 403, 404, 405, 409,
+                                   410, 411, 412, 413, 416, 431, 500, 503, 507, 0};
 #define NSTATUS (sizeof(status_codes) / sizeof(status_codes[0]))
 static uint64_t metric_requests[HTTP_REQ_NMETHODS][NSTATUS];
 static uint64_t metric_bytes_in, metric_bytes_out;
@@ -78,6 +79,8 @@ const char *http_req_reason(int status)
         return "No Content";
     case 206:
         return "Partial Content";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:
@@ -92,6 +95,8 @@ const char *http_req_reason(int status)
         return "Conflict";
     case 410:
         return "Gone";
+    case 412:
+        return "Precondition Failed";
     case 413:
         return "Payload Too Large";
     case 416:
