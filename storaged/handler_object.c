@@ -8,8 +8,14 @@
 #include "storaged/http_commit.h"
 #include "storaged/http_precond.h"
 
-#define INLINE_READ_MAX (1024 * 1024) /* GET bodies up to this are read at once */
-#define STREAM_CHUNK (1024 * 1024)    /* larger ones are streamed in chunks of this */
+/* What one GET holds of the object at a time: a body up to INLINE_READ_MAX
+ * is read at once; a larger one is streamed, one window of STREAM_CHUNK read
+ * from the store each time the socket took the previous one. A client that
+ * reads slowly (or not at all) thus holds one window, not the object
+ * (docs/security.md). 64 KiB is also what h2o's own file handler reads at a
+ * time. */
+#define STREAM_CHUNK (64 * 1024)
+#define INLINE_READ_MAX STREAM_CHUNK
 #define LIST_MAX_KEYS 1000
 
 /* A PUT's If-Match / If-None-Match / If-Unmodified-Since against the key's
