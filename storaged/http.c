@@ -22,7 +22,9 @@
 #include "storaged/http_req.h"
 #include "storaged/path.h"
 
-#define HEADERS_MAX (32 * 1024) /* request line and headers */
+#define HEADERS_MAX (32 * 1024)           /* request line and headers */
+#define HTTP2_IDLE_TIMEOUT_MS (10 * 1000) /* h2o's default, stated: docs/security.md */
+#define HTTP2_REQUESTS_PER_CONN 16        /* requests of one HTTP/2 connection run at once */
 
 /* The running server; a global so that its memory stays reachable to the end. */
 static http_server_t *running;
@@ -346,6 +348,14 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     srv->globalconf.max_request_entity_size = (size_t)conf->max_object_size;
     /* the limit covers the whole request, body included: leave room for large uploads */
     srv->globalconf.http1.req_timeout = 300 * 1000;
+    /* HTTP/2 (TLS by ALPN; cleartext by prior knowledge or Upgrade: h2c, h2o's
+     * default): a connection with no request in progress, or stalled inside a
+     * HEADERS block, is closed after the idle timeout. h2o accepts up to 100
+     * streams but runs only this many requests of a connection at once and
+     * queues the rest: each running GET holds one read window (handler_object.c),
+     * so a client that reads nothing holds at most 16 windows, not 100. */
+    srv->globalconf.http2.idle_timeout = HTTP2_IDLE_TIMEOUT_MS;
+    srv->globalconf.http2.max_concurrent_requests_per_connection = HTTP2_REQUESTS_PER_CONN;
     host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     pathconf = h2o_config_register_path(host, "/", 0);
     h = (handler_t *)h2o_create_handler(pathconf, sizeof(*h));
