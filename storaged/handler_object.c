@@ -23,7 +23,8 @@
  * concurrent PUT of the same key that commits between this check and ours
  * is not seen (the committer would have to check inside its transaction).
  * A key in a bucket not created yet has no current object either. Returns
- * HTTP_PRECOND_PASS, HTTP_PRECOND_FAILED, or CIO_EDB. */
+ * HTTP_PRECOND_PASS, HTTP_PRECOND_FAILED, or a CIO_* error of the metadata
+ * read. */
 static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p)
 {
     http_thread_t *t = http_req_thread(req);

@@ -78,7 +78,7 @@ int http_precond_parse_date(h2o_iovec_t v, int64_t *out)
     char s[DATE_MAX];
 
     if (v.base == NULL || v.len == 0 || v.len >= sizeof(s))
-        return -1;
+        return CIO_EINVAL;
     memcpy(s, v.base, v.len);
     s[v.len] = '\0';
     for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
@@ -90,7 +90,7 @@ int http_precond_parse_date(h2o_iovec_t v, int64_t *out)
             return 0;
         }
     }
-    return -1;
+    return CIO_EINVAL;
 }
 
 int http_precond_eval(const http_precond_t *h, h2o_iovec_t etag, int64_t mtime, int read)

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include <h2o.h>
+#include "common/err.h"
 
 /* What a request's preconditions ask of the object. */
 enum {
@@ -45,8 +46,9 @@ int http_precond_eval(const http_precond_t *h, h2o_iovec_t etag, int64_t mtime, 
 int http_precond_if_range(h2o_iovec_t if_range, h2o_iovec_t etag, int64_t mtime);
 
 /* Parses an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime
- * forms) into seconds since the epoch. Returns 0, or -1 when v is not one. */
-int http_precond_parse_date(h2o_iovec_t v, int64_t *out);
+ * forms) into seconds since the epoch. Returns 0, or CIO_EINVAL when v is
+ * not one (*out is then unchanged). */
+int http_precond_parse_date(h2o_iovec_t v, int64_t *out) CIO_MUST_CHECK;
 
 /* Fills h from req's headers; joined lists are allocated from req's pool. */
 void http_precond_from_req(h2o_req_t *req, http_precond_t *h);

@@ -93,7 +93,7 @@ int http_req_authorized(http_server_t *srv, h2o_req_t *req);
 /* The query parameter `name`, percent-decoded into out (cap bytes, NUL
  * terminated), its length in *outlen. Returns 0, CIO_ENOTFOUND when absent,
  * or path_query_get's errors (CIO_ETOOBIG, CIO_EINVAL). */
-int http_req_query_param(h2o_req_t *req, const char *name, char *out, size_t cap, size_t *outlen);
+int http_req_query_param(h2o_req_t *req, const char *name, char *out, size_t cap, size_t *outlen) CIO_MUST_CHECK;
 
 /* Bytes of the request's path and headers, as the client sent them. */
 size_t http_req_header_bytes(h2o_req_t *req);

@@ -69,9 +69,9 @@ static void test_dates(void)
     t = 0;
     CHECK_EQ_INT(http_precond_parse_date(exact("Sun Nov  6 08:49:37 1994"), &t), 0);
     CHECK_EQ_INT(t, MTIME);
-    CHECK_EQ_INT(http_precond_parse_date(exact("yesterday"), &t), -1);
-    CHECK_EQ_INT(http_precond_parse_date(exact("Sun, 06 Nov 1994 08:49:37 GMT trailing"), &t), -1);
-    CHECK_EQ_INT(http_precond_parse_date(exact(""), &t), -1);
+    CHECK_EQ_INT(http_precond_parse_date(exact("yesterday"), &t), CIO_EINVAL);
+    CHECK_EQ_INT(http_precond_parse_date(exact("Sun, 06 Nov 1994 08:49:37 GMT trailing"), &t), CIO_EINVAL);
+    CHECK_EQ_INT(http_precond_parse_date(exact(""), &t), CIO_EINVAL);
     free_copies();
 }
 
