@@ -3,7 +3,7 @@
  *
  * Each handler answers the request (borrowed from h2o until answered), now
  * or, for status and metrics on a primary, once repld's control socket
- * answered on a helper thread; each returns 0, on_req's "handled".
+ * answered on a thread of its own; each returns 0, on_req's "handled".
  * Authorization is the router's (http.c). */
 #ifndef COMIO_HANDLER_ADMIN_H
 #define COMIO_HANDLER_ADMIN_H

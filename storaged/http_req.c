@@ -1,4 +1,4 @@
-/* http_req.c - request helpers, request metrics and replies shared by storaged's HTTP handlers. */
+/* http_req.c - reading the request, request metrics and replies shared by storaged's HTTP handlers. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,7 +207,7 @@ void http_req_cio_error(h2o_req_t *req, int err, const char *what)
     }
 }
 
-/* ---- request helpers ---- */
+/* ---- the request ---- */
 
 http_thread_t *http_req_thread(h2o_req_t *req)
 {

@@ -1,5 +1,5 @@
 /* http_req.h - what storaged's HTTP files share: the server's state, request
- * helpers and the one way to answer a request.
+ * accessors and the one way to answer a request.
  *
  * Internal to the HTTP layer (http.c and the handler_*.c files). Every
  * function here runs on the loop thread that owns the request; `req` is
