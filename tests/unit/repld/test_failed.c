@@ -49,8 +49,10 @@ static void test_list_then_retry(void)
     conf.meta_path = strdup(dir);
 
     CHECK(run(&conf, 0, &text, err, sizeof(err)) == 0);
-    CHECK(text != NULL && strstr(text, "{\"seq\":1,\"event_id\":\"1-bkt-k0\",\"op\":\"PUT\",\"bucket\":\"bkt\",\"key\":\"k0\"") == text);
-    CHECK(text != NULL && strstr(text, "\"error\":\"remote returned 507: full\",\"attempts\":4,\"failed_at\":\"2025-11-24T") != NULL);
+    CHECK(text != NULL &&
+          strstr(text, "{\"seq\":1,\"event_id\":\"1-bkt-k0\",\"op\":\"PUT\",\"bucket\":\"bkt\",\"key\":\"k0\"") == text);
+    CHECK(text != NULL &&
+          strstr(text, "\"error\":\"remote returned 507: full\",\"attempts\":4,\"failed_at\":\"2025-11-24T") != NULL);
     CHECK(text != NULL && strstr(text, "{\"seq\":2,") != NULL);
     free(text);
     text = NULL;

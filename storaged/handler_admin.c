@@ -1,0 +1,320 @@
+/* handler_admin.c - the operator's endpoints: health, replication status, metrics, bucket list and purge. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/ctl.h"
+#include "storaged/handler_admin.h"
+#include "storaged/http_commit.h"
+#include "storaged/path.h"
+#include "common/replog.h"
+#include "common/replstat.h"
+
+int handler_admin_buckets(http_server_t *srv, h2o_req_t *req)
+{
+    http_thread_t *t = http_req_thread(req);
+    MDB_cursor *cur;
+    MDB_val k, v;
+    MDB_txn *txn;
+    buf_t b;
+    int rc, n = 0;
+
+    if ((txn = http_req_rtxn_begin(t)) == NULL || mdb_cursor_open(txn, srv->meta->buckets, &cur) != 0) {
+        if (txn != NULL)
+            http_req_rtxn_end(t);
+        http_req_cio_error(req, CIO_EDB, "listing failed");
+        return 0;
+    }
+    buf_init(&b, HTTP_REQ_REPLY_MAX);
+    buf_puts(&b, "{\"buckets\":[");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        meta_bucket_t bk;
+        char ts[40];
+        if (meta_bucket_get(srv->meta, txn, k.mv_data, k.mv_size, &bk) != 0)
+            continue;
+        iso_time(bk.ctime_ms, ts, sizeof(ts));
+        buf_puts(&b, n++ == 0 ? "{\"name\":" : ",{\"name\":");
+        buf_json_str(&b, k.mv_data, k.mv_size);
+        buf_printf(&b, ",\"created\":\"%s\",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", ts, bk.objects, bk.bytes);
+    }
+    mdb_cursor_close(cur);
+    http_req_rtxn_end(t);
+    buf_puts(&b, "]}");
+    http_req_reply_buf(req, 200, &b);
+    return 0;
+}
+
+int handler_admin_health(http_server_t *srv, h2o_req_t *req)
+{
+    buf_t b;
+    buf_init(&b, 4096);
+    buf_puts(&b, "{\"status\":\"ok\",\"site\":");
+    buf_json_str(&b, srv->conf->site_id, strlen(srv->conf->site_id));
+    buf_puts(&b, ",\"version\":\"" COMIO_VERSION "\"}");
+    http_req_reply_buf(req, 200, &b);
+    return 0;
+}
+
+/* ---- questions to repld's control socket, asked off the event loop ---- */
+
+#define ASIDES_MAX 16 /* concurrent questions; beyond, storaged answers from LMDB alone */
+
+typedef struct aside {
+    h2o_multithread_message_t msg;
+    http_thread_t *thread;
+    const conf_t *conf;
+    h2o_req_t *req;        /* NULL once the client went away */
+    struct aside **holder; /* the request pool's pointer to us */
+    int metrics;           /* the question: 0 status, 1 metrics */
+    int answered;          /* repld answered */
+    buf_t answer;
+    buf_t own; /* metrics: storaged's own part, made on the loop */
+} aside_t;
+
+static unsigned asides_running; /* all threads; atomic */
+
+static void aside_dispose(void *p)
+{
+    aside_t *a = *(aside_t **)p;
+    if (a != NULL)
+        a->req = NULL;
+}
+
+static void *aside_main(void *arg)
+{
+    aside_t *a = arg;
+    a->answered = ctl_query(a->conf->socket_path, a->metrics ? "metrics" : "status", &a->answer, 1000) == 0;
+    h2o_multithread_send_message(&a->thread->aside_replies, &a->msg);
+    return NULL;
+}
+
+static void finish_status(http_server_t *srv, h2o_req_t *req, const buf_t *repld_answer)
+{
+    buf_t b;
+    if (repld_answer != NULL) {
+        http_req_reply(req, 200, "application/json", repld_answer->data, repld_answer->len);
+        return;
+    }
+    buf_init(&b, 64 * 1024);
+    if (replstat_json(srv->meta, srv->conf->repl_enabled, NULL, &b) != 0) {
+        buf_free(&b);
+        http_req_cio_error(req, CIO_EDB, "status failed");
+        return;
+    }
+    http_req_reply_buf(req, 200, &b);
+}
+
+static void finish_metrics(http_server_t *srv, h2o_req_t *req, buf_t *own, const buf_t *repld_answer)
+{
+    if (repld_answer != NULL)
+        buf_append(own, repld_answer->data, repld_answer->len);
+    else if (replstat_metrics(srv->meta, NULL, own) != 0)
+        own->err = own->err ? own->err : CIO_EDB;
+    if (own->err != 0) {
+        http_req_reply_buf(req, 500, own);
+        return;
+    }
+    http_req_reply(req, 200, "text/plain; version=0.0.4", own->data, own->len);
+    buf_free(own);
+}
+
+void handler_admin_on_asides(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_linklist_t *link = messages->next;
+        aside_t *a = H2O_STRUCT_FROM_MEMBER(aside_t, msg.link, link);
+        h2o_linklist_unlink(link);
+        a->thread->asides--;
+        __atomic_fetch_sub(&asides_running, 1, __ATOMIC_RELAXED);
+        if (a->req != NULL) {
+            http_server_t *srv = a->thread->srv;
+            *a->holder = NULL;
+            if (a->metrics)
+                finish_metrics(srv, a->req, &a->own, a->answered ? &a->answer : NULL);
+            else
+                finish_status(srv, a->req, a->answered ? &a->answer : NULL);
+        }
+        buf_free(&a->answer);
+        buf_free(&a->own);
+        free(a);
+    }
+}
+
+/* Asks the running repld (it knows the remote's state and its workers); when
+ * it does not answer, storaged renders the same figures from LMDB alone.
+ * Takes `own` (metrics only) whatever happens. Returns 1 when the question
+ * went off (the answer comes later), 0 when the caller must answer now. */
+static int ask_repld(http_server_t *srv, h2o_req_t *req, int metrics, buf_t *own)
+{
+    pthread_attr_t attr;
+    pthread_t tid;
+    aside_t *a;
+
+    if (!srv->conf->repl_enabled || srv->conf->socket_path == NULL)
+        return 0;
+    if (__atomic_add_fetch(&asides_running, 1, __ATOMIC_RELAXED) > ASIDES_MAX || (a = calloc(1, sizeof(*a))) == NULL) {
+        __atomic_fetch_sub(&asides_running, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    a->thread = http_req_thread(req);
+    a->conf = srv->conf;
+    a->req = req;
+    a->metrics = metrics;
+    buf_init(&a->answer, CTL_REPLY_MAX);
+    buf_init(&a->own, HTTP_REQ_REPLY_MAX);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&tid, &attr, aside_main, a) != 0) {
+        pthread_attr_destroy(&attr);
+        free(a);
+        __atomic_fetch_sub(&asides_running, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    pthread_attr_destroy(&attr);
+    if (own != NULL) {
+        a->own = *own; /* the thread never touches `own` */
+        buf_init(own, own->max);
+    }
+    a->holder = h2o_mem_alloc_shared(&req->pool, sizeof(*a->holder), aside_dispose);
+    *a->holder = a;
+    a->thread->asides++;
+    return 1;
+}
+
+int handler_admin_status(http_server_t *srv, h2o_req_t *req)
+{
+    if (!ask_repld(srv, req, 0, NULL))
+        finish_status(srv, req, NULL);
+    return 0;
+}
+
+int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
+{
+    http_thread_t *t = http_req_thread(req);
+    uint64_t capacity = 0, free_bytes = 0, extents = 0, largest = 0, objects = 0, bytes = 0, head = 0, records = 0;
+    uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0;
+    uint64_t commits, jobs;
+    MDB_txn *txn;
+    buf_t b;
+
+    if ((txn = http_req_rtxn_begin(t)) == NULL) {
+        http_req_cio_error(req, CIO_EDB, "metrics failed");
+        return 0;
+    }
+    if (alloc_stats(&srv->meta->alloc, txn, &capacity, &free_bytes, &extents, &largest) != 0 ||
+        meta_state_get(srv->meta, txn, META_OBJECTS, &objects) != 0 || meta_state_get(srv->meta, txn, META_BYTES, &bytes) != 0 ||
+        replog_stats(srv->meta, txn, &head, &records) != 0 || meta_state_get(srv->meta, txn, META_APPLY_APPLIED, &applied) != 0 ||
+        meta_state_get(srv->meta, txn, META_APPLY_SKIPPED, &skipped) != 0 ||
+        meta_state_get(srv->meta, txn, META_APPLY_FAILED, &failed) != 0 ||
+        meta_state_get(srv->meta, txn, META_APPLY_PERMANENT, &permanent) != 0 ||
+        meta_tomb_count(srv->meta, txn, &tombstones) != 0) {
+        http_req_rtxn_end(t);
+        http_req_cio_error(req, CIO_EDB, "metrics failed");
+        return 0;
+    }
+    http_req_rtxn_end(t);
+    commit_stats(srv->commit, &commits, &jobs);
+
+    buf_init(&b, HTTP_REQ_REPLY_MAX);
+    http_req_metrics(&b);
+    buf_printf(&b,
+               "# HELP comio_objects Objects stored.\n"
+               "# TYPE comio_objects gauge\n"
+               "comio_objects %" PRIu64 "\n"
+               "# HELP comio_object_bytes Bytes of object data stored (logical sizes).\n"
+               "# TYPE comio_object_bytes gauge\n"
+               "comio_object_bytes %" PRIu64 "\n"
+               "# HELP comio_store_capacity_bytes Capacity of the data store managed by storaged.\n"
+               "# TYPE comio_store_capacity_bytes gauge\n"
+               "comio_store_capacity_bytes %" PRIu64 "\n"
+               "# HELP comio_store_used_bytes Bytes of the data store allocated (including quarantined extents).\n"
+               "# TYPE comio_store_used_bytes gauge\n"
+               "comio_store_used_bytes %" PRIu64 "\n"
+               "# HELP comio_store_free_bytes Bytes of the data store free.\n"
+               "# TYPE comio_store_free_bytes gauge\n"
+               "comio_store_free_bytes %" PRIu64 "\n"
+               "# HELP comio_store_free_extents Free extents in the data store (fragmentation).\n"
+               "# TYPE comio_store_free_extents gauge\n"
+               "comio_store_free_extents %" PRIu64 "\n"
+               "# HELP comio_store_largest_free_bytes Largest contiguous free extent (the largest object that fits).\n"
+               "# TYPE comio_store_largest_free_bytes gauge\n"
+               "comio_store_largest_free_bytes %" PRIu64 "\n"
+               "# HELP comio_replog_head_seq Highest sequence number in the replication log.\n"
+               "# TYPE comio_replog_head_seq gauge\n"
+               "comio_replog_head_seq %" PRIu64 "\n"
+               "# HELP comio_replog_records Records in the replication log not yet trimmed.\n"
+               "# TYPE comio_replog_records gauge\n"
+               "comio_replog_records %" PRIu64 "\n"
+               "# HELP comio_commits_total Metadata transactions committed by the group committer.\n"
+               "# TYPE comio_commits_total counter\n"
+               "comio_commits_total %" PRIu64 "\n"
+               "# HELP comio_commit_jobs_total Mutations completed by the group committer.\n"
+               "# TYPE comio_commit_jobs_total counter\n"
+               "comio_commit_jobs_total %" PRIu64 "\n",
+               objects, bytes, capacity, capacity - free_bytes, free_bytes, extents, largest, head, records, commits, jobs);
+    buf_printf(&b,
+               "# HELP comio_replica_events_total Replicated events this site received as a replica, by result.\n"
+               "# TYPE comio_replica_events_total counter\n"
+               "comio_replica_events_total{result=\"applied\"} %" PRIu64 "\n"
+               "comio_replica_events_total{result=\"skipped\"} %" PRIu64 "\n"
+               "comio_replica_events_total{result=\"retry\"} %" PRIu64 "\n"
+               "comio_replica_events_total{result=\"permanent\"} %" PRIu64 "\n"
+               "# HELP comio_replica_tombstones Deleted keys this replica remembers (until replication.tombstone_ttl).\n"
+               "# TYPE comio_replica_tombstones gauge\n"
+               "comio_replica_tombstones %" PRIu64 "\n",
+               applied, skipped, failed - permanent, permanent, tombstones);
+    if (b.err != 0) {
+        http_req_reply_buf(req, 500, &b);
+        return 0;
+    }
+    /* a primary adds the shipper's comio_replication_* figures */
+    if (srv->conf->repl_enabled && !ask_repld(srv, req, 1, &b))
+        finish_metrics(srv, req, &b, NULL);
+    else if (!srv->conf->repl_enabled) {
+        http_req_reply(req, 200, "text/plain; version=0.0.4", b.data, b.len);
+        buf_free(&b);
+    }
+    return 0;
+}
+
+int handler_admin_purge(http_server_t *srv, h2o_req_t *req, const char *name, size_t nlen)
+{
+    http_thread_t *t = http_req_thread(req);
+    char confirm[16];
+    size_t clen;
+    path_t p;
+    meta_bucket_t bk;
+    MDB_txn *txn;
+    buf_t b;
+    int ret;
+
+    memset(&p, 0, sizeof(p));
+    if (!path_bucket_valid(name, nlen)) {
+        http_req_error(req, 400, "InvalidBucketName", "invalid bucket name");
+        return 0;
+    }
+    memcpy(p.bucket, name, nlen);
+    p.bucket_len = nlen;
+    ret = http_req_query_param(req, "confirm", confirm, sizeof(confirm), &clen);
+    if (ret == 0 && strcmp(confirm, "true") == 0)
+        return http_commit_mutation(req, COMMIT_PURGE, &p);
+    /* a dry run: report what a purge would remove */
+    if ((txn = http_req_rtxn_begin(t)) == NULL) {
+        http_req_cio_error(req, CIO_EDB, "purge failed");
+        return 0;
+    }
+    ret = meta_bucket_get(srv->meta, txn, p.bucket, p.bucket_len, &bk);
+    http_req_rtxn_end(t);
+    if (ret == CIO_ENOTFOUND) {
+        http_req_error(req, 404, "NoSuchBucket", "no such bucket");
+        return 0;
+    }
+    if (ret != 0) {
+        http_req_cio_error(req, ret, "purge failed");
+        return 0;
+    }
+    buf_init(&b, 1024);
+    buf_printf(&b, "{\"count\":%" PRIu64 ",\"total_size\":%" PRIu64 "}", bk.objects, bk.bytes);
+    http_req_reply_buf(req, 200, &b);
+    return 0;
+}

@@ -1,0 +1,422 @@
+/* handler_object.c - the object endpoints: GET/HEAD with ranges, PUT, and bucket listings. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "proto/logrec.h"
+#include "storaged/handler_object.h"
+#include "storaged/http_commit.h"
+#include "storaged/http_precond.h"
+
+/* What one GET holds of the object at a time: a body up to INLINE_READ_MAX
+ * is read at once; a larger one is streamed, one window of STREAM_CHUNK read
+ * from the store each time the socket took the previous one. A client that
+ * reads slowly (or not at all) thus holds one window, not the object
+ * (docs/security.md). 64 KiB is also what h2o's own file handler reads at a
+ * time. */
+#define STREAM_CHUNK (64 * 1024)
+#define INLINE_READ_MAX STREAM_CHUNK
+#define LIST_MAX_KEYS 1000
+
+/* A PUT's If-Match / If-None-Match / If-Unmodified-Since against the key's
+ * current object. Checked here, on the loop, when the request arrives: a
+ * concurrent PUT of the same key that commits between this check and ours
+ * is not seen (the committer would have to check inside its transaction).
+ * A key in a bucket not created yet has no current object either. Returns
+ * HTTP_PRECOND_PASS, HTTP_PRECOND_FAILED, or a CIO_* error of the metadata
+ * read. */
+static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p)
+{
+    http_thread_t *t = http_req_thread(req);
+    h2o_iovec_t etag = h2o_iovec_init(NULL, 0);
+    char quoted[35];
+    http_precond_t pc;
+    meta_obj_t o;
+    MDB_txn *txn;
+    int ret;
+
+    http_precond_from_req(req, &pc);
+    if (pc.if_match.base == NULL && pc.if_none_match.base == NULL && pc.if_unmodified_since.base == NULL)
+        return HTTP_PRECOND_PASS;
+    if ((txn = http_req_rtxn_begin(t)) == NULL)
+        return CIO_EDB;
+    ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
+    http_req_rtxn_end(t);
+    if (ret != 0 && ret != CIO_ENOTFOUND)
+        return ret;
+    if (ret == 0) {
+        quoted_etag(o.etag, quoted);
+        etag = h2o_iovec_init(quoted, 34);
+    }
+    return http_precond_eval(&pc, etag, ret == 0 ? o.mtime_ms / 1000 : 0, 0);
+}
+
+int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
+{
+    h2o_iovec_t ct = http_req_header(req, H2O_TOKEN_CONTENT_TYPE);
+    http_commit_t *pend;
+    int ret;
+
+    if (req->entity.len > srv->conf->max_object_size) {
+        http_req_error(req, 413, "EntityTooLarge", "the object exceeds server.max_object_size");
+        return 0;
+    }
+    if (ct.len > LOGREC_CTYPE_MAX) {
+        http_req_error(req, 400, "InvalidArgument", "Content-Type is longer than 255 bytes");
+        return 0;
+    }
+    if (ct.base == NULL || ct.len == 0)
+        ct = h2o_iovec_init(H2O_STRLIT("application/octet-stream"));
+    if ((ret = put_precondition(srv, req, p)) != HTTP_PRECOND_PASS) {
+        if (ret == HTTP_PRECOND_FAILED)
+            http_req_error(req, 412, "PreconditionFailed",
+                           "the key's current object does not match If-Match, If-None-Match or "
+                           "If-Unmodified-Since");
+        else
+            http_req_cio_error(req, ret, "PUT failed");
+        return 0;
+    }
+    if ((pend = http_commit_new(req, COMMIT_PUT, p)) == NULL) {
+        http_req_cio_error(req, CIO_ENOMEM, "PUT failed");
+        return 0;
+    }
+    pend->job.body = req->entity.base != NULL ? req->entity.base : "";
+    pend->job.size = req->entity.len;
+    memcpy(pend->job.ctype, ct.base, ct.len);
+    pend->job.ctype_len = ct.len;
+    http_req_count_in(req->entity.len);
+    return http_commit_submit(req, pend);
+}
+
+/* Parses "bytes=a-b", "bytes=a-", "bytes=-n" against size. Returns 1 for a
+ * satisfiable single range, 0 to ignore the header (serve everything), -1 for
+ * unsatisfiable. */
+static int parse_range(h2o_iovec_t v, uint64_t size, uint64_t *first, uint64_t *last)
+{
+    char buf[64], *dash, *end;
+    unsigned long long a, b;
+
+    if (v.len < 7 || v.len >= sizeof(buf) || strncmp(v.base, "bytes=", 6) != 0)
+        return 0;
+    memcpy(buf, v.base + 6, v.len - 6);
+    buf[v.len - 6] = '\0';
+    if (strchr(buf, ',') != NULL || (dash = strchr(buf, '-')) == NULL)
+        return 0; /* multiple ranges: serve the whole object */
+    *dash = '\0';
+    if (buf[0] == '\0') { /* suffix */
+        if (dash[1] < '0' || dash[1] > '9')
+            return 0;
+        b = strtoull(dash + 1, &end, 10);
+        if (*end != '\0')
+            return 0;
+        if (b == 0 || size == 0)
+            return -1;
+        *first = b >= size ? 0 : size - b;
+        *last = size - 1;
+        return 1;
+    }
+    if (buf[0] < '0' || buf[0] > '9')
+        return 0;
+    a = strtoull(buf, &end, 10);
+    if (*end != '\0')
+        return 0;
+    if (dash[1] == '\0') {
+        b = size - 1;
+    } else {
+        if (dash[1] < '0' || dash[1] > '9')
+            return 0;
+        b = strtoull(dash + 1, &end, 10);
+        if (*end != '\0' || b < a)
+            return 0;
+    }
+    if (a >= size)
+        return -1;
+    *first = a;
+    *last = b >= size ? size - 1 : b;
+    return 1;
+}
+
+typedef struct {
+    h2o_generator_t super;
+    http_server_t *srv;
+    uint64_t token; /* reader token; released at dispose */
+    uint64_t off, remaining;
+    char *chunk;
+    int released;
+} stream_t;
+
+static void stream_release(stream_t *s)
+{
+    if (!s->released) {
+        s->released = 1;
+        commit_reader_leave(s->srv->commit, s->token);
+    }
+    free(s->chunk);
+    s->chunk = NULL;
+}
+
+static void stream_dispose(void *p)
+{
+    stream_release(p);
+}
+
+static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    stream_t *s = (stream_t *)g;
+    size_t n = s->remaining < STREAM_CHUNK ? (size_t)s->remaining : STREAM_CHUNK;
+    h2o_iovec_t iov = h2o_iovec_init(s->chunk, n);
+
+    if (store_read(s->srv->store, s->off, s->chunk, n) != 0) {
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return;
+    }
+    s->off += n;
+    s->remaining -= n;
+    h2o_send(req, &iov, 1, s->remaining == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void stream_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+}
+
+/* 304: the validators (added by the caller) and no body. */
+static void send_not_modified(h2o_req_t *req)
+{
+    static h2o_generator_t none = {NULL, NULL};
+
+    req->res.status = 304;
+    req->res.reason = http_req_reason(304);
+    http_req_count(req, 304, 0);
+    h2o_start_response(req, &none);
+    h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+}
+
+int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version)
+{
+    http_thread_t *t = http_req_thread(req);
+    meta_obj_t o;
+    meta_bucket_t bk;
+    MDB_txn *txn;
+    uint64_t token, first = 0, last = 0, len;
+    http_precond_t pc;
+    char buf[96], etag[35];
+    int64_t mtime;
+    int ret, ranged, cond;
+
+    token = commit_reader_enter(srv->commit);
+    if ((txn = http_req_rtxn_begin(t)) == NULL) {
+        commit_reader_leave(srv->commit, token);
+        http_req_cio_error(req, CIO_EDB, "GET failed");
+        return 0;
+    }
+    ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
+    if (ret == CIO_ENOTFOUND && meta_bucket_get(srv->meta, txn, p->bucket, p->bucket_len, &bk) == CIO_ENOTFOUND)
+        ret = 1;
+    if (version != 0 && (ret == 1 || ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, version))))
+        ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */
+    http_req_rtxn_end(t);
+    if (ret != 0) {
+        commit_reader_leave(srv->commit, token);
+        if (ret == 2)
+            http_req_error(req, 410, "VersionGone", "this version of the object is gone (overwritten or deleted)");
+        else if (ret == 1)
+            http_req_error(req, 404, "NoSuchBucket", "no such bucket");
+        else if (ret == CIO_ENOTFOUND)
+            http_req_error(req, 404, "NoSuchKey", "no such key");
+        else
+            http_req_cio_error(req, ret, "GET failed");
+        return 0;
+    }
+
+    quoted_etag(o.etag, etag);
+    mtime = o.mtime_ms / 1000;
+    http_precond_from_req(req, &pc);
+    cond = http_precond_eval(&pc, h2o_iovec_init(etag, 34), mtime, 1);
+    if (cond == HTTP_PRECOND_FAILED) {
+        commit_reader_leave(srv->commit, token);
+        http_req_error(req, 412, "PreconditionFailed", "the object does not match If-Match or If-Unmodified-Since");
+        return 0;
+    }
+    http_req_add_header(req, H2O_TOKEN_ETAG, etag, 34);
+    {
+        time_t secs = (time_t)mtime;
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        http_req_add_header(req, H2O_TOKEN_LAST_MODIFIED, buf, strlen(buf));
+    }
+    fmt_u64(buf, o.version);
+    http_req_add_header_str(req, "x-comio-version", buf);
+    if (cond == HTTP_PRECOND_NOT_MODIFIED) {
+        commit_reader_leave(srv->commit, token);
+        send_not_modified(req);
+        return 0;
+    }
+    http_req_add_header(req, H2O_TOKEN_CONTENT_TYPE, o.ctype, o.ctype_len);
+    http_req_add_header(req, H2O_TOKEN_ACCEPT_RANGES, H2O_STRLIT("bytes"));
+
+    /* a Range whose If-Range names another version of the object would
+     * splice two versions: the whole current object instead */
+    if (http_precond_if_range(http_req_header(req, H2O_TOKEN_IF_RANGE), h2o_iovec_init(etag, 34), mtime))
+        ranged = parse_range(http_req_header(req, H2O_TOKEN_RANGE), o.size, &first, &last);
+    else
+        ranged = 0;
+    if (ranged < 0) {
+        commit_reader_leave(srv->commit, token);
+        snprintf(buf, sizeof(buf), "bytes */%" PRIu64, o.size);
+        http_req_error_hdr(req, 416, "InvalidRange", "the requested range is not satisfiable", H2O_TOKEN_CONTENT_RANGE, buf);
+        return 0;
+    }
+    if (ranged > 0) {
+        snprintf(buf, sizeof(buf), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first, last, o.size);
+        http_req_add_header(req, H2O_TOKEN_CONTENT_RANGE, buf, strlen(buf));
+        len = last - first + 1;
+    } else {
+        first = 0;
+        len = o.size;
+    }
+    req->res.status = ranged > 0 ? 206 : 200;
+    req->res.reason = http_req_reason(req->res.status);
+    req->res.content_length = len;
+    http_req_count(req, req->res.status, http_req_is_head(req) ? 0 : len);
+
+    if (http_req_is_head(req) || len == 0) {
+        static h2o_generator_t none = {NULL, NULL};
+        commit_reader_leave(srv->commit, token);
+        h2o_start_response(req, &none);
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return 0;
+    }
+    if (len <= INLINE_READ_MAX) {
+        static h2o_generator_t none = {NULL, NULL};
+        h2o_iovec_t iov = h2o_iovec_init(h2o_mem_alloc_pool(&req->pool, (size_t)len), (size_t)len);
+        ret = store_read(srv->store, o.off + first, iov.base, (size_t)len);
+        commit_reader_leave(srv->commit, token);
+        h2o_start_response(req, &none);
+        h2o_send(req, &iov, 1, ret == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR);
+        return 0;
+    }
+    stream_t *s = h2o_mem_alloc_shared(&req->pool, sizeof(*s), stream_dispose);
+    memset(s, 0, sizeof(*s));
+    s->super.proceed = stream_proceed;
+    s->super.stop = stream_stop;
+    s->srv = srv;
+    s->token = token;
+    s->off = o.off + first;
+    s->remaining = len;
+    if ((s->chunk = malloc(STREAM_CHUNK)) == NULL) {
+        h2o_start_response(req, &s->super);
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return 0;
+    }
+    h2o_start_response(req, &s->super);
+    stream_proceed(&s->super, req);
+    return 0;
+}
+
+int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p)
+{
+    return handler_object_serve(srv, req, p, 0);
+}
+
+typedef struct {
+    buf_t *b;
+    int (*json_key)(buf_t *, const char *, size_t); /* buf_json_str, or buf_json_url for encoding-type=url */
+    size_t n, max;
+    int truncated;
+    char last[PATH_KEY_MAX + 1];
+    size_t last_len;
+} list_ctx_t;
+
+static int list_one(void *ctx, const meta_obj_t *o)
+{
+    list_ctx_t *l = ctx;
+    char etag[33], ts[40];
+
+    if (l->n == l->max) {
+        l->truncated = 1;
+        return 1;
+    }
+    hex16(o->etag, etag);
+    iso_time(o->mtime_ms, ts, sizeof(ts));
+    buf_puts(l->b, l->n == 0 ? "{\"key\":" : ",{\"key\":");
+    l->json_key(l->b, o->key, o->key_len);
+    buf_printf(l->b, ",\"size\":%" PRIu64 ",\"etag\":\"%s\",\"last_modified\":\"%s\"}", o->size, etag, ts);
+    memcpy(l->last, o->key, o->key_len + 1);
+    l->last_len = o->key_len;
+    l->n++;
+    return 0;
+}
+
+int handler_object_list(http_server_t *srv, h2o_req_t *req, const path_t *p)
+{
+    http_thread_t *t = http_req_thread(req);
+    char prefix[PATH_KEY_MAX + 1], after[PATH_KEY_MAX + 1], maxs[32], enc[8];
+    size_t plen, alen, mlen, elen;
+    meta_bucket_t bk;
+    list_ctx_t l;
+    MDB_txn *txn;
+    buf_t b;
+    int ret;
+
+    if ((ret = http_req_query_param(req, "prefix", prefix, sizeof(prefix), &plen)) != 0 && ret != CIO_ENOTFOUND)
+        goto bad_param;
+    if ((ret = http_req_query_param(req, "start-after", after, sizeof(after), &alen)) != 0 && ret != CIO_ENOTFOUND)
+        goto bad_param;
+    memset(&l, 0, sizeof(l));
+    l.max = LIST_MAX_KEYS;
+    if ((ret = http_req_query_param(req, "max-keys", maxs, sizeof(maxs), &mlen)) == 0) {
+        char *end;
+        long v = strtol(maxs, &end, 10);
+        if (mlen == 0 || maxs[0] < '0' || maxs[0] > '9' || *end != '\0' || v < 1 || v > LIST_MAX_KEYS) {
+            http_req_error(req, 400, "InvalidArgument", "max-keys must be an integer from 1 to 1000");
+            return 0;
+        }
+        l.max = (size_t)v;
+    } else if (ret != CIO_ENOTFOUND) {
+        goto bad_param;
+    }
+    l.json_key = buf_json_str;
+    if ((ret = http_req_query_param(req, "encoding-type", enc, sizeof(enc), &elen)) == 0 && strcmp(enc, "url") == 0) {
+        l.json_key = buf_json_url;
+    } else if (ret != CIO_ENOTFOUND) {
+        http_req_error(req, 400, "InvalidArgument", "encoding-type must be url");
+        return 0;
+    }
+
+    buf_init(&b, HTTP_REQ_REPLY_MAX);
+    l.b = &b;
+    buf_puts(&b, "{\"bucket\":");
+    buf_json_str(&b, p->bucket, p->bucket_len);
+    buf_puts(&b, ",\"prefix\":");
+    l.json_key(&b, prefix, plen);
+    buf_puts(&b, l.json_key == buf_json_url ? ",\"encoding_type\":\"url\",\"objects\":[" : ",\"objects\":[");
+    if ((txn = http_req_rtxn_begin(t)) == NULL) {
+        buf_free(&b);
+        http_req_cio_error(req, CIO_EDB, "listing failed");
+        return 0;
+    }
+    ret = meta_bucket_get(srv->meta, txn, p->bucket, p->bucket_len, &bk);
+    if (ret == 0)
+        ret = meta_obj_list(srv->meta, txn, p->bucket, p->bucket_len, prefix, plen, after, alen, l.max + 1, list_one, &l);
+    http_req_rtxn_end(t);
+    if (ret != 0) {
+        buf_free(&b);
+        if (ret == CIO_ENOTFOUND)
+            http_req_error(req, 404, "NoSuchBucket", "no such bucket");
+        else
+            http_req_cio_error(req, ret, "listing failed");
+        return 0;
+    }
+    buf_printf(&b, "],\"is_truncated\":%s,\"next_start_after\":", l.truncated ? "true" : "false");
+    if (l.truncated)
+        l.json_key(&b, l.last, l.last_len);
+    else
+        buf_puts(&b, "null");
+    buf_puts(&b, "}");
+    http_req_reply_buf(req, 200, &b);
+    return 0;
+bad_param:
+    http_req_error(req, 400, ret == CIO_ETOOBIG ? "KeyTooLong" : "InvalidArgument", "malformed query parameter");
+    return 0;
+}

@@ -1,0 +1,26 @@
+/* handler_object.h - the object endpoints: GET/HEAD (with ranges), PUT and
+ * the listing of a bucket's keys.
+ *
+ * Each handler takes the server, the request (borrowed from h2o until it is
+ * answered) and the parsed path, answers the request (now or once the
+ * mutation is durable) and returns 0, on_req's "handled". */
+#ifndef COMIO_HANDLER_OBJECT_H
+#define COMIO_HANDLER_OBJECT_H
+
+#include "storaged/http_req.h"
+#include "storaged/path.h"
+
+/* GET or HEAD /{bucket}/{key}. */
+int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p);
+
+/* GET and HEAD of an object; with `version` non-zero only that version is
+ * served (the primary's fetch endpoint), anything else is 410. */
+int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version);
+
+/* PUT /{bucket}/{key}: the body (req->entity) becomes the object. */
+int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p);
+
+/* GET or HEAD /{bucket}?prefix=&start-after=&max-keys= */
+int handler_object_list(http_server_t *srv, h2o_req_t *req, const path_t *p);
+
+#endif

@@ -1,0 +1,128 @@
+/* handler_repl.c - the replication endpoints: apply a batch (replica), serve a presigned fetch (primary). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "common/log.h"
+#include "proto/presign.h"
+#include "storaged/apply.h"
+#include "storaged/handler_object.h"
+#include "storaged/handler_repl.h"
+#include "storaged/http_commit.h"
+#include "storaged/path.h"
+
+#define REFUSAL_LOG_MS 60000 /* "no accept_token" is logged at most this often */
+
+/* The refusal is the operator's to fix, not the sender's: say it in the log,
+ * but not once per batch of a primary that keeps retrying. */
+static void log_refusal(http_server_t *srv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t last = __atomic_load_n(&srv->refusal_logged_ms, __ATOMIC_RELAXED);
+    if (last != 0 && now - last < REFUSAL_LOG_MS)
+        return;
+    if (!__atomic_compare_exchange_n(&srv->refusal_logged_ms, &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return; /* another loop logs it */
+    log_msg(LOG_LVL_WARN, "refusing replication batches: replication.accept_token is not set on this site", NULL);
+}
+
+int handler_repl_apply(http_server_t *srv, h2o_req_t *req)
+{
+    const char *token = srv->conf->accept_token;
+    char err[256];
+    http_commit_t *pend;
+    int ret;
+
+    if (token == NULL || *token == '\0') {
+        log_refusal(srv);
+        http_req_error(req, 403, "ReplicationNotAccepted", "this site accepts no replication: replication.accept_token is not set");
+        return 0;
+    }
+    if (!http_req_bearer_matches(req, token)) {
+        http_req_error(req, 401, "Unauthorized", "missing or wrong replication token");
+        return 0;
+    }
+    if ((pend = calloc(1, sizeof(*pend))) == NULL) {
+        http_req_cio_error(req, CIO_ENOMEM, "batch failed");
+        return 0;
+    }
+    pend->job.op = COMMIT_APPLY;
+    pend->job.body = req->entity.base != NULL ? req->entity.base : "";
+    pend->job.fetch = &srv->fetch;
+    pend->job.done = http_commit_job_done;
+    pend->job.ctx = pend;
+    pend->thread = http_req_thread(req);
+    pend->req = req;
+    /* decoding is cheap and allocation-bounded; hashing and writing the
+     * inline data happen off the loop, on the committer's I/O threads */
+    ret = apply_decode(&pend->job, pend->job.body, req->entity.len, err, sizeof(err));
+    if (ret != 0 || pend->job.nitems == 0) {
+        if (ret == CIO_EPROTO)
+            http_req_error(req, 400, "MalformedBatch", err);
+        else if (ret != 0)
+            http_req_cio_error(req, ret, "batch failed");
+        else
+            http_commit_answer_apply(req, &pend->job); /* an empty batch: nothing to commit */
+        free(pend);
+        return 0;
+    }
+    return http_commit_submit(req, pend);
+}
+
+/* GET /admin/replication/fetch/{bucket}/{key}?version=V&expires=E&sig=HEX */
+int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
+{
+    static const char prefix[] = "/admin/replication/fetch";
+    const char *secret = srv->conf->remote_token, *code;
+    char num[32], sig[PRESIGN_SIG_HEX + 2];
+    unsigned long long version, expires;
+    size_t len, siglen;
+    path_t p;
+    char *end;
+    int ret;
+
+    if (method != HTTP_REQ_GET) {
+        http_req_error(req, 405, "MethodNotAllowed", "method not allowed");
+        return 0;
+    }
+    if (secret == NULL || *secret == '\0') {
+        http_req_error(req, 403, "AccessDenied", "this site serves no replication fetches: replication.remote_token is not set");
+        return 0;
+    }
+    if (path_parse(req->path.base + sizeof(prefix) - 1, req->path.len - (sizeof(prefix) - 1), &p, &code) != 0) {
+        http_req_error(req, 400, code, "malformed fetch path");
+        return 0;
+    }
+    if (p.bucket_len == 0 || p.key_len == 0) {
+        http_req_error(req, 400, "InvalidURI", "expected /admin/replication/fetch/{bucket}/{key}");
+        return 0;
+    }
+    /* a missing or unreadable version, expires or sig can only be a URL
+     * nobody signed: the same answer as a wrong signature */
+    if (http_req_query_param(req, "version", num, sizeof(num), &len) != 0 || len == 0 || num[0] < '0' || num[0] > '9' ||
+        (errno = 0, version = strtoull(num, &end, 10), *end != '\0' || errno == ERANGE) || version == 0 ||
+        http_req_query_param(req, "expires", num, sizeof(num), &len) != 0 || len == 0 || num[0] < '0' || num[0] > '9' ||
+        (errno = 0, expires = strtoull(num, &end, 10), *end != '\0' || errno == ERANGE) || expires > INT64_MAX)
+        ret = CIO_EINVAL;
+    else if (http_req_query_param(req, "sig", sig, sizeof(sig), &siglen) != 0)
+        ret = CIO_EINVAL;
+    else
+        ret = presign_verify(secret, strlen(secret), "GET", p.bucket, p.bucket_len, p.key, p.key_len, version, (int64_t)expires,
+                             sig, siglen, (int64_t)time(NULL));
+    if (ret == CIO_EAGAIN) {
+        http_req_error(req, 403, "ExpiredSignature", "the fetch URL has expired");
+        return 0;
+    }
+    if (ret == CIO_ENOMEM) {
+        http_req_cio_error(req, ret, "signature check failed");
+        return 0;
+    }
+    if (ret != 0) {
+        http_req_error(req, 403, "SignatureDoesNotMatch", "the fetch URL's signature does not match");
+        return 0;
+    }
+    return handler_object_serve(srv, req, &p, version);
+}
