@@ -8,7 +8,6 @@ scripted primary that misbehaves on purpose. Every wait is bounded.
 """
 
 import hashlib
-import hmac
 import http.client
 import http.server
 import json
@@ -17,13 +16,13 @@ import ssl
 import subprocess
 import threading
 import time
-import urllib.parse
 
 import msgpack
 import pytest
 
 from harness import comio
 from harness.comio import expect_error, md5, wait_for
+from harness.replication import presign
 
 TOKEN = "replica-accept-token-0123456789abcdef"
 PUT, DELETE, PURGE = 1, 2, 3
@@ -92,14 +91,6 @@ def apply(client, *events):
 
 def codes(res):
     return [x["r"] for x in res]
-
-
-def presign(token, base, bucket, key, version, expires):
-    """The presigned fetch URL of docs/protocol.md, signed here independently of proto/presign.c."""
-    msg = b"GET\n" + bucket.encode() + b"\n" + key.encode() + b"\n" + str(version).encode() + b"\n" + str(expires).encode()
-    sig = hmac.new(token.encode(), msg, hashlib.sha256).hexdigest()
-    path = "/admin/replication/fetch/%s/%s" % (urllib.parse.quote(bucket, safe=""), urllib.parse.quote(key, safe="/~"))
-    return "%s%s?version=%d&expires=%d&sig=%s" % (base, path, version, expires, sig)
 
 
 def replica_events(client):

@@ -11,8 +11,7 @@ import time
 import pytest
 
 from harness.comio import wait_for
-from harness.replication import Site, finish_sites, new_token
-from test_replica_apply import presign
+from harness.replication import Site, finish_sites, new_token, presign
 
 
 @pytest.fixture

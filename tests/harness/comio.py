@@ -81,8 +81,9 @@ class Reply(namedtuple("Reply", "status headers body")):
         return "Reply(%d, %r, %r)" % (self.status, dict(self.headers.items()), body)
 
 
-class _CountingConnection(http.client.HTTPConnection):
-    """An HTTPConnection that counts how many TCP connections it opened."""
+class CountingMixin:
+    """Counts how many TCP connections an http.client connection opened (and
+    turns Nagle off on each): mixed into HTTP and HTTPS connections alike."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -92,6 +93,10 @@ class _CountingConnection(http.client.HTTPConnection):
         super().connect()
         self.connects += 1
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _CountingConnection(CountingMixin, http.client.HTTPConnection):
+    """An HTTPConnection that counts how many TCP connections it opened."""
 
 
 def key_bytes(key):

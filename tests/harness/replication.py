@@ -20,6 +20,8 @@ and a certificate for HTTPS sites).
 Every wait and loop here is bounded in count and time.
 """
 
+import hashlib
+import hmac
 import http.client
 import json
 import random
@@ -32,6 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -234,14 +237,8 @@ def make_test_ca(d):
     return {"cert": str(d / "server.pem"), "key": str(d / "server.key"), "ca": str(d / "ca.pem")}
 
 
-class _CountingHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.connects = 0
-
-    def connect(self):
-        super().connect()
-        self.connects += 1
+class _CountingHTTPSConnection(comio.CountingMixin, http.client.HTTPSConnection):
+    """An HTTPSConnection that counts how many TCP connections it opened."""
 
 
 class TlsClient(Client):
@@ -997,3 +994,11 @@ class TcpProxy:
             pairs = list(self.pairs)
         for p in pairs:
             self._drop(p, reset=False)
+
+
+def presign(token, base, bucket, key, version, expires):
+    """The presigned fetch URL of docs/protocol.md, signed here independently of proto/presign.c."""
+    msg = b"GET\n" + bucket.encode() + b"\n" + key.encode() + b"\n" + str(version).encode() + b"\n" + str(expires).encode()
+    sig = hmac.new(token.encode(), msg, hashlib.sha256).hexdigest()
+    path = "/admin/replication/fetch/%s/%s" % (urllib.parse.quote(bucket, safe=""), urllib.parse.quote(key, safe="/~"))
+    return "%s%s?version=%d&expires=%d&sig=%s" % (base, path, version, expires, sig)
