@@ -122,7 +122,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
         meta_wake(c->meta);
     if (chunk.len > 0 && carve_offer(&c->carve, chunk) != 0 && carve_restore(&c->carve, &chunk, 1) != 0)
         log_msg(LOG_LVL_WARN, "reserved space stays pending until restart", NULL);
-    c->commits++;
+    __atomic_fetch_add(&c->commits, 1, __ATOMIC_RELAXED); /* read by commit_stats on other threads */
     pthread_mutex_lock(&c->rd_mu);
     uint64_t tag = c->epoch++;
     pthread_mutex_unlock(&c->rd_mu);
@@ -181,7 +181,7 @@ reply:
     }
     for (j = done.head; j != NULL; j = next) {
         next = j->next;
-        c->jobs++;
+        __atomic_fetch_add(&c->jobs, 1, __ATOMIC_RELAXED);
         j->done(j);
     }
 }

@@ -83,12 +83,13 @@ struct commit {
     reader_slot_t *readers;
     size_t nreaders, capreaders;
 
+    uint64_t commits, jobs; /* atomic: written by the committer thread, read by commit_stats on any */
+
     /* committer thread only */
     alloc_extent_t *chunks_out; /* reserved extents freed in the open transaction */
     size_t nchunks_out, capchunks_out;
     quarantined_t *q;
     size_t nq, capq;
-    uint64_t commits, jobs;
     int64_t gc_next_ms; /* when the next collection pass may start */
     int gc_running;     /* a pass is under way: one slice per round */
     uint64_t gc_removed;
