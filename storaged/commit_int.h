@@ -18,6 +18,7 @@
 #define COMIO_COMMIT_INT_H
 
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 #include <openssl/evp.h>
 #include "storaged/carve.h"
@@ -122,6 +123,22 @@ static inline int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Fills *o with the record of an object of `size` bytes in extent ext, as a
+ * PUT writes it; `replicated` and every other field are 0. */
+static inline void commit_obj_init(meta_obj_t *o, uint64_t version, alloc_extent_t ext, uint64_t size, const uint8_t etag[16],
+                                   int64_t mtime_ms, const char *ctype, size_t ctype_len)
+{
+    memset(o, 0, sizeof(*o));
+    o->version = version;
+    o->off = ext.off;
+    o->alen = ext.len;
+    o->size = size;
+    memcpy(o->etag, etag, 16);
+    o->mtime_ms = mtime_ms;
+    o->ctype_len = (uint16_t)ctype_len;
+    memcpy(o->ctype, ctype, ctype_len);
 }
 
 /* An error after which the round's transaction cannot go on: the round fails

@@ -79,15 +79,7 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if ((ret = meta_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
     j->mtime_ms = now_ms();
-    memset(&o, 0, sizeof(o));
-    o.version = j->version;
-    o.off = j->ext.off;
-    o.alen = j->ext.len;
-    o.size = j->size;
-    memcpy(o.etag, j->etag, 16);
-    o.mtime_ms = j->mtime_ms;
-    o.ctype_len = (uint16_t)j->ctype_len;
-    memcpy(o.ctype, j->ctype, j->ctype_len);
+    commit_obj_init(&o, j->version, j->ext, j->size, j->etag, j->mtime_ms, j->ctype, j->ctype_len);
     if ((ret = meta_obj_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &o)) != 0 ||
         (ret = meta_pending_del(c->meta, txn, j->ext)) != 0 ||
         (j->carved && (ret = alloc_unreserve(&c->meta->alloc, txn, j->ext.len)) != 0))

@@ -264,15 +264,7 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
     case LOGREC_PUT:
         if ((ret = apply_cache_bk(c, txn, ac, 1, &bk)) != 0)
             return ret;
-        memset(&o, 0, sizeof(o));
-        o.version = it->version;
-        o.off = it->ext.off;
-        o.alen = it->ext.len;
-        o.size = it->size;
-        memcpy(o.etag, it->etag, 16);
-        o.mtime_ms = it->mtime_ms;
-        o.ctype_len = (uint16_t)it->ctype_len;
-        memcpy(o.ctype, it->ctype, it->ctype_len);
+        commit_obj_init(&o, it->version, it->ext, it->size, it->etag, it->mtime_ms, it->ctype, it->ctype_len);
         o.replicated = 1;
         /* an extent cut from the job's run is not pending on its own (replica_finish) */
         if ((ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &o)) != 0 ||
