@@ -146,7 +146,7 @@ elif [ $TSAN -eq 1 ]; then
         fi
         echo "== vm.mmap_rnd_bits > 28: running without address randomisation (setarch -R)"
         export COMIO_TSAN_NORANDOM=1
-        exec setarch "$(uname -m)" -R "$0" --tsan -- "${PYTEST_ARGS[@]}"
+        exec setarch "$(uname -m)" -R "${BASH:-bash}" "$0" --tsan -- "${PYTEST_ARGS[@]}"
     fi
 else
     BUILD=build
