@@ -2,8 +2,8 @@
  * a COMMIT_APPLY job, and the job's outcome encoded as the reply.
  *
  * The rules the committer applies the events by (last writer wins by
- * version, tombstones, purge versions) are in docs/replication-apply.md;
- * the formats in proto/batch.h and docs/protocol.md. */
+ * version, tombstones, purge versions) are in docs/replication-apply.md and
+ * storaged/replica.c; the formats in proto/batch.h and docs/protocol.md. */
 #ifndef COMIO_APPLY_H
 #define COMIO_APPLY_H
 

@@ -4,7 +4,7 @@
  * presigned URL on the primary (proto/presign.h). The replica GETs it and
  * streams the body straight into the extent allocated for it, computing the
  * MD5 as the bytes arrive: an object is never held in memory. The caller
- * (the committer's fetcher threads, commit.c) owns threads and extents. */
+ * (the committer's fetcher threads, commit_io.c) owns threads and extents. */
 #ifndef COMIO_FETCH_H
 #define COMIO_FETCH_H
 

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # run.sh - installs what is missing, builds, and runs every test of ComIO.
 #
-#   tests/run.sh [--sanitize] [-- PYTEST_ARGS...]
+#   tests/run.sh [--sanitize | --tsan] [-- PYTEST_ARGS...]
 #
 # Debian 12 packages are installed with apt-get when missing (as root, or
-# through sudo). Then: configure and build (build/, or build-asan/ with
-# --sanitize), unit tests under CTest, end-to-end tests under pytest against
-# the binaries just built (tests/e2e, and tests/fault: kill loop, outages, WAN,
-# full disks, hostile clients). Without --sanitize, also the unit tests under
+# through sudo). Then: configure and build (build/, build-asan/ with
+# --sanitize, build-tsan/ with --tsan), unit tests under CTest, end-to-end
+# tests under pytest against the binaries just built (tests/e2e, and
+# tests/fault: kill loop, outages, WAN, full disks, hostile clients; --tsan
+# runs tests/e2e only). --sanitize builds with ASan and UBSan, --tsan with
+# ThreadSanitizer (suppressions: tests/tsan.supp); a sanitizer report in any
+# daemon's log fails its test. Without either, also the unit tests under
 # valgrind, every libFuzzer target of tests/fuzz for COMIO_FUZZ_SECONDS each
 # (default 15), and the formatting of the C sources (tests/format.sh). Exits
 # non-zero if any step fails.
@@ -17,18 +20,24 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 SANITIZE=0
+TSAN=0
 PYTEST_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --sanitize) SANITIZE=1 ;;
+    --tsan) TSAN=1 ;;
     --) shift; PYTEST_ARGS=("$@"); break ;;
     -h | --help)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
         exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
+if [ $SANITIZE -eq 1 ] && [ $TSAN -eq 1 ]; then
+    echo "run.sh: --sanitize and --tsan exclude each other (ThreadSanitizer cannot run beside ASan)" >&2
+    exit 2
+fi
 
 PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev
           libcurl4-openssl-dev libssl-dev python3 python3-pytest python3-msgpack curl openssl
@@ -73,14 +82,14 @@ pick_python() {
 
 declare -A RESULT=()
 STEPS=(install configure build ctest pytest)
-if [ $SANITIZE -eq 0 ]; then
+if [ $SANITIZE -eq 0 ] && [ $TSAN -eq 0 ]; then
     STEPS+=(format valgrind fuzz) # once per CI run is enough: both carry their own instrumentation
 fi
 for s in "${STEPS[@]}"; do RESULT[$s]="not run"; done
 
 summary() {
     echo
-    echo "== summary ($([ $SANITIZE -eq 1 ] && echo "sanitize, build-asan" || echo "build"))"
+    echo "== summary ($(if [ $SANITIZE -eq 1 ]; then echo "sanitize, build-asan"; elif [ $TSAN -eq 1 ]; then echo "tsan, build-tsan"; else echo "build"; fi))"
     local s failed=0
     for s in "${STEPS[@]}"; do
         printf '   %-10s %s\n' "$s" "${RESULT[$s]}"
@@ -116,6 +125,29 @@ if [ $SANITIZE -eq 1 ]; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
     export COMIO_START_TIMEOUT=${COMIO_START_TIMEOUT:-30}
+elif [ $TSAN -eq 1 ]; then
+    BUILD=build-tsan
+    BIN=$ROOT/build-tsan/bin
+    CMAKE_ARGS=(-DCOMIO_WERROR=ON -DCOMIO_TSAN=ON -DCOMIO_BIN_DIR="$BIN")
+    # halt_on_error: the daemon stops at its first race, and the report in its
+    # log fails the test that started it (tests/e2e/comio.py); exitcode fails a
+    # unit test. Races that are not ComIO's are suppressed, each with its reason.
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp}
+    export COMIO_START_TIMEOUT=${COMIO_START_TIMEOUT:-30}
+    # ThreadSanitizer's shadow memory needs the address space laid out as it
+    # expects: with more than 28 bits of mmap randomisation (vm.mmap_rnd_bits,
+    # newer kernels) it dies at start with "unexpected memory mapping". Then
+    # everything runs without address randomisation (setarch -R), which the
+    # daemons and tests inherit; the machine's setting is left alone.
+    if [ "$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 0)" -gt 28 ] && [ -z "${COMIO_TSAN_NORANDOM:-}" ]; then
+        if ! command -v setarch >/dev/null; then
+            echo "run.sh: vm.mmap_rnd_bits > 28 and no setarch: lower it (sysctl vm.mmap_rnd_bits=28) for --tsan" >&2
+            exit 1
+        fi
+        echo "== vm.mmap_rnd_bits > 28: running without address randomisation (setarch -R)"
+        export COMIO_TSAN_NORANDOM=1
+        exec setarch "$(uname -m)" -R "${BASH:-bash}" "$0" --tsan -- "${PYTEST_ARGS[@]}"
+    fi
 else
     BUILD=build
     BIN=$ROOT/bin
@@ -132,13 +164,15 @@ step ctest ctest --test-dir "$BUILD" --output-on-failure || true
 
 if PY=$(pick_python); then
     # -rs: a test that skips (no netem, not root, ...) says why in the summary
-    step pytest "$PY" -m pytest -q -rs tests/e2e tests/fault "${PYTEST_ARGS[@]}" || true
+    PYTEST_DIRS=(tests/e2e tests/fault)
+    [ $TSAN -eq 1 ] && PYTEST_DIRS=(tests/e2e)
+    step pytest "$PY" -m pytest -q -rs "${PYTEST_DIRS[@]}" "${PYTEST_ARGS[@]}" || true
 else
     echo "run.sh: no python3 with pytest found (python3-pytest should have provided one)" >&2
     RESULT[pytest]="FAILED (no pytest)"
 fi
 
-if [ $SANITIZE -eq 0 ]; then
+if [ $SANITIZE -eq 0 ] && [ $TSAN -eq 0 ]; then
     step format tests/format.sh || true
     step valgrind tests/unit/valgrind.sh "$BUILD" || true
     step fuzz tests/fuzz/run.sh --seconds "${COMIO_FUZZ_SECONDS:-15}" || true

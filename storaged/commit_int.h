@@ -1,0 +1,248 @@
+/* commit_int.h - what the parts of the group committer share: commit_t and the calls between them.
+ *
+ * Not a public API: storaged's other modules use commit.h. The committer is
+ * split by what a reader looks for:
+ *   commit.c     the committer thread's rounds and the public API (commit.h);
+ *   commit_io.c  the I/O threads (bodies written) and the fetchers (large
+ *                replicated objects fetched from the primary);
+ *   reuse.c      when a freed extent may be handed out again: readers,
+ *                quarantine, chunks reserved for small PUTs (carve.h);
+ *   mutate.c     the local mutations: PUT, DELETE, PURGE, bucket operations;
+ *   replica.c    a replica's apply of the primary's events
+ *                (docs/replication-apply.md);
+ *   tombgc.c     the collection of expired tombstones.
+ * Unless a comment says otherwise, the functions below run on the committer
+ * thread and write inside the round's transaction `txn`; they return 0 or a
+ * CIO_* code, and a fatal one (commit_fatal) fails the whole round. */
+#ifndef COMIO_COMMIT_INT_H
+#define COMIO_COMMIT_INT_H
+
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/evp.h>
+#include "storaged/carve.h"
+#include "storaged/commit.h"
+#include "common/log.h"
+
+#define FETCHERS 4 /* threads fetching large objects from a primary */
+
+typedef struct {
+    alloc_extent_t ext;
+    uint64_t tag; /* reusable once every reader with token <= tag has left */
+    int reserved; /* counted as reserved already: a piece of a chunk (carve.h) */
+    int keep;     /* released into carve for reuse, not to the free map */
+} quarantined_t;
+
+typedef struct {
+    uint64_t epoch;
+    uint64_t count;
+} reader_slot_t;
+
+typedef struct {
+    commit_job_t *head, **tail;
+} job_list_t;
+
+struct commit {
+    meta_t *meta;
+    store_t *store;
+    char *site_id;
+    int log_enabled;
+
+    pthread_mutex_t mu; /* inbox, written, stopping, in_io */
+    pthread_cond_t cv;
+    job_list_t inbox;   /* submitted, not yet seen by the committer */
+    job_list_t written; /* PUT bodies written and synced */
+    int stopping;
+    int carve_wake; /* a cut wants a chunk offered */
+    uint64_t in_io; /* PUTs between allocate and finish */
+    pthread_t thread;
+
+    pthread_mutex_t io_mu; /* io queue, body_busy flags */
+    pthread_cond_t io_cv, body_cv;
+    job_list_t io;
+    int io_stopping;
+    unsigned nio;
+    pthread_t *io_threads;
+
+    pthread_mutex_t fetch_mu; /* fetch queue, fetch_left of the jobs in it */
+    pthread_cond_t fetch_cv;
+    commit_item_t *fetch_head, **fetch_tail;
+    int fetch_stopping;
+    int fetch_cancel; /* atomic: shutting down, abandon the fetches in progress */
+    unsigned nfetch;
+    pthread_t fetch_threads[FETCHERS];
+
+    carve_t carve; /* small PUTs' extents */
+
+    int64_t quarantine_poll_ms; /* QUARANTINE_POLL_MS, or COMIO_QUARANTINE_POLL_MS (tests) */
+    uint64_t tomb_ttl_ms;       /* atomic; 0: keep tombstones */
+    EVP_MD *md5;                /* fetched once: EVP_md5() would look the implementation up at every digest */
+
+    pthread_mutex_t rd_mu; /* readers */
+    uint64_t epoch;
+    reader_slot_t *readers;
+    size_t nreaders, capreaders;
+
+    uint64_t commits, jobs; /* atomic: written by the committer thread, read by commit_stats on any */
+
+    /* committer thread only */
+    alloc_extent_t *chunks_out; /* reserved extents freed in the open transaction */
+    size_t nchunks_out, capchunks_out;
+    quarantined_t *q;
+    size_t nq, capq;
+    int64_t gc_next_ms; /* when the next collection pass may start */
+    int gc_running;     /* a pass is under way: one slice per round */
+    uint64_t gc_removed;
+    uint8_t gc_pos[META_OBJKEY_MAX];
+    size_t gc_pos_len;
+};
+
+static inline void list_init(job_list_t *l)
+{
+    l->head = NULL;
+    l->tail = &l->head;
+}
+
+static inline void list_push(job_list_t *l, commit_job_t *j)
+{
+    j->next = NULL;
+    *l->tail = j;
+    l->tail = &j->next;
+}
+
+static inline commit_job_t *list_take(job_list_t *l)
+{
+    commit_job_t *h = l->head;
+    list_init(l);
+    return h;
+}
+
+static inline int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Fills *o with the record of an object of `size` bytes in extent ext, as a
+ * PUT writes it; `replicated` and every other field are 0. */
+static inline void commit_obj_init(meta_obj_t *o, uint64_t version, alloc_extent_t ext, uint64_t size, const uint8_t etag[16],
+                                   int64_t mtime_ms, const char *ctype, size_t ctype_len)
+{
+    memset(o, 0, sizeof(*o));
+    o->version = version;
+    o->off = ext.off;
+    o->alen = ext.len;
+    o->size = size;
+    memcpy(o->etag, etag, 16);
+    o->mtime_ms = mtime_ms;
+    o->ctype_len = (uint16_t)ctype_len;
+    memcpy(o->ctype, ctype, ctype_len);
+}
+
+/* An error after which the round's transaction cannot go on: the round fails
+ * and every job in it with that error. Any other error is one job's own. */
+static inline int commit_fatal(int err)
+{
+    return err == CIO_EDB || err == CIO_EMAPFULL || err == CIO_ENOMEM || err == CIO_EPROTO;
+}
+
+/* ---- commit_io.c ---- */
+
+/* Hands job j (a PUT with its extent, or an APPLY job with some item to write
+ * or fetch) to the I/O threads; it comes back to the committer through
+ * c->written. Any thread. */
+void commit_io_enqueue(commit_t *c, commit_job_t *j);
+
+/* Thread bodies: an I/O thread, and a fetcher. `arg` is the commit_t. */
+void *commit_io_main(void *arg);
+void *commit_io_fetch_main(void *arg);
+
+/* ---- reuse.c: freed extents, readers, chunks ---- */
+
+/* Oldest reader token still reading, or UINT64_MAX. Any thread. */
+uint64_t reuse_oldest_reader(commit_t *c);
+
+/* Remembers extent e (already marked pending) until readers are done with
+ * it; tag UINT64_MAX: set at the round's commit; `reserved`: e is a piece of
+ * a chunk, still in the reserved total. Returns 0 or CIO_ENOMEM. */
+int reuse_quarantine_track(commit_t *c, alloc_extent_t e, uint64_t tag, int reserved) CIO_MUST_CHECK;
+
+/* Marks e pending in txn and quarantines it; its tag is set at commit. */
+int reuse_quarantine_add(commit_t *c, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
+
+/* Releases, in txn, the quarantined extents no reader can still see; sets
+ * *released to how many (dropped from the list by the caller once txn
+ * commits, after reuse_quarantine_keep). */
+int reuse_quarantine_release(commit_t *c, MDB_txn *txn, size_t *released) CIO_MUST_CHECK;
+
+/* After the commit of reuse_quarantine_release: hands the kept extents to carve. */
+void reuse_quarantine_keep(commit_t *c, size_t released);
+
+/* Frees, in txn, the chunk remainders no longer cut from (with `all`, what is
+ * left of every chunk), remembered in c->chunks_out. */
+int reuse_chunks_release(commit_t *c, MDB_txn *txn, int all) CIO_MUST_CHECK;
+
+/* When a cut wants one, reserves a chunk in txn; *chunk (len 0: none) is to be
+ * offered to carve once txn is durable. */
+int reuse_chunk_reserve(commit_t *c, MDB_txn *txn, alloc_extent_t *chunk) CIO_MUST_CHECK;
+
+/* alloc_alloc, with the chunks' unused space given back first when nothing
+ * fits. Returns 0, CIO_ENOSPC or a fatal code. */
+int reuse_take_extent(commit_t *c, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out) CIO_MUST_CHECK;
+
+/* At shutdown, on the committer thread after its last round: gives the
+ * chunks' remainders and the quarantine back to the free map in a
+ * transaction of its own. Logs a failure. */
+void reuse_release_at_stop(commit_t *c);
+
+/* ---- mutate.c: the local mutations ---- */
+
+/* Bucket b's record into *bk, or a new one (in memory only, *created set)
+ * when it does not exist. */
+int mutate_bucket_load_or_create(commit_t *c, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *bk,
+                                 int *created) CIO_MUST_CHECK;
+
+/* Step 3 of a PUT (its body written and synced), a DELETE, a PURGE, a bucket
+ * creation or deletion (by j->op). Fill the job's results; a non-fatal
+ * error is the job's own result (CIO_ENOTFOUND, CIO_ENOTEMPTY ...). */
+int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* ---- replica.c: a replica's batch (COMMIT_APPLY) ---- */
+
+/* Sets the item's outcome (final); the message is formatted into it->error. Any thread. */
+void replica_item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The item failed with err, to be retried (507 when out of space). Any thread. */
+void replica_item_fail(commit_item_t *it, int err);
+
+/* Logs the item's event and its error at lvl. Any thread. */
+void replica_item_log(const commit_item_t *it, log_level_t lvl, const char *msg);
+
+/* Step 1: extents for the job's PUTs that are not already stale; sets
+ * j->apply_io when some item needs writing or fetching. Only fatal errors
+ * are returned. */
+int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* Step 3: every event of the job, in batch order. Only fatal errors are
+ * returned; the round then fails. */
+int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* After a failed round: the job's extents (pending since step 1) are freed
+ * by a later round. */
+void replica_release_extents(commit_t *c, commit_job_t *j);
+
+/* ---- tombgc.c: expired tombstones ---- */
+
+/* Whether a collection pass is under way or may start at `now`. */
+int tombgc_due(commit_t *c, int64_t now);
+
+/* One slice of a pass in txn; *collected: tombstones removed. */
+int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected) CIO_MUST_CHECK;
+
+#endif

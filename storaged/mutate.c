@@ -1,0 +1,211 @@
+/* mutate.c - the local mutations: a PUT's, DELETE's, PURGE's and bucket operation's step 3 (commit.h).
+ *
+ * Each runs on the committer thread inside the round's transaction: the
+ * metadata, the counters and the replication log record change together. */
+#include <stdint.h>
+#include <string.h>
+#include "storaged/commit_int.h"
+#include "common/replog.h"
+
+int mutate_bucket_load_or_create(commit_t *c, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *bk, int *created)
+{
+    int ret = meta_bucket_get(c->meta, txn, b, blen, bk);
+    *created = 0;
+    if (ret == CIO_ENOTFOUND) {
+        memset(bk, 0, sizeof(*bk));
+        bk->ctime_ms = now_ms();
+        *created = 1;
+        return 0;
+    }
+    return ret;
+}
+
+/* On a replica, a local write that replaces or removes an object applied
+ * from the primary keeps that object's version as a tombstone, so that an
+ * older event of the primary still on its way cannot win over what had
+ * already been applied (docs/replication-apply.md). No-op on a primary. */
+static int keep_applied_version(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_obj_t *old)
+{
+    meta_tomb_t t;
+    int ret;
+
+    if (!old->replicated)
+        return 0;
+    ret = meta_tomb_get(c->meta, txn, b, blen, old->key, old->key_len, &t);
+    if (ret == 0 && t.version >= old->version)
+        return 0;
+    if (ret != 0 && ret != CIO_ENOTFOUND)
+        return ret;
+    t.version = old->version;
+    t.time_ms = now_ms();
+    return meta_tomb_put(c->meta, txn, b, blen, old->key, old->key_len, &t);
+}
+
+static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op)
+{
+    logrec_t r;
+    if (!c->log_enabled)
+        return 0;
+    memset(&r, 0, sizeof(r));
+    r.seq = j->version;
+    r.op = op;
+    r.bucket = j->bucket;
+    r.bucket_len = j->blen;
+    r.key = j->key;
+    r.key_len = op == LOGREC_PURGE ? 0 : j->klen;
+    r.mtime_ms = j->mtime_ms;
+    r.origin = c->site_id;
+    r.origin_len = strlen(c->site_id);
+    if (op == LOGREC_PUT) {
+        r.size = j->size;
+        memcpy(r.etag, j->etag, 16);
+        r.content_type = j->ctype;
+        r.content_type_len = j->ctype_len;
+    }
+    return replog_append(c->meta, txn, &r);
+}
+
+int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    meta_bucket_t bk;
+    meta_obj_t o, old;
+    int created, ret, had_old;
+
+    if ((ret = mutate_bucket_load_or_create(c, txn, j->bucket, j->blen, &bk, &created)) != 0)
+        return ret;
+    ret = meta_obj_get(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &old);
+    if (ret != 0 && ret != CIO_ENOTFOUND)
+        return ret;
+    had_old = ret == 0;
+    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
+        return ret;
+    j->mtime_ms = now_ms();
+    commit_obj_init(&o, j->version, j->ext, j->size, j->etag, j->mtime_ms, j->ctype, j->ctype_len);
+    if ((ret = meta_obj_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &o)) != 0 ||
+        (ret = meta_pending_del(c->meta, txn, j->ext)) != 0 ||
+        (j->carved && (ret = alloc_unreserve(&c->meta->alloc, txn, j->ext.len)) != 0))
+        return ret;
+    if (had_old) {
+        if ((ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
+            (ret = keep_applied_version(c, txn, j->bucket, j->blen, &old)) != 0)
+            return ret;
+        bk.objects--;
+        bk.bytes -= old.size;
+    }
+    bk.objects++;
+    bk.bytes += j->size;
+    if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_OBJECTS, had_old ? 0 : 1)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_BYTES, (int64_t)j->size - (had_old ? (int64_t)old.size : 0))) != 0)
+        return ret;
+    return log_append(c, txn, j, LOGREC_PUT);
+}
+
+int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    meta_bucket_t bk;
+    meta_obj_t old;
+    int ret;
+
+    if ((ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk)) != 0)
+        return ret; /* CIO_ENOTFOUND: no such bucket */
+    ret = meta_obj_get(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &old);
+    if (ret == CIO_ENOTFOUND)
+        return 0; /* nothing to delete, nothing to log */
+    if (ret != 0)
+        return ret;
+    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
+        return ret;
+    j->mtime_ms = now_ms();
+    bk.objects--;
+    bk.bytes -= old.size;
+    if ((ret = meta_obj_del(c->meta, txn, j->bucket, j->blen, j->key, j->klen)) != 0 ||
+        (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
+        (ret = keep_applied_version(c, txn, j->bucket, j->blen, &old)) != 0 ||
+        (ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_OBJECTS, -1)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)old.size)) != 0)
+        return ret;
+    return log_append(c, txn, j, LOGREC_DELETE);
+}
+
+typedef struct {
+    commit_t *c;
+    MDB_txn *txn;
+    commit_job_t *j;
+    int err;
+} purge_ctx_t;
+
+static int purge_one(void *ctx, const meta_obj_t *o)
+{
+    purge_ctx_t *p = ctx;
+    /* deleting under the listing cursor is not safe: collect via quarantine, delete after */
+    if ((p->err = reuse_quarantine_add(p->c, p->txn, (alloc_extent_t){o->off, o->alen})) != 0 ||
+        (p->err = keep_applied_version(p->c, p->txn, p->j->bucket, p->j->blen, o)) != 0)
+        return 1;
+    p->j->count++;
+    p->j->bytes += o->size;
+    return 0;
+}
+
+int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    meta_bucket_t bk;
+    MDB_cursor *cur = NULL;
+    purge_ctx_t p = {c, txn, j, 0};
+    uint8_t seek[LOGREC_BUCKET_MAX + 1];
+    int ret, rc;
+
+    if ((ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk)) != 0)
+        return ret;
+    if ((ret = meta_obj_list(c->meta, txn, j->bucket, j->blen, "", 0, "", 0, SIZE_MAX, purge_one, &p)) != 0)
+        return ret;
+    if (p.err != 0)
+        return p.err;
+    /* now remove the bucket's whole key range */
+    memcpy(seek, j->bucket, j->blen);
+    seek[j->blen] = 0;
+    if ((rc = mdb_cursor_open(txn, c->meta->objects, &cur)) != 0)
+        return meta_err(rc, "mdb_cursor_open(objects)");
+    for (;;) {
+        MDB_val k = {j->blen + 1, seek}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND || k.mv_size < j->blen + 1 || memcmp(k.mv_data, seek, j->blen + 1) != 0)
+            break;
+        if (rc != 0 || (rc = mdb_cursor_del(cur, 0)) != 0) {
+            mdb_cursor_close(cur);
+            return meta_err(rc, "purge objects");
+        }
+    }
+    mdb_cursor_close(cur);
+    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
+        return ret;
+    j->mtime_ms = now_ms();
+    bk.objects = 0;
+    bk.bytes = 0;
+    if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)j->count)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)j->bytes)) != 0)
+        return ret;
+    return log_append(c, txn, j, LOGREC_PURGE);
+}
+
+int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    meta_bucket_t bk;
+    int ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk);
+
+    if (j->op == COMMIT_BUCKET_CREATE) {
+        if (ret != CIO_ENOTFOUND)
+            return ret;
+        memset(&bk, 0, sizeof(bk));
+        bk.ctime_ms = now_ms();
+        j->created = 1;
+        return meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk);
+    }
+    if (ret != 0)
+        return ret;
+    if (bk.objects > 0)
+        return CIO_ENOTEMPTY;
+    return meta_bucket_del(c->meta, txn, j->bucket, j->blen);
+}

@@ -1,0 +1,383 @@
+/* replica.c - a replica's apply of the primary's events (COMMIT_APPLY): last writer wins by version, tombstones, purges.
+ *
+ * The rules are in docs/replication-apply.md; the batch is decoded by apply.c
+ * and its bodies written or fetched by commit_io.c. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include "storaged/commit_int.h"
+
+void replica_item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
+{
+    va_list ap;
+    it->final = 1;
+    it->result = result;
+    it->status = status;
+    va_start(ap, fmt);
+    vsnprintf(it->error, sizeof(it->error), fmt, ap);
+    va_end(ap);
+}
+
+void replica_item_fail(commit_item_t *it, int err)
+{
+    replica_item_set(it, BATCH_RETRY, err == CIO_ENOSPC || err == CIO_EMAPFULL ? 507 : 500, "%s", cio_strerror(err));
+}
+
+void replica_item_log(const commit_item_t *it, log_level_t lvl, const char *msg)
+{
+    char ver[24], key[LOGREC_KEY_MAX + 1];
+    snprintf(ver, sizeof(ver), "%" PRIu64, it->version);
+    snprintf(key, sizeof(key), "%.*s", (int)it->klen, it->key);
+    log_msg(lvl, msg, "op", logrec_op_name(it->op), "bucket", it->bucket, "key", key, "version", ver, "error", it->error, NULL);
+}
+
+/* What one job's pass over its items (one call, one transaction) remembers:
+ * the purge version and the record of the bucket it saw last (consecutive
+ * events mostly share a bucket), and the changes to the "objects" and
+ * "bytes" counters. The record's changes and the counters are written by
+ * apply_cache_flush, before anything else may read them. */
+typedef struct {
+    const char *bucket; /* NULL: nothing cached */
+    size_t blen;
+    uint64_t purge;
+    int have_bk, bk_dirty;
+    meta_bucket_t bk;
+    int64_t objects, bytes;
+} apply_cache_t;
+
+static int apply_cache_flush(commit_t *c, MDB_txn *txn, apply_cache_t *ac)
+{
+    int ret;
+    if (ac->bk_dirty && (ret = meta_bucket_put(c->meta, txn, ac->bucket, ac->blen, &ac->bk)) != 0)
+        return ret;
+    if (ac->objects != 0 && (ret = meta_state_add(c->meta, txn, META_OBJECTS, ac->objects)) != 0)
+        return ret;
+    if (ac->bytes != 0 && (ret = meta_state_add(c->meta, txn, META_BYTES, ac->bytes)) != 0)
+        return ret;
+    memset(ac, 0, sizeof(*ac));
+    return 0;
+}
+
+/* The item's bucket becomes the cached one. */
+static int apply_cache_bucket(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const commit_item_t *it)
+{
+    int ret;
+    if (ac->bucket != NULL && ac->blen == it->blen && memcmp(ac->bucket, it->bucket, it->blen) == 0)
+        return 0;
+    if ((ret = apply_cache_flush(c, txn, ac)) != 0 || (ret = meta_purge_get(c->meta, txn, it->bucket, it->blen, &ac->purge)) != 0)
+        return ret;
+    ac->bucket = it->bucket;
+    ac->blen = it->blen;
+    return 0;
+}
+
+/* The cached bucket's record, created (in memory) when missing and `create`. */
+static int apply_cache_bk(commit_t *c, MDB_txn *txn, apply_cache_t *ac, int create, meta_bucket_t **bk)
+{
+    int created, ret;
+    if (!ac->have_bk) {
+        created = 0;
+        ret = create ? mutate_bucket_load_or_create(c, txn, ac->bucket, ac->blen, &ac->bk, &created)
+                     : meta_bucket_get(c->meta, txn, ac->bucket, ac->blen, &ac->bk);
+        if (ret != 0)
+            return ret;
+        ac->have_bk = 1;
+        ac->bk_dirty = created;
+    }
+    *bk = &ac->bk;
+    return 0;
+}
+
+/* What the replica knows of the item's key: the highest of the version of
+ * the object applied here, its tombstone's and its bucket's purge version (a
+ * PURGE looks at the purge version only). An object written locally does not
+ * count: its version is this site's, not comparable to the primary's, and
+ * the primary's writes win over it. *had_old tells whether `old` holds the
+ * object, applied or local; *had_tomb whether the key has a tombstone. */
+static int known_version(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const commit_item_t *it, uint64_t *known, meta_obj_t *old,
+                         int *had_old, int *had_tomb)
+{
+    meta_tomb_t t;
+    int ret;
+
+    *had_old = *had_tomb = 0;
+    if ((ret = apply_cache_bucket(c, txn, ac, it)) != 0)
+        return ret;
+    *known = ac->purge;
+    if (it->op == LOGREC_PURGE)
+        return 0;
+    ret = meta_obj_get(c->meta, txn, it->bucket, it->blen, it->key, it->klen, old);
+    if (ret == 0) {
+        *had_old = 1;
+        if (old->replicated && old->version > *known)
+            *known = old->version;
+    } else if (ret != CIO_ENOTFOUND) {
+        return ret;
+    }
+    ret = meta_tomb_get(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &t);
+    if (ret == 0) {
+        *had_tomb = 1;
+        if (t.version > *known)
+            *known = t.version;
+    }
+    return ret == CIO_ENOTFOUND ? 0 : ret;
+}
+
+/* Marks the item skipped when it is no newer than what is known; 1 if so. */
+static int item_stale(commit_item_t *it, uint64_t known)
+{
+    if (it->version > known)
+        return 0;
+    if (it->version == known)
+        replica_item_set(it, BATCH_SKIPPED, 200, "duplicate: this version is already applied");
+    else
+        replica_item_set(it, BATCH_SKIPPED, 200, "stale: the replica holds version %" PRIu64, known);
+    return 1;
+}
+
+/* Step 1: extents for the PUTs not already stale. They are cut from one
+ * extent for the whole job when the free map has one that large (j->ext,
+ * marked pending as a whole: one allocation, one pending record, where a
+ * batch of small objects would otherwise take one of each per object), else
+ * taken one by one. Only fatal errors are returned; an item that cannot have
+ * its extent (507) fails alone. */
+int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    uint8_t empty_md5[16];
+    apply_cache_t ac;
+    uint64_t want = 0;
+    size_t nwant = 0;
+    int ret;
+
+    memset(&ac, 0, sizeof(ac));
+    j->apply_io = 0;
+    j->ext = (alloc_extent_t){0, 0};
+    EVP_Digest("", 0, empty_md5, NULL, EVP_md5(), NULL);
+    for (size_t i = 0; i < j->nitems; i++) {
+        commit_item_t *it = &j->items[i];
+        uint64_t known;
+        meta_obj_t old;
+        int had_old, had_tomb;
+
+        it->job = j;
+        it->ext = (alloc_extent_t){0, 0};
+        if (it->final || it->op != LOGREC_PUT)
+            continue;
+        if ((ret = known_version(c, txn, &ac, it, &known, &old, &had_old, &had_tomb)) != 0)
+            return ret;
+        if (item_stale(it, known))
+            continue;
+        if (it->size == 0) {
+            if (CRYPTO_memcmp(it->etag, empty_md5, 16) != 0)
+                replica_item_set(it, BATCH_PERMANENT, 400, "an empty object whose ETag is not the MD5 of nothing");
+            continue; /* nothing to write: finished in step 3 */
+        }
+        if (want < UINT64_MAX / 4 && it->size < UINT64_MAX / 4)
+            want += alloc_round(it->size);
+        else
+            want = UINT64_MAX; /* no run: one by one */
+        nwant++;
+    }
+    /* nothing written in this pass: ac needs no flush */
+    if (nwant == 0)
+        return 0;
+    if (nwant > 1 && want < UINT64_MAX / 4) {
+        ret = alloc_alloc(&c->meta->alloc, txn, want, &j->ext);
+        if (ret == 0) {
+            uint64_t off = j->ext.off;
+            if ((ret = meta_pending_add(c->meta, txn, j->ext)) != 0)
+                return ret;
+            for (size_t i = 0; i < j->nitems; i++) {
+                commit_item_t *it = &j->items[i];
+                if (it->final || it->op != LOGREC_PUT || it->size == 0)
+                    continue;
+                it->ext = (alloc_extent_t){off, alloc_round(it->size)};
+                off += it->ext.len;
+            }
+            j->apply_io = 1;
+            return 0;
+        }
+        j->ext = (alloc_extent_t){0, 0};
+        if (commit_fatal(ret))
+            return ret;
+        /* no free extent that large: one by one below */
+    }
+    for (size_t i = 0; i < j->nitems; i++) {
+        commit_item_t *it = &j->items[i];
+        if (it->final || it->op != LOGREC_PUT || it->size == 0)
+            continue;
+        ret = reuse_take_extent(c, txn, it->size, &it->ext);
+        if (ret == 0 && (ret = meta_pending_add(c->meta, txn, it->ext)) != 0)
+            return ret; /* the allocation is in txn: only a failed round undoes it */
+        if (ret != 0) {
+            if (commit_fatal(ret))
+                return ret;
+            it->ext = (alloc_extent_t){0, 0};
+            replica_item_fail(it, ret);
+            continue;
+        }
+        j->apply_io = 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    commit_t *c;
+    MDB_txn *txn;
+    uint64_t version;
+    uint64_t count, bytes;
+} apply_purge_ctx_t;
+
+/* A PURGE removes what is older than it, and local writes, which lose to
+ * anything from the primary. */
+static int apply_purge_pick(void *ctx, const meta_obj_t *o)
+{
+    apply_purge_ctx_t *p = ctx;
+    int ret;
+    if (o->replicated && o->version >= p->version)
+        return 0;
+    if ((ret = reuse_quarantine_add(p->c, p->txn, (alloc_extent_t){o->off, o->alen})) != 0)
+        return ret;
+    p->count++;
+    p->bytes += o->size;
+    return 1;
+}
+
+/* Step 3 for one item that is still undecided: staleness again (another
+ * batch may have applied a newer version since step 1), then the change.
+ * Only fatal errors are returned. */
+static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_t *it)
+{
+    meta_bucket_t *bk;
+    meta_obj_t o, old;
+    meta_tomb_t tomb;
+    uint64_t known;
+    int ret, had_old, had_tomb;
+
+    if ((ret = known_version(c, txn, ac, it, &known, &old, &had_old, &had_tomb)) != 0)
+        return ret;
+    if (item_stale(it, known))
+        return 0;
+    switch (it->op) {
+    case LOGREC_PUT:
+        if ((ret = apply_cache_bk(c, txn, ac, 1, &bk)) != 0)
+            return ret;
+        commit_obj_init(&o, it->version, it->ext, it->size, it->etag, it->mtime_ms, it->ctype, it->ctype_len);
+        o.replicated = 1;
+        /* an extent cut from the job's run is not pending on its own (replica_finish) */
+        if ((ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &o)) != 0 ||
+            (it->job->ext.len == 0 && (ret = meta_pending_del(c->meta, txn, it->ext)) != 0) ||
+            (had_tomb && (ret = meta_tomb_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0))
+            return ret;
+        if (had_old) {
+            if ((ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
+                return ret;
+            bk->objects--;
+            bk->bytes -= old.size;
+        }
+        bk->objects++;
+        bk->bytes += it->size;
+        ac->bk_dirty = 1;
+        ac->objects += had_old ? 0 : 1;
+        ac->bytes += (int64_t)it->size - (had_old ? (int64_t)old.size : 0);
+        break;
+    case LOGREC_DELETE:
+        /* the tombstone is written even when there is nothing to delete: it
+         * is what stops an older PUT arriving later */
+        if (had_old) {
+            if ((ret = apply_cache_bk(c, txn, ac, 0, &bk)) != 0)
+                return ret == CIO_ENOTFOUND ? CIO_EPROTO : ret;
+            bk->objects--;
+            bk->bytes -= old.size;
+            ac->bk_dirty = 1;
+            ac->objects -= 1;
+            ac->bytes -= (int64_t)old.size;
+            if ((ret = meta_obj_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0 ||
+                (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
+                return ret;
+        }
+        tomb.version = it->version;
+        tomb.time_ms = now_ms();
+        if ((ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &tomb)) != 0)
+            return ret;
+        break;
+    case LOGREC_PURGE: {
+        /* objects written after the purge on the primary (a higher version) stay */
+        apply_purge_ctx_t p = {c, txn, it->version, 0, 0};
+        meta_bucket_t pbk;
+        /* the purge reads and writes the bucket itself: what is cached goes first, and is forgotten */
+        if ((ret = apply_cache_flush(c, txn, ac)) != 0)
+            return ret;
+        if ((ret = meta_purge_put(c->meta, txn, it->bucket, it->blen, it->version)) != 0 ||
+            (ret = meta_obj_del_if(c->meta, txn, it->bucket, it->blen, apply_purge_pick, &p)) != 0 ||
+            (ret = meta_tomb_del_older(c->meta, txn, it->bucket, it->blen, it->version)) != 0)
+            return ret;
+        if (p.count > 0) {
+            if ((ret = meta_bucket_get(c->meta, txn, it->bucket, it->blen, &pbk)) != 0)
+                return ret == CIO_ENOTFOUND ? CIO_EPROTO : ret;
+            pbk.objects -= p.count;
+            pbk.bytes -= p.bytes;
+            if ((ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &pbk)) != 0 ||
+                (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)p.count)) != 0 ||
+                (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)p.bytes)) != 0)
+                return ret;
+        }
+        break;
+    }
+    }
+    replica_item_set(it, BATCH_APPLIED, 200, "%s", "");
+    return 0;
+}
+
+/* Step 3 for the whole batch, in batch order, in the caller's transaction.
+ * The extents of items that end up skipped or failed are freed (they are
+ * pending since step 1; those cut from the job's run are marked pending on
+ * their own here, as the run's mark goes). Only fatal errors are returned;
+ * the caller's round then fails and every extent of the job is freed by a
+ * later round. */
+int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    uint64_t n[4] = {0, 0, 0, 0};
+    apply_cache_t ac;
+    int ret;
+
+    memset(&ac, 0, sizeof(ac));
+    if ((ret = meta_pending_del(c->meta, txn, j->ext)) != 0)
+        return ret;
+    for (size_t i = 0; i < j->nitems; i++) {
+        commit_item_t *it = &j->items[i];
+        if (!it->final && j->result != 0)
+            replica_item_fail(it, j->result); /* the data sync failed: nothing of it is durable */
+        if (!it->final && (ret = apply_item(c, txn, &ac, it)) != 0)
+            return ret;
+        if (it->result != BATCH_APPLIED && it->ext.len > 0 &&
+            (ret = j->ext.len > 0 ? reuse_quarantine_add(c, txn, it->ext) : reuse_quarantine_track(c, it->ext, UINT64_MAX, 0)) != 0)
+            return ret;
+        if (it->result == BATCH_PERMANENT)
+            replica_item_log(it, LOG_LVL_WARN, "replicated event refused for good");
+        n[it->result]++;
+    }
+    if ((ret = apply_cache_flush(c, txn, &ac)) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_APPLY_APPLIED, (int64_t)n[BATCH_APPLIED])) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_APPLY_SKIPPED, (int64_t)n[BATCH_SKIPPED])) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_APPLY_FAILED, (int64_t)(n[BATCH_RETRY] + n[BATCH_PERMANENT]))) != 0 ||
+        (ret = meta_state_add(c->meta, txn, META_APPLY_PERMANENT, (int64_t)n[BATCH_PERMANENT])) != 0)
+        return ret;
+    return 0;
+}
+
+/* A failed round undid the job's step 3, not its step 1: free its extents later. */
+void replica_release_extents(commit_t *c, commit_job_t *j)
+{
+    if (j->ext.len > 0) {
+        /* the run is pending as a whole: its items' extents are parts of it */
+        if (reuse_quarantine_track(c, j->ext, 0, 0) != 0)
+            log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
+        return;
+    }
+    for (size_t i = 0; i < j->nitems; i++)
+        if (j->items[i].ext.len > 0 && reuse_quarantine_track(c, j->items[i].ext, 0, 0) != 0)
+            log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
+}
