@@ -130,7 +130,7 @@ elif [ $TSAN -eq 1 ]; then
     BIN=$ROOT/build-tsan/bin
     CMAKE_ARGS=(-DCOMIO_WERROR=ON -DCOMIO_TSAN=ON -DCOMIO_BIN_DIR="$BIN")
     # halt_on_error: the daemon stops at its first race, and the report in its
-    # log fails the test that started it (tests/e2e/comio.py); exitcode fails a
+    # log fails the test that started it (tests/harness/comio.py); exitcode fails a
     # unit test. Races that are not ComIO's are suppressed, each with its reason.
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp}
     export COMIO_START_TIMEOUT=${COMIO_START_TIMEOUT:-30}
