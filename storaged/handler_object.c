@@ -50,7 +50,7 @@ static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p)
         quoted_etag(o.etag, quoted);
         etag = h2o_iovec_init(quoted, 34);
     }
-    return http_precond_eval(&pc, etag, ret == 0 ? o.mtime_ms / 1000 : 0, 0);
+    return http_precond_eval(&pc, etag, ret == 0 ? date_seconds(o.mtime_ms) : 0, 0);
 }
 
 int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
@@ -231,7 +231,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     }
 
     quoted_etag(o.etag, etag);
-    mtime = o.mtime_ms / 1000;
+    mtime = date_seconds(o.mtime_ms); /* the Last-Modified shown: a replicated mtime is clamped to 1970..9999 */
     http_precond_from_req(req, &pc);
     cond = http_precond_eval(&pc, h2o_iovec_init(etag, 34), mtime, 1);
     if (cond == HTTP_PRECOND_FAILED) {
@@ -242,7 +242,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     http_req_add_header(req, H2O_TOKEN_ETAG, etag, 34);
     {
         struct tm tm;
-        date_gmtime(o.mtime_ms, &tm); /* any int64_t: a replicated mtime is clamped to 1970..9999 */
+        date_gmtime(o.mtime_ms, &tm);
         h2o_time2str_rfc1123(buf, &tm);
         http_req_add_header(req, H2O_TOKEN_LAST_MODIFIED, buf, H2O_TIMESTR_RFC1123_LEN);
     }

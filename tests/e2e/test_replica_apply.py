@@ -318,6 +318,21 @@ def test_dates_of_any_replicated_mtime_are_well_formed(rc):
         assert listed["k%d" % i] == iso, (mt, listed)
 
 
+def test_conditional_requests_compare_the_date_that_was_shown(rc):
+    """A client sends back the Last-Modified it was given: for a replicated
+    mtime outside 1970..9999 the comparison uses that clamped date too."""
+    events = [put_event(1, "cdates", "late", b"x", mt=2**63 - 1), put_event(2, "cdates", "early", b"x", mt=-1500)]
+    assert codes(apply(rc, *events)) == [APPLIED, APPLIED]
+    for key in ("late", "early"):
+        shown = rc.get("cdates", key).header("Last-Modified")
+        r = rc.get("cdates", key, {"If-Modified-Since": shown})
+        assert r.status == 304, (key, shown, r.status)
+        r = rc.get("cdates", key, {"If-Unmodified-Since": shown})
+        assert r.status == 200, (key, shown, r.status)
+        r = rc.get("cdates", key, {"Range": "bytes=0-0", "If-Range": shown})
+        assert r.status == 206, (key, shown, r.status)
+
+
 def test_full_replica_answers_retry_and_writes_nothing(make_server):
     replica = make_server(size="1MB", extra_args=["--accept-token", TOKEN])
     rc = replica.client()
