@@ -340,7 +340,7 @@ static int decode_entry(site_t *s, const json_tok_t *o, merge_entry_t *e, char *
 {
     const char *what = NULL;
     if (json_str(&s->doc, json_member(&s->doc, o, "key"), e->key, sizeof(e->key), &e->key_len) != 0 || e->key_len == 0)
-        what = "\"key\" missing, empty or longer than 1024 bytes";
+        what = "\"key\" missing, empty or longer than " LIMIT_TEXT(LIMIT_KEY_MAX) " bytes";
     else if (json_u64(&s->doc, json_member(&s->doc, o, "size"), &e->size) != 0)
         what = "\"size\" missing or not a count";
     else if (json_str(&s->doc, json_member(&s->doc, o, "etag"), e->etag, sizeof(e->etag), NULL) != 0)

@@ -28,6 +28,11 @@ static int is_leap(int y)
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
+int64_t date_seconds(int64_t ms)
+{
+    return clamp(ms) / 1000;
+}
+
 void date_gmtime(int64_t ms, struct tm *tm)
 {
     static const int before_month[12] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};

@@ -25,6 +25,11 @@
  * every field gmtime_r() sets, tm_wday and tm_yday included, tm_isdst 0. */
 void date_gmtime(int64_t ms, struct tm *tm);
 
+/* The whole seconds since the epoch of the (clamped) instant `ms`: the time
+ * an HTTP date made by date_gmtime shows, so that a date a client sends back
+ * (If-Modified-Since, If-Range) compares equal to it. */
+int64_t date_seconds(int64_t ms);
+
 /* Writes "YYYY-MM-DDTHH:MM:SSZ" (seconds, the fraction dropped) and a NUL. */
 void date_iso8601(int64_t ms, char out[DATE_ISO8601_LEN + 1]);
 

@@ -28,6 +28,11 @@
 /* The longest presigned fetch URL a batch carries (NUL not counted). */
 #define LIMIT_FETCH_URL_MAX 4096
 
+/* A limit's value as a string literal, for messages: LIMIT_TEXT(LIMIT_KEY_MAX)
+ * is "1024". Only for the limits above, which are plain decimal literals. */
+#define LIMIT_TEXT_(x) #x
+#define LIMIT_TEXT(x) LIMIT_TEXT_(x)
+
 _Static_assert(LIMIT_BUCKET_MIN >= 1 && LIMIT_BUCKET_MIN <= LIMIT_BUCKET_MAX, "bucket name bounds");
 _Static_assert(LIMIT_KEY_MAX <= 65535, "a key's length fits the uint16_t of meta_obj_t.key_len");
 _Static_assert(LIMIT_URL_MAX < LIMIT_FETCH_URL_MAX, "a fetch URL starts with the configured public URL");

@@ -1,7 +1,8 @@
 /* replstat.c - replication status and metrics from LMDB and a live repld. */
 #include <inttypes.h>
 #include <string.h>
-#include <time.h>
+#include "common/clock.h"
+#include "common/date.h"
 #include "common/replog.h"
 #include "common/replstat.h"
 
@@ -11,13 +12,6 @@ typedef struct {
     uint64_t queued, acked, failed, failed_total, last_ms, bytes, pending, pending_bytes, head;
     int64_t oldest_ms; /* mtime of the oldest record still in the log, 0 when empty */
 } figures_t;
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int oldest(void *ctx, uint64_t seq, const char *rec, size_t len)
 {
@@ -58,12 +52,12 @@ done:
 int replstat_json(meta_t *m, int enabled, const replstat_live_t *live, buf_t *out)
 {
     figures_t f;
-    char ts[40];
+    char ts[DATE_ISO8601_LEN + 1];
     int ret;
 
     if ((ret = load(m, &f)) != 0)
         return ret;
-    double age = f.oldest_ms > 0 ? (wall_ms() - f.oldest_ms) / 1000.0 : 0;
+    double age = f.oldest_ms > 0 ? (clock_wall_ms() - f.oldest_ms) / 1000.0 : 0;
     if (age < 0)
         age = 0;
     buf_printf(out,
@@ -75,10 +69,7 @@ int replstat_json(meta_t *m, int enabled, const replstat_live_t *live, buf_t *ou
                             : "off",
                f.queued, f.acked, f.failed);
     if (f.last_ms > 0) {
-        time_t secs = (time_t)(f.last_ms / 1000);
-        struct tm tm;
-        gmtime_r(&secs, &tm);
-        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        date_iso8601((int64_t)f.last_ms, ts);
         buf_printf(out, "\"%s\"", ts);
     } else {
         buf_puts(out, "null");
@@ -113,7 +104,7 @@ int replstat_metrics(meta_t *m, const replstat_live_t *live, buf_t *out)
 
     if ((ret = load(m, &f)) != 0)
         return ret;
-    double age = f.oldest_ms > 0 ? (wall_ms() - f.oldest_ms) / 1000.0 : 0;
+    double age = f.oldest_ms > 0 ? (clock_wall_ms() - f.oldest_ms) / 1000.0 : 0;
     buf_printf(out,
                "# HELP comio_replication_pending_events Log records not yet acknowledged by the replica.\n"
                "# TYPE comio_replication_pending_events gauge\ncomio_replication_pending_events %" PRIu64 "\n"

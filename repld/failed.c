@@ -1,8 +1,8 @@
 /* failed.c - `repld --list-failed` and `--retry-failed`. */
 #include <inttypes.h>
 #include <string.h>
-#include <time.h>
 #include "common/buf.h"
+#include "common/date.h"
 #include "common/replog.h"
 #include "proto/logrec.h"
 #include "repld/failed.h"
@@ -16,13 +16,10 @@ static int print_one(void *ctx, const replog_failed_t *e)
 {
     print_ctx_t *pc = ctx;
     logrec_t r;
-    char id[1400], ts[40];
+    char id[1400], ts[DATE_ISO8601_LEN + 1];
     buf_t b;
-    time_t secs = (time_t)(e->failed_at_ms / 1000);
-    struct tm tm;
 
-    gmtime_r(&secs, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    date_iso8601(e->failed_at_ms, ts);
     buf_init(&b, 64 * 1024);
     buf_printf(&b, "{\"seq\":%" PRIu64, e->seq);
     if (logrec_decode(e->rec, e->rec_len, &r) == 0) {

@@ -4,32 +4,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <curl/curl.h>
+#include "common/clock.h"
+#include "common/curlopt.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "repld/sender.h"
 
 #define REPLY_MAX (64u * 1024 * 1024)
-#define CONNECT_TIMEOUT_S 10L
-#define REQUEST_TIMEOUT_S 600L /* the replica may fetch large objects before it answers */
+#define CONNECT_TIMEOUT_MS 10000L
+#define REQUEST_TIMEOUT_MS 600000L /* the replica may fetch large objects before it answers */
 /* A link that dies silently (no RST: a cut cable, a dropped route) must not
  * hold a batch for TCP's default 15 minutes of retransmissions: keepalive
  * probes while we wait for the answer, and TCP_USER_TIMEOUT for data or
  * probes left unacknowledged, give up on the connection within about this. */
-#define DEAD_LINK_S 20
-
-static int set_dead_link_timeout(void *clientp, curl_socket_t fd, curlsocktype purpose)
-{
-    unsigned int ms = DEAD_LINK_S * 1000;
-    (void)clientp;
-    if (purpose == CURLSOCKTYPE_IPCXN)
-        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)); /* best effort: Linux only */
-    return CURL_SOCKOPT_OK;
-}
+#define DEAD_LINK_S 20L
 
 typedef struct {
     struct sender *s;
@@ -53,13 +43,6 @@ struct sender {
     send_job_t *done_head, **done_tail; /* finished, not yet taken, oldest first */
 };
 
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
 {
     buf_t *b = arg;
@@ -71,7 +54,7 @@ static void post(worker_t *w, send_job_t *job)
     struct sender *s = w->s;
     char errbuf[CURL_ERROR_SIZE] = "";
     CURLcode cc;
-    uint64_t t0 = mono_us();
+    int64_t t0 = clock_mono_us();
 
     buf_init(&job->reply, REPLY_MAX);
     job->http_status = 0;
@@ -85,7 +68,7 @@ static void post(worker_t *w, send_job_t *job)
     curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, &job->reply);
     curl_easy_setopt(w->curl, CURLOPT_ERRORBUFFER, errbuf);
     cc = curl_easy_perform(w->curl);
-    job->rtt_us = mono_us() - t0;
+    job->rtt_us = (uint64_t)(clock_mono_us() - t0);
     if (cc != CURLE_OK) {
         job->outcome = SEND_TRANSPORT;
         snprintf(job->error, sizeof(job->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
@@ -153,8 +136,14 @@ static void *worker_main(void *arg)
 int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int notify_fd)
 {
     struct sender *s = calloc(1, sizeof(*s));
-    char auth[4200];
+    curlopt_t shared = {.agent = "comio-repld",
+                        .ca_file = conf->ca_file,
+                        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+                        .timeout_ms = REQUEST_TIMEOUT_MS,
+                        .dead_link_s = DEAD_LINK_S};
+    char auth[sizeof("Authorization: Bearer ") + LIMIT_TOKEN_MAX];
     size_t ulen;
+    int ret;
 
     if (s == NULL)
         return CIO_ENOMEM;
@@ -182,19 +171,8 @@ int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int noti
         w->index = i;
         if ((w->curl = curl_easy_init()) == NULL)
             return CIO_ENOMEM;
-        curl_easy_setopt(w->curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(w->curl, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-        curl_easy_setopt(w->curl, CURLOPT_TIMEOUT, REQUEST_TIMEOUT_S);
-        curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPALIVE, 1L);
-        curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPIDLE, 5L);
-        curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPINTVL, 5L);
-        curl_easy_setopt(w->curl, CURLOPT_SOCKOPTFUNCTION, set_dead_link_timeout);
-        curl_easy_setopt(w->curl, CURLOPT_TCP_NODELAY, 1L);
-        curl_easy_setopt(w->curl, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(w->curl, CURLOPT_SSL_VERIFYHOST, 2L);
-        curl_easy_setopt(w->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        if (conf->ca_file != NULL)
-            curl_easy_setopt(w->curl, CURLOPT_CAINFO, conf->ca_file);
+        if ((ret = curlopt_apply(w->curl, &shared)) != 0)
+            return ret;
         if (pthread_create(&w->tid, NULL, worker_main, w) != 0)
             return CIO_ESYS;
     }

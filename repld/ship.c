@@ -14,11 +14,11 @@
 #include <sys/sysmacros.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 #include "proto/batch.h"
 #include "common/be.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/ctl.h"
 #include "common/replog.h"
 #include "common/log.h"
@@ -116,20 +116,6 @@ typedef struct {
     size_t nspare;
     size_t nbatches; /* batches allocated: in spare, being filled, with a worker, or done and not yet taken */
 } ship_t;
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int vec_push(evvec_t *v, ev_t *e)
 {
@@ -376,7 +362,7 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
                     else if (ret == 0) {
                         const char *secret = s->conf->remote_token != NULL ? s->conf->remote_token : "";
                         ret = presign_url(secret, strlen(secret), s->conf->public_url, e->r.bucket, e->r.bucket_len, e->r.key,
-                                          e->r.key_len, e->seq, wall_ms() / 1000 + PRESIGN_TTL_S, url, sizeof(url));
+                                          e->r.key_len, e->seq, clock_wall_ms() / 1000 + PRESIGN_TTL_S, url, sizeof(url));
                     }
                 }
                 if (ret == 1) {
@@ -537,7 +523,7 @@ static int ready_full(ship_t *s, uint64_t now, size_t cap)
 
 static void dispatch(ship_t *s)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     int w, queued;
 
     if (now < s->backoff_until)
@@ -598,21 +584,21 @@ static void refused(ship_t *s, ev_t *e, const char *error, int permanent)
     }
     snprintf(e->error, sizeof(e->error), "%s", error);
     e->state = EV_READY;
-    e->due_ms = mono_ms() + s->conf->retry_delay_ms;
+    e->due_ms = clock_mono_ms() + s->conf->retry_delay_ms;
 }
 
 static void back_off(ship_t *s, send_job_t *job)
 {
     char delay[32];
     pthread_mutex_lock(&s->mu);
-    if (mono_ms() < s->backoff_until) {
+    if ((uint64_t)clock_mono_ms() < s->backoff_until) {
         /* another worker's batch already started this backoff step: one failed
          * round of batches is one step, however many workers were sending */
         snprintf(s->remote_error, sizeof(s->remote_error), "%s", job->error);
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    s->backoff_until = mono_ms() + s->backoff_ms;
+    s->backoff_until = clock_mono_ms() + s->backoff_ms;
     snprintf(delay, sizeof(delay), "%.1fs", s->backoff_ms / 1000.0);
     snprintf(s->remote_error, sizeof(s->remote_error), "%s", job->error);
     if (job->outcome == SEND_AUTH)
@@ -672,7 +658,7 @@ static void complete(ship_t *s, send_job_t *job)
                 s->add_acked++;
                 if (e->r.op == LOGREC_PUT)
                     s->add_bytes += e->r.size;
-                s->last_ok_ms = wall_ms();
+                s->last_ok_ms = clock_wall_ms();
                 if (e->from_retry)
                     s->rq_done++;
                 break;
@@ -684,7 +670,7 @@ static void complete(ship_t *s, send_job_t *job)
                      * attempt is spent; the event waits, doubling its delay up to the cap. */
                     e->hold_ms =
                         e->hold_ms == 0 ? s->backoff_ms : (e->hold_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : e->hold_ms * 2);
-                    e->due_ms = mono_ms() + e->hold_ms;
+                    e->due_ms = clock_mono_ms() + e->hold_ms;
                     e->state = EV_READY;
                     snprintf(e->error, sizeof(e->error), "%.*s", (int)sizeof(e->error) - 1, err);
                     snprintf(outage, sizeof(outage), "%.*s", (int)sizeof(outage) - 1, err);
@@ -734,7 +720,7 @@ static int persist(ship_t *s, int now)
     }
     if (cursor == s->cursor && s->nfailing == 0 && s->rq_done == 0 && s->add_acked == 0)
         return 0;
-    if (!now && s->nfailing == 0 && n < window_max(s->conf) / 4 && mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
+    if (!now && s->nfailing == 0 && n < window_max(s->conf) / 4 && (uint64_t)clock_mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
         return 0;
     if ((rc = mdb_txn_begin(s->meta->env, NULL, 0, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin");
@@ -742,7 +728,7 @@ static int persist(ship_t *s, int now)
         for (size_t i = 0; i < lists[l]->len && ret == 0; i++) {
             ev_t *e = lists[l]->v[i];
             if (e->state == EV_FAILED)
-                ret = replog_fail(s->meta, txn, e->seq, e->rec, e->rec_len, e->attempts, e->error, wall_ms());
+                ret = replog_fail(s->meta, txn, e->seq, e->rec, e->rec_len, e->attempts, e->error, clock_wall_ms());
             else if (e->state == EV_DONE && e->from_retry)
                 ret = replog_retry_done(s->meta, txn, e->seq);
         }
@@ -779,7 +765,7 @@ static int persist(ship_t *s, int now)
     s->nfailing = s->rq_done = 0;
     s->cursor = cursor;
     s->add_acked = s->add_bytes = 0;
-    s->persisted_ms = mono_ms();
+    s->persisted_ms = clock_mono_ms();
     return 0;
 }
 
@@ -787,7 +773,7 @@ static int persist(ship_t *s, int now)
 
 static void live_state(ship_t *s, replstat_live_t *live)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     memset(live, 0, sizeof(*live));
     live->remote_url = s->conf->remote_url;
     live->nworkers = s->conf->workers < REPLSTAT_WORKERS_MAX ? s->conf->workers : REPLSTAT_WORKERS_MAX;
@@ -852,7 +838,7 @@ static void find_map(ship_t *s)
 static void drop_mapped_pages(ship_t *s)
 {
     MDB_envinfo info;
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     long page = sysconf(_SC_PAGESIZE);
 
     if (s->map_addr == NULL || now < s->next_unmap_ms || page <= 0)
@@ -895,7 +881,7 @@ static void drain(int fd)
 
 static int next_wait_ms(ship_t *s)
 {
-    uint64_t now = mono_ms(), wake = now + (s->ifd >= 0 ? s->idle_poll_ms : NOTIFY_FALLBACK_MS);
+    uint64_t now = clock_mono_ms(), wake = now + (s->ifd >= 0 ? s->idle_poll_ms : NOTIFY_FALLBACK_MS);
     evvec_t *lists[2] = {&s->rq, &s->win};
     if (s->backoff_until > now && s->backoff_until < wake)
         wake = s->backoff_until;
@@ -972,7 +958,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
             log_msg(LOG_LVL_ERROR, "cannot persist the replication cursor; will retry", "error", cio_strerror(ret), NULL);
         drop_mapped_pages(&s);
         if (stopping) {
-            if (sender_busy(s.sender) == 0 || mono_ms() >= stop_deadline)
+            if (sender_busy(s.sender) == 0 || (uint64_t)clock_mono_ms() >= stop_deadline)
                 break;
         } else {
             if ((ret = fill(&s)) != 0)
@@ -1003,7 +989,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
                     log_msg(LOG_LVL_INFO, "shutting down; finishing batches in flight", NULL);
                     notify_send("STOPPING=1");
                     stopping = 1;
-                    stop_deadline = mono_ms() + STOP_GRACE_MS;
+                    stop_deadline = clock_mono_ms() + STOP_GRACE_MS;
                 }
             }
         }

@@ -5,7 +5,7 @@
 #include <strings.h>
 #include "storaged/apply.h"
 #include "proto/batch.h"
-#include "storaged/path.h"
+#include "common/bucket.h"
 
 /* Bytes of the job's arena an event needs: its strings, each NUL-terminated. */
 static size_t event_bytes(const batch_event_t *ev)
@@ -36,7 +36,7 @@ static void check_event(commit_item_t *it, const batch_event_t *ev)
 {
     if (it->version == 0)
         refuse(it, "version 0: sequence numbers start at 1");
-    else if (!path_bucket_valid(it->bucket, it->blen) || strcmp(it->bucket, "admin") == 0 || strcmp(it->bucket, "metrics") == 0)
+    else if (!bucket_name_valid(it->bucket, it->blen) || bucket_name_reserved(it->bucket, it->blen))
         refuse(it, "invalid bucket name");
     else if (it->op != LOGREC_PURGE && memchr(it->key, '\0', it->klen) != NULL)
         refuse(it, "the key contains a NUL byte");

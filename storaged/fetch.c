@@ -6,9 +6,10 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include "common/curlopt.h"
 #include "storaged/fetch.h"
 
-#define FETCH_CONNECT_TIMEOUT_MS 10000
+#define FETCH_CONNECT_TIMEOUT_MS 10000L
 /* No overall deadline (objects may be large and links slow), but a transfer
  * that moves fewer than STALL_BYTES a second for STALL_SECONDS is dead. */
 #define FETCH_STALL_BYTES 1024L
@@ -117,22 +118,20 @@ int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *
         goto done;
     }
     curl_easy_reset(f->curl);
+    curlopt_t shared = {
+        .agent = "comio-storaged", .ca_file = o != NULL ? o->ca_file : NULL, .connect_timeout_ms = FETCH_CONNECT_TIMEOUT_MS};
+    if ((ret = curlopt_apply(f->curl, &shared)) != 0) {
+        snprintf(err, errlen, "cannot set up libcurl: %s", cio_strerror(ret));
+        ret = ret == CIO_ENOMEM ? CIO_ENOMEM : CIO_EAGAIN; /* the contract of fetch_to_store */
+        goto done;
+    }
     curl_easy_setopt(f->curl, CURLOPT_URL, url);
-    curl_easy_setopt(f->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(f->curl, CURLOPT_FOLLOWLOCATION, 0L);
     /* Keep-alive: across a WAN a new connection costs one round trip (three
      * with TLS) per object. storaged's shutdown does not wait for idle
      * connections, and one idle for longer than this is not reused. */
     curl_easy_setopt(f->curl, CURLOPT_MAXAGE_CONN, 30L);
-    curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
-    curl_easy_setopt(f->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)FETCH_CONNECT_TIMEOUT_MS);
     curl_easy_setopt(f->curl, CURLOPT_LOW_SPEED_LIMIT, FETCH_STALL_BYTES);
     curl_easy_setopt(f->curl, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_SECONDS);
-    curl_easy_setopt(f->curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(f->curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (o != NULL && o->ca_file != NULL)
-        curl_easy_setopt(f->curl, CURLOPT_CAINFO, o->ca_file);
-    curl_easy_setopt(f->curl, CURLOPT_USERAGENT, "comio-storaged");
     curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, &k);
     curl_easy_setopt(f->curl, CURLOPT_ERRORBUFFER, cerr);

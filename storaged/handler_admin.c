@@ -3,7 +3,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/bucket.h"
 #include "common/ctl.h"
+#include "common/date.h"
 #include "storaged/handler_admin.h"
 #include "storaged/http_commit.h"
 #include "storaged/path.h"
@@ -29,10 +31,10 @@ int handler_admin_buckets(http_server_t *srv, h2o_req_t *req)
     buf_puts(&b, "{\"buckets\":[");
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         meta_bucket_t bk;
-        char ts[40];
+        char ts[DATE_ISO8601_MS_LEN + 1];
         if (meta_bucket_get(srv->meta, txn, k.mv_data, k.mv_size, &bk) != 0)
             continue;
-        iso_time(bk.ctime_ms, ts, sizeof(ts));
+        date_iso8601_ms(bk.ctime_ms, ts);
         buf_puts(&b, n++ == 0 ? "{\"name\":" : ",{\"name\":");
         buf_json_str(&b, k.mv_data, k.mv_size);
         buf_printf(&b, ",\"created\":\"%s\",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", ts, bk.objects, bk.bytes);
@@ -289,7 +291,7 @@ int handler_admin_purge(http_server_t *srv, h2o_req_t *req, const char *name, si
     int ret;
 
     memset(&p, 0, sizeof(p));
-    if (!path_bucket_valid(name, nlen)) {
+    if (!bucket_name_valid(name, nlen)) {
         http_req_error(req, 400, "InvalidBucketName", "invalid bucket name");
         return 0;
     }

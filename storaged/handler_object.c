@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/date.h"
+#include "common/hex.h"
+#include "common/limits.h"
 #include "proto/logrec.h"
 #include "storaged/handler_object.h"
 #include "storaged/http_commit.h"
@@ -16,7 +19,6 @@
  * time. */
 #define STREAM_CHUNK (64 * 1024)
 #define INLINE_READ_MAX STREAM_CHUNK
-#define LIST_MAX_KEYS 1000
 
 /* A PUT's If-Match / If-None-Match / If-Unmodified-Since against the key's
  * current object. Checked here, on the loop, when the request arrives: a
@@ -48,7 +50,7 @@ static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p)
         quoted_etag(o.etag, quoted);
         etag = h2o_iovec_init(quoted, 34);
     }
-    return http_precond_eval(&pc, etag, ret == 0 ? o.mtime_ms / 1000 : 0, 0);
+    return http_precond_eval(&pc, etag, ret == 0 ? date_seconds(o.mtime_ms) : 0, 0);
 }
 
 int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
@@ -229,7 +231,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     }
 
     quoted_etag(o.etag, etag);
-    mtime = o.mtime_ms / 1000;
+    mtime = date_seconds(o.mtime_ms); /* the Last-Modified shown: a replicated mtime is clamped to 1970..9999 */
     http_precond_from_req(req, &pc);
     cond = http_precond_eval(&pc, h2o_iovec_init(etag, 34), mtime, 1);
     if (cond == HTTP_PRECOND_FAILED) {
@@ -239,11 +241,10 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     }
     http_req_add_header(req, H2O_TOKEN_ETAG, etag, 34);
     {
-        time_t secs = (time_t)mtime;
         struct tm tm;
-        gmtime_r(&secs, &tm);
-        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        http_req_add_header(req, H2O_TOKEN_LAST_MODIFIED, buf, strlen(buf));
+        date_gmtime(o.mtime_ms, &tm);
+        h2o_time2str_rfc1123(buf, &tm);
+        http_req_add_header(req, H2O_TOKEN_LAST_MODIFIED, buf, H2O_TIMESTR_RFC1123_LEN);
     }
     fmt_u64(buf, o.version);
     http_req_add_header_str(req, "x-comio-version", buf);
@@ -331,14 +332,14 @@ typedef struct {
 static int list_one(void *ctx, const meta_obj_t *o)
 {
     list_ctx_t *l = ctx;
-    char etag[33], ts[40];
+    char etag[33], ts[DATE_ISO8601_MS_LEN + 1];
 
     if (l->n == l->max) {
         l->truncated = 1;
         return 1;
     }
-    hex16(o->etag, etag);
-    iso_time(o->mtime_ms, ts, sizeof(ts));
+    hex_encode(etag, o->etag, 16);
+    date_iso8601_ms(o->mtime_ms, ts);
     buf_puts(l->b, l->n == 0 ? "{\"key\":" : ",{\"key\":");
     l->json_key(l->b, o->key, o->key_len);
     buf_printf(l->b, ",\"size\":%" PRIu64 ",\"etag\":\"%s\",\"last_modified\":\"%s\"}", o->size, etag, ts);
@@ -364,12 +365,12 @@ int handler_object_list(http_server_t *srv, h2o_req_t *req, const path_t *p)
     if ((ret = http_req_query_param(req, "start-after", after, sizeof(after), &alen)) != 0 && ret != CIO_ENOTFOUND)
         goto bad_param;
     memset(&l, 0, sizeof(l));
-    l.max = LIST_MAX_KEYS;
+    l.max = LIMIT_LIST_KEYS_MAX;
     if ((ret = http_req_query_param(req, "max-keys", maxs, sizeof(maxs), &mlen)) == 0) {
         char *end;
         long v = strtol(maxs, &end, 10);
-        if (mlen == 0 || maxs[0] < '0' || maxs[0] > '9' || *end != '\0' || v < 1 || v > LIST_MAX_KEYS) {
-            http_req_error(req, 400, "InvalidArgument", "max-keys must be an integer from 1 to 1000");
+        if (mlen == 0 || maxs[0] < '0' || maxs[0] > '9' || *end != '\0' || v < 1 || v > LIMIT_LIST_KEYS_MAX) {
+            http_req_error(req, 400, "InvalidArgument", "max-keys must be an integer from 1 to " LIMIT_TEXT(LIMIT_LIST_KEYS_MAX));
             return 0;
         }
         l.max = (size_t)v;

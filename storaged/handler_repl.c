@@ -3,7 +3,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "common/clock.h"
 #include "common/log.h"
 #include "proto/presign.h"
 #include "storaged/apply.h"
@@ -18,9 +18,7 @@
  * but not once per batch of a primary that keeps retrying. */
 static void log_refusal(http_server_t *srv)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t now = clock_mono_ms();
     int64_t last = __atomic_load_n(&srv->refusal_logged_ms, __ATOMIC_RELAXED);
     if (last != 0 && now - last < REFUSAL_LOG_MS)
         return;
@@ -111,7 +109,7 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
         ret = CIO_EINVAL;
     else
         ret = presign_verify(secret, strlen(secret), "GET", p.bucket, p.bucket_len, p.key, p.key_len, version, (int64_t)expires,
-                             sig, siglen, (int64_t)time(NULL));
+                             sig, siglen, clock_wall_ms() / 1000);
     if (ret == CIO_EAGAIN) {
         http_req_error(req, 403, "ExpiredSignature", "the fetch URL has expired");
         return 0;

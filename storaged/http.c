@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <h2o.h>
+#include "common/bucket.h"
+#include "common/clock.h"
+#include "common/limits.h"
 #include "storaged/handler_admin.h"
 #include "storaged/handler_object.h"
 #include "storaged/handler_repl.h"
@@ -35,11 +37,6 @@ typedef struct {
 } handler_t;
 
 /* ---- routing ---- */
-
-static int reserved_bucket(const path_t *p)
-{
-    return strcmp(p->bucket, "admin") == 0 || strcmp(p->bucket, "metrics") == 0;
-}
 
 static int do_admin(http_server_t *srv, h2o_req_t *req, int m)
 {
@@ -94,7 +91,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return do_admin(srv, req, m);
     if (path_parse(req->path.base, req->path.len, &p, &code) != 0) {
         const char *msg = strcmp(code, "InvalidBucketName") == 0 ? "invalid bucket name"
-                          : strcmp(code, "KeyTooLong") == 0      ? "the key is longer than 1024 bytes"
+                          : strcmp(code, "KeyTooLong") == 0      ? "the key is longer than " LIMIT_TEXT(LIMIT_KEY_MAX) " bytes"
                           : strcmp(code, "InvalidKey") == 0      ? "the key contains a NUL byte"
                                                                  : "malformed request path";
         http_req_error(req, 400, code, msg);
@@ -106,8 +103,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         http_req_error(req, 405, "MethodNotAllowed", "method not allowed");
         return 0;
     }
-    if (reserved_bucket(&p)) {
-        http_req_error(req, 400, "InvalidBucketName", "bucket names 'admin' and 'metrics' are reserved");
+    if (bucket_name_reserved(p.bucket, p.bucket_len)) {
+        http_req_error(req, 400, "InvalidBucketName", "bucket names " BUCKET_RESERVED_TEXT " are reserved");
         return 0;
     }
     if ((m == HTTP_REQ_PUT || m == HTTP_REQ_DELETE) && !http_req_authorized(srv, req)) {
@@ -159,13 +156,6 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     }
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void *thread_main(void *arg)
 {
     http_thread_t *t = arg;
@@ -195,13 +185,13 @@ static void *thread_main(void *arg)
     h2o_socket_close(t->listener);
     t->listener = NULL;
     h2o_context_request_shutdown(&t->ctx);
-    uint64_t deadline = mono_ms() + srv->grace_ms;
+    int64_t deadline = clock_mono_ms() + srv->grace_ms;
     /* h2o 2.2.5 does not close idle HTTP/1 keep-alive connections on shutdown,
      * so wait for our own work only (mutations and control-socket questions),
      * then give the last answers a moment to be written */
-    while ((t->inflight > 0 || t->asides > 0) && mono_ms() < deadline)
+    while ((t->inflight > 0 || t->asides > 0) && clock_mono_ms() < deadline)
         h2o_evloop_run(t->loop, 10);
-    for (uint64_t flush = mono_ms() + 50; mono_ms() < flush && mono_ms() < deadline;)
+    for (int64_t flush = clock_mono_ms() + 50; clock_mono_ms() < flush && clock_mono_ms() < deadline;)
         h2o_evloop_run(t->loop, 10);
     if (t->rtxn != NULL)
         mdb_txn_abort(t->rtxn);

@@ -10,13 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <time.h>
 #include <pthread.h>
 #include <openssl/ssl.h>
 #include <h2o.h>
 #include "common/buf.h"
 #include "common/conf.h"
 #include "common/err.h"
+#include "common/hex.h"
 #include "storaged/commit.h"
 #include "storaged/fetch.h"
 #include "storaged/http.h"
@@ -151,30 +151,11 @@ void http_req_cio_error(h2o_req_t *req, int err, const char *what);
 
 /* ---- formatting used by several handlers ---- */
 
-static inline void iso_time(int64_t ms, char *buf, size_t cap)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, cap - n, ".%03dZ", (int)(ms % 1000));
-}
-
-static inline void hex16(const uint8_t *md, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[32] = '\0';
-}
-
-/* The quoted ETag header value: '"' hex16 '"'; out holds 35 bytes. */
+/* The quoted ETag header value: '"' 32 hex digits '"'; out holds 35 bytes. */
 static inline void quoted_etag(const uint8_t *md, char *out)
 {
     out[0] = '"';
-    hex16(md, out + 1);
+    hex_encode(out + 1, md, 16);
     out[33] = '"';
     out[34] = '\0';
 }

@@ -1,15 +1,17 @@
-/* path.h - request target parsing: /{bucket}/{key}, percent-decoding, names.
+/* path.h - request target parsing: /{bucket}/{key} and query parameters.
  *
- * Bucket names follow S3's rules; keys are 1..1024 bytes after decoding, may
- * contain '/', may not contain NUL. Pure functions, no allocation. */
+ * Bucket names follow S3's rules (common/bucket.h); keys are 1..LIMIT_KEY_MAX
+ * bytes after percent-decoding (common/percent.h), may contain '/', may not
+ * contain NUL. Pure functions, no allocation. */
 #ifndef COMIO_PATH_H
 #define COMIO_PATH_H
 
 #include <stddef.h>
 #include "common/err.h"
+#include "common/limits.h"
 
-#define PATH_BUCKET_MAX 63
-#define PATH_KEY_MAX 1024
+#define PATH_BUCKET_MAX LIMIT_BUCKET_MAX
+#define PATH_KEY_MAX LIMIT_KEY_MAX
 
 typedef struct {
     char bucket[PATH_BUCKET_MAX + 1]; /* NUL-terminated; "" for "/" */
@@ -28,20 +30,11 @@ typedef struct {
  *   "KeyTooLong"        decoded key longer than PATH_KEY_MAX */
 int path_parse(const char *path, size_t len, path_t *out, const char **code) CIO_MUST_CHECK;
 
-/* Returns 1 when name[0..len) is a valid S3 bucket name: 3..63 characters of
- * a-z 0-9 . -, starting and ending with a letter or digit, no "..", not an
- * IPv4 address, no "xn--" prefix, no "-s3alias" suffix; else 0. */
-int path_bucket_valid(const char *name, size_t len);
-
 /* Finds parameter `name` in a query string (without the leading '?', `qlen`
  * bytes, "a=1&b=2" form) and percent-decodes its value ('+' is a space here)
  * into out (NUL-terminated, `*outlen` bytes). A parameter present without
  * '=' has the empty value. Returns 0, CIO_ENOTFOUND, CIO_EINVAL (bad
  * encoding, or a decoded NUL), or CIO_ETOOBIG (value does not fit in cap-1). */
 int path_query_get(const char *query, size_t qlen, const char *name, char *out, size_t cap, size_t *outlen) CIO_MUST_CHECK;
-
-/* Percent-decodes src[0..len) into dst (which must hold len bytes), setting
- * *dlen. `plus_space` makes '+' a space. Returns 0 or CIO_EINVAL. */
-int path_unescape(const char *src, size_t len, char *dst, size_t *dlen, int plus_space) CIO_MUST_CHECK;
 
 #endif

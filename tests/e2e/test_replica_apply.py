@@ -293,6 +293,37 @@ def test_events_no_replica_can_apply_are_permanent(rc):
     assert rc.raw("GET", "/").json()["buckets"] == []
 
 
+def test_dates_of_any_replicated_mtime_are_well_formed(rc):
+    """A record's mtime is any int64 off the wire: the dates shown are clamped to
+    1970..9999, never a five-digit year, a negative fraction or garbage."""
+    cases = [(-1, "Thu, 01 Jan 1970 00:00:00 GMT", "1970-01-01T00:00:00.000Z"),
+             (-(2**63), "Thu, 01 Jan 1970 00:00:00 GMT", "1970-01-01T00:00:00.000Z"),
+             (253402300800000 * 10, "Fri, 31 Dec 9999 23:59:59 GMT", "9999-12-31T23:59:59.999Z"),
+             (2**63 - 1, "Fri, 31 Dec 9999 23:59:59 GMT", "9999-12-31T23:59:59.999Z")]
+    events = [put_event(i + 1, "dates", "k%d" % i, b"x", mt=mt) for i, (mt, _, _) in enumerate(cases)]
+    assert codes(apply(rc, *events)) == [APPLIED] * len(cases)
+    listed = {o["key"]: o["last_modified"] for o in rc.raw("GET", "/dates").json()["objects"]}
+    for i, (mt, http_date, iso) in enumerate(cases):
+        r = rc.get("dates", "k%d" % i)
+        assert r.status == 200 and r.header("Last-Modified") == http_date, (mt, r.header("Last-Modified"))
+        assert listed["k%d" % i] == iso, (mt, listed)
+
+
+def test_conditional_requests_compare_the_date_that_was_shown(rc):
+    """A client sends back the Last-Modified it was given: for a replicated
+    mtime outside 1970..9999 the comparison uses that clamped date too."""
+    events = [put_event(1, "cdates", "late", b"x", mt=2**63 - 1), put_event(2, "cdates", "early", b"x", mt=-1500)]
+    assert codes(apply(rc, *events)) == [APPLIED, APPLIED]
+    for key in ("late", "early"):
+        shown = rc.get("cdates", key).header("Last-Modified")
+        r = rc.get("cdates", key, {"If-Modified-Since": shown})
+        assert r.status == 304, (key, shown, r.status)
+        r = rc.get("cdates", key, {"If-Unmodified-Since": shown})
+        assert r.status == 200, (key, shown, r.status)
+        r = rc.get("cdates", key, {"Range": "bytes=0-0", "If-Range": shown})
+        assert r.status == 206, (key, shown, r.status)
+
+
 def test_full_replica_answers_retry_and_writes_nothing(make_server):
     replica = make_server(size="1MB", extra_args=["--accept-token", TOKEN])
     rc = replica.client()

@@ -117,6 +117,20 @@ static void test_http_date_through_h2o(void)
     CHECK_EQ_STR(buf, "Thu, 01 Jan 1970 00:00:00 GMT");
 }
 
+/* The seconds an HTTP date shows, clamped alike; timegm of the calendar
+ * fields gives them back. */
+static void test_seconds(void)
+{
+    const int64_t ms[] = {0, 999, 1000, INT64_C(784111777999), DATE_MS_MAX, DATE_MS_MAX + 1, INT64_MAX, -1, -1500, INT64_MIN};
+    const int64_t want[] = {0, 0, 1, 784111777, DATE_MS_MAX / 1000, DATE_MS_MAX / 1000, DATE_MS_MAX / 1000, 0, 0, 0};
+    for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+        struct tm tm;
+        CHECK(date_seconds(ms[i]) == want[i]);
+        date_gmtime(ms[i], &tm);
+        CHECK((int64_t)timegm(&tm) == date_seconds(ms[i]));
+    }
+}
+
 int main(void)
 {
     RUN(test_epoch);
@@ -124,5 +138,6 @@ int main(void)
     RUN(test_far_future_and_before_epoch);
     RUN(test_matches_libc);
     RUN(test_http_date_through_h2o);
+    RUN(test_seconds);
     return TEST_SUMMARY();
 }

@@ -204,7 +204,7 @@ static void test_backoff_doubles_to_the_cap(void)
     back_off(&f.s, &job);
     CHECK_EQ_INT(f.s.remote_state, 2);
     CHECK_EQ_INT(f.s.backoff_ms, 2000);
-    CHECK(f.s.backoff_until > mono_ms());
+    CHECK(f.s.backoff_until > (uint64_t)clock_mono_ms());
     CHECK_EQ_STR(f.s.remote_error, "connection refused");
     back_off(&f.s, &job); /* another worker's batch of the same round */
     CHECK_EQ_INT(f.s.backoff_ms, 2000);

@@ -1,7 +1,6 @@
 /* test_path.c - unit tests of request target parsing (storaged/path.c). */
 #include <stdlib.h>
 #include <string.h>
-#include "common/hex.h"
 #include "storaged/path.h"
 #include "testutil.h"
 
@@ -182,38 +181,6 @@ static void test_parse_lengths(void)
     CHECK_EQ_STR(code, "InvalidURI");
 }
 
-static void test_unescape(void)
-{
-    char dst[64];
-    size_t n = 99;
-    CHECK_EQ_INT(path_unescape("a%41%61+b", 9, dst, &n, 0), 0);
-    CHECK(n == 5 && memcmp(dst, "aAa+b", 5) == 0);
-    CHECK_EQ_INT(path_unescape("a%41%61+b", 9, dst, &n, 1), 0);
-    CHECK(n == 5 && memcmp(dst, "aAa b", 5) == 0);
-    CHECK_EQ_INT(path_unescape("", 0, dst, &n, 0), 0);
-    CHECK_EQ_INT(n, 0);
-    CHECK_EQ_INT(path_unescape("%00", 3, dst, &n, 0), 0); /* NUL is for the caller to judge */
-    CHECK(n == 1 && dst[0] == '\0');
-    static const char *const bad[] = {"%", "%0", "a%", "%G0", "%0G", "%zz", "% 1", "%%41", "ab%4"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *p = test_dup_exact(bad[i], strlen(bad[i]));
-        CHECK_EQ_INT(path_unescape(p, strlen(bad[i]), dst, &n, 0), CIO_EINVAL);
-        free(p);
-    }
-
-    /* Every byte, in upper and lower case hex. */
-    int bad_bytes = 0;
-    for (int c = 0; c < 256; c++) {
-        char enc[3] = {'%', hex_upper[c >> 4], hex_upper[c & 15]};
-        char enc2[3] = {'%', hex_lower[c >> 4], hex_lower[c & 15]};
-        if (path_unescape(enc, 3, dst, &n, 0) != 0 || n != 1 || (unsigned char)dst[0] != c)
-            bad_bytes++;
-        if (path_unescape(enc2, 3, dst, &n, 1) != 0 || n != 1 || (unsigned char)dst[0] != c)
-            bad_bytes++;
-    }
-    CHECK_EQ_INT(bad_bytes, 0);
-}
-
 static void test_query_table(void)
 {
     static const struct {
@@ -321,7 +288,6 @@ int main(void)
 {
     RUN(test_parse_table);
     RUN(test_parse_lengths);
-    RUN(test_unescape);
     RUN(test_query_table);
     RUN(test_query_edges);
     return TEST_SUMMARY();
