@@ -32,6 +32,8 @@ const char *cio_strerror(int err)
         return "metadata database map is full";
     case CIO_ESYS:
         return "system call failed";
+    case CIO_ECHANGED:
+        return "the object changed since the request's precondition was checked";
     }
     return "unknown error";
 }

@@ -22,6 +22,7 @@ typedef enum {
     CIO_EAGAIN = -12,    /* try again later */
     CIO_EMAPFULL = -13,  /* the LMDB map is full */
     CIO_ESYS = -14,      /* a system call failed; errno tells which */
+    CIO_ECHANGED = -15,  /* the object changed since a conditional request checked it */
 } cio_err_t;
 
 /* Returns a static, human-readable description of `err` (never NULL). */

@@ -105,6 +105,13 @@ struct commit_job {
     size_t ctype_len;
     commit_done_cb done;
     void *ctx; /* the submitter's */
+    /* PUT: when `expect_set`, the key's current object must still be the one
+     * a precondition was checked against: version `expect_version`, or none
+     * when it is 0. Checked in the commit's transaction, so a conditional PUT
+     * is atomic; otherwise the job fails with CIO_ECHANGED and nothing is
+     * written. */
+    int expect_set;
+    uint64_t expect_version;
 
     /* results, valid in done() */
     int result;       /* 0 or a CIO_* code */

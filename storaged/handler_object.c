@@ -21,13 +21,15 @@
 #define INLINE_READ_MAX STREAM_CHUNK
 
 /* A PUT's If-Match / If-None-Match / If-Unmodified-Since against the key's
- * current object. Checked here, on the loop, when the request arrives: a
- * concurrent PUT of the same key that commits between this check and ours
- * is not seen (the committer would have to check inside its transaction).
- * A key in a bucket not created yet has no current object either. Returns
+ * current object, evaluated here, on the loop, when the request arrives. A
+ * key in a bucket not created yet has no current object either. When the
+ * request has preconditions, *checked is set and *version names the object
+ * they were checked against (0: none); the committer then refuses the PUT if
+ * another write changed the key before its transaction (commit.h,
+ * expect_version), so the check and the write are atomic. Returns
  * HTTP_PRECOND_PASS, HTTP_PRECOND_FAILED, or a CIO_* error of the metadata
  * read. */
-static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p)
+static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p, int *checked, uint64_t *version)
 {
     http_thread_t *t = http_req_thread(req);
     h2o_iovec_t etag = h2o_iovec_init(NULL, 0);
@@ -37,6 +39,8 @@ static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p)
     MDB_txn *txn;
     int ret;
 
+    *checked = 0;
+    *version = 0;
     http_precond_from_req(req, &pc);
     if (pc.if_match.base == NULL && pc.if_none_match.base == NULL && pc.if_unmodified_since.base == NULL)
         return HTTP_PRECOND_PASS;
@@ -46,6 +50,8 @@ static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p)
     http_req_rtxn_end(t);
     if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
+    *checked = 1;
+    *version = ret == 0 ? o.version : 0;
     if (ret == 0) {
         quoted_etag(o.etag, quoted);
         etag = h2o_iovec_init(quoted, 34);
@@ -57,7 +63,8 @@ int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
 {
     h2o_iovec_t ct = http_req_header(req, H2O_TOKEN_CONTENT_TYPE);
     http_commit_t *pend;
-    int ret;
+    uint64_t expect_version;
+    int ret, expect_set;
 
     if (req->entity.len > srv->conf->max_object_size) {
         http_req_error(req, 413, "EntityTooLarge", "the object exceeds server.max_object_size");
@@ -69,7 +76,7 @@ int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
     }
     if (ct.base == NULL || ct.len == 0)
         ct = h2o_iovec_init(H2O_STRLIT("application/octet-stream"));
-    if ((ret = put_precondition(srv, req, p)) != HTTP_PRECOND_PASS) {
+    if ((ret = put_precondition(srv, req, p, &expect_set, &expect_version)) != HTTP_PRECOND_PASS) {
         if (ret == HTTP_PRECOND_FAILED)
             http_req_error(req, 412, "PreconditionFailed",
                            "the key's current object does not match If-Match, If-None-Match or "
@@ -82,6 +89,8 @@ int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
         http_req_cio_error(req, CIO_ENOMEM, "PUT failed");
         return 0;
     }
+    pend->job.expect_set = expect_set;
+    pend->job.expect_version = expect_version;
     pend->job.body = req->entity.base != NULL ? req->entity.base : "";
     pend->job.size = req->entity.len;
     memcpy(pend->job.ctype, ct.base, ct.len);

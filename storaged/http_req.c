@@ -201,6 +201,9 @@ void http_req_cio_error(h2o_req_t *req, int err, const char *what)
     case CIO_EMAPFULL:
         http_req_error(req, 507, "InsufficientStorage", "the metadata database is full (raise server.meta_map_size)");
         return;
+    case CIO_ECHANGED: /* a conditional write whose object changed before its commit (commit.h, expect_version) */
+        http_req_error(req, 412, "PreconditionFailed", "the key was written by another request after its precondition was checked");
+        return;
     default:
         snprintf(msg, sizeof(msg), "%s: %s", what, cio_strerror(err));
         http_req_error(req, 500, "InternalError", msg);

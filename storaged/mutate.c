@@ -77,6 +77,8 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
     had_old = ret == 0;
+    if (j->expect_set && (had_old ? old.version : 0) != j->expect_version)
+        return CIO_ECHANGED; /* a conditional PUT lost a race: the object it checked is gone */
     if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
     j->mtime_ms = now_ms();

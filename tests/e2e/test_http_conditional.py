@@ -3,10 +3,12 @@
 GET and HEAD answer 304 to If-None-Match (the ETag, its weak form, "*") and
 If-Modified-Since, with ETag and Last-Modified and no body; If-Match and
 If-Unmodified-Since that do not hold answer 412. A PUT whose If-Match or
-If-None-Match does not hold answers 412 and writes nothing."""
+If-None-Match does not hold answers 412 and writes nothing, also when another
+PUT of the key commits between the check and its own commit."""
 
 import email.utils
 import subprocess
+import threading
 
 from harness.comio import expect_error, expect_ok_json, md5
 
@@ -108,6 +110,49 @@ def test_put_if_match(client):
     r = client.put("condnew", "key", b"x", {"If-Match": "*"})
     expect_error(r, 412, "PreconditionFailed")
     expect_error(client.list("condnew"), 404, "NoSuchBucket")
+
+
+def race(server, key, headers, writers=16):
+    """`writers` clients PUT `key` at once, each its own body, all with `headers`.
+    Returns {body: status}."""
+    clients = [server.client() for _ in range(writers)]
+    start = threading.Barrier(writers)
+    results = {}
+
+    def one(i):
+        body = b"writer %02d" % i
+        start.wait(timeout=30)
+        results[body] = clients[i].put("cond", key, body, headers).status
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for c in clients:
+        c.close()
+    assert len(results) == writers, results
+    return results
+
+
+def test_concurrent_conditional_puts_are_atomic(server, client):
+    """Concurrent PUTs that each ask If-None-Match: * (create only) or If-Match the
+    same ETag: exactly one may win, and the object is the winner's. Without the
+    check inside the commit's transaction, every PUT that arrives before the first
+    commit passes its check and all of them answer 200."""
+    put_object(client)
+    for round_ in range(8):
+        key = "race%d" % round_
+        results = race(server, key, {"If-None-Match": "*"})
+        winners = [b for b, st in results.items() if st == 200]
+        assert len(winners) == 1 and all(st in (200, 412) for st in results.values()), results
+        assert client.get("cond", key).body == winners[0]
+
+        etag = client.head("cond", key).headers["ETag"]
+        results = race(server, key, {"If-Match": etag})
+        winners = [b for b, st in results.items() if st == 200]
+        assert len(winners) == 1 and all(st in (200, 412) for st in results.values()), results
+        assert client.get("cond", key).body == winners[0]
 
 
 def test_curl_conditional_get(server, client):
