@@ -204,23 +204,18 @@ static void *committer_main(void *arg)
 {
     commit_t *c = arg;
 
-    c->gc_next_ms = now_ms(); /* a first collection pass right away */
+    c->gc_next_ms = clock_wall_ms(); /* a first collection pass right away */
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (c->inbox.head == NULL && c->written.head == NULL && !c->carve_wake && !(c->stopping && c->in_io == 0)) {
             /* idle: wake for released extents, and for tombstone collection */
-            int64_t now = now_ms(), wait_ms = c->nq > 0 ? c->quarantine_poll_ms : -1;
+            int64_t now = clock_wall_ms(), wait_ms = c->nq > 0 ? c->quarantine_poll_ms : -1;
             if (tombgc_due(c, now))
                 break;
             if (__atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 && (wait_ms < 0 || c->gc_next_ms - now < wait_ms))
                 wait_ms = c->gc_next_ms - now;
             if (wait_ms >= 0) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += wait_ms / 1000;
-                ts.tv_nsec += (wait_ms % 1000) * 1000000L;
-                if (ts.tv_nsec >= 1000000000L)
-                    ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+                struct timespec ts = clock_wall_after(wait_ms);
                 if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
                     break;
             } else {
@@ -248,7 +243,7 @@ static void *committer_main(void *arg)
             c->inbox.head = rest;
         }
         pthread_mutex_unlock(&c->mu);
-        if (inbox != NULL || written != NULL || wake || c->nq > 0 || tombgc_due(c, now_ms()))
+        if (inbox != NULL || written != NULL || wake || c->nq > 0 || tombgc_due(c, clock_wall_ms()))
             commit_round(c, inbox, written);
         pthread_mutex_lock(&c->mu);
     }

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 #include <openssl/evp.h>
+#include "common/clock.h"
 #include "storaged/carve.h"
 #include "storaged/commit.h"
 #include "common/log.h"
@@ -116,13 +117,6 @@ static inline commit_job_t *list_take(job_list_t *l)
     commit_job_t *h = l->head;
     list_init(l);
     return h;
-}
-
-static inline int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Fills *o with the record of an object of `size` bytes in extent ext, as a

@@ -13,7 +13,7 @@ int mutate_bucket_load_or_create(commit_t *c, MDB_txn *txn, const char *b, size_
     *created = 0;
     if (ret == CIO_ENOTFOUND) {
         memset(bk, 0, sizeof(*bk));
-        bk->ctime_ms = now_ms();
+        bk->ctime_ms = clock_wall_ms();
         *created = 1;
         return 0;
     }
@@ -37,7 +37,7 @@ static int keep_applied_version(commit_t *c, MDB_txn *txn, const char *b, size_t
     if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
     t.version = old->version;
-    t.time_ms = now_ms();
+    t.time_ms = clock_wall_ms();
     return meta_tomb_put(c->meta, txn, b, blen, old->key, old->key_len, &t);
 }
 
@@ -81,7 +81,7 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
         return CIO_ECHANGED; /* a conditional PUT lost a race: the object it checked is gone */
     if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
-    j->mtime_ms = now_ms();
+    j->mtime_ms = clock_wall_ms();
     commit_obj_init(&o, j->version, j->ext, j->size, j->etag, j->mtime_ms, j->ctype, j->ctype_len);
     if ((ret = meta_obj_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &o)) != 0 ||
         (ret = meta_pending_del(c->meta, txn, j->ext)) != 0 ||
@@ -118,7 +118,7 @@ int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
         return ret;
     if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
-    j->mtime_ms = now_ms();
+    j->mtime_ms = clock_wall_ms();
     bk.objects--;
     bk.bytes -= old.size;
     if ((ret = meta_obj_del(c->meta, txn, j->bucket, j->blen, j->key, j->klen)) != 0 ||
@@ -182,7 +182,7 @@ int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
     mdb_cursor_close(cur);
     if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
         return ret;
-    j->mtime_ms = now_ms();
+    j->mtime_ms = clock_wall_ms();
     bk.objects = 0;
     bk.bytes = 0;
     if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
@@ -201,7 +201,7 @@ int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j)
         if (ret != CIO_ENOTFOUND)
             return ret;
         memset(&bk, 0, sizeof(bk));
-        bk.ctime_ms = now_ms();
+        bk.ctime_ms = clock_wall_ms();
         j->created = 1;
         return meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk);
     }

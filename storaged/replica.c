@@ -299,7 +299,7 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
                 return ret;
         }
         tomb.version = it->version;
-        tomb.time_ms = now_ms();
+        tomb.time_ms = clock_wall_ms();
         if ((ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &tomb)) != 0)
             return ret;
         break;

@@ -16,7 +16,7 @@ int tombgc_due(commit_t *c, int64_t now)
 int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
 {
     uint64_t ttl = __atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED), removed = 0;
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     int ret, done = 0;
 
     *collected = 0;
