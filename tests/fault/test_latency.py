@@ -20,7 +20,7 @@ import threading
 import time
 
 from harness.replication import TcpProxy, Workload
-from test_wan import check_converged, check_nothing_failed, measure_drain, measure_lag, pct
+from harness.measure import check_converged, check_nothing_failed, measure_drain, measure_lag, pct
 
 ONE_WAY_S = 0.025
 LAG_SAMPLES = 20
