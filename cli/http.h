@@ -9,7 +9,7 @@
 #include "common/err.h"
 #include "common/limits.h"
 
-#define CLI_HTTP_TOKEN_MAX 4096
+#define CLI_HTTP_TOKEN_MAX (LIMIT_TOKEN_MAX + 1) /* any token the config takes, and its NUL */
 #define CLI_HTTP_DEFAULT_TIMEOUT_MS 10000
 /* The longest site URL the CLI holds: a --url base, or a remote_url that
  * `comio status` shows (any configured URL fits). */

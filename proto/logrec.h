@@ -63,8 +63,12 @@ int logrec_decode(const char *buf, size_t len, logrec_t *r) CIO_MUST_CHECK;
 /* Returns "PUT", "DELETE", "PURGE" or "?". */
 const char *logrec_op_name(logrec_op_t op);
 
+/* Bytes that hold any event id with its NUL: the longest int64 mtime (with
+ * its sign), two dashes, the longest bucket and key. */
+#define LOGREC_EVENT_ID_MAX (20 + 1 + LOGREC_BUCKET_MAX + 1 + LOGREC_KEY_MAX + 1)
+
 /* Writes the seed's event id "<mtime_ms>-<bucket>-<key>" into buf
- * (NUL-terminated, truncated to cap). */
+ * (NUL-terminated, truncated to cap; LOGREC_EVENT_ID_MAX bytes never cut). */
 void logrec_event_id(const logrec_t *r, char *buf, size_t cap);
 
 #endif

@@ -16,7 +16,7 @@ static int print_one(void *ctx, const replog_failed_t *e)
 {
     print_ctx_t *pc = ctx;
     logrec_t r;
-    char id[1400], ts[DATE_ISO8601_LEN + 1];
+    char id[LOGREC_EVENT_ID_MAX], ts[DATE_ISO8601_LEN + 1];
     buf_t b;
 
     date_iso8601(e->failed_at_ms, ts);

@@ -133,6 +133,16 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Appends one header line to *list; on failure the list is left as it was. */
+static int header_add(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (l == NULL)
+        return CIO_ENOMEM;
+    *list = l;
+    return 0;
+}
+
 int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int notify_fd)
 {
     struct sender *s = calloc(1, sizeof(*s));
@@ -142,42 +152,66 @@ int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int noti
                         .timeout_ms = REQUEST_TIMEOUT_MS,
                         .dead_link_s = DEAD_LINK_S};
     char auth[sizeof("Authorization: Bearer ") + LIMIT_TOKEN_MAX];
+    unsigned started = 0;
     size_t ulen;
-    int ret;
+    int ret = CIO_ENOMEM;
 
     if (s == NULL)
         return CIO_ENOMEM;
     s->conf = conf;
     s->notify_fd = notify_fd;
     s->n = nworkers;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->done_tail = &s->done_head;
     ulen = strlen(conf->remote_url);
     if ((s->url = malloc(ulen + 32)) == NULL || (s->w = calloc(nworkers, sizeof(*s->w))) == NULL)
-        return CIO_ENOMEM;
+        goto fail;
     /* tolerate a trailing slash in remote_url */
     snprintf(s->url, ulen + 32, "%.*s/admin/replication/batch",
              (int)(ulen > 0 && conf->remote_url[ulen - 1] == '/' ? ulen - 1 : ulen), conf->remote_url);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", conf->remote_token != NULL ? conf->remote_token : "");
-    s->headers = curl_slist_append(s->headers, auth);
-    s->headers = curl_slist_append(s->headers, "Content-Type: application/msgpack");
-    s->headers = curl_slist_append(s->headers, "Expect:"); /* no 100-continue round trip */
-    if (s->headers == NULL)
-        return CIO_ENOMEM;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    s->done_tail = &s->done_head;
+    if ((ret = header_add(&s->headers, auth)) != 0 || (ret = header_add(&s->headers, "Content-Type: application/msgpack")) != 0 ||
+        (ret = header_add(&s->headers, "Expect:")) != 0) /* no 100-continue round trip */
+        goto fail;
     for (unsigned i = 0; i < nworkers; i++) {
         worker_t *w = &s->w[i];
         w->s = s;
         w->index = i;
-        if ((w->curl = curl_easy_init()) == NULL)
-            return CIO_ENOMEM;
+        if ((w->curl = curl_easy_init()) == NULL) {
+            ret = CIO_ENOMEM;
+            goto fail;
+        }
         if ((ret = curlopt_apply(w->curl, &shared)) != 0)
-            return ret;
-        if (pthread_create(&w->tid, NULL, worker_main, w) != 0)
-            return CIO_ESYS;
+            goto fail;
+        if ((ret = pthread_create(&w->tid, NULL, worker_main, w)) != 0) {
+            log_msg(LOG_LVL_ERROR, "pthread_create failed", "error", strerror(ret), NULL);
+            ret = CIO_ESYS;
+            goto fail;
+        }
+        started++;
     }
     *out = s;
     return 0;
+
+fail:
+    /* the workers started so far have no job: they leave at once */
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(s->w[i].tid, NULL);
+    for (unsigned i = 0; s->w != NULL && i < nworkers; i++)
+        if (s->w[i].curl != NULL)
+            curl_easy_cleanup(s->w[i].curl);
+    curl_slist_free_all(s->headers);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->url);
+    free(s->w);
+    free(s);
+    return ret;
 }
 
 int sender_idle(sender_t *s, int *queued)

@@ -48,7 +48,9 @@ typedef struct sender sender_t;
 
 /* Starts `nworkers` workers posting to {conf->remote_url}/admin/replication/batch
  * with conf->remote_token, verifying TLS peers (conf->ca_file when set).
- * Returns 0, CIO_ENOMEM or CIO_ESYS. */
+ * Returns 0, CIO_ENOMEM, CIO_ESYS (a thread could not start) or the error of
+ * curlopt_apply; on failure the workers already started have stopped and
+ * nothing is left allocated. */
 int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int notify_fd) CIO_MUST_CHECK;
 
 /* Index of a worker that can take a job, or -1: an idle worker if there is

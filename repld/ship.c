@@ -565,7 +565,7 @@ static void dispatch(ship_t *s)
 
 static void fail_event(ship_t *s, ev_t *e, const char *error)
 {
-    char id[1400];
+    char id[LOGREC_EVENT_ID_MAX];
     if (e->error != error)
         snprintf(e->error, sizeof(e->error), "%s", error);
     e->state = EV_FAILED;

@@ -847,14 +847,14 @@ static void test_event_id(void)
     logrec_event_id(&r, buf, sizeof(buf));
     CHECK_EQ_STR(buf, "1701234567890-my-myf");
 
-    /* The longest id fits in 20 + 1 + 63 + 1 + 1024 + 1 bytes. */
+    /* The longest id fits in LOGREC_EVENT_ID_MAX bytes, exactly. */
     r.bucket = long_bucket;
     r.bucket_len = LOGREC_BUCKET_MAX;
     r.key = long_key;
     r.key_len = LOGREC_KEY_MAX;
     r.mtime_ms = INT64_MIN;
-    logrec_event_id(&r, buf, 20 + 1 + 63 + 1 + 1024 + 1);
-    CHECK_EQ_INT(strlen(buf), 20 + 1 + 63 + 1 + 1024);
+    logrec_event_id(&r, buf, LOGREC_EVENT_ID_MAX);
+    CHECK_EQ_INT(strlen(buf), LOGREC_EVENT_ID_MAX - 1);
 
     r = sample(LOGREC_PUT);
     logrec_event_id(&r, buf, 5);
