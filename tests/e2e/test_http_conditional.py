@@ -114,13 +114,15 @@ def test_put_if_match(client):
 
 def race(server, key, headers, writers=16):
     """`writers` clients PUT `key` at once, each its own body, all with `headers`.
-    Returns {body: status}."""
+    Returns {body: status}. Bodies differ from every earlier race's too: If-Match
+    compares ETags, so a writer that put the checked object's very bytes back
+    would rightly leave it matching for the next."""
     clients = [server.client() for _ in range(writers)]
     start = threading.Barrier(writers)
     results = {}
 
     def one(i):
-        body = b"writer %02d" % i
+        body = b"%s %s writer %02d" % (key.encode(), repr(sorted(headers.items())).encode(), i)
         start.wait(timeout=30)
         results[body] = clients[i].put("cond", key, body, headers).status
 
