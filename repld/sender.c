@@ -133,6 +133,23 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Joins the first `started` workers (told to stop already) and frees
+ * everything s holds, s included. */
+static void sender_free(struct sender *s, unsigned started)
+{
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(s->w[i].tid, NULL);
+    for (unsigned i = 0; s->w != NULL && i < s->n; i++)
+        if (s->w[i].curl != NULL)
+            curl_easy_cleanup(s->w[i].curl);
+    curl_slist_free_all(s->headers);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->url);
+    free(s->w);
+    free(s);
+}
+
 /* Appends one header line to *list; on failure the list is left as it was. */
 static int header_add(struct curl_slist **list, const char *line)
 {
@@ -200,17 +217,7 @@ fail:
     s->stopping = 1;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(s->w[i].tid, NULL);
-    for (unsigned i = 0; s->w != NULL && i < nworkers; i++)
-        if (s->w[i].curl != NULL)
-            curl_easy_cleanup(s->w[i].curl);
-    curl_slist_free_all(s->headers);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    free(s->url);
-    free(s->w);
-    free(s);
+    sender_free(s, started);
     return ret;
 }
 
@@ -286,14 +293,5 @@ void sender_stop(sender_t *s)
     pthread_mutex_unlock(&s->mu);
     if (busy > 0)
         return; /* a worker still posting keeps everything until the process exits */
-    for (unsigned i = 0; i < s->n; i++) {
-        pthread_join(s->w[i].tid, NULL);
-        curl_easy_cleanup(s->w[i].curl);
-    }
-    curl_slist_free_all(s->headers);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    free(s->url);
-    free(s->w);
-    free(s);
+    sender_free(s, s->n);
 }

@@ -330,7 +330,33 @@ def terminate(proc, name, timeout, problems):
     return rc
 
 
-class Server:
+class DaemonLog:
+    """The log file of a daemon a test started (`log_path`), and the problems
+    (`problems`, a list) that fail its teardown."""
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=60):
+        return "\n".join(self.log().splitlines()[-n:])
+
+    def finish_problems(self, tail_title, tail_lines):
+        """Stops the daemon and returns its problems, a sanitizer report in its log
+        among them; when there is any, the log's last lines too."""
+        self.stop()
+        problems = list(self.problems)
+        marker = sanitizer_report(self.log())
+        if marker:
+            problems.append("sanitizer report (%r) in %s" % (marker, self.log_path))
+        if problems:
+            problems.append("%s:\n%s" % (tail_title, self.log_tail(tail_lines)))
+        return problems
+
+
+class Server(DaemonLog):
     """One storaged process with its store, config and log in `workdir`.
 
     Flags: --storage DIR/store.img --size SIZE --listen 127.0.0.1 --port PORT,
@@ -462,25 +488,9 @@ class Server:
     def url(self, path="/"):
         return "http://%s:%d%s" % (self.host, self.port, path)
 
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=60):
-        return "\n".join(self.log().splitlines()[-n:])
-
     def finish(self):
         """Tears down and returns a list of problems (empty when all is well)."""
-        self.stop()
-        problems = list(self.problems)
-        marker = sanitizer_report(self.log())
-        if marker:
-            problems.append("sanitizer report (%r) in %s" % (marker, self.log_path))
-        if problems:
-            problems.append("log tail:\n" + self.log_tail(200))
-        return problems
+        return self.finish_problems("log tail", 200)
 
 
 def run_storaged(args, cwd, timeout=20):

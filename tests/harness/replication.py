@@ -134,7 +134,7 @@ def parse_log_lines(text):
 # --- repld --------------------------------------------------------------------------------------------------------
 
 
-class Repld:
+class Repld(comio.DaemonLog):
     """One repld process for a site: `repld --config FILE`, logging to DIR/repld.log."""
 
     def __init__(self, site):
@@ -193,27 +193,11 @@ class Repld:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=60):
-        return "\n".join(self.log().splitlines()[-n:])
-
     def log_json(self):
         return parse_log_lines(self.log())
 
     def finish(self):
-        self.stop()
-        problems = list(self.problems)
-        marker = comio.sanitizer_report(self.log())
-        if marker:
-            problems.append("sanitizer report (%r) in %s" % (marker, self.log_path))
-        if problems:
-            problems.append("repld log tail:\n" + self.log_tail(100))
-        return problems
+        return self.finish_problems("repld log tail", 100)
 
 
 # --- storaged -----------------------------------------------------------------------------------------------------
