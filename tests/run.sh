@@ -125,6 +125,7 @@ if [ $SANITIZE -eq 1 ]; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
     export COMIO_START_TIMEOUT=${COMIO_START_TIMEOUT:-30}
+    export COMIO_SANITIZER=address # the tests ask tests/harness/comio.py:sanitizer()
 elif [ $TSAN -eq 1 ]; then
     BUILD=build-tsan
     BIN=$ROOT/build-tsan/bin
@@ -134,6 +135,7 @@ elif [ $TSAN -eq 1 ]; then
     # unit test. Races that are not ComIO's are suppressed, each with its reason.
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp}
     export COMIO_START_TIMEOUT=${COMIO_START_TIMEOUT:-30}
+    export COMIO_SANITIZER=thread
     # ThreadSanitizer's shadow memory needs the address space laid out as it
     # expects: with more than 28 bits of mmap randomisation (vm.mmap_rnd_bits,
     # newer kernels) it dies at start with "unexpected memory mapping". Then

@@ -15,7 +15,9 @@ import struct
 import subprocess
 import time
 
-from harness.comio import expect_ok_json, md5
+import pytest
+
+from harness.comio import expect_ok_json, md5, memory_figures_mean_something, vm_rss
 
 IDLE_TIMEOUT = 10.0
 CLOSE_BOUND = 30.0  # generous: the machine may be busy
@@ -99,17 +101,11 @@ def test_stalled_headers_closed_while_others_served(server, client):
         idle.close()
 
 
-def vm_rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_streams_per_connection_bounded(server, client):
     """10 connections, each with 100 GETs of a 5 MiB object and a receive window of 0: every
     request processed holds one 64 KiB window, so at most 16 per connection may run at once."""
+    if not memory_figures_mean_something():
+        pytest.skip("RSS under ThreadSanitizer is mostly shadow memory; the normal and ASan runs check this bound")
     data = bytes(range(256)) * (5 << 12)
     assert client.create_bucket("htwo").status == 200
     expect_ok_json(client.put("htwo", "big", data))

@@ -52,6 +52,29 @@ def md5(data):
     return hashlib.md5(data).hexdigest()
 
 
+def sanitizer():
+    """The sanitizer the binaries under test were built with, as tests/run.sh
+    says in COMIO_SANITIZER: "address" (ASan and UBSan), "thread", or None."""
+    return os.environ.get("COMIO_SANITIZER") or None
+
+
+def memory_figures_mean_something():
+    """Whether a process's RSS says anything about ComIO's own memory: not
+    under ThreadSanitizer, whose shadow memory is several times what the
+    program touches. (ASan's overhead is smaller and per allocation; the
+    bounds of the memory tests allow for it.)"""
+    return sanitizer() != "thread"
+
+
+def vm_rss(pid):
+    """The resident set of process pid, in bytes (/proc/PID/status VmRSS)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
 def sanitizer_env():
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:allocator_may_return_null=1")
