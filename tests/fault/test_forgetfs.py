@@ -98,6 +98,21 @@ def test_o_dsync_and_o_sync_writes_survive(ffs):
     assert (m / "meta").read_bytes() == b"M" * 16 + b"\0" * (PAGE - 16) + b"D" * PAGE
 
 
+def test_close_syncs_nothing(ffs):
+    """A process that dies closes its files, an O_DSYNC one included: that makes nothing durable
+    (LMDB keeps its meta page's O_DSYNC descriptor open beside the one it writes data pages with)."""
+    fs = ffs()
+    m = fs.mountpoint
+    write_file(m / "data.mdb", b"\0" * PAGE, sync=True)
+    fd = os.open(m / "data.mdb", os.O_RDWR)
+    mfd = os.open(m / "data.mdb", os.O_WRONLY | os.O_DSYNC)
+    os.pwrite(fd, b"D" * PAGE, 0)  # a data page of a commit the process dies in
+    os.close(mfd)
+    os.close(fd)
+    remount(fs)
+    assert (m / "data.mdb").read_bytes() == b"\0" * PAGE
+
+
 def test_truncate_is_unsynced_until_fsync(ffs):
     fs = ffs()
     m = fs.mountpoint

@@ -4,8 +4,10 @@
  *
  * BACKING_DIR holds exactly the durable state. A write through the mount is
  * kept here, per file, as an ordered list of pending writes and truncates,
- * until the file is synced: fsync or fdatasync, a write to a file opened
- * O_SYNC or O_DSYNC, a flush of such a file. Reads see the pending data. The
+ * until the file is synced: fsync or fdatasync, or a write to a file opened
+ * O_SYNC or O_DSYNC. A close (FUSE flush) syncs nothing, even of a file opened
+ * O_SYNC: every write through it was synced when made, and a process that dies
+ * closes its files without making anything durable. Reads see the pending data. The
  * namespace (create, unlink, rename, mkdir, ...) goes to BACKING_DIR at once.
  * lock.mdb and files named *.lock, *.sock, *.wake are written through.
  *
@@ -671,12 +673,6 @@ static int sync_handle(const char *path, struct fuse_file_info *fi)
     return e;
 }
 
-static int ff_flush(const char *path, struct fuse_file_info *fi)
-{
-    handle_t *h = (handle_t *)(uintptr_t)fi->fh;
-    return (h->flags & (O_SYNC | O_DSYNC)) ? sync_handle(path, fi) : 0;
-}
-
 static int ff_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
     return sync_handle(path, fi);
@@ -716,7 +712,6 @@ static const struct fuse_operations ops = {
     .read = ff_read,
     .write = ff_write,
     .statfs = ff_statfs,
-    .flush = ff_flush,
     .fsync = ff_fsync,
     .release = ff_release,
 };
