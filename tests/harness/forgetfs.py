@@ -2,8 +2,9 @@
 
     fs = Forgetfs(backing_dir, mountpoint, trace=None, seed=None).start()
     fs.mark(text)        an M record in the trace (a write to MOUNTPOINT/.forgetfs-mark)
-    fs.cut(torn=False)   a power cut: SIGKILL (SIGUSR1 when torn: a random subset of the
-                         unsynced writes survives, split at 4 KiB pages), wait, lazy unmount
+    fs.cut(torn=False)   a power cut: SIGTERM, as SIGKILL nothing unsynced survives (SIGUSR1 when
+                         torn: a random subset of the unsynced writes survives, split at 4 KiB
+                         pages), wait, lazy unmount
     fs.stop()            clean: SIGHUP (everything synced), then SIGTERM, unmount
     forgetfs_binary()    $COMIO_FORGETFS, else $COMIO_BUILD_DIR/tests/forgetfs, else build/tests/forgetfs
     skip_reason()        None, or why the power-loss tests cannot run on this machine
@@ -154,14 +155,15 @@ class Forgetfs:
 
     def cut(self, torn=False):
         """A power cut: what was not synced is lost (torn: a random subset of it at 4 KiB pages
-        survives). Returns forgetfs's report line of a torn cut (pages kept and dropped), else None."""
-        if not torn:
-            self._signal_and_wait(signal.SIGKILL)
-            return None
+        survives). Returns forgetfs's report line: how many unsynced bytes it forgot, or (torn)
+        how many pages it kept and dropped. SIGTERM is the plain cut: as SIGKILL, nothing is
+        persisted, but forgetfs says how much it forgot."""
         n = len(self._lines)
-        rc = self._signal_and_wait(signal.SIGUSR1)
-        assert rc == 0, "forgetfs exited %s on a torn cut; its output:\n%s" % (rc, "\n".join(self._lines))
-        return self._wait_line(lambda line: line.startswith("forgetfs: torn cut:"), 0, start=n)
+        sig, report = (signal.SIGUSR1, "forgetfs: torn cut:") if torn else (signal.SIGTERM, "forgetfs: power cut:")
+        rc = self._signal_and_wait(sig)
+        line = self._wait_line(lambda line: line.startswith(report), 0, start=n)
+        assert rc == 0 and line is not None, "forgetfs exited %s on a cut; its output:\n%s" % (rc, self.output())
+        return line
 
     def sync(self):
         """Makes everything durable (SIGHUP) and waits for forgetfs to say so."""
