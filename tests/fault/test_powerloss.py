@@ -26,7 +26,7 @@ on A (comio diff) and holds what A's clients were told, and no event failed.
 The victims, moments and torn cuts come from a seeded RNG; the seed is printed.
 Environment:
   COMIO_POWERLOSS_SEED=N     replay the choices of a run (thread timing still varies)
-  COMIO_POWERLOSS_ROUNDS=N   N cuts (a soak); the default is 50, 16 under the sanitizers
+  COMIO_POWERLOSS_ROUNDS=N   N cuts (a soak); the default is 50, 25 under the sanitizers
 Skipped only where FUSE cannot be mounted (not root, no /dev/fuse, forgetfs not built).
 """
 
@@ -46,7 +46,7 @@ from harness.replication import Workload, Writer, wait_until
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 
 ROUNDS = 50
-SANITIZER_ROUNDS = 16  # the sanitizers make every start-up and request several times slower
+SANITIZER_ROUNDS = 25  # the sanitizers make every start-up and request several times slower
 WRITERS = 3
 A_REPL = {"batch_size": 50}
 CONVERGE_TIMEOUT = 120.0
