@@ -256,3 +256,16 @@ def test_trace_records(ffs, tmp_path):
         "N unlink d/c",
         "N rmdir d",
     ], lines
+
+
+def test_cut_at_sync_stops_before_the_nth_sync(tmp_path):
+    """--cut-at-sync 2: the first sync persists, the second never does: the power goes first."""
+    fs = Forgetfs(tmp_path / "backing", tmp_path / "mnt", cut_at_sync=2).start()
+    m = fs.mountpoint
+    write_file(m / "one", b"first", sync=True)
+    with pytest.raises(OSError):
+        write_file(m / "two", b"second", sync=True)  # the mount dies under the fsync
+    report = fs.wait_cut(10)
+    assert report is not None and "at sync 2 (two)" in report, fs.output()
+    assert (fs.backing / "one").read_bytes() == b"first"
+    assert (fs.backing / "two").read_bytes() == b""

@@ -1,6 +1,6 @@
 """forgetfs.py - run forgetfs, the FUSE file system that forgets unsynced writes, and cut its power.
 
-    fs = Forgetfs(backing_dir, mountpoint, trace=None, seed=None).start()
+    fs = Forgetfs(backing_dir, mountpoint, trace=None, seed=None, cut_at_sync=None).start()
     fs.mark(text)        an M record in the trace (a write to MOUNTPOINT/.forgetfs-mark)
     fs.cut(torn=False)   a power cut: SIGTERM, as SIGKILL nothing unsynced survives (SIGUSR1 when
                          torn: a random subset of the unsynced writes survives, split at 4 KiB
@@ -66,11 +66,12 @@ class Forgetfs:
     """One forgetfs process serving backing_dir at mountpoint. Its stderr goes to
     <backing_dir>.forgetfs.log (outside the mount, kept across restarts)."""
 
-    def __init__(self, backing_dir, mountpoint, trace=None, seed=None):
+    def __init__(self, backing_dir, mountpoint, trace=None, seed=None, cut_at_sync=None):
         self.backing = Path(backing_dir)
         self.mountpoint = Path(mountpoint)
         self.trace = None if trace is None else Path(trace)
         self.seed = seed
+        self.cut_at_sync = cut_at_sync  # N: forgetfs cuts the power itself when the N-th sync arrives
         self.log_path = self.backing.with_name(self.backing.name + ".forgetfs.log")
         self.proc = None
         self._lines = []
@@ -85,6 +86,8 @@ class Forgetfs:
             argv += ["--trace", str(self.trace)]
         if self.seed is not None:
             argv += ["--seed", str(self.seed)]
+        if self.cut_at_sync is not None:
+            argv += ["--cut-at-sync", str(self.cut_at_sync)]
         return argv + [str(self.backing), str(self.mountpoint)]
 
     def start(self):
@@ -182,6 +185,14 @@ class Forgetfs:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def wait_cut(self, timeout):
+        """With cut_at_sync: waits (bounded) for forgetfs to cut the power itself. Returns its report
+        line, or None when it is still running after `timeout` (fewer syncs came)."""
+        line = self._wait_line(lambda line: line.startswith("forgetfs: power cut: at sync"), timeout)
+        if line is not None:
+            self._signal_and_wait(signal.SIGKILL)  # reaps it and detaches the dead mount
+        return line
 
     def output(self):
         with self._cond:

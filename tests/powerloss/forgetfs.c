@@ -1,6 +1,6 @@
 /* forgetfs.c - a FUSE passthrough file system that keeps unsynced writes in memory and forgets them on a power cut.
  *
- *   forgetfs [--trace FILE] [--seed N] BACKING_DIR MOUNTPOINT
+ *   forgetfs [--trace FILE] [--seed N] [--cut-at-sync N] BACKING_DIR MOUNTPOINT
  *
  * BACKING_DIR holds exactly the durable state. A write through the mount is
  * kept here, per file, as an ordered list of pending writes and truncates,
@@ -17,6 +17,9 @@
  * xorshift64 generator seeded by --seed). SIGHUP: every file is synced.
  * Signals are read from a signalfd between requests, so a cut never lands in
  * the middle of a request.
+ *
+ * --cut-at-sync N cuts the power when the N-th sync arrives, before it
+ * persists anything: a cut at an exact persistence point (the first is 1).
  *
  * --trace FILE records every persistence-relevant operation (W, T, S, N, M
  * lines; the format is in docs/reliability.md). A write to MOUNTPOINT/.forgetfs-mark
@@ -80,11 +83,13 @@ typedef struct {
 } handle_t;
 
 static struct {
-    int bfd;        /* BACKING_DIR */
-    node_t *nodes;  /* the table, a list (a store holds a handful of files) */
-    size_t pending; /* unsynced bytes over all files */
-    FILE *trace;    /* NULL without --trace */
-    uint64_t rng;   /* xorshift64 state, never 0 */
+    int bfd;         /* BACKING_DIR */
+    node_t *nodes;   /* the table, a list (a store holds a handful of files) */
+    size_t pending;  /* unsynced bytes over all files */
+    FILE *trace;     /* NULL without --trace */
+    uint64_t rng;    /* xorshift64 state, never 0 */
+    uint64_t syncs;  /* syncs so far, of files with pending changes or not (--cut-at-sync) */
+    uint64_t cut_at; /* --cut-at-sync N, 0 without */
 } fs;
 
 static const char *rel(const char *path)
@@ -312,6 +317,18 @@ static int node_persist(node_t *n)
     }
     node_drop_ops(n);
     return 0;
+}
+
+/* Counts a sync about to happen; the N-th of --cut-at-sync N never happens: the power goes first. */
+static void sync_point(const char *path)
+{
+    if (++fs.syncs != fs.cut_at)
+        return;
+    fprintf(stderr, "forgetfs: power cut: at sync %" PRIu64 " (%s), %zu unsynced bytes forgotten\n", fs.syncs,
+            path ? rel(path) : "?", fs.pending);
+    if (fs.trace)
+        fflush(fs.trace);
+    _exit(0);
 }
 
 /* --- the operations ------------------------------------------------------------------------------------------- */
@@ -650,6 +667,7 @@ static int ff_write(const char *path, const char *buf, size_t size, off_t off, s
         n->size = (uint64_t)off + size;
     trace_write(path, (uint64_t)off, buf, size);
     if (h->flags & (O_SYNC | O_DSYNC)) {
+        sync_point(path);
         if ((e = node_persist(n)) != 0)
             return e;
         trace_sync(path);
@@ -667,6 +685,7 @@ static int sync_handle(const char *path, struct fuse_file_info *fi)
     handle_t *h = (handle_t *)(uintptr_t)fi->fh;
     if (!h->node || h->node->passthrough || h->node->orphan)
         return 0;
+    sync_point(path);
     int e = node_persist(h->node);
     if (e == 0)
         trace_sync(path);
@@ -766,7 +785,7 @@ static void torn_cut(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: forgetfs [--trace FILE] [--seed N] BACKING_DIR MOUNTPOINT\n");
+    fprintf(stderr, "usage: forgetfs [--trace FILE] [--seed N] [--cut-at-sync N] BACKING_DIR MOUNTPOINT\n");
     exit(2);
 }
 
@@ -777,6 +796,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--trace") == 0 && i + 1 < argc) {
             trace = argv[++i];
+        } else if (strcmp(argv[i], "--cut-at-sync") == 0 && i + 1 < argc) {
+            fs.cut_at = strtoull(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
             seed = strtoull(argv[++i], NULL, 10);
         } else if (argv[i][0] == '-') {
