@@ -23,6 +23,11 @@ A cut of B lands while batches are being applied; B must keep each whole or
 not at all, and A resend what B did not acknowledge: at the end B converges
 on A (comio diff) and holds what A's clients were told, and no event failed.
 
+test_power_cut_at_every_sync_of_the_first_start cuts the power at each
+persistence point of a new site's first start in turn (forgetfs
+--cut-at-sync N, N = 1, 2, ... on a fresh disk each time): storaged must
+start on what is left, take a PUT and keep it.
+
 The victims, moments and torn cuts come from a seeded RNG; the seed is printed.
 Environment:
   COMIO_POWERLOSS_SEED=N     replay the choices of a run (thread timing still varies)
@@ -30,9 +35,11 @@ Environment:
 Skipped only where FUSE cannot be mounted (not root, no /dev/fuse, forgetfs not built).
 """
 
+import http.client
 import os
 import random
 import re
+import subprocess
 import time
 
 import pytest
@@ -220,7 +227,82 @@ def test_power_cuts_under_load(disks, sites, figures):
     leaked = leaked_bytes(b)
     leaks["B"] += leaked
     assert leaked == 0, "B leaks %d bytes at the end (seed %d)" % (leaked, s)
+    # the resend path ran (repld A saw B go away mid-stream), and start-up reclaimed interrupted writes
+    resends = a.repld.log().count("replica unavailable; events are kept and retried")
+    reclaims = a.storaged.log().count("reclaimed space left by interrupted writes") + \
+        b.storaged.log().count("reclaimed space left by interrupted writes")
     figures(seed=s, cuts=n, victims="/".join(str(cuts[v]) for v in VICTIMS), torn_cuts=disk_a.torn + disk_b.torn,
             lossy_cuts=disk_a.lossy + disk_b.lossy,
-            checks=checks, acked=counts["acked"], unknown=counts["unknown"], **damage(verdict_a, verdict_b),
+            checks=checks, replica_gone=resends, reclaims=reclaims, acked=counts["acked"], unknown=counts["unknown"], **damage(verdict_a, verdict_b),
             leaked=int(leaks["A"] + leaks["B"]), keys=verdict_a.keys, converge_s=converge_s, seconds=time.monotonic() - t_start)
+
+
+# --- a cut at each persistence point of a new site's first start ------------------------------------------------------
+
+FIRST_START_SYNCS_MAX = 60  # bounds the loop: a first start syncs far fewer times
+AFTER_START_S = 0.5  # how long a started storaged is watched for one more sync
+
+
+def healthy(srv):
+    c = comio.Client(srv.host, srv.port, timeout=1.0)
+    try:
+        return c.health().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        c.close()
+
+
+def test_power_cut_at_every_sync_of_the_first_start(tmp_path, figures):
+    """A new site's first start formats its store and its metadata. The power is cut at its
+    1st sync, then (on a fresh disk) at its 2nd, and so on, until a start-up finishes before
+    the cut: each time storaged must start on what the cut left, and take and keep a PUT."""
+    points = 0
+    for n in range(1, FIRST_START_SYNCS_MAX + 1):
+        root = tmp_path / ("cut%02d" % n)
+        fs = Forgetfs(root / "disk", root / "mnt", cut_at_sync=n).start()
+        srv = comio.Server(root / "site", size="64MB")
+        srv.storage = fs.mountpoint / "store.img"
+        try:
+            with open(srv.log_path, "ab") as log:
+                proc = subprocess.Popen(srv.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        cwd=str(srv.workdir), env=comio.sanitizer_env())
+            report = None
+            deadline = time.monotonic() + comio.START_TIMEOUT
+            while report is None and time.monotonic() < deadline:
+                report = fs.wait_cut(0.05)
+                if report is None and healthy(srv):  # started: the syncs that follow at once get a moment
+                    report = fs.wait_cut(AFTER_START_S)
+                    break
+            proc.kill()  # the power is gone: nothing of it runs on
+            proc.wait(timeout=30)
+            if report is None:  # the start-up (and what follows it at once) synced fewer than n times
+                fs.stop()
+                break
+            points += 1
+            fs = Forgetfs(root / "disk", root / "mnt").start()
+            try:
+                srv.start()
+            except AssertionError as e:
+                raise AssertionError("storaged does not start after a power cut at sync %d of its first start "
+                                     "(%s):\n%s" % (n, report, e)) from None
+            c = srv.client()
+            assert c.put("bkt", "k", b"after the cut %d" % n).status == 200
+            srv.kill9()
+            fs.cut()
+            fs.start()
+            srv.start()
+            r = srv.client().get("bkt", "k")
+            assert r.status == 200 and r.body == b"after the cut %d" % n, (n, r)
+            srv.stop()
+            problems = srv.finish()
+            assert not problems, problems
+        finally:
+            if srv.alive():
+                srv.kill9()
+            if fs.alive():
+                fs.stop()
+    else:
+        raise AssertionError("a first start synced more than %d times" % FIRST_START_SYNCS_MAX)
+    assert points > 0
+    figures(persistence_points=points, states_checked=points)
