@@ -34,8 +34,7 @@ def ffs(tmp_path):
 
     yield make
     for fs in made:
-        if fs.alive():
-            fs.stop()
+        fs.close()
 
 
 def write_file(path, data, sync=False, flags=0):
@@ -174,8 +173,7 @@ def test_torn_cut_is_replayed_by_its_seed(tmp_path):
             write_file(fs.mountpoint / "f", bytes(range(256)) * 64)
             fs.cut(torn=True)
         finally:
-            if fs.alive():
-                fs.stop()
+            fs.close()
         results.append((fs.backing / "f").read_bytes())
     assert results[0] == results[1]
 
@@ -269,3 +267,16 @@ def test_cut_at_sync_stops_before_the_nth_sync(tmp_path):
     assert report is not None and "at sync 2 (two)" in report, fs.output()
     assert (fs.backing / "one").read_bytes() == b"first"
     assert (fs.backing / "two").read_bytes() == b""
+
+
+def test_sync_count_restarts_on_sigusr2(tmp_path):
+    fs = Forgetfs(tmp_path / "backing", tmp_path / "mnt", cut_at_sync=2).start()
+    m = fs.mountpoint
+    write_file(m / "one", b"first", sync=True)
+    assert fs.reset_sync_count() == 1
+    write_file(m / "two", b"second", sync=True)  # the count's first again: not cut
+    with pytest.raises(OSError):
+        write_file(m / "three", b"third", sync=True)
+    assert "at sync 2 (three)" in (fs.wait_cut(10) or ""), fs.output()
+    assert (fs.backing / "two").read_bytes() == b"second"
+    assert (fs.backing / "three").read_bytes() == b""

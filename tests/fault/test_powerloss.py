@@ -28,6 +28,12 @@ persistence point of a new site's first start in turn (forgetfs
 --cut-at-sync N, N = 1, 2, ... on a fresh disk each time): storaged must
 start on what is left, take a PUT and keep it.
 
+test_replica_cut_at_every_sync_of_applying cuts B at each persistence
+point of its applying a stream of A's events in turn (one batch at a time,
+inline and fetched objects, DELETEs, a PURGE): after each cut, before A
+resends, B holds the state after a prefix of the events sent, every
+object's bytes match its ETag and no space is leaked; then B converges.
+
 The victims, moments and torn cuts come from a seeded RNG; the seed is printed.
 Environment:
   COMIO_POWERLOSS_SEED=N     replay the choices of a run (thread timing still varies)
@@ -45,10 +51,10 @@ import time
 import pytest
 
 from harness import comio
-from harness.comio import settled_used
+from harness.comio import md5, settled_used
 from harness.forgetfs import Forgetfs, skip_reason
 from harness.recorder import MixedOps, check_both_sites, check_site, damage, inline_threshold, op_counts
-from harness.replication import Workload, Writer, wait_until
+from harness.replication import Workload, Writer, payload, snapshot, wait_until
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 
@@ -143,8 +149,7 @@ def disks(tmp_path):
         d.fs.start()
     yield made
     for d in made:
-        if d.fs.alive():
-            d.fs.stop()
+        d.fs.close()
 
 
 def test_power_cuts_under_load(disks, sites, figures):
@@ -300,9 +305,125 @@ def test_power_cut_at_every_sync_of_the_first_start(tmp_path, figures):
         finally:
             if srv.alive():
                 srv.kill9()
-            if fs.alive():
-                fs.stop()
+            fs.close()
     else:
         raise AssertionError("a first start synced more than %d times" % FIRST_START_SYNCS_MAX)
+    assert points > 0
+    figures(persistence_points=points, states_checked=points)
+
+
+# --- a cut of the replica at each persistence point of its applying a stream ----------------------------------------
+
+APPLY_SYNCS_MAX = 200  # bounds the loop: applying APPLY_OPS events syncs far fewer times
+APPLY_OPS = 40
+APPLY_REPL = {"workers": 1, "batch_size": 6}  # one batch at a time: B applies the log in order
+
+
+def apply_workload(w, c):
+    """A fixed sequence of mutations on A (small and fetched PUTs, overwrites, DELETEs, a PURGE).
+    Returns the states B may hold while it applies them in order: [{(bucket, key): md5}].
+
+    All of them are on A before repld starts, so repld ships a PUT only if its version is
+    still A's (docs/replication.md, superseded events): B applies the PUTs of A's final
+    objects, every DELETE and the PURGE, in order, and holds the state after some prefix
+    of that sequence."""
+    rng = random.Random(7)
+    threshold = inline_threshold(APPLY_REPL)
+    ops, final = [], {}
+    for i in range(APPLY_OPS):
+        bucket = "apl-purge" if i % 5 == 4 else "apl"
+        key = "k%d" % rng.randrange(6)
+        if i == APPLY_OPS // 2:
+            assert w.purge(c, "apl-purge").status == 200
+            ops.append(("purge", "apl-purge", None, None))
+            final = {bk: v for bk, v in final.items() if bk[0] != "apl-purge"}
+        elif i % 7 == 6 and (bucket, key) in final:
+            assert w.delete(c, bucket, key).status == 204
+            ops.append(("delete", bucket, key, None))
+            del final[(bucket, key)]
+        else:
+            size = threshold + 5000 if i % 6 == 1 else rng.randrange(1, 9000)  # every sixth is fetched
+            data = payload("ap%d" % i, size, rng)
+            assert w.put(c, bucket, key, data).status == 200
+            ops.append(("put", bucket, key, md5(data)))
+            final[(bucket, key)] = md5(data)
+    states, cur = [{}], {}
+    for kind, bucket, key, digest in ops:
+        if kind == "put" and final.get((bucket, key)) != digest:
+            continue  # superseded: acknowledged by repld without being sent
+        if kind == "put":
+            cur[(bucket, key)] = digest
+        elif kind == "delete":
+            cur.pop((bucket, key), None)
+        else:
+            cur = {bk: v for bk, v in cur.items() if bk[0] != bucket}
+        states.append(dict(cur))
+    assert states[-1] == final
+    return states
+
+
+def site_state(site):
+    return {(b, k): etag for b, objs in snapshot(site).items() for k, (_, etag) in objs.items()}
+
+
+def test_replica_cut_at_every_sync_of_applying(tmp_path, sites, figures):
+    """B is cut at its 1st, 2nd, ... sync after its start-up, while it applies A's log
+    (one batch at a time, fetched objects among them), until it applies all of it first.
+    After each cut, and before A resends anything, B must hold the state after some prefix
+    of the events it is sent (never a later event without the earlier ones), leak no space;
+    then A resends and B converges and holds what A's client was told."""
+    # how many syncs B's start-up makes, so that the cuts below fall after it
+    disk = Disk(tmp_path, "b-start")
+    disk.fs.start()
+    _, b = sites(start=False, repld=False, b_extra=disk.extra)
+    b.start()
+    startup_syncs = disk.fs.reset_sync_count()
+    b.stop()
+    disk.fs.stop()
+    points = 0
+    for n in range(1, APPLY_SYNCS_MAX + 1):
+        disk = Disk(tmp_path, "b%03d" % n)
+        disk.fs.cut_at_sync = startup_syncs + n
+        disk.fs.start()
+        try:
+            a, b = sites(start=False, repld=False, a_repl=APPLY_REPL, b_extra=disk.extra)
+            b.start()
+            a.start(repld=False)
+            w = Workload()
+            c = a.client()
+            states = apply_workload(w, c)
+            a.start_repld()
+            report, deadline = None, time.monotonic() + 60
+            while report is None and time.monotonic() < deadline:
+                report = disk.fs.wait_cut(0.05)
+                if report is None and a.status()["events_pending"] == 0:
+                    break
+            if report is None:  # B applied everything before its n-th sync
+                assert a.status()["events_pending"] == 0, "B neither applied nor was cut (sync %d)" % n
+                break
+            points += 1
+            a.kill9_repld()  # nothing resent before B is looked at
+            b.kill9_storaged()
+            disk.fs.cut_at_sync = None
+            disk.fs.start()
+            b.start_storaged()
+            got = site_state(b)
+            assert got in states, "after a cut at sync %d of applying (%s), B holds no prefix of the " \
+                "events sent:\n%r" % (n, report, sorted(got.items()))
+            cb = b.client()
+            for (bucket, key), etag in sorted(got.items()):  # the bytes too, not only the listing
+                body = cb.get(bucket, key).body
+                assert md5(body) == etag, "after a cut at sync %d (%s), B's %s/%s is torn: %d bytes, md5 %s, " \
+                    "listed %s" % (n, report, bucket, key, len(body), md5(body), etag)
+            leaked = leaked_bytes(b)
+            assert leaked == 0, "B leaks %d bytes after a cut at sync %d (%s)" % (leaked, n, report)
+            a.start_repld()
+            check_both_sites(w, a, b, n, CONVERGE_TIMEOUT)
+            a.stop()
+            b.stop()
+        finally:
+            disk.fs.close()
+    else:
+        raise AssertionError("applying %d events synced more than %d times" % (APPLY_OPS, APPLY_SYNCS_MAX))
     assert points > 0
     figures(persistence_points=points, states_checked=points)

@@ -183,8 +183,25 @@ class Forgetfs:
             self.sync()
         self._signal_and_wait(signal.SIGTERM)
 
+    def close(self):
+        """Teardown, whatever state it is in: stop() when running, else reap it and detach its mount."""
+        if self.alive():
+            self.stop()
+            return
+        self._signal_and_wait(signal.SIGKILL)
+        if os.path.ismount(self.mountpoint):
+            lazy_unmount(self.mountpoint)
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def reset_sync_count(self):
+        """--cut-at-sync counts from now (SIGUSR2). Returns how many syncs came before."""
+        n = len(self._lines)
+        self.proc.send_signal(signal.SIGUSR2)
+        line = self._wait_line(lambda line: line.startswith("forgetfs: sync count reset"), EXIT_TIMEOUT, start=n)
+        assert line is not None, "forgetfs did not reset its count:\n%s" % self.output()
+        return int(line.split()[-2])
 
     def wait_cut(self, timeout):
         """With cut_at_sync: waits (bounded) for forgetfs to cut the power itself. Returns its report
@@ -212,5 +229,4 @@ class Forgetfs:
         return self.start()
 
     def __exit__(self, *exc):
-        if self.proc is not None:
-            self.stop()
+        self.close()

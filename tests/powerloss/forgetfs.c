@@ -20,6 +20,8 @@
  *
  * --cut-at-sync N cuts the power when the N-th sync arrives, before it
  * persists anything: a cut at an exact persistence point (the first is 1).
+ * SIGUSR2 starts the count again from 0 (to count from a moment of a test's
+ * choosing, e.g. after a daemon's start-up).
  *
  * --trace FILE records every persistence-relevant operation (W, T, S, N, M
  * lines; the format is in docs/reliability.md). A write to MOUNTPOINT/.forgetfs-mark
@@ -831,6 +833,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
     sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
@@ -868,6 +871,11 @@ int main(int argc, char **argv)
                 continue;
             if (si.ssi_signo == SIGHUP) {
                 sync_all();
+                continue;
+            }
+            if (si.ssi_signo == SIGUSR2) {
+                fprintf(stderr, "forgetfs: sync count reset after %" PRIu64 " syncs\n", fs.syncs);
+                fs.syncs = 0;
                 continue;
             }
             if (si.ssi_signo == SIGUSR1)
