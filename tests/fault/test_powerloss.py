@@ -34,6 +34,12 @@ inline and fetched objects, DELETEs, a PURGE): after each cut, before A
 resends, B holds the state after a prefix of the events sent, every
 object's bytes match its ETag and no space is leaked; then B converges.
 
+test_primary_cut_at_every_sync_of_writing_and_shipping cuts A at each
+persistence point of its client's mutations and repld's shipping and
+cursor commits in turn: A must start, hold what its client was told (a 5xx
+reply counts as an unknown outcome: the disk dies while storaged runs on),
+leak nothing, and B converge.
+
 The victims, moments and torn cuts come from a seeded RNG; the seed is printed.
 Environment:
   COMIO_POWERLOSS_SEED=N     replay the choices of a run (thread timing still varies)
@@ -366,24 +372,57 @@ def site_state(site):
     return {(b, k): etag for b, objs in snapshot(site).items() for k, (_, etag) in objs.items()}
 
 
+def startup_syncs(tmp_path, sites, side):
+    """How many syncs a new site's storaged makes in its start-up ("a" or "b"), on a disk of its
+    own: the cuts at exact points after it are counted from there."""
+    disk = Disk(tmp_path, side + "-start")
+    disk.fs.start()
+    try:
+        pair = sites(start=False, repld=False, **{side + "_extra": disk.extra})
+        site = pair[0] if side == "a" else pair[1]
+        site.start_storaged()
+        n = disk.fs.reset_sync_count()
+        site.stop()
+        return n
+    finally:
+        disk.fs.close()
+
+
+def wait_cut_or_shipped(disk, a, timeout=60.0):
+    """Waits (bounded) until the disk's --cut-at-sync cut comes, or A has nothing left to ship.
+    Returns forgetfs's report of the cut, or None when everything was shipped first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        report = disk.fs.wait_cut(0.05)
+        if report is not None:
+            return report
+        if a.status()["events_pending"] == 0:
+            return None
+    raise AssertionError("neither a cut nor the end of shipping within %.0f s" % timeout)
+
+
+def leak_free_then_converged(w, a, b, cut, n, report):
+    """After a cut at sync n of site `cut` (a or b), restarted and checked: no space leaked on
+    it; then repld resends, B converges on A and both hold what A's client was told. Stops both."""
+    leaked = leaked_bytes(cut)
+    assert leaked == 0, "%s leaks %d bytes after a cut at sync %d (%s)" % (cut.site_id, leaked, n, report)
+    a.start_repld()
+    check_both_sites(w, a, b, n, CONVERGE_TIMEOUT)
+    a.stop()
+    b.stop()
+
+
 def test_replica_cut_at_every_sync_of_applying(tmp_path, sites, figures):
     """B is cut at its 1st, 2nd, ... sync after its start-up, while it applies A's log
     (one batch at a time, fetched objects among them), until it applies all of it first.
     After each cut, and before A resends anything, B must hold the state after some prefix
     of the events it is sent (never a later event without the earlier ones), leak no space;
     then A resends and B converges and holds what A's client was told."""
-    # how many syncs B's start-up makes, so that the cuts below fall after it
-    disk = Disk(tmp_path, "b-start")
-    disk.fs.start()
-    _, b = sites(start=False, repld=False, b_extra=disk.extra)
-    b.start()
-    startup_syncs = disk.fs.reset_sync_count()
-    b.stop()
-    disk.fs.stop()
+    base = startup_syncs(tmp_path, sites, "b")
     points = 0
     for n in range(1, APPLY_SYNCS_MAX + 1):
         disk = Disk(tmp_path, "b%03d" % n)
-        disk.fs.cut_at_sync = startup_syncs + n
+        disk.fs.cut_at_sync = base + n
         disk.fs.start()
         try:
             a, b = sites(start=False, repld=False, a_repl=APPLY_REPL, b_extra=disk.extra)
@@ -393,13 +432,8 @@ def test_replica_cut_at_every_sync_of_applying(tmp_path, sites, figures):
             c = a.client()
             states = apply_workload(w, c)
             a.start_repld()
-            report, deadline = None, time.monotonic() + 60
-            while report is None and time.monotonic() < deadline:
-                report = disk.fs.wait_cut(0.05)
-                if report is None and a.status()["events_pending"] == 0:
-                    break
+            report = wait_cut_or_shipped(disk, a)
             if report is None:  # B applied everything before its n-th sync
-                assert a.status()["events_pending"] == 0, "B neither applied nor was cut (sync %d)" % n
                 break
             points += 1
             a.kill9_repld()  # nothing resent before B is looked at
@@ -415,15 +449,106 @@ def test_replica_cut_at_every_sync_of_applying(tmp_path, sites, figures):
                 body = cb.get(bucket, key).body
                 assert md5(body) == etag, "after a cut at sync %d (%s), B's %s/%s is torn: %d bytes, md5 %s, " \
                     "listed %s" % (n, report, bucket, key, len(body), md5(body), etag)
-            leaked = leaked_bytes(b)
-            assert leaked == 0, "B leaks %d bytes after a cut at sync %d (%s)" % (leaked, n, report)
-            a.start_repld()
-            check_both_sites(w, a, b, n, CONVERGE_TIMEOUT)
-            a.stop()
-            b.stop()
+            leak_free_then_converged(w, a, b, b, n, report)
         finally:
             disk.fs.close()
     else:
         raise AssertionError("applying %d events synced more than %d times" % (APPLY_OPS, APPLY_SYNCS_MAX))
+    assert points > 0
+    figures(persistence_points=points, states_checked=points)
+
+
+# --- a cut of the primary at each persistence point of its taking and shipping writes ------------------------------
+
+PRIMARY_OPS = 12
+PRIMARY_SYNCS_MAX = 300  # bounds the loop: PRIMARY_OPS mutations and their shipping sync far fewer times
+
+
+def primary_workload(w, c, stop):
+    """PRIMARY_OPS mutations on A, one after the other (small and fetched PUTs, an overwrite,
+    a DELETE, a PURGE), until stop() says the power is gone."""
+    rng = random.Random(11)
+    big = inline_threshold(REPL_FIXED) + 3000
+    plan = [("put", "pri", "a", 100), ("put", "pri", "b", big), ("put", "pri-x", "c", 5000), ("put", "pri", "a", 7000),
+            ("delete", "pri", "b", 0), ("put", "pri-x", "d", big), ("purge", "pri-x", None, 0), ("put", "pri", "e", 1),
+            ("put", "pri", "a", 0), ("put", "pri", "f", 9000), ("delete", "pri", "e", 0), ("put", "pri", "g", 300)]
+    assert len(plan) == PRIMARY_OPS
+    for i, (kind, bucket, key, size) in enumerate(plan):
+        if stop():
+            return
+        if kind == "put":
+            w.put(c, bucket, key, payload("pri%d" % i, size, rng))
+        elif kind == "delete":
+            w.delete(c, bucket, key)
+        else:
+            w.purge(c, bucket)
+
+
+REPL_FIXED = {"workers": 2, "batch_size": 4}
+
+
+class OutcomeUnknown(OSError):
+    """A 5xx reply to a mutation: its outcome is unknown (docs/api.md)."""
+
+
+class FiveXXUnknown:
+    """A client whose 5xx replies to PUT, DELETE and PURGE raise OutcomeUnknown, so that the
+    Workload records the operation as of unknown outcome, not as refused. Here the disk dies
+    while storaged runs on (a power cut kills both at once): a commit whose data reached the
+    disk before its last sync failed is answered 500 and is durable all the same."""
+
+    def __init__(self, c):
+        self.c = c
+
+    def _checked(self, r):
+        if r.status >= 500:
+            raise OutcomeUnknown("%d: %r" % (r.status, r.body[:200]))
+        return r
+
+    def put(self, *args, **kw):
+        return self._checked(self.c.put(*args, **kw))
+
+    def delete(self, *args, **kw):
+        return self._checked(self.c.delete(*args, **kw))
+
+    def purge(self, *args, **kw):
+        return self._checked(self.c.purge(*args, **kw))
+
+
+def test_primary_cut_at_every_sync_of_writing_and_shipping(tmp_path, sites, figures):
+    """A is cut at its 1st, 2nd, ... sync after its start-up while its client writes and its
+    repld ships and trims (storaged's commits, the bodies, repld's cursor commits), until all
+    of it is done first. After each cut A must start, hold what its client was told, leak no
+    space; then repld resends and B converges and holds it too."""
+    base = startup_syncs(tmp_path, sites, "a")
+    points = 0
+    for n in range(1, PRIMARY_SYNCS_MAX + 1):
+        disk = Disk(tmp_path, "a%03d" % n)
+        disk.fs.cut_at_sync = base + n
+        disk.fs.start()
+        try:
+            a, b = sites(start=False, a_repl=REPL_FIXED, a_extra=disk.extra)
+            b.start()
+            a.start()
+            w = Workload()
+            c = FiveXXUnknown(a.client(timeout=10))
+            primary_workload(w, c, lambda: not disk.fs.alive())
+            report = wait_cut_or_shipped(disk, a)
+            if report is None:  # everything was written and shipped before A's n-th sync
+                break
+            points += 1
+            a.kill9_repld()
+            a.kill9_storaged()
+            disk.fs.cut_at_sync = None
+            disk.fs.start()
+            a.start_storaged()
+            v = check_site(w, a, "A")
+            assert v.ok, "after a cut at sync %d (%s), A does not hold what its client was told: %s\n%s" % (
+                n, report, w.summary(), v.report())
+            leak_free_then_converged(w, a, b, a, n, report)
+        finally:
+            disk.fs.close()
+    else:
+        raise AssertionError("%d mutations synced more than %d times" % (PRIMARY_OPS, PRIMARY_SYNCS_MAX))
     assert points > 0
     figures(persistence_points=points, states_checked=points)
