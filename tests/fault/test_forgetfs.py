@@ -12,6 +12,7 @@ records the trace replayer reads. Skipped only where FUSE cannot be mounted.
 import mmap
 import os
 import re
+import threading
 
 import pytest
 
@@ -256,15 +257,36 @@ def test_trace_records(ffs, tmp_path):
     ], lines
 
 
+def sync_in_thread(path, data):
+    """write_file(path, data, sync=True) in a thread (it blocks when forgetfs freezes); the thread
+    and a list that gets its exception."""
+    errors = []
+
+    def run():
+        try:
+            write_file(path, data, sync=True)
+        except OSError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, errors
+
+
 def test_cut_at_sync_stops_before_the_nth_sync(tmp_path):
-    """--cut-at-sync 2: the first sync persists, the second never does: the power goes first."""
+    """--cut-at-sync 2: the first sync persists, the second never does: the power goes first,
+    and the fsync waits, unanswered, until forgetfs is gone."""
     fs = Forgetfs(tmp_path / "backing", tmp_path / "mnt", cut_at_sync=2).start()
     m = fs.mountpoint
     write_file(m / "one", b"first", sync=True)
-    with pytest.raises(OSError):
-        write_file(m / "two", b"second", sync=True)  # the mount dies under the fsync
+    t, errors = sync_in_thread(m / "two", b"second")
     report = fs.wait_cut(10)
     assert report is not None and "at sync 2 (two)" in report, fs.output()
+    t.join(0.3)
+    assert t.is_alive(), "the fsync after the cut was answered"
+    fs.cut()
+    t.join(10)
+    assert not t.is_alive() and errors, "the fsync did not fail once forgetfs was gone"
     assert (fs.backing / "one").read_bytes() == b"first"
     assert (fs.backing / "two").read_bytes() == b""
 
@@ -275,8 +297,10 @@ def test_sync_count_restarts_on_sigusr2(tmp_path):
     write_file(m / "one", b"first", sync=True)
     assert fs.reset_sync_count() == 1
     write_file(m / "two", b"second", sync=True)  # the count's first again: not cut
-    with pytest.raises(OSError):
-        write_file(m / "three", b"third", sync=True)
+    t, errors = sync_in_thread(m / "three", b"third")
     assert "at sync 2 (three)" in (fs.wait_cut(10) or ""), fs.output()
+    fs.cut()
+    t.join(10)
+    assert not t.is_alive() and errors
     assert (fs.backing / "two").read_bytes() == b"second"
     assert (fs.backing / "three").read_bytes() == b""

@@ -36,9 +36,8 @@ object's bytes match its ETag and no space is leaked; then B converges.
 
 test_primary_cut_at_every_sync_of_writing_and_shipping cuts A at each
 persistence point of its client's mutations and repld's shipping and
-cursor commits in turn: A must start, hold what its client was told (a 5xx
-reply counts as an unknown outcome: the disk dies while storaged runs on),
-leak nothing, and B converge.
+cursor commits in turn: A must start, hold what its client was told, leak
+nothing, and B converge.
 
 The victims, moments and torn cuts come from a seeded RNG; the seed is printed.
 Environment:
@@ -52,6 +51,7 @@ import os
 import random
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -286,10 +286,12 @@ def test_power_cut_at_every_sync_of_the_first_start(tmp_path, figures):
                     report = fs.wait_cut(AFTER_START_S)
                     break
             proc.kill()  # the power is gone: nothing of it runs on
-            proc.wait(timeout=30)
             if report is None:  # the start-up (and what follows it at once) synced fewer than n times
+                proc.wait(timeout=30)
                 fs.stop()
                 break
+            fs.cut()  # a thread waiting for the unanswered sync goes only now
+            proc.wait(timeout=30)
             points += 1
             fs = Forgetfs(root / "disk", root / "mnt").start()
             try:
@@ -388,15 +390,41 @@ def startup_syncs(tmp_path, sites, side):
         disk.fs.close()
 
 
-def wait_cut_or_shipped(disk, a, timeout=60.0):
-    """Waits (bounded) until the disk's --cut-at-sync cut comes, or A has nothing left to ship.
-    Returns forgetfs's report of the cut, or None when everything was shipped first."""
+def power_off(disk, *daemons):
+    """After a --cut-at-sync cut (the disk answers nothing any more): SIGKILL the daemons on it,
+    end forgetfs, then reap them (one waiting for the unanswered sync goes only then)."""
+    procs = []
+    for d in daemons:
+        proc, d.proc = d.proc, None
+        assert proc is not None and proc.poll() is None, "a daemon died by itself after the cut:\n" + d.log_tail(40)
+        proc.kill()
+        procs.append(proc)
+    disk.fs.cut()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
+def pending_events(a):
+    """A's events_pending, or None when A does not answer within a moment (its disk may be frozen)."""
+    c = a.client(timeout=2.0, register=False)
+    try:
+        return c.repl_status()["events_pending"]
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        c.close()
+
+
+def wait_cut_or_shipped(disk, a, writing=lambda: False, timeout=60.0):
+    """Waits (bounded) until the disk's --cut-at-sync cut comes, or nobody is `writing` and A
+    has nothing left to ship. Returns forgetfs's report of the cut, or None when everything
+    was written and shipped first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         report = disk.fs.wait_cut(0.05)
         if report is not None:
             return report
-        if a.status()["events_pending"] == 0:
+        if not writing() and pending_events(a) == 0 and disk.fs.wait_cut(0) is None:
             return None
     raise AssertionError("neither a cut nor the end of shipping within %.0f s" % timeout)
 
@@ -437,7 +465,7 @@ def test_replica_cut_at_every_sync_of_applying(tmp_path, sites, figures):
                 break
             points += 1
             a.kill9_repld()  # nothing resent before B is looked at
-            b.kill9_storaged()
+            power_off(disk, b.storaged)
             disk.fs.cut_at_sync = None
             disk.fs.start()
             b.start_storaged()
@@ -487,34 +515,6 @@ def primary_workload(w, c, stop):
 REPL_FIXED = {"workers": 2, "batch_size": 4}
 
 
-class OutcomeUnknown(OSError):
-    """A 5xx reply to a mutation: its outcome is unknown (docs/api.md)."""
-
-
-class FiveXXUnknown:
-    """A client whose 5xx replies to PUT, DELETE and PURGE raise OutcomeUnknown, so that the
-    Workload records the operation as of unknown outcome, not as refused. Here the disk dies
-    while storaged runs on (a power cut kills both at once): a commit whose data reached the
-    disk before its last sync failed is answered 500 and is durable all the same."""
-
-    def __init__(self, c):
-        self.c = c
-
-    def _checked(self, r):
-        if r.status >= 500:
-            raise OutcomeUnknown("%d: %r" % (r.status, r.body[:200]))
-        return r
-
-    def put(self, *args, **kw):
-        return self._checked(self.c.put(*args, **kw))
-
-    def delete(self, *args, **kw):
-        return self._checked(self.c.delete(*args, **kw))
-
-    def purge(self, *args, **kw):
-        return self._checked(self.c.purge(*args, **kw))
-
-
 def test_primary_cut_at_every_sync_of_writing_and_shipping(tmp_path, sites, figures):
     """A is cut at its 1st, 2nd, ... sync after its start-up while its client writes and its
     repld ships and trims (storaged's commits, the bodies, repld's cursor commits), until all
@@ -531,14 +531,19 @@ def test_primary_cut_at_every_sync_of_writing_and_shipping(tmp_path, sites, figu
             b.start()
             a.start()
             w = Workload()
-            c = FiveXXUnknown(a.client(timeout=10))
-            primary_workload(w, c, lambda: not disk.fs.alive())
-            report = wait_cut_or_shipped(disk, a)
+            c = a.client(timeout=30, register=False)
+            writer = threading.Thread(target=primary_workload, args=(w, c, lambda: disk.fs.frozen), daemon=True)
+            writer.start()
+            report = wait_cut_or_shipped(disk, a, writing=writer.is_alive)
             if report is None:  # everything was written and shipped before A's n-th sync
+                writer.join(30)
+                c.close()
                 break
             points += 1
-            a.kill9_repld()
-            a.kill9_storaged()
+            power_off(disk, a.repld, a.storaged)
+            writer.join(30)  # its request in flight broke with storaged: of unknown outcome
+            assert not writer.is_alive()
+            c.close()
             disk.fs.cut_at_sync = None
             disk.fs.start()
             a.start_storaged()

@@ -74,6 +74,7 @@ class Forgetfs:
         self.cut_at_sync = cut_at_sync  # N: forgetfs cuts the power itself when the N-th sync arrives
         self.log_path = self.backing.with_name(self.backing.name + ".forgetfs.log")
         self.proc = None
+        self.frozen = False  # cut at the N-th sync, not answering any more
         self._lines = []
         self._cond = threading.Condition()
         self._reader = None
@@ -97,6 +98,7 @@ class Forgetfs:
         if os.path.ismount(self.mountpoint):  # a previous run's mount, detached from its process
             lazy_unmount(self.mountpoint)
         self._lines = []
+        self.frozen = False
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read_stderr, args=(self.proc,), daemon=True)
@@ -186,7 +188,10 @@ class Forgetfs:
     def close(self):
         """Teardown, whatever state it is in: stop() when running, else reap it and detach its mount."""
         if self.alive():
-            self.stop()
+            if self.frozen:
+                self.cut()
+            else:
+                self.stop()
             return
         self._signal_and_wait(signal.SIGKILL)
         if os.path.ismount(self.mountpoint):
@@ -204,11 +209,13 @@ class Forgetfs:
         return int(line.split()[-2])
 
     def wait_cut(self, timeout):
-        """With cut_at_sync: waits (bounded) for forgetfs to cut the power itself. Returns its report
-        line, or None when it is still running after `timeout` (fewer syncs came)."""
+        """With cut_at_sync: waits (bounded) for the cut at the N-th sync. Returns forgetfs's report
+        line, or None when no cut came within `timeout` (fewer syncs came). After the cut no request
+        is answered: the processes on the mount stand still. Kill them (without waiting: one blocked
+        in the unanswered request goes only once forgetfs has gone), then cut() ends forgetfs."""
         line = self._wait_line(lambda line: line.startswith("forgetfs: power cut: at sync"), timeout)
         if line is not None:
-            self._signal_and_wait(signal.SIGKILL)  # reaps it and detaches the dead mount
+            self.frozen = True
         return line
 
     def output(self):

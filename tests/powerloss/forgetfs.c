@@ -20,6 +20,9 @@
  *
  * --cut-at-sync N cuts the power when the N-th sync arrives, before it
  * persists anything: a cut at an exact persistence point (the first is 1).
+ * From then on no request is answered (the processes on the mount stop where
+ * they are, as in a power cut, and can be killed), until SIGTERM, SIGINT or
+ * SIGUSR1 ends forgetfs as above.
  * SIGUSR2 starts the count again from 0 (to count from a moment of a test's
  * choosing, e.g. after a daemon's start-up).
  *
@@ -92,6 +95,7 @@ static struct {
     uint64_t rng;    /* xorshift64 state, never 0 */
     uint64_t syncs;  /* syncs so far, of files with pending changes or not (--cut-at-sync) */
     uint64_t cut_at; /* --cut-at-sync N, 0 without */
+    int sfd;         /* the signalfd of the signals that end forgetfs or sync it */
 } fs;
 
 static const char *rel(const char *path)
@@ -322,15 +326,17 @@ static int node_persist(node_t *n)
 }
 
 /* Counts a sync about to happen; the N-th of --cut-at-sync N never happens: the power goes first. */
+static void freeze(void) __attribute__((noreturn));
+
 static void sync_point(const char *path)
 {
     if (++fs.syncs != fs.cut_at)
         return;
-    fprintf(stderr, "forgetfs: power cut: at sync %" PRIu64 " (%s), %zu unsynced bytes forgotten\n", fs.syncs,
-            path ? rel(path) : "?", fs.pending);
+    fprintf(stderr, "forgetfs: power cut: at sync %" PRIu64 " (%s): no request is answered any more\n", fs.syncs,
+            path ? rel(path) : "?");
     if (fs.trace)
         fflush(fs.trace);
-    _exit(0);
+    freeze();
 }
 
 /* --- the operations ------------------------------------------------------------------------------------------- */
@@ -785,6 +791,36 @@ static void torn_cut(void)
     fprintf(stderr, "forgetfs: torn cut: %" PRIu64 " pages kept, %" PRIu64 " dropped\n", kept, dropped);
 }
 
+/* Ends forgetfs on SIGTERM, SIGINT (nothing unsynced persisted) or SIGUSR1 (a torn cut). */
+static void power_off(uint32_t signo) __attribute__((noreturn));
+static void power_off(uint32_t signo)
+{
+    if (signo == SIGUSR1)
+        torn_cut();
+    else
+        fprintf(stderr, "forgetfs: power cut: %zu unsynced bytes forgotten\n", fs.pending);
+    if (fs.trace)
+        fflush(fs.trace);
+    _exit(0); /* no unmount, no flush: the test unmounts lazily */
+}
+
+/* The disk after a --cut-at-sync cut: the request in hand and every later one are never
+ * answered, so the processes using the mount do nothing more (they can be killed; one
+ * waiting for this request goes once forgetfs has exited), until a signal ends forgetfs. */
+static void freeze(void)
+{
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t r = read(fs.sfd, &si, sizeof(si));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != sizeof(si))
+            power_off(SIGTERM);
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGUSR1)
+            power_off(si.ssi_signo);
+    }
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: forgetfs [--trace FILE] [--seed N] [--cut-at-sync N] BACKING_DIR MOUNTPOINT\n");
@@ -836,7 +872,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGUSR2);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    int sfd = fs.sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
     if (sfd < 0) {
         fprintf(stderr, "forgetfs: signalfd: %s\n", strerror(errno));
         return 1;
@@ -878,13 +914,7 @@ int main(int argc, char **argv)
                 fs.syncs = 0;
                 continue;
             }
-            if (si.ssi_signo == SIGUSR1)
-                torn_cut();
-            else
-                fprintf(stderr, "forgetfs: power cut: %zu unsynced bytes forgotten\n", fs.pending);
-            if (fs.trace)
-                fflush(fs.trace);
-            _exit(0); /* no unmount, no flush: the test unmounts lazily */
+            power_off(si.ssi_signo);
         }
         if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL))
             break;
