@@ -506,6 +506,8 @@ static int list_buckets(site_t *s, int is_source, bucket_t **list, size_t *n, si
 static size_t merge_buckets(bucket_t *list, size_t n)
 {
     size_t out = 0;
+    if (n == 0)
+        return 0; /* no bucket on either site: list may be NULL, which qsort must not be given */
     qsort(list, n, sizeof(*list), cmp_bucket);
     for (size_t i = 0; i < n; i++) {
         if (out > 0 && strcmp(list[out - 1].name, list[i].name) == 0) {

@@ -45,6 +45,7 @@ PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-ut
           systemd    # systemd-analyze verify of the units
           clang libclang-rt-14-dev   # the libFuzzer targets of tests/fuzz
           clang-format               # tests/format.sh: the sources follow .clang-format
+          libfuse3-dev fuse3         # forgetfs, the file system of the power-loss tests (tests/powerloss)
           valgrind)  # the unit tests under memcheck
 
 install_missing() {

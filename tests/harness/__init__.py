@@ -5,6 +5,7 @@
     fake_replica  a scripted replica that misbehaves on purpose
     recorder      the fault tests' recording workload and the checker that judges a site by it
     netns         a WAN link between two network namespaces (needs root)
+    forgetfs      a FUSE file system that forgets unsynced writes: power cuts (needs root)
     fixtures      make_server, server, client, repl_server
 
 Tests import from it by package, e.g. `from harness.comio import Client, md5`;
