@@ -193,3 +193,9 @@ def test_command_line_builds_one_state_and_lists_points(tmp_path):
     assert lines[1].startswith("point 1 (ends at record 6, 1 markers before): pending f:1; subsets none all seed:")
     assert lines[2].startswith("point 2 (ends at record 7, 1 markers before): pending f:1; subsets none all seed:")
     assert len(lines) == 3
+
+
+def test_a_directory_the_trace_did_not_record_is_made(tmp_path):
+    r = make(tmp_path, ["N create site/meta/data.mdb", w("site/meta/data.mdb", 0, b"d"), "S site/meta/data.mdb",
+                        "N rename site/meta/data.mdb other/data.mdb"])
+    assert (state(r, tmp_path, 1, "none") / "other" / "data.mdb").read_bytes() == b"d"

@@ -135,9 +135,16 @@ class Trace:
         raise ValueError("unknown record or wrong field count")
 
 
-def _apply_write(root, path, off, data):
+def _open_for_write(root, path):
+    """Opens (creating) a file of the state; a directory the trace did not record is made
+    (one created before tracing began, through the mount, by the test itself)."""
     full = os.path.join(root, path)
-    fd = os.open(full, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    return os.open(full, os.O_WRONLY | os.O_CREAT, 0o600)
+
+
+def _apply_write(root, path, off, data):
+    fd = _open_for_write(root, path)
     try:
         view = memoryview(data)
         while view:
@@ -148,8 +155,7 @@ def _apply_write(root, path, off, data):
 
 
 def _apply_truncate(root, path, size):
-    full = os.path.join(root, path)
-    fd = os.open(full, os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = _open_for_write(root, path)
     try:
         os.ftruncate(fd, size)
     finally:
@@ -166,8 +172,7 @@ def _apply(root, op):
 def _namespace(root, op, path, path2):
     full = os.path.join(root, path)
     if op in ("create", "mknod"):
-        if not os.path.lexists(full):
-            os.close(os.open(full, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.close(_open_for_write(root, path))
     elif op == "mkdir":
         os.makedirs(full, exist_ok=True)
     elif op == "unlink":
@@ -177,6 +182,7 @@ def _namespace(root, op, path, path2):
         if os.path.isdir(full):
             os.rmdir(full)
     elif op == "rename":
+        os.makedirs(os.path.dirname(os.path.join(root, path2)), exist_ok=True)
         os.replace(full, os.path.join(root, path2))
     elif op == "link":
         os.link(full, os.path.join(root, path2))
