@@ -38,13 +38,16 @@ static void get_id(const uint8_t id[16], uint64_t *hi, uint64_t *lo)
 
 /* Pairs the data store with its metadata (formatting both when new), applies
  * the configured capacity and returns what a crash left pending to the free
- * map. One transaction. */
+ * map. One transaction; a new store's superblock is written after it, so
+ * that the metadata holds the store's identity before the store does. A cut
+ * between the two leaves metadata with an identity and no object, and a
+ * store without a superblock: the next start writes the superblock. */
 static int prepare(meta_t *m, store_t *s, char *err, size_t errlen)
 {
     MDB_txn *txn = NULL;
-    uint64_t hi, lo, count = 0, bytes = 0;
+    uint64_t hi, lo, count = 0, bytes = 0, objects = 0;
     uint8_t id[16], sid[16];
-    int ret, rc, sret;
+    int ret, rc, sret, format = 0;
 
     if ((rc = mdb_txn_begin(m->env, NULL, 0, &txn)) != 0) {
         snprintf(err, errlen, "mdb_txn_begin: %s", mdb_strerror(rc));
@@ -79,13 +82,16 @@ static int prepare(meta_t *m, store_t *s, char *err, size_t errlen)
             ret = CIO_EPROTO;
             goto fail;
         }
-        if ((ret = store_write_super(s, id)) != 0 || (ret = meta_state_put(m, txn, META_STORE_ID_HI, hi)) != 0 ||
-            (ret = meta_state_put(m, txn, META_STORE_ID_LO, lo)) != 0)
+        if ((ret = meta_state_put(m, txn, META_STORE_ID_HI, hi)) != 0 || (ret = meta_state_put(m, txn, META_STORE_ID_LO, lo)) != 0)
             goto fail;
-        log_msg(LOG_LVL_INFO, "formatted a new store", "path", s->path, NULL);
+        format = 1;
     } else {
         put_id(id, hi, lo);
-        if (sret == CIO_ENOTFOUND || memcmp(id, sid, 16) != 0) {
+        if (sret == CIO_ENOTFOUND && (ret = meta_state_get(m, txn, META_OBJECTS, &objects)) != 0)
+            goto fail;
+        if (sret == CIO_ENOTFOUND && objects == 0) {
+            format = 1; /* the first start was cut before the superblock was synced: no object is on the store */
+        } else if (sret == CIO_ENOTFOUND || memcmp(id, sid, 16) != 0) {
             snprintf(err, errlen, "%s does not belong to the metadata in server.meta_path (store id mismatch); refusing to start",
                      s->path);
             ret = CIO_ECONFIG;
@@ -100,11 +106,17 @@ static int prepare(meta_t *m, store_t *s, char *err, size_t errlen)
             goto fail;
         }
     }
-    if ((rc = mdb_txn_commit(txn)) != 0) {
-        txn = NULL;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
         snprintf(err, errlen, "mdb_txn_commit: %s", mdb_strerror(rc));
         ret = rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
         goto fail;
+    }
+    if (format) {
+        if ((ret = store_write_super(s, id)) != 0)
+            goto fail;
+        log_msg(LOG_LVL_INFO, "formatted a new store", "path", s->path, NULL);
     }
     if (count > 0) {
         char c[24], b[24];
