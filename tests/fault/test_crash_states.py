@@ -201,18 +201,21 @@ class Traced:
         self.fs.mark("ack " + text)
 
     def finish(self, srv):
-        problems = srv.finish()
-        self.fs.stop()
+        try:
+            problems = srv.finish() if srv is not None else []
+        finally:
+            self.fs.stop()
         assert not problems, problems
 
 
 def record_local(tmp_path):
     """storaged serving a short workload; returns (Traced, Model)."""
     t = Traced(tmp_path)
-    srv = t.server(tmp_path)
-    c = srv.client()
-    ops = []
+    srv, ops = None, []
     try:
+        srv = t.server(tmp_path)
+        c = srv.client()
+
         def do(op, reply, mark):
             assert reply.status in (200, 204), (op[:3], reply)
             ops.append(op)
@@ -226,7 +229,7 @@ def record_local(tmp_path):
             do(("PUT", bucket, key, data), c.put(bucket, key, data), "PUT %s %s %s" % (bucket, key, md5(data)))
         do(("DELETE", "photos", "medium"), c.delete("photos", "medium"), "DELETE photos medium -")
         do(("PURGE", "tmp"), c.purge("tmp"), "PURGE tmp - -")
-        data = body(6, 20000)
+        data = body(6, 4000)  # the size of the extent the overwrite of "small" freed: reuses it
         do(("PUT", "photos", "last", data), c.put("photos", "last", data), "PUT photos last %s" % md5(data))
     finally:
         t.finish(srv)  # a clean stop is traced too: it gives reservations back
@@ -247,16 +250,16 @@ def log_record(seq, op, bucket, key=None, data=None):
 
 def record_replica(tmp_path):
     """A replica applying batches sent as a primary's repld would; returns (Traced, Model)."""
-    t = Traced(tmp_path)
-    srv = t.server(tmp_path, extra_args=["--accept-token", TOKEN])
-    c = srv.client()
     batches = [
         [("PUT", "rep", "a", body(11, 2000)), ("PUT", "rep", "b", body(12, 150000)), ("PUT", "que", "c", body(13, 7000))],
         [("PUT", "rep", "a", body(14, 4000)), ("DELETE", "rep", "b"), ("PUT", "rep", "d", body(15, (1 << 20) + 100))],
         [("PURGE", "que"), ("PUT", "rep", "e", body(16, 30000)), ("DELETE", "rep", "d")],
     ]
-    ops, seq = [], 0
+    t = Traced(tmp_path)
+    srv, ops, seq = None, [], 0
     try:
+        srv = t.server(tmp_path, extra_args=["--accept-token", TOKEN])
+        c = srv.client()
         for n, ops_of_batch in enumerate(batches):
             events = []
             for op in ops_of_batch:

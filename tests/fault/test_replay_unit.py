@@ -59,7 +59,7 @@ def test_points_are_the_stretches_between_sync_records(tmp_path):
     assert r.markers(1) == ["ack PUT b k 123"]  # written before the stretch ends: a cut there must keep it
     assert (state(r, tmp_path, 2, "none") / "a").read_bytes() == b"onetwo"
     assert (state(r, tmp_path, 2, "all") / "a").read_bytes() == b"XXXtwo"
-    assert r.subsets(2, 3, seed=1)[:2] == ["none", "all"] and len(r.subsets(2, 3, seed=1)) == 5
+    assert r.subsets(2, 3, seed=1)[:2] == ["none", "all"] and len(r.subsets(2, 3, seed=1)) == 5  # no write spans pages
 
 
 def test_points_may_be_built_in_any_order(tmp_path):
@@ -103,6 +103,12 @@ def test_seeded_subsets_tear_writes_at_4k_boundaries_and_are_reproducible(tmp_pa
             assert got[o:o + len(d)] in (d, bytes(len(d))), (seed, o)
         seen.add(kept)
     assert len(seen) > 8  # the subsets vary (16 possible)
+    assert r.subsets(0, 1)[:4] == ["none", "all", "even", "odd"]
+    even = (state(r, tmp_path, 0, "even") / "f").read_bytes()
+    assert even[96:4096] == data[:4000] and even[4096:8192] == bytes(4096) and even[8192:12288] == data[8096:12192]
+    odd = (state(r, tmp_path, 0, "odd") / "f").read_bytes()
+    assert odd[:8192] == bytes(4096) + data[4000:8096] and odd[8192:12288] == bytes(4096)
+    assert odd[12288:] == data[12192:]
 
 
 def test_unsynced_truncate_is_replayed_after_the_kept_writes(tmp_path):

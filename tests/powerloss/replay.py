@@ -21,6 +21,8 @@ S had made durable yet:
     none          no unsynced write reached the disk
     all           every unsynced write did
     only:<path>   every unsynced write of that file (percent-encoded path), none of the others
+    even, odd     each unsynced write split at 4 KiB file-offset boundaries, the pieces on
+                  even (odd) pages of their file kept: a torn write, deterministically
     seed:<N>      each unsynced write split at 4 KiB file-offset boundaries, each piece kept
                   or dropped at random (random.Random(N)), independently in every file
 
@@ -271,13 +273,16 @@ class Replayer:
 
     def subsets(self, i, k, seed=0):
         """The specs worth checking at point i: none, all (when something is pending),
-        only:<path> for each of two or more files with pending writes, and k seeds."""
+        only:<path> for each of two or more files with pending writes, even and odd
+        (when a pending write spans pages), and k seeds."""
         pend = self.pending(i)
         if not pend:
             return ["none"]
         specs = ["none", "all"]
         if len(pend) > 1:
             specs += ["only:" + encode_path(p) for p in sorted(pend)]
+        if any(len(pieces(op)) > 1 for ops in pend.values() for op in ops if op[0] == "W"):
+            specs += ["even", "odd"]
         rng = random.Random("%s/%d/%d" % (seed, i, k))
         specs += ["seed:%d" % rng.randrange(1 << 31) for _ in range(k)]
         return specs
@@ -292,8 +297,9 @@ class Replayer:
         if spec.startswith("only:"):
             path = decode_path(spec[5:])
             return {path: pend[path]} if path in pend else {}
-        if spec.startswith("seed:"):
-            rng = random.Random(int(spec[5:]))
+        if spec in ("even", "odd") or spec.startswith("seed:"):
+            rng = random.Random(int(spec[5:])) if spec.startswith("seed:") else None
+            parity = 0 if spec == "even" else 1
             chosen = {}
             for path in sorted(pend):
                 ops = []
@@ -302,11 +308,11 @@ class Replayer:
                         ops.append(op)
                         continue
                     for off, data in pieces(op):
-                        if rng.random() < 0.5:
+                        if (rng.random() < 0.5) if rng is not None else (off // PAGE % 2 == parity):
                             ops.append(("W", path, off, data))
                 chosen[path] = ops
             return chosen
-        raise ValueError("unknown subset %r (none, all, only:<path>, seed:<N>)" % spec)
+        raise ValueError("unknown subset %r (none, all, only:<path>, even, odd, seed:<N>)" % spec)
 
     def build(self, i, spec, out_dir):
         """Writes the crash state of point i under subset spec into out_dir (must not exist).
@@ -329,7 +335,7 @@ def main(argv=None):
     ap.add_argument("base_dir", nargs="?", help="the backing directory as it was before tracing began")
     ap.add_argument("out_dir", nargs="?", help="where the state is written (must not exist)")
     ap.add_argument("--point", type=int, help="persistence point: a cut after that many S records (0 = before the first)")
-    ap.add_argument("--subset", default="none", help="none, all, only:<path> or seed:<N> (default none)")
+    ap.add_argument("--subset", default="none", help="none, all, only:<path>, even, odd or seed:<N> (default none)")
     ap.add_argument("--list", action="store_true", help="list the persistence points, markers and pending writes")
     ap.add_argument("--rounds", type=int, default=3, help="with --list: random subsets listed per point")
     args = ap.parse_args(argv)
