@@ -20,9 +20,10 @@ started on each state, in a plain directory, and checked:
 - it takes a new PUT and serves it back.
 
 Two workloads: a local one (bucket, small PUTs cut from reserved chunks, a
-PUT above the 1 MiB carve limit, an overwrite, a DELETE, a PURGE) and a
-replica's (batches POSTed as a primary's repld would, with a marker after each
-200: each batch must be applied whole or not at all).
+PUT above the 1 MiB carve limit, an overwrite, a DELETE, a kill -9 and a
+restart, a PURGE) and a replica's (batches POSTed as a primary's repld
+would, with a marker after each 200: each batch must be applied whole or
+not at all).
 
 Bounded: every point, with COMIO_POWERLOSS_ROUNDS random subsets per point
 (default 2; 1 when COMIO_START_TIMEOUT is raised, as under sanitizers).
@@ -228,6 +229,9 @@ def record_local(tmp_path):
             bucket = "tmp" if key == "t1" else "photos"
             do(("PUT", bucket, key, data), c.put(bucket, key, data), "PUT %s %s %s" % (bucket, key, md5(data)))
         do(("DELETE", "photos", "medium"), c.delete("photos", "medium"), "DELETE photos medium -")
+        srv.kill9()  # a process crash (no power cut): the restart reclaims the reservations, in the trace too
+        srv.start()
+        c = srv.client()
         do(("PURGE", "tmp"), c.purge("tmp"), "PURGE tmp - -")
         data = body(6, 4000)  # the size of the extent the overwrite of "small" freed: reuses it
         do(("PUT", "photos", "last", data), c.put("photos", "last", data), "PUT photos last %s" % md5(data))
