@@ -119,6 +119,68 @@ fail:
     return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
 }
 
+/* What one of data.mdb's two meta pages holds, as far as a creation cut short goes. */
+enum { META_PAGE_ZERO, META_PAGE_INIT, META_PAGE_OTHER };
+
+static int meta_page_kind(const uint8_t *page, size_t psize)
+{
+    uint16_t pflags;
+    uint32_t magic;
+    uint64_t txnid;
+    size_t i;
+
+    for (i = 0; i < psize && page[i] == 0; i++)
+        ;
+    if (i == psize)
+        return META_PAGE_ZERO;
+    /* in the host's byte order: the page header (uint16 flags at byte 10, P_META = 0x08), then MDB_meta: the
+     * uint32 MDB_MAGIC first, the uint64 txnid at byte 128 (after the version, address, map size, the two
+     * 48-byte database records and the last page) */
+    memcpy(&pflags, page + 10, sizeof(pflags));
+    memcpy(&magic, page + 16, sizeof(magic));
+    memcpy(&txnid, page + 16 + 128, sizeof(txnid));
+    return (pflags & 0x08) && magic == 0xBEEFC0DEu && txnid == 0 ? META_PAGE_INIT : META_PAGE_OTHER;
+}
+
+/* LMDB writes a new environment's two meta pages (transaction 0, both) in one
+ * unsynced write, and the first commit's meta page only after its data is
+ * synced. A power cut before that can keep one initial meta page and not the
+ * other, and mdb_env_open then refuses the file for good (MDB_INVALID). When
+ * each meta page is either all zero or an initial one, and not both are
+ * initial ones, no commit was ever durable: the file is removed and created
+ * again. Anything else is left to LMDB. Returns 0, or -1 with errno. */
+static int drop_unfinished_env(const char *dir)
+{
+    char path[4200];
+    long psize = sysconf(_SC_PAGESIZE);
+    uint8_t *page = NULL;
+    int fd, kind[2], ret = -1;
+
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (psize <= 0 || psize > (1 << 16) || (page = malloc((size_t)psize)) == NULL)
+        goto done;
+    for (int i = 0; i < 2; i++) {
+        ssize_t n = pread(fd, page, (size_t)psize, (off_t)i * psize);
+        if (n < 0)
+            goto done;
+        memset(page + n, 0, (size_t)(psize - n)); /* past the end: never written */
+        kind[i] = meta_page_kind(page, (size_t)psize);
+    }
+    ret = 0;
+    if (kind[0] == META_PAGE_OTHER || kind[1] == META_PAGE_OTHER || (kind[0] == META_PAGE_INIT && kind[1] == META_PAGE_INIT) ||
+        (kind[0] == META_PAGE_ZERO && kind[1] == META_PAGE_ZERO && lseek(fd, 0, SEEK_END) == 0))
+        goto done;
+    if ((ret = unlink(path)) == 0)
+        log_msg(LOG_LVL_WARN, "removed a metadata environment whose creation a crash cut short (it held no commit)", "path", path,
+                NULL);
+done:
+    free(page);
+    close(fd);
+    return ret;
+}
+
 int meta_open_env(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, char *err, size_t errlen)
 {
     char path[4200];
@@ -129,6 +191,10 @@ int meta_open_env(meta_t *m, const char *dir, uint64_t map_size, unsigned flags,
     if (flags & META_OPEN_CREATE) {
         if (mkdir_p(dir) != 0) {
             snprintf(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
+            return CIO_ESYS;
+        }
+        if (drop_unfinished_env(dir) != 0) {
+            snprintf(err, errlen, "%s/data.mdb: %s", dir, strerror(errno));
             return CIO_ESYS;
         }
         return open_env(m, dir, map_size, 1, 0, err, errlen);
