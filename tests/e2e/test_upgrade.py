@@ -172,6 +172,7 @@ def test_newer_format_is_refused_and_nothing_changes(tmp_path):
     assert r.returncode != 0
     out = r.stdout + r.stderr
     assert NEWER % "storaged" in out, out
+    assert comio.sanitizer_report(out) is None, out
     assert len([line for line in out.splitlines() if "newer than" in line]) == 1, out
     assert file_bytes(workdir) == before
 
@@ -179,6 +180,7 @@ def test_newer_format_is_refused_and_nothing_changes(tmp_path):
         r = site.repld_cmd(*args)
         assert r.returncode != 0, (args, r.stdout, r.stderr)
         assert NEWER % "repld" in r.stdout + r.stderr, (args, r.stdout, r.stderr)
+        assert comio.sanitizer_report(r.stdout + r.stderr) is None, r.stderr
         assert file_bytes(workdir) == before
 
 
@@ -192,6 +194,7 @@ def test_repld_does_not_upgrade(tmp_path):
     r = site.repld_cmd()
     assert r.returncode != 0
     assert "metadata format 0 is older than this repld understands (1): start storaged first" in r.stdout + r.stderr, r
+    assert comio.sanitizer_report(r.stdout + r.stderr) is None, r.stderr
     assert file_bytes(workdir) == before
 
 
