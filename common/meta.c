@@ -48,6 +48,73 @@ static int mkdir_p(const char *dir)
     return 0;
 }
 
+/* ---- the metadata format ---- */
+
+const meta_migration_t meta_migrations[META_FORMAT_CURRENT] = {
+    /* 0 -> 1: a store from before the format was recorded has the layout of format 1 */
+    {"record the format of a store written before formats were recorded", NULL},
+};
+
+int meta_format_migrate(meta_t *m, const meta_migration_t *steps, uint64_t from, uint64_t to, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    uint64_t v;
+    int ret = 0;
+
+    for (v = from; v < to; v++) {
+        if ((ret = meta_err(mdb_txn_begin(m->env, NULL, 0, &txn), "mdb_txn_begin")) != 0)
+            goto fail;
+        if ((steps[v].run != NULL && (ret = steps[v].run(m, txn)) != 0) ||
+            (ret = meta_state_put(m, txn, META_FORMAT_VERSION, v + 1)) != 0)
+            goto fail;
+        ret = meta_err(mdb_txn_commit(txn), "mdb_txn_commit");
+        txn = NULL;
+        if (ret != 0)
+            goto fail;
+        char f[24], t[24];
+        snprintf(f, sizeof(f), "%llu", (unsigned long long)v);
+        snprintf(t, sizeof(t), "%llu", (unsigned long long)(v + 1));
+        log_msg(LOG_LVL_INFO, "upgraded the metadata format", "from", f, "to", t, "step", steps[v].what, NULL);
+    }
+    return 0;
+fail:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    snprintf(err, errlen, "upgrading the metadata format from %llu to %llu (%s) failed: %s; it stays at format %llu",
+             (unsigned long long)v, (unsigned long long)(v + 1), steps[v].what, cio_strerror(ret), (unsigned long long)v);
+    return ret;
+}
+
+/* Reads the format in txn into *format and refuses what this binary cannot
+ * open: a newer format always, an older one when it may not upgrade it
+ * (without create: repld, which never writes the layout). Returns 0 or
+ * CIO_EPROTO / CIO_EDB with a reason in err. */
+static int format_check(meta_t *m, MDB_txn *txn, const char *dir, int create, uint64_t *format, char *err, size_t errlen)
+{
+    const char *who = create ? "storaged" : "repld"; /* only storaged creates */
+    int ret;
+
+    if ((ret = meta_state_get(m, txn, META_FORMAT_VERSION, format)) != 0) {
+        snprintf(err, errlen, "%s: cannot read the metadata format: %s", dir, cio_strerror(ret));
+        return ret;
+    }
+    if (*format > META_FORMAT_CURRENT) {
+        snprintf(
+            err, errlen,
+            "%s: metadata format %llu is newer than this %s understands (%d): run a newer ComIO, or restore the metadata of this "
+            "release",
+            dir, (unsigned long long)*format, who, META_FORMAT_CURRENT);
+        return CIO_EPROTO;
+    }
+    if (*format < META_FORMAT_CURRENT && !create) {
+        snprintf(err, errlen,
+                 "%s: metadata format %llu is older than this %s understands (%d): start storaged first, which upgrades it", dir,
+                 (unsigned long long)*format, who, META_FORMAT_CURRENT);
+        return CIO_EPROTO;
+    }
+    return 0;
+}
+
 /* Opens the environment in dir and its databases. With `create`, what is
  * missing is created (storaged); without, the environment must be there with
  * every database, and `rdonly` opens it read-only (repld's commands). */
@@ -56,12 +123,13 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
     struct {
         const char *name;
         MDB_dbi *dbi;
-    } dbs[] = {
-        {"buckets", &m->buckets},      {"objects", &m->objects},       {"replog", &m->replog}, {"pending", &m->pending},
-        {"state", &m->state},          {"tombstones", &m->tombstones}, {"purges", &m->purges}, {"repl_failed", &m->repl_failed},
-        {"repl_retry", &m->repl_retry}};
+    } dbs[] = {/* "state" first: it holds the format, checked before anything else */
+               {"state", &m->state},   {"buckets", &m->buckets},         {"objects", &m->objects},
+               {"replog", &m->replog}, {"pending", &m->pending},         {"tombstones", &m->tombstones},
+               {"purges", &m->purges}, {"repl_failed", &m->repl_failed}, {"repl_retry", &m->repl_retry}};
     MDB_txn *txn = NULL;
-    int rc;
+    uint64_t format = 0;
+    int rc, ret;
     const char *what = "";
 
     if ((rc = mdb_env_create(&m->env)) != 0) {
@@ -95,11 +163,39 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
                 return CIO_ENOTFOUND;
             }
             goto fail;
+        } else if (i == 0 && (ret = format_check(m, txn, dir, create, &format, err, errlen)) != 0) {
+            goto refuse;
         }
+    if (create && format == 0) {
+        /* no format recorded: a new environment (every table empty) is born at the current format, in the
+         * transaction that creates its tables; one with data predates formats and is upgraded below */
+        int fresh = 1;
+        MDB_stat st;
+        what = "mdb_stat";
+        for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]) && fresh; i++) {
+            if ((rc = mdb_stat(txn, *dbs[i].dbi, &st)) != 0)
+                goto fail;
+            fresh = st.ms_entries == 0;
+        }
+        if (fresh && (ret = meta_state_put(m, txn, META_FORMAT_VERSION, META_FORMAT_CURRENT)) != 0) {
+            snprintf(err, errlen, "%s: cannot record the metadata format: %s", dir, cio_strerror(ret));
+            goto refuse;
+        }
+        if (fresh)
+            format = META_FORMAT_CURRENT;
+    }
     if ((rc = mdb_txn_commit(txn)) != 0) {
         txn = NULL;
         what = "mdb_txn_commit";
         goto fail;
+    }
+    txn = NULL;
+    if (format < META_FORMAT_CURRENT) { /* only with create: format_check refused it otherwise */
+        char why[512];
+        if ((ret = meta_format_migrate(m, meta_migrations, format, META_FORMAT_CURRENT, why, sizeof(why))) != 0) {
+            snprintf(err, errlen, "%s: %s", dir, why);
+            goto refuse;
+        }
     }
     if (!rdonly) {
         char path[4200];
@@ -111,12 +207,14 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
     return 0;
 fail:
     snprintf(err, errlen, "%s: %s: %s%s", dir, what, mdb_strerror(rc), rc == MDB_MAP_FULL ? " (raise server.meta_map_size)" : "");
+    ret = rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
+refuse:
     if (txn != NULL)
         mdb_txn_abort(txn);
     if (m->env != NULL)
         mdb_env_close(m->env);
     m->env = NULL;
-    return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
+    return ret;
 }
 
 /* What one of data.mdb's two meta pages holds, as far as a creation cut short goes. */

@@ -50,15 +50,56 @@ typedef struct {
 #define META_OPEN_CREATE 1u /* create what is missing: the directory, the environment, its tables */
 #define META_OPEN_RDONLY 2u /* without CREATE: read-only (map_size is then the file's) */
 
+/* The metadata format: one number for the layout of every table in the
+ * environment, stored as META_FORMAT_VERSION in "state". A layout change
+ * raises META_FORMAT_CURRENT and adds the step that converts a store to it
+ * to meta_migrations.
+ *   0  a store written before the format was recorded (no such counter):
+ *      the same layout as 1
+ *   1  the current layout (the tables listed above)
+ * A new environment is created at META_FORMAT_CURRENT, in the transaction
+ * that creates its tables. */
+#define META_FORMAT_CURRENT 1
+
+/* One step of a format upgrade: meta_migrations[n] converts format n to
+ * n + 1. `run` makes the step's changes in `txn`, the step's one
+ * transaction, and returns 0 or an error (the transaction is then aborted);
+ * NULL when the step changes nothing but the recorded version. `what` is one
+ * line for the log: what the step changes. */
+typedef struct {
+    const char *what;
+    int (*run)(meta_t *m, MDB_txn *txn);
+} meta_migration_t;
+
+/* The steps from format 0 up to META_FORMAT_CURRENT. */
+extern const meta_migration_t meta_migrations[META_FORMAT_CURRENT];
+
+/* Upgrades the format of m's environment from `from` to `to` by running
+ * steps[from] .. steps[to - 1] (`steps` has at least `to` entries). Each
+ * step runs in one transaction that also records its new version, and is
+ * logged once committed, so a step cut short leaves the store at the last
+ * completed format and the next start resumes there. Returns 0, or the
+ * failing step's error, or CIO_EDB / CIO_EMAPFULL; on failure writes which
+ * step failed into err. meta_open_env calls it with meta_migrations;
+ * tests pass their own steps. */
+int meta_format_migrate(meta_t *m, const meta_migration_t *steps, uint64_t from, uint64_t to, char *err,
+                        size_t errlen) CIO_MUST_CHECK;
+
 /* Opens the environment in directory `dir` with `map_size` bytes of map and
  * every table's handle. Without META_OPEN_CREATE it creates nothing (no
  * directory, file or table): the environment must be there with every
  * table, and the wake-up file is used only if it exists; that is for repld,
  * whose wrong path must fail, not make an empty site. The allocator
  * (m->alloc) is not opened here: storaged's meta_open does that.
+ * The metadata format is checked first: one newer than META_FORMAT_CURRENT
+ * is refused, with nothing written. With META_OPEN_CREATE (storaged) an
+ * older one is upgraded (meta_format_migrate, logged); without it (repld)
+ * an older one is refused too, since only storaged upgrades: it starts first.
  * Returns 0, CIO_ENOTFOUND when there is no environment or a table is
- * missing, CIO_ESYS, CIO_EDB or CIO_EMAPFULL; on failure writes a reason
- * that names `dir` into err. Close with meta_close. */
+ * missing, CIO_EPROTO for a format this binary cannot open, CIO_ESYS,
+ * CIO_EDB or CIO_EMAPFULL (or a migration step's error); on failure writes
+ * a reason that names `dir` (and, for a format, what to do) into err.
+ * Close with meta_close. */
 int meta_open_env(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, char *err, size_t errlen) CIO_MUST_CHECK;
 
 /* Closes what meta_open_env opened; harmless on a failed or closed one. */
@@ -115,7 +156,8 @@ int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
     X(META_APPLY_FAILED, "apply_failed", "a replica's events refused, for now or for good (storaged)")                             \
     X(META_APPLY_PERMANENT, "apply_permanent", "a replica's events refused for good (storaged)")                                   \
     X(META_STORE_ID_HI, "store_id_hi", "the data store's identity, high half (storaged)")                                          \
-    X(META_STORE_ID_LO, "store_id_lo", "the data store's identity, low half (storaged)")
+    X(META_STORE_ID_LO, "store_id_lo", "the data store's identity, low half (storaged)")                                           \
+    X(META_FORMAT_VERSION, "format_version", "the metadata format, META_FORMAT_CURRENT once opened by storaged (storaged)")
 
 #define META_COUNTER_ENUM(e, name, doc) e,
 typedef enum { META_COUNTERS(META_COUNTER_ENUM) META_NCOUNTERS } meta_counter_t;
