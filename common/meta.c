@@ -616,30 +616,38 @@ static const char *const counter_names[] = {META_COUNTERS(META_COUNTER_NAME)};
 #undef META_COUNTER_NAME
 _Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == META_NCOUNTERS, "one stored name per counter");
 
-int meta_state_get(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t *out)
+int meta_u64_get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const char *what, uint64_t *out)
 {
-    const char *name = counter_names[c];
-    MDB_val k = {strlen(name), (void *)name}, v;
-    int rc = mdb_get(txn, m->state, &k, &v);
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = mdb_get(txn, dbi, &k, &v);
     if (rc == MDB_NOTFOUND) {
         *out = 0;
         return 0;
     }
     if (rc != 0)
-        return meta_err(rc, "mdb_get(state)");
+        return meta_err(rc, what);
     if (v.mv_size != 8)
         return CIO_EPROTO;
     *out = be_get(v.mv_data, 8);
     return 0;
 }
 
-int meta_state_put(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t val)
+int meta_u64_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const char *what, uint64_t val)
 {
-    const char *name = counter_names[c];
     uint8_t buf[8];
     be_put(buf, val, 8);
-    MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
-    return meta_err(mdb_put(txn, m->state, &k, &v, 0), "mdb_put(state)");
+    MDB_val k = {klen, (void *)key}, v = {8, buf};
+    return meta_err(mdb_put(txn, dbi, &k, &v, 0), what);
+}
+
+int meta_state_get(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t *out)
+{
+    return meta_u64_get(txn, m->state, counter_names[c], strlen(counter_names[c]), "mdb_get(state)", out);
+}
+
+int meta_state_put(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t val)
+{
+    return meta_u64_put(txn, m->state, counter_names[c], strlen(counter_names[c]), "mdb_put(state)", val);
 }
 
 int meta_state_add(meta_t *m, MDB_txn *txn, meta_counter_t c, int64_t delta)

@@ -108,6 +108,13 @@ void meta_close(meta_t *m);
 /* Maps an LMDB return code to a CIO code, logging `what` when it is an error. */
 int meta_err(int rc, const char *what);
 
+/* A table value that is one big-endian u64 (a counter, a purge version):
+ * meta_u64_get sets *out to it, or to 0 when key k is absent; it returns 0,
+ * CIO_EPROTO (a value of another size) or a meta_err code; `what` names the
+ * table in the log. meta_u64_put stores v under k; 0 or a meta_err code. */
+int meta_u64_get(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const char *what, uint64_t *out) CIO_MUST_CHECK;
+int meta_u64_put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const char *what, uint64_t v) CIO_MUST_CHECK;
+
 /* Object metadata. get returns CIO_ENOTFOUND when absent. */
 int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_obj_t *out) CIO_MUST_CHECK;
 int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,

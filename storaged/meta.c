@@ -377,24 +377,10 @@ int meta_tomb_count(meta_t *m, MDB_txn *txn, uint64_t *n)
 
 int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t *version)
 {
-    MDB_val k = {blen, (void *)b}, v;
-    int rc = mdb_get(txn, m->purges, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        *version = 0;
-        return 0;
-    }
-    if (rc != 0)
-        return meta_err(rc, "mdb_get(purges)");
-    if (v.mv_size != 8)
-        return CIO_EPROTO;
-    *version = be_get(v.mv_data, 8);
-    return 0;
+    return meta_u64_get(txn, m->purges, b, blen, "mdb_get(purges)", version);
 }
 
 int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t version)
 {
-    uint8_t buf[8];
-    be_put(buf, version, 8);
-    MDB_val k = {blen, (void *)b}, v = {8, buf};
-    return meta_err(mdb_put(txn, m->purges, &k, &v, 0), "mdb_put(purges)");
+    return meta_u64_put(txn, m->purges, b, blen, "mdb_put(purges)", version);
 }
