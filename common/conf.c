@@ -1,4 +1,5 @@
 /* conf.c - ComIO configuration: the YAML file (libyaml event API), command-line flags, derived defaults. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,6 +92,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("replication.socket", CONF_STRING_SET, socket_path),
     CONF_KEY("replication.ca_file", CONF_STRING, ca_file),
     CONF_KEY("replication.tombstone_ttl", CONF_DURATION, tombstone_ttl_ms),
+    CONF_KEY("replication.max_clock_skew", CONF_DURATION, max_clock_skew_ms),
     CONF_SEC("logging"),
     CONF_KEY("logging.level", CONF_LEVEL, log_level),
     CONF_KEY("logging.format", CONF_FORMAT, log_json),
@@ -483,6 +485,7 @@ int conf_init(conf_t *c)
     c->workers = 5;
     c->inline_threshold = 1000000;
     c->tombstone_ttl_ms = 7ULL * 24 * 3600 * 1000;
+    c->max_clock_skew_ms = 60000;
     c->log_level = LOG_LVL_INFO;
     c->log_json = 1;
     if ((c->listen = strdup("0.0.0.0")) == NULL || (c->repl_mode = strdup("async")) == NULL ||
@@ -506,6 +509,16 @@ void conf_free(conf_t *c)
             explicit_bzero(*strs[i], strlen(*strs[i]));
         free(*strs[i]);
     }
+    for (size_t i = 0; i < c->ntargets; i++) {
+        conf_target_t *t = &c->targets[i];
+        if (t->token != NULL)
+            explicit_bzero(t->token, strlen(t->token));
+        free(t->name);
+        free(t->url);
+        free(t->token);
+        free(t->mode);
+    }
+    free(c->targets);
     memset(c, 0, sizeof(*c));
 }
 
@@ -972,8 +985,70 @@ static int conf_is_block_device(const char *path)
     return stat(path, &st) == 0 && S_ISBLK(st.st_mode);
 }
 
+/* The name of the target that remote_url becomes: the URL's host, with
+ * characters a name may not hold turned into '-'. */
+static char *conf_target_name_from_url(const char *url)
+{
+    const char *h = strstr(url, "://"), *end;
+    char name[CONF_TARGET_NAME_MAX + 1];
+    size_t n = 0;
+
+    h = h != NULL ? h + 3 : url;
+    if (*h == '[') { /* an IPv6 literal */
+        h++;
+        end = strchr(h, ']');
+    } else {
+        end = h + strcspn(h, ":/?#");
+    }
+    if (end == NULL)
+        end = h + strlen(h);
+    for (const char *p = h; p < end && n < CONF_TARGET_NAME_MAX; p++)
+        name[n++] = (char)(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-' ? *p : '-');
+    if (n == 0)
+        name[n++] = '-';
+    name[n] = '\0';
+    return strdup(name);
+}
+
+/* Makes remote_url the one target when no replication.targets were given,
+ * and gives every target the replication.* settings it does not set. */
+static int conf_targets_finalize(conf_t *c, char *err, size_t errlen)
+{
+    if (c->ntargets == 0 && c->remote_url != NULL) {
+        conf_target_t *t = calloc(1, sizeof(*t));
+        if (t == NULL)
+            goto nomem;
+        c->targets = t;
+        c->ntargets = 1;
+        if ((t->name = conf_target_name_from_url(c->remote_url)) == NULL || (t->url = strdup(c->remote_url)) == NULL ||
+            (c->remote_token != NULL && (t->token = strdup(c->remote_token)) == NULL))
+            goto nomem;
+    }
+    for (size_t i = 0; i < c->ntargets; i++) {
+        conf_target_t *t = &c->targets[i];
+        if (t->mode == NULL && (t->mode = strdup(c->repl_mode)) == NULL)
+            goto nomem;
+        if (t->batch_size == 0)
+            t->batch_size = c->batch_size;
+        if (t->workers == 0)
+            t->workers = c->workers;
+        if (t->retry_attempts == 0)
+            t->retry_attempts = c->retry_attempts;
+        if (t->retry_delay_ms == 0)
+            t->retry_delay_ms = c->retry_delay_ms;
+        if (t->inline_threshold == 0)
+            t->inline_threshold = c->inline_threshold;
+    }
+    return CIO_OK;
+nomem:
+    conf_err(err, errlen, "out of memory");
+    return CIO_ENOMEM;
+}
+
 int conf_finalize(conf_t *c, int need_storage, char *err, size_t errlen)
 {
+    int ret;
+
     if (c->site_id == NULL) {
         char host[256];
         if (gethostname(host, sizeof(host)) != 0) {
@@ -1014,6 +1089,8 @@ int conf_finalize(conf_t *c, int need_storage, char *err, size_t errlen)
                  "(set it in the config file or with --replication-remote)");
         return CIO_ECONFIG;
     }
+    if (c->repl_enabled && (ret = conf_targets_finalize(c, err, errlen)) != 0)
+        return ret;
     if (c->public_url == NULL) {
         const char *host = c->listen;
         const char *scheme = c->tls_cert != NULL ? "https" : "http";

@@ -14,6 +14,25 @@
 #include "common/err.h"
 #include "common/log.h"
 
+#define CONF_TARGET_NAME_MAX 63 /* bytes of a target's name: [A-Za-z0-9._-] */
+
+/* One remote site that repld ships to: an entry of replication.targets, or
+ * the seed's replication.remote_url / remote_token as one target named after
+ * the URL's host. conf_finalize fills every field: a setting a target does
+ * not give comes from the replication.* key of the same name. */
+typedef struct {
+    char *name;  /* unique among the targets; names its cursor and state in the log (common/replog.h) */
+    char *url;   /* base URL of the target's storaged */
+    char *token; /* sent as the bearer token; NULL: none */
+    char *mode;  /* "async" */
+    uint32_t batch_size;
+    uint32_t workers;
+    uint32_t retry_attempts;
+    uint64_t retry_delay_ms;
+    uint64_t inline_threshold;
+    unsigned line; /* the config file line that defines it; 0 when derived from remote_url */
+} conf_target_t;
+
 typedef struct conf {
     /* site */
     char *site_id; /* default: hostname */
@@ -48,6 +67,10 @@ typedef struct conf {
     char *socket_path;          /* default "/run/comio/repld.sock" */
     char *ca_file;              /* default NULL: system CAs */
     uint64_t tombstone_ttl_ms;  /* replica: how long a DELETE's tombstone is kept; default 7 days, 0 = forever */
+    uint64_t max_clock_skew_ms; /* replication.max_clock_skew: a remote version further ahead of the local clock is counted; default
+                                   60 s */
+    conf_target_t *targets;     /* the sites to ship to; filled by conf_finalize when replication is enabled */
+    size_t ntargets;
 
     /* logging */
     log_level_t log_level; /* default info */
@@ -97,8 +120,12 @@ int conf_from_args(conf_t *c, int argc, char **argv, const char *const *extra, c
 
 /* Derives the remaining defaults (site_id from the hostname, meta_path from
  * storage_path, public_url from listen/port) and checks cross-key rules:
- * storage_path set when `need_storage`; remote_url set when replication is
- * enabled; tls cert and key both or neither. CIO_ECONFIG with a message. */
+ * storage_path set when `need_storage`; a target (remote_url) set when
+ * replication is enabled; tls cert and key both or neither. With replication
+ * enabled and no replication.targets, remote_url and remote_token become the
+ * one target, named after the URL's host (characters other than
+ * [A-Za-z0-9._-] become '-'); every target then gets the replication.*
+ * value of each setting it does not give. CIO_ECONFIG with a message. */
 int conf_finalize(conf_t *c, int need_storage, char *err, size_t errlen) CIO_MUST_CHECK;
 
 /* Writes the usage text for the shared flags of `prog` to stdout. */

@@ -5,7 +5,7 @@
 #include "proto/logrec.h"
 #include "proto/mpread.h"
 
-/* A record has 10 known fields; the cap leaves room for fields that later
+/* A record has 13 known fields; the cap leaves room for fields that later
  * versions may add while bounding the work a hostile record can cause. */
 _Static_assert(LOGREC_ORIGIN_MAX >= LIMIT_SITE_ID_MAX, "a record's origin is a site id");
 #define LOGREC_MAP_MAX 32
@@ -25,6 +25,9 @@ enum {
     F_CT = 1u << 7,
     F_MT = 1u << 8,
     F_O = 1u << 9,
+    F_H = 1u << 10,
+    F_PH = 1u << 11,
+    F_PO = 1u << 12,
 };
 
 #define REQ_COMMON (F_V | F_SEQ | F_OP | F_B | F_MT | F_O)
@@ -83,6 +86,9 @@ static int logrec_check(const logrec_t *r)
         return CIO_EINVAL;
     if (!str_ok(r->bucket, r->bucket_len, 1, LOGREC_BUCKET_MAX) || !str_ok(r->origin, r->origin_len, 1, LOGREC_ORIGIN_MAX))
         return CIO_EINVAL;
+    if (r->hlc == 0 || !str_ok(r->parent_origin, r->parent_origin_len, 0, LOGREC_ORIGIN_MAX) ||
+        (r->parent_hlc == 0) != (r->parent_origin_len == 0))
+        return CIO_EINVAL;
     if (r->op == LOGREC_PURGE) {
         if (r->key_len != 0)
             return CIO_EINVAL;
@@ -126,17 +132,21 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
 
-    size_t n = 7; /* v, seq, op, b, mt, o, + k */
+    size_t n = 8; /* v, seq, h, op, b, mt, o, + k */
     if (r->op == LOGREC_PURGE)
-        n = 6;
+        n = 7;
     else if (r->op == LOGREC_PUT)
         n += 3; /* sz, et, ct */
+    if (r->parent_hlc != 0)
+        n += 2; /* ph, po */
 
     if (msgpack_pack_map(&pk, n) != 0)
         goto fail;
     if (pack_key(&pk, "v") != 0 || msgpack_pack_uint64(&pk, LOGREC_FORMAT_VERSION) != 0)
         goto fail;
     if (pack_key(&pk, "seq") != 0 || msgpack_pack_uint64(&pk, r->seq) != 0)
+        goto fail;
+    if (pack_key(&pk, "h") != 0 || msgpack_pack_uint64(&pk, r->hlc) != 0)
         goto fail;
     if (pack_key(&pk, "op") != 0 || msgpack_pack_uint64(&pk, (uint64_t)r->op) != 0)
         goto fail;
@@ -155,6 +165,9 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
     if (pack_key(&pk, "mt") != 0 || msgpack_pack_int64(&pk, r->mtime_ms) != 0)
         goto fail;
     if (pack_str_field(&pk, "o", r->origin, r->origin_len) != 0)
+        goto fail;
+    if (r->parent_hlc != 0 && (pack_key(&pk, "ph") != 0 || msgpack_pack_uint64(&pk, r->parent_hlc) != 0 ||
+                               pack_str_field(&pk, "po", r->parent_origin, r->parent_origin_len) != 0))
         goto fail;
     return 0;
 
@@ -177,7 +190,7 @@ static int key_is(const char *k, size_t klen, const char *name)
 
 /* Decodes the value of one map entry whose key is k[0..klen). Sets the
  * field's bit in *seen; a known key seen twice is malformed. */
-static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, unsigned *seen)
+static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, unsigned *seen, uint64_t *format)
 {
     unsigned bit;
     uint64_t u;
@@ -205,6 +218,12 @@ static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, u
         bit = F_MT;
     else if (key_is(k, klen, "o"))
         bit = F_O;
+    else if (key_is(k, klen, "h"))
+        bit = F_H;
+    else if (key_is(k, klen, "ph"))
+        bit = F_PH;
+    else if (key_is(k, klen, "po"))
+        bit = F_PO;
     else
         return mpread_skip(rd); /* forward compatibility */
 
@@ -219,6 +238,7 @@ static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, u
         /* Refuse a newer format: it may change the meaning of known fields. */
         if (u < 1 || u > LOGREC_FORMAT_VERSION)
             return CIO_EPROTO;
+        *format = u;
         return 0;
     case F_SEQ:
         return mpread_uint(rd, &r->seq);
@@ -246,6 +266,12 @@ static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, u
         return mpread_str(rd, &r->content_type, &r->content_type_len, LOGREC_CTYPE_MAX);
     case F_MT:
         return mpread_int64(rd, &r->mtime_ms);
+    case F_H:
+        return mpread_uint(rd, &r->hlc);
+    case F_PH:
+        return mpread_uint(rd, &r->parent_hlc);
+    case F_PO:
+        return mpread_str(rd, &r->parent_origin, &r->parent_origin_len, LOGREC_ORIGIN_MAX);
     default: /* F_O */
         return mpread_str(rd, &r->origin, &r->origin_len, LOGREC_ORIGIN_MAX);
     }
@@ -262,6 +288,7 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
     mpread_t rd;
     size_t n;
     unsigned seen = 0;
+    uint64_t format = 0;
     int err;
 
     mpread_init(&rd, buf, len);
@@ -272,7 +299,7 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
         size_t klen;
         if ((err = mpread_str(&rd, &k, &klen, LOGREC_FIELD_NAME_MAX)) != 0)
             return err;
-        if ((err = decode_field(&rd, k, klen, &r, &seen)) != 0)
+        if ((err = decode_field(&rd, k, klen, &r, &seen, &format)) != 0)
             return err;
     }
     if (mpread_left(&rd) != 0)
@@ -295,11 +322,21 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
     }
     if (r.op != LOGREC_PUT && (seen & PUT_ONLY) != 0)
         return CIO_EPROTO;
+    if (format == 1) {
+        /* versions were seqs: a format-1 record has no version fields of its own */
+        if ((seen & (F_H | F_PH | F_PO)) != 0)
+            return CIO_EPROTO;
+        r.hlc = r.seq;
+    } else if ((seen & F_H) == 0 || r.hlc == 0 || (r.parent_hlc == 0) != (r.parent_origin_len == 0)) {
+        return CIO_EPROTO;
+    }
     /* Absent strings are "" rather than NULL, so callers may print them. */
     if (r.key == NULL)
         r.key = "";
     if (r.content_type == NULL)
         r.content_type = "";
+    if (r.parent_origin == NULL)
+        r.parent_origin = "";
     *out = r;
     return 0;
 }

@@ -13,7 +13,7 @@
 #include "common/err.h"
 #include "common/limits.h"
 
-#define LOGREC_FORMAT_VERSION 1
+#define LOGREC_FORMAT_VERSION 2            /* 2: versions are hybrid logical clock values (common/hlc.h) */
 #define LOGREC_BUCKET_MAX LIMIT_BUCKET_MAX /* a record carries what storaged accepts */
 #define LOGREC_KEY_MAX LIMIT_KEY_MAX
 #define LOGREC_CTYPE_MAX 255
@@ -28,7 +28,9 @@ typedef enum {
 /* A record. Strings are (pointer, length), not NUL-terminated. After
  * logrec_decode they point into the decoded buffer and live as long as it. */
 typedef struct {
-    uint64_t seq; /* log sequence number; also the version of the object */
+    uint64_t seq; /* the position in the log of the site that logged it (the cursor's unit) */
+    uint64_t hlc; /* the mutation's version (common/hlc.h); with `origin`, what last-writer-wins orders by.
+                     A format-1 record has none: the decoder sets it to seq (versions were seqs then) */
     logrec_op_t op;
     const char *bucket;
     size_t bucket_len; /* 1..LOGREC_BUCKET_MAX */
@@ -40,18 +42,25 @@ typedef struct {
     size_t content_type_len; /* PUT: 0..LOGREC_CTYPE_MAX; else 0 */
     int64_t mtime_ms;        /* modification time, ms since the Unix epoch */
     const char *origin;
-    size_t origin_len; /* site id where the mutation happened, 1..LOGREC_ORIGIN_MAX */
+    size_t origin_len;         /* site id where the mutation happened, 1..LOGREC_ORIGIN_MAX */
+    uint64_t parent_hlc;       /* the version the mutation replaced on its origin site (its parent): 0 when the key */
+    const char *parent_origin; /* held none there; parent_origin is then "" (0..LOGREC_ORIGIN_MAX) */
+    size_t parent_origin_len;
 } logrec_t;
 
 /* Appends the encoding of `r` to `out`. Returns 0, CIO_EINVAL if a field is
  * out of range (op unknown, lengths beyond the caps, a NULL string with a
  * non-zero length, or for DELETE/PURGE a non-zero size, etag or content type
- * length, or for PURGE a non-zero key length), or CIO_ENOMEM. On error `out`
+ * length, or for PURGE a non-zero key length, hlc 0, a parent origin without
+ * a parent version or the reverse), or CIO_ENOMEM. Always writes format
+ * LOGREC_FORMAT_VERSION; seq is written as given (the logging site's). On error `out`
  * is left as it was. `r`'s strings are only read during the call. */
 int logrec_encode(const logrec_t *r, msgpack_sbuffer *out) CIO_MUST_CHECK;
 
 /* Decodes exactly one record occupying all of buf[0..len). Strings in `r`
- * point into `buf` (an absent or empty key/content type is "" with length 0).
+ * point into `buf` (an absent or empty key/content type/parent origin is ""
+ * with length 0). Format 1 records (no "h", "ph", "po") decode with hlc =
+ * seq and no parent; in format 2 "h" (non-zero) is required.
  * Unknown map keys are ignored (forward compatibility); a missing "v" or a
  * format version outside 1..LOGREC_FORMAT_VERSION, a missing required field,
  * a known key given twice, a PUT-only field on another op, a wrong type, a

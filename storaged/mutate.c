@@ -48,6 +48,7 @@ static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op
         return 0;
     memset(&r, 0, sizeof(r));
     r.seq = j->version;
+    r.hlc = j->version; /* versions are still seqs here; the hybrid logical clock replaces them */
     r.op = op;
     r.bucket = j->bucket;
     r.bucket_len = j->blen;

@@ -60,7 +60,7 @@ static int site_append_puts(meta_t *m, int n, uint64_t size)
         r.mtime_ms = 1;
         r.origin = "site-a";
         r.origin_len = 6;
-        if (replog_next_seq(m, txn, &r.seq) != 0 || replog_append(m, txn, &r) != 0) {
+        if (replog_next_seq(m, txn, &r.seq) != 0 || (r.hlc = r.seq, replog_append(m, txn, &r)) != 0) {
             mdb_txn_abort(txn);
             return -1;
         }

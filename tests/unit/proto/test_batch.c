@@ -22,6 +22,7 @@ static void encode_rec(msgpack_sbuffer *sb, logrec_op_t op, uint64_t seq, uint64
     logrec_t r;
     memset(&r, 0, sizeof(r));
     r.seq = seq;
+    r.hlc = seq;
     r.op = op;
     r.bucket = "bkt";
     r.bucket_len = 3;
