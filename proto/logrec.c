@@ -327,6 +327,8 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
         if ((seen & (F_H | F_PH | F_PO)) != 0)
             return CIO_EPROTO;
         r.hlc = r.seq;
+        if (r.hlc == 0) /* seqs start at 1: no record has version 0 */
+            return CIO_EPROTO;
     } else if ((seen & F_H) == 0 || r.hlc == 0 || (r.parent_hlc == 0) != (r.parent_origin_len == 0)) {
         return CIO_EPROTO;
     }

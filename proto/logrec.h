@@ -60,7 +60,8 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out) CIO_MUST_CHECK;
 /* Decodes exactly one record occupying all of buf[0..len). Strings in `r`
  * point into `buf` (an absent or empty key/content type/parent origin is ""
  * with length 0). Format 1 records (no "h", "ph", "po") decode with hlc =
- * seq and no parent; in format 2 "h" (non-zero) is required.
+ * seq (seq 0 is then malformed: seqs start at 1) and no parent; in format 2
+ * "h" (non-zero) is required.
  * Unknown map keys are ignored (forward compatibility); a missing "v" or a
  * format version outside 1..LOGREC_FORMAT_VERSION, a missing required field,
  * a known key given twice, a PUT-only field on another op, a wrong type, a
