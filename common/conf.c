@@ -1394,6 +1394,16 @@ int conf_finalize(conf_t *c, int need_storage, char *err, size_t errlen)
         if (c->public_url == NULL)
             goto nomem;
     }
+    /* A copied config that still names its own site as a target would ship every write back to itself. */
+    for (size_t i = 0; i < c->ntargets; i++) {
+        char shown[CONF_SHOW_MAX + 4];
+        if (c->targets[i].line != 0 && conf_same_url(c->targets[i].url, c->public_url)) {
+            conf_err(err, errlen,
+                     "replication.targets[%zu].url: '%s' is this site's own public_url: a site does not ship to itself", i,
+                     conf_show(c->targets[i].url, strlen(c->targets[i].url), shown));
+            return CIO_ECONFIG;
+        }
+    }
     return CIO_OK;
 
 nomem:

@@ -58,7 +58,7 @@ typedef struct conf {
     /* replication */
     int repl_enabled; /* default 0 */
     char *repl_mode;  /* default "async"; only "async" accepted */
-    char *remote_url; /* required when enabled (checked by conf_finalize) */
+    char *remote_url; /* the seed's one target; with enabled, it or targets is required (checked by conf_finalize) */
     char *remote_token;
     char *accept_token;         /* default NULL: replica refuses every batch */
     uint32_t batch_size;        /* default 100, 1..10000 */
@@ -133,8 +133,8 @@ int conf_from_args(conf_t *c, int argc, char **argv, const char *const *extra, c
  * storage_path, public_url from listen/port) and checks cross-key rules:
  * storage_path set when `need_storage`; replication.targets or remote_url set
  * when replication is enabled; not both targets and remote_url (or
- * remote_token), which flags may have added to a file's list; tls cert and key
- * both or neither. With replication enabled and no replication.targets,
+ * remote_token), which flags may have added to a file's list; no listed
+ * target at this site's own public_url; tls cert and key both or neither. With replication enabled and no replication.targets,
  * remote_url and remote_token become the one target, named after the URL's
  * host (characters other than [A-Za-z0-9._-] become '-'); every target then
  * gets the replication.* value of each setting it does not give, whatever

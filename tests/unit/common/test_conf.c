@@ -1299,6 +1299,17 @@ static void test_targets_exclusive(void)
     CHECK(c.repl_enabled == 1 && c.ntargets == 1 && strcmp(c.targets[0].token, "t") == 0);
     conf_free(&c);
 
+    /* a target that is this very site, by its explicit or derived public_url */
+    expect_finalize_err("server: {public_url: 'https://a.example.com'}\n"
+                        "replication:\n  targets: [{name: b, url: 'http://b'}, {name: a, url: 'https://A.example.com/'}]\n",
+                        "replication.targets[1].url: 'https://A.example.com/' is this site's own public_url: a site does not "
+                        "ship to itself");
+    expect_finalize_err("server: {port: 9100}\nreplication:\n  targets: [{name: a, url: 'http://127.0.0.1:9100'}]\n",
+                        "replication.targets[0].url: 'http://127.0.0.1:9100' is this site's own public_url: a site does not "
+                        "ship to itself");
+    load_final("server: {port: 9100}\nreplication:\n  targets: [{name: b, url: 'http://127.0.0.1:9101'}]\n", &c);
+    conf_free(&c);
+
     /* enabled with neither */
     expect_finalize_err("replication:\n  enabled: true\n  accept_token: a\n",
                         "replication.targets or replication.remote_url is required when replication.enabled is true "
