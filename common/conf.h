@@ -21,7 +21,7 @@
  * the seed's replication.remote_url / remote_token as one target named after
  * the URL's host. conf_finalize fills every field: a setting a target does
  * not give comes from the replication.* key of the same name, whatever order
- * the keys stand in and whichever value (0 too) the target gives. */
+ * the keys stand in; a value the target gives, 0 included, is kept. */
 typedef struct {
     char *name;  /* unique among the targets; names its cursor and state in the log (common/replog.h) */
     char *url;   /* base URL of the target's storaged */
@@ -134,11 +134,12 @@ int conf_from_args(conf_t *c, int argc, char **argv, const char *const *extra, c
  * storage_path set when `need_storage`; replication.targets or remote_url set
  * when replication is enabled; not both targets and remote_url (or
  * remote_token), which flags may have added to a file's list; no listed
- * target at this site's own public_url; tls cert and key both or neither. With replication enabled and no replication.targets,
- * remote_url and remote_token become the one target, named after the URL's
- * host (characters other than [A-Za-z0-9._-] become '-'); every target then
- * gets the replication.* value of each setting it does not give, whatever
- * order the file gave them in. May be called again: the result is the same.
+ * target at this site's own public_url; tls cert and key both or neither.
+ * With replication enabled and no replication.targets, remote_url and
+ * remote_token become the one target, named after the URL's host
+ * (characters other than [A-Za-z0-9._-] become '-'); every target then gets
+ * the replication.* value of each setting it does not give, whatever order
+ * the file gave them in. May be called again: the result is the same.
  * CIO_ECONFIG with a message; CIO_ENOMEM. */
 int conf_finalize(conf_t *c, int need_storage, char *err, size_t errlen) CIO_MUST_CHECK;
 
