@@ -29,8 +29,9 @@ typedef enum {
     CONF_STRING_SET, /* has a fixed default; may not be emptied */
     CONF_URL,        /* http:// or https://, "" unsets it */
     CONF_SITE_ID,
-    CONF_TOKEN,      /* printable ASCII, "" unsets it */
-    CONF_TOKEN_FILE, /* fills the CONF_TOKEN field at the same offset */
+    CONF_TARGET_NAME, /* a target's name: like a site id, at most CONF_TARGET_NAME_MAX bytes */
+    CONF_TOKEN,       /* printable ASCII, "" unsets it */
+    CONF_TOKEN_FILE,  /* fills the CONF_TOKEN field at the same offset */
     CONF_INT,
     CONF_SIZE,
     CONF_DURATION,
@@ -38,15 +39,18 @@ typedef enum {
     CONF_MODE,
     CONF_LEVEL,
     CONF_FORMAT,
+    CONF_TARGETS, /* replication.targets: a sequence of mappings read with conf_target_keys */
 } conf_kind_t;
 
 typedef struct {
-    const char *key; /* full dotted YAML path */
+    const char *key; /* full dotted YAML path; in conf_target_keys, the name inside a target */
     conf_kind_t kind;
-    size_t off;          /* the conf_t field it sets */
+    size_t off;          /* the field it sets: of conf_t, or of conf_target_t in conf_target_keys */
     unsigned width;      /* CONF_INT: size of that field */
-    uint32_t min, max;   /* CONF_INT: accepted range */
+    uint32_t min, max;   /* CONF_INT: accepted range (a target's override takes the range of `inherit`) */
     const char *partner; /* CONF_TOKEN(_FILE): the other way to set the same token */
+    const char *inherit; /* conf_target_keys: the replication.* key a target that does not give it inherits */
+    int required;        /* "" and null are refused, not "unset" */
 } conf_key_t;
 
 /* clang-format off */
@@ -55,6 +59,9 @@ typedef struct {
 #define CONF_INTKEY(k, field, lo, hi)                                                                                              \
     {.key = (k), .kind = CONF_INT, .off = offsetof(conf_t, field), .width = sizeof(((conf_t *)0)->field), .min = (lo), .max = (hi)}
 #define CONF_TOKKEY(k, kd, field, other) {.key = (k), .kind = (kd), .off = offsetof(conf_t, field), .partner = (other)}
+#define CONF_TGTKEY(k, kd, field, from) {.key = (k), .kind = (kd), .off = offsetof(conf_target_t, field), .inherit = (from)}
+#define CONF_TGTINTKEY(k, field, from)                                                                                             \
+    {.key = (k), .kind = CONF_INT, .off = offsetof(conf_target_t, field), .width = sizeof(((conf_target_t *)0)->field), .inherit = (from)}
 /* clang-format on */
 
 static const conf_key_t conf_keys[] = {
@@ -93,6 +100,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("replication.ca_file", CONF_STRING, ca_file),
     CONF_KEY("replication.tombstone_ttl", CONF_DURATION, tombstone_ttl_ms),
     CONF_KEY("replication.max_clock_skew", CONF_DURATION, max_clock_skew_ms),
+    CONF_KEY("replication.targets", CONF_TARGETS, targets),
     CONF_SEC("logging"),
     CONF_KEY("logging.level", CONF_LEVEL, log_level),
     CONF_KEY("logging.format", CONF_FORMAT, log_json),
@@ -102,6 +110,44 @@ static const conf_key_t conf_keys[] = {
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
 /* Duplicate detection keeps one bit per key in a uint64_t. */
 _Static_assert(CONF_NKEYS <= 64, "conf_keys outgrew the seen-bitmask");
+
+/* The keys of one entry of replication.targets. A key with `inherit` overrides
+ * that replication.* key for this target, with the same type and range; a
+ * target that does not give it gets the replication.* value in conf_finalize. */
+static const conf_key_t conf_target_keys[] = {
+    {.key = "name", .kind = CONF_TARGET_NAME, .off = offsetof(conf_target_t, name), .required = 1},
+    {.key = "url", .kind = CONF_URL, .off = offsetof(conf_target_t, url), .required = 1},
+    {.key = "token", .kind = CONF_TOKEN, .off = offsetof(conf_target_t, token), .partner = "token_file"},
+    {.key = "token_file", .kind = CONF_TOKEN_FILE, .off = offsetof(conf_target_t, token), .partner = "token"},
+    CONF_TGTKEY("mode", CONF_MODE, mode, "replication.mode"),
+    CONF_TGTINTKEY("batch_size", batch_size, "replication.batch_size"),
+    CONF_TGTINTKEY("workers", workers, "replication.workers"),
+    CONF_TGTINTKEY("retry_attempts", retry_attempts, "replication.retry_attempts"),
+    CONF_TGTKEY("retry_delay", CONF_DURATION, retry_delay_ms, "replication.retry_delay"),
+    CONF_TGTKEY("inline_threshold", CONF_SIZE, inline_threshold, "replication.inline_threshold"),
+};
+
+#define CONF_NTARGET_KEYS (sizeof(conf_target_keys) / sizeof(conf_target_keys[0]))
+_Static_assert(CONF_NTARGET_KEYS <= 32, "conf_target_keys outgrew conf_target_t.given");
+/* conf_finalize copies an inherited setting by its kind: the widths must agree. */
+_Static_assert(sizeof(((conf_target_t *)0)->batch_size) == sizeof(uint32_t) &&
+                   sizeof(((conf_t *)0)->batch_size) == sizeof(uint32_t) &&
+                   sizeof(((conf_target_t *)0)->workers) == sizeof(uint32_t) &&
+                   sizeof(((conf_t *)0)->workers) == sizeof(uint32_t) &&
+                   sizeof(((conf_target_t *)0)->retry_attempts) == sizeof(uint32_t) &&
+                   sizeof(((conf_t *)0)->retry_attempts) == sizeof(uint32_t),
+               "a target's integer settings are uint32_t, as the replication.* ones");
+
+/* Keys that one file may not give together (a token and its _file form are
+ * the `partner` rule above): a list of targets replaces the seed's single
+ * remote, and its tokens are per target. */
+static const struct {
+    const char *a, *b, *hint;
+} conf_exclusive[] = {
+    {"replication.targets", "replication.remote_url", "use one: list the remote site as a target"},
+    {"replication.targets", "replication.remote_token", "give each target its token or token_file"},
+    {"replication.targets", "replication.remote_token_file", "give each target its token or token_file"},
+};
 
 typedef struct {
     const char *flag;
@@ -228,17 +274,28 @@ static int conf_parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *
     return CIO_OK;
 }
 
-static int conf_valid_site_id(const char *s)
+/* 1..max bytes of [A-Za-z0-9._-]: a site id, a target's name. */
+static int conf_valid_name(const char *s, size_t max)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > LIMIT_SITE_ID_MAX)
+    if (n == 0 || n > max)
         return 0;
     for (; *s != '\0'; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' ||
               *s == '-'))
             return 0;
     return 1;
+}
+
+static int conf_valid_site_id(const char *s)
+{
+    return conf_valid_name(s, LIMIT_SITE_ID_MAX);
+}
+
+static int conf_valid_target_name(const char *s)
+{
+    return conf_valid_name(s, CONF_TARGET_NAME_MAX);
 }
 
 /* Tokens end up in an HTTP header: refuse anything that could split it. */
@@ -315,13 +372,14 @@ fail:
     return rc;
 }
 
-/* Sets the field of `k` from val[0..len). `name` is what the message calls the
+/* Sets the field of `k` in `obj` (a conf_t, or a conf_target_t for
+ * conf_target_keys) from val[0..len). `name` is what the message calls the
  * setting (the dotted key, or the flag). `is_null` marks a YAML null (~).
  * On failure writes one line into msg and returns CIO_ECONFIG or CIO_ENOMEM. */
-static int conf_set(conf_t *c, const conf_key_t *k, const char *name, const char *val, size_t len, int is_null, char *msg,
+static int conf_set(void *obj, const conf_key_t *k, const char *name, const char *val, size_t len, int is_null, char *msg,
                     size_t msglen)
 {
-    char *base = (char *)c, shown[CONF_SHOW_MAX + 4], *s;
+    char *base = obj, shown[CONF_SHOW_MAX + 4], *s;
     char **strp = (char **)(void *)(base + k->off);
     int is_secret = k->kind == CONF_TOKEN;
     uint64_t u64;
@@ -344,12 +402,20 @@ static int conf_set(conf_t *c, const conf_key_t *k, const char *name, const char
         conf_err(msg, msglen, "%s: expected a mapping, got '%s'", name, shown);
         return CIO_ECONFIG;
 
+    case CONF_TARGETS:
+        if (is_null || len == 0)
+            conf_err(msg, msglen, "%s: expected a list of targets, got an empty value", name);
+        else
+            conf_err(msg, msglen, "%s: expected a list of targets, got '%s'", name, shown);
+        return CIO_ECONFIG;
+
     case CONF_STRING:
     case CONF_STRING_SET:
     case CONF_URL:
     case CONF_SITE_ID:
+    case CONF_TARGET_NAME:
     case CONF_TOKEN:
-        if (is_null || len == 0) {
+        if ((is_null || len == 0) && !k->required) {
             if (k->kind == CONF_STRING_SET) {
                 conf_err(msg, msglen, "%s: must not be empty", name);
                 return CIO_ECONFIG;
@@ -370,6 +436,11 @@ static int conf_set(conf_t *c, const conf_key_t *k, const char *name, const char
         }
         if (k->kind == CONF_SITE_ID && !conf_valid_site_id(val)) {
             conf_err(msg, msglen, "%s: expected 1 to %d letters, digits, '.', '_' or '-', got '%s'", name, LIMIT_SITE_ID_MAX,
+                     shown);
+            return CIO_ECONFIG;
+        }
+        if (k->kind == CONF_TARGET_NAME && !conf_valid_target_name(val)) {
+            conf_err(msg, msglen, "%s: expected 1 to %d letters, digits, '.', '_' or '-', got '%s'", name, CONF_TARGET_NAME_MAX,
                      shown);
             return CIO_ECONFIG;
         }
@@ -470,6 +541,21 @@ nomem:
     return CIO_ENOMEM;
 }
 
+/* Frees targets[0..n) and the array (NULL: nothing), wiping the tokens. */
+static void conf_targets_free(conf_target_t *targets, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        conf_target_t *t = &targets[i];
+        if (t->token != NULL)
+            explicit_bzero(t->token, strlen(t->token));
+        free(t->name);
+        free(t->url);
+        free(t->token);
+        free(t->mode);
+    }
+    free(targets);
+}
+
 int conf_init(conf_t *c)
 {
     memset(c, 0, sizeof(*c));
@@ -509,16 +595,7 @@ void conf_free(conf_t *c)
             explicit_bzero(*strs[i], strlen(*strs[i]));
         free(*strs[i]);
     }
-    for (size_t i = 0; i < c->ntargets; i++) {
-        conf_target_t *t = &c->targets[i];
-        if (t->token != NULL)
-            explicit_bzero(t->token, strlen(t->token));
-        free(t->name);
-        free(t->url);
-        free(t->token);
-        free(t->mode);
-    }
-    free(c->targets);
+    conf_targets_free(c->targets, c->ntargets);
     memset(c, 0, sizeof(*c));
 }
 
@@ -606,6 +683,7 @@ static int conf_yaml_is_null(const yaml_event_t *ev)
 }
 
 static int conf_yaml_mapping(conf_yaml_t *y, const conf_key_t *section);
+static int conf_yaml_targets(conf_yaml_t *y, const conf_key_t *k);
 
 /* Handles the value event of key `k` (already current). */
 static int conf_yaml_value(conf_yaml_t *y, const conf_key_t *k)
@@ -619,9 +697,13 @@ static int conf_yaml_value(conf_yaml_t *y, const conf_key_t *k)
     case YAML_ALIAS_EVENT:
         return conf_yaml_fail(y, line, "%s: aliases (*name) are not supported", k->key);
     case YAML_SEQUENCE_START_EVENT:
+        if (k->kind == CONF_TARGETS)
+            return conf_yaml_targets(y, k);
         return conf_yaml_fail(y, line, "%s: expected %s, got a sequence", k->key,
                               k->kind == CONF_SECTION ? "a mapping" : "a single value");
     case YAML_MAPPING_START_EVENT:
+        if (k->kind == CONF_TARGETS)
+            return conf_yaml_fail(y, line, "%s: expected a list of targets, got a mapping (write '- ' before each target)", k->key);
         if (k->kind != CONF_SECTION)
             return conf_yaml_fail(y, line, "%s: expected a single value, got a mapping", k->key);
         return conf_yaml_mapping(y, k);
@@ -682,6 +764,14 @@ static int conf_yaml_mapping(conf_yaml_t *y, const conf_key_t *section)
             return conf_yaml_fail(y, line, "unknown key '%s%s%s'", prefix, dot, conf_show(kstr, klen, shown));
         if (y->seen & (1ULL << (k - conf_keys)))
             return conf_yaml_fail(y, line, "duplicate key '%s'", k->key);
+        for (size_t i = 0; i < sizeof(conf_exclusive) / sizeof(conf_exclusive[0]); i++) {
+            const char *other = strcmp(k->key, conf_exclusive[i].a) == 0   ? conf_exclusive[i].b
+                                : strcmp(k->key, conf_exclusive[i].b) == 0 ? conf_exclusive[i].a
+                                                                           : NULL;
+            const conf_key_t *o = other != NULL ? conf_key_find(other, strlen(other)) : NULL;
+            if (o != NULL && (y->seen & (1ULL << (o - conf_keys))))
+                return conf_yaml_fail(y, line, "%s: cannot be used together with %s: %s", k->key, o->key, conf_exclusive[i].hint);
+        }
         y->seen |= 1ULL << (k - conf_keys);
 
         if ((rc = conf_yaml_next(y)) != CIO_OK)
@@ -689,6 +779,175 @@ static int conf_yaml_mapping(conf_yaml_t *y, const conf_key_t *section)
         if ((rc = conf_yaml_value(y, k)) != CIO_OK)
             return rc;
     }
+}
+
+/* ---- replication.targets ---- */
+
+/* Two URLs name the same site when they differ at most in case and in
+ * trailing slashes. */
+static int conf_same_url(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+
+    while (na > 0 && a[na - 1] == '/')
+        na--;
+    while (nb > 0 && b[nb - 1] == '/')
+        nb--;
+    return na == nb && strncasecmp(a, b, na) == 0;
+}
+
+/* Reads the value of key `k` of targets[index] (its event is current);
+ * `name` is the full key for messages ("replication.targets[1].url"). */
+static int conf_yaml_target_value(conf_yaml_t *y, conf_target_t *targets, size_t index, const conf_key_t *k, const char *name)
+{
+    yaml_event_t *ev = &y->ev;
+    size_t line = conf_yaml_line(ev);
+    conf_target_t *t = &targets[index];
+    char msg[CONF_MSG_MAX], shown[CONF_SHOW_MAX + 4];
+    conf_key_t key = *k;
+    int rc;
+
+    switch (ev->type) {
+    case YAML_ALIAS_EVENT:
+        return conf_yaml_fail(y, line, "%s: aliases (*name) are not supported", name);
+    case YAML_SEQUENCE_START_EVENT:
+        return conf_yaml_fail(y, line, "%s: expected a single value, got a sequence", name);
+    case YAML_MAPPING_START_EVENT:
+        return conf_yaml_fail(y, line, "%s: expected a single value, got a mapping", name);
+    case YAML_SCALAR_EVENT:
+        break;
+    default:
+        return conf_yaml_fail(y, line, "%s: unexpected YAML event", name);
+    }
+    if (key.kind == CONF_INT) { /* the range of the replication.* key it overrides */
+        const conf_key_t *g = conf_key_find(key.inherit, strlen(key.inherit));
+        key.min = g->min;
+        key.max = g->max;
+    }
+    rc = conf_set(t, &key, name, (const char *)ev->data.scalar.value, ev->data.scalar.length, conf_yaml_is_null(ev), msg,
+                  sizeof(msg));
+    if (rc == CIO_ENOMEM) {
+        conf_err(y->err, y->errlen, "%s: %s", y->path, msg);
+        return rc;
+    }
+    if (rc != CIO_OK)
+        return conf_yaml_fail(y, line, "%s", msg);
+    for (size_t j = 0; j < index; j++) {
+        if (key.off == offsetof(conf_target_t, name) && strcmp(targets[j].name, t->name) == 0)
+            return conf_yaml_fail(y, line, "%s: '%s' is already the name of targets[%zu]", name,
+                                  conf_show(t->name, strlen(t->name), shown), j);
+        if (key.off == offsetof(conf_target_t, url) && conf_same_url(targets[j].url, t->url))
+            return conf_yaml_fail(y, line, "%s: '%s' is already the url of targets[%zu]", name,
+                                  conf_show(t->url, strlen(t->url), shown), j);
+    }
+    return CIO_OK;
+}
+
+/* Reads targets[index], whose mapping-start event (at `line`) was just
+ * consumed. targets[0..index) are complete. */
+static int conf_yaml_target(conf_yaml_t *y, conf_target_t *targets, size_t index, size_t line)
+{
+    conf_target_t *t = &targets[index];
+    char prefix[64], full[CONF_KEY_MAX], shown[CONF_SHOW_MAX + 4];
+    const conf_key_t *k;
+    uint32_t seen = 0;
+    size_t kline, klen;
+    const char *kstr;
+    int rc;
+
+    snprintf(prefix, sizeof(prefix), "replication.targets[%zu]", index);
+    for (;;) {
+        if ((rc = conf_yaml_next(y)) != CIO_OK)
+            return rc;
+        if (y->ev.type == YAML_MAPPING_END_EVENT)
+            break;
+        kline = conf_yaml_line(&y->ev);
+        if (y->ev.type == YAML_ALIAS_EVENT)
+            return conf_yaml_fail(y, kline, "%s: aliases (*name) are not supported", prefix);
+        if (y->ev.type != YAML_SCALAR_EVENT)
+            return conf_yaml_fail(y, kline, "%s: keys must be plain names", prefix);
+        kstr = (const char *)y->ev.data.scalar.value;
+        klen = y->ev.data.scalar.length;
+        k = NULL;
+        for (size_t i = 0; i < CONF_NTARGET_KEYS && memchr(kstr, '\0', klen) == NULL; i++)
+            if (strlen(conf_target_keys[i].key) == klen && memcmp(conf_target_keys[i].key, kstr, klen) == 0)
+                k = &conf_target_keys[i];
+        if (k == NULL)
+            return conf_yaml_fail(y, kline, "unknown key '%s.%s'", prefix, conf_show(kstr, klen, shown));
+        snprintf(full, sizeof(full), "%s.%s", prefix, k->key);
+        if (seen & (1U << (k - conf_target_keys)))
+            return conf_yaml_fail(y, kline, "duplicate key '%s'", full);
+        for (size_t i = 0; k->partner != NULL && i < CONF_NTARGET_KEYS; i++)
+            if (strcmp(conf_target_keys[i].key, k->partner) == 0 && (seen & (1U << i)))
+                return conf_yaml_fail(y, kline, "%s: cannot be used together with %s.%s", full, prefix, k->partner);
+        seen |= 1U << (k - conf_target_keys);
+        if ((rc = conf_yaml_next(y)) != CIO_OK)
+            return rc;
+        if ((rc = conf_yaml_target_value(y, targets, index, k, full)) != CIO_OK)
+            return rc;
+    }
+    t->line = (unsigned)line;
+    t->given = seen;
+    if (t->name == NULL)
+        return conf_yaml_fail(y, line, "%s.name: missing (every target needs a name and a url)", prefix);
+    if (t->url == NULL)
+        return conf_yaml_fail(y, line, "%s.url: missing (every target needs a name and a url)", prefix);
+    return CIO_OK;
+}
+
+/* Reads the list of replication.targets (key `k`), whose sequence-start
+ * event is current, and replaces c->targets with it once it is whole. */
+static int conf_yaml_targets(conf_yaml_t *y, const conf_key_t *k)
+{
+    conf_target_t *list;
+    size_t n = 0, line = conf_yaml_line(&y->ev), iline;
+    char shown[CONF_SHOW_MAX + 4];
+    int rc;
+
+    if ((list = calloc(CONF_TARGETS_MAX, sizeof(*list))) == NULL) {
+        conf_err(y->err, y->errlen, "%s: out of memory", y->path);
+        return CIO_ENOMEM;
+    }
+    for (;;) {
+        if ((rc = conf_yaml_next(y)) != CIO_OK)
+            goto fail;
+        if (y->ev.type == YAML_SEQUENCE_END_EVENT)
+            break;
+        iline = conf_yaml_line(&y->ev);
+        rc = CIO_ECONFIG;
+        if (n == CONF_TARGETS_MAX) {
+            conf_yaml_fail(y, iline, "%s: at most %d targets", k->key, CONF_TARGETS_MAX);
+            goto fail;
+        }
+        switch (y->ev.type) {
+        case YAML_MAPPING_START_EVENT:
+            break;
+        case YAML_ALIAS_EVENT:
+            conf_yaml_fail(y, iline, "%s[%zu]: aliases (*name) are not supported", k->key, n);
+            goto fail;
+        case YAML_SCALAR_EVENT:
+            conf_yaml_fail(y, iline, "%s[%zu]: expected a mapping (name:, url:, ...), got '%s'", k->key, n,
+                           conf_show((const char *)y->ev.data.scalar.value, y->ev.data.scalar.length, shown));
+            goto fail;
+        default:
+            conf_yaml_fail(y, iline, "%s[%zu]: expected a mapping (name:, url:, ...), got a sequence", k->key, n);
+            goto fail;
+        }
+        n++;
+        if ((rc = conf_yaml_target(y, list, n - 1, iline)) != CIO_OK)
+            goto fail;
+    }
+    if (n == 0) {
+        rc = conf_yaml_fail(y, line, "%s: expected at least one target, got an empty list", k->key);
+        goto fail;
+    }
+    conf_targets_free(y->c->targets, y->c->ntargets);
+    y->c->targets = list;
+    y->c->ntargets = n;
+    return CIO_OK;
+fail:
+    conf_targets_free(list, n);
+    return rc;
 }
 
 /* Starts a fresh parser over the text; the previous one, if any, is gone. */
@@ -1010,11 +1269,34 @@ static char *conf_target_name_from_url(const char *url)
     return strdup(name);
 }
 
-/* Makes remote_url the one target when no replication.targets were given,
- * and gives every target the replication.* settings it does not set. */
+/* Gives target t the value of the replication.* key `g` for its setting `k`. */
+static int conf_target_inherit(const conf_t *c, conf_target_t *t, const conf_key_t *k, const conf_key_t *g)
+{
+    const char *from = (const char *)c + g->off;
+    char *to = (char *)t + k->off, *s;
+
+    switch (k->kind) {
+    case CONF_MODE:
+        if ((s = strdup(*(char *const *)(const void *)from)) == NULL)
+            return CIO_ENOMEM;
+        free(*(char **)(void *)to);
+        *(char **)(void *)to = s;
+        return CIO_OK;
+    case CONF_INT:
+        *(uint32_t *)(void *)to = *(const uint32_t *)(const void *)from;
+        return CIO_OK;
+    default: /* CONF_SIZE, CONF_DURATION */
+        *(uint64_t *)(void *)to = *(const uint64_t *)(const void *)from;
+        return CIO_OK;
+    }
+}
+
+/* Makes remote_url the one target when no replication.targets were given
+ * (only when replication is enabled), and gives every target the
+ * replication.* value of each setting it does not give itself. */
 static int conf_targets_finalize(conf_t *c, char *err, size_t errlen)
 {
-    if (c->ntargets == 0 && c->remote_url != NULL) {
+    if (c->ntargets == 0 && c->remote_url != NULL && c->repl_enabled) {
         conf_target_t *t = calloc(1, sizeof(*t));
         if (t == NULL)
             goto nomem;
@@ -1026,18 +1308,13 @@ static int conf_targets_finalize(conf_t *c, char *err, size_t errlen)
     }
     for (size_t i = 0; i < c->ntargets; i++) {
         conf_target_t *t = &c->targets[i];
-        if (t->mode == NULL && (t->mode = strdup(c->repl_mode)) == NULL)
-            goto nomem;
-        if (t->batch_size == 0)
-            t->batch_size = c->batch_size;
-        if (t->workers == 0)
-            t->workers = c->workers;
-        if (t->retry_attempts == 0)
-            t->retry_attempts = c->retry_attempts;
-        if (t->retry_delay_ms == 0)
-            t->retry_delay_ms = c->retry_delay_ms;
-        if (t->inline_threshold == 0)
-            t->inline_threshold = c->inline_threshold;
+        for (size_t j = 0; j < CONF_NTARGET_KEYS; j++) {
+            const conf_key_t *k = &conf_target_keys[j];
+            if (k->inherit == NULL || (t->given & (1U << j)))
+                continue;
+            if (conf_target_inherit(c, t, k, conf_key_find(k->inherit, strlen(k->inherit))) != CIO_OK)
+                goto nomem;
+        }
     }
     return CIO_OK;
 nomem:
@@ -1083,13 +1360,27 @@ int conf_finalize(conf_t *c, int need_storage, char *err, size_t errlen)
         conf_err(err, errlen, "server.tls.cert and server.tls.key must be set together");
         return CIO_ECONFIG;
     }
-    if (c->repl_enabled && c->remote_url == NULL) {
+    /* A listed target has the line of its mapping; the one made of remote_url by an earlier call has 0. */
+    if (c->ntargets > 0 && c->targets[0].line != 0) {
+        if (c->remote_url != NULL) {
+            conf_err(err, errlen,
+                     "replication.targets and replication.remote_url (--replication-remote) cannot both be set: use one");
+            return CIO_ECONFIG;
+        }
+        if (c->remote_token != NULL) {
+            conf_err(err, errlen,
+                     "replication.remote_token (--replication-token) cannot be used with replication.targets: "
+                     "give each target its token or token_file");
+            return CIO_ECONFIG;
+        }
+    }
+    if (c->repl_enabled && c->remote_url == NULL && c->ntargets == 0) {
         conf_err(err, errlen,
-                 "replication.remote_url is required when replication.enabled is true "
-                 "(set it in the config file or with --replication-remote)");
+                 "replication.targets or replication.remote_url is required when replication.enabled is true "
+                 "(list the sites to ship to in the config file, or give one with --replication-remote)");
         return CIO_ECONFIG;
     }
-    if (c->repl_enabled && (ret = conf_targets_finalize(c, err, errlen)) != 0)
+    if ((ret = conf_targets_finalize(c, err, errlen)) != 0)
         return ret;
     if (c->public_url == NULL) {
         const char *host = c->listen;
@@ -1102,6 +1393,16 @@ int conf_finalize(conf_t *c, int need_storage, char *err, size_t errlen)
             c->public_url = conf_strfmt("%s://%s:%u", scheme, host, (unsigned)c->port);
         if (c->public_url == NULL)
             goto nomem;
+    }
+    /* A copied config that still names its own site as a target would ship every write back to itself. */
+    for (size_t i = 0; i < c->ntargets; i++) {
+        char shown[CONF_SHOW_MAX + 4];
+        if (c->targets[i].line != 0 && conf_same_url(c->targets[i].url, c->public_url)) {
+            conf_err(err, errlen,
+                     "replication.targets[%zu].url: '%s' is this site's own public_url: a site does not ship to itself", i,
+                     conf_show(c->targets[i].url, strlen(c->targets[i].url), shown));
+            return CIO_ECONFIG;
+        }
     }
     return CIO_OK;
 

@@ -15,22 +15,25 @@
 #include "common/log.h"
 
 #define CONF_TARGET_NAME_MAX 63 /* bytes of a target's name: [A-Za-z0-9._-] */
+#define CONF_TARGETS_MAX 32     /* entries of replication.targets */
 
 /* One remote site that repld ships to: an entry of replication.targets, or
  * the seed's replication.remote_url / remote_token as one target named after
  * the URL's host. conf_finalize fills every field: a setting a target does
- * not give comes from the replication.* key of the same name. */
+ * not give comes from the replication.* key of the same name, whatever order
+ * the keys stand in; a value the target gives, 0 included, is kept. */
 typedef struct {
     char *name;  /* unique among the targets; names its cursor and state in the log (common/replog.h) */
     char *url;   /* base URL of the target's storaged */
-    char *token; /* sent as the bearer token; NULL: none */
+    char *token; /* sent as the bearer token; NULL: none. A secret: conf_free wipes it */
     char *mode;  /* "async" */
     uint32_t batch_size;
     uint32_t workers;
     uint32_t retry_attempts;
     uint64_t retry_delay_ms;
     uint64_t inline_threshold;
-    unsigned line; /* the config file line that defines it; 0 when derived from remote_url */
+    unsigned line;  /* the config file line of the target's mapping; 0 when derived from remote_url */
+    uint32_t given; /* private to conf.c: which settings the target gave itself (the others are inherited) */
 } conf_target_t;
 
 typedef struct conf {
@@ -55,7 +58,7 @@ typedef struct conf {
     /* replication */
     int repl_enabled; /* default 0 */
     char *repl_mode;  /* default "async"; only "async" accepted */
-    char *remote_url; /* required when enabled (checked by conf_finalize) */
+    char *remote_url; /* the seed's one target; with enabled, it or targets is required (checked by conf_finalize) */
     char *remote_token;
     char *accept_token;         /* default NULL: replica refuses every batch */
     uint32_t batch_size;        /* default 100, 1..10000 */
@@ -69,7 +72,9 @@ typedef struct conf {
     uint64_t tombstone_ttl_ms;  /* replica: how long a DELETE's tombstone is kept; default 7 days, 0 = forever */
     uint64_t max_clock_skew_ms; /* replication.max_clock_skew: a remote version further ahead of the local clock is counted; default
                                    60 s */
-    conf_target_t *targets;     /* the sites to ship to; filled by conf_finalize when replication is enabled */
+    conf_target_t *targets;     /* replication.targets, 1..CONF_TARGETS_MAX entries in file order; or, when replication is
+                                   enabled and no list is given, the one target conf_finalize makes of remote_url. Nothing
+                                   is shipped while repl_enabled is 0, whatever is listed */
     size_t ntargets;
 
     /* logging */
@@ -96,7 +101,13 @@ void conf_free(conf_t *c);
  * On failure returns CIO_ECONFIG (CIO_ENOMEM when out of memory) and writes
  * one line (no newline) into err naming file:line and key; `c` may be partly
  * updated. replication.{remote,accept}_token_file read the token from the
- * first line of that file into remote_token/accept_token. */
+ * first line of that file into remote_token/accept_token.
+ * replication.targets is a sequence of mappings (name, url, token or
+ * token_file, and overrides of mode, batch_size, workers, retry_attempts,
+ * retry_delay, inline_threshold); messages name the entry, as in
+ *   config.yaml:12: replication.targets[1].url: expected an http:// or https:// URL, got 'x'
+ * A list read whole replaces the one `c` held; a file may not give it
+ * together with replication.remote_url or remote_token(_file). */
 int conf_load_file(conf_t *c, const char *path, char *err, size_t errlen) CIO_MUST_CHECK;
 
 /* Like conf_load_file, on YAML text already in memory: text[0..len) (need not
@@ -120,12 +131,16 @@ int conf_from_args(conf_t *c, int argc, char **argv, const char *const *extra, c
 
 /* Derives the remaining defaults (site_id from the hostname, meta_path from
  * storage_path, public_url from listen/port) and checks cross-key rules:
- * storage_path set when `need_storage`; a target (remote_url) set when
- * replication is enabled; tls cert and key both or neither. With replication
- * enabled and no replication.targets, remote_url and remote_token become the
- * one target, named after the URL's host (characters other than
- * [A-Za-z0-9._-] become '-'); every target then gets the replication.*
- * value of each setting it does not give. CIO_ECONFIG with a message. */
+ * storage_path set when `need_storage`; replication.targets or remote_url set
+ * when replication is enabled; not both targets and remote_url (or
+ * remote_token), which flags may have added to a file's list; no listed
+ * target at this site's own public_url; tls cert and key both or neither.
+ * With replication enabled and no replication.targets, remote_url and
+ * remote_token become the one target, named after the URL's host
+ * (characters other than [A-Za-z0-9._-] become '-'); every target then gets
+ * the replication.* value of each setting it does not give, whatever order
+ * the file gave them in. May be called again: the result is the same.
+ * CIO_ECONFIG with a message; CIO_ENOMEM. */
 int conf_finalize(conf_t *c, int need_storage, char *err, size_t errlen) CIO_MUST_CHECK;
 
 /* Writes the usage text for the shared flags of `prog` to stdout. */

@@ -100,6 +100,23 @@ int main(int argc, char **argv)
         conf_free(&conf);
         return 0;
     }
+    /* Until the shipper keeps a cursor per target, it ships to the first
+     * target, given to it as the seed's single remote. */
+    if (conf.remote_url == NULL && conf.ntargets > 0) {
+        const conf_target_t *t = &conf.targets[0];
+        if ((conf.remote_url = strdup(t->url)) == NULL || (t->token != NULL && (conf.remote_token = strdup(t->token)) == NULL)) {
+            log_msg(LOG_LVL_ERROR, "out of memory", NULL);
+            conf_free(&conf);
+            return 1;
+        }
+        conf.batch_size = t->batch_size;
+        conf.workers = t->workers;
+        conf.retry_attempts = t->retry_attempts;
+        conf.retry_delay_ms = t->retry_delay_ms;
+        conf.inline_threshold = t->inline_threshold;
+        if (conf.ntargets > 1)
+            log_msg(LOG_LVL_WARN, "this repld ships to the first target only", "target", t->name, NULL);
+    }
 
     sigset_t sigs;
     sigemptyset(&sigs);

@@ -74,7 +74,8 @@ int handler_repl_apply(http_server_t *srv, h2o_req_t *req)
 int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
 {
     static const char prefix[] = "/admin/replication/fetch";
-    const char *secret = srv->conf->remote_token, *code;
+    /* repld signs with the token of the target it ships to: the first one until it ships to each */
+    const char *secret = srv->conf->ntargets > 0 ? srv->conf->targets[0].token : srv->conf->remote_token, *code;
     char num[32], sig[PRESIGN_SIG_HEX + 2];
     unsigned long long version, expires;
     size_t len, siglen;

@@ -1,5 +1,6 @@
 """test_config.py - configuration file, flags, access token, size limit, paths."""
 
+import json
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import pytest
 
 from harness.comio import (expect_error, expect_ok_json, expect_too_large, free_port, md5, run_storaged, sanitizer_env,
                    sanitizer_report, storaged_path)
+from harness.replication import Site, converge_or_fail, finish_sites, new_token, render_config, repld_path
 
 
 def run_bad(tmp_path, args, config=None):
@@ -372,3 +374,151 @@ def test_warns_when_listening_beyond_loopback_without_a_token(tmp_path):
             assert sanitizer_report(log) is None, log
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+# --- replication.targets -------------------------------------------------------------------------------------------
+
+TARGETS_OK = ("replication:\n"
+              "  enabled: true\n"
+              "  batch_size: 50\n"
+              "  targets:\n"
+              "    - name: site-b\n"
+              "      url: http://127.0.0.1:9\n"
+              "      token: tok-b\n"
+              "    - {name: site-c, url: 'http://127.0.0.1:10', token: tok-c, retry_attempts: 0, workers: 1}\n"
+              "  accept_token: tok-from-b\n")
+
+
+def run_daemon_bad(tmp_path, daemon, args, config=None):
+    """Like run_bad, for storaged or repld: exit 2 and exactly one line on stderr. Returns that line."""
+    if daemon == "storaged":
+        return run_bad(tmp_path, args, config)
+    if config is not None:
+        (tmp_path / "config.yaml").write_text(config)
+    p = subprocess.run([str(repld_path())] + list(args), cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, errors="replace", timeout=30, env=sanitizer_env())
+    assert not sanitizer_report(p.stderr + p.stdout), p.stderr
+    assert p.returncode == 2, "exit %d, stderr %r" % (p.returncode, p.stderr)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, "expected one line on stderr, got %r" % p.stderr
+    return lines[0]
+
+
+BAD_TARGETS = [
+    ("url", "replication:\n  targets:\n    - name: b\n      url: http://b\n    - name: c\n      url: x\n",
+     "config.yaml:6: replication.targets[1].url: expected an http:// or https:// URL, got 'x'"),
+    ("same-name", "replication:\n  targets:\n    - {name: b, url: 'http://b'}\n    - {name: c, url: 'http://c'}\n"
+     "    - url: http://d\n      name: b\n",
+     "config.yaml:6: replication.targets[2].name: 'b' is already the name of targets[0]"),
+    ("unknown-key", "replication:\n  targets:\n    - name: b\n      url: http://b\n      tokn: t\n",
+     "config.yaml:5: unknown key 'replication.targets[0].tokn'"),
+    ("scalar", "replication:\n  enabled: true\n  targets: http://b\n",
+     "config.yaml:3: replication.targets: expected a list of targets, got 'http://b'"),
+    ("empty", "replication:\n  enabled: true\n  targets: []\n",
+     "config.yaml:3: replication.targets: expected at least one target, got an empty list"),
+    ("no-url", "replication:\n  targets:\n    - {name: b, url: 'http://b'}\n    - name: c\n      token: t\n",
+     "config.yaml:4: replication.targets[1].url: missing (every target needs a name and a url)"),
+    ("no-name", "replication:\n  targets:\n    - url: http://b\n",
+     "config.yaml:3: replication.targets[0].name: missing (every target needs a name and a url)"),
+    ("range", "replication:\n  targets:\n    - {name: b, url: 'http://b', workers: 65}\n",
+     "config.yaml:3: replication.targets[0].workers: expected an integer from 1 to 64, got '65'"),
+    ("with-remote-url", "replication:\n  enabled: true\n  remote_url: http://b\n  targets: [{name: c, url: 'http://c'}]\n",
+     "config.yaml:4: replication.targets: cannot be used together with replication.remote_url: use one: list the remote "
+     "site as a target"),
+    ("enabled-without", "replication:\n  enabled: true\n  accept_token: a\n",
+     "replication.targets or replication.remote_url is required when replication.enabled is true (list the sites to "
+     "ship to in the config file, or give one with --replication-remote)"),
+]
+
+
+@pytest.mark.parametrize("daemon", ["storaged", "repld"])
+@pytest.mark.parametrize("config,want", [b[1:] for b in BAD_TARGETS], ids=[b[0] for b in BAD_TARGETS])
+def test_bad_targets_name_file_line_and_key(tmp_path, daemon, config, want):
+    line = run_daemon_bad(tmp_path, daemon, ["--config", "config.yaml"] + good_flags(tmp_path), config)
+    assert line == want
+    assert not (tmp_path / "store.img").exists()
+
+
+@pytest.mark.parametrize("daemon", ["storaged", "repld"])
+def test_targets_and_remote_flags_refused(tmp_path, daemon):
+    """A flag that gives the seed's single remote does not sneak in beside a file's list."""
+    line = run_daemon_bad(tmp_path, daemon, ["--config", "config.yaml", "--replication-remote", "http://127.0.0.1:11"] +
+                          good_flags(tmp_path), TARGETS_OK)
+    assert line == "replication.targets and replication.remote_url (--replication-remote) cannot both be set: use one"
+    line = run_daemon_bad(tmp_path, daemon, ["--config", "config.yaml", "--replication-token", "tok-x"] +
+                          good_flags(tmp_path), TARGETS_OK)
+    assert line == ("replication.remote_token (--replication-token) cannot be used with replication.targets: give each "
+                    "target its token or token_file")
+
+
+@pytest.mark.parametrize("daemon", ["storaged", "repld"])
+def test_target_token_is_never_printed(tmp_path, daemon):
+    secret = "top-secret-%d" % os.getpid()
+    (tmp_path / "t.token").write_text("%s with a space\n" % secret)
+    cases = [
+        ("replication:\n  targets:\n    - {name: b, url: 'http://b', token: '%s x'}\n" % secret,
+         "config.yaml:3: replication.targets[0].token: must be printable ASCII without spaces"),
+        ("replication:\n  targets:\n    - {name: b, url: 'http://b', token_file: t.token}\n",
+         "config.yaml:3: replication.targets[0].token_file: the token in 't.token' must be printable ASCII without spaces"),
+        ("replication:\n  targets:\n    - {name: b, url: 'http://b', token: %s, token_file: t.token}\n" % secret,
+         "config.yaml:3: replication.targets[0].token_file: cannot be used together with replication.targets[0].token"),
+    ]
+    for config, want in cases:
+        line = run_daemon_bad(tmp_path, daemon, ["--config", "config.yaml"] + good_flags(tmp_path), config)
+        assert line == want
+        assert secret not in line
+
+
+def test_targets_list_loads_in_every_program(make_server, tmp_path):
+    """storaged serves with a list of targets; repld --status parses and finalizes it (exit 1: no repld runs)."""
+    sock = tmp_path / "repld.sock"
+    config = TARGETS_OK + "  socket: %s\n" % sock
+    srv = make_server(config=config)
+    c = srv.client()
+    assert c.put("targets", "k", b"v").status == 200
+    assert c.get("targets", "k").body == b"v"
+    p = subprocess.run([str(repld_path()), "--config", str(srv.config_path), "--status"], capture_output=True, text=True,
+                       timeout=30, env=sanitizer_env())
+    assert p.returncode == 1 and "repld is not running (no answer on %s)" % sock in p.stderr, (p.returncode, p.stderr)
+
+
+class ListSite(Site):
+    """A Site whose replication block lists `targets` (dicts) instead of remote_url."""
+
+    def __init__(self, *args, targets=(), **kw):
+        self.targets = [dict(t) for t in targets]
+        super().__init__(*args, **kw)
+
+    def write_config(self):
+        block = ["  targets:"]
+        for t in self.targets:
+            for i, (k, v) in enumerate(t.items()):
+                block.append("%s%s: %s" % ("    - " if i == 0 else "      ", k, json.dumps(v)))
+        text = render_config(self.config_sections())
+        assert text.count("\nreplication:\n") == 1
+        self.config_path.write_text(text.replace("\nreplication:\n", "\nreplication:\n" + "\n".join(block) + "\n"))
+
+
+def test_targets_list_ships_to_its_target(tmp_path):
+    """A site configured with a list ships to the target it names, with the token read from its token_file.
+    (This release ships to the first target of a list; the list's parsing is what this test is about.)"""
+    token = new_token()
+    (tmp_path / "b.token").write_text(token + "\n")
+    b = Site(tmp_path / "b", "site-b", accept_token=token)
+    a = ListSite(tmp_path / "a", "site-a", repl={},
+                 targets=[{"name": "site-b", "url": b.url(), "token_file": str(tmp_path / "b.token"), "workers": 1}])
+    assert "remote_url" not in a.config_path.read_text()
+    try:
+        b.start()
+        a.start()
+        c = a.client()
+        small, large = b"small object", os.urandom(300_000)  # the large one is fetched with a signed URL
+        assert c.put("tgt", "small", small).status == 200
+        assert c.put("tgt", "large", large).status == 200
+        converge_or_fail(a, b)
+        assert b.client().get("tgt", "small").body == small
+        assert b.client().get("tgt", "large").body == large
+        assert '"remote":"%s"' % b.url() in a.repld.log(), a.repld.log_tail(20)
+    finally:
+        problems = finish_sites([a, b])
+    assert not problems, problems

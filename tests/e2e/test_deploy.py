@@ -1,6 +1,7 @@
 """test_deploy.py - the systemd units verify, and the daemons speak systemd's readiness protocol."""
 
 import http.client
+import os
 import shutil
 import signal
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.comio import free_port, sanitizer_env, sanitizer_report, storaged_path
+from harness.replication import Site, converge_or_fail, finish_sites, new_token, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ["comio-storaged.service", "comio-repld.service"]
@@ -115,6 +117,70 @@ def test_example_configs_parse(tmp_path, name):
     p = subprocess.run([str(storaged_path().parent / "repld"), "--config", str(cfg), "--status"], capture_output=True,
                        text=True, timeout=30, env=sanitizer_env())
     assert p.returncode == 1 and "not running" in p.stderr, (p.returncode, p.stderr)
+
+
+class ExampleSite(Site):
+    """A Site whose config is a file of deploy/examples/two-way, moved onto loopback and into the site's directory."""
+
+    example = None
+
+    def use_example(self, name, peer, tokens):
+        self.example, self.peer, self.tokens = name, peer, tokens
+        self.write_config()
+
+    def write_config(self):
+        if self.example is None:
+            return  # Site.__init__ writes a config before the example is chosen
+        text = (ROOT / "deploy" / "examples" / "two-way" / self.example).read_text()
+        swaps = {
+            "listen: 0.0.0.0": "listen: 127.0.0.1",
+            "port: 8080": "port: %d" % self.port,
+            "/dev/nvme0n1": str(self.workdir / "store.img"),
+            "storage_size: 1TB": "storage_size: 64MB",
+            "/var/lib/comio/meta": str(self.workdir / "meta"),
+            "/run/comio/repld.sock": str(self.socket_path),
+            "https://%s.example.com" % self.site_id: self.url(),
+            "https://%s.example.com" % self.peer.site_id: self.peer.url(),
+        }
+        swaps.update(self.tokens)
+        for old, new in swaps.items():
+            assert old in text, "%s no longer holds %r: update this test with it" % (self.example, old)
+            text = text.replace(old, new)
+        for line in text.splitlines():
+            value = line.split("#")[0]
+            assert "/etc/comio" not in value and "example.com" not in value, "left in %s: %r" % (self.example, line)
+        self.config_path.write_text(text)
+
+
+def test_two_way_example_replicates_both_ways(tmp_path):
+    """deploy/examples/two-way: each site lists the other as its target and accepts the other's token; a write on
+    either side reaches the other (a large one through the other's public_url), and the sites end up identical."""
+    tokens = {}
+    for name in ("a-to-b", "b-to-a"):
+        tokens["/etc/comio/%s.token" % name] = tmp_path / ("%s.token" % name)
+        tokens["/etc/comio/%s.token" % name].write_text(new_token() + "\n")
+    a = ExampleSite(tmp_path / "a", "site-a", repl={}, access_token=new_token())
+    b = ExampleSite(tmp_path / "b", "site-b", repl={}, access_token=new_token())
+    for site, peer in ((a, b), (b, a)):
+        (site.workdir / "access.token").write_text(site.access_token + "\n")
+        site.use_example("%s.yaml" % site.site_id, peer,
+                         dict({k: str(v) for k, v in tokens.items()}, **{"/etc/comio/access.token":
+                                                                         str(site.workdir / "access.token")}))
+    try:
+        a.start()
+        b.start()
+        ca, cb = a.client(), b.client()
+        large = os.urandom(2_000_000)  # above the default inline_threshold: fetched from the writer's public_url
+        assert ca.put("two-way", "from-a", b"written on site A").status == 200
+        assert cb.put("two-way", "from-b", large).status == 200
+        wait_until(lambda: cb.get("two-way", "from-a").status == 200, 60, what="site B has site A's write")
+        wait_until(lambda: ca.get("two-way", "from-b").status == 200, 60, what="site A has site B's write")
+        assert cb.get("two-way", "from-a").body == b"written on site A"
+        assert ca.get("two-way", "from-b").body == large
+        converge_or_fail(a, b)
+    finally:
+        problems = finish_sites([a, b])
+    assert not problems, problems
 
 
 def wait_for_text(path, text, proc, timeout=30):

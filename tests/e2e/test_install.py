@@ -36,7 +36,8 @@ def test_install_layout(prefix):
     for rel in ("bin/storaged", "bin/repld", "bin/comio"):
         assert os.access(prefix / rel, os.X_OK), rel
     docs = prefix / "share/doc/comio"
-    for name in ("README.md", "configuration.md", "replication.md", "examples/site-a.yaml", "examples/site-b.yaml"):
+    for name in ("README.md", "configuration.md", "replication.md", "examples/site-a.yaml", "examples/site-b.yaml",
+                 "examples/two-way/site-a.yaml", "examples/two-way/site-b.yaml", "examples/two-way/README.md"):
         assert (docs / name).is_file(), name
     for unit in ("comio-storaged.service", "comio-repld.service"):
         text = (prefix / "lib/systemd/system" / unit).read_text()

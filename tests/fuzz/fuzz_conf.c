@@ -9,8 +9,9 @@
  * file system. A name "fuzz:TEXT" opens TEXT as the file's contents; any
  * other name does not exist. Invariants: a failure leaves one line of
  * printable text naming the config; a success leaves every setting inside
- * its documented range; conf_free releases everything (the leak checker
- * watches). */
+ * its documented range, and so does conf_finalize after it (a target then
+ * holds every setting, inherited or its own); conf_free releases everything
+ * (the leak checker watches). */
 #include <errno.h>
 #include <stdio.h>
 #include "fuzz.h"
@@ -76,6 +77,27 @@ static void check_conf(const conf_t *c)
     FUZZ_CHECK(c->log_level >= LOG_LVL_DEBUG && c->log_level <= LOG_LVL_ERROR);
 }
 
+/* replication.targets: a whole, valid list; after conf_finalize every setting is in range. */
+static void check_targets(const conf_t *c, int finalized)
+{
+    FUZZ_CHECK(c->ntargets <= CONF_TARGETS_MAX && (c->ntargets == 0) == (c->targets == NULL));
+    for (size_t i = 0; i < c->ntargets; i++) {
+        const conf_target_t *t = &c->targets[i];
+        FUZZ_CHECK(t->name != NULL && t->url != NULL);
+        check_string(t->name, conf_valid_target_name);
+        check_string(t->url, conf_valid_url);
+        check_string(t->token, conf_valid_token);
+        for (size_t j = 0; j < i; j++)
+            FUZZ_CHECK(strcmp(c->targets[j].name, t->name) != 0 && !conf_same_url(c->targets[j].url, t->url));
+        if (!finalized)
+            continue;
+        FUZZ_CHECK(t->mode != NULL && strcmp(t->mode, "async") == 0);
+        FUZZ_CHECK(t->batch_size >= 1 && t->batch_size <= 10000);
+        FUZZ_CHECK(t->workers >= 1 && t->workers <= 64);
+        FUZZ_CHECK(t->retry_attempts <= 100);
+    }
+}
+
 static void fuzz_yaml(const uint8_t *data, size_t size)
 {
     char err[256];
@@ -91,6 +113,14 @@ static void fuzz_yaml(const uint8_t *data, size_t size)
         FUZZ_CHECK(strncmp(err, "fuzz.yaml", 9) == 0);
     } else {
         check_conf(&c);
+        check_targets(&c, 0);
+        err[0] = '\0';
+        rc = conf_finalize(&c, 0, err, sizeof(err));
+        FUZZ_CHECK(rc == 0 || rc == CIO_ECONFIG || rc == CIO_ENOMEM);
+        if (rc != 0)
+            check_message(err);
+        else
+            check_targets(&c, 1);
     }
     conf_free(&c);
 }

@@ -130,6 +130,12 @@ def conf_seeds():
     seeds["sizes"] = (b"\x00server:\n  storage_size: 1.5TiB\n  max_object_size: 5GB\n  meta_map_size: ~\n"
                       b"replication:\n  batch_interval: 250ms\n  tombstone_ttl: 0\n  inline_threshold: 64KiB\n")
     seeds["alias"] = b"\x00site: &a {id: x}\nserver: *a\n"
+    seeds["targets"] = (b"\x00replication:\n  enabled: true\n  retry_attempts: 2\n  targets:\n"
+                        b"    - name: site-b\n      url: https://b.example.com\n      token_file: fuzz:tok-b\n"
+                        b"    - {name: site-c, url: 'http://c:8080/', token: tok-c, retry_attempts: 0, workers: 1,"
+                        b" batch_size: 10, retry_delay: 250ms, inline_threshold: 64KiB, mode: async}\n")
+    seeds["targets-bad"] = (b"\x00replication:\n  remote_url: http://a\n  targets: [{name: b, url: 'http://b'},"
+                            b" {name: b}, x, []]\n")
     seeds["args"] = b"\x01" + b"\x00".join([b"--port", b"8081", b"--storage=/srv/data.img", b"--size", b"1GiB",
                                            b"--replication-enabled", b"--log-level=debug", b"--status"])
     seeds["args-config"] = b"\x01" + b"\x00".join([b"--config", b"fuzz:server: {port: 1}", b"--port=2"])

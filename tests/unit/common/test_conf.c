@@ -884,8 +884,8 @@ static void test_finalize_errors(void)
 
     CHECK_EQ_INT(load("replication:\n  enabled: true\n", &c, err), CIO_OK);
     CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_ECONFIG);
-    CHECK_EQ_STR(err, "replication.remote_url is required when replication.enabled is true "
-                      "(set it in the config file or with --replication-remote)");
+    CHECK_EQ_STR(err, "replication.targets or replication.remote_url is required when replication.enabled is true "
+                      "(list the sites to ship to in the config file, or give one with --replication-remote)");
     conf_free(&c);
 
     CHECK_EQ_INT(load("server:\n  tls:\n    cert: c.pem\n", &c, err), CIO_OK);
@@ -897,6 +897,423 @@ static void test_finalize_errors(void)
     CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_ECONFIG);
     CHECK_EQ_STR(err, "server.tls.cert and server.tls.key must be set together");
     conf_free(&c);
+}
+
+/* ---- replication.targets ---- */
+
+/* Loads yaml and finalizes it (no storage needed); expects both to succeed. */
+static void load_final(const char *yaml, conf_t *c)
+{
+    char err[ERRLEN];
+    int rc = load(yaml, c, err);
+
+    if (rc == CIO_OK)
+        rc = conf_finalize(c, 0, err, ERRLEN);
+    if (rc != CIO_OK)
+        fprintf(stderr, "  unexpected error: %s\n  for YAML:\n%s\n", err, yaml);
+    CHECK_EQ_INT(rc, CIO_OK);
+}
+
+/* Loads yaml (which must load) and expects conf_finalize to fail with `want`. */
+static void expect_finalize_err(const char *yaml, const char *want)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    CHECK_EQ_INT(load(yaml, &c, err), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, want);
+    conf_free(&c);
+}
+
+static void test_targets_block_and_flow(void)
+{
+    conf_t c;
+    const char *const yamls[] = {
+        /* block style */
+        "replication:\n"
+        "  enabled: true\n"
+        "  targets:\n"
+        "    - name: site-b\n"
+        "      url: https://b.example.com\n"
+        "      token: tok-b\n"
+        "    - name: site_c.dc2\n"
+        "      url: http://10.0.0.7:8080/\n"
+        "      token_file: c.tok\n"
+        "      mode: async\n"
+        "      batch_size: 50\n"
+        "      workers: 2\n"
+        "      retry_attempts: 7\n"
+        "      retry_delay: 250ms\n"
+        "      inline_threshold: 64KiB\n",
+        /* flow style, the same list */
+        "replication: {enabled: true, targets: [{name: site-b, url: 'https://b.example.com', token: tok-b},\n"
+        "  {name: site_c.dc2, url: 'http://10.0.0.7:8080/', token_file: c.tok, mode: async, batch_size: 50, workers: 2,\n"
+        "   retry_attempts: 7, retry_delay: 250ms, inline_threshold: 64KiB}]}\n",
+        /* block list of flow mappings, the list not indented under its key */
+        "replication:\n"
+        "  enabled: true\n"
+        "  targets:\n"
+        "  - {name: site-b, url: 'https://b.example.com', token: tok-b}\n"
+        "  - {name: site_c.dc2, url: 'http://10.0.0.7:8080/', token_file: c.tok, mode: async, batch_size: 50, workers: 2,\n"
+        "     retry_attempts: 7, retry_delay: 250ms, inline_threshold: 64KiB}\n",
+    };
+    const unsigned lines[][2] = {{4, 7}, {1, 2}, {4, 5}};
+
+    write_file("c.tok", "tok-c-from-file\n");
+    for (size_t i = 0; i < sizeof(yamls) / sizeof(yamls[0]); i++) {
+        load_final(yamls[i], &c);
+        CHECK(c.remote_url == NULL && c.remote_token == NULL);
+        CHECK_EQ_INT(c.ntargets, 2);
+        if (c.ntargets != 2) {
+            conf_free(&c);
+            continue;
+        }
+        CHECK_EQ_STR(c.targets[0].name, "site-b");
+        CHECK_EQ_STR(c.targets[0].url, "https://b.example.com");
+        CHECK_EQ_STR(c.targets[0].token, "tok-b");
+        CHECK_EQ_INT(c.targets[0].line, lines[i][0]);
+        /* what it does not set comes from the replication.* defaults */
+        CHECK_EQ_STR(c.targets[0].mode, "async");
+        CHECK_EQ_INT(c.targets[0].batch_size, 100);
+        CHECK_EQ_INT(c.targets[0].workers, 5);
+        CHECK_EQ_INT(c.targets[0].retry_attempts, 3);
+        CHECK(c.targets[0].retry_delay_ms == 5000);
+        CHECK(c.targets[0].inline_threshold == 1000000);
+        CHECK_EQ_STR(c.targets[1].name, "site_c.dc2");
+        CHECK_EQ_STR(c.targets[1].url, "http://10.0.0.7:8080/");
+        CHECK_EQ_STR(c.targets[1].token, "tok-c-from-file");
+        CHECK_EQ_INT(c.targets[1].line, lines[i][1]);
+        CHECK_EQ_STR(c.targets[1].mode, "async");
+        CHECK_EQ_INT(c.targets[1].batch_size, 50);
+        CHECK_EQ_INT(c.targets[1].workers, 2);
+        CHECK_EQ_INT(c.targets[1].retry_attempts, 7);
+        CHECK(c.targets[1].retry_delay_ms == 250);
+        CHECK(c.targets[1].inline_threshold == 65536);
+        conf_free(&c);
+    }
+
+    /* A target without a token sends none; a name of exactly CONF_TARGET_NAME_MAX bytes is fine. */
+    {
+        char yaml[512], name[CONF_TARGET_NAME_MAX + 1];
+        memset(name, 'n', CONF_TARGET_NAME_MAX);
+        name[CONF_TARGET_NAME_MAX] = '\0';
+        snprintf(yaml, sizeof(yaml), "replication:\n  targets:\n    - {name: %s, url: 'http://b'}\n", name);
+        load_final(yaml, &c);
+        CHECK_EQ_INT(c.ntargets, 1);
+        CHECK(c.ntargets == 1 && c.targets[0].token == NULL);
+        CHECK(c.ntargets == 1 && strcmp(c.targets[0].name, name) == 0);
+        conf_free(&c);
+    }
+
+    /* "token: ''" is no token, as for remote_token */
+    load_final("replication:\n  targets:\n    - {name: b, url: 'http://b', token: ''}\n", &c);
+    CHECK(c.ntargets == 1 && c.targets[0].token == NULL);
+    conf_free(&c);
+}
+
+static void test_targets_inherit(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    /* The replication.* values are every target's defaults, even when they come after the list. */
+    load_final("replication:\n"
+               "  targets:\n"
+               "    - {name: b, url: 'http://b'}\n"
+               "    - {name: c, url: 'http://c', retry_attempts: 0, retry_delay: 0, inline_threshold: 0, workers: 1,\n"
+               "       batch_size: 1}\n"
+               "    - {name: d, url: 'http://d', retry_attempts: 100, batch_size: 10000, workers: 64}\n"
+               "  enabled: true\n"
+               "  batch_size: 200\n"
+               "  workers: 9\n"
+               "  retry_attempts: 4\n"
+               "  retry_delay: 2s\n"
+               "  inline_threshold: 2MB\n",
+               &c);
+    CHECK_EQ_INT(c.ntargets, 3);
+    if (c.ntargets == 3) {
+        CHECK_EQ_INT(c.targets[0].batch_size, 200);
+        CHECK_EQ_INT(c.targets[0].workers, 9);
+        CHECK_EQ_INT(c.targets[0].retry_attempts, 4);
+        CHECK(c.targets[0].retry_delay_ms == 2000);
+        CHECK(c.targets[0].inline_threshold == 2000000);
+        /* a 0 the target gives is its value, not "inherit" */
+        CHECK_EQ_INT(c.targets[1].retry_attempts, 0);
+        CHECK(c.targets[1].retry_delay_ms == 0);
+        CHECK(c.targets[1].inline_threshold == 0);
+        CHECK_EQ_INT(c.targets[1].workers, 1);
+        CHECK_EQ_INT(c.targets[1].batch_size, 1);
+        CHECK_EQ_INT(c.targets[2].retry_attempts, 100);
+        CHECK_EQ_INT(c.targets[2].batch_size, 10000);
+        CHECK_EQ_INT(c.targets[2].workers, 64);
+        CHECK(c.targets[2].retry_delay_ms == 2000);
+        /* conf_finalize again changes nothing */
+        CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_OK);
+        CHECK_EQ_INT(c.targets[1].retry_attempts, 0);
+        CHECK_EQ_INT(c.targets[0].retry_attempts, 4);
+        CHECK_EQ_STR(c.targets[0].mode, "async");
+        CHECK_EQ_INT(c.ntargets, 3);
+    }
+    conf_free(&c);
+
+    /* A global retry_attempts of 0 is inherited as 0. */
+    load_final("replication:\n  retry_attempts: 0\n  targets: [{name: b, url: 'http://b'}, {name: c, url: 'http://c', "
+               "retry_attempts: 2}]\n",
+               &c);
+    CHECK(c.ntargets == 2 && c.targets[0].retry_attempts == 0 && c.targets[1].retry_attempts == 2);
+    conf_free(&c);
+
+    /* Listed targets are complete even while replication is disabled. */
+    load_final("replication:\n  enabled: false\n  targets: [{name: b, url: 'http://b'}]\n", &c);
+    CHECK(c.ntargets == 1 && c.targets[0].batch_size == 100 && c.targets[0].mode != NULL);
+    conf_free(&c);
+}
+
+static void test_targets_legacy(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+    static const char *const cases[][2] = {
+        {"https://site-b.example.com", "site-b.example.com"},
+        {"http://10.0.0.7:8080/", "10.0.0.7"},
+        {"http://[::1]:9000", "--1"},
+        {"http://user@b:1/x?y#z", "user-b"},
+    };
+
+    /* remote_url and remote_token are the one target, named after the host, with every replication.* value. */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof(yaml),
+                 "replication:\n  enabled: true\n  remote_url: '%s'\n  remote_token: tok\n  retry_attempts: 0\n  workers: 3\n",
+                 cases[i][0]);
+        load_final(yaml, &c);
+        CHECK_EQ_INT(c.ntargets, 1);
+        if (c.ntargets == 1) {
+            CHECK_EQ_STR(c.targets[0].name, cases[i][1]);
+            CHECK_EQ_STR(c.targets[0].url, cases[i][0]);
+            CHECK_EQ_STR(c.targets[0].token, "tok");
+            CHECK_EQ_INT(c.targets[0].line, 0);
+            CHECK_EQ_INT(c.targets[0].retry_attempts, 0);
+            CHECK_EQ_INT(c.targets[0].workers, 3);
+            CHECK_EQ_INT(c.targets[0].batch_size, 100);
+            CHECK_EQ_STR(c.targets[0].mode, "async");
+        }
+        CHECK_EQ_STR(c.remote_url, cases[i][0]);                 /* kept, for what still reads it */
+        CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_OK); /* idempotent: still one target */
+        CHECK_EQ_INT(c.ntargets, 1);
+        conf_free(&c);
+    }
+
+    /* The seed's flags. */
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(
+        run_args(&c, NULL, err, "--replication-enabled", "--replication-remote", "http://b:8080", "--replication-token", "t", NULL),
+        CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_OK);
+    CHECK(c.ntargets == 1 && strcmp(c.targets[0].name, "b") == 0 && strcmp(c.targets[0].token, "t") == 0);
+    conf_free(&c);
+
+    /* Replication disabled: remote_url ships nowhere and makes no target. */
+    load_final("replication:\n  enabled: false\n  remote_url: http://b\n", &c);
+    CHECK_EQ_INT(c.ntargets, 0);
+    conf_free(&c);
+}
+
+static void test_targets_replaced_by_a_later_file(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    CHECK_EQ_INT(load("replication:\n  targets: [{name: b, url: 'http://b', token: x}, {name: c, url: 'http://c'}]\n", &c, err),
+                 CIO_OK);
+    write_file("second.yaml", "replication:\n  targets: [{name: d, url: 'http://d'}]\n");
+    CHECK_EQ_INT(conf_load_file(&c, "second.yaml", err, ERRLEN), CIO_OK);
+    CHECK(c.ntargets == 1 && strcmp(c.targets[0].name, "d") == 0);
+    /* a bad list leaves the one held */
+    write_file("third.yaml", "replication:\n  targets: [{name: e, url: 'http://e'}, {name: f}]\n");
+    CHECK_EQ_INT(conf_load_file(&c, "third.yaml", err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, "third.yaml:2: replication.targets[1].url: missing (every target needs a name and a url)");
+    CHECK(c.ntargets == 1 && strcmp(c.targets[0].name, "d") == 0);
+    conf_free(&c);
+}
+
+static void test_targets_errors(void)
+{
+    char yaml[4096];
+    size_t n;
+
+    write_file("t.tok", "tok\n");
+    write_file("empty.tok", "");
+    /* the list itself */
+    expect_err("replication:\n  targets: []\n",
+               "config.yaml:2: replication.targets: expected at least one target, got an empty list");
+    expect_err("replication:\n  targets:\n", "config.yaml:2: replication.targets: expected a list of targets, got an empty value");
+    expect_err("replication:\n  targets: ~\n",
+               "config.yaml:2: replication.targets: expected a list of targets, got an empty value");
+    expect_err("replication:\n  targets: http://b\n",
+               "config.yaml:2: replication.targets: expected a list of targets, got 'http://b'");
+    expect_err("replication:\n  targets:\n    name: b\n    url: http://b\n",
+               "config.yaml:3: replication.targets: expected a list of targets, got a mapping (write '- ' before each target)");
+    expect_err("replication:\n  targets:\n    - http://b\n",
+               "config.yaml:3: replication.targets[0]: expected a mapping (name:, url:, ...), got 'http://b'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b'}\n    - [c, 'http://c']\n",
+               "config.yaml:4: replication.targets[1]: expected a mapping (name:, url:, ...), got a sequence");
+    expect_err("replication:\n  targets:\n    - &t {name: b, url: 'http://b'}\n    - *t\n",
+               "config.yaml:4: replication.targets[1]: aliases (*name) are not supported");
+    expect_err("replication:\n  targets: [{name: b, url: 'http://b'}]\n  targets: [{name: c, url: 'http://c'}]\n",
+               "config.yaml:3: duplicate key 'replication.targets'");
+    n = (size_t)snprintf(yaml, sizeof(yaml), "replication:\n  targets:\n");
+    for (int i = 0; i <= CONF_TARGETS_MAX; i++)
+        n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "    - {name: t%d, url: 'http://h%d'}\n", i, i);
+    expect_err(yaml, "config.yaml:35: replication.targets: at most 32 targets");
+    yaml[strlen(yaml) - strlen("    - {name: t32, url: 'http://h32'}\n")] = '\0';
+    expect_ok(yaml); /* 32 is fine */
+
+    /* keys of a target */
+    expect_err("replication:\n  targets:\n    - name: b\n      url: http://b\n      tokn: x\n",
+               "config.yaml:5: unknown key 'replication.targets[0].tokn'");
+    expect_err("replication:\n  targets:\n    - name: b\n      url: http://b\n      enabled: true\n",
+               "config.yaml:5: unknown key 'replication.targets[0].enabled'");
+    expect_err("replication:\n  targets:\n    - name: b\n      url: http://b\n      name: c\n",
+               "config.yaml:5: duplicate key 'replication.targets[0].name'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', ? [x] : y}\n",
+               "config.yaml:3: replication.targets[0]: keys must be plain names");
+    expect_err("replication:\n  targets:\n    - name: b\n      url:\n        host: b\n",
+               "config.yaml:5: replication.targets[0].url: expected a single value, got a mapping");
+    expect_err("replication:\n  targets:\n    - name: [b]\n      url: http://b\n",
+               "config.yaml:3: replication.targets[0].name: expected a single value, got a sequence");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', token: t, token_file: t.tok}\n",
+               "config.yaml:3: replication.targets[0].token_file: cannot be used together with replication.targets[0].token");
+    expect_err("replication:\n  targets:\n    - token_file: t.tok\n      name: b\n      url: http://b\n      token: t\n",
+               "config.yaml:6: replication.targets[0].token: cannot be used together with replication.targets[0].token_file");
+
+    /* required keys: the line of the target's mapping */
+    expect_err("replication:\n  targets:\n    - name: b\n      url: http://b\n    - url: http://c\n      token: t\n",
+               "config.yaml:5: replication.targets[1].name: missing (every target needs a name and a url)");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b'}\n    -\n      name: c\n",
+               "config.yaml:5: replication.targets[1].url: missing (every target needs a name and a url)");
+    expect_err("replication:\n  targets:\n    - {}\n",
+               "config.yaml:3: replication.targets[0].name: missing (every target needs a name and a url)");
+    expect_err("replication:\n  targets:\n    - {name: '', url: 'http://b'}\n",
+               "config.yaml:3: replication.targets[0].name: expected 1 to 63 letters, digits, '.', '_' or '-', got ''");
+    expect_err("replication:\n  targets:\n    - {name: b, url: ~}\n",
+               "config.yaml:3: replication.targets[0].url: expected an http:// or https:// URL, got '~'");
+
+    /* values */
+    expect_err("replication:\n  targets:\n    - name: b\n      url: http://b\n    - name: c\n      url: x\n",
+               "config.yaml:6: replication.targets[1].url: expected an http:// or https:// URL, got 'x'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'ftp://b'}\n",
+               "config.yaml:3: replication.targets[0].url: expected an http:// or https:// URL, got 'ftp://b'");
+    expect_err("replication:\n  targets:\n    - {name: 'b c', url: 'http://b'}\n",
+               "config.yaml:3: replication.targets[0].name: expected 1 to 63 letters, digits, '.', '_' or '-', got 'b c'");
+    expect_err("replication:\n  targets:\n    - {name: b/c, url: 'http://b'}\n",
+               "config.yaml:3: replication.targets[0].name: expected 1 to 63 letters, digits, '.', '_' or '-', got 'b/c'");
+    expect_err("replication:\n  targets:\n    - {name: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb, url: "
+               "'http://b'}\n",
+               "config.yaml:3: replication.targets[0].name: expected 1 to 63 letters, digits, '.', '_' or '-', got "
+               "'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb'");
+    expect_err("replication:\n"
+               "  targets:\n"
+               "    - name: b\n"
+               "      url: http://b\n"
+               "    - name: c\n"
+               "      url: http://c\n"
+               "    - url: http://d\n"
+               "      token: t\n"
+               "      name: b\n",
+               "config.yaml:9: replication.targets[2].name: 'b' is already the name of targets[0]");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://B:8080/'}\n    - {name: c, url: 'http://b:8080'}\n",
+               "config.yaml:4: replication.targets[1].url: 'http://b:8080' is already the url of targets[0]");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', mode: sync}\n",
+               "config.yaml:3: replication.targets[0].mode: only 'async' is supported (synchronous replication is not "
+               "supported), got 'sync'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', batch_size: 0}\n",
+               "config.yaml:3: replication.targets[0].batch_size: expected an integer from 1 to 10000, got '0'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', batch_size: 10001}\n",
+               "config.yaml:3: replication.targets[0].batch_size: expected an integer from 1 to 10000, got '10001'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', workers: 65}\n",
+               "config.yaml:3: replication.targets[0].workers: expected an integer from 1 to 64, got '65'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', workers: 0}\n",
+               "config.yaml:3: replication.targets[0].workers: expected an integer from 1 to 64, got '0'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', retry_attempts: 101}\n",
+               "config.yaml:3: replication.targets[0].retry_attempts: expected an integer from 0 to 100, got '101'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', retry_attempts: -1}\n",
+               "config.yaml:3: replication.targets[0].retry_attempts: expected an integer from 0 to 100, got '-1'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', retry_delay: 5}\n",
+               "config.yaml:3: replication.targets[0].retry_delay: expected a duration such as 500ms, 1s, 5m or 1h, got '5'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', inline_threshold: 1XB}\n",
+               "config.yaml:3: replication.targets[0].inline_threshold: expected a size such as 4096, 512MB or 2GiB, got '1XB'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', token_file: empty.tok}\n",
+               "config.yaml:3: replication.targets[0].token_file: file 'empty.tok' is empty");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', token_file: ''}\n",
+               "config.yaml:3: replication.targets[0].token_file: expected a file name");
+
+    /* a token is never repeated in a message */
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', token: 'sec ret'}\n",
+               "config.yaml:3: replication.targets[0].token: must be printable ASCII without spaces");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', token: [secret]}\n",
+               "config.yaml:3: replication.targets[0].token: expected a single value, got a sequence");
+}
+
+static void test_targets_exclusive(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    /* in one file, whichever comes first */
+    expect_err("replication:\n  remote_url: http://b\n  targets: [{name: c, url: 'http://c'}]\n",
+               "config.yaml:3: replication.targets: cannot be used together with replication.remote_url: use one: list the "
+               "remote site as a target");
+    expect_err("replication:\n  targets: [{name: c, url: 'http://c'}]\n  remote_url: http://b\n",
+               "config.yaml:3: replication.remote_url: cannot be used together with replication.targets: use one: list the "
+               "remote site as a target");
+    expect_err("replication:\n  targets: [{name: c, url: 'http://c'}]\n  remote_token: t\n",
+               "config.yaml:3: replication.remote_token: cannot be used together with replication.targets: give each target "
+               "its token or token_file");
+    write_file("t.tok", "tok\n");
+    expect_err("replication:\n  remote_token_file: t.tok\n  targets: [{name: c, url: 'http://c'}]\n",
+               "config.yaml:3: replication.targets: cannot be used together with replication.remote_token_file: give each "
+               "target its token or token_file");
+    /* accept_token, for the sites that ship here, goes with a list */
+    expect_ok("replication:\n  targets: [{name: c, url: 'http://c'}]\n  accept_token: a\n");
+
+    /* a flag on top of a file's list */
+    write_file("list.yaml", "replication:\n  enabled: true\n  targets: [{name: c, url: 'http://c', token: t}]\n");
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--config", "list.yaml", "--replication-remote", "http://b", NULL), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, "replication.targets and replication.remote_url (--replication-remote) cannot both be set: use one");
+    conf_free(&c);
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--config", "list.yaml", "--replication-token", "x", NULL), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_ECONFIG);
+    CHECK_EQ_STR(err, "replication.remote_token (--replication-token) cannot be used with replication.targets: give each "
+                      "target its token or token_file");
+    conf_free(&c);
+    /* --replication-enabled with a file's list is what it should be */
+    write_file("list-off.yaml", "replication:\n  targets: [{name: c, url: 'http://c', token: t}]\n");
+    CHECK_EQ_INT(conf_init(&c), CIO_OK);
+    CHECK_EQ_INT(run_args(&c, NULL, err, "--config", "list-off.yaml", "--replication-enabled", NULL), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_OK);
+    CHECK(c.repl_enabled == 1 && c.ntargets == 1 && strcmp(c.targets[0].token, "t") == 0);
+    conf_free(&c);
+
+    /* a target that is this very site, by its explicit or derived public_url */
+    expect_finalize_err("server: {public_url: 'https://a.example.com'}\n"
+                        "replication:\n  targets: [{name: b, url: 'http://b'}, {name: a, url: 'https://A.example.com/'}]\n",
+                        "replication.targets[1].url: 'https://A.example.com/' is this site's own public_url: a site does not "
+                        "ship to itself");
+    expect_finalize_err("server: {port: 9100}\nreplication:\n  targets: [{name: a, url: 'http://127.0.0.1:9100'}]\n",
+                        "replication.targets[0].url: 'http://127.0.0.1:9100' is this site's own public_url: a site does not "
+                        "ship to itself");
+    load_final("server: {port: 9100}\nreplication:\n  targets: [{name: b, url: 'http://127.0.0.1:9101'}]\n", &c);
+    conf_free(&c);
+
+    /* enabled with neither */
+    expect_finalize_err("replication:\n  enabled: true\n  accept_token: a\n",
+                        "replication.targets or replication.remote_url is required when replication.enabled is true "
+                        "(list the sites to ship to in the config file, or give one with --replication-remote)");
 }
 
 static void test_usage(void)
@@ -980,6 +1397,12 @@ int main(void)
     RUN(test_args_bool_and_empty);
     RUN(test_finalize_defaults);
     RUN(test_finalize_errors);
+    RUN(test_targets_block_and_flow);
+    RUN(test_targets_inherit);
+    RUN(test_targets_legacy);
+    RUN(test_targets_replaced_by_a_later_file);
+    RUN(test_targets_errors);
+    RUN(test_targets_exclusive);
     RUN(test_usage);
 
     for (int i = 0; i < ncreated; i++)
