@@ -72,9 +72,10 @@ static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op
     r.mtime_ms = j->mtime_ms;
     r.origin = c->site_id;
     r.origin_len = strlen(c->site_id);
-    r.parent_hlc = parent->hlc;
+    /* a legacy version (from before origins were recorded: origin "") names no mutation a record can carry */
+    r.parent_hlc = parent->origin_len > 0 ? parent->hlc : 0;
     r.parent_origin = parent->origin;
-    r.parent_origin_len = parent->hlc != 0 ? parent->origin_len : 0;
+    r.parent_origin_len = r.parent_hlc != 0 ? parent->origin_len : 0;
     if (op == LOGREC_PUT) {
         r.size = j->size;
         memcpy(r.etag, j->etag, 16);

@@ -143,6 +143,10 @@ def test_unversioned_store_upgrades_serves_and_ships(tmp_path):
         assert r.header("X-Comio-Origin") == "" and 0 < int(r.header("X-Comio-Version")) < 100, dict(r.headers)
         assert c.get(PRIMARY_BUCKET, "gone-there").status == 404
         assert c.list_all(PRIMARY_BUCKET)[0] == ["kept.txt"]
+        # a write over it orders after it (its legacy version names no site, so the log record names no parent)
+        r = c.put(PRIMARY_BUCKET, "kept.txt", b"overwritten after the upgrade\n")
+        assert r.status == 200, r
+        assert c.get(PRIMARY_BUCKET, "kept.txt").body == b"overwritten after the upgrade\n"
 
         # the old release's pending log records ship, and a new write after them, whose version orders after
         # every legacy one
