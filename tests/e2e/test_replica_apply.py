@@ -239,7 +239,7 @@ def test_purge_of_an_unknown_bucket_guards_it(rc):
     assert codes(apply(rc, put_event(31, "nobucket", "k", b"y"))) == [APPLIED]
 
 
-def test_local_and_remote_writes_order_by_version(rc):
+def test_local_and_remote_writes_order_by_version(replica, rc):
     """Versions are comparable across sites (a hybrid logical clock, then the site id): a local write and another
     site's are ordered the same way on every site, whichever came first."""
     r = rc.put("lwb", "j", b"written on B")
@@ -264,10 +264,15 @@ def test_local_and_remote_writes_order_by_version(rc):
     assert [(o["key"], o["version"], o["origin"]) for o in listed] == [("j", local + 2, "site-a")]
 
     # a local write made after applying a version orders after it (the clock follows what it applies)
-    ahead = local + (3600 * 1000 << 16)  # an hour ahead
+    assert rc.metrics().value("comio_replication_clock_skew_events_total") == 0
+    ahead = local + (3600 * 1000 << 16)  # an hour ahead: applied, counted, logged
     assert codes(apply(rc, put_event(6, "lwb", "k", b"from the future", hlc=ahead))) == [APPLIED]
     r = rc.put("lwb", "k", b"local, after")
     assert r.status == 200 and int(r.header("X-Comio-Version")) > ahead
+    assert rc.metrics().value("comio_replication_clock_skew_events_total") == 1
+    assert rc.metrics().value("comio_clock_seconds") * 1000 >= (int(r.header("X-Comio-Version")) >> 16) - 1
+    warned = [line for line in replica.log().splitlines() if "far ahead of this site's clock" in line]
+    assert len(warned) == 1 and '"origin":"site-a"' in warned[0], warned
 
     # a local DELETE leaves a tombstone: an older PUT from A arriving later does not bring the key back
     r = rc.delete("lwb", "k")
