@@ -5,6 +5,7 @@
 #include <strings.h>
 #include "storaged/apply.h"
 #include "proto/batch.h"
+#include "proto/presign.h"
 #include "common/bucket.h"
 
 /* Bytes of the job's arena an event needs: its strings, each NUL-terminated. */
@@ -37,6 +38,9 @@ static void check_event(commit_item_t *it, const batch_event_t *ev)
 {
     if (it->version == 0)
         refuse(it, "version 0: versions start at 1");
+    else if (!presign_origin_valid(it->origin, it->origin_len) ||
+             (it->parent_origin_len > 0 && !presign_origin_valid(it->parent_origin, it->parent_origin_len)))
+        refuse(it, "the origin is not a site id (1 to 64 of A-Z a-z 0-9 . _ -)"); /* it goes into headers and URLs */
     else if (!bucket_name_valid(it->bucket, it->blen) || bucket_name_reserved(it->bucket, it->blen))
         refuse(it, "invalid bucket name");
     else if (it->op != LOGREC_PURGE && memchr(it->key, '\0', it->klen) != NULL)

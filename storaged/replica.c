@@ -3,11 +3,11 @@
  * The rules are in docs/replication-apply.md; the batch is decoded by apply.c
  * and its bodies written or fetched by commit_io.c. */
 #include <inttypes.h>
-#include "common/replog.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include "common/replog.h"
 #include "storaged/commit_int.h"
 
 void replica_item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
@@ -238,9 +238,6 @@ static int apply_purge_pick(void *ctx, const meta_obj_t *o)
     return 1;
 }
 
-/* Step 3 for one item that is still undecided: staleness again (another
- * batch may have applied a newer version since step 1), then the change.
- * Only fatal errors are returned. */
 /* An applied event, logged again on a site that replicates on: a new seq
  * of this site's log, with the event's version, origin and parent
  * unchanged, so that the next site applies the origin's mutation. An event
@@ -277,6 +274,11 @@ static int relog(commit_t *c, MDB_txn *txn, const commit_item_t *it)
     return replog_append(c->meta, txn, &r);
 }
 
+/* Step 3 for one item that is still undecided: staleness again (another
+ * batch may have applied a newer version since step 1), then the record
+ * for the site's own log (first: an event that cannot be logged is refused
+ * before anything changes), then the change. Only fatal errors are
+ * returned. */
 static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_t *it)
 {
     meta_bucket_t *bk;
@@ -289,6 +291,12 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
         return ret;
     if (item_stale(it, &known))
         return 0;
+    if ((ret = relog(c, txn, it)) != 0) {
+        if (commit_fatal(ret))
+            return ret;
+        replica_item_set(it, BATCH_PERMANENT, 400, "cannot log the event for this site's targets: %s", cio_strerror(ret));
+        return 0;
+    }
     switch (it->op) {
     case LOGREC_PUT:
         if ((ret = apply_cache_bk(c, txn, ac, 1, &bk)) != 0)
@@ -355,8 +363,6 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
         break;
     }
     }
-    if ((ret = relog(c, txn, it)) != 0)
-        return ret;
     replica_item_set(it, BATCH_APPLIED, 200, "%s", "");
     return 0;
 }

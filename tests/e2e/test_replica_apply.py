@@ -252,9 +252,9 @@ def test_local_and_remote_writes_order_by_version(replica, rc):
     assert codes(apply(rc, put_event(3, "lwb", "j", b"from A, just before", hlc=local - 1))) == [SKIPPED]
     r = rc.get("lwb", "j")
     assert r.body == b"written on B" and int(r.header("X-Comio-Version")) == local and r.header("X-Comio-Origin") == site
-    # the same version: the site ids break the tie ("~" sorts after any site id made of letters and digits)
-    assert codes(apply(rc, put_event(4, "lwb", "j", b"from ~", hlc=local, origin="~"))) == [APPLIED]
-    assert rc.get("lwb", "j").body == b"from ~"
+    # the same version: the site ids break the tie, byte by byte (a longer id that starts with the other sorts after)
+    assert codes(apply(rc, put_event(4, "lwb", "j", b"from site+z", hlc=local, origin=site + "z"))) == [APPLIED]
+    assert rc.get("lwb", "j").body == b"from site+z"
     # a newer one wins; the listing shows its version and origin
     assert codes(apply(rc, put_event(5, "lwb", "j", b"from A, later", hlc=local + 2, parent=(local, site)))) == [APPLIED]
     r = rc.get("lwb", "j")
@@ -325,8 +325,11 @@ def test_inline_data_with_wrong_md5_is_permanent(rc):
 def test_events_no_replica_can_apply_are_permanent(rc):
     res = apply(rc, put_event(1, "admin", "k", b"x"), put_event(2, "Bad_Name", "k", b"x"), put_event(0, "bkt", "k", b"x"),
                 put_event(3, "bkt", "nul\x00key", b"x"), url_event(4, "bkt", "k", "ftp://example.com/x", 10, b"\0" * 16),
-                put_event(5, "bkt", "empty", b"", etag=b"\1" * 16))
-    assert codes(res) == [PERMANENT] * 6
+                put_event(5, "bkt", "empty", b"", etag=b"\1" * 16),
+                # an origin that is no site id would go into X-Comio-Origin headers and fetch URLs
+                put_event(6, "bkt", "k", b"x", origin="site\r\nX-Evil: 1"), put_event(7, "bkt", "k", b"x", origin="o" * 65),
+                put_event(8, "bkt", "k", b"x", hlc=9, parent=(8, "a b")))
+    assert codes(res) == [PERMANENT] * 9
     assert rc.raw("GET", "/").json()["buckets"] == []
 
 
