@@ -20,10 +20,10 @@
  * that started before that commit is still reading
  * (commit_reader_enter/leave).
  *
- * On a replica, COMMIT_APPLY carries a whole batch of the primary's events
- * (apply.h builds it) through the same three steps: one allocation for the
- * PUTs not already stale, then inline bodies are written by an I/O thread and
- * large ones fetched from the primary by a small pool of fetcher threads (so
+ * COMMIT_APPLY carries a whole batch of another site's events (apply.h
+ * builds it) through the same three steps: one allocation for the PUTs not
+ * already stale, then inline bodies are written by an I/O thread and large
+ * ones fetched from the sender by a small pool of fetcher threads (so
  * a slow fetch never holds up the writes of ordinary PUTs), one sync, then
  * every event is finished in one synced transaction, where staleness is
  * checked again (docs/replication-apply.md). The committer also collects
@@ -78,13 +78,13 @@ struct commit_item {
     uint8_t etag[16];
     int64_t mtime_ms;
     const void *data; /* PUT inline: `size` bytes inside the job's body buffer (borrowed like a PUT's body) */
-    const char *url;  /* PUT fetched from the primary: NULL when inline */
+    const char *url;  /* PUT fetched from the sending site: NULL when inline */
 
     /* the outcome, valid in done() once `final` is set (every item of a
      * finished job has it, unless the job's result is an error) */
     int final;
     batch_result_t result;
-    unsigned status; /* HTTP-like: 200, 410 (gone on the primary), 400, 500, 502/504 (fetch), 507 */
+    unsigned status; /* HTTP-like: 200, 410 (gone on the sender), 400, 500, 502/504 (fetch), 507 */
     char error[COMMIT_ITEM_ERROR_MAX];
 
     /* internal */

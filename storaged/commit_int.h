@@ -8,8 +8,8 @@
  *   reuse.c      when a freed extent may be handed out again: readers,
  *                quarantine, chunks reserved for small PUTs (carve.h);
  *   mutate.c     the local mutations: PUT, DELETE, PURGE, bucket operations;
- *   replica.c    a replica's apply of the primary's events
- *                (docs/replication-apply.md);
+ *   replica.c    the apply of another site's events, last writer wins,
+ *                and their record in this site's log (docs/replication-apply.md);
  *   tombgc.c     the collection of expired tombstones.
  * Unless a comment says otherwise, the functions below run on the committer
  * thread and write inside the round's transaction `txn`; they return 0 or a
