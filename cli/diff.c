@@ -1,5 +1,6 @@
 /* diff.c - "comio diff": two sites' sorted, paged bucket listings fed to the
- * merge-join of cli/merge.c, reporting keys missing, extra or different on the target.
+ * merge-join of cli/merge.c, reporting keys missing, extra or different on the target,
+ * and those with the same bytes at another version.
  *
  * Both listings come in storaged's order: bytewise (memcmp) order of the full
  * key, for long keys too (storaged stores keys longer than its LMDB room by
@@ -38,7 +39,7 @@ enum { ONLY_NONE, ONLY_SOURCE, ONLY_TARGET };
 typedef struct {
     char name[LIMIT_BUCKET_MAX + 1];
     int on_source, on_target;
-    uint64_t source_keys, target_keys, missing, extra, different;
+    uint64_t source_keys, target_keys, missing, extra, different, versions;
 } bucket_t;
 
 /* One site and its position in the listing of the current bucket. */
@@ -63,9 +64,10 @@ typedef struct {
 
 typedef struct {
     int json, quiet, progress;
-    uint64_t limit; /* differences to print; UINT64_MAX: all */
+    int no_versions; /* --no-versions: keys, sizes and ETags only */
+    uint64_t limit;  /* differences to print; UINT64_MAX: all */
     unsigned page;
-    uint64_t printed, missing, extra, different, keys, source_keys, target_keys;
+    uint64_t printed, missing, extra, different, versions, keys, source_keys, target_keys;
     uint64_t started_ms, next_progress_ms;
     int drawn; /* a progress line is on the terminal */
     const char *bucket;
@@ -73,18 +75,19 @@ typedef struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: comio diff --source URL --target URL [--bucket NAME] [--json] [--limit N] [--quiet]\n"
+    fprintf(out, "usage: comio diff --source URL --target URL [--bucket NAME] [--json] [--limit N] [--quiet] [--no-versions]\n"
                  "                  [--token TOKEN | --token-file FILE] [--source-token TOKEN] [--target-token TOKEN]\n"
                  "                  [--ca-file FILE] [--timeout DURATION] [--page-size N]\n"
                  "\n"
-                 "Compares the objects of two sites (keys, sizes, ETags) and prints the keys missing on the\n"
-                 "target, extra on the target, and different.\n"
+                 "Compares the objects of two sites (keys, sizes, ETags, versions) and prints the keys missing\n"
+                 "on the target, extra on the target, different, and of a different version (same bytes).\n"
                  "\n"
                  "  --source URL, --target URL  the two sites' storaged, http:// or https://\n"
                  "  --bucket NAME         compare this bucket only (default: every bucket of either site)\n"
                  "  --json                print one JSON document: the differences and the counts\n"
                  "  --limit N             print at most N differences (the counts stay complete)\n"
                  "  --quiet               print nothing; the exit status tells\n"
+                 "  --no-versions         compare keys, sizes and ETags only (sites not filled by replication)\n"
                  "  --token TOKEN         token for both sites (else --token-file, else $COMIO_TOKEN)\n"
                  "  --token-file FILE     read that token from FILE\n"
                  "  --source-token TOKEN, --target-token TOKEN  a token for one site\n"
@@ -145,6 +148,10 @@ static void put_json_entry(FILE *out, const merge_entry_t *e)
     }
     fprintf(out, "{\"size\":%" PRIu64 ",\"etag\":", e->size);
     put_json(out, e->etag, strlen(e->etag));
+    if (e->has_version) {
+        fprintf(out, ",\"version\":%" PRIu64 ",\"origin\":", e->version);
+        put_json(out, e->origin, strlen(e->origin));
+    }
     putc('}', out);
 }
 
@@ -162,14 +169,25 @@ static void progress(report_t *r, int force)
         return;
     double secs = (double)(now - r->started_ms) / 1000.0;
     fprintf(stderr, "\r\033[Kcomio diff: %" PRIu64 " keys compared (%.0f keys/s), %" PRIu64 " differences, bucket ", r->keys,
-            secs > 0 ? (double)r->keys / secs : 0.0, r->missing + r->extra + r->different);
+            secs > 0 ? (double)r->keys / secs : 0.0, r->missing + r->extra + r->different + r->versions);
     put_text(stderr, r->bucket ? r->bucket : "", r->bucket ? strlen(r->bucket) : 0);
     fflush(stderr);
     r->drawn = 1;
     r->next_progress_ms = now + DIFF_PROGRESS_MS;
 }
 
-/* One difference: kind "missing" (source only), "extra" (target only) or "different". */
+/* One side of a difference, for people. */
+static void put_text_entry(const merge_entry_t *e, int versions)
+{
+    printf("%" PRIu64 " bytes, etag %s", e->size, e->etag);
+    if (versions && e->has_version) {
+        printf(", version %" PRIu64 " from ", e->version);
+        put_text(stdout, e->origin, strlen(e->origin));
+    }
+}
+
+/* One difference: kind "missing" (source only), "extra" (target only), "different" or "version" (same bytes,
+ * another version). */
 static void report(report_t *r, const char *bucket, const char *kind, const merge_entry_t *src, const merge_entry_t *tgt)
 {
     const merge_entry_t *e = src != NULL ? src : tgt;
@@ -188,16 +206,22 @@ static void report(report_t *r, const char *bucket, const char *kind, const merg
         put_json_entry(stdout, tgt);
         putc('}', stdout);
     } else {
+        int versions = strcmp(kind, "version") == 0;
         printf("%-18s ", strcmp(kind, "missing") == 0 ? "missing on target"
                          : strcmp(kind, "extra") == 0 ? "extra on target"
+                         : versions                   ? "different version"
                                                       : kind);
         put_text(stdout, bucket, strlen(bucket));
         putc('/', stdout);
         put_text(stdout, e->key, e->key_len);
-        if (src != NULL)
-            printf("  source: %" PRIu64 " bytes, etag %s", src->size, src->etag);
-        if (tgt != NULL)
-            printf("%s target: %" PRIu64 " bytes, etag %s", src != NULL ? ";" : " ", tgt->size, tgt->etag);
+        if (src != NULL) {
+            fputs("  source: ", stdout);
+            put_text_entry(src, versions);
+        }
+        if (tgt != NULL) {
+            fputs(src != NULL ? "; target: " : "  target: ", stdout);
+            put_text_entry(tgt, versions);
+        }
         putc('\n', stdout);
     }
     r->printed++;
@@ -345,6 +369,10 @@ static int decode_entry(site_t *s, const json_tok_t *o, merge_entry_t *e, char *
         what = "\"size\" missing or not a count";
     else if (json_str(&s->doc, json_member(&s->doc, o, "etag"), e->etag, sizeof(e->etag), NULL) != 0)
         what = "\"etag\" missing or too long";
+    else if ((e->has_version = json_member(&s->doc, o, "version") != NULL) &&
+             (json_u64(&s->doc, json_member(&s->doc, o, "version"), &e->version) != 0 ||
+              json_str(&s->doc, json_member(&s->doc, o, "origin"), e->origin, sizeof(e->origin), NULL) != 0))
+        what = "\"version\" that is not a count, or no \"origin\" (or one too long)"; /* a site without versions has neither */
     if (what == NULL)
         return 0;
     snprintf(err, errlen, "%s: %s: an object in the listing has %s", s->role, s->target.data, what);
@@ -412,6 +440,13 @@ static void visit(void *arg, merge_kind_t kind, const merge_entry_t *src, const 
         b->different++;
         r->different++;
         report(r, b->name, "different", src, tgt);
+        break;
+    case MERGE_VERSION:
+        if (r->no_versions)
+            break;
+        b->versions++;
+        r->versions++;
+        report(r, b->name, "version", src, tgt);
         break;
     case MERGE_SAME:
         break;
@@ -524,22 +559,24 @@ static size_t merge_buckets(bucket_t *list, size_t n)
 
 static void summary_text(const report_t *r, size_t nbuckets)
 {
-    uint64_t total = r->missing + r->extra + r->different;
+    uint64_t total = r->missing + r->extra + r->different + r->versions;
     printf("%" PRIu64 " keys in %zu bucket%s (source %" PRIu64 ", target %" PRIu64 "): ", r->keys, nbuckets,
            nbuckets == 1 ? "" : "s", r->source_keys, r->target_keys);
     if (total == 0) {
         printf("no differences\n");
         return;
     }
-    printf("%" PRIu64 " missing on target, %" PRIu64 " extra on target, %" PRIu64 " different\n", r->missing, r->extra,
-           r->different);
+    printf("%" PRIu64 " missing on target, %" PRIu64 " extra on target, %" PRIu64 " different", r->missing, r->extra, r->different);
+    if (r->versions > 0) /* the same bytes at another version: only named when there are some */
+        printf(", %" PRIu64 " of another version", r->versions);
+    putc('\n', stdout);
     if (r->printed < total)
         printf("(printed %" PRIu64 " of the %" PRIu64 " differences: --limit)\n", r->printed, total);
 }
 
 static void summary_json(const report_t *r, const bucket_t *list, size_t nbuckets, const char *error)
 {
-    uint64_t total = r->missing + r->extra + r->different;
+    uint64_t total = r->missing + r->extra + r->different + r->versions;
     printf("%s],\"complete\":%s,", r->printed > 0 ? "\n" : "", error == NULL ? "true" : "false");
     if (error != NULL) {
         fputs("\"error\":", stdout);
@@ -548,16 +585,16 @@ static void summary_json(const report_t *r, const bucket_t *list, size_t nbucket
     }
     printf("\"printed\":%" PRIu64 ",\"counts\":{\"buckets\":%zu,\"keys\":%" PRIu64 ",\"source_keys\":%" PRIu64
            ",\"target_keys\":%" PRIu64 ",\"missing\":%" PRIu64 ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64
-           ",\"differences\":%" PRIu64 "},\"buckets\":[",
-           r->printed, nbuckets, r->keys, r->source_keys, r->target_keys, r->missing, r->extra, r->different, total);
+           ",\"versions\":%" PRIu64 ",\"differences\":%" PRIu64 "},\"buckets\":[",
+           r->printed, nbuckets, r->keys, r->source_keys, r->target_keys, r->missing, r->extra, r->different, r->versions, total);
     for (size_t i = 0; i < nbuckets; i++) {
         const bucket_t *b = &list[i];
         fputs(i ? ",{\"name\":" : "{\"name\":", stdout);
         put_json(stdout, b->name, strlen(b->name));
         printf(",\"on_source\":%s,\"on_target\":%s,\"source_keys\":%" PRIu64 ",\"target_keys\":%" PRIu64 ",\"missing\":%" PRIu64
-               ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64 "}",
+               ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64 ",\"versions\":%" PRIu64 "}",
                b->on_source ? "true" : "false", b->on_target ? "true" : "false", b->source_keys, b->target_keys, b->missing,
-               b->extra, b->different);
+               b->extra, b->different, b->versions);
     }
     printf("]}\n");
 }
@@ -587,6 +624,8 @@ int diff_main(int argc, char **argv)
             r.json = 1, k = 1;
         else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
             r.quiet = 1, k = 1;
+        else if (strcmp(argv[i], "--no-versions") == 0)
+            r.no_versions = 1, k = 1;
         static const char *const names[] = {"--source",       "--target",       "--bucket", "--limit",
                                             "--page-size",    "--timeout",      "--token",  "--token-file",
                                             "--source-token", "--target-token", "--ca-file"};
@@ -697,7 +736,7 @@ int diff_main(int argc, char **argv)
     if (failed)
         fprintf(stderr, "comio diff: %s\n", err);
     else
-        exit_status = r.missing + r.extra + r.different > 0 ? EXIT_DIFFERENT : EXIT_SAME;
+        exit_status = r.missing + r.extra + r.different + r.versions > 0 ? EXIT_DIFFERENT : EXIT_SAME;
 done:
     if (fflush(stdout) != 0) {
         fprintf(stderr, "comio diff: cannot write the output\n");

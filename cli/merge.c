@@ -8,6 +8,15 @@ int merge_key_cmp(const char *a, size_t alen, const char *b, size_t blen)
     return c != 0 ? c : (alen > blen) - (alen < blen);
 }
 
+merge_kind_t merge_compare(const merge_entry_t *s, const merge_entry_t *t)
+{
+    if (s->size != t->size || strcmp(s->etag, t->etag) != 0)
+        return MERGE_DIFFERENT;
+    if (s->has_version && t->has_version && (s->version != t->version || strcmp(s->origin, t->origin) != 0))
+        return MERGE_VERSION;
+    return MERGE_SAME;
+}
+
 int merge_join(merge_next_fn next, void *src, void *tgt, merge_visit_fn visit, void *arg)
 {
     const merge_entry_t *s = NULL, *t = NULL;
@@ -24,7 +33,7 @@ int merge_join(merge_next_fn next, void *src, void *tgt, merge_visit_fn visit, v
         else if (c > 0)
             visit(arg, MERGE_EXTRA, NULL, t);
         else
-            visit(arg, s->size != t->size || strcmp(s->etag, t->etag) != 0 ? MERGE_DIFFERENT : MERGE_SAME, s, t);
+            visit(arg, merge_compare(s, t), s, t);
         if (c <= 0 && (hs = next(src, &s)) < 0)
             return hs;
         if (c >= 0 && (ht = next(tgt, &t)) < 0)

@@ -14,19 +14,24 @@
 
 /* merge_entry_t holds the longest key storaged takes. */
 #define MERGE_ETAG_MAX 64
+#define MERGE_ORIGIN_MAX 255 /* a version's origin: a site id (a log record's origin, LOGREC_ORIGIN_MAX) */
 
 typedef struct {
     char key[LIMIT_KEY_MAX + 1]; /* bytes, NUL-terminated for printing; may hold any byte but NUL */
     size_t key_len;
     uint64_t size;
     char etag[MERGE_ETAG_MAX + 1];
+    int has_version;                   /* the listing carries the object's version (a release without versions: 0) */
+    uint64_t version;                  /* the version (common/hlc.h) ... */
+    char origin[MERGE_ORIGIN_MAX + 1]; /* ... and the site it comes from, NUL-terminated */
 } merge_entry_t;
 
 typedef enum {
-    MERGE_SAME,      /* on both sides, same size and ETag */
+    MERGE_SAME,      /* on both sides, same size and ETag (and version, where both have one) */
     MERGE_MISSING,   /* on the source only */
     MERGE_EXTRA,     /* on the target only */
     MERGE_DIFFERENT, /* on both sides, size or ETag differ */
+    MERGE_VERSION,   /* on both sides, same size and ETag, but another version or origin (both sides have one) */
 } merge_kind_t;
 
 /* Gives the next entry of sequence `seq`. Returns 1 with *e set (the entry
@@ -44,6 +49,9 @@ typedef void (*merge_visit_fn)(void *arg, merge_kind_t kind, const merge_entry_t
 /* Bytewise (memcmp) order of two keys, a shorter key before a longer one it
  * starts; <0, 0 or >0. */
 int merge_key_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
+/* The verdict on two entries of one key: MERGE_DIFFERENT, MERGE_VERSION or MERGE_SAME. */
+merge_kind_t merge_compare(const merge_entry_t *s, const merge_entry_t *t);
 
 /* Walks both sequences to their ends in one pass (the source first, then the
  * target, at each step), calling visit for each distinct key. Returns 0, or

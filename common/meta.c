@@ -8,12 +8,14 @@
 #include <unistd.h>
 #include <openssl/sha.h>
 #include "common/be.h"
+#include "common/hlc.h"
 #include "common/log.h"
 #include "common/meta.h"
 #include "common/replog.h"
 
-#define OBJ_FORMAT 1         /* an object written on this site */
-#define OBJ_FORMAT_REPLICA 2 /* the same layout, applied from a primary: its version is the primary's */
+#define OBJ_FORMAT_V1_LOCAL 1   /* metadata format 1: an object written on this site, its version a seq of this site */
+#define OBJ_FORMAT_V1_REPLICA 2 /* metadata format 1: the same layout, applied from a primary: its version the primary's seq */
+#define OBJ_FORMAT 3            /* a version (hybrid logical clock) and its origin site id */
 #define HASH_LEN 16
 
 int meta_err(int rc, const char *what)
@@ -50,9 +52,15 @@ static int mkdir_p(const char *dir)
 
 /* ---- the metadata format ---- */
 
+static int open_env_at(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, char *err, size_t errlen);
+
+static int migrate_objects_v2(meta_t *m, MDB_txn *txn);
+
 const meta_migration_t meta_migrations[META_FORMAT_CURRENT] = {
     /* 0 -> 1: a store from before the format was recorded has the layout of format 1 */
     {"record the format of a store written before formats were recorded", NULL},
+    /* 1 -> 2: object records gain the origin of their version */
+    {"give every object record the site its version comes from", migrate_objects_v2},
 };
 
 int meta_format_migrate(meta_t *m, const meta_migration_t *steps, uint64_t from, uint64_t to, char *err, size_t errlen)
@@ -281,10 +289,25 @@ done:
 
 int meta_open_env(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, char *err, size_t errlen)
 {
+    return meta_open_site(m, dir, map_size, flags, NULL, err, errlen);
+}
+
+int meta_open_site(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, const char *site_id, char *err, size_t errlen)
+{
+    int ret;
+
+    memset(m, 0, sizeof(*m));
+    m->site_id = site_id;
+    ret = open_env_at(m, dir, map_size, flags, err, errlen);
+    m->site_id = NULL; /* borrowed for the migration only */
+    return ret;
+}
+
+static int open_env_at(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, char *err, size_t errlen)
+{
     char path[4200];
     struct stat st;
 
-    memset(m, 0, sizeof(*m));
     m->wake_fd = -1;
     if (flags & META_OPEN_CREATE) {
         if (mkdir_p(dir) != 0) {
@@ -346,12 +369,19 @@ size_t meta_objkey(uint8_t *out, const char *b, size_t blen, const char *k, size
     return blen + 2 + room + HASH_LEN;
 }
 
-#define OBJ_FIXED (1 + 8 * 4 + 16 + 8 + 2 + 2)
+/* Record format 3: format byte, version, offset, allocated length, size
+ * (u64 BE each), ETag (16), mtime (i64 BE), content type (u16 BE length,
+ * bytes), origin (u8 length, bytes), key (u16 BE length, bytes). Formats 1
+ * and 2 (metadata format 1) are the same without the origin. */
+#define OBJ_FIXED_V1 (1 + 8 * 4 + 16 + 8 + 2 + 2)
+#define OBJ_FIXED (OBJ_FIXED_V1 + 1)
+#define OBJ_MAX (OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX)
+_Static_assert(LOGREC_ORIGIN_MAX <= UINT8_MAX, "an origin's length fits its byte");
 
 static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_t klen)
 {
     uint8_t *p = out;
-    *p++ = o->replicated ? OBJ_FORMAT_REPLICA : OBJ_FORMAT;
+    *p++ = OBJ_FORMAT;
     be_put(p, o->version, 8);
     be_put(p + 8, o->off, 8);
     be_put(p + 16, o->alen, 8);
@@ -365,6 +395,9 @@ static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_
     *p++ = (uint8_t)o->ctype_len;
     memcpy(p, o->ctype, o->ctype_len);
     p += o->ctype_len;
+    *p++ = (uint8_t)o->origin_len;
+    memcpy(p, o->origin, o->origin_len);
+    p += o->origin_len;
     *p++ = (uint8_t)(klen >> 8);
     *p++ = (uint8_t)klen;
     memcpy(p, k, klen);
@@ -372,12 +405,13 @@ static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_
     return (size_t)(p - out);
 }
 
-int meta_obj_decode(const MDB_val *v, meta_obj_t *o)
+/* Decodes a record of format `format` (OBJ_FORMAT, or a format-1 one for the migration). */
+static int obj_decode_as(const MDB_val *v, meta_obj_t *o, int format)
 {
     const uint8_t *p = v->mv_data, *end = p + v->mv_size;
-    if (v->mv_size < OBJ_FIXED || (p[0] != OBJ_FORMAT && p[0] != OBJ_FORMAT_REPLICA))
+    int v1 = format != OBJ_FORMAT;
+    if (v->mv_size < (v1 ? OBJ_FIXED_V1 : OBJ_FIXED) || p[0] != format)
         return CIO_EPROTO;
-    o->replicated = p[0] == OBJ_FORMAT_REPLICA;
     p++;
     o->version = be_get(p, 8);
     o->off = be_get(p + 8, 8);
@@ -395,6 +429,16 @@ int meta_obj_decode(const MDB_val *v, meta_obj_t *o)
     memcpy(o->ctype, p, o->ctype_len);
     o->ctype[o->ctype_len] = '\0';
     p += o->ctype_len;
+    o->origin_len = 0;
+    if (!v1) {
+        o->origin_len = p[0];
+        p++;
+        if ((size_t)(end - p) < (size_t)o->origin_len + 2)
+            return CIO_EPROTO;
+        memcpy(o->origin, p, o->origin_len);
+        p += o->origin_len;
+    }
+    o->origin[o->origin_len] = '\0';
     o->key_len = (uint16_t)(p[0] << 8 | p[1]);
     p += 2;
     if (o->key_len > LOGREC_KEY_MAX || (size_t)(end - p) != o->key_len)
@@ -402,6 +446,62 @@ int meta_obj_decode(const MDB_val *v, meta_obj_t *o)
     memcpy(o->key, p, o->key_len);
     o->key[o->key_len] = '\0';
     return 0;
+}
+
+int meta_obj_decode(const MDB_val *v, meta_obj_t *o)
+{
+    return obj_decode_as(v, o, OBJ_FORMAT);
+}
+
+/* Format 1 -> 2: every object record is rewritten in record format 3. A
+ * legacy version was a seq; it stays the version's value: as a hybrid
+ * logical clock value a seq is a few milliseconds after 1970, so every
+ * write made after the upgrade orders after it. Its origin: an object
+ * written here (record format 1) gets this site's id, so that a format-1
+ * log record still pending (which decodes as version = seq, origin = this
+ * site) still names it and ships; one a replica applied from its primary
+ * (format 2) gets "", since the primary's id is not recorded: "" sorts
+ * before every site id, so at an equal legacy version the primary's
+ * pending event applies once more (the same object, harmlessly) rather
+ * than being lost. */
+static int migrate_objects_v2(meta_t *m, MDB_txn *txn)
+{
+    const char *site = m->site_id != NULL ? m->site_id : "";
+    uint8_t vb[OBJ_MAX];
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    meta_obj_t o;
+    int rc, ret = 0;
+
+    if (strlen(site) > LOGREC_ORIGIN_MAX)
+        return CIO_EINVAL;
+    if ((rc = mdb_cursor_open(txn, m->objects, &cur)) != 0)
+        return meta_err(rc, "mdb_cursor_open(objects)");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = v.mv_data;
+        uint8_t at[META_OBJKEY_MAX];
+        size_t atlen = k.mv_size;
+        if (v.mv_size > 0 && p[0] == OBJ_FORMAT)
+            continue; /* already converted */
+        if (v.mv_size == 0 || (p[0] != OBJ_FORMAT_V1_LOCAL && p[0] != OBJ_FORMAT_V1_REPLICA) || atlen > sizeof(at) ||
+            (ret = obj_decode_as(&v, &o, p[0])) != 0) {
+            ret = CIO_EPROTO;
+            break;
+        }
+        if (p[0] == OBJ_FORMAT_V1_LOCAL) {
+            o.origin_len = (uint16_t)strlen(site);
+            memcpy(o.origin, site, o.origin_len + 1);
+        }
+        /* the record grows: put it anew, then find the cursor's place again (a put may move it) */
+        memcpy(at, k.mv_data, atlen);
+        MDB_val nk = {atlen, at}, nv = {obj_encode(vb, &o, o.key, o.key_len), vb};
+        if ((rc = mdb_put(txn, m->objects, &nk, &nv, 0)) != 0 || (rc = mdb_cursor_get(cur, &nk, &v, MDB_SET)) != 0)
+            break;
+    }
+    if (ret == 0 && rc != MDB_NOTFOUND)
+        ret = meta_err(rc, "convert objects");
+    mdb_cursor_close(cur);
+    return ret;
 }
 
 int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_obj_t *out)
@@ -421,7 +521,7 @@ int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char
 
 int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o)
 {
-    uint8_t kb[META_OBJKEY_MAX], vb[OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_KEY_MAX];
+    uint8_t kb[META_OBJKEY_MAX], vb[OBJ_MAX];
     MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
     MDB_val v = {obj_encode(vb, o, k, klen), vb};
     return meta_err(mdb_put(txn, m->objects, &key, &v, 0), "mdb_put(objects)");
@@ -434,9 +534,14 @@ int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char
     return meta_err(mdb_del(txn, m->objects, &key, NULL), "mdb_del(objects)");
 }
 
-int meta_obj_current(const meta_obj_t *o, uint64_t version)
+int meta_obj_current(const meta_obj_t *o, uint64_t version, const char *origin, size_t origin_len)
 {
-    return !o->replicated && o->version == version;
+    return o->version == version && o->origin_len == origin_len && memcmp(o->origin, origin, origin_len) == 0;
+}
+
+int meta_obj_version_cmp(const meta_obj_t *o, uint64_t version, const char *origin, size_t origin_len)
+{
+    return hlc_version_cmp(o->version, o->origin, o->origin_len, version, origin, origin_len);
 }
 
 static int cmp_key(const char *a, size_t alen, const char *b, size_t blen)

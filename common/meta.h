@@ -4,8 +4,8 @@
  * Databases (all in one environment, so one transaction covers them):
  *   "buckets"  name -> meta_bucket_t (storaged/meta.h)
  *   "objects"  objkey(bucket, key) -> meta_obj_t (see meta_objkey); the
- *              record's format byte tells an object written here (1) from
- *              one a replica applied from its primary (2)
+ *              record carries the object's version and the site it was
+ *              written on (its origin), whether here or applied from another
  *   "state"    name -> u64 BE counter (META_COUNTERS below)
  *   "replog", "repl_failed", "repl_retry": the replication log, owned by
  *              common/replog.h: no other module reads or writes them
@@ -30,21 +30,23 @@ typedef struct meta {
     MDB_dbi buckets, objects, replog, pending, state;
     MDB_dbi tombstones, purges, repl_failed, repl_retry;
     alloc_t alloc;
-    int wake_fd; /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
+    int wake_fd;         /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
+    const char *site_id; /* borrowed from meta_open_site's caller for the format migration; NULL after opening */
 } meta_t;
 
 typedef struct {
-    uint64_t version; /* seq of the mutation that wrote it */
+    uint64_t version; /* the version of the mutation that wrote it: a hybrid logical clock value (common/hlc.h) */
     uint64_t off;     /* extent in the data store */
     uint64_t alen;    /* allocated length (0 for an empty object) */
     uint64_t size;    /* object size in bytes */
     uint8_t etag[16]; /* MD5 of the body */
     int64_t mtime_ms;
     uint16_t ctype_len;
-    char ctype[LOGREC_CTYPE_MAX + 1]; /* NUL-terminated */
-    uint16_t key_len;                 /* the full key (filled by get and listing) */
-    char key[LOGREC_KEY_MAX + 1];     /* NUL-terminated */
-    int replicated;                   /* 1: applied by a replica from its primary (version is the primary's seq); 0: written here */
+    char ctype[LOGREC_CTYPE_MAX + 1];   /* NUL-terminated */
+    uint16_t origin_len;                /* the site the mutation happened on (with `version`, what last-writer-wins */
+    char origin[LOGREC_ORIGIN_MAX + 1]; /* orders by); "" for a version from before origins were recorded. NUL-terminated */
+    uint16_t key_len;                   /* the full key (filled by get and listing) */
+    char key[LOGREC_KEY_MAX + 1];       /* NUL-terminated */
 } meta_obj_t;
 
 #define META_OPEN_CREATE 1u /* create what is missing: the directory, the environment, its tables */
@@ -56,10 +58,15 @@ typedef struct {
  * to meta_migrations.
  *   0  a store written before the format was recorded (no such counter):
  *      the same layout as 1
- *   1  the current layout (the tables listed above)
+ *   1  object records hold a version that is a log seq: the writing site's
+ *      own (record format 1) or, on a replica, its primary's (format 2)
+ *   2  the current layout: object records (format 3) hold a hybrid logical
+ *      clock version and its origin site id; tombstones and purge versions
+ *      carry an origin too (storaged/meta.h; their older records still
+ *      read, as versions with origin "")
  * A new environment is created at META_FORMAT_CURRENT, in the transaction
  * that creates its tables. */
-#define META_FORMAT_CURRENT 1
+#define META_FORMAT_CURRENT 2
 
 /* One step of a format upgrade: meta_migrations[n] converts format n to
  * n + 1. `run` makes the step's changes in `txn`, the step's one
@@ -102,6 +109,13 @@ int meta_format_migrate(meta_t *m, const meta_migration_t *steps, uint64_t from,
  * Close with meta_close. */
 int meta_open_env(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, char *err, size_t errlen) CIO_MUST_CHECK;
 
+/* meta_open_env, for storaged: `site_id` (borrowed for the call) is this
+ * site's id, which the upgrade from format 1 gives the objects that were
+ * written here (their legacy versions are this site's seqs); NULL gives them
+ * origin "". */
+int meta_open_site(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, const char *site_id, char *err,
+                   size_t errlen) CIO_MUST_CHECK;
+
 /* Closes what meta_open_env opened; harmless on a failed or closed one. */
 void meta_close(meta_t *m);
 
@@ -121,14 +135,18 @@ int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char
                  const meta_obj_t *o) CIO_MUST_CHECK;
 int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
 
-/* Whether `o` is still the object that this site's own write `version` (a
- * log event's seq) made: written here, not applied from a primary, with
- * that version. A site that ships its writes and also applies a primary's
- * holds applied objects whose versions are the primary's seqs, which can
- * equal one of its own; only a local object's version names a log event.
- * Every path that asks "is the event's version still the object" (repld's
- * inline read and presign, the fetch endpoint) asks this. */
-int meta_obj_current(const meta_obj_t *o, uint64_t version);
+/* Whether `o` is still the object that the mutation (version, origin) made:
+ * the same version from the same site (origin is borrowed, origin_len
+ * bytes, no NUL needed). A (version, origin) pair names one mutation on
+ * every site, so this holds for an object written here and for one applied
+ * from another site (a chained site serves what it applied, with its
+ * origin's version). Every path that asks "is the event's version still the
+ * object" (repld's inline read and presign, the fetch endpoint) asks this. */
+int meta_obj_current(const meta_obj_t *o, uint64_t version, const char *origin, size_t origin_len);
+
+/* The last-writer-wins order of object o's version against (version,
+ * origin): hlc_version_cmp. */
+int meta_obj_version_cmp(const meta_obj_t *o, uint64_t version, const char *origin, size_t origin_len);
 
 /* Calls cb for the objects of bucket b whose key starts with `prefix` and
  * sorts strictly after `after` (either may be empty), in byte order of the
@@ -163,6 +181,7 @@ int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
     X(META_APPLY_FAILED, "apply_failed", "a replica's events refused, for now or for good (storaged)")                             \
     X(META_APPLY_PERMANENT, "apply_permanent", "a replica's events refused for good (storaged)")                                   \
     X(META_APPLY_CLOCK_SKEW, "apply_clock_skew", "remote versions applied that were more than max_clock_skew ahead (storaged)")    \
+    X(META_HLC_LAST, "hlc_last", "the site's clock: no version stored here is larger (storaged, at every commit)")                 \
     X(META_STORE_ID_HI, "store_id_hi", "the data store's identity, high half (storaged)")                                          \
     X(META_STORE_ID_LO, "store_id_lo", "the data store's identity, low half (storaged)")                                           \
     X(META_FORMAT_VERSION, "format_version", "the metadata format, META_FORMAT_CURRENT once opened by storaged (storaged)")

@@ -20,9 +20,9 @@
  *   - A record and the object change it describes commit in one
  *     transaction: replog_append is called in the mutation's transaction,
  *     never after it.
- *   - Seqs strictly increase and are never reused (replog_next_seq); a seq is
- *     also the version of the object it wrote, so a version names a log
- *     event only on an object written on this site (meta_obj_current).
+ *   - Seqs strictly increase and are never reused (replog_next_seq). A seq
+ *     is the log position only; a record's version is its (hlc, origin),
+ *     which names one mutation on every site (meta_obj_current).
  *   - The cursor (META_REPL_CURSOR) only moves over events acknowledged by
  *     the replica, superseded (the object moved on: a later event carries its
  *     state), or recorded in "repl_failed" in the same transaction. No event

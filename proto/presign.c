@@ -14,11 +14,12 @@
 _Static_assert(PRESIGN_SIG_HEX == 2 * MAC_LEN, "the signature is the MAC in hex");
 
 /* HMAC-SHA256 of method "\n" bucket "\n" key "\n" version "\n" expires,
+ * then "\n" origin when there is one (a URL of the previous release has none),
  * streamed so that no buffer depends on the key's length. 0, CIO_EINVAL
  * (empty secret) or CIO_ENOMEM (OpenSSL failed, which only happens when out of
  * memory). */
 static int mac_compute(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
-                       size_t klen, uint64_t version, int64_t expires, uint8_t mac[MAC_LEN])
+                       size_t klen, uint64_t version, const char *origin, size_t origin_len, int64_t expires, uint8_t mac[MAC_LEN])
 {
     /* An empty key would make every URL forgeable by anyone: refuse it. */
     if (secret == NULL || secret_len == 0 || method == NULL || (bucket == NULL && blen > 0) || (key == NULL && klen > 0))
@@ -47,7 +48,9 @@ static int mac_compute(const char *secret, size_t secret_len, const char *method
         (blen > 0 && EVP_MAC_update(ctx, (const unsigned char *)bucket, blen) != 1) ||
         EVP_MAC_update(ctx, (const unsigned char *)"\n", 1) != 1 ||
         (klen > 0 && EVP_MAC_update(ctx, (const unsigned char *)key, klen) != 1) ||
-        EVP_MAC_update(ctx, (const unsigned char *)nums, (size_t)nn) != 1)
+        EVP_MAC_update(ctx, (const unsigned char *)nums, (size_t)nn) != 1 ||
+        (origin != NULL && (EVP_MAC_update(ctx, (const unsigned char *)"\n", 1) != 1 ||
+                            (origin_len > 0 && EVP_MAC_update(ctx, (const unsigned char *)origin, origin_len) != 1))))
         goto done;
     if (EVP_MAC_final(ctx, mac, &out_len, MAC_LEN) != 1 || out_len != MAC_LEN)
         goto done;
@@ -60,12 +63,13 @@ done:
 }
 
 void presign_sign(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
-                  size_t klen, uint64_t version, int64_t expires, char sig[PRESIGN_SIG_HEX + 1])
+                  size_t klen, uint64_t version, const char *origin, size_t origin_len, int64_t expires,
+                  char sig[PRESIGN_SIG_HEX + 1])
 {
     uint8_t mac[MAC_LEN];
     if (sig == NULL)
         return;
-    if (mac_compute(secret, secret_len, method, bucket, blen, key, klen, version, expires, mac) != 0) {
+    if (mac_compute(secret, secret_len, method, bucket, blen, key, klen, version, origin, origin_len, expires, mac) != 0) {
         sig[0] = '\0';
         return;
     }
@@ -104,24 +108,25 @@ static void put_encoded(urlbuf_t *u, const char *s, size_t len, unsigned flags)
 }
 
 int presign_url(const char *secret, size_t secret_len, const char *base, const char *bucket, size_t blen, const char *key,
-                size_t klen, uint64_t version, int64_t expires, char *out, size_t cap)
+                size_t klen, uint64_t version, const char *origin, size_t origin_len, int64_t expires, char *out, size_t cap)
 {
     if (out == NULL || cap == 0)
         return CIO_ETOOBIG;
     out[0] = '\0';
-    if (base == NULL)
+    if (base == NULL || origin == NULL || !presign_origin_valid(origin, origin_len))
         return CIO_EINVAL;
 
     uint8_t mac[MAC_LEN];
     char sig[PRESIGN_SIG_HEX + 1];
-    int err = mac_compute(secret, secret_len, "GET", bucket, blen, key, klen, version, expires, mac);
+    int err = mac_compute(secret, secret_len, "GET", bucket, blen, key, klen, version, origin, origin_len, expires, mac);
     if (err != 0)
         return err;
     hex_encode(sig, mac, MAC_LEN);
     OPENSSL_cleanse(mac, sizeof(mac));
 
     char query[PRESIGN_QUERY_MAX + 1];
-    int qn = snprintf(query, sizeof(query), "?version=%" PRIu64 "&expires=%" PRId64 "&sig=%s", version, expires, sig);
+    int qn = snprintf(query, sizeof(query), "?version=%" PRIu64 "&origin=%.*s&expires=%" PRId64 "&sig=%s", version, (int)origin_len,
+                      origin, expires, sig);
     if (qn < 0 || (size_t)qn >= sizeof(query))
         return CIO_EINVAL; /* cannot happen: PRESIGN_QUERY_MAX holds the longest */
 
@@ -146,7 +151,8 @@ int presign_url(const char *secret, size_t secret_len, const char *base, const c
 /* ---- verification ---- */
 
 int presign_verify(const char *secret, size_t secret_len, const char *method, const char *bucket, size_t blen, const char *key,
-                   size_t klen, uint64_t version, int64_t expires, const char *sig_hex, size_t sig_len, int64_t now)
+                   size_t klen, uint64_t version, const char *origin, size_t origin_len, int64_t expires, const char *sig_hex,
+                   size_t sig_len, int64_t now)
 {
     uint8_t given[MAC_LEN], want[MAC_LEN];
     if (sig_hex == NULL || sig_len != PRESIGN_SIG_HEX)
@@ -155,7 +161,7 @@ int presign_verify(const char *secret, size_t secret_len, const char *method, co
      * secret, so it may exit early. */
     if (hex_decode_lower(given, sig_hex, MAC_LEN) != 0)
         return CIO_EINVAL; /* uppercase is refused too: the signer only writes lowercase */
-    int err = mac_compute(secret, secret_len, method, bucket, blen, key, klen, version, expires, want);
+    int err = mac_compute(secret, secret_len, method, bucket, blen, key, klen, version, origin, origin_len, expires, want);
     if (err != 0)
         return err;
     int differ = CRYPTO_memcmp(given, want, MAC_LEN);
@@ -166,4 +172,17 @@ int presign_verify(const char *secret, size_t secret_len, const char *method, co
     if (now > expires)
         return CIO_EAGAIN;
     return 0;
+}
+
+int presign_origin_valid(const char *origin, size_t len)
+{
+    if (origin == NULL || len == 0 || len > LIMIT_SITE_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = origin[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+              ch == '-'))
+            return 0;
+    }
+    return 1;
 }

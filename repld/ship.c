@@ -254,7 +254,8 @@ static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
 
     *data = NULL;
     ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
-    if (ret == CIO_ENOTFOUND || (ret == 0 && (!meta_obj_current(&o, e->seq) || o.size != e->r.size)))
+    if (ret == CIO_ENOTFOUND ||
+        (ret == 0 && (!meta_obj_current(&o, e->r.hlc, e->r.origin, e->r.origin_len) || o.size != e->r.size)))
         return 1;
     if (ret != 0)
         return ret;
@@ -292,8 +293,8 @@ static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
  * commit has returned, and so after the commit is visible to any read
  * transaction begun later. Had a write into the extent begun before our read
  * returned, this later snapshot would show the object changed or gone.
- * Version numbers are never reused for a site's own writes, so "same
- * version" means "same record" (meta_obj_current). (The replica checks every inline body
+ * A (version, origin) pair is never reused, so "same version" means "same
+ * record" (meta_obj_current). (The replica checks every inline body
  * against its ETag before it applies it: corruption is caught there.)
  * Returns 0 when all hold; otherwise the number of events that moved on,
  * marked with inl = -1; or a negative error. */
@@ -312,7 +313,7 @@ static int recheck(ship_t *s, batch_t *b)
         ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
         if (ret != 0 && ret != CIO_ENOTFOUND)
             break;
-        if (ret == CIO_ENOTFOUND || !meta_obj_current(&o, e->seq) || o.off != e->inl_off) {
+        if (ret == CIO_ENOTFOUND || !meta_obj_current(&o, e->r.hlc, e->r.origin, e->r.origin_len) || o.off != e->inl_off) {
             e->inl = -1;
             moved++;
         }
@@ -357,12 +358,13 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
                 } else {
                     meta_obj_t o;
                     ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
-                    if (ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, e->seq)))
+                    if (ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, e->r.hlc, e->r.origin, e->r.origin_len)))
                         ret = 1;
                     else if (ret == 0) {
                         const char *secret = s->conf->remote_token != NULL ? s->conf->remote_token : "";
                         ret = presign_url(secret, strlen(secret), s->conf->public_url, e->r.bucket, e->r.bucket_len, e->r.key,
-                                          e->r.key_len, e->seq, clock_wall_ms() / 1000 + PRESIGN_TTL_S, url, sizeof(url));
+                                          e->r.key_len, e->r.hlc, e->r.origin, e->r.origin_len,
+                                          clock_wall_ms() / 1000 + PRESIGN_TTL_S, url, sizeof(url));
                     }
                 }
                 if (ret == 1) {

@@ -5,12 +5,14 @@
 #include <strings.h>
 #include "storaged/apply.h"
 #include "proto/batch.h"
+#include "proto/presign.h"
 #include "common/bucket.h"
 
 /* Bytes of the job's arena an event needs: its strings, each NUL-terminated. */
 static size_t event_bytes(const batch_event_t *ev)
 {
-    return ev->rec.bucket_len + 1 + ev->rec.key_len + 1 + ev->rec.content_type_len + 1 + (ev->url != NULL ? ev->url_len + 1 : 0);
+    return ev->rec.bucket_len + 1 + ev->rec.key_len + 1 + ev->rec.content_type_len + 1 + ev->rec.origin_len + 1 +
+           ev->rec.parent_origin_len + 1 + (ev->url != NULL ? ev->url_len + 1 : 0);
 }
 
 static const char *arena_copy(char **arena, const char *s, size_t len)
@@ -35,7 +37,10 @@ static void refuse(commit_item_t *it, const char *msg)
 static void check_event(commit_item_t *it, const batch_event_t *ev)
 {
     if (it->version == 0)
-        refuse(it, "version 0: sequence numbers start at 1");
+        refuse(it, "version 0: versions start at 1");
+    else if (!presign_origin_valid(it->origin, it->origin_len) ||
+             (it->parent_origin_len > 0 && !presign_origin_valid(it->parent_origin, it->parent_origin_len)))
+        refuse(it, "the origin is not a site id (1 to 64 of A-Z a-z 0-9 . _ -)"); /* it goes into headers and URLs */
     else if (!bucket_name_valid(it->bucket, it->blen) || bucket_name_reserved(it->bucket, it->blen))
         refuse(it, "invalid bucket name");
     else if (it->op != LOGREC_PURGE && memchr(it->key, '\0', it->klen) != NULL)
@@ -72,7 +77,7 @@ int apply_decode(commit_job_t *job, const char *buf, size_t len, char *err, size
     if (n == 0)
         return 0;
     /* one block: the items, then their strings */
-    /* n is at most BATCH_MAX_EVENTS and bytes at most len + 4n: no overflow */
+    /* n is at most BATCH_MAX_EVENTS and bytes at most len + 6n: no overflow */
     if ((items = calloc(1, n * sizeof(*items) + bytes)) == NULL)
         goto nomem;
     arena = (char *)(items + n);
@@ -85,7 +90,13 @@ int apply_decode(commit_job_t *job, const char *buf, size_t len, char *err, size
         if (batch_dec_next(&d, &ev) != 0)
             goto proto;
         it->op = ev.rec.op;
-        it->version = ev.rec.seq;
+        it->seq = ev.rec.seq;
+        it->version = ev.rec.hlc;
+        it->origin_len = ev.rec.origin_len;
+        it->origin = arena_copy(&at, ev.rec.origin, ev.rec.origin_len);
+        it->parent_version = ev.rec.parent_hlc;
+        it->parent_origin_len = ev.rec.parent_origin_len;
+        it->parent_origin = arena_copy(&at, ev.rec.parent_origin, ev.rec.parent_origin_len);
         it->blen = ev.rec.bucket_len;
         it->bucket = arena_copy(&at, ev.rec.bucket, ev.rec.bucket_len);
         it->klen = ev.rec.key_len;
@@ -122,7 +133,7 @@ int apply_reply(const commit_job_t *job, msgpack_sbuffer *sb)
         return CIO_ENOMEM;
     for (size_t i = 0; i < job->nitems; i++) {
         const commit_item_t *it = &job->items[i];
-        res[i].seq = it->version;
+        res[i].seq = it->seq;
         if (it->final && (job->result == 0 || it->result == BATCH_PERMANENT)) {
             res[i].result = it->result;
             res[i].status = it->status;

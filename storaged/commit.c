@@ -101,6 +101,10 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
             goto fail;
         j->result = ret;
     }
+    /* the clock's high-water mark: a restart starts past every version this commit stores */
+    uint64_t hlc_mark = hlc_last(&c->hlc);
+    if (hlc_mark != c->hlc_saved && (ret = meta_state_put(c->meta, txn, META_HLC_LAST, hlc_mark)) != 0)
+        goto fail;
     /* after the jobs, which come first */
     if ((ret = reuse_chunk_reserve(c, txn, &chunk)) != 0 && commit_fatal(ret))
         goto fail;
@@ -117,6 +121,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
         ret = meta_err(rc, "mdb_txn_commit");
         goto fail;
     }
+    c->hlc_saved = hlc_mark;
 
     /* durable: wake repld (the log may have grown), offer the chunk, age the quarantine, then answer */
     if (c->log_enabled && need_sync)
@@ -162,13 +167,13 @@ fail:
             replica_release_extents(c, j);
         else if (j->ext.len > 0 && reuse_quarantine_track(c, j->ext, 0, j->carved) != 0)
             log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
-        j->version = 0;
+        j->version = j->seq = 0;
         list_push(&done, j);
     }
     for (j = inbox; j != NULL; j = next) {
         next = j->next;
         j->result = ret;
-        j->version = 0;
+        j->version = j->seq = 0;
         list_push(&done, j);
     }
 reply:
@@ -299,6 +304,16 @@ void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms)
     pthread_mutex_unlock(&c->mu);
 }
 
+void commit_set_max_clock_skew(commit_t *c, int64_t ms)
+{
+    c->hlc.max_skew_ms = ms > 0 ? ms : HLC_MAX_CLOCK_SKEW_MS_DEFAULT;
+}
+
+uint64_t commit_clock(commit_t *c)
+{
+    return hlc_last(&c->hlc);
+}
+
 void commit_stats(commit_t *c, uint64_t *commits, uint64_t *jobs)
 {
     *commits = __atomic_load_n(&c->commits, __ATOMIC_RELAXED);
@@ -316,6 +331,23 @@ int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int
     c->store = s;
     c->log_enabled = log_enabled;
     c->epoch = 1;
+    {
+        MDB_txn *txn;
+        int ret;
+        if ((ret = meta_err(mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0) {
+            free(c->site_id);
+            free(c);
+            return ret;
+        }
+        ret = meta_state_get(m, txn, META_HLC_LAST, &c->hlc_saved);
+        mdb_txn_abort(txn);
+        if (ret != 0) {
+            free(c->site_id);
+            free(c);
+            return ret;
+        }
+        hlc_init(&c->hlc, c->hlc_saved, NULL, 0);
+    }
     /* for tests only: a long poll keeps released extents in quarantine until the stop */
     {
         const char *v = getenv("COMIO_QUARANTINE_POLL_MS");
@@ -384,6 +416,7 @@ void commit_stop(commit_t *c)
     for (unsigned i = 0; i < c->nfetch; i++)
         pthread_join(c->fetch_threads[i], NULL);
     EVP_MD_free(c->md5);
+    hlc_destroy(&c->hlc);
     carve_destroy(&c->carve);
     free(c->chunks_out);
     free(c->io_threads);

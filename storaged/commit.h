@@ -20,10 +20,10 @@
  * that started before that commit is still reading
  * (commit_reader_enter/leave).
  *
- * On a replica, COMMIT_APPLY carries a whole batch of the primary's events
- * (apply.h builds it) through the same three steps: one allocation for the
- * PUTs not already stale, then inline bodies are written by an I/O thread and
- * large ones fetched from the primary by a small pool of fetcher threads (so
+ * COMMIT_APPLY carries a whole batch of another site's events (apply.h
+ * builds it) through the same three steps: one allocation for the PUTs not
+ * already stale, then inline bodies are written by an I/O thread and large
+ * ones fetched from the sender by a small pool of fetcher threads (so
  * a slow fetch never holds up the writes of ordinary PUTs), one sync, then
  * every event is finished in one synced transaction, where staleness is
  * checked again (docs/replication-apply.md). The committer also collects
@@ -61,7 +61,13 @@ struct commit_item {
     /* the event, filled by the submitter; strings are NUL-terminated and must
      * stay valid until done() */
     logrec_op_t op;
-    uint64_t version; /* the primary's seq */
+    uint64_t seq;     /* the event's position in the sending site's log: what the reply acknowledges */
+    uint64_t version; /* the mutation's version (common/hlc.h) ... */
+    const char *origin;
+    size_t origin_len;         /* ... and the site it happened on: what last-writer-wins orders by */
+    uint64_t parent_version;   /* the version it replaced on its origin (0 and "" when none): */
+    const char *parent_origin; /* passed on unchanged when the event is logged again here (a chain) */
+    size_t parent_origin_len;
     const char *bucket;
     size_t blen;
     const char *key; /* "" for PURGE */
@@ -72,13 +78,13 @@ struct commit_item {
     uint8_t etag[16];
     int64_t mtime_ms;
     const void *data; /* PUT inline: `size` bytes inside the job's body buffer (borrowed like a PUT's body) */
-    const char *url;  /* PUT fetched from the primary: NULL when inline */
+    const char *url;  /* PUT fetched from the sending site: NULL when inline */
 
     /* the outcome, valid in done() once `final` is set (every item of a
      * finished job has it, unless the job's result is an error) */
     int final;
     batch_result_t result;
-    unsigned status; /* HTTP-like: 200, 410 (gone on the primary), 400, 500, 502/504 (fetch), 507 */
+    unsigned status; /* HTTP-like: 200, 410 (gone on the sender), 400, 500, 502/504 (fetch), 507 */
     char error[COMMIT_ITEM_ERROR_MAX];
 
     /* internal */
@@ -116,7 +122,9 @@ struct commit_job {
     /* results, valid in done() */
     int result;       /* 0 or a CIO_* code */
     uint8_t etag[16]; /* PUT: MD5 of the body, computed by the committer */
-    uint64_t version; /* seq of the mutation; 0 when nothing changed */
+    uint64_t
+        version;  /* PUT, DELETE, PURGE: the mutation's version (common/hlc.h; its origin is this site); 0 when nothing changed */
+    uint64_t seq; /* its log position (replog_next_seq); 0 when nothing changed */
     int64_t mtime_ms;
     int created;    /* BUCKET_CREATE: 1 when the bucket is new */
     uint64_t count; /* PURGE: objects removed */
@@ -141,8 +149,11 @@ struct commit_job {
 typedef struct commit commit_t;
 
 /* Starts the committer and `io_threads` writers over `m` and `s`. `site_id`
- * (copied) is the origin of log records; `log_enabled` turns the replication
- * log on. Returns 0, CIO_ENOMEM or CIO_ESYS. */
+ * (copied) is the origin of the site's own mutations; `log_enabled` turns
+ * the replication log on: the site's own mutations are logged, and so are
+ * the remote events it applies (passed on with their origin's version, so
+ * that a chain A -> B -> C works). The site's clock starts past the
+ * high-water mark META_HLC_LAST. Returns 0, CIO_ENOMEM, CIO_EDB or CIO_ESYS. */
 int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int log_enabled, unsigned io_threads) CIO_MUST_CHECK;
 
 /* Finishes every submitted job, stops the threads and frees the committer.
@@ -173,6 +184,14 @@ void commit_reader_leave(commit_t *c, uint64_t token);
  * ones are collected by the committer in small slices, a pass at most once a
  * minute. Thread-safe. */
 void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms);
+
+/* Sets how far ahead of the local clock a remote version may be before
+ * apply counts it in META_APPLY_CLOCK_SKEW and logs a warning (at most once
+ * a minute); <= 0 for the default, 60 s. Call before the first job. */
+void commit_set_max_clock_skew(commit_t *c, int64_t ms);
+
+/* The site's clock (for status): the largest version taken or applied. Thread-safe. */
+uint64_t commit_clock(commit_t *c);
 
 /* Number of commits and jobs so far (for metrics). */
 void commit_stats(commit_t *c, uint64_t *commits, uint64_t *jobs);

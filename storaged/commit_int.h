@@ -8,8 +8,8 @@
  *   reuse.c      when a freed extent may be handed out again: readers,
  *                quarantine, chunks reserved for small PUTs (carve.h);
  *   mutate.c     the local mutations: PUT, DELETE, PURGE, bucket operations;
- *   replica.c    a replica's apply of the primary's events
- *                (docs/replication-apply.md);
+ *   replica.c    the apply of another site's events, last writer wins,
+ *                and their record in this site's log (docs/replication-apply.md);
  *   tombgc.c     the collection of expired tombstones.
  * Unless a comment says otherwise, the functions below run on the committer
  * thread and write inside the round's transaction `txn`; they return 0 or a
@@ -22,6 +22,7 @@
 #include <time.h>
 #include <openssl/evp.h>
 #include "common/clock.h"
+#include "common/hlc.h"
 #include "storaged/carve.h"
 #include "storaged/commit.h"
 #include "common/log.h"
@@ -79,6 +80,7 @@ struct commit {
     int64_t quarantine_poll_ms; /* QUARANTINE_POLL_MS, or COMIO_QUARANTINE_POLL_MS (tests) */
     uint64_t tomb_ttl_ms;       /* atomic; 0: keep tombstones */
     EVP_MD *md5;                /* fetched once: EVP_md5() would look the implementation up at every digest */
+    hlc_t hlc;                  /* the site's clock: every local version is taken from it, every applied one advances it */
 
     pthread_mutex_t rd_mu; /* readers */
     uint64_t epoch;
@@ -97,6 +99,9 @@ struct commit {
     uint64_t gc_removed;
     uint8_t gc_pos[META_OBJKEY_MAX];
     size_t gc_pos_len;
+    uint64_t hlc_saved;     /* META_HLC_LAST as last committed */
+    int64_t skew_warn_ms;   /* when the last clock skew warning was logged */
+    uint64_t skew_unwarned; /* skewed versions since that warning */
 };
 
 static inline void list_init(job_list_t *l)
@@ -120,12 +125,15 @@ static inline commit_job_t *list_take(job_list_t *l)
 }
 
 /* Fills *o with the record of an object of `size` bytes in extent ext, as a
- * PUT writes it; `replicated` and every other field are 0. */
-static inline void commit_obj_init(meta_obj_t *o, uint64_t version, alloc_extent_t ext, uint64_t size, const uint8_t etag[16],
-                                   int64_t mtime_ms, const char *ctype, size_t ctype_len)
+ * PUT writes it, at version (version, origin: NUL-terminated, at most
+ * LOGREC_ORIGIN_MAX bytes); every other field is 0. */
+static inline void commit_obj_init(meta_obj_t *o, uint64_t version, const char *origin, alloc_extent_t ext, uint64_t size,
+                                   const uint8_t etag[16], int64_t mtime_ms, const char *ctype, size_t ctype_len)
 {
     memset(o, 0, sizeof(*o));
     o->version = version;
+    o->origin_len = (uint16_t)strlen(origin);
+    memcpy(o->origin, origin, o->origin_len);
     o->off = ext.off;
     o->alen = ext.len;
     o->size = size;
@@ -205,6 +213,13 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* What the site knows of key k: the largest version (hlc_version_cmp) of
+ * its bucket's purge (`purge`), its object (`old`, when had_old) and its
+ * tombstone, into *known; *had_tomb tells whether it has a tombstone. Used
+ * as a local mutation's parent and by apply to find stale events. */
+int mutate_key_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_ver_t *purge,
+                     const meta_obj_t *old, int had_old, int *had_tomb, meta_ver_t *known) CIO_MUST_CHECK;
 
 /* ---- replica.c: a replica's batch (COMMIT_APPLY) ---- */
 

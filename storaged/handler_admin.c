@@ -9,6 +9,7 @@
 #include "storaged/handler_admin.h"
 #include "storaged/http_commit.h"
 #include "storaged/path.h"
+#include "common/hlc.h"
 #include "common/replog.h"
 #include "common/replstat.h"
 
@@ -194,7 +195,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
 {
     http_thread_t *t = http_req_thread(req);
     uint64_t capacity = 0, free_bytes = 0, extents = 0, largest = 0, objects = 0, bytes = 0, head = 0, records = 0;
-    uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0;
+    uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0, skew = 0;
     uint64_t commits, jobs;
     MDB_txn *txn;
     buf_t b;
@@ -209,7 +210,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
         meta_state_get(srv->meta, txn, META_APPLY_SKIPPED, &skipped) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_FAILED, &failed) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_PERMANENT, &permanent) != 0 ||
-        meta_tomb_count(srv->meta, txn, &tombstones) != 0) {
+        meta_state_get(srv->meta, txn, META_APPLY_CLOCK_SKEW, &skew) != 0 || meta_tomb_count(srv->meta, txn, &tombstones) != 0) {
         http_req_rtxn_end(t);
         http_req_cio_error(req, CIO_EDB, "metrics failed");
         return 0;
@@ -261,10 +262,22 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "comio_replica_events_total{result=\"skipped\"} %" PRIu64 "\n"
                "comio_replica_events_total{result=\"retry\"} %" PRIu64 "\n"
                "comio_replica_events_total{result=\"permanent\"} %" PRIu64 "\n"
-               "# HELP comio_replica_tombstones Deleted keys this replica remembers (until replication.tombstone_ttl).\n"
+               "# HELP comio_replica_tombstones Deleted keys this site remembers (until replication.tombstone_ttl).\n"
                "# TYPE comio_replica_tombstones gauge\n"
-               "comio_replica_tombstones %" PRIu64 "\n",
-               applied, skipped, failed - permanent, permanent, tombstones);
+               "comio_replica_tombstones %" PRIu64 "\n"
+               "# HELP comio_clock_seconds This site's clock: the time of the largest version taken or applied, since the epoch.\n"
+               "# TYPE comio_clock_seconds gauge\n"
+               "comio_clock_seconds %" PRIu64 ".%03u\n",
+               applied, skipped, failed - permanent, permanent, tombstones, hlc_ms(commit_clock(srv->commit)) / 1000,
+               (unsigned)(hlc_ms(commit_clock(srv->commit)) % 1000));
+    /* a site that receives events (it accepts batches, or replicates) */
+    if (srv->conf->repl_enabled || (srv->conf->accept_token != NULL && srv->conf->accept_token[0] != '\0'))
+        buf_printf(&b,
+                   "# HELP comio_replication_clock_skew_events_total Versions received more than replication.max_clock_skew "
+                   "ahead of this site's clock.\n"
+                   "# TYPE comio_replication_clock_skew_events_total counter\n"
+                   "comio_replication_clock_skew_events_total %" PRIu64 "\n",
+                   skew);
     if (b.err != 0) {
         http_req_reply_buf(req, 500, &b);
         return 0;

@@ -202,7 +202,8 @@ static void send_not_modified(h2o_req_t *req)
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
-int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version)
+int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
+                         size_t origin_len)
 {
     http_thread_t *t = http_req_thread(req);
     meta_obj_t o;
@@ -223,7 +224,9 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
     if (ret == CIO_ENOTFOUND && meta_bucket_get(srv->meta, txn, p->bucket, p->bucket_len, &bk) == CIO_ENOTFOUND)
         ret = 1;
-    if (version != 0 && (ret == 1 || ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, version))))
+    if (version != 0 &&
+        (ret == 1 || ret == CIO_ENOTFOUND ||
+         (ret == 0 && (origin != NULL ? !meta_obj_current(&o, version, origin, origin_len) : o.version != version))))
         ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */
     http_req_rtxn_end(t);
     if (ret != 0) {
@@ -257,6 +260,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     }
     fmt_u64(buf, o.version);
     http_req_add_header_str(req, "x-comio-version", buf);
+    http_req_add_header_str(req, "x-comio-origin", o.origin);
     if (cond == HTTP_PRECOND_NOT_MODIFIED) {
         commit_reader_leave(srv->commit, token);
         send_not_modified(req);
@@ -326,7 +330,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
 
 int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p)
 {
-    return handler_object_serve(srv, req, p, 0);
+    return handler_object_serve(srv, req, p, 0, NULL, 0);
 }
 
 typedef struct {
@@ -351,7 +355,10 @@ static int list_one(void *ctx, const meta_obj_t *o)
     date_iso8601_ms(o->mtime_ms, ts);
     buf_puts(l->b, l->n == 0 ? "{\"key\":" : ",{\"key\":");
     l->json_key(l->b, o->key, o->key_len);
-    buf_printf(l->b, ",\"size\":%" PRIu64 ",\"etag\":\"%s\",\"last_modified\":\"%s\"}", o->size, etag, ts);
+    buf_printf(l->b, ",\"size\":%" PRIu64 ",\"etag\":\"%s\",\"last_modified\":\"%s\",\"version\":%" PRIu64 ",\"origin\":", o->size,
+               etag, ts, o->version);
+    buf_json_str(l->b, o->origin, o->origin_len); /* a site id: never needs the key's escaping mode */
+    buf_puts(l->b, "}");
     memcpy(l->last, o->key, o->key_len + 1);
     l->last_len = o->key_len;
     l->n++;

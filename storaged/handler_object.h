@@ -14,8 +14,12 @@
 int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p);
 
 /* GET and HEAD of an object; with `version` non-zero only that version is
- * served (the primary's fetch endpoint), anything else is 410. */
-int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version);
+ * served (the fetch endpoint), anything else is 410: the version from site
+ * `origin` (origin_len bytes, borrowed for the call; meta_obj_current), or
+ * with origin NULL (a fetch URL of the previous release) any object with
+ * that version number. */
+int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
+                         size_t origin_len);
 
 /* PUT /{bucket}/{key}: the body (req->entity) becomes the object. */
 int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p);

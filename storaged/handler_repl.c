@@ -70,15 +70,17 @@ int handler_repl_apply(http_server_t *srv, h2o_req_t *req)
     return http_commit_submit(req, pend);
 }
 
-/* GET /admin/replication/fetch/{bucket}/{key}?version=V&expires=E&sig=HEX */
+/* GET /admin/replication/fetch/{bucket}/{key}?version=V&origin=O&expires=E&sig=HEX
+ * (a URL of the previous release has no origin: proto/presign.h) */
 int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
 {
     static const char prefix[] = "/admin/replication/fetch";
     /* repld signs with the token of the target it ships to: the first one until it ships to each */
     const char *secret = srv->conf->ntargets > 0 ? srv->conf->targets[0].token : srv->conf->remote_token, *code;
-    char num[32], sig[PRESIGN_SIG_HEX + 2];
+    char num[32], sig[PRESIGN_SIG_HEX + 2], origin[LIMIT_SITE_ID_MAX + 2];
     unsigned long long version, expires;
-    size_t len, siglen;
+    size_t len, siglen, origin_len = 0;
+    int has_origin = 0;
     path_t p;
     char *end;
     int ret;
@@ -108,9 +110,12 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
         ret = CIO_EINVAL;
     else if (http_req_query_param(req, "sig", sig, sizeof(sig), &siglen) != 0)
         ret = CIO_EINVAL;
+    else if ((has_origin = http_req_query_param(req, "origin", origin, sizeof(origin), &origin_len) == 0) &&
+             !presign_origin_valid(origin, origin_len))
+        ret = CIO_EINVAL;
     else
-        ret = presign_verify(secret, strlen(secret), "GET", p.bucket, p.bucket_len, p.key, p.key_len, version, (int64_t)expires,
-                             sig, siglen, clock_wall_ms() / 1000);
+        ret = presign_verify(secret, strlen(secret), "GET", p.bucket, p.bucket_len, p.key, p.key_len, version,
+                             has_origin ? origin : NULL, origin_len, (int64_t)expires, sig, siglen, clock_wall_ms() / 1000);
     if (ret == CIO_EAGAIN) {
         http_req_error(req, 403, "ExpiredSignature", "the fetch URL has expired");
         return 0;
@@ -123,5 +128,5 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
         http_req_error(req, 403, "SignatureDoesNotMatch", "the fetch URL's signature does not match");
         return 0;
     }
-    return handler_object_serve(srv, req, &p, version);
+    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len);
 }

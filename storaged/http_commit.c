@@ -49,6 +49,16 @@ int http_commit_submit(h2o_req_t *req, http_commit_t *pend)
     return 0;
 }
 
+/* The version a mutation made, with its origin (this site): X-Comio-Version
+ * and X-Comio-Origin, so that a client can record which version it wrote. */
+static void add_version_headers(h2o_req_t *req, const commit_job_t *j)
+{
+    char ver[21];
+    fmt_u64(ver, j->version);
+    http_req_add_header_str(req, "x-comio-version", ver);
+    http_req_add_header_str(req, "x-comio-origin", http_req_thread(req)->srv->conf->site_id);
+}
+
 static void answer_put(h2o_req_t *req, commit_job_t *j)
 {
     char quoted[35], ver[21], size[21];
@@ -62,7 +72,7 @@ static void answer_put(h2o_req_t *req, commit_job_t *j)
     fmt_u64(ver, j->version);
     fmt_u64(size, j->size);
     http_req_add_header(req, H2O_TOKEN_ETAG, quoted, 34);
-    http_req_add_header_str(req, "x-comio-version", ver);
+    add_version_headers(req, j);
     buf_init(&b, 8192);
     buf_puts(&b, "{\"bucket\":");
     buf_json_str(&b, j->bucket, j->blen);
@@ -74,6 +84,8 @@ static void answer_put(h2o_req_t *req, commit_job_t *j)
     buf_puts(&b, quoted);
     buf_puts(&b, ",\"version\":");
     buf_puts(&b, ver);
+    buf_puts(&b, ",\"origin\":");
+    buf_json_str(&b, http_req_thread(req)->srv->conf->site_id, strlen(http_req_thread(req)->srv->conf->site_id));
     buf_puts(&b, "}");
     http_req_reply_buf(req, 200, &b);
 }
@@ -112,16 +124,23 @@ static void answer(h2o_req_t *req, commit_job_t *j)
             http_req_error(req, 409, "BucketNotEmpty", "the bucket is not empty");
         else if (j->result != 0)
             http_req_cio_error(req, j->result, "DELETE failed");
-        else
+        else {
+            if (j->op == COMMIT_DELETE && j->version != 0) /* 0: there was nothing to delete */
+                add_version_headers(req, j);
             http_req_reply(req, 204, NULL, "", 0);
+        }
         return;
     case COMMIT_PURGE:
         if (j->result != 0) {
             http_req_cio_error(req, j->result, "purge failed");
             return;
         }
+        add_version_headers(req, j);
         buf_init(&b, 1024);
-        buf_printf(&b, "{\"deleted_count\":%" PRIu64 ",\"freed_size\":%" PRIu64 "}", j->count, j->bytes);
+        buf_printf(&b, "{\"deleted_count\":%" PRIu64 ",\"freed_size\":%" PRIu64 ",\"version\":%" PRIu64 ",\"origin\":", j->count,
+                   j->bytes, j->version);
+        buf_json_str(&b, http_req_thread(req)->srv->conf->site_id, strlen(http_req_thread(req)->srv->conf->site_id));
+        buf_puts(&b, "}");
         http_req_reply_buf(req, 200, &b);
         return;
     case COMMIT_BUCKET_CREATE:

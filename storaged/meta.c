@@ -8,12 +8,12 @@
 
 #define BUCKET_FORMAT 1
 
-int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen)
+int meta_open(meta_t *m, const char *dir, uint64_t map_size, const char *site_id, char *err, size_t errlen)
 {
     MDB_txn *txn;
     int rc = 0, ret;
 
-    if ((ret = meta_open_env(m, dir, map_size, META_OPEN_CREATE, err, errlen)) != 0)
+    if ((ret = meta_open_site(m, dir, map_size, META_OPEN_CREATE, site_id, err, errlen)) != 0)
         return ret;
     if ((rc = mdb_txn_begin(m->env, NULL, 0, &txn)) != 0) {
         snprintf(err, errlen, "%s: mdb_txn_begin: %s", dir, mdb_strerror(rc));
@@ -161,20 +161,34 @@ int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *byt
 
 /* ---- replica: tombstones and purges ---- */
 
-#define TOMB_FORMAT 1
-#define TOMB_FIXED (1 + 8 + 8 + 2)
+/* Format 2: format byte, version (u64 BE), time (i64 BE), origin (u8
+ * length, bytes), key (u16 BE length, bytes). Format 1 (metadata format 1,
+ * still read, never written) has no origin: it reads as origin "". */
+#define TOMB_FORMAT_V1 1
+#define TOMB_FORMAT 2
+#define TOMB_FIXED_V1 (1 + 8 + 8 + 2)
+#define TOMB_FIXED (TOMB_FIXED_V1 + 1)
 
 static int tomb_decode(const MDB_val *v, meta_tomb_t *t, const uint8_t **key, size_t *klen)
 {
     const uint8_t *p = v->mv_data;
-    if (v->mv_size < TOMB_FIXED || p[0] != TOMB_FORMAT)
+    size_t olen = 0, fixed;
+    if (v->mv_size < TOMB_FIXED_V1 || (p[0] != TOMB_FORMAT && p[0] != TOMB_FORMAT_V1))
         return CIO_EPROTO;
-    t->version = be_get(p + 1, 8);
+    if (p[0] == TOMB_FORMAT) {
+        if (v->mv_size < TOMB_FIXED || (olen = p[17]) > LOGREC_ORIGIN_MAX || v->mv_size < TOMB_FIXED + olen)
+            return CIO_EPROTO;
+        fixed = TOMB_FIXED + olen;
+        t->version = meta_ver_make(be_get(p + 1, 8), (const char *)p + 18, olen);
+    } else {
+        fixed = TOMB_FIXED_V1;
+        t->version = meta_ver_make(be_get(p + 1, 8), "", 0);
+    }
     t->time_ms = (int64_t)be_get(p + 9, 8);
-    *klen = (size_t)(p[17] << 8 | p[18]);
-    if (*klen > LOGREC_KEY_MAX || v->mv_size != TOMB_FIXED + *klen)
+    *klen = (size_t)(p[fixed - 2] << 8 | p[fixed - 1]);
+    if (*klen > LOGREC_KEY_MAX || v->mv_size != fixed + *klen)
         return CIO_EPROTO;
-    *key = p + TOMB_FIXED;
+    *key = p + fixed;
     return 0;
 }
 
@@ -197,16 +211,19 @@ int meta_tomb_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
 
 int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_tomb_t *t)
 {
-    uint8_t kb[META_OBJKEY_MAX], vb[TOMB_FIXED + LOGREC_KEY_MAX];
-    if (klen > LOGREC_KEY_MAX)
+    uint8_t kb[META_OBJKEY_MAX], vb[TOMB_FIXED + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX];
+    size_t olen = t->version.origin_len;
+    if (klen > LOGREC_KEY_MAX || olen > LOGREC_ORIGIN_MAX)
         return CIO_EINVAL;
     vb[0] = TOMB_FORMAT;
-    be_put(vb + 1, t->version, 8);
+    be_put(vb + 1, t->version.hlc, 8);
     be_put(vb + 9, (uint64_t)t->time_ms, 8);
-    vb[17] = (uint8_t)(klen >> 8);
-    vb[18] = (uint8_t)klen;
-    memcpy(vb + TOMB_FIXED, k, klen);
-    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v = {TOMB_FIXED + klen, vb};
+    vb[17] = (uint8_t)olen;
+    memcpy(vb + 18, t->version.origin, olen);
+    vb[18 + olen] = (uint8_t)(klen >> 8);
+    vb[19 + olen] = (uint8_t)klen;
+    memcpy(vb + TOMB_FIXED + olen, k, klen);
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v = {TOMB_FIXED + olen + klen, vb};
     return meta_err(mdb_put(txn, m->tombstones, &key, &v, 0), "mdb_put(tombstones)");
 }
 
@@ -268,19 +285,19 @@ done:
 
 static int pick_older_tomb(void *ctx, const MDB_val *v)
 {
-    uint64_t version = *(const uint64_t *)ctx;
+    const meta_ver_t *version = ctx;
     meta_tomb_t t;
     const uint8_t *key;
     size_t klen;
     int ret = tomb_decode(v, &t, &key, &klen);
     if (ret != 0)
         return ret;
-    return t.version < version;
+    return meta_ver_cmp(&t.version, version) < 0;
 }
 
-int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t version)
+int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version)
 {
-    return range_del(txn, m->tombstones, "purge tombstones", b, blen, pick_older_tomb, &version);
+    return range_del(txn, m->tombstones, "purge tombstones", b, blen, pick_older_tomb, (void *)version);
 }
 
 typedef struct {
@@ -375,12 +392,29 @@ int meta_tomb_count(meta_t *m, MDB_txn *txn, uint64_t *n)
     return 0;
 }
 
-int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t *version)
+int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_ver_t *version)
 {
-    return meta_u64_get(txn, m->purges, b, blen, "mdb_get(purges)", version);
+    MDB_val k = {blen, (void *)b}, v;
+    int rc = mdb_get(txn, m->purges, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *version = meta_ver_make(0, "", 0);
+        return 0;
+    }
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(purges)");
+    if (v.mv_size < 8 || v.mv_size > 8 + LOGREC_ORIGIN_MAX)
+        return CIO_EPROTO;
+    *version = meta_ver_make(be_get(v.mv_data, 8), (const char *)v.mv_data + 8, v.mv_size - 8);
+    return 0;
 }
 
-int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t version)
+int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version)
 {
-    return meta_u64_put(txn, m->purges, b, blen, "mdb_put(purges)", version);
+    uint8_t buf[8 + LOGREC_ORIGIN_MAX];
+    if (version->origin_len > LOGREC_ORIGIN_MAX)
+        return CIO_EINVAL;
+    be_put(buf, version->hlc, 8);
+    memcpy(buf + 8, version->origin, version->origin_len);
+    MDB_val k = {blen, (void *)b}, v = {8 + (size_t)version->origin_len, buf};
+    return meta_err(mdb_put(txn, m->purges, &k, &v, 0), "mdb_put(purges)");
 }

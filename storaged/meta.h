@@ -6,8 +6,10 @@
  *              in flight, reserved for small writes (alloc_reserve) or
  *              released while readers may still use them; all are returned
  *              to the free map at start-up
- *   "tombstones" objkey -> version and time of a DELETE applied on a replica
- *   "purges"   bucket -> version of the last PURGE applied on a replica
+ *   "tombstones" objkey -> version, origin and time of the last DELETE of a
+ *              key (made here or applied from another site), or of an
+ *              applied object a local write replaced on a format-1 store
+ *   "purges"   bucket -> version and origin of the last PURGE of a bucket
  * Every function taking a txn leaves commit/abort to the caller. LMDB errors
  * are logged and returned as CIO_EDB or CIO_EMAPFULL (meta_err). */
 #ifndef COMIO_META_H
@@ -15,15 +17,18 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <lmdb.h>
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/hlc.h"
 #include "common/meta.h"
 
-/* Opens (creating what is missing) the environment in directory `dir` with
- * `map_size` bytes of map, every table, and the allocator's (m->alloc).
+/* Opens (creating what is missing, upgrading an older format) the
+ * environment in directory `dir` with `map_size` bytes of map, every table,
+ * and the allocator's (m->alloc). `site_id` is this site's (meta_open_site).
  * On failure writes a reason into err. Close with meta_close. */
-int meta_open(meta_t *m, const char *dir, uint64_t map_size, char *err, size_t errlen) CIO_MUST_CHECK;
+int meta_open(meta_t *m, const char *dir, uint64_t map_size, const char *site_id, char *err, size_t errlen) CIO_MUST_CHECK;
 
 typedef struct {
     int64_t ctime_ms;
@@ -48,14 +53,38 @@ int meta_pending_del(meta_t *m, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
  * what was reclaimed. */
 int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *bytes) CIO_MUST_CHECK;
 
-/* ---- replica: tombstones and purges (docs/replication-apply.md) ----
- * A replica applies the primary's events last-writer-wins by version. What it
- * knows of a key is the highest of: the version of the object it applied, its
- * tombstone's version, its bucket's purge version. */
+/* ---- versions, tombstones and purges (docs/replication-apply.md) ----
+ * Every site applies mutations last-writer-wins by (version, origin)
+ * (hlc_version_cmp). What a site knows of a key is the largest of: its
+ * object's version, its tombstone's, its bucket's purge version. */
+
+/* A version with the site it comes from. */
+typedef struct {
+    uint64_t hlc;                       /* 0: none */
+    uint16_t origin_len;                /* "" for none, or for a version from before origins were recorded */
+    char origin[LOGREC_ORIGIN_MAX + 1]; /* NUL-terminated */
+} meta_ver_t;
+
+/* (hlc, origin) as a meta_ver_t; origin is copied (at most LOGREC_ORIGIN_MAX bytes). */
+static inline meta_ver_t meta_ver_make(uint64_t hlc, const char *origin, size_t origin_len)
+{
+    meta_ver_t v;
+    v.hlc = hlc;
+    v.origin_len = (uint16_t)(origin_len > LOGREC_ORIGIN_MAX ? LOGREC_ORIGIN_MAX : origin_len);
+    memcpy(v.origin, origin, v.origin_len);
+    v.origin[v.origin_len] = '\0';
+    return v;
+}
+
+/* The last-writer-wins order of a and b (hlc_version_cmp): <0, 0, >0. */
+static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
+{
+    return hlc_version_cmp(a->hlc, a->origin, a->origin_len, b->hlc, b->origin, b->origin_len);
+}
 
 typedef struct {
-    uint64_t version; /* the primary's version the key had: a DELETE applied here, or an applied object a local write replaced */
-    int64_t time_ms;  /* when this replica applied it (local clock): garbage collection */
+    meta_ver_t version; /* the DELETE's version (or, from a format-1 store, the replaced applied object's) */
+    int64_t time_ms;    /* when this site recorded it (local clock): garbage collection */
 } meta_tomb_t;
 
 /* Tombstone of key k in bucket b, keyed like "objects". get returns
@@ -65,9 +94,9 @@ int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
                   const meta_tomb_t *t) CIO_MUST_CHECK;
 int meta_tomb_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
 
-/* Removes the tombstones of bucket b whose version is below `version` (a
- * purge at `version` covers them). */
-int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t version) CIO_MUST_CHECK;
+/* Removes the tombstones of bucket b whose version orders before `version`
+ * (a purge at `version` covers them). */
+int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version) CIO_MUST_CHECK;
 
 /* One slice of tombstone garbage collection: looks at no more than `max`
  * tombstones, starting at the position pos[0..*pos_len) (*pos_len 0: the
@@ -81,9 +110,11 @@ int meta_tomb_gc(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t
 /* Number of tombstones (for metrics). */
 int meta_tomb_count(meta_t *m, MDB_txn *txn, uint64_t *n) CIO_MUST_CHECK;
 
-/* Version of the last purge of bucket b applied here: 0 when none. */
-int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t *version) CIO_MUST_CHECK;
-int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint64_t version) CIO_MUST_CHECK;
+/* Version of the last purge of bucket b (made here or applied): hlc 0 when
+ * none. Stored as the u64 BE version followed by the origin's bytes; a
+ * record of 8 bytes (metadata format 1) reads with origin "". */
+int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_ver_t *version) CIO_MUST_CHECK;
+int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version) CIO_MUST_CHECK;
 
 /* Walks the objects of bucket b in no particular order and removes those
  * `pick` chooses: it returns 1 to remove `o` (valid for the call only), 0 to

@@ -1,7 +1,9 @@
 /* mutate.c - the local mutations: a PUT's, DELETE's, PURGE's and bucket operation's step 3 (commit.h).
  *
  * Each runs on the committer thread inside the round's transaction: the
- * metadata, the counters and the replication log record change together. */
+ * metadata, the counters and the replication log record change together.
+ * Every PUT, DELETE and PURGE takes a new version from the site's clock and
+ * records the version it replaced (its parent) in its log record. */
 #include <stdint.h>
 #include <string.h>
 #include "storaged/commit_int.h"
@@ -20,35 +22,48 @@ int mutate_bucket_load_or_create(commit_t *c, MDB_txn *txn, const char *b, size_
     return ret;
 }
 
-/* On a replica, a local write that replaces or removes an object applied
- * from the primary keeps that object's version as a tombstone, so that an
- * older event of the primary still on its way cannot win over what had
- * already been applied (docs/replication-apply.md). No-op on a primary. */
-static int keep_applied_version(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_obj_t *old)
+int mutate_key_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_ver_t *purge,
+                     const meta_obj_t *old, int had_old, int *had_tomb, meta_ver_t *known)
 {
     meta_tomb_t t;
     int ret;
 
-    if (!old->replicated)
-        return 0;
-    ret = meta_tomb_get(c->meta, txn, b, blen, old->key, old->key_len, &t);
-    if (ret == 0 && t.version >= old->version)
-        return 0;
-    if (ret != 0 && ret != CIO_ENOTFOUND)
-        return ret;
-    t.version = old->version;
-    t.time_ms = clock_wall_ms();
-    return meta_tomb_put(c->meta, txn, b, blen, old->key, old->key_len, &t);
+    *known = *purge;
+    if (had_old && meta_obj_version_cmp(old, known->hlc, known->origin, known->origin_len) > 0)
+        *known = meta_ver_make(old->version, old->origin, old->origin_len);
+    ret = meta_tomb_get(c->meta, txn, b, blen, k, klen, &t);
+    *had_tomb = ret == 0;
+    if (ret == 0 && meta_ver_cmp(&t.version, known) > 0)
+        *known = t.version;
+    return ret == CIO_ENOTFOUND ? 0 : ret;
 }
 
-static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op)
+/* The version and log position of a local mutation into j: the clock's next
+ * version, which follows every version this site holds (the clock has
+ * passed each one it stored or applied; `known`, what the key or bucket
+ * held, is passed once more all the same, for a store whose high-water mark
+ * predates it), and the next seq. */
+static int take_version(commit_t *c, MDB_txn *txn, commit_job_t *j, const meta_ver_t *known)
+{
+    int ret;
+    if ((ret = hlc_now(&c->hlc, &j->version)) != 0)
+        return ret;
+    if (j->version <= known->hlc) {
+        (void)hlc_update(&c->hlc, known->hlc);
+        if ((ret = hlc_now(&c->hlc, &j->version)) != 0)
+            return ret;
+    }
+    return replog_next_seq(c->meta, txn, &j->seq);
+}
+
+static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op, const meta_ver_t *parent)
 {
     logrec_t r;
     if (!c->log_enabled)
         return 0;
     memset(&r, 0, sizeof(r));
-    r.seq = j->version;
-    r.hlc = j->version; /* versions are still seqs here; the hybrid logical clock replaces them */
+    r.seq = j->seq;
+    r.hlc = j->version;
     r.op = op;
     r.bucket = j->bucket;
     r.bucket_len = j->blen;
@@ -57,6 +72,10 @@ static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op
     r.mtime_ms = j->mtime_ms;
     r.origin = c->site_id;
     r.origin_len = strlen(c->site_id);
+    /* a legacy version (from before origins were recorded: origin "") names no mutation a record can carry */
+    r.parent_hlc = parent->origin_len > 0 ? parent->hlc : 0;
+    r.parent_origin = parent->origin;
+    r.parent_origin_len = r.parent_hlc != 0 ? parent->origin_len : 0;
     if (op == LOGREC_PUT) {
         r.size = j->size;
         memcpy(r.etag, j->etag, 16);
@@ -70,7 +89,8 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     meta_bucket_t bk;
     meta_obj_t o, old;
-    int created, ret, had_old;
+    meta_ver_t purge, parent;
+    int created, ret, had_old, had_tomb;
 
     if ((ret = mutate_bucket_load_or_create(c, txn, j->bucket, j->blen, &bk, &created)) != 0)
         return ret;
@@ -80,17 +100,19 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     had_old = ret == 0;
     if (j->expect_set && (had_old ? old.version : 0) != j->expect_version)
         return CIO_ECHANGED; /* a conditional PUT lost a race: the object it checked is gone */
-    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
+    if ((ret = meta_purge_get(c->meta, txn, j->bucket, j->blen, &purge)) != 0 ||
+        (ret = mutate_key_known(c, txn, j->bucket, j->blen, j->key, j->klen, &purge, &old, had_old, &had_tomb, &parent)) != 0 ||
+        (ret = take_version(c, txn, j, &parent)) != 0)
         return ret;
     j->mtime_ms = clock_wall_ms();
-    commit_obj_init(&o, j->version, j->ext, j->size, j->etag, j->mtime_ms, j->ctype, j->ctype_len);
+    commit_obj_init(&o, j->version, c->site_id, j->ext, j->size, j->etag, j->mtime_ms, j->ctype, j->ctype_len);
     if ((ret = meta_obj_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &o)) != 0 ||
         (ret = meta_pending_del(c->meta, txn, j->ext)) != 0 ||
-        (j->carved && (ret = alloc_unreserve(&c->meta->alloc, txn, j->ext.len)) != 0))
+        (j->carved && (ret = alloc_unreserve(&c->meta->alloc, txn, j->ext.len)) != 0) ||
+        (had_tomb && (ret = meta_tomb_del(c->meta, txn, j->bucket, j->blen, j->key, j->klen)) != 0))
         return ret;
     if (had_old) {
-        if ((ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
-            (ret = keep_applied_version(c, txn, j->bucket, j->blen, &old)) != 0)
+        if ((ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
             return ret;
         bk.objects--;
         bk.bytes -= old.size;
@@ -101,14 +123,16 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = meta_state_add(c->meta, txn, META_OBJECTS, had_old ? 0 : 1)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_BYTES, (int64_t)j->size - (had_old ? (int64_t)old.size : 0))) != 0)
         return ret;
-    return log_append(c, txn, j, LOGREC_PUT);
+    return log_append(c, txn, j, LOGREC_PUT, &parent);
 }
 
 int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     meta_bucket_t bk;
     meta_obj_t old;
-    int ret;
+    meta_ver_t purge, parent;
+    meta_tomb_t tomb;
+    int ret, had_tomb;
 
     if ((ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk)) != 0)
         return ret; /* CIO_ENOTFOUND: no such bucket */
@@ -117,19 +141,24 @@ int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
         return 0; /* nothing to delete, nothing to log */
     if (ret != 0)
         return ret;
-    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
+    if ((ret = meta_purge_get(c->meta, txn, j->bucket, j->blen, &purge)) != 0 ||
+        (ret = mutate_key_known(c, txn, j->bucket, j->blen, j->key, j->klen, &purge, &old, 1, &had_tomb, &parent)) != 0 ||
+        (ret = take_version(c, txn, j, &parent)) != 0)
         return ret;
     j->mtime_ms = clock_wall_ms();
     bk.objects--;
     bk.bytes -= old.size;
+    /* the tombstone stops an older PUT from another site arriving later */
+    tomb.version = meta_ver_make(j->version, c->site_id, strlen(c->site_id));
+    tomb.time_ms = j->mtime_ms;
     if ((ret = meta_obj_del(c->meta, txn, j->bucket, j->blen, j->key, j->klen)) != 0 ||
         (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
-        (ret = keep_applied_version(c, txn, j->bucket, j->blen, &old)) != 0 ||
+        (ret = meta_tomb_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &tomb)) != 0 ||
         (ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_OBJECTS, -1)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)old.size)) != 0)
         return ret;
-    return log_append(c, txn, j, LOGREC_DELETE);
+    return log_append(c, txn, j, LOGREC_DELETE, &parent);
 }
 
 typedef struct {
@@ -143,8 +172,7 @@ static int purge_one(void *ctx, const meta_obj_t *o)
 {
     purge_ctx_t *p = ctx;
     /* deleting under the listing cursor is not safe: collect via quarantine, delete after */
-    if ((p->err = reuse_quarantine_add(p->c, p->txn, (alloc_extent_t){o->off, o->alen})) != 0 ||
-        (p->err = keep_applied_version(p->c, p->txn, p->j->bucket, p->j->blen, o)) != 0)
+    if ((p->err = reuse_quarantine_add(p->c, p->txn, (alloc_extent_t){o->off, o->alen})) != 0)
         return 1;
     p->j->count++;
     p->j->bytes += o->size;
@@ -154,6 +182,7 @@ static int purge_one(void *ctx, const meta_obj_t *o)
 int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     meta_bucket_t bk;
+    meta_ver_t parent, version;
     MDB_cursor *cur = NULL;
     purge_ctx_t p = {c, txn, j, 0};
     uint8_t seek[LOGREC_BUCKET_MAX + 1];
@@ -161,6 +190,7 @@ int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
 
     if ((ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk)) != 0)
         return ret;
+    /* every object here is older than the purge's version (the clock follows them all): all go */
     if ((ret = meta_obj_list(c->meta, txn, j->bucket, j->blen, "", 0, "", 0, SIZE_MAX, purge_one, &p)) != 0)
         return ret;
     if (p.err != 0)
@@ -181,16 +211,20 @@ int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
         }
     }
     mdb_cursor_close(cur);
-    if ((ret = replog_next_seq(c->meta, txn, &j->version)) != 0)
+    if ((ret = meta_purge_get(c->meta, txn, j->bucket, j->blen, &parent)) != 0 || (ret = take_version(c, txn, j, &parent)) != 0)
         return ret;
     j->mtime_ms = clock_wall_ms();
+    version = meta_ver_make(j->version, c->site_id, strlen(c->site_id));
     bk.objects = 0;
     bk.bytes = 0;
-    if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
+    /* the purge version stops older PUTs from other sites arriving later; it covers the tombstones */
+    if ((ret = meta_purge_put(c->meta, txn, j->bucket, j->blen, &version)) != 0 ||
+        (ret = meta_tomb_del_older(c->meta, txn, j->bucket, j->blen, &version)) != 0 ||
+        (ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)j->count)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)j->bytes)) != 0)
         return ret;
-    return log_append(c, txn, j, LOGREC_PURGE);
+    return log_append(c, txn, j, LOGREC_PURGE, &parent);
 }
 
 int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j)

@@ -1,4 +1,4 @@
-/* replica.c - a replica's apply of the primary's events (COMMIT_APPLY): last writer wins by version, tombstones, purges.
+/* replica.c - the apply of another site's events (COMMIT_APPLY): last writer wins by (version, origin), tombstones, purges.
  *
  * The rules are in docs/replication-apply.md; the batch is decoded by apply.c
  * and its bodies written or fetched by commit_io.c. */
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include "common/replog.h"
 #include "storaged/commit_int.h"
 
 void replica_item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
@@ -30,7 +31,8 @@ void replica_item_log(const commit_item_t *it, log_level_t lvl, const char *msg)
     char ver[24], key[LOGREC_KEY_MAX + 1];
     snprintf(ver, sizeof(ver), "%" PRIu64, it->version);
     snprintf(key, sizeof(key), "%.*s", (int)it->klen, it->key);
-    log_msg(lvl, msg, "op", logrec_op_name(it->op), "bucket", it->bucket, "key", key, "version", ver, "error", it->error, NULL);
+    log_msg(lvl, msg, "op", logrec_op_name(it->op), "bucket", it->bucket, "key", key, "version", ver, "origin",
+            it->origin != NULL ? it->origin : "", "error", it->error, NULL);
 }
 
 /* What one job's pass over its items (one call, one transaction) remembers:
@@ -41,7 +43,7 @@ void replica_item_log(const commit_item_t *it, log_level_t lvl, const char *msg)
 typedef struct {
     const char *bucket; /* NULL: nothing cached */
     size_t blen;
-    uint64_t purge;
+    meta_ver_t purge;
     int have_bk, bk_dirty;
     meta_bucket_t bk;
     int64_t objects, bytes;
@@ -90,16 +92,14 @@ static int apply_cache_bk(commit_t *c, MDB_txn *txn, apply_cache_t *ac, int crea
     return 0;
 }
 
-/* What the replica knows of the item's key: the highest of the version of
- * the object applied here, its tombstone's and its bucket's purge version (a
- * PURGE looks at the purge version only). An object written locally does not
- * count: its version is this site's, not comparable to the primary's, and
- * the primary's writes win over it. *had_old tells whether `old` holds the
- * object, applied or local; *had_tomb whether the key has a tombstone. */
-static int known_version(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const commit_item_t *it, uint64_t *known, meta_obj_t *old,
+/* What this site knows of the item's key (mutate_key_known: the largest of
+ * its object's version, whether written here or applied, its tombstone's
+ * and its bucket's purge version; a PURGE looks at the purge version only).
+ * *had_old tells whether `old` holds the object, *had_tomb whether the key
+ * has a tombstone. */
+static int known_version(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const commit_item_t *it, meta_ver_t *known, meta_obj_t *old,
                          int *had_old, int *had_tomb)
 {
-    meta_tomb_t t;
     int ret;
 
     *had_old = *had_tomb = 0;
@@ -109,31 +109,24 @@ static int known_version(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const com
     if (it->op == LOGREC_PURGE)
         return 0;
     ret = meta_obj_get(c->meta, txn, it->bucket, it->blen, it->key, it->klen, old);
-    if (ret == 0) {
-        *had_old = 1;
-        if (old->replicated && old->version > *known)
-            *known = old->version;
-    } else if (ret != CIO_ENOTFOUND) {
+    if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
-    }
-    ret = meta_tomb_get(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &t);
-    if (ret == 0) {
-        *had_tomb = 1;
-        if (t.version > *known)
-            *known = t.version;
-    }
-    return ret == CIO_ENOTFOUND ? 0 : ret;
+    *had_old = ret == 0;
+    return mutate_key_known(c, txn, it->bucket, it->blen, it->key, it->klen, &ac->purge, old, *had_old, had_tomb, known);
 }
 
-/* Marks the item skipped when it is no newer than what is known; 1 if so. */
-static int item_stale(commit_item_t *it, uint64_t known)
+/* Marks the item skipped when it is no newer than what is known (equal:
+ * the same mutation, a duplicate); 1 if so. */
+static int item_stale(commit_item_t *it, const meta_ver_t *known)
 {
-    if (it->version > known)
+    int cmp = hlc_version_cmp(it->version, it->origin, it->origin_len, known->hlc, known->origin, known->origin_len);
+    if (cmp > 0)
         return 0;
-    if (it->version == known)
+    if (cmp == 0)
         replica_item_set(it, BATCH_SKIPPED, 200, "duplicate: this version is already applied");
     else
-        replica_item_set(it, BATCH_SKIPPED, 200, "stale: the replica holds version %" PRIu64, known);
+        replica_item_set(it, BATCH_SKIPPED, 200, "stale: this site holds version %" PRIu64 " from \"%s\"", known->hlc,
+                         known->origin);
     return 1;
 }
 
@@ -157,7 +150,7 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
     EVP_Digest("", 0, empty_md5, NULL, EVP_md5(), NULL);
     for (size_t i = 0; i < j->nitems; i++) {
         commit_item_t *it = &j->items[i];
-        uint64_t known;
+        meta_ver_t known;
         meta_obj_t old;
         int had_old, had_tomb;
 
@@ -167,7 +160,7 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
             continue;
         if ((ret = known_version(c, txn, &ac, it, &known, &old, &had_old, &had_tomb)) != 0)
             return ret;
-        if (item_stale(it, known))
+        if (item_stale(it, &known))
             continue;
         if (it->size == 0) {
             if (CRYPTO_memcmp(it->etag, empty_md5, 16) != 0)
@@ -226,17 +219,17 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
 typedef struct {
     commit_t *c;
     MDB_txn *txn;
-    uint64_t version;
+    const meta_ver_t *version;
     uint64_t count, bytes;
 } apply_purge_ctx_t;
 
-/* A PURGE removes what is older than it, and local writes, which lose to
- * anything from the primary. */
+/* A PURGE removes what is older than it, from whichever site; what was
+ * written after it (on any site, as the order of versions tells) stays. */
 static int apply_purge_pick(void *ctx, const meta_obj_t *o)
 {
     apply_purge_ctx_t *p = ctx;
     int ret;
-    if (o->replicated && o->version >= p->version)
+    if (meta_obj_version_cmp(o, p->version->hlc, p->version->origin, p->version->origin_len) > 0)
         return 0;
     if ((ret = reuse_quarantine_add(p->c, p->txn, (alloc_extent_t){o->off, o->alen})) != 0)
         return ret;
@@ -245,27 +238,70 @@ static int apply_purge_pick(void *ctx, const meta_obj_t *o)
     return 1;
 }
 
+/* An applied event, logged again on a site that replicates on: a new seq
+ * of this site's log, with the event's version, origin and parent
+ * unchanged, so that the next site applies the origin's mutation. An event
+ * that is not applied (a duplicate, a stale one) is never logged again:
+ * that is what ends every loop (docs/replication-apply.md). */
+static int relog(commit_t *c, MDB_txn *txn, const commit_item_t *it)
+{
+    logrec_t r;
+    int ret;
+
+    if (!c->log_enabled)
+        return 0;
+    memset(&r, 0, sizeof(r));
+    if ((ret = replog_next_seq(c->meta, txn, &r.seq)) != 0)
+        return ret;
+    r.hlc = it->version;
+    r.op = it->op;
+    r.bucket = it->bucket;
+    r.bucket_len = it->blen;
+    r.key = it->key;
+    r.key_len = it->op == LOGREC_PURGE ? 0 : it->klen;
+    r.mtime_ms = it->mtime_ms;
+    r.origin = it->origin;
+    r.origin_len = it->origin_len;
+    r.parent_hlc = it->parent_version;
+    r.parent_origin = it->parent_origin;
+    r.parent_origin_len = it->parent_origin_len;
+    if (it->op == LOGREC_PUT) {
+        r.size = it->size;
+        memcpy(r.etag, it->etag, 16);
+        r.content_type = it->ctype;
+        r.content_type_len = it->ctype_len;
+    }
+    return replog_append(c->meta, txn, &r);
+}
+
 /* Step 3 for one item that is still undecided: staleness again (another
- * batch may have applied a newer version since step 1), then the change.
- * Only fatal errors are returned. */
+ * batch may have applied a newer version since step 1), then the record
+ * for the site's own log (first: an event that cannot be logged is refused
+ * before anything changes), then the change. Only fatal errors are
+ * returned. */
 static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_t *it)
 {
     meta_bucket_t *bk;
     meta_obj_t o, old;
     meta_tomb_t tomb;
-    uint64_t known;
+    meta_ver_t known, version = meta_ver_make(it->version, it->origin, it->origin_len);
     int ret, had_old, had_tomb;
 
     if ((ret = known_version(c, txn, ac, it, &known, &old, &had_old, &had_tomb)) != 0)
         return ret;
-    if (item_stale(it, known))
+    if (item_stale(it, &known))
         return 0;
+    if ((ret = relog(c, txn, it)) != 0) {
+        if (commit_fatal(ret))
+            return ret;
+        replica_item_set(it, BATCH_PERMANENT, 400, "cannot log the event for this site's targets: %s", cio_strerror(ret));
+        return 0;
+    }
     switch (it->op) {
     case LOGREC_PUT:
         if ((ret = apply_cache_bk(c, txn, ac, 1, &bk)) != 0)
             return ret;
-        commit_obj_init(&o, it->version, it->ext, it->size, it->etag, it->mtime_ms, it->ctype, it->ctype_len);
-        o.replicated = 1;
+        commit_obj_init(&o, it->version, version.origin, it->ext, it->size, it->etag, it->mtime_ms, it->ctype, it->ctype_len);
         /* an extent cut from the job's run is not pending on its own (replica_finish) */
         if ((ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &o)) != 0 ||
             (it->job->ext.len == 0 && (ret = meta_pending_del(c->meta, txn, it->ext)) != 0) ||
@@ -298,21 +334,21 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
                 (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
                 return ret;
         }
-        tomb.version = it->version;
+        tomb.version = version;
         tomb.time_ms = clock_wall_ms();
         if ((ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &tomb)) != 0)
             return ret;
         break;
     case LOGREC_PURGE: {
         /* objects written after the purge on the primary (a higher version) stay */
-        apply_purge_ctx_t p = {c, txn, it->version, 0, 0};
+        apply_purge_ctx_t p = {c, txn, &version, 0, 0};
         meta_bucket_t pbk;
         /* the purge reads and writes the bucket itself: what is cached goes first, and is forgotten */
         if ((ret = apply_cache_flush(c, txn, ac)) != 0)
             return ret;
-        if ((ret = meta_purge_put(c->meta, txn, it->bucket, it->blen, it->version)) != 0 ||
+        if ((ret = meta_purge_put(c->meta, txn, it->bucket, it->blen, &version)) != 0 ||
             (ret = meta_obj_del_if(c->meta, txn, it->bucket, it->blen, apply_purge_pick, &p)) != 0 ||
-            (ret = meta_tomb_del_older(c->meta, txn, it->bucket, it->blen, it->version)) != 0)
+            (ret = meta_tomb_del_older(c->meta, txn, it->bucket, it->blen, &version)) != 0)
             return ret;
         if (p.count > 0) {
             if ((ret = meta_bucket_get(c->meta, txn, it->bucket, it->blen, &pbk)) != 0)
@@ -331,6 +367,29 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
     return 0;
 }
 
+/* The receive rule for an event's version: the clock moves past it, so a
+ * later local write orders after it. One far ahead of the local clock is
+ * applied all the same (refusing it would hold replication back for ever)
+ * but counted, and logged at most once a minute. Returns 1 when it was. */
+static int clock_receive(commit_t *c, const commit_item_t *it)
+{
+    if (!hlc_update(&c->hlc, it->version))
+        return 0;
+    int64_t now = clock_wall_ms();
+    c->skew_unwarned++;
+    if (c->skew_warn_ms == 0 || now - c->skew_warn_ms >= 60000) {
+        char ahead[24], n[24], origin[LOGREC_ORIGIN_MAX + 1];
+        snprintf(ahead, sizeof(ahead), "%" PRId64, (int64_t)hlc_ms(it->version) - now);
+        snprintf(n, sizeof(n), "%" PRIu64, c->skew_unwarned);
+        snprintf(origin, sizeof(origin), "%.*s", (int)it->origin_len, it->origin);
+        log_msg(LOG_LVL_WARN, "applied a version far ahead of this site's clock: check the clocks (NTP) of both sites", "origin",
+                origin, "ahead_ms", ahead, "events", n, NULL);
+        c->skew_warn_ms = now;
+        c->skew_unwarned = 0;
+    }
+    return 1;
+}
+
 /* Step 3 for the whole batch, in batch order, in the caller's transaction.
  * The extents of items that end up skipped or failed are freed (they are
  * pending since step 1; those cut from the job's run are marked pending on
@@ -339,7 +398,7 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
  * later round. */
 int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
-    uint64_t n[4] = {0, 0, 0, 0};
+    uint64_t n[4] = {0, 0, 0, 0}, skewed = 0;
     apply_cache_t ac;
     int ret;
 
@@ -350,6 +409,8 @@ int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
         commit_item_t *it = &j->items[i];
         if (!it->final && j->result != 0)
             replica_item_fail(it, j->result); /* the data sync failed: nothing of it is durable */
+        if (it->version != 0)
+            skewed += (uint64_t)clock_receive(c, it);
         if (!it->final && (ret = apply_item(c, txn, &ac, it)) != 0)
             return ret;
         if (it->result != BATCH_APPLIED && it->ext.len > 0 &&
@@ -363,7 +424,8 @@ int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = meta_state_add(c->meta, txn, META_APPLY_APPLIED, (int64_t)n[BATCH_APPLIED])) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_APPLY_SKIPPED, (int64_t)n[BATCH_SKIPPED])) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_APPLY_FAILED, (int64_t)(n[BATCH_RETRY] + n[BATCH_PERMANENT]))) != 0 ||
-        (ret = meta_state_add(c->meta, txn, META_APPLY_PERMANENT, (int64_t)n[BATCH_PERMANENT])) != 0)
+        (ret = meta_state_add(c->meta, txn, META_APPLY_PERMANENT, (int64_t)n[BATCH_PERMANENT])) != 0 ||
+        (skewed > 0 && (ret = meta_state_add(c->meta, txn, META_APPLY_CLOCK_SKEW, (int64_t)skewed)) != 0))
         return ret;
     return 0;
 }

@@ -248,10 +248,11 @@ def test_diff_equal_and_unequal_sites(sites):
     kinds = {"missing": "missing on target", "extra": "extra on target", "different": "different"}
     assert {(kinds[d["type"]], "%s/%s" % (d["bucket"], d["key"])) for d in doc["differences"]} == expected, doc
     k04 = [d for d in doc["differences"] if d["key"] == "k04"][0]
-    assert k04["source"] == {"size": 5, "etag": md5(b"dfa-4")} and k04["target"] == {"size": 5, "etag": md5(b"dfa-X")}, k04
+    sides = [(d["size"], d["etag"], d["origin"]) for d in (k04["source"], k04["target"])]
+    assert sides == [(5, md5(b"dfa-4"), "site-a"), (5, md5(b"dfa-X"), "site-b")], k04
     assert doc["complete"] is True and doc["printed"] == 7
     assert doc["counts"] == {"buckets": 4, "keys": 44, "source_keys": 42, "target_keys": 41, "missing": 3, "extra": 2,
-                             "different": 2, "differences": 7}, doc["counts"]
+                             "different": 2, "versions": 0, "differences": 7}, doc["counts"]
     by_name = {x["name"]: x for x in doc["buckets"]}
     assert by_name["dfonlyb"]["on_source"] is False and by_name["dfonlyb"]["on_target"] is True, by_name
     assert (by_name["dfa"]["missing"], by_name["dfa"]["extra"], by_name["dfa"]["different"]) == (1, 1, 2), by_name
@@ -273,15 +274,24 @@ def test_diff_equal_and_unequal_sites(sites):
     r = _diff(a, b, "--bucket", "dfonlyb", "--json", expect=1)
     assert json.loads(r.stdout)["counts"]["extra"] == 1
 
-    # back in step: equal again
+    # back in step: the same bytes again, but written on B, so at B's versions, not A's
     assert cb.put("dfa", "k03", b"dfa-3").status == 200
     assert cb.put("dfa", "k04", b"dfa-4").status == 200
     assert cb.put("dfa", "k05", b"dfa-5").status == 200
     assert cb.delete("dfa", "k05a").status == 204
     assert cb.delete("dfonlyb", "x").status == 204  # an empty bucket counts as no bucket
     a.start_repld()
-    converge_or_fail(a, b)
-    r = _diff(a, b, expect=0)
+    wait_until(lambda: _diff(a, b, "--bucket", "dfb").returncode == 0 and a.status()["events_pending"] == 0, 30,
+               what="A caught up")
+    r = _diff(a, b, expect=1)
+    got = [(line[:18].strip(), line[19:].split("  ", 1)[0]) for line in r.stdout.splitlines()[:-1]]
+    assert got == [("different version", "dfa/k0%d" % i) for i in (3, 4, 5)], r.stdout
+    assert r.stdout.splitlines()[-1].endswith("0 different, 3 of another version"), r.stdout
+    assert "version %s from site-a; target: " % ca.get("dfa", "k03").header("X-Comio-Version") in r.stdout, r.stdout
+    doc = json.loads(_diff(a, b, "--json", expect=1).stdout)
+    assert doc["counts"]["versions"] == 3 and doc["counts"]["differences"] == 3, doc["counts"]
+    assert {d["type"] for d in doc["differences"]} == {"version"}, doc
+    r = _diff(a, b, "--no-versions", expect=0)
     assert r.stdout.endswith("no differences\n"), r.stdout
 
 
@@ -322,7 +332,9 @@ def test_diff_long_keys_and_odd_bytes(make_server):
     assert listed == keys, "storaged does not list in byte order of the key"
 
     for page in ("1", "2", "3", "1000"):
-        r = comio_run("diff", "--source", a.url(), "--target", b.url(), "--json", "--page-size", page, expect=1)
+        # two sites written one by one, never replicated: the same bytes at other versions (--no-versions)
+        r = comio_run("diff", "--source", a.url(), "--target", b.url(), "--json", "--page-size", page, "--no-versions",
+                      expect=1)
         doc = json.loads(r.stdout)
         got = {(d["type"], d["key"]) for d in doc["differences"]}
         want = ({("missing", k) for k in missing} | {("different", k) for k in different} | {("extra", k) for k in extra})
@@ -343,12 +355,12 @@ def test_diff_keys_that_are_not_utf8(make_server):
     for k in keys:
         assert ca.put("raw", k, k).status == 200, k
         assert cb.put("raw", k, k).status == 200, k
-    r = comio_run("diff", "--source", a.url(), "--target", b.url(), "--page-size", "2", expect=0)
+    r = comio_run("diff", "--source", a.url(), "--target", b.url(), "--page-size", "2", "--no-versions", expect=0)
     assert r.stdout == "%d keys in 1 bucket (source %d, target %d): no differences\n" % ((len(keys),) * 3), r.stdout
 
     assert cb.delete("raw", b"x\x80y").status == 204
     assert cb.put("raw", b"x\x81y", b"x\x80y").status == 200
-    args = ["diff", "--source", a.url(), "--target", b.url(), "--json", "--page-size", "3"]
+    args = ["diff", "--source", a.url(), "--target", b.url(), "--json", "--page-size", "3", "--no-versions"]
     out = subprocess.run([str(comio_path())] + args, stdin=subprocess.DEVNULL, capture_output=True, timeout=CLI_TIMEOUT,
                          env=_env())
     _check_sanitizer(args, out.stderr.decode("utf-8", "replace"))
@@ -358,7 +370,7 @@ def test_diff_keys_that_are_not_utf8(make_server):
     assert got == {("missing", b"x\x80y"), ("extra", b"x\x81y")}, got
     assert doc["counts"]["keys"] == len(keys) + 1, doc["counts"]
 
-    r = comio_run("diff", "--source", a.url(), "--target", b.url(), expect=1)
+    r = comio_run("diff", "--source", a.url(), "--target", b.url(), "--no-versions", expect=1)
     assert "missing on target  raw/x\\x80y  " in r.stdout, r.stdout  # bytes that are not UTF-8 shown as \xHH
     assert "extra on target    raw/x\\x81y  " in r.stdout, r.stdout
 
@@ -416,7 +428,7 @@ def test_diff_thousands_of_keys_in_bounded_memory(sites, tmp_path):
     assert rc == 1, (rc, err)
     doc = json.loads(out)
     assert doc["counts"] == {"buckets": 1, "keys": 5003, "source_keys": 5000, "target_keys": 5000, "missing": 3, "extra": 3,
-                             "different": 4, "differences": 10}, doc["counts"]
+                             "different": 4, "versions": 0, "differences": 10}, doc["counts"]
     got = {(d["type"], d["key"]) for d in doc["differences"]}
     want = ({("missing", keyfmt % i) for i in missing} | {("extra", k) for k in extra} |
             {("different", keyfmt % i) for i in different})

@@ -33,9 +33,16 @@ MT = 1764000000000  # a fixed modification time (ms), so that Last-Modified can 
 # --- building batches ------------------------------------------------------------
 
 
-def record(seq, op, bucket, key="", data=None, size=None, etag=None, ctype=None, mt=MT, origin="site-a"):
-    """A log record (docs/protocol.md) encoded with msgpack."""
+def record(seq, op, bucket, key="", data=None, size=None, etag=None, ctype=None, mt=MT, origin="site-a", hlc=None,
+           parent=None):
+    """A log record (docs/protocol.md) encoded with msgpack: format 1 (the version is the seq), or with `hlc`
+    format 2 (a version of its own, and `parent`, a (version, origin) pair, when given)."""
     r = {"v": 1, "seq": seq, "op": op, "b": bucket}
+    if hlc is not None:
+        r["v"] = 2
+        r["h"] = hlc
+        if parent is not None:
+            r["ph"], r["po"] = parent
     if op != PURGE:
         r["k"] = key
     if op == PUT:
@@ -56,12 +63,12 @@ def url_event(seq, bucket, key, url, size, etag, **kw):
     return {"r": record(seq, PUT, bucket, key, data=b"", size=size, etag=etag, **kw), "u": url}
 
 
-def delete_event(seq, bucket, key):
-    return {"r": record(seq, DELETE, bucket, key)}
+def delete_event(seq, bucket, key, **kw):
+    return {"r": record(seq, DELETE, bucket, key, **kw)}
 
 
-def purge_event(seq, bucket):
-    return {"r": record(seq, PURGE, bucket)}
+def purge_event(seq, bucket, **kw):
+    return {"r": record(seq, PURGE, bucket, **kw)}
 
 
 def batch(*events, src="site-a"):
@@ -232,35 +239,65 @@ def test_purge_of_an_unknown_bucket_guards_it(rc):
     assert codes(apply(rc, put_event(31, "nobucket", "k", b"y"))) == [APPLIED]
 
 
-def test_local_writes_lose_to_the_primary(rc):
-    # B's own versions are not A's: a local write never guards a key against A's events
-    for i in range(40):
-        assert rc.put("lwb", "local-%02d" % i, b"local").status == 200  # B's counter runs ahead
-    assert rc.put("lwb", "j", b"written on B by mistake").json()["version"] > 2
-    assert codes(apply(rc, put_event(2, "lwb", "j", b"from A"))) == [APPLIED]
-    assert rc.get("lwb", "j").body == b"from A"
+def test_local_and_remote_writes_order_by_version(replica, rc):
+    """Versions are comparable across sites (a hybrid logical clock, then the site id): a local write and another
+    site's are ordered the same way on every site, whichever came first."""
+    r = rc.put("lwb", "j", b"written on B")
+    assert r.status == 200
+    local = int(r.header("X-Comio-Version"))
+    site = r.header("X-Comio-Origin")
+    assert site and r.json()["origin"] == site and r.json()["version"] == local
+    # an older version from A (a legacy seq, or a clock value before the local write's) loses to it
+    assert codes(apply(rc, put_event(2, "lwb", "j", b"from A, long ago"))) == [SKIPPED]
+    assert codes(apply(rc, put_event(3, "lwb", "j", b"from A, just before", hlc=local - 1))) == [SKIPPED]
+    r = rc.get("lwb", "j")
+    assert r.body == b"written on B" and int(r.header("X-Comio-Version")) == local and r.header("X-Comio-Origin") == site
+    # the same version: the site ids break the tie, byte by byte (a longer id that starts with the other sorts after)
+    assert codes(apply(rc, put_event(4, "lwb", "j", b"from site+z", hlc=local, origin=site + "z"))) == [APPLIED]
+    assert rc.get("lwb", "j").body == b"from site+z"
+    # a newer one wins; the listing shows its version and origin
+    assert codes(apply(rc, put_event(5, "lwb", "j", b"from A, later", hlc=local + 2, parent=(local, site)))) == [APPLIED]
+    r = rc.get("lwb", "j")
+    assert r.body == b"from A, later" and int(r.header("X-Comio-Version")) == local + 2
+    assert r.header("X-Comio-Origin") == "site-a"
+    listed = rc.raw("GET", "/lwb").json()["objects"]
+    assert [(o["key"], o["version"], o["origin"]) for o in listed] == [("j", local + 2, "site-a")]
 
-    # ... but it does not make B forget what it had applied from A either
-    assert codes(apply(rc, put_event(5, "lwb", "k", b"five"))) == [APPLIED]
-    assert rc.put("lwb", "k", b"local over five").status == 200
-    assert codes(apply(rc, put_event(4, "lwb", "k", b"four"))) == [SKIPPED]
-    assert rc.get("lwb", "k").body == b"local over five"
-    assert codes(apply(rc, put_event(6, "lwb", "k", b"six"))) == [APPLIED]
-    assert rc.get("lwb", "k").body == b"six"
-    assert rc.delete("lwb", "k").status == 204
-    assert codes(apply(rc, put_event(6, "lwb", "k", b"six again"))) == [SKIPPED]
+    # a local write made after applying a version orders after it (the clock follows what it applies)
+    assert rc.metrics().value("comio_replication_clock_skew_events_total") == 0
+    ahead = local + (3600 * 1000 << 16)  # an hour ahead: applied, counted, logged
+    assert codes(apply(rc, put_event(6, "lwb", "k", b"from the future", hlc=ahead))) == [APPLIED]
+    r = rc.put("lwb", "k", b"local, after")
+    assert r.status == 200 and int(r.header("X-Comio-Version")) > ahead
+    assert rc.metrics().value("comio_replication_clock_skew_events_total") == 1
+    assert rc.metrics().value("comio_clock_seconds") * 1000 >= (int(r.header("X-Comio-Version")) >> 16) - 1
+    warned = [line for line in replica.log().splitlines() if "far ahead of this site's clock" in line]
+    assert len(warned) == 1 and '"origin":"site-a"' in warned[0], warned
+
+    # a local DELETE leaves a tombstone: an older PUT from A arriving later does not bring the key back
+    r = rc.delete("lwb", "k")
+    assert r.status == 204
+    deleted = int(r.header("X-Comio-Version"))
+    assert deleted > ahead and r.header("X-Comio-Origin") == site
+    assert codes(apply(rc, put_event(7, "lwb", "k", b"older", hlc=deleted - 1))) == [SKIPPED]
     expect_error(rc.get("lwb", "k"), 404, "NoSuchKey")
-    assert codes(apply(rc, put_event(7, "lwb", "k", b"seven"))) == [APPLIED]
+    assert codes(apply(rc, put_event(8, "lwb", "k", b"newer", hlc=deleted + 1))) == [APPLIED]
+    assert rc.get("lwb", "k").body == b"newer"
 
-    # a PURGE from A removes local writes and what is older, keeps what is newer
-    assert codes(apply(rc, put_event(20, "lwb", "new", b"twenty"))) == [APPLIED]
-    assert codes(apply(rc, purge_event(10, "lwb"))) == [APPLIED]
-    keys, _ = rc.list_all("lwb")
-    assert keys == ["new"]
-    assert rc.raw("GET", "/").json()["buckets"][0]["objects"] == 1
-    # a local purge keeps the versions it removes
-    assert rc.purge("lwb").status == 200
-    assert codes(apply(rc, put_event(20, "lwb", "new", b"twenty"))) == [SKIPPED]
+    # a local PURGE keeps its version: older PUTs from A stay out, newer ones come in
+    r = rc.purge("lwb")
+    assert r.status == 200
+    purged = r.json()["version"]
+    assert int(r.header("X-Comio-Version")) == purged and r.json()["origin"] == site
+    assert rc.list_all("lwb")[0] == []
+    assert codes(apply(rc, put_event(9, "lwb", "old", b"x", hlc=purged - 1))) == [SKIPPED]
+    assert codes(apply(rc, put_event(10, "lwb", "new", b"y", hlc=purged + 1))) == [APPLIED]
+    # and a PURGE from A keeps what is newer than it, from any site
+    assert codes(apply(rc, purge_event(11, "lwb", hlc=purged + 1, origin="site-0"))) == [APPLIED]
+    assert rc.list_all("lwb")[0] == ["new"]
+    assert codes(apply(rc, purge_event(12, "lwb", hlc=purged + 1, origin="site-b"))) == [APPLIED]
+    assert rc.list_all("lwb")[0] == []
+    assert rc.raw("GET", "/").json()["buckets"][0]["objects"] == 0
 
 
 def test_space_is_freed_by_overwrites_deletes_and_purges(rc):
@@ -288,8 +325,11 @@ def test_inline_data_with_wrong_md5_is_permanent(rc):
 def test_events_no_replica_can_apply_are_permanent(rc):
     res = apply(rc, put_event(1, "admin", "k", b"x"), put_event(2, "Bad_Name", "k", b"x"), put_event(0, "bkt", "k", b"x"),
                 put_event(3, "bkt", "nul\x00key", b"x"), url_event(4, "bkt", "k", "ftp://example.com/x", 10, b"\0" * 16),
-                put_event(5, "bkt", "empty", b"", etag=b"\1" * 16))
-    assert codes(res) == [PERMANENT] * 6
+                put_event(5, "bkt", "empty", b"", etag=b"\1" * 16),
+                # an origin that is no site id would go into X-Comio-Origin headers and fetch URLs
+                put_event(6, "bkt", "k", b"x", origin="site\r\nX-Evil: 1"), put_event(7, "bkt", "k", b"x", origin="o" * 65),
+                put_event(8, "bkt", "k", b"x", hlc=9, parent=(8, "a b")))
+    assert codes(res) == [PERMANENT] * 9
     assert rc.raw("GET", "/").json()["buckets"] == []
 
 
@@ -395,15 +435,20 @@ def test_a_batch_takes_few_commits(rc):
     assert len(rc.list_all("many")[0]) == 100
 
 
-def test_applied_events_are_not_logged_on_the_replica(make_server):
-    # a replica with replication enabled itself: chaining is not supported, nothing is re-shipped
+def test_applied_events_are_logged_again_for_a_chain(make_server):
+    """A site with replication enabled itself logs what it applies (a chain A -> B -> C), a duplicate or a stale
+    event never (what ends every loop); its own writes are logged too."""
     replica = make_server(replication=True, extra_args=["--accept-token", TOKEN])
     rc = replica.client()
-    assert codes(apply(rc, put_event(1, "bkt", "k", b"x"), delete_event(2, "bkt", "j"), purge_event(3, "other"))) == [APPLIED] * 3
+    events = (put_event(1, "bkt", "k", b"x"), delete_event(2, "bkt", "j"), purge_event(3, "other"))
+    assert codes(apply(rc, *events)) == [APPLIED] * 3
     st = rc.repl_status()
-    assert st["events_queued"] == 0 and st["log_head_seq"] == 0
-    assert rc.put("bkt", "local", b"local write").status == 200  # a local write is still logged
-    assert rc.repl_status()["log_head_seq"] == 1
+    assert st["log_head_seq"] == 3
+    assert codes(apply(rc, *events)) == [SKIPPED] * 3  # duplicates
+    assert codes(apply(rc, put_event(4, "bkt", "k", b"stale", hlc=1, origin="a"))) == [SKIPPED]
+    assert rc.repl_status()["log_head_seq"] == 3
+    assert rc.put("bkt", "local", b"local write").status == 200  # a local write is logged
+    assert rc.repl_status()["log_head_seq"] == 4
 
 
 def test_expired_tombstones_are_collected(make_server):

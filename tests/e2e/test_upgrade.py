@@ -34,7 +34,7 @@ DELETED = "gone.txt"
 PRIMARY_BUCKET = "from-primary"
 PRIMARY_OBJECTS = {"kept.txt": b"applied from a primary\n", "gone-there": b"deleted on the primary\n"}
 UPGRADED = "upgraded the metadata format"
-NEWER = ("metadata format 2 is newer than this %s understands (1): run a newer ComIO, "
+NEWER = ("metadata format 3 is newer than this %s understands (2): run a newer ComIO, "
          "or restore the metadata of this release")
 
 
@@ -104,8 +104,10 @@ def upgrade_lines(site):
 
 
 def test_unversioned_store_upgrades_serves_and_ships(tmp_path):
-    """storaged upgrades the old store once (one log line), serves every object byte for byte and the listing,
-    and repld ships the log records the old release left pending to a replica."""
+    """storaged upgrades the old store once (a log line per step), serves every object byte for byte and the
+    listing, keeps the legacy versions (seqs) with their origin (this site for its own writes, "" for what it applied
+    from a primary), orders every new write after them, and repld ships the log records the old release left pending
+    to a replica, which holds them at A's legacy version."""
     unpack(tmp_path / "a")
     token = new_token()
     b = Site(tmp_path / "b", "site-b", accept_token=token)
@@ -114,28 +116,45 @@ def test_unversioned_store_upgrades_serves_and_ships(tmp_path):
         b.start()
         a.start_storaged()
         lines = upgrade_lines(a)
-        assert len(lines) == 1, a.storaged.log_tail()
-        assert (lines[0].get("from"), lines[0].get("to")) == ("0", "1"), lines[0]
+        assert [(e.get("from"), e.get("to")) for e in lines] == [("0", "1"), ("1", "2")], a.storaged.log_tail()
 
         c = a.client()
         want = objects()
+        legacy = {}
         for key, data in want.items():
             r = c.get(BUCKET, key)
             assert r.status == 200 and r.body == data, (key, r.status, len(r.body))
+            # a legacy version is the seq of the old release's write, from this site
+            assert r.header("X-Comio-Origin") == "site-a", (key, dict(r.headers))
+            legacy[key] = int(r.header("X-Comio-Version"))
+            assert 0 < legacy[key] < 100, (key, legacy[key])
+        assert len(set(legacy.values())) == len(legacy)
         assert c.get(BUCKET, DELETED).status == 404
         assert c.list_all(BUCKET)[0] == sorted(want)
 
         # once upgraded, a restart does not upgrade again
         a.storaged.restart()
-        assert len(upgrade_lines(a)) == 1, a.storaged.log_tail()
+        assert len(upgrade_lines(a)) == 2, a.storaged.log_tail()
 
-        # what A applied from its primary is still there, the tombstone too
-        assert c.get(PRIMARY_BUCKET, "kept.txt").body == PRIMARY_OBJECTS["kept.txt"]
+        # what A applied from its primary is still there, at the primary's seq with origin "" (the primary's id
+        # was not recorded), and the tombstone too
+        r = c.get(PRIMARY_BUCKET, "kept.txt")
+        assert r.body == PRIMARY_OBJECTS["kept.txt"]
+        assert r.header("X-Comio-Origin") == "" and 0 < int(r.header("X-Comio-Version")) < 100, dict(r.headers)
         assert c.get(PRIMARY_BUCKET, "gone-there").status == 404
         assert c.list_all(PRIMARY_BUCKET)[0] == ["kept.txt"]
+        # a write over it orders after it (its legacy version names no site, so the log record names no parent)
+        r = c.put(PRIMARY_BUCKET, "kept.txt", b"overwritten after the upgrade\n")
+        assert r.status == 200, r
+        assert c.get(PRIMARY_BUCKET, "kept.txt").body == b"overwritten after the upgrade\n"
 
-        # the old release's pending log records ship, and a new write after them
-        assert c.put(BUCKET, "after-upgrade", b"new\n").status == 200
+        # the old release's pending log records ship, and a new write after them, whose version orders after
+        # every legacy one
+        r = c.put(BUCKET, "after-upgrade", b"new\n")
+        assert r.status == 200
+        assert r.header("X-Comio-Origin") == "site-a"
+        new_version = int(r.header("X-Comio-Version"))
+        assert new_version > max(legacy.values()) and r.json()["version"] == new_version, r
         rb = b.client()
         assert rb.create_bucket(BUCKET).status in (200, 201)
         a.start_repld()
@@ -145,6 +164,8 @@ def test_unversioned_store_upgrades_serves_and_ships(tmp_path):
         for key, data in shipped.items():
             r = rb.get(BUCKET, key)
             assert r.status == 200 and r.body == data, (key, r.status)
+            assert r.header("X-Comio-Origin") == "site-a", (key, dict(r.headers))
+            assert int(r.header("X-Comio-Version")) == legacy.get(key, new_version), (key, dict(r.headers))
         assert rb.get(BUCKET, DELETED).status == 404
     finally:
         problems = finish_sites([a, b])
@@ -164,7 +185,7 @@ def test_newer_format_is_refused_and_nothing_changes(tmp_path):
     to do, exit non-zero, and leave every byte of the store and the metadata as it was."""
     workdir = tmp_path / "a"
     unpack(workdir)
-    set_format(workdir / "store.img.meta", 2)
+    set_format(workdir / "store.img.meta", 3)
     site = Site(workdir, "site-a", size=STORE_SIZE, repl={"remote_url": "http://127.0.0.1:9", "remote_token": "t" * 32})
     before = file_bytes(workdir)
 
@@ -193,7 +214,7 @@ def test_repld_does_not_upgrade(tmp_path):
     before = file_bytes(workdir)
     r = site.repld_cmd()
     assert r.returncode != 0
-    assert "metadata format 0 is older than this repld understands (1): start storaged first" in r.stdout + r.stderr, r
+    assert "metadata format 0 is older than this repld understands (2): start storaged first" in r.stdout + r.stderr, r
     assert comio.sanitizer_report(r.stdout + r.stderr) is None, r.stderr
     assert file_bytes(workdir) == before
 

@@ -31,6 +31,9 @@ typedef struct {
     int64_t expires;
     char sig[PRESIGN_SIG_HEX + 2];
     size_t siglen;
+    int has_origin;
+    char origin[LIMIT_SITE_ID_MAX + 2];
+    size_t origin_len;
 } fetch_t;
 
 /* Like query_param in storaged/http.c: the query starts after the first '?'. */
@@ -79,10 +82,14 @@ static int fetch_check(const char *secret, const char *target, size_t len, int64
         return CIO_EINVAL;
     if (query_param(target, len, "sig", f->sig, sizeof(f->sig), &f->siglen) != 0)
         return CIO_EINVAL;
+    /* the origin is optional (a URL of the previous release has none); when there, it is a site id */
+    f->has_origin = query_param(target, len, "origin", f->origin, sizeof(f->origin), &f->origin_len) == 0;
+    if (f->has_origin && !presign_origin_valid(f->origin, f->origin_len))
+        return CIO_EINVAL;
     f->version = version;
     f->expires = (int64_t)expires;
     return presign_verify(secret, strlen(secret), "GET", f->p.bucket, f->p.bucket_len, f->p.key, f->p.key_len, f->version,
-                          f->expires, f->sig, f->siglen, now);
+                          f->has_origin ? f->origin : NULL, f->origin_len, f->expires, f->sig, f->siglen, now);
 }
 
 static void check_signed_url(const char *secret, const char *bucket, size_t blen, const char *key, size_t klen, uint64_t version,
@@ -94,7 +101,8 @@ static void check_signed_url(const char *secret, const char *bucket, size_t blen
 
     for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
         size_t base_len = strlen(bases[b]) - (bases[b][strlen(bases[b]) - 1] == '/');
-        FUZZ_CHECK(presign_url(secret, strlen(secret), bases[b], bucket, blen, key, klen, version, expires, url, sizeof(url)) == 0);
+        FUZZ_CHECK(presign_url(secret, strlen(secret), bases[b], bucket, blen, key, klen, version, "site-a", 6, expires, url,
+                               sizeof(url)) == 0);
         size_t len = strlen(url);
         FUZZ_CHECK(memcmp(url, bases[b], base_len) == 0);
         char *target = url + base_len;
@@ -104,7 +112,8 @@ static void check_signed_url(const char *secret, const char *bucket, size_t blen
         FUZZ_CHECK(f.p.bucket_len == blen && memcmp(f.p.bucket, bucket, blen) == 0);
         FUZZ_CHECK(f.p.key_len == klen && memcmp(f.p.key, key, klen) == 0);
         FUZZ_CHECK(f.version == version && f.expires == expires);
-        presign_sign(secret, strlen(secret), "GET", bucket, blen, key, klen, version, expires, sig);
+        FUZZ_CHECK(f.has_origin && f.origin_len == 6 && memcmp(f.origin, "site-a", 6) == 0);
+        presign_sign(secret, strlen(secret), "GET", bucket, blen, key, klen, version, "site-a", 6, expires, sig);
         FUZZ_CHECK(f.siglen == PRESIGN_SIG_HEX && memcmp(f.sig, sig, PRESIGN_SIG_HEX) == 0);
         if (expires < INT64_MAX)
             FUZZ_CHECK(fetch_check(secret, target, tlen, expires + 1, &f) == CIO_EAGAIN);
@@ -123,16 +132,21 @@ static void check_signed_url(const char *secret, const char *bucket, size_t blen
         memcpy(sig_at, sig, PRESIGN_SIG_HEX);
         FUZZ_CHECK(fetch_check(secret, target, tlen, expires, &f) == 0);
         /* A URL one byte too long for the buffer is refused, and left empty. */
-        FUZZ_CHECK(presign_url(secret, strlen(secret), bases[b], bucket, blen, key, klen, version, expires, url, len) ==
-                   CIO_ETOOBIG);
+        FUZZ_CHECK(presign_url(secret, strlen(secret), bases[b], bucket, blen, key, klen, version, "site-a", 6, expires, url,
+                               len) == CIO_ETOOBIG);
         FUZZ_CHECK(url[0] == '\0');
     }
-    /* The signature covers the version and the expiry. */
-    presign_sign(secret, strlen(secret), "GET", bucket, blen, key, klen, version, expires, sig);
-    FUZZ_CHECK(presign_verify(secret, strlen(secret), "GET", bucket, blen, key, klen, version + 1, expires, sig, PRESIGN_SIG_HEX,
-                              expires) == CIO_EINVAL);
+    /* The signature covers the version, the expiry and the origin. */
+    presign_sign(secret, strlen(secret), "GET", bucket, blen, key, klen, version, "site-a", 6, expires, sig);
+    FUZZ_CHECK(presign_verify(secret, strlen(secret), "GET", bucket, blen, key, klen, version, "site-b", 6, expires, sig,
+                              PRESIGN_SIG_HEX, expires) == CIO_EINVAL);
+    FUZZ_CHECK(presign_verify(secret, strlen(secret), "GET", bucket, blen, key, klen, version, NULL, 0, expires, sig,
+                              PRESIGN_SIG_HEX, expires) == CIO_EINVAL);
+    presign_sign(secret, strlen(secret), "GET", bucket, blen, key, klen, version, NULL, 0, expires, sig);
+    FUZZ_CHECK(presign_verify(secret, strlen(secret), "GET", bucket, blen, key, klen, version + 1, NULL, 0, expires, sig,
+                              PRESIGN_SIG_HEX, expires) == CIO_EINVAL);
     if (expires < INT64_MAX)
-        FUZZ_CHECK(presign_verify(secret, strlen(secret), "GET", bucket, blen, key, klen, version, expires + 1, sig,
+        FUZZ_CHECK(presign_verify(secret, strlen(secret), "GET", bucket, blen, key, klen, version, NULL, 0, expires + 1, sig,
                                   PRESIGN_SIG_HEX, expires) == CIO_EINVAL);
 }
 
@@ -161,9 +175,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* The rest as a signature for these fields. */
     rest = fuzz_strndup(in.p, in.left);
-    presign_sign(secret, slen, "GET", bucket, blen, key, klen, version, expires, sig);
+    presign_sign(secret, slen, "GET", bucket, blen, key, klen, version, NULL, 0, expires, sig);
     FUZZ_CHECK(slen > 0 ? strlen(sig) == PRESIGN_SIG_HEX : sig[0] == '\0');
-    rc = presign_verify(secret, slen, "GET", bucket, blen, key, klen, version, expires, rest, in.left, now);
+    rc = presign_verify(secret, slen, "GET", bucket, blen, key, klen, version, NULL, 0, expires, rest, in.left, now);
     FUZZ_CHECK(rc == 0 || rc == CIO_EINVAL || rc == CIO_EAGAIN);
     if (rc != CIO_EINVAL)
         FUZZ_CHECK(slen > 0 && in.left == PRESIGN_SIG_HEX && memcmp(rest, sig, PRESIGN_SIG_HEX) == 0);
@@ -175,7 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rc = fetch_check(secret, rest, in.left, now, &f);
         FUZZ_CHECK(rc == 0 || rc == CIO_EINVAL || rc == CIO_EAGAIN);
         if (rc != CIO_EINVAL) {
-            presign_sign(secret, slen, "GET", f.p.bucket, f.p.bucket_len, f.p.key, f.p.key_len, f.version, f.expires, sig);
+            presign_sign(secret, slen, "GET", f.p.bucket, f.p.bucket_len, f.p.key, f.p.key_len, f.version, NULL, 0, f.expires, sig);
             FUZZ_CHECK(f.siglen == PRESIGN_SIG_HEX && memcmp(f.sig, sig, PRESIGN_SIG_HEX) == 0);
         }
     }

@@ -980,9 +980,14 @@ class TcpProxy:
             self._drop(p, reset=False)
 
 
-def presign(token, base, bucket, key, version, expires):
-    """The presigned fetch URL of docs/protocol.md, signed here independently of proto/presign.c."""
+def presign(token, base, bucket, key, version, expires, origin=None):
+    """The presigned fetch URL of docs/protocol.md, signed here independently of proto/presign.c: with the
+    version's origin, or without one (origin None) as the previous release signed it."""
     msg = b"GET\n" + bucket.encode() + b"\n" + key.encode() + b"\n" + str(version).encode() + b"\n" + str(expires).encode()
+    if origin is not None:
+        msg += b"\n" + origin.encode()
     sig = hmac.new(token.encode(), msg, hashlib.sha256).hexdigest()
     path = "/admin/replication/fetch/%s/%s" % (urllib.parse.quote(bucket, safe=""), urllib.parse.quote(key, safe="/~"))
-    return "%s%s?version=%d&expires=%d&sig=%s" % (base, path, version, expires, sig)
+    if origin is None:
+        return "%s%s?version=%d&expires=%d&sig=%s" % (base, path, version, expires, sig)
+    return "%s%s?version=%d&origin=%s&expires=%d&sig=%s" % (base, path, version, origin, expires, sig)

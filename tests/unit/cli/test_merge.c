@@ -42,7 +42,7 @@ typedef struct {
 
 static void visit(void *arg, merge_kind_t kind, const merge_entry_t *src, const merge_entry_t *tgt)
 {
-    static const char *const names[] = {"same", "missing", "extra", "different"};
+    static const char *const names[] = {"same", "missing", "extra", "different", "version"};
     log_t *l = arg;
     const merge_entry_t *e = src != NULL ? src : tgt;
 
@@ -196,6 +196,39 @@ static void test_random(void)
     CHECK(!failed);
 }
 
+/* An entry at version v from site o. */
+static merge_entry_t ent_v(const char *key, uint64_t size, const char *etag, uint64_t v, const char *o)
+{
+    merge_entry_t e = ent(key, size, etag);
+    e.has_version = 1;
+    e.version = v;
+    snprintf(e.origin, sizeof(e.origin), "%s", o);
+    return e;
+}
+
+/* The same bytes at another version (or from another site) is a difference of its own; different bytes stay
+ * "different" whatever the versions; a side without versions (an older release) compares bytes only. */
+static void test_versions(void)
+{
+    merge_entry_t a = ent_v("k", 3, "e1", 7, "site-a");
+    merge_entry_t same = ent_v("k", 3, "e1", 7, "site-a"), later = ent_v("k", 3, "e1", 8, "site-a");
+    merge_entry_t other = ent_v("k", 3, "e1", 7, "site-b"), bytes = ent_v("k", 4, "e2", 8, "site-b");
+    merge_entry_t old = ent("k", 3, "e1");
+    CHECK_EQ_INT(merge_compare(&a, &same), MERGE_SAME);
+    CHECK_EQ_INT(merge_compare(&a, &later), MERGE_VERSION);
+    CHECK_EQ_INT(merge_compare(&a, &other), MERGE_VERSION);
+    CHECK_EQ_INT(merge_compare(&a, &bytes), MERGE_DIFFERENT);
+    CHECK_EQ_INT(merge_compare(&a, &old), MERGE_SAME);
+    CHECK_EQ_INT(merge_compare(&old, &a), MERGE_SAME);
+    merge_entry_t src[] = {ent_v("a", 1, "x", 1, "s"), ent_v("b", 1, "x", 1, "s")};
+    merge_entry_t tgt[] = {ent_v("a", 1, "x", 1, "s"), ent_v("b", 1, "x", 2, "s")};
+    seq_t ss = {src, 2, 0, SIZE_MAX, 0}, ts = {tgt, 2, 0, SIZE_MAX, 0};
+    log_t l;
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(merge_join(seq_next, &ss, &ts, visit, &l), 0);
+    CHECK_EQ_STR(l.text, "same a;version b;");
+}
+
 int main(void)
 {
     RUN(test_key_cmp);
@@ -204,5 +237,6 @@ int main(void)
     RUN(test_prefixes_and_bytes);
     RUN(test_errors);
     RUN(test_random);
+    RUN(test_versions);
     return TEST_SUMMARY();
 }

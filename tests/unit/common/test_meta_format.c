@@ -45,10 +45,10 @@ static void test_unversioned_upgrades(void)
     meta_close(&m);
     /* repld neither opens nor upgrades it */
     CHECK(meta_open_env(&m, dir, 0, 0, err, sizeof(err)) == CIO_EPROTO);
-    CHECK(strstr(err, "older than this repld understands (1): start storaged first") != NULL);
+    CHECK(strstr(err, "older than this repld understands (2): start storaged first") != NULL);
     CHECK(meta_open_env(&m, dir, 0, META_OPEN_RDONLY, err, sizeof(err)) == CIO_EPROTO);
     CHECK(meta_open_env(&m, dir, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) == 0);
-    CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), 1);
+    CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), META_FORMAT_CURRENT);
     CHECK_EQ_INT(site_counter(&m, META_LOG_COUNT), 2);
     meta_close(&m);
     CHECK(meta_open_env(&m, dir, 0, META_OPEN_RDONLY, err, sizeof(err)) == 0);
@@ -64,13 +64,107 @@ static void test_newer_refused(void)
     CHECK(put_format(&m, META_FORMAT_CURRENT + 1, 0) == 0);
     meta_close(&m);
     CHECK(meta_open_env(&m, dir, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) == CIO_EPROTO);
-    CHECK(strstr(err, "metadata format 2 is newer than this storaged understands (1): run a newer ComIO, or restore the "
+    CHECK(strstr(err, "metadata format 3 is newer than this storaged understands (2): run a newer ComIO, or restore the "
                       "metadata of this release") != NULL);
     CHECK(strstr(err, dir) != NULL);
     CHECK(m.env == NULL);
     CHECK(meta_open_env(&m, dir, 0, 0, err, sizeof(err)) == CIO_EPROTO);
     CHECK(strstr(err, "newer than this repld understands") != NULL);
     CHECK(meta_open_env(&m, dir, 0, META_OPEN_RDONLY, err, sizeof(err)) == CIO_EPROTO);
+}
+
+/* ---- format 1 -> 2: object records gain an origin ---- */
+
+/* Writes an object record as metadata format 1 wrote it: record format
+ * `format` (1: written here, 2: applied from a primary), version, an extent,
+ * size, ETag, mtime, content type, key. */
+static int put_v1_object(meta_t *m, int format, const char *key, uint64_t version)
+{
+    uint8_t kb[META_OBJKEY_MAX], vb[1200], *p = vb;
+    size_t klen = strlen(key);
+    MDB_txn *txn;
+    *p++ = (uint8_t)format;
+    for (int f = 0; f < 4; f++) { /* version, off, alen, size */
+        uint64_t v = f == 0 ? version : f == 3 ? 3 : 4096 * (uint64_t)f;
+        for (int i = 7; i >= 0; i--)
+            *p++ = (uint8_t)(v >> (8 * i));
+    }
+    memset(p, 0xab, 16); /* etag */
+    p += 16;
+    memset(p, 0, 8); /* mtime */
+    p[7] = 9;
+    p += 8;
+    *p++ = 0; /* content type "x/y" */
+    *p++ = 3;
+    memcpy(p, "x/y", 3);
+    p += 3;
+    *p++ = (uint8_t)(klen >> 8);
+    *p++ = (uint8_t)klen;
+    memcpy(p, key, klen);
+    p += klen;
+    MDB_val k = {meta_objkey(kb, "bkt", 3, key, klen), kb}, v = {(size_t)(p - vb), vb};
+    if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+        return -1;
+    if (mdb_put(txn, m->objects, &k, &v, 0) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+static int get_object(meta_t *m, const char *key, meta_obj_t *o)
+{
+    MDB_txn *txn;
+    int ret;
+    if (mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1;
+    ret = meta_obj_get(m, txn, "bkt", 3, key, strlen(key), o);
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+/* A format-1 store: its object records are rewritten with the origin of
+ * their version (this site's for its own writes, "" for a primary's), the
+ * legacy version (a seq) kept as it was; a key too long to be stored whole
+ * too. Before the upgrade, the current decoder refuses the old records. */
+static void test_format1_objects_upgrade(void)
+{
+    meta_t m;
+    meta_obj_t o;
+    char dir[sizeof(site_tmp) + 32], err[512], longkey[700];
+    memset(longkey, 'L', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    CHECK(site_env_fresh(&m, "v1objects", dir, sizeof(dir)) == 0);
+    CHECK(put_v1_object(&m, 1, "mine", 7) == 0);
+    CHECK(put_v1_object(&m, 2, "theirs", 5) == 0);
+    CHECK(put_v1_object(&m, 1, longkey, 8) == 0);
+    CHECK(put_format(&m, 1, 0) == 0);
+    CHECK_EQ_INT(get_object(&m, "mine", &o), CIO_EPROTO);
+    meta_close(&m);
+    CHECK(meta_open_site(&m, dir, 16u << 20, META_OPEN_CREATE, "site-x", err, sizeof(err)) == 0);
+    CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), 2);
+    CHECK_EQ_INT(get_object(&m, "mine", &o), 0);
+    CHECK_EQ_INT(o.version, 7);
+    CHECK_EQ_STR(o.origin, "site-x");
+    CHECK_EQ_INT(o.size, 3);
+    CHECK_EQ_INT(o.off, 4096);
+    CHECK_EQ_INT(o.alen, 8192);
+    CHECK_EQ_INT(o.mtime_ms, 9);
+    CHECK_EQ_STR(o.ctype, "x/y");
+    CHECK_EQ_STR(o.key, "mine");
+    CHECK(meta_obj_current(&o, 7, "site-x", 6)); /* a format-1 log record still pending names it */
+    CHECK_EQ_INT(get_object(&m, "theirs", &o), 0);
+    CHECK_EQ_INT(o.version, 5);
+    CHECK_EQ_STR(o.origin, "");
+    CHECK_EQ_INT(get_object(&m, longkey, &o), 0);
+    CHECK_EQ_INT(o.version, 8);
+    CHECK_EQ_STR(o.key, longkey);
+    meta_close(&m);
+    /* opened again: nothing more to do */
+    CHECK(meta_open_site(&m, dir, 16u << 20, META_OPEN_CREATE, "site-x", err, sizeof(err)) == 0);
+    CHECK_EQ_INT(get_object(&m, "mine", &o), 0);
+    CHECK_EQ_STR(o.origin, "site-x");
+    meta_close(&m);
 }
 
 /* ---- the migration framework, with steps of the test's own ---- */
@@ -131,6 +225,7 @@ int main(void)
     RUN(test_new_env_is_current);
     RUN(test_unversioned_upgrades);
     RUN(test_newer_refused);
+    RUN(test_format1_objects_upgrade);
     RUN(test_migrate_steps);
     site_tmp_remove();
     return TEST_SUMMARY();

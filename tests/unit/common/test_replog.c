@@ -102,16 +102,19 @@ static void test_fail_and_requeue(void)
     meta_close(&m);
 }
 
-/* Only a local object's version names a log event. */
+/* A (version, origin) pair names one mutation: both must match. */
 static void test_current_version(void)
 {
     meta_obj_t o;
     memset(&o, 0, sizeof(o));
     o.version = 5;
-    CHECK(meta_obj_current(&o, 5));
-    CHECK(!meta_obj_current(&o, 4));
-    o.replicated = 1; /* a primary's version 5, applied here */
-    CHECK(!meta_obj_current(&o, 5));
+    o.origin_len = 1;
+    memcpy(o.origin, "a", 2);
+    CHECK(meta_obj_current(&o, 5, "a", 1));
+    CHECK(!meta_obj_current(&o, 4, "a", 1));
+    CHECK(!meta_obj_current(&o, 5, "b", 1)); /* another site's version 5 */
+    CHECK(!meta_obj_current(&o, 5, "ab", 2));
+    CHECK(!meta_obj_current(&o, 5, "", 0));
 }
 
 /* Without META_OPEN_CREATE nothing is created, and the reason names the path. */

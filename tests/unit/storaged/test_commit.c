@@ -12,7 +12,10 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "storaged/commit.h"
+#include "common/clock.h"
+#include "common/hlc.h"
 #include "common/log.h"
+#include "common/replog.h"
 #include "testutil.h"
 
 #define BATCHES 40
@@ -65,8 +68,9 @@ typedef struct {
     commit_t *c;
 } fixture_t;
 
-/* A store, its metadata and a committer in a new directory. Returns 0 or -1. */
-static int fixture_open(fixture_t *f)
+/* A store, its metadata and a committer in a new directory, with the
+ * replication log on or off. Returns 0 or -1. */
+static int fixture_open_log(fixture_t *f, int log_enabled)
 {
     char path[PATH_MAX], err[256];
 
@@ -81,17 +85,22 @@ static int fixture_open(fixture_t *f)
         fprintf(stderr, "store_open: %s\n", err);
         return -1;
     }
-    if (meta_open(&f->meta, f->dir, 16u << 20, err, sizeof(err)) != 0) {
+    if (meta_open(&f->meta, f->dir, 16u << 20, "test-site", err, sizeof(err)) != 0) {
         fprintf(stderr, "meta_open: %s\n", err);
         store_close(&f->store);
         return -1;
     }
-    if (commit_start(&f->c, &f->meta, &f->store, "test", 0, 1) != 0) {
+    if (commit_start(&f->c, &f->meta, &f->store, "test", log_enabled, 1) != 0) {
         meta_close(&f->meta);
         store_close(&f->store);
         return -1;
     }
     return 0;
+}
+
+static int fixture_open(fixture_t *f)
+{
+    return fixture_open_log(f, 0);
 }
 
 static void fixture_close(fixture_t *f)
@@ -166,17 +175,23 @@ static void test_stats_read_while_committing(void)
     fixture_close(&f);
 }
 
-/* ---- a replica's batches (replica.c) ---- */
+/* ---- another site's batches (replica.c) ---- */
 
 static uint8_t empty_md5[16];
 
-/* An event on key k of bucket "b" (PURGE: k is ignored), for an empty object. */
-static commit_item_t event(logrec_op_t op, uint64_t version, const char *k)
+/* An event from site `origin` on key k of bucket "b" (PURGE: k is ignored),
+ * for an empty object, at version `version` (small numbers stand for
+ * versions; their order is what matters). */
+static commit_item_t event_from(logrec_op_t op, uint64_t version, const char *origin, const char *k)
 {
     commit_item_t it;
     memset(&it, 0, sizeof(it));
     it.op = op;
+    it.seq = version;
     it.version = version;
+    it.origin = origin;
+    it.origin_len = strlen(origin);
+    it.parent_origin = "";
     it.bucket = "b";
     it.blen = 1;
     it.key = op == LOGREC_PURGE ? "" : k;
@@ -185,6 +200,11 @@ static commit_item_t event(logrec_op_t op, uint64_t version, const char *k)
     memcpy(it.etag, empty_md5, 16);
     it.mtime_ms = 1;
     return it;
+}
+
+static commit_item_t event(logrec_op_t op, uint64_t version, const char *k)
+{
+    return event_from(op, version, "a", k);
 }
 
 /* Applies one batch of n events; returns the job's result. */
@@ -200,28 +220,51 @@ static int apply(fixture_t *f, commit_item_t *items, size_t n)
 }
 
 /* Applies one event alone; returns its batch_result_t, or -1 when the job failed. */
-static int apply_one(fixture_t *f, logrec_op_t op, uint64_t version, const char *k)
+static int apply_from(fixture_t *f, logrec_op_t op, uint64_t version, const char *origin, const char *k)
 {
-    commit_item_t it = event(op, version, k);
+    commit_item_t it = event_from(op, version, origin, k);
     if (apply(f, &it, 1) != 0 || !it.final)
         return -1;
     return (int)it.result;
 }
 
-/* The version of object k of bucket "b" as stored, 0 when absent; *replicated its flag. */
-static uint64_t stored_version(fixture_t *f, const char *k, int *replicated)
+static int apply_one(fixture_t *f, logrec_op_t op, uint64_t version, const char *k)
+{
+    return apply_from(f, op, version, "a", k);
+}
+
+/* The version of object k of bucket "b" as stored, 0 when absent; its origin into origin (64 bytes). */
+static uint64_t stored(fixture_t *f, const char *k, char *origin)
 {
     MDB_txn *txn;
     meta_obj_t o;
     uint64_t v = 0;
 
-    *replicated = 0;
+    origin[0] = '\0';
     if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
         return UINT64_MAX;
     if (meta_obj_get(&f->meta, txn, "b", 1, k, strlen(k), &o) == 0) {
         v = o.version;
-        *replicated = o.replicated;
+        snprintf(origin, 64, "%.63s", o.origin);
     }
+    mdb_txn_abort(txn);
+    return v;
+}
+
+static uint64_t stored_version(fixture_t *f, const char *k)
+{
+    char origin[64];
+    return stored(f, k, origin);
+}
+
+static uint64_t counter(fixture_t *f, meta_counter_t c)
+{
+    MDB_txn *txn;
+    uint64_t v = UINT64_MAX;
+    if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
+        return UINT64_MAX;
+    if (meta_state_get(&f->meta, txn, c, &v) != 0)
+        v = UINT64_MAX;
     mdb_txn_abort(txn);
     return v;
 }
@@ -229,39 +272,56 @@ static uint64_t stored_version(fixture_t *f, const char *k, int *replicated)
 static void test_replica_last_writer_wins(void)
 {
     fixture_t f;
-    int replicated;
+    char origin[64];
 
     if (fixture_open(&f) != 0) {
         CHECK(!"fixture_open");
         return;
     }
-    /* the highest version wins; an equal one is a duplicate */
+    /* the highest version wins; an equal one from the same site is a duplicate */
     CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 5, "k"), BATCH_APPLIED);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), 5);
-    CHECK_EQ_INT(replicated, 1);
+    CHECK_EQ_INT(stored(&f, "k", origin), 5);
+    CHECK_EQ_STR(origin, "a");
     CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 3, "k"), BATCH_SKIPPED);
     CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 5, "k"), BATCH_SKIPPED);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), 5);
+    CHECK_EQ_INT(stored_version(&f, "k"), 5);
+
+    /* an equal version from another site: the site ids break the tie, the same way everywhere */
+    CHECK_EQ_INT(apply_from(&f, LOGREC_PUT, 5, "b", "k"), BATCH_APPLIED);
+    CHECK_EQ_INT(stored(&f, "k", origin), 5);
+    CHECK_EQ_STR(origin, "b");
+    CHECK_EQ_INT(apply_from(&f, LOGREC_PUT, 5, "a", "k"), BATCH_SKIPPED);
+    CHECK_EQ_INT(apply_from(&f, LOGREC_PUT, 5, "", "k"), BATCH_SKIPPED); /* "" (a legacy version) sorts first */
+    CHECK_EQ_INT(stored(&f, "k", origin), 5);
+    CHECK_EQ_STR(origin, "b");
 
     /* a DELETE leaves a tombstone that stops an older PUT, not a newer one */
     CHECK_EQ_INT(apply_one(&f, LOGREC_DELETE, 7, "k"), BATCH_APPLIED);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), 0);
-    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 6, "k"), BATCH_SKIPPED);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), 0);
+    CHECK_EQ_INT(stored_version(&f, "k"), 0);
+    CHECK_EQ_INT(apply_from(&f, LOGREC_PUT, 6, "z", "k"), BATCH_SKIPPED);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_DELETE, 7, "k"), BATCH_SKIPPED); /* its duplicate */
+    CHECK_EQ_INT(stored_version(&f, "k"), 0);
     CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 8, "k"), BATCH_APPLIED);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), 8);
+    CHECK_EQ_INT(stored_version(&f, "k"), 8);
 
     /* a DELETE that overtook its PUT still stops it */
     CHECK_EQ_INT(apply_one(&f, LOGREC_DELETE, 12, "early"), BATCH_APPLIED);
     CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 11, "early"), BATCH_SKIPPED);
-    CHECK_EQ_INT(stored_version(&f, "early", &replicated), 0);
+    CHECK_EQ_INT(stored_version(&f, "early"), 0);
 
-    /* a PURGE removes what is older, keeps what is newer, and stops older PUTs */
-    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 20, "newer"), BATCH_APPLIED);
-    CHECK_EQ_INT(apply_one(&f, LOGREC_PURGE, 15, NULL), BATCH_APPLIED);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), 0);
-    CHECK_EQ_INT(stored_version(&f, "newer", &replicated), 20);
+    /* a PURGE removes what is older, keeps what is newer from any site, and stops older PUTs */
+    CHECK_EQ_INT(apply_from(&f, LOGREC_PUT, 20, "c", "newer"), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_from(&f, LOGREC_PUT, 15, "a", "tie-lost"), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_from(&f, LOGREC_PUT, 15, "c", "tie-won"), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_from(&f, LOGREC_PURGE, 15, "b", NULL), BATCH_APPLIED);
+    CHECK_EQ_INT(stored_version(&f, "k"), 0);
+    CHECK_EQ_INT(stored_version(&f, "tie-lost"), 0);
+    CHECK_EQ_INT(stored_version(&f, "tie-won"), 15);
+    CHECK_EQ_INT(stored_version(&f, "newer"), 20);
     CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 14, "k"), BATCH_SKIPPED);
+    CHECK_EQ_INT(apply_from(&f, LOGREC_PURGE, 15, "b", NULL), BATCH_SKIPPED); /* its duplicate */
+    CHECK_EQ_INT(apply_from(&f, LOGREC_PURGE, 14, "z", NULL), BATCH_SKIPPED); /* an older purge */
+    CHECK_EQ_INT(stored_version(&f, "newer"), 20);
     CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 16, "k"), BATCH_APPLIED);
     fixture_close(&f);
 }
@@ -270,7 +330,6 @@ static void test_replica_batch_in_order(void)
 {
     commit_item_t items[4];
     fixture_t f;
-    int replicated;
 
     if (fixture_open(&f) != 0) {
         CHECK(!"fixture_open");
@@ -290,12 +349,12 @@ static void test_replica_batch_in_order(void)
     CHECK_EQ_INT(items[2].result, BATCH_SKIPPED);
     CHECK_EQ_INT(items[3].result, BATCH_PERMANENT);
     CHECK_EQ_INT(items[3].status, 400);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), 4);
-    CHECK_EQ_INT(stored_version(&f, "bad", &replicated), 0);
+    CHECK_EQ_INT(stored_version(&f, "k"), 4);
+    CHECK_EQ_INT(stored_version(&f, "bad"), 0);
     fixture_close(&f);
 }
 
-/* A local write of an empty object (PUT) or a DELETE, on key k of bucket "b". */
+/* A local write of an empty object (PUT), a DELETE or a PURGE, on key k of bucket "b". */
 static void local_job(commit_job_t *j, commit_op_t op, const char *k)
 {
     memset(j, 0, sizeof(*j));
@@ -306,35 +365,229 @@ static void local_job(commit_job_t *j, commit_op_t op, const char *k)
 
 static void test_replica_and_local_writes(void)
 {
-    commit_job_t put, del;
+    commit_job_t put, del, purge;
     fixture_t f;
-    int replicated;
+    char origin[64];
+    uint64_t now_version;
 
     if (fixture_open(&f) != 0) {
         CHECK(!"fixture_open");
         return;
     }
-    /* a local write's version is this site's, not comparable to the
-     * primary's: the primary's PUT replaces it even with a lower version */
+    /* a local write takes its version from the site's clock, with this site's id */
     local_job(&put, COMMIT_PUT, "k");
     submit_and_wait(f.c, &put, 1);
     CHECK_EQ_INT(put.result, 0);
     CHECK(put.version > 0);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), put.version);
-    CHECK_EQ_INT(replicated, 0);
-    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 1, "k"), BATCH_APPLIED);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), 1);
-    CHECK_EQ_INT(replicated, 1);
+    CHECK(put.seq > 0);
+    CHECK_EQ_INT(stored(&f, "k", origin), put.version);
+    CHECK_EQ_STR(origin, "test");
+    now_version = put.version;
+    /* versions are comparable now: an older remote PUT loses to it, a newer one wins */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 1, "k"), BATCH_SKIPPED);
+    CHECK_EQ_INT(stored_version(&f, "k"), now_version);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, now_version + 10, "k"), BATCH_APPLIED);
+    CHECK_EQ_INT(stored(&f, "k", origin), now_version + 10);
+    CHECK_EQ_STR(origin, "a");
 
-    /* a local DELETE of an applied object keeps its version as a tombstone:
-     * the primary's older event still on its way cannot bring it back */
+    /* a write made after applying a version orders after it (the receive rule) */
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    CHECK(put.version > now_version + 10);
+
+    /* a local DELETE leaves a tombstone: another site's older PUT on its way cannot bring the key back */
     local_job(&del, COMMIT_DELETE, "k");
     submit_and_wait(f.c, &del, 1);
     CHECK_EQ_INT(del.result, 0);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), 0);
-    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 1, "k"), BATCH_SKIPPED);
-    CHECK_EQ_INT(stored_version(&f, "k", &replicated), 0);
-    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 2, "k"), BATCH_APPLIED);
+    CHECK(del.version > put.version);
+    CHECK_EQ_INT(stored_version(&f, "k"), 0);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, put.version + 1, "k"), BATCH_SKIPPED);
+    CHECK_EQ_INT(stored_version(&f, "k"), 0);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, del.version + 1, "k"), BATCH_APPLIED);
+
+    /* a local PURGE keeps its version: older PUTs from elsewhere stay out, newer ones come in */
+    local_job(&purge, COMMIT_PURGE, "");
+    submit_and_wait(f.c, &purge, 1);
+    CHECK_EQ_INT(purge.result, 0);
+    CHECK_EQ_INT(stored_version(&f, "k"), 0);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, purge.version - 1, "old"), BATCH_SKIPPED);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, purge.version + 1, "new"), BATCH_APPLIED);
+    CHECK_EQ_INT(stored_version(&f, "new"), purge.version + 1);
+    fixture_close(&f);
+}
+
+/* A version far ahead of the local clock is applied, counted, and the clock follows it. */
+static void test_replica_clock_skew(void)
+{
+    commit_job_t put;
+    fixture_t f;
+    uint64_t ahead;
+
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    commit_set_max_clock_skew(f.c, 1000);
+    ahead = hlc_make((uint64_t)clock_wall_ms() + 3600 * 1000, 0); /* an hour ahead */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, hlc_make((uint64_t)clock_wall_ms(), 0), "ok"), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CLOCK_SKEW), 0);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, ahead, "k"), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CLOCK_SKEW), 1);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, ahead, "k"), BATCH_SKIPPED); /* a duplicate, counted again: it was received */
+    CHECK_EQ_INT(counter(&f, META_APPLY_CLOCK_SKEW), 2);
+    CHECK(counter(&f, META_HLC_LAST) >= ahead); /* the high-water mark a restart starts from */
+    /* a restart (the wall clock an hour behind) starts past it, even for a key that never saw it */
+    commit_stop(f.c);
+    if (commit_start(&f.c, &f.meta, &f.store, "test", 0, 1) != 0) {
+        CHECK(!"commit_start");
+        f.c = NULL;
+        return;
+    }
+    local_job(&put, COMMIT_PUT, "fresh");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    CHECK(put.version > ahead);
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    CHECK(put.version > ahead);
+    CHECK_EQ_INT(stored_version(&f, "k"), put.version);
+    fixture_close(&f);
+}
+
+/* The events of two sites' writers, mixed: PUTs, DELETEs and PURGEs on a few hot keys. */
+#define MIX_EVENTS 60
+static const char *const mix_keys[] = {"h0", "h1", "h2", "h3"};
+
+static void mix_events(commit_item_t *ev)
+{
+    unsigned r = 12345;
+    for (size_t i = 0; i < MIX_EVENTS; i++) {
+        r = r * 1103515245u + 12345u;
+        unsigned pick = (r >> 16) % 10;
+        logrec_op_t op = pick < 6 ? LOGREC_PUT : pick < 9 ? LOGREC_DELETE : LOGREC_PURGE;
+        /* versions collide on purpose between the sites: the site id breaks the tie */
+        ev[i] = event_from(op, 100 + i / 2, (i % 2) ? "b" : "a", mix_keys[(r >> 20) % 4]);
+    }
+}
+
+/* The state of the hot keys: version and origin of each, "" when absent. */
+static void hot_state(fixture_t *f, char out[4][96])
+{
+    for (size_t i = 0; i < 4; i++) {
+        char origin[64];
+        uint64_t v = stored(f, mix_keys[i], origin);
+        snprintf(out[i], 96, "%llu/%s", (unsigned long long)v, origin);
+    }
+}
+
+/* Reordering and duplicates change nothing: the same events applied in
+ * order, and shuffled, each twice, over several batches, end in one state. */
+static void test_replica_shuffled_and_duplicated(void)
+{
+    commit_item_t ev[MIX_EVENTS], twice[2 * MIX_EVENTS];
+    char want[4][96], got[4][96];
+    fixture_t f;
+
+    mix_events(ev);
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    for (size_t i = 0; i < MIX_EVENTS; i++)
+        CHECK(apply(&f, &ev[i], 1) == 0);
+    hot_state(&f, want);
+    fixture_close(&f);
+
+    for (int round = 0; round < 3; round++) {
+        unsigned r = 777u + (unsigned)round;
+        for (size_t i = 0; i < MIX_EVENTS; i++)
+            twice[i] = twice[MIX_EVENTS + i] = ev[i];
+        for (size_t i = 2 * MIX_EVENTS - 1; i > 0; i--) { /* Fisher-Yates */
+            r = r * 1103515245u + 12345u;
+            size_t j = (r >> 16) % (i + 1);
+            commit_item_t t = twice[i];
+            twice[i] = twice[j];
+            twice[j] = t;
+        }
+        for (size_t i = 0; i < 2 * MIX_EVENTS; i++)
+            twice[i].final = 0;
+        if (fixture_open(&f) != 0) {
+            CHECK(!"fixture_open");
+            return;
+        }
+        for (size_t at = 0; at < 2 * MIX_EVENTS; at += 7) /* batches of 7 */
+            CHECK(apply(&f, &twice[at], at + 7 <= 2 * MIX_EVENTS ? 7 : 2 * MIX_EVENTS - at) == 0);
+        hot_state(&f, got);
+        for (size_t i = 0; i < 4; i++)
+            CHECK_EQ_STR(got[i], want[i]);
+        fixture_close(&f);
+    }
+}
+
+typedef struct {
+    size_t n;
+    uint64_t hlc[8];
+    char origin[8][16];
+    char parent_origin[8][16];
+    uint64_t parent_hlc[8];
+} logged_t;
+
+static int see_logged(void *ctx, uint64_t seq, const char *rec, size_t len)
+{
+    logged_t *l = ctx;
+    logrec_t r;
+    if (logrec_decode(rec, len, &r) != 0 || l->n >= 8)
+        return CIO_EPROTO;
+    l->hlc[l->n] = r.hlc;
+    snprintf(l->origin[l->n], 16, "%.*s", (int)r.origin_len, r.origin);
+    snprintf(l->parent_origin[l->n], 16, "%.*s", (int)r.parent_origin_len, r.parent_origin);
+    l->parent_hlc[l->n] = r.parent_hlc;
+    l->n++;
+    return 0;
+}
+
+/* With the log on (a site with targets of its own), an applied event is
+ * logged again with its origin's version and parent; a duplicate or a
+ * stale one is not (what ends loops); a local write's record carries the
+ * version it replaced as its parent. */
+static void test_replica_relog(void)
+{
+    commit_item_t it;
+    commit_job_t put;
+    fixture_t f;
+    logged_t l;
+    MDB_txn *txn;
+
+    if (fixture_open_log(&f, 1) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    it = event_from(LOGREC_PUT, 50, "a", "k");
+    it.parent_version = 40;
+    it.parent_origin = "c";
+    it.parent_origin_len = 1;
+    CHECK(apply(&f, &it, 1) == 0);
+    CHECK_EQ_INT(it.result, BATCH_APPLIED);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 50, "k"), BATCH_SKIPPED); /* duplicate: not logged */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 45, "k"), BATCH_SKIPPED); /* stale: not logged */
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    memset(&l, 0, sizeof(l));
+    CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+    CHECK(replog_scan(&f.meta, txn, 0, see_logged, &l) == 0);
+    mdb_txn_abort(txn);
+    CHECK_EQ_INT(l.n, 2);
+    CHECK_EQ_INT(l.hlc[0], 50);
+    CHECK_EQ_STR(l.origin[0], "a");
+    CHECK_EQ_INT(l.parent_hlc[0], 40);
+    CHECK_EQ_STR(l.parent_origin[0], "c");
+    CHECK_EQ_INT(l.hlc[1], put.version);
+    CHECK_EQ_STR(l.origin[1], "test");
+    CHECK_EQ_INT(l.parent_hlc[1], 50); /* the version it replaced */
+    CHECK_EQ_STR(l.parent_origin[1], "a");
     fixture_close(&f);
 }
 
@@ -346,5 +599,8 @@ int main(void)
     RUN(test_replica_last_writer_wins);
     RUN(test_replica_batch_in_order);
     RUN(test_replica_and_local_writes);
+    RUN(test_replica_clock_skew);
+    RUN(test_replica_shuffled_and_duplicated);
+    RUN(test_replica_relog);
     return TEST_SUMMARY();
 }
