@@ -1,0 +1,138 @@
+"""test_fanout.py - one site shipping to two targets (replication.targets): A -> B and A -> C.
+
+A target that is down never holds the other back; the log keeps what the slow
+target has not acknowledged (per-target cursors, trimming at the slowest) and
+the status shows it per target; the slow target catches up once it is back,
+and the log then drains to empty. Every wait is bounded."""
+
+import re
+import subprocess
+
+import pytest
+
+from harness import comio
+from harness.replication import (Site, comio_path, converge_or_fail, finish_sites, new_token, render_config, repld_path,
+                                 wait_until)
+
+
+class FanoutSite(Site):
+    """A site whose replication section lists `targets` ([{name, url, token}, ...]) in place of
+    the seed's remote_url / remote_token."""
+
+    targets = ()
+
+    def write_config(self):
+        sections = self.config_sections()
+        repl = sections["replication"]
+        repl.pop("remote_url", None)
+        repl.pop("remote_token", None)
+        text = render_config(sections)
+        if self.targets:
+            lines = ["  targets:"]
+            for t in self.targets:
+                lines.append('    - name: "%s"' % t["name"])
+                lines.append('      url: "%s"' % t["url"])
+                lines.append('      token: "%s"' % t["token"])
+            text = text.replace("replication:\n", "replication:\n" + "\n".join(lines) + "\n", 1)
+        self.config_path.write_text(text)
+
+
+def _targets_supported(site):
+    """Whether this build's configuration reads replication.targets: `repld --status` loads and checks
+    the whole file before it asks for a running repld."""
+    r = subprocess.run([str(repld_path()), "--config", str(site.config_path), "--status"], capture_output=True,
+                       text=True, timeout=30, env=comio.sanitizer_env())
+    return not (r.returncode == 2 and "targets" in r.stderr)
+
+
+@pytest.fixture
+def fanout(tmp_path):
+    """(a, b, c): A ships to the targets "b" and "c". Nothing is started."""
+    tb, tc = new_token(), new_token()
+    b = Site(tmp_path / "b", "site-b", accept_token=tb)
+    c = Site(tmp_path / "c", "site-c", accept_token=tc)
+    a = FanoutSite(tmp_path / "a", "site-a", repl={})
+    a.targets = [{"name": "b", "url": b.url(), "token": tb}, {"name": "c", "url": c.url(), "token": tc}]
+    a.write_config()
+    sites = [a, b, c]
+    try:
+        if not _targets_supported(a):
+            pytest.skip("this build's configuration does not read replication.targets yet (a list of targets)")
+        yield a, b, c
+    finally:
+        problems = finish_sites(sites)
+        if problems:
+            pytest.fail("teardown:\n" + "\n".join(problems), pytrace=False)
+
+
+def _target(st, name):
+    for t in st["targets"]:
+        if t["name"] == name:
+            return t
+    raise AssertionError("no target %r in %r" % (name, st))
+
+
+def test_a_dead_target_never_holds_back_the_other_and_catches_up(fanout):
+    a, b, c = fanout
+    for s in (b, c, a):
+        s.start()
+    ac = a.client()
+    for i in range(20):
+        assert ac.put("fan", "first%02d" % i, b"x" * (100 + i)).status == 200
+    converge_or_fail(a, b, timeout=60)
+    converge_or_fail(a, c, timeout=60)
+    st = a.repld_status()
+    assert [t["name"] for t in st["targets"]] == ["b", "c"], st
+    assert all(t["site"] in ("site-b", "site-c") for t in st["targets"]), st
+
+    # C goes away: B keeps converging, A's log keeps what C has not had
+    c.stop_storaged()
+    pending_bytes = 0
+    for i in range(30):
+        body = b"y" * (1000 + i)
+        pending_bytes += len(body)
+        assert ac.put("fan", "second%02d" % i, body).status == 200
+    for i in range(5):
+        assert ac.delete("fan", "first%02d" % i).status == 204
+    converge_or_fail(a, b, timeout=60)
+
+    def c_held():
+        s = a.repld_status()
+        tb, tc = _target(s, "b"), _target(s, "c")
+        return s if tb["events_pending"] == 0 and tc["events_pending"] >= 35 and tc["last_error"] else None
+
+    st = wait_until(c_held, 60, what="B caught up while C's events wait in A's log")
+    tb, tc = _target(st, "b"), _target(st, "c")
+    assert tc["bytes_pending"] >= pending_bytes and tb["bytes_pending"] == 0, st
+    assert tc["state"] == "backing_off" and tb["state"] == "up", st
+    assert st["log_pending"] >= 35 and st["events_pending"] >= 35, st  # not trimmed: C still needs them
+    assert st["remote"]["url"] == b.url(), st  # the seed's "remote" is the first target
+    # storaged renders the same per-target figures
+    hst = a.status()
+    assert _target(hst, "c")["events_pending"] == tc["events_pending"], hst
+    # metrics: one sample per target
+    m = ac.metrics()
+    assert m.value("comio_replication_pending_events", target="c") >= 35, m.text
+    assert m.value("comio_replication_pending_events", target="b") == 0, m.text
+    assert m.value("comio_replication_remote_up", target="b") == 1, m.text
+    assert m.value("comio_replication_remote_up", target="c") == 0, m.text
+    # comio status: one block per target
+    p = subprocess.run([str(comio_path()), "status", "--url", a.url()], capture_output=True, text=True, timeout=30,
+                       env=comio.sanitizer_env())
+    assert re.search(r"^target: +c, .*, backing_off$", p.stdout, re.M), p.stdout
+    assert re.search(r"^target: +b, .*, up$", p.stdout, re.M), p.stdout
+    assert p.returncode == 1 and "target c does not accept batches" in p.stdout, p.stdout
+
+    # C is back: it catches up, and the log drains
+    c.start_storaged()
+    converge_or_fail(a, c, timeout=120)
+    converge_or_fail(b, c, timeout=60)
+
+    def drained():
+        s = a.repld_status()
+        return s if s["log_pending"] == 0 and all(t["events_pending"] == 0 for t in s["targets"]) else None
+
+    st = wait_until(drained, 60, what="A's log drained")
+    assert st["bytes_pending"] == 0 and st["events_failed"] == 0, st
+    assert _target(st, "c")["events_replicated"] >= 55 and _target(st, "b")["events_replicated"] >= 55, st
+    assert a.list_failed() == []
