@@ -225,6 +225,15 @@ static void histogram(buf_t *out, const char *label, const uint64_t *counts, dou
                    (int)strlen(label) - 1, label, n);
 }
 
+void replstat_skew_metric(uint64_t n, buf_t *out)
+{
+    buf_printf(out,
+               "# HELP comio_replication_clock_skew_events_total Remote versions applied here that were more than "
+               "replication.max_clock_skew ahead of the local clock.\n"
+               "# TYPE comio_replication_clock_skew_events_total counter\ncomio_replication_clock_skew_events_total %" PRIu64 "\n",
+               n);
+}
+
 int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live, buf_t *out)
 {
     figures_t f;
@@ -275,9 +284,7 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
     family(out, conf, "comio_replication_remote_up", "gauge",
            "1 when the last batch reached the replica (unlabelled: every target).", all_up, v);
 #undef PER_TARGET
-    family(out, conf, "comio_replication_clock_skew_events_total", "counter",
-           "Remote versions applied here that were more than replication.max_clock_skew ahead of the local clock.", (double)f.skew,
-           NULL);
+    replstat_skew_metric(f.skew, out);
     if (live != NULL) {
         uint64_t counts[REPLSTAT_LAT_BUCKETS + 1] = {0}, n = 0;
         double sum = 0;

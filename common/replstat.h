@@ -61,4 +61,9 @@ int replstat_json(meta_t *m, const conf_t *conf, const replstat_live_t *live, bu
  * remote_up is 0 and the latency histogram is omitted. */
 int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live, buf_t *out) CIO_MUST_CHECK;
 
+/* Appends the comio_replication_clock_skew_events_total family with value
+ * `n` (META_APPLY_CLOCK_SKEW) to out: replstat_metrics does on a site that
+ * ships; storaged calls it alone on a site that only applies. */
+void replstat_skew_metric(uint64_t n, buf_t *out);
+
 #endif

@@ -136,3 +136,39 @@ def test_a_dead_target_never_holds_back_the_other_and_catches_up(fanout):
     assert st["bytes_pending"] == 0 and st["events_failed"] == 0, st
     assert _target(st, "c")["events_replicated"] >= 55 and _target(st, "b")["events_replicated"] >= 55, st
     assert a.list_failed() == []
+
+
+def test_the_seeds_remote_is_one_target_in_status_metrics_and_commands(sites):
+    """Without replication.targets, remote_url is one target named after the URL's host: the status,
+    the metrics and the failed-event commands show it as such, beside the seed's fields."""
+    a, b = sites()
+    ac = a.client()
+    for i in range(10):
+        assert ac.put("one", "k%d" % i, b"v" * (10 + i)).status == 200
+    converge_or_fail(a, b)
+    st = wait_until(lambda: (lambda s: s if s["events_pending"] == 0 and s["targets"][0]["site"] else None)(a.repld_status()),
+                    30, what="A caught up and B's site id known")
+    assert len(st["targets"]) == 1, st
+    t = st["targets"][0]
+    assert t["name"] == "127.0.0.1" and t["url"] == b.url() and t["state"] == "up", st
+    assert t["site"] == "site-b", st  # from B's batch replies
+    assert t["events_replicated"] == st["events_replicated"] >= 10 and t["events_pending"] == 0, st
+    assert t["bytes_replicated"] == st["bytes_replicated"] and t["events_skipped"] == 0, st
+    assert st["clock_skew_events"] == 0, st
+    # storaged renders the target from LMDB when repld is down
+    a.stop_repld()
+    hst = a.status()
+    assert hst["repld"] == "down" and hst["targets"][0]["name"] == "127.0.0.1", hst
+    assert hst["targets"][0]["state"] == "unknown" and hst["targets"][0]["cursor"] == t["cursor"], hst
+    m = ac.metrics()
+    assert m.value("comio_replication_events_replicated_total", target="127.0.0.1") == t["events_replicated"], m.text
+    assert m.value("comio_replication_events_replicated_total") == st["events_replicated"], m.text
+    assert m.value("comio_replication_clock_skew_events_total") == 0, m.text
+    assert b.client().metrics().value("comio_replication_clock_skew_events_total") == 0  # B applies: it counts skew too
+    # --target: one target's failed events, and a clear error for a name that is not configured
+    r = a.repld_cmd("--list-failed", "--target", "127.0.0.1")
+    assert r.returncode == 0 and r.stdout == "", r
+    r = a.repld_cmd("--retry-failed", "--target", "nosuch")
+    assert r.returncode == 1 and "no target named 'nosuch'" in r.stderr, r
+    r = a.repld_cmd("--status", "--target", "127.0.0.1")
+    assert r.returncode == 2 and "--target goes with --list-failed or --retry-failed" in r.stderr, r
