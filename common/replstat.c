@@ -196,7 +196,8 @@ static void put_value(buf_t *out, double v)
 }
 
 /* One family: HELP, TYPE, the unlabelled site-wide sample, then one sample
- * per target (values[i] for conf->targets[i]; values NULL: none). */
+ * per target (values[i] for conf->targets[i]; values NULL: none). Target
+ * names need no escaping in a label: conf allows [A-Za-z0-9._-] only. */
 static void family(buf_t *out, const conf_t *conf, const char *name, const char *type, const char *help, double total,
                    const double *values)
 {

@@ -1060,6 +1060,8 @@ static void *target_main(void *arg)
     return NULL;
 }
 
+_Static_assert(CONF_TARGET_NAME_MAX <= REPLOG_TARGET_NAME_MAX, "a target's name fits the log's keys");
+
 /* Brings the per-target state in the log in line with the configured
  * targets (replog_targets_open), in one transaction. */
 static int open_targets(const conf_t *conf, meta_t *meta)
