@@ -16,6 +16,15 @@
 
 enum { EXIT_OK = 0, EXIT_ALERT = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
+#define STATUS_TARGETS_MAX 32 /* targets printed; the JSON (--json) has them all */
+
+/* One entry of "targets". */
+typedef struct {
+    char name[64], url[CLI_HTTP_URL_MAX], state[16], site[256], error[512];
+    uint64_t pending, bytes_pending, replicated, skipped, failed;
+    double lag;
+} target_t;
+
 typedef struct {
     int enabled;
     char repld[16];
@@ -27,6 +36,10 @@ typedef struct {
     double retry_in;
     unsigned workers, sending;
     uint64_t in_flight;
+    int have_skew; /* a site older than clock_skew_events does not send it */
+    uint64_t skew;
+    size_t ntargets, targets_total;
+    target_t targets[STATUS_TARGETS_MAX];
 } status_t;
 
 static void usage(FILE *out)
@@ -138,6 +151,39 @@ static int decode(const json_doc_t *d, status_t *st, char *err, size_t errlen)
         if (json_double(d, json_member(d, t, "retry_in_seconds"), &st->retry_in) != 0)
             st->retry_in = 0;
     }
+    st->have_skew = json_u64(d, json_member(d, root, "clock_skew_events"), &st->skew) == 0;
+    const json_tok_t *targets = json_member(d, root, "targets");
+    for (t = json_first(d, targets); t != NULL; t = json_next(d, targets, t)) {
+        target_t *g = &st->targets[st->ntargets];
+        char raw[sizeof(g->error)];
+        st->targets_total++;
+        if (st->ntargets == STATUS_TARGETS_MAX)
+            continue;
+        memset(g, 0, sizeof(*g));
+        if ((ret = need_str(d, json_member(d, t, "name"), "targets[].name", raw, sizeof(g->name), err, errlen)) != 0)
+            return ret;
+        printable(raw, g->name, sizeof(g->name));
+        if (json_str(d, json_member(d, t, "url"), raw, sizeof(g->url), NULL) == 0)
+            printable(raw, g->url, sizeof(g->url));
+        if (json_str(d, json_member(d, t, "state"), raw, sizeof(g->state), NULL) == 0)
+            printable(raw, g->state, sizeof(g->state));
+        if (json_str(d, json_member(d, t, "site"), raw, sizeof(g->site), NULL) == 0)
+            printable(raw, g->site, sizeof(g->site));
+        if (json_str(d, json_member(d, t, "last_error"), raw, sizeof(raw), NULL) == 0)
+            printable(raw, g->error, sizeof(g->error));
+        if (json_u64(d, json_member(d, t, "events_pending"), &g->pending) != 0 ||
+            json_u64(d, json_member(d, t, "bytes_pending"), &g->bytes_pending) != 0 ||
+            json_u64(d, json_member(d, t, "events_replicated"), &g->replicated) != 0 ||
+            json_double(d, json_member(d, t, "lag_seconds"), &g->lag) != 0) {
+            snprintf(err, errlen, "target \"%s\": a count or the lag is missing", g->name);
+            return CIO_EPROTO;
+        }
+        if (json_u64(d, json_member(d, t, "events_skipped"), &g->skipped) != 0)
+            g->skipped = 0;
+        if (json_u64(d, json_member(d, t, "events_failed"), &g->failed) != 0)
+            g->failed = 0;
+        st->ntargets++;
+    }
     const json_tok_t *workers = json_member(d, root, "workers");
     for (t = json_first(d, workers); t != NULL; t = json_next(d, workers, t)) {
         uint64_t events = 0;
@@ -199,6 +245,33 @@ static void print_status(const char *url, const status_t *st)
                  st->in_flight);
         line("workers", v);
     }
+    if (st->have_skew) {
+        snprintf(v, sizeof(v), "%" PRIu64 "%s", st->skew, st->skew ? " (remote versions far ahead of this clock: check NTP)" : "");
+        line("clock skew events", v);
+    }
+    /* one block per target: a "target" line, then its figures indented */
+    for (size_t i = 0; i < st->ntargets; i++) {
+        const target_t *g = &st->targets[i];
+        snprintf(v, sizeof(v), "%s, %s, %s", g->name, g->url, g->state[0] ? g->state : "unknown");
+        line("target", v);
+        line("  site", g->site[0] ? g->site : "unknown (no reply yet)");
+        snprintf(v, sizeof(v), "%" PRIu64, g->pending);
+        line("  events pending", v);
+        human_bytes(g->bytes_pending, a, sizeof(a));
+        line("  bytes pending", a);
+        snprintf(v, sizeof(v), "%.0f ms", g->lag * 1000);
+        line("  lag", v);
+        snprintf(v, sizeof(v), "%" PRIu64 " (%" PRIu64 " skipped: it is their origin)", g->replicated, g->skipped);
+        line("  replicated", v);
+        snprintf(v, sizeof(v), "%" PRIu64, g->failed);
+        line("  events failed", v);
+        if (g->error[0] != '\0')
+            line("  last error", g->error);
+    }
+    if (st->targets_total > st->ntargets) {
+        snprintf(v, sizeof(v), "%zu more (see --json)", st->targets_total - st->ntargets);
+        line("target", v);
+    }
 }
 
 /* Appends to `out` each reason to alert; returns how many. */
@@ -212,6 +285,9 @@ static int problems(const status_t *st, uint64_t max_lag_ms, int have_max_lag, c
                  st->failed);
     if (st->have_remote && strcmp(st->remote_state, "backing_off") == 0 && n < max)
         snprintf(out[n++], 160, "the replica does not accept batches (backing off)");
+    for (size_t i = 1; i < st->ntargets; i++) /* the first is "remote" above */
+        if (strcmp(st->targets[i].state, "backing_off") == 0 && n < max)
+            snprintf(out[n++], 160, "target %.60s does not accept batches (backing off)", st->targets[i].name);
     if (have_max_lag && st->lag * 1000 > (double)max_lag_ms && n < max)
         snprintf(out[n++], 160, "lag %.0f ms is over --max-lag %" PRIu64 " ms", st->lag * 1000, max_lag_ms);
     return n;
@@ -222,7 +298,7 @@ int status_main(int argc, char **argv)
     const char *url_arg = STATUS_DEFAULT_URL, *token_arg = NULL, *token_file = NULL, *ca_file = NULL, *timeout_arg = NULL;
     const char *max_lag_arg = NULL;
     char url[CLI_HTTP_URL_MAX], target[CLI_HTTP_URL_MAX + 64], token[CLI_HTTP_TOKEN_MAX], err[CLI_HTTP_URL_MAX + 256];
-    char why[4][160];
+    char why[8][160];
     uint64_t timeout_ms = CLI_HTTP_DEFAULT_TIMEOUT_MS, max_lag_ms = 0;
     int as_json = 0, exit_status = EXIT_UNREACHABLE;
     cli_http_t *http = NULL;
@@ -295,7 +371,7 @@ int status_main(int argc, char **argv)
         fprintf(stderr, "comio status: %s: unexpected reply: %s\n", target, err);
         goto done;
     }
-    int n = problems(&st, max_lag_ms, max_lag_arg != NULL, why, 4);
+    int n = problems(&st, max_lag_ms, max_lag_arg != NULL, why, 8);
     if (as_json) {
         fwrite(body.data, 1, body.len, stdout);
         if (body.len == 0 || body.data[body.len - 1] != '\n')

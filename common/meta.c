@@ -132,9 +132,11 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
         const char *name;
         MDB_dbi *dbi;
     } dbs[] = {/* "state" first: it holds the format, checked before anything else */
-               {"state", &m->state},   {"buckets", &m->buckets},         {"objects", &m->objects},
-               {"replog", &m->replog}, {"pending", &m->pending},         {"tombstones", &m->tombstones},
-               {"purges", &m->purges}, {"repl_failed", &m->repl_failed}, {"repl_retry", &m->repl_retry}};
+               {"state", &m->state},           {"buckets", &m->buckets},
+               {"objects", &m->objects},       {"replog", &m->replog},
+               {"pending", &m->pending},       {"tombstones", &m->tombstones},
+               {"purges", &m->purges},         {"repl_failed", &m->repl_failed},
+               {"repl_retry", &m->repl_retry}, {"repl_targets", &m->repl_targets}};
     MDB_txn *txn = NULL;
     uint64_t format = 0;
     int rc, ret;

@@ -7,8 +7,9 @@
  *              record carries the object's version and the site it was
  *              written on (its origin), whether here or applied from another
  *   "state"    name -> u64 BE counter (META_COUNTERS below)
- *   "replog", "repl_failed", "repl_retry": the replication log, owned by
- *              common/replog.h: no other module reads or writes them
+ *   "replog", "repl_failed", "repl_retry", "repl_targets": the replication
+ *              log, owned by common/replog.h: no other module reads or
+ *              writes them
  *   "pending", "tombstones", "purges": storaged's (storaged/meta.h)
  *   plus the allocator's databases (common/alloc.h).
  * Every function taking a txn leaves commit/abort to the caller. LMDB errors
@@ -28,7 +29,7 @@
 typedef struct meta {
     MDB_env *env;
     MDB_dbi buckets, objects, replog, pending, state;
-    MDB_dbi tombstones, purges, repl_failed, repl_retry;
+    MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets;
     alloc_t alloc;
     int wake_fd;         /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
     const char *site_id; /* borrowed from meta_open_site's caller for the format migration; NULL after opening */

@@ -1,5 +1,6 @@
 /* replstat.c - replication status and metrics from LMDB and a live repld. */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include "common/clock.h"
 #include "common/date.h"
@@ -8,9 +9,18 @@
 
 const double replstat_lat_bounds[REPLSTAT_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
+/* One target's figures from LMDB. */
 typedef struct {
-    uint64_t queued, acked, failed, failed_total, last_ms, bytes, pending, pending_bytes, head;
+    replog_target_t st;
+    uint64_t pending, pending_bytes;
+    int64_t oldest_ms; /* mtime of the oldest record above its cursor, 0 when none */
+} tfig_t;
+
+typedef struct {
+    uint64_t queued, acked, failed, failed_total, last_ms, bytes, pending, pending_bytes, head, skew;
     int64_t oldest_ms; /* mtime of the oldest record still in the log, 0 when empty */
+    size_t n;
+    tfig_t *t; /* conf->ntargets of them */
 } figures_t;
 
 static int oldest(void *ctx, uint64_t seq, const char *rec, size_t len)
@@ -21,13 +31,16 @@ static int oldest(void *ctx, uint64_t seq, const char *rec, size_t len)
     return 1;
 }
 
-static int load(meta_t *m, figures_t *f)
+static int load(meta_t *m, const conf_t *conf, figures_t *f)
 {
     MDB_txn *txn;
     uint64_t records = 0, cursor = 0;
     int rc, ret;
 
     memset(f, 0, sizeof(*f));
+    if (conf->ntargets > 0 && (f->t = calloc(conf->ntargets, sizeof(*f->t))) == NULL)
+        return CIO_ENOMEM;
+    f->n = conf->ntargets;
     if ((rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin");
     if ((ret = meta_state_get(m, txn, META_LOG_COUNT, &f->queued)) != 0 ||
@@ -37,6 +50,7 @@ static int load(meta_t *m, figures_t *f)
         (ret = meta_state_get(m, txn, META_REPL_LAST_MS, &f->last_ms)) != 0 ||
         (ret = meta_state_get(m, txn, META_REPL_BYTES, &f->bytes)) != 0 || (ret = replog_cursor(m, txn, &cursor)) != 0 ||
         (ret = meta_state_get(m, txn, META_LOG_PENDING_BYTES, &f->pending_bytes)) != 0 ||
+        (ret = meta_state_get(m, txn, META_APPLY_CLOCK_SKEW, &f->skew)) != 0 ||
         (ret = replog_stats(m, txn, &f->head, &records)) != 0)
         goto done;
     f->pending = records;
@@ -44,101 +58,255 @@ static int load(meta_t *m, figures_t *f)
         f->head = cursor; /* the log was trimmed up to the cursor */
     if (replog_scan(m, txn, 0, oldest, &f->oldest_ms) != 0)
         f->oldest_ms = 0; /* the age is a hint: the counters above still answer */
+    for (size_t i = 0; i < f->n; i++) {
+        tfig_t *t = &f->t[i];
+        ret = replog_target_get(m, txn, conf->targets[i].name, &t->st);
+        if (ret == CIO_ENOTFOUND) {
+            /* repld has not started with this target yet: it will begin at the trim point */
+            memset(&t->st, 0, sizeof(t->st));
+            t->st.cursor = cursor;
+        } else if (ret != 0) {
+            goto done;
+        }
+        ret = 0;
+        t->pending = records > t->st.ahead_events ? records - t->st.ahead_events : 0;
+        t->pending_bytes = f->pending_bytes > t->st.ahead_bytes ? f->pending_bytes - t->st.ahead_bytes : 0;
+        if (replog_scan(m, txn, t->st.cursor + 1, oldest, &t->oldest_ms) != 0)
+            t->oldest_ms = 0;
+    }
 done:
     mdb_txn_abort(txn);
     return ret;
 }
 
-int replstat_json(meta_t *m, int enabled, const replstat_live_t *live, buf_t *out)
+static double age_of(int64_t ms)
 {
-    figures_t f;
-    char ts[DATE_ISO8601_LEN + 1];
-    int ret;
+    double age = ms > 0 ? (clock_wall_ms() - ms) / 1000.0 : 0;
+    return age < 0 ? 0 : age;
+}
 
-    if ((ret = load(m, &f)) != 0)
-        return ret;
-    double age = f.oldest_ms > 0 ? (clock_wall_ms() - f.oldest_ms) / 1000.0 : 0;
-    if (age < 0)
-        age = 0;
-    buf_printf(out,
-               "{\"enabled\":%s,\"mode\":\"async\",\"repld\":\"%s\",\"events_queued\":%" PRIu64 ",\"events_replicated\":%" PRIu64
-               ",\"events_failed\":%" PRIu64 ",\"last_replication\":",
-               enabled ? "true" : "false",
-               live != NULL ? "running"
-               : enabled    ? "down"
-                            : "off",
-               f.queued, f.acked, f.failed);
-    if (f.last_ms > 0) {
-        date_iso8601((int64_t)f.last_ms, ts);
+static void put_time(buf_t *out, uint64_t ms)
+{
+    char ts[DATE_ISO8601_LEN + 1];
+    if (ms > 0) {
+        date_iso8601((int64_t)ms, ts);
         buf_printf(out, "\"%s\"", ts);
     } else {
         buf_puts(out, "null");
     }
-    buf_printf(out,
-               ",\"events_pending\":%" PRIu64 ",\"bytes_pending\":%" PRIu64
-               ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f"
-               ",\"bytes_replicated\":%" PRIu64 ",\"log_head_seq\":%" PRIu64 ",\"log_pending\":%" PRIu64,
-               f.pending, f.pending_bytes, age, age, f.bytes, f.head, f.pending);
-    if (live != NULL) {
-        const char *state = live->remote_state == 1 ? "up" : live->remote_state == 2 ? "backing_off" : "unknown";
-        buf_puts(out, ",\"remote\":{\"url\":");
-        buf_json_str(out, live->remote_url, strlen(live->remote_url));
-        buf_printf(out, ",\"state\":\"%s\",\"last_error\":", state);
-        buf_json_str(out, live->remote_error, strlen(live->remote_error));
-        buf_printf(out, ",\"retry_in_seconds\":%.1f},\"workers\":[", live->retry_in_seconds);
-        for (unsigned w = 0; w < live->nworkers && w < REPLSTAT_WORKERS_MAX; w++)
-            buf_printf(out, "%s{\"id\":%u,\"state\":\"%s\",\"events\":%zu}", w ? "," : "", w,
-                       live->workers[w].busy ? "sending" : "idle", live->workers[w].events);
-        buf_puts(out, "]");
-    } else {
-        buf_puts(out, ",\"remote\":null,\"workers\":[]");
-    }
-    buf_puts(out, "}\n");
-    return out->err;
 }
 
-int replstat_metrics(meta_t *m, const replstat_live_t *live, buf_t *out)
+static const char *state_name(const replstat_target_live_t *l)
+{
+    if (l == NULL)
+        return "unknown";
+    return l->remote_state == 1 ? "up" : l->remote_state == 2 ? "backing_off" : "unknown";
+}
+
+static void put_target(buf_t *out, const conf_target_t *c, const tfig_t *t, const replstat_target_live_t *l)
+{
+    buf_puts(out, "{\"name\":");
+    buf_json_str(out, c->name, strlen(c->name));
+    buf_puts(out, ",\"url\":");
+    buf_json_str(out, c->url, strlen(c->url));
+    buf_puts(out, ",\"site\":");
+    if (l != NULL && l->site[0] != '\0')
+        buf_json_str(out, l->site, strlen(l->site));
+    else
+        buf_puts(out, "null");
+    buf_printf(out,
+               ",\"state\":\"%s\",\"cursor\":%" PRIu64 ",\"events_pending\":%" PRIu64 ",\"bytes_pending\":%" PRIu64
+               ",\"lag_seconds\":%.3f,\"events_replicated\":%" PRIu64 ",\"bytes_replicated\":%" PRIu64
+               ",\"events_skipped\":%" PRIu64 ",\"events_failed\":%" PRIu64 ",\"events_failed_total\":%" PRIu64
+               ",\"last_replication\":",
+               state_name(l), t->st.cursor, t->pending, t->pending_bytes, age_of(t->oldest_ms), t->st.acked, t->st.bytes,
+               t->st.skipped, t->st.failed, t->st.failed_total);
+    put_time(out, t->st.last_ms);
+    buf_puts(out, ",\"last_error\":");
+    if (l != NULL)
+        buf_json_str(out, l->remote_error, strlen(l->remote_error));
+    else
+        buf_puts(out, "\"\"");
+    buf_printf(out, ",\"retry_in_seconds\":%.1f,\"workers\":%u}", l != NULL ? l->retry_in_seconds : 0.0,
+               l != NULL ? l->nworkers : c->workers);
+}
+
+/* The live state of target i, or NULL. */
+static const replstat_target_live_t *live_of(const replstat_live_t *live, size_t i)
+{
+    return live != NULL && i < live->ntargets ? &live->targets[i] : NULL;
+}
+
+int replstat_json(meta_t *m, const conf_t *conf, const replstat_live_t *live, buf_t *out)
 {
     figures_t f;
     int ret;
 
-    if ((ret = load(m, &f)) != 0)
+    if ((ret = load(m, conf, &f)) != 0) {
+        free(f.t);
         return ret;
-    double age = f.oldest_ms > 0 ? (clock_wall_ms() - f.oldest_ms) / 1000.0 : 0;
+    }
+    double age = age_of(f.oldest_ms);
     buf_printf(out,
-               "# HELP comio_replication_pending_events Log records not yet acknowledged by the replica.\n"
-               "# TYPE comio_replication_pending_events gauge\ncomio_replication_pending_events %" PRIu64 "\n"
-               "# HELP comio_replication_pending_bytes Object bytes of the PUT events not yet acknowledged.\n"
-               "# TYPE comio_replication_pending_bytes gauge\ncomio_replication_pending_bytes %" PRIu64 "\n"
-               "# HELP comio_replication_lag_seconds Age of the oldest event not yet acknowledged (0 when caught up).\n"
-               "# TYPE comio_replication_lag_seconds gauge\ncomio_replication_lag_seconds %.3f\n"
-               "# HELP comio_replication_events_replicated_total Events the replica acknowledged (applied or already held).\n"
-               "# TYPE comio_replication_events_replicated_total counter\ncomio_replication_events_replicated_total %" PRIu64 "\n"
-               "# HELP comio_replication_events_failed_total Events recorded as failed after every attempt.\n"
-               "# TYPE comio_replication_events_failed_total counter\ncomio_replication_events_failed_total %" PRIu64 "\n"
-               "# HELP comio_replication_failed_events Events in the failed table now (repld --list-failed).\n"
-               "# TYPE comio_replication_failed_events gauge\ncomio_replication_failed_events %" PRIu64 "\n"
-               "# HELP comio_replication_bytes_total Object bytes of the PUT events the replica acknowledged.\n"
-               "# TYPE comio_replication_bytes_total counter\ncomio_replication_bytes_total %" PRIu64 "\n"
-               "# HELP comio_replication_remote_up 1 when the last batch reached the replica.\n"
-               "# TYPE comio_replication_remote_up gauge\ncomio_replication_remote_up %d\n",
-               f.pending, f.pending_bytes, age < 0 ? 0 : age, f.acked, f.failed_total, f.failed, f.bytes,
-               live != NULL && live->remote_state == 1);
+               "{\"enabled\":%s,\"mode\":\"async\",\"repld\":\"%s\",\"events_queued\":%" PRIu64 ",\"events_replicated\":%" PRIu64
+               ",\"events_failed\":%" PRIu64 ",\"last_replication\":",
+               conf->repl_enabled ? "true" : "false",
+               live != NULL         ? "running"
+               : conf->repl_enabled ? "down"
+                                    : "off",
+               f.queued, f.acked, f.failed);
+    put_time(out, f.last_ms);
+    buf_printf(
+        out,
+        ",\"events_pending\":%" PRIu64 ",\"bytes_pending\":%" PRIu64 ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f"
+        ",\"bytes_replicated\":%" PRIu64 ",\"log_head_seq\":%" PRIu64 ",\"log_pending\":%" PRIu64 ",\"clock_skew_events\":%" PRIu64,
+        f.pending, f.pending_bytes, age, age, f.bytes, f.head, f.pending, f.skew);
+    const replstat_target_live_t *first = live_of(live, 0);
+    if (first != NULL) {
+        buf_puts(out, ",\"remote\":{\"url\":");
+        buf_json_str(out, first->url, strlen(first->url));
+        buf_printf(out, ",\"state\":\"%s\",\"last_error\":", state_name(first));
+        buf_json_str(out, first->remote_error, strlen(first->remote_error));
+        buf_printf(out, ",\"retry_in_seconds\":%.1f},\"workers\":[", first->retry_in_seconds);
+        for (unsigned w = 0; w < first->nworkers && w < REPLSTAT_WORKERS_MAX; w++)
+            buf_printf(out, "%s{\"id\":%u,\"state\":\"%s\",\"events\":%zu}", w ? "," : "", w,
+                       first->workers[w].busy ? "sending" : "idle", first->workers[w].events);
+        buf_puts(out, "]");
+    } else {
+        buf_puts(out, ",\"remote\":null,\"workers\":[]");
+    }
+    buf_puts(out, ",\"targets\":[");
+    for (size_t i = 0; i < f.n; i++) {
+        if (i > 0)
+            buf_puts(out, ",");
+        put_target(out, &conf->targets[i], &f.t[i], live_of(live, i));
+    }
+    buf_puts(out, "]}\n");
+    free(f.t);
+    return out->err;
+}
+
+/* A sample's value: counts as integers, the rest with three decimals. */
+static void put_value(buf_t *out, double v)
+{
+    if (v == (double)(uint64_t)v && v < 9007199254740992.0)
+        buf_printf(out, " %" PRIu64 "\n", (uint64_t)v);
+    else
+        buf_printf(out, " %.3f\n", v);
+}
+
+/* One family: HELP, TYPE, the unlabelled site-wide sample, then one sample
+ * per target (values[i] for conf->targets[i]; values NULL: none). Target
+ * names need no escaping in a label: conf allows [A-Za-z0-9._-] only. */
+static void family(buf_t *out, const conf_t *conf, const char *name, const char *type, const char *help, double total,
+                   const double *values)
+{
+    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s", name, help, name, type, name);
+    put_value(out, total);
+    for (size_t i = 0; values != NULL && i < conf->ntargets; i++) {
+        buf_printf(out, "%s{target=\"%s\"}", name, conf->targets[i].name);
+        put_value(out, values[i]);
+    }
+}
+
+static void histogram(buf_t *out, const char *label, const uint64_t *counts, double sum, uint64_t n)
+{
+    const char *name = "comio_replication_batch_duration_seconds";
+    uint64_t cum = 0;
+    for (size_t i = 0; i < REPLSTAT_LAT_BUCKETS; i++) {
+        cum += counts[i];
+        buf_printf(out, "%s_bucket{%sle=\"%g\"} %" PRIu64 "\n", name, label, replstat_lat_bounds[i], cum);
+    }
+    cum += counts[REPLSTAT_LAT_BUCKETS];
+    buf_printf(out, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", name, label, cum);
+    if (label[0] == '\0')
+        buf_printf(out, "%s_sum %.6f\n%s_count %" PRIu64 "\n", name, sum, name, n);
+    else
+        buf_printf(out, "%s_sum{%.*s} %.6f\n%s_count{%.*s} %" PRIu64 "\n", name, (int)strlen(label) - 1, label, sum, name,
+                   (int)strlen(label) - 1, label, n);
+}
+
+void replstat_skew_metric(uint64_t n, buf_t *out)
+{
+    buf_printf(out,
+               "# HELP comio_replication_clock_skew_events_total Remote versions applied here that were more than "
+               "replication.max_clock_skew ahead of the local clock.\n"
+               "# TYPE comio_replication_clock_skew_events_total counter\ncomio_replication_clock_skew_events_total %" PRIu64 "\n",
+               n);
+}
+
+int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live, buf_t *out)
+{
+    figures_t f;
+    double *v = NULL;
+    int ret, all_up = live != NULL && live->ntargets > 0;
+
+    if ((ret = load(m, conf, &f)) != 0)
+        goto done;
+    if (f.n > 0 && (v = calloc(f.n, sizeof(*v))) == NULL) {
+        ret = CIO_ENOMEM;
+        goto done;
+    }
+#define PER_TARGET(expr)                                                                                                           \
+    for (size_t i = 0; i < f.n; i++)                                                                                               \
+        v[i] = (double)(expr);
+    PER_TARGET(f.t[i].pending)
+    family(out, conf, "comio_replication_pending_events", "gauge",
+           "Log records not yet acknowledged by the replica (unlabelled: by every target).", (double)f.pending, v);
+    PER_TARGET(f.t[i].pending_bytes)
+    family(out, conf, "comio_replication_pending_bytes", "gauge", "Object bytes of the PUT events not yet acknowledged.",
+           (double)f.pending_bytes, v);
+    PER_TARGET(age_of(f.t[i].oldest_ms))
+    family(out, conf, "comio_replication_lag_seconds", "gauge", "Age of the oldest event not yet acknowledged (0 when caught up).",
+           age_of(f.oldest_ms), v);
+    PER_TARGET(f.t[i].st.acked)
+    family(out, conf, "comio_replication_events_replicated_total", "counter",
+           "Events the replica acknowledged (applied or already held).", (double)f.acked, v);
+    double skipped = 0;
+    PER_TARGET(f.t[i].st.skipped)
+    for (size_t i = 0; i < f.n; i++)
+        skipped += v[i];
+    family(out, conf, "comio_replication_events_skipped_total", "counter", "Events not sent because the target is their origin.",
+           skipped, v);
+    PER_TARGET(f.t[i].st.failed_total)
+    family(out, conf, "comio_replication_events_failed_total", "counter", "Events recorded as failed after every attempt.",
+           (double)f.failed_total, v);
+    PER_TARGET(f.t[i].st.failed)
+    family(out, conf, "comio_replication_failed_events", "gauge", "Events in the failed table now (repld --list-failed).",
+           (double)f.failed, v);
+    PER_TARGET(f.t[i].st.bytes)
+    family(out, conf, "comio_replication_bytes_total", "counter", "Object bytes of the PUT events the replica acknowledged.",
+           (double)f.bytes, v);
+    for (size_t i = 0; i < f.n; i++) {
+        const replstat_target_live_t *l = live_of(live, i);
+        v[i] = l != NULL && l->remote_state == 1;
+        all_up = all_up && v[i] != 0;
+    }
+    family(out, conf, "comio_replication_remote_up", "gauge",
+           "1 when the last batch reached the replica (unlabelled: every target).", all_up, v);
+#undef PER_TARGET
+    replstat_skew_metric(f.skew, out);
     if (live != NULL) {
-        uint64_t cum = 0;
+        uint64_t counts[REPLSTAT_LAT_BUCKETS + 1] = {0}, n = 0;
+        double sum = 0;
+        for (size_t t = 0; t < live->ntargets; t++) {
+            for (size_t i = 0; i <= REPLSTAT_LAT_BUCKETS; i++)
+                counts[i] += live->targets[t].lat_counts[i];
+            sum += live->targets[t].lat_sum;
+            n += live->targets[t].lat_n;
+        }
         buf_puts(out, "# HELP comio_replication_batch_duration_seconds Round trip of a batch to the replica.\n"
                       "# TYPE comio_replication_batch_duration_seconds histogram\n");
-        for (size_t i = 0; i < REPLSTAT_LAT_BUCKETS; i++) {
-            cum += live->lat_counts[i];
-            buf_printf(out, "comio_replication_batch_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", replstat_lat_bounds[i],
-                       cum);
+        histogram(out, "", counts, sum, n);
+        for (size_t t = 0; t < live->ntargets; t++) {
+            char label[CONF_TARGET_NAME_MAX + 16];
+            snprintf(label, sizeof(label), "target=\"%s\",", live->targets[t].name);
+            histogram(out, label, live->targets[t].lat_counts, live->targets[t].lat_sum, live->targets[t].lat_n);
         }
-        cum += live->lat_counts[REPLSTAT_LAT_BUCKETS];
-        buf_printf(out,
-                   "comio_replication_batch_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-                   "comio_replication_batch_duration_seconds_sum %.6f\ncomio_replication_batch_duration_seconds_count %" PRIu64
-                   "\n",
-                   cum, live->lat_sum, live->lat_n);
     }
-    return out->err;
+    ret = out->err;
+done:
+    free(v);
+    free(f.t);
+    return ret;
 }

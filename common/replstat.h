@@ -1,13 +1,23 @@
 /* replstat.h - the replication status and metrics, rendered from LMDB plus
  * what only a running repld knows. repld answers `repld --status` with it;
  * storaged uses the same code when repld does not answer, so both print the
- * same figures and counters survive restarts of either daemon. */
+ * same figures and counters survive restarts of either daemon.
+ *
+ * The seed's top-level fields describe the site: events_replicated,
+ * events_failed and bytes_replicated are sums over the targets; the log's
+ * figures (events_pending, bytes_pending, lag_seconds, log_*) count what the
+ * log still holds, i.e. what the slowest target has not acknowledged;
+ * "remote" and "workers" describe the first target. "targets" has one
+ * object per configured target. Metrics: each comio_replication_* family
+ * that is per target has one sample per target with a target="NAME" label,
+ * beside the unlabelled site-wide sample of the seed. */
 #ifndef COMIO_REPLSTAT_H
 #define COMIO_REPLSTAT_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "common/buf.h"
+#include "common/conf.h"
 #include "common/err.h"
 #include "common/meta.h"
 
@@ -17,9 +27,12 @@
 /* Upper bounds (seconds) of the batch round-trip histogram buckets. */
 extern const double replstat_lat_bounds[REPLSTAT_LAT_BUCKETS];
 
-/* What a running repld adds to the figures kept in LMDB. */
+/* What a running repld knows of one target beside the figures kept in
+ * LMDB. The strings are borrowed for the call they are passed to. */
 typedef struct {
-    const char *remote_url;
+    const char *name;
+    const char *url;
+    const char *site; /* the target's site id, from its replies; "" until one named it */
     int remote_state; /* 0 unknown, 1 up, 2 backing off */
     const char *remote_error;
     double retry_in_seconds;
@@ -31,14 +44,26 @@ typedef struct {
     uint64_t lat_counts[REPLSTAT_LAT_BUCKETS + 1]; /* last bucket: +Inf */
     double lat_sum;
     uint64_t lat_n;
+} replstat_target_live_t;
+
+/* What a running repld adds: targets[i] is conf->targets[i]. */
+typedef struct {
+    size_t ntargets;
+    const replstat_target_live_t *targets; /* borrowed */
 } replstat_live_t;
 
-/* Appends the status JSON (one line) to out. `enabled` is replication.enabled;
- * `live` is NULL when repld is not running (the JSON then says "repld":"down"). */
-int replstat_json(meta_t *m, int enabled, const replstat_live_t *live, buf_t *out) CIO_MUST_CHECK;
+/* Appends the status JSON (one line) to out. `conf` gives
+ * replication.enabled and the targets; `live` is NULL when repld is not
+ * running (the JSON then says "repld":"down"). */
+int replstat_json(meta_t *m, const conf_t *conf, const replstat_live_t *live, buf_t *out) CIO_MUST_CHECK;
 
-/* Appends the comio_replication_* metrics to out; without `live`, remote_up
- * is 0 and the latency histogram is omitted. */
-int replstat_metrics(meta_t *m, const replstat_live_t *live, buf_t *out) CIO_MUST_CHECK;
+/* Appends the comio_replication_* metrics to out; without `live`,
+ * remote_up is 0 and the latency histogram is omitted. */
+int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live, buf_t *out) CIO_MUST_CHECK;
+
+/* Appends the comio_replication_clock_skew_events_total family with value
+ * `n` (META_APPLY_CLOCK_SKEW) to out: replstat_metrics does on a site that
+ * ships; storaged calls it alone on a site that only applies. */
+void replstat_skew_metric(uint64_t n, buf_t *out);
 
 #endif

@@ -361,9 +361,10 @@ static size_t error_cut(const char *s, size_t len)
     return n;
 }
 
-int batch_reply_encode(const batch_res_t *res, size_t n, msgpack_sbuffer *sb)
+int batch_reply_encode(const batch_res_t *res, size_t n, const char *site, size_t site_len, msgpack_sbuffer *sb)
 {
-    if (sb == NULL || (res == NULL && n > 0) || n > BATCH_MAX_EVENTS)
+    if (sb == NULL || (res == NULL && n > 0) || n > BATCH_MAX_EVENTS ||
+        (site != NULL && (site_len == 0 || site_len > BATCH_SRC_MAX)))
         return CIO_EINVAL;
     for (size_t i = 0; i < n; i++) {
         if (res[i].result != BATCH_APPLIED && res[i].result != BATCH_SKIPPED && res[i].result != BATCH_RETRY &&
@@ -376,9 +377,11 @@ int batch_reply_encode(const batch_res_t *res, size_t n, msgpack_sbuffer *sb)
     size_t start = sb->size;
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    if (msgpack_pack_map(&pk, 2) != 0)
+    if (msgpack_pack_map(&pk, site != NULL ? 3 : 2) != 0)
         goto fail;
     if (pack_key(&pk, "v") != 0 || msgpack_pack_uint64(&pk, BATCH_FORMAT_VERSION) != 0)
+        goto fail;
+    if (site != NULL && (pack_key(&pk, "site") != 0 || pack_str(&pk, site, site_len) != 0))
         goto fail;
     if (pack_key(&pk, "res") != 0 || msgpack_pack_array(&pk, n) != 0)
         goto fail;
@@ -469,10 +472,12 @@ static int decode_results(mpread_t *rd, batch_res_t *res, size_t n)
     return 0;
 }
 
-enum { P_V = 1u << 0, P_RES = 1u << 1 };
+enum { P_V = 1u << 0, P_RES = 1u << 1, P_SITE = 1u << 2 };
 
-int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n)
+int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n, const char **site, size_t *site_len)
 {
+    const char *sv = NULL;
+    size_t sl = 0;
     if (buf == NULL || (res == NULL && n > 0))
         return CIO_EPROTO;
     mpread_t rd, at_res;
@@ -499,11 +504,22 @@ int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n)
             at_res = rd;
             if ((err = decode_results(&rd, NULL, n)) != 0)
                 return err;
+        } else if (key_is(k, klen, "site")) {
+            if ((err = see(&seen, P_SITE)) != 0 || (err = mpread_str(&rd, &sv, &sl, BATCH_SRC_MAX)) != 0)
+                return err;
+            if (sl == 0)
+                return CIO_EPROTO;
         } else if ((err = mpread_skip(&rd)) != 0) {
             return err;
         }
     }
-    if (mpread_left(&rd) != 0 || seen != (P_V | P_RES))
+    if (mpread_left(&rd) != 0 || (seen & (P_V | P_RES)) != (P_V | P_RES))
         return CIO_EPROTO;
-    return decode_results(&at_res, res, n);
+    if ((err = decode_results(&at_res, res, n)) != 0)
+        return err;
+    if (site != NULL)
+        *site = sv;
+    if (site_len != NULL)
+        *site_len = sl;
+    return 0;
 }

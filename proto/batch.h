@@ -8,7 +8,9 @@
  *   batch  = {"v": 1, "src": <origin site id>, "ev": [event...]}
  *   event  = {"r": bin <logrec>, "d": bin <object bytes>  (PUT, inline)
  *                               | "u": str <presigned URL> (PUT, fetched)}
- *   reply  = {"v": 1, "res": [result...]}   (same order as "ev")
+ *   reply  = {"v": 1, "res": [result...], "site": str <the replica's site id>}
+ *            (results in the same order as "ev"; "site" is optional: a
+ *            replica older than targets does not send it)
  *   result = {"seq": uint, "r": uint <batch_result_t>, "st": uint <HTTP-like status>, "e": str <message, may be "">}
  *
  * No I/O here. Decoding is zero-copy, bounded and never allocates. */
@@ -147,20 +149,26 @@ typedef struct {
     size_t error_len;
 } batch_res_t;
 
-/* Encodes n results into sb (appending). Returns 0, CIO_EINVAL (n above
- * BATCH_MAX_EVENTS, an unknown result, a NULL error with a non-zero length)
- * or CIO_ENOMEM; on error sb is left as it was. Error texts longer than
+/* Encodes n results into sb (appending), with the replying site's id
+ * `site` (site_len bytes, 1..BATCH_SRC_MAX; NULL: the "site" key is left
+ * out). Returns 0, CIO_EINVAL (n above BATCH_MAX_EVENTS, an unknown result,
+ * a NULL error with a non-zero length, a site id of the wrong length) or
+ * CIO_ENOMEM; on error sb is left as it was. Error texts longer than
  * BATCH_ERROR_MAX are cut (before a UTF-8 continuation byte). A NULL error
  * with length 0 is sent as "". */
-int batch_reply_encode(const batch_res_t *res, size_t n, msgpack_sbuffer *sb) CIO_MUST_CHECK;
+int batch_reply_encode(const batch_res_t *res, size_t n, const char *site, size_t site_len, msgpack_sbuffer *sb) CIO_MUST_CHECK;
 
 /* Decodes a reply holding exactly `n` results into res[0..n). Keys in any
  * order, unknown keys skipped; "v" (1..BATCH_FORMAT_VERSION) and "res" are
  * required, and in each result "seq", "r" (a batch_result_t) and "st"; an
- * absent "e" is "". Returns 0 or CIO_EPROTO (malformed, a count other than n,
- * an "e" longer than BATCH_ERROR_MAX, trailing bytes); on error res is
+ * absent "e" is "". An optional "site" (1..BATCH_SRC_MAX bytes) is the
+ * replica's site id: *site points to it in buf and *site_len is its length,
+ * or *site is NULL and *site_len 0 when absent (site and site_len may be
+ * NULL when the caller does not want it). Returns 0 or CIO_EPROTO
+ * (malformed, a count other than n, an "e" longer than BATCH_ERROR_MAX, a
+ * "site" of the wrong length, trailing bytes); on error res and *site are
  * unchanged. Errors point into buf. Never allocates. */
-int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n) CIO_MUST_CHECK;
+int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n, const char **site, size_t *site_len) CIO_MUST_CHECK;
 
 const char *batch_result_name(batch_result_t r); /* "applied", "skipped", "retry", "permanent" */
 

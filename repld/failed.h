@@ -12,16 +12,20 @@
 #include "common/err.h"
 #include "common/meta.h"
 
-/* Prints the failed events on out, one JSON object a line, in seq order, in
- * a read transaction of its own. *count tells how many. */
-int failed_print(meta_t *m, FILE *out, uint64_t *count) CIO_MUST_CHECK;
+/* Prints the failed events of target `target` (NULL: of every target, target
+ * by target) on out, one JSON object a line with the target's name, in seq
+ * order, in a read transaction of its own. Entries from before targets are
+ * the first configured target's. *count tells how many. */
+int failed_print(meta_t *m, const conf_t *conf, const char *target, FILE *out, uint64_t *count) CIO_MUST_CHECK;
 
-/* Runs `repld --list-failed` (retry 0) or `--retry-failed` (retry 1) on the
+/* Runs `repld --list-failed` (retry 0) or `--retry-failed` (retry 1), for
+ * the target named `target` (`--target NAME`; NULL: every target), on the
  * site of `conf`: opens its environment without creating anything
  * (read-only to list), prints the events, or moves them back in line and
  * wakes a running repld, then prints one line saying how many, on out.
  * Returns 0, or an error with a one-line reason in err (errlen bytes) that
- * names the path when there is no environment there. */
-int failed_command(const conf_t *conf, int retry, FILE *out, char *err, size_t errlen) CIO_MUST_CHECK;
+ * names the path when there is no environment there, or that names the
+ * target when no configured target has that name (CIO_EINVAL). */
+int failed_command(const conf_t *conf, int retry, const char *target, FILE *out, char *err, size_t errlen) CIO_MUST_CHECK;
 
 #endif

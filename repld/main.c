@@ -42,10 +42,42 @@ static int cmd_status(const conf_t *conf)
     return 0;
 }
 
-static int cmd_failed(const conf_t *conf, int retry)
+/* Takes `--target NAME` (or --target=NAME) out of argv, for the failed-event
+ * commands: *target is NULL when absent. Returns 0, or -1 when the flag has
+ * no value (a message is printed). */
+static int take_target(int *argc, char **argv, const char **target)
+{
+    *target = NULL;
+    for (int i = 1; i < *argc; i++) {
+        int used = 0;
+        if (strcmp(argv[i], "--target") == 0) {
+            if (i + 1 >= *argc || argv[i + 1][0] == '\0') {
+                fprintf(stderr, "--target: expected a target name\n");
+                return -1;
+            }
+            *target = argv[i + 1];
+            used = 2;
+        } else if (strncmp(argv[i], "--target=", 9) == 0) {
+            if (argv[i][9] == '\0') {
+                fprintf(stderr, "--target: expected a target name\n");
+                return -1;
+            }
+            *target = argv[i] + 9;
+            used = 1;
+        }
+        if (used > 0) {
+            memmove(argv + i, argv + i + used, (size_t)(*argc - i - used + 1) * sizeof(*argv));
+            *argc -= used;
+            i--;
+        }
+    }
+    return 0;
+}
+
+static int cmd_failed(const conf_t *conf, int retry, const char *target)
 {
     char err[1200];
-    if (failed_command(conf, retry, stdout, err, sizeof(err)) != 0) {
+    if (failed_command(conf, retry, target, stdout, err, sizeof(err)) != 0) {
         fprintf(stderr, "repld: %s\n", err);
         return 1;
     }
@@ -58,8 +90,16 @@ int main(int argc, char **argv)
     conf_t conf;
     meta_t meta;
     char err[1024] = "";
+    const char *target = NULL;
     int ret, status = has_flag(argc, argv, "--status");
+    int failed_cmd = has_flag(argc, argv, "--list-failed") || has_flag(argc, argv, "--retry-failed");
 
+    if (take_target(&argc, argv, &target) != 0)
+        return 2;
+    if (target != NULL && !failed_cmd) {
+        fprintf(stderr, "--target goes with --list-failed or --retry-failed\n");
+        return 2;
+    }
     if (conf_init(&conf) != 0)
         return 1;
     if (conf_from_args(&conf, argc, argv, extra, err, sizeof(err)) != 0 ||
@@ -73,7 +113,8 @@ int main(int argc, char **argv)
         printf("\nrepld commands (instead of running the shipper):\n"
                "  --status        ask the running repld (over replication.socket) and print its status as JSON\n"
                "  --list-failed   print the events that failed after every attempt, one JSON object a line\n"
-               "  --retry-failed  put the failed events back in line (works with or without a running repld)\n");
+               "  --retry-failed  put the failed events back in line (works with or without a running repld)\n"
+               "  --target NAME   with --list-failed or --retry-failed: only the events that target refused\n");
         conf_free(&conf);
         return 0;
     }
@@ -83,8 +124,8 @@ int main(int argc, char **argv)
         conf_free(&conf);
         return ret;
     }
-    if (has_flag(argc, argv, "--list-failed") || has_flag(argc, argv, "--retry-failed")) {
-        ret = cmd_failed(&conf, has_flag(argc, argv, "--retry-failed"));
+    if (failed_cmd) {
+        ret = cmd_failed(&conf, has_flag(argc, argv, "--retry-failed"), target);
         conf_free(&conf);
         return ret;
     }
@@ -100,24 +141,6 @@ int main(int argc, char **argv)
         conf_free(&conf);
         return 0;
     }
-    /* Until the shipper keeps a cursor per target, it ships to the first
-     * target, given to it as the seed's single remote. */
-    if (conf.remote_url == NULL && conf.ntargets > 0) {
-        const conf_target_t *t = &conf.targets[0];
-        if ((conf.remote_url = strdup(t->url)) == NULL || (t->token != NULL && (conf.remote_token = strdup(t->token)) == NULL)) {
-            log_msg(LOG_LVL_ERROR, "out of memory", NULL);
-            conf_free(&conf);
-            return 1;
-        }
-        conf.batch_size = t->batch_size;
-        conf.workers = t->workers;
-        conf.retry_attempts = t->retry_attempts;
-        conf.retry_delay_ms = t->retry_delay_ms;
-        conf.inline_threshold = t->inline_threshold;
-        if (conf.ntargets > 1)
-            log_msg(LOG_LVL_WARN, "this repld ships to the first target only", "target", t->name, NULL);
-    }
-
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);

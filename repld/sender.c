@@ -59,6 +59,7 @@ static void post(worker_t *w, send_job_t *job)
     buf_init(&job->reply, REPLY_MAX);
     job->http_status = 0;
     job->error[0] = '\0';
+    job->site[0] = '\0';
     curl_easy_setopt(w->curl, CURLOPT_URL, s->url);
     curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, s->headers);
     curl_easy_setopt(w->curl, CURLOPT_POST, 1L);
@@ -76,8 +77,12 @@ static void post(worker_t *w, send_job_t *job)
     }
     curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &job->http_status);
     if (job->http_status == 200) {
-        if (batch_reply_decode(job->reply.data != NULL ? job->reply.data : "", job->reply.len, job->results, job->nevents) == 0) {
+        const char *site = NULL;
+        size_t site_len = 0;
+        if (batch_reply_decode(job->reply.data != NULL ? job->reply.data : "", job->reply.len, job->results, job->nevents, &site,
+                               &site_len) == 0) {
             job->outcome = SEND_OK;
+            snprintf(job->site, sizeof(job->site), "%.*s", (int)site_len, site != NULL ? site : "");
             return;
         }
         job->outcome = SEND_TRANSPORT;
@@ -160,7 +165,7 @@ static int header_add(struct curl_slist **list, const char *line)
     return 0;
 }
 
-int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int notify_fd)
+int sender_start(sender_t **out, const conf_t *conf, const conf_target_t *tgt, unsigned nworkers, int notify_fd)
 {
     struct sender *s = calloc(1, sizeof(*s));
     curlopt_t shared = {.agent = "comio-repld",
@@ -181,13 +186,13 @@ int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int noti
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->done_tail = &s->done_head;
-    ulen = strlen(conf->remote_url);
+    ulen = strlen(tgt->url);
     if ((s->url = malloc(ulen + 32)) == NULL || (s->w = calloc(nworkers, sizeof(*s->w))) == NULL)
         goto fail;
-    /* tolerate a trailing slash in remote_url */
-    snprintf(s->url, ulen + 32, "%.*s/admin/replication/batch",
-             (int)(ulen > 0 && conf->remote_url[ulen - 1] == '/' ? ulen - 1 : ulen), conf->remote_url);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", conf->remote_token != NULL ? conf->remote_token : "");
+    /* tolerate a trailing slash in the target's url */
+    snprintf(s->url, ulen + 32, "%.*s/admin/replication/batch", (int)(ulen > 0 && tgt->url[ulen - 1] == '/' ? ulen - 1 : ulen),
+             tgt->url);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tgt->token != NULL ? tgt->token : "");
     if ((ret = header_add(&s->headers, auth)) != 0 || (ret = header_add(&s->headers, "Content-Type: application/msgpack")) != 0 ||
         (ret = header_add(&s->headers, "Expect:")) != 0) /* no 100-continue round trip */
         goto fail;

@@ -36,22 +36,24 @@ typedef struct send_job {
 
     /* set by the worker */
     send_outcome_t outcome;
-    long http_status; /* 0 when no HTTP answer came */
-    char error[512];  /* what went wrong, for logs and status */
-    buf_t reply;      /* raw reply; results' error texts point into it */
-    uint64_t rtt_us;  /* request round trip */
+    long http_status;                 /* 0 when no HTTP answer came */
+    char error[512];                  /* what went wrong, for logs and status */
+    buf_t reply;                      /* raw reply; results' error texts point into it */
+    uint64_t rtt_us;                  /* request round trip */
+    char site[LOGREC_ORIGIN_MAX + 1]; /* the replica's site id from a SEND_OK reply; "" when it gave none */
     unsigned worker;
     struct send_job *done_next; /* the sender's */
 } send_job_t;
 
 typedef struct sender sender_t;
 
-/* Starts `nworkers` workers posting to {conf->remote_url}/admin/replication/batch
- * with conf->remote_token, verifying TLS peers (conf->ca_file when set).
+/* Starts `nworkers` workers posting to {tgt->url}/admin/replication/batch
+ * with tgt->token, verifying TLS peers (conf->ca_file when set). conf and
+ * tgt are borrowed until sender_stop.
  * Returns 0, CIO_ENOMEM, CIO_ESYS (a thread could not start) or the error of
  * curlopt_apply; on failure the workers already started have stopped and
  * nothing is left allocated. */
-int sender_start(sender_t **out, const conf_t *conf, unsigned nworkers, int notify_fd) CIO_MUST_CHECK;
+int sender_start(sender_t **out, const conf_t *conf, const conf_target_t *tgt, unsigned nworkers, int notify_fd) CIO_MUST_CHECK;
 
 /* Index of a worker that can take a job, or -1: an idle worker if there is
  * one (then *queued is 0), else one posting a job with room for the next

@@ -71,13 +71,19 @@ typedef struct {
     size_t cap; /* bytes of encoding beyond which no event is added */
 } batch_t;
 
+/* One dispatcher: the state of shipping to one target, run by a thread of
+ * its own (target_main). Nothing here is shared with another target's
+ * dispatcher; the control thread reads the fields under mu. */
 typedef struct {
     const conf_t *conf;
+    const conf_target_t *tgt; /* borrowed from conf */
     meta_t *meta;
     int store_fd;
     sender_t *sender;
-    int efd, ifd, sfd;
-    ctl_server_t *ctl;
+    int efd, ifd;
+    int stop_fd; /* the run's: readable once the dispatchers must stop (never drained) */
+    pthread_t tid;
+    int started, ret;
 
     MDB_txn *snap; /* the dispatcher's read transaction, reset between uses (snap_begin, snap_end) */
     char *scratch; /* object bytes read for an inline event, before they are copied into a batch */
@@ -93,6 +99,7 @@ typedef struct {
     size_t nfailing;               /* events in EV_FAILED, to record in "repl_failed" */
     size_t rq_done;                /* re-driven events in EV_DONE, to delete from "repl_retry" */
     uint64_t add_acked, add_bytes; /* acknowledged since the last persist (superseded ones included) */
+    uint64_t add_skipped;          /* not sent since the last persist: the target is their origin */
     int64_t last_ok_ms;
     uint64_t persisted_ms; /* when persist last committed */
 
@@ -103,7 +110,9 @@ typedef struct {
     size_t map_len;
     int remote_state; /* 0 unknown, 1 up, 2 backing off */
     char remote_error[512];
-    char remote_error_copy[512]; /* control thread only */
+    char remote_error_copy[512];                /* control thread only */
+    char peer_site[LOGREC_ORIGIN_MAX + 1];      /* the target's site id, from its replies ("" until one names it); under mu */
+    char peer_site_copy[LOGREC_ORIGIN_MAX + 1]; /* control thread only */
 
     /* status, guarded by mu (read by the control thread) */
     pthread_mutex_t mu;
@@ -156,7 +165,7 @@ static ev_t *ev_new(uint64_t seq, const void *rec, size_t len)
     return e;
 }
 
-static size_t window_max(const conf_t *c)
+static size_t window_max(const conf_target_t *c)
 {
     size_t w = (size_t)c->workers * c->batch_size * 4;
     return w < 1024 ? 1024 : w;
@@ -217,7 +226,7 @@ static int take_event(void *ctx, uint64_t seq, const char *rec, size_t len)
  * once it is empty. */
 static int fill(ship_t *s)
 {
-    size_t max = window_max(s->conf);
+    size_t max = window_max(s->tgt);
     MDB_txn *txn;
     int ret = 0;
 
@@ -231,7 +240,7 @@ static int fill(ship_t *s)
     }
     if (ret == 0 && s->rq.len == 0) {
         fill_ctx_t fc = {s, &s->rq, max, 1};
-        ret = replog_retry_scan(s->meta, txn, take_event, &fc);
+        ret = replog_retry_scan(s->meta, txn, s->tgt->name, take_event, &fc);
     }
     snap_end(s);
     return ret;
@@ -331,6 +340,24 @@ static void retire_superseded(ship_t *s, ev_t *e)
         s->rq_done++;
 }
 
+/* Whether the target is the event's origin: the site it would go back to.
+ * The target's site id is known from its replies (peer_site); until one
+ * came, every event is sent (the replica skips what it holds). Only the
+ * dispatcher writes peer_site, so it reads it without the lock. */
+static int from_target(const ship_t *s, const ev_t *e)
+{
+    size_t n = strlen(s->peer_site);
+    return n > 0 && e->r.origin_len == n && memcmp(e->r.origin, s->peer_site, n) == 0;
+}
+
+static void retire_skipped(ship_t *s, ev_t *e)
+{
+    e->state = EV_DONE;
+    s->add_skipped++;
+    if (e->from_retry)
+        s->rq_done++;
+}
+
 /* Fills one batch with ready events; returns the number added. */
 static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
 {
@@ -341,7 +368,7 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
         return 0;
     for (int l = 0; l < 2; l++) {
         evvec_t *v = lists[l];
-        for (size_t i = 0; i < v->len && b->n < s->conf->batch_size && b->enc.sb.size < b->cap; i++) {
+        for (size_t i = 0; i < v->len && b->n < s->tgt->batch_size && b->enc.sb.size < b->cap; i++) {
             ev_t *e = v->v[i];
             const char *data = NULL;
             char url[BATCH_URL_MAX];
@@ -349,10 +376,14 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
 
             if (e->state != EV_READY || e->due_ms > now)
                 continue;
+            if (from_target(s, e)) {
+                retire_skipped(s, e); /* never shipped back where it happened */
+                continue;
+            }
             url[0] = '\0';
             e->inl = 0;
             if (e->r.op == LOGREC_PUT) {
-                if (e->r.size < s->conf->inline_threshold) {
+                if (e->r.size < s->tgt->inline_threshold) {
                     ret = read_inline(s, txn, e, &data);
                     inl = 1;
                 } else {
@@ -361,7 +392,8 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
                     if (ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, e->r.hlc, e->r.origin, e->r.origin_len)))
                         ret = 1;
                     else if (ret == 0) {
-                        const char *secret = s->conf->remote_token != NULL ? s->conf->remote_token : "";
+                        /* signed with this target's token: the one it presents to us when it fetches */
+                        const char *secret = s->tgt->token != NULL ? s->tgt->token : "";
                         ret = presign_url(secret, strlen(secret), s->conf->public_url, e->r.bucket, e->r.bucket_len, e->r.key,
                                           e->r.key_len, e->r.hlc, e->r.origin, e->r.origin_len,
                                           clock_wall_ms() / 1000 + PRESIGN_TTL_S, url, sizeof(url));
@@ -378,7 +410,7 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
                 }
                 if (ret != 0) {
                     log_msg(LOG_LVL_WARN, "cannot prepare an event; will try again", "error", cio_strerror(ret), NULL);
-                    e->due_ms = now + s->conf->retry_delay_ms;
+                    e->due_ms = now + s->tgt->retry_delay_ms;
                     continue;
                 }
             }
@@ -410,7 +442,7 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
  * correct, only not hole-free). */
 static size_t batch_reserve(const ship_t *s)
 {
-    size_t inl = s->conf->inline_threshold < BATCH_BYTES_MAX ? (size_t)s->conf->inline_threshold : BATCH_BYTES_MAX;
+    size_t inl = s->tgt->inline_threshold < BATCH_BYTES_MAX ? (size_t)s->tgt->inline_threshold : BATCH_BYTES_MAX;
     return BATCH_BYTES_MAX + inl + EVENT_BYTES_MAX;
 }
 
@@ -442,7 +474,7 @@ static batch_t *batch_get(ship_t *s)
 {
     batch_t *b;
     send_job_t *job;
-    if (s->nspare == 0 && s->nbatches >= SENDER_QUEUE * (size_t)s->conf->workers)
+    if (s->nspare == 0 && s->nbatches >= SENDER_QUEUE * (size_t)s->tgt->workers)
         while ((job = sender_take_done(s->sender)) != NULL)
             complete(s, job);
     if (s->nspare > 0) {
@@ -455,8 +487,8 @@ static batch_t *batch_get(ship_t *s)
     if ((b = calloc(1, sizeof(*b))) == NULL)
         return NULL;
     s->nbatches++;
-    if ((b->evs = calloc(s->conf->batch_size, sizeof(*b->evs))) == NULL ||
-        (b->results = calloc(s->conf->batch_size, sizeof(*b->results))) == NULL ||
+    if ((b->evs = calloc(s->tgt->batch_size, sizeof(*b->evs))) == NULL ||
+        (b->results = calloc(s->tgt->batch_size, sizeof(*b->results))) == NULL ||
         batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0 ||
         batch_enc_reserve(&b->enc, batch_reserve(s)) != 0) {
         batch_free(s, b); /* batch_enc_free is harmless on a zeroed or failed encoder */
@@ -516,8 +548,8 @@ static int ready_full(ship_t *s, uint64_t now, size_t cap)
             ev_t *e = lists[l]->v[i];
             if (e->state != EV_READY || e->due_ms > now)
                 continue;
-            bytes += e->rec_len + (e->r.op == LOGREC_PUT && e->r.size < s->conf->inline_threshold ? (size_t)e->r.size : 0);
-            if (++n >= s->conf->batch_size || bytes >= cap)
+            bytes += e->rec_len + (e->r.op == LOGREC_PUT && e->r.size < s->tgt->inline_threshold ? (size_t)e->r.size : 0);
+            if (++n >= s->tgt->batch_size || bytes >= cap)
                 return 1;
         }
     return 0;
@@ -580,13 +612,13 @@ static void fail_event(ship_t *s, ev_t *e, const char *error)
 static void refused(ship_t *s, ev_t *e, const char *error, int permanent)
 {
     e->attempts++;
-    if (permanent || e->attempts > s->conf->retry_attempts) {
+    if (permanent || e->attempts > s->tgt->retry_attempts) {
         fail_event(s, e, error);
         return;
     }
     snprintf(e->error, sizeof(e->error), "%s", error);
     e->state = EV_READY;
-    e->due_ms = clock_mono_ms() + s->conf->retry_delay_ms;
+    e->due_ms = clock_mono_ms() + s->tgt->retry_delay_ms;
 }
 
 static void back_off(ship_t *s, send_job_t *job)
@@ -604,10 +636,11 @@ static void back_off(ship_t *s, send_job_t *job)
     snprintf(delay, sizeof(delay), "%.1fs", s->backoff_ms / 1000.0);
     snprintf(s->remote_error, sizeof(s->remote_error), "%s", job->error);
     if (job->outcome == SEND_AUTH)
-        log_msg(LOG_LVL_ERROR, "remote rejected the token: set replication.accept_token on the replica", "error", job->error,
-                "retry_in", delay, NULL);
+        log_msg(LOG_LVL_ERROR, "remote rejected the token: set replication.accept_token on the replica", "target", s->tgt->name,
+                "error", job->error, "retry_in", delay, NULL);
     else if (s->remote_state != 2 || s->backoff_ms >= BACKOFF_CAP_MS)
-        log_msg(LOG_LVL_WARN, "replica unavailable; events are kept and retried", "error", job->error, "retry_in", delay, NULL);
+        log_msg(LOG_LVL_WARN, "replica unavailable; events are kept and retried", "target", s->tgt->name, "error", job->error,
+                "retry_in", delay, NULL);
     s->remote_state = 2;
     s->backoff_ms = s->backoff_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : s->backoff_ms * 2;
     pthread_mutex_unlock(&s->mu);
@@ -643,11 +676,13 @@ static void complete(ship_t *s, send_job_t *job)
         char outage[256] = ""; /* the last "could not fetch" answer, logged once per batch */
         record_latency(s, job->rtt_us);
         if (s->remote_state != 1)
-            log_msg(LOG_LVL_INFO, "replica reachable", "url", s->conf->remote_url, NULL);
+            log_msg(LOG_LVL_INFO, "replica reachable", "target", s->tgt->name, "url", s->tgt->url, NULL);
         pthread_mutex_lock(&s->mu);
+        if (job->site[0] != '\0' && strcmp(job->site, s->peer_site) != 0)
+            snprintf(s->peer_site, sizeof(s->peer_site), "%s", job->site); /* its events are not sent back (from_target) */
         s->remote_state = 1;
         s->remote_error[0] = '\0';
-        s->backoff_ms = s->conf->retry_delay_ms > 0 ? s->conf->retry_delay_ms : 1000;
+        s->backoff_ms = s->tgt->retry_delay_ms > 0 ? s->tgt->retry_delay_ms : 1000;
         pthread_mutex_unlock(&s->mu);
         for (size_t i = 0; i < b->n; i++) {
             ev_t *e = b->evs[i];
@@ -682,8 +717,8 @@ static void complete(ship_t *s, send_job_t *job)
             }
         }
         if (outage[0] != '\0')
-            log_msg(LOG_LVL_WARN, "replica could not fetch objects from this site; events are kept and retried", "error", outage,
-                    NULL);
+            log_msg(LOG_LVL_WARN, "replica could not fetch objects from this site; events are kept and retried", "target",
+                    s->tgt->name, "error", outage, NULL);
     } else if (job->outcome == SEND_REFUSED) {
         for (size_t i = 0; i < b->n; i++)
             refused(s, b->evs[i], job->error, 0);
@@ -713,16 +748,12 @@ static int persist(ship_t *s, int now)
     MDB_txn *txn;
     int rc, ret = 0;
 
-    uint64_t trimmed_bytes = 0;
     /* failed events count as done for the cursor: they are recorded below, in the same commit */
-    while (n < s->win.len && (s->win.v[n]->state == EV_DONE || s->win.v[n]->state == EV_FAILED)) {
-        if (s->win.v[n]->r.op == LOGREC_PUT)
-            trimmed_bytes += s->win.v[n]->r.size;
+    while (n < s->win.len && (s->win.v[n]->state == EV_DONE || s->win.v[n]->state == EV_FAILED))
         cursor = s->win.v[n++]->seq;
-    }
-    if (cursor == s->cursor && s->nfailing == 0 && s->rq_done == 0 && s->add_acked == 0)
+    if (cursor == s->cursor && s->nfailing == 0 && s->rq_done == 0 && s->add_acked == 0 && s->add_skipped == 0)
         return 0;
-    if (!now && s->nfailing == 0 && n < window_max(s->conf) / 4 && (uint64_t)clock_mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
+    if (!now && s->nfailing == 0 && n < window_max(s->tgt) / 4 && (uint64_t)clock_mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
         return 0;
     if ((rc = mdb_txn_begin(s->meta->env, NULL, 0, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin");
@@ -730,14 +761,14 @@ static int persist(ship_t *s, int now)
         for (size_t i = 0; i < lists[l]->len && ret == 0; i++) {
             ev_t *e = lists[l]->v[i];
             if (e->state == EV_FAILED)
-                ret = replog_fail(s->meta, txn, e->seq, e->rec, e->rec_len, e->attempts, e->error, clock_wall_ms());
+                ret = replog_fail(s->meta, txn, s->tgt->name, e->seq, e->rec, e->rec_len, e->attempts, e->error, clock_wall_ms());
             else if (e->state == EV_DONE && e->from_retry)
-                ret = replog_retry_done(s->meta, txn, e->seq);
+                ret = replog_retry_done(s->meta, txn, s->tgt->name, e->seq);
         }
     if (ret == 0 && cursor != s->cursor)
-        ret = replog_advance(s->meta, txn, cursor, trimmed_bytes);
-    if (ret == 0 && s->add_acked > 0)
-        ret = replog_count_acked(s->meta, txn, s->add_acked, s->add_bytes, s->last_ok_ms);
+        ret = replog_target_advance(s->meta, txn, s->tgt->name, cursor);
+    if (ret == 0 && (s->add_acked > 0 || s->add_skipped > 0))
+        ret = replog_target_count(s->meta, txn, s->tgt->name, s->add_acked, s->add_bytes, s->add_skipped, s->last_ok_ms);
     if (ret != 0) {
         mdb_txn_abort(txn);
         return ret;
@@ -766,26 +797,29 @@ static int persist(ship_t *s, int now)
                 s->win.v[i]->state = EV_DONE;
     s->nfailing = s->rq_done = 0;
     s->cursor = cursor;
-    s->add_acked = s->add_bytes = 0;
+    s->add_acked = s->add_bytes = s->add_skipped = 0;
     s->persisted_ms = clock_mono_ms();
     return 0;
 }
 
 /* ---- status ---- */
 
-static void live_state(ship_t *s, replstat_live_t *live)
+/* The control thread's copy of what dispatcher s knows; strings point into s's *_copy buffers. */
+static void live_state(ship_t *s, replstat_target_live_t *live)
 {
     uint64_t now = clock_mono_ms();
     memset(live, 0, sizeof(*live));
-    live->remote_url = s->conf->remote_url;
-    live->nworkers = s->conf->workers < REPLSTAT_WORKERS_MAX ? s->conf->workers : REPLSTAT_WORKERS_MAX;
-    for (unsigned w = 0; w < live->nworkers; w++) {
+    live->name = s->tgt->name;
+    live->url = s->tgt->url;
+    live->nworkers = s->tgt->workers < REPLSTAT_WORKERS_MAX ? s->tgt->workers : REPLSTAT_WORKERS_MAX;
+    for (unsigned w = 0; s->sender != NULL && w < live->nworkers; w++)
         sender_worker_state(s->sender, w, &live->workers[w].busy, &live->workers[w].events);
-    }
     pthread_mutex_lock(&s->mu);
     live->remote_state = s->remote_state;
     snprintf(s->remote_error_copy, sizeof(s->remote_error_copy), "%s", s->remote_error);
     live->remote_error = s->remote_error_copy;
+    snprintf(s->peer_site_copy, sizeof(s->peer_site_copy), "%s", s->peer_site);
+    live->site = s->peer_site_copy;
     live->retry_in_seconds = s->remote_state == 2 && s->backoff_until > now ? (s->backoff_until - now) / 1000.0 : 0.0;
     memcpy(live->lat_counts, s->lat_counts, sizeof(live->lat_counts));
     live->lat_sum = s->lat_sum;
@@ -793,13 +827,24 @@ static void live_state(ship_t *s, replstat_live_t *live)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* The whole run: one dispatcher per target, the signals and the control socket. */
+typedef struct {
+    const conf_t *conf;
+    meta_t *meta;
+    ship_t *t; /* conf->ntargets of them */
+    size_t n;
+    replstat_target_live_t *live; /* control thread only */
+    ctl_server_t *ctl;
+} run_t;
+
 static int on_ctl(void *ctx, const char *cmd, buf_t *out)
 {
-    ship_t *s = ctx;
-    replstat_live_t live;
+    run_t *r = ctx;
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "metrics") == 0) {
-        live_state(s, &live); /* the control thread's own copy */
-        return cmd[0] == 's' ? replstat_json(s->meta, 1, &live, out) : replstat_metrics(s->meta, &live, out);
+        replstat_live_t live = {r->n, r->live};
+        for (size_t i = 0; i < r->n; i++)
+            live_state(&r->t[i], &r->live[i]);
+        return cmd[0] == 's' ? replstat_json(r->meta, r->conf, &live, out) : replstat_metrics(r->meta, r->conf, &live, out);
     }
     if (strcmp(cmd, "ping") == 0)
         return buf_puts(out, "pong\n");
@@ -854,12 +899,12 @@ static void drop_mapped_pages(ship_t *s)
     madvise(s->map_addr, len, MADV_DONTNEED); /* advice: nothing to do if it fails */
 }
 
-static int setup_fds(ship_t *s, sigset_t *sigs)
+static int setup_fds(ship_t *s)
 {
     char path[4200];
 
-    if ((s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 || (s->sfd = signalfd(-1, sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
-        log_msg(LOG_LVL_ERROR, "cannot create event descriptors", "error", strerror(errno), NULL);
+    if ((s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        log_msg(LOG_LVL_ERROR, "cannot create an event descriptor", "error", strerror(errno), NULL);
         return CIO_ESYS;
     }
     /* storaged writes the wake file after each commit that logged (replog_wake) */
@@ -888,7 +933,7 @@ static int next_wait_ms(ship_t *s)
     if (s->backoff_until > now && s->backoff_until < wake)
         wake = s->backoff_until;
     /* a persist put off while batches are in flight (persist) */
-    if ((s->add_acked > 0 || s->rq_done > 0) && s->persisted_ms + PERSIST_EVERY_MS < wake)
+    if ((s->add_acked > 0 || s->add_skipped > 0 || s->rq_done > 0) && s->persisted_ms + PERSIST_EVERY_MS < wake)
         wake = s->persisted_ms + PERSIST_EVERY_MS > now ? s->persisted_ms + PERSIST_EVERY_MS : now;
     /* with every worker busy, ready events must wait for a completion (the
      * eventfd wakes us): their due times would only make poll() spin */
@@ -903,124 +948,246 @@ static int next_wait_ms(ship_t *s)
     return (int)(wake - now);
 }
 
-int ship_run(const conf_t *conf, meta_t *meta)
+/* Sets up dispatcher s for target tgt: its cursor, data store descriptor,
+ * wake-up descriptors and workers. */
+static int target_open(ship_t *s, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd)
 {
-    ship_t s;
-    sigset_t sigs;
     MDB_txn *txn;
-    char err[512];
-    int ret = 0, stopping = 0;
-    uint64_t stop_deadline = 0;
+    replog_target_t st;
+    int ret;
 
-    memset(&s, 0, sizeof(s));
-    s.conf = conf;
-    s.meta = meta;
-    s.efd = s.ifd = s.sfd = -1;
-    s.backoff_ms = conf->retry_delay_ms > 0 ? conf->retry_delay_ms : 1000;
+    memset(s, 0, sizeof(*s));
+    s->conf = conf;
+    s->tgt = tgt;
+    s->meta = meta;
+    s->efd = s->ifd = s->store_fd = -1;
+    s->stop_fd = stop_fd;
+    s->backoff_ms = tgt->retry_delay_ms > 0 ? tgt->retry_delay_ms : 1000;
     /* for tests only: a long safety poll shows that every wake-up comes from the wake file */
     {
         const char *v = getenv("COMIO_REPLD_IDLE_POLL_MS");
-        s.idle_poll_ms = v != NULL && atoi(v) > 0 ? (uint64_t)atoi(v) : IDLE_POLL_MS;
+        s->idle_poll_ms = v != NULL && atoi(v) > 0 ? (uint64_t)atoi(v) : IDLE_POLL_MS;
     }
-    pthread_mutex_init(&s.mu, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    if ((s->store_fd = open(conf->storage_path, O_RDONLY | O_CLOEXEC)) < 0) {
+        log_msg(LOG_LVL_ERROR, "cannot open the data store", "path", conf->storage_path, "error", strerror(errno), NULL);
+        return CIO_ESYS;
+    }
+    if ((ret = meta_err(mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+        return ret;
+    ret = replog_target_get(meta, txn, tgt->name, &st);
+    mdb_txn_abort(txn);
+    if (ret != 0) {
+        log_msg(LOG_LVL_ERROR, "cannot read the replication cursor", "target", tgt->name, "error", cio_strerror(ret), NULL);
+        return ret;
+    }
+    s->cursor = st.cursor;
+    s->next_read = s->cursor + 1;
+    if ((ret = setup_fds(s)) != 0 || (ret = sender_start(&s->sender, conf, tgt, tgt->workers, s->efd)) != 0)
+        return ret;
+    find_map(s);
+    return 0;
+}
+
+static void target_close(ship_t *s)
+{
+    if (s->sender != NULL)
+        sender_stop(s->sender);
+    for (size_t i = 0; i < s->win.len; i++)
+        if (s->win.v[i]->state != EV_INFLIGHT)
+            ev_free(s->win.v[i]);
+    for (size_t i = 0; i < s->rq.len; i++)
+        if (s->rq.v[i]->state != EV_INFLIGHT)
+            ev_free(s->rq.v[i]);
+    if (s->snap != NULL)
+        mdb_txn_abort(s->snap);
+    for (size_t i = 0; i < s->nspare; i++)
+        batch_free(s, s->spare[i]);
+    free(s->scratch);
+    free(s->win.v);
+    free(s->rq.v);
+    if (s->store_fd >= 0)
+        close(s->store_fd);
+    if (s->efd >= 0)
+        close(s->efd);
+    if (s->ifd >= 0)
+        close(s->ifd);
+    pthread_mutex_destroy(&s->mu);
+}
+
+/* A dispatcher's thread: today's ship loop with its target's settings,
+ * until stop_fd turns readable and the batches in flight are done (or
+ * STOP_GRACE_MS has passed). */
+static void *target_main(void *arg)
+{
+    ship_t *s = arg;
+    int ret = 0, stopping = 0;
+    uint64_t stop_deadline = 0;
+
+    for (;;) {
+        send_job_t *job;
+        while ((job = sender_take_done(s->sender)) != NULL)
+            complete(s, job);
+        if ((ret = persist(s, stopping || sender_busy(s->sender) == 0)) != 0)
+            log_msg(LOG_LVL_ERROR, "cannot persist the replication cursor; will retry", "target", s->tgt->name, "error",
+                    cio_strerror(ret), NULL);
+        drop_mapped_pages(s);
+        if (stopping) {
+            if (sender_busy(s->sender) == 0 || (uint64_t)clock_mono_ms() >= stop_deadline)
+                break;
+        } else {
+            if ((ret = fill(s)) != 0)
+                log_msg(LOG_LVL_ERROR, "cannot read the replication log", "target", s->tgt->name, "error", cio_strerror(ret), NULL);
+            dispatch(s);
+        }
+
+        struct pollfd p[3] = {{s->efd, POLLIN, 0}, {s->stop_fd, POLLIN, 0}, {s->ifd, POLLIN, 0}};
+        int n = poll(p, s->ifd >= 0 ? 3 : 2, stopping ? 50 : next_wait_ms(s));
+        if (n < 0 && errno != EINTR) {
+            log_msg(LOG_LVL_ERROR, "poll failed", "error", strerror(errno), NULL);
+            break;
+        }
+        drain(s->efd);
+        drain(s->ifd);
+        if (n > 0 && p[1].revents != 0 && !stopping) {
+            stopping = 1;
+            stop_deadline = clock_mono_ms() + STOP_GRACE_MS;
+        }
+    }
+    s->ret = persist(s, 1);
+    {
+        char cur[24];
+        snprintf(cur, sizeof(cur), "%" PRIu64, s->cursor);
+        log_msg(LOG_LVL_INFO, "stopped shipping", "target", s->tgt->name, "cursor", cur, NULL);
+    }
+    return NULL;
+}
+
+_Static_assert(CONF_TARGET_NAME_MAX <= REPLOG_TARGET_NAME_MAX, "a target's name fits the log's keys");
+
+/* Brings the per-target state in the log in line with the configured
+ * targets (replog_targets_open), in one transaction. */
+static int open_targets(const conf_t *conf, meta_t *meta)
+{
+    const char **names;
+    MDB_txn *txn;
+    int ret;
+
+    if (conf->ntargets == 0)
+        return CIO_EINVAL;
+    if ((names = calloc(conf->ntargets, sizeof(*names))) == NULL)
+        return CIO_ENOMEM;
+    for (size_t i = 0; i < conf->ntargets; i++)
+        names[i] = conf->targets[i].name;
+    if ((ret = meta_err(mdb_txn_begin(meta->env, NULL, 0, &txn), "mdb_txn_begin")) == 0) {
+        if ((ret = replog_targets_open(meta, txn, names, conf->ntargets, NULL)) != 0)
+            mdb_txn_abort(txn);
+        else
+            ret = meta_err(mdb_txn_commit(txn), "mdb_txn_commit");
+    }
+    free(names);
+    return ret;
+}
+
+int ship_run(const conf_t *conf, meta_t *meta)
+{
+    run_t r;
+    sigset_t sigs;
+    char err[512];
+    int ret = 0, sfd = -1, stop_fd = -1;
+    size_t opened = 0;
+
+    memset(&r, 0, sizeof(r));
+    r.conf = conf;
+    r.meta = meta;
+    r.n = conf->ntargets;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
 
-    if ((s.store_fd = open(conf->storage_path, O_RDONLY | O_CLOEXEC)) < 0) {
-        log_msg(LOG_LVL_ERROR, "cannot open the data store", "path", conf->storage_path, "error", strerror(errno), NULL);
-        return CIO_ESYS;
-    }
-    if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) != 0 || replog_cursor(meta, txn, &s.cursor) != 0) {
-        log_msg(LOG_LVL_ERROR, "cannot read the replication cursor", NULL);
-        return CIO_EDB;
-    }
-    mdb_txn_abort(txn);
-    s.next_read = s.cursor + 1;
-    if ((ret = setup_fds(&s, &sigs)) != 0 || (ret = sender_start(&s.sender, conf, conf->workers, s.efd)) != 0)
+    if ((ret = open_targets(conf, meta)) != 0) {
+        log_msg(LOG_LVL_ERROR, "cannot set up the targets' replication state", "error", cio_strerror(ret), NULL);
         return ret;
-    if (ctl_start(&s.ctl, conf->socket_path, on_ctl, &s, err, sizeof(err)) != 0)
-        log_msg(LOG_LVL_WARN, "no control socket: repld --status will not reach this process", "error", err, NULL);
-    {
-        char cur[24], w[8];
-        snprintf(cur, sizeof(cur), "%" PRIu64, s.cursor);
-        snprintf(w, sizeof(w), "%u", conf->workers);
-        log_msg(LOG_LVL_INFO, "repld shipping", "remote", conf->remote_url, "cursor", cur, "workers", w, "meta", conf->meta_path,
-                NULL);
     }
-    find_map(&s);
-    notify_send("READY=1");
-
-    for (;;) {
-        send_job_t *job;
-        while ((job = sender_take_done(s.sender)) != NULL)
-            complete(&s, job);
-        if ((ret = persist(&s, stopping || sender_busy(s.sender) == 0)) != 0)
-            log_msg(LOG_LVL_ERROR, "cannot persist the replication cursor; will retry", "error", cio_strerror(ret), NULL);
-        drop_mapped_pages(&s);
-        if (stopping) {
-            if (sender_busy(s.sender) == 0 || (uint64_t)clock_mono_ms() >= stop_deadline)
-                break;
-        } else {
-            if ((ret = fill(&s)) != 0)
-                log_msg(LOG_LVL_ERROR, "cannot read the replication log", "error", cio_strerror(ret), NULL);
-            dispatch(&s);
+    if ((r.t = calloc(r.n, sizeof(*r.t))) == NULL || (r.live = calloc(r.n, sizeof(*r.live))) == NULL) {
+        ret = CIO_ENOMEM;
+        goto done;
+    }
+    if ((sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0 || (stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        log_msg(LOG_LVL_ERROR, "cannot create event descriptors", "error", strerror(errno), NULL);
+        ret = CIO_ESYS;
+        goto done;
+    }
+    for (; opened < r.n; opened++)
+        if ((ret = target_open(&r.t[opened], conf, &conf->targets[opened], meta, stop_fd)) != 0) {
+            opened++; /* partly set up: closed below */
+            goto done;
         }
+    if (ctl_start(&r.ctl, conf->socket_path, on_ctl, &r, err, sizeof(err)) != 0)
+        log_msg(LOG_LVL_WARN, "no control socket: repld --status will not reach this process", "error", err, NULL);
+    for (size_t i = 0; i < r.n; i++) {
+        ship_t *s = &r.t[i];
+        char cur[24], w[8];
+        snprintf(cur, sizeof(cur), "%" PRIu64, s->cursor);
+        snprintf(w, sizeof(w), "%u", s->tgt->workers);
+        log_msg(LOG_LVL_INFO, "repld shipping", "target", s->tgt->name, "remote", s->tgt->url, "cursor", cur, "workers", w, "meta",
+                conf->meta_path, NULL);
+        if ((errno = pthread_create(&s->tid, NULL, target_main, s)) != 0) {
+            log_msg(LOG_LVL_ERROR, "pthread_create failed", "error", strerror(errno), NULL);
+            ret = CIO_ESYS;
+            break;
+        }
+        s->started = 1;
+    }
+    if (ret == 0)
+        notify_send("READY=1");
 
-        struct pollfd p[3] = {{s.efd, POLLIN, 0}, {s.sfd, POLLIN, 0}, {s.ifd, POLLIN, 0}};
-        int n = poll(p, s.ifd >= 0 ? 3 : 2, stopping ? 50 : next_wait_ms(&s));
-        if (n < 0 && errno != EINTR) {
+    while (ret == 0) {
+        struct pollfd p = {sfd, POLLIN, 0};
+        struct signalfd_siginfo si;
+        int stop = 0;
+        if (poll(&p, 1, -1) < 0 && errno != EINTR) {
             log_msg(LOG_LVL_ERROR, "poll failed", "error", strerror(errno), NULL);
             break;
         }
-        drain(s.efd);
-        drain(s.ifd);
-        if (n > 0 && p[1].revents != 0) {
-            struct signalfd_siginfo si;
-            while (read(s.sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo == SIGHUP) {
-                    if (log_reopen() != 0)
-                        log_msg(LOG_LVL_ERROR, "cannot reopen the log file; still writing to the old one", "error", strerror(errno),
-                                NULL);
-                    else
-                        log_msg(LOG_LVL_INFO, "log file reopened", NULL);
-                    continue;
-                }
-                if (!stopping) {
-                    log_msg(LOG_LVL_INFO, "shutting down; finishing batches in flight", NULL);
-                    notify_send("STOPPING=1");
-                    stopping = 1;
-                    stop_deadline = clock_mono_ms() + STOP_GRACE_MS;
-                }
+        while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            if (si.ssi_signo != SIGHUP) {
+                stop = 1;
+                continue;
             }
+            if (log_reopen() != 0)
+                log_msg(LOG_LVL_ERROR, "cannot reopen the log file; still writing to the old one", "error", strerror(errno), NULL);
+            else
+                log_msg(LOG_LVL_INFO, "log file reopened", NULL);
         }
+        if (stop)
+            break;
     }
-    ret = persist(&s, 1);
-    ctl_stop(s.ctl);
-    sender_stop(s.sender);
-    {
-        char cur[24];
-        snprintf(cur, sizeof(cur), "%" PRIu64, s.cursor);
-        log_msg(LOG_LVL_INFO, "repld stopped", "cursor", cur, NULL);
+    log_msg(LOG_LVL_INFO, "shutting down; finishing batches in flight", NULL);
+    notify_send("STOPPING=1");
+
+done:
+    if (stop_fd >= 0) {
+        uint64_t one = 1;
+        if (write(stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+            log_msg(LOG_LVL_ERROR, "cannot tell the dispatchers to stop", "error", strerror(errno), NULL);
     }
-    for (size_t i = 0; i < s.win.len; i++)
-        if (s.win.v[i]->state != EV_INFLIGHT)
-            ev_free(s.win.v[i]);
-    for (size_t i = 0; i < s.rq.len; i++)
-        if (s.rq.v[i]->state != EV_INFLIGHT)
-            ev_free(s.rq.v[i]);
-    if (s.snap != NULL)
-        mdb_txn_abort(s.snap);
-    for (size_t i = 0; i < s.nspare; i++)
-        batch_free(&s, s.spare[i]);
-    free(s.scratch);
-    free(s.win.v);
-    free(s.rq.v);
-    close(s.store_fd);
-    close(s.efd);
-    close(s.sfd);
-    if (s.ifd >= 0)
-        close(s.ifd);
+    for (size_t i = 0; i < opened; i++)
+        if (r.t[i].started) {
+            pthread_join(r.t[i].tid, NULL);
+            if (ret == 0)
+                ret = r.t[i].ret;
+        }
+    ctl_stop(r.ctl); /* after the joins: the dispatchers stay readable for status until they stop */
+    for (size_t i = 0; i < opened; i++)
+        target_close(&r.t[i]);
+    log_msg(LOG_LVL_INFO, "repld stopped", NULL);
+    free(r.t);
+    free(r.live);
+    if (sfd >= 0)
+        close(sfd);
+    if (stop_fd >= 0)
+        close(stop_fd);
     return ret;
 }

@@ -124,7 +124,7 @@ nomem:
     return CIO_ENOMEM;
 }
 
-int apply_reply(const commit_job_t *job, msgpack_sbuffer *sb)
+int apply_reply(const commit_job_t *job, const char *site, msgpack_sbuffer *sb)
 {
     batch_res_t *res = NULL;
     int ret;
@@ -146,7 +146,7 @@ int apply_reply(const commit_job_t *job, msgpack_sbuffer *sb)
         }
         res[i].error_len = strlen(res[i].error);
     }
-    ret = batch_reply_encode(res, job->nitems, sb);
+    ret = batch_reply_encode(res, job->nitems, site, strlen(site), sb);
     free(res);
     return ret;
 }

@@ -27,11 +27,12 @@
  * (err set too). On failure the job holds nothing. */
 int apply_decode(commit_job_t *job, const char *buf, size_t len, char *err, size_t errlen) CIO_MUST_CHECK;
 
-/* Appends the reply to a finished job (one result per event, in batch order)
- * to sb. When the job as a whole failed (job->result), nothing of it was
+/* Appends the reply to a finished job (one result per event, in batch order,
+ * and this site's id `site`, which repld uses not to send a site its own
+ * events back) to sb. When the job as a whole failed (job->result), nothing of it was
  * committed: every event not refused for good is reported as a retry.
  * Returns 0 or CIO_ENOMEM. */
-int apply_reply(const commit_job_t *job, msgpack_sbuffer *sb) CIO_MUST_CHECK;
+int apply_reply(const commit_job_t *job, const char *site, msgpack_sbuffer *sb) CIO_MUST_CHECK;
 
 /* Releases what apply_decode allocated; the job may be freed afterwards. */
 void apply_free(commit_job_t *job);

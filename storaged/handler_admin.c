@@ -99,7 +99,7 @@ static void finish_status(http_server_t *srv, h2o_req_t *req, const buf_t *repld
         return;
     }
     buf_init(&b, 64 * 1024);
-    if (replstat_json(srv->meta, srv->conf->repl_enabled, NULL, &b) != 0) {
+    if (replstat_json(srv->meta, srv->conf, NULL, &b) != 0) {
         buf_free(&b);
         http_req_cio_error(req, CIO_EDB, "status failed");
         return;
@@ -111,7 +111,7 @@ static void finish_metrics(http_server_t *srv, h2o_req_t *req, buf_t *own, const
 {
     if (repld_answer != NULL)
         buf_append(own, repld_answer->data, repld_answer->len);
-    else if (replstat_metrics(srv->meta, NULL, own) != 0)
+    else if (replstat_metrics(srv->meta, srv->conf, NULL, own) != 0)
         own->err = own->err ? own->err : CIO_EDB;
     if (own->err != 0) {
         http_req_reply_buf(req, 500, own);
@@ -286,6 +286,8 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
     if (srv->conf->repl_enabled && !ask_repld(srv, req, 1, &b))
         finish_metrics(srv, req, &b, NULL);
     else if (!srv->conf->repl_enabled) {
+        if (srv->conf->accept_token != NULL)
+            replstat_skew_metric(skew, &b); /* a site that only applies counts skew too */
         http_req_reply(req, 200, "text/plain; version=0.0.4", b.data, b.len);
         buf_free(&b);
     }

@@ -72,11 +72,35 @@ int handler_repl_apply(http_server_t *srv, h2o_req_t *req)
 
 /* GET /admin/replication/fetch/{bucket}/{key}?version=V&origin=O&expires=E&sig=HEX
  * (a URL of the previous release has no origin: proto/presign.h) */
+/* The tokens a fetch URL may be signed with: each target's (repld signs a
+ * target's fetches with its token), or the seed's remote_token on a site
+ * that ships nowhere. */
+static size_t fetch_nsecrets(const conf_t *conf)
+{
+    return conf->ntargets > 0 ? conf->ntargets : 1;
+}
+
+static const char *fetch_secret(const conf_t *conf, size_t i)
+{
+    return conf->ntargets > 0 ? conf->targets[i].token : conf->remote_token;
+}
+
+static int fetch_has_secret(const conf_t *conf)
+{
+    for (size_t i = 0; i < fetch_nsecrets(conf); i++) {
+        const char *s = fetch_secret(conf, i);
+        if (s != NULL && *s != '\0')
+            return 1;
+    }
+    return 0;
+}
+
 int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
 {
     static const char prefix[] = "/admin/replication/fetch";
-    /* repld signs with the token of the target it ships to: the first one until it ships to each */
-    const char *secret = srv->conf->ntargets > 0 ? srv->conf->targets[0].token : srv->conf->remote_token, *code;
+    /* repld signs each target's fetches with that target's token: any of them may have signed this one */
+    const conf_t *conf = srv->conf;
+    const char *code;
     char num[32], sig[PRESIGN_SIG_HEX + 2], origin[LIMIT_SITE_ID_MAX + 2];
     unsigned long long version, expires;
     size_t len, siglen, origin_len = 0;
@@ -89,8 +113,8 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
         http_req_error(req, 405, "MethodNotAllowed", "method not allowed");
         return 0;
     }
-    if (secret == NULL || *secret == '\0') {
-        http_req_error(req, 403, "AccessDenied", "this site serves no replication fetches: replication.remote_token is not set");
+    if (!fetch_has_secret(conf)) {
+        http_req_error(req, 403, "AccessDenied", "this site serves no replication fetches: no target has a token");
         return 0;
     }
     if (path_parse(req->path.base + sizeof(prefix) - 1, req->path.len - (sizeof(prefix) - 1), &p, &code) != 0) {
@@ -113,9 +137,16 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
     else if ((has_origin = http_req_query_param(req, "origin", origin, sizeof(origin), &origin_len) == 0) &&
              !presign_origin_valid(origin, origin_len))
         ret = CIO_EINVAL;
-    else
-        ret = presign_verify(secret, strlen(secret), "GET", p.bucket, p.bucket_len, p.key, p.key_len, version,
-                             has_origin ? origin : NULL, origin_len, (int64_t)expires, sig, siglen, clock_wall_ms() / 1000);
+    else {
+        /* a bad signature under one target's token may be good under the next */
+        ret = CIO_EINVAL;
+        for (size_t i = 0; i < fetch_nsecrets(conf) && ret == CIO_EINVAL; i++) {
+            const char *secret = fetch_secret(conf, i);
+            if (secret != NULL && *secret != '\0')
+                ret = presign_verify(secret, strlen(secret), "GET", p.bucket, p.bucket_len, p.key, p.key_len, version,
+                                     has_origin ? origin : NULL, origin_len, (int64_t)expires, sig, siglen, clock_wall_ms() / 1000);
+        }
+    }
     if (ret == CIO_EAGAIN) {
         http_req_error(req, 403, "ExpiredSignature", "the fetch URL has expired");
         return 0;

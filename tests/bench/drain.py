@@ -17,6 +17,11 @@ started. Then B's object count is checked (`comio_objects` in B's /metrics,
 and the listing of the bucket when it holds at most --list-max objects), and
 A's `events_failed` must be 0.
 
+With --c, A ships to two targets (B and C, replication.targets): the drain
+is complete when every target has 0 events pending, each target's own drain
+time is taken from the first poll that shows its `targets[].events_pending`
+at 0, and C's object count is checked as B's.
+
 The result (events, seconds from repld's start to the last pending event
 acknowledged, events per second, checks) goes to --out as JSON. Bounded by
 --timeout seconds after repld starts; a drain that does not finish in time
@@ -133,7 +138,9 @@ def read_t0(path):
 async def watch(args):
     a = Conn(args.a, timeout=10)
     b = Conn(args.b, timeout=60)
+    c = Conn(args.c, timeout=60) if args.c else None
     res = {"events": args.expect, "ok": False, "error": None}
+    t_target = {}  # target name -> wall time of the first poll that showed it drained
     st = await get_json(a, "/admin/replication/status")
     pend, field = pending_of(st)
     res["pending_field"] = field
@@ -177,6 +184,9 @@ async def watch(args):
                 if t0 is None and t > wait_deadline:
                     res["error"] = "repld was not started within 30 s"
                     return res
+            for tg in st.get("targets") or []:
+                if t0 is not None and tg["name"] not in t_target and int(tg["events_pending"]) == 0:
+                    t_target[tg["name"]] = t
             if t0 is not None and pend == 0:
                 t_done = t
                 break
@@ -206,6 +216,8 @@ async def watch(args):
     first_move = next((t for t, p in rows if p < args.expect), t_done)
     res.update(seconds=round(secs, 3), pending_at_end=0, events_per_s=round(args.expect / secs, 1),
                startup_s=round(max(0.0, first_move - t0), 3))
+    res["targets"] = {name: {"seconds": round(t - t0, 3), "events_per_s": round(args.expect / max(t - t0, 1e-6), 1)}
+                      for name, t in sorted(t_target.items())}
     # B: count what arrived
     b_objects = None
     deadline = time.time() + 10
@@ -215,6 +227,9 @@ async def watch(args):
             break
         await asyncio.sleep(0.05)
     res["b_objects"] = int(b_objects) if b_objects is not None else None
+    if c is not None:
+        c_objects = await metric(c, "comio_objects")
+        res["c_objects"] = int(c_objects) if c_objects is not None else None
     if args.expect <= args.list_max:
         res["b_listed"] = await list_count(b, args.bucket, args.expect)
     problems = []
@@ -222,6 +237,10 @@ async def watch(args):
         problems.append("B's comio_objects is %s, expected %d" % (res["b_objects"], args.expect))
     if "b_listed" in res and res["b_listed"] != args.expect:
         problems.append("B's listing of %s has %s objects, expected %d" % (args.bucket, res["b_listed"], args.expect))
+    if c is not None and res["c_objects"] != args.expect:
+        problems.append("C's comio_objects is %s, expected %d" % (res["c_objects"], args.expect))
+    if c is not None and len(res["targets"]) != 2:
+        problems.append("A's status shows %d drained targets, expected 2" % len(res["targets"]))
     if res["events_failed"]:
         problems.append("A reports %d events failed" % res["events_failed"])
     if problems:
@@ -230,6 +249,8 @@ async def watch(args):
         res["ok"] = True
     a.close()
     b.close()
+    if c is not None:
+        c.close()
     return res
 
 
@@ -237,6 +258,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--a", required=True, help="site A's base URL")
     ap.add_argument("--b", required=True, help="site B's base URL")
+    ap.add_argument("--c", help="site C's base URL, when A ships to B and C")
     ap.add_argument("--bucket", default="drain")
     ap.add_argument("--expect", type=int, required=True, help="events in the backlog")
     ap.add_argument("--ready-file", required=True)
@@ -259,6 +281,8 @@ def main():
         return 1
     print("   drain: %d events in %.3f s = %.0f events/s (repld start-up to first ack %.3f s); B holds %d objects" %
           (res["events"], res["seconds"], res["events_per_s"], res["startup_s"], res["b_objects"]))
+    for name, t in res.get("targets", {}).items():
+        print("   drain to %s: %.3f s = %.0f events/s" % (name, t["seconds"], t["events_per_s"]))
     return 0
 
 

@@ -244,6 +244,7 @@ class Report:
         if not self.phase_failed("drain-%d" % small, label % fmt_int(small)):
             rs = self.small_drain(small)
             self.drain_row(small, rs, None)
+        self.drain2(small, rs)
         if "drain-%d" % large in self.phases:
             if not self.phase_failed("drain-%d" % large, label % fmt_int(large)):
                 rl = self.drain_result(large)
@@ -251,6 +252,27 @@ class Report:
         else:
             self.row(label % fmt_int(large), "not run (tests/bench/run.sh --full)", "", "",
                      "within 20% of the 10,000 rate", None)
+
+    def drain2(self, n, base):
+        """The drain of n events to two targets (phase drain2): each target's rate against the one-target drain."""
+        label = "drain of %s queued 4 KiB PUTs to two targets (B and C), events/s of the slower target" % fmt_int(n)
+        target = ">= 80% of the one-target rate"
+        if "drain2-%d" % n not in self.phases or self.phase_failed("drain2-%d" % n, label):
+            return
+        r = load_json(os.path.join(self.d, "drain2-%d" % n, "drain.json"))
+        per = (r or {}).get("targets") or {}
+        if r is None or len(per) != 2:
+            self.row(label, "no result" if r is None else "(%s)" % r.get("error"), "", "", target, None)
+            return
+        rate = min(t["events_per_s"] for t in per.values())
+        one = (base or {}).get("events_per_s")
+        rr = ratio(rate, one)
+        self.row(label, fmt_int(rate) + ("" if r.get("ok") else " (%s)" % r.get("error")),
+                 "one target " + fmt_int(one) if one else "", fmt_ratio(rr), target,
+                 rr is not None and rr >= 0.8 and bool(r.get("ok")))
+        self.notes.append("drain %s to two targets: %s; C holds %s objects" %
+                          (fmt_int(n), ", ".join("%s %s events/s in %s s" % (k, fmt_int(t["events_per_s"]), t["seconds"])
+                                                 for k, t in sorted(per.items())), fmt_int(r.get("c_objects"))))
 
     def drain_row(self, n, r, base):
         label = "drain of %s queued 4 KiB PUTs, events/s (repld start to 0 pending)" % fmt_int(n)

@@ -5,8 +5,8 @@
 #
 #   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
 #                      of sparse image files); same as COMIO_BENCH_FULL=1
-#   --phases LIST      comma-separated subset of: http,drain,lag,big,drain-full
-#                      (default: http,drain,lag,big, plus drain-full with --full)
+#   --phases LIST      comma-separated subset of: http,drain,drain2,lag,big,drain-full
+#                      (default: http,drain,drain2,lag,big, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
 #   --rounds N         repeat the four wrk runs and the drain of 10,000 N times,
@@ -24,6 +24,8 @@
 #          GET and PUT against each
 #   drain  10,000 PUTs queued on A with repld stopped, then repld started and
 #          the drain to B timed; drain-full does the same with 1,000,000
+#   drain2 the same 10,000 with two targets (A to B and C, replication.targets),
+#          each target's drain timed on its own
 #   lag    1,000 single 4 KiB PUTs at 100/s, each timed from A's 200 to B's 200
 #   big    a 100 MiB object, from A's 200 to B's HEAD showing the right ETag
 # and samples the RSS of storaged and repld in each phase. A phase that fails
@@ -84,14 +86,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$FULL" = 1 ] || FULL=0
 if [ -z "$PHASES" ]; then
-    PHASES=http,drain,lag,big
+    PHASES=http,drain,drain2,lag,big
     [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
 fi
 for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
 done
 for p in ${PHASES//,/ }; do
-    case $p in http | drain | lag | big | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,lag,big,drain-full)" >&2; exit 2 ;; esac
+    case $p in http | drain | drain2 | lag | big | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,lag,big,drain-full)" >&2; exit 2 ;; esac
 done
 [[ ",$PHASES," == *,drain-full,* ]] && FULL=1
 TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
@@ -315,6 +317,15 @@ site_config() {
         replica)
             echo "  enabled: false"
             echo "  accept_token_file: $WORK/token" ;;
+        fanout) # remote: "port,port": one target per site
+            echo "  enabled: true"
+            echo "  targets:"
+            local p
+            for p in ${remote//,/ }; do
+                echo "    - name: site-$p"
+                echo "      url: http://127.0.0.1:$p"
+                echo "      token_file: $WORK/token"
+            done ;;
         *) echo "  enabled: false" ;;
         esac
         echo "logging:"
@@ -505,19 +516,32 @@ phase_http() {
 
 # --- two sites: A ships to B ---------------------------------------------------------------------------------------
 # two_sites NAME SIZE: configs in $WORK/NAME/{a,b}, starts both storaged; sets A_DIR B_DIR A_URL B_URL A_PID B_PID
-two_sites() {
-    local base=$WORK/$1 size=$2 pa pb
+two_sites() { # two_sites NAME SIZE [TARGETS]: with TARGETS=2, a third site C and A ships to B and C (C_*)
+    local base=$WORK/$1 size=$2 pa pb pc
+    C_DIR="" C_URL="" C_PID=""
     pa=$(free_port) && pb=$(free_port) || return 1
     A_DIR=$base/a B_DIR=$base/b
-    site_config "$A_DIR" site-a "$pa" "$size" primary "$pb"
+    if [ "${3:-1}" = 2 ]; then
+        pc=$(free_port) || return 1
+        C_DIR=$base/c C_URL=http://127.0.0.1:$pc
+        site_config "$A_DIR" site-a "$pa" "$size" fanout "$pb,$pc"
+        site_config "$C_DIR" site-c "$pc" "$size" replica
+        mkdir -p "$RES/configs/$1"
+        cp "$C_DIR/config.yaml" "$RES/configs/$1/site-c.yaml"
+        start_storaged "$C_DIR" || return 1
+        C_PID=$LAST
+        cmd "$BIN_SHOW/storaged --config $C_DIR/config.yaml   # site C: accept_token_file, image $size"
+    else
+        site_config "$A_DIR" site-a "$pa" "$size" primary "$pb"
+    fi
     site_config "$B_DIR" site-b "$pb" "$size" replica
     A_URL=http://127.0.0.1:$pa B_URL=http://127.0.0.1:$pb
     mkdir -p "$RES/configs/$1"
     cp "$A_DIR/config.yaml" "$RES/configs/$1/site-a.yaml"
     cp "$B_DIR/config.yaml" "$RES/configs/$1/site-b.yaml"
-    start_storaged "$B_DIR" || return 1
+    start_storaged "$B_DIR" || { [ -n "$C_PID" ] && stop "$C_PID"; return 1; }
     B_PID=$LAST
-    start_storaged "$A_DIR" || { stop "$B_PID"; return 1; }
+    start_storaged "$A_DIR" || { stop "$B_PID"; [ -n "$C_PID" ] && stop "$C_PID"; return 1; }
     A_PID=$LAST
     cmd "$BIN_SHOW/storaged --config $A_DIR/config.yaml   # site A: replication.enabled, remote_url $B_URL, image $size"
     cmd "$BIN_SHOW/storaged --config $B_DIR/config.yaml   # site B: accept_token_file, image $size"
@@ -526,21 +550,29 @@ stop_sites() { # stop_sites [REPLD_PID]
     [ -n "${1:-}" ] && stop "$1" 30
     stop "$A_PID" 30
     stop "$B_PID" 30
+    [ -n "${C_PID:-}" ] && stop "$C_PID" 30
+    C_PID=""
 }
 
 # --- phase: drain ------------------------------------------------------------------------------------------------
-phase_drain() { # phase_drain N [ROUND]: round 2 and later go to drain-N-rROUND
-    local n=$1 dir=$RES/drain-$1${2:+-r$2}
+phase_drain() { # phase_drain N [ROUND] [TARGETS]: round 2 and later go to drain-N-rROUND; TARGETS=2: drain2-N, A to B and C
+    local n=$1 ntg=${3:-1} name=drain-$1${2:+-r$2}
+    [ "$ntg" = 2 ] && name=drain2-$1
+    local dir=$RES/$name
     mkdir -p "$dir"
-    log "== drain-$n${2:+ (round $2)}: $n PUTs of 4 KiB queued on A with repld stopped, then repld started; time to 0 pending"
+    if [ "$ntg" = 2 ]; then
+        log "== $name: $n PUTs of 4 KiB queued on A with repld stopped, then repld started, shipping to B and C; time to 0 pending on each"
+    else
+        log "== drain-$n${2:+ (round $2)}: $n PUTs of 4 KiB queued on A with repld stopped, then repld started; time to 0 pending"
+    fi
     # each site holds n objects of 4 KiB (one 4 KiB extent each): room for them plus a margin
     local mib=$(((n * 4096 * 13 / 10) / 1048576 + 512))
-    local room=$((2 * (n * 4096 + n * 600) / 1048576 + 1024))
+    local room=$(((ntg + 1) * (n * 4096 + n * 600) / 1048576 + 1024))
     if [ "$(mib_free)" -lt "$room" ]; then
         DRAIN_ERR="needs about $room MiB free in $WORK, has $(mib_free) MiB"
         return 1
     fi
-    two_sites drain-$n "${mib}MiB" || { DRAIN_ERR="a site did not start"; return 1; }
+    two_sites "$name" "${mib}MiB" "$ntg" || { DRAIN_ERR="a site did not start"; return 1; }
     start_rss "$dir/rss.csv" "storaged-a=$A_PID" "storaged-b=$B_PID"
     local rs=$LAST
     local fill_to=$((n / 500 + 120))
@@ -555,11 +587,13 @@ phase_drain() { # phase_drain N [ROUND]: round 2 and later go to drain-N-rROUND
     fi
     cat "$dir/fill.log"
     local drain_to=${COMIO_BENCH_DRAIN_TIMEOUT:-$((n / 2000 + 120))}
-    spawn drain-watcher "$dir/drain.log" "$PY" "$HERE/drain.py" --a "$A_URL" --b "$B_URL" --bucket drain --expect "$n" \
-        --ready-file "$dir/ready" --t0-file "$dir/t0" --pid-file "$dir/repld.pid" --csv "$dir/drain.csv" \
+    local also=()
+    [ -n "$C_URL" ] && also=(--c "$C_URL")
+    spawn drain-watcher "$dir/drain.log" "$PY" "$HERE/drain.py" --a "$A_URL" --b "$B_URL" "${also[@]}" --bucket drain \
+        --expect "$n" --ready-file "$dir/ready" --t0-file "$dir/t0" --pid-file "$dir/repld.pid" --csv "$dir/drain.csv" \
         --out "$dir/drain.json" --timeout "$drain_to"
     local wpid=$LAST i
-    cmd "python3 tests/bench/drain.py --a $A_URL --b $B_URL --bucket drain --expect $n --csv drain.csv ...   # watches A's status from before repld starts"
+    cmd "python3 tests/bench/drain.py --a $A_URL --b $B_URL ${also[*]} --bucket drain --expect $n --csv drain.csv ...   # watches A's status from before repld starts"
     for ((i = 0; i < 300; i++)); do
         [ -e "$dir/ready" ] && break
         alive $wpid || break
@@ -723,6 +757,7 @@ if want drain; then
     run_phase drain-$DRAIN_SMALL phase_drain DRAIN_ERR $DRAIN_SMALL
     for ((r = 2; r <= ROUNDS; r++)); do run_phase drain-$DRAIN_SMALL-r$r phase_drain DRAIN_ERR $DRAIN_SMALL $r; done
 fi
+want drain2 && run_phase drain2-$DRAIN_SMALL phase_drain DRAIN_ERR $DRAIN_SMALL "" 2
 want lag && run_phase lag phase_lag LAG_ERR
 want big && run_phase big phase_big BIG_ERR
 want drain-full && run_phase drain-$DRAIN_LARGE phase_drain DRAIN_ERR $DRAIN_LARGE

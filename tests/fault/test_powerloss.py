@@ -375,14 +375,15 @@ def site_state(site):
 
 
 def startup_syncs(tmp_path, sites, side):
-    """How many syncs a new site's storaged makes in its start-up ("a" or "b"), on a disk of its
-    own: the cuts at exact points after it are counted from there."""
+    """How many syncs a new site makes in its start-up ("a" or "b"), on a disk of its own: its
+    storaged's and, on a site that ships, its repld's (which records its targets' state in the
+    log when it first starts). The cuts at exact points after it are counted from there."""
     disk = Disk(tmp_path, side + "-start")
     disk.fs.start()
     try:
         pair = sites(start=False, repld=False, **{side + "_extra": disk.extra})
         site = pair[0] if side == "a" else pair[1]
-        site.start_storaged()
+        site.start()
         n = disk.fs.reset_sync_count()
         site.stop()
         return n

@@ -124,7 +124,7 @@ static void fuzz_reply(const uint8_t *data, size_t size)
         abort();
     memset(res, 0x5a, (n + 1) * sizeof(*res));
     memcpy(res2, res, (n + 1) * sizeof(*res));
-    if (batch_reply_decode((const char *)in.p, in.left, res, n) != 0) {
+    if (batch_reply_decode((const char *)in.p, in.left, res, n, NULL, NULL) != 0) {
         FUZZ_CHECK(memcmp(res, res2, (n + 1) * sizeof(*res)) == 0);
         goto out;
     }
@@ -135,13 +135,13 @@ static void fuzz_reply(const uint8_t *data, size_t size)
         FUZZ_CHECK(res[i].error_len == 0 || fuzz_inside(res[i].error, res[i].error_len, in.p, in.left));
     }
     msgpack_sbuffer_init(&sb);
-    FUZZ_CHECK(batch_reply_encode(res, n, &sb) == 0);
-    FUZZ_CHECK(batch_reply_decode(sb.data, sb.size, res2, n) == 0);
+    FUZZ_CHECK(batch_reply_encode(res, n, NULL, 0, &sb) == 0);
+    FUZZ_CHECK(batch_reply_decode(sb.data, sb.size, res2, n, NULL, NULL) == 0);
     for (size_t i = 0; i < n; i++)
         FUZZ_CHECK(res2[i].seq == res[i].seq && res2[i].result == res[i].result && res2[i].status == res[i].status &&
                    same_bytes(res2[i].error, res2[i].error_len, res[i].error, res[i].error_len));
     /* Any other count is refused. */
-    FUZZ_CHECK(batch_reply_decode(sb.data, sb.size, res2, n + 1) == CIO_EPROTO);
+    FUZZ_CHECK(batch_reply_decode(sb.data, sb.size, res2, n + 1, NULL, NULL) == CIO_EPROTO);
     msgpack_sbuffer_destroy(&sb);
 out:
     free(res);

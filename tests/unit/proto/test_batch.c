@@ -910,7 +910,7 @@ static void test_error_leaves_output(void)
 static int reply_decode_copy(const void *data, size_t len, batch_res_t *res, size_t n)
 {
     char *buf = heap_copy(data, len);
-    int rc = batch_reply_decode(buf, len, res, n);
+    int rc = batch_reply_decode(buf, len, res, n, NULL, NULL);
     free(buf);
     return rc;
 }
@@ -928,10 +928,10 @@ static void test_reply_roundtrip(void)
     };
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    CHECK_EQ_INT(batch_reply_encode(in, 5, &sb), 0);
+    CHECK_EQ_INT(batch_reply_encode(in, 5, NULL, 0, &sb), 0);
 
     batch_res_t out[5];
-    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, out, 5), 0);
+    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, out, 5, NULL, NULL), 0);
     for (int i = 0; i < 5; i++) {
         CHECK(out[i].seq == in[i].seq);
         CHECK_EQ_INT(out[i].result, in[i].result);
@@ -959,14 +959,14 @@ static void test_reply_roundtrip(void)
 
     /* Appends: a second reply after the first. */
     size_t first = sb.size;
-    CHECK_EQ_INT(batch_reply_encode(in, 1, &sb), 0);
-    CHECK_EQ_INT(batch_reply_decode(sb.data + first, sb.size - first, out, 1), 0);
-    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, out, 5), CIO_EPROTO); /* trailing bytes */
+    CHECK_EQ_INT(batch_reply_encode(in, 1, NULL, 0, &sb), 0);
+    CHECK_EQ_INT(batch_reply_decode(sb.data + first, sb.size - first, out, 1, NULL, NULL), 0);
+    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, out, 5, NULL, NULL), CIO_EPROTO); /* trailing bytes */
     msgpack_sbuffer_destroy(&sb);
 
     /* An empty reply. */
     msgpack_sbuffer_init(&sb);
-    CHECK_EQ_INT(batch_reply_encode(NULL, 0, &sb), 0);
+    CHECK_EQ_INT(batch_reply_encode(NULL, 0, NULL, 0, &sb), 0);
     CHECK_EQ_INT(reply_decode_copy(sb.data, sb.size, NULL, 0), 0);
     CHECK_EQ_INT(reply_decode_copy(sb.data, sb.size, out, 1), CIO_EPROTO);
     msgpack_sbuffer_destroy(&sb);
@@ -981,9 +981,43 @@ static void test_reply_error_cut_utf8(void)
     batch_res_t in = {1, BATCH_PERMANENT, 400, err, sizeof(err)}, out;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    CHECK_EQ_INT(batch_reply_encode(&in, 1, &sb), 0);
-    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, &out, 1), 0);
+    CHECK_EQ_INT(batch_reply_encode(&in, 1, NULL, 0, &sb), 0);
+    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, &out, 1, NULL, NULL), 0);
     CHECK_EQ_INT(out.error_len, BATCH_ERROR_MAX - 2);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* The replica's site id rides in the reply; a reply without it (an older
+ * replica) still decodes, and one with an empty "site" is refused. */
+static void test_reply_site(void)
+{
+    batch_res_t in = {7, BATCH_APPLIED, 200, "", 0}, out;
+    const char *site = "x";
+    size_t site_len = 99;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    CHECK_EQ_INT(batch_reply_encode(&in, 1, "site-b", 6, &sb), 0);
+    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, &out, 1, &site, &site_len), 0);
+    CHECK(site_len == 6 && memcmp(site, "site-b", 6) == 0 && inside(site, site_len, sb.data, sb.size));
+    CHECK(out.seq == 7);
+    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, &out, 1, NULL, NULL), 0); /* not wanted: fine */
+    int bad = 0;
+    for (size_t n = 0; n < sb.size; n++)
+        if (reply_decode_copy(sb.data, n, &out, 1) != CIO_EPROTO)
+            bad++;
+    CHECK_EQ_INT(bad, 0);
+    sb.size = 0;
+    CHECK_EQ_INT(batch_reply_encode(&in, 1, NULL, 0, &sb), 0); /* an older replica's reply */
+    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, &out, 1, &site, &site_len), 0);
+    CHECK(site == NULL && site_len == 0);
+    sb.size = 0;
+    CHECK_EQ_INT(batch_reply_encode(&in, 1, "", 0, &sb), CIO_EINVAL);
+    CHECK_EQ_INT(sb.size, 0);
+    /* {"v":1,"res":[],"site":""} by hand: an empty site id is malformed */
+    static const char empty_site[] = "\x83\xa1v\x01\xa3res\x90\xa4site\xa0";
+    CHECK_EQ_INT(batch_reply_decode(empty_site, sizeof(empty_site) - 1, NULL, 0, &site, &site_len), CIO_EPROTO);
+    static const char no_site[] = "\x82\xa1v\x01\xa3res\x90";
+    CHECK_EQ_INT(batch_reply_decode(no_site, sizeof(no_site) - 1, NULL, 0, &site, &site_len), 0);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -992,15 +1026,15 @@ static void test_reply_encode_invalid(void)
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     batch_res_t r = {1, BATCH_APPLIED, 200, "", 0};
-    CHECK_EQ_INT(batch_reply_encode(&r, 1, NULL), CIO_EINVAL);
-    CHECK_EQ_INT(batch_reply_encode(NULL, 1, &sb), CIO_EINVAL);
-    CHECK_EQ_INT(batch_reply_encode(&r, BATCH_MAX_EVENTS + 1, &sb), CIO_EINVAL);
+    CHECK_EQ_INT(batch_reply_encode(&r, 1, NULL, 0, NULL), CIO_EINVAL);
+    CHECK_EQ_INT(batch_reply_encode(NULL, 1, NULL, 0, &sb), CIO_EINVAL);
+    CHECK_EQ_INT(batch_reply_encode(&r, BATCH_MAX_EVENTS + 1, NULL, 0, &sb), CIO_EINVAL);
     r.result = (batch_result_t)4;
-    CHECK_EQ_INT(batch_reply_encode(&r, 1, &sb), CIO_EINVAL);
+    CHECK_EQ_INT(batch_reply_encode(&r, 1, NULL, 0, &sb), CIO_EINVAL);
     r.result = BATCH_RETRY;
     r.error = NULL;
     r.error_len = 3;
-    CHECK_EQ_INT(batch_reply_encode(&r, 1, &sb), CIO_EINVAL);
+    CHECK_EQ_INT(batch_reply_encode(&r, 1, NULL, 0, &sb), CIO_EINVAL);
     CHECK_EQ_INT(sb.size, 0);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -1131,14 +1165,14 @@ static void test_reply_decode_cases(void)
     batch_res_t in[2] = {{1, BATCH_APPLIED, 200, "", 0}, {2, BATCH_APPLIED, 200, "", 0}}, out[2], saved[2];
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    CHECK_EQ_INT(batch_reply_encode(in, 2, &sb), 0);
+    CHECK_EQ_INT(batch_reply_encode(in, 2, NULL, 0, &sb), 0);
     sb.data[sb.size - 1] = (char)0xc1; /* last byte: the second result's empty "e" */
     memset(out, 0x5a, sizeof(out));
     memcpy(saved, out, sizeof(out));
     CHECK_EQ_INT(reply_decode_copy(sb.data, sb.size, out, 2), CIO_EPROTO);
     CHECK(memcmp(out, saved, sizeof(out)) == 0);
-    CHECK_EQ_INT(batch_reply_decode(NULL, 0, out, 1), CIO_EPROTO);
-    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, NULL, 1), CIO_EPROTO);
+    CHECK_EQ_INT(batch_reply_decode(NULL, 0, out, 1, NULL, NULL), CIO_EPROTO);
+    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, NULL, 1, NULL, NULL), CIO_EPROTO);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -1208,7 +1242,7 @@ static void test_mutation(void)
     msgpack_sbuffer_destroy(&b.sb);
 
     batch_res_t res[3] = {{1, BATCH_APPLIED, 200, "", 0}, {2, BATCH_RETRY, 507, "full", 4}, {3, BATCH_PERMANENT, 400, "bad", 3}};
-    CHECK_EQ_INT(batch_reply_encode(res, 3, &seeds[2]), 0);
+    CHECK_EQ_INT(batch_reply_encode(res, 3, NULL, 0, &seeds[2]), 0);
     build_reply(&b, RC_UNKNOWN);
     (void)msgpack_sbuffer_write(&seeds[3], b.sb.data, b.sb.size);
     msgpack_sbuffer_destroy(&b.sb);
@@ -1265,7 +1299,7 @@ static void test_mutation(void)
                 bad_rc++;
         } else {
             batch_res_t out[3];
-            int rc = batch_reply_decode(m, n, out, which == 2 ? 3 : 1);
+            int rc = batch_reply_decode(m, n, out, which == 2 ? 3 : 1, NULL, NULL);
             if (rc == 0) {
                 accepted++;
                 for (int i = 0; i < (which == 2 ? 3 : 1); i++)
@@ -1304,6 +1338,7 @@ int main(void)
     RUN(test_reply_roundtrip);
     RUN(test_reply_error_cut_utf8);
     RUN(test_reply_encode_invalid);
+    RUN(test_reply_site);
     RUN(test_reply_decode_cases);
     RUN(test_result_name);
     RUN(test_mutation);

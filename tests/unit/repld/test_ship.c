@@ -23,6 +23,7 @@ static void *test_realloc(void *p, size_t n)
 
 typedef struct {
     conf_t conf;
+    conf_target_t tgt; /* the one target, as conf_finalize makes it from conf */
     meta_t meta;
     ship_t s;
 } fixture_t;
@@ -38,12 +39,23 @@ static int fixture_open(fixture_t *f, int n)
         site_append_puts(&f->meta, n, 10) != 0)
         return -1;
     f->s.conf = &f->conf;
+    f->s.tgt = &f->tgt;
     f->s.meta = &f->meta;
     f->s.next_read = 1;
     f->conf.remote_url = strdup("http://127.0.0.1:9");
     f->conf.site_id = strdup("site-a");
+    static char name[] = "b";
+    f->tgt.name = name;
+    f->tgt.url = f->conf.remote_url;
+    f->tgt.batch_size = f->conf.batch_size;
+    f->tgt.workers = f->conf.workers;
+    f->tgt.retry_attempts = f->conf.retry_attempts;
+    f->tgt.retry_delay_ms = f->conf.retry_delay_ms;
+    f->tgt.inline_threshold = f->conf.inline_threshold;
+    f->conf.targets = &f->tgt; /* the fixture's: taken back before conf_free */
+    f->conf.ntargets = 1;
     pthread_mutex_init(&f->s.mu, NULL);
-    return 0;
+    return open_targets(&f->conf, &f->meta) == 0 ? 0 : -1;
 }
 
 static void fixture_close(fixture_t *f)
@@ -58,6 +70,8 @@ static void fixture_close(fixture_t *f)
     free(f->s.rq.v);
     pthread_mutex_destroy(&f->s.mu);
     meta_close(&f->meta);
+    f->conf.targets = NULL;
+    f->conf.ntargets = 0;
     conf_free(&f->conf);
 }
 
@@ -92,7 +106,7 @@ static uint64_t failed_entries(fixture_t *f)
     uint64_t n = 0;
     if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
         return UINT64_MAX;
-    if (replog_failed_foreach(&f->meta, txn, count_entries, &n) != 0)
+    if (replog_failed_foreach(&f->meta, txn, NULL, count_entries, &n) != 0)
         n = UINT64_MAX;
     mdb_txn_abort(txn);
     return n;
@@ -169,7 +183,7 @@ static void test_refusals_spend_attempts_then_fail(void)
     fixture_t f;
     CHECK(fixture_open(&f, 2) == 0);
     CHECK(fill(&f.s) == 0);
-    f.conf.retry_attempts = 2;
+    f.tgt.retry_attempts = 2;
     ev_t *e = f.s.win.v[0];
     refused(&f.s, e, "remote returned 507: full", 0);
     refused(&f.s, e, "remote returned 507: full", 0);
@@ -225,7 +239,7 @@ static void test_fetch_outage_spends_no_attempt(void)
     CHECK(fixture_open(&f, 1) == 0);
     CHECK(fill(&f.s) == 0);
     f.s.backoff_ms = 1000;
-    f.conf.retry_attempts = 0; /* any refusal would fail it at once */
+    f.tgt.retry_attempts = 0; /* any refusal would fail it at once */
     ev_t *e = f.s.win.v[0];
     uint64_t hold = 0;
     for (int round = 0; round < 12; round++) {
@@ -270,7 +284,7 @@ static void test_redriven_events_leave_the_retry_table_when_settled(void)
     CHECK(persist(&f.s, 1) == 0);
     CHECK_EQ_INT(failed_entries(&f), 2);
     CHECK(mdb_txn_begin(f.meta.env, NULL, 0, &txn) == 0);
-    CHECK(replog_requeue_failed(&f.meta, txn, &moved) == 0);
+    CHECK(replog_requeue_failed(&f.meta, txn, NULL, &moved) == 0);
     CHECK(mdb_txn_commit(txn) == 0);
     CHECK_EQ_INT(moved, 2);
     CHECK_EQ_INT(state_of(&f, META_REPL_FAILED), 0);
@@ -294,6 +308,36 @@ static void test_redriven_events_leave_the_retry_table_when_settled(void)
     fixture_close(&f);
 }
 
+/* Once the target's replies have named its site, events that happened
+ * there are retired without being sent, and counted as skipped, not as
+ * acknowledged. */
+static void test_events_from_the_target_are_not_sent_back(void)
+{
+    fixture_t f;
+    MDB_txn *txn;
+    replog_target_t t;
+    CHECK(fixture_open(&f, 3) == 0); /* the records' origin is "site-a" */
+    snprintf(f.s.peer_site, sizeof(f.s.peer_site), "site-a");
+    CHECK(fill(&f.s) == 0);
+    CHECK_EQ_INT(f.s.win.len, 3);
+    batch_t *b = batch_get(&f.s);
+    CHECK(b != NULL);
+    b->cap = BATCH_BYTES_MAX;
+    CHECK_EQ_INT(build_once(&f.s, b, clock_mono_ms()), 0); /* nothing to send */
+    for (size_t i = 0; i < f.s.win.len; i++)
+        CHECK_EQ_INT(f.s.win.v[i]->state, EV_DONE);
+    CHECK(persist(&f.s, 1) == 0);
+    CHECK_EQ_INT(state_of(&f, META_REPL_CURSOR), 3);
+    CHECK_EQ_INT(state_of(&f, META_REPL_ACKED), 0);
+    CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+    CHECK(replog_target_get(&f.meta, txn, "b", &t) == 0);
+    mdb_txn_abort(txn);
+    CHECK_EQ_INT(t.skipped, 3);
+    CHECK_EQ_INT(t.acked, 0);
+    batch_free(&f.s, b);
+    fixture_close(&f);
+}
+
 int main(void)
 {
     if (site_tmp_make() != 0) {
@@ -308,6 +352,7 @@ int main(void)
     RUN(test_backoff_doubles_to_the_cap);
     RUN(test_fetch_outage_spends_no_attempt);
     RUN(test_redriven_events_leave_the_retry_table_when_settled);
+    RUN(test_events_from_the_target_are_not_sent_back);
     site_tmp_remove();
     return TEST_SUMMARY();
 }
