@@ -270,14 +270,6 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "comio_clock_seconds %" PRIu64 ".%03u\n",
                applied, skipped, failed - permanent, permanent, tombstones, hlc_ms(commit_clock(srv->commit)) / 1000,
                (unsigned)(hlc_ms(commit_clock(srv->commit)) % 1000));
-    /* a site that receives events (it accepts batches, or replicates) */
-    if (srv->conf->repl_enabled || (srv->conf->accept_token != NULL && srv->conf->accept_token[0] != '\0'))
-        buf_printf(&b,
-                   "# HELP comio_replication_clock_skew_events_total Versions received more than replication.max_clock_skew "
-                   "ahead of this site's clock.\n"
-                   "# TYPE comio_replication_clock_skew_events_total counter\n"
-                   "comio_replication_clock_skew_events_total %" PRIu64 "\n",
-                   skew);
     if (b.err != 0) {
         http_req_reply_buf(req, 500, &b);
         return 0;
