@@ -72,7 +72,9 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out) CIO_MUST_CHECK;
  * "h" (non-zero) is required.
  * Unknown map keys are ignored (forward compatibility); a missing "v" or a
  * format version outside 1..LOGREC_FORMAT_VERSION, a missing required field,
- * a known key given twice, a PUT-only field on another op, a wrong type, a
+ * a known key given twice, a PUT-only field on another op, a key on a
+ * bucket op (an empty one is allowed on PURGE only), a bucket op in format 1,
+ * an unknown op, a wrong type, a
  * length beyond a cap, more than 32 map entries, or trailing bytes give
  * CIO_EPROTO, and leave `r` unchanged. Never reads outside buf, never
  * allocates. */
