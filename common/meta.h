@@ -63,8 +63,9 @@ typedef struct {
  *      own (record format 1) or, on a replica, its primary's (format 2)
  *   2  the current layout: object records (format 3) hold a hybrid logical
  *      clock version and its origin site id; tombstones and purge versions
- *      carry an origin too (storaged/meta.h; their older records still
- *      read, as versions with origin "")
+ *      carry an origin too, and bucket records a version of their own
+ *      (storaged/meta.h; their older records still read, as versions with
+ *      origin "")
  * A new environment is created at META_FORMAT_CURRENT, in the transaction
  * that creates its tables. */
 #define META_FORMAT_CURRENT 2

@@ -33,7 +33,7 @@ enum {
 #define REQ_COMMON (F_V | F_SEQ | F_OP | F_B | F_MT | F_O)
 #define REQ_PUT (REQ_COMMON | F_K | F_SZ | F_ET)
 #define REQ_DELETE (REQ_COMMON | F_K)
-#define REQ_PURGE (REQ_COMMON)
+#define REQ_PURGE (REQ_COMMON) /* and the other bucket-only ops */
 #define PUT_ONLY (F_SZ | F_ET | F_CT)
 
 const char *logrec_op_name(logrec_op_t op)
@@ -45,6 +45,10 @@ const char *logrec_op_name(logrec_op_t op)
         return "DELETE";
     case LOGREC_PURGE:
         return "PURGE";
+    case LOGREC_BUCKET_CREATE:
+        return "BUCKET_CREATE";
+    case LOGREC_BUCKET_DELETE:
+        return "BUCKET_DELETE";
     }
     return "?";
 }
@@ -61,8 +65,11 @@ void logrec_event_id(const logrec_t *r, char *buf, size_t cap)
     int blen = (int)(r->bucket_len <= LOGREC_BUCKET_MAX ? r->bucket_len : LOGREC_BUCKET_MAX);
     if (r->bucket == NULL)
         blen = 0;
-    if (r->op == LOGREC_PURGE) {
-        snprintf(buf, cap, "%" PRId64 "-%.*s-*", r->mtime_ms, blen, blen ? r->bucket : "");
+    if (logrec_op_bucket_only(r->op)) {
+        snprintf(buf, cap, "%" PRId64 "-%.*s-%s", r->mtime_ms, blen, blen ? r->bucket : "",
+                 r->op == LOGREC_PURGE           ? "*"
+                 : r->op == LOGREC_BUCKET_CREATE ? "+"
+                                                 : "-");
         return;
     }
     int klen = (int)(r->key_len <= LOGREC_KEY_MAX ? r->key_len : LOGREC_KEY_MAX);
@@ -78,18 +85,23 @@ static int str_ok(const char *s, size_t len, size_t min, size_t max)
     return len >= min && len <= max && (len == 0 || s != NULL);
 }
 
+static int op_known(uint64_t op)
+{
+    return op >= LOGREC_PUT && op <= LOGREC_BUCKET_DELETE;
+}
+
 static int logrec_check(const logrec_t *r)
 {
     static const uint8_t zero_etag[16];
 
-    if (r->op != LOGREC_PUT && r->op != LOGREC_DELETE && r->op != LOGREC_PURGE)
+    if (!op_known((uint64_t)r->op))
         return CIO_EINVAL;
     if (!str_ok(r->bucket, r->bucket_len, 1, LOGREC_BUCKET_MAX) || !str_ok(r->origin, r->origin_len, 1, LOGREC_ORIGIN_MAX))
         return CIO_EINVAL;
     if (r->hlc == 0 || !str_ok(r->parent_origin, r->parent_origin_len, 0, LOGREC_ORIGIN_MAX) ||
         (r->parent_hlc == 0) != (r->parent_origin_len == 0))
         return CIO_EINVAL;
-    if (r->op == LOGREC_PURGE) {
+    if (logrec_op_bucket_only(r->op)) {
         if (r->key_len != 0)
             return CIO_EINVAL;
     } else if (!str_ok(r->key, r->key_len, 1, LOGREC_KEY_MAX)) {
@@ -99,7 +111,7 @@ static int logrec_check(const logrec_t *r)
         if (!str_ok(r->content_type, r->content_type_len, 0, LOGREC_CTYPE_MAX))
             return CIO_EINVAL;
     } else if (r->size != 0 || r->content_type_len != 0 || memcmp(r->etag, zero_etag, sizeof(zero_etag)) != 0) {
-        /* These fields are not encoded for DELETE/PURGE: refuse rather than drop them silently. */
+        /* These fields are only encoded for PUT: refuse rather than drop them silently. */
         return CIO_EINVAL;
     }
     return 0;
@@ -133,7 +145,7 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
 
     size_t n = 8; /* v, seq, h, op, b, mt, o, + k */
-    if (r->op == LOGREC_PURGE)
+    if (logrec_op_bucket_only(r->op))
         n = 7;
     else if (r->op == LOGREC_PUT)
         n += 3; /* sz, et, ct */
@@ -152,7 +164,7 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
         goto fail;
     if (pack_str_field(&pk, "b", r->bucket, r->bucket_len) != 0)
         goto fail;
-    if (r->op != LOGREC_PURGE && pack_str_field(&pk, "k", r->key, r->key_len) != 0)
+    if (!logrec_op_bucket_only(r->op) && pack_str_field(&pk, "k", r->key, r->key_len) != 0)
         goto fail;
     if (r->op == LOGREC_PUT) {
         if (pack_key(&pk, "sz") != 0 || msgpack_pack_uint64(&pk, r->size) != 0)
@@ -245,7 +257,7 @@ static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, u
     case F_OP:
         if ((err = mpread_uint(rd, &u)) != 0)
             return err;
-        if (u != LOGREC_PUT && u != LOGREC_DELETE && u != LOGREC_PURGE)
+        if (!op_known(u))
             return CIO_EPROTO;
         r->op = (logrec_op_t)u;
         return 0;
@@ -314,8 +326,9 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
         return CIO_EPROTO;
     if (r.bucket_len == 0 || r.origin_len == 0)
         return CIO_EPROTO;
-    if (r.op == LOGREC_PURGE) {
-        if (r.key_len != 0)
+    if (logrec_op_bucket_only(r.op)) {
+        /* a bucket op has no key at all (a PURGE of format 1 may carry an empty one) */
+        if (r.key_len != 0 || (r.op != LOGREC_PURGE && (seen & F_K) != 0))
             return CIO_EPROTO;
     } else if (r.key_len == 0) {
         return CIO_EPROTO;
@@ -323,8 +336,8 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
     if (r.op != LOGREC_PUT && (seen & PUT_ONLY) != 0)
         return CIO_EPROTO;
     if (format == 1) {
-        /* versions were seqs: a format-1 record has no version fields of its own */
-        if ((seen & (F_H | F_PH | F_PO)) != 0)
+        /* versions were seqs: a format-1 record has no version fields of its own, nor bucket ops */
+        if ((seen & (F_H | F_PH | F_PO)) != 0 || r.op > LOGREC_PURGE)
             return CIO_EPROTO;
         r.hlc = r.seq;
         if (r.hlc == 0) /* seqs start at 1: no record has version 0 */

@@ -1,6 +1,6 @@
 /* logrec.h - the replication log record and its msgpack codec.
  *
- * One record per mutation (PUT, DELETE, PURGE), appended by storaged in the
+ * One record per mutation (PUT, DELETE, PURGE, bucket creation and deletion), appended by storaged in the
  * same LMDB transaction as the metadata change and tailed by repld. The wire
  * format (a msgpack map with a format version) is documented in
  * docs/protocol.md. No I/O here. */
@@ -23,7 +23,15 @@ typedef enum {
     LOGREC_PUT = 1,
     LOGREC_DELETE = 2,
     LOGREC_PURGE = 3,
+    LOGREC_BUCKET_CREATE = 4, /* bucket ops carry no key, size, ETag or content type */
+    LOGREC_BUCKET_DELETE = 5,
 } logrec_op_t;
+
+/* 1 for the ops that name a bucket only (PURGE, BUCKET_CREATE, BUCKET_DELETE): no key. */
+static inline int logrec_op_bucket_only(logrec_op_t op)
+{
+    return op == LOGREC_PURGE || op == LOGREC_BUCKET_CREATE || op == LOGREC_BUCKET_DELETE;
+}
 
 /* A record. Strings are (pointer, length), not NUL-terminated. After
  * logrec_decode they point into the decoded buffer and live as long as it. */
@@ -35,7 +43,7 @@ typedef struct {
     const char *bucket;
     size_t bucket_len; /* 1..LOGREC_BUCKET_MAX */
     const char *key;
-    size_t key_len;   /* 1..LOGREC_KEY_MAX for PUT/DELETE; 0 for PURGE */
+    size_t key_len;   /* 1..LOGREC_KEY_MAX for PUT/DELETE; 0 for the bucket-only ops (logrec_op_bucket_only) */
     uint64_t size;    /* PUT: object size in bytes; else 0 */
     uint8_t etag[16]; /* PUT: MD5 of the body; else zero */
     const char *content_type;
@@ -50,8 +58,8 @@ typedef struct {
 
 /* Appends the encoding of `r` to `out`. Returns 0, CIO_EINVAL if a field is
  * out of range (op unknown, lengths beyond the caps, a NULL string with a
- * non-zero length, or for DELETE/PURGE a non-zero size, etag or content type
- * length, or for PURGE a non-zero key length, hlc 0, a parent origin without
+ * non-zero length, or for any op but PUT a non-zero size, etag or content type
+ * length, or for a bucket-only op a non-zero key length, hlc 0, a parent origin without
  * a parent version or the reverse), or CIO_ENOMEM. Always writes format
  * LOGREC_FORMAT_VERSION; seq is written as given (the logging site's). On error `out`
  * is left as it was. `r`'s strings are only read during the call. */
@@ -64,13 +72,15 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out) CIO_MUST_CHECK;
  * "h" (non-zero) is required.
  * Unknown map keys are ignored (forward compatibility); a missing "v" or a
  * format version outside 1..LOGREC_FORMAT_VERSION, a missing required field,
- * a known key given twice, a PUT-only field on another op, a wrong type, a
+ * a known key given twice, a PUT-only field on another op, a key on a
+ * bucket op (an empty one is allowed on PURGE only), a bucket op in format 1,
+ * an unknown op, a wrong type, a
  * length beyond a cap, more than 32 map entries, or trailing bytes give
  * CIO_EPROTO, and leave `r` unchanged. Never reads outside buf, never
  * allocates. */
 int logrec_decode(const char *buf, size_t len, logrec_t *r) CIO_MUST_CHECK;
 
-/* Returns "PUT", "DELETE", "PURGE" or "?". */
+/* Returns "PUT", "DELETE", "PURGE", "BUCKET_CREATE", "BUCKET_DELETE" or "?". */
 const char *logrec_op_name(logrec_op_t op);
 
 /* Bytes that hold any event id with its NUL: the longest int64 mtime (with
@@ -78,7 +88,8 @@ const char *logrec_op_name(logrec_op_t op);
 #define LOGREC_EVENT_ID_MAX (20 + 1 + LOGREC_BUCKET_MAX + 1 + LOGREC_KEY_MAX + 1)
 
 /* Writes the seed's event id "<mtime_ms>-<bucket>-<key>" into buf
- * (NUL-terminated, truncated to cap; LOGREC_EVENT_ID_MAX bytes never cut). */
+ * (NUL-terminated, truncated to cap; LOGREC_EVENT_ID_MAX bytes never cut).
+ * The key is "*" for PURGE, "+" for BUCKET_CREATE, "-" for BUCKET_DELETE. */
 void logrec_event_id(const logrec_t *r, char *buf, size_t cap);
 
 #endif

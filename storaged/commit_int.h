@@ -202,9 +202,21 @@ void reuse_release_at_stop(commit_t *c);
 /* ---- mutate.c: the local mutations ---- */
 
 /* Bucket b's record into *bk, or a new one (in memory only, *created set)
- * when it does not exist. */
+ * when it does not exist: marked deleted, with the delete's version, when
+ * the bucket has a tombstone (it goes again once empty). */
 int mutate_bucket_load_or_create(commit_t *c, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *bk,
                                  int *created) CIO_MUST_CHECK;
+
+/* What the site knows of bucket b itself: the larger of its record's
+ * version (bk, when had_bk) and its tombstone's, into *known; *had_tomb
+ * tells whether it has a tombstone. */
+int mutate_bucket_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk, int had_bk, int *had_tomb,
+                        meta_ver_t *known) CIO_MUST_CHECK;
+
+/* Writes bucket b's record, or, when it is deleted and holds no object any
+ * more, removes it and keeps its version as the bucket's tombstone. Every
+ * change of a bucket's counters goes through here. */
+int mutate_bucket_store(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk) CIO_MUST_CHECK;
 
 /* Step 3 of a PUT (its body written and synced), a DELETE, a PURGE, a bucket
  * creation or deletion (by j->op). Fill the job's results; a non-fatal

@@ -6,7 +6,10 @@
 #include "common/log.h"
 #include "storaged/meta.h"
 
-#define BUCKET_FORMAT 1
+#define BUCKET_FORMAT_V1 1
+#define BUCKET_FORMAT 2
+#define BUCKET_FIXED_V1 25
+#define BUCKET_FIXED (BUCKET_FIXED_V1 + 8 + 1 + 1)
 
 int meta_open(meta_t *m, const char *dir, uint64_t map_size, const char *site_id, char *err, size_t errlen)
 {
@@ -42,9 +45,17 @@ int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bu
     int rc = mdb_get(txn, m->buckets, &k, &v);
     if (rc != 0)
         return meta_err(rc, "mdb_get(buckets)");
-    if (v.mv_size != 25 || ((uint8_t *)v.mv_data)[0] != BUCKET_FORMAT)
-        return CIO_EPROTO;
     const uint8_t *p = v.mv_data;
+    if (v.mv_size == BUCKET_FIXED_V1 && p[0] == BUCKET_FORMAT_V1) {
+        out->version = meta_ver_make(0, "", 0);
+        out->deleted = 0;
+    } else if (v.mv_size >= BUCKET_FIXED && p[0] == BUCKET_FORMAT && v.mv_size == BUCKET_FIXED + (size_t)p[34] &&
+               (p[33] & ~1u) == 0) {
+        out->version = meta_ver_make(be_get(p + 25, 8), (const char *)p + BUCKET_FIXED, p[34]);
+        out->deleted = p[33] & 1;
+    } else {
+        return CIO_EPROTO;
+    }
     out->ctime_ms = (int64_t)be_get(p + 1, 8);
     out->objects = be_get(p + 9, 8);
     out->bytes = be_get(p + 17, 8);
@@ -53,12 +64,19 @@ int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bu
 
 int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk)
 {
-    uint8_t buf[25];
+    uint8_t buf[BUCKET_FIXED + LOGREC_ORIGIN_MAX];
+    size_t olen = bk->version.origin_len;
+    if (olen > LOGREC_ORIGIN_MAX)
+        return CIO_EINVAL;
     buf[0] = BUCKET_FORMAT;
     be_put(buf + 1, (uint64_t)bk->ctime_ms, 8);
     be_put(buf + 9, bk->objects, 8);
     be_put(buf + 17, bk->bytes, 8);
-    MDB_val k = {blen, (void *)b}, v = {sizeof(buf), buf};
+    be_put(buf + 25, bk->version.hlc, 8);
+    buf[33] = bk->deleted ? 1 : 0;
+    buf[34] = (uint8_t)olen;
+    memcpy(buf + BUCKET_FIXED, bk->version.origin, olen);
+    MDB_val k = {blen, (void *)b}, v = {BUCKET_FIXED + olen, buf};
     return meta_err(mdb_put(txn, m->buckets, &k, &v, 0), "mdb_put(buckets)");
 }
 
@@ -292,7 +310,8 @@ static int pick_older_tomb(void *ctx, const MDB_val *v)
     int ret = tomb_decode(v, &t, &key, &klen);
     if (ret != 0)
         return ret;
-    return meta_ver_cmp(&t.version, version) < 0;
+    /* the bucket's own tombstone (empty key) is about the bucket, not its objects: a purge keeps it */
+    return klen > 0 && meta_ver_cmp(&t.version, version) < 0;
 }
 
 int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version)

@@ -8,7 +8,8 @@
  *              to the free map at start-up
  *   "tombstones" objkey -> version, origin and time of the last DELETE of a
  *              key (made here or applied from another site), or of an
- *              applied object a local write replaced on a format-1 store
+ *              applied object a local write replaced on a format-1 store;
+ *              with the empty key, of the last DELETE of a bucket
  *   "purges"   bucket -> version and origin of the last PURGE of a bucket
  * Every function taking a txn leaves commit/abort to the caller. LMDB errors
  * are logged and returned as CIO_EDB or CIO_EMAPFULL (meta_err). */
@@ -29,16 +30,6 @@
  * and the allocator's (m->alloc). `site_id` is this site's (meta_open_site).
  * On failure writes a reason into err. Close with meta_close. */
 int meta_open(meta_t *m, const char *dir, uint64_t map_size, const char *site_id, char *err, size_t errlen) CIO_MUST_CHECK;
-
-typedef struct {
-    int64_t ctime_ms;
-    uint64_t objects;
-    uint64_t bytes;
-} meta_bucket_t;
-
-int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *out) CIO_MUST_CHECK;
-int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk) CIO_MUST_CHECK;
-int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO_MUST_CHECK;
 
 /* Marks extent e pending (e must not overlap a pending extent). */
 int meta_pending_add(meta_t *m, MDB_txn *txn, alloc_extent_t e) CIO_MUST_CHECK;
@@ -82,6 +73,27 @@ static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
     return hlc_version_cmp(a->hlc, a->origin, a->origin_len, b->hlc, b->origin, b->origin_len);
 }
 
+/* A bucket. `version` is the (version, origin) of the last bucket CREATE or
+ * DELETE made here or applied (hlc 0: none, e.g. a bucket a PUT created),
+ * `deleted` whether that was a DELETE: a bucket deleted while it still held
+ * objects (an applied DELETE never deletes data) stays until it is empty
+ * (docs/replication-apply.md, "Buckets"). Record format 2: format byte,
+ * ctime, objects, bytes (u64 BE each), version (u64 BE), flags (1: deleted),
+ * origin (u8 length, bytes). Format 1 (25 bytes) reads as version 0, not
+ * deleted. A deleted bucket's version is kept as a tombstone with the empty
+ * key (meta_tomb_*), which no object key can be. */
+typedef struct {
+    int64_t ctime_ms;
+    uint64_t objects;
+    uint64_t bytes;
+    meta_ver_t version;
+    int deleted;
+} meta_bucket_t;
+
+int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *out) CIO_MUST_CHECK;
+int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk) CIO_MUST_CHECK;
+int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO_MUST_CHECK;
+
 typedef struct {
     meta_ver_t version; /* the DELETE's version (or, from a format-1 store, the replaced applied object's) */
     int64_t time_ms;    /* when this site recorded it (local clock): garbage collection */
@@ -94,8 +106,8 @@ int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
                   const meta_tomb_t *t) CIO_MUST_CHECK;
 int meta_tomb_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
 
-/* Removes the tombstones of bucket b whose version orders before `version`
- * (a purge at `version` covers them). */
+/* Removes the tombstones of bucket b's keys whose version orders before
+ * `version` (a purge at `version` covers them); the bucket's own stays. */
 int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version) CIO_MUST_CHECK;
 
 /* One slice of tombstone garbage collection: looks at no more than `max`

@@ -2,8 +2,9 @@
  *
  * Each runs on the committer thread inside the round's transaction: the
  * metadata, the counters and the replication log record change together.
- * Every PUT, DELETE and PURGE takes a new version from the site's clock and
- * records the version it replaced (its parent) in its log record. */
+ * Every PUT, DELETE, PURGE, bucket creation and bucket deletion takes a new
+ * version from the site's clock and records the version it replaced (its
+ * parent) in its log record. */
 #include <stdint.h>
 #include <string.h>
 #include "storaged/commit_int.h"
@@ -11,15 +12,52 @@
 
 int mutate_bucket_load_or_create(commit_t *c, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *bk, int *created)
 {
+    meta_tomb_t t;
     int ret = meta_bucket_get(c->meta, txn, b, blen, bk);
     *created = 0;
     if (ret == CIO_ENOTFOUND) {
         memset(bk, 0, sizeof(*bk));
         bk->ctime_ms = clock_wall_ms();
         *created = 1;
-        return 0;
+        /* a bucket deleted before: it comes back for the object, still deleted (it goes again once empty) */
+        ret = meta_tomb_get(c->meta, txn, b, blen, "", 0, &t);
+        if (ret == 0) {
+            bk->version = t.version;
+            bk->deleted = 1;
+        }
+        return ret == CIO_ENOTFOUND ? 0 : ret;
     }
     return ret;
+}
+
+int mutate_bucket_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk, int had_bk, int *had_tomb,
+                        meta_ver_t *known)
+{
+    meta_tomb_t t;
+    int ret;
+
+    *known = had_bk ? bk->version : meta_ver_make(0, "", 0);
+    ret = meta_tomb_get(c->meta, txn, b, blen, "", 0, &t);
+    *had_tomb = ret == 0;
+    if (ret == 0 && meta_ver_cmp(&t.version, known) > 0)
+        *known = t.version;
+    return ret == CIO_ENOTFOUND ? 0 : ret;
+}
+
+int mutate_bucket_store(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk)
+{
+    meta_tomb_t t;
+    int ret;
+
+    if (!bk->deleted || bk->objects > 0)
+        return meta_bucket_put(c->meta, txn, b, blen, bk);
+    /* deleted and empty: the bucket goes, its delete version stays as the bucket's tombstone */
+    ret = meta_bucket_del(c->meta, txn, b, blen);
+    if (ret != 0 && ret != CIO_ENOTFOUND)
+        return ret;
+    t.version = bk->version;
+    t.time_ms = clock_wall_ms();
+    return meta_tomb_put(c->meta, txn, b, blen, "", 0, &t);
 }
 
 int mutate_key_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_ver_t *purge,
@@ -68,7 +106,7 @@ static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op
     r.bucket = j->bucket;
     r.bucket_len = j->blen;
     r.key = j->key;
-    r.key_len = op == LOGREC_PURGE ? 0 : j->klen;
+    r.key_len = logrec_op_bucket_only(op) ? 0 : j->klen;
     r.mtime_ms = j->mtime_ms;
     r.origin = c->site_id;
     r.origin_len = strlen(c->site_id);
@@ -119,7 +157,7 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     }
     bk.objects++;
     bk.bytes += j->size;
-    if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
+    if ((ret = mutate_bucket_store(c, txn, j->bucket, j->blen, &bk)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_OBJECTS, had_old ? 0 : 1)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_BYTES, (int64_t)j->size - (had_old ? (int64_t)old.size : 0))) != 0)
         return ret;
@@ -154,7 +192,7 @@ int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if ((ret = meta_obj_del(c->meta, txn, j->bucket, j->blen, j->key, j->klen)) != 0 ||
         (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
         (ret = meta_tomb_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &tomb)) != 0 ||
-        (ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
+        (ret = mutate_bucket_store(c, txn, j->bucket, j->blen, &bk)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_OBJECTS, -1)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)old.size)) != 0)
         return ret;
@@ -220,29 +258,58 @@ int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
     /* the purge version stops older PUTs from other sites arriving later; it covers the tombstones */
     if ((ret = meta_purge_put(c->meta, txn, j->bucket, j->blen, &version)) != 0 ||
         (ret = meta_tomb_del_older(c->meta, txn, j->bucket, j->blen, &version)) != 0 ||
-        (ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
+        (ret = mutate_bucket_store(c, txn, j->bucket, j->blen, &bk)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)j->count)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)j->bytes)) != 0)
         return ret;
     return log_append(c, txn, j, LOGREC_PURGE, &parent);
 }
 
+/* A bucket's creation and deletion are versioned like the other mutations
+ * and logged, so that they replicate (docs/replication-apply.md, "Buckets").
+ * Creating a bucket that exists changes nothing and is not logged, unless
+ * it is one deleted elsewhere and kept here for its objects: creating it
+ * again undoes that delete. */
 int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     meta_bucket_t bk;
-    int ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk);
+    meta_ver_t known;
+    int had_bk, had_tomb, ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk);
 
-    if (j->op == COMMIT_BUCKET_CREATE) {
-        if (ret != CIO_ENOTFOUND)
-            return ret;
-        memset(&bk, 0, sizeof(bk));
-        bk.ctime_ms = clock_wall_ms();
-        j->created = 1;
-        return meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk);
-    }
-    if (ret != 0)
+    if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
+    had_bk = ret == 0;
+    if (j->op == COMMIT_BUCKET_CREATE) {
+        if (had_bk && !bk.deleted)
+            return 0; /* it exists: nothing to do, nothing to log */
+        if ((ret = mutate_bucket_known(c, txn, j->bucket, j->blen, &bk, had_bk, &had_tomb, &known)) != 0 ||
+            (ret = take_version(c, txn, j, &known)) != 0)
+            return ret;
+        j->mtime_ms = clock_wall_ms();
+        if (!had_bk) {
+            memset(&bk, 0, sizeof(bk));
+            bk.ctime_ms = j->mtime_ms;
+            j->created = 1;
+        }
+        bk.version = meta_ver_make(j->version, c->site_id, strlen(c->site_id));
+        bk.deleted = 0;
+        if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
+            (had_tomb && (ret = meta_tomb_del(c->meta, txn, j->bucket, j->blen, "", 0)) != 0))
+            return ret;
+        return log_append(c, txn, j, LOGREC_BUCKET_CREATE, &known);
+    }
+    if (!had_bk)
+        return CIO_ENOTFOUND;
     if (bk.objects > 0)
         return CIO_ENOTEMPTY;
-    return meta_bucket_del(c->meta, txn, j->bucket, j->blen);
+    if ((ret = mutate_bucket_known(c, txn, j->bucket, j->blen, &bk, had_bk, &had_tomb, &known)) != 0 ||
+        (ret = take_version(c, txn, j, &known)) != 0)
+        return ret;
+    j->mtime_ms = clock_wall_ms();
+    bk.version = meta_ver_make(j->version, c->site_id, strlen(c->site_id));
+    bk.deleted = 1;
+    /* empty: the record goes and the delete's version stays, as the bucket's tombstone */
+    if ((ret = mutate_bucket_store(c, txn, j->bucket, j->blen, &bk)) != 0)
+        return ret;
+    return log_append(c, txn, j, LOGREC_BUCKET_DELETE, &known);
 }

@@ -1,4 +1,5 @@
-/* replica.c - the apply of another site's events (COMMIT_APPLY): last writer wins by (version, origin), tombstones, purges.
+/* replica.c - the apply of another site's events (COMMIT_APPLY): last writer wins by (version, origin), tombstones, purges,
+ * buckets.
  *
  * The rules are in docs/replication-apply.md; the batch is decoded by apply.c
  * and its bodies written or fetched by commit_io.c. */
@@ -52,7 +53,7 @@ typedef struct {
 static int apply_cache_flush(commit_t *c, MDB_txn *txn, apply_cache_t *ac)
 {
     int ret;
-    if (ac->bk_dirty && (ret = meta_bucket_put(c->meta, txn, ac->bucket, ac->blen, &ac->bk)) != 0)
+    if (ac->bk_dirty && (ret = mutate_bucket_store(c, txn, ac->bucket, ac->blen, &ac->bk)) != 0)
         return ret;
     if (ac->objects != 0 && (ret = meta_state_add(c->meta, txn, META_OBJECTS, ac->objects)) != 0)
         return ret;
@@ -258,7 +259,7 @@ static int relog(commit_t *c, MDB_txn *txn, const commit_item_t *it)
     r.bucket = it->bucket;
     r.bucket_len = it->blen;
     r.key = it->key;
-    r.key_len = it->op == LOGREC_PURGE ? 0 : it->klen;
+    r.key_len = logrec_op_bucket_only(it->op) ? 0 : it->klen;
     r.mtime_ms = it->mtime_ms;
     r.origin = it->origin;
     r.origin_len = it->origin_len;
@@ -274,6 +275,70 @@ static int relog(commit_t *c, MDB_txn *txn, const commit_item_t *it)
     return replog_append(c->meta, txn, &r);
 }
 
+/* Step 3 for a bucket CREATE or DELETE: last writer wins with the bucket's
+ * own version (its record's, or its tombstone's once it is gone). A CREATE
+ * makes the bucket exist; a DELETE removes it only when it holds no object
+ * here: else it stays, marked deleted, until its last object goes (an
+ * applied event never deletes data), and a warning says so. Logged again
+ * when applied, like every event. Only fatal errors are returned. */
+static int apply_bucket(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_t *it)
+{
+    meta_bucket_t bk;
+    meta_tomb_t tomb;
+    meta_ver_t known, version = meta_ver_make(it->version, it->origin, it->origin_len);
+    int ret, had_bk, had_tomb;
+
+    /* the event reads and writes the bucket's record: what is cached goes first, and is forgotten */
+    if ((ret = apply_cache_flush(c, txn, ac)) != 0)
+        return ret;
+    ret = meta_bucket_get(c->meta, txn, it->bucket, it->blen, &bk);
+    if (ret != 0 && ret != CIO_ENOTFOUND)
+        return ret;
+    had_bk = ret == 0;
+    if ((ret = mutate_bucket_known(c, txn, it->bucket, it->blen, &bk, had_bk, &had_tomb, &known)) != 0)
+        return ret;
+    if (item_stale(it, &known))
+        return 0;
+    if ((ret = relog(c, txn, it)) != 0) {
+        if (commit_fatal(ret))
+            return ret;
+        replica_item_set(it, BATCH_PERMANENT, 400, "cannot log the event for this site's targets: %s", cio_strerror(ret));
+        return 0;
+    }
+    if (it->op == LOGREC_BUCKET_CREATE) {
+        if (!had_bk) {
+            memset(&bk, 0, sizeof(bk));
+            bk.ctime_ms = it->mtime_ms; /* created then, on its origin */
+        }
+        bk.version = version;
+        bk.deleted = 0;
+        if ((ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &bk)) != 0 ||
+            (had_tomb && (ret = meta_tomb_del(c->meta, txn, it->bucket, it->blen, "", 0)) != 0))
+            return ret;
+    } else if (had_bk) {
+        bk.version = version;
+        bk.deleted = 1;
+        if ((ret = mutate_bucket_store(c, txn, it->bucket, it->blen, &bk)) != 0)
+            return ret;
+        if (bk.objects > 0) {
+            char n[24];
+            snprintf(n, sizeof(n), "%" PRIu64, bk.objects);
+            replica_item_set(it, BATCH_APPLIED, 200, "the bucket holds %" PRIu64 " objects here: it stays until they are deleted",
+                             bk.objects);
+            log_msg(LOG_LVL_WARN, "replicated bucket delete: the bucket is not empty here, it stays until its objects are deleted",
+                    "bucket", it->bucket, "objects", n, "origin", it->origin, NULL);
+            return 0;
+        }
+    } else {
+        tomb.version = version;
+        tomb.time_ms = clock_wall_ms();
+        if ((ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, "", 0, &tomb)) != 0)
+            return ret;
+    }
+    replica_item_set(it, BATCH_APPLIED, 200, "%s", "");
+    return 0;
+}
+
 /* Step 3 for one item that is still undecided: staleness again (another
  * batch may have applied a newer version since step 1), then the record
  * for the site's own log (first: an event that cannot be logged is refused
@@ -287,6 +352,8 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
     meta_ver_t known, version = meta_ver_make(it->version, it->origin, it->origin_len);
     int ret, had_old, had_tomb;
 
+    if (it->op == LOGREC_BUCKET_CREATE || it->op == LOGREC_BUCKET_DELETE)
+        return apply_bucket(c, txn, ac, it);
     if ((ret = known_version(c, txn, ac, it, &known, &old, &had_old, &had_tomb)) != 0)
         return ret;
     if (item_stale(it, &known))
@@ -355,13 +422,16 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
                 return ret == CIO_ENOTFOUND ? CIO_EPROTO : ret;
             pbk.objects -= p.count;
             pbk.bytes -= p.bytes;
-            if ((ret = meta_bucket_put(c->meta, txn, it->bucket, it->blen, &pbk)) != 0 ||
+            if ((ret = mutate_bucket_store(c, txn, it->bucket, it->blen, &pbk)) != 0 ||
                 (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)p.count)) != 0 ||
                 (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)p.bytes)) != 0)
                 return ret;
         }
         break;
     }
+    case LOGREC_BUCKET_CREATE:
+    case LOGREC_BUCKET_DELETE:
+        break; /* apply_bucket */
     }
     replica_item_set(it, BATCH_APPLIED, 200, "%s", "");
     return 0;

@@ -34,7 +34,7 @@ static logrec_t sample(logrec_op_t op)
     r.mtime_ms = 1701234567890;
     r.origin = "site-a";
     r.origin_len = 6;
-    if (op != LOGREC_PURGE) {
+    if (!logrec_op_bucket_only(op)) {
         r.key = "myfile";
         r.key_len = 6;
     }
@@ -440,6 +440,104 @@ static void test_builder_baseline(void)
     CHECK(r.key_len == 0);
 }
 
+/* A format-2 bucket record (op `op`) with `extra` more map entries the caller packs. */
+static void build_bucket(builder_t *b, logrec_op_t op, size_t extra)
+{
+    msgpack_sbuffer_init(&b->sb);
+    msgpack_packer_init(&b->pk, &b->sb, msgpack_sbuffer_write);
+    (void)msgpack_pack_map(&b->pk, 7 + extra);
+    key(b, "v");
+    (void)msgpack_pack_uint64(&b->pk, 2);
+    key(b, "seq");
+    (void)msgpack_pack_uint64(&b->pk, 5);
+    key(b, "h");
+    (void)msgpack_pack_uint64(&b->pk, 99);
+    key(b, "op");
+    (void)msgpack_pack_uint64(&b->pk, (uint64_t)op);
+    key(b, "b");
+    str(b, "bkt", 3);
+    key(b, "mt");
+    (void)msgpack_pack_int64(&b->pk, 1000);
+    key(b, "o");
+    str(b, "site", 4);
+}
+
+/* Bucket creation and deletion: format 2, a bucket, a version, an origin and
+ * an mtime; no key, size, ETag or content type, in either direction. */
+static void test_bucket_ops(void)
+{
+    for (int op = LOGREC_BUCKET_CREATE; op <= LOGREC_BUCKET_DELETE; op++) {
+        logrec_t r = sample((logrec_op_t)op), d;
+        r.hlc = 0x0123456789abULL << 16 | 7;
+        roundtrip(&r);
+        r.parent_hlc = 5;
+        r.parent_origin = "site-b";
+        r.parent_origin_len = 6;
+        roundtrip(&r);
+
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        r = sample((logrec_op_t)op);
+        CHECK_EQ_INT(logrec_encode(&r, &sb), 0);
+        CHECK_EQ_INT(logrec_decode(sb.data, sb.size, &d), 0);
+        CHECK(d.op == (logrec_op_t)op && d.hlc == 42 && d.key != NULL && d.key_len == 0 && d.size == 0);
+        msgpack_sbuffer_destroy(&sb);
+
+        /* the encoder refuses what a bucket op does not carry */
+        msgpack_sbuffer_init(&sb);
+        r = sample((logrec_op_t)op);
+        r.key = "k";
+        r.key_len = 1;
+        CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+        r = sample((logrec_op_t)op);
+        r.size = 1;
+        CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+        r = sample((logrec_op_t)op);
+        r.etag[0] = 1;
+        CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+        r = sample((logrec_op_t)op);
+        r.content_type = "a";
+        r.content_type_len = 1;
+        CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+        CHECK_EQ_INT(sb.size, 0);
+        msgpack_sbuffer_destroy(&sb);
+
+        /* the decoder: the hand-built record decodes, and refuses each such field, even an empty key */
+        builder_t b;
+        build_bucket(&b, (logrec_op_t)op, 0);
+        CHECK_EQ_INT(finish(&b, &d), 0);
+        CHECK(d.op == (logrec_op_t)op && d.hlc == 99 && d.seq == 5 && d.bucket_len == 3 && d.key_len == 0);
+        static const char *const fields[] = {"k", "k", "sz", "et", "ct"};
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+            build_bucket(&b, (logrec_op_t)op, 1);
+            key(&b, fields[i]);
+            if (i == 0)
+                str(&b, "x", 1);
+            else if (i == 1)
+                str(&b, "", 0);
+            else if (i == 2)
+                (void)msgpack_pack_uint64(&b.pk, 0);
+            else if (i == 3)
+                (void)msgpack_pack_bin_with_body(&b.pk, sample_etag, 16);
+            else
+                str(&b, "", 0);
+            CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+        }
+        /* format 1 never had them: a format-1 bucket op is malformed */
+        build(&b, (logrec_op_t)op, NULL, 0);
+        CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+        build(&b, LOGREC_PURGE, NULL, 0);
+        CHECK_EQ_INT(finish(&b, &d), 0);
+    }
+    char id[LOGREC_EVENT_ID_MAX];
+    logrec_t r = sample(LOGREC_BUCKET_CREATE);
+    logrec_event_id(&r, id, sizeof(id));
+    CHECK_EQ_STR(id, "1701234567890-mybucket-+");
+    r.op = LOGREC_BUCKET_DELETE;
+    logrec_event_id(&r, id, sizeof(id));
+    CHECK_EQ_STR(id, "1701234567890-mybucket--");
+}
+
 /* A format-1 record (written before versions were clocks) still decodes:
  * its version is its seq, and it has no parent. */
 static void test_format1_record(void)
@@ -647,7 +745,8 @@ static void test_field_values(void)
         {LOGREC_PUT, "seq", VAL_FIXINT64, 5, 0}, /* non-negative int format is fine */
         {LOGREC_DELETE, "seq", VAL_UINT, UINT64_MAX, 0},
         {LOGREC_PUT, "op", VAL_UINT, 0, CIO_EPROTO},
-        {LOGREC_PUT, "op", VAL_UINT, 4, CIO_EPROTO},
+        {LOGREC_PUT, "op", VAL_UINT, 6, CIO_EPROTO},
+        {LOGREC_PUT, "op", VAL_UINT, LOGREC_BUCKET_CREATE, CIO_EPROTO}, /* format 1 has no bucket ops */
         {LOGREC_PUT, "op", VAL_NEG, 1, CIO_EPROTO},
         {LOGREC_PUT, "op", VAL_STR, 1, CIO_EPROTO},
         {LOGREC_PUT, "op", VAL_UINT, LOGREC_DELETE, CIO_EPROTO},   /* DELETE with sz/et/ct */
@@ -980,6 +1079,8 @@ static void test_op_name(void)
     CHECK_EQ_STR(logrec_op_name(LOGREC_PUT), "PUT");
     CHECK_EQ_STR(logrec_op_name(LOGREC_DELETE), "DELETE");
     CHECK_EQ_STR(logrec_op_name(LOGREC_PURGE), "PURGE");
+    CHECK_EQ_STR(logrec_op_name(LOGREC_BUCKET_CREATE), "BUCKET_CREATE");
+    CHECK_EQ_STR(logrec_op_name(LOGREC_BUCKET_DELETE), "BUCKET_DELETE");
     CHECK_EQ_STR(logrec_op_name((logrec_op_t)0), "?");
     CHECK_EQ_STR(logrec_op_name((logrec_op_t)9), "?");
 }
@@ -1079,6 +1180,7 @@ int main(void)
     RUN(test_roundtrip_put);
     RUN(test_roundtrip_delete_purge);
     RUN(test_golden_bytes);
+    RUN(test_bucket_ops);
     RUN(test_format1_record);
     RUN(test_format2_versions);
     RUN(test_encode_appends);

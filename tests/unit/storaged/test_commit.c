@@ -194,7 +194,7 @@ static commit_item_t event_from(logrec_op_t op, uint64_t version, const char *or
     it.parent_origin = "";
     it.bucket = "b";
     it.blen = 1;
-    it.key = op == LOGREC_PURGE ? "" : k;
+    it.key = logrec_op_bucket_only(op) ? "" : k;
     it.klen = strlen(it.key);
     it.ctype = "";
     memcpy(it.etag, empty_md5, 16);
@@ -532,6 +532,7 @@ typedef struct {
     char origin[8][16];
     char parent_origin[8][16];
     uint64_t parent_hlc[8];
+    int op[8];
 } logged_t;
 
 static int see_logged(void *ctx, uint64_t seq, const char *rec, size_t len)
@@ -544,6 +545,7 @@ static int see_logged(void *ctx, uint64_t seq, const char *rec, size_t len)
     snprintf(l->origin[l->n], 16, "%.*s", (int)r.origin_len, r.origin);
     snprintf(l->parent_origin[l->n], 16, "%.*s", (int)r.parent_origin_len, r.parent_origin);
     l->parent_hlc[l->n] = r.parent_hlc;
+    l->op[l->n] = (int)r.op;
     l->n++;
     return 0;
 }
@@ -591,6 +593,161 @@ static void test_replica_relog(void)
     fixture_close(&f);
 }
 
+/* Bucket "b" as stored: -1 when it has no record, else 1 when marked
+ * deleted (kept for its objects), 0 when not; its object count into *objects. */
+static int bucket_state(fixture_t *f, uint64_t *objects)
+{
+    MDB_txn *txn;
+    meta_bucket_t bk;
+    int ret = -2;
+
+    *objects = 0;
+    if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
+        return -2;
+    int rc = meta_bucket_get(&f->meta, txn, "b", 1, &bk);
+    if (rc == CIO_ENOTFOUND)
+        ret = -1;
+    else if (rc == 0) {
+        ret = bk.deleted;
+        *objects = bk.objects;
+    }
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+/* Bucket creation and deletion applied last-writer-wins with the bucket's
+ * own version; a DELETE never removes objects: the bucket stays, marked,
+ * until its last object goes; a PUT's key-level rule is unchanged. */
+static void test_replica_buckets(void)
+{
+    commit_item_t it;
+    commit_job_t job;
+    fixture_t f;
+    uint64_t n;
+
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    CHECK_EQ_INT(bucket_state(&f, &n), -1);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_CREATE, 5, NULL), BATCH_APPLIED);
+    CHECK_EQ_INT(bucket_state(&f, &n), 0);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_CREATE, 5, NULL), BATCH_SKIPPED); /* duplicate */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_DELETE, 4, NULL), BATCH_SKIPPED); /* older than the create */
+    CHECK_EQ_INT(bucket_state(&f, &n), 0);
+
+    /* an empty bucket goes; its delete version stays and stops older creates, not newer ones */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_DELETE, 7, NULL), BATCH_APPLIED);
+    CHECK_EQ_INT(bucket_state(&f, &n), -1);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_DELETE, 7, NULL), BATCH_SKIPPED);
+    CHECK_EQ_INT(apply_from(&f, LOGREC_BUCKET_CREATE, 6, "z", NULL), BATCH_SKIPPED);
+    CHECK_EQ_INT(bucket_state(&f, &n), -1);
+    CHECK_EQ_INT(apply_from(&f, LOGREC_BUCKET_CREATE, 7, "b", NULL), BATCH_APPLIED); /* the site ids break the tie */
+    CHECK_EQ_INT(bucket_state(&f, &n), 0);
+
+    /* a DELETE of a bucket that holds objects here: applied, but the bucket and its objects stay */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 9, "k"), BATCH_APPLIED);
+    it = event(LOGREC_BUCKET_DELETE, 10, NULL);
+    CHECK(apply(&f, &it, 1) == 0);
+    CHECK_EQ_INT(it.result, BATCH_APPLIED);
+    CHECK(strstr(it.error, "holds 1 objects") != NULL);
+    CHECK_EQ_INT(bucket_state(&f, &n), 1);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(stored_version(&f, "k"), 9);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_DELETE, 10, NULL), BATCH_SKIPPED);
+    /* ... until its last object goes (the DELETEs that emptied it on its origin, overtaken) */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_DELETE, 8, "k"), BATCH_SKIPPED);
+    CHECK_EQ_INT(bucket_state(&f, &n), 1);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_DELETE, 9, "k"), BATCH_SKIPPED); /* not newer than the object */
+    CHECK_EQ_INT(apply_from(&f, LOGREC_DELETE, 9, "b", "k"), BATCH_APPLIED);
+    CHECK_EQ_INT(bucket_state(&f, &n), -1);
+
+    /* a PUT into a deleted bucket follows the key's rule: the bucket comes back for it, still deleted */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 4, "x"), BATCH_APPLIED);
+    CHECK_EQ_INT(bucket_state(&f, &n), 1);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_DELETE, 10, NULL), BATCH_SKIPPED); /* it knows that delete */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_DELETE, 12, "x"), BATCH_APPLIED);
+    CHECK_EQ_INT(bucket_state(&f, &n), -1);
+    /* a newer create in between would have kept it */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 13, "y"), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_CREATE, 14, NULL), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_DELETE, 15, "y"), BATCH_APPLIED);
+    CHECK_EQ_INT(bucket_state(&f, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    /* a PURGE empties a bucket kept for its objects: it goes */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PUT, 16, "z"), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_DELETE, 17, NULL), BATCH_APPLIED);
+    CHECK_EQ_INT(bucket_state(&f, &n), 1);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PURGE, 18, NULL), BATCH_APPLIED);
+    CHECK_EQ_INT(bucket_state(&f, &n), -1);
+
+    /* local: a create and a delete take versions from the clock, after all the site knows */
+    local_job(&job, COMMIT_BUCKET_CREATE, "");
+    submit_and_wait(f.c, &job, 1);
+    CHECK_EQ_INT(job.result, 0);
+    CHECK_EQ_INT(job.created, 1);
+    CHECK(job.version > 18);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_DELETE, 18, NULL), BATCH_SKIPPED);
+    CHECK_EQ_INT(bucket_state(&f, &n), 0);
+    local_job(&job, COMMIT_BUCKET_DELETE, "");
+    submit_and_wait(f.c, &job, 1);
+    CHECK_EQ_INT(job.result, 0);
+    CHECK_EQ_INT(bucket_state(&f, &n), -1);
+    /* a newer purge covers the keys' tombstones, not the bucket's own */
+    CHECK_EQ_INT(apply_one(&f, LOGREC_PURGE, job.version + 1, NULL), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_CREATE, job.version - 1, NULL), BATCH_SKIPPED);
+    CHECK_EQ_INT(bucket_state(&f, &n), -1);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_CREATE, job.version + 1, NULL), BATCH_APPLIED);
+    CHECK_EQ_INT(bucket_state(&f, &n), 0);
+    fixture_close(&f);
+}
+
+/* With the log on, local bucket operations are logged, and applied ones are
+ * logged again with their origin's version; skipped ones are not. */
+static void test_replica_buckets_relog(void)
+{
+    commit_job_t job;
+    fixture_t f;
+    logged_t l;
+    MDB_txn *txn;
+    uint64_t created;
+
+    if (fixture_open_log(&f, 1) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    local_job(&job, COMMIT_BUCKET_CREATE, "");
+    submit_and_wait(f.c, &job, 1);
+    CHECK_EQ_INT(job.result, 0);
+    created = job.version;
+    local_job(&job, COMMIT_BUCKET_CREATE, ""); /* it exists: nothing logged */
+    submit_and_wait(f.c, &job, 1);
+    CHECK_EQ_INT(job.result, 0);
+    CHECK_EQ_INT(job.created, 0);
+    local_job(&job, COMMIT_BUCKET_DELETE, "");
+    submit_and_wait(f.c, &job, 1);
+    CHECK_EQ_INT(job.result, 0);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_CREATE, job.version - 1, NULL), BATCH_SKIPPED);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_CREATE, job.version + 5, NULL), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_one(&f, LOGREC_BUCKET_CREATE, job.version + 5, NULL), BATCH_SKIPPED);
+    memset(&l, 0, sizeof(l));
+    CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+    CHECK(replog_scan(&f.meta, txn, 0, see_logged, &l) == 0);
+    mdb_txn_abort(txn);
+    CHECK_EQ_INT(l.n, 3);
+    CHECK_EQ_INT(l.op[0], LOGREC_BUCKET_CREATE);
+    CHECK_EQ_INT(l.hlc[0], created);
+    CHECK_EQ_STR(l.origin[0], "test");
+    CHECK_EQ_INT(l.op[1], LOGREC_BUCKET_DELETE);
+    CHECK_EQ_INT(l.hlc[1], job.version);
+    CHECK_EQ_INT(l.parent_hlc[1], created);
+    CHECK_EQ_INT(l.op[2], LOGREC_BUCKET_CREATE);
+    CHECK_EQ_INT(l.hlc[2], job.version + 5);
+    CHECK_EQ_STR(l.origin[2], "a");
+    fixture_close(&f);
+}
+
 int main(void)
 {
     log_init("test", "test_commit", LOG_LVL_WARN, 0);
@@ -602,5 +759,7 @@ int main(void)
     RUN(test_replica_clock_skew);
     RUN(test_replica_shuffled_and_duplicated);
     RUN(test_replica_relog);
+    RUN(test_replica_buckets);
+    RUN(test_replica_buckets_relog);
     return TEST_SUMMARY();
 }
