@@ -22,6 +22,7 @@
 #include <lmdb.h>
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/vctx.h"
 #include "proto/logrec.h"
 
 #define META_OBJKEY_MAX 480 /* below LMDB's 511-byte key limit */
@@ -48,6 +49,9 @@ typedef struct {
     char origin[LOGREC_ORIGIN_MAX + 1]; /* orders by); "" for a version from before origins were recorded. NUL-terminated */
     uint16_t key_len;                   /* the full key (filled by get and listing) */
     char key[LOGREC_KEY_MAX + 1];       /* NUL-terminated */
+    vctx_t ctx; /* the key's causal context besides (version, origin) itself (common/vctx.h; docs/replication-apply.md,
+                   "Conflicts"): what the site had seen of the key from each site when this version was stored.
+                   Empty for most objects (one site writing the key) */
 } meta_obj_t;
 
 #define META_OPEN_CREATE 1u /* create what is missing: the directory, the environment, its tables */
@@ -65,7 +69,10 @@ typedef struct {
  *      clock version and its origin site id; tombstones and purge versions
  *      carry an origin too, and bucket records a version of their own
  *      (storaged/meta.h; their older records still read, as versions with
- *      origin "")
+ *      origin ""). Object records (format 4) and tombstones (format 3) may
+ *      carry a causal context; those without one read as an empty context
+ *      (format 2 was not released before contexts were added, so they
+ *      needed no new format number)
  * A new environment is created at META_FORMAT_CURRENT, in the transaction
  * that creates its tables. */
 #define META_FORMAT_CURRENT 2

@@ -93,6 +93,20 @@ void vctx_add(vctx_t *c, const char *site, size_t site_len, uint64_t hlc)
     c->n++;
 }
 
+void vctx_trim(vctx_t *c, const char *site, size_t site_len, uint64_t hlc)
+{
+    if (site_len == 0 || site_len > LIMIT_SITE_ID_MAX) {
+        if (c->floor <= hlc)
+            c->floor = 0;
+        return;
+    }
+    int i = find(c, site, site_len);
+    if (i >= 0 && c->e[i].hlc <= hlc) {
+        memmove(&c->e[i], &c->e[i + 1], (size_t)(c->n - i - 1) * sizeof(c->e[0]));
+        c->n--;
+    }
+}
+
 void vctx_merge(vctx_t *dst, const vctx_t *src)
 {
     if (src->floor > dst->floor) {

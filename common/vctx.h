@@ -27,9 +27,9 @@
 #define VCTX_MAX 16 /* sites per key's context */
 
 typedef struct {
-    uint64_t hlc;                       /* > 0 */
-    uint8_t site_len;                   /* 1..LIMIT_SITE_ID_MAX */
-    char site[LIMIT_SITE_ID_MAX + 1];   /* NUL-terminated */
+    uint64_t hlc;                     /* > 0 */
+    uint8_t site_len;                 /* 1..LIMIT_SITE_ID_MAX */
+    char site[LIMIT_SITE_ID_MAX + 1]; /* NUL-terminated */
 } vctx_entry_t;
 
 typedef struct {
@@ -56,6 +56,12 @@ int vctx_seen(const vctx_t *c, const char *site, size_t site_len, uint64_t hlc);
  * recorded) or longer than LIMIT_SITE_ID_MAX raises the floor instead; a
  * full context evicts its smallest entry into the floor (vctx.h's top). */
 void vctx_add(vctx_t *c, const char *site, size_t site_len, uint64_t hlc);
+
+/* Removes from c what (site, hlc) implies, so that a record storing
+ * (site, hlc) with c stores no entry twice: site's entry when it is at most
+ * hlc; for a site of length 0, the floor when it is at most hlc. Adding
+ * (site, hlc) back (vctx_add) gives the same knowledge as before. */
+void vctx_trim(vctx_t *c, const char *site, size_t site_len, uint64_t hlc);
 
 /* dst becomes the merge of dst and src (entry-wise maximum, larger floor). */
 void vctx_merge(vctx_t *dst, const vctx_t *src);

@@ -68,6 +68,7 @@ struct commit_item {
     uint64_t parent_version;   /* the version it replaced on its origin (0 and "" when none): */
     const char *parent_origin; /* passed on unchanged when the event is logged again here (a chain) */
     size_t parent_origin_len;
+    vctx_t ctx; /* the key's causal context on its origin when it wrote it (logrec_t's); passed on unchanged */
     const char *bucket;
     size_t blen;
     const char *key; /* "" for PURGE */

@@ -228,10 +228,15 @@ int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
 /* What the site knows of key k: the largest version (hlc_version_cmp) of
  * its bucket's purge (`purge`), its object (`old`, when had_old) and its
- * tombstone, into *known; *had_tomb tells whether it has a tombstone. Used
- * as a local mutation's parent and by apply to find stale events. */
+ * tombstone, into *known; *had_tomb tells whether it has a tombstone, and
+ * then *tomb holds it. *kctx gets the key's causal context: the object's
+ * and the tombstone's versions with their contexts, and the purge's
+ * version as the floor (a purge covers every older version of any site).
+ * Used as a local mutation's parent and context, and by apply to tell
+ * stale, descendant and concurrent events apart. */
 int mutate_key_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_ver_t *purge,
-                     const meta_obj_t *old, int had_old, int *had_tomb, meta_ver_t *known) CIO_MUST_CHECK;
+                     const meta_obj_t *old, int had_old, int *had_tomb, meta_tomb_t *tomb, meta_ver_t *known,
+                     vctx_t *kctx) CIO_MUST_CHECK;
 
 /* ---- replica.c: a replica's batch (COMMIT_APPLY) ---- */
 

@@ -97,6 +97,7 @@ int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO_MUS
 typedef struct {
     meta_ver_t version; /* the DELETE's version (or, from a format-1 store, the replaced applied object's) */
     int64_t time_ms;    /* when this site recorded it (local clock): garbage collection */
+    vctx_t ctx;         /* the key's causal context besides `version` itself (meta_obj_t's ctx); empty for a bucket's */
 } meta_tomb_t;
 
 /* Tombstone of key k in bucket b, keyed like "objects". get returns

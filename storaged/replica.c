@@ -99,11 +99,12 @@ static int apply_cache_bk(commit_t *c, MDB_txn *txn, apply_cache_t *ac, int crea
  * *had_old tells whether `old` holds the object, *had_tomb whether the key
  * has a tombstone. */
 static int known_version(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const commit_item_t *it, meta_ver_t *known, meta_obj_t *old,
-                         int *had_old, int *had_tomb)
+                         int *had_old, int *had_tomb, meta_tomb_t *tomb, vctx_t *kctx)
 {
     int ret;
 
     *had_old = *had_tomb = 0;
+    vctx_init(kctx);
     if ((ret = apply_cache_bucket(c, txn, ac, it)) != 0)
         return ret;
     *known = ac->purge;
@@ -113,7 +114,16 @@ static int known_version(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const com
     if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
     *had_old = ret == 0;
-    return mutate_key_known(c, txn, it->bucket, it->blen, it->key, it->klen, &ac->purge, old, *had_old, had_tomb, known);
+    return mutate_key_known(c, txn, it->bucket, it->blen, it->key, it->klen, &ac->purge, old, *had_old, had_tomb, tomb, known,
+                            kctx);
+}
+
+/* The key's context once the item is known here: what the site knew (kctx)
+ * merged with the item's own context and version. */
+static void item_merge_ctx(const commit_item_t *it, vctx_t *kctx)
+{
+    vctx_merge(kctx, &it->ctx);
+    vctx_add(kctx, it->origin, it->origin_len, it->version);
 }
 
 /* Marks the item skipped when it is no newer than what is known (equal:
@@ -153,13 +163,15 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
         commit_item_t *it = &j->items[i];
         meta_ver_t known;
         meta_obj_t old;
+        meta_tomb_t tomb;
+        vctx_t kctx;
         int had_old, had_tomb;
 
         it->job = j;
         it->ext = (alloc_extent_t){0, 0};
         if (it->final || it->op != LOGREC_PUT)
             continue;
-        if ((ret = known_version(c, txn, &ac, it, &known, &old, &had_old, &had_tomb)) != 0)
+        if ((ret = known_version(c, txn, &ac, it, &known, &old, &had_old, &had_tomb, &tomb, &kctx)) != 0)
             return ret;
         if (item_stale(it, &known))
             continue;
@@ -266,6 +278,7 @@ static int relog(commit_t *c, MDB_txn *txn, const commit_item_t *it)
     r.parent_hlc = it->parent_version;
     r.parent_origin = it->parent_origin;
     r.parent_origin_len = it->parent_origin_len;
+    r.ctx = it->ctx;
     if (it->op == LOGREC_PUT) {
         r.size = it->size;
         memcpy(r.etag, it->etag, 16);
@@ -332,6 +345,7 @@ static int apply_bucket(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_ite
     } else {
         tomb.version = version;
         tomb.time_ms = clock_wall_ms();
+        vctx_init(&tomb.ctx);
         if ((ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, "", 0, &tomb)) != 0)
             return ret;
     }
@@ -349,12 +363,13 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
     meta_bucket_t *bk;
     meta_obj_t o, old;
     meta_tomb_t tomb;
+    vctx_t kctx;
     meta_ver_t known, version = meta_ver_make(it->version, it->origin, it->origin_len);
     int ret, had_old, had_tomb;
 
     if (it->op == LOGREC_BUCKET_CREATE || it->op == LOGREC_BUCKET_DELETE)
         return apply_bucket(c, txn, ac, it);
-    if ((ret = known_version(c, txn, ac, it, &known, &old, &had_old, &had_tomb)) != 0)
+    if ((ret = known_version(c, txn, ac, it, &known, &old, &had_old, &had_tomb, &tomb, &kctx)) != 0)
         return ret;
     if (item_stale(it, &known))
         return 0;
@@ -369,6 +384,9 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
         if ((ret = apply_cache_bk(c, txn, ac, 1, &bk)) != 0)
             return ret;
         commit_obj_init(&o, it->version, version.origin, it->ext, it->size, it->etag, it->mtime_ms, it->ctype, it->ctype_len);
+        item_merge_ctx(it, &kctx);
+        vctx_trim(&kctx, it->origin, it->origin_len, it->version);
+        o.ctx = kctx;
         /* an extent cut from the job's run is not pending on its own (replica_finish) */
         if ((ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &o)) != 0 ||
             (it->job->ext.len == 0 && (ret = meta_pending_del(c->meta, txn, it->ext)) != 0) ||
@@ -403,6 +421,9 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
         }
         tomb.version = version;
         tomb.time_ms = clock_wall_ms();
+        item_merge_ctx(it, &kctx);
+        vctx_trim(&kctx, it->origin, it->origin_len, it->version);
+        tomb.ctx = kctx;
         if ((ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &tomb)) != 0)
             return ret;
         break;

@@ -51,6 +51,27 @@ static void test_merge_equal(void)
     CHECK(vctx_equal(&a, &b)); /* the merge is commutative: equal knowledge, equal form */
 }
 
+static void test_trim(void)
+{
+    vctx_t c, before;
+    vctx_init(&c);
+    add(&c, "a", 5);
+    add(&c, "b", 6);
+    before = c;
+    vctx_trim(&c, "a", 1, 7);
+    CHECK(c.n == 1 && get(&c, "a") == 0);
+    add(&c, "a", 7);
+    CHECK(get(&c, "a") == 7 && get(&c, "b") == 6);
+    c = before;
+    vctx_trim(&c, "b", 1, 5); /* the entry knows more: it stays */
+    CHECK(vctx_equal(&c, &before));
+    c.floor = 3;
+    vctx_trim(&c, "", 0, 4);
+    CHECK(c.floor == 0 && c.n == 2);
+    add(&c, "", 4);
+    CHECK(c.floor == 4 && get(&c, "a") == 5);
+}
+
 /* Past VCTX_MAX sites the smallest entry goes into the floor: knowledge is
  * rounded up, never down. */
 static void test_cap(void)
@@ -119,6 +140,7 @@ int main(void)
 {
     RUN(test_add_get);
     RUN(test_merge_equal);
+    RUN(test_trim);
     RUN(test_cap);
     RUN(test_encode_decode);
     return TEST_SUMMARY();

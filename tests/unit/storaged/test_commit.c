@@ -528,6 +528,7 @@ static void test_replica_shuffled_and_duplicated(void)
 
 typedef struct {
     size_t n;
+    vctx_t ctx[8];
     uint64_t hlc[8];
     char origin[8][16];
     char parent_origin[8][16];
@@ -546,6 +547,7 @@ static int see_logged(void *ctx, uint64_t seq, const char *rec, size_t len)
     snprintf(l->parent_origin[l->n], 16, "%.*s", (int)r.parent_origin_len, r.parent_origin);
     l->parent_hlc[l->n] = r.parent_hlc;
     l->op[l->n] = (int)r.op;
+    l->ctx[l->n] = r.ctx;
     l->n++;
     return 0;
 }
@@ -590,6 +592,83 @@ static void test_replica_relog(void)
     CHECK_EQ_STR(l.origin[1], "test");
     CHECK_EQ_INT(l.parent_hlc[1], 50); /* the version it replaced */
     CHECK_EQ_STR(l.parent_origin[1], "a");
+    fixture_close(&f);
+}
+
+/* The stored causal context of key k of bucket "b": the object's, else the tombstone's; 0, or -1 when the key has neither. */
+static int stored_ctx(fixture_t *f, const char *k, vctx_t *out)
+{
+    MDB_txn *txn;
+    meta_obj_t o;
+    meta_tomb_t t;
+    int ret = -1;
+
+    if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1;
+    if (meta_obj_get(&f->meta, txn, "b", 1, k, strlen(k), &o) == 0) {
+        *out = o.ctx;
+        ret = 0;
+    } else if (meta_tomb_get(&f->meta, txn, "b", 1, k, strlen(k), &t) == 0) {
+        *out = t.ctx;
+        ret = 0;
+    }
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+static uint64_t ctx_of(const vctx_t *c, const char *site)
+{
+    return vctx_get(c, site, strlen(site));
+}
+
+/* The causal context: a local write records what its site knew of the key
+ * (besides its own version: one site alone stores none), an applied event
+ * adds its own context and version to the key's, and is logged again with
+ * its origin's context unchanged. */
+static void test_context_stored_and_logged(void)
+{
+    commit_job_t put, put2, del;
+    commit_item_t it;
+    fixture_t f;
+    logged_t l;
+    vctx_t k;
+    MDB_txn *txn;
+
+    if (fixture_open_log(&f, 1) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    local_job(&put2, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put2, 1);
+    CHECK_EQ_INT(put2.result, 0);
+    CHECK(stored_ctx(&f, "k", &k) == 0 && k.n == 0 && k.floor == 0); /* one site: nothing besides the version */
+
+    it = event_from(LOGREC_PUT, put2.version + 100, "a", "k");
+    vctx_add(&it.ctx, "test", 4, put2.version); /* a wrote after seeing put2 */
+    vctx_add(&it.ctx, "z", 1, 7);
+    CHECK(apply(&f, &it, 1) == 0);
+    CHECK_EQ_INT(it.result, BATCH_APPLIED);
+    CHECK(stored_ctx(&f, "k", &k) == 0 && k.n == 2 && ctx_of(&k, "test") == put2.version && ctx_of(&k, "z") == 7);
+
+    local_job(&del, COMMIT_DELETE, "k");
+    submit_and_wait(f.c, &del, 1);
+    CHECK_EQ_INT(del.result, 0);
+    /* the tombstone's: a's PUT and what came with it; this site's own entry is implied by the delete's version */
+    CHECK(stored_ctx(&f, "k", &k) == 0 && k.n == 2 && ctx_of(&k, "a") == put2.version + 100 && ctx_of(&k, "z") == 7 &&
+          ctx_of(&k, "test") == 0);
+
+    memset(&l, 0, sizeof(l));
+    CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+    CHECK(replog_scan(&f.meta, txn, 0, see_logged, &l) == 0);
+    mdb_txn_abort(txn);
+    CHECK_EQ_INT(l.n, 4);
+    CHECK(l.ctx[0].n == 0);                                                 /* the first write knew nothing */
+    CHECK(l.ctx[1].n == 0);                                                 /* put2 knew put only: its own site's */
+    CHECK(l.ctx[2].n == 2 && vctx_equal(&l.ctx[2], &it.ctx));               /* forwarded as its origin wrote it */
+    CHECK(l.ctx[3].n == 2 && ctx_of(&l.ctx[3], "a") == put2.version + 100); /* the delete knew a's PUT */
     fixture_close(&f);
 }
 
@@ -759,6 +838,7 @@ int main(void)
     RUN(test_replica_clock_skew);
     RUN(test_replica_shuffled_and_duplicated);
     RUN(test_replica_relog);
+    RUN(test_context_stored_and_logged);
     RUN(test_replica_buckets);
     RUN(test_replica_buckets_relog);
     return TEST_SUMMARY();
