@@ -190,6 +190,8 @@ int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
     X(META_APPLY_FAILED, "apply_failed", "a replica's events refused, for now or for good (storaged)")                             \
     X(META_APPLY_PERMANENT, "apply_permanent", "a replica's events refused for good (storaged)")                                   \
     X(META_APPLY_CLOCK_SKEW, "apply_clock_skew", "remote versions applied that were more than max_clock_skew ahead (storaged)")    \
+    X(META_APPLY_CONFLICTS, "apply_conflicts",                                                                                     \
+      "events applied or refused that were written concurrently with the key's version (storaged)")                                \
     X(META_HLC_LAST, "hlc_last", "the site's clock: no version stored here is larger (storaged, at every commit)")                 \
     X(META_STORE_ID_HI, "store_id_hi", "the data store's identity, high half (storaged)")                                          \
     X(META_STORE_ID_LO, "store_id_lo", "the data store's identity, low half (storaged)")                                           \

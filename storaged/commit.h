@@ -90,6 +90,7 @@ struct commit_item {
 
     /* internal */
     alloc_extent_t ext;
+    int needs_ext; /* step 1: a PUT with bytes that is to be written (replica_allocate) */
     commit_job_t *job;
     commit_item_t *fetch_next;
 };

@@ -231,7 +231,8 @@ int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
  * tombstone, into *known; *had_tomb tells whether it has a tombstone, and
  * then *tomb holds it. *kctx gets the key's causal context: the object's
  * and the tombstone's versions with their contexts, and the purge's
- * version as the floor (a purge covers every older version of any site).
+ * version less one as the floor (a purge covers every older version of
+ * any site; one of the purge's own clock value is ordered by site id).
  * Used as a local mutation's parent and context, and by apply to tell
  * stale, descendant and concurrent events apart. */
 int mutate_key_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_ver_t *purge,

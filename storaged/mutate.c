@@ -68,8 +68,10 @@ int mutate_key_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, cons
 
     *known = *purge;
     vctx_init(kctx);
-    if (purge->hlc != 0)
-        vctx_add(kctx, "", 0, purge->hlc);
+    /* the purge covers what orders before it: every version of a smaller clock value (an equal one is ordered by
+     * its site id: the floor stops short of it, and apply compares it with the purge's version itself) */
+    if (purge->hlc > 1)
+        vctx_add(kctx, "", 0, purge->hlc - 1);
     if (had_old) {
         if (meta_obj_version_cmp(old, known->hlc, known->origin, known->origin_len) > 0)
             *known = meta_ver_make(old->version, old->origin, old->origin_len);

@@ -141,6 +141,65 @@ static int item_stale(commit_item_t *it, const meta_ver_t *known)
     return 1;
 }
 
+/* What becomes of a PUT or DELETE (docs/replication-apply.md, "Conflicts"). */
+typedef enum {
+    FATE_SEEN,  /* the key's context has it (a duplicate, or older than something that followed it), or a purge covers
+                   it: skipped (final), never a conflict, not logged again */
+    FATE_NEW,   /* it follows what the key holds (or the key holds nothing): applied */
+    FATE_WINS,  /* concurrent with what the key holds, and the last writer: applied, a conflict */
+    FATE_LOSES, /* concurrent with what the key holds, and not the last writer: not applied, a conflict */
+} item_fate_t;
+
+/* The version the key holds: its object's or its tombstone's, the larger
+ * (hlc 0: none). */
+static meta_ver_t held_version(const meta_obj_t *old, int had_old, const meta_tomb_t *tomb, int had_tomb)
+{
+    meta_ver_t held = meta_ver_make(0, "", 0);
+    if (had_old)
+        held = meta_ver_make(old->version, old->origin, old->origin_len);
+    if (had_tomb && meta_ver_cmp(&tomb->version, &held) > 0)
+        held = tomb->version;
+    return held;
+}
+
+/* The fate of item `it` at a key whose context is kctx and which holds
+ * version `held`, in a bucket last purged at `purge`. Marks a seen item
+ * skipped (final). The event descends from `held` when its own context, or
+ * its own version (a site's writes follow each other), covers it. A held
+ * version of no site (a format-1 store's) predates contexts: it is taken
+ * for an ancestor, and last-writer-wins alone decides. */
+static item_fate_t item_fate(commit_item_t *it, const vctx_t *kctx, const meta_ver_t *purge, const meta_ver_t *held)
+{
+    int descends;
+
+    if (vctx_seen(kctx, it->origin, it->origin_len, it->version)) {
+        if (held->hlc == it->version && held->origin_len == it->origin_len && memcmp(held->origin, it->origin, it->origin_len) == 0)
+            replica_item_set(it, BATCH_SKIPPED, 200, "duplicate: this version is already applied");
+        else
+            replica_item_set(it, BATCH_SKIPPED, 200, "stale: already seen here; this site holds version %" PRIu64 " from \"%s\"",
+                             held->hlc, held->origin);
+        return FATE_SEEN;
+    }
+    if (hlc_version_cmp(it->version, it->origin, it->origin_len, purge->hlc, purge->origin, purge->origin_len) <= 0) {
+        replica_item_set(it, BATCH_SKIPPED, 200, "stale: the bucket was purged at version %" PRIu64 " from \"%s\"", purge->hlc,
+                         purge->origin);
+        return FATE_SEEN;
+    }
+    if (held->hlc == 0)
+        return FATE_NEW;
+    descends = held->origin_len == 0 || vctx_seen(&it->ctx, held->origin, held->origin_len, held->hlc) ||
+               (held->origin_len == it->origin_len && memcmp(held->origin, it->origin, it->origin_len) == 0);
+    int cmp = hlc_version_cmp(it->version, it->origin, it->origin_len, held->hlc, held->origin, held->origin_len);
+    if (descends) {
+        if (cmp > 0)
+            return FATE_NEW;
+        /* a descendant orders after its ancestor (the clock's receive rule): only a version of no site gets here */
+        replica_item_set(it, BATCH_SKIPPED, 200, "stale: this site holds version %" PRIu64 " from \"%s\"", held->hlc, held->origin);
+        return FATE_SEEN;
+    }
+    return cmp > 0 ? FATE_WINS : FATE_LOSES;
+}
+
 /* Step 1: extents for the PUTs not already stale. They are cut from one
  * extent for the whole job when the free map has one that large (j->ext,
  * marked pending as a whole: one allocation, one pending record, where a
@@ -161,25 +220,30 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
     EVP_Digest("", 0, empty_md5, NULL, EVP_md5(), NULL);
     for (size_t i = 0; i < j->nitems; i++) {
         commit_item_t *it = &j->items[i];
-        meta_ver_t known;
+        meta_ver_t known, held;
         meta_obj_t old;
         meta_tomb_t tomb;
         vctx_t kctx;
         int had_old, had_tomb;
+        item_fate_t fate;
 
         it->job = j;
         it->ext = (alloc_extent_t){0, 0};
+        it->needs_ext = 0;
         if (it->final || it->op != LOGREC_PUT)
             continue;
         if ((ret = known_version(c, txn, &ac, it, &known, &old, &had_old, &had_tomb, &tomb, &kctx)) != 0)
             return ret;
-        if (item_stale(it, &known))
-            continue;
+        held = held_version(&old, had_old, &tomb, had_tomb);
+        fate = item_fate(it, &kctx, &ac.purge, &held);
+        if (fate == FATE_SEEN || fate == FATE_LOSES)
+            continue; /* nothing to write; a loser is recorded in step 3 */
         if (it->size == 0) {
             if (CRYPTO_memcmp(it->etag, empty_md5, 16) != 0)
                 replica_item_set(it, BATCH_PERMANENT, 400, "an empty object whose ETag is not the MD5 of nothing");
             continue; /* nothing to write: finished in step 3 */
         }
+        it->needs_ext = 1;
         if (want < UINT64_MAX / 4 && it->size < UINT64_MAX / 4)
             want += alloc_round(it->size);
         else
@@ -197,7 +261,7 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
                 return ret;
             for (size_t i = 0; i < j->nitems; i++) {
                 commit_item_t *it = &j->items[i];
-                if (it->final || it->op != LOGREC_PUT || it->size == 0)
+                if (!it->needs_ext)
                     continue;
                 it->ext = (alloc_extent_t){off, alloc_round(it->size)};
                 off += it->ext.len;
@@ -212,7 +276,7 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
     }
     for (size_t i = 0; i < j->nitems; i++) {
         commit_item_t *it = &j->items[i];
-        if (it->final || it->op != LOGREC_PUT || it->size == 0)
+        if (!it->needs_ext)
             continue;
         ret = reuse_take_extent(c, txn, it->size, &it->ext);
         if (ret == 0 && (ret = meta_pending_add(c->meta, txn, it->ext)) != 0)
@@ -358,25 +422,58 @@ static int apply_bucket(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_ite
  * for the site's own log (first: an event that cannot be logged is refused
  * before anything changes), then the change. Only fatal errors are
  * returned. */
-static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_t *it)
+static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_t *it, uint64_t *conflicts)
 {
     meta_bucket_t *bk;
     meta_obj_t o, old;
     meta_tomb_t tomb;
     vctx_t kctx;
-    meta_ver_t known, version = meta_ver_make(it->version, it->origin, it->origin_len);
+    meta_ver_t known, held, version = meta_ver_make(it->version, it->origin, it->origin_len);
+    item_fate_t fate = FATE_NEW;
     int ret, had_old, had_tomb;
 
     if (it->op == LOGREC_BUCKET_CREATE || it->op == LOGREC_BUCKET_DELETE)
         return apply_bucket(c, txn, ac, it);
     if ((ret = known_version(c, txn, ac, it, &known, &old, &had_old, &had_tomb, &tomb, &kctx)) != 0)
         return ret;
-    if (item_stale(it, &known))
-        return 0;
+    if (it->op == LOGREC_PURGE) {
+        if (item_stale(it, &known))
+            return 0;
+    } else {
+        held = held_version(&old, had_old, &tomb, had_tomb);
+        fate = item_fate(it, &kctx, &ac->purge, &held);
+        if (fate == FATE_SEEN)
+            return 0;
+        if (it->op == LOGREC_PUT && fate != FATE_LOSES && it->size > 0 && it->ext.len == 0) {
+            /* step 1 found it losing, or seen: what the key holds changed since; the sender tries again */
+            replica_item_set(it, BATCH_RETRY, 500, "the key changed while the event was applied");
+            return 0;
+        }
+    }
     if ((ret = relog(c, txn, it)) != 0) {
         if (commit_fatal(ret))
             return ret;
         replica_item_set(it, BATCH_PERMANENT, 400, "cannot log the event for this site's targets: %s", cio_strerror(ret));
+        return 0;
+    }
+    if (fate == FATE_WINS || fate == FATE_LOSES)
+        (*conflicts)++;
+    if (fate == FATE_LOSES) {
+        /* the key keeps what it holds, and now knows the event too: a copy of it arriving later is seen */
+        item_merge_ctx(it, &kctx);
+        if (had_tomb && meta_ver_cmp(&held, &tomb.version) == 0) {
+            vctx_trim(&kctx, tomb.version.origin, tomb.version.origin_len, tomb.version.hlc);
+            tomb.ctx = kctx;
+            ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &tomb);
+        } else {
+            vctx_trim(&kctx, old.origin, old.origin_len, old.version);
+            old.ctx = kctx;
+            ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &old);
+        }
+        if (ret != 0)
+            return ret;
+        replica_item_set(it, BATCH_SKIPPED, 200, "conflict: written concurrently with version %" PRIu64 " from \"%s\", which wins",
+                         held.hlc, held.origin);
         return 0;
     }
     switch (it->op) {
@@ -489,7 +586,7 @@ static int clock_receive(commit_t *c, const commit_item_t *it)
  * later round. */
 int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
-    uint64_t n[4] = {0, 0, 0, 0}, skewed = 0;
+    uint64_t n[4] = {0, 0, 0, 0}, skewed = 0, conflicts = 0;
     apply_cache_t ac;
     int ret;
 
@@ -502,7 +599,7 @@ int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
             replica_item_fail(it, j->result); /* the data sync failed: nothing of it is durable */
         if (it->version != 0)
             skewed += (uint64_t)clock_receive(c, it);
-        if (!it->final && (ret = apply_item(c, txn, &ac, it)) != 0)
+        if (!it->final && (ret = apply_item(c, txn, &ac, it, &conflicts)) != 0)
             return ret;
         if (it->result != BATCH_APPLIED && it->ext.len > 0 &&
             (ret = j->ext.len > 0 ? reuse_quarantine_add(c, txn, it->ext) : reuse_quarantine_track(c, it->ext, UINT64_MAX, 0)) != 0)
@@ -516,7 +613,8 @@ int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = meta_state_add(c->meta, txn, META_APPLY_SKIPPED, (int64_t)n[BATCH_SKIPPED])) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_APPLY_FAILED, (int64_t)(n[BATCH_RETRY] + n[BATCH_PERMANENT]))) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_APPLY_PERMANENT, (int64_t)n[BATCH_PERMANENT])) != 0 ||
-        (skewed > 0 && (ret = meta_state_add(c->meta, txn, META_APPLY_CLOCK_SKEW, (int64_t)skewed)) != 0))
+        (skewed > 0 && (ret = meta_state_add(c->meta, txn, META_APPLY_CLOCK_SKEW, (int64_t)skewed)) != 0) ||
+        (conflicts > 0 && (ret = meta_state_add(c->meta, txn, META_APPLY_CONFLICTS, (int64_t)conflicts)) != 0))
         return ret;
     return 0;
 }

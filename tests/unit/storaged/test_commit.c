@@ -6,6 +6,7 @@
  * written to the store and the tests need no space allocated. */
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,7 @@ static int apply(fixture_t *f, commit_item_t *items, size_t n)
     job.op = COMMIT_APPLY;
     job.items = items;
     job.nitems = n;
+    job.body = items; /* the batch's buffer, which inline bytes (items' data) point into: only its presence matters */
     submit_and_wait(f->c, &job, 1);
     return job.result;
 }
@@ -672,6 +674,287 @@ static void test_context_stored_and_logged(void)
     fixture_close(&f);
 }
 
+/* ---- conflicts (docs/replication-apply.md, "Conflicts") ---- */
+
+/* An event from `origin` whose context is the pairs (site, version) given, ending with NULL. */
+static commit_item_t event_ctx(logrec_op_t op, uint64_t version, const char *origin, const char *k, ...)
+{
+    commit_item_t it = event_from(op, version, origin, k);
+    va_list ap;
+    const char *site;
+    va_start(ap, k);
+    while ((site = va_arg(ap, const char *)) != NULL)
+        vctx_add(&it.ctx, site, strlen(site), va_arg(ap, uint64_t));
+    va_end(ap);
+    return it;
+}
+
+static int apply_item1(fixture_t *f, commit_item_t it)
+{
+    if (apply(f, &it, 1) != 0 || !it.final)
+        return -1;
+    return (int)it.result;
+}
+
+/* Two sites write a key without seeing each other's write: a conflict,
+ * whichever arrives first; the last writer stands, the same either way;
+ * copies of either event arriving later are no further conflict. */
+static void test_conflict_put_put_both_orders(void)
+{
+    fixture_t f;
+    char origin[64];
+
+    for (int order = 0; order < 2; order++) {
+        if (fixture_open(&f) != 0) {
+            CHECK(!"fixture_open");
+            return;
+        }
+        commit_item_t a = event_ctx(LOGREC_PUT, 10, "a", "k", NULL), b = event_ctx(LOGREC_PUT, 11, "b", "k", NULL);
+        CHECK_EQ_INT(apply_item1(&f, order ? b : a), BATCH_APPLIED);
+        CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+        CHECK_EQ_INT(apply_item1(&f, order ? a : b), order ? BATCH_SKIPPED : BATCH_APPLIED);
+        CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 1);
+        CHECK_EQ_INT(stored(&f, "k", origin), 11);
+        CHECK_EQ_STR(origin, "b");
+        CHECK_EQ_INT(apply_item1(&f, a), BATCH_SKIPPED);
+        CHECK_EQ_INT(apply_item1(&f, b), BATCH_SKIPPED);
+        CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 1);
+        fixture_close(&f);
+    }
+}
+
+/* A local write and a remote one that did not see it conflict too, and a
+ * write made after seeing the other never does. */
+static void test_conflict_local_and_causal(void)
+{
+    commit_job_t put;
+    fixture_t f;
+
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    /* written on a after seeing this site's version: it follows it */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, put.version + 5, "a", "k", "test", put.version, NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+    /* a's next write follows its own */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, put.version + 6, "a", "k", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+    /* b never saw a's: a conflict, b older, so it loses */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, put.version + 1, "b", "k", "test", put.version, NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 1);
+    CHECK_EQ_INT(stored_version(&f, "k"), put.version + 6);
+    /* a local write now follows all three: logged with each in its context */
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    vctx_t k;
+    CHECK(stored_ctx(&f, "k", &k) == 0 && ctx_of(&k, "a") > 0 && ctx_of(&k, "b") > 0);
+    fixture_close(&f);
+}
+
+/* Three sites: this one holds t0; a wrote a1 after seeing t0, b wrote b1
+ * after seeing a1. b1 arrives first (b is closer), a1 later through
+ * another path: no conflict, a1 is already seen. */
+static void test_conflict_descendant_first(void)
+{
+    commit_job_t put;
+    fixture_t f;
+    char origin[64];
+
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    uint64_t t0 = put.version, a1 = t0 + 10, b1 = t0 + 20;
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, b1, "b", "k", "a", a1, "test", t0, NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, a1, "a", "k", "test", t0, NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+    CHECK_EQ_INT(stored(&f, "k", origin), b1);
+    CHECK_EQ_STR(origin, "b");
+    /* the same with a DELETE in the middle: b's PUT follows a's DELETE */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, b1 + 20, "b", "j", "a", b1 + 10, NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, b1 + 10, "a", "j", NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, b1 + 5, "a", "j", NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+    CHECK_EQ_INT(stored_version(&f, "j"), b1 + 20);
+    fixture_close(&f);
+}
+
+/* A DELETE racing a PUT is a conflict, both orders and either winner; two
+ * concurrent DELETEs too (with no bytes to keep). A purge is not a per-key
+ * mutation: what it covers is not a conflict. */
+static void test_conflict_delete(void)
+{
+    fixture_t f;
+
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    /* PUT then a newer concurrent DELETE: the delete wins */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 10, "a", "k1", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 11, "b", "k1", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 1);
+    CHECK_EQ_INT(stored_version(&f, "k1"), 0);
+    /* DELETE then an older concurrent PUT: the PUT loses, the key stays deleted */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 21, "b", "k2", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 20, "a", "k2", NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 2);
+    CHECK_EQ_INT(stored_version(&f, "k2"), 0);
+    /* DELETE then a newer concurrent PUT: the PUT wins, the key comes back */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 30, "b", "k3", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 31, "a", "k3", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 3);
+    CHECK_EQ_INT(stored_version(&f, "k3"), 31);
+    /* two concurrent DELETEs of one version */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 40, "c", "k4", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 41, "a", "k4", "c", (uint64_t)40, NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 42, "b", "k4", "c", (uint64_t)40, NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 4);
+    /* a purge covers an older write of any site: skipped, no conflict; a newer one comes in */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PURGE, 100, "a", "", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 90, "b", "k5", NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 100, "0", "k5", NULL)), BATCH_SKIPPED); /* same clock, orders before */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 100, "b", "k5", NULL)), BATCH_APPLIED); /* same clock, orders after */
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 4);
+    fixture_close(&f);
+}
+
+typedef struct {
+    const meta_obj_t *o;
+    size_t n;
+    int overlaps;
+} free_check_t;
+
+static int free_overlap(void *arg, alloc_extent_t e)
+{
+    free_check_t *fc = arg;
+    uint64_t off = e.off, len = e.len;
+    for (size_t i = 0; i < fc->n; i++)
+        if (fc->o[i].alen > 0 && off < fc->o[i].off + fc->o[i].alen && fc->o[i].off < off + len)
+            fc->overlaps++;
+    return 0;
+}
+
+/* A PUT that loses a conflict takes no space: in a batch whose other PUTs
+ * share one run of the free map, it must not be given a piece past the run
+ * (another object's space); every object keeps its own extent. */
+static void test_conflict_loser_takes_no_extent(void)
+{
+    static uint8_t body[3][5000];
+    uint8_t md5s[3][16];
+    commit_item_t ev[3];
+    fixture_t f;
+    MDB_txn *txn;
+    meta_obj_t o[3];
+    static const char *const keys[] = {"x0", "x1", "x2"};
+
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    /* the fixture's store has no space the allocator knows of: give it its megabyte */
+    CHECK(mdb_txn_begin(f.meta.env, NULL, 0, &txn) == 0);
+    CHECK(alloc_set_capacity(&f.meta.alloc, txn, 1u << 20) == 0);
+    CHECK(mdb_txn_commit(txn) == 0);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 500, "b", "x1", NULL)), BATCH_APPLIED); /* x1 held at 500 */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 3; i++) {
+            memset(body[i], 'a' + i + round, sizeof(body[i]));
+            EVP_Digest(body[i], sizeof(body[i]), md5s[i], NULL, EVP_md5(), NULL);
+            ev[i] = event_ctx(LOGREC_PUT, (uint64_t)(round ? 600 + i : 100 + i), "a", keys[i], NULL);
+            ev[i].size = sizeof(body[i]);
+            ev[i].data = body[i];
+            memcpy(ev[i].etag, md5s[i], 16);
+        }
+        CHECK(apply(&f, ev, 3) == 0);
+        CHECK_EQ_INT(ev[0].result, BATCH_APPLIED);
+        CHECK_EQ_INT(ev[1].result, round ? BATCH_APPLIED : BATCH_SKIPPED); /* first round: concurrent with 500, loses */
+        CHECK_EQ_INT(ev[2].result, BATCH_APPLIED);
+        /* every object's extent is its own: none is in the free map, none overlaps another */
+        free_check_t fc = {o, 3, 0};
+        CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+        for (int i = 0; i < 3; i++)
+            CHECK(meta_obj_get(&f.meta, txn, "b", 1, keys[i], 2, &o[i]) == 0);
+        CHECK(alloc_foreach_free(&f.meta.alloc, txn, free_overlap, &fc) == 0);
+        mdb_txn_abort(txn);
+        CHECK_EQ_INT(fc.overlaps, 0);
+        for (int i = 0; i < 3; i++)
+            for (int k = i + 1; k < 3; k++)
+                CHECK(o[i].alen == 0 || o[k].alen == 0 || o[i].off + o[i].alen <= o[k].off || o[k].off + o[k].alen <= o[i].off);
+    }
+    fixture_close(&f);
+}
+
+#define HIST_EVENTS 60
+
+/* A history with no concurrent writes: sites a, b and c take turns writing
+ * four keys, each after seeing every earlier write of the key (the context
+ * of what the writer knew then). Applied in order, shuffled, and each event
+ * twice in batches of five: never a conflict, and the same final state. */
+static void test_conflict_none_when_reordered(void)
+{
+    static const char *const sites[] = {"a", "b", "c"};
+    commit_item_t ev[HIST_EVENTS], twice[2 * HIST_EVENTS];
+    vctx_t seen[4];
+    char want[4][96], got[4][96];
+    fixture_t f;
+    unsigned r = 99;
+
+    for (size_t k = 0; k < 4; k++)
+        vctx_init(&seen[k]);
+    for (size_t i = 0; i < HIST_EVENTS; i++) {
+        r = r * 1103515245u + 12345u;
+        size_t k = (r >> 16) % 4;
+        const char *site = sites[(r >> 20) % 3];
+        logrec_op_t op = (r >> 24) % 4 == 0 ? LOGREC_DELETE : LOGREC_PUT;
+        ev[i] = event_from(op, 100 + i, site, mix_keys[k]);
+        ev[i].ctx = seen[k];
+        vctx_add(&seen[k], site, 1, 100 + i);
+    }
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    for (size_t i = 0; i < HIST_EVENTS; i++)
+        CHECK(apply(&f, &ev[i], 1) == 0);
+    hot_state(&f, want);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+    fixture_close(&f);
+    for (int round = 0; round < 3; round++) {
+        r = 4242u + (unsigned)round;
+        for (size_t i = 0; i < HIST_EVENTS; i++)
+            twice[i] = twice[HIST_EVENTS + i] = ev[i];
+        for (size_t i = 2 * HIST_EVENTS - 1; i > 0; i--) {
+            r = r * 1103515245u + 12345u;
+            size_t j = (r >> 16) % (i + 1);
+            commit_item_t t = twice[i];
+            twice[i] = twice[j];
+            twice[j] = t;
+        }
+        for (size_t i = 0; i < 2 * HIST_EVENTS; i++)
+            twice[i].final = 0;
+        if (fixture_open(&f) != 0) {
+            CHECK(!"fixture_open");
+            return;
+        }
+        for (size_t at = 0; at < 2 * HIST_EVENTS; at += 5)
+            CHECK(apply(&f, &twice[at], 5) == 0);
+        hot_state(&f, got);
+        for (size_t i = 0; i < 4; i++)
+            CHECK_EQ_STR(got[i], want[i]);
+        CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+        fixture_close(&f);
+    }
+}
+
 /* Bucket "b" as stored: -1 when it has no record, else 1 when marked
  * deleted (kept for its objects), 0 when not; its object count into *objects. */
 static int bucket_state(fixture_t *f, uint64_t *objects)
@@ -839,6 +1122,12 @@ int main(void)
     RUN(test_replica_shuffled_and_duplicated);
     RUN(test_replica_relog);
     RUN(test_context_stored_and_logged);
+    RUN(test_conflict_put_put_both_orders);
+    RUN(test_conflict_local_and_causal);
+    RUN(test_conflict_descendant_first);
+    RUN(test_conflict_delete);
+    RUN(test_conflict_none_when_reordered);
+    RUN(test_conflict_loser_takes_no_extent);
     RUN(test_replica_buckets);
     RUN(test_replica_buckets_relog);
     return TEST_SUMMARY();
