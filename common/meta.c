@@ -138,7 +138,8 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
                {"objects", &m->objects},       {"replog", &m->replog},
                {"pending", &m->pending},       {"tombstones", &m->tombstones},
                {"purges", &m->purges},         {"repl_failed", &m->repl_failed},
-               {"repl_retry", &m->repl_retry}, {"repl_targets", &m->repl_targets}};
+               {"repl_retry", &m->repl_retry}, {"repl_targets", &m->repl_targets},
+               {"conflicts", &m->conflicts}};
     MDB_txn *txn = NULL;
     uint64_t format = 0;
     int rc, ret;

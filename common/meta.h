@@ -11,6 +11,7 @@
  *              log, owned by common/replog.h: no other module reads or
  *              writes them
  *   "pending", "tombstones", "purges": storaged's (storaged/meta.h)
+ *   "conflicts": storaged's, the losers of concurrent writes (storaged/conflict.h)
  *   plus the allocator's databases (common/alloc.h).
  * Every function taking a txn leaves commit/abort to the caller. LMDB errors
  * are logged here and returned as CIO_EDB or CIO_EMAPFULL. */
@@ -30,7 +31,7 @@
 typedef struct meta {
     MDB_env *env;
     MDB_dbi buckets, objects, replog, pending, state;
-    MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets;
+    MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets, conflicts;
     alloc_t alloc;
     int wake_fd;         /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
     const char *site_id; /* borrowed from meta_open_site's caller for the format migration; NULL after opening */

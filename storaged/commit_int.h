@@ -241,6 +241,14 @@ int mutate_key_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, cons
 
 /* ---- replica.c: a replica's batch (COMMIT_APPLY) ---- */
 
+/* Removes key k's kept conflict losers that context ctx has seen (a write
+ * with that context overwrote them), freeing their extents. */
+int replica_conflicts_supersede(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
+                                const vctx_t *ctx) CIO_MUST_CHECK;
+
+/* Removes bucket b's kept conflict losers ordered before a purge at `version`. */
+int replica_conflicts_purge(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version) CIO_MUST_CHECK;
+
 /* Sets the item's outcome (final); the message is formatted into it->error. Any thread. */
 void replica_item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

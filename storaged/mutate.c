@@ -161,7 +161,10 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = take_version(c, txn, j, &parent)) != 0)
         return ret;
     j->mtime_ms = clock_wall_ms();
-    /* the new version follows everything the site knows of the key: that is its context */
+    /* the new version follows everything the site knows of the key, kept conflict losers included: that is its
+     * context, and those losers are now overwritten */
+    if ((ret = replica_conflicts_supersede(c, txn, j->bucket, j->blen, j->key, j->klen, &kctx)) != 0)
+        return ret;
     vctx_trim(&kctx, c->site_id, strlen(c->site_id), j->version);
     commit_obj_init(&o, j->version, c->site_id, j->ext, j->size, j->etag, j->mtime_ms, j->ctype, j->ctype_len);
     o.ctx = kctx;
@@ -207,6 +210,8 @@ int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = take_version(c, txn, j, &parent)) != 0)
         return ret;
     j->mtime_ms = clock_wall_ms();
+    if ((ret = replica_conflicts_supersede(c, txn, j->bucket, j->blen, j->key, j->klen, &kctx)) != 0)
+        return ret;
     vctx_trim(&kctx, c->site_id, strlen(c->site_id), j->version);
     bk.objects--;
     bk.bytes -= old.size;
@@ -283,6 +288,7 @@ int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
     /* the purge version stops older PUTs from other sites arriving later; it covers the tombstones */
     if ((ret = meta_purge_put(c->meta, txn, j->bucket, j->blen, &version)) != 0 ||
         (ret = meta_tomb_del_older(c->meta, txn, j->bucket, j->blen, &version)) != 0 ||
+        (ret = replica_conflicts_purge(c, txn, j->bucket, j->blen, &version)) != 0 ||
         (ret = mutate_bucket_store(c, txn, j->bucket, j->blen, &bk)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)j->count)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)j->bytes)) != 0)

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include "common/replog.h"
 #include "storaged/commit_int.h"
+#include "storaged/conflict.h"
 
 void replica_item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
 {
@@ -236,8 +237,8 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
             return ret;
         held = held_version(&old, had_old, &tomb, had_tomb);
         fate = item_fate(it, &kctx, &ac.purge, &held);
-        if (fate == FATE_SEEN || fate == FATE_LOSES)
-            continue; /* nothing to write; a loser is recorded in step 3 */
+        if (fate == FATE_SEEN)
+            continue; /* nothing to write (a loser's bytes are: they are kept) */
         if (it->size == 0) {
             if (CRYPTO_memcmp(it->etag, empty_md5, 16) != 0)
                 replica_item_set(it, BATCH_PERMANENT, 400, "an empty object whose ETag is not the MD5 of nothing");
@@ -417,6 +418,89 @@ static int apply_bucket(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_ite
     return 0;
 }
 
+/* A superseded or purged loser's extent is freed like a replaced object's. */
+static int release_extent(void *arg, alloc_extent_t ext)
+{
+    void **a = arg;
+    return ext.len > 0 ? reuse_quarantine_add(a[0], a[1], ext) : 0;
+}
+
+int replica_conflicts_supersede(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
+                                const vctx_t *ctx)
+{
+    void *arg[2] = {c, txn};
+    uint64_t removed;
+    return conflict_supersede(c->meta, txn, b, blen, k, klen, ctx, release_extent, arg, &removed);
+}
+
+int replica_conflicts_purge(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version)
+{
+    void *arg[2] = {c, txn};
+    uint64_t removed;
+    return conflict_purge(c->meta, txn, b, blen, version, release_extent, arg, &removed);
+}
+
+/* Keeps the key's held version, which event `it` beat: the object (with
+ * its extent, which the caller then keeps rather than frees) or the
+ * tombstone (no bytes). */
+static int keep_held(commit_t *c, MDB_txn *txn, const commit_item_t *it, const meta_obj_t *old, int held_is_obj,
+                     const meta_ver_t *held)
+{
+    conflict_t k;
+    memset(&k, 0, sizeof(k));
+    k.loser = *held;
+    k.winner = meta_ver_make(it->version, it->origin, it->origin_len);
+    k.time_ms = clock_wall_ms();
+    k.key_len = (uint16_t)it->klen;
+    memcpy(k.key, it->key, it->klen);
+    if (held_is_obj) {
+        k.off = old->off;
+        k.alen = old->alen;
+        k.size = old->size;
+        memcpy(k.etag, old->etag, 16);
+        k.mtime_ms = old->mtime_ms;
+        k.ctype_len = old->ctype_len;
+        memcpy(k.ctype, old->ctype, old->ctype_len);
+    } else {
+        k.deleted = 1;
+    }
+    return conflict_put(c->meta, txn, it->bucket, it->blen, &k);
+}
+
+/* Keeps event `it`, which lost to `held`: a PUT with its bytes (its extent
+ * becomes the record's), a DELETE without. */
+static int keep_event(commit_t *c, MDB_txn *txn, commit_item_t *it, const meta_ver_t *held)
+{
+    conflict_t k;
+    int ret;
+    memset(&k, 0, sizeof(k));
+    k.loser = meta_ver_make(it->version, it->origin, it->origin_len);
+    k.winner = *held;
+    k.time_ms = clock_wall_ms();
+    k.key_len = (uint16_t)it->klen;
+    memcpy(k.key, it->key, it->klen);
+    k.mtime_ms = it->mtime_ms;
+    if (it->op == LOGREC_PUT) {
+        k.off = it->ext.off;
+        k.alen = it->ext.len;
+        k.size = it->size;
+        memcpy(k.etag, it->etag, 16);
+        k.ctype_len = (uint16_t)it->ctype_len;
+        memcpy(k.ctype, it->ctype, it->ctype_len);
+    } else {
+        k.deleted = 1;
+    }
+    if ((ret = conflict_put(c->meta, txn, it->bucket, it->blen, &k)) != 0)
+        return ret;
+    if (it->ext.len > 0) {
+        /* the record owns the extent now: not pending, not freed by replica_finish */
+        if (it->job->ext.len == 0 && (ret = meta_pending_del(c->meta, txn, it->ext)) != 0)
+            return ret;
+        it->ext = (alloc_extent_t){0, 0};
+    }
+    return 0;
+}
+
 /* Step 3 for one item that is still undecided: staleness again (another
  * batch may have applied a newer version since step 1), then the record
  * for the site's own log (first: an event that cannot be logged is refused
@@ -430,7 +514,7 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
     vctx_t kctx;
     meta_ver_t known, held, version = meta_ver_make(it->version, it->origin, it->origin_len);
     item_fate_t fate = FATE_NEW;
-    int ret, had_old, had_tomb;
+    int ret, had_old, had_tomb, keep_old;
 
     if (it->op == LOGREC_BUCKET_CREATE || it->op == LOGREC_BUCKET_DELETE)
         return apply_bucket(c, txn, ac, it);
@@ -444,7 +528,7 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
         fate = item_fate(it, &kctx, &ac->purge, &held);
         if (fate == FATE_SEEN)
             return 0;
-        if (it->op == LOGREC_PUT && fate != FATE_LOSES && it->size > 0 && it->ext.len == 0) {
+        if (it->op == LOGREC_PUT && it->size > 0 && it->ext.len == 0) {
             /* step 1 found it losing, or seen: what the key holds changed since; the sender tries again */
             replica_item_set(it, BATCH_RETRY, 500, "the key changed while the event was applied");
             return 0;
@@ -458,7 +542,20 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
     }
     if (fate == FATE_WINS || fate == FATE_LOSES)
         (*conflicts)++;
+    /* the kept losers the event's writer had seen are overwritten, not lost */
+    if (it->op != LOGREC_PURGE) {
+        vctx_t ectx = it->ctx;
+        vctx_add(&ectx, it->origin, it->origin_len, it->version);
+        if ((ret = replica_conflicts_supersede(c, txn, it->bucket, it->blen, it->key, it->klen, &ectx)) != 0)
+            return ret;
+    }
+    /* the held object, when it is the loser, keeps its extent in the conflict's record */
+    keep_old = fate == FATE_WINS && had_old && meta_obj_version_cmp(&old, held.hlc, held.origin, held.origin_len) == 0;
+    if (fate == FATE_WINS && (ret = keep_held(c, txn, it, &old, keep_old, &held)) != 0)
+        return ret;
     if (fate == FATE_LOSES) {
+        if ((ret = keep_event(c, txn, it, &held)) != 0)
+            return ret;
         /* the key keeps what it holds, and now knows the event too: a copy of it arriving later is seen */
         item_merge_ctx(it, &kctx);
         if (had_tomb && meta_ver_cmp(&held, &tomb.version) == 0) {
@@ -490,7 +587,7 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
             (had_tomb && (ret = meta_tomb_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0))
             return ret;
         if (had_old) {
-            if ((ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
+            if (!keep_old && (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
                 return ret;
             bk->objects--;
             bk->bytes -= old.size;
@@ -513,7 +610,7 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
             ac->objects -= 1;
             ac->bytes -= (int64_t)old.size;
             if ((ret = meta_obj_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0 ||
-                (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
+                (!keep_old && (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0))
                 return ret;
         }
         tomb.version = version;
@@ -533,6 +630,7 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
             return ret;
         if ((ret = meta_purge_put(c->meta, txn, it->bucket, it->blen, &version)) != 0 ||
             (ret = meta_obj_del_if(c->meta, txn, it->bucket, it->blen, apply_purge_pick, &p)) != 0 ||
+            (ret = replica_conflicts_purge(c, txn, it->bucket, it->blen, &version)) != 0 ||
             (ret = meta_tomb_del_older(c->meta, txn, it->bucket, it->blen, &version)) != 0)
             return ret;
         if (p.count > 0) {

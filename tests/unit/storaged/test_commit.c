@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "storaged/commit.h"
+#include "storaged/conflict.h"
 #include "common/clock.h"
 #include "common/hlc.h"
 #include "common/log.h"
@@ -843,9 +844,9 @@ static int free_overlap(void *arg, alloc_extent_t e)
     return 0;
 }
 
-/* A PUT that loses a conflict takes no space: in a batch whose other PUTs
- * share one run of the free map, it must not be given a piece past the run
- * (another object's space); every object keeps its own extent. */
+/* A batch whose PUTs share one run of the free map, one of them losing a
+ * conflict: no item is given a piece past the run (another object's
+ * space); every object keeps its own extent. */
 static void test_conflict_loser_takes_no_extent(void)
 {
     static uint8_t body[3][5000];
@@ -890,6 +891,126 @@ static void test_conflict_loser_takes_no_extent(void)
             for (int k = i + 1; k < 3; k++)
                 CHECK(o[i].alen == 0 || o[k].alen == 0 || o[i].off + o[i].alen <= o[k].off || o[k].off + o[k].alen <= o[i].off);
     }
+    fixture_close(&f);
+}
+
+/* Kept loser (hlc, origin) of key k in bucket "b": 1 with *out filled, 0 when none, -1 on error. */
+static int kept(fixture_t *f, const char *k, uint64_t hlc, const char *origin, conflict_t *out)
+{
+    MDB_txn *txn;
+    int ret;
+    if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1;
+    ret = conflict_get(&f->meta, txn, "b", 1, k, strlen(k), hlc, origin, strlen(origin), out);
+    mdb_txn_abort(txn);
+    return ret == 0 ? 1 : ret == CIO_ENOTFOUND ? 0 : -1;
+}
+
+static uint64_t kept_count(fixture_t *f)
+{
+    MDB_txn *txn;
+    uint64_t n = UINT64_MAX;
+    if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
+        return n;
+    if (conflict_count(&f->meta, txn, &n) != 0)
+        n = UINT64_MAX;
+    mdb_txn_abort(txn);
+    return n;
+}
+
+/* A PUT of `n` bytes of `fill` from `origin` at `version`, with the context pairs that follow (NULL-terminated). */
+static commit_item_t put_bytes(uint8_t *buf, size_t n, int fill, uint64_t version, const char *origin, const char *k)
+{
+    commit_item_t it = event_from(LOGREC_PUT, version, origin, k);
+    memset(buf, fill, n);
+    it.size = n;
+    it.data = buf;
+    EVP_Digest(buf, n, it.etag, NULL, EVP_md5(), NULL);
+    return it;
+}
+
+/* The loser is kept, the same on every site whichever order the two writes
+ * arrive in: its metadata, and its bytes in an extent of its own; a write
+ * made after seeing it (here or elsewhere) overwrites it, and a purge
+ * removes it. Its extent is freed then, not before. */
+static void test_conflict_loser_kept(void)
+{
+    static uint8_t ba[6000], bb[7000];
+    conflict_t k;
+    fixture_t f;
+    MDB_txn *txn;
+
+    for (int order = 0; order < 2; order++) {
+        if (fixture_open(&f) != 0) {
+            CHECK(!"fixture_open");
+            return;
+        }
+        CHECK(mdb_txn_begin(f.meta.env, NULL, 0, &txn) == 0);
+        CHECK(alloc_set_capacity(&f.meta.alloc, txn, 1u << 20) == 0);
+        CHECK(mdb_txn_commit(txn) == 0);
+        commit_item_t a = put_bytes(ba, sizeof(ba), 'a', 10, "a", "k"), b = put_bytes(bb, sizeof(bb), 'b', 11, "b", "k");
+        CHECK(apply(&f, order ? &b : &a, 1) == 0);
+        CHECK(apply(&f, order ? &a : &b, 1) == 0);
+        CHECK_EQ_INT(stored_version(&f, "k"), 11);
+        CHECK_EQ_INT(kept(&f, "k", 10, "a", &k), 1);
+        CHECK(k.size == sizeof(ba) && k.alen > 0 && !k.deleted && k.winner.hlc == 11 && strcmp(k.winner.origin, "b") == 0 &&
+              memcmp(k.etag, a.etag, 16) == 0);
+        CHECK_EQ_INT(kept(&f, "k", 11, "b", &k), 0);
+        CHECK_EQ_INT(kept_count(&f), 1);
+        /* its bytes are its own: neither free nor the object's */
+        meta_obj_t objs[2];
+        free_check_t fc = {objs, 2, 0};
+        CHECK_EQ_INT(kept(&f, "k", 10, "a", &k), 1);
+        objs[1].off = k.off;
+        objs[1].alen = k.alen;
+        CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+        CHECK(meta_obj_get(&f.meta, txn, "b", 1, "k", 1, &objs[0]) == 0);
+        CHECK(alloc_foreach_free(&f.meta.alloc, txn, free_overlap, &fc) == 0);
+        mdb_txn_abort(txn);
+        CHECK_EQ_INT(fc.overlaps, 0);
+        CHECK(objs[0].off + objs[0].alen <= k.off || k.off + k.alen <= objs[0].off);
+        /* a copy of either write changes nothing */
+        a.final = b.final = 0;
+        CHECK(apply(&f, &a, 1) == 0 && apply(&f, &b, 1) == 0);
+        CHECK_EQ_INT(kept_count(&f), 1);
+        /* c wrote the key after seeing both: the loser is overwritten, no longer lost */
+        if (order == 0) {
+            CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 20, "c", "k", "a", (uint64_t)10, "b", (uint64_t)11, NULL)),
+                         BATCH_APPLIED);
+        } else {
+            commit_job_t put;
+            local_job(&put, COMMIT_PUT, "k"); /* a write here, which has both */
+            submit_and_wait(f.c, &put, 1);
+            CHECK_EQ_INT(put.result, 0);
+        }
+        CHECK_EQ_INT(kept(&f, "k", 10, "a", &k), 0);
+        CHECK_EQ_INT(kept_count(&f), 0);
+        CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 1);
+        fixture_close(&f);
+    }
+
+    /* a DELETE that loses is kept without bytes, and one that wins keeps the object it beat */
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 31, "a", "d1", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 30, "b", "d1", NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(kept(&f, "d1", 30, "b", &k), 1);
+    CHECK(k.deleted && k.alen == 0);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 40, "a", "d2", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 41, "b", "d2", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(kept(&f, "d2", 40, "a", &k), 1);
+    CHECK(!k.deleted && k.winner.hlc == 41);
+    CHECK_EQ_INT(kept_count(&f), 2);
+    /* a purge removes the losers ordered before it */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PURGE, 35, "c", "", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(kept(&f, "d1", 30, "b", &k), 0);
+    CHECK_EQ_INT(kept(&f, "d2", 40, "a", &k), 1);
+    commit_job_t purge;
+    local_job(&purge, COMMIT_PURGE, "");
+    submit_and_wait(f.c, &purge, 1);
+    CHECK_EQ_INT(kept_count(&f), 0);
     fixture_close(&f);
 }
 
@@ -1128,6 +1249,7 @@ int main(void)
     RUN(test_conflict_delete);
     RUN(test_conflict_none_when_reordered);
     RUN(test_conflict_loser_takes_no_extent);
+    RUN(test_conflict_loser_kept);
     RUN(test_replica_buckets);
     RUN(test_replica_buckets_relog);
     return TEST_SUMMARY();
