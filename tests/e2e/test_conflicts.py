@@ -12,8 +12,12 @@ Real sites on loopback, each with its own storaged and repld:
 Every loop and wait is bounded.
 """
 
+import json
+import subprocess
+
+from harness import comio
 from harness.comio import md5
-from harness.replication import comio_diff, wait_until
+from harness.replication import comio_diff, comio_path, wait_until
 from test_topology_versions import (BUCKET, DELETE, PUT, Writer, check_oracle, converged, create_bucket_everywhere,
                                     describe, drained, topology, version_of)  # noqa: F401 (topology is a fixture)
 
@@ -35,6 +39,14 @@ def conflicts(site, bucket=None):
             return out
         marker = page["next"]
     raise AssertionError("more than 100 pages of conflicts")
+
+
+def comio_conflicts(site, *args):
+    """`comio conflicts --url SITE ARGS...`: (exit status, stdout, stderr)."""
+    p = subprocess.run([str(comio_path()), "conflicts", "--url", site.url()] + list(args), capture_output=True, text=True,
+                       timeout=60, env=comio.sanitizer_env())
+    assert comio.sanitizer_report(p.stderr) is None, p.stderr[-4000:]
+    return p.returncode, p.stdout, p.stderr
 
 
 def conflict_count(site):
@@ -90,6 +102,20 @@ def test_two_way_races_are_kept_the_same_on_both_sites(topology):
     assert conflict_count(a) == 3 and conflict_count(b) == 3
     assert set(conflicts(a, BUCKET)) == set(want) and conflicts(a, "nobucket") == {}
     assert comio_diff(a, b)[0] == []
+
+    # the command line says the same: one line per loser, or the records as JSON
+    rc, out, err = comio_conflicts(a, "--bucket", BUCKET)
+    assert rc == 0, err
+    lines = sorted(out.splitlines())
+    assert len(lines) == 3, out
+    for (bucket, k, version, origin), (op, _, _) in want.items():
+        assert any(l.startswith("%s\t%s\t%d\t%s\t%s" % (bucket, k, version, origin, op)) for l in lines), (k, out)
+    rc, out, err = comio_conflicts(b, "--json")
+    assert rc == 0, err
+    assert {(r["bucket"], r["key"], r["loser"]["version"], r["loser"]["origin"]) for r in json.loads(out)["conflicts"]} == \
+        set(want)
+    assert comio_conflicts(a, "--bucket", "Bad_Name")[0] == 2
+    assert comio_conflicts(a, "--nonsense")[0] == 2
 
     # a write made after the race (here on B, which holds both sides) overwrites the loser: no longer listed
     assert bc.put(BUCKET, "pp", b"after the race").status == 200
