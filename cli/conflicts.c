@@ -131,8 +131,8 @@ int conflicts_main(int argc, char **argv)
         int truncated = 0;
         size_t n;
 
-        snprintf(target, sizeof(target), "%s/admin/conflicts?max-keys=1000%s%s%s%s", url, bucket ? "&bucket=" : "", bucket ? bucket : "",
-                 marker[0] ? "&marker=" : "", marker);
+        snprintf(target, sizeof(target), "%s/admin/conflicts?max-keys=1000%s%s%s%s", url, bucket ? "&bucket=" : "",
+                 bucket ? bucket : "", marker[0] ? "&marker=" : "", marker);
         body.len = 0;
         if (cli_http_get(http, target, &body, &code, err, sizeof(err)) != 0) {
             fprintf(stderr, "comio conflicts: cannot reach the site: %s\n", err);
@@ -145,7 +145,8 @@ int conflicts_main(int argc, char **argv)
             goto done;
         }
         if (json_parse(&doc, body.data ? body.data : "", body.len, err, sizeof(err)) != 0 || (root = json_root(&doc)) == NULL ||
-            (list = json_member(&doc, root, "conflicts")) == NULL || json_bool(json_member(&doc, root, "truncated"), &truncated) != 0) {
+            (list = json_member(&doc, root, "conflicts")) == NULL ||
+            json_bool(json_member(&doc, root, "truncated"), &truncated) != 0) {
             fprintf(stderr, "comio conflicts: %s: unexpected reply: %s\n", target, err);
             goto done;
         }

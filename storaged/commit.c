@@ -91,6 +91,9 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
             case COMMIT_PURGE:
                 ret = mutate_purge(c, txn, j);
                 break;
+            case COMMIT_CONFLICT_DELETE:
+                ret = replica_conflict_remove(c, txn, j);
+                break;
             default:
                 ret = mutate_bucket(c, txn, j);
                 break;

@@ -48,7 +48,8 @@ typedef enum {
     COMMIT_PURGE,
     COMMIT_BUCKET_CREATE,
     COMMIT_BUCKET_DELETE,
-    COMMIT_APPLY, /* a replica's batch of events */
+    COMMIT_APPLY,           /* a replica's batch of events */
+    COMMIT_CONFLICT_DELETE, /* the removal of a kept conflict loser (storaged/conflict.h) */
 } commit_op_t;
 
 #define COMMIT_ITEM_ERROR_MAX 160
@@ -120,6 +121,10 @@ struct commit_job {
      * written. */
     int expect_set;
     uint64_t expect_version;
+    /* CONFLICT_DELETE: the loser of key `key` to remove: (loser_version, loser_origin) */
+    uint64_t loser_version;
+    char loser_origin[LOGREC_ORIGIN_MAX + 1];
+    size_t loser_origin_len;
 
     /* results, valid in done() */
     int result;       /* 0 or a CIO_* code */

@@ -246,6 +246,11 @@ int mutate_key_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, cons
 int replica_conflicts_supersede(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
                                 const vctx_t *ctx) CIO_MUST_CHECK;
 
+/* Removes job j's kept conflict loser (COMMIT_CONFLICT_DELETE), freeing
+ * its extent: 0, or CIO_ENOTFOUND when the site keeps no such loser. Not
+ * logged: each site's list is its own to clean. */
+int replica_conflict_remove(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
 /* Removes bucket b's kept conflict losers ordered before a purge at `version`. */
 int replica_conflicts_purge(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version) CIO_MUST_CHECK;
 

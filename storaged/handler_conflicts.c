@@ -9,6 +9,9 @@
 #include "common/limits.h"
 #include "storaged/conflict.h"
 #include "storaged/handler_conflicts.h"
+#include "storaged/http_commit.h"
+#include "storaged/path.h"
+#include "proto/presign.h"
 
 static int put_conflict(void *arg, const char *b, size_t blen, const conflict_t *c)
 {
@@ -103,4 +106,39 @@ int handler_conflicts_list(http_server_t *srv, h2o_req_t *req)
     buf_puts(&b, "}");
     http_req_reply_buf(req, 200, &b);
     return 0;
+}
+
+int handler_conflicts_delete(http_server_t *srv, h2o_req_t *req)
+{
+    static const char prefix[] = "/admin/conflicts";
+    char vs[24], origin[LOGREC_ORIGIN_MAX + 1];
+    size_t vlen, olen;
+    const char *code;
+    http_commit_t *pend;
+    path_t p;
+    uint64_t v = 0;
+
+    (void)srv;
+    if (path_parse(req->path.base + sizeof(prefix) - 1, req->path.len - (sizeof(prefix) - 1), &p, &code) != 0 ||
+        p.bucket_len == 0 || p.key_len == 0) {
+        http_req_error(req, 400, "InvalidURI", "expected /admin/conflicts/{bucket}/{key}?version=V&origin=O");
+        return 0;
+    }
+    if (http_req_query_param(req, "version", vs, sizeof(vs), &vlen) != 0 || vlen == 0 || vlen > 20 ||
+        strspn(vs, "0123456789") != vlen || (v = strtoull(vs, NULL, 10)) == 0) {
+        http_req_error(req, 400, "InvalidArgument", "version: the loser's version, a positive integer");
+        return 0;
+    }
+    if (http_req_query_param(req, "origin", origin, sizeof(origin), &olen) != 0 || !presign_origin_valid(origin, olen)) {
+        http_req_error(req, 400, "InvalidArgument", "origin: the loser's site id");
+        return 0;
+    }
+    if ((pend = http_commit_new(req, COMMIT_CONFLICT_DELETE, &p)) == NULL) {
+        http_req_cio_error(req, CIO_ENOMEM, "request failed");
+        return 0;
+    }
+    pend->job.loser_version = v;
+    memcpy(pend->job.loser_origin, origin, olen + 1);
+    pend->job.loser_origin_len = olen;
+    return http_commit_submit(req, pend);
 }

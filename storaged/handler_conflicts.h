@@ -10,4 +10,9 @@
  * when "truncated". Needs the access token, like every /admin endpoint. */
 int handler_conflicts_list(http_server_t *srv, h2o_req_t *req);
 
+/* DELETE /admin/conflicts/{bucket}/{key}?version=V&origin=O: removes that
+ * kept loser (and frees its bytes) on this site only: 204, 404
+ * NoSuchConflict, or 400 for a malformed target. */
+int handler_conflicts_delete(http_server_t *srv, h2o_req_t *req);
+
 #endif

@@ -440,6 +440,16 @@ int replica_conflicts_purge(commit_t *c, MDB_txn *txn, const char *b, size_t ble
     return conflict_purge(c->meta, txn, b, blen, version, release_extent, arg, &removed);
 }
 
+int replica_conflict_remove(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    alloc_extent_t ext;
+    int ret = conflict_del(c->meta, txn, j->bucket, j->blen, j->key, j->klen, j->loser_version, j->loser_origin,
+                           j->loser_origin_len, &ext);
+    if (ret != 0)
+        return ret;
+    return ext.len > 0 ? reuse_quarantine_add(c, txn, ext) : 0;
+}
+
 /* Keeps the key's held version, which event `it` beat: the object (with
  * its extent, which the caller then keeps rather than frees) or the
  * tombstone (no bytes). */

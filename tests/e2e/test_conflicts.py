@@ -117,6 +117,26 @@ def test_two_way_races_are_kept_the_same_on_both_sites(topology):
     assert comio_conflicts(a, "--bucket", "Bad_Name")[0] == 2
     assert comio_conflicts(a, "--nonsense")[0] == 2
 
+    # the operator removes one loser, on one site: its bytes are freed there; the other site keeps its copy
+    (bk, key, version, origin) = next(k for k in want if k[1] == "pd")
+    path = "/admin/conflicts/%s/%s?version=%d&origin=%s" % (bk, key, version, origin)
+    assert ac.raw("DELETE", path).status == 204
+    assert ac.raw("DELETE", path).status == 404  # gone
+    assert (bk, key, version, origin) not in conflicts(a) and (bk, key, version, origin) in conflicts(b)
+    for bad in ("/admin/conflicts/%s/%s?version=x&origin=%s" % (bk, key, origin),
+                "/admin/conflicts/%s/%s?version=%d" % (bk, key, version),
+                "/admin/conflicts/%s/%s?version=%d&origin=a%%0ab" % (bk, key, version),
+                "/admin/conflicts/Bad_Bucket/%s?version=%d&origin=%s" % (key, version, origin)):
+        assert ac.raw("DELETE", bad).status == 400, bad
+    assert ac.raw("DELETE", "/admin/conflicts/%s?version=%d&origin=%s" % (bk, version, origin)).status == 404  # no key
+    assert ac.raw("DELETE", path.replace("version=", "version=1")).status == 404
+    assert ac.raw("GET", path).status == 405
+    # a bucket named "conflicts" is still purged at /admin/conflicts/objects
+    assert ac.create_bucket("conflicts").status in (200, 201)
+    assert ac.raw("DELETE", "/admin/conflicts/objects?confirm=true").status == 200
+    del want[(bk, key, version, origin)]
+    assert bc.raw("DELETE", path).status == 204
+
     # a write made after the race (here on B, which holds both sides) overwrites the loser: no longer listed
     assert bc.put(BUCKET, "pp", b"after the race").status == 200
     wait_until(lambda: drained([a, b]) and ac.get(BUCKET, "pp").body == b"after the race", 30,

@@ -1003,10 +1003,24 @@ static void test_conflict_loser_kept(void)
     CHECK_EQ_INT(kept(&f, "d2", 40, "a", &k), 1);
     CHECK(!k.deleted && k.winner.hlc == 41);
     CHECK_EQ_INT(kept_count(&f), 2);
+    /* the operator removes one; a second time there is nothing to remove */
+    for (int round = 0; round < 2; round++) {
+        commit_job_t rm;
+        local_job(&rm, COMMIT_CONFLICT_DELETE, "d2");
+        rm.loser_version = 40;
+        rm.loser_origin_len = (size_t)snprintf(rm.loser_origin, sizeof(rm.loser_origin), "a");
+        submit_and_wait(f.c, &rm, 1);
+        CHECK_EQ_INT(rm.result, round == 0 ? 0 : CIO_ENOTFOUND);
+    }
+    CHECK_EQ_INT(kept(&f, "d2", 40, "a", &k), 0);
+    CHECK_EQ_INT(kept_count(&f), 1);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 50, "a", "d3", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 51, "b", "d3", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(kept(&f, "d3", 50, "a", &k), 1);
     /* a purge removes the losers ordered before it */
     CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PURGE, 35, "c", "", NULL)), BATCH_APPLIED);
     CHECK_EQ_INT(kept(&f, "d1", 30, "b", &k), 0);
-    CHECK_EQ_INT(kept(&f, "d2", 40, "a", &k), 1);
+    CHECK_EQ_INT(kept(&f, "d3", 50, "a", &k), 1);
     commit_job_t purge;
     local_job(&purge, COMMIT_PURGE, "");
     submit_and_wait(f.c, &purge, 1);
