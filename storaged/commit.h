@@ -192,6 +192,12 @@ void commit_reader_leave(commit_t *c, uint64_t token);
  * minute. Thread-safe. */
 void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms);
 
+/* Sets how long a conflict's loser is kept after this site recorded it
+ * (replication.conflict_ttl); 0 keeps them until removed, which is also the
+ * state before the first call. Expired ones are collected in the same
+ * passes as tombstones. Thread-safe. */
+void commit_set_conflict_ttl(commit_t *c, uint64_t ttl_ms);
+
 /* Sets how far ahead of the local clock a remote version may be before
  * apply counts it in META_APPLY_CLOCK_SKEW and logs a warning (at most once
  * a minute); <= 0 for the default, 60 s. Call before the first job. */

@@ -25,6 +25,7 @@
 #include "common/hlc.h"
 #include "storaged/carve.h"
 #include "storaged/commit.h"
+#include "storaged/conflict.h"
 #include "common/log.h"
 
 #define FETCHERS 4 /* threads fetching large objects from a primary */
@@ -79,6 +80,7 @@ struct commit {
 
     int64_t quarantine_poll_ms; /* QUARANTINE_POLL_MS, or COMIO_QUARANTINE_POLL_MS (tests) */
     uint64_t tomb_ttl_ms;       /* atomic; 0: keep tombstones */
+    uint64_t conflict_ttl_ms;   /* atomic; 0: keep conflict losers until removed */
     EVP_MD *md5;                /* fetched once: EVP_md5() would look the implementation up at every digest */
     hlc_t hlc;                  /* the site's clock: every local version is taken from it, every applied one advances it */
 
@@ -99,6 +101,9 @@ struct commit {
     uint64_t gc_removed;
     uint8_t gc_pos[META_OBJKEY_MAX];
     size_t gc_pos_len;
+    int gc_conflicts;                  /* the pass is at its second part: expired conflict losers */
+    uint8_t gc_cpos[CONFLICT_POS_MAX]; /* where that part goes on */
+    size_t gc_cpos_len;
     uint64_t hlc_saved;     /* META_HLC_LAST as last committed */
     int64_t skew_warn_ms;   /* when the last clock skew warning was logged */
     uint64_t skew_unwarned; /* skewed versions since that warning */
@@ -277,12 +282,12 @@ int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
  * by a later round. */
 void replica_release_extents(commit_t *c, commit_job_t *j);
 
-/* ---- tombgc.c: expired tombstones ---- */
+/* ---- tombgc.c: expired tombstones and conflict losers ---- */
 
 /* Whether a collection pass is under way or may start at `now`. */
 int tombgc_due(commit_t *c, int64_t now);
 
-/* One slice of a pass in txn; *collected: tombstones removed. */
+/* One slice of a pass in txn (tombstones, then conflict losers); *collected: records removed. */
 int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected) CIO_MUST_CHECK;
 
 #endif

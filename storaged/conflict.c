@@ -275,6 +275,58 @@ int conflict_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint8_t *
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : meta_err(rc, "conflicts list");
 }
 
+int conflict_expire(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t cutoff_ms, size_t max, conflict_free_cb release,
+                    void *arg, uint64_t *removed, int *done)
+{
+    MDB_cursor *cur;
+    MDB_val key = {*pos_len, pos}, v;
+    conflict_t c;
+    size_t seen = 0;
+    int rc, ret = 0;
+
+    *removed = 0;
+    *done = 0;
+    if ((rc = mdb_cursor_open(txn, m->conflicts, &cur)) != 0)
+        return meta_err(rc, "mdb_cursor_open(conflicts)");
+    rc = *pos_len > 0 ? mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &key, &v, MDB_FIRST);
+    while (rc == 0 && seen < max) {
+        seen++;
+        if (key.mv_size > KEY_MAX) {
+            ret = CIO_EPROTO;
+            break;
+        }
+        if ((ret = decode(&v, &c)) != 0)
+            break;
+        if (c.time_ms <= cutoff_ms) {
+            uint8_t at[KEY_MAX];
+            size_t atlen = key.mv_size;
+            memcpy(at, key.mv_data, atlen);
+            if ((rc = mdb_cursor_del(cur, 0)) != 0)
+                break;
+            (*removed)++;
+            if ((ret = release(arg, (alloc_extent_t){c.off, c.alen})) != 0)
+                break;
+            key = (MDB_val){atlen, at};
+            rc = mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE);
+            continue;
+        }
+        rc = mdb_cursor_get(cur, &key, &v, MDB_NEXT);
+    }
+    if (ret == 0 && rc == 0) {
+        /* stopped at a record not yet looked at: the next slice starts there */
+        memcpy(pos, key.mv_data, key.mv_size);
+        *pos_len = key.mv_size;
+    } else if (ret == 0 && rc == MDB_NOTFOUND) {
+        *pos_len = 0;
+        *done = 1;
+        rc = 0;
+    }
+    mdb_cursor_close(cur);
+    if (ret != 0)
+        return ret;
+    return rc == 0 ? 0 : meta_err(rc, "conflicts expiry");
+}
+
 int conflict_count(meta_t *m, MDB_txn *txn, uint64_t *n)
 {
     MDB_stat st;

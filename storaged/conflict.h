@@ -64,6 +64,14 @@ int conflict_supersede(meta_t *m, MDB_txn *txn, const char *b, size_t blen, cons
 int conflict_purge(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version, conflict_free_cb release,
                    void *arg, uint64_t *removed) CIO_MUST_CHECK;
 
+/* One slice of expiry: looks at no more than `max` records, starting at
+ * position pos[0..*pos_len) (*pos_len 0: the first), removes those recorded
+ * at or before `cutoff_ms`, and stores in pos where the next slice starts;
+ * *done is 1 when the slice reached the last record (pos is then reset).
+ * `pos` is the caller's, CONFLICT_POS_MAX bytes. */
+int conflict_expire(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t cutoff_ms, size_t max, conflict_free_cb release,
+                    void *arg, uint64_t *removed, int *done) CIO_MUST_CHECK;
+
 /* Calls `visit` for the records of bucket b (blen 0: every bucket), in
  * table order (bucket, then the key's MD5, then version), starting after
  * position pos[0..*pos_len) (*pos_len 0: the first), for at most `max`

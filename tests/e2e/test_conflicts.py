@@ -197,3 +197,22 @@ def test_ring_with_one_writer_reports_no_conflict(topology):
     for site in sites:
         assert conflict_count(site) == 0, site.describe()
         assert conflicts(site) == {}
+
+
+def test_expired_losers_are_collected(make_server):
+    """replication.conflict_ttl: a loser kept longer is collected (a pass runs at start-up, then at most once a
+    minute), and its bytes freed; 0 keeps them."""
+    from test_replica_apply import APPLIED, SKIPPED, TOKEN, apply, codes, put_event
+    for ttl, kept in (("1ms", 0), ("0", 1)):
+        replica = make_server(config="replication:\n  accept_token: %s\n  conflict_ttl: %s\n" % (TOKEN, ttl))
+        rc = replica.client()
+        # two sites wrote k without seeing each other's write: b's is the later one
+        assert codes(apply(rc, put_event(1, "bkt", "k", b"from a", hlc=1000, origin="a"))) == [APPLIED]
+        assert codes(apply(rc, put_event(2, "bkt", "k", b"from b", hlc=1001, origin="b"))) == [APPLIED]
+        assert len(rc.raw("GET", "/admin/conflicts").json()["conflicts"]) == 1
+        replica.restart()
+        rc = replica.client()
+        assert wait_until(lambda: len(rc.raw("GET", "/admin/conflicts").json()["conflicts"]) == kept, 30)
+        assert ("expired conflict losers collected" in replica.log()) == (kept == 0)
+        assert rc.get("bkt", "k").body == b"from b"
+        assert codes(apply(rc, put_event(1, "bkt", "k", b"from a", hlc=1000, origin="a"))) == [SKIPPED]  # still seen
