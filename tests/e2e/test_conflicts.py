@@ -117,6 +117,21 @@ def test_two_way_races_are_kept_the_same_on_both_sites(topology):
     assert comio_conflicts(a, "--bucket", "Bad_Name")[0] == 2
     assert comio_conflicts(a, "--nonsense")[0] == 2
 
+    # a kept loser is readable by its version, on both sites; so is the current version; a DELETE has no bytes
+    for (bk, k, version, origin), (op, _, digest) in want.items():
+        for c in (ac, bc):
+            r = c.raw("GET", "/%s/%s?version=%d&origin=%s" % (bk, k, version, origin))
+            if op == PUT:
+                assert r.status == 200 and md5(r.body) == digest and version_of(r) == (version, origin), (k, r)
+            else:
+                assert r.status == 404 and r.json()["code"] == "NoSuchVersion", (k, r)
+    cur = ac.get(BUCKET, "pp")
+    v, o = version_of(cur)
+    assert ac.raw("GET", "/%s/pp?version=%d&origin=%s" % (BUCKET, v, o)).body == cur.body
+    assert ac.raw("GET", "/%s/pp?version=%d&origin=%s" % (BUCKET, v + 1, o)).status == 404
+    for q in ("version=%d" % v, "origin=%s" % o, "version=0&origin=%s" % o, "version=x&origin=%s" % o):
+        assert ac.raw("GET", "/%s/pp?%s" % (BUCKET, q)).status == 400, q
+
     # the operator removes one loser, on one site: its bytes are freed there; the other site keeps its copy
     (bk, key, version, origin) = next(k for k in want if k[1] == "pd")
     path = "/admin/conflicts/%s/%s?version=%d&origin=%s" % (bk, key, version, origin)
