@@ -20,9 +20,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <lmdb.h>
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/hlc.h"
 #include "common/vctx.h"
 #include "proto/logrec.h"
 
@@ -54,6 +56,30 @@ typedef struct {
                    "Conflicts"): what the site had seen of the key from each site when this version was stored.
                    Empty for most objects (one site writing the key) */
 } meta_obj_t;
+
+/* A version with the site it comes from. */
+typedef struct {
+    uint64_t hlc;                       /* 0: none */
+    uint16_t origin_len;                /* "" for none, or for a version from before origins were recorded */
+    char origin[LOGREC_ORIGIN_MAX + 1]; /* NUL-terminated */
+} meta_ver_t;
+
+/* (hlc, origin) as a meta_ver_t; origin is copied (at most LOGREC_ORIGIN_MAX bytes). */
+static inline meta_ver_t meta_ver_make(uint64_t hlc, const char *origin, size_t origin_len)
+{
+    meta_ver_t v;
+    v.hlc = hlc;
+    v.origin_len = (uint16_t)(origin_len > LOGREC_ORIGIN_MAX ? LOGREC_ORIGIN_MAX : origin_len);
+    memcpy(v.origin, origin, v.origin_len);
+    v.origin[v.origin_len] = '\0';
+    return v;
+}
+
+/* The last-writer-wins order of a and b (hlc_version_cmp): <0, 0, >0. */
+static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
+{
+    return hlc_version_cmp(a->hlc, a->origin, a->origin_len, b->hlc, b->origin, b->origin_len);
+}
 
 #define META_OPEN_CREATE 1u /* create what is missing: the directory, the environment, its tables */
 #define META_OPEN_RDONLY 2u /* without CREATE: read-only (map_size is then the file's) */

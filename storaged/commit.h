@@ -49,7 +49,7 @@ typedef enum {
     COMMIT_BUCKET_CREATE,
     COMMIT_BUCKET_DELETE,
     COMMIT_APPLY,           /* a replica's batch of events */
-    COMMIT_CONFLICT_DELETE, /* the removal of a kept conflict loser (storaged/conflict.h) */
+    COMMIT_CONFLICT_DELETE, /* the removal of a kept conflict loser (common/conflict.h) */
 } commit_op_t;
 
 #define COMMIT_ITEM_ERROR_MAX 160

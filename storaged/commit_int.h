@@ -25,7 +25,7 @@
 #include "common/hlc.h"
 #include "storaged/carve.h"
 #include "storaged/commit.h"
-#include "storaged/conflict.h"
+#include "common/conflict.h"
 #include "common/log.h"
 
 #define FETCHERS 4 /* threads fetching large objects from a primary */

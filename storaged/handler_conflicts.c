@@ -7,7 +7,7 @@
 #include "common/date.h"
 #include "common/hex.h"
 #include "common/limits.h"
-#include "storaged/conflict.h"
+#include "common/conflict.h"
 #include "storaged/handler_conflicts.h"
 #include "storaged/http_commit.h"
 #include "storaged/path.h"

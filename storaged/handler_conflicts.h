@@ -5,7 +5,7 @@
 
 #include "storaged/http_req.h"
 
-/* Lists the kept losers (storaged/conflict.h) as JSON, in pages of at most
+/* Lists the kept losers (common/conflict.h) as JSON, in pages of at most
  * max-keys (1..1000, default 1000); "next" is the marker of the next page
  * when "truncated". Needs the access token, like every /admin endpoint. */
 int handler_conflicts_list(http_server_t *srv, h2o_req_t *req);

@@ -8,7 +8,7 @@
 #include "common/limits.h"
 #include "proto/logrec.h"
 #include "storaged/handler_object.h"
-#include "storaged/conflict.h"
+#include "common/conflict.h"
 #include "storaged/http_commit.h"
 #include "storaged/http_precond.h"
 
@@ -225,12 +225,13 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
     if (ret == CIO_ENOTFOUND && meta_bucket_get(srv->meta, txn, p->bucket, p->bucket_len, &bk) == CIO_ENOTFOUND)
         ret = 1;
-    if (kept && ret != 1 && (ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, version, origin, origin_len)))) {
+    if (kept && origin != NULL && ret != 1 &&
+        (ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, version, origin, origin_len)))) {
         /* not the current version: a conflict's loser this site keeps, if it is one */
         conflict_t k;
         ret = conflict_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, version, origin, origin_len, &k);
         if (ret == 0 && k.deleted)
-            ret = 3; /* a DELETE: no bytes */
+            ret = kept == 2 ? 2 : 3; /* a DELETE: no bytes */
         if (ret == 0) {
             memset(&o, 0, sizeof(o));
             o.version = k.loser.hlc;
@@ -244,9 +245,9 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
             o.ctype_len = k.ctype_len;
             memcpy(o.ctype, k.ctype, k.ctype_len + 1);
         } else if (ret == CIO_ENOTFOUND) {
-            ret = 3;
+            ret = kept == 2 ? 2 : 3; /* the fetch endpoint: gone (a newer event follows) */
         }
-    } else if (!kept && version != 0 &&
+    } else if ((!kept || origin == NULL) && version != 0 &&
                (ret == 1 || ret == CIO_ENOTFOUND ||
                 (ret == 0 && (origin != NULL ? !meta_obj_current(&o, version, origin, origin_len) : o.version != version)))) {
         ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */

@@ -19,9 +19,10 @@ int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p);
  * served (the fetch endpoint), anything else is 410: the version from site
  * `origin` (origin_len bytes, borrowed for the call; meta_obj_current), or
  * with origin NULL (a fetch URL of the previous release) any object with
- * that version number. With `kept` (origin then required), a version that
- * is not current is looked up among the conflict losers kept
- * (storaged/conflict.h) instead, 404 NoSuchVersion when it is not there. */
+ * that version number. With `kept` and an origin, a version that is not
+ * current is looked up among the conflict losers kept (common/conflict.h)
+ * instead; when it is not there either: 404 NoSuchVersion (kept 1, a
+ * client's GET), or 410 (kept 2, the fetch endpoint). */
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
                          size_t origin_len, int kept);
 

@@ -10,7 +10,7 @@
 #include <openssl/crypto.h>
 #include "common/replog.h"
 #include "storaged/commit_int.h"
-#include "storaged/conflict.h"
+#include "common/conflict.h"
 
 void replica_item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
 {

@@ -231,3 +231,34 @@ def test_expired_losers_are_collected(make_server):
         assert ("expired conflict losers collected" in replica.log()) == (kept == 0)
         assert rc.get("bkt", "k").body == b"from b"
         assert codes(apply(rc, put_event(1, "bkt", "k", b"from a", hlc=1000, origin="a"))) == [SKIPPED]  # still seen
+
+
+def test_a_write_that_lost_on_its_own_site_still_ships(topology):
+    """B wrote k and k2 (one small, shipped inline; one large, fetched by URL), then A's later writes of both
+    reached B and won there before B's repld shipped B's: B's writes are now losers B keeps, not its objects. B
+    must ship them all the same (from the losers' records), else A would never see the races: A lists the same
+    losers as B."""
+    s = topology(["a", "b"], {"a": "b", "b": "a"})
+    a, b = s["a"], s["b"]
+    create_bucket_everywhere([a, b])
+    wait_until(lambda: drained([a, b]), 30, what=lambda: describe([a, b]))
+    ac, bc = a.client(), b.client()
+    a.stop_repld()
+    b.stop_repld()
+    small, large = b"small from B", bytes(range(256)) * 400  # over inline_threshold (64 KB): fetched
+    lost = []
+    for k, data in (("k", small), ("k2", large)):
+        r = bc.put(BUCKET, k, data)
+        assert r.status == 200
+        lost.append((BUCKET, k) + version_of(r))
+    for k in ("k", "k2"):
+        assert ac.put(BUCKET, k, b"later, from A").status == 200
+    a.start_repld()
+    wait_until(lambda: drained([a]) and len(conflicts(b)) == 2, 30, what=lambda: describe([a, b]))
+    assert set(conflicts(b)) == set(lost)
+    b.start_repld()
+    wait_until(lambda: converged([a, b], ["k", "k2"]), 60, what=lambda: describe([a, b]))
+    assert set(conflicts(a)) == set(lost), describe([a, b])
+    assert conflict_count(a) == 2 and conflict_count(b) == 2
+    r = ac.raw("GET", "/%s/k2?version=%d&origin=%s" % (BUCKET, lost[1][2], lost[1][3]))
+    assert r.status == 200 and r.body == large

@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "storaged/commit.h"
-#include "storaged/conflict.h"
+#include "common/conflict.h"
 #include "common/clock.h"
 #include "common/hlc.h"
 #include "common/log.h"

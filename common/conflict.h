@@ -9,7 +9,9 @@
  * the MD5 keeps the key short (LMDB keys are at most 511 bytes) and puts a
  * key's losers next to each other, so that a write can find those it
  * supersedes with one seek. A loser's extent (a PUT's bytes) belongs to its
- * record until the record goes: the caller frees it then. Every function
+ * record until the record goes: the caller frees it then. storaged writes
+ * the table; repld reads it, to ship a write that lost a race here (its
+ * bytes are then the record's). Every function
  * taking a txn leaves commit/abort to the caller; LMDB errors are returned
  * as CIO_EDB or CIO_EMAPFULL (meta_err). */
 #ifndef COMIO_CONFLICT_H
@@ -20,7 +22,7 @@
 #include <lmdb.h>
 #include "common/err.h"
 #include "common/vctx.h"
-#include "storaged/meta.h"
+#include "common/meta.h"
 
 typedef struct {
     meta_ver_t loser;   /* the version that lost */

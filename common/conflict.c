@@ -1,9 +1,9 @@
-/* conflict.c - the "conflicts" table (storaged/conflict.h). */
+/* conflict.c - the "conflicts" table (common/conflict.h). */
 #include <string.h>
 #include <openssl/evp.h>
 #include "common/be.h"
 #include "common/log.h"
-#include "storaged/conflict.h"
+#include "common/conflict.h"
 
 /* Record format 1: format byte, loser version, winner version, time, offset,
  * allocated length, size (u64 BE each), ETag (16), mtime (i64 BE), flags
