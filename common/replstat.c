@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/clock.h"
+#include "common/conflict.h"
 #include "common/date.h"
 #include "common/replog.h"
 #include "common/replstat.h"
@@ -17,7 +18,7 @@ typedef struct {
 } tfig_t;
 
 typedef struct {
-    uint64_t queued, acked, failed, failed_total, last_ms, bytes, pending, pending_bytes, head, skew, conflicts;
+    uint64_t queued, acked, failed, failed_total, last_ms, bytes, pending, pending_bytes, head, skew, conflicts, kept;
     int64_t oldest_ms; /* mtime of the oldest record still in the log, 0 when empty */
     size_t n;
     tfig_t *t; /* conf->ntargets of them */
@@ -51,7 +52,7 @@ static int load(meta_t *m, const conf_t *conf, figures_t *f)
         (ret = meta_state_get(m, txn, META_REPL_BYTES, &f->bytes)) != 0 || (ret = replog_cursor(m, txn, &cursor)) != 0 ||
         (ret = meta_state_get(m, txn, META_LOG_PENDING_BYTES, &f->pending_bytes)) != 0 ||
         (ret = meta_state_get(m, txn, META_APPLY_CLOCK_SKEW, &f->skew)) != 0 ||
-        (ret = meta_state_get(m, txn, META_APPLY_CONFLICTS, &f->conflicts)) != 0 ||
+        (ret = meta_state_get(m, txn, META_APPLY_CONFLICTS, &f->conflicts)) != 0 || (ret = conflict_count(m, txn, &f->kept)) != 0 ||
         (ret = replog_stats(m, txn, &f->head, &records)) != 0)
         goto done;
     f->pending = records;
@@ -161,8 +162,8 @@ int replstat_json(meta_t *m, const conf_t *conf, const replstat_live_t *live, bu
                ",\"events_pending\":%" PRIu64 ",\"bytes_pending\":%" PRIu64
                ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f"
                ",\"bytes_replicated\":%" PRIu64 ",\"log_head_seq\":%" PRIu64 ",\"log_pending\":%" PRIu64
-               ",\"clock_skew_events\":%" PRIu64 ",\"conflicts\":%" PRIu64,
-               f.pending, f.pending_bytes, age, age, f.bytes, f.head, f.pending, f.skew, f.conflicts);
+               ",\"clock_skew_events\":%" PRIu64 ",\"conflicts\":%" PRIu64 ",\"conflicts_kept\":%" PRIu64,
+               f.pending, f.pending_bytes, age, age, f.bytes, f.head, f.pending, f.skew, f.conflicts, f.kept);
     const replstat_target_live_t *first = live_of(live, 0);
     if (first != NULL) {
         buf_puts(out, ",\"remote\":{\"url\":");

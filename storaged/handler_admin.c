@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/bucket.h"
+#include "common/conflict.h"
 #include "common/ctl.h"
 #include "common/date.h"
 #include "storaged/handler_admin.h"
@@ -195,7 +196,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
 {
     http_thread_t *t = http_req_thread(req);
     uint64_t capacity = 0, free_bytes = 0, extents = 0, largest = 0, objects = 0, bytes = 0, head = 0, records = 0;
-    uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0, skew = 0, conflicts = 0;
+    uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0, skew = 0, conflicts = 0, kept = 0;
     uint64_t commits, jobs;
     MDB_txn *txn;
     buf_t b;
@@ -212,7 +213,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
         meta_state_get(srv->meta, txn, META_APPLY_PERMANENT, &permanent) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_CLOCK_SKEW, &skew) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_CONFLICTS, &conflicts) != 0 ||
-        meta_tomb_count(srv->meta, txn, &tombstones) != 0) {
+        meta_tomb_count(srv->meta, txn, &tombstones) != 0 || conflict_count(srv->meta, txn, &kept) != 0) {
         http_req_rtxn_end(t);
         http_req_cio_error(req, CIO_EDB, "metrics failed");
         return 0;
@@ -267,10 +268,13 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "# HELP comio_replica_tombstones Deleted keys this site remembers (until replication.tombstone_ttl).\n"
                "# TYPE comio_replica_tombstones gauge\n"
                "comio_replica_tombstones %" PRIu64 "\n"
+               "# HELP comio_replication_conflict_losers Losers of concurrent writes this site keeps (GET /admin/conflicts).\n"
+               "# TYPE comio_replication_conflict_losers gauge\n"
+               "comio_replication_conflict_losers %" PRIu64 "\n"
                "# HELP comio_clock_seconds This site's clock: the time of the largest version taken or applied, since the epoch.\n"
                "# TYPE comio_clock_seconds gauge\n"
                "comio_clock_seconds %" PRIu64 ".%03u\n",
-               applied, skipped, failed - permanent, permanent, tombstones, hlc_ms(commit_clock(srv->commit)) / 1000,
+               applied, skipped, failed - permanent, permanent, tombstones, kept, hlc_ms(commit_clock(srv->commit)) / 1000,
                (unsigned)(hlc_ms(commit_clock(srv->commit)) % 1000));
     if (b.err != 0) {
         http_req_reply_buf(req, 500, &b);

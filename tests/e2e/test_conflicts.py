@@ -100,6 +100,9 @@ def test_two_way_races_are_kept_the_same_on_both_sites(topology):
             if op == PUT:
                 assert rec["etag"] == digest and rec["size"] > 0, rec
     assert conflict_count(a) == 3 and conflict_count(b) == 3
+    for site in (a, b):
+        assert site.client().metrics().value("comio_replication_conflict_losers") == 3
+        assert site.status()["conflicts"] == 3 and site.status()["conflicts_kept"] == 3
     assert set(conflicts(a, BUCKET)) == set(want) and conflicts(a, "nobucket") == {}
     assert comio_diff(a, b)[0] == []
 
