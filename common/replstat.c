@@ -238,13 +238,15 @@ void replstat_skew_metric(uint64_t n, buf_t *out)
                n);
 }
 
-void replstat_conflicts_metric(uint64_t n, buf_t *out)
+void replstat_conflicts_metric(uint64_t found, uint64_t kept, buf_t *out)
 {
     buf_printf(out,
                "# HELP comio_replication_conflicts_total Replicated events taken here that were written concurrently with "
                "the version this site held for the key (docs/replication-apply.md, Conflicts).\n"
-               "# TYPE comio_replication_conflicts_total counter\ncomio_replication_conflicts_total %" PRIu64 "\n",
-               n);
+               "# TYPE comio_replication_conflicts_total counter\ncomio_replication_conflicts_total %" PRIu64 "\n"
+               "# HELP comio_replication_conflict_losers Losers of concurrent writes this site keeps (GET /admin/conflicts).\n"
+               "# TYPE comio_replication_conflict_losers gauge\ncomio_replication_conflict_losers %" PRIu64 "\n",
+               found, kept);
 }
 
 int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live, buf_t *out)
@@ -298,7 +300,7 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
            "1 when the last batch reached the replica (unlabelled: every target).", all_up, v);
 #undef PER_TARGET
     replstat_skew_metric(f.skew, out);
-    replstat_conflicts_metric(f.conflicts, out);
+    replstat_conflicts_metric(f.conflicts, f.kept, out);
     if (live != NULL) {
         uint64_t counts[REPLSTAT_LAT_BUCKETS + 1] = {0}, n = 0;
         double sum = 0;

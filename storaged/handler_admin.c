@@ -268,13 +268,10 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "# HELP comio_replica_tombstones Deleted keys this site remembers (until replication.tombstone_ttl).\n"
                "# TYPE comio_replica_tombstones gauge\n"
                "comio_replica_tombstones %" PRIu64 "\n"
-               "# HELP comio_replication_conflict_losers Losers of concurrent writes this site keeps (GET /admin/conflicts).\n"
-               "# TYPE comio_replication_conflict_losers gauge\n"
-               "comio_replication_conflict_losers %" PRIu64 "\n"
                "# HELP comio_clock_seconds This site's clock: the time of the largest version taken or applied, since the epoch.\n"
                "# TYPE comio_clock_seconds gauge\n"
                "comio_clock_seconds %" PRIu64 ".%03u\n",
-               applied, skipped, failed - permanent, permanent, tombstones, kept, hlc_ms(commit_clock(srv->commit)) / 1000,
+               applied, skipped, failed - permanent, permanent, tombstones, hlc_ms(commit_clock(srv->commit)) / 1000,
                (unsigned)(hlc_ms(commit_clock(srv->commit)) % 1000));
     if (b.err != 0) {
         http_req_reply_buf(req, 500, &b);
@@ -286,7 +283,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
     else if (!srv->conf->repl_enabled) {
         if (srv->conf->accept_token != NULL) {
             replstat_skew_metric(skew, &b); /* a site that only applies counts skew and conflicts too */
-            replstat_conflicts_metric(conflicts, &b);
+            replstat_conflicts_metric(conflicts, kept, &b);
         }
         http_req_reply(req, 200, "text/plain; version=0.0.4", b.data, b.len);
         buf_free(&b);
