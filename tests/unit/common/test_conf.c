@@ -400,11 +400,14 @@ static void test_flow_mapping_and_styles(void)
     /* Range edges. */
     expect_ok("server:\n  port: 1\n  threads: 256\nreplication:\n  batch_size: 10000\n  workers: 1\n  retry_attempts: 100\n");
     expect_ok("server:\n  port: 65535\n  threads: 0\nreplication:\n  batch_size: 1\n  retry_delay: 0\n");
-    /* 0 keeps tombstones forever; 168h is the default written out. */
+    /* 0 keeps conflict losers until removed */
     CHECK_EQ_INT(load("replication:\n  conflict_ttl: 0\n", &c, err), CIO_OK);
     CHECK(c.conflict_ttl_ms == 0);
+    conf_free(&c);
     CHECK_EQ_INT(load("replication:\n  conflict_ttl: 36h\n", &c, err), CIO_OK);
     CHECK(c.conflict_ttl_ms == 36ULL * 3600 * 1000);
+    conf_free(&c);
+    /* 0 keeps tombstones forever; 168h is the default written out. */
     CHECK_EQ_INT(load("replication:\n  tombstone_ttl: 0\n", &c, err), CIO_OK);
     CHECK(c.tombstone_ttl_ms == 0);
     conf_free(&c);
