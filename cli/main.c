@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <curl/curl.h>
+#include "cli/conflicts.h"
 #include "cli/diff.h"
 #include "cli/server.h"
 #include "cli/status.h"
@@ -22,6 +23,8 @@ static void usage(FILE *out)
                  "                   e.g. comio status --url http://site-a:8080 (see comio status --help)\n"
                  "  diff [flags]     compare the objects of two sites: keys, sizes, ETags\n"
                  "                   e.g. comio diff --source http://site-a:8080 --target http://site-b:8080\n"
+                 "  conflicts [flags] list the losers of concurrent writes a site keeps\n"
+                 "                   e.g. comio conflicts --url http://site-a:8080 --bucket photos\n"
                  "  version          print the version\n"
                  "  help             print this text\n");
 }
@@ -49,12 +52,14 @@ int main(int argc, char **argv)
         char dir[PATH_MAX];
         return bin_dir(dir, sizeof(dir)) == 0 ? server_main(dir, argc - 1, argv + 1) : 1;
     }
-    if (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "diff") == 0) {
+    if (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "diff") == 0 || strcmp(argv[1], "conflicts") == 0) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
             fprintf(stderr, "comio: cannot initialise libcurl\n");
             return 3;
         }
-        int status = argv[1][0] == 's' ? status_main(argc - 1, argv + 1) : diff_main(argc - 1, argv + 1);
+        int status = argv[1][0] == 's'   ? status_main(argc - 1, argv + 1)
+                     : argv[1][0] == 'c' ? conflicts_main(argc - 1, argv + 1)
+                                         : diff_main(argc - 1, argv + 1);
         curl_global_cleanup();
         return status;
     }

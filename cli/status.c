@@ -38,6 +38,8 @@ typedef struct {
     uint64_t in_flight;
     int have_skew; /* a site older than clock_skew_events does not send it */
     uint64_t skew;
+    int have_conflicts; /* nor one older than conflicts */
+    uint64_t conflicts, kept;
     size_t ntargets, targets_total;
     target_t targets[STATUS_TARGETS_MAX];
 } status_t;
@@ -152,6 +154,8 @@ static int decode(const json_doc_t *d, status_t *st, char *err, size_t errlen)
             st->retry_in = 0;
     }
     st->have_skew = json_u64(d, json_member(d, root, "clock_skew_events"), &st->skew) == 0;
+    st->have_conflicts = json_u64(d, json_member(d, root, "conflicts"), &st->conflicts) == 0 &&
+                         json_u64(d, json_member(d, root, "conflicts_kept"), &st->kept) == 0;
     const json_tok_t *targets = json_member(d, root, "targets");
     for (t = json_first(d, targets); t != NULL; t = json_next(d, targets, t)) {
         target_t *g = &st->targets[st->ntargets];
@@ -248,6 +252,11 @@ static void print_status(const char *url, const status_t *st)
     if (st->have_skew) {
         snprintf(v, sizeof(v), "%" PRIu64 "%s", st->skew, st->skew ? " (remote versions far ahead of this clock: check NTP)" : "");
         line("clock skew events", v);
+    }
+    if (st->have_conflicts) {
+        snprintf(v, sizeof(v), "%" PRIu64 " found, %" PRIu64 " losers kept%s", st->conflicts, st->kept,
+                 st->kept ? " (comio conflicts lists them)" : "");
+        line("conflicts", v);
     }
     /* one block per target: a "target" line, then its figures indented */
     for (size_t i = 0; i < st->ntargets; i++) {

@@ -99,6 +99,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("replication.socket", CONF_STRING_SET, socket_path),
     CONF_KEY("replication.ca_file", CONF_STRING, ca_file),
     CONF_KEY("replication.tombstone_ttl", CONF_DURATION, tombstone_ttl_ms),
+    CONF_KEY("replication.conflict_ttl", CONF_DURATION, conflict_ttl_ms),
     CONF_KEY("replication.max_clock_skew", CONF_DURATION, max_clock_skew_ms),
     CONF_KEY("replication.targets", CONF_TARGETS, targets),
     CONF_SEC("logging"),
@@ -571,6 +572,7 @@ int conf_init(conf_t *c)
     c->workers = 5;
     c->inline_threshold = 1000000;
     c->tombstone_ttl_ms = 7ULL * 24 * 3600 * 1000;
+    c->conflict_ttl_ms = 7ULL * 24 * 3600 * 1000;
     c->max_clock_skew_ms = 60000;
     c->log_level = LOG_LVL_INFO;
     c->log_json = 1;

@@ -12,10 +12,12 @@
 #include "common/log.h"
 #include "common/meta.h"
 #include "common/replog.h"
+#include "common/vctx.h"
 
 #define OBJ_FORMAT_V1_LOCAL 1   /* metadata format 1: an object written on this site, its version a seq of this site */
 #define OBJ_FORMAT_V1_REPLICA 2 /* metadata format 1: the same layout, applied from a primary: its version the primary's seq */
 #define OBJ_FORMAT 3            /* a version (hybrid logical clock) and its origin site id */
+#define OBJ_FORMAT_CTX 4        /* the same, and a causal context after the key */
 #define HASH_LEN 16
 
 int meta_err(int rc, const char *what)
@@ -136,7 +138,8 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
                {"objects", &m->objects},       {"replog", &m->replog},
                {"pending", &m->pending},       {"tombstones", &m->tombstones},
                {"purges", &m->purges},         {"repl_failed", &m->repl_failed},
-               {"repl_retry", &m->repl_retry}, {"repl_targets", &m->repl_targets}};
+               {"repl_retry", &m->repl_retry}, {"repl_targets", &m->repl_targets},
+               {"conflicts", &m->conflicts}};
     MDB_txn *txn = NULL;
     uint64_t format = 0;
     int rc, ret;
@@ -373,17 +376,20 @@ size_t meta_objkey(uint8_t *out, const char *b, size_t blen, const char *k, size
 
 /* Record format 3: format byte, version, offset, allocated length, size
  * (u64 BE each), ETag (16), mtime (i64 BE), content type (u16 BE length,
- * bytes), origin (u8 length, bytes), key (u16 BE length, bytes). Formats 1
- * and 2 (metadata format 1) are the same without the origin. */
+ * bytes), origin (u8 length, bytes), key (u16 BE length, bytes). Format 4:
+ * the same followed by the object's causal context (vctx_encode), written
+ * when the context is not empty. Formats 1 and 2 (metadata format 1) are
+ * format 3 without the origin. */
 #define OBJ_FIXED_V1 (1 + 8 * 4 + 16 + 8 + 2 + 2)
 #define OBJ_FIXED (OBJ_FIXED_V1 + 1)
-#define OBJ_MAX (OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX)
+#define OBJ_MAX (OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX + VCTX_ENCODED_MAX)
 _Static_assert(LOGREC_ORIGIN_MAX <= UINT8_MAX, "an origin's length fits its byte");
 
 static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_t klen)
 {
     uint8_t *p = out;
-    *p++ = OBJ_FORMAT;
+    int with_ctx = o->ctx.n > 0 || o->ctx.floor != 0;
+    *p++ = with_ctx ? OBJ_FORMAT_CTX : OBJ_FORMAT;
     be_put(p, o->version, 8);
     be_put(p + 8, o->off, 8);
     be_put(p + 16, o->alen, 8);
@@ -404,14 +410,17 @@ static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_
     *p++ = (uint8_t)klen;
     memcpy(p, k, klen);
     p += klen;
+    if (with_ctx)
+        p += vctx_encode(p, &o->ctx);
     return (size_t)(p - out);
 }
 
-/* Decodes a record of format `format` (OBJ_FORMAT, or a format-1 one for the migration). */
+/* Decodes a record of format `format` (OBJ_FORMAT or OBJ_FORMAT_CTX, or a format-1 one for the migration). */
 static int obj_decode_as(const MDB_val *v, meta_obj_t *o, int format)
 {
     const uint8_t *p = v->mv_data, *end = p + v->mv_size;
-    int v1 = format != OBJ_FORMAT;
+    int v1 = format == OBJ_FORMAT_V1_LOCAL || format == OBJ_FORMAT_V1_REPLICA;
+    size_t used;
     if (v->mv_size < (v1 ? OBJ_FIXED_V1 : OBJ_FIXED) || p[0] != format)
         return CIO_EPROTO;
     p++;
@@ -443,15 +452,22 @@ static int obj_decode_as(const MDB_val *v, meta_obj_t *o, int format)
     o->origin[o->origin_len] = '\0';
     o->key_len = (uint16_t)(p[0] << 8 | p[1]);
     p += 2;
-    if (o->key_len > LOGREC_KEY_MAX || (size_t)(end - p) != o->key_len)
+    if (o->key_len > LOGREC_KEY_MAX || (size_t)(end - p) < o->key_len ||
+        (format != OBJ_FORMAT_CTX && (size_t)(end - p) != o->key_len))
         return CIO_EPROTO;
     memcpy(o->key, p, o->key_len);
     o->key[o->key_len] = '\0';
+    p += o->key_len;
+    vctx_init(&o->ctx);
+    if (format == OBJ_FORMAT_CTX && (vctx_decode(p, (size_t)(end - p), &o->ctx, &used) != 0 || used != (size_t)(end - p)))
+        return CIO_EPROTO;
     return 0;
 }
 
 int meta_obj_decode(const MDB_val *v, meta_obj_t *o)
 {
+    if (v->mv_size > 0 && ((const uint8_t *)v->mv_data)[0] == OBJ_FORMAT_CTX)
+        return obj_decode_as(v, o, OBJ_FORMAT_CTX);
     return obj_decode_as(v, o, OBJ_FORMAT);
 }
 

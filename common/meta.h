@@ -11,6 +11,7 @@
  *              log, owned by common/replog.h: no other module reads or
  *              writes them
  *   "pending", "tombstones", "purges": storaged's (storaged/meta.h)
+ *   "conflicts": storaged's, the losers of concurrent writes (storaged/conflict.h)
  *   plus the allocator's databases (common/alloc.h).
  * Every function taking a txn leaves commit/abort to the caller. LMDB errors
  * are logged here and returned as CIO_EDB or CIO_EMAPFULL. */
@@ -19,9 +20,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <lmdb.h>
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/hlc.h"
+#include "common/vctx.h"
 #include "proto/logrec.h"
 
 #define META_OBJKEY_MAX 480 /* below LMDB's 511-byte key limit */
@@ -29,7 +33,7 @@
 typedef struct meta {
     MDB_env *env;
     MDB_dbi buckets, objects, replog, pending, state;
-    MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets;
+    MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets, conflicts;
     alloc_t alloc;
     int wake_fd;         /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
     const char *site_id; /* borrowed from meta_open_site's caller for the format migration; NULL after opening */
@@ -48,7 +52,34 @@ typedef struct {
     char origin[LOGREC_ORIGIN_MAX + 1]; /* orders by); "" for a version from before origins were recorded. NUL-terminated */
     uint16_t key_len;                   /* the full key (filled by get and listing) */
     char key[LOGREC_KEY_MAX + 1];       /* NUL-terminated */
+    vctx_t ctx; /* the key's causal context besides (version, origin) itself (common/vctx.h; docs/replication-apply.md,
+                   "Conflicts"): what the site had seen of the key from each site when this version was stored.
+                   Empty for most objects (one site writing the key) */
 } meta_obj_t;
+
+/* A version with the site it comes from. */
+typedef struct {
+    uint64_t hlc;                       /* 0: none */
+    uint16_t origin_len;                /* "" for none, or for a version from before origins were recorded */
+    char origin[LOGREC_ORIGIN_MAX + 1]; /* NUL-terminated */
+} meta_ver_t;
+
+/* (hlc, origin) as a meta_ver_t; origin is copied (at most LOGREC_ORIGIN_MAX bytes). */
+static inline meta_ver_t meta_ver_make(uint64_t hlc, const char *origin, size_t origin_len)
+{
+    meta_ver_t v;
+    v.hlc = hlc;
+    v.origin_len = (uint16_t)(origin_len > LOGREC_ORIGIN_MAX ? LOGREC_ORIGIN_MAX : origin_len);
+    memcpy(v.origin, origin, v.origin_len);
+    v.origin[v.origin_len] = '\0';
+    return v;
+}
+
+/* The last-writer-wins order of a and b (hlc_version_cmp): <0, 0, >0. */
+static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
+{
+    return hlc_version_cmp(a->hlc, a->origin, a->origin_len, b->hlc, b->origin, b->origin_len);
+}
 
 #define META_OPEN_CREATE 1u /* create what is missing: the directory, the environment, its tables */
 #define META_OPEN_RDONLY 2u /* without CREATE: read-only (map_size is then the file's) */
@@ -65,7 +96,10 @@ typedef struct {
  *      clock version and its origin site id; tombstones and purge versions
  *      carry an origin too, and bucket records a version of their own
  *      (storaged/meta.h; their older records still read, as versions with
- *      origin "")
+ *      origin ""). Object records (format 4) and tombstones (format 3) may
+ *      carry a causal context; those without one read as an empty context
+ *      (format 2 was not released before contexts were added, so they
+ *      needed no new format number)
  * A new environment is created at META_FORMAT_CURRENT, in the transaction
  * that creates its tables. */
 #define META_FORMAT_CURRENT 2
@@ -183,6 +217,8 @@ int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
     X(META_APPLY_FAILED, "apply_failed", "a replica's events refused, for now or for good (storaged)")                             \
     X(META_APPLY_PERMANENT, "apply_permanent", "a replica's events refused for good (storaged)")                                   \
     X(META_APPLY_CLOCK_SKEW, "apply_clock_skew", "remote versions applied that were more than max_clock_skew ahead (storaged)")    \
+    X(META_APPLY_CONFLICTS, "apply_conflicts",                                                                                     \
+      "events applied or refused that were written concurrently with the key's version (storaged)")                                \
     X(META_HLC_LAST, "hlc_last", "the site's clock: no version stored here is larger (storaged, at every commit)")                 \
     X(META_STORE_ID_HI, "store_id_hi", "the data store's identity, high half (storaged)")                                          \
     X(META_STORE_ID_LO, "store_id_lo", "the data store's identity, low half (storaged)")                                           \

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/clock.h"
+#include "common/conflict.h"
 #include "common/date.h"
 #include "common/replog.h"
 #include "common/replstat.h"
@@ -17,7 +18,7 @@ typedef struct {
 } tfig_t;
 
 typedef struct {
-    uint64_t queued, acked, failed, failed_total, last_ms, bytes, pending, pending_bytes, head, skew;
+    uint64_t queued, acked, failed, failed_total, last_ms, bytes, pending, pending_bytes, head, skew, conflicts, kept;
     int64_t oldest_ms; /* mtime of the oldest record still in the log, 0 when empty */
     size_t n;
     tfig_t *t; /* conf->ntargets of them */
@@ -51,6 +52,7 @@ static int load(meta_t *m, const conf_t *conf, figures_t *f)
         (ret = meta_state_get(m, txn, META_REPL_BYTES, &f->bytes)) != 0 || (ret = replog_cursor(m, txn, &cursor)) != 0 ||
         (ret = meta_state_get(m, txn, META_LOG_PENDING_BYTES, &f->pending_bytes)) != 0 ||
         (ret = meta_state_get(m, txn, META_APPLY_CLOCK_SKEW, &f->skew)) != 0 ||
+        (ret = meta_state_get(m, txn, META_APPLY_CONFLICTS, &f->conflicts)) != 0 || (ret = conflict_count(m, txn, &f->kept)) != 0 ||
         (ret = replog_stats(m, txn, &f->head, &records)) != 0)
         goto done;
     f->pending = records;
@@ -156,11 +158,12 @@ int replstat_json(meta_t *m, const conf_t *conf, const replstat_live_t *live, bu
                                     : "off",
                f.queued, f.acked, f.failed);
     put_time(out, f.last_ms);
-    buf_printf(
-        out,
-        ",\"events_pending\":%" PRIu64 ",\"bytes_pending\":%" PRIu64 ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f"
-        ",\"bytes_replicated\":%" PRIu64 ",\"log_head_seq\":%" PRIu64 ",\"log_pending\":%" PRIu64 ",\"clock_skew_events\":%" PRIu64,
-        f.pending, f.pending_bytes, age, age, f.bytes, f.head, f.pending, f.skew);
+    buf_printf(out,
+               ",\"events_pending\":%" PRIu64 ",\"bytes_pending\":%" PRIu64
+               ",\"oldest_pending_age_seconds\":%.3f,\"lag_seconds\":%.3f"
+               ",\"bytes_replicated\":%" PRIu64 ",\"log_head_seq\":%" PRIu64 ",\"log_pending\":%" PRIu64
+               ",\"clock_skew_events\":%" PRIu64 ",\"conflicts\":%" PRIu64 ",\"conflicts_kept\":%" PRIu64,
+               f.pending, f.pending_bytes, age, age, f.bytes, f.head, f.pending, f.skew, f.conflicts, f.kept);
     const replstat_target_live_t *first = live_of(live, 0);
     if (first != NULL) {
         buf_puts(out, ",\"remote\":{\"url\":");
@@ -235,6 +238,17 @@ void replstat_skew_metric(uint64_t n, buf_t *out)
                n);
 }
 
+void replstat_conflicts_metric(uint64_t found, uint64_t kept, buf_t *out)
+{
+    buf_printf(out,
+               "# HELP comio_replication_conflicts_total Replicated events taken here that were written concurrently with "
+               "the version this site held for the key (docs/replication-apply.md, Conflicts).\n"
+               "# TYPE comio_replication_conflicts_total counter\ncomio_replication_conflicts_total %" PRIu64 "\n"
+               "# HELP comio_replication_conflict_losers Losers of concurrent writes this site keeps (GET /admin/conflicts).\n"
+               "# TYPE comio_replication_conflict_losers gauge\ncomio_replication_conflict_losers %" PRIu64 "\n",
+               found, kept);
+}
+
 int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live, buf_t *out)
 {
     figures_t f;
@@ -286,6 +300,7 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
            "1 when the last batch reached the replica (unlabelled: every target).", all_up, v);
 #undef PER_TARGET
     replstat_skew_metric(f.skew, out);
+    replstat_conflicts_metric(f.conflicts, f.kept, out);
     if (live != NULL) {
         uint64_t counts[REPLSTAT_LAT_BUCKETS + 1] = {0}, n = 0;
         double sum = 0;

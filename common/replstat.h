@@ -66,4 +66,10 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
  * ships; storaged calls it alone on a site that only applies. */
 void replstat_skew_metric(uint64_t n, buf_t *out);
 
+/* Appends the comio_replication_conflicts_total family with value `found`
+ * (META_APPLY_CONFLICTS) and the comio_replication_conflict_losers gauge
+ * with `kept` (conflict_count) to out, in the same places as the skew
+ * family. */
+void replstat_conflicts_metric(uint64_t found, uint64_t kept, buf_t *out);
+
 #endif

@@ -5,7 +5,7 @@
 #include "proto/logrec.h"
 #include "proto/mpread.h"
 
-/* A record has 13 known fields; the cap leaves room for fields that later
+/* A record has 14 known fields; the cap leaves room for fields that later
  * versions may add while bounding the work a hostile record can cause. */
 _Static_assert(LOGREC_ORIGIN_MAX >= LIMIT_SITE_ID_MAX, "a record's origin is a site id");
 #define LOGREC_MAP_MAX 32
@@ -28,6 +28,7 @@ enum {
     F_H = 1u << 10,
     F_PH = 1u << 11,
     F_PO = 1u << 12,
+    F_C = 1u << 13,
 };
 
 #define REQ_COMMON (F_V | F_SEQ | F_OP | F_B | F_MT | F_O)
@@ -101,8 +102,10 @@ static int logrec_check(const logrec_t *r)
     if (r->hlc == 0 || !str_ok(r->parent_origin, r->parent_origin_len, 0, LOGREC_ORIGIN_MAX) ||
         (r->parent_hlc == 0) != (r->parent_origin_len == 0))
         return CIO_EINVAL;
+    if (r->ctx.n > VCTX_MAX)
+        return CIO_EINVAL;
     if (logrec_op_bucket_only(r->op)) {
-        if (r->key_len != 0)
+        if (r->key_len != 0 || r->ctx.n != 0 || r->ctx.floor != 0)
             return CIO_EINVAL;
     } else if (!str_ok(r->key, r->key_len, 1, LOGREC_KEY_MAX)) {
         return CIO_EINVAL;
@@ -132,6 +135,20 @@ static int pack_str_field(msgpack_packer *pk, const char *k, const char *s, size
     return len == 0 ? 0 : msgpack_pack_str_body(pk, s, len);
 }
 
+/* "c": [[site, version], ...], the floor first as the empty site when it is set. */
+static int pack_ctx(msgpack_packer *pk, const vctx_t *c)
+{
+    if (pack_key(pk, "c") != 0 || msgpack_pack_array(pk, (size_t)c->n + (c->floor != 0)) != 0)
+        return -1;
+    if (c->floor != 0 && (msgpack_pack_array(pk, 2) != 0 || msgpack_pack_str(pk, 0) != 0 || msgpack_pack_uint64(pk, c->floor) != 0))
+        return -1;
+    for (uint8_t i = 0; i < c->n; i++)
+        if (msgpack_pack_array(pk, 2) != 0 || msgpack_pack_str_with_body(pk, c->e[i].site, c->e[i].site_len) != 0 ||
+            msgpack_pack_uint64(pk, c->e[i].hlc) != 0)
+            return -1;
+    return 0;
+}
+
 int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
 {
     if (r == NULL || out == NULL)
@@ -151,6 +168,8 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
         n += 3; /* sz, et, ct */
     if (r->parent_hlc != 0)
         n += 2; /* ph, po */
+    if (r->ctx.n > 0 || r->ctx.floor != 0)
+        n++; /* c */
 
     if (msgpack_pack_map(&pk, n) != 0)
         goto fail;
@@ -181,6 +200,8 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
     if (r->parent_hlc != 0 && (pack_key(&pk, "ph") != 0 || msgpack_pack_uint64(&pk, r->parent_hlc) != 0 ||
                                pack_str_field(&pk, "po", r->parent_origin, r->parent_origin_len) != 0))
         goto fail;
+    if ((r->ctx.n > 0 || r->ctx.floor != 0) && pack_ctx(&pk, &r->ctx) != 0)
+        goto fail;
     return 0;
 
 fail:
@@ -194,6 +215,48 @@ fail:
  * msgpack-c's unpacker allocates each map/array from its header count before
  * reading the elements, so the decoder walks the bytes with proto/mpread.h:
  * no allocation, every length checked against what is left. */
+
+/* The context of "c" (logrec.h): refused unless it is exactly what
+ * pack_ctx writes for some context, so that a decoded record encodes back
+ * to the same bytes. */
+static int decode_ctx(mpread_t *rd, vctx_t *c)
+{
+    size_t n, pair, slen;
+    const char *site;
+    uint64_t hlc;
+    int err;
+
+    if ((err = mpread_array(rd, VCTX_MAX + 1, &n)) != 0)
+        return err;
+    vctx_init(c);
+    for (size_t i = 0; i < n; i++) {
+        if ((err = mpread_array(rd, 2, &pair)) != 0)
+            return err;
+        if (pair != 2)
+            return CIO_EPROTO;
+        if ((err = mpread_str(rd, &site, &slen, LIMIT_SITE_ID_MAX)) != 0 || (err = mpread_uint(rd, &hlc)) != 0)
+            return err;
+        if (hlc == 0)
+            return CIO_EPROTO;
+        if (slen == 0) {
+            if (i != 0) /* the floor comes first, once */
+                return CIO_EPROTO;
+            c->floor = hlc;
+            continue;
+        }
+        if (c->n == VCTX_MAX || hlc <= c->floor)
+            return CIO_EPROTO;
+        if (c->n > 0) {
+            const vctx_entry_t *last = &c->e[c->n - 1];
+            size_t m = last->site_len < slen ? last->site_len : slen;
+            int cmp = memcmp(last->site, site, m);
+            if (cmp > 0 || (cmp == 0 && last->site_len >= slen))
+                return CIO_EPROTO; /* out of order, or a site twice */
+        }
+        vctx_add(c, site, slen, hlc);
+    }
+    return 0;
+}
 
 static int key_is(const char *k, size_t klen, const char *name)
 {
@@ -236,6 +299,8 @@ static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, u
         bit = F_PH;
     else if (key_is(k, klen, "po"))
         bit = F_PO;
+    else if (key_is(k, klen, "c"))
+        bit = F_C;
     else
         return mpread_skip(rd); /* forward compatibility */
 
@@ -284,6 +349,8 @@ static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, u
         return mpread_uint(rd, &r->parent_hlc);
     case F_PO:
         return mpread_str(rd, &r->parent_origin, &r->parent_origin_len, LOGREC_ORIGIN_MAX);
+    case F_C:
+        return decode_ctx(rd, &r->ctx);
     default: /* F_O */
         return mpread_str(rd, &r->origin, &r->origin_len, LOGREC_ORIGIN_MAX);
     }
@@ -335,9 +402,11 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
     }
     if (r.op != LOGREC_PUT && (seen & PUT_ONLY) != 0)
         return CIO_EPROTO;
+    if (logrec_op_bucket_only(r.op) && (seen & F_C) != 0)
+        return CIO_EPROTO;
     if (format == 1) {
         /* versions were seqs: a format-1 record has no version fields of its own, nor bucket ops */
-        if ((seen & (F_H | F_PH | F_PO)) != 0 || r.op > LOGREC_PURGE)
+        if ((seen & (F_H | F_PH | F_PO | F_C)) != 0 || r.op > LOGREC_PURGE)
             return CIO_EPROTO;
         r.hlc = r.seq;
         if (r.hlc == 0) /* seqs start at 1: no record has version 0 */

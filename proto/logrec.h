@@ -12,6 +12,7 @@
 #include <msgpack.h>
 #include "common/err.h"
 #include "common/limits.h"
+#include "common/vctx.h"
 
 #define LOGREC_FORMAT_VERSION 2            /* 2: versions are hybrid logical clock values (common/hlc.h) */
 #define LOGREC_BUCKET_MAX LIMIT_BUCKET_MAX /* a record carries what storaged accepts */
@@ -54,13 +55,16 @@ typedef struct {
     uint64_t parent_hlc;       /* the version the mutation replaced on its origin site (its parent): 0 when the key */
     const char *parent_origin; /* held none there; parent_origin is then "" (0..LOGREC_ORIGIN_MAX) */
     size_t parent_origin_len;
+    vctx_t ctx; /* the key's causal context on the origin when it wrote the mutation (common/vctx.h): for
+                   each site, the largest version of the key from that site the origin had seen; empty
+                   for the bucket-only ops and for records from before contexts (key "c", optional) */
 } logrec_t;
 
 /* Appends the encoding of `r` to `out`. Returns 0, CIO_EINVAL if a field is
  * out of range (op unknown, lengths beyond the caps, a NULL string with a
  * non-zero length, or for any op but PUT a non-zero size, etag or content type
  * length, or for a bucket-only op a non-zero key length, hlc 0, a parent origin without
- * a parent version or the reverse), or CIO_ENOMEM. Always writes format
+ * a parent version or the reverse, a context on a bucket-only op), or CIO_ENOMEM. Always writes format
  * LOGREC_FORMAT_VERSION; seq is written as given (the logging site's). On error `out`
  * is left as it was. `r`'s strings are only read during the call. */
 int logrec_encode(const logrec_t *r, msgpack_sbuffer *out) CIO_MUST_CHECK;
@@ -69,7 +73,10 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out) CIO_MUST_CHECK;
  * point into `buf` (an absent or empty key/content type/parent origin is ""
  * with length 0). Format 1 records (no "h", "ph", "po") decode with hlc =
  * seq (seq 0 is then malformed: seqs start at 1) and no parent; in format 2
- * "h" (non-zero) is required.
+ * "h" (non-zero) is required. The context ("c", format 2, optional: a
+ * decoder from before it skips it) is an array of at most VCTX_MAX + 1
+ * [site, version] pairs, sites ascending and distinct, versions non-zero;
+ * the empty site carries the context's floor. Absent, it decodes empty.
  * Unknown map keys are ignored (forward compatibility); a missing "v" or a
  * format version outside 1..LOGREC_FORMAT_VERSION, a missing required field,
  * a known key given twice, a PUT-only field on another op, a key on a

@@ -19,6 +19,7 @@
 #include "common/be.h"
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/conflict.h"
 #include "common/ctl.h"
 #include "common/replog.h"
 #include "common/log.h"
@@ -248,6 +249,33 @@ static int fill(ship_t *s)
 
 /* ---- building a batch ---- */
 
+/* The record holding the bytes of PUT event e, into *o: its object while
+ * that is the event's version, else the conflict loser the site keeps for
+ * it (a write that lost a race here still ships: the other sites must see
+ * the race; docs/replication-apply.md, Conflicts). 0, 1 when neither (the
+ * event was superseded: a later event carries the key's state), or an
+ * error. */
+static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o)
+{
+    conflict_t k;
+    int ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, o);
+    if (ret != 0 && ret != CIO_ENOTFOUND)
+        return ret;
+    if (ret == 0 && meta_obj_current(o, e->r.hlc, e->r.origin, e->r.origin_len))
+        return 0;
+    ret = conflict_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, e->r.hlc, e->r.origin, e->r.origin_len,
+                       &k);
+    if (ret == CIO_ENOTFOUND || (ret == 0 && k.deleted))
+        return 1;
+    if (ret != 0)
+        return ret;
+    o->version = k.loser.hlc;
+    o->off = k.off;
+    o->alen = k.alen;
+    o->size = k.size;
+    return 0;
+}
+
 /* Reads the bytes of an inline PUT into s->scratch (*data points there until
  * the next call). Returns 0, 1 when the object has moved on (overwritten or
  * deleted since the event: a later event carries its state), or an error.
@@ -262,9 +290,8 @@ static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
     int ret;
 
     *data = NULL;
-    ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
-    if (ret == CIO_ENOTFOUND ||
-        (ret == 0 && (!meta_obj_current(&o, e->r.hlc, e->r.origin, e->r.origin_len) || o.size != e->r.size)))
+    ret = event_record(s, txn, e, &o);
+    if (ret == 0 && o.size != e->r.size)
         return 1;
     if (ret != 0)
         return ret;
@@ -319,10 +346,10 @@ static int recheck(ship_t *s, batch_t *b)
         meta_obj_t o;
         if (e->inl != 1)
             continue;
-        ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
-        if (ret != 0 && ret != CIO_ENOTFOUND)
+        ret = event_record(s, txn, e, &o);
+        if (ret < 0)
             break;
-        if (ret == CIO_ENOTFOUND || !meta_obj_current(&o, e->r.hlc, e->r.origin, e->r.origin_len) || o.off != e->inl_off) {
+        if (ret == 1 || o.off != e->inl_off) {
             e->inl = -1;
             moved++;
         }
@@ -388,10 +415,8 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
                     inl = 1;
                 } else {
                     meta_obj_t o;
-                    ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o);
-                    if (ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, e->r.hlc, e->r.origin, e->r.origin_len)))
-                        ret = 1;
-                    else if (ret == 0) {
+                    ret = event_record(s, txn, e, &o);
+                    if (ret == 0) {
                         /* signed with this target's token: the one it presents to us when it fetches */
                         const char *secret = s->tgt->token != NULL ? s->tgt->token : "";
                         ret = presign_url(secret, strlen(secret), s->conf->public_url, e->r.bucket, e->r.bucket_len, e->r.key,

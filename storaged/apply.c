@@ -97,6 +97,7 @@ int apply_decode(commit_job_t *job, const char *buf, size_t len, char *err, size
         it->parent_version = ev.rec.parent_hlc;
         it->parent_origin_len = ev.rec.parent_origin_len;
         it->parent_origin = arena_copy(&at, ev.rec.parent_origin, ev.rec.parent_origin_len);
+        it->ctx = ev.rec.ctx;
         it->blen = ev.rec.bucket_len;
         it->bucket = arena_copy(&at, ev.rec.bucket, ev.rec.bucket_len);
         it->klen = ev.rec.key_len;

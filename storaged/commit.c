@@ -91,6 +91,9 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
             case COMMIT_PURGE:
                 ret = mutate_purge(c, txn, j);
                 break;
+            case COMMIT_CONFLICT_DELETE:
+                ret = replica_conflict_remove(c, txn, j);
+                break;
             default:
                 ret = mutate_bucket(c, txn, j);
                 break;
@@ -217,7 +220,9 @@ static void *committer_main(void *arg)
             int64_t now = clock_wall_ms(), wait_ms = c->nq > 0 ? c->quarantine_poll_ms : -1;
             if (tombgc_due(c, now))
                 break;
-            if (__atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 && (wait_ms < 0 || c->gc_next_ms - now < wait_ms))
+            if ((__atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 ||
+                 __atomic_load_n(&c->conflict_ttl_ms, __ATOMIC_RELAXED) != 0) &&
+                (wait_ms < 0 || c->gc_next_ms - now < wait_ms))
                 wait_ms = c->gc_next_ms - now;
             if (wait_ms >= 0) {
                 struct timespec ts = clock_wall_after(wait_ms);
@@ -294,6 +299,14 @@ void commit_release_body(commit_t *c, commit_job_t *job)
         pthread_cond_wait(&c->body_cv, &c->io_mu);
     job->body = NULL;
     pthread_mutex_unlock(&c->io_mu);
+}
+
+void commit_set_conflict_ttl(commit_t *c, uint64_t ttl_ms)
+{
+    __atomic_store_n(&c->conflict_ttl_ms, ttl_ms, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&c->mu);
+    pthread_cond_signal(&c->cv); /* recompute the idle wait */
+    pthread_mutex_unlock(&c->mu);
 }
 
 void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms)

@@ -48,7 +48,8 @@ typedef enum {
     COMMIT_PURGE,
     COMMIT_BUCKET_CREATE,
     COMMIT_BUCKET_DELETE,
-    COMMIT_APPLY, /* a replica's batch of events */
+    COMMIT_APPLY,           /* a replica's batch of events */
+    COMMIT_CONFLICT_DELETE, /* the removal of a kept conflict loser (common/conflict.h) */
 } commit_op_t;
 
 #define COMMIT_ITEM_ERROR_MAX 160
@@ -68,6 +69,7 @@ struct commit_item {
     uint64_t parent_version;   /* the version it replaced on its origin (0 and "" when none): */
     const char *parent_origin; /* passed on unchanged when the event is logged again here (a chain) */
     size_t parent_origin_len;
+    vctx_t ctx; /* the key's causal context on its origin when it wrote it (logrec_t's); passed on unchanged */
     const char *bucket;
     size_t blen;
     const char *key; /* "" for PURGE */
@@ -89,6 +91,7 @@ struct commit_item {
 
     /* internal */
     alloc_extent_t ext;
+    int needs_ext; /* step 1: a PUT with bytes that is to be written (replica_allocate) */
     commit_job_t *job;
     commit_item_t *fetch_next;
 };
@@ -118,6 +121,10 @@ struct commit_job {
      * written. */
     int expect_set;
     uint64_t expect_version;
+    /* CONFLICT_DELETE: the loser of key `key` to remove: (loser_version, loser_origin) */
+    uint64_t loser_version;
+    char loser_origin[LOGREC_ORIGIN_MAX + 1];
+    size_t loser_origin_len;
 
     /* results, valid in done() */
     int result;       /* 0 or a CIO_* code */
@@ -184,6 +191,12 @@ void commit_reader_leave(commit_t *c, uint64_t token);
  * ones are collected by the committer in small slices, a pass at most once a
  * minute. Thread-safe. */
 void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms);
+
+/* Sets how long a conflict's loser is kept after this site recorded it
+ * (replication.conflict_ttl); 0 keeps them until removed, which is also the
+ * state before the first call. Expired ones are collected in the same
+ * passes as tombstones. Thread-safe. */
+void commit_set_conflict_ttl(commit_t *c, uint64_t ttl_ms);
 
 /* Sets how far ahead of the local clock a remote version may be before
  * apply counts it in META_APPLY_CLOCK_SKEW and logs a warning (at most once

@@ -25,6 +25,7 @@
 #include "common/hlc.h"
 #include "storaged/carve.h"
 #include "storaged/commit.h"
+#include "common/conflict.h"
 #include "common/log.h"
 
 #define FETCHERS 4 /* threads fetching large objects from a primary */
@@ -79,6 +80,7 @@ struct commit {
 
     int64_t quarantine_poll_ms; /* QUARANTINE_POLL_MS, or COMIO_QUARANTINE_POLL_MS (tests) */
     uint64_t tomb_ttl_ms;       /* atomic; 0: keep tombstones */
+    uint64_t conflict_ttl_ms;   /* atomic; 0: keep conflict losers until removed */
     EVP_MD *md5;                /* fetched once: EVP_md5() would look the implementation up at every digest */
     hlc_t hlc;                  /* the site's clock: every local version is taken from it, every applied one advances it */
 
@@ -99,6 +101,9 @@ struct commit {
     uint64_t gc_removed;
     uint8_t gc_pos[META_OBJKEY_MAX];
     size_t gc_pos_len;
+    int gc_conflicts;                  /* the pass is at its second part: expired conflict losers */
+    uint8_t gc_cpos[CONFLICT_POS_MAX]; /* where that part goes on */
+    size_t gc_cpos_len;
     uint64_t hlc_saved;     /* META_HLC_LAST as last committed */
     int64_t skew_warn_ms;   /* when the last clock skew warning was logged */
     uint64_t skew_unwarned; /* skewed versions since that warning */
@@ -228,12 +233,31 @@ int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
 /* What the site knows of key k: the largest version (hlc_version_cmp) of
  * its bucket's purge (`purge`), its object (`old`, when had_old) and its
- * tombstone, into *known; *had_tomb tells whether it has a tombstone. Used
- * as a local mutation's parent and by apply to find stale events. */
+ * tombstone, into *known; *had_tomb tells whether it has a tombstone, and
+ * then *tomb holds it. *kctx gets the key's causal context: the object's
+ * and the tombstone's versions with their contexts, and the purge's
+ * version less one as the floor (a purge covers every older version of
+ * any site; one of the purge's own clock value is ordered by site id).
+ * Used as a local mutation's parent and context, and by apply to tell
+ * stale, descendant and concurrent events apart. */
 int mutate_key_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_ver_t *purge,
-                     const meta_obj_t *old, int had_old, int *had_tomb, meta_ver_t *known) CIO_MUST_CHECK;
+                     const meta_obj_t *old, int had_old, int *had_tomb, meta_tomb_t *tomb, meta_ver_t *known,
+                     vctx_t *kctx) CIO_MUST_CHECK;
 
 /* ---- replica.c: a replica's batch (COMMIT_APPLY) ---- */
+
+/* Removes key k's kept conflict losers that context ctx has seen (a write
+ * with that context overwrote them), freeing their extents. */
+int replica_conflicts_supersede(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
+                                const vctx_t *ctx) CIO_MUST_CHECK;
+
+/* Removes job j's kept conflict loser (COMMIT_CONFLICT_DELETE), freeing
+ * its extent: 0, or CIO_ENOTFOUND when the site keeps no such loser. Not
+ * logged: each site's list is its own to clean. */
+int replica_conflict_remove(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* Removes bucket b's kept conflict losers ordered before a purge at `version`. */
+int replica_conflicts_purge(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version) CIO_MUST_CHECK;
 
 /* Sets the item's outcome (final); the message is formatted into it->error. Any thread. */
 void replica_item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
@@ -258,12 +282,12 @@ int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
  * by a later round. */
 void replica_release_extents(commit_t *c, commit_job_t *j);
 
-/* ---- tombgc.c: expired tombstones ---- */
+/* ---- tombgc.c: expired tombstones and conflict losers ---- */
 
 /* Whether a collection pass is under way or may start at `now`. */
 int tombgc_due(commit_t *c, int64_t now);
 
-/* One slice of a pass in txn; *collected: tombstones removed. */
+/* One slice of a pass in txn (tombstones, then conflict losers); *collected: records removed. */
 int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected) CIO_MUST_CHECK;
 
 #endif

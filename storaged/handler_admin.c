@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/bucket.h"
+#include "common/conflict.h"
 #include "common/ctl.h"
 #include "common/date.h"
 #include "storaged/handler_admin.h"
@@ -195,7 +196,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
 {
     http_thread_t *t = http_req_thread(req);
     uint64_t capacity = 0, free_bytes = 0, extents = 0, largest = 0, objects = 0, bytes = 0, head = 0, records = 0;
-    uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0, skew = 0;
+    uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0, skew = 0, conflicts = 0, kept = 0;
     uint64_t commits, jobs;
     MDB_txn *txn;
     buf_t b;
@@ -210,7 +211,9 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
         meta_state_get(srv->meta, txn, META_APPLY_SKIPPED, &skipped) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_FAILED, &failed) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_PERMANENT, &permanent) != 0 ||
-        meta_state_get(srv->meta, txn, META_APPLY_CLOCK_SKEW, &skew) != 0 || meta_tomb_count(srv->meta, txn, &tombstones) != 0) {
+        meta_state_get(srv->meta, txn, META_APPLY_CLOCK_SKEW, &skew) != 0 ||
+        meta_state_get(srv->meta, txn, META_APPLY_CONFLICTS, &conflicts) != 0 ||
+        meta_tomb_count(srv->meta, txn, &tombstones) != 0 || conflict_count(srv->meta, txn, &kept) != 0) {
         http_req_rtxn_end(t);
         http_req_cio_error(req, CIO_EDB, "metrics failed");
         return 0;
@@ -278,8 +281,10 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
     if (srv->conf->repl_enabled && !ask_repld(srv, req, 1, &b))
         finish_metrics(srv, req, &b, NULL);
     else if (!srv->conf->repl_enabled) {
-        if (srv->conf->accept_token != NULL)
-            replstat_skew_metric(skew, &b); /* a site that only applies counts skew too */
+        if (srv->conf->accept_token != NULL) {
+            replstat_skew_metric(skew, &b); /* a site that only applies counts skew and conflicts too */
+            replstat_conflicts_metric(conflicts, kept, &b);
+        }
         http_req_reply(req, 200, "text/plain; version=0.0.4", b.data, b.len);
         buf_free(&b);
     }

@@ -8,6 +8,7 @@
 #include "common/limits.h"
 #include "proto/logrec.h"
 #include "storaged/handler_object.h"
+#include "common/conflict.h"
 #include "storaged/http_commit.h"
 #include "storaged/http_precond.h"
 
@@ -203,7 +204,7 @@ static void send_not_modified(h2o_req_t *req)
 }
 
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                         size_t origin_len)
+                         size_t origin_len, int kept)
 {
     http_thread_t *t = http_req_thread(req);
     meta_obj_t o;
@@ -224,15 +225,40 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
     if (ret == CIO_ENOTFOUND && meta_bucket_get(srv->meta, txn, p->bucket, p->bucket_len, &bk) == CIO_ENOTFOUND)
         ret = 1;
-    if (version != 0 &&
-        (ret == 1 || ret == CIO_ENOTFOUND ||
-         (ret == 0 && (origin != NULL ? !meta_obj_current(&o, version, origin, origin_len) : o.version != version))))
+    if (kept && origin != NULL && ret != 1 &&
+        (ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, version, origin, origin_len)))) {
+        /* not the current version: a conflict's loser this site keeps, if it is one */
+        conflict_t k;
+        ret = conflict_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, version, origin, origin_len, &k);
+        if (ret == 0 && k.deleted)
+            ret = kept == 2 ? 2 : 3; /* a DELETE: no bytes */
+        if (ret == 0) {
+            memset(&o, 0, sizeof(o));
+            o.version = k.loser.hlc;
+            o.origin_len = k.loser.origin_len;
+            memcpy(o.origin, k.loser.origin, k.loser.origin_len + 1);
+            o.off = k.off;
+            o.alen = k.alen;
+            o.size = k.size;
+            memcpy(o.etag, k.etag, 16);
+            o.mtime_ms = k.mtime_ms;
+            o.ctype_len = k.ctype_len;
+            memcpy(o.ctype, k.ctype, k.ctype_len + 1);
+        } else if (ret == CIO_ENOTFOUND) {
+            ret = kept == 2 ? 2 : 3; /* the fetch endpoint: gone (a newer event follows) */
+        }
+    } else if ((!kept || origin == NULL) && version != 0 &&
+               (ret == 1 || ret == CIO_ENOTFOUND ||
+                (ret == 0 && (origin != NULL ? !meta_obj_current(&o, version, origin, origin_len) : o.version != version)))) {
         ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */
+    }
     http_req_rtxn_end(t);
     if (ret != 0) {
         commit_reader_leave(srv->commit, token);
         if (ret == 2)
             http_req_error(req, 410, "VersionGone", "this version of the object is gone (overwritten or deleted)");
+        else if (ret == 3)
+            http_req_error(req, 404, "NoSuchVersion", "neither the current version nor a conflict's loser this site keeps");
         else if (ret == 1)
             http_req_error(req, 404, "NoSuchBucket", "no such bucket");
         else if (ret == CIO_ENOTFOUND)
@@ -330,7 +356,21 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
 
 int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p)
 {
-    return handler_object_serve(srv, req, p, 0, NULL, 0);
+    char vs[24], origin[LOGREC_ORIGIN_MAX + 1];
+    size_t vlen, olen;
+    uint64_t v;
+    int rv = http_req_query_param(req, "version", vs, sizeof(vs), &vlen),
+        ro = http_req_query_param(req, "origin", origin, sizeof(origin), &olen);
+
+    if (rv == CIO_ENOTFOUND && ro == CIO_ENOTFOUND)
+        return handler_object_serve(srv, req, p, 0, NULL, 0, 0);
+    /* ?version=V&origin=O: that version, current or kept as a conflict's loser */
+    if (rv != 0 || vlen == 0 || vlen > 20 || strspn(vs, "0123456789") != vlen || (v = strtoull(vs, NULL, 10)) == 0 || ro != 0 ||
+        olen == 0) {
+        http_req_error(req, 400, "InvalidArgument", "version and origin: a positive integer and a site id, both or neither");
+        return 0;
+    }
+    return handler_object_serve(srv, req, p, v, origin, olen, 1);
 }
 
 typedef struct {

@@ -10,16 +10,21 @@
 #include "storaged/http_req.h"
 #include "storaged/path.h"
 
-/* GET or HEAD /{bucket}/{key}. */
+/* GET or HEAD /{bucket}/{key}; with ?version=V&origin=O that version: the
+ * current object if it is that one, else a conflict's loser the site keeps
+ * (404 NoSuchVersion when neither, or when the loser was a DELETE). */
 int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p);
 
 /* GET and HEAD of an object; with `version` non-zero only that version is
  * served (the fetch endpoint), anything else is 410: the version from site
  * `origin` (origin_len bytes, borrowed for the call; meta_obj_current), or
  * with origin NULL (a fetch URL of the previous release) any object with
- * that version number. */
+ * that version number. With `kept` and an origin, a version that is not
+ * current is looked up among the conflict losers kept (common/conflict.h)
+ * instead; when it is not there either: 404 NoSuchVersion (kept 1, a
+ * client's GET), or 410 (kept 2, the fetch endpoint). */
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                         size_t origin_len);
+                         size_t origin_len, int kept);
 
 /* PUT /{bucket}/{key}: the body (req->entity) becomes the object. */
 int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p);

@@ -159,5 +159,6 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
         http_req_error(req, 403, "SignatureDoesNotMatch", "the fetch URL's signature does not match");
         return 0;
     }
-    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len);
+    /* a version kept as a conflict's loser is served too: the fetching site records the race */
+    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2);
 }

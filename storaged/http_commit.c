@@ -110,6 +110,15 @@ static void answer(h2o_req_t *req, commit_job_t *j)
         http_commit_answer_apply(req, j); /* per-event results, also when the job failed */
         return;
     }
+    if (j->op == COMMIT_CONFLICT_DELETE) {
+        if (j->result == CIO_ENOTFOUND)
+            http_req_error(req, 404, "NoSuchConflict", "this site keeps no such conflict loser");
+        else if (j->result != 0)
+            http_req_cio_error(req, j->result, "removing the conflict failed");
+        else
+            http_req_reply(req, 204, NULL, "", 0);
+        return;
+    }
     if (j->result == CIO_ENOTFOUND) {
         http_req_error(req, 404, "NoSuchBucket", "no such bucket");
         return;
@@ -155,6 +164,7 @@ static void answer(h2o_req_t *req, commit_job_t *j)
         http_req_reply_buf(req, 200, &b);
         return;
     case COMMIT_APPLY:
+    case COMMIT_CONFLICT_DELETE:
         return; /* answered above */
     }
 }

@@ -180,20 +180,24 @@ int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *byt
 /* ---- replica: tombstones and purges ---- */
 
 /* Format 2: format byte, version (u64 BE), time (i64 BE), origin (u8
- * length, bytes), key (u16 BE length, bytes). Format 1 (metadata format 1,
- * still read, never written) has no origin: it reads as origin "". */
+ * length, bytes), key (u16 BE length, bytes). Format 3: the same followed
+ * by the causal context (vctx_encode), written when it is not empty. Format
+ * 1 (metadata format 1, still read, never written) has no origin: it reads
+ * as origin "". */
 #define TOMB_FORMAT_V1 1
 #define TOMB_FORMAT 2
+#define TOMB_FORMAT_CTX 3
 #define TOMB_FIXED_V1 (1 + 8 + 8 + 2)
 #define TOMB_FIXED (TOMB_FIXED_V1 + 1)
 
 static int tomb_decode(const MDB_val *v, meta_tomb_t *t, const uint8_t **key, size_t *klen)
 {
     const uint8_t *p = v->mv_data;
-    size_t olen = 0, fixed;
-    if (v->mv_size < TOMB_FIXED_V1 || (p[0] != TOMB_FORMAT && p[0] != TOMB_FORMAT_V1))
+    size_t olen = 0, fixed, used;
+    if (v->mv_size < TOMB_FIXED_V1 || (p[0] != TOMB_FORMAT && p[0] != TOMB_FORMAT_CTX && p[0] != TOMB_FORMAT_V1))
         return CIO_EPROTO;
-    if (p[0] == TOMB_FORMAT) {
+    vctx_init(&t->ctx);
+    if (p[0] != TOMB_FORMAT_V1) {
         if (v->mv_size < TOMB_FIXED || (olen = p[17]) > LOGREC_ORIGIN_MAX || v->mv_size < TOMB_FIXED + olen)
             return CIO_EPROTO;
         fixed = TOMB_FIXED + olen;
@@ -204,9 +208,12 @@ static int tomb_decode(const MDB_val *v, meta_tomb_t *t, const uint8_t **key, si
     }
     t->time_ms = (int64_t)be_get(p + 9, 8);
     *klen = (size_t)(p[fixed - 2] << 8 | p[fixed - 1]);
-    if (*klen > LOGREC_KEY_MAX || v->mv_size != fixed + *klen)
+    if (*klen > LOGREC_KEY_MAX || v->mv_size < fixed + *klen || (p[0] != TOMB_FORMAT_CTX && v->mv_size != fixed + *klen))
         return CIO_EPROTO;
     *key = p + fixed;
+    if (p[0] == TOMB_FORMAT_CTX &&
+        (vctx_decode(p + fixed + *klen, v->mv_size - fixed - *klen, &t->ctx, &used) != 0 || used != v->mv_size - fixed - *klen))
+        return CIO_EPROTO;
     return 0;
 }
 
@@ -229,11 +236,12 @@ int meta_tomb_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
 
 int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_tomb_t *t)
 {
-    uint8_t kb[META_OBJKEY_MAX], vb[TOMB_FIXED + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX];
-    size_t olen = t->version.origin_len;
+    uint8_t kb[META_OBJKEY_MAX], vb[TOMB_FIXED + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX + VCTX_ENCODED_MAX];
+    size_t olen = t->version.origin_len, clen = 0;
+    int with_ctx = t->ctx.n > 0 || t->ctx.floor != 0;
     if (klen > LOGREC_KEY_MAX || olen > LOGREC_ORIGIN_MAX)
         return CIO_EINVAL;
-    vb[0] = TOMB_FORMAT;
+    vb[0] = with_ctx ? TOMB_FORMAT_CTX : TOMB_FORMAT;
     be_put(vb + 1, t->version.hlc, 8);
     be_put(vb + 9, (uint64_t)t->time_ms, 8);
     vb[17] = (uint8_t)olen;
@@ -241,7 +249,9 @@ int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
     vb[18 + olen] = (uint8_t)(klen >> 8);
     vb[19 + olen] = (uint8_t)klen;
     memcpy(vb + TOMB_FIXED + olen, k, klen);
-    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v = {TOMB_FIXED + olen + klen, vb};
+    if (with_ctx)
+        clen = vctx_encode(vb + TOMB_FIXED + olen + klen, &t->ctx);
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v = {TOMB_FIXED + olen + klen + clen, vb};
     return meta_err(mdb_put(txn, m->tombstones, &key, &v, 0), "mdb_put(tombstones)");
 }
 

@@ -49,30 +49,6 @@ int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *byt
  * (hlc_version_cmp). What a site knows of a key is the largest of: its
  * object's version, its tombstone's, its bucket's purge version. */
 
-/* A version with the site it comes from. */
-typedef struct {
-    uint64_t hlc;                       /* 0: none */
-    uint16_t origin_len;                /* "" for none, or for a version from before origins were recorded */
-    char origin[LOGREC_ORIGIN_MAX + 1]; /* NUL-terminated */
-} meta_ver_t;
-
-/* (hlc, origin) as a meta_ver_t; origin is copied (at most LOGREC_ORIGIN_MAX bytes). */
-static inline meta_ver_t meta_ver_make(uint64_t hlc, const char *origin, size_t origin_len)
-{
-    meta_ver_t v;
-    v.hlc = hlc;
-    v.origin_len = (uint16_t)(origin_len > LOGREC_ORIGIN_MAX ? LOGREC_ORIGIN_MAX : origin_len);
-    memcpy(v.origin, origin, v.origin_len);
-    v.origin[v.origin_len] = '\0';
-    return v;
-}
-
-/* The last-writer-wins order of a and b (hlc_version_cmp): <0, 0, >0. */
-static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
-{
-    return hlc_version_cmp(a->hlc, a->origin, a->origin_len, b->hlc, b->origin, b->origin_len);
-}
-
 /* A bucket. `version` is the (version, origin) of the last bucket CREATE or
  * DELETE made here or applied (hlc 0: none, e.g. a bucket a PUT created),
  * `deleted` whether that was a DELETE: a bucket deleted while it still held
@@ -97,6 +73,7 @@ int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO_MUS
 typedef struct {
     meta_ver_t version; /* the DELETE's version (or, from a format-1 store, the replaced applied object's) */
     int64_t time_ms;    /* when this site recorded it (local clock): garbage collection */
+    vctx_t ctx;         /* the key's causal context besides `version` itself (meta_obj_t's ctx); empty for a bucket's */
 } meta_tomb_t;
 
 /* Tombstone of key k in bucket b, keyed like "objects". get returns

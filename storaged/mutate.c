@@ -57,22 +57,35 @@ int mutate_bucket_store(commit_t *c, MDB_txn *txn, const char *b, size_t blen, c
         return ret;
     t.version = bk->version;
     t.time_ms = clock_wall_ms();
+    vctx_init(&t.ctx);
     return meta_tomb_put(c->meta, txn, b, blen, "", 0, &t);
 }
 
 int mutate_key_known(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_ver_t *purge,
-                     const meta_obj_t *old, int had_old, int *had_tomb, meta_ver_t *known)
+                     const meta_obj_t *old, int had_old, int *had_tomb, meta_tomb_t *tomb, meta_ver_t *known, vctx_t *kctx)
 {
-    meta_tomb_t t;
     int ret;
 
     *known = *purge;
-    if (had_old && meta_obj_version_cmp(old, known->hlc, known->origin, known->origin_len) > 0)
-        *known = meta_ver_make(old->version, old->origin, old->origin_len);
-    ret = meta_tomb_get(c->meta, txn, b, blen, k, klen, &t);
+    vctx_init(kctx);
+    /* the purge covers what orders before it: every version of a smaller clock value (an equal one is ordered by
+     * its site id: the floor stops short of it, and apply compares it with the purge's version itself) */
+    if (purge->hlc > 1)
+        vctx_add(kctx, "", 0, purge->hlc - 1);
+    if (had_old) {
+        if (meta_obj_version_cmp(old, known->hlc, known->origin, known->origin_len) > 0)
+            *known = meta_ver_make(old->version, old->origin, old->origin_len);
+        vctx_merge(kctx, &old->ctx);
+        vctx_add(kctx, old->origin, old->origin_len, old->version);
+    }
+    ret = meta_tomb_get(c->meta, txn, b, blen, k, klen, tomb);
     *had_tomb = ret == 0;
-    if (ret == 0 && meta_ver_cmp(&t.version, known) > 0)
-        *known = t.version;
+    if (ret == 0) {
+        if (meta_ver_cmp(&tomb->version, known) > 0)
+            *known = tomb->version;
+        vctx_merge(kctx, &tomb->ctx);
+        vctx_add(kctx, tomb->version.origin, tomb->version.origin_len, tomb->version.hlc);
+    }
     return ret == CIO_ENOTFOUND ? 0 : ret;
 }
 
@@ -94,7 +107,7 @@ static int take_version(commit_t *c, MDB_txn *txn, commit_job_t *j, const meta_v
     return replog_next_seq(c->meta, txn, &j->seq);
 }
 
-static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op, const meta_ver_t *parent)
+static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op, const meta_ver_t *parent, const vctx_t *ctx)
 {
     logrec_t r;
     if (!c->log_enabled)
@@ -114,6 +127,8 @@ static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op
     r.parent_hlc = parent->origin_len > 0 ? parent->hlc : 0;
     r.parent_origin = parent->origin;
     r.parent_origin_len = r.parent_hlc != 0 ? parent->origin_len : 0;
+    if (ctx != NULL)
+        r.ctx = *ctx;
     if (op == LOGREC_PUT) {
         r.size = j->size;
         memcpy(r.etag, j->etag, 16);
@@ -128,6 +143,8 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     meta_bucket_t bk;
     meta_obj_t o, old;
     meta_ver_t purge, parent;
+    meta_tomb_t tomb;
+    vctx_t kctx;
     int created, ret, had_old, had_tomb;
 
     if ((ret = mutate_bucket_load_or_create(c, txn, j->bucket, j->blen, &bk, &created)) != 0)
@@ -139,11 +156,18 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if (j->expect_set && (had_old ? old.version : 0) != j->expect_version)
         return CIO_ECHANGED; /* a conditional PUT lost a race: the object it checked is gone */
     if ((ret = meta_purge_get(c->meta, txn, j->bucket, j->blen, &purge)) != 0 ||
-        (ret = mutate_key_known(c, txn, j->bucket, j->blen, j->key, j->klen, &purge, &old, had_old, &had_tomb, &parent)) != 0 ||
+        (ret = mutate_key_known(c, txn, j->bucket, j->blen, j->key, j->klen, &purge, &old, had_old, &had_tomb, &tomb, &parent,
+                                &kctx)) != 0 ||
         (ret = take_version(c, txn, j, &parent)) != 0)
         return ret;
     j->mtime_ms = clock_wall_ms();
+    /* the new version follows everything the site knows of the key, kept conflict losers included: that is its
+     * context, and those losers are now overwritten */
+    if ((ret = replica_conflicts_supersede(c, txn, j->bucket, j->blen, j->key, j->klen, &kctx)) != 0)
+        return ret;
+    vctx_trim(&kctx, c->site_id, strlen(c->site_id), j->version);
     commit_obj_init(&o, j->version, c->site_id, j->ext, j->size, j->etag, j->mtime_ms, j->ctype, j->ctype_len);
+    o.ctx = kctx;
     if ((ret = meta_obj_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &o)) != 0 ||
         (ret = meta_pending_del(c->meta, txn, j->ext)) != 0 ||
         (j->carved && (ret = alloc_unreserve(&c->meta->alloc, txn, j->ext.len)) != 0) ||
@@ -161,7 +185,7 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = meta_state_add(c->meta, txn, META_OBJECTS, had_old ? 0 : 1)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_BYTES, (int64_t)j->size - (had_old ? (int64_t)old.size : 0))) != 0)
         return ret;
-    return log_append(c, txn, j, LOGREC_PUT, &parent);
+    return log_append(c, txn, j, LOGREC_PUT, &parent, &kctx);
 }
 
 int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
@@ -170,6 +194,7 @@ int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
     meta_obj_t old;
     meta_ver_t purge, parent;
     meta_tomb_t tomb;
+    vctx_t kctx;
     int ret, had_tomb;
 
     if ((ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk)) != 0)
@@ -180,15 +205,20 @@ int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if (ret != 0)
         return ret;
     if ((ret = meta_purge_get(c->meta, txn, j->bucket, j->blen, &purge)) != 0 ||
-        (ret = mutate_key_known(c, txn, j->bucket, j->blen, j->key, j->klen, &purge, &old, 1, &had_tomb, &parent)) != 0 ||
+        (ret = mutate_key_known(c, txn, j->bucket, j->blen, j->key, j->klen, &purge, &old, 1, &had_tomb, &tomb, &parent, &kctx)) !=
+            0 ||
         (ret = take_version(c, txn, j, &parent)) != 0)
         return ret;
     j->mtime_ms = clock_wall_ms();
+    if ((ret = replica_conflicts_supersede(c, txn, j->bucket, j->blen, j->key, j->klen, &kctx)) != 0)
+        return ret;
+    vctx_trim(&kctx, c->site_id, strlen(c->site_id), j->version);
     bk.objects--;
     bk.bytes -= old.size;
     /* the tombstone stops an older PUT from another site arriving later */
     tomb.version = meta_ver_make(j->version, c->site_id, strlen(c->site_id));
     tomb.time_ms = j->mtime_ms;
+    tomb.ctx = kctx;
     if ((ret = meta_obj_del(c->meta, txn, j->bucket, j->blen, j->key, j->klen)) != 0 ||
         (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0 ||
         (ret = meta_tomb_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &tomb)) != 0 ||
@@ -196,7 +226,7 @@ int mutate_delete(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = meta_state_add(c->meta, txn, META_OBJECTS, -1)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)old.size)) != 0)
         return ret;
-    return log_append(c, txn, j, LOGREC_DELETE, &parent);
+    return log_append(c, txn, j, LOGREC_DELETE, &parent, &kctx);
 }
 
 typedef struct {
@@ -258,11 +288,12 @@ int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
     /* the purge version stops older PUTs from other sites arriving later; it covers the tombstones */
     if ((ret = meta_purge_put(c->meta, txn, j->bucket, j->blen, &version)) != 0 ||
         (ret = meta_tomb_del_older(c->meta, txn, j->bucket, j->blen, &version)) != 0 ||
+        (ret = replica_conflicts_purge(c, txn, j->bucket, j->blen, &version)) != 0 ||
         (ret = mutate_bucket_store(c, txn, j->bucket, j->blen, &bk)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_OBJECTS, -(int64_t)j->count)) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_BYTES, -(int64_t)j->bytes)) != 0)
         return ret;
-    return log_append(c, txn, j, LOGREC_PURGE, &parent);
+    return log_append(c, txn, j, LOGREC_PURGE, &parent, NULL);
 }
 
 /* A bucket's creation and deletion are versioned like the other mutations
@@ -296,7 +327,7 @@ int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j)
         if ((ret = meta_bucket_put(c->meta, txn, j->bucket, j->blen, &bk)) != 0 ||
             (had_tomb && (ret = meta_tomb_del(c->meta, txn, j->bucket, j->blen, "", 0)) != 0))
             return ret;
-        return log_append(c, txn, j, LOGREC_BUCKET_CREATE, &known);
+        return log_append(c, txn, j, LOGREC_BUCKET_CREATE, &known, NULL);
     }
     if (!had_bk)
         return CIO_ENOTFOUND;
@@ -311,5 +342,5 @@ int mutate_bucket(commit_t *c, MDB_txn *txn, commit_job_t *j)
     /* empty: the record goes and the delete's version stays, as the bucket's tombstone */
     if ((ret = mutate_bucket_store(c, txn, j->bucket, j->blen, &bk)) != 0)
         return ret;
-    return log_append(c, txn, j, LOGREC_BUCKET_DELETE, &known);
+    return log_append(c, txn, j, LOGREC_BUCKET_DELETE, &known, NULL);
 }

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include "common/replog.h"
 #include "storaged/commit_int.h"
+#include "common/conflict.h"
 
 void replica_item_set(commit_item_t *it, batch_result_t result, unsigned status, const char *fmt, ...)
 {
@@ -99,11 +100,12 @@ static int apply_cache_bk(commit_t *c, MDB_txn *txn, apply_cache_t *ac, int crea
  * *had_old tells whether `old` holds the object, *had_tomb whether the key
  * has a tombstone. */
 static int known_version(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const commit_item_t *it, meta_ver_t *known, meta_obj_t *old,
-                         int *had_old, int *had_tomb)
+                         int *had_old, int *had_tomb, meta_tomb_t *tomb, vctx_t *kctx)
 {
     int ret;
 
     *had_old = *had_tomb = 0;
+    vctx_init(kctx);
     if ((ret = apply_cache_bucket(c, txn, ac, it)) != 0)
         return ret;
     *known = ac->purge;
@@ -113,7 +115,16 @@ static int known_version(commit_t *c, MDB_txn *txn, apply_cache_t *ac, const com
     if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
     *had_old = ret == 0;
-    return mutate_key_known(c, txn, it->bucket, it->blen, it->key, it->klen, &ac->purge, old, *had_old, had_tomb, known);
+    return mutate_key_known(c, txn, it->bucket, it->blen, it->key, it->klen, &ac->purge, old, *had_old, had_tomb, tomb, known,
+                            kctx);
+}
+
+/* The key's context once the item is known here: what the site knew (kctx)
+ * merged with the item's own context and version. */
+static void item_merge_ctx(const commit_item_t *it, vctx_t *kctx)
+{
+    vctx_merge(kctx, &it->ctx);
+    vctx_add(kctx, it->origin, it->origin_len, it->version);
 }
 
 /* Marks the item skipped when it is no newer than what is known (equal:
@@ -129,6 +140,65 @@ static int item_stale(commit_item_t *it, const meta_ver_t *known)
         replica_item_set(it, BATCH_SKIPPED, 200, "stale: this site holds version %" PRIu64 " from \"%s\"", known->hlc,
                          known->origin);
     return 1;
+}
+
+/* What becomes of a PUT or DELETE (docs/replication-apply.md, "Conflicts"). */
+typedef enum {
+    FATE_SEEN,  /* the key's context has it (a duplicate, or older than something that followed it), or a purge covers
+                   it: skipped (final), never a conflict, not logged again */
+    FATE_NEW,   /* it follows what the key holds (or the key holds nothing): applied */
+    FATE_WINS,  /* concurrent with what the key holds, and the last writer: applied, a conflict */
+    FATE_LOSES, /* concurrent with what the key holds, and not the last writer: not applied, a conflict */
+} item_fate_t;
+
+/* The version the key holds: its object's or its tombstone's, the larger
+ * (hlc 0: none). */
+static meta_ver_t held_version(const meta_obj_t *old, int had_old, const meta_tomb_t *tomb, int had_tomb)
+{
+    meta_ver_t held = meta_ver_make(0, "", 0);
+    if (had_old)
+        held = meta_ver_make(old->version, old->origin, old->origin_len);
+    if (had_tomb && meta_ver_cmp(&tomb->version, &held) > 0)
+        held = tomb->version;
+    return held;
+}
+
+/* The fate of item `it` at a key whose context is kctx and which holds
+ * version `held`, in a bucket last purged at `purge`. Marks a seen item
+ * skipped (final). The event descends from `held` when its own context, or
+ * its own version (a site's writes follow each other), covers it. A held
+ * version of no site (a format-1 store's) predates contexts: it is taken
+ * for an ancestor, and last-writer-wins alone decides. */
+static item_fate_t item_fate(commit_item_t *it, const vctx_t *kctx, const meta_ver_t *purge, const meta_ver_t *held)
+{
+    int descends;
+
+    if (vctx_seen(kctx, it->origin, it->origin_len, it->version)) {
+        if (held->hlc == it->version && held->origin_len == it->origin_len && memcmp(held->origin, it->origin, it->origin_len) == 0)
+            replica_item_set(it, BATCH_SKIPPED, 200, "duplicate: this version is already applied");
+        else
+            replica_item_set(it, BATCH_SKIPPED, 200, "stale: already seen here; this site holds version %" PRIu64 " from \"%s\"",
+                             held->hlc, held->origin);
+        return FATE_SEEN;
+    }
+    if (hlc_version_cmp(it->version, it->origin, it->origin_len, purge->hlc, purge->origin, purge->origin_len) <= 0) {
+        replica_item_set(it, BATCH_SKIPPED, 200, "stale: the bucket was purged at version %" PRIu64 " from \"%s\"", purge->hlc,
+                         purge->origin);
+        return FATE_SEEN;
+    }
+    if (held->hlc == 0)
+        return FATE_NEW;
+    descends = held->origin_len == 0 || vctx_seen(&it->ctx, held->origin, held->origin_len, held->hlc) ||
+               (held->origin_len == it->origin_len && memcmp(held->origin, it->origin, it->origin_len) == 0);
+    int cmp = hlc_version_cmp(it->version, it->origin, it->origin_len, held->hlc, held->origin, held->origin_len);
+    if (descends) {
+        if (cmp > 0)
+            return FATE_NEW;
+        /* a descendant orders after its ancestor (the clock's receive rule): only a version of no site gets here */
+        replica_item_set(it, BATCH_SKIPPED, 200, "stale: this site holds version %" PRIu64 " from \"%s\"", held->hlc, held->origin);
+        return FATE_SEEN;
+    }
+    return cmp > 0 ? FATE_WINS : FATE_LOSES;
 }
 
 /* Step 1: extents for the PUTs not already stale. They are cut from one
@@ -151,23 +221,30 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
     EVP_Digest("", 0, empty_md5, NULL, EVP_md5(), NULL);
     for (size_t i = 0; i < j->nitems; i++) {
         commit_item_t *it = &j->items[i];
-        meta_ver_t known;
+        meta_ver_t known, held;
         meta_obj_t old;
+        meta_tomb_t tomb;
+        vctx_t kctx;
         int had_old, had_tomb;
+        item_fate_t fate;
 
         it->job = j;
         it->ext = (alloc_extent_t){0, 0};
+        it->needs_ext = 0;
         if (it->final || it->op != LOGREC_PUT)
             continue;
-        if ((ret = known_version(c, txn, &ac, it, &known, &old, &had_old, &had_tomb)) != 0)
+        if ((ret = known_version(c, txn, &ac, it, &known, &old, &had_old, &had_tomb, &tomb, &kctx)) != 0)
             return ret;
-        if (item_stale(it, &known))
-            continue;
+        held = held_version(&old, had_old, &tomb, had_tomb);
+        fate = item_fate(it, &kctx, &ac.purge, &held);
+        if (fate == FATE_SEEN)
+            continue; /* nothing to write (a loser's bytes are: they are kept) */
         if (it->size == 0) {
             if (CRYPTO_memcmp(it->etag, empty_md5, 16) != 0)
                 replica_item_set(it, BATCH_PERMANENT, 400, "an empty object whose ETag is not the MD5 of nothing");
             continue; /* nothing to write: finished in step 3 */
         }
+        it->needs_ext = 1;
         if (want < UINT64_MAX / 4 && it->size < UINT64_MAX / 4)
             want += alloc_round(it->size);
         else
@@ -185,7 +262,7 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
                 return ret;
             for (size_t i = 0; i < j->nitems; i++) {
                 commit_item_t *it = &j->items[i];
-                if (it->final || it->op != LOGREC_PUT || it->size == 0)
+                if (!it->needs_ext)
                     continue;
                 it->ext = (alloc_extent_t){off, alloc_round(it->size)};
                 off += it->ext.len;
@@ -200,7 +277,7 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
     }
     for (size_t i = 0; i < j->nitems; i++) {
         commit_item_t *it = &j->items[i];
-        if (it->final || it->op != LOGREC_PUT || it->size == 0)
+        if (!it->needs_ext)
             continue;
         ret = reuse_take_extent(c, txn, it->size, &it->ext);
         if (ret == 0 && (ret = meta_pending_add(c->meta, txn, it->ext)) != 0)
@@ -266,6 +343,7 @@ static int relog(commit_t *c, MDB_txn *txn, const commit_item_t *it)
     r.parent_hlc = it->parent_version;
     r.parent_origin = it->parent_origin;
     r.parent_origin_len = it->parent_origin_len;
+    r.ctx = it->ctx;
     if (it->op == LOGREC_PUT) {
         r.size = it->size;
         memcpy(r.etag, it->etag, 16);
@@ -332,10 +410,104 @@ static int apply_bucket(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_ite
     } else {
         tomb.version = version;
         tomb.time_ms = clock_wall_ms();
+        vctx_init(&tomb.ctx);
         if ((ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, "", 0, &tomb)) != 0)
             return ret;
     }
     replica_item_set(it, BATCH_APPLIED, 200, "%s", "");
+    return 0;
+}
+
+/* A superseded or purged loser's extent is freed like a replaced object's. */
+static int release_extent(void *arg, alloc_extent_t ext)
+{
+    void **a = arg;
+    return ext.len > 0 ? reuse_quarantine_add(a[0], a[1], ext) : 0;
+}
+
+int replica_conflicts_supersede(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
+                                const vctx_t *ctx)
+{
+    void *arg[2] = {c, txn};
+    uint64_t removed;
+    return conflict_supersede(c->meta, txn, b, blen, k, klen, ctx, release_extent, arg, &removed);
+}
+
+int replica_conflicts_purge(commit_t *c, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version)
+{
+    void *arg[2] = {c, txn};
+    uint64_t removed;
+    return conflict_purge(c->meta, txn, b, blen, version, release_extent, arg, &removed);
+}
+
+int replica_conflict_remove(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    alloc_extent_t ext;
+    int ret = conflict_del(c->meta, txn, j->bucket, j->blen, j->key, j->klen, j->loser_version, j->loser_origin,
+                           j->loser_origin_len, &ext);
+    if (ret != 0)
+        return ret;
+    return ext.len > 0 ? reuse_quarantine_add(c, txn, ext) : 0;
+}
+
+/* Keeps the key's held version, which event `it` beat: the object (with
+ * its extent, which the caller then keeps rather than frees) or the
+ * tombstone (no bytes). */
+static int keep_held(commit_t *c, MDB_txn *txn, const commit_item_t *it, const meta_obj_t *old, int held_is_obj,
+                     const meta_ver_t *held)
+{
+    conflict_t k;
+    memset(&k, 0, sizeof(k));
+    k.loser = *held;
+    k.winner = meta_ver_make(it->version, it->origin, it->origin_len);
+    k.time_ms = clock_wall_ms();
+    k.key_len = (uint16_t)it->klen;
+    memcpy(k.key, it->key, it->klen);
+    if (held_is_obj) {
+        k.off = old->off;
+        k.alen = old->alen;
+        k.size = old->size;
+        memcpy(k.etag, old->etag, 16);
+        k.mtime_ms = old->mtime_ms;
+        k.ctype_len = old->ctype_len;
+        memcpy(k.ctype, old->ctype, old->ctype_len);
+    } else {
+        k.deleted = 1;
+    }
+    return conflict_put(c->meta, txn, it->bucket, it->blen, &k);
+}
+
+/* Keeps event `it`, which lost to `held`: a PUT with its bytes (its extent
+ * becomes the record's), a DELETE without. */
+static int keep_event(commit_t *c, MDB_txn *txn, commit_item_t *it, const meta_ver_t *held)
+{
+    conflict_t k;
+    int ret;
+    memset(&k, 0, sizeof(k));
+    k.loser = meta_ver_make(it->version, it->origin, it->origin_len);
+    k.winner = *held;
+    k.time_ms = clock_wall_ms();
+    k.key_len = (uint16_t)it->klen;
+    memcpy(k.key, it->key, it->klen);
+    k.mtime_ms = it->mtime_ms;
+    if (it->op == LOGREC_PUT) {
+        k.off = it->ext.off;
+        k.alen = it->ext.len;
+        k.size = it->size;
+        memcpy(k.etag, it->etag, 16);
+        k.ctype_len = (uint16_t)it->ctype_len;
+        memcpy(k.ctype, it->ctype, it->ctype_len);
+    } else {
+        k.deleted = 1;
+    }
+    if ((ret = conflict_put(c->meta, txn, it->bucket, it->blen, &k)) != 0)
+        return ret;
+    if (it->ext.len > 0) {
+        /* the record owns the extent now: not pending, not freed by replica_finish */
+        if (it->job->ext.len == 0 && (ret = meta_pending_del(c->meta, txn, it->ext)) != 0)
+            return ret;
+        it->ext = (alloc_extent_t){0, 0};
+    }
     return 0;
 }
 
@@ -344,24 +516,71 @@ static int apply_bucket(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_ite
  * for the site's own log (first: an event that cannot be logged is refused
  * before anything changes), then the change. Only fatal errors are
  * returned. */
-static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_t *it)
+static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_t *it, uint64_t *conflicts)
 {
     meta_bucket_t *bk;
     meta_obj_t o, old;
     meta_tomb_t tomb;
-    meta_ver_t known, version = meta_ver_make(it->version, it->origin, it->origin_len);
-    int ret, had_old, had_tomb;
+    vctx_t kctx;
+    meta_ver_t known, held, version = meta_ver_make(it->version, it->origin, it->origin_len);
+    item_fate_t fate = FATE_NEW;
+    int ret, had_old, had_tomb, keep_old;
 
     if (it->op == LOGREC_BUCKET_CREATE || it->op == LOGREC_BUCKET_DELETE)
         return apply_bucket(c, txn, ac, it);
-    if ((ret = known_version(c, txn, ac, it, &known, &old, &had_old, &had_tomb)) != 0)
+    if ((ret = known_version(c, txn, ac, it, &known, &old, &had_old, &had_tomb, &tomb, &kctx)) != 0)
         return ret;
-    if (item_stale(it, &known))
-        return 0;
+    if (it->op == LOGREC_PURGE) {
+        if (item_stale(it, &known))
+            return 0;
+    } else {
+        held = held_version(&old, had_old, &tomb, had_tomb);
+        fate = item_fate(it, &kctx, &ac->purge, &held);
+        if (fate == FATE_SEEN)
+            return 0;
+        if (it->op == LOGREC_PUT && it->size > 0 && it->ext.len == 0) {
+            /* step 1 found it losing, or seen: what the key holds changed since; the sender tries again */
+            replica_item_set(it, BATCH_RETRY, 500, "the key changed while the event was applied");
+            return 0;
+        }
+    }
     if ((ret = relog(c, txn, it)) != 0) {
         if (commit_fatal(ret))
             return ret;
         replica_item_set(it, BATCH_PERMANENT, 400, "cannot log the event for this site's targets: %s", cio_strerror(ret));
+        return 0;
+    }
+    if (fate == FATE_WINS || fate == FATE_LOSES)
+        (*conflicts)++;
+    /* the kept losers the event's writer had seen are overwritten, not lost */
+    if (it->op != LOGREC_PURGE) {
+        vctx_t ectx = it->ctx;
+        vctx_add(&ectx, it->origin, it->origin_len, it->version);
+        if ((ret = replica_conflicts_supersede(c, txn, it->bucket, it->blen, it->key, it->klen, &ectx)) != 0)
+            return ret;
+    }
+    /* the held object, when it is the loser, keeps its extent in the conflict's record */
+    keep_old = fate == FATE_WINS && had_old && meta_obj_version_cmp(&old, held.hlc, held.origin, held.origin_len) == 0;
+    if (fate == FATE_WINS && (ret = keep_held(c, txn, it, &old, keep_old, &held)) != 0)
+        return ret;
+    if (fate == FATE_LOSES) {
+        if ((ret = keep_event(c, txn, it, &held)) != 0)
+            return ret;
+        /* the key keeps what it holds, and now knows the event too: a copy of it arriving later is seen */
+        item_merge_ctx(it, &kctx);
+        if (had_tomb && meta_ver_cmp(&held, &tomb.version) == 0) {
+            vctx_trim(&kctx, tomb.version.origin, tomb.version.origin_len, tomb.version.hlc);
+            tomb.ctx = kctx;
+            ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &tomb);
+        } else {
+            vctx_trim(&kctx, old.origin, old.origin_len, old.version);
+            old.ctx = kctx;
+            ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &old);
+        }
+        if (ret != 0)
+            return ret;
+        replica_item_set(it, BATCH_SKIPPED, 200, "conflict: written concurrently with version %" PRIu64 " from \"%s\", which wins",
+                         held.hlc, held.origin);
         return 0;
     }
     switch (it->op) {
@@ -369,13 +588,16 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
         if ((ret = apply_cache_bk(c, txn, ac, 1, &bk)) != 0)
             return ret;
         commit_obj_init(&o, it->version, version.origin, it->ext, it->size, it->etag, it->mtime_ms, it->ctype, it->ctype_len);
+        item_merge_ctx(it, &kctx);
+        vctx_trim(&kctx, it->origin, it->origin_len, it->version);
+        o.ctx = kctx;
         /* an extent cut from the job's run is not pending on its own (replica_finish) */
         if ((ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &o)) != 0 ||
             (it->job->ext.len == 0 && (ret = meta_pending_del(c->meta, txn, it->ext)) != 0) ||
             (had_tomb && (ret = meta_tomb_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0))
             return ret;
         if (had_old) {
-            if ((ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
+            if (!keep_old && (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
                 return ret;
             bk->objects--;
             bk->bytes -= old.size;
@@ -398,11 +620,14 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
             ac->objects -= 1;
             ac->bytes -= (int64_t)old.size;
             if ((ret = meta_obj_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0 ||
-                (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0)
+                (!keep_old && (ret = reuse_quarantine_add(c, txn, (alloc_extent_t){old.off, old.alen})) != 0))
                 return ret;
         }
         tomb.version = version;
         tomb.time_ms = clock_wall_ms();
+        item_merge_ctx(it, &kctx);
+        vctx_trim(&kctx, it->origin, it->origin_len, it->version);
+        tomb.ctx = kctx;
         if ((ret = meta_tomb_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &tomb)) != 0)
             return ret;
         break;
@@ -415,6 +640,7 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
             return ret;
         if ((ret = meta_purge_put(c->meta, txn, it->bucket, it->blen, &version)) != 0 ||
             (ret = meta_obj_del_if(c->meta, txn, it->bucket, it->blen, apply_purge_pick, &p)) != 0 ||
+            (ret = replica_conflicts_purge(c, txn, it->bucket, it->blen, &version)) != 0 ||
             (ret = meta_tomb_del_older(c->meta, txn, it->bucket, it->blen, &version)) != 0)
             return ret;
         if (p.count > 0) {
@@ -468,7 +694,7 @@ static int clock_receive(commit_t *c, const commit_item_t *it)
  * later round. */
 int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
-    uint64_t n[4] = {0, 0, 0, 0}, skewed = 0;
+    uint64_t n[4] = {0, 0, 0, 0}, skewed = 0, conflicts = 0;
     apply_cache_t ac;
     int ret;
 
@@ -481,7 +707,7 @@ int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
             replica_item_fail(it, j->result); /* the data sync failed: nothing of it is durable */
         if (it->version != 0)
             skewed += (uint64_t)clock_receive(c, it);
-        if (!it->final && (ret = apply_item(c, txn, &ac, it)) != 0)
+        if (!it->final && (ret = apply_item(c, txn, &ac, it, &conflicts)) != 0)
             return ret;
         if (it->result != BATCH_APPLIED && it->ext.len > 0 &&
             (ret = j->ext.len > 0 ? reuse_quarantine_add(c, txn, it->ext) : reuse_quarantine_track(c, it->ext, UINT64_MAX, 0)) != 0)
@@ -495,7 +721,8 @@ int replica_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
         (ret = meta_state_add(c->meta, txn, META_APPLY_SKIPPED, (int64_t)n[BATCH_SKIPPED])) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_APPLY_FAILED, (int64_t)(n[BATCH_RETRY] + n[BATCH_PERMANENT]))) != 0 ||
         (ret = meta_state_add(c->meta, txn, META_APPLY_PERMANENT, (int64_t)n[BATCH_PERMANENT])) != 0 ||
-        (skewed > 0 && (ret = meta_state_add(c->meta, txn, META_APPLY_CLOCK_SKEW, (int64_t)skewed)) != 0))
+        (skewed > 0 && (ret = meta_state_add(c->meta, txn, META_APPLY_CLOCK_SKEW, (int64_t)skewed)) != 0) ||
+        (conflicts > 0 && (ret = meta_state_add(c->meta, txn, META_APPLY_CONFLICTS, (int64_t)conflicts)) != 0))
         return ret;
     return 0;
 }

@@ -1,21 +1,32 @@
-/* tombgc.c - the collection of a replica's expired tombstones, a small slice per commit round. */
+/* tombgc.c - the collection of expired tombstones and conflict losers, a small slice per commit round. */
 #include <inttypes.h>
 #include <stdio.h>
 #include "storaged/commit_int.h"
 
-#define GC_INTERVAL_MS 60000 /* a tombstone collection pass starts at most this often */
-#define GC_SLICE 256         /* tombstones looked at per round: keeps each transaction short */
+#define GC_INTERVAL_MS 60000 /* a collection pass starts at most this often */
+#define GC_SLICE 256         /* records looked at per round: keeps each transaction short */
 
 int tombgc_due(commit_t *c, int64_t now)
 {
-    return __atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 && (c->gc_running || now >= c->gc_next_ms);
+    return (__atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 ||
+            __atomic_load_n(&c->conflict_ttl_ms, __ATOMIC_RELAXED) != 0) &&
+           (c->gc_running || now >= c->gc_next_ms);
 }
 
-/* One slice of a pass, in the round's transaction. Removing a tombstone is
- * no promise to anybody, so it needs no sync of its own. */
+static int release_extent(void *arg, alloc_extent_t ext)
+{
+    void **a = arg;
+    return ext.len > 0 ? reuse_quarantine_add(a[0], a[1], ext) : 0;
+}
+
+/* One slice of a pass, in the round's transaction: tombstones first, then
+ * conflict losers (their extents are freed like replaced objects'). Removing
+ * either is no promise to anybody, so it needs no sync of its own. */
 int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
 {
-    uint64_t ttl = __atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED), removed = 0;
+    uint64_t ttl = __atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED),
+             cttl = __atomic_load_n(&c->conflict_ttl_ms, __ATOMIC_RELAXED);
+    uint64_t removed = 0;
     int64_t now = clock_wall_ms();
     int ret, done = 0;
 
@@ -27,11 +38,36 @@ int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
         c->gc_next_ms = now + GC_INTERVAL_MS;
         c->gc_pos_len = 0;
         c->gc_removed = 0;
+        c->gc_conflicts = 0;
+        c->gc_cpos_len = 0;
     }
-    if (now < 0 || ttl > (uint64_t)now)
-        done = 1; /* nothing can be that old */
-    else if ((ret = meta_tomb_gc(c->meta, txn, c->gc_pos, &c->gc_pos_len, now - (int64_t)ttl, GC_SLICE, &removed, &done)) != 0) {
-        c->gc_running = 0; /* give this pass up rather than fail every round */
+    if (!c->gc_conflicts) {
+        if (ttl == 0 || now < 0 || ttl > (uint64_t)now)
+            done = 1; /* nothing to collect, or nothing can be that old */
+        else if ((ret = meta_tomb_gc(c->meta, txn, c->gc_pos, &c->gc_pos_len, now - (int64_t)ttl, GC_SLICE, &removed, &done)) !=
+                 0) {
+            c->gc_running = 0; /* give this pass up rather than fail every round */
+            return ret;
+        }
+        c->gc_removed += removed;
+        *collected = removed;
+        if (done && c->gc_removed > 0) {
+            char n[24];
+            snprintf(n, sizeof(n), "%" PRIu64, c->gc_removed);
+            log_msg(LOG_LVL_INFO, "expired tombstones collected", "count", n, NULL);
+        }
+        if (done) {
+            c->gc_conflicts = 1; /* the second part, from the next slice on */
+            c->gc_removed = 0;
+        }
+        return 0;
+    }
+    void *arg[2] = {c, txn};
+    if (cttl == 0 || now < 0 || cttl > (uint64_t)now)
+        done = 1;
+    else if ((ret = conflict_expire(c->meta, txn, c->gc_cpos, &c->gc_cpos_len, now - (int64_t)cttl, GC_SLICE, release_extent, arg,
+                                    &removed, &done)) != 0) {
+        c->gc_running = 0;
         return ret;
     }
     c->gc_removed += removed;
@@ -41,7 +77,7 @@ int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
         if (c->gc_removed > 0) {
             char n[24];
             snprintf(n, sizeof(n), "%" PRIu64, c->gc_removed);
-            log_msg(LOG_LVL_INFO, "expired tombstones collected", "count", n, NULL);
+            log_msg(LOG_LVL_INFO, "expired conflict losers collected", "count", n, NULL);
         }
     }
     return 0;

@@ -437,7 +437,7 @@ def test_a_batch_takes_few_commits(rc):
 
 def test_applied_events_are_logged_again_for_a_chain(make_server):
     """A site with replication enabled itself logs what it applies (a chain A -> B -> C), a duplicate or a stale
-    event never (what ends every loop); its own writes are logged too."""
+    event never (what ends every loop); one that loses a conflict is logged, once; its own writes are logged too."""
     replica = make_server(replication=True, extra_args=["--accept-token", TOKEN])
     rc = replica.client()
     events = (put_event(1, "bkt", "k", b"x"), delete_event(2, "bkt", "j"), purge_event(3, "other"))
@@ -445,10 +445,19 @@ def test_applied_events_are_logged_again_for_a_chain(make_server):
     st = rc.repl_status()
     assert st["log_head_seq"] == 3
     assert codes(apply(rc, *events)) == [SKIPPED] * 3  # duplicates
-    assert codes(apply(rc, put_event(4, "bkt", "k", b"stale", hlc=1, origin="a"))) == [SKIPPED]
+    # stale: older than site-a's DELETE of the key, which this site has seen
+    assert codes(apply(rc, put_event(4, "bkt", "j", b"stale", hlc=1, origin="site-a"))) == [SKIPPED]
     assert rc.repl_status()["log_head_seq"] == 3
-    assert rc.put("bkt", "local", b"local write").status == 200  # a local write is logged
+    # written on site "a" without seeing site-a's PUT of k: a conflict it loses, logged for the sites further on
+    loser = put_event(5, "bkt", "k", b"concurrent", hlc=1, origin="a")
+    assert codes(apply(rc, loser)) == [SKIPPED]
     assert rc.repl_status()["log_head_seq"] == 4
+    assert rc.metrics().value("comio_replication_conflicts_total") == 1
+    assert codes(apply(rc, loser)) == [SKIPPED]  # a copy of it: seen now, not logged again, no second conflict
+    assert rc.repl_status()["log_head_seq"] == 4
+    assert rc.metrics().value("comio_replication_conflicts_total") == 1
+    assert rc.put("bkt", "local", b"local write").status == 200  # a local write is logged
+    assert rc.repl_status()["log_head_seq"] == 5
 
 
 def test_expired_tombstones_are_collected(make_server):

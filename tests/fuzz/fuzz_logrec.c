@@ -37,7 +37,7 @@ static int same_rec(const logrec_t *a, const logrec_t *b)
            same_str(a->key, a->key_len, b->key, b->key_len) && a->size == b->size &&
            memcmp(a->etag, b->etag, sizeof(a->etag)) == 0 &&
            same_str(a->content_type, a->content_type_len, b->content_type, b->content_type_len) && a->mtime_ms == b->mtime_ms &&
-           same_str(a->origin, a->origin_len, b->origin, b->origin_len);
+           same_str(a->origin, a->origin_len, b->origin, b->origin_len) && vctx_equal(&a->ctx, &b->ctx);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

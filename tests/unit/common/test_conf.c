@@ -136,6 +136,7 @@ static void test_init_defaults(void)
     CHECK_EQ_STR(c.socket_path, "/run/comio/repld.sock");
     CHECK(c.ca_file == NULL);
     CHECK(c.tombstone_ttl_ms == 7ULL * 24 * 3600 * 1000);
+    CHECK(c.conflict_ttl_ms == 7ULL * 24 * 3600 * 1000);
     CHECK_EQ_INT(c.log_level, LOG_LVL_INFO);
     CHECK_EQ_INT(c.log_json, 1);
     CHECK(c.config_path == NULL);
@@ -399,6 +400,13 @@ static void test_flow_mapping_and_styles(void)
     /* Range edges. */
     expect_ok("server:\n  port: 1\n  threads: 256\nreplication:\n  batch_size: 10000\n  workers: 1\n  retry_attempts: 100\n");
     expect_ok("server:\n  port: 65535\n  threads: 0\nreplication:\n  batch_size: 1\n  retry_delay: 0\n");
+    /* 0 keeps conflict losers until removed */
+    CHECK_EQ_INT(load("replication:\n  conflict_ttl: 0\n", &c, err), CIO_OK);
+    CHECK(c.conflict_ttl_ms == 0);
+    conf_free(&c);
+    CHECK_EQ_INT(load("replication:\n  conflict_ttl: 36h\n", &c, err), CIO_OK);
+    CHECK(c.conflict_ttl_ms == 36ULL * 3600 * 1000);
+    conf_free(&c);
     /* 0 keeps tombstones forever; 168h is the default written out. */
     CHECK_EQ_INT(load("replication:\n  tombstone_ttl: 0\n", &c, err), CIO_OK);
     CHECK(c.tombstone_ttl_ms == 0);
@@ -464,6 +472,8 @@ static void test_err_values(void)
                "config.yaml:2: replication.batch_interval: expected a duration such as 500ms, 1s, 5m or 1h, got '1'");
     expect_err("replication:\n  retry_delay: 0.5ms\n",
                "config.yaml:2: replication.retry_delay: expected a duration such as 500ms, 1s, 5m or 1h, got '0.5ms'");
+    expect_err("replication:\n  conflict_ttl: a week\n",
+               "config.yaml:2: replication.conflict_ttl: expected a duration such as 500ms, 1s, 5m or 1h, got 'a week'");
     expect_err("replication:\n  tombstone_ttl: forever\n",
                "config.yaml:2: replication.tombstone_ttl: expected a duration such as 500ms, 1s, 5m or 1h, got 'forever'");
     expect_err("replication:\n  enabled: maybe\n", "config.yaml:2: replication.enabled: expected true or false, got 'maybe'");

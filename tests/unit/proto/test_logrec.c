@@ -82,6 +82,7 @@ static void check_same(const logrec_t *a, const logrec_t *b)
     CHECK(str_eq(a->content_type, a->content_type_len, b->content_type, b->content_type_len));
     CHECK(a->mtime_ms == b->mtime_ms);
     CHECK(str_eq(a->origin, a->origin_len, b->origin, b->origin_len));
+    CHECK(vctx_equal(&a->ctx, &b->ctx));
 }
 
 /* Encodes r, decodes it back, checks every field, the zero-copy pointers, and
@@ -643,6 +644,111 @@ static void test_format2_versions(void)
     }
 }
 
+/* A format-2 record of `op` with one more map entry the caller packs. */
+static void build2(builder_t *b, logrec_op_t op)
+{
+    build(b, op, "v", 3);
+    key(b, "v");
+    (void)msgpack_pack_uint64(&b->pk, 2);
+    key(b, "h");
+    (void)msgpack_pack_uint64(&b->pk, 9);
+}
+
+/* A format-2 PUT whose "c" is the caller's: `pairs` [site, version] pairs. */
+static int decode_ctx_pairs(const char *const *sites, const uint64_t *hlcs, size_t pairs, logrec_t *d)
+{
+    builder_t b;
+    build2(&b, LOGREC_PUT);
+    key(&b, "c");
+    (void)msgpack_pack_array(&b.pk, pairs);
+    for (size_t i = 0; i < pairs; i++) {
+        (void)msgpack_pack_array(&b.pk, 2);
+        str(&b, sites[i], strlen(sites[i]));
+        (void)msgpack_pack_uint64(&b.pk, hlcs[i]);
+    }
+    return finish(&b, d);
+}
+
+static void test_context(void)
+{
+    msgpack_sbuffer sb;
+    logrec_t r = sample(LOGREC_PUT), d;
+
+    /* round trip, the floor included, and a record without one decodes empty */
+    vctx_add(&r.ctx, "site-b", 6, 500);
+    vctx_add(&r.ctx, "site-a", 6, 400);
+    roundtrip(&r);
+    r.ctx.floor = 100;
+    roundtrip(&r);
+    msgpack_sbuffer_init(&sb);
+    CHECK_EQ_INT(logrec_encode(&r, &sb), 0);
+    CHECK_EQ_INT(logrec_decode(sb.data, sb.size, &d), 0);
+    CHECK(d.ctx.floor == 100 && d.ctx.n == 2 && vctx_get(&d.ctx, "site-a", 6) == 400 && vctx_get(&d.ctx, "site-b", 6) == 500 &&
+          vctx_get(&d.ctx, "site-c", 6) == 100);
+    msgpack_sbuffer_destroy(&sb);
+    r = sample(LOGREC_DELETE);
+    vctx_add(&r.ctx, "x", 1, 9);
+    roundtrip(&r);
+    r = sample(LOGREC_PUT);
+    roundtrip(&r);
+
+    /* a bucket op carries none: the encoder refuses one, the decoder too */
+    msgpack_sbuffer_init(&sb);
+    r = sample(LOGREC_PURGE);
+    vctx_add(&r.ctx, "x", 1, 9);
+    CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+    CHECK_EQ_INT(sb.size, 0);
+    msgpack_sbuffer_destroy(&sb);
+    builder_t b;
+    build2(&b, LOGREC_PURGE);
+    key(&b, "c");
+    (void)msgpack_pack_array(&b.pk, 0);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+
+    /* the decoder takes only what the encoder writes */
+    static const char *const ok_sites[] = {"", "a", "b"};
+    static const uint64_t ok_hlcs[] = {5, 6, 7};
+    CHECK_EQ_INT(decode_ctx_pairs(ok_sites, ok_hlcs, 3, &d), 0);
+    CHECK(d.ctx.floor == 5 && d.ctx.n == 2);
+    static const char *const unordered[] = {"b", "a"};
+    CHECK_EQ_INT(decode_ctx_pairs(unordered, ok_hlcs + 1, 2, &d), CIO_EPROTO);
+    static const char *const twice[] = {"a", "a"};
+    CHECK_EQ_INT(decode_ctx_pairs(twice, ok_hlcs + 1, 2, &d), CIO_EPROTO);
+    static const char *const floor_late[] = {"a", ""};
+    CHECK_EQ_INT(decode_ctx_pairs(floor_late, ok_hlcs + 1, 2, &d), CIO_EPROTO);
+    static const uint64_t zero[] = {0};
+    CHECK_EQ_INT(decode_ctx_pairs(ok_sites + 1, zero, 1, &d), CIO_EPROTO);
+    static const uint64_t below_floor[] = {5, 5};
+    CHECK_EQ_INT(decode_ctx_pairs(ok_sites, below_floor, 2, &d), CIO_EPROTO);
+    char many[VCTX_MAX + 2][4];
+    const char *sites[VCTX_MAX + 2];
+    uint64_t hlcs[VCTX_MAX + 2];
+    for (size_t i = 0; i < VCTX_MAX + 2; i++) {
+        snprintf(many[i], sizeof(many[i]), "s%02zu", i);
+        sites[i] = many[i];
+        hlcs[i] = 10 + i;
+    }
+    CHECK_EQ_INT(decode_ctx_pairs(sites, hlcs, VCTX_MAX, &d), 0);
+    CHECK_EQ_INT(d.ctx.n, VCTX_MAX);
+    CHECK_EQ_INT(decode_ctx_pairs(sites, hlcs, VCTX_MAX + 1, &d), CIO_EPROTO);
+    /* an empty one is fine; a format-1 record has none */
+    CHECK_EQ_INT(decode_ctx_pairs(sites, hlcs, 0, &d), 0);
+    CHECK(d.ctx.n == 0 && d.ctx.floor == 0);
+    build(&b, LOGREC_PUT, NULL, 1);
+    key(&b, "c");
+    (void)msgpack_pack_array(&b.pk, 0);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+    /* a pair that is not [str, uint] */
+    build2(&b, LOGREC_PUT);
+    key(&b, "c");
+    (void)msgpack_pack_array(&b.pk, 1);
+    (void)msgpack_pack_array(&b.pk, 3);
+    str(&b, "a", 1);
+    (void)msgpack_pack_uint64(&b.pk, 1);
+    (void)msgpack_pack_uint64(&b.pk, 1);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+}
+
 static void test_missing_required(void)
 {
     static const char *const put_req[] = {"v", "seq", "op", "b", "k", "sz", "et", "mt", "o"};
@@ -1183,6 +1289,7 @@ int main(void)
     RUN(test_bucket_ops);
     RUN(test_format1_record);
     RUN(test_format2_versions);
+    RUN(test_context);
     RUN(test_encode_appends);
     RUN(test_encode_invalid);
     RUN(test_builder_baseline);

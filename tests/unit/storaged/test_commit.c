@@ -6,12 +6,14 @@
  * written to the store and the tests need no space allocated. */
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "storaged/commit.h"
+#include "common/conflict.h"
 #include "common/clock.h"
 #include "common/hlc.h"
 #include "common/log.h"
@@ -215,6 +217,7 @@ static int apply(fixture_t *f, commit_item_t *items, size_t n)
     job.op = COMMIT_APPLY;
     job.items = items;
     job.nitems = n;
+    job.body = items; /* the batch's buffer, which inline bytes (items' data) point into: only its presence matters */
     submit_and_wait(f->c, &job, 1);
     return job.result;
 }
@@ -528,6 +531,7 @@ static void test_replica_shuffled_and_duplicated(void)
 
 typedef struct {
     size_t n;
+    vctx_t ctx[8];
     uint64_t hlc[8];
     char origin[8][16];
     char parent_origin[8][16];
@@ -546,6 +550,7 @@ static int see_logged(void *ctx, uint64_t seq, const char *rec, size_t len)
     snprintf(l->parent_origin[l->n], 16, "%.*s", (int)r.parent_origin_len, r.parent_origin);
     l->parent_hlc[l->n] = r.parent_hlc;
     l->op[l->n] = (int)r.op;
+    l->ctx[l->n] = r.ctx;
     l->n++;
     return 0;
 }
@@ -591,6 +596,498 @@ static void test_replica_relog(void)
     CHECK_EQ_INT(l.parent_hlc[1], 50); /* the version it replaced */
     CHECK_EQ_STR(l.parent_origin[1], "a");
     fixture_close(&f);
+}
+
+/* The stored causal context of key k of bucket "b": the object's, else the tombstone's; 0, or -1 when the key has neither. */
+static int stored_ctx(fixture_t *f, const char *k, vctx_t *out)
+{
+    MDB_txn *txn;
+    meta_obj_t o;
+    meta_tomb_t t;
+    int ret = -1;
+
+    if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1;
+    if (meta_obj_get(&f->meta, txn, "b", 1, k, strlen(k), &o) == 0) {
+        *out = o.ctx;
+        ret = 0;
+    } else if (meta_tomb_get(&f->meta, txn, "b", 1, k, strlen(k), &t) == 0) {
+        *out = t.ctx;
+        ret = 0;
+    }
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+static uint64_t ctx_of(const vctx_t *c, const char *site)
+{
+    return vctx_get(c, site, strlen(site));
+}
+
+/* The causal context: a local write records what its site knew of the key
+ * (besides its own version: one site alone stores none), an applied event
+ * adds its own context and version to the key's, and is logged again with
+ * its origin's context unchanged. */
+static void test_context_stored_and_logged(void)
+{
+    commit_job_t put, put2, del;
+    commit_item_t it;
+    fixture_t f;
+    logged_t l;
+    vctx_t k;
+    MDB_txn *txn;
+
+    if (fixture_open_log(&f, 1) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    local_job(&put2, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put2, 1);
+    CHECK_EQ_INT(put2.result, 0);
+    CHECK(stored_ctx(&f, "k", &k) == 0 && k.n == 0 && k.floor == 0); /* one site: nothing besides the version */
+
+    it = event_from(LOGREC_PUT, put2.version + 100, "a", "k");
+    vctx_add(&it.ctx, "test", 4, put2.version); /* a wrote after seeing put2 */
+    vctx_add(&it.ctx, "z", 1, 7);
+    CHECK(apply(&f, &it, 1) == 0);
+    CHECK_EQ_INT(it.result, BATCH_APPLIED);
+    CHECK(stored_ctx(&f, "k", &k) == 0 && k.n == 2 && ctx_of(&k, "test") == put2.version && ctx_of(&k, "z") == 7);
+
+    local_job(&del, COMMIT_DELETE, "k");
+    submit_and_wait(f.c, &del, 1);
+    CHECK_EQ_INT(del.result, 0);
+    /* the tombstone's: a's PUT and what came with it; this site's own entry is implied by the delete's version */
+    CHECK(stored_ctx(&f, "k", &k) == 0 && k.n == 2 && ctx_of(&k, "a") == put2.version + 100 && ctx_of(&k, "z") == 7 &&
+          ctx_of(&k, "test") == 0);
+
+    memset(&l, 0, sizeof(l));
+    CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+    CHECK(replog_scan(&f.meta, txn, 0, see_logged, &l) == 0);
+    mdb_txn_abort(txn);
+    CHECK_EQ_INT(l.n, 4);
+    CHECK(l.ctx[0].n == 0);                                                 /* the first write knew nothing */
+    CHECK(l.ctx[1].n == 0);                                                 /* put2 knew put only: its own site's */
+    CHECK(l.ctx[2].n == 2 && vctx_equal(&l.ctx[2], &it.ctx));               /* forwarded as its origin wrote it */
+    CHECK(l.ctx[3].n == 2 && ctx_of(&l.ctx[3], "a") == put2.version + 100); /* the delete knew a's PUT */
+    fixture_close(&f);
+}
+
+/* ---- conflicts (docs/replication-apply.md, "Conflicts") ---- */
+
+/* An event from `origin` whose context is the pairs (site, version) given, ending with NULL. */
+static commit_item_t event_ctx(logrec_op_t op, uint64_t version, const char *origin, const char *k, ...)
+{
+    commit_item_t it = event_from(op, version, origin, k);
+    va_list ap;
+    const char *site;
+    va_start(ap, k);
+    while ((site = va_arg(ap, const char *)) != NULL)
+        vctx_add(&it.ctx, site, strlen(site), va_arg(ap, uint64_t));
+    va_end(ap);
+    return it;
+}
+
+static int apply_item1(fixture_t *f, commit_item_t it)
+{
+    if (apply(f, &it, 1) != 0 || !it.final)
+        return -1;
+    return (int)it.result;
+}
+
+/* Two sites write a key without seeing each other's write: a conflict,
+ * whichever arrives first; the last writer stands, the same either way;
+ * copies of either event arriving later are no further conflict. */
+static void test_conflict_put_put_both_orders(void)
+{
+    fixture_t f;
+    char origin[64];
+
+    for (int order = 0; order < 2; order++) {
+        if (fixture_open(&f) != 0) {
+            CHECK(!"fixture_open");
+            return;
+        }
+        commit_item_t a = event_ctx(LOGREC_PUT, 10, "a", "k", NULL), b = event_ctx(LOGREC_PUT, 11, "b", "k", NULL);
+        CHECK_EQ_INT(apply_item1(&f, order ? b : a), BATCH_APPLIED);
+        CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+        CHECK_EQ_INT(apply_item1(&f, order ? a : b), order ? BATCH_SKIPPED : BATCH_APPLIED);
+        CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 1);
+        CHECK_EQ_INT(stored(&f, "k", origin), 11);
+        CHECK_EQ_STR(origin, "b");
+        CHECK_EQ_INT(apply_item1(&f, a), BATCH_SKIPPED);
+        CHECK_EQ_INT(apply_item1(&f, b), BATCH_SKIPPED);
+        CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 1);
+        fixture_close(&f);
+    }
+}
+
+/* A local write and a remote one that did not see it conflict too, and a
+ * write made after seeing the other never does. */
+static void test_conflict_local_and_causal(void)
+{
+    commit_job_t put;
+    fixture_t f;
+
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    /* written on a after seeing this site's version: it follows it */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, put.version + 5, "a", "k", "test", put.version, NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+    /* a's next write follows its own */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, put.version + 6, "a", "k", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+    /* b never saw a's: a conflict, b older, so it loses */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, put.version + 1, "b", "k", "test", put.version, NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 1);
+    CHECK_EQ_INT(stored_version(&f, "k"), put.version + 6);
+    /* a local write now follows all three: logged with each in its context */
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    vctx_t k;
+    CHECK(stored_ctx(&f, "k", &k) == 0 && ctx_of(&k, "a") > 0 && ctx_of(&k, "b") > 0);
+    fixture_close(&f);
+}
+
+/* Three sites: this one holds t0; a wrote a1 after seeing t0, b wrote b1
+ * after seeing a1. b1 arrives first (b is closer), a1 later through
+ * another path: no conflict, a1 is already seen. */
+static void test_conflict_descendant_first(void)
+{
+    commit_job_t put;
+    fixture_t f;
+    char origin[64];
+
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    local_job(&put, COMMIT_PUT, "k");
+    submit_and_wait(f.c, &put, 1);
+    CHECK_EQ_INT(put.result, 0);
+    uint64_t t0 = put.version, a1 = t0 + 10, b1 = t0 + 20;
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, b1, "b", "k", "a", a1, "test", t0, NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, a1, "a", "k", "test", t0, NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+    CHECK_EQ_INT(stored(&f, "k", origin), b1);
+    CHECK_EQ_STR(origin, "b");
+    /* the same with a DELETE in the middle: b's PUT follows a's DELETE */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, b1 + 20, "b", "j", "a", b1 + 10, NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, b1 + 10, "a", "j", NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, b1 + 5, "a", "j", NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+    CHECK_EQ_INT(stored_version(&f, "j"), b1 + 20);
+    fixture_close(&f);
+}
+
+/* A DELETE racing a PUT is a conflict, both orders and either winner; two
+ * concurrent DELETEs too (with no bytes to keep). A purge is not a per-key
+ * mutation: what it covers is not a conflict. */
+static void test_conflict_delete(void)
+{
+    fixture_t f;
+
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    /* PUT then a newer concurrent DELETE: the delete wins */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 10, "a", "k1", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 11, "b", "k1", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 1);
+    CHECK_EQ_INT(stored_version(&f, "k1"), 0);
+    /* DELETE then an older concurrent PUT: the PUT loses, the key stays deleted */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 21, "b", "k2", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 20, "a", "k2", NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 2);
+    CHECK_EQ_INT(stored_version(&f, "k2"), 0);
+    /* DELETE then a newer concurrent PUT: the PUT wins, the key comes back */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 30, "b", "k3", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 31, "a", "k3", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 3);
+    CHECK_EQ_INT(stored_version(&f, "k3"), 31);
+    /* two concurrent DELETEs of one version */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 40, "c", "k4", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 41, "a", "k4", "c", (uint64_t)40, NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 42, "b", "k4", "c", (uint64_t)40, NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 4);
+    /* a purge covers an older write of any site: skipped, no conflict; a newer one comes in */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PURGE, 100, "a", "", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 90, "b", "k5", NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 100, "0", "k5", NULL)), BATCH_SKIPPED); /* same clock, orders before */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 100, "b", "k5", NULL)), BATCH_APPLIED); /* same clock, orders after */
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 4);
+    fixture_close(&f);
+}
+
+typedef struct {
+    const meta_obj_t *o;
+    size_t n;
+    int overlaps;
+} free_check_t;
+
+static int free_overlap(void *arg, alloc_extent_t e)
+{
+    free_check_t *fc = arg;
+    uint64_t off = e.off, len = e.len;
+    for (size_t i = 0; i < fc->n; i++)
+        if (fc->o[i].alen > 0 && off < fc->o[i].off + fc->o[i].alen && fc->o[i].off < off + len)
+            fc->overlaps++;
+    return 0;
+}
+
+/* A batch whose PUTs share one run of the free map, one of them losing a
+ * conflict: no item is given a piece past the run (another object's
+ * space); every object keeps its own extent. */
+static void test_conflict_loser_takes_no_extent(void)
+{
+    static uint8_t body[3][5000];
+    uint8_t md5s[3][16];
+    commit_item_t ev[3];
+    fixture_t f;
+    MDB_txn *txn;
+    meta_obj_t o[3];
+    static const char *const keys[] = {"x0", "x1", "x2"};
+
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    /* the fixture's store has no space the allocator knows of: give it its megabyte */
+    CHECK(mdb_txn_begin(f.meta.env, NULL, 0, &txn) == 0);
+    CHECK(alloc_set_capacity(&f.meta.alloc, txn, 1u << 20) == 0);
+    CHECK(mdb_txn_commit(txn) == 0);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 500, "b", "x1", NULL)), BATCH_APPLIED); /* x1 held at 500 */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 3; i++) {
+            memset(body[i], 'a' + i + round, sizeof(body[i]));
+            EVP_Digest(body[i], sizeof(body[i]), md5s[i], NULL, EVP_md5(), NULL);
+            ev[i] = event_ctx(LOGREC_PUT, (uint64_t)(round ? 600 + i : 100 + i), "a", keys[i], NULL);
+            ev[i].size = sizeof(body[i]);
+            ev[i].data = body[i];
+            memcpy(ev[i].etag, md5s[i], 16);
+        }
+        CHECK(apply(&f, ev, 3) == 0);
+        CHECK_EQ_INT(ev[0].result, BATCH_APPLIED);
+        CHECK_EQ_INT(ev[1].result, round ? BATCH_APPLIED : BATCH_SKIPPED); /* first round: concurrent with 500, loses */
+        CHECK_EQ_INT(ev[2].result, BATCH_APPLIED);
+        /* every object's extent is its own: none is in the free map, none overlaps another */
+        free_check_t fc = {o, 3, 0};
+        CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+        for (int i = 0; i < 3; i++)
+            CHECK(meta_obj_get(&f.meta, txn, "b", 1, keys[i], 2, &o[i]) == 0);
+        CHECK(alloc_foreach_free(&f.meta.alloc, txn, free_overlap, &fc) == 0);
+        mdb_txn_abort(txn);
+        CHECK_EQ_INT(fc.overlaps, 0);
+        for (int i = 0; i < 3; i++)
+            for (int k = i + 1; k < 3; k++)
+                CHECK(o[i].alen == 0 || o[k].alen == 0 || o[i].off + o[i].alen <= o[k].off || o[k].off + o[k].alen <= o[i].off);
+    }
+    fixture_close(&f);
+}
+
+/* Kept loser (hlc, origin) of key k in bucket "b": 1 with *out filled, 0 when none, -1 on error. */
+static int kept(fixture_t *f, const char *k, uint64_t hlc, const char *origin, conflict_t *out)
+{
+    MDB_txn *txn;
+    int ret;
+    if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1;
+    ret = conflict_get(&f->meta, txn, "b", 1, k, strlen(k), hlc, origin, strlen(origin), out);
+    mdb_txn_abort(txn);
+    return ret == 0 ? 1 : ret == CIO_ENOTFOUND ? 0 : -1;
+}
+
+static uint64_t kept_count(fixture_t *f)
+{
+    MDB_txn *txn;
+    uint64_t n = UINT64_MAX;
+    if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
+        return n;
+    if (conflict_count(&f->meta, txn, &n) != 0)
+        n = UINT64_MAX;
+    mdb_txn_abort(txn);
+    return n;
+}
+
+/* A PUT of `n` bytes of `fill` from `origin` at `version`, with the context pairs that follow (NULL-terminated). */
+static commit_item_t put_bytes(uint8_t *buf, size_t n, int fill, uint64_t version, const char *origin, const char *k)
+{
+    commit_item_t it = event_from(LOGREC_PUT, version, origin, k);
+    memset(buf, fill, n);
+    it.size = n;
+    it.data = buf;
+    EVP_Digest(buf, n, it.etag, NULL, EVP_md5(), NULL);
+    return it;
+}
+
+/* The loser is kept, the same on every site whichever order the two writes
+ * arrive in: its metadata, and its bytes in an extent of its own; a write
+ * made after seeing it (here or elsewhere) overwrites it, and a purge
+ * removes it. Its extent is freed then, not before. */
+static void test_conflict_loser_kept(void)
+{
+    static uint8_t ba[6000], bb[7000];
+    conflict_t k;
+    fixture_t f;
+    MDB_txn *txn;
+
+    for (int order = 0; order < 2; order++) {
+        if (fixture_open(&f) != 0) {
+            CHECK(!"fixture_open");
+            return;
+        }
+        CHECK(mdb_txn_begin(f.meta.env, NULL, 0, &txn) == 0);
+        CHECK(alloc_set_capacity(&f.meta.alloc, txn, 1u << 20) == 0);
+        CHECK(mdb_txn_commit(txn) == 0);
+        commit_item_t a = put_bytes(ba, sizeof(ba), 'a', 10, "a", "k"), b = put_bytes(bb, sizeof(bb), 'b', 11, "b", "k");
+        CHECK(apply(&f, order ? &b : &a, 1) == 0);
+        CHECK(apply(&f, order ? &a : &b, 1) == 0);
+        CHECK_EQ_INT(stored_version(&f, "k"), 11);
+        CHECK_EQ_INT(kept(&f, "k", 10, "a", &k), 1);
+        CHECK(k.size == sizeof(ba) && k.alen > 0 && !k.deleted && k.winner.hlc == 11 && strcmp(k.winner.origin, "b") == 0 &&
+              memcmp(k.etag, a.etag, 16) == 0);
+        CHECK_EQ_INT(kept(&f, "k", 11, "b", &k), 0);
+        CHECK_EQ_INT(kept_count(&f), 1);
+        /* its bytes are its own: neither free nor the object's */
+        meta_obj_t objs[2];
+        free_check_t fc = {objs, 2, 0};
+        CHECK_EQ_INT(kept(&f, "k", 10, "a", &k), 1);
+        objs[1].off = k.off;
+        objs[1].alen = k.alen;
+        CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+        CHECK(meta_obj_get(&f.meta, txn, "b", 1, "k", 1, &objs[0]) == 0);
+        CHECK(alloc_foreach_free(&f.meta.alloc, txn, free_overlap, &fc) == 0);
+        mdb_txn_abort(txn);
+        CHECK_EQ_INT(fc.overlaps, 0);
+        CHECK(objs[0].off + objs[0].alen <= k.off || k.off + k.alen <= objs[0].off);
+        /* a copy of either write changes nothing */
+        a.final = b.final = 0;
+        CHECK(apply(&f, &a, 1) == 0 && apply(&f, &b, 1) == 0);
+        CHECK_EQ_INT(kept_count(&f), 1);
+        /* c wrote the key after seeing both: the loser is overwritten, no longer lost */
+        if (order == 0) {
+            CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 20, "c", "k", "a", (uint64_t)10, "b", (uint64_t)11, NULL)),
+                         BATCH_APPLIED);
+        } else {
+            commit_job_t put;
+            local_job(&put, COMMIT_PUT, "k"); /* a write here, which has both */
+            submit_and_wait(f.c, &put, 1);
+            CHECK_EQ_INT(put.result, 0);
+        }
+        CHECK_EQ_INT(kept(&f, "k", 10, "a", &k), 0);
+        CHECK_EQ_INT(kept_count(&f), 0);
+        CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 1);
+        fixture_close(&f);
+    }
+
+    /* a DELETE that loses is kept without bytes, and one that wins keeps the object it beat */
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 31, "a", "d1", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 30, "b", "d1", NULL)), BATCH_SKIPPED);
+    CHECK_EQ_INT(kept(&f, "d1", 30, "b", &k), 1);
+    CHECK(k.deleted && k.alen == 0);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 40, "a", "d2", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 41, "b", "d2", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(kept(&f, "d2", 40, "a", &k), 1);
+    CHECK(!k.deleted && k.winner.hlc == 41);
+    CHECK_EQ_INT(kept_count(&f), 2);
+    /* the operator removes one; a second time there is nothing to remove */
+    for (int round = 0; round < 2; round++) {
+        commit_job_t rm;
+        local_job(&rm, COMMIT_CONFLICT_DELETE, "d2");
+        rm.loser_version = 40;
+        rm.loser_origin_len = (size_t)snprintf(rm.loser_origin, sizeof(rm.loser_origin), "a");
+        submit_and_wait(f.c, &rm, 1);
+        CHECK_EQ_INT(rm.result, round == 0 ? 0 : CIO_ENOTFOUND);
+    }
+    CHECK_EQ_INT(kept(&f, "d2", 40, "a", &k), 0);
+    CHECK_EQ_INT(kept_count(&f), 1);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PUT, 50, "a", "d3", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_DELETE, 51, "b", "d3", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(kept(&f, "d3", 50, "a", &k), 1);
+    /* a purge removes the losers ordered before it */
+    CHECK_EQ_INT(apply_item1(&f, event_ctx(LOGREC_PURGE, 35, "c", "", NULL)), BATCH_APPLIED);
+    CHECK_EQ_INT(kept(&f, "d1", 30, "b", &k), 0);
+    CHECK_EQ_INT(kept(&f, "d3", 50, "a", &k), 1);
+    commit_job_t purge;
+    local_job(&purge, COMMIT_PURGE, "");
+    submit_and_wait(f.c, &purge, 1);
+    CHECK_EQ_INT(kept_count(&f), 0);
+    fixture_close(&f);
+}
+
+#define HIST_EVENTS 60
+
+/* A history with no concurrent writes: sites a, b and c take turns writing
+ * four keys, each after seeing every earlier write of the key (the context
+ * of what the writer knew then). Applied in order, shuffled, and each event
+ * twice in batches of five: never a conflict, and the same final state. */
+static void test_conflict_none_when_reordered(void)
+{
+    static const char *const sites[] = {"a", "b", "c"};
+    commit_item_t ev[HIST_EVENTS], twice[2 * HIST_EVENTS];
+    vctx_t seen[4];
+    char want[4][96], got[4][96];
+    fixture_t f;
+    unsigned r = 99;
+
+    for (size_t k = 0; k < 4; k++)
+        vctx_init(&seen[k]);
+    for (size_t i = 0; i < HIST_EVENTS; i++) {
+        r = r * 1103515245u + 12345u;
+        size_t k = (r >> 16) % 4;
+        const char *site = sites[(r >> 20) % 3];
+        logrec_op_t op = (r >> 24) % 4 == 0 ? LOGREC_DELETE : LOGREC_PUT;
+        ev[i] = event_from(op, 100 + i, site, mix_keys[k]);
+        ev[i].ctx = seen[k];
+        vctx_add(&seen[k], site, 1, 100 + i);
+    }
+    if (fixture_open(&f) != 0) {
+        CHECK(!"fixture_open");
+        return;
+    }
+    for (size_t i = 0; i < HIST_EVENTS; i++)
+        CHECK(apply(&f, &ev[i], 1) == 0);
+    hot_state(&f, want);
+    CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+    fixture_close(&f);
+    for (int round = 0; round < 3; round++) {
+        r = 4242u + (unsigned)round;
+        for (size_t i = 0; i < HIST_EVENTS; i++)
+            twice[i] = twice[HIST_EVENTS + i] = ev[i];
+        for (size_t i = 2 * HIST_EVENTS - 1; i > 0; i--) {
+            r = r * 1103515245u + 12345u;
+            size_t j = (r >> 16) % (i + 1);
+            commit_item_t t = twice[i];
+            twice[i] = twice[j];
+            twice[j] = t;
+        }
+        for (size_t i = 0; i < 2 * HIST_EVENTS; i++)
+            twice[i].final = 0;
+        if (fixture_open(&f) != 0) {
+            CHECK(!"fixture_open");
+            return;
+        }
+        for (size_t at = 0; at < 2 * HIST_EVENTS; at += 5)
+            CHECK(apply(&f, &twice[at], 5) == 0);
+        hot_state(&f, got);
+        for (size_t i = 0; i < 4; i++)
+            CHECK_EQ_STR(got[i], want[i]);
+        CHECK_EQ_INT(counter(&f, META_APPLY_CONFLICTS), 0);
+        fixture_close(&f);
+    }
 }
 
 /* Bucket "b" as stored: -1 when it has no record, else 1 when marked
@@ -759,6 +1256,14 @@ int main(void)
     RUN(test_replica_clock_skew);
     RUN(test_replica_shuffled_and_duplicated);
     RUN(test_replica_relog);
+    RUN(test_context_stored_and_logged);
+    RUN(test_conflict_put_put_both_orders);
+    RUN(test_conflict_local_and_causal);
+    RUN(test_conflict_descendant_first);
+    RUN(test_conflict_delete);
+    RUN(test_conflict_none_when_reordered);
+    RUN(test_conflict_loser_takes_no_extent);
+    RUN(test_conflict_loser_kept);
     RUN(test_replica_buckets);
     RUN(test_replica_buckets_relog);
     return TEST_SUMMARY();

@@ -1,0 +1,92 @@
+/* conflict.h - the "conflicts" table: the losers of concurrent writes,
+ * kept where an operator can find them (docs/replication-apply.md,
+ * "Conflicts").
+ *
+ *   "conflicts"  bucket NUL, MD5(key), loser version (u64 BE), loser origin
+ *                -> conflict_t (record format 1, below)
+ *
+ * A (version, origin) names one mutation of one key, so the key is unique;
+ * the MD5 keeps the key short (LMDB keys are at most 511 bytes) and puts a
+ * key's losers next to each other, so that a write can find those it
+ * supersedes with one seek. A loser's extent (a PUT's bytes) belongs to its
+ * record until the record goes: the caller frees it then. storaged writes
+ * the table; repld reads it, to ship a write that lost a race here (its
+ * bytes are then the record's). Every function
+ * taking a txn leaves commit/abort to the caller; LMDB errors are returned
+ * as CIO_EDB or CIO_EMAPFULL (meta_err). */
+#ifndef COMIO_CONFLICT_H
+#define COMIO_CONFLICT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lmdb.h>
+#include "common/err.h"
+#include "common/vctx.h"
+#include "common/meta.h"
+
+typedef struct {
+    meta_ver_t loser;   /* the version that lost */
+    meta_ver_t winner;  /* the version it lost to, when this site found the conflict */
+    int deleted;        /* the loser is a DELETE: no bytes */
+    uint64_t off, alen; /* the loser's extent (alen 0: none) */
+    uint64_t size;
+    uint8_t etag[16];
+    int64_t mtime_ms; /* the loser's modification time on its origin */
+    uint16_t ctype_len;
+    char ctype[LOGREC_CTYPE_MAX + 1];
+    int64_t time_ms; /* when this site recorded it (its clock): expiry */
+    uint16_t key_len;
+    char key[LOGREC_KEY_MAX + 1];
+} conflict_t;
+
+/* Records loser c of key c->key in bucket b (replacing a record of the same
+ * loser). CIO_EINVAL when a length is out of range. */
+int conflict_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const conflict_t *c) CIO_MUST_CHECK;
+
+/* The record of key k's loser (hlc, origin): 0, or CIO_ENOTFOUND. */
+int conflict_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, uint64_t hlc, const char *origin,
+                 size_t olen, conflict_t *out) CIO_MUST_CHECK;
+
+/* Removes that record; its extent into *ext ({0, 0}: none), for the caller
+ * to free. CIO_ENOTFOUND when there is none. */
+int conflict_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, uint64_t hlc, const char *origin,
+                 size_t olen, alloc_extent_t *ext) CIO_MUST_CHECK;
+
+/* Called with the extent of each record removed by conflict_supersede or
+ * conflict_expire (len 0: none); a non-zero return stops and is returned. */
+typedef int (*conflict_free_cb)(void *arg, alloc_extent_t ext);
+
+/* Removes key k's losers that context `ctx` has seen (vctx_seen): a write
+ * made with that context followed them, so they are no longer lost writes
+ * but overwritten ones. *removed counts them. */
+int conflict_supersede(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const vctx_t *ctx,
+                       conflict_free_cb release, void *arg, uint64_t *removed) CIO_MUST_CHECK;
+
+/* Removes bucket b's losers ordered before `version` (a purge there). */
+int conflict_purge(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version, conflict_free_cb release,
+                   void *arg, uint64_t *removed) CIO_MUST_CHECK;
+
+/* One slice of expiry: looks at no more than `max` records, starting at
+ * position pos[0..*pos_len) (*pos_len 0: the first), removes those recorded
+ * at or before `cutoff_ms`, and stores in pos where the next slice starts;
+ * *done is 1 when the slice reached the last record (pos is then reset).
+ * `pos` is the caller's, CONFLICT_POS_MAX bytes. */
+int conflict_expire(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t cutoff_ms, size_t max, conflict_free_cb release,
+                    void *arg, uint64_t *removed, int *done) CIO_MUST_CHECK;
+
+/* Calls `visit` for the records of bucket b (blen 0: every bucket), in
+ * table order (bucket, then the key's MD5, then version), starting after
+ * position pos[0..*pos_len) (*pos_len 0: the first), for at most `max`
+ * records; stores in pos where the next call goes on and sets *more to 1
+ * when records remain. `pos` is the caller's, CONFLICT_POS_MAX bytes.
+ * visit gets the bucket and the record; a non-zero return stops the walk
+ * and is returned. */
+#define CONFLICT_POS_MAX (LOGREC_BUCKET_MAX + 1 + 16 + 8 + LOGREC_ORIGIN_MAX)
+typedef int (*conflict_visit_cb)(void *arg, const char *b, size_t blen, const conflict_t *c);
+int conflict_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, uint8_t *pos, size_t *pos_len, size_t max,
+                  conflict_visit_cb visit, void *arg, int *more) CIO_MUST_CHECK;
+
+/* Number of records (for metrics and status). */
+int conflict_count(meta_t *m, MDB_txn *txn, uint64_t *n) CIO_MUST_CHECK;
+
+#endif
