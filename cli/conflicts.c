@@ -9,7 +9,6 @@
 #include "common/bucket.h"
 #include "common/json.h"
 #include "common/limits.h"
-#include "common/units.h"
 
 #define CONFLICTS_REPLY_MAX (16 << 20)
 #define CONFLICTS_DEFAULT_URL "http://127.0.0.1:8080"
@@ -64,11 +63,11 @@ static int print_line(const json_doc_t *d, const json_tok_t *rec)
 
 int conflicts_main(int argc, char **argv)
 {
-    const char *url_arg = CONFLICTS_DEFAULT_URL, *token_arg = NULL, *token_file = NULL, *ca_file = NULL, *timeout_arg = NULL;
+    cli_site_args_t args = {0};
+    cli_site_t site;
     const char *bucket = NULL;
-    char url[CLI_HTTP_URL_MAX], target[CLI_HTTP_URL_MAX + 2048], token[CLI_HTTP_TOKEN_MAX], err[CLI_HTTP_URL_MAX + 256];
+    char target[CLI_HTTP_URL_MAX + 2048], err[CLI_HTTP_URL_MAX + 256];
     char marker[1024] = "";
-    uint64_t timeout_ms = CLI_HTTP_DEFAULT_TIMEOUT_MS;
     int as_json = 0, exit_status = EXIT_UNREACHABLE, printed = 0;
     cli_http_t *http = NULL;
     json_doc_t doc;
@@ -84,17 +83,9 @@ int conflicts_main(int argc, char **argv)
         if (strcmp(argv[i], "--json") == 0)
             as_json = 1, r = 1;
         if (r == 0)
-            r = cli_opt_value(argc, argv, &i, "conflicts", "--url", &url_arg);
+            r = cli_site_arg(argc, argv, &i, "conflicts", &args);
         if (r == 0)
             r = cli_opt_value(argc, argv, &i, "conflicts", "--bucket", &bucket);
-        if (r == 0)
-            r = cli_opt_value(argc, argv, &i, "conflicts", "--token", &token_arg);
-        if (r == 0)
-            r = cli_opt_value(argc, argv, &i, "conflicts", "--token-file", &token_file);
-        if (r == 0)
-            r = cli_opt_value(argc, argv, &i, "conflicts", "--ca-file", &ca_file);
-        if (r == 0)
-            r = cli_opt_value(argc, argv, &i, "conflicts", "--timeout", &timeout_arg);
         if (r < 0)
             return EXIT_USAGE;
         if (r == 0) {
@@ -103,21 +94,14 @@ int conflicts_main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (timeout_arg != NULL && (units_parse_duration(timeout_arg, &timeout_ms) != 0 || timeout_ms == 0)) {
-        fprintf(stderr, "comio conflicts: --timeout '%s' is not a duration such as 5s or 500ms\n", timeout_arg);
-        return EXIT_USAGE;
-    }
     if (bucket != NULL && !bucket_name_valid(bucket, strlen(bucket))) {
         fprintf(stderr, "comio conflicts: --bucket '%s' is not a bucket name\n", bucket);
         return EXIT_USAGE;
     }
-    if (cli_http_base_url(url_arg, url, sizeof(url), err, sizeof(err)) != 0 ||
-        cli_http_token(token_arg, token_file, token, err, sizeof(err)) != 0) {
-        fprintf(stderr, "comio conflicts: %s\n", err);
+    if (cli_site_resolve(&args, "conflicts", CONFLICTS_DEFAULT_URL, &site) != 0)
         return EXIT_USAGE;
-    }
 
-    cli_http_opts_t opts = {token[0] ? token : NULL, ca_file, timeout_ms, CONFLICTS_REPLY_MAX};
+    cli_http_opts_t opts = cli_site_http_opts(&site, CONFLICTS_REPLY_MAX);
     buf_init(&body, CONFLICTS_REPLY_MAX);
     json_init(&doc, 1 << 20, 16);
     if ((http = cli_http_new(&opts)) == NULL) {
@@ -131,7 +115,7 @@ int conflicts_main(int argc, char **argv)
         int truncated = 0;
         size_t n;
 
-        snprintf(target, sizeof(target), "%s/admin/conflicts?max-keys=1000%s%s%s%s", url, bucket ? "&bucket=" : "",
+        snprintf(target, sizeof(target), "%s/admin/conflicts?max-keys=1000%s%s%s%s", site.url, bucket ? "&bucket=" : "",
                  bucket ? bucket : "", marker[0] ? "&marker=" : "", marker);
         body.len = 0;
         if (cli_http_get(http, target, &body, &code, err, sizeof(err)) != 0) {

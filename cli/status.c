@@ -304,11 +304,12 @@ static int problems(const status_t *st, uint64_t max_lag_ms, int have_max_lag, c
 
 int status_main(int argc, char **argv)
 {
-    const char *url_arg = STATUS_DEFAULT_URL, *token_arg = NULL, *token_file = NULL, *ca_file = NULL, *timeout_arg = NULL;
+    cli_site_args_t args = {0};
+    cli_site_t site;
     const char *max_lag_arg = NULL;
-    char url[CLI_HTTP_URL_MAX], target[CLI_HTTP_URL_MAX + 64], token[CLI_HTTP_TOKEN_MAX], err[CLI_HTTP_URL_MAX + 256];
+    char target[CLI_HTTP_URL_MAX + 64], err[CLI_HTTP_URL_MAX + 256];
     char why[8][160];
-    uint64_t timeout_ms = CLI_HTTP_DEFAULT_TIMEOUT_MS, max_lag_ms = 0;
+    uint64_t max_lag_ms = 0;
     int as_json = 0, exit_status = EXIT_UNREACHABLE;
     cli_http_t *http = NULL;
     json_doc_t doc;
@@ -325,15 +326,7 @@ int status_main(int argc, char **argv)
         if (strcmp(argv[i], "--json") == 0)
             as_json = 1, r = 1;
         if (r == 0)
-            r = cli_opt_value(argc, argv, &i, "status", "--url", &url_arg);
-        if (r == 0)
-            r = cli_opt_value(argc, argv, &i, "status", "--token", &token_arg);
-        if (r == 0)
-            r = cli_opt_value(argc, argv, &i, "status", "--token-file", &token_file);
-        if (r == 0)
-            r = cli_opt_value(argc, argv, &i, "status", "--ca-file", &ca_file);
-        if (r == 0)
-            r = cli_opt_value(argc, argv, &i, "status", "--timeout", &timeout_arg);
+            r = cli_site_arg(argc, argv, &i, "status", &args);
         if (r == 0)
             r = cli_opt_value(argc, argv, &i, "status", "--max-lag", &max_lag_arg);
         if (r < 0)
@@ -344,28 +337,21 @@ int status_main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (timeout_arg != NULL && (units_parse_duration(timeout_arg, &timeout_ms) != 0 || timeout_ms == 0)) {
-        fprintf(stderr, "comio status: --timeout '%s' is not a duration such as 5s or 500ms\n", timeout_arg);
-        return EXIT_USAGE;
-    }
     if (max_lag_arg != NULL && units_parse_duration(max_lag_arg, &max_lag_ms) != 0) {
         fprintf(stderr, "comio status: --max-lag '%s' is not a duration such as 30s or 500ms\n", max_lag_arg);
         return EXIT_USAGE;
     }
-    if (cli_http_base_url(url_arg, url, sizeof(url), err, sizeof(err)) != 0 ||
-        cli_http_token(token_arg, token_file, token, err, sizeof(err)) != 0) {
-        fprintf(stderr, "comio status: %s\n", err);
+    if (cli_site_resolve(&args, "status", STATUS_DEFAULT_URL, &site) != 0)
         return EXIT_USAGE;
-    }
 
-    cli_http_opts_t opts = {token[0] ? token : NULL, ca_file, timeout_ms, STATUS_REPLY_MAX};
+    cli_http_opts_t opts = cli_site_http_opts(&site, STATUS_REPLY_MAX);
     buf_init(&body, STATUS_REPLY_MAX);
     json_init(&doc, 4096, 16);
     if ((http = cli_http_new(&opts)) == NULL) {
         fprintf(stderr, "comio status: cannot set up libcurl\n");
         goto done;
     }
-    snprintf(target, sizeof(target), "%s/admin/replication/status", url);
+    snprintf(target, sizeof(target), "%s/admin/replication/status", site.url);
     if (cli_http_get(http, target, &body, &code, err, sizeof(err)) != 0) {
         fprintf(stderr, "comio status: cannot reach the site: %s\n", err);
         goto done;
@@ -386,7 +372,7 @@ int status_main(int argc, char **argv)
         if (body.len == 0 || body.data[body.len - 1] != '\n')
             putchar('\n');
     } else {
-        print_status(url, &st);
+        print_status(site.url, &st);
         for (int i = 0; i < n; i++)
             line("problem", why[i]);
     }
