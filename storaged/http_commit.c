@@ -134,7 +134,7 @@ static void answer(h2o_req_t *req, commit_job_t *j)
         else if (j->result != 0)
             http_req_cio_error(req, j->result, "DELETE failed");
         else {
-            if (j->op == COMMIT_DELETE && j->version != 0) /* 0: there was nothing to delete */
+            if (j->version != 0) /* 0: there was nothing to delete */
                 add_version_headers(req, j);
             http_req_reply(req, 204, NULL, "", 0);
         }
@@ -157,6 +157,8 @@ static void answer(h2o_req_t *req, commit_job_t *j)
             http_req_cio_error(req, j->result, "bucket creation failed");
             return;
         }
+        if (j->version != 0) /* 0: it existed, nothing was written */
+            add_version_headers(req, j);
         buf_init(&b, 1024);
         buf_puts(&b, "{\"bucket\":");
         buf_json_str(&b, j->bucket, j->blen);

@@ -39,15 +39,22 @@ def test_one_way_create_and_delete(topology):
     s = topology(["a", "b"], {"a": "b"})
     a, b = s["a"], s["b"]
     ac = a.client()
-    assert ac.create_bucket("empty").status == 200
+    r = ac.create_bucket("empty")
+    assert r.status == 200
+    # the reply names the version the creation made, like an object's PUT
+    created = int(r.header("X-Comio-Version"))
+    assert created > 0 and r.header("X-Comio-Origin") == a.site_id
     wait_until(lambda: has_bucket(b, "empty"), 30, what=lambda: describe([a, b]))
     assert b.client().list_all("empty")[0] == []
-    # creating it again changes nothing and logs nothing
+    # creating it again changes nothing, logs nothing, and names no new version
     head = a.status()["log_head_seq"]
     r = ac.create_bucket("empty")
     assert r.status == 200 and r.json()["created"] is False
+    assert r.header("X-Comio-Version") is None
     assert a.status()["log_head_seq"] == head
-    assert ac.delete_bucket("empty").status == 204
+    r = ac.delete_bucket("empty")
+    assert r.status == 204
+    assert int(r.header("X-Comio-Version")) > created and r.header("X-Comio-Origin") == a.site_id
     wait_until(lambda: drained([a]) and not has_bucket(b, "empty"), 30, what=lambda: describe([a, b]))
     assert comio_diff(a, b)[0] == []
     assert a.list_failed() == []
