@@ -39,7 +39,14 @@ int handler_admin_buckets(http_server_t *srv, h2o_req_t *req)
         date_iso8601_ms(bk.ctime_ms, ts);
         buf_puts(&b, n++ == 0 ? "{\"name\":" : ",{\"name\":");
         buf_json_str(&b, k.mv_data, k.mv_size);
-        buf_printf(&b, ",\"created\":\"%s\",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", ts, bk.objects, bk.bytes);
+        buf_printf(&b, ",\"created\":\"%s\",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64, ts, bk.objects, bk.bytes);
+        if (bk.version.hlc != 0) { /* 0: made by an object's PUT, never created or deleted as such */
+            buf_printf(&b, ",\"version\":%" PRIu64 ",\"origin\":", bk.version.hlc);
+            buf_json_str(&b, bk.version.origin, bk.version.origin_len);
+        }
+        if (bk.deleted) /* deleted elsewhere, kept here until its last object goes */
+            buf_puts(&b, ",\"deleted\":true");
+        buf_puts(&b, "}");
     }
     mdb_cursor_close(cur);
     http_req_rtxn_end(t);

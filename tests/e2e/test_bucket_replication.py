@@ -18,12 +18,16 @@ from harness.replication import comio_diff, wait_until
 from test_topology_versions import describe, drained, topology  # noqa: F401 (topology is a fixture)
 
 
+def bucket_entries(site):
+    """{name: entry} of GET / on the site."""
+    r = site.client().raw("GET", "/")
+    assert r.status == 200, r
+    return {b["name"]: b for b in r.json()["buckets"]}
+
+
 def buckets(site):
     """{name: objects} of the buckets the site lists."""
-    c = site.client()
-    r = c.raw("GET", "/")
-    assert r.status == 200, r
-    return {b["name"]: b.get("objects") for b in r.json()["buckets"]}
+    return {name: b.get("objects") for name, b in bucket_entries(site).items()}
 
 
 def has_bucket(site, name):
@@ -77,6 +81,10 @@ def test_two_way_create_and_a_delete_that_keeps_data(topology):
     # B applied the delete without deleting its object: the bucket stays, and B says so
     assert bc.get("busy", "k").status == 200
     assert buckets(b).get("busy") == 1
+    # ... and lists it as deleted, with the version of A's delete
+    entry = bucket_entries(b)["busy"]
+    assert entry.get("deleted") is True and entry.get("origin") == a.site_id, entry
+    assert bucket_entries(b)["from-b"].get("deleted") is None
     assert not has_bucket(a, "busy")
     warned = [ln for ln in b.storaged.log().splitlines() if "bucket is not empty here" in ln]
     assert warned and '"busy"' in warned[-1] and '"objects":"1"' in warned[-1], b.storaged.log_tail(20)
