@@ -29,7 +29,8 @@
 #include "repld/sender.h"
 #include "repld/ship.h"
 
-#define BACKOFF_CAP_MS 60000
+#define BACKOFF_CAP_MS 10000                /* a target back from an outage is tried again within this; an attempt is one connect */
+#define CAP_LOG_EVERY_MS 60000              /* at the cap, "replica unavailable" is logged at most this often */
 #define BATCH_BYTES_MAX (8u * 1024 * 1024)  /* stop adding inline data beyond this */
 #define QUEUED_BYTES_MAX (2u * 1024 * 1024) /* the same for a batch queued behind a worker's current one */
 #define SPARE_MAX (SENDER_QUEUE * 64)       /* batches kept for reuse: as many as 64 workers (the most) hold */
@@ -105,6 +106,7 @@ typedef struct {
     uint64_t persisted_ms; /* when persist last committed */
 
     uint64_t backoff_ms, backoff_until;
+    uint64_t cap_logged_ms; /* when "replica unavailable" was last logged at the cap */
     uint64_t idle_poll_ms;  /* the safety poll while idle (IDLE_POLL_MS) */
     uint64_t next_unmap_ms; /* drop_mapped_pages() */
     void *map_addr;         /* LMDB's map of data.mdb (find_map), NULL if unknown */
@@ -663,9 +665,14 @@ static void back_off(ship_t *s, send_job_t *job)
     if (job->outcome == SEND_AUTH)
         log_msg(LOG_LVL_ERROR, "remote rejected the token: set replication.accept_token on the replica", "target", s->tgt->name,
                 "error", job->error, "retry_in", delay, NULL);
-    else if (s->remote_state != 2 || s->backoff_ms >= BACKOFF_CAP_MS)
+    else if (s->remote_state != 2 ||
+             (s->backoff_ms >= BACKOFF_CAP_MS && (uint64_t)clock_mono_ms() - s->cap_logged_ms >= CAP_LOG_EVERY_MS)) {
+        /* when the outage starts, then at most once a minute at the cap */
+        if (s->backoff_ms >= BACKOFF_CAP_MS)
+            s->cap_logged_ms = (uint64_t)clock_mono_ms();
         log_msg(LOG_LVL_WARN, "replica unavailable; events are kept and retried", "target", s->tgt->name, "error", job->error,
                 "retry_in", delay, NULL);
+    }
     s->remote_state = 2;
     s->backoff_ms = s->backoff_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : s->backoff_ms * 2;
     pthread_mutex_unlock(&s->mu);
