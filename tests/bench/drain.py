@@ -23,7 +23,8 @@ time is taken from the first poll that shows its `targets[].events_pending`
 at 0, and C's object count is checked as B's.
 
 The result (events, seconds from repld's start to the last pending event
-acknowledged, events per second, checks) goes to --out as JSON. Bounded by
+acknowledged, events per second, repld's CPU seconds over the drain, checks)
+goes to --out as JSON. Bounded by
 --timeout seconds after repld starts; a drain that does not finish in time
 is reported with the events still pending and the rate so far.
 """
@@ -127,6 +128,16 @@ class MemPeaks(threading.Thread):
         self.join(timeout=5)
 
 
+def proc_cpu_s(pid):
+    """CPU seconds (user + system) the process has used, all its threads; None if it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def read_t0(path):
     try:
         with open(path) as f:
@@ -189,6 +200,8 @@ async def watch(args):
                     t_target[tg["name"]] = t
             if t0 is not None and pend == 0:
                 t_done = t
+                # what bounds the rate: repld's CPU over its life, which is the drain
+                res["repld_cpu_s"] = proc_cpu_s(repld_pid) if repld_pid else None
                 break
             if t0 is not None and t - t0 > args.timeout:
                 break

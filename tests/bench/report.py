@@ -36,6 +36,14 @@ def load_json(path):
         return None
 
 
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def read_kv(path):
     out = []
     try:
@@ -96,6 +104,35 @@ def ratio(a, b):
 
 def fmt_ratio(r):
     return "-" if r is None else "%.2fx" % r
+
+
+def cpu_use(d, r, events, targets):
+    """"; CPU-s: repld X (Y us per delivered event), storaged-b Z (W us per event), ..." from a drain's result
+    (repld_cpu_s) and its cpu.txt (each storaged's CPU over the drain), or "" when neither was recorded."""
+    parts = []
+    cpu = (r or {}).get("repld_cpu_s")
+    if cpu is not None and events:
+        parts.append("repld %.2f (%.1f us per delivered event)" % (cpu, cpu * 1e6 / (events * targets)))
+    for name, v in read_kv_space(os.path.join(d, "cpu.txt")):
+        try:
+            sec = float(v)
+        except ValueError:
+            continue
+        parts.append("%s %.2f%s" % (name, sec, "" if name.endswith("-a") else " (%.1f us per event)" % (sec * 1e6 / events)))
+    return "; CPU-s over the drain: " + ", ".join(parts) if parts else ""
+
+
+def read_kv_space(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                k, _, v = line.strip().partition(" ")
+                if k:
+                    out.append((k, v))
+    except OSError:
+        pass
+    return out
 
 
 def verdict(ok):
@@ -270,9 +307,39 @@ class Report:
         self.row(label, fmt_int(rate) + ("" if r.get("ok") else " (%s)" % r.get("error")),
                  "one target " + fmt_int(one) if one else "", fmt_ratio(rr), target,
                  rr is not None and rr >= 0.8 and bool(r.get("ok")))
-        self.notes.append("drain %s to two targets: %s; C holds %s objects" %
+        self.notes.append("drain %s to two targets: %s; C holds %s objects%s" %
                           (fmt_int(n), ", ".join("%s %s events/s in %s s" % (k, fmt_int(t["events_per_s"]), t["seconds"])
-                                                 for k, t in sorted(per.items())), fmt_int(r.get("c_objects"))))
+                                                 for k, t in sorted(per.items())), fmt_int(r.get("c_objects")),
+                           cpu_use(os.path.join(self.d, "drain2-%d" % n), r, n, 2)))
+
+    def fanout(self, n):
+        """Phase fanout: the drain of n events to one target, then to two, each site's processes capped at the same
+        CPU share (cgroups): the sites as separate machines of equal size. Each target's rate against one target's."""
+        label = ("drain of %s queued 4 KiB PUTs to two targets, each site capped at an equal CPU share, "
+                 "events/s of the slower target" % fmt_int(n))
+        target = ">= 80% of the one-target rate"
+        if ("fanout1-%d" % n not in self.phases and "fanout2-%d" % n not in self.phases) or \
+                self.phase_failed("fanout1-%d" % n, label + " (one target)") or self.phase_failed("fanout2-%d" % n, label):
+            return
+        one = load_json(os.path.join(self.d, "fanout1-%d" % n, "drain.json"))
+        two = load_json(os.path.join(self.d, "fanout2-%d" % n, "drain.json"))
+        share = read_text(os.path.join(self.d, "fanout2-%d" % n, "cpu-share"))
+        per = (two or {}).get("targets") or {}
+        if one is None or two is None or len(per) != 2:
+            self.row(label, "no result", "", "", target, None)
+            return
+        rate = min(t["events_per_s"] for t in per.values())
+        base = one.get("events_per_s")
+        rr = ratio(rate, base)
+        ok = bool(one.get("ok")) and bool(two.get("ok"))
+        self.row(label, fmt_int(rate) + ("" if ok else " (%s)" % (two.get("error") or one.get("error"))),
+                 "one target " + fmt_int(base), fmt_ratio(rr), target, rr is not None and rr >= 0.8 and ok)
+        self.notes.append("fan-out with each site capped at %s CPUs (a cgroup per site): one target %s events/s in %s s%s; "
+                          "two targets %s%s" % ((share or "?").strip(), fmt_int(base), one.get("seconds"),
+                                                cpu_use(os.path.join(self.d, "fanout1-%d" % n), one, n, 1),
+                                                ", ".join("%s %s events/s in %s s" % (k, fmt_int(t["events_per_s"]), t["seconds"])
+                                                          for k, t in sorted(per.items())),
+                                                cpu_use(os.path.join(self.d, "fanout2-%d" % n), two, n, 2)))
 
     def drain_row(self, n, r, base):
         label = "drain of %s queued 4 KiB PUTs, events/s (repld start to 0 pending)" % fmt_int(n)
@@ -471,10 +538,12 @@ def main():
     ap.add_argument("--png")
     ap.add_argument("--drain-small", type=int, default=10000)
     ap.add_argument("--drain-large", type=int, default=1000000)
+    ap.add_argument("--fanout", type=int, default=50000)
     args = ap.parse_args()
     rep = Report(args.results)
     rep.http()
     rep.drains(args.drain_small, args.drain_large)
+    rep.fanout(args.fanout)
     rep.lag()
     rep.big()
     plot_err = None

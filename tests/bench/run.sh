@@ -5,8 +5,8 @@
 #
 #   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
 #                      of sparse image files); same as COMIO_BENCH_FULL=1
-#   --phases LIST      comma-separated subset of: http,drain,drain2,lag,big,drain-full
-#                      (default: http,drain,drain2,lag,big, plus drain-full with --full)
+#   --phases LIST      comma-separated subset of: http,drain,drain2,fanout,lag,big,drain-full
+#                      (default: http,drain,drain2,fanout,lag,big, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
 #   --rounds N         repeat the four wrk runs and the drain of 10,000 N times,
@@ -26,6 +26,11 @@
 #          the drain to B timed; drain-full does the same with 1,000,000
 #   drain2 the same 10,000 with two targets (A to B and C, replication.targets),
 #          each target's drain timed on its own
+#   fanout 50,000 PUTs drained to one target, then to two, with every site's
+#          processes capped at the same CPU share (a third of the machine's
+#          CPUs each, cgroup cpu controller): the sites behave as separate
+#          machines of equal size, which drain2 (three sites sharing every CPU)
+#          cannot show. Needs root and a writable cgroup cpu controller.
 #   lag    1,000 single 4 KiB PUTs at 100/s, each timed from A's 200 to B's 200
 #   big    a 100 MiB object, from A's 200 to B's HEAD showing the right ETag
 # and samples the RSS of storaged and repld in each phase. A phase that fails
@@ -60,6 +65,7 @@ CONNS=64
 SIZE=4096
 DRAIN_SMALL=10000
 DRAIN_LARGE=${COMIO_BENCH_DRAIN_LARGE:-1000000}
+FANOUT_N=50000 # long enough that the CPU cap's periods (10 ms) average out
 LAG_COUNT=1000
 LAG_RATE=100
 BIG_SIZE=$((100 * 1024 * 1024))
@@ -86,14 +92,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$FULL" = 1 ] || FULL=0
 if [ -z "$PHASES" ]; then
-    PHASES=http,drain,drain2,lag,big
+    PHASES=http,drain,drain2,fanout,lag,big
     [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
 fi
 for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
 done
 for p in ${PHASES//,/ }; do
-    case $p in http | drain | drain2 | lag | big | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,lag,big,drain-full)" >&2; exit 2 ;; esac
+    case $p in http | drain | drain2 | fanout | lag | big | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,fanout,lag,big,drain-full)" >&2; exit 2 ;; esac
 done
 [[ ",$PHASES," == *,drain-full,* ]] && FULL=1
 TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
@@ -169,6 +175,7 @@ cleanup() {
         wait "$p" 2>/dev/null
     done
     if [ -n "$WATCHDOG" ] && alive "$WATCHDOG"; then kill -TERM "$WATCHDOG" 2>/dev/null; wait "$WATCHDOG" 2>/dev/null; fi
+    cg_cleanup
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         if [ "$KEEP" = 1 ]; then log "== work directory kept: $WORK"; else rm -rf "$WORK"; fi
     fi
@@ -354,8 +361,59 @@ start_storaged() {
     stop "$pid" 5
     return 1
 }
-start_repld() { # start_repld DIR -> LAST (does not wait)
-    spawn "repld $(basename "$1")" "$1/repld.log" "$BIN/repld" --config "$1/config.yaml"
+start_repld() { # start_repld DIR [CGROUP] -> LAST (does not wait); with CGROUP, repld runs in it from its first instruction
+    if [ -n "${2:-}" ]; then
+        spawn "repld $(basename "$1")" "$1/repld.log" sh -c 'echo $$ >"$1/cgroup.procs" && exec "$2" --config "$3"' \
+            sh "$2" "$BIN/repld" "$1/config.yaml"
+    else
+        spawn "repld $(basename "$1")" "$1/repld.log" "$BIN/repld" --config "$1/config.yaml"
+    fi
+}
+
+# --- CPU caps (phase fanout): one cgroup per site, each capped at the same share of the machine ----------------------
+CG_KIND="" CG_BASE="" CG_ERR="" CG_DIRS=()
+CG_PERIOD_US=10000 # short periods: a drain of 50,000 events spans ~100 of them
+cg_init() {        # finds a writable cgroup cpu controller (v2: cpu.max, v1: cpu.cfs_quota_us); else CG_ERR says why
+    if [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+        CG_KIND=v2 CG_BASE=/sys/fs/cgroup
+        if ! grep -qw cpu "$CG_BASE/cgroup.subtree_control" && ! echo +cpu >"$CG_BASE/cgroup.subtree_control" 2>/dev/null; then
+            CG_ERR="cannot enable the cpu controller in $CG_BASE/cgroup.subtree_control (run as root, outside a container)"
+            return 1
+        fi
+    elif [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+        CG_KIND=v1 CG_BASE=/sys/fs/cgroup/cpu
+    else
+        CG_ERR="no cgroup cpu controller under /sys/fs/cgroup"
+        return 1
+    fi
+    local probe=$CG_BASE/comio-bench-probe-$$
+    if ! mkdir "$probe" 2>/dev/null; then
+        CG_ERR="cannot create a cgroup under $CG_BASE (run as root, outside a container)"
+        return 1
+    fi
+    rmdir "$probe"
+}
+cg_make() { # cg_make NAME CPUS -> LAST: a cgroup capped at CPUS (may be fractional) CPUs
+    local d=$CG_BASE/comio-bench-$$-$1 quota
+    quota=$(awk -v c="$2" -v p=$CG_PERIOD_US 'BEGIN { printf "%d", c * p }')
+    mkdir -p "$d" || return 1
+    CG_DIRS+=("$d")
+    if [ "$CG_KIND" = v2 ]; then
+        echo "$quota $CG_PERIOD_US" >"$d/cpu.max" || return 1
+    else
+        echo $CG_PERIOD_US >"$d/cpu.cfs_period_us" && echo "$quota" >"$d/cpu.cfs_quota_us" || return 1
+    fi
+    LAST=$d
+}
+cg_join() { echo "$2" >"$1/cgroup.procs"; } # cg_join DIR PID: the process and all its threads
+cg_cleanup() {                              # the cgroups go once their processes have exited
+    local d
+    for d in "${CG_DIRS[@]}"; do
+        [ -d "$d" ] || continue
+        while read -r p; do echo "$p" >"$CG_BASE/cgroup.procs"; done <"$d/cgroup.procs" 2>/dev/null
+        rmdir "$d" 2>/dev/null
+    done
+    CG_DIRS=()
 }
 wait_repld() { # wait_repld DIR PID: until repld answers --status (10 s at most)
     local i
@@ -554,13 +612,26 @@ stop_sites() { # stop_sites [REPLD_PID]
     C_PID=""
 }
 
+cpu_of() { # cpu_of PID: its CPU ticks (user + system, all threads) so far; empty without a PID
+    [ -n "$1" ] && [ -r "/proc/$1/stat" ] && sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+cpu_delta() { # cpu_delta PID TICKS0: CPU seconds since cpu_of gave TICKS0
+    local now
+    now=$(cpu_of "$1")
+    [ -n "$now" ] && [ -n "$2" ] && awk -v a="$2" -v b="$now" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }'
+}
+
 # --- phase: drain ------------------------------------------------------------------------------------------------
-phase_drain() { # phase_drain N [ROUND] [TARGETS]: round 2 and later go to drain-N-rROUND; TARGETS=2: drain2-N, A to B and C
-    local n=$1 ntg=${3:-1} name=drain-$1${2:+-r$2}
+phase_drain() { # phase_drain N [ROUND] [TARGETS] [CAP]: round 2 and later go to drain-N-rROUND; TARGETS=2: drain2-N,
+    #              A to B and C; CAP=1: fanoutTARGETS-N, every site's processes capped at a third of the CPUs
+    local n=$1 ntg=${3:-1} cap=${4:-0} name=drain-$1${2:+-r$2} share="" cga=""
     [ "$ntg" = 2 ] && name=drain2-$1
+    [ "$cap" = 1 ] && name=fanout$ntg-$1 && share=$(awk -v c="$(nproc)" 'BEGIN { printf "%.2f", c / 3 }')
     local dir=$RES/$name
     mkdir -p "$dir"
-    if [ "$ntg" = 2 ]; then
+    if [ "$cap" = 1 ]; then
+        log "== $name: $n PUTs of 4 KiB queued on A with repld stopped, then repld started, shipping to $ntg target(s); each site capped at $share CPUs; time to 0 pending on each"
+    elif [ "$ntg" = 2 ]; then
         log "== $name: $n PUTs of 4 KiB queued on A with repld stopped, then repld started, shipping to B and C; time to 0 pending on each"
     else
         log "== drain-$n${2:+ (round $2)}: $n PUTs of 4 KiB queued on A with repld stopped, then repld started; time to 0 pending"
@@ -607,14 +678,39 @@ phase_drain() { # phase_drain N [ROUND] [TARGETS]: round 2 and later go to drain
         stop_sites
         return 1
     fi
+    if [ "$cap" = 1 ]; then # the cap starts with the drain: the backlog was filled at full speed
+        local site pid
+        for site in a b c; do
+            case $site in a) pid=$A_PID ;; b) pid=$B_PID ;; c) pid=${C_PID:-} ;; esac
+            [ -n "$pid" ] || continue
+            cg_make "$name-$site" "$share" && cg_join "$LAST" "$pid" || {
+                DRAIN_ERR="could not cap site $site's CPU ($CG_KIND cgroup under $CG_BASE)"
+                stop "$wpid" 5
+                stop "$rs" 5
+                stop_sites
+                cg_cleanup
+                return 1
+            }
+            [ $site = a ] && cga=$LAST
+        done
+        echo "$share" >"$dir/cpu-share"
+        cmd "# each site's storaged (and A's repld) in a cgroup of its own, capped at $share CPUs ($CG_KIND, period ${CG_PERIOD_US} us)"
+    fi
+    local cpu0_a cpu0_b cpu0_c
+    cpu0_a=$(cpu_of "$A_PID") cpu0_b=$(cpu_of "$B_PID") cpu0_c=$(cpu_of "${C_PID:-}")
     date +%s.%N >"$dir/t0"
-    start_repld "$A_DIR"
+    start_repld "$A_DIR" "$cga"
     local rpid=$LAST
     echo "$rpid" >"$dir/repld.pid"
     cmd "$BIN_SHOW/repld --config $A_DIR/config.yaml   # started once the backlog is in place (default replication settings)"
     wait $wpid
     local wrc=$?
     unset "LIVE[$wpid]"
+    { # each storaged's CPU seconds from repld's start to the end of the drain (and a poll): what bounds the rate
+        echo "storaged-a $(cpu_delta "$A_PID" "$cpu0_a")"
+        echo "storaged-b $(cpu_delta "$B_PID" "$cpu0_b")"
+        [ -n "${C_PID:-}" ] && echo "storaged-c $(cpu_delta "$C_PID" "$cpu0_c")"
+    } >"$dir/cpu.txt"
     cat "$dir/drain.log"
     timeout -k 1 5 "$BIN/repld" --config "$A_DIR/config.yaml" --status >"$dir/repld-status.json" 2>&1
     curl -fs -m 10 "$A_URL/admin/replication/status" >"$dir/a-status.json" 2>/dev/null
@@ -622,6 +718,7 @@ phase_drain() { # phase_drain N [ROUND] [TARGETS]: round 2 and later go to drain
     stop "$rs" 5
     alive "$rpid" || { log "   repld exited during the drain"; wrc=1; }
     stop_sites "$rpid"
+    cg_cleanup
     if [ $wrc -ne 0 ]; then
         DRAIN_ERR=$(grep -m1 'FAILED' "$dir/drain.log" | sed 's/^drain: FAILED: //')
         DRAIN_ERR=${DRAIN_ERR:-"the drain watcher failed"}$(repld_hint "$dir/repld-status.json")
@@ -758,6 +855,16 @@ if want drain; then
     for ((r = 2; r <= ROUNDS; r++)); do run_phase drain-$DRAIN_SMALL-r$r phase_drain DRAIN_ERR $DRAIN_SMALL $r; done
 fi
 want drain2 && run_phase drain2-$DRAIN_SMALL phase_drain DRAIN_ERR $DRAIN_SMALL "" 2
+if want fanout; then
+    if cg_init; then
+        run_phase fanout1-$FANOUT_N phase_drain DRAIN_ERR $FANOUT_N "" 1 1
+        run_phase fanout2-$FANOUT_N phase_drain DRAIN_ERR $FANOUT_N "" 2 1
+    else
+        log "== fanout: skipped: $CG_ERR"
+        phase_result fanout1-$FANOUT_N skipped "$CG_ERR"
+        phase_result fanout2-$FANOUT_N skipped "$CG_ERR"
+    fi
+fi
 want lag && run_phase lag phase_lag LAG_ERR
 want big && run_phase big phase_big BIG_ERR
 want drain-full && run_phase drain-$DRAIN_LARGE phase_drain DRAIN_ERR $DRAIN_LARGE
@@ -772,7 +879,7 @@ echo "provisional: ${PROVISIONAL:-no}" >>"$RES/machine.txt"
 
 log ""
 log "== results"
-report_args=(--results "$RES" --drain-small "$DRAIN_SMALL" --drain-large "$DRAIN_LARGE")
+report_args=(--results "$RES" --drain-small "$DRAIN_SMALL" --drain-large "$DRAIN_LARGE" --fanout "$FANOUT_N")
 [ "$DOCS" = 1 ] && report_args+=(--docs "$ROOT/docs/benchmarks.md" --png "$ROOT/docs/bench-drain.png")
 run_fg report "$RES/report.log" timeout -k 5 120 "$PY" "$HERE/report.py" "${report_args[@]}" || FAILED=1
 cat "$RES/report.log"
