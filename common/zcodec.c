@@ -138,8 +138,7 @@ int zcodec_decompress(const void *src, size_t len, size_t cap, buf_t *out, char 
         say(err, errlen, "zstd frame declares %llu bytes, over the limit of %zu", declared, cap);
         return CIO_ETOOBIG;
     }
-    if ((d = ZSTD_createDCtx()) == NULL ||
-        ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, ZCODEC_WINDOW_LOG_MAX))) {
+    if ((d = ZSTD_createDCtx()) == NULL || ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, ZCODEC_WINDOW_LOG_MAX))) {
         ret = CIO_ENOMEM;
         say(err, errlen, "%s", "out of memory");
         goto fail;

@@ -14,11 +14,11 @@
 #include "common/err.h"
 
 #define ZCODEC_LEVEL_MIN 1
-#define ZCODEC_LEVEL_MAX 19     /* zstd's "ultra" levels 20..22 need windows a receiver would refuse */
-#define ZCODEC_LEVEL_DEFAULT 3  /* zstd's own default: several hundred MB/s per core, most of the ratio */
-#define ZCODEC_MIN_INPUT 512    /* a smaller body is sent as is: a frame's header and a round of CPU buy nothing */
-#define ZCODEC_SAMPLE 65536     /* bytes compressed first, to tell cheaply whether a larger body compresses */
-#define ZCODEC_KEEP_PERCENT 90  /* compressed output kept only when at most this share of the input */
+#define ZCODEC_LEVEL_MAX 19      /* zstd's "ultra" levels 20..22 need windows a receiver would refuse */
+#define ZCODEC_LEVEL_DEFAULT 3   /* zstd's own default: several hundred MB/s per core, most of the ratio */
+#define ZCODEC_MIN_INPUT 512     /* a smaller body is sent as is: a frame's header and a round of CPU buy nothing */
+#define ZCODEC_SAMPLE 65536      /* bytes compressed first, to tell cheaply whether a larger body compresses */
+#define ZCODEC_KEEP_PERCENT 90   /* compressed output kept only when at most this share of the input */
 #define ZCODEC_WINDOW_LOG_MAX 24 /* the largest window (16 MiB) a received frame may ask for: bounds a decoder's memory */
 
 /* A compression context, reused across calls by one thread. */

@@ -12,7 +12,8 @@ static char *text(size_t n)
     char *p = malloc(n + 64);
     size_t len = 0;
     for (unsigned i = 0; len < n; i++)
-        len += (size_t)sprintf(p + len, "{\"ts\":%u,\"level\":\"info\",\"msg\":\"request done\",\"status\":200}\n", i * 7919u % 100000u);
+        len += (size_t)sprintf(p + len, "{\"ts\":%u,\"level\":\"info\",\"msg\":\"request done\",\"status\":200}\n",
+                               i * 7919u % 100000u);
     return p;
 }
 
