@@ -102,6 +102,60 @@ int zcodec_compress(zcodec_t *z, const void *src, size_t len, buf_t *out)
     return ret;
 }
 
+struct zcodec_stream {
+    ZSTD_CCtx *cctx;
+};
+
+int zcodec_stream_new(zcodec_stream_t **out, int level, uint64_t size)
+{
+    zcodec_stream_t *z = calloc(1, sizeof(*z));
+    if (z == NULL || (z->cctx = ZSTD_createCCtx()) == NULL) {
+        free(z);
+        return CIO_ENOMEM;
+    }
+    level = level < ZCODEC_LEVEL_MIN ? ZCODEC_LEVEL_MIN : level > ZCODEC_LEVEL_MAX ? ZCODEC_LEVEL_MAX : level;
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1)) ||
+        ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(z->cctx, size))) {
+        zcodec_stream_free(z);
+        return CIO_ENOMEM;
+    }
+    *out = z;
+    return 0;
+}
+
+void zcodec_stream_free(zcodec_stream_t *z)
+{
+    if (z == NULL)
+        return;
+    ZSTD_freeCCtx(z->cctx);
+    free(z);
+}
+
+int zcodec_stream_put(zcodec_stream_t *z, const void *src, size_t len, int last, buf_t *out)
+{
+    ZSTD_inBuffer in = {src, len, 0};
+    size_t want = ZSTD_compressBound(len) + 64, left;
+    int ret;
+
+    out->len = 0;
+    out->err = 0;
+    do {
+        if ((ret = room(out, out->len + want)) != 0)
+            return ret;
+        ZSTD_outBuffer o = {out->data, out->cap - 1, out->len};
+        left = ZSTD_compressStream2(z->cctx, &o, &in, last ? ZSTD_e_end : ZSTD_e_flush);
+        out->len = o.pos;
+        if (ZSTD_isError(left)) {
+            log_msg(LOG_LVL_ERROR, "ZSTD_compressStream2 failed", "error", ZSTD_getErrorName(left), NULL);
+            return CIO_EPROTO;
+        }
+        want = left > 4096 ? left : 4096;
+    } while (left != 0); /* 0: all of the piece is in out, flushed (or the frame ended) */
+    out->data[out->len] = '\0';
+    return 0;
+}
+
 static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void say(char *err, size_t errlen, const char *fmt, ...)
 {

@@ -10,6 +10,7 @@
 #define COMIO_ZCODEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "common/buf.h"
 #include "common/err.h"
 
@@ -42,6 +43,26 @@ void zcodec_free(zcodec_t *z);
  * then empty), or CIO_ENOMEM / CIO_ETOOBIG (out's cap) / CIO_EPROTO (zstd
  * failed: logged). */
 int zcodec_compress(zcodec_t *z, const void *src, size_t len, buf_t *out) CIO_MUST_CHECK;
+
+/* A compressor of one stream (a large object served window by window):
+ * one zstd frame, each piece flushed as it is given, so that what is sent
+ * never waits for the next piece. */
+typedef struct zcodec_stream zcodec_stream_t;
+
+/* Starts a frame of `size` bytes in all (declared in its header) at `level`.
+ * Returns 0 or CIO_ENOMEM; *out is the caller's, freed with
+ * zcodec_stream_free. */
+int zcodec_stream_new(zcodec_stream_t **out, int level, uint64_t size) CIO_MUST_CHECK;
+
+/* Frees z (NULL: nothing). */
+void zcodec_stream_free(zcodec_stream_t *z);
+
+/* Compresses the next piece src[0..len) into `out` (emptied first): all of
+ * it, flushed; `last` ends the frame (the pieces must then add up to the
+ * size given to zcodec_stream_new). Returns 0, CIO_ENOMEM, CIO_ETOOBIG
+ * (out's cap) or CIO_EPROTO (zstd failed, e.g. the pieces do not add up to
+ * the size: logged). */
+int zcodec_stream_put(zcodec_stream_t *z, const void *src, size_t len, int last, buf_t *out) CIO_MUST_CHECK;
 
 /* Decompresses the zstd frames src[0..len) into `out` (emptied first; at
  * most `cap` bytes; out->max is ignored). A frame that declares a content

@@ -153,7 +153,7 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
     char num[32], sig[PRESIGN_SIG_HEX + 2], origin[LIMIT_SITE_ID_MAX + 2];
     unsigned long long version, expires;
     size_t len, siglen, origin_len = 0;
-    int has_origin = 0;
+    int has_origin = 0, zstd_level = 0;
     path_t p;
     char *end;
     int ret;
@@ -194,6 +194,9 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
             if (secret != NULL && *secret != '\0')
                 ret = presign_verify(secret, strlen(secret), "GET", p.bucket, p.bucket_len, p.key, p.key_len, version,
                                      has_origin ? origin : NULL, origin_len, (int64_t)expires, sig, siglen, clock_wall_ms() / 1000);
+            /* the token that signed it names the target fetching: its compression applies */
+            if (ret == 0 && conf->ntargets > 0 && conf->targets[i].compression == CONF_COMPRESSION_ZSTD)
+                zstd_level = (int)conf->targets[i].compression_level;
         }
     }
     if (ret == CIO_EAGAIN) {
@@ -209,5 +212,5 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
         return 0;
     }
     /* a version kept as a conflict's loser is served too: the fetching site records the race */
-    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2);
+    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2, zstd_level);
 }

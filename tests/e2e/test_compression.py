@@ -22,8 +22,8 @@ import pytest
 
 from harness import comio
 from harness.fake_replica import FakeReplica
-from harness.replication import (Site, TcpProxy, comio_diff, diff_snapshots, finish_sites, new_token, repld_path,
-                                 snapshot, wait_until)
+from harness.replication import (Site, TcpProxy, comio_diff, diff_snapshots, finish_sites, new_token, presign,
+                                 repld_path, snapshot, wait_until)
 
 CONVERGE_TIMEOUT = 60
 INLINE_THRESHOLD = 64 * 1024
@@ -143,6 +143,8 @@ def test_compressible_data_crosses_in_fewer_bytes_and_arrives_intact(relayed):
     assert off[2] == off[3], off  # compression off: sent as is
     assert on[3] < on[2] * 0.5, on
     assert on[0] < off[0] * 0.5, (on, off)
+    # the large objects B fetched from A: the text ones compressed, the random ones as is
+    assert on[1] < off[1] * 0.7, (on, off)
     # the daemon's wire figure is what the relay carried, less the HTTP heads (a few hundred bytes a POST)
     for relay, _, _, wire, posts in (off, on):
         assert posts >= 1 and wire <= relay <= wire + posts * 1024, (relay, wire, posts)
@@ -276,3 +278,46 @@ def test_bomb_corrupt_frame_and_unknown_encoding_are_refused_and_change_nothing(
     again = batch({"r": put_record(3, "zbk", "k2", b"as is"), "d": b"as is"})
     assert post(c, again, "identity").status == 200
     assert c.get("zbk", "k2").body == b"as is"
+
+
+def unzstd(frame):
+    return subprocess.run(["zstd", "-q", "-d", "-c"], input=frame, capture_output=True, timeout=60, check=True).stdout
+
+
+def test_a_fetch_is_compressed_for_a_target_with_zstd(make_server):
+    """The fetch endpoint compresses for the target whose token signed the URL, when that target has
+    compression: zstd and the fetcher accepts zstd; ranges, data that does not compress and the
+    other target's fetches go as is."""
+    far, near = new_token(), new_token()
+    srv = make_server(config="replication:\n  targets:\n"
+                             "    - {name: far, url: 'http://127.0.0.1:9', token: %s, compression: zstd}\n"
+                             "    - {name: near, url: 'http://127.0.0.1:10', token: %s}\n" % (far, near))
+    c = srv.client()
+    rng = random.Random(99)
+    objs = {"text": log_text(rng, 300000), "noise": noise(rng, 300000)}
+    urls = {}
+    for key, data in objs.items():
+        r = c.put("big", key, data)
+        assert r.status == 200
+        v, o = int(r.header("X-Comio-Version")), r.header("X-Comio-Origin")
+        urls[key] = {t: presign(t, "", "big", key, v, int(time.time()) + 600, origin=o) for t in (far, near)}
+
+    def fetch(key, token, **headers):
+        r = c.raw("GET", urls[key][token], None, headers)
+        assert r.status in (200, 206), r
+        return r
+
+    r = fetch("text", far, **{"Accept-Encoding": "zstd"})
+    assert r.header("Content-Encoding") == "zstd" and len(r.body) < len(objs["text"]) // 4, r.headers
+    assert unzstd(r.body) == objs["text"]
+    assert r.header("ETag") == '"%s"' % hashlib.md5(objs["text"]).hexdigest()  # the object's, not the frame's
+    assert fetch("text", far, **{"Accept-Encoding": "gzip, zstd;q=0.5"}).header("Content-Encoding") == "zstd"
+    for headers in ({}, {"Accept-Encoding": "gzip"}, {"Accept-Encoding": "zstd;q=0"},
+                    {"Accept-Encoding": "zstd", "Range": "bytes=0-99999"}):
+        r = fetch("text", far, **headers)
+        assert r.header("Content-Encoding") is None, (headers, r.headers)
+        assert r.body == objs["text"][:len(r.body)] and len(r.body) == (100000 if "Range" in headers else 300000)
+    r = fetch("text", near, **{"Accept-Encoding": "zstd"})  # that target has compression: none
+    assert r.header("Content-Encoding") is None and r.body == objs["text"]
+    r = fetch("noise", far, **{"Accept-Encoding": "zstd"})  # does not compress: as is
+    assert r.header("Content-Encoding") is None and r.body == objs["noise"]

@@ -160,9 +160,46 @@ static void test_refused(void)
     buf_free(&d);
 }
 
+/* A stream in pieces: one frame, each piece's output decodable as it comes (flushed). */
+static void test_stream(void)
+{
+    size_t len = 300000, piece = 65536;
+    char *t = text(len), err[160];
+    zcodec_stream_t *z;
+    buf_t out, all, d;
+
+    buf_init(&out, SIZE_MAX);
+    buf_init(&all, SIZE_MAX);
+    buf_init(&d, 0);
+    CHECK_EQ_INT(zcodec_stream_new(&z, ZCODEC_LEVEL_DEFAULT, len), 0);
+    for (size_t off = 0; off < len; off += piece) {
+        size_t n = len - off < piece ? len - off : piece;
+        CHECK_EQ_INT(zcodec_stream_put(z, t + off, n, off + n == len, &out), 0);
+        CHECK(out.len > 0);
+        CHECK_EQ_INT(buf_append(&all, out.data, out.len), 0);
+    }
+    zcodec_stream_free(z);
+    CHECK(all.len < len / 10);
+    CHECK_EQ_INT(ZSTD_getFrameContentSize(all.data, all.len), len);
+    CHECK_EQ_INT(zcodec_decompress(all.data, all.len, len, &d, err, sizeof(err)), 0);
+    CHECK(d.len == len && memcmp(d.data, t, len) == 0);
+
+    /* pieces that do not add up to the declared size end in an error, not a wrong frame */
+    CHECK_EQ_INT(zcodec_stream_new(&z, 1, len), 0);
+    CHECK_EQ_INT(zcodec_stream_put(z, t, 1000, 0, &out), 0);
+    CHECK_EQ_INT(zcodec_stream_put(z, t, 1000, 1, &out), CIO_EPROTO);
+    zcodec_stream_free(z);
+    zcodec_stream_free(NULL);
+    free(t);
+    buf_free(&out);
+    buf_free(&all);
+    buf_free(&d);
+}
+
 int main(void)
 {
     RUN(test_round_trips);
     RUN(test_refused);
+    RUN(test_stream);
     return TEST_SUMMARY();
 }
