@@ -155,11 +155,13 @@ typedef struct {
     uint64_t token; /* reader token; released at dispose */
     uint64_t off, remaining;
     uint64_t first_off; /* where the body starts in the store */
+    size_t last_n;      /* object bytes of the window read last */
     char *chunk;
     int released;
     zcodec_stream_t *z; /* NULL: sent as is */
     buf_t zout;         /* the compressed window being sent */
     int first_ready;    /* the first window is read (and compressed) already, waiting to be sent */
+    uint64_t *counts;   /* NULL, or [0] object bytes served, [1] bytes sent (atomic; the server's) */
 } stream_t;
 
 static void stream_release(stream_t *s)
@@ -190,6 +192,7 @@ static h2o_iovec_t *stream_next(stream_t *s, h2o_iovec_t *iov)
         return NULL;
     s->off += n;
     s->remaining -= n;
+    s->last_n = n;
     *iov = h2o_iovec_init(s->chunk, n);
     if (s->z != NULL) {
         if (zcodec_stream_put(s->z, s->chunk, n, s->remaining == 0, &s->zout) != 0)
@@ -210,6 +213,10 @@ static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
     } else if (stream_next(s, &iov) == NULL) {
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
+    }
+    if (s->counts != NULL) {
+        __atomic_add_fetch(&s->counts[0], s->z != NULL ? s->last_n : iov.len, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&s->counts[1], iov.len, __ATOMIC_RELAXED);
     }
     h2o_send(req, &iov, 1, s->remaining == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
@@ -266,7 +273,7 @@ static void send_not_modified(h2o_req_t *req)
 }
 
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                         size_t origin_len, int kept, int zstd_level)
+                         size_t origin_len, int kept, int zstd_level, uint64_t *counts)
 {
     http_thread_t *t = http_req_thread(req);
     meta_obj_t o;
@@ -394,6 +401,10 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
         h2o_iovec_t iov = h2o_iovec_init(h2o_mem_alloc_pool(&req->pool, (size_t)len), (size_t)len);
         ret = store_read(srv->store, o.off + first, iov.base, (size_t)len);
         commit_reader_leave(srv->commit, token);
+        if (counts != NULL && ret == 0) {
+            __atomic_add_fetch(&counts[0], len, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&counts[1], len, __ATOMIC_RELAXED);
+        }
         h2o_start_response(req, &none);
         h2o_send(req, &iov, 1, ret == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR);
         return 0;
@@ -406,6 +417,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     s->token = token;
     s->off = s->first_off = o.off + first;
     s->remaining = len;
+    s->counts = counts;
     buf_init(&s->zout, SIZE_MAX);
     if ((s->chunk = malloc(STREAM_CHUNK)) == NULL) {
         h2o_start_response(req, &s->super);
@@ -445,14 +457,14 @@ int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p)
         ro = http_req_query_param(req, "origin", origin, sizeof(origin), &olen);
 
     if (rv == CIO_ENOTFOUND && ro == CIO_ENOTFOUND)
-        return handler_object_serve(srv, req, p, 0, NULL, 0, 0, 0);
+        return handler_object_serve(srv, req, p, 0, NULL, 0, 0, 0, NULL);
     /* ?version=V&origin=O: that version, current or kept as a conflict's loser */
     if (rv != 0 || vlen == 0 || vlen > 20 || strspn(vs, "0123456789") != vlen || (v = strtoull(vs, NULL, 10)) == 0 || ro != 0 ||
         olen == 0) {
         http_req_error(req, 400, "InvalidArgument", "version and origin: a positive integer and a site id, both or neither");
         return 0;
     }
-    return handler_object_serve(srv, req, p, v, origin, olen, 1, 0);
+    return handler_object_serve(srv, req, p, v, origin, olen, 1, 0, NULL);
 }
 
 typedef struct {

@@ -154,6 +154,7 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
     unsigned long long version, expires;
     size_t len, siglen, origin_len = 0;
     int has_origin = 0, zstd_level = 0;
+    uint64_t *counts = NULL;
     path_t p;
     char *end;
     int ret;
@@ -195,8 +196,11 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
                 ret = presign_verify(secret, strlen(secret), "GET", p.bucket, p.bucket_len, p.key, p.key_len, version,
                                      has_origin ? origin : NULL, origin_len, (int64_t)expires, sig, siglen, clock_wall_ms() / 1000);
             /* the token that signed it names the target fetching: its compression applies */
-            if (ret == 0 && conf->ntargets > 0 && conf->targets[i].compression == CONF_COMPRESSION_ZSTD)
-                zstd_level = (int)conf->targets[i].compression_level;
+            if (ret == 0 && conf->ntargets > 0) {
+                counts = srv->fetch_bytes[i];
+                if (conf->targets[i].compression == CONF_COMPRESSION_ZSTD)
+                    zstd_level = (int)conf->targets[i].compression_level;
+            }
         }
     }
     if (ret == CIO_EAGAIN) {
@@ -212,5 +216,5 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
         return 0;
     }
     /* a version kept as a conflict's loser is served too: the fetching site records the race */
-    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2, zstd_level);
+    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2, zstd_level, counts);
 }

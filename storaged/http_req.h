@@ -35,6 +35,9 @@ struct http_server {
     commit_t *commit;
     fetch_opts_t fetch;        /* how this site, as a replica, reaches its primary */
     int64_t refusal_logged_ms; /* atomic: last "no accept_token" log line */
+    /* atomic: per conf->targets[i], the object bytes its fetches were served
+     * ([i][0]) and the body bytes sent for them, compressed or not ([i][1]) */
+    uint64_t fetch_bytes[CONF_TARGETS_MAX][2];
     h2o_globalconf_t globalconf;
     SSL_CTX *ssl_ctx;
     size_t nthreads;

@@ -137,6 +137,15 @@ def test_compressible_data_crosses_in_fewer_bytes_and_arrives_intact(relayed):
         assert m.value("comio_replication_wire_bytes_total", target=t["name"]) == t["wire_bytes"]
         figures[compression] = (to_b.bytes_to_target, to_a.bytes_from_target, t["payload_bytes"], t["wire_bytes"], posts)
         print(compression, "relay to B %d, fetches from A %d, daemon payload %d wire %d, %d POSTs" % figures[compression])
+        # A's storaged served the fetches: its figures, against the relay's
+        fetched = sum(len(d) for d in objs.values() if len(d) >= INLINE_THRESHOLD)
+        payload = m.value("comio_replication_fetch_payload_bytes_total", target=t["name"])
+        wire = m.value("comio_replication_fetch_wire_bytes_total", target=t["name"])
+        print(compression, "fetches: A served %d object bytes in %d, the relay carried %d" % (payload, wire,
+                                                                                              to_a.bytes_from_target))
+        assert payload == fetched, (payload, fetched)
+        assert wire == payload if compression == "none" else wire < payload * 0.7, (wire, payload)
+        assert wire <= to_a.bytes_from_target <= wire + 16 * 1024, (wire, to_a.bytes_from_target)
 
     off, on = figures["none"], figures["zstd"]
     # the batches: the same payload, clearly fewer bytes on the link
