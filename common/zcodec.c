@@ -248,6 +248,6 @@ nomem:
     say(err, errlen, "%s", "out of memory");
 fail:
     ZSTD_freeDCtx(d);
-    out->len = 0;
+    buf_free(out); /* what was decoded is dropped at once: a refused frame holds no memory */
     return ret;
 }

@@ -71,8 +71,8 @@ int zcodec_stream_put(zcodec_stream_t *z, const void *src, size_t len, int last,
  * holds more than cap + 1 bytes.
  * Returns 0; CIO_ETOOBIG (over the cap); CIO_EPROTO (not zstd, corrupt,
  * truncated, or asking for a window over 2^ZCODEC_WINDOW_LOG_MAX); or
- * CIO_ENOMEM. On failure out is empty and `err` (errlen bytes, may be 0)
- * says why in one line. */
+ * CIO_ENOMEM. On failure out is freed (data NULL) and `err` (errlen bytes,
+ * may be 0) says why in one line. */
 int zcodec_decompress(const void *src, size_t len, size_t cap, buf_t *out, char *err, size_t errlen) CIO_MUST_CHECK;
 
 #endif

@@ -121,8 +121,7 @@ static void test_refused(void)
     n = frame(zeros, big, f, 1 << 20, 0);
     CHECK_EQ_INT(ZSTD_getFrameContentSize(f, n), ZSTD_CONTENTSIZE_UNKNOWN);
     CHECK_EQ_INT(zcodec_decompress(f, n, 1 << 20, &d, err, sizeof(err)), CIO_ETOOBIG);
-    CHECK(d.cap <= (1u << 20) + 2);
-    CHECK_EQ_INT(d.len, 0);
+    CHECK(d.data == NULL && d.len == 0); /* a refused frame keeps nothing */
     /* under a cap it fits, the same frame decodes */
     CHECK_EQ_INT(zcodec_decompress(f, n, big, &d, err, sizeof(err)), 0);
     CHECK_EQ_INT(d.len, big);
