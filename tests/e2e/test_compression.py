@@ -265,6 +265,9 @@ def test_bomb_corrupt_frame_and_unknown_encoding_are_refused_and_change_nothing(
         ("a corrupt frame", bytes(corrupt), "zstd", 400, "MalformedCompressedBatch"),
         ("a truncated frame", truncated, "zstd", 400, "MalformedCompressedBatch"),
         ("not zstd at all", good, "zstd", 400, "MalformedCompressedBatch"),
+        # a release without compression ignores the header and reads the frame as msgpack: this is its answer,
+        # which repld takes, like 415, as "send it as is" (test_a_peer_refusing_zstd_gets_batches_uncompressed)
+        ("a frame without the header", frame, None, 400, "MalformedBatch"),
         ("an encoding it does not know", frame, "gzip", 415, "UnsupportedContentEncoding"),
         ("two encodings", frame, "zstd, gzip", 415, "UnsupportedContentEncoding"),
     ]
