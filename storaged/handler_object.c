@@ -162,6 +162,7 @@ typedef struct {
     buf_t zout;         /* the compressed window being sent */
     int first_ready;    /* the first window is read (and compressed) already, waiting to be sent */
     uint64_t *counts;   /* NULL, or [0] object bytes served, [1] bytes sent (atomic; the server's) */
+    int count_sent;     /* the reply was counted with no body: count each window as it is sent */
 } stream_t;
 
 static void stream_release(stream_t *s)
@@ -214,6 +215,8 @@ static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
     }
+    if (s->count_sent)
+        http_req_count_out(iov.len);
     if (s->counts != NULL) {
         __atomic_add_fetch(&s->counts[0], s->z != NULL ? s->last_n : iov.len, __ATOMIC_RELAXED);
         __atomic_add_fetch(&s->counts[1], iov.len, __ATOMIC_RELAXED);
@@ -387,7 +390,9 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     req->res.status = ranged > 0 ? 206 : 200;
     req->res.reason = http_req_reason(req->res.status);
     req->res.content_length = len;
-    http_req_count(req, req->res.status, http_req_is_head(req) ? 0 : len);
+    /* a stream that may go compressed is counted window by window, as sent */
+    int may_compress = zstd_level > 0 && ranged == 0 && !http_req_is_head(req) && len > INLINE_READ_MAX && accepts_zstd(req);
+    http_req_count(req, req->res.status, http_req_is_head(req) || may_compress ? 0 : len);
 
     if (http_req_is_head(req) || len == 0) {
         static h2o_generator_t none = {NULL, NULL};
@@ -418,13 +423,14 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     s->off = s->first_off = o.off + first;
     s->remaining = len;
     s->counts = counts;
+    s->count_sent = may_compress;
     buf_init(&s->zout, SIZE_MAX);
     if ((s->chunk = malloc(STREAM_CHUNK)) == NULL) {
         h2o_start_response(req, &s->super);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return 0;
     }
-    if (zstd_level > 0 && ranged == 0 && accepts_zstd(req)) {
+    if (may_compress) {
         h2o_iovec_t iov;
         /* the first window decides, before the headers go: compressed only when it gains 10% */
         if (zcodec_stream_new(&s->z, zstd_level, len) != 0 || stream_next(s, &iov) == NULL) {

@@ -126,6 +126,10 @@ void http_req_count(h2o_req_t *req, int status, size_t body);
 /* Counts `n` bytes received in a PUT body. */
 void http_req_count_in(size_t n);
 
+/* Counts `n` more body bytes sent, for a reply counted with body 0 because
+ * its size was not known when it started (a compressed stream). */
+void http_req_count_out(size_t n);
+
 /* Writes the comio_http_* metrics (Prometheus text) into b. */
 void http_req_metrics(buf_t *b);
 

@@ -319,8 +319,12 @@ def test_a_fetch_is_compressed_for_a_target_with_zstd(make_server):
         assert r.status in (200, 206), r
         return r
 
+    before = c.metrics()
     r = fetch("text", far, **{"Accept-Encoding": "zstd"})
     assert r.header("Content-Encoding") == "zstd" and len(r.body) < len(objs["text"]) // 4, r.headers
+    # the body bytes sent are the frame's, not the object's (and the first scrape's own reply)
+    sent = c.metrics().value("comio_http_sent_bytes_total") - before.value("comio_http_sent_bytes_total")
+    assert sent == len(r.body) + len(before.text.encode()), (sent, len(r.body))
     assert unzstd(r.body) == objs["text"]
     assert r.header("ETag") == '"%s"' % hashlib.md5(objs["text"]).hexdigest()  # the object's, not the frame's
     assert fetch("text", far, **{"Accept-Encoding": "gzip, zstd;q=0.5"}).header("Content-Encoding") == "zstd"
