@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <yaml.h>
 #include "common/conf.h"
+#include "common/zcodec.h"
 #include "common/limits.h"
 #include "common/units.h"
 
@@ -37,6 +38,7 @@ typedef enum {
     CONF_DURATION,
     CONF_BOOL,
     CONF_MODE,
+    CONF_COMPRESSION, /* zstd or none, into an int (CONF_COMPRESSION_*) */
     CONF_LEVEL,
     CONF_FORMAT,
     CONF_TARGETS, /* replication.targets: a sequence of mappings read with conf_target_keys */
@@ -96,6 +98,8 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("replication.retry_delay", CONF_DURATION, retry_delay_ms),
     CONF_INTKEY("replication.workers", workers, 1, 64),
     CONF_KEY("replication.inline_threshold", CONF_SIZE, inline_threshold),
+    CONF_KEY("replication.compression", CONF_COMPRESSION, compression),
+    CONF_INTKEY("replication.compression_level", compression_level, ZCODEC_LEVEL_MIN, ZCODEC_LEVEL_MAX),
     CONF_KEY("replication.socket", CONF_STRING_SET, socket_path),
     CONF_KEY("replication.ca_file", CONF_STRING, ca_file),
     CONF_KEY("replication.tombstone_ttl", CONF_DURATION, tombstone_ttl_ms),
@@ -126,6 +130,8 @@ static const conf_key_t conf_target_keys[] = {
     CONF_TGTINTKEY("retry_attempts", retry_attempts, "replication.retry_attempts"),
     CONF_TGTKEY("retry_delay", CONF_DURATION, retry_delay_ms, "replication.retry_delay"),
     CONF_TGTKEY("inline_threshold", CONF_SIZE, inline_threshold, "replication.inline_threshold"),
+    CONF_TGTKEY("compression", CONF_COMPRESSION, compression, "replication.compression"),
+    CONF_TGTINTKEY("compression_level", compression_level, "replication.compression_level"),
 };
 
 #define CONF_NTARGET_KEYS (sizeof(conf_target_keys) / sizeof(conf_target_keys[0]))
@@ -136,7 +142,9 @@ _Static_assert(sizeof(((conf_target_t *)0)->batch_size) == sizeof(uint32_t) &&
                    sizeof(((conf_target_t *)0)->workers) == sizeof(uint32_t) &&
                    sizeof(((conf_t *)0)->workers) == sizeof(uint32_t) &&
                    sizeof(((conf_target_t *)0)->retry_attempts) == sizeof(uint32_t) &&
-                   sizeof(((conf_t *)0)->retry_attempts) == sizeof(uint32_t),
+                   sizeof(((conf_t *)0)->retry_attempts) == sizeof(uint32_t) &&
+                   sizeof(((conf_target_t *)0)->compression_level) == sizeof(uint32_t) &&
+                   sizeof(((conf_t *)0)->compression_level) == sizeof(uint32_t),
                "a target's integer settings are uint32_t, as the replication.* ones");
 
 /* Keys that one file may not give together (a token and its _file form are
@@ -515,6 +523,17 @@ static int conf_set(void *obj, const conf_key_t *k, const char *name, const char
         *strp = s;
         return CIO_OK;
 
+    case CONF_COMPRESSION:
+        if (strcmp(val, "zstd") == 0) {
+            *(int *)(void *)(base + k->off) = CONF_COMPRESSION_ZSTD;
+        } else if (strcmp(val, "none") == 0) {
+            *(int *)(void *)(base + k->off) = CONF_COMPRESSION_NONE;
+        } else {
+            conf_err(msg, msglen, "%s: expected zstd or none, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        return CIO_OK;
+
     case CONF_LEVEL:
         if (log_parse_level(val, &lvl) != CIO_OK) {
             conf_err(msg, msglen, "%s: expected debug, info, warn or error, got '%s'", name, shown);
@@ -571,6 +590,8 @@ int conf_init(conf_t *c)
     c->retry_delay_ms = 5000;
     c->workers = 5;
     c->inline_threshold = 1000000;
+    c->compression = CONF_COMPRESSION_NONE;
+    c->compression_level = ZCODEC_LEVEL_DEFAULT;
     c->tombstone_ttl_ms = 7ULL * 24 * 3600 * 1000;
     c->conflict_ttl_ms = 7ULL * 24 * 3600 * 1000;
     c->max_clock_skew_ms = 60000;
@@ -1286,6 +1307,9 @@ static int conf_target_inherit(const conf_t *c, conf_target_t *t, const conf_key
         return CIO_OK;
     case CONF_INT:
         *(uint32_t *)(void *)to = *(const uint32_t *)(const void *)from;
+        return CIO_OK;
+    case CONF_COMPRESSION:
+        *(int *)(void *)to = *(const int *)(const void *)from;
         return CIO_OK;
     default: /* CONF_SIZE, CONF_DURATION */
         *(uint64_t *)(void *)to = *(const uint64_t *)(const void *)from;

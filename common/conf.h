@@ -17,6 +17,10 @@
 #define CONF_TARGET_NAME_MAX 63 /* bytes of a target's name: [A-Za-z0-9._-] */
 #define CONF_TARGETS_MAX 32     /* entries of replication.targets */
 
+/* replication.compression: what batches and large-object fetches to a target are encoded with */
+#define CONF_COMPRESSION_NONE 0
+#define CONF_COMPRESSION_ZSTD 1
+
 /* One remote site that repld ships to: an entry of replication.targets, or
  * the seed's replication.remote_url / remote_token as one target named after
  * the URL's host. conf_finalize fills every field: a setting a target does
@@ -32,8 +36,10 @@ typedef struct {
     uint32_t retry_attempts;
     uint64_t retry_delay_ms;
     uint64_t inline_threshold;
-    unsigned line;  /* the config file line of the target's mapping; 0 when derived from remote_url */
-    uint32_t given; /* private to conf.c: which settings the target gave itself (the others are inherited) */
+    int compression;            /* CONF_COMPRESSION_NONE or _ZSTD: batches and fetches to this target (common/zcodec.h) */
+    uint32_t compression_level; /* zstd level, ZCODEC_LEVEL_MIN..MAX */
+    unsigned line;              /* the config file line of the target's mapping; 0 when derived from remote_url */
+    uint32_t given;             /* private to conf.c: which settings the target gave itself (the others are inherited) */
 } conf_target_t;
 
 typedef struct conf {
@@ -67,6 +73,8 @@ typedef struct conf {
     uint64_t retry_delay_ms;    /* default 5000 */
     uint32_t workers;           /* default 5, 1..64 */
     uint64_t inline_threshold;  /* default 1MB (10^6) */
+    int compression;            /* replication.compression: default CONF_COMPRESSION_NONE (a LAN needs no CPU spent on it) */
+    uint32_t compression_level; /* replication.compression_level: default ZCODEC_LEVEL_DEFAULT (3), 1..19 */
     char *socket_path;          /* default "/run/comio/repld.sock" */
     char *ca_file;              /* default NULL: system CAs */
     uint64_t tombstone_ttl_ms;  /* replica: how long a DELETE's tombstone is kept; default 7 days, 0 = forever */
@@ -105,7 +113,7 @@ void conf_free(conf_t *c);
  * first line of that file into remote_token/accept_token.
  * replication.targets is a sequence of mappings (name, url, token or
  * token_file, and overrides of mode, batch_size, workers, retry_attempts,
- * retry_delay, inline_threshold); messages name the entry, as in
+ * retry_delay, inline_threshold, compression, compression_level); messages name the entry, as in
  *   config.yaml:12: replication.targets[1].url: expected an http:// or https:// URL, got 'x'
  * A list read whole replaces the one `c` held; a file may not give it
  * together with replication.remote_url or remote_token(_file). */

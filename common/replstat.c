@@ -129,8 +129,14 @@ static void put_target(buf_t *out, const conf_target_t *c, const tfig_t *t, cons
         buf_json_str(out, l->remote_error, strlen(l->remote_error));
     else
         buf_puts(out, "\"\"");
-    buf_printf(out, ",\"retry_in_seconds\":%.1f,\"workers\":%u}", l != NULL ? l->retry_in_seconds : 0.0,
+    buf_printf(out, ",\"retry_in_seconds\":%.1f,\"workers\":%u", l != NULL ? l->retry_in_seconds : 0.0,
                l != NULL ? l->nworkers : c->workers);
+    buf_printf(out,
+               ",\"compression\":\"%s\",\"compression_level\":%" PRIu32 ",\"compression_fallback\":%s,\"payload_bytes\":%" PRIu64
+               ",\"wire_bytes\":%" PRIu64 "}",
+               c->compression == CONF_COMPRESSION_ZSTD ? "zstd" : "none", c->compression_level,
+               l != NULL && l->compression_fallback ? "true" : "false", l != NULL ? l->payload_bytes : 0,
+               l != NULL ? l->wire_bytes : 0);
 }
 
 /* The live state of target i, or NULL. */
@@ -298,9 +304,22 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
     }
     family(out, conf, "comio_replication_remote_up", "gauge",
            "1 when the last batch reached the replica (unlabelled: every target).", all_up, v);
-#undef PER_TARGET
     replstat_skew_metric(f.skew, out);
     replstat_conflicts_metric(f.conflicts, f.kept, out);
+    if (live != NULL) {
+        double payload = 0, wire = 0;
+        PER_TARGET(i < live->ntargets ? live->targets[i].payload_bytes : 0)
+        for (size_t i = 0; i < f.n; i++)
+            payload += v[i];
+        family(out, conf, "comio_replication_payload_bytes_total", "counter",
+               "Batch bytes posted to the replica before compression (every attempt), since repld started.", payload, v);
+        PER_TARGET(i < live->ntargets ? live->targets[i].wire_bytes : 0)
+        for (size_t i = 0; i < f.n; i++)
+            wire += v[i];
+        family(out, conf, "comio_replication_wire_bytes_total", "counter",
+               "The same batches' request bodies as sent, compressed or not (every attempt), since repld started.", wire, v);
+    }
+#undef PER_TARGET
     if (live != NULL) {
         uint64_t counts[REPLSTAT_LAT_BUCKETS + 1] = {0}, n = 0;
         double sum = 0;

@@ -44,6 +44,9 @@ typedef struct {
     uint64_t lat_counts[REPLSTAT_LAT_BUCKETS + 1]; /* last bucket: +Inf */
     double lat_sum;
     uint64_t lat_n;
+    uint64_t payload_bytes;   /* batch bytes posted before compression, since repld started */
+    uint64_t wire_bytes;      /* the same POSTs' bodies as sent (compressed or not) */
+    int compression_fallback; /* the target refused zstd: batches go as is for a while */
 } replstat_target_live_t;
 
 /* What a running repld adds: targets[i] is conf->targets[i]. */
@@ -58,7 +61,8 @@ typedef struct {
 int replstat_json(meta_t *m, const conf_t *conf, const replstat_live_t *live, buf_t *out) CIO_MUST_CHECK;
 
 /* Appends the comio_replication_* metrics to out; without `live`,
- * remote_up is 0 and the latency histogram is omitted. */
+ * remote_up is 0 and the latency histogram and the payload and wire byte
+ * counters (which a running repld keeps) are omitted. */
 int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live, buf_t *out) CIO_MUST_CHECK;
 
 /* Appends the comio_replication_clock_skew_events_total family with value

@@ -10,6 +10,7 @@
 #include "common/curlopt.h"
 #include "common/limits.h"
 #include "common/log.h"
+#include "common/zcodec.h"
 #include "repld/sender.h"
 
 #define REPLY_MAX (64u * 1024 * 1024)
@@ -26,6 +27,8 @@ typedef struct {
     unsigned index;
     pthread_t tid;
     CURL *curl;
+    zcodec_t *z;                 /* NULL when the target's compression is none */
+    buf_t zbody;                 /* the compressed body of the job being posted */
     send_job_t *q[SENDER_QUEUE]; /* q[0] is posted (or about to be), q[1] waits for it; NULL when free */
     int posting;                 /* q[0] is being posted */
 } worker_t;
@@ -34,6 +37,11 @@ struct sender {
     const conf_t *conf;
     char *url;
     struct curl_slist *headers;
+    struct curl_slist *headers_zstd; /* headers plus Content-Encoding: zstd */
+    const char *target;              /* the target's name, for logs (borrowed from conf) */
+    int zstd;                        /* the target's compression is zstd */
+    int64_t zstd_off_until_ms;       /* monotonic: batches go as is until then (a refused zstd body); atomic */
+    int zstd_refusal_logged;         /* atomic */
     int notify_fd;
     unsigned n;
     worker_t *w;
@@ -49,27 +57,29 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
     return buf_append(b, p, size * nmemb) == 0 ? size * nmemb : 0; /* 0 aborts the transfer */
 }
 
-static void post(worker_t *w, send_job_t *job)
+/* One POST of body[0..len) with `headers`; sets the job's outcome, status, error and reply. */
+static void attempt(worker_t *w, send_job_t *job, const char *body, size_t len, struct curl_slist *headers)
 {
     struct sender *s = w->s;
     char errbuf[CURL_ERROR_SIZE] = "";
     CURLcode cc;
-    int64_t t0 = clock_mono_us();
 
+    buf_free(&job->reply);
     buf_init(&job->reply, REPLY_MAX);
     job->http_status = 0;
     job->error[0] = '\0';
     job->site[0] = '\0';
+    job->payload_bytes += job->len;
+    job->wire_bytes += len;
     curl_easy_setopt(w->curl, CURLOPT_URL, s->url);
-    curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, s->headers);
+    curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(w->curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, job->body);
-    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)job->len);
+    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, &job->reply);
     curl_easy_setopt(w->curl, CURLOPT_ERRORBUFFER, errbuf);
     cc = curl_easy_perform(w->curl);
-    job->rtt_us = (uint64_t)(clock_mono_us() - t0);
     if (cc != CURLE_OK) {
         job->outcome = SEND_TRANSPORT;
         snprintf(job->error, sizeof(job->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
@@ -104,6 +114,62 @@ static void post(worker_t *w, send_job_t *job)
         job->outcome = SEND_REFUSED;
     else
         job->outcome = SEND_TRANSPORT;
+}
+
+int sender_compressing(sender_t *s, int *fallback)
+{
+    *fallback = s->zstd && clock_mono_ms() < __atomic_load_n(&s->zstd_off_until_ms, __ATOMIC_RELAXED);
+    return s->zstd && !*fallback;
+}
+
+/* The target took as is a batch it refused compressed: it does not accept
+ * zstd. Batches go as is for a while; the operator is told once. */
+static void zstd_refused(struct sender *s, const char *refusal)
+{
+    char delay[32];
+    __atomic_store_n(&s->zstd_off_until_ms, clock_mono_ms() + (int64_t)SENDER_ZSTD_RETRY_MS, __ATOMIC_RELAXED);
+    if (__atomic_exchange_n(&s->zstd_refusal_logged, 1, __ATOMIC_RELAXED))
+        return;
+    snprintf(delay, sizeof(delay), "%llus", SENDER_ZSTD_RETRY_MS / 1000);
+    log_msg(LOG_LVL_WARN,
+            "target refuses zstd-compressed batches (an older storaged?): sending them uncompressed; upgrade the target or set "
+            "compression: none for it",
+            "target", s->target, "error", refusal, "retry_compression_in", delay, NULL);
+}
+
+static void post(worker_t *w, send_job_t *job)
+{
+    struct sender *s = w->s;
+    int fallback, compressed = 0;
+    int64_t t0 = clock_mono_us();
+
+    buf_init(&job->reply, REPLY_MAX);
+    job->payload_bytes = job->wire_bytes = 0;
+    if (w->z != NULL && sender_compressing(s, &fallback)) {
+        int ret = zcodec_compress(w->z, job->body, job->len, &w->zbody);
+        compressed = ret == 1;
+        if (ret < 0) /* send it as is: compression is an optimisation */
+            log_msg(LOG_LVL_WARN, "cannot compress a batch; sending it uncompressed", "target", s->target, "error",
+                    cio_strerror(ret), NULL);
+    }
+    if (!compressed) {
+        attempt(w, job, job->body, job->len, s->headers);
+    } else {
+        attempt(w, job, w->zbody.data, w->zbody.len, s->headers_zstd);
+        if (job->http_status == 400 || job->http_status == 415) {
+            /* an older storaged reads the frame as msgpack (400), a proxy may
+             * refuse the encoding (415): the same batch as is tells which */
+            char refusal[sizeof(job->error)];
+            memcpy(refusal, job->error, sizeof(refusal));
+            attempt(w, job, job->body, job->len, s->headers);
+            if (job->http_status != 400 && job->http_status != 415 && job->http_status != 0)
+                zstd_refused(s, refusal);
+        }
+        /* a large compressed body is not kept between batches */
+        if (w->zbody.cap > 4u * 1024 * 1024)
+            buf_free(&w->zbody);
+    }
+    job->rtt_us = (uint64_t)(clock_mono_us() - t0);
 }
 
 static void *worker_main(void *arg)
@@ -147,7 +213,12 @@ static void sender_free(struct sender *s, unsigned started)
     for (unsigned i = 0; s->w != NULL && i < s->n; i++)
         if (s->w[i].curl != NULL)
             curl_easy_cleanup(s->w[i].curl);
+    for (unsigned i = 0; s->w != NULL && i < s->n; i++) {
+        zcodec_free(s->w[i].z);
+        buf_free(&s->w[i].zbody);
+    }
     curl_slist_free_all(s->headers);
+    curl_slist_free_all(s->headers_zstd);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->url);
@@ -181,6 +252,8 @@ int sender_start(sender_t **out, const conf_t *conf, const conf_target_t *tgt, u
     if (s == NULL)
         return CIO_ENOMEM;
     s->conf = conf;
+    s->target = tgt->name;
+    s->zstd = tgt->compression == CONF_COMPRESSION_ZSTD;
     s->notify_fd = notify_fd;
     s->n = nworkers;
     pthread_mutex_init(&s->mu, NULL);
@@ -196,10 +269,18 @@ int sender_start(sender_t **out, const conf_t *conf, const conf_target_t *tgt, u
     if ((ret = header_add(&s->headers, auth)) != 0 || (ret = header_add(&s->headers, "Content-Type: application/msgpack")) != 0 ||
         (ret = header_add(&s->headers, "Expect:")) != 0) /* no 100-continue round trip */
         goto fail;
+    for (struct curl_slist *h = s->headers; h != NULL; h = h->next)
+        if ((ret = header_add(&s->headers_zstd, h->data)) != 0)
+            goto fail;
+    if ((ret = header_add(&s->headers_zstd, "Content-Encoding: zstd")) != 0)
+        goto fail;
     for (unsigned i = 0; i < nworkers; i++) {
         worker_t *w = &s->w[i];
         w->s = s;
         w->index = i;
+        buf_init(&w->zbody, SIZE_MAX);
+        if (s->zstd && (ret = zcodec_new(&w->z, (int)tgt->compression_level)) != 0)
+            goto fail;
         if ((w->curl = curl_easy_init()) == NULL) {
             ret = CIO_ENOMEM;
             goto fail;

@@ -17,7 +17,8 @@
 #include "common/conf.h"
 #include "common/err.h"
 
-#define SENDER_QUEUE 2 /* jobs a worker holds: the one it posts, and the next */
+#define SENDER_QUEUE 2                           /* jobs a worker holds: the one it posts, and the next */
+#define SENDER_ZSTD_RETRY_MS (10 * 60 * 1000ULL) /* how long a target that refused zstd gets batches as is */
 
 typedef enum {
     SEND_OK = 0,        /* 200 with a reply holding one result per event */
@@ -40,6 +41,8 @@ typedef struct send_job {
     char error[512];                  /* what went wrong, for logs and status */
     buf_t reply;                      /* raw reply; results' error texts point into it */
     uint64_t rtt_us;                  /* request round trip */
+    uint64_t payload_bytes;           /* batch bytes posted, before compression, summed over the POSTs of this job */
+    uint64_t wire_bytes;              /* request body bytes as they went out (compressed or not), likewise */
     char site[LOGREC_ORIGIN_MAX + 1]; /* the replica's site id from a SEND_OK reply; "" when it gave none */
     unsigned worker;
     struct send_job *done_next; /* the sender's */
@@ -50,6 +53,14 @@ typedef struct sender sender_t;
 /* Starts `nworkers` workers posting to {tgt->url}/admin/replication/batch
  * with tgt->token, verifying TLS peers (conf->ca_file when set). conf and
  * tgt are borrowed until sender_stop.
+ *
+ * With tgt->compression set to zstd, a worker compresses a batch when it is
+ * worth it (common/zcodec.h) and sends it with Content-Encoding: zstd. A
+ * target that answers such a body 400 or 415 gets the same batch again as
+ * is, within the same job (no attempt of its events is spent); when that
+ * one is taken, the target does not accept zstd (an older storaged): the
+ * sender logs it once, sends as is for SENDER_ZSTD_RETRY_MS, then tries
+ * compression again.
  * Returns 0, CIO_ENOMEM, CIO_ESYS (a thread could not start) or the error of
  * curlopt_apply; on failure the workers already started have stopped and
  * nothing is left allocated. */
@@ -72,6 +83,11 @@ send_job_t *sender_take_done(sender_t *s);
 
 /* Describes worker w for status: busy (sending) or idle, and its batch's events. */
 void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events);
+
+/* Whether batches to the target are compressed now: 0 when its compression
+ * is none or while it is in the fallback of a refused zstd body (then
+ * *fallback is 1). Any thread. */
+int sender_compressing(sender_t *s, int *fallback);
 
 /* Stops the workers and frees the sender when none is posting; a worker
  * still posting is abandoned to process exit with everything it uses (its

@@ -122,6 +122,7 @@ typedef struct {
     uint64_t lat_counts[REPLSTAT_LAT_BUCKETS + 1];
     double lat_sum;
     uint64_t lat_n;
+    uint64_t payload_bytes, wire_bytes; /* batch bytes before and after compression, every POST */
 
     /* finished batches kept for reuse (batch_get, batch_put): dispatcher only */
     batch_t *spare[SPARE_MAX];
@@ -695,6 +696,11 @@ static void complete(ship_t *s, send_job_t *job)
 {
     batch_t *b = job->owner;
 
+    pthread_mutex_lock(&s->mu);
+    s->payload_bytes += job->payload_bytes;
+    s->wire_bytes += job->wire_bytes;
+    pthread_mutex_unlock(&s->mu);
+
     if (job->outcome == SEND_OK) {
         for (size_t i = 0; i < b->n; i++)
             if (job->results[i].seq != b->evs[i]->seq) {
@@ -856,7 +862,11 @@ static void live_state(ship_t *s, replstat_target_live_t *live)
     memcpy(live->lat_counts, s->lat_counts, sizeof(live->lat_counts));
     live->lat_sum = s->lat_sum;
     live->lat_n = s->lat_n;
+    live->payload_bytes = s->payload_bytes;
+    live->wire_bytes = s->wire_bytes;
     pthread_mutex_unlock(&s->mu);
+    if (s->sender != NULL)
+        (void)sender_compressing(s->sender, &live->compression_fallback);
 }
 
 /* The whole run: one dispatcher per target, the signals and the control socket. */

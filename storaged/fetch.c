@@ -130,6 +130,9 @@ int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *
      * with TLS) per object. storaged's shutdown does not wait for idle
      * connections, and one idle for longer than this is not reused. */
     curl_easy_setopt(f->curl, CURLOPT_MAXAGE_CONN, 30L);
+    /* the primary compresses when its target has compression: zstd; libcurl
+     * decodes, so the size and MD5 below are checked on the object's bytes */
+    curl_easy_setopt(f->curl, CURLOPT_ACCEPT_ENCODING, "zstd");
     curl_easy_setopt(f->curl, CURLOPT_LOW_SPEED_LIMIT, FETCH_STALL_BYTES);
     curl_easy_setopt(f->curl, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_SECONDS);
     curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);

@@ -199,6 +199,29 @@ int handler_admin_status(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
+/* The bytes of large objects this site served to each target's fetches,
+ * before and after compression (storaged's own: it serves them). */
+static void fetch_metrics(http_server_t *srv, buf_t *b)
+{
+    static const char *const names[2] = {"comio_replication_fetch_payload_bytes_total", "comio_replication_fetch_wire_bytes_total"};
+    static const char *const help[2] = {
+        "Object bytes this site served to the target's fetches of large objects, since storaged started.",
+        "The same fetches' body bytes as sent, compressed or not."};
+    const conf_t *conf = srv->conf;
+
+    if (conf->ntargets == 0)
+        return;
+    for (int k = 0; k < 2; k++) {
+        uint64_t total = 0;
+        for (size_t i = 0; i < conf->ntargets; i++)
+            total += __atomic_load_n(&srv->fetch_bytes[i][k], __ATOMIC_RELAXED);
+        buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", names[k], help[k], names[k], names[k], total);
+        for (size_t i = 0; i < conf->ntargets; i++)
+            buf_printf(b, "%s{target=\"%s\"} %" PRIu64 "\n", names[k], conf->targets[i].name,
+                       __atomic_load_n(&srv->fetch_bytes[i][k], __ATOMIC_RELAXED));
+    }
+}
+
 int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
 {
     http_thread_t *t = http_req_thread(req);
@@ -280,6 +303,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "comio_clock_seconds %" PRIu64 ".%03u\n",
                applied, skipped, failed - permanent, permanent, tombstones, hlc_ms(commit_clock(srv->commit)) / 1000,
                (unsigned)(hlc_ms(commit_clock(srv->commit)) % 1000));
+    fetch_metrics(srv, &b);
     if (b.err != 0) {
         http_req_reply_buf(req, 500, &b);
         return 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "common/date.h"
 #include "common/hex.h"
+#include "common/zcodec.h"
 #include "common/limits.h"
 #include "proto/logrec.h"
 #include "storaged/handler_object.h"
@@ -153,8 +154,15 @@ typedef struct {
     http_server_t *srv;
     uint64_t token; /* reader token; released at dispose */
     uint64_t off, remaining;
+    uint64_t first_off; /* where the body starts in the store */
+    size_t last_n;      /* object bytes of the window read last */
     char *chunk;
     int released;
+    zcodec_stream_t *z; /* NULL: sent as is */
+    buf_t zout;         /* the compressed window being sent */
+    int first_ready;    /* the first window is read (and compressed) already, waiting to be sent */
+    uint64_t *counts;   /* NULL, or [0] object bytes served, [1] bytes sent (atomic; the server's) */
+    int count_sent;     /* the reply was counted with no body: count each window as it is sent */
 } stream_t;
 
 static void stream_release(stream_t *s)
@@ -165,6 +173,9 @@ static void stream_release(stream_t *s)
     }
     free(s->chunk);
     s->chunk = NULL;
+    zcodec_stream_free(s->z);
+    s->z = NULL;
+    buf_free(&s->zout);
 }
 
 static void stream_dispose(void *p)
@@ -172,19 +183,80 @@ static void stream_dispose(void *p)
     stream_release(p);
 }
 
+/* Reads the next window into s->chunk and, when compressing, compresses it
+ * into s->zout. Returns the window's bytes to send, or NULL. */
+static h2o_iovec_t *stream_next(stream_t *s, h2o_iovec_t *iov)
+{
+    size_t n = s->remaining < STREAM_CHUNK ? (size_t)s->remaining : STREAM_CHUNK;
+
+    if (store_read(s->srv->store, s->off, s->chunk, n) != 0)
+        return NULL;
+    s->off += n;
+    s->remaining -= n;
+    s->last_n = n;
+    *iov = h2o_iovec_init(s->chunk, n);
+    if (s->z != NULL) {
+        if (zcodec_stream_put(s->z, s->chunk, n, s->remaining == 0, &s->zout) != 0)
+            return NULL;
+        *iov = h2o_iovec_init(s->zout.data, s->zout.len);
+    }
+    return iov;
+}
+
 static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
 {
     stream_t *s = (stream_t *)g;
-    size_t n = s->remaining < STREAM_CHUNK ? (size_t)s->remaining : STREAM_CHUNK;
-    h2o_iovec_t iov = h2o_iovec_init(s->chunk, n);
+    h2o_iovec_t iov;
 
-    if (store_read(s->srv->store, s->off, s->chunk, n) != 0) {
+    if (s->first_ready) {
+        s->first_ready = 0;
+        iov = s->z != NULL ? h2o_iovec_init(s->zout.data, s->zout.len) : h2o_iovec_init(s->chunk, s->off - s->first_off);
+    } else if (stream_next(s, &iov) == NULL) {
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
     }
-    s->off += n;
-    s->remaining -= n;
+    if (s->count_sent)
+        http_req_count_out(iov.len);
+    if (s->counts != NULL) {
+        __atomic_add_fetch(&s->counts[0], s->z != NULL ? s->last_n : iov.len, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&s->counts[1], iov.len, __ATOMIC_RELAXED);
+    }
     h2o_send(req, &iov, 1, s->remaining == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+/* Whether the client takes zstd: a "zstd" coding in Accept-Encoding, not with q=0. */
+static int accepts_zstd(h2o_req_t *req)
+{
+    h2o_iovec_t v = http_req_header(req, H2O_TOKEN_ACCEPT_ENCODING);
+    size_t i = 0;
+
+    while (v.base != NULL && i < v.len) {
+        size_t start, end, next;
+        while (i < v.len && (v.base[i] == ' ' || v.base[i] == ',' || v.base[i] == '\t'))
+            i++;
+        start = i;
+        while (i < v.len && v.base[i] != ',' && v.base[i] != ';' && v.base[i] != ' ' && v.base[i] != '\t')
+            i++;
+        end = i;
+        next = i;
+        while (next < v.len && v.base[next] != ',')
+            next++;
+        if (h2o_lcstris(v.base + start, end - start, H2O_STRLIT("zstd"))) {
+            /* parameters: only q=0 (and 0.0, 0.00, 0.000) refuses it */
+            for (size_t k = end; k + 2 < next; k++)
+                if ((v.base[k] == 'q' || v.base[k] == 'Q') && v.base[k + 1] == '=' && v.base[k + 2] == '0') {
+                    size_t m = k + 3;
+                    if (m < next && v.base[m] == '.')
+                        for (m++; m < next && v.base[m] == '0'; m++)
+                            ;
+                    if (m == next || v.base[m] == ' ' || v.base[m] == ';' || v.base[m] == '\t')
+                        return 0;
+                }
+            return 1;
+        }
+        i = next;
+    }
+    return 0;
 }
 
 static void stream_stop(h2o_generator_t *g, h2o_req_t *req)
@@ -204,7 +276,7 @@ static void send_not_modified(h2o_req_t *req)
 }
 
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                         size_t origin_len, int kept)
+                         size_t origin_len, int kept, int zstd_level, uint64_t *counts)
 {
     http_thread_t *t = http_req_thread(req);
     meta_obj_t o;
@@ -318,7 +390,9 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     req->res.status = ranged > 0 ? 206 : 200;
     req->res.reason = http_req_reason(req->res.status);
     req->res.content_length = len;
-    http_req_count(req, req->res.status, http_req_is_head(req) ? 0 : len);
+    /* a stream that may go compressed is counted window by window, as sent */
+    int may_compress = zstd_level > 0 && ranged == 0 && !http_req_is_head(req) && len > INLINE_READ_MAX && accepts_zstd(req);
+    http_req_count(req, req->res.status, http_req_is_head(req) || may_compress ? 0 : len);
 
     if (http_req_is_head(req) || len == 0) {
         static h2o_generator_t none = {NULL, NULL};
@@ -332,6 +406,10 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
         h2o_iovec_t iov = h2o_iovec_init(h2o_mem_alloc_pool(&req->pool, (size_t)len), (size_t)len);
         ret = store_read(srv->store, o.off + first, iov.base, (size_t)len);
         commit_reader_leave(srv->commit, token);
+        if (counts != NULL && ret == 0) {
+            __atomic_add_fetch(&counts[0], len, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&counts[1], len, __ATOMIC_RELAXED);
+        }
         h2o_start_response(req, &none);
         h2o_send(req, &iov, 1, ret == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR);
         return 0;
@@ -342,13 +420,35 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     s->super.stop = stream_stop;
     s->srv = srv;
     s->token = token;
-    s->off = o.off + first;
+    s->off = s->first_off = o.off + first;
     s->remaining = len;
+    s->counts = counts;
+    s->count_sent = may_compress;
+    buf_init(&s->zout, SIZE_MAX);
     if ((s->chunk = malloc(STREAM_CHUNK)) == NULL) {
         h2o_start_response(req, &s->super);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return 0;
     }
+    if (may_compress) {
+        h2o_iovec_t iov;
+        /* the first window decides, before the headers go: compressed only when it gains 10% */
+        if (zcodec_stream_new(&s->z, zstd_level, len) != 0 || stream_next(s, &iov) == NULL) {
+            h2o_start_response(req, &s->super);
+            h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+            return 0;
+        }
+        s->first_ready = 1;
+        if (s->zout.len > (size_t)(s->off - s->first_off) / 100 * ZCODEC_KEEP_PERCENT) {
+            zcodec_stream_free(s->z); /* as is: the window read is sent first, unchanged */
+            s->z = NULL;
+        } else {
+            req->res.content_length = SIZE_MAX; /* chunked: the compressed size is known at the end */
+            http_req_add_header(req, H2O_TOKEN_CONTENT_ENCODING, H2O_STRLIT("zstd"));
+        }
+    }
+    if (zstd_level > 0)
+        http_req_add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Accept-Encoding"));
     h2o_start_response(req, &s->super);
     stream_proceed(&s->super, req);
     return 0;
@@ -363,14 +463,14 @@ int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p)
         ro = http_req_query_param(req, "origin", origin, sizeof(origin), &olen);
 
     if (rv == CIO_ENOTFOUND && ro == CIO_ENOTFOUND)
-        return handler_object_serve(srv, req, p, 0, NULL, 0, 0);
+        return handler_object_serve(srv, req, p, 0, NULL, 0, 0, 0, NULL);
     /* ?version=V&origin=O: that version, current or kept as a conflict's loser */
     if (rv != 0 || vlen == 0 || vlen > 20 || strspn(vs, "0123456789") != vlen || (v = strtoull(vs, NULL, 10)) == 0 || ro != 0 ||
         olen == 0) {
         http_req_error(req, 400, "InvalidArgument", "version and origin: a positive integer and a site id, both or neither");
         return 0;
     }
-    return handler_object_serve(srv, req, p, v, origin, olen, 1);
+    return handler_object_serve(srv, req, p, v, origin, olen, 1, 0, NULL);
 }
 
 typedef struct {

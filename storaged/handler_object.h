@@ -24,7 +24,14 @@ int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p);
  * instead; when it is not there either: 404 NoSuchVersion (kept 1, a
  * client's GET), or 410 (kept 2, the fetch endpoint). */
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                         size_t origin_len, int kept);
+                         size_t origin_len, int kept, int zstd_level, uint64_t *counts);
+/* zstd_level (the fetch endpoint; 0: never) > 0: a whole object streamed in
+ * more than one window is sent with Content-Encoding: zstd at that level,
+ * chunked, one frame flushed window by window, when its first window
+ * compresses by at least 10% (common/zcodec.h); otherwise as is. Ranges,
+ * HEAD and smaller objects are always sent as is. counts (NULL: none)
+ * gets the object bytes served added atomically to counts[0] and the body
+ * bytes sent for them to counts[1]; it must outlive the request. */
 
 /* PUT /{bucket}/{key}: the body (req->entity) becomes the object. */
 int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p);

@@ -184,6 +184,7 @@ void http_commit_on_replies(h2o_multithread_receiver_t *receiver, h2o_linklist_t
         }
         if (pend->job.op == COMMIT_APPLY)
             apply_free(&pend->job);
+        free(pend->body_owned);
         free(pend);
     }
 }

@@ -43,6 +43,11 @@ void http_req_count_in(size_t n)
     __atomic_fetch_add(&metric_bytes_in, n, __ATOMIC_RELAXED);
 }
 
+void http_req_count_out(size_t n)
+{
+    __atomic_fetch_add(&metric_bytes_out, n, __ATOMIC_RELAXED);
+}
+
 void http_req_metrics(buf_t *b)
 {
     buf_puts(b, "# HELP comio_http_requests_total HTTP requests answered, by method and status.\n"

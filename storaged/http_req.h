@@ -35,6 +35,9 @@ struct http_server {
     commit_t *commit;
     fetch_opts_t fetch;        /* how this site, as a replica, reaches its primary */
     int64_t refusal_logged_ms; /* atomic: last "no accept_token" log line */
+    /* atomic: per conf->targets[i], the object bytes its fetches were served
+     * ([i][0]) and the body bytes sent for them, compressed or not ([i][1]) */
+    uint64_t fetch_bytes[CONF_TARGETS_MAX][2];
     h2o_globalconf_t globalconf;
     SSL_CTX *ssl_ctx;
     size_t nthreads;
@@ -122,6 +125,10 @@ void http_req_count(h2o_req_t *req, int status, size_t body);
 
 /* Counts `n` bytes received in a PUT body. */
 void http_req_count_in(size_t n);
+
+/* Counts `n` more body bytes sent, for a reply counted with body 0 because
+ * its size was not known when it started (a compressed stream). */
+void http_req_count_out(size_t n);
 
 /* Writes the comio_http_* metrics (Prometheus text) into b. */
 void http_req_metrics(buf_t *b);

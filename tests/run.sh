@@ -39,8 +39,9 @@ if [ $SANITIZE -eq 1 ] && [ $TSAN -eq 1 ]; then
     exit 2
 fi
 
-PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev
+PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev libzstd-dev
           libcurl4-openssl-dev libssl-dev python3 python3-pytest python3-msgpack curl openssl
+          zstd       # the zstd CLI: the compression tests make frames (a bomb, a corrupt one) by hand
           iproute2   # ip netns, veth, tc: the WAN fault test
           systemd    # systemd-analyze verify of the units
           clang libclang-rt-14-dev   # the libFuzzer targets of tests/fuzz

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import struct
+import subprocess
 import sys
 import urllib.parse
 
@@ -173,10 +174,34 @@ def presign_seeds():
     return seeds
 
 
+def zcodec_seeds():
+    """2-byte cap, then a body: frames made by the zstd CLI (with and without the content size), cut, flipped."""
+    def frame(data, declare=True):
+        argv = ["zstd", "-q", "-c"] + (["--stream-size=%d" % len(data)] if declare else [])
+        return subprocess.run(argv, input=data, capture_output=True, check=True).stdout
+
+    text = b"".join(b'{"ts":%d,"level":"info","msg":"request done"}\n' % i for i in range(400))
+    whole = frame(text)
+    flipped = bytearray(whole)
+    flipped[len(flipped) // 2] ^= 0x40
+    return {
+        "text": struct.pack(">H", 65535) + whole,
+        "text-no-size": struct.pack(">H", 65535) + frame(text, declare=False),
+        "over-cap": struct.pack(">H", 1000) + whole,
+        "bomb-no-size": struct.pack(">H", 4096) + frame(b"\0" * 200000, declare=False),
+        "truncated": struct.pack(">H", 65535) + whole[:-5],
+        "flipped": struct.pack(">H", 65535) + bytes(flipped),
+        "two-frames": struct.pack(">H", 65535) + frame(b"one") + frame(b"two", declare=False),
+        "empty-frame": struct.pack(">H", 0) + frame(b""),
+        "not-zstd": struct.pack(">H", 100) + b"\x82\xa1v\x01",
+    }
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     targets = {"fuzz_logrec": logrec_seeds(), "fuzz_batch": batch_seeds(), "fuzz_path": path_seeds(),
-               "fuzz_units": units_seeds(), "fuzz_conf": conf_seeds(), "fuzz_presign": presign_seeds()}
+               "fuzz_units": units_seeds(), "fuzz_conf": conf_seeds(), "fuzz_presign": presign_seeds(),
+               "fuzz_zcodec": zcodec_seeds()}
     total = 0
     for target, seeds in targets.items():
         d = os.path.join(out, target)

@@ -28,6 +28,11 @@ the others apply. When `token` is set, a request with another bearer token
 gets 401. Every event seen is recorded (events), with the request number
 and the answer given; fetch_large=True makes the fake GET the presigned URL
 of a fetched PUT and check its size and MD5, as the real replica does.
+
+It knows no Content-Encoding: refuse_encoding=415 (or 400, what a storaged
+of a release without compression answers) makes it refuse every batch sent
+with one, as a peer that does not accept zstd; `encodings` records each
+batch request's Content-Encoding ("" when none).
 """
 
 import hashlib
@@ -82,8 +87,10 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class FakeReplica:
-    def __init__(self, token=None, port=None, fetch_large=False):
+    def __init__(self, token=None, port=None, fetch_large=False, refuse_encoding=None):
         self.token = token
+        self.refuse_encoding = refuse_encoding
+        self.encodings = []
         self.fetch_large = fetch_large
         self.lock = threading.Lock()
         self.mode = "ok"
@@ -215,6 +222,14 @@ class FakeReplica:
         if mode == "unauthorized" or (self.token is not None and auth != "Bearer " + self.token):
             self._log_request(n, mode, None, 401)
             self._reply(h, 401, b'{"error":"missing or wrong replication token","code":"Unauthorized"}')
+            return
+        enc = h.headers.get("Content-Encoding") or ""
+        with self.lock:
+            self.encodings.append(enc)
+        if enc and self.refuse_encoding is not None:
+            self._log_request(n, mode, None, self.refuse_encoding)
+            self._reply(h, self.refuse_encoding, json.dumps({"error": "unsupported Content-Encoding %s" % enc,
+                                                             "code": "UnsupportedContentEncoding"}).encode())
             return
         if mode == "http500":
             self._log_request(n, mode, None, 500)

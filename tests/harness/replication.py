@@ -905,7 +905,11 @@ class TcpProxy:
     ones are accepted but carry nothing (the peers see silence, not errors).
     heal(reset=False): bytes flow again, held bytes first; with reset=True every
     connection open across the partition is reset instead (state lost in a
-    middlebox), so the peers must reconnect."""
+    middlebox), so the peers must reconnect.
+
+    bytes_to_target and bytes_from_target count what it carried each way
+    (TCP payload: HTTP heads and bodies), a measure of what crossed the link
+    that owes nothing to the daemons' own counters."""
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -921,6 +925,8 @@ class TcpProxy:
         self.lock = threading.Lock()
         self.pairs = []
         self.connections = 0
+        self.bytes_to_target = 0
+        self.bytes_from_target = 0
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -960,10 +966,18 @@ class TcpProxy:
                 if not data:
                     break
                 dst.sendall(data)
+                self._count(pair, src, len(data))
         except (OSError, ValueError):  # closed under us by heal(reset=True) or close()
             pass
         finally:
             self._drop(pair, reset=False)
+
+    def _count(self, pair, src, n):
+        with self.lock:
+            if src is pair[0]:
+                self.bytes_to_target += n
+            else:
+                self.bytes_from_target += n
 
     def _drop(self, pair, reset):
         with self.lock:

@@ -1080,6 +1080,47 @@ static void test_targets_inherit(void)
     conf_free(&c);
 }
 
+/* replication.compression and compression_level: a default for every target, overridden per target. */
+static void test_targets_compression(void)
+{
+    conf_t c;
+
+    load_final("replication:\n"
+               "  targets:\n"
+               "    - {name: b, url: 'http://b'}\n"
+               "    - {name: c, url: 'http://c', compression: none}\n"
+               "    - {name: d, url: 'http://d', compression_level: 19}\n"
+               "  compression: zstd\n"
+               "  compression_level: 1\n",
+               &c);
+    CHECK_EQ_INT(c.ntargets, 3);
+    if (c.ntargets == 3) {
+        CHECK_EQ_INT(c.targets[0].compression, CONF_COMPRESSION_ZSTD);
+        CHECK_EQ_INT(c.targets[0].compression_level, 1);
+        CHECK_EQ_INT(c.targets[1].compression, CONF_COMPRESSION_NONE);
+        CHECK_EQ_INT(c.targets[1].compression_level, 1);
+        CHECK_EQ_INT(c.targets[2].compression, CONF_COMPRESSION_ZSTD);
+        CHECK_EQ_INT(c.targets[2].compression_level, 19);
+    }
+    conf_free(&c);
+    /* the defaults: none, at zstd's level 3 when a target turns it on */
+    load_final("replication:\n  targets:\n    - {name: b, url: 'http://b', compression: zstd}\n", &c);
+    CHECK_EQ_INT(c.compression, CONF_COMPRESSION_NONE);
+    CHECK(c.ntargets == 1 && c.targets[0].compression == CONF_COMPRESSION_ZSTD && c.targets[0].compression_level == 3);
+    conf_free(&c);
+
+    expect_err("replication:\n  compression: gzip\n", "config.yaml:2: replication.compression: expected zstd or none, got 'gzip'");
+    expect_err("replication:\n  compression:\n", "config.yaml:2: replication.compression: expected zstd or none, got ''");
+    expect_err("replication:\n  compression_level: 0\n",
+               "config.yaml:2: replication.compression_level: expected an integer from 1 to 19, got '0'");
+    expect_err("replication:\n  compression_level: 22\n",
+               "config.yaml:2: replication.compression_level: expected an integer from 1 to 19, got '22'");
+    expect_err("replication:\n  targets:\n    - name: b\n      url: 'http://b'\n      compression: ZSTD\n",
+               "config.yaml:5: replication.targets[0].compression: expected zstd or none, got 'ZSTD'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', compression_level: fast}\n",
+               "config.yaml:3: replication.targets[0].compression_level: expected an integer from 1 to 19, got 'fast'");
+}
+
 static void test_targets_legacy(void)
 {
     conf_t c;
@@ -1409,6 +1450,7 @@ int main(void)
     RUN(test_finalize_errors);
     RUN(test_targets_block_and_flow);
     RUN(test_targets_inherit);
+    RUN(test_targets_compression);
     RUN(test_targets_legacy);
     RUN(test_targets_replaced_by_a_later_file);
     RUN(test_targets_errors);
