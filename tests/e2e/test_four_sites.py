@@ -105,6 +105,16 @@ class FanClient:
         self.gate.release()
 
 
+def listed_versions(site):
+    """{(bucket, key): (version, origin)} of every object the site lists in FAN_BUCKETS."""
+    c = site.client()
+    out = {}
+    for bk in FAN_BUCKETS:
+        _, pages = c.list_all(bk)
+        out.update({(bk, o["key"]): (o["version"], o["origin"]) for p in pages for o in p["objects"]})
+    return out
+
+
 def b_and_c_keep_up(a, b, c, what):
     """B and C converge with A (comio diff exit 0, after a bounded wait) and A's status shows nothing pending
     for them; returns A's status."""
@@ -201,9 +211,12 @@ def test_fanout_target_down_for_minutes_then_back(four):
     for (bk, k), v in present.items():
         want.setdefault(bk, {})[k] = v
     assert absent, "the client deleted nothing"
+    last_put = {(op.bucket, op.key): op.version for op in wl.ops if op.kind == "put"}  # ops are in order
+    want_versions = {bk_k: (last_put[bk_k], "site-a") for bk_k in present}
     for s in (a, b, c, d):
         got = snapshot(s)
         assert got == want, (s.site_id, wl.check(got, s.site_id)[:20])
+        assert listed_versions(s) == want_versions, s.site_id  # and at the version A gave each
 
 
 # --- 2. four writers in a full mesh, with kills --------------------------------------------------------------------
