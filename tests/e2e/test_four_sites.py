@@ -131,6 +131,14 @@ def b_and_c_keep_up(a, b, c, what):
     return st
 
 
+def assert_counted_once(site, st):
+    """Once drained and with nothing failed, every target of `site` counted each record of its log once: as
+    replicated (superseded ones included) or as skipped (the target is its origin)."""
+    for t in st["targets"]:
+        assert t["events_replicated"] + t["events_skipped"] == st["log_head_seq"], (site.site_id, t,
+                                                                                    st["log_head_seq"])
+
+
 def test_fanout_target_down_for_minutes_then_back(four):
     """D's storaged is SIGKILLed for OUTAGE seconds while a client writes to A. What bounds D's catch-up: repld
     backs off from a dead target starting at retry_delay (200 ms here) and doubling up to BACKOFF_CAP_MS (60 s);
@@ -198,6 +206,7 @@ def test_fanout_target_down_for_minutes_then_back(four):
     st = wait_until(log_drained, 30, what=lambda: "A's log drained\n" + a.describe())
     td = target_status(st, "d")
     assert td["events_failed"] == 0 and td["events_failed_total"] == 0 and td["state"] == "up", st
+    assert_counted_once(a, st)
     assert st["events_failed"] == 0 and st["bytes_pending"] == 0, st
     assert a.list_failed() == []
     for s in (b, c, d):
@@ -428,6 +437,9 @@ def test_four_writers_full_mesh_with_kills(four):
     same_losers_everywhere(kept, "after the tail")
     for s in sites:
         assert s.list_failed() == [], s.site_id
+        st = s.status()
+        assert st["events_pending"] == 0 and st["log_pending"] == 0, s.describe()
+        assert_counted_once(s, st)
 
 
 def test_a_repld_restart_while_a_target_is_down_counts_each_event_once(four):
@@ -467,6 +479,5 @@ def test_a_repld_restart_while_a_target_is_down_counts_each_event_once(four):
         return s if s["log_pending"] == 0 and all(t["events_pending"] == 0 for t in s["targets"]) else None
 
     st = wait_until(drained, 30, what=lambda: "A's log drained\n" + a.describe())
-    assert st["log_head_seq"] == logged, st
-    for t in st["targets"]:
-        assert t["events_replicated"] + t["events_skipped"] == logged and t["events_failed_total"] == 0, (t, logged)
+    assert st["log_head_seq"] == logged and st["events_failed"] == 0, st
+    assert_counted_once(a, st)
