@@ -10,8 +10,10 @@
    repld or storaged of random sites is SIGKILLed and restarted. After: all four identical by `comio diff`,
    the final state is the last-writer-wins winner of the acknowledged writes, every acknowledged write is the
    winner, a kept conflict loser, or was followed by a later write, every kept loser is a write a client
-   sent, and the sites keep the same losers. A four-way race with replication held back ends with exactly the
-   three losers kept on every site.
+   sent, and the sites keep the same losers. A tail written with every repld dead ends with exactly the
+   losers the clients' records predict kept on every site.
+3. A restart of repld while a target is down counts each event once (a bug a variant of 1 found).
+After each, every target counted each record of its site's log exactly once.
 
 Durations: the outage is 120 s in the plain build and 20 s under a sanitizer (comio.sanitizer()); the mesh
 writes less under a sanitizer, least under ThreadSanitizer. Every loop and wait is bounded.
