@@ -44,6 +44,9 @@
  * in the commit that moves the cursor past it; EV_DONE once it is recorded. */
 typedef enum { EV_READY, EV_INFLIGHT, EV_DONE, EV_FAILED } ev_state_t;
 
+/* How an EV_DONE event was retired: what it counts for once the cursor passes it. */
+typedef enum { RETIRED_NOT, RETIRED_ACKED, RETIRED_SUPERSEDED, RETIRED_SKIPPED } ev_retired_t;
+
 typedef struct {
     uint64_t seq;
     char *rec; /* copy of the log record, in the same allocation as the event */
@@ -53,6 +56,7 @@ typedef struct {
     uint64_t hold_ms;  /* current delay after "retry" answers that spend no attempt */
     uint64_t due_ms;   /* monotonic time it may be sent again */
     ev_state_t state;
+    ev_retired_t retired;
     int from_retry; /* came from "repl_retry", not from the log */
     int inl;        /* in the batch being built, with bytes read from the store at inl_off */
     uint64_t inl_off;
@@ -98,10 +102,12 @@ typedef struct {
     /* What the next persist writes is found from the events' states, never
      * from a list that an allocation could fail to extend (a failed event
      * left off such a list would be trimmed unrecorded): */
-    size_t nfailing;               /* events in EV_FAILED, to record in "repl_failed" */
-    size_t rq_done;                /* re-driven events in EV_DONE, to delete from "repl_retry" */
-    uint64_t add_acked, add_bytes; /* acknowledged since the last persist (superseded ones included) */
-    uint64_t add_skipped;          /* not sent since the last persist: the target is their origin */
+    size_t nfailing; /* events in EV_FAILED, to record in "repl_failed" */
+    size_t rq_done;  /* re-driven events in EV_DONE, to delete from "repl_retry" */
+    /* Retired since the last persist: acknowledged (superseded ones included),
+     * or not sent because the target is their origin. They make a persist due;
+     * what it counts is found from the events the cursor passes (persist). */
+    uint64_t add_acked, add_skipped;
     int64_t last_ok_ms;
     uint64_t persisted_ms; /* when persist last committed */
 
@@ -365,6 +371,7 @@ static int recheck(ship_t *s, batch_t *b)
 static void retire_superseded(ship_t *s, ev_t *e)
 {
     e->state = EV_DONE;
+    e->retired = RETIRED_SUPERSEDED;
     s->add_acked++;
     if (e->from_retry)
         s->rq_done++;
@@ -383,6 +390,7 @@ static int from_target(const ship_t *s, const ev_t *e)
 static void retire_skipped(ship_t *s, ev_t *e)
 {
     e->state = EV_DONE;
+    e->retired = RETIRED_SKIPPED;
     s->add_skipped++;
     if (e->from_retry)
         s->rq_done++;
@@ -730,9 +738,8 @@ static void complete(ship_t *s, send_job_t *job)
             case BATCH_APPLIED:
             case BATCH_SKIPPED:
                 e->state = EV_DONE;
+                e->retired = RETIRED_ACKED;
                 s->add_acked++;
-                if (e->r.op == LOGREC_PUT)
-                    s->add_bytes += e->r.size;
                 s->last_ok_ms = clock_wall_ms();
                 if (e->from_retry)
                     s->rq_done++;
@@ -771,24 +778,45 @@ static void complete(ship_t *s, send_job_t *job)
 
 /* ---- the cursor ---- */
 
+/* Adds what retired event e counts for to the counters of a persist. */
+static void count_retired(const ev_t *e, uint64_t *acked, uint64_t *bytes, uint64_t *skipped)
+{
+    if (e->state != EV_DONE)
+        return;
+    if (e->retired == RETIRED_SKIPPED)
+        (*skipped)++;
+    else if (e->retired != RETIRED_NOT)
+        (*acked)++;
+    if (e->retired == RETIRED_ACKED && e->r.op == LOGREC_PUT)
+        *bytes += e->r.size;
+}
+
 /* Writes failures, re-drive acknowledgements, the new cursor, the trimming of
  * shipped records and the counters in one transaction; only then are the
- * retired events dropped from memory. Unless `now` is set, and while there
- * is nothing to record as failed, it waits for PERSIST_EVERY_MS or a quarter
- * of the window to be retired: one commit for many batches. The cursor moves
+ * retired events dropped from memory. An event is counted in the commit that
+ * drops it, never before: one retired above the cursor (acknowledged out of
+ * order, or superseded behind an event still pending) is retired again after
+ * a restart, so counting it at once counted it twice. Unless `now` is set,
+ * and while there is nothing to record as failed, it waits for
+ * PERSIST_EVERY_MS or a quarter of the window to be retired: one commit for
+ * many batches. The cursor moves
  * over an EV_FAILED event only in the commit that records it, and what is
  * written is found from the events' states: nothing here allocates. */
 static int persist(ship_t *s, int now)
 {
     evvec_t *lists[2] = {&s->rq, &s->win};
     size_t n = 0;
-    uint64_t cursor = s->cursor;
+    uint64_t cursor = s->cursor, acked = 0, bytes = 0, skipped = 0;
     MDB_txn *txn;
     int rc, ret = 0;
 
     /* failed events count as done for the cursor: they are recorded below, in the same commit */
-    while (n < s->win.len && (s->win.v[n]->state == EV_DONE || s->win.v[n]->state == EV_FAILED))
+    while (n < s->win.len && (s->win.v[n]->state == EV_DONE || s->win.v[n]->state == EV_FAILED)) {
+        count_retired(s->win.v[n], &acked, &bytes, &skipped);
         cursor = s->win.v[n++]->seq;
+    }
+    for (size_t i = 0; i < s->rq.len; i++) /* re-driven events leave memory once done */
+        count_retired(s->rq.v[i], &acked, &bytes, &skipped);
     if (cursor == s->cursor && s->nfailing == 0 && s->rq_done == 0 && s->add_acked == 0 && s->add_skipped == 0)
         return 0;
     if (!now && s->nfailing == 0 && n < window_max(s->tgt) / 4 && (uint64_t)clock_mono_ms() < s->persisted_ms + PERSIST_EVERY_MS)
@@ -805,8 +833,8 @@ static int persist(ship_t *s, int now)
         }
     if (ret == 0 && cursor != s->cursor)
         ret = replog_target_advance(s->meta, txn, s->tgt->name, cursor);
-    if (ret == 0 && (s->add_acked > 0 || s->add_skipped > 0))
-        ret = replog_target_count(s->meta, txn, s->tgt->name, s->add_acked, s->add_bytes, s->add_skipped, s->last_ok_ms);
+    if (ret == 0 && (acked > 0 || skipped > 0 || s->add_acked > 0 || s->add_skipped > 0))
+        ret = replog_target_count(s->meta, txn, s->tgt->name, acked, bytes, skipped, s->last_ok_ms);
     if (ret != 0) {
         mdb_txn_abort(txn);
         return ret;
@@ -835,7 +863,7 @@ static int persist(ship_t *s, int now)
                 s->win.v[i]->state = EV_DONE;
     s->nfailing = s->rq_done = 0;
     s->cursor = cursor;
-    s->add_acked = s->add_bytes = s->add_skipped = 0;
+    s->add_acked = s->add_skipped = 0;
     s->persisted_ms = clock_mono_ms();
     return 0;
 }

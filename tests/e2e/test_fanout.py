@@ -11,30 +11,7 @@ import subprocess
 import pytest
 
 from harness import comio
-from harness.replication import (Site, comio_path, converge_or_fail, finish_sites, new_token, render_config,
-                                 wait_until)
-
-
-class FanoutSite(Site):
-    """A site whose replication section lists `targets` ([{name, url, token}, ...]) in place of
-    the seed's remote_url / remote_token."""
-
-    targets = ()
-
-    def write_config(self):
-        sections = self.config_sections()
-        repl = sections["replication"]
-        repl.pop("remote_url", None)
-        repl.pop("remote_token", None)
-        text = render_config(sections)
-        if self.targets:
-            lines = ["  targets:"]
-            for t in self.targets:
-                lines.append('    - name: "%s"' % t["name"])
-                lines.append('      url: "%s"' % t["url"])
-                lines.append('      token: "%s"' % t["token"])
-            text = text.replace("replication:\n", "replication:\n" + "\n".join(lines) + "\n", 1)
-        self.config_path.write_text(text)
+from harness.replication import Site, comio_path, converge_or_fail, finish_sites, new_token, target_status, wait_until
 
 
 @pytest.fixture
@@ -43,9 +20,8 @@ def fanout(tmp_path):
     tb, tc = new_token(), new_token()
     b = Site(tmp_path / "b", "site-b", accept_token=tb)
     c = Site(tmp_path / "c", "site-c", accept_token=tc)
-    a = FanoutSite(tmp_path / "a", "site-a", repl={})
-    a.targets = [{"name": "b", "url": b.url(), "token": tb}, {"name": "c", "url": c.url(), "token": tc}]
-    a.write_config()
+    a = Site(tmp_path / "a", "site-a",
+             repl={"targets": [{"name": "b", "url": b.url(), "token": tb}, {"name": "c", "url": c.url(), "token": tc}]})
     sites = [a, b, c]
     try:
         yield a, b, c
@@ -53,13 +29,6 @@ def fanout(tmp_path):
         problems = finish_sites(sites)
         if problems:
             pytest.fail("teardown:\n" + "\n".join(problems), pytrace=False)
-
-
-def _target(st, name):
-    for t in st["targets"]:
-        if t["name"] == name:
-            return t
-    raise AssertionError("no target %r in %r" % (name, st))
 
 
 def test_a_dead_target_never_holds_back_the_other_and_catches_up(fanout):
@@ -88,18 +57,18 @@ def test_a_dead_target_never_holds_back_the_other_and_catches_up(fanout):
 
     def c_held():
         s = a.repld_status()
-        tb, tc = _target(s, "b"), _target(s, "c")
+        tb, tc = target_status(s, "b"), target_status(s, "c")
         return s if tb["events_pending"] == 0 and tc["events_pending"] >= 35 and tc["last_error"] else None
 
     st = wait_until(c_held, 60, what="B caught up while C's events wait in A's log")
-    tb, tc = _target(st, "b"), _target(st, "c")
+    tb, tc = target_status(st, "b"), target_status(st, "c")
     assert tc["bytes_pending"] >= pending_bytes and tb["bytes_pending"] == 0, st
     assert tc["state"] == "backing_off" and tb["state"] == "up", st
     assert st["log_pending"] >= 35 and st["events_pending"] >= 35, st  # not trimmed: C still needs them
     assert st["remote"]["url"] == b.url(), st  # the seed's "remote" is the first target
     # storaged renders the same per-target figures
     hst = a.status()
-    assert _target(hst, "c")["events_pending"] == tc["events_pending"], hst
+    assert target_status(hst, "c")["events_pending"] == tc["events_pending"], hst
     # metrics: one sample per target
     m = ac.metrics()
     assert m.value("comio_replication_pending_events", target="c") >= 35, m.text
@@ -124,7 +93,7 @@ def test_a_dead_target_never_holds_back_the_other_and_catches_up(fanout):
 
     st = wait_until(drained, 60, what="A's log drained")
     assert st["bytes_pending"] == 0 and st["events_failed"] == 0, st
-    assert _target(st, "c")["events_replicated"] >= 55 and _target(st, "b")["events_replicated"] >= 55, st
+    assert target_status(st, "c")["events_replicated"] >= 55 and target_status(st, "b")["events_replicated"] >= 55, st
     assert a.list_failed() == []
 
 

@@ -498,9 +498,16 @@ def test_mistaken_write_on_replica_is_overwritten_by_later_write_on_primary(site
     converge_or_fail(a, b)
     for i in range(30):  # B's own writes: its version counter runs ahead of A's
         assert cb.put("mistake", "b-only-%02d" % i, b"local").status == 200
-    assert cb.put("mistake", "k", b"written on B by mistake").status == 200
+    rb = cb.put("mistake", "k", b"written on B by mistake")
+    assert rb.status == 200
+    # Neither site saw the other's write: last-writer-wins orders them by (version, origin). Written in the same
+    # millisecond both versions can be equal, and then "site-b" > "site-a" wins: A's write is later only once
+    # the wall clock has moved on (the test needs that order, LWW does not).
+    threading.Event().wait(0.01)
     later = b"written on A afterwards"
-    assert ca.put("mistake", "k", later).status == 200
+    ra = ca.put("mistake", "k", later)
+    assert ra.status == 200
+    assert int(ra.headers["X-Comio-Version"]) > int(rb.headers["X-Comio-Version"]), (ra.headers, rb.headers)
     wait_until(lambda: a.status()["log_pending"] == 0, 20, what="A's log drained")
     got = wait_until(lambda: (lambda r: r if r and r.body == later else None)(get_ok(cb, "mistake", "k")), 10,
                      what=lambda: "A's later write of mistake/k on B (B holds %r, version %s; A's version %s)" % (

@@ -78,7 +78,8 @@ def _yaml_scalar(v):
 
 
 def render_config(sections):
-    """YAML text from {section: {key: value or {subkey: value}}}; None values are left out."""
+    """YAML text from {section: {key: value, {subkey: value} or [{subkey: value}, ...]}}; None values are left
+    out. A list of dicts is a YAML sequence of mappings (replication.targets)."""
     lines = []
     for sec, keys in sections.items():
         body = [(k, v) for k, v in keys.items() if v is not None]
@@ -89,6 +90,11 @@ def render_config(sections):
             if isinstance(v, dict):
                 lines.append("  %s:" % k)
                 lines.extend("    %s: %s" % (k2, _yaml_scalar(v2)) for k2, v2 in v.items() if v2 is not None)
+            elif isinstance(v, list):
+                lines.append("  %s:" % k)
+                for item in v:
+                    fields = ["%s: %s" % (k2, _yaml_scalar(v2)) for k2, v2 in item.items() if v2 is not None]
+                    lines.extend(("    - " if i == 0 else "      ") + f for i, f in enumerate(fields))
             else:
                 lines.append("  %s: %s" % (k, _yaml_scalar(v)))
     return "\n".join(lines) + "\n"
@@ -255,8 +261,9 @@ class Site:
     """One ComIO site in `workdir`: config.yaml, store.img (+ .meta), storaged.log, repld.log, repld.sock.
 
     repl: None for a site that does not ship (replica), else a dict of
-    replication keys (remote_url, remote_token, batch_size, ...) laid over
-    REPL_DEFAULTS; enabled is set to true. accept_token: the token this site
+    replication keys (remote_url, remote_token, batch_size, ..., or targets:
+    a list of {name, url, token, ...}) laid over REPL_DEFAULTS; enabled is set
+    to true. accept_token: the token this site
     accepts from a primary (None: unset). extra: more sections/keys merged into
     the config ({"server": {...}, "replication": {...}}). Change attributes and
     call write_config() before a restart to reconfigure."""
@@ -679,6 +686,14 @@ def converge_or_fail(a, b, timeout=60.0, sample=16):
 
 def describe(x):
     return x.describe() if hasattr(x, "describe") else repr(x)
+
+
+def target_status(st, name):
+    """The entry of target `name` in a replication status's targets[] (storaged's or repld's)."""
+    for t in st["targets"]:
+        if t["name"] == name:
+            return t
+    raise AssertionError("no target %r in %r" % (name, st))
 
 
 def wait_until(fn, timeout, interval=0.05, what="condition"):

@@ -112,22 +112,29 @@ static uint64_t failed_entries(fixture_t *f)
     return n;
 }
 
-/* The cursor covers acknowledged events, and the log is trimmed below it. */
+static void ack(ship_t *s, ev_t *e)
+{
+    e->state = EV_DONE;
+    e->retired = RETIRED_ACKED;
+    s->add_acked++;
+}
+
+/* The cursor covers acknowledged events, and the log is trimmed below it.
+ * An event is counted when the cursor passes it: one acknowledged behind a
+ * gap is sent again after a restart, and would be counted twice. */
 static void test_persist_moves_the_cursor_over_acknowledged_events(void)
 {
     fixture_t f;
     CHECK(fixture_open(&f, 3) == 0);
     CHECK(fill(&f.s) == 0);
     CHECK_EQ_INT(f.s.win.len, 3);
-    f.s.win.v[0]->state = EV_DONE;
-    f.s.win.v[2]->state = EV_DONE; /* done, but behind a gap */
-    f.s.add_acked = 2;
+    ack(&f.s, f.s.win.v[0]);
+    ack(&f.s, f.s.win.v[2]); /* done, but behind a gap */
     CHECK(persist(&f.s, 1) == 0);
     CHECK_EQ_INT(state_of(&f, META_REPL_CURSOR), 1);
-    CHECK_EQ_INT(state_of(&f, META_REPL_ACKED), 2);
+    CHECK_EQ_INT(state_of(&f, META_REPL_ACKED), 1);
     CHECK_EQ_INT(f.s.win.len, 2);
-    f.s.win.v[0]->state = EV_DONE;
-    f.s.add_acked = 1;
+    ack(&f.s, f.s.win.v[0]);
     CHECK(persist(&f.s, 1) == 0);
     CHECK_EQ_INT(state_of(&f, META_REPL_CURSOR), 3);
     /* the counters keep the names they have on disk */
@@ -294,15 +301,15 @@ static void test_redriven_events_leave_the_retry_table_when_settled(void)
     CHECK_EQ_INT(f.s.win.len, 0);
     ev_t *acked = f.s.rq.v[0], *again = f.s.rq.v[1];
     CHECK(acked->from_retry && again->from_retry);
-    acked->state = EV_DONE;
+    ack(&f.s, acked);
     f.s.rq_done++;
-    f.s.add_acked++;
     refused(&f.s, again, "remote returned 400: still no", 1);
     CHECK(persist(&f.s, 1) == 0);
     CHECK_EQ_INT(f.s.rq.len, 0);
     CHECK_EQ_INT(failed_entries(&f), 1);
     CHECK_EQ_INT(state_of(&f, META_REPL_FAILED), 1);
     CHECK_EQ_INT(state_of(&f, META_REPL_FAILED_TOTAL), 3);
+    CHECK_EQ_INT(state_of(&f, META_REPL_ACKED), 1); /* the re-driven event, counted as it leaves the queue */
     CHECK(fill(&f.s) == 0);
     CHECK_EQ_INT(f.s.rq.len, 0); /* "repl_retry" is empty */
     fixture_close(&f);
