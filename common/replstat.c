@@ -7,6 +7,7 @@
 #include "common/date.h"
 #include "common/replog.h"
 #include "common/replstat.h"
+#include "common/syncrec.h"
 
 const double replstat_lat_bounds[REPLSTAT_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
@@ -15,6 +16,7 @@ typedef struct {
     replog_target_t st;
     uint64_t pending, pending_bytes;
     int64_t oldest_ms; /* mtime of the oldest record above its cursor, 0 when none */
+    syncrec_t sync;    /* its full sync (phase SYNCREC_IDLE when none ran) */
 } tfig_t;
 
 typedef struct {
@@ -22,6 +24,7 @@ typedef struct {
     int64_t oldest_ms; /* mtime of the oldest record still in the log, 0 when empty */
     size_t n;
     tfig_t *t; /* conf->ntargets of them */
+    char store_id[META_STORE_ID_HEX + 1];
 } figures_t;
 
 static int oldest(void *ctx, uint64_t seq, const char *rec, size_t len)
@@ -56,6 +59,8 @@ static int load(meta_t *m, const conf_t *conf, figures_t *f)
         (ret = replog_stats(m, txn, &f->head, &records)) != 0)
         goto done;
     f->pending = records;
+    if (meta_store_id(m, txn, f->store_id) != 0)
+        f->store_id[0] = '\0';
     if (f->head < cursor)
         f->head = cursor; /* the log was trimmed up to the cursor */
     if (replog_scan(m, txn, 0, oldest, &f->oldest_ms) != 0)
@@ -75,6 +80,8 @@ static int load(meta_t *m, const conf_t *conf, figures_t *f)
         t->pending_bytes = f->pending_bytes > t->st.ahead_bytes ? f->pending_bytes - t->st.ahead_bytes : 0;
         if (replog_scan(m, txn, t->st.cursor + 1, oldest, &t->oldest_ms) != 0)
             t->oldest_ms = 0;
+        if (syncrec_get(m, txn, conf->targets[i].name, &t->sync) != 0)
+            memset(&t->sync, 0, sizeof(t->sync)); /* none yet (or unreadable: status still answers) */
     }
 done:
     mdb_txn_abort(txn);
@@ -105,6 +112,46 @@ static const char *state_name(const replstat_target_live_t *l)
     return l->remote_state == 1 ? "up" : l->remote_state == 2 ? "backing_off" : "unknown";
 }
 
+/* A target's full sync: its phase, position, counters and rate. */
+static void put_sync(buf_t *out, const syncrec_t *s)
+{
+    uint64_t end = s->phase == SYNCREC_RUNNING ? (uint64_t)clock_wall_ms() : s->finished_ms;
+    double secs = s->started_ms > 0 && end > s->started_ms ? (end - s->started_ms) / 1000.0 : 0;
+    buf_printf(out, "{\"phase\":\"%s\",\"reason\":", syncrec_phase_name(s->phase));
+    if (s->phase == SYNCREC_IDLE)
+        buf_puts(out, "null");
+    else
+        buf_printf(out, "\"%s\"", syncrec_reason_name(s->reason));
+    buf_puts(out, ",\"bucket\":");
+    buf_json_str(out, s->bucket, strlen(s->bucket));
+    buf_puts(out, ",\"key\":");
+    buf_json_str(out, s->key, s->key_len);
+    buf_puts(out, ",\"only_bucket\":");
+    if (s->only_bucket[0] != '\0')
+        buf_json_str(out, s->only_bucket, strlen(s->only_bucket));
+    else
+        buf_puts(out, "null");
+    buf_printf(out,
+               ",\"objects_scanned\":%" PRIu64 ",\"bytes_scanned\":%" PRIu64 ",\"objects_shipped\":%" PRIu64
+               ",\"bytes_shipped\":%" PRIu64 ",\"objects_skipped\":%" PRIu64 ",\"bytes_skipped\":%" PRIu64
+               ",\"objects_failed\":%" PRIu64 ",\"bytes_failed\":%" PRIu64 ",\"objects_extra\":%" PRIu64 ",\"bytes_extra\":%" PRIu64
+               ",\"started\":",
+               s->scanned, s->scanned_bytes, s->shipped, s->shipped_bytes, s->skipped, s->skipped_bytes, s->failed, s->failed_bytes,
+               s->extra, s->extra_bytes);
+    put_time(out, s->started_ms);
+    buf_puts(out, ",\"finished\":");
+    put_time(out, s->finished_ms);
+    buf_printf(out, ",\"duration_seconds\":%.3f,\"objects_per_second\":%.1f,\"bytes_per_second\":%.1f,\"store\":", secs,
+               secs > 0 ? s->scanned / secs : 0.0, secs > 0 ? s->shipped_bytes / secs : 0.0);
+    if (s->store_done[0] != '\0')
+        buf_json_str(out, s->store_done, strlen(s->store_done));
+    else
+        buf_puts(out, "null");
+    buf_puts(out, ",\"last_error\":");
+    buf_json_str(out, s->error, strlen(s->error));
+    buf_puts(out, "}");
+}
+
 static void put_target(buf_t *out, const conf_target_t *c, const tfig_t *t, const replstat_target_live_t *l)
 {
     buf_puts(out, "{\"name\":");
@@ -129,8 +176,10 @@ static void put_target(buf_t *out, const conf_target_t *c, const tfig_t *t, cons
         buf_json_str(out, l->remote_error, strlen(l->remote_error));
     else
         buf_puts(out, "\"\"");
-    buf_printf(out, ",\"retry_in_seconds\":%.1f,\"workers\":%u}", l != NULL ? l->retry_in_seconds : 0.0,
+    buf_printf(out, ",\"retry_in_seconds\":%.1f,\"workers\":%u,\"sync\":", l != NULL ? l->retry_in_seconds : 0.0,
                l != NULL ? l->nworkers : c->workers);
+    put_sync(out, &t->sync);
+    buf_puts(out, "}");
 }
 
 /* The live state of target i, or NULL. */
@@ -184,7 +233,12 @@ int replstat_json(meta_t *m, const conf_t *conf, const replstat_live_t *live, bu
             buf_puts(out, ",");
         put_target(out, &conf->targets[i], &f.t[i], live_of(live, i));
     }
-    buf_puts(out, "]}\n");
+    buf_puts(out, "],\"store_id\":");
+    if (f.store_id[0] != '\0')
+        buf_json_str(out, f.store_id, strlen(f.store_id));
+    else
+        buf_puts(out, "null");
+    buf_puts(out, "}\n");
     free(f.t);
     return out->err;
 }
