@@ -60,6 +60,7 @@ static void post(worker_t *w, send_job_t *job)
     job->http_status = 0;
     job->error[0] = '\0';
     job->site[0] = '\0';
+    job->store[0] = '\0';
     curl_easy_setopt(w->curl, CURLOPT_URL, s->url);
     curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, s->headers);
     curl_easy_setopt(w->curl, CURLOPT_POST, 1L);
@@ -77,12 +78,13 @@ static void post(worker_t *w, send_job_t *job)
     }
     curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &job->http_status);
     if (job->http_status == 200) {
-        const char *site = NULL;
-        size_t site_len = 0;
-        if (batch_reply_decode(job->reply.data != NULL ? job->reply.data : "", job->reply.len, job->results, job->nevents, &site,
-                               &site_len) == 0) {
+        const char *site = NULL, *store = NULL;
+        size_t site_len = 0, store_len = 0;
+        if (batch_reply_decode_store(job->reply.data != NULL ? job->reply.data : "", job->reply.len, job->results, job->nevents,
+                                     &site, &site_len, &store, &store_len) == 0) {
             job->outcome = SEND_OK;
             snprintf(job->site, sizeof(job->site), "%.*s", (int)site_len, site != NULL ? site : "");
+            snprintf(job->store, sizeof(job->store), "%.*s", (int)store_len, store != NULL ? store : "");
             return;
         }
         job->outcome = SEND_TRANSPORT;

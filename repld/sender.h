@@ -41,6 +41,7 @@ typedef struct send_job {
     buf_t reply;                      /* raw reply; results' error texts point into it */
     uint64_t rtt_us;                  /* request round trip */
     char site[LOGREC_ORIGIN_MAX + 1]; /* the replica's site id from a SEND_OK reply; "" when it gave none */
+    char store[BATCH_STORE_MAX + 1];  /* the replica's store identity from a SEND_OK reply; "" when it gave none */
     unsigned worker;
     struct send_job *done_next; /* the sender's */
 } send_job_t;
