@@ -147,3 +147,122 @@ def test_a_wiped_replica_is_rebuilt_while_clients_write(pair):
     d = w.check(b, "B")
     assert not d, "\n".join(d)
     assert first["store"] != target_sync(a)["store"]
+
+
+def copy_store(site, dest):
+    """Copies a stopped site's store and metadata (a backup) into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in site.workdir.iterdir():
+        if p.name.startswith("store.img"):
+            if p.is_dir():
+                shutil.copytree(p, dest / p.name)
+            else:
+                shutil.copy2(p, dest / p.name)
+
+
+def restore_store(site, src):
+    for p in site.workdir.iterdir():
+        if p.name.startswith("store.img"):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for p in src.iterdir():
+        shutil.copytree(p, site.workdir / p.name) if p.is_dir() else shutil.copy2(p, site.workdir / p.name)
+
+
+def test_a_resync_of_nearly_identical_sites_ships_only_the_differences(pair, tmp_path):
+    a, b = pair()
+    b.start()
+    a.start()
+    ac = a.client()
+    n = 1000
+    for i in range(n):
+        assert ac.put("near", "k%04d" % i, b"v%d" % i * 10).status == 200
+    converge_or_fail(a, b, timeout=60)
+    # B is restored from a backup taken before 10 changes: the same store, behind A's back
+    b.stop_storaged()
+    copy_store(b, tmp_path / "backup")
+    b.start_storaged()
+    for i in range(4):
+        assert ac.put("near", "k%04d" % i, b"changed %d" % i).status == 200
+    for i in range(10, 13):
+        assert ac.delete("near", "k%04d" % i).status == 204
+    for i in range(3):
+        assert ac.put("near", "new%d" % i, b"new").status == 200
+    converge_or_fail(a, b, timeout=60)
+    b.stop_storaged()
+    restore_store(b, tmp_path / "backup")
+    b.start_storaged()
+    snap = snapshot(b)["near"]
+    assert len(snap) == n and "new0" not in snap  # the restored B lacks the changes, and nothing tells repld
+    assert target_sync(a)["reason"] == "new target"
+
+    r = a.repld_cmd("--resync", "--target", "127.0.0.1")
+    assert r.returncode == 0 and r.stdout.startswith("ok:"), r
+    holder = {}
+
+    def done():
+        s = target_sync(a)
+        holder["s"] = s
+        return s["reason"] == "requested" and s["phase"] == "done"
+    wait_until(done, 60, interval=0.1, what="the requested resync (last: %r)" % (holder,))
+    s = holder["s"]
+    assert s["objects_shipped"] == 10, s  # 4 overwrites, 3 deletes, 3 new objects
+    assert s["objects_scanned"] == n + 3, s  # every object (3 deleted, 3 new) and the 3 tombstones
+    assert s["objects_skipped"] == n + 3 - 10, s
+    assert s["objects_failed"] == 0 and s["objects_extra"] == 0, s
+    assert log_events(a, "full sync finished")[-1]["shipped"] == "10"
+    converge_or_fail(a, b, timeout=60)
+
+
+def test_a_killed_repld_resumes_its_full_sync_where_it_was(pair):
+    # inline_threshold of one byte: every object is fetched by B from A, so the sync lasts long enough to be cut
+    a, b = pair(a_repl={"batch_size": 50, "inline_threshold": "1"})
+    n = 3000
+    repl = a.repl
+    a.repl = None
+    a.write_config()
+    b.start()
+    a.start()
+    ac = a.client()
+    for i in range(n):
+        assert ac.put("many", "k%05d" % i, b"x" * (20 + i % 40)).status == 200
+    a.stop()
+    a.repl = repl
+    a.write_config()
+    a.start()
+    wait_until(lambda: a.status()["targets"][0]["sync"]["objects_shipped"] >= 200, 60, interval=0.02,
+               what="the first sync to ship 200 objects")
+    # --cancel stops it; a second --resync while one is about to run or running says which, and how to stop it
+    r = a.repld_cmd("--cancel", "--target", "127.0.0.1")
+    assert r.returncode == 0 and "cancelling" in r.stdout, r
+    wait_until(lambda: target_sync(a)["phase"] == "cancelled", 30, interval=0.05, what="the sync cancelled")
+    r = a.repld_cmd("--resync", "--target", "127.0.0.1")
+    assert r.returncode == 0 and r.stdout.startswith("ok:"), r
+    r = a.repld_cmd("--resync", "--target", "127.0.0.1")
+    assert r.returncode == 1 and "127.0.0.1" in r.stderr and ("running" in r.stderr or "about to start" in r.stderr), r
+    r = a.repld_cmd("--cancel", "--target", "nosuch")
+    assert r.returncode == 1 and "no target named nosuch" in r.stderr, r
+
+    def far_enough():
+        s = a.status()["targets"][0]["sync"]
+        return s["reason"] == "requested" and s["phase"] == "running" and s["objects_scanned"] >= 1200
+    wait_until(far_enough, 60, interval=0.02, what="the resync half way")
+    a.kill9_repld()
+    cut = a.status()["targets"][0]["sync"]  # what LMDB holds: storaged answers without repld
+    assert cut["phase"] == "running" and 0 < cut["objects_scanned"] < n, cut
+    a.start_repld()
+    holder = {}
+
+    def done():
+        s = target_sync(a)
+        holder["s"] = s
+        return s["phase"] == "done"
+    wait_until(done, 90, interval=0.1, what="the resumed sync (last: %r)" % (holder,))
+    s = holder["s"]
+    assert s["reason"] == "requested" and s["started"] == cut["started"], (cut, s)
+    # resumed from the persisted position: every key scanned once, and what shipped after the cut is at most
+    # what was left plus the one batch that was in flight
+    assert s["objects_scanned"] == n, (cut, s)
+    assert s["objects_shipped"] - cut["objects_shipped"] <= n - cut["objects_scanned"] + 50, (cut, s)
+    assert s["objects_failed"] == 0, s
+    assert log_events(a, "full sync resumed"), "no resume logged"
+    converge_or_fail(a, b, timeout=60)
