@@ -37,9 +37,9 @@ const char *syncrec_reason_name(syncrec_reason_t r)
 
 static uint64_t *counter(syncrec_t *r, int i)
 {
-    uint64_t *v[SYNCREC_COUNTERS] = {&r->started_ms, &r->finished_ms, &r->scanned, &r->scanned_bytes, &r->shipped,
-                                     &r->shipped_bytes, &r->skipped, &r->skipped_bytes, &r->failed, &r->failed_bytes,
-                                     &r->extra, &r->extra_bytes};
+    uint64_t *v[SYNCREC_COUNTERS] = {&r->started_ms, &r->finished_ms,   &r->scanned, &r->scanned_bytes,
+                                     &r->shipped,    &r->shipped_bytes, &r->skipped, &r->skipped_bytes,
+                                     &r->failed,     &r->failed_bytes,  &r->extra,   &r->extra_bytes};
     return v[i];
 }
 

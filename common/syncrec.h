@@ -51,12 +51,12 @@ typedef enum {
 typedef struct {
     syncrec_phase_t phase;
     syncrec_reason_t reason;
-    uint64_t started_ms, finished_ms; /* wall clock; finished 0 while running */
-    uint64_t scanned, scanned_bytes;  /* the source's keys looked at (objects and tombstones) and their object bytes */
-    uint64_t shipped, shipped_bytes;  /* events sent and acknowledged (applied, or skipped by the target) */
-    uint64_t skipped, skipped_bytes;  /* keys the target already held at the same or a later version */
-    uint64_t failed, failed_bytes;    /* events the target refused for good, or after every attempt */
-    uint64_t extra, extra_bytes;      /* keys only the target holds (reported, never deleted) */
+    uint64_t started_ms, finished_ms;          /* wall clock; finished 0 while running */
+    uint64_t scanned, scanned_bytes;           /* the source's keys looked at (objects and tombstones) and their object bytes */
+    uint64_t shipped, shipped_bytes;           /* events sent and acknowledged (applied, or skipped by the target) */
+    uint64_t skipped, skipped_bytes;           /* keys the target already held at the same or a later version */
+    uint64_t failed, failed_bytes;             /* events the target refused for good, or after every attempt */
+    uint64_t extra, extra_bytes;               /* keys only the target holds (reported, never deleted) */
     char store_started[SYNCREC_STORE_MAX + 1]; /* the target's store when this sync started ("" unknown) */
     char store_done[SYNCREC_STORE_MAX + 1];    /* the target's store when a sync last completed ("" never) */
     char only_bucket[LOGREC_BUCKET_MAX + 1];   /* the one bucket a requested resync covers; "" all */

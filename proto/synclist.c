@@ -3,7 +3,7 @@
 #include "proto/mpread.h"
 #include "proto/synclist.h"
 
-#define MAP_MAX 32       /* known keys are 4 to 6; room for later ones, bounded work */
+#define MAP_MAX 32        /* known keys are 4 to 6; room for later ones, bounded work */
 #define FIELD_NAME_MAX 64 /* longest map key accepted */
 
 static int pack_key(msgpack_packer *pk, const char *k)
@@ -94,8 +94,8 @@ static int zero16(const uint8_t *p)
 int synclist_enc_key(synclist_enc_t *e, const synclist_key_t *k)
 {
     if (e == NULL || e->sb.data == NULL || e->kind != SYNCLIST_KEYS || k == NULL || k->key == NULL || k->key_len == 0 ||
-        k->key_len > LOGREC_KEY_MAX || k->hlc == 0 || k->origin_len > LOGREC_ORIGIN_MAX || (k->origin == NULL && k->origin_len > 0) ||
-        (k->deleted && (k->size != 0 || !zero16(k->etag))))
+        k->key_len > LOGREC_KEY_MAX || k->hlc == 0 || k->origin_len > LOGREC_ORIGIN_MAX ||
+        (k->origin == NULL && k->origin_len > 0) || (k->deleted && (k->size != 0 || !zero16(k->etag))))
         return CIO_EINVAL;
     if (e->n >= SYNCLIST_MAX_ENTRIES)
         return CIO_ETOOBIG;

@@ -40,8 +40,8 @@ typedef struct {
     size_t name_len; /* 1..LOGREC_BUCKET_MAX */
     uint64_t hlc;    /* the bucket record's version; 0: none (a bucket a PUT created) */
     const char *origin;
-    size_t origin_len; /* 0..LOGREC_ORIGIN_MAX */
-    int deleted;       /* the last bucket mutation was a DELETE (the bucket still holds objects) */
+    size_t origin_len;  /* 0..LOGREC_ORIGIN_MAX */
+    int deleted;        /* the last bucket mutation was a DELETE (the bucket still holds objects) */
     uint64_t purge_hlc; /* the last purge's version; 0: none */
     const char *purge_origin;
     size_t purge_origin_len; /* 0..LOGREC_ORIGIN_MAX */

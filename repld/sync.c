@@ -22,13 +22,13 @@
 #include "proto/presign.h"
 #include "repld/sync.h"
 
-#define SRC_PAGE 256            /* source keys read per read transaction */
-#define TGT_PAGE 1000           /* target keys asked per listing */
-#define PERSIST_KEYS 1000       /* keys walked without an event before the position is persisted anyway */
-#define BATCH_EVENTS_MAX 500    /* events per sync batch, below the target's batch_size when that is larger */
+#define SRC_PAGE 256               /* source keys read per read transaction */
+#define TGT_PAGE 1000              /* target keys asked per listing */
+#define PERSIST_KEYS 1000          /* keys walked without an event before the position is persisted anyway */
+#define BATCH_EVENTS_MAX 500       /* events per sync batch, below the target's batch_size when that is larger */
 #define BATCH_BYTES_MAX (8u << 20) /* inline bytes per sync batch */
 #define BACKOFF_CAP_MS 60000
-#define PROBE_MS 10000          /* while idle, how often the target's store identity is asked */
+#define PROBE_MS 10000 /* while idle, how often the target's store identity is asked */
 #define PRESIGN_TTL_S 3600
 #define REPLY_MAX (64u << 20)
 #define LIST_REPLY_MAX (64u << 20)
@@ -210,8 +210,8 @@ static int back_off(sync_t *s, const char *what, const char *err)
     char delay[32];
     snprintf(delay, sizeof(delay), "%.1fs", s->backoff_ms / 1000.0);
     if (!s->outage_logged || s->backoff_ms >= BACKOFF_CAP_MS)
-        log_msg(LOG_LVL_WARN, "full sync: target unavailable; will try again", "target", s->tgt->name, "request", what, "error", err,
-                "retry_in", delay, NULL);
+        log_msg(LOG_LVL_WARN, "full sync: target unavailable; will try again", "target", s->tgt->name, "request", what, "error",
+                err, "retry_in", delay, NULL);
     s->outage_logged = 1;
     snprintf(s->rec.error, sizeof(s->rec.error), "%.*s", (int)sizeof(s->rec.error) - 1, err);
     int stop = nap(s, s->backoff_ms);
@@ -397,8 +397,7 @@ static int flush(sync_t *s)
             if (e->done || n == BATCH_EVENTS_MAX)
                 continue;
             if ((ret = batch_enc_add(&enc, e->rec, e->rec_len, e->has_data, e->has_data ? (e->data != NULL ? e->data : "") : NULL,
-                                     e->data_len, e->url,
-                                     e->url != NULL ? strlen(e->url) : 0)) != 0)
+                                     e->data_len, e->url, e->url != NULL ? strlen(e->url) : 0)) != 0)
                 goto done;
             order[n++] = e;
         }
@@ -723,7 +722,8 @@ static int sync_bucket_record(sync_t *s, const char *b, size_t blen, const syncl
     if (ret != 0)
         return ret;
     if (bk.version.hlc != 0 &&
-        (tb == NULL || hlc_version_cmp(bk.version.hlc, bk.version.origin, bk.version.origin_len, tb->hlc, tb->origin, tb->origin_len) > 0) &&
+        (tb == NULL ||
+         hlc_version_cmp(bk.version.hlc, bk.version.origin, bk.version.origin_len, tb->hlc, tb->origin, tb->origin_len) > 0) &&
         (ret = add_bucket_op(s, bk.deleted ? LOGREC_BUCKET_DELETE : LOGREC_BUCKET_CREATE, b, blen, &bk.version, bk.ctime_ms)) != 0)
         return ret;
     if (purge.hlc != 0 &&
@@ -801,8 +801,8 @@ static int sync_bucket(sync_t *s, const char *b, const synclist_bucket_t *tb)
             snprintf(key, sizeof(key), "%.*s", (int)tx->key_len, tx->key);
             s->rec.extra++;
             s->rec.extra_bytes += tx->size;
-            log_msg(LOG_LVL_INFO, "full sync: the target holds a key this site does not", "target", s->tgt->name, "bucket", b, "key",
-                    key, NULL);
+            log_msg(LOG_LVL_INFO, "full sync: the target holds a key this site does not", "target", s->tgt->name, "bucket", b,
+                    "key", key, NULL);
             break;
         }
         case SYNC_SKIP:
@@ -1045,7 +1045,8 @@ static void *sync_main(void *arg)
             if (ret == 1 && cancel && !stopping(s))
                 finish_cancel(s);
             else if (ret < 0) {
-                log_msg(LOG_LVL_ERROR, "full sync: failed; will try again", "target", s->tgt->name, "error", cio_strerror(ret), NULL);
+                log_msg(LOG_LVL_ERROR, "full sync: failed; will try again", "target", s->tgt->name, "error", cio_strerror(ret),
+                        NULL);
                 if (nap(s, BACKOFF_CAP_MS))
                     break;
             }
