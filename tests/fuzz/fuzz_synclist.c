@@ -57,7 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
             }
             FUZZ_CHECK(b.name_len >= 1 && b.name_len <= LOGREC_BUCKET_MAX && fuzz_inside(b.name, b.name_len, data, size));
-            FUZZ_CHECK(fuzz_inside(b.origin, b.origin_len, data, size) && fuzz_inside(b.purge_origin, b.purge_origin_len, data, size));
+            FUZZ_CHECK(fuzz_inside(b.origin, b.origin_len, data, size) &&
+                       fuzz_inside(b.purge_origin, b.purge_origin_len, data, size));
             FUZZ_CHECK(synclist_enc_bucket(&enc, &b) == 0);
         }
         n++;

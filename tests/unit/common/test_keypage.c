@@ -45,8 +45,8 @@ static void walk(meta_t *m, const char *b, size_t max, char *out, size_t cap, in
         (*pages)++;
         CHECK(n <= 2 * max);
         for (size_t i = 0; i < n; i++)
-            used += (size_t)snprintf(out + used, cap - used, "%s%s:%c", used ? " " : "", page[i].obj.key,
-                                     page[i].deleted ? 't' : 'o');
+            used +=
+                (size_t)snprintf(out + used, cap - used, "%s%s:%c", used ? " " : "", page[i].obj.key, page[i].deleted ? 't' : 'o');
         if (n > 0) {
             alen = page[n - 1].obj.key_len;
             memcpy(after, page[n - 1].obj.key, alen);

@@ -117,23 +117,32 @@ static void test_decoder_edges(void)
     synclist_dec_t d;
     synclist_key_t k;
     /* {"v":1,"site":"b","more":false,"keys":[]} plus an unknown key: accepted */
-    static const char ok[] = "\x85\xa1v\x01\xa4site\xa1" "b\xa4more\xc2\xa4keys\x90\xa6" "future\xc0";
+    static const char ok[] = "\x85\xa1v\x01\xa4site\xa1"
+                             "b\xa4more\xc2\xa4keys\x90\xa6"
+                             "future\xc0";
     CHECK_EQ_INT(synclist_dec_init(&d, ok, sizeof(ok) - 1), 0);
     CHECK(d.n == 0 && d.store_len == 0);
     /* both lists */
-    static const char both[] = "\x85\xa1v\x01\xa4site\xa1" "b\xa4more\xc2\xa4keys\x90\xa7" "buckets\x90";
+    static const char both[] = "\x85\xa1v\x01\xa4site\xa1"
+                               "b\xa4more\xc2\xa4keys\x90\xa7"
+                               "buckets\x90";
     CHECK_EQ_INT(synclist_dec_init(&d, both, sizeof(both) - 1), CIO_EPROTO);
     /* "more" not a bool */
-    static const char more[] = "\x84\xa1v\x01\xa4site\xa1" "b\xa4more\x01\xa4keys\x90";
+    static const char more[] = "\x84\xa1v\x01\xa4site\xa1"
+                               "b\xa4more\x01\xa4keys\x90";
     CHECK_EQ_INT(synclist_dec_init(&d, more, sizeof(more) - 1), CIO_EPROTO);
     /* a newer format */
-    static const char v2[] = "\x84\xa1v\x02\xa4site\xa1" "b\xa4more\xc2\xa4keys\x90";
+    static const char v2[] = "\x84\xa1v\x02\xa4site\xa1"
+                             "b\xa4more\xc2\xa4keys\x90";
     CHECK_EQ_INT(synclist_dec_init(&d, v2, sizeof(v2) - 1), CIO_EPROTO);
     /* a key entry without "d", and a tombstone with an ETag */
-    static const char nod[] = "\x84\xa1v\x01\xa4site\xa1" "b\xa4more\xc2\xa4keys\x91\x82\xa1k\xc4\x01x\xa1h\x01";
+    static const char nod[] = "\x84\xa1v\x01\xa4site\xa1"
+                              "b\xa4more\xc2\xa4keys\x91\x82\xa1k\xc4\x01x\xa1h\x01";
     CHECK_EQ_INT(synclist_dec_init(&d, nod, sizeof(nod) - 1), 0);
     CHECK_EQ_INT(synclist_dec_key(&d, &k), CIO_EPROTO);
-    static const char tomb[] = "\x84\xa1v\x01\xa4site\xa1" "b\xa4more\xc2\xa4keys\x91\x84\xa1k\xc4\x01x\xa1h\x01\xa1" "d\xc3\xa1s\x00";
+    static const char tomb[] = "\x84\xa1v\x01\xa4site\xa1"
+                               "b\xa4more\xc2\xa4keys\x91\x84\xa1k\xc4\x01x\xa1h\x01\xa1"
+                               "d\xc3\xa1s\x00";
     CHECK_EQ_INT(synclist_dec_init(&d, tomb, sizeof(tomb) - 1), 0);
     CHECK_EQ_INT(synclist_dec_key(&d, &k), CIO_EPROTO);
     CHECK_EQ_INT(synclist_dec_init(&d, NULL, 0), CIO_EPROTO);
