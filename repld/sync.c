@@ -263,6 +263,8 @@ static int get_listing(sync_t *s, const char *bucket, const char *after, size_t 
                 return 0;
             }
             snprintf(err, sizeof(err), "remote returned a malformed listing (%zu bytes)", reply->len);
+        } else if (ret == 0 && status == 404) {
+            snprintf(err, sizeof(err), "the target does not serve /admin/replication/list: it needs a release with full sync");
         } else if (ret == 0) {
             excerpt(reply, status, err, sizeof(err));
         }
@@ -735,12 +737,25 @@ static int sync_bucket_record(sync_t *s, const char *b, size_t blen, const syncl
     return checkpoint(s);
 }
 
-/* Merge-joins bucket b's keys after the persisted position with the target's. */
+/* sync_bucket's answer when the target names another store than the one the
+ * sync began with: what it acknowledged is gone, the sync must start over. */
+#define STORE_CHANGED 2
+
+static int store_changed(sync_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int changed = s->peer_store[0] != '\0' && s->rec.store_started[0] != '\0' && strcmp(s->peer_store, s->rec.store_started) != 0;
+    pthread_mutex_unlock(&s->mu);
+    return changed;
+}
+
+/* Merge-joins bucket b's keys after the persisted position with the target's.
+ * 0, 1 (stopped or cancelled), STORE_CHANGED or an error. */
 static int sync_bucket(sync_t *s, const char *b, const synclist_bucket_t *tb)
 {
     size_t blen = strlen(b);
     meta_entry_t *src = NULL;
-    size_t ns = 0, is = 0;
+    size_t ns = 0, is = 0, walked = 0;
     int smore = 1, ret;
     char slast[LOGREC_KEY_MAX];
     size_t slast_len = s->rec.key_len;
@@ -824,9 +839,15 @@ static int sync_bucket(sync_t *s, const char *b, const synclist_bucket_t *tb)
             tp->i++;
         if ((ret = maybe_flush(s)) != 0)
             goto done;
-        if (cancelled(s) || stopping(s)) {
-            ret = 1;
-            goto done;
+        if ((++walked & 63) == 0) {
+            if (cancelled(s) || stopping(s)) {
+                ret = 1;
+                goto done;
+            }
+            if (store_changed(s)) {
+                ret = STORE_CHANGED;
+                goto done;
+            }
         }
     }
     ret = checkpoint(s);
@@ -954,7 +975,13 @@ static int run(sync_t *s, int resumed)
             s->rec.key_len = 0;
             s->rec.key[0] = '\0';
         }
-        ret = sync_bucket(s, names[i], t);
+        ret = cancelled(s) || stopping(s) ? 1 : store_changed(s) ? STORE_CHANGED : sync_bucket(s, names[i], t);
+    }
+    if (ret == STORE_CHANGED) {
+        /* left running: the next round resumes it, sees the new store and starts over */
+        log_msg(LOG_LVL_WARN, "full sync: the target's store changed during the sync", "target", s->tgt->name, NULL);
+        ret = 0;
+        goto done;
     }
     if (ret == 0) {
         s->rec.phase = SYNCREC_DONE;
