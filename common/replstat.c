@@ -352,6 +352,26 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
     }
     family(out, conf, "comio_replication_remote_up", "gauge",
            "1 when the last batch reached the replica (unlabelled: every target).", all_up, v);
+    /* the full sync of each target: the running one's figures, else the last one's */
+    double tsum;
+#define SYNC_FAMILY(name, help, expr)                                                                                              \
+    tsum = 0;                                                                                                                      \
+    PER_TARGET(expr)                                                                                                               \
+    for (size_t i = 0; i < f.n; i++)                                                                                               \
+        tsum += v[i];                                                                                                              \
+    family(out, conf, name, "gauge", help, tsum, v);
+    SYNC_FAMILY("comio_replication_sync_running", "1 while a full sync of the target runs (unlabelled: how many run).",
+                f.t[i].sync.phase == SYNCREC_RUNNING)
+    SYNC_FAMILY("comio_replication_sync_scanned_objects", "Keys of this site the target's current or last full sync looked at.",
+                f.t[i].sync.scanned)
+    SYNC_FAMILY("comio_replication_sync_shipped_objects",
+                "Events the target's current or last full sync shipped and had acknowledged.", f.t[i].sync.shipped)
+    SYNC_FAMILY("comio_replication_sync_shipped_bytes", "Object bytes of the PUTs among them.", f.t[i].sync.shipped_bytes)
+    SYNC_FAMILY("comio_replication_sync_failed_objects", "Events the target's current or last full sync could not ship.",
+                f.t[i].sync.failed)
+    SYNC_FAMILY("comio_replication_sync_extra_objects", "Keys only the target holds, found by its current or last full sync.",
+                f.t[i].sync.extra)
+#undef SYNC_FAMILY
 #undef PER_TARGET
     replstat_skew_metric(f.skew, out);
     replstat_conflicts_metric(f.conflicts, f.kept, out);

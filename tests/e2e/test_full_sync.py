@@ -104,6 +104,9 @@ def test_enabling_replication_on_a_store_with_objects_ships_them_all(pair):
     st = a.status()
     assert st["targets"][0]["sync"]["phase"] == "done", st
     assert len(st["store_id"]) == 32 and st["store_id"] != b.status()["store_id"], st
+    m = a.client().metrics()
+    assert m.value("comio_replication_sync_shipped_objects", target="127.0.0.1") == s["objects_shipped"]
+    assert m.value("comio_replication_sync_running", target="127.0.0.1") == 0
     # and comio status says it in one line for the target
     p = subprocess.run([str(comio_path()), "status", "--url", a.url()], capture_output=True, text=True, timeout=30,
                        env=comio.sanitizer_env())
