@@ -654,6 +654,12 @@ static int add_bucket_op(sync_t *s, logrec_op_t op, const char *b, size_t blen, 
 
 /* ---- one bucket ---- */
 
+static int cmp_key(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
 static void tpage_free(tpage_t *t)
 {
     buf_free(&t->reply);
@@ -675,10 +681,18 @@ static int tpage_next(sync_t *s, const char *b, tpage_t *t)
     t->more = d.more;
     if (d.n > 0 && (t->keys = calloc(d.n, sizeof(*t->keys))) == NULL)
         return CIO_ENOMEM;
-    while ((ret = synclist_dec_key(&d, &k)) == 0)
+    while ((ret = synclist_dec_key(&d, &k)) == 0) {
+        /* strictly after the key asked from, in order: a listing that goes back could make the walk loop */
+        const char *prev = t->n > 0 ? t->keys[t->n - 1].key : t->last;
+        size_t prev_len = t->n > 0 ? t->keys[t->n - 1].key_len : t->last_len;
+        if (cmp_key(k.key, k.key_len, prev, prev_len) <= 0) {
+            ret = CIO_EPROTO;
+            break;
+        }
         t->keys[t->n++] = k;
+    }
     if (ret != CIO_ENOTFOUND) {
-        log_msg(LOG_LVL_ERROR, "full sync: the target's listing does not decode", "target", s->tgt->name, NULL);
+        log_msg(LOG_LVL_ERROR, "full sync: the target's listing does not decode or is out of order", "target", s->tgt->name, NULL);
         return CIO_EPROTO;
     }
     if (t->n > 0) {
@@ -688,12 +702,6 @@ static int tpage_next(sync_t *s, const char *b, tpage_t *t)
         t->more = 0; /* an empty page ends the listing, whatever it says: no loop */
     }
     return 0;
-}
-
-static int cmp_key(const char *a, size_t alen, const char *b, size_t blen)
-{
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    return c != 0 ? c : (alen > blen) - (alen < blen);
 }
 
 static void set_position(sync_t *s, const char *key, size_t len)
@@ -735,6 +743,23 @@ static int sync_bucket_record(sync_t *s, const char *b, size_t blen, const syncl
         return ret;
     /* the bucket exists on the target before its objects arrive */
     return checkpoint(s);
+}
+
+/* Whether this site holds key k of bucket b now, as an object or a
+ * tombstone: 1, 0, or an error. */
+static int held_now(sync_t *s, const char *b, size_t blen, const char *k, size_t klen)
+{
+    MDB_txn *txn;
+    meta_obj_t o;
+    meta_tomb_t t;
+    int ret;
+    if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+        return ret;
+    ret = meta_obj_get(s->meta, txn, b, blen, k, klen, &o);
+    if (ret == CIO_ENOTFOUND)
+        ret = meta_tomb_get(s->meta, txn, b, blen, k, klen, &t);
+    mdb_txn_abort(txn);
+    return ret == 0 ? 1 : ret == CIO_ENOTFOUND ? 0 : ret;
 }
 
 /* sync_bucket's answer when the target names another store than the one the
@@ -813,6 +838,14 @@ static int sync_bucket(sync_t *s, const char *b, const synclist_bucket_t *tb)
             break;
         case SYNC_EXTRA: {
             char key[LOGREC_KEY_MAX + 1];
+            if ((ret = held_now(s, b, blen, tx->key, tx->key_len)) < 0)
+                break;
+            if (ret == 1) {
+                /* written here since the page was read, and already shipped live: not the target's alone */
+                s->rec.skipped++;
+                ret = 0;
+                break;
+            }
             snprintf(key, sizeof(key), "%.*s", (int)tx->key_len, tx->key);
             s->rec.extra++;
             s->rec.extra_bytes += tx->size;

@@ -225,6 +225,8 @@ def test_a_resync_of_nearly_identical_sites_ships_only_the_differences(pair, tmp
     snap = snapshot(b)["near"]
     assert len(snap) == n and "new0" not in snap  # the restored B lacks the changes, and nothing tells repld
     assert target_sync(a)["reason"] == "new target"
+    bc = b.client()
+    assert bc.put("near", "only-on-b", b"written on B alone").status == 200  # B does not ship
 
     r = a.repld_cmd("--resync", "--target", "127.0.0.1")
     assert r.returncode == 0 and r.stdout.startswith("ok:"), r
@@ -239,8 +241,10 @@ def test_a_resync_of_nearly_identical_sites_ships_only_the_differences(pair, tmp
     assert s["objects_shipped"] == 10, s  # 4 overwrites, 3 deletes, 3 new objects
     assert s["objects_scanned"] == n + 3, s  # every object (3 deleted, 3 new) and the 3 tombstones
     assert s["objects_skipped"] == n + 3 - 10, s
-    assert s["objects_failed"] == 0 and s["objects_extra"] == 0, s
+    assert s["objects_failed"] == 0 and s["objects_extra"] == 1, s  # reported ...
     assert log_events(a, "full sync finished")[-1]["shipped"] == "10"
+    assert bc.get("near", "only-on-b").status == 200  # ... and never deleted
+    assert bc.delete("near", "only-on-b").status == 204
     converge_or_fail(a, b, timeout=60)
 
 
