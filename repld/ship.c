@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include "proto/batch.h"
 #include "common/be.h"
+#include "common/bucket.h"
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/conflict.h"
@@ -887,6 +888,8 @@ static int on_ctl(void *ctx, const char *cmd, buf_t *out)
                 continue;
             if (s->sync == NULL)
                 return buf_printf(out, "error: target %s has no sync thread\n", s->tgt->name);
+            if (sp != NULL && (cmd[0] != 'r' || !bucket_name_valid(sp + 1, strlen(sp + 1))))
+                return buf_printf(out, "error: '%s' is not a bucket name\n", sp + 1);
             int ret = cmd[0] == 'r' ? sync_request(s->sync, sp != NULL ? sp + 1 : NULL, msg, sizeof(msg))
                                     : sync_cancel(s->sync, msg, sizeof(msg));
             return buf_printf(out, "%s: %s\n", ret == 0 ? "ok" : "error", msg);

@@ -28,7 +28,8 @@
 #define BATCH_EVENTS_MAX 500       /* events per sync batch, below the target's batch_size when that is larger */
 #define BATCH_BYTES_MAX (8u << 20) /* inline bytes per sync batch */
 #define BACKOFF_CAP_MS 60000
-#define PROBE_MS 10000 /* while idle, how often the target's store identity is asked */
+#define PROBE_MS 10000          /* while idle, how often the target's store identity is asked */
+#define PROBE_TIMEOUT_MS 10000L /* and how long such a question may take */
 #define PRESIGN_TTL_S 3600
 #define REPLY_MAX (64u << 20)
 #define LIST_REPLY_MAX (64u << 20)
@@ -90,6 +91,7 @@ struct sync {
     char *scratch;
     size_t scratch_cap;
     size_t since_persist;
+    int probing; /* an idle probe of the target's store is under way */
 };
 
 /* ---- the decision ---- */
@@ -153,10 +155,21 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
     return buf_append(b, p, size * nmemb) == 0 ? size * nmemb : 0;
 }
 
-/* Aborts a transfer once repld stops: a sync never holds the shutdown for a request's timeout. */
+/* Whether a --resync waits to start. */
+static int requested(sync_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int r = s->requested;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+/* Aborts a transfer once repld stops or the sync is cancelled, and an idle
+ * probe once a --resync waits: none of them waits for a request's timeout. */
 static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
-    return stopping(arg);
+    sync_t *s = arg;
+    return stopping(s) || cancelled(s) || (s->probing && requested(s));
 }
 
 /* One request to the target: GET when body is NULL, else a POST of body.
@@ -1118,8 +1131,12 @@ static void *sync_main(void *arg)
             /* the target's store identity, when no batch reply told it lately */
             buf_t reply;
             synclist_dec_t d;
+            s->probing = 1;
+            curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, PROBE_TIMEOUT_MS);
             if (get_listing(s, NULL, NULL, 0, &reply, &d, 1) == 0)
                 buf_free(&reply);
+            curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
+            s->probing = 0;
             next_probe = (uint64_t)clock_mono_ms() + PROBE_MS;
             continue;
         }
@@ -1166,7 +1183,8 @@ int sync_request(sync_t *s, const char *bucket, char *msg, size_t cap)
         if (s->running)
             describe(s, msg, cap);
         else
-            snprintf(msg, cap, "a full sync of target %s is about to start", s->tgt->name);
+            snprintf(msg, cap, "a full sync of target %s was requested and is about to start; repld --cancel --target %s drops it",
+                     s->tgt->name, s->tgt->name);
         ret = CIO_EAGAIN;
     } else {
         s->requested = 1;
@@ -1187,6 +1205,9 @@ int sync_cancel(sync_t *s, char *msg, size_t cap)
     if (s->running) {
         s->cancel = 1;
         snprintf(msg, cap, "cancelling the full sync of target %s at its next batch", s->tgt->name);
+    } else if (s->requested) {
+        s->requested = 0;
+        snprintf(msg, cap, "the requested full sync of target %s will not start", s->tgt->name);
     } else {
         snprintf(msg, cap, "no full sync of target %s is running", s->tgt->name);
         ret = CIO_ENOTFOUND;

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from harness import comio
-from harness.replication import (Workload, Writer, comio_path, converge_or_fail, finish_sites, make_pair, snapshot,
+from harness.replication import (TcpProxy, Workload, Writer, comio_path, converge_or_fail, finish_sites, make_pair, snapshot,
                                  wait_until)
 
 
@@ -249,55 +249,69 @@ def test_a_resync_of_nearly_identical_sites_ships_only_the_differences(pair, tmp
 
 
 def test_a_killed_repld_resumes_its_full_sync_where_it_was(pair):
-    # inline_threshold of one byte: every object is fetched by B from A, so the sync lasts long enough to be cut
+    # inline_threshold of one byte: every object is fetched by B from A, so a sync lasts a while; A reaches B
+    # through a proxy that can stop the traffic, so each step below happens while the sync is surely running
     a, b = pair(a_repl={"batch_size": 50, "inline_threshold": "1"})
-    n = 3000
-    repl = a.repl
-    a.repl = None
-    a.write_config()
-    b.start()
-    a.start()
-    ac = a.client()
-    for i in range(n):
-        assert ac.put("many", "k%05d" % i, b"x" * (20 + i % 40)).status == 200
-    a.stop()
-    a.repl = repl
-    a.write_config()
-    a.start()
-    wait_until(lambda: a.status()["targets"][0]["sync"]["objects_shipped"] >= 200, 60, interval=0.02,
-               what="the first sync to ship 200 objects")
-    # --cancel stops it; a second --resync while one is about to run or running says which, and how to stop it
-    r = a.repld_cmd("--cancel", "--target", "127.0.0.1")
-    assert r.returncode == 0 and "cancelling" in r.stdout, r
-    wait_until(lambda: target_sync(a)["phase"] == "cancelled", 30, interval=0.05, what="the sync cancelled")
-    r = a.repld_cmd("--resync", "--target", "127.0.0.1")
-    assert r.returncode == 0 and r.stdout.startswith("ok:"), r
-    r = a.repld_cmd("--resync", "--target", "127.0.0.1")
-    assert r.returncode == 1 and "127.0.0.1" in r.stderr and ("running" in r.stderr or "about to start" in r.stderr), r
-    r = a.repld_cmd("--cancel", "--target", "nosuch")
-    assert r.returncode == 1 and "no target named nosuch" in r.stderr, r
+    proxy = TcpProxy(b.port)
+    try:
+        a.repl["remote_url"] = proxy.url
+        n = 3000
+        repl = a.repl
+        a.repl = None
+        a.write_config()
+        b.start()
+        a.start()
+        ac = a.client()
+        for i in range(n):
+            assert ac.put("many", "k%05d" % i, b"x" * (20 + i % 40)).status == 200
+        a.stop()
+        a.repl = repl
+        a.write_config()
+        a.start()
+        wait_until(lambda: a.status()["targets"][0]["sync"]["objects_shipped"] >= 200, 60, interval=0.02,
+                   what="the first sync to ship 200 objects")
+        # --cancel stops it, even in the middle of a request the target does not answer
+        proxy.partition()
+        r = a.repld_cmd("--cancel", "--target", "127.0.0.1")
+        assert r.returncode == 0 and "cancelling" in r.stdout, r
+        wait_until(lambda: target_sync(a)["phase"] == "cancelled", 30, interval=0.05, what="the sync cancelled")
+        # a second --resync while one runs says which, and how to stop it
+        r = a.repld_cmd("--resync", "--target", "127.0.0.1")
+        assert r.returncode == 0 and r.stdout.startswith("ok:"), r
+        r = a.repld_cmd("--resync", "--target", "127.0.0.1")
+        assert r.returncode == 1 and "127.0.0.1" in r.stderr and "repld --cancel" in r.stderr, r
+        r = a.repld_cmd("--cancel", "--target", "nosuch")
+        assert r.returncode == 1 and "no target named nosuch" in r.stderr, r
+        r = a.repld_cmd("--resync", "--target", "127.0.0.1", "--bucket", "Not_A_Bucket")
+        assert r.returncode == 2 and "--bucket" in r.stderr, r
+        proxy.heal(reset=True)
 
-    def far_enough():
-        s = a.status()["targets"][0]["sync"]
-        return s["reason"] == "requested" and s["phase"] == "running" and s["objects_scanned"] >= 1200
-    wait_until(far_enough, 60, interval=0.02, what="the resync half way")
-    a.kill9_repld()
-    cut = a.status()["targets"][0]["sync"]  # what LMDB holds: storaged answers without repld
-    assert cut["phase"] == "running" and 0 < cut["objects_scanned"] < n, cut
-    a.start_repld()
-    holder = {}
+        def far_enough():
+            s = a.status()["targets"][0]["sync"]
+            return s["reason"] == "requested" and s["phase"] == "running" and s["objects_scanned"] >= 1200
+        wait_until(far_enough, 60, interval=0.02, what="the resync half way")
+        proxy.partition()
+        a.kill9_repld()
+        cut = a.status()["targets"][0]["sync"]  # what LMDB holds: storaged answers without repld
+        assert cut["phase"] == "running" and 0 < cut["objects_scanned"] < n, cut
+        proxy.heal(reset=True)
+        a.start_repld()
+        holder = {}
 
-    def done():
-        s = target_sync(a)
-        holder["s"] = s
-        return s["phase"] == "done"
-    wait_until(done, 90, interval=0.1, what="the resumed sync (last: %r)" % (holder,))
-    s = holder["s"]
-    assert s["reason"] == "requested" and s["started"] == cut["started"], (cut, s)
-    # resumed from the persisted position: every key scanned once, and what shipped after the cut is at most
-    # what was left plus the one batch that was in flight
-    assert s["objects_scanned"] == n, (cut, s)
-    assert s["objects_shipped"] - cut["objects_shipped"] <= n - cut["objects_scanned"] + 50, (cut, s)
-    assert s["objects_failed"] == 0, s
-    assert log_events(a, "full sync resumed"), "no resume logged"
-    converge_or_fail(a, b, timeout=60)
+        def done():
+            s = target_sync(a)
+            holder["s"] = s
+            return s["phase"] == "done"
+        wait_until(done, 90, interval=0.1, what="the resumed sync (last: %r)" % (holder,))
+        s = holder["s"]
+        assert s["reason"] == "requested" and s["started"] == cut["started"], (cut, s)
+        # resumed from the persisted position: every key scanned once, and what shipped after the cut is at
+        # most what was left plus the one batch that was in flight
+        assert s["objects_scanned"] == n, (cut, s)
+        assert s["objects_shipped"] - cut["objects_shipped"] <= n - cut["objects_scanned"] + 50, (cut, s)
+        assert s["objects_failed"] == 0, s
+        assert log_events(a, "full sync resumed"), "no resume logged"
+        converge_or_fail(a, b, timeout=60)
+    finally:
+        a.stop_repld()
+        proxy.close()
