@@ -169,8 +169,12 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++)
         if ((rc = mdb_dbi_open(txn, dbs[i].name, create ? MDB_CREATE : 0, dbs[i].dbi)) != 0) {
             if (rc == MDB_NOTFOUND && !create) {
-                snprintf(err, errlen, "%s: not a ComIO metadata directory (no \"%s\" table): check server.meta_path", dir,
-                         dbs[i].name);
+                if (strcmp(dbs[i].name, "repl_sync") == 0) /* added without a format change: storaged creates it */
+                    snprintf(err, errlen, "%s: no \"repl_sync\" table yet: start storaged of this release first, which adds it",
+                             dir);
+                else
+                    snprintf(err, errlen, "%s: not a ComIO metadata directory (no \"%s\" table): check server.meta_path", dir,
+                             dbs[i].name);
                 mdb_txn_abort(txn);
                 mdb_env_close(m->env);
                 m->env = NULL;
