@@ -31,6 +31,7 @@
 #define PROBE_MS 10000          /* while idle, how often the target's store identity is asked */
 #define PROBE_TIMEOUT_MS 10000L /* and how long such a question may take */
 #define PRESIGN_TTL_S 3600
+#define EXTRA_LOGGED 20 /* keys only the target holds that a sync logs one by one */
 #define REPLY_MAX (64u << 20)
 #define LIST_REPLY_MAX (64u << 20)
 #define CONNECT_TIMEOUT_MS 10000L
@@ -862,8 +863,13 @@ static int sync_bucket(sync_t *s, const char *b, const synclist_bucket_t *tb)
             snprintf(key, sizeof(key), "%.*s", (int)tx->key_len, tx->key);
             s->rec.extra++;
             s->rec.extra_bytes += tx->size;
-            log_msg(LOG_LVL_INFO, "full sync: the target holds a key this site does not", "target", s->tgt->name, "bucket", b,
-                    "key", key, NULL);
+            /* a rebuilt site syncing back to its peer finds every key extra: the first few are logged, all are counted */
+            if (s->rec.extra <= EXTRA_LOGGED)
+                log_msg(LOG_LVL_INFO,
+                        s->rec.extra < EXTRA_LOGGED ? "full sync: the target holds a key this site does not"
+                                                    : "full sync: the target holds a key this site does not (more are counted, "
+                                                      "not logged)",
+                        "target", s->tgt->name, "bucket", b, "key", key, NULL);
             break;
         }
         case SYNC_SKIP:
