@@ -315,3 +315,45 @@ def test_a_killed_repld_resumes_its_full_sync_where_it_was(pair):
     finally:
         a.stop_repld()
         proxy.close()
+
+
+def test_a_wiped_site_of_a_two_way_pair_gets_back_what_both_wrote(tmp_path):
+    """A <-> B. B loses its disk after both wrote: A rebuilds it, B's writes that A holds included (a sync ships
+    back to a key's origin), and B's own sync to A finds every key of A extra while it is empty: counted, not
+    deleted, nothing lost on A."""
+    from harness.replication import Site, new_token
+    ta, tb = new_token(), new_token()
+    a = Site(tmp_path / "a", "site-a", accept_token=ta)
+    b = Site(tmp_path / "b", "site-b", accept_token=tb, repl={"remote_url": a.url(), "remote_token": ta})
+    a.repl = dict(b.repl, remote_url=b.url(), remote_token=tb)
+    a.write_config()
+    sites = [a, b]
+    try:
+        a.start()
+        b.start()
+        ac, bc = a.client(), b.client()
+        w = Workload()
+        for i in range(60):
+            assert w.put(ac, "both", "from-a-%02d" % i, b"a" * (10 + i)).status == 200
+            assert w.put(bc, "both", "from-b-%02d" % i, b"b" * (10 + i)).status == 200
+        for i in range(0, 60, 6):
+            assert w.delete(bc, "both", "from-a-%02d" % i).status == 204
+        converge_or_fail(a, b, timeout=60)
+        b.stop()
+        for p in b.workdir.iterdir():
+            if p.name.startswith("store.img"):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        b.start()
+        wait_until(lambda: any(e.get("reason") == "store replaced" for e in log_events(a, "full sync finished") +
+                               log_events(a, "full sync started")), 60, interval=0.1, what="A's rebuild of B")
+        wait_until(lambda: target_sync(a)["phase"] == "done" and target_sync(b)["phase"] == "done", 60, interval=0.1,
+                   what="both syncs done")
+        converge_or_fail(a, b, timeout=60)
+        for site, name in ((a, "A"), (b, "B")):
+            d = w.check(site, name)
+            assert not d, "\n".join(d)
+        assert target_sync(b)["objects_failed"] == 0 and target_sync(a)["objects_failed"] == 0
+    finally:
+        problems = finish_sites(sites)
+        if problems:
+            pytest.fail("teardown:\n" + "\n".join(problems), pytrace=False)
