@@ -357,3 +357,14 @@ def test_a_wiped_site_of_a_two_way_pair_gets_back_what_both_wrote(tmp_path):
         problems = finish_sites(sites)
         if problems:
             pytest.fail("teardown:\n" + "\n".join(problems), pytrace=False)
+
+
+def test_resync_usage_errors_and_a_stopped_repld(pair):
+    a, b = pair()
+    for args, rc, text in [(("--resync",), 2, "--target"), (("--cancel",), 2, "--target"),
+                           (("--resync", "--cancel", "--target", "b"), 2, "--target"),
+                           (("--bucket", "photos", "--status"), 2, "--bucket goes with --resync"),
+                           (("--resync", "--target", "b", "--bucket"), 2, "--bucket: expected"),
+                           (("--resync", "--target", "127.0.0.1"), 1, "repld is not running")]:
+        r = a.repld_cmd(*args)
+        assert r.returncode == rc and text in r.stderr, (args, r)
