@@ -1062,8 +1062,14 @@ static void finish_cancel(sync_t *s)
         r = s->rec;
     r.phase = SYNCREC_CANCELLED;
     r.finished_ms = (uint64_t)clock_wall_ms();
-    /* the operator stopped it: the store is not synced again on its own, only by repld --resync */
+    /* the operator stopped it: the store is not synced again on its own, only by repld --resync (cancelled
+     * before the target ever answered, the store it names now) */
     memcpy(r.store_done, r.store_started, sizeof(r.store_done));
+    if (r.store_done[0] == '\0') {
+        pthread_mutex_lock(&s->mu);
+        snprintf(r.store_done, sizeof(r.store_done), "%s", s->peer_store);
+        pthread_mutex_unlock(&s->mu);
+    }
     s->rec = r;
     if (persist(s) == 0)
         log_end(s, "full sync cancelled; the target may lack objects until repld --resync");
