@@ -368,3 +368,37 @@ def test_resync_usage_errors_and_a_stopped_repld(pair):
                            (("--resync", "--target", "127.0.0.1"), 1, "repld is not running")]:
         r = a.repld_cmd(*args)
         assert r.returncode == rc and text in r.stderr, (args, r)
+
+
+def test_a_sync_retries_refused_events_counts_the_lost_causes_and_goes_on(tmp_path):
+    """Against a scripted replica that answers "retry" (507) for two keys: each is sent retry_attempts + 1
+    times, then counted failed with its error kept, and every other object still ships."""
+    from harness.fake_replica import FakeReplica
+    from harness.replication import Site, new_token
+    token = new_token()
+    fake = FakeReplica(token=token)
+    a = Site(tmp_path / "a", "site-a", repl=None)
+    try:
+        a.start()
+        ac = a.client()
+        for i in range(30):
+            assert ac.put("refused", "k%02d" % i, b"v" * (5 + i)).status == 200
+        a.stop()
+        a.repl = {"remote_url": fake.url, "remote_token": token, "retry_attempts": 3, "retry_delay": "50ms",
+                  "batch_size": 8, "inline_threshold": "64KB"}
+        a.write_config()
+        fake.set_retry_keys({("refused", "k03"), ("refused", "k17")})
+        a.start()
+        s = wait_sync_done(a, timeout=60)
+        assert s["objects_failed"] == 2 and s["objects_shipped"] == 28 and s["objects_scanned"] == 30, s
+        assert "507" in s["last_error"], s
+        for k in ("k03", "k17"):
+            assert len(fake.events_for("refused", k)) == 4, fake.events_for("refused", k)  # 1 + retry_attempts
+        assert set(fake.snapshot()["refused"]) == {"k%02d" % i for i in range(30)} - {"k03", "k17"}
+        assert log_events(a, "full sync finished")[-1]["failed"] == "2"
+    finally:
+        problems = finish_sites([a])
+        fake.close()
+        problems += ["fake replica saw a bad batch: %s" % e for e in fake.errors]
+        if problems:
+            pytest.fail("teardown:\n" + "\n".join(problems), pytrace=False)
