@@ -13,8 +13,9 @@ import time
 import pytest
 
 from harness import comio
-from harness.replication import (TcpProxy, Workload, Writer, comio_path, converge_or_fail, finish_sites, make_pair, snapshot,
-                                 wait_until)
+from harness.fake_replica import FakeReplica
+from harness.replication import (Site, TcpProxy, Workload, Writer, comio_path, converge_or_fail, finish_sites,
+                                 make_pair, new_token, snapshot, wait_until)
 
 
 @pytest.fixture
@@ -321,7 +322,6 @@ def test_a_wiped_site_of_a_two_way_pair_gets_back_what_both_wrote(tmp_path):
     """A <-> B. B loses its disk after both wrote: A rebuilds it, B's writes that A holds included (a sync ships
     back to a key's origin), and B's own sync to A finds every key of A extra while it is empty: counted, not
     deleted, nothing lost on A."""
-    from harness.replication import Site, new_token
     ta, tb = new_token(), new_token()
     a = Site(tmp_path / "a", "site-a", accept_token=ta)
     b = Site(tmp_path / "b", "site-b", accept_token=tb, repl={"remote_url": a.url(), "remote_token": ta})
@@ -373,8 +373,6 @@ def test_resync_usage_errors_and_a_stopped_repld(pair):
 def test_a_sync_retries_refused_events_counts_the_lost_causes_and_goes_on(tmp_path):
     """Against a scripted replica that answers "retry" (507) for two keys: each is sent retry_attempts + 1
     times, then counted failed with its error kept, and every other object still ships."""
-    from harness.fake_replica import FakeReplica
-    from harness.replication import Site, new_token
     token = new_token()
     fake = FakeReplica(token=token)
     a = Site(tmp_path / "a", "site-a", repl=None)
