@@ -27,7 +27,7 @@ typedef struct {
     int have_sync;
     char sync_phase[16], sync_reason[32], sync_bucket[64];
     uint64_t sync_scanned, sync_shipped, sync_skipped, sync_failed, sync_extra;
-    double sync_rate, sync_seconds;
+    double sync_rate, sync_seconds, sync_eta; /* eta < 0: unknown */
 } target_t;
 
 typedef struct {
@@ -207,6 +207,8 @@ static int decode(const json_doc_t *d, status_t *st, char *err, size_t errlen)
                 json_double(d, json_member(d, sy, "objects_per_second"), &g->sync_rate) != 0 ||
                 json_double(d, json_member(d, sy, "duration_seconds"), &g->sync_seconds) != 0)
                 g->have_sync = 0;
+            if (json_double(d, json_member(d, sy, "eta_seconds"), &g->sync_eta) != 0)
+                g->sync_eta = -1;
         }
         st->ntargets++;
     }
@@ -301,13 +303,17 @@ static void print_status(const char *url, const status_t *st)
         if (g->have_sync) {
             if (strcmp(g->sync_phase, "idle") == 0)
                 snprintf(v, sizeof(v), "none yet");
-            else
+            else {
+                char eta[48] = "";
+                if (g->sync_eta >= 0)
+                    snprintf(eta, sizeof(eta), ", about %.0f s left", g->sync_eta);
                 snprintf(v, sizeof(v),
                          "%s (%s)%s%s, %.1f s: %" PRIu64 " scanned, %" PRIu64 " shipped, %" PRIu64 " skipped, %" PRIu64
-                         " failed, %" PRIu64 " extra, %.0f objects/s",
+                         " failed, %" PRIu64 " extra, %.0f objects/s%s",
                          g->sync_phase, g->sync_reason, strcmp(g->sync_phase, "running") == 0 ? " in bucket " : "",
                          strcmp(g->sync_phase, "running") == 0 ? g->sync_bucket : "", g->sync_seconds, g->sync_scanned,
-                         g->sync_shipped, g->sync_skipped, g->sync_failed, g->sync_extra, g->sync_rate);
+                         g->sync_shipped, g->sync_skipped, g->sync_failed, g->sync_extra, g->sync_rate, eta);
+            }
             line("  full sync", v);
         }
     }

@@ -15,8 +15,9 @@ const double replstat_lat_bounds[REPLSTAT_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 
 typedef struct {
     replog_target_t st;
     uint64_t pending, pending_bytes;
-    int64_t oldest_ms; /* mtime of the oldest record above its cursor, 0 when none */
-    syncrec_t sync;    /* its full sync (phase SYNCREC_IDLE when none ran) */
+    int64_t oldest_ms;   /* mtime of the oldest record above its cursor, 0 when none */
+    syncrec_t sync;      /* its full sync (phase SYNCREC_IDLE when none ran) */
+    uint64_t sync_total; /* while it runs: the keys it will look at, estimated (0: unknown) */
 } tfig_t;
 
 typedef struct {
@@ -33,6 +34,22 @@ static int oldest(void *ctx, uint64_t seq, const char *rec, size_t len)
     if (logrec_decode(rec, len, &r) == 0)
         *(int64_t *)ctx = r.mtime_ms;
     return 1;
+}
+
+/* The keys a running sync will look at, estimated: the site's objects and
+ * tombstones (those of every bucket), or one bucket's objects for a sync of
+ * one bucket. 0 when unknown. */
+static uint64_t sync_total(meta_t *m, MDB_txn *txn, const syncrec_t *s)
+{
+    uint64_t objects = 0;
+    MDB_stat st;
+    if (s->only_bucket[0] != '\0') {
+        meta_bucket_t bk;
+        return meta_bucket_get(m, txn, s->only_bucket, strlen(s->only_bucket), &bk) == 0 ? bk.objects : 0;
+    }
+    if (meta_state_get(m, txn, META_OBJECTS, &objects) != 0 || mdb_stat(txn, m->tombstones, &st) != 0)
+        return 0;
+    return objects + st.ms_entries;
 }
 
 static int load(meta_t *m, const conf_t *conf, figures_t *f)
@@ -82,6 +99,8 @@ static int load(meta_t *m, const conf_t *conf, figures_t *f)
             t->oldest_ms = 0;
         if (syncrec_get(m, txn, conf->targets[i].name, &t->sync) != 0)
             memset(&t->sync, 0, sizeof(t->sync)); /* none yet (or unreadable: status still answers) */
+        if (t->sync.phase == SYNCREC_RUNNING)
+            t->sync_total = sync_total(m, txn, &t->sync);
     }
 done:
     mdb_txn_abort(txn);
@@ -113,7 +132,7 @@ static const char *state_name(const replstat_target_live_t *l)
 }
 
 /* A target's full sync: its phase, position, counters and rate. */
-static void put_sync(buf_t *out, const syncrec_t *s)
+static void put_sync(buf_t *out, const syncrec_t *s, uint64_t total)
 {
     uint64_t end = s->phase == SYNCREC_RUNNING ? (uint64_t)clock_wall_ms() : s->finished_ms;
     double secs = s->started_ms > 0 && end > s->started_ms ? (end - s->started_ms) / 1000.0 : 0;
@@ -147,6 +166,17 @@ static void put_sync(buf_t *out, const syncrec_t *s)
         buf_json_str(out, s->store_done, strlen(s->store_done));
     else
         buf_puts(out, "null");
+    /* while it runs: how many keys in all (estimated) and the time left at the rate so far */
+    buf_puts(out, ",\"objects_estimated\":");
+    if (s->phase == SYNCREC_RUNNING && total > 0)
+        buf_printf(out, "%" PRIu64, total > s->scanned ? total : s->scanned);
+    else
+        buf_puts(out, "null");
+    buf_puts(out, ",\"eta_seconds\":");
+    if (s->phase == SYNCREC_RUNNING && total > 0 && secs > 0 && s->scanned > 0)
+        buf_printf(out, "%.1f", total > s->scanned ? (total - s->scanned) / (s->scanned / secs) : 0.0);
+    else
+        buf_puts(out, "null");
     buf_puts(out, ",\"last_error\":");
     buf_json_str(out, s->error, strlen(s->error));
     buf_puts(out, "}");
@@ -178,7 +208,7 @@ static void put_target(buf_t *out, const conf_target_t *c, const tfig_t *t, cons
         buf_puts(out, "\"\"");
     buf_printf(out, ",\"retry_in_seconds\":%.1f,\"workers\":%u,\"sync\":", l != NULL ? l->retry_in_seconds : 0.0,
                l != NULL ? l->nworkers : c->workers);
-    put_sync(out, &t->sync);
+    put_sync(out, &t->sync, t->sync_total);
     buf_puts(out, "}");
 }
 

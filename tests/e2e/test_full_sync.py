@@ -295,6 +295,7 @@ def test_a_killed_repld_resumes_its_full_sync_where_it_was(pair):
         a.kill9_repld()
         cut = a.status()["targets"][0]["sync"]  # what LMDB holds: storaged answers without repld
         assert cut["phase"] == "running" and 0 < cut["objects_scanned"] < n, cut
+        assert cut["objects_estimated"] == n and cut["eta_seconds"] is not None and cut["eta_seconds"] >= 0, cut
         proxy.heal(reset=True)
         a.start_repld()
         holder = {}
