@@ -23,6 +23,11 @@ typedef struct {
     char name[64], url[CLI_HTTP_URL_MAX], state[16], site[256], error[512];
     uint64_t pending, bytes_pending, replicated, skipped, failed;
     double lag;
+    /* its full sync; have_sync 0 from a site older than full sync */
+    int have_sync;
+    char sync_phase[16], sync_reason[32], sync_bucket[64];
+    uint64_t sync_scanned, sync_shipped, sync_skipped, sync_failed, sync_extra;
+    double sync_rate, sync_seconds, sync_eta; /* eta < 0: unknown */
 } target_t;
 
 typedef struct {
@@ -186,6 +191,25 @@ static int decode(const json_doc_t *d, status_t *st, char *err, size_t errlen)
             g->skipped = 0;
         if (json_u64(d, json_member(d, t, "events_failed"), &g->failed) != 0)
             g->failed = 0;
+        const json_tok_t *sy = json_member(d, t, "sync");
+        if (sy != NULL && json_str(d, json_member(d, sy, "phase"), raw, sizeof(g->sync_phase), NULL) == 0) {
+            g->have_sync = 1;
+            printable(raw, g->sync_phase, sizeof(g->sync_phase));
+            if (json_str(d, json_member(d, sy, "reason"), raw, sizeof(g->sync_reason), NULL) == 0)
+                printable(raw, g->sync_reason, sizeof(g->sync_reason));
+            if (json_str(d, json_member(d, sy, "bucket"), raw, sizeof(g->sync_bucket), NULL) == 0)
+                printable(raw, g->sync_bucket, sizeof(g->sync_bucket));
+            if (json_u64(d, json_member(d, sy, "objects_scanned"), &g->sync_scanned) != 0 ||
+                json_u64(d, json_member(d, sy, "objects_shipped"), &g->sync_shipped) != 0 ||
+                json_u64(d, json_member(d, sy, "objects_skipped"), &g->sync_skipped) != 0 ||
+                json_u64(d, json_member(d, sy, "objects_failed"), &g->sync_failed) != 0 ||
+                json_u64(d, json_member(d, sy, "objects_extra"), &g->sync_extra) != 0 ||
+                json_double(d, json_member(d, sy, "objects_per_second"), &g->sync_rate) != 0 ||
+                json_double(d, json_member(d, sy, "duration_seconds"), &g->sync_seconds) != 0)
+                g->have_sync = 0;
+            if (json_double(d, json_member(d, sy, "eta_seconds"), &g->sync_eta) != 0)
+                g->sync_eta = -1;
+        }
         st->ntargets++;
     }
     const json_tok_t *workers = json_member(d, root, "workers");
@@ -276,6 +300,22 @@ static void print_status(const char *url, const status_t *st)
         line("  events failed", v);
         if (g->error[0] != '\0')
             line("  last error", g->error);
+        if (g->have_sync) {
+            if (strcmp(g->sync_phase, "idle") == 0)
+                snprintf(v, sizeof(v), "none yet");
+            else {
+                char eta[48] = "";
+                if (g->sync_eta >= 0)
+                    snprintf(eta, sizeof(eta), ", about %.0f s left", g->sync_eta);
+                snprintf(v, sizeof(v),
+                         "%s (%s)%s%s, %.1f s: %" PRIu64 " scanned, %" PRIu64 " shipped, %" PRIu64 " skipped, %" PRIu64
+                         " failed, %" PRIu64 " extra, %.0f objects/s%s",
+                         g->sync_phase, g->sync_reason, strcmp(g->sync_phase, "running") == 0 ? " in bucket " : "",
+                         strcmp(g->sync_phase, "running") == 0 ? g->sync_bucket : "", g->sync_seconds, g->sync_scanned,
+                         g->sync_shipped, g->sync_skipped, g->sync_failed, g->sync_extra, g->sync_rate, eta);
+            }
+            line("  full sync", v);
+        }
     }
     if (st->targets_total > st->ntargets) {
         snprintf(v, sizeof(v), "%zu more (see --json)", st->targets_total - st->ntargets);

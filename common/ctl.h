@@ -9,7 +9,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 
-#define CTL_CMD_MAX 64
+#define CTL_CMD_MAX 256
 #define CTL_REPLY_MAX (1024 * 1024)
 
 /* Renders the answer to `cmd` (without the newline) into out; returns 0, or

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <openssl/sha.h>
 #include "common/be.h"
+#include "common/hex.h"
 #include "common/hlc.h"
 #include "common/log.h"
 #include "common/meta.h"
@@ -139,7 +140,7 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
                {"pending", &m->pending},       {"tombstones", &m->tombstones},
                {"purges", &m->purges},         {"repl_failed", &m->repl_failed},
                {"repl_retry", &m->repl_retry}, {"repl_targets", &m->repl_targets},
-               {"conflicts", &m->conflicts}};
+               {"conflicts", &m->conflicts},   {"repl_sync", &m->repl_sync}};
     MDB_txn *txn = NULL;
     uint64_t format = 0;
     int rc, ret;
@@ -168,8 +169,12 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++)
         if ((rc = mdb_dbi_open(txn, dbs[i].name, create ? MDB_CREATE : 0, dbs[i].dbi)) != 0) {
             if (rc == MDB_NOTFOUND && !create) {
-                snprintf(err, errlen, "%s: not a ComIO metadata directory (no \"%s\" table): check server.meta_path", dir,
-                         dbs[i].name);
+                if (strcmp(dbs[i].name, "repl_sync") == 0) /* added without a format change: storaged creates it */
+                    snprintf(err, errlen, "%s: no \"repl_sync\" table yet: start storaged of this release first, which adds it",
+                             dir);
+                else
+                    snprintf(err, errlen, "%s: not a ComIO metadata directory (no \"%s\" table): check server.meta_path", dir,
+                             dbs[i].name);
                 mdb_txn_abort(txn);
                 mdb_env_close(m->env);
                 m->env = NULL;
@@ -780,4 +785,352 @@ int meta_state_add(meta_t *m, MDB_txn *txn, meta_counter_t c, int64_t delta)
     if ((ret = meta_state_get(m, txn, c, &v)) != 0)
         return ret;
     return meta_state_put(m, txn, c, v + (uint64_t)delta);
+}
+
+/* ---- buckets (records of storaged/meta.h's "buckets") ---- */
+
+#define BUCKET_FORMAT_V1 1
+#define BUCKET_FORMAT 2
+#define BUCKET_FIXED_V1 25
+#define BUCKET_FIXED (BUCKET_FIXED_V1 + 8 + 1 + 1)
+
+int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *out)
+{
+    MDB_val k = {blen, (void *)b}, v;
+    int rc = mdb_get(txn, m->buckets, &k, &v);
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(buckets)");
+    const uint8_t *p = v.mv_data;
+    if (v.mv_size == BUCKET_FIXED_V1 && p[0] == BUCKET_FORMAT_V1) {
+        out->version = meta_ver_make(0, "", 0);
+        out->deleted = 0;
+    } else if (v.mv_size >= BUCKET_FIXED && p[0] == BUCKET_FORMAT && v.mv_size == BUCKET_FIXED + (size_t)p[34] &&
+               (p[33] & ~1u) == 0) {
+        out->version = meta_ver_make(be_get(p + 25, 8), (const char *)p + BUCKET_FIXED, p[34]);
+        out->deleted = p[33] & 1;
+    } else {
+        return CIO_EPROTO;
+    }
+    out->ctime_ms = (int64_t)be_get(p + 1, 8);
+    out->objects = be_get(p + 9, 8);
+    out->bytes = be_get(p + 17, 8);
+    return 0;
+}
+
+int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk)
+{
+    uint8_t buf[BUCKET_FIXED + LOGREC_ORIGIN_MAX];
+    size_t olen = bk->version.origin_len;
+    if (olen > LOGREC_ORIGIN_MAX)
+        return CIO_EINVAL;
+    buf[0] = BUCKET_FORMAT;
+    be_put(buf + 1, (uint64_t)bk->ctime_ms, 8);
+    be_put(buf + 9, bk->objects, 8);
+    be_put(buf + 17, bk->bytes, 8);
+    be_put(buf + 25, bk->version.hlc, 8);
+    buf[33] = bk->deleted ? 1 : 0;
+    buf[34] = (uint8_t)olen;
+    memcpy(buf + BUCKET_FIXED, bk->version.origin, olen);
+    MDB_val k = {blen, (void *)b}, v = {BUCKET_FIXED + olen, buf};
+    return meta_err(mdb_put(txn, m->buckets, &k, &v, 0), "mdb_put(buckets)");
+}
+
+int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen)
+{
+    MDB_val k = {blen, (void *)b};
+    return meta_err(mdb_del(txn, m->buckets, &k, NULL), "mdb_del(buckets)");
+}
+
+/* ---- tombstones and purge versions ---- */
+
+/* Format 2: format byte, version (u64 BE), time (i64 BE), origin (u8
+ * length, bytes), key (u16 BE length, bytes). Format 3: the same followed
+ * by the causal context (vctx_encode), written when it is not empty. Format
+ * 1 (metadata format 1, still read, never written) has no origin: it reads
+ * as origin "". */
+#define TOMB_FORMAT_V1 1
+#define TOMB_FORMAT 2
+#define TOMB_FORMAT_CTX 3
+#define TOMB_FIXED_V1 (1 + 8 + 8 + 2)
+#define TOMB_FIXED (TOMB_FIXED_V1 + 1)
+
+int meta_tomb_decode(const MDB_val *v, meta_tomb_t *t, const uint8_t **key, size_t *klen)
+{
+    const uint8_t *p = v->mv_data;
+    size_t olen = 0, fixed, used;
+    if (v->mv_size < TOMB_FIXED_V1 || (p[0] != TOMB_FORMAT && p[0] != TOMB_FORMAT_CTX && p[0] != TOMB_FORMAT_V1))
+        return CIO_EPROTO;
+    vctx_init(&t->ctx);
+    if (p[0] != TOMB_FORMAT_V1) {
+        if (v->mv_size < TOMB_FIXED || (olen = p[17]) > LOGREC_ORIGIN_MAX || v->mv_size < TOMB_FIXED + olen)
+            return CIO_EPROTO;
+        fixed = TOMB_FIXED + olen;
+        t->version = meta_ver_make(be_get(p + 1, 8), (const char *)p + 18, olen);
+    } else {
+        fixed = TOMB_FIXED_V1;
+        t->version = meta_ver_make(be_get(p + 1, 8), "", 0);
+    }
+    t->time_ms = (int64_t)be_get(p + 9, 8);
+    *klen = (size_t)(p[fixed - 2] << 8 | p[fixed - 1]);
+    if (*klen > LOGREC_KEY_MAX || v->mv_size < fixed + *klen || (p[0] != TOMB_FORMAT_CTX && v->mv_size != fixed + *klen))
+        return CIO_EPROTO;
+    *key = p + fixed;
+    if (p[0] == TOMB_FORMAT_CTX &&
+        (vctx_decode(p + fixed + *klen, v->mv_size - fixed - *klen, &t->ctx, &used) != 0 || used != v->mv_size - fixed - *klen))
+        return CIO_EPROTO;
+    return 0;
+}
+
+int meta_tomb_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_tomb_t *out)
+{
+    uint8_t kb[META_OBJKEY_MAX];
+    const uint8_t *full;
+    size_t flen;
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v;
+    int rc = mdb_get(txn, m->tombstones, &key, &v);
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(tombstones)");
+    if ((rc = meta_tomb_decode(&v, out, &full, &flen)) != 0)
+        return rc;
+    /* a hashed key must still be the same key */
+    if (flen != klen || memcmp(full, k, klen) != 0)
+        return CIO_ENOTFOUND;
+    return 0;
+}
+
+int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_tomb_t *t)
+{
+    uint8_t kb[META_OBJKEY_MAX], vb[TOMB_FIXED + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX + VCTX_ENCODED_MAX];
+    size_t olen = t->version.origin_len, clen = 0;
+    int with_ctx = t->ctx.n > 0 || t->ctx.floor != 0;
+    if (klen > LOGREC_KEY_MAX || olen > LOGREC_ORIGIN_MAX)
+        return CIO_EINVAL;
+    vb[0] = with_ctx ? TOMB_FORMAT_CTX : TOMB_FORMAT;
+    be_put(vb + 1, t->version.hlc, 8);
+    be_put(vb + 9, (uint64_t)t->time_ms, 8);
+    vb[17] = (uint8_t)olen;
+    memcpy(vb + 18, t->version.origin, olen);
+    vb[18 + olen] = (uint8_t)(klen >> 8);
+    vb[19 + olen] = (uint8_t)klen;
+    memcpy(vb + TOMB_FIXED + olen, k, klen);
+    if (with_ctx)
+        clen = vctx_encode(vb + TOMB_FIXED + olen + klen, &t->ctx);
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v = {TOMB_FIXED + olen + klen + clen, vb};
+    return meta_err(mdb_put(txn, m->tombstones, &key, &v, 0), "mdb_put(tombstones)");
+}
+
+int meta_tomb_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen)
+{
+    uint8_t kb[META_OBJKEY_MAX];
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
+    int rc = mdb_del(txn, m->tombstones, &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_del(tombstones)");
+}
+
+int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_ver_t *version)
+{
+    MDB_val k = {blen, (void *)b}, v;
+    int rc = mdb_get(txn, m->purges, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *version = meta_ver_make(0, "", 0);
+        return 0;
+    }
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(purges)");
+    if (v.mv_size < 8 || v.mv_size > 8 + LOGREC_ORIGIN_MAX)
+        return CIO_EPROTO;
+    *version = meta_ver_make(be_get(v.mv_data, 8), (const char *)v.mv_data + 8, v.mv_size - 8);
+    return 0;
+}
+
+int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version)
+{
+    uint8_t buf[8 + LOGREC_ORIGIN_MAX];
+    if (version->origin_len > LOGREC_ORIGIN_MAX)
+        return CIO_EINVAL;
+    be_put(buf, version->hlc, 8);
+    memcpy(buf + 8, version->origin, version->origin_len);
+    MDB_val k = {blen, (void *)b}, v = {8 + (size_t)version->origin_len, buf};
+    return meta_err(mdb_put(txn, m->purges, &k, &v, 0), "mdb_put(purges)");
+}
+
+/* ---- the store's identity ---- */
+
+int meta_store_id(meta_t *m, MDB_txn *txn, char out[META_STORE_ID_HEX + 1])
+{
+    uint64_t hi, lo;
+    uint8_t id[16];
+    int ret;
+    out[0] = '\0';
+    if ((ret = meta_state_get(m, txn, META_STORE_ID_HI, &hi)) != 0 || (ret = meta_state_get(m, txn, META_STORE_ID_LO, &lo)) != 0)
+        return ret;
+    if (hi == 0 && lo == 0)
+        return CIO_ENOTFOUND;
+    be_put(id, hi, 8);
+    be_put(id + 8, lo, 8);
+    hex_encode(out, id, 16);
+    out[META_STORE_ID_HEX] = '\0';
+    return 0;
+}
+
+/* ---- a bucket's keys, objects and tombstones together (full sync) ---- */
+
+typedef struct {
+    meta_entry_t *v;
+    size_t n, cap, max;
+    int truncated;
+} entries_t;
+
+static int entries_push(entries_t *e, meta_entry_t **out)
+{
+    if (e->n == e->cap) {
+        size_t ncap = e->cap ? e->cap * 2 : 64;
+        meta_entry_t *n = realloc(e->v, ncap * sizeof(*n));
+        if (n == NULL)
+            return CIO_ENOMEM;
+        e->v = n;
+        e->cap = ncap;
+    }
+    *out = &e->v[e->n++];
+    return 0;
+}
+
+static int take_obj(void *ctx, const meta_obj_t *o)
+{
+    entries_t *e = ctx;
+    meta_entry_t *x;
+    if (e->n >= e->max) {
+        e->truncated = 1;
+        return 1;
+    }
+    if (entries_push(e, &x) != 0)
+        return CIO_ENOMEM;
+    x->deleted = 0;
+    x->obj = *o;
+    return 0;
+}
+
+static int cmp_entry(const void *x, const void *y)
+{
+    const meta_entry_t *a = x, *b = y;
+    return cmp_key(a->obj.key, a->obj.key_len, b->obj.key, b->obj.key_len);
+}
+
+/* The tombstones of bucket b after `after`, at least `max` of them unless the
+ * bucket ends first. Long keys are stored as a prefix and a hash, so a run
+ * of them sharing their prefix is in hash order: the walk never stops inside
+ * such a run, and the page is sorted, so every key it leaves out sorts after
+ * every key it holds. */
+static int tomb_page(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *after, size_t alen, entries_t *e)
+{
+    size_t room = objkey_room(blen), fromlen = alen > room ? room : alen;
+    uint8_t seek[META_OBJKEY_MAX], run[META_OBJKEY_MAX];
+    size_t runlen = 0;
+    MDB_cursor *cur;
+    int rc, ret = 0;
+
+    memcpy(seek, b, blen);
+    seek[blen] = 0;
+    memcpy(seek + blen + 1, after, fromlen);
+    MDB_val k = {blen + 1 + fromlen, seek}, v;
+    if ((rc = mdb_cursor_open(txn, m->tombstones, &cur)) != 0)
+        return meta_err(rc, "mdb_cursor_open(tombstones)");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data, *key;
+        size_t klen;
+        meta_tomb_t t;
+        meta_entry_t *x;
+        int hashed;
+        if (k.mv_size <= blen || memcmp(kp, b, blen) != 0 || kp[blen] != 0)
+            break; /* left the bucket */
+        hashed = k.mv_size == blen + 2 + room + HASH_LEN && kp[blen + 1 + room] == 0;
+        if (e->n >= e->max && !(hashed && runlen > 0 && memcmp(kp, run, runlen) == 0)) {
+            e->truncated = 1;
+            break;
+        }
+        runlen = 0;
+        if (hashed) {
+            runlen = blen + 2 + room;
+            memcpy(run, kp, runlen);
+        }
+        if ((ret = meta_tomb_decode(&v, &t, &key, &klen)) != 0)
+            break;
+        if (klen == 0 || cmp_key((const char *)key, klen, after, alen) <= 0)
+            continue; /* the bucket's own tombstone, or not after `after` */
+        if ((ret = entries_push(e, &x)) != 0)
+            break;
+        memset(&x->obj, 0, sizeof(x->obj));
+        x->deleted = 1;
+        x->obj.version = t.version.hlc;
+        x->obj.origin_len = t.version.origin_len;
+        memcpy(x->obj.origin, t.version.origin, t.version.origin_len + 1);
+        x->obj.key_len = (uint16_t)klen;
+        memcpy(x->obj.key, key, klen);
+        x->obj.key[klen] = '\0';
+        x->obj.ctx = t.ctx;
+        x->obj.mtime_ms = t.time_ms;
+    }
+    if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
+        ret = meta_err(rc, "mdb_cursor_get(tombstones)");
+    mdb_cursor_close(cur);
+    if (ret == 0 && e->n > 1)
+        qsort(e->v, e->n, sizeof(*e->v), cmp_entry);
+    return ret;
+}
+
+int meta_key_page(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *after, size_t alen, size_t max,
+                  meta_entry_t **out, size_t *n, int *more)
+{
+    entries_t objs = {NULL, 0, 0, max, 0}, tombs = {NULL, 0, 0, max, 0};
+    meta_entry_t *page = NULL;
+    size_t i = 0, j = 0, np = 0;
+    int ret;
+
+    *out = NULL;
+    *n = 0;
+    *more = 0;
+    if (max == 0)
+        return CIO_EINVAL;
+    if ((ret = meta_obj_list(m, txn, b, blen, "", 0, after, alen, max + 1, take_obj, &objs)) != 0 ||
+        (ret = tomb_page(m, txn, b, blen, after, alen, &tombs)) != 0)
+        goto done;
+    if (objs.n + tombs.n > 0 && (page = malloc((objs.n + tombs.n) * sizeof(*page))) == NULL) {
+        ret = CIO_ENOMEM;
+        goto done;
+    }
+    /* a side cut short bounds the page: beyond its last key, the other side may miss keys of it */
+    const meta_obj_t *bound = NULL;
+    if (objs.truncated && objs.n > 0)
+        bound = &objs.v[objs.n - 1].obj;
+    if (tombs.truncated && tombs.n > 0 &&
+        (bound == NULL || cmp_key(tombs.v[tombs.n - 1].obj.key, tombs.v[tombs.n - 1].obj.key_len, bound->key, bound->key_len) < 0))
+        bound = &tombs.v[tombs.n - 1].obj;
+    while (i < objs.n || j < tombs.n) {
+        meta_entry_t *x;
+        int c = i >= objs.n ? 1 : j >= tombs.n ? -1 : cmp_entry(&objs.v[i], &tombs.v[j]);
+        x = c <= 0 ? &objs.v[i] : &tombs.v[j];
+        if (bound != NULL && cmp_key(x->obj.key, x->obj.key_len, bound->key, bound->key_len) > 0)
+            break;
+        if (c == 0) {
+            /* an object and a tombstone of one key: the later version is the key's state */
+            if (hlc_version_cmp(tombs.v[j].obj.version, tombs.v[j].obj.origin, tombs.v[j].obj.origin_len, objs.v[i].obj.version,
+                                objs.v[i].obj.origin, objs.v[i].obj.origin_len) > 0)
+                x = &tombs.v[j];
+            i++, j++;
+        } else if (c < 0) {
+            i++;
+        } else {
+            j++;
+        }
+        page[np++] = *x;
+    }
+    *more = objs.truncated || tombs.truncated;
+    *out = page;
+    *n = np;
+    page = NULL;
+done:
+    free(page);
+    free(objs.v);
+    free(tombs.v);
+    return ret;
 }

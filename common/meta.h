@@ -10,6 +10,7 @@
  *   "replog", "repl_failed", "repl_retry", "repl_targets": the replication
  *              log, owned by common/replog.h: no other module reads or
  *              writes them
+ *   "repl_sync": each target's full sync, owned by common/syncrec.h
  *   "pending", "tombstones", "purges": storaged's (storaged/meta.h)
  *   "conflicts": storaged's, the losers of concurrent writes (storaged/conflict.h)
  *   plus the allocator's databases (common/alloc.h).
@@ -33,7 +34,7 @@
 typedef struct meta {
     MDB_env *env;
     MDB_dbi buckets, objects, replog, pending, state;
-    MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets, conflicts;
+    MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets, conflicts, repl_sync;
     alloc_t alloc;
     int wake_fd;         /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
     const char *site_id; /* borrowed from meta_open_site's caller for the format migration; NULL after opening */
@@ -194,6 +195,56 @@ typedef int (*meta_list_cb)(void *ctx, const meta_obj_t *o);
 int meta_obj_list(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *prefix, size_t plen, const char *after,
                   size_t alen, size_t limit, meta_list_cb cb, void *ctx) CIO_MUST_CHECK;
 
+/* ---- storaged's bucket, tombstone and purge records (storaged/meta.h
+ * describes the tables; their records live here because repld's full sync
+ * reads them too). What a site knows of a key is the largest of: its
+ * object's version, its tombstone's, its bucket's purge version. ---- */
+
+/* A bucket. `version` is the (version, origin) of the last bucket CREATE or
+ * DELETE made here or applied (hlc 0: none, e.g. a bucket a PUT created),
+ * `deleted` whether that was a DELETE: a bucket deleted while it still held
+ * objects (an applied DELETE never deletes data) stays until it is empty
+ * (docs/replication-apply.md, "Buckets"). Record format 2: format byte,
+ * ctime, objects, bytes (u64 BE each), version (u64 BE), flags (1: deleted),
+ * origin (u8 length, bytes). Format 1 (25 bytes) reads as version 0, not
+ * deleted. A deleted bucket's version is kept as a tombstone with the empty
+ * key (meta_tomb_*), which no object key can be. */
+typedef struct {
+    int64_t ctime_ms;
+    uint64_t objects;
+    uint64_t bytes;
+    meta_ver_t version;
+    int deleted;
+} meta_bucket_t;
+
+int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *out) CIO_MUST_CHECK;
+int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk) CIO_MUST_CHECK;
+int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO_MUST_CHECK;
+
+typedef struct {
+    meta_ver_t version; /* the DELETE's version (or, from a format-1 store, the replaced applied object's) */
+    int64_t time_ms;    /* when this site recorded it (local clock): garbage collection */
+    vctx_t ctx;         /* the key's causal context besides `version` itself (meta_obj_t's ctx); empty for a bucket's */
+} meta_tomb_t;
+
+/* Decodes a "tombstones" value into *t; *key and *klen are the full key
+ * (into v: valid while the transaction lives; empty for a bucket's own
+ * tombstone). 0 or CIO_EPROTO. */
+int meta_tomb_decode(const MDB_val *v, meta_tomb_t *t, const uint8_t **key, size_t *klen) CIO_MUST_CHECK;
+
+/* Tombstone of key k in bucket b, keyed like "objects". get returns
+ * CIO_ENOTFOUND when absent; del of an absent tombstone is not an error. */
+int meta_tomb_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_tomb_t *out) CIO_MUST_CHECK;
+int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
+                  const meta_tomb_t *t) CIO_MUST_CHECK;
+int meta_tomb_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
+
+/* Version of the last purge of bucket b (made here or applied): hlc 0 when
+ * none. Stored as the u64 BE version followed by the origin's bytes; a
+ * record of 8 bytes (metadata format 1) reads with origin "". */
+int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_ver_t *version) CIO_MUST_CHECK;
+int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version) CIO_MUST_CHECK;
+
 /* The counters of the "state" table, each with the name it is stored
  * under: those names are on disk, so one is never renamed. A counter is
  * named by its enum value, so a misspelt one does not compile. (Stores
@@ -232,6 +283,39 @@ typedef enum { META_COUNTERS(META_COUNTER_ENUM) META_NCOUNTERS } meta_counter_t;
 int meta_state_get(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t *v) CIO_MUST_CHECK;
 int meta_state_put(meta_t *m, MDB_txn *txn, meta_counter_t c, uint64_t v) CIO_MUST_CHECK;
 int meta_state_add(meta_t *m, MDB_txn *txn, meta_counter_t c, int64_t delta) CIO_MUST_CHECK;
+
+/* ---- the store's identity ----
+ * storaged draws 128 random bits (OpenSSL RAND_bytes) when it formats a new
+ * store, in the transaction that pairs the metadata with the data store
+ * (META_STORE_ID_HI/LO), and writes the same into the store's superblock. It
+ * never changes for the life of the store: a wiped or replaced disk gets a
+ * new one, and a store restored from a backup has the backup's. A replica
+ * reports it to its senders, which give a store they have not synced yet a
+ * full sync (repld/sync.h). */
+#define META_STORE_ID_HEX 32
+
+/* The identity as 32 lowercase hex characters and a NUL into out. 0,
+ * CIO_ENOTFOUND (a store not formatted yet) or a meta_err code. */
+int meta_store_id(meta_t *m, MDB_txn *txn, char out[META_STORE_ID_HEX + 1]) CIO_MUST_CHECK;
+
+/* ---- a bucket's keys for a full sync ---- */
+
+/* A key's state: its object, or its tombstone (deleted: obj then holds only
+ * the key, version, origin, context and the tombstone's time as mtime_ms). */
+typedef struct {
+    int deleted;
+    meta_obj_t obj;
+} meta_entry_t;
+
+/* The objects and tombstones of bucket b whose key sorts strictly after
+ * `after` (alen 0: from the first), in byte order of the key, one entry a
+ * key (a key with both holds the later version's), about `max` (> 0) of them:
+ * at most 2 * max, more only when long keys share their first ~400 bytes.
+ * *out is a malloc'd array of *n entries (the caller frees it; NULL when
+ * none); *more is 1 when keys may follow the last one. Returns 0,
+ * CIO_EINVAL (max 0), CIO_ENOMEM or a meta_err code. */
+int meta_key_page(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *after, size_t alen, size_t max,
+                  meta_entry_t **out, size_t *n, int *more) CIO_MUST_CHECK;
 
 /* The key of bucket b's key k in "objects" (and in the tables keyed alike)
  * into out, which has META_OBJKEY_MAX bytes; returns its length. */

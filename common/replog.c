@@ -5,6 +5,7 @@
 #include "common/be.h"
 #include "common/log.h"
 #include "common/replog.h"
+#include "common/syncrec.h"
 
 /* ---- appending ---- */
 
@@ -419,7 +420,7 @@ int replog_targets_open(meta_t *m, MDB_txn *txn, const char *const *names, size_
             return meta_err(rc, "mdb_del(repl_targets)");
         if ((ret = drop_entries(txn, m->repl_failed, "drop repl_failed", sc.stale, nlen, &failed)) != 0 ||
             (ret = drop_entries(txn, m->repl_retry, "drop repl_retry", sc.stale, nlen, &retry)) != 0 ||
-            (ret = meta_state_get(m, txn, META_REPL_FAILED, &f)) != 0 ||
+            (ret = syncrec_del(m, txn, sc.stale, nlen)) != 0 || (ret = meta_state_get(m, txn, META_REPL_FAILED, &f)) != 0 ||
             (ret = meta_state_put(m, txn, META_REPL_FAILED, f > failed ? f - failed : 0)) != 0)
             return ret;
         snprintf(cur, sizeof(cur), "%" PRIu64, sc.st.cursor);

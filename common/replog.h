@@ -129,7 +129,8 @@ typedef struct {
  *   - a target without state starts at the trim point: it is sent what the
  *     log still holds;
  *   - a target that has state but is not in names is forgotten (its state,
- *     failed and re-drive entries are removed, each logged), so that it no
+ *     failed and re-drive entries and its full sync record (common/syncrec.h)
+ *     are removed, each logged), so that it no
  *     longer holds the log back; then the log is trimmed to the new lowest
  *     cursor.
  * Idempotent. *forgotten (may be NULL) tells how many targets were removed.

@@ -7,6 +7,7 @@
 #include "common/date.h"
 #include "common/replog.h"
 #include "common/replstat.h"
+#include "common/syncrec.h"
 
 const double replstat_lat_bounds[REPLSTAT_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
@@ -14,7 +15,9 @@ const double replstat_lat_bounds[REPLSTAT_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 
 typedef struct {
     replog_target_t st;
     uint64_t pending, pending_bytes;
-    int64_t oldest_ms; /* mtime of the oldest record above its cursor, 0 when none */
+    int64_t oldest_ms;   /* mtime of the oldest record above its cursor, 0 when none */
+    syncrec_t sync;      /* its full sync (phase SYNCREC_IDLE when none ran) */
+    uint64_t sync_total; /* while it runs: the keys it will look at, estimated (0: unknown) */
 } tfig_t;
 
 typedef struct {
@@ -22,6 +25,7 @@ typedef struct {
     int64_t oldest_ms; /* mtime of the oldest record still in the log, 0 when empty */
     size_t n;
     tfig_t *t; /* conf->ntargets of them */
+    char store_id[META_STORE_ID_HEX + 1];
 } figures_t;
 
 static int oldest(void *ctx, uint64_t seq, const char *rec, size_t len)
@@ -30,6 +34,22 @@ static int oldest(void *ctx, uint64_t seq, const char *rec, size_t len)
     if (logrec_decode(rec, len, &r) == 0)
         *(int64_t *)ctx = r.mtime_ms;
     return 1;
+}
+
+/* The keys a running sync will look at, estimated: the site's objects and
+ * tombstones (those of every bucket), or one bucket's objects for a sync of
+ * one bucket. 0 when unknown. */
+static uint64_t sync_total(meta_t *m, MDB_txn *txn, const syncrec_t *s)
+{
+    uint64_t objects = 0;
+    MDB_stat st;
+    if (s->only_bucket[0] != '\0') {
+        meta_bucket_t bk;
+        return meta_bucket_get(m, txn, s->only_bucket, strlen(s->only_bucket), &bk) == 0 ? bk.objects : 0;
+    }
+    if (meta_state_get(m, txn, META_OBJECTS, &objects) != 0 || mdb_stat(txn, m->tombstones, &st) != 0)
+        return 0;
+    return objects + st.ms_entries;
 }
 
 static int load(meta_t *m, const conf_t *conf, figures_t *f)
@@ -56,6 +76,8 @@ static int load(meta_t *m, const conf_t *conf, figures_t *f)
         (ret = replog_stats(m, txn, &f->head, &records)) != 0)
         goto done;
     f->pending = records;
+    if (meta_store_id(m, txn, f->store_id) != 0)
+        f->store_id[0] = '\0';
     if (f->head < cursor)
         f->head = cursor; /* the log was trimmed up to the cursor */
     if (replog_scan(m, txn, 0, oldest, &f->oldest_ms) != 0)
@@ -75,6 +97,10 @@ static int load(meta_t *m, const conf_t *conf, figures_t *f)
         t->pending_bytes = f->pending_bytes > t->st.ahead_bytes ? f->pending_bytes - t->st.ahead_bytes : 0;
         if (replog_scan(m, txn, t->st.cursor + 1, oldest, &t->oldest_ms) != 0)
             t->oldest_ms = 0;
+        if (syncrec_get(m, txn, conf->targets[i].name, &t->sync) != 0)
+            memset(&t->sync, 0, sizeof(t->sync)); /* none yet (or unreadable: status still answers) */
+        if (t->sync.phase == SYNCREC_RUNNING)
+            t->sync_total = sync_total(m, txn, &t->sync);
     }
 done:
     mdb_txn_abort(txn);
@@ -105,6 +131,57 @@ static const char *state_name(const replstat_target_live_t *l)
     return l->remote_state == 1 ? "up" : l->remote_state == 2 ? "backing_off" : "unknown";
 }
 
+/* A target's full sync: its phase, position, counters and rate. */
+static void put_sync(buf_t *out, const syncrec_t *s, uint64_t total)
+{
+    uint64_t end = s->phase == SYNCREC_RUNNING ? (uint64_t)clock_wall_ms() : s->finished_ms;
+    double secs = s->started_ms > 0 && end > s->started_ms ? (end - s->started_ms) / 1000.0 : 0;
+    buf_printf(out, "{\"phase\":\"%s\",\"reason\":", syncrec_phase_name(s->phase));
+    if (s->phase == SYNCREC_IDLE)
+        buf_puts(out, "null");
+    else
+        buf_printf(out, "\"%s\"", syncrec_reason_name(s->reason));
+    buf_puts(out, ",\"bucket\":");
+    buf_json_str(out, s->bucket, strlen(s->bucket));
+    buf_puts(out, ",\"key\":");
+    buf_json_str(out, s->key, s->key_len);
+    buf_puts(out, ",\"only_bucket\":");
+    if (s->only_bucket[0] != '\0')
+        buf_json_str(out, s->only_bucket, strlen(s->only_bucket));
+    else
+        buf_puts(out, "null");
+    buf_printf(out,
+               ",\"objects_scanned\":%" PRIu64 ",\"bytes_scanned\":%" PRIu64 ",\"objects_shipped\":%" PRIu64
+               ",\"bytes_shipped\":%" PRIu64 ",\"objects_skipped\":%" PRIu64 ",\"bytes_skipped\":%" PRIu64
+               ",\"objects_failed\":%" PRIu64 ",\"bytes_failed\":%" PRIu64 ",\"objects_extra\":%" PRIu64 ",\"bytes_extra\":%" PRIu64
+               ",\"started\":",
+               s->scanned, s->scanned_bytes, s->shipped, s->shipped_bytes, s->skipped, s->skipped_bytes, s->failed, s->failed_bytes,
+               s->extra, s->extra_bytes);
+    put_time(out, s->started_ms);
+    buf_puts(out, ",\"finished\":");
+    put_time(out, s->finished_ms);
+    buf_printf(out, ",\"duration_seconds\":%.3f,\"objects_per_second\":%.1f,\"bytes_per_second\":%.1f,\"store\":", secs,
+               secs > 0 ? s->scanned / secs : 0.0, secs > 0 ? s->shipped_bytes / secs : 0.0);
+    if (s->store_done[0] != '\0')
+        buf_json_str(out, s->store_done, strlen(s->store_done));
+    else
+        buf_puts(out, "null");
+    /* while it runs: how many keys in all (estimated) and the time left at the rate so far */
+    buf_puts(out, ",\"objects_estimated\":");
+    if (s->phase == SYNCREC_RUNNING && total > 0)
+        buf_printf(out, "%" PRIu64, total > s->scanned ? total : s->scanned);
+    else
+        buf_puts(out, "null");
+    buf_puts(out, ",\"eta_seconds\":");
+    if (s->phase == SYNCREC_RUNNING && total > 0 && secs > 0 && s->scanned > 0)
+        buf_printf(out, "%.1f", total > s->scanned ? (total - s->scanned) / (s->scanned / secs) : 0.0);
+    else
+        buf_puts(out, "null");
+    buf_puts(out, ",\"last_error\":");
+    buf_json_str(out, s->error, strlen(s->error));
+    buf_puts(out, "}");
+}
+
 static void put_target(buf_t *out, const conf_target_t *c, const tfig_t *t, const replstat_target_live_t *l)
 {
     buf_puts(out, "{\"name\":");
@@ -133,10 +210,12 @@ static void put_target(buf_t *out, const conf_target_t *c, const tfig_t *t, cons
                l != NULL ? l->nworkers : c->workers);
     buf_printf(out,
                ",\"compression\":\"%s\",\"compression_level\":%" PRIu32 ",\"compression_fallback\":%s,\"payload_bytes\":%" PRIu64
-               ",\"wire_bytes\":%" PRIu64 "}",
+               ",\"wire_bytes\":%" PRIu64 ",\"sync\":",
                c->compression == CONF_COMPRESSION_ZSTD ? "zstd" : "none", c->compression_level,
                l != NULL && l->compression_fallback ? "true" : "false", l != NULL ? l->payload_bytes : 0,
                l != NULL ? l->wire_bytes : 0);
+    put_sync(out, &t->sync, t->sync_total);
+    buf_puts(out, "}");
 }
 
 /* The live state of target i, or NULL. */
@@ -190,7 +269,12 @@ int replstat_json(meta_t *m, const conf_t *conf, const replstat_live_t *live, bu
             buf_puts(out, ",");
         put_target(out, &conf->targets[i], &f.t[i], live_of(live, i));
     }
-    buf_puts(out, "]}\n");
+    buf_puts(out, "],\"store_id\":");
+    if (f.store_id[0] != '\0')
+        buf_json_str(out, f.store_id, strlen(f.store_id));
+    else
+        buf_puts(out, "null");
+    buf_puts(out, "}\n");
     free(f.t);
     return out->err;
 }
@@ -304,6 +388,26 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
     }
     family(out, conf, "comio_replication_remote_up", "gauge",
            "1 when the last batch reached the replica (unlabelled: every target).", all_up, v);
+    /* the full sync of each target: the running one's figures, else the last one's */
+    double tsum;
+#define SYNC_FAMILY(name, help, expr)                                                                                              \
+    tsum = 0;                                                                                                                      \
+    PER_TARGET(expr)                                                                                                               \
+    for (size_t i = 0; i < f.n; i++)                                                                                               \
+        tsum += v[i];                                                                                                              \
+    family(out, conf, name, "gauge", help, tsum, v);
+    SYNC_FAMILY("comio_replication_sync_running", "1 while a full sync of the target runs (unlabelled: how many run).",
+                f.t[i].sync.phase == SYNCREC_RUNNING)
+    SYNC_FAMILY("comio_replication_sync_scanned_objects", "Keys of this site the target's current or last full sync looked at.",
+                f.t[i].sync.scanned)
+    SYNC_FAMILY("comio_replication_sync_shipped_objects",
+                "Events the target's current or last full sync shipped and had acknowledged.", f.t[i].sync.shipped)
+    SYNC_FAMILY("comio_replication_sync_shipped_bytes", "Object bytes of the PUTs among them.", f.t[i].sync.shipped_bytes)
+    SYNC_FAMILY("comio_replication_sync_failed_objects", "Events the target's current or last full sync could not ship.",
+                f.t[i].sync.failed)
+    SYNC_FAMILY("comio_replication_sync_extra_objects", "Keys only the target holds, found by its current or last full sync.",
+                f.t[i].sync.extra)
+#undef SYNC_FAMILY
     replstat_skew_metric(f.skew, out);
     replstat_conflicts_metric(f.conflicts, f.kept, out);
     if (live != NULL) {

@@ -363,8 +363,15 @@ static size_t error_cut(const char *s, size_t len)
 
 int batch_reply_encode(const batch_res_t *res, size_t n, const char *site, size_t site_len, msgpack_sbuffer *sb)
 {
+    return batch_reply_encode_store(res, n, site, site_len, NULL, 0, sb);
+}
+
+int batch_reply_encode_store(const batch_res_t *res, size_t n, const char *site, size_t site_len, const char *store,
+                             size_t store_len, msgpack_sbuffer *sb)
+{
     if (sb == NULL || (res == NULL && n > 0) || n > BATCH_MAX_EVENTS ||
-        (site != NULL && (site_len == 0 || site_len > BATCH_SRC_MAX)))
+        (site != NULL && (site_len == 0 || site_len > BATCH_SRC_MAX)) ||
+        (store != NULL && (store_len == 0 || store_len > BATCH_STORE_MAX)))
         return CIO_EINVAL;
     for (size_t i = 0; i < n; i++) {
         if (res[i].result != BATCH_APPLIED && res[i].result != BATCH_SKIPPED && res[i].result != BATCH_RETRY &&
@@ -377,11 +384,13 @@ int batch_reply_encode(const batch_res_t *res, size_t n, const char *site, size_
     size_t start = sb->size;
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    if (msgpack_pack_map(&pk, site != NULL ? 3 : 2) != 0)
+    if (msgpack_pack_map(&pk, 2 + (site != NULL) + (store != NULL)) != 0)
         goto fail;
     if (pack_key(&pk, "v") != 0 || msgpack_pack_uint64(&pk, BATCH_FORMAT_VERSION) != 0)
         goto fail;
     if (site != NULL && (pack_key(&pk, "site") != 0 || pack_str(&pk, site, site_len) != 0))
+        goto fail;
+    if (store != NULL && (pack_key(&pk, "store") != 0 || pack_str(&pk, store, store_len) != 0))
         goto fail;
     if (pack_key(&pk, "res") != 0 || msgpack_pack_array(&pk, n) != 0)
         goto fail;
@@ -472,12 +481,18 @@ static int decode_results(mpread_t *rd, batch_res_t *res, size_t n)
     return 0;
 }
 
-enum { P_V = 1u << 0, P_RES = 1u << 1, P_SITE = 1u << 2 };
+enum { P_V = 1u << 0, P_RES = 1u << 1, P_SITE = 1u << 2, P_STORE = 1u << 3 };
 
 int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n, const char **site, size_t *site_len)
 {
-    const char *sv = NULL;
-    size_t sl = 0;
+    return batch_reply_decode_store(buf, len, res, n, site, site_len, NULL, NULL);
+}
+
+int batch_reply_decode_store(const char *buf, size_t len, batch_res_t *res, size_t n, const char **site, size_t *site_len,
+                             const char **store, size_t *store_len)
+{
+    const char *sv = NULL, *stv = NULL;
+    size_t sl = 0, stl = 0;
     if (buf == NULL || (res == NULL && n > 0))
         return CIO_EPROTO;
     mpread_t rd, at_res;
@@ -509,6 +524,11 @@ int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n, 
                 return err;
             if (sl == 0)
                 return CIO_EPROTO;
+        } else if (key_is(k, klen, "store")) {
+            if ((err = see(&seen, P_STORE)) != 0 || (err = mpread_str(&rd, &stv, &stl, BATCH_STORE_MAX)) != 0)
+                return err;
+            if (stl == 0)
+                return CIO_EPROTO;
         } else if ((err = mpread_skip(&rd)) != 0) {
             return err;
         }
@@ -521,5 +541,9 @@ int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n, 
         *site = sv;
     if (site_len != NULL)
         *site_len = sl;
+    if (store != NULL)
+        *store = stv;
+    if (store_len != NULL)
+        *store_len = stl;
     return 0;
 }

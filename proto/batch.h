@@ -8,9 +8,11 @@
  *   batch  = {"v": 1, "src": <origin site id>, "ev": [event...]}
  *   event  = {"r": bin <logrec>, "d": bin <object bytes>  (PUT, inline)
  *                               | "u": str <presigned URL> (PUT, fetched)}
- *   reply  = {"v": 1, "res": [result...], "site": str <the replica's site id>}
- *            (results in the same order as "ev"; "site" is optional: a
- *            replica older than targets does not send it)
+ *   reply  = {"v": 1, "res": [result...], "site": str <the replica's site id>,
+ *             "store": str <the replica's store identity>}
+ *            (results in the same order as "ev"; "site" and "store" are
+ *            optional: a replica older than targets sends neither, one
+ *            older than full sync no "store")
  *   result = {"seq": uint, "r": uint <batch_result_t>, "st": uint <HTTP-like status>, "e": str <message, may be "">}
  *
  * No I/O here. Decoding is zero-copy, bounded and never allocates. */
@@ -28,6 +30,7 @@
 #define BATCH_URL_MAX LIMIT_FETCH_URL_MAX
 #define BATCH_ERROR_MAX 1024
 #define BATCH_SRC_MAX LOGREC_ORIGIN_MAX /* "src" is a site id, like a record's origin */
+#define BATCH_STORE_MAX 64              /* bytes of a store identity in a reply (32 hex characters today) */
 
 typedef enum {
     BATCH_APPLIED = 0,   /* the event changed the replica */
@@ -169,6 +172,19 @@ int batch_reply_encode(const batch_res_t *res, size_t n, const char *site, size_
  * "site" of the wrong length, trailing bytes); on error res and *site are
  * unchanged. Errors point into buf. Never allocates. */
 int batch_reply_decode(const char *buf, size_t len, batch_res_t *res, size_t n, const char **site, size_t *site_len) CIO_MUST_CHECK;
+
+/* batch_reply_encode, with the replying store's identity `store`
+ * (store_len bytes, 1..BATCH_STORE_MAX; NULL: the "store" key is left out).
+ * Same results; a store of the wrong length is CIO_EINVAL. */
+int batch_reply_encode_store(const batch_res_t *res, size_t n, const char *site, size_t site_len, const char *store,
+                             size_t store_len, msgpack_sbuffer *sb) CIO_MUST_CHECK;
+
+/* batch_reply_decode, also reading the optional "store" (1..BATCH_STORE_MAX
+ * bytes): *store points to it in buf, or is NULL (with *store_len 0) when
+ * absent; store and store_len may be NULL. Same results; a "store" of the
+ * wrong length is CIO_EPROTO. */
+int batch_reply_decode_store(const char *buf, size_t len, batch_res_t *res, size_t n, const char **site, size_t *site_len,
+                             const char **store, size_t *store_len) CIO_MUST_CHECK;
 
 const char *batch_result_name(batch_result_t r); /* "applied", "skipped", "retry", "permanent" */
 

@@ -1,11 +1,12 @@
 /* main.c - repld: the replication log shipper and its commands
- * (--status, --list-failed, --retry-failed). */
+ * (--status, --list-failed, --retry-failed, --resync, --cancel). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <curl/curl.h>
+#include "common/bucket.h"
 #include "common/buf.h"
 #include "common/conf.h"
 #include "common/ctl.h"
@@ -42,27 +43,28 @@ static int cmd_status(const conf_t *conf)
     return 0;
 }
 
-/* Takes `--target NAME` (or --target=NAME) out of argv, for the failed-event
- * commands: *target is NULL when absent. Returns 0, or -1 when the flag has
- * no value (a message is printed). */
-static int take_target(int *argc, char **argv, const char **target)
+/* Takes `FLAG VALUE` (or FLAG=VALUE; FLAG is "--target" or "--bucket") out
+ * of argv: *value is NULL when absent. Returns 0, or -1 when the flag has no
+ * value (a message is printed). */
+static int take_value(int *argc, char **argv, const char *flag, const char *what, const char **value)
 {
-    *target = NULL;
+    size_t flen = strlen(flag);
+    *value = NULL;
     for (int i = 1; i < *argc; i++) {
         int used = 0;
-        if (strcmp(argv[i], "--target") == 0) {
+        if (strcmp(argv[i], flag) == 0) {
             if (i + 1 >= *argc || argv[i + 1][0] == '\0') {
-                fprintf(stderr, "--target: expected a target name\n");
+                fprintf(stderr, "%s: expected %s\n", flag, what);
                 return -1;
             }
-            *target = argv[i + 1];
+            *value = argv[i + 1];
             used = 2;
-        } else if (strncmp(argv[i], "--target=", 9) == 0) {
-            if (argv[i][9] == '\0') {
-                fprintf(stderr, "--target: expected a target name\n");
+        } else if (strncmp(argv[i], flag, flen) == 0 && argv[i][flen] == '=') {
+            if (argv[i][flen + 1] == '\0') {
+                fprintf(stderr, "%s: expected %s\n", flag, what);
                 return -1;
             }
-            *target = argv[i] + 9;
+            *value = argv[i] + flen + 1;
             used = 1;
         }
         if (used > 0) {
@@ -72,6 +74,29 @@ static int take_target(int *argc, char **argv, const char **target)
         }
     }
     return 0;
+}
+
+/* --resync / --cancel: asks the running repld (full syncs run in it) and
+ * prints its answer. Exit 0 when it did what was asked. */
+static int cmd_sync(const conf_t *conf, int cancel, const char *target, const char *bucket)
+{
+    char cmd[CTL_CMD_MAX + 1];
+    buf_t out;
+    int ret;
+
+    snprintf(cmd, sizeof(cmd), "%s %s%s%s", cancel ? "cancel" : "resync", target, bucket != NULL ? " " : "",
+             bucket != NULL ? bucket : "");
+    buf_init(&out, CTL_REPLY_MAX);
+    ret = ctl_query(conf->socket_path, cmd, &out, 5000);
+    if (ret != 0 || out.len == 0) {
+        fprintf(stderr, "repld is not running (no answer on %s): start it; a full sync runs in the shipper\n", conf->socket_path);
+        buf_free(&out);
+        return 1;
+    }
+    ret = out.len >= 3 && memcmp(out.data, "ok:", 3) == 0 ? 0 : 1;
+    fwrite(out.data, 1, out.len, ret == 0 ? stdout : stderr);
+    buf_free(&out);
+    return ret;
 }
 
 static int cmd_failed(const conf_t *conf, int retry, const char *target)
@@ -86,27 +111,47 @@ static int cmd_failed(const conf_t *conf, int retry, const char *target)
 
 int main(int argc, char **argv)
 {
-    static const char *const extra[] = {"--list-failed", "--retry-failed", "--status", NULL};
+    static const char *const extra[] = {"--list-failed", "--retry-failed", "--status", "--resync", "--cancel", NULL};
     conf_t conf;
     meta_t meta;
     char err[1024] = "";
-    const char *target = NULL;
+    const char *target = NULL, *bucket = NULL;
     int ret, status = has_flag(argc, argv, "--status");
     int failed_cmd = has_flag(argc, argv, "--list-failed") || has_flag(argc, argv, "--retry-failed");
+    int resync = has_flag(argc, argv, "--resync"), cancel = has_flag(argc, argv, "--cancel");
 
-    if (take_target(&argc, argv, &target) != 0)
+    if (take_value(&argc, argv, "--target", "a target name", &target) != 0 ||
+        take_value(&argc, argv, "--bucket", "a bucket name", &bucket) != 0)
         return 2;
-    if (target != NULL && !failed_cmd) {
-        fprintf(stderr, "--target goes with --list-failed or --retry-failed\n");
+    if (target != NULL && !failed_cmd && !resync && !cancel) {
+        fprintf(stderr, "--target goes with --list-failed or --retry-failed (or --resync, --cancel)\n");
+        return 2;
+    }
+    if (bucket != NULL && !resync) {
+        fprintf(stderr, "--bucket goes with --resync\n");
+        return 2;
+    }
+    if ((resync || cancel) && (target == NULL || resync + cancel + failed_cmd + status > 1)) {
+        fprintf(stderr, "%s: expected --target NAME (and nothing of --status, --list-failed, --retry-failed, --%s)\n",
+                resync ? "--resync" : "--cancel", resync ? "cancel" : "resync");
+        return 2;
+    }
+    if (bucket != NULL && (!bucket_name_valid(bucket, strlen(bucket)) || strchr(bucket, ' ') != NULL)) {
+        fprintf(stderr, "--bucket: '%s' is not a valid bucket name\n", bucket);
         return 2;
     }
     if (conf_init(&conf) != 0)
         return 1;
     if (conf_from_args(&conf, argc, argv, extra, err, sizeof(err)) != 0 ||
-        (!conf.help && conf_finalize(&conf, !status, err, sizeof(err)) != 0)) {
+        (!conf.help && conf_finalize(&conf, !status && !resync && !cancel, err, sizeof(err)) != 0)) {
         fprintf(stderr, "%s\n", err);
         conf_free(&conf);
         return 2;
+    }
+    if (!conf.help && (resync || cancel)) {
+        ret = cmd_sync(&conf, cancel, target, bucket);
+        conf_free(&conf);
+        return ret;
     }
     if (conf.help) {
         conf_usage("repld");
@@ -114,7 +159,12 @@ int main(int argc, char **argv)
                "  --status        ask the running repld (over replication.socket) and print its status as JSON\n"
                "  --list-failed   print the events that failed after every attempt, one JSON object a line\n"
                "  --retry-failed  put the failed events back in line (works with or without a running repld)\n"
-               "  --target NAME   with --list-failed or --retry-failed: only the events that target refused\n");
+               "  --target NAME   with --list-failed or --retry-failed: only the events that target refused\n"
+               "  --resync --target NAME [--bucket B]\n"
+               "                  ask the running repld for a full sync of that target (all buckets, or B);\n"
+               "                  if one runs, says which, since when and where it is\n"
+               "  --cancel --target NAME\n"
+               "                  stop that target's running full sync at its next batch\n");
         conf_free(&conf);
         return 0;
     }

@@ -71,6 +71,7 @@ static void attempt(worker_t *w, send_job_t *job, const char *body, size_t len, 
     job->site[0] = '\0';
     job->payload_bytes += job->len;
     job->wire_bytes += len;
+    job->store[0] = '\0';
     curl_easy_setopt(w->curl, CURLOPT_URL, s->url);
     curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(w->curl, CURLOPT_POST, 1L);
@@ -87,12 +88,13 @@ static void attempt(worker_t *w, send_job_t *job, const char *body, size_t len, 
     }
     curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &job->http_status);
     if (job->http_status == 200) {
-        const char *site = NULL;
-        size_t site_len = 0;
-        if (batch_reply_decode(job->reply.data != NULL ? job->reply.data : "", job->reply.len, job->results, job->nevents, &site,
-                               &site_len) == 0) {
+        const char *site = NULL, *store = NULL;
+        size_t site_len = 0, store_len = 0;
+        if (batch_reply_decode_store(job->reply.data != NULL ? job->reply.data : "", job->reply.len, job->results, job->nevents,
+                                     &site, &site_len, &store, &store_len) == 0) {
             job->outcome = SEND_OK;
             snprintf(job->site, sizeof(job->site), "%.*s", (int)site_len, site != NULL ? site : "");
+            snprintf(job->store, sizeof(job->store), "%.*s", (int)store_len, store != NULL ? store : "");
             return;
         }
         job->outcome = SEND_TRANSPORT;

@@ -44,6 +44,7 @@ typedef struct send_job {
     uint64_t payload_bytes;           /* batch bytes posted, before compression, summed over the POSTs of this job */
     uint64_t wire_bytes;              /* request body bytes as they went out (compressed or not), likewise */
     char site[LOGREC_ORIGIN_MAX + 1]; /* the replica's site id from a SEND_OK reply; "" when it gave none */
+    char store[BATCH_STORE_MAX + 1];  /* the replica's store identity from a SEND_OK reply; "" when it gave none */
     unsigned worker;
     struct send_job *done_next; /* the sender's */
 } send_job_t;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include "proto/batch.h"
 #include "common/be.h"
+#include "common/bucket.h"
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/conflict.h"
@@ -28,6 +29,7 @@
 #include "common/replstat.h"
 #include "repld/sender.h"
 #include "repld/ship.h"
+#include "repld/sync.h"
 
 #define BACKOFF_CAP_MS 10000                /* a target back from an outage is tried again within this; an attempt is one connect */
 #define CAP_LOG_EVERY_MS 60000              /* at the cap, "replica unavailable" is logged at most this often */
@@ -86,6 +88,7 @@ typedef struct {
     meta_t *meta;
     int store_fd;
     sender_t *sender;
+    sync_t *sync; /* the target's full sync (repld/sync.h), started before the dispatcher */
     int efd, ifd;
     int stop_fd; /* the run's: readable once the dispatchers must stop (never drained) */
     pthread_t tid;
@@ -728,6 +731,7 @@ static void complete(ship_t *s, send_job_t *job)
             snprintf(s->peer_site, sizeof(s->peer_site), "%s", job->site); /* its events are not sent back (from_target) */
         s->remote_state = 1;
         s->remote_error[0] = '\0';
+        sync_note_store(s->sync, job->store); /* a replaced store gets a full sync */
         s->backoff_ms = s->tgt->retry_delay_ms > 0 ? s->tgt->retry_delay_ms : 1000;
         pthread_mutex_unlock(&s->mu);
         for (size_t i = 0; i < b->n; i++) {
@@ -918,6 +922,25 @@ static int on_ctl(void *ctx, const char *cmd, buf_t *out)
     }
     if (strcmp(cmd, "ping") == 0)
         return buf_puts(out, "pong\n");
+    if (strncmp(cmd, "resync ", 7) == 0 || strncmp(cmd, "cancel ", 7) == 0) {
+        /* "resync NAME [BUCKET]", "cancel NAME": answered "ok: ..." or "error: ..." */
+        const char *name = cmd + 7, *sp = strchr(name, ' ');
+        size_t nlen = sp != NULL ? (size_t)(sp - name) : strlen(name);
+        char msg[1024];
+        for (size_t i = 0; i < r->n; i++) {
+            ship_t *s = &r->t[i];
+            if (strlen(s->tgt->name) != nlen || memcmp(s->tgt->name, name, nlen) != 0)
+                continue;
+            if (s->sync == NULL)
+                return buf_printf(out, "error: target %s has no sync thread\n", s->tgt->name);
+            if (sp != NULL && (cmd[0] != 'r' || !bucket_name_valid(sp + 1, strlen(sp + 1))))
+                return buf_printf(out, "error: '%s' is not a bucket name\n", sp + 1);
+            int ret = cmd[0] == 'r' ? sync_request(s->sync, sp != NULL ? sp + 1 : NULL, msg, sizeof(msg))
+                                    : sync_cancel(s->sync, msg, sizeof(msg));
+            return buf_printf(out, "%s: %s\n", ret == 0 ? "ok" : "error", msg);
+        }
+        return buf_printf(out, "error: no target named %.*s in this repld's configuration\n", (int)nlen, name);
+    }
     return CIO_ENOTFOUND;
 }
 
@@ -1194,6 +1217,12 @@ int ship_run(const conf_t *conf, meta_t *meta)
             opened++; /* partly set up: closed below */
             goto done;
         }
+    for (size_t i = 0; i < r.n; i++)
+        if ((ret = sync_start(&r.t[i].sync, conf, &conf->targets[i], meta, stop_fd)) != 0) {
+            log_msg(LOG_LVL_ERROR, "cannot start the full sync thread", "target", conf->targets[i].name, "error", cio_strerror(ret),
+                    NULL);
+            goto done;
+        }
     if (ctl_start(&r.ctl, conf->socket_path, on_ctl, &r, err, sizeof(err)) != 0)
         log_msg(LOG_LVL_WARN, "no control socket: repld --status will not reach this process", "error", err, NULL);
     for (size_t i = 0; i < r.n; i++) {
@@ -1250,6 +1279,10 @@ done:
                 ret = r.t[i].ret;
         }
     ctl_stop(r.ctl); /* after the joins: the dispatchers stay readable for status until they stop */
+    for (size_t i = 0; i < opened; i++) {
+        sync_stop(r.t[i].sync); /* stop_fd is readable: the sync threads are leaving too */
+        r.t[i].sync = NULL;
+    }
     for (size_t i = 0; i < opened; i++)
         target_close(&r.t[i]);
     log_msg(LOG_LVL_INFO, "repld stopped", NULL);

@@ -127,6 +127,11 @@ nomem:
 
 int apply_reply(const commit_job_t *job, const char *site, msgpack_sbuffer *sb)
 {
+    return apply_reply_store(job, site, NULL, sb);
+}
+
+int apply_reply_store(const commit_job_t *job, const char *site, const char *store, msgpack_sbuffer *sb)
+{
     batch_res_t *res = NULL;
     int ret;
 
@@ -147,7 +152,8 @@ int apply_reply(const commit_job_t *job, const char *site, msgpack_sbuffer *sb)
         }
         res[i].error_len = strlen(res[i].error);
     }
-    ret = batch_reply_encode(res, job->nitems, site, strlen(site), sb);
+    ret = batch_reply_encode_store(res, job->nitems, site, strlen(site), store != NULL && *store ? store : NULL,
+                                   store != NULL ? strlen(store) : 0, sb);
     free(res);
     return ret;
 }

@@ -34,6 +34,10 @@ int apply_decode(commit_job_t *job, const char *buf, size_t len, char *err, size
  * Returns 0 or CIO_ENOMEM. */
 int apply_reply(const commit_job_t *job, const char *site, msgpack_sbuffer *sb) CIO_MUST_CHECK;
 
+/* apply_reply, naming this site's store identity `store` too (NULL or "":
+ * none), by which a sender recognises a replaced store (repld/sync.h). */
+int apply_reply_store(const commit_job_t *job, const char *site, const char *store, msgpack_sbuffer *sb) CIO_MUST_CHECK;
+
 /* Releases what apply_decode allocated; the job may be freed afterwards. */
 void apply_free(commit_job_t *job);
 

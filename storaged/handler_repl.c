@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/clock.h"
+#include "common/bucket.h"
 #include "common/log.h"
 #include "common/zcodec.h"
+#include "proto/synclist.h"
+#include "storaged/apply.h"
 #include "proto/presign.h"
 #include "storaged/apply.h"
 #include "storaged/handler_object.h"
@@ -69,15 +72,11 @@ static int batch_body(http_server_t *srv, h2o_req_t *req, http_commit_t *pend, c
     return 0;
 }
 
-int handler_repl_apply(http_server_t *srv, h2o_req_t *req)
+/* The replication token check of the batch and listing endpoints: 1 when
+ * the request may go on, else 0 with the error answered. */
+static int repl_authorized(http_server_t *srv, h2o_req_t *req)
 {
     const char *token = srv->conf->accept_token;
-    char err[256];
-    http_commit_t *pend;
-    const char *body;
-    size_t len;
-    int ret;
-
     if (token == NULL || *token == '\0') {
         log_refusal(srv);
         http_req_error(req, 403, "ReplicationNotAccepted", "this site accepts no replication: replication.accept_token is not set");
@@ -87,6 +86,19 @@ int handler_repl_apply(http_server_t *srv, h2o_req_t *req)
         http_req_error(req, 401, "Unauthorized", "missing or wrong replication token");
         return 0;
     }
+    return 1;
+}
+
+int handler_repl_apply(http_server_t *srv, h2o_req_t *req)
+{
+    char err[256];
+    http_commit_t *pend;
+    const char *body;
+    size_t len;
+    int ret;
+
+    if (!repl_authorized(srv, req))
+        return 0;
     if ((pend = calloc(1, sizeof(*pend))) == NULL) {
         http_req_cio_error(req, CIO_ENOMEM, "batch failed");
         return 0;
@@ -217,4 +229,150 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
     }
     /* a version kept as a conflict's loser is served too: the fetching site records the race */
     return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2, zstd_level, counts);
+}
+
+/* ---- the listing for a full sync ---- */
+
+static int list_buckets(http_server_t *srv, MDB_txn *txn, synclist_enc_t *e)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc, ret = 0;
+
+    if ((rc = mdb_cursor_open(txn, srv->meta->buckets, &cur)) != 0)
+        return meta_err(rc, "mdb_cursor_open(buckets)");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && ret == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        meta_bucket_t bk;
+        meta_ver_t purge;
+        synclist_bucket_t b;
+        if ((ret = meta_bucket_get(srv->meta, txn, k.mv_data, k.mv_size, &bk)) != 0 ||
+            (ret = meta_purge_get(srv->meta, txn, k.mv_data, k.mv_size, &purge)) != 0)
+            break;
+        b.name = k.mv_data;
+        b.name_len = k.mv_size;
+        b.hlc = bk.version.hlc;
+        b.origin = bk.version.origin;
+        b.origin_len = bk.version.origin_len;
+        b.deleted = bk.deleted;
+        b.purge_hlc = purge.hlc;
+        b.purge_origin = purge.origin;
+        b.purge_origin_len = purge.origin_len;
+        ret = synclist_enc_bucket(e, &b);
+    }
+    mdb_cursor_close(cur);
+    return ret;
+}
+
+#define LIST_PAGE 256 /* keys read from LMDB at a time: a page's records are copied, so this bounds the memory */
+
+static int list_keys(http_server_t *srv, MDB_txn *txn, const char *b, size_t blen, const char *after, size_t alen, size_t max,
+                     synclist_enc_t *e, int *more)
+{
+    char last[LIMIT_KEY_MAX];
+    size_t lastlen = alen, listed = 0;
+    int ret = 0;
+
+    memcpy(last, after, alen);
+    *more = 1;
+    while (*more && listed < max && ret == 0) {
+        meta_entry_t *page;
+        size_t n, want = max - listed < LIST_PAGE ? max - listed : LIST_PAGE;
+        if ((ret = meta_key_page(srv->meta, txn, b, blen, last, lastlen, want, &page, &n, more)) != 0)
+            return ret;
+        if (n > want) {
+            n = want;
+            *more = 1;
+        }
+        for (size_t i = 0; i < n && ret == 0; i++) {
+            const meta_obj_t *o = &page[i].obj;
+            synclist_key_t k;
+            memset(&k, 0, sizeof(k));
+            k.key = o->key;
+            k.key_len = o->key_len;
+            k.hlc = o->version;
+            k.origin = o->origin;
+            k.origin_len = o->origin_len;
+            k.deleted = page[i].deleted;
+            if (!k.deleted) {
+                memcpy(k.etag, o->etag, 16);
+                k.size = o->size;
+            }
+            if (k.hlc != 0) /* a version of none cannot be compared: a record of a store never upgraded */
+                ret = synclist_enc_key(e, &k);
+        }
+        if (n > 0) {
+            lastlen = page[n - 1].obj.key_len;
+            memcpy(last, page[n - 1].obj.key, lastlen);
+        }
+        listed += n;
+        free(page);
+    }
+    return ret;
+}
+
+int handler_repl_list(http_server_t *srv, h2o_req_t *req, int method)
+{
+    http_thread_t *t = http_req_thread(req);
+    char bucket[LIMIT_BUCKET_MAX + 2], num[24], *end, after[LIMIT_KEY_MAX + 2];
+    size_t blen = 0, alen = 0, len, max = HANDLER_REPL_LIST_DEFAULT;
+    int has_bucket, ret, more = 0;
+    synclist_enc_t e;
+    const char *body;
+    MDB_txn *txn;
+
+    if (method != HTTP_REQ_GET) {
+        http_req_error(req, 405, "MethodNotAllowed", "method not allowed");
+        return 0;
+    }
+    if (!repl_authorized(srv, req))
+        return 0;
+    ret = http_req_query_param(req, "bucket", bucket, sizeof(bucket), &blen);
+    has_bucket = ret == 0;
+    if ((ret != 0 && ret != CIO_ENOTFOUND) || (has_bucket && !bucket_name_valid(bucket, blen))) {
+        http_req_error(req, 400, "InvalidBucketName", "bucket: not a valid bucket name");
+        return 0;
+    }
+    ret = http_req_query_param(req, "after", after, sizeof(after), &alen);
+    if ((ret != 0 && ret != CIO_ENOTFOUND) || alen > LIMIT_KEY_MAX) {
+        http_req_error(req, 400, "InvalidArgument", "after: a key of at most " LIMIT_TEXT(LIMIT_KEY_MAX) " bytes");
+        return 0;
+    }
+    if (ret == 0 && !has_bucket) {
+        http_req_error(req, 400, "InvalidArgument", "after: goes with bucket");
+        return 0;
+    }
+    ret = http_req_query_param(req, "max", num, sizeof(num), &len);
+    if (ret == 0) {
+        unsigned long long v;
+        errno = 0;
+        v = strtoull(num, &end, 10);
+        if (len == 0 || num[0] < '0' || num[0] > '9' || *end != '\0' || errno == ERANGE || v < 1 || v > HANDLER_REPL_LIST_MAX) {
+            http_req_error(req, 400, "InvalidArgument", "max: a number from 1 to " LIMIT_TEXT(HANDLER_REPL_LIST_MAX));
+            return 0;
+        }
+        max = (size_t)v;
+    } else if (ret != CIO_ENOTFOUND) {
+        http_req_error(req, 400, "InvalidArgument", "max: a number from 1 to " LIMIT_TEXT(HANDLER_REPL_LIST_MAX));
+        return 0;
+    }
+    if (synclist_enc_init(&e, has_bucket ? SYNCLIST_KEYS : SYNCLIST_BUCKETS, srv->conf->site_id, strlen(srv->conf->site_id),
+                          srv->store_id, strlen(srv->store_id)) != 0) {
+        http_req_cio_error(req, CIO_ENOMEM, "listing failed");
+        return 0;
+    }
+    if ((txn = http_req_rtxn_begin(t)) == NULL) {
+        synclist_enc_free(&e);
+        http_req_cio_error(req, CIO_EDB, "listing failed");
+        return 0;
+    }
+    ret = has_bucket ? list_keys(srv, txn, bucket, blen, after, alen, max, &e, &more) : list_buckets(srv, txn, &e);
+    http_req_rtxn_end(t);
+    if (ret == 0)
+        ret = synclist_enc_finish(&e, more, &body, &len);
+    if (ret != 0)
+        http_req_cio_error(req, ret, "listing failed");
+    else
+        http_req_reply(req, 200, APPLY_CTYPE, body, len);
+    synclist_enc_free(&e);
+    return 0;
 }

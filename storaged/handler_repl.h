@@ -18,4 +18,14 @@ int handler_repl_apply(http_server_t *srv, h2o_req_t *req);
  * but GET is 405. */
 int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method);
 
+/* GET /admin/replication/list[?bucket=B&after=K&max=N]: what this site
+ * holds, for a sender's full sync (proto/synclist.h): without `bucket` its
+ * buckets, with it the bucket's keys (objects and tombstones) after K in key
+ * order, at most N (default HANDLER_REPL_LIST_DEFAULT, at most
+ * HANDLER_REPL_LIST_MAX). Authorised like the batch endpoint; a bad
+ * parameter is a 400 with a JSON error. `method` is http_req_method(req). */
+#define HANDLER_REPL_LIST_DEFAULT 1000
+#define HANDLER_REPL_LIST_MAX 10000
+int handler_repl_list(http_server_t *srv, h2o_req_t *req, int method);
+
 #endif

@@ -53,6 +53,8 @@ static int do_admin(http_server_t *srv, h2o_req_t *req, int m)
                                   : (http_req_error(req, 405, "MethodNotAllowed", "method not allowed"), 0);
     if (len > 25 && memcmp(p, "/admin/replication/fetch/", 25) == 0)
         return handler_repl_fetch(srv, req, m);
+    if (http_req_path_is(req, "/admin/replication/list"))
+        return handler_repl_list(srv, req, m);
     if (!http_req_authorized(srv, req)) {
         http_req_error(req, 401, "Unauthorized", "missing or wrong access token");
         return 0;
@@ -338,6 +340,14 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     srv->meta = meta;
     srv->store = store;
     srv->commit = commit;
+    {
+        MDB_txn *txn;
+        if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) == 0) {
+            if (meta_store_id(meta, txn, srv->store_id) != 0)
+                srv->store_id[0] = '\0';
+            mdb_txn_abort(txn);
+        }
+    }
     srv->fetch.ca_file = conf->ca_file;
     srv->nthreads = conf->threads != 0 ? conf->threads : ncpus();
 

@@ -95,7 +95,8 @@ void http_commit_answer_apply(h2o_req_t *req, commit_job_t *j)
     msgpack_sbuffer sb;
 
     msgpack_sbuffer_init(&sb);
-    if (apply_reply(j, http_req_thread(req)->srv->conf->site_id, &sb) != 0)
+    http_server_t *srv = http_req_thread(req)->srv;
+    if (apply_reply_store(j, srv->conf->site_id, srv->store_id, &sb) != 0)
         http_req_cio_error(req, CIO_ENOMEM, "batch reply");
     else
         http_req_reply(req, 200, APPLY_CTYPE, sb.data, sb.size);

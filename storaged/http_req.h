@@ -33,8 +33,9 @@ struct http_server {
     meta_t *meta;
     store_t *store;
     commit_t *commit;
-    fetch_opts_t fetch;        /* how this site, as a replica, reaches its primary */
-    int64_t refusal_logged_ms; /* atomic: last "no accept_token" log line */
+    fetch_opts_t fetch;                   /* how this site, as a replica, reaches its primary */
+    char store_id[META_STORE_ID_HEX + 1]; /* the store's identity (meta_store_id), read at start; "" if unreadable */
+    int64_t refusal_logged_ms;            /* atomic: last "no accept_token" log line */
     /* atomic: per conf->targets[i], the object bytes its fetches were served
      * ([i][0]) and the body bytes sent for them, compressed or not ([i][1]) */
     uint64_t fetch_bytes[CONF_TARGETS_MAX][2];

@@ -6,11 +6,6 @@
 #include "common/log.h"
 #include "storaged/meta.h"
 
-#define BUCKET_FORMAT_V1 1
-#define BUCKET_FORMAT 2
-#define BUCKET_FIXED_V1 25
-#define BUCKET_FIXED (BUCKET_FIXED_V1 + 8 + 1 + 1)
-
 int meta_open(meta_t *m, const char *dir, uint64_t map_size, const char *site_id, char *err, size_t errlen)
 {
     MDB_txn *txn;
@@ -35,55 +30,6 @@ int meta_open(meta_t *m, const char *dir, uint64_t map_size, const char *site_id
 fail:
     meta_close(m);
     return rc == MDB_MAP_FULL ? CIO_EMAPFULL : CIO_EDB;
-}
-
-/* ---- buckets ---- */
-
-int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *out)
-{
-    MDB_val k = {blen, (void *)b}, v;
-    int rc = mdb_get(txn, m->buckets, &k, &v);
-    if (rc != 0)
-        return meta_err(rc, "mdb_get(buckets)");
-    const uint8_t *p = v.mv_data;
-    if (v.mv_size == BUCKET_FIXED_V1 && p[0] == BUCKET_FORMAT_V1) {
-        out->version = meta_ver_make(0, "", 0);
-        out->deleted = 0;
-    } else if (v.mv_size >= BUCKET_FIXED && p[0] == BUCKET_FORMAT && v.mv_size == BUCKET_FIXED + (size_t)p[34] &&
-               (p[33] & ~1u) == 0) {
-        out->version = meta_ver_make(be_get(p + 25, 8), (const char *)p + BUCKET_FIXED, p[34]);
-        out->deleted = p[33] & 1;
-    } else {
-        return CIO_EPROTO;
-    }
-    out->ctime_ms = (int64_t)be_get(p + 1, 8);
-    out->objects = be_get(p + 9, 8);
-    out->bytes = be_get(p + 17, 8);
-    return 0;
-}
-
-int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk)
-{
-    uint8_t buf[BUCKET_FIXED + LOGREC_ORIGIN_MAX];
-    size_t olen = bk->version.origin_len;
-    if (olen > LOGREC_ORIGIN_MAX)
-        return CIO_EINVAL;
-    buf[0] = BUCKET_FORMAT;
-    be_put(buf + 1, (uint64_t)bk->ctime_ms, 8);
-    be_put(buf + 9, bk->objects, 8);
-    be_put(buf + 17, bk->bytes, 8);
-    be_put(buf + 25, bk->version.hlc, 8);
-    buf[33] = bk->deleted ? 1 : 0;
-    buf[34] = (uint8_t)olen;
-    memcpy(buf + BUCKET_FIXED, bk->version.origin, olen);
-    MDB_val k = {blen, (void *)b}, v = {BUCKET_FIXED + olen, buf};
-    return meta_err(mdb_put(txn, m->buckets, &k, &v, 0), "mdb_put(buckets)");
-}
-
-int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen)
-{
-    MDB_val k = {blen, (void *)b};
-    return meta_err(mdb_del(txn, m->buckets, &k, NULL), "mdb_del(buckets)");
 }
 
 /* ---- pending extents ---- */
@@ -179,90 +125,6 @@ int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *byt
 
 /* ---- replica: tombstones and purges ---- */
 
-/* Format 2: format byte, version (u64 BE), time (i64 BE), origin (u8
- * length, bytes), key (u16 BE length, bytes). Format 3: the same followed
- * by the causal context (vctx_encode), written when it is not empty. Format
- * 1 (metadata format 1, still read, never written) has no origin: it reads
- * as origin "". */
-#define TOMB_FORMAT_V1 1
-#define TOMB_FORMAT 2
-#define TOMB_FORMAT_CTX 3
-#define TOMB_FIXED_V1 (1 + 8 + 8 + 2)
-#define TOMB_FIXED (TOMB_FIXED_V1 + 1)
-
-static int tomb_decode(const MDB_val *v, meta_tomb_t *t, const uint8_t **key, size_t *klen)
-{
-    const uint8_t *p = v->mv_data;
-    size_t olen = 0, fixed, used;
-    if (v->mv_size < TOMB_FIXED_V1 || (p[0] != TOMB_FORMAT && p[0] != TOMB_FORMAT_CTX && p[0] != TOMB_FORMAT_V1))
-        return CIO_EPROTO;
-    vctx_init(&t->ctx);
-    if (p[0] != TOMB_FORMAT_V1) {
-        if (v->mv_size < TOMB_FIXED || (olen = p[17]) > LOGREC_ORIGIN_MAX || v->mv_size < TOMB_FIXED + olen)
-            return CIO_EPROTO;
-        fixed = TOMB_FIXED + olen;
-        t->version = meta_ver_make(be_get(p + 1, 8), (const char *)p + 18, olen);
-    } else {
-        fixed = TOMB_FIXED_V1;
-        t->version = meta_ver_make(be_get(p + 1, 8), "", 0);
-    }
-    t->time_ms = (int64_t)be_get(p + 9, 8);
-    *klen = (size_t)(p[fixed - 2] << 8 | p[fixed - 1]);
-    if (*klen > LOGREC_KEY_MAX || v->mv_size < fixed + *klen || (p[0] != TOMB_FORMAT_CTX && v->mv_size != fixed + *klen))
-        return CIO_EPROTO;
-    *key = p + fixed;
-    if (p[0] == TOMB_FORMAT_CTX &&
-        (vctx_decode(p + fixed + *klen, v->mv_size - fixed - *klen, &t->ctx, &used) != 0 || used != v->mv_size - fixed - *klen))
-        return CIO_EPROTO;
-    return 0;
-}
-
-int meta_tomb_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_tomb_t *out)
-{
-    uint8_t kb[META_OBJKEY_MAX];
-    const uint8_t *full;
-    size_t flen;
-    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v;
-    int rc = mdb_get(txn, m->tombstones, &key, &v);
-    if (rc != 0)
-        return meta_err(rc, "mdb_get(tombstones)");
-    if ((rc = tomb_decode(&v, out, &full, &flen)) != 0)
-        return rc;
-    /* a hashed key must still be the same key */
-    if (flen != klen || memcmp(full, k, klen) != 0)
-        return CIO_ENOTFOUND;
-    return 0;
-}
-
-int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_tomb_t *t)
-{
-    uint8_t kb[META_OBJKEY_MAX], vb[TOMB_FIXED + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX + VCTX_ENCODED_MAX];
-    size_t olen = t->version.origin_len, clen = 0;
-    int with_ctx = t->ctx.n > 0 || t->ctx.floor != 0;
-    if (klen > LOGREC_KEY_MAX || olen > LOGREC_ORIGIN_MAX)
-        return CIO_EINVAL;
-    vb[0] = with_ctx ? TOMB_FORMAT_CTX : TOMB_FORMAT;
-    be_put(vb + 1, t->version.hlc, 8);
-    be_put(vb + 9, (uint64_t)t->time_ms, 8);
-    vb[17] = (uint8_t)olen;
-    memcpy(vb + 18, t->version.origin, olen);
-    vb[18 + olen] = (uint8_t)(klen >> 8);
-    vb[19 + olen] = (uint8_t)klen;
-    memcpy(vb + TOMB_FIXED + olen, k, klen);
-    if (with_ctx)
-        clen = vctx_encode(vb + TOMB_FIXED + olen + klen, &t->ctx);
-    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v = {TOMB_FIXED + olen + klen + clen, vb};
-    return meta_err(mdb_put(txn, m->tombstones, &key, &v, 0), "mdb_put(tombstones)");
-}
-
-int meta_tomb_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen)
-{
-    uint8_t kb[META_OBJKEY_MAX];
-    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
-    int rc = mdb_del(txn, m->tombstones, &key, NULL);
-    return rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_del(tombstones)");
-}
-
 /* Which entries of a bucket's key range go: 1 delete, 0 keep, <0 error. */
 typedef int (*range_pick_cb)(void *ctx, const MDB_val *v);
 
@@ -317,7 +179,7 @@ static int pick_older_tomb(void *ctx, const MDB_val *v)
     meta_tomb_t t;
     const uint8_t *key;
     size_t klen;
-    int ret = tomb_decode(v, &t, &key, &klen);
+    int ret = meta_tomb_decode(v, &t, &key, &klen);
     if (ret != 0)
         return ret;
     /* the bucket's own tombstone (empty key) is about the bucket, not its objects: a purge keeps it */
@@ -373,7 +235,7 @@ int meta_tomb_gc(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t
         const uint8_t *key;
         size_t klen;
         seen++;
-        if ((ret = tomb_decode(&v, &t, &key, &klen)) != 0)
+        if ((ret = meta_tomb_decode(&v, &t, &key, &klen)) != 0)
             goto done;
         if (k.mv_size > META_OBJKEY_MAX) {
             ret = CIO_EPROTO;
@@ -419,31 +281,4 @@ int meta_tomb_count(meta_t *m, MDB_txn *txn, uint64_t *n)
         return meta_err(rc, "mdb_stat(tombstones)");
     *n = st.ms_entries;
     return 0;
-}
-
-int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_ver_t *version)
-{
-    MDB_val k = {blen, (void *)b}, v;
-    int rc = mdb_get(txn, m->purges, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        *version = meta_ver_make(0, "", 0);
-        return 0;
-    }
-    if (rc != 0)
-        return meta_err(rc, "mdb_get(purges)");
-    if (v.mv_size < 8 || v.mv_size > 8 + LOGREC_ORIGIN_MAX)
-        return CIO_EPROTO;
-    *version = meta_ver_make(be_get(v.mv_data, 8), (const char *)v.mv_data + 8, v.mv_size - 8);
-    return 0;
-}
-
-int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version)
-{
-    uint8_t buf[8 + LOGREC_ORIGIN_MAX];
-    if (version->origin_len > LOGREC_ORIGIN_MAX)
-        return CIO_EINVAL;
-    be_put(buf, version->hlc, 8);
-    memcpy(buf + 8, version->origin, version->origin_len);
-    MDB_val k = {blen, (void *)b}, v = {8 + (size_t)version->origin_len, buf};
-    return meta_err(mdb_put(txn, m->purges, &k, &v, 0), "mdb_put(purges)");
 }

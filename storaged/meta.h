@@ -11,6 +11,9 @@
  *              applied object a local write replaced on a format-1 store;
  *              with the empty key, of the last DELETE of a bucket
  *   "purges"   bucket -> version and origin of the last PURGE of a bucket
+ * The records of "buckets", "tombstones" and "purges" (meta_bucket_t,
+ * meta_tomb_t, purge versions) and their single-key get/put/del are in
+ * common/meta.h, since repld's full sync reads them too.
  * Every function taking a txn leaves commit/abort to the caller. LMDB errors
  * are logged and returned as CIO_EDB or CIO_EMAPFULL (meta_err). */
 #ifndef COMIO_META_H
@@ -49,40 +52,6 @@ int meta_pending_reclaim(meta_t *m, MDB_txn *txn, uint64_t *count, uint64_t *byt
  * (hlc_version_cmp). What a site knows of a key is the largest of: its
  * object's version, its tombstone's, its bucket's purge version. */
 
-/* A bucket. `version` is the (version, origin) of the last bucket CREATE or
- * DELETE made here or applied (hlc 0: none, e.g. a bucket a PUT created),
- * `deleted` whether that was a DELETE: a bucket deleted while it still held
- * objects (an applied DELETE never deletes data) stays until it is empty
- * (docs/replication-apply.md, "Buckets"). Record format 2: format byte,
- * ctime, objects, bytes (u64 BE each), version (u64 BE), flags (1: deleted),
- * origin (u8 length, bytes). Format 1 (25 bytes) reads as version 0, not
- * deleted. A deleted bucket's version is kept as a tombstone with the empty
- * key (meta_tomb_*), which no object key can be. */
-typedef struct {
-    int64_t ctime_ms;
-    uint64_t objects;
-    uint64_t bytes;
-    meta_ver_t version;
-    int deleted;
-} meta_bucket_t;
-
-int meta_bucket_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_bucket_t *out) CIO_MUST_CHECK;
-int meta_bucket_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_bucket_t *bk) CIO_MUST_CHECK;
-int meta_bucket_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO_MUST_CHECK;
-
-typedef struct {
-    meta_ver_t version; /* the DELETE's version (or, from a format-1 store, the replaced applied object's) */
-    int64_t time_ms;    /* when this site recorded it (local clock): garbage collection */
-    vctx_t ctx;         /* the key's causal context besides `version` itself (meta_obj_t's ctx); empty for a bucket's */
-} meta_tomb_t;
-
-/* Tombstone of key k in bucket b, keyed like "objects". get returns
- * CIO_ENOTFOUND when absent; del of an absent tombstone is not an error. */
-int meta_tomb_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_tomb_t *out) CIO_MUST_CHECK;
-int meta_tomb_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
-                  const meta_tomb_t *t) CIO_MUST_CHECK;
-int meta_tomb_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
-
 /* Removes the tombstones of bucket b's keys whose version orders before
  * `version` (a purge at `version` covers them); the bucket's own stays. */
 int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version) CIO_MUST_CHECK;
@@ -98,12 +67,6 @@ int meta_tomb_gc(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t
 
 /* Number of tombstones (for metrics). */
 int meta_tomb_count(meta_t *m, MDB_txn *txn, uint64_t *n) CIO_MUST_CHECK;
-
-/* Version of the last purge of bucket b (made here or applied): hlc 0 when
- * none. Stored as the u64 BE version followed by the origin's bytes; a
- * record of 8 bytes (metadata format 1) reads with origin "". */
-int meta_purge_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_ver_t *version) CIO_MUST_CHECK;
-int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const meta_ver_t *version) CIO_MUST_CHECK;
 
 /* Walks the objects of bucket b in no particular order and removes those
  * `pick` chooses: it returns 1 to remove `o` (valid for the call only), 0 to

@@ -469,9 +469,8 @@ def test_network_partition(sites, heal):
         proxy.close()
 
 
-@pytest.mark.xfail(strict=True, reason="no full sync: objects written while replication was disabled are never "
-                   "shipped (docs/replication.md, Limits); replication-anchors item 4")
 def test_objects_written_before_replication_reach_the_replica(sites):
+    """The new target gets a full sync (repld/sync.h): what the log never held ships too."""
     a, b = sites(start=False)
     a.repl["enabled"] = False
     a.write_config()

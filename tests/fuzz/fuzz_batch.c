@@ -124,11 +124,15 @@ static void fuzz_reply(const uint8_t *data, size_t size)
         abort();
     memset(res, 0x5a, (n + 1) * sizeof(*res));
     memcpy(res2, res, (n + 1) * sizeof(*res));
-    if (batch_reply_decode((const char *)in.p, in.left, res, n, NULL, NULL) != 0) {
+    const char *store = NULL;
+    size_t store_len = 0;
+    if (batch_reply_decode_store((const char *)in.p, in.left, res, n, NULL, NULL, &store, &store_len) != 0) {
         FUZZ_CHECK(memcmp(res, res2, (n + 1) * sizeof(*res)) == 0);
         goto out;
     }
     FUZZ_CHECK(n <= BATCH_MAX_EVENTS);
+    FUZZ_CHECK(store == NULL ? store_len == 0
+                             : store_len >= 1 && store_len <= BATCH_STORE_MAX && fuzz_inside(store, store_len, in.p, in.left));
     for (size_t i = 0; i < n; i++) {
         FUZZ_CHECK(res[i].result <= BATCH_PERMANENT && strcmp(batch_result_name(res[i].result), "?") != 0);
         FUZZ_CHECK(res[i].error != NULL && res[i].error_len <= BATCH_ERROR_MAX);

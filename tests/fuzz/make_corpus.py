@@ -197,11 +197,36 @@ def zcodec_seeds():
     }
 
 
+def synclist_seeds():
+    """Listings of GET /admin/replication/list (proto/synclist.h)."""
+    def listing(kind, entries, more=False, store="0123456789abcdef0123456789abcdef", extra=None):
+        m = {"v": 1, "site": "site-b", "store": store, "more": more, kind: entries}
+        if extra:
+            m.update(extra)
+        return msgpack.packb(m, use_bin_type=True)
+    obj = {"k": b"2024/cat.jpg", "h": 1 << 40, "o": "site-a", "d": False, "e": ETAG, "s": 5}
+    tomb = {"k": b"gone", "h": 7, "o": "site-c", "d": True}
+    bucket = {"n": "photos", "h": 3, "o": "site-a", "d": False, "ph": 9, "po": "site-a"}
+    keys = listing("keys", [obj, tomb], more=True)
+    return {
+        "keys": keys,
+        "keys-empty": listing("keys", []),
+        "buckets": listing("buckets", [bucket, dict(bucket, n="logs", d=True, ph=0, po="")]),
+        "no-store": listing("buckets", [], store=""),
+        "unknown-fields": listing("keys", [dict(obj, future=[1, {"x": None}])], extra={"next": "later"}),
+        "tombstone-with-size": listing("keys", [dict(tomb, s=3)]),
+        "key-without-d": listing("keys", [{"k": b"x", "h": 1}]),
+        "version-2": listing("keys", [], extra={"v": 2}),
+        "truncated": keys[:-4],
+        "trailing-byte": keys + b"\x00",
+    }
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     targets = {"fuzz_logrec": logrec_seeds(), "fuzz_batch": batch_seeds(), "fuzz_path": path_seeds(),
                "fuzz_units": units_seeds(), "fuzz_conf": conf_seeds(), "fuzz_presign": presign_seeds(),
-               "fuzz_zcodec": zcodec_seeds()}
+               "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds()}
     total = 0
     for target, seeds in targets.items():
         d = os.path.join(out, target)

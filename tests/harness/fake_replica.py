@@ -21,7 +21,8 @@ compares it with the primary. How it misbehaves is set with set_mode():
     "wrongseq"    answer 200 with results whose seq is not the event's
     "unauthorized" answer 401 (as a replica with another token would)
 
-A mode can be limited to the next `count` requests, after which the fake
+GET /admin/replication/list answers the listing of an empty replica (a full
+sync ships it everything it asks about). A mode can be limited to the next `count` requests, after which the fake
 behaves again. Independently, retry_keys holds (bucket, key) pairs whose PUT
 and DELETE events are answered "retry" with status 507 (out of space) while
 the others apply. When `token` is set, a request with another bearer token
@@ -118,7 +119,7 @@ class FakeReplica:
                 fake._handle(self)
 
             def do_GET(self):
-                fake._reply(self, 404, b'{"error":"not found","code":"NotFound"}')
+                fake._list(self)
 
         self.port = port or comio.free_port()
         self.server = _Server(("127.0.0.1", self.port), Handler)
@@ -198,6 +199,21 @@ class FakeReplica:
     def _log_request(self, n, mode, nev, status):
         with self.lock:
             self.requests.append((n, mode, nev, status))
+
+    def _list(self, h):
+        """GET /admin/replication/list (docs/protocol.md): the listing of a replica that holds nothing, whatever
+        it applied, so that a full sync ships it everything; other paths are 404."""
+        if not h.path.startswith("/admin/replication/list"):
+            self._reply(h, 404, b'{"error":"not found","code":"NotFound"}')
+            return
+        auth = h.headers.get("Authorization") or ""
+        if self.token is not None and auth != "Bearer " + self.token:
+            self._reply(h, 401, b'{"error":"missing or wrong replication token","code":"Unauthorized"}')
+            return
+        kind = "keys" if "bucket=" in h.path else "buckets"
+        body = msgpack.packb({"v": 1, "site": "fake-replica", "store": "f" * 32, "more": False, kind: []},
+                             use_bin_type=True)
+        self._reply(h, 200, body, ctype="application/msgpack")
 
     def _handle(self, h):
         n, mode, delay = self._take_mode()

@@ -1021,6 +1021,35 @@ static void test_reply_site(void)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* The replica's store identity rides in the reply too (full sync): an
+ * older reply has none, an empty or too long one is refused, and a decoder
+ * that does not ask for it skips it. */
+static void test_reply_store(void)
+{
+    batch_res_t in = {7, BATCH_SKIPPED, 200, "", 0}, out;
+    const char *site = NULL, *store = "x";
+    size_t site_len = 0, store_len = 99;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    CHECK_EQ_INT(batch_reply_encode_store(&in, 1, "site-b", 6, "0123456789abcdef0123456789abcdef", 32, &sb), 0);
+    CHECK_EQ_INT(batch_reply_decode_store(sb.data, sb.size, &out, 1, &site, &site_len, &store, &store_len), 0);
+    CHECK(store_len == 32 && memcmp(store, "0123456789abcdef", 16) == 0 && inside(store, store_len, sb.data, sb.size));
+    CHECK(site_len == 6 && out.seq == 7 && out.result == BATCH_SKIPPED);
+    CHECK_EQ_INT(batch_reply_decode(sb.data, sb.size, &out, 1, &site, &site_len), 0); /* an older repld: skipped */
+    sb.size = 0;
+    CHECK_EQ_INT(batch_reply_encode(&in, 1, "site-b", 6, &sb), 0);
+    CHECK_EQ_INT(batch_reply_decode_store(sb.data, sb.size, &out, 1, NULL, NULL, &store, &store_len), 0);
+    CHECK(store == NULL && store_len == 0);
+    sb.size = 0;
+    CHECK_EQ_INT(batch_reply_encode_store(&in, 1, "site-b", 6, "", 0, &sb), CIO_EINVAL);
+    CHECK_EQ_INT(batch_reply_encode_store(&in, 1, "site-b", 6, "x", BATCH_STORE_MAX + 1, &sb), CIO_EINVAL);
+    CHECK_EQ_INT(sb.size, 0);
+    static const char empty_store[] = "\x83\xa1v\x01\xa3res\x90\xa5store\xa0";
+    CHECK_EQ_INT(batch_reply_decode_store(empty_store, sizeof(empty_store) - 1, NULL, 0, NULL, NULL, &store, &store_len),
+                 CIO_EPROTO);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_reply_encode_invalid(void)
 {
     msgpack_sbuffer sb;
@@ -1339,6 +1368,7 @@ int main(void)
     RUN(test_reply_error_cut_utf8);
     RUN(test_reply_encode_invalid);
     RUN(test_reply_site);
+    RUN(test_reply_store);
     RUN(test_reply_decode_cases);
     RUN(test_result_name);
     RUN(test_mutation);

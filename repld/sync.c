@@ -1,0 +1,1321 @@
+/* sync.c - a target's full sync: bucket walk, merge-join, batches, persisted position. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <curl/curl.h>
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/curlopt.h"
+#include "common/date.h"
+#include "common/log.h"
+#include "common/percent.h"
+#include "common/syncrec.h"
+#include "proto/batch.h"
+#include "proto/logrec.h"
+#include "proto/presign.h"
+#include "repld/sync.h"
+
+#define SRC_PAGE 256               /* source keys read per read transaction */
+#define TGT_PAGE 1000              /* target keys asked per listing */
+#define PERSIST_KEYS 1000          /* keys walked without an event before the position is persisted anyway */
+#define BATCH_EVENTS_MAX 500       /* events per sync batch, below the target's batch_size when that is larger */
+#define BATCH_BYTES_MAX (8u << 20) /* inline bytes per sync batch */
+#define BACKOFF_CAP_MS 60000
+#define PROBE_MS 10000          /* while idle, how often the target's store identity is asked */
+#define PROBE_TIMEOUT_MS 10000L /* and how long such a question may take */
+#define PRESIGN_TTL_S 3600
+#define EXTRA_LOGGED 20 /* keys only the target holds that a sync logs one by one */
+#define REPLY_MAX (64u << 20)
+#define LIST_REPLY_MAX (64u << 20)
+#define CONNECT_TIMEOUT_MS 10000L
+#define REQUEST_TIMEOUT_MS 600000L /* the replica may fetch large objects before it answers */
+#define DEAD_LINK_S 20L
+
+/* An event of the batch being built: its record and its bytes or URL, kept
+ * until acknowledged so that events answered "retry" can be sent again. */
+typedef struct {
+    char *rec;
+    size_t rec_len;
+    char *data; /* inline bytes (has_data), or NULL */
+    size_t data_len;
+    int has_data;
+    char *url; /* presigned URL, or NULL */
+    uint64_t seq;
+    uint64_t bytes; /* object bytes, for the counters */
+    uint32_t attempts;
+    int done;
+} sev_t;
+
+/* A target's listing of one bucket, a page at a time. */
+typedef struct {
+    buf_t reply;
+    synclist_key_t *keys;
+    size_t n, cap, i;
+    int more;
+    char last[LOGREC_KEY_MAX];
+    size_t last_len;
+} tpage_t;
+
+struct sync {
+    const conf_t *conf;
+    const conf_target_t *tgt;
+    meta_t *meta;
+    int stop_fd, wake_fd, store_fd;
+    pthread_t tid;
+    int started;
+    CURL *curl;
+    struct curl_slist *headers;
+    char *base; /* the target's URL without a trailing slash */
+
+    pthread_mutex_t mu; /* guards the fields below up to `rec` */
+    char peer_store[BATCH_STORE_MAX + 1];
+    int requested;
+    char req_bucket[LOGREC_BUCKET_MAX + 1];
+    int cancel;
+    int running;
+    syncrec_t shown; /* the running sync's record as last persisted, for sync_request's answer */
+
+    /* the sync thread's own */
+    syncrec_t rec;
+    sev_t *ev;
+    size_t nev, ev_cap, ev_bytes;
+    uint64_t next_seq;
+    uint64_t backoff_ms;
+    int outage_logged;
+    char *scratch;
+    size_t scratch_cap;
+    size_t since_persist;
+    int probing; /* an idle probe of the target's store is under way */
+};
+
+/* ---- the decision ---- */
+
+sync_action_t sync_decide(const meta_entry_t *src, const synclist_key_t *tgt)
+{
+    if (src == NULL)
+        return tgt != NULL ? SYNC_EXTRA : SYNC_SKIP;
+    const meta_obj_t *o = &src->obj;
+    if (tgt == NULL)
+        return src->deleted ? SYNC_SKIP : SYNC_PUT;
+    int c = hlc_version_cmp(o->version, o->origin, o->origin_len, tgt->hlc, tgt->origin, tgt->origin_len);
+    if (c <= 0)
+        return SYNC_SKIP; /* the same version, or a later one the target holds */
+    if (!src->deleted)
+        return SYNC_PUT;
+    return tgt->deleted ? SYNC_SKIP : SYNC_DELETE; /* a later tombstone over a tombstone changes nothing the target serves */
+}
+
+/* ---- waiting ---- */
+
+static int stopping(sync_t *s)
+{
+    struct pollfd p = {s->stop_fd, POLLIN, 0};
+    return poll(&p, 1, 0) > 0;
+}
+
+static int cancelled(sync_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int c = s->cancel;
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+/* Sleeps up to ms, or until stopped or woken. Returns 1 when repld stops. */
+static int nap(sync_t *s, uint64_t ms)
+{
+    struct pollfd p[2] = {{s->stop_fd, POLLIN, 0}, {s->wake_fd, POLLIN, 0}};
+    int n = poll(p, 2, (int)(ms > 3600000 ? 3600000 : ms));
+    if (n > 0 && p[1].revents != 0) {
+        uint64_t v;
+        if (read(s->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+            log_msg(LOG_LVL_WARN, "cannot read the sync's wake-up descriptor", "error", strerror(errno), NULL);
+    }
+    return n > 0 && p[0].revents != 0;
+}
+
+static void wake(sync_t *s)
+{
+    uint64_t one = 1;
+    if (write(s->wake_fd, &one, sizeof(one)) != (ssize_t)sizeof(one) && errno != EAGAIN)
+        log_msg(LOG_LVL_WARN, "cannot wake the sync thread", "error", strerror(errno), NULL);
+}
+
+/* ---- HTTP ---- */
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
+{
+    buf_t *b = arg;
+    return buf_append(b, p, size * nmemb) == 0 ? size * nmemb : 0;
+}
+
+/* Whether a --resync waits to start. */
+static int requested(sync_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int r = s->requested;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+/* Aborts a transfer once repld stops or the sync is cancelled, and an idle
+ * probe once a --resync waits: none of them waits for a request's timeout. */
+static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    sync_t *s = arg;
+    return stopping(s) || cancelled(s) || (s->probing && requested(s));
+}
+
+/* One request to the target: GET when body is NULL, else a POST of body.
+ * Fills *reply (capped at `cap`) and *status (0 when no HTTP answer came).
+ * Returns 0 when an HTTP answer came, else CIO_EIO with the reason in err. */
+static int request(sync_t *s, const char *url, const char *body, size_t len, buf_t *reply, size_t cap, long *status, char *err,
+                   size_t errlen)
+{
+    char errbuf[CURL_ERROR_SIZE] = "";
+    CURLcode cc;
+
+    buf_init(reply, cap);
+    *status = 0;
+    curl_easy_setopt(s->curl, CURLOPT_URL, url);
+    curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->headers);
+    if (body != NULL) {
+        curl_easy_setopt(s->curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    } else {
+        curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, reply);
+    curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, errbuf);
+    cc = curl_easy_perform(s->curl);
+    if (cc != CURLE_OK) {
+        snprintf(err, errlen, "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        return CIO_EIO;
+    }
+    curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, status);
+    return 0;
+}
+
+/* An error reply's text for logs: a short printable excerpt. */
+static void excerpt(const buf_t *b, long status, char *err, size_t errlen)
+{
+    char text[200];
+    size_t n = b->len < sizeof(text) - 1 ? b->len : sizeof(text) - 1;
+    for (size_t i = 0; i < n; i++)
+        text[i] = b->data[i] >= 32 && b->data[i] < 127 ? b->data[i] : '.';
+    text[n] = '\0';
+    snprintf(err, errlen, "remote returned %ld: %s", status, text);
+}
+
+/* Backs off after a failed request (doubling up to BACKOFF_CAP_MS), logging
+ * the first failure of an outage. Returns 1 when repld stops or the sync is
+ * cancelled meanwhile. */
+static int back_off(sync_t *s, const char *what, const char *err)
+{
+    char delay[32];
+    snprintf(delay, sizeof(delay), "%.1fs", s->backoff_ms / 1000.0);
+    if (!s->outage_logged || s->backoff_ms >= BACKOFF_CAP_MS)
+        log_msg(LOG_LVL_WARN, "full sync: target unavailable; will try again", "target", s->tgt->name, "request", what, "error",
+                err, "retry_in", delay, NULL);
+    s->outage_logged = 1;
+    snprintf(s->rec.error, sizeof(s->rec.error), "%.*s", (int)sizeof(s->rec.error) - 1, err);
+    int stop = nap(s, s->backoff_ms);
+    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : s->backoff_ms * 2;
+    return stop || stopping(s) || cancelled(s);
+}
+
+static void reachable(sync_t *s)
+{
+    s->outage_logged = 0;
+    s->backoff_ms = s->tgt->retry_delay_ms > 0 && s->tgt->retry_delay_ms < 1000 ? s->tgt->retry_delay_ms : 1000;
+}
+
+/* GETs a listing (bucket NULL: the buckets) into *reply and checks its
+ * envelope into *d, retrying transport failures. Notes the target's store.
+ * Returns 0, 1 when stopped or cancelled meanwhile, or with `once` (a probe)
+ * CIO_EIO on the first failure. */
+static int get_listing(sync_t *s, const char *bucket, const char *after, size_t alen, buf_t *reply, synclist_dec_t *d, int once)
+{
+    buf_t url;
+    char err[600];
+    long status;
+    int ret;
+
+    for (;;) {
+        buf_init(&url, 16384);
+        buf_puts(&url, s->base);
+        buf_puts(&url, "/admin/replication/list");
+        if (bucket != NULL) {
+            buf_puts(&url, "?bucket=");
+            percent_append(&url, bucket, strlen(bucket), 0);
+            buf_puts(&url, "&after=");
+            percent_append(&url, after, alen, 0);
+            buf_printf(&url, "&max=%d", TGT_PAGE);
+        }
+        if (url.err != 0) {
+            buf_free(&url);
+            return url.err;
+        }
+        ret = request(s, url.data, NULL, 0, reply, LIST_REPLY_MAX, &status, err, sizeof(err));
+        buf_free(&url);
+        if (ret == 0 && status == 200) {
+            if (synclist_dec_init(d, reply->data != NULL ? reply->data : "", reply->len) == 0 &&
+                d->kind == (bucket != NULL ? SYNCLIST_KEYS : SYNCLIST_BUCKETS)) {
+                char store[BATCH_STORE_MAX + 1];
+                snprintf(store, sizeof(store), "%.*s", (int)d->store_len, d->store);
+                sync_note_store(s, store);
+                reachable(s);
+                return 0;
+            }
+            snprintf(err, sizeof(err), "remote returned a malformed listing (%zu bytes)", reply->len);
+        } else if (ret == 0 && status == 404) {
+            snprintf(err, sizeof(err), "the target does not serve /admin/replication/list: it needs a release with full sync");
+        } else if (ret == 0) {
+            excerpt(reply, status, err, sizeof(err));
+        }
+        buf_free(reply);
+        if (once)
+            return CIO_EIO;
+        if (back_off(s, "list", err))
+            return 1;
+    }
+}
+
+/* ---- persisting ---- */
+
+static int persist(sync_t *s)
+{
+    MDB_txn *txn;
+    int ret;
+    if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, 0, &txn), "mdb_txn_begin")) != 0)
+        return ret;
+    if ((ret = syncrec_put(s->meta, txn, s->tgt->name, &s->rec)) != 0) {
+        mdb_txn_abort(txn);
+        return ret;
+    }
+    if ((ret = meta_err(mdb_txn_commit(txn), "mdb_txn_commit")) != 0)
+        return ret;
+    pthread_mutex_lock(&s->mu);
+    s->shown = s->rec;
+    pthread_mutex_unlock(&s->mu);
+    s->since_persist = 0;
+    return 0;
+}
+
+static int load(sync_t *s, syncrec_t *r)
+{
+    MDB_txn *txn;
+    int ret;
+    if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+        return ret;
+    ret = syncrec_get(s->meta, txn, s->tgt->name, r);
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+/* ---- the batch ---- */
+
+static void ev_clear(sync_t *s)
+{
+    for (size_t i = 0; i < s->nev; i++) {
+        free(s->ev[i].rec);
+        free(s->ev[i].data);
+        free(s->ev[i].url);
+    }
+    s->nev = 0;
+    s->ev_bytes = 0;
+}
+
+static size_t batch_max(const sync_t *s)
+{
+    return s->tgt->batch_size < BATCH_EVENTS_MAX ? s->tgt->batch_size : BATCH_EVENTS_MAX;
+}
+
+/* Adds an event: its record r (seq set here), with inline bytes or a URL for a PUT. */
+static int ev_add(sync_t *s, logrec_t *r, const char *data, size_t data_len, int has_data, const char *url)
+{
+    msgpack_sbuffer sb;
+    sev_t *e;
+    int ret;
+
+    if (s->nev == s->ev_cap) {
+        size_t ncap = s->ev_cap ? s->ev_cap * 2 : 64;
+        sev_t *n = realloc(s->ev, ncap * sizeof(*n));
+        if (n == NULL)
+            return CIO_ENOMEM;
+        s->ev = n;
+        s->ev_cap = ncap;
+    }
+    r->seq = ++s->next_seq;
+    msgpack_sbuffer_init(&sb);
+    if ((ret = logrec_encode(r, &sb)) != 0) {
+        msgpack_sbuffer_destroy(&sb);
+        return ret;
+    }
+    e = &s->ev[s->nev];
+    memset(e, 0, sizeof(*e));
+    e->rec = sb.data; /* taken from the buffer: freed with free() (msgpack_sbuffer allocates with malloc) */
+    e->rec_len = sb.size;
+    e->seq = r->seq;
+    e->bytes = r->op == LOGREC_PUT ? r->size : 0;
+    e->has_data = has_data;
+    if ((has_data && data_len > 0 && (e->data = malloc(data_len)) == NULL) || (url != NULL && (e->url = strdup(url)) == NULL)) {
+        free(e->rec);
+        free(e->data);
+        return CIO_ENOMEM;
+    }
+    if (has_data && data_len > 0)
+        memcpy(e->data, data, data_len);
+    e->data_len = has_data ? data_len : 0;
+    s->ev_bytes += e->data_len + e->rec_len;
+    s->nev++;
+    return 0;
+}
+
+/* Sends the batch until every event is acknowledged or counted failed.
+ * Returns 0, 1 when repld stops or the sync is cancelled first (the events
+ * are dropped: they are shipped again after the resume), or an error. */
+static int flush(sync_t *s)
+{
+    batch_res_t *res = NULL;
+    batch_enc_t enc;
+    int ret = 0;
+
+    if (s->nev == 0)
+        return 0;
+    if ((res = calloc(s->nev, sizeof(*res))) == NULL)
+        return CIO_ENOMEM;
+    memset(&enc, 0, sizeof(enc));
+    if ((ret = batch_enc_init(&enc, s->conf->site_id, strlen(s->conf->site_id))) != 0)
+        goto done;
+    for (;;) {
+        sev_t *order[BATCH_EVENTS_MAX];
+        size_t n = 0;
+        const char *body;
+        size_t len;
+        buf_t reply, url;
+        char err[600];
+        long status;
+
+        if ((ret = batch_enc_restart(&enc, s->conf->site_id, strlen(s->conf->site_id))) != 0)
+            goto done;
+        for (size_t i = 0; i < s->nev; i++) {
+            sev_t *e = &s->ev[i];
+            if (e->done || n == BATCH_EVENTS_MAX)
+                continue;
+            if ((ret = batch_enc_add(&enc, e->rec, e->rec_len, e->has_data, e->has_data ? (e->data != NULL ? e->data : "") : NULL,
+                                     e->data_len, e->url, e->url != NULL ? strlen(e->url) : 0)) != 0)
+                goto done;
+            order[n++] = e;
+        }
+        if (n == 0)
+            break;
+        if ((ret = batch_enc_finish(&enc, &body, &len)) != 0)
+            goto done;
+        buf_init(&url, 8192);
+        buf_puts(&url, s->base);
+        buf_puts(&url, "/admin/replication/batch");
+        if (url.err != 0) {
+            ret = url.err;
+            buf_free(&url);
+            goto done;
+        }
+        ret = request(s, url.data, body, len, &reply, REPLY_MAX, &status, err, sizeof(err));
+        buf_free(&url);
+        if (ret == 0 && status == 200) {
+            const char *store = NULL;
+            size_t store_len = 0;
+            if (batch_reply_decode_store(reply.data != NULL ? reply.data : "", reply.len, res, n, NULL, NULL, &store, &store_len) ==
+                0) {
+                int retry = 0;
+                for (size_t i = 0; i < n && ret == 0; i++)
+                    if (res[i].seq != order[i]->seq)
+                        ret = CIO_EPROTO;
+                if (ret == 0) {
+                    char st[BATCH_STORE_MAX + 1];
+                    snprintf(st, sizeof(st), "%.*s", (int)store_len, store != NULL ? store : "");
+                    sync_note_store(s, st);
+                    reachable(s);
+                    for (size_t i = 0; i < n; i++) {
+                        sev_t *e = order[i];
+                        switch (res[i].result) {
+                        case BATCH_APPLIED:
+                        case BATCH_SKIPPED:
+                            e->done = 1;
+                            s->rec.shipped++;
+                            s->rec.shipped_bytes += e->bytes;
+                            break;
+                        case BATCH_RETRY:
+                            /* an outage of the fetch from this site spends no attempt, as in ship.c */
+                            if (!(res[i].status >= 502 && res[i].status <= 504) && ++e->attempts > s->tgt->retry_attempts) {
+                                e->done = 1;
+                                s->rec.failed++;
+                                s->rec.failed_bytes += e->bytes;
+                            } else {
+                                retry = 1;
+                            }
+                            snprintf(s->rec.error, sizeof(s->rec.error), "remote returned %u: %.*s", res[i].status,
+                                     (int)res[i].error_len, res[i].error);
+                            break;
+                        default:
+                            e->done = 1;
+                            s->rec.failed++;
+                            s->rec.failed_bytes += e->bytes;
+                            snprintf(s->rec.error, sizeof(s->rec.error), "remote returned %u: %.*s", res[i].status,
+                                     (int)res[i].error_len, res[i].error);
+                            log_msg(LOG_LVL_ERROR, "full sync: the target refused an event for good", "target", s->tgt->name,
+                                    "error", s->rec.error, NULL);
+                        }
+                    }
+                    buf_free(&reply);
+                    if (retry && back_off(s, "batch", s->rec.error)) {
+                        ret = 1;
+                        goto done;
+                    }
+                    continue;
+                }
+                ret = 0;
+                snprintf(err, sizeof(err), "remote answered for other events than it was sent");
+            } else {
+                snprintf(err, sizeof(err), "remote returned a malformed reply (%zu bytes)", reply.len);
+            }
+        } else if (ret == 0 && status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 && status != 429) {
+            /* the batch is refused as a whole: its events can never apply as sent */
+            excerpt(&reply, status, err, sizeof(err));
+            for (size_t i = 0; i < n; i++) {
+                order[i]->done = 1;
+                s->rec.failed++;
+                s->rec.failed_bytes += order[i]->bytes;
+            }
+            snprintf(s->rec.error, sizeof(s->rec.error), "%.*s", (int)sizeof(s->rec.error) - 1, err);
+            log_msg(LOG_LVL_ERROR, "full sync: the target refused a batch", "target", s->tgt->name, "error", err, NULL);
+            buf_free(&reply);
+            continue;
+        } else if (ret == 0) {
+            excerpt(&reply, status, err, sizeof(err));
+        }
+        ret = 0;
+        buf_free(&reply);
+        if (back_off(s, "batch", err)) {
+            ret = 1;
+            goto done;
+        }
+    }
+done:
+    batch_enc_free(&enc);
+    free(res);
+    ev_clear(s);
+    return ret;
+}
+
+/* Flushes the batch, then persists the position and counters: every key up
+ * to the position is then done. 0, 1 (stopped or cancelled), or an error. */
+static int checkpoint(sync_t *s)
+{
+    int ret = flush(s);
+    if (ret != 0)
+        return ret;
+    if ((ret = persist(s)) != 0)
+        log_msg(LOG_LVL_ERROR, "full sync: cannot persist the position", "target", s->tgt->name, "error", cio_strerror(ret), NULL);
+    return ret;
+}
+
+/* Checkpoints when the batch is full. */
+static int maybe_flush(sync_t *s)
+{
+    if (s->nev >= batch_max(s) || s->ev_bytes >= BATCH_BYTES_MAX || s->since_persist >= PERSIST_KEYS)
+        return checkpoint(s);
+    return 0;
+}
+
+/* ---- synthesizing events ---- */
+
+static void rec_origin(const sync_t *s, const char *origin, size_t origin_len, logrec_t *r)
+{
+    /* a version from before origins were recorded was this site's */
+    r->origin = origin_len > 0 ? origin : s->conf->site_id;
+    r->origin_len = origin_len > 0 ? origin_len : strlen(s->conf->site_id);
+}
+
+/* Reads an object's bytes, proven to be the version shipped as ship.c's
+ * recheck proves them: the object still holds that version at the same
+ * extent in a snapshot taken after the read. Returns 0, 1 when the object
+ * moved on (the log carries its later state), or an error. */
+static int read_bytes(sync_t *s, const char *b, size_t blen, meta_obj_t *o)
+{
+    MDB_txn *txn;
+    meta_obj_t now;
+    int ret;
+
+    if (o->size + 1 > s->scratch_cap) {
+        char *n = realloc(s->scratch, (size_t)o->size + 1);
+        if (n == NULL)
+            return CIO_ENOMEM;
+        s->scratch = n;
+        s->scratch_cap = (size_t)o->size + 1;
+    }
+    for (size_t done = 0; done < o->size;) {
+        ssize_t n = pread(s->store_fd, s->scratch + done, (size_t)o->size - done, (off_t)(o->off + done));
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            log_msg(LOG_LVL_ERROR, "cannot read an object from the data store", "error", n == 0 ? "short read" : strerror(errno),
+                    NULL);
+            return CIO_EIO;
+        }
+        done += (size_t)n;
+    }
+    if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+        return ret;
+    ret = meta_obj_get(s->meta, txn, b, blen, o->key, o->key_len, &now);
+    mdb_txn_abort(txn);
+    if (ret == CIO_ENOTFOUND)
+        return 1;
+    if (ret != 0)
+        return ret;
+    return meta_obj_current(&now, o->version, o->origin, o->origin_len) && now.off == o->off ? 0 : 1;
+}
+
+/* Adds the PUT of source object `e` of bucket b to the batch. Returns 0, 1
+ * when the object moved on since the page was read (skipped: the log ships
+ * its later state), or an error. */
+static int add_put(sync_t *s, const char *b, size_t blen, const meta_entry_t *e)
+{
+    MDB_txn *txn;
+    meta_obj_t o;
+    logrec_t r;
+    char url[BATCH_URL_MAX];
+    int ret;
+
+    /* the current record: its extent may have moved since the page was read */
+    if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+        return ret;
+    ret = meta_obj_get(s->meta, txn, b, blen, e->obj.key, e->obj.key_len, &o);
+    mdb_txn_abort(txn);
+    if (ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, e->obj.version, e->obj.origin, e->obj.origin_len)))
+        return 1;
+    if (ret != 0)
+        return ret;
+    memset(&r, 0, sizeof(r));
+    r.op = LOGREC_PUT;
+    r.hlc = o.version;
+    r.bucket = b;
+    r.bucket_len = blen;
+    r.key = o.key;
+    r.key_len = o.key_len;
+    r.size = o.size;
+    memcpy(r.etag, o.etag, 16);
+    r.content_type = o.ctype;
+    r.content_type_len = o.ctype_len;
+    r.mtime_ms = o.mtime_ms;
+    r.parent_origin = "";
+    r.ctx = o.ctx;
+    rec_origin(s, o.origin, o.origin_len, &r);
+    if (o.size < s->tgt->inline_threshold) {
+        if ((ret = read_bytes(s, b, blen, &o)) != 0)
+            return ret;
+        return ev_add(s, &r, s->scratch, (size_t)o.size, 1, NULL);
+    }
+    /* signed with this target's token, exactly as ship.c signs live events */
+    const char *secret = s->tgt->token != NULL ? s->tgt->token : "";
+    if ((ret = presign_url(secret, strlen(secret), s->conf->public_url, b, blen, o.key, o.key_len, o.version, o.origin,
+                           o.origin_len, clock_wall_ms() / 1000 + PRESIGN_TTL_S, url, sizeof(url))) != 0)
+        return ret;
+    return ev_add(s, &r, NULL, 0, 0, url);
+}
+
+static int add_delete(sync_t *s, const char *b, size_t blen, const meta_entry_t *e)
+{
+    logrec_t r;
+    memset(&r, 0, sizeof(r));
+    r.op = LOGREC_DELETE;
+    r.hlc = e->obj.version;
+    r.bucket = b;
+    r.bucket_len = blen;
+    r.key = e->obj.key;
+    r.key_len = e->obj.key_len;
+    r.mtime_ms = e->obj.mtime_ms;
+    r.parent_origin = "";
+    r.ctx = e->obj.ctx;
+    rec_origin(s, e->obj.origin, e->obj.origin_len, &r);
+    return ev_add(s, &r, NULL, 0, 0, NULL);
+}
+
+/* A bucket-only event (BUCKET_CREATE, BUCKET_DELETE, PURGE) at version v. */
+static int add_bucket_op(sync_t *s, logrec_op_t op, const char *b, size_t blen, const meta_ver_t *v, int64_t mtime_ms)
+{
+    logrec_t r;
+    memset(&r, 0, sizeof(r));
+    r.op = op;
+    r.hlc = v->hlc;
+    r.bucket = b;
+    r.bucket_len = blen;
+    r.key = "";
+    r.mtime_ms = mtime_ms;
+    r.parent_origin = "";
+    rec_origin(s, v->origin, v->origin_len, &r);
+    return ev_add(s, &r, NULL, 0, 0, NULL);
+}
+
+/* ---- one bucket ---- */
+
+static int cmp_key(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+static void tpage_free(tpage_t *t)
+{
+    buf_free(&t->reply);
+    free(t->keys);
+    t->keys = NULL;
+    t->n = t->cap = t->i = 0;
+}
+
+/* The next page of the target's listing of bucket b, after t->last. 0, 1 (stopped), or an error. */
+static int tpage_next(sync_t *s, const char *b, tpage_t *t)
+{
+    synclist_dec_t d;
+    synclist_key_t k;
+    int ret;
+
+    tpage_free(t);
+    if ((ret = get_listing(s, b, t->last, t->last_len, &t->reply, &d, 0)) != 0)
+        return ret;
+    t->more = d.more;
+    if (d.n > 0 && (t->keys = calloc(d.n, sizeof(*t->keys))) == NULL)
+        return CIO_ENOMEM;
+    while ((ret = synclist_dec_key(&d, &k)) == 0) {
+        /* strictly after the key asked from, in order: a listing that goes back could make the walk loop */
+        const char *prev = t->n > 0 ? t->keys[t->n - 1].key : t->last;
+        size_t prev_len = t->n > 0 ? t->keys[t->n - 1].key_len : t->last_len;
+        if (cmp_key(k.key, k.key_len, prev, prev_len) <= 0) {
+            ret = CIO_EPROTO;
+            break;
+        }
+        t->keys[t->n++] = k;
+    }
+    if (ret != CIO_ENOTFOUND) {
+        log_msg(LOG_LVL_ERROR, "full sync: the target's listing does not decode or is out of order", "target", s->tgt->name, NULL);
+        return CIO_EPROTO;
+    }
+    if (t->n > 0) {
+        t->last_len = t->keys[t->n - 1].key_len;
+        memcpy(t->last, t->keys[t->n - 1].key, t->last_len);
+    } else {
+        t->more = 0; /* an empty page ends the listing, whatever it says: no loop */
+    }
+    return 0;
+}
+
+static void set_position(sync_t *s, const char *key, size_t len)
+{
+    memcpy(s->rec.key, key, len);
+    s->rec.key[len] = '\0';
+    s->rec.key_len = (uint16_t)len;
+    s->since_persist++;
+}
+
+/* The bucket-level events of bucket b: its record and its purge version
+ * against the target's (tb, NULL when the target lacks the bucket). */
+static int sync_bucket_record(sync_t *s, const char *b, size_t blen, const synclist_bucket_t *tb)
+{
+    MDB_txn *txn;
+    meta_bucket_t bk;
+    meta_ver_t purge;
+    int ret;
+
+    if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+        return ret;
+    ret = meta_bucket_get(s->meta, txn, b, blen, &bk);
+    if (ret == 0)
+        ret = meta_purge_get(s->meta, txn, b, blen, &purge);
+    mdb_txn_abort(txn);
+    if (ret == CIO_ENOTFOUND)
+        return 0; /* gone since the walk began: its DELETE is in the log */
+    if (ret != 0)
+        return ret;
+    if (bk.version.hlc != 0 &&
+        (tb == NULL ||
+         hlc_version_cmp(bk.version.hlc, bk.version.origin, bk.version.origin_len, tb->hlc, tb->origin, tb->origin_len) > 0) &&
+        (ret = add_bucket_op(s, bk.deleted ? LOGREC_BUCKET_DELETE : LOGREC_BUCKET_CREATE, b, blen, &bk.version, bk.ctime_ms)) != 0)
+        return ret;
+    if (purge.hlc != 0 &&
+        (tb == NULL ||
+         hlc_version_cmp(purge.hlc, purge.origin, purge.origin_len, tb->purge_hlc, tb->purge_origin, tb->purge_origin_len) > 0) &&
+        (ret = add_bucket_op(s, LOGREC_PURGE, b, blen, &purge, clock_wall_ms())) != 0)
+        return ret;
+    /* the bucket exists on the target before its objects arrive */
+    return checkpoint(s);
+}
+
+/* Whether this site holds key k of bucket b now, as an object or a
+ * tombstone: 1, 0, or an error. */
+static int held_now(sync_t *s, const char *b, size_t blen, const char *k, size_t klen)
+{
+    MDB_txn *txn;
+    meta_obj_t o;
+    meta_tomb_t t;
+    int ret;
+    if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+        return ret;
+    ret = meta_obj_get(s->meta, txn, b, blen, k, klen, &o);
+    if (ret == CIO_ENOTFOUND)
+        ret = meta_tomb_get(s->meta, txn, b, blen, k, klen, &t);
+    mdb_txn_abort(txn);
+    return ret == 0 ? 1 : ret == CIO_ENOTFOUND ? 0 : ret;
+}
+
+/* sync_bucket's answer when the target names another store than the one the
+ * sync began with: what it acknowledged is gone, the sync must start over. */
+#define STORE_CHANGED 2
+
+static int store_changed(sync_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int changed = s->peer_store[0] != '\0' && s->rec.store_started[0] != '\0' && strcmp(s->peer_store, s->rec.store_started) != 0;
+    pthread_mutex_unlock(&s->mu);
+    return changed;
+}
+
+/* Merge-joins bucket b's keys after the persisted position with the target's.
+ * 0, 1 (stopped or cancelled), STORE_CHANGED or an error. */
+static int sync_bucket(sync_t *s, const char *b, const synclist_bucket_t *tb)
+{
+    size_t blen = strlen(b);
+    meta_entry_t *src = NULL;
+    size_t ns = 0, is = 0, walked = 0;
+    int smore = 1, ret;
+    char slast[LOGREC_KEY_MAX];
+    size_t slast_len = s->rec.key_len;
+    tpage_t *tp = calloc(1, sizeof(*tp));
+
+    if (tp == NULL)
+        return CIO_ENOMEM;
+    memcpy(slast, s->rec.key, slast_len);
+    memcpy(tp->last, s->rec.key, slast_len);
+    tp->last_len = slast_len;
+    tp->more = 1;
+    if ((ret = sync_bucket_record(s, b, blen, tb)) != 0)
+        goto done;
+    for (;;) {
+        if (is == ns && smore) {
+            MDB_txn *txn;
+            free(src);
+            src = NULL;
+            ns = is = 0;
+            if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+                goto done;
+            ret = meta_key_page(s->meta, txn, b, blen, slast, slast_len, SRC_PAGE, &src, &ns, &smore);
+            mdb_txn_abort(txn);
+            if (ret != 0)
+                goto done;
+            if (ns == 0)
+                smore = 0;
+            else
+                memcpy(slast, src[ns - 1].obj.key, slast_len = src[ns - 1].obj.key_len);
+        }
+        if (tp->i == tp->n && tp->more && (tb != NULL || tp->n > 0)) {
+            if ((ret = tpage_next(s, b, tp)) != 0)
+                goto done;
+        } else if (tp->i == tp->n) {
+            tp->more = 0; /* a bucket the target lacks lists nothing */
+        }
+        const meta_entry_t *se = is < ns ? &src[is] : NULL;
+        const synclist_key_t *te = tp->i < tp->n ? &tp->keys[tp->i] : NULL;
+        if (se == NULL && te == NULL)
+            break;
+        int c = se == NULL ? 1 : te == NULL ? -1 : cmp_key(se->obj.key, se->obj.key_len, te->key, te->key_len);
+        const meta_entry_t *sx = c <= 0 ? se : NULL;
+        const synclist_key_t *tx = c >= 0 ? te : NULL;
+        switch (sync_decide(sx, tx)) {
+        case SYNC_PUT:
+            ret = add_put(s, b, blen, sx);
+            if (ret == 1) {
+                s->rec.skipped++;
+                s->rec.skipped_bytes += sx->obj.size;
+                ret = 0;
+            }
+            break;
+        case SYNC_DELETE:
+            ret = add_delete(s, b, blen, sx);
+            break;
+        case SYNC_EXTRA: {
+            char key[LOGREC_KEY_MAX + 1];
+            if ((ret = held_now(s, b, blen, tx->key, tx->key_len)) < 0)
+                break;
+            if (ret == 1) {
+                /* written here since the page was read, and already shipped live: not the target's alone */
+                s->rec.skipped++;
+                ret = 0;
+                break;
+            }
+            snprintf(key, sizeof(key), "%.*s", (int)tx->key_len, tx->key);
+            s->rec.extra++;
+            s->rec.extra_bytes += tx->size;
+            /* a rebuilt site syncing back to its peer finds every key extra: the first few are logged, all are counted */
+            if (s->rec.extra <= EXTRA_LOGGED)
+                log_msg(LOG_LVL_INFO,
+                        s->rec.extra < EXTRA_LOGGED ? "full sync: the target holds a key this site does not"
+                                                    : "full sync: the target holds a key this site does not (more are counted, "
+                                                      "not logged)",
+                        "target", s->tgt->name, "bucket", b, "key", key, NULL);
+            break;
+        }
+        case SYNC_SKIP:
+            s->rec.skipped++;
+            s->rec.skipped_bytes += sx != NULL && !sx->deleted ? sx->obj.size : 0;
+            break;
+        }
+        if (ret != 0)
+            goto done;
+        if (sx != NULL) {
+            s->rec.scanned++;
+            s->rec.scanned_bytes += sx->deleted ? 0 : sx->obj.size;
+            set_position(s, sx->obj.key, sx->obj.key_len);
+            is++;
+        } else {
+            set_position(s, tx->key, tx->key_len);
+        }
+        if (tx != NULL)
+            tp->i++;
+        if ((ret = maybe_flush(s)) != 0)
+            goto done;
+        if ((++walked & 63) == 0) {
+            if (cancelled(s) || stopping(s)) {
+                ret = 1;
+                goto done;
+            }
+            if (store_changed(s)) {
+                ret = STORE_CHANGED;
+                goto done;
+            }
+        }
+    }
+    ret = checkpoint(s);
+done:
+    free(src);
+    tpage_free(tp);
+    free(tp);
+    return ret;
+}
+
+/* ---- a whole sync ---- */
+
+/* The source's bucket names from `from` on (all of them, in name order),
+ * or only `only`; *names is a malloc'd array of malloc'd strings. */
+static int source_buckets(sync_t *s, const char *from, const char *only, char ***names, size_t *n)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t cap = 0;
+    int rc, ret = 0;
+
+    *names = NULL;
+    *n = 0;
+    if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+        return ret;
+    if ((rc = mdb_cursor_open(txn, s->meta->buckets, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return meta_err(rc, "mdb_cursor_open(buckets)");
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && ret == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char *name;
+        if (k.mv_size == 0 || k.mv_size > LOGREC_BUCKET_MAX)
+            continue;
+        if (cmp_key(k.mv_data, k.mv_size, from, strlen(from)) < 0)
+            continue;
+        if (*only != '\0' && (k.mv_size != strlen(only) || memcmp(k.mv_data, only, k.mv_size) != 0))
+            continue;
+        if (*n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char **nn = realloc(*names, ncap * sizeof(*nn));
+            if (nn == NULL) {
+                ret = CIO_ENOMEM;
+                break;
+            }
+            *names = nn;
+            cap = ncap;
+        }
+        if ((name = strndup(k.mv_data, k.mv_size)) == NULL) {
+            ret = CIO_ENOMEM;
+            break;
+        }
+        (*names)[(*n)++] = name;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+static void log_end(sync_t *s, const char *msg)
+{
+    char sc[24], sh[24], sk[24], fa[24], ex[24], by[24], dur[32];
+    double secs = s->rec.finished_ms > s->rec.started_ms ? (s->rec.finished_ms - s->rec.started_ms) / 1000.0 : 0;
+    snprintf(sc, sizeof(sc), "%" PRIu64, s->rec.scanned);
+    snprintf(sh, sizeof(sh), "%" PRIu64, s->rec.shipped);
+    snprintf(sk, sizeof(sk), "%" PRIu64, s->rec.skipped);
+    snprintf(fa, sizeof(fa), "%" PRIu64, s->rec.failed);
+    snprintf(ex, sizeof(ex), "%" PRIu64, s->rec.extra);
+    snprintf(by, sizeof(by), "%" PRIu64, s->rec.shipped_bytes);
+    snprintf(dur, sizeof(dur), "%.3fs", secs);
+    log_msg(s->rec.failed > 0 ? LOG_LVL_WARN : LOG_LVL_INFO, msg, "target", s->tgt->name, "scanned", sc, "shipped", sh,
+            "bytes_shipped", by, "skipped", sk, "failed", fa, "extra", ex, "duration", dur, NULL);
+}
+
+/* Runs (or resumes) the sync in s->rec. 0 once complete or cancelled, 1 when repld stops, or an error. */
+static int run(sync_t *s, int resumed)
+{
+    buf_t reply;
+    synclist_dec_t d;
+    synclist_bucket_t *tb = NULL;
+    size_t ntb = 0, nb = 0;
+    char **names = NULL, store[BATCH_STORE_MAX + 1];
+    int ret;
+
+    /* the target's buckets, and its store identity */
+    if ((ret = get_listing(s, NULL, NULL, 0, &reply, &d, 0)) != 0)
+        return ret;
+    snprintf(store, sizeof(store), "%.*s", (int)d.store_len, d.store);
+    if (resumed && strcmp(store, s->rec.store_started) != 0) {
+        /* its store was replaced while the sync was cut short: what it had acknowledged is gone */
+        log_msg(LOG_LVL_WARN, "full sync: the target's store changed during the sync; starting over", "target", s->tgt->name, NULL);
+        syncrec_t fresh;
+        memset(&fresh, 0, sizeof(fresh));
+        memcpy(fresh.store_done, s->rec.store_done, sizeof(fresh.store_done));
+        memcpy(fresh.only_bucket, s->rec.only_bucket, sizeof(fresh.only_bucket));
+        fresh.reason = SYNCREC_STORE_REPLACED;
+        s->rec = fresh;
+        resumed = 0;
+    }
+    if (!resumed) {
+        s->rec.phase = SYNCREC_RUNNING;
+        s->rec.started_ms = (uint64_t)clock_wall_ms();
+        snprintf(s->rec.store_started, sizeof(s->rec.store_started), "%s", store);
+        if ((ret = persist(s)) != 0)
+            goto done;
+    }
+    log_msg(LOG_LVL_INFO, resumed ? "full sync resumed" : "full sync started", "target", s->tgt->name, "reason",
+            syncrec_reason_name(s->rec.reason), "bucket", s->rec.only_bucket[0] ? s->rec.only_bucket : "*", "from_bucket",
+            s->rec.bucket, NULL);
+    if (d.n > 0 && (tb = calloc(d.n, sizeof(*tb))) == NULL) {
+        ret = CIO_ENOMEM;
+        goto done;
+    }
+    while (ntb < d.n && synclist_dec_bucket(&d, &tb[ntb]) == 0)
+        ntb++;
+    if ((ret = source_buckets(s, s->rec.bucket, s->rec.only_bucket, &names, &nb)) != 0)
+        goto done;
+    for (size_t i = 0; i < nb && ret == 0; i++) {
+        const synclist_bucket_t *t = NULL;
+        for (size_t j = 0; j < ntb && t == NULL; j++)
+            if (tb[j].name_len == strlen(names[i]) && memcmp(tb[j].name, names[i], tb[j].name_len) == 0)
+                t = &tb[j];
+        if (strcmp(names[i], s->rec.bucket) != 0) {
+            snprintf(s->rec.bucket, sizeof(s->rec.bucket), "%s", names[i]);
+            s->rec.key_len = 0;
+            s->rec.key[0] = '\0';
+        }
+        ret = cancelled(s) || stopping(s) ? 1 : store_changed(s) ? STORE_CHANGED : sync_bucket(s, names[i], t);
+    }
+    if (ret == STORE_CHANGED) {
+        /* left running: the next round resumes it, sees the new store and starts over */
+        log_msg(LOG_LVL_WARN, "full sync: the target's store changed during the sync", "target", s->tgt->name, NULL);
+        ret = 0;
+        goto done;
+    }
+    if (ret == 0) {
+        s->rec.phase = SYNCREC_DONE;
+        s->rec.finished_ms = (uint64_t)clock_wall_ms();
+        memcpy(s->rec.store_done, s->rec.store_started, sizeof(s->rec.store_done));
+        s->rec.bucket[0] = '\0';
+        s->rec.key[0] = '\0';
+        s->rec.key_len = 0;
+        if ((ret = persist(s)) == 0)
+            log_end(s, "full sync finished");
+    }
+done:
+    for (size_t i = 0; i < nb; i++)
+        free(names[i]);
+    free(names);
+    free(tb);
+    buf_free(&reply);
+    return ret;
+}
+
+/* Marks the sync cancelled, from its last persisted state. */
+static void finish_cancel(sync_t *s)
+{
+    syncrec_t r;
+    if (load(s, &r) != 0)
+        r = s->rec;
+    r.phase = SYNCREC_CANCELLED;
+    r.finished_ms = (uint64_t)clock_wall_ms();
+    /* the operator stopped it: the store is not synced again on its own, only by repld --resync (cancelled
+     * before the target ever answered, the store it names now) */
+    memcpy(r.store_done, r.store_started, sizeof(r.store_done));
+    if (r.store_done[0] == '\0') {
+        pthread_mutex_lock(&s->mu);
+        snprintf(r.store_done, sizeof(r.store_done), "%s", s->peer_store);
+        pthread_mutex_unlock(&s->mu);
+    }
+    s->rec = r;
+    if (persist(s) == 0)
+        log_end(s, "full sync cancelled; the target may lack objects until repld --resync");
+}
+
+/* What to do now: a reason to start a sync (and *resume), or 0 to wait. */
+static int due(sync_t *s, int *resume)
+{
+    syncrec_t r;
+    int ret = load(s, &r), reason = 0;
+    *resume = 0;
+    pthread_mutex_lock(&s->mu);
+    if (ret == 0 && r.phase == SYNCREC_RUNNING) {
+        s->rec = r;
+        *resume = 1;
+        reason = r.reason;
+    } else if (s->requested) {
+        reason = SYNCREC_REQUESTED;
+    } else if (ret == CIO_ENOTFOUND) {
+        reason = SYNCREC_NEW_TARGET;
+    } else if (ret == 0 && s->peer_store[0] != '\0' && strcmp(s->peer_store, r.store_done) != 0) {
+        reason = SYNCREC_STORE_REPLACED;
+    } else if (ret != 0 && ret != CIO_ENOTFOUND) {
+        log_msg(LOG_LVL_ERROR, "full sync: cannot read the sync record", "target", s->tgt->name, "error", cio_strerror(ret), NULL);
+    }
+    if (reason != 0 && !*resume) {
+        syncrec_t fresh;
+        memset(&fresh, 0, sizeof(fresh));
+        if (ret == 0)
+            memcpy(fresh.store_done, r.store_done, sizeof(fresh.store_done));
+        fresh.reason = (syncrec_reason_t)reason;
+        if (reason == SYNCREC_REQUESTED)
+            memcpy(fresh.only_bucket, s->req_bucket, sizeof(fresh.only_bucket));
+        s->rec = fresh;
+    }
+    s->requested = 0;
+    s->cancel = 0;
+    s->running = reason != 0;
+    if (s->running)
+        s->shown = s->rec;
+    pthread_mutex_unlock(&s->mu);
+    return reason;
+}
+
+static void *sync_main(void *arg)
+{
+    sync_t *s = arg;
+    uint64_t next_probe = 0;
+
+    while (!stopping(s)) {
+        int resume, ret;
+        if (due(s, &resume) != 0) {
+            ret = run(s, resume);
+            pthread_mutex_lock(&s->mu);
+            int cancel = s->cancel;
+            s->running = 0;
+            pthread_mutex_unlock(&s->mu);
+            if (ret == 1 && cancel && !stopping(s))
+                finish_cancel(s);
+            else if (ret < 0) {
+                log_msg(LOG_LVL_ERROR, "full sync: failed; will try again", "target", s->tgt->name, "error", cio_strerror(ret),
+                        NULL);
+                if (nap(s, BACKOFF_CAP_MS))
+                    break;
+            }
+            next_probe = 0;
+            continue;
+        }
+        uint64_t now = (uint64_t)clock_mono_ms();
+        if (now >= next_probe) {
+            /* the target's store identity, when no batch reply told it lately */
+            buf_t reply;
+            synclist_dec_t d;
+            s->probing = 1;
+            curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, PROBE_TIMEOUT_MS);
+            if (get_listing(s, NULL, NULL, 0, &reply, &d, 1) == 0)
+                buf_free(&reply);
+            curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
+            s->probing = 0;
+            next_probe = (uint64_t)clock_mono_ms() + PROBE_MS;
+            continue;
+        }
+        if (nap(s, next_probe - now))
+            break;
+    }
+    return NULL;
+}
+
+/* ---- the API ---- */
+
+void sync_note_store(sync_t *s, const char *store)
+{
+    if (s == NULL || store == NULL || store[0] == '\0')
+        return;
+    pthread_mutex_lock(&s->mu);
+    int changed = strcmp(s->peer_store, store) != 0;
+    if (changed)
+        snprintf(s->peer_store, sizeof(s->peer_store), "%s", store);
+    pthread_mutex_unlock(&s->mu);
+    if (changed)
+        wake(s);
+}
+
+/* One line on the running sync: since when, why, and where it is. Under mu. */
+static void describe(const sync_t *s, char *msg, size_t cap)
+{
+    char ts[DATE_ISO8601_LEN + 1] = "";
+    if (s->shown.started_ms > 0)
+        date_iso8601((int64_t)s->shown.started_ms, ts);
+    snprintf(msg, cap,
+             "a full sync of target %s is running (reason: %s, bucket: %s, started %s, at bucket '%s' key '%.*s', %" PRIu64
+             " objects scanned, %" PRIu64 " shipped); repld --cancel --target %s stops it",
+             s->tgt->name, syncrec_reason_name(s->shown.reason), s->shown.only_bucket[0] ? s->shown.only_bucket : "all",
+             ts[0] ? ts : "just now", s->shown.bucket, (int)(s->shown.key_len > 200 ? 200 : s->shown.key_len), s->shown.key,
+             s->shown.scanned, s->shown.shipped, s->tgt->name);
+}
+
+int sync_request(sync_t *s, const char *bucket, char *msg, size_t cap)
+{
+    int ret = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->running || s->requested) {
+        if (s->running)
+            describe(s, msg, cap);
+        else
+            snprintf(msg, cap, "a full sync of target %s was requested and is about to start; repld --cancel --target %s drops it",
+                     s->tgt->name, s->tgt->name);
+        ret = CIO_EAGAIN;
+    } else {
+        s->requested = 1;
+        snprintf(s->req_bucket, sizeof(s->req_bucket), "%s", bucket != NULL ? bucket : "");
+        snprintf(msg, cap, "full sync of target %s started (bucket: %s); repld --status shows its progress", s->tgt->name,
+                 bucket != NULL && *bucket ? bucket : "all");
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (ret == 0)
+        wake(s);
+    return ret;
+}
+
+int sync_cancel(sync_t *s, char *msg, size_t cap)
+{
+    int ret = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->running) {
+        s->cancel = 1;
+        snprintf(msg, cap, "cancelling the full sync of target %s at its next batch", s->tgt->name);
+    } else if (s->requested) {
+        s->requested = 0;
+        snprintf(msg, cap, "the requested full sync of target %s will not start", s->tgt->name);
+    } else {
+        snprintf(msg, cap, "no full sync of target %s is running", s->tgt->name);
+        ret = CIO_ENOTFOUND;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (ret == 0)
+        wake(s);
+    return ret;
+}
+
+static void sync_free(sync_t *s)
+{
+    if (s->curl != NULL)
+        curl_easy_cleanup(s->curl);
+    curl_slist_free_all(s->headers);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
+    if (s->store_fd >= 0)
+        close(s->store_fd);
+    ev_clear(s);
+    free(s->ev);
+    free(s->scratch);
+    free(s->base);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd)
+{
+    curlopt_t shared = {.agent = "comio-repld",
+                        .ca_file = conf->ca_file,
+                        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+                        .timeout_ms = REQUEST_TIMEOUT_MS,
+                        .dead_link_s = DEAD_LINK_S};
+    char auth[sizeof("Authorization: Bearer ") + LIMIT_TOKEN_MAX];
+    struct curl_slist *l;
+    sync_t *s = calloc(1, sizeof(*s));
+    size_t ulen;
+    int ret = CIO_ENOMEM;
+
+    if (s == NULL)
+        return CIO_ENOMEM;
+    s->conf = conf;
+    s->tgt = tgt;
+    s->meta = meta;
+    s->stop_fd = stop_fd;
+    s->store_fd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    reachable(s);
+    if ((s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        log_msg(LOG_LVL_ERROR, "cannot create an event descriptor", "error", strerror(errno), NULL);
+        ret = CIO_ESYS;
+        goto fail;
+    }
+    if ((s->store_fd = open(conf->storage_path, O_RDONLY | O_CLOEXEC)) < 0) {
+        log_msg(LOG_LVL_ERROR, "cannot open the data store", "path", conf->storage_path, "error", strerror(errno), NULL);
+        ret = CIO_ESYS;
+        goto fail;
+    }
+    ulen = strlen(tgt->url);
+    if (ulen > 0 && tgt->url[ulen - 1] == '/')
+        ulen--; /* tolerate a trailing slash in the target's url */
+    if ((s->base = strndup(tgt->url, ulen)) == NULL)
+        goto fail;
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tgt->token != NULL ? tgt->token : "");
+    if ((l = curl_slist_append(NULL, auth)) == NULL)
+        goto fail;
+    s->headers = l;
+    if ((l = curl_slist_append(s->headers, "Content-Type: application/msgpack")) == NULL ||
+        (l = curl_slist_append(s->headers, "Expect:")) == NULL) /* no 100-continue round trip */
+        goto fail;
+    if ((s->curl = curl_easy_init()) == NULL)
+        goto fail;
+    if ((ret = curlopt_apply(s->curl, &shared)) != 0)
+        goto fail;
+    curl_easy_setopt(s->curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(s->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(s->curl, CURLOPT_XFERINFODATA, s);
+    if ((errno = pthread_create(&s->tid, NULL, sync_main, s)) != 0) {
+        log_msg(LOG_LVL_ERROR, "pthread_create failed", "error", strerror(errno), NULL);
+        ret = CIO_ESYS;
+        goto fail;
+    }
+    s->started = 1;
+    *out = s;
+    return 0;
+fail:
+    sync_free(s);
+    return ret;
+}
+
+void sync_stop(sync_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->started)
+        pthread_join(s->tid, NULL);
+    sync_free(s);
+}
