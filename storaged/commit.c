@@ -218,6 +218,10 @@ static void *committer_main(void *arg)
         while (c->inbox.head == NULL && c->written.head == NULL && !c->carve_wake && !(c->stopping && c->in_io == 0)) {
             /* idle: wake for released extents, and for tombstone collection */
             int64_t now = clock_wall_ms(), wait_ms = c->nq > 0 ? c->quarantine_poll_ms : -1;
+            if (c->gc_kick) { /* a pass that ran without the new TTL (at start-up: before it was set) runs again */
+                c->gc_kick = 0;
+                c->gc_next_ms = now;
+            }
             if (tombgc_due(c, now))
                 break;
             if ((__atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 ||
@@ -305,6 +309,7 @@ void commit_set_conflict_ttl(commit_t *c, uint64_t ttl_ms)
 {
     __atomic_store_n(&c->conflict_ttl_ms, ttl_ms, __ATOMIC_RELAXED);
     pthread_mutex_lock(&c->mu);
+    c->gc_kick = 1;
     pthread_cond_signal(&c->cv); /* recompute the idle wait */
     pthread_mutex_unlock(&c->mu);
 }
@@ -313,6 +318,7 @@ void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms)
 {
     __atomic_store_n(&c->tomb_ttl_ms, ttl_ms, __ATOMIC_RELAXED);
     pthread_mutex_lock(&c->mu);
+    c->gc_kick = 1;
     pthread_cond_signal(&c->cv); /* recompute the idle wait */
     pthread_mutex_unlock(&c->mu);
 }

@@ -189,13 +189,14 @@ void commit_reader_leave(commit_t *c, uint64_t token);
 /* Sets how long a replica keeps tombstones (replication.tombstone_ttl); 0
  * keeps them forever, which is also the state before the first call. Expired
  * ones are collected by the committer in small slices, a pass at most once a
- * minute. Thread-safe. */
+ * minute; a call starts one at once, with the new TTL (so that a pass at
+ * start-up never runs without it). Thread-safe. */
 void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms);
 
 /* Sets how long a conflict's loser is kept after this site recorded it
  * (replication.conflict_ttl); 0 keeps them until removed, which is also the
  * state before the first call. Expired ones are collected in the same
- * passes as tombstones. Thread-safe. */
+ * passes as tombstones; a call starts one at once. Thread-safe. */
 void commit_set_conflict_ttl(commit_t *c, uint64_t ttl_ms);
 
 /* Sets how far ahead of the local clock a remote version may be before

@@ -97,6 +97,7 @@ struct commit {
     quarantined_t *q;
     size_t nq, capq;
     int64_t gc_next_ms; /* when the next collection pass may start */
+    int gc_kick;        /* under mu: a TTL changed, so a pass starts at once (the committer clears it) */
     int gc_running;     /* a pass is under way: one slice per round */
     uint64_t gc_removed;
     uint8_t gc_pos[META_OBJKEY_MAX];
