@@ -8,7 +8,8 @@
 # --sanitize, build-tsan/ with --tsan), unit tests under CTest, end-to-end
 # tests under pytest against the binaries just built (tests/e2e, and
 # tests/fault: kill loop, outages, WAN, full disks, hostile clients; --tsan
-# runs tests/e2e only). --sanitize builds with ASan and UBSan, --tsan with
+# runs tests/e2e only; tests/e2e two at a time, COMIO_TEST_JOBS=1 for one;
+# PYTEST_ARGS that name test files or directories run just those). --sanitize builds with ASan and UBSan, --tsan with
 # ThreadSanitizer (suppressions: tests/tsan.supp); a sanitizer report in any
 # daemon's log fails its test. Without either, also the unit tests under
 # valgrind, every libFuzzer target of tests/fuzz for COMIO_FUZZ_SECONDS each
@@ -41,6 +42,7 @@ fi
 
 PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev libzstd-dev
           libcurl4-openssl-dev libssl-dev python3 python3-pytest python3-msgpack curl openssl
+          python3-pytest-xdist   # tests/e2e run two at a time (COMIO_TEST_JOBS)
           zstd       # the zstd CLI: the compression tests make frames (a bomb, a corrupt one) by hand
           iproute2   # ip netns, veth, tc: the WAN fault test
           systemd    # systemd-analyze verify of the units
@@ -166,11 +168,35 @@ if ! step build cmake --build "$BUILD" -j"$(nproc)"; then summary || exit 1; fi
 
 step ctest ctest --test-dir "$BUILD" --output-on-failure || true
 
+# The Python tests. tests/e2e run COMIO_TEST_JOBS (default 2) at a time when
+# pytest-xdist is there: each starts its own daemons on its own free ports and
+# directories, and most of a test's time is spent waiting on them. tests/fault
+# run one at a time (power cuts, kill loops, full disks and network namespaces
+# load the machine on purpose). Paths among the arguments run just those, one
+# at a time; other arguments go to every run. -rs: a test that skips (no
+# netem, not root, ...) says why in the summary.
+run_pytest() {
+    local a rc=0 jobs=()
+    for a in "${PYTEST_ARGS[@]}"; do
+        if [ -e "${a%%::*}" ]; then
+            "$PY" -m pytest -q -rs "${PYTEST_ARGS[@]}"
+            return
+        fi
+    done
+    if [ "${COMIO_TEST_JOBS:-2}" -gt 1 ] && "$PY" -c 'import xdist' 2>/dev/null; then
+        jobs=(-n "${COMIO_TEST_JOBS:-2}")
+    fi
+    echo "-- tests/e2e${jobs[*]:+ (${jobs[*]})}"
+    "$PY" -m pytest -q -rs "${jobs[@]}" tests/e2e "${PYTEST_ARGS[@]}" || rc=$?
+    if [ $TSAN -eq 0 ]; then
+        echo "-- tests/fault"
+        "$PY" -m pytest -q -rs tests/fault "${PYTEST_ARGS[@]}" || rc=$?
+    fi
+    return $rc
+}
+
 if PY=$(pick_python); then
-    # -rs: a test that skips (no netem, not root, ...) says why in the summary
-    PYTEST_DIRS=(tests/e2e tests/fault)
-    [ $TSAN -eq 1 ] && PYTEST_DIRS=(tests/e2e)
-    step pytest "$PY" -m pytest -q -rs "${PYTEST_DIRS[@]}" "${PYTEST_ARGS[@]}" || true
+    step pytest run_pytest || true
 else
     echo "run.sh: no python3 with pytest found (python3-pytest should have provided one)" >&2
     RESULT[pytest]="FAILED (no pytest)"
