@@ -1,0 +1,147 @@
+"""test_sync_mode.py - replication.mode: sync (docs/replication.md, "Synchronous mode").
+
+A site with a sync target answers a write only once the target holds it
+(X-Comio-Replication: COMPLETED), or once its fallback applied (PENDING). Each
+test checks B right after A answered, with its own client, and judges
+convergence with `comio diff`. Every wait is bounded; no test asserts a time."""
+
+import threading
+
+from harness.replication import converge_or_fail, wait_until
+
+HDR = "X-Comio-Replication"
+
+
+def _sync_target(site):
+    return site.status()["sync_targets"][0]
+
+
+def _log_has(site, text):
+    return text in site.storaged.log_path.read_text(errors="replace")
+
+
+def test_every_completed_write_is_on_the_target_when_answered(sites):
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "10s"})
+    assert a.client().create_bucket("sync").header(HDR) == "COMPLETED"
+    problems = []
+
+    def writer(n):
+        ca, cb = a.client(register=False), b.client(register=False)
+        try:
+            for i in range(25):
+                key = "w%d/k%02d" % (n, i)
+                r = ca.put("sync", key, (b"%d-%d;" % (n, i)) * (50 + i))
+                if r.status != 200 or r.header(HDR) != "COMPLETED":
+                    problems.append("PUT %s: %d %r" % (key, r.status, r.header(HDR)))
+                    continue
+                g = cb.get("sync", key)  # the moment A answered: B must hold it
+                if g.status != 200 or g.header("ETag") != r.header("ETag"):
+                    problems.append("%s on B right after COMPLETED: %d %r != %r" % (key, g.status, g.header("ETag"),
+                                                                                   r.header("ETag")))
+                if i % 5 == 4:
+                    d = ca.delete("sync", key)
+                    if d.status != 204 or d.header(HDR) != "COMPLETED":
+                        problems.append("DELETE %s: %d %r" % (key, d.status, d.header(HDR)))
+                    elif cb.get("sync", key).status != 404:
+                        problems.append("%s still on B right after its DELETE was COMPLETED" % key)
+        finally:
+            ca.close()
+            cb.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert not problems, problems[:20]
+    converge_or_fail(a, b, timeout=30)
+    st = _sync_target(a)
+    assert st["state"] == "sync" and st["acked_seq"] is not None, st
+    m = a.client().metrics()
+    assert m.get("comio_replication_sync_writes_total", result="completed") >= 6 * 30
+    assert m.get("comio_replication_sync_writes_total", result="pending") == 0
+
+
+def test_async_site_replies_carry_no_replication_header(sites):
+    a, b = sites()
+    r = a.client().put("sync", "k", b"v")
+    assert r.status == 200 and r.header(HDR) is None
+    assert "sync_targets" not in a.status()
+
+
+def test_target_down_pending_degraded_then_completed_again(sites):
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "500ms"})
+    ca = a.client()
+    assert ca.put("sync", "before", b"1").header(HDR) == "COMPLETED"
+    b.stop_storaged()
+
+    r = ca.put("sync", "during1", b"2")  # waits sync_timeout, then answered anyway
+    assert r.status == 200 and r.header(HDR) == "PENDING", r
+    st = _sync_target(a)
+    assert st["state"] == "degraded" and st["degraded_total"] == 1, st
+    assert a.client().metrics().get("comio_replication_sync_degraded", target=st["name"]) == 1
+    assert _log_has(a, "sync target degraded")
+    # while degraded, writes are answered PENDING (without waiting the timeout again), and stay durable on A
+    for i in range(5):
+        r = ca.put("sync", "during%d" % (i + 2), b"3")
+        assert r.status == 200 and r.header(HDR) == "PENDING", r
+    assert ca.delete("sync", "before").header(HDR) == "PENDING"
+
+    b.start_storaged()
+    wait_until(lambda: _sync_target(a)["state"] == "sync", 30, what=lambda: a.describe())
+    assert _log_has(a, "sync target caught up")
+    cb = b.client()
+    for i in range(6):  # what was PENDING reached B while it caught up
+        assert cb.get("sync", "during%d" % (i + 1)).status == 200
+    r = ca.put("sync", "after", b"4")
+    assert r.header(HDR) == "COMPLETED", r
+    assert cb.get("sync", "after").header("ETag") == r.header("ETag")
+    assert a.client().metrics().get("comio_replication_sync_degraded", target=_sync_target(a)["name"]) == 0
+    converge_or_fail(a, b, timeout=30)
+
+
+def test_repld_killed_fallback_async_answers_pending(sites):
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "500ms"})
+    ca = a.client()
+    assert ca.put("sync", "k0", b"0").header(HDR) == "COMPLETED"
+    a.kill9_repld()
+    r = ca.put("sync", "k1", b"1")
+    assert r.status == 200 and r.header(HDR) == "PENDING", r
+    assert ca.get("sync", "k1").status == 200  # durable on A
+    a.start_repld()
+    converge_or_fail(a, b, timeout=30)
+    wait_until(lambda: _sync_target(a)["state"] == "sync", 30, what=lambda: a.describe())
+    r = ca.put("sync", "k2", b"2")
+    assert r.header(HDR) == "COMPLETED", r
+    assert b.client().get("sync", "k2").status == 200
+
+
+def test_repld_killed_fallback_wait_answers_once_it_is_back(sites):
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "300ms", "sync_fallback": "wait"})
+    ca = a.client()
+    assert ca.put("sync", "k0", b"0").header(HDR) == "COMPLETED"
+    a.kill9_repld()
+    out = {}
+
+    def put():
+        c = a.client(register=False)
+        try:
+            out["r"] = c.put("sync", "k1", b"waited")
+        finally:
+            c.close()
+
+    t = threading.Thread(target=put)
+    t.start()
+    # the write waits past sync_timeout: the target shows degraded, and nothing is answered
+    wait_until(lambda: _sync_target(a)["state"] == "degraded", 30, what=lambda: a.describe())
+    assert t.is_alive() and "r" not in out
+    assert ca.get("sync", "k1").status == 200  # committed on A all the same
+    a.start_repld()
+    t.join(60)
+    assert not t.is_alive()
+    r = out["r"]
+    assert r.status == 200 and r.header(HDR) == "COMPLETED", r
+    assert b.client().get("sync", "k1").header("ETag") == r.header("ETag")
+    wait_until(lambda: _sync_target(a)["state"] == "sync", 30, what=lambda: a.describe())
+    converge_or_fail(a, b, timeout=30)
