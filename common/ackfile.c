@@ -78,9 +78,8 @@ int ackfile_open(ackfile_t **out, const char *dir)
     /* the first opener writes the header; a racing one finds it already written */
     if (__atomic_compare_exchange_n(&hdr(f)->magic, &zero, magic, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
         __atomic_store_n(&hdr(f)->layout, ACKFILE_LAYOUT, __ATOMIC_SEQ_CST);
-    else if (zero != ACKFILE_MAGIC ||
-             (__atomic_load_n(&hdr(f)->layout, __ATOMIC_SEQ_CST) != ACKFILE_LAYOUT &&
-              __atomic_load_n(&hdr(f)->layout, __ATOMIC_SEQ_CST) != 0)) {
+    else if (zero != ACKFILE_MAGIC || (__atomic_load_n(&hdr(f)->layout, __ATOMIC_SEQ_CST) != ACKFILE_LAYOUT &&
+                                       __atomic_load_n(&hdr(f)->layout, __ATOMIC_SEQ_CST) != 0)) {
         log_msg(LOG_LVL_ERROR, "the acknowledgement file holds something else; remove it", "path", f->path, NULL);
         ret = CIO_EINVAL;
         goto fail;

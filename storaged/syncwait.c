@@ -15,8 +15,8 @@
 typedef struct {
     const conf_target_t *tgt;
     ackfile_owner_t owner;
-    int degraded;             /* atomic */
-    uint64_t degraded_total;  /* atomic: times it entered the state */
+    int degraded;            /* atomic */
+    uint64_t degraded_total; /* atomic: times it entered the state */
 } sync_target_t;
 
 struct syncwait {
@@ -25,9 +25,9 @@ struct syncwait {
     uint32_t sync_mask; /* bit i: conf->targets[i] has mode: sync */
     uint64_t min_timeout_ms;
     sync_target_t t[CONF_TARGETS_MAX];
-    uint64_t head;                    /* atomic */
-    uint64_t completed, pending;      /* atomic: writes answered so */
-    pthread_mutex_t log_mu;           /* one "degraded" / "back in sync" line per transition */
+    uint64_t head;               /* atomic */
+    uint64_t completed, pending; /* atomic: writes answered so */
+    pthread_mutex_t log_mu;      /* one "degraded" / "back in sync" line per transition */
 };
 
 struct syncwait_loop {
@@ -228,7 +228,8 @@ syncwait_loop_t *syncwait_loop_new(syncwait_t *sw, h2o_loop_t *loop)
     l->sw = sw;
     l->loop = loop;
     h2o_linklist_init_anchor(&l->waiting);
-    if ((l->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) < 0 || inotify_add_watch(l->ifd, ackfile_path(sw->acks), IN_MODIFY) < 0) {
+    if ((l->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) < 0 ||
+        inotify_add_watch(l->ifd, ackfile_path(sw->acks), IN_MODIFY) < 0) {
         log_msg(LOG_LVL_ERROR, "cannot watch the acknowledgement file: writes to sync targets are answered PENDING", "path",
                 ackfile_path(sw->acks), "error", strerror(errno), NULL);
         if (l->ifd >= 0)
