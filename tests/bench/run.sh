@@ -765,11 +765,16 @@ phase_lag() {
 }
 # --- phase: sync ------------------------------------------------------------------------------------------------
 phase_sync() {
-    local dir=$RES/sync
+    local dir=$RES/sync py=""
     mkdir -p "$dir"
+    # syncbench.py starts the sites with the test harness (tests/harness), which imports pytest
+    for py in "$PY" /usr/bin/python3 ""; do
+        [ -n "$py" ] && "$py" -c 'import pytest' 2>/dev/null && break
+    done
+    [ -n "$py" ] || { SYNC_ERR="needs a python3 with pytest (Debian: python3-pytest)"; return 1; }
     log "== sync: async then sync mode, one target: wrk -t$THREADS -c$CONNS 4 KiB PUTs for ${DURATION}s; lone PUTs on loopback and over a 50 ms RTT"
     cmd "python3 tests/bench/syncbench.py --duration $DURATION --conns $CONNS --threads $THREADS --out sync.json"
-    COMIO_BIN_DIR=$BIN TMPDIR=$WORK run_fg sync "$dir/sync.log" timeout -k 5 $((2 * DURATION + 600)) "$PY" "$HERE/syncbench.py" \
+    COMIO_BIN_DIR=$BIN TMPDIR=$WORK run_fg sync "$dir/sync.log" timeout -k 5 $((2 * DURATION + 600)) "$py" "$HERE/syncbench.py" \
         --duration "$DURATION" --conns "$CONNS" --threads "$THREADS" --wrk-script "$HERE/put.lua" --out "$dir/sync.json"
     local rc=$?
     cat "$dir/sync.log"

@@ -5,9 +5,11 @@ A site with a sync target answers a write only once the target holds it
 test checks B right after A answered, with its own client, and judges
 convergence with `comio diff`. Every wait is bounded; no test asserts a time."""
 
+import subprocess
 import threading
 
-from harness.replication import converge_or_fail, wait_until
+from harness import comio
+from harness.replication import comio_path, converge_or_fail, wait_until
 
 HDR = "X-Comio-Replication"
 
@@ -18,6 +20,11 @@ def _sync_target(site):
 
 def _log_has(site, text):
     return text in site.storaged.log_path.read_text(errors="replace")
+
+
+def _comio_status(site):
+    return subprocess.run([str(comio_path()), "status", "--url", site.url()], capture_output=True, text=True,
+                          timeout=30, env=comio.sanitizer_env())
 
 
 def test_every_completed_write_is_on_the_target_when_answered(sites):
@@ -82,6 +89,8 @@ def test_target_down_pending_degraded_then_completed_again(sites):
     assert st["state"] == "degraded" and st["degraded_total"] == 1, st
     assert a.client().metrics().get("comio_replication_sync_degraded", target=st["name"]) == 1
     assert _log_has(a, "sync target degraded")
+    p = _comio_status(a)  # an alert: exit 1, and the target's block says so
+    assert p.returncode == 1 and "degraded (fallback async after 500 ms)" in p.stdout, p.stdout + p.stderr
     # while degraded, writes are answered PENDING (without waiting the timeout again), and stay durable on A
     for i in range(5):
         r = ca.put("sync", "during%d" % (i + 2), b"3")
@@ -98,6 +107,8 @@ def test_target_down_pending_degraded_then_completed_again(sites):
     assert r.header(HDR) == "COMPLETED", r
     assert cb.get("sync", "after").header("ETag") == r.header("ETag")
     assert a.client().metrics().get("comio_replication_sync_degraded", target=_sync_target(a)["name"]) == 0
+    p = _comio_status(a)
+    assert "sync (fallback async after 500 ms)" in p.stdout, p.stdout + p.stderr
     converge_or_fail(a, b, timeout=30)
 
 
