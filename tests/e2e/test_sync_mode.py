@@ -156,3 +156,33 @@ def test_repld_killed_fallback_wait_answers_once_it_is_back(sites):
     assert b.client().get("sync", "k1").header("ETag") == r.header("ETag")
     wait_until(lambda: _sync_target(a)["state"] == "sync", 30, what=lambda: a.describe())
     converge_or_fail(a, b, timeout=30)
+
+
+def test_a_crash_after_the_local_commit_before_the_ack_keeps_the_write(sites):
+    """A's storaged is killed while a write waits for B (repld down, fallback wait): the client gets no
+    answer, but the write was committed on A before the wait, so it is on A after the restart and reaches B."""
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "300ms", "sync_fallback": "wait"})
+    ca = a.client()
+    assert ca.put("sync", "k0", b"0").header(HDR) == "COMPLETED"
+    a.kill9_repld()
+    out = {}
+
+    def put():
+        c = a.client(register=False)
+        try:
+            out["r"] = c.put("sync", "k1", b"committed, never answered")
+        except OSError as e:
+            out["error"] = e
+        finally:
+            c.close()
+
+    t = threading.Thread(target=put)
+    t.start()
+    wait_until(lambda: _sync_target(a)["state"] == "degraded", 30, what=lambda: a.describe())
+    a.kill9_storaged()
+    t.join(30)
+    assert not t.is_alive() and "r" not in out, out
+    a.start()
+    assert a.client().get("sync", "k1").body == b"committed, never answered"
+    converge_or_fail(a, b, timeout=30)
+    assert b.client().get("sync", "k1").body == b"committed, never answered"
