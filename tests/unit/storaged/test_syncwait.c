@@ -1,4 +1,5 @@
-/* test_syncwait.c - unit tests for storaged/syncwait.c: when a waiting write is settled, COMPLETED or PENDING, and the degraded state. */
+/* test_syncwait.c - unit tests for storaged/syncwait.c: when a waiting write is settled, COMPLETED or PENDING, and the degraded
+ * state. */
 #include <stdlib.h>
 #include <unistd.h>
 #include "storaged/syncwait.c"
