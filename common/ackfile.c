@@ -12,19 +12,20 @@
 #include "common/log.h"
 
 #define ACKFILE_MAGIC 0x4b43414f494d4f43ULL /* "COMIOACK" read as little-endian bytes */
-#define ACKFILE_LAYOUT 1
+#define ACKFILE_LAYOUT 2
 
 typedef struct {
-    uint64_t magic, layout, tick, pad[13];
+    uint64_t magic, layout, tick, pad[29];
 } ackfile_header_t;
 
 typedef struct {
-    uint64_t gen, store_hi, store_lo, url_hash, run_id, acked;
+    uint64_t gen, store_hi, store_lo, url_hash, run_id, acked, nfailed;
+    uint64_t failed[ACKFILE_FAILED_RING];
     char name[ACKFILE_NAME_MAX + 1];
-    uint64_t pad[2];
+    uint64_t pad[1];
 } ackfile_slot_t;
 
-_Static_assert(sizeof(ackfile_header_t) == 128 && sizeof(ackfile_slot_t) == 128, "the file's layout is fixed");
+_Static_assert(sizeof(ackfile_header_t) == 256 && sizeof(ackfile_slot_t) == 256, "the file's layout is fixed");
 
 struct ackfile {
     int fd;
@@ -39,7 +40,7 @@ static ackfile_header_t *hdr(const ackfile_t *f)
 
 static ackfile_slot_t *slot_at(const ackfile_t *f, size_t i)
 {
-    return (ackfile_slot_t *)((char *)f->map + 128 * (i + 1));
+    return (ackfile_slot_t *)((char *)f->map + sizeof(ackfile_slot_t) * (i + 1));
 }
 
 int ackfile_open(ackfile_t **out, const char *dir)
@@ -132,7 +133,15 @@ void ackfile_stamp(ackfile_t *f, size_t i, const ackfile_owner_t *owner, uint64_
 
     memset(name, 0, sizeof(name));
     snprintf(name, sizeof(name), "%s", owner->name);
+    int same = __atomic_load_n(&s->store_hi, __ATOMIC_SEQ_CST) == owner->store_hi &&
+               __atomic_load_n(&s->store_lo, __ATOMIC_SEQ_CST) == owner->store_lo &&
+               __atomic_load_n(&s->url_hash, __ATOMIC_SEQ_CST) == owner->url_hash && memcmp(s->name, name, sizeof(name)) == 0;
     __atomic_store_n(&s->gen, (__atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) | 1) + 2, __ATOMIC_SEQ_CST); /* odd: being stamped */
+    if (!same) {
+        __atomic_store_n(&s->nfailed, 0, __ATOMIC_SEQ_CST);
+        for (size_t k = 0; k < ACKFILE_FAILED_RING; k++)
+            __atomic_store_n(&s->failed[k], 0, __ATOMIC_SEQ_CST);
+    }
     __atomic_store_n(&s->store_hi, owner->store_hi, __ATOMIC_SEQ_CST);
     __atomic_store_n(&s->store_lo, owner->store_lo, __ATOMIC_SEQ_CST);
     __atomic_store_n(&s->url_hash, owner->url_hash, __ATOMIC_SEQ_CST);
@@ -156,29 +165,75 @@ int ackfile_publish(ackfile_t *f, size_t i, uint64_t acked)
     return ret;
 }
 
-int ackfile_read(const ackfile_t *f, const ackfile_owner_t *owner, uint64_t *acked)
+void ackfile_note_failed(ackfile_t *f, size_t i, uint64_t seq)
+{
+    ackfile_slot_t *s = slot_at(f, i);
+    uint64_t n = __atomic_load_n(&s->nfailed, __ATOMIC_SEQ_CST);
+    /* the entry before the count: a reader that sees the count sees the entry */
+    __atomic_store_n(&s->failed[n % ACKFILE_FAILED_RING], seq, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&s->nfailed, n + 1, __ATOMIC_SEQ_CST);
+}
+
+/* The slot stamped for owner, with its gen at the time it matched; NULL when none can be trusted. */
+static ackfile_slot_t *find(const ackfile_t *f, const ackfile_owner_t *owner, uint64_t *gen)
 {
     size_t nlen = strlen(owner->name);
 
     if (nlen > ACKFILE_NAME_MAX || __atomic_load_n(&hdr(f)->magic, __ATOMIC_SEQ_CST) != ACKFILE_MAGIC)
-        return CIO_ENOTFOUND;
+        return NULL;
     for (size_t i = 0; i < ACKFILE_SLOTS; i++) {
         ackfile_slot_t *s = slot_at(f, i);
         char name[ACKFILE_NAME_MAX + 1];
-        uint64_t g1 = __atomic_load_n(&s->gen, __ATOMIC_SEQ_CST), a;
+        uint64_t g1 = __atomic_load_n(&s->gen, __ATOMIC_SEQ_CST);
         if (g1 == 0 || (g1 & 1) != 0)
             continue;
         for (size_t k = 0; k < sizeof(name); k++)
             name[k] = __atomic_load_n(&s->name[k], __ATOMIC_SEQ_CST);
-        int match = memcmp(name, owner->name, nlen) == 0 && name[nlen] == '\0' &&
-                    __atomic_load_n(&s->store_hi, __ATOMIC_SEQ_CST) == owner->store_hi &&
-                    __atomic_load_n(&s->store_lo, __ATOMIC_SEQ_CST) == owner->store_lo &&
-                    __atomic_load_n(&s->url_hash, __ATOMIC_SEQ_CST) == owner->url_hash;
-        a = __atomic_load_n(&s->acked, __ATOMIC_SEQ_CST);
-        if (!match || __atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) != g1)
-            continue;
-        *acked = a;
-        return 0;
+        if (memcmp(name, owner->name, nlen) == 0 && name[nlen] == '\0' &&
+            __atomic_load_n(&s->store_hi, __ATOMIC_SEQ_CST) == owner->store_hi &&
+            __atomic_load_n(&s->store_lo, __ATOMIC_SEQ_CST) == owner->store_lo &&
+            __atomic_load_n(&s->url_hash, __ATOMIC_SEQ_CST) == owner->url_hash) {
+            *gen = g1;
+            return s;
+        }
     }
-    return CIO_ENOTFOUND;
+    return NULL;
+}
+
+int ackfile_read(const ackfile_t *f, const ackfile_owner_t *owner, uint64_t *acked, uint64_t *nfailed)
+{
+    uint64_t g, a, n;
+    ackfile_slot_t *s = find(f, owner, &g);
+
+    if (s == NULL)
+        return CIO_ENOTFOUND;
+    a = __atomic_load_n(&s->acked, __ATOMIC_SEQ_CST);
+    n = __atomic_load_n(&s->nfailed, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) != g)
+        return CIO_ENOTFOUND; /* restamped meanwhile */
+    *acked = a;
+    if (nfailed != NULL)
+        *nfailed = n;
+    return 0;
+}
+
+int ackfile_was_failed(const ackfile_t *f, const ackfile_owner_t *owner, uint64_t seq, uint64_t since)
+{
+    uint64_t g, n;
+    ackfile_slot_t *s = find(f, owner, &g);
+    int found = 0;
+
+    if (s == NULL)
+        return 1;
+    n = __atomic_load_n(&s->nfailed, __ATOMIC_SEQ_CST);
+    /* The whole ring is searched: the event may have failed before the reader
+     * took `since`. Half the ring is the margin for those; beyond it the
+     * ring may have turned over its entry: cannot tell. */
+    if (n < since || n - since > ACKFILE_FAILED_RING / 2)
+        found = 1;
+    for (uint64_t k = n > ACKFILE_FAILED_RING ? n - ACKFILE_FAILED_RING : 0; k < n && !found; k++)
+        found = __atomic_load_n(&s->failed[k % ACKFILE_FAILED_RING], __ATOMIC_SEQ_CST) == seq;
+    if (__atomic_load_n(&s->gen, __ATOMIC_SEQ_CST) != g)
+        return 1;
+    return found;
 }

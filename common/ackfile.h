@@ -8,9 +8,17 @@
  * ACKFILE_SLOTS fixed slots; both daemons map it MAP_SHARED.
  *
  * Layout (host byte order; the file never leaves the machine):
- *   header (128 bytes): u64 magic, u64 layout version, u64 tick, padding
- *   slot (128 bytes each): u64 gen, u64 store_hi, u64 store_lo,
- *       u64 url_hash, u64 run_id, u64 acked, char name[64], padding
+ *   header (256 bytes): u64 magic, u64 layout version, u64 tick, padding
+ *   slot (256 bytes each): u64 gen, u64 store_hi, u64 store_lo,
+ *       u64 url_hash, u64 run_id, u64 acked, u64 nfailed,
+ *       u64 failed[ACKFILE_FAILED_RING], char name[64], padding
+ *
+ * Failed events: an event the target refused for good moves the ack point
+ * like an acknowledged one (once recorded in the failed table), but the
+ * target does not hold it. repld notes its seq in the slot's ring of recent
+ * failures (ackfile_note_failed) before the ack point can pass it, so a
+ * waiting write can tell (ackfile_was_failed; when more than half the ring
+ * was noted while it waited, it cannot, and counts as failed).
  *
  * Torn reads: every u64 is 8-byte aligned and read and written with atomic
  * (sequentially consistent) loads and stores on the mapping, which are
@@ -37,7 +45,8 @@
 #define ACKFILE_NAME "repl.acked"
 #define ACKFILE_SLOTS 32 /* = CONF_TARGETS_MAX */
 #define ACKFILE_NAME_MAX 63
-#define ACKFILE_SIZE (128 * (1 + ACKFILE_SLOTS))
+#define ACKFILE_FAILED_RING 16
+#define ACKFILE_SIZE (256 * (1 + ACKFILE_SLOTS))
 
 typedef struct ackfile ackfile_t;
 
@@ -75,9 +84,21 @@ void ackfile_stamp(ackfile_t *f, size_t slot, const ackfile_owner_t *owner, uint
  * readers then see it at their next poll). */
 int ackfile_publish(ackfile_t *f, size_t slot, uint64_t acked) CIO_MUST_CHECK;
 
-/* Reader: the ack point of the slot stamped for `owner`, into *acked.
+/* Writer: notes that event `seq` of slot `slot` was refused for good. Must
+ * come before the ack point passes seq. A restamp for the same owner keeps
+ * the ring; for another owner, clears it. */
+void ackfile_note_failed(ackfile_t *f, size_t slot, uint64_t seq);
+
+/* Reader: the ack point of the slot stamped for `owner`, into *acked, and
+ * the number of failures noted in it so far into *nfailed (may be NULL).
  * Returns 0, or CIO_ENOTFOUND when no slot can be trusted for it (none
  * carries its stamp, or one is being stamped right now). */
-int ackfile_read(const ackfile_t *f, const ackfile_owner_t *owner, uint64_t *acked) CIO_MUST_CHECK;
+int ackfile_read(const ackfile_t *f, const ackfile_owner_t *owner, uint64_t *acked, uint64_t *nfailed) CIO_MUST_CHECK;
+
+/* Reader: 1 when event `seq` may have been refused for good by `owner`'s
+ * target: it is in the ring, or more than ACKFILE_FAILED_RING / 2 failures were
+ * noted since the reader saw `since` of them (it cannot tell), or the slot
+ * cannot be trusted now. 0 when it was not. */
+int ackfile_was_failed(const ackfile_t *f, const ackfile_owner_t *owner, uint64_t seq, uint64_t since);
 
 #endif

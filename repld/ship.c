@@ -682,6 +682,8 @@ static void fail_event(ship_t *s, ev_t *e, const char *error)
         snprintf(e->error, sizeof(e->error), "%s", error);
     e->state = EV_FAILED;
     s->nfailing++;
+    if (s->acks != NULL)
+        ackfile_note_failed(s->acks, s->ack_slot, e->seq); /* before the ack point can pass it: a waiting write is PENDING */
     logrec_event_id(&e->r, id, sizeof(id));
     /* the seed's line, word for word */
     log_msg(LOG_LVL_ERROR, "Failed to replicate event", "event_id", id, "error", error, NULL);

@@ -88,11 +88,14 @@ uint64_t syncwait_head(syncwait_t *sw)
     return __atomic_load_n(&sw->head, __ATOMIC_RELAXED);
 }
 
-/* Target i's ack point, 0 when its slot cannot be trusted; *trusted says which. */
-static uint64_t acked(syncwait_t *sw, size_t i, int *trusted)
+/* Target i's ack point, 0 when its slot cannot be trusted; *trusted says
+ * which, and *nfailed (may be NULL) the failures noted in the slot. */
+static uint64_t acked(syncwait_t *sw, size_t i, int *trusted, uint64_t *nfailed)
 {
-    uint64_t a = 0;
-    *trusted = ackfile_read(sw->acks, &sw->t[i].owner, &a) == 0;
+    uint64_t a = 0, n = 0;
+    *trusted = ackfile_read(sw->acks, &sw->t[i].owner, &a, &n) == 0;
+    if (nfailed != NULL)
+        *nfailed = *trusted ? n : 0;
     return *trusted ? a : 0;
 }
 
@@ -130,10 +133,10 @@ static void check_recovery(syncwait_t *sw, const uint64_t *ack, const int *trust
             set_degraded(sw, i, 0, ack[i]);
 }
 
-static void read_all(syncwait_t *sw, uint64_t *ack, int *trusted)
+static void read_all(syncwait_t *sw, uint64_t *ack, int *trusted, uint64_t *nfailed)
 {
     for (size_t i = 0; i < CONF_TARGETS_MAX; i++)
-        ack[i] = (sw->sync_mask & (1u << i)) ? acked(sw, i, &trusted[i]) : (trusted[i] = 0);
+        ack[i] = (sw->sync_mask & (1u << i)) ? acked(sw, i, &trusted[i], nfailed != NULL ? &nfailed[i] : NULL) : (trusted[i] = 0);
 }
 
 /* Settles what it can of req at time now; 1 when nothing is left to wait for. */
@@ -146,6 +149,9 @@ static int settle(syncwait_t *sw, syncwait_req_t *req, const uint64_t *ack, int6
             continue;
         if (ack[i] >= req->seq) {
             req->waiting &= ~bit;
+            /* refused for good: the ack point passed it, the target does not hold it */
+            if (sw->acks != NULL && ackfile_was_failed(sw->acks, &sw->t[i].owner, req->seq, req->fail_mark[i]))
+                req->gave_up |= bit;
             continue;
         }
         int async = tgt->sync_fallback == CONF_SYNC_FALLBACK_ASYNC;
@@ -180,7 +186,7 @@ static void run_waiting(syncwait_loop_t *l)
     int trusted[CONF_TARGETS_MAX];
     int64_t now = clock_mono_ms();
 
-    read_all(l->sw, ack, trusted);
+    read_all(l->sw, ack, trusted, NULL);
     check_recovery(l->sw, ack, trusted);
     for (h2o_linklist_t *n = l->waiting.next; n != &l->waiting;) {
         syncwait_req_t *req = H2O_STRUCT_FROM_MEMBER(syncwait_req_t, link, n);
@@ -206,7 +212,7 @@ static void on_timer(h2o_timeout_entry_t *entry)
     uint64_t ack[CONF_TARGETS_MAX];
     int trusted[CONF_TARGETS_MAX];
 
-    read_all(l->sw, ack, trusted);
+    read_all(l->sw, ack, trusted, NULL);
     if (settle(l->sw, req, ack, clock_mono_ms())) {
         finish(req);
         return;
@@ -261,7 +267,7 @@ int syncwait_add(syncwait_loop_t *l, syncwait_req_t *req, uint64_t seq, syncwait
     req->start_ms = clock_mono_ms();
     req->timer.cb = on_timer;
     req->waiting = l->sw->sync_mask;
-    read_all(l->sw, ack, trusted);
+    read_all(l->sw, ack, trusted, req->fail_mark);
     check_recovery(l->sw, ack, trusted);
     if (settle(l->sw, req, ack, req->start_ms)) {
         *completed = req->gave_up == 0;
@@ -290,7 +296,7 @@ void syncwait_status_json(syncwait_t *sw, buf_t *out)
         if (!(sw->sync_mask & (1u << i)))
             continue;
         const sync_target_t *t = &sw->t[i];
-        uint64_t a = acked(sw, i, &trusted);
+        uint64_t a = acked(sw, i, &trusted, NULL);
         buf_puts(out, first ? "{\"name\":" : ",{\"name\":");
         first = 0;
         buf_json_str(out, t->tgt->name, strlen(t->tgt->name));

@@ -6,7 +6,8 @@
  * acknowledgement file (common/ackfile.h); every event loop watches that
  * file with inotify and completes its waiting writes when the ack points
  * pass their seqs. Per sync target, a write is settled when:
- *   - the target's ack point is at or past the write's seq (acknowledged), or
+ *   - the target's ack point is at or past the write's seq (acknowledged;
+ *     or, when the target refused it for good, settled as PENDING), or
  *   - with sync_fallback: async, sync_timeout has passed since the commit,
  *     or the target is degraded (the fallback applied; the write is PENDING).
  * With sync_fallback: wait only the first settles it; a write that waited
@@ -47,8 +48,9 @@ struct syncwait_req {
     syncwait_done_cb done;
     uint64_t seq;
     int64_t start_ms;
-    uint32_t waiting; /* bit i: conf->targets[i] has not settled it */
-    uint32_t gave_up; /* bit i: the fallback applied for conf->targets[i] */
+    uint32_t waiting;                     /* bit i: conf->targets[i] has not settled it */
+    uint32_t gave_up;                     /* bit i: the fallback applied for conf->targets[i] */
+    uint64_t fail_mark[CONF_TARGETS_MAX]; /* failures noted in each target's slot when the wait began (ackfile_was_failed) */
 };
 
 /* Made once for the server when replication is enabled and at least one

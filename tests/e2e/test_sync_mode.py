@@ -9,7 +9,8 @@ import subprocess
 import threading
 
 from harness import comio
-from harness.replication import comio_path, converge_or_fail, wait_until
+from harness.fake_replica import FakeReplica
+from harness.replication import Site, comio_path, converge_or_fail, finish_sites, new_token, wait_until
 
 HDR = "X-Comio-Replication"
 
@@ -186,3 +187,26 @@ def test_a_crash_after_the_local_commit_before_the_ack_keeps_the_write(sites):
     assert a.client().get("sync", "k1").body == b"committed, never answered"
     converge_or_fail(a, b, timeout=30)
     assert b.client().get("sync", "k1").body == b"committed, never answered"
+
+
+def test_a_write_the_target_refuses_for_good_is_pending(tmp_path):
+    """A target that answers "retry" until the attempts are spent: the event is recorded as failed and
+    the ack point moves past it, but the target does not hold it, so its write is PENDING, not COMPLETED."""
+    token = new_token()
+    fake = FakeReplica(token=token)
+    fake.set_retry_keys({("syncf", "bad")})
+    a = Site(tmp_path / "a", "site-a", repl={"remote_url": fake.url, "remote_token": token, "mode": "sync",
+                                              "sync_timeout": "60s", "sync_fallback": "wait",
+                                              "retry_attempts": 1, "retry_delay": "100ms"})
+    try:
+        a.start()
+        ca = a.client()
+        assert ca.put("syncf", "good", b"1").header(HDR) == "COMPLETED"
+        r = ca.put("syncf", "bad", b"2")
+        assert r.status == 200 and r.header(HDR) == "PENDING", r
+        assert [e["key"] for e in a.list_failed()] == ["bad"]
+        assert ca.put("syncf", "good2", b"3").header(HDR) == "COMPLETED"
+    finally:
+        problems = finish_sites([a])
+        fake.close()
+    assert not problems, problems
