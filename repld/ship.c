@@ -833,18 +833,25 @@ static uint64_t ack_point(ship_t *s)
     uint64_t p = s->cursor, ack;
     for (size_t n = 0; n < s->win.len && s->win.v[n]->state == EV_DONE; n++)
         p = s->win.v[n]->seq;
-    ack = p;
-    for (size_t i = 0; i < s->nholds;) {
+    for (size_t i = 0; i < s->nholds; i++)
         if (s->holds[i].guard == UINT64_MAX)
             s->holds[i].guard = log_head(s, NULL);
-        if (s->holds[i].guard <= p) {
-            s->holds[i] = s->holds[--s->nholds];
-            continue;
-        }
-        if (s->holds[i].seq - 1 < ack)
-            ack = s->holds[i].seq - 1;
-        i++;
+    /* A superseder may be superseded in turn, and held itself: lower the ack
+     * point until every hold at or below it has its guard at or below it. */
+    ack = p;
+    for (int lowered = 1; lowered;) {
+        lowered = 0;
+        for (size_t i = 0; i < s->nholds; i++)
+            if (s->holds[i].seq <= ack && s->holds[i].guard > ack) {
+                ack = s->holds[i].seq - 1;
+                lowered = 1;
+            }
     }
+    for (size_t i = 0; i < s->nholds;)
+        if (s->holds[i].guard <= ack)
+            s->holds[i] = s->holds[--s->nholds]; /* its superseder is acknowledged */
+        else
+            i++;
     return ack;
 }
 

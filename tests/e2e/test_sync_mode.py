@@ -71,6 +71,39 @@ def test_every_completed_write_is_on_the_target_when_answered(sites):
     assert m.get("comio_replication_sync_writes_total", result="pending") == 0
 
 
+def test_completed_writes_to_one_key_are_on_the_target_or_overtaken(sites):
+    """Writers racing on one key: an event superseded on A before it shipped is never sent, so its
+    write is COMPLETED only once the write that superseded it is on B. Right after each COMPLETED
+    reply B holds that version of the key or a newer one."""
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "10s"})
+    problems = []
+
+    def writer(n):
+        ca, cb = a.client(register=False), b.client(register=False)
+        try:
+            for i in range(40):
+                r = ca.put("sync", "hot", b"%d-%d" % (n, i))
+                if r.status != 200 or r.header(HDR) != "COMPLETED":
+                    problems.append("PUT %d-%d: %d %r" % (n, i, r.status, r.header(HDR)))
+                    continue
+                g = cb.head("sync", "hot")
+                mine, held = int(r.header("X-Comio-Version")), int(g.header("X-Comio-Version") or 0)
+                if g.status != 200 or held < mine:
+                    problems.append("B holds version %d right after version %d was COMPLETED" % (held, mine))
+        finally:
+            ca.close()
+            cb.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert not problems, problems[:20]
+    converge_or_fail(a, b, timeout=30)
+
+
 def test_async_site_replies_carry_no_replication_header(sites):
     a, b = sites()
     r = a.client().put("sync", "k", b"v")
