@@ -5,6 +5,7 @@ A site with a sync target answers a write only once the target holds it
 test checks B right after A answered, with its own client, and judges
 convergence with `comio diff`. Every wait is bounded; no test asserts a time."""
 
+import socket
 import subprocess
 import threading
 
@@ -243,3 +244,22 @@ def test_a_write_the_target_refuses_for_good_is_pending(tmp_path):
         problems = finish_sites([a])
         fake.close()
     assert not problems, problems
+
+
+def test_a_client_that_gives_up_waiting_leaves_the_write_replicating(sites):
+    """sync_fallback: wait, repld down: a client closes its connection while its PUT waits. The write
+    stays committed on A, storaged goes on serving, and the write reaches B once repld is back."""
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "300ms", "sync_fallback": "wait"})
+    a.kill9_repld()
+    body = b"given up on"
+    s = socket.create_connection((a.host, a.port), timeout=10)
+    s.sendall(b"PUT /sync/gaveup HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    wait_until(lambda: a.client().get("sync", "gaveup").status == 200, 30, what="the PUT committed on A")
+    wait_until(lambda: _sync_target(a)["state"] == "degraded", 30, what=lambda: a.describe())
+    s.close()  # gives up: nothing was answered
+    r = a.client().get("sync", "gaveup")
+    assert r.status == 200 and r.body == body
+    a.start_repld()
+    converge_or_fail(a, b, timeout=30)
+    assert b.client().get("sync", "gaveup").body == body
+    assert a.client().put("sync", "after", b"x").header(HDR) == "COMPLETED"
