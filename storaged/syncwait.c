@@ -10,13 +10,16 @@
 #include "common/log.h"
 #include "storaged/syncwait.h"
 
-#define RECHECK_MS 50 /* after the shortest sync_timeout, how often a write waiting for a longer one is checked again */
+#define RECHECK_MS 50  /* after the shortest sync_timeout, how often a write waiting for a longer one is checked again */
+#define CATCHUP_MS 100 /* a degraded target is back once it acknowledged the head of at most about this long ago */
 
 typedef struct {
     const conf_target_t *tgt;
     ackfile_owner_t owner;
     int degraded;            /* atomic */
     uint64_t degraded_total; /* atomic: times it entered the state */
+    uint64_t catchup_seq;    /* under log_mu, while degraded: the head it must reach to be back ... */
+    int64_t catchup_ms;      /* ... as sampled then */
 } sync_target_t;
 
 struct syncwait {
@@ -110,6 +113,7 @@ static void set_degraded(syncwait_t *sw, size_t i, int on, uint64_t ack)
         snprintf(a, sizeof(a), "%" PRIu64, ack);
         snprintf(h, sizeof(h), "%" PRIu64, syncwait_head(sw));
         if (on) {
+            t->catchup_seq = 0;
             __atomic_add_fetch(&t->degraded_total, 1, __ATOMIC_RELAXED);
             log_msg(LOG_LVL_WARN,
                     t->tgt->sync_fallback == CONF_SYNC_FALLBACK_WAIT
@@ -124,13 +128,30 @@ static void set_degraded(syncwait_t *sw, size_t i, int on, uint64_t ack)
     pthread_mutex_unlock(&sw->log_mu);
 }
 
-/* A degraded target returns to sync once its ack point reached the head. */
-static void check_recovery(syncwait_t *sw, const uint64_t *ack, const int *trusted)
+/* A degraded target returns to sync once its ack point reached the head as
+ * it was at a check at most about CATCHUP_MS earlier: it keeps up with the
+ * writes. (The head of now would never be reached under a steady load.) */
+static void check_recovery(syncwait_t *sw, const uint64_t *ack, const int *trusted, int64_t now)
 {
-    for (size_t i = 0; i < CONF_TARGETS_MAX; i++)
-        if ((sw->sync_mask & (1u << i)) && __atomic_load_n(&sw->t[i].degraded, __ATOMIC_RELAXED) && trusted[i] &&
-            ack[i] >= syncwait_head(sw))
+    for (size_t i = 0; i < CONF_TARGETS_MAX; i++) {
+        sync_target_t *t = &sw->t[i];
+        int back = 0;
+        if (!(sw->sync_mask & (1u << i)) || !__atomic_load_n(&t->degraded, __ATOMIC_RELAXED) || !trusted[i])
+            continue;
+        pthread_mutex_lock(&sw->log_mu);
+        if (t->catchup_seq != 0 && ack[i] >= t->catchup_seq) {
+            back = 1;
+        } else if (t->catchup_seq == 0 || now - t->catchup_ms >= CATCHUP_MS) {
+            t->catchup_seq = syncwait_head(sw) > 0 ? syncwait_head(sw) : 1;
+            t->catchup_ms = now;
+            back = ack[i] >= t->catchup_seq;
+        }
+        if (back)
+            t->catchup_seq = 0;
+        pthread_mutex_unlock(&sw->log_mu);
+        if (back)
             set_degraded(sw, i, 0, ack[i]);
+    }
 }
 
 static void read_all(syncwait_t *sw, uint64_t *ack, int *trusted, uint64_t *nfailed)
@@ -187,7 +208,7 @@ static void run_waiting(syncwait_loop_t *l)
     int64_t now = clock_mono_ms();
 
     read_all(l->sw, ack, trusted, NULL);
-    check_recovery(l->sw, ack, trusted);
+    check_recovery(l->sw, ack, trusted, now);
     for (h2o_linklist_t *n = l->waiting.next; n != &l->waiting;) {
         syncwait_req_t *req = H2O_STRUCT_FROM_MEMBER(syncwait_req_t, link, n);
         n = n->next;
@@ -268,7 +289,7 @@ int syncwait_add(syncwait_loop_t *l, syncwait_req_t *req, uint64_t seq, syncwait
     req->timer.cb = on_timer;
     req->waiting = l->sw->sync_mask;
     read_all(l->sw, ack, trusted, req->fail_mark);
-    check_recovery(l->sw, ack, trusted);
+    check_recovery(l->sw, ack, trusted, req->start_ms);
     if (settle(l->sw, req, ack, req->start_ms)) {
         *completed = req->gave_up == 0;
         count(l->sw, *completed);

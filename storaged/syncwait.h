@@ -17,9 +17,11 @@
  * PENDING.
  *
  * Degraded: a target enters it when a write's sync_timeout passes unacknowledged
- * (one log line); it leaves it (one log line) at the first check that finds
- * its ack point at or past the highest seq this storaged has committed
- * (syncwait_note_head). A slot of the file that cannot be trusted (repld
+ * (one log line); it leaves it (one log line) at the first check (each
+ * change of the file, each new write) that finds its ack point at or past
+ * the highest seq this storaged had committed (syncwait_note_head) as
+ * sampled at an earlier check, sampled anew every 100 ms: the target keeps
+ * up with the writes to within about that. A slot of the file that cannot be trusted (repld
  * never ran, another store, another URL or name) counts as "nothing
  * acknowledged". */
 #ifndef COMIO_SYNCWAIT_H

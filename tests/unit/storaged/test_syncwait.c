@@ -65,19 +65,36 @@ static void test_timeout_async_gives_up_and_degrades(void)
     CHECK_EQ_INT(settle(&sw, &r2, ack, 2000), 1);
     CHECK(r2.gave_up == 1);
 
-    /* b catches up with the head: back to sync, and the next write waits for it again */
+    /* b catches up with the head of an earlier check: back to sync, and the next write waits for it again */
     int trusted[CONF_TARGETS_MAX] = {1, 1};
     ack[0] = 10;
-    check_recovery(&sw, ack, trusted);
-    CHECK_EQ_INT(sw.t[0].degraded, 1); /* 10 < head 11 */
-    ack[0] = 11;
+    check_recovery(&sw, ack, trusted, 2000);
+    CHECK_EQ_INT(sw.t[0].degraded, 1); /* 10 < head 11, sampled now */
+    sw.head = 15;                      /* writes go on */
+    ack[0] = 12;
+    check_recovery(&sw, ack, trusted, 2010);
+    CHECK_EQ_INT(sw.t[0].degraded, 0); /* it reached the head of 10 ms ago: it keeps up */
+
+    /* a target that lags behind: the reference moves on every 100 ms */
+    set_degraded(&sw, 0, 1, 0);
+    CHECK(sw.t[0].degraded_total == 2);
+    check_recovery(&sw, ack, trusted, 3000); /* samples head 15 */
+    sw.head = 30;
+    ack[0] = 14;
+    check_recovery(&sw, ack, trusted, 3050);
+    CHECK_EQ_INT(sw.t[0].degraded, 1);
+    check_recovery(&sw, ack, trusted, 3100); /* 14 < 15, 100 ms on: samples head 30 */
+    ack[0] = 20;
+    check_recovery(&sw, ack, trusted, 3150);
+    CHECK_EQ_INT(sw.t[0].degraded, 1); /* 20 passed 15, but the reference is 30 now */
     trusted[0] = 0;
-    check_recovery(&sw, ack, trusted);
+    ack[0] = 30;
+    check_recovery(&sw, ack, trusted, 3160);
     CHECK_EQ_INT(sw.t[0].degraded, 1); /* a slot it cannot trust never ends it */
     trusted[0] = 1;
-    check_recovery(&sw, ack, trusted);
+    check_recovery(&sw, ack, trusted, 3170);
     CHECK_EQ_INT(sw.t[0].degraded, 0);
-    syncwait_req_t r3 = req(12);
+    syncwait_req_t r3 = req(31);
     r3.start_ms = 3000;
     CHECK_EQ_INT(settle(&sw, &r3, ack, 3000), 0);
     CHECK(r3.waiting == 3);
