@@ -263,3 +263,44 @@ def test_a_client_that_gives_up_waiting_leaves_the_write_replicating(sites):
     converge_or_fail(a, b, timeout=30)
     assert b.client().get("sync", "gaveup").body == body
     assert a.client().put("sync", "after", b"x").header(HDR) == "COMPLETED"
+
+
+def test_a_degraded_target_comes_back_while_writes_go_on(sites):
+    """The way back from degraded does not need a pause in the writes: writers keep going while B
+    returns, and the target is back to sync (and their writes COMPLETED) while they still write."""
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "300ms"})
+    b.stop_storaged()
+    assert a.client().put("sync", "first", b"x").header(HDR) == "PENDING"
+    stop = threading.Event()
+    seen, problems = [], []
+
+    def writer(n):
+        c = a.client(register=False)
+        try:
+            for i in range(20000):  # bounded; stopped long before
+                if stop.is_set():
+                    return
+                r = c.put("sync", "w%d/%05d" % (n, i), b"y" * 100)
+                if r.status != 200:
+                    problems.append(r)
+                    return
+                seen.append(r.header(HDR))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(seen) > 50, 30, what="writes while degraded")
+        b.start_storaged()
+        wait_until(lambda: _sync_target(a)["state"] == "sync", 30, what=lambda: a.describe())
+        n = len(seen)
+        wait_until(lambda: len(seen) > n + 20, 30, what="writes after the way back")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not problems, problems[:5]
+    assert seen[-1] == "COMPLETED", seen[-20:]
+    converge_or_fail(a, b, timeout=60)
