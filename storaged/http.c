@@ -340,7 +340,7 @@ static int start_sync(http_server_t *srv, char *err, size_t errlen)
         (ret = meta_state_get(srv->meta, txn, META_STORE_ID_LO, &lo)) == 0)
         ret = replog_stats(srv->meta, txn, &head, &records);
     mdb_txn_abort(txn);
-    if (ret == 0 && (ret = syncwait_new(&srv->sync, srv->conf, srv->conf->meta_path, hi, lo, head)) == 0)
+    if (ret == 0 && (ret = syncwait_new(&srv->sync, srv->conf, srv->meta, srv->conf->meta_path, hi, lo, head)) == 0)
         return 0;
 fail:
     snprintf(err, errlen, "cannot set up waiting for sync targets: %s", cio_strerror(ret));

@@ -8,6 +8,7 @@
 #include "common/ackfile.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/replog.h"
 #include "storaged/syncwait.h"
 
 #define RECHECK_MS 50  /* after the shortest sync_timeout, how often a write waiting for a longer one is checked again */
@@ -24,6 +25,7 @@ typedef struct {
 
 struct syncwait {
     const conf_t *conf;
+    meta_t *meta;
     ackfile_t *acks;
     uint32_t sync_mask; /* bit i: conf->targets[i] has mode: sync */
     uint64_t min_timeout_ms;
@@ -41,9 +43,11 @@ struct syncwait_loop {
     h2o_timeout_t first;   /* min_timeout_ms: every waiting write */
     h2o_timeout_t recheck; /* RECHECK_MS: writes waiting for a target with a longer timeout */
     h2o_linklist_t waiting;
+    MDB_txn *rtxn; /* renewed to read the log's head (refresh_head) */
 };
 
-int syncwait_new(syncwait_t **out, const conf_t *conf, const char *dir, uint64_t store_hi, uint64_t store_lo, uint64_t head)
+int syncwait_new(syncwait_t **out, const conf_t *conf, meta_t *meta, const char *dir, uint64_t store_hi, uint64_t store_lo,
+                 uint64_t head)
 {
     syncwait_t *sw;
     int ret;
@@ -54,6 +58,7 @@ int syncwait_new(syncwait_t **out, const conf_t *conf, const char *dir, uint64_t
     if ((sw = calloc(1, sizeof(*sw))) == NULL)
         return CIO_ENOMEM;
     sw->conf = conf;
+    sw->meta = meta;
     sw->head = head;
     sw->min_timeout_ms = UINT64_MAX;
     for (size_t i = 0; i < conf->ntargets && i < CONF_TARGETS_MAX; i++) {
@@ -154,10 +159,38 @@ static void check_recovery(syncwait_t *sw, const uint64_t *ack, const int *trust
     }
 }
 
-static void read_all(syncwait_t *sw, uint64_t *ack, int *trusted, uint64_t *nfailed)
+/* Notes the log's head as LMDB has it now: client writes, and the events
+ * applied from other sites and logged again here (a chain), which repld
+ * ships and acknowledges alike. */
+static void refresh_head(syncwait_loop_t *l)
 {
+    uint64_t head, records;
+    int rc = l->rtxn == NULL ? mdb_txn_begin(l->sw->meta->env, NULL, MDB_RDONLY, &l->rtxn) : mdb_txn_renew(l->rtxn);
+    if (rc != 0) {
+        if (l->rtxn != NULL)
+            mdb_txn_abort(l->rtxn);
+        l->rtxn = NULL;
+        return; /* the head noted so far stays: ack points beyond it are not trusted */
+    }
+    if (replog_stats(l->sw->meta, l->rtxn, &head, &records) == 0)
+        syncwait_note_head(l->sw, head);
+    mdb_txn_reset(l->rtxn);
+}
+
+/* Every sync target's ack point, read before the log's head: an ack point
+ * beyond the head is not this log's (a file left from before the metadata
+ * was restored from a backup) and is not trusted. */
+static void read_all(syncwait_loop_t *l, uint64_t *ack, int *trusted, uint64_t *nfailed)
+{
+    syncwait_t *sw = l->sw;
     for (size_t i = 0; i < CONF_TARGETS_MAX; i++)
         ack[i] = (sw->sync_mask & (1u << i)) ? acked(sw, i, &trusted[i], nfailed != NULL ? &nfailed[i] : NULL) : (trusted[i] = 0);
+    refresh_head(l);
+    for (size_t i = 0; i < CONF_TARGETS_MAX; i++)
+        if (trusted[i] && ack[i] > syncwait_head(sw)) {
+            trusted[i] = 0;
+            ack[i] = 0;
+        }
 }
 
 /* Settles what it can of req at time now; 1 when nothing is left to wait for. */
@@ -207,7 +240,7 @@ static void run_waiting(syncwait_loop_t *l)
     int trusted[CONF_TARGETS_MAX];
     int64_t now = clock_mono_ms();
 
-    read_all(l->sw, ack, trusted, NULL);
+    read_all(l, ack, trusted, NULL);
     check_recovery(l->sw, ack, trusted, now);
     for (h2o_linklist_t *n = l->waiting.next; n != &l->waiting;) {
         syncwait_req_t *req = H2O_STRUCT_FROM_MEMBER(syncwait_req_t, link, n);
@@ -233,7 +266,7 @@ static void on_timer(h2o_timeout_entry_t *entry)
     uint64_t ack[CONF_TARGETS_MAX];
     int trusted[CONF_TARGETS_MAX];
 
-    read_all(l->sw, ack, trusted, NULL);
+    read_all(l, ack, trusted, NULL);
     if (settle(l->sw, req, ack, clock_mono_ms())) {
         finish(req);
         return;
@@ -288,7 +321,7 @@ int syncwait_add(syncwait_loop_t *l, syncwait_req_t *req, uint64_t seq, syncwait
     req->start_ms = clock_mono_ms();
     req->timer.cb = on_timer;
     req->waiting = l->sw->sync_mask;
-    read_all(l->sw, ack, trusted, req->fail_mark);
+    read_all(l, ack, trusted, req->fail_mark);
     check_recovery(l->sw, ack, trusted, req->start_ms);
     if (settle(l->sw, req, ack, req->start_ms)) {
         *completed = req->gave_up == 0;
@@ -318,6 +351,7 @@ void syncwait_status_json(syncwait_t *sw, buf_t *out)
             continue;
         const sync_target_t *t = &sw->t[i];
         uint64_t a = acked(sw, i, &trusted, NULL);
+        trusted = trusted && a <= syncwait_head(sw); /* as read_all judges it */
         buf_puts(out, first ? "{\"name\":" : ",{\"name\":");
         first = 0;
         buf_json_str(out, t->tgt->name, strlen(t->tgt->name));

@@ -21,9 +21,9 @@
  * change of the file, each new write) that finds its ack point at or past
  * the highest seq this storaged had committed (syncwait_note_head) as
  * sampled at an earlier check, sampled anew every 100 ms: the target keeps
- * up with the writes to within about that. A slot of the file that cannot be trusted (repld
- * never ran, another store, another URL or name) counts as "nothing
- * acknowledged". */
+ * up with the writes to within about that. A slot of the file that cannot
+ * be trusted (repld never ran, another store, another URL or name, an ack
+ * point beyond the log's head) counts as "nothing acknowledged". */
 #ifndef COMIO_SYNCWAIT_H
 #define COMIO_SYNCWAIT_H
 
@@ -32,6 +32,7 @@
 #include "common/buf.h"
 #include "common/conf.h"
 #include "common/err.h"
+#include "common/meta.h"
 
 typedef struct syncwait syncwait_t;
 typedef struct syncwait_loop syncwait_loop_t;
@@ -56,11 +57,12 @@ struct syncwait_req {
 };
 
 /* Made once for the server when replication is enabled and at least one
- * target has mode: sync; *out is NULL (and 0 returned) otherwise. `dir` is
- * the LMDB environment's directory, store_hi/lo the site's store identity,
- * `head` the log's highest seq now. `conf` must outlive it. Returns 0,
+ * target has mode: sync; *out is NULL (and 0 returned) otherwise. `meta` is
+ * the site's environment (the loops read the log's head from it), `dir` its
+ * directory, store_hi/lo the site's store identity, `head` the log's
+ * highest seq now. `conf` and `meta` must outlive it. Returns 0,
  * CIO_ENOMEM, or the error of ackfile_open (logged). */
-int syncwait_new(syncwait_t **out, const conf_t *conf, const char *dir, uint64_t store_hi, uint64_t store_lo,
+int syncwait_new(syncwait_t **out, const conf_t *conf, meta_t *meta, const char *dir, uint64_t store_hi, uint64_t store_lo,
                  uint64_t head) CIO_MUST_CHECK;
 
 /* Sets up waiting on the calling loop thread's `loop`: an inotify watch on
@@ -68,7 +70,7 @@ int syncwait_new(syncwait_t **out, const conf_t *conf, const char *dir, uint64_t
  * (logged): writes on this loop are then answered PENDING at once. */
 syncwait_loop_t *syncwait_loop_new(syncwait_t *sw, h2o_loop_t *loop);
 
-/* Records that seq was committed (the highest one is what a degraded target must reach). Any thread. */
+/* Records that seq was committed (also read from the log at each check). Any thread. */
 void syncwait_note_head(syncwait_t *sw, uint64_t seq);
 
 /* The highest seq noted. Any thread. */

@@ -6,6 +6,7 @@ test checks B right after A answered, with its own client, and judges
 convergence with `comio diff`. Every wait is bounded; no test asserts a time."""
 
 import socket
+import struct
 import subprocess
 import threading
 
@@ -304,3 +305,24 @@ def test_a_degraded_target_comes_back_while_writes_go_on(sites):
     assert not problems, problems[:5]
     assert seen[-1] == "COMPLETED", seen[-20:]
     converge_or_fail(a, b, timeout=60)
+
+
+def test_an_ack_point_beyond_the_log_is_not_trusted(sites):
+    """The acknowledgement file as one left from before the metadata was restored from a backup: an ack
+    point beyond the log's head. storaged does not trust it (PENDING after the timeout, never a false
+    COMPLETED); a restarted repld stamps the file afresh."""
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "300ms"})
+    ca = a.client()
+    assert ca.put("sync", "k0", b"0").header(HDR) == "COMPLETED"
+    a.kill9_repld()
+    path = a.workdir / "store.img.meta" / "repl.acked"
+    with open(path, "r+b") as f:  # slot 0's ack point (common/ackfile.h: 256-byte header, acked at +40)
+        f.seek(256 + 40)
+        f.write(struct.pack("=Q", 1 << 40))
+    assert _sync_target(a)["acked_seq"] is None
+    r = ca.put("sync", "k1", b"1")
+    assert r.status == 200 and r.header(HDR) == "PENDING", r
+    a.start_repld()
+    converge_or_fail(a, b, timeout=30)
+    wait_until(lambda: _sync_target(a)["state"] == "sync", 30, what=lambda: a.describe())
+    assert ca.put("sync", "k2", b"2").header(HDR) == "COMPLETED"
