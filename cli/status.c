@@ -21,6 +21,8 @@ enum { EXIT_OK = 0, EXIT_ALERT = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 /* One entry of "targets". */
 typedef struct {
     char name[64], url[CLI_HTTP_URL_MAX], state[16], site[256], error[512];
+    char sync[16], fallback[8]; /* from "sync_targets": "" for an async target, else "sync" or "degraded" */
+    uint64_t sync_timeout_ms;
     uint64_t pending, bytes_pending, replicated, skipped, failed;
     double lag;
     /* its full sync; have_sync 0 from a site older than full sync */
@@ -47,6 +49,7 @@ typedef struct {
     uint64_t conflicts, kept;
     size_t ntargets, targets_total;
     target_t targets[STATUS_TARGETS_MAX];
+    size_t nsync; /* entries of "sync_targets" */
 } status_t;
 
 static void usage(FILE *out)
@@ -212,6 +215,26 @@ static int decode(const json_doc_t *d, status_t *st, char *err, size_t errlen)
         }
         st->ntargets++;
     }
+    /* storaged's part: the sync targets' state, matched to the targets by name */
+    const json_tok_t *syncs = json_member(d, root, "sync_targets");
+    for (t = json_first(d, syncs); t != NULL; t = json_next(d, syncs, t)) {
+        char raw[64], name[64];
+        st->nsync++;
+        if (json_str(d, json_member(d, t, "name"), raw, sizeof(raw), NULL) != 0)
+            continue;
+        printable(raw, name, sizeof(name));
+        for (size_t i = 0; i < st->ntargets; i++) {
+            target_t *g = &st->targets[i];
+            if (strcmp(g->name, name) != 0)
+                continue;
+            if (json_str(d, json_member(d, t, "state"), raw, sizeof(g->sync), NULL) == 0)
+                printable(raw, g->sync, sizeof(g->sync));
+            if (json_str(d, json_member(d, t, "fallback"), raw, sizeof(g->fallback), NULL) == 0)
+                printable(raw, g->fallback, sizeof(g->fallback));
+            if (json_u64(d, json_member(d, t, "timeout_ms"), &g->sync_timeout_ms) != 0)
+                g->sync_timeout_ms = 0;
+        }
+    }
     const json_tok_t *workers = json_member(d, root, "workers");
     for (t = json_first(d, workers); t != NULL; t = json_next(d, workers, t)) {
         uint64_t events = 0;
@@ -236,7 +259,7 @@ static void print_status(const char *url, const status_t *st)
     char v[CLI_HTTP_URL_MAX + 600], a[64], b[64];
 
     line("site", url);
-    line("replication", st->enabled ? "enabled (async)" : "disabled");
+    line("replication", !st->enabled ? "disabled" : st->nsync > 0 ? "enabled (sync to some targets)" : "enabled (async)");
     line("repld", st->repld);
     if (st->have_remote) {
         char safe_url[CLI_HTTP_URL_MAX];
@@ -288,6 +311,10 @@ static void print_status(const char *url, const status_t *st)
         snprintf(v, sizeof(v), "%s, %s, %s", g->name, g->url, g->state[0] ? g->state : "unknown");
         line("target", v);
         line("  site", g->site[0] ? g->site : "unknown (no reply yet)");
+        if (g->sync[0] != '\0') {
+            snprintf(v, sizeof(v), "%s (fallback %s after %" PRIu64 " ms)", g->sync, g->fallback, g->sync_timeout_ms);
+            line("  sync", v);
+        }
         snprintf(v, sizeof(v), "%" PRIu64, g->pending);
         line("  events pending", v);
         human_bytes(g->bytes_pending, a, sizeof(a));
@@ -337,6 +364,9 @@ static int problems(const status_t *st, uint64_t max_lag_ms, int have_max_lag, c
     for (size_t i = 1; i < st->ntargets; i++) /* the first is "remote" above */
         if (strcmp(st->targets[i].state, "backing_off") == 0 && n < max)
             snprintf(out[n++], 160, "target %.60s does not accept batches (backing off)", st->targets[i].name);
+    for (size_t i = 0; i < st->ntargets; i++)
+        if (strcmp(st->targets[i].sync, "degraded") == 0 && n < max)
+            snprintf(out[n++], 160, "sync target %.60s is degraded: its fallback applies to writes", st->targets[i].name);
     if (have_max_lag && st->lag * 1000 > (double)max_lag_ms && n < max)
         snprintf(out[n++], 160, "lag %.0f ms is over --max-lag %" PRIu64 " ms", st->lag * 1000, max_lag_ms);
     return n;

@@ -39,6 +39,7 @@ typedef enum {
     CONF_BOOL,
     CONF_MODE,
     CONF_COMPRESSION, /* zstd or none, into an int (CONF_COMPRESSION_*) */
+    CONF_FALLBACK,    /* async or wait, into an int (CONF_SYNC_FALLBACK_*) */
     CONF_LEVEL,
     CONF_FORMAT,
     CONF_TARGETS, /* replication.targets: a sequence of mappings read with conf_target_keys */
@@ -87,6 +88,8 @@ static const conf_key_t conf_keys[] = {
     CONF_SEC("replication"),
     CONF_KEY("replication.enabled", CONF_BOOL, repl_enabled),
     CONF_KEY("replication.mode", CONF_MODE, repl_mode),
+    CONF_KEY("replication.sync_timeout", CONF_DURATION, sync_timeout_ms),
+    CONF_KEY("replication.sync_fallback", CONF_FALLBACK, sync_fallback),
     CONF_KEY("replication.remote_url", CONF_URL, remote_url),
     CONF_TOKKEY("replication.remote_token", CONF_TOKEN, remote_token, "replication.remote_token_file"),
     CONF_TOKKEY("replication.remote_token_file", CONF_TOKEN_FILE, remote_token, "replication.remote_token"),
@@ -125,6 +128,8 @@ static const conf_key_t conf_target_keys[] = {
     {.key = "token", .kind = CONF_TOKEN, .off = offsetof(conf_target_t, token), .partner = "token_file"},
     {.key = "token_file", .kind = CONF_TOKEN_FILE, .off = offsetof(conf_target_t, token), .partner = "token"},
     CONF_TGTKEY("mode", CONF_MODE, mode, "replication.mode"),
+    CONF_TGTKEY("sync_timeout", CONF_DURATION, sync_timeout_ms, "replication.sync_timeout"),
+    CONF_TGTKEY("sync_fallback", CONF_FALLBACK, sync_fallback, "replication.sync_fallback"),
     CONF_TGTINTKEY("batch_size", batch_size, "replication.batch_size"),
     CONF_TGTINTKEY("workers", workers, "replication.workers"),
     CONF_TGTINTKEY("retry_attempts", retry_attempts, "replication.retry_attempts"),
@@ -512,12 +517,11 @@ static int conf_set(void *obj, const conf_key_t *k, const char *name, const char
         return CIO_OK;
 
     case CONF_MODE:
-        if (strcmp(val, "async") != 0) {
-            conf_err(msg, msglen, "%s: only 'async' is supported (synchronous replication is not supported), got '%s'", name,
-                     shown);
+        if (strcmp(val, "async") != 0 && strcmp(val, "sync") != 0) {
+            conf_err(msg, msglen, "%s: expected sync or async, got '%s'", name, shown);
             return CIO_ECONFIG;
         }
-        if ((s = strdup("async")) == NULL)
+        if ((s = strdup(val)) == NULL)
             goto nomem;
         free(*strp);
         *strp = s;
@@ -530,6 +534,17 @@ static int conf_set(void *obj, const conf_key_t *k, const char *name, const char
             *(int *)(void *)(base + k->off) = CONF_COMPRESSION_NONE;
         } else {
             conf_err(msg, msglen, "%s: expected zstd or none, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        return CIO_OK;
+
+    case CONF_FALLBACK:
+        if (strcmp(val, "async") == 0) {
+            *(int *)(void *)(base + k->off) = CONF_SYNC_FALLBACK_ASYNC;
+        } else if (strcmp(val, "wait") == 0) {
+            *(int *)(void *)(base + k->off) = CONF_SYNC_FALLBACK_WAIT;
+        } else {
+            conf_err(msg, msglen, "%s: expected async or wait, got '%s'", name, shown);
             return CIO_ECONFIG;
         }
         return CIO_OK;
@@ -595,6 +610,8 @@ int conf_init(conf_t *c)
     c->tombstone_ttl_ms = 7ULL * 24 * 3600 * 1000;
     c->conflict_ttl_ms = 7ULL * 24 * 3600 * 1000;
     c->max_clock_skew_ms = 60000;
+    c->sync_timeout_ms = 5000;
+    c->sync_fallback = CONF_SYNC_FALLBACK_ASYNC;
     c->log_level = LOG_LVL_INFO;
     c->log_json = 1;
     if ((c->listen = strdup("0.0.0.0")) == NULL || (c->repl_mode = strdup("async")) == NULL ||
@@ -1309,6 +1326,7 @@ static int conf_target_inherit(const conf_t *c, conf_target_t *t, const conf_key
         *(uint32_t *)(void *)to = *(const uint32_t *)(const void *)from;
         return CIO_OK;
     case CONF_COMPRESSION:
+    case CONF_FALLBACK:
         *(int *)(void *)to = *(const int *)(const void *)from;
         return CIO_OK;
     default: /* CONF_SIZE, CONF_DURATION */

@@ -21,6 +21,10 @@
 #define CONF_COMPRESSION_NONE 0
 #define CONF_COMPRESSION_ZSTD 1
 
+/* replication.sync_fallback: what a write to a sync target does once sync_timeout passed */
+#define CONF_SYNC_FALLBACK_ASYNC 0 /* answered anyway (X-Comio-Replication: PENDING), replicating as in async mode */
+#define CONF_SYNC_FALLBACK_WAIT 1  /* the reply waits until the target acknowledged it */
+
 /* One remote site that repld ships to: an entry of replication.targets, or
  * the seed's replication.remote_url / remote_token as one target named after
  * the URL's host. conf_finalize fills every field: a setting a target does
@@ -30,7 +34,9 @@ typedef struct {
     char *name;  /* unique among the targets; names its cursor and state in the log (common/replog.h) */
     char *url;   /* base URL of the target's storaged */
     char *token; /* sent as the bearer token; NULL: none. A secret: conf_free wipes it */
-    char *mode;  /* "async" */
+    char *mode;  /* "async" or "sync": a sync target must acknowledge a write before storaged answers it (storaged/syncwait.h) */
+    uint64_t sync_timeout_ms; /* sync: how long a write waits for this target before sync_fallback applies */
+    int sync_fallback;        /* sync: CONF_SYNC_FALLBACK_ASYNC or _WAIT */
     uint32_t batch_size;
     uint32_t workers;
     uint32_t retry_attempts;
@@ -62,9 +68,11 @@ typedef struct conf {
     uint32_t threads;       /* server.threads, event-loop threads; default 0 = one per core */
 
     /* replication */
-    int repl_enabled; /* default 0 */
-    char *repl_mode;  /* default "async"; only "async" accepted */
-    char *remote_url; /* the seed's one target; with enabled, it or targets is required (checked by conf_finalize) */
+    int repl_enabled;         /* default 0 */
+    char *repl_mode;          /* default "async"; "async" or "sync": every target's default mode */
+    uint64_t sync_timeout_ms; /* replication.sync_timeout: default 5 s */
+    int sync_fallback;        /* replication.sync_fallback: default CONF_SYNC_FALLBACK_ASYNC */
+    char *remote_url;         /* the seed's one target; with enabled, it or targets is required (checked by conf_finalize) */
     char *remote_token;
     char *accept_token;         /* default NULL: replica refuses every batch */
     uint32_t batch_size;        /* default 100, 1..10000 */
@@ -112,7 +120,7 @@ void conf_free(conf_t *c);
  * updated. replication.{remote,accept}_token_file read the token from the
  * first line of that file into remote_token/accept_token.
  * replication.targets is a sequence of mappings (name, url, token or
- * token_file, and overrides of mode, batch_size, workers, retry_attempts,
+ * token_file, and overrides of mode, sync_timeout, sync_fallback, batch_size, workers, retry_attempts,
  * retry_delay, inline_threshold, compression, compression_level); messages name the entry, as in
  *   config.yaml:12: replication.targets[1].url: expected an http:// or https:// URL, got 'x'
  * A list read whole replaces the one `c` held; a file may not give it

@@ -16,6 +16,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include "proto/batch.h"
+#include "common/ackfile.h"
 #include "common/be.h"
 #include "common/bucket.h"
 #include "common/buf.h"
@@ -41,6 +42,7 @@
 #define IDLE_POLL_MS 1000     /* upper bound on a sleep, even with inotify */
 #define NOTIFY_FALLBACK_MS 20 /* without inotify */
 #define STOP_GRACE_MS 10000
+#define ACK_HOLDS_MAX 64 /* superseded events whose superseder may not be acknowledged yet (ack_point) */
 
 /* EV_FAILED: refused for good, recorded in "repl_failed" by the next persist,
  * in the commit that moves the cursor past it; EV_DONE once it is recorded. */
@@ -132,6 +134,20 @@ typedef struct {
     double lat_sum;
     uint64_t lat_n;
     uint64_t payload_bytes, wire_bytes; /* batch bytes before and after compression, every POST */
+
+    /* The ack point published for storaged's sync waits (common/ackfile.h):
+     * every seq <= it is acknowledged. A superseded event is retired without
+     * being sent; a later event carries its key's state, at a seq no higher
+     * than the log's head when it was found superseded (its guard). Until
+     * the ack point reaches the guard, it stays below the superseded seq:
+     * a write answered COMPLETED is readable on the target, or a newer one. */
+    ackfile_t *acks; /* the run's, NULL when it could not be opened */
+    size_t ack_slot;
+    uint64_t ack_published;
+    struct {
+        uint64_t seq, guard;
+    } holds[ACK_HOLDS_MAX];
+    size_t nholds;
 
     /* finished batches kept for reuse (batch_get, batch_put): dispatcher only */
     batch_t *spare[SPARE_MAX];
@@ -371,8 +387,42 @@ static int recheck(ship_t *s, batch_t *b)
     return ret != 0 ? ret : moved;
 }
 
-static void retire_superseded(ship_t *s, ev_t *e)
+/* Keeps the ack point below superseded event e until `guard` is acknowledged;
+ * when the holds are full, merges into the first one (conservative: the
+ * lower seq and the higher guard). */
+static void hold_ack(ship_t *s, uint64_t seq, uint64_t guard)
 {
+    if (s->nholds < ACK_HOLDS_MAX) {
+        s->holds[s->nholds].seq = seq;
+        s->holds[s->nholds++].guard = guard;
+        return;
+    }
+    if (seq < s->holds[0].seq)
+        s->holds[0].seq = seq;
+    if (guard > s->holds[0].guard)
+        s->holds[0].guard = guard;
+}
+
+/* The log's head now (in txn, or a snapshot of its own when txn is NULL):
+ * the guard of an event superseded now. UINT64_MAX when it cannot be read:
+ * publish_ack reads it again later (a later head is a higher, still safe
+ * guard). */
+static uint64_t log_head(ship_t *s, MDB_txn *txn)
+{
+    uint64_t head = 0, records;
+    int own = txn == NULL, ret;
+    if (own && snap_begin(s, &txn) != 0)
+        return UINT64_MAX;
+    ret = replog_stats(s->meta, txn, &head, &records);
+    if (own)
+        snap_end(s);
+    return ret == 0 ? head : UINT64_MAX;
+}
+
+static void retire_superseded(ship_t *s, ev_t *e, MDB_txn *txn)
+{
+    if (s->acks != NULL && !e->from_retry)
+        hold_ack(s, e->seq, log_head(s, txn));
     e->state = EV_DONE;
     e->retired = RETIRED_SUPERSEDED;
     s->add_acked++;
@@ -439,7 +489,7 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
                     }
                 }
                 if (ret == 1) {
-                    retire_superseded(s, e);
+                    retire_superseded(s, e, txn);
                     continue;
                 }
                 if (ret == CIO_ETOOBIG && !inl) {
@@ -564,7 +614,7 @@ static size_t build(ship_t *s, batch_t *b, uint64_t now)
             ev_t *e = b->evs[i];
             e->state = EV_READY;
             if (e->inl == -1)
-                retire_superseded(s, e);
+                retire_superseded(s, e, NULL);
         }
         b->n = 0;
         if (moved < 0) {
@@ -643,6 +693,8 @@ static void fail_event(ship_t *s, ev_t *e, const char *error)
         snprintf(e->error, sizeof(e->error), "%s", error);
     e->state = EV_FAILED;
     s->nfailing++;
+    if (s->acks != NULL)
+        ackfile_note_failed(s->acks, s->ack_slot, e->seq); /* before the ack point can pass it: a waiting write is PENDING */
     logrec_event_id(&e->r, id, sizeof(id));
     /* the seed's line, word for word */
     log_msg(LOG_LVL_ERROR, "Failed to replicate event", "event_id", id, "error", error, NULL);
@@ -778,6 +830,53 @@ static void complete(ship_t *s, send_job_t *job)
     }
     buf_free(&job->reply);
     batch_put(s, b);
+}
+
+/* ---- the ack point ---- */
+
+/* Every seq <= the result is acknowledged by the target (applied, skipped
+ * as already held, or not sent because the target is its origin), and
+ * every superseded one among them has its superseder acknowledged. Events
+ * refused for good count once persist recorded them as failed (the cursor
+ * moves past them). */
+static uint64_t ack_point(ship_t *s)
+{
+    uint64_t p = s->cursor, ack;
+    for (size_t n = 0; n < s->win.len && s->win.v[n]->state == EV_DONE; n++)
+        p = s->win.v[n]->seq;
+    for (size_t i = 0; i < s->nholds; i++)
+        if (s->holds[i].guard == UINT64_MAX)
+            s->holds[i].guard = log_head(s, NULL);
+    /* A superseder may be superseded in turn, and held itself: lower the ack
+     * point until every hold at or below it has its guard at or below it. */
+    ack = p;
+    for (int lowered = 1; lowered;) {
+        lowered = 0;
+        for (size_t i = 0; i < s->nholds; i++)
+            if (s->holds[i].seq <= ack && s->holds[i].guard > ack) {
+                ack = s->holds[i].seq - 1;
+                lowered = 1;
+            }
+    }
+    for (size_t i = 0; i < s->nholds;)
+        if (s->holds[i].guard <= ack)
+            s->holds[i] = s->holds[--s->nholds]; /* its superseder is acknowledged */
+        else
+            i++;
+    return ack;
+}
+
+/* Publishes the ack point when it moved: at once, not at the next persist,
+ * since writes to sync targets wait for it. */
+static void publish_ack(ship_t *s)
+{
+    uint64_t ack;
+    if (s->acks == NULL || (ack = ack_point(s)) <= s->ack_published)
+        return;
+    s->ack_published = ack;
+    if (ackfile_publish(s->acks, s->ack_slot, ack) != 0)
+        log_msg(LOG_LVL_WARN, "cannot signal the acknowledgement file", "path", ackfile_path(s->acks), "error", strerror(errno),
+                NULL);
 }
 
 /* ---- the cursor ---- */
@@ -1043,7 +1142,8 @@ static int next_wait_ms(ship_t *s)
 
 /* Sets up dispatcher s for target tgt: its cursor, data store descriptor,
  * wake-up descriptors and workers. */
-static int target_open(ship_t *s, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd)
+static int target_open(ship_t *s, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd, ackfile_t *acks,
+                       size_t slot, uint64_t run_id)
 {
     MDB_txn *txn;
     replog_target_t st;
@@ -1076,6 +1176,22 @@ static int target_open(ship_t *s, const conf_t *conf, const conf_target_t *tgt, 
     }
     s->cursor = st.cursor;
     s->next_read = s->cursor + 1;
+    if (acks != NULL) {
+        uint64_t hi = 0, lo = 0;
+        if ((ret = meta_err(mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+            return ret;
+        ret = meta_state_get(meta, txn, META_STORE_ID_HI, &hi);
+        if (ret == 0)
+            ret = meta_state_get(meta, txn, META_STORE_ID_LO, &lo);
+        mdb_txn_abort(txn);
+        if (ret != 0)
+            return ret;
+        ackfile_owner_t owner = {tgt->name, hi, lo, ackfile_url_hash(tgt->url)};
+        s->acks = acks;
+        s->ack_slot = slot;
+        s->ack_published = s->cursor;
+        ackfile_stamp(acks, slot, &owner, run_id, s->cursor);
+    }
     if ((ret = setup_fds(s)) != 0 || (ret = sender_start(&s->sender, conf, tgt, tgt->workers, s->efd)) != 0)
         return ret;
     find_map(s);
@@ -1121,9 +1237,11 @@ static void *target_main(void *arg)
         send_job_t *job;
         while ((job = sender_take_done(s->sender)) != NULL)
             complete(s, job);
+        publish_ack(s);
         if ((ret = persist(s, stopping || sender_busy(s->sender) == 0)) != 0)
             log_msg(LOG_LVL_ERROR, "cannot persist the replication cursor; will retry", "target", s->tgt->name, "error",
                     cio_strerror(ret), NULL);
+        publish_ack(s); /* failed events recorded: the cursor moved past them */
         drop_mapped_pages(s);
         if (stopping) {
             if (sender_busy(s->sender) == 0 || (uint64_t)clock_mono_ms() >= stop_deadline)
@@ -1189,6 +1307,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
     char err[512];
     int ret = 0, sfd = -1, stop_fd = -1;
     size_t opened = 0;
+    ackfile_t *acks = NULL;
 
     memset(&r, 0, sizeof(r));
     r.conf = conf;
@@ -1212,8 +1331,12 @@ int ship_run(const conf_t *conf, meta_t *meta)
         ret = CIO_ESYS;
         goto done;
     }
+    /* without it, sync writes are answered by their fallback policy: shipping goes on */
+    if (ackfile_open(&acks, conf->meta_path) != 0)
+        log_msg(LOG_LVL_WARN, "no acknowledgement file: writes to sync targets will wait for their timeout", NULL);
     for (; opened < r.n; opened++)
-        if ((ret = target_open(&r.t[opened], conf, &conf->targets[opened], meta, stop_fd)) != 0) {
+        if ((ret = target_open(&r.t[opened], conf, &conf->targets[opened], meta, stop_fd, acks, opened,
+                               (uint64_t)clock_wall_ms() << 20 ^ (uint64_t)getpid())) != 0) {
             opened++; /* partly set up: closed below */
             goto done;
         }
@@ -1286,6 +1409,7 @@ done:
     for (size_t i = 0; i < opened; i++)
         target_close(&r.t[i]);
     log_msg(LOG_LVL_INFO, "repld stopped", NULL);
+    ackfile_close(acks);
     free(r.t);
     free(r.live);
     if (sfd >= 0)

@@ -99,17 +99,37 @@ static void *aside_main(void *arg)
     return NULL;
 }
 
+/* storaged's part of the status: the sync targets' state (syncwait.h), as
+ * "sync_targets" at the end of the JSON object in b. */
+static void add_sync_status(http_server_t *srv, buf_t *b)
+{
+    if (srv->sync == NULL)
+        return;
+    while (b->len > 0 && b->data[b->len - 1] != '}')
+        b->len--;
+    if (b->len == 0)
+        return;
+    b->len--;
+    buf_puts(b, ",\"sync_targets\":");
+    syncwait_status_json(srv->sync, b);
+    buf_puts(b, "}\n");
+}
+
 static void finish_status(http_server_t *srv, h2o_req_t *req, const buf_t *repld_answer)
 {
     buf_t b;
-    if (repld_answer != NULL) {
-        http_req_reply(req, 200, "application/json", repld_answer->data, repld_answer->len);
-        return;
-    }
     buf_init(&b, 64 * 1024);
-    if (replstat_json(srv->meta, srv->conf, NULL, &b) != 0) {
+    if (repld_answer != NULL) {
+        buf_append(&b, repld_answer->data, repld_answer->len);
+    } else if (replstat_json(srv->meta, srv->conf, NULL, &b) != 0) {
         buf_free(&b);
         http_req_cio_error(req, CIO_EDB, "status failed");
+        return;
+    }
+    add_sync_status(srv, &b);
+    if (b.err != 0) {
+        buf_free(&b);
+        http_req_cio_error(req, b.err, "status failed");
         return;
     }
     http_req_reply_buf(req, 200, &b);
@@ -304,6 +324,8 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                applied, skipped, failed - permanent, permanent, tombstones, hlc_ms(commit_clock(srv->commit)) / 1000,
                (unsigned)(hlc_ms(commit_clock(srv->commit)) % 1000));
     fetch_metrics(srv, &b);
+    if (srv->sync != NULL)
+        syncwait_metrics(srv->sync, &b);
     if (b.err != 0) {
         http_req_reply_buf(req, 500, &b);
         return 0;

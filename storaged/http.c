@@ -24,6 +24,7 @@
 #include "storaged/http_commit.h"
 #include "storaged/http_req.h"
 #include "storaged/path.h"
+#include "common/replog.h"
 
 #define HEADERS_MAX (32 * 1024)           /* request line and headers */
 #define HTTP2_IDLE_TIMEOUT_MS (10 * 1000) /* h2o's default, stated: docs/security.md */
@@ -180,6 +181,8 @@ static void *thread_main(void *arg)
     h2o_multithread_register_receiver(t->ctx.queue, &t->replies, http_commit_on_replies);
     h2o_multithread_register_receiver(t->ctx.queue, &t->wakeup, on_wakeup);
     h2o_multithread_register_receiver(t->ctx.queue, &t->aside_replies, handler_admin_on_asides);
+    if (srv->sync != NULL)
+        t->sync = syncwait_loop_new(srv->sync, t->loop);
     t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     t->listener->data = t;
     h2o_socket_read_start(t->listener, on_accept);
@@ -325,6 +328,27 @@ static void http_unstart(http_server_t *srv)
     free(srv);
 }
 
+/* Writes to sync targets wait for their acknowledgements (syncwait.h):
+ * reads the store's identity and the log's head for it. */
+static int start_sync(http_server_t *srv, char *err, size_t errlen)
+{
+    uint64_t hi = 0, lo = 0, head = 0, records;
+    MDB_txn *txn;
+    int ret;
+
+    if ((ret = meta_err(mdb_txn_begin(srv->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+        goto fail;
+    if ((ret = meta_state_get(srv->meta, txn, META_STORE_ID_HI, &hi)) == 0 &&
+        (ret = meta_state_get(srv->meta, txn, META_STORE_ID_LO, &lo)) == 0)
+        ret = replog_stats(srv->meta, txn, &head, &records);
+    mdb_txn_abort(txn);
+    if (ret == 0 && (ret = syncwait_new(&srv->sync, srv->conf, srv->meta, srv->conf->meta_path, hi, lo, head)) == 0)
+        return 0;
+fail:
+    snprintf(err, errlen, "cannot set up waiting for sync targets: %s", cio_strerror(ret));
+    return ret;
+}
+
 int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, char *err, size_t errlen)
 {
     http_server_t *srv = calloc(1, sizeof(*srv));
@@ -388,6 +412,10 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
             http_unstart(srv);
             return CIO_ESYS;
         }
+    }
+    if (start_sync(srv, err, errlen) != 0) {
+        http_unstart(srv);
+        return CIO_ESYS;
     }
     pthread_mutex_init(&srv->ready_mu, NULL);
     pthread_cond_init(&srv->ready_cv, NULL);

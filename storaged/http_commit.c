@@ -10,6 +10,14 @@ static void on_req_dispose(void *p)
     http_commit_t *pend = *(http_commit_t **)p;
     if (pend == NULL)
         return;
+    if (pend->waiting) {
+        /* committed, and the client gave up waiting for the sync targets: the write replicates as in async mode */
+        syncwait_cancel(&pend->wait);
+        pend->thread->inflight--;
+        free(pend->body_owned);
+        free(pend);
+        return;
+    }
     /* the client went away before the answer: keep the job, drop the request */
     pend->req = NULL;
     pend->holder = NULL;
@@ -172,12 +180,63 @@ static void answer(h2o_req_t *req, commit_job_t *j)
     }
 }
 
+/* A client write that changed something or not: a site with sync targets
+ * answers it once they hold it (syncwait.h). */
+static int is_client_write(const commit_job_t *j)
+{
+    switch (j->op) {
+    case COMMIT_PUT:
+    case COMMIT_DELETE:
+    case COMMIT_PURGE:
+    case COMMIT_BUCKET_CREATE:
+    case COMMIT_BUCKET_DELETE:
+        return j->result == 0;
+    default:
+        return 0;
+    }
+}
+
+static void answer_synced(http_commit_t *pend, int completed)
+{
+    http_req_add_header_str(pend->req, "x-comio-replication", completed ? "COMPLETED" : "PENDING");
+    answer(pend->req, &pend->job);
+}
+
+static void on_synced(syncwait_req_t *w, int completed)
+{
+    http_commit_t *pend = H2O_STRUCT_FROM_MEMBER(http_commit_t, wait, w);
+    pend->thread->inflight--;
+    pend->waiting = 0;
+    *pend->holder = NULL;
+    answer_synced(pend, completed);
+    free(pend->body_owned);
+    free(pend);
+}
+
 void http_commit_on_replies(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     while (!h2o_linklist_is_empty(messages)) {
         h2o_linklist_t *link = messages->next;
         http_commit_t *pend = H2O_STRUCT_FROM_MEMBER(http_commit_t, msg.link, link);
         h2o_linklist_unlink(link);
+        syncwait_t *sw = pend->thread->srv->sync;
+        if (sw != NULL && pend->job.seq != 0)
+            syncwait_note_head(sw, pend->job.seq);
+        if (sw != NULL && pend->req != NULL && is_client_write(&pend->job)) {
+            int completed;
+            /* nothing changed (seq 0): the reply tells of the state at the head, which must be on the targets */
+            uint64_t seq = pend->job.seq != 0 ? pend->job.seq : syncwait_head(sw);
+            if (syncwait_add(pend->thread->sync, &pend->wait, seq, on_synced, &completed)) {
+                pend->waiting = 1; /* answered by on_synced, or dropped by on_req_dispose */
+                continue;
+            }
+            pend->thread->inflight--;
+            *pend->holder = NULL;
+            answer_synced(pend, completed);
+            free(pend->body_owned);
+            free(pend);
+            continue;
+        }
         pend->thread->inflight--;
         if (pend->req != NULL) {
             *pend->holder = NULL;

@@ -19,6 +19,8 @@ typedef struct http_commit {
     h2o_req_t *req;              /* NULL once the client went away */
     struct http_commit **holder; /* the request pool's pointer to us */
     char *body_owned;            /* NULL, or the job's body when the request's was decoded (malloc'ed): freed with the job */
+    syncwait_req_t wait;         /* committed, waiting for the sync targets (syncwait.h) */
+    int waiting;                 /* wait is in use: the request's dispose cancels it */
 } http_commit_t;
 
 /* A new job of `op` on p's bucket and key for req, not yet submitted; NULL

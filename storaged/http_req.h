@@ -22,6 +22,7 @@
 #include "storaged/http.h"
 #include "storaged/meta.h"
 #include "storaged/store.h"
+#include "storaged/syncwait.h"
 
 #define HTTP_REQ_REPLY_MAX (64 * 1024 * 1024) /* cap on any generated JSON reply */
 
@@ -39,6 +40,7 @@ struct http_server {
     /* atomic: per conf->targets[i], the object bytes its fetches were served
      * ([i][0]) and the body bytes sent for them, compressed or not ([i][1]) */
     uint64_t fetch_bytes[CONF_TARGETS_MAX][2];
+    syncwait_t *sync; /* NULL unless a target has mode: sync: then writes wait for it (syncwait.h) */
     h2o_globalconf_t globalconf;
     SSL_CTX *ssl_ctx;
     size_t nthreads;
@@ -66,7 +68,8 @@ struct http_thread {
     h2o_multithread_receiver_t aside_replies;
     size_t asides; /* control-socket questions in flight (loop thread only) */
     MDB_txn *rtxn;
-    size_t inflight; /* loop thread only */
+    size_t inflight;       /* loop thread only */
+    syncwait_loop_t *sync; /* this loop's waiting writes; NULL without sync targets */
 };
 
 /* The methods counted apart in comio_http_requests_total. */

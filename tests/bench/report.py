@@ -421,6 +421,26 @@ class Report:
         self.row("peak RSS during the 100 MiB runs: storaged A / B / repld",
                  " / ".join(mem(rc, n) for n in ("storaged-a", "storaged-b", "repld")))
 
+    # --- sync mode --------------------------------------------------------------------------------------------------
+    def sync(self):
+        if self.phase_failed("sync", "sync mode against async mode"):
+            return
+        r = load_json(os.path.join(self.d, "sync", "sync.json")) or {}
+        if "ratio" not in r:
+            self.row("sync mode against async mode", "no result: %s" % (r.get("async", {}).get("error") or
+                                                                          r.get("sync", {}).get("error")), "", "", "", None)
+            return
+        a, s = r["async"], r["sync"]
+        self.row("PUT 4 KiB, wrk -c%d, one target: sync mode (async mode as reference)" % r["conns"],
+                 "%s req/s" % fmt_int(s["wrk"]["req_per_s"]), "async %s req/s" % fmt_int(a["wrk"]["req_per_s"]),
+                 fmt_ratio(r["ratio"]), ">= 0.50", r["ratio"] >= 0.5)
+        self.row("lone PUT on loopback, p50: sync (async as reference)", fmt_ms(s["lone"]["p50_ms"]),
+                 "async %s" % fmt_ms(a["lone"]["p50_ms"]))
+        budget = a["lone_wan"]["p50_ms"] + r["rtt_ms"] + 5
+        self.row("lone PUT across a %.0f ms RTT, p50: sync (async as reference)" % r["rtt_ms"],
+                 fmt_ms(s["lone_wan"]["p50_ms"]), "async %s" % fmt_ms(a["lone_wan"]["p50_ms"]), "",
+                 "<= async + RTT + 5 ms (%s)" % fmt_ms(budget), s["lone_wan"]["p50_ms"] <= budget)
+
     # --- output -----------------------------------------------------------------------------------------------------
     def table(self):
         out = ["| figure | ComIO | reference | ratio | target | verdict |", "|---|---|---|---|---|---|"]
@@ -546,6 +566,7 @@ def main():
     rep.fanout(args.fanout)
     rep.lag()
     rep.big()
+    rep.sync()
     plot_err = None
     png_rel = None
     if args.png:

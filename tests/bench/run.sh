@@ -5,8 +5,8 @@
 #
 #   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
 #                      of sparse image files); same as COMIO_BENCH_FULL=1
-#   --phases LIST      comma-separated subset of: http,drain,drain2,fanout,lag,big,drain-full
-#                      (default: http,drain,drain2,fanout,lag,big, plus drain-full with --full)
+#   --phases LIST      comma-separated subset of: http,drain,drain2,fanout,lag,big,sync,drain-full
+#                      (default: http,drain,drain2,fanout,lag,big,sync, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
 #   --rounds N         repeat the four wrk runs and the drain of 10,000 N times,
@@ -33,6 +33,9 @@
 #          cannot show. Needs root and a writable cgroup cpu controller.
 #   lag    1,000 single 4 KiB PUTs at 100/s, each timed from A's 200 to B's 200
 #   big    a 100 MiB object, from A's 200 to B's HEAD showing the right ETag
+#   sync   A with one target in async mode, then in sync mode (mode: sync): wrk
+#          -t2 -c64 4 KiB PUTs against A, and lone PUTs on loopback and across
+#          a 50 ms round trip (the delay relay of tests/fault), each mode in turn
 # and samples the RSS of storaged and repld in each phase. A phase that fails
 # is reported as such and the others still run. Prints one table, writes it to
 # docs/benchmarks.md with the machine and the commands, plots the drain into
@@ -92,14 +95,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$FULL" = 1 ] || FULL=0
 if [ -z "$PHASES" ]; then
-    PHASES=http,drain,drain2,fanout,lag,big
+    PHASES=http,drain,drain2,fanout,lag,big,sync
     [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
 fi
 for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
 done
 for p in ${PHASES//,/ }; do
-    case $p in http | drain | drain2 | fanout | lag | big | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,fanout,lag,big,drain-full)" >&2; exit 2 ;; esac
+    case $p in http | drain | drain2 | fanout | lag | big | sync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,fanout,lag,big,sync,drain-full)" >&2; exit 2 ;; esac
 done
 [[ ",$PHASES," == *,drain-full,* ]] && FULL=1
 TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
@@ -760,6 +763,23 @@ phase_lag() {
         return 1
     fi
 }
+# --- phase: sync ------------------------------------------------------------------------------------------------
+phase_sync() {
+    local dir=$RES/sync py=""
+    mkdir -p "$dir"
+    # syncbench.py starts the sites with the test harness (tests/harness), which imports pytest
+    for py in "$PY" /usr/bin/python3 ""; do
+        [ -n "$py" ] && "$py" -c 'import pytest' 2>/dev/null && break
+    done
+    [ -n "$py" ] || { SYNC_ERR="needs a python3 with pytest (Debian: python3-pytest)"; return 1; }
+    log "== sync: async then sync mode, one target: wrk -t$THREADS -c$CONNS 4 KiB PUTs for ${DURATION}s; lone PUTs on loopback and over a 50 ms RTT"
+    cmd "python3 tests/bench/syncbench.py --duration $DURATION --conns $CONNS --threads $THREADS --out sync.json"
+    COMIO_BIN_DIR=$BIN TMPDIR=$WORK run_fg sync "$dir/sync.log" timeout -k 5 $((2 * DURATION + 600)) "$py" "$HERE/syncbench.py" \
+        --duration "$DURATION" --conns "$CONNS" --threads "$THREADS" --wrk-script "$HERE/put.lua" --out "$dir/sync.json"
+    local rc=$?
+    cat "$dir/sync.log"
+    [ $rc -eq 0 ] || { SYNC_ERR="syncbench.py failed (status $rc)"; return 1; }
+}
 phase_big() {
     local dir=$RES/big
     mkdir -p "$dir"
@@ -867,6 +887,7 @@ if want fanout; then
 fi
 want lag && run_phase lag phase_lag LAG_ERR
 want big && run_phase big phase_big BIG_ERR
+want sync && run_phase sync phase_sync SYNC_ERR
 want drain-full && run_phase drain-$DRAIN_LARGE phase_drain DRAIN_ERR $DRAIN_LARGE
 
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"

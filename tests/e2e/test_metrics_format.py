@@ -378,7 +378,8 @@ def test_metrics_standalone(make_server):
 
 
 def test_metrics_primary_and_replica(sites):
-    a, b = sites()
+    # B is a sync target, so that the synchronous mode's families are exported (and checked) too
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "1s"})
     ca = a.client()
     _traffic(ca)
     for i in range(20):
@@ -393,7 +394,8 @@ def test_metrics_primary_and_replica(sites):
     assert any(s == "comio_replication_batch_duration_seconds_count" and v >= 1 for s, _, v, _ in hist["samples"]), hist
 
     a.stop_repld()
-    assert ca.put("mfmt", "while-down", b"x").status == 200
+    r = ca.put("mfmt", "while-down", b"x")  # answered after sync_timeout, as PENDING
+    assert r.status == 200 and r.header("X-Comio-Replication") == "PENDING", r
     fams = check_metrics(ca, "primary, repld stopped")
     assert "comio_replication_pending_events" in fams and "comio_replication_batch_duration_seconds" not in fams, sorted(fams)
 

@@ -499,8 +499,11 @@ static void test_err_values(void)
     expect_err("replication:\n  retry_attempts: 101\n",
                "config.yaml:2: replication.retry_attempts: expected an integer from 0 to 100, got '101'");
 
-    expect_err("replication:\n  mode: sync\n", "config.yaml:2: replication.mode: only 'async' is supported (synchronous "
-                                               "replication is not supported), got 'sync'");
+    expect_err("replication:\n  mode: semi\n", "config.yaml:2: replication.mode: expected sync or async, got 'semi'");
+    expect_err("replication:\n  sync_fallback: never\n",
+               "config.yaml:2: replication.sync_fallback: expected async or wait, got 'never'");
+    expect_err("replication:\n  sync_timeout: soon\n",
+               "config.yaml:2: replication.sync_timeout: expected a duration such as 500ms, 1s, 5m or 1h, got 'soon'");
     expect_err("logging:\n  level: loud\n", "config.yaml:2: logging.level: expected debug, info, warn or error, got 'loud'");
     expect_err("logging:\n  format: xml\n", "config.yaml:2: logging.format: expected json or text, got 'xml'");
 
@@ -1276,9 +1279,10 @@ static void test_targets_errors(void)
                "config.yaml:9: replication.targets[2].name: 'b' is already the name of targets[0]");
     expect_err("replication:\n  targets:\n    - {name: b, url: 'http://B:8080/'}\n    - {name: c, url: 'http://b:8080'}\n",
                "config.yaml:4: replication.targets[1].url: 'http://b:8080' is already the url of targets[0]");
-    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', mode: sync}\n",
-               "config.yaml:3: replication.targets[0].mode: only 'async' is supported (synchronous replication is not "
-               "supported), got 'sync'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', mode: semi}\n",
+               "config.yaml:3: replication.targets[0].mode: expected sync or async, got 'semi'");
+    expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', sync_fallback: x}\n",
+               "config.yaml:3: replication.targets[0].sync_fallback: expected async or wait, got 'x'");
     expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', batch_size: 0}\n",
                "config.yaml:3: replication.targets[0].batch_size: expected an integer from 1 to 10000, got '0'");
     expect_err("replication:\n  targets:\n    - {name: b, url: 'http://b', batch_size: 10001}\n",
@@ -1418,6 +1422,34 @@ static void test_usage(void)
         CHECK(strstr(out, keys[i]) != NULL);
 }
 
+/* mode, sync_timeout and sync_fallback: defaults, the seed's replication.mode as every target's default, per-target overrides */
+static void test_targets_sync(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    CHECK_EQ_INT(load("replication:\n  enabled: true\n  targets:\n    - {name: b, url: 'http://b'}\n", &c, err), CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_OK);
+    CHECK_EQ_STR(c.targets[0].mode, "async");
+    CHECK(c.targets[0].sync_timeout_ms == 5000);
+    CHECK_EQ_INT(c.targets[0].sync_fallback, CONF_SYNC_FALLBACK_ASYNC);
+    conf_free(&c);
+
+    CHECK_EQ_INT(load("replication:\n  enabled: true\n  targets:\n    - {name: b, url: 'http://b'}\n"
+                      "    - {name: c, url: 'http://c', mode: async, sync_timeout: 250ms, sync_fallback: async}\n"
+                      "  mode: sync\n  sync_timeout: 2s\n  sync_fallback: wait\n",
+                      &c, err),
+                 CIO_OK);
+    CHECK_EQ_INT(conf_finalize(&c, 0, err, ERRLEN), CIO_OK);
+    CHECK_EQ_STR(c.targets[0].mode, "sync");
+    CHECK(c.targets[0].sync_timeout_ms == 2000);
+    CHECK_EQ_INT(c.targets[0].sync_fallback, CONF_SYNC_FALLBACK_WAIT);
+    CHECK_EQ_STR(c.targets[1].mode, "async");
+    CHECK(c.targets[1].sync_timeout_ms == 250);
+    CHECK_EQ_INT(c.targets[1].sync_fallback, CONF_SYNC_FALLBACK_ASYNC);
+    conf_free(&c);
+}
+
 int main(void)
 {
     char cwd[4096];
@@ -1451,6 +1483,7 @@ int main(void)
     RUN(test_targets_block_and_flow);
     RUN(test_targets_inherit);
     RUN(test_targets_compression);
+    RUN(test_targets_sync);
     RUN(test_targets_legacy);
     RUN(test_targets_replaced_by_a_later_file);
     RUN(test_targets_errors);

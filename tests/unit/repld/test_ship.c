@@ -147,6 +147,42 @@ static void test_persist_moves_the_cursor_over_acknowledged_events(void)
     fixture_close(&f);
 }
 
+/* The ack point published for sync waits: the done prefix, held below a
+ * superseded event until its guard, also through a chain of superseders,
+ * and kept across a persist that drops the events. */
+static void test_ack_point_holds_superseded_events(void)
+{
+    fixture_t f;
+    CHECK(fixture_open(&f, 8) == 0);
+    CHECK(fill(&f.s) == 0);
+    CHECK_EQ_INT(ack_point(&f.s), 0);
+    f.s.win.v[0]->state = EV_DONE;
+    f.s.win.v[1]->state = EV_DONE;
+    f.s.win.v[3]->state = EV_DONE;
+    CHECK_EQ_INT(ack_point(&f.s), 2); /* seq 3 is not done */
+    /* 3 superseded by 5 (the head was 5), 5 superseded by 7 (head 7) */
+    f.s.win.v[2]->state = EV_DONE;
+    hold_ack(&f.s, 3, 5);
+    f.s.win.v[4]->state = EV_DONE;
+    hold_ack(&f.s, 5, 7);
+    CHECK_EQ_INT(ack_point(&f.s), 2);
+    f.s.win.v[5]->state = EV_DONE;
+    CHECK_EQ_INT(ack_point(&f.s), 2); /* the prefix passed 5, but 5 is held until 7 */
+    f.s.add_acked = 6;
+    CHECK(persist(&f.s, 1) == 0); /* the cursor moves to 6: the holds stay */
+    CHECK_EQ_INT(ack_point(&f.s), 2);
+    f.s.win.v[0]->state = EV_DONE; /* seq 7 */
+    CHECK_EQ_INT(ack_point(&f.s), 7);
+    CHECK_EQ_INT(f.s.nholds, 0);
+    /* a guard that could not be read is read again (a later head is a safe guard) */
+    hold_ack(&f.s, 8, UINT64_MAX);
+    CHECK_EQ_INT(ack_point(&f.s), 7);
+    CHECK(f.s.holds[0].guard == 8);
+    f.s.win.v[1]->state = EV_DONE;
+    CHECK_EQ_INT(ack_point(&f.s), 8);
+    fixture_close(&f);
+}
+
 /* An event refused for good is recorded in repl_failed in the same commit
  * that moves the cursor past it. */
 static void test_failed_event_is_recorded_before_the_cursor_passes(void)
@@ -353,6 +389,7 @@ int main(void)
     }
     log_init("test", "test_ship", LOG_LVL_ERROR, 0);
     RUN(test_persist_moves_the_cursor_over_acknowledged_events);
+    RUN(test_ack_point_holds_superseded_events);
     RUN(test_failed_event_is_recorded_before_the_cursor_passes);
     RUN(test_failed_allocation_never_loses_a_failed_event);
     RUN(test_refusals_spend_attempts_then_fail);
