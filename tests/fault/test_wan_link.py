@@ -1,0 +1,150 @@
+"""test_wan_link.py - the test link (harness/relay.py) and replication across it.
+
+The relay is this suite's WAN (the kernel here has no netem): its own delay and
+rate are checked first, against a plain loopback sink, so that what the later
+tests measure through it is the link that was asked for.
+"""
+
+import socket
+import threading
+import time
+
+from harness.relay import Relay, parse_rate
+
+
+class _Sink:
+    """A loopback server that reads everything and, for each b"?" byte, answers b"!"."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        self.received = 0
+        self.done_at = None
+        self.expect = None
+        self.done = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        c, _ = self.lsock.accept()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        while True:
+            try:
+                data = c.recv(1 << 20)
+            except OSError:  # the relay reset the connection (drops)
+                break
+            if not data:
+                break
+            if data.endswith(b"?"):
+                c.sendall(b"!")
+            self.received += len(data)
+            if self.expect is not None and self.received >= self.expect:
+                self.done_at = time.monotonic()
+                self.done.set()
+        c.close()
+
+
+def _through(relay, sink):
+    s = socket.create_connection(("127.0.0.1", relay.port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    return s
+
+
+def _send(relay, nbytes):
+    sink = _Sink()
+    relay.target_port = sink.port
+    sink.expect = nbytes
+    s = _through(relay, sink)
+    block = b"x" * (1 << 20)
+    t0 = time.monotonic()
+    left = nbytes
+    while left > 0:
+        n = min(left, len(block))
+        s.sendall(block[:n])
+        left -= n
+    assert sink.done.wait(120), (sink.received, nbytes)
+    s.close()
+    return sink.done_at - t0
+
+
+def test_parse_rate():
+    assert parse_rate("200Mbit") == 25e6
+    assert parse_rate("20MB/s") == 20e6
+    assert parse_rate("1MiB/s") == 1 << 20
+    assert parse_rate("0") == 0
+
+
+def test_relay_delay_is_what_was_asked(figures):
+    sink = _Sink()
+    relay = Relay(sink.port, one_way=0.025)
+    try:
+        s = _through(relay, sink)
+        rtts = []
+        for _ in range(10):
+            t0 = time.monotonic()
+            s.sendall(b"?")
+            assert s.recv(1) == b"!"
+            rtts.append(time.monotonic() - t0)
+        s.close()
+    finally:
+        relay.close()
+    rtts.sort()
+    figures(rtt_min_ms=round(rtts[0] * 1e3, 2), rtt_median_ms=round(rtts[5] * 1e3, 2))
+    assert 0.050 <= rtts[0] <= 0.050 * 1.04, rtts  # the delay is a floor, and at most a few % above it
+    assert rtts[5] <= 0.050 * 1.10, rtts
+
+
+def test_relay_rate_is_what_was_asked(figures):
+    relay = Relay(0, one_way=0.025, rate="100Mbit")
+    try:
+        nbytes = 40 << 20
+        seconds = _send(relay, nbytes)
+        st = relay.stats()
+    finally:
+        relay.close()
+    want = parse_rate("100Mbit")
+    measured = st["bytes_to_target"] / st["seconds"]
+    figures(asked_mbit=want * 8 / 1e6, relay_mbit=round(measured * 8 / 1e6, 1),
+            end_to_end_mbit=round(nbytes / seconds * 8 / 1e6, 1))
+    assert st["bytes_to_target"] == nbytes
+    assert abs(measured - want) <= 0.03 * want, (measured, want)
+
+
+def test_relay_uncapped_carries_well_over_200mbit(figures):
+    relay = Relay(0, one_way=0.025)
+    try:
+        nbytes = 400 << 20
+        seconds = _send(relay, nbytes)
+    finally:
+        relay.close()
+    mbit = nbytes / seconds * 8 / 1e6
+    figures(uncapped_mbit_over_50ms=round(mbit))
+    assert mbit > 400, mbit  # the 200 Mbit/s benchmark link must be the cap, never the relay
+
+
+def test_relay_drops_connections_after_seeded_byte_counts():
+    counts = []
+    for _ in range(2):
+        relay = Relay(0, drop_every=1 << 20, seed=7)
+        try:
+            sink = _Sink()
+            relay.target_port = sink.port
+            s = _through(relay, sink)
+            sent = 0
+            try:
+                for _ in range(64):
+                    s.sendall(b"y" * 65536)
+                    sent += 65536
+                    time.sleep(0.001)
+            except OSError:
+                pass
+            deadline = time.monotonic() + 10
+            while relay.drops == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert relay.drops == 1, relay.stats()
+            counts.append(relay.stats()["bytes_to_target"])
+        finally:
+            relay.close()
+    assert (1 << 19) <= counts[0] <= (3 << 19) + 65536 * 4, counts
