@@ -34,6 +34,8 @@
 #define BATCH_BYTES_MAX (8u * 1024 * 1024)  /* stop adding inline data beyond this */
 #define QUEUED_BYTES_MAX (2u * 1024 * 1024) /* the same for a batch queued behind a worker's current one */
 #define SPARE_MAX (SENDER_QUEUE * 64)       /* batches kept for reuse: as many as 64 workers (the most) hold */
+#define BACKLOG_EVENTS 2000                 /* events a batch may hold while a backlog exists (the in-flight rule) */
+#define WINDOW_EVENTS_MAX 32768             /* the window never holds more than this (nor less than the old rule's) */
 #define PERSIST_EVERY_MS 10                 /* while batches are in flight, the cursor is persisted at least this often */
 #define PRESIGN_TTL_S 3600
 #define IDLE_POLL_MS 1000     /* upper bound on a sleep, even with inotify */
@@ -68,9 +70,10 @@ typedef struct {
     send_job_t job;
     batch_enc_t enc;
     ev_t **evs;
-    batch_res_t *results; /* batch_size of them: the reply's, one per event */
+    batch_res_t *results; /* batch_events() of them: the reply's, one per event */
     size_t n;
-    size_t cap; /* bytes of encoding beyond which no event is added */
+    size_t cap;        /* bytes of encoding beyond which no event is added */
+    size_t max_events; /* events beyond which none is added: batch_size, or batch_events() in a backlog */
 } batch_t;
 
 /* One dispatcher: the state of shipping to one target, run by a thread of
@@ -169,9 +172,29 @@ static ev_t *ev_new(uint64_t seq, const void *rec, size_t len)
     return e;
 }
 
+/* The most events one batch holds: batch_size for a trickle, and while a
+ * backlog exists up to BACKLOG_EVENTS (never fewer than batch_size, never
+ * more than a batch may carry). Over a long round trip a fixed number of
+ * batches in flight caps the rate at workers x events per batch / RTT; a batch
+ * that grows with the backlog (still within its byte cap, BATCH_BYTES_MAX)
+ * keeps enough events in flight to fill the link whatever the RTT, while a
+ * lone event still leaves at once in a batch of one. */
+static size_t batch_events(const conf_target_t *c)
+{
+    size_t n = c->batch_size > BACKLOG_EVENTS ? c->batch_size : BACKLOG_EVENTS;
+    return n > BATCH_MAX_EVENTS ? BATCH_MAX_EVENTS : n;
+}
+
+/* Events read ahead of the cursor: enough for every worker's batches at their
+ * largest, bounded in memory by WINDOW_EVENTS_MAX (a few hundred bytes each). */
 static size_t window_max(const conf_target_t *c)
 {
     size_t w = (size_t)c->workers * c->batch_size * 4;
+    size_t grown = (size_t)c->workers * SENDER_QUEUE * batch_events(c);
+    if (grown > WINDOW_EVENTS_MAX)
+        grown = WINDOW_EVENTS_MAX;
+    if (w < grown)
+        w = grown;
     return w < 1024 ? 1024 : w;
 }
 
@@ -398,7 +421,7 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
         return 0;
     for (int l = 0; l < 2; l++) {
         evvec_t *v = lists[l];
-        for (size_t i = 0; i < v->len && b->n < s->tgt->batch_size && b->enc.sb.size < b->cap; i++) {
+        for (size_t i = 0; i < v->len && b->n < b->max_events && b->enc.sb.size < b->cap; i++) {
             ev_t *e = v->v[i];
             const char *data = NULL;
             char url[BATCH_URL_MAX];
@@ -515,8 +538,8 @@ static batch_t *batch_get(ship_t *s)
     if ((b = calloc(1, sizeof(*b))) == NULL)
         return NULL;
     s->nbatches++;
-    if ((b->evs = calloc(s->tgt->batch_size, sizeof(*b->evs))) == NULL ||
-        (b->results = calloc(s->tgt->batch_size, sizeof(*b->results))) == NULL ||
+    if ((b->evs = calloc(batch_events(s->tgt), sizeof(*b->evs))) == NULL ||
+        (b->results = calloc(batch_events(s->tgt), sizeof(*b->results))) == NULL ||
         batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0 ||
         batch_enc_reserve(&b->enc, batch_reserve(s)) != 0) {
         batch_free(s, b); /* batch_enc_free is harmless on a zeroed or failed encoder */
@@ -566,7 +589,24 @@ static size_t build(ship_t *s, batch_t *b, uint64_t now)
     }
 }
 
-/* Whether the ready events fill a batch of `cap` bytes. */
+/* Events the next batch may hold: batch_size, or in a backlog (more ready
+ * events than batch_size) the backlog shared among the workers, so that each
+ * has one batch, within [batch_size, batch_events()]. */
+static size_t batch_limit(ship_t *s, uint64_t now)
+{
+    evvec_t *lists[2] = {&s->rq, &s->win};
+    size_t n = 0, most = batch_events(s->tgt) * s->tgt->workers;
+    for (int l = 0; l < 2 && n < most; l++)
+        for (size_t i = 0; i < lists[l]->len && n < most; i++) {
+            ev_t *e = lists[l]->v[i];
+            if (e->state == EV_READY && e->due_ms <= now)
+                n++;
+        }
+    n /= s->tgt->workers;
+    return n < s->tgt->batch_size ? s->tgt->batch_size : n;
+}
+
+/* Whether the ready events fill a batch of `cap` bytes and batch_size events. */
 static int ready_full(ship_t *s, uint64_t now, size_t cap)
 {
     evvec_t *lists[2] = {&s->rq, &s->win};
@@ -606,6 +646,7 @@ static void dispatch(ship_t *s)
             return;
         }
         b->cap = cap;
+        b->max_events = batch_limit(s, now);
         const char *body;
         size_t len;
         if (build(s, b, now) == 0 || batch_enc_finish(&b->enc, &body, &len) != 0) {

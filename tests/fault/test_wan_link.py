@@ -148,3 +148,69 @@ def test_relay_drops_connections_after_seeded_byte_counts():
         finally:
             relay.close()
     assert (1 << 19) <= counts[0] <= (3 << 19) + 65536 * 4, counts
+
+
+# ---- replication across the relay ----------------------------------------------------------------------------------
+
+import concurrent.futures  # noqa: E402
+
+from harness.measure import check_nothing_failed, wait_drained  # noqa: E402
+from harness.replication import Workload, comio_diff, payload  # noqa: E402
+import random  # noqa: E402
+
+DRAIN_EVENTS = 4000
+EVENT_BYTES = 4096
+
+
+def _backlog(site, w, bucket, n, rng, size=EVENT_BYTES, threads=8):
+    """n PUTs of `size` bytes on `site` with repld stopped, from `threads` clients; all acknowledged."""
+    clients = [site.client() for _ in range(threads)]
+    bodies = [payload("%s%d" % (bucket, i), size, rng) for i in range(64)]
+
+    def put(t):
+        for i in range(t, n, threads):
+            key = "k%06d" % i
+            r = w.put(clients[t], bucket, key, bodies[i % len(bodies)])
+            assert r is not None and r.status == 200, (key, r)
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+        list(ex.map(put, range(threads)))
+
+
+def _drain(a, w, bucket, n, rng):
+    a.stop_repld()
+    _backlog(a, w, bucket, n, rng)
+    t0 = time.monotonic()
+    a.start_repld()
+    wait_drained(a, 120)
+    return n / (time.monotonic() - t0)
+
+
+def test_drain_over_50ms_next_to_loopback(sites, figures):
+    """A backlog of 4 KiB PUTs drains over the 50 ms relay, and the same backlog on loopback between two
+    other sites; both converge (comio diff) to what the clients were told."""
+    a, b = sites(start=False)
+    la, lb = sites(start=False)
+    to_b = Relay(b.port, one_way=0.025)
+    to_a = Relay(a.port, one_way=0.025)
+    try:
+        a.repl.update({"remote_url": to_b.url, "workers": 5})
+        a.extra.setdefault("server", {})["public_url"] = to_a.url
+        a.write_config()
+        la.repl.update({"workers": 5})
+        la.write_config()
+        for s in (b, a, lb, la):
+            s.start()
+        rng = random.Random(15)
+        w, lw = Workload(), Workload()
+        wan = _drain(a, w, "wan", DRAIN_EVENTS, rng)
+        loop = _drain(la, lw, "loop", DRAIN_EVENTS, rng)
+        for (x, y, wl) in ((a, b, w), (la, lb, lw)):
+            assert comio_diff(x, y)[0] == []
+            assert not wl.check(y, "B")
+            check_nothing_failed(x)
+        figures(events=DRAIN_EVENTS, wan_events_per_s=round(wan), loopback_events_per_s=round(loop),
+                wan_over_loopback=round(wan / loop, 2), connections_to_b=to_b.connections)
+    finally:
+        to_b.close()
+        to_a.close()
