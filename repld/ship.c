@@ -126,6 +126,10 @@ typedef struct {
     double lat_sum;
     uint64_t lat_n;
     uint64_t payload_bytes, wire_bytes; /* batch bytes before and after compression, every POST */
+    bwlimit_t *bw;                      /* the run's; NULL when it could not be opened (no limit) */
+    int bw_slot;                        /* this target's slot in it, -1: none */
+    uint64_t bw_at_ms, bw_at_bytes;     /* the last sample of the slot's byte counter (control thread) */
+    double bw_rate;                     /* bytes/s between the last two samples (control thread) */
 
     /* finished batches kept for reuse (batch_get, batch_put): dispatcher only */
     batch_t *spare[SPARE_MAX];
@@ -530,6 +534,7 @@ static batch_t *batch_get(ship_t *s)
             complete(s, job);
     if (s->nspare > 0) {
         b = s->spare[--s->nspare];
+        b->max_events = s->tgt->batch_size;
         if (batch_enc_restart(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) == 0)
             return b;
         batch_free(s, b);
@@ -545,6 +550,7 @@ static batch_t *batch_get(ship_t *s)
         batch_free(s, b); /* batch_enc_free is harmless on a zeroed or failed encoder */
         return NULL;
     }
+    b->max_events = s->tgt->batch_size; /* a trickle's; dispatch grows it in a backlog */
     return b;
 }
 
@@ -884,6 +890,23 @@ static int persist(ship_t *s, int now)
 /* ---- status ---- */
 
 /* The control thread's copy of what dispatcher s knows; strings point into s's *_copy buffers. */
+/* The limit in force and the rate measured over the last second or more:
+ * everything sent to the target, batches and the fetches it makes from us
+ * (both daemons count in the shared slot). */
+static void bandwidth_state(ship_t *s, replstat_target_live_t *live, uint64_t now)
+{
+    uint64_t bytes = bwlimit_bytes(s->bw, s->bw_slot);
+    if (s->bw_at_ms == 0 || now >= s->bw_at_ms + 1000) {
+        if (s->bw_at_ms != 0)
+            s->bw_rate = (double)(bytes - s->bw_at_bytes) * 1000.0 / (double)(now - s->bw_at_ms);
+        s->bw_at_ms = now;
+        s->bw_at_bytes = bytes;
+    }
+    live->bandwidth_limit = bwlimit_limit(s->bw, s->bw_slot);
+    live->bandwidth_bytes = bytes;
+    live->bandwidth_rate = s->bw_rate;
+}
+
 static void live_state(ship_t *s, replstat_target_live_t *live)
 {
     uint64_t now = clock_mono_ms();
@@ -908,6 +931,7 @@ static void live_state(ship_t *s, replstat_target_live_t *live)
     pthread_mutex_unlock(&s->mu);
     if (s->sender != NULL)
         (void)sender_compressing(s->sender, &live->compression_fallback);
+    bandwidth_state(s, live, now);
 }
 
 /* The whole run: one dispatcher per target, the signals and the control socket. */
@@ -918,6 +942,7 @@ typedef struct {
     size_t n;
     replstat_target_live_t *live; /* control thread only */
     ctl_server_t *ctl;
+    bwlimit_t *bw; /* the targets' bandwidth limits, shared with storaged; NULL: none could be opened */
 } run_t;
 
 static int on_ctl(void *ctx, const char *cmd, buf_t *out)
@@ -1033,7 +1058,7 @@ static int next_wait_ms(ship_t *s)
 
 /* Sets up dispatcher s for target tgt: its cursor, data store descriptor,
  * wake-up descriptors and workers. */
-static int target_open(ship_t *s, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd)
+static int target_open(ship_t *s, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd, bwlimit_t *bw)
 {
     MDB_txn *txn;
     replog_target_t st;
@@ -1068,6 +1093,9 @@ static int target_open(ship_t *s, const conf_t *conf, const conf_target_t *tgt, 
     s->next_read = s->cursor + 1;
     if ((ret = setup_fds(s)) != 0 || (ret = sender_start(&s->sender, conf, tgt, tgt->workers, s->efd)) != 0)
         return ret;
+    s->bw = bw;
+    s->bw_slot = bwlimit_slot(bw, tgt->name);
+    sender_set_bwlimit(s->sender, bw, s->bw_slot);
     find_map(s);
     return 0;
 }
@@ -1202,8 +1230,10 @@ int ship_run(const conf_t *conf, meta_t *meta)
         ret = CIO_ESYS;
         goto done;
     }
+    if (bwlimit_open(&r.bw, conf->meta_path, conf) != 0)
+        log_msg(LOG_LVL_WARN, "no bandwidth file: the targets' bandwidth_limit is not enforced", NULL);
     for (; opened < r.n; opened++)
-        if ((ret = target_open(&r.t[opened], conf, &conf->targets[opened], meta, stop_fd)) != 0) {
+        if ((ret = target_open(&r.t[opened], conf, &conf->targets[opened], meta, stop_fd, r.bw)) != 0) {
             opened++; /* partly set up: closed below */
             goto done;
         }
@@ -1243,6 +1273,8 @@ int ship_run(const conf_t *conf, meta_t *meta)
                 log_msg(LOG_LVL_ERROR, "cannot reopen the log file; still writing to the old one", "error", strerror(errno), NULL);
             else
                 log_msg(LOG_LVL_INFO, "log file reopened", NULL);
+            if (r.bw != NULL)
+                bwlimit_reload(r.bw, conf); /* logs what changed or why nothing did */
         }
         if (stop)
             break;
@@ -1266,6 +1298,7 @@ done:
     for (size_t i = 0; i < opened; i++)
         target_close(&r.t[i]);
     log_msg(LOG_LVL_INFO, "repld stopped", NULL);
+    bwlimit_close(r.bw);
     free(r.t);
     free(r.live);
     if (sfd >= 0)

@@ -214,3 +214,110 @@ def test_drain_over_50ms_next_to_loopback(sites, figures):
     finally:
         to_b.close()
         to_a.close()
+
+
+# ---- the bandwidth limit -------------------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+
+from harness.replication import wait_until  # noqa: E402
+
+LARGE = 256 * 1024  # above the harness's inline_threshold (64KB): B fetches it from A, through to_a
+
+
+def _mixed_backlog(site, w, bucket, nbytes, rng, threads=8):
+    """About nbytes of PUTs on `site`: small ones (batched) and large ones (fetched), random bytes."""
+    clients = [site.client() for _ in range(threads)]
+    sizes = []
+    total = 0
+    while total < nbytes:
+        size = LARGE if len(sizes) % 4 == 0 else rng.randrange(2048, 16384)
+        sizes.append(size)
+        total += size
+    bodies = {s: os.urandom(s) for s in set(sizes)}
+
+    def put(t):
+        for i in range(t, len(sizes), threads):
+            r = w.put(clients[t], bucket, "k%06d" % i, bodies[sizes[i]])
+            assert r is not None and r.status == 200, r
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+        list(ex.map(put, range(threads)))
+    return total
+
+
+def _rate_to_b(to_b, to_a):
+    """Bytes/s that crossed from A to B, by the relays' own counts and clocks: the batches (to B) and the
+    large objects B fetched (from A), over the span from the first to the last byte of either."""
+    sb, sa = to_b.stats(), to_a.stats()
+    first = min(t for t in (to_b.first_byte_at, to_a.first_byte_at) if t is not None)
+    last = max(t for t in (to_b.last_byte_at, to_a.last_byte_at) if t is not None)
+    return (sb["bytes_to_target"] + sa["bytes_from_target"]) / (last - first)
+
+
+def _limited_pair(sites, limit, workers=8):
+    a, b = sites(start=False)
+    to_b, to_a = Relay(b.port, one_way=0.005), Relay(a.port, one_way=0.005)
+    a.repl.update({"remote_url": to_b.url, "workers": workers, "bandwidth_limit": limit})
+    a.extra.setdefault("server", {})["public_url"] = to_a.url
+    a.write_config()
+    b.start()
+    a.start()
+    return a, b, to_b, to_a
+
+
+def _limited_drain(a, w, bucket, nbytes, rng, to_b, to_a):
+    a.stop_repld()
+    _mixed_backlog(a, w, bucket, nbytes, rng)
+    to_b.reset_counters()
+    to_a.reset_counters()
+    a.start_repld()
+    wait_drained(a, 120)
+    return _rate_to_b(to_b, to_a)
+
+
+def test_bandwidth_limit_holds_with_many_workers_and_fetches(sites, figures):
+    """8 workers posting batches and B fetching large objects at once share one 40 Mbit/s limit."""
+    a, b, to_b, to_a = _limited_pair(sites, "40Mbit")
+    try:
+        w = Workload()
+        rate = _limited_drain(a, w, "cap", 20_000_000, random.Random(40), to_b, to_a)
+        assert comio_diff(a, b)[0] == []
+        assert not w.check(b, "B")
+        check_nothing_failed(a)
+        limit = 40e6 / 8
+        st = a.repld_status()["targets"][0]
+        figures(limit_mbit=40, measured_mbit=round(rate * 8 / 1e6, 2), fetch_bytes=to_a.bytes_from_target,
+                batch_bytes=to_b.bytes_to_target, status_limit=st["bandwidth_limit_bytes_per_s"])
+        assert st["bandwidth_limit_bytes_per_s"] == limit
+        assert to_a.bytes_from_target > 1_000_000 and to_b.bytes_to_target > 1_000_000  # both kinds crossed
+        assert abs(rate - limit) <= 0.10 * limit, (rate, limit)
+    finally:
+        to_b.close()
+        to_a.close()
+
+
+def test_sighup_changes_the_bandwidth_limit(sites, figures):
+    """A new bandwidth_limit in the config takes effect on SIGHUP to repld, without a restart."""
+    a, b, to_b, to_a = _limited_pair(sites, "16Mbit")
+    try:
+        w = Workload()
+        rng = random.Random(16)
+        slow = _limited_drain(a, w, "slow", 6_000_000, rng, to_b, to_a)
+        a.repl["bandwidth_limit"] = "64Mbit"
+        a.write_config()
+        pid = a.repld.proc.pid
+        os.kill(pid, signal.SIGHUP)
+        wait_until(lambda: a.repld_status()["targets"][0]["bandwidth_limit_bytes_per_s"] == 8_000_000, 10,
+                   what="the new limit in repld's status")
+        a.stop_repld()
+        fast = _limited_drain(a, w, "fast", 24_000_000, rng, to_b, to_a)
+        assert comio_diff(a, b)[0] == []
+        assert not w.check(b, "B")
+        figures(slow_mbit=round(slow * 8 / 1e6, 2), fast_mbit=round(fast * 8 / 1e6, 2))
+        assert abs(slow - 2e6) <= 0.10 * 2e6, slow
+        assert abs(fast - 8e6) <= 0.10 * 8e6, fast
+    finally:
+        to_b.close()
+        to_a.close()
