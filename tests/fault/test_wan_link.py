@@ -321,3 +321,51 @@ def test_sighup_changes_the_bandwidth_limit(sites, figures):
     finally:
         to_b.close()
         to_a.close()
+
+
+def _text(i, size, rng):
+    """Log-like lines: compressible, as the issue's text-like objects are."""
+    words = ["GET", "PUT", "/api/v1/items", "200", "404", "user=%d" % rng.randrange(1000), "latency_ms=", "ok", "error"]
+    out = []
+    n = 0
+    while n < size:
+        line = "%08d %s %s\n" % (i, " ".join(rng.choice(words) for _ in range(8)), rng.randrange(10 ** 6))
+        out.append(line)
+        n += len(line)
+    return "".join(out).encode()[:size]
+
+
+def test_compression_and_limit_converge_through_a_link_that_drops(sites, figures):
+    """zstd and a bandwidth limit on, through a 20 ms relay that resets connections every ~300 KB: every
+    acknowledged write arrives, nothing is counted failed, comio diff finds no difference."""
+    a, b = sites(start=False)
+    to_b = Relay(b.port, one_way=0.01, drop_every=300_000, seed=1515)
+    to_a = Relay(a.port, one_way=0.01, drop_every=300_000, seed=5151)
+    try:
+        a.repl.update({"remote_url": to_b.url, "workers": 4, "bandwidth_limit": "80Mbit", "compression": "zstd",
+                       "retry_delay": "100ms"})
+        a.extra.setdefault("server", {})["public_url"] = to_a.url
+        a.write_config()
+        b.start()
+        a.start()
+        rng = random.Random(99)
+        w = Workload()
+        ca = a.client()
+        for i in range(600):
+            size = LARGE if i % 10 == 0 else rng.randrange(1024, 16384)
+            body = _text(i, size, rng) if i % 3 else os.urandom(size)
+            r = w.put(ca, "drop", "k%04d" % i, body)
+            assert r is not None and r.status == 200, r
+            if i % 25 == 24:
+                r = w.delete(ca, "drop", "k%04d" % (i - 3))
+                assert r is not None and r.status == 204, r
+        wait_drained(a, 120)
+        wait_until(lambda: comio_diff(a, b)[0] == [], 60, interval=0.5, what="comio diff to find nothing")
+        assert not w.check(b, "B")
+        check_nothing_failed(a)
+        st = a.repld_status()["targets"][0]
+        figures(drops=to_b.drops + to_a.drops, payload_bytes=st["payload_bytes"], wire_bytes=st["wire_bytes"])
+        assert to_b.drops + to_a.drops >= 1, (to_b.stats(), to_a.stats())  # the link did drop connections
+    finally:
+        to_b.close()
+        to_a.close()
