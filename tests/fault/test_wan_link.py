@@ -369,3 +369,43 @@ def test_compression_and_limit_converge_through_a_link_that_drops(sites, figures
     finally:
         to_b.close()
         to_a.close()
+
+
+def test_relay_reverse_shares_the_link():
+    """Two relays on one link the other way round: the bytes one's target sends and the bytes the other's
+    client sends share one 40 Mbit/s bottleneck (a site's batches out and the fetches it serves)."""
+    fwd = Relay(0, rate="40Mbit")
+    back = fwd.reverse(0)
+    try:
+        sink = _Sink()
+        fwd.target_port = sink.port
+        sink.expect = 10 << 20
+        s = _through(fwd, sink)
+        t0 = time.monotonic()
+        th = threading.Thread(target=lambda: s.sendall(b"z" * (10 << 20)))
+        th.start()
+        # the reverse relay's target sends 10 MiB back to its client at the same time, on the same bottleneck
+        src = socket.socket()
+        src.bind(("127.0.0.1", 0))
+        src.listen(1)
+        back.target_port = src.getsockname()[1]
+        c = socket.create_connection(("127.0.0.1", back.port))
+        srv, _ = src.accept()
+        th2 = threading.Thread(target=lambda: srv.sendall(b"w" * (10 << 20)))
+        th2.start()
+        got = 0
+        while got < (10 << 20):
+            d = c.recv(1 << 20)
+            assert d
+            got += len(d)
+        assert sink.done.wait(60)
+        seconds = max(sink.done_at, time.monotonic()) - t0
+        th.join(10)
+        th2.join(10)
+        for x in (s, c, srv, src):
+            x.close()
+    finally:
+        back.close()
+        fwd.close()
+    # 20 MiB over one 5 MB/s bottleneck: about 4.2 s; two bottlenecks would have taken half
+    assert seconds >= 0.9 * (20 << 20) / 5e6, seconds

@@ -23,10 +23,15 @@ payload), first_byte_at / last_byte_at when the first and last of it was
 delivered (time.monotonic): a rate measured by the link itself, owing nothing
 to the daemons' counters.
 
+A second relay on the same link the other way round (Relay.reverse,
+--reverse-target) models one WAN between two sites: A's batches to B and the
+large objects B fetches from A then share one A -> B bottleneck.
+
 As a program (for benchmarks):
   python3 relay.py --target PORT [--delay-ms 25] [--rate 200Mbit] [--drop-every BYTES] [--seed N]
-prints "PORT\n" once it listens, and on SIGTERM/SIGINT one JSON line of its
-counters, then exits. Standard library only.
+                   [--reverse-target PORT2]
+prints "PORT\n" (and "PORT2\n") once it listens, and on SIGTERM/SIGINT one
+JSON line of its counters, then exits. Standard library only.
 """
 
 import argparse
@@ -88,14 +93,19 @@ class _Direction:
 class Relay:
     """A loopback TCP relay to 127.0.0.1:target_port; see the module's docstring."""
 
-    def __init__(self, target_port, one_way=0.0, rate=0, drop_every=0, seed=0, queue_s=QUEUE_S, port=0):
+    def __init__(self, target_port, one_way=0.0, rate=0, drop_every=0, seed=0, queue_s=QUEUE_S, port=0, reverse_of=None):
         self.target_port = target_port
         self.one_way = float(one_way)
         self.rate = parse_rate(rate) if isinstance(rate, str) else float(rate or 0)
         self.drop_every = int(drop_every or 0)
         self.rng = random.Random(seed)
-        self.up = _Direction(self.rate, queue_s)    # client -> target
-        self.down = _Direction(self.rate, queue_s)  # target -> client
+        if reverse_of is not None:
+            # the same link, the other way round: what this relay's clients send shares the bottleneck of what
+            # reverse_of's targets send back (a site's batches out and the fetches it serves share one uplink)
+            self.up, self.down = reverse_of.down, reverse_of.up
+        else:
+            self.up = _Direction(self.rate, queue_s)    # client -> target
+            self.down = _Direction(self.rate, queue_s)  # target -> client
         self.lock = threading.Lock()
         self.closed = threading.Event()
         self.conns = []
@@ -123,6 +133,12 @@ class Relay:
         with self.up.lock, self.down.lock:
             self.rate = self.up.rate = self.down.rate = r
 
+    def reverse(self, target_port):
+        """A second relay, to target_port, on the same link the other way round: bytes its targets send
+        share this relay's client -> target bottleneck, and the other way."""
+        return Relay(target_port, self.one_way, self.rate, self.drop_every, self.rng.randrange(1 << 30),
+                     queue_s=self.up.queue_s, reverse_of=self)
+
     def reset_counters(self):
         with self.lock:
             self.bytes_to_target = self.bytes_from_target = 0
@@ -133,7 +149,7 @@ class Relay:
             span = (self.last_byte_at - self.first_byte_at) if self.first_byte_at is not None else 0.0
             return {"port": self.port, "connections": self.connections, "drops": self.drops,
                     "bytes_to_target": self.bytes_to_target, "bytes_from_target": self.bytes_from_target,
-                    "seconds": round(span, 4)}
+                    "seconds": round(span, 4), "first_byte_at": self.first_byte_at, "last_byte_at": self.last_byte_at}
 
     @staticmethod
     def _tune(s):
@@ -287,15 +303,23 @@ def main(argv=None):
     ap.add_argument("--rate", default="0", help="cap per direction, e.g. 200Mbit or 20MB/s (0: none)")
     ap.add_argument("--drop-every", type=int, default=0, help="reset a connection after about this many bytes")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reverse-target", type=int, default=0,
+                    help="also relay to this port over the same link the other way round (its port is printed second)")
     a = ap.parse_args(argv)
     relay = Relay(a.target, a.delay_ms / 1e3, parse_rate(a.rate), a.drop_every, a.seed, port=a.port)
+    back = relay.reverse(a.reverse_target) if a.reverse_target else None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     print(relay.port, flush=True)
+    if back is not None:
+        print(back.port, flush=True)
     while not stop.wait(0.2):
         pass
     st = relay.stats()
+    if back is not None:
+        st = {"relay": st, "reverse": back.stats()}
+        back.close()
     relay.close()
     print(json.dumps(st), flush=True)
     return 0
