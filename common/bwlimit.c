@@ -14,7 +14,7 @@
 #include "common/log.h"
 
 #define BWLIMIT_MAGIC 0x434f4d494f425731ULL /* "COMIOBW1": the layout below */
-#define BWLIMIT_NAME_MAX 64                  /* CONF_TARGET_NAME_MAX and its NUL fit */
+#define BWLIMIT_NAME_MAX 64                 /* CONF_TARGET_NAME_MAX and its NUL fit */
 
 /* A slot: claimed once (state 0 -> 1 while the name is written -> 2), then
  * only its limit, pacing clock and byte counter change, each atomically. */
@@ -22,9 +22,9 @@ typedef struct {
     uint32_t state;
     uint32_t pad;
     char name[BWLIMIT_NAME_MAX];
-    uint64_t limit;   /* bytes/s, 0: none */
-    int64_t due_ns;   /* CLOCK_MONOTONIC: when every byte taken so far has left at the limit */
-    uint64_t bytes;   /* taken since the file was made */
+    uint64_t limit; /* bytes/s, 0: none */
+    int64_t due_ns; /* CLOCK_MONOTONIC: when every byte taken so far has left at the limit */
+    uint64_t bytes; /* taken since the file was made */
     uint64_t spare[5];
 } bwslot_t;
 
@@ -109,7 +109,8 @@ int bwlimit_open(bwlimit_t **out, const char *dir, const conf_t *conf)
     }
     for (size_t i = 0; i < conf->ntargets; i++)
         if (claim(b->f, conf->targets[i].name) < 0)
-            log_msg(LOG_LVL_WARN, "no bandwidth slot left for this target: it is not limited", "target", conf->targets[i].name, NULL);
+            log_msg(LOG_LVL_WARN, "no bandwidth slot left for this target: it is not limited", "target", conf->targets[i].name,
+                    NULL);
     bwlimit_apply(b, conf);
     *out = b;
     return 0;
@@ -157,7 +158,8 @@ void bwlimit_reload(bwlimit_t *b, const conf_t *running)
             continue;
         snprintf(was, sizeof(was), "%" PRIu64, old);
         snprintf(now, sizeof(now), "%" PRIu64, c.targets[i].bandwidth_limit);
-        log_msg(LOG_LVL_INFO, "bandwidth limit changed", "target", c.targets[i].name, "was_bytes_per_s", was, "bytes_per_s", now, NULL);
+        log_msg(LOG_LVL_INFO, "bandwidth limit changed", "target", c.targets[i].name, "was_bytes_per_s", was, "bytes_per_s", now,
+                NULL);
     }
     bwlimit_apply(b, &c);
     conf_free(&c);

@@ -28,8 +28,8 @@
 #include "common/err.h"
 
 #define BWLIMIT_FILE "bandwidth"
-#define BWLIMIT_BURST_MS 50   /* the burst a slot allows after a quiet spell, in time at its limit */
-#define BWLIMIT_SLOTS 128 /* target names a file holds over its life */
+#define BWLIMIT_BURST_MS 50       /* the burst a slot allows after a quiet spell, in time at its limit */
+#define BWLIMIT_SLOTS 128         /* target names a file holds over its life */
 #define BWLIMIT_CHUNK (64 * 1024) /* what a sender takes at a time: it bounds a burst beyond BWLIMIT_BURST_MS */
 
 typedef struct bwlimit bwlimit_t;
