@@ -318,6 +318,20 @@ def test_sighup_changes_the_bandwidth_limit(sites, figures):
         figures(slow_mbit=round(slow * 8 / 1e6, 2), fast_mbit=round(fast * 8 / 1e6, 2))
         assert abs(slow - 2e6) <= 0.10 * 2e6, slow
         assert abs(fast - 8e6) <= 0.10 * 8e6, fast
+
+        # a config with an error is not applied: the log names file, line and key, the limit in force stays
+        a.repl["bandwidth_limit"] = "64"  # bits or bytes? refused
+        a.write_config()
+        for daemon in (a.storaged, a.repld):
+            os.kill(daemon.proc.pid, signal.SIGHUP)
+        for daemon in (a.storaged, a.repld):
+            wait_until(lambda: "config not reloaded" in daemon.log(), 10, what="the bad config refused on SIGHUP")
+            line = [x for x in daemon.log().splitlines() if "config not reloaded" in x][-1]
+            assert "%s:" % a.config_path in line and "replication.bandwidth_limit" in line and "'64'" in line, line
+            assert daemon.alive()
+        a.repl["bandwidth_limit"] = "64Mbit"  # `repld --status` reads the config too
+        a.write_config()
+        assert a.repld_status()["targets"][0]["bandwidth_limit_bytes_per_s"] == 8_000_000
     finally:
         to_b.close()
         to_a.close()
