@@ -3,6 +3,18 @@
 The relay is this suite's WAN (the kernel here has no netem): its own delay and
 rate are checked first, against a plain loopback sink, so that what the later
 tests measure through it is the link that was asked for.
+
+  test_relay_*                      delay, rate cap, seeded resets, one link both ways
+  test_drain_over_50ms_next_to_loopback
+                                    batches grow with the backlog; both drains converge
+  test_bandwidth_limit_holds_...    bandwidth_limit with 8 workers and fetches at once, measured
+                                    by the relays' own byte counts and clocks (within 10%)
+  test_sighup_changes_the_...       a new limit on SIGHUP; a bad config refused and named
+  test_compression_and_limit_...    zstd and a limit through a link that resets connections
+
+Rates are asserted only where the figure is the feature (the relay's own, and
+the bandwidth limit: a cap that does not hold is the bug); drain rates are
+printed, not asserted.
 """
 
 import socket
