@@ -34,9 +34,10 @@
 #define BATCH_BYTES_MAX (8u * 1024 * 1024)  /* stop adding inline data beyond this */
 #define QUEUED_BYTES_MAX (2u * 1024 * 1024) /* the same for a batch queued behind a worker's current one */
 #define SPARE_MAX (SENDER_QUEUE * 64)       /* batches kept for reuse: as many as 64 workers (the most) hold */
-#define BACKLOG_EVENTS 2000                 /* events a batch may hold while a backlog exists (the in-flight rule) */
-#define WINDOW_EVENTS_MAX 32768             /* the window never holds more than this (nor less than the old rule's) */
-#define PERSIST_EVERY_MS 10                 /* while batches are in flight, the cursor is persisted at least this often */
+#define BACKLOG_EVENTS 500                  /* events a batch may hold while a backlog exists (the in-flight rule) */
+#define BACKLOG_BYTES_MAX (2u * 1024 * 1024) /* events beyond batch_size are added only while the batch is below this */
+#define WINDOW_EVENTS_MAX 32768              /* the window never holds more than this (nor less than the old rule's) */
+#define PERSIST_EVERY_MS 10                  /* while batches are in flight, the cursor is persisted at least this often */
 #define PRESIGN_TTL_S 3600
 #define IDLE_POLL_MS 1000     /* upper bound on a sleep, even with inotify */
 #define NOTIFY_FALLBACK_MS 20 /* without inotify */
@@ -180,9 +181,14 @@ static ev_t *ev_new(uint64_t seq, const void *rec, size_t len)
  * backlog exists up to BACKLOG_EVENTS (never fewer than batch_size, never
  * more than a batch may carry). Over a long round trip a fixed number of
  * batches in flight caps the rate at workers x events per batch / RTT; a batch
- * that grows with the backlog (still within its byte cap, BATCH_BYTES_MAX)
- * keeps enough events in flight to fill the link whatever the RTT, while a
- * lone event still leaves at once in a batch of one. */
+ * that grows with the backlog keeps enough events in flight to fill the link
+ * whatever the RTT, while a lone event still leaves at once in a batch of
+ * one. The events beyond batch_size stop at BACKLOG_BYTES_MAX: what a batch
+ * of batch_size events held before (up to BATCH_BYTES_MAX of large inline
+ * objects) it still may, and the bytes in flight stay about
+ * workers x SENDER_QUEUE x 2 MiB, several bandwidth-delay products of a fast
+ * long link, where 8 MiB batches of small events made repld's memory grow
+ * eightfold for nothing. */
 static size_t batch_events(const conf_target_t *c)
 {
     size_t n = c->batch_size > BACKLOG_EVENTS ? c->batch_size : BACKLOG_EVENTS;
@@ -425,7 +431,9 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
         return 0;
     for (int l = 0; l < 2; l++) {
         evvec_t *v = lists[l];
-        for (size_t i = 0; i < v->len && b->n < b->max_events && b->enc.sb.size < b->cap; i++) {
+        for (size_t i = 0; i < v->len && b->n < b->max_events && b->enc.sb.size < b->cap &&
+                           (b->n < s->tgt->batch_size || b->enc.sb.size < BACKLOG_BYTES_MAX);
+             i++) {
             ev_t *e = v->v[i];
             const char *data = NULL;
             char url[BATCH_URL_MAX];
@@ -488,8 +496,8 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
 
 /* ---- batches, reused ---- */
 
-#define SPARE_BYTES_MAX (1u << 20)   /* an encoder that held more than this is freed, not kept */
-#define EVENT_BYTES_MAX (16u * 1024) /* a batch event's bytes beside its inline data: record, URL, headers */
+#define SPARE_BYTES_MAX (BACKLOG_BYTES_MAX + (1u << 20)) /* an encoder that held more than this is freed, not kept */
+#define EVENT_BYTES_MAX (16u * 1024)                     /* a batch event's bytes beside its inline data: record, URL, headers */
 
 /* The most bytes a batch can reach: events are added while it holds less than
  * BATCH_BYTES_MAX, and the last one may bring up to an inline object (an
