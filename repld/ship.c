@@ -74,7 +74,7 @@ typedef struct {
     batch_res_t *results; /* batch_events() of them: the reply's, one per event */
     size_t n;
     size_t cap;        /* bytes of encoding beyond which no event is added */
-    size_t max_events; /* events beyond which none is added: batch_size, or batch_events() in a backlog */
+    size_t max_events; /* events beyond which none is added: batch_size, or up to batch_events() in a backlog */
 } batch_t;
 
 /* One dispatcher: the state of shipping to one target, run by a thread of
@@ -897,7 +897,6 @@ static int persist(ship_t *s, int now)
 
 /* ---- status ---- */
 
-/* The control thread's copy of what dispatcher s knows; strings point into s's *_copy buffers. */
 /* The limit in force and the rate measured over the last second or more:
  * everything sent to the target, batches and the fetches it makes from us
  * (both daemons count in the shared slot). */
@@ -915,6 +914,7 @@ static void bandwidth_state(ship_t *s, replstat_target_live_t *live, uint64_t no
     live->bandwidth_rate = s->bw_rate;
 }
 
+/* The control thread's copy of what dispatcher s knows; strings point into s's *_copy buffers. */
 static void live_state(ship_t *s, replstat_target_live_t *live)
 {
     uint64_t now = clock_mono_ms();
@@ -1208,6 +1208,8 @@ static int open_targets(const conf_t *conf, meta_t *meta)
     return ret;
 }
 
+static bwlimit_t *run_bw; /* the last run's bandwidth limits, kept until the process exits */
+
 int ship_run(const conf_t *conf, meta_t *meta)
 {
     run_t r;
@@ -1306,7 +1308,7 @@ done:
     for (size_t i = 0; i < opened; i++)
         target_close(&r.t[i]);
     log_msg(LOG_LVL_INFO, "repld stopped", NULL);
-    bwlimit_close(r.bw);
+    run_bw = r.bw; /* never unmapped: a worker abandoned to process exit (sender_stop) may still pace through it */
     free(r.t);
     free(r.live);
     if (sfd >= 0)
