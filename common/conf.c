@@ -36,6 +36,7 @@ typedef enum {
     CONF_INT,
     CONF_SIZE,
     CONF_DURATION,
+    CONF_RATE, /* bytes per second (units_parse_rate) into a uint64_t; 0 is none */
     CONF_BOOL,
     CONF_MODE,
     CONF_COMPRESSION, /* zstd or none, into an int (CONF_COMPRESSION_*) */
@@ -103,6 +104,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("replication.inline_threshold", CONF_SIZE, inline_threshold),
     CONF_KEY("replication.compression", CONF_COMPRESSION, compression),
     CONF_INTKEY("replication.compression_level", compression_level, ZCODEC_LEVEL_MIN, ZCODEC_LEVEL_MAX),
+    CONF_KEY("replication.bandwidth_limit", CONF_RATE, bandwidth_limit),
     CONF_KEY("replication.socket", CONF_STRING_SET, socket_path),
     CONF_KEY("replication.ca_file", CONF_STRING, ca_file),
     CONF_KEY("replication.tombstone_ttl", CONF_DURATION, tombstone_ttl_ms),
@@ -137,6 +139,7 @@ static const conf_key_t conf_target_keys[] = {
     CONF_TGTKEY("inline_threshold", CONF_SIZE, inline_threshold, "replication.inline_threshold"),
     CONF_TGTKEY("compression", CONF_COMPRESSION, compression, "replication.compression"),
     CONF_TGTINTKEY("compression_level", compression_level, "replication.compression_level"),
+    CONF_TGTKEY("bandwidth_limit", CONF_RATE, bandwidth_limit, "replication.bandwidth_limit"),
 };
 
 #define CONF_NTARGET_KEYS (sizeof(conf_target_keys) / sizeof(conf_target_keys[0]))
@@ -503,6 +506,14 @@ static int conf_set(void *obj, const conf_key_t *k, const char *name, const char
     case CONF_DURATION:
         if (units_parse_duration(val, &u64) != CIO_OK) {
             conf_err(msg, msglen, "%s: expected a duration such as 500ms, 1s, 5m or 1h, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        *(uint64_t *)(void *)(base + k->off) = u64;
+        return CIO_OK;
+
+    case CONF_RATE:
+        if (units_parse_rate(val, &u64) != CIO_OK) {
+            conf_err(msg, msglen, "%s: expected a rate such as 100Mbit, 1Gbit or 20MB/s (0: no limit), got '%s'", name, shown);
             return CIO_ECONFIG;
         }
         *(uint64_t *)(void *)(base + k->off) = u64;
@@ -1329,7 +1340,7 @@ static int conf_target_inherit(const conf_t *c, conf_target_t *t, const conf_key
     case CONF_FALLBACK:
         *(int *)(void *)to = *(const int *)(const void *)from;
         return CIO_OK;
-    default: /* CONF_SIZE, CONF_DURATION */
+    default: /* CONF_SIZE, CONF_DURATION, CONF_RATE */
         *(uint64_t *)(void *)to = *(const uint64_t *)(const void *)from;
         return CIO_OK;
     }

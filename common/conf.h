@@ -44,6 +44,7 @@ typedef struct {
     uint64_t inline_threshold;
     int compression;            /* CONF_COMPRESSION_NONE or _ZSTD: batches and fetches to this target (common/zcodec.h) */
     uint32_t compression_level; /* zstd level, ZCODEC_LEVEL_MIN..MAX */
+    uint64_t bandwidth_limit;   /* bytes/s shared by the batches to it and its fetches from us (common/bwlimit.h); 0: none */
     unsigned line;              /* the config file line of the target's mapping; 0 when derived from remote_url */
     uint32_t given;             /* private to conf.c: which settings the target gave itself (the others are inherited) */
 } conf_target_t;
@@ -83,6 +84,7 @@ typedef struct conf {
     uint64_t inline_threshold;  /* default 1MB (10^6) */
     int compression;            /* replication.compression: default CONF_COMPRESSION_NONE (a LAN needs no CPU spent on it) */
     uint32_t compression_level; /* replication.compression_level: default ZCODEC_LEVEL_DEFAULT (3), 1..19 */
+    uint64_t bandwidth_limit;   /* replication.bandwidth_limit, bytes/s per target; default 0: none */
     char *socket_path;          /* default "/run/comio/repld.sock" */
     char *ca_file;              /* default NULL: system CAs */
     uint64_t tombstone_ttl_ms;  /* replica: how long a DELETE's tombstone is kept; default 7 days, 0 = forever */
@@ -121,7 +123,7 @@ void conf_free(conf_t *c);
  * first line of that file into remote_token/accept_token.
  * replication.targets is a sequence of mappings (name, url, token or
  * token_file, and overrides of mode, sync_timeout, sync_fallback, batch_size, workers, retry_attempts,
- * retry_delay, inline_threshold, compression, compression_level); messages name the entry, as in
+ * retry_delay, inline_threshold, compression, compression_level, bandwidth_limit); messages name the entry, as in
  *   config.yaml:12: replication.targets[1].url: expected an http:// or https:// URL, got 'x'
  * A list read whole replaces the one `c` held; a file may not give it
  * together with replication.remote_url or remote_token(_file). */

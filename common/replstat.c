@@ -182,6 +182,15 @@ static void put_sync(buf_t *out, const syncrec_t *s, uint64_t total)
     buf_puts(out, "}");
 }
 
+/* The bandwidth limit in force (repld's view: a SIGHUP may have changed the
+ * configured one) and the rate measured by the limiter. */
+static void put_bandwidth(buf_t *out, const conf_target_t *c, const replstat_target_live_t *l)
+{
+    buf_printf(out, ",\"bandwidth_limit_bytes_per_s\":%" PRIu64 ",\"bandwidth_bytes\":%" PRIu64 ",\"bandwidth_bytes_per_s\":%.0f",
+               l != NULL ? l->bandwidth_limit : c->bandwidth_limit, l != NULL ? l->bandwidth_bytes : 0,
+               l != NULL ? l->bandwidth_rate : 0.0);
+}
+
 static void put_target(buf_t *out, const conf_target_t *c, const tfig_t *t, const replstat_target_live_t *l)
 {
     buf_puts(out, "{\"name\":");
@@ -210,10 +219,12 @@ static void put_target(buf_t *out, const conf_target_t *c, const tfig_t *t, cons
                l != NULL ? l->nworkers : c->workers);
     buf_printf(out,
                ",\"compression\":\"%s\",\"compression_level\":%" PRIu32 ",\"compression_fallback\":%s,\"payload_bytes\":%" PRIu64
-               ",\"wire_bytes\":%" PRIu64 ",\"sync\":",
+               ",\"wire_bytes\":%" PRIu64,
                c->compression == CONF_COMPRESSION_ZSTD ? "zstd" : "none", c->compression_level,
                l != NULL && l->compression_fallback ? "true" : "false", l != NULL ? l->payload_bytes : 0,
                l != NULL ? l->wire_bytes : 0);
+    put_bandwidth(out, c, l);
+    buf_puts(out, ",\"sync\":");
     put_sync(out, &t->sync, t->sync_total);
     buf_puts(out, "}");
 }
@@ -422,6 +433,17 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
             wire += v[i];
         family(out, conf, "comio_replication_wire_bytes_total", "counter",
                "The same batches' request bodies as sent, compressed or not (every attempt), since repld started.", wire, v);
+        double limit = 0, sent = 0;
+        PER_TARGET(i < live->ntargets ? live->targets[i].bandwidth_limit : 0)
+        for (size_t i = 0; i < f.n; i++)
+            limit += v[i];
+        family(out, conf, "comio_replication_bandwidth_limit_bytes", "gauge",
+               "The target's bandwidth_limit in force, bytes per second (0: none).", limit, v);
+        PER_TARGET(i < live->ntargets ? live->targets[i].bandwidth_bytes : 0)
+        for (size_t i = 0; i < f.n; i++)
+            sent += v[i];
+        family(out, conf, "comio_replication_bandwidth_sent_bytes_total", "counter",
+               "Bytes sent to the target as the bandwidth limiter counts them (batches and its fetches from this site).", sent, v);
     }
 #undef PER_TARGET
     if (live != NULL) {

@@ -47,6 +47,9 @@ typedef struct {
     uint64_t payload_bytes;   /* batch bytes posted before compression, since repld started */
     uint64_t wire_bytes;      /* the same POSTs' bodies as sent (compressed or not) */
     int compression_fallback; /* the target refused zstd: batches go as is for a while */
+    uint64_t bandwidth_limit; /* bytes/s in force (common/bwlimit.h), 0: none */
+    uint64_t bandwidth_bytes; /* bytes sent to the target, batches and its fetches from us, counted by the limiter */
+    double bandwidth_rate;    /* bytes/s of that over the last second or more */
 } replstat_target_live_t;
 
 /* What a running repld adds: targets[i] is conf->targets[i]. */

@@ -122,6 +122,17 @@ static int units_scale(const units_num_t *num, uint64_t mult, uint64_t *out)
     return CIO_OK;
 }
 
+/* The multiplier of a size unit name (B, KB, MiB, ...); CIO_EINVAL when unknown. */
+static int units_parse_size_unit(const char *name, uint64_t *mult)
+{
+    for (size_t i = 0; i < sizeof(units_size_units) / sizeof(units_size_units[0]); i++)
+        if (strcasecmp(name, units_size_units[i].name) == 0) {
+            *mult = units_size_units[i].mult;
+            return CIO_OK;
+        }
+    return CIO_EINVAL;
+}
+
 int units_parse_size(const char *s, uint64_t *out)
 {
     units_num_t num;
@@ -175,6 +186,59 @@ int units_parse_duration(const char *s, uint64_t *out_ms)
     if (mult == 0 || units_scale(&num, mult, &v) != CIO_OK)
         return CIO_EINVAL;
     *out_ms = v;
+    return CIO_OK;
+}
+
+int units_parse_rate(const char *s, uint64_t *out)
+{
+    static const units_unit_t bit_units[] = {
+        {"bit", 1},
+        {"kbit", 1000ULL},
+        {"mbit", 1000000ULL},
+        {"gbit", 1000000000ULL},
+        {"kibit", 1ULL << 10},
+        {"mibit", 1ULL << 20},
+        {"gibit", 1ULL << 30},
+        {"bps", 1},
+        {"kbps", 1000ULL},
+        {"mbps", 1000000ULL},
+        {"gbps", 1000000000ULL},
+    };
+    char unit[16];
+    units_num_t num;
+    const char *p;
+    size_t len;
+    uint64_t v;
+
+    if (s == NULL)
+        return CIO_EINVAL;
+    if (strcmp(s, "0") == 0) {
+        *out = 0;
+        return CIO_OK;
+    }
+    if (units_parse_number(s, &num, &p) != CIO_OK)
+        return CIO_EINVAL;
+    if (*p == ' ')
+        p++;
+    len = strlen(p);
+    if (len == 0 || len >= sizeof(unit))
+        return CIO_EINVAL;
+    memcpy(unit, p, len + 1);
+    int per_s = len > 2 && strcasecmp(unit + len - 2, "/s") == 0;
+    if (per_s)
+        unit[len - 2] = '\0';
+    for (size_t i = 0; i < sizeof(bit_units) / sizeof(bit_units[0]); i++)
+        if (strcasecmp(unit, bit_units[i].name) == 0) {
+            if (per_s && bit_units[i].name[strlen(bit_units[i].name) - 1] == 's')
+                return CIO_EINVAL;                                  /* "Mbps/s" */
+            if (units_scale(&num, bit_units[i].mult, &v) != CIO_OK) /* a whole number of bits per second */
+                return CIO_EINVAL;
+            *out = v / 8;
+            return CIO_OK;
+        }
+    if (!per_s || units_parse_size_unit(unit, &v) != CIO_OK || units_scale(&num, v, &v) != CIO_OK)
+        return CIO_EINVAL;
+    *out = v;
     return CIO_OK;
 }
 

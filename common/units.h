@@ -22,6 +22,16 @@ int units_parse_size(const char *s, uint64_t *out) CIO_MUST_CHECK;
  * sub-millisecond remainder). `*out_ms` is untouched on error. */
 int units_parse_duration(const char *s, uint64_t *out_ms) CIO_MUST_CHECK;
 
+/* Parses a rate into bytes per second. Accepted: "0" (no rate), or a number
+ * (as for sizes) followed by a unit, optional single space between, case-insensitive:
+ *   bits per second: bit kbit Mbit Gbit (powers of 1000) and Kibit Mibit Gibit, each
+ *   optionally followed by "/s", or the same with "bps" (100Mbps);
+ *   bytes per second: any size unit of units_parse_size followed by "/s" (20MB/s, 1GiB/s).
+ * A bit rate is rounded down to whole bytes per second. A bare number, or a
+ * size without "/s", is refused: the unit says whether bits or bytes are
+ * meant. Returns 0 or CIO_EINVAL; `*out` is untouched on error. */
+int units_parse_rate(const char *s, uint64_t *out) CIO_MUST_CHECK;
+
 /* Formats `bytes` as the shortest exact form with a binary or decimal unit
  * ("1MB", "2GiB", "1500B") into buf (NUL-terminated, truncated to cap). */
 void units_format_size(uint64_t bytes, char *buf, size_t cap);

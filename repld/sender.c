@@ -43,6 +43,8 @@ struct sender {
     int64_t zstd_off_until_ms;       /* monotonic: batches go as is until then (a refused zstd body); atomic */
     int zstd_refusal_logged;         /* atomic */
     int notify_fd;
+    bwlimit_t *bw; /* NULL: no pacing (sender_set_bwlimit) */
+    int bw_slot;
     unsigned n;
     worker_t *w;
     pthread_mutex_t mu;
@@ -57,11 +59,51 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
     return buf_append(b, p, size * nmemb) == 0 ? size * nmemb : 0; /* 0 aborts the transfer */
 }
 
+/* A body paced by the target's bandwidth limit: handed to libcurl a chunk at a
+ * time, each taken from the shared bucket first. */
+typedef struct {
+    struct sender *s;
+    const char *body;
+    size_t len, off;
+} paced_t;
+
+static size_t on_read(char *p, size_t size, size_t nmemb, void *arg)
+{
+    paced_t *pb = arg;
+    size_t n = size * nmemb, left = pb->len - pb->off;
+    if (n > left)
+        n = left;
+    if (n > BWLIMIT_CHUNK)
+        n = BWLIMIT_CHUNK;
+    if (n == 0)
+        return 0;
+    bwlimit_pace(pb->s->bw, pb->s->bw_slot, n);
+    memcpy(p, pb->body + pb->off, n);
+    pb->off += n;
+    return n;
+}
+
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+    paced_t *pb = arg;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > pb->len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    pb->off = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+void sender_set_bwlimit(sender_t *s, bwlimit_t *bw, int slot)
+{
+    s->bw = bw;
+    s->bw_slot = slot;
+}
+
 /* One POST of body[0..len) with `headers`; sets the job's outcome, status, error and reply. */
 static void attempt(worker_t *w, send_job_t *job, const char *body, size_t len, struct curl_slist *headers)
 {
     struct sender *s = w->s;
     char errbuf[CURL_ERROR_SIZE] = "";
+    paced_t pb = {s, body, len, 0};
     CURLcode cc;
 
     buf_free(&job->reply);
@@ -75,7 +117,17 @@ static void attempt(worker_t *w, send_job_t *job, const char *body, size_t len, 
     curl_easy_setopt(w->curl, CURLOPT_URL, s->url);
     curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(w->curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, body);
+    if (bwlimit_limit(s->bw, s->bw_slot) > 0) {
+        /* paced: libcurl reads the body through on_read */
+        curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(w->curl, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(w->curl, CURLOPT_READDATA, &pb);
+        curl_easy_setopt(w->curl, CURLOPT_SEEKFUNCTION, on_seek);
+        curl_easy_setopt(w->curl, CURLOPT_SEEKDATA, &pb);
+    } else {
+        (void)bwlimit_take(s->bw, s->bw_slot, len); /* counted for the measured rate; no limit to wait for */
+        curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, body);
+    }
     curl_easy_setopt(w->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, &job->reply);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include "proto/batch.h"
 #include "common/buf.h"
+#include "common/bwlimit.h"
 #include "common/conf.h"
 #include "common/err.h"
 
@@ -66,6 +67,13 @@ typedef struct sender sender_t;
  * curlopt_apply; on failure the workers already started have stopped and
  * nothing is left allocated. */
 int sender_start(sender_t **out, const conf_t *conf, const conf_target_t *tgt, unsigned nworkers, int notify_fd) CIO_MUST_CHECK;
+
+/* Paces every POST body to the target through slot `slot` of `bw`
+ * (common/bwlimit.h), BWLIMIT_CHUNK bytes at a time, so that all workers
+ * together keep to the target's bandwidth_limit (shared with the fetches it
+ * makes from this site). bw is borrowed until sender_stop; NULL or slot -1:
+ * no pacing. Call before the first sender_submit. */
+void sender_set_bwlimit(sender_t *s, bwlimit_t *bw, int slot);
 
 /* Index of a worker that can take a job, or -1: an idle worker if there is
  * one (then *queued is 0), else one posting a job with room for the next

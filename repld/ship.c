@@ -37,7 +37,10 @@
 #define BATCH_BYTES_MAX (8u * 1024 * 1024)  /* stop adding inline data beyond this */
 #define QUEUED_BYTES_MAX (2u * 1024 * 1024) /* the same for a batch queued behind a worker's current one */
 #define SPARE_MAX (SENDER_QUEUE * 64)       /* batches kept for reuse: as many as 64 workers (the most) hold */
-#define PERSIST_EVERY_MS 10                 /* while batches are in flight, the cursor is persisted at least this often */
+#define BACKLOG_EVENTS 500                  /* events a batch may hold while a backlog exists (the in-flight rule) */
+#define BACKLOG_BYTES_MAX (2u * 1024 * 1024) /* events beyond batch_size are added only while the batch is below this */
+#define WINDOW_EVENTS_MAX 32768              /* the window never holds more than this (nor less than the old rule's) */
+#define PERSIST_EVERY_MS 10                  /* while batches are in flight, the cursor is persisted at least this often */
 #define PRESIGN_TTL_S 3600
 #define IDLE_POLL_MS 1000     /* upper bound on a sleep, even with inotify */
 #define NOTIFY_FALLBACK_MS 20 /* without inotify */
@@ -76,9 +79,10 @@ typedef struct {
     send_job_t job;
     batch_enc_t enc;
     ev_t **evs;
-    batch_res_t *results; /* batch_size of them: the reply's, one per event */
+    batch_res_t *results; /* batch_events() of them: the reply's, one per event */
     size_t n;
-    size_t cap; /* bytes of encoding beyond which no event is added */
+    size_t cap;        /* bytes of encoding beyond which no event is added */
+    size_t max_events; /* events beyond which none is added: batch_size, or up to batch_events() in a backlog */
 } batch_t;
 
 /* One dispatcher: the state of shipping to one target, run by a thread of
@@ -134,6 +138,10 @@ typedef struct {
     double lat_sum;
     uint64_t lat_n;
     uint64_t payload_bytes, wire_bytes; /* batch bytes before and after compression, every POST */
+    bwlimit_t *bw;                      /* the run's; NULL when it could not be opened (no limit) */
+    int bw_slot;                        /* this target's slot in it, -1: none */
+    uint64_t bw_at_ms, bw_at_bytes;     /* the last sample of the slot's byte counter (control thread) */
+    double bw_rate;                     /* bytes/s between the last two samples (control thread) */
 
     /* The ack point published for storaged's sync waits (common/ackfile.h):
      * every seq <= it is acknowledged. A superseded event is retired without
@@ -194,9 +202,34 @@ static ev_t *ev_new(uint64_t seq, const void *rec, size_t len)
     return e;
 }
 
+/* The most events one batch holds: batch_size for a trickle, and while a
+ * backlog exists up to BACKLOG_EVENTS (never fewer than batch_size, never
+ * more than a batch may carry). Over a long round trip a fixed number of
+ * batches in flight caps the rate at workers x events per batch / RTT; a batch
+ * that grows with the backlog keeps enough events in flight to fill the link
+ * whatever the RTT, while a lone event still leaves at once in a batch of
+ * one. The events beyond batch_size stop at BACKLOG_BYTES_MAX: what a batch
+ * of batch_size events held before (up to BATCH_BYTES_MAX of large inline
+ * objects) it still may, and the bytes in flight stay about
+ * workers x SENDER_QUEUE x 2 MiB, several bandwidth-delay products of a fast
+ * long link, where 8 MiB batches of small events made repld's memory grow
+ * eightfold for nothing. */
+static size_t batch_events(const conf_target_t *c)
+{
+    size_t n = c->batch_size > BACKLOG_EVENTS ? c->batch_size : BACKLOG_EVENTS;
+    return n > BATCH_MAX_EVENTS ? BATCH_MAX_EVENTS : n;
+}
+
+/* Events read ahead of the cursor: enough for every worker's batches at their
+ * largest, bounded in memory by WINDOW_EVENTS_MAX (a few hundred bytes each). */
 static size_t window_max(const conf_target_t *c)
 {
     size_t w = (size_t)c->workers * c->batch_size * 4;
+    size_t grown = (size_t)c->workers * SENDER_QUEUE * batch_events(c);
+    if (grown > WINDOW_EVENTS_MAX)
+        grown = WINDOW_EVENTS_MAX;
+    if (w < grown)
+        w = grown;
     return w < 1024 ? 1024 : w;
 }
 
@@ -459,7 +492,9 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
         return 0;
     for (int l = 0; l < 2; l++) {
         evvec_t *v = lists[l];
-        for (size_t i = 0; i < v->len && b->n < s->tgt->batch_size && b->enc.sb.size < b->cap; i++) {
+        for (size_t i = 0; i < v->len && b->n < b->max_events && b->enc.sb.size < b->cap &&
+                           (b->n < s->tgt->batch_size || b->enc.sb.size < BACKLOG_BYTES_MAX);
+             i++) {
             ev_t *e = v->v[i];
             const char *data = NULL;
             char url[BATCH_URL_MAX];
@@ -522,8 +557,8 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
 
 /* ---- batches, reused ---- */
 
-#define SPARE_BYTES_MAX (1u << 20)   /* an encoder that held more than this is freed, not kept */
-#define EVENT_BYTES_MAX (16u * 1024) /* a batch event's bytes beside its inline data: record, URL, headers */
+#define SPARE_BYTES_MAX (BACKLOG_BYTES_MAX + (1u << 20)) /* an encoder that held more than this is freed, not kept */
+#define EVENT_BYTES_MAX (16u * 1024)                     /* a batch event's bytes beside its inline data: record, URL, headers */
 
 /* The most bytes a batch can reach: events are added while it holds less than
  * BATCH_BYTES_MAX, and the last one may bring up to an inline object (an
@@ -568,6 +603,7 @@ static batch_t *batch_get(ship_t *s)
             complete(s, job);
     if (s->nspare > 0) {
         b = s->spare[--s->nspare];
+        b->max_events = s->tgt->batch_size;
         if (batch_enc_restart(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) == 0)
             return b;
         batch_free(s, b);
@@ -576,13 +612,14 @@ static batch_t *batch_get(ship_t *s)
     if ((b = calloc(1, sizeof(*b))) == NULL)
         return NULL;
     s->nbatches++;
-    if ((b->evs = calloc(s->tgt->batch_size, sizeof(*b->evs))) == NULL ||
-        (b->results = calloc(s->tgt->batch_size, sizeof(*b->results))) == NULL ||
+    if ((b->evs = calloc(batch_events(s->tgt), sizeof(*b->evs))) == NULL ||
+        (b->results = calloc(batch_events(s->tgt), sizeof(*b->results))) == NULL ||
         batch_enc_init(&b->enc, s->conf->site_id, strlen(s->conf->site_id)) != 0 ||
         batch_enc_reserve(&b->enc, batch_reserve(s)) != 0) {
         batch_free(s, b); /* batch_enc_free is harmless on a zeroed or failed encoder */
         return NULL;
     }
+    b->max_events = s->tgt->batch_size; /* a trickle's; dispatch grows it in a backlog */
     return b;
 }
 
@@ -627,7 +664,24 @@ static size_t build(ship_t *s, batch_t *b, uint64_t now)
     }
 }
 
-/* Whether the ready events fill a batch of `cap` bytes. */
+/* Events the next batch may hold: batch_size, or in a backlog (more ready
+ * events than batch_size) the backlog shared among the workers, so that each
+ * has one batch, within [batch_size, batch_events()]. */
+static size_t batch_limit(ship_t *s, uint64_t now)
+{
+    evvec_t *lists[2] = {&s->rq, &s->win};
+    size_t n = 0, most = batch_events(s->tgt) * s->tgt->workers;
+    for (int l = 0; l < 2 && n < most; l++)
+        for (size_t i = 0; i < lists[l]->len && n < most; i++) {
+            ev_t *e = lists[l]->v[i];
+            if (e->state == EV_READY && e->due_ms <= now)
+                n++;
+        }
+    n /= s->tgt->workers;
+    return n < s->tgt->batch_size ? s->tgt->batch_size : n;
+}
+
+/* Whether the ready events fill a batch of `cap` bytes and batch_size events. */
 static int ready_full(ship_t *s, uint64_t now, size_t cap)
 {
     evvec_t *lists[2] = {&s->rq, &s->win};
@@ -667,6 +721,7 @@ static void dispatch(ship_t *s)
             return;
         }
         b->cap = cap;
+        b->max_events = batch_limit(s, now);
         const char *body;
         size_t len;
         if (build(s, b, now) == 0 || batch_enc_finish(&b->enc, &body, &len) != 0) {
@@ -973,6 +1028,23 @@ static int persist(ship_t *s, int now)
 
 /* ---- status ---- */
 
+/* The limit in force and the rate measured over the last second or more:
+ * everything sent to the target, batches and the fetches it makes from us
+ * (both daemons count in the shared slot). */
+static void bandwidth_state(ship_t *s, replstat_target_live_t *live, uint64_t now)
+{
+    uint64_t bytes = bwlimit_bytes(s->bw, s->bw_slot);
+    if (s->bw_at_ms == 0 || now >= s->bw_at_ms + 1000) {
+        if (s->bw_at_ms != 0)
+            s->bw_rate = (double)(bytes - s->bw_at_bytes) * 1000.0 / (double)(now - s->bw_at_ms);
+        s->bw_at_ms = now;
+        s->bw_at_bytes = bytes;
+    }
+    live->bandwidth_limit = bwlimit_limit(s->bw, s->bw_slot);
+    live->bandwidth_bytes = bytes;
+    live->bandwidth_rate = s->bw_rate;
+}
+
 /* The control thread's copy of what dispatcher s knows; strings point into s's *_copy buffers. */
 static void live_state(ship_t *s, replstat_target_live_t *live)
 {
@@ -998,6 +1070,7 @@ static void live_state(ship_t *s, replstat_target_live_t *live)
     pthread_mutex_unlock(&s->mu);
     if (s->sender != NULL)
         (void)sender_compressing(s->sender, &live->compression_fallback);
+    bandwidth_state(s, live, now);
 }
 
 /* The whole run: one dispatcher per target, the signals and the control socket. */
@@ -1008,6 +1081,7 @@ typedef struct {
     size_t n;
     replstat_target_live_t *live; /* control thread only */
     ctl_server_t *ctl;
+    bwlimit_t *bw; /* the targets' bandwidth limits, shared with storaged; NULL: none could be opened */
 } run_t;
 
 static int on_ctl(void *ctx, const char *cmd, buf_t *out)
@@ -1143,7 +1217,7 @@ static int next_wait_ms(ship_t *s)
 /* Sets up dispatcher s for target tgt: its cursor, data store descriptor,
  * wake-up descriptors and workers. */
 static int target_open(ship_t *s, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd, ackfile_t *acks,
-                       size_t slot, uint64_t run_id)
+                       size_t slot, uint64_t run_id, bwlimit_t *bw)
 {
     MDB_txn *txn;
     replog_target_t st;
@@ -1194,6 +1268,9 @@ static int target_open(ship_t *s, const conf_t *conf, const conf_target_t *tgt, 
     }
     if ((ret = setup_fds(s)) != 0 || (ret = sender_start(&s->sender, conf, tgt, tgt->workers, s->efd)) != 0)
         return ret;
+    s->bw = bw;
+    s->bw_slot = bwlimit_slot(bw, tgt->name);
+    sender_set_bwlimit(s->sender, bw, s->bw_slot);
     find_map(s);
     return 0;
 }
@@ -1300,6 +1377,8 @@ static int open_targets(const conf_t *conf, meta_t *meta)
     return ret;
 }
 
+static bwlimit_t *run_bw; /* the last run's bandwidth limits, kept until the process exits */
+
 int ship_run(const conf_t *conf, meta_t *meta)
 {
     run_t r;
@@ -1334,9 +1413,11 @@ int ship_run(const conf_t *conf, meta_t *meta)
     /* without it, sync writes are answered by their fallback policy: shipping goes on */
     if (ackfile_open(&acks, conf->meta_path) != 0)
         log_msg(LOG_LVL_WARN, "no acknowledgement file: writes to sync targets will wait for their timeout", NULL);
+    if (bwlimit_open(&r.bw, conf->meta_path, conf) != 0)
+        log_msg(LOG_LVL_WARN, "no bandwidth file: the targets' bandwidth_limit is not enforced", NULL);
     for (; opened < r.n; opened++)
         if ((ret = target_open(&r.t[opened], conf, &conf->targets[opened], meta, stop_fd, acks, opened,
-                               (uint64_t)clock_wall_ms() << 20 ^ (uint64_t)getpid())) != 0) {
+                               (uint64_t)clock_wall_ms() << 20 ^ (uint64_t)getpid(), r.bw)) != 0) {
             opened++; /* partly set up: closed below */
             goto done;
         }
@@ -1382,6 +1463,8 @@ int ship_run(const conf_t *conf, meta_t *meta)
                 log_msg(LOG_LVL_ERROR, "cannot reopen the log file; still writing to the old one", "error", strerror(errno), NULL);
             else
                 log_msg(LOG_LVL_INFO, "log file reopened", NULL);
+            if (r.bw != NULL)
+                bwlimit_reload(r.bw, conf); /* logs what changed or why nothing did */
         }
         if (stop)
             break;
@@ -1410,6 +1493,7 @@ done:
         target_close(&r.t[i]);
     log_msg(LOG_LVL_INFO, "repld stopped", NULL);
     ackfile_close(acks);
+    run_bw = r.bw; /* never unmapped: a worker abandoned to process exit (sender_stop) may still pace through it */
     free(r.t);
     free(r.live);
     if (sfd >= 0)

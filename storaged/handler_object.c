@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include "common/bwlimit.h"
 #include "common/date.h"
 #include "common/hex.h"
 #include "common/zcodec.h"
@@ -158,12 +160,24 @@ typedef struct {
     size_t last_n;      /* object bytes of the window read last */
     char *chunk;
     int released;
-    zcodec_stream_t *z; /* NULL: sent as is */
-    buf_t zout;         /* the compressed window being sent */
-    int first_ready;    /* the first window is read (and compressed) already, waiting to be sent */
-    uint64_t *counts;   /* NULL, or [0] object bytes served, [1] bytes sent (atomic; the server's) */
-    int count_sent;     /* the reply was counted with no body: count each window as it is sent */
+    zcodec_stream_t *z;       /* NULL: sent as is */
+    buf_t zout;               /* the compressed window being sent */
+    int first_ready;          /* the first window is read (and compressed) already, waiting to be sent */
+    uint64_t *counts;         /* NULL, or [0] object bytes served, [1] bytes sent (atomic; the server's) */
+    int count_sent;           /* the reply was counted with no body: count each window as it is sent */
+    int bw_slot;              /* the fetching target's bandwidth slot (srv->bw), -1: not paced */
+    h2o_timeout_entry_t pace; /* linked while a window waits for the target's bandwidth limit */
+    int64_t pace_due_ns;      /* CLOCK_MONOTONIC: when that window may go */
+    h2o_req_t *pace_req;
+    h2o_iovec_t pace_iov;
+    int pace_final;
 } stream_t;
+
+#define PACE_TICK_MS 2 /* a window held back by a bandwidth limit is looked at again this often */
+
+/* The event loop's timeout for paced windows: one per loop thread, made on first use. */
+static __thread h2o_timeout_t pace_timeout;
+static __thread h2o_loop_t *pace_loop;
 
 static void stream_release(stream_t *s)
 {
@@ -180,7 +194,54 @@ static void stream_release(stream_t *s)
 
 static void stream_dispose(void *p)
 {
-    stream_release(p);
+    stream_t *s = p;
+    if (h2o_timeout_is_linked(&s->pace))
+        h2o_timeout_unlink(&s->pace);
+    stream_release(s);
+}
+
+static int64_t pace_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void pace_link(stream_t *s)
+{
+    h2o_loop_t *loop = s->pace_req->conn->ctx->loop;
+    if (pace_loop != loop) {
+        h2o_timeout_init(loop, &pace_timeout, PACE_TICK_MS);
+        pace_loop = loop;
+    }
+    h2o_timeout_link(loop, &pace_timeout, &s->pace);
+}
+
+static void on_pace(h2o_timeout_entry_t *entry)
+{
+    stream_t *s = H2O_STRUCT_FROM_MEMBER(stream_t, pace, entry);
+    if (pace_now_ns() < s->pace_due_ns) {
+        pace_link(s);
+        return;
+    }
+    h2o_send(s->pace_req, &s->pace_iov, 1, s->pace_final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+/* Takes the window from the fetching target's bandwidth limit (shared with
+ * repld's batches to it: common/bwlimit.h). Returns 1 when it must wait:
+ * then on_pace sends it, without holding the loop. */
+static int stream_paced(stream_t *s, h2o_req_t *req, h2o_iovec_t *iov, int final)
+{
+    uint64_t wait = bwlimit_take(s->srv->bw, s->bw_slot, iov->len);
+    if (wait == 0)
+        return 0;
+    s->pace_due_ns = pace_now_ns() + (int64_t)wait;
+    s->pace_req = req;
+    s->pace_iov = *iov;
+    s->pace_final = final;
+    s->pace.cb = on_pace;
+    pace_link(s);
+    return 1;
 }
 
 /* Reads the next window into s->chunk and, when compressing, compresses it
@@ -221,6 +282,8 @@ static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
         __atomic_add_fetch(&s->counts[0], s->z != NULL ? s->last_n : iov.len, __ATOMIC_RELAXED);
         __atomic_add_fetch(&s->counts[1], iov.len, __ATOMIC_RELAXED);
     }
+    if (stream_paced(s, req, &iov, s->remaining == 0))
+        return;
     h2o_send(req, &iov, 1, s->remaining == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
@@ -276,7 +339,7 @@ static void send_not_modified(h2o_req_t *req)
 }
 
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                         size_t origin_len, int kept, int zstd_level, uint64_t *counts)
+                         size_t origin_len, int kept, int zstd_level, uint64_t *counts, int bw_slot)
 {
     http_thread_t *t = http_req_thread(req);
     meta_obj_t o;
@@ -410,6 +473,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
             __atomic_add_fetch(&counts[0], len, __ATOMIC_RELAXED);
             __atomic_add_fetch(&counts[1], len, __ATOMIC_RELAXED);
         }
+        (void)bwlimit_take(srv->bw, bw_slot, (size_t)len); /* one window: sent at once, its time paid by the next */
         h2o_start_response(req, &none);
         h2o_send(req, &iov, 1, ret == 0 ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR);
         return 0;
@@ -424,6 +488,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     s->remaining = len;
     s->counts = counts;
     s->count_sent = may_compress;
+    s->bw_slot = bw_slot;
     buf_init(&s->zout, SIZE_MAX);
     if ((s->chunk = malloc(STREAM_CHUNK)) == NULL) {
         h2o_start_response(req, &s->super);
@@ -463,14 +528,14 @@ int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p)
         ro = http_req_query_param(req, "origin", origin, sizeof(origin), &olen);
 
     if (rv == CIO_ENOTFOUND && ro == CIO_ENOTFOUND)
-        return handler_object_serve(srv, req, p, 0, NULL, 0, 0, 0, NULL);
+        return handler_object_serve(srv, req, p, 0, NULL, 0, 0, 0, NULL, -1);
     /* ?version=V&origin=O: that version, current or kept as a conflict's loser */
     if (rv != 0 || vlen == 0 || vlen > 20 || strspn(vs, "0123456789") != vlen || (v = strtoull(vs, NULL, 10)) == 0 || ro != 0 ||
         olen == 0) {
         http_req_error(req, 400, "InvalidArgument", "version and origin: a positive integer and a site id, both or neither");
         return 0;
     }
-    return handler_object_serve(srv, req, p, v, origin, olen, 1, 0, NULL);
+    return handler_object_serve(srv, req, p, v, origin, olen, 1, 0, NULL, -1);
 }
 
 typedef struct {

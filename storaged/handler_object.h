@@ -24,7 +24,11 @@ int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p);
  * instead; when it is not there either: 404 NoSuchVersion (kept 1, a
  * client's GET), or 410 (kept 2, the fetch endpoint). */
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                         size_t origin_len, int kept, int zstd_level, uint64_t *counts);
+                         size_t origin_len, int kept, int zstd_level, uint64_t *counts, int bw_slot);
+/* bw_slot (the fetch endpoint; -1: none): the fetching target's slot in
+ * srv->bw; each window sent is taken from that target's bandwidth limit
+ * (common/bwlimit.h), and a window that must wait is sent from a timer of
+ * the loop, PACE_TICK_MS at a time, never by blocking it. */
 /* zstd_level (the fetch endpoint; 0: never) > 0: a whole object streamed in
  * more than one window is sent with Content-Encoding: zstd at that level,
  * chunked, one frame flushed window by window, when its first window

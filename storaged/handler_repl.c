@@ -167,6 +167,7 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
     size_t len, siglen, origin_len = 0;
     int has_origin = 0, zstd_level = 0;
     uint64_t *counts = NULL;
+    int bw_slot = -1;
     path_t p;
     char *end;
     int ret;
@@ -210,6 +211,7 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
             /* the token that signed it names the target fetching: its compression applies */
             if (ret == 0 && conf->ntargets > 0) {
                 counts = srv->fetch_bytes[i];
+                bw_slot = bwlimit_slot(srv->bw, conf->targets[i].name);
                 if (conf->targets[i].compression == CONF_COMPRESSION_ZSTD)
                     zstd_level = (int)conf->targets[i].compression_level;
             }
@@ -228,7 +230,7 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
         return 0;
     }
     /* a version kept as a conflict's loser is served too: the fetching site records the race */
-    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2, zstd_level, counts);
+    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2, zstd_level, counts, bw_slot);
 }
 
 /* ---- the listing for a full sync ---- */

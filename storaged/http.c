@@ -374,6 +374,9 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     }
     srv->fetch.ca_file = conf->ca_file;
     srv->nthreads = conf->threads != 0 ? conf->threads : ncpus();
+    /* the fetches each target makes from us share its bandwidth_limit with repld's batches to it */
+    if (conf->ntargets > 0 && bwlimit_open(&srv->bw, conf->meta_path, conf) != 0)
+        log_msg(LOG_LVL_WARN, "no bandwidth file: the targets' bandwidth_limit does not pace their fetches", NULL);
 
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("comio/" COMIO_VERSION));
@@ -434,6 +437,12 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     pthread_mutex_unlock(&srv->ready_mu);
     *out = running = srv;
     return 0;
+}
+
+void http_reload(http_server_t *srv)
+{
+    if (srv->bw != NULL)
+        bwlimit_reload(srv->bw, srv->conf);
 }
 
 void http_stop(http_server_t *srv, unsigned grace_ms)

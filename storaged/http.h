@@ -32,4 +32,9 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
  * expected to exit soon after. */
 void http_stop(http_server_t *s, unsigned grace_ms);
 
+/* On SIGHUP: reads the config file again and applies the targets'
+ * bandwidth_limit (common/bwlimit.h: bwlimit_reload); nothing else of it.
+ * Logs what changed, or the config error. */
+void http_reload(http_server_t *s);
+
 #endif

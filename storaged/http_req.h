@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 #include <h2o.h>
 #include "common/buf.h"
+#include "common/bwlimit.h"
 #include "common/conf.h"
 #include "common/err.h"
 #include "common/hex.h"
@@ -41,6 +42,7 @@ struct http_server {
      * ([i][0]) and the body bytes sent for them, compressed or not ([i][1]) */
     uint64_t fetch_bytes[CONF_TARGETS_MAX][2];
     syncwait_t *sync; /* NULL unless a target has mode: sync: then writes wait for it (syncwait.h) */
+    bwlimit_t *bw;    /* the targets' bandwidth limits, shared with repld (common/bwlimit.h); NULL: none */
     h2o_globalconf_t globalconf;
     SSL_CTX *ssl_ctx;
     size_t nthreads;

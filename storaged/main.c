@@ -251,6 +251,7 @@ int main(int argc, char **argv)
                         strerror(errno), NULL);
             else if (conf.log_file != NULL)
                 log_msg(LOG_LVL_INFO, "log file reopened", "file", conf.log_file, NULL);
+            http_reload(http);
             continue;
         }
         break;

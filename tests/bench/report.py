@@ -441,6 +441,30 @@ class Report:
                  fmt_ms(s["lone_wan"]["p50_ms"]), "async %s" % fmt_ms(a["lone_wan"]["p50_ms"]), "",
                  "<= async + RTT + 5 ms (%s)" % fmt_ms(budget), s["lone_wan"]["p50_ms"] <= budget)
 
+    # --- wan: through the test link (tests/bench/wan.py) -------------------------------------------------------------
+    def wan(self):
+        if self.phase_failed("wan", "WAN figures (50 ms relay)"):
+            return
+        r = load_json(os.path.join(self.d, "wan", "wan.json")) or {}
+        if "drain_rtt50_events_per_s" in r:
+            q = r["drain_rtt50_over_loopback"]
+            self.row("drain of 10,000 4 KiB PUTs over a 50 ms round trip, events/s (vs loopback, same run)",
+                     fmt_int(r["drain_rtt50_events_per_s"]), "loopback %s" % fmt_int(r["drain_loopback_events_per_s"]),
+                     fmt_ratio(q), ">= 0.5x loopback", q >= 0.5)
+        if "big_mbit" in r:
+            self.row("one %d MiB object over 50 ms capped at 200 Mbit/s, Mbit/s" % r["big_mib"], "%.1f" % r["big_mbit"],
+                     "cap 200", fmt_ratio(r["big_of_cap"]), ">= 80% of the cap", r["big_of_cap"] >= 0.8)
+        if "limit_measured_mbit" in r:
+            self.row("bandwidth_limit 100Mbit, 8 workers and fetches: Mbit/s the link carried", "%.2f" % r["limit_measured_mbit"],
+                     "limit 100", fmt_ratio(r["limit_measured_mbit"] / 100), "within 10%", r["limit_error"] <= 0.10)
+        for kind, target, ok in (("text", ">= 3x", lambda g: g >= 3), ("random", "<= 5% slower", lambda g: g >= 0.95)):
+            if "comp_%s_gain" % kind in r:
+                self.row("%s objects over 100 Mbit/s, 50 ms: replicated MB/s with zstd (vs none)" % kind,
+                         "%.2f" % r["comp_%s_zstd_mbyte_per_s" % kind], "none %.2f" % r["comp_%s_none_mbyte_per_s" % kind],
+                         fmt_ratio(r["comp_%s_gain" % kind]), target, ok(r["comp_%s_gain" % kind]))
+        for f in r.get("failed", []):
+            self.row("WAN: %s" % f, "FAILED", "", "", "", None)
+
     # --- output -----------------------------------------------------------------------------------------------------
     def table(self):
         out = ["| figure | ComIO | reference | ratio | target | verdict |", "|---|---|---|---|---|---|"]
@@ -567,6 +591,8 @@ def main():
     rep.lag()
     rep.big()
     rep.sync()
+
+    rep.wan()
     plot_err = None
     png_rel = None
     if args.png:

@@ -5,8 +5,8 @@
 #
 #   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
 #                      of sparse image files); same as COMIO_BENCH_FULL=1
-#   --phases LIST      comma-separated subset of: http,drain,drain2,fanout,lag,big,sync,drain-full
-#                      (default: http,drain,drain2,fanout,lag,big,sync, plus drain-full with --full)
+#   --phases LIST      comma-separated subset of: http,drain,drain2,fanout,lag,big,sync,wan,drain-full
+#                      (default: http,drain,drain2,fanout,lag,big,sync,wan, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
 #   --rounds N         repeat the four wrk runs and the drain of 10,000 N times,
@@ -36,6 +36,11 @@
 #   sync   A with one target in async mode, then in sync mode (mode: sync): wrk
 #          -t2 -c64 4 KiB PUTs against A, and lone PUTs on loopback and across
 #          a 50 ms round trip (the delay relay of tests/fault), each mode in turn
+#   wan    through the test link (tests/harness/relay.py, a process): the drain of
+#          10,000 4 KiB PUTs on loopback and over a 50 ms round trip; a 1 GiB
+#          object over 50 ms capped at 200 Mbit/s; bandwidth_limit 100Mbit
+#          against what the link carried; text-like and random objects over a
+#          100 Mbit/s 50 ms link with compression none and zstd (tests/bench/wan.py)
 # and samples the RSS of storaged and repld in each phase. A phase that fails
 # is reported as such and the others still run. Prints one table, writes it to
 # docs/benchmarks.md with the machine and the commands, plots the drain into
@@ -95,14 +100,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$FULL" = 1 ] || FULL=0
 if [ -z "$PHASES" ]; then
-    PHASES=http,drain,drain2,fanout,lag,big,sync
+    PHASES=http,drain,drain2,fanout,lag,big,sync,wan
     [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
 fi
 for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
 done
 for p in ${PHASES//,/ }; do
-    case $p in http | drain | drain2 | fanout | lag | big | sync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,fanout,lag,big,sync,drain-full)" >&2; exit 2 ;; esac
+    case $p in http | drain | drain2 | fanout | lag | big | sync | wan | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,fanout,lag,big,sync,wan,drain-full)" >&2; exit 2 ;; esac
 done
 [[ ",$PHASES," == *,drain-full,* ]] && FULL=1
 TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
@@ -805,6 +810,21 @@ phase_big() {
 }
 
 # --- the machine -------------------------------------------------------------------------------------------------
+phase_wan() {
+    local dir=$RES/wan
+    mkdir -p "$dir"
+    log "== wan: drain, a 1 GiB object, the bandwidth limit and compression through the test link (50 ms round trip)"
+    cmd "python3 tests/bench/wan.py --out wan.json   # sites and relays of its own, on free loopback ports"
+    COMIO_BIN_DIR=$BIN run_fg wan "$dir/wan.log" timeout -k 5 1500 "$PY" "$HERE/wan.py" --work "$WORK/wan" --out "$dir/wan.json"
+    local rc=$?
+    rm -rf "$WORK/wan"
+    if [ $rc -ne 0 ]; then
+        WAN_ERR=$(grep -m1 'FAILED' "$dir/wan.log" | sed 's/^wan //')
+        WAN_ERR=${WAN_ERR:-"wan.py failed (status $rc)"}
+        return 1
+    fi
+}
+
 machine_info() {
     local f=$RES/machine.txt dev fs
     read -r dev fs < <(findmnt -no SOURCE,FSTYPE -T "$WORK" 2>/dev/null || df -PT "$WORK" | awk 'NR==2{print $1, $2}')
@@ -888,6 +908,7 @@ fi
 want lag && run_phase lag phase_lag LAG_ERR
 want big && run_phase big phase_big BIG_ERR
 want sync && run_phase sync phase_sync SYNC_ERR
+want wan && run_phase wan phase_wan WAN_ERR
 want drain-full && run_phase drain-$DRAIN_LARGE phase_drain DRAIN_ERR $DRAIN_LARGE
 
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"

@@ -1124,6 +1124,37 @@ static void test_targets_compression(void)
                "config.yaml:3: replication.targets[0].compression_level: expected an integer from 1 to 19, got 'fast'");
 }
 
+/* replication.bandwidth_limit: a default for every target, overridden per target; 0 is none. */
+static void test_targets_bandwidth_limit(void)
+{
+    conf_t c;
+
+    load_final("replication:\n"
+               "  targets:\n"
+               "    - {name: b, url: 'http://b'}\n"
+               "    - {name: c, url: 'http://c', bandwidth_limit: 20MB/s}\n"
+               "    - {name: d, url: 'http://d', bandwidth_limit: 0}\n"
+               "  bandwidth_limit: 100Mbit\n",
+               &c);
+    CHECK_EQ_INT(c.ntargets, 3);
+    if (c.ntargets == 3) {
+        CHECK(c.targets[0].bandwidth_limit == 12500000);
+        CHECK(c.targets[1].bandwidth_limit == 20000000);
+        CHECK(c.targets[2].bandwidth_limit == 0);
+    }
+    conf_free(&c);
+    load_final("replication:\n  targets:\n    - {name: b, url: 'http://b'}\n", &c);
+    CHECK(c.ntargets == 1 && c.targets[0].bandwidth_limit == 0); /* the default: none */
+    conf_free(&c);
+
+    expect_err(
+        "replication:\n  bandwidth_limit: 100\n",
+        "config.yaml:2: replication.bandwidth_limit: expected a rate such as 100Mbit, 1Gbit or 20MB/s (0: no limit), got '100'");
+    expect_err("replication:\n  targets:\n    - name: b\n      url: 'http://b'\n      bandwidth_limit: fast\n",
+               "config.yaml:5: replication.targets[0].bandwidth_limit: expected a rate such as 100Mbit, 1Gbit or 20MB/s (0: no "
+               "limit), got 'fast'");
+}
+
 static void test_targets_legacy(void)
 {
     conf_t c;
@@ -1484,6 +1515,7 @@ int main(void)
     RUN(test_targets_inherit);
     RUN(test_targets_compression);
     RUN(test_targets_sync);
+    RUN(test_targets_bandwidth_limit);
     RUN(test_targets_legacy);
     RUN(test_targets_replaced_by_a_later_file);
     RUN(test_targets_errors);

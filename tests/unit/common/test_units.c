@@ -200,8 +200,41 @@ static void test_format(void)
     }
 }
 
+static void check_rate(const char *s, int want_rc, uint64_t want)
+{
+    uint64_t v = 4242;
+    int rc = units_parse_rate(s, &v);
+    if (rc != want_rc || (rc == CIO_OK && v != want))
+        fprintf(stderr, "  rate '%s' -> rc %d value %llu\n", s, rc, (unsigned long long)v);
+    CHECK_EQ_INT(rc, want_rc);
+    CHECK(v == (want_rc == CIO_OK ? want : 4242));
+}
+
+static void test_rate(void)
+{
+    check_rate("0", CIO_OK, 0);
+    check_rate("100Mbit", CIO_OK, 12500000);
+    check_rate("100mbit/s", CIO_OK, 12500000);
+    check_rate("100 Mbps", CIO_OK, 12500000);
+    check_rate("1Gbit", CIO_OK, 125000000);
+    check_rate("1.5Mbit", CIO_OK, 187500);
+    check_rate("8Mibit", CIO_OK, 1u << 20);
+    check_rate("20MB/s", CIO_OK, 20000000);
+    check_rate("1.5MiB/s", CIO_OK, 3u << 19);
+    check_rate("100KB/s", CIO_OK, 100000);
+    check_rate("12bit", CIO_OK, 1);
+    check_rate("20MB", CIO_EINVAL, 0);   /* bits or bytes? the unit must say */
+    check_rate("1000", CIO_EINVAL, 0);   /* likewise */
+    check_rate("Mbit", CIO_EINVAL, 0);   /* no number */
+    check_rate("-5Mbit", CIO_EINVAL, 0); /* negative */
+    check_rate("5 Mbps/s", CIO_EINVAL, 0);
+    check_rate("5furlongs/s", CIO_EINVAL, 0);
+    check_rate("99999999999999999999Gbit", CIO_EINVAL, 0);
+}
+
 int main(void)
 {
+    RUN(test_rate);
     RUN(test_size_units);
     RUN(test_size_decimals);
     RUN(test_size_bad);
