@@ -5,8 +5,8 @@
 #
 #   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
 #                      of sparse image files); same as COMIO_BENCH_FULL=1
-#   --phases LIST      comma-separated subset of: http,drain,drain2,fanout,lag,big,drain-full
-#                      (default: http,drain,drain2,fanout,lag,big, plus drain-full with --full)
+#   --phases LIST      comma-separated subset of: http,drain,drain2,fanout,lag,big,fullsync,drain-full
+#                      (default: http,drain,drain2,fanout,lag,big,fullsync, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
 #   --rounds N         repeat the four wrk runs and the drain of 10,000 N times,
@@ -33,6 +33,10 @@
 #          cannot show. Needs root and a writable cgroup cpu controller.
 #   lag    1,000 single 4 KiB PUTs at 100/s, each timed from A's 200 to B's 200
 #   big    a 100 MiB object, from A's 200 to B's HEAD showing the right ETag
+#   fullsync  a full sync (B wiped, rebuilt from A) against the drain of the same
+#          objects from A's log, on the same sites: 100,000 of 4 KiB, 1,000 of
+#          4 KiB (repld's RSS), 2 GiB in 1 MiB objects (also PUT straight to B),
+#          and a resync of the two identical sites of 100,000 (fullsync.py)
 # and samples the RSS of storaged and repld in each phase. A phase that fails
 # is reported as such and the others still run. Prints one table, writes it to
 # docs/benchmarks.md with the machine and the commands, plots the drain into
@@ -92,14 +96,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$FULL" = 1 ] || FULL=0
 if [ -z "$PHASES" ]; then
-    PHASES=http,drain,drain2,fanout,lag,big
+    PHASES=http,drain,drain2,fanout,lag,big,fullsync
     [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
 fi
 for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
 done
 for p in ${PHASES//,/ }; do
-    case $p in http | drain | drain2 | fanout | lag | big | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,fanout,lag,big,drain-full)" >&2; exit 2 ;; esac
+    case $p in http | drain | drain2 | fanout | lag | big | fullsync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,fanout,lag,big,fullsync,drain-full)" >&2; exit 2 ;; esac
 done
 [[ ",$PHASES," == *,drain-full,* ]] && FULL=1
 TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
@@ -728,6 +732,33 @@ phase_drain() { # phase_drain N [ROUND] [TARGETS] [CAP]: round 2 and later go to
     return 0
 }
 
+# --- phase: fullsync -----------------------------------------------------------------------------------------------
+FULLSYNC_N=100000
+FULLSYNC_SMALL=1000
+FULLSYNC_BIG=2048 # objects of 1 MiB: 2 GiB
+phase_fullsync() {
+    local dir=$RES/fullsync
+    mkdir -p "$dir"
+    log "== fullsync: B wiped and rebuilt from A against the drain of the same objects: $FULLSYNC_N and $FULLSYNC_SMALL of 4 KiB, $FULLSYNC_BIG of 1 MiB; a resync of identical sites"
+    local room=$((FULLSYNC_N * 4096 * 3 / 1048576 + FULLSYNC_BIG * 4 + 2048))
+    if [ "$(mib_free)" -lt "$room" ]; then
+        FULLSYNC_ERR="needs about $room MiB free in $WORK, has $(mib_free) MiB"
+        return 1
+    fi
+    cmd "python3 tests/bench/fullsync.py --bin $BIN_SHOW --work ... --count $FULLSYNC_N --small $FULLSYNC_SMALL --big-count $FULLSYNC_BIG   # default replication settings"
+    if ! run_fg fullsync "$dir/fullsync.log" "$PY" "$HERE/fullsync.py" --bin "$BIN" --work "$WORK/fullsync" \
+        --token-file "$WORK/token" --out "$dir/fullsync.json" --count $FULLSYNC_N --small $FULLSYNC_SMALL \
+        --big-count $FULLSYNC_BIG; then
+        cat "$dir/fullsync.log"
+        FULLSYNC_ERR=$(grep -m1 'FAILED' "$dir/fullsync.log" | sed 's/^ *//')
+        FULLSYNC_ERR=${FULLSYNC_ERR:-"fullsync.py failed"}
+        return 1
+    fi
+    cat "$dir/fullsync.log"
+    [ "$KEEP" = 1 ] || rm -rf "$WORK/fullsync"
+    return 0
+}
+
 # --- phase: lag ----------------------------------------------------------------------------------------------------
 # lag_sites NAME SIZE: two sites and repld, all running and connected; sets R_PID
 lag_sites() {
@@ -867,6 +898,7 @@ if want fanout; then
 fi
 want lag && run_phase lag phase_lag LAG_ERR
 want big && run_phase big phase_big BIG_ERR
+want fullsync && run_phase fullsync phase_fullsync FULLSYNC_ERR
 want drain-full && run_phase drain-$DRAIN_LARGE phase_drain DRAIN_ERR $DRAIN_LARGE
 
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"
