@@ -429,6 +429,22 @@ wait_repld() { # wait_repld DIR PID: until repld answers --status (10 s at most)
     log "   repld did not answer on its socket within 10 s"
     return 1
 }
+first_sync() { # first_sync DIR: runs repld once on the still empty site, until every target's first full sync is
+    #            done (nothing to ship), then stops it: the repld started later drains the log alone, instead of
+    #            also shipping every object again in a new target's full sync (docs/replication.md, Full sync)
+    start_repld "$1"
+    local pid=$LAST i
+    wait_repld "$1" "$pid" || { stop "$pid" 5; return 1; }
+    for ((i = 0; i < 100; i++)); do
+        timeout -k 1 3 "$BIN/repld" --config "$1/config.yaml" --status 2>/dev/null |
+            "$PY" -c 'import json, sys; t = json.load(sys.stdin)["targets"]; sys.exit(0 if all(x["sync"]["phase"] == "done" for x in t) else 1)' &&
+            { stop "$pid" 20; return 0; }
+        sleep 0.1
+    done
+    log "   repld's first full sync of the empty site did not finish within 10 s"
+    stop "$pid" 20
+    return 1
+}
 start_rss() { # start_rss CSV NAME=PID... -> LAST
     local out=$1
     shift
@@ -648,6 +664,8 @@ phase_drain() { # phase_drain N [ROUND] [TARGETS] [CAP]: round 2 and later go to
         return 1
     fi
     two_sites "$name" "${mib}MiB" "$ntg" || { DRAIN_ERR="a site did not start"; return 1; }
+    first_sync "$A_DIR" || { DRAIN_ERR="repld's first (empty) full sync did not finish"; stop_sites; return 1; }
+    cmd "$BIN_SHOW/repld --config $A_DIR/config.yaml   # once, on the empty sites, until each target's first full sync is done; then stopped"
     start_rss "$dir/rss.csv" "storaged-a=$A_PID" "storaged-b=$B_PID"
     local rs=$LAST
     local fill_to=$((n / 500 + 120))
