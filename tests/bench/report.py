@@ -465,6 +465,48 @@ class Report:
         for f in r.get("failed", []):
             self.row("WAN: %s" % f, "FAILED", "", "", "", None)
 
+    def fullsync(self):
+        """Phase fullsync: a full sync (B wiped, rebuilt from A) against the drain of the same objects and B's own
+        PUT rate, a resync of identical sites, and repld's RSS with 1,000 and 100,000 objects (fullsync.py)."""
+        if self.phase_failed("fullsync", "full sync of 100,000 objects of 4 KiB"):
+            return
+        cases = (load_json(os.path.join(self.d, "fullsync", "fullsync.json")) or {}).get("cases", {})
+        many, big, small = cases.get("many", {}), cases.get("big", {}), cases.get("small", {})
+        for c, label in ((many, "full sync"), (big, "full sync of big objects"), (small, "small full sync")):
+            if c.get("error"):
+                self.row(label, "FAILED: %s" % c["error"], "", "", "", None)
+        if "fullsync" in many:
+            fs, dr = many["fullsync"]["objects_per_s"], many["drain"]["objects_per_s"]
+            r = ratio(fs, dr)
+            self.row("full sync of %s objects of %d KiB (B wiped, rebuilt from A), objects/s" %
+                     (fmt_int(many["count"]), many["size"] // 1024), fmt_int(fs),
+                     "drain of the same: %s" % fmt_int(dr), fmt_ratio(r), ">= 20,000/s, >= 0.8 x drain",
+                     fs >= 20000 and r is not None and r >= 0.8)
+        if "resync" in many:
+            rs = many["resync"]
+            self.row("resync of two identical sites of %s objects" % fmt_int(many["count"]),
+                     "%.2f s (%s shipped)" % (rs["seconds"], fmt_int(rs["sync"]["objects_shipped"])), "", "",
+                     "< 5 s", rs["seconds"] < 5)
+        if "fullsync" in big and "direct_b" in big:
+            fs, direct = big["fullsync"]["bytes_per_s"], big["direct_b"]["bytes_per_s"]
+            r = ratio(fs, direct)
+            self.row("full sync of %.0f GiB in %d MiB objects, MiB/s" %
+                     (big["count"] * big["size"] / 2 ** 30, big["size"] // 2 ** 20), "%.0f" % (fs / 2 ** 20),
+                     "PUT straight to B: %.0f" % (direct / 2 ** 20), fmt_ratio(r), ">= 0.8 x B's PUT rate",
+                     r is not None and r >= 0.8)
+        if "fullsync" in many and "fullsync" in small:
+            pm, ps = many["fullsync"]["repld_rss_kib_peak"], small["fullsync"]["repld_rss_kib_peak"]
+            am, as_ = many["fullsync"].get("repld_anon_kib_peak"), small["fullsync"].get("repld_anon_kib_peak")
+            r = ratio(am, as_)
+            # the verdict is on the anonymous memory: VmRSS also counts the pages of LMDB's map repld has read
+            # (page cache shared with storaged), which grow with the store, not with what repld holds
+            self.row("repld's peak anonymous memory during a full sync, %s vs %s objects (VmRSS)" %
+                     (fmt_int(small["count"]), fmt_int(many["count"])),
+                     "%s vs %s (%s vs %s)" % (fmt_mib(as_), fmt_mib(am), fmt_mib(ps), fmt_mib(pm)), "",
+                     fmt_ratio(r), "within 25%", r is not None and r <= 1.25)
+            self.notes.append("full sync: CPU seconds over the drain %r and over the full sync %r of %s objects" %
+                              (many["drain"].get("cpu_s"), many["fullsync"].get("cpu_s"), fmt_int(many["count"])))
+
     # --- output -----------------------------------------------------------------------------------------------------
     def table(self):
         out = ["| figure | ComIO | reference | ratio | target | verdict |", "|---|---|---|---|---|---|"]
@@ -591,8 +633,8 @@ def main():
     rep.lag()
     rep.big()
     rep.sync()
-
     rep.wan()
+    rep.fullsync()
     plot_err = None
     png_rel = None
     if args.png:

@@ -5,8 +5,8 @@
 #
 #   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
 #                      of sparse image files); same as COMIO_BENCH_FULL=1
-#   --phases LIST      comma-separated subset of: http,drain,drain2,fanout,lag,big,sync,wan,drain-full
-#                      (default: http,drain,drain2,fanout,lag,big,sync,wan, plus drain-full with --full)
+#   --phases LIST      comma-separated subset of: http,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full
+#                      (default: http,drain,drain2,fanout,lag,big,sync,wan,fullsync, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
 #   --rounds N         repeat the four wrk runs and the drain of 10,000 N times,
@@ -41,6 +41,10 @@
 #          object over 50 ms capped at 200 Mbit/s; bandwidth_limit 100Mbit
 #          against what the link carried; text-like and random objects over a
 #          100 Mbit/s 50 ms link with compression none and zstd (tests/bench/wan.py)
+#   fullsync  a full sync (B wiped, rebuilt from A) against the drain of the same
+#          objects from A's log, on the same sites: 100,000 of 4 KiB, 1,000 of
+#          4 KiB (repld's RSS), 2 GiB in 1 MiB objects (also PUT straight to B),
+#          and a resync of the two identical sites of 100,000 (fullsync.py)
 # and samples the RSS of storaged and repld in each phase. A phase that fails
 # is reported as such and the others still run. Prints one table, writes it to
 # docs/benchmarks.md with the machine and the commands, plots the drain into
@@ -100,14 +104,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$FULL" = 1 ] || FULL=0
 if [ -z "$PHASES" ]; then
-    PHASES=http,drain,drain2,fanout,lag,big,sync,wan
+    PHASES=http,drain,drain2,fanout,lag,big,sync,wan,fullsync
     [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
 fi
 for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
 done
 for p in ${PHASES//,/ }; do
-    case $p in http | drain | drain2 | fanout | lag | big | sync | wan | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,fanout,lag,big,sync,wan,drain-full)" >&2; exit 2 ;; esac
+    case $p in http | drain | drain2 | fanout | lag | big | sync | wan | fullsync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full)" >&2; exit 2 ;; esac
 done
 [[ ",$PHASES," == *,drain-full,* ]] && FULL=1
 TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
@@ -433,6 +437,22 @@ wait_repld() { # wait_repld DIR PID: until repld answers --status (10 s at most)
     log "   repld did not answer on its socket within 10 s"
     return 1
 }
+first_sync() { # first_sync DIR: runs repld once on the still empty site, until every target's first full sync is
+    #            done (nothing to ship), then stops it: the repld started later drains the log alone, instead of
+    #            also shipping every object again in a new target's full sync (docs/replication.md, Full sync)
+    start_repld "$1"
+    local pid=$LAST i
+    wait_repld "$1" "$pid" || { stop "$pid" 5; return 1; }
+    for ((i = 0; i < 100; i++)); do
+        timeout -k 1 3 "$BIN/repld" --config "$1/config.yaml" --status 2>/dev/null |
+            "$PY" -c 'import json, sys; t = json.load(sys.stdin)["targets"]; sys.exit(0 if all(x["sync"]["phase"] == "done" for x in t) else 1)' &&
+            { stop "$pid" 20; return 0; }
+        sleep 0.1
+    done
+    log "   repld's first full sync of the empty site did not finish within 10 s"
+    stop "$pid" 20
+    return 1
+}
 start_rss() { # start_rss CSV NAME=PID... -> LAST
     local out=$1
     shift
@@ -652,6 +672,8 @@ phase_drain() { # phase_drain N [ROUND] [TARGETS] [CAP]: round 2 and later go to
         return 1
     fi
     two_sites "$name" "${mib}MiB" "$ntg" || { DRAIN_ERR="a site did not start"; return 1; }
+    first_sync "$A_DIR" || { DRAIN_ERR="repld's first (empty) full sync did not finish"; stop_sites; return 1; }
+    cmd "$BIN_SHOW/repld --config $A_DIR/config.yaml   # once, on the empty sites, until each target's first full sync is done; then stopped"
     start_rss "$dir/rss.csv" "storaged-a=$A_PID" "storaged-b=$B_PID"
     local rs=$LAST
     local fill_to=$((n / 500 + 120))
@@ -733,6 +755,33 @@ phase_drain() { # phase_drain N [ROUND] [TARGETS] [CAP]: round 2 and later go to
         tail_logs "$A_DIR" "$B_DIR"
         return 1
     fi
+    return 0
+}
+
+# --- phase: fullsync -----------------------------------------------------------------------------------------------
+FULLSYNC_N=100000
+FULLSYNC_SMALL=1000
+FULLSYNC_BIG=2048 # objects of 1 MiB: 2 GiB
+phase_fullsync() {
+    local dir=$RES/fullsync
+    mkdir -p "$dir"
+    log "== fullsync: B wiped and rebuilt from A against the drain of the same objects: $FULLSYNC_N and $FULLSYNC_SMALL of 4 KiB, $FULLSYNC_BIG of 1 MiB; a resync of identical sites"
+    local room=$((FULLSYNC_N * 4096 * 3 / 1048576 + FULLSYNC_BIG * 4 + 2048))
+    if [ "$(mib_free)" -lt "$room" ]; then
+        FULLSYNC_ERR="needs about $room MiB free in $WORK, has $(mib_free) MiB"
+        return 1
+    fi
+    cmd "python3 tests/bench/fullsync.py --bin $BIN_SHOW --work ... --count $FULLSYNC_N --small $FULLSYNC_SMALL --big-count $FULLSYNC_BIG   # default replication settings"
+    if ! run_fg fullsync "$dir/fullsync.log" "$PY" "$HERE/fullsync.py" --bin "$BIN" --work "$WORK/fullsync" \
+        --token-file "$WORK/token" --out "$dir/fullsync.json" --count $FULLSYNC_N --small $FULLSYNC_SMALL \
+        --big-count $FULLSYNC_BIG; then
+        cat "$dir/fullsync.log"
+        FULLSYNC_ERR=$(grep -m1 'FAILED' "$dir/fullsync.log" | sed 's/^ *//')
+        FULLSYNC_ERR=${FULLSYNC_ERR:-"fullsync.py failed"}
+        return 1
+    fi
+    cat "$dir/fullsync.log"
+    [ "$KEEP" = 1 ] || rm -rf "$WORK/fullsync"
     return 0
 }
 
@@ -909,6 +958,7 @@ want lag && run_phase lag phase_lag LAG_ERR
 want big && run_phase big phase_big BIG_ERR
 want sync && run_phase sync phase_sync SYNC_ERR
 want wan && run_phase wan phase_wan WAN_ERR
+want fullsync && run_phase fullsync phase_fullsync FULLSYNC_ERR
 want drain-full && run_phase drain-$DRAIN_LARGE phase_drain DRAIN_ERR $DRAIN_LARGE
 
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"
