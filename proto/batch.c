@@ -4,6 +4,7 @@
 #include <string.h>
 #include "proto/batch.h"
 #include "proto/mpread.h"
+#include "proto/mpwrite.h"
 
 /* Each map (envelope, event, reply, result) has 2 to 4 known keys; the cap
  * leaves room for keys that later versions may add while bounding the work a
@@ -56,27 +57,6 @@ static int read_version(mpread_t *rd, unsigned *seen, unsigned bit)
 
 /* ---- encoding ---- */
 
-static int pack_key(msgpack_packer *pk, const char *k)
-{
-    return msgpack_pack_str_with_body(pk, k, strlen(k));
-}
-
-/* The body writes are skipped when empty: msgpack_sbuffer_write would memcpy
- * from a NULL pointer. */
-static int pack_str(msgpack_packer *pk, const char *s, size_t len)
-{
-    if (msgpack_pack_str(pk, len) != 0)
-        return -1;
-    return len == 0 ? 0 : msgpack_pack_str_body(pk, s, len);
-}
-
-static int pack_bin(msgpack_packer *pk, const void *b, size_t len)
-{
-    if (msgpack_pack_bin(pk, len) != 0)
-        return -1;
-    return len == 0 ? 0 : msgpack_pack_bin_body(pk, b, len);
-}
-
 /* Writes the batch's header into e's empty buffer. */
 static int enc_header(batch_enc_t *e, const char *src, size_t src_len)
 {
@@ -87,11 +67,11 @@ static int enc_header(batch_enc_t *e, const char *src, size_t src_len)
     static const char count32[5] = {(char)0xdd, 0, 0, 0, 0};
     if (msgpack_pack_map(&e->pk, 3) != 0)
         goto fail;
-    if (pack_key(&e->pk, "v") != 0 || msgpack_pack_uint64(&e->pk, BATCH_FORMAT_VERSION) != 0)
+    if (mpw_key(&e->pk, "v") != 0 || msgpack_pack_uint64(&e->pk, BATCH_FORMAT_VERSION) != 0)
         goto fail;
-    if (pack_key(&e->pk, "src") != 0 || pack_str(&e->pk, src, src_len) != 0)
+    if (mpw_key(&e->pk, "src") != 0 || mpw_str(&e->pk, src, src_len) != 0)
         goto fail;
-    if (pack_key(&e->pk, "ev") != 0)
+    if (mpw_key(&e->pk, "ev") != 0)
         goto fail;
     e->count_off = e->sb.size;
     if (msgpack_sbuffer_write(&e->sb, count32, sizeof(count32)) != 0)
@@ -189,11 +169,11 @@ int batch_enc_add(batch_enc_t *e, const void *rec, size_t rec_len, int has_data,
     msgpack_packer *pk = &e->pk;
     if (msgpack_pack_map(pk, has_data || url != NULL ? 2 : 1) != 0)
         goto fail;
-    if (pack_key(pk, "r") != 0 || pack_bin(pk, rec, rec_len) != 0)
+    if (mpw_key(pk, "r") != 0 || mpw_bin(pk, rec, rec_len) != 0)
         goto fail;
-    if (has_data && (pack_key(pk, "d") != 0 || pack_bin(pk, data, data_len) != 0))
+    if (has_data && (mpw_key(pk, "d") != 0 || mpw_bin(pk, data, data_len) != 0))
         goto fail;
-    if (url != NULL && (pack_key(pk, "u") != 0 || pack_str(pk, url, url_len) != 0))
+    if (url != NULL && (mpw_key(pk, "u") != 0 || mpw_str(pk, url, url_len) != 0))
         goto fail;
     e->nevents++;
     return 0;
@@ -386,25 +366,25 @@ int batch_reply_encode_store(const batch_res_t *res, size_t n, const char *site,
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     if (msgpack_pack_map(&pk, 2 + (site != NULL) + (store != NULL)) != 0)
         goto fail;
-    if (pack_key(&pk, "v") != 0 || msgpack_pack_uint64(&pk, BATCH_FORMAT_VERSION) != 0)
+    if (mpw_key(&pk, "v") != 0 || msgpack_pack_uint64(&pk, BATCH_FORMAT_VERSION) != 0)
         goto fail;
-    if (site != NULL && (pack_key(&pk, "site") != 0 || pack_str(&pk, site, site_len) != 0))
+    if (site != NULL && (mpw_key(&pk, "site") != 0 || mpw_str(&pk, site, site_len) != 0))
         goto fail;
-    if (store != NULL && (pack_key(&pk, "store") != 0 || pack_str(&pk, store, store_len) != 0))
+    if (store != NULL && (mpw_key(&pk, "store") != 0 || mpw_str(&pk, store, store_len) != 0))
         goto fail;
-    if (pack_key(&pk, "res") != 0 || msgpack_pack_array(&pk, n) != 0)
+    if (mpw_key(&pk, "res") != 0 || msgpack_pack_array(&pk, n) != 0)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         const batch_res_t *r = &res[i];
         if (msgpack_pack_map(&pk, 4) != 0)
             goto fail;
-        if (pack_key(&pk, "seq") != 0 || msgpack_pack_uint64(&pk, r->seq) != 0)
+        if (mpw_key(&pk, "seq") != 0 || msgpack_pack_uint64(&pk, r->seq) != 0)
             goto fail;
-        if (pack_key(&pk, "r") != 0 || msgpack_pack_uint64(&pk, (uint64_t)r->result) != 0)
+        if (mpw_key(&pk, "r") != 0 || msgpack_pack_uint64(&pk, (uint64_t)r->result) != 0)
             goto fail;
-        if (pack_key(&pk, "st") != 0 || msgpack_pack_uint64(&pk, r->status) != 0)
+        if (mpw_key(&pk, "st") != 0 || msgpack_pack_uint64(&pk, r->status) != 0)
             goto fail;
-        if (pack_key(&pk, "e") != 0 || pack_str(&pk, r->error, r->error ? error_cut(r->error, r->error_len) : 0) != 0)
+        if (mpw_key(&pk, "e") != 0 || mpw_str(&pk, r->error, r->error ? error_cut(r->error, r->error_len) : 0) != 0)
             goto fail;
     }
     return 0;

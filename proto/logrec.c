@@ -4,6 +4,7 @@
 #include <string.h>
 #include "proto/logrec.h"
 #include "proto/mpread.h"
+#include "proto/mpwrite.h"
 
 /* A record has 14 known fields; the cap leaves room for fields that later
  * versions may add while bounding the work a hostile record can cause. */
@@ -120,25 +121,15 @@ static int logrec_check(const logrec_t *r)
     return 0;
 }
 
-static int pack_key(msgpack_packer *pk, const char *k)
-{
-    return msgpack_pack_str_with_body(pk, k, strlen(k));
-}
-
 static int pack_str_field(msgpack_packer *pk, const char *k, const char *s, size_t len)
 {
-    if (pack_key(pk, k) != 0)
-        return -1;
-    /* msgpack_pack_str_body with length 0 would call the writer with a NULL pointer. */
-    if (msgpack_pack_str(pk, len) != 0)
-        return -1;
-    return len == 0 ? 0 : msgpack_pack_str_body(pk, s, len);
+    return mpw_key(pk, k) != 0 ? -1 : mpw_str(pk, s, len);
 }
 
 /* "c": [[site, version], ...], the floor first as the empty site when it is set. */
 static int pack_ctx(msgpack_packer *pk, const vctx_t *c)
 {
-    if (pack_key(pk, "c") != 0 || msgpack_pack_array(pk, (size_t)c->n + (c->floor != 0)) != 0)
+    if (mpw_key(pk, "c") != 0 || msgpack_pack_array(pk, (size_t)c->n + (c->floor != 0)) != 0)
         return -1;
     if (c->floor != 0 && (msgpack_pack_array(pk, 2) != 0 || msgpack_pack_str(pk, 0) != 0 || msgpack_pack_uint64(pk, c->floor) != 0))
         return -1;
@@ -173,31 +164,31 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
 
     if (msgpack_pack_map(&pk, n) != 0)
         goto fail;
-    if (pack_key(&pk, "v") != 0 || msgpack_pack_uint64(&pk, LOGREC_FORMAT_VERSION) != 0)
+    if (mpw_key(&pk, "v") != 0 || msgpack_pack_uint64(&pk, LOGREC_FORMAT_VERSION) != 0)
         goto fail;
-    if (pack_key(&pk, "seq") != 0 || msgpack_pack_uint64(&pk, r->seq) != 0)
+    if (mpw_key(&pk, "seq") != 0 || msgpack_pack_uint64(&pk, r->seq) != 0)
         goto fail;
-    if (pack_key(&pk, "h") != 0 || msgpack_pack_uint64(&pk, r->hlc) != 0)
+    if (mpw_key(&pk, "h") != 0 || msgpack_pack_uint64(&pk, r->hlc) != 0)
         goto fail;
-    if (pack_key(&pk, "op") != 0 || msgpack_pack_uint64(&pk, (uint64_t)r->op) != 0)
+    if (mpw_key(&pk, "op") != 0 || msgpack_pack_uint64(&pk, (uint64_t)r->op) != 0)
         goto fail;
     if (pack_str_field(&pk, "b", r->bucket, r->bucket_len) != 0)
         goto fail;
     if (!logrec_op_bucket_only(r->op) && pack_str_field(&pk, "k", r->key, r->key_len) != 0)
         goto fail;
     if (r->op == LOGREC_PUT) {
-        if (pack_key(&pk, "sz") != 0 || msgpack_pack_uint64(&pk, r->size) != 0)
+        if (mpw_key(&pk, "sz") != 0 || msgpack_pack_uint64(&pk, r->size) != 0)
             goto fail;
-        if (pack_key(&pk, "et") != 0 || msgpack_pack_bin_with_body(&pk, r->etag, sizeof(r->etag)) != 0)
+        if (mpw_key(&pk, "et") != 0 || msgpack_pack_bin_with_body(&pk, r->etag, sizeof(r->etag)) != 0)
             goto fail;
         if (pack_str_field(&pk, "ct", r->content_type, r->content_type_len) != 0)
             goto fail;
     }
-    if (pack_key(&pk, "mt") != 0 || msgpack_pack_int64(&pk, r->mtime_ms) != 0)
+    if (mpw_key(&pk, "mt") != 0 || msgpack_pack_int64(&pk, r->mtime_ms) != 0)
         goto fail;
     if (pack_str_field(&pk, "o", r->origin, r->origin_len) != 0)
         goto fail;
-    if (r->parent_hlc != 0 && (pack_key(&pk, "ph") != 0 || msgpack_pack_uint64(&pk, r->parent_hlc) != 0 ||
+    if (r->parent_hlc != 0 && (mpw_key(&pk, "ph") != 0 || msgpack_pack_uint64(&pk, r->parent_hlc) != 0 ||
                                pack_str_field(&pk, "po", r->parent_origin, r->parent_origin_len) != 0))
         goto fail;
     if ((r->ctx.n > 0 || r->ctx.floor != 0) && pack_ctx(&pk, &r->ctx) != 0)

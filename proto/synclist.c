@@ -1,29 +1,11 @@
 /* synclist.c - the replication listing codec: a msgpack-c encoder, a bounded zero-copy decoder. */
 #include <string.h>
 #include "proto/mpread.h"
+#include "proto/mpwrite.h"
 #include "proto/synclist.h"
 
 #define MAP_MAX 32        /* known keys are 4 to 6; room for later ones, bounded work */
 #define FIELD_NAME_MAX 64 /* longest map key accepted */
-
-static int pack_key(msgpack_packer *pk, const char *k)
-{
-    return msgpack_pack_str_with_body(pk, k, strlen(k));
-}
-
-static int pack_str(msgpack_packer *pk, const char *s, size_t len)
-{
-    if (msgpack_pack_str(pk, len) != 0)
-        return -1;
-    return len == 0 ? 0 : msgpack_pack_str_body(pk, s, len);
-}
-
-static int pack_bin(msgpack_packer *pk, const void *b, size_t len)
-{
-    if (msgpack_pack_bin(pk, len) != 0)
-        return -1;
-    return len == 0 ? 0 : msgpack_pack_bin_body(pk, b, len);
-}
 
 int synclist_enc_init(synclist_enc_t *e, synclist_kind_t kind, const char *site, size_t site_len, const char *store,
                       size_t store_len)
@@ -37,13 +19,13 @@ int synclist_enc_init(synclist_enc_t *e, synclist_kind_t kind, const char *site,
     msgpack_sbuffer_init(&e->sb);
     msgpack_packer_init(&e->pk, &e->sb, msgpack_sbuffer_write);
     /* "more" and the entries go last: both are patched at finish */
-    if (msgpack_pack_map(&e->pk, 5) != 0 || pack_key(&e->pk, "v") != 0 ||
-        msgpack_pack_uint64(&e->pk, SYNCLIST_FORMAT_VERSION) != 0 || pack_key(&e->pk, "site") != 0 ||
-        pack_str(&e->pk, site, site_len) != 0 || pack_key(&e->pk, "store") != 0 || pack_str(&e->pk, store, store_len) != 0 ||
-        pack_key(&e->pk, "more") != 0)
+    if (msgpack_pack_map(&e->pk, 5) != 0 || mpw_key(&e->pk, "v") != 0 ||
+        msgpack_pack_uint64(&e->pk, SYNCLIST_FORMAT_VERSION) != 0 || mpw_key(&e->pk, "site") != 0 ||
+        mpw_str(&e->pk, site, site_len) != 0 || mpw_key(&e->pk, "store") != 0 || mpw_str(&e->pk, store, store_len) != 0 ||
+        mpw_key(&e->pk, "more") != 0)
         goto fail;
     e->more_off = e->sb.size;
-    if (msgpack_pack_false(&e->pk) != 0 || pack_key(&e->pk, kind == SYNCLIST_BUCKETS ? "buckets" : "keys") != 0)
+    if (msgpack_pack_false(&e->pk) != 0 || mpw_key(&e->pk, kind == SYNCLIST_BUCKETS ? "buckets" : "keys") != 0)
         goto fail;
     e->count_off = e->sb.size;
     if (msgpack_sbuffer_write(&e->sb, count32, sizeof(count32)) != 0)
@@ -72,12 +54,11 @@ int synclist_enc_bucket(synclist_enc_t *e, const synclist_bucket_t *b)
         return CIO_ETOOBIG;
     size_t at = e->sb.size;
     msgpack_packer *pk = &e->pk;
-    if (msgpack_pack_map(pk, 6) != 0 || pack_key(pk, "n") != 0 || pack_str(pk, b->name, b->name_len) != 0 ||
-        pack_key(pk, "h") != 0 || msgpack_pack_uint64(pk, b->hlc) != 0 || pack_key(pk, "o") != 0 ||
-        pack_str(pk, b->origin, b->origin_len) != 0 || pack_key(pk, "d") != 0 ||
-        (b->deleted ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) != 0 || pack_key(pk, "ph") != 0 ||
-        msgpack_pack_uint64(pk, b->purge_hlc) != 0 || pack_key(pk, "po") != 0 ||
-        pack_str(pk, b->purge_origin, b->purge_origin_len) != 0)
+    if (msgpack_pack_map(pk, 6) != 0 || mpw_key(pk, "n") != 0 || mpw_str(pk, b->name, b->name_len) != 0 || mpw_key(pk, "h") != 0 ||
+        msgpack_pack_uint64(pk, b->hlc) != 0 || mpw_key(pk, "o") != 0 || mpw_str(pk, b->origin, b->origin_len) != 0 ||
+        mpw_key(pk, "d") != 0 || (b->deleted ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) != 0 || mpw_key(pk, "ph") != 0 ||
+        msgpack_pack_uint64(pk, b->purge_hlc) != 0 || mpw_key(pk, "po") != 0 ||
+        mpw_str(pk, b->purge_origin, b->purge_origin_len) != 0)
         return undo(e, at);
     e->n++;
     return 0;
@@ -101,13 +82,13 @@ int synclist_enc_key(synclist_enc_t *e, const synclist_key_t *k)
         return CIO_ETOOBIG;
     size_t at = e->sb.size;
     msgpack_packer *pk = &e->pk;
-    if (msgpack_pack_map(pk, k->deleted ? 4 : 6) != 0 || pack_key(pk, "k") != 0 || pack_bin(pk, k->key, k->key_len) != 0 ||
-        pack_key(pk, "h") != 0 || msgpack_pack_uint64(pk, k->hlc) != 0 || pack_key(pk, "o") != 0 ||
-        pack_str(pk, k->origin, k->origin_len) != 0 || pack_key(pk, "d") != 0 ||
+    if (msgpack_pack_map(pk, k->deleted ? 4 : 6) != 0 || mpw_key(pk, "k") != 0 || mpw_bin(pk, k->key, k->key_len) != 0 ||
+        mpw_key(pk, "h") != 0 || msgpack_pack_uint64(pk, k->hlc) != 0 || mpw_key(pk, "o") != 0 ||
+        mpw_str(pk, k->origin, k->origin_len) != 0 || mpw_key(pk, "d") != 0 ||
         (k->deleted ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) != 0)
         return undo(e, at);
-    if (!k->deleted && (pack_key(pk, "e") != 0 || pack_bin(pk, k->etag, 16) != 0 || pack_key(pk, "s") != 0 ||
-                        msgpack_pack_uint64(pk, k->size) != 0))
+    if (!k->deleted &&
+        (mpw_key(pk, "e") != 0 || mpw_bin(pk, k->etag, 16) != 0 || mpw_key(pk, "s") != 0 || msgpack_pack_uint64(pk, k->size) != 0))
         return undo(e, at);
     e->n++;
     return 0;
