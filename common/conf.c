@@ -36,6 +36,7 @@ typedef enum {
     CONF_INT,
     CONF_SIZE,
     CONF_DURATION,
+    CONF_RATE, /* bytes per second (units_parse_rate) */
     CONF_BOOL,
     CONF_MODE,
     CONF_COMPRESSION, /* zstd or none, into an int (CONF_COMPRESSION_*) */
@@ -104,6 +105,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("replication.ca_file", CONF_STRING, ca_file),
     CONF_KEY("replication.tombstone_ttl", CONF_DURATION, tombstone_ttl_ms),
     CONF_KEY("replication.conflict_ttl", CONF_DURATION, conflict_ttl_ms),
+    CONF_KEY("replication.sync_rate_limit", CONF_RATE, sync_rate_limit),
     CONF_KEY("replication.max_clock_skew", CONF_DURATION, max_clock_skew_ms),
     CONF_KEY("replication.targets", CONF_TARGETS, targets),
     CONF_SEC("logging"),
@@ -498,6 +500,14 @@ static int conf_set(void *obj, const conf_key_t *k, const char *name, const char
     case CONF_DURATION:
         if (units_parse_duration(val, &u64) != CIO_OK) {
             conf_err(msg, msglen, "%s: expected a duration such as 500ms, 1s, 5m or 1h, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        *(uint64_t *)(void *)(base + k->off) = u64;
+        return CIO_OK;
+
+    case CONF_RATE:
+        if (units_parse_rate(val, &u64) != CIO_OK) {
+            conf_err(msg, msglen, "%s: expected a rate such as 50MB/s, 512KiB/s or 100Mbit, got '%s'", name, shown);
             return CIO_ECONFIG;
         }
         *(uint64_t *)(void *)(base + k->off) = u64;

@@ -1,4 +1,5 @@
 /* units.c - strict, overflow-safe parsing and formatting of sizes and durations. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -200,4 +201,40 @@ void units_format_size(uint64_t bytes, char *buf, size_t cap)
             memcpy(best, cand, sizeof(best));
     }
     snprintf(buf, cap, "%s", best);
+}
+
+int units_parse_rate(const char *s, uint64_t *out)
+{
+    char buf[64];
+    size_t n = s != NULL ? strlen(s) : 0;
+    uint64_t v;
+
+    if (n == 0 || n >= sizeof(buf))
+        return CIO_EINVAL;
+    memcpy(buf, s, n + 1);
+    if (n > 2 && buf[n - 2] == '/' && (buf[n - 1] == 's' || buf[n - 1] == 'S'))
+        buf[n -= 2] = '\0';
+    if (n > 3 && strcasecmp(buf + n - 3, "bit") == 0) {
+        static const char prefixes[] = "kmgt";
+        uint64_t bits, mult = 1;
+        buf[n -= 3] = '\0';
+        if (n > 0) {
+            const char *pf = strchr(prefixes, tolower((unsigned char)buf[n - 1]));
+            if (pf != NULL && *pf != '\0') {
+                for (const char *q = prefixes; q <= pf; q++)
+                    mult *= 1000;
+                buf[--n] = '\0';
+            }
+        }
+        if (n == 0 || strchr(buf, 'b') != NULL || strchr(buf, 'B') != NULL || units_parse_size(buf, &bits) != 0 ||
+            bits > UINT64_MAX / mult)
+            return CIO_EINVAL;
+        v = bits * mult / 8;
+    } else if (units_parse_size(buf, &v) != 0) {
+        return CIO_EINVAL;
+    }
+    if (v == 0)
+        return CIO_EINVAL;
+    *out = v;
+    return 0;
 }

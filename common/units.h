@@ -22,6 +22,15 @@ int units_parse_size(const char *s, uint64_t *out) CIO_MUST_CHECK;
  * sub-millisecond remainder). `*out_ms` is untouched on error. */
 int units_parse_duration(const char *s, uint64_t *out_ms) CIO_MUST_CHECK;
 
+/* Parses a transfer rate into bytes per second: a size as units_parse_size
+ * takes it, optionally followed by "/s" ("50MB/s", "512KiB"), or a number
+ * of bits with a decimal prefix K M G T, "bit" and optionally "/s"
+ * ("100Mbit", "1Gbit/s", "8kbit"; case-insensitive; 8 bits a byte, a
+ * fraction of a byte rounded down). 0 is refused: no rate means no limit,
+ * which is said by leaving the setting out. Returns 0 or CIO_EINVAL;
+ * `*out` is untouched on error. */
+int units_parse_rate(const char *s, uint64_t *out) CIO_MUST_CHECK;
+
 /* Formats `bytes` as the shortest exact form with a binary or decimal unit
  * ("1MB", "2GiB", "1500B") into buf (NUL-terminated, truncated to cap). */
 void units_format_size(uint64_t bytes, char *buf, size_t cap);

@@ -200,6 +200,30 @@ static void test_format(void)
     }
 }
 
+static uint64_t rate(const char *s)
+{
+    uint64_t v = 0;
+    return units_parse_rate(s, &v) == CIO_OK ? v : UINT64_MAX;
+}
+
+static void test_rate(void)
+{
+    CHECK(rate("50MB/s") == 50000000);
+    CHECK(rate("50MB") == 50000000);
+    CHECK(rate("512KiB/s") == 512 * 1024);
+    CHECK(rate("100Mbit") == 12500000);
+    CHECK(rate("1Gbit/s") == 125000000);
+    CHECK(rate("8kbit") == 1000);
+    CHECK(rate("100Mbps") == UINT64_MAX); /* "bps" is ambiguous: not taken */
+    CHECK(rate("4096") == 4096);
+    CHECK(rate("0") == UINT64_MAX);
+    CHECK(rate("") == UINT64_MAX);
+    CHECK(rate("MB/s") == UINT64_MAX);
+    CHECK(rate("5MBbit") == UINT64_MAX);
+    CHECK(rate("fast") == UINT64_MAX);
+    CHECK(rate("-1MB/s") == UINT64_MAX);
+}
+
 int main(void)
 {
     RUN(test_size_units);
@@ -209,5 +233,6 @@ int main(void)
     RUN(test_duration);
     RUN(test_duration_bad);
     RUN(test_format);
+    RUN(test_rate);
     return TEST_SUMMARY();
 }
