@@ -21,25 +21,24 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: comio resync --target NAME [--bucket B] [--dry-run] [--delete-extra] [--rate-limit RATE]\n"
-            "                    [--wait | --no-wait] [--json] [--config FILE | --socket PATH]\n"
-            "       comio resync --cancel --target NAME [--config FILE | --socket PATH]\n"
-            "\n"
-            "Asks this site's repld for a full sync of one target: its objects are compared with the\n"
-            "target's listing and only the differences are shipped.\n"
-            "  --target NAME      the target, as named in replication.targets\n"
-            "  --bucket B         only bucket B\n"
-            "  --dry-run          ship nothing; report what would be shipped and deleted (waits for the answer)\n"
-            "  --delete-extra     delete on the target what only it holds: it becomes an exact copy\n"
-            "  --rate-limit RATE  this sync's bandwidth, e.g. 50MB/s or 100Mbit (default replication.sync_rate_limit)\n"
-            "  --cancel           stop the target's running sync at its next batch\n"
-            "  --wait, --no-wait  watch the sync until it ends (default on a terminal, and with --dry-run)\n"
-            "  --json             print JSON: the answer, or once the sync ends its status and report\n"
-            "  --config FILE      read replication.socket from this site's configuration\n"
-            "  --socket PATH      repld's control socket (default /run/comio/repld.sock)\n"
-            "Ctrl-C stops the watching, not the sync. Exit: 0 done, 1 failed events or refused, 2 usage,\n"
-            "3 repld not running, 4 a sync of that target already runs, 5 --cancel found none running.\n");
+    fprintf(out, "usage: comio resync --target NAME [--bucket B] [--dry-run] [--delete-extra] [--rate-limit RATE]\n"
+                 "                    [--wait | --no-wait] [--json] [--config FILE | --socket PATH]\n"
+                 "       comio resync --cancel --target NAME [--config FILE | --socket PATH]\n"
+                 "\n"
+                 "Asks this site's repld for a full sync of one target: its objects are compared with the\n"
+                 "target's listing and only the differences are shipped.\n"
+                 "  --target NAME      the target, as named in replication.targets\n"
+                 "  --bucket B         only bucket B\n"
+                 "  --dry-run          ship nothing; report what would be shipped and deleted (waits for the answer)\n"
+                 "  --delete-extra     delete on the target what only it holds: it becomes an exact copy\n"
+                 "  --rate-limit RATE  this sync's bandwidth, e.g. 50MB/s or 100Mbit (default replication.sync_rate_limit)\n"
+                 "  --cancel           stop the target's running sync at its next batch\n"
+                 "  --wait, --no-wait  watch the sync until it ends (default on a terminal, and with --dry-run)\n"
+                 "  --json             print JSON: the answer, or once the sync ends its status and report\n"
+                 "  --config FILE      read replication.socket from this site's configuration\n"
+                 "  --socket PATH      repld's control socket (default /run/comio/repld.sock)\n"
+                 "Ctrl-C stops the watching, not the sync. Exit: 0 done, 1 failed events or refused, 2 usage,\n"
+                 "3 repld not running, 4 a sync of that target already runs, 5 --cancel found none running.\n");
 }
 
 /* A target's sync object of repld's status, decoded. */
@@ -91,7 +90,8 @@ static int get_status(const char *socket, const char *target, sstat_t *st, buf_t
         goto done;
     }
     const json_tok_t *t = json_first(&d, json_member(&d, json_root(&d), "targets"));
-    for (; t != NULL && !json_str_eq(&d, json_member(&d, t, "name"), target); t = json_next(&d, json_member(&d, json_root(&d), "targets"), t))
+    for (; t != NULL && !json_str_eq(&d, json_member(&d, t, "name"), target);
+         t = json_next(&d, json_member(&d, json_root(&d), "targets"), t))
         ;
     const json_tok_t *s = json_member(&d, t, "sync");
     if (s == NULL || s->type != JSON_OBJECT) {
@@ -192,9 +192,10 @@ static void print_totals(const char *target, const sstat_t *st, const char *repo
             size_text(dxb, xb, sizeof(xb));
             printf("  bucket %s%s: %s %" PRIu64 " objects (%s) and %" PRIu64 " deletes, delete %" PRIu64
                    " keys only the target holds (%s), leave %" PRIu64 "\n",
-                   name, json_member(&d, b, "target_only") != NULL && json_member(&d, b, "target_only")->type == JSON_TRUE
-                             ? " (only on the target)"
-                             : "",
+                   name,
+                   json_member(&d, b, "target_only") != NULL && json_member(&d, b, "target_only")->type == JSON_TRUE
+                       ? " (only on the target)"
+                       : "",
                    st->dry_run ? "would ship" : "shipped", put, pb, del, dx, xb, ex);
         }
     }
@@ -379,7 +380,8 @@ int resync_main(int argc, char **argv)
         } else if (gen > gen0 && !pending) {
             break; /* ours has ended */
         } else if (!seen_running && time(NULL) > asked + start_wait_s) {
-            fprintf(stderr, "comio resync: the sync of target %s did not start within %d s (cancelled meanwhile?); see repld's log\n",
+            fprintf(stderr,
+                    "comio resync: the sync of target %s did not start within %d s (cancelled meanwhile?); see repld's log\n",
                     target, start_wait_s);
             conf_free(&conf);
             return RESYNC_EXIT_FAILED;

@@ -78,9 +78,9 @@ int syncctl_send(const char *socket, const syncctl_req_t *r, buf_t *out, syncctl
         return ret;
     if (out->len == 0)
         return CIO_EIO; /* an older repld closes without a word on a command it does not know */
-    *kind = out->len >= 3 && memcmp(out->data, "ok:", 3) == 0       ? SYNCCTL_OK
-            : out->len >= 5 && memcmp(out->data, "busy:", 5) == 0   ? SYNCCTL_BUSY
-            : r->cmd == SYNCCTL_REPORT && out->data[0] == '{'       ? SYNCCTL_OK
-                                                                    : SYNCCTL_ERROR;
+    *kind = out->len >= 3 && memcmp(out->data, "ok:", 3) == 0     ? SYNCCTL_OK
+            : out->len >= 5 && memcmp(out->data, "busy:", 5) == 0 ? SYNCCTL_BUSY
+            : r->cmd == SYNCCTL_REPORT && out->data[0] == '{'     ? SYNCCTL_OK
+                                                                  : SYNCCTL_ERROR;
     return 0;
 }

@@ -77,8 +77,9 @@ typedef struct {
 
 #define SYNCREC_F_DRY_RUN 1      /* ships nothing: shipped and deleted count what would be sent */
 #define SYNCREC_F_DELETE_EXTRA 2 /* deletes every key (and bucket) only the target holds */
-#define SYNCREC_F_HORIZON 4 /* deletes the keys only the target holds that provably were deleted here (docs/replication-apply.md)  \
-                             */
+#define SYNCREC_F_HORIZON                                                                                                          \
+    4 /* deletes the keys only the target holds that provably were deleted here (docs/replication-apply.md)                        \
+       */
 
 /* Target `name`'s record into *r: 0, CIO_ENOTFOUND, CIO_EPROTO or a meta_err code. */
 int syncrec_get(meta_t *m, MDB_txn *txn, const char *name, syncrec_t *r) CIO_MUST_CHECK;

@@ -3,10 +3,11 @@
 #include <stdio.h>
 #include "storaged/commit_int.h"
 
-#define GC_INTERVAL_MS 60000    /* a collection pass starts at most this often, */
-#define GC_INTERVAL_MIN_MS 1000 /* or once per TTL when that is shorter (short TTLs are for tests), but not more often than this   \
-                                 */
-#define GC_SLICE 256            /* records looked at per round: keeps each transaction short */
+#define GC_INTERVAL_MS 60000 /* a collection pass starts at most this often, */
+#define GC_INTERVAL_MIN_MS                                                                                                         \
+    1000             /* or once per TTL when that is shorter (short TTLs are for tests), but not more often than this              \
+                      */
+#define GC_SLICE 256 /* records looked at per round: keeps each transaction short */
 
 int tombgc_due(commit_t *c, int64_t now)
 {
