@@ -412,6 +412,10 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
                 f.t[i].sync.failed)
     SYNC_FAMILY("comio_replication_sync_extra_objects", "Keys only the target holds, found by its current or last full sync.",
                 f.t[i].sync.extra)
+    SYNC_FAMILY("comio_replication_sync_deleted_objects",
+                "Keys only the target held that its current or last full sync deleted there (--delete-extra, the tombstone "
+                "horizon).",
+                f.t[i].sync.deleted)
 #undef SYNC_FAMILY
     replstat_skew_metric(f.skew, out);
     replstat_conflicts_metric(f.conflicts, f.kept, out);

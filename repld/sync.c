@@ -1305,7 +1305,8 @@ static int run(sync_t *s, int resumed)
     if (ret == 0) {
         s->rec.phase = SYNCREC_DONE;
         s->rec.finished_ms = (uint64_t)clock_wall_ms();
-        memcpy(s->rec.store_done, s->rec.store_started, sizeof(s->rec.store_done));
+        if (!(s->rec.flags & SYNCREC_F_DRY_RUN)) /* a dry run synced nothing: a sync the target needs is still due */
+            memcpy(s->rec.store_done, s->rec.store_started, sizeof(s->rec.store_done));
         s->rec.bucket[0] = '\0';
         s->rec.key[0] = '\0';
         s->rec.key_len = 0;
@@ -1331,8 +1332,9 @@ static void finish_cancel(sync_t *s)
     r.finished_ms = (uint64_t)clock_wall_ms();
     /* the operator stopped it: the store is not synced again on its own, only by repld --resync (cancelled
      * before the target ever answered, the store it names now) */
-    memcpy(r.store_done, r.store_started, sizeof(r.store_done));
-    if (r.store_done[0] == '\0') {
+    if (!(r.flags & SYNCREC_F_DRY_RUN))
+        memcpy(r.store_done, r.store_started, sizeof(r.store_done));
+    if (r.store_done[0] == '\0' && !(r.flags & SYNCREC_F_DRY_RUN)) {
         pthread_mutex_lock(&s->mu);
         snprintf(r.store_done, sizeof(r.store_done), "%s", s->peer_store);
         pthread_mutex_unlock(&s->mu);
@@ -1355,8 +1357,8 @@ static int due(sync_t *s, int *resume)
         reason = r.reason;
     } else if (s->requested) {
         reason = SYNCREC_REQUESTED;
-    } else if (ret == CIO_ENOTFOUND) {
-        reason = SYNCREC_NEW_TARGET;
+    } else if (ret == CIO_ENOTFOUND || (ret == 0 && r.store_done[0] == '\0' && (r.flags & SYNCREC_F_DRY_RUN))) {
+        reason = SYNCREC_NEW_TARGET; /* (or only a dry run ran: nothing was ever synced) */
     } else if (ret == 0 && s->peer_store[0] != '\0' && strcmp(s->peer_store, r.store_done) != 0) {
         reason = SYNCREC_STORE_REPLACED;
     } else if (ret != 0 && ret != CIO_ENOTFOUND) {
