@@ -362,6 +362,7 @@ int resync_main(int argc, char **argv)
 
     /* watching: until a sync that started after the request ends */
     int tty = isatty(STDOUT_FILENO), seen_running = 0;
+    uint64_t last_gen = gen0;
     time_t asked = time(NULL);
     const int start_wait_s = 120; /* a requested sync starts within seconds (the sync thread may be in a probe) */
     if (tty && !json)
@@ -373,6 +374,9 @@ int resync_main(int argc, char **argv)
             conf_free(&conf);
             return RESYNC_EXIT_NO_REPLD;
         }
+        if (gen < last_gen)
+            gen0 = 0; /* repld restarted: it resumes the sync, counting from 0 again */
+        last_gen = gen;
         if (gen > gen0 && running) {
             seen_running = 1;
             if (tty && !json)

@@ -140,6 +140,7 @@ static void report_reset(sync_t *s)
     buf_free(&s->report.keys);
     buf_init(&s->report.keys, 4u << 20);
     s->report.nkeys = 0;
+    s->report.nlisted = 0;
 }
 
 /* The report's entry for bucket b (the last one when it is b): NULL when out of memory. Under mu. */
@@ -191,9 +192,10 @@ static void report(sync_t *s, const char *b, const char *k, size_t klen, rep_act
             break;
         }
     }
-    if (a != REP_BUCKET_ONLY && s->report.nkeys++ < SYNC_REPORT_KEYS) {
+    if (a != REP_BUCKET_ONLY && s->report.nkeys++ < SYNC_REPORT_KEYS && s->report.keys.len < SYNC_REPORT_BYTES) {
         buf_t *o = &s->report.keys;
-        buf_puts(o, s->report.nkeys > 1 ? ",{\"bucket\":" : "{\"bucket\":");
+        s->report.nlisted++;
+        buf_puts(o, s->report.nlisted > 1 ? ",{\"bucket\":" : "{\"bucket\":");
         buf_json_str(o, b, strlen(b));
         buf_puts(o, ",\"key\":");
         buf_json_str(o, k, klen);
@@ -1536,8 +1538,7 @@ int sync_report(sync_t *s, buf_t *out)
                    b->target_only ? "true" : "false", b->put, b->put_bytes, b->del, b->del_extra, b->del_extra_bytes, b->extra,
                    b->extra_bytes);
     }
-    buf_printf(out, "],\"keys_total\":%" PRIu64 ",\"keys_listed\":%" PRIu64 ",\"keys\":[", s->report.nkeys,
-               s->report.nkeys < SYNC_REPORT_KEYS ? s->report.nkeys : (uint64_t)SYNC_REPORT_KEYS);
+    buf_printf(out, "],\"keys_total\":%" PRIu64 ",\"keys_listed\":%" PRIu64 ",\"keys\":[", s->report.nkeys, s->report.nlisted);
     if (s->report.keys.len > 0)
         buf_append(out, s->report.keys.data, s->report.keys.len);
     int ret = buf_puts(out, "]}\n");

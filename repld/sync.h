@@ -46,15 +46,17 @@ typedef struct {
     uint64_t extra, extra_bytes;         /* keys only the target holds, left there */
 } sync_report_bucket_t;
 
-#define SYNC_REPORT_KEYS 1000 /* keys a report lists one by one; the rest are counted */
+#define SYNC_REPORT_KEYS 1000          /* keys a report lists one by one; the rest are counted, */
+#define SYNC_REPORT_BYTES (512u << 10) /* and fewer when long keys fill this much (the control socket answers 1 MiB) */
 
 /* The report of the running or last sync (since repld started: it is not
  * persisted). Owned by the sync; sync_report renders it. */
 typedef struct {
     sync_report_bucket_t *b;
     size_t nb, cap;
-    buf_t keys;     /* up to SYNC_REPORT_KEYS JSON objects, comma-separated */
-    uint64_t nkeys; /* keys decided, listed or not */
+    buf_t keys;       /* up to SYNC_REPORT_KEYS JSON objects, comma-separated */
+    uint64_t nkeys;   /* keys decided, listed or not */
+    uint64_t nlisted; /* keys in `keys` */
 } sync_report_t;
 
 /* A sync's options (sync_request). */
