@@ -118,6 +118,10 @@ def test_dry_run_counts_what_the_resync_then_ships_and_delete_extra_makes_an_exa
     listed = {(k["bucket"], k["key"], k["action"]) for k in rep["keys"]}
     assert ("near", "k0011", "delete") in listed and ("near", "only-b-1", "extra") in listed, listed
     assert ("near", "new0", "put") in listed and ("bonly", "x", "extra") in listed, listed
+    p = subprocess.run([str(comio_path()), "status", "--url", a.url()], capture_output=True, text=True, timeout=30,
+                       env=comio.sanitizer_env())
+    line = [x for x in p.stdout.splitlines() if x.strip().startswith("full sync:")]
+    assert len(line) == 1 and "(requested, dry run)" in line[0] and "14 would ship" in line[0], p.stdout
 
     # the real resync ships what the dry run said
     real = resync_json(a, "--target", TARGET)
@@ -234,18 +238,33 @@ def test_usage_a_second_request_cancel_json_and_the_progress_bar(pair, tmp_path)
     assert ans["answer"] == "busy" and "is running" in ans["message"] and "started" in ans["message"], ans
     converge_or_fail(a, b, timeout=60)
 
-    # --no-wait starts it and exits; --cancel stops it
+    # Ctrl-C stops the watching, not the sync; --cancel stops it
     b.stop_storaged()
     put_back(b, tmp_path / "backup")
     b.start_storaged()
-    r = resync(a, "--target", TARGET, "--no-wait", "--rate-limit", "100KB/s")
-    assert r.returncode == 0 and "started" in r.stdout, r
-    wait_until(lambda: a.repld_status()["targets"][0]["sync"]["phase"] == "running", 30, interval=0.05,
-               what="the resync running")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(str(comio_path()), [str(comio_path()), "resync", "--config", str(a.config_path), "--target", TARGET,
+                                      "--rate-limit", "100KB/s"], comio.sanitizer_env())
+    out = b""
+    deadline = time.monotonic() + 30
+    try:
+        while b"scanned" not in out and time.monotonic() < deadline:
+            rl, _, _ = select.select([fd], [], [], 0.2)
+            if rl:
+                out += os.read(fd, 65536)
+        assert b"scanned" in out, out
+        os.write(fd, b"\x03")  # Ctrl-C on the terminal
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 2, status
+    assert a.repld_status()["targets"][0]["sync"]["phase"] == "running"
     r = resync(a, "--target", TARGET, "--cancel")
     assert r.returncode == 0 and "cancelling" in r.stdout, r
     wait_until(lambda: a.repld_status()["targets"][0]["sync"]["phase"] == "cancelled", 30, interval=0.05,
                what="the resync cancelled")
+    # --no-wait starts it and exits
     r = resync(a, "--target", TARGET, "--no-wait", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["answer"] == "ok", r
     converge_or_fail(a, b, timeout=60)
