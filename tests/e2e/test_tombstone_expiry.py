@@ -9,13 +9,19 @@ Two ways a target can miss deletes whose tombstones are gone:
     tombstone horizon are deleted;
   - it was only down: the log kept every event it had not acknowledged, tombstones
     or not, and the replay carries the DELETEs (two-way pair here).
+And the other way: a peer that still holds keys this site deleted, and ships them
+here (a resync), cannot bring them back: they are below this site's horizon.
 The oracle is the client's own records (Workload) and `comio diff`. TTL 2 s: the
 collection runs once per TTL when that is shorter than a minute."""
+
+import json
+import subprocess
 
 import pytest
 
 from harness import comio
-from harness.replication import Site, Workload, comio_diff, converge_or_fail, finish_sites, new_token, wait_until
+from harness.replication import (Site, Workload, comio_diff, comio_path, converge_or_fail, finish_sites, new_token,
+                                 wait_until)
 
 TTL = "2s"
 
@@ -122,3 +128,45 @@ def test_a_two_way_peer_down_longer_than_the_ttl_resurrects_nothing(tmp_path, ma
         d = w.check(site, name)
         assert not d, "\n".join(d)
     assert comio_diff(a, b)[0] == [] and comio_diff(b, a)[0] == []
+
+
+def test_a_peer_that_missed_the_deletes_cannot_bring_them_back(tmp_path, made):
+    """Two-way: B still holds keys A wrote and deleted (A's DELETEs have not reached it),
+    A's tombstones have expired, and B resyncs to A: A refuses the PUTs of its own
+    deleted keys (they are below its tombstone horizon) instead of taking them back."""
+    ports = {n: comio.free_port() for n in "ab"}
+    tokens = {n: new_token() for n in "ab"}
+
+    def repl(to):
+        return {"remote_url": "http://127.0.0.1:%d" % ports[to], "remote_token": tokens[to], "tombstone_ttl": TTL}
+
+    a = Site(tmp_path / "a", "site-a", port=ports["a"], repl=repl("b"), accept_token=tokens["a"])
+    b = Site(tmp_path / "b", "site-b", port=ports["b"], repl=repl("a"), accept_token=tokens["b"])
+    made.extend([a, b])
+    b.start()
+    a.start()
+    ac = a.client()
+    w = Workload()
+    for i in range(20):
+        assert w.put(ac, "docs", "a%02d" % i, b"from A %d" % i * 10).status == 200
+    converge_or_fail(a, b, timeout=60)
+    a.stop_repld()  # A's deletes stay in its log for now
+    for i in range(10):
+        assert w.delete(ac, "docs", "a%02d" % i).status == 204
+    wait_until(lambda: collected(a), 30, interval=0.2, what="A's tombstones collected")
+
+    # B resyncs to A: it ships the 10 keys A deleted, as PUTs of A's own versions
+    argv = [str(comio_path()), "resync", "--config", str(b.config_path), "--target", "127.0.0.1", "--wait", "--json"]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=comio.sanitizer_env())
+    assert p.returncode == 0, p
+    s = json.loads(p.stdout)["sync"]
+    assert s["objects_shipped"] == 10 and s["objects_failed"] == 0, s  # acknowledged: skipped as stale by A
+    d = w.check(a, "A")
+    assert not d, "\n".join(d)  # none came back on A
+
+    a.start_repld()  # the DELETEs reach B
+    converge_or_fail(a, b, timeout=60)
+    for site, name in ((a, "A"), (b, "B")):
+        d = w.check(site, name)
+        assert not d, "\n".join(d)
+    assert comio_diff(a, b)[0] == []
