@@ -526,8 +526,10 @@ static int flush(sync_t *s)
         ev_clear(s);
         return 0;
     }
-    if (pace(s))
+    if (pace(s)) {
+        ev_clear(s); /* dropped, as below: shipped again after the resume */
         return 1;
+    }
     if ((res = calloc(s->nev, sizeof(*res))) == NULL)
         return CIO_ENOMEM;
     memset(&enc, 0, sizeof(enc));
