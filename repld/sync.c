@@ -1181,7 +1181,8 @@ static int add_target_buckets(sync_t *s, const synclist_bucket_t *tb, size_t ntb
             return CIO_ENOMEM;
         (*n)++;
     }
-    qsort(*names, *n, sizeof(**names), cmp_name);
+    if (*n > 1) /* (qsort takes no NULL, even for nothing) */
+        qsort(*names, *n, sizeof(**names), cmp_name);
     return 0;
 }
 
