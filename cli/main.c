@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include "cli/conflicts.h"
 #include "cli/diff.h"
+#include "cli/resync.h"
 #include "cli/server.h"
 #include "cli/status.h"
 
@@ -24,6 +25,8 @@ static void usage(FILE *out)
                  "  diff [flags]     compare the objects of two sites: keys, sizes, ETags\n"
                  "                   e.g. comio diff --source http://site-a:8080 --target http://site-b:8080\n"
                  "  conflicts [flags] list the losers of concurrent writes a site keeps\n"
+                 "  resync [flags]   start, watch or cancel a full sync of a target by this site's repld\n"
+                 "                   e.g. comio resync --target site-b --dry-run (see comio resync --help)\n"
                  "                   e.g. comio conflicts --url http://site-a:8080 --bucket photos\n"
                  "  version          print the version\n"
                  "  help             print this text\n");
@@ -63,6 +66,8 @@ int main(int argc, char **argv)
         curl_global_cleanup();
         return status;
     }
+    if (strcmp(argv[1], "resync") == 0)
+        return resync_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("comio %s\n", COMIO_VERSION);
         return 0;

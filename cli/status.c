@@ -29,6 +29,8 @@ typedef struct {
     int have_sync;
     char sync_phase[16], sync_reason[32], sync_bucket[64];
     uint64_t sync_scanned, sync_shipped, sync_skipped, sync_failed, sync_extra;
+    uint64_t sync_deleted; /* keys only the target held, deleted there (0 from a site that does not say) */
+    int sync_dry_run;
     double sync_rate, sync_seconds, sync_eta; /* eta < 0: unknown */
 } target_t;
 
@@ -212,6 +214,9 @@ static int decode(const json_doc_t *d, status_t *st, char *err, size_t errlen)
                 g->have_sync = 0;
             if (json_double(d, json_member(d, sy, "eta_seconds"), &g->sync_eta) != 0)
                 g->sync_eta = -1;
+            if (json_u64(d, json_member(d, sy, "objects_deleted"), &g->sync_deleted) != 0)
+                g->sync_deleted = 0;
+            g->sync_dry_run = json_member(d, sy, "dry_run") != NULL && json_member(d, sy, "dry_run")->type == JSON_TRUE;
         }
         st->ntargets++;
     }
@@ -331,15 +336,19 @@ static void print_status(const char *url, const status_t *st)
             if (strcmp(g->sync_phase, "idle") == 0)
                 snprintf(v, sizeof(v), "none yet");
             else {
-                char eta[48] = "";
+                char eta[48] = "", del[48] = "";
                 if (g->sync_eta >= 0)
                     snprintf(eta, sizeof(eta), ", about %.0f s left", g->sync_eta);
+                if (g->sync_deleted > 0)
+                    snprintf(del, sizeof(del), ", %" PRIu64 " deleted", g->sync_deleted);
                 snprintf(v, sizeof(v),
-                         "%s (%s)%s%s, %.1f s: %" PRIu64 " scanned, %" PRIu64 " shipped, %" PRIu64 " skipped, %" PRIu64
-                         " failed, %" PRIu64 " extra, %.0f objects/s%s",
-                         g->sync_phase, g->sync_reason, strcmp(g->sync_phase, "running") == 0 ? " in bucket " : "",
+                         "%s (%s%s)%s%s, %.1f s: %" PRIu64 " scanned, %" PRIu64 " %s, %" PRIu64 " skipped, %" PRIu64
+                         " failed, %" PRIu64 " extra%s, %.0f objects/s%s",
+                         g->sync_phase, g->sync_reason, g->sync_dry_run ? ", dry run" : "",
+                         strcmp(g->sync_phase, "running") == 0 ? " in bucket " : "",
                          strcmp(g->sync_phase, "running") == 0 ? g->sync_bucket : "", g->sync_seconds, g->sync_scanned,
-                         g->sync_shipped, g->sync_skipped, g->sync_failed, g->sync_extra, g->sync_rate, eta);
+                         g->sync_shipped, g->sync_dry_run ? "would ship" : "shipped", g->sync_skipped, g->sync_failed,
+                         g->sync_extra, del, g->sync_rate, eta);
             }
             line("  full sync", v);
         }

@@ -109,6 +109,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("replication.ca_file", CONF_STRING, ca_file),
     CONF_KEY("replication.tombstone_ttl", CONF_DURATION, tombstone_ttl_ms),
     CONF_KEY("replication.conflict_ttl", CONF_DURATION, conflict_ttl_ms),
+    CONF_KEY("replication.sync_rate_limit", CONF_RATE, sync_rate_limit),
     CONF_KEY("replication.max_clock_skew", CONF_DURATION, max_clock_skew_ms),
     CONF_KEY("replication.targets", CONF_TARGETS, targets),
     CONF_SEC("logging"),

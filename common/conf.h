@@ -89,6 +89,7 @@ typedef struct conf {
     char *ca_file;              /* default NULL: system CAs */
     uint64_t tombstone_ttl_ms;  /* replica: how long a DELETE's tombstone is kept; default 7 days, 0 = forever */
     uint64_t conflict_ttl_ms;   /* how long a conflict's loser is kept; default 7 days, 0 = until removed */
+    uint64_t sync_rate_limit;   /* replication.sync_rate_limit: bytes/s an automatic full sync may ship; default 0 = none */
     uint64_t max_clock_skew_ms; /* replication.max_clock_skew: a remote version further ahead of the local clock is counted; default
                                    60 s */
     conf_target_t *targets;     /* replication.targets, 1..CONF_TARGETS_MAX entries in file order; or, when replication is

@@ -273,7 +273,9 @@ int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const me
     X(META_HLC_LAST, "hlc_last", "the site's clock: no version stored here is larger (storaged, at every commit)")                 \
     X(META_STORE_ID_HI, "store_id_hi", "the data store's identity, high half (storaged)")                                          \
     X(META_STORE_ID_LO, "store_id_lo", "the data store's identity, low half (storaged)")                                           \
-    X(META_FORMAT_VERSION, "format_version", "the metadata format, META_FORMAT_CURRENT once opened by storaged (storaged)")
+    X(META_FORMAT_VERSION, "format_version", "the metadata format, META_FORMAT_CURRENT once opened by storaged (storaged)")        \
+    X(META_TOMB_HORIZON, "tomb_horizon",                                                                                           \
+      "the tombstone horizon: the largest version (hlc) of any tombstone collected here; 0 none (storaged, tombgc)")
 
 #define META_COUNTER_ENUM(e, name, doc) e,
 typedef enum { META_COUNTERS(META_COUNTER_ENUM) META_NCOUNTERS } meta_counter_t;

@@ -177,6 +177,11 @@ static void put_sync(buf_t *out, const syncrec_t *s, uint64_t total)
         buf_printf(out, "%.1f", total > s->scanned ? (total - s->scanned) / (s->scanned / secs) : 0.0);
     else
         buf_puts(out, "null");
+    buf_printf(out,
+               ",\"dry_run\":%s,\"delete_extra\":%s,\"rate_limit\":%" PRIu64 ",\"objects_deleted\":%" PRIu64
+               ",\"bytes_deleted\":%" PRIu64 ",\"buckets_extra\":%" PRIu64 ",\"tombstone_horizon\":%" PRIu64,
+               (s->flags & SYNCREC_F_DRY_RUN) ? "true" : "false", (s->flags & SYNCREC_F_DELETE_EXTRA) ? "true" : "false",
+               s->rate_limit, s->deleted, s->deleted_bytes, s->extra_buckets, s->horizon);
     buf_puts(out, ",\"last_error\":");
     buf_json_str(out, s->error, strlen(s->error));
     buf_puts(out, "}");
@@ -418,6 +423,10 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
                 f.t[i].sync.failed)
     SYNC_FAMILY("comio_replication_sync_extra_objects", "Keys only the target holds, found by its current or last full sync.",
                 f.t[i].sync.extra)
+    SYNC_FAMILY("comio_replication_sync_deleted_objects",
+                "Keys only the target held that its current or last full sync deleted there (--delete-extra, the tombstone "
+                "horizon).",
+                f.t[i].sync.deleted)
 #undef SYNC_FAMILY
     replstat_skew_metric(f.skew, out);
     replstat_conflicts_metric(f.conflicts, f.kept, out);

@@ -5,7 +5,8 @@
 
 #define FORMAT 1
 #define FIXED (3 + 8 * SYNCREC_COUNTERS)
-#define REC_MAX (FIXED + 4 * (1 + 255) + 2 + LOGREC_KEY_MAX + 2 + SYNCREC_ERROR_MAX)
+#define TAIL (1 + 8 * 5)
+#define REC_MAX (FIXED + 4 * (1 + 255) + 2 + LOGREC_KEY_MAX + 2 + SYNCREC_ERROR_MAX + TAIL)
 
 const char *syncrec_phase_name(syncrec_phase_t p)
 {
@@ -83,8 +84,19 @@ int syncrec_get(meta_t *m, MDB_txn *txn, const char *name, syncrec_t *r)
         get_str(&p, end, 1, r->store_done, sizeof(r->store_done), NULL) != 0 ||
         get_str(&p, end, 1, r->only_bucket, sizeof(r->only_bucket), NULL) != 0 ||
         get_str(&p, end, 1, r->bucket, sizeof(r->bucket), NULL) != 0 || get_str(&p, end, 2, r->key, sizeof(r->key), &klen) != 0 ||
-        get_str(&p, end, 2, r->error, sizeof(r->error), NULL) != 0 || p != end)
+        get_str(&p, end, 2, r->error, sizeof(r->error), NULL) != 0)
         return CIO_EPROTO;
+    if (p != end) {
+        /* the options' tail */
+        if (end - p != TAIL)
+            return CIO_EPROTO;
+        r->flags = p[0];
+        r->rate_limit = be_get(p + 1, 8);
+        r->horizon = be_get(p + 9, 8);
+        r->deleted = be_get(p + 17, 8);
+        r->deleted_bytes = be_get(p + 25, 8);
+        r->extra_buckets = be_get(p + 33, 8);
+    }
     r->key_len = (uint16_t)klen;
     return 0;
 }
@@ -118,6 +130,13 @@ int syncrec_put(meta_t *m, MDB_txn *txn, const char *name, const syncrec_t *r)
     p = put_str(p, 1, r->bucket, strlen(r->bucket));
     p = put_str(p, 2, r->key, r->key_len);
     p = put_str(p, 2, r->error, el);
+    *p++ = r->flags;
+    be_put(p, r->rate_limit, 8);
+    be_put(p + 8, r->horizon, 8);
+    be_put(p + 16, r->deleted, 8);
+    be_put(p + 24, r->deleted_bytes, 8);
+    be_put(p + 32, r->extra_buckets, 8);
+    p += 40;
     MDB_val k = {strlen(name), (void *)name}, v = {(size_t)(p - buf), buf};
     return meta_err(mdb_put(txn, m->repl_sync, &k, &v, 0), "mdb_put(repl_sync)");
 }

@@ -5,7 +5,10 @@
  *                reason, SYNCREC_COUNTERS u64 BE values (started_ms,
  *                finished_ms, then the counters in syncrec_t's order), then
  *                store_started, store_done, only_bucket, bucket (u8 length,
- *                bytes each), key and error (u16 BE length, bytes each)
+ *                bytes each), key and error (u16 BE length, bytes each),
+ *                then optionally (records of newer builds) flags (u8),
+ *                rate_limit, horizon, deleted, deleted_bytes, extra_buckets
+ *                (u64 BE each)
  *
  * Invariants:
  *   - One writer: the target's sync thread in repld (repld/sync.h); a
@@ -64,7 +67,19 @@ typedef struct {
     uint16_t key_len;
     char key[LOGREC_KEY_MAX + 1];
     char error[SYNCREC_ERROR_MAX + 1]; /* the last refusal or failure, "" none */
+    /* the sync's options and what they did (the record's optional tail: absent in records of older builds, read as 0) */
+    uint8_t flags;                   /* SYNCREC_F_* */
+    uint64_t rate_limit;             /* bytes per second this sync may ship or hand out; 0 unlimited */
+    uint64_t horizon;                /* with SYNCREC_F_HORIZON: this site's tombstone horizon when the sync began */
+    uint64_t deleted, deleted_bytes; /* DELETEs shipped for keys only the target held (--delete-extra, the horizon) */
+    uint64_t extra_buckets;          /* buckets only the target holds */
 } syncrec_t;
+
+#define SYNCREC_F_DRY_RUN 1      /* ships nothing: shipped and deleted count what would be sent */
+#define SYNCREC_F_DELETE_EXTRA 2 /* deletes every key (and bucket) only the target holds */
+#define SYNCREC_F_HORIZON                                                                                                          \
+    4 /* deletes the keys only the target holds that provably were deleted here (docs/replication-apply.md)                        \
+       */
 
 /* Target `name`'s record into *r: 0, CIO_ENOTFOUND, CIO_EPROTO or a meta_err code. */
 int syncrec_get(meta_t *m, MDB_txn *txn, const char *name, syncrec_t *r) CIO_MUST_CHECK;

@@ -1,4 +1,5 @@
 /* units.c - strict, overflow-safe parsing and formatting of sizes and durations. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>

@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "common/conf.h"
 #include "common/ctl.h"
+#include "common/syncctl.h"
 #include "repld/failed.h"
 #include "common/lockfile.h"
 #include "common/log.h"
@@ -80,23 +81,25 @@ static int take_value(int *argc, char **argv, const char *flag, const char *what
  * prints its answer. Exit 0 when it did what was asked. */
 static int cmd_sync(const conf_t *conf, int cancel, const char *target, const char *bucket)
 {
-    char cmd[CTL_CMD_MAX + 1];
+    syncctl_req_t req;
+    syncctl_answer_t kind = SYNCCTL_ERROR;
     buf_t out;
     int ret;
 
-    snprintf(cmd, sizeof(cmd), "%s %s%s%s", cancel ? "cancel" : "resync", target, bucket != NULL ? " " : "",
-             bucket != NULL ? bucket : "");
+    memset(&req, 0, sizeof(req));
+    req.cmd = cancel ? SYNCCTL_CANCEL : SYNCCTL_RESYNC;
+    snprintf(req.target, sizeof(req.target), "%s", target);
+    snprintf(req.bucket, sizeof(req.bucket), "%s", bucket != NULL ? bucket : "");
     buf_init(&out, CTL_REPLY_MAX);
-    ret = ctl_query(conf->socket_path, cmd, &out, 5000);
-    if (ret != 0 || out.len == 0) {
+    ret = syncctl_send(conf->socket_path, &req, &out, &kind);
+    if (ret != 0) {
         fprintf(stderr, "repld is not running (no answer on %s): start it; a full sync runs in the shipper\n", conf->socket_path);
         buf_free(&out);
         return 1;
     }
-    ret = out.len >= 3 && memcmp(out.data, "ok:", 3) == 0 ? 0 : 1;
-    fwrite(out.data, 1, out.len, ret == 0 ? stdout : stderr);
+    fwrite(out.data, 1, out.len, kind == SYNCCTL_OK ? stdout : stderr);
     buf_free(&out);
-    return ret;
+    return kind == SYNCCTL_OK ? 0 : 1;
 }
 
 static int cmd_failed(const conf_t *conf, int retry, const char *target)

@@ -30,6 +30,7 @@
 #include "common/replstat.h"
 #include "repld/sender.h"
 #include "repld/ship.h"
+#include "common/syncctl.h"
 #include "repld/sync.h"
 
 #define BACKOFF_CAP_MS 10000                /* a target back from an outage is tried again within this; an attempt is one connect */
@@ -1095,24 +1096,32 @@ static int on_ctl(void *ctx, const char *cmd, buf_t *out)
     }
     if (strcmp(cmd, "ping") == 0)
         return buf_puts(out, "pong\n");
-    if (strncmp(cmd, "resync ", 7) == 0 || strncmp(cmd, "cancel ", 7) == 0) {
-        /* "resync NAME [BUCKET]", "cancel NAME": answered "ok: ..." or "error: ..." */
-        const char *name = cmd + 7, *sp = strchr(name, ' ');
-        size_t nlen = sp != NULL ? (size_t)(sp - name) : strlen(name);
-        char msg[1024];
+    syncctl_req_t req;
+    char msg[1024];
+    int ret = syncctl_parse(cmd, &req, msg, sizeof(msg));
+    if (ret == CIO_EINVAL)
+        return buf_printf(out, "error: %s\n", msg);
+    if (ret == 0) {
+        /* syncctl.h: answered "ok: ...", "busy: ..." or "error: ..."; report: JSON */
         for (size_t i = 0; i < r->n; i++) {
             ship_t *s = &r->t[i];
-            if (strlen(s->tgt->name) != nlen || memcmp(s->tgt->name, name, nlen) != 0)
+            if (strcmp(s->tgt->name, req.target) != 0)
                 continue;
             if (s->sync == NULL)
                 return buf_printf(out, "error: target %s has no sync thread\n", s->tgt->name);
-            if (sp != NULL && (cmd[0] != 'r' || !bucket_name_valid(sp + 1, strlen(sp + 1))))
-                return buf_printf(out, "error: '%s' is not a bucket name\n", sp + 1);
-            int ret = cmd[0] == 'r' ? sync_request(s->sync, sp != NULL ? sp + 1 : NULL, msg, sizeof(msg))
-                                    : sync_cancel(s->sync, msg, sizeof(msg));
-            return buf_printf(out, "%s: %s\n", ret == 0 ? "ok" : "error", msg);
+            if (req.bucket[0] != '\0' && !bucket_name_valid(req.bucket, strlen(req.bucket)))
+                return buf_printf(out, "error: '%s' is not a bucket name\n", req.bucket);
+            if (req.cmd == SYNCCTL_REPORT)
+                return sync_report(s->sync, out);
+            if (req.cmd == SYNCCTL_CANCEL) {
+                ret = sync_cancel(s->sync, msg, sizeof(msg));
+            } else {
+                sync_opts_t o = {req.bucket, req.dry_run, req.delete_extra, req.rate};
+                ret = sync_request(s->sync, &o, msg, sizeof(msg));
+            }
+            return buf_printf(out, "%s: %s\n", ret == 0 ? "ok" : ret == CIO_EAGAIN ? "busy" : "error", msg);
         }
-        return buf_printf(out, "error: no target named %.*s in this repld's configuration\n", (int)nlen, name);
+        return buf_printf(out, "error: no target named %s in this repld's configuration\n", req.target);
     }
     return CIO_ENOTFOUND;
 }

@@ -51,6 +51,8 @@ typedef struct {
     uint64_t bytes; /* object bytes, for the counters */
     uint32_t attempts;
     int done;
+    int extra;           /* a DELETE of a key only the target held (--delete-extra, the horizon): counted `deleted` too */
+    uint64_t extra_size; /* and the size of the object it deletes there */
 } sev_t;
 
 /* A target's listing of one bucket, a page at a time. */
@@ -78,6 +80,10 @@ struct sync {
     char peer_store[BATCH_STORE_MAX + 1];
     int requested;
     char req_bucket[LOGREC_BUCKET_MAX + 1];
+    uint8_t req_flags;    /* SYNCREC_F_DRY_RUN, SYNCREC_F_DELETE_EXTRA */
+    uint64_t req_rate;    /* bytes/s; 0: replication.sync_rate_limit */
+    sync_report_t report; /* what the running or last sync found, by bucket, and its first keys (sync_report) */
+    uint64_t generation;  /* syncs started (or resumed) since repld started: a watcher tells its own from the last */
     int cancel;
     int running;
     syncrec_t shown; /* the running sync's record as last persisted, for sync_request's answer */
@@ -92,7 +98,9 @@ struct sync {
     char *scratch;
     size_t scratch_cap;
     size_t since_persist;
-    int probing; /* an idle probe of the target's store is under way */
+    int probing;      /* an idle probe of the target's store is under way */
+    uint64_t pace_ms; /* with a rate limit: when the next batch may go (monotonic) */
+    uint64_t ev_obj;  /* object bytes of the batch's events (inline or fetched) */
 };
 
 /* ---- the decision ---- */
@@ -110,6 +118,90 @@ sync_action_t sync_decide(const meta_entry_t *src, const synclist_key_t *tgt)
     if (!src->deleted)
         return SYNC_PUT;
     return tgt->deleted ? SYNC_SKIP : SYNC_DELETE; /* a later tombstone over a tombstone changes nothing the target serves */
+}
+
+int sync_extra_deleted(const synclist_key_t *tgt, const char *site, size_t site_len, uint64_t horizon, int delete_extra)
+{
+    if (tgt == NULL || tgt->deleted)
+        return 0;
+    if (delete_extra)
+        return 1;
+    /* this site wrote that version, holds neither it nor a later one, nor a tombstone: it was deleted here, and the
+     * tombstone, which orders after it, was collected (it is at or below the horizon) */
+    return horizon != 0 && tgt->hlc < horizon && tgt->origin_len == site_len && memcmp(tgt->origin, site, site_len) == 0;
+}
+
+/* ---- the report ---- */
+
+/* Starts the report of a new sync. Under mu. */
+static void report_reset(sync_t *s)
+{
+    s->report.nb = 0;
+    buf_free(&s->report.keys);
+    buf_init(&s->report.keys, 4u << 20);
+    s->report.nkeys = 0;
+    s->report.nlisted = 0;
+}
+
+/* The report's entry for bucket b (the last one when it is b): NULL when out of memory. Under mu. */
+static sync_report_bucket_t *report_bucket(sync_t *s, const char *b)
+{
+    sync_report_t *r = &s->report;
+    if (r->nb > 0 && strcmp(r->b[r->nb - 1].name, b) == 0)
+        return &r->b[r->nb - 1];
+    if (r->nb == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 16;
+        sync_report_bucket_t *n = realloc(r->b, ncap * sizeof(*n));
+        if (n == NULL)
+            return NULL;
+        r->b = n;
+        r->cap = ncap;
+    }
+    memset(&r->b[r->nb], 0, sizeof(r->b[0]));
+    snprintf(r->b[r->nb].name, sizeof(r->b[0].name), "%s", b);
+    return &r->b[r->nb++];
+}
+
+typedef enum { REP_PUT, REP_DELETE, REP_DELETE_EXTRA, REP_EXTRA, REP_BUCKET_ONLY } rep_action_t;
+
+/* Records a decision for key k of bucket b (REP_BUCKET_ONLY: b is a bucket only the target holds). */
+static void report(sync_t *s, const char *b, const char *k, size_t klen, rep_action_t a, uint64_t size)
+{
+    static const char *const names[] = {"put", "delete", "delete-extra", "extra", "bucket-only"};
+    pthread_mutex_lock(&s->mu);
+    sync_report_bucket_t *e = report_bucket(s, b);
+    if (e != NULL) {
+        switch (a) {
+        case REP_PUT:
+            e->put++;
+            e->put_bytes += size;
+            break;
+        case REP_DELETE:
+            e->del++;
+            break;
+        case REP_DELETE_EXTRA:
+            e->del_extra++;
+            e->del_extra_bytes += size;
+            break;
+        case REP_EXTRA:
+            e->extra++;
+            e->extra_bytes += size;
+            break;
+        case REP_BUCKET_ONLY:
+            e->target_only = 1;
+            break;
+        }
+    }
+    if (a != REP_BUCKET_ONLY && s->report.nkeys++ < SYNC_REPORT_KEYS && s->report.keys.len < SYNC_REPORT_BYTES) {
+        buf_t *o = &s->report.keys;
+        s->report.nlisted++;
+        buf_puts(o, s->report.nlisted > 1 ? ",{\"bucket\":" : "{\"bucket\":");
+        buf_json_str(o, b, strlen(b));
+        buf_puts(o, ",\"key\":");
+        buf_json_str(o, k, klen);
+        buf_printf(o, ",\"action\":\"%s\",\"size\":%" PRIu64 "}", names[a], size);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* ---- waiting ---- */
@@ -333,6 +425,7 @@ static void ev_clear(sync_t *s)
     }
     s->nev = 0;
     s->ev_bytes = 0;
+    s->ev_obj = 0;
 }
 
 static size_t batch_max(const sync_t *s)
@@ -377,7 +470,41 @@ static int ev_add(sync_t *s, logrec_t *r, const char *data, size_t data_len, int
         memcpy(e->data, data, data_len);
     e->data_len = has_data ? data_len : 0;
     s->ev_bytes += e->data_len + e->rec_len;
+    s->ev_obj += e->bytes;
     s->nev++;
+    return 0;
+}
+
+static void count_shipped(sync_t *s, const sev_t *e)
+{
+    s->rec.shipped++;
+    s->rec.shipped_bytes += e->bytes;
+    if (e->extra) {
+        s->rec.deleted++;
+        s->rec.deleted_bytes += e->extra_size;
+    }
+}
+
+/* The sync's own bandwidth limit (rec.rate_limit, bytes/s): before a batch
+ * goes, waits until the object bytes of the batches before it have had
+ * their time. The bytes of a PUT count whether they go inline or are
+ * fetched by the target from this site's storaged with the URL the event
+ * carries: the target fetches them while it applies the batch, so pacing
+ * the batches paces the fetches. Returns 1 when stopped or cancelled
+ * meanwhile. */
+static int pace(sync_t *s)
+{
+    uint64_t rate = s->rec.rate_limit, now = (uint64_t)clock_mono_ms();
+    if (rate == 0)
+        return 0;
+    while (s->pace_ms > now) {
+        if (nap(s, s->pace_ms - now) || stopping(s) || cancelled(s))
+            return 1;
+        now = (uint64_t)clock_mono_ms();
+    }
+    /* a sync idle for a while does not save up a burst */
+    uint64_t start = s->pace_ms > now ? s->pace_ms : now;
+    s->pace_ms = start + s->ev_obj * 1000 / rate;
     return 0;
 }
 
@@ -392,6 +519,17 @@ static int flush(sync_t *s)
 
     if (s->nev == 0)
         return 0;
+    if (s->rec.flags & SYNCREC_F_DRY_RUN) {
+        /* counted as if sent and acknowledged: what a real sync would ship */
+        for (size_t i = 0; i < s->nev; i++)
+            count_shipped(s, &s->ev[i]);
+        ev_clear(s);
+        return 0;
+    }
+    if (pace(s)) {
+        ev_clear(s); /* dropped, as below: shipped again after the resume */
+        return 1;
+    }
     if ((res = calloc(s->nev, sizeof(*res))) == NULL)
         return CIO_ENOMEM;
     memset(&enc, 0, sizeof(enc));
@@ -451,8 +589,7 @@ static int flush(sync_t *s)
                         case BATCH_APPLIED:
                         case BATCH_SKIPPED:
                             e->done = 1;
-                            s->rec.shipped++;
-                            s->rec.shipped_bytes += e->bytes;
+                            count_shipped(s, e);
                             break;
                         case BATCH_RETRY:
                             /* an outage of the fetch from this site spends no attempt, as in ship.c */
@@ -532,7 +669,10 @@ static int checkpoint(sync_t *s)
 /* Checkpoints when the batch is full. */
 static int maybe_flush(sync_t *s)
 {
-    if (s->nev >= batch_max(s) || s->ev_bytes >= BATCH_BYTES_MAX || s->since_persist >= PERSIST_KEYS)
+    /* with a rate limit, batches of at most a quarter of a second's bytes: the pace stays even */
+    uint64_t quarter = s->rec.rate_limit / 4 > 65536 ? s->rec.rate_limit / 4 : 65536;
+    if (s->nev >= batch_max(s) || s->ev_bytes >= BATCH_BYTES_MAX || s->since_persist >= PERSIST_KEYS ||
+        (s->rec.rate_limit != 0 && s->ev_obj >= quarter))
         return checkpoint(s);
     return 0;
 }
@@ -620,6 +760,8 @@ static int add_put(sync_t *s, const char *b, size_t blen, const meta_entry_t *e)
     r.parent_origin = "";
     r.ctx = o.ctx;
     rec_origin(s, o.origin, o.origin_len, &r);
+    if (s->rec.flags & SYNCREC_F_DRY_RUN)
+        return ev_add(s, &r, NULL, 0, 0, NULL); /* counted, never sent */
     if (o.size < s->tgt->inline_threshold) {
         if ((ret = read_bytes(s, b, blen, &o)) != 0)
             return ret;
@@ -648,6 +790,35 @@ static int add_delete(sync_t *s, const char *b, size_t blen, const meta_entry_t 
     r.ctx = e->obj.ctx;
     rec_origin(s, e->obj.origin, e->obj.origin_len, &r);
     return ev_add(s, &r, NULL, 0, 0, NULL);
+}
+
+/* The DELETE of key t only the target holds: version t's + 1 from this site,
+ * with t's version as its parent and in its context, so that on the
+ * target it is a causal successor of t (docs/replication-apply.md,
+ * "Deleting what only the target holds"). */
+static int add_delete_extra(sync_t *s, const char *b, size_t blen, const synclist_key_t *t)
+{
+    logrec_t r;
+    int ret;
+    memset(&r, 0, sizeof(r));
+    r.op = LOGREC_DELETE;
+    r.hlc = t->hlc + 1;
+    r.bucket = b;
+    r.bucket_len = blen;
+    r.key = t->key;
+    r.key_len = t->key_len;
+    r.mtime_ms = clock_wall_ms();
+    r.parent_hlc = t->origin_len > 0 ? t->hlc : 0; /* a parent needs its origin */
+    r.parent_origin = t->origin_len > 0 ? t->origin : "";
+    r.parent_origin_len = t->origin_len;
+    vctx_init(&r.ctx);
+    vctx_add(&r.ctx, t->origin, t->origin_len, t->hlc);
+    rec_origin(s, NULL, 0, &r);
+    if ((ret = ev_add(s, &r, NULL, 0, 0, NULL)) == 0) {
+        s->ev[s->nev - 1].extra = 1;
+        s->ev[s->nev - 1].extra_size = t->size;
+    }
+    return ret;
 }
 
 /* A bucket-only event (BUCKET_CREATE, BUCKET_DELETE, PURGE) at version v. */
@@ -845,10 +1016,13 @@ static int sync_bucket(sync_t *s, const char *b, const synclist_bucket_t *tb)
                 s->rec.skipped++;
                 s->rec.skipped_bytes += sx->obj.size;
                 ret = 0;
+            } else if (ret == 0) {
+                report(s, b, sx->obj.key, sx->obj.key_len, REP_PUT, sx->obj.size);
             }
             break;
         case SYNC_DELETE:
-            ret = add_delete(s, b, blen, sx);
+            if ((ret = add_delete(s, b, blen, sx)) == 0)
+                report(s, b, sx->obj.key, sx->obj.key_len, REP_DELETE, 0);
             break;
         case SYNC_EXTRA: {
             char key[LOGREC_KEY_MAX + 1];
@@ -860,6 +1034,14 @@ static int sync_bucket(sync_t *s, const char *b, const synclist_bucket_t *tb)
                 ret = 0;
                 break;
             }
+            if (sync_extra_deleted(tx, s->conf->site_id, strlen(s->conf->site_id),
+                                   (s->rec.flags & SYNCREC_F_HORIZON) ? s->rec.horizon : 0,
+                                   (s->rec.flags & SYNCREC_F_DELETE_EXTRA) != 0)) {
+                if ((ret = add_delete_extra(s, b, blen, tx)) == 0)
+                    report(s, b, tx->key, tx->key_len, REP_DELETE_EXTRA, tx->size);
+                break;
+            }
+            report(s, b, tx->key, tx->key_len, REP_EXTRA, tx->size);
             snprintf(key, sizeof(key), "%.*s", (int)tx->key_len, tx->key);
             s->rec.extra++;
             s->rec.extra_bytes += tx->size;
@@ -959,6 +1141,87 @@ static int source_buckets(sync_t *s, const char *from, const char *only, char **
     return ret;
 }
 
+/* This site's tombstone horizon (META_TOMB_HORIZON). */
+static int read_horizon(sync_t *s, uint64_t *h)
+{
+    MDB_txn *txn;
+    int ret;
+    if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
+        return ret;
+    ret = meta_state_get(s->meta, txn, META_TOMB_HORIZON, h);
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds to the source's bucket names those only the target holds (from the
+ * position on, or the one bucket asked), and sorts them: the walk visits
+ * them too, to report (or delete) what they hold. */
+static int add_target_buckets(sync_t *s, const synclist_bucket_t *tb, size_t ntb, char ***names, size_t *n)
+{
+    size_t nsrc = *n;
+    for (size_t j = 0; j < ntb; j++) {
+        char name[LOGREC_BUCKET_MAX + 1], **nn;
+        int known = 0;
+        snprintf(name, sizeof(name), "%.*s", (int)tb[j].name_len, tb[j].name);
+        if (strcmp(name, s->rec.bucket) < 0 || (s->rec.only_bucket[0] != '\0' && strcmp(name, s->rec.only_bucket) != 0))
+            continue;
+        for (size_t i = 0; i < nsrc && !known; i++)
+            known = strcmp((*names)[i], name) == 0;
+        if (known)
+            continue;
+        if ((nn = realloc(*names, (*n + 1) * sizeof(*nn))) == NULL)
+            return CIO_ENOMEM;
+        *names = nn;
+        if ((nn[*n] = strdup(name)) == NULL)
+            return CIO_ENOMEM;
+        (*n)++;
+    }
+    if (*n > 1) /* (qsort takes no NULL, even for nothing) */
+        qsort(*names, *n, sizeof(**names), cmp_name);
+    return 0;
+}
+
+/* Whether this site holds bucket b now. */
+static int source_has_bucket(sync_t *s, const char *b)
+{
+    MDB_txn *txn;
+    meta_bucket_t bk;
+    int ret;
+    if (meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin") != 0)
+        return 1; /* when in doubt, nothing is deleted */
+    ret = meta_bucket_get(s->meta, txn, b, strlen(b), &bk);
+    mdb_txn_abort(txn);
+    return ret != CIO_ENOTFOUND;
+}
+
+/* A bucket only the target holds (t), walked: counted and reported, and with
+ * --delete-extra deleted there (a BUCKET_DELETE at the target's bucket
+ * version + 1; the target deletes a bucket only once it is empty, so the
+ * key DELETEs just shipped go first). */
+static int target_only_bucket(sync_t *s, const char *b, const synclist_bucket_t *t)
+{
+    int ret;
+    s->rec.extra_buckets++;
+    report(s, b, "", 0, REP_BUCKET_ONLY, 0);
+    log_msg(LOG_LVL_INFO,
+            (s->rec.flags & SYNCREC_F_DELETE_EXTRA) ? "full sync: deleting a bucket only the target holds"
+                                                    : "full sync: the target holds a bucket this site does not",
+            "target", s->tgt->name, "bucket", b, NULL);
+    if (!(s->rec.flags & SYNCREC_F_DELETE_EXTRA))
+        return 0;
+    meta_ver_t v;
+    memset(&v, 0, sizeof(v));
+    v.hlc = t->hlc + 1;
+    if ((ret = add_bucket_op(s, LOGREC_BUCKET_DELETE, b, strlen(b), &v, clock_wall_ms())) != 0)
+        return ret;
+    return checkpoint(s);
+}
+
 static void log_end(sync_t *s, const char *msg)
 {
     char sc[24], sh[24], sk[24], fa[24], ex[24], by[24], dur[32];
@@ -1002,20 +1265,27 @@ static int run(sync_t *s, int resumed)
     if (!resumed) {
         s->rec.phase = SYNCREC_RUNNING;
         s->rec.started_ms = (uint64_t)clock_wall_ms();
+        if ((ret = read_horizon(s, &s->rec.horizon)) != 0)
+            goto done;
         snprintf(s->rec.store_started, sizeof(s->rec.store_started), "%s", store);
         if ((ret = persist(s)) != 0)
             goto done;
     }
+    char rate[32] = "none";
+    if (s->rec.rate_limit != 0)
+        snprintf(rate, sizeof(rate), "%" PRIu64 "B/s", s->rec.rate_limit);
     log_msg(LOG_LVL_INFO, resumed ? "full sync resumed" : "full sync started", "target", s->tgt->name, "reason",
             syncrec_reason_name(s->rec.reason), "bucket", s->rec.only_bucket[0] ? s->rec.only_bucket : "*", "from_bucket",
-            s->rec.bucket, NULL);
+            s->rec.bucket, "dry_run", (s->rec.flags & SYNCREC_F_DRY_RUN) ? "true" : "false", "delete_extra",
+            (s->rec.flags & SYNCREC_F_DELETE_EXTRA) ? "true" : "false", "rate_limit", rate, NULL);
     if (d.n > 0 && (tb = calloc(d.n, sizeof(*tb))) == NULL) {
         ret = CIO_ENOMEM;
         goto done;
     }
     while (ntb < d.n && synclist_dec_bucket(&d, &tb[ntb]) == 0)
         ntb++;
-    if ((ret = source_buckets(s, s->rec.bucket, s->rec.only_bucket, &names, &nb)) != 0)
+    if ((ret = source_buckets(s, s->rec.bucket, s->rec.only_bucket, &names, &nb)) != 0 ||
+        (ret = add_target_buckets(s, tb, ntb, &names, &nb)) != 0)
         goto done;
     for (size_t i = 0; i < nb && ret == 0; i++) {
         const synclist_bucket_t *t = NULL;
@@ -1028,6 +1298,8 @@ static int run(sync_t *s, int resumed)
             s->rec.key[0] = '\0';
         }
         ret = cancelled(s) || stopping(s) ? 1 : store_changed(s) ? STORE_CHANGED : sync_bucket(s, names[i], t);
+        if (ret == 0 && t != NULL && !source_has_bucket(s, names[i]))
+            ret = target_only_bucket(s, names[i], t);
     }
     if (ret == STORE_CHANGED) {
         /* left running: the next round resumes it, sees the new store and starts over */
@@ -1038,7 +1310,8 @@ static int run(sync_t *s, int resumed)
     if (ret == 0) {
         s->rec.phase = SYNCREC_DONE;
         s->rec.finished_ms = (uint64_t)clock_wall_ms();
-        memcpy(s->rec.store_done, s->rec.store_started, sizeof(s->rec.store_done));
+        if (!(s->rec.flags & SYNCREC_F_DRY_RUN)) /* a dry run synced nothing: a sync the target needs is still due */
+            memcpy(s->rec.store_done, s->rec.store_started, sizeof(s->rec.store_done));
         s->rec.bucket[0] = '\0';
         s->rec.key[0] = '\0';
         s->rec.key_len = 0;
@@ -1064,8 +1337,9 @@ static void finish_cancel(sync_t *s)
     r.finished_ms = (uint64_t)clock_wall_ms();
     /* the operator stopped it: the store is not synced again on its own, only by repld --resync (cancelled
      * before the target ever answered, the store it names now) */
-    memcpy(r.store_done, r.store_started, sizeof(r.store_done));
-    if (r.store_done[0] == '\0') {
+    if (!(r.flags & SYNCREC_F_DRY_RUN))
+        memcpy(r.store_done, r.store_started, sizeof(r.store_done));
+    if (r.store_done[0] == '\0' && !(r.flags & SYNCREC_F_DRY_RUN)) {
         pthread_mutex_lock(&s->mu);
         snprintf(r.store_done, sizeof(r.store_done), "%s", s->peer_store);
         pthread_mutex_unlock(&s->mu);
@@ -1088,8 +1362,8 @@ static int due(sync_t *s, int *resume)
         reason = r.reason;
     } else if (s->requested) {
         reason = SYNCREC_REQUESTED;
-    } else if (ret == CIO_ENOTFOUND) {
-        reason = SYNCREC_NEW_TARGET;
+    } else if (ret == CIO_ENOTFOUND || (ret == 0 && r.store_done[0] == '\0' && (r.flags & SYNCREC_F_DRY_RUN))) {
+        reason = SYNCREC_NEW_TARGET; /* (or only a dry run ran: nothing was ever synced) */
     } else if (ret == 0 && s->peer_store[0] != '\0' && strcmp(s->peer_store, r.store_done) != 0) {
         reason = SYNCREC_STORE_REPLACED;
     } else if (ret != 0 && ret != CIO_ENOTFOUND) {
@@ -1101,15 +1375,25 @@ static int due(sync_t *s, int *resume)
         if (ret == 0)
             memcpy(fresh.store_done, r.store_done, sizeof(fresh.store_done));
         fresh.reason = (syncrec_reason_t)reason;
-        if (reason == SYNCREC_REQUESTED)
+        fresh.flags = SYNCREC_F_HORIZON; /* always sound: what this site provably deleted goes */
+        fresh.rate_limit = s->conf->sync_rate_limit;
+        if (reason == SYNCREC_REQUESTED) {
             memcpy(fresh.only_bucket, s->req_bucket, sizeof(fresh.only_bucket));
+            fresh.flags |= s->req_flags;
+            if (s->req_rate != 0)
+                fresh.rate_limit = s->req_rate;
+        }
         s->rec = fresh;
+        report_reset(s);
+        s->pace_ms = 0;
     }
     s->requested = 0;
     s->cancel = 0;
     s->running = reason != 0;
-    if (s->running)
+    if (s->running) {
         s->shown = s->rec;
+        s->generation++;
+    }
     pthread_mutex_unlock(&s->mu);
     return reason;
 }
@@ -1180,15 +1464,17 @@ static void describe(const sync_t *s, char *msg, size_t cap)
     if (s->shown.started_ms > 0)
         date_iso8601((int64_t)s->shown.started_ms, ts);
     snprintf(msg, cap,
-             "a full sync of target %s is running (reason: %s, bucket: %s, started %s, at bucket '%s' key '%.*s', %" PRIu64
+             "a full sync of target %s is running (reason: %s%s, bucket: %s, started %s, at bucket '%s' key '%.*s', %" PRIu64
              " objects scanned, %" PRIu64 " shipped); repld --cancel --target %s stops it",
-             s->tgt->name, syncrec_reason_name(s->shown.reason), s->shown.only_bucket[0] ? s->shown.only_bucket : "all",
-             ts[0] ? ts : "just now", s->shown.bucket, (int)(s->shown.key_len > 200 ? 200 : s->shown.key_len), s->shown.key,
-             s->shown.scanned, s->shown.shipped, s->tgt->name);
+             s->tgt->name, syncrec_reason_name(s->shown.reason), (s->shown.flags & SYNCREC_F_DRY_RUN) ? ", dry run" : "",
+             s->shown.only_bucket[0] ? s->shown.only_bucket : "all", ts[0] ? ts : "just now", s->shown.bucket,
+             (int)(s->shown.key_len > 200 ? 200 : s->shown.key_len), s->shown.key, s->shown.scanned, s->shown.shipped,
+             s->tgt->name);
 }
 
-int sync_request(sync_t *s, const char *bucket, char *msg, size_t cap)
+int sync_request(sync_t *s, const sync_opts_t *o, char *msg, size_t cap)
 {
+    const char *bucket = o->bucket;
     int ret = 0;
     pthread_mutex_lock(&s->mu);
     if (s->running || s->requested) {
@@ -1201,8 +1487,11 @@ int sync_request(sync_t *s, const char *bucket, char *msg, size_t cap)
     } else {
         s->requested = 1;
         snprintf(s->req_bucket, sizeof(s->req_bucket), "%s", bucket != NULL ? bucket : "");
-        snprintf(msg, cap, "full sync of target %s started (bucket: %s); repld --status shows its progress", s->tgt->name,
-                 bucket != NULL && *bucket ? bucket : "all");
+        s->req_flags = (uint8_t)((o->dry_run ? SYNCREC_F_DRY_RUN : 0) | (o->delete_extra ? SYNCREC_F_DELETE_EXTRA : 0));
+        s->req_rate = o->rate;
+        snprintf(msg, cap, "full sync of target %s started (bucket: %s%s%s); repld --status shows its progress", s->tgt->name,
+                 bucket != NULL && *bucket ? bucket : "all", o->dry_run ? ", dry run" : "",
+                 o->delete_extra ? ", deleting what only the target holds" : "");
     }
     pthread_mutex_unlock(&s->mu);
     if (ret == 0)
@@ -1230,8 +1519,40 @@ int sync_cancel(sync_t *s, char *msg, size_t cap)
     return ret;
 }
 
+int sync_report(sync_t *s, buf_t *out)
+{
+    pthread_mutex_lock(&s->mu);
+    const syncrec_t *r = &s->shown;
+    buf_puts(out, "{\"target\":");
+    buf_json_str(out, s->tgt->name, strlen(s->tgt->name));
+    buf_printf(out, ",\"generation\":%" PRIu64 ",\"requested\":%s", s->generation, s->requested ? "true" : "false");
+    buf_printf(out, ",\"phase\":\"%s\",\"running\":%s,\"dry_run\":%s,\"delete_extra\":%s,\"rate_limit\":%" PRIu64,
+               syncrec_phase_name(r->phase), s->running ? "true" : "false", (r->flags & SYNCREC_F_DRY_RUN) ? "true" : "false",
+               (r->flags & SYNCREC_F_DELETE_EXTRA) ? "true" : "false", r->rate_limit);
+    buf_puts(out, ",\"buckets\":[");
+    for (size_t i = 0; i < s->report.nb; i++) {
+        const sync_report_bucket_t *b = &s->report.b[i];
+        buf_puts(out, i > 0 ? ",{\"name\":" : "{\"name\":");
+        buf_json_str(out, b->name, strlen(b->name));
+        buf_printf(out,
+                   ",\"target_only\":%s,\"put\":%" PRIu64 ",\"put_bytes\":%" PRIu64 ",\"delete\":%" PRIu64
+                   ",\"delete_extra\":%" PRIu64 ",\"delete_extra_bytes\":%" PRIu64 ",\"extra\":%" PRIu64 ",\"extra_bytes\":%" PRIu64
+                   "}",
+                   b->target_only ? "true" : "false", b->put, b->put_bytes, b->del, b->del_extra, b->del_extra_bytes, b->extra,
+                   b->extra_bytes);
+    }
+    buf_printf(out, "],\"keys_total\":%" PRIu64 ",\"keys_listed\":%" PRIu64 ",\"keys\":[", s->report.nkeys, s->report.nlisted);
+    if (s->report.keys.len > 0)
+        buf_append(out, s->report.keys.data, s->report.keys.len);
+    int ret = buf_puts(out, "]}\n");
+    pthread_mutex_unlock(&s->mu);
+    return ret != 0 ? ret : out->err;
+}
+
 static void sync_free(sync_t *s)
 {
+    buf_free(&s->report.keys);
+    free(s->report.b);
     if (s->curl != NULL)
         curl_easy_cleanup(s->curl);
     curl_slist_free_all(s->headers);

@@ -27,12 +27,45 @@
 #define COMIO_REPLD_SYNC_H
 
 #include <stddef.h>
+#include "common/buf.h"
 #include "common/conf.h"
 #include "common/err.h"
 #include "common/meta.h"
 #include "proto/synclist.h"
 
 typedef struct sync sync_t;
+
+/* What a sync found in one bucket (sync_report): the events it decided to
+ * ship (with --dry-run: would ship) and the keys only the target holds. */
+typedef struct {
+    char name[LOGREC_BUCKET_MAX + 1];
+    int target_only;                     /* a bucket only the target holds */
+    uint64_t put, put_bytes;             /* PUTs of objects the target lacks or holds older */
+    uint64_t del;                        /* DELETEs of the source's tombstones */
+    uint64_t del_extra, del_extra_bytes; /* DELETEs of keys only the target holds (--delete-extra, the horizon) */
+    uint64_t extra, extra_bytes;         /* keys only the target holds, left there */
+} sync_report_bucket_t;
+
+#define SYNC_REPORT_KEYS 1000          /* keys a report lists one by one; the rest are counted, */
+#define SYNC_REPORT_BYTES (512u << 10) /* and fewer when long keys fill this much (the control socket answers 1 MiB) */
+
+/* The report of the running or last sync (since repld started: it is not
+ * persisted). Owned by the sync; sync_report renders it. */
+typedef struct {
+    sync_report_bucket_t *b;
+    size_t nb, cap;
+    buf_t keys;       /* up to SYNC_REPORT_KEYS JSON objects, comma-separated */
+    uint64_t nkeys;   /* keys decided, listed or not */
+    uint64_t nlisted; /* keys in `keys` */
+} sync_report_t;
+
+/* A sync's options (sync_request). */
+typedef struct {
+    const char *bucket; /* NULL or "": every bucket */
+    int dry_run;        /* decide and report, ship nothing */
+    int delete_extra;   /* delete what only the target holds: it becomes an exact copy */
+    uint64_t rate;      /* bytes/s the sync may ship or hand out for fetching; 0: replication.sync_rate_limit */
+} sync_opts_t;
 
 /* Starts target tgt's sync thread. It stops once `stop_fd` turns readable
  * (never drained; repld's run-wide stop). conf, tgt and meta are borrowed
@@ -47,12 +80,17 @@ void sync_stop(sync_t *s);
  * reply (NUL-terminated; "" says nothing). Any thread. */
 void sync_note_store(sync_t *s, const char *store);
 
-/* Asks for a full sync of the target (bucket NULL or "": every bucket),
- * for `repld --resync`. When none runs it is started and 0 is returned;
+/* Asks for a full sync of the target with options o, for `repld --resync`
+ * and `comio resync`. When none runs it is started and 0 is returned;
  * when one runs nothing changes and CIO_EAGAIN is returned. Either way
  * msg (cap bytes) says what happens or what runs, since when and where it
  * is. Any thread. */
-int sync_request(sync_t *s, const char *bucket, char *msg, size_t cap) CIO_MUST_CHECK;
+int sync_request(sync_t *s, const sync_opts_t *o, char *msg, size_t cap) CIO_MUST_CHECK;
+
+/* Renders the running or last sync's report as JSON into out: its
+ * options, per bucket what it decided, and its first SYNC_REPORT_KEYS keys
+ * (docs/cli.md, comio resync --json). Any thread. */
+int sync_report(sync_t *s, buf_t *out) CIO_MUST_CHECK;
 
 /* Stops the running full sync at its next batch (`repld --cancel`): 0, or
  * CIO_ENOTFOUND when none runs; msg says which. Any thread. */
@@ -64,7 +102,7 @@ typedef enum {
     SYNC_SKIP = 0,   /* the target holds this version, or a later one, or needs nothing (a tombstone of a key it lacks) */
     SYNC_PUT = 1,    /* ship the source's object */
     SYNC_DELETE = 2, /* ship the source's tombstone */
-    SYNC_EXTRA = 3,  /* only the target holds the key: reported, never deleted */
+    SYNC_EXTRA = 3,  /* only the target holds the key: reported, or deleted (sync_extra_deleted) */
 } sync_action_t;
 
 /* What the full sync does for a key the source holds as `src` (NULL: neither
@@ -74,5 +112,14 @@ typedef enum {
  * ships when the target holds an object of an earlier version; a key only
  * the target holds is SYNC_EXTRA. Both NULL: SYNC_SKIP. */
 sync_action_t sync_decide(const meta_entry_t *src, const synclist_key_t *tgt);
+
+/* Whether a key only the target holds (`tgt`, SYNC_EXTRA) is deleted there:
+ * with --delete-extra (delete_extra) every object; else one this site wrote
+ * (origin `site`) at a version older than this site's tombstone horizon
+ * (`horizon`, META_TOMB_HORIZON; 0: nothing collected), which this site
+ * provably deleted (docs/replication-apply.md, "Tombstone horizon"). A
+ * tombstone is never deleted. The DELETE shipped has version tgt->hlc + 1,
+ * this site's origin, and the target's version as parent and context. */
+int sync_extra_deleted(const synclist_key_t *tgt, const char *site, size_t site_len, uint64_t horizon, int delete_extra);
 
 #endif

@@ -213,7 +213,7 @@ int meta_obj_del_if(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_ob
 }
 
 int meta_tomb_gc(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t cutoff_ms, size_t max, uint64_t *removed,
-                 int *done)
+                 uint64_t *newest, int *done)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, v;
@@ -248,6 +248,8 @@ int meta_tomb_gc(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t
             if ((rc = mdb_cursor_del(cur, 0)) != 0)
                 break;
             (*removed)++;
+            if (t.version.hlc > *newest)
+                *newest = t.version.hlc;
             k = (MDB_val){*pos_len, pos};
             rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         } else {

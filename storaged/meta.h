@@ -61,9 +61,12 @@ int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, con
  * first), removes those applied at or before `cutoff_ms`, and stores in pos
  * where the next slice starts. *done is set to 1 when the slice reached the
  * last tombstone (pos is then reset to the start), else 0. *removed counts
- * what went. `pos` is the caller's, META_OBJKEY_MAX bytes. */
+ * what went, and *newest is raised to the largest version (hlc) among
+ * them (left alone when none went): the caller keeps it as the site's
+ * tombstone horizon (META_TOMB_HORIZON). `pos` is the caller's,
+ * META_OBJKEY_MAX bytes. */
 int meta_tomb_gc(meta_t *m, MDB_txn *txn, uint8_t *pos, size_t *pos_len, int64_t cutoff_ms, size_t max, uint64_t *removed,
-                 int *done) CIO_MUST_CHECK;
+                 uint64_t *newest, int *done) CIO_MUST_CHECK;
 
 /* Number of tombstones (for metrics). */
 int meta_tomb_count(meta_t *m, MDB_txn *txn, uint64_t *n) CIO_MUST_CHECK;

@@ -49,6 +49,8 @@ typedef struct {
     int have_bk, bk_dirty;
     meta_bucket_t bk;
     int64_t objects, bytes;
+    int have_horizon;
+    uint64_t horizon; /* META_TOMB_HORIZON, read once per job */
 } apply_cache_t;
 
 static int apply_cache_flush(commit_t *c, MDB_txn *txn, apply_cache_t *ac)
@@ -139,6 +141,31 @@ static int item_stale(commit_item_t *it, const meta_ver_t *known)
     else
         replica_item_set(it, BATCH_SKIPPED, 200, "stale: this site holds version %" PRIu64 " from \"%s\"", known->hlc,
                          known->origin);
+    return 1;
+}
+
+/* A PUT of a version this site wrote, of a key it holds neither as an
+ * object nor as a tombstone, below its tombstone horizon: this site
+ * deleted that key and the tombstone has expired (docs/replication-apply.md,
+ * "Tombstone horizon"), so the PUT is stale, however it got here (a peer's
+ * full sync or log that missed the delete). Marks it skipped: 1; 0 when
+ * not; or an error. */
+static int collected_here(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_t *it, const meta_ver_t *held)
+{
+    size_t slen = strlen(c->site_id);
+    int ret;
+    if (it->op != LOGREC_PUT || held->hlc != 0 || it->origin_len != slen || memcmp(it->origin, c->site_id, slen) != 0)
+        return 0;
+    if (!ac->have_horizon) {
+        if ((ret = meta_state_get(c->meta, txn, META_TOMB_HORIZON, &ac->horizon)) != 0)
+            return ret;
+        ac->have_horizon = 1;
+    }
+    if (it->version >= ac->horizon)
+        return 0;
+    replica_item_set(it, BATCH_SKIPPED, 200,
+                     "stale: written here and deleted here since; the tombstone has expired (tombstone horizon %" PRIu64 ")",
+                     ac->horizon);
     return 1;
 }
 
@@ -236,6 +263,11 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
         if ((ret = known_version(c, txn, &ac, it, &known, &old, &had_old, &had_tomb, &tomb, &kctx)) != 0)
             return ret;
         held = held_version(&old, had_old, &tomb, had_tomb);
+        if ((ret = collected_here(c, txn, &ac, it, &held)) != 0) {
+            if (ret < 0)
+                return ret;
+            continue;
+        }
         fate = item_fate(it, &kctx, &ac.purge, &held);
         if (fate == FATE_SEEN)
             continue; /* nothing to write (a loser's bytes are: they are kept) */
@@ -535,6 +567,8 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
             return 0;
     } else {
         held = held_version(&old, had_old, &tomb, had_tomb);
+        if ((ret = collected_here(c, txn, ac, it, &held)) != 0)
+            return ret < 0 ? ret : 0;
         fate = item_fate(it, &kctx, &ac->purge, &held);
         if (fate == FATE_SEEN)
             return 0;

@@ -3,8 +3,11 @@
 #include <stdio.h>
 #include "storaged/commit_int.h"
 
-#define GC_INTERVAL_MS 60000 /* a collection pass starts at most this often */
-#define GC_SLICE 256         /* records looked at per round: keeps each transaction short */
+#define GC_INTERVAL_MS 60000 /* a collection pass starts at most this often, */
+#define GC_INTERVAL_MIN_MS                                                                                                         \
+    1000             /* or once per TTL when that is shorter (short TTLs are for tests), but not more often than this              \
+                      */
+#define GC_SLICE 256 /* records looked at per round: keeps each transaction short */
 
 int tombgc_due(commit_t *c, int64_t now)
 {
@@ -17,6 +20,23 @@ static int release_extent(void *arg, alloc_extent_t ext)
 {
     void **a = arg;
     return ext.len > 0 ? reuse_quarantine_add(a[0], a[1], ext) : 0;
+}
+
+/* One slice of tombstones, raising the site's tombstone horizon (the
+ * largest version collected) in the same transaction: a full sync reads it
+ * to tell a key deleted here, whose tombstone is gone, from one never held
+ * (docs/replication-apply.md, "Tombstone horizon"). */
+static int tomb_slice(commit_t *c, MDB_txn *txn, int64_t cutoff_ms, uint64_t *removed, int *done)
+{
+    uint64_t horizon, newest = 0;
+    int ret;
+    if ((ret = meta_tomb_gc(c->meta, txn, c->gc_pos, &c->gc_pos_len, cutoff_ms, GC_SLICE, removed, &newest, done)) != 0)
+        return ret;
+    if (newest == 0)
+        return 0;
+    if ((ret = meta_state_get(c->meta, txn, META_TOMB_HORIZON, &horizon)) != 0)
+        return ret;
+    return newest > horizon ? meta_state_put(c->meta, txn, META_TOMB_HORIZON, newest) : 0;
 }
 
 /* One slice of a pass, in the round's transaction: tombstones first, then
@@ -35,7 +55,8 @@ int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
         return 0;
     if (!c->gc_running) {
         c->gc_running = 1;
-        c->gc_next_ms = now + GC_INTERVAL_MS;
+        uint64_t every = ttl != 0 && ttl < GC_INTERVAL_MS ? ttl : GC_INTERVAL_MS;
+        c->gc_next_ms = now + (int64_t)(every < GC_INTERVAL_MIN_MS ? GC_INTERVAL_MIN_MS : every);
         c->gc_pos_len = 0;
         c->gc_removed = 0;
         c->gc_conflicts = 0;
@@ -44,8 +65,7 @@ int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
     if (!c->gc_conflicts) {
         if (ttl == 0 || now < 0 || ttl > (uint64_t)now)
             done = 1; /* nothing to collect, or nothing can be that old */
-        else if ((ret = meta_tomb_gc(c->meta, txn, c->gc_pos, &c->gc_pos_len, now - (int64_t)ttl, GC_SLICE, &removed, &done)) !=
-                 0) {
+        else if ((ret = tomb_slice(c, txn, now - (int64_t)ttl, &removed, &done)) != 0) {
             c->gc_running = 0; /* give this pass up rather than fail every round */
             return ret;
         }

@@ -136,6 +136,7 @@ static void test_init_defaults(void)
     CHECK_EQ_STR(c.socket_path, "/run/comio/repld.sock");
     CHECK(c.ca_file == NULL);
     CHECK(c.tombstone_ttl_ms == 7ULL * 24 * 3600 * 1000);
+    CHECK(c.sync_rate_limit == 0); /* none */
     CHECK(c.conflict_ttl_ms == 7ULL * 24 * 3600 * 1000);
     CHECK_EQ_INT(c.log_level, LOG_LVL_INFO);
     CHECK_EQ_INT(c.log_json, 1);
@@ -470,6 +471,12 @@ static void test_err_values(void)
                "config.yaml:2: replication.inline_threshold: expected a size such as 4096, 512MB or 2GiB, got ''");
     expect_err("replication:\n  batch_interval: 1\n",
                "config.yaml:2: replication.batch_interval: expected a duration such as 500ms, 1s, 5m or 1h, got '1'");
+    expect_err(
+        "replication:\n  sync_rate_limit: fast\n",
+        "config.yaml:2: replication.sync_rate_limit: expected a rate such as 100Mbit, 1Gbit or 20MB/s (0: no limit), got 'fast'");
+    expect_err(
+        "replication:\n  sync_rate_limit: 4096\n", /* bits or bytes? the unit must say */
+        "config.yaml:2: replication.sync_rate_limit: expected a rate such as 100Mbit, 1Gbit or 20MB/s (0: no limit), got '4096'");
     expect_err("replication:\n  retry_delay: 0.5ms\n",
                "config.yaml:2: replication.retry_delay: expected a duration such as 500ms, 1s, 5m or 1h, got '0.5ms'");
     expect_err("replication:\n  conflict_ttl: a week\n",

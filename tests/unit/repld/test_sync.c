@@ -71,10 +71,25 @@ static void test_only_one_side(void)
     CHECK_EQ_INT(sync_decide(NULL, NULL), SYNC_SKIP);
 }
 
+/* A key only the target holds is deleted with --delete-extra, or when this
+ * site wrote it and its version is below this site's tombstone horizon. */
+static void test_extra_deleted(void)
+{
+    synclist_key_t mine = tgt(5, "site-a", 0), theirs = tgt(5, "site-b", 0), tomb = tgt(5, "site-a", 1);
+    CHECK(sync_extra_deleted(&mine, "site-a", 6, 0, 0) == 0);   /* nothing collected: proves nothing */
+    CHECK(sync_extra_deleted(&mine, "site-a", 6, 5, 0) == 0);   /* not older than the horizon */
+    CHECK(sync_extra_deleted(&mine, "site-a", 6, 6, 0) == 1);   /* written here, deleted, tombstone collected */
+    CHECK(sync_extra_deleted(&theirs, "site-a", 6, 6, 0) == 0); /* maybe never seen here: reported */
+    CHECK(sync_extra_deleted(&theirs, "site-a", 6, 0, 1) == 1); /* --delete-extra */
+    CHECK(sync_extra_deleted(&tomb, "site-a", 6, 6, 1) == 0);   /* a tombstone deletes nothing */
+    CHECK(sync_extra_deleted(NULL, "site-a", 6, 6, 1) == 0);
+}
+
 int main(void)
 {
     RUN(test_object);
     RUN(test_tombstone);
     RUN(test_only_one_side);
+    RUN(test_extra_deleted);
     return TEST_SUMMARY();
 }
