@@ -275,7 +275,9 @@ int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const me
     X(META_STORE_ID_LO, "store_id_lo", "the data store's identity, low half (storaged)")                                           \
     X(META_FORMAT_VERSION, "format_version", "the metadata format, META_FORMAT_CURRENT once opened by storaged (storaged)")        \
     X(META_TOMB_HORIZON, "tomb_horizon",                                                                                           \
-      "the tombstone horizon: the largest version (hlc) of any tombstone collected here; 0 none (storaged, tombgc)")
+      "the tombstone horizon: the largest version (hlc) of any tombstone collected here; 0 none (storaged, tombgc)")               \
+    X(META_UNLOGGED_MS, "unlogged_ms",                                                                                             \
+      "wall clock of the last mutation committed while replication was off, not logged; 0 none (storaged)")
 
 #define META_COUNTER_ENUM(e, name, doc) e,
 typedef enum { META_COUNTERS(META_COUNTER_ENUM) META_NCOUNTERS } meta_counter_t;

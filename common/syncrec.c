@@ -32,6 +32,8 @@ const char *syncrec_reason_name(syncrec_reason_t r)
         return "store replaced";
     case SYNCREC_REQUESTED:
         return "requested";
+    case SYNCREC_UNLOGGED:
+        return "writes while replication was off";
     }
     return "";
 }
@@ -72,7 +74,7 @@ int syncrec_get(meta_t *m, MDB_txn *txn, const char *name, syncrec_t *r)
         return meta_err(rc, "mdb_get(repl_sync)");
     p = v.mv_data;
     end = p + v.mv_size;
-    if (v.mv_size < FIXED || p[0] != FORMAT || p[1] > SYNCREC_CANCELLED || p[2] > SYNCREC_REQUESTED)
+    if (v.mv_size < FIXED || p[0] != FORMAT || p[1] > SYNCREC_CANCELLED || p[2] > SYNCREC_UNLOGGED)
         return CIO_EPROTO;
     memset(r, 0, sizeof(*r));
     r->phase = (syncrec_phase_t)p[1];

@@ -47,6 +47,7 @@ typedef enum {
     SYNCREC_NEW_TARGET = 1,     /* the target had no sync record: new, or from a build before full sync */
     SYNCREC_STORE_REPLACED = 2, /* the target reports a store other than the one last synced */
     SYNCREC_REQUESTED = 3,      /* repld --resync */
+    SYNCREC_UNLOGGED = 4,       /* this site committed writes while replication was off (META_UNLOGGED_MS) */
 } syncrec_reason_t;
 
 #define SYNCREC_COUNTERS 12

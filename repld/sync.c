@@ -403,13 +403,20 @@ static int persist(sync_t *s)
     return 0;
 }
 
-static int load(sync_t *s, syncrec_t *r)
+/* The target's sync record into *r, and (unlogged may be NULL) when this site
+ * last committed a write while replication was off (META_UNLOGGED_MS; 0: never). */
+static int load(sync_t *s, syncrec_t *r, uint64_t *unlogged)
 {
     MDB_txn *txn;
     int ret;
     if ((ret = meta_err(mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin")) != 0)
         return ret;
     ret = syncrec_get(s->meta, txn, s->tgt->name, r);
+    if (unlogged != NULL && (ret == 0 || ret == CIO_ENOTFOUND)) {
+        int uret = meta_state_get(s->meta, txn, META_UNLOGGED_MS, unlogged);
+        if (uret != 0)
+            ret = uret;
+    }
     mdb_txn_abort(txn);
     return ret;
 }
@@ -1331,7 +1338,7 @@ done:
 static void finish_cancel(sync_t *s)
 {
     syncrec_t r;
-    if (load(s, &r) != 0)
+    if (load(s, &r, NULL) != 0)
         r = s->rec;
     r.phase = SYNCREC_CANCELLED;
     r.finished_ms = (uint64_t)clock_wall_ms();
@@ -1353,7 +1360,8 @@ static void finish_cancel(sync_t *s)
 static int due(sync_t *s, int *resume)
 {
     syncrec_t r;
-    int ret = load(s, &r), reason = 0;
+    uint64_t unlogged = 0;
+    int ret = load(s, &r, &unlogged), reason = 0;
     *resume = 0;
     pthread_mutex_lock(&s->mu);
     if (ret == 0 && r.phase == SYNCREC_RUNNING) {
@@ -1366,6 +1374,10 @@ static int due(sync_t *s, int *resume)
         reason = SYNCREC_NEW_TARGET; /* (or only a dry run ran: nothing was ever synced) */
     } else if (ret == 0 && s->peer_store[0] != '\0' && strcmp(s->peer_store, r.store_done) != 0) {
         reason = SYNCREC_STORE_REPLACED;
+    } else if (ret == 0 && unlogged != 0 && unlogged >= r.started_ms && !(r.flags & SYNCREC_F_DRY_RUN)) {
+        /* writes this site committed while replication was off are in no log:
+         * only a full sync that began after them brings them to the target */
+        reason = SYNCREC_UNLOGGED;
     } else if (ret != 0 && ret != CIO_ENOTFOUND) {
         log_msg(LOG_LVL_ERROR, "full sync: cannot read the sync record", "target", s->tgt->name, "error", cio_strerror(ret), NULL);
     }

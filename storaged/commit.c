@@ -25,6 +25,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
     list_init(&done);
     list_init(&to_io);
     c->nchunks_out = 0;
+    c->round_unlogged = 0; /* (a round that failed committed nothing) */
     if ((rc = mdb_txn_begin(c->meta->env, NULL, 0, &txn)) != 0) {
         ret = meta_err(rc, "mdb_txn_begin");
         goto fail;
@@ -104,6 +105,11 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
             goto fail;
         j->result = ret;
     }
+    /* mutations committed without a log record (replication off): repld gives
+     * every target a full sync once replication is on again (repld/sync.c) */
+    if (c->round_unlogged && (ret = meta_state_put(c->meta, txn, META_UNLOGGED_MS, (uint64_t)clock_wall_ms())) != 0)
+        goto fail;
+    c->round_unlogged = 0;
     /* the clock's high-water mark: a restart starts past every version this commit stores */
     uint64_t hlc_mark = hlc_last(&c->hlc);
     if (hlc_mark != c->hlc_saved && (ret = meta_state_put(c->meta, txn, META_HLC_LAST, hlc_mark)) != 0)

@@ -55,6 +55,7 @@ struct commit {
     store_t *store;
     char *site_id;
     int log_enabled;
+    int round_unlogged; /* committer only: this round committed a mutation that was not logged (log_enabled 0) */
 
     pthread_mutex_t mu; /* inbox, written, stopping, in_io */
     pthread_cond_t cv;

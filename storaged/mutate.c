@@ -110,8 +110,10 @@ static int take_version(commit_t *c, MDB_txn *txn, commit_job_t *j, const meta_v
 static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op, const meta_ver_t *parent, const vctx_t *ctx)
 {
     logrec_t r;
-    if (!c->log_enabled)
+    if (!c->log_enabled) {
+        c->round_unlogged = 1; /* marked once per round (commit.c): a full sync follows when replication is on again */
         return 0;
+    }
     memset(&r, 0, sizeof(r));
     r.seq = j->seq;
     r.hlc = j->version;

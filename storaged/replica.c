@@ -358,8 +358,10 @@ static int relog(commit_t *c, MDB_txn *txn, const commit_item_t *it)
     logrec_t r;
     int ret;
 
-    if (!c->log_enabled)
+    if (!c->log_enabled) {
+        c->round_unlogged = 1; /* as mutate.c's log_append */
         return 0;
+    }
     memset(&r, 0, sizeof(r));
     if ((ret = replog_next_seq(c->meta, txn, &r.seq)) != 0)
         return ret;

@@ -70,6 +70,49 @@ def fill(client, w, buckets=("alpha", "beta", "gamma"), n=100, size=300):
         assert w.put(client, buckets[2], "after-purge-%03d" % i, b"p" * (50 + i)).status == 200
 
 
+def test_writes_made_while_replication_was_off_reach_a_target_that_kept_its_cursor(pair):
+    """A target that has been synced keeps its cursor and sync record while replication is off for a
+    while; the writes and deletes made then are in no log. Turning replication on again gives it a full
+    sync (reason "writes while replication was off"), and only once: before, those writes never shipped."""
+    a, b = pair()
+    b.start()
+    a.start()
+    ac = a.client()
+    w = Workload()
+    for i in range(40):
+        assert w.put(ac, "kept", "k%03d" % i, b"first %d" % i).status == 200
+    wait_sync_done(a)
+    converge_or_fail(a, b, timeout=30)
+    # replication off: what A takes now is not logged
+    a.stop()
+    repl = a.repl
+    a.repl = None
+    a.write_config()
+    a.start()
+    ac = a.client()
+    for i in range(0, 40, 2):
+        assert w.put(ac, "kept", "k%03d" % i, b"while off %d" % i).status == 200
+    for i in range(1, 40, 4):
+        assert w.delete(ac, "kept", "k%03d" % i).status == 204
+    for i in range(10):
+        assert w.put(ac, "new-while-off", "n%02d" % i, b"n").status == 200
+    a.stop()
+    a.repl = repl
+    a.write_config()
+    a.start()
+    converge_or_fail(a, b, timeout=60)
+    d = w.check(b, "B")
+    assert not d, "\n".join(d)
+    started = log_events(a, "full sync started")
+    assert [e.get("reason") for e in started][-1:] == ["writes while replication was off"], started
+    # once synced, a restart of repld does not sync again
+    n = len(started)
+    a.stop_repld()
+    a.start_repld()
+    time.sleep(0.5)
+    assert len(log_events(a, "full sync started")) == n
+
+
 def test_enabling_replication_on_a_store_with_objects_ships_them_all(pair):
     a, b = pair()
     # A runs without replication first: nothing it stores is logged
