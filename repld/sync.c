@@ -16,6 +16,7 @@
 #include "common/date.h"
 #include "common/log.h"
 #include "common/percent.h"
+#include "common/replog.h"
 #include "common/syncrec.h"
 #include "proto/batch.h"
 #include "proto/logrec.h"
@@ -1356,12 +1357,46 @@ static void finish_cancel(sync_t *s)
         log_end(s, "full sync cancelled; the target may lack objects until repld --resync");
 }
 
+/* Whether the log still holds every write this site ever committed: nothing
+ * was trimmed from it (the trim point is 0) and nothing was committed while
+ * replication was off. A new target then needs no full sync: the log, which
+ * it is sent from its start, is the whole state. 1 yes, 0 no (or unknown). */
+static int log_complete(sync_t *s, uint64_t unlogged)
+{
+    MDB_txn *txn;
+    uint64_t trim = 1;
+    if (unlogged != 0 || mdb_txn_begin(s->meta->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    int ret = replog_cursor(s->meta, txn, &trim);
+    mdb_txn_abort(txn);
+    return ret == 0 && trim == 0;
+}
+
+/* A new target of a site whose log is complete: recorded as synced with the
+ * store it has now, without a scan. */
+static void adopt(sync_t *s)
+{
+    syncrec_t r;
+    memset(&r, 0, sizeof(r));
+    r.phase = SYNCREC_DONE;
+    r.reason = SYNCREC_NEW_TARGET;
+    r.started_ms = r.finished_ms = (uint64_t)clock_wall_ms();
+    pthread_mutex_lock(&s->mu);
+    snprintf(r.store_started, sizeof(r.store_started), "%s", s->peer_store);
+    pthread_mutex_unlock(&s->mu);
+    memcpy(r.store_done, r.store_started, sizeof(r.store_done));
+    s->rec = r;
+    if (persist(s) == 0)
+        log_msg(LOG_LVL_INFO, "no full sync needed: the log holds every write of this site", "target", s->tgt->name, NULL);
+}
+
 /* What to do now: a reason to start a sync (and *resume), or 0 to wait. */
 static int due(sync_t *s, int *resume)
 {
     syncrec_t r;
     uint64_t unlogged = 0;
-    int ret = load(s, &r, &unlogged), reason = 0;
+    int ret = load(s, &r, &unlogged), reason = 0, adopt_now = 0;
+    int complete = ret == CIO_ENOTFOUND && log_complete(s, unlogged);
     *resume = 0;
     pthread_mutex_lock(&s->mu);
     if (ret == 0 && r.phase == SYNCREC_RUNNING) {
@@ -1370,6 +1405,8 @@ static int due(sync_t *s, int *resume)
         reason = r.reason;
     } else if (s->requested) {
         reason = SYNCREC_REQUESTED;
+    } else if (complete) {
+        adopt_now = s->peer_store[0] != '\0'; /* else wait for the target's store identity (the probe below) */
     } else if (ret == CIO_ENOTFOUND || (ret == 0 && r.store_done[0] == '\0' && (r.flags & SYNCREC_F_DRY_RUN))) {
         reason = SYNCREC_NEW_TARGET; /* (or only a dry run ran: nothing was ever synced) */
     } else if (ret == 0 && s->peer_store[0] != '\0' && strcmp(s->peer_store, r.store_done) != 0) {
@@ -1407,6 +1444,8 @@ static int due(sync_t *s, int *resume)
         s->generation++;
     }
     pthread_mutex_unlock(&s->mu);
+    if (adopt_now)
+        adopt(s);
     return reason;
 }
 
