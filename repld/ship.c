@@ -1386,7 +1386,8 @@ static int open_targets(const conf_t *conf, meta_t *meta)
     return ret;
 }
 
-static bwlimit_t *run_bw; /* the last run's bandwidth limits, kept until the process exits */
+static bwlimit_t *volatile run_bw; /* the last run's bandwidth limits, kept until the process exits (volatile: a
+                                    * store the compiler may not drop, so that they stay reachable) */
 
 int ship_run(const conf_t *conf, meta_t *meta)
 {
