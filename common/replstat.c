@@ -370,6 +370,15 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
 #define PER_TARGET(expr)                                                                                                           \
     for (size_t i = 0; i < f.n; i++)                                                                                               \
         v[i] = (double)(expr);
+/* A family whose unlabelled total is the sum over the targets. */
+#define SUMMED_FAMILY(name, type, help, expr)                                                                                      \
+    do {                                                                                                                           \
+        double sum_ = 0;                                                                                                           \
+        PER_TARGET(expr)                                                                                                           \
+        for (size_t i = 0; i < f.n; i++)                                                                                           \
+            sum_ += v[i];                                                                                                          \
+        family(out, conf, name, type, help, sum_, v);                                                                              \
+    } while (0)
     PER_TARGET(f.t[i].pending)
     family(out, conf, "comio_replication_pending_events", "gauge",
            "Log records not yet acknowledged by the replica (unlabelled: by every target).", (double)f.pending, v);
@@ -382,12 +391,8 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
     PER_TARGET(f.t[i].st.acked)
     family(out, conf, "comio_replication_events_replicated_total", "counter",
            "Events the replica acknowledged (applied or already held).", (double)f.acked, v);
-    double skipped = 0;
-    PER_TARGET(f.t[i].st.skipped)
-    for (size_t i = 0; i < f.n; i++)
-        skipped += v[i];
-    family(out, conf, "comio_replication_events_skipped_total", "counter", "Events not sent because the target is their origin.",
-           skipped, v);
+    SUMMED_FAMILY("comio_replication_events_skipped_total", "counter", "Events not sent because the target is their origin.",
+                  f.t[i].st.skipped);
     PER_TARGET(f.t[i].st.failed_total)
     family(out, conf, "comio_replication_events_failed_total", "counter", "Events recorded as failed after every attempt.",
            (double)f.failed_total, v);
@@ -405,13 +410,7 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
     family(out, conf, "comio_replication_remote_up", "gauge",
            "1 when the last batch reached the replica (unlabelled: every target).", all_up, v);
     /* the full sync of each target: the running one's figures, else the last one's */
-    double tsum;
-#define SYNC_FAMILY(name, help, expr)                                                                                              \
-    tsum = 0;                                                                                                                      \
-    PER_TARGET(expr)                                                                                                               \
-    for (size_t i = 0; i < f.n; i++)                                                                                               \
-        tsum += v[i];                                                                                                              \
-    family(out, conf, name, "gauge", help, tsum, v);
+#define SYNC_FAMILY(name, help, expr) SUMMED_FAMILY(name, "gauge", help, expr);
     SYNC_FAMILY("comio_replication_sync_running", "1 while a full sync of the target runs (unlabelled: how many run).",
                 f.t[i].sync.phase == SYNCREC_RUNNING)
     SYNC_FAMILY("comio_replication_sync_scanned_objects", "Keys of this site the target's current or last full sync looked at.",
@@ -431,29 +430,20 @@ int replstat_metrics(meta_t *m, const conf_t *conf, const replstat_live_t *live,
     replstat_skew_metric(f.skew, out);
     replstat_conflicts_metric(f.conflicts, f.kept, out);
     if (live != NULL) {
-        double payload = 0, wire = 0;
-        PER_TARGET(i < live->ntargets ? live->targets[i].payload_bytes : 0)
-        for (size_t i = 0; i < f.n; i++)
-            payload += v[i];
-        family(out, conf, "comio_replication_payload_bytes_total", "counter",
-               "Batch bytes posted to the replica before compression (every attempt), since repld started.", payload, v);
-        PER_TARGET(i < live->ntargets ? live->targets[i].wire_bytes : 0)
-        for (size_t i = 0; i < f.n; i++)
-            wire += v[i];
-        family(out, conf, "comio_replication_wire_bytes_total", "counter",
-               "The same batches' request bodies as sent, compressed or not (every attempt), since repld started.", wire, v);
-        double limit = 0, sent = 0;
-        PER_TARGET(i < live->ntargets ? live->targets[i].bandwidth_limit : 0)
-        for (size_t i = 0; i < f.n; i++)
-            limit += v[i];
-        family(out, conf, "comio_replication_bandwidth_limit_bytes", "gauge",
-               "The target's bandwidth_limit in force, bytes per second (0: none).", limit, v);
-        PER_TARGET(i < live->ntargets ? live->targets[i].bandwidth_bytes : 0)
-        for (size_t i = 0; i < f.n; i++)
-            sent += v[i];
-        family(out, conf, "comio_replication_bandwidth_sent_bytes_total", "counter",
-               "Bytes sent to the target as the bandwidth limiter counts them (batches and its fetches from this site).", sent, v);
+        SUMMED_FAMILY("comio_replication_payload_bytes_total", "counter",
+                      "Batch bytes posted to the replica before compression (every attempt), since repld started.",
+                      i < live->ntargets ? live->targets[i].payload_bytes : 0);
+        SUMMED_FAMILY("comio_replication_wire_bytes_total", "counter",
+                      "The same batches' request bodies as sent, compressed or not (every attempt), since repld started.",
+                      i < live->ntargets ? live->targets[i].wire_bytes : 0);
+        SUMMED_FAMILY("comio_replication_bandwidth_limit_bytes", "gauge",
+                      "The target's bandwidth_limit in force, bytes per second (0: none).",
+                      i < live->ntargets ? live->targets[i].bandwidth_limit : 0);
+        SUMMED_FAMILY("comio_replication_bandwidth_sent_bytes_total", "counter",
+                      "Bytes sent to the target as the bandwidth limiter counts them (batches and its fetches from this site).",
+                      i < live->ntargets ? live->targets[i].bandwidth_bytes : 0);
     }
+#undef SUMMED_FAMILY
 #undef PER_TARGET
     if (live != NULL) {
         uint64_t counts[REPLSTAT_LAT_BUCKETS + 1] = {0}, n = 0;
