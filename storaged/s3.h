@@ -1,0 +1,53 @@
+/* s3.h - storaged's S3 API: how a request is told to be S3, its context, and
+ * the handlers of each group of operations (docs/s3.md).
+ *
+ * A request that carries an AWS Signature Version 4 (an Authorization header
+ * "AWS4-HMAC-SHA256 ...", or X-Amz-Algorithm in the query of a presigned URL)
+ * is an S3 request; every other request is the native API, unchanged
+ * (docs/api.md). s3_dispatch verifies the signature, decodes the body
+ * (aws-chunked framing removed, chunk signatures and trailing checksums
+ * checked), and calls the handler of the operation. Internal to storaged's
+ * HTTP layer; every function runs on the loop thread that owns `req`. */
+#ifndef COMIO_S3_H
+#define COMIO_S3_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <h2o.h>
+#include "common/limits.h"
+#include "storaged/http_req.h"
+
+#define S3_ACCESS_KEY_MAX 128 /* bytes of an access key id */
+
+/* One S3 request, verified: made by s3_dispatch, borrowed by the handlers
+ * until they return (pointers into the request live as long as `req`). */
+typedef struct {
+    const char *bucket; /* the bucket, from the path or (virtual-hosted style) the Host header; "" for the service */
+    size_t bucket_len;
+    const char *key; /* the key, percent-decoded; "" when the request names a bucket or the service */
+    size_t key_len;
+    h2o_iovec_t body;                         /* the payload, aws-chunked framing removed and verified; lives as long as req */
+    char access_key[S3_ACCESS_KEY_MAX + 1];   /* who signed it */
+    char resource[LIMIT_BUCKET_MAX + LIMIT_KEY_MAX + 3]; /* "/bucket/key" for error bodies' <Resource> */
+} s3_req_t;
+
+/* Non-zero when req is signed for S3 (see above). Cheap: looks at the
+ * Authorization header and the query only. */
+int s3_is_s3(h2o_req_t *req);
+
+/* Answers an S3 request: signature, body, then the operation's handler, or
+ * S3's XML error. Returns 0 (on_req's "handled"). */
+int s3_dispatch(http_server_t *srv, h2o_req_t *req);
+
+/* ---- the handlers, by group; each answers req and returns 0 ---- */
+
+/* GET /{bucket}?list-type=2 (v2 1) or GET /{bucket} (ListObjects, v2 0):
+ * prefix, delimiter, common prefixes, marker / continuation-token /
+ * start-after, max-keys, encoding-type=url, fetch-owner (storaged/s3_list.c). */
+int s3_list_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s, int v2);
+
+/* POST /{bucket}?delete: DeleteObjects, up to 1,000 keys, Quiet mode
+ * (storaged/s3_multidel.c). */
+int s3_delete_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+#endif
