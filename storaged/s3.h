@@ -18,6 +18,7 @@
 #include "storaged/http_req.h"
 
 #define S3_ACCESS_KEY_MAX 128 /* bytes of an access key id */
+#define S3_TRAILERS_MAX 4     /* trailing headers of an aws-chunked body kept for the handlers */
 
 /* One S3 request, verified: made by s3_dispatch, borrowed by the handlers
  * until they return (pointers into the request live as long as `req`). */
@@ -27,7 +28,10 @@ typedef struct {
     const char *key; /* the key, percent-decoded; "" when the request names a bucket or the service */
     size_t key_len;
     h2o_iovec_t body;                         /* the payload, aws-chunked framing removed and verified; lives as long as req */
-    char access_key[S3_ACCESS_KEY_MAX + 1];   /* who signed it */
+    h2o_iovec_t trailers[S3_TRAILERS_MAX][2]; /* an aws-chunked body's trailing headers: [i][0] the name (lower
+                                                 case), [i][1] the value; they live as long as req */
+    size_t ntrailers;
+    char access_key[S3_ACCESS_KEY_MAX + 1];              /* who signed it */
     char resource[LIMIT_BUCKET_MAX + LIMIT_KEY_MAX + 3]; /* "/bucket/key" for error bodies' <Resource> */
 } s3_req_t;
 
@@ -49,5 +53,15 @@ int s3_list_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s, int v
 /* POST /{bucket}?delete: DeleteObjects, up to 1,000 keys, Quiet mode
  * (storaged/s3_multidel.c). */
 int s3_delete_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* ---- checksums (storaged/s3_checksum.c) ---- */
+
+/* Checks s->body against every checksum the client sent: Content-MD5, and
+ * x-amz-checksum-{crc32,crc32c,crc64nvme,sha1,sha256} as request headers or
+ * as trailers (s->trailers). Returns 0 when all match (or none was sent);
+ * otherwise answers req with S3's error (400 BadDigest or InvalidDigest, or
+ * InvalidRequest for an unknown algorithm) and returns -1: the caller stores
+ * nothing and returns 0. */
+int s3_checksum_check(h2o_req_t *req, const s3_req_t *s);
 
 #endif

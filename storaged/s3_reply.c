@@ -54,7 +54,8 @@ int s3_xml_elem_u64(buf_t *b, const char *name, unsigned long long v)
 
 int s3_xml_open(buf_t *b, const char *root)
 {
-    return buf_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<%s xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">", root);
+    return buf_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<%s xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+                      root);
 }
 
 /* h2o sends no body for HEAD; the Content-Length is the body's, as S3's */
@@ -114,8 +115,7 @@ void s3_error_cio(h2o_req_t *req, int err, const char *what)
         s3_error(req, 507, "InsufficientStorage", "the metadata database is full (raise server.meta_map_size)", NULL);
         return;
     case CIO_ECHANGED:
-        s3_error(req, 412, "PreconditionFailed", "the key was written by another request after its precondition was checked",
-                 NULL);
+        s3_error(req, 412, "PreconditionFailed", "the key was written by another request after its precondition was checked", NULL);
         return;
     default:
         snprintf(msg, sizeof(msg), "%s: %s", what, cio_strerror(err));
