@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t c = cksum_crc32c_sw(cksum_crc32c_sw(0, data, cut), data + cut, size - cut);
     FUZZ_CHECK(c == cksum_crc32c_sw(0, data, size));
     if (cksum_crc32c_hw_available())
-        FUZZ_CHECK(c == cksum_crc32c_hw(0, data, size) && c == cksum_crc32c_hw(cksum_crc32c_hw(0, data, cut), data + cut, size - cut));
+        FUZZ_CHECK(c == cksum_crc32c_hw(0, data, size) &&
+                   c == cksum_crc32c_hw(cksum_crc32c_hw(0, data, cut), data + cut, size - cut));
     free(out);
     free(back);
     free(text);
