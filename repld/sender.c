@@ -41,7 +41,6 @@ struct sender {
     const char *target;              /* the target's name, for logs (borrowed from conf) */
     int zstd;                        /* the target's compression is zstd */
     int64_t zstd_off_until_ms;       /* monotonic: batches go as is until then (a refused zstd body); atomic */
-    int zstd_refusal_logged;         /* atomic */
     int64_t zstd_retry_ms;           /* SENDER_ZSTD_RETRY_MS, or COMIO_REPLD_ZSTD_RETRY_MS (tests) */
     int notify_fd;
     bwlimit_t *bw; /* NULL: no pacing (sender_set_bwlimit) */
@@ -178,12 +177,13 @@ int sender_compressing(sender_t *s, int *fallback)
 }
 
 /* The target took as is a batch it refused compressed: it does not accept
- * zstd. Batches go as is for a while; the operator is told once. */
+ * zstd. Batches go as is for a while; the operator is told once per window
+ * (by the worker whose refusal opened it: the others find it open). */
 static void zstd_refused(struct sender *s, const char *refusal)
 {
     char delay[32];
-    __atomic_store_n(&s->zstd_off_until_ms, clock_mono_ms() + s->zstd_retry_ms, __ATOMIC_RELAXED);
-    if (__atomic_exchange_n(&s->zstd_refusal_logged, 1, __ATOMIC_RELAXED))
+    int64_t now = clock_mono_ms();
+    if (__atomic_exchange_n(&s->zstd_off_until_ms, now + s->zstd_retry_ms, __ATOMIC_RELAXED) > now)
         return;
     snprintf(delay, sizeof(delay), "%llums", (unsigned long long)s->zstd_retry_ms);
     log_msg(LOG_LVL_WARN,

@@ -251,6 +251,14 @@ def test_zstd_is_tried_again_after_the_fallback_window(tmp_path, monkeypatch):
         assert not fake.errors, fake.errors
         lines = [x for x in a.repld.log_json() if "refuses zstd" in x.get("msg", "")]
         assert len(lines) == 1 and lines[0].get("retry_compression_in") == "%dms" % RETRY_WINDOW_MS, lines
+
+        # refused again (the peer was downgraded): a new window, and the operator is told again
+        fake.refuse_encoding = 415
+        write_round("refused-again")
+        assert target_status(a)["compression_fallback"] is True
+        lines = [x for x in a.repld.log_json() if "refuses zstd" in x.get("msg", "")]
+        assert len(lines) == 2, lines
+        assert a.status()["events_failed"] == 0
     finally:
         problems = finish_sites([a])
         fake.close()
