@@ -20,9 +20,13 @@ static const char *const list_params[] = {"list-type",          "prefix",      "
                                           "continuation-token", "start-after", "fetch-owner", NULL};
 static const char *const location_params[] = {"location", NULL};
 static const char *const delete_params[] = {"delete", NULL};
-static const char *const get_object_params[] = {"response-content-type",     "response-content-language",
-                                                "response-expires",          "response-cache-control",
-                                                "response-content-disposition", "response-content-encoding", NULL};
+static const char *const get_object_params[] = {"response-content-type",
+                                                "response-content-language",
+                                                "response-expires",
+                                                "response-cache-control",
+                                                "response-content-disposition",
+                                                "response-content-encoding",
+                                                NULL};
 static const char *const no_params[] = {NULL};
 
 int s3_is_s3(h2o_req_t *req)
@@ -247,9 +251,9 @@ static int parse_target(http_server_t *srv, h2o_req_t *req, s3_req_t *s)
     }
     if (path_parse(target, tlen, p, &code) != 0) {
         const char *msg = strcmp(code, "InvalidBucketName") == 0 ? "The specified bucket is not valid."
-                          : strcmp(code, "KeyTooLong") == 0      ? "Your key is too long (at most " LIMIT_TEXT(LIMIT_KEY_MAX) " bytes)"
-                          : strcmp(code, "InvalidKey") == 0      ? "The key contains a NUL byte"
-                                                                 : "Couldn't parse the specified URI.";
+                          : strcmp(code, "KeyTooLong") == 0 ? "Your key is too long (at most " LIMIT_TEXT(LIMIT_KEY_MAX) " bytes)"
+                          : strcmp(code, "InvalidKey") == 0 ? "The key contains a NUL byte"
+                                                            : "Couldn't parse the specified URI.";
         s3_error(req, 400, code, msg, NULL);
         return -1;
     }

@@ -1,4 +1,5 @@
-/* s3_pending.c - TEMPORARY, delete at the merge: stand-ins for s3_checksum_check (storaged/s3_checksum.c), s3_list_objects and s3_delete_objects (branch s3list) until those land. */
+/* s3_pending.c - TEMPORARY, delete at the merge: stand-ins for s3_checksum_check (storaged/s3_checksum.c), s3_list_objects and
+ * s3_delete_objects (branch s3list) until those land. */
 #include "storaged/s3.h"
 #include "storaged/s3_reply.h"
 
