@@ -106,14 +106,20 @@ int sigv4_is_signed(const char *authorization, size_t auth_len, const char *quer
     static const char *const names[] = {"X-Amz-Algorithm", "X-Amz-Signature", "X-Amz-Credential"};
     const char *n, *v;
     size_t nl, vl, pos = 0;
+    int v2_key = 0, v2_sig = 0;
 
     if (authorization != NULL && auth_len > sizeof(SIGV4_ALGORITHM) && memcmp(authorization, SIGV4_ALGORITHM " ", 17) == 0)
-        return 1;
-    while (query != NULL && query_next(query, query_len, &pos, &n, &nl, &v, &vl))
+        return SIGV4_SIGNED;
+    if (authorization != NULL && auth_len > 4 && memcmp(authorization, "AWS ", 4) == 0)
+        return SIGV4_SIGNED_V2;
+    while (query != NULL && query_next(query, query_len, &pos, &n, &nl, &v, &vl)) {
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
             if (nl == strlen(names[i]) && memcmp(n, names[i], nl) == 0)
-                return 1;
-    return 0;
+                return SIGV4_SIGNED;
+        v2_key |= nl == 14 && memcmp(n, "AWSAccessKeyId", 14) == 0;
+        v2_sig |= nl == 9 && memcmp(n, "Signature", 9) == 0;
+    }
+    return v2_key && v2_sig ? SIGV4_SIGNED_V2 : 0;
 }
 
 /* "20130524T000000Z" -> seconds; -1 when malformed. */

@@ -80,10 +80,14 @@ typedef struct {
     uint8_t key[32];                      /* the signing key, set by sigv4_verify (a secret: wipe it) */
 } sigv4_auth_t;
 
-/* Non-zero when the request carries a SigV4 signature: an Authorization
- * header starting "AWS4-HMAC-SHA256 " (auth may be NULL: the caller looks
- * for it) or X-Amz-Algorithm / X-Amz-Signature / X-Amz-Credential in the
- * query. Cheap; validates nothing. */
+/* What signature the request carries: SIGV4_SIGNED (an Authorization
+ * header starting "AWS4-HMAC-SHA256 ", or X-Amz-Algorithm / X-Amz-Signature
+ * / X-Amz-Credential in the query), SIGV4_SIGNED_V2 (the older Signature
+ * Version 2: "Authorization: AWS key:sig", or AWSAccessKeyId and Signature
+ * in the query), or 0 (none: not an S3 request). authorization may be NULL.
+ * Cheap; validates nothing. */
+#define SIGV4_SIGNED 1
+#define SIGV4_SIGNED_V2 2
 int sigv4_is_signed(const char *authorization, size_t auth_len, const char *query, size_t query_len);
 
 /* Parses the signature of r into *a: the Authorization header (header

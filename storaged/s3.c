@@ -327,6 +327,14 @@ int s3_dispatch(http_server_t *srv, h2o_req_t *req)
     memset(s, 0, sizeof(*s));
     s->bucket = s->key = "";
     s3_add_request_id(req);
+    {
+        h2o_iovec_t auth = http_req_header(req, H2O_TOKEN_AUTHORIZATION);
+        if (sigv4_is_signed(auth.base, auth.len, q.base, q.len) == SIGV4_SIGNED_V2) {
+            s3_error(req, 400, "InvalidRequest",
+                     "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.", NULL);
+            return 0;
+        }
+    }
     if (conf->s3_ncredentials == 0) {
         s3_error(req, 403, "InvalidAccessKeyId", "S3 is off on this server: s3.credentials lists no access key", NULL);
         return 0;

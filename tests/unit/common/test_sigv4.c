@@ -138,9 +138,12 @@ static void test_presigned(void)
     sigv4_auth_t a;
     sigv4_error_t e;
 
-    CHECK(sigv4_is_signed(NULL, 0, q, strlen(q)));
-    CHECK(!sigv4_is_signed("Bearer x", 8, "prefix=a", 8));
-    CHECK(sigv4_is_signed("AWS4-HMAC-SHA256 Credential=x", 29, NULL, 0));
+    CHECK_EQ_INT(sigv4_is_signed(NULL, 0, q, strlen(q)), SIGV4_SIGNED);
+    CHECK_EQ_INT(sigv4_is_signed("Bearer x", 8, "prefix=a", 8), 0);
+    CHECK_EQ_INT(sigv4_is_signed("AWS4-HMAC-SHA256 Credential=x", 29, NULL, 0), SIGV4_SIGNED);
+    CHECK_EQ_INT(sigv4_is_signed("AWS AK:c2ln", 11, NULL, 0), SIGV4_SIGNED_V2);
+    CHECK_EQ_INT(sigv4_is_signed(NULL, 0, "AWSAccessKeyId=AK&Signature=x&Expires=1", 39), SIGV4_SIGNED_V2);
+    CHECK_EQ_INT(sigv4_is_signed(NULL, 0, "Signature=x", 11), 0);
     CHECK_EQ_INT(check(&r, T0 + 3600, "us-east-1", &a, &e), 0);
     CHECK_EQ_INT(a.presigned, 1);
     CHECK_EQ_INT(a.payload, SIGV4_PAYLOAD_UNSIGNED);

@@ -10,7 +10,10 @@
 #define SIG1 "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"
 #define SIG2 "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"
 #define SIG3 "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"
-#define H(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define H(n, v)                                                                                                                    \
+    {                                                                                                                              \
+        n, sizeof(n) - 1, v, sizeof(v) - 1                                                                                         \
+    }
 
 /* The verified request of AWS's chunked upload example. */
 static void example_auth(sigv4_auth_t *a)
@@ -173,8 +176,9 @@ static void test_signed_trailer(void)
     sigv4_chunk_signature(&a, s1, "", 0, s2);
     sigv4_trailer_signature(&a, s2, "x-amz-checksum-crc32:NSRBwg==\n", 30, ts);
     buf_init(&b, 4096);
-    buf_printf(&b, "3;chunk-signature=%s\r\nabc\r\n0;chunk-signature=%s\r\nx-amz-checksum-crc32:NSRBwg==\r\n"
-                   "x-amz-trailer-signature:%s\r\n\r\n",
+    buf_printf(&b,
+               "3;chunk-signature=%s\r\nabc\r\n0;chunk-signature=%s\r\nx-amz-checksum-crc32:NSRBwg==\r\n"
+               "x-amz-trailer-signature:%s\r\n\r\n",
                s1, s2, ts);
     char *copy = test_dup_exact(b.data, b.len);
     CHECK_EQ_INT(awschunk_decode(copy, b.len, &o, &out, tr, 4, &ntr, &e), 0);
