@@ -26,6 +26,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/hlc.h"
+#include "common/objmeta.h"
 #include "common/vctx.h"
 #include "proto/logrec.h"
 
@@ -53,9 +54,11 @@ typedef struct {
     char origin[LOGREC_ORIGIN_MAX + 1]; /* orders by); "" for a version from before origins were recorded. NUL-terminated */
     uint16_t key_len;                   /* the full key (filled by get and listing) */
     char key[LOGREC_KEY_MAX + 1];       /* NUL-terminated */
-    vctx_t ctx; /* the key's causal context besides (version, origin) itself (common/vctx.h; docs/replication-apply.md,
-                   "Conflicts"): what the site had seen of the key from each site when this version was stored.
-                   Empty for most objects (one site writing the key) */
+    vctx_t ctx;        /* the key's causal context besides (version, origin) itself (common/vctx.h; docs/replication-apply.md,
+                          "Conflicts"): what the site had seen of the key from each site when this version was stored.
+                          Empty for most objects (one site writing the key) */
+    uint16_t meta_len; /* the object's metadata besides its content type (common/objmeta.h): a valid blob, */
+    uint8_t meta[OBJMETA_MAX]; /* meta_len bytes; 0 for none (every record written before metadata was kept) */
 } meta_obj_t;
 
 /* A version with the site it comes from. */
@@ -100,7 +103,10 @@ static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
  *      origin ""). Object records (format 4) and tombstones (format 3) may
  *      carry a causal context; those without one read as an empty context
  *      (format 2 was not released before contexts were added, so they
- *      needed no new format number)
+ *      needed no new format number). Object records (format 5) may carry
+ *      the object's metadata (common/objmeta.h); those without read as no
+ *      metadata, so this needed no new format number either: a store of
+ *      format 2 written by an older release opens as it is
  * A new environment is created at META_FORMAT_CURRENT, in the transaction
  * that creates its tables. */
 #define META_FORMAT_CURRENT 2
