@@ -5,7 +5,10 @@
 #include "testutil.h"
 #include "common/objmeta.h"
 
-#define P(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define P(n, v)                                                                                                                    \
+    {                                                                                                                              \
+        n, sizeof(n) - 1, v, sizeof(v) - 1                                                                                         \
+    }
 
 static void test_encode_sorts_and_lowercases(void)
 {
@@ -102,7 +105,8 @@ static void test_user_cap(void)
     uint8_t blob[OBJMETA_MAX];
     size_t len, bad;
     memset(value, 'v', sizeof(value));
-    objmeta_pair_t in[] = {{"x-amz-meta-ab", 13, value, 1000}, {"content-disposition", 19, value, 1500},
+    objmeta_pair_t in[] = {{"x-amz-meta-ab", 13, value, 1000},
+                           {"content-disposition", 19, value, 1500},
                            {"x-amz-meta-c", 12, value, OBJMETA_USER_MAX - 1000 - 2 - 1}};
     CHECK_EQ_INT(objmeta_encode(in, 3, blob, &len, &bad), 0);
     CHECK_EQ_INT(objmeta_validate(blob, len), 0);
