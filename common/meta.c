@@ -65,6 +65,8 @@ const meta_migration_t meta_migrations[META_FORMAT_CURRENT] = {
     {"record the format of a store written before formats were recorded", NULL},
     /* 1 -> 2: object records gain the origin of their version */
     {"give every object record the site its version comes from", migrate_objects_v2},
+    /* 2 -> 3: object and conflict records may carry the object's metadata; the older ones read as none */
+    {"let object records carry the object's metadata (Content-Encoding, x-amz-meta-*, ...)", NULL},
 };
 
 int meta_format_migrate(meta_t *m, const meta_migration_t *steps, uint64_t from, uint64_t to, char *err, size_t errlen)

@@ -96,20 +96,22 @@ static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
  *      the same layout as 1
  *   1  object records hold a version that is a log seq: the writing site's
  *      own (record format 1) or, on a replica, its primary's (format 2)
- *   2  the current layout: object records (format 3) hold a hybrid logical
+ *   2  object records (format 3) hold a hybrid logical
  *      clock version and its origin site id; tombstones and purge versions
  *      carry an origin too, and bucket records a version of their own
  *      (storaged/meta.h; their older records still read, as versions with
  *      origin ""). Object records (format 4) and tombstones (format 3) may
  *      carry a causal context; those without one read as an empty context
  *      (format 2 was not released before contexts were added, so they
- *      needed no new format number). Object records (format 5) may carry
- *      the object's metadata (common/objmeta.h); those without read as no
- *      metadata, so this needed no new format number either: a store of
- *      format 2 written by an older release opens as it is
+ *      needed no new format number)
+ *   3  the current layout: object records (format 5) and conflict records
+ *      (format 2) may carry the object's metadata (common/objmeta.h). The
+ *      step from 2 changes no record (those without metadata read as none);
+ *      it is recorded so that a release that cannot read such records
+ *      refuses the store instead of failing on some of its objects
  * A new environment is created at META_FORMAT_CURRENT, in the transaction
  * that creates its tables. */
-#define META_FORMAT_CURRENT 2
+#define META_FORMAT_CURRENT 3
 
 /* One step of a format upgrade: meta_migrations[n] converts format n to
  * n + 1. `run` makes the step's changes in `txn`, the step's one
