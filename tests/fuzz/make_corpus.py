@@ -41,6 +41,7 @@ def logrec_seeds():
         "purge": rec(3),
         "unknown-field": rec(2, extra={"future": [1, {"x": None}]}),
         "version-2": rec(2, extra={"v": 2}),
+        "put-with-metadata": rec(1, extra={"v": 2, "h": 7, "m": b"\x10content-encoding\x00\x04gzip"}),
         "truncated": put[:-3],
         "trailing-byte": put + b"\x00",
         # the same PUT with non-minimal headers: map16, str8 keys, uint64 seq
