@@ -536,7 +536,8 @@ static int keep_event(commit_t *c, MDB_txn *txn, commit_item_t *it, const meta_v
         k.ctype_len = (uint16_t)it->ctype_len;
         memcpy(k.ctype, it->ctype, it->ctype_len);
         k.meta_len = (uint16_t)it->meta_len;
-        memcpy(k.meta, it->meta, it->meta_len);
+        if (it->meta_len > 0)
+            memcpy(k.meta, it->meta, it->meta_len);
     } else {
         k.deleted = 1;
     }
