@@ -949,12 +949,33 @@ static void test_conflict_loser_kept(void)
         CHECK(alloc_set_capacity(&f.meta.alloc, txn, 1u << 20) == 0);
         CHECK(mdb_txn_commit(txn) == 0);
         commit_item_t a = put_bytes(ba, sizeof(ba), 'a', 10, "a", "k"), b = put_bytes(bb, sizeof(bb), 'b', 11, "b", "k");
+        /* each with metadata of its own (common/objmeta.h): the loser keeps its own, the winner is stored with its */
+        static const uint8_t meta_a[] = "\x0c"
+                                        "x-amz-meta-w"
+                                        "\x00\x01"
+                                        "a",
+                             meta_b[] = "\x0d"
+                                        "cache-control"
+                                        "\x00\x02"
+                                        "no";
+        a.meta = meta_a;
+        a.meta_len = sizeof(meta_a) - 1;
+        b.meta = meta_b;
+        b.meta_len = sizeof(meta_b) - 1;
         CHECK(apply(&f, order ? &b : &a, 1) == 0);
         CHECK(apply(&f, order ? &a : &b, 1) == 0);
         CHECK_EQ_INT(stored_version(&f, "k"), 11);
         CHECK_EQ_INT(kept(&f, "k", 10, "a", &k), 1);
         CHECK(k.size == sizeof(ba) && k.alen > 0 && !k.deleted && k.winner.hlc == 11 && strcmp(k.winner.origin, "b") == 0 &&
               memcmp(k.etag, a.etag, 16) == 0);
+        CHECK(k.meta_len == a.meta_len && memcmp(k.meta, meta_a, a.meta_len) == 0);
+        {
+            static meta_obj_t winner;
+            CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+            CHECK(meta_obj_get(&f.meta, txn, "b", 1, "k", 1, &winner) == 0);
+            mdb_txn_abort(txn);
+            CHECK(winner.meta_len == b.meta_len && memcmp(winner.meta, meta_b, b.meta_len) == 0);
+        }
         CHECK_EQ_INT(kept(&f, "k", 11, "b", &k), 0);
         CHECK_EQ_INT(kept_count(&f), 1);
         /* its bytes are its own: neither free nor the object's */
