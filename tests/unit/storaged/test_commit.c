@@ -537,6 +537,8 @@ typedef struct {
     char parent_origin[8][16];
     uint64_t parent_hlc[8];
     int op[8];
+    size_t meta_len[8];
+    uint8_t meta[8][64];
 } logged_t;
 
 static int see_logged(void *ctx, uint64_t seq, const char *rec, size_t len)
@@ -551,14 +553,16 @@ static int see_logged(void *ctx, uint64_t seq, const char *rec, size_t len)
     l->parent_hlc[l->n] = r.parent_hlc;
     l->op[l->n] = (int)r.op;
     l->ctx[l->n] = r.ctx;
+    l->meta_len[l->n] = r.meta_len;
+    memcpy(l->meta[l->n], r.meta, r.meta_len < 64 ? r.meta_len : 64);
     l->n++;
     return 0;
 }
 
 /* With the log on (a site with targets of its own), an applied event is
- * logged again with its origin's version and parent; a duplicate or a
- * stale one is not (what ends loops); a local write's record carries the
- * version it replaced as its parent. */
+ * logged again with its origin's version, parent and metadata; a duplicate
+ * or a stale one is not (what ends loops); a local write's record carries
+ * the version it replaced as its parent, and its own metadata (none here). */
 static void test_replica_relog(void)
 {
     commit_item_t it;
@@ -571,7 +575,13 @@ static void test_replica_relog(void)
         CHECK(!"fixture_open");
         return;
     }
+    static const uint8_t meta[] = "\x0c"
+                                  "x-amz-meta-z"
+                                  "\x00\x01"
+                                  "z";
     it = event_from(LOGREC_PUT, 50, "a", "k");
+    it.meta = meta;
+    it.meta_len = sizeof(meta) - 1;
     it.parent_version = 40;
     it.parent_origin = "c";
     it.parent_origin_len = 1;
@@ -591,6 +601,8 @@ static void test_replica_relog(void)
     CHECK_EQ_STR(l.origin[0], "a");
     CHECK_EQ_INT(l.parent_hlc[0], 40);
     CHECK_EQ_STR(l.parent_origin[0], "c");
+    CHECK(l.meta_len[0] == sizeof(meta) - 1 && memcmp(l.meta[0], meta, sizeof(meta) - 1) == 0);
+    CHECK_EQ_INT(l.meta_len[1], 0);
     CHECK_EQ_INT(l.hlc[1], put.version);
     CHECK_EQ_STR(l.origin[1], "test");
     CHECK_EQ_INT(l.parent_hlc[1], 50); /* the version it replaced */
