@@ -95,6 +95,11 @@ def test_put_stores_each_header_and_get_head_return_them(pair):
         key = "one/" + name
         assert c.put("docs", key, b"x", headers={name: value}).status == 200
         assert metadata_of(c.get("docs", key)) == {name.lower(): value}
+    # a client's Content-Encoding: zstd is the client's too: never taken for replication's own (which only the
+    # batch endpoint decodes), stored and served as sent
+    assert c.put("docs", "z", b"not a zstd frame", headers={"Content-Encoding": "zstd"}).status == 200
+    r = c.get("docs", "z", headers={"Accept-Encoding": "zstd"})
+    assert r.body == b"not a zstd frame" and metadata_of(r) == {"content-encoding": "zstd"}, r
     # an object without any: none returned (not even an empty one)
     assert c.put("docs", "plain", b"x").status == 200
     assert metadata_of(c.head("docs", "plain")) == {}
