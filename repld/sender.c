@@ -41,7 +41,7 @@ struct sender {
     const char *target;              /* the target's name, for logs (borrowed from conf) */
     int zstd;                        /* the target's compression is zstd */
     int64_t zstd_off_until_ms;       /* monotonic: batches go as is until then (a refused zstd body); atomic */
-    int zstd_refusal_logged;         /* atomic */
+    int64_t zstd_retry_ms;           /* SENDER_ZSTD_RETRY_MS, or COMIO_REPLD_ZSTD_RETRY_MS (tests) */
     int notify_fd;
     bwlimit_t *bw; /* NULL: no pacing (sender_set_bwlimit) */
     int bw_slot;
@@ -177,14 +177,15 @@ int sender_compressing(sender_t *s, int *fallback)
 }
 
 /* The target took as is a batch it refused compressed: it does not accept
- * zstd. Batches go as is for a while; the operator is told once. */
+ * zstd. Batches go as is for a while; the operator is told once per window
+ * (by the worker whose refusal opened it: the others find it open). */
 static void zstd_refused(struct sender *s, const char *refusal)
 {
     char delay[32];
-    __atomic_store_n(&s->zstd_off_until_ms, clock_mono_ms() + (int64_t)SENDER_ZSTD_RETRY_MS, __ATOMIC_RELAXED);
-    if (__atomic_exchange_n(&s->zstd_refusal_logged, 1, __ATOMIC_RELAXED))
+    int64_t now = clock_mono_ms();
+    if (__atomic_exchange_n(&s->zstd_off_until_ms, now + s->zstd_retry_ms, __ATOMIC_RELAXED) > now)
         return;
-    snprintf(delay, sizeof(delay), "%llus", SENDER_ZSTD_RETRY_MS / 1000);
+    snprintf(delay, sizeof(delay), "%llums", (unsigned long long)s->zstd_retry_ms);
     log_msg(LOG_LVL_WARN,
             "target refuses zstd-compressed batches (an older storaged?): sending them uncompressed; upgrade the target or set "
             "compression: none for it",
@@ -308,6 +309,11 @@ int sender_start(sender_t **out, const conf_t *conf, const conf_target_t *tgt, u
     s->conf = conf;
     s->target = tgt->name;
     s->zstd = tgt->compression == CONF_COMPRESSION_ZSTD;
+    /* for tests only: a short window shows that compression is tried again after it */
+    {
+        const char *v = getenv("COMIO_REPLD_ZSTD_RETRY_MS");
+        s->zstd_retry_ms = v != NULL && atoi(v) > 0 ? atoi(v) : (int64_t)SENDER_ZSTD_RETRY_MS;
+    }
     s->notify_fd = notify_fd;
     s->n = nworkers;
     pthread_mutex_init(&s->mu, NULL);

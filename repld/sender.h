@@ -61,8 +61,9 @@ typedef struct sender sender_t;
  * target that answers such a body 400 or 415 gets the same batch again as
  * is, within the same job (no attempt of its events is spent); when that
  * one is taken, the target does not accept zstd (an older storaged): the
- * sender logs it once, sends as is for SENDER_ZSTD_RETRY_MS, then tries
- * compression again.
+ * sender logs it (once per such window), sends as is for SENDER_ZSTD_RETRY_MS, then tries
+ * compression again. For tests only, the environment variable
+ * COMIO_REPLD_ZSTD_RETRY_MS (milliseconds, > 0) replaces SENDER_ZSTD_RETRY_MS.
  * Returns 0, CIO_ENOMEM, CIO_ESYS (a thread could not start) or the error of
  * curlopt_apply; on failure the workers already started have stopped and
  * nothing is left allocated. */

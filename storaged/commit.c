@@ -3,11 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "storaged/commit_int.h"
 #include "common/replog.h"
 
 #define GROUP_MAX 4096        /* jobs per transaction: bounds commit latency */
 #define QUARANTINE_POLL_MS 50 /* how soon released extents are retried when idle */
+#define CRASH_EXIT 86         /* the exit status of a test's crash point (COMIO_STORAGED_CRASH_AT) */
 
 /* One transaction over what is at hand: finishes `written`, allocates or
  * finishes `inbox`. Calls done() for every job that completes. */
@@ -159,6 +161,12 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
         else
             list_push(&done, j);
     }
+    if (c->crash_after_apply)
+        for (j = done.head; j != NULL; j = j->next)
+            if (j->op == COMMIT_APPLY && j->result == 0) {
+                log_msg(LOG_LVL_ERROR, "crash point apply-committed (COMIO_STORAGED_CRASH_AT): exiting before the reply", NULL);
+                _exit(CRASH_EXIT);
+            }
     goto reply;
 
 fail:
@@ -377,6 +385,13 @@ int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int
     {
         const char *v = getenv("COMIO_QUARANTINE_POLL_MS");
         c->quarantine_poll_ms = v != NULL && atoi(v) > 0 ? atoi(v) : QUARANTINE_POLL_MS;
+    }
+    /* for tests only: a crash point, the process exits (no cleanup) after committing
+     * a replication batch and before its reply is queued: the sender retries a
+     * batch already applied (tests/fault/test_apply_crash.py) */
+    {
+        const char *v = getenv("COMIO_STORAGED_CRASH_AT");
+        c->crash_after_apply = v != NULL && strcmp(v, "apply-committed") == 0;
     }
     carve_init(&c->carve);
     list_init(&c->inbox);

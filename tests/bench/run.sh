@@ -200,7 +200,8 @@ trap 'log ""; log "== stopped (SIGTERM, or the ${TOTAL_TIMEOUT}s time limit): st
 # --- packages and build --------------------------------------------------------------------------------------------
 install_missing() {
     local need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev libzstd-dev
-        libcurl4-openssl-dev libssl-dev curl wrk gnuplot-nox procps)
+        libcurl4-openssl-dev libssl-dev curl wrk gnuplot-nox procps
+        python3-pytest) # the sync and wan phases start their sites with the test harness, which imports pytest
     local missing=() p
     for p in "${need[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -818,14 +819,21 @@ phase_lag() {
     fi
 }
 # --- phase: sync ------------------------------------------------------------------------------------------------
-phase_sync() {
-    local dir=$RES/sync py=""
-    mkdir -p "$dir"
-    # syncbench.py starts the sites with the test harness (tests/harness), which imports pytest
-    for py in "$PY" /usr/bin/python3 ""; do
-        [ -n "$py" ] && "$py" -c 'import pytest' 2>/dev/null && break
+# The python3 that can import the test harness (tests/harness imports pytest), in HARNESS_PY; 1 if none.
+harness_python() {
+    local py
+    HARNESS_PY=""
+    for py in "$PY" /usr/bin/python3; do
+        "$py" -c 'import pytest' 2>/dev/null && { HARNESS_PY=$py; return 0; }
     done
-    [ -n "$py" ] || { SYNC_ERR="needs a python3 with pytest (Debian: python3-pytest)"; return 1; }
+    return 1
+}
+phase_sync() {
+    local dir=$RES/sync py
+    mkdir -p "$dir"
+    # syncbench.py starts the sites with the test harness
+    harness_python || { SYNC_ERR="needs a python3 with pytest (Debian: python3-pytest)"; return 1; }
+    py=$HARNESS_PY
     log "== sync: async then sync mode, one target: wrk -t$THREADS -c$CONNS 4 KiB PUTs for ${DURATION}s; lone PUTs on loopback and over a 50 ms RTT"
     cmd "python3 tests/bench/syncbench.py --duration $DURATION --conns $CONNS --threads $THREADS --out sync.json"
     COMIO_BIN_DIR=$BIN TMPDIR=$WORK run_fg sync "$dir/sync.log" timeout -k 5 $((2 * DURATION + 600)) "$py" "$HERE/syncbench.py" \
@@ -863,8 +871,10 @@ phase_wan() {
     local dir=$RES/wan
     mkdir -p "$dir"
     log "== wan: drain, a 1 GiB object, the bandwidth limit and compression through the test link (50 ms round trip)"
+    # wan.py starts the sites with the test harness
+    harness_python || { WAN_ERR="needs a python3 with pytest (Debian: python3-pytest)"; return 1; }
     cmd "python3 tests/bench/wan.py --out wan.json   # sites and relays of its own, on free loopback ports"
-    COMIO_BIN_DIR=$BIN run_fg wan "$dir/wan.log" timeout -k 5 1500 "$PY" "$HERE/wan.py" --work "$WORK/wan" --out "$dir/wan.json"
+    COMIO_BIN_DIR=$BIN run_fg wan "$dir/wan.log" timeout -k 5 1500 "$HARNESS_PY" "$HERE/wan.py" --work "$WORK/wan" --out "$dir/wan.json"
     local rc=$?
     rm -rf "$WORK/wan"
     if [ $rc -ne 0 ]; then

@@ -198,6 +198,73 @@ def test_a_peer_refusing_zstd_gets_batches_uncompressed(tmp_path, status):
     assert not problems, problems
 
 
+RETRY_WINDOW_MS = 4000  # COMIO_REPLD_ZSTD_RETRY_MS below: ten minutes in production
+
+
+def test_zstd_is_tried_again_after_the_fallback_window(tmp_path, monkeypatch):
+    """A peer that refused zstd gets batches as is for the window, then compressed again once it takes
+    them (an upgraded peer): the window is shortened for the test through COMIO_REPLD_ZSTD_RETRY_MS."""
+    monkeypatch.setenv("COMIO_REPLD_ZSTD_RETRY_MS", str(RETRY_WINDOW_MS))
+    token = new_token()
+    fake = FakeReplica(token=token, refuse_encoding=415)
+    a = Site(tmp_path / "a", "site-a", repl={"remote_url": fake.url, "remote_token": token, "compression": "zstd",
+                                             "retry_attempts": 0})
+    rng = random.Random(416)
+    objs = {}
+
+    def write_round(name):
+        made = {("logs", "%s/%02d.json" % (name, i)): log_text(rng, 4000) for i in range(10)}
+        objs.update(made)
+        for (bucket, key), data in made.items():
+            assert ca.put(bucket, key, data).status == 200
+        wait_until(lambda: not diff_snapshots(snapshot(a), fake.snapshot()) and a.status()["log_pending"] == 0,
+                   CONVERGE_TIMEOUT, interval=0.1, what="the fake holds what A holds (%s)" % name)
+
+    try:
+        a.start()
+        ca = a.client()
+        t0 = time.monotonic()
+        write_round("refused")
+        encs = list(fake.encodings)
+        assert "zstd" in encs and encs[-1] == "", encs
+        assert target_status(a)["compression_fallback"] is True
+
+        # the peer is upgraded: within the window the batches still go as is
+        fake.refuse_encoding = None
+        n = len(fake.encodings)
+        write_round("window")
+        within = time.monotonic() - t0 < RETRY_WINDOW_MS / 1000.0
+        print("second round %s the window: %s" % ("within" if within else "past", fake.encodings[n:]))
+        if within:  # else the machine was too slow for this half of the check; the next half still holds
+            assert set(fake.encodings[n:]) == {""}, fake.encodings[n:]
+
+        # after the window: compressed again, and taken
+        wait_until(lambda: target_status(a)["compression_fallback"] is False, RETRY_WINDOW_MS / 1000.0 + 10,
+                   interval=0.1, what="the fallback window over")
+        n = len(fake.encodings)
+        write_round("after")
+        assert fake.encodings[n:] and set(fake.encodings[n:]) == {"zstd"}, fake.encodings[n:]
+        st = a.status()
+        assert st["events_failed"] == 0 and st["events_replicated"] == len(objs), st
+        t = target_status(a)
+        assert t["compression_fallback"] is False and t["wire_bytes"] < t["payload_bytes"], t
+        assert not fake.errors, fake.errors
+        lines = [x for x in a.repld.log_json() if "refuses zstd" in x.get("msg", "")]
+        assert len(lines) == 1 and lines[0].get("retry_compression_in") == "%dms" % RETRY_WINDOW_MS, lines
+
+        # refused again (the peer was downgraded): a new window, and the operator is told again
+        fake.refuse_encoding = 415
+        write_round("refused-again")
+        assert target_status(a)["compression_fallback"] is True
+        lines = [x for x in a.repld.log_json() if "refuses zstd" in x.get("msg", "")]
+        assert len(lines) == 2, lines
+        assert a.status()["events_failed"] == 0
+    finally:
+        problems = finish_sites([a])
+        fake.close()
+    assert not problems, problems
+
+
 @pytest.mark.parametrize("where, config, lineno, key, shown", [
     ("top", "replication:\n  compression: gzip\n", 2, "replication.compression", "'gzip'"),
     ("top", "replication:\n  enabled: false\n  compression_level: 20\n", 3, "replication.compression_level", "'20'"),

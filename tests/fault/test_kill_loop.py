@@ -7,6 +7,10 @@ it down for a random moment, restarts it and goes on. At the end A must hold
 what its clients were told (recorder.check_site: lost=0, resurrected=0,
 torn=0), and B must converge on A (keys, sizes, ETags, every byte).
 
+It runs twice: over a plain link, and with compression: zstd and a
+bandwidth_limit (harness/links.py), the latter for COMPRESSED_ROUNDS rounds
+only, to keep CI's time.
+
 The victims and delays come from a seeded RNG; the seed is printed.
 Environment:
   COMIO_FAULT_SEED=N     replay the choices of a run (thread timing still varies)
@@ -18,12 +22,16 @@ import os
 import random
 import time
 
+import pytest
+
 from harness.recorder import (ABSENT, MixedOps, allowed_states, check_both_sites, check_site, damage, fault_seed,
                               inline_threshold, op_counts)
+from harness.links import LINKS, check_link, use_link
 from harness.replication import Op, Workload, Writer, snapshot, wait_until
 
 
 ROUNDS = 20
+COMPRESSED_ROUNDS = 8  # the zstd + bandwidth_limit run: the same faults, fewer of them
 SOAK_ROUNDS = 200
 WRITERS = 3
 A_REPL = {"batch_size": 50}
@@ -33,12 +41,12 @@ PROGRESS_TIMEOUT = 60.0
 VICTIMS = ("storaged A", "repld A", "storaged B")
 
 
-def rounds():
+def rounds(link="plain"):
     if os.environ.get("COMIO_SOAK_ROUNDS"):
         return int(os.environ["COMIO_SOAK_ROUNDS"])
     if os.environ.get("COMIO_SOAK", "") not in ("", "0"):
         return SOAK_ROUNDS
-    return ROUNDS
+    return ROUNDS if link == "plain" else COMPRESSED_ROUNDS
 
 
 def assert_all_alive(a, b, when):
@@ -62,12 +70,13 @@ def kill_and_restart(a, b, victim, down_s):
         b.start_storaged()
 
 
-def test_kill_loop(sites, figures):
+@pytest.mark.parametrize("link", list(LINKS))
+def test_kill_loop(sites, figures, monkeypatch, link):
     seed = fault_seed()
-    n = rounds()
-    print("kill loop: seed %d (replay with COMIO_FAULT_SEED=%d), %d rounds" % (seed, seed, n))
+    n = rounds(link)
+    print("kill loop: seed %d (replay with COMIO_FAULT_SEED=%d), %d rounds, %s link" % (seed, seed, n, link))
     rng = random.Random(seed)
-    a, b = sites(a_repl=A_REPL)
+    a, b = sites(a_repl=use_link(monkeypatch, link, A_REPL))
     w = Workload()
     ops = MixedOps(w, "kl", seed, inline_threshold(A_REPL))
     writers = [Writer(a, ops.fn(t)) for t in range(WRITERS)]
@@ -102,8 +111,10 @@ def test_kill_loop(sites, figures):
     st = a.status()
     failed = a.list_failed()
     assert st["events_failed"] == 0 and not failed, "events failed (seed %d): %s\n%s" % (seed, st, failed[:5])
-    figures(seed=seed, rounds=n, kills="/".join(str(kills[v]) for v in VICTIMS), acked=counts["acked"],
-            unknown=counts["unknown"], refused=counts["refused"], **damage(verdict_a, verdict_b), keys=verdict_a.keys,
+    t = check_link(a, b, link)
+    figures(seed=seed, link=link, wire_ratio=t["wire_bytes"] / t["payload_bytes"] if t else 1.0, rounds=n,
+            kills="/".join(str(kills[v]) for v in VICTIMS), acked=counts["acked"], unknown=counts["unknown"],
+            refused=counts["refused"], **damage(verdict_a, verdict_b), keys=verdict_a.keys,
             ambiguous=verdict_a.ambiguous, converge_s=converge_s,
             events_per_s=st["events_replicated"] / (time.monotonic() - t_start))
 

@@ -12,12 +12,15 @@ tests/e2e/test_replication.py::test_replica_down_longer_than_retries is the
 short version (one writer, PUTs and DELETEs, one outage after B had caught
 up); this one adds concurrent writers, hot keys, large objects fetched from
 A, PURGEs, an outage that begins mid-stream and one that begins mid-drain.
+The SIGKILL outage runs a second time with compression: zstd and a
+bandwidth_limit (harness/links.py).
 """
 
 import time
 
 import pytest
 
+from harness.links import check_link, use_link
 from harness.recorder import MixedOps, check_both_sites, damage, fault_seed, inline_threshold, op_counts
 from harness.replication import Workload, Writer, snapshot, wait_until
 
@@ -49,11 +52,11 @@ def take_down(b, how):
         b.kill9_storaged()
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
-def test_replica_outage_under_load(sites, figures, how):
+@pytest.mark.parametrize("how, link", [("sigterm", "plain"), ("sigkill", "plain"), ("sigkill", "zstd")])
+def test_replica_outage_under_load(sites, figures, monkeypatch, how, link):
     seed = fault_seed()
-    print("outage: seed %d (replay with COMIO_FAULT_SEED=%d)" % (seed, seed))
-    a, b = sites(a_repl=A_REPL)
+    print("outage: seed %d (replay with COMIO_FAULT_SEED=%d), %s link" % (seed, seed, link))
+    a, b = sites(a_repl=use_link(monkeypatch, link, A_REPL))
     w = Workload()
     ops = MixedOps(w, "out", seed, inline_threshold(A_REPL), pause=0.002)
     writers = [Writer(a, ops.fn(t)) for t in range(WRITERS)]
@@ -95,8 +98,9 @@ def test_replica_outage_under_load(sites, figures, how):
     st = wait_until(lambda: (lambda s: s if s["events_pending"] == 0 else None)(a.status()), 30,
                     what=lambda: "A's log drained\n" + a.describe())
     assert st["events_failed"] == 0 and a.list_failed() == [], st
+    t = check_link(a, b, link)
     peak = max(s["log_pending"] for s in samples)
-    figures(seed=seed, how=how, down_s=down_s, retry_windows=int(down_s / RETRY_WINDOW_S), acked=counts["acked"],
-            unknown=counts["unknown"], peak_pending=peak, pending_at_second=pending,
-            **damage(verdict_a, verdict_b), events_failed=st["events_failed"],
+    figures(seed=seed, how=how, link=link, wire_ratio=t["wire_bytes"] / t["payload_bytes"] if t else 1.0,
+            down_s=down_s, retry_windows=int(down_s / RETRY_WINDOW_S), acked=counts["acked"],
+            unknown=counts["unknown"], peak_pending=peak, pending_at_second=pending, **damage(verdict_a, verdict_b), events_failed=st["events_failed"],
             converge_s=converge_s, events_per_s=st["events_replicated"] / (time.monotonic() - t_start))

@@ -114,6 +114,12 @@ def units_seeds():
     return {"v%02d" % i: v.encode() for i, v in enumerate(vals)}
 
 
+def cksum_seeds():
+    vals = [b"", b"Zg==", b"Zm8=", b"Zm9vYmFy", b"y/Q5Jg==", b"rosUhgp5mIg=", b"Zh==", b"Zg=", b"Zm9v\n", b"Z===",
+            b"FeKw08M4keuw8e9gnsQZQgwg4yDOlMZfvIwzEkSOsiU=", b"123456789", bytes(range(256))]
+    return {"v%02d" % i: v for i, v in enumerate(vals)}
+
+
 def conf_seeds():
     here = os.path.dirname(os.path.abspath(__file__))
     seeds = {}
@@ -240,7 +246,7 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     targets = {"fuzz_logrec": logrec_seeds(), "fuzz_batch": batch_seeds(), "fuzz_path": path_seeds(),
                "fuzz_units": units_seeds(), "fuzz_conf": conf_seeds(), "fuzz_presign": presign_seeds(),
-               "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds(),
+               "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds(), "fuzz_cksum": cksum_seeds(),
                "fuzz_objmeta": objmeta_seeds()}
     total = 0
     for target, seeds in targets.items():

@@ -30,15 +30,18 @@ gets 401. Every event seen is recorded (events), with the request number
 and the answer given; fetch_large=True makes the fake GET the presigned URL
 of a fetched PUT and check its size and MD5, as the real replica does.
 
-It knows no Content-Encoding: refuse_encoding=415 (or 400, what a storaged
-of a release without compression answers) makes it refuse every batch sent
-with one, as a peer that does not accept zstd; `encodings` records each
-batch request's Content-Encoding ("" when none).
+refuse_encoding=415 (or 400, what a storaged of a release without
+compression answers) makes it refuse every batch sent with a
+Content-Encoding, as a peer that does not accept zstd; set it to None (at any
+time) and it takes zstd batches (decoded by the zstd CLI), as an upgraded
+peer; other encodings get 415. `encodings` records each batch request's
+Content-Encoding ("" when none).
 """
 
 import hashlib
 import http.server
 import json
+import subprocess
 import threading
 import time
 import urllib.error
@@ -242,11 +245,21 @@ class FakeReplica:
         enc = h.headers.get("Content-Encoding") or ""
         with self.lock:
             self.encodings.append(enc)
-        if enc and self.refuse_encoding is not None:
-            self._log_request(n, mode, None, self.refuse_encoding)
-            self._reply(h, self.refuse_encoding, json.dumps({"error": "unsupported Content-Encoding %s" % enc,
-                                                             "code": "UnsupportedContentEncoding"}).encode())
+        refuse = self.refuse_encoding
+        if enc and (refuse is not None or enc != "zstd"):
+            self._log_request(n, mode, None, refuse or 415)
+            self._reply(h, refuse or 415, json.dumps({"error": "unsupported Content-Encoding %s" % enc,
+                                                      "code": "UnsupportedContentEncoding"}).encode())
             return
+        if enc:  # zstd, taken (refuse_encoding None): decoded by the zstd CLI, as an independent decoder
+            p = subprocess.run(["zstd", "-q", "-d", "-c"], input=body, capture_output=True, timeout=60)
+            if p.returncode != 0:
+                with self.lock:
+                    self.errors.append("request %d: undecodable zstd body: %s" % (n, p.stderr[:200]))
+                self._log_request(n, mode, None, 400)
+                self._reply(h, 400, b'{"error":"corrupt zstd frame","code":"MalformedCompressedBatch"}')
+                return
+            body = p.stdout
         if mode == "http500":
             self._log_request(n, mode, None, 500)
             self._reply(h, 500, b'{"error":"internal error (scripted)","code":"InternalError"}')
