@@ -54,7 +54,8 @@ int objmeta_http_read(h2o_req_t *req, uint8_t *blob, size_t *len, const char **c
         } else {
             *code = "InvalidArgument";
             if (!objmeta_name_ok(name, pairs[bad].name_len))
-                snprintf(err, errlen, "%.*s: not a valid metadata name (a token of at most 255 bytes after X-Amz-Meta-)", nl, name);
+                snprintf(err, errlen, "%.*s: not a valid metadata name (at most 255 bytes, with a name after X-Amz-Meta-)", nl,
+                         name);
             else if (!objmeta_value_ok(pairs[bad].value, pairs[bad].value_len))
                 snprintf(err, errlen, "%.*s: the value holds a control character", nl, name);
             else
