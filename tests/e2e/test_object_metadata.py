@@ -142,6 +142,7 @@ def test_user_metadata_of_exactly_2_kib_is_stored_and_one_byte_more_refused(pair
     ({"X-Amz-Meta-A": "v" * 1024, "X-Amz-Meta-B": "v" * 1024}, "MetadataTooLarge", "X-Amz-Meta-"),
     ({"Cache-Control": "c" * 3000, "Content-Disposition": "d" * 1200}, "MetadataTooLarge", "Content-Disposition"),
     ({"X-Amz-Meta-": "nameless"}, "InvalidArgument", "X-Amz-Meta-"),
+    ({"X-Amz-Meta-" + "n" * 245: "v"}, "InvalidArgument", "X-Amz-Meta-nnnn"),  # a name of 256 bytes
     # a control character: h2o's parser refuses the request before storaged sees it (objmeta refuses it too)
     ({"X-Amz-Meta-Ctl": "a\x01b"}, None, None),
 ])
