@@ -39,7 +39,7 @@ enum { ONLY_NONE, ONLY_SOURCE, ONLY_TARGET };
 typedef struct {
     char name[LIMIT_BUCKET_MAX + 1];
     int on_source, on_target;
-    uint64_t source_keys, target_keys, missing, extra, different, versions;
+    uint64_t source_keys, target_keys, missing, extra, different, metadata, versions;
 } bucket_t;
 
 /* One site and its position in the listing of the current bucket. */
@@ -67,7 +67,7 @@ typedef struct {
     int no_versions; /* --no-versions: keys, sizes and ETags only */
     uint64_t limit;  /* differences to print; UINT64_MAX: all */
     unsigned page;
-    uint64_t printed, missing, extra, different, versions, keys, source_keys, target_keys;
+    uint64_t printed, missing, extra, different, metadata, versions, keys, source_keys, target_keys;
     uint64_t started_ms, next_progress_ms;
     int drawn; /* a progress line is on the terminal */
     const char *bucket;
@@ -79,8 +79,9 @@ static void usage(FILE *out)
                  "                  [--token TOKEN | --token-file FILE] [--source-token TOKEN] [--target-token TOKEN]\n"
                  "                  [--ca-file FILE] [--timeout DURATION] [--page-size N]\n"
                  "\n"
-                 "Compares the objects of two sites (keys, sizes, ETags, versions) and prints the keys missing\n"
-                 "on the target, extra on the target, different, and of a different version (same bytes).\n"
+                 "Compares the objects of two sites (keys, sizes, ETags, metadata, versions) and prints the keys\n"
+                 "missing on the target, extra on the target, different, with different metadata (same bytes),\n"
+                 "and of a different version (same bytes and metadata).\n"
                  "\n"
                  "  --source URL, --target URL  the two sites' storaged, http:// or https://\n"
                  "  --bucket NAME         compare this bucket only (default: every bucket of either site)\n"
@@ -152,6 +153,8 @@ static void put_json_entry(FILE *out, const merge_entry_t *e)
         fprintf(out, ",\"version\":%" PRIu64 ",\"origin\":", e->version);
         put_json(out, e->origin, strlen(e->origin));
     }
+    if (e->has_meta)
+        fprintf(out, ",\"meta_digest\":\"%s\"", e->meta);
     putc('}', out);
 }
 
@@ -169,7 +172,7 @@ static void progress(report_t *r, int force)
         return;
     double secs = (double)(now - r->started_ms) / 1000.0;
     fprintf(stderr, "\r\033[Kcomio diff: %" PRIu64 " keys compared (%.0f keys/s), %" PRIu64 " differences, bucket ", r->keys,
-            secs > 0 ? (double)r->keys / secs : 0.0, r->missing + r->extra + r->different + r->versions);
+            secs > 0 ? (double)r->keys / secs : 0.0, r->missing + r->extra + r->different + r->metadata + r->versions);
     put_text(stderr, r->bucket ? r->bucket : "", r->bucket ? strlen(r->bucket) : 0);
     fflush(stderr);
     r->drawn = 1;
@@ -177,17 +180,19 @@ static void progress(report_t *r, int force)
 }
 
 /* One side of a difference, for people. */
-static void put_text_entry(const merge_entry_t *e, int versions)
+static void put_text_entry(const merge_entry_t *e, int versions, int metadata)
 {
     printf("%" PRIu64 " bytes, etag %s", e->size, e->etag);
+    if (metadata && e->has_meta)
+        printf(", metadata %s", e->meta[0] != '\0' ? e->meta : "none");
     if (versions && e->has_version) {
         printf(", version %" PRIu64 " from ", e->version);
         put_text(stdout, e->origin, strlen(e->origin));
     }
 }
 
-/* One difference: kind "missing" (source only), "extra" (target only), "different" or "version" (same bytes,
- * another version). */
+/* One difference: kind "missing" (source only), "extra" (target only), "different", "metadata" (same bytes,
+ * other metadata) or "version" (same bytes and metadata, another version). */
 static void report(report_t *r, const char *bucket, const char *kind, const merge_entry_t *src, const merge_entry_t *tgt)
 {
     const merge_entry_t *e = src != NULL ? src : tgt;
@@ -206,21 +211,22 @@ static void report(report_t *r, const char *bucket, const char *kind, const merg
         put_json_entry(stdout, tgt);
         putc('}', stdout);
     } else {
-        int versions = strcmp(kind, "version") == 0;
+        int versions = strcmp(kind, "version") == 0, metadata = strcmp(kind, "metadata") == 0;
         printf("%-18s ", strcmp(kind, "missing") == 0 ? "missing on target"
                          : strcmp(kind, "extra") == 0 ? "extra on target"
                          : versions                   ? "different version"
+                         : metadata                   ? "other metadata"
                                                       : kind);
         put_text(stdout, bucket, strlen(bucket));
         putc('/', stdout);
         put_text(stdout, e->key, e->key_len);
         if (src != NULL) {
             fputs("  source: ", stdout);
-            put_text_entry(src, versions);
+            put_text_entry(src, versions, metadata);
         }
         if (tgt != NULL) {
             fputs(src != NULL ? "; target: " : "  target: ", stdout);
-            put_text_entry(tgt, versions);
+            put_text_entry(tgt, versions, metadata);
         }
         putc('\n', stdout);
     }
@@ -373,6 +379,9 @@ static int decode_entry(site_t *s, const json_tok_t *o, merge_entry_t *e, char *
              (json_u64(&s->doc, json_member(&s->doc, o, "version"), &e->version) != 0 ||
               json_str(&s->doc, json_member(&s->doc, o, "origin"), e->origin, sizeof(e->origin), NULL) != 0))
         what = "\"version\" that is not a count, or no \"origin\" (or one too long)"; /* a site without versions has neither */
+    else if ((e->has_meta = json_member(&s->doc, o, "meta_digest") != NULL) &&
+             json_str(&s->doc, json_member(&s->doc, o, "meta_digest"), e->meta, sizeof(e->meta), NULL) != 0)
+        what = "\"meta_digest\" that is not a string of at most " LIMIT_TEXT(MERGE_META_MAX) " characters";
     if (what == NULL)
         return 0;
     snprintf(err, errlen, "%s: %s: an object in the listing has %s", s->role, s->target.data, what);
@@ -440,6 +449,11 @@ static void visit(void *arg, merge_kind_t kind, const merge_entry_t *src, const 
         b->different++;
         r->different++;
         report(r, b->name, "different", src, tgt);
+        break;
+    case MERGE_METADATA:
+        b->metadata++;
+        r->metadata++;
+        report(r, b->name, "metadata", src, tgt);
         break;
     case MERGE_VERSION:
         if (r->no_versions)
@@ -559,7 +573,7 @@ static size_t merge_buckets(bucket_t *list, size_t n)
 
 static void summary_text(const report_t *r, size_t nbuckets)
 {
-    uint64_t total = r->missing + r->extra + r->different + r->versions;
+    uint64_t total = r->missing + r->extra + r->different + r->metadata + r->versions;
     printf("%" PRIu64 " keys in %zu bucket%s (source %" PRIu64 ", target %" PRIu64 "): ", r->keys, nbuckets,
            nbuckets == 1 ? "" : "s", r->source_keys, r->target_keys);
     if (total == 0) {
@@ -567,6 +581,8 @@ static void summary_text(const report_t *r, size_t nbuckets)
         return;
     }
     printf("%" PRIu64 " missing on target, %" PRIu64 " extra on target, %" PRIu64 " different", r->missing, r->extra, r->different);
+    if (r->metadata > 0) /* the same bytes with other metadata: only named when there are some */
+        printf(", %" PRIu64 " with other metadata", r->metadata);
     if (r->versions > 0) /* the same bytes at another version: only named when there are some */
         printf(", %" PRIu64 " of another version", r->versions);
     putc('\n', stdout);
@@ -576,7 +592,7 @@ static void summary_text(const report_t *r, size_t nbuckets)
 
 static void summary_json(const report_t *r, const bucket_t *list, size_t nbuckets, const char *error)
 {
-    uint64_t total = r->missing + r->extra + r->different + r->versions;
+    uint64_t total = r->missing + r->extra + r->different + r->metadata + r->versions;
     printf("%s],\"complete\":%s,", r->printed > 0 ? "\n" : "", error == NULL ? "true" : "false");
     if (error != NULL) {
         fputs("\"error\":", stdout);
@@ -585,16 +601,17 @@ static void summary_json(const report_t *r, const bucket_t *list, size_t nbucket
     }
     printf("\"printed\":%" PRIu64 ",\"counts\":{\"buckets\":%zu,\"keys\":%" PRIu64 ",\"source_keys\":%" PRIu64
            ",\"target_keys\":%" PRIu64 ",\"missing\":%" PRIu64 ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64
-           ",\"versions\":%" PRIu64 ",\"differences\":%" PRIu64 "},\"buckets\":[",
-           r->printed, nbuckets, r->keys, r->source_keys, r->target_keys, r->missing, r->extra, r->different, r->versions, total);
+           ",\"metadata\":%" PRIu64 ",\"versions\":%" PRIu64 ",\"differences\":%" PRIu64 "},\"buckets\":[",
+           r->printed, nbuckets, r->keys, r->source_keys, r->target_keys, r->missing, r->extra, r->different, r->metadata,
+           r->versions, total);
     for (size_t i = 0; i < nbuckets; i++) {
         const bucket_t *b = &list[i];
         fputs(i ? ",{\"name\":" : "{\"name\":", stdout);
         put_json(stdout, b->name, strlen(b->name));
         printf(",\"on_source\":%s,\"on_target\":%s,\"source_keys\":%" PRIu64 ",\"target_keys\":%" PRIu64 ",\"missing\":%" PRIu64
-               ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64 ",\"versions\":%" PRIu64 "}",
+               ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64 ",\"metadata\":%" PRIu64 ",\"versions\":%" PRIu64 "}",
                b->on_source ? "true" : "false", b->on_target ? "true" : "false", b->source_keys, b->target_keys, b->missing,
-               b->extra, b->different, b->versions);
+               b->extra, b->different, b->metadata, b->versions);
     }
     printf("]}\n");
 }
@@ -736,7 +753,7 @@ int diff_main(int argc, char **argv)
     if (failed)
         fprintf(stderr, "comio diff: %s\n", err);
     else
-        exit_status = r.missing + r.extra + r.different + r.versions > 0 ? EXIT_DIFFERENT : EXIT_SAME;
+        exit_status = r.missing + r.extra + r.different + r.metadata + r.versions > 0 ? EXIT_DIFFERENT : EXIT_SAME;
 done:
     if (fflush(stdout) != 0) {
         fprintf(stderr, "comio diff: cannot write the output\n");

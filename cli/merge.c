@@ -12,6 +12,8 @@ merge_kind_t merge_compare(const merge_entry_t *s, const merge_entry_t *t)
 {
     if (s->size != t->size || strcmp(s->etag, t->etag) != 0)
         return MERGE_DIFFERENT;
+    if (s->has_meta && t->has_meta && strcmp(s->meta, t->meta) != 0)
+        return MERGE_METADATA;
     if (s->has_version && t->has_version && (s->version != t->version || strcmp(s->origin, t->origin) != 0))
         return MERGE_VERSION;
     return MERGE_SAME;

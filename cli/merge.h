@@ -14,6 +14,7 @@
 
 /* merge_entry_t holds the longest key storaged takes. */
 #define MERGE_ETAG_MAX 64
+#define MERGE_META_MAX 16    /* a metadata digest: 2 * OBJMETA_DIGEST_LEN hex digits */
 #define MERGE_ORIGIN_MAX 255 /* a version's origin: a site id (a log record's origin, LOGREC_ORIGIN_MAX) */
 
 typedef struct {
@@ -24,6 +25,8 @@ typedef struct {
     int has_version;                   /* the listing carries the object's version (a release without versions: 0) */
     uint64_t version;                  /* the version (common/hlc.h) ... */
     char origin[MERGE_ORIGIN_MAX + 1]; /* ... and the site it comes from, NUL-terminated */
+    int has_meta;                      /* the listing carries a metadata digest (a release without: 0) */
+    char meta[MERGE_META_MAX + 1];     /* the digest of the object's metadata (common/objmeta.h), "" for none */
 } merge_entry_t;
 
 typedef enum {
@@ -31,7 +34,8 @@ typedef enum {
     MERGE_MISSING,   /* on the source only */
     MERGE_EXTRA,     /* on the target only */
     MERGE_DIFFERENT, /* on both sides, size or ETag differ */
-    MERGE_VERSION,   /* on both sides, same size and ETag, but another version or origin (both sides have one) */
+    MERGE_VERSION,   /* on both sides, same size, ETag and metadata, but another version or origin (both sides have one) */
+    MERGE_METADATA,  /* on both sides, same size and ETag, but other metadata (both sides list a digest) */
 } merge_kind_t;
 
 /* Gives the next entry of sequence `seq`. Returns 1 with *e set (the entry
@@ -50,7 +54,8 @@ typedef void (*merge_visit_fn)(void *arg, merge_kind_t kind, const merge_entry_t
  * starts; <0, 0 or >0. */
 int merge_key_cmp(const char *a, size_t alen, const char *b, size_t blen);
 
-/* The verdict on two entries of one key: MERGE_DIFFERENT, MERGE_VERSION or MERGE_SAME. */
+/* The verdict on two entries of one key: MERGE_DIFFERENT, MERGE_METADATA, MERGE_VERSION or MERGE_SAME, the
+ * first that applies. */
 merge_kind_t merge_compare(const merge_entry_t *s, const merge_entry_t *t);
 
 /* Walks both sequences to their ends in one pass (the source first, then the

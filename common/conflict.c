@@ -8,10 +8,14 @@
 /* Record format 1: format byte, loser version, winner version, time, offset,
  * allocated length, size (u64 BE each), ETag (16), mtime (i64 BE), flags
  * (u8, 1: deleted), content type (u16 BE length, bytes), loser origin and
- * winner origin (u8 length, bytes each), key (u16 BE length, bytes). */
+ * winner origin (u8 length, bytes each), key (u16 BE length, bytes).
+ * Format 2, written when the loser has metadata: the same followed by the
+ * metadata (u16 BE length, a blob of common/objmeta.h); format 1 reads as
+ * no metadata. */
 #define REC_FORMAT 1
+#define REC_FORMAT_META 2
 #define REC_FIXED (1 + 8 * 6 + 16 + 8 + 1)
-#define REC_MAX (REC_FIXED + 2 + LOGREC_CTYPE_MAX + 2 * (1 + LOGREC_ORIGIN_MAX) + 2 + LOGREC_KEY_MAX)
+#define REC_MAX (REC_FIXED + 2 + LOGREC_CTYPE_MAX + 2 * (1 + LOGREC_ORIGIN_MAX) + 2 + LOGREC_KEY_MAX + 2 + OBJMETA_MAX)
 #define KEY_MAX CONFLICT_POS_MAX
 
 /* The table key: bucket NUL, MD5(key), then (with a loser) version and origin. */
@@ -36,7 +40,7 @@ static size_t table_key(uint8_t *out, const char *b, size_t blen, const char *k,
 static size_t encode(uint8_t *out, const conflict_t *c)
 {
     uint8_t *p = out;
-    *p++ = REC_FORMAT;
+    *p++ = c->meta_len > 0 ? REC_FORMAT_META : REC_FORMAT;
     be_put(p, c->loser.hlc, 8);
     be_put(p + 8, c->winner.hlc, 8);
     be_put(p + 16, (uint64_t)c->time_ms, 8);
@@ -61,6 +65,11 @@ static size_t encode(uint8_t *out, const conflict_t *c)
     be_put(p, c->key_len, 2);
     memcpy(p + 2, c->key, c->key_len);
     p += 2 + c->key_len;
+    if (c->meta_len > 0) {
+        be_put(p, c->meta_len, 2);
+        memcpy(p + 2, c->meta, c->meta_len);
+        p += 2 + c->meta_len;
+    }
     return (size_t)(p - out);
 }
 
@@ -68,8 +77,9 @@ static int decode(const MDB_val *v, conflict_t *c)
 {
     const uint8_t *p = v->mv_data, *end = p + v->mv_size;
     size_t n;
-    if (v->mv_size < REC_FIXED + 2 || p[0] != REC_FORMAT)
+    if (v->mv_size < REC_FIXED + 2 || (p[0] != REC_FORMAT && p[0] != REC_FORMAT_META))
         return CIO_EPROTO;
+    int with_meta = p[0] == REC_FORMAT_META;
     p++;
     c->loser.hlc = be_get(p, 8);
     c->winner.hlc = be_get(p + 8, 8);
@@ -102,10 +112,22 @@ static int decode(const MDB_val *v, conflict_t *c)
     p += n;
     c->key_len = (uint16_t)be_get(p, 2);
     p += 2;
-    if (c->key_len > LOGREC_KEY_MAX || (size_t)(end - p) != c->key_len)
+    if (c->key_len > LOGREC_KEY_MAX || (size_t)(end - p) < c->key_len || (!with_meta && (size_t)(end - p) != c->key_len))
         return CIO_EPROTO;
     memcpy(c->key, p, c->key_len);
     c->key[c->key_len] = '\0';
+    p += c->key_len;
+    c->meta_len = 0;
+    if (with_meta) {
+        if (end - p < 2)
+            return CIO_EPROTO;
+        n = (size_t)be_get(p, 2);
+        p += 2;
+        if (n == 0 || (size_t)(end - p) != n || objmeta_validate(p, n) != 0)
+            return CIO_EPROTO;
+        memcpy(c->meta, p, n);
+        c->meta_len = (uint16_t)n;
+    }
     return 0;
 }
 
@@ -113,7 +135,7 @@ int conflict_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const conf
 {
     uint8_t kb[KEY_MAX], vb[REC_MAX];
     if (blen == 0 || blen > LOGREC_BUCKET_MAX || c->key_len > LOGREC_KEY_MAX || c->ctype_len > LOGREC_CTYPE_MAX ||
-        c->loser.origin_len > LOGREC_ORIGIN_MAX || c->winner.origin_len > LOGREC_ORIGIN_MAX)
+        c->meta_len > OBJMETA_MAX || c->loser.origin_len > LOGREC_ORIGIN_MAX || c->winner.origin_len > LOGREC_ORIGIN_MAX)
         return CIO_EINVAL;
     MDB_val key = {table_key(kb, b, blen, c->key, c->key_len, &c->loser), kb}, v = {encode(vb, c), vb};
     return meta_err(mdb_put(txn, m->conflicts, &key, &v, 0), "mdb_put(conflicts)");

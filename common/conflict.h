@@ -37,6 +37,8 @@ typedef struct {
     int64_t time_ms; /* when this site recorded it (its clock): expiry */
     uint16_t key_len;
     char key[LOGREC_KEY_MAX + 1];
+    uint16_t meta_len;         /* the loser's metadata besides its content type (common/objmeta.h, a */
+    uint8_t meta[OBJMETA_MAX]; /* valid blob), meta_len bytes; 0 for none and in records of format 1 */
 } conflict_t;
 
 /* Records loser c of key c->key in bucket b (replacing a record of the same

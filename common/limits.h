@@ -28,6 +28,12 @@
 /* The longest presigned fetch URL a batch carries (NUL not counted). */
 #define LIMIT_FETCH_URL_MAX 4096
 
+/* Object metadata (common/objmeta.h): S3 caps user metadata (x-amz-meta-*)
+ * at 2 KiB, counted as the bytes of each name after the prefix plus its
+ * value; the whole encoded blob, standard headers included, is capped too. */
+#define LIMIT_OBJMETA_USER_MAX 2048
+#define LIMIT_OBJMETA_MAX 4096 /* bytes of an object's encoded metadata */
+
 /* A limit's value as a string literal, for messages: LIMIT_TEXT(LIMIT_KEY_MAX)
  * is "1024". Only for the limits above, which are plain decimal literals. */
 #define LIMIT_TEXT_(x) #x
@@ -35,6 +41,8 @@
 
 _Static_assert(LIMIT_BUCKET_MIN >= 1 && LIMIT_BUCKET_MIN <= LIMIT_BUCKET_MAX, "bucket name bounds");
 _Static_assert(LIMIT_KEY_MAX <= 65535, "a key's length fits the uint16_t of meta_obj_t.key_len");
+_Static_assert(LIMIT_OBJMETA_USER_MAX < LIMIT_OBJMETA_MAX && LIMIT_OBJMETA_MAX <= 65535,
+               "user metadata fits the blob, whose length fits a u16");
 _Static_assert(LIMIT_URL_MAX < LIMIT_FETCH_URL_MAX, "a fetch URL starts with the configured public URL");
 
 #endif

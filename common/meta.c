@@ -19,6 +19,7 @@
 #define OBJ_FORMAT_V1_REPLICA 2 /* metadata format 1: the same layout, applied from a primary: its version the primary's seq */
 #define OBJ_FORMAT 3            /* a version (hybrid logical clock) and its origin site id */
 #define OBJ_FORMAT_CTX 4        /* the same, and a causal context after the key */
+#define OBJ_FORMAT_META 5       /* the same, the context always (maybe empty), then the object's metadata */
 #define HASH_LEN 16
 
 int meta_err(int rc, const char *what)
@@ -64,6 +65,8 @@ const meta_migration_t meta_migrations[META_FORMAT_CURRENT] = {
     {"record the format of a store written before formats were recorded", NULL},
     /* 1 -> 2: object records gain the origin of their version */
     {"give every object record the site its version comes from", migrate_objects_v2},
+    /* 2 -> 3: object and conflict records may carry the object's metadata; the older ones read as none */
+    {"let object records carry the object's metadata (Content-Encoding, x-amz-meta-*, ...)", NULL},
 };
 
 int meta_format_migrate(meta_t *m, const meta_migration_t *steps, uint64_t from, uint64_t to, char *err, size_t errlen)
@@ -383,18 +386,22 @@ size_t meta_objkey(uint8_t *out, const char *b, size_t blen, const char *k, size
  * (u64 BE each), ETag (16), mtime (i64 BE), content type (u16 BE length,
  * bytes), origin (u8 length, bytes), key (u16 BE length, bytes). Format 4:
  * the same followed by the object's causal context (vctx_encode), written
- * when the context is not empty. Formats 1 and 2 (metadata format 1) are
+ * when the context is not empty. Format 5: format 4 with the context always
+ * there (maybe empty), followed by the object's metadata (u16 BE length,
+ * the blob of common/objmeta.h), written when there is metadata; formats 3
+ * and 4 read as no metadata. Formats 1 and 2 (metadata format 1) are
  * format 3 without the origin. */
 #define OBJ_FIXED_V1 (1 + 8 * 4 + 16 + 8 + 2 + 2)
 #define OBJ_FIXED (OBJ_FIXED_V1 + 1)
-#define OBJ_MAX (OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX + VCTX_ENCODED_MAX)
+#define OBJ_MAX (OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX + VCTX_ENCODED_MAX + 2 + OBJMETA_MAX)
 _Static_assert(LOGREC_ORIGIN_MAX <= UINT8_MAX, "an origin's length fits its byte");
 
 static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_t klen)
 {
     uint8_t *p = out;
-    int with_ctx = o->ctx.n > 0 || o->ctx.floor != 0;
-    *p++ = with_ctx ? OBJ_FORMAT_CTX : OBJ_FORMAT;
+    int with_meta = o->meta_len > 0;
+    int with_ctx = with_meta || o->ctx.n > 0 || o->ctx.floor != 0;
+    *p++ = with_meta ? OBJ_FORMAT_META : with_ctx ? OBJ_FORMAT_CTX : OBJ_FORMAT;
     be_put(p, o->version, 8);
     be_put(p + 8, o->off, 8);
     be_put(p + 16, o->alen, 8);
@@ -417,10 +424,17 @@ static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_
     p += klen;
     if (with_ctx)
         p += vctx_encode(p, &o->ctx);
+    if (with_meta) {
+        *p++ = (uint8_t)(o->meta_len >> 8);
+        *p++ = (uint8_t)o->meta_len;
+        memcpy(p, o->meta, o->meta_len);
+        p += o->meta_len;
+    }
     return (size_t)(p - out);
 }
 
-/* Decodes a record of format `format` (OBJ_FORMAT or OBJ_FORMAT_CTX, or a format-1 one for the migration). */
+/* Decodes a record of format `format` (OBJ_FORMAT, OBJ_FORMAT_CTX or OBJ_FORMAT_META, or a format-1 one for the
+ * migration). */
 static int obj_decode_as(const MDB_val *v, meta_obj_t *o, int format)
 {
     const uint8_t *p = v->mv_data, *end = p + v->mv_size;
@@ -458,14 +472,28 @@ static int obj_decode_as(const MDB_val *v, meta_obj_t *o, int format)
     o->key_len = (uint16_t)(p[0] << 8 | p[1]);
     p += 2;
     if (o->key_len > LOGREC_KEY_MAX || (size_t)(end - p) < o->key_len ||
-        (format != OBJ_FORMAT_CTX && (size_t)(end - p) != o->key_len))
+        (format < OBJ_FORMAT_CTX && (size_t)(end - p) != o->key_len))
         return CIO_EPROTO;
     memcpy(o->key, p, o->key_len);
     o->key[o->key_len] = '\0';
     p += o->key_len;
     vctx_init(&o->ctx);
+    o->meta_len = 0;
     if (format == OBJ_FORMAT_CTX && (vctx_decode(p, (size_t)(end - p), &o->ctx, &used) != 0 || used != (size_t)(end - p)))
         return CIO_EPROTO;
+    if (format == OBJ_FORMAT_META) {
+        if (vctx_decode(p, (size_t)(end - p), &o->ctx, &used) != 0)
+            return CIO_EPROTO;
+        p += used;
+        if (end - p < 2)
+            return CIO_EPROTO;
+        size_t mlen = (size_t)p[0] << 8 | p[1];
+        p += 2;
+        if (mlen == 0 || (size_t)(end - p) != mlen || objmeta_validate(p, mlen) != 0)
+            return CIO_EPROTO;
+        memcpy(o->meta, p, mlen);
+        o->meta_len = (uint16_t)mlen;
+    }
     return 0;
 }
 
@@ -473,6 +501,8 @@ int meta_obj_decode(const MDB_val *v, meta_obj_t *o)
 {
     if (v->mv_size > 0 && ((const uint8_t *)v->mv_data)[0] == OBJ_FORMAT_CTX)
         return obj_decode_as(v, o, OBJ_FORMAT_CTX);
+    if (v->mv_size > 0 && ((const uint8_t *)v->mv_data)[0] == OBJ_FORMAT_META)
+        return obj_decode_as(v, o, OBJ_FORMAT_META);
     return obj_decode_as(v, o, OBJ_FORMAT);
 }
 

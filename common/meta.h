@@ -26,6 +26,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/hlc.h"
+#include "common/objmeta.h"
 #include "common/vctx.h"
 #include "proto/logrec.h"
 
@@ -53,9 +54,11 @@ typedef struct {
     char origin[LOGREC_ORIGIN_MAX + 1]; /* orders by); "" for a version from before origins were recorded. NUL-terminated */
     uint16_t key_len;                   /* the full key (filled by get and listing) */
     char key[LOGREC_KEY_MAX + 1];       /* NUL-terminated */
-    vctx_t ctx; /* the key's causal context besides (version, origin) itself (common/vctx.h; docs/replication-apply.md,
-                   "Conflicts"): what the site had seen of the key from each site when this version was stored.
-                   Empty for most objects (one site writing the key) */
+    vctx_t ctx;        /* the key's causal context besides (version, origin) itself (common/vctx.h; docs/replication-apply.md,
+                          "Conflicts"): what the site had seen of the key from each site when this version was stored.
+                          Empty for most objects (one site writing the key) */
+    uint16_t meta_len; /* the object's metadata besides its content type (common/objmeta.h): a valid blob, */
+    uint8_t meta[OBJMETA_MAX]; /* meta_len bytes; 0 for none (every record written before metadata was kept) */
 } meta_obj_t;
 
 /* A version with the site it comes from. */
@@ -93,7 +96,7 @@ static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
  *      the same layout as 1
  *   1  object records hold a version that is a log seq: the writing site's
  *      own (record format 1) or, on a replica, its primary's (format 2)
- *   2  the current layout: object records (format 3) hold a hybrid logical
+ *   2  object records (format 3) hold a hybrid logical
  *      clock version and its origin site id; tombstones and purge versions
  *      carry an origin too, and bucket records a version of their own
  *      (storaged/meta.h; their older records still read, as versions with
@@ -101,9 +104,14 @@ static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
  *      carry a causal context; those without one read as an empty context
  *      (format 2 was not released before contexts were added, so they
  *      needed no new format number)
+ *   3  the current layout: object records (format 5) and conflict records
+ *      (format 2) may carry the object's metadata (common/objmeta.h). The
+ *      step from 2 changes no record (those without metadata read as none);
+ *      it is recorded so that a release that cannot read such records
+ *      refuses the store instead of failing on some of its objects
  * A new environment is created at META_FORMAT_CURRENT, in the transaction
  * that creates its tables. */
-#define META_FORMAT_CURRENT 2
+#define META_FORMAT_CURRENT 3
 
 /* One step of a format upgrade: meta_migrations[n] converts format n to
  * n + 1. `run` makes the step's changes in `txn`, the step's one

@@ -6,7 +6,7 @@
 #include "proto/mpread.h"
 #include "proto/mpwrite.h"
 
-/* A record has 14 known fields; the cap leaves room for fields that later
+/* A record has 15 known fields; the cap leaves room for fields that later
  * versions may add while bounding the work a hostile record can cause. */
 _Static_assert(LOGREC_ORIGIN_MAX >= LIMIT_SITE_ID_MAX, "a record's origin is a site id");
 #define LOGREC_MAP_MAX 32
@@ -30,13 +30,14 @@ enum {
     F_PH = 1u << 11,
     F_PO = 1u << 12,
     F_C = 1u << 13,
+    F_M = 1u << 14,
 };
 
 #define REQ_COMMON (F_V | F_SEQ | F_OP | F_B | F_MT | F_O)
 #define REQ_PUT (REQ_COMMON | F_K | F_SZ | F_ET)
 #define REQ_DELETE (REQ_COMMON | F_K)
 #define REQ_PURGE (REQ_COMMON) /* and the other bucket-only ops */
-#define PUT_ONLY (F_SZ | F_ET | F_CT)
+#define PUT_ONLY (F_SZ | F_ET | F_CT | F_M)
 
 const char *logrec_op_name(logrec_op_t op)
 {
@@ -112,9 +113,10 @@ static int logrec_check(const logrec_t *r)
         return CIO_EINVAL;
     }
     if (r->op == LOGREC_PUT) {
-        if (!str_ok(r->content_type, r->content_type_len, 0, LOGREC_CTYPE_MAX))
+        if (!str_ok(r->content_type, r->content_type_len, 0, LOGREC_CTYPE_MAX) || r->meta_len > OBJMETA_MAX ||
+            (r->meta_len > 0 && (r->meta == NULL || objmeta_validate(r->meta, r->meta_len) != 0)))
             return CIO_EINVAL;
-    } else if (r->size != 0 || r->content_type_len != 0 || memcmp(r->etag, zero_etag, sizeof(zero_etag)) != 0) {
+    } else if (r->size != 0 || r->content_type_len != 0 || r->meta_len != 0 || memcmp(r->etag, zero_etag, sizeof(zero_etag)) != 0) {
         /* These fields are only encoded for PUT: refuse rather than drop them silently. */
         return CIO_EINVAL;
     }
@@ -156,7 +158,7 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
     if (logrec_op_bucket_only(r->op))
         n = 7;
     else if (r->op == LOGREC_PUT)
-        n += 3; /* sz, et, ct */
+        n += 3 + (r->meta_len > 0); /* sz, et, ct, m */
     if (r->parent_hlc != 0)
         n += 2; /* ph, po */
     if (r->ctx.n > 0 || r->ctx.floor != 0)
@@ -182,6 +184,8 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
         if (mpw_key(&pk, "et") != 0 || msgpack_pack_bin_with_body(&pk, r->etag, sizeof(r->etag)) != 0)
             goto fail;
         if (pack_str_field(&pk, "ct", r->content_type, r->content_type_len) != 0)
+            goto fail;
+        if (r->meta_len > 0 && (mpw_key(&pk, "m") != 0 || msgpack_pack_bin_with_body(&pk, r->meta, r->meta_len) != 0))
             goto fail;
     }
     if (mpw_key(&pk, "mt") != 0 || msgpack_pack_int64(&pk, r->mtime_ms) != 0)
@@ -292,6 +296,8 @@ static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, u
         bit = F_PO;
     else if (key_is(k, klen, "c"))
         bit = F_C;
+    else if (key_is(k, klen, "m"))
+        bit = F_M;
     else
         return mpread_skip(rd); /* forward compatibility */
 
@@ -342,6 +348,15 @@ static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, u
         return mpread_str(rd, &r->parent_origin, &r->parent_origin_len, LOGREC_ORIGIN_MAX);
     case F_C:
         return decode_ctx(rd, &r->ctx);
+    case F_M:
+        if ((err = mpread_bin(rd, &s, &n, OBJMETA_MAX)) != 0)
+            return err;
+        /* absent is "none": an empty "m" is not the canonical encoding of anything */
+        if (n == 0 || objmeta_validate((const uint8_t *)s, n) != 0)
+            return CIO_EPROTO;
+        r->meta = (const uint8_t *)s;
+        r->meta_len = n;
+        return 0;
     default: /* F_O */
         return mpread_str(rd, &r->origin, &r->origin_len, LOGREC_ORIGIN_MAX);
     }
@@ -397,7 +412,7 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
         return CIO_EPROTO;
     if (format == 1) {
         /* versions were seqs: a format-1 record has no version fields of its own, nor bucket ops */
-        if ((seen & (F_H | F_PH | F_PO | F_C)) != 0 || r.op > LOGREC_PURGE)
+        if ((seen & (F_H | F_PH | F_PO | F_C | F_M)) != 0 || r.op > LOGREC_PURGE)
             return CIO_EPROTO;
         r.hlc = r.seq;
         if (r.hlc == 0) /* seqs start at 1: no record has version 0 */
@@ -412,6 +427,8 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
         r.content_type = "";
     if (r.parent_origin == NULL)
         r.parent_origin = "";
+    if (r.meta == NULL)
+        r.meta = (const uint8_t *)"";
     *out = r;
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <msgpack.h>
 #include "common/err.h"
 #include "common/limits.h"
+#include "common/objmeta.h"
 #include "common/vctx.h"
 
 #define LOGREC_FORMAT_VERSION 2            /* 2: versions are hybrid logical clock values (common/hlc.h) */
@@ -55,9 +56,11 @@ typedef struct {
     uint64_t parent_hlc;       /* the version the mutation replaced on its origin site (its parent): 0 when the key */
     const char *parent_origin; /* held none there; parent_origin is then "" (0..LOGREC_ORIGIN_MAX) */
     size_t parent_origin_len;
-    vctx_t ctx; /* the key's causal context on the origin when it wrote the mutation (common/vctx.h): for
-                   each site, the largest version of the key from that site the origin had seen; empty
-                   for the bucket-only ops and for records from before contexts (key "c", optional) */
+    vctx_t ctx;          /* the key's causal context on the origin when it wrote the mutation (common/vctx.h): for
+                            each site, the largest version of the key from that site the origin had seen; empty
+                            for the bucket-only ops and for records from before contexts (key "c", optional) */
+    const uint8_t *meta; /* PUT: the object's metadata besides its content type, a blob of common/objmeta.h */
+    size_t meta_len;     /* (key "m", optional: absent for none and in records from before it); 0..OBJMETA_MAX */
 } logrec_t;
 
 /* Appends the encoding of `r` to `out`. Returns 0, CIO_EINVAL if a field is
@@ -77,6 +80,9 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out) CIO_MUST_CHECK;
  * decoder from before it skips it) is an array of at most VCTX_MAX + 1
  * [site, version] pairs, sites ascending and distinct, versions non-zero;
  * the empty site carries the context's floor. Absent, it decodes empty.
+ * The metadata ("m", PUT only, optional: a decoder from before it skips it)
+ * is a bin of 1..OBJMETA_MAX bytes that objmeta_validate accepts; absent,
+ * it decodes as meta_len 0 (meta then points to "").
  * Unknown map keys are ignored (forward compatibility); a missing "v" or a
  * format version outside 1..LOGREC_FORMAT_VERSION, a missing required field,
  * a known key given twice, a PUT-only field on another op, a key on a

@@ -764,6 +764,8 @@ static int add_put(sync_t *s, const char *b, size_t blen, const meta_entry_t *e)
     memcpy(r.etag, o.etag, 16);
     r.content_type = o.ctype;
     r.content_type_len = o.ctype_len;
+    r.meta = o.meta;
+    r.meta_len = o.meta_len;
     r.mtime_ms = o.mtime_ms;
     r.parent_origin = "";
     r.ctx = o.ctx;

@@ -11,8 +11,8 @@
 /* Bytes of the job's arena an event needs: its strings, each NUL-terminated. */
 static size_t event_bytes(const batch_event_t *ev)
 {
-    return ev->rec.bucket_len + 1 + ev->rec.key_len + 1 + ev->rec.content_type_len + 1 + ev->rec.origin_len + 1 +
-           ev->rec.parent_origin_len + 1 + (ev->url != NULL ? ev->url_len + 1 : 0);
+    return ev->rec.bucket_len + 1 + ev->rec.key_len + 1 + ev->rec.content_type_len + 1 + ev->rec.meta_len + 1 + ev->rec.origin_len +
+           1 + ev->rec.parent_origin_len + 1 + (ev->url != NULL ? ev->url_len + 1 : 0);
 }
 
 static const char *arena_copy(char **arena, const char *s, size_t len)
@@ -104,6 +104,8 @@ int apply_decode(commit_job_t *job, const char *buf, size_t len, char *err, size
         it->key = arena_copy(&at, ev.rec.key, ev.rec.key_len);
         it->ctype_len = ev.rec.content_type_len;
         it->ctype = arena_copy(&at, ev.rec.content_type, ev.rec.content_type_len);
+        it->meta_len = ev.rec.meta_len;
+        it->meta = (const uint8_t *)arena_copy(&at, (const char *)ev.rec.meta, ev.rec.meta_len);
         it->size = ev.rec.size;
         memcpy(it->etag, ev.rec.etag, 16);
         it->mtime_ms = ev.rec.mtime_ms;

@@ -76,6 +76,8 @@ struct commit_item {
     size_t klen;
     const char *ctype;
     size_t ctype_len;
+    const uint8_t *meta; /* PUT: the object's metadata (common/objmeta.h), meta_len bytes; "" when none */
+    size_t meta_len;
     uint64_t size;
     uint8_t etag[16];
     int64_t mtime_ms;
@@ -112,6 +114,8 @@ struct commit_job {
     uint64_t size;
     char ctype[LOGREC_CTYPE_MAX + 1];
     size_t ctype_len;
+    uint8_t meta[OBJMETA_MAX]; /* PUT: the object's metadata besides its content type, a valid blob of */
+    size_t meta_len;           /* common/objmeta.h (objmeta_encode); 0 for none */
     commit_done_cb done;
     void *ctx; /* the submitter's */
     /* PUT: when `expect_set`, the key's current object must still be the one

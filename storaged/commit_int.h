@@ -138,9 +138,11 @@ static inline commit_job_t *list_take(job_list_t *l)
 
 /* Fills *o with the record of an object of `size` bytes in extent ext, as a
  * PUT writes it, at version (version, origin: NUL-terminated, at most
- * LOGREC_ORIGIN_MAX bytes); every other field is 0. */
+ * LOGREC_ORIGIN_MAX bytes), with its metadata (meta_len bytes, at most
+ * OBJMETA_MAX, copied); every other field is 0. */
 static inline void commit_obj_init(meta_obj_t *o, uint64_t version, const char *origin, alloc_extent_t ext, uint64_t size,
-                                   const uint8_t etag[16], int64_t mtime_ms, const char *ctype, size_t ctype_len)
+                                   const uint8_t etag[16], int64_t mtime_ms, const char *ctype, size_t ctype_len,
+                                   const uint8_t *meta, size_t meta_len)
 {
     memset(o, 0, sizeof(*o));
     o->version = version;
@@ -153,6 +155,9 @@ static inline void commit_obj_init(meta_obj_t *o, uint64_t version, const char *
     o->mtime_ms = mtime_ms;
     o->ctype_len = (uint16_t)ctype_len;
     memcpy(o->ctype, ctype, ctype_len);
+    o->meta_len = (uint16_t)meta_len;
+    if (meta_len > 0)
+        memcpy(o->meta, meta, meta_len);
 }
 
 /* An error after which the round's transaction cannot go on: the round fails

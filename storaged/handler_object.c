@@ -14,6 +14,7 @@
 #include "common/conflict.h"
 #include "storaged/http_commit.h"
 #include "storaged/http_precond.h"
+#include "storaged/objmeta_http.h"
 
 /* What one GET holds of the object at a time: a body up to INLINE_READ_MAX
  * is read at once; a larger one is streamed, one window of STREAM_CHUNK read
@@ -70,9 +71,10 @@ static void native_error_range(h2o_req_t *req, uint64_t size)
     http_req_error_hdr(req, 416, "InvalidRange", "the requested range is not satisfiable", H2O_TOKEN_CONTENT_RANGE, buf);
 }
 
-static void native_content_headers(h2o_req_t *req, const char *ctype, size_t ctype_len)
+static void native_content_headers(h2o_req_t *req, const char *ctype, size_t ctype_len, const uint8_t *meta, size_t meta_len)
 {
     http_req_add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype, ctype_len);
+    objmeta_http_add(req, meta, meta_len);
 }
 
 const handler_api_t handler_object_native = {
@@ -90,6 +92,10 @@ int handler_object_write(http_server_t *srv, h2o_req_t *req, const path_t *p, co
     http_commit_t *pend;
     uint64_t expect_version;
     int ret, expect_set;
+    uint8_t meta[OBJMETA_MAX];
+    size_t meta_len;
+    const char *meta_code;
+    char meta_err[256];
 
     if (len > srv->conf->max_object_size) {
         api->error(req, 413, "EntityTooLarge", "the object exceeds server.max_object_size");
@@ -101,6 +107,10 @@ int handler_object_write(http_server_t *srv, h2o_req_t *req, const path_t *p, co
     }
     if (ct.base == NULL || ct.len == 0)
         ct = h2o_iovec_init(H2O_STRLIT("application/octet-stream"));
+    if (objmeta_http_read(req, meta, &meta_len, &meta_code, meta_err, sizeof(meta_err)) != 0) {
+        api->error(req, 400, meta_code, meta_err);
+        return 0;
+    }
     if ((ret = put_precondition(srv, req, p, &expect_set, &expect_version)) != HTTP_PRECOND_PASS) {
         if (ret == HTTP_PRECOND_FAILED)
             api->error(req, 412, "PreconditionFailed",
@@ -121,6 +131,8 @@ int handler_object_write(http_server_t *srv, h2o_req_t *req, const path_t *p, co
     pend->job.size = len;
     memcpy(pend->job.ctype, ct.base, ct.len);
     pend->job.ctype_len = ct.len;
+    memcpy(pend->job.meta, meta, meta_len);
+    pend->job.meta_len = meta_len;
     http_req_count_in(len);
     return http_commit_submit(req, pend);
 }
@@ -406,6 +418,8 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
             o.mtime_ms = k.mtime_ms;
             o.ctype_len = k.ctype_len;
             memcpy(o.ctype, k.ctype, k.ctype_len + 1);
+            o.meta_len = k.meta_len;
+            memcpy(o.meta, k.meta, k.meta_len);
         } else if (ret == CIO_ENOTFOUND) {
             ret = kept == 2 ? 2 : 3; /* the fetch endpoint: gone (a newer event follows) */
         }
@@ -454,7 +468,9 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         send_not_modified(req);
         return 0;
     }
-    api->content_headers(req, o.ctype, o.ctype_len);
+    /* not on the fetch endpoint (kept 2): its Content-Encoding is replication's own (zstd), which the
+     * fetcher decodes; the object's stored Content-Encoding travels in the log record instead */
+    api->content_headers(req, o.ctype, o.ctype_len, kept != 2 ? o.meta : NULL, kept != 2 ? o.meta_len : 0);
     http_req_add_header(req, H2O_TOKEN_ACCEPT_RANGES, H2O_STRLIT("bytes"));
 
     /* a Range whose If-Range names another version of the object would
@@ -587,7 +603,7 @@ typedef struct {
 static int list_one(void *ctx, const meta_obj_t *o)
 {
     list_ctx_t *l = ctx;
-    char etag[33], ts[DATE_ISO8601_MS_LEN + 1];
+    char etag[33], ts[DATE_ISO8601_MS_LEN + 1], md[2 * OBJMETA_DIGEST_LEN + 1];
 
     if (l->n == l->max) {
         l->truncated = 1;
@@ -600,7 +616,8 @@ static int list_one(void *ctx, const meta_obj_t *o)
     buf_printf(l->b, ",\"size\":%" PRIu64 ",\"etag\":\"%s\",\"last_modified\":\"%s\",\"version\":%" PRIu64 ",\"origin\":", o->size,
                etag, ts, o->version);
     buf_json_str(l->b, o->origin, o->origin_len); /* a site id: never needs the key's escaping mode */
-    buf_puts(l->b, "}");
+    objmeta_digest_hex(o->meta, o->meta_len, md);
+    buf_printf(l->b, ",\"meta_digest\":\"%s\"}", md);
     memcpy(l->last, o->key, o->key_len + 1);
     l->last_len = o->key_len;
     l->n++;

@@ -20,8 +20,9 @@ typedef struct handler_api {
     /* 416 for a Range outside an object of `size` bytes */
     void (*error_range)(h2o_req_t *req, uint64_t size);
     void (*cio_error)(h2o_req_t *req, int err, const char *what);
-    /* adds Content-Type (ctype, ctype_len bytes, borrowed for the call) and any other representation header */
-    void (*content_headers)(h2o_req_t *req, const char *ctype, size_t ctype_len);
+    /* adds Content-Type (ctype, ctype_len bytes) and the headers of the object's metadata blob (meta,
+     * meta_len bytes, common/objmeta.h; NULL and 0 for none), both borrowed for the call */
+    void (*content_headers)(h2o_req_t *req, const char *ctype, size_t ctype_len, const uint8_t *meta, size_t meta_len);
     /* answers a PUT's committed (or failed) job; NULL: the native JSON reply (storaged/http_commit.c) */
     void (*answer_put)(h2o_req_t *req, commit_job_t *j);
 } handler_api_t;

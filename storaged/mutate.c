@@ -136,6 +136,8 @@ static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op
         memcpy(r.etag, j->etag, 16);
         r.content_type = j->ctype;
         r.content_type_len = j->ctype_len;
+        r.meta = j->meta;
+        r.meta_len = j->meta_len;
     }
     return replog_append(c->meta, txn, &r);
 }
@@ -168,7 +170,8 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if ((ret = replica_conflicts_supersede(c, txn, j->bucket, j->blen, j->key, j->klen, &kctx)) != 0)
         return ret;
     vctx_trim(&kctx, c->site_id, strlen(c->site_id), j->version);
-    commit_obj_init(&o, j->version, c->site_id, j->ext, j->size, j->etag, j->mtime_ms, j->ctype, j->ctype_len);
+    commit_obj_init(&o, j->version, c->site_id, j->ext, j->size, j->etag, j->mtime_ms, j->ctype, j->ctype_len, j->meta,
+                    j->meta_len);
     o.ctx = kctx;
     if ((ret = meta_obj_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &o)) != 0 ||
         (ret = meta_pending_del(c->meta, txn, j->ext)) != 0 ||

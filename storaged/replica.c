@@ -383,6 +383,8 @@ static int relog(commit_t *c, MDB_txn *txn, const commit_item_t *it)
         memcpy(r.etag, it->etag, 16);
         r.content_type = it->ctype;
         r.content_type_len = it->ctype_len;
+        r.meta = it->meta;
+        r.meta_len = it->meta_len;
     }
     return replog_append(c->meta, txn, &r);
 }
@@ -505,6 +507,8 @@ static int keep_held(commit_t *c, MDB_txn *txn, const commit_item_t *it, const m
         k.mtime_ms = old->mtime_ms;
         k.ctype_len = old->ctype_len;
         memcpy(k.ctype, old->ctype, old->ctype_len);
+        k.meta_len = old->meta_len;
+        memcpy(k.meta, old->meta, old->meta_len);
     } else {
         k.deleted = 1;
     }
@@ -531,6 +535,9 @@ static int keep_event(commit_t *c, MDB_txn *txn, commit_item_t *it, const meta_v
         memcpy(k.etag, it->etag, 16);
         k.ctype_len = (uint16_t)it->ctype_len;
         memcpy(k.ctype, it->ctype, it->ctype_len);
+        k.meta_len = (uint16_t)it->meta_len;
+        if (it->meta_len > 0)
+            memcpy(k.meta, it->meta, it->meta_len);
     } else {
         k.deleted = 1;
     }
@@ -623,7 +630,8 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
     case LOGREC_PUT:
         if ((ret = apply_cache_bk(c, txn, ac, 1, &bk)) != 0)
             return ret;
-        commit_obj_init(&o, it->version, version.origin, it->ext, it->size, it->etag, it->mtime_ms, it->ctype, it->ctype_len);
+        commit_obj_init(&o, it->version, version.origin, it->ext, it->size, it->etag, it->mtime_ms, it->ctype, it->ctype_len,
+                        it->meta, it->meta_len);
         item_merge_ctx(it, &kctx);
         vctx_trim(&kctx, it->origin, it->origin_len, it->version);
         o.ctx = kctx;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "storaged/http_commit.h"
+#include "storaged/objmeta_http.h"
 #include "storaged/s3.h"
 #include "storaged/s3_reply.h"
 
@@ -30,8 +31,9 @@ static void s3_api_error_range(h2o_req_t *req, uint64_t size)
     http_req_add_header(req, H2O_TOKEN_CONTENT_RANGE, buf, strlen(buf));
 }
 
-/* GetObject's response-* query parameters override the stored headers */
-static void s3_api_content_headers(h2o_req_t *req, const char *ctype, size_t ctype_len)
+/* GetObject's response-* query parameters override the stored headers: an
+ * override replaces the header the object's metadata gave */
+static void s3_api_content_headers(h2o_req_t *req, const char *ctype, size_t ctype_len, const uint8_t *meta, size_t meta_len)
 {
     static const struct {
         const char *param;
@@ -48,10 +50,15 @@ static void s3_api_content_headers(h2o_req_t *req, const char *ctype, size_t cty
         http_req_add_header(req, H2O_TOKEN_CONTENT_TYPE, v, n);
     else
         http_req_add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype, ctype_len);
+    objmeta_http_add(req, meta, meta_len);
     for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++)
         if (http_req_query_param(req, overrides[i].param, v, sizeof(v), &n) == 0 && n > 0 && memchr(v, '\r', n) == NULL &&
-            memchr(v, '\n', n) == NULL)
+            memchr(v, '\n', n) == NULL) {
+            ssize_t at;
+            while ((at = h2o_find_header(&req->res.headers, overrides[i].token, -1)) != -1)
+                h2o_delete_header(&req->res.headers, at);
             http_req_add_header(req, overrides[i].token, v, n);
+        }
 }
 
 static void s3_answer_put(h2o_req_t *req, commit_job_t *j)

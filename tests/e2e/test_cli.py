@@ -252,7 +252,7 @@ def test_diff_equal_and_unequal_sites(sites):
     assert sides == [(5, md5(b"dfa-4"), "site-a"), (5, md5(b"dfa-X"), "site-b")], k04
     assert doc["complete"] is True and doc["printed"] == 7
     assert doc["counts"] == {"buckets": 4, "keys": 44, "source_keys": 42, "target_keys": 41, "missing": 3, "extra": 2,
-                             "different": 2, "versions": 0, "differences": 7}, doc["counts"]
+                             "different": 2, "metadata": 0, "versions": 0, "differences": 7}, doc["counts"]
     by_name = {x["name"]: x for x in doc["buckets"]}
     assert by_name["dfonlyb"]["on_source"] is False and by_name["dfonlyb"]["on_target"] is True, by_name
     assert (by_name["dfa"]["missing"], by_name["dfa"]["extra"], by_name["dfa"]["different"]) == (1, 1, 2), by_name
@@ -428,7 +428,7 @@ def test_diff_thousands_of_keys_in_bounded_memory(sites, tmp_path):
     assert rc == 1, (rc, err)
     doc = json.loads(out)
     assert doc["counts"] == {"buckets": 1, "keys": 5003, "source_keys": 5000, "target_keys": 5000, "missing": 3, "extra": 3,
-                             "different": 4, "versions": 0, "differences": 10}, doc["counts"]
+                             "different": 4, "metadata": 0, "versions": 0, "differences": 10}, doc["counts"]
     got = {(d["type"], d["key"]) for d in doc["differences"]}
     want = ({("missing", keyfmt % i) for i in missing} | {("extra", k) for k in extra} |
             {("different", keyfmt % i) for i in different})

@@ -281,13 +281,38 @@ def test_aws_cli(s3srv, tmp_path):
 
 # ---- replication ----
 
+def test_metadata(s3):
+    """PutObject's representation headers and user metadata are stored and returned; a response-* override
+    replaces the stored header rather than adding a second one."""
+    s3.create_bucket(Bucket="meta")
+    s3.put_object(Bucket="meta", Key="k", Body=b"abc", ContentType="text/plain", ContentDisposition="inline",
+                  CacheControl="max-age=60", ContentLanguage="fr", ContentEncoding="identity",
+                  Metadata={"Owner": "alice", "mtime": "1700000000"})
+    for r in (s3.head_object(Bucket="meta", Key="k"), s3.get_object(Bucket="meta", Key="k")):
+        assert r["ContentType"] == "text/plain"
+        assert r["ContentDisposition"] == "inline" and r["CacheControl"] == "max-age=60"
+        assert r["ContentLanguage"] == "fr" and r["ContentEncoding"] == "identity"
+        assert r["Metadata"] == {"owner": "alice", "mtime": "1700000000"}
+    g = s3.get_object(Bucket="meta", Key="k", ResponseCacheControl="no-store")
+    assert g["CacheControl"] == "no-store"
+    raw = g["ResponseMetadata"]["HTTPHeaders"]
+    assert raw["cache-control"] == "no-store"  # one header, not "max-age=60, no-store"
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket="meta", Key="big", Body=b"x", Metadata={"m": "v" * 2100})
+    assert code_of(e) == ("MetadataTooLarge", 400)
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="meta", Key="big")
+    assert code_of(e)[1] == 404
+
+
 def test_s3_writes_replicate(sites):
     creds = {"s3": {"credentials": [{"access_key": AK, "secret_key": SECRET}]}}
     a, b = sites(a_extra=creds, b_extra=creds)
     sa, sb = s3_client(a.storaged), s3_client(b.storaged)
     sa.create_bucket(Bucket="repl-bucket")
     data = os.urandom(100000)
-    sa.put_object(Bucket="repl-bucket", Key="from/s3", Body=data, ContentType="text/x-repl")
+    sa.put_object(Bucket="repl-bucket", Key="from/s3", Body=data, ContentType="text/x-repl", Metadata={"k": "v"},
+                  ContentDisposition="attachment")
     sa.put_object(Bucket="repl-bucket", Key="gone", Body=b"soon deleted")
     sa.delete_object(Bucket="repl-bucket", Key="gone")
     assert wait_converged(a, b, timeout=60) == []
@@ -295,6 +320,7 @@ def test_s3_writes_replicate(sites):
     # on B: through S3 and through the native API
     g = sb.get_object(Bucket="repl-bucket", Key="from/s3")
     assert g["Body"].read() == data and g["ContentType"] == "text/x-repl"
+    assert g["Metadata"] == {"k": "v"} and g["ContentDisposition"] == "attachment"
     assert b.client().get("repl-bucket", "from/s3").body == data
     assert b.client().get("repl-bucket", "gone").status == 404
     # a deleted bucket is deleted there too

@@ -12,18 +12,21 @@ static void check_bounds(const logrec_t *r, const uint8_t *buf, size_t len)
 {
     static const uint8_t zero_etag[16];
 
-    FUZZ_CHECK(r->op == LOGREC_PUT || r->op == LOGREC_DELETE || r->op == LOGREC_PURGE);
+    FUZZ_CHECK(r->op >= LOGREC_PUT && r->op <= LOGREC_BUCKET_DELETE);
     FUZZ_CHECK(r->bucket_len >= 1 && r->bucket_len <= LOGREC_BUCKET_MAX && fuzz_inside(r->bucket, r->bucket_len, buf, len));
     FUZZ_CHECK(r->origin_len >= 1 && r->origin_len <= LOGREC_ORIGIN_MAX && fuzz_inside(r->origin, r->origin_len, buf, len));
     FUZZ_CHECK(r->key != NULL && r->content_type != NULL);
     FUZZ_CHECK(r->key_len <= LOGREC_KEY_MAX && fuzz_inside(r->key, r->key_len, buf, len));
     FUZZ_CHECK(r->content_type_len <= LOGREC_CTYPE_MAX && fuzz_inside(r->content_type, r->content_type_len, buf, len));
-    if (r->op == LOGREC_PURGE)
+    FUZZ_CHECK(r->meta != NULL && r->meta_len <= OBJMETA_MAX && fuzz_inside((const char *)r->meta, r->meta_len, buf, len));
+    FUZZ_CHECK(objmeta_validate(r->meta, r->meta_len) == 0);
+    if (logrec_op_bucket_only(r->op))
         FUZZ_CHECK(r->key_len == 0);
     else
         FUZZ_CHECK(r->key_len >= 1);
     if (r->op != LOGREC_PUT)
-        FUZZ_CHECK(r->size == 0 && r->content_type_len == 0 && memcmp(r->etag, zero_etag, sizeof(zero_etag)) == 0);
+        FUZZ_CHECK(r->size == 0 && r->content_type_len == 0 && r->meta_len == 0 &&
+                   memcmp(r->etag, zero_etag, sizeof(zero_etag)) == 0);
 }
 
 static int same_str(const char *a, size_t alen, const char *b, size_t blen)
@@ -37,7 +40,8 @@ static int same_rec(const logrec_t *a, const logrec_t *b)
            same_str(a->key, a->key_len, b->key, b->key_len) && a->size == b->size &&
            memcmp(a->etag, b->etag, sizeof(a->etag)) == 0 &&
            same_str(a->content_type, a->content_type_len, b->content_type, b->content_type_len) && a->mtime_ms == b->mtime_ms &&
-           same_str(a->origin, a->origin_len, b->origin, b->origin_len) && vctx_equal(&a->ctx, &b->ctx);
+           same_str(a->origin, a->origin_len, b->origin, b->origin_len) && vctx_equal(&a->ctx, &b->ctx) &&
+           same_str((const char *)a->meta, a->meta_len, (const char *)b->meta, b->meta_len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -249,12 +249,25 @@ def awschunk_seeds():
     }
 
 
+def objmeta_seeds():
+    """Object metadata blobs (common/objmeta.h)."""
+    def pair(n, v):
+        return bytes([len(n)]) + n + struct.pack(">H", len(v)) + v
+    standard = pair(b"cache-control", b"no-cache") + pair(b"content-encoding", b"gzip") + pair(b"x-amz-meta-a", b"1")
+    return {
+        "empty": b"",
+        "standard": standard,
+        "out-of-order": pair(b"b", b"") + pair(b"a", b""),
+        "truncated": standard[:-3],
+    }
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     targets = {"fuzz_logrec": logrec_seeds(), "fuzz_batch": batch_seeds(), "fuzz_path": path_seeds(),
                "fuzz_units": units_seeds(), "fuzz_conf": conf_seeds(), "fuzz_presign": presign_seeds(),
                "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds(), "fuzz_cksum": cksum_seeds(),
-               "fuzz_awschunk": awschunk_seeds()}
+               "fuzz_awschunk": awschunk_seeds(), "fuzz_objmeta": objmeta_seeds()}
     total = 0
     for target, seeds in targets.items():
         d = os.path.join(out, target)

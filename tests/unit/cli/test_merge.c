@@ -42,7 +42,7 @@ typedef struct {
 
 static void visit(void *arg, merge_kind_t kind, const merge_entry_t *src, const merge_entry_t *tgt)
 {
-    static const char *const names[] = {"same", "missing", "extra", "different", "version"};
+    static const char *const names[] = {"same", "missing", "extra", "different", "version", "metadata"};
     log_t *l = arg;
     const merge_entry_t *e = src != NULL ? src : tgt;
 
@@ -229,6 +229,39 @@ static void test_versions(void)
     CHECK_EQ_STR(l.text, "same a;version b;");
 }
 
+/* An entry with metadata digest md ("" for none). */
+static merge_entry_t ent_m(const char *key, uint64_t v, const char *md)
+{
+    merge_entry_t e = ent_v(key, 3, "e1", v, "site-a");
+    e.has_meta = 1;
+    snprintf(e.meta, sizeof(e.meta), "%s", md);
+    return e;
+}
+
+/* Same bytes, other metadata: a category of its own, before "version" (a write made on the target alone has both);
+ * different bytes stay "different"; a side that lists no digest (an older release) is not compared on it. */
+static void test_metadata(void)
+{
+    merge_entry_t a = ent_m("k", 7, "0123456789abcdef");
+    merge_entry_t same = ent_m("k", 7, "0123456789abcdef"), none = ent_m("k", 7, ""), later = ent_m("k", 8, "");
+    merge_entry_t old = ent_v("k", 3, "e1", 7, "site-a"), bytes = ent_m("k", 7, "");
+    bytes.size = 4;
+    CHECK_EQ_INT(merge_compare(&a, &same), MERGE_SAME);
+    CHECK_EQ_INT(merge_compare(&a, &none), MERGE_METADATA);
+    CHECK_EQ_INT(merge_compare(&none, &a), MERGE_METADATA);
+    CHECK_EQ_INT(merge_compare(&a, &later), MERGE_METADATA);
+    CHECK_EQ_INT(merge_compare(&none, &later), MERGE_VERSION);
+    CHECK_EQ_INT(merge_compare(&a, &bytes), MERGE_DIFFERENT);
+    CHECK_EQ_INT(merge_compare(&a, &old), MERGE_SAME);
+    merge_entry_t src[] = {ent_m("a", 1, ""), ent_m("b", 1, "00")};
+    merge_entry_t tgt[] = {ent_m("a", 1, ""), ent_m("b", 2, "11")};
+    seq_t ss = {src, 2, 0, SIZE_MAX, 0}, ts = {tgt, 2, 0, SIZE_MAX, 0};
+    log_t l;
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(merge_join(seq_next, &ss, &ts, visit, &l), 0);
+    CHECK_EQ_STR(l.text, "same a;metadata b;");
+}
+
 int main(void)
 {
     RUN(test_key_cmp);
@@ -238,5 +271,6 @@ int main(void)
     RUN(test_errors);
     RUN(test_random);
     RUN(test_versions);
+    RUN(test_metadata);
     return TEST_SUMMARY();
 }

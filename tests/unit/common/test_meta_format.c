@@ -45,7 +45,7 @@ static void test_unversioned_upgrades(void)
     meta_close(&m);
     /* repld neither opens nor upgrades it */
     CHECK(meta_open_env(&m, dir, 0, 0, err, sizeof(err)) == CIO_EPROTO);
-    CHECK(strstr(err, "older than this repld understands (2): start storaged first") != NULL);
+    CHECK(strstr(err, "older than this repld understands (3): start storaged first") != NULL);
     CHECK(meta_open_env(&m, dir, 0, META_OPEN_RDONLY, err, sizeof(err)) == CIO_EPROTO);
     CHECK(meta_open_env(&m, dir, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) == 0);
     CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), META_FORMAT_CURRENT);
@@ -64,7 +64,7 @@ static void test_newer_refused(void)
     CHECK(put_format(&m, META_FORMAT_CURRENT + 1, 0) == 0);
     meta_close(&m);
     CHECK(meta_open_env(&m, dir, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) == CIO_EPROTO);
-    CHECK(strstr(err, "metadata format 3 is newer than this storaged understands (2): run a newer ComIO, or restore the "
+    CHECK(strstr(err, "metadata format 4 is newer than this storaged understands (3): run a newer ComIO, or restore the "
                       "metadata of this release") != NULL);
     CHECK(strstr(err, dir) != NULL);
     CHECK(m.env == NULL);
@@ -142,7 +142,7 @@ static void test_format1_objects_upgrade(void)
     CHECK_EQ_INT(get_object(&m, "mine", &o), CIO_EPROTO);
     meta_close(&m);
     CHECK(meta_open_site(&m, dir, 16u << 20, META_OPEN_CREATE, "site-x", err, sizeof(err)) == 0);
-    CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), 2);
+    CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), META_FORMAT_CURRENT);
     CHECK_EQ_INT(get_object(&m, "mine", &o), 0);
     CHECK_EQ_INT(o.version, 7);
     CHECK_EQ_STR(o.origin, "site-x");
@@ -168,6 +168,124 @@ static void test_format1_objects_upgrade(void)
 }
 
 /* ---- the migration framework, with steps of the test's own ---- */
+
+static int put_object(meta_t *m, const char *key, const meta_obj_t *o)
+{
+    MDB_txn *txn;
+    if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
+        return -1;
+    if (meta_obj_put(m, txn, "bkt", 3, key, strlen(key), o) != 0) {
+        mdb_txn_abort(txn);
+        return -1;
+    }
+    return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+/* The raw "objects" value of key into out (cap bytes); its length, or 0 on failure. */
+static size_t raw_object(meta_t *m, const char *key, uint8_t *out, size_t cap)
+{
+    uint8_t kb[META_OBJKEY_MAX];
+    MDB_txn *txn;
+    MDB_val k = {meta_objkey(kb, "bkt", 3, key, strlen(key)), kb}, v;
+    size_t n = 0;
+    if (mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    if (mdb_get(txn, m->objects, &k, &v) == 0 && v.mv_size <= cap) {
+        memcpy(out, v.mv_data, v.mv_size);
+        n = v.mv_size;
+    }
+    mdb_txn_abort(txn);
+    return n;
+}
+
+/* Object records with metadata (record format 5) read back whole, with and without a context; one without
+ * metadata is still written as before (format 3 or 4) and reads as none; a record of format 5 cut short, with an
+ * empty or an invalid blob is refused. */
+static void test_object_metadata(void)
+{
+    static meta_obj_t o, back;
+    static uint8_t raw[8192];
+    objmeta_pair_t pairs[] = {{"cache-control", 13, "no-cache", 8}, {"x-amz-meta-k", 12, "v", 1}};
+    size_t blen, n;
+    meta_t m;
+    char dir[sizeof(site_tmp) + 32];
+
+    CHECK(site_env_fresh(&m, "objmeta", dir, sizeof(dir)) == 0);
+    memset(&o, 0, sizeof(o));
+    o.version = 5;
+    o.size = 3;
+    o.origin_len = 6;
+    memcpy(o.origin, "site-a", 6);
+    o.ctype_len = 3;
+    memcpy(o.ctype, "x/y", 3);
+    CHECK_EQ_INT(objmeta_encode(pairs, 2, o.meta, &blen, NULL), 0);
+    o.meta_len = (uint16_t)blen;
+    CHECK(put_object(&m, "with", &o) == 0);
+    CHECK_EQ_INT(get_object(&m, "with", &back), 0);
+    CHECK(back.meta_len == blen && memcmp(back.meta, o.meta, blen) == 0 && back.version == 5);
+    CHECK(back.ctype_len == 3 && back.ctx.n == 0 && back.ctx.floor == 0);
+    n = raw_object(&m, "with", raw, sizeof(raw));
+    CHECK(n > 0 && raw[0] == 5);
+
+    /* with a context too */
+    vctx_add(&o.ctx, "site-b", 6, 3);
+    CHECK(put_object(&m, "ctx", &o) == 0);
+    CHECK_EQ_INT(get_object(&m, "ctx", &back), 0);
+    CHECK(back.meta_len == blen && back.ctx.n == 1 && back.ctx.e[0].hlc == 3);
+
+    /* without metadata: the format of before, read as none */
+    vctx_init(&o.ctx);
+    o.meta_len = 0;
+    CHECK(put_object(&m, "none", &o) == 0);
+    CHECK(raw_object(&m, "none", raw, sizeof(raw)) > 0 && raw[0] == 3);
+    memset(&back, 0xee, sizeof(back));
+    CHECK_EQ_INT(get_object(&m, "none", &back), 0);
+    CHECK_EQ_INT(back.meta_len, 0);
+
+    /* damaged format-5 records */
+    n = raw_object(&m, "with", raw, sizeof(raw));
+    for (size_t cut = 1; cut < n; cut++) {
+        MDB_val v = {cut, raw};
+        if (meta_obj_decode(&v, &back) != CIO_EPROTO)
+            fprintf(stderr, "  a record cut at %zu of %zu decoded\n", cut, n);
+        CHECK(meta_obj_decode(&v, &back) == CIO_EPROTO);
+    }
+    MDB_val v = {n, raw};
+    CHECK_EQ_INT(meta_obj_decode(&v, &back), 0);
+    raw[n - blen] = 'A'; /* the first pair's name: upper case */
+    CHECK_EQ_INT(meta_obj_decode(&v, &back), CIO_EPROTO);
+    CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), META_FORMAT_CURRENT);
+    meta_close(&m);
+}
+
+/* A store of format 2 (the release before object metadata) opens, is upgraded to 3 without a record changing,
+ * and its objects read as having no metadata. */
+static void test_format2_upgrades_to_metadata(void)
+{
+    static meta_obj_t o, back;
+    static uint8_t before[8192], after[8192];
+    meta_t m;
+    char dir[sizeof(site_tmp) + 32], err[512];
+    CHECK(site_env_fresh(&m, "v2", dir, sizeof(dir)) == 0);
+    memset(&o, 0, sizeof(o));
+    o.version = 9;
+    o.size = 1;
+    o.origin_len = 1;
+    o.origin[0] = 's';
+    CHECK(put_object(&m, "old", &o) == 0);
+    CHECK(put_format(&m, 2, 0) == 0);
+    size_t n = raw_object(&m, "old", before, sizeof(before));
+    CHECK(n > 0 && before[0] == 3);
+    meta_close(&m);
+    CHECK(meta_open_env(&m, dir, 0, 0, err, sizeof(err)) == CIO_EPROTO); /* repld: storaged upgrades first */
+    CHECK(meta_open_site(&m, dir, 16u << 20, META_OPEN_CREATE, "s", err, sizeof(err)) == 0);
+    CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), 3);
+    CHECK(raw_object(&m, "old", after, sizeof(after)) == n && memcmp(before, after, n) == 0);
+    memset(&back, 0xee, sizeof(back));
+    CHECK_EQ_INT(get_object(&m, "old", &back), 0);
+    CHECK(back.version == 9 && back.meta_len == 0);
+    meta_close(&m);
+}
 
 static int step_calls;
 
@@ -227,6 +345,8 @@ int main(void)
     RUN(test_newer_refused);
     RUN(test_format1_objects_upgrade);
     RUN(test_migrate_steps);
+    RUN(test_object_metadata);
+    RUN(test_format2_upgrades_to_metadata);
     site_tmp_remove();
     return TEST_SUMMARY();
 }

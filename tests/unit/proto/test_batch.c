@@ -181,6 +181,62 @@ static void test_roundtrip(void)
     batch_enc_free(&e); /* harmless twice */
 }
 
+/* A PUT event whose record carries the object's metadata ("m"), inline and fetched, next to one without: the
+ * replica decodes the metadata from the record, in the batch buffer. */
+static void test_metadata(void)
+{
+    static const char url[] = "https://a.example/admin/replication/fetch/bkt/dir/file?version=6&expires=9&sig=00";
+    objmeta_pair_t pairs[] = {{"content-encoding", 16, "gzip", 4}, {"x-amz-meta-a", 12, "1", 1}};
+    uint8_t blob[OBJMETA_MAX];
+    size_t blen, len;
+    msgpack_sbuffer rec;
+    logrec_t r;
+    batch_enc_t e;
+    batch_dec_t d;
+    batch_event_t ev;
+    const char *buf;
+
+    CHECK_EQ_INT(objmeta_encode(pairs, 2, blob, &blen, NULL), 0);
+    memset(&r, 0, sizeof(r));
+    r.seq = r.hlc = 6;
+    r.op = LOGREC_PUT;
+    r.bucket = "bkt";
+    r.bucket_len = 3;
+    r.key = "dir/file";
+    r.key_len = 8;
+    r.size = 5;
+    r.origin = "site-a";
+    r.origin_len = 6;
+    r.meta = blob;
+    r.meta_len = blen;
+    msgpack_sbuffer_init(&rec);
+    CHECK_EQ_INT(logrec_encode(&r, &rec), 0);
+    CHECK_EQ_INT(batch_enc_init(&e, "site-a", 6), 0);
+    CHECK_EQ_INT(batch_enc_add(&e, rec.data, rec.size, 1, "hello", 5, NULL, 0), 0);
+    CHECK_EQ_INT(batch_enc_add(&e, rec.data, rec.size, 0, NULL, 0, url, strlen(url)), 0);
+    CHECK_EQ_INT(batch_enc_add(&e, rec_put5.data, rec_put5.size, 1, "hello", 5, NULL, 0), 0);
+    CHECK_EQ_INT(batch_enc_finish(&e, &buf, &len), 0);
+    char *copy = heap_copy(buf, len);
+    CHECK_EQ_INT(batch_dec_init(&d, copy, len), 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ_INT(batch_dec_next(&d, &ev), 0);
+        CHECK(ev.rec.seq == 6 && ev.rec.meta_len == blen && memcmp(ev.rec.meta, blob, blen) == 0);
+        CHECK(inside(ev.rec.meta, ev.rec.meta_len, copy, len));
+        CHECK(i == 0 ? ev.has_data : ev.url != NULL);
+    }
+    CHECK_EQ_INT(batch_dec_next(&d, &ev), 0);
+    CHECK(ev.rec.seq == 1 && ev.rec.meta_len == 0);
+    CHECK_EQ_INT(batch_dec_next(&d, &ev), CIO_ENOTFOUND);
+    free(copy);
+    int bad = 0;
+    for (size_t n = 0; n < len; n++)
+        if (decode_all(buf, n) != CIO_EPROTO)
+            bad++;
+    CHECK_EQ_INT(bad, 0);
+    batch_enc_free(&e);
+    msgpack_sbuffer_destroy(&rec);
+}
+
 /* A restarted encoder starts a new batch in the same buffer: the old events
  * are gone, the capacity stays, and the new batch decodes like a fresh one. */
 static void test_restart(void)
@@ -1353,6 +1409,7 @@ int main(void)
 {
     init_samples();
     RUN(test_roundtrip);
+    RUN(test_metadata);
     RUN(test_restart);
     RUN(test_reserve);
     RUN(test_empty_batch);

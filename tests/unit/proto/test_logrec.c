@@ -83,6 +83,7 @@ static void check_same(const logrec_t *a, const logrec_t *b)
     CHECK(a->mtime_ms == b->mtime_ms);
     CHECK(str_eq(a->origin, a->origin_len, b->origin, b->origin_len));
     CHECK(vctx_equal(&a->ctx, &b->ctx));
+    CHECK(a->meta_len == b->meta_len && (a->meta_len == 0 || memcmp(a->meta, b->meta, a->meta_len) == 0));
 }
 
 /* Encodes r, decodes it back, checks every field, the zero-copy pointers, and
@@ -652,6 +653,91 @@ static void build2(builder_t *b, logrec_op_t op)
     (void)msgpack_pack_uint64(&b->pk, 2);
     key(b, "h");
     (void)msgpack_pack_uint64(&b->pk, 9);
+}
+
+/* The object's metadata ("m"): round trips on a PUT, absent is none (every record from before it), and
+ * only a valid, non-empty blob on a PUT is taken. */
+static void test_metadata(void)
+{
+    objmeta_pair_t pairs[] = {{"Content-Encoding", 16, "gzip", 4}, {"x-amz-meta-colour", 17, "blue", 4}};
+    uint8_t blob[OBJMETA_MAX];
+    size_t blen;
+    msgpack_sbuffer sb;
+    logrec_t r = sample(LOGREC_PUT), d;
+    builder_t b;
+
+    CHECK_EQ_INT(objmeta_encode(pairs, 2, blob, &blen, NULL), 0);
+    r.meta = blob;
+    r.meta_len = blen;
+    roundtrip(&r);
+    msgpack_sbuffer_init(&sb);
+    CHECK_EQ_INT(logrec_encode(&r, &sb), 0);
+    CHECK_EQ_INT(logrec_decode(sb.data, sb.size, &d), 0);
+    CHECK(d.meta_len == blen && inside((const char *)d.meta, d.meta_len, sb.data, sb.size));
+    msgpack_sbuffer_destroy(&sb);
+
+    /* without metadata: no "m" written, and none decoded (meta is "", not NULL) */
+    r = sample(LOGREC_PUT);
+    roundtrip(&r);
+    msgpack_sbuffer_init(&sb);
+    CHECK_EQ_INT(logrec_encode(&r, &sb), 0);
+    CHECK_EQ_INT(logrec_decode(sb.data, sb.size, &d), 0);
+    CHECK(d.meta_len == 0 && d.meta != NULL);
+    msgpack_sbuffer_destroy(&sb);
+
+    /* an old PUT without "m", of format 1 and of format 2 */
+    build(&b, LOGREC_PUT, NULL, 0);
+    CHECK_EQ_INT(finish(&b, &d), 0);
+    CHECK(d.meta_len == 0 && d.meta != NULL);
+    build(&b, LOGREC_PUT, "v", 2);
+    key(&b, "v");
+    (void)msgpack_pack_uint64(&b.pk, 2);
+    key(&b, "h");
+    (void)msgpack_pack_uint64(&b.pk, 9);
+    CHECK_EQ_INT(finish(&b, &d), 0);
+    CHECK(d.meta_len == 0);
+
+    /* a format-2 PUT with "m" decodes; an empty, invalid or non-bin one, one on a DELETE, one in format 1 do not */
+    build2(&b, LOGREC_PUT);
+    key(&b, "m");
+    (void)msgpack_pack_bin_with_body(&b.pk, blob, blen);
+    CHECK_EQ_INT(finish(&b, &d), 0);
+    CHECK(d.meta_len == blen);
+    build2(&b, LOGREC_PUT);
+    key(&b, "m");
+    (void)msgpack_pack_bin_with_body(&b.pk, blob, 0);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+    build2(&b, LOGREC_PUT);
+    key(&b, "m");
+    (void)msgpack_pack_bin_with_body(&b.pk, "\1A\0\0", 4); /* an upper-case name */
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+    build2(&b, LOGREC_PUT);
+    key(&b, "m");
+    str(&b, (const char *)blob, blen);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+    build2(&b, LOGREC_DELETE);
+    key(&b, "m");
+    (void)msgpack_pack_bin_with_body(&b.pk, blob, blen);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+    build(&b, LOGREC_PUT, NULL, 1);
+    key(&b, "m");
+    (void)msgpack_pack_bin_with_body(&b.pk, blob, blen);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+
+    /* the encoder: metadata on a DELETE, or an invalid blob, is refused */
+    msgpack_sbuffer_init(&sb);
+    r = sample(LOGREC_DELETE);
+    r.meta = blob;
+    r.meta_len = blen;
+    CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+    r = sample(LOGREC_PUT);
+    r.meta = (const uint8_t *)"\1A\0\0";
+    r.meta_len = 4;
+    CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+    r.meta = NULL;
+    CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+    CHECK_EQ_INT(sb.size, 0);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 /* A format-2 PUT whose "c" is the caller's: `pairs` [site, version] pairs. */
@@ -1290,6 +1376,7 @@ int main(void)
     RUN(test_format1_record);
     RUN(test_format2_versions);
     RUN(test_context);
+    RUN(test_metadata);
     RUN(test_encode_appends);
     RUN(test_encode_invalid);
     RUN(test_builder_baseline);

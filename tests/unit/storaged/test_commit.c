@@ -537,6 +537,8 @@ typedef struct {
     char parent_origin[8][16];
     uint64_t parent_hlc[8];
     int op[8];
+    size_t meta_len[8];
+    uint8_t meta[8][64];
 } logged_t;
 
 static int see_logged(void *ctx, uint64_t seq, const char *rec, size_t len)
@@ -551,14 +553,16 @@ static int see_logged(void *ctx, uint64_t seq, const char *rec, size_t len)
     l->parent_hlc[l->n] = r.parent_hlc;
     l->op[l->n] = (int)r.op;
     l->ctx[l->n] = r.ctx;
+    l->meta_len[l->n] = r.meta_len;
+    memcpy(l->meta[l->n], r.meta, r.meta_len < 64 ? r.meta_len : 64);
     l->n++;
     return 0;
 }
 
 /* With the log on (a site with targets of its own), an applied event is
- * logged again with its origin's version and parent; a duplicate or a
- * stale one is not (what ends loops); a local write's record carries the
- * version it replaced as its parent. */
+ * logged again with its origin's version, parent and metadata; a duplicate
+ * or a stale one is not (what ends loops); a local write's record carries
+ * the version it replaced as its parent, and its own metadata (none here). */
 static void test_replica_relog(void)
 {
     commit_item_t it;
@@ -571,7 +575,13 @@ static void test_replica_relog(void)
         CHECK(!"fixture_open");
         return;
     }
+    static const uint8_t meta[] = "\x0c"
+                                  "x-amz-meta-z"
+                                  "\x00\x01"
+                                  "z";
     it = event_from(LOGREC_PUT, 50, "a", "k");
+    it.meta = meta;
+    it.meta_len = sizeof(meta) - 1;
     it.parent_version = 40;
     it.parent_origin = "c";
     it.parent_origin_len = 1;
@@ -591,6 +601,8 @@ static void test_replica_relog(void)
     CHECK_EQ_STR(l.origin[0], "a");
     CHECK_EQ_INT(l.parent_hlc[0], 40);
     CHECK_EQ_STR(l.parent_origin[0], "c");
+    CHECK(l.meta_len[0] == sizeof(meta) - 1 && memcmp(l.meta[0], meta, sizeof(meta) - 1) == 0);
+    CHECK_EQ_INT(l.meta_len[1], 0);
     CHECK_EQ_INT(l.hlc[1], put.version);
     CHECK_EQ_STR(l.origin[1], "test");
     CHECK_EQ_INT(l.parent_hlc[1], 50); /* the version it replaced */
@@ -949,12 +961,33 @@ static void test_conflict_loser_kept(void)
         CHECK(alloc_set_capacity(&f.meta.alloc, txn, 1u << 20) == 0);
         CHECK(mdb_txn_commit(txn) == 0);
         commit_item_t a = put_bytes(ba, sizeof(ba), 'a', 10, "a", "k"), b = put_bytes(bb, sizeof(bb), 'b', 11, "b", "k");
+        /* each with metadata of its own (common/objmeta.h): the loser keeps its own, the winner is stored with its */
+        static const uint8_t meta_a[] = "\x0c"
+                                        "x-amz-meta-w"
+                                        "\x00\x01"
+                                        "a",
+                             meta_b[] = "\x0d"
+                                        "cache-control"
+                                        "\x00\x02"
+                                        "no";
+        a.meta = meta_a;
+        a.meta_len = sizeof(meta_a) - 1;
+        b.meta = meta_b;
+        b.meta_len = sizeof(meta_b) - 1;
         CHECK(apply(&f, order ? &b : &a, 1) == 0);
         CHECK(apply(&f, order ? &a : &b, 1) == 0);
         CHECK_EQ_INT(stored_version(&f, "k"), 11);
         CHECK_EQ_INT(kept(&f, "k", 10, "a", &k), 1);
         CHECK(k.size == sizeof(ba) && k.alen > 0 && !k.deleted && k.winner.hlc == 11 && strcmp(k.winner.origin, "b") == 0 &&
               memcmp(k.etag, a.etag, 16) == 0);
+        CHECK(k.meta_len == a.meta_len && memcmp(k.meta, meta_a, a.meta_len) == 0);
+        {
+            static meta_obj_t winner;
+            CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+            CHECK(meta_obj_get(&f.meta, txn, "b", 1, "k", 1, &winner) == 0);
+            mdb_txn_abort(txn);
+            CHECK(winner.meta_len == b.meta_len && memcmp(winner.meta, meta_b, b.meta_len) == 0);
+        }
         CHECK_EQ_INT(kept(&f, "k", 11, "b", &k), 0);
         CHECK_EQ_INT(kept_count(&f), 1);
         /* its bytes are its own: neither free nor the object's */
