@@ -93,6 +93,10 @@ int s3_put_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 /* GET or HEAD /{bucket}/{key}: GetObject, HeadObject. */
 int s3_get_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 
+/* PUT /{bucket}/{key} with x-amz-copy-source: CopyObject (storaged/s3_copy.c).
+ * The source's bytes are read off the loop, then committed as a PUT. */
+int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
 /* DELETE /{bucket}/{key}: DeleteObject (204, also for a missing key). */
 int s3_delete_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 
