@@ -27,12 +27,12 @@ typedef struct copy {
     http_server_t *srv;
     http_thread_t *thread;
     h2o_multithread_receiver_t *rx; /* the loop's receiver of read copies (copy_rx of that loop) */
-    h2o_req_t *req;       /* NULL once the client went away */
-    struct copy **holder; /* the request pool's pointer to us */
-    uint64_t token;       /* reader token; left by the reading thread */
-    uint64_t off, size;   /* the source's extent and size */
-    char *body;           /* malloc'ed, size bytes (at least 1); handed to the PUT's job */
-    int read_rc;          /* store_read's result */
+    h2o_req_t *req;                 /* NULL once the client went away */
+    struct copy **holder;           /* the request pool's pointer to us */
+    uint64_t token;                 /* reader token; left by the reading thread */
+    uint64_t off, size;             /* the source's extent and size */
+    char *body;                     /* malloc'ed, size bytes (at least 1); handed to the PUT's job */
+    int read_rc;                    /* store_read's result */
     path_t dest;
     char ctype[LOGREC_CTYPE_MAX + 1];
     size_t ctype_len;
@@ -40,7 +40,7 @@ typedef struct copy {
     size_t meta_len;
 } copy_t;
 
-static unsigned copies_reading;                  /* all loops; atomic */
+static unsigned copies_reading;                     /* all loops; atomic */
 static __thread h2o_multithread_receiver_t copy_rx; /* this loop's receiver of read copies */
 static __thread int copy_rx_ready;
 
@@ -241,8 +241,10 @@ int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         return 0;
     if ((at = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-metadata-directive"), -1)) != -1)
         dir = req->headers.entries[at].value;
-    if (dir.base != NULL && !h2o_memis(dir.base, dir.len, H2O_STRLIT("COPY")) && !h2o_memis(dir.base, dir.len, H2O_STRLIT("REPLACE"))) {
-        s3_error(req, 400, "InvalidArgument", "Unknown metadata directive: x-amz-metadata-directive is COPY or REPLACE", s->resource);
+    if (dir.base != NULL && !h2o_memis(dir.base, dir.len, H2O_STRLIT("COPY")) &&
+        !h2o_memis(dir.base, dir.len, H2O_STRLIT("REPLACE"))) {
+        s3_error(req, 400, "InvalidArgument", "Unknown metadata directive: x-amz-metadata-directive is COPY or REPLACE",
+                 s->resource);
         return 0;
     }
     replace = dir.base != NULL && h2o_memis(dir.base, dir.len, H2O_STRLIT("REPLACE"));
