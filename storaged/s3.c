@@ -22,6 +22,8 @@ static const char *const list_params[] = {"list-type",          "prefix",      "
                                           "continuation-token", "start-after", "fetch-owner", NULL};
 static const char *const location_params[] = {"location", NULL};
 static const char *const delete_params[] = {"delete", NULL};
+static const char *const versioning_params[] = {"versioning", NULL};
+static const char *const acl_params[] = {"acl", NULL};
 static const char *const get_object_params[] = {"response-content-type",
                                                 "response-content-language",
                                                 "response-expires",
@@ -115,6 +117,10 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         case HTTP_REQ_GET:
             if (has_param(req, "location") && params_only(req, location_params, odd, sizeof(odd)))
                 return s3_get_bucket_location(srv, req, s);
+            if (has_param(req, "versioning") && params_only(req, versioning_params, odd, sizeof(odd)))
+                return s3_get_bucket_versioning(srv, req, s);
+            if (has_param(req, "acl") && params_only(req, acl_params, odd, sizeof(odd)))
+                return s3_get_acl(srv, req, s);
             if (params_only(req, list_params, odd, sizeof(odd))) {
                 char v[8];
                 size_t n;
@@ -153,6 +159,8 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     switch (m) {
     case HTTP_REQ_GET:
     case HTTP_REQ_HEAD:
+        if (m == HTTP_REQ_GET && has_param(req, "acl") && params_only(req, acl_params, odd, sizeof(odd)))
+            return s3_get_acl(srv, req, s);
         if (params_only(req, get_object_params, odd, sizeof(odd)))
             return s3_get_object(srv, req, s);
         break;

@@ -20,6 +20,7 @@
 #include "storaged/path.h"
 
 #define S3_ACCESS_KEY_MAX 128 /* bytes of an access key id */
+#define S3_OWNER_NAME "comio" /* the one owner of every bucket and object: ComIO has no accounts */
 #define S3_TRAILERS_MAX 4     /* trailing headers of an aws-chunked body kept for the handlers */
 
 /* One S3 request, verified: made by s3_dispatch, borrowed by the handlers
@@ -99,6 +100,15 @@ int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 
 /* DELETE /{bucket}/{key}: DeleteObject (204, also for a missing key). */
 int s3_delete_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* ---- fixed answers (storaged/s3_subres.c) ---- */
+
+/* GET /{bucket}?versioning: an empty VersioningConfiguration (never enabled). */
+int s3_get_bucket_versioning(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* GET /{bucket}?acl and GET /{bucket}/{key}?acl: the owner S3_OWNER_NAME with
+ * FULL_CONTROL (404 NoSuchBucket, NoSuchKey). */
+int s3_get_acl(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 
 /* ---- checksums (storaged/s3_checksum.c) ---- */
 
