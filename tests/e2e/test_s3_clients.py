@@ -291,7 +291,7 @@ def test_s3fs(sites, tmp_path):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     log = tmp_path / "s3fs.log"
-    opts = ("url=%s,use_path_request_style,passwd_file=%s,endpoint=%s,sigv4,nomixupload,multipart_size=64,"
+    opts = ("url=%s,use_path_request_style,passwd_file=%s,endpoint=%s,sigv4,"
             "retries=1,connect_timeout=10,readwrite_timeout=60,stat_cache_expire=1,logfile=%s,dbglevel=warn"
             % (endpoint(a.storaged), passwd, REGION, log))
     env = clean_env(tmp_path / "s3fs-home")
