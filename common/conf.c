@@ -43,7 +43,9 @@ typedef enum {
     CONF_FALLBACK,    /* async or wait, into an int (CONF_SYNC_FALLBACK_*) */
     CONF_LEVEL,
     CONF_FORMAT,
-    CONF_TARGETS, /* replication.targets: a sequence of mappings read with conf_target_keys */
+    CONF_TARGETS,        /* replication.targets: a sequence of mappings read with conf_target_keys */
+    CONF_S3_CREDENTIALS, /* s3.credentials: a sequence of {access_key, secret_key | secret_key_file} */
+    CONF_HOSTS,          /* s3.domains: a sequence of host names */
 } conf_kind_t;
 
 typedef struct {
@@ -112,6 +114,10 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("replication.sync_rate_limit", CONF_RATE, sync_rate_limit),
     CONF_KEY("replication.max_clock_skew", CONF_DURATION, max_clock_skew_ms),
     CONF_KEY("replication.targets", CONF_TARGETS, targets),
+    CONF_SEC("s3"),
+    CONF_KEY("s3.credentials", CONF_S3_CREDENTIALS, s3_credentials),
+    CONF_KEY("s3.region", CONF_STRING_SET, s3_region),
+    CONF_KEY("s3.domains", CONF_HOSTS, s3_domains),
     CONF_SEC("logging"),
     CONF_KEY("logging.level", CONF_LEVEL, log_level),
     CONF_KEY("logging.format", CONF_FORMAT, log_json),
@@ -420,6 +426,11 @@ static int conf_set(void *obj, const conf_key_t *k, const char *name, const char
         conf_err(msg, msglen, "%s: expected a mapping, got '%s'", name, shown);
         return CIO_ECONFIG;
 
+    case CONF_S3_CREDENTIALS:
+    case CONF_HOSTS:
+        conf_err(msg, msglen, "%s: expected a list, got '%s'", name, shown);
+        return CIO_ECONFIG;
+
     case CONF_TARGETS:
         if (is_null || len == 0)
             conf_err(msg, msglen, "%s: expected a list of targets, got an empty value", name);
@@ -603,6 +614,25 @@ static void conf_targets_free(conf_target_t *targets, size_t n)
     free(targets);
 }
 
+/* Frees the S3 credentials (wiping the secrets) and domains. */
+static void conf_s3_creds_free(conf_s3_cred_t *creds, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (creds[i].secret_key != NULL)
+            explicit_bzero(creds[i].secret_key, strlen(creds[i].secret_key));
+        free(creds[i].access_key);
+        free(creds[i].secret_key);
+    }
+    free(creds);
+}
+
+static void conf_hosts_free(char **hosts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(hosts[i]);
+    free(hosts);
+}
+
 int conf_init(conf_t *c)
 {
     memset(c, 0, sizeof(*c));
@@ -627,7 +657,7 @@ int conf_init(conf_t *c)
     c->log_level = LOG_LVL_INFO;
     c->log_json = 1;
     if ((c->listen = strdup("0.0.0.0")) == NULL || (c->repl_mode = strdup("async")) == NULL ||
-        (c->socket_path = strdup("/run/comio/repld.sock")) == NULL)
+        (c->socket_path = strdup("/run/comio/repld.sock")) == NULL || (c->s3_region = strdup("us-east-1")) == NULL)
         goto fail;
     return CIO_OK;
 fail:
@@ -639,7 +669,7 @@ void conf_free(conf_t *c)
 {
     char **strs[] = {&c->site_id,     &c->listen,  &c->storage_path, &c->meta_path,  &c->public_url,   &c->access_token,
                      &c->tls_cert,    &c->tls_key, &c->repl_mode,    &c->remote_url, &c->remote_token, &c->accept_token,
-                     &c->socket_path, &c->ca_file, &c->config_path,  &c->log_file};
+                     &c->socket_path, &c->ca_file, &c->config_path,  &c->log_file,   &c->s3_region};
 
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         /* Tokens are secrets: wipe them before the memory goes back. */
@@ -648,6 +678,8 @@ void conf_free(conf_t *c)
         free(*strs[i]);
     }
     conf_targets_free(c->targets, c->ntargets);
+    conf_s3_creds_free(c->s3_credentials, c->s3_ncredentials);
+    conf_hosts_free(c->s3_domains, c->s3_ndomains);
     memset(c, 0, sizeof(*c));
 }
 
@@ -736,6 +768,8 @@ static int conf_yaml_is_null(const yaml_event_t *ev)
 
 static int conf_yaml_mapping(conf_yaml_t *y, const conf_key_t *section);
 static int conf_yaml_targets(conf_yaml_t *y, const conf_key_t *k);
+static int conf_yaml_s3_credentials(conf_yaml_t *y, const conf_key_t *k);
+static int conf_yaml_hosts(conf_yaml_t *y, const conf_key_t *k);
 
 /* Handles the value event of key `k` (already current). */
 static int conf_yaml_value(conf_yaml_t *y, const conf_key_t *k)
@@ -751,11 +785,17 @@ static int conf_yaml_value(conf_yaml_t *y, const conf_key_t *k)
     case YAML_SEQUENCE_START_EVENT:
         if (k->kind == CONF_TARGETS)
             return conf_yaml_targets(y, k);
+        if (k->kind == CONF_S3_CREDENTIALS)
+            return conf_yaml_s3_credentials(y, k);
+        if (k->kind == CONF_HOSTS)
+            return conf_yaml_hosts(y, k);
         return conf_yaml_fail(y, line, "%s: expected %s, got a sequence", k->key,
                               k->kind == CONF_SECTION ? "a mapping" : "a single value");
     case YAML_MAPPING_START_EVENT:
         if (k->kind == CONF_TARGETS)
             return conf_yaml_fail(y, line, "%s: expected a list of targets, got a mapping (write '- ' before each target)", k->key);
+        if (k->kind == CONF_S3_CREDENTIALS || k->kind == CONF_HOSTS)
+            return conf_yaml_fail(y, line, "%s: expected a list, got a mapping (write '- ' before each entry)", k->key);
         if (k->kind != CONF_SECTION)
             return conf_yaml_fail(y, line, "%s: expected a single value, got a mapping", k->key);
         return conf_yaml_mapping(y, k);
@@ -999,6 +1039,187 @@ static int conf_yaml_targets(conf_yaml_t *y, const conf_key_t *k)
     return CIO_OK;
 fail:
     conf_targets_free(list, n);
+    return rc;
+}
+
+/* ---- s3.credentials and s3.domains ---- */
+
+/* Reads one scalar value of an s3.credentials entry (its event is current) into *out. */
+static int conf_yaml_cred_value(conf_yaml_t *y, const char *name, int is_file, char **out)
+{
+    size_t line = conf_yaml_line(&y->ev), len;
+    char msg[CONF_MSG_MAX], *v;
+    int rc;
+
+    if (y->ev.type != YAML_SCALAR_EVENT)
+        return conf_yaml_fail(y, line, "%s: expected a single value", name);
+    v = (char *)y->ev.data.scalar.value;
+    len = y->ev.data.scalar.length;
+    if (len == 0 || conf_yaml_is_null(&y->ev))
+        return conf_yaml_fail(y, line, "%s: must not be empty", name);
+    if (len > CONF_VALUE_MAX || memchr(v, '\0', len) != NULL)
+        return conf_yaml_fail(y, line, "%s: longer than %d bytes or holds a NUL byte", name, CONF_VALUE_MAX);
+    if (is_file) {
+        if ((rc = conf_read_token_file(name, v, out, msg, sizeof(msg))) != CIO_OK)
+            return rc == CIO_ENOMEM ? rc : conf_yaml_fail(y, line, "%s", msg);
+        return CIO_OK;
+    }
+    if (!conf_valid_token(v))
+        return conf_yaml_fail(y, line, "%s: must be printable ASCII without spaces", name);
+    if ((*out = strndup(v, len)) == NULL) {
+        conf_err(y->err, y->errlen, "%s: out of memory", y->path);
+        return CIO_ENOMEM;
+    }
+    return CIO_OK;
+}
+
+/* Reads creds[index], whose mapping-start event (at `line`) was just consumed. */
+static int conf_yaml_s3_credential(conf_yaml_t *y, conf_s3_cred_t *creds, size_t index, size_t line)
+{
+    conf_s3_cred_t *c = &creds[index];
+    char full[CONF_KEY_MAX], shown[CONF_SHOW_MAX + 4];
+    int rc, secret_given = 0;
+
+    for (;;) {
+        if ((rc = conf_yaml_next(y)) != CIO_OK)
+            return rc;
+        if (y->ev.type == YAML_MAPPING_END_EVENT)
+            break;
+        size_t kline = conf_yaml_line(&y->ev);
+        if (y->ev.type != YAML_SCALAR_EVENT)
+            return conf_yaml_fail(y, kline, "s3.credentials[%zu]: keys must be plain names", index);
+        const char *kstr = (const char *)y->ev.data.scalar.value;
+        int which = strcmp(kstr, "access_key") == 0        ? 0
+                    : strcmp(kstr, "secret_key") == 0      ? 1
+                    : strcmp(kstr, "secret_key_file") == 0 ? 2
+                                                           : -1;
+        if (which < 0)
+            return conf_yaml_fail(y, kline, "unknown key 's3.credentials[%zu].%s'", index,
+                                  conf_show(kstr, y->ev.data.scalar.length, shown));
+        snprintf(full, sizeof(full), "s3.credentials[%zu].%s", index, kstr);
+        if ((which == 0 && c->access_key != NULL) || (which > 0 && secret_given))
+            return conf_yaml_fail(y, kline, "%s: %s", full,
+                                  which == 0 ? "given twice" : "give one of secret_key and secret_key_file, once");
+        if ((rc = conf_yaml_next(y)) != CIO_OK)
+            return rc;
+        if ((rc = conf_yaml_cred_value(y, full, which == 2, which == 0 ? &c->access_key : &c->secret_key)) != CIO_OK)
+            return rc;
+        if (which > 0)
+            secret_given = 1;
+        if (which == 0 && strlen(c->access_key) > CONF_S3_ACCESS_KEY_MAX)
+            return conf_yaml_fail(y, kline, "%s: at most %d bytes", full, CONF_S3_ACCESS_KEY_MAX);
+        for (size_t j = 0; which == 0 && j < index; j++)
+            if (strcmp(creds[j].access_key, c->access_key) == 0)
+                return conf_yaml_fail(y, kline, "%s: already the access_key of s3.credentials[%zu]", full, j);
+    }
+    if (c->access_key == NULL || c->secret_key == NULL)
+        return conf_yaml_fail(y, line, "s3.credentials[%zu]: needs access_key and secret_key (or secret_key_file)", index);
+    return CIO_OK;
+}
+
+static int conf_yaml_s3_credentials(conf_yaml_t *y, const conf_key_t *k)
+{
+    conf_s3_cred_t *list;
+    size_t n = 0, iline;
+    int rc;
+
+    if ((list = calloc(CONF_S3_CREDENTIALS_MAX, sizeof(*list))) == NULL) {
+        conf_err(y->err, y->errlen, "%s: out of memory", y->path);
+        return CIO_ENOMEM;
+    }
+    for (;;) {
+        if ((rc = conf_yaml_next(y)) != CIO_OK)
+            goto fail;
+        if (y->ev.type == YAML_SEQUENCE_END_EVENT)
+            break;
+        iline = conf_yaml_line(&y->ev);
+        rc = CIO_ECONFIG;
+        if (n == CONF_S3_CREDENTIALS_MAX) {
+            conf_yaml_fail(y, iline, "%s: at most %d credentials", k->key, CONF_S3_CREDENTIALS_MAX);
+            goto fail;
+        }
+        if (y->ev.type != YAML_MAPPING_START_EVENT) {
+            conf_yaml_fail(y, iline, "%s[%zu]: expected a mapping (access_key:, secret_key:)", k->key, n);
+            goto fail;
+        }
+        n++;
+        if ((rc = conf_yaml_s3_credential(y, list, n - 1, iline)) != CIO_OK)
+            goto fail;
+    }
+    conf_s3_creds_free(y->c->s3_credentials, y->c->s3_ncredentials);
+    y->c->s3_credentials = n > 0 ? list : NULL;
+    y->c->s3_ncredentials = n;
+    if (n == 0)
+        free(list);
+    return CIO_OK;
+fail:
+    conf_s3_creds_free(list, n);
+    return rc;
+}
+
+/* A host name: letters, digits, '-' and '.', 1..253 bytes; lower-cased in place. */
+static int conf_valid_host(char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253 || s[0] == '.' || s[n - 1] == '.')
+        return 0;
+    for (; *s != '\0'; s++) {
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s + 32);
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static int conf_yaml_hosts(conf_yaml_t *y, const conf_key_t *k)
+{
+    char **list, shown[CONF_SHOW_MAX + 4];
+    size_t n = 0, iline;
+    int rc;
+
+    if ((list = calloc(CONF_S3_DOMAINS_MAX, sizeof(*list))) == NULL) {
+        conf_err(y->err, y->errlen, "%s: out of memory", y->path);
+        return CIO_ENOMEM;
+    }
+    for (;;) {
+        if ((rc = conf_yaml_next(y)) != CIO_OK)
+            goto fail;
+        if (y->ev.type == YAML_SEQUENCE_END_EVENT)
+            break;
+        iline = conf_yaml_line(&y->ev);
+        rc = CIO_ECONFIG;
+        if (n == CONF_S3_DOMAINS_MAX) {
+            conf_yaml_fail(y, iline, "%s: at most %d domains", k->key, CONF_S3_DOMAINS_MAX);
+            goto fail;
+        }
+        if (y->ev.type != YAML_SCALAR_EVENT) {
+            conf_yaml_fail(y, iline, "%s[%zu]: expected a host name", k->key, n);
+            goto fail;
+        }
+        const char *v = (const char *)y->ev.data.scalar.value;
+        size_t len = y->ev.data.scalar.length;
+        if (len > 253 || memchr(v, '\0', len) != NULL || (list[n] = strndup(v, len)) == NULL || !conf_valid_host(list[n])) {
+            if (len <= 253 && memchr(v, '\0', len) == NULL && list[n] == NULL) {
+                conf_err(y->err, y->errlen, "%s: out of memory", y->path);
+                rc = CIO_ENOMEM;
+            } else {
+                conf_yaml_fail(y, iline, "%s[%zu]: expected a host name (letters, digits, '-' and '.'), got '%s'", k->key, n,
+                               conf_show(v, len, shown));
+            }
+            n += list[n] != NULL;
+            goto fail;
+        }
+        n++;
+    }
+    conf_hosts_free(y->c->s3_domains, y->c->s3_ndomains);
+    y->c->s3_domains = n > 0 ? list : NULL;
+    y->c->s3_ndomains = n;
+    if (n == 0)
+        free(list);
+    return CIO_OK;
+fail:
+    conf_hosts_free(list, n);
     return rc;
 }
 

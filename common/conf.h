@@ -49,6 +49,16 @@ typedef struct {
     uint32_t given;             /* private to conf.c: which settings the target gave itself (the others are inherited) */
 } conf_target_t;
 
+#define CONF_S3_CREDENTIALS_MAX 64 /* s3.credentials entries */
+#define CONF_S3_DOMAINS_MAX 16     /* s3.domains entries */
+#define CONF_S3_ACCESS_KEY_MAX 128 /* bytes of an access key id (common/sigv4.h: SIGV4_ACCESS_KEY_MAX) */
+
+/* One S3 access key (s3.credentials, docs/s3.md). */
+typedef struct {
+    char *access_key; /* printable ASCII, no spaces, unique among the credentials */
+    char *secret_key; /* from secret_key or the first line of secret_key_file. A secret: conf_free wipes it */
+} conf_s3_cred_t;
+
 typedef struct conf {
     /* site */
     char *site_id; /* default: hostname */
@@ -96,6 +106,13 @@ typedef struct conf {
                                    enabled and no list is given, the one target conf_finalize makes of remote_url. Nothing
                                    is shipped while repl_enabled is 0, whatever is listed */
     size_t ntargets;
+
+    /* s3 (docs/s3.md) */
+    conf_s3_cred_t *s3_credentials; /* s3.credentials, in file order; NULL (none): every S3 request is refused */
+    size_t s3_ncredentials;
+    char *s3_region;   /* s3.region: default "us-east-1" */
+    char **s3_domains; /* s3.domains: host names (lower case) under which bucket.<domain> is virtual-hosted style */
+    size_t s3_ndomains;
 
     /* logging */
     log_level_t log_level; /* default info */

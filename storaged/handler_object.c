@@ -63,44 +63,71 @@ static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p,
     return http_precond_eval(&pc, etag, ret == 0 ? date_seconds(o.mtime_ms) : 0, 0);
 }
 
-int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
+static void native_error_range(h2o_req_t *req, uint64_t size)
+{
+    char buf[48];
+    snprintf(buf, sizeof(buf), "bytes */%" PRIu64, size);
+    http_req_error_hdr(req, 416, "InvalidRange", "the requested range is not satisfiable", H2O_TOKEN_CONTENT_RANGE, buf);
+}
+
+static void native_content_headers(h2o_req_t *req, const char *ctype, size_t ctype_len)
+{
+    http_req_add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype, ctype_len);
+}
+
+const handler_api_t handler_object_native = {
+    .error = http_req_error,
+    .error_range = native_error_range,
+    .cio_error = http_req_cio_error,
+    .content_headers = native_content_headers,
+    .answer_put = NULL,
+};
+
+int handler_object_write(http_server_t *srv, h2o_req_t *req, const path_t *p, const char *body, size_t len,
+                         const handler_api_t *api)
 {
     h2o_iovec_t ct = http_req_header(req, H2O_TOKEN_CONTENT_TYPE);
     http_commit_t *pend;
     uint64_t expect_version;
     int ret, expect_set;
 
-    if (req->entity.len > srv->conf->max_object_size) {
-        http_req_error(req, 413, "EntityTooLarge", "the object exceeds server.max_object_size");
+    if (len > srv->conf->max_object_size) {
+        api->error(req, 413, "EntityTooLarge", "the object exceeds server.max_object_size");
         return 0;
     }
     if (ct.len > LOGREC_CTYPE_MAX) {
-        http_req_error(req, 400, "InvalidArgument", "Content-Type is longer than 255 bytes");
+        api->error(req, 400, "InvalidArgument", "Content-Type is longer than 255 bytes");
         return 0;
     }
     if (ct.base == NULL || ct.len == 0)
         ct = h2o_iovec_init(H2O_STRLIT("application/octet-stream"));
     if ((ret = put_precondition(srv, req, p, &expect_set, &expect_version)) != HTTP_PRECOND_PASS) {
         if (ret == HTTP_PRECOND_FAILED)
-            http_req_error(req, 412, "PreconditionFailed",
-                           "the key's current object does not match If-Match, If-None-Match or "
-                           "If-Unmodified-Since");
+            api->error(req, 412, "PreconditionFailed",
+                       "the key's current object does not match If-Match, If-None-Match or "
+                       "If-Unmodified-Since");
         else
-            http_req_cio_error(req, ret, "PUT failed");
+            api->cio_error(req, ret, "PUT failed");
         return 0;
     }
     if ((pend = http_commit_new(req, COMMIT_PUT, p)) == NULL) {
-        http_req_cio_error(req, CIO_ENOMEM, "PUT failed");
+        api->cio_error(req, CIO_ENOMEM, "PUT failed");
         return 0;
     }
+    pend->answer = api->answer_put;
     pend->job.expect_set = expect_set;
     pend->job.expect_version = expect_version;
-    pend->job.body = req->entity.base != NULL ? req->entity.base : "";
-    pend->job.size = req->entity.len;
+    pend->job.body = body != NULL ? body : "";
+    pend->job.size = len;
     memcpy(pend->job.ctype, ct.base, ct.len);
     pend->job.ctype_len = ct.len;
-    http_req_count_in(req->entity.len);
+    http_req_count_in(len);
     return http_commit_submit(req, pend);
+}
+
+int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p)
+{
+    return handler_object_write(srv, req, p, req->entity.base, req->entity.len, &handler_object_native);
 }
 
 /* Parses "bytes=a-b", "bytes=a-", "bytes=-n" against size. Returns 1 for a
@@ -338,8 +365,8 @@ static void send_not_modified(h2o_req_t *req)
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
-int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                         size_t origin_len, int kept, int zstd_level, uint64_t *counts, int bw_slot)
+static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin, size_t origin_len,
+                 int kept, int zstd_level, uint64_t *counts, int bw_slot, const handler_api_t *api)
 {
     http_thread_t *t = http_req_thread(req);
     meta_obj_t o;
@@ -354,7 +381,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     token = commit_reader_enter(srv->commit);
     if ((txn = http_req_rtxn_begin(t)) == NULL) {
         commit_reader_leave(srv->commit, token);
-        http_req_cio_error(req, CIO_EDB, "GET failed");
+        api->cio_error(req, CIO_EDB, "GET failed");
         return 0;
     }
     ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
@@ -391,15 +418,15 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     if (ret != 0) {
         commit_reader_leave(srv->commit, token);
         if (ret == 2)
-            http_req_error(req, 410, "VersionGone", "this version of the object is gone (overwritten or deleted)");
+            api->error(req, 410, "VersionGone", "this version of the object is gone (overwritten or deleted)");
         else if (ret == 3)
-            http_req_error(req, 404, "NoSuchVersion", "neither the current version nor a conflict's loser this site keeps");
+            api->error(req, 404, "NoSuchVersion", "neither the current version nor a conflict's loser this site keeps");
         else if (ret == 1)
-            http_req_error(req, 404, "NoSuchBucket", "no such bucket");
+            api->error(req, 404, "NoSuchBucket", "no such bucket");
         else if (ret == CIO_ENOTFOUND)
-            http_req_error(req, 404, "NoSuchKey", "no such key");
+            api->error(req, 404, "NoSuchKey", "no such key");
         else
-            http_req_cio_error(req, ret, "GET failed");
+            api->cio_error(req, ret, "GET failed");
         return 0;
     }
 
@@ -409,7 +436,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     cond = http_precond_eval(&pc, h2o_iovec_init(etag, 34), mtime, 1);
     if (cond == HTTP_PRECOND_FAILED) {
         commit_reader_leave(srv->commit, token);
-        http_req_error(req, 412, "PreconditionFailed", "the object does not match If-Match or If-Unmodified-Since");
+        api->error(req, 412, "PreconditionFailed", "the object does not match If-Match or If-Unmodified-Since");
         return 0;
     }
     http_req_add_header(req, H2O_TOKEN_ETAG, etag, 34);
@@ -427,7 +454,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
         send_not_modified(req);
         return 0;
     }
-    http_req_add_header(req, H2O_TOKEN_CONTENT_TYPE, o.ctype, o.ctype_len);
+    api->content_headers(req, o.ctype, o.ctype_len);
     http_req_add_header(req, H2O_TOKEN_ACCEPT_RANGES, H2O_STRLIT("bytes"));
 
     /* a Range whose If-Range names another version of the object would
@@ -438,8 +465,7 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
         ranged = 0;
     if (ranged < 0) {
         commit_reader_leave(srv->commit, token);
-        snprintf(buf, sizeof(buf), "bytes */%" PRIu64, o.size);
-        http_req_error_hdr(req, 416, "InvalidRange", "the requested range is not satisfiable", H2O_TOKEN_CONTENT_RANGE, buf);
+        api->error_range(req, o.size);
         return 0;
     }
     if (ranged > 0) {
@@ -517,6 +543,17 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
     h2o_start_response(req, &s->super);
     stream_proceed(&s->super, req);
     return 0;
+}
+
+int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
+                         size_t origin_len, int kept, int zstd_level, uint64_t *counts, int bw_slot)
+{
+    return serve(srv, req, p, version, origin, origin_len, kept, zstd_level, counts, bw_slot, &handler_object_native);
+}
+
+int handler_object_read(http_server_t *srv, h2o_req_t *req, const path_t *p, const handler_api_t *api)
+{
+    return serve(srv, req, p, 0, NULL, 0, 0, 0, NULL, -1, api);
 }
 
 int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p)

@@ -10,6 +10,24 @@
 #include "storaged/http_req.h"
 #include "storaged/path.h"
 
+/* How an API answers the object endpoints it shares with the native one:
+ * its error bodies, the representation headers of a GET and the reply to a
+ * PUT once durable. handler_object_native is the native API's (JSON errors,
+ * docs/api.md); storaged/s3_object.c has S3's. */
+typedef struct handler_api {
+    /* an error reply; drops the headers added before (http_req_error) */
+    void (*error)(h2o_req_t *req, int status, const char *code, const char *msg);
+    /* 416 for a Range outside an object of `size` bytes */
+    void (*error_range)(h2o_req_t *req, uint64_t size);
+    void (*cio_error)(h2o_req_t *req, int err, const char *what);
+    /* adds Content-Type (ctype, ctype_len bytes, borrowed for the call) and any other representation header */
+    void (*content_headers)(h2o_req_t *req, const char *ctype, size_t ctype_len);
+    /* answers a PUT's committed (or failed) job; NULL: the native JSON reply (storaged/http_commit.c) */
+    void (*answer_put)(h2o_req_t *req, commit_job_t *j);
+} handler_api_t;
+
+extern const handler_api_t handler_object_native;
+
 /* GET or HEAD /{bucket}/{key}; with ?version=V&origin=O that version: the
  * current object if it is that one, else a conflict's loser the site keeps
  * (404 NoSuchVersion when neither, or when the loser was a DELETE). */
@@ -39,6 +57,17 @@ int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, ui
 
 /* PUT /{bucket}/{key}: the body (req->entity) becomes the object. */
 int handler_object_put(http_server_t *srv, h2o_req_t *req, const path_t *p);
+
+/* What handler_object_put does, for any API: body[0..len) (living as long as
+ * req) becomes the object at p, with the request's Content-Type and its
+ * If-Match / If-None-Match / If-Unmodified-Since checked; errors and the
+ * reply as `api` says. Returns 0. */
+int handler_object_write(http_server_t *srv, h2o_req_t *req, const path_t *p, const char *body, size_t len,
+                         const handler_api_t *api);
+
+/* The current object at p for GET or HEAD (Range, If-Range and the
+ * conditional headers as handler_object_get), answered as `api` says. Returns 0. */
+int handler_object_read(http_server_t *srv, h2o_req_t *req, const path_t *p, const handler_api_t *api);
 
 /* GET or HEAD /{bucket}?prefix=&start-after=&max-keys= */
 int handler_object_list(http_server_t *srv, h2o_req_t *req, const path_t *p);

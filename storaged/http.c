@@ -24,6 +24,7 @@
 #include "storaged/http_commit.h"
 #include "storaged/http_req.h"
 #include "storaged/path.h"
+#include "storaged/s3.h"
 #include "common/replog.h"
 
 #define HEADERS_MAX (32 * 1024)           /* request line and headers */
@@ -96,6 +97,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         http_req_error(req, 431, "RequestHeaderFieldsTooLarge", "request headers exceed 32 KiB");
         return 0;
     }
+    if (s3_is_s3(req))
+        return s3_dispatch(srv, req);
     if (http_req_path_is(req, "/metrics") && (m == HTTP_REQ_GET || m == HTTP_REQ_HEAD))
         return handler_admin_metrics(srv, req);
     if (req->path.len >= 7 && memcmp(req->path.base, "/admin/", 7) == 0)

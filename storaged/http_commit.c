@@ -113,8 +113,13 @@ void http_commit_answer_apply(h2o_req_t *req, commit_job_t *j)
 
 static void answer(h2o_req_t *req, commit_job_t *j)
 {
+    http_commit_t *pend = j->ctx;
     buf_t b;
 
+    if (pend->answer != NULL) {
+        pend->answer(req, j);
+        return;
+    }
     if (j->op == COMMIT_APPLY) {
         http_commit_answer_apply(req, j); /* per-event results, also when the job failed */
         return;

@@ -21,6 +21,8 @@ typedef struct http_commit {
     char *body_owned;            /* NULL, or the job's body when the request's was decoded (malloc'ed): freed with the job */
     syncwait_req_t wait;         /* committed, waiting for the sync targets (syncwait.h) */
     int waiting;                 /* wait is in use: the request's dispose cancels it */
+    /* answers the finished job instead of the native API's reply (S3: storaged/s3_object.c); NULL: native */
+    void (*answer)(h2o_req_t *req, commit_job_t *j);
 } http_commit_t;
 
 /* A new job of `op` on p's bucket and key for req, not yet submitted; NULL

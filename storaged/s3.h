@@ -15,7 +15,9 @@
 #include <stdint.h>
 #include <h2o.h>
 #include "common/limits.h"
+#include "storaged/handler_object.h"
 #include "storaged/http_req.h"
+#include "storaged/path.h"
 
 #define S3_ACCESS_KEY_MAX 128 /* bytes of an access key id */
 #define S3_TRAILERS_MAX 4     /* trailing headers of an aws-chunked body kept for the handlers */
@@ -33,6 +35,7 @@ typedef struct {
     size_t ntrailers;
     char access_key[S3_ACCESS_KEY_MAX + 1];              /* who signed it */
     char resource[LIMIT_BUCKET_MAX + LIMIT_KEY_MAX + 3]; /* "/bucket/key" for error bodies' <Resource> */
+    const path_t *path;                                  /* bucket and key as the native handlers take them; lives as long as req */
 } s3_req_t;
 
 /* Non-zero when req is signed for S3 (see above). Cheap: looks at the
@@ -53,6 +56,43 @@ int s3_list_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s, int v
 /* POST /{bucket}?delete: DeleteObjects, up to 1,000 keys, Quiet mode
  * (storaged/s3_multidel.c). */
 int s3_delete_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* ---- buckets (storaged/s3_bucket.c) ---- */
+
+/* GET /: ListBuckets, every bucket with its creation date, and the Owner. */
+int s3_list_buckets(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* PUT /{bucket}: CreateBucket (200; 409 BucketAlreadyOwnedByYou when it
+ * exists). A CreateBucketConfiguration body must name the configured region
+ * or none (400 IllegalLocationConstraintException). */
+int s3_create_bucket(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* DELETE /{bucket}: DeleteBucket (204; 404 NoSuchBucket; 409 BucketNotEmpty). */
+int s3_delete_bucket(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* HEAD /{bucket}: 200 or 404, no body. */
+int s3_head_bucket(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* GET /{bucket}?location: the configured region (empty for us-east-1, as S3). */
+int s3_get_bucket_location(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* Whether s's bucket exists (and is not deleted): 1, 0, or a CIO_* error. */
+int s3_bucket_exists(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* ---- objects (storaged/s3_object.c) ---- */
+
+/* How S3 answers the object code it shares with the native API
+ * (handler_object.h): XML errors, the response-* overrides, PUT's reply. */
+extern const handler_api_t s3_object_api;
+
+/* PUT /{bucket}/{key}: PutObject (s->body; If-None-Match: * creates only). */
+int s3_put_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* GET or HEAD /{bucket}/{key}: GetObject, HeadObject. */
+int s3_get_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* DELETE /{bucket}/{key}: DeleteObject (204, also for a missing key). */
+int s3_delete_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 
 /* ---- checksums (storaged/s3_checksum.c) ---- */
 

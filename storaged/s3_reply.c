@@ -75,6 +75,19 @@ void s3_reply_xml(h2o_req_t *req, int status, buf_t *b)
     buf_free(b);
 }
 
+/* a request id per reply, as S3 sends: the request's address is unique while it lives */
+static void request_id(h2o_req_t *req, char rid[17])
+{
+    snprintf(rid, 17, "%016llX", (unsigned long long)(uintptr_t)req);
+}
+
+void s3_add_request_id(h2o_req_t *req)
+{
+    char rid[17];
+    request_id(req, rid);
+    http_req_add_header_str(req, "x-amz-request-id", rid);
+}
+
 void s3_error(h2o_req_t *req, int status, const char *code, const char *msg, const char *resource)
 {
     static const char oom[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>"
@@ -83,8 +96,7 @@ void s3_error(h2o_req_t *req, int status, const char *code, const char *msg, con
     buf_t b;
 
     memset(&req->res.headers, 0, sizeof(req->res.headers));
-    /* a request id per reply, as S3 sends: the request's address is unique while it lives */
-    snprintf(rid, sizeof(rid), "%016llX", (unsigned long long)(uintptr_t)req);
+    request_id(req, rid);
     http_req_add_header_str(req, "x-amz-request-id", rid);
     buf_init(&b, 16384);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>");

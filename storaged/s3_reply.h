@@ -41,6 +41,9 @@ void s3_reply_xml(h2o_req_t *req, int status, buf_t *b);
  * headers without the body (h2o sends none), as S3 does. */
 void s3_error(h2o_req_t *req, int status, const char *code, const char *msg, const char *resource);
 
+/* Adds x-amz-request-id (S3 sends one on every reply). */
+void s3_add_request_id(h2o_req_t *req);
+
 /* S3's error for a CIO_* error: 507 is not an S3 status, so a full store or
  * map answers 507 with code InsufficientStorage (what MinIO also sends as
  * XMinioStorageFull's 507); a changed object 412 PreconditionFailed; anything

@@ -1,0 +1,637 @@
+/* sigv4.c - AWS Signature Version 4 verification for S3: canonical request, string to sign, signing key, chunk chain. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include "common/buf.h"
+#include "common/hex.h"
+#include "common/percent.h"
+#include "common/sigv4.h"
+
+#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+static const struct {
+    const char *text;
+    sigv4_payload_t kind;
+} payload_names[] = {
+    {"UNSIGNED-PAYLOAD", SIGV4_PAYLOAD_UNSIGNED},
+    {"STREAMING-AWS4-HMAC-SHA256-PAYLOAD", SIGV4_PAYLOAD_STREAMING},
+    {"STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", SIGV4_PAYLOAD_STREAMING_TRAILER},
+    {"STREAMING-UNSIGNED-PAYLOAD-TRAILER", SIGV4_PAYLOAD_UNSIGNED_TRAILER},
+};
+
+static int fail(sigv4_error_t *e, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int fail(sigv4_error_t *e, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+
+    e->status = status;
+    e->code = code;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    va_end(ap);
+    /* messages echo client input: keep them one line of printable text */
+    for (char *p = e->msg; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+    return CIO_EINVAL;
+}
+
+int sigv4_equal(const char *a, const char *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+static const sigv4_header_t *header_find(const sigv4_request_t *r, const char *name, size_t len, size_t from)
+{
+    for (size_t i = from; i < r->nheaders; i++)
+        if (r->headers[i].name_len == len && strncasecmp(r->headers[i].name, name, len) == 0)
+            return &r->headers[i];
+    return NULL;
+}
+
+/* The next "name=value" of a query after *pos; 0 at the end. */
+static int query_next(const char *q, size_t qlen, size_t *pos, const char **name, size_t *nlen, const char **val, size_t *vlen)
+{
+    while (*pos < qlen && q[*pos] == '&')
+        (*pos)++;
+    if (*pos >= qlen)
+        return 0;
+    size_t start = *pos, end = start;
+    while (end < qlen && q[end] != '&')
+        end++;
+    const char *eq = memchr(q + start, '=', end - start);
+    *name = q + start;
+    if (eq != NULL) {
+        *nlen = (size_t)(eq - (q + start));
+        *val = eq + 1;
+        *vlen = (size_t)(q + end - (eq + 1));
+    } else {
+        *nlen = end - start;
+        *val = q + end;
+        *vlen = 0;
+    }
+    *pos = end;
+    return 1;
+}
+
+/* The decoded value of query parameter `name` (exact, case-sensitive as S3)
+ * into out; 0, CIO_ENOTFOUND, or CIO_EINVAL (bad escape, too long, a NUL). */
+static int query_get(const char *q, size_t qlen, const char *name, char *out, size_t cap, size_t *outlen)
+{
+    const char *n, *v;
+    size_t nl, vl, pos = 0;
+    int nul = 0;
+
+    while (q != NULL && query_next(q, qlen, &pos, &n, &nl, &v, &vl)) {
+        if (!percent_decoded_equals(n, nl, name, strlen(name), 0))
+            continue;
+        if (percent_decode(v, vl, out, cap - 1, outlen, 0, &nul) != 0 || nul)
+            return CIO_EINVAL;
+        out[*outlen] = '\0';
+        return 0;
+    }
+    return CIO_ENOTFOUND;
+}
+
+int sigv4_is_signed(const char *authorization, size_t auth_len, const char *query, size_t query_len)
+{
+    static const char *const names[] = {"X-Amz-Algorithm", "X-Amz-Signature", "X-Amz-Credential"};
+    const char *n, *v;
+    size_t nl, vl, pos = 0;
+
+    if (authorization != NULL && auth_len > sizeof(SIGV4_ALGORITHM) && memcmp(authorization, SIGV4_ALGORITHM " ", 17) == 0)
+        return 1;
+    while (query != NULL && query_next(query, query_len, &pos, &n, &nl, &v, &vl))
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+            if (nl == strlen(names[i]) && memcmp(n, names[i], nl) == 0)
+                return 1;
+    return 0;
+}
+
+/* "20130524T000000Z" -> seconds; -1 when malformed. */
+static int64_t parse_amz_date(const char *s, size_t len)
+{
+    struct tm tm;
+    int v[6];
+    static const int width[6] = {4, 2, 2, 2, 2, 2};
+    size_t i = 0;
+
+    if (len != 16 || s[8] != 'T' || s[15] != 'Z')
+        return -1;
+    for (int f = 0; f < 6; f++) {
+        v[f] = 0;
+        if (f == 3)
+            i++; /* the 'T' */
+        for (int k = 0; k < width[f]; k++, i++) {
+            if (s[i] < '0' || s[i] > '9')
+                return -1;
+            v[f] = v[f] * 10 + (s[i] - '0');
+        }
+    }
+    if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 || v[5] > 60)
+        return -1;
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = v[0] - 1900;
+    tm.tm_mon = v[1] - 1;
+    tm.tm_mday = v[2];
+    tm.tm_hour = v[3];
+    tm.tm_min = v[4];
+    tm.tm_sec = v[5];
+    return (int64_t)timegm(&tm);
+}
+
+/* Splits "AK/20130524/us-east-1/s3/aws4_request" and checks its scope against
+ * the date and region. `what` prefixes messages; `code` is the error code of
+ * a malformed credential. */
+static int parse_credential(const char *cred, size_t len, const char *region, sigv4_auth_t *a, const char *code,
+                            const char *what, sigv4_error_t *e)
+{
+    const char *part[5];
+    size_t plen[5], n = 0, start = 0;
+
+    for (size_t i = 0; i <= len; i++)
+        if (i == len || cred[i] == '/') {
+            if (n == 5)
+                return fail(e, 400, code, "%s: the Credential must be access-key/date/region/s3/aws4_request", what);
+            part[n] = cred + start;
+            plen[n++] = i - start;
+            start = i + 1;
+        }
+    if (n != 5 || plen[0] == 0 || plen[1] != 8)
+        return fail(e, 400, code, "%s: the Credential must be access-key/date/region/s3/aws4_request", what);
+    if (plen[0] > SIGV4_ACCESS_KEY_MAX)
+        return fail(e, 403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
+    if (plen[4] != 12 || memcmp(part[4], "aws4_request", 12) != 0)
+        return fail(e, 400, code, "%s: the Credential's terminator must be aws4_request", what);
+    if (plen[3] != 2 || memcmp(part[3], "s3", 2) != 0)
+        return fail(e, 400, code, "%s: the Credential's service must be s3", what);
+    if (plen[2] != strlen(region) || memcmp(part[2], region, plen[2]) != 0)
+        return fail(e, 400, code, "%s: the region '%.*s' is wrong; expecting '%s'", what, (int)(plen[2] > 64 ? 64 : plen[2]),
+                    part[2], region);
+    if (memcmp(part[1], a->amz_date, 8) != 0)
+        return fail(e, 400, code, "%s: the Credential's date is not the date of X-Amz-Date", what);
+    memcpy(a->access_key, part[0], plen[0]);
+    a->access_key[plen[0]] = '\0';
+    snprintf(a->scope, sizeof(a->scope), "%.8s/%s/s3/aws4_request", a->amz_date, region);
+    return 0;
+}
+
+/* Whether `name` (lower case) is in the ';'-separated list. */
+static int signed_has(const char *list, const char *name, size_t len)
+{
+    const char *p = list;
+    while (*p != '\0') {
+        const char *end = strchr(p, ';');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (n == len && strncasecmp(p, name, len) == 0)
+            return 1;
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+static int set_signed_headers(sigv4_auth_t *a, const char *v, size_t len, const char *code, const char *what, sigv4_error_t *e)
+{
+    size_t names = 1;
+
+    if (len == 0 || len >= sizeof(a->signed_headers))
+        return fail(e, 400, code, "%s: SignedHeaders is empty or too long", what);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == ';')
+            names++;
+        else if (c <= 0x20 || c >= 0x7f || c == ':')
+            return fail(e, 400, code, "%s: SignedHeaders holds a character no header name has", what);
+    }
+    if (names > SIGV4_SIGNED_HEADERS_MAX)
+        return fail(e, 400, code, "%s: more than %d SignedHeaders", what, SIGV4_SIGNED_HEADERS_MAX);
+    memcpy(a->signed_headers, v, len);
+    a->signed_headers[len] = '\0';
+    if (!signed_has(a->signed_headers, "host", 4))
+        return fail(e, 400, code, "%s: the host header must be signed", what);
+    return 0;
+}
+
+static int set_payload(sigv4_auth_t *a, const sigv4_header_t *h, sigv4_error_t *e)
+{
+    if (h->value_len >= sizeof(a->content_sha256))
+        goto bad;
+    memcpy(a->content_sha256, h->value, h->value_len);
+    a->content_sha256[h->value_len] = '\0';
+    for (size_t i = 0; i < sizeof(payload_names) / sizeof(payload_names[0]); i++)
+        if (strcmp(a->content_sha256, payload_names[i].text) == 0) {
+            a->payload = payload_names[i].kind;
+            return 0;
+        }
+    if (h->value_len != SIGV4_SIG_HEX)
+        goto bad;
+    for (size_t i = 0; i < SIGV4_SIG_HEX; i++) {
+        if (hex_value((unsigned char)h->value[i]) < 0)
+            goto bad;
+        a->payload_hash[i] = (char)(h->value[i] >= 'A' && h->value[i] <= 'F' ? h->value[i] + 32 : h->value[i]);
+    }
+    a->payload_hash[SIGV4_SIG_HEX] = '\0';
+    a->payload = SIGV4_PAYLOAD_SHA256;
+    return 0;
+bad:
+    return fail(e, 400, "InvalidArgument",
+                "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER), "
+                "STREAMING-UNSIGNED-PAYLOAD-TRAILER or a SHA-256 in hex");
+}
+
+static int is_hex_sig(const char *s, size_t len)
+{
+    if (len != SIGV4_SIG_HEX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+static int parse_header_auth(const sigv4_request_t *r, const sigv4_header_t *auth, int64_t now, const char *region, sigv4_auth_t *a,
+                             sigv4_error_t *e)
+{
+    static const char code[] = "AuthorizationHeaderMalformed";
+    static const char what[] = "The authorization header is malformed";
+    const char *p = auth->value + 17, *end = auth->value + auth->value_len;
+    const char *cred = NULL, *sh = NULL, *sig = NULL;
+    size_t cred_len = 0, sh_len = 0, sig_len = 0;
+    const sigv4_header_t *h;
+    int rc;
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == ','))
+            p++;
+        const char *c = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *ce = p;
+        while (ce > c && ce[-1] == ' ')
+            ce--;
+        const char *eq = memchr(c, '=', (size_t)(ce - c));
+        if (c == ce)
+            continue;
+        if (eq == NULL)
+            return fail(e, 400, code, "%s; '%.*s' is not name=value", what, (int)((ce - c) > 40 ? 40 : ce - c), c);
+        size_t nl = (size_t)(eq - c), vl = (size_t)(ce - eq - 1);
+        if (nl == 10 && memcmp(c, "Credential", 10) == 0)
+            cred = eq + 1, cred_len = vl;
+        else if (nl == 13 && memcmp(c, "SignedHeaders", 13) == 0)
+            sh = eq + 1, sh_len = vl;
+        else if (nl == 9 && memcmp(c, "Signature", 9) == 0)
+            sig = eq + 1, sig_len = vl;
+        else
+            return fail(e, 400, code, "%s; unknown component '%.*s'", what, (int)(nl > 40 ? 40 : nl), c);
+    }
+    if (cred == NULL || sh == NULL || sig == NULL)
+        return fail(e, 400, code, "%s; it needs Credential, SignedHeaders and Signature", what);
+    if (!is_hex_sig(sig, sig_len))
+        return fail(e, 400, code, "%s; the Signature must be 64 lower-case hex digits", what);
+    memcpy(a->signature, sig, SIGV4_SIG_HEX);
+    a->signature[SIGV4_SIG_HEX] = '\0';
+    if ((h = header_find(r, "x-amz-date", 10, 0)) == NULL || (a->date = parse_amz_date(h->value, h->value_len)) < 0)
+        return fail(e, 403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
+    memcpy(a->amz_date, h->value, 16);
+    a->amz_date[16] = '\0';
+    if ((rc = parse_credential(cred, cred_len, region, a, code, what, e)) != 0)
+        return rc;
+    if ((rc = set_signed_headers(a, sh, sh_len, code, what, e)) != 0)
+        return rc;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const sigv4_header_t *x = &r->headers[i];
+        if (x->name_len > 6 && strncasecmp(x->name, "x-amz-", 6) == 0 && !signed_has(a->signed_headers, x->name, x->name_len))
+            return fail(e, 403, "AccessDenied", "There were headers present in the request which were not signed: %.*s",
+                        (int)(x->name_len > 64 ? 64 : x->name_len), x->name);
+    }
+    if (now - a->date > SIGV4_SKEW_MAX_S || a->date - now > SIGV4_SKEW_MAX_S)
+        return fail(e, 403, "RequestTimeTooSkewed", "The difference between the request time and the server's time is too large.");
+    if ((h = header_find(r, "x-amz-content-sha256", 20, 0)) == NULL)
+        return fail(e, 400, "MissingSecurityHeader", "Your request is missing a required header: x-amz-content-sha256");
+    return set_payload(a, h, e);
+}
+
+static int parse_query_auth(const sigv4_request_t *r, int64_t now, const char *region, sigv4_auth_t *a, sigv4_error_t *e)
+{
+    static const char code[] = "AuthorizationQueryParametersError";
+    char v[1024];
+    size_t vl;
+    const sigv4_header_t *h;
+    int rc;
+
+    a->presigned = 1;
+    if (query_get(r->query, r->query_len, "X-Amz-Algorithm", v, sizeof(v), &vl) != 0 || strcmp(v, SIGV4_ALGORITHM) != 0)
+        return fail(e, 400, code, "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"");
+    if (query_get(r->query, r->query_len, "X-Amz-Date", v, sizeof(v), &vl) != 0 || (a->date = parse_amz_date(v, vl)) < 0)
+        return fail(e, 400, code, "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"");
+    memcpy(a->amz_date, v, 16);
+    a->amz_date[16] = '\0';
+    if (query_get(r->query, r->query_len, "X-Amz-Expires", v, sizeof(v), &vl) != 0 || vl == 0 || vl > 7 ||
+        strspn(v, "0123456789") != vl)
+        return fail(e, 400, code, "X-Amz-Expires should be a number");
+    a->expires = strtoll(v, NULL, 10);
+    if (a->expires < 1 || a->expires > SIGV4_EXPIRES_MAX_S)
+        return fail(e, 400, code, "X-Amz-Expires must be from 1 to 604800 seconds (a week)");
+    if (query_get(r->query, r->query_len, "X-Amz-Credential", v, sizeof(v), &vl) != 0)
+        return fail(e, 400, code, "X-Amz-Credential is missing or malformed");
+    if ((rc = parse_credential(v, vl, region, a, code, "Error parsing the X-Amz-Credential parameter", e)) != 0)
+        return rc;
+    if (query_get(r->query, r->query_len, "X-Amz-SignedHeaders", v, sizeof(v), &vl) != 0)
+        return fail(e, 400, code, "X-Amz-SignedHeaders is missing or malformed");
+    if ((rc = set_signed_headers(a, v, vl, code, "X-Amz-SignedHeaders", e)) != 0)
+        return rc;
+    if (query_get(r->query, r->query_len, "X-Amz-Signature", v, sizeof(v), &vl) != 0 || !is_hex_sig(v, vl))
+        return fail(e, 400, code, "X-Amz-Signature must be 64 lower-case hex digits");
+    memcpy(a->signature, v, SIGV4_SIG_HEX + 1);
+    if (a->date - now > SIGV4_SKEW_MAX_S)
+        return fail(e, 403, "AccessDenied", "Request is not valid yet");
+    if (now > a->date + a->expires)
+        return fail(e, 403, "AccessDenied", "Request has expired");
+    if ((h = header_find(r, "x-amz-content-sha256", 20, 0)) != NULL)
+        return set_payload(a, h, e);
+    strcpy(a->content_sha256, "UNSIGNED-PAYLOAD");
+    a->payload = SIGV4_PAYLOAD_UNSIGNED;
+    return 0;
+}
+
+int sigv4_parse(const sigv4_request_t *r, int64_t now, const char *region, sigv4_auth_t *a, sigv4_error_t *e)
+{
+    const sigv4_header_t *auth = header_find(r, "authorization", 13, 0);
+
+    memset(a, 0, sizeof(*a));
+    if (auth != NULL && auth->value_len >= 17 && memcmp(auth->value, SIGV4_ALGORITHM " ", 17) == 0)
+        return parse_header_auth(r, auth, now, region, a, e);
+    if (auth != NULL)
+        return fail(e, 400, "InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the "
+                                                "AWS4-HMAC-SHA256 Authorization header");
+    return parse_query_auth(r, now, region, a, e);
+}
+
+void sigv4_error_unknown_key(sigv4_error_t *e)
+{
+    (void)fail(e, 403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
+}
+
+/* ---- the canonical request ---- */
+
+typedef struct {
+    const char *name, *value; /* encoded, in the scratch buffer */
+    size_t nlen, vlen;
+} param_t;
+
+static int param_cmp(const void *x, const void *y)
+{
+    const param_t *a = x, *b = y;
+    size_t n = a->nlen < b->nlen ? a->nlen : b->nlen;
+    int c = memcmp(a->name, b->name, n);
+    if (c != 0 || a->nlen != b->nlen)
+        return c != 0 ? c : (a->nlen < b->nlen ? -1 : 1);
+    n = a->vlen < b->vlen ? a->vlen : b->vlen;
+    c = memcmp(a->value, b->value, n);
+    return c != 0 ? c : (a->vlen < b->vlen ? -1 : a->vlen > b->vlen);
+}
+
+/* Appends p[0..n) decoded then encoded as RFC 3986 (what S3 signs). */
+static int reencode(buf_t *b, const char *p, size_t n)
+{
+    char tmp[1024];
+    char *d = n <= sizeof(tmp) ? tmp : malloc(n);
+    size_t dl;
+    int rc;
+
+    if (d == NULL)
+        return CIO_ENOMEM;
+    if (percent_decode(p, n, d, n, &dl, 0, NULL) != 0)
+        rc = buf_append(b, p, n); /* not valid encoding: signed as sent, like S3 */
+    else
+        rc = percent_append(b, d, dl, 0);
+    if (d != tmp)
+        free(d);
+    return rc;
+}
+
+static int canonical_query(buf_t *out, const sigv4_request_t *r, int presigned)
+{
+    param_t *ps = NULL;
+    size_t n = 0, pos = 0, nl, vl;
+    const char *nm, *v;
+    size_t *offs = NULL;
+    buf_t scratch;
+    int rc = 0;
+
+    if (r->query == NULL || r->query_len == 0)
+        return 0;
+    buf_init(&scratch, SIGV4_CANONICAL_MAX);
+    if ((ps = calloc(SIGV4_QUERY_PARAMS_MAX, sizeof(*ps))) == NULL || (offs = calloc(SIGV4_QUERY_PARAMS_MAX, 4 * sizeof(*offs))) == NULL) {
+        rc = CIO_ENOMEM;
+        goto done;
+    }
+    while (query_next(r->query, r->query_len, &pos, &nm, &nl, &v, &vl)) {
+        if (presigned && nl == 15 && memcmp(nm, "X-Amz-Signature", 15) == 0)
+            continue;
+        if (n == SIGV4_QUERY_PARAMS_MAX) {
+            rc = CIO_ETOOBIG;
+            goto done;
+        }
+        offs[4 * n] = scratch.len;
+        reencode(&scratch, nm, nl);
+        offs[4 * n + 1] = scratch.len;
+        reencode(&scratch, v, vl);
+        offs[4 * n + 2] = scratch.len;
+        n++;
+    }
+    if ((rc = scratch.err) != 0)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        ps[i].name = scratch.data + offs[4 * i];
+        ps[i].nlen = offs[4 * i + 1] - offs[4 * i];
+        ps[i].value = scratch.data + offs[4 * i + 1];
+        ps[i].vlen = offs[4 * i + 2] - offs[4 * i + 1];
+    }
+    qsort(ps, n, sizeof(*ps), param_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            buf_append(out, "&", 1);
+        buf_append(out, ps[i].name, ps[i].nlen);
+        buf_append(out, "=", 1);
+        buf_append(out, ps[i].value, ps[i].vlen);
+    }
+done:
+    free(ps);
+    free(offs);
+    buf_free(&scratch);
+    return rc;
+}
+
+/* A header value as SigV4 signs it: trimmed, inner runs of spaces as one. */
+static void append_trimmed(buf_t *b, const char *v, size_t n)
+{
+    size_t i = 0, end = n;
+    while (i < end && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    while (end > i && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+        end--;
+    for (; i < end; i++) {
+        if ((v[i] == ' ' || v[i] == '\t') && (v[i + 1] == ' ' || v[i + 1] == '\t'))
+            continue;
+        buf_append(b, v[i] == '\t' ? " " : &v[i], 1);
+    }
+}
+
+static int canonical_request(buf_t *b, const sigv4_request_t *r, const sigv4_auth_t *a)
+{
+    const char *p = a->signed_headers;
+    int rc;
+
+    buf_append(b, r->method, r->method_len);
+    buf_append(b, "\n", 1);
+    buf_append(b, r->path, r->path_len);
+    buf_append(b, "\n", 1);
+    if ((rc = canonical_query(b, r, a->presigned)) != 0)
+        return rc;
+    buf_append(b, "\n", 1);
+    for (;;) {
+        const char *end = strchr(p, ';');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        for (size_t i = 0; i < n; i++) {
+            char c = p[i] >= 'A' && p[i] <= 'Z' ? (char)(p[i] + 32) : p[i];
+            buf_append(b, &c, 1);
+        }
+        buf_append(b, ":", 1);
+        int first = 1;
+        for (const sigv4_header_t *h = header_find(r, p, n, 0); h != NULL; h = header_find(r, p, n, (size_t)(h - r->headers) + 1)) {
+            if (!first)
+                buf_append(b, ",", 1);
+            append_trimmed(b, h->value, h->value_len);
+            first = 0;
+        }
+        buf_append(b, "\n", 1);
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    buf_append(b, "\n", 1);
+    for (p = a->signed_headers; *p != '\0'; p++) {
+        char c = *p >= 'A' && *p <= 'Z' ? (char)(*p + 32) : *p;
+        buf_append(b, &c, 1);
+    }
+    buf_append(b, "\n", 1);
+    return buf_puts(b, a->content_sha256);
+}
+
+static void sha256_hex(const void *p, size_t n, char out[SIGV4_SIG_HEX + 1])
+{
+    uint8_t md[32];
+    SHA256(p, n, md);
+    hex_encode(out, md, 32);
+    out[SIGV4_SIG_HEX] = '\0';
+}
+
+static void hmac(const uint8_t *key, size_t klen, const void *msg, size_t n, uint8_t out[32])
+{
+    unsigned int len = 32;
+    HMAC(EVP_sha256(), key, (int)klen, msg, n, out, &len);
+}
+
+static void derive_key(sigv4_auth_t *a, const char *secret, size_t secret_len)
+{
+    const char *region = a->scope + 9, *slash = strchr(region, '/');
+    uint8_t k[32];
+    char *ks = malloc(secret_len + 4);
+
+    if (ks == NULL) {
+        memset(a->key, 0, sizeof(a->key));
+        return;
+    }
+    memcpy(ks, "AWS4", 4);
+    memcpy(ks + 4, secret, secret_len);
+    hmac((const uint8_t *)ks, secret_len + 4, a->amz_date, 8, k);
+    OPENSSL_cleanse(ks, secret_len + 4);
+    free(ks);
+    hmac(k, 32, region, (size_t)(slash - region), k);
+    hmac(k, 32, "s3", 2, k);
+    hmac(k, 32, "aws4_request", 12, a->key);
+    OPENSSL_cleanse(k, sizeof(k));
+}
+
+static void sign(const uint8_t key[32], const char *sts, size_t n, char out[SIGV4_SIG_HEX + 1])
+{
+    uint8_t md[32];
+    hmac(key, 32, sts, n, md);
+    hex_encode(out, md, 32);
+    out[SIGV4_SIG_HEX] = '\0';
+}
+
+int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_error_t *e)
+{
+    char hash[SIGV4_SIG_HEX + 1], sig[SIGV4_SIG_HEX + 1], sts[256];
+    buf_t b;
+    int rc, n;
+
+    buf_init(&b, SIGV4_CANONICAL_MAX);
+    rc = canonical_request(&b, r, a);
+    if (rc == 0)
+        rc = b.err;
+    if (rc != 0) {
+        buf_free(&b);
+        if (rc == CIO_ENOMEM) {
+            e->status = 500;
+            e->code = "InternalError";
+            snprintf(e->msg, sizeof(e->msg), "out of memory");
+            return rc;
+        }
+        (void)fail(e, 400, "InvalidRequest", "the query has too many parameters to be signed (at most %d)", SIGV4_QUERY_PARAMS_MAX);
+        return CIO_ETOOBIG;
+    }
+    sha256_hex(b.data, b.len, hash);
+    buf_free(&b);
+    n = snprintf(sts, sizeof(sts), SIGV4_ALGORITHM "\n%s\n%s\n%s", a->amz_date, a->scope, hash);
+    derive_key(a, secret, secret_len);
+    sign(a->key, sts, (size_t)n, sig);
+    if (!sigv4_equal(sig, a->signature, SIGV4_SIG_HEX))
+        return fail(e, 403, "SignatureDoesNotMatch",
+                    "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
+    return 0;
+}
+
+int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sigv4_error_t *e)
+{
+    char hash[SIGV4_SIG_HEX + 1];
+
+    if (a->payload != SIGV4_PAYLOAD_SHA256)
+        return 0;
+    sha256_hex(body != NULL ? body : "", len, hash);
+    if (!sigv4_equal(hash, a->payload_hash, SIGV4_SIG_HEX))
+        return fail(e, 400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.");
+    return 0;
+}
+
+void sigv4_chunk_signature(const sigv4_auth_t *a, const char *prev, const void *data, size_t len, char out[SIGV4_SIG_HEX + 1])
+{
+    char hash[SIGV4_SIG_HEX + 1], sts[512];
+    int n;
+
+    sha256_hex(data != NULL ? data : "", len, hash);
+    n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-PAYLOAD\n%s\n%s\n%.64s\n" EMPTY_SHA256 "\n%s", a->amz_date, a->scope, prev, hash);
+    sign(a->key, sts, (size_t)n, out);
+}
+
+void sigv4_trailer_signature(const sigv4_auth_t *a, const char *prev, const void *trailer, size_t len, char out[SIGV4_SIG_HEX + 1])
+{
+    char hash[SIGV4_SIG_HEX + 1], sts[512];
+    int n;
+
+    sha256_hex(trailer != NULL ? trailer : "", len, hash);
+    n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-TRAILER\n%s\n%s\n%.64s\n%s", a->amz_date, a->scope, prev, hash);
+    sign(a->key, sts, (size_t)n, out);
+}

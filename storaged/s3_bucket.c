@@ -1,0 +1,198 @@
+/* s3_bucket.c - S3's bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation. */
+#include <string.h>
+#include "common/date.h"
+#include "storaged/http_commit.h"
+#include "storaged/s3.h"
+#include "storaged/s3_reply.h"
+
+#define S3_OWNER_NAME "comio" /* the one owner every bucket has: ComIO has no accounts */
+
+int s3_bucket_exists(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
+{
+    http_thread_t *t = http_req_thread(req);
+    meta_bucket_t bk;
+    MDB_txn *txn;
+    int rc;
+
+    if ((txn = http_req_rtxn_begin(t)) == NULL)
+        return CIO_EDB;
+    rc = meta_bucket_get(srv->meta, txn, s->bucket, s->bucket_len, &bk);
+    http_req_rtxn_end(t);
+    if (rc == CIO_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    return bk.deleted ? 0 : 1;
+}
+
+static void no_such_bucket(h2o_req_t *req, const s3_req_t *s)
+{
+    s3_error(req, 404, "NoSuchBucket", "The specified bucket does not exist", s->resource);
+}
+
+int s3_list_buckets(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
+{
+    http_thread_t *t = http_req_thread(req);
+    MDB_cursor *cur;
+    MDB_val k, v;
+    MDB_txn *txn;
+    buf_t b;
+    int rc;
+
+    if ((txn = http_req_rtxn_begin(t)) == NULL || mdb_cursor_open(txn, srv->meta->buckets, &cur) != 0) {
+        if (txn != NULL)
+            http_req_rtxn_end(t);
+        s3_error_cio(req, CIO_EDB, "listing failed");
+        return 0;
+    }
+    buf_init(&b, S3_REPLY_MAX);
+    s3_xml_open(&b, "ListAllMyBucketsResult");
+    buf_puts(&b, "<Owner><ID>" S3_OWNER_NAME "</ID><DisplayName>" S3_OWNER_NAME "</DisplayName></Owner><Buckets>");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        meta_bucket_t bk;
+        char ts[DATE_ISO8601_MS_LEN + 1];
+        if (meta_bucket_get(srv->meta, txn, k.mv_data, k.mv_size, &bk) != 0 || bk.deleted)
+            continue;
+        date_iso8601_ms(bk.ctime_ms, ts);
+        buf_puts(&b, "<Bucket>");
+        s3_xml_elem(&b, "Name", k.mv_data, k.mv_size);
+        s3_xml_elem(&b, "CreationDate", ts, strlen(ts));
+        buf_puts(&b, "</Bucket>");
+    }
+    mdb_cursor_close(cur);
+    http_req_rtxn_end(t);
+    buf_puts(&b, "</Buckets></ListAllMyBucketsResult>");
+    s3_reply_xml(req, 200, &b);
+    return 0;
+}
+
+static void answer_create(h2o_req_t *req, commit_job_t *j)
+{
+    char loc[LIMIT_BUCKET_MAX + 2];
+
+    if (j->result != 0) {
+        s3_error_cio(req, j->result, "bucket creation failed");
+        return;
+    }
+    if (!j->created) {
+        s3_error(req, 409, "BucketAlreadyOwnedByYou",
+                 "Your previous request to create the named bucket succeeded and you already own it.", NULL);
+        return;
+    }
+    snprintf(loc, sizeof(loc), "/%s", j->bucket);
+    http_req_add_header(req, H2O_TOKEN_LOCATION, loc, strlen(loc));
+    http_req_reply(req, 200, NULL, "", 0);
+}
+
+/* The LocationConstraint of a CreateBucketConfiguration body, if any: its
+ * text between the tags (n bytes at *out); 0 when the body names none. */
+static size_t location_constraint(h2o_iovec_t body, const char **out)
+{
+    static const char open[] = "<LocationConstraint>", close[] = "</LocationConstraint>";
+    const char *p = body.len > 0 ? memmem(body.base, body.len, open, sizeof(open) - 1) : NULL;
+    const char *end;
+
+    if (p == NULL)
+        return 0;
+    p += sizeof(open) - 1;
+    end = memmem(p, (size_t)(body.base + body.len - p), close, sizeof(close) - 1);
+    if (end == NULL)
+        return 0;
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t'))
+        end--;
+    *out = p;
+    return (size_t)(end - p);
+}
+
+int s3_create_bucket(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
+{
+    const char *region = srv->conf->s3_region, *lc = NULL;
+    size_t lcl = location_constraint(s->body, &lc);
+    http_commit_t *pend;
+
+    if (lcl > 0 && (lcl != strlen(region) || memcmp(lc, region, lcl) != 0)) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "The %.*s location constraint is incompatible for the region specific endpoint this request was sent to (%s).",
+                 (int)(lcl > 64 ? 64 : lcl), lc, region);
+        for (char *c = msg; *c != '\0'; c++)
+            if ((unsigned char)*c < 0x20)
+                *c = '?';
+        s3_error(req, 400, "IllegalLocationConstraintException", msg, s->resource);
+        return 0;
+    }
+    if ((pend = http_commit_new(req, COMMIT_BUCKET_CREATE, s->path)) == NULL) {
+        s3_error_cio(req, CIO_ENOMEM, "bucket creation failed");
+        return 0;
+    }
+    pend->answer = answer_create;
+    return http_commit_submit(req, pend);
+}
+
+static void answer_delete(h2o_req_t *req, commit_job_t *j)
+{
+    if (j->result == CIO_ENOTFOUND)
+        s3_error(req, 404, "NoSuchBucket", "The specified bucket does not exist", NULL);
+    else if (j->result == CIO_ENOTEMPTY)
+        s3_error(req, 409, "BucketNotEmpty", "The bucket you tried to delete is not empty", NULL);
+    else if (j->result != 0)
+        s3_error_cio(req, j->result, "bucket deletion failed");
+    else
+        http_req_reply(req, 204, NULL, "", 0);
+}
+
+int s3_delete_bucket(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
+{
+    http_commit_t *pend;
+    int rc = s3_bucket_exists(srv, req, s);
+
+    if (rc == 0) {
+        no_such_bucket(req, s);
+        return 0;
+    }
+    if ((pend = http_commit_new(req, COMMIT_BUCKET_DELETE, s->path)) == NULL) {
+        s3_error_cio(req, CIO_ENOMEM, "bucket deletion failed");
+        return 0;
+    }
+    pend->answer = answer_delete;
+    return http_commit_submit(req, pend);
+}
+
+int s3_head_bucket(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
+{
+    int rc = s3_bucket_exists(srv, req, s);
+
+    if (rc < 0)
+        s3_error_cio(req, rc, "HEAD failed");
+    else if (rc == 0)
+        no_such_bucket(req, s);
+    else {
+        http_req_add_header_str(req, "x-amz-bucket-region", srv->conf->s3_region);
+        http_req_reply(req, 200, NULL, "", 0);
+    }
+    return 0;
+}
+
+int s3_get_bucket_location(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
+{
+    const char *region = srv->conf->s3_region;
+    int rc = s3_bucket_exists(srv, req, s);
+    buf_t b;
+
+    if (rc < 0) {
+        s3_error_cio(req, rc, "GetBucketLocation failed");
+        return 0;
+    }
+    if (rc == 0) {
+        no_such_bucket(req, s);
+        return 0;
+    }
+    buf_init(&b, 4096);
+    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    if (strcmp(region, "us-east-1") != 0) /* S3 names us-east-1 by an empty constraint */
+        s3_xml_text(&b, region, strlen(region));
+    buf_puts(&b, "</LocationConstraint>");
+    s3_reply_xml(req, 200, &b);
+    return 0;
+}

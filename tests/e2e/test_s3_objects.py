@@ -1,0 +1,194 @@
+"""test_s3_objects.py - S3's bucket and object operations on storaged's port, through boto3 and aws-cli."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+
+import boto3
+import pytest
+from botocore.client import Config
+from botocore.exceptions import ClientError
+
+from harness.comio import md5
+
+AK = "AKIDCOMIOTEST"
+SECRET = "s3cr3t/KEY+with/slashes"
+
+
+def s3_config(extra=""):
+    return ("s3:\n  region: us-east-1\n  credentials:\n    - access_key: %s\n      secret_key: %s\n" % (AK, SECRET)) + extra
+
+
+def s3_client(srv, secret=SECRET, access_key=AK, region="us-east-1"):
+    return boto3.client("s3", endpoint_url="http://%s:%d" % (srv.host, srv.port), aws_access_key_id=access_key,
+                        aws_secret_access_key=secret, region_name=region,
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                      connect_timeout=10, read_timeout=30))
+
+
+@pytest.fixture
+def s3srv(make_server):
+    return make_server(config=s3_config())
+
+
+@pytest.fixture
+def s3(s3srv):
+    return s3_client(s3srv)
+
+
+def put_with_headers(s3, headers, **kwargs):
+    """put_object with extra request headers (signed), for those this botocore does not model (If-None-Match)."""
+    def add(request, **_):
+        for k, v in headers.items():
+            request.headers[k] = v
+    s3.meta.events.register_first("before-sign.s3.PutObject", add, unique_id="extra-headers")
+    try:
+        return s3.put_object(**kwargs)
+    finally:
+        s3.meta.events.unregister("before-sign.s3.PutObject", unique_id="extra-headers")
+
+
+def code_of(excinfo):
+    return excinfo.value.response["Error"]["Code"], excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_buckets(s3):
+    s3.create_bucket(Bucket="alpha")
+    s3.create_bucket(Bucket="beta", CreateBucketConfiguration={"LocationConstraint": "us-east-1"})
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert names == ["alpha", "beta"]
+    assert s3.list_buckets()["Owner"]["ID"]
+    s3.head_bucket(Bucket="alpha")
+    assert s3.get_bucket_location(Bucket="alpha")["LocationConstraint"] is None
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket="alpha")
+    assert code_of(e) == ("BucketAlreadyOwnedByYou", 409)
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket="gamma", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert code_of(e) == ("IllegalLocationConstraintException", 400)
+    with pytest.raises(ClientError) as e:
+        s3.head_bucket(Bucket="gamma")
+    assert code_of(e)[1] == 404
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_location(Bucket="gamma")
+    assert code_of(e) == ("NoSuchBucket", 404)
+    s3.put_object(Bucket="alpha", Key="k", Body=b"x")
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket(Bucket="alpha")
+    assert code_of(e) == ("BucketNotEmpty", 409)
+    s3.delete_object(Bucket="alpha", Key="k")
+    s3.delete_bucket(Bucket="alpha")
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket(Bucket="alpha")
+    assert code_of(e) == ("NoSuchBucket", 404)
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["beta"]
+
+
+def test_reserved_and_invalid_bucket_names(s3):
+    for name in ("admin", "metrics"):
+        with pytest.raises(ClientError) as e:
+            s3.create_bucket(Bucket=name)
+        assert code_of(e) == ("InvalidBucketName", 400)
+    assert s3.list_buckets()["Buckets"] == []
+
+
+def test_put_get_head_delete(s3, s3srv):
+    s3.create_bucket(Bucket="bkt1")
+    data = os.urandom(200000)
+    r = s3.put_object(Bucket="bkt1", Key="dir/obj one+%.bin", Body=data, ContentType="application/x-test")
+    assert r["ETag"] == '"%s"' % md5(data)
+    g = s3.get_object(Bucket="bkt1", Key="dir/obj one+%.bin")
+    assert g["Body"].read() == data
+    assert g["ContentType"] == "application/x-test"
+    assert g["ETag"] == '"%s"' % md5(data)
+    assert g["ContentLength"] == len(data)
+    assert g["ResponseMetadata"]["HTTPHeaders"].get("x-amz-request-id")
+    h = s3.head_object(Bucket="bkt1", Key="dir/obj one+%.bin")
+    assert h["ContentLength"] == len(data) and h["ETag"] == g["ETag"]
+    assert h["LastModified"] == g["LastModified"]
+    # the native API reads what S3 wrote
+    n = s3srv.client().get("bkt1", "dir/obj one+%.bin")
+    assert n.status == 200 and n.body == data
+    # Range
+    r = s3.get_object(Bucket="bkt1", Key="dir/obj one+%.bin", Range="bytes=10-19")
+    assert r["Body"].read() == data[10:20] and r["ContentRange"] == "bytes 10-19/%d" % len(data)
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="bkt1", Key="dir/obj one+%.bin", Range="bytes=%d-" % (len(data) + 5))
+    assert code_of(e) == ("InvalidRange", 416)
+    # missing key, missing bucket
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="bkt1", Key="nope")
+    assert code_of(e) == ("NoSuchKey", 404)
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="nobkt", Key="nope")
+    assert code_of(e) == ("NoSuchBucket", 404)
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket="nobkt", Key="k", Body=b"x")
+    assert code_of(e) == ("NoSuchBucket", 404)
+    assert s3srv.client().get("nobkt", "k").status == 404
+    # delete, and delete of a missing key
+    s3.delete_object(Bucket="bkt1", Key="dir/obj one+%.bin")
+    s3.delete_object(Bucket="bkt1", Key="dir/obj one+%.bin")
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="bkt1", Key="dir/obj one+%.bin")
+    assert code_of(e)[1] == 404
+
+
+def test_conditionals(s3):
+    s3.create_bucket(Bucket="cond")
+    etag = s3.put_object(Bucket="cond", Key="k", Body=b"first")["ETag"]
+    # If-None-Match: * creates only
+    with pytest.raises(ClientError) as e:
+        put_with_headers(s3, {"If-None-Match": "*"}, Bucket="cond", Key="k", Body=b"second")
+    assert code_of(e) == ("PreconditionFailed", 412)
+    assert s3.get_object(Bucket="cond", Key="k")["Body"].read() == b"first"
+    put_with_headers(s3, {"If-None-Match": "*"}, Bucket="cond", Key="new", Body=b"n")
+    assert s3.get_object(Bucket="cond", Key="new")["Body"].read() == b"n"
+    g = s3.get_object(Bucket="cond", Key="k", IfMatch=etag)
+    assert g["Body"].read() == b"first"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="cond", Key="k", IfMatch='"0000"')
+    assert code_of(e) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="cond", Key="k", IfNoneMatch=etag)
+    assert code_of(e)[1] == 304
+    lm = g["LastModified"]
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="cond", Key="k", IfModifiedSince=lm)
+    assert code_of(e)[1] == 304
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="cond", Key="k", IfUnmodifiedSince=lm.replace(year=2000))
+    assert code_of(e) == ("PreconditionFailed", 412)
+
+
+def test_response_overrides(s3):
+    s3.create_bucket(Bucket="ovr")
+    s3.put_object(Bucket="ovr", Key="k", Body=b"abc", ContentType="text/plain")
+    g = s3.get_object(Bucket="ovr", Key="k", ResponseContentType="image/png", ResponseContentDisposition="attachment; x=1",
+                      ResponseCacheControl="no-cache", ResponseContentLanguage="de", ResponseExpires="Thu, 01 Dec 1994 16:00:00 GMT",
+                      ResponseContentEncoding="identity")
+    assert g["ContentType"] == "image/png"
+    assert g["ContentDisposition"] == "attachment; x=1"
+    assert g["CacheControl"] == "no-cache"
+    assert g["ContentLanguage"] == "de"
+    assert g["ContentEncoding"] == "identity"
+    assert g["Body"].read() == b"abc"
+
+
+def test_not_implemented(s3):
+    s3.create_bucket(Bucket="nibkt")
+    s3.put_object(Bucket="nibkt", Key="k", Body=b"abc")
+    for call in (lambda: s3.get_bucket_acl(Bucket="nibkt"),
+                 lambda: s3.get_bucket_versioning(Bucket="nibkt"),
+                 lambda: s3.get_object_tagging(Bucket="nibkt", Key="k"),
+                 lambda: s3.create_multipart_upload(Bucket="nibkt", Key="m"),
+                 lambda: s3.copy_object(Bucket="nibkt", Key="k2", CopySource="nibkt/k"),
+                 lambda: s3.put_bucket_tagging(Bucket="nibkt", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert code_of(e) == ("NotImplemented", 501)
+    # nothing was made by them
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="nibkt", Key="k2")

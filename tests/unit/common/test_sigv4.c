@@ -1,0 +1,242 @@
+/* test_sigv4.c - SigV4 verification against AWS's published examples for S3
+ * (the GET object, PUT object, list and presigned URL examples, date
+ * 20130524, access key AKIAIOSFODNN7EXAMPLE) and S3's error cases. */
+#include "testutil.h"
+#include "common/sigv4.h"
+
+#define AK "AKIAIOSFODNN7EXAMPLE"
+#define SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+#define T0 1369353600 /* 20130524T000000Z */
+#define EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+#define H(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+
+static sigv4_request_t req(const char *method, const char *path, const char *query, const sigv4_header_t *h, size_t n)
+{
+    sigv4_request_t r = {method, strlen(method), path, strlen(path), query, query ? strlen(query) : 0, h, n};
+    return r;
+}
+
+static int check(const sigv4_request_t *r, int64_t now, const char *region, sigv4_auth_t *a, sigv4_error_t *e)
+{
+    int rc = sigv4_parse(r, now, region, a, e);
+    if (rc != 0)
+        return rc;
+    if (strcmp(a->access_key, AK) != 0)
+        return 1;
+    return sigv4_verify(r, a, SECRET, strlen(SECRET), e);
+}
+
+/* "Example: GET Object": a range of test.txt */
+static void test_get_object(void)
+{
+    sigv4_header_t h[] = {
+        H("Host", "examplebucket.s3.amazonaws.com"),
+        H("Range", "bytes=0-9"),
+        H("x-amz-content-sha256", EMPTY),
+        H("x-amz-date", "20130524T000000Z"),
+        H("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                           "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
+                           "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"),
+    };
+    sigv4_request_t r = req("GET", "/test.txt", NULL, h, 5);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    CHECK_EQ_INT(a.payload, SIGV4_PAYLOAD_SHA256);
+    CHECK_EQ_INT(sigv4_payload_check(&a, "", 0, &e), 0);
+    CHECK(sigv4_payload_check(&a, "x", 1, &e) != 0 && strcmp(e.code, "XAmzContentSHA256Mismatch") == 0);
+    /* a changed signed header: the signature no longer matches */
+    h[1].value = "bytes=0-19";
+    h[1].value_len = 10;
+    CHECK(check(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL && strcmp(e.code, "SignatureDoesNotMatch") == 0 && e.status == 403);
+    h[1].value = "bytes=0-9";
+    h[1].value_len = 9;
+    /* a wrong secret */
+    CHECK_EQ_INT(sigv4_parse(&r, T0, "us-east-1", &a, &e), 0);
+    CHECK(sigv4_verify(&r, &a, "wrong", 5, &e) != 0 && strcmp(e.code, "SignatureDoesNotMatch") == 0);
+    /* a header value with extra spaces is signed trimmed and collapsed */
+    h[1].value = "  bytes=0-9 ";
+    h[1].value_len = 12;
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    /* the clock: 15 minutes is fine, 20 is not */
+    CHECK_EQ_INT(check(&r, T0 + 15 * 60, "us-east-1", &a, &e), 0);
+    CHECK(check(&r, T0 + 20 * 60, "us-east-1", &a, &e) != 0 && strcmp(e.code, "RequestTimeTooSkewed") == 0 && e.status == 403);
+    CHECK(check(&r, T0 - 20 * 60, "us-east-1", &a, &e) != 0 && strcmp(e.code, "RequestTimeTooSkewed") == 0);
+    /* another region: the error names the one expected */
+    CHECK(check(&r, T0, "eu-west-1", &a, &e) != 0 && strcmp(e.code, "AuthorizationHeaderMalformed") == 0 && e.status == 400 &&
+          strstr(e.msg, "expecting 'eu-west-1'") != NULL);
+}
+
+/* "Example: PUT Object": a path with an encoded character, a Date header and a storage class */
+static void test_put_object(void)
+{
+    sigv4_header_t h[] = {
+        H("Host", "examplebucket.s3.amazonaws.com"),
+        H("Date", "Fri, 24 May 2013 00:00:00 GMT"),
+        H("x-amz-date", "20130524T000000Z"),
+        H("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+        H("x-amz-content-sha256", "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"),
+        H("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                           "SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class,"
+                           "Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"),
+    };
+    sigv4_request_t r = req("PUT", "/test%24file.text", NULL, h, 6);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+    static const char body[] = "Welcome to Amazon S3.";
+
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    CHECK_EQ_INT(sigv4_payload_check(&a, body, sizeof(body) - 1, &e), 0);
+    CHECK(sigv4_payload_check(&a, "Welcome to Amazon S4.", sizeof(body) - 1, &e) != 0);
+    /* the path is signed as sent: a decoded '$' is another request */
+    r = req("PUT", "/test$file.text", NULL, h, 6);
+    CHECK(check(&r, T0, "us-east-1", &a, &e) != 0 && strcmp(e.code, "SignatureDoesNotMatch") == 0);
+}
+
+/* "Example: GET Bucket Lifecycle" and "Example: Get Bucket (List Objects)": signed queries */
+static void test_queries(void)
+{
+    sigv4_header_t h[] = {
+        H("Host", "examplebucket.s3.amazonaws.com"),
+        H("x-amz-date", "20130524T000000Z"),
+        H("x-amz-content-sha256", EMPTY),
+        H("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                           "SignedHeaders=host;x-amz-content-sha256;x-amz-date,"
+                           "Signature=fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"),
+    };
+    sigv4_request_t r = req("GET", "/", "lifecycle", h, 4);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    h[3].value = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                 "SignedHeaders=host;x-amz-content-sha256;x-amz-date,"
+                 "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7";
+    h[3].value_len = strlen(h[3].value);
+    r = req("GET", "/", "max-keys=2&prefix=J", h, 4);
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    /* the order of the parameters as sent does not matter */
+    r = req("GET", "/", "prefix=J&max-keys=2", h, 4);
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    r = req("GET", "/", "prefix=K&max-keys=2", h, 4);
+    CHECK(check(&r, T0, "us-east-1", &a, &e) != 0 && strcmp(e.code, "SignatureDoesNotMatch") == 0);
+}
+
+/* "Authenticating Requests: Using Query Parameters": the presigned GET of test.txt */
+static void test_presigned(void)
+{
+    static const char q[] = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2F"
+                            "aws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&"
+                            "X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+    sigv4_header_t h[] = {H("Host", "examplebucket.s3.amazonaws.com")};
+    sigv4_request_t r = req("GET", "/test.txt", q, h, 1);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+
+    CHECK(sigv4_is_signed(NULL, 0, q, strlen(q)));
+    CHECK(!sigv4_is_signed("Bearer x", 8, "prefix=a", 8));
+    CHECK(sigv4_is_signed("AWS4-HMAC-SHA256 Credential=x", 29, NULL, 0));
+    CHECK_EQ_INT(check(&r, T0 + 3600, "us-east-1", &a, &e), 0);
+    CHECK_EQ_INT(a.presigned, 1);
+    CHECK_EQ_INT(a.payload, SIGV4_PAYLOAD_UNSIGNED);
+    CHECK_EQ_INT(check(&r, T0 + 86400, "us-east-1", &a, &e), 0);
+    CHECK(check(&r, T0 + 86401, "us-east-1", &a, &e) != 0 && strcmp(e.code, "AccessDenied") == 0 &&
+          strcmp(e.msg, "Request has expired") == 0 && e.status == 403);
+    CHECK(check(&r, T0, "eu-west-1", &a, &e) != 0 && strcmp(e.code, "AuthorizationQueryParametersError") == 0);
+    r.method = "PUT";
+    r.method_len = 3;
+    CHECK(check(&r, T0, "us-east-1", &a, &e) != 0 && strcmp(e.code, "SignatureDoesNotMatch") == 0);
+    /* X-Amz-Expires out of 1..604800 */
+    static const char q2[] = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2F"
+                             "aws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=604801&X-Amz-SignedHeaders=host&"
+                             "X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+    r = req("GET", "/test.txt", q2, h, 1);
+    CHECK(check(&r, T0, "us-east-1", &a, &e) != 0 && strcmp(e.code, "AuthorizationQueryParametersError") == 0 && e.status == 400);
+}
+
+/* "Example: PUT Object" of the chunked upload: the seed and each chunk's signature */
+static void test_chunks(void)
+{
+    sigv4_header_t h[] = {
+        H("Host", "s3.amazonaws.com"),
+        H("x-amz-date", "20130524T000000Z"),
+        H("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+        H("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+        H("Content-Encoding", "aws-chunked"),
+        H("x-amz-decoded-content-length", "66560"),
+        H("Content-Length", "66824"),
+        H("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                           "SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
+                           "x-amz-decoded-content-length;x-amz-storage-class,"
+                           "Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"),
+    };
+    sigv4_request_t r = req("PUT", "/examplebucket/chunkObject.txt", NULL, h, 8);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+    char sig[SIGV4_SIG_HEX + 1], *data = malloc(65536);
+
+    memset(data, 'a', 65536);
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    CHECK_EQ_INT(a.payload, SIGV4_PAYLOAD_STREAMING);
+    sigv4_chunk_signature(&a, a.signature, data, 65536, sig);
+    CHECK_EQ_STR(sig, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648");
+    sigv4_chunk_signature(&a, sig, data, 1024, sig);
+    CHECK_EQ_STR(sig, "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497");
+    sigv4_chunk_signature(&a, sig, NULL, 0, sig);
+    CHECK_EQ_STR(sig, "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9");
+    free(data);
+}
+
+static void test_malformed(void)
+{
+    sigv4_header_t h[] = {
+        H("Host", "h"),
+        H("x-amz-date", "20130524T000000Z"),
+        H("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                           "SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"),
+        H("x-amz-content-sha256", EMPTY),
+        H("x-amz-meta-a", "1"),
+    };
+    sigv4_request_t r = req("GET", "/", NULL, h, 3);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+
+    /* no x-amz-content-sha256 */
+    CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) != 0 && strcmp(e.code, "MissingSecurityHeader") == 0);
+    /* an x-amz-* header not signed */
+    r = req("GET", "/", NULL, h, 5);
+    CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) != 0 && strcmp(e.code, "AccessDenied") == 0);
+    /* a bad x-amz-content-sha256 */
+    h[3].value = "nope";
+    h[3].value_len = 4;
+    r = req("GET", "/", NULL, h, 4);
+    CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) != 0 && strcmp(e.code, "InvalidArgument") == 0);
+    /* host not signed */
+    h[3].value = EMPTY;
+    h[3].value_len = 64;
+    h[2].value = "AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request,SignedHeaders=x-amz-date,"
+                 "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
+    h[2].value_len = strlen(h[2].value);
+    CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) != 0 && strcmp(e.code, "AuthorizationHeaderMalformed") == 0);
+    /* garbage credential */
+    h[2].value = "AWS4-HMAC-SHA256 Credential=AK/2013/us-east-1,SignedHeaders=host,Signature=x";
+    h[2].value_len = strlen(h[2].value);
+    CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) != 0 && strcmp(e.code, "AuthorizationHeaderMalformed") == 0);
+    h[2].value = "AWS4-HMAC-SHA256 ";
+    h[2].value_len = strlen(h[2].value);
+    CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) != 0 && strcmp(e.code, "AuthorizationHeaderMalformed") == 0);
+    CHECK(sigv4_equal("abc", "abc", 3) && !sigv4_equal("abc", "abd", 3));
+}
+
+int main(void)
+{
+    RUN(test_get_object);
+    RUN(test_put_object);
+    RUN(test_queries);
+    RUN(test_presigned);
+    RUN(test_chunks);
+    RUN(test_malformed);
+    return TEST_SUMMARY();
+}
