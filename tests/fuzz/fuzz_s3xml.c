@@ -80,8 +80,8 @@ static void fuzz_delete(const char *body, size_t len)
     FUZZ_CHECK(d2.nobjects == d.nobjects && d2.quiet == d.quiet);
     for (size_t i = 0; i < d.nobjects; i++) {
         FUZZ_CHECK(same(d.objects[i].key, d.objects[i].key_len, d2.objects[i].key, d2.objects[i].key_len));
-        FUZZ_CHECK(same(d.objects[i].version_id, d.objects[i].version_id_len, d2.objects[i].version_id,
-                        d2.objects[i].version_id_len));
+        FUZZ_CHECK(
+            same(d.objects[i].version_id, d.objects[i].version_id_len, d2.objects[i].version_id, d2.objects[i].version_id_len));
     }
     buf_free(&b);
     s3xml_delete_free(&d2);
@@ -125,8 +125,8 @@ static void fuzz_complete(const char *body, size_t len)
         FUZZ_CHECK(c.parts[i].number == c2.parts[i].number);
         FUZZ_CHECK(same(c.parts[i].etag, c.parts[i].etag_len, c2.parts[i].etag, c2.parts[i].etag_len));
         for (int k = 0; k < S3XML_NCHECKSUMS; k++)
-            FUZZ_CHECK(same(c.parts[i].checksum[k], c.parts[i].checksum_len[k], c2.parts[i].checksum[k],
-                            c2.parts[i].checksum_len[k]));
+            FUZZ_CHECK(
+                same(c.parts[i].checksum[k], c.parts[i].checksum_len[k], c2.parts[i].checksum[k], c2.parts[i].checksum_len[k]));
     }
     buf_free(&b);
     s3xml_complete_free(&c2);

@@ -98,8 +98,7 @@ static void test_delete_malformed(void)
          CIO_EINVAL},
         {"<!DOCTYPE Delete SYSTEM \"file:///etc/passwd\"><Delete><Object><Key>a</Key></Object></Delete>", CIO_EINVAL},
         {"<!DOCTYPE Delete><Delete><Object><Key>a</Key></Object></Delete>", CIO_EINVAL},
-        {"<Delete><a><b><c><d><e><f><g><h>deep</h></g></f></e></d></c></b></a><Object><Key>a</Key></Object></Delete>",
-         CIO_ETOOBIG},
+        {"<Delete><a><b><c><d><e><f><g><h>deep</h></g></f></e></d></c></b></a><Object><Key>a</Key></Object></Delete>", CIO_ETOOBIG},
     };
     s3xml_delete_t d, sentinel;
     char err[256];
