@@ -20,6 +20,7 @@
 #include "storaged/s3.h"
 #include "storaged/s3_reply.h"
 
+#define OWNER_NAME "comio" /* the one owner of everything: ListBuckets' (storaged/s3_bucket.c S3_OWNER_NAME) */
 #define TOKEN_MAX (4 * ((LIMIT_KEY_MAX + 2) / 3)) /* base64 of the longest position */
 #define PASSES_MAX (LIMIT_LIST_KEYS_MAX + LIMIT_KEY_MAX + 2)
 
@@ -27,8 +28,8 @@
 typedef struct {
     int v2, url, owner;
     char prefix[LIMIT_KEY_MAX + 1], delim[LIMIT_KEY_MAX + 1], after[LIMIT_KEY_MAX + 1];
-    char marker[LIMIT_KEY_MAX + 1];     /* V1's marker, V2's start-after, as given */
-    char token[TOKEN_MAX + 1];          /* V2's continuation-token, as given */
+    char marker[LIMIT_KEY_MAX + 1]; /* V1's marker, V2's start-after, as given */
+    char token[TOKEN_MAX + 1];      /* V2's continuation-token, as given */
     size_t plen, dlen, alen, mlen, tlen;
     int has_marker, has_token;
     size_t max;
@@ -41,11 +42,11 @@ typedef struct {
     size_t n;                 /* entries on the page */
     size_t visits;            /* keys read (what a skipped common prefix saves) */
     int truncated;
-    int restart;                       /* the pass ended at a common prefix: the next one starts at `skip` */
-    char skip[LIMIT_KEY_MAX];          /* the common prefix, then 0xff bytes: every key under it sorts at or before */
-    size_t skip_len;                   /*   */
-    char last[LIMIT_KEY_MAX + 1];      /* the page's last entry */
-    size_t last_len;                   /*   */
+    int restart;                  /* the pass ended at a common prefix: the next one starts at `skip` */
+    char skip[LIMIT_KEY_MAX];     /* the common prefix, then 0xff bytes: every key under it sorts at or before */
+    size_t skip_len;              /*   */
+    char last[LIMIT_KEY_MAX + 1]; /* the page's last entry */
+    size_t last_len;              /*   */
 } list_t;
 
 static int cmp_bytes(const char *a, size_t alen, const char *b, size_t blen)
@@ -64,15 +65,6 @@ static void put_name(buf_t *b, const list_q_t *q, const char *name, const char *
     buf_printf(b, "<%s>", name);
     percent_append(b, p, n, PERCENT_KEEP_SLASH);
     buf_printf(b, "</%s>", name);
-}
-
-static void put_owner(buf_t *b, const s3_req_t *s)
-{
-    size_t n = strlen(s->access_key);
-    buf_puts(b, "<Owner>");
-    s3_xml_elem(b, "ID", s->access_key, n);
-    s3_xml_elem(b, "DisplayName", s->access_key, n);
-    buf_puts(b, "</Owner>");
 }
 
 static void remember(list_t *l, const char *p, size_t n)
@@ -124,7 +116,7 @@ static int list_one(void *ctx, const meta_obj_t *o)
     s3_xml_elem(&l->contents, "ETag", etag, 34);
     s3_xml_elem_u64(&l->contents, "Size", o->size);
     if (q->owner)
-        put_owner(&l->contents, l->s);
+        buf_puts(&l->contents, "<Owner><ID>" OWNER_NAME "</ID><DisplayName>" OWNER_NAME "</DisplayName></Owner>");
     buf_puts(&l->contents, "<StorageClass>STANDARD</StorageClass></Contents>");
     remember(l, o->key, o->key_len);
     return 0;
@@ -141,8 +133,8 @@ static int list_page(http_server_t *srv, MDB_txn *txn, const s3_req_t *s, list_t
     memcpy(from, q->after, q->alen);
     for (size_t pass = 0; pass < PASSES_MAX; pass++) {
         l->restart = 0;
-        ret = meta_obj_list(srv->meta, txn, s->bucket, s->bucket_len, q->prefix, q->plen, from, fromlen, q->max - l->n + 1, list_one,
-                            l);
+        ret = meta_obj_list(srv->meta, txn, s->bucket, s->bucket_len, q->prefix, q->plen, from, fromlen, q->max - l->n + 1,
+                            list_one, l);
         if (ret != 0 || !l->restart)
             return ret;
         memcpy(from, l->skip, l->skip_len);
@@ -152,7 +144,7 @@ static int list_page(http_server_t *srv, MDB_txn *txn, const s3_req_t *s, list_t
 }
 
 /* A query parameter into out (cap bytes); *has 0 when absent. Answers the error itself and returns -1. */
-static int param(h2o_req_t *req, const char *name, char *out, size_t cap, size_t *len, int *has)
+static int param(h2o_req_t *req, const s3_req_t *s, const char *name, char *out, size_t cap, size_t *len, int *has)
 {
     int ret = http_req_query_param(req, name, out, cap, len);
     if (has != NULL)
@@ -164,12 +156,12 @@ static int param(h2o_req_t *req, const char *name, char *out, size_t cap, size_t
     }
     char msg[96];
     snprintf(msg, sizeof(msg), "%s is %s", name, ret == CIO_ETOOBIG ? "too long" : "malformed");
-    s3_error(req, 400, "InvalidArgument", msg, NULL);
+    s3_error(req, 400, "InvalidArgument", msg, s->resource);
     return -1;
 }
 
 /* Reads and checks the query. Answers a bad one itself and returns -1. */
-static int read_query(h2o_req_t *req, int v2, list_q_t *q)
+static int read_query(h2o_req_t *req, const s3_req_t *s, int v2, list_q_t *q)
 {
     char num[32], enc[8], fo[8];
     size_t nlen, elen, folen;
@@ -177,20 +169,20 @@ static int read_query(h2o_req_t *req, int v2, list_q_t *q)
 
     memset(q, 0, sizeof(*q));
     q->v2 = v2;
-    if (param(req, "prefix", q->prefix, sizeof(q->prefix), &q->plen, NULL) != 0 ||
-        param(req, "delimiter", q->delim, sizeof(q->delim), &q->dlen, NULL) != 0 ||
-        param(req, v2 ? "start-after" : "marker", q->marker, sizeof(q->marker), &q->mlen, &q->has_marker) != 0 ||
-        param(req, "max-keys", num, sizeof(num), &nlen, &has_max) != 0 ||
-        param(req, "encoding-type", enc, sizeof(enc), &elen, &has_enc) != 0 ||
-        param(req, "fetch-owner", fo, sizeof(fo), &folen, &has_fo) != 0)
+    if (param(req, s, "prefix", q->prefix, sizeof(q->prefix), &q->plen, NULL) != 0 ||
+        param(req, s, "delimiter", q->delim, sizeof(q->delim), &q->dlen, NULL) != 0 ||
+        param(req, s, v2 ? "start-after" : "marker", q->marker, sizeof(q->marker), &q->mlen, &q->has_marker) != 0 ||
+        param(req, s, "max-keys", num, sizeof(num), &nlen, &has_max) != 0 ||
+        param(req, s, "encoding-type", enc, sizeof(enc), &elen, &has_enc) != 0 ||
+        param(req, s, "fetch-owner", fo, sizeof(fo), &folen, &has_fo) != 0)
         return -1;
-    if (v2 && param(req, "continuation-token", q->token, sizeof(q->token), &q->tlen, &q->has_token) != 0)
+    if (v2 && param(req, s, "continuation-token", q->token, sizeof(q->token), &q->tlen, &q->has_token) != 0)
         return -1;
     q->max = LIMIT_LIST_KEYS_MAX;
     if (has_max) {
         unsigned long long v = 0;
         if (nlen == 0 || nlen > 19 || strspn(num, "0123456789") != nlen) {
-            s3_error(req, 400, "InvalidArgument", "max-keys must be a non-negative integer", NULL);
+            s3_error(req, 400, "InvalidArgument", "max-keys must be a non-negative integer", s->resource);
             return -1;
         }
         v = strtoull(num, NULL, 10);
@@ -198,7 +190,7 @@ static int read_query(h2o_req_t *req, int v2, list_q_t *q)
     }
     if (has_enc) {
         if (strcmp(enc, "url") != 0) {
-            s3_error(req, 400, "InvalidArgument", "Invalid Encoding Method specified in Request", NULL);
+            s3_error(req, 400, "InvalidArgument", "Invalid Encoding Method specified in Request", s->resource);
             return -1;
         }
         q->url = 1;
@@ -211,7 +203,7 @@ static int read_query(h2o_req_t *req, int v2, list_q_t *q)
         if (n >= 0)
             n -= (q->tlen > 0 && q->token[q->tlen - 1] == '=') + (q->tlen > 1 && q->token[q->tlen - 2] == '=');
         if (n <= 0 || n > LIMIT_KEY_MAX) {
-            s3_error(req, 400, "InvalidArgument", "The continuation token provided is incorrect", NULL);
+            s3_error(req, 400, "InvalidArgument", "The continuation token provided is incorrect", s->resource);
             return -1;
         }
         memcpy(q->after, dec, (size_t)n);
@@ -233,7 +225,7 @@ int s3_list_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s, int v
     buf_t b;
     int ret;
 
-    if (read_query(req, v2, &q) != 0)
+    if (read_query(req, s, v2, &q) != 0)
         return 0;
     memset(&l, 0, sizeof(l));
     l.q = &q;
@@ -245,6 +237,8 @@ int s3_list_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s, int v
         goto fail;
     }
     ret = meta_bucket_get(srv->meta, txn, s->bucket, s->bucket_len, &bk);
+    if (ret == 0 && bk.deleted)
+        ret = CIO_ENOTFOUND; /* deleted while it held objects: gone for S3, as in ListBuckets */
     if (ret == 0 && q.max > 0)
         ret = list_page(srv, txn, s, &l);
     http_req_rtxn_end(t);
@@ -292,7 +286,7 @@ fail:
     buf_free(&l.contents);
     buf_free(&l.prefixes);
     if (ret == CIO_ENOTFOUND)
-        s3_error(req, 404, "NoSuchBucket", "The specified bucket does not exist", NULL);
+        s3_error(req, 404, "NoSuchBucket", "The specified bucket does not exist", s->resource);
     else
         s3_error_cio(req, ret, "listing failed");
     return 0;

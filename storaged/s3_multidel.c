@@ -28,15 +28,15 @@ typedef struct {
 } del_t;
 
 struct multidel {
-    h2o_multithread_message_t msg;       /* posted to `receiver` when the last job is done */
+    h2o_multithread_message_t msg;        /* posted to `receiver` when the last job is done */
     h2o_multithread_receiver_t *receiver; /* the loop's (loop_receiver) */
     http_thread_t *thread;
-    h2o_req_t *req;            /* NULL once the client went away */
-    struct multidel **holder;  /* the request pool's pointer to us */
-    size_t pending;            /* atomic: jobs not done yet */
+    h2o_req_t *req;           /* NULL once the client went away */
+    struct multidel **holder; /* the request pool's pointer to us */
+    size_t pending;           /* atomic: jobs not done yet */
     int quiet;
-    syncwait_req_t wait;       /* waiting for the sync targets */
-    int waiting;               /* wait is in use: the request's dispose cancels it */
+    syncwait_req_t wait; /* waiting for the sync targets */
+    int waiting;         /* wait is in use: the request's dispose cancels it */
     size_t n;
     del_t dels[];
 };
@@ -202,14 +202,13 @@ int s3_delete_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     http_thread_t *t = http_req_thread(req);
     h2o_multithread_receiver_t *receiver;
     s3xml_delete_t del;
-    meta_bucket_t bk;
     multidel_t *g;
-    MDB_txn *txn;
     char err[256];
     int ret;
 
     if (!has_checksum(req, s)) {
-        s3_error(req, 400, "InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*", NULL);
+        s3_error(req, 400, "InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*",
+                 s->resource);
         return 0;
     }
     if (s3_checksum_check(req, s) != 0)
@@ -218,17 +217,13 @@ int s3_delete_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         if (ret == CIO_ENOMEM)
             s3_error_cio(req, ret, "DeleteObjects");
         else
-            s3_error(req, 400, "MalformedXML", err, NULL);
+            s3_error(req, 400, "MalformedXML", err, s->resource);
         return 0;
     }
-    if ((txn = http_req_rtxn_begin(t)) == NULL) {
-        ret = CIO_EDB;
+    if ((ret = s3_bucket_exists(srv, req, s)) != 1) {
+        ret = ret == 0 ? CIO_ENOTFOUND : ret;
         goto fail;
     }
-    ret = meta_bucket_get(srv->meta, txn, s->bucket, s->bucket_len, &bk);
-    http_req_rtxn_end(t);
-    if (ret != 0)
-        goto fail;
     if ((receiver = loop_receiver(t)) == NULL || (g = calloc(1, sizeof(*g) + del.nobjects * sizeof(del_t))) == NULL) {
         ret = CIO_ENOMEM;
         goto fail;
@@ -270,7 +265,7 @@ int s3_delete_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
 fail:
     s3xml_delete_free(&del);
     if (ret == CIO_ENOTFOUND)
-        s3_error(req, 404, "NoSuchBucket", "The specified bucket does not exist", NULL);
+        s3_error(req, 404, "NoSuchBucket", "The specified bucket does not exist", s->resource);
     else
         s3_error_cio(req, ret, "DeleteObjects");
     return 0;
