@@ -37,7 +37,6 @@ typedef struct {
 
 typedef struct {
     const list_q_t *q;
-    const s3_req_t *s;
     buf_t contents, prefixes; /* the page's <Contents> and <CommonPrefixes> */
     size_t n;                 /* entries on the page */
     size_t visits;            /* keys read (what a skipped common prefix saves) */
@@ -229,7 +228,6 @@ int s3_list_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s, int v
         return 0;
     memset(&l, 0, sizeof(l));
     l.q = &q;
-    l.s = s;
     buf_init(&l.contents, S3_REPLY_MAX);
     buf_init(&l.prefixes, S3_REPLY_MAX);
     if ((txn = http_req_rtxn_begin(t)) == NULL) {

@@ -99,7 +99,6 @@ static void walk(meta_t *m, const char *b, const char *prefix, const char *delim
         MDB_txn *txn;
         memset(&l, 0, sizeof(l));
         l.q = &q;
-        l.s = &s;
         buf_init(&l.contents, S3_REPLY_MAX);
         buf_init(&l.prefixes, S3_REPLY_MAX);
         CHECK_EQ_INT(mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn), 0);
