@@ -37,11 +37,18 @@ struct multidel {
     int quiet;
     syncwait_req_t wait; /* waiting for the sync targets */
     int waiting;         /* wait is in use: the request's dispose cancels it */
+    s3xml_delete_t del;  /* the request's <Delete>: the VersionIds the reply echoes */
     size_t n;
     del_t dels[];
 };
 
 static _Thread_local h2o_multithread_receiver_t *receiver_of_loop;
+
+static void group_free(multidel_t *g)
+{
+    s3xml_delete_free(&g->del);
+    free(g);
+}
 
 static void on_groups(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 
@@ -75,17 +82,26 @@ static void on_req_dispose(void *p)
         /* every deletion is durable; the client gave up waiting for the sync targets */
         syncwait_cancel(&g->wait);
         g->thread->inflight--;
-        free(g);
+        group_free(g);
         return;
     }
     g->req = NULL; /* the jobs run on; on_groups frees the group */
     g->holder = NULL;
 }
 
-static void put_error(buf_t *b, const del_t *d, const char *code, const char *msg)
+/* <Key> and, when the request named one, <VersionId>. */
+static void put_key(buf_t *b, const multidel_t *g, size_t i)
+{
+    const s3xml_object_t *o = &g->del.objects[i];
+    s3_xml_elem(b, "Key", o->key, o->key_len);
+    if (o->version_id != NULL)
+        s3_xml_elem(b, "VersionId", o->version_id, o->version_id_len);
+}
+
+static void put_error(buf_t *b, const multidel_t *g, size_t i, const char *code, const char *msg)
 {
     buf_puts(b, "<Error>");
-    s3_xml_elem(b, "Key", d->job.key, d->job.klen);
+    put_key(b, g, i);
     s3_xml_elem(b, "Code", code, strlen(code));
     s3_xml_elem(b, "Message", msg, strlen(msg));
     buf_puts(b, "</Error>");
@@ -102,19 +118,19 @@ static void answer(multidel_t *g)
         const del_t *d = &g->dels[i];
         int r = d->job.result;
         if (d->skipped) {
-            put_error(&b, d, "NoSuchVersion", "The specified version does not exist (the bucket keeps no versions)");
+            put_error(&b, g, i, "NoSuchVersion", "The specified version does not exist (the bucket keeps no versions)");
         } else if (r == 0) {
             if (!g->quiet) {
                 buf_puts(&b, "<Deleted>");
-                s3_xml_elem(&b, "Key", d->job.key, d->job.klen);
+                put_key(&b, g, i);
                 buf_puts(&b, "</Deleted>");
             }
         } else if (r == CIO_ENOTFOUND) {
-            put_error(&b, d, "NoSuchBucket", "The specified bucket does not exist");
+            put_error(&b, g, i, "NoSuchBucket", "The specified bucket does not exist");
         } else if (r == CIO_ENOSPC || r == CIO_EMAPFULL) {
-            put_error(&b, d, "InsufficientStorage", cio_strerror(r));
+            put_error(&b, g, i, "InsufficientStorage", cio_strerror(r));
         } else {
-            put_error(&b, d, "InternalError", cio_strerror(r));
+            put_error(&b, g, i, "InternalError", cio_strerror(r));
         }
     }
     buf_puts(&b, "</DeleteResult>");
@@ -129,7 +145,7 @@ static void on_synced(syncwait_req_t *w, int completed)
     *g->holder = NULL;
     http_req_add_header_str(g->req, "x-comio-replication", completed ? "COMPLETED" : "PENDING");
     answer(g);
-    free(g);
+    group_free(g);
 }
 
 /* On the loop: groups whose every job is done. */
@@ -164,7 +180,7 @@ static void on_groups(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mess
             *g->holder = NULL;
             http_req_add_header_str(g->req, "x-comio-replication", completed ? "COMPLETED" : "PENDING");
             answer(g);
-            free(g);
+            group_free(g);
             continue;
         }
         g->thread->inflight--;
@@ -172,7 +188,7 @@ static void on_groups(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mess
             *g->holder = NULL;
             answer(g);
         }
-        free(g);
+        group_free(g);
     }
 }
 
@@ -248,7 +264,7 @@ int s3_delete_objects(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         if (!d->skipped)
             g->pending++;
     }
-    s3xml_delete_free(&del);
+    g->del = del; /* the group owns it from here */
     g->holder = h2o_mem_alloc_shared(&req->pool, sizeof(*g->holder), on_req_dispose);
     *g->holder = g;
     t->inflight++;

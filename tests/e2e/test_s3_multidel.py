@@ -97,11 +97,11 @@ def test_quiet_reports_only_errors(s3srv, s3):
     r = s3.delete_objects(Bucket="quiet", Delete={"Quiet": True, "Objects": [
         {"Key": "a"}, {"Key": "odd key \u00e9&<"}, {"Key": "b", "VersionId": "v-that-does-not-exist"}]})
     assert "Deleted" not in r
-    assert [(e["Key"], e["Code"]) for e in r["Errors"]] == [("b", "NoSuchVersion")]
+    assert [(e["Key"], e["VersionId"], e["Code"]) for e in r["Errors"]] == [("b", "v-that-does-not-exist", "NoSuchVersion")]
     assert keys_of(s3srv, "quiet") == ["b", "c"]
     # VersionId "null" names the only version there is
     r = s3.delete_objects(Bucket="quiet", Delete={"Objects": [{"Key": "b", "VersionId": "null"}]})
-    assert [d["Key"] for d in r["Deleted"]] == ["b"] and keys_of(s3srv, "quiet") == ["c"]
+    assert [(d["Key"], d["VersionId"]) for d in r["Deleted"]] == [("b", "null")] and keys_of(s3srv, "quiet") == ["c"]
 
 
 def test_malformed_body_changes_nothing(s3srv, s3):
