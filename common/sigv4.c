@@ -106,14 +106,20 @@ int sigv4_is_signed(const char *authorization, size_t auth_len, const char *quer
     static const char *const names[] = {"X-Amz-Algorithm", "X-Amz-Signature", "X-Amz-Credential"};
     const char *n, *v;
     size_t nl, vl, pos = 0;
+    int v2_key = 0, v2_sig = 0;
 
     if (authorization != NULL && auth_len > sizeof(SIGV4_ALGORITHM) && memcmp(authorization, SIGV4_ALGORITHM " ", 17) == 0)
-        return 1;
-    while (query != NULL && query_next(query, query_len, &pos, &n, &nl, &v, &vl))
+        return SIGV4_SIGNED;
+    if (authorization != NULL && auth_len > 4 && memcmp(authorization, "AWS ", 4) == 0)
+        return SIGV4_SIGNED_V2;
+    while (query != NULL && query_next(query, query_len, &pos, &n, &nl, &v, &vl)) {
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
             if (nl == strlen(names[i]) && memcmp(n, names[i], nl) == 0)
-                return 1;
-    return 0;
+                return SIGV4_SIGNED;
+        v2_key |= nl == 14 && memcmp(n, "AWSAccessKeyId", 14) == 0;
+        v2_sig |= nl == 9 && memcmp(n, "Signature", 9) == 0;
+    }
+    return v2_key && v2_sig ? SIGV4_SIGNED_V2 : 0;
 }
 
 /* "20130524T000000Z" -> seconds; -1 when malformed. */
@@ -151,8 +157,8 @@ static int64_t parse_amz_date(const char *s, size_t len)
 /* Splits "AK/20130524/us-east-1/s3/aws4_request" and checks its scope against
  * the date and region. `what` prefixes messages; `code` is the error code of
  * a malformed credential. */
-static int parse_credential(const char *cred, size_t len, const char *region, sigv4_auth_t *a, const char *code,
-                            const char *what, sigv4_error_t *e)
+static int parse_credential(const char *cred, size_t len, const char *region, sigv4_auth_t *a, const char *code, const char *what,
+                            sigv4_error_t *e)
 {
     const char *part[5];
     size_t plen[5], n = 0, start = 0;
@@ -372,8 +378,9 @@ int sigv4_parse(const sigv4_request_t *r, int64_t now, const char *region, sigv4
     if (auth != NULL && auth->value_len >= 17 && memcmp(auth->value, SIGV4_ALGORITHM " ", 17) == 0)
         return parse_header_auth(r, auth, now, region, a, e);
     if (auth != NULL)
-        return fail(e, 400, "InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the "
-                                                "AWS4-HMAC-SHA256 Authorization header");
+        return fail(e, 400, "InvalidArgument",
+                    "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the "
+                    "AWS4-HMAC-SHA256 Authorization header");
     return parse_query_auth(r, now, region, a, e);
 }
 
@@ -432,7 +439,8 @@ static int canonical_query(buf_t *out, const sigv4_request_t *r, int presigned)
     if (r->query == NULL || r->query_len == 0)
         return 0;
     buf_init(&scratch, SIGV4_CANONICAL_MAX);
-    if ((ps = calloc(SIGV4_QUERY_PARAMS_MAX, sizeof(*ps))) == NULL || (offs = calloc(SIGV4_QUERY_PARAMS_MAX, 4 * sizeof(*offs))) == NULL) {
+    if ((ps = calloc(SIGV4_QUERY_PARAMS_MAX, sizeof(*ps))) == NULL ||
+        (offs = calloc(SIGV4_QUERY_PARAMS_MAX, 4 * sizeof(*offs))) == NULL) {
         rc = CIO_ENOMEM;
         goto done;
     }
@@ -599,8 +607,9 @@ int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, 
     derive_key(a, secret, secret_len);
     sign(a->key, sts, (size_t)n, sig);
     if (!sigv4_equal(sig, a->signature, SIGV4_SIG_HEX))
-        return fail(e, 403, "SignatureDoesNotMatch",
-                    "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
+        return fail(
+            e, 403, "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
     return 0;
 }
 
@@ -612,7 +621,8 @@ int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sig
         return 0;
     sha256_hex(body != NULL ? body : "", len, hash);
     if (!sigv4_equal(hash, a->payload_hash, SIGV4_SIG_HEX))
-        return fail(e, 400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.");
+        return fail(e, 400, "XAmzContentSHA256Mismatch",
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.");
     return 0;
 }
 
@@ -622,7 +632,8 @@ void sigv4_chunk_signature(const sigv4_auth_t *a, const char *prev, const void *
     int n;
 
     sha256_hex(data != NULL ? data : "", len, hash);
-    n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-PAYLOAD\n%s\n%s\n%.64s\n" EMPTY_SHA256 "\n%s", a->amz_date, a->scope, prev, hash);
+    n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-PAYLOAD\n%s\n%s\n%.64s\n" EMPTY_SHA256 "\n%s", a->amz_date, a->scope, prev,
+                 hash);
     sign(a->key, sts, (size_t)n, out);
 }
 

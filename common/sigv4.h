@@ -19,22 +19,22 @@
 #include "common/err.h"
 
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
-#define SIGV4_ACCESS_KEY_MAX 128       /* bytes of an access key id */
-#define SIGV4_REGION_MAX 64            /* bytes of a region name */
-#define SIGV4_SKEW_MAX_S (15 * 60)     /* a request's X-Amz-Date may be this far off the server's clock */
-#define SIGV4_EXPIRES_MAX_S 604800     /* X-Amz-Expires: at most a week */
-#define SIGV4_SIG_HEX 64               /* a signature: 64 lower-case hex digits */
-#define SIGV4_SIGNED_HEADERS_MAX 64    /* names in SignedHeaders */
-#define SIGV4_QUERY_PARAMS_MAX 128     /* parameters of a signed query */
-#define SIGV4_CANONICAL_MAX (1 << 20)  /* cap on a canonical request (headers are capped at 32 KiB before) */
+#define SIGV4_ACCESS_KEY_MAX 128      /* bytes of an access key id */
+#define SIGV4_REGION_MAX 64           /* bytes of a region name */
+#define SIGV4_SKEW_MAX_S (15 * 60)    /* a request's X-Amz-Date may be this far off the server's clock */
+#define SIGV4_EXPIRES_MAX_S 604800    /* X-Amz-Expires: at most a week */
+#define SIGV4_SIG_HEX 64              /* a signature: 64 lower-case hex digits */
+#define SIGV4_SIGNED_HEADERS_MAX 64   /* names in SignedHeaders */
+#define SIGV4_QUERY_PARAMS_MAX 128    /* parameters of a signed query */
+#define SIGV4_CANONICAL_MAX (1 << 20) /* cap on a canonical request (headers are capped at 32 KiB before) */
 
 /* What x-amz-content-sha256 says of the payload. */
 typedef enum {
-    SIGV4_PAYLOAD_SHA256,           /* the hex SHA-256 of the body: check it with sigv4_payload_check */
-    SIGV4_PAYLOAD_UNSIGNED,         /* UNSIGNED-PAYLOAD (and a presigned URL without the header) */
-    SIGV4_PAYLOAD_STREAMING,        /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD: aws-chunked, each chunk signed */
+    SIGV4_PAYLOAD_SHA256,            /* the hex SHA-256 of the body: check it with sigv4_payload_check */
+    SIGV4_PAYLOAD_UNSIGNED,          /* UNSIGNED-PAYLOAD (and a presigned URL without the header) */
+    SIGV4_PAYLOAD_STREAMING,         /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD: aws-chunked, each chunk signed */
     SIGV4_PAYLOAD_STREAMING_TRAILER, /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: signed chunks and a signed trailer */
-    SIGV4_PAYLOAD_UNSIGNED_TRAILER, /* STREAMING-UNSIGNED-PAYLOAD-TRAILER: aws-chunked, unsigned, with a trailer */
+    SIGV4_PAYLOAD_UNSIGNED_TRAILER,  /* STREAMING-UNSIGNED-PAYLOAD-TRAILER: aws-chunked, unsigned, with a trailer */
 } sigv4_payload_t;
 
 /* One request header; name in any case. Borrowed for the call. */
@@ -66,24 +66,28 @@ typedef struct {
 
 /* A request's signature, parsed by sigv4_parse, completed by sigv4_verify. */
 typedef struct {
-    int presigned;                            /* from the query (X-Amz-*), not the Authorization header */
+    int presigned; /* from the query (X-Amz-*), not the Authorization header */
     char access_key[SIGV4_ACCESS_KEY_MAX + 1];
-    char amz_date[17];                        /* 20130524T000000Z */
+    char amz_date[17];                         /* 20130524T000000Z */
     char scope[8 + 1 + SIGV4_REGION_MAX + 20]; /* 20130524/us-east-1/s3/aws4_request */
-    char signed_headers[1024];                /* "host;x-amz-date", as given */
-    char signature[SIGV4_SIG_HEX + 1];        /* the request's (the seed of an aws-chunked body's chain) */
+    char signed_headers[1024];                 /* "host;x-amz-date", as given */
+    char signature[SIGV4_SIG_HEX + 1];         /* the request's (the seed of an aws-chunked body's chain) */
     sigv4_payload_t payload;
-    char payload_hash[SIGV4_SIG_HEX + 1];     /* SIGV4_PAYLOAD_SHA256: the hex digest claimed (lower case) */
-    char content_sha256[80];                  /* the value that enters the canonical request */
-    int64_t date;                             /* X-Amz-Date, seconds since the epoch */
-    int64_t expires;                          /* presigned: X-Amz-Expires in seconds */
-    uint8_t key[32];                          /* the signing key, set by sigv4_verify (a secret: wipe it) */
+    char payload_hash[SIGV4_SIG_HEX + 1]; /* SIGV4_PAYLOAD_SHA256: the hex digest claimed (lower case) */
+    char content_sha256[80];              /* the value that enters the canonical request */
+    int64_t date;                         /* X-Amz-Date, seconds since the epoch */
+    int64_t expires;                      /* presigned: X-Amz-Expires in seconds */
+    uint8_t key[32];                      /* the signing key, set by sigv4_verify (a secret: wipe it) */
 } sigv4_auth_t;
 
-/* Non-zero when the request carries a SigV4 signature: an Authorization
- * header starting "AWS4-HMAC-SHA256 " (auth may be NULL: the caller looks
- * for it) or X-Amz-Algorithm / X-Amz-Signature / X-Amz-Credential in the
- * query. Cheap; validates nothing. */
+/* What signature the request carries: SIGV4_SIGNED (an Authorization
+ * header starting "AWS4-HMAC-SHA256 ", or X-Amz-Algorithm / X-Amz-Signature
+ * / X-Amz-Credential in the query), SIGV4_SIGNED_V2 (the older Signature
+ * Version 2: "Authorization: AWS key:sig", or AWSAccessKeyId and Signature
+ * in the query), or 0 (none: not an S3 request). authorization may be NULL.
+ * Cheap; validates nothing. */
+#define SIGV4_SIGNED 1
+#define SIGV4_SIGNED_V2 2
 int sigv4_is_signed(const char *authorization, size_t auth_len, const char *query, size_t query_len);
 
 /* Parses the signature of r into *a: the Authorization header (header
@@ -120,8 +124,7 @@ void sigv4_chunk_signature(const sigv4_auth_t *a, const char *prev, const void *
 
 /* The signature of the trailer (its lines "name:value\n", `len` bytes),
  * chained on the last chunk's signature. */
-void sigv4_trailer_signature(const sigv4_auth_t *a, const char *prev, const void *trailer, size_t len,
-                             char out[SIGV4_SIG_HEX + 1]);
+void sigv4_trailer_signature(const sigv4_auth_t *a, const char *prev, const void *trailer, size_t len, char out[SIGV4_SIG_HEX + 1]);
 
 /* 1 when a[0..n) equals b[0..n), in time that does not depend on where they differ. */
 int sigv4_equal(const char *a, const char *b, size_t n);

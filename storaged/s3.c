@@ -20,9 +20,13 @@ static const char *const list_params[] = {"list-type",          "prefix",      "
                                           "continuation-token", "start-after", "fetch-owner", NULL};
 static const char *const location_params[] = {"location", NULL};
 static const char *const delete_params[] = {"delete", NULL};
-static const char *const get_object_params[] = {"response-content-type",     "response-content-language",
-                                                "response-expires",          "response-cache-control",
-                                                "response-content-disposition", "response-content-encoding", NULL};
+static const char *const get_object_params[] = {"response-content-type",
+                                                "response-content-language",
+                                                "response-expires",
+                                                "response-cache-control",
+                                                "response-content-disposition",
+                                                "response-content-encoding",
+                                                NULL};
 static const char *const no_params[] = {NULL};
 
 int s3_is_s3(h2o_req_t *req)
@@ -247,9 +251,9 @@ static int parse_target(http_server_t *srv, h2o_req_t *req, s3_req_t *s)
     }
     if (path_parse(target, tlen, p, &code) != 0) {
         const char *msg = strcmp(code, "InvalidBucketName") == 0 ? "The specified bucket is not valid."
-                          : strcmp(code, "KeyTooLong") == 0      ? "Your key is too long (at most " LIMIT_TEXT(LIMIT_KEY_MAX) " bytes)"
-                          : strcmp(code, "InvalidKey") == 0      ? "The key contains a NUL byte"
-                                                                 : "Couldn't parse the specified URI.";
+                          : strcmp(code, "KeyTooLong") == 0 ? "Your key is too long (at most " LIMIT_TEXT(LIMIT_KEY_MAX) " bytes)"
+                          : strcmp(code, "InvalidKey") == 0 ? "The key contains a NUL byte"
+                                                            : "Couldn't parse the specified URI.";
         s3_error(req, 400, code, msg, NULL);
         return -1;
     }
@@ -323,6 +327,14 @@ int s3_dispatch(http_server_t *srv, h2o_req_t *req)
     memset(s, 0, sizeof(*s));
     s->bucket = s->key = "";
     s3_add_request_id(req);
+    {
+        h2o_iovec_t auth = http_req_header(req, H2O_TOKEN_AUTHORIZATION);
+        if (sigv4_is_signed(auth.base, auth.len, q.base, q.len) == SIGV4_SIGNED_V2) {
+            s3_error(req, 400, "InvalidRequest",
+                     "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.", NULL);
+            return 0;
+        }
+    }
     if (conf->s3_ncredentials == 0) {
         s3_error(req, 403, "InvalidAccessKeyId", "S3 is off on this server: s3.credentials lists no access key", NULL);
         return 0;

@@ -38,8 +38,10 @@ typedef struct {
     const path_t *path;                                  /* bucket and key as the native handlers take them; lives as long as req */
 } s3_req_t;
 
-/* Non-zero when req is signed for S3 (see above). Cheap: looks at the
- * Authorization header and the query only. */
+/* Non-zero when req is signed for S3 (see above; a Signature Version 2
+ * signature also counts, and is refused by s3_dispatch with 400
+ * InvalidRequest). Cheap: looks at the Authorization header and the query
+ * only. */
 int s3_is_s3(h2o_req_t *req);
 
 /* Answers an S3 request: signature, body, then the operation's handler, or

@@ -114,7 +114,8 @@ int s3_create_bucket(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
 
     if (lcl > 0 && (lcl != strlen(region) || memcmp(lc, region, lcl) != 0)) {
         char msg[200];
-        snprintf(msg, sizeof(msg), "The %.*s location constraint is incompatible for the region specific endpoint this request was sent to (%s).",
+        snprintf(msg, sizeof(msg),
+                 "The %.*s location constraint is incompatible for the region specific endpoint this request was sent to (%s).",
                  (int)(lcl > 64 ? 64 : lcl), lc, region);
         for (char *c = msg; *c != '\0'; c++)
             if ((unsigned char)*c < 0x20)
@@ -189,7 +190,8 @@ int s3_get_bucket_location(http_server_t *srv, h2o_req_t *req, const s3_req_t *s
         return 0;
     }
     buf_init(&b, 4096);
-    buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    buf_puts(&b,
+             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
     if (strcmp(region, "us-east-1") != 0) /* S3 names us-east-1 by an empty constraint */
         s3_xml_text(&b, region, strlen(region));
     buf_puts(&b, "</LocationConstraint>");

@@ -35,10 +35,8 @@ static void s3_api_content_headers(h2o_req_t *req, const char *ctype, size_t cty
         const char *param;
         const h2o_token_t *token;
     } overrides[] = {
-        {"response-content-language", H2O_TOKEN_CONTENT_LANGUAGE},
-        {"response-expires", H2O_TOKEN_EXPIRES},
-        {"response-cache-control", H2O_TOKEN_CACHE_CONTROL},
-        {"response-content-disposition", H2O_TOKEN_CONTENT_DISPOSITION},
+        {"response-content-language", H2O_TOKEN_CONTENT_LANGUAGE}, {"response-expires", H2O_TOKEN_EXPIRES},
+        {"response-cache-control", H2O_TOKEN_CACHE_CONTROL},       {"response-content-disposition", H2O_TOKEN_CONTENT_DISPOSITION},
         {"response-content-encoding", H2O_TOKEN_CONTENT_ENCODING},
     };
     char v[1024];

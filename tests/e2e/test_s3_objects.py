@@ -1,10 +1,8 @@
 """test_s3_objects.py - S3's bucket and object operations on storaged's port, through boto3 and aws-cli."""
 
-import hashlib
 import os
 import shutil
 import subprocess
-import time
 
 import boto3
 import pytest
@@ -12,6 +10,7 @@ from botocore.client import Config
 from botocore.exceptions import ClientError
 
 from harness.comio import md5
+from harness.replication import comio_diff, wait_converged, wait_until
 
 AK = "AKIDCOMIOTEST"
 SECRET = "s3cr3t/KEY+with/slashes"
@@ -192,3 +191,79 @@ def test_not_implemented(s3):
     # nothing was made by them
     with pytest.raises(ClientError):
         s3.head_object(Bucket="nibkt", Key="k2")
+
+
+# ---- aws-cli ----
+
+def aws_cli():
+    """Debian's aws-cli (package awscli), else the first aws on PATH."""
+    exe = "/usr/bin/aws" if os.path.exists("/usr/bin/aws") else shutil.which("aws")
+    if exe is None:
+        pytest.fail("aws-cli is not installed (apt-get install awscli)")
+    return exe
+
+
+def aws(srv, tmp_path, *args, check=True, input_data=None):
+    """Runs aws with the endpoint, credentials from the environment and a config file of its own (never ~/.aws)."""
+    cfg = tmp_path / "aws-config"
+    cfg.write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_CONFIG_FILE": str(cfg), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+                "AWS_EC2_METADATA_DISABLED": "true", "AWS_PAGER": "", "AWS_MAX_ATTEMPTS": "1",
+                "HOME": str(tmp_path)})
+    p = subprocess.run([aws_cli(), "--endpoint-url", "http://%s:%d" % (srv.host, srv.port)] + list(args),
+                       capture_output=True, env=env, timeout=120, input=input_data)
+    if check:
+        assert p.returncode == 0, (args, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
+    return p
+
+
+def test_aws_cli(s3srv, tmp_path):
+    aws(s3srv, tmp_path, "s3api", "create-bucket", "--bucket", "cli-bucket")
+    assert "cli-bucket" in aws(s3srv, tmp_path, "s3", "ls").stdout.decode()
+    src = tmp_path / "up.bin"
+    data = os.urandom(300000)
+    src.write_bytes(data)
+    aws(s3srv, tmp_path, "s3", "cp", str(src), "s3://cli-bucket/dir/up.bin")
+    assert s3srv.client().get("cli-bucket", "dir/up.bin").body == data
+    dst = tmp_path / "down.bin"
+    aws(s3srv, tmp_path, "s3", "cp", "s3://cli-bucket/dir/up.bin", str(dst))
+    assert dst.read_bytes() == data
+    out = aws(s3srv, tmp_path, "s3api", "head-object", "--bucket", "cli-bucket", "--key", "dir/up.bin").stdout.decode()
+    assert md5(data) in out and str(len(data)) in out
+    aws(s3srv, tmp_path, "s3api", "put-object", "--bucket", "cli-bucket", "--key", "typed", "--body", str(src),
+        "--content-type", "application/x-cli")
+    out = aws(s3srv, tmp_path, "s3api", "get-object", "--bucket", "cli-bucket", "--key", "typed", str(dst)).stdout.decode()
+    assert "application/x-cli" in out and dst.read_bytes() == data
+    p = aws(s3srv, tmp_path, "s3api", "get-object", "--bucket", "cli-bucket", "--key", "missing", str(dst), check=False)
+    assert p.returncode != 0 and b"NoSuchKey" in p.stderr
+    aws(s3srv, tmp_path, "s3", "rm", "s3://cli-bucket/dir/up.bin")
+    assert s3srv.client().get("cli-bucket", "dir/up.bin").status == 404
+    aws(s3srv, tmp_path, "s3api", "delete-object", "--bucket", "cli-bucket", "--key", "typed")
+    aws(s3srv, tmp_path, "s3api", "delete-bucket", "--bucket", "cli-bucket")
+    assert "cli-bucket" not in aws(s3srv, tmp_path, "s3", "ls").stdout.decode()
+
+
+# ---- replication ----
+
+def test_s3_writes_replicate(sites):
+    creds = {"s3": {"credentials": [{"access_key": AK, "secret_key": SECRET}]}}
+    a, b = sites(a_extra=creds, b_extra=creds)
+    sa, sb = s3_client(a.storaged), s3_client(b.storaged)
+    sa.create_bucket(Bucket="repl-bucket")
+    data = os.urandom(100000)
+    sa.put_object(Bucket="repl-bucket", Key="from/s3", Body=data, ContentType="text/x-repl")
+    sa.put_object(Bucket="repl-bucket", Key="gone", Body=b"soon deleted")
+    sa.delete_object(Bucket="repl-bucket", Key="gone")
+    assert wait_converged(a, b, timeout=60) == []
+    assert comio_diff(a, b)[0] == []
+    # on B: through S3 and through the native API
+    g = sb.get_object(Bucket="repl-bucket", Key="from/s3")
+    assert g["Body"].read() == data and g["ContentType"] == "text/x-repl"
+    assert b.client().get("repl-bucket", "from/s3").body == data
+    assert b.client().get("repl-bucket", "gone").status == 404
+    # a deleted bucket is deleted there too
+    sa.delete_object(Bucket="repl-bucket", Key="from/s3")
+    sa.delete_bucket(Bucket="repl-bucket")
+    wait_until(lambda: "repl-bucket" not in [x["Name"] for x in sb.list_buckets()["Buckets"]], 60, what="bucket deletion on B")

@@ -222,6 +222,27 @@ def synclist_seeds():
     }
 
 
+def awschunk_seeds():
+    """fuzz_awschunk: mode byte (even: raw body, odd: pieces to encode), options (bit 0 signed, bit 1 trailers)."""
+    def raw(opt, dlen, body):
+        return bytes([0, opt]) + struct.pack(">I", dlen) + body
+
+    def pieces(opt, alter, *ps):
+        return bytes([1, opt]) + struct.pack(">H", alter) + b"".join(bytes([len(p)]) + p for p in ps)
+
+    return {
+        "unsigned": raw(0, 11, b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+        "unsigned-trailer": raw(2, 5, b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n"),
+        "signed-bad": raw(1, 3, b"3;chunk-signature=" + b"0" * 64 + b"\r\nabc\r\n0;chunk-signature=" + b"0" * 64 + b"\r\n\r\n"),
+        "truncated": raw(0, 5, b"5\r\nhel"),
+        "empty": raw(0, 0, b"0\r\n\r\n"),
+        "encode-unsigned": pieces(0, 0, b"abc", b"defgh"),
+        "encode-signed": pieces(1, 40, b"abc", b"x" * 200),
+        "encode-signed-trailer": pieces(3, 300, b"hello", b" world"),
+        "encode-unsigned-trailer": pieces(2, 0, b"data"),
+    }
+
+
 def s3xml_seeds():
     """S3 request bodies (proto/s3xml.h): a mode byte (0 Delete, 1 Complete, 2 bucket configuration), then the XML."""
     ns = ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
@@ -255,6 +276,7 @@ def main():
     targets = {"fuzz_logrec": logrec_seeds(), "fuzz_batch": batch_seeds(), "fuzz_path": path_seeds(),
                "fuzz_units": units_seeds(), "fuzz_conf": conf_seeds(), "fuzz_presign": presign_seeds(),
                "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds(),
+               "fuzz_awschunk": awschunk_seeds(),
                "fuzz_s3xml": s3xml_seeds()}
     total = 0
     for target, seeds in targets.items():

@@ -791,6 +791,48 @@ static void test_err_control_bytes(void)
     expect_args_err("x?y.yaml: cannot open: No such file or directory", "--config", "x\ry.yaml", NULL);
 }
 
+/* s3: credentials (inline or from a file), region, domains, and their errors. */
+static void test_s3(void)
+{
+    conf_t c;
+    char err[ERRLEN], path[256];
+
+    write_file("s3.secret", "file-secret\n");
+    snprintf(path, sizeof(path), "%s/s3.secret", tmpdir);
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "s3:\n  region: eu-west-1\n  domains: [s3.Example.com, s3.local]\n  credentials:\n"
+             "    - access_key: AK1\n      secret_key: s1/+x\n    - {access_key: AK2, secret_key_file: %s}\n",
+             path);
+    CHECK_EQ_INT(load(yaml, &c, err), 0);
+    CHECK_EQ_STR(c.s3_region, "eu-west-1");
+    CHECK_EQ_INT(c.s3_ncredentials, 2);
+    CHECK(c.s3_ncredentials == 2 && strcmp(c.s3_credentials[0].access_key, "AK1") == 0 &&
+          strcmp(c.s3_credentials[0].secret_key, "s1/+x") == 0 && strcmp(c.s3_credentials[1].secret_key, "file-secret") == 0);
+    CHECK(c.s3_ndomains == 2 && strcmp(c.s3_domains[0], "s3.example.com") == 0);
+    conf_free(&c);
+    CHECK_EQ_INT(load("server:\n  port: 1\n", &c, err), 0);
+    CHECK(c.s3_ncredentials == 0 && c.s3_credentials == NULL && strcmp(c.s3_region, "us-east-1") == 0);
+    conf_free(&c);
+    expect_err("s3:\n  credentials:\n    - access_key: AK1\n",
+               "config.yaml:3: s3.credentials[0]: needs access_key and secret_key (or secret_key_file)");
+    expect_err("s3:\n  credentials:\n    - access_key: AK1\n      secret_key: a\n      secret_key_file: /x\n",
+               "config.yaml:5: s3.credentials[0].secret_key_file: give one of secret_key and secret_key_file, once");
+    expect_err("s3:\n  credentials:\n    - {access_key: A, secret_key: a}\n    - {access_key: A, secret_key: b}\n",
+               "config.yaml:4: s3.credentials[1].access_key: already the access_key of s3.credentials[0]");
+    expect_err("s3:\n  credentials:\n    - {access_key: A, secret: a}\n", "config.yaml:3: unknown key 's3.credentials[0].secret'");
+    expect_err("s3:\n  credentials:\n    - {access_key: A B, secret_key: a}\n",
+               "config.yaml:3: s3.credentials[0].access_key: must be printable ASCII without spaces");
+    expect_err("s3:\n  credentials: AK\n", "config.yaml:2: s3.credentials: expected a list, got 'AK'");
+    expect_err("s3:\n  credentials:\n    access_key: A\n",
+               "config.yaml:3: s3.credentials: expected a list, got a mapping (write '- ' before each entry)");
+    expect_err("s3:\n  domains: [bad_host]\n",
+               "config.yaml:2: s3.domains[0]: expected a host name (letters, digits, '-' and '.'), got 'bad_host'");
+    expect_err("s3:\n  region: \"\"\n", "config.yaml:2: s3.region: must not be empty");
+    expect_err("s3:\n  credentials:\n    - {access_key: A, secret_key_file: /nonexistent/x}\n",
+               "config.yaml:3: s3.credentials[0].secret_key_file: cannot open '/nonexistent/x': No such file or directory");
+}
+
 /* conf_load_buffer: the same parser without a file; the name stands in the messages. */
 static void test_load_buffer(void)
 {
@@ -1528,6 +1570,7 @@ int main(void)
     RUN(test_targets_errors);
     RUN(test_targets_exclusive);
     RUN(test_usage);
+    RUN(test_s3);
 
     for (int i = 0; i < ncreated; i++)
         unlink(created[i]);

@@ -9,7 +9,10 @@
 #define T0 1369353600 /* 20130524T000000Z */
 #define EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-#define H(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define H(n, v)                                                                                                                    \
+    {                                                                                                                              \
+        n, sizeof(n) - 1, v, sizeof(v) - 1                                                                                         \
+    }
 
 static sigv4_request_t req(const char *method, const char *path, const char *query, const sigv4_header_t *h, size_t n)
 {
@@ -135,9 +138,12 @@ static void test_presigned(void)
     sigv4_auth_t a;
     sigv4_error_t e;
 
-    CHECK(sigv4_is_signed(NULL, 0, q, strlen(q)));
-    CHECK(!sigv4_is_signed("Bearer x", 8, "prefix=a", 8));
-    CHECK(sigv4_is_signed("AWS4-HMAC-SHA256 Credential=x", 29, NULL, 0));
+    CHECK_EQ_INT(sigv4_is_signed(NULL, 0, q, strlen(q)), SIGV4_SIGNED);
+    CHECK_EQ_INT(sigv4_is_signed("Bearer x", 8, "prefix=a", 8), 0);
+    CHECK_EQ_INT(sigv4_is_signed("AWS4-HMAC-SHA256 Credential=x", 29, NULL, 0), SIGV4_SIGNED);
+    CHECK_EQ_INT(sigv4_is_signed("AWS AK:c2ln", 11, NULL, 0), SIGV4_SIGNED_V2);
+    CHECK_EQ_INT(sigv4_is_signed(NULL, 0, "AWSAccessKeyId=AK&Signature=x&Expires=1", 39), SIGV4_SIGNED_V2);
+    CHECK_EQ_INT(sigv4_is_signed(NULL, 0, "Signature=x", 11), 0);
     CHECK_EQ_INT(check(&r, T0 + 3600, "us-east-1", &a, &e), 0);
     CHECK_EQ_INT(a.presigned, 1);
     CHECK_EQ_INT(a.payload, SIGV4_PAYLOAD_UNSIGNED);
@@ -195,7 +201,8 @@ static void test_malformed(void)
         H("Host", "h"),
         H("x-amz-date", "20130524T000000Z"),
         H("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
-                           "SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"),
+                           "SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature="
+                           "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"),
         H("x-amz-content-sha256", EMPTY),
         H("x-amz-meta-a", "1"),
     };
