@@ -187,3 +187,22 @@ def test_client_gone_before_the_reply(s3srv, s3):
     assert s3srv.client().health().status == 200
     r = s3.delete_objects(Bucket="gone", Delete=objects(["g0001"]))  # the loop still answers
     assert [d["Key"] for d in r["Deleted"]] == ["g0001"]
+
+
+def test_sync_target_holds_the_deletions_when_answered(sites):
+    """With a mode: sync target the reply waits until B holds every deletion of the request."""
+    a, b = sites(a_repl={"mode": "sync", "sync_timeout": "10s"}, a_extra={"s3": S3_SECTION})
+    keys = ["s/%03d" % i for i in range(200)]
+    put_keys(a.storaged, "syncdel", keys)
+    s3 = s3_client(a.host, a.port)
+    for rnd in range(3):
+        doomed = keys[rnd * 50:(rnd + 1) * 50]
+        r = s3.delete_objects(Bucket="syncdel", Delete=objects(doomed))
+        assert r["ResponseMetadata"]["HTTPHeaders"].get("x-comio-replication") == "COMPLETED", r["ResponseMetadata"]
+        assert len(r["Deleted"]) == 50
+        on_b = snapshot(b.client()).get("syncdel", {})
+        assert not set(doomed) & set(on_b), "deleted keys still on B right after COMPLETED"
+    # keys that were not there: nothing logged, the reply still reports the state at the head
+    r = s3.delete_objects(Bucket="syncdel", Delete=objects(["never-1", "never-2"]))
+    assert r["ResponseMetadata"]["HTTPHeaders"].get("x-comio-replication") == "COMPLETED"
+    converge_or_fail(a, b)
