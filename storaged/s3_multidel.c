@@ -18,6 +18,8 @@
 #include "storaged/s3.h"
 #include "storaged/s3_reply.h"
 
+_Static_assert(LIMIT_KEY_MAX <= LOGREC_KEY_MAX, "a key the parser accepts fits a commit job");
+
 typedef struct multidel multidel_t;
 
 /* One key's deletion. */
@@ -204,6 +206,7 @@ static int has_checksum(h2o_req_t *req, const s3_req_t *s)
             return 1;
         if (h->name->len > sizeof(ck) - 1 && h2o_lcstris(h->name->base, sizeof(ck) - 1, ck, sizeof(ck) - 1) &&
             !h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("x-amz-checksum-mode")) &&
+            !h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("x-amz-checksum-algorithm")) &&
             !h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("x-amz-checksum-type")))
             return 1;
     }
