@@ -46,6 +46,7 @@ typedef enum {
     CONF_TARGETS,        /* replication.targets: a sequence of mappings read with conf_target_keys */
     CONF_S3_CREDENTIALS, /* s3.credentials: a sequence of {access_key, secret_key | secret_key_file} */
     CONF_HOSTS,          /* s3.domains: a sequence of host names */
+    CONF_REGION,         /* s3.region: 1..CONF_S3_REGION_MAX of a-z 0-9 '-'; may not be emptied */
 } conf_kind_t;
 
 typedef struct {
@@ -116,7 +117,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("replication.targets", CONF_TARGETS, targets),
     CONF_SEC("s3"),
     CONF_KEY("s3.credentials", CONF_S3_CREDENTIALS, s3_credentials),
-    CONF_KEY("s3.region", CONF_STRING_SET, s3_region),
+    CONF_KEY("s3.region", CONF_REGION, s3_region),
     CONF_KEY("s3.domains", CONF_HOSTS, s3_domains),
     CONF_SEC("logging"),
     CONF_KEY("logging.level", CONF_LEVEL, log_level),
@@ -440,12 +441,13 @@ static int conf_set(void *obj, const conf_key_t *k, const char *name, const char
 
     case CONF_STRING:
     case CONF_STRING_SET:
+    case CONF_REGION:
     case CONF_URL:
     case CONF_SITE_ID:
     case CONF_TARGET_NAME:
     case CONF_TOKEN:
         if ((is_null || len == 0) && !k->required) {
-            if (k->kind == CONF_STRING_SET) {
+            if (k->kind == CONF_STRING_SET || k->kind == CONF_REGION) {
                 conf_err(msg, msglen, "%s: must not be empty", name);
                 return CIO_ECONFIG;
             }
@@ -471,6 +473,10 @@ static int conf_set(void *obj, const conf_key_t *k, const char *name, const char
         if (k->kind == CONF_TARGET_NAME && !conf_valid_target_name(val)) {
             conf_err(msg, msglen, "%s: expected 1 to %d letters, digits, '.', '_' or '-', got '%s'", name, CONF_TARGET_NAME_MAX,
                      shown);
+            return CIO_ECONFIG;
+        }
+        if (k->kind == CONF_REGION && (len > CONF_S3_REGION_MAX || strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789-") != len)) {
+            conf_err(msg, msglen, "%s: expected 1 to %d of a-z, 0-9 and '-', got '%s'", name, CONF_S3_REGION_MAX, shown);
             return CIO_ECONFIG;
         }
         if (k->kind == CONF_TOKEN && !conf_valid_token(val)) {

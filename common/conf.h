@@ -52,6 +52,7 @@ typedef struct {
 #define CONF_S3_CREDENTIALS_MAX 64 /* s3.credentials entries */
 #define CONF_S3_DOMAINS_MAX 16     /* s3.domains entries */
 #define CONF_S3_ACCESS_KEY_MAX 128 /* bytes of an access key id (common/sigv4.h: SIGV4_ACCESS_KEY_MAX) */
+#define CONF_S3_REGION_MAX 64      /* bytes of s3.region (common/sigv4.h: SIGV4_REGION_MAX) */
 
 /* One S3 access key (s3.credentials, docs/s3.md). */
 typedef struct {

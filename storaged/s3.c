@@ -12,6 +12,7 @@
 
 _Static_assert(S3_ACCESS_KEY_MAX == SIGV4_ACCESS_KEY_MAX, "an access key fits both");
 _Static_assert(CONF_S3_ACCESS_KEY_MAX == SIGV4_ACCESS_KEY_MAX, "a configured access key fits the parser's");
+_Static_assert(CONF_S3_REGION_MAX <= SIGV4_REGION_MAX, "the configured region fits a credential scope");
 
 /* The query parameters each operation understands; any other (but the
  * presigned URL's X-Amz-* and the SDKs' x-id) names a subresource or an

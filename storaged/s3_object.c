@@ -15,8 +15,10 @@ static void s3_api_error(h2o_req_t *req, int status, const char *code, const cha
         msg = "The specified bucket does not exist";
     else if (strcmp(code, "PreconditionFailed") == 0)
         msg = "At least one of the pre-conditions you specified did not hold";
-    else if (strcmp(code, "EntityTooLarge") == 0)
+    else if (strcmp(code, "EntityTooLarge") == 0) {
         msg = "Your proposed upload exceeds the maximum allowed size";
+        status = 400; /* S3's status; the native API's is 413 */
+    }
     s3_error(req, status, code, msg, NULL);
 }
 

@@ -829,6 +829,7 @@ static void test_s3(void)
     expect_err("s3:\n  domains: [bad_host]\n",
                "config.yaml:2: s3.domains[0]: expected a host name (letters, digits, '-' and '.'), got 'bad_host'");
     expect_err("s3:\n  region: \"\"\n", "config.yaml:2: s3.region: must not be empty");
+    expect_err("s3:\n  region: EU West\n", "config.yaml:2: s3.region: expected 1 to 64 of a-z, 0-9 and '-', got 'EU West'");
     expect_err("s3:\n  credentials:\n    - {access_key: A, secret_key_file: /nonexistent/x}\n",
                "config.yaml:3: s3.credentials[0].secret_key_file: cannot open '/nonexistent/x': No such file or directory");
 }
