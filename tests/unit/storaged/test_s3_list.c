@@ -17,8 +17,16 @@ static int env_open(meta_t *m, const char *name, unsigned map_mb)
 
 #define NKEYS 3000
 
-static char *keys[NKEYS + 100010];
+static char *keys[NKEYS + 100200];
 static size_t nkeys;
+
+/* Appends a copy of k to keys[]; aborts when the array is full. */
+static void add_key(const char *k)
+{
+    if (nkeys == sizeof(keys) / sizeof(keys[0]))
+        abort();
+    keys[nkeys++] = strdup(k);
+}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -81,7 +89,7 @@ static size_t reference(const char *prefix, const char *delim, char **out)
 /* Walks every page of `max` entries as a client does (after = the last entry) and compares with the reference. */
 static void walk(meta_t *m, const char *b, const char *prefix, const char *delim, size_t max, size_t *visits)
 {
-    static char *got[NKEYS + 100010], *want[NKEYS + 100010];
+    static char *got[NKEYS + 100200], *want[NKEYS + 100200];
     http_server_t srv = {.meta = m};
     s3_req_t s = {.bucket = b, .bucket_len = strlen(b)};
     list_q_t q;
@@ -151,7 +159,16 @@ static void test_pages_match_reference(void)
         for (j = 0; j < nkeys && strcmp(keys[j], k) != 0; j++)
             ;
         if (j == nkeys)
-            keys[nkeys++] = strdup(k);
+            add_key(k);
+    }
+    /* long keys: beyond ~400 bytes LMDB stores them as runs sharing their first bytes (common/meta.c) */
+    for (int i = 0; i < 60; i++) {
+        char k[LIMIT_KEY_MAX + 1];
+        memset(k, 'L', 450);
+        snprintf(k + 450, sizeof(k) - 450, i % 3 == 0 ? "/a%d" : i % 3 == 1 ? "/b/%d/c" : "%d/", i);
+        if (i % 7 == 0)
+            memset(k + strlen(k), 'z', LIMIT_KEY_MAX - strlen(k)), k[LIMIT_KEY_MAX] = '\0';
+        add_key(k);
     }
     qsort(keys, nkeys, sizeof(char *), cmp_str);
     CHECK_EQ_INT(put_keys(&m, "bk", keys, nkeys), 0);
@@ -159,7 +176,10 @@ static void test_pages_match_reference(void)
     CHECK_EQ_INT(put_keys(&m, "bj", keys, 10), 0);
     CHECK_EQ_INT(put_keys(&m, "bl", keys, 10), 0);
 
-    static const char *const prefixes[] = {"", "a", "a/", "a/b/", "zzz", "\xff"};
+    static char long_prefix[452];
+    memset(long_prefix, 'L', 450);
+    strcpy(long_prefix + 450, "/");
+    const char *const prefixes[] = {"", "a", "a/", "a/b/", "zzz", "\xff", "LLL", long_prefix};
     static const char *const delims[] = {"", "/", "b/", "ab", "\xff", "x y"};
     static const size_t maxes[] = {1, 2, 7, 1000};
     for (size_t p = 0; p < sizeof(prefixes) / sizeof(prefixes[0]); p++)
@@ -179,13 +199,13 @@ static void test_common_prefix_is_skipped(void)
     for (size_t i = 0; i < 100000; i++) {
         char k[32];
         snprintf(k, sizeof(k), "big/%06zu", i);
-        keys[nkeys++] = strdup(k);
+        add_key(k);
     }
-    keys[nkeys++] = strdup("after");
-    keys[nkeys++] = strdup("big0");
-    keys[nkeys++] = strdup("bif");
-    keys[nkeys++] = strdup("zz/1");
-    keys[nkeys++] = strdup("zz/2");
+    add_key("after");
+    add_key("big0");
+    add_key("bif");
+    add_key("zz/1");
+    add_key("zz/2");
     for (size_t i = 0; i < base; i++)
         free(keys[i]);
     memmove(keys, keys + base, (nkeys - base) * sizeof(char *));
