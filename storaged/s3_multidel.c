@@ -10,7 +10,9 @@
  * group's last log record (storaged/syncwait.h), as a native DELETE waits.
  *
  * The loop's receiver of finished groups is registered on the loop's queue
- * at its first DeleteObjects and lives as long as the loop (the process). */
+ * at its first DeleteObjects (h2o registers under the queue's mutex, so a
+ * running loop may add one) and lives as long as the loop (the process). The
+ * atomic count down orders every job's results before the last one's post. */
 #include <stdlib.h>
 #include <string.h>
 #include "proto/s3xml.h"
