@@ -1095,14 +1095,15 @@ static int conf_yaml_s3_credential(conf_yaml_t *y, conf_s3_cred_t *creds, size_t
         if (y->ev.type != YAML_SCALAR_EVENT)
             return conf_yaml_fail(y, kline, "s3.credentials[%zu]: keys must be plain names", index);
         const char *kstr = (const char *)y->ev.data.scalar.value;
-        int which = strcmp(kstr, "access_key") == 0        ? 0
-                    : strcmp(kstr, "secret_key") == 0      ? 1
-                    : strcmp(kstr, "secret_key_file") == 0 ? 2
-                                                           : -1;
+        size_t klen = y->ev.data.scalar.length;
+        static const char *const names[] = {"access_key", "secret_key", "secret_key_file"};
+        int which = -1;
+        for (int i = 0; i < 3; i++)
+            if (klen == strlen(names[i]) && memcmp(kstr, names[i], klen) == 0)
+                which = i;
         if (which < 0)
-            return conf_yaml_fail(y, kline, "unknown key 's3.credentials[%zu].%s'", index,
-                                  conf_show(kstr, y->ev.data.scalar.length, shown));
-        snprintf(full, sizeof(full), "s3.credentials[%zu].%s", index, kstr);
+            return conf_yaml_fail(y, kline, "unknown key 's3.credentials[%zu].%s'", index, conf_show(kstr, klen, shown));
+        snprintf(full, sizeof(full), "s3.credentials[%zu].%s", index, names[which]);
         if ((which == 0 && c->access_key != NULL) || (which > 0 && secret_given))
             return conf_yaml_fail(y, kline, "%s: %s", full,
                                   which == 0 ? "given twice" : "give one of secret_key and secret_key_file, once");

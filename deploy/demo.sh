@@ -16,8 +16,8 @@ if [ -n "${COMIO_BIN_DIR:-}" ]; then
     bin=$COMIO_BIN_DIR
     echo "== using the binaries in $bin"
 else
-    need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev libzstd-dev libexpat1-dev
-          libcurl4-openssl-dev libssl-dev curl)
+    need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev libzstd-dev
+          libcurl4-openssl-dev libssl-dev libexpat1-dev curl)
     missing=()
     for p in "${need[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

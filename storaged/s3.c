@@ -1,5 +1,6 @@
 /* s3.c - storaged's S3 front: tells an S3 request, verifies its signature and body, routes it to its operation. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -290,14 +291,18 @@ static int decode_body(h2o_req_t *req, const sigv4_auth_t *a, s3_req_t *s, sigv4
     ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-decoded-content-length"), -1);
     if (i != -1)
         dv = req->headers.entries[i].value;
-    if (dv.base == NULL || dv.len == 0 || dv.len >= sizeof(dlen) || strspn(dv.base, "0123456789") < dv.len) {
+    if (dv.base != NULL && dv.len > 0 && dv.len < sizeof(dlen)) {
+        memcpy(dlen, dv.base, dv.len);
+        dlen[dv.len] = '\0';
+    } else {
+        dlen[0] = '\0';
+    }
+    if (dlen[0] == '\0' || strspn(dlen, "0123456789") != strlen(dlen) || strlen(dlen) > 19) {
         e->status = 411;
         e->code = "MissingContentLength";
-        snprintf(e->msg, sizeof(e->msg), "an aws-chunked body needs x-amz-decoded-content-length");
+        snprintf(e->msg, sizeof(e->msg), "an aws-chunked body needs x-amz-decoded-content-length, a decimal number of bytes");
         return -1;
     }
-    memcpy(dlen, dv.base, dv.len);
-    dlen[dv.len] = '\0';
     memset(&o, 0, sizeof(o));
     o.auth = a->payload == SIGV4_PAYLOAD_UNSIGNED_TRAILER ? NULL : a;
     o.trailer = a->payload != SIGV4_PAYLOAD_STREAMING;

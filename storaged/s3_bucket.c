@@ -1,5 +1,7 @@
 /* s3_bucket.c - S3's bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation. */
+#include <stdio.h>
 #include <string.h>
+#include <expat.h>
 #include "common/date.h"
 #include "storaged/http_commit.h"
 #include "storaged/s3.h"
@@ -84,45 +86,109 @@ static void answer_create(h2o_req_t *req, commit_job_t *j)
     http_req_reply(req, 200, NULL, "", 0);
 }
 
-/* The LocationConstraint of a CreateBucketConfiguration body, if any: its
- * text between the tags (n bytes at *out); 0 when the body names none. */
-static size_t location_constraint(h2o_iovec_t body, const char **out)
-{
-    static const char open[] = "<LocationConstraint>", close[] = "</LocationConstraint>";
-    const char *p = body.len > 0 ? memmem(body.base, body.len, open, sizeof(open) - 1) : NULL;
-    const char *end;
+#define CREATE_BODY_MAX (64 * 1024) /* a CreateBucketConfiguration is a few hundred bytes */
 
-    if (p == NULL)
-        return 0;
-    p += sizeof(open) - 1;
-    end = memmem(p, (size_t)(body.base + body.len - p), close, sizeof(close) - 1);
-    if (end == NULL)
-        return 0;
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    while (end > p && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t'))
-        end--;
-    *out = p;
-    return (size_t)(end - p);
+/* What the XML parser found in a CreateBucketConfiguration. */
+typedef struct {
+    int depth;
+    int bad;                                 /* a root other than CreateBucketConfiguration */
+    int in_constraint;                       /* inside <LocationConstraint> */
+    char constraint[CONF_S3_REGION_MAX + 2]; /* its text; one byte over the longest region marks "too long" */
+    size_t constraint_len;
+} create_conf_t;
+
+/* An element's name without its namespace prefix. */
+static const char *local_name(const XML_Char *name)
+{
+    const char *colon = strrchr(name, ':');
+    return colon != NULL ? colon + 1 : name;
+}
+
+static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **atts)
+{
+    create_conf_t *c = ud;
+    const char *n = local_name(name);
+
+    c->depth++;
+    if (c->depth == 1 && strcmp(n, "CreateBucketConfiguration") != 0)
+        c->bad = 1;
+    if (c->depth == 2 && strcmp(n, "LocationConstraint") == 0)
+        c->in_constraint = 1;
+}
+
+static void XMLCALL on_end(void *ud, const XML_Char *name)
+{
+    create_conf_t *c = ud;
+    if (c->depth == 2)
+        c->in_constraint = 0;
+    c->depth--;
+}
+
+static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
+{
+    create_conf_t *c = ud;
+    for (int i = 0; c->in_constraint && i < len; i++) {
+        if (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')
+            continue;
+        if (c->constraint_len < sizeof(c->constraint) - 1)
+            c->constraint[c->constraint_len++] = s[i];
+    }
+}
+
+/* Parses an optional CreateBucketConfiguration body (expat) and checks its
+ * LocationConstraint against the region. Returns 0, or answers 400 and returns -1. */
+static int check_create_body(h2o_req_t *req, const s3_req_t *s, const char *region)
+{
+    create_conf_t c;
+    XML_Parser p;
+    size_t i;
+    int ok;
+
+    for (i = 0; i < s->body.len &&
+                (s->body.base[i] == ' ' || s->body.base[i] == '\t' || s->body.base[i] == '\r' || s->body.base[i] == '\n');
+         i++)
+        ;
+    if (i == s->body.len)
+        return 0; /* no configuration: the region of the endpoint */
+    if (s->body.len > CREATE_BODY_MAX)
+        goto malformed;
+    memset(&c, 0, sizeof(c));
+    if ((p = XML_ParserCreate(NULL)) == NULL) {
+        s3_error_cio(req, CIO_ENOMEM, "bucket creation failed");
+        return -1;
+    }
+    XML_SetUserData(p, &c);
+    XML_SetElementHandler(p, on_start, on_end);
+    XML_SetCharacterDataHandler(p, on_text);
+    ok = XML_Parse(p, s->body.base, (int)s->body.len, 1) == XML_STATUS_OK;
+    XML_ParserFree(p);
+    if (!ok || c.bad)
+        goto malformed;
+    c.constraint[c.constraint_len] = '\0';
+    if (c.constraint_len > 0 && strcmp(c.constraint, region) != 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "The %.*s location constraint is incompatible for the region specific endpoint this request was sent to (%s).",
+                 (int)c.constraint_len, c.constraint, region);
+        for (char *m = msg; *m != '\0'; m++)
+            if ((unsigned char)*m < 0x20 || (unsigned char)*m >= 0x7f || *m == '<' || *m == '&')
+                *m = '?';
+        s3_error(req, 400, "IllegalLocationConstraintException", msg, s->resource);
+        return -1;
+    }
+    return 0;
+malformed:
+    s3_error(req, 400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema",
+             s->resource);
+    return -1;
 }
 
 int s3_create_bucket(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
 {
-    const char *region = srv->conf->s3_region, *lc = NULL;
-    size_t lcl = location_constraint(s->body, &lc);
     http_commit_t *pend;
 
-    if (lcl > 0 && (lcl != strlen(region) || memcmp(lc, region, lcl) != 0)) {
-        char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "The %.*s location constraint is incompatible for the region specific endpoint this request was sent to (%s).",
-                 (int)(lcl > 64 ? 64 : lcl), lc, region);
-        for (char *c = msg; *c != '\0'; c++)
-            if ((unsigned char)*c < 0x20)
-                *c = '?';
-        s3_error(req, 400, "IllegalLocationConstraintException", msg, s->resource);
+    if (check_create_body(req, s, srv->conf->s3_region) != 0)
         return 0;
-    }
     if ((pend = http_commit_new(req, COMMIT_BUCKET_CREATE, s->path)) == NULL) {
         s3_error_cio(req, CIO_ENOMEM, "bucket creation failed");
         return 0;

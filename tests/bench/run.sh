@@ -199,8 +199,8 @@ trap 'log ""; log "== stopped (SIGTERM, or the ${TOTAL_TIMEOUT}s time limit): st
 
 # --- packages and build --------------------------------------------------------------------------------------------
 install_missing() {
-    local need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev libzstd-dev libexpat1-dev
-        libcurl4-openssl-dev libssl-dev curl wrk gnuplot-nox procps)
+    local need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev libzstd-dev
+        libcurl4-openssl-dev libssl-dev libexpat1-dev curl wrk gnuplot-nox procps)
     local missing=() p
     for p in "${need[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

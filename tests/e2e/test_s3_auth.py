@@ -277,6 +277,18 @@ def test_chunked_truncated(srv, s3):
     assert stored(srv, "cut") is None
 
 
+def test_chunked_without_decoded_length(srv, s3):
+    amz_date = amz_now()
+    data = b"z" * 100
+    for extra in ({}, {"x-amz-decoded-content-length": "1e2"}):
+        h = sign(srv, "PUT", "/auth-bucket/nolen", payload="STREAMING-AWS4-HMAC-SHA256-PAYLOAD", amz_date=amz_date,
+                 headers=dict({"content-encoding": "aws-chunked"}, **extra))
+        body = chunked_body(data, 64, h["_key"], h["_sig"], h["_scope"], amz_date)
+        status, _, rbody = send(srv, "PUT", "/auth-bucket/nolen", h, body)
+        assert status == 411 and error_code(rbody) == "MissingContentLength", rbody
+    assert stored(srv, "nolen") is None
+
+
 def test_payload_hash_mismatch(srv, s3):
     h = sign(srv, "PUT", "/auth-bucket/hash", b"signed bytes")
     status, _, body = send(srv, "PUT", "/auth-bucket/hash", h, b"other bytes!")

@@ -85,6 +85,40 @@ def test_buckets(s3):
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["beta"]
 
 
+def create_with_body(s3, bucket, body):
+    """CreateBucket with a hand-made body, signed as sent."""
+    def swap(request, **_):
+        request.data = body
+        request.headers["Content-Length"] = str(len(body))
+    s3.meta.events.register_first("before-sign.s3.CreateBucket", swap, unique_id="swap-body")
+    try:
+        return s3.create_bucket(Bucket=bucket)
+    finally:
+        s3.meta.events.unregister("before-sign.s3.CreateBucket", unique_id="swap-body")
+
+
+def test_create_bucket_configuration(s3):
+    ns = b' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+    create_with_body(s3, "conf-ok", b"<CreateBucketConfiguration" + ns + b"><LocationConstraint>us-east-1"
+                     b"</LocationConstraint></CreateBucketConfiguration>")
+    create_with_body(s3, "conf-empty", b"<CreateBucketConfiguration" + ns + b"/>")
+    create_with_body(s3, "conf-prefixed", b'<s3:CreateBucketConfiguration xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/">'
+                     b"<s3:LocationConstraint> us-east-1 </s3:LocationConstraint></s3:CreateBucketConfiguration>")
+    for name, body, code in (
+            ("conf-other", b"<CreateBucketConfiguration><LocationConstraint>eu-west-1</LocationConstraint>"
+             b"</CreateBucketConfiguration>", "IllegalLocationConstraintException"),
+            ("conf-prefixed-other", b'<a:CreateBucketConfiguration xmlns:a="x"><a:LocationConstraint>ap-south-1'
+             b"</a:LocationConstraint></a:CreateBucketConfiguration>", "IllegalLocationConstraintException"),
+            ("conf-broken", b"<CreateBucketConfiguration><LocationConstraint>", "MalformedXML"),
+            ("conf-wrong-root", b"<Delete><Object><Key>k</Key></Object></Delete>", "MalformedXML"),
+            ("conf-not-xml", b"us-east-1", "MalformedXML")):
+        with pytest.raises(ClientError) as e:
+            create_with_body(s3, name, body)
+        assert code_of(e) == (code, 400), name
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert names == ["conf-empty", "conf-ok", "conf-prefixed"]
+
+
 def test_reserved_and_invalid_bucket_names(s3):
     for name in ("admin", "metrics"):
         with pytest.raises(ClientError) as e:
