@@ -20,7 +20,6 @@
 #include "storaged/s3.h"
 #include "storaged/s3_reply.h"
 
-#define OWNER_NAME "comio" /* the one owner of everything: ListBuckets' (storaged/s3_bucket.c S3_OWNER_NAME) */
 #define TOKEN_MAX (4 * ((LIMIT_KEY_MAX + 2) / 3)) /* base64 of the longest position */
 #define PASSES_MAX (LIMIT_LIST_KEYS_MAX + LIMIT_KEY_MAX + 2)
 
@@ -115,7 +114,7 @@ static int list_one(void *ctx, const meta_obj_t *o)
     s3_xml_elem(&l->contents, "ETag", etag, 34);
     s3_xml_elem_u64(&l->contents, "Size", o->size);
     if (q->owner)
-        buf_puts(&l->contents, "<Owner><ID>" OWNER_NAME "</ID><DisplayName>" OWNER_NAME "</DisplayName></Owner>");
+        buf_puts(&l->contents, "<Owner><ID>" S3_OWNER_NAME "</ID><DisplayName>" S3_OWNER_NAME "</DisplayName></Owner>");
     buf_puts(&l->contents, "<StorageClass>STANDARD</StorageClass></Contents>");
     remember(l, o->key, o->key_len);
     return 0;
