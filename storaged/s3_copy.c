@@ -298,12 +298,16 @@ int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         s3_error(req, 400, "InvalidRequest", "The specified copy source is larger than server.max_object_size", s->resource);
         goto done;
     }
-    if ((c = calloc(1, sizeof(*c))) == NULL || (c->body = malloc(o->size > 0 ? (size_t)o->size : 1)) == NULL) {
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
         rc = CIO_ENOMEM;
         goto fail;
     }
     if (copy_metadata(req, s, replace, o, c) != 0)
         goto done;
+    if ((c->body = malloc(o->size > 0 ? (size_t)o->size : 1)) == NULL) {
+        rc = CIO_ENOMEM;
+        goto fail;
+    }
     if (__atomic_add_fetch(&copies_reading, 1, __ATOMIC_RELAXED) > COPY_READS_MAX) {
         __atomic_fetch_sub(&copies_reading, 1, __ATOMIC_RELAXED);
         s3_error(req, 503, "SlowDown", "Please reduce your request rate: too many copies at once", s->resource);
