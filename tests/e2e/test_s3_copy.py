@@ -227,3 +227,68 @@ def test_copy_replicates(sites):
     wait_until(lambda: sb.head_object(Bucket="repl-src", Key="orig")["Metadata"] == {"k": "replaced"}, 60,
                what="the in-place REPLACE on B")
     assert sb.head_object(Bucket="repl-src", Key="orig")["ContentType"] == "text/x-new"
+
+
+def signed_copy_request(srv, bucket, key, source):
+    """The bytes of a signed CopyObject request (HTTP/1.1, no body), for a raw socket."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from harness.s3clients import AK, REGION, SECRET
+    host = "%s:%d" % (srv.host, srv.port)
+    r = AWSRequest(method="PUT", url="http://%s/%s/%s" % (host, bucket, key),
+                   headers={"x-amz-copy-source": source, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "Host": host}, data=b"")
+    S3SigV4Auth(Credentials(AK, SECRET), "s3", REGION).add_auth(r)
+    lines = ["PUT /%s/%s HTTP/1.1" % (bucket, key)] + ["%s: %s" % (k, v) for k, v in r.headers.items()]
+    return ("\r\n".join(lines + ["Content-Length: 0", "", ""])).encode()
+
+
+def test_copy_client_gone(make_server):
+    """Clients that send a copy of a large object and hang up at once: the server finishes or drops each copy, whole."""
+    import socket
+    srv = make_server(config=s3_config(), size="512MB")
+    s3 = s3_client(srv)
+    s3.create_bucket(Bucket="gone")
+    data = os.urandom(24 * 1024 * 1024)
+    s3.put_object(Bucket="gone", Key="src", Body=data)
+    for i in range(8):
+        with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+            sock.sendall(signed_copy_request(srv, "gone", "dst%d" % i, "gone/src"))
+    # the server still answers, and every copy that was made is whole
+    s3.copy_object(Bucket="gone", Key="after", CopySource="gone/src")
+    assert s3.get_object(Bucket="gone", Key="after")["Body"].read() == data
+    for i in range(8):
+        try:
+            got = s3.get_object(Bucket="gone", Key="dst%d" % i)["Body"].read()
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "NoSuchKey"
+            continue
+        assert got == data
+
+
+def test_copy_while_source_overwritten(s3):
+    """Copies racing with overwrites of their source: each copy is one whole version, with that version's ETag."""
+    import threading
+    s3.create_bucket(Bucket="race")
+    versions = [bytes([i]) * (512 * 1024) + os.urandom(64) for i in range(12)]
+    s3.put_object(Bucket="race", Key="src", Body=versions[0])
+    errors = []
+
+    def overwrite():
+        try:
+            for v in versions[1:]:
+                s3.put_object(Bucket="race", Key="src", Body=v)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=overwrite)
+    t.start()
+    etags = [s3.copy_object(Bucket="race", Key="c%d" % i, CopySource="race/src")["CopyObjectResult"]["ETag"]
+             for i in range(12)]
+    t.join(120)
+    assert not t.is_alive() and errors == []
+    by_md5 = {'"%s"' % hashlib.md5(v).hexdigest(): v for v in versions}
+    for i, etag in enumerate(etags):
+        assert etag in by_md5
+        g = s3.get_object(Bucket="race", Key="c%d" % i)
+        assert g["ETag"] == etag and g["Body"].read() == by_md5[etag]
