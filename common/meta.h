@@ -36,6 +36,7 @@ typedef struct meta {
     MDB_env *env;
     MDB_dbi buckets, objects, replog, pending, state;
     MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets, conflicts, repl_sync;
+    MDB_dbi mpu, mpu_part; /* storaged's multipart uploads (storaged/mpu.h); opened by storaged only */
     alloc_t alloc;
     int wake_fd;         /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
     const char *site_id; /* borrowed from meta_open_site's caller for the format migration; NULL after opening */
