@@ -286,7 +286,8 @@ int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const me
     X(META_TOMB_HORIZON, "tomb_horizon",                                                                                           \
       "the tombstone horizon: the largest version (hlc) of any tombstone collected here; 0 none (storaged, tombgc)")               \
     X(META_UNLOGGED_MS, "unlogged_ms",                                                                                             \
-      "wall clock of the last mutation committed while replication was off, not logged; 0 none (storaged)")
+      "wall clock of the last mutation committed while replication was off, not logged; 0 none (storaged)")                        \
+    X(META_MPU_EXPIRED, "mpu_expired", "multipart uploads removed by s3.multipart_ttl (storaged)")
 
 #define META_COUNTER_ENUM(e, name, doc) e,
 typedef enum { META_COUNTERS(META_COUNTER_ENUM) META_NCOUNTERS } meta_counter_t;
