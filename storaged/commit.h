@@ -104,6 +104,8 @@ struct commit_item {
     size_t meta_len;
     uint64_t size;
     uint8_t etag[16];
+    uint32_t mpu_parts;  /* PUT of a multipart upload's object: its part count and the MD5 of its */
+    uint8_t mpu_md5[16]; /* parts' MD5s (the S3 ETag, logrec_t's); 0 for any other */
     int64_t mtime_ms;
     const void *data; /* PUT inline: `size` bytes inside the job's body buffer (borrowed like a PUT's body) */
     const char *url;  /* PUT fetched from the sending site: NULL when inline */

@@ -14,7 +14,8 @@ _Static_assert(MPU_PART_RECORD_LEN == 1 + 8 + 8 + 8 + 16 + 8, "a part record's l
 int mpu_open(meta_t *m, MDB_txn *txn)
 {
     int rc;
-    if ((rc = mdb_dbi_open(txn, "mpu", MDB_CREATE, &m->mpu)) != 0 || (rc = mdb_dbi_open(txn, "mpu_part", MDB_CREATE, &m->mpu_part)) != 0)
+    if ((rc = mdb_dbi_open(txn, "mpu", MDB_CREATE, &m->mpu)) != 0 ||
+        (rc = mdb_dbi_open(txn, "mpu_part", MDB_CREATE, &m->mpu_part)) != 0)
         return meta_err(rc, "mdb_dbi_open(mpu)");
     return 0;
 }

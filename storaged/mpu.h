@@ -27,13 +27,13 @@
 #include "common/objmeta.h"
 #include "proto/logrec.h"
 
-#define MPU_ID_LEN 32            /* an upload id: 32 lower-case hex digits (128 random bits) */
-#define MPU_PART_MIN 1           /* part numbers are MPU_PART_MIN..MPU_PART_MAX (S3's) */
+#define MPU_ID_LEN 32  /* an upload id: 32 lower-case hex digits (128 random bits) */
+#define MPU_PART_MIN 1 /* part numbers are MPU_PART_MIN..MPU_PART_MAX (S3's) */
 #define MPU_PART_MAX 10000
 #define MPU_PART_SIZE_MIN (5ULL * 1024 * 1024)        /* every part but the last, at Complete (S3's EntityTooSmall) */
 #define MPU_PART_SIZE_MAX (5ULL * 1024 * 1024 * 1024) /* bytes of one part (S3's) */
 #define MPU_RECORD_MAX (64 + LOGREC_BUCKET_MAX + LOGREC_KEY_MAX + LOGREC_CTYPE_MAX + OBJMETA_MAX) /* an encoded upload */
-#define MPU_PART_RECORD_LEN 49 /* an encoded part */
+#define MPU_PART_RECORD_LEN 49                                                                    /* an encoded part */
 
 /* An upload in progress. */
 typedef struct {
@@ -50,11 +50,11 @@ typedef struct {
 
 /* One part of an upload. */
 typedef struct {
-    uint32_t number;      /* MPU_PART_MIN..MPU_PART_MAX */
-    alloc_extent_t ext;   /* in the data store; len 0 for an empty part */
-    uint64_t size;        /* bytes */
-    uint8_t md5[16];      /* MD5 of the part's bytes: its ETag */
-    int64_t mtime_ms;     /* when it was stored */
+    uint32_t number;    /* MPU_PART_MIN..MPU_PART_MAX */
+    alloc_extent_t ext; /* in the data store; len 0 for an empty part */
+    uint64_t size;      /* bytes */
+    uint8_t md5[16];    /* MD5 of the part's bytes: its ETag */
+    int64_t mtime_ms;   /* when it was stored */
 } mpu_part_t;
 
 /* Opens (creating them) the two tables into m->mpu and m->mpu_part, in txn

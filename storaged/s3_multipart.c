@@ -17,7 +17,7 @@
 #include "storaged/s3_reply.h"
 
 #define OWNER_XML "<ID>" S3_OWNER_NAME "</ID><DisplayName>" S3_OWNER_NAME "</DisplayName>"
-#define LIST_MAX 1000                                              /* max-parts and max-uploads: S3's default and cap */
+#define LIST_MAX 1000                /* max-parts and max-uploads: S3's default and cap */
 #define LIST_UPLOADS_SCAN_MAX 100000 /* uploads of one bucket a ListMultipartUploads sorts at most (docs/s3.md) */
 
 static void no_such_upload(h2o_req_t *req, const s3_req_t *s)
@@ -254,8 +254,8 @@ int s3_mpu_complete(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         return 0;
     }
     if (s->body.len > S3XML_BODY_MAX) {
-        s3_error(req, 400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.",
-                 s->resource);
+        s3_error(req, 400, "MalformedXML",
+                 "The XML you provided was not well-formed or did not validate against our published schema.", s->resource);
         return 0;
     }
     if ((rc = s3xml_complete_parse(s->body.base, s->body.len, &doc, err, sizeof(err))) != 0) {
@@ -512,7 +512,8 @@ int s3_mpu_list_uploads(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         ((rc = http_req_query_param(req, "key-marker", km, sizeof(km), &kmlen)) != 0 && rc != CIO_ENOTFOUND) ||
         ((rc = http_req_query_param(req, "upload-id-marker", im, sizeof(im), &imlen)) != 0 && rc != CIO_ENOTFOUND) ||
         uint_param(req, "max-uploads", INT32_MAX, &max) < 0) {
-        s3_error(req, 400, "InvalidArgument", "a prefix or marker too long, or max-uploads not a non-negative integer", s->resource);
+        s3_error(req, 400, "InvalidArgument", "a prefix or marker too long, or max-uploads not a non-negative integer",
+                 s->resource);
         return 0;
     }
     if (max > LIST_MAX)
