@@ -50,6 +50,12 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
             if (j->op != COMMIT_APPLY && j->result == 0)
                 j->result = sret;
     }
+    if (c->crash_mpu == 1)
+        for (j = written; j != NULL; j = j->next)
+            if (j->op == COMMIT_MPU_COMPLETE && j->result == 0) {
+                log_msg(LOG_LVL_ERROR, "crash point mpu-copied (COMIO_STORAGED_CRASH_AT): exiting before the commit", NULL);
+                _exit(CRASH_EXIT);
+            }
     for (j = written; j != NULL; j = j->next) {
         if (j->op == COMMIT_APPLY) {
             if ((ret = replica_finish(c, txn, j)) != 0)
@@ -176,6 +182,12 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
         else
             list_push(&done, j);
     }
+    if (c->crash_mpu == 2)
+        for (j = done.head; j != NULL; j = j->next)
+            if (j->op == COMMIT_MPU_COMPLETE && j->result == 0) {
+                log_msg(LOG_LVL_ERROR, "crash point mpu-committed (COMIO_STORAGED_CRASH_AT): exiting before the reply", NULL);
+                _exit(CRASH_EXIT);
+            }
     if (c->crash_after_apply)
         for (j = done.head; j != NULL; j = j->next)
             if (j->op == COMMIT_APPLY && j->result == 0) {
@@ -414,6 +426,8 @@ int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int
     {
         const char *v = getenv("COMIO_STORAGED_CRASH_AT");
         c->crash_after_apply = v != NULL && strcmp(v, "apply-committed") == 0;
+        /* and around a multipart Complete's commit (tests/e2e/test_s3_multipart.py) */
+        c->crash_mpu = v == NULL ? 0 : strcmp(v, "mpu-copied") == 0 ? 1 : strcmp(v, "mpu-committed") == 0 ? 2 : 0;
     }
     carve_init(&c->carve);
     list_init(&c->inbox);

@@ -86,6 +86,7 @@ struct commit {
 
     int64_t quarantine_poll_ms; /* QUARANTINE_POLL_MS, or COMIO_QUARANTINE_POLL_MS (tests) */
     int crash_after_apply;      /* tests only: COMIO_STORAGED_CRASH_AT=apply-committed (commit.c) */
+    int crash_mpu;              /* tests only: 1 mpu-copied (a Complete's copy synced, not committed), 2 mpu-committed */
     uint64_t tomb_ttl_ms;       /* atomic; 0: keep tombstones */
     uint64_t conflict_ttl_ms;   /* atomic; 0: keep conflict losers until removed */
     EVP_MD *md5;                /* fetched once: EVP_md5() would look the implementation up at every digest */

@@ -217,6 +217,52 @@ def test_multipart_survives_sigkill(s3srv, s3):
     assert g["Body"].read() == b"".join(parts) and g["ContentType"] == "text/x-crash"
 
 
+CRASH_EXIT = 86  # storaged's exit status at a crash point (COMIO_STORAGED_CRASH_AT, storaged/commit.c)
+
+
+@pytest.mark.parametrize("point", ["mpu-copied", "mpu-committed"])
+def test_multipart_complete_crash(make_server, monkeypatch, point):
+    """A Complete cut short by a crash either happened whole (the object, the upload gone, one log record) or not
+    at all (the upload intact, the copy's extent freed at start-up)."""
+    monkeypatch.setenv("COMIO_STORAGED_CRASH_AT", point)
+    srv = make_server(config=s3_config(), size="256MB", replication=True)
+    monkeypatch.delenv("COMIO_STORAGED_CRASH_AT")
+    s3 = s3_client(srv)
+    s3.create_bucket(Bucket="mpu-test")
+    parts = [os.urandom(5 * MIB), b"tail of the object"]
+    uid, done = upload_parts(s3, "cut", parts)
+    free_before = free_bytes(srv)
+    log_before = srv.client().metrics().value("comio_replog_head_seq")
+    with pytest.raises(Exception):
+        s3.complete_multipart_upload(Bucket="mpu-test", Key="cut", UploadId=uid, MultipartUpload={"Parts": done})
+    wait_until(lambda: srv.proc.poll() is not None, 30, what="storaged exiting at the crash point")
+    assert srv.proc.returncode == CRASH_EXIT, srv.log_tail(30)
+    assert "crash point " + point in srv.log()
+    srv.proc = None  # reaped: started again below
+    srv.start()
+    s3 = s3_client(srv)
+    m = srv.client().metrics()
+    if point == "mpu-copied":
+        # not committed: the upload as it was, the copy's space back, nothing logged
+        assert [p["ETag"] for p in s3.list_parts(Bucket="mpu-test", Key="cut", UploadId=uid)["Parts"]] == \
+            [d["ETag"] for d in done]
+        assert m.value("comio_store_free_bytes") == free_before
+        assert m.value("comio_replog_head_seq") == log_before
+        with pytest.raises(ClientError) as e:
+            s3.head_object(Bucket="mpu-test", Key="cut")
+        assert code_of(e)[1] == 404
+        s3.complete_multipart_upload(Bucket="mpu-test", Key="cut", UploadId=uid, MultipartUpload={"Parts": done})
+    else:
+        # committed: the object with its ETag, one PUT in the log, the upload gone
+        with pytest.raises(ClientError) as e:
+            s3.list_parts(Bucket="mpu-test", Key="cut", UploadId=uid)
+        assert code_of(e) == ("NoSuchUpload", 404)
+        assert m.value("comio_replog_head_seq") == log_before + 1
+        assert m.value("comio_s3_multipart_uploads") == 0
+    g = s3.get_object(Bucket="mpu-test", Key="cut")
+    assert g["Body"].read() == b"".join(parts) and g["ETag"] == multipart_etag(parts)
+
+
 def test_multipart_ttl_expiry(make_server):
     srv = make_server(config=s3_config("  multipart_ttl: 2s\n"))
     s3 = s3_client(srv)
