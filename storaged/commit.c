@@ -232,9 +232,13 @@ reply:
     for (j = done.head; j != NULL; j = next) {
         next = j->next;
         __atomic_fetch_add(&c->jobs, 1, __ATOMIC_RELAXED);
-        if (j->op == COMMIT_MPU_COMPLETE) { /* its copy list */
+        if (j->op == COMMIT_MPU_COMPLETE) { /* its copy list, and its reader token when the round failed before the copy */
             free(j->mpu_src);
             j->mpu_src = NULL;
+            if (j->mpu_reader != 0) {
+                commit_reader_leave(c, j->mpu_reader);
+                j->mpu_reader = 0;
+            }
         }
         j->done(j);
     }

@@ -190,6 +190,8 @@ struct commit_job {
 
     /* internal */
     commit_mpu_src_t *mpu_src; /* MPU_COMPLETE: the parts to copy, in order (owned; freed before done()) */
+    uint64_t mpu_reader;       /* MPU_COMPLETE: the reader token that keeps the parts' extents from reuse while they are
+                                  copied (commit_reader_enter); 0: none held */
     alloc_extent_t ext;
     int body_busy; /* an I/O thread may be reading body */
     int carved;    /* PUT: ext was cut from a reserved chunk (carve.h) */

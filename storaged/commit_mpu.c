@@ -165,6 +165,9 @@ int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j)
         goto fail;
     if ((ret = meta_pending_add(c->meta, txn, j->ext)) != 0)
         goto fail;
+    /* the copy reads the parts outside any transaction: a part replaced or aborted meanwhile must not have its
+     * extent handed out again before the copy is done (step 3 then refuses the copy) */
+    j->mpu_reader = commit_reader_enter(c);
     return 0;
 fail:
     EVP_MD_CTX_free(md);
@@ -201,6 +204,8 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
     if (ret == 0 && EVP_DigestFinal_ex(md, j->etag, NULL) != 1)
         ret = CIO_ENOMEM;
 done:
+    commit_reader_leave(c, j->mpu_reader);
+    j->mpu_reader = 0;
     EVP_MD_CTX_free(md);
     free(buf);
     return ret;
@@ -218,7 +223,8 @@ int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j)
     for (size_t i = 0; i < j->mpu_nwant; i++) {
         if ((ret = mpu_part_get(c->meta, txn, j->upload_id, j->mpu_want[i].number, &p)) != 0)
             return ret == CIO_ENOTFOUND || ret == CIO_EPROTO ? CIO_ECHANGED : ret;
-        if (p.ext.off != j->mpu_src[i].ext.off || p.ext.len != j->mpu_src[i].ext.len || p.size != j->mpu_src[i].size)
+        if (p.ext.off != j->mpu_src[i].ext.off || p.ext.len != j->mpu_src[i].ext.len || p.size != j->mpu_src[i].size ||
+            CRYPTO_memcmp(p.md5, j->mpu_want[i].md5, 16) != 0)
             return CIO_ECHANGED;
     }
     if ((ret = mutate_put(c, txn, j)) != 0)

@@ -217,6 +217,28 @@ def test_multipart_survives_sigkill(s3srv, s3):
     assert g["Body"].read() == b"".join(parts) and g["ContentType"] == "text/x-crash"
 
 
+def test_multipart_complete_without_room(make_server):
+    """Complete needs the object's size free and contiguous besides the parts: 507, and the upload stays."""
+    srv = make_server(config=s3_config(), size="64MB")
+    s3 = s3_client(srv)
+    s3.create_bucket(Bucket="mpu-test")
+    before = free_bytes(srv)
+    size = max(5 * MIB, int(before * 0.3))  # three parts take 90% of the space: the object cannot fit besides them
+    parts = [os.urandom(size) for _ in range(3)]
+    uid, done = upload_parts(s3, "roomless", parts)
+    assert free_bytes(srv) < 3 * size
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket="mpu-test", Key="roomless", UploadId=uid, MultipartUpload={"Parts": done})
+    assert code_of(e) == ("InsufficientStorage", 507)
+    assert [p["ETag"] for p in s3.list_parts(Bucket="mpu-test", Key="roomless", UploadId=uid)["Parts"]] == \
+        [d["ETag"] for d in done]
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="mpu-test", Key="roomless")
+    assert code_of(e)[1] == 404
+    s3.abort_multipart_upload(Bucket="mpu-test", Key="roomless", UploadId=uid)
+    wait_until(lambda: free_bytes(srv) == before, 10, what="the parts' space returned after Abort")
+
+
 CRASH_EXIT = 86  # storaged's exit status at a crash point (COMIO_STORAGED_CRASH_AT, storaged/commit.c)
 
 
