@@ -172,9 +172,12 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
             return s3_get_object(srv, req, s);
         break;
     case HTTP_REQ_PUT:
+        if (has_param(req, "uploadId") && h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1) != -1) {
+            snprintf(odd, sizeof(odd), "x-amz-copy-source with uploadId (UploadPartCopy)");
+            break;
+        }
         if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1) != -1) {
-            snprintf(odd, sizeof(odd),
-                     has_param(req, "uploadId") ? "x-amz-copy-source (UploadPartCopy)" : "x-amz-copy-source (CopyObject)");
+            snprintf(odd, sizeof(odd), "x-amz-copy-source (CopyObject)");
             break;
         }
         if ((has_param(req, "uploadId") || has_param(req, "partNumber")) && params_only(req, part_params, odd, sizeof(odd)))
