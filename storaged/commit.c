@@ -232,7 +232,7 @@ reply:
     for (j = done.head; j != NULL; j = next) {
         next = j->next;
         __atomic_fetch_add(&c->jobs, 1, __ATOMIC_RELAXED);
-        if (j->op == COMMIT_MPU_COMPLETE) { /* its copy list, and its reader token when the round failed before the copy */
+        if (j->op == COMMIT_MPU_COMPLETE || j->op == COMMIT_MPU_PART) { /* a copy list, and a reader token not left yet */
             free(j->mpu_src);
             j->mpu_src = NULL;
             if (j->mpu_reader != 0) {

@@ -189,9 +189,11 @@ struct commit_job {
     const fetch_opts_t *fetch; /* borrowed; must outlive the job */
 
     /* internal */
-    commit_mpu_src_t *mpu_src; /* MPU_COMPLETE: the parts to copy, in order (owned; freed before done()) */
-    uint64_t mpu_reader;       /* MPU_COMPLETE: the reader token that keeps the parts' extents from reuse while they are
-                                  copied (commit_reader_enter); 0: none held */
+    commit_mpu_src_t *mpu_src; /* MPU_COMPLETE: the parts to copy, in order, set in step 1. MPU_PART of an
+                                  UploadPartCopy: set by the submitter, one entry (mpu_nwant 1), the source's bytes,
+                                  body NULL. Owned by the job: freed by the committer before done() */
+    uint64_t mpu_reader;       /* the reader token (commit_reader_enter) that keeps those extents from reuse until
+                                  they are copied; left by the committer; 0: none held */
     alloc_extent_t ext;
     int body_busy; /* an I/O thread may be reading body */
     int carved;    /* PUT: ext was cut from a reserved chunk (carve.h) */

@@ -175,7 +175,8 @@ void *commit_io_main(void *arg)
                 continue;
             }
             /* the ETag is computed here, off the event loops */
-            if (j->op == COMMIT_MPU_COMPLETE) /* no body: the parts are copied into the object's extent */
+            if (j->op == COMMIT_MPU_COMPLETE || (j->op == COMMIT_MPU_PART && j->mpu_src != NULL))
+                /* no body: the parts (or, UploadPartCopy, the source's bytes) are copied into the extent */
                 j->result = commit_mpu_copy(c, j);
             else if (j->body == NULL) /* the client went away before we got here */
                 j->result = CIO_EAGAIN;

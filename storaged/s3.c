@@ -173,7 +173,8 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         break;
     case HTTP_REQ_PUT:
         if (has_param(req, "uploadId") && h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1) != -1) {
-            snprintf(odd, sizeof(odd), "x-amz-copy-source with uploadId (UploadPartCopy)");
+            if (params_only(req, part_params, odd, sizeof(odd)))
+                return s3_mpu_upload_part_copy(srv, req, s);
             break;
         }
         if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1) != -1) {

@@ -107,6 +107,11 @@ int s3_mpu_create(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
  * 5 GiB, checksums as PutObject's); durable when answered. */
 int s3_mpu_upload_part(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 
+/* PUT /{bucket}/{key}?partNumber=N&uploadId=U with x-amz-copy-source (and
+ * x-amz-copy-source-range: bytes=first-last): UploadPartCopy, a part made
+ * of (a range of) an object's bytes, copied off the loop. */
+int s3_mpu_upload_part_copy(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
 /* POST /{bucket}/{key}?uploadId=U: CompleteMultipartUpload (proto/s3xml.h). */
 int s3_mpu_complete(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 

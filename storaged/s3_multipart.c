@@ -179,6 +179,152 @@ int s3_mpu_upload_part(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     return http_commit_submit(req, pend);
 }
 
+/* ---- UploadPartCopy ---- */
+
+static void answer_part_copy(h2o_req_t *req, commit_job_t *j)
+{
+    char quoted[35], ts[DATE_ISO8601_MS_LEN + 1];
+    buf_t b;
+    if (j->result == CIO_ENOTFOUND) {
+        s3_error(req, 404, "NoSuchUpload", "The specified upload does not exist.", NULL);
+        return;
+    }
+    if (j->result != 0) {
+        s3_error_cio(req, j->result, "UploadPartCopy failed");
+        return;
+    }
+    quoted_etag(j->etag, quoted);
+    date_iso8601_ms(j->mtime_ms, ts);
+    buf_init(&b, S3_REPLY_MAX);
+    s3_xml_open(&b, "CopyPartResult");
+    s3_xml_elem(&b, "LastModified", ts, strlen(ts));
+    s3_xml_elem(&b, "ETag", quoted, 34);
+    buf_puts(&b, "</CopyPartResult>");
+    s3_reply_xml(req, 200, &b);
+}
+
+/* x-amz-copy-source-range "bytes=first-last" (both given, first <= last) into *first, *last: 0, or -1. */
+static int copy_range(h2o_iovec_t v, uint64_t *first, uint64_t *last)
+{
+    char buf[48], *dash, *end;
+    if (v.len < 9 || v.len >= sizeof(buf) || memcmp(v.base, "bytes=", 6) != 0)
+        return -1;
+    memcpy(buf, v.base + 6, v.len - 6);
+    buf[v.len - 6] = '\0';
+    if ((dash = strchr(buf, '-')) == NULL || buf[0] < '0' || buf[0] > '9' || dash[1] < '0' || dash[1] > '9')
+        return -1;
+    *dash = '\0';
+    *first = strtoull(buf, &end, 10);
+    if (*end != '\0')
+        return -1;
+    *last = strtoull(dash + 1, &end, 10);
+    return *end != '\0' || *last < *first ? -1 : 0;
+}
+
+int s3_mpu_upload_part_copy(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
+{
+    static const char *const unsupported[] = {"x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match",
+                                              "x-amz-copy-source-if-modified-since", "x-amz-copy-source-if-unmodified-since"};
+    http_thread_t *t = http_req_thread(req);
+    char id[MPU_ID_LEN + 1], *target;
+    h2o_iovec_t src = h2o_iovec_init(NULL, 0), range = h2o_iovec_init(NULL, 0);
+    uint64_t number, first = 0, last = 0, token;
+    const char *code;
+    path_t sp;
+    meta_obj_t *o = NULL;
+    commit_mpu_src_t *copy = NULL;
+    http_commit_t *pend;
+    MDB_txn *txn;
+    ssize_t at;
+    int rc;
+
+    if (uint_param(req, "partNumber", MPU_PART_MAX, &number) != 0 || number < MPU_PART_MIN) {
+        s3_error(req, 400, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", s->resource);
+        return 0;
+    }
+    if (upload_id_param(req, id) != 0) {
+        no_such_upload(req, s);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
+        if (h2o_find_header_by_str(&req->headers, unsupported[i], strlen(unsupported[i]), -1) != -1) {
+            s3_error(req, 501, "NotImplemented", "x-amz-copy-source-if-* conditions are not implemented", s->resource);
+            return 0;
+        }
+    if ((at = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1)) != -1)
+        src = req->headers.entries[at].value;
+    if ((at = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source-range"), -1)) != -1)
+        range = req->headers.entries[at].value;
+    if (src.len == 0 || src.len > 3 * (LIMIT_BUCKET_MAX + LIMIT_KEY_MAX + 2) || memchr(src.base, '?', src.len) != NULL) {
+        /* a "?versionId=": ComIO keeps one version */
+        s3_error(req, 400, "InvalidArgument", "x-amz-copy-source must be bucket/key (percent-encoded), without a versionId",
+                 s->resource);
+        return 0;
+    }
+    /* "bucket/key" or "/bucket/key", percent-encoded: the form of a request path */
+    target = h2o_mem_alloc_pool(&req->pool, src.len + 2);
+    target[0] = '/';
+    memcpy(target + 1, src.base[0] == '/' ? src.base + 1 : src.base, src.len - (src.base[0] == '/'));
+    if (path_parse(target, src.len + (src.base[0] != '/'), &sp, &code) != 0 || sp.key_len == 0) {
+        s3_error(req, 400, "InvalidArgument", "x-amz-copy-source must be bucket/key (percent-encoded)", s->resource);
+        return 0;
+    }
+    if (range.base != NULL && copy_range(range, &first, &last) != 0) {
+        s3_error(req, 400, "InvalidArgument",
+                 "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the "
+                 "zero-based offsets of the first and last bytes to copy",
+                 s->resource);
+        return 0;
+    }
+    if ((o = malloc(sizeof(*o))) == NULL || (copy = calloc(1, sizeof(*copy))) == NULL) {
+        free(o);
+        s3_error_cio(req, CIO_ENOMEM, "UploadPartCopy failed");
+        return 0;
+    }
+    /* the source's extent is kept from reuse until the copy has read it (commit_mpu_copy leaves the token) */
+    token = commit_reader_enter(srv->commit);
+    if ((txn = http_req_rtxn_begin(t)) == NULL) {
+        rc = CIO_EDB;
+    } else {
+        rc = meta_obj_get(srv->meta, txn, sp.bucket, sp.bucket_len, sp.key, sp.key_len, o);
+        http_req_rtxn_end(t);
+    }
+    if (rc == 0 && range.base == NULL)
+        last = o->size > 0 ? o->size - 1 : 0;
+    if (rc != 0 || (range.base != NULL && last >= o->size) || last - first + 1 > MPU_PART_SIZE_MAX) {
+        commit_reader_leave(srv->commit, token);
+        if (rc == CIO_ENOTFOUND)
+            s3_error(req, 404, "NoSuchKey", "The specified key does not exist.", s->resource);
+        else if (rc != 0)
+            s3_error_cio(req, rc, "UploadPartCopy failed");
+        else if (range.base != NULL && last >= o->size)
+            s3_error(req, 416, "InvalidRange", "The requested range is not satisfiable", s->resource);
+        else
+            s3_error(req, 400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", s->resource);
+        free(o);
+        free(copy);
+        return 0;
+    }
+    copy->ext = (alloc_extent_t){o->off + first, o->alen > first ? o->alen - first : 0};
+    copy->size = o->size == 0 ? 0 : last - first + 1;
+    free(o);
+    if ((pend = http_commit_new(req, COMMIT_MPU_PART, s->path)) == NULL) {
+        commit_reader_leave(srv->commit, token);
+        free(copy);
+        s3_error_cio(req, CIO_ENOMEM, "UploadPartCopy failed");
+        return 0;
+    }
+    memcpy(pend->job.upload_id, id, sizeof(id));
+    pend->job.part_number = (uint32_t)number;
+    pend->job.body = NULL; /* the bytes are the source's, copied by an I/O thread */
+    pend->job.size = copy->size;
+    pend->job.mpu_src = copy; /* freed by the committer, which also leaves the token */
+    pend->job.mpu_nwant = 1;
+    pend->job.mpu_reader = token;
+    pend->answer = answer_part_copy;
+    return http_commit_submit(req, pend);
+}
+
 /* ---- CompleteMultipartUpload ---- */
 
 static void answer_complete(h2o_req_t *req, commit_job_t *j)

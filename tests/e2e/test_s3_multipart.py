@@ -192,6 +192,43 @@ def test_multipart_part_replaced(s3srv, s3):
     wait_until(lambda: free_bytes(s3srv) >= used - 64 * 1024, 10, what="replaced and completed parts' space returned")
 
 
+def test_upload_part_copy(s3srv, s3):
+    src = os.urandom(7 * MIB + 3)
+    s3.put_object(Bucket="mpu-test", Key="source obj", Body=src)
+    uid = s3.create_multipart_upload(Bucket="mpu-test", Key="copied")["UploadId"]
+    # a range of the source, the whole source, and a part uploaded as usual
+    r1 = s3.upload_part_copy(Bucket="mpu-test", Key="copied", UploadId=uid, PartNumber=1,
+                             CopySource={"Bucket": "mpu-test", "Key": "source obj"},
+                             CopySourceRange="bytes=%d-%d" % (MIB, 6 * MIB - 1))["CopyPartResult"]
+    assert r1["ETag"] == '"%s"' % hashlib.md5(src[MIB:6 * MIB]).hexdigest()
+    r2 = s3.upload_part_copy(Bucket="mpu-test", Key="copied", UploadId=uid, PartNumber=2,
+                             CopySource="mpu-test/source obj")["CopyPartResult"]
+    assert r2["ETag"] == '"%s"' % hashlib.md5(src).hexdigest()
+    r3 = s3.upload_part(Bucket="mpu-test", Key="copied", UploadId=uid, PartNumber=3, Body=b"end")
+    # errors: no such source, a range past its end or malformed, a version, an unknown upload
+    for kwargs, want in ((dict(CopySource="mpu-test/missing"), ("NoSuchKey", 404)),
+                         (dict(CopySource="mpu-test/source obj", CopySourceRange="bytes=0-%d" % len(src)),
+                          ("InvalidRange", 416)),
+                         (dict(CopySource="mpu-test/source obj", CopySourceRange="bytes=5-"), ("InvalidArgument", 400)),
+                         (dict(CopySource={"Bucket": "mpu-test", "Key": "source obj", "VersionId": "v1"}),
+                          ("InvalidArgument", 400))):
+        with pytest.raises(ClientError) as e:
+            s3.upload_part_copy(Bucket="mpu-test", Key="copied", UploadId=uid, PartNumber=4, **kwargs)
+        assert code_of(e) == want, kwargs
+    with pytest.raises(ClientError) as e:
+        s3.upload_part_copy(Bucket="mpu-test", Key="copied", UploadId="0" * 32, PartNumber=1,
+                            CopySource="mpu-test/source obj")
+    assert code_of(e) == ("NoSuchUpload", 404)
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket="mpu-test", Key="copied", UploadId=uid)["Parts"]] == [1, 2, 3]
+    # the source overwritten after the copy: the part keeps the bytes it copied
+    s3.put_object(Bucket="mpu-test", Key="source obj", Body=b"overwritten")
+    parts = [src[MIB:6 * MIB], src, b"end"]
+    r = s3.complete_multipart_upload(Bucket="mpu-test", Key="copied", UploadId=uid, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": r1["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}, {"PartNumber": 3, "ETag": r3["ETag"]}]})
+    assert r["ETag"] == multipart_etag(parts)
+    assert s3.get_object(Bucket="mpu-test", Key="copied")["Body"].read() == b"".join(parts)
+
+
 def test_multipart_64mib_part(s3srv, s3):
     big = os.urandom(64 * MIB)
     uid, done = upload_parts(s3, "huge", [big, b"end"])
