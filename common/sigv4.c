@@ -1,4 +1,5 @@
 /* sigv4.c - AWS Signature Version 4 verification for S3: canonical request, string to sign, signing key, chunk chain. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -537,52 +538,172 @@ static int canonical_request(buf_t *b, const sigv4_request_t *r, const sigv4_aut
     return buf_puts(b, a->content_sha256);
 }
 
-static void sha256_hex(const void *p, size_t n, char out[SIGV4_SIG_HEX + 1])
+/* ---- SHA-256 and HMAC ----
+ * OpenSSL 3's one-shot SHA256() and HMAC() fetch the algorithm from the
+ * provider on every call (a global read lock) and HMAC() builds a context;
+ * per request that cost more than the hashing. The digest is fetched once, and
+ * HMAC-SHA256 (RFC 2104) is two digests on one context. */
+
+static EVP_MD *sha256_fetched;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256_md(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_fetched != NULL ? sha256_fetched : EVP_sha256();
+}
+
+/* SHA-256 of p1 then p2 (either may be empty) on context c (NULL: fails). Returns 0 or -1 (out of memory). */
+static int digest2(EVP_MD_CTX *c, const void *p1, size_t n1, const void *p2, size_t n2, uint8_t out[32])
+{
+    unsigned int len = 32;
+
+    if (c == NULL || EVP_DigestInit_ex2(c, sha256_md(), NULL) != 1 || EVP_DigestUpdate(c, p1, n1) != 1 ||
+        EVP_DigestUpdate(c, p2, n2) != 1 || EVP_DigestFinal_ex(c, out, &len) != 1)
+        return -1;
+    return 0;
+}
+
+/* What a failed digest or signature reads as: not hex, so it matches nothing a client sends. */
+static void poison(char out[SIGV4_SIG_HEX + 1])
+{
+    memset(out, '!', SIGV4_SIG_HEX);
+    out[SIGV4_SIG_HEX] = '\0';
+}
+
+static void sha256_hex(EVP_MD_CTX *c, const void *p, size_t n, char out[SIGV4_SIG_HEX + 1])
 {
     uint8_t md[32];
-    SHA256(p, n, md);
+
+    if (n == 0) {
+        memcpy(out, EMPTY_SHA256, SIGV4_SIG_HEX + 1);
+        return;
+    }
+    if (digest2(c, p, n, "", 0, md) != 0) {
+        poison(out);
+        return;
+    }
     hex_encode(out, md, 32);
     out[SIGV4_SIG_HEX] = '\0';
 }
 
-static void hmac(const uint8_t *key, size_t klen, const void *msg, size_t n, uint8_t out[32])
+/* HMAC-SHA256 (RFC 2104); out may be key. Returns 0 or -1. */
+static int hmac(EVP_MD_CTX *c, const uint8_t *key, size_t klen, const void *msg, size_t n, uint8_t out[32])
 {
-    unsigned int len = 32;
-    HMAC(EVP_sha256(), key, (int)klen, msg, n, out, &len);
+    uint8_t pad[64], k[32], inner[32];
+    int rc = 0;
+
+    if (klen > sizeof(pad)) {
+        rc |= digest2(c, key, klen, "", 0, k);
+        key = k;
+        klen = 32;
+    }
+    memset(pad, 0x36, sizeof(pad));
+    for (size_t i = 0; i < klen; i++)
+        pad[i] ^= key[i];
+    rc |= digest2(c, pad, sizeof(pad), msg, n, inner);
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] ^= 0x36 ^ 0x5c;
+    rc |= digest2(c, pad, sizeof(pad), inner, sizeof(inner), out);
+    OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(inner, sizeof(inner));
+    return rc;
 }
 
-static void derive_key(sigv4_auth_t *a, const char *secret, size_t secret_len)
+/* The signing key of scope (date, region) for `secret`: four HMACs. Returns 0 or -1 (out of memory). */
+static int derive_key(EVP_MD_CTX *c, const char *date, const char *region, size_t region_len, const char *secret, size_t secret_len,
+                      uint8_t key[32])
 {
-    const char *region = a->scope + 9, *slash = strchr(region, '/');
     uint8_t k[32];
     char *ks = malloc(secret_len + 4);
+    int rc = 0;
 
-    if (ks == NULL) {
-        memset(a->key, 0, sizeof(a->key));
-        return;
-    }
+    if (ks == NULL)
+        return -1;
     memcpy(ks, "AWS4", 4);
     memcpy(ks + 4, secret, secret_len);
-    hmac((const uint8_t *)ks, secret_len + 4, a->amz_date, 8, k);
+    rc |= hmac(c, (const uint8_t *)ks, secret_len + 4, date, 8, k);
     OPENSSL_cleanse(ks, secret_len + 4);
     free(ks);
-    hmac(k, 32, region, (size_t)(slash - region), k);
-    hmac(k, 32, "s3", 2, k);
-    hmac(k, 32, "aws4_request", 12, a->key);
+    rc |= hmac(c, k, 32, region, region_len, k);
+    rc |= hmac(c, k, 32, "s3", 2, k);
+    rc |= hmac(c, k, 32, "aws4_request", 12, key);
     OPENSSL_cleanse(k, sizeof(k));
+    return rc;
 }
 
-static void sign(const uint8_t key[32], const char *sts, size_t n, char out[SIGV4_SIG_HEX + 1])
+/* a->key for a's scope: from the cache when it holds (access key, date,
+ * region, secret), else derived (and cached, replacing the oldest entry).
+ * Returns 0 or -1 (out of memory: nothing cached). */
+static int signing_key(EVP_MD_CTX *c, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_keycache_t *cache)
+{
+    const char *region = a->scope + 9, *slash = strchr(region, '/');
+    size_t rlen = (size_t)(slash - region), aklen = strlen(a->access_key);
+    sigv4_keycache_entry_t *slot;
+
+    if (cache == NULL || secret_len > SIGV4_KEYCACHE_SECRET_MAX)
+        return derive_key(c, a->amz_date, region, rlen, secret, secret_len, a->key);
+    for (size_t i = 0; i < SIGV4_KEYCACHE_SLOTS; i++) {
+        sigv4_keycache_entry_t *x = &cache->slot[i];
+        /* the secret is compared in constant time (its length is not a secret worth hiding from itself) */
+        if (x->used && memcmp(x->date, a->amz_date, 8) == 0 && x->region_len == rlen && memcmp(x->region, region, rlen) == 0 &&
+            strcmp(x->access_key, a->access_key) == 0 && x->secret_len == secret_len &&
+            CRYPTO_memcmp(x->secret, secret, secret_len) == 0) {
+            memcpy(a->key, x->key, sizeof(a->key));
+            cache->hits++;
+            return 0;
+        }
+    }
+    if (derive_key(c, a->amz_date, region, rlen, secret, secret_len, a->key) != 0)
+        return -1;
+    cache->misses++;
+    slot = &cache->slot[cache->next];
+    cache->next = (cache->next + 1) % SIGV4_KEYCACHE_SLOTS;
+    OPENSSL_cleanse(slot, sizeof(*slot));
+    memcpy(slot->access_key, a->access_key, aklen + 1);
+    memcpy(slot->date, a->amz_date, 8);
+    memcpy(slot->region, region, rlen);
+    slot->region_len = rlen;
+    memcpy(slot->secret, secret, secret_len);
+    slot->secret_len = secret_len;
+    memcpy(slot->key, a->key, sizeof(slot->key));
+    slot->used = 1;
+    return 0;
+}
+
+void sigv4_keycache_wipe(sigv4_keycache_t *cache)
+{
+    OPENSSL_cleanse(cache, sizeof(*cache));
+}
+
+static void sign(EVP_MD_CTX *c, const uint8_t key[32], const char *sts, size_t n, char out[SIGV4_SIG_HEX + 1])
 {
     uint8_t md[32];
-    hmac(key, 32, sts, n, md);
+
+    if (hmac(c, key, 32, sts, n, md) != 0) {
+        poison(out);
+        return;
+    }
     hex_encode(out, md, 32);
     out[SIGV4_SIG_HEX] = '\0';
 }
 
 int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_error_t *e)
 {
+    return sigv4_verify_cached(r, a, secret, secret_len, NULL, e);
+}
+
+int sigv4_verify_cached(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_keycache_t *cache,
+                        sigv4_error_t *e)
+{
     char hash[SIGV4_SIG_HEX + 1], sig[SIGV4_SIG_HEX + 1], sts[256];
+    EVP_MD_CTX *c = NULL;
     buf_t b;
     int rc, n;
 
@@ -590,6 +711,8 @@ int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, 
     rc = canonical_request(&b, r, a);
     if (rc == 0)
         rc = b.err;
+    if (rc == 0 && (c = EVP_MD_CTX_new()) == NULL)
+        rc = CIO_ENOMEM;
     if (rc != 0) {
         buf_free(&b);
         if (rc == CIO_ENOMEM) {
@@ -601,11 +724,19 @@ int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, 
         (void)fail(e, 400, "InvalidRequest", "the query has too many parameters to be signed (at most %d)", SIGV4_QUERY_PARAMS_MAX);
         return CIO_ETOOBIG;
     }
-    sha256_hex(b.data, b.len, hash);
+    sha256_hex(c, b.data, b.len, hash);
     buf_free(&b);
     n = snprintf(sts, sizeof(sts), SIGV4_ALGORITHM "\n%s\n%s\n%s", a->amz_date, a->scope, hash);
-    derive_key(a, secret, secret_len);
-    sign(a->key, sts, (size_t)n, sig);
+    if (signing_key(c, a, secret, secret_len, cache) != 0) {
+        EVP_MD_CTX_free(c);
+        OPENSSL_cleanse(a->key, sizeof(a->key));
+        e->status = 500;
+        e->code = "InternalError";
+        snprintf(e->msg, sizeof(e->msg), "out of memory");
+        return CIO_ENOMEM;
+    }
+    sign(c, a->key, sts, (size_t)n, sig);
+    EVP_MD_CTX_free(c);
     if (!sigv4_equal(sig, a->signature, SIGV4_SIG_HEX))
         return fail(
             e, 403, "SignatureDoesNotMatch",
@@ -616,10 +747,13 @@ int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, 
 int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sigv4_error_t *e)
 {
     char hash[SIGV4_SIG_HEX + 1];
+    EVP_MD_CTX *c;
 
     if (a->payload != SIGV4_PAYLOAD_SHA256)
         return 0;
-    sha256_hex(body != NULL ? body : "", len, hash);
+    c = len > 0 ? EVP_MD_CTX_new() : NULL;
+    sha256_hex(c, body, len, hash);
+    EVP_MD_CTX_free(c);
     if (!sigv4_equal(hash, a->payload_hash, SIGV4_SIG_HEX))
         return fail(e, 400, "XAmzContentSHA256Mismatch",
                     "The provided 'x-amz-content-sha256' header does not match what was computed.");
@@ -629,20 +763,24 @@ int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sig
 void sigv4_chunk_signature(const sigv4_auth_t *a, const char *prev, const void *data, size_t len, char out[SIGV4_SIG_HEX + 1])
 {
     char hash[SIGV4_SIG_HEX + 1], sts[512];
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
     int n;
 
-    sha256_hex(data != NULL ? data : "", len, hash);
+    sha256_hex(c, data, len, hash);
     n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-PAYLOAD\n%s\n%s\n%.64s\n" EMPTY_SHA256 "\n%s", a->amz_date, a->scope, prev,
                  hash);
-    sign(a->key, sts, (size_t)n, out);
+    sign(c, a->key, sts, (size_t)n, out);
+    EVP_MD_CTX_free(c);
 }
 
 void sigv4_trailer_signature(const sigv4_auth_t *a, const char *prev, const void *trailer, size_t len, char out[SIGV4_SIG_HEX + 1])
 {
     char hash[SIGV4_SIG_HEX + 1], sts[512];
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
     int n;
 
-    sha256_hex(trailer != NULL ? trailer : "", len, hash);
+    sha256_hex(c, trailer, len, hash);
     n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-TRAILER\n%s\n%s\n%.64s\n%s", a->amz_date, a->scope, prev, hash);
-    sign(a->key, sts, (size_t)n, out);
+    sign(c, a->key, sts, (size_t)n, out);
+    EVP_MD_CTX_free(c);
 }

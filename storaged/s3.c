@@ -31,6 +31,11 @@ static const char *const get_object_params[] = {"response-content-type",
                                                 NULL};
 static const char *const no_params[] = {NULL};
 
+/* The signing keys of this loop thread (a key changes once a day per access
+ * key): four HMACs fewer per request. One per thread, as requests of a loop
+ * run on its thread only; a secret changed by a restart is a miss. */
+static _Thread_local sigv4_keycache_t s3_keycache;
+
 int s3_is_s3(h2o_req_t *req)
 {
     h2o_iovec_t auth = http_req_header(req, H2O_TOKEN_AUTHORIZATION);
@@ -362,7 +367,7 @@ int s3_dispatch(http_server_t *srv, h2o_req_t *req)
         sigv4_error_unknown_key(&e);
         return fail_sig(req, &e);
     }
-    rc = sigv4_verify(&r, &a, cred->secret_key, strlen(cred->secret_key), &e);
+    rc = sigv4_verify_cached(&r, &a, cred->secret_key, strlen(cred->secret_key), &s3_keycache, &e);
     if (rc != 0) {
         OPENSSL_cleanse(a.key, sizeof(a.key));
         return fail_sig(req, &e);
