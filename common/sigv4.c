@@ -428,7 +428,52 @@ static int reencode(buf_t *b, const char *p, size_t n)
     return rc;
 }
 
-static int canonical_query(buf_t *out, const sigv4_request_t *r, int presigned)
+/* The canonical request goes straight into its SHA-256 through a small
+ * buffer (it is only ever hashed): no allocation, no copy of the whole. */
+typedef struct {
+    EVP_MD_CTX *md; /* initialised for SHA-256 */
+    size_t total;   /* bytes hashed so far */
+    int err;        /* CIO_ETOOBIG past SIGV4_CANONICAL_MAX, CIO_ENOMEM when the digest fails; sticky */
+    size_t len;
+    char buf[1024];
+} canon_t;
+
+static void canon_flush(canon_t *c)
+{
+    if (c->err == 0 && c->len > 0) {
+        c->total += c->len;
+        if (c->total > SIGV4_CANONICAL_MAX)
+            c->err = CIO_ETOOBIG;
+        else if (EVP_DigestUpdate(c->md, c->buf, c->len) != 1)
+            c->err = CIO_ENOMEM;
+    }
+    c->len = 0;
+}
+
+static void canon_put(canon_t *c, const void *p, size_t n)
+{
+    if (c->len + n > sizeof(c->buf))
+        canon_flush(c);
+    if (n > sizeof(c->buf)) {
+        c->total += n;
+        if (c->err == 0 && c->total > SIGV4_CANONICAL_MAX)
+            c->err = CIO_ETOOBIG;
+        else if (c->err == 0 && EVP_DigestUpdate(c->md, p, n) != 1)
+            c->err = CIO_ENOMEM;
+        return;
+    }
+    memcpy(c->buf + c->len, p, n);
+    c->len += n;
+}
+
+static void canon_byte(canon_t *c, char ch)
+{
+    if (c->len == sizeof(c->buf))
+        canon_flush(c);
+    c->buf[c->len++] = ch;
+}
+
+static int canonical_query(canon_t *out, const sigv4_request_t *r, int presigned)
 {
     param_t *ps = NULL;
     size_t n = 0, pos = 0, nl, vl;
@@ -470,10 +515,10 @@ static int canonical_query(buf_t *out, const sigv4_request_t *r, int presigned)
     qsort(ps, n, sizeof(*ps), param_cmp);
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
-            buf_append(out, "&", 1);
-        buf_append(out, ps[i].name, ps[i].nlen);
-        buf_append(out, "=", 1);
-        buf_append(out, ps[i].value, ps[i].vlen);
+            canon_byte(out, '&');
+        canon_put(out, ps[i].name, ps[i].nlen);
+        canon_byte(out, '=');
+        canon_put(out, ps[i].value, ps[i].vlen);
     }
 done:
     free(ps);
@@ -483,7 +528,7 @@ done:
 }
 
 /* A header value as SigV4 signs it: trimmed, inner runs of spaces as one. */
-static void append_trimmed(buf_t *b, const char *v, size_t n)
+static void append_trimmed(canon_t *b, const char *v, size_t n)
 {
     size_t i = 0, end = n;
     while (i < end && (v[i] == ' ' || v[i] == '\t'))
@@ -493,49 +538,46 @@ static void append_trimmed(buf_t *b, const char *v, size_t n)
     for (; i < end; i++) {
         if ((v[i] == ' ' || v[i] == '\t') && (v[i + 1] == ' ' || v[i + 1] == '\t'))
             continue;
-        buf_append(b, v[i] == '\t' ? " " : &v[i], 1);
+        canon_byte(b, v[i] == '\t' ? ' ' : v[i]);
     }
 }
 
-static int canonical_request(buf_t *b, const sigv4_request_t *r, const sigv4_auth_t *a)
+static int canonical_request(canon_t *b, const sigv4_request_t *r, const sigv4_auth_t *a)
 {
     const char *p = a->signed_headers;
     int rc;
 
-    buf_append(b, r->method, r->method_len);
-    buf_append(b, "\n", 1);
-    buf_append(b, r->path, r->path_len);
-    buf_append(b, "\n", 1);
+    canon_put(b, r->method, r->method_len);
+    canon_byte(b, '\n');
+    canon_put(b, r->path, r->path_len);
+    canon_byte(b, '\n');
     if ((rc = canonical_query(b, r, a->presigned)) != 0)
         return rc;
-    buf_append(b, "\n", 1);
+    canon_byte(b, '\n');
     for (;;) {
         const char *end = strchr(p, ';');
         size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        for (size_t i = 0; i < n; i++) {
-            char c = p[i] >= 'A' && p[i] <= 'Z' ? (char)(p[i] + 32) : p[i];
-            buf_append(b, &c, 1);
-        }
-        buf_append(b, ":", 1);
+        for (size_t i = 0; i < n; i++)
+            canon_byte(b, p[i] >= 'A' && p[i] <= 'Z' ? (char)(p[i] + 32) : p[i]);
+        canon_byte(b, ':');
         int first = 1;
         for (const sigv4_header_t *h = header_find(r, p, n, 0); h != NULL; h = header_find(r, p, n, (size_t)(h - r->headers) + 1)) {
             if (!first)
-                buf_append(b, ",", 1);
+                canon_byte(b, ',');
             append_trimmed(b, h->value, h->value_len);
             first = 0;
         }
-        buf_append(b, "\n", 1);
+        canon_byte(b, '\n');
         if (end == NULL)
             break;
         p = end + 1;
     }
-    buf_append(b, "\n", 1);
-    for (p = a->signed_headers; *p != '\0'; p++) {
-        char c = *p >= 'A' && *p <= 'Z' ? (char)(*p + 32) : *p;
-        buf_append(b, &c, 1);
-    }
-    buf_append(b, "\n", 1);
-    return buf_puts(b, a->content_sha256);
+    canon_byte(b, '\n');
+    for (p = a->signed_headers; *p != '\0'; p++)
+        canon_byte(b, *p >= 'A' && *p <= 'Z' ? (char)(*p + 32) : *p);
+    canon_byte(b, '\n');
+    canon_put(b, a->content_sha256, strlen(a->content_sha256));
+    return 0;
 }
 
 /* ---- SHA-256 and HMAC ----
@@ -703,18 +745,23 @@ int sigv4_verify_cached(const sigv4_request_t *r, sigv4_auth_t *a, const char *s
                         sigv4_error_t *e)
 {
     char hash[SIGV4_SIG_HEX + 1], sig[SIGV4_SIG_HEX + 1], sts[256];
-    EVP_MD_CTX *c = NULL;
-    buf_t b;
+    uint8_t md[32];
+    unsigned int mdlen = sizeof(md);
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    canon_t b;
     int rc, n;
 
-    buf_init(&b, SIGV4_CANONICAL_MAX);
-    rc = canonical_request(&b, r, a);
+    b.md = c;
+    b.total = b.len = 0;
+    b.err = c == NULL || EVP_DigestInit_ex2(c, sha256_md(), NULL) != 1 ? CIO_ENOMEM : 0;
+    rc = b.err == 0 ? canonical_request(&b, r, a) : 0;
+    canon_flush(&b);
     if (rc == 0)
         rc = b.err;
-    if (rc == 0 && (c = EVP_MD_CTX_new()) == NULL)
+    if (rc == 0 && EVP_DigestFinal_ex(c, md, &mdlen) != 1)
         rc = CIO_ENOMEM;
     if (rc != 0) {
-        buf_free(&b);
+        EVP_MD_CTX_free(c);
         if (rc == CIO_ENOMEM) {
             e->status = 500;
             e->code = "InternalError";
@@ -724,8 +771,8 @@ int sigv4_verify_cached(const sigv4_request_t *r, sigv4_auth_t *a, const char *s
         (void)fail(e, 400, "InvalidRequest", "the query has too many parameters to be signed (at most %d)", SIGV4_QUERY_PARAMS_MAX);
         return CIO_ETOOBIG;
     }
-    sha256_hex(c, b.data, b.len, hash);
-    buf_free(&b);
+    hex_encode(hash, md, 32);
+    hash[SIGV4_SIG_HEX] = '\0';
     n = snprintf(sts, sizeof(sts), SIGV4_ALGORITHM "\n%s\n%s\n%s", a->amz_date, a->scope, hash);
     if (signing_key(c, a, secret, secret_len, cache) != 0) {
         EVP_MD_CTX_free(c);
