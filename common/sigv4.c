@@ -791,6 +791,14 @@ int sigv4_verify_cached(const sigv4_request_t *r, sigv4_auth_t *a, const char *s
     return 0;
 }
 
+static int payload_compare(const char *hash, const char *claimed, sigv4_error_t *e)
+{
+    if (!sigv4_equal(hash, claimed, SIGV4_SIG_HEX))
+        return fail(e, 400, "XAmzContentSHA256Mismatch",
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.");
+    return 0;
+}
+
 int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sigv4_error_t *e)
 {
     char hash[SIGV4_SIG_HEX + 1];
@@ -801,10 +809,16 @@ int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sig
     c = len > 0 ? EVP_MD_CTX_new() : NULL;
     sha256_hex(c, body, len, hash);
     EVP_MD_CTX_free(c);
-    if (!sigv4_equal(hash, a->payload_hash, SIGV4_SIG_HEX))
-        return fail(e, 400, "XAmzContentSHA256Mismatch",
-                    "The provided 'x-amz-content-sha256' header does not match what was computed.");
-    return 0;
+    return payload_compare(hash, a->payload_hash, e);
+}
+
+int sigv4_payload_digest_check(const char *claimed, const uint8_t digest[32], sigv4_error_t *e)
+{
+    char hash[SIGV4_SIG_HEX + 1];
+
+    hex_encode(hash, digest, 32);
+    hash[SIGV4_SIG_HEX] = '\0';
+    return payload_compare(hash, claimed, e);
 }
 
 void sigv4_chunk_signature(const sigv4_auth_t *a, const char *prev, const void *data, size_t len, char out[SIGV4_SIG_HEX + 1])

@@ -154,6 +154,12 @@ void sigv4_keycache_wipe(sigv4_keycache_t *cache);
  * XAmzContentSHA256Mismatch (400). */
 int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sigv4_error_t *e) CIO_MUST_CHECK;
 
+/* sigv4_payload_check for a body hashed elsewhere: compares `digest` (its
+ * SHA-256, 32 bytes) with `claimed` (SIGV4_SIG_HEX lower-case hex digits, a
+ * sigv4_auth_t's payload_hash). Returns 0, or CIO_EINVAL with *e =
+ * XAmzContentSHA256Mismatch (400). */
+int sigv4_payload_digest_check(const char *claimed, const uint8_t digest[32], sigv4_error_t *e) CIO_MUST_CHECK;
+
 /* The signature of one chunk of an aws-chunked body, chained on `prev` (the
  * previous chunk's, or the request's for the first): out gets 64 hex digits
  * and a NUL. a must have been through sigv4_verify. */
