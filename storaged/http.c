@@ -214,6 +214,7 @@ static void *thread_main(void *arg)
     if (t->rtxn != NULL)
         mdb_txn_abort(t->rtxn);
     t->rtxn = NULL;
+    s3_thread_done();
     /* Report drained, then park: the loop's memory stays owned by a live
      * thread (h2o keeps per-thread free lists) until the process exits. */
     pthread_mutex_lock(&srv->ready_mu);

@@ -37,6 +37,11 @@ static const char *const no_params[] = {NULL};
  * run on its thread only; a secret changed by a restart is a miss. */
 static _Thread_local sigv4_keycache_t s3_keycache;
 
+void s3_thread_done(void)
+{
+    sigv4_keycache_wipe(&s3_keycache);
+}
+
 int s3_is_s3(h2o_req_t *req)
 {
     h2o_iovec_t auth = http_req_header(req, H2O_TOKEN_AUTHORIZATION);
