@@ -2,7 +2,9 @@
  * scan, beside the live shipping of the log (repld/ship.h).
  *
  * One sync thread per target, next to that target's dispatcher, with its own
- * libcurl handle: live events keep flowing while it runs. A full sync walks
+ * libcurl handles: live events keep flowing while it runs. The thread reads
+ * and decides; its batches go through repld/syncsend.h, up to
+ * syncsend_depth (min(workers, 4)) in flight at once. A full sync walks
  * the source's buckets in name order and, in each, merge-joins the source's
  * keys (objects and tombstones, read from LMDB a page at a time in short read
  * transactions) with the target's listing (GET /admin/replication/list,
@@ -20,9 +22,12 @@
  * last full sync completed, and on request (sync_request).
  *
  * The position (bucket, key) and the counters are persisted
- * (common/syncrec.h) after every acknowledged batch: after a crash the sync
- * resumes there and ships at most one batch (the target's batch_size
- * events) again. docs/replication.md, "Full sync". */
+ * (common/syncrec.h) as batches are acknowledged: a batch persists the
+ * position it was handed on at once it and every batch handed on before it
+ * are acknowledged, so the position never covers a key whose event is not.
+ * After a crash the sync resumes there and ships again at most the batches
+ * that were in flight (syncsend_depth x min(batch_size, 500) events).
+ * docs/replication.md, "Full sync". */
 #ifndef COMIO_REPLD_SYNC_H
 #define COMIO_REPLD_SYNC_H
 
