@@ -83,8 +83,9 @@ struct sync {
     char *scratch;
     size_t scratch_cap;
     size_t since_persist;
-    int probing;      /* an idle probe of the target's store is under way */
-    uint64_t pace_ms; /* with a rate limit: when the next batch may go (monotonic) */
+    unsigned unpersisted; /* batches acknowledged since the position was last persisted */
+    int probing;          /* an idle probe of the target's store is under way */
+    uint64_t pace_ms;     /* with a rate limit: when the next batch may go (monotonic) */
 };
 
 /* ---- the decision ---- */
@@ -377,6 +378,7 @@ static int persist(sync_t *s)
     s->shown = s->rec;
     pthread_mutex_unlock(&s->mu);
     s->since_persist = 0;
+    s->unpersisted = 0;
     return 0;
 }
 
@@ -497,8 +499,8 @@ static int persist_at(sync_t *s, const syncsend_batch_t *b)
 }
 
 /* Takes back the batches that are done, in the order they were handed on,
- * until at most `most` are in flight: adds up each one's outcome and
- * persists the position it was handed on at. Returns 0; 1 when repld stops
+ * until at most `most` are in flight: adds up each one's outcome, and every
+ * syncsend_depth-th one persists the position it was handed on at. Returns 0; 1 when repld stops
  * or the sync is cancelled, or a batch was cut short by that; or a batch's
  * error, or persist's. On any of these nothing is in flight any more, and
  * nothing after the last batch fully done was persisted. */
@@ -519,7 +521,10 @@ static int wait_inflight(sync_t *s, unsigned most)
                 s->rec.failed_bytes += b->failed_bytes;
                 if (b->error[0] != '\0')
                     memcpy(s->rec.error, b->error, sizeof(s->rec.error));
-                ret = persist_at(s, b);
+                /* a persist is a synced LMDB commit, about a millisecond, on the walk's path: one per `depth`
+                 * batches keeps it off most of them, and at most depth - 1 acknowledged batches unpersisted */
+                if (++s->unpersisted >= syncsend_depth(s->tgt))
+                    ret = persist_at(s, b);
             }
             if (ret != 0)
                 syncsend_abort(s->send); /* the rest come back at once: this sync stops here */

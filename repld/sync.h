@@ -22,11 +22,12 @@
  * last full sync completed, and on request (sync_request).
  *
  * The position (bucket, key) and the counters are persisted
- * (common/syncrec.h) as batches are acknowledged: a batch persists the
- * position it was handed on at once it and every batch handed on before it
- * are acknowledged, so the position never covers a key whose event is not.
- * After a crash the sync resumes there and ships again at most the batches
- * that were in flight (syncsend_depth x min(batch_size, 500) events).
+ * (common/syncrec.h) as batches are acknowledged: every syncsend_depth-th
+ * batch persists the position it was handed on at once it and every batch
+ * handed on before it are acknowledged, so the position never covers a key
+ * whose event is not. After a crash the sync resumes there and ships again
+ * at most 2 x syncsend_depth - 1 batches (those in flight, and those
+ * acknowledged since the last persist) of min(batch_size, 500) events.
  * docs/replication.md, "Full sync". */
 #ifndef COMIO_REPLD_SYNC_H
 #define COMIO_REPLD_SYNC_H

@@ -279,9 +279,9 @@ static int post(sender_t *w, syncsend_batch_t *b)
             syncsend_ev_t *e = &b->ev[i];
             if (e->done)
                 continue;
-            if ((ret = batch_enc_add(&w->enc, e->rec, e->rec_len, e->has_data,
-                                     e->has_data ? (e->data != NULL ? e->data : "") : NULL, e->data_len, e->url,
-                                     e->url != NULL ? strlen(e->url) : 0)) != 0) {
+            if ((ret =
+                     batch_enc_add(&w->enc, e->rec, e->rec_len, e->has_data, e->has_data ? (e->data != NULL ? e->data : "") : NULL,
+                                   e->data_len, e->url, e->url != NULL ? strlen(e->url) : 0)) != 0) {
                 free(order);
                 return ret;
             }
@@ -313,8 +313,7 @@ static int post(sender_t *w, syncsend_batch_t *b)
                 return 1;
             continue;
         }
-        if (cc == CURLE_OK && status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 &&
-            status != 429) {
+        if (cc == CURLE_OK && status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 && status != 429) {
             /* the batch is refused as a whole: its events can never apply as sent */
             excerpt(&reply, status, err, sizeof(err));
             for (size_t i = 0; i < n; i++)
@@ -437,7 +436,6 @@ void syncsend_resume(syncsend_t *ss)
     reachable(ss);
 }
 
-
 void syncsend_stop(syncsend_t *ss)
 {
     if (ss == NULL)
@@ -508,8 +506,7 @@ int syncsend_start(syncsend_t **out, const conf_t *conf, const conf_target_t *tg
     ss->backoff_ms = first_backoff(tgt);
     pthread_mutex_init(&ss->mu, NULL);
     pthread_cond_init(&ss->cv, NULL);
-    if ((ss->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
-        (ss->abort_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+    if ((ss->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 || (ss->abort_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
         log_msg(LOG_LVL_ERROR, "cannot create an event descriptor", "error", strerror(errno), NULL);
         ret = CIO_ESYS;
         goto fail;
@@ -517,13 +514,11 @@ int syncsend_start(syncsend_t **out, const conf_t *conf, const conf_target_t *tg
     ulen = strlen(tgt->url);
     if (ulen > 0 && tgt->url[ulen - 1] == '/')
         ulen--; /* tolerate a trailing slash in the target's url */
-    if ((ss->url = malloc(ulen + sizeof("/admin/replication/batch"))) == NULL ||
-        (ss->s = calloc(ss->n, sizeof(*ss->s))) == NULL)
+    if ((ss->url = malloc(ulen + sizeof("/admin/replication/batch"))) == NULL || (ss->s = calloc(ss->n, sizeof(*ss->s))) == NULL)
         goto fail;
     snprintf(ss->url, ulen + sizeof("/admin/replication/batch"), "%.*s/admin/replication/batch", (int)ulen, tgt->url);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tgt->token != NULL ? tgt->token : "");
-    if ((ret = header_add(&ss->headers, auth)) != 0 ||
-        (ret = header_add(&ss->headers, "Content-Type: application/msgpack")) != 0 ||
+    if ((ret = header_add(&ss->headers, auth)) != 0 || (ret = header_add(&ss->headers, "Content-Type: application/msgpack")) != 0 ||
         (ret = header_add(&ss->headers, "Expect:")) != 0) /* no 100-continue round trip */
         goto fail;
     for (unsigned i = 0; i < ss->n; i++) {

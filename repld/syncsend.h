@@ -50,18 +50,18 @@ typedef struct {
 typedef struct syncsend_batch {
     syncsend_ev_t *ev;
     size_t nev, cap;
-    size_t bytes;  /* inline bytes and records: what the body carries */
-    uint64_t obj;  /* object bytes of the events (inline or fetched) */
+    size_t bytes; /* inline bytes and records: what the body carries */
+    uint64_t obj; /* object bytes of the events (inline or fetched) */
 
     /* the outcome, set by the sender */
-    int ret;                               /* 0: every event acknowledged or counted failed; 1: aborted; or an error */
-    uint64_t shipped, shipped_bytes;       /* events acknowledged (applied or skipped) and their object bytes */
-    uint64_t deleted, deleted_bytes;       /* of those, DELETEs of keys only the target held, and their sizes there */
-    uint64_t failed, failed_bytes;         /* events counted failed */
-    char error[SYNCREC_ERROR_MAX + 1];     /* the last refusal or failure, "" none */
-    char store[BATCH_STORE_MAX + 1];       /* the store identity the target last named, "" none */
+    int ret;                           /* 0: every event acknowledged or counted failed; 1: aborted; or an error */
+    uint64_t shipped, shipped_bytes;   /* events acknowledged (applied or skipped) and their object bytes */
+    uint64_t deleted, deleted_bytes;   /* of those, DELETEs of keys only the target held, and their sizes there */
+    uint64_t failed, failed_bytes;     /* events counted failed */
+    char error[SYNCREC_ERROR_MAX + 1]; /* the last refusal or failure, "" none */
+    char store[BATCH_STORE_MAX + 1];   /* the store identity the target last named, "" none */
 
-    syncrec_t at; /* the caller's (the sync's record when it submitted the batch): syncsend never touches it */
+    syncrec_t at;                 /* the caller's (the sync's record when it submitted the batch): syncsend never touches it */
     struct syncsend_batch *next;  /* syncsend's */
     struct syncsend_batch *newer; /* syncsend's: the batch submitted after this one */
     int finished;                 /* syncsend's */
