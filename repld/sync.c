@@ -77,6 +77,8 @@ struct sync {
     syncsend_t *send;        /* the batches in flight (NULL until the first sync ships) */
     syncsend_batch_t *cur;   /* the batch being built */
     syncsend_batch_t *spare; /* batches taken back, for reuse (a list through next) */
+    bwlimit_t *bw;           /* borrowed (sync_start); NULL: no pacing */
+    int bw_slot;
     uint64_t next_seq;
     uint64_t backoff_ms;
     int outage_logged;
@@ -579,8 +581,11 @@ static int flush(sync_t *s)
                     NULL);
         return ret;
     }
-    if (s->send == NULL && (ret = syncsend_start(&s->send, s->conf, s->tgt, s->stop_fd)) != 0)
-        return ret;
+    if (s->send == NULL) {
+        if ((ret = syncsend_start(&s->send, s->conf, s->tgt, s->stop_fd)) != 0)
+            return ret;
+        syncsend_set_bwlimit(s->send, s->bw, s->bw_slot);
+    }
     if ((ret = wait_inflight(s, syncsend_depth(s->tgt) - 1)) != 0 || (ret = pace(s)) != 0) {
         syncsend_batch_clear(b);
         return ret;
@@ -1585,7 +1590,7 @@ static void sync_free(sync_t *s)
     free(s);
 }
 
-int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd)
+int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd, bwlimit_t *bw, int bw_slot)
 {
     curlopt_t shared = {.agent = "comio-repld",
                         .ca_file = conf->ca_file,
@@ -1605,6 +1610,8 @@ int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_
     s->meta = meta;
     s->stop_fd = stop_fd;
     s->store_fd = -1;
+    s->bw = bw;
+    s->bw_slot = bw_slot;
     pthread_mutex_init(&s->mu, NULL);
     reachable(s);
     if ((s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {

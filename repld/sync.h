@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 #include "common/buf.h"
+#include "common/bwlimit.h"
 #include "common/conf.h"
 #include "common/err.h"
 #include "common/meta.h"
@@ -74,10 +75,13 @@ typedef struct {
 } sync_opts_t;
 
 /* Starts target tgt's sync thread. It stops once `stop_fd` turns readable
- * (never drained; repld's run-wide stop). conf, tgt and meta are borrowed
- * until sync_stop. Returns 0, CIO_ENOMEM, CIO_ESYS or curlopt_apply's error
+ * (never drained; repld's run-wide stop). Its batches share the target's
+ * bandwidth_limit through slot `bw_slot` of `bw` (common/bwlimit.h, as
+ * sender_set_bwlimit; NULL or -1: no pacing). conf, tgt, meta and bw are
+ * borrowed until sync_stop. Returns 0, CIO_ENOMEM, CIO_ESYS or curlopt_apply's error
  * (nothing is left running or allocated). */
-int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd) CIO_MUST_CHECK;
+int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd, bwlimit_t *bw,
+               int bw_slot) CIO_MUST_CHECK;
 
 /* Waits for the thread (stop_fd must be readable by now) and frees s. NULL is harmless. */
 void sync_stop(sync_t *s);

@@ -37,6 +37,8 @@ struct syncsend {
     char *url;
     struct curl_slist *headers;
     int stop_fd;
+    bwlimit_t *bw; /* NULL: no pacing (syncsend_set_bwlimit) */
+    int bw_slot;
     int done_fd;  /* eventfd: a batch finished */
     int abort_fd; /* eventfd: readable while aborted (a back-off's poll sees it) */
     int aborted;  /* atomic: read by libcurl's progress callback */
@@ -157,6 +159,45 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
 {
     buf_t *b = arg;
     return buf_append(b, p, size * nmemb) == 0 ? size * nmemb : 0;
+}
+
+/* A body paced by the target's bandwidth limit: handed to libcurl a chunk at a
+ * time, each taken from the shared budget first. */
+typedef struct {
+    struct syncsend *ss;
+    const char *body;
+    size_t len, off;
+} paced_t;
+
+static size_t on_read(char *p, size_t size, size_t nmemb, void *arg)
+{
+    paced_t *pb = arg;
+    size_t n = size * nmemb, left = pb->len - pb->off;
+    if (n > left)
+        n = left;
+    if (n > BWLIMIT_CHUNK)
+        n = BWLIMIT_CHUNK;
+    if (n == 0)
+        return 0;
+    bwlimit_pace(pb->ss->bw, pb->ss->bw_slot, n);
+    memcpy(p, pb->body + pb->off, n);
+    pb->off += n;
+    return n;
+}
+
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+    paced_t *pb = arg;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > pb->len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    pb->off = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+void syncsend_set_bwlimit(syncsend_t *ss, bwlimit_t *bw, int slot)
+{
+    ss->bw = bw;
+    ss->bw_slot = slot;
 }
 
 /* Cuts a transfer once repld stops or the sync is aborted: none waits for its timeout. */
@@ -296,7 +337,18 @@ static int post(sender_t *w, syncsend_batch_t *b)
             return ret;
         }
         buf_init(&reply, REPLY_MAX);
-        curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, body);
+        paced_t pb = {ss, body, len, 0};
+        if (bwlimit_limit(ss->bw, ss->bw_slot) > 0) {
+            /* paced: libcurl reads the body through on_read (the limit is read per post: SIGHUP changes it) */
+            curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, NULL);
+            curl_easy_setopt(w->curl, CURLOPT_READFUNCTION, on_read);
+            curl_easy_setopt(w->curl, CURLOPT_READDATA, &pb);
+            curl_easy_setopt(w->curl, CURLOPT_SEEKFUNCTION, on_seek);
+            curl_easy_setopt(w->curl, CURLOPT_SEEKDATA, &pb);
+        } else {
+            (void)bwlimit_take(ss->bw, ss->bw_slot, len); /* counted for the measured rate; no limit to wait for */
+            curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, body);
+        }
         curl_easy_setopt(w->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
         curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, &reply);
         curl_easy_setopt(w->curl, CURLOPT_ERRORBUFFER, errbuf);
@@ -500,6 +552,7 @@ int syncsend_start(syncsend_t **out, const conf_t *conf, const conf_target_t *tg
     ss->conf = conf;
     ss->tgt = tgt;
     ss->stop_fd = stop_fd;
+    ss->bw_slot = -1;
     ss->done_fd = ss->abort_fd = -1;
     ss->n = syncsend_depth(tgt);
     ss->todo_tail = &ss->todo_head;

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "common/bwlimit.h"
 #include "common/conf.h"
 #include "common/err.h"
 #include "common/syncrec.h"
@@ -80,6 +81,13 @@ unsigned syncsend_depth(const conf_target_t *tgt);
  * syncsend_stop. Returns 0, CIO_ENOMEM, CIO_ESYS, or curlopt_apply's error
  * (nothing is left running or allocated). */
 int syncsend_start(syncsend_t **out, const conf_t *conf, const conf_target_t *tgt, int stop_fd) CIO_MUST_CHECK;
+
+/* Paces every batch body through slot `slot` of `bw` (common/bwlimit.h),
+ * BWLIMIT_CHUNK bytes at a time, as the log's own senders do, so that the
+ * sync shares the target's bandwidth_limit with them and with the fetches
+ * the target makes from this site. bw is borrowed until syncsend_stop; NULL
+ * or slot -1: no pacing. Call before the first syncsend_submit. */
+void syncsend_set_bwlimit(syncsend_t *ss, bwlimit_t *bw, int slot);
 
 /* Aborts what is in flight, waits for every sender and frees ss; batches not
  * taken back are freed with it. NULL is harmless. */

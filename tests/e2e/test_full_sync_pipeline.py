@@ -17,6 +17,7 @@ import msgpack
 import pytest
 
 from harness.fake_replica import decode_logrec
+from harness.relay import Relay
 from harness.replication import converge_or_fail, finish_sites, make_pair, wait_until
 
 N = 600
@@ -196,3 +197,45 @@ def test_a_killed_sync_with_batches_answered_out_of_order_resumes_before_the_one
     finally:
         a.stop_repld()
         proxy.close()
+
+
+def test_a_full_sync_keeps_to_the_targets_bandwidth_limit(pair):
+    """The sync's batches, several in flight, share the target's bandwidth_limit with the log's senders: the bytes
+    that crossed to B, counted by the relay on its own clock, stay within the limit. Before, a sync's batches
+    were not paced at all."""
+    limit = 1_000_000  # 8Mbit
+    a, b = pair(a_repl={"batch_size": 50, "workers": 4, "inline_threshold": "64KB", "bandwidth_limit": "8Mbit"})
+    to_b = Relay(b.port)
+    try:
+        repl = a.repl
+        a.repl = None
+        a.write_config()
+        b.start()
+        a.start()
+        ac = a.client()
+        total = 0
+        for i in range(500):
+            size = 4096 + (i * 977) % 8192
+            assert ac.put("paced", "k%04d" % i, bytes([i % 251]) * size).status == 200
+            total += size
+        a.stop()
+        a.repl = dict(repl, remote_url=to_b.url)
+        a.write_config()
+        to_b.reset_counters()
+        a.start()
+
+        def done():
+            s = a.status()["targets"][0]["sync"]
+            return s if s["phase"] == "done" and s["objects_shipped"] == 500 else None
+        wait_until(done, 60, interval=0.1, what="the full sync")
+        st = to_b.stats()
+        secs = to_b.last_byte_at - to_b.first_byte_at
+        assert st["bytes_to_target"] >= total, (st, total)
+        rate = st["bytes_to_target"] / secs
+        # 4 MB at 1 MB/s: the burst a quiet slot allows (50 ms) and a 64 KiB take per sender are small beside it
+        assert rate <= 1.10 * limit, (rate, limit, secs)
+        assert a.repld_status()["targets"][0]["bandwidth_limit_bytes_per_s"] == limit
+        converge_or_fail(a, b, timeout=60)
+    finally:
+        a.stop_repld()
+        to_b.close()
