@@ -18,7 +18,7 @@ import pytest
 
 from harness.fake_replica import decode_logrec
 from harness.relay import Relay
-from harness.replication import converge_or_fail, finish_sites, make_pair, wait_until
+from harness.replication import TcpProxy, converge_or_fail, finish_sites, make_pair, wait_until
 
 N = 600
 BATCH = 20
@@ -93,7 +93,8 @@ class HoldingProxy:
         conn = getattr(self.local, "conn", None)
         if conn is None:
             conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.target_port, timeout=60)
-        headers = {k: v for k, v in h.headers.items() if k.lower() in ("authorization", "content-type", "content-encoding")}
+        headers = {k: v for k, v in h.headers.items()
+                   if k.lower() in ("authorization", "content-type", "content-encoding")}
         try:
             conn.request(h.command, h.path, body=body, headers=headers)
             r = conn.getresponse()
@@ -239,3 +240,53 @@ def test_a_full_sync_keeps_to_the_targets_bandwidth_limit(pair):
     finally:
         a.stop_repld()
         to_b.close()
+
+
+def test_cancel_and_sigterm_are_prompt_with_every_batch_hanging_in_flight(pair):
+    """Batches in flight to a target that went silent (a partition: no error, no answer) hold neither a cancel
+    nor a SIGTERM: each is done within seconds, not at the 10-minute request timeout. The sync cut by SIGTERM
+    is still running after the restart (cancelled then); a resync once the link heals completes."""
+    a, b = pair(a_repl={"batch_size": 20, "workers": 4})
+    proxy = TcpProxy(b.port)
+    try:
+        repl = a.repl
+        a.repl = None
+        a.write_config()
+        b.start()
+        a.start()
+        ac = a.client()
+        for i in range(N):
+            assert ac.put("silent", "k%04d" % i, b"s" * (100 + i)).status == 200
+        a.stop()
+        a.repl = dict(repl, remote_url=proxy.url)
+        a.write_config()
+        a.start()
+        wait_until(lambda: a.status()["targets"][0]["sync"]["objects_shipped"] >= 100, 60, interval=0.02,
+                   what="the sync under way")
+        proxy.partition()
+        time.sleep(0.5)  # the senders' posts now hang, unanswered
+        t0 = time.monotonic()
+        rc = a.repld.stop()
+        assert rc == 0 and time.monotonic() - t0 < 5, (rc, time.monotonic() - t0, a.repld.problems)
+        cut = a.status()["targets"][0]["sync"]
+        assert cut["phase"] == "running", cut
+        a.start_repld()
+        time.sleep(0.5)
+        r = a.repld_cmd("--cancel", "--target", "127.0.0.1")
+        assert r.returncode == 0 and "cancelling" in r.stdout, r
+        t0 = time.monotonic()
+        wait_until(lambda: a.status()["targets"][0]["sync"]["phase"] == "cancelled", 5, interval=0.05,
+                   what="the sync cancelled")
+        assert time.monotonic() - t0 < 5
+        proxy.heal(reset=True)
+        r = a.repld_cmd("--resync", "--target", "127.0.0.1")
+        assert r.returncode == 0, r
+
+        def done():
+            s = a.status()["targets"][0]["sync"]
+            return s if s["phase"] == "done" and s["reason"] == "requested" else None
+        wait_until(done, 60, interval=0.1, what="the resync")
+        converge_or_fail(a, b, timeout=60)
+    finally:
+        a.stop_repld()
+        proxy.close()
