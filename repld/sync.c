@@ -502,10 +502,11 @@ static int persist_at(sync_t *s, const syncsend_batch_t *b)
 
 /* Takes back the batches that are done, in the order they were handed on,
  * until at most `most` are in flight: adds up each one's outcome, and every
- * syncsend_depth-th one persists the position it was handed on at. Returns 0; 1 when repld stops
- * or the sync is cancelled, or a batch was cut short by that; or a batch's
- * error, or persist's. On any of these nothing is in flight any more, and
- * nothing after the last batch fully done was persisted. */
+ * syncsend_depth-th one persists the position it was handed on at. Returns
+ * 0; 1 when repld stops or the sync is cancelled, or a batch was cut short
+ * by that; or a batch's error, or persist's. On any of these nothing is in
+ * flight any more, and nothing after the last batch fully done was
+ * persisted. */
 static int wait_inflight(sync_t *s, unsigned most)
 {
     int ret = 0;

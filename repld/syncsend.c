@@ -58,11 +58,10 @@ struct syncsend {
 unsigned syncsend_depth(const conf_target_t *tgt)
 {
     /* The target's `workers` is how many batches the operator lets this site
-     * keep in flight to it; the log's own shipping uses them too, so a sync
-     * beside it takes no more. Four are enough to overlap reading here with
-     * applying there (the target applies in one LMDB writer: more batches in
-     * flight only queue there), and each is memory held here (up to
-     * BATCH_BYTES_MAX inline bytes) and events shipped again after a crash. */
+     * keep in flight to it; a sync beside the log's shipping takes no more.
+     * Four are enough to overlap reading here with applying there (five
+     * measured no faster), and each more is memory held here (a batch's
+     * events and its encoded body) and events shipped again after a crash. */
     unsigned d = tgt->workers < SYNCSEND_DEPTH_MAX ? tgt->workers : SYNCSEND_DEPTH_MAX;
     return d > 0 ? d : 1;
 }
