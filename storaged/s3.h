@@ -20,6 +20,7 @@
 #include "storaged/path.h"
 
 #define S3_ACCESS_KEY_MAX 128 /* bytes of an access key id */
+#define S3_OWNER_NAME "comio" /* the one owner of every bucket and object (ListBuckets, listings): ComIO has no accounts */
 #define S3_TRAILERS_MAX 4     /* trailing headers of an aws-chunked body kept for the handlers */
 
 /* One S3 request, verified: made by s3_dispatch, borrowed by the handlers

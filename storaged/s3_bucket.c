@@ -1,13 +1,11 @@
 /* s3_bucket.c - S3's bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation. */
 #include <stdio.h>
 #include <string.h>
-#include <expat.h>
 #include "common/date.h"
 #include "storaged/http_commit.h"
+#include "proto/s3xml.h"
 #include "storaged/s3.h"
 #include "storaged/s3_reply.h"
-
-#define S3_OWNER_NAME "comio" /* the one owner every bucket has: ComIO has no accounts */
 
 int s3_bucket_exists(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
 {
@@ -86,63 +84,15 @@ static void answer_create(h2o_req_t *req, commit_job_t *j)
     http_req_reply(req, 200, NULL, "", 0);
 }
 
-#define CREATE_BODY_MAX (64 * 1024) /* a CreateBucketConfiguration is a few hundred bytes */
-
-/* What the XML parser found in a CreateBucketConfiguration. */
-typedef struct {
-    int depth;
-    int bad;                                 /* a root other than CreateBucketConfiguration */
-    int in_constraint;                       /* inside <LocationConstraint> */
-    char constraint[CONF_S3_REGION_MAX + 2]; /* its text; one byte over the longest region marks "too long" */
-    size_t constraint_len;
-} create_conf_t;
-
-/* An element's name without its namespace prefix. */
-static const char *local_name(const XML_Char *name)
-{
-    const char *colon = strrchr(name, ':');
-    return colon != NULL ? colon + 1 : name;
-}
-
-static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **atts)
-{
-    create_conf_t *c = ud;
-    const char *n = local_name(name);
-
-    c->depth++;
-    if (c->depth == 1 && strcmp(n, "CreateBucketConfiguration") != 0)
-        c->bad = 1;
-    if (c->depth == 2 && strcmp(n, "LocationConstraint") == 0)
-        c->in_constraint = 1;
-}
-
-static void XMLCALL on_end(void *ud, const XML_Char *name)
-{
-    create_conf_t *c = ud;
-    if (c->depth == 2)
-        c->in_constraint = 0;
-    c->depth--;
-}
-
-static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
-{
-    create_conf_t *c = ud;
-    for (int i = 0; c->in_constraint && i < len; i++) {
-        if (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')
-            continue;
-        if (c->constraint_len < sizeof(c->constraint) - 1)
-            c->constraint[c->constraint_len++] = s[i];
-    }
-}
-
-/* Parses an optional CreateBucketConfiguration body (expat) and checks its
- * LocationConstraint against the region. Returns 0, or answers 400 and returns -1. */
+/* Parses an optional CreateBucketConfiguration body (proto/s3xml.h) and
+ * checks its LocationConstraint against the region. Returns 0, or answers
+ * 400 (500 when out of memory) and returns -1. */
 static int check_create_body(h2o_req_t *req, const s3_req_t *s, const char *region)
 {
-    create_conf_t c;
-    XML_Parser p;
+    s3xml_bucket_conf_t c;
+    char err[160];
     size_t i;
-    int ok;
+    int ret;
 
     for (i = 0; i < s->body.len &&
                 (s->body.base[i] == ' ' || s->body.base[i] == '\t' || s->body.base[i] == '\r' || s->body.base[i] == '\n');
@@ -150,37 +100,35 @@ static int check_create_body(h2o_req_t *req, const s3_req_t *s, const char *regi
         ;
     if (i == s->body.len)
         return 0; /* no configuration: the region of the endpoint */
-    if (s->body.len > CREATE_BODY_MAX)
-        goto malformed;
-    memset(&c, 0, sizeof(c));
-    if ((p = XML_ParserCreate(NULL)) == NULL) {
-        s3_error_cio(req, CIO_ENOMEM, "bucket creation failed");
+    if ((ret = s3xml_bucket_conf_parse(s->body.base, s->body.len, &c, err, sizeof(err))) != 0) {
+        if (ret == CIO_ENOMEM)
+            s3_error_cio(req, ret, "bucket creation failed");
+        else
+            s3_error(req, 400, "MalformedXML",
+                     "The XML you provided was not well-formed or did not validate against our published schema", s->resource);
         return -1;
     }
-    XML_SetUserData(p, &c);
-    XML_SetElementHandler(p, on_start, on_end);
-    XML_SetCharacterDataHandler(p, on_text);
-    ok = XML_Parse(p, s->body.base, (int)s->body.len, 1) == XML_STATUS_OK;
-    XML_ParserFree(p);
-    if (!ok || c.bad)
-        goto malformed;
-    c.constraint[c.constraint_len] = '\0';
-    if (c.constraint_len > 0 && strcmp(c.constraint, region) != 0) {
+    /* the constraint without the white space around it */
+    const char *loc = c.location != NULL ? c.location : "";
+    size_t loc_len = c.location != NULL ? c.location_len : 0;
+    while (loc_len > 0 && strchr(" \t\r\n", loc[0]) != NULL)
+        loc++, loc_len--;
+    while (loc_len > 0 && strchr(" \t\r\n", loc[loc_len - 1]) != NULL)
+        loc_len--;
+    if (loc_len > 0 && (loc_len != strlen(region) || memcmp(loc, region, loc_len) != 0)) {
         char msg[200];
         snprintf(msg, sizeof(msg),
                  "The %.*s location constraint is incompatible for the region specific endpoint this request was sent to (%s).",
-                 (int)c.constraint_len, c.constraint, region);
+                 (int)(loc_len > 64 ? 64 : loc_len), loc, region);
         for (char *m = msg; *m != '\0'; m++)
             if ((unsigned char)*m < 0x20 || (unsigned char)*m >= 0x7f || *m == '<' || *m == '&')
                 *m = '?';
+        s3xml_bucket_conf_free(&c);
         s3_error(req, 400, "IllegalLocationConstraintException", msg, s->resource);
         return -1;
     }
+    s3xml_bucket_conf_free(&c);
     return 0;
-malformed:
-    s3_error(req, 400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema",
-             s->resource);
-    return -1;
 }
 
 int s3_create_bucket(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)

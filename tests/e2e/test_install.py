@@ -154,7 +154,7 @@ def test_deb_package(tmp_path):
     (deb,) = tmp_path.glob("comio_*.deb")
     info = subprocess.run(["dpkg-deb", "-f", str(deb), "Package", "Depends"], capture_output=True, text=True,
                           timeout=30).stdout
-    assert "Package: comio" in info and "liblmdb" in info and "libh2o-evloop" in info, info
+    assert "Package: comio" in info and "liblmdb" in info and "libh2o-evloop" in info and "libexpat1" in info, info
     files = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, timeout=30).stdout
     for rel in ("./usr/bin/storaged", "./usr/bin/repld", "./usr/bin/comio",
                 "./usr/lib/systemd/system/comio-storaged.service", "./usr/share/doc/comio/examples/site-a.yaml"):

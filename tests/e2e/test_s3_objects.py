@@ -107,11 +107,16 @@ def test_create_bucket_configuration(s3):
     for name, body, code in (
             ("conf-other", b"<CreateBucketConfiguration><LocationConstraint>eu-west-1</LocationConstraint>"
              b"</CreateBucketConfiguration>", "IllegalLocationConstraintException"),
-            ("conf-prefixed-other", b'<a:CreateBucketConfiguration xmlns:a="x"><a:LocationConstraint>ap-south-1'
-             b"</a:LocationConstraint></a:CreateBucketConfiguration>", "IllegalLocationConstraintException"),
+            ("conf-prefixed-other", b'<a:CreateBucketConfiguration xmlns:a="http://s3.amazonaws.com/doc/2006-03-01/">'
+             b"<a:LocationConstraint>ap-south-1</a:LocationConstraint></a:CreateBucketConfiguration>",
+             "IllegalLocationConstraintException"),
+            ("conf-foreign-namespace", b'<a:CreateBucketConfiguration xmlns:a="x"><a:LocationConstraint>us-east-1'
+             b"</a:LocationConstraint></a:CreateBucketConfiguration>", "MalformedXML"),
             ("conf-broken", b"<CreateBucketConfiguration><LocationConstraint>", "MalformedXML"),
             ("conf-wrong-root", b"<Delete><Object><Key>k</Key></Object></Delete>", "MalformedXML"),
-            ("conf-not-xml", b"us-east-1", "MalformedXML")):
+            ("conf-not-xml", b"us-east-1", "MalformedXML"),
+            ("conf-doctype", b'<!DOCTYPE c [<!ENTITY r "us-east-1">]><CreateBucketConfiguration><LocationConstraint>&r;'
+             b"</LocationConstraint></CreateBucketConfiguration>", "MalformedXML")):
         with pytest.raises(ClientError) as e:
             create_with_body(s3, name, body)
         assert code_of(e) == (code, 400), name

@@ -262,12 +262,41 @@ def objmeta_seeds():
     }
 
 
+def s3xml_seeds():
+    """S3 request bodies (proto/s3xml.h): a mode byte (0 Delete, 1 Complete, 2 bucket configuration), then the XML."""
+    ns = ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+    delete = ('<?xml version="1.0" encoding="UTF-8"?>\n<Delete%s><Quiet>true</Quiet>'
+              '<Object><Key>a/b c.txt</Key></Object><Object><Key>x&amp;y&#x4E2D;</Key><VersionId>v1</VersionId></Object>'
+              '</Delete>' % ns).encode()
+    complete = ('<CompleteMultipartUpload%s><Part><PartNumber>1</PartNumber><ETag>"0cc175b9c0f1b6a831c399e269772661"</ETag>'
+                '<ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part><Part><PartNumber>2</PartNumber><ETag>&quot;e&quot;</ETag></Part>'
+                '</CompleteMultipartUpload>' % ns).encode()
+    conf = ('<CreateBucketConfiguration%s><LocationConstraint>eu-west-1</LocationConstraint>'
+            '</CreateBucketConfiguration>' % ns).encode()
+    return {
+        "delete": b"\x00" + delete,
+        "delete-no-ns": b"\x00<Delete><Object><Key>k</Key></Object></Delete>",
+        "delete-cdata-unknown": b"\x00<Delete><Object><Size>1</Size><Key><![CDATA[<&>]]></Key></Object><X><Y/></X></Delete>",
+        "delete-prefixed": b'\x00<s:Delete xmlns:s="http://s3.amazonaws.com/doc/2006-03-01/"><s:Object><s:Key>k</s:Key>'
+                           b'</s:Object></s:Delete>',
+        "delete-bomb": b'\x00<!DOCTYPE d [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><Delete><Object><Key>&b;</Key>'
+                       b'</Object></Delete>',
+        "delete-truncated": b"\x00" + delete[:-9],
+        "complete": b"\x01" + complete,
+        "complete-bad-number": b"\x01<CompleteMultipartUpload><Part><PartNumber>0</PartNumber><ETag>e</ETag></Part>"
+                               b"</CompleteMultipartUpload>",
+        "bucket-conf": b"\x02" + conf,
+        "bucket-conf-empty": b"\x02<CreateBucketConfiguration/>",
+    }
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     targets = {"fuzz_logrec": logrec_seeds(), "fuzz_batch": batch_seeds(), "fuzz_path": path_seeds(),
                "fuzz_units": units_seeds(), "fuzz_conf": conf_seeds(), "fuzz_presign": presign_seeds(),
                "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds(), "fuzz_cksum": cksum_seeds(),
-               "fuzz_awschunk": awschunk_seeds(), "fuzz_objmeta": objmeta_seeds()}
+               "fuzz_awschunk": awschunk_seeds(), "fuzz_objmeta": objmeta_seeds(),
+               "fuzz_s3xml": s3xml_seeds()}
     total = 0
     for target, seeds in targets.items():
         d = os.path.join(out, target)
