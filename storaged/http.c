@@ -26,6 +26,7 @@
 #include "storaged/mpu.h"
 #include "storaged/path.h"
 #include "storaged/s3.h"
+#include "storaged/s3_bodyhash.h"
 #include "common/replog.h"
 
 #define HEADERS_MAX (32 * 1024)                                                 /* request line and headers */
@@ -186,6 +187,7 @@ static void *thread_main(void *arg)
     h2o_multithread_register_receiver(t->ctx.queue, &t->replies, http_commit_on_replies);
     h2o_multithread_register_receiver(t->ctx.queue, &t->wakeup, on_wakeup);
     h2o_multithread_register_receiver(t->ctx.queue, &t->aside_replies, handler_admin_on_asides);
+    h2o_multithread_register_receiver(t->ctx.queue, &t->bodyhash_done, s3_bodyhash_on_done);
     if (srv->sync != NULL)
         t->sync = syncwait_loop_new(srv->sync, t->loop);
     t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -214,6 +216,7 @@ static void *thread_main(void *arg)
     if (t->rtxn != NULL)
         mdb_txn_abort(t->rtxn);
     t->rtxn = NULL;
+    s3_thread_done();
     /* Report drained, then park: the loop's memory stays owned by a live
      * thread (h2o keeps per-thread free lists) until the process exits. */
     pthread_mutex_lock(&srv->ready_mu);

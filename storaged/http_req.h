@@ -68,7 +68,8 @@ struct http_thread {
     h2o_multithread_receiver_t replies;
     h2o_multithread_receiver_t wakeup;
     h2o_multithread_receiver_t aside_replies;
-    size_t asides; /* control-socket questions in flight (loop thread only) */
+    size_t asides;                            /* control-socket questions in flight (loop thread only) */
+    h2o_multithread_receiver_t bodyhash_done; /* large S3 bodies hashed off the loop (storaged/s3_bodyhash.h) */
     MDB_txn *rtxn;
     size_t inflight;       /* loop thread only */
     syncwait_loop_t *sync; /* this loop's waiting writes; NULL without sync targets */

@@ -49,6 +49,10 @@ int s3_is_s3(h2o_req_t *req);
  * S3's XML error. Returns 0 (on_req's "handled"). */
 int s3_dispatch(http_server_t *srv, h2o_req_t *req);
 
+/* Wipes the calling loop thread's S3 state (its cache of signing keys,
+ * which holds secrets); called by each loop thread once it has drained. */
+void s3_thread_done(void);
+
 /* ---- the handlers, by group; each answers req and returns 0 ---- */
 
 /* GET /{bucket}?list-type=2 (v2 1) or GET /{bucket} (ListObjects, v2 0):
