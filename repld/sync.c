@@ -730,6 +730,8 @@ static int add_put(sync_t *s, const char *b, size_t blen, const meta_entry_t *e)
     r.content_type_len = o.ctype_len;
     r.meta = o.meta;
     r.meta_len = o.meta_len;
+    r.mpu_parts = o.mpu_parts; /* a multipart upload's S3 ETag goes with its object */
+    memcpy(r.mpu_md5, o.mpu_md5, 16);
     r.mtime_ms = o.mtime_ms;
     r.parent_origin = "";
     r.ctx = o.ctx;

@@ -31,6 +31,11 @@ static const char *const get_object_params[] = {"response-content-type",
                                                 "response-content-encoding",
                                                 NULL};
 static const char *const no_params[] = {NULL};
+static const char *const uploads_params[] = {"uploads", "prefix", "key-marker", "upload-id-marker", "max-uploads", NULL};
+static const char *const create_mpu_params[] = {"uploads", NULL};
+static const char *const part_params[] = {"partNumber", "uploadId", NULL};
+static const char *const upload_params[] = {"uploadId", NULL};
+static const char *const list_parts_params[] = {"uploadId", "part-number-marker", "max-parts", NULL};
 
 /* The signing keys of this loop thread (a key changes once a day per access
  * key): four HMACs fewer per request. One per thread, as requests of a loop
@@ -126,6 +131,11 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         case HTTP_REQ_GET:
             if (has_param(req, "location") && params_only(req, location_params, odd, sizeof(odd)))
                 return s3_get_bucket_location(srv, req, s);
+            if (has_param(req, "uploads")) {
+                if (params_only(req, uploads_params, odd, sizeof(odd)))
+                    return s3_mpu_list_uploads(srv, req, s);
+                break;
+            }
             if (params_only(req, list_params, odd, sizeof(odd))) {
                 char v[8];
                 size_t n;
@@ -164,22 +174,40 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     switch (m) {
     case HTTP_REQ_GET:
     case HTTP_REQ_HEAD:
+        if (m == HTTP_REQ_GET && has_param(req, "uploadId")) {
+            if (params_only(req, list_parts_params, odd, sizeof(odd)))
+                return s3_mpu_list_parts(srv, req, s);
+            break;
+        }
         if (params_only(req, get_object_params, odd, sizeof(odd)))
             return s3_get_object(srv, req, s);
         break;
     case HTTP_REQ_PUT:
+        if (has_param(req, "uploadId") && h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1) != -1) {
+            if (params_only(req, part_params, odd, sizeof(odd)))
+                return s3_mpu_upload_part_copy(srv, req, s);
+            break;
+        }
         if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1) != -1) {
             snprintf(odd, sizeof(odd), "x-amz-copy-source (CopyObject)");
             break;
         }
+        if ((has_param(req, "uploadId") || has_param(req, "partNumber")) && params_only(req, part_params, odd, sizeof(odd)))
+            return s3_mpu_upload_part(srv, req, s);
         if (params_only(req, no_params, odd, sizeof(odd)))
             return s3_put_object(srv, req, s);
         break;
     case HTTP_REQ_DELETE:
+        if (has_param(req, "uploadId") && params_only(req, upload_params, odd, sizeof(odd)))
+            return s3_mpu_abort(srv, req, s);
         if (params_only(req, no_params, odd, sizeof(odd)))
             return s3_delete_object(srv, req, s);
         break;
     case HTTP_REQ_POST:
+        if (has_param(req, "uploads") && params_only(req, create_mpu_params, odd, sizeof(odd)))
+            return s3_mpu_create(srv, req, s);
+        if (has_param(req, "uploadId") && params_only(req, upload_params, odd, sizeof(odd)))
+            return s3_mpu_complete(srv, req, s);
         if (params_only(req, no_params, odd, sizeof(odd)))
             snprintf(odd, sizeof(odd), "POST on an object");
         break;

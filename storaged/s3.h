@@ -101,6 +101,34 @@ int s3_get_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 /* DELETE /{bucket}/{key}: DeleteObject (204, also for a missing key). */
 int s3_delete_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 
+/* ---- multipart uploads (storaged/s3_multipart.c; docs/s3.md, "Multipart uploads") ---- */
+
+/* POST /{bucket}/{key}?uploads: CreateMultipartUpload, with Content-Type and
+ * the metadata headers (objmeta_http.h), kept for the object. */
+int s3_mpu_create(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* PUT /{bucket}/{key}?partNumber=N&uploadId=U: UploadPart (N 1..10000, up to
+ * 5 GiB, checksums as PutObject's); durable when answered. */
+int s3_mpu_upload_part(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* PUT /{bucket}/{key}?partNumber=N&uploadId=U with x-amz-copy-source (and
+ * x-amz-copy-source-range: bytes=first-last): UploadPartCopy, a part made
+ * of (a range of) an object's bytes, copied off the loop. */
+int s3_mpu_upload_part_copy(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* POST /{bucket}/{key}?uploadId=U: CompleteMultipartUpload (proto/s3xml.h). */
+int s3_mpu_complete(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* DELETE /{bucket}/{key}?uploadId=U: AbortMultipartUpload (204). */
+int s3_mpu_abort(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* GET /{bucket}/{key}?uploadId=U: ListParts (part-number-marker, max-parts). */
+int s3_mpu_list_parts(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* GET /{bucket}?uploads: ListMultipartUploads (prefix, key-marker,
+ * upload-id-marker, max-uploads; no delimiter). */
+int s3_mpu_list_uploads(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
 /* ---- checksums (storaged/s3_checksum.c) ---- */
 
 /* Checks s->body against every checksum the client sent: Content-MD5, and
