@@ -119,6 +119,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("s3.credentials", CONF_S3_CREDENTIALS, s3_credentials),
     CONF_KEY("s3.region", CONF_REGION, s3_region),
     CONF_KEY("s3.domains", CONF_HOSTS, s3_domains),
+    CONF_KEY("s3.multipart_ttl", CONF_DURATION, s3_multipart_ttl_ms),
     CONF_SEC("logging"),
     CONF_KEY("logging.level", CONF_LEVEL, log_level),
     CONF_KEY("logging.format", CONF_FORMAT, log_json),
@@ -656,6 +657,7 @@ int conf_init(conf_t *c)
     c->compression = CONF_COMPRESSION_NONE;
     c->compression_level = ZCODEC_LEVEL_DEFAULT;
     c->tombstone_ttl_ms = 7ULL * 24 * 3600 * 1000;
+    c->s3_multipart_ttl_ms = 7ULL * 24 * 3600 * 1000;
     c->conflict_ttl_ms = 7ULL * 24 * 3600 * 1000;
     c->max_clock_skew_ms = 60000;
     c->sync_timeout_ms = 5000;

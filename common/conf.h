@@ -114,6 +114,7 @@ typedef struct conf {
     char *s3_region;   /* s3.region: default "us-east-1" */
     char **s3_domains; /* s3.domains: host names (lower case) under which bucket.<domain> is virtual-hosted style */
     size_t s3_ndomains;
+    uint64_t s3_multipart_ttl_ms; /* s3.multipart_ttl: a multipart upload left longer is removed; default 7 days, 0 = forever */
 
     /* logging */
     log_level_t log_level; /* default info */

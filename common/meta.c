@@ -20,6 +20,7 @@
 #define OBJ_FORMAT 3            /* a version (hybrid logical clock) and its origin site id */
 #define OBJ_FORMAT_CTX 4        /* the same, and a causal context after the key */
 #define OBJ_FORMAT_META 5       /* the same, the context always (maybe empty), then the object's metadata */
+#define OBJ_FORMAT_MPU 6        /* format 5 with the metadata's length always (maybe 0), then a multipart ETag */
 #define HASH_LEN 16
 
 int meta_err(int rc, const char *what)
@@ -67,6 +68,8 @@ const meta_migration_t meta_migrations[META_FORMAT_CURRENT] = {
     {"give every object record the site its version comes from", migrate_objects_v2},
     /* 2 -> 3: object and conflict records may carry the object's metadata; the older ones read as none */
     {"let object records carry the object's metadata (Content-Encoding, x-amz-meta-*, ...)", NULL},
+    /* 3 -> 4: object records may carry a multipart upload's ETag; the older ones read as none */
+    {"let object records carry the ETag of an S3 multipart upload", NULL},
 };
 
 int meta_format_migrate(meta_t *m, const meta_migration_t *steps, uint64_t from, uint64_t to, char *err, size_t errlen)
@@ -389,19 +392,23 @@ size_t meta_objkey(uint8_t *out, const char *b, size_t blen, const char *k, size
  * when the context is not empty. Format 5: format 4 with the context always
  * there (maybe empty), followed by the object's metadata (u16 BE length,
  * the blob of common/objmeta.h), written when there is metadata; formats 3
- * and 4 read as no metadata. Formats 1 and 2 (metadata format 1) are
+ * and 4 read as no metadata. Format 6: format 5 with the metadata always
+ * there (maybe of length 0), followed by the part count (u32 BE, 1..10000)
+ * and the MD5 of the parts' MD5s (16) of an object made by an S3 multipart
+ * upload; the others read as none. Formats 1 and 2 (metadata format 1) are
  * format 3 without the origin. */
 #define OBJ_FIXED_V1 (1 + 8 * 4 + 16 + 8 + 2 + 2)
 #define OBJ_FIXED (OBJ_FIXED_V1 + 1)
-#define OBJ_MAX (OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX + VCTX_ENCODED_MAX + 2 + OBJMETA_MAX)
+#define OBJ_MAX (OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX + VCTX_ENCODED_MAX + 2 + OBJMETA_MAX + 4 + 16)
 _Static_assert(LOGREC_ORIGIN_MAX <= UINT8_MAX, "an origin's length fits its byte");
 
 static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_t klen)
 {
     uint8_t *p = out;
-    int with_meta = o->meta_len > 0;
+    int with_mpu = o->mpu_parts > 0;
+    int with_meta = with_mpu || o->meta_len > 0;
     int with_ctx = with_meta || o->ctx.n > 0 || o->ctx.floor != 0;
-    *p++ = with_meta ? OBJ_FORMAT_META : with_ctx ? OBJ_FORMAT_CTX : OBJ_FORMAT;
+    *p++ = with_mpu ? OBJ_FORMAT_MPU : with_meta ? OBJ_FORMAT_META : with_ctx ? OBJ_FORMAT_CTX : OBJ_FORMAT;
     be_put(p, o->version, 8);
     be_put(p + 8, o->off, 8);
     be_put(p + 16, o->alen, 8);
@@ -429,6 +436,11 @@ static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_
         *p++ = (uint8_t)o->meta_len;
         memcpy(p, o->meta, o->meta_len);
         p += o->meta_len;
+    }
+    if (with_mpu) {
+        be_put(p, o->mpu_parts, 4);
+        memcpy(p + 4, o->mpu_md5, 16);
+        p += 20;
     }
     return (size_t)(p - out);
 }
@@ -479,9 +491,12 @@ static int obj_decode_as(const MDB_val *v, meta_obj_t *o, int format)
     p += o->key_len;
     vctx_init(&o->ctx);
     o->meta_len = 0;
+    o->mpu_parts = 0;
+    memset(o->mpu_md5, 0, 16);
     if (format == OBJ_FORMAT_CTX && (vctx_decode(p, (size_t)(end - p), &o->ctx, &used) != 0 || used != (size_t)(end - p)))
         return CIO_EPROTO;
-    if (format == OBJ_FORMAT_META) {
+    if (format == OBJ_FORMAT_META || format == OBJ_FORMAT_MPU) {
+        size_t tail = format == OBJ_FORMAT_MPU ? 20 : 0;
         if (vctx_decode(p, (size_t)(end - p), &o->ctx, &used) != 0)
             return CIO_EPROTO;
         p += used;
@@ -489,10 +504,18 @@ static int obj_decode_as(const MDB_val *v, meta_obj_t *o, int format)
             return CIO_EPROTO;
         size_t mlen = (size_t)p[0] << 8 | p[1];
         p += 2;
-        if (mlen == 0 || (size_t)(end - p) != mlen || objmeta_validate(p, mlen) != 0)
+        if ((mlen == 0 && tail == 0) || mlen > OBJMETA_MAX || (size_t)(end - p) != mlen + tail ||
+            (mlen > 0 && objmeta_validate(p, mlen) != 0))
             return CIO_EPROTO;
         memcpy(o->meta, p, mlen);
         o->meta_len = (uint16_t)mlen;
+        p += mlen;
+        if (tail > 0) {
+            o->mpu_parts = (uint32_t)be_get(p, 4);
+            if (o->mpu_parts == 0 || o->mpu_parts > LOGREC_MPU_PARTS_MAX)
+                return CIO_EPROTO;
+            memcpy(o->mpu_md5, p + 4, 16);
+        }
     }
     return 0;
 }
@@ -503,6 +526,8 @@ int meta_obj_decode(const MDB_val *v, meta_obj_t *o)
         return obj_decode_as(v, o, OBJ_FORMAT_CTX);
     if (v->mv_size > 0 && ((const uint8_t *)v->mv_data)[0] == OBJ_FORMAT_META)
         return obj_decode_as(v, o, OBJ_FORMAT_META);
+    if (v->mv_size > 0 && ((const uint8_t *)v->mv_data)[0] == OBJ_FORMAT_MPU)
+        return obj_decode_as(v, o, OBJ_FORMAT_MPU);
     return obj_decode_as(v, o, OBJ_FORMAT);
 }
 

@@ -36,6 +36,7 @@ typedef struct meta {
     MDB_env *env;
     MDB_dbi buckets, objects, replog, pending, state;
     MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets, conflicts, repl_sync;
+    MDB_dbi mpu, mpu_part; /* storaged's multipart uploads (storaged/mpu.h); opened by storaged only */
     alloc_t alloc;
     int wake_fd;         /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
     const char *site_id; /* borrowed from meta_open_site's caller for the format migration; NULL after opening */
@@ -59,6 +60,8 @@ typedef struct {
                           Empty for most objects (one site writing the key) */
     uint16_t meta_len; /* the object's metadata besides its content type (common/objmeta.h): a valid blob, */
     uint8_t meta[OBJMETA_MAX]; /* meta_len bytes; 0 for none (every record written before metadata was kept) */
+    uint32_t mpu_parts;        /* an object made by an S3 multipart upload: its part count (1..LOGREC_MPU_PARTS_MAX) */
+    uint8_t mpu_md5[16];       /* and the MD5 of its parts' MD5s, its S3 ETag being hex(mpu_md5)-mpu_parts; 0 otherwise */
 } meta_obj_t;
 
 /* A version with the site it comes from. */
@@ -104,14 +107,19 @@ static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
  *      carry a causal context; those without one read as an empty context
  *      (format 2 was not released before contexts were added, so they
  *      needed no new format number)
- *   3  the current layout: object records (format 5) and conflict records
+ *   3  object records (format 5) and conflict records
  *      (format 2) may carry the object's metadata (common/objmeta.h). The
  *      step from 2 changes no record (those without metadata read as none);
  *      it is recorded so that a release that cannot read such records
  *      refuses the store instead of failing on some of its objects
+ *   4  the current layout: object records (format 6) may carry the part
+ *      count and parts' MD5 of an object made by an S3 multipart upload
+ *      (its S3 ETag), and storaged keeps uploads in progress in the "mpu"
+ *      and "mpu_part" tables (storaged/mpu.h). The step from 3 changes no
+ *      record, for the same reason as the step from 2
  * A new environment is created at META_FORMAT_CURRENT, in the transaction
  * that creates its tables. */
-#define META_FORMAT_CURRENT 3
+#define META_FORMAT_CURRENT 4
 
 /* One step of a format upgrade: meta_migrations[n] converts format n to
  * n + 1. `run` makes the step's changes in `txn`, the step's one
@@ -285,7 +293,8 @@ int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const me
     X(META_TOMB_HORIZON, "tomb_horizon",                                                                                           \
       "the tombstone horizon: the largest version (hlc) of any tombstone collected here; 0 none (storaged, tombgc)")               \
     X(META_UNLOGGED_MS, "unlogged_ms",                                                                                             \
-      "wall clock of the last mutation committed while replication was off, not logged; 0 none (storaged)")
+      "wall clock of the last mutation committed while replication was off, not logged; 0 none (storaged)")                        \
+    X(META_MPU_EXPIRED, "mpu_expired", "multipart uploads removed by s3.multipart_ttl (storaged)")
 
 #define META_COUNTER_ENUM(e, name, doc) e,
 typedef enum { META_COUNTERS(META_COUNTER_ENUM) META_NCOUNTERS } meta_counter_t;

@@ -1,4 +1,5 @@
 /* sigv4.c - AWS Signature Version 4 verification for S3: canonical request, string to sign, signing key, chunk chain. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,7 +428,52 @@ static int reencode(buf_t *b, const char *p, size_t n)
     return rc;
 }
 
-static int canonical_query(buf_t *out, const sigv4_request_t *r, int presigned)
+/* The canonical request goes straight into its SHA-256 through a small
+ * buffer (it is only ever hashed): no allocation, no copy of the whole. */
+typedef struct {
+    EVP_MD_CTX *md; /* initialised for SHA-256 */
+    size_t total;   /* bytes hashed so far */
+    int err;        /* CIO_ETOOBIG past SIGV4_CANONICAL_MAX, CIO_ENOMEM when the digest fails; sticky */
+    size_t len;
+    char buf[1024];
+} canon_t;
+
+static void canon_flush(canon_t *c)
+{
+    if (c->err == 0 && c->len > 0) {
+        c->total += c->len;
+        if (c->total > SIGV4_CANONICAL_MAX)
+            c->err = CIO_ETOOBIG;
+        else if (EVP_DigestUpdate(c->md, c->buf, c->len) != 1)
+            c->err = CIO_ENOMEM;
+    }
+    c->len = 0;
+}
+
+static void canon_put(canon_t *c, const void *p, size_t n)
+{
+    if (c->len + n > sizeof(c->buf))
+        canon_flush(c);
+    if (n > sizeof(c->buf)) {
+        c->total += n;
+        if (c->err == 0 && c->total > SIGV4_CANONICAL_MAX)
+            c->err = CIO_ETOOBIG;
+        else if (c->err == 0 && EVP_DigestUpdate(c->md, p, n) != 1)
+            c->err = CIO_ENOMEM;
+        return;
+    }
+    memcpy(c->buf + c->len, p, n);
+    c->len += n;
+}
+
+static void canon_byte(canon_t *c, char ch)
+{
+    if (c->len == sizeof(c->buf))
+        canon_flush(c);
+    c->buf[c->len++] = ch;
+}
+
+static int canonical_query(canon_t *out, const sigv4_request_t *r, int presigned)
 {
     param_t *ps = NULL;
     size_t n = 0, pos = 0, nl, vl;
@@ -469,10 +515,10 @@ static int canonical_query(buf_t *out, const sigv4_request_t *r, int presigned)
     qsort(ps, n, sizeof(*ps), param_cmp);
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
-            buf_append(out, "&", 1);
-        buf_append(out, ps[i].name, ps[i].nlen);
-        buf_append(out, "=", 1);
-        buf_append(out, ps[i].value, ps[i].vlen);
+            canon_byte(out, '&');
+        canon_put(out, ps[i].name, ps[i].nlen);
+        canon_byte(out, '=');
+        canon_put(out, ps[i].value, ps[i].vlen);
     }
 done:
     free(ps);
@@ -482,7 +528,7 @@ done:
 }
 
 /* A header value as SigV4 signs it: trimmed, inner runs of spaces as one. */
-static void append_trimmed(buf_t *b, const char *v, size_t n)
+static void append_trimmed(canon_t *b, const char *v, size_t n)
 {
     size_t i = 0, end = n;
     while (i < end && (v[i] == ' ' || v[i] == '\t'))
@@ -492,106 +538,230 @@ static void append_trimmed(buf_t *b, const char *v, size_t n)
     for (; i < end; i++) {
         if ((v[i] == ' ' || v[i] == '\t') && (v[i + 1] == ' ' || v[i + 1] == '\t'))
             continue;
-        buf_append(b, v[i] == '\t' ? " " : &v[i], 1);
+        canon_byte(b, v[i] == '\t' ? ' ' : v[i]);
     }
 }
 
-static int canonical_request(buf_t *b, const sigv4_request_t *r, const sigv4_auth_t *a)
+static int canonical_request(canon_t *b, const sigv4_request_t *r, const sigv4_auth_t *a)
 {
     const char *p = a->signed_headers;
     int rc;
 
-    buf_append(b, r->method, r->method_len);
-    buf_append(b, "\n", 1);
-    buf_append(b, r->path, r->path_len);
-    buf_append(b, "\n", 1);
+    canon_put(b, r->method, r->method_len);
+    canon_byte(b, '\n');
+    canon_put(b, r->path, r->path_len);
+    canon_byte(b, '\n');
     if ((rc = canonical_query(b, r, a->presigned)) != 0)
         return rc;
-    buf_append(b, "\n", 1);
+    canon_byte(b, '\n');
     for (;;) {
         const char *end = strchr(p, ';');
         size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        for (size_t i = 0; i < n; i++) {
-            char c = p[i] >= 'A' && p[i] <= 'Z' ? (char)(p[i] + 32) : p[i];
-            buf_append(b, &c, 1);
-        }
-        buf_append(b, ":", 1);
+        for (size_t i = 0; i < n; i++)
+            canon_byte(b, p[i] >= 'A' && p[i] <= 'Z' ? (char)(p[i] + 32) : p[i]);
+        canon_byte(b, ':');
         int first = 1;
         for (const sigv4_header_t *h = header_find(r, p, n, 0); h != NULL; h = header_find(r, p, n, (size_t)(h - r->headers) + 1)) {
             if (!first)
-                buf_append(b, ",", 1);
+                canon_byte(b, ',');
             append_trimmed(b, h->value, h->value_len);
             first = 0;
         }
-        buf_append(b, "\n", 1);
+        canon_byte(b, '\n');
         if (end == NULL)
             break;
         p = end + 1;
     }
-    buf_append(b, "\n", 1);
-    for (p = a->signed_headers; *p != '\0'; p++) {
-        char c = *p >= 'A' && *p <= 'Z' ? (char)(*p + 32) : *p;
-        buf_append(b, &c, 1);
-    }
-    buf_append(b, "\n", 1);
-    return buf_puts(b, a->content_sha256);
+    canon_byte(b, '\n');
+    for (p = a->signed_headers; *p != '\0'; p++)
+        canon_byte(b, *p >= 'A' && *p <= 'Z' ? (char)(*p + 32) : *p);
+    canon_byte(b, '\n');
+    canon_put(b, a->content_sha256, strlen(a->content_sha256));
+    return 0;
 }
 
-static void sha256_hex(const void *p, size_t n, char out[SIGV4_SIG_HEX + 1])
+/* ---- SHA-256 and HMAC ----
+ * OpenSSL 3's one-shot SHA256() and HMAC() fetch the algorithm from the
+ * provider on every call (a global read lock) and HMAC() builds a context;
+ * per request that cost more than the hashing. The digest is fetched once, and
+ * HMAC-SHA256 (RFC 2104) is two digests on one context. */
+
+static EVP_MD *sha256_fetched;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256_md(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_fetched != NULL ? sha256_fetched : EVP_sha256();
+}
+
+/* SHA-256 of p1 then p2 (either may be empty) on context c (NULL: fails). Returns 0 or -1 (out of memory). */
+static int digest2(EVP_MD_CTX *c, const void *p1, size_t n1, const void *p2, size_t n2, uint8_t out[32])
+{
+    unsigned int len = 32;
+
+    if (c == NULL || EVP_DigestInit_ex2(c, sha256_md(), NULL) != 1 || EVP_DigestUpdate(c, p1, n1) != 1 ||
+        EVP_DigestUpdate(c, p2, n2) != 1 || EVP_DigestFinal_ex(c, out, &len) != 1)
+        return -1;
+    return 0;
+}
+
+/* What a failed digest or signature reads as: not hex, so it matches nothing a client sends. */
+static void poison(char out[SIGV4_SIG_HEX + 1])
+{
+    memset(out, '!', SIGV4_SIG_HEX);
+    out[SIGV4_SIG_HEX] = '\0';
+}
+
+static void sha256_hex(EVP_MD_CTX *c, const void *p, size_t n, char out[SIGV4_SIG_HEX + 1])
 {
     uint8_t md[32];
-    SHA256(p, n, md);
+
+    if (n == 0) {
+        memcpy(out, EMPTY_SHA256, SIGV4_SIG_HEX + 1);
+        return;
+    }
+    if (digest2(c, p, n, "", 0, md) != 0) {
+        poison(out);
+        return;
+    }
     hex_encode(out, md, 32);
     out[SIGV4_SIG_HEX] = '\0';
 }
 
-static void hmac(const uint8_t *key, size_t klen, const void *msg, size_t n, uint8_t out[32])
+/* HMAC-SHA256 (RFC 2104); out may be key. Returns 0 or -1. */
+static int hmac(EVP_MD_CTX *c, const uint8_t *key, size_t klen, const void *msg, size_t n, uint8_t out[32])
 {
-    unsigned int len = 32;
-    HMAC(EVP_sha256(), key, (int)klen, msg, n, out, &len);
+    uint8_t pad[64], k[32], inner[32];
+    int rc = 0;
+
+    if (klen > sizeof(pad)) {
+        rc |= digest2(c, key, klen, "", 0, k);
+        key = k;
+        klen = 32;
+    }
+    memset(pad, 0x36, sizeof(pad));
+    for (size_t i = 0; i < klen; i++)
+        pad[i] ^= key[i];
+    rc |= digest2(c, pad, sizeof(pad), msg, n, inner);
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] ^= 0x36 ^ 0x5c;
+    rc |= digest2(c, pad, sizeof(pad), inner, sizeof(inner), out);
+    OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(inner, sizeof(inner));
+    return rc;
 }
 
-static void derive_key(sigv4_auth_t *a, const char *secret, size_t secret_len)
+/* The signing key of scope (date, region) for `secret`: four HMACs. Returns 0 or -1 (out of memory). */
+static int derive_key(EVP_MD_CTX *c, const char *date, const char *region, size_t region_len, const char *secret, size_t secret_len,
+                      uint8_t key[32])
 {
-    const char *region = a->scope + 9, *slash = strchr(region, '/');
     uint8_t k[32];
     char *ks = malloc(secret_len + 4);
+    int rc = 0;
 
-    if (ks == NULL) {
-        memset(a->key, 0, sizeof(a->key));
-        return;
-    }
+    if (ks == NULL)
+        return -1;
     memcpy(ks, "AWS4", 4);
     memcpy(ks + 4, secret, secret_len);
-    hmac((const uint8_t *)ks, secret_len + 4, a->amz_date, 8, k);
+    rc |= hmac(c, (const uint8_t *)ks, secret_len + 4, date, 8, k);
     OPENSSL_cleanse(ks, secret_len + 4);
     free(ks);
-    hmac(k, 32, region, (size_t)(slash - region), k);
-    hmac(k, 32, "s3", 2, k);
-    hmac(k, 32, "aws4_request", 12, a->key);
+    rc |= hmac(c, k, 32, region, region_len, k);
+    rc |= hmac(c, k, 32, "s3", 2, k);
+    rc |= hmac(c, k, 32, "aws4_request", 12, key);
     OPENSSL_cleanse(k, sizeof(k));
+    return rc;
 }
 
-static void sign(const uint8_t key[32], const char *sts, size_t n, char out[SIGV4_SIG_HEX + 1])
+/* a->key for a's scope: from the cache when it holds (access key, date,
+ * region, secret), else derived (and cached, replacing the oldest entry).
+ * Returns 0 or -1 (out of memory: nothing cached). */
+static int signing_key(EVP_MD_CTX *c, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_keycache_t *cache)
+{
+    const char *region = a->scope + 9, *slash = strchr(region, '/');
+    size_t rlen = (size_t)(slash - region), aklen = strlen(a->access_key);
+    sigv4_keycache_entry_t *slot;
+
+    if (cache == NULL || secret_len > SIGV4_KEYCACHE_SECRET_MAX)
+        return derive_key(c, a->amz_date, region, rlen, secret, secret_len, a->key);
+    for (size_t i = 0; i < SIGV4_KEYCACHE_SLOTS; i++) {
+        sigv4_keycache_entry_t *x = &cache->slot[i];
+        /* the secret is compared in constant time (its length is not a secret worth hiding from itself) */
+        if (x->used && memcmp(x->date, a->amz_date, 8) == 0 && x->region_len == rlen && memcmp(x->region, region, rlen) == 0 &&
+            strcmp(x->access_key, a->access_key) == 0 && x->secret_len == secret_len &&
+            CRYPTO_memcmp(x->secret, secret, secret_len) == 0) {
+            memcpy(a->key, x->key, sizeof(a->key));
+            cache->hits++;
+            return 0;
+        }
+    }
+    if (derive_key(c, a->amz_date, region, rlen, secret, secret_len, a->key) != 0)
+        return -1;
+    cache->misses++;
+    slot = &cache->slot[cache->next];
+    cache->next = (cache->next + 1) % SIGV4_KEYCACHE_SLOTS;
+    OPENSSL_cleanse(slot, sizeof(*slot));
+    memcpy(slot->access_key, a->access_key, aklen + 1);
+    memcpy(slot->date, a->amz_date, 8);
+    memcpy(slot->region, region, rlen);
+    slot->region_len = rlen;
+    memcpy(slot->secret, secret, secret_len);
+    slot->secret_len = secret_len;
+    memcpy(slot->key, a->key, sizeof(slot->key));
+    slot->used = 1;
+    return 0;
+}
+
+void sigv4_keycache_wipe(sigv4_keycache_t *cache)
+{
+    OPENSSL_cleanse(cache, sizeof(*cache));
+}
+
+static void sign(EVP_MD_CTX *c, const uint8_t key[32], const char *sts, size_t n, char out[SIGV4_SIG_HEX + 1])
 {
     uint8_t md[32];
-    hmac(key, 32, sts, n, md);
+
+    if (hmac(c, key, 32, sts, n, md) != 0) {
+        poison(out);
+        return;
+    }
     hex_encode(out, md, 32);
     out[SIGV4_SIG_HEX] = '\0';
 }
 
 int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_error_t *e)
 {
+    return sigv4_verify_cached(r, a, secret, secret_len, NULL, e);
+}
+
+int sigv4_verify_cached(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_keycache_t *cache,
+                        sigv4_error_t *e)
+{
     char hash[SIGV4_SIG_HEX + 1], sig[SIGV4_SIG_HEX + 1], sts[256];
-    buf_t b;
+    uint8_t md[32];
+    unsigned int mdlen = sizeof(md);
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    canon_t b;
     int rc, n;
 
-    buf_init(&b, SIGV4_CANONICAL_MAX);
-    rc = canonical_request(&b, r, a);
+    b.md = c;
+    b.total = b.len = 0;
+    b.err = c == NULL || EVP_DigestInit_ex2(c, sha256_md(), NULL) != 1 ? CIO_ENOMEM : 0;
+    rc = b.err == 0 ? canonical_request(&b, r, a) : 0;
+    canon_flush(&b);
     if (rc == 0)
         rc = b.err;
+    if (rc == 0 && EVP_DigestFinal_ex(c, md, &mdlen) != 1)
+        rc = CIO_ENOMEM;
     if (rc != 0) {
-        buf_free(&b);
+        EVP_MD_CTX_free(c);
         if (rc == CIO_ENOMEM) {
             e->status = 500;
             e->code = "InternalError";
@@ -601,11 +771,19 @@ int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, 
         (void)fail(e, 400, "InvalidRequest", "the query has too many parameters to be signed (at most %d)", SIGV4_QUERY_PARAMS_MAX);
         return CIO_ETOOBIG;
     }
-    sha256_hex(b.data, b.len, hash);
-    buf_free(&b);
+    hex_encode(hash, md, 32);
+    hash[SIGV4_SIG_HEX] = '\0';
     n = snprintf(sts, sizeof(sts), SIGV4_ALGORITHM "\n%s\n%s\n%s", a->amz_date, a->scope, hash);
-    derive_key(a, secret, secret_len);
-    sign(a->key, sts, (size_t)n, sig);
+    if (signing_key(c, a, secret, secret_len, cache) != 0) {
+        EVP_MD_CTX_free(c);
+        OPENSSL_cleanse(a->key, sizeof(a->key));
+        e->status = 500;
+        e->code = "InternalError";
+        snprintf(e->msg, sizeof(e->msg), "out of memory");
+        return CIO_ENOMEM;
+    }
+    sign(c, a->key, sts, (size_t)n, sig);
+    EVP_MD_CTX_free(c);
     if (!sigv4_equal(sig, a->signature, SIGV4_SIG_HEX))
         return fail(
             e, 403, "SignatureDoesNotMatch",
@@ -613,36 +791,57 @@ int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, 
     return 0;
 }
 
-int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sigv4_error_t *e)
+static int payload_compare(const char *hash, const char *claimed, sigv4_error_t *e)
 {
-    char hash[SIGV4_SIG_HEX + 1];
-
-    if (a->payload != SIGV4_PAYLOAD_SHA256)
-        return 0;
-    sha256_hex(body != NULL ? body : "", len, hash);
-    if (!sigv4_equal(hash, a->payload_hash, SIGV4_SIG_HEX))
+    if (!sigv4_equal(hash, claimed, SIGV4_SIG_HEX))
         return fail(e, 400, "XAmzContentSHA256Mismatch",
                     "The provided 'x-amz-content-sha256' header does not match what was computed.");
     return 0;
 }
 
+int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sigv4_error_t *e)
+{
+    char hash[SIGV4_SIG_HEX + 1];
+    EVP_MD_CTX *c;
+
+    if (a->payload != SIGV4_PAYLOAD_SHA256)
+        return 0;
+    c = len > 0 ? EVP_MD_CTX_new() : NULL;
+    sha256_hex(c, body, len, hash);
+    EVP_MD_CTX_free(c);
+    return payload_compare(hash, a->payload_hash, e);
+}
+
+int sigv4_payload_digest_check(const char *claimed, const uint8_t digest[32], sigv4_error_t *e)
+{
+    char hash[SIGV4_SIG_HEX + 1];
+
+    hex_encode(hash, digest, 32);
+    hash[SIGV4_SIG_HEX] = '\0';
+    return payload_compare(hash, claimed, e);
+}
+
 void sigv4_chunk_signature(const sigv4_auth_t *a, const char *prev, const void *data, size_t len, char out[SIGV4_SIG_HEX + 1])
 {
     char hash[SIGV4_SIG_HEX + 1], sts[512];
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
     int n;
 
-    sha256_hex(data != NULL ? data : "", len, hash);
+    sha256_hex(c, data, len, hash);
     n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-PAYLOAD\n%s\n%s\n%.64s\n" EMPTY_SHA256 "\n%s", a->amz_date, a->scope, prev,
                  hash);
-    sign(a->key, sts, (size_t)n, out);
+    sign(c, a->key, sts, (size_t)n, out);
+    EVP_MD_CTX_free(c);
 }
 
 void sigv4_trailer_signature(const sigv4_auth_t *a, const char *prev, const void *trailer, size_t len, char out[SIGV4_SIG_HEX + 1])
 {
     char hash[SIGV4_SIG_HEX + 1], sts[512];
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
     int n;
 
-    sha256_hex(trailer != NULL ? trailer : "", len, hash);
+    sha256_hex(c, trailer, len, hash);
     n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-TRAILER\n%s\n%s\n%.64s\n%s", a->amz_date, a->scope, prev, hash);
-    sign(a->key, sts, (size_t)n, out);
+    sign(c, a->key, sts, (size_t)n, out);
+    EVP_MD_CTX_free(c);
 }

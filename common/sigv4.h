@@ -109,13 +109,56 @@ void sigv4_error_unknown_key(sigv4_error_t *e);
 /* Computes the signature of r with `secret` and compares it (constant time)
  * with the one a holds; sets a->key for the chunk signatures. Returns 0, or
  * CIO_EINVAL with *e = SignatureDoesNotMatch (403), or CIO_ETOOBIG /
- * CIO_ENOMEM (e filled: 400 InvalidRequest / 500 InternalError). */
+ * CIO_ENOMEM (e filled: 400 InvalidRequest / 500 InternalError). Derives
+ * the signing key (four HMACs) every time: sigv4_verify_cached with a
+ * NULL cache. */
 int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_error_t *e) CIO_MUST_CHECK;
+
+/* A cache of signing keys, one per (access key, date, region, secret): the
+ * key changes once a day per access key, and deriving it costs four HMACs
+ * of every request. Zero-initialised is empty. Not locked: one cache per
+ * thread. It holds secrets (the access keys' and the derived keys): wipe it
+ * with sigv4_keycache_wipe before its memory is released. A secret longer
+ * than SIGV4_KEYCACHE_SECRET_MAX bytes is never cached. */
+#define SIGV4_KEYCACHE_SLOTS 8
+#define SIGV4_KEYCACHE_SECRET_MAX 128
+typedef struct {
+    int used;
+    char access_key[SIGV4_ACCESS_KEY_MAX + 1];
+    char date[8]; /* 20130524 */
+    char region[SIGV4_REGION_MAX];
+    size_t region_len;
+    char secret[SIGV4_KEYCACHE_SECRET_MAX]; /* compared in constant time: a changed secret is a miss */
+    size_t secret_len;
+    uint8_t key[32];
+} sigv4_keycache_entry_t;
+typedef struct {
+    sigv4_keycache_entry_t slot[SIGV4_KEYCACHE_SLOTS];
+    size_t next;     /* the slot the next miss replaces (round robin) */
+    uint64_t hits;   /* lookups answered from the cache */
+    uint64_t misses; /* keys derived */
+} sigv4_keycache_t;
+
+/* sigv4_verify, taking the signing key from `cache` when it holds a's
+ * access key, date and region with this secret, else deriving it and
+ * keeping it there (replacing the oldest entry). cache may be NULL (no
+ * cache). The checks and the errors are sigv4_verify's. */
+int sigv4_verify_cached(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_keycache_t *cache,
+                        sigv4_error_t *e) CIO_MUST_CHECK;
+
+/* Wipes every key and secret of the cache, and empties it. */
+void sigv4_keycache_wipe(sigv4_keycache_t *cache);
 
 /* For SIGV4_PAYLOAD_SHA256: checks the body against the digest claimed.
  * Returns 0 (also for every other payload kind) or CIO_EINVAL with *e =
  * XAmzContentSHA256Mismatch (400). */
 int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sigv4_error_t *e) CIO_MUST_CHECK;
+
+/* sigv4_payload_check for a body hashed elsewhere: compares `digest` (its
+ * SHA-256, 32 bytes) with `claimed` (SIGV4_SIG_HEX lower-case hex digits, a
+ * sigv4_auth_t's payload_hash). Returns 0, or CIO_EINVAL with *e =
+ * XAmzContentSHA256Mismatch (400). */
+int sigv4_payload_digest_check(const char *claimed, const uint8_t digest[32], sigv4_error_t *e) CIO_MUST_CHECK;
 
 /* The signature of one chunk of an aws-chunked body, chained on `prev` (the
  * previous chunk's, or the request's for the first): out gets 64 hex digits

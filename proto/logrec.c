@@ -31,13 +31,15 @@ enum {
     F_PO = 1u << 12,
     F_C = 1u << 13,
     F_M = 1u << 14,
+    F_MP = 1u << 15,
+    F_ME = 1u << 16,
 };
 
 #define REQ_COMMON (F_V | F_SEQ | F_OP | F_B | F_MT | F_O)
 #define REQ_PUT (REQ_COMMON | F_K | F_SZ | F_ET)
 #define REQ_DELETE (REQ_COMMON | F_K)
 #define REQ_PURGE (REQ_COMMON) /* and the other bucket-only ops */
-#define PUT_ONLY (F_SZ | F_ET | F_CT | F_M)
+#define PUT_ONLY (F_SZ | F_ET | F_CT | F_M | F_MP | F_ME)
 
 const char *logrec_op_name(logrec_op_t op)
 {
@@ -116,7 +118,10 @@ static int logrec_check(const logrec_t *r)
         if (!str_ok(r->content_type, r->content_type_len, 0, LOGREC_CTYPE_MAX) || r->meta_len > OBJMETA_MAX ||
             (r->meta_len > 0 && (r->meta == NULL || objmeta_validate(r->meta, r->meta_len) != 0)))
             return CIO_EINVAL;
-    } else if (r->size != 0 || r->content_type_len != 0 || r->meta_len != 0 || memcmp(r->etag, zero_etag, sizeof(zero_etag)) != 0) {
+        if (r->mpu_parts > LOGREC_MPU_PARTS_MAX || (r->mpu_parts == 0 && memcmp(r->mpu_md5, zero_etag, sizeof(zero_etag)) != 0))
+            return CIO_EINVAL;
+    } else if (r->size != 0 || r->content_type_len != 0 || r->meta_len != 0 || r->mpu_parts != 0 ||
+               memcmp(r->etag, zero_etag, sizeof(zero_etag)) != 0) {
         /* These fields are only encoded for PUT: refuse rather than drop them silently. */
         return CIO_EINVAL;
     }
@@ -158,7 +163,7 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
     if (logrec_op_bucket_only(r->op))
         n = 7;
     else if (r->op == LOGREC_PUT)
-        n += 3 + (r->meta_len > 0); /* sz, et, ct, m */
+        n += 3 + (r->meta_len > 0) + 2 * (r->mpu_parts > 0); /* sz, et, ct, m, mp + me */
     if (r->parent_hlc != 0)
         n += 2; /* ph, po */
     if (r->ctx.n > 0 || r->ctx.floor != 0)
@@ -186,6 +191,9 @@ int logrec_encode(const logrec_t *r, msgpack_sbuffer *out)
         if (pack_str_field(&pk, "ct", r->content_type, r->content_type_len) != 0)
             goto fail;
         if (r->meta_len > 0 && (mpw_key(&pk, "m") != 0 || msgpack_pack_bin_with_body(&pk, r->meta, r->meta_len) != 0))
+            goto fail;
+        if (r->mpu_parts > 0 && (mpw_key(&pk, "mp") != 0 || msgpack_pack_uint64(&pk, r->mpu_parts) != 0 ||
+                                 mpw_key(&pk, "me") != 0 || msgpack_pack_bin_with_body(&pk, r->mpu_md5, sizeof(r->mpu_md5)) != 0))
             goto fail;
     }
     if (mpw_key(&pk, "mt") != 0 || msgpack_pack_int64(&pk, r->mtime_ms) != 0)
@@ -298,6 +306,10 @@ static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, u
         bit = F_C;
     else if (key_is(k, klen, "m"))
         bit = F_M;
+    else if (key_is(k, klen, "mp"))
+        bit = F_MP;
+    else if (key_is(k, klen, "me"))
+        bit = F_ME;
     else
         return mpread_skip(rd); /* forward compatibility */
 
@@ -357,6 +369,20 @@ static int decode_field(mpread_t *rd, const char *k, size_t klen, logrec_t *r, u
         r->meta = (const uint8_t *)s;
         r->meta_len = n;
         return 0;
+    case F_MP:
+        if ((err = mpread_uint(rd, &u)) != 0)
+            return err;
+        if (u < 1 || u > LOGREC_MPU_PARTS_MAX)
+            return CIO_EPROTO;
+        r->mpu_parts = (uint32_t)u;
+        return 0;
+    case F_ME:
+        if ((err = mpread_bin(rd, &s, &n, sizeof(r->mpu_md5))) != 0)
+            return err;
+        if (n != sizeof(r->mpu_md5))
+            return CIO_EPROTO;
+        memcpy(r->mpu_md5, s, sizeof(r->mpu_md5));
+        return 0;
     default: /* F_O */
         return mpread_str(rd, &r->origin, &r->origin_len, LOGREC_ORIGIN_MAX);
     }
@@ -408,11 +434,13 @@ int logrec_decode(const char *buf, size_t len, logrec_t *out)
     }
     if (r.op != LOGREC_PUT && (seen & PUT_ONLY) != 0)
         return CIO_EPROTO;
+    if (((seen & F_MP) != 0) != ((seen & F_ME) != 0)) /* a multipart ETag has both halves */
+        return CIO_EPROTO;
     if (logrec_op_bucket_only(r.op) && (seen & F_C) != 0)
         return CIO_EPROTO;
     if (format == 1) {
         /* versions were seqs: a format-1 record has no version fields of its own, nor bucket ops */
-        if ((seen & (F_H | F_PH | F_PO | F_C | F_M)) != 0 || r.op > LOGREC_PURGE)
+        if ((seen & (F_H | F_PH | F_PO | F_C | F_M | F_MP | F_ME)) != 0 || r.op > LOGREC_PURGE)
             return CIO_EPROTO;
         r.hlc = r.seq;
         if (r.hlc == 0) /* seqs start at 1: no record has version 0 */

@@ -61,7 +61,12 @@ typedef struct {
                             for the bucket-only ops and for records from before contexts (key "c", optional) */
     const uint8_t *meta; /* PUT: the object's metadata besides its content type, a blob of common/objmeta.h */
     size_t meta_len;     /* (key "m", optional: absent for none and in records from before it); 0..OBJMETA_MAX */
+    uint32_t mpu_parts;  /* PUT of an object made by an S3 multipart upload: its part count, 1..LOGREC_MPU_PARTS_MAX, */
+    uint8_t mpu_md5[16]; /* and the MD5 of its parts' MD5s: its S3 ETag is hex(mpu_md5)-mpu_parts (keys "mp" and "me",
+                            optional, both or neither); 0 and zero for any other record */
 } logrec_t;
+
+#define LOGREC_MPU_PARTS_MAX 10000 /* S3's most parts of an upload */
 
 /* Appends the encoding of `r` to `out`. Returns 0, CIO_EINVAL if a field is
  * out of range (op unknown, lengths beyond the caps, a NULL string with a

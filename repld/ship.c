@@ -1432,7 +1432,7 @@ int ship_run(const conf_t *conf, meta_t *meta)
             goto done;
         }
     for (size_t i = 0; i < r.n; i++)
-        if ((ret = sync_start(&r.t[i].sync, conf, &conf->targets[i], meta, stop_fd)) != 0) {
+        if ((ret = sync_start(&r.t[i].sync, conf, &conf->targets[i], meta, stop_fd, r.bw, r.t[i].bw_slot)) != 0) {
             log_msg(LOG_LVL_ERROR, "cannot start the full sync thread", "target", conf->targets[i].name, "error", cio_strerror(ret),
                     NULL);
             goto done;

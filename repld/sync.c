@@ -22,10 +22,11 @@
 #include "proto/logrec.h"
 #include "proto/presign.h"
 #include "repld/sync.h"
+#include "repld/syncsend.h"
 
 #define SRC_PAGE 256               /* source keys read per read transaction */
 #define TGT_PAGE 1000              /* target keys asked per listing */
-#define PERSIST_KEYS 1000          /* keys walked without an event before the position is persisted anyway */
+#define PERSIST_KEYS 1000          /* keys walked without a batch handed on before the position is persisted anyway */
 #define BATCH_EVENTS_MAX 500       /* events per sync batch, below the target's batch_size when that is larger */
 #define BATCH_BYTES_MAX (8u << 20) /* inline bytes per sync batch */
 #define BACKOFF_CAP_MS 60000
@@ -33,28 +34,10 @@
 #define PROBE_TIMEOUT_MS 10000L /* and how long such a question may take */
 #define PRESIGN_TTL_S 3600
 #define EXTRA_LOGGED 20 /* keys only the target holds that a sync logs one by one */
-#define REPLY_MAX (64u << 20)
 #define LIST_REPLY_MAX (64u << 20)
 #define CONNECT_TIMEOUT_MS 10000L
 #define REQUEST_TIMEOUT_MS 600000L /* the replica may fetch large objects before it answers */
 #define DEAD_LINK_S 20L
-
-/* An event of the batch being built: its record and its bytes or URL, kept
- * until acknowledged so that events answered "retry" can be sent again. */
-typedef struct {
-    char *rec;
-    size_t rec_len;
-    char *data; /* inline bytes (has_data), or NULL */
-    size_t data_len;
-    int has_data;
-    char *url; /* presigned URL, or NULL */
-    uint64_t seq;
-    uint64_t bytes; /* object bytes, for the counters */
-    uint32_t attempts;
-    int done;
-    int extra;           /* a DELETE of a key only the target held (--delete-extra, the horizon): counted `deleted` too */
-    uint64_t extra_size; /* and the size of the object it deletes there */
-} sev_t;
 
 /* A target's listing of one bucket, a page at a time. */
 typedef struct {
@@ -91,17 +74,20 @@ struct sync {
 
     /* the sync thread's own */
     syncrec_t rec;
-    sev_t *ev;
-    size_t nev, ev_cap, ev_bytes;
+    syncsend_t *send;        /* the batches in flight (NULL until the first sync ships) */
+    syncsend_batch_t *cur;   /* the batch being built */
+    syncsend_batch_t *spare; /* batches taken back, for reuse (a list through next) */
+    bwlimit_t *bw;           /* borrowed (sync_start); NULL: no pacing */
+    int bw_slot;
     uint64_t next_seq;
     uint64_t backoff_ms;
     int outage_logged;
     char *scratch;
     size_t scratch_cap;
     size_t since_persist;
-    int probing;      /* an idle probe of the target's store is under way */
-    uint64_t pace_ms; /* with a rate limit: when the next batch may go (monotonic) */
-    uint64_t ev_obj;  /* object bytes of the batch's events (inline or fetched) */
+    unsigned unpersisted; /* batches acknowledged since the position was last persisted */
+    int probing;          /* an idle probe of the target's store is under way */
+    uint64_t pace_ms;     /* with a rate limit: when the next batch may go (monotonic) */
 };
 
 /* ---- the decision ---- */
@@ -266,11 +252,10 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
     return stopping(s) || cancelled(s) || (s->probing && requested(s));
 }
 
-/* One request to the target: GET when body is NULL, else a POST of body.
- * Fills *reply (capped at `cap`) and *status (0 when no HTTP answer came).
- * Returns 0 when an HTTP answer came, else CIO_EIO with the reason in err. */
-static int request(sync_t *s, const char *url, const char *body, size_t len, buf_t *reply, size_t cap, long *status, char *err,
-                   size_t errlen)
+/* One GET of url from the target. Fills *reply (capped at `cap`) and
+ * *status (0 when no HTTP answer came). Returns 0 when an HTTP answer came,
+ * else CIO_EIO with the reason in err. */
+static int request(sync_t *s, const char *url, buf_t *reply, size_t cap, long *status, char *err, size_t errlen)
 {
     char errbuf[CURL_ERROR_SIZE] = "";
     CURLcode cc;
@@ -279,13 +264,7 @@ static int request(sync_t *s, const char *url, const char *body, size_t len, buf
     *status = 0;
     curl_easy_setopt(s->curl, CURLOPT_URL, url);
     curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->headers);
-    if (body != NULL) {
-        curl_easy_setopt(s->curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    } else {
-        curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
-    }
+    curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, reply);
     curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, errbuf);
@@ -358,7 +337,7 @@ static int get_listing(sync_t *s, const char *bucket, const char *after, size_t 
             buf_free(&url);
             return url.err;
         }
-        ret = request(s, url.data, NULL, 0, reply, LIST_REPLY_MAX, &status, err, sizeof(err));
+        ret = request(s, url.data, reply, LIST_REPLY_MAX, &status, err, sizeof(err));
         buf_free(&url);
         if (ret == 0 && status == 200) {
             if (synclist_dec_init(d, reply->data != NULL ? reply->data : "", reply->len) == 0 &&
@@ -401,6 +380,7 @@ static int persist(sync_t *s)
     s->shown = s->rec;
     pthread_mutex_unlock(&s->mu);
     s->since_persist = 0;
+    s->unpersisted = 0;
     return 0;
 }
 
@@ -424,18 +404,6 @@ static int load(sync_t *s, syncrec_t *r, uint64_t *unlogged)
 
 /* ---- the batch ---- */
 
-static void ev_clear(sync_t *s)
-{
-    for (size_t i = 0; i < s->nev; i++) {
-        free(s->ev[i].rec);
-        free(s->ev[i].data);
-        free(s->ev[i].url);
-    }
-    s->nev = 0;
-    s->ev_bytes = 0;
-    s->ev_obj = 0;
-}
-
 static size_t batch_max(const sync_t *s)
 {
     return s->tgt->batch_size < BATCH_EVENTS_MAX ? s->tgt->batch_size : BATCH_EVENTS_MAX;
@@ -444,17 +412,18 @@ static size_t batch_max(const sync_t *s)
 /* Adds an event: its record r (seq set here), with inline bytes or a URL for a PUT. */
 static int ev_add(sync_t *s, logrec_t *r, const char *data, size_t data_len, int has_data, const char *url)
 {
+    syncsend_batch_t *b = s->cur;
     msgpack_sbuffer sb;
-    sev_t *e;
+    syncsend_ev_t *e;
     int ret;
 
-    if (s->nev == s->ev_cap) {
-        size_t ncap = s->ev_cap ? s->ev_cap * 2 : 64;
-        sev_t *n = realloc(s->ev, ncap * sizeof(*n));
+    if (b->nev == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 64;
+        syncsend_ev_t *n = realloc(b->ev, ncap * sizeof(*n));
         if (n == NULL)
             return CIO_ENOMEM;
-        s->ev = n;
-        s->ev_cap = ncap;
+        b->ev = n;
+        b->cap = ncap;
     }
     r->seq = ++s->next_seq;
     msgpack_sbuffer_init(&sb);
@@ -462,7 +431,7 @@ static int ev_add(sync_t *s, logrec_t *r, const char *data, size_t data_len, int
         msgpack_sbuffer_destroy(&sb);
         return ret;
     }
-    e = &s->ev[s->nev];
+    e = &b->ev[b->nev];
     memset(e, 0, sizeof(*e));
     e->rec = sb.data; /* taken from the buffer: freed with free() (msgpack_sbuffer allocates with malloc) */
     e->rec_len = sb.size;
@@ -477,20 +446,10 @@ static int ev_add(sync_t *s, logrec_t *r, const char *data, size_t data_len, int
     if (has_data && data_len > 0)
         memcpy(e->data, data, data_len);
     e->data_len = has_data ? data_len : 0;
-    s->ev_bytes += e->data_len + e->rec_len;
-    s->ev_obj += e->bytes;
-    s->nev++;
+    b->bytes += e->data_len + e->rec_len;
+    b->obj += e->bytes;
+    b->nev++;
     return 0;
-}
-
-static void count_shipped(sync_t *s, const sev_t *e)
-{
-    s->rec.shipped++;
-    s->rec.shipped_bytes += e->bytes;
-    if (e->extra) {
-        s->rec.deleted++;
-        s->rec.deleted_bytes += e->extra_size;
-    }
 }
 
 /* The sync's own bandwidth limit (rec.rate_limit, bytes/s): before a batch
@@ -512,161 +471,164 @@ static int pace(sync_t *s)
     }
     /* a sync idle for a while does not save up a burst */
     uint64_t start = s->pace_ms > now ? s->pace_ms : now;
-    s->pace_ms = start + s->ev_obj * 1000 / rate;
+    s->pace_ms = start + s->cur->obj * 1000 / rate;
     return 0;
 }
 
-/* Sends the batch until every event is acknowledged or counted failed.
- * Returns 0, 1 when repld stops or the sync is cancelled first (the events
- * are dropped: they are shipped again after the resume), or an error. */
-static int flush(sync_t *s)
+/* Persists the position a batch was handed on at, once it and every batch
+ * before it are acknowledged: the walk's state then (position, scanned,
+ * skipped, extra) with the acknowledged counters of now, which are those
+ * of exactly these batches. */
+static int persist_at(sync_t *s, const syncsend_batch_t *b)
 {
-    batch_res_t *res = NULL;
-    batch_enc_t enc;
-    int ret = 0;
-
-    if (s->nev == 0)
-        return 0;
-    if (s->rec.flags & SYNCREC_F_DRY_RUN) {
-        /* counted as if sent and acknowledged: what a real sync would ship */
-        for (size_t i = 0; i < s->nev; i++)
-            count_shipped(s, &s->ev[i]);
-        ev_clear(s);
-        return 0;
-    }
-    if (pace(s)) {
-        ev_clear(s); /* dropped, as below: shipped again after the resume */
-        return 1;
-    }
-    if ((res = calloc(s->nev, sizeof(*res))) == NULL)
-        return CIO_ENOMEM;
-    memset(&enc, 0, sizeof(enc));
-    if ((ret = batch_enc_init(&enc, s->conf->site_id, strlen(s->conf->site_id))) != 0)
-        goto done;
-    for (;;) {
-        sev_t *order[BATCH_EVENTS_MAX];
-        size_t n = 0;
-        const char *body;
-        size_t len;
-        buf_t reply, url;
-        char err[600];
-        long status;
-
-        if ((ret = batch_enc_restart(&enc, s->conf->site_id, strlen(s->conf->site_id))) != 0)
-            goto done;
-        for (size_t i = 0; i < s->nev; i++) {
-            sev_t *e = &s->ev[i];
-            if (e->done || n == BATCH_EVENTS_MAX)
-                continue;
-            if ((ret = batch_enc_add(&enc, e->rec, e->rec_len, e->has_data, e->has_data ? (e->data != NULL ? e->data : "") : NULL,
-                                     e->data_len, e->url, e->url != NULL ? strlen(e->url) : 0)) != 0)
-                goto done;
-            order[n++] = e;
-        }
-        if (n == 0)
-            break;
-        if ((ret = batch_enc_finish(&enc, &body, &len)) != 0)
-            goto done;
-        buf_init(&url, 8192);
-        buf_puts(&url, s->base);
-        buf_puts(&url, "/admin/replication/batch");
-        if (url.err != 0) {
-            ret = url.err;
-            buf_free(&url);
-            goto done;
-        }
-        ret = request(s, url.data, body, len, &reply, REPLY_MAX, &status, err, sizeof(err));
-        buf_free(&url);
-        if (ret == 0 && status == 200) {
-            const char *store = NULL;
-            size_t store_len = 0;
-            if (batch_reply_decode_store(reply.data != NULL ? reply.data : "", reply.len, res, n, NULL, NULL, &store, &store_len) ==
-                0) {
-                int retry = 0;
-                for (size_t i = 0; i < n && ret == 0; i++)
-                    if (res[i].seq != order[i]->seq)
-                        ret = CIO_EPROTO;
-                if (ret == 0) {
-                    char st[BATCH_STORE_MAX + 1];
-                    snprintf(st, sizeof(st), "%.*s", (int)store_len, store != NULL ? store : "");
-                    sync_note_store(s, st);
-                    reachable(s);
-                    for (size_t i = 0; i < n; i++) {
-                        sev_t *e = order[i];
-                        switch (res[i].result) {
-                        case BATCH_APPLIED:
-                        case BATCH_SKIPPED:
-                            e->done = 1;
-                            count_shipped(s, e);
-                            break;
-                        case BATCH_RETRY:
-                            /* an outage of the fetch from this site spends no attempt, as in ship.c */
-                            if (!(res[i].status >= 502 && res[i].status <= 504) && ++e->attempts > s->tgt->retry_attempts) {
-                                e->done = 1;
-                                s->rec.failed++;
-                                s->rec.failed_bytes += e->bytes;
-                            } else {
-                                retry = 1;
-                            }
-                            snprintf(s->rec.error, sizeof(s->rec.error), "remote returned %u: %.*s", res[i].status,
-                                     (int)res[i].error_len, res[i].error);
-                            break;
-                        default:
-                            e->done = 1;
-                            s->rec.failed++;
-                            s->rec.failed_bytes += e->bytes;
-                            snprintf(s->rec.error, sizeof(s->rec.error), "remote returned %u: %.*s", res[i].status,
-                                     (int)res[i].error_len, res[i].error);
-                            log_msg(LOG_LVL_ERROR, "full sync: the target refused an event for good", "target", s->tgt->name,
-                                    "error", s->rec.error, NULL);
-                        }
-                    }
-                    buf_free(&reply);
-                    if (retry && back_off(s, "batch", s->rec.error)) {
-                        ret = 1;
-                        goto done;
-                    }
-                    continue;
-                }
-                ret = 0;
-                snprintf(err, sizeof(err), "remote answered for other events than it was sent");
-            } else {
-                snprintf(err, sizeof(err), "remote returned a malformed reply (%zu bytes)", reply.len);
-            }
-        } else if (ret == 0 && status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 && status != 429) {
-            /* the batch is refused as a whole: its events can never apply as sent */
-            excerpt(&reply, status, err, sizeof(err));
-            for (size_t i = 0; i < n; i++) {
-                order[i]->done = 1;
-                s->rec.failed++;
-                s->rec.failed_bytes += order[i]->bytes;
-            }
-            snprintf(s->rec.error, sizeof(s->rec.error), "%.*s", (int)sizeof(s->rec.error) - 1, err);
-            log_msg(LOG_LVL_ERROR, "full sync: the target refused a batch", "target", s->tgt->name, "error", err, NULL);
-            buf_free(&reply);
-            continue;
-        } else if (ret == 0) {
-            excerpt(&reply, status, err, sizeof(err));
-        }
-        ret = 0;
-        buf_free(&reply);
-        if (back_off(s, "batch", err)) {
-            ret = 1;
-            goto done;
-        }
-    }
-done:
-    batch_enc_free(&enc);
-    free(res);
-    ev_clear(s);
+    syncrec_t walked = s->rec;
+    int ret;
+    s->rec = b->at;
+    s->rec.shipped = walked.shipped;
+    s->rec.shipped_bytes = walked.shipped_bytes;
+    s->rec.deleted = walked.deleted;
+    s->rec.deleted_bytes = walked.deleted_bytes;
+    s->rec.failed = walked.failed;
+    s->rec.failed_bytes = walked.failed_bytes;
+    memcpy(s->rec.error, walked.error, sizeof(s->rec.error));
+    size_t since = s->since_persist;
+    ret = persist(s);
+    s->since_persist = since; /* counts the walk, which is further on */
+    s->rec = walked;
+    if (ret != 0)
+        log_msg(LOG_LVL_ERROR, "full sync: cannot persist the position", "target", s->tgt->name, "error", cio_strerror(ret), NULL);
     return ret;
 }
 
-/* Flushes the batch, then persists the position and counters: every key up
- * to the position is then done. 0, 1 (stopped or cancelled), or an error. */
+/* Takes back the batches that are done, in the order they were handed on,
+ * until at most `most` are in flight: adds up each one's outcome, and every
+ * syncsend_depth-th one persists the position it was handed on at. Returns
+ * 0; 1 when repld stops or the sync is cancelled, or a batch was cut short
+ * by that; or a batch's error, or persist's. On any of these nothing is in
+ * flight any more, and nothing after the last batch fully done was
+ * persisted. */
+static int wait_inflight(sync_t *s, unsigned most)
+{
+    int ret = 0;
+    while (s->send != NULL && syncsend_inflight(s->send) > (ret != 0 ? 0 : most)) {
+        syncsend_batch_t *b = syncsend_take(s->send);
+        if (b != NULL) {
+            if (b->ret != 0 && ret == 0)
+                ret = b->ret;
+            if (ret == 0) {
+                s->rec.shipped += b->shipped;
+                s->rec.shipped_bytes += b->shipped_bytes;
+                s->rec.deleted += b->deleted;
+                s->rec.deleted_bytes += b->deleted_bytes;
+                s->rec.failed += b->failed;
+                s->rec.failed_bytes += b->failed_bytes;
+                if (b->error[0] != '\0')
+                    memcpy(s->rec.error, b->error, sizeof(s->rec.error));
+                /* a persist is a synced LMDB commit, about a millisecond, on the walk's path: one per `depth`
+                 * batches keeps it off most of them, and at most depth - 1 acknowledged batches unpersisted */
+                if (++s->unpersisted >= syncsend_depth(s->tgt))
+                    ret = persist_at(s, b);
+            }
+            if (ret != 0)
+                syncsend_abort(s->send); /* the rest come back at once: this sync stops here */
+            sync_note_store(s, b->store);
+            syncsend_batch_clear(b);
+            b->next = s->spare;
+            s->spare = b;
+            continue;
+        }
+        if (ret == 0 && (stopping(s) || cancelled(s))) {
+            ret = 1;
+            syncsend_abort(s->send);
+            continue;
+        }
+        struct pollfd p[3] = {{syncsend_done_fd(s->send), POLLIN, 0}, {s->stop_fd, POLLIN, 0}, {s->wake_fd, POLLIN, 0}};
+        if (poll(p, 3, 1000) > 0 && p[2].revents != 0) {
+            uint64_t v;
+            if (read(s->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                log_msg(LOG_LVL_WARN, "cannot read the sync's wake-up descriptor", "error", strerror(errno), NULL);
+        }
+    }
+    if (ret != 0 && s->send != NULL)
+        syncsend_resume(s->send); /* nothing is in flight: the next sync posts again */
+    return ret;
+}
+
+/* Hands the batch being built to the senders, with the position reached,
+ * once fewer than their depth are in flight; a dry run counts it as sent
+ * and acknowledged instead and persists the position. Returns 0, 1 when
+ * repld stops or the sync is cancelled first (the events are dropped: they
+ * are shipped again after the resume), or an error. */
+static int flush(sync_t *s)
+{
+    syncsend_batch_t *b = s->cur;
+    int ret;
+
+    if (b->nev == 0)
+        return 0;
+    if (s->rec.flags & SYNCREC_F_DRY_RUN) {
+        /* counted as if sent and acknowledged: what a real sync would ship */
+        for (size_t i = 0; i < b->nev; i++) {
+            s->rec.shipped++;
+            s->rec.shipped_bytes += b->ev[i].bytes;
+            if (b->ev[i].extra) {
+                s->rec.deleted++;
+                s->rec.deleted_bytes += b->ev[i].extra_size;
+            }
+        }
+        syncsend_batch_clear(b);
+        if ((ret = persist(s)) != 0)
+            log_msg(LOG_LVL_ERROR, "full sync: cannot persist the position", "target", s->tgt->name, "error", cio_strerror(ret),
+                    NULL);
+        return ret;
+    }
+    if (s->send == NULL) {
+        if ((ret = syncsend_start(&s->send, s->conf, s->tgt, s->stop_fd)) != 0)
+            return ret;
+        syncsend_set_bwlimit(s->send, s->bw, s->bw_slot);
+    }
+    if ((ret = wait_inflight(s, syncsend_depth(s->tgt) - 1)) != 0 || (ret = pace(s)) != 0) {
+        syncsend_batch_clear(b);
+        return ret;
+    }
+    if (s->spare != NULL) {
+        s->cur = s->spare;
+        s->spare = s->cur->next;
+        s->cur->next = NULL;
+    } else if ((s->cur = calloc(1, sizeof(*s->cur))) == NULL) {
+        s->cur = b;
+        syncsend_batch_clear(b);
+        return CIO_ENOMEM;
+    }
+    b->at = s->rec;
+    syncsend_submit(s->send, b);
+    s->since_persist = 0; /* the batch persists this position once acknowledged */
+    return 0;
+}
+
+/* After a sync ended, however it ended: nothing left in flight (cut short
+ * when it ended early: what was not persisted is shipped again after the
+ * resume) and no event left in the batch being built. */
+static void settle(sync_t *s)
+{
+    if (s->send != NULL && syncsend_inflight(s->send) > 0) {
+        syncsend_abort(s->send);
+        if (wait_inflight(s, 0) == 0)
+            syncsend_resume(s->send);
+    }
+    syncsend_batch_clear(s->cur);
+}
+
+/* Flushes the batch and waits until every batch in flight is acknowledged,
+ * each persisting its position; then persists the position reached: every
+ * key up to it is done. For what must be applied before what follows (a
+ * bucket before its keys, the keys before their bucket's delete), and the
+ * end of a bucket. 0, 1 (stopped or cancelled), or an error. */
 static int checkpoint(sync_t *s)
 {
     int ret = flush(s);
+    if (ret == 0)
+        ret = wait_inflight(s, 0);
     if (ret != 0)
         return ret;
     if ((ret = persist(s)) != 0)
@@ -674,14 +636,16 @@ static int checkpoint(sync_t *s)
     return ret;
 }
 
-/* Checkpoints when the batch is full. */
+/* Hands the batch on when it is full, or once PERSIST_KEYS keys were walked
+ * since a batch last went (a checkpoint when none has events). */
 static int maybe_flush(sync_t *s)
 {
     /* with a rate limit, batches of at most a quarter of a second's bytes: the pace stays even */
     uint64_t quarter = s->rec.rate_limit / 4 > 65536 ? s->rec.rate_limit / 4 : 65536;
-    if (s->nev >= batch_max(s) || s->ev_bytes >= BATCH_BYTES_MAX || s->since_persist >= PERSIST_KEYS ||
-        (s->rec.rate_limit != 0 && s->ev_obj >= quarter))
-        return checkpoint(s);
+    if (s->cur->nev >= batch_max(s) || s->cur->bytes >= BATCH_BYTES_MAX || (s->rec.rate_limit != 0 && s->cur->obj >= quarter))
+        return flush(s);
+    if (s->since_persist >= PERSIST_KEYS)
+        return s->cur->nev > 0 ? flush(s) : checkpoint(s);
     return 0;
 }
 
@@ -766,6 +730,8 @@ static int add_put(sync_t *s, const char *b, size_t blen, const meta_entry_t *e)
     r.content_type_len = o.ctype_len;
     r.meta = o.meta;
     r.meta_len = o.meta_len;
+    r.mpu_parts = o.mpu_parts; /* a multipart upload's S3 ETag goes with its object */
+    memcpy(r.mpu_md5, o.mpu_md5, 16);
     r.mtime_ms = o.mtime_ms;
     r.parent_origin = "";
     r.ctx = o.ctx;
@@ -825,8 +791,8 @@ static int add_delete_extra(sync_t *s, const char *b, size_t blen, const synclis
     vctx_add(&r.ctx, t->origin, t->origin_len, t->hlc);
     rec_origin(s, NULL, 0, &r);
     if ((ret = ev_add(s, &r, NULL, 0, 0, NULL)) == 0) {
-        s->ev[s->nev - 1].extra = 1;
-        s->ev[s->nev - 1].extra_size = t->size;
+        s->cur->ev[s->cur->nev - 1].extra = 1;
+        s->cur->ev[s->cur->nev - 1].extra_size = t->size;
     }
     return ret;
 }
@@ -1460,6 +1426,7 @@ static void *sync_main(void *arg)
         int resume, ret;
         if (due(s, &resume) != 0) {
             ret = run(s, resume);
+            settle(s);
             pthread_mutex_lock(&s->mu);
             int cancel = s->cancel;
             s->running = 0;
@@ -1613,15 +1580,22 @@ static void sync_free(sync_t *s)
         close(s->wake_fd);
     if (s->store_fd >= 0)
         close(s->store_fd);
-    ev_clear(s);
-    free(s->ev);
+    syncsend_stop(s->send);
+    syncsend_batch_free(s->cur);
+    free(s->cur);
+    while (s->spare != NULL) {
+        syncsend_batch_t *b = s->spare;
+        s->spare = b->next;
+        syncsend_batch_free(b);
+        free(b);
+    }
     free(s->scratch);
     free(s->base);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
-int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd)
+int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd, bwlimit_t *bw, int bw_slot)
 {
     curlopt_t shared = {.agent = "comio-repld",
                         .ca_file = conf->ca_file,
@@ -1641,6 +1615,8 @@ int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_
     s->meta = meta;
     s->stop_fd = stop_fd;
     s->store_fd = -1;
+    s->bw = bw;
+    s->bw_slot = bw_slot;
     pthread_mutex_init(&s->mu, NULL);
     reachable(s);
     if ((s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
@@ -1665,7 +1641,7 @@ int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_
     if ((l = curl_slist_append(s->headers, "Content-Type: application/msgpack")) == NULL ||
         (l = curl_slist_append(s->headers, "Expect:")) == NULL) /* no 100-continue round trip */
         goto fail;
-    if ((s->curl = curl_easy_init()) == NULL)
+    if ((s->cur = calloc(1, sizeof(*s->cur))) == NULL || (s->curl = curl_easy_init()) == NULL)
         goto fail;
     if ((ret = curlopt_apply(s->curl, &shared)) != 0)
         goto fail;

@@ -2,7 +2,9 @@
  * scan, beside the live shipping of the log (repld/ship.h).
  *
  * One sync thread per target, next to that target's dispatcher, with its own
- * libcurl handle: live events keep flowing while it runs. A full sync walks
+ * libcurl handles: live events keep flowing while it runs. The thread reads
+ * and decides; its batches go through repld/syncsend.h, up to
+ * syncsend_depth (min(workers, 4)) in flight at once. A full sync walks
  * the source's buckets in name order and, in each, merge-joins the source's
  * keys (objects and tombstones, read from LMDB a page at a time in short read
  * transactions) with the target's listing (GET /admin/replication/list,
@@ -20,14 +22,19 @@
  * last full sync completed, and on request (sync_request).
  *
  * The position (bucket, key) and the counters are persisted
- * (common/syncrec.h) after every acknowledged batch: after a crash the sync
- * resumes there and ships at most one batch (the target's batch_size
- * events) again. docs/replication.md, "Full sync". */
+ * (common/syncrec.h) as batches are acknowledged: every syncsend_depth-th
+ * batch persists the position it was handed on at once it and every batch
+ * handed on before it are acknowledged, so the position never covers a key
+ * whose event is not. After a crash the sync resumes there and ships again
+ * at most 2 x syncsend_depth - 1 batches (those in flight, and those
+ * acknowledged since the last persist) of min(batch_size, 500) events.
+ * docs/replication.md, "Full sync". */
 #ifndef COMIO_REPLD_SYNC_H
 #define COMIO_REPLD_SYNC_H
 
 #include <stddef.h>
 #include "common/buf.h"
+#include "common/bwlimit.h"
 #include "common/conf.h"
 #include "common/err.h"
 #include "common/meta.h"
@@ -68,10 +75,13 @@ typedef struct {
 } sync_opts_t;
 
 /* Starts target tgt's sync thread. It stops once `stop_fd` turns readable
- * (never drained; repld's run-wide stop). conf, tgt and meta are borrowed
- * until sync_stop. Returns 0, CIO_ENOMEM, CIO_ESYS or curlopt_apply's error
+ * (never drained; repld's run-wide stop). Its batches share the target's
+ * bandwidth_limit through slot `bw_slot` of `bw` (common/bwlimit.h, as
+ * sender_set_bwlimit; NULL or -1: no pacing). conf, tgt, meta and bw are
+ * borrowed until sync_stop. Returns 0, CIO_ENOMEM, CIO_ESYS or curlopt_apply's error
  * (nothing is left running or allocated). */
-int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd) CIO_MUST_CHECK;
+int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_t *meta, int stop_fd, bwlimit_t *bw,
+               int bw_slot) CIO_MUST_CHECK;
 
 /* Waits for the thread (stop_fd must be readable by now) and frees s. NULL is harmless. */
 void sync_stop(sync_t *s);

@@ -108,6 +108,8 @@ int apply_decode(commit_job_t *job, const char *buf, size_t len, char *err, size
         it->meta = (const uint8_t *)arena_copy(&at, (const char *)ev.rec.meta, ev.rec.meta_len);
         it->size = ev.rec.size;
         memcpy(it->etag, ev.rec.etag, 16);
+        it->mpu_parts = ev.rec.mpu_parts;
+        memcpy(it->mpu_md5, ev.rec.mpu_md5, 16);
         it->mtime_ms = ev.rec.mtime_ms;
         if (ev.url != NULL)
             it->url = arena_copy(&at, ev.url, ev.url_len);

@@ -32,22 +32,30 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
         ret = meta_err(rc, "mdb_txn_begin");
         goto fail;
     }
+    uint64_t expired = 0;
     if ((ret = reuse_quarantine_release(c, txn, &released)) != 0 || (ret = tombgc_slice(c, txn, &collected)) != 0 ||
-        (ret = reuse_chunks_release(c, txn, 0)) != 0)
+        (ret = commit_mpu_expire_slice(c, txn, &expired)) != 0 || (ret = reuse_chunks_release(c, txn, 0)) != 0)
         goto fail;
+    collected += expired;
     if (inbox == NULL && written == NULL && released == 0 && collected == 0 && c->nchunks_out == 0 && !carve_wants(&c->carve)) {
         mdb_txn_abort(txn); /* an idle poll that found nothing to do: no commit to count */
         return;
     }
     /* the PUT bodies written since the last round reach the disk with one sync, before the commit that refers to them */
-    for (j = written; j != NULL && !(j->op == COMMIT_PUT && j->result == 0); j = j->next)
+    for (j = written; j != NULL && !(j->op != COMMIT_APPLY && j->result == 0); j = j->next)
         ;
     if (j != NULL) {
         int sret = store_sync(c->store);
         for (; j != NULL && sret != 0; j = j->next)
-            if (j->op == COMMIT_PUT && j->result == 0)
+            if (j->op != COMMIT_APPLY && j->result == 0)
                 j->result = sret;
     }
+    if (c->crash_mpu == 1)
+        for (j = written; j != NULL; j = j->next)
+            if (j->op == COMMIT_MPU_COMPLETE && j->result == 0) {
+                log_msg(LOG_LVL_ERROR, "crash point mpu-copied (COMIO_STORAGED_CRASH_AT): exiting before the commit", NULL);
+                _exit(CRASH_EXIT);
+            }
     for (j = written; j != NULL; j = j->next) {
         if (j->op == COMMIT_APPLY) {
             if ((ret = replica_finish(c, txn, j)) != 0)
@@ -56,7 +64,9 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
             continue;
         }
         if (j->result == 0) {
-            if ((ret = mutate_put(c, txn, j)) != 0) {
+            if ((ret = j->op == COMMIT_MPU_PART       ? commit_mpu_finish(c, txn, j)
+                       : j->op == COMMIT_MPU_COMPLETE ? commit_mpu_complete(c, txn, j)
+                                                      : mutate_put(c, txn, j)) != 0) {
                 if (commit_fatal(ret))
                     goto fail;
                 j->result = ret;
@@ -68,7 +78,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
     }
     for (j = inbox; j != NULL; j = j->next) {
         j->result = 0;
-        if (j->op == COMMIT_PUT && j->size > 0) {
+        if ((j->op == COMMIT_PUT || j->op == COMMIT_MPU_PART) && j->size > 0) {
             ret = reuse_take_extent(c, txn, j->size, &j->ext);
             if (ret == 0)
                 ret = meta_pending_add(c->meta, txn, j->ext);
@@ -96,6 +106,17 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
                 break;
             case COMMIT_CONFLICT_DELETE:
                 ret = replica_conflict_remove(c, txn, j);
+                break;
+            case COMMIT_MPU_PART: /* an empty part */
+                EVP_Digest("", 0, j->etag, NULL, EVP_md5(), NULL);
+                ret = commit_mpu_finish(c, txn, j);
+                break;
+            case COMMIT_MPU_CREATE:
+            case COMMIT_MPU_ABORT:
+                ret = commit_mpu_finish(c, txn, j);
+                break;
+            case COMMIT_MPU_COMPLETE: /* to the I/O threads with its extent, or finished here (no bytes) */
+                ret = commit_mpu_complete_begin(c, txn, j);
                 break;
             default:
                 ret = mutate_bucket(c, txn, j);
@@ -156,11 +177,17 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
     }
     for (j = inbox; j != NULL; j = next) {
         next = j->next;
-        if (j->result == 0 && ((j->op == COMMIT_PUT && j->size > 0) || (j->op == COMMIT_APPLY && j->apply_io)))
+        if (j->result == 0 && (commit_job_needs_io(j) || (j->op == COMMIT_APPLY && j->apply_io)))
             list_push(&to_io, j);
         else
             list_push(&done, j);
     }
+    if (c->crash_mpu == 2)
+        for (j = done.head; j != NULL; j = j->next)
+            if (j->op == COMMIT_MPU_COMPLETE && j->result == 0) {
+                log_msg(LOG_LVL_ERROR, "crash point mpu-committed (COMIO_STORAGED_CRASH_AT): exiting before the reply", NULL);
+                _exit(CRASH_EXIT);
+            }
     if (c->crash_after_apply)
         for (j = done.head; j != NULL; j = j->next)
             if (j->op == COMMIT_APPLY && j->result == 0) {
@@ -205,6 +232,14 @@ reply:
     for (j = done.head; j != NULL; j = next) {
         next = j->next;
         __atomic_fetch_add(&c->jobs, 1, __ATOMIC_RELAXED);
+        if (j->op == COMMIT_MPU_COMPLETE || j->op == COMMIT_MPU_PART) { /* a copy list, and a reader token not left yet */
+            free(j->mpu_src);
+            j->mpu_src = NULL;
+            if (j->mpu_reader != 0) {
+                commit_reader_leave(c, j->mpu_reader);
+                j->mpu_reader = 0;
+            }
+        }
         j->done(j);
     }
 }
@@ -236,8 +271,10 @@ static void *committer_main(void *arg)
                 c->gc_kick = 0;
                 c->gc_next_ms = now;
             }
-            if (tombgc_due(c, now))
+            if (tombgc_due(c, now) || commit_mpu_expire_due(c, now))
                 break;
+            if (__atomic_load_n(&c->mpu_ttl_ms, __ATOMIC_RELAXED) != 0 && (wait_ms < 0 || c->mpu_next_ms - now < wait_ms))
+                wait_ms = c->mpu_next_ms - now;
             if ((__atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 ||
                  __atomic_load_n(&c->conflict_ttl_ms, __ATOMIC_RELAXED) != 0) &&
                 (wait_ms < 0 || c->gc_next_ms - now < wait_ms))
@@ -271,7 +308,8 @@ static void *committer_main(void *arg)
             c->inbox.head = rest;
         }
         pthread_mutex_unlock(&c->mu);
-        if (inbox != NULL || written != NULL || wake || c->nq > 0 || tombgc_due(c, clock_wall_ms()))
+        if (inbox != NULL || written != NULL || wake || c->nq > 0 || tombgc_due(c, clock_wall_ms()) ||
+            commit_mpu_expire_due(c, clock_wall_ms()))
             commit_round(c, inbox, written);
         pthread_mutex_lock(&c->mu);
     }
@@ -392,6 +430,8 @@ int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int
     {
         const char *v = getenv("COMIO_STORAGED_CRASH_AT");
         c->crash_after_apply = v != NULL && strcmp(v, "apply-committed") == 0;
+        /* and around a multipart Complete's commit (tests/e2e/test_s3_multipart.py) */
+        c->crash_mpu = v == NULL ? 0 : strcmp(v, "mpu-copied") == 0 ? 1 : strcmp(v, "mpu-committed") == 0 ? 2 : 0;
     }
     carve_init(&c->carve);
     list_init(&c->inbox);

@@ -40,6 +40,7 @@
 #include "storaged/fetch.h"
 #include "proto/logrec.h"
 #include "storaged/meta.h"
+#include "storaged/mpu.h"
 #include "storaged/store.h"
 
 typedef enum {
@@ -50,7 +51,30 @@ typedef enum {
     COMMIT_BUCKET_DELETE,
     COMMIT_APPLY,           /* a replica's batch of events */
     COMMIT_CONFLICT_DELETE, /* the removal of a kept conflict loser (common/conflict.h) */
+    COMMIT_MPU_CREATE,      /* multipart uploads (storaged/mpu.h, commit_mpu.c): a new upload, step 3 only */
+    COMMIT_MPU_PART,        /* a part: the three steps of a PUT, recorded in "mpu_part", never logged */
+    COMMIT_MPU_COMPLETE,    /* the parts copied into one new extent; the object written and logged like a PUT's */
+    COMMIT_MPU_ABORT,       /* the upload and its parts removed, step 3 only */
 } commit_op_t;
+
+/* A part listed by CompleteMultipartUpload, in the client's order. */
+typedef struct {
+    uint32_t number;
+    uint8_t md5[16]; /* the ETag the client names for it */
+} commit_mpu_want_t;
+
+/* What Complete copies: one part's bytes (internal). */
+typedef struct {
+    alloc_extent_t ext;
+    uint64_t size;
+} commit_mpu_src_t;
+
+/* Why a Complete was refused (commit_job_t.mpu_refusal, with result CIO_EINVAL). */
+typedef enum {
+    COMMIT_MPU_OK = 0,
+    COMMIT_MPU_INVALID_PART, /* a listed part is not stored, or its ETag differs (S3's InvalidPart) */
+    COMMIT_MPU_TOO_SMALL,    /* a part but the last is under MPU_PART_SIZE_MIN (EntityTooSmall) */
+} commit_mpu_refusal_t;
 
 #define COMMIT_ITEM_ERROR_MAX 160
 
@@ -80,6 +104,8 @@ struct commit_item {
     size_t meta_len;
     uint64_t size;
     uint8_t etag[16];
+    uint32_t mpu_parts;  /* PUT of a multipart upload's object: its part count and the MD5 of its */
+    uint8_t mpu_md5[16]; /* parts' MD5s (the S3 ETag, logrec_t's); 0 for any other */
     int64_t mtime_ms;
     const void *data; /* PUT inline: `size` bytes inside the job's body buffer (borrowed like a PUT's body) */
     const char *url;  /* PUT fetched from the sending site: NULL when inline */
@@ -130,7 +156,21 @@ struct commit_job {
     char loser_origin[LOGREC_ORIGIN_MAX + 1];
     size_t loser_origin_len;
 
+    /* MPU_*: the upload (MPU_ID_LEN hex digits, NUL-terminated); MPU_PART:
+     * the part's number (body and size as a PUT's); MPU_CREATE: ctype and
+     * meta as a PUT's, recorded for the object; MPU_COMPLETE: the parts to
+     * join (borrowed, must stay valid until done()), and the object takes the
+     * upload's bucket, key, content type and metadata. The upload must be of
+     * bucket/key, otherwise CIO_ENOTFOUND (NoSuchUpload). */
+    char upload_id[MPU_ID_LEN + 1];
+    uint32_t part_number;
+    const commit_mpu_want_t *mpu_want;
+    size_t mpu_nwant;
+
     /* results, valid in done() */
+    commit_mpu_refusal_t mpu_refusal; /* MPU_COMPLETE refused with CIO_EINVAL: why */
+    uint8_t mpu_etag[16];             /* MPU_COMPLETE: MD5 of the parts' MD5s (the S3 ETag is its hex, "-", mpu_nparts) */
+    uint32_t mpu_nparts;
     int result;       /* 0 or a CIO_* code */
     uint8_t etag[16]; /* PUT: MD5 of the body, computed by the committer */
     uint64_t
@@ -149,6 +189,11 @@ struct commit_job {
     const fetch_opts_t *fetch; /* borrowed; must outlive the job */
 
     /* internal */
+    commit_mpu_src_t *mpu_src; /* MPU_COMPLETE: the parts to copy, in order, set in step 1. MPU_PART of an
+                                  UploadPartCopy: set by the submitter, one entry (mpu_nwant 1), the source's bytes,
+                                  body NULL. Owned by the job: freed by the committer before done() */
+    uint64_t mpu_reader;       /* the reader token (commit_reader_enter) that keeps those extents from reuse until
+                                  they are copied; left by the committer; 0: none held */
     alloc_extent_t ext;
     int body_busy; /* an I/O thread may be reading body */
     int carved;    /* PUT: ext was cut from a reserved chunk (carve.h) */
@@ -202,6 +247,13 @@ void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms);
  * state before the first call. Expired ones are collected in the same
  * passes as tombstones; a call starts one at once. Thread-safe. */
 void commit_set_conflict_ttl(commit_t *c, uint64_t ttl_ms);
+
+/* Sets how long a multipart upload may stay neither completed nor aborted
+ * (s3.multipart_ttl); 0 keeps them forever, which is also the state before
+ * the first call. Older ones are removed, their parts' space returned, a
+ * small slice per round, a pass at most every min(TTL/2, 60 s); a call
+ * starts one at once. Thread-safe. */
+void commit_set_multipart_ttl(commit_t *c, uint64_t ttl_ms);
 
 /* Sets how far ahead of the local clock a remote version may be before
  * apply counts it in META_APPLY_CLOCK_SKEW and logs a warning (at most once

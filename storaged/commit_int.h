@@ -10,7 +10,8 @@
  *   mutate.c     the local mutations: PUT, DELETE, PURGE, bucket operations;
  *   replica.c    the apply of another site's events, last writer wins,
  *                and their record in this site's log (docs/replication-apply.md);
- *   tombgc.c     the collection of expired tombstones.
+ *   tombgc.c     the collection of expired tombstones;
+ *   commit_mpu.c multipart uploads: parts, Complete's copy, Abort, expiry.
  * Unless a comment says otherwise, the functions below run on the committer
  * thread and write inside the round's transaction `txn`; they return 0 or a
  * CIO_* code, and a fatal one (commit_fatal) fails the whole round. */
@@ -85,6 +86,7 @@ struct commit {
 
     int64_t quarantine_poll_ms; /* QUARANTINE_POLL_MS, or COMIO_QUARANTINE_POLL_MS (tests) */
     int crash_after_apply;      /* tests only: COMIO_STORAGED_CRASH_AT=apply-committed (commit.c) */
+    int crash_mpu;              /* tests only: 1 mpu-copied (a Complete's copy synced, not committed), 2 mpu-committed */
     uint64_t tomb_ttl_ms;       /* atomic; 0: keep tombstones */
     uint64_t conflict_ttl_ms;   /* atomic; 0: keep conflict losers until removed */
     EVP_MD *md5;                /* fetched once: EVP_md5() would look the implementation up at every digest */
@@ -111,6 +113,11 @@ struct commit {
     int gc_conflicts;                  /* the pass is at its second part: expired conflict losers */
     uint8_t gc_cpos[CONFLICT_POS_MAX]; /* where that part goes on */
     size_t gc_cpos_len;
+    uint64_t mpu_ttl_ms; /* atomic; 0: keep multipart uploads (s3.multipart_ttl) */
+    int64_t mpu_next_ms; /* under mu when written by commit_set_multipart_ttl: when the next expiry pass may start */
+    int mpu_running;     /* an expiry pass is under way: one slice per round */
+    int mpu_pos_set;     /* it goes on after upload mpu_pos */
+    char mpu_pos[MPU_ID_LEN];
     uint64_t hlc_saved;     /* META_HLC_LAST as last committed */
     int64_t skew_warn_ms;   /* when the last clock skew warning was logged */
     uint64_t skew_unwarned; /* skewed versions since that warning */
@@ -301,5 +308,38 @@ int tombgc_due(commit_t *c, int64_t now);
 
 /* One slice of a pass in txn (tombstones, then conflict losers); *collected: records removed. */
 int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected) CIO_MUST_CHECK;
+
+/* ---- commit_mpu.c: multipart uploads (storaged/mpu.h) ---- */
+
+/* Whether job j, coming out of its first round, goes to the I/O threads:
+ * a PUT or part with bytes, a Complete with an extent to fill. */
+static inline int commit_job_needs_io(const commit_job_t *j)
+{
+    return ((j->op == COMMIT_PUT || j->op == COMMIT_MPU_PART) && j->size > 0) || (j->op == COMMIT_MPU_COMPLETE && j->ext.len > 0);
+}
+
+/* Step 3 of MPU_CREATE, MPU_PART and MPU_ABORT (by j->op). */
+int commit_mpu_finish(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* Step 1 of MPU_COMPLETE: checks the listed parts against the stored ones
+ * (a refusal is the job's result: CIO_ENOTFOUND, or CIO_EINVAL with
+ * j->mpu_refusal), computes the multipart ETag, takes the object's extent
+ * (marked pending) and lists in j->mpu_src what to copy. An object of no
+ * bytes is finished at once (commit_mpu_complete). */
+int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* Step 2 of MPU_COMPLETE, on an I/O thread: copies the parts into j->ext,
+ * computing j->etag (the MD5 of the whole body). Returns 0 or CIO_EIO / CIO_ENOMEM. */
+int commit_mpu_copy(commit_t *c, commit_job_t *j) CIO_MUST_CHECK;
+
+/* Step 3 of MPU_COMPLETE: unless the upload changed since step 1 (then
+ * CIO_ECHANGED), writes the object as a PUT does (mutate_put: one log
+ * record) and removes the upload, freeing its parts' extents. */
+int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* One slice of the expiry of uploads older than the TTL (s3.multipart_ttl),
+ * in the round's transaction; *collected: uploads removed. */
+int commit_mpu_expire_due(commit_t *c, int64_t now);
+int commit_mpu_expire_slice(commit_t *c, MDB_txn *txn, uint64_t *collected) CIO_MUST_CHECK;
 
 #endif

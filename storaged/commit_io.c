@@ -175,7 +175,10 @@ void *commit_io_main(void *arg)
                 continue;
             }
             /* the ETag is computed here, off the event loops */
-            if (j->body == NULL) /* the client went away before we got here */
+            if (j->op == COMMIT_MPU_COMPLETE || (j->op == COMMIT_MPU_PART && j->mpu_src != NULL))
+                /* no body: the parts (or, UploadPartCopy, the source's bytes) are copied into the extent */
+                j->result = commit_mpu_copy(c, j);
+            else if (j->body == NULL) /* the client went away before we got here */
                 j->result = CIO_EAGAIN;
             else if (EVP_Digest(j->body, (size_t)j->size, j->etag, NULL, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1)
                 j->result = CIO_ENOMEM;

@@ -8,6 +8,7 @@
 #include "common/ctl.h"
 #include "common/date.h"
 #include "storaged/handler_admin.h"
+#include "storaged/mpu.h"
 #include "storaged/http_commit.h"
 #include "storaged/path.h"
 #include "common/hlc.h"
@@ -247,7 +248,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
     http_thread_t *t = http_req_thread(req);
     uint64_t capacity = 0, free_bytes = 0, extents = 0, largest = 0, objects = 0, bytes = 0, head = 0, records = 0;
     uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0, skew = 0, conflicts = 0, kept = 0;
-    uint64_t commits, jobs;
+    uint64_t commits, jobs, uploads = 0, expired = 0;
     MDB_txn *txn;
     buf_t b;
 
@@ -263,7 +264,8 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
         meta_state_get(srv->meta, txn, META_APPLY_PERMANENT, &permanent) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_CLOCK_SKEW, &skew) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_CONFLICTS, &conflicts) != 0 ||
-        meta_tomb_count(srv->meta, txn, &tombstones) != 0 || conflict_count(srv->meta, txn, &kept) != 0) {
+        meta_tomb_count(srv->meta, txn, &tombstones) != 0 || conflict_count(srv->meta, txn, &kept) != 0 ||
+        mpu_count(srv->meta, txn, &uploads) != 0 || meta_state_get(srv->meta, txn, META_MPU_EXPIRED, &expired) != 0) {
         http_req_rtxn_end(t);
         http_req_cio_error(req, CIO_EDB, "metrics failed");
         return 0;
@@ -323,6 +325,14 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "comio_clock_seconds %" PRIu64 ".%03u\n",
                applied, skipped, failed - permanent, permanent, tombstones, hlc_ms(commit_clock(srv->commit)) / 1000,
                (unsigned)(hlc_ms(commit_clock(srv->commit)) % 1000));
+    buf_printf(&b,
+               "# HELP comio_s3_multipart_uploads S3 multipart uploads in progress (neither completed nor aborted).\n"
+               "# TYPE comio_s3_multipart_uploads gauge\n"
+               "comio_s3_multipart_uploads %" PRIu64 "\n"
+               "# HELP comio_s3_multipart_uploads_expired_total Multipart uploads removed after s3.multipart_ttl.\n"
+               "# TYPE comio_s3_multipart_uploads_expired_total counter\n"
+               "comio_s3_multipart_uploads_expired_total %" PRIu64 "\n",
+               uploads, expired);
     fetch_metrics(srv, &b);
     if (srv->sync != NULL)
         syncwait_metrics(srv->sync, &b);

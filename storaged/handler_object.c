@@ -38,7 +38,7 @@ static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p,
 {
     http_thread_t *t = http_req_thread(req);
     h2o_iovec_t etag = h2o_iovec_init(NULL, 0);
-    char quoted[35];
+    char quoted[HTTP_OBJ_ETAG_MAX];
     http_precond_t pc;
     meta_obj_t o;
     MDB_txn *txn;
@@ -57,10 +57,8 @@ static int put_precondition(http_server_t *srv, h2o_req_t *req, const path_t *p,
         return ret;
     *checked = 1;
     *version = ret == 0 ? o.version : 0;
-    if (ret == 0) {
-        quoted_etag(o.etag, quoted);
-        etag = h2o_iovec_init(quoted, 34);
-    }
+    if (ret == 0)
+        etag = h2o_iovec_init(quoted, http_obj_etag(&o, quoted));
     return http_precond_eval(&pc, etag, ret == 0 ? date_seconds(o.mtime_ms) : 0, 0);
 }
 
@@ -386,7 +384,8 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     MDB_txn *txn;
     uint64_t token, first = 0, last = 0, len;
     http_precond_t pc;
-    char buf[96], etag[35];
+    char buf[96], etag[HTTP_OBJ_ETAG_MAX];
+    size_t etag_len;
     int64_t mtime;
     int ret, ranged, cond;
 
@@ -444,16 +443,19 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         return 0;
     }
 
-    quoted_etag(o.etag, etag);
+    /* the fetch endpoint's ETag stays the MD5 of the bytes, which a fetching replica checks them against */
+    if (kept == 2)
+        o.mpu_parts = 0;
+    etag_len = http_obj_etag(&o, etag);
     mtime = date_seconds(o.mtime_ms); /* the Last-Modified shown: a replicated mtime is clamped to 1970..9999 */
     http_precond_from_req(req, &pc);
-    cond = http_precond_eval(&pc, h2o_iovec_init(etag, 34), mtime, 1);
+    cond = http_precond_eval(&pc, h2o_iovec_init(etag, etag_len), mtime, 1);
     if (cond == HTTP_PRECOND_FAILED) {
         commit_reader_leave(srv->commit, token);
         api->error(req, 412, "PreconditionFailed", "the object does not match If-Match or If-Unmodified-Since");
         return 0;
     }
-    http_req_add_header(req, H2O_TOKEN_ETAG, etag, 34);
+    http_req_add_header(req, H2O_TOKEN_ETAG, etag, etag_len);
     {
         struct tm tm;
         date_gmtime(o.mtime_ms, &tm);
@@ -475,7 +477,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
 
     /* a Range whose If-Range names another version of the object would
      * splice two versions: the whole current object instead */
-    if (http_precond_if_range(http_req_header(req, H2O_TOKEN_IF_RANGE), h2o_iovec_init(etag, 34), mtime))
+    if (http_precond_if_range(http_req_header(req, H2O_TOKEN_IF_RANGE), h2o_iovec_init(etag, etag_len), mtime))
         ranged = parse_range(http_req_header(req, H2O_TOKEN_RANGE), o.size, &first, &last);
     else
         ranged = 0;

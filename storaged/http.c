@@ -23,13 +23,16 @@
 #include "storaged/http.h"
 #include "storaged/http_commit.h"
 #include "storaged/http_req.h"
+#include "storaged/mpu.h"
 #include "storaged/path.h"
 #include "storaged/s3.h"
+#include "storaged/s3_bodyhash.h"
 #include "common/replog.h"
 
-#define HEADERS_MAX (32 * 1024)           /* request line and headers */
-#define HTTP2_IDLE_TIMEOUT_MS (10 * 1000) /* h2o's default, stated: docs/security.md */
-#define HTTP2_REQUESTS_PER_CONN 16        /* requests of one HTTP/2 connection run at once */
+#define HEADERS_MAX (32 * 1024)                                                 /* request line and headers */
+#define HTTP_S3_PART_REQUEST_MAX ((size_t)MPU_PART_SIZE_MAX + 64 * 1024 * 1024) /* a 5 GiB part with aws-chunked framing */
+#define HTTP2_IDLE_TIMEOUT_MS (10 * 1000)                                       /* h2o's default, stated: docs/security.md */
+#define HTTP2_REQUESTS_PER_CONN 16                                              /* requests of one HTTP/2 connection run at once */
 
 /* The running server; a global so that its memory stays reachable to the end. */
 static http_server_t *running;
@@ -184,6 +187,7 @@ static void *thread_main(void *arg)
     h2o_multithread_register_receiver(t->ctx.queue, &t->replies, http_commit_on_replies);
     h2o_multithread_register_receiver(t->ctx.queue, &t->wakeup, on_wakeup);
     h2o_multithread_register_receiver(t->ctx.queue, &t->aside_replies, handler_admin_on_asides);
+    h2o_multithread_register_receiver(t->ctx.queue, &t->bodyhash_done, s3_bodyhash_on_done);
     if (srv->sync != NULL)
         t->sync = syncwait_loop_new(srv->sync, t->loop);
     t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -212,6 +216,7 @@ static void *thread_main(void *arg)
     if (t->rtxn != NULL)
         mdb_txn_abort(t->rtxn);
     t->rtxn = NULL;
+    s3_thread_done();
     /* Report drained, then park: the loop's memory stays owned by a live
      * thread (h2o keeps per-thread free lists) until the process exits. */
     pthread_mutex_lock(&srv->ready_mu);
@@ -384,6 +389,10 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("comio/" COMIO_VERSION));
     srv->globalconf.max_request_entity_size = (size_t)conf->max_object_size;
+    /* S3's UploadPart takes up to 5 GiB (and its aws-chunked framing) whatever max_object_size is; a larger
+     * PutObject or native PUT is still refused by its handler, once buffered (docs/s3.md, "Multipart uploads") */
+    if (conf->s3_ncredentials > 0 && srv->globalconf.max_request_entity_size < HTTP_S3_PART_REQUEST_MAX)
+        srv->globalconf.max_request_entity_size = HTTP_S3_PART_REQUEST_MAX;
     /* the limit covers the whole request, body included: leave room for large uploads */
     srv->globalconf.http1.req_timeout = 300 * 1000;
     /* HTTP/2 (TLS by ALPN; cleartext by prior knowledge or Upgrade: h2c, h2o's

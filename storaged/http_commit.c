@@ -182,6 +182,9 @@ static void answer(h2o_req_t *req, commit_job_t *j)
     case COMMIT_APPLY:
     case COMMIT_CONFLICT_DELETE:
         return; /* answered above */
+    default:    /* the multipart operations: S3's only, answered by pend->answer */
+        http_req_cio_error(req, CIO_EINVAL, "no answer for this operation");
+        return;
     }
 }
 
@@ -195,6 +198,7 @@ static int is_client_write(const commit_job_t *j)
     case COMMIT_PURGE:
     case COMMIT_BUCKET_CREATE:
     case COMMIT_BUCKET_DELETE:
+    case COMMIT_MPU_COMPLETE:
         return j->result == 0;
     default:
         return 0;

@@ -68,7 +68,8 @@ struct http_thread {
     h2o_multithread_receiver_t replies;
     h2o_multithread_receiver_t wakeup;
     h2o_multithread_receiver_t aside_replies;
-    size_t asides; /* control-socket questions in flight (loop thread only) */
+    size_t asides;                            /* control-socket questions in flight (loop thread only) */
+    h2o_multithread_receiver_t bodyhash_done; /* large S3 bodies hashed off the loop (storaged/s3_bodyhash.h) */
     MDB_txn *rtxn;
     size_t inflight;       /* loop thread only */
     syncwait_loop_t *sync; /* this loop's waiting writes; NULL without sync targets */
@@ -171,6 +172,18 @@ static inline void quoted_etag(const uint8_t *md, char *out)
     hex_encode(out + 1, md, 16);
     out[33] = '"';
     out[34] = '\0';
+}
+
+#define HTTP_OBJ_ETAG_MAX 41 /* '"' 32 hex digits, '-' and up to 5 digits of part count, '"', NUL */
+
+/* An object's S3 ETag, quoted, into out (HTTP_OBJ_ETAG_MAX bytes), NUL-terminated; returns its length: for an
+ * object made by a multipart upload "hex(MD5 of the parts' MD5s)-parts", else the MD5 of its bytes (quoted_etag). */
+static inline size_t http_obj_etag(const meta_obj_t *o, char *out)
+{
+    quoted_etag(o->mpu_parts > 0 ? o->mpu_md5 : o->etag, out);
+    if (o->mpu_parts == 0)
+        return 34;
+    return 33 + (size_t)snprintf(out + 33, HTTP_OBJ_ETAG_MAX - 33, "-%u\"", (unsigned)(o->mpu_parts % 100000));
 }
 
 /* Decimal v into out (at least 21 bytes), NUL-terminated; returns the length.

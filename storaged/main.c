@@ -225,6 +225,7 @@ int main(int argc, char **argv)
         goto fail_meta;
     }
     commit_set_tombstone_ttl(commit, conf.tombstone_ttl_ms);
+    commit_set_multipart_ttl(commit, conf.s3_multipart_ttl_ms);
     commit_set_conflict_ttl(commit, conf.conflict_ttl_ms);
     commit_set_max_clock_skew(commit, (int64_t)conf.max_clock_skew_ms);
     if (http_start(&http, &conf, &meta, &store, commit, err, sizeof(err)) != 0) {

@@ -5,6 +5,7 @@
 #include "common/be.h"
 #include "common/log.h"
 #include "storaged/meta.h"
+#include "storaged/mpu.h"
 
 int meta_open(meta_t *m, const char *dir, uint64_t map_size, const char *site_id, char *err, size_t errlen)
 {
@@ -17,9 +18,9 @@ int meta_open(meta_t *m, const char *dir, uint64_t map_size, const char *site_id
         snprintf(err, errlen, "%s: mdb_txn_begin: %s", dir, mdb_strerror(rc));
         goto fail;
     }
-    if (alloc_open(&m->alloc, txn) != 0) {
+    if (alloc_open(&m->alloc, txn) != 0 || mpu_open(m, txn) != 0) {
         mdb_txn_abort(txn);
-        snprintf(err, errlen, "%s: cannot open the allocator's tables", dir);
+        snprintf(err, errlen, "%s: cannot open the allocator's or the multipart tables", dir);
         goto fail;
     }
     if ((rc = mdb_txn_commit(txn)) != 0) {

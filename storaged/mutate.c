@@ -138,6 +138,10 @@ static int log_append(commit_t *c, MDB_txn *txn, commit_job_t *j, logrec_op_t op
         r.content_type_len = j->ctype_len;
         r.meta = j->meta;
         r.meta_len = j->meta_len;
+        if (j->op == COMMIT_MPU_COMPLETE) { /* the S3 ETag of a multipart upload's object replicates with it */
+            r.mpu_parts = j->mpu_nparts;
+            memcpy(r.mpu_md5, j->mpu_etag, 16);
+        }
     }
     return replog_append(c->meta, txn, &r);
 }
@@ -173,6 +177,10 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
     commit_obj_init(&o, j->version, c->site_id, j->ext, j->size, j->etag, j->mtime_ms, j->ctype, j->ctype_len, j->meta,
                     j->meta_len);
     o.ctx = kctx;
+    if (j->op == COMMIT_MPU_COMPLETE) {
+        o.mpu_parts = j->mpu_nparts;
+        memcpy(o.mpu_md5, j->mpu_etag, 16);
+    }
     if ((ret = meta_obj_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &o)) != 0 ||
         (ret = meta_pending_del(c->meta, txn, j->ext)) != 0 ||
         (j->carved && (ret = alloc_unreserve(&c->meta->alloc, txn, j->ext.len)) != 0) ||

@@ -385,6 +385,8 @@ static int relog(commit_t *c, MDB_txn *txn, const commit_item_t *it)
         r.content_type_len = it->ctype_len;
         r.meta = it->meta;
         r.meta_len = it->meta_len;
+        r.mpu_parts = it->mpu_parts;
+        memcpy(r.mpu_md5, it->mpu_md5, 16);
     }
     return replog_append(c->meta, txn, &r);
 }
@@ -632,6 +634,8 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
             return ret;
         commit_obj_init(&o, it->version, version.origin, it->ext, it->size, it->etag, it->mtime_ms, it->ctype, it->ctype_len,
                         it->meta, it->meta_len);
+        o.mpu_parts = it->mpu_parts;
+        memcpy(o.mpu_md5, it->mpu_md5, 16);
         item_merge_ctx(it, &kctx);
         vctx_trim(&kctx, it->origin, it->origin_len, it->version);
         o.ctx = kctx;

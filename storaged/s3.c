@@ -9,6 +9,7 @@
 #include "common/sigv4.h"
 #include "proto/awschunk.h"
 #include "storaged/s3.h"
+#include "storaged/s3_bodyhash.h"
 #include "storaged/s3_reply.h"
 
 _Static_assert(S3_ACCESS_KEY_MAX == SIGV4_ACCESS_KEY_MAX, "an access key fits both");
@@ -32,6 +33,21 @@ static const char *const get_object_params[] = {"response-content-type",
                                                 "response-content-encoding",
                                                 NULL};
 static const char *const no_params[] = {NULL};
+static const char *const uploads_params[] = {"uploads", "prefix", "key-marker", "upload-id-marker", "max-uploads", NULL};
+static const char *const create_mpu_params[] = {"uploads", NULL};
+static const char *const part_params[] = {"partNumber", "uploadId", NULL};
+static const char *const upload_params[] = {"uploadId", NULL};
+static const char *const list_parts_params[] = {"uploadId", "part-number-marker", "max-parts", NULL};
+
+/* The signing keys of this loop thread (a key changes once a day per access
+ * key): four HMACs fewer per request. One per thread, as requests of a loop
+ * run on its thread only; a secret changed by a restart is a miss. */
+static _Thread_local sigv4_keycache_t s3_keycache;
+
+void s3_thread_done(void)
+{
+    sigv4_keycache_wipe(&s3_keycache);
+}
 
 int s3_is_s3(h2o_req_t *req)
 {
@@ -121,6 +137,11 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
                 return s3_get_bucket_versioning(srv, req, s);
             if (has_param(req, "acl") && params_only(req, acl_params, odd, sizeof(odd)))
                 return s3_get_acl(srv, req, s);
+            if (has_param(req, "uploads")) {
+                if (params_only(req, uploads_params, odd, sizeof(odd)))
+                    return s3_mpu_list_uploads(srv, req, s);
+                break;
+            }
             if (params_only(req, list_params, odd, sizeof(odd))) {
                 char v[8];
                 size_t n;
@@ -161,23 +182,41 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     case HTTP_REQ_HEAD:
         if (m == HTTP_REQ_GET && has_param(req, "acl") && params_only(req, acl_params, odd, sizeof(odd)))
             return s3_get_acl(srv, req, s);
+        if (m == HTTP_REQ_GET && has_param(req, "uploadId")) {
+            if (params_only(req, list_parts_params, odd, sizeof(odd)))
+                return s3_mpu_list_parts(srv, req, s);
+            break;
+        }
         if (params_only(req, get_object_params, odd, sizeof(odd)))
             return s3_get_object(srv, req, s);
         break;
     case HTTP_REQ_PUT:
+        if (has_param(req, "uploadId") && h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1) != -1) {
+            if (params_only(req, part_params, odd, sizeof(odd)))
+                return s3_mpu_upload_part_copy(srv, req, s);
+            break;
+        }
         if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1) != -1) {
             if (params_only(req, no_params, odd, sizeof(odd)))
                 return s3_copy_object(srv, req, s);
             break;
         }
+        if ((has_param(req, "uploadId") || has_param(req, "partNumber")) && params_only(req, part_params, odd, sizeof(odd)))
+            return s3_mpu_upload_part(srv, req, s);
         if (params_only(req, no_params, odd, sizeof(odd)))
             return s3_put_object(srv, req, s);
         break;
     case HTTP_REQ_DELETE:
+        if (has_param(req, "uploadId") && params_only(req, upload_params, odd, sizeof(odd)))
+            return s3_mpu_abort(srv, req, s);
         if (params_only(req, no_params, odd, sizeof(odd)))
             return s3_delete_object(srv, req, s);
         break;
     case HTTP_REQ_POST:
+        if (has_param(req, "uploads") && params_only(req, create_mpu_params, odd, sizeof(odd)))
+            return s3_mpu_create(srv, req, s);
+        if (has_param(req, "uploadId") && params_only(req, upload_params, odd, sizeof(odd)))
+            return s3_mpu_complete(srv, req, s);
         if (params_only(req, no_params, odd, sizeof(odd)))
             snprintf(odd, sizeof(odd), "POST on an object");
         break;
@@ -287,6 +326,29 @@ static int fail_sig(h2o_req_t *req, const sigv4_error_t *e)
     return 0;
 }
 
+/* A large signed body hashed off the loop (storaged/s3_bodyhash.h): what the request needs once the digest is known. */
+typedef struct {
+    http_server_t *srv;
+    const s3_req_t *s;
+    char claimed[SIGV4_SIG_HEX + 1]; /* x-amz-content-sha256 */
+} hashed_body_t;
+
+static void on_body_hashed(h2o_req_t *req, const uint8_t *digest, void *arg)
+{
+    hashed_body_t *w = arg;
+    sigv4_error_t e;
+
+    if (digest == NULL) {
+        s3_error(req, 500, "InternalError", "out of memory hashing the body", NULL);
+        return;
+    }
+    if (sigv4_payload_digest_check(w->claimed, digest, &e) != 0) {
+        fail_sig(req, &e);
+        return;
+    }
+    (void)route(w->srv, req, w->s);
+}
+
 /* Removes an aws-chunked body's framing (checking its signatures) and keeps its trailers. */
 static int decode_body(h2o_req_t *req, const sigv4_auth_t *a, s3_req_t *s, sigv4_error_t *e)
 {
@@ -371,7 +433,7 @@ int s3_dispatch(http_server_t *srv, h2o_req_t *req)
         sigv4_error_unknown_key(&e);
         return fail_sig(req, &e);
     }
-    rc = sigv4_verify(&r, &a, cred->secret_key, strlen(cred->secret_key), &e);
+    rc = sigv4_verify_cached(&r, &a, cred->secret_key, strlen(cred->secret_key), &s3_keycache, &e);
     if (rc != 0) {
         OPENSSL_cleanse(a.key, sizeof(a.key));
         return fail_sig(req, &e);
@@ -382,6 +444,14 @@ int s3_dispatch(http_server_t *srv, h2o_req_t *req)
     s->body = h2o_iovec_init(req->entity.base != NULL ? req->entity.base : "", req->entity.len);
     switch (a.payload) {
     case SIGV4_PAYLOAD_SHA256:
+        if (s->body.len >= S3_BODYHASH_MIN) {
+            hashed_body_t *w = h2o_mem_alloc_pool(&req->pool, sizeof(*w));
+            w->srv = srv;
+            w->s = s;
+            memcpy(w->claimed, a.payload_hash, sizeof(w->claimed));
+            if (s3_bodyhash_start(req, on_body_hashed, w))
+                goto done; /* answered by on_body_hashed */
+        }
         if (sigv4_payload_check(&a, s->body.base, s->body.len, &e) != 0) {
             fail_sig(req, &e);
             goto done;

@@ -49,6 +49,10 @@ int s3_is_s3(h2o_req_t *req);
  * S3's XML error. Returns 0 (on_req's "handled"). */
 int s3_dispatch(http_server_t *srv, h2o_req_t *req);
 
+/* Wipes the calling loop thread's S3 state (its cache of signing keys,
+ * which holds secrets); called by each loop thread once it has drained. */
+void s3_thread_done(void);
+
 /* ---- the handlers, by group; each answers req and returns 0 ---- */
 
 /* GET /{bucket}?list-type=2 (v2 1) or GET /{bucket} (ListObjects, v2 0):
@@ -109,6 +113,33 @@ int s3_get_bucket_versioning(http_server_t *srv, h2o_req_t *req, const s3_req_t 
 /* GET /{bucket}?acl and GET /{bucket}/{key}?acl: the owner S3_OWNER_NAME with
  * FULL_CONTROL (404 NoSuchBucket, NoSuchKey). */
 int s3_get_acl(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+/* ---- multipart uploads (storaged/s3_multipart.c; docs/s3.md, "Multipart uploads") ---- */
+
+/* POST /{bucket}/{key}?uploads: CreateMultipartUpload, with Content-Type and
+ * the metadata headers (objmeta_http.h), kept for the object. */
+int s3_mpu_create(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* PUT /{bucket}/{key}?partNumber=N&uploadId=U: UploadPart (N 1..10000, up to
+ * 5 GiB, checksums as PutObject's); durable when answered. */
+int s3_mpu_upload_part(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* PUT /{bucket}/{key}?partNumber=N&uploadId=U with x-amz-copy-source (and
+ * x-amz-copy-source-range: bytes=first-last): UploadPartCopy, a part made
+ * of (a range of) an object's bytes, copied off the loop. */
+int s3_mpu_upload_part_copy(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* POST /{bucket}/{key}?uploadId=U: CompleteMultipartUpload (proto/s3xml.h). */
+int s3_mpu_complete(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* DELETE /{bucket}/{key}?uploadId=U: AbortMultipartUpload (204). */
+int s3_mpu_abort(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* GET /{bucket}/{key}?uploadId=U: ListParts (part-number-marker, max-parts). */
+int s3_mpu_list_parts(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* GET /{bucket}?uploads: ListMultipartUploads (prefix, key-marker,
+ * upload-id-marker, max-uploads; no delimiter). */
+int s3_mpu_list_uploads(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 
 /* ---- checksums (storaged/s3_checksum.c) ---- */
 

@@ -105,13 +105,13 @@ static int list_one(void *ctx, const meta_obj_t *o)
         l->truncated = 1;
         return 1;
     }
-    char etag[35], ts[DATE_ISO8601_MS_LEN + 1];
-    quoted_etag(o->etag, etag);
+    char etag[HTTP_OBJ_ETAG_MAX], ts[DATE_ISO8601_MS_LEN + 1];
+    size_t etag_len = http_obj_etag(o, etag);
     date_iso8601_ms(o->mtime_ms, ts);
     buf_puts(&l->contents, "<Contents>");
     put_name(&l->contents, q, "Key", o->key, o->key_len);
     s3_xml_elem(&l->contents, "LastModified", ts, DATE_ISO8601_MS_LEN);
-    s3_xml_elem(&l->contents, "ETag", etag, 34);
+    s3_xml_elem(&l->contents, "ETag", etag, etag_len);
     s3_xml_elem_u64(&l->contents, "Size", o->size);
     if (q->owner)
         buf_puts(&l->contents, "<Owner><ID>" S3_OWNER_NAME "</ID><DisplayName>" S3_OWNER_NAME "</DisplayName></Owner>");

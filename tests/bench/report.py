@@ -4,7 +4,7 @@
   report.py --results DIR [--docs docs/benchmarks.md] [--png docs/bench-drain.png]
 
 Reads what run.sh and the helpers left in DIR (machine.txt, commands.txt,
-phases.txt, http/*.wrk and *.rss.csv, drain-N/*, lag/*, big/*), prints the
+phases.txt, http/*.wrk and *.rss.csv, s3/*.wrk and *.cpu, drain-N/*, lag/*, big/*), prints the
 table of figures, ratios and targets on stdout, writes DIR/table.md, and with
 --docs replaces the part of that file between the markers
 `<!-- BEGIN GENERATED -->` and `<!-- END GENERATED -->` (appending the part
@@ -236,6 +236,50 @@ class Report:
                      "%s (%s / %s)" % (fmt_mib(hwm), fmt_mib(s.get("RssAnon")), fmt_mib(s.get("RssFile"))),
                      "nginx workers %s" % fmt_mib(ns.get("VmRSS")) if ns else "", "", target,
                      (hwm is not None and hwm <= 100 * MiB) if target else None)
+
+    # --- s3: S3 with SigV4 against the native API, same server, same client, same run ---------------------------------
+    def s3(self):
+        if "s3" not in self.phases or self.phase_failed("s3", "S3 against the native API (wrk)"):
+            return
+        sd = os.path.join(self.d, "s3")
+        res = {}
+        for op in ("get", "put"):
+            for api in ("native", "s3"):
+                runs = []
+                for f in sorted(glob.glob(os.path.join(sd, "%s-%s-*.wrk" % (op, api)))):
+                    w = wrk_result(f)
+                    if w:
+                        cpu = read_text(f[:-4] + ".cpu")
+                        try:
+                            w["cpu_us"] = float(cpu) * 1e6 / w["requests"] if cpu and w["requests"] else None
+                        except ValueError:
+                            w["cpu_us"] = None
+                        runs.append(w)
+                if runs:
+                    runs.sort(key=lambda w: w["req_per_s"])
+                    m = runs[len(runs) // 2]
+                    m["all"] = [w["req_per_s"] for w in runs]
+                    res[(op, api)] = m
+        for op, label in (("put", "S3 PutObject 4 KiB (SigV4, signed payload), requests/s"),
+                          ("get", "S3 GetObject 4 KiB (SigV4), requests/s")):
+            s, n = res.get((op, "s3")), res.get((op, "native"))
+            target = ">= 0.9x native"
+            if not s or not n:
+                self.row(label, "no result", "", "", target, None)
+                continue
+            r = ratio(s["req_per_s"], n["req_per_s"])
+            self.row(label, fmt_int(s["req_per_s"]), "native " + fmt_int(n["req_per_s"]), fmt_ratio(r), target,
+                     r is not None and r >= 0.9)
+            self.row("%s latency p50 / p99 (wrk): S3 (native)" % op.upper(),
+                     "%s / %s" % (fmt_ms(s["latency_us"]["p50"] / 1e3), fmt_ms(s["latency_us"]["p99"] / 1e3)),
+                     "native %s / %s" % (fmt_ms(n["latency_us"]["p50"] / 1e3), fmt_ms(n["latency_us"]["p99"] / 1e3)))
+            if s.get("cpu_us") is not None and n.get("cpu_us") is not None:
+                self.row("storaged CPU per %s (user + system, all threads): S3 (native)" % op.upper(),
+                         "%.1f us" % s["cpu_us"], "native %.1f us" % n["cpu_us"], fmt_ratio(ratio(s["cpu_us"], n["cpu_us"])))
+            if len(s["all"]) > 1:
+                self.notes.append("s3 %s: median of %d rounds; S3 %s, native %s req/s" %
+                                  (op.upper(), len(s["all"]), ", ".join(fmt_int(x) for x in s["all"]),
+                                   ", ".join(fmt_int(x) for x in n["all"])))
 
     # --- drains -----------------------------------------------------------------------------------------------------
     def drain_result(self, n, suffix=""):
@@ -628,6 +672,7 @@ def main():
     args = ap.parse_args()
     rep = Report(args.results)
     rep.http()
+    rep.s3()
     rep.drains(args.drain_small, args.drain_large)
     rep.fanout(args.fanout)
     rep.lag()

@@ -5,8 +5,8 @@
 #
 #   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
 #                      of sparse image files); same as COMIO_BENCH_FULL=1
-#   --phases LIST      comma-separated subset of: http,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full
-#                      (default: http,drain,drain2,fanout,lag,big,sync,wan,fullsync, plus drain-full with --full)
+#   --phases LIST      comma-separated subset of: http,s3,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full
+#                      (default: http,s3,drain,drain2,fanout,lag,big,sync,wan,fullsync, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
 #   --rounds N         repeat the four wrk runs and the drain of 10,000 N times,
@@ -22,6 +22,8 @@
 # /var/tmp, so that the stores are on a disk, not tmpfs):
 #   http   nginx (static GET, WebDAV PUT) beside storaged, wrk -t2 -c64 4 KiB
 #          GET and PUT against each
+#   s3     storaged with an S3 credential: wrk -t2 -c64 4 KiB PUT and GET through the native API and through S3
+#          (SigV4, x-amz-content-sha256 the body's SHA-256), requests signed by s3sign.py right before each run
 #   drain  10,000 PUTs queued on A with repld stopped, then repld started and
 #          the drain to B timed; drain-full does the same with 1,000,000
 #   drain2 the same 10,000 with two targets (A to B and C, replication.targets),
@@ -104,14 +106,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$FULL" = 1 ] || FULL=0
 if [ -z "$PHASES" ]; then
-    PHASES=http,drain,drain2,fanout,lag,big,sync,wan,fullsync
+    PHASES=http,s3,drain,drain2,fanout,lag,big,sync,wan,fullsync
     [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
 fi
 for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
 done
 for p in ${PHASES//,/ }; do
-    case $p in http | drain | drain2 | fanout | lag | big | sync | wan | fullsync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full)" >&2; exit 2 ;; esac
+    case $p in http | s3 | drain | drain2 | fanout | lag | big | sync | wan | fullsync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,s3,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full)" >&2; exit 2 ;; esac
 done
 [[ ",$PHASES," == *,drain-full,* ]] && FULL=1
 TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
@@ -521,28 +523,31 @@ http {
 EOF
 }
 
-# wrk_run NAME URL RSS_TARGETS SCRIPT [ARGS...]: warm-up, then the measured run with the RSS sampler on
+# wrk_run NAME URL RSS_TARGETS SCRIPT [ARGS...]: warm-up, then the measured run with the RSS sampler on; output in
+# $WRK_DIR (default $RES/http); with WRK_CPU_PID, that process's CPU seconds over the measured run go to NAME.cpu
 wrk_run() {
-    local name=$1 url=$2 targets=$3 script=$4
+    local name=$1 url=$2 targets=$3 script=$4 out=${WRK_DIR:-$RES/http}
     shift 4
     local args=()
     [ $# -gt 0 ] && args=(-- "$@")
     if [ "$WARMUP" -gt 0 ]; then
-        run_fg "wrk warm-up" "$RES/http/$name.warmup" timeout -k 5 $((WARMUP + 30)) \
+        run_fg "wrk warm-up" "$out/$name.warmup" timeout -k 5 $((WARMUP + 30)) \
             wrk -t$THREADS -c$CONNS -d${WARMUP}s --timeout 10s -s "$HERE/$script" "$url" "${args[@]}"
     fi
-    start_rss "$RES/http/$name.rss.csv" $targets
-    local rs=$LAST
-    run_fg "wrk" "$RES/http/$name.wrk" timeout -k 5 $((DURATION + 30)) \
+    start_rss "$out/$name.rss.csv" $targets
+    local rs=$LAST cpu0=""
+    [ -n "${WRK_CPU_PID:-}" ] && cpu0=$(cpu_of "$WRK_CPU_PID")
+    run_fg "wrk" "$out/$name.wrk" timeout -k 5 $((DURATION + 30)) \
         wrk -t$THREADS -c$CONNS -d${DURATION}s --timeout 10s -s "$HERE/$script" "$url" "${args[@]}"
     local rc=$?
+    [ -n "$cpu0" ] && cpu_delta "$WRK_CPU_PID" "$cpu0" >"$out/$name.cpu"
     stop "$rs" 5
     cmd "wrk -t$THREADS -c$CONNS -d${DURATION}s --timeout 10s -s tests/bench/$script $url${args[*]:+ ${args[*]}}"
     local line
-    line=$(grep '^WRKJSON' "$RES/http/$name.wrk" | sed 's/^WRKJSON //')
+    line=$(grep '^WRKJSON' "$out/$name.wrk" | sed 's/^WRKJSON //')
     if [ $rc -ne 0 ] || [ -z "$line" ]; then
         log "   wrk $name failed (status $rc):"
-        tail -5 "$RES/http/$name.wrk" | sed 's/^/   | /'
+        tail -5 "$out/$name.wrk" | sed 's/^/   | /'
         return 1
     fi
     "$PY" -c 'import json,sys; w=json.loads(sys.argv[2]); e=w["errors"]; l=w["latency_us"]
@@ -598,6 +603,77 @@ phase_http() {
     stop $spid 30
     stop $ngpid 10
     [ $ok = 0 ] || { HTTP_ERR=${HTTP_ERR:-"a wrk run failed"}; tail_logs "$site" "$ng/logs"; }
+    return $ok
+}
+
+# --- phase: s3 -------------------------------------------------------------------------------------------------
+S3_PUT_KEYS=20000 # per wrk thread, each API its own keys: the first 40,000 PUTs create, the rest overwrite
+S3_GET_KEYS=1000  # objects filled before the runs, read round by both APIs
+S3_AK=AKIDCOMIOBENCH
+# s3_sign NAME METHOD KEYS COUNT [--native]: the requests of one run, signed now (valid 15 minutes), sent once to check
+s3_sign() {
+    local name=$1 method=$2 keys=$3 count=$4
+    shift 4
+    run_fg s3sign "$RES/s3/$name.sign.log" timeout -k 5 120 "$PY" "$HERE/s3sign.py" --host "127.0.0.1:$S3_PORT" \
+        --method "$method" --keys "$keys" --count "$count" --size $SIZE --out "$WORK/s3/$name.req" \
+        --access-key $S3_AK --secret-file "$WORK/s3/secret" --check "$@" || {
+        S3_ERR="s3sign.py $name: $(tail -1 "$RES/s3/$name.sign.log")"
+        return 1
+    }
+}
+# s3_run NAME URL METHOD KEYS COUNT [--native]: signs, then wrk; a run with an error status fails the phase
+s3_run() {
+    local name=$1 url=$2 method=$3 keys=$4 count=$5
+    shift 5
+    s3_sign "$name" "$method" "$keys" "$count" "$@" || return 1
+    WRK_DIR=$RES/s3 WRK_CPU_PID=$S3_PID wrk_run "$name" "$url" "storaged=$S3_PID" s3req.lua "$WORK/s3/$name.req" $THREADS ||
+        { S3_ERR="wrk $name failed"; return 1; }
+    local bad
+    bad=$("$PY" -c 'import json,sys; w=json.loads(sys.argv[1]); print(sum(w["errors"].values()))' \
+        "$(sed -n 's/^WRKJSON //p' "$RES/s3/$name.wrk")")
+    [ "$bad" = 0 ] || { S3_ERR="wrk $name counted $bad errors (non-2xx answers, timeouts)"; return 1; }
+}
+phase_s3() {
+    log "== s3: storaged, the native API and S3 (SigV4, signed payload), wrk -t$THREADS -c$CONNS 4 KiB PUT and GET, ${WARMUP}s warm-up + ${DURATION}s each"
+    mkdir -p "$RES/s3" "$WORK/s3"
+    local site=$WORK/s3/site
+    S3_PORT=$(free_port) || return 1
+    site_config "$site" bench-s3 "$S3_PORT" 4GB plain
+    "$PY" -c 'import secrets; print(secrets.token_urlsafe(30))' >"$WORK/s3/secret"
+    chmod 600 "$WORK/s3/secret"
+    {
+        echo "s3:"
+        echo "  region: us-east-1"
+        echo "  credentials:"
+        echo "    - access_key: $S3_AK"
+        echo "      secret_key_file: $WORK/s3/secret"
+    } >>"$site/config.yaml"
+    if ! start_storaged "$site"; then S3_ERR="storaged did not start"; return 1; fi
+    S3_PID=$LAST
+    cp "$site/config.yaml" "$RES/s3/storaged.yaml"
+    cmd "$BIN_SHOW/storaged --config $site/config.yaml   # replication disabled, 4GB image file, one s3 credential (s3/storaged.yaml)"
+    local url=http://127.0.0.1:$S3_PORT
+    cmd "python3 tests/bench/fill.py --url $url --bucket bench --prefix get/k --count $S3_GET_KEYS --size $SIZE"
+    if ! run_fg fill "$RES/s3/fill.log" "$PY" "$HERE/fill.py" --url "$url" --bucket bench --prefix get/k --count $S3_GET_KEYS \
+        --size $SIZE --conns $CONNS --timeout 120 --progress 0; then
+        S3_ERR="filling the GET objects failed: $(tail -1 "$RES/s3/fill.log")"
+        stop "$S3_PID"
+        return 1
+    fi
+    cmd "python3 tests/bench/s3sign.py --host 127.0.0.1:PORT --method PUT|GET --keys bench/put/n%07d|bench/put/s%07d|bench/get/k%08d --count N --size $SIZE --out FILE [--native] --check   # right before each run"
+    local r ok=0 nput=$((S3_PUT_KEYS * THREADS))
+    for ((r = 1; r <= ROUNDS; r++)); do
+        [ "$ROUNDS" -gt 1 ] && log "   round $r of $ROUNDS"
+        s3_run put-native-$r "$url" PUT bench/put/n%07d $nput --native || ok=1
+        s3_run put-s3-$r "$url" PUT bench/put/s%07d $nput || ok=1
+        s3_run get-native-$r "$url" GET bench/get/k%08d $S3_GET_KEYS --native || ok=1
+        s3_run get-s3-$r "$url" GET bench/get/k%08d $S3_GET_KEYS || ok=1
+        [ $ok = 0 ] || break
+    done
+    curl -fs -m 10 "$url/metrics" >"$RES/s3/storaged-metrics.txt" 2>/dev/null
+    alive "$S3_PID" || { S3_ERR="storaged died during the runs"; ok=1; }
+    stop "$S3_PID" 30
+    [ $ok = 0 ] || { S3_ERR=${S3_ERR:-"a wrk run failed"}; tail_logs "$site"; }
     return $ok
 }
 
@@ -949,6 +1025,7 @@ run_phase() { # run_phase NAME FUNCTION ERRVAR [ARGS...]
     fi
 }
 want http && run_phase http phase_http HTTP_ERR
+want s3 && run_phase s3 phase_s3 S3_ERR
 if want drain; then
     run_phase drain-$DRAIN_SMALL phase_drain DRAIN_ERR $DRAIN_SMALL
     for ((r = 2; r <= ROUNDS; r++)); do run_phase drain-$DRAIN_SMALL-r$r phase_drain DRAIN_ERR $DRAIN_SMALL $r; done

@@ -221,7 +221,6 @@ def test_not_implemented(s3):
     for call in (lambda: s3.put_bucket_acl(Bucket="nibkt", ACL="public-read"),
                  lambda: s3.put_bucket_versioning(Bucket="nibkt", VersioningConfiguration={"Status": "Enabled"}),
                  lambda: s3.get_object_tagging(Bucket="nibkt", Key="k"),
-                 lambda: s3.create_multipart_upload(Bucket="nibkt", Key="m"),
                  lambda: s3.copy_object(Bucket="nibkt", Key="k2", CopySource={"Bucket": "nibkt", "Key": "k", "VersionId": "1"}),
                  lambda: s3.put_bucket_tagging(Bucket="nibkt", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})):
         with pytest.raises(ClientError) as e:

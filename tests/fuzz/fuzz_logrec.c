@@ -25,8 +25,9 @@ static void check_bounds(const logrec_t *r, const uint8_t *buf, size_t len)
     else
         FUZZ_CHECK(r->key_len >= 1);
     if (r->op != LOGREC_PUT)
-        FUZZ_CHECK(r->size == 0 && r->content_type_len == 0 && r->meta_len == 0 &&
+        FUZZ_CHECK(r->size == 0 && r->content_type_len == 0 && r->meta_len == 0 && r->mpu_parts == 0 &&
                    memcmp(r->etag, zero_etag, sizeof(zero_etag)) == 0);
+    FUZZ_CHECK(r->mpu_parts <= LOGREC_MPU_PARTS_MAX && (r->mpu_parts > 0 || memcmp(r->mpu_md5, zero_etag, sizeof(zero_etag)) == 0));
 }
 
 static int same_str(const char *a, size_t alen, const char *b, size_t blen)
@@ -41,7 +42,8 @@ static int same_rec(const logrec_t *a, const logrec_t *b)
            memcmp(a->etag, b->etag, sizeof(a->etag)) == 0 &&
            same_str(a->content_type, a->content_type_len, b->content_type, b->content_type_len) && a->mtime_ms == b->mtime_ms &&
            same_str(a->origin, a->origin_len, b->origin, b->origin_len) && vctx_equal(&a->ctx, &b->ctx) &&
-           same_str((const char *)a->meta, a->meta_len, (const char *)b->meta, b->meta_len);
+           same_str((const char *)a->meta, a->meta_len, (const char *)b->meta, b->meta_len) && a->mpu_parts == b->mpu_parts &&
+           memcmp(a->mpu_md5, b->mpu_md5, sizeof(a->mpu_md5)) == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -45,7 +45,7 @@ static void test_unversioned_upgrades(void)
     meta_close(&m);
     /* repld neither opens nor upgrades it */
     CHECK(meta_open_env(&m, dir, 0, 0, err, sizeof(err)) == CIO_EPROTO);
-    CHECK(strstr(err, "older than this repld understands (3): start storaged first") != NULL);
+    CHECK(strstr(err, "older than this repld understands (4): start storaged first") != NULL);
     CHECK(meta_open_env(&m, dir, 0, META_OPEN_RDONLY, err, sizeof(err)) == CIO_EPROTO);
     CHECK(meta_open_env(&m, dir, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) == 0);
     CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), META_FORMAT_CURRENT);
@@ -64,7 +64,7 @@ static void test_newer_refused(void)
     CHECK(put_format(&m, META_FORMAT_CURRENT + 1, 0) == 0);
     meta_close(&m);
     CHECK(meta_open_env(&m, dir, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) == CIO_EPROTO);
-    CHECK(strstr(err, "metadata format 4 is newer than this storaged understands (3): run a newer ComIO, or restore the "
+    CHECK(strstr(err, "metadata format 5 is newer than this storaged understands (4): run a newer ComIO, or restore the "
                       "metadata of this release") != NULL);
     CHECK(strstr(err, dir) != NULL);
     CHECK(m.env == NULL);
@@ -258,6 +258,62 @@ static void test_object_metadata(void)
     meta_close(&m);
 }
 
+/* The object record of a multipart upload's object (format 6) keeps its part count and parts' MD5, with and
+ * without metadata; cut short, with a part count of 0 or over 10,000, it is refused. */
+static void test_object_multipart(void)
+{
+    static meta_obj_t o, back;
+    static uint8_t raw[8192];
+    objmeta_pair_t pair = {"x-amz-meta-k", 12, "v", 1};
+    size_t blen, n;
+    meta_t m;
+    char dir[sizeof(site_tmp) + 32];
+
+    CHECK(site_env_fresh(&m, "objmpu", dir, sizeof(dir)) == 0);
+    memset(&o, 0, sizeof(o));
+    o.version = 7;
+    o.size = 11 << 20;
+    o.origin_len = 6;
+    memcpy(o.origin, "site-a", 6);
+    memset(o.etag, 0x11, 16);
+    o.mpu_parts = 3;
+    memset(o.mpu_md5, 0x22, 16);
+    CHECK(put_object(&m, "bare", &o) == 0);
+    n = raw_object(&m, "bare", raw, sizeof(raw));
+    CHECK(n > 0 && raw[0] == 6);
+    memset(&back, 0xee, sizeof(back));
+    CHECK_EQ_INT(get_object(&m, "bare", &back), 0);
+    CHECK(back.mpu_parts == 3 && back.mpu_md5[0] == 0x22 && back.mpu_md5[15] == 0x22 && back.etag[0] == 0x11);
+    CHECK_EQ_INT(back.meta_len, 0);
+    for (size_t cut = 1; cut < n; cut++) {
+        MDB_val v = {cut, raw};
+        CHECK(meta_obj_decode(&v, &back) == CIO_EPROTO);
+    }
+    raw[n - 20] = raw[n - 19] = raw[n - 18] = raw[n - 17] = 0; /* a part count of 0 */
+    MDB_val v = {n, raw};
+    CHECK_EQ_INT(meta_obj_decode(&v, &back), CIO_EPROTO);
+    raw[n - 18] = 0x27;
+    raw[n - 17] = 0x11; /* 10,001 */
+    CHECK_EQ_INT(meta_obj_decode(&v, &back), CIO_EPROTO);
+
+    CHECK_EQ_INT(objmeta_encode(&pair, 1, o.meta, &blen, NULL), 0);
+    o.meta_len = (uint16_t)blen;
+    vctx_add(&o.ctx, "site-b", 6, 3);
+    o.mpu_parts = 10000;
+    CHECK(put_object(&m, "meta", &o) == 0);
+    CHECK_EQ_INT(get_object(&m, "meta", &back), 0);
+    CHECK(back.mpu_parts == 10000 && back.meta_len == blen && memcmp(back.meta, o.meta, blen) == 0 && back.ctx.n == 1);
+    /* an object of a plain PUT: no multipart fields, the formats of before */
+    o.mpu_parts = 0;
+    memset(o.mpu_md5, 0, 16);
+    CHECK(put_object(&m, "plain", &o) == 0);
+    CHECK(raw_object(&m, "plain", raw, sizeof(raw)) > 0 && raw[0] == 5);
+    memset(&back, 0xee, sizeof(back));
+    CHECK_EQ_INT(get_object(&m, "plain", &back), 0);
+    CHECK_EQ_INT(back.mpu_parts, 0);
+    meta_close(&m);
+}
+
 /* A store of format 2 (the release before object metadata) opens, is upgraded to 3 without a record changing,
  * and its objects read as having no metadata. */
 static void test_format2_upgrades_to_metadata(void)
@@ -279,7 +335,7 @@ static void test_format2_upgrades_to_metadata(void)
     meta_close(&m);
     CHECK(meta_open_env(&m, dir, 0, 0, err, sizeof(err)) == CIO_EPROTO); /* repld: storaged upgrades first */
     CHECK(meta_open_site(&m, dir, 16u << 20, META_OPEN_CREATE, "s", err, sizeof(err)) == 0);
-    CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), 3);
+    CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), META_FORMAT_CURRENT);
     CHECK(raw_object(&m, "old", after, sizeof(after)) == n && memcmp(before, after, n) == 0);
     memset(&back, 0xee, sizeof(back));
     CHECK_EQ_INT(get_object(&m, "old", &back), 0);
@@ -346,6 +402,7 @@ int main(void)
     RUN(test_format1_objects_upgrade);
     RUN(test_migrate_steps);
     RUN(test_object_metadata);
+    RUN(test_object_multipart);
     RUN(test_format2_upgrades_to_metadata);
     site_tmp_remove();
     return TEST_SUMMARY();

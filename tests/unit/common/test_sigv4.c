@@ -195,6 +195,115 @@ static void test_chunks(void)
     free(data);
 }
 
+/* The signing-key cache: a hit gives the key a derivation gives (the chunk
+ * chain of AWS's example still matches from a hit); another secret, date,
+ * region or access key is a miss, never the cached key; a full cache
+ * replaces its oldest entry; a wiped cache is empty. */
+static void test_keycache(void)
+{
+    sigv4_header_t h[] = {
+        H("Host", "s3.amazonaws.com"),
+        H("x-amz-date", "20130524T000000Z"),
+        H("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+        H("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+        H("Content-Encoding", "aws-chunked"),
+        H("x-amz-decoded-content-length", "66560"),
+        H("Content-Length", "66824"),
+        H("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                           "SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
+                           "x-amz-decoded-content-length;x-amz-storage-class,"
+                           "Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"),
+    };
+    sigv4_request_t r = req("PUT", "/examplebucket/chunkObject.txt", NULL, h, 8);
+    static sigv4_keycache_t c; /* zero: empty */
+    sigv4_auth_t a, plain;
+    sigv4_error_t e;
+    char sig[SIGV4_SIG_HEX + 1], *data = malloc(65536);
+    uint8_t day1[32];
+
+    memset(data, 'a', 65536);
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &plain, &e), 0);
+    /* a miss derives and keeps the key; the next request of the scope is a hit with the same key */
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ_INT(sigv4_parse(&r, T0, "us-east-1", &a, &e), 0);
+        memset(a.key, 0, sizeof(a.key));
+        CHECK_EQ_INT(sigv4_verify_cached(&r, &a, SECRET, strlen(SECRET), &c, &e), 0);
+        CHECK(memcmp(a.key, plain.key, 32) == 0);
+        CHECK_EQ_INT(c.misses, 1);
+        CHECK_EQ_INT(c.hits, (uint64_t)i);
+    }
+    sigv4_chunk_signature(&a, a.signature, data, 65536, sig);
+    CHECK_EQ_STR(sig, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648");
+    /* another secret for the same access key, date and region: a miss, and the signature does not match */
+    CHECK_EQ_INT(sigv4_parse(&r, T0, "us-east-1", &a, &e), 0);
+    CHECK(sigv4_verify_cached(&r, &a, "wrong", 5, &c, &e) == CIO_EINVAL && strcmp(e.code, "SignatureDoesNotMatch") == 0);
+    CHECK_EQ_INT(c.misses, 2);
+    CHECK(memcmp(a.key, plain.key, 32) != 0);
+    /* the same secret one byte longer or shorter is another secret */
+    CHECK_EQ_INT(sigv4_parse(&r, T0, "us-east-1", &a, &e), 0);
+    CHECK(sigv4_verify_cached(&r, &a, SECRET, strlen(SECRET) - 1, &c, &e) != 0);
+    CHECK_EQ_INT(c.misses, 3);
+    /* the right secret is still a hit */
+    CHECK_EQ_INT(sigv4_parse(&r, T0, "us-east-1", &a, &e), 0);
+    CHECK_EQ_INT(sigv4_verify_cached(&r, &a, SECRET, strlen(SECRET), &c, &e), 0);
+    CHECK_EQ_INT(c.hits, 2);
+    memcpy(day1, a.key, 32);
+    /* the next day: a miss and another key (the signature, made for the 24th, no longer matches) */
+    h[1].value = "20130525T000000Z";
+    h[7].value = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130525/us-east-1/s3/aws4_request,"
+                 "SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
+                 "x-amz-decoded-content-length;x-amz-storage-class,"
+                 "Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+    h[7].value_len = strlen(h[7].value);
+    CHECK_EQ_INT(sigv4_parse(&r, T0 + 86400, "us-east-1", &a, &e), 0);
+    CHECK(sigv4_verify_cached(&r, &a, SECRET, strlen(SECRET), &c, &e) != 0 && strcmp(e.code, "SignatureDoesNotMatch") == 0);
+    CHECK_EQ_INT(c.misses, 4);
+    CHECK(memcmp(a.key, day1, 32) != 0);
+    /* another region: a miss */
+    h[7].value = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130525/eu-west-1/s3/aws4_request,"
+                 "SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
+                 "x-amz-decoded-content-length;x-amz-storage-class,"
+                 "Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+    h[7].value_len = strlen(h[7].value);
+    CHECK_EQ_INT(sigv4_parse(&r, T0 + 86400, "eu-west-1", &a, &e), 0);
+    CHECK(sigv4_verify_cached(&r, &a, SECRET, strlen(SECRET), &c, &e) != 0);
+    CHECK_EQ_INT(c.misses, 5);
+    /* another access key: a miss */
+    h[7].value = "AWS4-HMAC-SHA256 Credential=AKIDOTHER/20130525/eu-west-1/s3/aws4_request,"
+                 "SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
+                 "x-amz-decoded-content-length;x-amz-storage-class,"
+                 "Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+    h[7].value_len = strlen(h[7].value);
+    CHECK_EQ_INT(sigv4_parse(&r, T0 + 86400, "eu-west-1", &a, &e), 0);
+    CHECK(sigv4_verify_cached(&r, &a, SECRET, strlen(SECRET), &c, &e) != 0);
+    CHECK_EQ_INT(c.misses, 6);
+    /* SIGV4_KEYCACHE_SLOTS other secrets later, the first entry (the 24th) has been replaced: a miss again */
+    h[1].value = "20130524T000000Z";
+    h[7].value = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                 "SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
+                 "x-amz-decoded-content-length;x-amz-storage-class,"
+                 "Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+    h[7].value_len = strlen(h[7].value);
+    for (int i = 0; i < SIGV4_KEYCACHE_SLOTS; i++) {
+        char other[16];
+        snprintf(other, sizeof(other), "other-%d", i);
+        CHECK_EQ_INT(sigv4_parse(&r, T0, "us-east-1", &a, &e), 0);
+        CHECK(sigv4_verify_cached(&r, &a, other, strlen(other), &c, &e) != 0);
+    }
+    CHECK_EQ_INT(c.misses, 6 + SIGV4_KEYCACHE_SLOTS);
+    CHECK_EQ_INT(sigv4_parse(&r, T0, "us-east-1", &a, &e), 0);
+    CHECK_EQ_INT(sigv4_verify_cached(&r, &a, SECRET, strlen(SECRET), &c, &e), 0);
+    CHECK_EQ_INT(c.misses, 7 + SIGV4_KEYCACHE_SLOTS);
+    /* wiped: empty, and a miss again */
+    sigv4_keycache_wipe(&c);
+    CHECK(c.slot[0].used == 0 && c.slot[0].secret[0] == 0 && c.hits == 0 && c.misses == 0);
+    CHECK_EQ_INT(sigv4_parse(&r, T0, "us-east-1", &a, &e), 0);
+    CHECK_EQ_INT(sigv4_verify_cached(&r, &a, SECRET, strlen(SECRET), &c, &e), 0);
+    CHECK_EQ_INT(c.misses, 1);
+    sigv4_keycache_wipe(&c);
+    free(data);
+}
+
 static void test_malformed(void)
 {
     sigv4_header_t h[] = {
@@ -244,6 +353,7 @@ int main(void)
     RUN(test_queries);
     RUN(test_presigned);
     RUN(test_chunks);
+    RUN(test_keycache);
     RUN(test_malformed);
     return TEST_SUMMARY();
 }

@@ -655,6 +655,16 @@ static void build2(builder_t *b, logrec_op_t op)
     (void)msgpack_pack_uint64(&b->pk, 9);
 }
 
+/* build2 with `keys` keys of the caller's to follow. */
+static void build2k(builder_t *b, size_t keys, logrec_op_t op)
+{
+    build(b, op, "v", 2 + keys);
+    key(b, "v");
+    (void)msgpack_pack_uint64(&b->pk, 2);
+    key(b, "h");
+    (void)msgpack_pack_uint64(&b->pk, 9);
+}
+
 /* The object's metadata ("m"): round trips on a PUT, absent is none (every record from before it), and
  * only a valid, non-empty blob on a PUT is taken. */
 static void test_metadata(void)
@@ -735,6 +745,89 @@ static void test_metadata(void)
     r.meta_len = 4;
     CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
     r.meta = NULL;
+    CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+    CHECK_EQ_INT(sb.size, 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* A multipart upload's ETag ("mp" part count and "me" MD5 of the parts' MD5s): a PUT's, both or neither, in range. */
+static void test_multipart_etag(void)
+{
+    msgpack_sbuffer sb;
+    logrec_t r = sample(LOGREC_PUT), d;
+    builder_t b;
+    uint8_t md[16];
+
+    memset(md, 0x5a, sizeof(md));
+    r.mpu_parts = 4;
+    memcpy(r.mpu_md5, md, 16);
+    roundtrip(&r);
+    msgpack_sbuffer_init(&sb);
+    CHECK_EQ_INT(logrec_encode(&r, &sb), 0);
+    CHECK_EQ_INT(logrec_decode(sb.data, sb.size, &d), 0);
+    CHECK(d.mpu_parts == 4 && memcmp(d.mpu_md5, md, 16) == 0);
+    msgpack_sbuffer_destroy(&sb);
+    /* a plain PUT decodes as none */
+    r = sample(LOGREC_PUT);
+    msgpack_sbuffer_init(&sb);
+    CHECK_EQ_INT(logrec_encode(&r, &sb), 0);
+    CHECK_EQ_INT(logrec_decode(sb.data, sb.size, &d), 0);
+    CHECK_EQ_INT(d.mpu_parts, 0);
+    msgpack_sbuffer_destroy(&sb);
+
+    /* the decoder: both halves, a count of 1..10000, 16 bytes, on a PUT of format 2 only */
+    build2k(&b, 2, LOGREC_PUT);
+    key(&b, "mp");
+    (void)msgpack_pack_uint64(&b.pk, 10000);
+    key(&b, "me");
+    (void)msgpack_pack_bin_with_body(&b.pk, md, 16);
+    CHECK_EQ_INT(finish(&b, &d), 0);
+    CHECK_EQ_INT(d.mpu_parts, 10000);
+    build2(&b, LOGREC_PUT);
+    key(&b, "mp");
+    (void)msgpack_pack_uint64(&b.pk, 2);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+    build2(&b, LOGREC_PUT);
+    key(&b, "me");
+    (void)msgpack_pack_bin_with_body(&b.pk, md, 16);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+    for (uint64_t bad = 0; bad <= 10001; bad += 10001) {
+        build2k(&b, 2, LOGREC_PUT);
+        key(&b, "mp");
+        (void)msgpack_pack_uint64(&b.pk, bad);
+        key(&b, "me");
+        (void)msgpack_pack_bin_with_body(&b.pk, md, 16);
+        CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+    }
+    build2k(&b, 2, LOGREC_PUT);
+    key(&b, "mp");
+    (void)msgpack_pack_uint64(&b.pk, 2);
+    key(&b, "me");
+    (void)msgpack_pack_bin_with_body(&b.pk, md, 15);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+    build2k(&b, 2, LOGREC_DELETE);
+    key(&b, "mp");
+    (void)msgpack_pack_uint64(&b.pk, 2);
+    key(&b, "me");
+    (void)msgpack_pack_bin_with_body(&b.pk, md, 16);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO);
+    build(&b, LOGREC_PUT, NULL, 2);
+    key(&b, "mp");
+    (void)msgpack_pack_uint64(&b.pk, 2);
+    key(&b, "me");
+    (void)msgpack_pack_bin_with_body(&b.pk, md, 16);
+    CHECK_EQ_INT(finish(&b, &d), CIO_EPROTO); /* format 1 */
+
+    /* the encoder: on a DELETE, over 10000, an MD5 without a count */
+    msgpack_sbuffer_init(&sb);
+    r = sample(LOGREC_DELETE);
+    r.mpu_parts = 2;
+    CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+    r = sample(LOGREC_PUT);
+    r.mpu_parts = 10001;
+    CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
+    r.mpu_parts = 0;
+    r.mpu_md5[3] = 1;
     CHECK_EQ_INT(logrec_encode(&r, &sb), CIO_EINVAL);
     CHECK_EQ_INT(sb.size, 0);
     msgpack_sbuffer_destroy(&sb);
@@ -1377,6 +1470,7 @@ int main(void)
     RUN(test_format2_versions);
     RUN(test_context);
     RUN(test_metadata);
+    RUN(test_multipart_etag);
     RUN(test_encode_appends);
     RUN(test_encode_invalid);
     RUN(test_builder_baseline);

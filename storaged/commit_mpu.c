@@ -1,0 +1,321 @@
+/* commit_mpu.c - the committer's side of multipart uploads: parts recorded, Complete's copy and commit, Abort, expiry.
+ *
+ * A part is written like a PUT's body (its own extent, written and synced
+ * before the commit that records it) but recorded in "mpu_part" only: it is
+ * never logged and never replicates. Complete copies the parts into one new
+ * extent, so that an object stays one extent (what readers, the replica's
+ * fetch, full sync and GC rely on), then commits the object with mutate_put
+ * (one PUT log record) and removes the upload in the same transaction. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include "storaged/commit_int.h"
+
+#define COPY_CHUNK (8u * 1024 * 1024) /* bytes read and written at a time by Complete's copy */
+#define EXPIRE_SLICE 64               /* uploads looked at per round by the expiry */
+#define EXPIRE_INTERVAL_MS 60000      /* a pass at most this often, or each TTL/2 when that is shorter */
+#define EXPIRE_INTERVAL_MIN_MS 500
+
+/* The upload of job j, which must be of j's bucket and key: 0, or CIO_ENOTFOUND (NoSuchUpload). */
+static int load_upload(commit_t *c, MDB_txn *txn, const commit_job_t *j, mpu_upload_t *u)
+{
+    int ret = mpu_get(c->meta, txn, j->upload_id, u);
+    if (ret == CIO_EPROTO) {
+        log_msg(LOG_LVL_ERROR, "broken multipart upload record", "upload", j->upload_id, NULL);
+        return CIO_ENOTFOUND;
+    }
+    if (ret != 0)
+        return ret;
+    if (u->blen != j->blen || memcmp(u->bucket, j->bucket, j->blen) != 0 || u->klen != j->klen ||
+        memcmp(u->key, j->key, j->klen) != 0)
+        return CIO_ENOTFOUND;
+    return 0;
+}
+
+static int quarantine_cb(void *arg, alloc_extent_t ext)
+{
+    void **a = arg;
+    return reuse_quarantine_add(a[0], a[1], ext);
+}
+
+static int remove_upload(commit_t *c, MDB_txn *txn, const char *id)
+{
+    void *arg[2] = {c, txn};
+    return mpu_del(c->meta, txn, id, quarantine_cb, arg, NULL, NULL);
+}
+
+int commit_mpu_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    mpu_upload_t u;
+    meta_bucket_t bk;
+    mpu_part_t p, old;
+    int ret, had_old;
+
+    switch (j->op) {
+    case COMMIT_MPU_CREATE:
+        if ((ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk)) != 0)
+            return ret;
+        if (bk.deleted)
+            return CIO_ENOTFOUND;
+        memset(&u, 0, sizeof(u));
+        u.initiated_ms = clock_wall_ms();
+        j->mtime_ms = u.initiated_ms;
+        u.blen = (uint16_t)j->blen;
+        memcpy(u.bucket, j->bucket, j->blen);
+        u.klen = (uint16_t)j->klen;
+        memcpy(u.key, j->key, j->klen);
+        u.ctype_len = (uint16_t)j->ctype_len;
+        memcpy(u.ctype, j->ctype, j->ctype_len);
+        u.meta_len = (uint16_t)j->meta_len;
+        memcpy(u.meta, j->meta, j->meta_len);
+        return mpu_put(c->meta, txn, j->upload_id, &u);
+    case COMMIT_MPU_PART:
+        if ((ret = load_upload(c, txn, j, &u)) != 0)
+            return ret; /* the round frees the part's extent */
+        memset(&p, 0, sizeof(p));
+        p.number = j->part_number;
+        p.ext = j->ext;
+        p.size = j->size;
+        memcpy(p.md5, j->etag, 16);
+        p.mtime_ms = j->mtime_ms = clock_wall_ms();
+        if ((ret = meta_pending_del(c->meta, txn, j->ext)) != 0 ||
+            (ret = mpu_part_put(c->meta, txn, j->upload_id, &p, &old, &had_old)) != 0)
+            return ret;
+        /* a part replaced: its old bytes go once no reader (ListParts reads no data; a Complete copying them checks
+         * again before its commit) needs them */
+        if (had_old && old.ext.len > 0 && (ret = reuse_quarantine_add(c, txn, old.ext)) != 0)
+            return ret;
+        return 0;
+    case COMMIT_MPU_ABORT:
+        if ((ret = load_upload(c, txn, j, &u)) != 0)
+            return ret;
+        return remove_upload(c, txn, j->upload_id);
+    default:
+        return CIO_EINVAL;
+    }
+}
+
+int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    mpu_upload_t u;
+    mpu_part_t p;
+    EVP_MD_CTX *md = NULL;
+    uint64_t total = 0;
+    int ret;
+
+    j->ext = (alloc_extent_t){0, 0};
+    j->mpu_refusal = COMMIT_MPU_OK;
+    if ((ret = load_upload(c, txn, j, &u)) != 0)
+        return ret;
+    if (j->mpu_nwant == 0 || j->mpu_nwant > MPU_PART_MAX)
+        return CIO_EINVAL;
+    if ((j->mpu_src = calloc(j->mpu_nwant, sizeof(*j->mpu_src))) == NULL || (md = EVP_MD_CTX_new()) == NULL ||
+        EVP_DigestInit_ex2(md, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1) {
+        ret = CIO_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < j->mpu_nwant; i++) {
+        const commit_mpu_want_t *w = &j->mpu_want[i];
+        ret = mpu_part_get(c->meta, txn, j->upload_id, w->number, &p);
+        if (ret == CIO_ENOTFOUND || ret == CIO_EPROTO || (ret == 0 && CRYPTO_memcmp(p.md5, w->md5, 16) != 0) ||
+            (i > 0 && w->number <= j->mpu_want[i - 1].number)) {
+            j->mpu_refusal = COMMIT_MPU_INVALID_PART;
+            ret = CIO_EINVAL;
+            goto fail;
+        }
+        if (ret != 0)
+            goto fail;
+        if (i + 1 < j->mpu_nwant && p.size < MPU_PART_SIZE_MIN) {
+            j->mpu_refusal = COMMIT_MPU_TOO_SMALL;
+            ret = CIO_EINVAL;
+            goto fail;
+        }
+        j->mpu_src[i].ext = p.ext;
+        j->mpu_src[i].size = p.size;
+        total += p.size; /* no overflow: 10,000 parts of 5 GiB */
+        if (EVP_DigestUpdate(md, p.md5, 16) != 1) {
+            ret = CIO_ENOMEM;
+            goto fail;
+        }
+    }
+    if (EVP_DigestFinal_ex(md, j->mpu_etag, NULL) != 1) {
+        ret = CIO_ENOMEM;
+        goto fail;
+    }
+    EVP_MD_CTX_free(md);
+    md = NULL;
+    j->mpu_nparts = (uint32_t)j->mpu_nwant;
+    j->size = total;
+    memcpy(j->ctype, u.ctype, u.ctype_len);
+    j->ctype[u.ctype_len] = '\0';
+    j->ctype_len = u.ctype_len;
+    memcpy(j->meta, u.meta, u.meta_len);
+    j->meta_len = u.meta_len;
+    j->carved = 0;
+    j->expect_set = 0;
+    if (total == 0) {
+        EVP_Digest("", 0, j->etag, NULL, EVP_md5(), NULL);
+        return commit_mpu_complete(c, txn, j);
+    }
+    /* CIO_ENOSPC (no contiguous extent that large) is the job's: 507, and the upload stays */
+    if ((ret = reuse_take_extent(c, txn, total, &j->ext)) != 0)
+        goto fail;
+    if ((ret = meta_pending_add(c->meta, txn, j->ext)) != 0)
+        goto fail;
+    /* the copy reads the parts outside any transaction: a part replaced or aborted meanwhile must not have its
+     * extent handed out again before the copy is done (step 3 then refuses the copy) */
+    j->mpu_reader = commit_reader_enter(c);
+    return 0;
+fail:
+    EVP_MD_CTX_free(md);
+    j->ext = (alloc_extent_t){0, 0};
+    return ret;
+}
+
+int commit_mpu_copy(commit_t *c, commit_job_t *j)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    uint64_t dst = j->ext.off;
+    char *buf = malloc(COPY_CHUNK);
+    int ret = 0;
+
+    if (md == NULL || buf == NULL || EVP_DigestInit_ex2(md, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1) {
+        ret = CIO_ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < j->mpu_nwant && ret == 0; i++) {
+        uint64_t src = j->mpu_src[i].ext.off, left = j->mpu_src[i].size;
+        while (left > 0) {
+            size_t n = left < COPY_CHUNK ? (size_t)left : COPY_CHUNK;
+            if ((ret = store_read(c->store, src, buf, n)) != 0 || (ret = store_write(c->store, dst, buf, n)) != 0)
+                break;
+            if (EVP_DigestUpdate(md, buf, n) != 1) {
+                ret = CIO_ENOMEM;
+                break;
+            }
+            src += n;
+            dst += n;
+            left -= n;
+        }
+    }
+    if (ret == 0 && EVP_DigestFinal_ex(md, j->etag, NULL) != 1)
+        ret = CIO_ENOMEM;
+done:
+    commit_reader_leave(c, j->mpu_reader);
+    j->mpu_reader = 0;
+    EVP_MD_CTX_free(md);
+    free(buf);
+    return ret;
+}
+
+int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    mpu_upload_t u;
+    mpu_part_t p;
+    int ret;
+
+    /* a part replaced, or the upload aborted or expired, since step 1: the copy is not the upload's any more */
+    if ((ret = load_upload(c, txn, j, &u)) != 0)
+        return ret == CIO_ENOTFOUND ? CIO_ECHANGED : ret;
+    for (size_t i = 0; i < j->mpu_nwant; i++) {
+        if ((ret = mpu_part_get(c->meta, txn, j->upload_id, j->mpu_want[i].number, &p)) != 0)
+            return ret == CIO_ENOTFOUND || ret == CIO_EPROTO ? CIO_ECHANGED : ret;
+        if (p.ext.off != j->mpu_src[i].ext.off || p.ext.len != j->mpu_src[i].ext.len || p.size != j->mpu_src[i].size ||
+            CRYPTO_memcmp(p.md5, j->mpu_want[i].md5, 16) != 0)
+            return CIO_ECHANGED;
+    }
+    if ((ret = mutate_put(c, txn, j)) != 0)
+        return ret;
+    return remove_upload(c, txn, j->upload_id);
+}
+
+/* ---- expiry ---- */
+
+void commit_set_multipart_ttl(commit_t *c, uint64_t ttl_ms)
+{
+    __atomic_store_n(&c->mpu_ttl_ms, ttl_ms, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&c->mu);
+    c->mpu_next_ms = 0; /* a pass at once */
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+int commit_mpu_expire_due(commit_t *c, int64_t now)
+{
+    return __atomic_load_n(&c->mpu_ttl_ms, __ATOMIC_RELAXED) != 0 && (c->mpu_running || now >= c->mpu_next_ms);
+}
+
+typedef struct {
+    int64_t cutoff_ms;
+    size_t seen, nexpired;
+    char ids[EXPIRE_SLICE][MPU_ID_LEN];
+    char last[MPU_ID_LEN];
+} expire_scan_t;
+
+static int expire_pick(void *arg, const char *id, const mpu_upload_t *u)
+{
+    expire_scan_t *s = arg;
+    memcpy(s->last, id, MPU_ID_LEN);
+    if (u->initiated_ms < s->cutoff_ms)
+        memcpy(s->ids[s->nexpired++], id, MPU_ID_LEN);
+    return ++s->seen == EXPIRE_SLICE ? 1 : 0;
+}
+
+int commit_mpu_expire_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
+{
+    uint64_t ttl = __atomic_load_n(&c->mpu_ttl_ms, __ATOMIC_RELAXED);
+    int64_t now = clock_wall_ms();
+    expire_scan_t *s;
+    int ret;
+
+    *collected = 0;
+    if (!commit_mpu_expire_due(c, now))
+        return 0;
+    if (!c->mpu_running) {
+        uint64_t every = ttl / 2 < EXPIRE_INTERVAL_MS ? ttl / 2 : EXPIRE_INTERVAL_MS;
+        c->mpu_running = 1;
+        c->mpu_pos_set = 0;
+        c->mpu_next_ms = now + (int64_t)(every < EXPIRE_INTERVAL_MIN_MS ? EXPIRE_INTERVAL_MIN_MS : every);
+    }
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return CIO_ENOMEM;
+    s->cutoff_ms = ttl > (uint64_t)now ? INT64_MIN : now - (int64_t)ttl;
+    ret = mpu_each(c->meta, txn, c->mpu_pos_set ? c->mpu_pos : NULL, expire_pick, s);
+    if (ret < 0) {
+        c->mpu_running = 0; /* give this pass up rather than fail every round */
+        free(s);
+        return ret;
+    }
+    for (size_t i = 0; i < s->nexpired; i++) {
+        char id[MPU_ID_LEN + 1];
+        uint64_t nparts, bytes;
+        void *arg[2] = {c, txn};
+        if ((ret = mpu_del(c->meta, txn, s->ids[i], quarantine_cb, arg, &nparts, &bytes)) != 0) {
+            c->mpu_running = 0;
+            free(s);
+            return ret;
+        }
+        memcpy(id, s->ids[i], MPU_ID_LEN);
+        id[MPU_ID_LEN] = '\0';
+        char np[24], nb[24];
+        snprintf(np, sizeof(np), "%" PRIu64, nparts);
+        snprintf(nb, sizeof(nb), "%" PRIu64, bytes);
+        log_msg(LOG_LVL_INFO, "expired multipart upload removed", "upload", id, "parts", np, "bytes", nb, NULL);
+    }
+    if ((ret = meta_state_add(c->meta, txn, META_MPU_EXPIRED, (int64_t)s->nexpired)) != 0) {
+        free(s);
+        return ret;
+    }
+    *collected = s->nexpired;
+    if (s->seen < EXPIRE_SLICE) {
+        c->mpu_running = 0; /* the last slice of the pass */
+    } else {
+        memcpy(c->mpu_pos, s->last, MPU_ID_LEN);
+        c->mpu_pos_set = 1;
+    }
+    free(s);
+    return 0;
+}
