@@ -224,7 +224,8 @@ int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     http_thread_t *t = http_req_thread(req);
     h2o_iovec_t dir = h2o_iovec_init(NULL, 0);
     path_t *src = h2o_mem_alloc_pool(&req->pool, sizeof(*src));
-    char etag[35];
+    char etag[HTTP_OBJ_ETAG_MAX];
+    size_t etag_len;
     http_precond_t pc;
     meta_bucket_t bk;
     meta_obj_t *o = h2o_mem_alloc_pool(&req->pool, sizeof(*o));
@@ -287,10 +288,10 @@ int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     }
     if (rc != 0)
         goto fail;
-    quoted_etag(o->etag, etag);
+    etag_len = http_obj_etag(o, etag); /* a multipart upload's object: its multipart ETag, as GET shows it */
     copy_preconditions(req, &pc);
     /* a copy changes state, but S3 answers both "not modified" outcomes of the source with 412 */
-    if (http_precond_eval(&pc, h2o_iovec_init(etag, 34), date_seconds(o->mtime_ms), 1) != HTTP_PRECOND_PASS) {
+    if (http_precond_eval(&pc, h2o_iovec_init(etag, etag_len), date_seconds(o->mtime_ms), 1) != HTTP_PRECOND_PASS) {
         s3_error(req, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", s->resource);
         goto done;
     }
