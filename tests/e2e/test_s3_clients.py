@@ -179,6 +179,7 @@ def test_rclone_large_file(sites, tmp_path):
     rclone(a.storaged, home, "copy", "comio:rc-large", str(back))
     assert filecmp.cmp(big, back / "big.bin", shallow=False)
     converged(a, b)
+    assert_nothing_unimplemented(a, b)
 
 
 # ---- s3cmd ----
@@ -252,6 +253,7 @@ def test_s3cmd_large_file(sites, tmp_path):
     s3cmd(a.storaged, home, "get", "s3://s3cmd-large/big.bin", str(got))
     assert filecmp.cmp(big, got, shallow=False)
     converged(a, b)
+    assert_nothing_unimplemented(a, b)
 
 
 # ---- restic ----
