@@ -23,6 +23,8 @@ static const char *const list_params[] = {"list-type",          "prefix",      "
                                           "continuation-token", "start-after", "fetch-owner", NULL};
 static const char *const location_params[] = {"location", NULL};
 static const char *const delete_params[] = {"delete", NULL};
+static const char *const versioning_params[] = {"versioning", NULL};
+static const char *const acl_params[] = {"acl", NULL};
 static const char *const get_object_params[] = {"response-content-type",
                                                 "response-content-language",
                                                 "response-expires",
@@ -131,6 +133,10 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         case HTTP_REQ_GET:
             if (has_param(req, "location") && params_only(req, location_params, odd, sizeof(odd)))
                 return s3_get_bucket_location(srv, req, s);
+            if (has_param(req, "versioning") && params_only(req, versioning_params, odd, sizeof(odd)))
+                return s3_get_bucket_versioning(srv, req, s);
+            if (has_param(req, "acl") && params_only(req, acl_params, odd, sizeof(odd)))
+                return s3_get_acl(srv, req, s);
             if (has_param(req, "uploads")) {
                 if (params_only(req, uploads_params, odd, sizeof(odd)))
                     return s3_mpu_list_uploads(srv, req, s);
@@ -174,6 +180,8 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     switch (m) {
     case HTTP_REQ_GET:
     case HTTP_REQ_HEAD:
+        if (m == HTTP_REQ_GET && has_param(req, "acl") && params_only(req, acl_params, odd, sizeof(odd)))
+            return s3_get_acl(srv, req, s);
         if (m == HTTP_REQ_GET && has_param(req, "uploadId")) {
             if (params_only(req, list_parts_params, odd, sizeof(odd)))
                 return s3_mpu_list_parts(srv, req, s);
@@ -189,7 +197,8 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
             break;
         }
         if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1) != -1) {
-            snprintf(odd, sizeof(odd), "x-amz-copy-source (CopyObject)");
+            if (params_only(req, no_params, odd, sizeof(odd)))
+                return s3_copy_object(srv, req, s);
             break;
         }
         if ((has_param(req, "uploadId") || has_param(req, "partNumber")) && params_only(req, part_params, odd, sizeof(odd)))

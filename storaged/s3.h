@@ -98,9 +98,21 @@ int s3_put_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 /* GET or HEAD /{bucket}/{key}: GetObject, HeadObject. */
 int s3_get_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 
+/* PUT /{bucket}/{key} with x-amz-copy-source: CopyObject (storaged/s3_copy.c).
+ * The source's bytes are read off the loop, then committed as a PUT. */
+int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
 /* DELETE /{bucket}/{key}: DeleteObject (204, also for a missing key). */
 int s3_delete_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 
+/* ---- fixed answers (storaged/s3_subres.c) ---- */
+
+/* GET /{bucket}?versioning: an empty VersioningConfiguration (never enabled). */
+int s3_get_bucket_versioning(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
+
+/* GET /{bucket}?acl and GET /{bucket}/{key}?acl: the owner S3_OWNER_NAME with
+ * FULL_CONTROL (404 NoSuchBucket, NoSuchKey). */
+int s3_get_acl(http_server_t *srv, h2o_req_t *req, const s3_req_t *s);
 /* ---- multipart uploads (storaged/s3_multipart.c; docs/s3.md, "Multipart uploads") ---- */
 
 /* POST /{bucket}/{key}?uploads: CreateMultipartUpload, with Content-Type and

@@ -44,6 +44,7 @@ PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-ut
           libcurl4-openssl-dev libssl-dev libexpat1-dev python3 python3-pytest python3-msgpack curl openssl
           python3-pytest-xdist   # tests/e2e run two at a time (COMIO_TEST_JOBS)
           python3-boto3 awscli   # the S3 API's clients (tests/e2e/test_s3_*.py)
+          rclone s3cmd restic s3fs   # the S3 clients of tests/e2e/test_s3_clients.py
           zstd       # the zstd CLI: the compression tests make frames (a bomb, a corrupt one) by hand
           iproute2   # ip netns, veth, tc: the WAN fault test
           systemd    # systemd-analyze verify of the units

@@ -218,10 +218,10 @@ def test_response_overrides(s3):
 def test_not_implemented(s3):
     s3.create_bucket(Bucket="nibkt")
     s3.put_object(Bucket="nibkt", Key="k", Body=b"abc")
-    for call in (lambda: s3.get_bucket_acl(Bucket="nibkt"),
-                 lambda: s3.get_bucket_versioning(Bucket="nibkt"),
+    for call in (lambda: s3.put_bucket_acl(Bucket="nibkt", ACL="public-read"),
+                 lambda: s3.put_bucket_versioning(Bucket="nibkt", VersioningConfiguration={"Status": "Enabled"}),
                  lambda: s3.get_object_tagging(Bucket="nibkt", Key="k"),
-                 lambda: s3.copy_object(Bucket="nibkt", Key="k2", CopySource="nibkt/k"),
+                 lambda: s3.copy_object(Bucket="nibkt", Key="k2", CopySource={"Bucket": "nibkt", "Key": "k", "VersionId": "1"}),
                  lambda: s3.put_bucket_tagging(Bucket="nibkt", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})):
         with pytest.raises(ClientError) as e:
             call()
