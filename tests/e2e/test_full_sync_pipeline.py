@@ -246,7 +246,9 @@ def test_cancel_and_sigterm_are_prompt_with_every_batch_hanging_in_flight(pair):
     """Batches in flight to a target that went silent (a partition: no error, no answer) hold neither a cancel
     nor a SIGTERM: each is done within seconds, not at the 10-minute request timeout. The sync cut by SIGTERM
     is still running after the restart (cancelled then); a resync once the link heals completes."""
-    a, b = pair(a_repl={"batch_size": 20, "workers": 4})
+    # paced (600 objects of ~400 B at 20 KB/s: ~12 s), so that the partition finds the sync under way however
+    # fast the machine ships
+    a, b = pair(a_repl={"batch_size": 20, "workers": 4, "sync_rate_limit": "20KB/s"})
     proxy = TcpProxy(b.port)
     try:
         repl = a.repl

@@ -11,6 +11,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import subprocess
 import time
 
@@ -244,6 +245,9 @@ def test_usage_a_second_request_cancel_json_and_the_progress_bar(pair, tmp_path)
     b.start_storaged()
     pid, fd = pty.fork()
     if pid == 0:
+        # Ctrl-C must reach comio with its default action, even when this test runs where SIGINT is ignored (a
+        # job started in the background by a shell without job control): exec keeps an ignored signal ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execve(str(comio_path()), [str(comio_path()), "resync", "--config", str(a.config_path), "--target", TARGET,
                                       "--rate-limit", "100KB/s"], comio.sanitizer_env())
     out = b""
@@ -258,7 +262,7 @@ def test_usage_a_second_request_cancel_json_and_the_progress_bar(pair, tmp_path)
         _, status = os.waitpid(pid, 0)
     finally:
         os.close(fd)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 2, status
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 2, (status, out)
     assert a.repld_status()["targets"][0]["sync"]["phase"] == "running"
     r = resync(a, "--target", TARGET, "--cancel")
     assert r.returncode == 0 and "cancelling" in r.stdout, r
