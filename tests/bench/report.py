@@ -4,7 +4,7 @@
   report.py --results DIR [--docs docs/benchmarks.md] [--png docs/bench-drain.png]
 
 Reads what run.sh and the helpers left in DIR (machine.txt, commands.txt,
-phases.txt, http/*.wrk and *.rss.csv, s3/*.wrk and *.cpu, drain-N/*, lag/*, big/*), prints the
+phases.txt, http/*.wrk and *.rss.csv, s3/*.wrk and *.cpu, s3big/s3big.json, drain-N/*, lag/*, big/*), prints the
 table of figures, ratios and targets on stdout, writes DIR/table.md, and with
 --docs replaces the part of that file between the markers
 `<!-- BEGIN GENERATED -->` and `<!-- END GENERATED -->` (appending the part
@@ -280,6 +280,40 @@ class Report:
                 self.notes.append("s3 %s: median of %d rounds; S3 %s, native %s req/s" %
                                   (op.upper(), len(s["all"]), ", ".join(fmt_int(x) for x in s["all"]),
                                    ", ".join(fmt_int(x) for x in n["all"])))
+
+    # --- s3big: a 1 GiB native PUT against the same bytes as an S3 multipart upload (boto3), same server, same run ----
+    def s3big(self):
+        if "s3big" not in self.phases or self.phase_failed("s3big", "S3 multipart upload of 1 GiB (boto3)"):
+            return
+        res = load_json(os.path.join(self.d, "s3big", "s3big.json"))
+        rounds = (res or {}).get("rounds") or []
+        label = "S3 multipart upload of %s MiB, %s MiB parts (boto3, %s at a time), MiB/s" % (
+            fmt_int(res["size"] / 1048576.0), fmt_int(res["part"] / 1048576.0), res["concurrency"]) if res else ""
+        target = ">= 0.8x native"
+        if not rounds:
+            self.row(label or "S3 multipart upload of 1 GiB (boto3)", "no result", "", "", target, None)
+            return
+
+        def median(api):  # the round of median MiB/s for this API
+            rs = sorted(rounds, key=lambda r: r[api]["mib_s"])
+            return rs[len(rs) // 2][api]
+
+        m, n = median("multipart"), median("native")
+        r = ratio(m["mib_s"], n["mib_s"])
+        self.row(label, "%.1f" % m["mib_s"], "native PUT %.1f" % n["mib_s"], fmt_ratio(r), target, r is not None and r >= 0.8)
+        self.row("1 GiB multipart: parts sent and stored / CompleteMultipartUpload (its copy) alone",
+                 "%.1f s / %.1f s" % (m["parts_s"], m["complete_s"]),
+                 "native: body sent %.1f s / then to the 200 %.1f s" % (n["body_sent_s"], n["after_body_s"]))
+        self.row("1 GiB: storaged CPU (user + system), share of the upload's time",
+                 "%.1f s (%.0f%%)" % (m["storaged_cpu_s"], m["storaged_cpu_pct"]),
+                 "native %.1f s (%.0f%%)" % (n["storaged_cpu_s"], n["storaged_cpu_pct"]))
+        if m.get("storaged_written_mib") is not None and n.get("storaged_written_mib") is not None:
+            self.row("1 GiB: bytes storaged caused to be written (/proc/PID/io)",
+                     "%s MiB" % fmt_int(m["storaged_written_mib"]), "native %s MiB" % fmt_int(n["storaged_written_mib"]))
+        self.notes.append("s3big (boto3 %s): %s" % (res.get("boto3", "?"), "; ".join(
+            "round %d: native %.1f MiB/s, multipart %.1f MiB/s (parts %.1f s, Complete %.1f s, boto3 CPU %.1f s), %.2fx" %
+            (i + 1, x["native"]["mib_s"], x["multipart"]["mib_s"], x["multipart"]["parts_s"], x["multipart"]["complete_s"],
+             x["multipart"]["client_cpu_s"], x["ratio"]) for i, x in enumerate(rounds))))
 
     # --- drains -----------------------------------------------------------------------------------------------------
     def drain_result(self, n, suffix=""):
@@ -673,6 +707,7 @@ def main():
     rep = Report(args.results)
     rep.http()
     rep.s3()
+    rep.s3big()
     rep.drains(args.drain_small, args.drain_large)
     rep.fanout(args.fanout)
     rep.lag()

@@ -5,12 +5,12 @@
 #
 #   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
 #                      of sparse image files); same as COMIO_BENCH_FULL=1
-#   --phases LIST      comma-separated subset of: http,s3,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full
-#                      (default: http,s3,drain,drain2,fanout,lag,big,sync,wan,fullsync, plus drain-full with --full)
+#   --phases LIST      comma-separated subset of: http,s3,s3big,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full
+#                      (default: http,s3,s3big,drain,drain2,fanout,lag,big,sync,wan,fullsync, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
-#   --rounds N         repeat the four wrk runs and the drain of 10,000 N times,
-#                      report the medians (default 1)
+#   --rounds N         repeat the four wrk runs, s3big's two uploads and the drain
+#                      of 10,000 N times, report the medians (default 1)
 #   --no-docs          do not rewrite docs/benchmarks.md and docs/bench-drain.png
 #   --no-build         use the binaries in bin/ (or $COMIO_BIN_DIR) as they are
 #   --keep             keep the work directory (stores, logs, configs)
@@ -24,6 +24,8 @@
 #          GET and PUT against each
 #   s3     storaged with an S3 credential: wrk -t2 -c64 4 KiB PUT and GET through the native API and through S3
 #          (SigV4, x-amz-content-sha256 the body's SHA-256), requests signed by s3sign.py right before each run
+#   s3big  storaged with an S3 credential and an 8 GiB image: a 1 GiB native PUT, then the same bytes through an
+#          S3 multipart upload by boto3 (8 MiB parts, 10 at a time), each timed to its 200 (s3big.py)
 #   drain  10,000 PUTs queued on A with repld stopped, then repld started and
 #          the drain to B timed; drain-full does the same with 1,000,000
 #   drain2 the same 10,000 with two targets (A to B and C, replication.targets),
@@ -106,14 +108,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$FULL" = 1 ] || FULL=0
 if [ -z "$PHASES" ]; then
-    PHASES=http,s3,drain,drain2,fanout,lag,big,sync,wan,fullsync
+    PHASES=http,s3,s3big,drain,drain2,fanout,lag,big,sync,wan,fullsync
     [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
 fi
 for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
 done
 for p in ${PHASES//,/ }; do
-    case $p in http | s3 | drain | drain2 | fanout | lag | big | sync | wan | fullsync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,s3,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full)" >&2; exit 2 ;; esac
+    case $p in http | s3 | s3big | drain | drain2 | fanout | lag | big | sync | wan | fullsync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,s3,s3big,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full)" >&2; exit 2 ;; esac
 done
 [[ ",$PHASES," == *,drain-full,* ]] && FULL=1
 TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
@@ -203,7 +205,8 @@ trap 'log ""; log "== stopped (SIGTERM, or the ${TOTAL_TIMEOUT}s time limit): st
 install_missing() {
     local need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev libzstd-dev
         libcurl4-openssl-dev libssl-dev libexpat1-dev curl wrk gnuplot-nox procps
-        python3-pytest) # the sync and wan phases start their sites with the test harness, which imports pytest
+        python3-pytest # the sync and wan phases start their sites with the test harness, which imports pytest
+        python3-boto3)  # s3big uploads with boto3
     local missing=() p
     for p in "${need[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -677,6 +680,60 @@ phase_s3() {
     return $ok
 }
 
+# --- phase: s3big --------------------------------------------------------------------------------------------------
+S3BIG_SIZE=$((1024 * 1024 * 1024))
+S3BIG_PART=$((8 * 1024 * 1024))
+# The python3 that can import boto3, in BOTO_PY; 1 if none. Debian's first: the figures are of its boto3
+# (python3-boto3, 1.26 on Debian 12), which sends no CRC32 checksums with the parts, as boto3 1.36 and later do.
+boto_python() {
+    local py
+    BOTO_PY=""
+    for py in /usr/bin/python3 "$PY"; do
+        "$py" -c 'import boto3' 2>/dev/null && { BOTO_PY=$py; return 0; }
+    done
+    return 1
+}
+phase_s3big() {
+    local dir=$RES/s3big site=$WORK/s3big/site
+    mkdir -p "$dir" "$WORK/s3big"
+    log "== s3big: a $((S3BIG_SIZE >> 20)) MiB native PUT, then the same bytes as an S3 multipart upload (boto3, $((S3BIG_PART >> 20)) MiB parts), $ROUNDS round(s)"
+    boto_python || { S3BIG_ERR="needs a python3 with boto3 (Debian: python3-boto3)"; return 1; }
+    local port
+    port=$(free_port) || return 1
+    # 8 GiB (sparse): a Complete needs room for the parts and their copy beside the previous round's two objects
+    site_config "$site" bench-s3big "$port" 8GiB plain
+    sed -i 's/^  storage_size: .*/&\n  max_object_size: 2GiB/' "$site/config.yaml"
+    "$PY" -c 'import secrets; print(secrets.token_urlsafe(30))' >"$WORK/s3big/secret"
+    chmod 600 "$WORK/s3big/secret"
+    {
+        echo "s3:"
+        echo "  region: us-east-1"
+        echo "  credentials:"
+        echo "    - access_key: $S3_AK"
+        echo "      secret_key_file: $WORK/s3big/secret"
+    } >>"$site/config.yaml"
+    if ! start_storaged "$site"; then S3BIG_ERR="storaged did not start"; return 1; fi
+    local pid=$LAST url=http://127.0.0.1:$port rc
+    cp "$site/config.yaml" "$dir/storaged.yaml"
+    cmd "$BIN_SHOW/storaged --config $site/config.yaml   # replication disabled, 8GiB image, max_object_size 2GiB, one s3 credential (s3big/storaged.yaml)"
+    cmd "python3 tests/bench/s3big.py --url $url --pid PID --access-key $S3_AK --secret-file FILE --work DIR --size $S3BIG_SIZE --part $S3BIG_PART --concurrency 10 --rounds $ROUNDS"
+    run_fg s3big "$dir/s3big.log" timeout -k 5 $((ROUNDS * 600 + 120)) "$BOTO_PY" "$HERE/s3big.py" --url "$url" --pid "$pid" \
+        --access-key $S3_AK --secret-file "$WORK/s3big/secret" --work "$WORK/s3big" --size $S3BIG_SIZE \
+        --part $S3BIG_PART --concurrency 10 --rounds "$ROUNDS" --out "$dir/s3big.json"
+    rc=$?
+    cat "$dir/s3big.log"
+    curl -fs -m 10 "$url/metrics" >"$dir/storaged-metrics.txt" 2>/dev/null
+    alive "$pid" || { S3BIG_ERR="storaged died during the runs"; rc=1; }
+    stop "$pid" 30
+    rm -f "$site/store.img" # gigabytes of written blocks; the log stays for tail_logs
+    if [ $rc -ne 0 ]; then
+        S3BIG_ERR=${S3BIG_ERR:-$(grep -m1 'FAILED' "$dir/s3big.log" | sed 's/^s3big: FAILED: //')}
+        S3BIG_ERR=${S3BIG_ERR:-"s3big.py failed (status $rc)"}
+        tail_logs "$site"
+        return 1
+    fi
+}
+
 # --- two sites: A ships to B ---------------------------------------------------------------------------------------
 # two_sites NAME SIZE: configs in $WORK/NAME/{a,b}, starts both storaged; sets A_DIR B_DIR A_URL B_URL A_PID B_PID
 two_sites() { # two_sites NAME SIZE [TARGETS]: with TARGETS=2, a third site C and A ships to B and C (C_*)
@@ -1026,6 +1083,7 @@ run_phase() { # run_phase NAME FUNCTION ERRVAR [ARGS...]
 }
 want http && run_phase http phase_http HTTP_ERR
 want s3 && run_phase s3 phase_s3 S3_ERR
+want s3big && run_phase s3big phase_s3big S3BIG_ERR
 if want drain; then
     run_phase drain-$DRAIN_SMALL phase_drain DRAIN_ERR $DRAIN_SMALL
     for ((r = 2; r <= ROUNDS; r++)); do run_phase drain-$DRAIN_SMALL-r$r phase_drain DRAIN_ERR $DRAIN_SMALL $r; done

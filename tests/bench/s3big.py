@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""s3big.py - a 1 GiB native PUT against the same bytes as an S3 multipart upload (boto3), side by side.
+
+One storaged with an S3 credential (started by run.sh). Writes a file of --size random bytes once under
+--work, then for each round:
+  native     PUT /BUCKET/native with the file as the body (the file is sent with sendfile on a plain HTTP/1.1
+             connection), timed from the connect to the 200; HEAD then checks the size and that the ETag is the
+             file's MD5.
+  multipart  boto3's upload_file with TransferConfig(multipart_threshold=PART, multipart_chunksize=PART,
+             max_concurrency=10) to BUCKET/multipart, timed from the call to the end of
+             CompleteMultipartUpload; HeadObject then checks the size and that the ETag ends in -N (N parts).
+             boto3's event hooks time the parts (first part sent to last part answered) and the Complete alone.
+Before each step the page cache is flushed (os.sync) so that one step's dirty pages are not written back during
+the next. For each step it records storaged's CPU (utime + stime from /proc/PID/stat), the bytes storaged caused
+to be written (/proc/PID/io write_bytes, where readable) and this process's CPU. The native PUT runs first in
+each round: it also creates the bucket. Writes a JSON summary to --out; exits non-zero on any wrong answer.
+"""
+
+import argparse
+import hashlib
+import http.client
+import os
+import resource
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import split_url, write_json  # noqa: E402
+
+MIB = 1 << 20
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid):
+    """storaged's user + system CPU seconds so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_write_bytes(pid):
+    """Bytes storaged caused to be written to storage so far; None if /proc/PID/io is not readable."""
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            for line in f:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def self_cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class Meter:
+    """CPU and write counters around one step."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __enter__(self):
+        os.sync()
+        self.cpu0, self.wb0, self.me0 = proc_cpu(self.pid), proc_write_bytes(self.pid), self_cpu()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+        self.storaged_cpu = proc_cpu(self.pid) - self.cpu0
+        wb = proc_write_bytes(self.pid)
+        self.storaged_written = None if wb is None or self.wb0 is None else wb - self.wb0
+        self.client_cpu = self_cpu() - self.me0
+        return False
+
+    def summary(self, size):
+        return {"seconds": self.seconds, "mib_s": size / MIB / self.seconds, "storaged_cpu_s": self.storaged_cpu,
+                "storaged_cpu_pct": 100.0 * self.storaged_cpu / self.seconds,
+                "storaged_written_mib": None if self.storaged_written is None else self.storaged_written / MIB,
+                "client_cpu_s": self.client_cpu}
+
+
+def make_file(path, size):
+    md5 = hashlib.md5()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            b = os.urandom(min(left, 8 * MIB))
+            md5.update(b)
+            f.write(b)
+            left -= len(b)
+        f.flush()
+        os.fsync(f.fileno())
+    return md5.hexdigest()
+
+
+def native_put(url, path, size, key, timeout):
+    """PUT the file with sendfile; returns (status, etag, seconds to the last byte sent, seconds to the 200)."""
+    host, port = split_url(url)
+    t0 = time.perf_counter()
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(("PUT %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\nContent-Type: application/octet-stream"
+                   "\r\n\r\n" % (key, host, port, size)).encode())
+        with open(path, "rb") as f:
+            sent = s.sendfile(f)
+        if sent != size:
+            raise RuntimeError("sendfile sent %d of %d bytes" % (sent, size))
+        t_sent = time.perf_counter() - t0
+        r = http.client.HTTPResponse(s)
+        r.begin()
+        body = r.read()
+        t_done = time.perf_counter() - t0
+        if r.status != 200:
+            raise RuntimeError("native PUT %s: status %d: %s" % (key, r.status, body[:200]))
+        return r.getheader("ETag", "").strip('"'), t_sent, t_done
+    finally:
+        s.close()
+
+
+def head(url, key, timeout):
+    host, port = split_url(url)
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request("HEAD", key)
+        r = c.getresponse()
+        r.read()
+        return r.status, int(r.getheader("Content-Length", "-1")), r.getheader("ETag", "").strip('"')
+    finally:
+        c.close()
+
+
+def multipart(client, path, bucket, key, part, concurrency):
+    """upload_file with boto3's TransferConfig; returns the timings of the parts and of the Complete."""
+    from boto3.s3.transfer import TransferConfig
+
+    marks = {"parts": 0, "first_part": None, "last_part": None, "complete_start": None, "complete_end": None}
+    lock = threading.Lock()
+
+    def before_part(**kw):
+        with lock:
+            if marks["first_part"] is None:
+                marks["first_part"] = time.perf_counter()
+
+    def after_part(http_response=None, **kw):
+        with lock:
+            marks["parts"] += 1
+            marks["last_part"] = time.perf_counter()
+
+    def before_complete(**kw):
+        marks["complete_start"] = time.perf_counter()
+
+    def after_complete(**kw):
+        marks["complete_end"] = time.perf_counter()
+
+    ev = client.meta.events
+    hooks = [("before-call.s3.UploadPart", before_part), ("after-call.s3.UploadPart", after_part),
+             ("before-call.s3.CompleteMultipartUpload", before_complete),
+             ("after-call.s3.CompleteMultipartUpload", after_complete)]
+    for name, fn in hooks:
+        ev.register(name, fn)
+    try:
+        cfg = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=concurrency)
+        t0 = time.perf_counter()
+        client.upload_file(path, bucket, key, Config=cfg)
+        t_done = time.perf_counter()
+    finally:
+        for name, fn in hooks:
+            ev.unregister(name, fn)
+    if None in marks.values():
+        raise RuntimeError("multipart: the event hooks saw no part or no Complete: %r" % marks)
+    return {"parts": marks["parts"], "first_part_s": marks["first_part"] - t0, "parts_s": marks["last_part"] - t0,
+            "complete_s": marks["complete_end"] - marks["complete_start"],
+            "after_complete_s": t_done - marks["complete_end"]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--url", required=True, help="storaged, http://127.0.0.1:PORT")
+    ap.add_argument("--pid", type=int, required=True, help="storaged's process id (CPU and write counters)")
+    ap.add_argument("--access-key", required=True)
+    ap.add_argument("--secret-file", required=True)
+    ap.add_argument("--region", default="us-east-1")
+    ap.add_argument("--bucket", default="big")
+    ap.add_argument("--work", required=True, help="directory on disk for the file of random bytes")
+    ap.add_argument("--size", type=int, default=1 << 30)
+    ap.add_argument("--part", type=int, default=8 * MIB)
+    ap.add_argument("--concurrency", type=int, default=10, help="boto3's max_concurrency (10 is its default)")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=600, help="socket timeout of each request, seconds")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    if args.size < 1 or args.part < 5 * MIB or args.rounds < 1:
+        ap.error("--size must be positive, --part at least 5 MiB (S3's smallest part), --rounds at least 1")
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as e:
+        print("s3big: FAILED: boto3 is needed (Debian: python3-boto3): %s" % e, flush=True)
+        return 1
+    with open(args.secret_file) as f:
+        secret = f.read().strip()
+    nparts = -(-args.size // args.part)
+    os.makedirs(args.work, exist_ok=True)
+    path = os.path.join(args.work, "s3big.bin")
+    t = time.perf_counter()
+    md5 = make_file(path, args.size)
+    print("   s3big: %d MiB of random bytes written in %.1f s; %d parts of %d MiB, boto3 %s, max_concurrency %d" %
+          (args.size // MIB, time.perf_counter() - t, nparts, args.part // MIB, boto3.__version__, args.concurrency),
+          flush=True)
+    client = boto3.client("s3", endpoint_url=args.url, region_name=args.region, aws_access_key_id=args.access_key,
+                          aws_secret_access_key=secret,
+                          config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                        read_timeout=args.timeout, connect_timeout=10,
+                                        max_pool_connections=args.concurrency))
+    out = {"size": args.size, "part": args.part, "parts": nparts, "concurrency": args.concurrency,
+           "boto3": boto3.__version__, "rounds": []}
+    nkey, mkey = "/%s/native" % args.bucket, "multipart"
+    try:
+        for r in range(1, args.rounds + 1):
+            with Meter(args.pid) as m:
+                etag, t_sent, t_done = native_put(args.url, path, args.size, nkey, args.timeout)
+            st, length, hetag = head(args.url, nkey, args.timeout)
+            if etag != md5 or st != 200 or length != args.size or hetag != md5:
+                raise RuntimeError("native PUT: PUT ETag %s, HEAD %d size %d ETag %s; want size %d ETag %s" %
+                                   (etag, st, length, hetag, args.size, md5))
+            native = m.summary(args.size)
+            native.update({"body_sent_s": t_sent, "after_body_s": t_done - t_sent})
+            with Meter(args.pid) as m:
+                mp = multipart(client, path, args.bucket, mkey, args.part, args.concurrency)
+            h = client.head_object(Bucket=args.bucket, Key=mkey)
+            want = "-%d" % nparts
+            if h["ContentLength"] != args.size or not h["ETag"].strip('"').endswith(want) or mp["parts"] != nparts:
+                raise RuntimeError("multipart: HeadObject size %d ETag %s after %d parts; want size %d, ETag *%s" %
+                                   (h["ContentLength"], h["ETag"], mp["parts"], args.size, want))
+            multi = m.summary(args.size)
+            multi.update(mp)
+            multi["etag"] = h["ETag"].strip('"')
+            ratio = multi["mib_s"] / native["mib_s"]
+            out["rounds"].append({"native": native, "multipart": multi, "ratio": ratio})
+            print("   s3big round %d: native PUT %.1f MiB/s (%.1f s: body sent %.1f s, then %.1f s to the 200; "
+                  "storaged CPU %.0f%%), multipart %.1f MiB/s (%.1f s: parts done at %.1f s, Complete %.1f s; "
+                  "storaged CPU %.0f%%, boto3 CPU %.1f s); ratio %.2fx" %
+                  (r, native["mib_s"], native["seconds"], t_sent, t_done - t_sent, native["storaged_cpu_pct"],
+                   multi["mib_s"], multi["seconds"], mp["parts_s"], mp["complete_s"], multi["storaged_cpu_pct"],
+                   multi["client_cpu_s"], ratio), flush=True)
+    except Exception as e:  # noqa: BLE001 - any failure is the run's failure, said in one line
+        print("s3big: FAILED: %s: %s" % (type(e).__name__, e), flush=True)
+        write_json(args.out, out)
+        return 1
+    finally:
+        os.unlink(path)
+    write_json(args.out, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

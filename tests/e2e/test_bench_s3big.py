@@ -1,0 +1,55 @@
+"""test_bench_s3big.py - tests/bench/s3big.py, the s3big benchmark phase's client, against a real storaged: with a
+small file (3 parts of 8 MiB) it stores both objects and records what the phase reports (the native ETag is the
+file's MD5, the multipart one ends in -3, storaged's CPU and the timings are there), and a wrong secret makes it fail
+with the server's error and a non-zero exit instead of a figure."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("boto3")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+S3BIG = os.path.join(ROOT, "tests", "bench", "s3big.py")
+AK = "AKIDBENCHBIG"
+SECRET = "bench/b1g+KEY"
+MIB = 1 << 20
+
+
+@pytest.fixture
+def srv(make_server):
+    return make_server(config="s3:\n  credentials:\n    - access_key: %s\n      secret_key: %s\n" % (AK, SECRET))
+
+
+def run_s3big(srv, tmp_path, secret):
+    sf = tmp_path / "secret"
+    sf.write_text(secret + "\n")
+    out = tmp_path / "s3big.json"
+    p = subprocess.run([sys.executable, S3BIG, "--url", "http://%s:%d" % (srv.host, srv.port), "--pid", str(srv.proc.pid),
+                        "--access-key", AK, "--secret-file", str(sf), "--work", str(tmp_path / "work"), "--size",
+                        str(20 * MIB), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    return p, out
+
+
+def test_both_uploads_measured_and_checked(srv, tmp_path):
+    p, out = run_s3big(srv, tmp_path, SECRET)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads(out.read_text())
+    assert res["parts"] == 3 and len(res["rounds"]) == 1
+    r = res["rounds"][0]
+    assert r["multipart"]["parts"] == 3 and r["multipart"]["etag"].endswith("-3")
+    assert r["multipart"]["complete_s"] > 0 and r["multipart"]["parts_s"] > 0
+    for api in ("native", "multipart"):
+        assert r[api]["mib_s"] > 0 and r[api]["storaged_cpu_s"] > 0
+    assert abs(r["ratio"] - r["multipart"]["mib_s"] / r["native"]["mib_s"]) < 1e-9
+    assert not os.path.exists(tmp_path / "work" / "s3big.bin")  # the random file is removed at the end
+
+
+def test_wrong_secret_fails(srv, tmp_path):
+    p, out = run_s3big(srv, tmp_path, "not-the-secret")
+    assert p.returncode == 1
+    assert "FAILED" in p.stdout and "SignatureDoesNotMatch" in p.stdout
+    assert json.loads(out.read_text())["rounds"] == []
