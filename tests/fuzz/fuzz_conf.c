@@ -55,7 +55,8 @@ static void check_string(const char *s, int (*valid)(const char *))
 static void check_conf(const conf_t *c)
 {
     check_string(c->site_id, conf_valid_site_id);
-    FUZZ_CHECK(c->listen != NULL && c->socket_path != NULL && c->repl_mode != NULL && strcmp(c->repl_mode, "async") == 0);
+    FUZZ_CHECK(c->listen != NULL && c->socket_path != NULL && c->repl_mode != NULL &&
+               (strcmp(c->repl_mode, "async") == 0 || strcmp(c->repl_mode, "sync") == 0));
     check_string(c->listen, NULL);
     check_string(c->storage_path, NULL);
     check_string(c->meta_path, NULL);
@@ -91,7 +92,7 @@ static void check_targets(const conf_t *c, int finalized)
             FUZZ_CHECK(strcmp(c->targets[j].name, t->name) != 0 && !conf_same_url(c->targets[j].url, t->url));
         if (!finalized)
             continue;
-        FUZZ_CHECK(t->mode != NULL && strcmp(t->mode, "async") == 0);
+        FUZZ_CHECK(t->mode != NULL && (strcmp(t->mode, "async") == 0 || strcmp(t->mode, "sync") == 0));
         FUZZ_CHECK(t->batch_size >= 1 && t->batch_size <= 10000);
         FUZZ_CHECK(t->workers >= 1 && t->workers <= 64);
         FUZZ_CHECK(t->retry_attempts <= 100);
