@@ -273,8 +273,9 @@ static void *committer_main(void *arg)
             }
             if (tombgc_due(c, now) || commit_mpu_expire_due(c, now))
                 break;
-            if (__atomic_load_n(&c->mpu_ttl_ms, __ATOMIC_RELAXED) != 0 && (wait_ms < 0 || c->mpu_next_ms - now < wait_ms))
-                wait_ms = c->mpu_next_ms - now;
+            int64_t mpu_next = __atomic_load_n(&c->mpu_next_ms, __ATOMIC_RELAXED);
+            if (__atomic_load_n(&c->mpu_ttl_ms, __ATOMIC_RELAXED) != 0 && (wait_ms < 0 || mpu_next - now < wait_ms))
+                wait_ms = mpu_next - now;
             if ((__atomic_load_n(&c->tomb_ttl_ms, __ATOMIC_RELAXED) != 0 ||
                  __atomic_load_n(&c->conflict_ttl_ms, __ATOMIC_RELAXED) != 0) &&
                 (wait_ms < 0 || c->gc_next_ms - now < wait_ms))

@@ -114,7 +114,7 @@ struct commit {
     uint8_t gc_cpos[CONFLICT_POS_MAX]; /* where that part goes on */
     size_t gc_cpos_len;
     uint64_t mpu_ttl_ms; /* atomic; 0: keep multipart uploads (s3.multipart_ttl) */
-    int64_t mpu_next_ms; /* under mu when written by commit_set_multipart_ttl: when the next expiry pass may start */
+    int64_t mpu_next_ms; /* atomic (commit_set_multipart_ttl resets it from another thread): when the next expiry pass may start */
     int mpu_running;     /* an expiry pass is under way: one slice per round */
     int mpu_pos_set;     /* it goes on after upload mpu_pos */
     char mpu_pos[MPU_ID_LEN];

@@ -238,14 +238,15 @@ void commit_set_multipart_ttl(commit_t *c, uint64_t ttl_ms)
 {
     __atomic_store_n(&c->mpu_ttl_ms, ttl_ms, __ATOMIC_RELAXED);
     pthread_mutex_lock(&c->mu);
-    c->mpu_next_ms = 0; /* a pass at once */
+    __atomic_store_n(&c->mpu_next_ms, 0, __ATOMIC_RELAXED); /* a pass at once */
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
 
 int commit_mpu_expire_due(commit_t *c, int64_t now)
 {
-    return __atomic_load_n(&c->mpu_ttl_ms, __ATOMIC_RELAXED) != 0 && (c->mpu_running || now >= c->mpu_next_ms);
+    return __atomic_load_n(&c->mpu_ttl_ms, __ATOMIC_RELAXED) != 0 &&
+           (c->mpu_running || now >= __atomic_load_n(&c->mpu_next_ms, __ATOMIC_RELAXED));
 }
 
 typedef struct {
@@ -278,7 +279,8 @@ int commit_mpu_expire_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
         uint64_t every = ttl / 2 < EXPIRE_INTERVAL_MS ? ttl / 2 : EXPIRE_INTERVAL_MS;
         c->mpu_running = 1;
         c->mpu_pos_set = 0;
-        c->mpu_next_ms = now + (int64_t)(every < EXPIRE_INTERVAL_MIN_MS ? EXPIRE_INTERVAL_MIN_MS : every);
+        __atomic_store_n(&c->mpu_next_ms, now + (int64_t)(every < EXPIRE_INTERVAL_MIN_MS ? EXPIRE_INTERVAL_MIN_MS : every),
+                         __ATOMIC_RELAXED);
     }
     if ((s = calloc(1, sizeof(*s))) == NULL)
         return CIO_ENOMEM;

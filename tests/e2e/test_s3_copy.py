@@ -254,8 +254,16 @@ def test_copy_client_gone(make_server):
     for i in range(8):
         with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
             sock.sendall(signed_copy_request(srv, "gone", "dst%d" % i, "gone/src"))
-    # the server still answers, and every copy that was made is whole
-    s3.copy_object(Bucket="gone", Key="after", CopySource="gone/src")
+    # the server still answers (503 SlowDown, which S3 clients retry, while the 8 copies still run: a slow build
+    # takes seconds over them), and every copy that was made is whole
+    def copied():
+        try:
+            s3.copy_object(Bucket="gone", Key="after", CopySource="gone/src")
+            return True
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "SlowDown", e.response
+            return False
+    wait_until(copied, 60, interval=0.2, what="a copy once the hung-up ones are done")
     assert s3.get_object(Bucket="gone", Key="after")["Body"].read() == data
     for i in range(8):
         try:
