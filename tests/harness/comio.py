@@ -38,14 +38,53 @@ def storaged_path():
     return bin_dir() / "storaged"
 
 
-def free_port():
-    """A loopback port that was free a moment ago (bind to 0, read it, release)."""
+# Ports handed to daemons come from below the kernel's ephemeral range
+# (/proc/sys/net/ipv4/ip_local_port_range, 32768 and up by default). A port
+# taken from the ephemeral range and released can be given, before the daemon
+# binds it, to any socket bound to port 0 or to the source of any outgoing
+# connection, and the daemon then fails with "address already in use". Each
+# pytest-xdist worker owns its own block, so two workers never hand out the
+# same port; within a block, ports are handed out in turn from a start that
+# differs from run to run.
+_PORT_LOW, _PORT_HIGH, _PORT_BLOCKS = 10000, 32000, 8
+
+
+def _port_block():
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    n = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else _PORT_BLOCKS - 1
+    size = (_PORT_HIGH - _PORT_LOW) // _PORT_BLOCKS
+    low = _PORT_LOW + (n % _PORT_BLOCKS) * size
+    return low, size
+
+
+_port_next = None
+
+
+def _port_is_free(port):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemons bind
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
     finally:
         s.close()
+
+
+def free_port():
+    """A loopback port that is free now and that no other socket of this machine
+    is handed by the kernel meanwhile (see _PORT_LOW above)."""
+    global _port_next
+    low, size = _port_block()
+    if _port_next is None:
+        _port_next = (os.getpid() * 7919 + int(time.time())) % size
+    for _ in range(size):
+        port = low + _port_next % size
+        _port_next += 1
+        if _port_is_free(port):
+            return port
+    raise RuntimeError("no free loopback port in %d-%d" % (low, low + size - 1))
 
 
 def md5(data):
