@@ -1,4 +1,5 @@
-/* sender.c - repld's workers: one libcurl handle each, one batch at a time. */
+/* sender.c - repld's workers: SENDER_QUEUE lanes each, one libcurl handle
+ * and one batch in flight per lane. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,15 +23,25 @@
  * probes left unacknowledged, give up on the connection within about this. */
 #define DEAD_LINK_S 20L
 
+struct worker;
+
+/* One connection of a worker: its thread posts the worker's job in slot
+ * `slot` (q[slot]) whenever there is one. */
 typedef struct {
-    struct sender *s;
-    unsigned index;
+    struct worker *w;
+    unsigned slot;
     pthread_t tid;
     CURL *curl;
-    zcodec_t *z;                 /* NULL when the target's compression is none */
-    buf_t zbody;                 /* the compressed body of the job being posted */
-    send_job_t *q[SENDER_QUEUE]; /* q[0] is posted (or about to be), q[1] waits for it; NULL when free */
-    int posting;                 /* q[0] is being posted */
+    zcodec_t *z; /* NULL when the target's compression is none */
+    buf_t zbody; /* the compressed body of the job being posted */
+    int posting; /* q[slot] is being posted */
+} lane_t;
+
+typedef struct worker {
+    struct sender *s;
+    unsigned index;
+    send_job_t *q[SENDER_QUEUE]; /* the jobs in flight, one per lane; NULL when the lane is free */
+    lane_t lane[SENDER_QUEUE];
 } worker_t;
 
 struct sender {
@@ -99,9 +110,10 @@ void sender_set_bwlimit(sender_t *s, bwlimit_t *bw, int slot)
 }
 
 /* One POST of body[0..len) with `headers`; sets the job's outcome, status, error and reply. */
-static void attempt(worker_t *w, send_job_t *job, const char *body, size_t len, struct curl_slist *headers)
+static void attempt(lane_t *l, send_job_t *job, const char *body, size_t len, struct curl_slist *headers)
 {
-    struct sender *s = w->s;
+    struct sender *s = l->w->s;
+    CURL *curl = l->curl;
     char errbuf[CURL_ERROR_SIZE] = "";
     paced_t pb = {s, body, len, 0};
     CURLcode cc;
@@ -114,31 +126,31 @@ static void attempt(worker_t *w, send_job_t *job, const char *body, size_t len, 
     job->payload_bytes += job->len;
     job->wire_bytes += len;
     job->store[0] = '\0';
-    curl_easy_setopt(w->curl, CURLOPT_URL, s->url);
-    curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(w->curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_URL, s->url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
     if (bwlimit_limit(s->bw, s->bw_slot) > 0) {
         /* paced: libcurl reads the body through on_read */
-        curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, NULL);
-        curl_easy_setopt(w->curl, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(w->curl, CURLOPT_READDATA, &pb);
-        curl_easy_setopt(w->curl, CURLOPT_SEEKFUNCTION, on_seek);
-        curl_easy_setopt(w->curl, CURLOPT_SEEKDATA, &pb);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(curl, CURLOPT_READDATA, &pb);
+        curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, on_seek);
+        curl_easy_setopt(curl, CURLOPT_SEEKDATA, &pb);
     } else {
         (void)bwlimit_take(s->bw, s->bw_slot, len); /* counted for the measured rate; no limit to wait for */
-        curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
     }
-    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, &job->reply);
-    curl_easy_setopt(w->curl, CURLOPT_ERRORBUFFER, errbuf);
-    cc = curl_easy_perform(w->curl);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &job->reply);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    cc = curl_easy_perform(curl);
     if (cc != CURLE_OK) {
         job->outcome = SEND_TRANSPORT;
         snprintf(job->error, sizeof(job->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
         return;
     }
-    curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &job->http_status);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &job->http_status);
     if (job->http_status == 200) {
         const char *site = NULL, *store = NULL;
         size_t site_len = 0, store_len = 0;
@@ -192,63 +204,61 @@ static void zstd_refused(struct sender *s, const char *refusal)
             "target", s->target, "error", refusal, "retry_compression_in", delay, NULL);
 }
 
-static void post(worker_t *w, send_job_t *job)
+static void post(lane_t *l, send_job_t *job)
 {
-    struct sender *s = w->s;
+    struct sender *s = l->w->s;
     int fallback, compressed = 0;
     int64_t t0 = clock_mono_us();
 
     buf_init(&job->reply, REPLY_MAX);
     job->payload_bytes = job->wire_bytes = 0;
-    if (w->z != NULL && sender_compressing(s, &fallback)) {
-        int ret = zcodec_compress(w->z, job->body, job->len, &w->zbody);
+    if (l->z != NULL && sender_compressing(s, &fallback)) {
+        int ret = zcodec_compress(l->z, job->body, job->len, &l->zbody);
         compressed = ret == 1;
         if (ret < 0) /* send it as is: compression is an optimisation */
             log_msg(LOG_LVL_WARN, "cannot compress a batch; sending it uncompressed", "target", s->target, "error",
                     cio_strerror(ret), NULL);
     }
     if (!compressed) {
-        attempt(w, job, job->body, job->len, s->headers);
+        attempt(l, job, job->body, job->len, s->headers);
     } else {
-        attempt(w, job, w->zbody.data, w->zbody.len, s->headers_zstd);
+        attempt(l, job, l->zbody.data, l->zbody.len, s->headers_zstd);
         if (job->http_status == 400 || job->http_status == 415) {
             /* an older storaged reads the frame as msgpack (400), a proxy may
              * refuse the encoding (415): the same batch as is tells which */
             char refusal[sizeof(job->error)];
             memcpy(refusal, job->error, sizeof(refusal));
-            attempt(w, job, job->body, job->len, s->headers);
+            attempt(l, job, job->body, job->len, s->headers);
             if (job->http_status != 400 && job->http_status != 415 && job->http_status != 0)
                 zstd_refused(s, refusal);
         }
         /* a large compressed body is not kept between batches */
-        if (w->zbody.cap > 4u * 1024 * 1024)
-            buf_free(&w->zbody);
+        if (l->zbody.cap > 4u * 1024 * 1024)
+            buf_free(&l->zbody);
     }
     job->rtt_us = (uint64_t)(clock_mono_us() - t0);
 }
 
-static void *worker_main(void *arg)
+static void *lane_main(void *arg)
 {
-    worker_t *w = arg;
+    lane_t *l = arg;
+    worker_t *w = l->w;
     struct sender *s = w->s;
     uint64_t one = 1;
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (w->q[0] == NULL && !s->stopping)
+        while (w->q[l->slot] == NULL && !s->stopping)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->stopping)
             break;
-        send_job_t *job = w->q[0];
-        w->posting = 1;
+        send_job_t *job = w->q[l->slot];
+        l->posting = 1;
         pthread_mutex_unlock(&s->mu);
-        post(w, job);
+        post(l, job);
         pthread_mutex_lock(&s->mu);
-        w->posting = 0;
-        /* the next job, if any, goes out at once: the dispatcher takes this one meanwhile */
-        for (unsigned i = 0; i + 1 < SENDER_QUEUE; i++)
-            w->q[i] = w->q[i + 1];
-        w->q[SENDER_QUEUE - 1] = NULL;
+        l->posting = 0;
+        w->q[l->slot] = NULL;
         job->done_next = NULL;
         *s->done_tail = job;
         s->done_tail = &job->done_next;
@@ -259,19 +269,20 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Joins the first `started` workers (told to stop already) and frees
- * everything s holds, s included. */
+/* Joins the first `started` lanes (worker by worker, told to stop already)
+ * and frees everything s holds, s included. */
 static void sender_free(struct sender *s, unsigned started)
 {
     for (unsigned i = 0; i < started; i++)
-        pthread_join(s->w[i].tid, NULL);
+        pthread_join(s->w[i / SENDER_QUEUE].lane[i % SENDER_QUEUE].tid, NULL);
     for (unsigned i = 0; s->w != NULL && i < s->n; i++)
-        if (s->w[i].curl != NULL)
-            curl_easy_cleanup(s->w[i].curl);
-    for (unsigned i = 0; s->w != NULL && i < s->n; i++) {
-        zcodec_free(s->w[i].z);
-        buf_free(&s->w[i].zbody);
-    }
+        for (unsigned k = 0; k < SENDER_QUEUE; k++) {
+            lane_t *l = &s->w[i].lane[k];
+            if (l->curl != NULL)
+                curl_easy_cleanup(l->curl);
+            zcodec_free(l->z);
+            buf_free(&l->zbody);
+        }
     curl_slist_free_all(s->headers);
     curl_slist_free_all(s->headers_zstd);
     pthread_mutex_destroy(&s->mu);
@@ -335,30 +346,36 @@ int sender_start(sender_t **out, const conf_t *conf, const conf_target_t *tgt, u
     if ((ret = header_add(&s->headers_zstd, "Content-Encoding: zstd")) != 0)
         goto fail;
     for (unsigned i = 0; i < nworkers; i++) {
-        worker_t *w = &s->w[i];
-        w->s = s;
-        w->index = i;
-        buf_init(&w->zbody, SIZE_MAX);
-        if (s->zstd && (ret = zcodec_new(&w->z, (int)tgt->compression_level)) != 0)
-            goto fail;
-        if ((w->curl = curl_easy_init()) == NULL) {
-            ret = CIO_ENOMEM;
-            goto fail;
-        }
-        if ((ret = curlopt_apply(w->curl, &shared)) != 0)
-            goto fail;
-        if ((ret = pthread_create(&w->tid, NULL, worker_main, w)) != 0) {
-            log_msg(LOG_LVL_ERROR, "pthread_create failed", "error", strerror(ret), NULL);
-            ret = CIO_ESYS;
-            goto fail;
-        }
-        started++;
+        s->w[i].s = s;
+        s->w[i].index = i;
+        for (unsigned k = 0; k < SENDER_QUEUE; k++)
+            buf_init(&s->w[i].lane[k].zbody, SIZE_MAX);
     }
+    for (unsigned i = 0; i < nworkers; i++)
+        for (unsigned k = 0; k < SENDER_QUEUE; k++) {
+            lane_t *l = &s->w[i].lane[k];
+            l->w = &s->w[i];
+            l->slot = k;
+            if (s->zstd && (ret = zcodec_new(&l->z, (int)tgt->compression_level)) != 0)
+                goto fail;
+            if ((l->curl = curl_easy_init()) == NULL) {
+                ret = CIO_ENOMEM;
+                goto fail;
+            }
+            if ((ret = curlopt_apply(l->curl, &shared)) != 0)
+                goto fail;
+            if ((ret = pthread_create(&l->tid, NULL, lane_main, l)) != 0) {
+                log_msg(LOG_LVL_ERROR, "pthread_create failed", "error", strerror(ret), NULL);
+                ret = CIO_ESYS;
+                goto fail;
+            }
+            started++;
+        }
     *out = s;
     return 0;
 
 fail:
-    /* the workers started so far have no job: they leave at once */
+    /* the lanes started so far have no job: they leave at once */
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
     pthread_cond_broadcast(&s->cv);
@@ -370,14 +387,18 @@ fail:
 int sender_idle(sender_t *s, int *queued)
 {
     int idx = -1;
+    unsigned least = SENDER_QUEUE;
     pthread_mutex_lock(&s->mu);
-    for (unsigned i = 0; i < s->n && idx < 0; i++)
-        if (s->w[i].q[0] == NULL)
+    for (unsigned i = 0; i < s->n && least > 0; i++) {
+        unsigned held = 0;
+        for (unsigned k = 0; k < SENDER_QUEUE; k++)
+            held += s->w[i].q[k] != NULL;
+        if (held < least) {
+            least = held;
             idx = (int)i;
-    *queued = idx < 0;
-    for (unsigned i = 0; i < s->n && idx < 0; i++)
-        if (s->w[i].q[SENDER_QUEUE - 1] == NULL)
-            idx = (int)i;
+        }
+    }
+    *queued = idx >= 0 && least > 0;
     pthread_mutex_unlock(&s->mu);
     return idx;
 }
@@ -421,9 +442,14 @@ send_job_t *sender_take_done(sender_t *s)
 
 void sender_worker_state(sender_t *s, unsigned w, int *busy, size_t *events)
 {
+    *busy = 0;
+    *events = 0;
     pthread_mutex_lock(&s->mu);
-    *busy = s->w[w].q[0] != NULL;
-    *events = *busy ? s->w[w].q[0]->nevents : 0;
+    for (unsigned k = 0; k < SENDER_QUEUE; k++)
+        if (s->w[w].q[k] != NULL) {
+            *busy = 1;
+            *events += s->w[w].q[k]->nevents;
+        }
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -435,9 +461,10 @@ void sender_stop(sender_t *s)
     s->stopping = 1;
     pthread_cond_broadcast(&s->cv);
     for (unsigned i = 0; i < s->n; i++)
-        busy += s->w[i].posting;
+        for (unsigned k = 0; k < SENDER_QUEUE; k++)
+            busy += s->w[i].lane[k].posting;
     pthread_mutex_unlock(&s->mu);
     if (busy > 0)
         return; /* a worker still posting keeps everything until the process exits */
-    sender_free(s, s->n);
+    sender_free(s, s->n * SENDER_QUEUE);
 }

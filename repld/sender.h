@@ -1,11 +1,14 @@
-/* sender.h - repld's workers: each owns one libcurl handle (a kept-alive
- * connection to the replica) and posts one batch at a time.
+/* sender.h - repld's workers: each has SENDER_QUEUE lanes, a lane being a
+ * thread with one libcurl handle (a kept-alive connection to the replica)
+ * that posts one batch at a time.
  *
  * The dispatcher hands a job to a worker and learns of completions through
  * `notify_fd` (an eventfd it polls), then collects them with
- * sender_take_done. A worker holds at most SENDER_QUEUE jobs: the one it
- * posts and the next, which it posts as soon as the reply to the first is
- * in, without waiting for the dispatcher to take that reply. Workers never
+ * sender_take_done. A worker holds at most SENDER_QUEUE jobs, each posted at
+ * once on a lane of its own: over a long round trip the batches in flight,
+ * not the round trip, bound the rate (workers x SENDER_QUEUE batches per
+ * round trip), while on a short one a worker's second job goes out without
+ * waiting for the first one's reply or for the dispatcher. Workers never
  * touch LMDB. */
 #ifndef COMIO_REPLD_SENDER_H
 #define COMIO_REPLD_SENDER_H
@@ -18,7 +21,7 @@
 #include "common/conf.h"
 #include "common/err.h"
 
-#define SENDER_QUEUE 2                           /* jobs a worker holds: the one it posts, and the next */
+#define SENDER_QUEUE 4                           /* jobs (and connections) a worker holds at most, all in flight */
 #define SENDER_ZSTD_RETRY_MS (10 * 60 * 1000ULL) /* how long a target that refused zstd gets batches as is */
 
 typedef enum {

@@ -36,7 +36,7 @@
 #define BACKOFF_CAP_MS 10000                /* a target back from an outage is tried again within this; an attempt is one connect */
 #define CAP_LOG_EVERY_MS 60000              /* at the cap, "replica unavailable" is logged at most this often */
 #define BATCH_BYTES_MAX (8u * 1024 * 1024)  /* stop adding inline data beyond this */
-#define QUEUED_BYTES_MAX (2u * 1024 * 1024) /* the same for a batch queued behind a worker's current one */
+#define QUEUED_BYTES_MAX (2u * 1024 * 1024) /* the same for a worker's batches beyond its first */
 #define SPARE_MAX (SENDER_QUEUE * 64)       /* batches kept for reuse: as many as 64 workers (the most) hold */
 #define BACKLOG_EVENTS 500                  /* events a batch may hold while a backlog exists (the in-flight rule) */
 #define BACKLOG_BYTES_MAX (2u * 1024 * 1024) /* events beyond batch_size are added only while the batch is below this */
@@ -707,10 +707,11 @@ static void dispatch(ship_t *s)
     if (now < s->backoff_until)
         return;
     while ((w = sender_idle(s->sender, &queued)) >= 0) {
-        /* A batch queued behind a worker's current one goes out the moment the
-         * reply comes in, with no round through this thread: B never waits
-         * for us. It is smaller in bytes (memory), and only a full one is
-         * queued: otherwise events gather, as they do when every worker is busy. */
+        /* A worker's second (third, fourth) batch goes out at once on a lane
+         * of its own (sender.h), so a long round trip holds SENDER_QUEUE
+         * batches per worker in flight and B never waits for this thread. It
+         * is smaller in bytes (memory), and only a full one is given: otherwise
+         * events gather, as they do when every lane is busy. */
         size_t cap = queued ? QUEUED_BYTES_MAX : BATCH_BYTES_MAX;
         if (queued && !ready_full(s, now, cap))
             return;
