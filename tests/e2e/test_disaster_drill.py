@@ -282,11 +282,12 @@ def drill_sites(tmp_path):
     t_ab, t_ba = new_token(), new_token()
     pa = comio.free_port()
     b = Site(tmp_path / "b", "site-b", accept_token=t_ab, size="64MB",
-             # inline threshold of one byte: A fetches every object B ships from B, so a rebuild of A lasts long
-             # enough for the kills of the second drill to land inside it
+             # inline threshold of one byte: A fetches every object B ships from B, and the rebuild's rate is
+             # limited (as an operator rebuilding beside production would), so a rebuild of A lasts long enough
+             # for the kills of the second drill to land inside it
              repl={"targets": [{"name": "site-a", "url": "http://127.0.0.1:%d" % pa, "token": t_ba,
                                 "inline_threshold": "1"}],
-                   "retry_attempts": 100, "batch_size": 50},
+                   "retry_attempts": 100, "batch_size": 50, "sync_rate_limit": "60KB/s"},
              extra={"replication": {"enabled": False}})
     proxy = TcpProxy(b.port)
     a = Site(tmp_path / "a", "site-a", port=pa, accept_token=t_ba, size="64MB",
