@@ -62,8 +62,7 @@ size_t blocksum_encode(uint8_t *out, unsigned shift, uint64_t version, const cha
     return (size_t)(p - out);
 }
 
-int blocksum_matches(const blocksum_rec_t *r, uint64_t version, const char *origin, size_t origin_len, uint64_t off,
-                     uint64_t size)
+int blocksum_matches(const blocksum_rec_t *r, uint64_t version, const char *origin, size_t origin_len, uint64_t off, uint64_t size)
 {
     return r->version == version && r->origin_len == origin_len && memcmp(r->origin, origin, origin_len) == 0 && r->off == off &&
            r->size == size;

@@ -26,8 +26,8 @@
 #define BLOCKSUM_FORMAT 1
 #define BLOCKSUM_SHIFT 16 /* 64 KiB blocks: a Range GET reads at most 2 blocks more than it sends */
 #define BLOCKSUM_BLOCK (1u << BLOCKSUM_SHIFT)
-#define BLOCKSUM_SHIFT_MIN 9  /* 512 bytes */
-#define BLOCKSUM_SHIFT_MAX 30 /* 1 GiB */
+#define BLOCKSUM_SHIFT_MIN 9                   /* 512 bytes */
+#define BLOCKSUM_SHIFT_MAX 30                  /* 1 GiB */
 #define BLOCKSUM_FIXED (1 + 1 + 8 + 1 + 8 + 8) /* bytes before the origin's and the CRCs' */
 /* The largest object a record describes (the LMDB value stays under 64 MiB). */
 #define BLOCKSUM_SIZE_MAX (1ULL << 42)
@@ -70,8 +70,7 @@ size_t blocksum_encode(uint8_t *out, unsigned shift, uint64_t version, const cha
 
 /* Whether record r belongs to the object record (version, origin, off,
  * size): else it is stale and verifies nothing. */
-int blocksum_matches(const blocksum_rec_t *r, uint64_t version, const char *origin, size_t origin_len, uint64_t off,
-                     uint64_t size);
+int blocksum_matches(const blocksum_rec_t *r, uint64_t version, const char *origin, size_t origin_len, uint64_t off, uint64_t size);
 
 /* ---- computing: bytes fed in any pieces, a CRC per block ---- */
 
@@ -80,8 +79,8 @@ typedef struct {
     unsigned shift;
     uint64_t size, fed;
     uint64_t nblocks;
-    uint32_t cur;    /* the CRC of the current block so far */
-    uint32_t *crcs;  /* nblocks, owned (NULL for an empty object) */
+    uint32_t cur;   /* the CRC of the current block so far */
+    uint32_t *crcs; /* nblocks, owned (NULL for an empty object) */
 } blocksum_calc_t;
 
 /* Starts the computation over an object of `size` bytes. Returns 0,

@@ -180,8 +180,13 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     uint64_t dst = j->ext.off;
     char *buf = malloc(COPY_CHUNK);
-    int ret = 0;
+    uint64_t total = 0;
+    int ret = 0, sums;
 
+    /* a Complete's object gets its block checksums from the bytes as they are copied (no second pass) */
+    for (size_t i = 0; i < j->mpu_nwant; i++)
+        total += j->mpu_src[i].size;
+    sums = j->op == COMMIT_MPU_COMPLETE && commit_sums_start(c, &j->sums, total);
     if (md == NULL || buf == NULL || EVP_DigestInit_ex2(md, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1) {
         ret = CIO_ENOMEM;
         goto done;
@@ -196,6 +201,8 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
                 ret = CIO_ENOMEM;
                 break;
             }
+            if (sums)
+                blocksum_calc_feed(&j->sums, buf, n);
             src += n;
             dst += n;
             left -= n;
@@ -203,6 +210,7 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
     }
     if (ret == 0 && EVP_DigestFinal_ex(md, j->etag, NULL) != 1)
         ret = CIO_ENOMEM;
+    j->sums_ok = ret == 0 && sums;
 done:
     commit_reader_leave(c, j->mpu_reader);
     j->mpu_reader = 0;
