@@ -6,8 +6,8 @@
 #include "common/log.h"
 #include "storaged/integrity.h"
 
-static uint64_t blocks_verified;                     /* atomic */
-static uint64_t mismatches[INTEGRITY_NPATHS];        /* atomic */
+static uint64_t blocks_verified;              /* atomic */
+static uint64_t mismatches[INTEGRITY_NPATHS]; /* atomic */
 
 #define RECENT_MAX 64
 static uint64_t recent[RECENT_MAX]; /* hashes of the damage logged last, a ring; atomic slots */
@@ -53,7 +53,7 @@ static uint64_t damage_hash(const char *b, const char *k, uint64_t version, cons
     uint64_t h = 0xcbf29ce484222325ull;
     const char *parts[3] = {b, k, origin};
     for (int i = 0; i < 3; i++)
-        for (const char *p = parts[i]; ; p++) {
+        for (const char *p = parts[i];; p++) {
             h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
             if (*p == '\0')
                 break;
@@ -62,8 +62,7 @@ static uint64_t damage_hash(const char *b, const char *k, uint64_t version, cons
     return (h ^ block) * 0x100000001b3ull;
 }
 
-void integrity_damaged(integrity_path_t path, const char *b, const char *k, uint64_t version, const char *origin,
-                       uint64_t block)
+void integrity_damaged(integrity_path_t path, const char *b, const char *k, uint64_t version, const char *origin, uint64_t block)
 {
     uint64_t h = damage_hash(b, k, version, origin, block);
     char vs[24], bs[24];

@@ -19,8 +19,8 @@
 
 /* Where damage was found: the metric's `path` label. */
 typedef enum {
-    INTEGRITY_GET,    /* a read served to a client: GET, Range GET, S3 GetObject and CopyObject, the fetch endpoint */
-    INTEGRITY_APPLY,  /* a replica received bytes that do not match the event's ETag (inline or fetched) */
+    INTEGRITY_GET,   /* a read served to a client: GET, Range GET, S3 GetObject and CopyObject, the fetch endpoint */
+    INTEGRITY_APPLY, /* a replica received bytes that do not match the event's ETag (inline or fetched) */
     INTEGRITY_NPATHS
 } integrity_path_t;
 
@@ -49,8 +49,7 @@ int integrity_read(store_t *s, uint64_t ext_off, uint64_t roff, void *buf, size_
  * time while its entry stays in a small recent-damage table). The later
  * repair takes over here. Strings are borrowed for the call: b, k and origin
  * NUL-terminated. Any thread. */
-void integrity_damaged(integrity_path_t path, const char *b, const char *k, uint64_t version, const char *origin,
-                       uint64_t block);
+void integrity_damaged(integrity_path_t path, const char *b, const char *k, uint64_t version, const char *origin, uint64_t block);
 
 /* Counts blocks verified (by integrity_read). Any thread. */
 void integrity_count_verified(uint64_t blocks);
