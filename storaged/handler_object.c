@@ -644,7 +644,9 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
             return 0;
         }
         s->first_ready = 1;
-        if (s->z != NULL && s->zout.len > (size_t)(s->off - s->first_off) / 100 * ZCODEC_KEEP_PERCENT) {
+        if (s->z == NULL) {
+            /* not compressing: the window read is sent first, as is */
+        } else if (s->zout.len > (size_t)(s->off - s->first_off) / 100 * ZCODEC_KEEP_PERCENT) {
             zcodec_stream_free(s->z); /* as is: the window read is sent first, unchanged */
             s->z = NULL;
         } else {

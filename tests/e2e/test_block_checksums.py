@@ -21,6 +21,7 @@ from botocore.client import Config
 from botocore.exceptions import ClientError
 
 from harness.comio import expect_error, md5, run_storaged
+from harness.replication import wait_until
 
 BLOCK = 64 * 1024
 SIZES = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, (1 << 20) + 12345, 3 * (1 << 20) + 7]
@@ -100,6 +101,7 @@ def test_objects_of_every_size_round_trip_and_are_verified(make_server):
     for n, data in objects.items():
         r = c.get("bkt", "obj-%d" % n)
         assert r.status == 200 and r.body == data, n
+        assert int(r.headers["Content-Length"]) == n and r.headers.get("Content-Encoding") is None, r.headers
         assert r.headers["ETag"] == '"%s"' % md5(data)  # the ETag stays the MD5
         total_blocks += (n + BLOCK - 1) // BLOCK
     m = c.metrics()
@@ -240,3 +242,63 @@ def test_bad_config_value_is_refused(make_server):
     p = run_storaged(srv.argv()[1:], srv.workdir)
     assert p.returncode != 0
     assert "config.yaml:2: storage.checksums: expected true or false, got 'maybe'" in p.stderr, p.stderr
+
+
+# --- replication --------------------------------------------------------------------------------------------------
+
+
+def test_replica_never_gets_damaged_bytes(sites):
+    """Objects damaged on the primary before repld ships them: the inline one is not shipped inline
+    (repld verifies what it reads), the fetched one is refused by the fetch endpoint (503); neither
+    reaches the replica, whose events stay retrying; a good copy written again on A then replicates."""
+    a, b = sites(repld=False, a_repl={"retry_attempts": 100})
+    ca, cb = a.client(), b.client()
+    small = os.urandom(20_000)    # under inline_threshold (64 KB): read by repld into the batch
+    large = os.urandom(300_000)   # over it: fetched by B from A's fetch endpoint
+    good = os.urandom(30_000)
+    for k, d in (("small", small), ("large", large), ("good", good)):
+        assert ca.put("bkt", k, d).status == 200
+    image = a.workdir / "store.img"
+    damage(image, find_extent(image, small) + 10_000)
+    damage(image, find_extent(image, large) + 3 * BLOCK + 1)
+    a.start_repld()
+    wait_until(lambda: cb.get("bkt", "good").status == 200, 30, what="the undamaged object on B")
+    assert cb.get("bkt", "good").body == good
+    # the damaged ones are tried again and again, and never applied
+    wait_until(lambda: "not shipped inline" in a.repld.log(), 30, what="repld's log of the damaged inline object")
+    wait_until(lambda: ca.metrics().value("comio_checksum_mismatches_total", path="get") >= 2, 30,
+               what="A's fetch endpoint refusing both damaged objects")
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        for k in ("small", "large"):
+            assert cb.get("bkt", k).status == 404, k
+        time.sleep(0.2)
+    lines = [json.loads(x) for x in a.repld.log().splitlines() if "not shipped inline" in x]
+    assert lines[0]["bucket"] == "bkt" and lines[0]["key"] == "small" and lines[0]["block"] == "0"
+    # the operator writes the objects again: the new versions replicate, byte for byte
+    small2, large2 = os.urandom(20_000), os.urandom(300_000)
+    assert ca.put("bkt", "small", small2).status == 200
+    assert ca.put("bkt", "large", large2).status == 200
+    wait_until(lambda: cb.get("bkt", "small").body == small2 and cb.get("bkt", "large").body == large2, 30,
+               what="the rewritten objects on B")
+    # B computed its own checksums from the bytes it verified: it serves them verified
+    m = cb.metrics()
+    assert m.value("comio_checksum_objects_unverified") == 0
+    before = m.value("comio_checksum_blocks_verified_total")
+    assert cb.get("bkt", "large").body == large2
+    assert cb.metrics().value("comio_checksum_blocks_verified_total") - before == (300_000 + BLOCK - 1) // BLOCK
+
+
+def test_old_store_objects_are_served_unverified(make_server):
+    """An object whose checksum record is gone (as for one written before format 5) is served, unverified, counted."""
+    srv = make_server(config="storage:\n  checksums: false\n")
+    c = srv.client()
+    data = os.urandom(2 * BLOCK + 3)
+    assert c.put("bkt", "old", data).status == 200
+    srv.stop()
+    srv.config_path.write_text("")
+    srv.start()
+    c = srv.client()
+    assert c.get("bkt", "old").body == data
+    assert get_range(c, "bkt", "old", BLOCK, BLOCK + 2).body == data[BLOCK:BLOCK + 3]
+    assert c.metrics().value("comio_checksum_objects_unverified") == 1
