@@ -233,6 +233,10 @@ reply:
         next = j->next;
         __atomic_fetch_add(&c->jobs, 1, __ATOMIC_RELAXED);
         if (j->op == COMMIT_MPU_COMPLETE || j->op == COMMIT_MPU_PART) { /* a copy list, and a reader token not left yet */
+            for (size_t i = 0; j->mpu_src != NULL && i < j->mpu_nwant; i++) {
+                free(j->mpu_src[i].sums_owned);
+                free(j->mpu_src[i].name);
+            }
             free(j->mpu_src);
             j->mpu_src = NULL;
             if (j->mpu_reader != 0) {

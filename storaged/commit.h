@@ -63,10 +63,22 @@ typedef struct {
     uint8_t md5[16]; /* the ETag the client names for it */
 } commit_mpu_want_t;
 
-/* What Complete copies: one part's bytes (internal). */
+/* What Complete copies: one part's bytes (internal). For UploadPartCopy, the
+ * source object's range, verified against the source's block checksums as it
+ * is read when `have_sums` (common/blocksum.h): `first` is where ext starts in
+ * the object, `sums` covers the range (its CRCs in sums_owned, malloc'ed),
+ * `name` ("bucket/key", malloc'ed), `version` and `origin` name the object
+ * for the damage report. The committer frees sums_owned and name with the list. */
 typedef struct {
     alloc_extent_t ext;
     uint64_t size;
+    int have_sums;
+    uint64_t first;
+    blocksum_view_t sums;
+    uint8_t *sums_owned;
+    char *name;
+    uint64_t version;
+    char origin[LOGREC_ORIGIN_MAX + 1];
 } commit_mpu_src_t;
 
 /* Why a Complete was refused (commit_job_t.mpu_refusal, with result CIO_EINVAL). */

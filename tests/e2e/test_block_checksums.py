@@ -196,6 +196,18 @@ def test_s3_get_and_copy_of_damaged_object(make_server):
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
     with pytest.raises(ClientError):
         s3.head_object(Bucket="bkt", Key="copy")
+    # UploadPartCopy verifies its source range as it reads it: a range of good blocks is copied, one over the damage refused
+    up = s3.create_multipart_upload(Bucket="bkt", Key="pc")["UploadId"]
+    with pytest.raises(ClientError) as e:
+        s3.upload_part_copy(Bucket="bkt", Key="pc", UploadId=up, PartNumber=1, CopySource={"Bucket": "bkt", "Key": "k"},
+                            CopySourceRange="bytes=50-%d" % (BLOCK + 10))
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert e.value.response["Error"]["Code"] == "ServiceUnavailable"
+    part = s3.upload_part_copy(Bucket="bkt", Key="pc", UploadId=up, PartNumber=1, CopySource={"Bucket": "bkt", "Key": "k"},
+                               CopySourceRange="bytes=%d-%d" % (BLOCK + 7, 4 * BLOCK + 3))["CopyPartResult"]["ETag"]
+    s3.complete_multipart_upload(Bucket="bkt", Key="pc", UploadId=up,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]})
+    assert s3.get_object(Bucket="bkt", Key="pc")["Body"].read() == data[BLOCK + 7:4 * BLOCK + 4]
     # a multipart upload's object gets checksums from Complete's copy: its damage is found too
     mp = os.urandom(5 << 20)
     up = s3.create_multipart_upload(Bucket="bkt", Key="mp")["UploadId"]
