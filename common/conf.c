@@ -89,6 +89,8 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("server.tls.key", CONF_STRING, tls_key),
     CONF_KEY("server.meta_map_size", CONF_SIZE, meta_map_size),
     CONF_INTKEY("server.threads", threads, 0, 256),
+    CONF_SEC("storage"),
+    CONF_KEY("storage.checksums", CONF_BOOL, checksums),
     CONF_SEC("replication"),
     CONF_KEY("replication.enabled", CONF_BOOL, repl_enabled),
     CONF_KEY("replication.mode", CONF_MODE, repl_mode),
@@ -647,6 +649,7 @@ int conf_init(conf_t *c)
     c->max_object_size = 1000000000ULL;
     c->meta_map_size = 16ULL << 30;
     c->threads = 0;
+    c->checksums = 1;
     c->repl_enabled = 0;
     c->batch_size = 100;
     c->batch_interval_ms = 1000;

@@ -79,6 +79,10 @@ typedef struct conf {
     uint64_t meta_map_size; /* server.meta_map_size, LMDB map size; default 16GiB */
     uint32_t threads;       /* server.threads, event-loop threads; default 0 = one per core */
 
+    /* storage */
+    int checksums; /* storage.checksums: block checksums computed and verified (common/blocksum.h); default 1. 0 is a
+                      benchmark and diagnosis knob: nothing computed, nothing verified */
+
     /* replication */
     int repl_enabled;         /* default 0 */
     char *repl_mode;          /* default "async"; "async" or "sync": every target's default mode */

@@ -34,6 +34,8 @@ const char *cio_strerror(int err)
         return "system call failed";
     case CIO_ECHANGED:
         return "the object changed since the request's precondition was checked";
+    case CIO_ECORRUPT:
+        return "stored data does not match its checksum";
     }
     return "unknown error";
 }

@@ -23,6 +23,7 @@ typedef enum {
     CIO_EMAPFULL = -13,  /* the LMDB map is full */
     CIO_ESYS = -14,      /* a system call failed; errno tells which */
     CIO_ECHANGED = -15,  /* the object changed since a conditional request checked it */
+    CIO_ECORRUPT = -16,  /* stored bytes do not match their checksum (common/blocksum.h) */
 } cio_err_t;
 
 /* Returns a static, human-readable description of `err` (never NULL). */

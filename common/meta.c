@@ -60,6 +60,7 @@ static int mkdir_p(const char *dir)
 static int open_env_at(meta_t *m, const char *dir, uint64_t map_size, unsigned flags, char *err, size_t errlen);
 
 static int migrate_objects_v2(meta_t *m, MDB_txn *txn);
+static int migrate_blocksums(meta_t *m, MDB_txn *txn);
 
 const meta_migration_t meta_migrations[META_FORMAT_CURRENT] = {
     /* 0 -> 1: a store from before the format was recorded has the layout of format 1 */
@@ -70,7 +71,14 @@ const meta_migration_t meta_migrations[META_FORMAT_CURRENT] = {
     {"let object records carry the object's metadata (Content-Encoding, x-amz-meta-*, ...)", NULL},
     /* 3 -> 4: object records may carry a multipart upload's ETag; the older ones read as none */
     {"let object records carry the ETag of an S3 multipart upload", NULL},
+    /* 4 -> 5: the objects' block checksums get their table; the objects written before have none */
+    {"add the blocksums table (objects written before this have no block checksums: served unverified)", migrate_blocksums},
 };
+
+static int migrate_blocksums(meta_t *m, MDB_txn *txn)
+{
+    return meta_err(mdb_dbi_open(txn, "blocksums", MDB_CREATE, &m->blocksums), "mdb_dbi_open(blocksums)");
+}
 
 int meta_format_migrate(meta_t *m, const meta_migration_t *steps, uint64_t from, uint64_t to, char *err, size_t errlen)
 {
@@ -146,7 +154,8 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
                {"pending", &m->pending},       {"tombstones", &m->tombstones},
                {"purges", &m->purges},         {"repl_failed", &m->repl_failed},
                {"repl_retry", &m->repl_retry}, {"repl_targets", &m->repl_targets},
-               {"conflicts", &m->conflicts},   {"repl_sync", &m->repl_sync}};
+               {"conflicts", &m->conflicts},   {"repl_sync", &m->repl_sync},
+               {"blocksums", &m->blocksums}};
     MDB_txn *txn = NULL;
     uint64_t format = 0;
     int rc, ret;
@@ -597,7 +606,37 @@ int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char
     return 0;
 }
 
-int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o)
+/* Writes or removes key kb[0..klen)'s checksums: those of `sums` for object o, or none. */
+static int sums_put(meta_t *m, MDB_txn *txn, MDB_val *key, const meta_obj_t *o, const blocksum_calc_t *sums)
+{
+    MDB_val v;
+    int rc;
+
+    if (sums == NULL) {
+        rc = mdb_del(txn, m->blocksums, key, NULL);
+        return rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_del(blocksums)");
+    }
+    if (sums->size != o->size || blocksum_calc_done(sums) != 0)
+        return CIO_EINVAL;
+    v.mv_size = blocksum_encoded_len(o->size, sums->shift, o->origin_len);
+    /* reserved in place: the CRCs are encoded straight into the map, with no buffer of their size */
+    if ((rc = mdb_put(txn, m->blocksums, key, &v, MDB_RESERVE)) != 0)
+        return meta_err(rc, "mdb_put(blocksums)");
+    if (blocksum_encode(v.mv_data, sums->shift, o->version, o->origin, o->origin_len, o->off, o->size, sums->crcs) != v.mv_size)
+        return CIO_EINVAL;
+    return 0;
+}
+
+int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
+                 const blocksum_calc_t *sums)
+{
+    int ret = meta_obj_update(m, txn, b, blen, k, klen, o);
+    uint8_t kb[META_OBJKEY_MAX];
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
+    return ret != 0 ? ret : sums_put(m, txn, &key, o, sums);
+}
+
+int meta_obj_update(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o)
 {
     uint8_t kb[META_OBJKEY_MAX], vb[OBJ_MAX];
     MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
@@ -607,9 +646,78 @@ int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char
 
 int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen)
 {
+    int ret;
+    if ((ret = meta_sums_del(m, txn, b, blen, k, klen)) != 0)
+        return ret;
     uint8_t kb[META_OBJKEY_MAX];
     MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
     return meta_err(mdb_del(txn, m->objects, &key, NULL), "mdb_del(objects)");
+}
+
+int meta_sums_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen)
+{
+    uint8_t kb[META_OBJKEY_MAX];
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
+    return sums_put(m, txn, &key, NULL, NULL);
+}
+
+/* Removes every key of `dbi` that starts with bucket b's prefix (b and a NUL). */
+static int del_bucket_range(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *b, size_t blen)
+{
+    uint8_t seek[LOGREC_BUCKET_MAX + 1];
+    MDB_cursor *cur = NULL;
+    int rc;
+
+    if (blen > LOGREC_BUCKET_MAX)
+        return CIO_EINVAL;
+    memcpy(seek, b, blen);
+    seek[blen] = 0;
+    if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+        return meta_err(rc, what);
+    for (;;) {
+        MDB_val k = {blen + 1, seek}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size < blen + 1 || memcmp(k.mv_data, seek, blen + 1) != 0))) {
+            rc = 0;
+            break;
+        }
+        if (rc != 0 || (rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return meta_err(rc, what);
+}
+
+int meta_obj_del_bucket(meta_t *m, MDB_txn *txn, const char *b, size_t blen)
+{
+    int ret = del_bucket_range(txn, m->objects, "purge objects", b, blen);
+    return ret != 0 ? ret : del_bucket_range(txn, m->blocksums, "purge blocksums", b, blen);
+}
+
+int meta_sums_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, blocksum_rec_t *out)
+{
+    uint8_t kb[META_OBJKEY_MAX];
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb}, v;
+    int rc = mdb_get(txn, m->blocksums, &key, &v);
+    if (rc == MDB_NOTFOUND)
+        return CIO_ENOTFOUND;
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(blocksums)");
+    if (blocksum_decode(v.mv_data, v.mv_size, out) != 0) {
+        log_msg(LOG_LVL_ERROR, "a block checksum record does not decode: the object is served unverified", NULL);
+        return CIO_EPROTO;
+    }
+    return 0;
+}
+
+int meta_sums_count(meta_t *m, MDB_txn *txn, uint64_t *n)
+{
+    MDB_stat st;
+    int rc = mdb_stat(txn, m->blocksums, &st);
+    if (rc != 0)
+        return meta_err(rc, "mdb_stat(blocksums)");
+    *n = st.ms_entries;
+    return 0;
 }
 
 int meta_obj_current(const meta_obj_t *o, uint64_t version, const char *origin, size_t origin_len)

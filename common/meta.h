@@ -13,6 +13,9 @@
  *   "repl_sync": each target's full sync, owned by common/syncrec.h
  *   "pending", "tombstones", "purges": storaged's (storaged/meta.h)
  *   "conflicts": storaged's, the losers of concurrent writes (storaged/conflict.h)
+ *   "blocksums" objkey -> the object's block checksums (common/blocksum.h),
+ *              written and removed with its "objects" record only (meta_obj_put,
+ *              meta_obj_del, meta_obj_del_bucket, storaged's meta_obj_del_if)
  *   plus the allocator's databases (common/alloc.h).
  * Every function taking a txn leaves commit/abort to the caller. LMDB errors
  * are logged here and returned as CIO_EDB or CIO_EMAPFULL. */
@@ -24,6 +27,7 @@
 #include <string.h>
 #include <lmdb.h>
 #include "common/alloc.h"
+#include "common/blocksum.h"
 #include "common/err.h"
 #include "common/hlc.h"
 #include "common/objmeta.h"
@@ -36,6 +40,7 @@ typedef struct meta {
     MDB_env *env;
     MDB_dbi buckets, objects, replog, pending, state;
     MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets, conflicts, repl_sync;
+    MDB_dbi blocksums;     /* the objects' block checksums (common/blocksum.h) */
     MDB_dbi mpu, mpu_part; /* storaged's multipart uploads (storaged/mpu.h); opened by storaged only */
     alloc_t alloc;
     int wake_fd;         /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
@@ -112,14 +117,18 @@ static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
  *      step from 2 changes no record (those without metadata read as none);
  *      it is recorded so that a release that cannot read such records
  *      refuses the store instead of failing on some of its objects
- *   4  the current layout: object records (format 6) may carry the part
+ *   4  object records (format 6) may carry the part
  *      count and parts' MD5 of an object made by an S3 multipart upload
  *      (its S3 ETag), and storaged keeps uploads in progress in the "mpu"
  *      and "mpu_part" tables (storaged/mpu.h). The step from 3 changes no
  *      record, for the same reason as the step from 2
+ *   5  the current layout: the "blocksums" table holds the block checksums
+ *      of the objects written since (common/blocksum.h). The step from 4
+ *      only creates the table: the objects written before have none, and
+ *      are served unverified (docs/storage.md)
  * A new environment is created at META_FORMAT_CURRENT, in the transaction
  * that creates its tables. */
-#define META_FORMAT_CURRENT 4
+#define META_FORMAT_CURRENT 5
 
 /* One step of a format upgrade: meta_migrations[n] converts format n to
  * n + 1. `run` makes the step's changes in `txn`, the step's one
@@ -182,11 +191,40 @@ int meta_err(int rc, const char *what);
 int meta_u64_get(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const char *what, uint64_t *out) CIO_MUST_CHECK;
 int meta_u64_put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const char *what, uint64_t v) CIO_MUST_CHECK;
 
-/* Object metadata. get returns CIO_ENOTFOUND when absent. */
+/* Object metadata. get returns CIO_ENOTFOUND when absent.
+ * put writes the record of an object whose bytes are new (a PUT, an applied
+ * PUT, a copy, a multipart Complete) and, in the same transaction, its block
+ * checksums: `sums` (finished: blocksum_calc_done) are the CRCs of exactly
+ * o->size bytes, recorded with o's version, origin and extent offset; NULL
+ * (not computed: storage.checksums off) removes any the key had, so no
+ * record outlives the bytes it describes. Returns 0, CIO_EINVAL (sums not
+ * for o->size bytes) or a meta_err code.
+ * update rewrites the record of the same bytes (same version, origin and
+ * extent: only its context changed) and keeps their checksums.
+ * del removes the record and its checksums. */
 int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_obj_t *out) CIO_MUST_CHECK;
-int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
-                 const meta_obj_t *o) CIO_MUST_CHECK;
+int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
+                 const blocksum_calc_t *sums) CIO_MUST_CHECK;
+int meta_obj_update(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
+                    const meta_obj_t *o) CIO_MUST_CHECK;
 int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
+
+/* Removes every object record of bucket b, and their checksums (a purge). 0 or a meta_err code. */
+int meta_obj_del_bucket(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO_MUST_CHECK;
+
+/* The block checksums stored for key k of bucket b into *out (its CRCs
+ * point into the map: valid until txn ends). They belong to the object only
+ * when blocksum_matches its record; else, or on CIO_ENOTFOUND, the object's
+ * bytes are unverified. Returns 0, CIO_ENOTFOUND, CIO_EPROTO (a record that
+ * does not decode: logged) or a meta_err code. */
+int meta_sums_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
+                  blocksum_rec_t *out) CIO_MUST_CHECK;
+
+/* Removes key k's checksums, if any (for storaged's meta_obj_del_if). 0 or a meta_err code. */
+int meta_sums_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
+
+/* The number of checksum records (every one belongs to an object record). 0 or a meta_err code. */
+int meta_sums_count(meta_t *m, MDB_txn *txn, uint64_t *n) CIO_MUST_CHECK;
 
 /* Whether `o` is still the object that the mutation (version, origin) made:
  * the same version from the same site (origin is borrowed, origin_len

@@ -340,7 +340,10 @@ static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o)
 
 /* Reads the bytes of an inline PUT into s->scratch (*data points there until
  * the next call). Returns 0, 1 when the object has moved on (overwritten or
- * deleted since the event: a later event carries its state), or an error.
+ * deleted since the event: a later event carries its state), 2 when the bytes
+ * fail their block checksums (logged: the event then goes as a URL, whose
+ * fetch storaged refuses with a 503 while the object is damaged, so the event
+ * is retried and damaged bytes never ship), or an error.
  *
  * The bytes are read from the extent that `txn` names; storaged may free and
  * reuse that extent at any time (its quarantine protects only its own
@@ -375,6 +378,24 @@ static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
             return CIO_EIO;
         }
         done += (size_t)n;
+    }
+    if (s->conf->checksums && o.size > 0) {
+        blocksum_rec_t r;
+        uint64_t bad = 0;
+        if (meta_sums_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &r) == 0 &&
+            blocksum_matches(&r, o.version, o.origin, o.origin_len, o.off, o.size)) {
+            blocksum_view_t v = blocksum_view(&r, 0, o.size);
+            if (blocksum_verify(&v, 0, s->scratch, (size_t)o.size, &bad) != 0) {
+                char vs[24], bs[24], bucket[LOGREC_BUCKET_MAX + 1], key[LOGREC_KEY_MAX + 1];
+                snprintf(vs, sizeof(vs), "%" PRIu64, o.version);
+                snprintf(bs, sizeof(bs), "%" PRIu64, bad);
+                snprintf(bucket, sizeof(bucket), "%.*s", (int)e->r.bucket_len, e->r.bucket);
+                snprintf(key, sizeof(key), "%.*s", (int)e->r.key_len, e->r.key);
+                log_msg(LOG_LVL_ERROR, "object data damaged: a block does not match its checksum; not shipped inline", "path",
+                        "inline", "bucket", bucket, "key", key, "version", vs, "origin", o.origin, "block", bs, NULL);
+                return 2;
+            }
+        }
     }
     e->inl = 1;
     e->inl_off = o.off;
@@ -512,8 +533,9 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
             if (e->r.op == LOGREC_PUT) {
                 if (e->r.size < s->tgt->inline_threshold) {
                     ret = read_inline(s, txn, e, &data);
-                    inl = 1;
-                } else {
+                    inl = ret != 2; /* damaged: shipped as a URL instead (read_inline) */
+                }
+                if (!inl) {
                     meta_obj_t o;
                     ret = event_record(s, txn, e, &o);
                     if (ret == 0) {

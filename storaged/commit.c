@@ -233,6 +233,10 @@ reply:
         next = j->next;
         __atomic_fetch_add(&c->jobs, 1, __ATOMIC_RELAXED);
         if (j->op == COMMIT_MPU_COMPLETE || j->op == COMMIT_MPU_PART) { /* a copy list, and a reader token not left yet */
+            for (size_t i = 0; j->mpu_src != NULL && i < j->mpu_nwant; i++) {
+                free(j->mpu_src[i].sums_owned);
+                free(j->mpu_src[i].name);
+            }
             free(j->mpu_src);
             j->mpu_src = NULL;
             if (j->mpu_reader != 0) {
@@ -240,6 +244,10 @@ reply:
                 j->mpu_reader = 0;
             }
         }
+        blocksum_calc_free(&j->sums);
+        if (j->op == COMMIT_APPLY)
+            for (size_t i = 0; i < j->nitems; i++)
+                blocksum_calc_free(&j->items[i].sums);
         j->done(j);
     }
 }
@@ -325,6 +333,14 @@ void commit_submit(commit_t *c, commit_job_t *job)
 {
     int want = 0;
 
+    /* the committer frees what the I/O threads compute (done_jobs) */
+    memset(&job->sums, 0, sizeof(job->sums));
+    job->sums_ok = 0;
+    if (job->op == COMMIT_APPLY)
+        for (size_t i = 0; i < job->nitems; i++) {
+            memset(&job->items[i].sums, 0, sizeof(job->items[i].sums));
+            job->items[i].sums_ok = 0;
+        }
     /* a small body gets its extent cut from a chunk and goes straight to an
      * I/O thread: no commit before its write (carve.h) */
     job->carved = 0;
@@ -376,6 +392,11 @@ void commit_set_tombstone_ttl(commit_t *c, uint64_t ttl_ms)
     pthread_mutex_unlock(&c->mu);
 }
 
+void commit_set_checksums(commit_t *c, int on)
+{
+    c->checksums = on;
+}
+
 void commit_set_max_clock_skew(commit_t *c, int64_t ms)
 {
     c->hlc.max_skew_ms = ms > 0 ? ms : HLC_MAX_CLOCK_SKEW_MS_DEFAULT;
@@ -399,6 +420,7 @@ int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int
         free(c);
         return CIO_ENOMEM;
     }
+    c->checksums = 1;
     c->meta = m;
     c->store = s;
     c->log_enabled = log_enabled;

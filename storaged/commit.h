@@ -63,10 +63,22 @@ typedef struct {
     uint8_t md5[16]; /* the ETag the client names for it */
 } commit_mpu_want_t;
 
-/* What Complete copies: one part's bytes (internal). */
+/* What Complete copies: one part's bytes (internal). For UploadPartCopy, the
+ * source object's range, verified against the source's block checksums as it
+ * is read when `have_sums` (common/blocksum.h): `first` is where ext starts in
+ * the object, `sums` covers the range (its CRCs in sums_owned, malloc'ed),
+ * `name` ("bucket/key", malloc'ed), `version` and `origin` name the object
+ * for the damage report. The committer frees sums_owned and name with the list. */
 typedef struct {
     alloc_extent_t ext;
     uint64_t size;
+    int have_sums;
+    uint64_t first;
+    blocksum_view_t sums;
+    uint8_t *sums_owned;
+    char *name;
+    uint64_t version;
+    char origin[LOGREC_ORIGIN_MAX + 1];
 } commit_mpu_src_t;
 
 /* Why a Complete was refused (commit_job_t.mpu_refusal, with result CIO_EINVAL). */
@@ -119,7 +131,9 @@ struct commit_item {
 
     /* internal */
     alloc_extent_t ext;
-    int needs_ext; /* step 1: a PUT with bytes that is to be written (replica_allocate) */
+    int needs_ext;        /* step 1: a PUT with bytes that is to be written (replica_allocate) */
+    blocksum_calc_t sums; /* a PUT's block checksums, computed from the bytes whose MD5 was checked */
+    int sums_ok;          /* sums is complete (storage.checksums on and the bytes written) */
     commit_job_t *job;
     commit_item_t *fetch_next;
 };
@@ -195,9 +209,11 @@ struct commit_job {
     uint64_t mpu_reader;       /* the reader token (commit_reader_enter) that keeps those extents from reuse until
                                   they are copied; left by the committer; 0: none held */
     alloc_extent_t ext;
-    int body_busy; /* an I/O thread may be reading body */
-    int carved;    /* PUT: ext was cut from a reserved chunk (carve.h) */
-    int apply_io;  /* APPLY: some item needs writing or fetching */
+    int body_busy;        /* an I/O thread may be reading body */
+    int carved;           /* PUT: ext was cut from a reserved chunk (carve.h) */
+    int apply_io;         /* APPLY: some item needs writing or fetching */
+    blocksum_calc_t sums; /* PUT, MPU_COMPLETE: the object's block checksums, computed as its bytes are written */
+    int sums_ok;          /* sums is complete (storage.checksums on and the bytes written) */
     size_t fetch_left;
     commit_job_t *next;
 };
@@ -259,6 +275,11 @@ void commit_set_multipart_ttl(commit_t *c, uint64_t ttl_ms);
  * apply counts it in META_APPLY_CLOCK_SKEW and logs a warning (at most once
  * a minute); <= 0 for the default, 60 s. Call before the first job. */
 void commit_set_max_clock_skew(commit_t *c, int64_t ms);
+
+/* Whether objects written from now on get block checksums (storage.checksums;
+ * common/blocksum.h): 1, the state before the first call, or 0 (none computed,
+ * and a rewritten object's are removed). Call before the first job. */
+void commit_set_checksums(commit_t *c, int on);
 
 /* The site's clock (for status): the largest version taken or applied. Thread-safe. */
 uint64_t commit_clock(commit_t *c);

@@ -90,6 +90,7 @@ struct commit {
     uint64_t tomb_ttl_ms;       /* atomic; 0: keep tombstones */
     uint64_t conflict_ttl_ms;   /* atomic; 0: keep conflict losers until removed */
     EVP_MD *md5;                /* fetched once: EVP_md5() would look the implementation up at every digest */
+    int checksums;              /* storage.checksums: objects' block checksums computed (commit_set_checksums) */
     hlc_t hlc;                  /* the site's clock: every local version is taken from it, every applied one advances it */
 
     pthread_mutex_t rd_mu; /* readers */
@@ -175,6 +176,20 @@ static inline int commit_fatal(int err)
 }
 
 /* ---- commit_io.c ---- */
+
+/* Starts the block checksums of `size` bytes into *sums when c->checksums is
+ * on (then returns 1; 0 when off or out of memory: the object goes without). */
+static inline int commit_sums_start(commit_t *c, blocksum_calc_t *sums, uint64_t size)
+{
+    memset(sums, 0, sizeof(*sums));
+    if (!c->checksums)
+        return 0;
+    if (blocksum_calc_init(sums, size) != 0) {
+        blocksum_calc_free(sums);
+        return 0;
+    }
+    return 1;
+}
 
 /* Hands job j (a PUT with its extent, or an APPLY job with some item to write
  * or fetch) to the I/O threads; it comes back to the committer through

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <openssl/crypto.h>
 #include "storaged/commit_int.h"
+#include "storaged/integrity.h"
 
 void commit_io_enqueue(commit_t *c, commit_job_t *j)
 {
@@ -19,6 +20,25 @@ void commit_io_enqueue(commit_t *c, commit_job_t *j)
 }
 
 /* ---- the writers ---- */
+
+/* The MD5 of p[0..n) into md and, when `sums` is not NULL, its block
+ * checksums: one pass, a block at a time, so each block is read from memory
+ * once for both. Returns 0 or CIO_ENOMEM. */
+static int hash_body(commit_t *c, EVP_MD_CTX *ctx, const void *p, size_t n, uint8_t md[16], blocksum_calc_t *sums)
+{
+    const uint8_t *b = p;
+
+    if (ctx == NULL || EVP_DigestInit_ex2(ctx, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1)
+        return CIO_ENOMEM;
+    for (size_t at = 0; at < n; at += BLOCKSUM_BLOCK) {
+        size_t take = n - at < BLOCKSUM_BLOCK ? n - at : BLOCKSUM_BLOCK;
+        if (EVP_DigestUpdate(ctx, b + at, take) != 1)
+            return CIO_ENOMEM;
+        if (sums != NULL)
+            blocksum_calc_feed(sums, b + at, take);
+    }
+    return EVP_DigestFinal_ex(ctx, md, NULL) == 1 ? 0 : CIO_ENOMEM;
+}
 
 /* A fetcher finished the job's last fetch: sync what the job wrote and hand
  * it back to the committer. */
@@ -117,13 +137,16 @@ static int io_apply(commit_t *c, commit_job_t *j, int *wrote)
             replica_item_set(it, BATCH_RETRY, 500, "the sender went away before the data was written");
             continue;
         }
-        /* the MD5 is checked here, off the event loops */
-        if (ctx == NULL || EVP_DigestInit_ex2(ctx, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1 ||
-            EVP_DigestUpdate(ctx, it->data, (size_t)it->size) != 1 || EVP_DigestFinal_ex(ctx, md, NULL) != 1) {
+        /* the MD5 is checked here, off the event loops; the block checksums are computed from the same
+         * bytes in the same pass, and kept only when the MD5 vouches for them */
+        int sums = commit_sums_start(c, &it->sums, it->size);
+        if (hash_body(c, ctx, it->data, (size_t)it->size, md, sums ? &it->sums : NULL) != 0) {
             replica_item_fail(it, CIO_ENOMEM);
         } else if (CRYPTO_memcmp(md, it->etag, 16) != 0) {
             replica_item_set(it, BATCH_PERMANENT, 400, "the inline data does not match the record's ETag");
+            integrity_damaged(INTEGRITY_APPLY, it->bucket, it->key, it->version, it->origin, UINT64_MAX);
         } else {
+            it->sums_ok = sums;
             const commit_item_t *last = nrun > 0 ? run[nrun - 1] : NULL;
             if (last != NULL && (nrun == WRITE_RUN_MAX || last->ext.off + last->ext.len != it->ext.off))
                 flush_run(c, run, &nrun, wrote);
@@ -146,6 +169,17 @@ static int io_apply(commit_t *c, commit_job_t *j, int *wrote)
     pthread_cond_broadcast(&c->fetch_cv);
     pthread_mutex_unlock(&c->fetch_mu);
     return 1;
+}
+
+/* A PUT's (or a part's) ETag and, for an object, its block checksums. 0 or CIO_ENOMEM. */
+static int put_body(commit_t *c, commit_job_t *j)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int sums = j->op == COMMIT_PUT && commit_sums_start(c, &j->sums, j->size);
+    int ret = hash_body(c, ctx, j->body, (size_t)j->size, j->etag, sums ? &j->sums : NULL);
+    EVP_MD_CTX_free(ctx);
+    j->sums_ok = ret == 0 && sums;
+    return ret;
 }
 
 void *commit_io_main(void *arg)
@@ -180,9 +214,7 @@ void *commit_io_main(void *arg)
                 j->result = commit_mpu_copy(c, j);
             else if (j->body == NULL) /* the client went away before we got here */
                 j->result = CIO_EAGAIN;
-            else if (EVP_Digest(j->body, (size_t)j->size, j->etag, NULL, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1)
-                j->result = CIO_ENOMEM;
-            else
+            else if ((j->result = put_body(c, j)) == 0)
                 j->result = store_write(c->store, j->ext.off, j->body, (size_t)j->size);
             pthread_mutex_lock(&c->io_mu);
             j->body_busy = 0;
@@ -226,10 +258,13 @@ static void fetch_item(commit_t *c, fetch_t *f, commit_item_t *it)
         replica_item_set(it, BATCH_RETRY, 503, "the replica is shutting down");
         return;
     }
-    ret = fetch_to_store(f, it->job->fetch, it->url, c->store, it->ext.off, it->size, it->etag, &status, err, sizeof(err));
+    int sums = commit_sums_start(c, &it->sums, it->size);
+    ret = fetch_to_store(f, it->job->fetch, it->url, c->store, it->ext.off, it->size, it->etag, sums ? &it->sums : NULL, &status,
+                         err, sizeof(err));
     switch (ret) {
     case 0:
-        return; /* written; synced and finished with the rest of the batch */
+        it->sums_ok = sums; /* the MD5 vouched for the bytes they were computed from */
+        return;             /* written; synced and finished with the rest of the batch */
     case CIO_ENOTFOUND:
         replica_item_set(it, BATCH_SKIPPED, 410, "%s", err);
         return;
@@ -243,6 +278,11 @@ static void fetch_item(commit_t *c, fetch_t *f, commit_item_t *it)
         /* a 200 with the wrong bytes is worth an operator's look; an
          * unreachable primary is already visible to repld */
         replica_item_log(it, status == 200 ? LOG_LVL_WARN : LOG_LVL_DEBUG, "fetch from the primary failed");
+        return;
+    case CIO_ECORRUPT:
+        /* the primary sent bytes that are not the object's: never applied, tried again */
+        replica_item_set(it, BATCH_RETRY, 502, "%s", err);
+        integrity_damaged(INTEGRITY_APPLY, it->bucket, it->key, it->version, it->origin, UINT64_MAX);
         return;
     default:
         replica_item_set(it, BATCH_RETRY, 500, "%s", err);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <openssl/crypto.h>
 #include "storaged/commit_int.h"
+#include "storaged/integrity.h"
 
 #define COPY_CHUNK (8u * 1024 * 1024) /* bytes read and written at a time by Complete's copy */
 #define EXPIRE_SLICE 64               /* uploads looked at per round by the expiry */
@@ -175,19 +176,61 @@ fail:
     return ret;
 }
 
+/* Copies an UploadPartCopy's source range to *dst, reading whole checksum
+ * blocks of the source and verifying them first (integrity.h): damaged bytes
+ * never become a part, and so never an object with fresh checksums. Returns 0,
+ * CIO_ECORRUPT (reported), CIO_EIO or CIO_ENOMEM. */
+static int copy_verified(commit_t *c, const commit_mpu_src_t *src, uint64_t *dst, char *buf, EVP_MD_CTX *md)
+{
+    uint64_t roff, rlen, bad = 0, obj_ext = src->ext.off - src->first, end = src->first + src->size;
+    int ret;
+
+    blocksum_widen(src->sums.shift, src->sums.size, src->first, src->size, &roff, &rlen);
+    for (uint64_t pos = roff; pos < roff + rlen; pos += COPY_CHUNK) {
+        size_t n = roff + rlen - pos < COPY_CHUNK ? (size_t)(roff + rlen - pos) : COPY_CHUNK;
+        if ((ret = integrity_read(c->store, obj_ext, pos, buf, n, &src->sums, &bad)) != 0) {
+            if (ret == CIO_ECORRUPT) {
+                /* name is "bucket/key": the report's bucket and key */
+                const char *slash = strchr(src->name, '/');
+                char bucket[LOGREC_BUCKET_MAX + 1];
+                snprintf(bucket, sizeof(bucket), "%.*s", (int)(slash - src->name), src->name);
+                integrity_damaged(INTEGRITY_GET, bucket, slash + 1, src->version, src->origin, bad);
+            }
+            return ret;
+        }
+        /* the part of the chunk inside the range */
+        uint64_t from = pos < src->first ? src->first - pos : 0, to = pos + n > end ? end - pos : n;
+        if ((ret = store_write(c->store, *dst, buf + from, (size_t)(to - from))) != 0)
+            return ret;
+        if (EVP_DigestUpdate(md, buf + from, (size_t)(to - from)) != 1)
+            return CIO_ENOMEM;
+        *dst += to - from;
+    }
+    return 0;
+}
+
 int commit_mpu_copy(commit_t *c, commit_job_t *j)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     uint64_t dst = j->ext.off;
     char *buf = malloc(COPY_CHUNK);
-    int ret = 0;
+    uint64_t total = 0;
+    int ret = 0, sums;
 
+    /* a Complete's object gets its block checksums from the bytes as they are copied (no second pass) */
+    for (size_t i = 0; i < j->mpu_nwant; i++)
+        total += j->mpu_src[i].size;
+    sums = j->op == COMMIT_MPU_COMPLETE && commit_sums_start(c, &j->sums, total);
     if (md == NULL || buf == NULL || EVP_DigestInit_ex2(md, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1) {
         ret = CIO_ENOMEM;
         goto done;
     }
     for (size_t i = 0; i < j->mpu_nwant && ret == 0; i++) {
         uint64_t src = j->mpu_src[i].ext.off, left = j->mpu_src[i].size;
+        if (j->mpu_src[i].have_sums && left > 0) {
+            ret = copy_verified(c, &j->mpu_src[i], &dst, buf, md);
+            continue;
+        }
         while (left > 0) {
             size_t n = left < COPY_CHUNK ? (size_t)left : COPY_CHUNK;
             if ((ret = store_read(c->store, src, buf, n)) != 0 || (ret = store_write(c->store, dst, buf, n)) != 0)
@@ -196,6 +239,8 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
                 ret = CIO_ENOMEM;
                 break;
             }
+            if (sums)
+                blocksum_calc_feed(&j->sums, buf, n);
             src += n;
             dst += n;
             left -= n;
@@ -203,6 +248,7 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
     }
     if (ret == 0 && EVP_DigestFinal_ex(md, j->etag, NULL) != 1)
         ret = CIO_ENOMEM;
+    j->sums_ok = ret == 0 && sums;
 done:
     commit_reader_leave(c, j->mpu_reader);
     j->mpu_reader = 0;

@@ -30,6 +30,7 @@ typedef struct {
     long status; /* 0 until the first body bytes arrive */
     size_t discarded;
     int too_long, io_failed, md_failed;
+    blocksum_calc_t *sums; /* NULL: none computed */
 } sink_t;
 
 int fetch_global_init(void)
@@ -83,6 +84,8 @@ static size_t on_body(char *p, size_t one, size_t n, void *arg)
         k->md_failed = 1;
         return 0;
     }
+    if (k->sums != NULL)
+        blocksum_calc_feed(k->sums, p, n);
     k->got += n;
     return n;
 }
@@ -95,7 +98,7 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 }
 
 int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *s, uint64_t off, uint64_t size,
-                   const uint8_t etag[16], unsigned *status, char *err, size_t errlen)
+                   const uint8_t etag[16], blocksum_calc_t *sums, unsigned *status, char *err, size_t errlen)
 {
     char cerr[CURL_ERROR_SIZE];
     uint8_t md[EVP_MAX_MD_SIZE];
@@ -112,6 +115,7 @@ int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *
     k.s = s;
     k.off = off;
     k.size = size;
+    k.sums = sums;
     if ((k.md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(k.md, EVP_md5(), NULL) != 1) {
         snprintf(err, errlen, "out of memory");
         ret = CIO_ENOMEM;
@@ -177,7 +181,7 @@ int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *
         ret = CIO_ENOMEM;
     } else if (CRYPTO_memcmp(md, etag, 16) != 0) {
         snprintf(err, errlen, "ETag mismatch: the bytes fetched do not match the record's ETag");
-        ret = CIO_EAGAIN;
+        ret = CIO_ECORRUPT;
     } else {
         ret = 0;
     }

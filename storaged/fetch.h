@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "common/blocksum.h"
 #include "common/err.h"
 #include "storaged/store.h"
 
@@ -44,14 +45,17 @@ void fetch_free(fetch_t *f);
  *   CIO_ENOTFOUND the primary answered 410: that version is gone there
  *                 (overwritten or deleted; a newer event follows);
  *   CIO_EAGAIN    worth another try later: connection error, timeout or
- *                 stall, any other status, a size or ETag mismatch;
+ *                 stall, any other status, a size mismatch;
+ *   CIO_ECORRUPT  the bytes do not match the ETag (worth another try too);
  *   CIO_EIO       writing to the data store failed;
  *   CIO_ENOMEM.
  * Except for 0, a one-line reason is written into err (at most errlen
  * bytes); nothing is logged here. *status gets the HTTP status (0 when none
  * arrived). Bytes written before a failure stay in the extent: the caller
- * frees it. */
+ * frees it. `sums` (NULL: none), started for `size` bytes by the caller, is
+ * fed the bytes as they are written: the block checksums of what the MD5
+ * check then vouches for; meaningful only when 0 is returned. */
 int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *s, uint64_t off, uint64_t size,
-                   const uint8_t etag[16], unsigned *status, char *err, size_t errlen) CIO_MUST_CHECK;
+                   const uint8_t etag[16], blocksum_calc_t *sums, unsigned *status, char *err, size_t errlen) CIO_MUST_CHECK;
 
 #endif

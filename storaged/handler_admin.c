@@ -7,6 +7,7 @@
 #include "common/conflict.h"
 #include "common/ctl.h"
 #include "common/date.h"
+#include "storaged/integrity.h"
 #include "storaged/handler_admin.h"
 #include "storaged/mpu.h"
 #include "storaged/http_commit.h"
@@ -248,7 +249,8 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
     http_thread_t *t = http_req_thread(req);
     uint64_t capacity = 0, free_bytes = 0, extents = 0, largest = 0, objects = 0, bytes = 0, head = 0, records = 0;
     uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0, skew = 0, conflicts = 0, kept = 0;
-    uint64_t commits, jobs, uploads = 0, expired = 0;
+    uint64_t commits, jobs, uploads = 0, expired = 0, summed = 0;
+    integrity_stats_t is;
     MDB_txn *txn;
     buf_t b;
 
@@ -265,7 +267,8 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
         meta_state_get(srv->meta, txn, META_APPLY_CLOCK_SKEW, &skew) != 0 ||
         meta_state_get(srv->meta, txn, META_APPLY_CONFLICTS, &conflicts) != 0 ||
         meta_tomb_count(srv->meta, txn, &tombstones) != 0 || conflict_count(srv->meta, txn, &kept) != 0 ||
-        mpu_count(srv->meta, txn, &uploads) != 0 || meta_state_get(srv->meta, txn, META_MPU_EXPIRED, &expired) != 0) {
+        mpu_count(srv->meta, txn, &uploads) != 0 || meta_state_get(srv->meta, txn, META_MPU_EXPIRED, &expired) != 0 ||
+        meta_sums_count(srv->meta, txn, &summed) != 0) {
         http_req_rtxn_end(t);
         http_req_cio_error(req, CIO_EDB, "metrics failed");
         return 0;
@@ -333,6 +336,21 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "# TYPE comio_s3_multipart_uploads_expired_total counter\n"
                "comio_s3_multipart_uploads_expired_total %" PRIu64 "\n",
                uploads, expired);
+    integrity_stats(&is);
+    buf_printf(&b,
+               "# HELP comio_checksum_blocks_verified_total Blocks of object data read and verified against their checksums.\n"
+               "# TYPE comio_checksum_blocks_verified_total counter\n"
+               "comio_checksum_blocks_verified_total %" PRIu64 "\n"
+               "# HELP comio_checksum_mismatches_total Object data found damaged: a read whose block fails its checksum (get), "
+               "bytes received for a replica that fail the event's ETag (apply).\n"
+               "# TYPE comio_checksum_mismatches_total counter\n"
+               "comio_checksum_mismatches_total{path=\"get\"} %" PRIu64 "\n"
+               "comio_checksum_mismatches_total{path=\"apply\"} %" PRIu64 "\n"
+               "# HELP comio_checksum_objects_unverified Objects without block checksums (written before them or with "
+               "storage.checksums off): served unverified.\n"
+               "# TYPE comio_checksum_objects_unverified gauge\n"
+               "comio_checksum_objects_unverified %" PRIu64 "\n",
+               is.verified, is.mismatches[INTEGRITY_GET], is.mismatches[INTEGRITY_APPLY], objects > summed ? objects - summed : 0);
     fetch_metrics(srv, &b);
     if (srv->sync != NULL)
         syncwait_metrics(srv->sync, &b);

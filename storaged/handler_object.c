@@ -14,6 +14,7 @@
 #include "common/conflict.h"
 #include "storaged/http_commit.h"
 #include "storaged/http_precond.h"
+#include "storaged/integrity.h"
 #include "storaged/objmeta_http.h"
 
 /* What one GET holds of the object at a time: a body up to INLINE_READ_MAX
@@ -24,6 +25,9 @@
  * time. */
 #define STREAM_CHUNK (64 * 1024)
 #define INLINE_READ_MAX STREAM_CHUNK
+/* A verified read is of whole checksum blocks: a window is one block (or what
+ * is left of it), and a small body needs at most the two blocks it touches. */
+_Static_assert(STREAM_CHUNK == BLOCKSUM_BLOCK, "a stream window is one checksum block");
 
 /* A PUT's If-Match / If-None-Match / If-Unmodified-Since against the key's
  * current object, evaluated here, on the loop, when the request arrives. A
@@ -208,6 +212,17 @@ typedef struct {
     h2o_req_t *pace_req;
     h2o_iovec_t pace_iov;
     int pace_final;
+    /* block checksums (integrity.h): when `verified`, each window is the
+     * object's blocks read whole and checked before any byte of them goes */
+    int verified;
+    blocksum_view_t sums; /* its CRCs in the request's pool */
+    uint64_t ext_off;     /* the object's extent */
+    const char *slice;    /* the window's bytes to send, inside chunk */
+    int damaged;          /* the last read found a block that fails its checksum */
+    const char *bucket;   /* for the damage report: in the request's pool */
+    const char *key;
+    uint64_t version;
+    char origin[LOGREC_ORIGIN_MAX + 1];
 } stream_t;
 
 #define PACE_TICK_MS 2 /* a window held back by a bandwidth limit is looked at again this often */
@@ -282,19 +297,37 @@ static int stream_paced(stream_t *s, h2o_req_t *req, h2o_iovec_t *iov, int final
 }
 
 /* Reads the next window into s->chunk and, when compressing, compresses it
- * into s->zout. Returns the window's bytes to send, or NULL. */
+ * into s->zout. Returns the window's bytes to send, or NULL (s->damaged set
+ * when a block failed its checksum: then reported). */
 static h2o_iovec_t *stream_next(stream_t *s, h2o_iovec_t *iov)
 {
     size_t n = s->remaining < STREAM_CHUNK ? (size_t)s->remaining : STREAM_CHUNK;
 
-    if (store_read(s->srv->store, s->off, s->chunk, n) != 0)
-        return NULL;
+    if (s->verified) {
+        /* the window ends at a block boundary (or the range's end), and the block it lies in is read whole */
+        uint64_t pos = s->off - s->ext_off, roff, rlen, bad = 0;
+        if (n > STREAM_CHUNK - (pos & (STREAM_CHUNK - 1)))
+            n = (size_t)(STREAM_CHUNK - (pos & (STREAM_CHUNK - 1)));
+        blocksum_widen(s->sums.shift, s->sums.size, pos, n, &roff, &rlen);
+        int ret = integrity_read(s->srv->store, s->ext_off, roff, s->chunk, (size_t)rlen, &s->sums, &bad);
+        if (ret == CIO_ECORRUPT) {
+            s->damaged = 1;
+            integrity_damaged(INTEGRITY_GET, s->bucket, s->key, s->version, s->origin, bad);
+        }
+        if (ret != 0)
+            return NULL;
+        s->slice = s->chunk + (pos - roff);
+    } else {
+        if (store_read(s->srv->store, s->off, s->chunk, n) != 0)
+            return NULL;
+        s->slice = s->chunk;
+    }
     s->off += n;
     s->remaining -= n;
     s->last_n = n;
-    *iov = h2o_iovec_init(s->chunk, n);
+    *iov = h2o_iovec_init(s->slice, n);
     if (s->z != NULL) {
-        if (zcodec_stream_put(s->z, s->chunk, n, s->remaining == 0, &s->zout) != 0)
+        if (zcodec_stream_put(s->z, s->slice, n, s->remaining == 0, &s->zout) != 0)
             return NULL;
         *iov = h2o_iovec_init(s->zout.data, s->zout.len);
     }
@@ -308,7 +341,7 @@ static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
 
     if (s->first_ready) {
         s->first_ready = 0;
-        iov = s->z != NULL ? h2o_iovec_init(s->zout.data, s->zout.len) : h2o_iovec_init(s->chunk, s->off - s->first_off);
+        iov = s->z != NULL ? h2o_iovec_init(s->zout.data, s->zout.len) : h2o_iovec_init(s->slice, s->off - s->first_off);
     } else if (stream_next(s, &iov) == NULL) {
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
@@ -375,6 +408,21 @@ static void send_not_modified(h2o_req_t *req)
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
+/* 503 for an object whose bytes fail their checksum: no client ever gets a
+ * wrong byte (docs/api.md). Block UINT64_MAX: reported already (stream_next). */
+static void reply_damaged(h2o_req_t *req, const handler_api_t *api, const path_t *p, const meta_obj_t *o, uint64_t block)
+{
+    if (block != UINT64_MAX)
+        integrity_damaged(INTEGRITY_GET, p->bucket, p->key, o->version, o->origin, block);
+    /* S3 clients retry a 503 ServiceUnavailable; the native API names the cause */
+    if (api == &handler_object_native)
+        api->error(req, 503, "DataDamaged",
+                   "the object's stored data fails its block checksum and no good copy is available here; the damage is logged");
+    else
+        api->error(req, 503, "ServiceUnavailable",
+                   "The object's stored data fails its checksum and no good copy is available; the damage is logged");
+}
+
 static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin, size_t origin_len,
                  int kept, int zstd_level, uint64_t *counts, int bw_slot, const handler_api_t *api)
 {
@@ -387,7 +435,8 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     char buf[96], etag[HTTP_OBJ_ETAG_MAX];
     size_t etag_len;
     int64_t mtime;
-    int ret, ranged, cond;
+    int ret, ranged, cond, have_sums = 0;
+    blocksum_view_t sums;
 
     token = commit_reader_enter(srv->commit);
     if ((txn = http_req_rtxn_begin(t)) == NULL) {
@@ -426,6 +475,18 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
                (ret == 1 || ret == CIO_ENOTFOUND ||
                 (ret == 0 && (origin != NULL ? !meta_obj_current(&o, version, origin, origin_len) : o.version != version)))) {
         ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */
+    }
+    if (ret == 0 && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
+        /* the CRCs are copied into the request's pool: they outlive the read transaction */
+        uint8_t *owned;
+        if ((ret = integrity_sums(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o, 0, o.size, &sums, &owned,
+                                  &have_sums)) == 0 &&
+            have_sums) {
+            uint8_t *copy = h2o_mem_alloc_pool(&req->pool, (size_t)sums.n * 4);
+            memcpy(copy, owned, (size_t)sums.n * 4);
+            sums.crcs = copy;
+        }
+        free(owned);
     }
     http_req_rtxn_end(t);
     if (ret != 0) {
@@ -494,6 +555,23 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         first = 0;
         len = o.size;
     }
+    /* a small body, verified, is read (whole blocks) and checked before anything is answered */
+    h2o_iovec_t small = {NULL, 0};
+    if (!http_req_is_head(req) && len > 0 && len <= INLINE_READ_MAX && have_sums) {
+        uint64_t roff, rlen, bad = 0;
+        blocksum_widen(sums.shift, sums.size, first, len, &roff, &rlen);
+        char *rbuf = h2o_mem_alloc_pool(&req->pool, (size_t)rlen);
+        ret = integrity_read(srv->store, o.off, roff, rbuf, (size_t)rlen, &sums, &bad);
+        if (ret != 0) {
+            commit_reader_leave(srv->commit, token);
+            if (ret == CIO_ECORRUPT)
+                reply_damaged(req, api, p, &o, bad);
+            else
+                api->cio_error(req, ret, "GET failed");
+            return 0;
+        }
+        small = h2o_iovec_init(rbuf + (first - roff), (size_t)len);
+    }
     req->res.status = ranged > 0 ? 206 : 200;
     req->res.reason = http_req_reason(req->res.status);
     req->res.content_length = len;
@@ -510,8 +588,11 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     }
     if (len <= INLINE_READ_MAX) {
         static h2o_generator_t none = {NULL, NULL};
-        h2o_iovec_t iov = h2o_iovec_init(h2o_mem_alloc_pool(&req->pool, (size_t)len), (size_t)len);
-        ret = store_read(srv->store, o.off + first, iov.base, (size_t)len);
+        h2o_iovec_t iov = small;
+        if (iov.base == NULL) {
+            iov = h2o_iovec_init(h2o_mem_alloc_pool(&req->pool, (size_t)len), (size_t)len);
+            ret = store_read(srv->store, o.off + first, iov.base, (size_t)len);
+        }
         commit_reader_leave(srv->commit, token);
         if (counts != NULL && ret == 0) {
             __atomic_add_fetch(&counts[0], len, __ATOMIC_RELAXED);
@@ -533,22 +614,39 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     s->counts = counts;
     s->count_sent = may_compress;
     s->bw_slot = bw_slot;
+    s->ext_off = o.off;
+    if ((s->verified = have_sums)) {
+        s->sums = sums;
+        s->key = h2o_mem_alloc_pool(&req->pool, p->key_len + 1);
+        memcpy((char *)s->key, p->key, p->key_len + 1);
+        s->bucket = h2o_mem_alloc_pool(&req->pool, p->bucket_len + 1);
+        memcpy((char *)s->bucket, p->bucket, p->bucket_len + 1);
+        s->version = o.version;
+        memcpy(s->origin, o.origin, o.origin_len + 1);
+    }
     buf_init(&s->zout, SIZE_MAX);
     if ((s->chunk = malloc(STREAM_CHUNK)) == NULL) {
         h2o_start_response(req, &s->super);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return 0;
     }
-    if (may_compress) {
+    if (may_compress || s->verified) {
         h2o_iovec_t iov;
-        /* the first window decides, before the headers go: compressed only when it gains 10% */
-        if (zcodec_stream_new(&s->z, zstd_level, len) != 0 || stream_next(s, &iov) == NULL) {
+        /* the first window is read before the headers go: a damaged first block is a clean 503, and when
+         * compressing it decides: compressed only when it gains 10% */
+        if ((may_compress && zcodec_stream_new(&s->z, zstd_level, len) != 0) || stream_next(s, &iov) == NULL) {
+            if (s->damaged) {
+                reply_damaged(req, api, p, &o, UINT64_MAX);
+                return 0; /* the reader token is left when the pool disposes of s */
+            }
             h2o_start_response(req, &s->super);
             h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
             return 0;
         }
         s->first_ready = 1;
-        if (s->zout.len > (size_t)(s->off - s->first_off) / 100 * ZCODEC_KEEP_PERCENT) {
+        if (s->z == NULL) {
+            /* not compressing: the window read is sent first, as is */
+        } else if (s->zout.len > (size_t)(s->off - s->first_off) / 100 * ZCODEC_KEEP_PERCENT) {
             zcodec_stream_free(s->z); /* as is: the window read is sent first, unchanged */
             s->z = NULL;
         } else {

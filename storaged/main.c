@@ -224,6 +224,7 @@ int main(int argc, char **argv)
         log_msg(LOG_LVL_ERROR, "cannot start the committer", "error", cio_strerror(ret), NULL);
         goto fail_meta;
     }
+    commit_set_checksums(commit, conf.checksums);
     commit_set_tombstone_ttl(commit, conf.tombstone_ttl_ms);
     commit_set_multipart_ttl(commit, conf.s3_multipart_ttl_ms);
     commit_set_conflict_ttl(commit, conf.conflict_ttl_ms);

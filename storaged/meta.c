@@ -195,6 +195,10 @@ int meta_tomb_del_older(meta_t *m, MDB_txn *txn, const char *b, size_t blen, con
 typedef struct {
     meta_obj_pick_cb pick;
     void *ctx;
+    meta_t *m;
+    MDB_txn *txn;
+    const char *b;
+    size_t blen;
 } obj_pick_t;
 
 static int pick_obj(void *ctx, const MDB_val *v)
@@ -204,12 +208,15 @@ static int pick_obj(void *ctx, const MDB_val *v)
     int ret = meta_obj_decode(v, &obj);
     if (ret != 0)
         return ret;
-    return p->pick(p->ctx, &obj);
+    if ((ret = p->pick(p->ctx, &obj)) <= 0)
+        return ret;
+    /* the object goes: its checksums with it (another table: the cursor over "objects" is not disturbed) */
+    return (ret = meta_sums_del(p->m, p->txn, p->b, p->blen, obj.key, obj.key_len)) != 0 ? ret : 1;
 }
 
 int meta_obj_del_if(meta_t *m, MDB_txn *txn, const char *b, size_t blen, meta_obj_pick_cb pick, void *ctx)
 {
-    obj_pick_t p = {pick, ctx};
+    obj_pick_t p = {pick, ctx, m, txn, b, blen};
     return range_del(txn, m->objects, "remove objects", b, blen, pick_obj, &p);
 }
 

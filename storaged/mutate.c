@@ -181,7 +181,9 @@ int mutate_put(commit_t *c, MDB_txn *txn, commit_job_t *j)
         o.mpu_parts = j->mpu_nparts;
         memcpy(o.mpu_md5, j->mpu_etag, 16);
     }
-    if ((ret = meta_obj_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &o)) != 0 ||
+    if (j->size == 0 && !j->sums_ok) /* no bytes, no I/O: the record of no blocks */
+        j->sums_ok = commit_sums_start(c, &j->sums, 0);
+    if ((ret = meta_obj_put(c->meta, txn, j->bucket, j->blen, j->key, j->klen, &o, j->sums_ok ? &j->sums : NULL)) != 0 ||
         (ret = meta_pending_del(c->meta, txn, j->ext)) != 0 ||
         (j->carved && (ret = alloc_unreserve(&c->meta->alloc, txn, j->ext.len)) != 0) ||
         (had_tomb && (ret = meta_tomb_del(c->meta, txn, j->bucket, j->blen, j->key, j->klen)) != 0))
@@ -264,10 +266,8 @@ int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     meta_bucket_t bk;
     meta_ver_t parent, version;
-    MDB_cursor *cur = NULL;
     purge_ctx_t p = {c, txn, j, 0};
-    uint8_t seek[LOGREC_BUCKET_MAX + 1];
-    int ret, rc;
+    int ret;
 
     if ((ret = meta_bucket_get(c->meta, txn, j->bucket, j->blen, &bk)) != 0)
         return ret;
@@ -276,22 +276,9 @@ int mutate_purge(commit_t *c, MDB_txn *txn, commit_job_t *j)
         return ret;
     if (p.err != 0)
         return p.err;
-    /* now remove the bucket's whole key range */
-    memcpy(seek, j->bucket, j->blen);
-    seek[j->blen] = 0;
-    if ((rc = mdb_cursor_open(txn, c->meta->objects, &cur)) != 0)
-        return meta_err(rc, "mdb_cursor_open(objects)");
-    for (;;) {
-        MDB_val k = {j->blen + 1, seek}, v;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (rc == MDB_NOTFOUND || k.mv_size < j->blen + 1 || memcmp(k.mv_data, seek, j->blen + 1) != 0)
-            break;
-        if (rc != 0 || (rc = mdb_cursor_del(cur, 0)) != 0) {
-            mdb_cursor_close(cur);
-            return meta_err(rc, "purge objects");
-        }
-    }
-    mdb_cursor_close(cur);
+    /* now remove the bucket's whole key range, with the objects' checksums */
+    if ((ret = meta_obj_del_bucket(c->meta, txn, j->bucket, j->blen)) != 0)
+        return ret;
     if ((ret = meta_purge_get(c->meta, txn, j->bucket, j->blen, &parent)) != 0 || (ret = take_version(c, txn, j, &parent)) != 0)
         return ret;
     j->mtime_ms = clock_wall_ms();

@@ -620,7 +620,7 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
         } else {
             vctx_trim(&kctx, old.origin, old.origin_len, old.version);
             old.ctx = kctx;
-            ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &old);
+            ret = meta_obj_update(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &old);
         }
         if (ret != 0)
             return ret;
@@ -639,8 +639,10 @@ static int apply_item(commit_t *c, MDB_txn *txn, apply_cache_t *ac, commit_item_
         item_merge_ctx(it, &kctx);
         vctx_trim(&kctx, it->origin, it->origin_len, it->version);
         o.ctx = kctx;
+        if (it->size == 0 && !it->sums_ok) /* no bytes, no I/O: the record of no blocks */
+            it->sums_ok = commit_sums_start(c, &it->sums, 0);
         /* an extent cut from the job's run is not pending on its own (replica_finish) */
-        if ((ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &o)) != 0 ||
+        if ((ret = meta_obj_put(c->meta, txn, it->bucket, it->blen, it->key, it->klen, &o, it->sums_ok ? &it->sums : NULL)) != 0 ||
             (it->job->ext.len == 0 && (ret = meta_pending_del(c->meta, txn, it->ext)) != 0) ||
             (had_tomb && (ret = meta_tomb_del(c->meta, txn, it->bucket, it->blen, it->key, it->klen)) != 0))
             return ret;

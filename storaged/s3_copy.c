@@ -17,6 +17,7 @@
 #include "storaged/http_precond.h"
 #include "storaged/objmeta_http.h"
 #include "storaged/s3.h"
+#include "storaged/integrity.h"
 #include "storaged/s3_reply.h"
 
 #define COPY_READS_MAX 8 /* sources being read at once, all loops together; beyond, 503 SlowDown */
@@ -32,7 +33,13 @@ typedef struct copy {
     uint64_t token;                 /* reader token; left by the reading thread */
     uint64_t off, size;             /* the source's extent and size */
     char *body;                     /* malloc'ed, size bytes (at least 1); handed to the PUT's job */
-    int read_rc;                    /* store_read's result */
+    int read_rc;                    /* integrity_read's result */
+    int have_sums;                  /* the source's bytes are verified against its block checksums: */
+    blocksum_view_t sums;           /* those, their CRCs in sums_owned (malloc'ed) */
+    uint8_t *sums_owned;
+    uint64_t bad_block; /* read_rc CIO_ECORRUPT: the first block that failed */
+    const path_t *src;  /* the source and its record, in the request's pool: read only while req lives */
+    const meta_obj_t *src_obj;
     path_t dest;
     char ctype[LOGREC_CTYPE_MAX + 1];
     size_t ctype_len;
@@ -46,6 +53,7 @@ static __thread int copy_rx_ready;
 
 static void copy_free(copy_t *c)
 {
+    free(c->sums_owned);
     free(c->body);
     free(c);
 }
@@ -60,7 +68,10 @@ static void copy_dispose(void *p)
 static void *copy_read_main(void *arg)
 {
     copy_t *c = arg;
-    c->read_rc = c->size > 0 ? store_read(c->srv->store, c->off, c->body, (size_t)c->size) : 0;
+    /* the source is verified as a GET is: damaged bytes never become a new object with fresh checksums */
+    c->read_rc = c->size > 0 ? integrity_read(c->srv->store, c->off, 0, c->body, (size_t)c->size, c->have_sums ? &c->sums : NULL,
+                                              &c->bad_block)
+                             : 0;
     commit_reader_leave(c->srv->commit, c->token);
     h2o_multithread_send_message(c->rx, &c->msg);
     return NULL;
@@ -96,6 +107,13 @@ static void copy_submit(copy_t *c)
     http_commit_t *pend;
 
     *c->holder = NULL;
+    if (c->read_rc == CIO_ECORRUPT) {
+        integrity_damaged(INTEGRITY_GET, c->src->bucket, c->src->key, c->src_obj->version, c->src_obj->origin, c->bad_block);
+        s3_error(req, 503, "ServiceUnavailable",
+                 "The source object's stored data fails its checksum and no good copy is available; the damage is logged", NULL);
+        copy_free(c);
+        return;
+    }
     if (c->read_rc != 0) {
         s3_error_cio(req, c->read_rc, "CopyObject: reading the source failed");
         copy_free(c);
@@ -234,7 +252,9 @@ int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     pthread_attr_t attr;
     pthread_t tid;
     uint64_t token;
-    int rc, replace, reading = 0;
+    int rc, replace, reading = 0, have_sums = 0;
+    blocksum_view_t sums = {0};
+    uint8_t *sums_owned = NULL;
     ssize_t at;
 
     at = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1);
@@ -277,6 +297,9 @@ int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         rc = 1;
     else if (rc == 0)
         rc = meta_obj_get(srv->meta, txn, src->bucket, src->bucket_len, src->key, src->key_len, o);
+    if (rc == 0 && srv->conf->checksums && o->size > 0)
+        rc = integrity_sums(srv->meta, txn, src->bucket, src->bucket_len, src->key, src->key_len, o, 0, o->size, &sums, &sums_owned,
+                            &have_sums);
     http_req_rtxn_end(t);
     if (rc == 1) {
         s3_error(req, 404, "NoSuchBucket", "The specified bucket does not exist", s->resource);
@@ -326,6 +349,12 @@ int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     c->token = token;
     c->off = o->off;
     c->size = o->size;
+    c->have_sums = have_sums;
+    c->sums = sums;
+    c->sums_owned = sums_owned;
+    sums_owned = NULL;
+    c->src = src;
+    c->src_obj = o;
     c->dest = *s->path;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -347,6 +376,7 @@ done:
     if (reading)
         __atomic_fetch_sub(&copies_reading, 1, __ATOMIC_RELAXED);
     commit_reader_leave(srv->commit, token);
+    free(sums_owned);
     if (c != NULL)
         copy_free(c);
     return 0;

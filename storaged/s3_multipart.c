@@ -13,6 +13,7 @@
 #include "storaged/http_commit.h"
 #include "storaged/mpu.h"
 #include "storaged/objmeta_http.h"
+#include "storaged/integrity.h"
 #include "storaged/s3.h"
 #include "storaged/s3_reply.h"
 
@@ -287,6 +288,10 @@ int s3_mpu_upload_part_copy(http_server_t *srv, h2o_req_t *req, const s3_req_t *
         rc = CIO_EDB;
     } else {
         rc = meta_obj_get(srv->meta, txn, sp.bucket, sp.bucket_len, sp.key, sp.key_len, o);
+        /* the source's bytes are verified as they are copied (commit_mpu_copy) */
+        if (rc == 0 && srv->conf->checksums && o->size > 0)
+            rc = integrity_sums(srv->meta, txn, sp.bucket, sp.bucket_len, sp.key, sp.key_len, o, 0, o->size, &copy->sums,
+                                &copy->sums_owned, &copy->have_sums);
         http_req_rtxn_end(t);
     }
     if (rc == 0 && range.base == NULL)
@@ -302,14 +307,23 @@ int s3_mpu_upload_part_copy(http_server_t *srv, h2o_req_t *req, const s3_req_t *
         else
             s3_error(req, 400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", s->resource);
         free(o);
+        free(copy->sums_owned);
         free(copy);
         return 0;
     }
     copy->ext = (alloc_extent_t){o->off + first, o->alen > first ? o->alen - first : 0};
     copy->size = o->size == 0 ? 0 : last - first + 1;
+    copy->first = first;
+    copy->version = o->version;
+    memcpy(copy->origin, o->origin, o->origin_len + 1);
+    if (copy->have_sums && (copy->name = malloc(sp.bucket_len + 1 + sp.key_len + 1)) != NULL)
+        snprintf(copy->name, sp.bucket_len + 1 + sp.key_len + 1, "%s/%s", sp.bucket, sp.key);
+    copy->have_sums = copy->have_sums && copy->name != NULL; /* out of memory: copied unverified */
     free(o);
     if ((pend = http_commit_new(req, COMMIT_MPU_PART, s->path)) == NULL) {
         commit_reader_leave(srv->commit, token);
+        free(copy->sums_owned);
+        free(copy->name);
         free(copy);
         s3_error_cio(req, CIO_ENOMEM, "UploadPartCopy failed");
         return 0;

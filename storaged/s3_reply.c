@@ -129,6 +129,10 @@ void s3_error_cio(h2o_req_t *req, int err, const char *what)
     case CIO_ECHANGED:
         s3_error(req, 412, "PreconditionFailed", "the key was written by another request after its precondition was checked", NULL);
         return;
+    case CIO_ECORRUPT: /* a source whose stored bytes fail their block checksums (storaged/integrity.h) */
+        s3_error(req, 503, "ServiceUnavailable",
+                 "The source object's stored data fails its checksum and no good copy is available; the damage is logged", NULL);
+        return;
     default:
         snprintf(msg, sizeof(msg), "%s: %s", what, cio_strerror(err));
         s3_error(req, 500, "InternalError", msg, NULL);

@@ -5,8 +5,8 @@
 #
 #   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
 #                      of sparse image files); same as COMIO_BENCH_FULL=1
-#   --phases LIST      comma-separated subset of: http,s3,s3big,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full
-#                      (default: http,s3,s3big,drain,drain2,fanout,lag,big,sync,wan,fullsync, plus drain-full with --full)
+#   --phases LIST      comma-separated subset of: http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full
+#                      (default: http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
 #   --rounds N         repeat the four wrk runs, s3big's two uploads and the drain
@@ -26,6 +26,8 @@
 #          (SigV4, x-amz-content-sha256 the body's SHA-256), requests signed by s3sign.py right before each run
 #   s3big  storaged with an S3 credential and an 8 GiB image: a 1 GiB native PUT, then the same bytes through an
 #          S3 multipart upload by boto3 (8 MiB parts, 10 at a time), each timed to its 200 (s3big.py)
+#   cksum  two storaged, storage.checksums true and false: wrk -t2 -c64 4 KiB GET and PUT and 1 MiB GET against
+#          each in turn, every round; prints each figure's median and the ratio on/off (target: >= 0.95)
 #   drain  10,000 PUTs queued on A with repld stopped, then repld started and
 #          the drain to B timed; drain-full does the same with 1,000,000
 #   drain2 the same 10,000 with two targets (A to B and C, replication.targets),
@@ -108,14 +110,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$FULL" = 1 ] || FULL=0
 if [ -z "$PHASES" ]; then
-    PHASES=http,s3,s3big,drain,drain2,fanout,lag,big,sync,wan,fullsync
+    PHASES=http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync
     [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
 fi
 for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
 done
 for p in ${PHASES//,/ }; do
-    case $p in http | s3 | s3big | drain | drain2 | fanout | lag | big | sync | wan | fullsync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,s3,s3big,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full)" >&2; exit 2 ;; esac
+    case $p in http | s3 | s3big | cksum | drain | drain2 | fanout | lag | big | sync | wan | fullsync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full)" >&2; exit 2 ;; esac
 done
 [[ ",$PHASES," == *,drain-full,* ]] && FULL=1
 TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
@@ -609,6 +611,87 @@ phase_http() {
     return $ok
 }
 
+# --- phase: cksum ----------------------------------------------------------------------------------------------
+
+# The cost of block checksums (docs/storage.md): the same wrk runs against a storaged with storage.checksums true
+# and one with false, alternated within each round so that both see the same machine.
+phase_cksum() {
+    log "== cksum: storaged with block checksums on and off, wrk -t$THREADS -c$CONNS, 4 KiB GET and PUT, 1 MiB GET, ${WARMUP}s warm-up + ${DURATION}s each"
+    mkdir -p "$RES/cksum"
+    local mode port pid ok=0 r
+    declare -A CK_PORT=() CK_PID=()
+    head -c $SIZE /dev/urandom >"$WORK/cksum-4k"
+    head -c 1048576 /dev/urandom >"$WORK/cksum-1m"
+    for mode in on off; do
+        port=$(free_port) || return 1
+        site_config "$WORK/cksum-$mode" bench-cksum-$mode "$port" 4GB plain
+        printf 'storage:\n  checksums: %s\n' "$([ $mode = on ] && echo true || echo false)" >>"$WORK/cksum-$mode/config.yaml"
+        if ! start_storaged "$WORK/cksum-$mode"; then
+            CKSUM_ERR="storaged (checksums $mode) did not start"
+            [ -n "${CK_PID[on]:-}" ] && stop "${CK_PID[on]}"
+            return 1
+        fi
+        CK_PID[$mode]=$LAST
+        CK_PORT[$mode]=$port
+        cp "$WORK/cksum-$mode/config.yaml" "$RES/cksum/storaged-$mode.yaml"
+        cmd "$BIN_SHOW/storaged --config $WORK/cksum-$mode/config.yaml   # storage.checksums $mode (cksum/storaged-$mode.yaml)"
+        for f in 4k 1m; do
+            if ! curl -fs -m 10 -o /dev/null -X PUT --data-binary @"$WORK/cksum-$f" "http://127.0.0.1:$port/bench/get/$f"; then
+                CKSUM_ERR="PUT of the GET objects to storaged (checksums $mode) failed"; ok=1
+            fi
+        done
+    done
+    for ((r = 1; r <= ROUNDS && ok == 0; r++)); do
+        [ "$ROUNDS" -gt 1 ] && log "   round $r of $ROUNDS"
+        for mode in on off; do
+            WRK_DIR=$RES/cksum WRK_CPU_PID=${CK_PID[$mode]} wrk_run get4k-$mode-$r "http://127.0.0.1:${CK_PORT[$mode]}/bench/get/4k" "storaged=${CK_PID[$mode]}" get.lua || ok=1
+        done
+        for mode in on off; do
+            WRK_DIR=$RES/cksum WRK_CPU_PID=${CK_PID[$mode]} wrk_run put4k-$mode-$r "http://127.0.0.1:${CK_PORT[$mode]}" "storaged=${CK_PID[$mode]}" \
+                put.lua $PUT_KEYS $SIZE /bench/put/ || ok=1
+        done
+        for mode in on off; do
+            WRK_DIR=$RES/cksum WRK_CPU_PID=${CK_PID[$mode]} wrk_run get1m-$mode-$r "http://127.0.0.1:${CK_PORT[$mode]}/bench/get/1m" "storaged=${CK_PID[$mode]}" get.lua || ok=1
+        done
+    done
+    for mode in on off; do
+        curl -fs -m 10 "http://127.0.0.1:${CK_PORT[$mode]}/metrics" >"$RES/cksum/storaged-$mode-metrics.txt" 2>/dev/null
+        alive "${CK_PID[$mode]}" || { CKSUM_ERR="storaged (checksums $mode) died during the runs"; ok=1; }
+        stop "${CK_PID[$mode]}" 30
+    done
+    if [ $ok = 0 ]; then
+        # medians of the rounds, and on/off; a run with error answers fails the phase
+        "$PY" - "$RES/cksum" "$ROUNDS" <<'PYEOF' | tee "$RES/cksum/summary.txt" || { CKSUM_ERR="a run counted errors"; ok=1; }
+import json, statistics, sys
+d, rounds = sys.argv[1], int(sys.argv[2])
+def run(name):
+    for line in open("%s/%s.wrk" % (d, name)):
+        if line.startswith("WRKJSON "):
+            return json.loads(line[8:])
+def cpu_us(name, w):
+    # storaged's CPU per request: steadier than req/s on a machine others use too
+    try:
+        return float(open("%s/%s.cpu" % (d, name)).read()) * 1e6 / (w["requests"] or 1)
+    except (OSError, ValueError):
+        return float("nan")
+bad = 0
+for what, label in (("get4k", "GET 4 KiB"), ("put4k", "PUT 4 KiB"), ("get1m", "GET 1 MiB")):
+    med, cpu = {}, {}
+    for mode in ("on", "off"):
+        names = ["%s-%s-%d" % (what, mode, r) for r in range(1, rounds + 1)]
+        ws = [run(n) for n in names]
+        bad += sum(sum(w["errors"].values()) for w in ws)
+        med[mode] = statistics.median(w["req_per_s"] for w in ws)
+        cpu[mode] = statistics.median(cpu_us(n, w) for n, w in zip(names, ws))
+    print("   %-10s checksums on %9.0f req/s %8.1f CPU us/req   off %9.0f req/s %8.1f CPU us/req   on/off %.3fx (CPU %.3fx)" %
+          (label, med["on"], cpu["on"], med["off"], cpu["off"], med["on"] / med["off"], cpu["on"] / cpu["off"]))
+sys.exit(1 if bad else 0)
+PYEOF
+    fi
+    [ $ok = 0 ] || { CKSUM_ERR=${CKSUM_ERR:-"a wrk run failed"}; tail_logs "$WORK/cksum-on" "$WORK/cksum-off"; }
+    return $ok
+}
+
 # --- phase: s3 -------------------------------------------------------------------------------------------------
 S3_PUT_KEYS=20000 # per wrk thread, each API its own keys: the first 40,000 PUTs create, the rest overwrite
 S3_GET_KEYS=1000  # objects filled before the runs, read round by both APIs
@@ -1084,6 +1167,7 @@ run_phase() { # run_phase NAME FUNCTION ERRVAR [ARGS...]
 want http && run_phase http phase_http HTTP_ERR
 want s3 && run_phase s3 phase_s3 S3_ERR
 want s3big && run_phase s3big phase_s3big S3BIG_ERR
+want cksum && run_phase cksum phase_cksum CKSUM_ERR
 if want drain; then
     run_phase drain-$DRAIN_SMALL phase_drain DRAIN_ERR $DRAIN_SMALL
     for ((r = 2; r <= ROUNDS; r++)); do run_phase drain-$DRAIN_SMALL-r$r phase_drain DRAIN_ERR $DRAIN_SMALL $r; done

@@ -34,7 +34,7 @@ DELETED = "gone.txt"
 PRIMARY_BUCKET = "from-primary"
 PRIMARY_OBJECTS = {"kept.txt": b"applied from a primary\n", "gone-there": b"deleted on the primary\n"}
 UPGRADED = "upgraded the metadata format"
-NEWER = ("metadata format 5 is newer than this %s understands (4): run a newer ComIO, "
+NEWER = ("metadata format 6 is newer than this %s understands (5): run a newer ComIO, "
          "or restore the metadata of this release")
 
 
@@ -116,7 +116,7 @@ def test_unversioned_store_upgrades_serves_and_ships(tmp_path):
         b.start()
         a.start_storaged()
         lines = upgrade_lines(a)
-        assert [(e.get("from"), e.get("to")) for e in lines] == [("0", "1"), ("1", "2"), ("2", "3"), ("3", "4")], \
+        assert [(e.get("from"), e.get("to")) for e in lines] == [("0", "1"), ("1", "2"), ("2", "3"), ("3", "4"), ("4", "5")], \
             a.storaged.log_tail()
 
         c = a.client()
@@ -134,10 +134,13 @@ def test_unversioned_store_upgrades_serves_and_ships(tmp_path):
         assert len(set(legacy.values())) == len(legacy)
         assert c.get(BUCKET, DELETED).status == 404
         assert c.list_all(BUCKET)[0] == sorted(want)
+        # written before block checksums: served unverified, and counted
+        m = c.metrics()
+        assert m.value("comio_checksum_objects_unverified") == m.value("comio_objects") > 0
 
         # once upgraded, a restart does not upgrade again
         a.storaged.restart()
-        assert len(upgrade_lines(a)) == 4, a.storaged.log_tail()
+        assert len(upgrade_lines(a)) == 5, a.storaged.log_tail()
 
         # what A applied from its primary is still there, at the primary's seq with origin "" (the primary's id
         # was not recorded), and the tombstone too
@@ -188,7 +191,7 @@ def test_newer_format_is_refused_and_nothing_changes(tmp_path):
     to do, exit non-zero, and leave every byte of the store and the metadata as it was."""
     workdir = tmp_path / "a"
     unpack(workdir)
-    set_format(workdir / "store.img.meta", 5)
+    set_format(workdir / "store.img.meta", 6)
     site = Site(workdir, "site-a", size=STORE_SIZE, repl={"remote_url": "http://127.0.0.1:9", "remote_token": "t" * 32})
     before = file_bytes(workdir)
 
@@ -217,7 +220,7 @@ def test_repld_does_not_upgrade(tmp_path):
     before = file_bytes(workdir)
     r = site.repld_cmd()
     assert r.returncode != 0
-    assert "metadata format 0 is older than this repld understands (4): start storaged first" in r.stdout + r.stderr, r
+    assert "metadata format 0 is older than this repld understands (5): start storaged first" in r.stdout + r.stderr, r
     assert comio.sanitizer_report(r.stdout + r.stderr) is None, r.stderr
     assert file_bytes(workdir) == before
 

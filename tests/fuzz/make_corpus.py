@@ -290,13 +290,28 @@ def s3xml_seeds():
     }
 
 
+def blocksum_seeds():
+    """Block checksum records (common/blocksum.h): format, log2 block, version, origin, extent offset, size, CRC32Cs."""
+    def record(size, crcs, origin=b"site-a", shift=16, fmt=1):
+        return (struct.pack(">BBQB", fmt, shift, 1764000000000 << 16, len(origin)) + origin +
+                struct.pack(">QQ", 4096, size) + b"".join(struct.pack(">I", c) for c in crcs))
+    return {
+        "empty": record(0, []),
+        "one-byte": record(1, [0x527D5351]),
+        "three-blocks": record(2 * 65536 + 5, [1, 2, 3]),
+        "small-blocks": record(1024, [0, 0], shift=9),
+        "missing-crc": record(65537, [1]),
+        "bad-format": record(0, [], fmt=2),
+    }
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     targets = {"fuzz_logrec": logrec_seeds(), "fuzz_batch": batch_seeds(), "fuzz_path": path_seeds(),
                "fuzz_units": units_seeds(), "fuzz_conf": conf_seeds(), "fuzz_presign": presign_seeds(),
                "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds(), "fuzz_cksum": cksum_seeds(),
                "fuzz_awschunk": awschunk_seeds(), "fuzz_objmeta": objmeta_seeds(),
-               "fuzz_s3xml": s3xml_seeds()}
+               "fuzz_s3xml": s3xml_seeds(), "fuzz_blocksum": blocksum_seeds()}
     total = 0
     for target, seeds in targets.items():
         d = os.path.join(out, target)

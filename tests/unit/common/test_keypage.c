@@ -15,7 +15,7 @@ static int put_obj(meta_t *m, MDB_txn *txn, const char *b, const char *k, uint64
     o.size = v % 100;
     o.origin_len = 6;
     memcpy(o.origin, "site-a", 7);
-    return meta_obj_put(m, txn, b, strlen(b), k, strlen(k), &o);
+    return meta_obj_put(m, txn, b, strlen(b), k, strlen(k), &o, NULL);
 }
 
 static int put_tomb(meta_t *m, MDB_txn *txn, const char *b, const char *k, uint64_t v)

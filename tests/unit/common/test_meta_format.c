@@ -45,7 +45,7 @@ static void test_unversioned_upgrades(void)
     meta_close(&m);
     /* repld neither opens nor upgrades it */
     CHECK(meta_open_env(&m, dir, 0, 0, err, sizeof(err)) == CIO_EPROTO);
-    CHECK(strstr(err, "older than this repld understands (4): start storaged first") != NULL);
+    CHECK(strstr(err, "older than this repld understands (5): start storaged first") != NULL);
     CHECK(meta_open_env(&m, dir, 0, META_OPEN_RDONLY, err, sizeof(err)) == CIO_EPROTO);
     CHECK(meta_open_env(&m, dir, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) == 0);
     CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), META_FORMAT_CURRENT);
@@ -64,7 +64,7 @@ static void test_newer_refused(void)
     CHECK(put_format(&m, META_FORMAT_CURRENT + 1, 0) == 0);
     meta_close(&m);
     CHECK(meta_open_env(&m, dir, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) == CIO_EPROTO);
-    CHECK(strstr(err, "metadata format 5 is newer than this storaged understands (4): run a newer ComIO, or restore the "
+    CHECK(strstr(err, "metadata format 6 is newer than this storaged understands (5): run a newer ComIO, or restore the "
                       "metadata of this release") != NULL);
     CHECK(strstr(err, dir) != NULL);
     CHECK(m.env == NULL);
@@ -174,7 +174,7 @@ static int put_object(meta_t *m, const char *key, const meta_obj_t *o)
     MDB_txn *txn;
     if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
         return -1;
-    if (meta_obj_put(m, txn, "bkt", 3, key, strlen(key), o) != 0) {
+    if (meta_obj_put(m, txn, "bkt", 3, key, strlen(key), o, NULL) != 0) {
         mdb_txn_abort(txn);
         return -1;
     }
@@ -392,11 +392,91 @@ static void test_migrate_steps(void)
     meta_close(&m);
 }
 
+/* A format-4 store has no "blocksums" table: repld refuses it, storaged's
+ * step to 5 creates it, and its objects read as having no checksums. */
+static void test_format4_gets_blocksums(void)
+{
+    meta_t m;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    meta_obj_t o;
+    blocksum_rec_t r;
+    char dir[sizeof(site_tmp) + 32], err[512];
+
+    CHECK(site_env_fresh(&m, "v4", dir, sizeof(dir)) == 0);
+    memset(&o, 0, sizeof(o));
+    o.version = 5;
+    o.size = 3;
+    CHECK(mdb_txn_begin(m.env, NULL, 0, &txn) == 0);
+    CHECK(meta_obj_put(&m, txn, "bkt", 3, "old", 3, &o, NULL) == 0);
+    CHECK(mdb_drop(txn, m.blocksums, 1) == 0);
+    CHECK(mdb_txn_commit(txn) == 0);
+    CHECK(put_format(&m, 4, 0) == 0);
+    meta_close(&m);
+    CHECK(meta_open_env(&m, dir, 0, 0, err, sizeof(err)) == CIO_EPROTO);
+    CHECK(meta_open_env(&m, dir, 16u << 20, META_OPEN_CREATE, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(site_counter(&m, META_FORMAT_VERSION), 5);
+    CHECK(mdb_txn_begin(m.env, NULL, MDB_RDONLY, &txn) == 0);
+    CHECK(mdb_dbi_open(txn, "blocksums", 0, &dbi) == 0);
+    CHECK(meta_obj_get(&m, txn, "bkt", 3, "old", 3, &o) == 0 && o.version == 5);
+    CHECK(meta_sums_get(&m, txn, "bkt", 3, "old", 3, &r) == CIO_ENOTFOUND);
+    mdb_txn_abort(txn);
+    meta_close(&m);
+}
+
+/* The checksums follow the object record: written with it, replaced with it, removed with it. */
+static void test_blocksums_follow_object(void)
+{
+    meta_t m;
+    MDB_txn *txn;
+    meta_obj_t o;
+    blocksum_rec_t r;
+    blocksum_calc_t sums;
+    uint64_t n = 9;
+    char dir[sizeof(site_tmp) + 32];
+
+    CHECK(site_env_fresh(&m, "sums", dir, sizeof(dir)) == 0);
+    memset(&o, 0, sizeof(o));
+    o.version = 7;
+    o.off = 4096;
+    o.size = 3;
+    CHECK(blocksum_calc_init(&sums, 3) == 0);
+    blocksum_calc_feed(&sums, "abc", 3);
+    CHECK(mdb_txn_begin(m.env, NULL, 0, &txn) == 0);
+    CHECK(meta_obj_put(&m, txn, "bkt", 3, "k", 1, &o, &sums) == 0);
+    CHECK(meta_sums_get(&m, txn, "bkt", 3, "k", 1, &r) == 0 && blocksum_matches(&r, 7, "", 0, 4096, 3) && r.nblocks == 1);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 1);
+    /* the same bytes' record rewritten: kept */
+    CHECK(meta_obj_update(&m, txn, "bkt", 3, "k", 1, &o) == 0);
+    CHECK(meta_sums_get(&m, txn, "bkt", 3, "k", 1, &r) == 0);
+    /* sums for another size are refused */
+    o.size = 4;
+    CHECK(meta_obj_put(&m, txn, "bkt", 3, "k", 1, &o, &sums) == CIO_EINVAL);
+    /* new bytes without checksums: the old ones go */
+    CHECK(meta_obj_put(&m, txn, "bkt", 3, "k", 1, &o, NULL) == 0);
+    CHECK(meta_sums_get(&m, txn, "bkt", 3, "k", 1, &r) == CIO_ENOTFOUND);
+    o.size = 3;
+    CHECK(meta_obj_put(&m, txn, "bkt", 3, "k", 1, &o, &sums) == 0);
+    CHECK(meta_obj_put(&m, txn, "bkt", 3, "k2", 2, &o, &sums) == 0);
+    CHECK(meta_obj_put(&m, txn, "bkt2", 4, "k", 1, &o, &sums) == 0);
+    CHECK(meta_obj_del(&m, txn, "bkt", 3, "k", 1) == 0);
+    CHECK(meta_sums_get(&m, txn, "bkt", 3, "k", 1, &r) == CIO_ENOTFOUND);
+    CHECK(meta_obj_del_bucket(&m, txn, "bkt", 3) == 0);
+    CHECK(meta_sums_get(&m, txn, "bkt", 3, "k2", 2, &r) == CIO_ENOTFOUND);
+    CHECK(meta_sums_get(&m, txn, "bkt2", 4, "k", 1, &r) == 0);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 1);
+    mdb_txn_abort(txn);
+    blocksum_calc_free(&sums);
+    meta_close(&m);
+}
+
 int main(void)
 {
     if (site_tmp_make() != 0)
         return 1;
     RUN(test_new_env_is_current);
+    RUN(test_format4_gets_blocksums);
+    RUN(test_blocksums_follow_object);
     RUN(test_unversioned_upgrades);
     RUN(test_newer_refused);
     RUN(test_format1_objects_upgrade);

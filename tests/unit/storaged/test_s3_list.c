@@ -45,7 +45,7 @@ static int put_keys(meta_t *m, const char *b, char **ks, size_t n)
     if (mdb_txn_begin(m->env, NULL, 0, &txn) != 0)
         return -1;
     for (size_t i = 0; i < n; i++)
-        if (meta_obj_put(m, txn, b, strlen(b), ks[i], strlen(ks[i]), &o) != 0) {
+        if (meta_obj_put(m, txn, b, strlen(b), ks[i], strlen(ks[i]), &o, NULL) != 0) {
             mdb_txn_abort(txn);
             return -1;
         }

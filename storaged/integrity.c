@@ -1,0 +1,101 @@
+/* integrity.c - verified reads of object bytes, and the reporting of damage. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/log.h"
+#include "storaged/integrity.h"
+
+static uint64_t blocks_verified;              /* atomic */
+static uint64_t mismatches[INTEGRITY_NPATHS]; /* atomic */
+
+#define RECENT_MAX 64
+static uint64_t recent[RECENT_MAX]; /* hashes of the damage logged last, a ring; atomic slots */
+static unsigned recent_next;        /* atomic */
+
+int integrity_sums(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
+                   uint64_t off, uint64_t len, blocksum_view_t *v, uint8_t **owned, int *have)
+{
+    blocksum_rec_t r;
+    int ret;
+
+    *have = 0;
+    *owned = NULL;
+    memset(v, 0, sizeof(*v));
+    ret = meta_sums_get(m, txn, b, blen, k, klen, &r);
+    if (ret != 0 || !blocksum_matches(&r, o->version, o->origin, o->origin_len, o->off, o->size))
+        return 0; /* none, or another object's: unverified (CIO_EPROTO is logged by meta_sums_get) */
+    *v = blocksum_view(&r, off, len);
+    if ((ret = blocksum_view_copy(v, owned)) != 0)
+        return ret;
+    *have = 1;
+    return 0;
+}
+
+int integrity_read(store_t *s, uint64_t ext_off, uint64_t roff, void *buf, size_t len, const blocksum_view_t *v,
+                   uint64_t *bad_block)
+{
+    int ret;
+
+    if ((ret = store_read(s, ext_off + roff, buf, len)) != 0 || v == NULL)
+        return ret;
+    ret = blocksum_verify(v, roff, buf, len, bad_block);
+    if (ret == CIO_EIO)
+        return CIO_ECORRUPT;
+    if (ret == 0)
+        integrity_count_verified(blocksum_nblocks(len, v->shift));
+    return ret;
+}
+
+/* FNV-1a over the damage's identity. */
+static uint64_t damage_hash(const char *b, const char *k, uint64_t version, const char *origin, uint64_t block)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    const char *parts[3] = {b, k, origin};
+    for (int i = 0; i < 3; i++)
+        for (const char *p = parts[i];; p++) {
+            h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+            if (*p == '\0')
+                break;
+        }
+    h = (h ^ version) * 0x100000001b3ull;
+    return (h ^ block) * 0x100000001b3ull;
+}
+
+void integrity_damaged(integrity_path_t path, const char *b, const char *k, uint64_t version, const char *origin, uint64_t block)
+{
+    uint64_t h = damage_hash(b, k, version, origin, block);
+    char vs[24], bs[24];
+
+    __atomic_add_fetch(&mismatches[path], 1, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < RECENT_MAX; i++)
+        if (__atomic_load_n(&recent[i], __ATOMIC_RELAXED) == h)
+            return; /* logged already */
+    __atomic_store_n(&recent[__atomic_fetch_add(&recent_next, 1, __ATOMIC_RELAXED) % RECENT_MAX], h, __ATOMIC_RELAXED);
+    snprintf(vs, sizeof(vs), "%" PRIu64, version);
+    if (block == UINT64_MAX) /* bytes received for a replica: the whole object's MD5 failed, no block is named */
+        snprintf(bs, sizeof(bs), "unknown");
+    else
+        snprintf(bs, sizeof(bs), "%" PRIu64, block);
+    log_msg(LOG_LVL_ERROR,
+            path == INTEGRITY_APPLY ? "object data damaged: the bytes received do not match the event's ETag, not applied"
+                                    : "object data damaged: a block does not match its checksum, the read failed",
+            "path", integrity_path_name(path), "bucket", b, "key", k, "version", vs, "origin", origin, "block", bs, NULL);
+}
+
+void integrity_count_verified(uint64_t blocks)
+{
+    __atomic_add_fetch(&blocks_verified, blocks, __ATOMIC_RELAXED);
+}
+
+void integrity_stats(integrity_stats_t *out)
+{
+    out->verified = __atomic_load_n(&blocks_verified, __ATOMIC_RELAXED);
+    for (int i = 0; i < INTEGRITY_NPATHS; i++)
+        out->mismatches[i] = __atomic_load_n(&mismatches[i], __ATOMIC_RELAXED);
+}
+
+const char *integrity_path_name(integrity_path_t path)
+{
+    return path == INTEGRITY_APPLY ? "apply" : "get";
+}
