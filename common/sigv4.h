@@ -131,6 +131,7 @@ typedef struct {
     char secret[SIGV4_KEYCACHE_SECRET_MAX]; /* compared in constant time: a changed secret is a miss */
     size_t secret_len;
     uint8_t key[32];
+    uint64_t hmac[32]; /* the key's two HMAC pads, hashed: SHA-256 states, opaque */
 } sigv4_keycache_entry_t;
 typedef struct {
     sigv4_keycache_entry_t slot[SIGV4_KEYCACHE_SLOTS];
