@@ -598,6 +598,10 @@ static void append_trimmed(canon_t *b, const char *v, size_t n)
         i++;
     while (end > i && (v[end - 1] == ' ' || v[end - 1] == '\t'))
         end--;
+    if (memchr(v + i, ' ', end - i) == NULL && memchr(v + i, '\t', end - i) == NULL) {
+        canon_put(b, v + i, end - i); /* nothing inside to collapse, as most values (a digest, a date, a host) */
+        return;
+    }
     while (i < end) { /* a buffer's room at a time: no bounds check per byte */
         size_t stop = end - i < sizeof(b->buf) ? end : i + sizeof(b->buf), o = 0;
         char *d = canon_room(b, stop - i);

@@ -347,6 +347,38 @@ static void test_malformed(void)
     CHECK(sigv4_equal("abc", "abc", 3) && !sigv4_equal("abc", "abd", 3));
 }
 
+/* a signed header's value is signed trimmed, with each inner run of spaces
+ * and tabs as one space (the signature: the spec's canonical form, computed
+ * with Python's hmac for "a b c") */
+static void test_value_spaces(void)
+{
+    static const char *const same[] = {"a b c", "  a b c ", "a  b   c", "a\tb \t c", "\ta b\tc\t", "a \t\t b c"};
+    static const char *const other[] = {"a bc", "ab c", "a b c d", "a b  c."};
+    sigv4_header_t h[] = {
+        H("Host", "h"),
+        H("x-amz-content-sha256", EMPTY),
+        H("x-amz-date", "20130524T000000Z"),
+        H("x-amz-meta-s", ""),
+        H("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                           "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-s,"
+                           "Signature=199334725740946f516c8a6398fbeb4324877431f79622ee93b0026464dab108"),
+    };
+    sigv4_request_t r = req("GET", "/x", NULL, h, 5);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        h[3].value = same[i];
+        h[3].value_len = strlen(same[i]);
+        CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    }
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        h[3].value = other[i];
+        h[3].value_len = strlen(other[i]);
+        CHECK(check(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL && strcmp(e.code, "SignatureDoesNotMatch") == 0);
+    }
+}
+
 /* X-Amz-Date as seconds: the same as timegm() gives, also for a day past
  * its month's end (counted on into the next month) and a leap second; a
  * date before 1970 is refused */
@@ -491,6 +523,7 @@ int main(void)
     RUN(test_chunks);
     RUN(test_keycache);
     RUN(test_malformed);
+    RUN(test_value_spaces);
     RUN(test_dates);
     RUN(test_hex_forms);
     return TEST_SUMMARY();
