@@ -245,15 +245,24 @@ static int set_signed_headers(sigv4_auth_t *a, const char *v, size_t len, const 
             names++;
         else if (c <= 0x20 || c >= 0x7f || c == ':')
             return fail(e, 400, code, "%s: SignedHeaders holds a character no header name has", what);
+        a->signed_headers[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); /* as the canonical request has them */
     }
     if (names > SIGV4_SIGNED_HEADERS_MAX)
         return fail(e, 400, code, "%s: more than %d SignedHeaders", what, SIGV4_SIGNED_HEADERS_MAX);
-    memcpy(a->signed_headers, v, len);
     a->signed_headers[len] = '\0';
     if (!signed_has(a->signed_headers, "host", 4))
         return fail(e, 400, code, "%s: the host header must be signed", what);
     return 0;
 }
+
+/* Each byte's hex digit in lower case; 0 for a byte that is none. Looked up
+ * without a branch: the digits of a signature are random, and a branch per
+ * digit is mispredicted half the time. */
+static const char hex_lc[256] = {
+    ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3', ['4'] = '4', ['5'] = '5', ['6'] = '6', ['7'] = '7',
+    ['8'] = '8', ['9'] = '9', ['a'] = 'a', ['b'] = 'b', ['c'] = 'c', ['d'] = 'd', ['e'] = 'e', ['f'] = 'f',
+    ['A'] = 'a', ['B'] = 'b', ['C'] = 'c', ['D'] = 'd', ['E'] = 'e', ['F'] = 'f',
+};
 
 static int set_payload(sigv4_auth_t *a, const sigv4_header_t *h, sigv4_error_t *e)
 {
@@ -266,10 +275,9 @@ static int set_payload(sigv4_auth_t *a, const sigv4_header_t *h, sigv4_error_t *
     if (h->value_len == SIGV4_SIG_HEX) {
         unsigned ok = 1;
         for (size_t i = 0; i < SIGV4_SIG_HEX; i++) {
-            /* c | 0x20: 'A'-'F' as 'a'-'f' (only they land there), digits as they are */
-            unsigned char c = (unsigned char)h->value[i], lc = (unsigned char)(c | 0x20);
-            ok &= ((unsigned)(c - '0') < 10) | ((unsigned)(lc - 'a') < 6);
-            a->payload_hash[i] = (char)lc;
+            char d = hex_lc[(unsigned char)h->value[i]];
+            ok &= (unsigned)(d != 0);
+            a->payload_hash[i] = d;
         }
         if (ok) {
             a->payload_hash[SIGV4_SIG_HEX] = '\0';
@@ -289,21 +297,16 @@ bad:
                 "STREAMING-UNSIGNED-PAYLOAD-TRAILER or a SHA-256 in hex");
 }
 
-/* Whether c is a lower-case hex digit, without a branch: the digits of a
- * signature are random, and a branch per digit is mispredicted half the time. */
-static inline unsigned is_lower_hex(unsigned char c)
-{
-    return ((unsigned)(c - '0') < 10) | ((unsigned)(c - 'a') < 6);
-}
-
 static int is_hex_sig(const char *s, size_t len)
 {
     unsigned ok = 1;
 
     if (len != SIGV4_SIG_HEX)
         return 0;
-    for (size_t i = 0; i < len; i++)
-        ok &= is_lower_hex((unsigned char)s[i]);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        ok &= (unsigned)(hex_lc[c] == (char)c) & (unsigned)(c != 0); /* lower-case digits only */
+    }
     return (int)ok;
 }
 
@@ -522,20 +525,6 @@ static inline char *canon_room(canon_t *c, size_t n)
     return c->buf + c->len;
 }
 
-/* p[0..n) in lower case. */
-static void canon_lower(canon_t *c, const char *p, size_t n)
-{
-    while (n > 0) {
-        size_t k = n < sizeof(c->buf) ? n : sizeof(c->buf);
-        char *d = canon_room(c, k);
-        for (size_t i = 0; i < k; i++)
-            d[i] = p[i] >= 'A' && p[i] <= 'Z' ? (char)(p[i] + 32) : p[i];
-        c->len += k;
-        p += k;
-        n -= k;
-    }
-}
-
 static int canonical_query(canon_t *out, const sigv4_request_t *r, int presigned)
 {
     param_t *ps = NULL;
@@ -630,7 +619,7 @@ static int canonical_request(canon_t *b, const sigv4_request_t *r, const sigv4_a
     for (;;) {
         const char *end = strchr(p, ';');
         size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        canon_lower(b, p, n);
+        canon_put(b, p, n); /* in lower case since set_signed_headers */
         canon_byte(b, ':');
         int first = 1;
         for (const sigv4_header_t *h = header_find(r, p, n, 0); h != NULL; h = header_find(r, p, n, (size_t)(h - r->headers) + 1)) {
@@ -645,7 +634,7 @@ static int canonical_request(canon_t *b, const sigv4_request_t *r, const sigv4_a
         p = end + 1;
     }
     canon_byte(b, '\n');
-    canon_lower(b, a->signed_headers, strlen(a->signed_headers));
+    canon_put(b, a->signed_headers, strlen(a->signed_headers));
     canon_byte(b, '\n');
     canon_put(b, a->content_sha256, strlen(a->content_sha256));
     return 0;

@@ -70,7 +70,7 @@ typedef struct {
     char access_key[SIGV4_ACCESS_KEY_MAX + 1];
     char amz_date[17];                         /* 20130524T000000Z */
     char scope[8 + 1 + SIGV4_REGION_MAX + 20]; /* 20130524/us-east-1/s3/aws4_request */
-    char signed_headers[1024];                 /* "host;x-amz-date", as given */
+    char signed_headers[1024];                 /* "host;x-amz-date", as given but in lower case */
     char signature[SIGV4_SIG_HEX + 1];         /* the request's (the seed of an aws-chunked body's chain) */
     sigv4_payload_t payload;
     char payload_hash[SIGV4_SIG_HEX + 1]; /* SIGV4_PAYLOAD_SHA256: the hex digest claimed (lower case) */

@@ -68,6 +68,12 @@ static void test_get_object(void)
     CHECK_EQ_INT(check(&r, T0 + 15 * 60, "us-east-1", &a, &e), 0);
     CHECK(check(&r, T0 + 20 * 60, "us-east-1", &a, &e) != 0 && strcmp(e.code, "RequestTimeTooSkewed") == 0 && e.status == 403);
     CHECK(check(&r, T0 - 20 * 60, "us-east-1", &a, &e) != 0 && strcmp(e.code, "RequestTimeTooSkewed") == 0);
+    /* SignedHeaders in another case: signed in lower case all the same */
+    h[4].value = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                 "SignedHeaders=Host;RANGE;x-Amz-Content-SHA256;X-AMZ-DATE,"
+                 "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
+    h[4].value_len = strlen(h[4].value);
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
     /* another region: the error names the one expected */
     CHECK(check(&r, T0, "eu-west-1", &a, &e) != 0 && strcmp(e.code, "AuthorizationHeaderMalformed") == 0 && e.status == 400 &&
           strstr(e.msg, "expecting 'eu-west-1'") != NULL);
