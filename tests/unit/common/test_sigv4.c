@@ -74,6 +74,16 @@ static void test_get_object(void)
                  "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
     h[4].value_len = strlen(h[4].value);
     CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    /* header names in any case; only letters fold: "x\ramz-date" or "x-amz_date" is no x-amz-date */
+    h[0].name = "HOST";
+    h[3].name = "X-Amz-Date";
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    h[3].name = "x\ramz-date";
+    CHECK(check(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL && strcmp(e.code, "AccessDenied") == 0);
+    h[3].name = "x-amz_date";
+    CHECK(check(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL && strcmp(e.code, "AccessDenied") == 0);
+    h[3].name = "x-amz-date";
+    h[0].name = "Host";
     /* another region: the error names the one expected */
     CHECK(check(&r, T0, "eu-west-1", &a, &e) != 0 && strcmp(e.code, "AuthorizationHeaderMalformed") == 0 && e.status == 400 &&
           strstr(e.msg, "expecting 'eu-west-1'") != NULL);
