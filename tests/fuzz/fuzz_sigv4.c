@@ -187,7 +187,8 @@ static void arbitrary_request(fuzz_in_t *in)
     /* (a key that starts with a NUL reads as "", which no credential is: InvalidAccessKeyId) */
     FUZZ_CHECK(strlen(a.access_key) <= SIGV4_ACCESS_KEY_MAX);
     FUZZ_CHECK(strlen(a.signature) == SIGV4_SIG_HEX && lower_hex(a.signature, SIGV4_SIG_HEX));
-    FUZZ_CHECK(strlen(a.scope) == 8 + 26 && memcmp(a.scope, date, 8) == 0 && strcmp(a.scope + 8, "/us-east-1/s3/aws4_request") == 0);
+    FUZZ_CHECK(strlen(a.scope) == 8 + 26 && memcmp(a.scope, date, 8) == 0 &&
+               strcmp(a.scope + 8, "/us-east-1/s3/aws4_request") == 0);
     FUZZ_CHECK(a.date >= 0 && a.date - now <= SIGV4_SKEW_MAX_S && now - a.date <= SIGV4_SKEW_MAX_S);
     FUZZ_CHECK(a.payload != SIGV4_PAYLOAD_SHA256 || (strlen(a.payload_hash) == SIGV4_SIG_HEX && lower_hex(a.payload_hash, 64)));
     int plain = sigv4_verify(&r, &a, SECRET, sizeof(SECRET) - 1, &e);
