@@ -1,14 +1,17 @@
 /* sigv4.c - AWS Signature Version 4 verification for S3: canonical request, string to sign, signing key, chunk chain. */
-#include <pthread.h>
+
+/* SHA-256 through OpenSSL's SHA256_* calls, which OpenSSL 3 marks deprecated
+ * in favour of EVP. They hash with the same code as EVP (SHA-NI or AVX2), on
+ * a context on the stack; in OpenSSL 3.0 every EVP_DigestInit frees and
+ * allocates a provider context and takes locks, which cost a signature check
+ * more than its hashing, and an EVP context cannot be copied without another
+ * allocation (the HMAC pads of a cached signing key are such a copy). */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/sha.h>
 #include "common/buf.h"
 #include "common/hex.h"
@@ -45,15 +48,35 @@ static int fail(sigv4_error_t *e, int status, const char *code, const char *fmt,
     return CIO_EINVAL;
 }
 
+/* Every byte is looked at whatever differs: the differences are OR-ed, with
+ * no branch on the data (CRYPTO_memcmp does the same a byte at a time, out of
+ * line, which showed in profiles of every signed request). */
 int sigv4_equal(const char *a, const char *b, size_t n)
 {
-    return CRYPTO_memcmp(a, b, n) == 0;
+    unsigned char d = 0;
+
+    for (size_t i = 0; i < n; i++)
+        d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+/* Whether a[0..n) and b[0..n) are equal but for the case of ASCII letters
+ * (strncasecmp for names without a NUL, inline: header names mostly differ
+ * at their first byte, and a call per header showed in profiles). */
+static inline int name_eq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x != y && ((x | 0x20) != (y | 0x20) || (unsigned)((x | 0x20) - 'a') > 25))
+            return 0;
+    }
+    return 1;
 }
 
 static const sigv4_header_t *header_find(const sigv4_request_t *r, const char *name, size_t len, size_t from)
 {
     for (size_t i = from; i < r->nheaders; i++)
-        if (r->headers[i].name_len == len && strncasecmp(r->headers[i].name, name, len) == 0)
+        if (r->headers[i].name_len == len && name_eq(r->headers[i].name, name, len))
             return &r->headers[i];
     return NULL;
 }
@@ -123,10 +146,24 @@ int sigv4_is_signed(const char *authorization, size_t auth_len, const char *quer
     return v2_key && v2_sig ? SIGV4_SIGNED_V2 : 0;
 }
 
+/* Days from 1970-01-01 to year y, month m (1..12), day d of the proleptic
+ * Gregorian calendar (H. Hinnant's days_from_civil). Linear in d, so a day
+ * past the month's end counts on into the next month, as timegm() has it;
+ * timegm() itself normalises a struct tm on every call, which showed in
+ * profiles of every signed request. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
 /* "20130524T000000Z" -> seconds; -1 when malformed. */
 static int64_t parse_amz_date(const char *s, size_t len)
 {
-    struct tm tm;
     int v[6];
     static const int width[6] = {4, 2, 2, 2, 2, 2};
     size_t i = 0;
@@ -145,14 +182,7 @@ static int64_t parse_amz_date(const char *s, size_t len)
     }
     if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 || v[5] > 60)
         return -1;
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = v[0] - 1900;
-    tm.tm_mon = v[1] - 1;
-    tm.tm_mday = v[2];
-    tm.tm_hour = v[3];
-    tm.tm_min = v[4];
-    tm.tm_sec = v[5];
-    return (int64_t)timegm(&tm);
+    return days_from_civil(v[0], (unsigned)v[1], (unsigned)v[2]) * 86400 + v[3] * 3600 + v[4] * 60 + v[5];
 }
 
 /* Splits "AK/20130524/us-east-1/s3/aws4_request" and checks its scope against
@@ -164,14 +194,17 @@ static int parse_credential(const char *cred, size_t len, const char *region, si
     const char *part[5];
     size_t plen[5], n = 0, start = 0;
 
-    for (size_t i = 0; i <= len; i++)
-        if (i == len || cred[i] == '/') {
-            if (n == 5)
-                return fail(e, 400, code, "%s: the Credential must be access-key/date/region/s3/aws4_request", what);
-            part[n] = cred + start;
-            plen[n++] = i - start;
-            start = i + 1;
-        }
+    for (;;) {
+        const char *slash = memchr(cred + start, '/', len - start);
+        size_t stop = slash != NULL ? (size_t)(slash - cred) : len;
+        if (n == 5)
+            return fail(e, 400, code, "%s: the Credential must be access-key/date/region/s3/aws4_request", what);
+        part[n] = cred + start;
+        plen[n++] = stop - start;
+        if (slash == NULL)
+            break;
+        start = stop + 1;
+    }
     if (n != 5 || plen[0] == 0 || plen[1] != 8)
         return fail(e, 400, code, "%s: the Credential must be access-key/date/region/s3/aws4_request", what);
     if (plen[0] > SIGV4_ACCESS_KEY_MAX)
@@ -187,7 +220,12 @@ static int parse_credential(const char *cred, size_t len, const char *region, si
         return fail(e, 400, code, "%s: the Credential's date is not the date of X-Amz-Date", what);
     memcpy(a->access_key, part[0], plen[0]);
     a->access_key[plen[0]] = '\0';
-    snprintf(a->scope, sizeof(a->scope), "%.8s/%s/s3/aws4_request", a->amz_date, region);
+    /* "20130524/<region>/s3/aws4_request"; a region too long for the scope (a caller's mistake) is cut */
+    size_t rl = plen[2] < sizeof(a->scope) - 26 ? plen[2] : sizeof(a->scope) - 26;
+    memcpy(a->scope, a->amz_date, 8);
+    a->scope[8] = '/';
+    memcpy(a->scope + 9, region, rl);
+    memcpy(a->scope + 9 + rl, "/s3/aws4_request", 17);
     return 0;
 }
 
@@ -198,7 +236,7 @@ static int signed_has(const char *list, const char *name, size_t len)
     while (*p != '\0') {
         const char *end = strchr(p, ';');
         size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        if (n == len && strncasecmp(p, name, len) == 0)
+        if (n == len && name_eq(p, name, len))
             return 1;
         if (end == NULL)
             break;
@@ -219,15 +257,24 @@ static int set_signed_headers(sigv4_auth_t *a, const char *v, size_t len, const 
             names++;
         else if (c <= 0x20 || c >= 0x7f || c == ':')
             return fail(e, 400, code, "%s: SignedHeaders holds a character no header name has", what);
+        a->signed_headers[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); /* as the canonical request has them */
     }
     if (names > SIGV4_SIGNED_HEADERS_MAX)
         return fail(e, 400, code, "%s: more than %d SignedHeaders", what, SIGV4_SIGNED_HEADERS_MAX);
-    memcpy(a->signed_headers, v, len);
     a->signed_headers[len] = '\0';
     if (!signed_has(a->signed_headers, "host", 4))
         return fail(e, 400, code, "%s: the host header must be signed", what);
     return 0;
 }
+
+/* Each byte's hex digit in lower case; 0 for a byte that is none. Looked up
+ * without a branch: the digits of a signature are random, and a branch per
+ * digit is mispredicted half the time. */
+static const char hex_lc[256] = {
+    ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3', ['4'] = '4', ['5'] = '5', ['6'] = '6', ['7'] = '7',
+    ['8'] = '8', ['9'] = '9', ['a'] = 'a', ['b'] = 'b', ['c'] = 'c', ['d'] = 'd', ['e'] = 'e', ['f'] = 'f',
+    ['A'] = 'a', ['B'] = 'b', ['C'] = 'c', ['D'] = 'd', ['E'] = 'e', ['F'] = 'f',
+};
 
 static int set_payload(sigv4_auth_t *a, const sigv4_header_t *h, sigv4_error_t *e)
 {
@@ -235,21 +282,27 @@ static int set_payload(sigv4_auth_t *a, const sigv4_header_t *h, sigv4_error_t *
         goto bad;
     memcpy(a->content_sha256, h->value, h->value_len);
     a->content_sha256[h->value_len] = '\0';
+    /* a digest first, the common case (no payload name is 64 bytes long: one
+     * is only found here by a NUL inside the value, as strcmp sees it) */
+    if (h->value_len == SIGV4_SIG_HEX) {
+        unsigned ok = 1;
+        for (size_t i = 0; i < SIGV4_SIG_HEX; i++) {
+            char d = hex_lc[(unsigned char)h->value[i]];
+            ok &= (unsigned)(d != 0);
+            a->payload_hash[i] = d;
+        }
+        if (ok) {
+            a->payload_hash[SIGV4_SIG_HEX] = '\0';
+            a->payload = SIGV4_PAYLOAD_SHA256;
+            return 0;
+        }
+        memset(a->payload_hash, 0, sizeof(a->payload_hash));
+    }
     for (size_t i = 0; i < sizeof(payload_names) / sizeof(payload_names[0]); i++)
         if (strcmp(a->content_sha256, payload_names[i].text) == 0) {
             a->payload = payload_names[i].kind;
             return 0;
         }
-    if (h->value_len != SIGV4_SIG_HEX)
-        goto bad;
-    for (size_t i = 0; i < SIGV4_SIG_HEX; i++) {
-        if (hex_value((unsigned char)h->value[i]) < 0)
-            goto bad;
-        a->payload_hash[i] = (char)(h->value[i] >= 'A' && h->value[i] <= 'F' ? h->value[i] + 32 : h->value[i]);
-    }
-    a->payload_hash[SIGV4_SIG_HEX] = '\0';
-    a->payload = SIGV4_PAYLOAD_SHA256;
-    return 0;
 bad:
     return fail(e, 400, "InvalidArgument",
                 "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER), "
@@ -258,12 +311,15 @@ bad:
 
 static int is_hex_sig(const char *s, size_t len)
 {
+    unsigned ok = 1;
+
     if (len != SIGV4_SIG_HEX)
         return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        ok &= (unsigned)(hex_lc[c] == (char)c) & (unsigned)(c != 0); /* lower-case digits only */
+    }
+    return (int)ok;
 }
 
 static int parse_header_auth(const sigv4_request_t *r, const sigv4_header_t *auth, int64_t now, const char *region, sigv4_auth_t *a,
@@ -280,14 +336,14 @@ static int parse_header_auth(const sigv4_request_t *r, const sigv4_header_t *aut
     while (p < end) {
         while (p < end && (*p == ' ' || *p == ','))
             p++;
-        const char *c = p;
-        while (p < end && *p != ',')
-            p++;
-        const char *ce = p;
-        while (ce > c && ce[-1] == ' ')
-            ce--;
-        const char *eq = memchr(c, '=', (size_t)(ce - c));
-        if (c == ce)
+        size_t rest = (size_t)(end - p), n;
+        const char *c = p, *comma = memchr(p, ',', rest);
+        n = comma != NULL ? (size_t)(comma - p) : rest;
+        p += n;
+        while (n > 0 && c[n - 1] == ' ')
+            n--;
+        const char *ce = c + n, *eq = memchr(c, '=', n);
+        if (n == 0)
             continue;
         if (eq == NULL)
             return fail(e, 400, code, "%s; '%.*s' is not name=value", what, (int)((ce - c) > 40 ? 40 : ce - c), c);
@@ -317,7 +373,7 @@ static int parse_header_auth(const sigv4_request_t *r, const sigv4_header_t *aut
         return rc;
     for (size_t i = 0; i < r->nheaders; i++) {
         const sigv4_header_t *x = &r->headers[i];
-        if (x->name_len > 6 && strncasecmp(x->name, "x-amz-", 6) == 0 && !signed_has(a->signed_headers, x->name, x->name_len))
+        if (x->name_len > 6 && name_eq(x->name, "x-amz-", 6) && !signed_has(a->signed_headers, x->name, x->name_len))
             return fail(e, 403, "AccessDenied", "There were headers present in the request which were not signed: %.*s",
                         (int)(x->name_len > 64 ? 64 : x->name_len), x->name);
     }
@@ -431,9 +487,9 @@ static int reencode(buf_t *b, const char *p, size_t n)
 /* The canonical request goes straight into its SHA-256 through a small
  * buffer (it is only ever hashed): no allocation, no copy of the whole. */
 typedef struct {
-    EVP_MD_CTX *md; /* initialised for SHA-256 */
-    size_t total;   /* bytes hashed so far */
-    int err;        /* CIO_ETOOBIG past SIGV4_CANONICAL_MAX, CIO_ENOMEM when the digest fails; sticky */
+    SHA256_CTX md; /* initialised */
+    size_t total;  /* bytes hashed so far */
+    int err;       /* CIO_ETOOBIG past SIGV4_CANONICAL_MAX; sticky */
     size_t len;
     char buf[1024];
 } canon_t;
@@ -444,8 +500,8 @@ static void canon_flush(canon_t *c)
         c->total += c->len;
         if (c->total > SIGV4_CANONICAL_MAX)
             c->err = CIO_ETOOBIG;
-        else if (EVP_DigestUpdate(c->md, c->buf, c->len) != 1)
-            c->err = CIO_ENOMEM;
+        else
+            SHA256_Update(&c->md, c->buf, c->len);
     }
     c->len = 0;
 }
@@ -458,19 +514,27 @@ static void canon_put(canon_t *c, const void *p, size_t n)
         c->total += n;
         if (c->err == 0 && c->total > SIGV4_CANONICAL_MAX)
             c->err = CIO_ETOOBIG;
-        else if (c->err == 0 && EVP_DigestUpdate(c->md, p, n) != 1)
-            c->err = CIO_ENOMEM;
+        else if (c->err == 0)
+            SHA256_Update(&c->md, p, n);
         return;
     }
     memcpy(c->buf + c->len, p, n);
     c->len += n;
 }
 
-static void canon_byte(canon_t *c, char ch)
+static inline void canon_byte(canon_t *c, char ch)
 {
     if (c->len == sizeof(c->buf))
         canon_flush(c);
     c->buf[c->len++] = ch;
+}
+
+/* Room for n more bytes (at most sizeof(c->buf)), flushing first when needed: where they go. */
+static inline char *canon_room(canon_t *c, size_t n)
+{
+    if (c->len + n > sizeof(c->buf))
+        canon_flush(c);
+    return c->buf + c->len;
 }
 
 static int canonical_query(canon_t *out, const sigv4_request_t *r, int presigned)
@@ -535,10 +599,20 @@ static void append_trimmed(canon_t *b, const char *v, size_t n)
         i++;
     while (end > i && (v[end - 1] == ' ' || v[end - 1] == '\t'))
         end--;
-    for (; i < end; i++) {
-        if ((v[i] == ' ' || v[i] == '\t') && (v[i + 1] == ' ' || v[i + 1] == '\t'))
-            continue;
-        canon_byte(b, v[i] == '\t' ? ' ' : v[i]);
+    if (memchr(v + i, ' ', end - i) == NULL && memchr(v + i, '\t', end - i) == NULL) {
+        canon_put(b, v + i, end - i); /* nothing inside to collapse, as most values (a digest, a date, a host) */
+        return;
+    }
+    while (i < end) { /* a buffer's room at a time: no bounds check per byte */
+        size_t stop = end - i < sizeof(b->buf) ? end : i + sizeof(b->buf), o = 0;
+        char *d = canon_room(b, stop - i);
+        for (; i < stop; i++) {
+            /* v[end - 1] is no space: v[i + 1] is only read inside v */
+            if ((v[i] == ' ' || v[i] == '\t') && (v[i + 1] == ' ' || v[i + 1] == '\t'))
+                continue;
+            d[o++] = v[i] == '\t' ? ' ' : v[i];
+        }
+        b->len += o;
     }
 }
 
@@ -557,8 +631,7 @@ static int canonical_request(canon_t *b, const sigv4_request_t *r, const sigv4_a
     for (;;) {
         const char *end = strchr(p, ';');
         size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        for (size_t i = 0; i < n; i++)
-            canon_byte(b, p[i] >= 'A' && p[i] <= 'Z' ? (char)(p[i] + 32) : p[i]);
+        canon_put(b, p, n); /* in lower case since set_signed_headers */
         canon_byte(b, ':');
         int first = 1;
         for (const sigv4_header_t *h = header_find(r, p, n, 0); h != NULL; h = header_find(r, p, n, (size_t)(h - r->headers) + 1)) {
@@ -573,52 +646,25 @@ static int canonical_request(canon_t *b, const sigv4_request_t *r, const sigv4_a
         p = end + 1;
     }
     canon_byte(b, '\n');
-    for (p = a->signed_headers; *p != '\0'; p++)
-        canon_byte(b, *p >= 'A' && *p <= 'Z' ? (char)(*p + 32) : *p);
+    canon_put(b, a->signed_headers, strlen(a->signed_headers));
     canon_byte(b, '\n');
     canon_put(b, a->content_sha256, strlen(a->content_sha256));
     return 0;
 }
 
-/* ---- SHA-256 and HMAC ----
- * OpenSSL 3's one-shot SHA256() and HMAC() fetch the algorithm from the
- * provider on every call (a global read lock) and HMAC() builds a context;
- * per request that cost more than the hashing. The digest is fetched once, and
- * HMAC-SHA256 (RFC 2104) is two digests on one context. */
+/* ---- SHA-256 and HMAC ---- */
 
-static EVP_MD *sha256_fetched;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void sha256_fetch(void)
+static void sha256(const void *p, size_t n, uint8_t out[32])
 {
-    sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+    SHA256_CTX c;
+
+    SHA256_Init(&c);
+    SHA256_Update(&c, p, n);
+    SHA256_Final(out, &c);
+    OPENSSL_cleanse(&c, sizeof(c));
 }
 
-static const EVP_MD *sha256_md(void)
-{
-    pthread_once(&sha256_once, sha256_fetch);
-    return sha256_fetched != NULL ? sha256_fetched : EVP_sha256();
-}
-
-/* SHA-256 of p1 then p2 (either may be empty) on context c (NULL: fails). Returns 0 or -1 (out of memory). */
-static int digest2(EVP_MD_CTX *c, const void *p1, size_t n1, const void *p2, size_t n2, uint8_t out[32])
-{
-    unsigned int len = 32;
-
-    if (c == NULL || EVP_DigestInit_ex2(c, sha256_md(), NULL) != 1 || EVP_DigestUpdate(c, p1, n1) != 1 ||
-        EVP_DigestUpdate(c, p2, n2) != 1 || EVP_DigestFinal_ex(c, out, &len) != 1)
-        return -1;
-    return 0;
-}
-
-/* What a failed digest or signature reads as: not hex, so it matches nothing a client sends. */
-static void poison(char out[SIGV4_SIG_HEX + 1])
-{
-    memset(out, '!', SIGV4_SIG_HEX);
-    out[SIGV4_SIG_HEX] = '\0';
-}
-
-static void sha256_hex(EVP_MD_CTX *c, const void *p, size_t n, char out[SIGV4_SIG_HEX + 1])
+static void sha256_hex(const void *p, size_t n, char out[SIGV4_SIG_HEX + 1])
 {
     uint8_t md[32];
 
@@ -626,84 +672,116 @@ static void sha256_hex(EVP_MD_CTX *c, const void *p, size_t n, char out[SIGV4_SI
         memcpy(out, EMPTY_SHA256, SIGV4_SIG_HEX + 1);
         return;
     }
-    if (digest2(c, p, n, "", 0, md) != 0) {
-        poison(out);
-        return;
-    }
+    sha256(p, n, md);
     hex_encode(out, md, 32);
     out[SIGV4_SIG_HEX] = '\0';
 }
 
-/* HMAC-SHA256 (RFC 2104); out may be key. Returns 0 or -1. */
-static int hmac(EVP_MD_CTX *c, const uint8_t *key, size_t klen, const void *msg, size_t n, uint8_t out[32])
+/* An HMAC-SHA256 key (RFC 2104) with its two padded blocks already hashed:
+ * a MAC with it hashes the message and one block, not four blocks more. */
+typedef struct {
+    SHA256_CTX inner, outer;
+} hmac_key_t;
+
+_Static_assert(sizeof(hmac_key_t) <= sizeof(((sigv4_keycache_entry_t *)0)->hmac), "a cache slot holds a key's HMAC pads");
+
+static void hmac_key(hmac_key_t *h, const uint8_t *key, size_t klen)
 {
-    uint8_t pad[64], k[32], inner[32];
-    int rc = 0;
+    uint8_t pad[64], k[32];
 
     if (klen > sizeof(pad)) {
-        rc |= digest2(c, key, klen, "", 0, k);
+        sha256(key, klen, k);
         key = k;
         klen = 32;
     }
     memset(pad, 0x36, sizeof(pad));
     for (size_t i = 0; i < klen; i++)
         pad[i] ^= key[i];
-    rc |= digest2(c, pad, sizeof(pad), msg, n, inner);
+    SHA256_Init(&h->inner);
+    SHA256_Update(&h->inner, pad, sizeof(pad));
     for (size_t i = 0; i < sizeof(pad); i++)
         pad[i] ^= 0x36 ^ 0x5c;
-    rc |= digest2(c, pad, sizeof(pad), inner, sizeof(inner), out);
+    SHA256_Init(&h->outer);
+    SHA256_Update(&h->outer, pad, sizeof(pad));
     OPENSSL_cleanse(pad, sizeof(pad));
     OPENSSL_cleanse(k, sizeof(k));
+}
+
+/* HMAC of msg with h (left as it was); out may alias msg. */
+static void hmac_final(const hmac_key_t *h, const void *msg, size_t n, uint8_t out[32])
+{
+    SHA256_CTX c = h->inner;
+    uint8_t inner[32];
+
+    SHA256_Update(&c, msg, n);
+    SHA256_Final(inner, &c);
+    c = h->outer;
+    SHA256_Update(&c, inner, sizeof(inner));
+    SHA256_Final(out, &c); /* c is left with the MAC and a wiped block: no key material */
     OPENSSL_cleanse(inner, sizeof(inner));
-    return rc;
+}
+
+/* HMAC-SHA256 (RFC 2104); out may be key. */
+static void hmac(const uint8_t *key, size_t klen, const void *msg, size_t n, uint8_t out[32])
+{
+    hmac_key_t h;
+
+    hmac_key(&h, key, klen);
+    hmac_final(&h, msg, n, out);
+    OPENSSL_cleanse(&h, sizeof(h));
 }
 
 /* The signing key of scope (date, region) for `secret`: four HMACs. Returns 0 or -1 (out of memory). */
-static int derive_key(EVP_MD_CTX *c, const char *date, const char *region, size_t region_len, const char *secret, size_t secret_len,
+static int derive_key(const char *date, const char *region, size_t region_len, const char *secret, size_t secret_len,
                       uint8_t key[32])
 {
     uint8_t k[32];
     char *ks = malloc(secret_len + 4);
-    int rc = 0;
 
     if (ks == NULL)
         return -1;
     memcpy(ks, "AWS4", 4);
     memcpy(ks + 4, secret, secret_len);
-    rc |= hmac(c, (const uint8_t *)ks, secret_len + 4, date, 8, k);
+    hmac((const uint8_t *)ks, secret_len + 4, date, 8, k);
     OPENSSL_cleanse(ks, secret_len + 4);
     free(ks);
-    rc |= hmac(c, k, 32, region, region_len, k);
-    rc |= hmac(c, k, 32, "s3", 2, k);
-    rc |= hmac(c, k, 32, "aws4_request", 12, key);
+    hmac(k, 32, region, region_len, k);
+    hmac(k, 32, "s3", 2, k);
+    hmac(k, 32, "aws4_request", 12, key);
     OPENSSL_cleanse(k, sizeof(k));
-    return rc;
+    return 0;
 }
 
-/* a->key for a's scope: from the cache when it holds (access key, date,
- * region, secret), else derived (and cached, replacing the oldest entry).
- * Returns 0 or -1 (out of memory: nothing cached). */
-static int signing_key(EVP_MD_CTX *c, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_keycache_t *cache)
+/* a->key for a's scope, and its HMAC pads in *h: from the cache when it
+ * holds (access key, date, region, secret), else derived (and cached,
+ * replacing the oldest entry). Returns 0 or -1 (out of memory: nothing cached). */
+static int signing_key(sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_keycache_t *cache, hmac_key_t *h)
 {
     const char *region = a->scope + 9, *slash = strchr(region, '/');
     size_t rlen = (size_t)(slash - region), aklen = strlen(a->access_key);
     sigv4_keycache_entry_t *slot;
 
-    if (cache == NULL || secret_len > SIGV4_KEYCACHE_SECRET_MAX)
-        return derive_key(c, a->amz_date, region, rlen, secret, secret_len, a->key);
+    if (cache == NULL || secret_len > SIGV4_KEYCACHE_SECRET_MAX) {
+        if (derive_key(a->amz_date, region, rlen, secret, secret_len, a->key) != 0)
+            return -1;
+        hmac_key(h, a->key, sizeof(a->key));
+        return 0;
+    }
     for (size_t i = 0; i < SIGV4_KEYCACHE_SLOTS; i++) {
         sigv4_keycache_entry_t *x = &cache->slot[i];
         /* the secret is compared in constant time (its length is not a secret worth hiding from itself) */
         if (x->used && memcmp(x->date, a->amz_date, 8) == 0 && x->region_len == rlen && memcmp(x->region, region, rlen) == 0 &&
             strcmp(x->access_key, a->access_key) == 0 && x->secret_len == secret_len &&
-            CRYPTO_memcmp(x->secret, secret, secret_len) == 0) {
+            sigv4_equal(x->secret, secret, secret_len)) {
             memcpy(a->key, x->key, sizeof(a->key));
+            memcpy(h, x->hmac, sizeof(*h));
             cache->hits++;
             return 0;
         }
     }
-    if (derive_key(c, a->amz_date, region, rlen, secret, secret_len, a->key) != 0)
+    if (derive_key(a->amz_date, region, rlen, secret, secret_len, a->key) != 0)
         return -1;
+    hmac_key(h, a->key, sizeof(a->key));
     cache->misses++;
     slot = &cache->slot[cache->next];
     cache->next = (cache->next + 1) % SIGV4_KEYCACHE_SLOTS;
@@ -715,6 +793,7 @@ static int signing_key(EVP_MD_CTX *c, sigv4_auth_t *a, const char *secret, size_
     memcpy(slot->secret, secret, secret_len);
     slot->secret_len = secret_len;
     memcpy(slot->key, a->key, sizeof(slot->key));
+    memcpy(slot->hmac, h, sizeof(*h));
     slot->used = 1;
     return 0;
 }
@@ -724,14 +803,11 @@ void sigv4_keycache_wipe(sigv4_keycache_t *cache)
     OPENSSL_cleanse(cache, sizeof(*cache));
 }
 
-static void sign(EVP_MD_CTX *c, const uint8_t key[32], const char *sts, size_t n, char out[SIGV4_SIG_HEX + 1])
+static void sign(const uint8_t key[32], const char *sts, size_t n, char out[SIGV4_SIG_HEX + 1])
 {
     uint8_t md[32];
 
-    if (hmac(c, key, 32, sts, n, md) != 0) {
-        poison(out);
-        return;
-    }
+    hmac(key, 32, sts, n, md);
     hex_encode(out, md, 32);
     out[SIGV4_SIG_HEX] = '\0';
 }
@@ -741,27 +817,32 @@ int sigv4_verify(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, 
     return sigv4_verify_cached(r, a, secret, secret_len, NULL, e);
 }
 
+/* Appends the string s (at most cap bytes of it) at d; returns the end. */
+static char *put_str(char *d, const char *s, size_t cap)
+{
+    size_t n = strnlen(s, cap);
+    memcpy(d, s, n);
+    return d + n;
+}
+
 int sigv4_verify_cached(const sigv4_request_t *r, sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_keycache_t *cache,
                         sigv4_error_t *e)
 {
-    char hash[SIGV4_SIG_HEX + 1], sig[SIGV4_SIG_HEX + 1], sts[256];
+    /* the string to sign: the algorithm, X-Amz-Date, the scope and the canonical request's hex digest, a line each */
+    char sig[SIGV4_SIG_HEX + 1], sts[sizeof(SIGV4_ALGORITHM) + sizeof(a->amz_date) + sizeof(a->scope) + SIGV4_SIG_HEX + 1], *p;
     uint8_t md[32];
-    unsigned int mdlen = sizeof(md);
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    hmac_key_t h;
     canon_t b;
-    int rc, n;
+    int rc;
 
-    b.md = c;
+    SHA256_Init(&b.md);
     b.total = b.len = 0;
-    b.err = c == NULL || EVP_DigestInit_ex2(c, sha256_md(), NULL) != 1 ? CIO_ENOMEM : 0;
-    rc = b.err == 0 ? canonical_request(&b, r, a) : 0;
+    b.err = 0;
+    rc = canonical_request(&b, r, a);
     canon_flush(&b);
     if (rc == 0)
         rc = b.err;
-    if (rc == 0 && EVP_DigestFinal_ex(c, md, &mdlen) != 1)
-        rc = CIO_ENOMEM;
     if (rc != 0) {
-        EVP_MD_CTX_free(c);
         if (rc == CIO_ENOMEM) {
             e->status = 500;
             e->code = "InternalError";
@@ -771,19 +852,25 @@ int sigv4_verify_cached(const sigv4_request_t *r, sigv4_auth_t *a, const char *s
         (void)fail(e, 400, "InvalidRequest", "the query has too many parameters to be signed (at most %d)", SIGV4_QUERY_PARAMS_MAX);
         return CIO_ETOOBIG;
     }
-    hex_encode(hash, md, 32);
-    hash[SIGV4_SIG_HEX] = '\0';
-    n = snprintf(sts, sizeof(sts), SIGV4_ALGORITHM "\n%s\n%s\n%s", a->amz_date, a->scope, hash);
-    if (signing_key(c, a, secret, secret_len, cache) != 0) {
-        EVP_MD_CTX_free(c);
+    SHA256_Final(md, &b.md);
+    p = put_str(sts, SIGV4_ALGORITHM "\n", sizeof(SIGV4_ALGORITHM));
+    p = put_str(p, a->amz_date, sizeof(a->amz_date) - 1);
+    *p++ = '\n';
+    p = put_str(p, a->scope, sizeof(a->scope) - 1);
+    *p++ = '\n';
+    hex_encode(p, md, 32);
+    p += SIGV4_SIG_HEX;
+    if (signing_key(a, secret, secret_len, cache, &h) != 0) {
         OPENSSL_cleanse(a->key, sizeof(a->key));
         e->status = 500;
         e->code = "InternalError";
         snprintf(e->msg, sizeof(e->msg), "out of memory");
         return CIO_ENOMEM;
     }
-    sign(c, a->key, sts, (size_t)n, sig);
-    EVP_MD_CTX_free(c);
+    hmac_final(&h, sts, (size_t)(p - sts), md);
+    OPENSSL_cleanse(&h, sizeof(h));
+    hex_encode(sig, md, 32);
+    sig[SIGV4_SIG_HEX] = '\0';
     if (!sigv4_equal(sig, a->signature, SIGV4_SIG_HEX))
         return fail(
             e, 403, "SignatureDoesNotMatch",
@@ -802,13 +889,10 @@ static int payload_compare(const char *hash, const char *claimed, sigv4_error_t 
 int sigv4_payload_check(const sigv4_auth_t *a, const void *body, size_t len, sigv4_error_t *e)
 {
     char hash[SIGV4_SIG_HEX + 1];
-    EVP_MD_CTX *c;
 
     if (a->payload != SIGV4_PAYLOAD_SHA256)
         return 0;
-    c = len > 0 ? EVP_MD_CTX_new() : NULL;
-    sha256_hex(c, body, len, hash);
-    EVP_MD_CTX_free(c);
+    sha256_hex(body, len, hash);
     return payload_compare(hash, a->payload_hash, e);
 }
 
@@ -824,24 +908,20 @@ int sigv4_payload_digest_check(const char *claimed, const uint8_t digest[32], si
 void sigv4_chunk_signature(const sigv4_auth_t *a, const char *prev, const void *data, size_t len, char out[SIGV4_SIG_HEX + 1])
 {
     char hash[SIGV4_SIG_HEX + 1], sts[512];
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
     int n;
 
-    sha256_hex(c, data, len, hash);
+    sha256_hex(data, len, hash);
     n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-PAYLOAD\n%s\n%s\n%.64s\n" EMPTY_SHA256 "\n%s", a->amz_date, a->scope, prev,
                  hash);
-    sign(c, a->key, sts, (size_t)n, out);
-    EVP_MD_CTX_free(c);
+    sign(a->key, sts, (size_t)n, out);
 }
 
 void sigv4_trailer_signature(const sigv4_auth_t *a, const char *prev, const void *trailer, size_t len, char out[SIGV4_SIG_HEX + 1])
 {
     char hash[SIGV4_SIG_HEX + 1], sts[512];
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
     int n;
 
-    sha256_hex(c, trailer, len, hash);
+    sha256_hex(trailer, len, hash);
     n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-TRAILER\n%s\n%s\n%.64s\n%s", a->amz_date, a->scope, prev, hash);
-    sign(c, a->key, sts, (size_t)n, out);
-    EVP_MD_CTX_free(c);
+    sign(a->key, sts, (size_t)n, out);
 }

@@ -70,7 +70,7 @@ typedef struct {
     char access_key[SIGV4_ACCESS_KEY_MAX + 1];
     char amz_date[17];                         /* 20130524T000000Z */
     char scope[8 + 1 + SIGV4_REGION_MAX + 20]; /* 20130524/us-east-1/s3/aws4_request */
-    char signed_headers[1024];                 /* "host;x-amz-date", as given */
+    char signed_headers[1024];                 /* "host;x-amz-date", as given but in lower case */
     char signature[SIGV4_SIG_HEX + 1];         /* the request's (the seed of an aws-chunked body's chain) */
     sigv4_payload_t payload;
     char payload_hash[SIGV4_SIG_HEX + 1]; /* SIGV4_PAYLOAD_SHA256: the hex digest claimed (lower case) */
@@ -131,6 +131,7 @@ typedef struct {
     char secret[SIGV4_KEYCACHE_SECRET_MAX]; /* compared in constant time: a changed secret is a miss */
     size_t secret_len;
     uint8_t key[32];
+    uint64_t hmac[32]; /* the key's two HMAC pads, hashed: SHA-256 states, opaque */
 } sigv4_keycache_entry_t;
 typedef struct {
     sigv4_keycache_entry_t slot[SIGV4_KEYCACHE_SLOTS];

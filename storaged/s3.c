@@ -316,7 +316,18 @@ static int parse_target(http_server_t *srv, h2o_req_t *req, s3_req_t *s)
     s->bucket_len = p->bucket_len;
     s->key = p->key;
     s->key_len = p->key_len;
-    snprintf(s->resource, sizeof(s->resource), "/%s%s%s", p->bucket, p->key_len > 0 ? "/" : "", p->key);
+    /* "/bucket" or "/bucket/key" (a key has no NUL), sized to fit: the request is no larger than it needs */
+    char *r = h2o_mem_alloc_pool(&req->pool, p->bucket_len + p->key_len + 3);
+    s->resource = r;
+    *r++ = '/';
+    memcpy(r, p->bucket, p->bucket_len);
+    r += p->bucket_len;
+    if (p->key_len > 0) {
+        *r++ = '/';
+        memcpy(r, p->key, p->key_len);
+        r += p->key_len;
+    }
+    *r = '\0';
     return 0;
 }
 
@@ -402,7 +413,7 @@ int s3_dispatch(http_server_t *srv, h2o_req_t *req)
     int rc;
 
     memset(s, 0, sizeof(*s));
-    s->bucket = s->key = "";
+    s->bucket = s->key = s->resource = "";
     s3_add_request_id(req);
     {
         h2o_iovec_t auth = http_req_header(req, H2O_TOKEN_AUTHORIZATION);

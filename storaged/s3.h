@@ -34,9 +34,9 @@ typedef struct {
     h2o_iovec_t trailers[S3_TRAILERS_MAX][2]; /* an aws-chunked body's trailing headers: [i][0] the name (lower
                                                  case), [i][1] the value; they live as long as req */
     size_t ntrailers;
-    char access_key[S3_ACCESS_KEY_MAX + 1];              /* who signed it */
-    char resource[LIMIT_BUCKET_MAX + LIMIT_KEY_MAX + 3]; /* "/bucket/key" for error bodies' <Resource> */
-    const path_t *path;                                  /* bucket and key as the native handlers take them; lives as long as req */
+    char access_key[S3_ACCESS_KEY_MAX + 1]; /* who signed it */
+    const char *resource;                   /* "/bucket/key" for error bodies' <Resource>; lives as long as req */
+    const path_t *path;                     /* bucket and key as the native handlers take them; lives as long as req */
 } s3_req_t;
 
 /* Non-zero when req is signed for S3 (see above; a Signature Version 2

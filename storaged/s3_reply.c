@@ -1,6 +1,7 @@
 /* s3_reply.c - S3's XML replies and error bodies. */
 #include <stdio.h>
 #include <string.h>
+#include "common/hex.h"
 #include "storaged/http_req.h"
 #include "storaged/s3_reply.h"
 
@@ -75,17 +76,23 @@ void s3_reply_xml(h2o_req_t *req, int status, buf_t *b)
     buf_free(b);
 }
 
-/* a request id per reply, as S3 sends: the request's address is unique while it lives */
+/* a request id per reply, as S3 sends: the request's address is unique while it lives; 16 upper-case hex digits
+ * and a NUL (snprintf's format parsing showed in profiles of every request) */
 static void request_id(h2o_req_t *req, char rid[17])
 {
-    snprintf(rid, 17, "%016llX", (unsigned long long)(uintptr_t)req);
+    uint64_t v = (uint64_t)(uintptr_t)req;
+
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        rid[i] = hex_upper[v & 0xf];
+    rid[16] = '\0';
 }
 
 void s3_add_request_id(h2o_req_t *req)
 {
-    char rid[17];
+    char *rid = h2o_mem_alloc_pool(&req->pool, 17);
+
     request_id(req, rid);
-    http_req_add_header_str(req, "x-amz-request-id", rid);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-amz-request-id"), 0, NULL, rid, 16);
 }
 
 void s3_error(h2o_req_t *req, int status, const char *code, const char *msg, const char *resource)

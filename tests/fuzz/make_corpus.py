@@ -305,13 +305,32 @@ def blocksum_seeds():
     }
 
 
+def sigv4_seeds():
+    """fuzz_sigv4: mode byte (even: signed by the target, odd: raw Authorization, x-amz-date, x-amz-content-sha256)."""
+    def sl(b, two=False):
+        return (struct.pack(">H", len(b)) if two else bytes([len(b)])) + b
+    sig = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+    auth = ("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+            "SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=" + sig).encode()
+    empty = hashlib.sha256(b"").hexdigest().encode()
+    return {
+        "signed-empty": b"\x00",
+        "signed-value": b"\x00" + sl(b"/b/k%20x") + b"\x00\x00\x00" + sl(b"  a  b\tc ") + sl(b"body"),
+        "signed-upper": b"\x00" + sl(b"/b/k") + b"\xff\xff\x01" + sl(b"v") + sl(b"x"),
+        "signed-streaming": b"\x00" + sl(b"/") + b"\x00\x15\x02" + sl(b""),
+        "raw-valid": b"\x01\x07\xd0" + sl(auth, True) + sl(b"20130524T000000Z") + sl(empty),
+        "raw-unsigned": b"\x01\x07\xd0" + sl(auth, True) + sl(b"20130524T000000Z") + sl(b"UNSIGNED-PAYLOAD"),
+        "raw-bad-date": b"\x01\x07\xd0" + sl(auth, True) + sl(b"20130231T250000Z") + sl(empty),
+    }
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     targets = {"fuzz_logrec": logrec_seeds(), "fuzz_batch": batch_seeds(), "fuzz_path": path_seeds(),
                "fuzz_units": units_seeds(), "fuzz_conf": conf_seeds(), "fuzz_presign": presign_seeds(),
                "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds(), "fuzz_cksum": cksum_seeds(),
                "fuzz_awschunk": awschunk_seeds(), "fuzz_objmeta": objmeta_seeds(),
-               "fuzz_s3xml": s3xml_seeds(), "fuzz_blocksum": blocksum_seeds()}
+               "fuzz_s3xml": s3xml_seeds(), "fuzz_blocksum": blocksum_seeds(), "fuzz_sigv4": sigv4_seeds()}
     total = 0
     for target, seeds in targets.items():
         d = os.path.join(out, target)

@@ -1,6 +1,7 @@
 /* test_sigv4.c - SigV4 verification against AWS's published examples for S3
  * (the GET object, PUT object, list and presigned URL examples, date
  * 20130524, access key AKIAIOSFODNN7EXAMPLE) and S3's error cases. */
+#include <time.h>
 #include "testutil.h"
 #include "common/sigv4.h"
 
@@ -67,6 +68,22 @@ static void test_get_object(void)
     CHECK_EQ_INT(check(&r, T0 + 15 * 60, "us-east-1", &a, &e), 0);
     CHECK(check(&r, T0 + 20 * 60, "us-east-1", &a, &e) != 0 && strcmp(e.code, "RequestTimeTooSkewed") == 0 && e.status == 403);
     CHECK(check(&r, T0 - 20 * 60, "us-east-1", &a, &e) != 0 && strcmp(e.code, "RequestTimeTooSkewed") == 0);
+    /* SignedHeaders in another case: signed in lower case all the same */
+    h[4].value = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                 "SignedHeaders=Host;RANGE;x-Amz-Content-SHA256;X-AMZ-DATE,"
+                 "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
+    h[4].value_len = strlen(h[4].value);
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    /* header names in any case; only letters fold: "x\ramz-date" or "x-amz_date" is no x-amz-date */
+    h[0].name = "HOST";
+    h[3].name = "X-Amz-Date";
+    CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    h[3].name = "x\ramz-date";
+    CHECK(check(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL && strcmp(e.code, "AccessDenied") == 0);
+    h[3].name = "x-amz_date";
+    CHECK(check(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL && strcmp(e.code, "AccessDenied") == 0);
+    h[3].name = "x-amz-date";
+    h[0].name = "Host";
     /* another region: the error names the one expected */
     CHECK(check(&r, T0, "eu-west-1", &a, &e) != 0 && strcmp(e.code, "AuthorizationHeaderMalformed") == 0 && e.status == 400 &&
           strstr(e.msg, "expecting 'eu-west-1'") != NULL);
@@ -346,6 +363,173 @@ static void test_malformed(void)
     CHECK(sigv4_equal("abc", "abc", 3) && !sigv4_equal("abc", "abd", 3));
 }
 
+/* a signed header's value is signed trimmed, with each inner run of spaces
+ * and tabs as one space (the signature: the spec's canonical form, computed
+ * with Python's hmac for "a b c") */
+static void test_value_spaces(void)
+{
+    static const char *const same[] = {"a b c", "  a b c ", "a  b   c", "a\tb \t c", "\ta b\tc\t", "a \t\t b c"};
+    static const char *const other[] = {"a bc", "ab c", "a b c d", "a b  c."};
+    sigv4_header_t h[] = {
+        H("Host", "h"),
+        H("x-amz-content-sha256", EMPTY),
+        H("x-amz-date", "20130524T000000Z"),
+        H("x-amz-meta-s", ""),
+        H("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+                           "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-s,"
+                           "Signature=199334725740946f516c8a6398fbeb4324877431f79622ee93b0026464dab108"),
+    };
+    sigv4_request_t r = req("GET", "/x", NULL, h, 5);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        h[3].value = same[i];
+        h[3].value_len = strlen(same[i]);
+        CHECK_EQ_INT(check(&r, T0, "us-east-1", &a, &e), 0);
+    }
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        h[3].value = other[i];
+        h[3].value_len = strlen(other[i]);
+        CHECK(check(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL && strcmp(e.code, "SignatureDoesNotMatch") == 0);
+    }
+}
+
+/* X-Amz-Date as seconds: the same as timegm() gives, also for a day past
+ * its month's end (counted on into the next month) and a leap second; a
+ * date before 1970 is refused */
+static void test_dates(void)
+{
+    static const char *const dates[] = {"19700101T000000Z", "20130524T000000Z", "20000229T235959Z", "19000228T120000Z",
+                                        "21000301T000000Z", "20240229T000000Z", "20230231T000000Z", "20231231T235960Z",
+                                        "00000101T000000Z", "99991231T235959Z", "20261202T172050Z"};
+    char auth[256];
+    sigv4_header_t h[] = {
+        H("Host", "h"),
+        H("x-amz-date", "20130524T000000Z"),
+        H("x-amz-content-sha256", EMPTY),
+        H("Authorization", ""),
+    };
+    sigv4_request_t r = req("GET", "/", NULL, h, 4);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+
+    for (size_t i = 0; i < sizeof(dates) / sizeof(dates[0]); i++) {
+        const char *d = dates[i];
+        struct tm tm;
+        memset(&tm, 0, sizeof(tm));
+        tm.tm_year = atoi((char[]){d[0], d[1], d[2], d[3], 0}) - 1900;
+        tm.tm_mon = atoi((char[]){d[4], d[5], 0}) - 1;
+        tm.tm_mday = atoi((char[]){d[6], d[7], 0});
+        tm.tm_hour = atoi((char[]){d[9], d[10], 0});
+        tm.tm_min = atoi((char[]){d[11], d[12], 0});
+        tm.tm_sec = atoi((char[]){d[13], d[14], 0});
+        int64_t want = (int64_t)timegm(&tm);
+        snprintf(auth, sizeof(auth),
+                 "AWS4-HMAC-SHA256 Credential=AK/%.8s/us-east-1/s3/aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date,"
+                 "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41",
+                 d);
+        h[1].value = d;
+        h[1].value_len = 16;
+        h[3].value = auth;
+        h[3].value_len = strlen(auth);
+        if (want < 0) { /* before 1970: refused, as a date it cannot read */
+            CHECK(sigv4_parse(&r, want, "us-east-1", &a, &e) == CIO_EINVAL && strcmp(e.code, "AccessDenied") == 0);
+            continue;
+        }
+        CHECK_EQ_INT(sigv4_parse(&r, want, "us-east-1", &a, &e), 0);
+        CHECK(a.date == want);
+        CHECK(strcmp(a.scope + 8, "/us-east-1/s3/aws4_request") == 0 && memcmp(a.scope, d, 8) == 0);
+    }
+}
+
+/* the hex of x-amz-content-sha256 and of Signature, told apart from what only looks like it */
+static void test_hex_forms(void)
+{
+    char sha[65], auth[256];
+    sigv4_header_t h[] = {
+        H("Host", "h"),
+        H("x-amz-date", "20130524T000000Z"),
+        H("x-amz-content-sha256", EMPTY),
+        H("Authorization", ""),
+    };
+    sigv4_request_t r = req("GET", "/", NULL, h, 4);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+    const char *sig = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
+
+    /* upper-case hex is taken and kept in lower case */
+    for (int i = 0; i < 64; i++)
+        sha[i] = (char)(EMPTY[i] >= 'a' ? EMPTY[i] - 32 : EMPTY[i]);
+    sha[64] = '\0';
+    h[2].value = sha;
+    h[2].value_len = 64;
+    snprintf(auth, sizeof(auth),
+             "AWS4-HMAC-SHA256 "
+             "Credential=AK/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=%s",
+             sig);
+    h[3].value = auth;
+    h[3].value_len = strlen(auth);
+    CHECK_EQ_INT(sigv4_parse(&r, T0, "us-east-1", &a, &e), 0);
+    CHECK(a.payload == SIGV4_PAYLOAD_SHA256 && strcmp(a.payload_hash, EMPTY) == 0 && strcmp(a.content_sha256, sha) == 0);
+    /* anything else in any one place is no digest: a control character whose 0x20 bit makes a digit, a 'g', a '/' */
+    static const char bad[] = {0x10, 0x19, 'g', 'G', '/', ':', '`', '@', ' ', (char)0xb0};
+    for (size_t k = 0; k < sizeof(bad); k++)
+        for (int at = 0; at < 64; at += 21) {
+            memcpy(sha, EMPTY, 65);
+            sha[at] = bad[k];
+            CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL && strcmp(e.code, "InvalidArgument") == 0);
+        }
+    memcpy(sha, EMPTY, 65);
+    /* the Signature: 64 lower-case hex digits, nothing else */
+    static const char badsig[] = {'A', 'F', 'g', 0x10, 0x11, '/', ':', '`'};
+    for (size_t k = 0; k < sizeof(badsig); k++) {
+        snprintf(auth, sizeof(auth),
+                 "AWS4-HMAC-SHA256 "
+                 "Credential=AK/20130524/us-east-1/s3/"
+                 "aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=%.40s%c%.23s",
+                 sig, badsig[k], sig + 41);
+        h[3].value_len = strlen(auth);
+        CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL && strcmp(e.code, "AuthorizationHeaderMalformed") == 0 &&
+              strstr(e.msg, "64 lower-case hex digits") != NULL);
+    }
+    snprintf(auth, sizeof(auth),
+             "AWS4-HMAC-SHA256 "
+             "Credential=AK/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=%s",
+             sig);
+    h[3].value_len = strlen(auth);
+    CHECK_EQ_INT(sigv4_parse(&r, T0, "us-east-1", &a, &e), 0);
+    /* a Credential of more or fewer than five parts */
+    snprintf(auth, sizeof(auth),
+             "AWS4-HMAC-SHA256 "
+             "Credential=AK/20130524/us-east-1/s3/aws4_request/x,SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=%s",
+             sig);
+    h[3].value_len = strlen(auth);
+    CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL &&
+          strstr(e.msg, "access-key/date/region/s3/aws4_request") != NULL);
+    snprintf(auth, sizeof(auth),
+             "AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3,SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=%s",
+             sig);
+    h[3].value_len = strlen(auth);
+    CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL &&
+          strstr(e.msg, "access-key/date/region/s3/aws4_request") != NULL);
+    snprintf(auth, sizeof(auth),
+             "AWS4-HMAC-SHA256 "
+             "Credential=AK/20130524/us-east-1/s3/aws4_request/,SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=%s",
+             sig);
+    h[3].value_len = strlen(auth);
+    CHECK(sigv4_parse(&r, T0, "us-east-1", &a, &e) == CIO_EINVAL &&
+          strstr(e.msg, "access-key/date/region/s3/aws4_request") != NULL);
+    /* equal: every byte counts */
+    CHECK(sigv4_equal(sig, sig, 64));
+    for (int at = 0; at < 64; at++) {
+        char other[65];
+        memcpy(other, sig, 65);
+        other[at] ^= 1;
+        CHECK(!sigv4_equal(sig, other, 64) && sigv4_equal(sig, other, (size_t)at));
+    }
+}
+
 int main(void)
 {
     RUN(test_get_object);
@@ -355,5 +539,8 @@ int main(void)
     RUN(test_chunks);
     RUN(test_keycache);
     RUN(test_malformed);
+    RUN(test_value_spaces);
+    RUN(test_dates);
+    RUN(test_hex_forms);
     return TEST_SUMMARY();
 }
