@@ -242,6 +242,7 @@ def test_a_full_sync_keeps_to_the_targets_bandwidth_limit(pair):
         to_b.close()
 
 
+@pytest.mark.long
 def test_cancel_and_sigterm_are_prompt_with_every_batch_hanging_in_flight(pair):
     """Batches in flight to a target that went silent (a partition: no error, no answer) hold neither a cancel
     nor a SIGTERM: each is done within seconds, not at the 10-minute request timeout. The sync cut by SIGTERM
