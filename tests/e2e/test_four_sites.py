@@ -141,6 +141,7 @@ def assert_counted_once(site, st):
                                                                                     st["log_head_seq"])
 
 
+@pytest.mark.long
 def test_fanout_target_down_for_minutes_then_back(four):
     """D's storaged is SIGKILLed for OUTAGE seconds while a client writes to A. What bounds D's catch-up: repld
     backs off from a dead target starting at retry_delay (200 ms here) and doubling up to BACKOFF_CAP_MS (10 s);
@@ -358,6 +359,7 @@ def check_every_write_accounted_for(writers, listed):
     return how
 
 
+@pytest.mark.long
 def test_four_writers_full_mesh_with_kills(four):
     """Phase 1: four writers (one per site) hammer the six hot keys with PUT (some over inline_threshold) and
     DELETE, and two of them PURGE the bucket once, while the repld, the storaged or both of a random site are
