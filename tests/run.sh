@@ -177,7 +177,8 @@ step ctest ctest --test-dir "$BUILD" --output-on-failure || true
 # run one at a time (power cuts, kill loops, full disks and network namespaces
 # load the machine on purpose). Paths among the arguments run just those, one
 # at a time; other arguments go to every run. -rs: a test that skips (no
-# netem, not root, ...) says why in the summary.
+# netem, not root, ...) says why in the summary; --durations=15: the slowest
+# tests of each run, so that the log shows where CI's time goes.
 run_pytest() {
     local a rc=0 jobs=()
     for a in "${PYTEST_ARGS[@]}"; do
@@ -191,12 +192,12 @@ run_pytest() {
     fi
     local start=$SECONDS
     echo "-- tests/e2e${jobs[*]:+ (${jobs[*]})}"
-    "$PY" -m pytest -q -rs "${jobs[@]}" tests/e2e "${PYTEST_ARGS[@]}" || rc=$?
+    "$PY" -m pytest -q -rs --durations=15 "${jobs[@]}" tests/e2e "${PYTEST_ARGS[@]}" || rc=$?
     echo "-- tests/e2e: $((SECONDS - start)) s"
     if [ $TSAN -eq 0 ]; then
         start=$SECONDS
         echo "-- tests/fault"
-        "$PY" -m pytest -q -rs tests/fault "${PYTEST_ARGS[@]}" || rc=$?
+        "$PY" -m pytest -q -rs --durations=15 tests/fault "${PYTEST_ARGS[@]}" || rc=$?
         echo "-- tests/fault: $((SECONDS - start)) s"
     fi
     return $rc
