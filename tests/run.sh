@@ -86,7 +86,7 @@ pick_python() {
     return 1
 }
 
-declare -A RESULT=()
+declare -A RESULT=() ELAPSED=()
 STEPS=(install configure build ctest pytest)
 if [ $SANITIZE -eq 0 ] && [ $TSAN -eq 0 ]; then
     STEPS+=(format valgrind fuzz) # once per CI run is enough: both carry their own instrumentation
@@ -98,7 +98,7 @@ summary() {
     echo "== summary ($(if [ $SANITIZE -eq 1 ]; then echo "sanitize, build-asan"; elif [ $TSAN -eq 1 ]; then echo "tsan, build-tsan"; else echo "build"; fi))"
     local s failed=0
     for s in "${STEPS[@]}"; do
-        printf '   %-10s %s\n' "$s" "${RESULT[$s]}"
+        printf '   %-10s %-22s %s\n' "$s" "${RESULT[$s]}" "${ELAPSED[$s]:+${ELAPSED[$s]} s}"
         case "${RESULT[$s]}" in ok) ;; *) failed=1 ;; esac
     done
     if [ $failed -eq 0 ]; then echo "== ALL PASSED"; else echo "== FAILED"; fi
@@ -118,8 +118,9 @@ step() {
     fi
     echo
     echo "== $name: $*"
-    local rc=0
+    local rc=0 start=$SECONDS
     "$@" || rc=$?
+    ELAPSED[$name]=$((SECONDS - start))
     if [ $rc -eq 0 ]; then RESULT[$name]=ok; else RESULT[$name]="FAILED (exit $rc)"; fi
     return $rc
 }
@@ -176,7 +177,8 @@ step ctest ctest --test-dir "$BUILD" --output-on-failure || true
 # run one at a time (power cuts, kill loops, full disks and network namespaces
 # load the machine on purpose). Paths among the arguments run just those, one
 # at a time; other arguments go to every run. -rs: a test that skips (no
-# netem, not root, ...) says why in the summary.
+# netem, not root, ...) says why in the summary; --durations=15: the slowest
+# tests of each run, so that the log shows where CI's time goes.
 run_pytest() {
     local a rc=0 jobs=()
     for a in "${PYTEST_ARGS[@]}"; do
@@ -188,11 +190,15 @@ run_pytest() {
     if [ "${COMIO_TEST_JOBS:-2}" -gt 1 ] && "$PY" -c 'import xdist' 2>/dev/null; then
         jobs=(-n "${COMIO_TEST_JOBS:-2}")
     fi
+    local start=$SECONDS
     echo "-- tests/e2e${jobs[*]:+ (${jobs[*]})}"
-    "$PY" -m pytest -q -rs "${jobs[@]}" tests/e2e "${PYTEST_ARGS[@]}" || rc=$?
+    "$PY" -m pytest -q -rs --durations=15 "${jobs[@]}" tests/e2e "${PYTEST_ARGS[@]}" || rc=$?
+    echo "-- tests/e2e: $((SECONDS - start)) s"
     if [ $TSAN -eq 0 ]; then
+        start=$SECONDS
         echo "-- tests/fault"
-        "$PY" -m pytest -q -rs tests/fault "${PYTEST_ARGS[@]}" || rc=$?
+        "$PY" -m pytest -q -rs --durations=15 tests/fault "${PYTEST_ARGS[@]}" || rc=$?
+        echo "-- tests/fault: $((SECONDS - start)) s"
     fi
     return $rc
 }

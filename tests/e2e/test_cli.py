@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from harness import comio
 from harness.comio import md5
 from harness.replication import comio_path, converge_or_fail, new_token, wait_until
@@ -400,6 +402,7 @@ def _fill(site, bucket, count, keyfmt, workers=8):
     assert not any(t.is_alive() for t in threads) and not errors, errors[:3]
 
 
+@pytest.mark.long
 def test_diff_thousands_of_keys_in_bounded_memory(sites, tmp_path):
     """5000 keys over 50 pages per site, a few differences scattered: exact counts, and the peak
     memory of comio diff does not grow with the number of keys (it holds one page per site)."""

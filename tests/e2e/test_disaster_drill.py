@@ -386,6 +386,7 @@ def test_drill_a_dies_with_a_backlog_and_returns_with_its_files(drill_sites):
     assert comio_diff(a, b)[0] == []
 
 
+@pytest.mark.long
 def test_drill_a_loses_its_disk_and_is_rebuilt_while_b_takes_writes_through_kills(drill_sites):
     a, b, proxy = drill_sites
     rb = Runbook(a, b)

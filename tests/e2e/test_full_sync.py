@@ -365,6 +365,7 @@ def test_a_killed_repld_resumes_its_full_sync_where_it_was(pair):
         proxy.close()
 
 
+@pytest.mark.long
 def test_a_wiped_site_of_a_two_way_pair_gets_back_what_both_wrote(tmp_path):
     """A <-> B. B loses its disk after both wrote: A rebuilds it, B's writes that A holds included (a sync ships
     back to a key's origin), and B's own sync to A finds every key of A extra while it is empty: counted, not

@@ -79,6 +79,7 @@ def test_h2c_prior_knowledge_and_upgrade(server, client):
     assert out == "2 200", out  # Upgrade: h2c
 
 
+@pytest.mark.long
 def test_stalled_headers_closed_while_others_served(server, client):
     assert client.create_bucket("htwo").status == 200
     expect_ok_json(client.put("htwo", "obj", b"served"))

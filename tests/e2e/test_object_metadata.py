@@ -220,6 +220,7 @@ def test_replication_carries_metadata_inline_fetched_with_zstd_and_overwrites(pa
     assert metadata_of(cb.get("rep", "large.gz")) == {"cache-control": "no-cache"}
 
 
+@pytest.mark.long
 def test_full_sync_of_a_wiped_replica_ships_metadata(pair):
     a, b = pair()
     ca = a.client()

@@ -16,6 +16,8 @@ import pytest
 from botocore.client import Config
 from botocore.exceptions import ClientError
 
+from harness import comio
+
 AK = "AKIDLISTTEST"
 SECRET = "list/secret+key"
 
@@ -32,7 +34,10 @@ def s3_client(srv):
 
 
 @pytest.fixture
-def s3srv(make_server):
+def s3srv(request, make_server):
+    # the tests of the tree only read it: they share one server per module (see tree_srv)
+    if "tree" in request.fixturenames:
+        return request.getfixturevalue("tree_srv")
     return make_server(config=s3_config())
 
 
@@ -89,10 +94,25 @@ TREE = (["top-%d" % i for i in range(5)]
         + ["d1/s1/deep/x%d" % i for i in range(20)])
 
 
+@pytest.fixture(scope="module")
+def tree_srv(tmp_path_factory):
+    """One server with the tree written, for the tests that only list it: writing its 2,700 keys for each of
+    them was most of this file's time (seconds each, several times that under ASan). Torn down and checked
+    as make_server's servers are."""
+    srv = comio.Server(tmp_path_factory.mktemp("tree") / "srv", config=s3_config())
+    srv.start()
+    try:
+        s3_client(srv).create_bucket(Bucket="tree")
+        put_keys(srv, "tree", TREE)
+        yield srv
+    finally:
+        problems = srv.finish()
+    if problems:
+        pytest.fail("storaged teardown (tree):\n" + "\n".join(problems), pytrace=False)
+
+
 @pytest.fixture
-def tree(s3srv, s3):
-    s3.create_bucket(Bucket="tree")
-    put_keys(s3srv, "tree", TREE)
+def tree(tree_srv):
     return TREE
 
 

@@ -92,6 +92,7 @@ def test_a_target_dropped_while_away_gets_the_deletes_it_missed(tmp_path, made):
     assert comio_diff(a, b)[0] == []
 
 
+@pytest.mark.long
 def test_a_two_way_peer_down_longer_than_the_ttl_resurrects_nothing(tmp_path, made):
     ports = {n: comio.free_port() for n in "ab"}
     tokens = {n: new_token() for n in "ab"}

@@ -2,11 +2,12 @@
 # run.sh - builds the libFuzzer targets with clang, replays their seed corpora
 # and regression inputs, then fuzzes each for a bounded time.
 #
-#   tests/fuzz/run.sh [--seconds N] [--target NAME] [--build DIR] [--keep]
+#   tests/fuzz/run.sh [--seconds N] [--target NAME] [--build DIR] [--jobs N] [--keep]
 #
 #   --seconds N    fuzz each target for N seconds after the replay (default 15; 0: replay only)
 #   --target NAME  only this target (fuzz_batch or batch, ...; default all)
 #   --build DIR    the clang build directory (default build-fuzz at the top of the tree)
+#   --jobs N       run N targets at a time (default: the number of cores, nproc)
 #   --keep         keep the scratch directory (grown corpora, artifacts) even on success
 #
 # Nothing in the tree changes but the build directory: the corpora grow in a
@@ -24,6 +25,7 @@ SECONDS_EACH=15
 ONLY=
 BUILD=$ROOT/build-fuzz
 KEEP=0
+JOBS=$(nproc)
 while [ $# -gt 0 ]; do
     case "$1" in
     --seconds) SECONDS_EACH=${2:?--seconds needs a value}; shift ;;
@@ -32,6 +34,8 @@ while [ $# -gt 0 ]; do
     --target=*) ONLY=${1#*=} ;;
     --build) BUILD=${2:?--build needs a value}; shift ;;
     --build=*) BUILD=${1#*=} ;;
+    --jobs) JOBS=${2:?--jobs needs a value}; shift ;;
+    --jobs=*) JOBS=${1#*=} ;;
     --keep) KEEP=1 ;;
     -h | --help)
         sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
@@ -42,6 +46,9 @@ while [ $# -gt 0 ]; do
 done
 case "$SECONDS_EACH" in
 '' | *[!0-9]*) echo "fuzz/run.sh: --seconds expects a whole number, got '$SECONDS_EACH'" >&2; exit 2 ;;
+esac
+case "$JOBS" in
+'' | *[!0-9]* | 0) echo "fuzz/run.sh: --jobs expects a positive whole number, got '$JOBS'" >&2; exit 2 ;;
 esac
 if [ -n "$ONLY" ]; then
     case "$ONLY" in fuzz_*) ;; *) ONLY=fuzz_$ONLY ;; esac
@@ -86,56 +93,75 @@ FAILED=()
 # Prints the artifacts libFuzzer saved for a failed run, and the last input it was running.
 report_failure() {
     local name=$1 log=$2 art
-    echo "== $name: FAILED; the end of its log ($log):" >&2
-    tail -n 40 "$log" >&2
+    echo "== $name: FAILED; the end of its log ($log):"
+    tail -n 40 "$log"
     for art in "$SCRATCH/$name/artifacts/"*; do
         [ -e "$art" ] || continue
-        echo "== $name: crashing input saved as $art" >&2
-        echo "   replay: $BUILD/fuzz/$name $art" >&2
-        echo "   then minimize it and add it to tests/fuzz/regress/$name/ (tests/fuzz/README.md)" >&2
+        echo "== $name: crashing input saved as $art"
+        echo "   replay: $BUILD/fuzz/$name $art"
+        echo "   then minimize it and add it to tests/fuzz/regress/$name/ (tests/fuzz/README.md)"
     done
     grep -m1 -o 'Running: .*' "$log" >/dev/null 2>&1 &&
-        echo "== $name: last input run: $(grep -o 'Running: .*' "$log" | tail -1 | cut -d' ' -f2-)" >&2
-    FAILED+=("$name")
+        echo "== $name: last input run: $(grep -o 'Running: .*' "$log" | tail -1 | cut -d' ' -f2-)"
+    return 1
 }
 
-for name in "${TARGETS[@]}"; do
-    bin=$BUILD/fuzz/$name
+# Replays one target's seeds and regression inputs, then fuzzes it; what it
+# says goes to stdout (the caller keeps it in a file). Non-zero on a failure.
+run_target() {
+    local name=$1 bin=$BUILD/fuzz/$1 d f start log runs cov
+    local seeds=() dict=() files=()
     mkdir -p "$SCRATCH/$name/corpus" "$SCRATCH/$name/artifacts"
-    seeds=()
     for d in "$FUZZ_DIR/corpus/$name" "$FUZZ_DIR/regress/$name"; do
         [ -d "$d" ] && seeds+=("$d")
     done
-    dict=()
     [ -f "$FUZZ_DIR/$name.dict" ] && dict=(-dict="$FUZZ_DIR/$name.dict")
-    common=(-timeout=10 -rss_limit_mb=2048 -artifact_prefix="$SCRATCH/$name/artifacts/")
+    local common=(-timeout=10 -rss_limit_mb=2048 -artifact_prefix="$SCRATCH/$name/artifacts/")
 
     # 1. Replay every seed and regression input, one by one.
-    files=()
     for d in "${seeds[@]}"; do
         for f in "$d"/*; do [ -f "$f" ] && files+=("$f"); done
     done
     log=$SCRATCH/$name/replay.log
     if [ ${#files[@]} -gt 0 ]; then
         start=$(date +%s)
-        if ! timeout 300 "$bin" "${common[@]}" "${files[@]}" </dev/null >"$log" 2>&1; then
-            report_failure "$name" "$log"
-            continue
-        fi
+        timeout 300 "$bin" "${common[@]}" "${files[@]}" </dev/null >"$log" 2>&1 || { report_failure "$name" "$log"; return 1; }
         echo "== $name: replayed ${#files[@]} inputs ($(( $(date +%s) - start )) s)"
     fi
 
     # 2. Fuzz for a bounded time; new inputs go to the scratch corpus only.
-    [ "$SECONDS_EACH" -eq 0 ] && continue
+    [ "$SECONDS_EACH" -eq 0 ] && return 0
     log=$SCRATCH/$name/fuzz.log
-    if ! timeout $((SECONDS_EACH + 120)) "$bin" "${common[@]}" "${dict[@]}" -max_total_time="$SECONDS_EACH" \
-        -print_final_stats=1 "$SCRATCH/$name/corpus" "${seeds[@]}" </dev/null >"$log" 2>&1; then
-        report_failure "$name" "$log"
-        continue
-    fi
+    timeout $((SECONDS_EACH + 120)) "$bin" "${common[@]}" "${dict[@]}" -max_total_time="$SECONDS_EACH" \
+        -print_final_stats=1 "$SCRATCH/$name/corpus" "${seeds[@]}" </dev/null >"$log" 2>&1 ||
+        { report_failure "$name" "$log"; return 1; }
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     echo "== $name: fuzzed ${SECONDS_EACH} s: ${runs:-?} runs, coverage ${cov:-?} edges, corpus $(ls "$SCRATCH/$name/corpus" | wc -l) new inputs"
+}
+
+# The targets run JOBS at a time, each on one core for its whole budget (a
+# libFuzzer process is single-threaded), so every target gets the same time
+# as alone while the step takes 1/JOBS of the wall time. Their reports are
+# printed in target order once all are done.
+running=0
+for name in "${TARGETS[@]}"; do
+    if [ "$running" -ge "$JOBS" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    ( if run_target "$name"; then echo ok; else echo failed; fi ) >"$SCRATCH/$name.out" 2>&1 &
+    running=$((running + 1))
+done
+wait
+for name in "${TARGETS[@]}"; do
+    out=$SCRATCH/$name.out
+    if [ "$(tail -n 1 "$out")" = ok ]; then
+        sed '$d' "$out"
+    else
+        sed '$d' "$out" >&2
+        FAILED+=("$name")
+    fi
 done
 
 if [ ${#FAILED[@]} -gt 0 ]; then

@@ -26,6 +26,11 @@ START_TIMEOUT = float(os.environ.get("COMIO_START_TIMEOUT", "10"))
 STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.02
 IO_TIMEOUT = 60.0
+# How long wait_for and settled_used wait by default for state the server settles
+# on its own: a moment in the plain build, but under a sanitizer on a busy
+# machine the daemons run several times slower. A condition that holds ends the
+# wait at once, so a generous bound costs only a failing test its time.
+SETTLE_TIMEOUT = 30.0
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer")
 
@@ -620,7 +625,7 @@ def status_of(raw):
 # --- assertions shared by the tests -------------------------------------------
 
 
-def wait_for(fn, timeout=5.0, interval=0.02):
+def wait_for(fn, timeout=SETTLE_TIMEOUT, interval=0.02):
     """Polls fn() until it returns a truthy value or timeout passes; returns the last value.
     For state the server settles on its own shortly after a reply (released extents
     return to the free map once no reader can see them); the caller asserts on it."""
@@ -632,7 +637,7 @@ def wait_for(fn, timeout=5.0, interval=0.02):
     return value
 
 
-def settled_used(client, pred, timeout=5.0):
+def settled_used(client, pred, timeout=SETTLE_TIMEOUT):
     """Waits (bounded) until pred(comio_store_used_bytes) holds; returns the last value seen."""
     seen = []
 
