@@ -45,9 +45,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A free loopback port below the kernel's ephemeral range (32768 and up), so
+# that no outgoing connection or port-0 socket is handed it before storaged
+# binds it: a random one of 20000-32767 that nothing listens on.
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null ||
-        echo $((20000 + RANDOM % 20000))
+    local p i
+    for i in $(seq 1 50); do
+        p=$((20000 + RANDOM % 12768))
+        if python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+    echo $((20000 + RANDOM % 12768))
 }
 
 start_site() { # name port config-extra
@@ -74,6 +84,7 @@ YAML
 }
 
 port_a=$(free_port); port_b=$(free_port)
+while [ "$port_b" = "$port_a" ]; do port_b=$(free_port); done
 token=$(openssl rand -hex 32 2>/dev/null || echo demo-token-0123456789abcdef0123456789abcdef)
 echo "== starting site-b on 127.0.0.1:$port_b (replica: accepts batches with the shared token)"
 start_site site-b "$port_b" "replication:
