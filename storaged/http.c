@@ -67,6 +67,8 @@ static int do_admin(http_server_t *srv, h2o_req_t *req, int m)
     if (http_req_path_is(req, "/admin/replication/status"))
         return m == HTTP_REQ_GET || m == HTTP_REQ_HEAD ? handler_admin_status(srv, req)
                                                        : (http_req_error(req, 405, "MethodNotAllowed", "method not allowed"), 0);
+    if (http_req_path_is(req, "/admin/scrub"))
+        return handler_admin_scrub(srv, req, m);
     /* /admin/conflicts/{bucket}/{key}; "/admin/conflicts/objects" is the purge of a bucket named "conflicts" */
     if (len > 17 && memcmp(p, "/admin/conflicts/", 17) == 0 && memchr(p + 17, '/', len - 17) != NULL)
         return m == HTTP_REQ_DELETE ? handler_conflicts_delete(srv, req)

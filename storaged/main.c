@@ -11,6 +11,8 @@
 #include "storaged/commit.h"
 #include "common/conf.h"
 #include "storaged/http.h"
+#include "storaged/http_req.h"
+#include "storaged/scrub.h"
 #include "common/lockfile.h"
 #include "common/log.h"
 #include "storaged/meta.h"
@@ -161,6 +163,7 @@ int main(int argc, char **argv)
     meta_t meta;
     commit_t *commit = NULL;
     http_server_t *http = NULL;
+    scrub_t *scrub = NULL;
     char err[1024] = "";
     sigset_t sigs;
     int sig, ret, meta_lock = -1;
@@ -234,6 +237,10 @@ int main(int argc, char **argv)
         commit_stop(commit);
         goto fail_meta;
     }
+    if ((ret = scrub_start(&scrub, &meta, &store, conf.scrub_rate, conf.scrub_interval_ms, conf.checksums)) != 0)
+        log_msg(LOG_LVL_ERROR, "cannot start the scrub: serving without it", "error", cio_strerror(ret), NULL);
+    else
+        __atomic_store_n(&http->scrub, scrub, __ATOMIC_RELEASE);
     if (!is_loopback(conf.listen) && (conf.access_token == NULL || conf.access_token[0] == '\0'))
         log_msg(LOG_LVL_WARN, "listening beyond loopback without server.access_token: anyone who reaches the port can write", NULL);
     {
@@ -261,6 +268,7 @@ int main(int argc, char **argv)
     log_msg(LOG_LVL_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     notify_send("STOPPING=1");
     http_stop(http, SHUTDOWN_GRACE_MS);
+    scrub_stop(scrub); /* after the loops: no request reads it any more */
     commit_stop(commit);
     meta_close(&meta);
     close(meta_lock);
