@@ -81,6 +81,9 @@ def test_scrub_reports_every_damaged_object(make_server):
     # without --now: the status, exit 1 while damage is on record
     r = scrub_cli(srv)
     assert r.returncode == 1 and "damaged objects on record: 2" in r.stdout, r
+    r = subprocess.run([str(comio_path()), "status", "--url", srv.url()], capture_output=True, text=True, timeout=30,
+                       env=comio.sanitizer_env())
+    assert "last pass 2 ended" in r.stdout and "2 damaged on record" in r.stdout, r
     # rewritten or deleted, a damaged object leaves the record
     assert c.put("bkt", "obj-65537", b"new bytes").status == 200
     assert [d["key"] for d in status(c)["damaged"]] == ["obj-3145735"]
