@@ -354,7 +354,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "comio_checksum_objects_unverified %" PRIu64 "\n",
                is.verified, is.mismatches[INTEGRITY_GET], is.mismatches[INTEGRITY_APPLY], is.mismatches[INTEGRITY_SCRUB],
                objects > summed ? objects - summed : 0);
-    scrub_t *sc = __atomic_load_n(&srv->scrub, __ATOMIC_ACQUIRE);
+    scrub_t *sc = srv->scrub;
     if (sc != NULL) {
         if ((txn = http_req_rtxn_begin(t)) == NULL) {
             buf_free(&b);
@@ -435,7 +435,7 @@ int handler_admin_purge(http_server_t *srv, h2o_req_t *req, const char *name, si
 int handler_admin_scrub(http_server_t *srv, h2o_req_t *req, int method)
 {
     http_thread_t *t = http_req_thread(req);
-    scrub_t *sc = __atomic_load_n(&srv->scrub, __ATOMIC_ACQUIRE);
+    scrub_t *sc = srv->scrub;
     int status = 200, ret;
     MDB_txn *txn;
     buf_t b;
@@ -445,7 +445,7 @@ int handler_admin_scrub(http_server_t *srv, h2o_req_t *req, int method)
         return 0;
     }
     if (sc == NULL) {
-        http_req_error(req, 503, "ServiceUnavailable", "the scrub is not started yet");
+        http_req_error(req, 503, "ServiceUnavailable", "the scrub could not start: see the log");
         return 0;
     }
     if (method == HTTP_REQ_POST) {

@@ -359,7 +359,8 @@ fail:
     return ret;
 }
 
-int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, char *err, size_t errlen)
+int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, struct scrub *scrub,
+               char *err, size_t errlen)
 {
     http_server_t *srv = calloc(1, sizeof(*srv));
     h2o_hostconf_t *host;
@@ -374,6 +375,7 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     srv->meta = meta;
     srv->store = store;
     srv->commit = commit;
+    srv->scrub = scrub;
     {
         MDB_txn *txn;
         if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) == 0) {

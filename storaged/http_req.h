@@ -43,7 +43,7 @@ struct http_server {
     uint64_t fetch_bytes[CONF_TARGETS_MAX][2];
     syncwait_t *sync;    /* NULL unless a target has mode: sync: then writes wait for it (syncwait.h) */
     bwlimit_t *bw;       /* the targets' bandwidth limits, shared with repld (common/bwlimit.h); NULL: none */
-    struct scrub *scrub; /* atomic: the background scrub (storaged/scrub.h), set by main once started; NULL before */
+    struct scrub *scrub; /* the background scrub (storaged/scrub.h); NULL when it could not start */
     h2o_globalconf_t globalconf;
     SSL_CTX *ssl_ctx;
     size_t nthreads;

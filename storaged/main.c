@@ -11,7 +11,6 @@
 #include "storaged/commit.h"
 #include "common/conf.h"
 #include "storaged/http.h"
-#include "storaged/http_req.h"
 #include "storaged/scrub.h"
 #include "common/lockfile.h"
 #include "common/log.h"
@@ -232,15 +231,14 @@ int main(int argc, char **argv)
     commit_set_multipart_ttl(commit, conf.s3_multipart_ttl_ms);
     commit_set_conflict_ttl(commit, conf.conflict_ttl_ms);
     commit_set_max_clock_skew(commit, (int64_t)conf.max_clock_skew_ms);
-    if (http_start(&http, &conf, &meta, &store, commit, err, sizeof(err)) != 0) {
+    if ((ret = scrub_start(&scrub, &meta, &store, conf.scrub_rate, conf.scrub_interval_ms, conf.checksums)) != 0)
+        log_msg(LOG_LVL_ERROR, "cannot start the scrub: serving without it", "error", cio_strerror(ret), NULL);
+    if (http_start(&http, &conf, &meta, &store, commit, scrub, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot start the HTTP server", "error", err, NULL);
+        scrub_stop(scrub);
         commit_stop(commit);
         goto fail_meta;
     }
-    if ((ret = scrub_start(&scrub, &meta, &store, conf.scrub_rate, conf.scrub_interval_ms, conf.checksums)) != 0)
-        log_msg(LOG_LVL_ERROR, "cannot start the scrub: serving without it", "error", cio_strerror(ret), NULL);
-    else
-        __atomic_store_n(&http->scrub, scrub, __ATOMIC_RELEASE);
     if (!is_loopback(conf.listen) && (conf.access_token == NULL || conf.access_token[0] == '\0'))
         log_msg(LOG_LVL_WARN, "listening beyond loopback without server.access_token: anyone who reaches the port can write", NULL);
     {

@@ -46,9 +46,9 @@ struct scrub {
     size_t pos_len;
     char pos_bucket[LOGREC_BUCKET_MAX + 1];
     char pos_key[LOGREC_KEY_MAX + 1];
-    uint64_t paced;           /* the current pass runs at this rate (0: unpaced) */
+    uint64_t paced;                              /* the current pass runs at this rate (0: unpaced) */
     uint64_t tot_objects, tot_bytes, tot_filled; /* every pass's since storaged started: the metrics' counters */
-    int64_t upgraded_ms;      /* META_SCRUB_UPGRADED_MS, 0 if none */
+    int64_t upgraded_ms;                         /* META_SCRUB_UPGRADED_MS, 0 if none */
     /* the scrub thread only */
     int64_t saved_mono_ms;
     int64_t pace_t0_us;
@@ -61,7 +61,7 @@ struct scrub {
 
 static void put_pass(uint8_t **p, const scrub_pass_t *x)
 {
-    uint64_t f[8] = {x->pass, (uint64_t)x->started_ms, (uint64_t)x->ended_ms, x->objects, x->bytes, x->damaged, x->filled,
+    uint64_t f[8] = {x->pass,   (uint64_t)x->started_ms, (uint64_t)x->ended_ms, x->objects, x->bytes, x->damaged, x->filled,
                      x->skipped};
     for (int i = 0; i < 8; i++, *p += 8)
         be_put(*p, f[i], 8);
@@ -279,9 +279,8 @@ static int fill_in(scrub_t *sc, const item_t *it, const blocksum_calc_t *calc, i
     if ((rc = mdb_txn_begin(sc->meta->env, NULL, 0, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin(scrub fill)");
     ret = meta_obj_get(sc->meta, txn, it->bucket, it->blen, it->key, it->klen, &o);
-    if (ret == CIO_ENOTFOUND ||
-        (ret == 0 && !(meta_obj_current(&o, it->o.version, it->o.origin, it->o.origin_len) && o.off == it->o.off &&
-                       o.size == it->o.size))) {
+    if (ret == CIO_ENOTFOUND || (ret == 0 && !(meta_obj_current(&o, it->o.version, it->o.origin, it->o.origin_len) &&
+                                               o.off == it->o.off && o.size == it->o.size))) {
         mdb_txn_abort(txn);
         return 0; /* rewritten meanwhile: never the wrong checksums */
     }
@@ -724,8 +723,8 @@ int scrub_status_json(scrub_t *sc, meta_t *m, MDB_txn *txn, buf_t *b)
     memcpy(pk, sc->pos_key, sizeof(pk));
     pthread_mutex_unlock(&sc->mu);
 
-    buf_printf(b, "{\"enabled\":%s,\"running\":%s,\"rate\":%" PRIu64 ",\"interval_seconds\":%" PRIu64,
-               enabled ? "true" : "false", running ? "true" : "false", running ? paced : rate, sc->interval_ms / 1000);
+    buf_printf(b, "{\"enabled\":%s,\"running\":%s,\"rate\":%" PRIu64 ",\"interval_seconds\":%" PRIu64, enabled ? "true" : "false",
+               running ? "true" : "false", running ? paced : rate, sc->interval_ms / 1000);
     buf_printf(b, ",\"store\":{\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", objects, bytes);
     buf_puts(b, ",\"current\":");
     if (!running) {
@@ -767,8 +766,7 @@ int scrub_status_json(scrub_t *sc, meta_t *m, MDB_txn *txn, buf_t *b)
     if ((rc = mdb_cursor_open(txn, m->damaged, &c)) != 0)
         return meta_err(rc, "mdb_cursor_open(damaged)");
     int n = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && n < SCRUB_DAMAGED_SHOWN;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && n < SCRUB_DAMAGED_SHOWN; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         damaged_t d;
         if (damaged_decode(&v, &d) != 0)
             continue;

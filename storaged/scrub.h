@@ -30,23 +30,23 @@
 #include "common/meta.h"
 #include "storaged/store.h"
 
-#define SCRUB_CHUNK (1u << 20)   /* bytes read at a time: 16 blocks */
-#define SCRUB_PAGE 64            /* object records read per read transaction */
-#define SCRUB_SAVE_MS 1000       /* the state is written at most this often during a pass */
-#define SCRUB_DAMAGED_SHOWN 100  /* damaged objects listed by the status */
+#define SCRUB_CHUNK (1u << 20)  /* bytes read at a time: 16 blocks */
+#define SCRUB_PAGE 64           /* object records read per read transaction */
+#define SCRUB_SAVE_MS 1000      /* the state is written at most this often during a pass */
+#define SCRUB_DAMAGED_SHOWN 100 /* damaged objects listed by the status */
 
 typedef struct scrub scrub_t;
 
 /* The counters of one pass. */
 typedef struct {
-    uint64_t pass;       /* its number, from 1 */
-    int64_t started_ms;  /* wall clock */
-    int64_t ended_ms;    /* 0 while it runs */
-    uint64_t objects;    /* objects done (verified, filled in, damaged or skipped) */
-    uint64_t bytes;      /* their bytes read */
-    uint64_t damaged;    /* objects found damaged */
-    uint64_t filled;     /* objects without checksums given theirs (their MD5 matched) */
-    uint64_t skipped;    /* objects rewritten or deleted while being read, or whose read failed */
+    uint64_t pass;      /* its number, from 1 */
+    int64_t started_ms; /* wall clock */
+    int64_t ended_ms;   /* 0 while it runs */
+    uint64_t objects;   /* objects done (verified, filled in, damaged or skipped) */
+    uint64_t bytes;     /* their bytes read */
+    uint64_t damaged;   /* objects found damaged */
+    uint64_t filled;    /* objects without checksums given theirs (their MD5 matched) */
+    uint64_t skipped;   /* objects rewritten or deleted while being read, or whose read failed */
 } scrub_pass_t;
 
 /* Starts the thread over m and s, paced by rate (bytes/s; 0: scheduled
