@@ -125,8 +125,8 @@ static void print_pass(const char *what, const spass_t *p)
 {
     char b[16];
     size_text(p->bytes, b, sizeof(b));
-    printf("%s pass %" PRIu64 "%s: %" PRIu64 " objects (%s), damaged %" PRIu64 ", filled in %" PRIu64 ", skipped %" PRIu64, what,
-           p->pass, "", p->objects, b, p->damaged, p->filled, p->skipped);
+    printf("%s pass %" PRIu64 ": %" PRIu64 " objects (%s), damaged %" PRIu64 ", filled in %" PRIu64 ", skipped %" PRIu64, what,
+           p->pass, p->objects, b, p->damaged, p->filled, p->skipped);
     if (p->seconds > 0)
         printf(", in %.1fs", p->seconds);
     printf("\n");
