@@ -6,10 +6,13 @@ it finds (status, metrics, log, the "damaged" table), keeps to storage.scrub_rat
 Damage is written into the image file behind storaged's back (harness/damage.py)."""
 
 import os
+import pty
+import select
 import subprocess
 import time
 
 from harness import comio
+from harness.comio import run_storaged
 from harness.damage import damage, find_extent
 from harness.replication import comio_path
 
@@ -222,3 +225,54 @@ def test_admin_scrub_needs_the_token(make_server):
     assert r.returncode == 0, r
     r = scrub_cli(srv, "--bogus")
     assert r.returncode == 2 and "unknown option" in r.stderr, r
+
+
+def test_bad_config_values_are_refused(make_server):
+    for text, want in [("storage:\n  scrub_rate: fast\n", "config.yaml:2: storage.scrub_rate: "),
+                       ("storage:\n  scrub_interval: -3d\n", "config.yaml:2: storage.scrub_interval: ")]:
+        srv = make_server(start=False, config=text)
+        p = run_storaged(srv.argv()[1:], srv.workdir)
+        assert p.returncode == 2 and want in p.stderr, (text, p.stderr)
+        assert not srv.storage.exists()  # nothing created
+
+
+def test_checksums_off_has_no_scrub(make_server):
+    srv = make_server(config="storage:\n  checksums: false\n")
+    c = srv.client()
+    s = status(c)
+    assert s["enabled"] is False and s["running"] is False and s["last"] is None, s
+    r = c.raw("POST", "/admin/scrub")
+    assert r.status == 409 and b"ScrubDisabled" in r.body, r
+    r = scrub_cli(srv, "--now")
+    assert r.returncode == 3 and "ScrubDisabled" in r.stderr, r
+
+
+def test_progress_bar_on_a_terminal(make_server):
+    srv = make_server(size="128MB", config="storage:\n  scrub_rate: 2MB/s\n")
+    c = srv.client()
+    wait_first_pass(c)
+    for i in range(4):
+        assert c.put("bkt", "k%d" % i, os.urandom(MiB)).status == 200
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(str(comio_path()), [str(comio_path()), "scrub", "--now", "--url", srv.url()], comio.sanitizer_env())
+    out = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            rl, _, _ = select.select([fd], [], [], 0.2)
+            if rl:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        _, st = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    text = out.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(st) == 0, text
+    assert "] scrub pass 2: bkt/k" in text and "\r\033[K" in text, text
+    assert "scrub finished: pass 2: 4 objects (4.2MB), damaged 0" in text, text
