@@ -156,12 +156,37 @@ done:
 
 /* ---- the "damaged" table ---- */
 
+#define DAMAGED_MAX (1 + 8 * 3 + 1 + LOGREC_ORIGIN_MAX + 1 + LOGREC_BUCKET_MAX + 2 + LOGREC_KEY_MAX)
+
+/* Encodes a "damaged" value into v (DAMAGED_MAX bytes); returns its length.
+ * origin_len <= LOGREC_ORIGIN_MAX, blen <= LOGREC_BUCKET_MAX, klen <= LOGREC_KEY_MAX. */
+static size_t damaged_encode(uint8_t *v, uint64_t version, uint64_t block, int64_t found_ms, const char *origin, size_t origin_len,
+                             const char *b, size_t blen, const char *k, size_t klen)
+{
+    uint8_t *p = v;
+    *p++ = DAMAGED_FORMAT;
+    be_put(p, version, 8);
+    be_put(p + 8, block, 8);
+    be_put(p + 16, (uint64_t)found_ms, 8);
+    p += 24;
+    *p++ = (uint8_t)origin_len;
+    memcpy(p, origin, origin_len);
+    p += origin_len;
+    *p++ = (uint8_t)blen;
+    memcpy(p, b, blen);
+    p += blen;
+    be_put(p, klen, 2);
+    memcpy(p + 2, k, klen);
+    p += 2 + klen;
+    return (size_t)(p - v);
+}
+
 /* Records item it as damaged at `block` (UINT64_MAX: the MD5 failed) unless
  * it is no longer the object read; *current tells which. A record of the same
  * version keeps its first finding time. */
 static int damaged_put(scrub_t *sc, const item_t *it, uint64_t block, int *current)
 {
-    uint8_t v[1 + 8 * 3 + 1 + LOGREC_ORIGIN_MAX + 1 + LOGREC_BUCKET_MAX + 2 + LOGREC_KEY_MAX], *p = v;
+    uint8_t v[DAMAGED_MAX];
     MDB_val key = {it->objkey_len, (void *)it->objkey}, old, val;
     MDB_txn *txn = NULL;
     meta_obj_t o;
@@ -183,21 +208,8 @@ static int damaged_put(scrub_t *sc, const item_t *it, uint64_t block, int *curre
     rc = mdb_get(txn, sc->meta->damaged, &key, &old);
     if (rc == 0 && old.mv_size >= 25 && be_get((const uint8_t *)old.mv_data + 1, 8) == it->o.version)
         found = (int64_t)be_get((const uint8_t *)old.mv_data + 17, 8);
-    *p++ = DAMAGED_FORMAT;
-    be_put(p, it->o.version, 8);
-    be_put(p + 8, block, 8);
-    be_put(p + 16, (uint64_t)found, 8);
-    p += 24;
-    *p++ = (uint8_t)it->o.origin_len;
-    memcpy(p, it->o.origin, it->o.origin_len);
-    p += it->o.origin_len;
-    *p++ = (uint8_t)it->blen;
-    memcpy(p, it->bucket, it->blen);
-    p += it->blen;
-    be_put(p, it->klen, 2);
-    memcpy(p + 2, it->key, it->klen);
-    p += 2 + it->klen;
-    val.mv_size = (size_t)(p - v);
+    val.mv_size =
+        damaged_encode(v, it->o.version, block, found, it->o.origin, it->o.origin_len, it->bucket, it->blen, it->key, it->klen);
     val.mv_data = v;
     if ((rc = mdb_put(txn, sc->meta->damaged, &key, &val, 0)) != 0) {
         ret = meta_err(rc, "mdb_put(damaged)");
@@ -340,6 +352,8 @@ static int scrub_object(scrub_t *sc, const item_t *it, uint64_t *bytes_read)
             break;
         }
         if (ret != 0) {
+            log_msg(LOG_LVL_WARN, "the scrub could not read an object: skipped", "bucket", it->bucket, "key", it->key, "error",
+                    cio_strerror(ret), NULL);
             result = R_SKIPPED;
             break;
         }
