@@ -13,10 +13,7 @@
 #include "storaged/scrub.h"
 
 static char state_key[] = "state"; /* the key of the state record in "scrub" */
-#define STATE_FORMAT 1
-/* format, running, the current pass (8 u64), the last finished (8 u64), position length (u16) */
-#define STATE_FIXED (1 + 1 + 8 * 8 + 8 * 8 + 2)
-#define DAMAGED_FORMAT 1
+_Static_assert(SCRUBREC_POS_MAX == META_OBJKEY_MAX, "the position is an objkey");
 
 /* One object of a page, copied out of its read transaction. */
 typedef struct {
@@ -59,47 +56,22 @@ struct scrub {
 
 /* ---- the state record ---- */
 
-static void put_pass(uint8_t **p, const scrub_pass_t *x)
-{
-    uint64_t f[8] = {x->pass,   (uint64_t)x->started_ms, (uint64_t)x->ended_ms, x->objects, x->bytes, x->damaged, x->filled,
-                     x->skipped};
-    for (int i = 0; i < 8; i++, *p += 8)
-        be_put(*p, f[i], 8);
-}
-
-static void get_pass(const uint8_t **p, scrub_pass_t *x)
-{
-    uint64_t f[8];
-    for (int i = 0; i < 8; i++, *p += 8)
-        f[i] = be_get(*p, 8);
-    x->pass = f[0];
-    x->started_ms = (int64_t)f[1];
-    x->ended_ms = (int64_t)f[2];
-    x->objects = f[3];
-    x->bytes = f[4];
-    x->damaged = f[5];
-    x->filled = f[6];
-    x->skipped = f[7];
-}
-
 /* Writes the state (under mu: the caller holds it or is the only writer) in one synced commit. */
 static int state_save(scrub_t *sc)
 {
-    uint8_t v[STATE_FIXED + META_OBJKEY_MAX], *p = v;
+    scrubrec_state_t st;
+    uint8_t v[SCRUBREC_STATE_MAX];
     MDB_txn *txn = NULL;
     int rc;
 
     pthread_mutex_lock(&sc->mu);
-    *p++ = STATE_FORMAT;
-    *p++ = (uint8_t)sc->running;
-    put_pass(&p, &sc->cur);
-    put_pass(&p, &sc->last);
-    be_put(p, sc->pos_len, 2);
-    p += 2;
-    memcpy(p, sc->pos, sc->pos_len);
-    p += sc->pos_len;
+    st.running = sc->running;
+    st.cur = sc->cur;
+    st.last = sc->last;
+    memcpy(st.pos, sc->pos, sc->pos_len);
+    st.pos_len = sc->pos_len;
     pthread_mutex_unlock(&sc->mu);
-    MDB_val key = {sizeof(state_key) - 1, state_key}, val = {(size_t)(p - v), v};
+    MDB_val key = {sizeof(state_key) - 1, state_key}, val = {scrubrec_state_encode(v, &st), v};
     if ((rc = mdb_txn_begin(sc->meta->env, NULL, 0, &txn)) != 0)
         return meta_err(rc, "mdb_txn_begin(scrub)");
     if ((rc = mdb_put(txn, sc->meta->scrub, &key, &val, 0)) != 0) {
@@ -130,23 +102,14 @@ static int state_load(scrub_t *sc)
         ret = meta_err(rc, "mdb_get(scrub)");
         goto done;
     }
-    const uint8_t *p = v.mv_data;
-    if (v.mv_size < STATE_FIXED || p[0] != STATE_FORMAT || p[1] > 1) {
-        ret = CIO_EPROTO;
+    scrubrec_state_t st;
+    if ((ret = scrubrec_state_decode(v.mv_data, v.mv_size, &st)) != 0)
         goto done;
-    }
-    sc->running = p[1];
-    p += 2;
-    get_pass(&p, &sc->cur);
-    get_pass(&p, &sc->last);
-    sc->pos_len = (size_t)be_get(p, 2);
-    p += 2;
-    if (sc->pos_len > META_OBJKEY_MAX || v.mv_size != STATE_FIXED + sc->pos_len) {
-        sc->pos_len = 0;
-        ret = CIO_EPROTO;
-        goto done;
-    }
-    memcpy(sc->pos, p, sc->pos_len);
+    sc->running = st.running;
+    sc->cur = st.cur;
+    sc->last = st.last;
+    memcpy(sc->pos, st.pos, st.pos_len);
+    sc->pos_len = st.pos_len;
 done:
     mdb_txn_abort(txn);
     if (ret == CIO_EPROTO)
@@ -156,37 +119,12 @@ done:
 
 /* ---- the "damaged" table ---- */
 
-#define DAMAGED_MAX (1 + 8 * 3 + 1 + LOGREC_ORIGIN_MAX + 1 + LOGREC_BUCKET_MAX + 2 + LOGREC_KEY_MAX)
-
-/* Encodes a "damaged" value into v (DAMAGED_MAX bytes); returns its length.
- * origin_len <= LOGREC_ORIGIN_MAX, blen <= LOGREC_BUCKET_MAX, klen <= LOGREC_KEY_MAX. */
-static size_t damaged_encode(uint8_t *v, uint64_t version, uint64_t block, int64_t found_ms, const char *origin, size_t origin_len,
-                             const char *b, size_t blen, const char *k, size_t klen)
-{
-    uint8_t *p = v;
-    *p++ = DAMAGED_FORMAT;
-    be_put(p, version, 8);
-    be_put(p + 8, block, 8);
-    be_put(p + 16, (uint64_t)found_ms, 8);
-    p += 24;
-    *p++ = (uint8_t)origin_len;
-    memcpy(p, origin, origin_len);
-    p += origin_len;
-    *p++ = (uint8_t)blen;
-    memcpy(p, b, blen);
-    p += blen;
-    be_put(p, klen, 2);
-    memcpy(p + 2, k, klen);
-    p += 2 + klen;
-    return (size_t)(p - v);
-}
-
 /* Records item it as damaged at `block` (UINT64_MAX: the MD5 failed) unless
  * it is no longer the object read; *current tells which. A record of the same
  * version keeps its first finding time. */
 static int damaged_put(scrub_t *sc, const item_t *it, uint64_t block, int *current)
 {
-    uint8_t v[DAMAGED_MAX];
+    uint8_t v[SCRUBREC_DAMAGED_MAX];
     MDB_val key = {it->objkey_len, (void *)it->objkey}, old, val;
     MDB_txn *txn = NULL;
     meta_obj_t o;
@@ -205,11 +143,12 @@ static int damaged_put(scrub_t *sc, const item_t *it, uint64_t block, int *curre
     if (ret != 0)
         goto fail;
     *current = 1;
-    rc = mdb_get(txn, sc->meta->damaged, &key, &old);
-    if (rc == 0 && old.mv_size >= 25 && be_get((const uint8_t *)old.mv_data + 1, 8) == it->o.version)
-        found = (int64_t)be_get((const uint8_t *)old.mv_data + 17, 8);
-    val.mv_size =
-        damaged_encode(v, it->o.version, block, found, it->o.origin, it->o.origin_len, it->bucket, it->blen, it->key, it->klen);
+    scrubrec_damaged_t prev;
+    if (mdb_get(txn, sc->meta->damaged, &key, &old) == 0 && scrubrec_damaged_decode(old.mv_data, old.mv_size, &prev) == 0 &&
+        prev.version == it->o.version)
+        found = prev.found_ms; /* found again: keep when it was first */
+    scrubrec_damaged_t d = {it->o.version, block, found, it->o.origin, it->bucket, it->key, it->o.origin_len, it->blen, it->klen};
+    val.mv_size = scrubrec_damaged_encode(v, &d);
     val.mv_data = v;
     if ((rc = mdb_put(txn, sc->meta->damaged, &key, &val, 0)) != 0) {
         ret = meta_err(rc, "mdb_put(damaged)");
@@ -219,41 +158,6 @@ static int damaged_put(scrub_t *sc, const item_t *it, uint64_t block, int *curre
 fail:
     mdb_txn_abort(txn);
     return ret;
-}
-
-/* A "damaged" value decoded; strings point into it. */
-typedef struct {
-    uint64_t version, block;
-    int64_t found_ms;
-    const char *origin, *bucket, *key;
-    size_t origin_len, blen, klen;
-} damaged_t;
-
-static int damaged_decode(const MDB_val *v, damaged_t *d)
-{
-    const uint8_t *p = v->mv_data, *end = p + v->mv_size;
-    if (v->mv_size < 26 || p[0] != DAMAGED_FORMAT)
-        return CIO_EPROTO;
-    d->version = be_get(p + 1, 8);
-    d->block = be_get(p + 9, 8);
-    d->found_ms = (int64_t)be_get(p + 17, 8);
-    p += 25;
-    d->origin_len = *p++;
-    if ((size_t)(end - p) < d->origin_len + 1)
-        return CIO_EPROTO;
-    d->origin = (const char *)p;
-    p += d->origin_len;
-    d->blen = *p++;
-    if ((size_t)(end - p) < d->blen + 2)
-        return CIO_EPROTO;
-    d->bucket = (const char *)p;
-    p += d->blen;
-    d->klen = (size_t)be_get(p, 2);
-    p += 2;
-    if ((size_t)(end - p) != d->klen)
-        return CIO_EPROTO;
-    d->key = (const char *)p;
-    return 0;
 }
 
 /* ---- pacing ---- */
@@ -781,8 +685,8 @@ int scrub_status_json(scrub_t *sc, meta_t *m, MDB_txn *txn, buf_t *b)
         return meta_err(rc, "mdb_cursor_open(damaged)");
     int n = 0;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && n < SCRUB_DAMAGED_SHOWN; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        damaged_t d;
-        if (damaged_decode(&v, &d) != 0)
+        scrubrec_damaged_t d;
+        if (scrubrec_damaged_decode(v.mv_data, v.mv_size, &d) != 0)
             continue;
         buf_puts(b, n++ == 0 ? "{\"bucket\":" : ",{\"bucket\":");
         buf_json_str(b, d.bucket, d.blen);

@@ -18,7 +18,7 @@
  * then runs unpaced, and otherwise at storage.scrub_rate.
  *
  * Damage: integrity_damaged (path "scrub": counted and logged) and an entry
- * in "damaged": objkey -> SCRUB_DAMAGED record, dropped when the key's
+ * in "damaged": objkey -> a record of storaged/scrubrec.h, dropped when the key's
  * bytes are rewritten or removed (common/meta.h, meta_sums_del). */
 #ifndef COMIO_STORAGED_SCRUB_H
 #define COMIO_STORAGED_SCRUB_H
@@ -28,6 +28,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/meta.h"
+#include "storaged/scrubrec.h"
 #include "storaged/store.h"
 
 #define SCRUB_CHUNK (1u << 20)  /* bytes read at a time: 16 blocks */
@@ -36,18 +37,6 @@
 #define SCRUB_DAMAGED_SHOWN 100 /* damaged objects listed by the status */
 
 typedef struct scrub scrub_t;
-
-/* The counters of one pass. */
-typedef struct {
-    uint64_t pass;      /* its number, from 1 */
-    int64_t started_ms; /* wall clock */
-    int64_t ended_ms;   /* 0 while it runs */
-    uint64_t objects;   /* objects done (verified, filled in, damaged or skipped) */
-    uint64_t bytes;     /* their bytes read */
-    uint64_t damaged;   /* objects found damaged */
-    uint64_t filled;    /* objects without checksums given theirs (their MD5 matched) */
-    uint64_t skipped;   /* objects rewritten or deleted while being read, or whose read failed */
-} scrub_pass_t;
 
 /* Starts the thread over m and s, paced by rate (bytes/s; 0: scheduled
  * passes off, asked-for ones unpaced), a new pass interval_ms after the last
