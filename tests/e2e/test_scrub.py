@@ -276,3 +276,27 @@ def test_progress_bar_on_a_terminal(make_server):
     assert os.waitstatus_to_exitcode(st) == 0, text
     assert "] scrub pass 2: bkt/k" in text and "\r\033[K" in text, text
     assert "scrub finished: pass 2: 4 objects (4.2MB), damaged 0" in text, text
+
+
+def test_object_rewritten_while_filled_in_is_skipped(make_server):
+    """An object without checksums rewritten while the pass reads it: its old bytes match the old MD5, but the record
+    is not written (the object is no longer that version): skipped, and the new object keeps its own checksums."""
+    srv = make_server(size="128MB", config="storage:\n  checksums: false\n")
+    c = srv.client()
+    assert c.put("bkt", "big", os.urandom(4 * MiB)).status == 200
+    srv.stop()
+    srv.config_path.write_text("storage:\n  scrub_rate: 1MB/s\n")
+    srv.start()
+    c = srv.client()
+    assert c.raw("POST", "/admin/scrub").status == 202
+    wait_for("the pass", lambda: status(c)["running"])
+    time.sleep(1.0)  # about 1 MB of the 4.2 read
+    s = status(c)
+    assert s["running"] and s["current"]["objects"] == 0, s  # still reading it
+    new = os.urandom(4 * MiB)
+    assert c.put("bkt", "big", new).status == 200
+    s = wait_for("the end of the pass", lambda: (lambda s: s if not s["running"] else None)(status(c)), timeout=30)
+    assert (s["last"]["objects"], s["last"]["filled"], s["last"]["skipped"], s["last"]["damaged"]) == (1, 0, 1, 0), s
+    assert c.metrics().value("comio_checksum_objects_unverified") == 0  # the new bytes have their own
+    damage(srv.storage, find_extent(srv.storage, new) + 3)
+    assert c.get("bkt", "big").status == 503  # and they are the ones checked
