@@ -56,7 +56,7 @@ struct scrub {
 
 /* ---- the state record ---- */
 
-/* Writes the state (under mu: the caller holds it or is the only writer) in one synced commit. */
+/* Writes the state, copied under mu (the caller does not hold it), in one synced commit. Scrub thread only. */
 static int state_save(scrub_t *sc)
 {
     scrubrec_state_t st;
@@ -82,7 +82,7 @@ static int state_save(scrub_t *sc)
     return meta_err(mdb_txn_commit(txn), "mdb_txn_commit(scrub)");
 }
 
-/* Reads the state into sc: 0 (CIO_ENOTFOUND-free: no record is a store never scrubbed), CIO_EPROTO or a meta_err code. */
+/* Reads the state into sc (no record: a store never scrubbed). 0, CIO_EPROTO (logged) or a meta_err code. */
 static int state_load(scrub_t *sc)
 {
     MDB_txn *txn = NULL;
@@ -110,6 +110,15 @@ static int state_load(scrub_t *sc)
     sc->last = st.last;
     memcpy(sc->pos, st.pos, st.pos_len);
     sc->pos_len = st.pos_len;
+    /* the position as the status shows it: the objkey is the bucket, a NUL and the key (a long key's is hashed: shown cut) */
+    const uint8_t *nul = memchr(st.pos, 0, st.pos_len);
+    if (nul != NULL && (size_t)(nul - st.pos) <= LOGREC_BUCKET_MAX) {
+        size_t blen = (size_t)(nul - st.pos), klen = strnlen((const char *)nul + 1, st.pos_len - blen - 1);
+        memcpy(sc->pos_bucket, st.pos, blen);
+        sc->pos_bucket[blen] = '\0';
+        memcpy(sc->pos_key, nul + 1, klen);
+        sc->pos_key[klen] = '\0';
+    }
 done:
     mdb_txn_abort(txn);
     if (ret == CIO_EPROTO)

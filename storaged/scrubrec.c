@@ -5,8 +5,8 @@
 
 static void put_pass(uint8_t **p, const scrub_pass_t *x)
 {
-    uint64_t f[8] = {x->pass,    (uint64_t)x->started_ms, (uint64_t)x->ended_ms, x->objects,
-                     x->bytes,   x->damaged,              x->filled,             x->skipped};
+    uint64_t f[8] = {x->pass,   (uint64_t)x->started_ms, (uint64_t)x->ended_ms, x->objects, x->bytes, x->damaged, x->filled,
+                     x->skipped};
     for (int i = 0; i < 8; i++, *p += 8)
         be_put(*p, f[i], 8);
 }

@@ -158,6 +158,7 @@ def test_pass_resumes_after_sigkill(make_server):
     s = status(c)
     assert s["running"] is True and s["current"]["pass"] == before["pass"], s
     assert 0 < s["current"]["objects"] <= before["objects"], (s, before)
+    assert s["current"]["position"]["bucket"] == "bkt" and s["current"]["position"]["key"] >= "k01", s
     assert "scrub pass resumed" in srv.log_path.read_text()
     s = wait_for("the end of the pass", lambda: (lambda s: s if not s["running"] else None)(status(c)), timeout=60)
     assert s["last"]["pass"] == before["pass"], s

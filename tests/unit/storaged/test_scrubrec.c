@@ -49,7 +49,10 @@ static void test_state(void)
     in.running = 1;
     in.cur = (scrub_pass_t){12, 1700000000000, 0, 9120, 48101000000, 1, 2, 3};
     in.last = (scrub_pass_t){11, 1600000000000, 1600000024070, 18190, 96300000000, 0, 0, 2};
-    memcpy(in.pos, "photos\0" "2024/cat.jpg", 19);
+    memcpy(in.pos,
+           "photos\0"
+           "2024/cat.jpg",
+           19);
     in.pos_len = 19;
     size_t n = scrubrec_state_encode(v, &in);
     CHECK(n == SCRUBREC_STATE_FIXED + 19);
