@@ -61,7 +61,24 @@ void cli_http_free(cli_http_t *h)
     free(h);
 }
 
+static int perform(cli_http_t *h, const char *url, buf_t *body, long *status, char *err, size_t errlen);
+
 int cli_http_get(cli_http_t *h, const char *url, buf_t *body, long *status, char *err, size_t errlen)
+{
+    curl_easy_setopt(h->curl, CURLOPT_HTTPGET, 1L);
+    return perform(h, url, body, status, err, errlen);
+}
+
+int cli_http_post(cli_http_t *h, const char *url, buf_t *body, long *status, char *err, size_t errlen)
+{
+    curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(h->curl, CURLOPT_POSTFIELDSIZE, 0L);
+    int ret = perform(h, url, body, status, err, errlen);
+    curl_easy_setopt(h->curl, CURLOPT_HTTPGET, 1L);
+    return ret;
+}
+
+static int perform(cli_http_t *h, const char *url, buf_t *body, long *status, char *err, size_t errlen)
 {
     /* reuse the body's memory from one page to the next: a diff of any size
      * keeps the largest reply, not one allocation per page */

@@ -40,6 +40,9 @@ void cli_http_free(cli_http_t *h);
  * max_body) or CIO_ENOMEM. */
 int cli_http_get(cli_http_t *h, const char *url, buf_t *body, long *status, char *err, size_t errlen) CIO_MUST_CHECK;
 
+/* The same as cli_http_get with a POST of an empty body. */
+int cli_http_post(cli_http_t *h, const char *url, buf_t *body, long *status, char *err, size_t errlen) CIO_MUST_CHECK;
+
 /* Picks the token: `given` when not NULL, else the contents of `file` when
  * not NULL (surrounding whitespace removed), else $COMIO_TOKEN when set and
  * not empty, else none (*out = ""). A token must be 1 to CLI_HTTP_TOKEN_MAX-1

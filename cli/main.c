@@ -9,6 +9,7 @@
 #include "cli/conflicts.h"
 #include "cli/diff.h"
 #include "cli/resync.h"
+#include "cli/scrub.h"
 #include "cli/server.h"
 #include "cli/status.h"
 
@@ -28,6 +29,7 @@ static void usage(FILE *out)
                  "  resync [flags]   start, watch or cancel a full sync of a target by this site's repld\n"
                  "                   e.g. comio resync --target site-b --dry-run (see comio resync --help)\n"
                  "                   e.g. comio conflicts --url http://site-a:8080 --bucket photos\n"
+                 "  scrub [flags]    show a site's background scrub, or run a pass now: comio scrub --now\n"
                  "  version          print the version\n"
                  "  help             print this text\n");
 }
@@ -55,14 +57,16 @@ int main(int argc, char **argv)
         char dir[PATH_MAX];
         return bin_dir(dir, sizeof(dir)) == 0 ? server_main(dir, argc - 1, argv + 1) : 1;
     }
-    if (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "diff") == 0 || strcmp(argv[1], "conflicts") == 0) {
+    if (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "diff") == 0 || strcmp(argv[1], "conflicts") == 0 ||
+        strcmp(argv[1], "scrub") == 0) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
             fprintf(stderr, "comio: cannot initialise libcurl\n");
             return 3;
         }
-        int status = argv[1][0] == 's'   ? status_main(argc - 1, argv + 1)
-                     : argv[1][0] == 'c' ? conflicts_main(argc - 1, argv + 1)
-                                         : diff_main(argc - 1, argv + 1);
+        int status = strcmp(argv[1], "scrub") == 0 ? scrub_main(argc - 1, argv + 1)
+                     : argv[1][0] == 's'           ? status_main(argc - 1, argv + 1)
+                     : argv[1][0] == 'c'           ? conflicts_main(argc - 1, argv + 1)
+                                                   : diff_main(argc - 1, argv + 1);
         curl_global_cleanup();
         return status;
     }

@@ -359,6 +359,57 @@ static void print_status(const char *url, const status_t *st)
     }
 }
 
+static uint64_t u64_or0(const json_doc_t *d, const json_tok_t *t)
+{
+    uint64_t v;
+    return json_u64(d, t, &v) == 0 ? v : 0;
+}
+
+/* The scrub's line (GET /admin/scrub) into v, and the damaged objects on
+ * record; "unknown" when the site does not say (an older one). */
+static void scrub_line(cli_http_t *http, const char *url, char *v, size_t cap)
+{
+    char target[CLI_HTTP_URL_MAX + 32], err[512], when[40] = "";
+    buf_t body;
+    json_doc_t d;
+    long code = 0;
+    const json_tok_t *root, *p;
+    uint64_t pass = 0, objects = 0, bad = 0, filled = 0, total = 0, damaged = 0;
+
+    snprintf(v, cap, "unknown");
+    snprintf(target, sizeof(target), "%s/admin/scrub", url);
+    buf_init(&body, 1 << 20);
+    json_init(&d, 4096, 8);
+    if (cli_http_get(http, target, &body, &code, err, sizeof(err)) != 0 || code != 200 ||
+        json_parse(&d, body.data ? body.data : "", body.len, NULL, 0) != 0 || (root = json_root(&d)) == NULL)
+        goto done;
+    damaged = u64_or0(&d, json_member(&d, root, "damaged_objects"));
+    total = u64_or0(&d, json_member(&d, json_member(&d, root, "store"), "objects"));
+    if ((p = json_member(&d, root, "current")) != NULL && p->type == JSON_OBJECT) {
+        pass = u64_or0(&d, json_member(&d, p, "pass"));
+        objects = u64_or0(&d, json_member(&d, p, "objects"));
+        bad = u64_or0(&d, json_member(&d, p, "damaged"));
+        snprintf(v, cap, "pass %" PRIu64 " running: %" PRIu64 " of about %" PRIu64 " objects, %" PRIu64 " damaged", pass, objects,
+                 total, bad);
+    } else if ((p = json_member(&d, root, "last")) != NULL && p->type == JSON_OBJECT) {
+        pass = u64_or0(&d, json_member(&d, p, "pass"));
+        objects = u64_or0(&d, json_member(&d, p, "objects"));
+        bad = u64_or0(&d, json_member(&d, p, "damaged"));
+        filled = u64_or0(&d, json_member(&d, p, "filled"));
+        if (json_str(&d, json_member(&d, p, "ended"), when, sizeof(when), NULL) != 0)
+            when[0] = '\0';
+        snprintf(v, cap, "last pass %" PRIu64 " ended %s: %" PRIu64 " objects, %" PRIu64 " damaged, %" PRIu64 " filled in", pass,
+                 when, objects, bad, filled);
+    } else {
+        snprintf(v, cap, "no pass yet");
+    }
+    if (damaged > 0 && strlen(v) + 48 < cap)
+        snprintf(v + strlen(v), cap - strlen(v), "; %" PRIu64 " damaged on record", damaged);
+done:
+    json_free(&d);
+    buf_free(&body);
+}
+
 /* Appends to `out` each reason to alert; returns how many. */
 static int problems(const status_t *st, uint64_t max_lag_ms, int have_max_lag, char out[][160], int max)
 {
@@ -451,7 +502,10 @@ int status_main(int argc, char **argv)
         if (body.len == 0 || body.data[body.len - 1] != '\n')
             putchar('\n');
     } else {
+        char sv[600];
         print_status(site.url, &st);
+        scrub_line(http, site.url, sv, sizeof(sv));
+        line("scrub", sv);
         for (int i = 0; i < n; i++)
             line("problem", why[i]);
     }

@@ -91,6 +91,8 @@ static const conf_key_t conf_keys[] = {
     CONF_INTKEY("server.threads", threads, 0, 256),
     CONF_SEC("storage"),
     CONF_KEY("storage.checksums", CONF_BOOL, checksums),
+    CONF_KEY("storage.scrub_rate", CONF_RATE, scrub_rate),
+    CONF_KEY("storage.scrub_interval", CONF_DURATION, scrub_interval_ms),
     CONF_SEC("replication"),
     CONF_KEY("replication.enabled", CONF_BOOL, repl_enabled),
     CONF_KEY("replication.mode", CONF_MODE, repl_mode),
@@ -650,6 +652,8 @@ int conf_init(conf_t *c)
     c->meta_map_size = 16ULL << 30;
     c->threads = 0;
     c->checksums = 1;
+    c->scrub_rate = 4000000;
+    c->scrub_interval_ms = 7ULL * 24 * 3600 * 1000;
     c->repl_enabled = 0;
     c->batch_size = 100;
     c->batch_interval_ms = 1000;

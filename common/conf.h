@@ -80,8 +80,11 @@ typedef struct conf {
     uint32_t threads;       /* server.threads, event-loop threads; default 0 = one per core */
 
     /* storage */
-    int checksums; /* storage.checksums: block checksums computed and verified (common/blocksum.h); default 1. 0 is a
-                      benchmark and diagnosis knob: nothing computed, nothing verified */
+    int checksums;              /* storage.checksums: block checksums computed and verified (common/blocksum.h); default 1. 0 is a
+                                   benchmark and diagnosis knob: nothing computed, nothing verified */
+    uint64_t scrub_rate;        /* storage.scrub_rate: bytes/s a scrub pass reads (storaged/scrub.h); default 4MB/s; 0 turns
+                                   the scheduled passes off (a pass asked for runs unpaced) */
+    uint64_t scrub_interval_ms; /* storage.scrub_interval: from the end of a pass to the start of the next; default 7 days */
 
     /* replication */
     int repl_enabled;         /* default 0 */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <openssl/sha.h>
 #include "common/be.h"
+#include "common/clock.h"
 #include "common/hex.h"
 #include "common/hlc.h"
 #include "common/log.h"
@@ -72,12 +73,20 @@ const meta_migration_t meta_migrations[META_FORMAT_CURRENT] = {
     /* 3 -> 4: object records may carry a multipart upload's ETag; the older ones read as none */
     {"let object records carry the ETag of an S3 multipart upload", NULL},
     /* 4 -> 5: the objects' block checksums get their table; the objects written before have none */
-    {"add the blocksums table (objects written before this have no block checksums: served unverified)", migrate_blocksums},
+    {"add the blocksums, scrub and damaged tables (objects written before this have no block checksums: served unverified "
+     "until a scrub pass fills them in)",
+     migrate_blocksums},
 };
 
 static int migrate_blocksums(meta_t *m, MDB_txn *txn)
 {
-    return meta_err(mdb_dbi_open(txn, "blocksums", MDB_CREATE, &m->blocksums), "mdb_dbi_open(blocksums)");
+    int ret;
+    if ((ret = meta_err(mdb_dbi_open(txn, "blocksums", MDB_CREATE, &m->blocksums), "mdb_dbi_open(blocksums)")) != 0 ||
+        (ret = meta_err(mdb_dbi_open(txn, "damaged", MDB_CREATE, &m->damaged), "mdb_dbi_open(damaged)")) != 0 ||
+        (ret = meta_err(mdb_dbi_open(txn, "scrub", MDB_CREATE, &m->scrub), "mdb_dbi_open(scrub)")) != 0)
+        return ret;
+    /* the scrub's first scheduled pass over the old objects waits one interval from now (storaged/scrub.h) */
+    return meta_u64_put(txn, m->scrub, META_SCRUB_UPGRADED_MS, strlen(META_SCRUB_UPGRADED_MS), "scrub", (uint64_t)clock_wall_ms());
 }
 
 int meta_format_migrate(meta_t *m, const meta_migration_t *steps, uint64_t from, uint64_t to, char *err, size_t errlen)
@@ -155,7 +164,8 @@ static int open_env(meta_t *m, const char *dir, uint64_t map_size, int create, i
                {"purges", &m->purges},         {"repl_failed", &m->repl_failed},
                {"repl_retry", &m->repl_retry}, {"repl_targets", &m->repl_targets},
                {"conflicts", &m->conflicts},   {"repl_sync", &m->repl_sync},
-               {"blocksums", &m->blocksums}};
+               {"blocksums", &m->blocksums},   {"scrub", &m->scrub},
+               {"damaged", &m->damaged}};
     MDB_txn *txn = NULL;
     uint64_t format = 0;
     int rc, ret;
@@ -612,6 +622,10 @@ static int sums_put(meta_t *m, MDB_txn *txn, MDB_val *key, const meta_obj_t *o, 
     MDB_val v;
     int rc;
 
+    /* the key's bytes change or go: a damage found in the old ones no longer applies */
+    rc = mdb_del(txn, m->damaged, key, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return meta_err(rc, "mdb_del(damaged)");
     if (sums == NULL) {
         rc = mdb_del(txn, m->blocksums, key, NULL);
         return rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_del(blocksums)");
@@ -634,6 +648,16 @@ int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char
     uint8_t kb[META_OBJKEY_MAX];
     MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
     return ret != 0 ? ret : sums_put(m, txn, &key, o, sums);
+}
+
+int meta_sums_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
+                  const blocksum_calc_t *sums)
+{
+    uint8_t kb[META_OBJKEY_MAX];
+    MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
+    if (sums == NULL)
+        return CIO_EINVAL;
+    return sums_put(m, txn, &key, o, sums);
 }
 
 int meta_obj_update(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o)
@@ -691,7 +715,9 @@ static int del_bucket_range(MDB_txn *txn, MDB_dbi dbi, const char *what, const c
 int meta_obj_del_bucket(meta_t *m, MDB_txn *txn, const char *b, size_t blen)
 {
     int ret = del_bucket_range(txn, m->objects, "purge objects", b, blen);
-    return ret != 0 ? ret : del_bucket_range(txn, m->blocksums, "purge blocksums", b, blen);
+    if (ret == 0)
+        ret = del_bucket_range(txn, m->blocksums, "purge blocksums", b, blen);
+    return ret != 0 ? ret : del_bucket_range(txn, m->damaged, "purge damaged", b, blen);
 }
 
 int meta_sums_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, blocksum_rec_t *out)

@@ -16,6 +16,10 @@
  *   "blocksums" objkey -> the object's block checksums (common/blocksum.h),
  *              written and removed with its "objects" record only (meta_obj_put,
  *              meta_obj_del, meta_obj_del_bucket, storaged's meta_obj_del_if)
+ *   "scrub"    the background scrub's state, owned by storaged/scrub.h
+ *   "damaged"  objkey -> a damaged object found by the scrub (storaged/scrub.h);
+ *              removed with the key's checksums, so an object rewritten or
+ *              deleted since leaves it
  *   plus the allocator's databases (common/alloc.h).
  * Every function taking a txn leaves commit/abort to the caller. LMDB errors
  * are logged here and returned as CIO_EDB or CIO_EMAPFULL. */
@@ -40,8 +44,9 @@ typedef struct meta {
     MDB_env *env;
     MDB_dbi buckets, objects, replog, pending, state;
     MDB_dbi tombstones, purges, repl_failed, repl_retry, repl_targets, conflicts, repl_sync;
-    MDB_dbi blocksums;     /* the objects' block checksums (common/blocksum.h) */
-    MDB_dbi mpu, mpu_part; /* storaged's multipart uploads (storaged/mpu.h); opened by storaged only */
+    MDB_dbi blocksums;      /* the objects' block checksums (common/blocksum.h) */
+    MDB_dbi scrub, damaged; /* the scrub's state and the damage it found (storaged/scrub.h) */
+    MDB_dbi mpu, mpu_part;  /* storaged's multipart uploads (storaged/mpu.h); opened by storaged only */
     alloc_t alloc;
     int wake_fd;         /* REPLOG_WAKE_FILE in the environment's directory (common/replog.h); -1 if not open */
     const char *site_id; /* borrowed from meta_open_site's caller for the format migration; NULL after opening */
@@ -123,9 +128,13 @@ static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
  *      and "mpu_part" tables (storaged/mpu.h). The step from 3 changes no
  *      record, for the same reason as the step from 2
  *   5  the current layout: the "blocksums" table holds the block checksums
- *      of the objects written since (common/blocksum.h). The step from 4
- *      only creates the table: the objects written before have none, and
- *      are served unverified (docs/storage.md)
+ *      of the objects written since (common/blocksum.h), "scrub" and
+ *      "damaged" the background scrub's state and findings
+ *      (storaged/scrub.h). The step from 4 only creates the tables, and
+ *      records in "scrub" when it ran (META_SCRUB_UPGRADED_MS): the objects
+ *      written before have no checksums, are served unverified until a
+ *      scrub pass fills them in (docs/storage.md), and the first scheduled
+ *      pass of an upgraded store starts one storage.scrub_interval later
  * A new environment is created at META_FORMAT_CURRENT, in the transaction
  * that creates its tables. */
 #define META_FORMAT_CURRENT 5
@@ -220,7 +229,19 @@ int meta_obj_del_bucket(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO
 int meta_sums_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
                   blocksum_rec_t *out) CIO_MUST_CHECK;
 
-/* Removes key k's checksums, if any (for storaged's meta_obj_del_if). 0 or a meta_err code. */
+/* The key in "scrub" of the time (u64 BE ms) the step to format 5 ran. */
+#define META_SCRUB_UPGRADED_MS "upgraded_ms"
+
+/* Writes the checksums `sums` (finished, for o->size bytes) of the object
+ * record o of key k, which must be in "objects" already (the scrub's fill-in
+ * of an object written before checksums). 0, CIO_EINVAL or a meta_err code. */
+int meta_sums_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
+                  const blocksum_calc_t *sums) CIO_MUST_CHECK;
+
+/* Removes key k's checksums, if any (for storaged's meta_obj_del_if), and
+ * with them its "damaged" entry: both belong to the bytes that go. Every
+ * write of new bytes (meta_obj_put) and every removal does the same.
+ * 0 or a meta_err code. */
 int meta_sums_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
 
 /* The number of checksum records (every one belongs to an object record). 0 or a meta_err code. */

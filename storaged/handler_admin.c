@@ -12,6 +12,7 @@
 #include "storaged/mpu.h"
 #include "storaged/http_commit.h"
 #include "storaged/path.h"
+#include "storaged/scrub.h"
 #include "common/hlc.h"
 #include "common/replog.h"
 #include "common/replstat.h"
@@ -346,11 +347,28 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "# TYPE comio_checksum_mismatches_total counter\n"
                "comio_checksum_mismatches_total{path=\"get\"} %" PRIu64 "\n"
                "comio_checksum_mismatches_total{path=\"apply\"} %" PRIu64 "\n"
+               "comio_checksum_mismatches_total{path=\"scrub\"} %" PRIu64 "\n"
                "# HELP comio_checksum_objects_unverified Objects without block checksums (written before them or with "
                "storage.checksums off): served unverified.\n"
                "# TYPE comio_checksum_objects_unverified gauge\n"
                "comio_checksum_objects_unverified %" PRIu64 "\n",
-               is.verified, is.mismatches[INTEGRITY_GET], is.mismatches[INTEGRITY_APPLY], objects > summed ? objects - summed : 0);
+               is.verified, is.mismatches[INTEGRITY_GET], is.mismatches[INTEGRITY_APPLY], is.mismatches[INTEGRITY_SCRUB],
+               objects > summed ? objects - summed : 0);
+    scrub_t *sc = srv->scrub;
+    if (sc != NULL) {
+        if ((txn = http_req_rtxn_begin(t)) == NULL) {
+            buf_free(&b);
+            http_req_cio_error(req, CIO_EDB, "metrics failed");
+            return 0;
+        }
+        int sret = scrub_metrics(sc, srv->meta, txn, &b);
+        http_req_rtxn_end(t);
+        if (sret != 0) {
+            buf_free(&b);
+            http_req_cio_error(req, sret, "metrics failed");
+            return 0;
+        }
+    }
     fetch_metrics(srv, &b);
     if (srv->sync != NULL)
         syncwait_metrics(srv->sync, &b);
@@ -411,5 +429,49 @@ int handler_admin_purge(http_server_t *srv, h2o_req_t *req, const char *name, si
     buf_init(&b, 1024);
     buf_printf(&b, "{\"count\":%" PRIu64 ",\"total_size\":%" PRIu64 "}", bk.objects, bk.bytes);
     http_req_reply_buf(req, 200, &b);
+    return 0;
+}
+
+int handler_admin_scrub(http_server_t *srv, h2o_req_t *req, int method)
+{
+    http_thread_t *t = http_req_thread(req);
+    scrub_t *sc = srv->scrub;
+    int status = 200, ret;
+    MDB_txn *txn;
+    buf_t b;
+
+    if (method != HTTP_REQ_GET && method != HTTP_REQ_HEAD && method != HTTP_REQ_POST) {
+        http_req_error(req, 405, "MethodNotAllowed", "method not allowed");
+        return 0;
+    }
+    if (sc == NULL) {
+        http_req_error(req, 503, "ServiceUnavailable", "the scrub could not start: see the log");
+        return 0;
+    }
+    if (method == HTTP_REQ_POST) {
+        ret = scrub_request(sc);
+        if (ret == CIO_EAGAIN) {
+            http_req_error(req, 409, "ScrubRunning", "a scrub pass is running already");
+            return 0;
+        }
+        if (ret != 0) {
+            http_req_error(req, 409, "ScrubDisabled", "storage.checksums is off: there is nothing to verify");
+            return 0;
+        }
+        status = 202;
+    }
+    if ((txn = http_req_rtxn_begin(t)) == NULL) {
+        http_req_cio_error(req, CIO_EDB, "scrub status failed");
+        return 0;
+    }
+    buf_init(&b, 1024 * 1024);
+    ret = scrub_status_json(sc, srv->meta, txn, &b);
+    http_req_rtxn_end(t);
+    if (ret != 0 || b.err != 0) {
+        buf_free(&b);
+        http_req_cio_error(req, ret != 0 ? ret : b.err, "scrub status failed");
+        return 0;
+    }
+    http_req_reply_buf(req, status, &b);
     return 0;
 }

@@ -27,6 +27,12 @@ int handler_admin_buckets(http_server_t *srv, h2o_req_t *req);
  * every object of the bucket `name` (nlen bytes, not NUL-terminated). */
 int handler_admin_purge(http_server_t *srv, h2o_req_t *req, const char *name, size_t nlen);
 
+/* GET /admin/scrub: the scrub's status (storaged/scrub.h, scrub_status_json);
+ * POST /admin/scrub: starts a pass now, 202 with the status, or 409
+ * ScrubRunning when one runs (nothing changes), 409 ScrubDisabled with
+ * storage.checksums off. */
+int handler_admin_scrub(http_server_t *srv, h2o_req_t *req, int method);
+
 /* The receiver of http_thread_t.aside_replies: answers status and metrics
  * requests once repld answered (or did not). */
 void handler_admin_on_asides(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);

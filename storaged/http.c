@@ -67,6 +67,8 @@ static int do_admin(http_server_t *srv, h2o_req_t *req, int m)
     if (http_req_path_is(req, "/admin/replication/status"))
         return m == HTTP_REQ_GET || m == HTTP_REQ_HEAD ? handler_admin_status(srv, req)
                                                        : (http_req_error(req, 405, "MethodNotAllowed", "method not allowed"), 0);
+    if (http_req_path_is(req, "/admin/scrub"))
+        return handler_admin_scrub(srv, req, m);
     /* /admin/conflicts/{bucket}/{key}; "/admin/conflicts/objects" is the purge of a bucket named "conflicts" */
     if (len > 17 && memcmp(p, "/admin/conflicts/", 17) == 0 && memchr(p + 17, '/', len - 17) != NULL)
         return m == HTTP_REQ_DELETE ? handler_conflicts_delete(srv, req)
@@ -357,7 +359,8 @@ fail:
     return ret;
 }
 
-int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, char *err, size_t errlen)
+int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, struct scrub *scrub,
+               char *err, size_t errlen)
 {
     http_server_t *srv = calloc(1, sizeof(*srv));
     h2o_hostconf_t *host;
@@ -372,6 +375,7 @@ int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *s
     srv->meta = meta;
     srv->store = store;
     srv->commit = commit;
+    srv->scrub = scrub;
     {
         MDB_txn *txn;
         if (mdb_txn_begin(meta->env, NULL, MDB_RDONLY, &txn) == 0) {

@@ -21,11 +21,13 @@ typedef struct http_server http_server_t;
  * http_start checks again (another process may take the port meanwhile). */
 int http_check_listen(const conf_t *conf, char *err, size_t errlen) CIO_MUST_CHECK;
 
-/* Binds the listeners and starts the loops. `conf`, `meta`, `store` and
- * `commit` must outlive the server. On failure writes a reason into err and
+/* Binds the listeners and starts the loops. `conf`, `meta`, `store`,
+ * `commit` and `scrub` (storaged/scrub.h; NULL: none, /admin/scrub answers
+ * 503) must outlive the server. On failure writes a reason into err and
  * returns CIO_ESYS or CIO_ECONFIG. */
-int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, char *err,
-               size_t errlen) CIO_MUST_CHECK;
+struct scrub;
+int http_start(http_server_t **out, const conf_t *conf, meta_t *meta, store_t *store, commit_t *commit, struct scrub *scrub,
+               char *err, size_t errlen) CIO_MUST_CHECK;
 
 /* Stops accepting, lets requests in flight finish and keep-alive connections
  * close (at most `grace_ms`), then parks the loop threads: the process is

@@ -41,8 +41,9 @@ struct http_server {
     /* atomic: per conf->targets[i], the object bytes its fetches were served
      * ([i][0]) and the body bytes sent for them, compressed or not ([i][1]) */
     uint64_t fetch_bytes[CONF_TARGETS_MAX][2];
-    syncwait_t *sync; /* NULL unless a target has mode: sync: then writes wait for it (syncwait.h) */
-    bwlimit_t *bw;    /* the targets' bandwidth limits, shared with repld (common/bwlimit.h); NULL: none */
+    syncwait_t *sync;    /* NULL unless a target has mode: sync: then writes wait for it (syncwait.h) */
+    bwlimit_t *bw;       /* the targets' bandwidth limits, shared with repld (common/bwlimit.h); NULL: none */
+    struct scrub *scrub; /* the background scrub (storaged/scrub.h); NULL when it could not start */
     h2o_globalconf_t globalconf;
     SSL_CTX *ssl_ctx;
     size_t nthreads;

@@ -73,13 +73,14 @@ void integrity_damaged(integrity_path_t path, const char *b, const char *k, uint
             return; /* logged already */
     __atomic_store_n(&recent[__atomic_fetch_add(&recent_next, 1, __ATOMIC_RELAXED) % RECENT_MAX], h, __ATOMIC_RELAXED);
     snprintf(vs, sizeof(vs), "%" PRIu64, version);
-    if (block == UINT64_MAX) /* bytes received for a replica: the whole object's MD5 failed, no block is named */
+    if (block == UINT64_MAX) /* the whole object's MD5 failed (bytes received, or an object without checksums): no block */
         snprintf(bs, sizeof(bs), "unknown");
     else
         snprintf(bs, sizeof(bs), "%" PRIu64, block);
     log_msg(LOG_LVL_ERROR,
-            path == INTEGRITY_APPLY ? "object data damaged: the bytes received do not match the event's ETag, not applied"
-                                    : "object data damaged: a block does not match its checksum, the read failed",
+            path == INTEGRITY_APPLY   ? "object data damaged: the bytes received do not match the event's ETag, not applied"
+            : path == INTEGRITY_SCRUB ? "object data damaged: found by the scrub"
+                                      : "object data damaged: a block does not match its checksum, the read failed",
             "path", integrity_path_name(path), "bucket", b, "key", k, "version", vs, "origin", origin, "block", bs, NULL);
 }
 
@@ -97,5 +98,5 @@ void integrity_stats(integrity_stats_t *out)
 
 const char *integrity_path_name(integrity_path_t path)
 {
-    return path == INTEGRITY_APPLY ? "apply" : "get";
+    return path == INTEGRITY_APPLY ? "apply" : path == INTEGRITY_SCRUB ? "scrub" : "get";
 }

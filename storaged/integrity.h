@@ -21,6 +21,7 @@
 typedef enum {
     INTEGRITY_GET,   /* a read served to a client: GET, Range GET, S3 GetObject and CopyObject, the fetch endpoint */
     INTEGRITY_APPLY, /* a replica received bytes that do not match the event's ETag (inline or fetched) */
+    INTEGRITY_SCRUB, /* the background scrub (storaged/scrub.h): a block fails, or an object without checksums its MD5 */
     INTEGRITY_NPATHS
 } integrity_path_t;
 
@@ -61,7 +62,7 @@ typedef struct {
 } integrity_stats_t;
 void integrity_stats(integrity_stats_t *out);
 
-/* The metric label of a path ("get", "apply"); static. */
+/* The metric label of a path ("get", "apply", "scrub"); static. */
 const char *integrity_path_name(integrity_path_t path);
 
 #endif

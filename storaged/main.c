@@ -11,6 +11,7 @@
 #include "storaged/commit.h"
 #include "common/conf.h"
 #include "storaged/http.h"
+#include "storaged/scrub.h"
 #include "common/lockfile.h"
 #include "common/log.h"
 #include "storaged/meta.h"
@@ -161,6 +162,7 @@ int main(int argc, char **argv)
     meta_t meta;
     commit_t *commit = NULL;
     http_server_t *http = NULL;
+    scrub_t *scrub = NULL;
     char err[1024] = "";
     sigset_t sigs;
     int sig, ret, meta_lock = -1;
@@ -229,8 +231,11 @@ int main(int argc, char **argv)
     commit_set_multipart_ttl(commit, conf.s3_multipart_ttl_ms);
     commit_set_conflict_ttl(commit, conf.conflict_ttl_ms);
     commit_set_max_clock_skew(commit, (int64_t)conf.max_clock_skew_ms);
-    if (http_start(&http, &conf, &meta, &store, commit, err, sizeof(err)) != 0) {
+    if ((ret = scrub_start(&scrub, &meta, &store, conf.scrub_rate, conf.scrub_interval_ms, conf.checksums)) != 0)
+        log_msg(LOG_LVL_ERROR, "cannot start the scrub: serving without it", "error", cio_strerror(ret), NULL);
+    if (http_start(&http, &conf, &meta, &store, commit, scrub, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot start the HTTP server", "error", err, NULL);
+        scrub_stop(scrub);
         commit_stop(commit);
         goto fail_meta;
     }
@@ -261,6 +266,7 @@ int main(int argc, char **argv)
     log_msg(LOG_LVL_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     notify_send("STOPPING=1");
     http_stop(http, SHUTDOWN_GRACE_MS);
+    scrub_stop(scrub); /* after the loops: no request reads it any more */
     commit_stop(commit);
     meta_close(&meta);
     close(meta_lock);

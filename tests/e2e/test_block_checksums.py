@@ -21,6 +21,7 @@ from botocore.client import Config
 from botocore.exceptions import ClientError
 
 from harness.comio import expect_error, md5, run_storaged
+from harness.damage import damage, find_extent
 from harness.replication import wait_until
 
 BLOCK = 64 * 1024
@@ -29,29 +30,6 @@ SIZES = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, (1 << 20) + 12345, 3 * (1 << 20) + 7
 AK = "AKIDCOMIOTEST"
 SECRET = "s3cr3t/KEY+with/slashes"
 S3_CONFIG = "s3:\n  region: us-east-1\n  credentials:\n    - access_key: %s\n      secret_key: %s\n" % (AK, SECRET)
-
-
-def find_extent(image, data):
-    """The offset of data's bytes in the store image (they are random: found once)."""
-    probe = data[:4096]
-    with open(image, "rb") as f:
-        blob = f.read()
-    at = blob.find(probe)
-    assert at >= 0, "object bytes not found in the image"
-    assert blob.find(probe, at + 1) < 0, "object bytes found twice in the image"
-    assert blob[at:at + len(data)] == data
-    return at
-
-
-def damage(image, off, flip=0x01):
-    """Flips bits of one byte at `off` in the image (another fd: the page cache is shared)."""
-    with open(image, "r+b") as f:
-        f.seek(off)
-        b = f.read(1)
-        f.seek(off)
-        f.write(bytes([b[0] ^ flip]))
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def get_range(c, bucket, key, first, last):

@@ -324,13 +324,33 @@ def sigv4_seeds():
     }
 
 
+def scrubrec_seeds():
+    """The scrub's records (storaged/scrubrec.h): a damaged object, and the state (two passes, a position)."""
+    def damaged(origin=b"site-a", bucket=b"photos", key=b"2024/cat.jpg", block=3):
+        return (struct.pack(">BQQQ", 1, 1764000000000 << 16, block, 1764000000123) + bytes([len(origin)]) + origin +
+                bytes([len(bucket)]) + bucket + struct.pack(">H", len(key)) + key)
+
+    def state(running=1, pos=b"photos\x002024/cat.jpg"):
+        return (struct.pack(">BB", 1, running) + struct.pack(">8Q", 12, 1764000000000, 0, 9120, 48101000000, 1, 0, 3) +
+                struct.pack(">8Q", 11, 1763000000000, 1763000024070, 18190, 96300000000, 0, 0, 2) +
+                struct.pack(">H", len(pos)) + pos)
+    return {
+        "damaged": damaged(),
+        "damaged-md5": damaged(block=(1 << 64) - 1),
+        "damaged-empty-origin": damaged(origin=b""),
+        "state": state(),
+        "state-idle": state(running=0, pos=b""),
+    }
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     targets = {"fuzz_logrec": logrec_seeds(), "fuzz_batch": batch_seeds(), "fuzz_path": path_seeds(),
                "fuzz_units": units_seeds(), "fuzz_conf": conf_seeds(), "fuzz_presign": presign_seeds(),
                "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds(), "fuzz_cksum": cksum_seeds(),
                "fuzz_awschunk": awschunk_seeds(), "fuzz_objmeta": objmeta_seeds(),
-               "fuzz_s3xml": s3xml_seeds(), "fuzz_blocksum": blocksum_seeds(), "fuzz_sigv4": sigv4_seeds()}
+               "fuzz_s3xml": s3xml_seeds(), "fuzz_blocksum": blocksum_seeds(), "fuzz_sigv4": sigv4_seeds(),
+               "fuzz_scrubrec": scrubrec_seeds()}
     total = 0
     for target, seeds in targets.items():
         d = os.path.join(out, target)

@@ -1,0 +1,279 @@
+/* scrub.c - "comio scrub": a site's scrub status, or a pass now watched to its end. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cli/http.h"
+#include "cli/opts.h"
+#include "cli/scrub.h"
+#include "common/buf.h"
+#include "common/json.h"
+#include "common/limits.h"
+
+#define SCRUB_DEFAULT_URL "http://127.0.0.1:8080"
+#define SCRUB_REPLY_MAX (4 * 1024 * 1024)
+#define POLL_MS 250
+#define START_WAIT_MS 60000 /* a pass asked for starts within a second; beyond this, something is wrong */
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: comio scrub [--now] [--json] [--url URL] [--token TOKEN | --token-file FILE] [--ca-file FILE]\n"
+                 "                   [--timeout DURATION]\n"
+                 "\n"
+                 "Shows the background scrub of the site at URL (default " SCRUB_DEFAULT_URL "): the pass running,\n"
+                 "the last one finished, and the damaged objects on record.\n"
+                 "  --now    start a pass now (at storage.scrub_rate; unpaced when it is 0) and watch it to its end,\n"
+                 "           with a progress bar on a terminal; then print its totals and the damaged objects\n"
+                 "  --json   print the scrub's status as JSON (with --now: once the pass ended)\n"
+                 "Ctrl-C stops the watching, not the pass.\n"
+                 "exit status: 0 no damage (found by the pass; without --now: on record); 1 damage; 2 usage;\n"
+                 "3 the site could not be reached or refused; 4 --now: a pass runs already (nothing changed).\n");
+}
+
+/* A pass of the status, decoded. */
+typedef struct {
+    uint64_t pass, objects, bytes, damaged, filled, skipped;
+    double seconds, eta;
+    char bucket[LIMIT_BUCKET_MAX + 1], key[256];
+} spass_t;
+
+typedef struct {
+    int running, have_last;
+    spass_t cur, last;
+    uint64_t store_objects, store_bytes, rate, damaged_objects;
+} sstat_t;
+
+static uint64_t u64m(const json_doc_t *d, const json_tok_t *o, const char *name)
+{
+    uint64_t v = 0;
+    return json_u64(d, json_member(d, o, name), &v) == 0 ? v : 0;
+}
+
+static void pass_decode(const json_doc_t *d, const json_tok_t *o, spass_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->pass = u64m(d, o, "pass");
+    p->objects = u64m(d, o, "objects");
+    p->bytes = u64m(d, o, "bytes");
+    p->damaged = u64m(d, o, "damaged");
+    p->filled = u64m(d, o, "filled");
+    p->skipped = u64m(d, o, "skipped");
+    if (json_double(d, json_member(d, o, "seconds"), &p->seconds) != 0)
+        p->seconds = 0;
+    if (json_double(d, json_member(d, o, "eta_seconds"), &p->eta) != 0)
+        p->eta = -1;
+    const json_tok_t *pos = json_member(d, o, "position");
+    if (json_str(d, json_member(d, pos, "bucket"), p->bucket, sizeof(p->bucket), NULL) != 0)
+        p->bucket[0] = '\0';
+    if (json_str(d, json_member(d, pos, "key"), p->key, sizeof(p->key), NULL) != 0)
+        p->key[0] = '\0';
+}
+
+static int status_decode(json_doc_t *d, const buf_t *body, sstat_t *st)
+{
+    const json_tok_t *root, *t;
+    memset(st, 0, sizeof(*st));
+    if (json_parse(d, body->data ? body->data : "", body->len, NULL, 0) != 0 || (root = json_root(d)) == NULL ||
+        root->type != JSON_OBJECT)
+        return -1;
+    st->running = (t = json_member(d, root, "running")) != NULL && t->type == JSON_TRUE;
+    st->rate = u64m(d, root, "rate");
+    st->damaged_objects = u64m(d, root, "damaged_objects");
+    st->store_objects = u64m(d, json_member(d, root, "store"), "objects");
+    st->store_bytes = u64m(d, json_member(d, root, "store"), "bytes");
+    if ((t = json_member(d, root, "current")) != NULL && t->type == JSON_OBJECT)
+        pass_decode(d, t, &st->cur);
+    if ((t = json_member(d, root, "last")) != NULL && t->type == JSON_OBJECT) {
+        pass_decode(d, t, &st->last);
+        st->have_last = 1;
+    }
+    return 0;
+}
+
+static void size_text(uint64_t b, char *out, size_t cap)
+{
+    static const char *const u[] = {"B", "KB", "MB", "GB", "TB"};
+    double v = (double)b;
+    int i = 0;
+    while (v >= 1000 && i < 4)
+        v /= 1000, i++;
+    snprintf(out, cap, i == 0 ? "%.0f%s" : "%.1f%s", v, u[i]);
+}
+
+/* One line of progress, redrawn in place on the terminal. */
+static void draw(const sstat_t *st)
+{
+    char bar[21], done[16], total[16], eta[24] = "--";
+    uint64_t all = st->store_bytes > st->cur.bytes ? st->store_bytes : st->cur.bytes;
+    int fill = all > 0 ? (int)(20 * st->cur.bytes / all) : 0;
+    for (int i = 0; i < 20; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[20] = '\0';
+    size_text(st->cur.bytes, done, sizeof(done));
+    size_text(all, total, sizeof(total));
+    if (st->cur.eta >= 0)
+        snprintf(eta, sizeof(eta), "%.0fs", st->cur.eta);
+    printf("\r\033[K[%s] scrub pass %" PRIu64 ": %s/%.40s  %" PRIu64 "/%" PRIu64 " objects  %s/%s  damaged %" PRIu64
+           "  filled %" PRIu64 "  ETA %s",
+           bar, st->cur.pass, st->cur.bucket, st->cur.key, st->cur.objects, st->store_objects, done, total, st->cur.damaged,
+           st->cur.filled, eta);
+    fflush(stdout);
+}
+
+static void print_pass(const char *what, const spass_t *p)
+{
+    char b[16];
+    size_text(p->bytes, b, sizeof(b));
+    printf("%s pass %" PRIu64 ": %" PRIu64 " objects (%s), damaged %" PRIu64 ", filled in %" PRIu64 ", skipped %" PRIu64, what,
+           p->pass, p->objects, b, p->damaged, p->filled, p->skipped);
+    if (p->seconds > 0)
+        printf(", in %.1fs", p->seconds);
+    printf("\n");
+}
+
+/* The damaged objects of the status, one a line. */
+static void print_damaged(json_doc_t *d, uint64_t count)
+{
+    const json_tok_t *arr = json_member(d, json_root(d), "damaged");
+    size_t n = 0;
+    if (count == 0)
+        return;
+    printf("damaged objects on record: %" PRIu64 "\n", count);
+    for (const json_tok_t *e = json_first(d, arr); e != NULL; e = json_next(d, arr, e), n++) {
+        char bucket[LIMIT_BUCKET_MAX + 1], key[1100], block[24] = "unknown (MD5)";
+        uint64_t blk;
+        if (json_str(d, json_member(d, e, "bucket"), bucket, sizeof(bucket), NULL) != 0 ||
+            json_str(d, json_member(d, e, "key"), key, sizeof(key), NULL) != 0)
+            continue;
+        if (json_u64(d, json_member(d, e, "block"), &blk) == 0)
+            snprintf(block, sizeof(block), "%" PRIu64, blk);
+        printf("  %s/%s  block %s\n", bucket, key, block);
+    }
+    if (n < count)
+        printf("  ... and %" PRIu64 " more\n", count - n);
+}
+
+/* GETs (post 0) or POSTs the status into body; the HTTP status in *code. 0, or -1 after printing why. */
+static int ask(cli_http_t *http, const char *url, int post, buf_t *body, long *code)
+{
+    char err[1024];
+    int ret = post ? cli_http_post(http, url, body, code, err, sizeof(err)) : cli_http_get(http, url, body, code, err, sizeof(err));
+    if (ret != 0) {
+        fprintf(stderr, "comio scrub: cannot reach the site: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+int scrub_main(int argc, char **argv)
+{
+    cli_site_args_t args = {0};
+    cli_site_t site;
+    char url[CLI_HTTP_URL_MAX + 32];
+    int now = 0, as_json = 0, exit_status = SCRUB_EXIT_UNREACHABLE, tty = isatty(STDOUT_FILENO);
+    cli_http_t *http = NULL;
+    json_doc_t doc;
+    buf_t body;
+    long code = 0;
+    sstat_t st;
+
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return SCRUB_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--now") == 0) {
+            now = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--json") == 0) {
+            as_json = 1;
+            continue;
+        }
+        r = cli_site_arg(argc, argv, &i, "scrub", &args);
+        if (r < 0)
+            return SCRUB_EXIT_USAGE;
+        if (r == 0) {
+            fprintf(stderr, "comio scrub: unknown option '%s' (comio scrub --help)\n", argv[i]);
+            return SCRUB_EXIT_USAGE;
+        }
+    }
+    if (cli_site_resolve(&args, "scrub", SCRUB_DEFAULT_URL, &site) != 0)
+        return SCRUB_EXIT_USAGE;
+    cli_http_opts_t opts = cli_site_http_opts(&site, SCRUB_REPLY_MAX);
+    snprintf(url, sizeof(url), "%s/admin/scrub", site.url);
+    buf_init(&body, SCRUB_REPLY_MAX);
+    json_init(&doc, 1 << 16, 8);
+    if ((http = cli_http_new(&opts)) == NULL) {
+        fprintf(stderr, "comio scrub: cannot set up libcurl\n");
+        goto done;
+    }
+    if (ask(http, url, now, &body, &code) != 0)
+        goto done;
+    if (code == 409 && body.data != NULL && memmem(body.data, body.len, "ScrubRunning", 12) != NULL) {
+        fprintf(stderr, "comio scrub: a scrub pass runs already (comio scrub shows it)\n");
+        exit_status = SCRUB_EXIT_BUSY;
+        goto done;
+    }
+    if (code != 200 && code != 202) {
+        fprintf(stderr, "comio scrub: %s answered %ld%s: %.*s\n", url, code,
+                code == 401 ? " (the site needs its access token: --token, --token-file or COMIO_TOKEN)" : "",
+                (int)(body.len > 300 ? 300 : body.len), body.data ? body.data : "");
+        goto done;
+    }
+    if (status_decode(&doc, &body, &st) != 0) {
+        fprintf(stderr, "comio scrub: %s: unexpected reply\n", url);
+        goto done;
+    }
+    if (now) {
+        /* ours is the pass after the last finished one: watch until it is the last finished one */
+        uint64_t ours = (st.have_last ? st.last.pass : 0) + 1;
+        int waited_ms = 0;
+        if (tty && !as_json)
+            printf("Ctrl-C stops watching, not the pass\n");
+        for (;;) {
+            usleep(POLL_MS * 1000);
+            if (ask(http, url, 0, &body, &code) != 0)
+                goto done;
+            if (code != 200 || status_decode(&doc, &body, &st) != 0) {
+                fprintf(stderr, "comio scrub: %s answered %ld while watching the pass\n", url, code);
+                goto done;
+            }
+            if (st.have_last && st.last.pass >= ours)
+                break;
+            if (st.running) {
+                if (tty && !as_json)
+                    draw(&st);
+            } else if ((waited_ms += POLL_MS) > START_WAIT_MS) {
+                fprintf(stderr, "comio scrub: the pass did not start within %d s; see storaged's log\n", START_WAIT_MS / 1000);
+                goto done;
+            }
+        }
+        if (tty && !as_json)
+            printf("\r\033[K");
+        exit_status = st.last.damaged > 0 ? SCRUB_EXIT_DAMAGED : SCRUB_EXIT_OK;
+    } else {
+        exit_status = st.damaged_objects > 0 ? SCRUB_EXIT_DAMAGED : SCRUB_EXIT_OK;
+    }
+    if (as_json) {
+        fwrite(body.data, 1, body.len, stdout);
+        fputc('\n', stdout);
+    } else {
+        if (!now && st.running)
+            print_pass("scrub running:", &st.cur);
+        if (st.have_last)
+            print_pass(now ? "scrub finished:" : "scrub last finished:", &st.last);
+        else if (!st.running)
+            printf("scrub: no pass has finished yet\n");
+        print_damaged(&doc, st.damaged_objects);
+    }
+done:
+    if (fflush(stdout) != 0 && exit_status != SCRUB_EXIT_UNREACHABLE)
+        exit_status = SCRUB_EXIT_UNREACHABLE;
+    cli_http_free(http);
+    json_free(&doc);
+    buf_free(&body);
+    return exit_status;
+}

@@ -1,0 +1,68 @@
+/* scrubrec.h - the scrub's two records (storaged/scrub.h): its state in the
+ * "scrub" table and a damaged object in the "damaged" table; their encoding
+ * and strict, bounded decoding (tests/fuzz/fuzz_scrubrec.c). No I/O, no
+ * logging; thread-safe. docs/storage.md describes both. */
+#ifndef COMIO_STORAGED_SCRUBREC_H
+#define COMIO_STORAGED_SCRUBREC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "common/err.h"
+#include "proto/logrec.h"
+
+#define SCRUBREC_FORMAT 1
+#define SCRUBREC_POS_MAX 480 /* an objkey: META_OBJKEY_MAX (common/meta.h) */
+
+/* The counters of one pass. */
+typedef struct {
+    uint64_t pass;      /* its number, from 1 */
+    int64_t started_ms; /* wall clock */
+    int64_t ended_ms;   /* 0 while it runs */
+    uint64_t objects;   /* objects done (verified, filled in, damaged or skipped) */
+    uint64_t bytes;     /* their bytes read */
+    uint64_t damaged;   /* objects found damaged */
+    uint64_t filled;    /* objects without checksums given theirs (their MD5 matched) */
+    uint64_t skipped;   /* objects rewritten or deleted while being read, or whose read failed */
+} scrub_pass_t;
+
+/* The state: format byte, running (u8, 0 or 1), the current and the last
+ * finished pass (8 u64 BE each, in scrub_pass_t's order), the position
+ * (u16 BE length <= SCRUBREC_POS_MAX, the last objkey done). */
+typedef struct {
+    int running;
+    scrub_pass_t cur, last;
+    uint8_t pos[SCRUBREC_POS_MAX];
+    size_t pos_len;
+} scrubrec_state_t;
+
+#define SCRUBREC_STATE_FIXED (1 + 1 + 8 * 8 + 8 * 8 + 2)
+#define SCRUBREC_STATE_MAX (SCRUBREC_STATE_FIXED + SCRUBREC_POS_MAX)
+
+/* Encodes s (pos_len <= SCRUBREC_POS_MAX) into out (SCRUBREC_STATE_MAX bytes); returns the length. */
+size_t scrubrec_state_encode(uint8_t *out, const scrubrec_state_t *s);
+
+/* Decodes p[0..len) into *s. 0 or CIO_EPROTO (a length that does not add up, another format, running not 0 or 1). */
+int scrubrec_state_decode(const void *p, size_t len, scrubrec_state_t *s) CIO_MUST_CHECK;
+
+/* A damaged object: format byte, version, first bad block (UINT64_MAX:
+ * unknown, the MD5 failed), when found in ms (u64 BE each), origin (u8
+ * length <= LOGREC_ORIGIN_MAX), bucket (u8 length <= LOGREC_BUCKET_MAX),
+ * key (u16 BE length <= LOGREC_KEY_MAX). Decoded, the strings point into the
+ * decoded bytes (not NUL-terminated) and live as long as they do. */
+typedef struct {
+    uint64_t version, block;
+    int64_t found_ms;
+    const char *origin, *bucket, *key;
+    size_t origin_len, blen, klen;
+} scrubrec_damaged_t;
+
+#define SCRUBREC_DAMAGED_MAX (1 + 8 * 3 + 1 + LOGREC_ORIGIN_MAX + 1 + LOGREC_BUCKET_MAX + 2 + LOGREC_KEY_MAX)
+
+/* Encodes d into out (SCRUBREC_DAMAGED_MAX bytes); returns the length, or 0
+ * for a string longer than its maximum. */
+size_t scrubrec_damaged_encode(uint8_t *out, const scrubrec_damaged_t *d);
+
+/* Decodes p[0..len) into *d. 0 or CIO_EPROTO. */
+int scrubrec_damaged_decode(const void *p, size_t len, scrubrec_damaged_t *d) CIO_MUST_CHECK;
+
+#endif
