@@ -37,6 +37,12 @@ typedef struct {
     char *chunk; /* DEEPLIST_CHUNK bytes, or one block when blocks are larger */
     size_t chunk_len;
     int failed; /* a CIO_* code that ends the page (out of memory) */
+    /* the request's resume: where the previous page stopped inside the first object */
+    int resuming;
+    deeplist_cursor_t from;
+    /* the reply's: this page stopped inside its first object */
+    int partial;
+    deeplist_cursor_t to;
 } deep_ctx_t;
 
 /* A reply held back by the rate: in the request's pool, disposed with it. */
@@ -69,25 +75,33 @@ static int chunk_for(deep_ctx_t *d, size_t want)
     return 0;
 }
 
-/* Reads object o whole: *crc its CRC32C, *how "blocks" or "md5". Returns 0,
+/* Reads object o from byte *pos (a block boundary; the CRC32C of the bytes
+ * before it in *crc) to its end, or, when it has block checksums, until
+ * `limit` more bytes would be passed (a block at least): *pos is then where
+ * it stopped. *how "blocks" or "md5"; an object without checksums is read
+ * whole from 0, whatever *pos said. Returns 0 (done when *pos == o->size),
  * CIO_ECORRUPT (*bad the first failing block, UINT64_MAX for an MD5
  * mismatch), CIO_EIO or CIO_ENOMEM. */
-static int digest_object(deep_ctx_t *d, const meta_obj_t *o, uint32_t *crc, const char **how, uint64_t *bad)
+static int digest_object(deep_ctx_t *d, const meta_obj_t *o, uint64_t limit, uint64_t *pos, uint32_t *crc, const char **how,
+                         uint64_t *bad)
 {
     blocksum_view_t v;
     uint8_t *owned = NULL, md5[CKSUM_SIZE_MAX];
     cksum_t md;
     int have = 0, ret, md_open = 0;
 
-    *crc = 0;
     *bad = UINT64_MAX;
     if (o->size > 0 && (ret = integrity_sums(d->srv->meta, d->txn, d->p->bucket, d->p->bucket_len, o->key, o->key_len, o, 0,
                                              o->size, &v, &owned, &have)) != 0)
         goto fail;
     *how = have ? "blocks" : "md5";
-    size_t step = DEEPLIST_CHUNK;
-    if (have && ((size_t)1 << v.shift) > step)
-        step = (size_t)1 << v.shift;
+    size_t step = DEEPLIST_CHUNK, block = have ? (size_t)1 << v.shift : 1;
+    if (block > step)
+        step = block;
+    if (!have || *pos >= o->size || (*pos & (block - 1)) != 0)
+        *pos = 0, *crc = 0; /* from the start: no checksums to split by, or a resume that does not fit */
+    if (have && limit < step)
+        step = limit < block ? block : (size_t)(limit & ~(uint64_t)(block - 1));
     if ((ret = chunk_for(d, step)) != 0)
         goto fail;
     if (!have) {
@@ -95,14 +109,17 @@ static int digest_object(deep_ctx_t *d, const meta_obj_t *o, uint32_t *crc, cons
             goto fail;
         md_open = 1;
     }
-    for (uint64_t pos = 0; pos < o->size;) {
-        size_t n = o->size - pos < step ? (size_t)(o->size - pos) : step;
-        if ((ret = integrity_read(d->srv->store, o->off, pos, d->chunk, n, have ? &v : NULL, bad)) != 0)
+    for (uint64_t start = *pos; *pos < o->size;) {
+        size_t n = o->size - *pos < step ? (size_t)(o->size - *pos) : step;
+        if (have && *pos > start && *pos - start + n > limit)
+            break; /* the page's bytes are read: the rest in the next page */
+        if ((ret = integrity_read(d->srv->store, o->off, *pos, d->chunk, n, have ? &v : NULL, bad)) != 0)
             goto fail;
         if (!have && (ret = cksum_update(&md, d->chunk, n)) != 0)
             goto fail;
         *crc = cksum_crc32c(*crc, d->chunk, n);
-        pos += n;
+        *pos += n;
+        d->bytes += n;
     }
     if (!have) {
         md_open = 0;
@@ -128,19 +145,29 @@ static int deep_one(void *ctx, const meta_obj_t *o)
     deep_ctx_t *d = ctx;
     char etag[33], ts[DATE_ISO8601_MS_LEN + 1], md[2 * OBJMETA_DIGEST_LEN + 1];
     const char *how = "md5";
-    uint32_t crc;
-    uint64_t bad;
+    uint32_t crc = 0;
+    uint64_t bad, pos = 0;
 
     if (d->n == d->max || (d->n > 0 && d->bytes + o->size > d->budget)) {
         d->truncated = 1;
         return 1;
     }
-    int ret = digest_object(d, o, &crc, &how, &bad);
+    /* the first object may be one the previous page stopped inside, and may stop inside this one */
+    if (d->n == 0 && d->resuming && o->version == d->from.version && strcmp(o->origin, d->from.origin) == 0)
+        pos = d->from.offset, crc = d->from.crc;
+    int ret = digest_object(d, o, d->n == 0 ? d->budget : UINT64_MAX, &pos, &crc, &how, &bad);
     if (ret == CIO_ENOMEM) {
         d->failed = ret;
         return 1;
     }
-    d->bytes += o->size;
+    if (ret == 0 && pos < o->size) {
+        d->partial = 1;
+        d->to.offset = pos;
+        d->to.crc = crc;
+        d->to.version = o->version;
+        memcpy(d->to.origin, o->origin, o->origin_len + 1);
+        return 1;
+    }
     hex_encode(etag, o->etag, 16);
     date_iso8601_ms(o->mtime_ms, ts);
     buf_puts(d->b, d->n == 0 ? "{\"key\":" : ",{\"key\":");
@@ -196,6 +223,35 @@ static void on_held(h2o_timeout_entry_t *entry)
     http_req_reply_buf(h->req, 200, &h->b); /* frees the buffer: the dispose finds it empty */
 }
 
+int deeplist_cursor_parse(const char *s, size_t len, deeplist_cursor_t *c)
+{
+    char *end;
+    const char *dot;
+    uint8_t origin[LOGREC_ORIGIN_MAX];
+    size_t n;
+
+    memset(c, 0, sizeof(*c));
+    if (len == 0 || s[len] != '\0' || s[0] < '0' || s[0] > '9')
+        return CIO_EINVAL;
+    c->offset = strtoull(s, &end, 10);
+    if (*end != '.' || end - s > 20 || c->offset == 0 || strspn(end + 1, "0123456789abcdef") != 8 || end[9] != '.')
+        return CIO_EINVAL;
+    c->crc = (uint32_t)strtoul(end + 1, NULL, 16);
+    s = end + 10;
+    if (s[0] < '0' || s[0] > '9')
+        return CIO_EINVAL;
+    c->version = strtoull(s, &end, 10);
+    if (*end != '.' || end - s > 20)
+        return CIO_EINVAL;
+    dot = end + 1;
+    n = strlen(dot);
+    if (n % 2 != 0 || n / 2 > LOGREC_ORIGIN_MAX || hex_decode_lower(origin, dot, n / 2) != 0 || memchr(origin, '\0', n / 2) != NULL)
+        return CIO_EINVAL;
+    memcpy(c->origin, origin, n / 2);
+    c->origin[n / 2] = '\0';
+    return 0;
+}
+
 /* A parameter that is a count in [min, max]: 0 with *out, 1 absent, -1 bad. */
 static int count_param(h2o_req_t *req, const char *name, uint64_t min, uint64_t max, uint64_t *out)
 {
@@ -216,7 +272,7 @@ static int count_param(h2o_req_t *req, const char *name, uint64_t min, uint64_t 
 int deeplist_handle(http_server_t *srv, h2o_req_t *req, const path_t *p)
 {
     http_thread_t *t = http_req_thread(req);
-    char after[PATH_KEY_MAX + 1], flag[8];
+    char after[PATH_KEY_MAX + 1], flag[8], cursor[DEEPLIST_CURSOR_MAX + 1];
     size_t alen = 0, flen;
     uint64_t max = LIMIT_LIST_KEYS_MAX, rate = 0, token;
     int64_t started = now_ns();
@@ -253,6 +309,13 @@ int deeplist_handle(http_server_t *srv, h2o_req_t *req, const path_t *p)
         http_req_error(req, 400, "InvalidArgument", "rate must be an integer (bytes per second, 0: unlimited)");
         return 0;
     }
+    if ((ret = http_req_query_param(req, "resume", cursor, sizeof(cursor), &flen)) != CIO_ENOTFOUND) {
+        if (ret != 0 || deeplist_cursor_parse(cursor, flen, &d.from) != 0) {
+            http_req_error(req, 400, "InvalidArgument", "resume must be a deep listing's resume cursor, as given");
+            return 0;
+        }
+        d.resuming = 1;
+    }
     if (rate > 0 && d.budget > rate)
         d.budget = rate < DEEPLIST_BYTES_MIN ? DEEPLIST_BYTES_MIN : rate; /* about a second of reading per page */
 
@@ -288,8 +351,13 @@ int deeplist_handle(http_server_t *srv, h2o_req_t *req, const path_t *p)
         return 0;
     }
     buf_printf(&b, "],\"bytes_read\":%" PRIu64 ",\"is_truncated\":%s,\"next_start_after\":", d.bytes,
-               d.truncated ? "true" : "false");
-    if (d.truncated)
+               d.truncated || d.partial ? "true" : "false");
+    if (d.partial) {
+        /* the same start-after again, with this cursor: offset.crc.version.hex(origin) */
+        char hex[2 * LOGREC_ORIGIN_MAX + 1];
+        hex_encode(hex, (const uint8_t *)d.to.origin, strlen(d.to.origin));
+        buf_printf(&b, "null,\"resume\":\"%" PRIu64 ".%08" PRIx32 ".%" PRIu64 ".%s\"", d.to.offset, d.to.crc, d.to.version, hex);
+    } else if (d.truncated)
         buf_json_str(&b, d.last, d.last_len);
     else
         buf_puts(&b, "null");

@@ -1,0 +1,68 @@
+/* test_deeplist.c - unit tests for storaged/deeplist.c: the resume cursor a client echoes back. */
+#include <stdio.h>
+#include <string.h>
+#include "storaged/deeplist.h"
+#include "testutil.h"
+
+static int parse(const char *s, deeplist_cursor_t *c)
+{
+    return deeplist_cursor_parse(s, strlen(s), c);
+}
+
+static void test_valid(void)
+{
+    deeplist_cursor_t c;
+    CHECK_EQ_INT(parse("65536.0a0b0c0d.117714717588979712.736974652d61", &c), 0);
+    CHECK(c.offset == 65536 && c.crc == 0x0a0b0c0d && c.version == 117714717588979712ull);
+    CHECK_EQ_STR(c.origin, "site-a");
+    CHECK_EQ_INT(parse("1.ffffffff.0.", &c), 0); /* an origin "" (a version from before origins) */
+    CHECK(c.offset == 1 && c.crc == 0xffffffffu && c.version == 0);
+    CHECK_EQ_STR(c.origin, "");
+    /* the longest origin */
+    char s[DEEPLIST_CURSOR_MAX + 2];
+    int n = snprintf(s, sizeof(s), "18446744073709551615.00000000.18446744073709551615.");
+    for (int i = 0; i < LOGREC_ORIGIN_MAX; i++)
+        n += snprintf(s + n, sizeof(s) - (size_t)n, "7a");
+    CHECK_EQ_INT((size_t)n, (size_t)DEEPLIST_CURSOR_MAX);
+    CHECK_EQ_INT(parse(s, &c), 0);
+    CHECK_EQ_INT(strlen(c.origin), LOGREC_ORIGIN_MAX);
+    strcat(s, "7a"); /* one byte too many */
+    CHECK_EQ_INT(parse(s, &c), CIO_EINVAL);
+}
+
+static void test_refused(void)
+{
+    static const char *const bad[] = {
+        "",
+        "0.0a0b0c0d.1.61",          /* offset 0: nothing read yet is no cursor */
+        "-1.0a0b0c0d.1.61",         /* not a count */
+        "+1.0a0b0c0d.1.61",         /* strtoull's sign */
+        " 1.0a0b0c0d.1.61",         /* its spaces */
+        "1.0A0B0C0D.1.61",          /* upper case */
+        "1.0a0b0c0.1.61",           /* 7 digits */
+        "1.0a0b0c0d0.1.61",         /* 9 digits */
+        "1.0a0b0c0d.x.61",          /* version not a count */
+        "1.0a0b0c0d.1",             /* no origin part */
+        "1.0a0b0c0d.1.6",           /* odd hex */
+        "1.0a0b0c0d.1.6G",          /* not hex */
+        "1.0a0b0c0d.1.0061",        /* a NUL in the origin */
+        "123456789012345678901.0a0b0c0d.1.61", /* 21 digits */
+        "1.0a0b0c0d.123456789012345678901.61",
+    };
+    deeplist_cursor_t c;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int ret = parse(bad[i], &c);
+        if (ret != CIO_EINVAL)
+            fprintf(stderr, "accepted: '%s'\n", bad[i]);
+        CHECK_EQ_INT(ret, CIO_EINVAL);
+    }
+    /* a length that stops before the NUL is refused, not read past */
+    CHECK_EQ_INT(deeplist_cursor_parse("1.0a0b0c0d.1.61", 5, &c), CIO_EINVAL);
+}
+
+int main(void)
+{
+    RUN(test_valid);
+    RUN(test_refused);
+    return TEST_SUMMARY();
+}
