@@ -34,6 +34,8 @@
  * of ETag, size, date and punctuation each, fits. */
 _Static_assert((6 * LIMIT_KEY_MAX + 1024) * DIFF_PAGE_MAX <= DIFF_REPLY_MAX, "a listing page fits the reply cap");
 #define DIFF_PROGRESS_MS 250
+#define DIFF_OBJECT_MAX (1ull << 42)          /* the largest object a site keeps checksums for (BLOCKSUM_SIZE_MAX) */
+#define DIFF_RESUME_MAX 600                   /* a deep listing's resume cursor: "offset.crc.version.hex(origin)" */
 #define DIFF_DEEP_TIMEOUT_MS (10 * 60 * 1000) /* --deep's default --timeout */
 
 enum { EXIT_SAME = 0, EXIT_DIFFERENT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3, EXIT_DAMAGED = 4 };
@@ -60,11 +62,12 @@ typedef struct {
     size_t after_len;
     merge_entry_t cur;
     int have_cur;
-    uint64_t keys; /* of the current bucket */
-    unsigned page; /* keys per listing request */
-    int deep;      /* deep listings (--deep) ... */
-    uint64_t rate; /* ... read at most this fast by the site (bytes/s, 0: no limit) */
-    char *err;     /* where site_step() reports a failure: diff_bucket()'s caller's buffer */
+    uint64_t keys;                    /* of the current bucket */
+    unsigned page;                    /* keys per listing request */
+    int deep;                         /* deep listings (--deep) ... */
+    uint64_t rate;                    /* ... read at most this fast by the site (bytes/s, 0: no limit) */
+    char resume[DIFF_RESUME_MAX + 1]; /* the cursor into a large object the last deep page stopped inside; "" none */
+    char *err;                        /* where site_step() reports a failure: diff_bucket()'s caller's buffer */
     size_t errlen;
 } site_t;
 
@@ -358,6 +361,7 @@ static void site_open(site_t *s, const char *bucket)
     s->fetched = s->truncated = s->have_cur = 0;
     s->exists = 1;
     s->after_len = 0;
+    s->resume[0] = '\0';
     s->keys = 0;
 }
 
@@ -385,9 +389,13 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
         if (s->rate > 0)
             buf_printf(&s->target, "&rate=%" PRIu64, s->rate);
     }
-    if (s->fetched) {
+    if (s->fetched && s->after_len > 0) { /* after a first page that stopped inside its first object: none yet */
         buf_puts(&s->target, "&start-after=");
         percent_append(&s->target, s->after, s->after_len, 0);
+    }
+    if (s->resume[0] != '\0') {
+        buf_puts(&s->target, "&resume=");
+        percent_append(&s->target, s->resume, strlen(s->resume), 0);
     }
     if ((ret = site_get(s, &code, err, errlen)) != 0)
         return ret;
@@ -406,6 +414,26 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s: reply has no \"objects\" array or \"is_truncated\"", s->role, s->target.data);
         return CIO_EPROTO;
     }
+    const json_tok_t *resume = s->deep ? json_member(&s->doc, root, "resume") : NULL;
+    if (resume != NULL) {
+        /* the page stopped inside its first object: the same start-after again, with the cursor; each cursor
+         * must be at least one 64 KiB block further into the object, or the walk would not end */
+        char cur[DIFF_RESUME_MAX + 1];
+        size_t clen;
+        uint64_t prev = s->resume[0] != '\0' ? strtoull(s->resume, NULL, 10) : 0;
+        if (!truncated || s->objects->count != 0 || json_str(&s->doc, resume, cur, sizeof(cur), &clen) != 0 || clen == 0 ||
+            cur[0] < '0' || cur[0] > '9' || strtoull(cur, NULL, 10) < prev + (64u << 10) ||
+            strtoull(cur, NULL, 10) > DIFF_OBJECT_MAX) {
+            snprintf(err, errlen, "%s: %s: a \"resume\" cursor that does not move on", s->role, s->target.data);
+            return CIO_EPROTO;
+        }
+        memcpy(s->resume, cur, clen + 1);
+        s->fetched = 1;
+        s->truncated = 1;
+        s->next_obj = NULL;
+        return 0;
+    }
+    s->resume[0] = '\0';
     if (truncated) {
         char next[LIMIT_KEY_MAX + 1];
         size_t nlen;
@@ -487,7 +515,8 @@ static int site_next(site_t *s, unsigned page, char *err, size_t errlen)
     int ret;
 
     for (int pages = 0; s->next_obj == NULL; pages++) {
-        if ((s->fetched && !s->truncated) || pages > 0) /* a truncated page is never empty: one fetch is enough */
+        /* a truncated page is never empty but one that stopped inside a large object (--deep): fetch on then */
+        if ((s->fetched && !s->truncated) || (pages > 0 && s->resume[0] == '\0'))
             return 0;
         if ((ret = fetch_page(s, page, err, errlen)) != 0)
             return ret;
