@@ -66,19 +66,26 @@ def crc32c(data):
 
 
 def deep_pages(c, bucket, query=""):
-    """Every page of the deep listing of bucket: [(reply, objects)], following next_start_after (bounded)."""
-    pages, after = [], None
+    """Every page of the deep listing of bucket, following next_start_after, or the same start-after
+    with the resume cursor of a page that stopped inside an object (bounded)."""
+    pages, after, resume = [], None, None
     for _ in range(1000):
         path = "/%s?deep=1%s" % (bucket, query)
         if after is not None:
             path += "&start-after=" + after
+        if resume is not None:
+            path += "&resume=" + resume
         r = c.raw("GET", path)
         assert r.status == 200, (r.status, r.body)
         j = r.json()
         pages.append(j)
         if not j["is_truncated"]:
             return pages
-        after = j["next_start_after"]
+        resume = j.get("resume")
+        if resume is None:
+            after = j["next_start_after"]
+        else:
+            assert j["objects"] == [] and j["next_start_after"] is None, j
     raise AssertionError("the deep listing did not end within 1000 pages")
 
 
@@ -188,8 +195,9 @@ def test_many_objects_over_many_pages(sites):
 
 
 def test_deep_page_is_bounded_in_bytes(server):
-    """max-bytes ends a page once the bytes read would pass it (one object at least); every object
-    still comes, once, in order."""
+    """max-bytes ends a page before the object whose bytes would pass it; an object larger than it is
+    read over several pages, each given a resume cursor; every object still comes, once, in order,
+    with the digest of its whole content."""
     c = server.client()
     sizes = [40_000] * 6 + [200_000] + [10_000] * 5
     want = {}
@@ -200,10 +208,15 @@ def test_deep_page_is_bounded_in_bytes(server):
     pages = deep_pages(c, "bkt", "&max-bytes=65536")
     got = [(o["key"], o["digest"]) for p in pages for o in p["objects"]]
     assert got == sorted(want.items())
-    for p in pages:
-        assert p["bytes_read"] == sum(o["size"] for o in p["objects"])
-        assert p["bytes_read"] <= 65536 or len(p["objects"]) == 1, p
-    assert len(pages) >= 8  # 40 KB objects one a page, the 200 KB one alone
+    # 40 KB objects one a page; the 200 KB one cut at 64 KiB three times, its last 3392 bytes read with the
+    # 10 KB ones (it is the page's first object: it comes whole, its budget counts what this page read)
+    assert [p["bytes_read"] for p in pages] == [40_000] * 6 + [65536] * 3 + [3392 + 5 * 10_000]
+    assert ["resume" in p for p in pages] == [False] * 6 + [True] * 3 + [False]
+    # a cursor that is not one is refused; one for another version of the object starts it over
+    r = c.raw("GET", "/bkt?deep=1&resume=1.zz.3.61")
+    assert r.status == 400 and "resume" in r.json()["error"]
+    r = c.raw("GET", "/bkt?deep=1&max-keys=1&start-after=k05&resume=65536.00000000.1.61")
+    assert r.status == 200 and r.json()["objects"][0]["digest"] == want["k06"], r.body
     for q, what in (("&max-bytes=100", "max-bytes"), ("&max-bytes=x", "max-bytes"), ("&max-keys=0", "max-keys"),
                     ("&rate=-1", "rate")):
         r = c.raw("GET", "/bkt?deep=1" + q)
@@ -228,15 +241,27 @@ def test_deep_listing_needs_the_access_token(make_server):
 
 
 def test_rate_limit_paces_the_reads(sites):
+    """At 1 MB/s a site's page reads about 1 MB and its reply waits out the second: the 2.5 MB object
+    is read over three pages (resume cursors), and damage in its last blocks is still found."""
     a, b = sites()
     ca = a.client()
-    for i in range(4):
+    for i in range(2):
         assert ca.put("bkt", "k%d" % i, os.urandom(500_000)).status == 200
+    big = os.urandom(2_500_000)
+    assert ca.put("bkt", "big", big).status == 200
     converge_or_fail(a, b)
     started = time.monotonic()
-    diff(a, b, "--deep", "--rate-limit", "1MB/s", expect=0)
-    # 2 MB a site at 1 MB/s: the sites hold their replies for about 2 s (the two sites in turn)
-    assert time.monotonic() - started >= 1.8
+    r = diff(a, b, "--deep", "--rate-limit", "1MB/s", expect=0)
+    assert r.stdout.startswith("3 keys in 1 bucket (source 3, target 3): no differences\n"), r.stdout
+    assert "7.0 MB read and verified on the two sites; no damaged objects" in r.stdout, r.stdout
+    # 3.5 MB a site at 1 MB/s, the sites in turn: each site's replies are held for about 3.5 s in all
+    assert time.monotonic() - started >= 3.0
+    ib = b.workdir / "store.img"
+    damage(ib, find_extent(ib, big) + 2_400_000)
+    r = diff(a, b, "--deep", "--rate-limit", "1MB/s", expect=4)
+    assert "damaged on target  bkt/big  target: block %d fails its checksum" % (2_400_000 // BLOCK) in r.stdout, r.stdout
+    pages = deep_pages(ca, "bkt", "&rate=1000000")  # what comio asked of A: the big object over 3 pages
+    assert [len(p["objects"]) for p in pages] == [0, 0, 1, 2] and "resume" in pages[0] and "resume" in pages[1]
     diff(a, b, "--rate-limit", "1MB/s", expect=2)          # without --deep
     diff(a, b, "--deep", "--rate-limit", "fast", expect=2)  # not a rate
 
