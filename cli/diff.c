@@ -67,6 +67,9 @@ typedef struct {
     int deep;                         /* deep listings (--deep) ... */
     uint64_t rate;                    /* ... read at most this fast by the site (bytes/s, 0: no limit) */
     char resume[DIFF_RESUME_MAX + 1]; /* the cursor into a large object the last deep page stopped inside; "" none */
+    uint64_t partial;                 /* its offset: the bytes of that object read so far */
+    void (*on_partial)(void *arg);    /* called after each such page (the progress line), with ... */
+    void *on_partial_arg;             /* ... this */
     char *err;                        /* where site_step() reports a failure: diff_bucket()'s caller's buffer */
     size_t errlen;
 } site_t;
@@ -81,6 +84,7 @@ typedef struct {
     uint64_t rate;                                    /* --rate-limit, bytes/s per site; 0: none */
     uint64_t content, damaged_source, damaged_target; /* --deep's counts */
     uint64_t bytes;                                   /* object bytes the two sites read (--deep) */
+    const uint64_t *partial[2];                       /* each site's bytes read into a large object not done yet */
     uint64_t started_ms, next_progress_ms;
     int drawn; /* a progress line is on the terminal */
     const char *bucket;
@@ -202,7 +206,8 @@ static void progress(report_t *r, int force)
         fprintf(stderr,
                 "\r\033[Kcomio diff --deep: %" PRIu64 " objects, %.1f MB compared (%.1f MB/s), %" PRIu64 " differences, %" PRIu64
                 " damaged, bucket ",
-                r->keys, (double)r->bytes / 1e6, secs > 0 ? (double)r->bytes / 1e6 / secs : 0.0,
+                r->keys, (double)(r->bytes + *r->partial[0] + *r->partial[1]) / 1e6,
+                secs > 0 ? (double)(r->bytes + *r->partial[0] + *r->partial[1]) / 1e6 / secs : 0.0,
                 r->missing + r->extra + r->different + r->metadata + r->versions + r->content,
                 r->damaged_source + r->damaged_target);
     else
@@ -362,6 +367,7 @@ static void site_open(site_t *s, const char *bucket)
     s->exists = 1;
     s->after_len = 0;
     s->resume[0] = '\0';
+    s->partial = 0;
     s->keys = 0;
 }
 
@@ -428,12 +434,14 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
             return CIO_EPROTO;
         }
         memcpy(s->resume, cur, clen + 1);
+        s->partial = strtoull(cur, NULL, 10);
         s->fetched = 1;
         s->truncated = 1;
         s->next_obj = NULL;
         return 0;
     }
     s->resume[0] = '\0';
+    s->partial = 0;
     if (truncated) {
         char next[LIMIT_KEY_MAX + 1];
         size_t nlen;
@@ -520,6 +528,8 @@ static int site_next(site_t *s, unsigned page, char *err, size_t errlen)
             return 0;
         if ((ret = fetch_page(s, page, err, errlen)) != 0)
             return ret;
+        if (s->resume[0] != '\0' && s->on_partial != NULL)
+            s->on_partial(s->on_partial_arg); /* a large object may take many pages: show them */
     }
     if ((ret = decode_entry(s, s->next_obj, &e, err, errlen)) != 0)
         return ret;
@@ -607,6 +617,12 @@ static void visit(void *arg, merge_kind_t kind, const merge_entry_t *src, const 
     progress(r, 0);
 }
 
+/* on_partial: a deep page stopped inside a large object. */
+static void partial_progress(void *arg)
+{
+    progress(arg, 0);
+}
+
 /* The merge-join of one bucket. */
 static int diff_bucket(site_t *src, site_t *tgt, bucket_t *b, report_t *r, char *err, size_t errlen)
 {
@@ -618,6 +634,10 @@ static int diff_bucket(site_t *src, site_t *tgt, bucket_t *b, report_t *r, char 
     src->page = tgt->page = r->page;
     src->deep = tgt->deep = r->deep;
     src->rate = tgt->rate = r->rate;
+    src->on_partial = tgt->on_partial = partial_progress;
+    src->on_partial_arg = tgt->on_partial_arg = r;
+    r->partial[0] = &src->partial;
+    r->partial[1] = &tgt->partial;
     src->err = tgt->err = err;
     src->errlen = tgt->errlen = errlen;
     r->bucket = b->name;

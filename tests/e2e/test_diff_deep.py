@@ -9,6 +9,7 @@ listing needs the access token and bounds a page in bytes read. The oracle is wh
 and damaged, and a CRC32C computed here. Every wait is bounded."""
 
 import json
+import re
 import os
 import pty
 import subprocess
@@ -267,9 +268,12 @@ def test_rate_limit_paces_the_reads(sites):
 
 
 def test_progress_on_a_terminal_only(sites):
+    """The progress line shows the objects and bytes compared and the rate, also while a large object
+    is read over several pages (the first key: nothing is compared yet but its bytes)."""
     a, b = sites()
     ca = a.client()
-    for i in range(20):
+    assert ca.put("bkt", "a-big", os.urandom(2_000_000)).status == 200
+    for i in range(19):
         assert ca.put("bkt", "k%02d" % i, os.urandom(50_000)).status == 200
     converge_or_fail(a, b)
     master, slave = pty.openpty()
@@ -288,8 +292,8 @@ def test_progress_on_a_terminal_only(sites):
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     try:
-        p = subprocess.run([str(comio_path()), "diff", "--source", a.url(), "--target", b.url(), "--deep", "--page-size", "3"],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, timeout=CLI_TIMEOUT, env=_env())
+        p = subprocess.run([str(comio_path()), "diff", "--source", a.url(), "--target", b.url(), "--deep", "--page-size", "3",
+                            "--rate-limit", "1MB/s"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, timeout=CLI_TIMEOUT, env=_env())
     finally:
         os.close(slave)
     t.join(10)
@@ -299,6 +303,7 @@ def test_progress_on_a_terminal_only(sites):
     assert p.returncode == 0, (p.returncode, shown)
     assert "comio diff --deep:" in shown and "MB compared" in shown and "MB/s" in shown, repr(shown)
     assert shown.endswith("\r\x1b[K"), repr(shown[-80:])
+    assert re.search(r"diff --deep: 0 objects, (?!0\.0 MB)[0-9]+\.[0-9] MB compared", shown), repr(shown)
     assert p.stdout.decode().startswith("20 keys in 1 bucket (source 20, target 20): no differences\n")
     r = diff(a, b, "--deep", "--page-size", "3", expect=0)
     assert r.stderr == "" and "\r" not in r.stdout
