@@ -34,18 +34,18 @@ static void test_refused(void)
 {
     static const char *const bad[] = {
         "",
-        "0.0a0b0c0d.1.61",          /* offset 0: nothing read yet is no cursor */
-        "-1.0a0b0c0d.1.61",         /* not a count */
-        "+1.0a0b0c0d.1.61",         /* strtoull's sign */
-        " 1.0a0b0c0d.1.61",         /* its spaces */
-        "1.0A0B0C0D.1.61",          /* upper case */
-        "1.0a0b0c0.1.61",           /* 7 digits */
-        "1.0a0b0c0d0.1.61",         /* 9 digits */
-        "1.0a0b0c0d.x.61",          /* version not a count */
-        "1.0a0b0c0d.1",             /* no origin part */
-        "1.0a0b0c0d.1.6",           /* odd hex */
-        "1.0a0b0c0d.1.6G",          /* not hex */
-        "1.0a0b0c0d.1.0061",        /* a NUL in the origin */
+        "0.0a0b0c0d.1.61",                     /* offset 0: nothing read yet is no cursor */
+        "-1.0a0b0c0d.1.61",                    /* not a count */
+        "+1.0a0b0c0d.1.61",                    /* strtoull's sign */
+        " 1.0a0b0c0d.1.61",                    /* its spaces */
+        "1.0A0B0C0D.1.61",                     /* upper case */
+        "1.0a0b0c0.1.61",                      /* 7 digits */
+        "1.0a0b0c0d0.1.61",                    /* 9 digits */
+        "1.0a0b0c0d.x.61",                     /* version not a count */
+        "1.0a0b0c0d.1",                        /* no origin part */
+        "1.0a0b0c0d.1.6",                      /* odd hex */
+        "1.0a0b0c0d.1.6G",                     /* not hex */
+        "1.0a0b0c0d.1.0061",                   /* a NUL in the origin */
         "123456789012345678901.0a0b0c0d.1.61", /* 21 digits */
         "1.0a0b0c0d.123456789012345678901.61",
     };
