@@ -13,6 +13,7 @@ import re
 import os
 import pty
 import subprocess
+import sys
 import threading
 import time
 
@@ -307,3 +308,73 @@ def test_progress_on_a_terminal_only(sites):
     assert p.stdout.decode().startswith("20 keys in 1 bucket (source 20, target 20): no differences\n")
     r = diff(a, b, "--deep", "--page-size", "3", expect=0)
     assert r.stderr == "" and "\r" not in r.stdout
+
+
+# Runs argv[2:] as its child and writes the child's peak RSS (KiB) to the file argv[1] (test_cli.py's
+# way: comio is forked from this small interpreter, not from pytest, whose RSS it would inherit).
+_MEASURE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def _fill(site, bucket, count, keyfmt, workers=8):
+    """PUTs `count` small objects of random bytes on several connections."""
+    errors = []
+
+    def work(k):
+        c = site.client(register=False)
+        try:
+            for i in range(k, count, workers):
+                r = c.put(bucket, keyfmt % i, os.urandom(100))
+                if r.status != 200:
+                    errors.append(r)
+                    return
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and not any(t.is_alive() for t in threads), errors[:3]
+
+
+def test_memory_stays_flat_in_the_number_of_objects(sites, tmp_path):
+    """comio diff --deep holds one page per site, never a listing: its peak memory for 3000 objects
+    is that for 300, and every object is compared."""
+    a, b = sites()
+    keyfmt = "%05d/" + "k" * 200  # long keys: a listing kept in memory would show
+    _fill(a, "big", 3000, keyfmt)
+    _fill(a, "small", 300, keyfmt)
+    converge_or_fail(a, b, sample=4)
+    env = _env()
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0:thread_local_quarantine_size_kb=0"
+    rss = {}
+    for bucket, n in (("small", 300), ("big", 3000)):
+        rss_path = tmp_path / ("maxrss-" + bucket)
+        r = subprocess.run([sys.executable, "-I", "-S", "-c", _MEASURE, str(rss_path), str(comio_path()), "diff", "--source",
+                            a.url(), "--target", b.url(), "--bucket", bucket, "--deep", "--page-size", "100", "--json"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=CLI_TIMEOUT,
+                           env=env)
+        assert comio.sanitizer_report(r.stderr) is None, r.stderr
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        c = json.loads(r.stdout)["counts"]
+        assert (c["keys"], c["bytes"], c["damaged_source"], c["damaged_target"]) == (n, 2 * 100 * n, 0, 0), c
+        rss[bucket] = int(rss_path.read_text())
+    print("comio diff --deep peak RSS: %d KiB for 300 objects, %d KiB for 3000" % (rss["small"], rss["big"]))
+    # keeping the 6000 listed entries of 206-byte keys would add more than 1 MB
+    assert rss["big"] - rss["small"] < 1024, rss
