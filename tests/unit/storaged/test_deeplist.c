@@ -19,7 +19,7 @@ static void test_valid(void)
     CHECK(c.offset == 1 && c.crc == 0xffffffffu && c.version == 0);
     CHECK_EQ_STR(c.origin, "");
     /* the longest origin */
-    char s[DEEPLIST_CURSOR_MAX + 2];
+    char s[DEEPLIST_CURSOR_MAX + 3]; /* room for one more origin byte below */
     int n = snprintf(s, sizeof(s), "18446744073709551615.00000000.18446744073709551615.");
     for (int i = 0; i < LOGREC_ORIGIN_MAX; i++)
         n += snprintf(s + n, sizeof(s) - (size_t)n, "7a");
