@@ -39,10 +39,10 @@ typedef struct {
     int failed; /* a CIO_* code that ends the page (out of memory) */
     /* the request's resume: where the previous page stopped inside the first object */
     int resuming;
-    deeplist_cursor_t from;
+    deepcursor_t from;
     /* the reply's: this page stopped inside its first object */
     int partial;
-    deeplist_cursor_t to;
+    deepcursor_t to;
 } deep_ctx_t;
 
 /* A reply held back by the rate: in the request's pool, disposed with it. */
@@ -223,35 +223,6 @@ static void on_held(h2o_timeout_entry_t *entry)
     http_req_reply_buf(h->req, 200, &h->b); /* frees the buffer: the dispose finds it empty */
 }
 
-int deeplist_cursor_parse(const char *s, size_t len, deeplist_cursor_t *c)
-{
-    char *end;
-    const char *dot;
-    uint8_t origin[LOGREC_ORIGIN_MAX];
-    size_t n;
-
-    memset(c, 0, sizeof(*c));
-    if (len == 0 || s[len] != '\0' || s[0] < '0' || s[0] > '9')
-        return CIO_EINVAL;
-    c->offset = strtoull(s, &end, 10);
-    if (*end != '.' || end - s > 20 || c->offset == 0 || strspn(end + 1, "0123456789abcdef") != 8 || end[9] != '.')
-        return CIO_EINVAL;
-    c->crc = (uint32_t)strtoul(end + 1, NULL, 16);
-    s = end + 10;
-    if (s[0] < '0' || s[0] > '9')
-        return CIO_EINVAL;
-    c->version = strtoull(s, &end, 10);
-    if (*end != '.' || end - s > 20)
-        return CIO_EINVAL;
-    dot = end + 1;
-    n = strlen(dot);
-    if (n % 2 != 0 || n / 2 > LOGREC_ORIGIN_MAX || hex_decode_lower(origin, dot, n / 2) != 0 || memchr(origin, '\0', n / 2) != NULL)
-        return CIO_EINVAL;
-    memcpy(c->origin, origin, n / 2);
-    c->origin[n / 2] = '\0';
-    return 0;
-}
-
 /* A parameter that is a count in [min, max]: 0 with *out, 1 absent, -1 bad. */
 static int count_param(h2o_req_t *req, const char *name, uint64_t min, uint64_t max, uint64_t *out)
 {
@@ -272,7 +243,7 @@ static int count_param(h2o_req_t *req, const char *name, uint64_t min, uint64_t 
 int deeplist_handle(http_server_t *srv, h2o_req_t *req, const path_t *p)
 {
     http_thread_t *t = http_req_thread(req);
-    char after[PATH_KEY_MAX + 1], flag[8], cursor[DEEPLIST_CURSOR_MAX + 1];
+    char after[PATH_KEY_MAX + 1], flag[8], cursor[DEEPCURSOR_MAX + 1];
     size_t alen = 0, flen;
     uint64_t max = LIMIT_LIST_KEYS_MAX, rate = 0, token;
     int64_t started = now_ns();
@@ -310,7 +281,7 @@ int deeplist_handle(http_server_t *srv, h2o_req_t *req, const path_t *p)
         return 0;
     }
     if ((ret = http_req_query_param(req, "resume", cursor, sizeof(cursor), &flen)) != CIO_ENOTFOUND) {
-        if (ret != 0 || deeplist_cursor_parse(cursor, flen, &d.from) != 0) {
+        if (ret != 0 || deepcursor_parse(cursor, flen, &d.from) != 0) {
             http_req_error(req, 400, "InvalidArgument", "resume must be a deep listing's resume cursor, as given");
             return 0;
         }
@@ -353,10 +324,11 @@ int deeplist_handle(http_server_t *srv, h2o_req_t *req, const path_t *p)
     buf_printf(&b, "],\"bytes_read\":%" PRIu64 ",\"is_truncated\":%s,\"next_start_after\":", d.bytes,
                d.truncated || d.partial ? "true" : "false");
     if (d.partial) {
-        /* the same start-after again, with this cursor: offset.crc.version.hex(origin) */
-        char hex[2 * LOGREC_ORIGIN_MAX + 1];
-        hex_encode(hex, (const uint8_t *)d.to.origin, strlen(d.to.origin));
-        buf_printf(&b, "null,\"resume\":\"%" PRIu64 ".%08" PRIx32 ".%" PRIu64 ".%s\"", d.to.offset, d.to.crc, d.to.version, hex);
+        /* the same start-after again, with this cursor */
+        char text[DEEPCURSOR_MAX + 1] = "";
+        if (deepcursor_format(&d.to, text) == 0)
+            b.err = CIO_EINVAL; /* cannot happen: the offset is past a block, the origin a site id */
+        buf_printf(&b, "null,\"resume\":\"%s\"", text);
     } else if (d.truncated)
         buf_json_str(&b, d.last, d.last_len);
     else
