@@ -20,7 +20,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = deepcursor_format(&c, text);
     FUZZ_CHECK(n == size && memcmp(text, data, size) == 0);
     FUZZ_CHECK(deepcursor_parse(text, n, &again) == 0);
-    FUZZ_CHECK(again.offset == c.offset && again.crc == c.crc && again.version == c.version &&
-               strcmp(again.origin, c.origin) == 0);
+    FUZZ_CHECK(again.offset == c.offset && again.crc == c.crc && again.version == c.version && strcmp(again.origin, c.origin) == 0);
     return 0;
 }
