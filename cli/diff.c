@@ -36,6 +36,7 @@ _Static_assert((6 * LIMIT_KEY_MAX + 1024) * DIFF_PAGE_MAX <= DIFF_REPLY_MAX, "a 
 #define DIFF_PROGRESS_MS 250
 #define DIFF_OBJECT_MAX (1ull << 42)          /* the largest object a site keeps checksums for (BLOCKSUM_SIZE_MAX) */
 #define DIFF_RESUME_MAX 600                   /* a deep listing's resume cursor: "offset.crc.version.hex(origin)" */
+#define DIFF_RATE_MIN (64u << 10)             /* the sites' lowest rate but 0 (DEEPLIST_RATE_MIN) */
 #define DIFF_DEEP_TIMEOUT_MS (10 * 60 * 1000) /* --deep's default --timeout */
 
 enum { EXIT_SAME = 0, EXIT_DIFFERENT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3, EXIT_DAMAGED = 4 };
@@ -873,8 +874,9 @@ int diff_main(int argc, char **argv)
         fprintf(stderr, "comio diff: --rate-limit paces --deep's reads: it needs --deep\n");
         return EXIT_USAGE;
     }
-    if (rate_arg != NULL && units_parse_rate(rate_arg, &r.rate) != 0) {
-        fprintf(stderr, "comio diff: --rate-limit '%s' is not a rate such as 50MB/s (or 0: no limit)\n", rate_arg);
+    if (rate_arg != NULL && (units_parse_rate(rate_arg, &r.rate) != 0 || (r.rate > 0 && r.rate < DIFF_RATE_MIN))) {
+        fprintf(stderr, "comio diff: --rate-limit '%s' is not a rate of at least 64KiB/s such as 50MB/s (or 0: no limit)\n",
+                rate_arg);
         return EXIT_USAGE;
     }
     if (timeout_arg != NULL && (units_parse_duration(timeout_arg, &timeout_ms) != 0 || timeout_ms == 0)) {

@@ -276,8 +276,9 @@ int deeplist_handle(http_server_t *srv, h2o_req_t *req, const path_t *p)
         http_req_error(req, 400, "InvalidArgument", "max-bytes must be an integer from 65536 to 1073741824");
         return 0;
     }
-    if (count_param(req, "rate", 0, UINT64_MAX / 2, &rate) < 0) {
-        http_req_error(req, 400, "InvalidArgument", "rate must be an integer (bytes per second, 0: unlimited)");
+    /* a page reads a block at least: below DEEPLIST_RATE_MIN one reply would be held for minutes */
+    if (count_param(req, "rate", 0, UINT64_MAX / 2, &rate) < 0 || (rate > 0 && rate < DEEPLIST_RATE_MIN)) {
+        http_req_error(req, 400, "InvalidArgument", "rate must be 0 (unlimited) or an integer from 65536 (bytes per second)");
         return 0;
     }
     if ((ret = http_req_query_param(req, "resume", cursor, sizeof(cursor), &flen)) != CIO_ENOTFOUND) {

@@ -14,6 +14,7 @@
 #define DEEPLIST_BYTES_DEFAULT (16ull << 20) /* object bytes one page reads, unless max-bytes says */
 #define DEEPLIST_BYTES_MIN (64ull << 10)
 #define DEEPLIST_BYTES_MAX (1ull << 30)
+#define DEEPLIST_RATE_MIN (64ull << 10) /* the lowest rate= (bytes per second) but 0 */
 
 /* Answers GET or HEAD /{bucket}?deep=1[&start-after=K][&max-keys=N]
  * [&max-bytes=B][&rate=R][&resume=C]: a page of at most N objects (1..1000,

@@ -220,7 +220,7 @@ def test_deep_page_is_bounded_in_bytes(server):
     r = c.raw("GET", "/bkt?deep=1&max-keys=1&start-after=k05&resume=65536.00000000.1.61")
     assert r.status == 200 and r.json()["objects"][0]["digest"] == want["k06"], r.body
     for q, what in (("&max-bytes=100", "max-bytes"), ("&max-bytes=x", "max-bytes"), ("&max-keys=0", "max-keys"),
-                    ("&rate=-1", "rate")):
+                    ("&rate=-1", "rate"), ("&rate=65535", "rate")):
         r = c.raw("GET", "/bkt?deep=1" + q)
         assert r.status == 400 and what in r.json()["error"], (q, r.status, r.body)
     r = c.raw("GET", "/bkt?deep=yes")
@@ -266,6 +266,8 @@ def test_rate_limit_paces_the_reads(sites):
     assert [len(p["objects"]) for p in pages] == [0, 0, 1, 2] and "resume" in pages[0] and "resume" in pages[1]
     diff(a, b, "--rate-limit", "1MB/s", expect=2)          # without --deep
     diff(a, b, "--deep", "--rate-limit", "fast", expect=2)  # not a rate
+    r = diff(a, b, "--deep", "--rate-limit", "1KB/s", expect=2)  # a page would be held for a minute
+    assert "at least 64KiB/s" in r.stderr, r.stderr
 
 
 def test_progress_on_a_terminal_only(sites):
