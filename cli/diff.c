@@ -1,6 +1,8 @@
 /* diff.c - "comio diff": two sites' sorted, paged bucket listings fed to the
  * merge-join of cli/merge.c, reporting keys missing, extra or different on the target,
- * and those with the same bytes at another version.
+ * and those with the same bytes at another version. With --deep the listings
+ * are the sites' deep listings (storaged/deeplist.h): each object's content
+ * digest, or the damage its site found, reported apart.
  *
  * Both listings come in storaged's order: bytewise (memcmp) order of the full
  * key, for long keys too (storaged stores keys longer than its LMDB room by
@@ -32,14 +34,19 @@
  * of ETag, size, date and punctuation each, fits. */
 _Static_assert((6 * LIMIT_KEY_MAX + 1024) * DIFF_PAGE_MAX <= DIFF_REPLY_MAX, "a listing page fits the reply cap");
 #define DIFF_PROGRESS_MS 250
+#define DIFF_OBJECT_MAX (1ull << 42)          /* the largest object a site keeps checksums for (BLOCKSUM_SIZE_MAX) */
+#define DIFF_RESUME_MAX 600                   /* a deep listing's resume cursor: "offset.crc.version.hex(origin)" */
+#define DIFF_RATE_MIN (64u << 10)             /* the sites' lowest rate but 0 (DEEPLIST_RATE_MIN) */
+#define DIFF_DEEP_TIMEOUT_MS (10 * 60 * 1000) /* --deep's default --timeout */
 
-enum { EXIT_SAME = 0, EXIT_DIFFERENT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
+enum { EXIT_SAME = 0, EXIT_DIFFERENT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3, EXIT_DAMAGED = 4 };
 enum { ONLY_NONE, ONLY_SOURCE, ONLY_TARGET };
 
 typedef struct {
     char name[LIMIT_BUCKET_MAX + 1];
     int on_source, on_target;
     uint64_t source_keys, target_keys, missing, extra, different, metadata, versions;
+    uint64_t content, damaged_source, damaged_target; /* --deep */
 } bucket_t;
 
 /* One site and its position in the listing of the current bucket. */
@@ -56,9 +63,15 @@ typedef struct {
     size_t after_len;
     merge_entry_t cur;
     int have_cur;
-    uint64_t keys; /* of the current bucket */
-    unsigned page; /* keys per listing request */
-    char *err;     /* where site_step() reports a failure: diff_bucket()'s caller's buffer */
+    uint64_t keys;                    /* of the current bucket */
+    unsigned page;                    /* keys per listing request */
+    int deep;                         /* deep listings (--deep) ... */
+    uint64_t rate;                    /* ... read at most this fast by the site (bytes/s, 0: no limit) */
+    char resume[DIFF_RESUME_MAX + 1]; /* the cursor into a large object the last deep page stopped inside; "" none */
+    uint64_t partial;                 /* its offset: the bytes of that object read so far */
+    void (*on_partial)(void *arg);    /* called after each such page (the progress line), with ... */
+    void *on_partial_arg;             /* ... this */
+    char *err;                        /* where site_step() reports a failure: diff_bucket()'s caller's buffer */
     size_t errlen;
 } site_t;
 
@@ -68,6 +81,11 @@ typedef struct {
     uint64_t limit;  /* differences to print; UINT64_MAX: all */
     unsigned page;
     uint64_t printed, missing, extra, different, metadata, versions, keys, source_keys, target_keys;
+    int deep;                                         /* --deep: content digests and damage */
+    uint64_t rate;                                    /* --rate-limit, bytes/s per site; 0: none */
+    uint64_t content, damaged_source, damaged_target; /* --deep's counts */
+    uint64_t bytes;                                   /* object bytes the two sites read (--deep) */
+    const uint64_t *partial[2];                       /* each site's bytes read into a large object not done yet */
     uint64_t started_ms, next_progress_ms;
     int drawn; /* a progress line is on the terminal */
     const char *bucket;
@@ -77,11 +95,12 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: comio diff --source URL --target URL [--bucket NAME] [--json] [--limit N] [--quiet] [--no-versions]\n"
                  "                  [--token TOKEN | --token-file FILE] [--source-token TOKEN] [--target-token TOKEN]\n"
-                 "                  [--ca-file FILE] [--timeout DURATION] [--page-size N]\n"
+                 "                  [--ca-file FILE] [--timeout DURATION] [--page-size N] [--deep [--rate-limit RATE]]\n"
                  "\n"
                  "Compares the objects of two sites (keys, sizes, ETags, metadata, versions) and prints the keys\n"
                  "missing on the target, extra on the target, different, with different metadata (same bytes),\n"
-                 "and of a different version (same bytes and metadata).\n"
+                 "and of a different version (same bytes and metadata). --deep has each site read and verify\n"
+                 "every object's bytes and compares their content digests too; damaged objects are listed apart.\n"
                  "\n"
                  "  --source URL, --target URL  the two sites' storaged, http:// or https://\n"
                  "  --bucket NAME         compare this bucket only (default: every bucket of either site)\n"
@@ -95,8 +114,11 @@ static void usage(FILE *out)
                  "  --ca-file FILE        trust the CA certificates in FILE (PEM) for https://\n"
                  "  --timeout DURATION    give up on a request after this long, e.g. 30s (default 10s)\n"
                  "  --page-size N         keys per listing request, 1 to 1000 (default 1000)\n"
+                 "  --deep                compare content digests of the bytes on disk; report damaged objects\n"
+                 "  --rate-limit RATE     with --deep: each site reads at most RATE, e.g. 50MB/s (default: no limit)\n"
                  "\n"
-                 "exit status: 0 no differences; 1 differences; 2 usage; 3 a site could not be listed.\n");
+                 "exit status: 0 no differences; 1 differences; 2 usage; 3 a site could not be listed;\n"
+                 "             4 (--deep) damaged objects found, with or without differences.\n");
 }
 
 static int parse_count(const char *s, uint64_t max, uint64_t *out)
@@ -155,6 +177,15 @@ static void put_json_entry(FILE *out, const merge_entry_t *e)
     }
     if (e->has_meta)
         fprintf(out, ",\"meta_digest\":\"%s\"", e->meta);
+    if (e->has_digest)
+        fprintf(out, ",\"digest\":\"%s\"", e->digest);
+    if (e->damaged) {
+        fprintf(out, ",\"damaged\":{\"reason\":\"%s\",\"block\":", e->damaged_reason);
+        if (e->damaged_block != UINT64_MAX)
+            fprintf(out, "%" PRIu64 "}", e->damaged_block);
+        else
+            fputs("null}", out);
+    }
     putc('}', out);
 }
 
@@ -168,11 +199,21 @@ static void progress_clear(report_t *r)
 static void progress(report_t *r, int force)
 {
     uint64_t now;
-    if (!r->progress || (!force && (r->keys & 127) != 0) || (now = clock_mono_ms()) < r->next_progress_ms)
+    /* --deep: every object may take long to read, so the clock is looked at after each */
+    if (!r->progress || (!force && !r->deep && (r->keys & 127) != 0) || (now = clock_mono_ms()) < r->next_progress_ms)
         return;
     double secs = (double)(now - r->started_ms) / 1000.0;
-    fprintf(stderr, "\r\033[Kcomio diff: %" PRIu64 " keys compared (%.0f keys/s), %" PRIu64 " differences, bucket ", r->keys,
-            secs > 0 ? (double)r->keys / secs : 0.0, r->missing + r->extra + r->different + r->metadata + r->versions);
+    if (r->deep)
+        fprintf(stderr,
+                "\r\033[Kcomio diff --deep: %" PRIu64 " objects, %.1f MB compared (%.1f MB/s), %" PRIu64 " differences, %" PRIu64
+                " damaged, bucket ",
+                r->keys, (double)(r->bytes + *r->partial[0] + *r->partial[1]) / 1e6,
+                secs > 0 ? (double)(r->bytes + *r->partial[0] + *r->partial[1]) / 1e6 / secs : 0.0,
+                r->missing + r->extra + r->different + r->metadata + r->versions + r->content,
+                r->damaged_source + r->damaged_target);
+    else
+        fprintf(stderr, "\r\033[Kcomio diff: %" PRIu64 " keys compared (%.0f keys/s), %" PRIu64 " differences, bucket ", r->keys,
+                secs > 0 ? (double)r->keys / secs : 0.0, r->missing + r->extra + r->different + r->metadata + r->versions);
     put_text(stderr, r->bucket ? r->bucket : "", r->bucket ? strlen(r->bucket) : 0);
     fflush(stderr);
     r->drawn = 1;
@@ -205,18 +246,40 @@ static void report(report_t *r, const char *bucket, const char *kind, const merg
         put_json(stdout, bucket, strlen(bucket));
         fputs(",\"key\":", stdout);
         put_json(stdout, e->key, e->key_len);
-        printf(",\"type\":\"%s\",\"source\":", kind);
+        if (strcmp(kind, "damaged") == 0)
+            printf(",\"type\":\"damaged\",\"side\":\"%s\",\"source\":", src != NULL ? "source" : "target");
+        else
+            printf(",\"type\":\"%s\",\"source\":", kind);
         put_json_entry(stdout, src);
         fputs(",\"target\":", stdout);
         put_json_entry(stdout, tgt);
         putc('}', stdout);
     } else {
         int versions = strcmp(kind, "version") == 0, metadata = strcmp(kind, "metadata") == 0;
-        printf("%-18s ", strcmp(kind, "missing") == 0 ? "missing on target"
-                         : strcmp(kind, "extra") == 0 ? "extra on target"
-                         : versions                   ? "different version"
-                         : metadata                   ? "other metadata"
-                                                      : kind);
+        if (strcmp(kind, "damaged") == 0) {
+            /* the side that found it, and where: not a difference between the sites */
+            const char *side = src != NULL ? "source" : "target";
+            printf("damaged on %-7s ", side);
+            put_text(stdout, bucket, strlen(bucket));
+            putc('/', stdout);
+            put_text(stdout, e->key, e->key_len);
+            if (e->damaged_block != UINT64_MAX)
+                printf("  %s: block %" PRIu64 " fails its checksum\n", side, e->damaged_block);
+            else
+                printf("  %s: %s\n", side,
+                       strcmp(e->damaged_reason, "md5") == 0 ? "the bytes fail the object's MD5 (no block checksums)"
+                                                             : "the bytes could not be read");
+            r->printed++;
+            if (r->progress)
+                r->next_progress_ms = 0;
+            return;
+        }
+        printf("%-18s ", strcmp(kind, "missing") == 0   ? "missing on target"
+                         : strcmp(kind, "extra") == 0   ? "extra on target"
+                         : strcmp(kind, "content") == 0 ? "other content"
+                         : versions                     ? "different version"
+                         : metadata                     ? "other metadata"
+                                                        : kind);
         put_text(stdout, bucket, strlen(bucket));
         putc('/', stdout);
         put_text(stdout, e->key, e->key_len);
@@ -304,6 +367,8 @@ static void site_open(site_t *s, const char *bucket)
     s->fetched = s->truncated = s->have_cur = 0;
     s->exists = 1;
     s->after_len = 0;
+    s->resume[0] = '\0';
+    s->partial = 0;
     s->keys = 0;
 }
 
@@ -326,9 +391,18 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
     buf_puts(&s->target, "/");
     percent_append(&s->target, s->bucket, strlen(s->bucket), 0);
     buf_printf(&s->target, "?max-keys=%u", page);
-    if (s->fetched) {
+    if (s->deep) {
+        buf_puts(&s->target, "&deep=1");
+        if (s->rate > 0)
+            buf_printf(&s->target, "&rate=%" PRIu64, s->rate);
+    }
+    if (s->fetched && s->after_len > 0) { /* after a first page that stopped inside its first object: none yet */
         buf_puts(&s->target, "&start-after=");
         percent_append(&s->target, s->after, s->after_len, 0);
+    }
+    if (s->resume[0] != '\0') {
+        buf_puts(&s->target, "&resume=");
+        percent_append(&s->target, s->resume, strlen(s->resume), 0);
     }
     if ((ret = site_get(s, &code, err, errlen)) != 0)
         return ret;
@@ -347,6 +421,28 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s: reply has no \"objects\" array or \"is_truncated\"", s->role, s->target.data);
         return CIO_EPROTO;
     }
+    const json_tok_t *resume = s->deep ? json_member(&s->doc, root, "resume") : NULL;
+    if (resume != NULL) {
+        /* the page stopped inside its first object: the same start-after again, with the cursor; each cursor
+         * must be at least one 64 KiB block further into the object, or the walk would not end */
+        char cur[DIFF_RESUME_MAX + 1];
+        size_t clen;
+        uint64_t prev = s->resume[0] != '\0' ? strtoull(s->resume, NULL, 10) : 0;
+        if (!truncated || s->objects->count != 0 || json_str(&s->doc, resume, cur, sizeof(cur), &clen) != 0 || clen == 0 ||
+            cur[0] < '0' || cur[0] > '9' || strtoull(cur, NULL, 10) < prev + (64u << 10) ||
+            strtoull(cur, NULL, 10) > DIFF_OBJECT_MAX) {
+            snprintf(err, errlen, "%s: %s: a \"resume\" cursor that does not move on", s->role, s->target.data);
+            return CIO_EPROTO;
+        }
+        memcpy(s->resume, cur, clen + 1);
+        s->partial = strtoull(cur, NULL, 10);
+        s->fetched = 1;
+        s->truncated = 1;
+        s->next_obj = NULL;
+        return 0;
+    }
+    s->resume[0] = '\0';
+    s->partial = 0;
     if (truncated) {
         char next[LIMIT_KEY_MAX + 1];
         size_t nlen;
@@ -366,9 +462,40 @@ static int fetch_page(site_t *s, unsigned page, char *err, size_t errlen)
     return 0;
 }
 
+/* A deep listing's part of an entry: a digest, or the damage found. NULL, or what is wrong. */
+static const char *decode_deep(site_t *s, const json_tok_t *o, merge_entry_t *e)
+{
+    const json_tok_t *d = json_member(&s->doc, o, "damaged"), *dg = json_member(&s->doc, o, "digest"), *blk;
+    size_t len;
+
+    e->has_digest = e->damaged = 0;
+    e->damaged_block = UINT64_MAX;
+    e->damaged_reason[0] = '\0';
+    if ((d == NULL) == (dg == NULL))
+        return "neither or both of \"digest\" and \"damaged\" (is the site's storaged older than --deep?)";
+    if (dg != NULL) {
+        if (json_str(&s->doc, dg, e->digest, sizeof(e->digest), &len) != 0 || len != MERGE_DIGEST_MAX ||
+            strspn(e->digest, "0123456789abcdef") != len)
+            return "a \"digest\" that is not " LIMIT_TEXT(MERGE_DIGEST_MAX) " hex digits";
+        e->has_digest = 1;
+        return NULL;
+    }
+    if (json_str(&s->doc, json_member(&s->doc, d, "reason"), e->damaged_reason, sizeof(e->damaged_reason), &len) != 0 || len == 0 ||
+        memchr(e->damaged_reason, '\0', len) != NULL)
+        return "a \"damaged\" without a \"reason\"";
+    blk = json_member(&s->doc, d, "block");
+    if (blk != NULL && blk->type != JSON_NULL && (json_u64(&s->doc, blk, &e->damaged_block) != 0 || e->damaged_block == UINT64_MAX))
+        return "a \"damaged\" whose \"block\" is not a count";
+    e->damaged = 1;
+    return NULL;
+}
+
 static int decode_entry(site_t *s, const json_tok_t *o, merge_entry_t *e, char *err, size_t errlen)
 {
     const char *what = NULL;
+    e->has_digest = e->damaged = 0; /* a listing that is not deep has neither */
+    e->damaged_block = UINT64_MAX;
+    e->damaged_reason[0] = '\0';
     if (json_str(&s->doc, json_member(&s->doc, o, "key"), e->key, sizeof(e->key), &e->key_len) != 0 || e->key_len == 0)
         what = "\"key\" missing, empty or longer than " LIMIT_TEXT(LIMIT_KEY_MAX) " bytes";
     else if (json_u64(&s->doc, json_member(&s->doc, o, "size"), &e->size) != 0)
@@ -382,6 +509,8 @@ static int decode_entry(site_t *s, const json_tok_t *o, merge_entry_t *e, char *
     else if ((e->has_meta = json_member(&s->doc, o, "meta_digest") != NULL) &&
              json_str(&s->doc, json_member(&s->doc, o, "meta_digest"), e->meta, sizeof(e->meta), NULL) != 0)
         what = "\"meta_digest\" that is not a string of at most " LIMIT_TEXT(MERGE_META_MAX) " characters";
+    else if (s->deep)
+        what = decode_deep(s, o, e);
     if (what == NULL)
         return 0;
     snprintf(err, errlen, "%s: %s: an object in the listing has %s", s->role, s->target.data, what);
@@ -395,10 +524,13 @@ static int site_next(site_t *s, unsigned page, char *err, size_t errlen)
     int ret;
 
     for (int pages = 0; s->next_obj == NULL; pages++) {
-        if ((s->fetched && !s->truncated) || pages > 0) /* a truncated page is never empty: one fetch is enough */
+        /* a truncated page is never empty but one that stopped inside a large object (--deep): fetch on then */
+        if ((s->fetched && !s->truncated) || (pages > 0 && s->resume[0] == '\0'))
             return 0;
         if ((ret = fetch_page(s, page, err, errlen)) != 0)
             return ret;
+        if (s->resume[0] != '\0' && s->on_partial != NULL)
+            s->on_partial(s->on_partial_arg); /* a large object may take many pages: show them */
     }
     if ((ret = decode_entry(s, s->next_obj, &e, err, errlen)) != 0)
         return ret;
@@ -462,11 +594,34 @@ static void visit(void *arg, merge_kind_t kind, const merge_entry_t *src, const 
         r->versions++;
         report(r, b->name, "version", src, tgt);
         break;
+    case MERGE_CONTENT:
+        b->content++;
+        r->content++;
+        report(r, b->name, "content", src, tgt);
+        break;
     case MERGE_SAME:
         break;
     }
+    unsigned dmg = merge_damaged(src, tgt);
+    if (dmg & MERGE_DAMAGED_SOURCE) {
+        b->damaged_source++;
+        r->damaged_source++;
+        report(r, b->name, "damaged", src, NULL);
+    }
+    if (dmg & MERGE_DAMAGED_TARGET) {
+        b->damaged_target++;
+        r->damaged_target++;
+        report(r, b->name, "damaged", NULL, tgt);
+    }
+    r->bytes += (src != NULL ? src->size : 0) + (tgt != NULL ? tgt->size : 0);
     r->keys++;
     progress(r, 0);
+}
+
+/* on_partial: a deep page stopped inside a large object. */
+static void partial_progress(void *arg)
+{
+    progress(arg, 0);
 }
 
 /* The merge-join of one bucket. */
@@ -478,6 +633,12 @@ static int diff_bucket(site_t *src, site_t *tgt, bucket_t *b, report_t *r, char 
     site_open(src, b->name);
     site_open(tgt, b->name);
     src->page = tgt->page = r->page;
+    src->deep = tgt->deep = r->deep;
+    src->rate = tgt->rate = r->rate;
+    src->on_partial = tgt->on_partial = partial_progress;
+    src->on_partial_arg = tgt->on_partial_arg = r;
+    r->partial[0] = &src->partial;
+    r->partial[1] = &tgt->partial;
     src->err = tgt->err = err;
     src->errlen = tgt->errlen = errlen;
     r->bucket = b->name;
@@ -571,13 +732,29 @@ static size_t merge_buckets(bucket_t *list, size_t n)
 
 /* ---- the summary ---- */
 
+/* --deep's own line: the bytes read and the damage, which is not a difference between the sites. */
+static void summary_deep(const report_t *r)
+{
+    if (!r->deep)
+        return;
+    printf("%.1f MB read and verified on the two sites; ", (double)r->bytes / 1e6);
+    if (r->damaged_source + r->damaged_target == 0)
+        printf("no damaged objects\n");
+    else
+        printf("damaged: %" PRIu64 " on source, %" PRIu64 " on target\n", r->damaged_source, r->damaged_target);
+}
+
 static void summary_text(const report_t *r, size_t nbuckets)
 {
-    uint64_t total = r->missing + r->extra + r->different + r->metadata + r->versions;
+    uint64_t total = r->missing + r->extra + r->different + r->metadata + r->versions + r->content;
+    uint64_t reported = total + r->damaged_source + r->damaged_target;
     printf("%" PRIu64 " keys in %zu bucket%s (source %" PRIu64 ", target %" PRIu64 "): ", r->keys, nbuckets,
            nbuckets == 1 ? "" : "s", r->source_keys, r->target_keys);
     if (total == 0) {
         printf("no differences\n");
+        summary_deep(r);
+        if (r->printed < reported)
+            printf("(printed %" PRIu64 " of the %" PRIu64 " findings: --limit)\n", r->printed, reported);
         return;
     }
     printf("%" PRIu64 " missing on target, %" PRIu64 " extra on target, %" PRIu64 " different", r->missing, r->extra, r->different);
@@ -585,14 +762,18 @@ static void summary_text(const report_t *r, size_t nbuckets)
         printf(", %" PRIu64 " with other metadata", r->metadata);
     if (r->versions > 0) /* the same bytes at another version: only named when there are some */
         printf(", %" PRIu64 " of another version", r->versions);
+    if (r->content > 0) /* the same ETag over other bytes (--deep): only named when there are some */
+        printf(", %" PRIu64 " with other content", r->content);
     putc('\n', stdout);
-    if (r->printed < total)
-        printf("(printed %" PRIu64 " of the %" PRIu64 " differences: --limit)\n", r->printed, total);
+    summary_deep(r);
+    if (r->printed < reported)
+        printf("(printed %" PRIu64 " of the %" PRIu64 " %s: --limit)\n", r->printed, reported,
+               reported == total ? "differences" : "findings");
 }
 
 static void summary_json(const report_t *r, const bucket_t *list, size_t nbuckets, const char *error)
 {
-    uint64_t total = r->missing + r->extra + r->different + r->metadata + r->versions;
+    uint64_t total = r->missing + r->extra + r->different + r->metadata + r->versions + r->content;
     printf("%s],\"complete\":%s,", r->printed > 0 ? "\n" : "", error == NULL ? "true" : "false");
     if (error != NULL) {
         fputs("\"error\":", stdout);
@@ -601,17 +782,25 @@ static void summary_json(const report_t *r, const bucket_t *list, size_t nbucket
     }
     printf("\"printed\":%" PRIu64 ",\"counts\":{\"buckets\":%zu,\"keys\":%" PRIu64 ",\"source_keys\":%" PRIu64
            ",\"target_keys\":%" PRIu64 ",\"missing\":%" PRIu64 ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64
-           ",\"metadata\":%" PRIu64 ",\"versions\":%" PRIu64 ",\"differences\":%" PRIu64 "},\"buckets\":[",
+           ",\"metadata\":%" PRIu64 ",\"versions\":%" PRIu64 ",\"differences\":%" PRIu64,
            r->printed, nbuckets, r->keys, r->source_keys, r->target_keys, r->missing, r->extra, r->different, r->metadata,
            r->versions, total);
+    if (r->deep)
+        printf(",\"content\":%" PRIu64 ",\"damaged_source\":%" PRIu64 ",\"damaged_target\":%" PRIu64 ",\"bytes\":%" PRIu64,
+               r->content, r->damaged_source, r->damaged_target, r->bytes);
+    fputs("},\"buckets\":[", stdout);
     for (size_t i = 0; i < nbuckets; i++) {
         const bucket_t *b = &list[i];
         fputs(i ? ",{\"name\":" : "{\"name\":", stdout);
         put_json(stdout, b->name, strlen(b->name));
         printf(",\"on_source\":%s,\"on_target\":%s,\"source_keys\":%" PRIu64 ",\"target_keys\":%" PRIu64 ",\"missing\":%" PRIu64
-               ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64 ",\"metadata\":%" PRIu64 ",\"versions\":%" PRIu64 "}",
+               ",\"extra\":%" PRIu64 ",\"different\":%" PRIu64 ",\"metadata\":%" PRIu64 ",\"versions\":%" PRIu64,
                b->on_source ? "true" : "false", b->on_target ? "true" : "false", b->source_keys, b->target_keys, b->missing,
                b->extra, b->different, b->metadata, b->versions);
+        if (r->deep)
+            printf(",\"content\":%" PRIu64 ",\"damaged_source\":%" PRIu64 ",\"damaged_target\":%" PRIu64, b->content,
+                   b->damaged_source, b->damaged_target);
+        putc('}', stdout);
     }
     printf("]}\n");
 }
@@ -620,6 +809,7 @@ int diff_main(int argc, char **argv)
 {
     const char *source = NULL, *target = NULL, *bucket = NULL, *limit_arg = NULL, *page_arg = NULL, *timeout_arg = NULL;
     const char *token_arg = NULL, *token_file = NULL, *src_token_arg = NULL, *tgt_token_arg = NULL, *ca_file = NULL;
+    const char *rate_arg = NULL;
     char token[CLI_HTTP_TOKEN_MAX], src_token[CLI_HTTP_TOKEN_MAX], tgt_token[CLI_HTTP_TOKEN_MAX], err[4096] = "";
     uint64_t timeout_ms = CLI_HTTP_DEFAULT_TIMEOUT_MS, v;
     bucket_t *list = NULL;
@@ -643,11 +833,13 @@ int diff_main(int argc, char **argv)
             r.quiet = 1, k = 1;
         else if (strcmp(argv[i], "--no-versions") == 0)
             r.no_versions = 1, k = 1;
-        static const char *const names[] = {"--source",       "--target",       "--bucket", "--limit",
-                                            "--page-size",    "--timeout",      "--token",  "--token-file",
-                                            "--source-token", "--target-token", "--ca-file"};
+        else if (strcmp(argv[i], "--deep") == 0)
+            r.deep = 1, k = 1;
+        static const char *const names[] = {"--source",       "--target",       "--bucket",  "--limit",
+                                            "--page-size",    "--timeout",      "--token",   "--token-file",
+                                            "--source-token", "--target-token", "--ca-file", "--rate-limit"};
         const char **vals[] = {&source,    &target,     &bucket,        &limit_arg,     &page_arg, &timeout_arg,
-                               &token_arg, &token_file, &src_token_arg, &tgt_token_arg, &ca_file};
+                               &token_arg, &token_file, &src_token_arg, &tgt_token_arg, &ca_file,  &rate_arg};
         for (size_t j = 0; k == 0 && j < sizeof(names) / sizeof(names[0]); j++)
             k = cli_opt_value(argc, argv, &i, "diff", names[j], vals[j]);
         if (k < 0)
@@ -678,10 +870,21 @@ int diff_main(int argc, char **argv)
         }
         r.page = (unsigned)v;
     }
+    if (rate_arg != NULL && !r.deep) {
+        fprintf(stderr, "comio diff: --rate-limit paces --deep's reads: it needs --deep\n");
+        return EXIT_USAGE;
+    }
+    if (rate_arg != NULL && (units_parse_rate(rate_arg, &r.rate) != 0 || (r.rate > 0 && r.rate < DIFF_RATE_MIN))) {
+        fprintf(stderr, "comio diff: --rate-limit '%s' is not a rate of at least 64KiB/s such as 50MB/s (or 0: no limit)\n",
+                rate_arg);
+        return EXIT_USAGE;
+    }
     if (timeout_arg != NULL && (units_parse_duration(timeout_arg, &timeout_ms) != 0 || timeout_ms == 0)) {
         fprintf(stderr, "comio diff: --timeout '%s' is not a duration such as 30s or 500ms\n", timeout_arg);
         return EXIT_USAGE;
     }
+    if (r.deep && timeout_arg == NULL)
+        timeout_ms = DIFF_DEEP_TIMEOUT_MS; /* a deep page reads up to 16 MiB, or one object whole, before it answers */
     if (bucket != NULL && (bucket[0] == '\0' || strlen(bucket) > LIMIT_BUCKET_MAX)) {
         fprintf(stderr, "comio diff: --bucket '%s' is not a bucket name\n", bucket);
         return EXIT_USAGE;
@@ -753,7 +956,9 @@ int diff_main(int argc, char **argv)
     if (failed)
         fprintf(stderr, "comio diff: %s\n", err);
     else
-        exit_status = r.missing + r.extra + r.different + r.metadata + r.versions > 0 ? EXIT_DIFFERENT : EXIT_SAME;
+        exit_status = r.damaged_source + r.damaged_target > 0                                       ? EXIT_DAMAGED
+                      : r.missing + r.extra + r.different + r.metadata + r.versions + r.content > 0 ? EXIT_DIFFERENT
+                                                                                                    : EXIT_SAME;
 done:
     if (fflush(stdout) != 0) {
         fprintf(stderr, "comio diff: cannot write the output\n");

@@ -12,11 +12,18 @@ merge_kind_t merge_compare(const merge_entry_t *s, const merge_entry_t *t)
 {
     if (s->size != t->size || strcmp(s->etag, t->etag) != 0)
         return MERGE_DIFFERENT;
+    if (s->has_digest && t->has_digest && strcmp(s->digest, t->digest) != 0)
+        return MERGE_CONTENT; /* the same ETag over other bytes: written differently, not damaged since */
     if (s->has_meta && t->has_meta && strcmp(s->meta, t->meta) != 0)
         return MERGE_METADATA;
     if (s->has_version && t->has_version && (s->version != t->version || strcmp(s->origin, t->origin) != 0))
         return MERGE_VERSION;
     return MERGE_SAME;
+}
+
+unsigned merge_damaged(const merge_entry_t *s, const merge_entry_t *t)
+{
+    return (s != NULL && s->damaged ? MERGE_DAMAGED_SOURCE : 0u) | (t != NULL && t->damaged ? MERGE_DAMAGED_TARGET : 0u);
 }
 
 int merge_join(merge_next_fn next, void *src, void *tgt, merge_visit_fn visit, void *arg)

@@ -1,5 +1,6 @@
 /* merge.h - the merge-join at the heart of "comio diff": two key-ordered
- * sequences of (key, size, ETag) in, one verdict per distinct key out.
+ * sequences of (key, size, ETag, and with --deep a content digest or the
+ * damage found) in, one verdict per distinct key out.
  *
  * Pure logic: no I/O, no allocation. The sequences come from callbacks (the
  * paged HTTP listings in cli/diff.c, arrays in the unit tests), so memory
@@ -16,6 +17,8 @@
 #define MERGE_ETAG_MAX 64
 #define MERGE_META_MAX 16    /* a metadata digest: 2 * OBJMETA_DIGEST_LEN hex digits */
 #define MERGE_ORIGIN_MAX 255 /* a version's origin: a site id (a log record's origin, LOGREC_ORIGIN_MAX) */
+#define MERGE_DIGEST_MAX 8   /* a deep listing's digest: the CRC32C of the content, 8 hex digits */
+#define MERGE_REASON_MAX 15  /* why a deep listing calls an object damaged: "checksum", "md5", "read" */
 
 typedef struct {
     char key[LIMIT_KEY_MAX + 1]; /* bytes, NUL-terminated for printing; may hold any byte but NUL */
@@ -27,6 +30,12 @@ typedef struct {
     char origin[MERGE_ORIGIN_MAX + 1]; /* ... and the site it comes from, NUL-terminated */
     int has_meta;                      /* the listing carries a metadata digest (a release without: 0) */
     char meta[MERGE_META_MAX + 1];     /* the digest of the object's metadata (common/objmeta.h), "" for none */
+    /* a deep listing's (storaged/deeplist.h): a digest of the bytes read, or the damage found instead */
+    int has_digest;                            /* the entry carries a digest (a deep listing, the object not damaged) */
+    char digest[MERGE_DIGEST_MAX + 1];         /* its hex digits, NUL-terminated */
+    int damaged;                               /* the site found the object's bytes damaged: no digest */
+    uint64_t damaged_block;                    /* the first block that fails its checksum; UINT64_MAX: not known */
+    char damaged_reason[MERGE_REASON_MAX + 1]; /* "checksum", "md5" or "read", NUL-terminated */
 } merge_entry_t;
 
 typedef enum {
@@ -36,6 +45,7 @@ typedef enum {
     MERGE_DIFFERENT, /* on both sides, size or ETag differ */
     MERGE_VERSION,   /* on both sides, same size, ETag and metadata, but another version or origin (both sides have one) */
     MERGE_METADATA,  /* on both sides, same size and ETag, but other metadata (both sides list a digest) */
+    MERGE_CONTENT,   /* on both sides, same size and ETag, but the content digests differ (both sides list one) */
 } merge_kind_t;
 
 /* Gives the next entry of sequence `seq`. Returns 1 with *e set (the entry
@@ -54,9 +64,16 @@ typedef void (*merge_visit_fn)(void *arg, merge_kind_t kind, const merge_entry_t
  * starts; <0, 0 or >0. */
 int merge_key_cmp(const char *a, size_t alen, const char *b, size_t blen);
 
-/* The verdict on two entries of one key: MERGE_DIFFERENT, MERGE_METADATA, MERGE_VERSION or MERGE_SAME, the
- * first that applies. */
+/* The verdict on two entries of one key: MERGE_DIFFERENT, MERGE_CONTENT, MERGE_METADATA, MERGE_VERSION or
+ * MERGE_SAME, the first that applies. Damage is not a verdict: see merge_damaged. */
 merge_kind_t merge_compare(const merge_entry_t *s, const merge_entry_t *t);
+
+/* Which sides of a key found its bytes damaged (either entry may be NULL):
+ * MERGE_DAMAGED_SOURCE | MERGE_DAMAGED_TARGET, or 0. Reported apart from the
+ * verdict, which compares what the listings say the objects are. */
+#define MERGE_DAMAGED_SOURCE 1u
+#define MERGE_DAMAGED_TARGET 2u
+unsigned merge_damaged(const merge_entry_t *s, const merge_entry_t *t);
 
 /* Walks both sequences to their ends in one pass (the source first, then the
  * target, at each step), calling visit for each distinct key. Returns 0, or

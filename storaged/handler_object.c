@@ -14,6 +14,7 @@
 #include "common/conflict.h"
 #include "storaged/http_commit.h"
 #include "storaged/http_precond.h"
+#include "storaged/deeplist.h"
 #include "storaged/integrity.h"
 #include "storaged/objmeta_http.h"
 
@@ -735,6 +736,8 @@ int handler_object_list(http_server_t *srv, h2o_req_t *req, const path_t *p)
     buf_t b;
     int ret;
 
+    if (http_req_query_param(req, "deep", enc, sizeof(enc), &elen) != CIO_ENOTFOUND)
+        return deeplist_handle(srv, req, p); /* each object's bytes read and verified: deeplist.h */
     if ((ret = http_req_query_param(req, "prefix", prefix, sizeof(prefix), &plen)) != 0 && ret != CIO_ENOTFOUND)
         goto bad_param;
     if ((ret = http_req_query_param(req, "start-after", after, sizeof(after), &alen)) != 0 && ret != CIO_ENOTFOUND)

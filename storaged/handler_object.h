@@ -70,7 +70,7 @@ int handler_object_write(http_server_t *srv, h2o_req_t *req, const path_t *p, co
  * conditional headers as handler_object_get), answered as `api` says. Returns 0. */
 int handler_object_read(http_server_t *srv, h2o_req_t *req, const path_t *p, const handler_api_t *api);
 
-/* GET or HEAD /{bucket}?prefix=&start-after=&max-keys= */
+/* GET or HEAD /{bucket}?prefix=&start-after=&max-keys=; with deep=1, deeplist_handle (deeplist.h) */
 int handler_object_list(http_server_t *srv, h2o_req_t *req, const path_t *p);
 
 #endif

@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
 FUZZ_DIR=$ROOT/tests/fuzz
-TARGETS=(fuzz_batch fuzz_logrec fuzz_path fuzz_conf fuzz_units fuzz_presign fuzz_zcodec fuzz_synclist fuzz_cksum fuzz_awschunk fuzz_objmeta fuzz_s3xml fuzz_blocksum fuzz_sigv4 fuzz_scrubrec)
+TARGETS=(fuzz_batch fuzz_logrec fuzz_path fuzz_conf fuzz_units fuzz_presign fuzz_zcodec fuzz_synclist fuzz_cksum fuzz_awschunk fuzz_objmeta fuzz_s3xml fuzz_blocksum fuzz_sigv4 fuzz_scrubrec fuzz_deepcursor)
 
 SECONDS_EACH=15
 ONLY=

@@ -42,7 +42,7 @@ typedef struct {
 
 static void visit(void *arg, merge_kind_t kind, const merge_entry_t *src, const merge_entry_t *tgt)
 {
-    static const char *const names[] = {"same", "missing", "extra", "different", "version", "metadata"};
+    static const char *const names[] = {"same", "missing", "extra", "different", "version", "metadata", "content"};
     log_t *l = arg;
     const merge_entry_t *e = src != NULL ? src : tgt;
 
@@ -54,6 +54,10 @@ static void visit(void *arg, merge_kind_t kind, const merge_entry_t *src, const 
         unsigned char c = (unsigned char)e->key[i];
         l->len += (size_t)snprintf(l->text + l->len, sizeof(l->text) - l->len, c > 0x20 && c < 0x7f ? "%c" : "\\x%02x", c);
     }
+    if (merge_damaged(src, tgt) & MERGE_DAMAGED_SOURCE)
+        l->len += (size_t)snprintf(l->text + l->len, sizeof(l->text) - l->len, " damaged-source");
+    if (merge_damaged(src, tgt) & MERGE_DAMAGED_TARGET)
+        l->len += (size_t)snprintf(l->text + l->len, sizeof(l->text) - l->len, " damaged-target");
     l->len += (size_t)snprintf(l->text + l->len, sizeof(l->text) - l->len, ";");
 }
 
@@ -262,6 +266,58 @@ static void test_metadata(void)
     CHECK_EQ_STR(l.text, "same a;metadata b;");
 }
 
+/* A deep listing's entry: a digest, or (digest NULL) damaged in `block`. */
+static merge_entry_t ent_d(const char *key, uint64_t size, const char *etag, const char *digest, uint64_t block)
+{
+    merge_entry_t e = ent_v(key, size, etag, 5, "site-a");
+    if (digest != NULL) {
+        e.has_digest = 1;
+        snprintf(e.digest, sizeof(e.digest), "%s", digest);
+    } else {
+        e.damaged = 1;
+        e.damaged_block = block;
+        snprintf(e.damaged_reason, sizeof(e.damaged_reason), "checksum");
+    }
+    return e;
+}
+
+static void test_deep(void)
+{
+    merge_entry_t a = ent_d("k", 7, "e1", "0a0b0c0d", 0), same = ent_d("k", 7, "e1", "0a0b0c0d", 0);
+    merge_entry_t other = ent_d("k", 7, "e1", "ffffffff", 0), bad = ent_d("k", 7, "e1", NULL, 3);
+    merge_entry_t plain = ent_v("k", 7, "e1", 5, "site-a"), bigger = ent_d("k", 8, "e2", "ffffffff", 0);
+    /* the same ETag over other bytes: a content difference; other bytes with another ETag stay "different" */
+    CHECK_EQ_INT(merge_compare(&a, &same), MERGE_SAME);
+    CHECK_EQ_INT(merge_compare(&a, &other), MERGE_CONTENT);
+    CHECK_EQ_INT(merge_compare(&other, &a), MERGE_CONTENT);
+    CHECK_EQ_INT(merge_compare(&a, &bigger), MERGE_DIFFERENT);
+    /* a content difference wins over another version: the bytes matter more */
+    merge_entry_t later = other;
+    later.version = 9;
+    CHECK_EQ_INT(merge_compare(&a, &later), MERGE_CONTENT);
+    /* a side without a digest (damaged, or a listing that is not deep) compares as before */
+    CHECK_EQ_INT(merge_compare(&a, &bad), MERGE_SAME);
+    CHECK_EQ_INT(merge_compare(&bad, &a), MERGE_SAME);
+    CHECK_EQ_INT(merge_compare(&a, &plain), MERGE_SAME);
+    CHECK_EQ_INT(merge_damaged(&a, &same), 0);
+    CHECK_EQ_INT(merge_damaged(&bad, &a), MERGE_DAMAGED_SOURCE);
+    CHECK_EQ_INT(merge_damaged(&a, &bad), MERGE_DAMAGED_TARGET);
+    CHECK_EQ_INT(merge_damaged(&bad, &bad), MERGE_DAMAGED_SOURCE | MERGE_DAMAGED_TARGET);
+    CHECK_EQ_INT(merge_damaged(NULL, &bad), MERGE_DAMAGED_TARGET);
+    CHECK_EQ_INT(merge_damaged(&bad, NULL), MERGE_DAMAGED_SOURCE);
+    CHECK_EQ_INT(merge_damaged(NULL, NULL), 0);
+    /* crafted listings: damage is told apart from the verdict, on the side that has it */
+    merge_entry_t src[] = {ent_d("a", 1, "e", "00000001", 0), ent_d("b", 1, "e", NULL, 0), ent_d("c", 1, "e", "00000003", 0),
+                           ent_d("d", 1, "e", NULL, 0),       ent_d("e", 1, "e", NULL, 2), ent_d("f", 1, "e", "00000006", 0)};
+    merge_entry_t tgt[] = {ent_d("a", 1, "e", "00000001", 0), ent_d("b", 1, "e", "00000002", 0), ent_d("c", 1, "e", NULL, 0),
+                           ent_d("d", 1, "e", NULL, 0),       ent_d("f", 1, "e", "0000000f", 0), ent_d("g", 1, "e", NULL, 1)};
+    log_t l;
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(run(src, 6, tgt, 6, &l), 0);
+    CHECK_EQ_STR(l.text, "same a;same b damaged-source;same c damaged-target;same d damaged-source damaged-target;"
+                         "missing e damaged-source;content f;extra g damaged-target;");
+}
+
 int main(void)
 {
     RUN(test_key_cmp);
@@ -272,5 +328,6 @@ int main(void)
     RUN(test_random);
     RUN(test_versions);
     RUN(test_metadata);
+    RUN(test_deep);
     return TEST_SUMMARY();
 }
