@@ -451,7 +451,11 @@ static int ev_add(sync_t *s, logrec_t *r, const char *data, size_t data_len, int
     }
     e = &b->ev[b->nev];
     memset(e, 0, sizeof(*e));
-    e->rec = sb.data; /* taken from the buffer: freed with free() (msgpack_sbuffer allocates with malloc) */
+    /* taken from the buffer: freed with free() (msgpack_sbuffer allocates with malloc). The buffer's first
+     * allocation is 8 KiB whatever the record's size (a few hundred bytes): shrunk to the record, or a batch of
+     * 500 events held 4 MiB of slack and a sync's memory grew with its batches in flight */
+    char *rec = sb.size > 0 ? realloc(sb.data, sb.size) : NULL;
+    e->rec = rec != NULL ? rec : sb.data;
     e->rec_len = sb.size;
     e->seq = r->seq;
     e->bytes = r->op == LOGREC_PUT ? r->size : 0;
