@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cli/opts.h"
+#include "cli/progress.h"
 #include "cli/resync.h"
 #include "common/bucket.h"
 #include "common/buf.h"
@@ -127,27 +128,14 @@ done:
     return ret;
 }
 
-static void size_text(uint64_t b, char *out, size_t cap)
-{
-    static const char *const u[] = {"B", "KB", "MB", "GB", "TB"};
-    double v = (double)b;
-    int i = 0;
-    while (v >= 1000 && i < 4)
-        v /= 1000, i++;
-    snprintf(out, cap, i == 0 ? "%.0f%s" : "%.1f%s", v, u[i]);
-}
-
 /* One line of progress, redrawn in place on the terminal. */
 static void draw(const sstat_t *st)
 {
-    char bar[21], sb[16], rb[16], eta[24] = "--";
+    char bar[CLI_BAR_WIDTH + 1], sb[16], rb[16], eta[24] = "--";
     uint64_t total = st->estimated > st->scanned ? st->estimated : st->scanned;
-    int fill = total > 0 ? (int)(20 * st->scanned / total) : 0;
-    for (int i = 0; i < 20; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[20] = '\0';
-    size_text(st->shipped_bytes, sb, sizeof(sb));
-    size_text(st->rate > 0 ? (uint64_t)st->rate : 0, rb, sizeof(rb));
+    cli_bar(st->scanned, total, bar);
+    cli_size_text(st->shipped_bytes, sb, sizeof(sb));
+    cli_size_text(st->rate > 0 ? (uint64_t)st->rate : 0, rb, sizeof(rb));
     if (st->eta >= 0)
         snprintf(eta, sizeof(eta), "%.0fs", st->eta);
     printf("\r\033[K[%s] full sync%s: %s/%.40s  scanned %" PRIu64 "/%" PRIu64 "  shipped %" PRIu64 " (%s)  skipped %" PRIu64
@@ -161,9 +149,9 @@ static void draw(const sstat_t *st)
 static void print_totals(const char *target, const sstat_t *st, const char *report)
 {
     char sc[16], sh[16], de[16];
-    size_text(st->scanned_bytes, sc, sizeof(sc));
-    size_text(st->shipped_bytes, sh, sizeof(sh));
-    size_text(st->deleted_bytes, de, sizeof(de));
+    cli_size_text(st->scanned_bytes, sc, sizeof(sc));
+    cli_size_text(st->shipped_bytes, sh, sizeof(sh));
+    cli_size_text(st->deleted_bytes, de, sizeof(de));
     printf("full sync of target %s %s in %.1fs%s: scanned %" PRIu64 " (%s), %s %" PRIu64 " (%s), skipped %" PRIu64
            ", failed %" PRIu64 ", %s %" PRIu64 " (%s), extra %" PRIu64 " keys and %" PRIu64 " buckets\n",
            target, strcmp(st->phase, "done") == 0 ? "finished" : st->phase, st->secs > 0 ? st->secs : 0.0,
@@ -188,8 +176,8 @@ static void print_totals(const char *target, const sstat_t *st, const char *repo
             u64m(&d, b, "delete_extra", &dx);
             u64m(&d, b, "delete_extra_bytes", &dxb);
             u64m(&d, b, "extra", &ex);
-            size_text(put_bytes, pb, sizeof(pb));
-            size_text(dxb, xb, sizeof(xb));
+            cli_size_text(put_bytes, pb, sizeof(pb));
+            cli_size_text(dxb, xb, sizeof(xb));
             printf("  bucket %s%s: %s %" PRIu64 " objects (%s) and %" PRIu64 " deletes, delete %" PRIu64
                    " keys only the target holds (%s), leave %" PRIu64 "\n",
                    name,

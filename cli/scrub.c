@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "cli/http.h"
 #include "cli/opts.h"
+#include "cli/progress.h"
 #include "cli/scrub.h"
 #include "common/buf.h"
 #include "common/json.h"
@@ -91,27 +92,14 @@ static int status_decode(json_doc_t *d, const buf_t *body, sstat_t *st)
     return 0;
 }
 
-static void size_text(uint64_t b, char *out, size_t cap)
-{
-    static const char *const u[] = {"B", "KB", "MB", "GB", "TB"};
-    double v = (double)b;
-    int i = 0;
-    while (v >= 1000 && i < 4)
-        v /= 1000, i++;
-    snprintf(out, cap, i == 0 ? "%.0f%s" : "%.1f%s", v, u[i]);
-}
-
 /* One line of progress, redrawn in place on the terminal. */
 static void draw(const sstat_t *st)
 {
-    char bar[21], done[16], total[16], eta[24] = "--";
+    char bar[CLI_BAR_WIDTH + 1], done[16], total[16], eta[24] = "--";
     uint64_t all = st->store_bytes > st->cur.bytes ? st->store_bytes : st->cur.bytes;
-    int fill = all > 0 ? (int)(20 * st->cur.bytes / all) : 0;
-    for (int i = 0; i < 20; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[20] = '\0';
-    size_text(st->cur.bytes, done, sizeof(done));
-    size_text(all, total, sizeof(total));
+    cli_bar(st->cur.bytes, all, bar);
+    cli_size_text(st->cur.bytes, done, sizeof(done));
+    cli_size_text(all, total, sizeof(total));
     if (st->cur.eta >= 0)
         snprintf(eta, sizeof(eta), "%.0fs", st->cur.eta);
     printf("\r\033[K[%s] scrub pass %" PRIu64 ": %s/%.40s  %" PRIu64 "/%" PRIu64 " objects  %s/%s  damaged %" PRIu64
@@ -124,7 +112,7 @@ static void draw(const sstat_t *st)
 static void print_pass(const char *what, const spass_t *p)
 {
     char b[16];
-    size_text(p->bytes, b, sizeof(b));
+    cli_size_text(p->bytes, b, sizeof(b));
     printf("%s pass %" PRIu64 ": %" PRIu64 " objects (%s), damaged %" PRIu64 ", filled in %" PRIu64 ", skipped %" PRIu64, what,
            p->pass, p->objects, b, p->damaged, p->filled, p->skipped);
     if (p->seconds > 0)
