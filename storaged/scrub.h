@@ -65,4 +65,10 @@ int scrub_status_json(scrub_t *sc, meta_t *m, MDB_txn *txn, buf_t *b) CIO_MUST_C
  * counted in txn. Returns 0 or a meta_err code. Any thread. */
 int scrub_metrics(scrub_t *sc, meta_t *m, MDB_txn *txn, buf_t *b) CIO_MUST_CHECK;
 
+/* Gives every quarantined extent (storaged/quarantine.h) back to the free
+ * map, in one synced transaction; *extents and *bytes get what was released.
+ * For the operator, once the disk is known good (docs/operations.md). 0 or
+ * a quarantine_release / meta_err code. Any thread. */
+int scrub_release_quarantine(meta_t *m, uint64_t *extents, uint64_t *bytes) CIO_MUST_CHECK;
+
 #endif
