@@ -48,8 +48,8 @@ static repair_stats_t counts; /* atomic fields */
 
 #define COUNT(field, n) __atomic_add_fetch(&counts.field, (n), __ATOMIC_RELAXED)
 
-void repair_what_set(repair_what_t *w, const char *b, size_t blen, const char *k, size_t klen, uint64_t version,
-                     const char *origin, size_t origin_len, uint64_t off, uint64_t block, integrity_path_t path)
+void repair_what_set(repair_what_t *w, const char *b, size_t blen, const char *k, size_t klen, uint64_t version, const char *origin,
+                     size_t origin_len, uint64_t off, uint64_t block, integrity_path_t path)
 {
     memset(w, 0, sizeof(*w));
     w->blen = blen > LOGREC_BUCKET_MAX ? LOGREC_BUCKET_MAX : blen;
@@ -211,8 +211,8 @@ static int swap_in(const repair_what_t *w, alloc_extent_t e, const blocksum_calc
         ret = extent_give_back_in(txn, e); /* a newer write (or another repair) won */
     } else if (ret == 0) {
         alloc_extent_t old = {o.off, o.alen};
-        scrubrec_damaged_t d = {w->version, w->block, clock_wall_ms(), w->origin, w->bucket, w->key,
-                                w->origin_len, w->blen, w->klen};
+        scrubrec_damaged_t d = {w->version, w->block,      clock_wall_ms(), w->origin, w->bucket,
+                                w->key,     w->origin_len, w->blen,         w->klen};
         o.off = e.off;
         o.alen = e.len;
         if ((ret = meta_obj_put(rp.meta, txn, w->bucket, w->blen, w->key, w->klen, &o, calc)) == 0 &&
@@ -244,8 +244,8 @@ static int run(const job_t *j)
     if (mdb_txn_begin(rp.meta->env, NULL, MDB_RDONLY, &txn) != 0)
         return CIO_EDB;
     ret = meta_obj_get(rp.meta, txn, w->bucket, w->blen, w->key, w->klen, &o);
-    if (ret == CIO_ENOTFOUND || (ret == 0 && (!meta_obj_current(&o, w->version, w->origin, w->origin_len) || o.off != w->off ||
-                                              o.size == 0))) {
+    if (ret == CIO_ENOTFOUND ||
+        (ret == 0 && (!meta_obj_current(&o, w->version, w->origin, w->origin_len) || o.off != w->off || o.size == 0))) {
         mdb_txn_abort(txn);
         return 0; /* repaired already, rewritten or deleted: nothing damaged to repair */
     }

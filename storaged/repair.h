@@ -40,8 +40,8 @@
 #include "storaged/integrity.h"
 #include "storaged/store.h"
 
-#define REPAIR_QUEUE_MAX 1024       /* repairs waiting; beyond, a request is refused (CIO_EAGAIN) */
-#define REPAIR_URL_EXPIRES_S 600    /* the presigned URL's lifetime */
+#define REPAIR_QUEUE_MAX 1024    /* repairs waiting; beyond, a request is refused (CIO_EAGAIN) */
+#define REPAIR_URL_EXPIRES_S 600 /* the presigned URL's lifetime */
 
 /* What to repair: the object (bucket, key) at version (version, origin)
  * whose extent at `off` was found damaged at `block` (UINT64_MAX: unknown,
@@ -59,8 +59,8 @@ typedef struct {
 } repair_what_t;
 
 /* Fills w from its parts (copied; b, k and origin need no NUL). */
-void repair_what_set(repair_what_t *w, const char *b, size_t blen, const char *k, size_t klen, uint64_t version,
-                     const char *origin, size_t origin_len, uint64_t off, uint64_t block, integrity_path_t path);
+void repair_what_set(repair_what_t *w, const char *b, size_t blen, const char *k, size_t klen, uint64_t version, const char *origin,
+                     size_t origin_len, uint64_t off, uint64_t block, integrity_path_t path);
 
 /* Starts the repairer over m and s with the peers of conf (borrowed: conf
  * must outlive it). Returns 0, CIO_ENOMEM or CIO_ESYS (logged). With no

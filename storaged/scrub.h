@@ -19,7 +19,9 @@
  *
  * Damage: integrity_damaged (path "scrub": counted and logged) and an entry
  * in "damaged": objkey -> a record of storaged/scrubrec.h, dropped when the key's
- * bytes are rewritten or removed (common/meta.h, meta_sums_del). */
+ * bytes are rewritten or removed (common/meta.h, meta_sums_del); then the
+ * scrub thread waits for its repair from a peer (storaged/repair.h), which
+ * drops the entry when it succeeds (counted in the pass's `repaired`). */
 #ifndef COMIO_STORAGED_SCRUB_H
 #define COMIO_STORAGED_SCRUB_H
 

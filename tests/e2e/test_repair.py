@@ -10,12 +10,13 @@ storage.repair_peers. Damage is written into the image files behind storaged's b
 
 import json
 import os
+import subprocess
 import threading
-import time
 
+from harness import comio
 from harness.comio import expect_error
 from harness.damage import damage, find_all, find_extent, read_at, zero
-from harness.replication import converge_or_fail, wait_until
+from harness.replication import comio_path, converge_or_fail, wait_until
 
 BLOCK = 64 * 1024
 STORAGE = {"scrub_rate": "0", "repair_timeout": "10s"}
@@ -45,6 +46,13 @@ def run_pass(c):
     wait_until(lambda: (lambda s: not s["running"] and s["last"] and s["last"]["pass"] > before)(scrub_status(c)), 60,
                what="the scrub pass asked for")
     return scrub_status(c)["last"]
+
+
+def scrub_cli(site, *args):
+    argv = [str(comio_path()), "scrub", "--url", site.url()] + list(args)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=comio.sanitizer_env())
+    assert comio.sanitizer_report(r.stderr) is None, r.stderr
+    return r
 
 
 def log_lines(site, msg):
@@ -123,6 +131,8 @@ def test_scrub_repairs_and_the_quarantine_holds_across_a_restart(sites):
     st = scrub_status(ca)
     assert st["damaged_objects"] == 0 and st["repair"]["repaired"] == 4, st
     assert sorted(x["offset"] for x in st["quarantine"]["list"]) == sorted(ext.values())
+    r = scrub_cli(a)  # nothing left damaged: exit 0; the quarantine is shown
+    assert r.returncode == 0 and "damaged 4, repaired 4" in r.stdout and "quarantined extents: 4 (" in r.stdout, r.stdout
     held = {k: read_at(ia, ext[k], len(d)) for k, d in objs.items()}
     for k, d in objs.items():
         assert held[k] != d and ca.get("bkt", k).body == d
@@ -149,6 +159,8 @@ def test_scrub_repairs_and_the_quarantine_holds_across_a_restart(sites):
     assert r.status == 200 and r.json() == {"released_extents": 4, "released_bytes": st["quarantine"]["bytes"]}, r.body
     assert scrub_status(ca)["quarantine"]["extents"] == 0
     assert ca.metrics().value("comio_store_free_bytes") == free_before + st["quarantine"]["bytes"]
+    r = scrub_cli(a, "--release-quarantine")
+    assert r.returncode == 0 and r.stdout == "released 0 quarantined extents (0B)\n", (r.stdout, r.stderr)
 
 
 def test_damage_on_both_sites_is_503_and_leaves_both(sites):
@@ -173,8 +185,10 @@ def test_damage_on_both_sites_is_503_and_leaves_both(sites):
         lines = log_lines(site, "object data damaged on every site: no good copy anywhere, both copies left as they are")
         assert lines and lines[0]["level"] == "error" and lines[0]["key"] == "both" and lines[0]["block"] == "0", lines
     assert read_at(ia, ea, len(data)) == bad_a and read_at(ib, eb, len(data)) == bad_b
-    last = run_pass(ca)
-    assert (last["damaged"], last["repaired"]) == (1, 0) and scrub_status(ca)["damaged_objects"] == 1
+    wait_until(lambda: not scrub_status(ca)["running"], 30, what="the first scrub pass")
+    r = scrub_cli(a, "--now")  # found and not repaired: exit 1, on record
+    assert r.returncode == 1 and "damaged 1, repaired 0" in r.stdout and "bkt/both  block 0" in r.stdout, r.stdout
+    assert scrub_status(ca)["damaged_objects"] == 1
 
 
 def test_object_only_on_one_site_cannot_be_repaired(sites):
