@@ -269,8 +269,8 @@ int main(int argc, char **argv)
     }
     log_msg(LOG_LVL_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     notify_send("STOPPING=1");
+    repair_stop(); /* first: a GET or a scrub waiting for a repair gets its 503 / CIO_EAGAIN now, not after the grace */
     http_stop(http, SHUTDOWN_GRACE_MS);
-    repair_stop();     /* after the loops (no GET waits for a repair any more); a scrub waiting on one gets CIO_EAGAIN */
     scrub_stop(scrub); /* after the loops: no request reads it any more */
     commit_stop(commit);
     meta_close(&meta);

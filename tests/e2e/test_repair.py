@@ -22,9 +22,15 @@ BLOCK = 64 * 1024
 STORAGE = {"scrub_rate": "0", "repair_timeout": "10s"}
 
 
-def repair_pair(sites, repld=True):
-    """A -> B, B able to repair from A; both started (A's repld only when repld)."""
-    a, b = sites(start=False, a_extra={"storage": dict(STORAGE)})
+AK, SECRET = "AKIDCOMIOREPAIR", "s3cr3t/repair"
+
+
+def repair_pair(sites, repld=True, s3=False):
+    """A -> B, B able to repair from A; both started (A's repld only when repld); A with S3 credentials when s3."""
+    a_extra = {"storage": dict(STORAGE)}
+    if s3:
+        a_extra["s3"] = {"region": "us-east-1", "credentials": [{"access_key": AK, "secret_key": SECRET}]}
+    a, b = sites(start=False, a_extra=a_extra)
     b.extra = {"storage": dict(STORAGE, repair_peers=[{"name": "site-a", "url": a.url()}])}
     b.write_config()
     b.start()
@@ -255,3 +261,26 @@ def test_damage_while_writes_and_replication_run(sites):
     assert ca.metrics().value("comio_repair_repaired_total") == 4
     converge_or_fail(a, b)
     assert run_pass(ca)["damaged"] == 0
+
+
+def test_s3_get_and_copy_are_repaired(sites):
+    import boto3
+    from botocore.client import Config
+
+    a, b = repair_pair(sites, s3=True)
+    ca = a.client()
+    objs = {"first": os.urandom(3 * BLOCK), "later": os.urandom(6 * BLOCK + 5), "src": os.urandom(2 * BLOCK)}
+    put_all(ca, objs)
+    converge_or_fail(a, b)
+    ia = a.workdir / "store.img"
+    damage(ia, find_extent(ia, objs["first"]) + 9)               # before the headers go
+    damage(ia, find_extent(ia, objs["later"]) + 4 * BLOCK + 1)   # in the middle of the stream
+    damage(ia, find_extent(ia, objs["src"]) + BLOCK + 1)         # a CopyObject's source
+    s3 = boto3.client("s3", endpoint_url=a.url(), aws_access_key_id=AK, aws_secret_access_key=SECRET,
+                      region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                                             connect_timeout=10, read_timeout=30))
+    assert s3.get_object(Bucket="bkt", Key="first")["Body"].read() == objs["first"]
+    assert s3.get_object(Bucket="bkt", Key="later")["Body"].read() == objs["later"]
+    s3.copy_object(Bucket="bkt", Key="copy", CopySource={"Bucket": "bkt", "Key": "src"})
+    assert ca.get("bkt", "copy").body == objs["src"] and ca.get("bkt", "src").body == objs["src"]
+    assert ca.metrics().value("comio_repair_repaired_total") == 3
