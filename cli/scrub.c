@@ -19,22 +19,27 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: comio scrub [--now] [--json] [--url URL] [--token TOKEN | --token-file FILE] [--ca-file FILE]\n"
-                 "                   [--timeout DURATION]\n"
+    fprintf(out, "usage: comio scrub [--now | --release-quarantine] [--json] [--url URL] [--token TOKEN | --token-file FILE]\n"
+                 "                   [--ca-file FILE] [--timeout DURATION]\n"
                  "\n"
                  "Shows the background scrub of the site at URL (default " SCRUB_DEFAULT_URL "): the pass running,\n"
                  "the last one finished, and the damaged objects on record.\n"
                  "  --now    start a pass now (at storage.scrub_rate; unpaced when it is 0) and watch it to its end,\n"
                  "           with a progress bar on a terminal; then print its totals and the damaged objects\n"
                  "  --json   print the scrub's status as JSON (with --now: once the pass ended)\n"
+                 "  --release-quarantine  give the damaged extents that repairs set aside back to the allocator\n"
+                 "           (once the disk is known good: they may hold new data from then on)\n"
+                 "The damage a pass finds is repaired from a peer site when one holds a good copy; only what was not\n"
+                 "repaired stays on record.\n"
                  "Ctrl-C stops the watching, not the pass.\n"
-                 "exit status: 0 no damage (found by the pass; without --now: on record); 1 damage; 2 usage;\n"
+                 "exit status: 0 no damage left (found by the pass and not repaired; without --now: on record); 1 damage;\n"
+                 "2 usage; "
                  "3 the site could not be reached or refused; 4 --now: a pass runs already (nothing changed).\n");
 }
 
 /* A pass of the status, decoded. */
 typedef struct {
-    uint64_t pass, objects, bytes, damaged, filled, skipped;
+    uint64_t pass, objects, bytes, damaged, repaired, filled, skipped;
     double seconds, eta;
     char bucket[LIMIT_BUCKET_MAX + 1], key[256];
 } spass_t;
@@ -43,6 +48,7 @@ typedef struct {
     int running, have_last;
     spass_t cur, last;
     uint64_t store_objects, store_bytes, rate, damaged_objects;
+    uint64_t quarantined_extents, quarantined_bytes;
 } sstat_t;
 
 static uint64_t u64m(const json_doc_t *d, const json_tok_t *o, const char *name)
@@ -58,6 +64,7 @@ static void pass_decode(const json_doc_t *d, const json_tok_t *o, spass_t *p)
     p->objects = u64m(d, o, "objects");
     p->bytes = u64m(d, o, "bytes");
     p->damaged = u64m(d, o, "damaged");
+    p->repaired = u64m(d, o, "repaired");
     p->filled = u64m(d, o, "filled");
     p->skipped = u64m(d, o, "skipped");
     if (json_double(d, json_member(d, o, "seconds"), &p->seconds) != 0)
@@ -83,6 +90,8 @@ static int status_decode(json_doc_t *d, const buf_t *body, sstat_t *st)
     st->damaged_objects = u64m(d, root, "damaged_objects");
     st->store_objects = u64m(d, json_member(d, root, "store"), "objects");
     st->store_bytes = u64m(d, json_member(d, root, "store"), "bytes");
+    st->quarantined_extents = u64m(d, json_member(d, root, "quarantine"), "extents");
+    st->quarantined_bytes = u64m(d, json_member(d, root, "quarantine"), "bytes");
     if ((t = json_member(d, root, "current")) != NULL && t->type == JSON_OBJECT)
         pass_decode(d, t, &st->cur);
     if ((t = json_member(d, root, "last")) != NULL && t->type == JSON_OBJECT) {
@@ -113,8 +122,9 @@ static void print_pass(const char *what, const spass_t *p)
 {
     char b[16];
     cli_size_text(p->bytes, b, sizeof(b));
-    printf("%s pass %" PRIu64 ": %" PRIu64 " objects (%s), damaged %" PRIu64 ", filled in %" PRIu64 ", skipped %" PRIu64, what,
-           p->pass, p->objects, b, p->damaged, p->filled, p->skipped);
+    printf("%s pass %" PRIu64 ": %" PRIu64 " objects (%s), damaged %" PRIu64 ", repaired %" PRIu64 ", filled in %" PRIu64
+           ", skipped %" PRIu64,
+           what, p->pass, p->objects, b, p->damaged, p->repaired, p->filled, p->skipped);
     if (p->seconds > 0)
         printf(", in %.1fs", p->seconds);
     printf("\n");
@@ -154,12 +164,37 @@ static int ask(cli_http_t *http, const char *url, int post, buf_t *body, long *c
     return 0;
 }
 
+/* POST ?release-quarantine=true and prints what was released. Returns the exit status. */
+static int release_quarantine(cli_http_t *http, const char *base, int as_json, json_doc_t *doc, buf_t *body)
+{
+    char url[CLI_HTTP_URL_MAX + 64], size[16];
+    long code = 0;
+
+    snprintf(url, sizeof(url), "%s?release-quarantine=true", base);
+    if (ask(http, url, 1, body, &code) != 0)
+        return SCRUB_EXIT_UNREACHABLE;
+    if (code != 200 || json_parse(doc, body->data ? body->data : "", body->len, NULL, 0) != 0) {
+        fprintf(stderr, "comio scrub: %s answered %ld: %.*s\n", url, code, (int)(body->len > 300 ? 300 : body->len),
+                body->data ? body->data : "");
+        return SCRUB_EXIT_UNREACHABLE;
+    }
+    if (as_json) {
+        fwrite(body->data, 1, body->len, stdout);
+        fputc('\n', stdout);
+        return SCRUB_EXIT_OK;
+    }
+    uint64_t bytes = u64m(doc, json_root(doc), "released_bytes");
+    cli_size_text(bytes, size, sizeof(size));
+    printf("released %" PRIu64 " quarantined extents (%s)\n", u64m(doc, json_root(doc), "released_extents"), size);
+    return SCRUB_EXIT_OK;
+}
+
 int scrub_main(int argc, char **argv)
 {
     cli_site_args_t args = {0};
     cli_site_t site;
     char url[CLI_HTTP_URL_MAX + 32];
-    int now = 0, as_json = 0, exit_status = SCRUB_EXIT_UNREACHABLE, tty = isatty(STDOUT_FILENO);
+    int now = 0, as_json = 0, release = 0, exit_status = SCRUB_EXIT_UNREACHABLE, tty = isatty(STDOUT_FILENO);
     cli_http_t *http = NULL;
     json_doc_t doc;
     buf_t body;
@@ -180,6 +215,10 @@ int scrub_main(int argc, char **argv)
             as_json = 1;
             continue;
         }
+        if (strcmp(argv[i], "--release-quarantine") == 0) {
+            release = 1;
+            continue;
+        }
         r = cli_site_arg(argc, argv, &i, "scrub", &args);
         if (r < 0)
             return SCRUB_EXIT_USAGE;
@@ -187,6 +226,10 @@ int scrub_main(int argc, char **argv)
             fprintf(stderr, "comio scrub: unknown option '%s' (comio scrub --help)\n", argv[i]);
             return SCRUB_EXIT_USAGE;
         }
+    }
+    if (now && release) {
+        fprintf(stderr, "comio scrub: --now and --release-quarantine: one at a time\n");
+        return SCRUB_EXIT_USAGE;
     }
     if (cli_site_resolve(&args, "scrub", SCRUB_DEFAULT_URL, &site) != 0)
         return SCRUB_EXIT_USAGE;
@@ -196,6 +239,10 @@ int scrub_main(int argc, char **argv)
     json_init(&doc, 1 << 16, 8);
     if ((http = cli_http_new(&opts)) == NULL) {
         fprintf(stderr, "comio scrub: cannot set up libcurl\n");
+        goto done;
+    }
+    if (release) {
+        exit_status = release_quarantine(http, url, as_json, &doc, &body);
         goto done;
     }
     if (ask(http, url, now, &body, &code) != 0)
@@ -241,7 +288,7 @@ int scrub_main(int argc, char **argv)
         }
         if (tty && !as_json)
             printf("\r\033[K");
-        exit_status = st.last.damaged > 0 ? SCRUB_EXIT_DAMAGED : SCRUB_EXIT_OK;
+        exit_status = st.last.damaged > st.last.repaired ? SCRUB_EXIT_DAMAGED : SCRUB_EXIT_OK;
     } else {
         exit_status = st.damaged_objects > 0 ? SCRUB_EXIT_DAMAGED : SCRUB_EXIT_OK;
     }
@@ -256,6 +303,12 @@ int scrub_main(int argc, char **argv)
         else if (!st.running)
             printf("scrub: no pass has finished yet\n");
         print_damaged(&doc, st.damaged_objects);
+        if (st.quarantined_extents > 0) {
+            char qb[16];
+            cli_size_text(st.quarantined_bytes, qb, sizeof(qb));
+            printf("quarantined extents: %" PRIu64 " (%s), kept out of use (comio scrub --release-quarantine)\n",
+                   st.quarantined_extents, qb);
+        }
     }
 done:
     if (fflush(stdout) != 0 && exit_status != SCRUB_EXIT_UNREACHABLE)

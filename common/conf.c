@@ -93,6 +93,8 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("storage.checksums", CONF_BOOL, checksums),
     CONF_KEY("storage.scrub_rate", CONF_RATE, scrub_rate),
     CONF_KEY("storage.scrub_interval", CONF_DURATION, scrub_interval_ms),
+    CONF_KEY("storage.repair_peers", CONF_TARGETS, repair_peers),
+    CONF_KEY("storage.repair_timeout", CONF_DURATION, repair_timeout_ms),
     CONF_SEC("replication"),
     CONF_KEY("replication.enabled", CONF_BOOL, repl_enabled),
     CONF_KEY("replication.mode", CONF_MODE, repl_mode),
@@ -156,6 +158,10 @@ static const conf_key_t conf_target_keys[] = {
 };
 
 #define CONF_NTARGET_KEYS (sizeof(conf_target_keys) / sizeof(conf_target_keys[0]))
+
+/* The keys of one entry of storage.repair_peers: the first four of a target's. */
+#define CONF_NPEER_KEYS 4
+_Static_assert(CONF_NPEER_KEYS <= CONF_NTARGET_KEYS, "a repair peer's keys are a target's first ones");
 _Static_assert(CONF_NTARGET_KEYS <= 32, "conf_target_keys outgrew conf_target_t.given");
 /* conf_finalize copies an inherited setting by its kind: the widths must agree. */
 _Static_assert(sizeof(((conf_target_t *)0)->batch_size) == sizeof(uint32_t) &&
@@ -653,6 +659,7 @@ int conf_init(conf_t *c)
     c->threads = 0;
     c->checksums = 1;
     c->scrub_rate = 4000000;
+    c->repair_timeout_ms = 30000;
     c->scrub_interval_ms = 7ULL * 24 * 3600 * 1000;
     c->repl_enabled = 0;
     c->batch_size = 100;
@@ -693,6 +700,7 @@ void conf_free(conf_t *c)
         free(*strs[i]);
     }
     conf_targets_free(c->targets, c->ntargets);
+    conf_targets_free(c->repair_peers, c->nrepair_peers);
     conf_s3_creds_free(c->s3_credentials, c->s3_ncredentials);
     conf_hosts_free(c->s3_domains, c->s3_ndomains);
     memset(c, 0, sizeof(*c));
@@ -952,8 +960,10 @@ static int conf_yaml_target_value(conf_yaml_t *y, conf_target_t *targets, size_t
 
 /* Reads targets[index], whose mapping-start event (at `line`) was just
  * consumed. targets[0..index) are complete. */
-static int conf_yaml_target(conf_yaml_t *y, conf_target_t *targets, size_t index, size_t line)
+static int conf_yaml_target(conf_yaml_t *y, const conf_key_t *list_key, conf_target_t *targets, size_t index, size_t line)
 {
+    /* storage.repair_peers takes a target's name, url and token only */
+    size_t nkeys = list_key->off == offsetof(conf_t, repair_peers) ? CONF_NPEER_KEYS : CONF_NTARGET_KEYS;
     conf_target_t *t = &targets[index];
     char prefix[64], full[CONF_KEY_MAX], shown[CONF_SHOW_MAX + 4];
     const conf_key_t *k;
@@ -962,7 +972,7 @@ static int conf_yaml_target(conf_yaml_t *y, conf_target_t *targets, size_t index
     const char *kstr;
     int rc;
 
-    snprintf(prefix, sizeof(prefix), "replication.targets[%zu]", index);
+    snprintf(prefix, sizeof(prefix), "%s[%zu]", list_key->key, index);
     for (;;) {
         if ((rc = conf_yaml_next(y)) != CIO_OK)
             return rc;
@@ -976,7 +986,7 @@ static int conf_yaml_target(conf_yaml_t *y, conf_target_t *targets, size_t index
         kstr = (const char *)y->ev.data.scalar.value;
         klen = y->ev.data.scalar.length;
         k = NULL;
-        for (size_t i = 0; i < CONF_NTARGET_KEYS && memchr(kstr, '\0', klen) == NULL; i++)
+        for (size_t i = 0; i < nkeys && memchr(kstr, '\0', klen) == NULL; i++)
             if (strlen(conf_target_keys[i].key) == klen && memcmp(conf_target_keys[i].key, kstr, klen) == 0)
                 k = &conf_target_keys[i];
         if (k == NULL)
@@ -1041,12 +1051,18 @@ static int conf_yaml_targets(conf_yaml_t *y, const conf_key_t *k)
             goto fail;
         }
         n++;
-        if ((rc = conf_yaml_target(y, list, n - 1, iline)) != CIO_OK)
+        if ((rc = conf_yaml_target(y, k, list, n - 1, iline)) != CIO_OK)
             goto fail;
     }
     if (n == 0) {
         rc = conf_yaml_fail(y, line, "%s: expected at least one target, got an empty list", k->key);
         goto fail;
+    }
+    if (k->off == offsetof(conf_t, repair_peers)) {
+        conf_targets_free(y->c->repair_peers, y->c->nrepair_peers);
+        y->c->repair_peers = list;
+        y->c->nrepair_peers = n;
+        return CIO_OK;
     }
     conf_targets_free(y->c->targets, y->c->ntargets);
     y->c->targets = list;

@@ -80,11 +80,18 @@ typedef struct conf {
     uint32_t threads;       /* server.threads, event-loop threads; default 0 = one per core */
 
     /* storage */
-    int checksums;              /* storage.checksums: block checksums computed and verified (common/blocksum.h); default 1. 0 is a
-                                   benchmark and diagnosis knob: nothing computed, nothing verified */
-    uint64_t scrub_rate;        /* storage.scrub_rate: bytes/s a scrub pass reads (storaged/scrub.h); default 4MB/s; 0 turns
-                                   the scheduled passes off (a pass asked for runs unpaced) */
-    uint64_t scrub_interval_ms; /* storage.scrub_interval: from the end of a pass to the start of the next; default 7 days */
+    int checksums;               /* storage.checksums: block checksums computed and verified (common/blocksum.h); default 1. 0 is a
+                                    benchmark and diagnosis knob: nothing computed, nothing verified */
+    uint64_t scrub_rate;         /* storage.scrub_rate: bytes/s a scrub pass reads (storaged/scrub.h); default 4MB/s; 0 turns
+                                    the scheduled passes off (a pass asked for runs unpaced) */
+    uint64_t scrub_interval_ms;  /* storage.scrub_interval: from the end of a pass to the start of the next; default 7 days */
+    conf_target_t *repair_peers; /* storage.repair_peers: sites a damaged object may be repaired from besides the
+                                    replication.targets (storaged/repair.h), 0..CONF_TARGETS_MAX entries of name, url and
+                                    token or token_file (the secret the request is signed with: the peer's target entry
+                                    for this site carries it; default replication.accept_token). Only name, url and
+                                    token are set */
+    size_t nrepair_peers;
+    uint64_t repair_timeout_ms; /* storage.repair_timeout: how long a GET waits for a repair; default 30 s */
 
     /* replication */
     int repl_enabled;         /* default 0 */

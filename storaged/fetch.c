@@ -1,5 +1,6 @@
 /* fetch.c - fetching a large object from the primary into its extent (libcurl). */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 struct fetch {
     CURL *curl; /* kept between fetches (DNS cache, TLS session) but not its connections, see below */
     const int *cancel;
+    long timeout_ms; /* the whole transfer's bound (fetch_set_timeout); 0: none */
 };
 
 typedef struct {
@@ -49,6 +51,11 @@ fetch_t *fetch_new(const int *cancel)
         return NULL;
     }
     return f;
+}
+
+void fetch_set_timeout(fetch_t *f, uint64_t ms)
+{
+    f->timeout_ms = ms > (uint64_t)LONG_MAX ? LONG_MAX : (long)ms;
 }
 
 void fetch_free(fetch_t *f)
@@ -139,6 +146,8 @@ int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *
     curl_easy_setopt(f->curl, CURLOPT_ACCEPT_ENCODING, "zstd");
     curl_easy_setopt(f->curl, CURLOPT_LOW_SPEED_LIMIT, FETCH_STALL_BYTES);
     curl_easy_setopt(f->curl, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_SECONDS);
+    if (f->timeout_ms > 0)
+        curl_easy_setopt(f->curl, CURLOPT_TIMEOUT_MS, f->timeout_ms);
     curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, &k);
     curl_easy_setopt(f->curl, CURLOPT_ERRORBUFFER, cerr);

@@ -1,4 +1,5 @@
-/* fetch.h - a replica's fetch of a large object from the primary (libcurl).
+/* fetch.h - a replica's fetch of a large object from the primary, and a
+ * repair's fetch of a damaged object's good copy from a peer (libcurl).
  *
  * The primary's repld ships objects at or above its inline threshold as a
  * presigned URL on the primary (proto/presign.h). The replica GETs it and
@@ -35,6 +36,11 @@ int fetch_global_init(void) CIO_MUST_CHECK;
  * transfer. `cancel` must outlive the fetcher. NULL when out of memory. */
 fetch_t *fetch_new(const int *cancel);
 void fetch_free(fetch_t *f);
+
+/* Bounds every later fetch of f to `ms` milliseconds in all (0: no bound
+ * but the stall detection; the default). A fetch cut by it is CIO_EAGAIN.
+ * The repair (storaged/repair.h) bounds its fetches: a GET waits for them. */
+void fetch_set_timeout(fetch_t *f, uint64_t ms);
 
 /* GETs `url` (NUL-terminated, http:// or https://; TLS peers are verified)
  * and writes its body at `off` in `s`, which must have room for `size`

@@ -437,6 +437,8 @@ int handler_admin_scrub(http_server_t *srv, h2o_req_t *req, int method)
     http_thread_t *t = http_req_thread(req);
     scrub_t *sc = srv->scrub;
     int status = 200, ret;
+    char num[8];
+    size_t len;
     MDB_txn *txn;
     buf_t b;
 
@@ -446,6 +448,23 @@ int handler_admin_scrub(http_server_t *srv, h2o_req_t *req, int method)
     }
     if (sc == NULL) {
         http_req_error(req, 503, "ServiceUnavailable", "the scrub could not start: see the log");
+        return 0;
+    }
+    int release = method == HTTP_REQ_POST ? http_req_query_param(req, "release-quarantine", num, sizeof(num), &len) : CIO_ENOTFOUND;
+    if (release != CIO_ENOTFOUND) {
+        /* the damaged extents repairs set aside go back to the allocator (storaged/quarantine.h) */
+        uint64_t extents, bytes;
+        if (release != 0 || strcmp(num, "true") != 0) {
+            http_req_error(req, 400, "InvalidArgument", "release-quarantine must be true");
+            return 0;
+        }
+        if ((ret = scrub_release_quarantine(srv->meta, &extents, &bytes)) != 0) {
+            http_req_cio_error(req, ret, "releasing the quarantine failed");
+            return 0;
+        }
+        buf_init(&b, 256);
+        buf_printf(&b, "{\"released_extents\":%" PRIu64 ",\"released_bytes\":%" PRIu64 "}", extents, bytes);
+        http_req_reply_buf(req, 200, &b);
         return 0;
     }
     if (method == HTTP_REQ_POST) {

@@ -17,6 +17,7 @@
 #include "storaged/deeplist.h"
 #include "storaged/integrity.h"
 #include "storaged/objmeta_http.h"
+#include "storaged/repair.h"
 
 /* What one GET holds of the object at a time: a body up to INLINE_READ_MAX
  * is read at once; a larger one is streamed, one window of STREAM_CHUNK read
@@ -205,6 +206,8 @@ typedef struct {
     zcodec_stream_t *z;       /* NULL: sent as is */
     buf_t zout;               /* the compressed window being sent */
     int first_ready;          /* the first window is read (and compressed) already, waiting to be sent */
+    int started;              /* the headers went: damage found before is answered by serve, after by stream_proceed */
+    int may_repair;           /* damage found may still wait for a repair (once per request; never the fetch endpoint) */
     uint64_t *counts;         /* NULL, or [0] object bytes served, [1] bytes sent (atomic; the server's) */
     int count_sent;           /* the reply was counted with no body: count each window as it is sent */
     int bw_slot;              /* the fetching target's bandwidth slot (srv->bw), -1: not paced */
@@ -220,6 +223,7 @@ typedef struct {
     uint64_t ext_off;     /* the object's extent */
     const char *slice;    /* the window's bytes to send, inside chunk */
     int damaged;          /* the last read found a block that fails its checksum */
+    uint64_t bad_block;   /* ... this one */
     const char *bucket;   /* for the damage report: in the request's pool */
     const char *key;
     uint64_t version;
@@ -313,6 +317,7 @@ static h2o_iovec_t *stream_next(stream_t *s, h2o_iovec_t *iov)
         int ret = integrity_read(s->srv->store, s->ext_off, roff, s->chunk, (size_t)rlen, &s->sums, &bad);
         if (ret == CIO_ECORRUPT) {
             s->damaged = 1;
+            s->bad_block = bad;
             integrity_damaged(INTEGRITY_GET, s->bucket, s->key, s->version, s->origin, bad);
         }
         if (ret != 0)
@@ -335,15 +340,21 @@ static h2o_iovec_t *stream_next(stream_t *s, h2o_iovec_t *iov)
     return iov;
 }
 
+static int stream_defer(stream_t *s, h2o_req_t *req);
+
 static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
 {
     stream_t *s = (stream_t *)g;
     h2o_iovec_t iov;
 
+    s->started = 1;
     if (s->first_ready) {
         s->first_ready = 0;
         iov = s->z != NULL ? h2o_iovec_init(s->zout.data, s->zout.len) : h2o_iovec_init(s->slice, s->off - s->first_off);
     } else if (stream_next(s, &iov) == NULL) {
+        /* damage after the headers went: the stream waits for the repair and goes on from the good copy (on_repairs) */
+        if (s->damaged && s->may_repair && stream_defer(s, req) == 0)
+            return;
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
     }
@@ -409,6 +420,164 @@ static void send_not_modified(h2o_req_t *req)
     h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
+/* ---- a GET that found damage waits for the repair ----
+ * The read that failed is given up (its reader token left); the repair runs
+ * on the repairer's thread (storaged/repair.h) and posts the outcome back
+ * to this loop, which serves the request again from the repaired copy
+ * (once: damage found again is a 503), or answers 503 if no peer has a good
+ * copy. The loop never waits on the network. */
+
+typedef struct pending_repair {
+    h2o_multithread_message_t msg;
+    h2o_multithread_receiver_t *rx; /* the loop's (repair_rx) */
+    http_server_t *srv;
+    http_thread_t *thread;
+    h2o_req_t *req;                 /* NULL once the client went away */
+    struct pending_repair **holder; /* the request pool's pointer to us */
+    path_t p;
+    const handler_api_t *api;
+    uint64_t version; /* serve's arguments, to serve again */
+    char origin[LOGREC_ORIGIN_MAX + 1];
+    size_t origin_len;
+    int has_origin, kept;
+    stream_t *stream; /* a stream that waits in the middle (stream_defer); NULL: serve again from the start */
+    int result;       /* the repair's: set by the repairer before the message */
+} pending_repair_t;
+
+static __thread h2o_multithread_receiver_t repair_rx;
+static __thread int repair_rx_ready;
+
+static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin, size_t origin_len,
+                 int kept, int zstd_level, uint64_t *counts, int bw_slot, const handler_api_t *api, int repaired);
+static void reply_damaged(h2o_req_t *req, const handler_api_t *api, const path_t *p, const meta_obj_t *o, uint64_t block);
+
+static void pending_repair_dispose(void *p)
+{
+    pending_repair_t *pr = *(pending_repair_t **)p;
+    if (pr != NULL)
+        pr->req = NULL;
+}
+
+static void on_repair_done(void *arg, int result)
+{
+    pending_repair_t *pr = arg;
+    pr->result = result;
+    h2o_multithread_send_message(pr->rx, &pr->msg);
+}
+
+/* Points a stream that found damage at the object's repaired extent: the
+ * same version, the same bytes, elsewhere. -1 when the object is no longer
+ * that version (rewritten meanwhile: the reply is cut). */
+static int stream_resume(stream_t *s, h2o_req_t *req)
+{
+    http_thread_t *t = http_req_thread(req);
+    MDB_txn *txn;
+    meta_obj_t o;
+    int ret;
+
+    if ((txn = http_req_rtxn_begin(t)) == NULL)
+        return -1;
+    ret = meta_obj_get(s->srv->meta, txn, s->bucket, strlen(s->bucket), s->key, strlen(s->key), &o);
+    http_req_rtxn_end(t);
+    if (ret != 0 || !meta_obj_current(&o, s->version, s->origin, strlen(s->origin)) || o.size != s->sums.size)
+        return -1;
+    /* the reader token taken at the start is older than any free of the new extent: it protects it too */
+    s->off = o.off + (s->off - s->ext_off);
+    s->first_off = o.off + (s->first_off - s->ext_off);
+    s->ext_off = o.off;
+    return 0;
+}
+
+static void on_repairs(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_linklist_t *link = messages->next;
+        pending_repair_t *pr = H2O_STRUCT_FROM_MEMBER(pending_repair_t, msg.link, link);
+        h2o_linklist_unlink(link);
+        pr->thread->inflight--;
+        if (pr->req != NULL) {
+            *pr->holder = NULL;
+            if (pr->stream != NULL) {
+                if (pr->result == 0 && stream_resume(pr->stream, pr->req) == 0)
+                    stream_proceed(&pr->stream->super, pr->req);
+                else
+                    h2o_send(pr->req, NULL, 0, H2O_SEND_STATE_ERROR);
+            } else if (pr->result == 0) {
+                (void)serve(pr->srv, pr->req, &pr->p, pr->version, pr->has_origin ? pr->origin : NULL, pr->origin_len, pr->kept, 0,
+                            NULL, -1, pr->api, 1);
+            } else {
+                meta_obj_t none;
+                memset(&none, 0, sizeof(none));
+                reply_damaged(pr->req, pr->api, &pr->p, &none, UINT64_MAX);
+            }
+        }
+        free(pr);
+    }
+}
+
+/* A waiting request for the repair of w: 0 once submitted (answered by on_repairs), -1 when it could not be (pr freed). */
+static int pending_submit(pending_repair_t *pr, h2o_req_t *req, const repair_what_t *w)
+{
+    if (!repair_rx_ready) {
+        h2o_multithread_register_receiver(req->conn->ctx->queue, &repair_rx, on_repairs);
+        repair_rx_ready = 1;
+    }
+    pr->rx = &repair_rx;
+    pr->thread = http_req_thread(req);
+    pr->req = req;
+    pr->holder = h2o_mem_alloc_shared(&req->pool, sizeof(*pr->holder), pending_repair_dispose);
+    *pr->holder = pr;
+    pr->thread->inflight++;
+    if (repair_submit(w, on_repair_done, pr) != 0) {
+        pr->thread->inflight--;
+        *pr->holder = NULL;
+        free(pr);
+        return -1;
+    }
+    return 0;
+}
+
+static int stream_defer(stream_t *s, h2o_req_t *req)
+{
+    pending_repair_t *pr;
+    repair_what_t w;
+
+    s->may_repair = 0; /* once: damage found again cuts the reply */
+    s->damaged = 0;
+    if ((pr = calloc(1, sizeof(*pr))) == NULL)
+        return -1;
+    pr->srv = s->srv;
+    pr->stream = s;
+    repair_what_set(&w, s->bucket, strlen(s->bucket), s->key, strlen(s->key), s->version, s->origin, strlen(s->origin), s->ext_off,
+                    s->bad_block, INTEGRITY_GET);
+    return pending_submit(pr, req, &w);
+}
+
+/* Hands req to the repairer for object o, damaged at `block` at its extent.
+ * Returns 0 when it waits for the repair (answered later), -1 when it could
+ * not be queued (the caller answers 503). */
+static int defer_to_repair(http_server_t *srv, h2o_req_t *req, const path_t *p, const meta_obj_t *o, uint64_t block,
+                           uint64_t version, const char *origin, size_t origin_len, int kept, const handler_api_t *api)
+{
+    pending_repair_t *pr;
+    repair_what_t w;
+
+    if ((pr = calloc(1, sizeof(*pr))) == NULL)
+        return -1;
+    pr->srv = srv;
+    pr->p = *p;
+    pr->api = api;
+    pr->version = version;
+    pr->has_origin = origin != NULL;
+    pr->origin_len = origin_len > LOGREC_ORIGIN_MAX ? LOGREC_ORIGIN_MAX : origin_len;
+    if (origin != NULL)
+        memcpy(pr->origin, origin, pr->origin_len);
+    pr->kept = kept;
+    repair_what_set(&w, p->bucket, p->bucket_len, p->key, p->key_len, o->version, o->origin, o->origin_len, o->off, block,
+                    INTEGRITY_GET);
+    return pending_submit(pr, req, &w);
+}
+
 /* 503 for an object whose bytes fail their checksum: no client ever gets a
  * wrong byte (docs/api.md). Block UINT64_MAX: reported already (stream_next). */
 static void reply_damaged(h2o_req_t *req, const handler_api_t *api, const path_t *p, const meta_obj_t *o, uint64_t block)
@@ -424,8 +593,9 @@ static void reply_damaged(h2o_req_t *req, const handler_api_t *api, const path_t
                    "The object's stored data fails its checksum and no good copy is available; the damage is logged");
 }
 
+/* `repaired`: served again after a repair (on_repairs): damage found now is a 503, not another repair. */
 static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin, size_t origin_len,
-                 int kept, int zstd_level, uint64_t *counts, int bw_slot, const handler_api_t *api)
+                 int kept, int zstd_level, uint64_t *counts, int bw_slot, const handler_api_t *api, int repaired)
 {
     http_thread_t *t = http_req_thread(req);
     meta_obj_t o;
@@ -438,6 +608,9 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     int64_t mtime;
     int ret, ranged, cond, have_sums = 0;
     blocksum_view_t sums;
+    size_t headers_before = req->res.headers.size; /* dropped again when the request waits for a repair */
+    /* a client's read that finds damage waits for a repair; the fetch endpoint's (a peer repairing) never does */
+    int may_repair = !repaired && kept != 2;
 
     token = commit_reader_enter(srv->commit);
     if ((txn = http_req_rtxn_begin(t)) == NULL) {
@@ -565,7 +738,13 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         ret = integrity_read(srv->store, o.off, roff, rbuf, (size_t)rlen, &sums, &bad);
         if (ret != 0) {
             commit_reader_leave(srv->commit, token);
-            if (ret == CIO_ECORRUPT)
+            if (ret == CIO_ECORRUPT && may_repair) {
+                integrity_damaged(INTEGRITY_GET, p->bucket, p->key, o.version, o.origin, bad);
+                req->res.headers.size = headers_before;
+                if (defer_to_repair(srv, req, p, &o, bad, version, origin, origin_len, kept, api) == 0)
+                    return 0;
+                reply_damaged(req, api, p, &o, UINT64_MAX);
+            } else if (ret == CIO_ECORRUPT)
                 reply_damaged(req, api, p, &o, bad);
             else
                 api->cio_error(req, ret, "GET failed");
@@ -617,6 +796,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     s->bw_slot = bw_slot;
     s->ext_off = o.off;
     if ((s->verified = have_sums)) {
+        s->may_repair = may_repair;
         s->sums = sums;
         s->key = h2o_mem_alloc_pool(&req->pool, p->key_len + 1);
         memcpy((char *)s->key, p->key, p->key_len + 1);
@@ -637,8 +817,12 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
          * compressing it decides: compressed only when it gains 10% */
         if ((may_compress && zcodec_stream_new(&s->z, zstd_level, len) != 0) || stream_next(s, &iov) == NULL) {
             if (s->damaged) {
+                /* the reader token is left when the pool disposes of s */
+                req->res.headers.size = headers_before;
+                if (may_repair && defer_to_repair(srv, req, p, &o, s->bad_block, version, origin, origin_len, kept, api) == 0)
+                    return 0;
                 reply_damaged(req, api, p, &o, UINT64_MAX);
-                return 0; /* the reader token is left when the pool disposes of s */
+                return 0;
             }
             h2o_start_response(req, &s->super);
             h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
@@ -665,12 +849,12 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
                          size_t origin_len, int kept, int zstd_level, uint64_t *counts, int bw_slot)
 {
-    return serve(srv, req, p, version, origin, origin_len, kept, zstd_level, counts, bw_slot, &handler_object_native);
+    return serve(srv, req, p, version, origin, origin_len, kept, zstd_level, counts, bw_slot, &handler_object_native, 0);
 }
 
 int handler_object_read(http_server_t *srv, h2o_req_t *req, const path_t *p, const handler_api_t *api)
 {
-    return serve(srv, req, p, 0, NULL, 0, 0, 0, NULL, -1, api);
+    return serve(srv, req, p, 0, NULL, 0, 0, 0, NULL, -1, api, 0);
 }
 
 int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p)

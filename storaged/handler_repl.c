@@ -135,14 +135,18 @@ int handler_repl_apply(http_server_t *srv, h2o_req_t *req)
  * (a URL of the previous release has no origin: proto/presign.h) */
 /* The tokens a fetch URL may be signed with: each target's (repld signs a
  * target's fetches with its token), or the seed's remote_token on a site
- * that ships nowhere. */
+ * that ships nowhere; and last this site's accept_token, with which a site
+ * that ships here signs its repairs (storaged/repair.h): it holds the
+ * token that lets it write here, so reading costs nothing more. */
 static size_t fetch_nsecrets(const conf_t *conf)
 {
-    return conf->ntargets > 0 ? conf->ntargets : 1;
+    return (conf->ntargets > 0 ? conf->ntargets : 1) + 1;
 }
 
 static const char *fetch_secret(const conf_t *conf, size_t i)
 {
+    if (i == fetch_nsecrets(conf) - 1)
+        return conf->accept_token;
     return conf->ntargets > 0 ? conf->targets[i].token : conf->remote_token;
 }
 
@@ -209,7 +213,7 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
                 ret = presign_verify(secret, strlen(secret), "GET", p.bucket, p.bucket_len, p.key, p.key_len, version,
                                      has_origin ? origin : NULL, origin_len, (int64_t)expires, sig, siglen, clock_wall_ms() / 1000);
             /* the token that signed it names the target fetching: its compression applies */
-            if (ret == 0 && conf->ntargets > 0) {
+            if (ret == 0 && i < conf->ntargets) {
                 counts = srv->fetch_bytes[i];
                 bw_slot = bwlimit_slot(srv->bw, conf->targets[i].name);
                 if (conf->targets[i].compression == CONF_COMPRESSION_ZSTD)

@@ -5,8 +5,8 @@
  * on (GET and Range GET, S3 GetObject, the fetch endpoint a replica pulls
  * from, S3 CopyObject's source) reads through integrity_read: whole blocks,
  * verified before a byte of them leaves. When a block fails, integrity_damaged
- * counts and logs it; the repair from a peer (a later part of issue 17) is
- * to take over there. docs/storage.md, "Block checksums". */
+ * counts and logs it; the caller then asks for a repair from a peer
+ * (storaged/repair.h). docs/storage.md, "Block checksums". */
 #ifndef COMIO_STORAGED_INTEGRITY_H
 #define COMIO_STORAGED_INTEGRITY_H
 
@@ -47,8 +47,8 @@ int integrity_read(store_t *s, uint64_t ext_off, uint64_t roff, void *buf, size_
 /* Damage found in block `block` (UINT64_MAX: not known, the bytes failed
  * the object's MD5) of object (b, k, version, origin): counted
  * by path, and logged once (a key read again and again is not logged each
- * time while its entry stays in a small recent-damage table). The later
- * repair takes over here. Strings are borrowed for the call: b, k and origin
+ * time while its entry stays in a small recent-damage table). The caller
+ * then asks storaged/repair.h for a repair. Strings are borrowed for the call: b, k and origin
  * NUL-terminated. Any thread. */
 void integrity_damaged(integrity_path_t path, const char *b, const char *k, uint64_t version, const char *origin, uint64_t block);
 

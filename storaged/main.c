@@ -11,6 +11,7 @@
 #include "storaged/commit.h"
 #include "common/conf.h"
 #include "storaged/http.h"
+#include "storaged/repair.h"
 #include "storaged/scrub.h"
 #include "common/lockfile.h"
 #include "common/log.h"
@@ -231,10 +232,13 @@ int main(int argc, char **argv)
     commit_set_multipart_ttl(commit, conf.s3_multipart_ttl_ms);
     commit_set_conflict_ttl(commit, conf.conflict_ttl_ms);
     commit_set_max_clock_skew(commit, (int64_t)conf.max_clock_skew_ms);
+    if (conf.checksums && (ret = repair_start(&conf, &meta, &store)) != 0)
+        log_msg(LOG_LVL_ERROR, "cannot start the repairer: damaged objects are not repaired", "error", cio_strerror(ret), NULL);
     if ((ret = scrub_start(&scrub, &meta, &store, conf.scrub_rate, conf.scrub_interval_ms, conf.checksums)) != 0)
         log_msg(LOG_LVL_ERROR, "cannot start the scrub: serving without it", "error", cio_strerror(ret), NULL);
     if (http_start(&http, &conf, &meta, &store, commit, scrub, err, sizeof(err)) != 0) {
         log_msg(LOG_LVL_ERROR, "cannot start the HTTP server", "error", err, NULL);
+        repair_stop();
         scrub_stop(scrub);
         commit_stop(commit);
         goto fail_meta;
@@ -265,6 +269,7 @@ int main(int argc, char **argv)
     }
     log_msg(LOG_LVL_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     notify_send("STOPPING=1");
+    repair_stop(); /* first: a GET or a scrub waiting for a repair gets its 503 / CIO_EAGAIN now, not after the grace */
     http_stop(http, SHUTDOWN_GRACE_MS);
     scrub_stop(scrub); /* after the loops: no request reads it any more */
     commit_stop(commit);

@@ -18,6 +18,7 @@
 #include "storaged/objmeta_http.h"
 #include "storaged/s3.h"
 #include "storaged/integrity.h"
+#include "storaged/repair.h"
 #include "storaged/s3_reply.h"
 
 #define COPY_READS_MAX 8 /* sources being read at once, all loops together; beyond, 503 SlowDown */
@@ -38,6 +39,7 @@ typedef struct copy {
     blocksum_view_t sums;           /* those, their CRCs in sums_owned (malloc'ed) */
     uint8_t *sums_owned;
     uint64_t bad_block; /* read_rc CIO_ECORRUPT: the first block that failed */
+    repair_what_t what; /* the source's identity, for the reading thread's repair */
     const path_t *src;  /* the source and its record, in the request's pool: read only while req lives */
     const meta_obj_t *src_obj;
     path_t dest;
@@ -65,6 +67,41 @@ static void copy_dispose(void *p)
         c->req = NULL;
 }
 
+/* Reads the source again after its repair: the same version at its new
+ * extent, verified. Returns integrity_read's codes; CIO_ECORRUPT when the
+ * source is no longer that version (the copy is of the version current when
+ * the request arrived). Reading thread. */
+static int reread_repaired(copy_t *c)
+{
+    const repair_what_t *w = &c->what;
+    uint64_t token = commit_reader_enter(c->srv->commit);
+    MDB_txn *txn = NULL;
+    meta_obj_t o;
+    int ret;
+
+    free(c->sums_owned);
+    c->sums_owned = NULL;
+    c->have_sums = 0;
+    if (mdb_txn_begin(c->srv->meta->env, NULL, MDB_RDONLY, &txn) != 0) {
+        ret = CIO_EDB;
+        goto out;
+    }
+    ret = meta_obj_get(c->srv->meta, txn, w->bucket, w->blen, w->key, w->klen, &o);
+    if (ret == CIO_ENOTFOUND || (ret == 0 && (!meta_obj_current(&o, w->version, w->origin, w->origin_len) || o.size != c->size)))
+        ret = CIO_ECORRUPT;
+    if (ret == 0)
+        ret = integrity_sums(c->srv->meta, txn, w->bucket, w->blen, w->key, w->klen, &o, 0, o.size, &c->sums, &c->sums_owned,
+                             &c->have_sums);
+    mdb_txn_abort(txn);
+    if (ret == 0) {
+        c->off = o.off;
+        ret = integrity_read(c->srv->store, c->off, 0, c->body, (size_t)c->size, c->have_sums ? &c->sums : NULL, &c->bad_block);
+    }
+out:
+    commit_reader_leave(c->srv->commit, token);
+    return ret;
+}
+
 static void *copy_read_main(void *arg)
 {
     copy_t *c = arg;
@@ -73,6 +110,13 @@ static void *copy_read_main(void *arg)
                                               &c->bad_block)
                              : 0;
     commit_reader_leave(c->srv->commit, c->token);
+    if (c->read_rc == CIO_ECORRUPT) {
+        /* repaired from a peer (this thread may wait for it), then read again */
+        integrity_damaged(INTEGRITY_GET, c->what.bucket, c->what.key, c->what.version, c->what.origin, c->bad_block);
+        c->what.block = c->bad_block;
+        if (repair_object(&c->what) == 0)
+            c->read_rc = reread_repaired(c);
+    }
     h2o_multithread_send_message(c->rx, &c->msg);
     return NULL;
 }
@@ -107,8 +151,7 @@ static void copy_submit(copy_t *c)
     http_commit_t *pend;
 
     *c->holder = NULL;
-    if (c->read_rc == CIO_ECORRUPT) {
-        integrity_damaged(INTEGRITY_GET, c->src->bucket, c->src->key, c->src_obj->version, c->src_obj->origin, c->bad_block);
+    if (c->read_rc == CIO_ECORRUPT) { /* reported by the reading thread, and not repaired */
         s3_error(req, 503, "ServiceUnavailable",
                  "The source object's stored data fails its checksum and no good copy is available; the damage is logged", NULL);
         copy_free(c);
@@ -355,6 +398,8 @@ int s3_copy_object(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
     sums_owned = NULL;
     c->src = src;
     c->src_obj = o;
+    repair_what_set(&c->what, src->bucket, src->bucket_len, src->key, src->key_len, o->version, o->origin, o->origin_len, o->off,
+                    UINT64_MAX, INTEGRITY_GET);
     c->dest = *s->path;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

@@ -10,6 +10,8 @@
 #include "common/date.h"
 #include "common/log.h"
 #include "storaged/integrity.h"
+#include "storaged/quarantine.h"
+#include "storaged/repair.h"
 #include "storaged/scrub.h"
 
 static char state_key[] = "state"; /* the key of the state record in "scrub" */
@@ -220,7 +222,7 @@ static int fill_in(scrub_t *sc, const item_t *it, const blocksum_calc_t *calc, i
 }
 
 /* Result of one object. */
-enum { R_OK, R_FILLED, R_DAMAGED, R_SKIPPED, R_STOPPED };
+enum { R_OK, R_FILLED, R_DAMAGED, R_REPAIRED, R_SKIPPED, R_STOPPED };
 
 static int scrub_object(scrub_t *sc, const item_t *it, uint64_t *bytes_read)
 {
@@ -304,8 +306,15 @@ static int scrub_object(scrub_t *sc, const item_t *it, uint64_t *bytes_read)
         if (damaged_put(sc, it, bad, &current) != 0 || !current) {
             result = current ? R_DAMAGED : R_SKIPPED;
         }
-        if (result == R_DAMAGED)
+        if (result == R_DAMAGED) {
+            repair_what_t w;
             integrity_damaged(INTEGRITY_SCRUB, it->bucket, it->key, o->version, o->origin, bad);
+            /* from a peer, now: a repair puts good bytes in place and drops the "damaged" entry; a failed one leaves it */
+            repair_what_set(&w, it->bucket, it->blen, it->key, it->klen, o->version, o->origin, o->origin_len, o->off, bad,
+                            INTEGRITY_SCRUB);
+            if (repair_object(&w) == 0)
+                result = R_REPAIRED;
+        }
     }
 out:
     EVP_MD_CTX_free(md5);
@@ -422,7 +431,8 @@ static void run_pass(scrub_t *sc)
             pthread_mutex_lock(&sc->mu);
             sc->cur.objects++;
             sc->cur.bytes += bytes;
-            sc->cur.damaged += r == R_DAMAGED;
+            sc->cur.damaged += r == R_DAMAGED || r == R_REPAIRED;
+            sc->cur.repaired += r == R_REPAIRED;
             sc->cur.filled += r == R_FILLED;
             sc->cur.skipped += r == R_SKIPPED;
             sc->tot_objects++;
@@ -619,9 +629,9 @@ static void json_time(buf_t *b, const char *name, int64_t ms)
 static void json_counts(buf_t *b, const scrub_pass_t *p)
 {
     buf_printf(b,
-               "\"pass\":%" PRIu64 ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"damaged\":%" PRIu64 ",\"filled\":%" PRIu64
-               ",\"skipped\":%" PRIu64,
-               p->pass, p->objects, p->bytes, p->damaged, p->filled, p->skipped);
+               "\"pass\":%" PRIu64 ",\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"damaged\":%" PRIu64 ",\"repaired\":%" PRIu64
+               ",\"filled\":%" PRIu64 ",\"skipped\":%" PRIu64,
+               p->pass, p->objects, p->bytes, p->damaged, p->repaired, p->filled, p->skipped);
     json_time(b, "started", p->started_ms);
 }
 
@@ -711,7 +721,16 @@ int scrub_status_json(scrub_t *sc, meta_t *m, MDB_txn *txn, buf_t *b)
         buf_puts(b, "}");
     }
     mdb_cursor_close(c);
-    buf_puts(b, "]}");
+    buf_puts(b, "]");
+    repair_stats_t rs;
+    repair_stats(&rs);
+    buf_printf(b,
+               ",\"repair\":{\"attempted\":%" PRIu64 ",\"repaired\":%" PRIu64 ",\"failed\":%" PRIu64
+               ",\"damaged_everywhere\":%" PRIu64 ",\"blocks\":%" PRIu64 ",\"bytes\":%" PRIu64 "}",
+               rs.attempted, rs.repaired, rs.failed, rs.everywhere, rs.blocks, rs.bytes);
+    if ((ret = quarantine_json(m, txn, b)) != 0)
+        return ret;
+    buf_puts(b, "}");
     return 0;
 }
 
@@ -757,5 +776,29 @@ int scrub_metrics(scrub_t *sc, meta_t *m, MDB_txn *txn, buf_t *b)
                "comio_scrub_last_pass_end_seconds %" PRId64 ".%03d\n",
                running, last.pass, objects, bytes, filled, (size_t)st.ms_entries, last.ended_ms / 1000,
                (int)(last.ended_ms % 1000));
+    return repair_metrics(m, txn, b);
+}
+
+int scrub_release_quarantine(meta_t *m, uint64_t *extents, uint64_t *bytes)
+{
+    MDB_txn *txn;
+    int rc, ret;
+    char es[24], bs[24];
+
+    *extents = *bytes = 0;
+    if ((rc = mdb_txn_begin(m->env, NULL, 0, &txn)) != 0)
+        return meta_err(rc, "mdb_txn_begin(release quarantine)");
+    if ((ret = quarantine_release(m, txn, extents, bytes)) != 0) {
+        mdb_txn_abort(txn);
+        *extents = *bytes = 0;
+        return ret;
+    }
+    if ((ret = meta_err(mdb_txn_commit(txn), "mdb_txn_commit(release quarantine)")) != 0) {
+        *extents = *bytes = 0;
+        return ret;
+    }
+    snprintf(es, sizeof(es), "%" PRIu64, *extents);
+    snprintf(bs, sizeof(bs), "%" PRIu64, *bytes);
+    log_msg(LOG_LVL_WARN, "quarantined extents released: they may hold new data from now on", "extents", es, "bytes", bs, NULL);
     return 0;
 }

@@ -19,7 +19,9 @@
  *
  * Damage: integrity_damaged (path "scrub": counted and logged) and an entry
  * in "damaged": objkey -> a record of storaged/scrubrec.h, dropped when the key's
- * bytes are rewritten or removed (common/meta.h, meta_sums_del). */
+ * bytes are rewritten or removed (common/meta.h, meta_sums_del); then the
+ * scrub thread waits for its repair from a peer (storaged/repair.h), which
+ * drops the entry when it succeeds (counted in the pass's `repaired`). */
 #ifndef COMIO_STORAGED_SCRUB_H
 #define COMIO_STORAGED_SCRUB_H
 
@@ -64,5 +66,11 @@ int scrub_status_json(scrub_t *sc, meta_t *m, MDB_txn *txn, buf_t *b) CIO_MUST_C
 /* The comio_scrub_* metrics (Prometheus text) into b; damaged objects are
  * counted in txn. Returns 0 or a meta_err code. Any thread. */
 int scrub_metrics(scrub_t *sc, meta_t *m, MDB_txn *txn, buf_t *b) CIO_MUST_CHECK;
+
+/* Gives every quarantined extent (storaged/quarantine.h) back to the free
+ * map, in one synced transaction; *extents and *bytes get what was released.
+ * For the operator, once the disk is known good (docs/operations.md). 0 or
+ * a quarantine_release / meta_err code. Any thread. */
+int scrub_release_quarantine(meta_t *m, uint64_t *extents, uint64_t *bytes) CIO_MUST_CHECK;
 
 #endif

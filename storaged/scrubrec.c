@@ -24,6 +24,7 @@ static void get_pass(const uint8_t **p, scrub_pass_t *x)
     x->damaged = f[5];
     x->filled = f[6];
     x->skipped = f[7];
+    x->repaired = 0; /* not recorded */
 }
 
 size_t scrubrec_state_encode(uint8_t *out, const scrubrec_state_t *s)
@@ -103,4 +104,21 @@ int scrubrec_damaged_decode(const void *data, size_t len, scrubrec_damaged_t *d)
         return CIO_EPROTO;
     d->key = (const char *)p;
     return 0;
+}
+
+size_t scrubrec_quarantine_encode(uint8_t *out, const scrubrec_quarantine_t *q)
+{
+    size_t n = scrubrec_damaged_encode(out + 8, &q->object);
+    if (n == 0)
+        return 0;
+    be_put(out, q->len, 8);
+    return 8 + n;
+}
+
+int scrubrec_quarantine_decode(const void *data, size_t len, scrubrec_quarantine_t *q)
+{
+    if (len < 8)
+        return CIO_EPROTO;
+    q->len = be_get(data, 8);
+    return scrubrec_damaged_decode((const uint8_t *)data + 8, len - 8, &q->object);
 }

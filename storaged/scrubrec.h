@@ -23,10 +23,12 @@ typedef struct {
     uint64_t damaged;   /* objects found damaged */
     uint64_t filled;    /* objects without checksums given theirs (their MD5 matched) */
     uint64_t skipped;   /* objects rewritten or deleted while being read, or whose read failed */
+    uint64_t repaired;  /* of the damaged, those repaired from a peer (storaged/repair.h). Not in the record: a pass
+                           resumed after a restart counts the repairs since */
 } scrub_pass_t;
 
 /* The state: format byte, running (u8, 0 or 1), the current and the last
- * finished pass (8 u64 BE each, in scrub_pass_t's order), the position
+ * finished pass (8 u64 BE each, in scrub_pass_t's order, `repaired` not kept), the position
  * (u16 BE length <= SCRUBREC_POS_MAX, the last objkey done). */
 typedef struct {
     int running;
@@ -64,5 +66,21 @@ size_t scrubrec_damaged_encode(uint8_t *out, const scrubrec_damaged_t *d);
 
 /* Decodes p[0..len) into *d. 0 or CIO_EPROTO. */
 int scrubrec_damaged_decode(const void *p, size_t len, scrubrec_damaged_t *d) CIO_MUST_CHECK;
+
+/* A quarantined extent (storaged/quarantine.h): u64 BE length, then the
+ * damaged object it held as a damaged record (above); decoded, `object`'s
+ * strings point into the decoded bytes. */
+typedef struct {
+    uint64_t len;
+    scrubrec_damaged_t object;
+} scrubrec_quarantine_t;
+
+#define SCRUBREC_QUARANTINE_MAX (8 + SCRUBREC_DAMAGED_MAX)
+
+/* Encodes q into out (SCRUBREC_QUARANTINE_MAX bytes); returns the length, or 0 as scrubrec_damaged_encode. */
+size_t scrubrec_quarantine_encode(uint8_t *out, const scrubrec_quarantine_t *q);
+
+/* Decodes p[0..len) into *q. 0 or CIO_EPROTO. */
+int scrubrec_quarantine_decode(const void *p, size_t len, scrubrec_quarantine_t *q) CIO_MUST_CHECK;
 
 #endif

@@ -9,7 +9,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static uint8_t out[SCRUBREC_STATE_MAX > SCRUBREC_DAMAGED_MAX ? SCRUBREC_STATE_MAX : SCRUBREC_DAMAGED_MAX];
+    static uint8_t out[SCRUBREC_STATE_MAX > SCRUBREC_QUARANTINE_MAX ? SCRUBREC_STATE_MAX : SCRUBREC_QUARANTINE_MAX];
+    scrubrec_quarantine_t q;
     static scrubrec_state_t s;
     scrubrec_damaged_t d;
 
@@ -18,6 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK((const uint8_t *)d.origin >= data && (const uint8_t *)d.bucket > (const uint8_t *)d.origin);
         FUZZ_CHECK(scrubrec_damaged_encode(out, &d) == size && memcmp(out, data, size) == 0);
     }
+    if (scrubrec_quarantine_decode(data, size, &q) == 0)
+        FUZZ_CHECK(scrubrec_quarantine_encode(out, &q) == size && memcmp(out, data, size) == 0);
     if (scrubrec_state_decode(data, size, &s) == 0) {
         FUZZ_CHECK(s.pos_len <= SCRUBREC_POS_MAX);
         FUZZ_CHECK(scrubrec_state_encode(out, &s) == size && memcmp(out, data, size) == 0);

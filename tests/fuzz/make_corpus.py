@@ -325,7 +325,8 @@ def sigv4_seeds():
 
 
 def scrubrec_seeds():
-    """The scrub's records (storaged/scrubrec.h): a damaged object, and the state (two passes, a position)."""
+    """The scrub's records (storaged/scrubrec.h): a damaged object, the state (two passes, a position), and a
+    quarantined extent (its length, then the damaged object it held)."""
     def damaged(origin=b"site-a", bucket=b"photos", key=b"2024/cat.jpg", block=3):
         return (struct.pack(">BQQQ", 1, 1764000000000 << 16, block, 1764000000123) + bytes([len(origin)]) + origin +
                 bytes([len(bucket)]) + bucket + struct.pack(">H", len(key)) + key)
@@ -340,6 +341,7 @@ def scrubrec_seeds():
         "damaged-empty-origin": damaged(origin=b""),
         "state": state(),
         "state-idle": state(running=0, pos=b""),
+        "quarantine": struct.pack(">Q", 2031616) + damaged(),
     }
 
 

@@ -27,3 +27,32 @@ def damage(image, off, flip=0x01):
         f.write(bytes([b[0] ^ flip]))
         f.flush()
         os.fsync(f.fileno())
+
+
+def zero(image, off, length):
+    """Writes `length` zero bytes at `off` in the image (a block lost rather than a bit rotted)."""
+    with open(image, "r+b") as f:
+        f.seek(off)
+        f.write(bytes(length))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_at(image, off, length):
+    """The image's bytes [off, off + length)."""
+    with open(image, "rb") as f:
+        f.seek(off)
+        return f.read(length)
+
+
+def find_all(image, data):
+    """Every offset where data's first 4 KiB are in the image: an object's extent, and the
+    quarantined extent it had before a repair (whose bytes are the same but for the damage)."""
+    probe = data[:4096]
+    with open(image, "rb") as f:
+        blob = f.read()
+    out, at = [], blob.find(probe)
+    while at >= 0:
+        out.append(at)
+        at = blob.find(probe, at + 1)
+    return out

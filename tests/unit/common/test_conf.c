@@ -1531,6 +1531,45 @@ static void test_targets_sync(void)
     conf_free(&c);
 }
 
+/* storage.repair_peers: a target's name, url and token only; errors name file:line:key. */
+static void test_repair_peers(void)
+{
+    conf_t c;
+    char err[ERRLEN];
+
+    write_file("peer.tok", "peer-token\n");
+    CHECK_EQ_INT(load("storage:\n"
+                      "  repair_timeout: 5s\n"
+                      "  repair_peers:\n"
+                      "    - name: site-a\n"
+                      "      url: https://a.example.com\n"
+                      "    - name: site-c\n"
+                      "      url: http://c.example.com:8080\n"
+                      "      token_file: peer.tok\n",
+                      &c, err),
+                 CIO_OK);
+    CHECK(c.nrepair_peers == 2 && c.ntargets == 0 && c.repair_timeout_ms == 5000);
+    CHECK_EQ_STR(c.repair_peers[0].name, "site-a");
+    CHECK_EQ_STR(c.repair_peers[0].url, "https://a.example.com");
+    CHECK(c.repair_peers[0].token == NULL);
+    CHECK_EQ_STR(c.repair_peers[1].token, "peer-token");
+    conf_free(&c);
+    CHECK_EQ_INT(load("site:\n  id: x\n", &c, err), CIO_OK);
+    CHECK(c.nrepair_peers == 0 && c.repair_peers == NULL && c.repair_timeout_ms == 30000);
+    conf_free(&c);
+
+    expect_err("storage:\n  repair_peers:\n    - name: a\n      url: ftp://a\n",
+               "config.yaml:4: storage.repair_peers[0].url: expected an http:// or https:// URL, got 'ftp://a'");
+    expect_err("storage:\n  repair_peers:\n    - name: a\n      url: http://a\n      mode: sync\n",
+               "config.yaml:5: unknown key 'storage.repair_peers[0].mode'");
+    expect_err("storage:\n  repair_peers:\n    - url: http://a\n",
+               "config.yaml:3: storage.repair_peers[0].name: missing (every target needs a name and a url)");
+    expect_err("storage:\n  repair_peers: http://a\n",
+               "config.yaml:2: storage.repair_peers: expected a list of targets, got 'http://a'");
+    expect_err("storage:\n  repair_peers:\n    - name: a\n      url: http://a\n    - name: a\n      url: http://b\n",
+               "config.yaml:5: storage.repair_peers[1].name: 'a' is already the name of targets[0]");
+}
+
 int main(void)
 {
     char cwd[4096];
@@ -1570,6 +1609,7 @@ int main(void)
     RUN(test_targets_replaced_by_a_later_file);
     RUN(test_targets_errors);
     RUN(test_targets_exclusive);
+    RUN(test_repair_peers);
     RUN(test_usage);
     RUN(test_s3);
 

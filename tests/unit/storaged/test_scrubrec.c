@@ -41,14 +41,29 @@ static void test_damaged(void)
     CHECK(scrubrec_damaged_encode(v, &big) == 0);
 }
 
+static void test_quarantine(void)
+{
+    uint8_t v[SCRUBREC_QUARANTINE_MAX];
+    scrubrec_quarantine_t in, q;
+    in.len = 1 << 20;
+    in.object = (scrubrec_damaged_t){7, 2, 1700000000123, "site-a", "photos", "cat.jpg", 6, 6, 7};
+    size_t n = scrubrec_quarantine_encode(v, &in);
+    CHECK(n == 8 + 1 + 24 + 1 + 6 + 1 + 6 + 2 + 7);
+    CHECK_EQ_INT(scrubrec_quarantine_decode(v, n, &q), 0);
+    CHECK(q.len == 1 << 20 && q.object.version == 7 && q.object.block == 2 && q.object.klen == 7 &&
+          memcmp(q.object.key, "cat.jpg", 7) == 0);
+    for (size_t cut = 0; cut < n; cut++)
+        CHECK_EQ_INT(scrubrec_quarantine_decode(v, cut, &q), CIO_EPROTO);
+}
+
 static void test_state(void)
 {
     static scrubrec_state_t in, out;
     uint8_t v[SCRUBREC_STATE_MAX + 1];
 
     in.running = 1;
-    in.cur = (scrub_pass_t){12, 1700000000000, 0, 9120, 48101000000, 1, 2, 3};
-    in.last = (scrub_pass_t){11, 1600000000000, 1600000024070, 18190, 96300000000, 0, 0, 2};
+    in.cur = (scrub_pass_t){12, 1700000000000, 0, 9120, 48101000000, 1, 2, 3, 0};
+    in.last = (scrub_pass_t){11, 1600000000000, 1600000024070, 18190, 96300000000, 0, 0, 2, 0};
     memcpy(in.pos,
            "photos\0"
            "2024/cat.jpg",
@@ -76,6 +91,7 @@ static void test_state(void)
 int main(void)
 {
     RUN(test_damaged);
+    RUN(test_quarantine);
     RUN(test_state);
     return TEST_SUMMARY();
 }

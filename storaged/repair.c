@@ -1,0 +1,519 @@
+/* repair.c - the repairer: a worker that fetches a damaged object's good copy from a peer and swaps it in. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/clock.h"
+#include "common/log.h"
+#include "proto/presign.h"
+#include "storaged/fetch.h"
+#include "storaged/meta.h"
+#include "storaged/quarantine.h"
+#include "storaged/repair.h"
+
+typedef struct {
+    const char *name, *url, *secret; /* borrowed from the configuration */
+} peer_t;
+
+typedef struct job {
+    struct job *next;
+    repair_what_t what;
+    int64_t deadline_ms; /* monotonic */
+    repair_done_t done;  /* NULL: repair_object waits on `finished`, unless detached */
+    void *arg;
+    int detached; /* repair_background's: nobody waits, freed when done */
+    int finished, result;
+} job_t;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a job queued, a job finished, a stop */
+    int started, stopping;
+    job_t *head, **tail;
+    size_t queued;
+    pthread_t tid;
+    int cancel; /* atomic: abandons a fetch in flight */
+    /* set by repair_start, read-only afterwards */
+    meta_t *meta;
+    store_t *store;
+    fetch_t *fetch;
+    fetch_opts_t opts;
+    uint64_t timeout_ms;
+    peer_t *peers;
+    size_t npeers;
+} rp = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static repair_stats_t counts; /* atomic fields */
+
+#define COUNT(field, n) __atomic_add_fetch(&counts.field, (n), __ATOMIC_RELAXED)
+
+void repair_what_set(repair_what_t *w, const char *b, size_t blen, const char *k, size_t klen, uint64_t version, const char *origin,
+                     size_t origin_len, uint64_t off, uint64_t block, integrity_path_t path)
+{
+    memset(w, 0, sizeof(*w));
+    w->blen = blen > LOGREC_BUCKET_MAX ? LOGREC_BUCKET_MAX : blen;
+    memcpy(w->bucket, b, w->blen);
+    w->klen = klen > LOGREC_KEY_MAX ? LOGREC_KEY_MAX : klen;
+    memcpy(w->key, k, w->klen);
+    w->origin_len = origin_len > LOGREC_ORIGIN_MAX ? LOGREC_ORIGIN_MAX : origin_len;
+    memcpy(w->origin, origin, w->origin_len);
+    w->version = version;
+    w->off = off;
+    w->block = block;
+    w->path = path;
+}
+
+/* ---- extents ---- */
+
+/* Allocates a pending extent for `size` bytes in a transaction of its own:
+ * a crash before the swap gives it back at start-up. */
+static int extent_take(uint64_t size, alloc_extent_t *e)
+{
+    MDB_txn *txn;
+    int rc, ret;
+
+    if ((rc = mdb_txn_begin(rp.meta->env, NULL, 0, &txn)) != 0)
+        return meta_err(rc, "mdb_txn_begin(repair)");
+    if ((ret = alloc_alloc(&rp.meta->alloc, txn, size, e)) != 0 || (ret = meta_pending_add(rp.meta, txn, *e)) != 0) {
+        mdb_txn_abort(txn);
+        return ret;
+    }
+    return meta_err(mdb_txn_commit(txn), "mdb_txn_commit(repair)");
+}
+
+/* Returns the pending extent e to the free map in txn. */
+static int extent_give_back_in(MDB_txn *txn, alloc_extent_t e)
+{
+    int ret = meta_pending_del(rp.meta, txn, e);
+    return ret != 0 ? ret : alloc_free(&rp.meta->alloc, txn, e);
+}
+
+static void extent_give_back(alloc_extent_t e)
+{
+    MDB_txn *txn;
+    int ret;
+    if (mdb_txn_begin(rp.meta->env, NULL, 0, &txn) != 0) {
+        log_msg(LOG_LVL_ERROR, "repair: cannot free an unused extent (it is reclaimed at the next start)", NULL);
+        return;
+    }
+    if ((ret = extent_give_back_in(txn, e)) != 0 || (ret = meta_err(mdb_txn_commit(txn), "mdb_txn_commit(repair)")) != 0) {
+        if (ret != 0)
+            mdb_txn_abort(txn);
+        log_msg(LOG_LVL_ERROR, "repair: cannot free an unused extent (it is reclaimed at the next start)", "error",
+                cio_strerror(ret), NULL);
+    }
+}
+
+/* ---- one repair ---- */
+
+/* Whether the CRCs computed over the fetched bytes are those of our record (v: NULL when the object has none). */
+static int crcs_match(const blocksum_calc_t *calc, const blocksum_view_t *v, uint64_t *bad)
+{
+    if (v == NULL || v->shift != calc->shift)
+        return 1; /* nothing to compare block by block: the MD5 vouched for the bytes */
+    if (v->first != 0 || v->n != calc->nblocks)
+        return 0;
+    for (uint64_t i = 0; i < v->n; i++) {
+        const uint8_t *p = v->crcs + 4 * i;
+        uint32_t want = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (want != calc->crcs[i]) {
+            *bad = i;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void fmt_u64(char *out, size_t cap, uint64_t v)
+{
+    if (v == UINT64_MAX)
+        snprintf(out, cap, "unknown");
+    else
+        snprintf(out, cap, "%" PRIu64, v);
+}
+
+/* Tries the peers in turn until one gives a verified copy at e. Returns 0,
+ * or CIO_ECORRUPT (every peer that answered holds it damaged), CIO_ENOTFOUND
+ * (none holds the version) or CIO_EAGAIN. */
+static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_view_t *v, alloc_extent_t e, blocksum_calc_t *calc,
+                           const char **from)
+{
+    const repair_what_t *w = &j->what;
+    size_t damaged_there = 0, missing = 0, other = 0;
+    char url[PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + 1], err[FETCH_ERROR_MAX], vs[24], st[8];
+    int ret;
+
+    fmt_u64(vs, sizeof(vs), w->version);
+    for (size_t i = 0; i < rp.npeers; i++) {
+        const peer_t *p = &rp.peers[i];
+        int64_t left = j->deadline_ms - clock_mono_ms();
+        unsigned status = 0;
+        uint64_t bad = UINT64_MAX;
+
+        if (left <= 0 || __atomic_load_n(&rp.cancel, __ATOMIC_RELAXED)) {
+            other++;
+            break;
+        }
+        blocksum_calc_free(calc);
+        if ((ret = blocksum_calc_init(calc, o->size)) != 0)
+            return ret;
+        if ((ret = presign_url(p->secret, strlen(p->secret), p->url, w->bucket, w->blen, w->key, w->klen, w->version, w->origin,
+                               w->origin_len, clock_wall_ms() / 1000 + REPAIR_URL_EXPIRES_S, url, sizeof(url))) != 0) {
+            snprintf(err, sizeof(err), "cannot sign the fetch URL: %s", cio_strerror(ret));
+            other++;
+            goto next;
+        }
+        fetch_set_timeout(rp.fetch, (uint64_t)left);
+        ret = fetch_to_store(rp.fetch, &rp.opts, url, rp.store, e.off, o->size, o->etag, calc, &status, err, sizeof(err));
+        if (ret == 0 && blocksum_calc_done(calc) == 0 && crcs_match(calc, v, &bad)) {
+            *from = p->name;
+            return 0;
+        }
+        if (ret == 0) {
+            char bs[24];
+            fmt_u64(bs, sizeof(bs), bad);
+            snprintf(err, sizeof(err), "the bytes match the ETag but not our checksum of block %s", bs);
+            other++;
+        } else if (status == 503) {
+            damaged_there++; /* its own integrity_read refused its copy: DataDamaged */
+        } else if (ret == CIO_ENOTFOUND || status == 404) {
+            missing++;
+        } else {
+            other++;
+        }
+    next:
+        snprintf(st, sizeof(st), "%u", status);
+        log_msg(LOG_LVL_WARN, "repair: a peer gave no good copy", "peer", p->name, "bucket", w->bucket, "key", w->key, "version",
+                vs, "origin", w->origin, "status", st, "error", err, NULL);
+    }
+    if (damaged_there > 0 && other == 0)
+        return CIO_ECORRUPT;
+    if (other == 0)
+        return CIO_ENOTFOUND;
+    return CIO_EAGAIN;
+}
+
+/* Points the object at e (with the CRCs computed) and quarantines its
+ * damaged extent, if it is still that version at the damaged extent; else
+ * gives e back. *swapped tells which. */
+static int swap_in(const repair_what_t *w, alloc_extent_t e, const blocksum_calc_t *calc, int *swapped)
+{
+    MDB_txn *txn;
+    meta_obj_t o;
+    int rc, ret;
+
+    *swapped = 0;
+    if ((rc = mdb_txn_begin(rp.meta->env, NULL, 0, &txn)) != 0)
+        return meta_err(rc, "mdb_txn_begin(repair)");
+    ret = meta_obj_get(rp.meta, txn, w->bucket, w->blen, w->key, w->klen, &o);
+    if (ret == CIO_ENOTFOUND || (ret == 0 && (!meta_obj_current(&o, w->version, w->origin, w->origin_len) || o.off != w->off))) {
+        ret = extent_give_back_in(txn, e); /* a newer write (or another repair) won */
+    } else if (ret == 0) {
+        alloc_extent_t old = {o.off, o.alen};
+        scrubrec_damaged_t d = {w->version, w->block,      clock_wall_ms(), w->origin, w->bucket,
+                                w->key,     w->origin_len, w->blen,         w->klen};
+        o.off = e.off;
+        o.alen = e.len;
+        if ((ret = meta_obj_put(rp.meta, txn, w->bucket, w->blen, w->key, w->klen, &o, calc)) == 0 &&
+            (ret = meta_pending_del(rp.meta, txn, e)) == 0 && (ret = quarantine_add(rp.meta, txn, old, &d)) == 0)
+            *swapped = 1;
+    }
+    if (ret != 0) {
+        mdb_txn_abort(txn);
+        *swapped = 0;
+        return ret;
+    }
+    return meta_err(mdb_txn_commit(txn), "mdb_txn_commit(repair)");
+}
+
+static int run(const job_t *j)
+{
+    const repair_what_t *w = &j->what;
+    blocksum_view_t view;
+    blocksum_calc_t calc;
+    uint8_t *owned = NULL;
+    alloc_extent_t e = {0, 0};
+    const char *from = NULL;
+    char vs[24], bs[24], offs[24], sizes[24];
+    int have = 0, ret, swapped = 0;
+    meta_obj_t o;
+    MDB_txn *txn;
+
+    memset(&calc, 0, sizeof(calc));
+    if (mdb_txn_begin(rp.meta->env, NULL, MDB_RDONLY, &txn) != 0)
+        return CIO_EDB;
+    ret = meta_obj_get(rp.meta, txn, w->bucket, w->blen, w->key, w->klen, &o);
+    if (ret == CIO_ENOTFOUND ||
+        (ret == 0 && (!meta_obj_current(&o, w->version, w->origin, w->origin_len) || o.off != w->off || o.size == 0))) {
+        mdb_txn_abort(txn);
+        return 0; /* repaired already, rewritten or deleted: nothing damaged to repair */
+    }
+    if (ret == 0)
+        ret = integrity_sums(rp.meta, txn, w->bucket, w->blen, w->key, w->klen, &o, 0, o.size, &view, &owned, &have);
+    mdb_txn_abort(txn);
+    if (ret != 0)
+        return ret;
+
+    COUNT(attempted, 1);
+    fmt_u64(vs, sizeof(vs), w->version);
+    fmt_u64(bs, sizeof(bs), w->block);
+    if (rp.npeers == 0) {
+        log_msg(LOG_LVL_ERROR, "repair: no peer to repair from (replication.targets, storage.repair_peers)", "bucket", w->bucket,
+                "key", w->key, "version", vs, "origin", w->origin, "block", bs, NULL);
+        ret = CIO_ENOTFOUND;
+        goto out;
+    }
+    if ((ret = extent_take(o.size, &e)) != 0)
+        goto out;
+    ret = fetch_good_copy(j, &o, have ? &view : NULL, e, &calc, &from);
+    if (ret == 0)
+        ret = store_sync(rp.store);
+    if (ret == 0)
+        ret = swap_in(w, e, &calc, &swapped);
+    if (ret != 0 && e.len > 0)
+        extent_give_back(e); /* when not swapped in without an error, swap_in gave it back itself */
+out:
+    if (ret == 0 && swapped) {
+        uint64_t blocks = blocksum_nblocks(o.size, BLOCKSUM_SHIFT);
+        COUNT(repaired, 1);
+        COUNT(blocks, blocks);
+        COUNT(bytes, o.size);
+        fmt_u64(offs, sizeof(offs), w->off);
+        fmt_u64(sizes, sizeof(sizes), o.size);
+        log_msg(LOG_LVL_WARN, "object repaired from a peer: the damaged extent is quarantined", "path",
+                integrity_path_name(w->path), "bucket", w->bucket, "key", w->key, "version", vs, "origin", w->origin, "block", bs,
+                "peer", from, "bytes", sizes, "quarantined_offset", offs, NULL);
+    } else if (ret == CIO_ECORRUPT) {
+        COUNT(failed, 1);
+        COUNT(everywhere, 1);
+        log_msg(LOG_LVL_ERROR, "object data damaged on every site: no good copy anywhere, both copies left as they are", "path",
+                integrity_path_name(w->path), "bucket", w->bucket, "key", w->key, "version", vs, "origin", w->origin, "block", bs,
+                NULL);
+    } else if (ret != 0) {
+        COUNT(failed, 1);
+        log_msg(LOG_LVL_ERROR, "repair failed: the object stays damaged here", "path", integrity_path_name(w->path), "bucket",
+                w->bucket, "key", w->key, "version", vs, "origin", w->origin, "block", bs, "error", cio_strerror(ret), NULL);
+    }
+    blocksum_calc_free(&calc);
+    free(owned);
+    return ret;
+}
+
+/* ---- the worker ---- */
+
+static void finish(job_t *j, int result)
+{
+    if (j->done != NULL || j->detached) {
+        if (j->done != NULL)
+            j->done(j->arg, result);
+        free(j);
+        return;
+    }
+    pthread_mutex_lock(&rp.mu);
+    j->result = result;
+    j->finished = 1;
+    pthread_cond_broadcast(&rp.cv);
+    pthread_mutex_unlock(&rp.mu);
+}
+
+static void *worker_main(void *arg)
+{
+    pthread_mutex_lock(&rp.mu);
+    for (;;) {
+        while (rp.head == NULL && !rp.stopping)
+            pthread_cond_wait(&rp.cv, &rp.mu);
+        job_t *j = rp.head;
+        if (j == NULL)
+            break; /* stopping, nothing left */
+        if ((rp.head = j->next) == NULL)
+            rp.tail = &rp.head;
+        rp.queued--;
+        int stopping = rp.stopping;
+        pthread_mutex_unlock(&rp.mu);
+        int result = CIO_EAGAIN;
+        if (!stopping && clock_mono_ms() < j->deadline_ms)
+            result = run(j);
+        finish(j, result);
+        pthread_mutex_lock(&rp.mu);
+    }
+    pthread_mutex_unlock(&rp.mu);
+    return NULL;
+}
+
+static int enqueue(job_t *j)
+{
+    int ret = 0;
+    j->next = NULL;
+    j->deadline_ms = clock_mono_ms() + (int64_t)rp.timeout_ms;
+    pthread_mutex_lock(&rp.mu);
+    if (!rp.started || rp.stopping || rp.queued >= REPAIR_QUEUE_MAX) {
+        ret = CIO_EAGAIN;
+    } else {
+        *rp.tail = j;
+        rp.tail = &j->next;
+        rp.queued++;
+        pthread_cond_broadcast(&rp.cv);
+    }
+    pthread_mutex_unlock(&rp.mu);
+    return ret;
+}
+
+int repair_object(const repair_what_t *w)
+{
+    job_t j;
+    int ret;
+
+    memset(&j, 0, sizeof(j));
+    j.what = *w;
+    if ((ret = enqueue(&j)) != 0)
+        return ret;
+    pthread_mutex_lock(&rp.mu);
+    while (!j.finished)
+        pthread_cond_wait(&rp.cv, &rp.mu);
+    pthread_mutex_unlock(&rp.mu);
+    return j.result;
+}
+
+int repair_submit(const repair_what_t *w, repair_done_t done, void *arg)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    int ret;
+
+    if (j == NULL)
+        return CIO_ENOMEM;
+    j->what = *w;
+    j->done = done;
+    j->arg = arg;
+    if ((ret = enqueue(j)) != 0)
+        free(j);
+    return ret;
+}
+
+void repair_background(const repair_what_t *w)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    if (j != NULL) {
+        j->what = *w;
+        j->detached = 1;
+        if (enqueue(j) == 0)
+            return;
+    }
+    free(j);
+    log_msg(LOG_LVL_WARN, "cannot queue the repair of a damaged object (the repair queue is full or stopped)", "bucket", w->bucket,
+            "key", w->key, NULL);
+}
+
+/* Adds a peer unless its URL is listed already or it has no secret to sign with. */
+static void add_peer(const char *name, const char *url, const char *secret)
+{
+    if (secret == NULL || *secret == '\0') {
+        log_msg(LOG_LVL_WARN, "repair: a peer without a token is not asked (give it a token, or set replication.accept_token)",
+                "peer", name, NULL);
+        return;
+    }
+    for (size_t i = 0; i < rp.npeers; i++)
+        if (strcmp(rp.peers[i].url, url) == 0)
+            return;
+    rp.peers[rp.npeers++] = (peer_t){name, url, secret};
+}
+
+int repair_start(const conf_t *conf, meta_t *m, store_t *s)
+{
+    rp.meta = m;
+    rp.store = s;
+    rp.opts.ca_file = conf->ca_file;
+    rp.timeout_ms = conf->repair_timeout_ms;
+    rp.head = NULL;
+    rp.tail = &rp.head;
+    if ((rp.peers = calloc(conf->ntargets + conf->nrepair_peers + 1, sizeof(*rp.peers))) == NULL ||
+        (rp.fetch = fetch_new(&rp.cancel)) == NULL) {
+        free(rp.peers);
+        rp.peers = NULL;
+        return CIO_ENOMEM;
+    }
+    for (size_t i = 0; i < conf->ntargets; i++)
+        add_peer(conf->targets[i].name, conf->targets[i].url, conf->targets[i].token);
+    for (size_t i = 0; i < conf->nrepair_peers; i++) {
+        const conf_target_t *p = &conf->repair_peers[i];
+        add_peer(p->name, p->url, p->token != NULL ? p->token : conf->accept_token);
+    }
+    if (pthread_create(&rp.tid, NULL, worker_main, NULL) != 0) {
+        log_msg(LOG_LVL_ERROR, "cannot start the repair thread", NULL);
+        fetch_free(rp.fetch);
+        free(rp.peers);
+        rp.fetch = NULL;
+        rp.peers = NULL;
+        return CIO_ESYS;
+    }
+    pthread_mutex_lock(&rp.mu);
+    rp.started = 1;
+    pthread_mutex_unlock(&rp.mu);
+    return 0;
+}
+
+void repair_stop(void)
+{
+    pthread_mutex_lock(&rp.mu);
+    int started = rp.started;
+    rp.stopping = 1;
+    __atomic_store_n(&rp.cancel, 1, __ATOMIC_RELAXED);
+    pthread_cond_broadcast(&rp.cv);
+    pthread_mutex_unlock(&rp.mu);
+    if (!started)
+        return;
+    pthread_join(rp.tid, NULL);
+    fetch_free(rp.fetch);
+    rp.fetch = NULL;
+    free(rp.peers); /* their strings are the configuration's */
+    rp.peers = NULL;
+    rp.npeers = 0;
+}
+
+void repair_stats(repair_stats_t *out)
+{
+    out->attempted = __atomic_load_n(&counts.attempted, __ATOMIC_RELAXED);
+    out->repaired = __atomic_load_n(&counts.repaired, __ATOMIC_RELAXED);
+    out->failed = __atomic_load_n(&counts.failed, __ATOMIC_RELAXED);
+    out->everywhere = __atomic_load_n(&counts.everywhere, __ATOMIC_RELAXED);
+    out->blocks = __atomic_load_n(&counts.blocks, __ATOMIC_RELAXED);
+    out->bytes = __atomic_load_n(&counts.bytes, __ATOMIC_RELAXED);
+}
+
+int repair_metrics(meta_t *m, MDB_txn *txn, buf_t *b)
+{
+    repair_stats_t st;
+    uint64_t extents, bytes;
+    int ret;
+
+    if ((ret = quarantine_totals(m, txn, &extents, &bytes)) != 0)
+        return ret;
+    repair_stats(&st);
+    buf_printf(b,
+               "# HELP comio_repair_attempted_total Repairs of damaged objects from a peer attempted since storaged started.\n"
+               "# TYPE comio_repair_attempted_total counter\n"
+               "comio_repair_attempted_total %" PRIu64 "\n"
+               "# HELP comio_repair_repaired_total Damaged objects repaired from a peer since storaged started.\n"
+               "# TYPE comio_repair_repaired_total counter\n"
+               "comio_repair_repaired_total %" PRIu64 "\n"
+               "# HELP comio_repair_failed_total Repairs that found no good copy since storaged started.\n"
+               "# TYPE comio_repair_failed_total counter\n"
+               "comio_repair_failed_total %" PRIu64 "\n"
+               "# HELP comio_repair_damaged_everywhere_total Repairs that failed because every peer's copy is damaged too.\n"
+               "# TYPE comio_repair_damaged_everywhere_total counter\n"
+               "comio_repair_damaged_everywhere_total %" PRIu64 "\n"
+               "# HELP comio_repair_blocks_total Checksum blocks written back by repairs since storaged started.\n"
+               "# TYPE comio_repair_blocks_total counter\n"
+               "comio_repair_blocks_total %" PRIu64 "\n"
+               "# HELP comio_repair_bytes_total Object bytes written back by repairs since storaged started.\n"
+               "# TYPE comio_repair_bytes_total counter\n"
+               "comio_repair_bytes_total %" PRIu64 "\n"
+               "# HELP comio_repair_quarantined_extents Damaged extents kept out of the allocator.\n"
+               "# TYPE comio_repair_quarantined_extents gauge\n"
+               "comio_repair_quarantined_extents %" PRIu64 "\n"
+               "# HELP comio_repair_quarantined_bytes Bytes of the damaged extents kept out of the allocator.\n"
+               "# TYPE comio_repair_quarantined_bytes gauge\n"
+               "comio_repair_quarantined_bytes %" PRIu64 "\n",
+               st.attempted, st.repaired, st.failed, st.everywhere, st.blocks, st.bytes, extents, bytes);
+    return 0;
+}

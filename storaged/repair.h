@@ -1,0 +1,108 @@
+/* repair.h - repair from the other site: a damaged object's good copy
+ * fetched from a peer that holds the same version, verified, written to a
+ * new extent, and the damaged extent quarantined (storaged/quarantine.h).
+ *
+ * Who asks: a read that finds a block failing its checksum (GET, Range GET,
+ * S3 GetObject, CopyObject's source, a deep listing; storaged/integrity.h)
+ * and the scrub (storaged/scrub.h). The fetch endpoint does not: a peer
+ * asking us for our copy gets 503 DataDamaged, never a repair in turn.
+ *
+ * Peers: every replication.target and every storage.repair_peers entry, in
+ * that order; a URL listed twice is asked once. Each is asked through its
+ * presigned fetch endpoint (proto/presign.h), signed with the target's
+ * token or the repair peer's (default replication.accept_token); the peer
+ * takes a fetch signed with its accept_token too (handler_repl.c), so in a
+ * one-way A -> B setup A repairs from B through its target entry, and B
+ * from A through storage.repair_peers.
+ *
+ * Verified twice: the peer serves through its own integrity_read, and here
+ * the bytes must match the object's MD5 (its ETag) and each block's CRC32C
+ * must match our record (common/blocksum.h) before anything points at them.
+ * Then one transaction points the object record at the new extent (only if
+ * it is still the same version at the damaged extent: a newer write in
+ * between wins and the fetched copy is freed) and quarantines the old one.
+ *
+ * One worker thread does the repairs, one at a time, in the order asked; a
+ * repair of an object no longer at the damaged extent (repaired already,
+ * rewritten, deleted) is done at once. Each repair is bounded by
+ * storage.repair_timeout from when it was asked. One repairer per process:
+ * repair_start once, before the loops and the scrub start. */
+#ifndef COMIO_STORAGED_REPAIR_H
+#define COMIO_STORAGED_REPAIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "common/buf.h"
+#include "common/conf.h"
+#include "common/err.h"
+#include "common/meta.h"
+#include "proto/logrec.h"
+#include "storaged/integrity.h"
+#include "storaged/store.h"
+
+#define REPAIR_QUEUE_MAX 1024    /* repairs waiting; beyond, a request is refused (CIO_EAGAIN) */
+#define REPAIR_URL_EXPIRES_S 600 /* the presigned URL's lifetime */
+
+/* What to repair: the object (bucket, key) at version (version, origin)
+ * whose extent at `off` was found damaged at `block` (UINT64_MAX: unknown,
+ * the MD5 failed) by `path`. Strings NUL-terminated. */
+typedef struct {
+    char bucket[LOGREC_BUCKET_MAX + 1];
+    char key[LOGREC_KEY_MAX + 1];
+    size_t blen, klen;
+    uint64_t version;
+    char origin[LOGREC_ORIGIN_MAX + 1];
+    size_t origin_len;
+    uint64_t off;
+    uint64_t block;
+    integrity_path_t path;
+} repair_what_t;
+
+/* Fills w from its parts (copied; b, k and origin need no NUL). */
+void repair_what_set(repair_what_t *w, const char *b, size_t blen, const char *k, size_t klen, uint64_t version, const char *origin,
+                     size_t origin_len, uint64_t off, uint64_t block, integrity_path_t path);
+
+/* Starts the repairer over m and s with the peers of conf (borrowed: conf
+ * must outlive it). Returns 0, CIO_ENOMEM or CIO_ESYS (logged). With no
+ * peer, repairs fail at once (CIO_ENOTFOUND), counted. */
+int repair_start(const conf_t *conf, meta_t *m, store_t *s) CIO_MUST_CHECK;
+
+/* Stops the worker: a fetch in flight is abandoned within about a second,
+ * every repair waiting ends with CIO_EAGAIN, and later ones are refused. */
+void repair_stop(void);
+
+/* Repairs w and waits for the outcome (never on an event loop). Returns:
+ *   0             the object is good now: repaired, or no longer at the
+ *                 damaged extent (repaired already, rewritten, deleted);
+ *   CIO_ECORRUPT  every peer that holds the version has it damaged too:
+ *                 logged as "damaged on every site", both copies left;
+ *   CIO_ENOTFOUND no peer holds that version (or none is configured);
+ *   CIO_EAGAIN    no good copy now: peers unreachable, timeout, stopping;
+ *   CIO_ENOSPC, CIO_EIO, CIO_ENOMEM or a meta_err code. */
+int repair_object(const repair_what_t *w) CIO_MUST_CHECK;
+
+/* Called on the worker thread with a repair's outcome (repair_object's codes). */
+typedef void (*repair_done_t)(void *arg, int result);
+
+/* Queues w (copied) and returns at once; done(arg, result) is called once
+ * it ends. Returns 0, or CIO_EAGAIN (the queue is full, or stopping) or
+ * CIO_ENOMEM, and then done is never called. Any thread. */
+int repair_submit(const repair_what_t *w, repair_done_t done, void *arg) CIO_MUST_CHECK;
+
+/* Queues w (copied) with nobody waiting: a reader that could not wait
+ * (its reply was under way, or a listing) leaves the object repaired for
+ * the next one. When it cannot be queued that is logged. Any thread. */
+void repair_background(const repair_what_t *w);
+
+/* Counters since start. */
+typedef struct {
+    uint64_t attempted, repaired, failed, everywhere; /* everywhere: failed as damaged on every site */
+    uint64_t blocks, bytes;                           /* written back by the repairs */
+} repair_stats_t;
+void repair_stats(repair_stats_t *out);
+
+/* The comio_repair_* metrics (Prometheus text) into b; the quarantine is
+ * read in txn. 0 or a meta_err code. Any thread. */
+int repair_metrics(meta_t *m, MDB_txn *txn, buf_t *b) CIO_MUST_CHECK;
+
+#endif

@@ -1,0 +1,310 @@
+"""test_repair.py - repair from the other site (storaged/repair.h, docs/operations.md "Repair from the other site").
+
+A block that fails its checksum is fetched from the peer that holds the same version, verified there and here, written
+to a new extent, and the damaged extent is quarantined (kept out of the allocator, across a restart, until released).
+A GET waits for the repair and answers with the good bytes; the scrub repairs what it finds; damage on both sites is a
+503 and leaves both copies; an object only one site holds yet cannot be repaired.
+
+Two sites: A ships to B (one way); A repairs from B through its replication target, B from A through
+storage.repair_peers. Damage is written into the image files behind storaged's back (harness/damage.py)."""
+
+import json
+import os
+import subprocess
+import threading
+
+from harness import comio
+from harness.comio import expect_error
+from harness.damage import damage, find_all, find_extent, read_at, zero
+from harness.replication import comio_path, converge_or_fail, wait_until
+
+BLOCK = 64 * 1024
+STORAGE = {"scrub_rate": "0", "repair_timeout": "10s"}
+
+
+AK, SECRET = "AKIDCOMIOREPAIR", "s3cr3t/repair"
+
+
+def repair_pair(sites, repld=True, s3=False):
+    """A -> B, B able to repair from A; both started (A's repld only when repld); A with S3 credentials when s3."""
+    a_extra = {"storage": dict(STORAGE)}
+    if s3:
+        a_extra["s3"] = {"region": "us-east-1", "credentials": [{"access_key": AK, "secret_key": SECRET}]}
+    a, b = sites(start=False, a_extra=a_extra)
+    b.extra = {"storage": dict(STORAGE, repair_peers=[{"name": "site-a", "url": a.url()}])}
+    b.write_config()
+    b.start()
+    a.start(repld=repld)
+    return a, b
+
+
+def scrub_status(c):
+    r = c.raw("GET", "/admin/scrub")
+    assert r.status == 200, r
+    return r.json()
+
+
+def run_pass(c):
+    """Asks for a scrub pass and waits for its end; returns the finished pass."""
+    wait_until(lambda: not scrub_status(c)["running"], 30, what="the first scrub pass")
+    before = (scrub_status(c)["last"] or {"pass": 0})["pass"]
+    assert c.raw("POST", "/admin/scrub").status == 202
+    wait_until(lambda: (lambda s: not s["running"] and s["last"] and s["last"]["pass"] > before)(scrub_status(c)), 60,
+               what="the scrub pass asked for")
+    return scrub_status(c)["last"]
+
+
+def scrub_cli(site, *args):
+    argv = [str(comio_path()), "scrub", "--url", site.url()] + list(args)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=comio.sanitizer_env())
+    assert comio.sanitizer_report(r.stderr) is None, r.stderr
+    return r
+
+
+def log_lines(site, msg):
+    return [j for j in (json.loads(x) for x in site.storaged.log().splitlines() if x.startswith("{")) if j.get("msg") == msg]
+
+
+def put_all(c, objs):
+    for k, d in objs.items():
+        assert c.put("bkt", k, d).status == 200, k
+
+
+def test_get_repairs_damage_on_either_side(sites):
+    a, b = repair_pair(sites)
+    ca, cb = a.client(), b.client()
+    objs = {"small": os.urandom(20_000), "first": os.urandom(5 * BLOCK), "tail": os.urandom(4 * BLOCK + 9),
+            "ranged": os.urandom(3 * BLOCK), "on-b": os.urandom(300_000), "clean": os.urandom(2 * BLOCK)}
+    put_all(ca, objs)
+    converge_or_fail(a, b)
+    ia, ib = a.workdir / "store.img", b.workdir / "store.img"
+    ext = {k: find_extent(ia, objs[k]) for k in ("small", "first", "tail", "ranged")}
+    damage(ia, ext["small"] + 10_000)                      # a bit flipped in a one-block object
+    zero(ia, ext["first"], 4096)                            # the first block's first page zeroed
+    damage(ia, ext["tail"] + 4 * BLOCK + 3, flip=0x80)      # the last, partial block
+    damage(ia, ext["ranged"] + BLOCK + 77)                  # block 1, under a Range GET
+    eb = find_extent(ib, objs["on-b"])
+    zero(ib, eb + 2 * BLOCK, BLOCK)                         # a whole block on B
+
+    # every GET answers the written bytes, never a damaged one
+    for k in ("small", "first", "tail"):
+        r = ca.get("bkt", k)
+        assert r.status == 200 and r.body == objs[k], (k, r.status)
+    first, last = BLOCK + 50, BLOCK + 5000
+    r = ca.raw("GET", "/bkt/ranged", headers={"Range": "bytes=%d-%d" % (first, last)})
+    assert r.status == 206 and r.body == objs["ranged"][first:last + 1], r.status
+    r = cb.get("bkt", "on-b")
+    assert r.status == 200 and r.body == objs["on-b"]
+    assert ca.get("bkt", "clean").body == objs["clean"]
+
+    # counted, logged with bucket, key, version and block, the damaged extents quarantined
+    m = ca.metrics()
+    assert m.value("comio_repair_repaired_total") == 4 and m.value("comio_repair_failed_total") == 0
+    assert m.value("comio_repair_quarantined_extents") == 4
+    assert m.value("comio_repair_bytes_total") == sum(len(objs[k]) for k in ext)
+    assert cb.metrics().value("comio_repair_repaired_total") == 1
+    lines = {j["key"]: j for j in log_lines(a, "object repaired from a peer: the damaged extent is quarantined")}
+    assert set(lines) == set(ext), lines
+    assert lines["tail"]["block"] == "4" and lines["first"]["block"] == "0" and lines["ranged"]["block"] == "1"
+    assert lines["small"]["bucket"] == "bkt" and lines["small"]["peer"] == "127.0.0.1"
+    version = ca.head("bkt", "small").header("x-comio-version")
+    assert lines["small"]["version"] == version and lines["small"]["origin"] == "site-a"
+    q = scrub_status(ca)["quarantine"]
+    assert q["extents"] == 4 and sorted(x["offset"] for x in q["list"]) == sorted(ext.values()), q
+    # the good copy is in a new extent, byte for byte; the old one still holds the damaged bytes
+    for k in ("small", "tail", "ranged"):
+        offs = find_all(ia, objs[k])
+        assert ext[k] in offs and any(read_at(ia, o, len(objs[k])) == objs[k] for o in offs if o != ext[k]), k
+        assert read_at(ia, ext[k], len(objs[k])) != objs[k], k
+    # served again from the repaired copy: no new repair
+    for k in ext:
+        assert ca.get("bkt", k).body == objs[k]
+    assert ca.metrics().value("comio_repair_attempted_total") == 4
+
+
+def test_scrub_repairs_and_the_quarantine_holds_across_a_restart(sites):
+    a, b = repair_pair(sites)
+    ca = a.client()
+    objs = {"q%d" % i: os.urandom(n) for i, n in enumerate((3000, BLOCK, 3 * BLOCK + 1, 700_000))}
+    put_all(ca, objs)
+    converge_or_fail(a, b)
+    ia = a.workdir / "store.img"
+    ext = {k: find_extent(ia, d) for k, d in objs.items()}
+    for k, d in objs.items():
+        damage(ia, ext[k] + len(d) - 1)                    # the last byte of each: the last block
+    last = run_pass(ca)
+    assert (last["damaged"], last["repaired"]) == (4, 4), last
+    st = scrub_status(ca)
+    assert st["damaged_objects"] == 0 and st["repair"]["repaired"] == 4, st
+    assert sorted(x["offset"] for x in st["quarantine"]["list"]) == sorted(ext.values())
+    r = scrub_cli(a)  # nothing left damaged: exit 0; the quarantine is shown
+    assert r.returncode == 0 and "damaged 4, repaired 4" in r.stdout and "quarantined extents: 4 (" in r.stdout, r.stdout
+    held = {k: read_at(ia, ext[k], len(d)) for k, d in objs.items()}
+    for k, d in objs.items():
+        assert held[k] != d and ca.get("bkt", k).body == d
+
+    # the allocator does not hand the quarantined extents out: many writes later they are untouched
+    for i in range(40):
+        assert ca.put("bkt", "fill-%d" % i, os.urandom(BLOCK + i)).status == 200
+    for k in objs:
+        assert ca.delete("bkt", k).status == 204  # the repaired copies are freed; the quarantined ones stay
+    for i in range(40):
+        assert ca.put("bkt", "refill-%d" % i, os.urandom(4096 + i)).status == 200
+    assert {k: read_at(ia, ext[k], len(d)) for k, d in objs.items()} == held
+
+    # the quarantine is in LMDB: it survives a restart
+    a.stop_storaged()
+    a.start_storaged()
+    st = scrub_status(ca)
+    assert st["quarantine"]["extents"] == 4 and sorted(x["offset"] for x in st["quarantine"]["list"]) == sorted(ext.values())
+    assert ca.metrics().value("comio_repair_quarantined_bytes") == st["quarantine"]["bytes"] > 0
+    # released by the operator: back in the free map
+    expect_error(ca.raw("POST", "/admin/scrub?release-quarantine=yes"), 400, "InvalidArgument")
+    free_before = ca.metrics().value("comio_store_free_bytes")
+    r = ca.raw("POST", "/admin/scrub?release-quarantine=true")
+    assert r.status == 200 and r.json() == {"released_extents": 4, "released_bytes": st["quarantine"]["bytes"]}, r.body
+    assert scrub_status(ca)["quarantine"]["extents"] == 0
+    assert ca.metrics().value("comio_store_free_bytes") == free_before + st["quarantine"]["bytes"]
+    r = scrub_cli(a, "--release-quarantine")
+    assert r.returncode == 0 and r.stdout == "released 0 quarantined extents (0B)\n", (r.stdout, r.stderr)
+
+
+def test_damage_on_both_sites_is_503_and_leaves_both(sites):
+    a, b = repair_pair(sites)
+    ca, cb = a.client(), b.client()
+    data = os.urandom(3 * BLOCK)
+    assert ca.put("bkt", "both", data).status == 200
+    converge_or_fail(a, b)
+    ia, ib = a.workdir / "store.img", b.workdir / "store.img"
+    ea, eb = find_extent(ia, data), find_extent(ib, data)
+    damage(ia, ea + 100)
+    damage(ib, eb + 200)
+    bad_a, bad_b = read_at(ia, ea, len(data)), read_at(ib, eb, len(data))
+    expect_error(ca.get("bkt", "both"), 503, "DataDamaged")
+    expect_error(cb.get("bkt", "both"), 503, "DataDamaged")
+    r = ca.raw("GET", "/bkt/both", headers={"Range": "bytes=0-10"})
+    assert r.status == 503 and data[:11] not in r.body
+    for site, c in ((a, ca), (b, cb)):
+        m = c.metrics()
+        assert m.value("comio_repair_damaged_everywhere_total") >= 1 and m.value("comio_repair_repaired_total") == 0
+        assert m.value("comio_repair_quarantined_extents") == 0
+        lines = log_lines(site, "object data damaged on every site: no good copy anywhere, both copies left as they are")
+        assert lines and lines[0]["level"] == "error" and lines[0]["key"] == "both" and lines[0]["block"] == "0", lines
+    assert read_at(ia, ea, len(data)) == bad_a and read_at(ib, eb, len(data)) == bad_b
+    wait_until(lambda: not scrub_status(ca)["running"], 30, what="the first scrub pass")
+    r = scrub_cli(a, "--now")  # found and not repaired: exit 1, on record
+    assert r.returncode == 1 and "damaged 1, repaired 0" in r.stdout and "bkt/both  block 0" in r.stdout, r.stdout
+    assert scrub_status(ca)["damaged_objects"] == 1
+
+
+def test_object_only_on_one_site_cannot_be_repaired(sites):
+    """Replication paused: B has no copy, so A's damaged object is a 503, counted as failed. Once repld runs, B does
+    not get the damaged bytes either (repld verifies what it reads to inline, B's apply verifies the MD5): the
+    object stays damaged on A and absent on B until it is written again."""
+    a, b = repair_pair(sites, repld=False)
+    ca, cb = a.client(), b.client()
+    data = os.urandom(20_000)
+    assert ca.put("bkt", "lonely", data).status == 200
+    assert ca.put("bkt", "fine", b"fine").status == 200
+    ia = a.workdir / "store.img"
+    damage(ia, find_extent(ia, data) + 5)
+    expect_error(ca.get("bkt", "lonely"), 503, "DataDamaged")
+    m = ca.metrics()
+    assert m.value("comio_repair_failed_total") == 1 and m.value("comio_repair_damaged_everywhere_total") == 0
+    assert any(j["key"] == "lonely" and j["status"] in ("404", "410") for j in log_lines(a, "repair: a peer gave no good copy"))
+    a.start_repld()
+    wait_until(lambda: cb.get("bkt", "fine").status == 200, 30, what="the undamaged object on B")
+    wait_until(lambda: "not shipped inline" in a.repld.log(), 30, what="repld refusing the damaged object")
+    assert cb.get("bkt", "lonely").status == 404
+    expect_error(ca.get("bkt", "lonely"), 503, "DataDamaged")
+    # written again, it replicates; the next damage is repaired
+    assert ca.put("bkt", "lonely", data).status == 200
+    wait_until(lambda: cb.get("bkt", "lonely").body == data, 30, what="the rewritten object on B")
+    damage(ia, find_extent(ia, data) + 5)
+    assert ca.get("bkt", "lonely").body == data
+
+
+def test_damage_while_writes_and_replication_run(sites):
+    a, b = repair_pair(sites)
+    ca = a.client()
+    objs = {"old-%d" % i: os.urandom(BLOCK * (i + 1) + i) for i in range(4)}
+    put_all(ca, objs)
+    converge_or_fail(a, b)
+    ia = a.workdir / "store.img"
+    ext = {k: find_extent(ia, d) for k, d in objs.items()}
+    stop, errors = threading.Event(), []
+
+    def writer():
+        c = a.client(register=False)
+        try:
+            for i in range(300):  # bounded: at most 300 writes or 20 s
+                if stop.is_set():
+                    break
+                r = c.put("bkt", "new-%d" % (i % 50), os.urandom(1000 + 97 * i))
+                if r.status != 200:
+                    errors.append(r.status)
+        finally:
+            c.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for k, d in objs.items():
+            damage(ia, ext[k] + len(d) // 2)
+        for k, d in objs.items():
+            r = ca.get("bkt", k)
+            assert r.status == 200 and r.body == d, (k, r.status)
+    finally:
+        stop.set()
+        t.join(20)
+    assert not t.is_alive() and errors == []
+    assert ca.metrics().value("comio_repair_repaired_total") == 4
+    converge_or_fail(a, b)
+    assert run_pass(ca)["damaged"] == 0
+
+
+def test_s3_get_and_copy_are_repaired(sites):
+    import boto3
+    from botocore.client import Config
+
+    a, b = repair_pair(sites, s3=True)
+    ca = a.client()
+    objs = {"first": os.urandom(3 * BLOCK), "later": os.urandom(6 * BLOCK + 5), "src": os.urandom(2 * BLOCK)}
+    put_all(ca, objs)
+    converge_or_fail(a, b)
+    ia = a.workdir / "store.img"
+    damage(ia, find_extent(ia, objs["first"]) + 9)               # before the headers go
+    damage(ia, find_extent(ia, objs["later"]) + 4 * BLOCK + 1)   # in the middle of the stream
+    damage(ia, find_extent(ia, objs["src"]) + BLOCK + 1)         # a CopyObject's source
+    s3 = boto3.client("s3", endpoint_url=a.url(), aws_access_key_id=AK, aws_secret_access_key=SECRET,
+                      region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                                             connect_timeout=10, read_timeout=30))
+    assert s3.get_object(Bucket="bkt", Key="first")["Body"].read() == objs["first"]
+    assert s3.get_object(Bucket="bkt", Key="later")["Body"].read() == objs["later"]
+    s3.copy_object(Bucket="bkt", Key="copy", CopySource={"Bucket": "bkt", "Key": "src"})
+    assert ca.get("bkt", "copy").body == objs["src"] and ca.get("bkt", "src").body == objs["src"]
+    assert ca.metrics().value("comio_repair_repaired_total") == 3
+
+
+def test_peer_down_then_repaired_after_a_restart(sites):
+    """The peer unreachable: a 503, counted as failed, nothing changed. After a restart of the damaged site and with
+    the peer back, the same object is repaired."""
+    a, b = repair_pair(sites)
+    ca = a.client()
+    data = os.urandom(2 * BLOCK + 3)
+    assert ca.put("bkt", "k", data).status == 200
+    converge_or_fail(a, b)
+    ia = a.workdir / "store.img"
+    ea = find_extent(ia, data)
+    damage(ia, ea + 3)  # the first block: found before the headers go, so a clean 503 (later: a cut reply)
+    a.stop_repld()
+    b.stop_storaged()
+    expect_error(ca.get("bkt", "k"), 503, "DataDamaged")
+    m = ca.metrics()
+    assert m.value("comio_repair_failed_total") == 1 and m.value("comio_repair_quarantined_extents") == 0
+    assert [j["key"] for j in log_lines(a, "repair failed: the object stays damaged here")] == ["k"]
+    a.stop_storaged()
+    a.start_storaged()
+    b.start_storaged()
+    assert ca.get("bkt", "k").body == data
+    assert find_extent(ia, data) != ea and ca.metrics().value("comio_repair_quarantined_extents") == 1
