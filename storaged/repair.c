@@ -157,6 +157,22 @@ static int load_current(const repair_what_t *w, meta_obj_t *o, blocksum_view_t *
     return ret;
 }
 
+/* After a reply cut short: asks the peer that signed `url` (a fetch URL) to
+ * verify its copy without sending it (`&verify=1`, handler_repl.c). A peer
+ * streams a damaged copy until it meets the first bad block and then cuts
+ * the reply, which alone does not tell damage from a dropped connection.
+ * 1 when the peer answers 503: its copy is damaged. */
+static int peer_copy_damaged(const char *url, const meta_obj_t *o, alloc_extent_t e)
+{
+    char vurl[PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + sizeof("&verify=1")], err[FETCH_ERROR_MAX];
+    unsigned status = 0;
+
+    snprintf(vurl, sizeof(vurl), "%s&verify=1", url);
+    /* no body comes with the answer: nothing is written at e, the size check fails whatever the status */
+    int ret = fetch_to_store(rp.fetch, &rp.opts, vurl, rp.store, e.off, o->size, o->etag, NULL, &status, err, sizeof(err));
+    return ret != 0 && status == 503;
+}
+
 /* Tries the peers in turn until one gives a verified copy at e. Returns 0,
  * or CIO_ECORRUPT (every peer that answered holds it damaged), CIO_ENOTFOUND
  * (none holds the version) or CIO_EAGAIN. */
@@ -182,8 +198,10 @@ static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_v
         blocksum_calc_free(calc);
         if ((ret = blocksum_calc_init(calc, o->size)) != 0)
             return ret;
-        if ((ret = presign_url(p->secret, strlen(p->secret), p->url, w->bucket, w->blen, w->key, w->klen, w->version, w->origin,
-                               w->origin_len, clock_wall_ms() / 1000 + REPAIR_URL_EXPIRES_S, url, sizeof(url))) != 0) {
+        /* an object written before origins has none: the URL form without one names it by its version alone */
+        if ((ret = presign_url(p->secret, strlen(p->secret), p->url, w->bucket, w->blen, w->key, w->klen, w->version,
+                               w->origin_len > 0 ? w->origin : NULL, w->origin_len, clock_wall_ms() / 1000 + REPAIR_URL_EXPIRES_S,
+                               url, sizeof(url))) != 0) {
             snprintf(err, sizeof(err), "cannot sign the fetch URL: %s", cio_strerror(ret));
             other++;
             goto next;
@@ -201,6 +219,8 @@ static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_v
             other++;
         } else if (status == 503) {
             damaged_there++; /* its own integrity_read refused its copy: DataDamaged */
+        } else if (status == 200 && ret == CIO_EAGAIN && peer_copy_damaged(url, o, e)) {
+            damaged_there++; /* cut short past its first block, and the peer says its copy is damaged */
         } else if (ret == CIO_ENOTFOUND || status == 404) {
             missing++;
         } else {

@@ -259,6 +259,33 @@ def test_damage_on_both_sites_is_503_and_leaves_both(sites):
     assert scrub_status(ca)["damaged_objects"] == 1
 
 
+def test_damage_on_both_sites_past_the_first_block_is_damaged_everywhere(sites):
+    """Both copies damaged in a later block: the peer streams its first blocks and then cuts its reply. The repairer
+    asks the peer to verify its copy (a verify-only fetch) and counts "damaged on every site", not a plain failure;
+    both copies are left as they are."""
+    a, b = repair_pair(sites)
+    ca, cb = a.client(), b.client()
+    data = os.urandom(5 * BLOCK + 10)
+    assert ca.put("bkt", "late", data).status == 200
+    converge_or_fail(a, b)
+    ia, ib = a.workdir / "store.img", b.workdir / "store.img"
+    ea, eb = find_extent(ia, data), find_extent(ib, data)
+    damage(ia, ea + 3 * BLOCK + 7)
+    zero(ib, eb + 3 * BLOCK + 100, 300)
+    bad_a, bad_b = read_at(ia, ea, len(data)), read_at(ib, eb, len(data))
+    last = run_pass(ca)  # the scrub on A: repaired from nobody
+    assert (last["damaged"], last["repaired"]) == (1, 0), last
+    r = cb.raw("GET", "/bkt/late", headers={"Range": "bytes=%d-%d" % (3 * BLOCK, 3 * BLOCK + 999)})
+    assert r.status == 503 and b"DataDamaged" in r.body, r.status
+    for site, c in ((a, ca), (b, cb)):
+        m = c.metrics()
+        assert m.value("comio_repair_damaged_everywhere_total") == 1 and m.value("comio_repair_repaired_total") == 0, site
+        lines = log_lines(site, "object data damaged on every site: no good copy anywhere, both copies left as they are")
+        assert [(j["key"], j["block"]) for j in lines] == [("late", "3")], lines
+    assert read_at(ia, ea, len(data)) == bad_a and read_at(ib, eb, len(data)) == bad_b
+    assert scrub_status(ca)["quarantine"]["extents"] == 0
+
+
 def test_object_only_on_one_site_cannot_be_repaired(sites):
     """Replication paused: B has no copy, so A's damaged object is a 503, counted as failed. Once repld runs, B does
     not get the damaged bytes either (repld verifies what it reads to inline, B's apply verifies the MD5); repld asks
