@@ -218,6 +218,7 @@ def test_scrub_repairs_and_the_quarantine_holds_across_a_restart(sites):
     a.stop_storaged()
     a.start_storaged()
     st = scrub_status(ca)
+    assert (st["last"]["pass"], st["last"]["damaged"], st["last"]["repaired"]) == (last["pass"], 4, 4), st["last"]
     assert st["quarantine"]["extents"] == 4 and sorted(x["offset"] for x in st["quarantine"]["list"]) == sorted(ext.values())
     assert ca.metrics().value("comio_repair_quarantined_bytes") == st["quarantine"]["bytes"] > 0
     # released by the operator: back in the free map
