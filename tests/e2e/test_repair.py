@@ -287,6 +287,25 @@ def test_damage_on_both_sites_past_the_first_block_is_damaged_everywhere(sites):
     assert scrub_status(ca)["quarantine"]["extents"] == 0
 
 
+def test_no_peer_is_logged_once_per_object(sites):
+    """A site with nothing to repair from (B without storage.repair_peers): each GET of its damaged object is a 503
+    and a failed repair, but "no peer to repair from" is logged once for the object, not on every GET."""
+    a, b = sites(a_extra={"storage": dict(STORAGE)}, b_extra={"storage": dict(STORAGE)})
+    ca, cb = a.client(), b.client()
+    objs = {"np1": os.urandom(30_000), "np2": os.urandom(30_000)}
+    put_all(ca, objs)
+    converge_or_fail(a, b)
+    ib = b.workdir / "store.img"
+    for d in objs.values():
+        damage(ib, find_extent(ib, d) + 17)
+    for _ in range(3):
+        for k in objs:
+            expect_error(cb.get("bkt", k), 503, "DataDamaged")
+    assert cb.metrics().value("comio_repair_failed_total") == 6
+    lines = log_lines(b, "repair: no peer to repair from (replication.targets, storage.repair_peers)")
+    assert sorted(j["key"] for j in lines) == ["np1", "np2"], lines
+
+
 def test_object_only_on_one_site_cannot_be_repaired(sites):
     """Replication paused: B has no copy, so A's damaged object is a 503, counted as failed. Once repld runs, B does
     not get the damaged bytes either (repld verifies what it reads to inline, B's apply verifies the MD5); repld asks
