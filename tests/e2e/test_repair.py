@@ -442,6 +442,37 @@ def test_s3_get_and_copy_are_repaired(sites):
     assert ca.metrics().value("comio_repair_repaired_total") == 3
 
 
+def test_s3_upload_part_copy_of_a_damaged_source_is_repaired(sites):
+    """UploadPartCopy reading a damaged source: a retryable 503 (no damaged byte becomes a part) and a repair from
+    the peer queued; the client's retry copies the repaired bytes."""
+    import boto3
+    from botocore.client import Config
+    from botocore.exceptions import ClientError
+
+    a, b = repair_pair(sites, s3=True)
+    ca = a.client()
+    src = os.urandom(3 * BLOCK + 11)
+    assert ca.put("bkt", "part-src", src).status == 200
+    converge_or_fail(a, b)
+    ia = a.workdir / "store.img"
+    damage(ia, find_extent(ia, src) + 2 * BLOCK + 5)
+    s3 = boto3.client("s3", endpoint_url=a.url(), aws_access_key_id=AK, aws_secret_access_key=SECRET,
+                      region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 0},
+                                                             connect_timeout=10, read_timeout=30))  # no retry: the 503 shows
+    up = s3.create_multipart_upload(Bucket="bkt", Key="assembled")["UploadId"]
+    copy = dict(Bucket="bkt", Key="assembled", UploadId=up, PartNumber=1, CopySource={"Bucket": "bkt", "Key": "part-src"})
+    try:
+        s3.upload_part_copy(**copy)
+        assert False, "a damaged source was copied"
+    except ClientError as e:
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 503, e.response
+    wait_until(lambda: ca.metrics().value("comio_repair_repaired_total") == 1, 30, what="the source repaired")
+    etag = s3.upload_part_copy(**copy)["CopyPartResult"]["ETag"]
+    s3.complete_multipart_upload(Bucket="bkt", Key="assembled", UploadId=up,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert ca.get("bkt", "assembled").body == src and ca.get("bkt", "part-src").body == src
+
+
 def test_peer_down_then_repaired_after_a_restart(sites):
     """The peer unreachable: a 503, counted as failed, nothing changed. After a restart of the damaged site and with
     the peer back, the same object is repaired."""
