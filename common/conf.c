@@ -65,6 +65,8 @@ typedef struct {
 #define CONF_KEY(k, kd, field) {.key = (k), .kind = (kd), .off = offsetof(conf_t, field)}
 #define CONF_INTKEY(k, field, lo, hi)                                                                                              \
     {.key = (k), .kind = CONF_INT, .off = offsetof(conf_t, field), .width = sizeof(((conf_t *)0)->field), .min = (lo), .max = (hi)}
+/* a duration of at least lo_ms milliseconds (0 would mean "never wait") */
+#define CONF_DURKEY(k, field, lo_ms) {.key = (k), .kind = CONF_DURATION, .off = offsetof(conf_t, field), .min = (lo_ms)}
 #define CONF_TOKKEY(k, kd, field, other) {.key = (k), .kind = (kd), .off = offsetof(conf_t, field), .partner = (other)}
 #define CONF_TGTKEY(k, kd, field, from) {.key = (k), .kind = (kd), .off = offsetof(conf_target_t, field), .inherit = (from)}
 #define CONF_TGTINTKEY(k, field, from)                                                                                             \
@@ -94,7 +96,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("storage.scrub_rate", CONF_RATE, scrub_rate),
     CONF_KEY("storage.scrub_interval", CONF_DURATION, scrub_interval_ms),
     CONF_KEY("storage.repair_peers", CONF_TARGETS, repair_peers),
-    CONF_KEY("storage.repair_timeout", CONF_DURATION, repair_timeout_ms),
+    CONF_DURKEY("storage.repair_timeout", repair_timeout_ms, 1),
     CONF_SEC("replication"),
     CONF_KEY("replication.enabled", CONF_BOOL, repl_enabled),
     CONF_KEY("replication.mode", CONF_MODE, repl_mode),
@@ -535,6 +537,10 @@ static int conf_set(void *obj, const conf_key_t *k, const char *name, const char
     case CONF_DURATION:
         if (units_parse_duration(val, &u64) != CIO_OK) {
             conf_err(msg, msglen, "%s: expected a duration such as 500ms, 1s, 5m or 1h, got '%s'", name, shown);
+            return CIO_ECONFIG;
+        }
+        if (u64 < k->min) {
+            conf_err(msg, msglen, "%s: expected a duration of at least %ums, got '%s'", name, (unsigned)k->min, shown);
             return CIO_ECONFIG;
         }
         *(uint64_t *)(void *)(base + k->off) = u64;

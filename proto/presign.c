@@ -113,7 +113,7 @@ int presign_url(const char *secret, size_t secret_len, const char *base, const c
     if (out == NULL || cap == 0)
         return CIO_ETOOBIG;
     out[0] = '\0';
-    if (base == NULL || origin == NULL || !presign_origin_valid(origin, origin_len))
+    if (base == NULL || (origin != NULL && !presign_origin_valid(origin, origin_len)))
         return CIO_EINVAL;
 
     uint8_t mac[MAC_LEN];
@@ -125,8 +125,10 @@ int presign_url(const char *secret, size_t secret_len, const char *base, const c
     OPENSSL_cleanse(mac, sizeof(mac));
 
     char query[PRESIGN_QUERY_MAX + 1];
-    int qn = snprintf(query, sizeof(query), "?version=%" PRIu64 "&origin=%.*s&expires=%" PRId64 "&sig=%s", version, (int)origin_len,
-                      origin, expires, sig);
+    int qn = origin != NULL
+                 ? snprintf(query, sizeof(query), "?version=%" PRIu64 "&origin=%.*s&expires=%" PRId64 "&sig=%s", version,
+                            (int)origin_len, origin, expires, sig)
+                 : snprintf(query, sizeof(query), "?version=%" PRIu64 "&expires=%" PRId64 "&sig=%s", version, expires, sig);
     if (qn < 0 || (size_t)qn >= sizeof(query))
         return CIO_EINVAL; /* cannot happen: PRESIGN_QUERY_MAX holds the longest */
 

@@ -50,7 +50,9 @@ void presign_sign(const char *secret, size_t secret_len, const char *method, con
 
 /* Builds the whole URL, signed for "GET", into out (NUL-terminated). `base`
  * is the public URL without a trailing slash (one is tolerated); `origin`
- * is the version's origin (a site id). Returns 0, CIO_ETOOBIG (out is NULL
+ * is the version's origin (a site id), or NULL for the form without one (an
+ * object written before versions had origins: its version alone names it;
+ * storaged's repair signs those so). Returns 0, CIO_ETOOBIG (out is NULL
  * or cap too small; then out is "" if cap > 0), CIO_EINVAL (empty secret,
  * NULL argument, an origin that is not a site id) or CIO_ENOMEM (OpenSSL
  * failed). */

@@ -28,6 +28,7 @@
 #include "common/notify.h"
 #include "proto/presign.h"
 #include "common/replstat.h"
+#include "repld/repair_ask.h"
 #include "repld/sender.h"
 #include "repld/ship.h"
 #include "common/syncctl.h"
@@ -235,6 +236,7 @@ static size_t window_max(const conf_target_t *c)
 }
 
 static void fail_event(ship_t *s, ev_t *e, const char *error);
+static void refused(ship_t *s, ev_t *e, const char *error, int permanent);
 
 /* ---- reading the log ---- */
 
@@ -341,9 +343,10 @@ static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o)
 /* Reads the bytes of an inline PUT into s->scratch (*data points there until
  * the next call). Returns 0, 1 when the object has moved on (overwritten or
  * deleted since the event: a later event carries its state), 2 when the bytes
- * fail their block checksums (logged: the event then goes as a URL, whose
- * fetch storaged refuses with a 503 while the object is damaged, so the event
- * is retried and damaged bytes never ship), or an error.
+ * fail their block checksums (logged, and storaged asked to repair the
+ * object, repld/repair_ask.h: the event ships nothing now and is retried like
+ * a refused one, so a retry finds the repaired bytes; after retry_attempts it
+ * is recorded as failed and the log moves on), or an error.
  *
  * The bytes are read from the extent that `txn` names; storaged may free and
  * reuse that extent at any time (its quarantine protects only its own
@@ -393,6 +396,7 @@ static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
                 snprintf(key, sizeof(key), "%.*s", (int)e->r.key_len, e->r.key);
                 log_msg(LOG_LVL_ERROR, "object data damaged: a block does not match its checksum; not shipped inline", "path",
                         "inline", "bucket", bucket, "key", key, "version", vs, "origin", o.origin, "block", bs, NULL);
+                repair_ask(s->conf, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len);
                 return 2;
             }
         }
@@ -533,7 +537,12 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
             if (e->r.op == LOGREC_PUT) {
                 if (e->r.size < s->tgt->inline_threshold) {
                     ret = read_inline(s, txn, e, &data);
-                    inl = ret != 2; /* damaged: shipped as a URL instead (read_inline) */
+                    if (ret == 2) {
+                        /* damaged here: nothing ships, storaged is repairing it (read_inline); retried, then given up */
+                        refused(s, e, "the object's data is damaged here (a block fails its checksum) and was not repaired", 0);
+                        continue;
+                    }
+                    inl = 1;
                 }
                 if (!inl) {
                     meta_obj_t o;

@@ -12,6 +12,7 @@
 #include "storaged/mpu.h"
 #include "storaged/http_commit.h"
 #include "storaged/path.h"
+#include "storaged/repair.h"
 #include "storaged/scrub.h"
 #include "common/hlc.h"
 #include "common/replog.h"
@@ -432,6 +433,47 @@ int handler_admin_purge(http_server_t *srv, h2o_req_t *req, const char *name, si
     return 0;
 }
 
+/* POST /admin/scrub?bucket=B&key=K: one object checked now, and repaired
+ * if damaged (repair_check), for repld when its inline read finds damage. */
+static void check_one(http_server_t *srv, h2o_req_t *req)
+{
+    http_thread_t *t = http_req_thread(req);
+    char bucket[LOGREC_BUCKET_MAX + 1], key[LOGREC_KEY_MAX + 1];
+    size_t blen, klen;
+    repair_what_t w;
+    meta_obj_t o;
+    MDB_txn *txn;
+    int ret;
+
+    if (http_req_query_param(req, "bucket", bucket, sizeof(bucket), &blen) != 0 || blen == 0 ||
+        http_req_query_param(req, "key", key, sizeof(key), &klen) != 0 || klen == 0) {
+        http_req_error(req, 400, "InvalidArgument", "bucket and key must both be given, each within its length limit");
+        return;
+    }
+    if ((txn = http_req_rtxn_begin(t)) == NULL) {
+        http_req_cio_error(req, CIO_EDB, "object check failed");
+        return;
+    }
+    ret = meta_obj_get(srv->meta, txn, bucket, blen, key, klen, &o);
+    if (ret == 0)
+        repair_what_set(&w, bucket, blen, key, klen, o.version, o.origin, o.origin_len, o.off, UINT64_MAX, INTEGRITY_SCRUB);
+    http_req_rtxn_end(t);
+    if (ret == CIO_ENOTFOUND) {
+        http_req_error(req, 404, "NoSuchKey", "no such object");
+        return;
+    }
+    if (ret == 0 && (ret = repair_check(&w)) == CIO_EAGAIN) {
+        http_req_error(req, 503, "ServiceUnavailable", "the repair queue is full or stopped (or storage.checksums is off)");
+        return;
+    }
+    if (ret != 0) {
+        http_req_cio_error(req, ret, "object check failed");
+        return;
+    }
+    static const char queued[] = "{\"queued\":true}";
+    http_req_reply(req, 202, "application/json", queued, sizeof(queued) - 1);
+}
+
 int handler_admin_scrub(http_server_t *srv, h2o_req_t *req, int method)
 {
     http_thread_t *t = http_req_thread(req);
@@ -465,6 +507,11 @@ int handler_admin_scrub(http_server_t *srv, h2o_req_t *req, int method)
         buf_init(&b, 256);
         buf_printf(&b, "{\"released_extents\":%" PRIu64 ",\"released_bytes\":%" PRIu64 "}", extents, bytes);
         http_req_reply_buf(req, 200, &b);
+        return 0;
+    }
+    if (method == HTTP_REQ_POST && (http_req_query_param(req, "key", num, sizeof(num), &len) != CIO_ENOTFOUND ||
+                                    http_req_query_param(req, "bucket", num, sizeof(num), &len) != CIO_ENOTFOUND)) {
+        check_one(srv, req);
         return 0;
     }
     if (method == HTTP_REQ_POST) {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/clock.h"
 #include "common/log.h"
 #include "storaged/integrity.h"
 
@@ -10,8 +11,9 @@ static uint64_t blocks_verified;              /* atomic */
 static uint64_t mismatches[INTEGRITY_NPATHS]; /* atomic */
 
 #define RECENT_MAX 64
-static uint64_t recent[RECENT_MAX]; /* hashes of the damage logged last, a ring; atomic slots */
-static unsigned recent_next;        /* atomic */
+static uint64_t recent[RECENT_MAX];   /* hashes of what was logged last, a ring; atomic slots */
+static int64_t recent_ms[RECENT_MAX]; /* when each was logged (monotonic); atomic slots */
+static unsigned recent_next;          /* atomic */
 
 int integrity_sums(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
                    uint64_t off, uint64_t len, blocksum_view_t *v, uint8_t **owned, int *have)
@@ -47,12 +49,12 @@ int integrity_read(store_t *s, uint64_t ext_off, uint64_t roff, void *buf, size_
     return ret;
 }
 
-/* FNV-1a over the damage's identity. */
-static uint64_t damage_hash(const char *b, const char *k, uint64_t version, const char *origin, uint64_t block)
+/* FNV-1a over what is logged and the damage's identity. */
+static uint64_t damage_hash(const char *tag, const char *b, const char *k, uint64_t version, const char *origin, uint64_t block)
 {
     uint64_t h = 0xcbf29ce484222325ull;
-    const char *parts[3] = {b, k, origin};
-    for (int i = 0; i < 3; i++)
+    const char *parts[4] = {tag, b, k, origin};
+    for (int i = 0; i < 4; i++)
         for (const char *p = parts[i];; p++) {
             h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
             if (*p == '\0')
@@ -62,16 +64,29 @@ static uint64_t damage_hash(const char *b, const char *k, uint64_t version, cons
     return (h ^ block) * 0x100000001b3ull;
 }
 
+int integrity_recent(const char *tag, const char *b, const char *k, uint64_t version, const char *origin, uint64_t block)
+{
+    uint64_t h = damage_hash(tag, b, k, version, origin, block);
+    int64_t now = clock_mono_ms();
+
+    /* racing threads may both log once: a table for logs, not a lock */
+    for (unsigned i = 0; i < RECENT_MAX; i++)
+        if (__atomic_load_n(&recent[i], __ATOMIC_RELAXED) == h &&
+            now - __atomic_load_n(&recent_ms[i], __ATOMIC_RELAXED) < INTEGRITY_RECENT_MS)
+            return 1;
+    unsigned slot = __atomic_fetch_add(&recent_next, 1, __ATOMIC_RELAXED) % RECENT_MAX;
+    __atomic_store_n(&recent_ms[slot], now, __ATOMIC_RELAXED);
+    __atomic_store_n(&recent[slot], h, __ATOMIC_RELAXED);
+    return 0;
+}
+
 void integrity_damaged(integrity_path_t path, const char *b, const char *k, uint64_t version, const char *origin, uint64_t block)
 {
-    uint64_t h = damage_hash(b, k, version, origin, block);
     char vs[24], bs[24];
 
     __atomic_add_fetch(&mismatches[path], 1, __ATOMIC_RELAXED);
-    for (unsigned i = 0; i < RECENT_MAX; i++)
-        if (__atomic_load_n(&recent[i], __ATOMIC_RELAXED) == h)
-            return; /* logged already */
-    __atomic_store_n(&recent[__atomic_fetch_add(&recent_next, 1, __ATOMIC_RELAXED) % RECENT_MAX], h, __ATOMIC_RELAXED);
+    if (integrity_recent("damaged", b, k, version, origin, block))
+        return; /* logged already */
     snprintf(vs, sizeof(vs), "%" PRIu64, version);
     if (block == UINT64_MAX) /* the whole object's MD5 failed (bytes received, or an object without checksums): no block */
         snprintf(bs, sizeof(bs), "unknown");

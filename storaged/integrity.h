@@ -46,11 +46,20 @@ int integrity_read(store_t *s, uint64_t ext_off, uint64_t roff, void *buf, size_
 
 /* Damage found in block `block` (UINT64_MAX: not known, the bytes failed
  * the object's MD5) of object (b, k, version, origin): counted
- * by path, and logged once (a key read again and again is not logged each
- * time while its entry stays in a small recent-damage table). The caller
+ * by path, and logged once in a while (integrity_recent). The caller
  * then asks storaged/repair.h for a repair. Strings are borrowed for the call: b, k and origin
  * NUL-terminated. Any thread. */
 void integrity_damaged(integrity_path_t path, const char *b, const char *k, uint64_t version, const char *origin, uint64_t block);
+
+#define INTEGRITY_RECENT_MS (10 * 60 * 1000) /* how long integrity_recent remembers */
+
+/* Whether (tag, b, k, version, origin, block) was seen in the last
+ * INTEGRITY_RECENT_MS: 0 the first time in that while (it is remembered
+ * now, the caller logs it), 1 after, so that an object read again and again
+ * is not logged each time. A small table (the last 64 seen): under many
+ * damaged objects at once a line may repeat. Strings borrowed for the call,
+ * NUL-terminated. Any thread. */
+int integrity_recent(const char *tag, const char *b, const char *k, uint64_t version, const char *origin, uint64_t block);
 
 /* Counts blocks verified (by integrity_read). Any thread. */
 void integrity_count_verified(uint64_t blocks);

@@ -23,6 +23,7 @@ typedef struct job {
     repair_done_t done;  /* NULL: repair_object waits on `finished`, unless detached */
     void *arg;
     int detached; /* repair_background's: nobody waits, freed when done */
+    int verify;   /* repair_check's: repaired only when a read now finds damage */
     int finished, result;
 } job_t;
 
@@ -133,6 +134,45 @@ static void fmt_u64(char *out, size_t cap, uint64_t v)
         snprintf(out, cap, "%" PRIu64, v);
 }
 
+/* Reads w's object record into *o and its checksums into *v (their CRCs
+ * in *owned, freed by the caller; *have 0 when none). Returns 0, 1 when the
+ * object is no longer w's version at w's extent (repaired already,
+ * rewritten, deleted) or empty, or an error. */
+static int load_current(const repair_what_t *w, meta_obj_t *o, blocksum_view_t *v, uint8_t **owned, int *have)
+{
+    MDB_txn *txn;
+    int ret;
+
+    *owned = NULL;
+    *have = 0;
+    if (mdb_txn_begin(rp.meta->env, NULL, MDB_RDONLY, &txn) != 0)
+        return CIO_EDB;
+    ret = meta_obj_get(rp.meta, txn, w->bucket, w->blen, w->key, w->klen, o);
+    if (ret == CIO_ENOTFOUND ||
+        (ret == 0 && (!meta_obj_current(o, w->version, w->origin, w->origin_len) || o->off != w->off || o->size == 0)))
+        ret = 1;
+    else if (ret == 0)
+        ret = integrity_sums(rp.meta, txn, w->bucket, w->blen, w->key, w->klen, o, 0, o->size, v, owned, have);
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+/* After a reply cut short: asks the peer that signed `url` (a fetch URL) to
+ * verify its copy without sending it (`&verify=1`, handler_repl.c). A peer
+ * streams a damaged copy until it meets the first bad block and then cuts
+ * the reply, which alone does not tell damage from a dropped connection.
+ * 1 when the peer answers 503: its copy is damaged. */
+static int peer_copy_damaged(const char *url, const meta_obj_t *o, alloc_extent_t e)
+{
+    char vurl[PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + sizeof("&verify=1")], err[FETCH_ERROR_MAX];
+    unsigned status = 0;
+
+    snprintf(vurl, sizeof(vurl), "%s&verify=1", url);
+    /* no body comes with the answer: nothing is written at e, the size check fails whatever the status */
+    int ret = fetch_to_store(rp.fetch, &rp.opts, vurl, rp.store, e.off, o->size, o->etag, NULL, &status, err, sizeof(err));
+    return ret != 0 && status == 503;
+}
+
 /* Tries the peers in turn until one gives a verified copy at e. Returns 0,
  * or CIO_ECORRUPT (every peer that answered holds it damaged), CIO_ENOTFOUND
  * (none holds the version) or CIO_EAGAIN. */
@@ -158,8 +198,10 @@ static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_v
         blocksum_calc_free(calc);
         if ((ret = blocksum_calc_init(calc, o->size)) != 0)
             return ret;
-        if ((ret = presign_url(p->secret, strlen(p->secret), p->url, w->bucket, w->blen, w->key, w->klen, w->version, w->origin,
-                               w->origin_len, clock_wall_ms() / 1000 + REPAIR_URL_EXPIRES_S, url, sizeof(url))) != 0) {
+        /* an object written before origins has none: the URL form without one names it by its version alone */
+        if ((ret = presign_url(p->secret, strlen(p->secret), p->url, w->bucket, w->blen, w->key, w->klen, w->version,
+                               w->origin_len > 0 ? w->origin : NULL, w->origin_len, clock_wall_ms() / 1000 + REPAIR_URL_EXPIRES_S,
+                               url, sizeof(url))) != 0) {
             snprintf(err, sizeof(err), "cannot sign the fetch URL: %s", cio_strerror(ret));
             other++;
             goto next;
@@ -177,6 +219,8 @@ static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_v
             other++;
         } else if (status == 503) {
             damaged_there++; /* its own integrity_read refused its copy: DataDamaged */
+        } else if (status == 200 && ret == CIO_EAGAIN && peer_copy_damaged(url, o, e)) {
+            damaged_there++; /* cut short past its first block, and the peer says its copy is damaged */
         } else if (ret == CIO_ENOTFOUND || status == 404) {
             missing++;
         } else {
@@ -238,29 +282,19 @@ static int run(const job_t *j)
     char vs[24], bs[24], offs[24], sizes[24];
     int have = 0, ret, swapped = 0;
     meta_obj_t o;
-    MDB_txn *txn;
 
     memset(&calc, 0, sizeof(calc));
-    if (mdb_txn_begin(rp.meta->env, NULL, MDB_RDONLY, &txn) != 0)
-        return CIO_EDB;
-    ret = meta_obj_get(rp.meta, txn, w->bucket, w->blen, w->key, w->klen, &o);
-    if (ret == CIO_ENOTFOUND ||
-        (ret == 0 && (!meta_obj_current(&o, w->version, w->origin, w->origin_len) || o.off != w->off || o.size == 0))) {
-        mdb_txn_abort(txn);
-        return 0; /* repaired already, rewritten or deleted: nothing damaged to repair */
-    }
-    if (ret == 0)
-        ret = integrity_sums(rp.meta, txn, w->bucket, w->blen, w->key, w->klen, &o, 0, o.size, &view, &owned, &have);
-    mdb_txn_abort(txn);
-    if (ret != 0)
-        return ret;
+    if ((ret = load_current(w, &o, &view, &owned, &have)) != 0)
+        return ret == 1 ? 0 : ret; /* repaired already, rewritten or deleted: nothing damaged to repair */
 
     COUNT(attempted, 1);
     fmt_u64(vs, sizeof(vs), w->version);
     fmt_u64(bs, sizeof(bs), w->block);
     if (rp.npeers == 0) {
-        log_msg(LOG_LVL_ERROR, "repair: no peer to repair from (replication.targets, storage.repair_peers)", "bucket", w->bucket,
-                "key", w->key, "version", vs, "origin", w->origin, "block", bs, NULL);
+        /* every GET of the object asks again: said once in a while */
+        if (!integrity_recent("no peer", w->bucket, w->key, w->version, w->origin, w->block))
+            log_msg(LOG_LVL_ERROR, "repair: no peer to repair from (replication.targets, storage.repair_peers)", "bucket",
+                    w->bucket, "key", w->key, "version", vs, "origin", w->origin, "block", bs, NULL);
         ret = CIO_ENOTFOUND;
         goto out;
     }
@@ -300,6 +334,44 @@ out:
     return ret;
 }
 
+/* For repair_check: reads j's object as it is now through integrity_read.
+ * Returns 1 when a block fails (counted and logged; j->what.block set), 0
+ * when it is good, has no checksums or is no longer the version at the
+ * extent j names, or an error. */
+static int verify_current(job_t *j)
+{
+    repair_what_t *w = &j->what;
+    blocksum_view_t view;
+    uint8_t *owned = NULL;
+    char *chunk = NULL;
+    uint64_t done = 0, bad = UINT64_MAX;
+    int have = 0, ret;
+    meta_obj_t o;
+
+    if ((ret = load_current(w, &o, &view, &owned, &have)) != 0)
+        return ret == 1 ? 0 : ret;
+    if (!have)
+        goto out; /* without block checksums there is nothing to check a block against */
+    if ((chunk = malloc(REPAIR_CHECK_CHUNK)) == NULL) {
+        ret = CIO_ENOMEM;
+        goto out;
+    }
+    while (done < o.size && ret == 0) {
+        size_t n = o.size - done < REPAIR_CHECK_CHUNK ? (size_t)(o.size - done) : REPAIR_CHECK_CHUNK;
+        ret = integrity_read(rp.store, o.off, done, chunk, n, &view, &bad);
+        done += n;
+    }
+    if (ret == CIO_ECORRUPT) {
+        w->block = bad;
+        integrity_damaged(w->path, w->bucket, w->key, w->version, w->origin, bad);
+        ret = 1;
+    }
+out:
+    free(chunk);
+    free(owned);
+    return ret;
+}
+
 /* ---- the worker ---- */
 
 static void finish(job_t *j, int result)
@@ -332,8 +404,11 @@ static void *worker_main(void *arg)
         int stopping = rp.stopping;
         pthread_mutex_unlock(&rp.mu);
         int result = CIO_EAGAIN;
-        if (!stopping && clock_mono_ms() < j->deadline_ms)
-            result = run(j);
+        if (!stopping && clock_mono_ms() < j->deadline_ms) {
+            result = j->verify ? verify_current(j) : 1;
+            if (result == 1)
+                result = run(j);
+        }
         finish(j, result);
         pthread_mutex_lock(&rp.mu);
     }
@@ -402,6 +477,21 @@ void repair_background(const repair_what_t *w)
     free(j);
     log_msg(LOG_LVL_WARN, "cannot queue the repair of a damaged object (the repair queue is full or stopped)", "bucket", w->bucket,
             "key", w->key, NULL);
+}
+
+int repair_check(const repair_what_t *w)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    int ret;
+
+    if (j == NULL)
+        return CIO_ENOMEM;
+    j->what = *w;
+    j->detached = 1;
+    j->verify = 1;
+    if ((ret = enqueue(j)) != 0)
+        free(j);
+    return ret;
 }
 
 /* Adds a peer unless its URL is listed already or it has no secret to sign with. */

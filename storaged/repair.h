@@ -94,6 +94,18 @@ int repair_submit(const repair_what_t *w, repair_done_t done, void *arg) CIO_MUS
  * the next one. When it cannot be queued that is logged. Any thread. */
 void repair_background(const repair_what_t *w);
 
+#define REPAIR_CHECK_CHUNK (1024 * 1024) /* repair_check reads this much at a time (whole blocks) */
+
+/* Queues a check of w's object (the version, origin and extent w names; its
+ * block is ignored) with nobody waiting: the worker reads the object through
+ * integrity_read and only when a block fails counts the damage (w->path),
+ * logs it and repairs it as repair_background does. An object without block
+ * checksums, or no longer that version at that extent, is left alone. For
+ * a reader in another process that found damage (repld's inline read, via
+ * POST /admin/scrub?bucket=B&key=K). Returns 0, CIO_EAGAIN (the queue is
+ * full, or stopping) or CIO_ENOMEM. Any thread. */
+int repair_check(const repair_what_t *w) CIO_MUST_CHECK;
+
 /* Counters since start. */
 typedef struct {
     uint64_t attempted, repaired, failed, everywhere; /* everywhere: failed as damaged on every site */

@@ -14,6 +14,7 @@
 #include "storaged/mpu.h"
 #include "storaged/objmeta_http.h"
 #include "storaged/integrity.h"
+#include "storaged/repair.h"
 #include "storaged/s3.h"
 #include "storaged/s3_reply.h"
 
@@ -182,10 +183,53 @@ int s3_mpu_upload_part(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
 
 /* ---- UploadPartCopy ---- */
 
+/* x-amz-copy-source ("bucket/key" or "/bucket/key", percent-encoded: the
+ * form of a request path; never a "?versionId=": ComIO keeps one version)
+ * parsed into *sp (pointing into req's pool). 0, or -1 when malformed. */
+static int copy_source(h2o_req_t *req, path_t *sp)
+{
+    ssize_t at = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1);
+    h2o_iovec_t src = at != -1 ? req->headers.entries[at].value : h2o_iovec_init(NULL, 0);
+    const char *code;
+
+    if (src.len == 0 || src.len > 3 * (LIMIT_BUCKET_MAX + LIMIT_KEY_MAX + 2) || memchr(src.base, '?', src.len) != NULL)
+        return -1;
+    char *target = h2o_mem_alloc_pool(&req->pool, src.len + 2);
+    target[0] = '/';
+    memcpy(target + 1, src.base[0] == '/' ? src.base + 1 : src.base, src.len - (src.base[0] == '/'));
+    return path_parse(target, src.len + (src.base[0] != '/'), sp, &code) != 0 || sp->key_len == 0 ? -1 : 0;
+}
+
+/* The copy found the source damaged (reported there): its current version
+ * is checked and repaired from a peer in the background (repair_check), and
+ * the client's retry of the 503 copies the repaired bytes. (CopyObject waits
+ * for its repair instead: its reading thread is its own.) */
+static void repair_copy_source(h2o_req_t *req)
+{
+    http_thread_t *t = http_req_thread(req);
+    repair_what_t w;
+    meta_obj_t o;
+    MDB_txn *txn;
+    path_t sp;
+
+    if (copy_source(req, &sp) != 0 || (txn = http_req_rtxn_begin(t)) == NULL)
+        return;
+    int rc = meta_obj_get(t->srv->meta, txn, sp.bucket, sp.bucket_len, sp.key, sp.key_len, &o);
+    if (rc == 0)
+        repair_what_set(&w, sp.bucket, sp.bucket_len, sp.key, sp.key_len, o.version, o.origin, o.origin_len, o.off, UINT64_MAX,
+                        INTEGRITY_GET);
+    http_req_rtxn_end(t);
+    if (rc == 0 && repair_check(&w) != 0)
+        log_msg(LOG_LVL_WARN, "cannot queue the repair of a damaged object (the repair queue is full or stopped)", "bucket",
+                w.bucket, "key", w.key, NULL);
+}
+
 static void answer_part_copy(h2o_req_t *req, commit_job_t *j)
 {
     char quoted[35], ts[DATE_ISO8601_MS_LEN + 1];
     buf_t b;
+    if (j->result == CIO_ECORRUPT)
+        repair_copy_source(req);
     if (j->result == CIO_ENOTFOUND) {
         s3_error(req, 404, "NoSuchUpload", "The specified upload does not exist.", NULL);
         return;
@@ -227,10 +271,9 @@ int s3_mpu_upload_part_copy(http_server_t *srv, h2o_req_t *req, const s3_req_t *
     static const char *const unsupported[] = {"x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match",
                                               "x-amz-copy-source-if-modified-since", "x-amz-copy-source-if-unmodified-since"};
     http_thread_t *t = http_req_thread(req);
-    char id[MPU_ID_LEN + 1], *target;
-    h2o_iovec_t src = h2o_iovec_init(NULL, 0), range = h2o_iovec_init(NULL, 0);
+    char id[MPU_ID_LEN + 1];
+    h2o_iovec_t range = h2o_iovec_init(NULL, 0);
     uint64_t number, first = 0, last = 0, token;
-    const char *code;
     path_t sp;
     meta_obj_t *o = NULL;
     commit_mpu_src_t *copy = NULL;
@@ -252,22 +295,11 @@ int s3_mpu_upload_part_copy(http_server_t *srv, h2o_req_t *req, const s3_req_t *
             s3_error(req, 501, "NotImplemented", "x-amz-copy-source-if-* conditions are not implemented", s->resource);
             return 0;
         }
-    if ((at = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source"), -1)) != -1)
-        src = req->headers.entries[at].value;
     if ((at = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-amz-copy-source-range"), -1)) != -1)
         range = req->headers.entries[at].value;
-    if (src.len == 0 || src.len > 3 * (LIMIT_BUCKET_MAX + LIMIT_KEY_MAX + 2) || memchr(src.base, '?', src.len) != NULL) {
-        /* a "?versionId=": ComIO keeps one version */
+    if (copy_source(req, &sp) != 0) {
         s3_error(req, 400, "InvalidArgument", "x-amz-copy-source must be bucket/key (percent-encoded), without a versionId",
                  s->resource);
-        return 0;
-    }
-    /* "bucket/key" or "/bucket/key", percent-encoded: the form of a request path */
-    target = h2o_mem_alloc_pool(&req->pool, src.len + 2);
-    target[0] = '/';
-    memcpy(target + 1, src.base[0] == '/' ? src.base + 1 : src.base, src.len - (src.base[0] == '/'));
-    if (path_parse(target, src.len + (src.base[0] != '/'), &sp, &code) != 0 || sp.key_len == 0) {
-        s3_error(req, 400, "InvalidArgument", "x-amz-copy-source must be bucket/key (percent-encoded)", s->resource);
         return 0;
     }
     if (range.base != NULL && copy_range(range, &first, &last) != 0) {

@@ -24,7 +24,7 @@ static void get_pass(const uint8_t **p, scrub_pass_t *x)
     x->damaged = f[5];
     x->filled = f[6];
     x->skipped = f[7];
-    x->repaired = 0; /* not recorded */
+    x->repaired = 0; /* in the trailer, if any */
 }
 
 size_t scrubrec_state_encode(uint8_t *out, const scrubrec_state_t *s)
@@ -37,7 +37,10 @@ size_t scrubrec_state_encode(uint8_t *out, const scrubrec_state_t *s)
     put_pass(&p, &s->last);
     be_put(p, n, 2);
     memcpy(p + 2, s->pos, n);
-    return (size_t)(p + 2 + n - out);
+    p += 2 + n;
+    be_put(p, s->cur.repaired, 8);
+    be_put(p + 8, s->last.repaired, 8);
+    return (size_t)(p + SCRUBREC_STATE_TRAILER - out);
 }
 
 int scrubrec_state_decode(const void *data, size_t len, scrubrec_state_t *s)
@@ -50,11 +53,17 @@ int scrubrec_state_decode(const void *data, size_t len, scrubrec_state_t *s)
     get_pass(&p, &s->cur);
     get_pass(&p, &s->last);
     s->pos_len = (size_t)be_get(p, 2);
-    if (s->pos_len > SCRUBREC_POS_MAX || len != SCRUBREC_STATE_FIXED + s->pos_len) {
+    if (s->pos_len > SCRUBREC_POS_MAX ||
+        (len != SCRUBREC_STATE_FIXED + s->pos_len && len != SCRUBREC_STATE_FIXED + s->pos_len + SCRUBREC_STATE_TRAILER)) {
         s->pos_len = 0;
         return CIO_EPROTO;
     }
     memcpy(s->pos, p + 2, s->pos_len);
+    if (len > SCRUBREC_STATE_FIXED + s->pos_len) {
+        p += 2 + s->pos_len;
+        s->cur.repaired = be_get(p, 8);
+        s->last.repaired = be_get(p + 8, 8);
+    }
     return 0;
 }
 

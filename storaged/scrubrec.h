@@ -23,13 +23,14 @@ typedef struct {
     uint64_t damaged;   /* objects found damaged */
     uint64_t filled;    /* objects without checksums given theirs (their MD5 matched) */
     uint64_t skipped;   /* objects rewritten or deleted while being read, or whose read failed */
-    uint64_t repaired;  /* of the damaged, those repaired from a peer (storaged/repair.h). Not in the record: a pass
-                           resumed after a restart counts the repairs since */
+    uint64_t repaired;  /* of the damaged, those repaired from a peer (storaged/repair.h); in the record's trailer */
 } scrub_pass_t;
 
 /* The state: format byte, running (u8, 0 or 1), the current and the last
- * finished pass (8 u64 BE each, in scrub_pass_t's order, `repaired` not kept), the position
- * (u16 BE length <= SCRUBREC_POS_MAX, the last objkey done). */
+ * finished pass (8 u64 BE each, in scrub_pass_t's order but `repaired`), the
+ * position (u16 BE length <= SCRUBREC_POS_MAX, the last objkey done), then a
+ * trailer: the current and the last pass's `repaired` (u64 BE each). A
+ * record without the trailer (written before it) decodes with both 0. */
 typedef struct {
     int running;
     scrub_pass_t cur, last;
@@ -37,10 +38,11 @@ typedef struct {
     size_t pos_len;
 } scrubrec_state_t;
 
-#define SCRUBREC_STATE_FIXED (1 + 1 + 8 * 8 + 8 * 8 + 2)
-#define SCRUBREC_STATE_MAX (SCRUBREC_STATE_FIXED + SCRUBREC_POS_MAX)
+#define SCRUBREC_STATE_FIXED (1 + 1 + 8 * 8 + 8 * 8 + 2) /* without the position and the trailer */
+#define SCRUBREC_STATE_TRAILER (8 + 8)
+#define SCRUBREC_STATE_MAX (SCRUBREC_STATE_FIXED + SCRUBREC_POS_MAX + SCRUBREC_STATE_TRAILER)
 
-/* Encodes s (pos_len <= SCRUBREC_POS_MAX) into out (SCRUBREC_STATE_MAX bytes); returns the length. */
+/* Encodes s (pos_len <= SCRUBREC_POS_MAX), trailer included, into out (SCRUBREC_STATE_MAX bytes); returns the length. */
 size_t scrubrec_state_encode(uint8_t *out, const scrubrec_state_t *s);
 
 /* Decodes p[0..len) into *s. 0 or CIO_EPROTO (a length that does not add up, another format, running not 0 or 1). */

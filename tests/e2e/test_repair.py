@@ -13,10 +13,12 @@ import os
 import subprocess
 import threading
 
+import pytest
+
 from harness import comio
 from harness.comio import expect_error
 from harness.damage import damage, find_all, find_extent, read_at, zero
-from harness.replication import comio_path, converge_or_fail, wait_until
+from harness.replication import Site, comio_path, converge_or_fail, finish_sites, make_pair, new_token, wait_until
 
 BLOCK = 64 * 1024
 STORAGE = {"scrub_rate": "0", "repair_timeout": "10s"}
@@ -122,6 +124,66 @@ def test_get_repairs_damage_on_either_side(sites):
     assert ca.metrics().value("comio_repair_attempted_total") == 4
 
 
+# --- the damage matrix: one pair of sites for every case ----------------------------------------------------------
+
+# (name, size, where the damage starts inside the object, how): a small object; a multi-block one damaged in its
+# first block, a middle block and its last partial block; each by a flipped bit and by a zeroed run of bytes.
+SIZE = 5 * BLOCK + 1234
+SHAPES = [("small", 20_000, 7_000), ("first", SIZE, 100), ("middle", SIZE, 2 * BLOCK + 999), ("last", SIZE, 5 * BLOCK + 17)]
+CASES = [(shape, how, side) for shape in SHAPES for how in ("flip", "zero") for side in ("a", "b")]
+
+
+@pytest.fixture(scope="module")
+def matrix_pair(tmp_path_factory):
+    """One A -> B pair (B repairs from A) shared by the matrix's cases: each writes its own keys."""
+    a, b = make_pair(tmp_path_factory.mktemp("matrix"), start=False, a_extra={"storage": dict(STORAGE)})
+    b.extra = {"storage": dict(STORAGE, repair_peers=[{"name": "site-a", "url": a.url()}])}
+    b.write_config()
+    try:
+        b.start()
+        a.start()
+        yield a, b
+    finally:
+        problems = finish_sites([a, b])
+        if problems:
+            pytest.fail("teardown:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.mark.parametrize("shape,how,side", CASES, ids=["%s-%s-on-%s" % (c[0][0], c[1], c[2]) for c in CASES])
+def test_damage_matrix(matrix_pair, shape, how, side):
+    """Damaged on one side: a Range GET over the damaged block and a whole GET answer the written bytes, never a
+    damaged one; the site repaired holds the written bytes byte for byte at the object's new extent; the old extent
+    (quarantined) still holds the damage."""
+    name, size, at = shape
+    a, b = matrix_pair
+    site = a if side == "a" else b
+    c = site.client()
+    key = "m-%s-%s-%s" % (name, how, side)
+    data = os.urandom(size)
+    assert a.client().put("bkt", key, data).status == 200
+    wait_until(lambda: b.client().get("bkt", key).status == 200, 30, what="the object on B")
+    img = site.workdir / "store.img"
+    ext = find_extent(img, data)
+    if how == "flip":
+        damage(img, ext + at, flip=0x10)
+    else:
+        zero(img, ext + at, min(4096, size - at))
+    assert read_at(img, ext, size) != data
+    before = c.metrics().value("comio_repair_repaired_total")
+    blk = at // BLOCK
+    first, last = blk * BLOCK + (at % BLOCK) // 2, min(size - 1, at + 100)
+    r = c.raw("GET", "/bkt/" + key, headers={"Range": "bytes=%d-%d" % (first, last)})
+    assert r.status == 206 and r.body == data[first:last + 1], (r.status, len(r.body))
+    r = c.get("bkt", key)
+    assert r.status == 200 and r.body == data
+    assert c.metrics().value("comio_repair_repaired_total") == before + 1
+    lines = [j for j in log_lines(site, "object repaired from a peer: the damaged extent is quarantined") if j["key"] == key]
+    assert len(lines) == 1 and lines[0]["block"] == str(blk), lines
+    new = [o for o in find_all(img, data) if o != ext]  # (a zeroed first page hides the old extent from find_all)
+    assert len(new) == 1 and read_at(img, new[0], size) == data, new
+    assert read_at(img, ext, size) != data  # the quarantined extent is left as it was found
+
+
 def test_scrub_repairs_and_the_quarantine_holds_across_a_restart(sites):
     a, b = repair_pair(sites)
     ca = a.client()
@@ -156,6 +218,7 @@ def test_scrub_repairs_and_the_quarantine_holds_across_a_restart(sites):
     a.stop_storaged()
     a.start_storaged()
     st = scrub_status(ca)
+    assert (st["last"]["pass"], st["last"]["damaged"], st["last"]["repaired"]) == (last["pass"], 4, 4), st["last"]
     assert st["quarantine"]["extents"] == 4 and sorted(x["offset"] for x in st["quarantine"]["list"]) == sorted(ext.values())
     assert ca.metrics().value("comio_repair_quarantined_bytes") == st["quarantine"]["bytes"] > 0
     # released by the operator: back in the free map
@@ -197,10 +260,57 @@ def test_damage_on_both_sites_is_503_and_leaves_both(sites):
     assert scrub_status(ca)["damaged_objects"] == 1
 
 
+def test_damage_on_both_sites_past_the_first_block_is_damaged_everywhere(sites):
+    """Both copies damaged in a later block: the peer streams its first blocks and then cuts its reply. The repairer
+    asks the peer to verify its copy (a verify-only fetch) and counts "damaged on every site", not a plain failure;
+    both copies are left as they are."""
+    a, b = repair_pair(sites)
+    ca, cb = a.client(), b.client()
+    data = os.urandom(5 * BLOCK + 10)
+    assert ca.put("bkt", "late", data).status == 200
+    converge_or_fail(a, b)
+    ia, ib = a.workdir / "store.img", b.workdir / "store.img"
+    ea, eb = find_extent(ia, data), find_extent(ib, data)
+    damage(ia, ea + 3 * BLOCK + 7)
+    zero(ib, eb + 3 * BLOCK + 100, 300)
+    bad_a, bad_b = read_at(ia, ea, len(data)), read_at(ib, eb, len(data))
+    last = run_pass(ca)  # the scrub on A: repaired from nobody
+    assert (last["damaged"], last["repaired"]) == (1, 0), last
+    r = cb.raw("GET", "/bkt/late", headers={"Range": "bytes=%d-%d" % (3 * BLOCK, 3 * BLOCK + 999)})
+    assert r.status == 503 and b"DataDamaged" in r.body, r.status
+    for site, c in ((a, ca), (b, cb)):
+        m = c.metrics()
+        assert m.value("comio_repair_damaged_everywhere_total") == 1 and m.value("comio_repair_repaired_total") == 0, site
+        lines = log_lines(site, "object data damaged on every site: no good copy anywhere, both copies left as they are")
+        assert [(j["key"], j["block"]) for j in lines] == [("late", "3")], lines
+    assert read_at(ia, ea, len(data)) == bad_a and read_at(ib, eb, len(data)) == bad_b
+    assert scrub_status(ca)["quarantine"]["extents"] == 0
+
+
+def test_no_peer_is_logged_once_per_object(sites):
+    """A site with nothing to repair from (B without storage.repair_peers): each GET of its damaged object is a 503
+    and a failed repair, but "no peer to repair from" is logged once for the object, not on every GET."""
+    a, b = sites(a_extra={"storage": dict(STORAGE)}, b_extra={"storage": dict(STORAGE)})
+    ca, cb = a.client(), b.client()
+    objs = {"np1": os.urandom(30_000), "np2": os.urandom(30_000)}
+    put_all(ca, objs)
+    converge_or_fail(a, b)
+    ib = b.workdir / "store.img"
+    for d in objs.values():
+        damage(ib, find_extent(ib, d) + 17)
+    for _ in range(3):
+        for k in objs:
+            expect_error(cb.get("bkt", k), 503, "DataDamaged")
+    assert cb.metrics().value("comio_repair_failed_total") == 6
+    lines = log_lines(b, "repair: no peer to repair from (replication.targets, storage.repair_peers)")
+    assert sorted(j["key"] for j in lines) == ["np1", "np2"], lines
+
+
 def test_object_only_on_one_site_cannot_be_repaired(sites):
     """Replication paused: B has no copy, so A's damaged object is a 503, counted as failed. Once repld runs, B does
-    not get the damaged bytes either (repld verifies what it reads to inline, B's apply verifies the MD5): the
-    object stays damaged on A and absent on B until it is written again."""
+    not get the damaged bytes either (repld verifies what it reads to inline, B's apply verifies the MD5); repld asks
+    storaged for a repair, which fails the same way; after replication.retry_attempts the event is recorded as failed
+    and the log moves on. The object stays damaged on A and absent on B until it is written again."""
     a, b = repair_pair(sites, repld=False)
     ca, cb = a.client(), b.client()
     data = os.urandom(20_000)
@@ -215,6 +325,11 @@ def test_object_only_on_one_site_cannot_be_repaired(sites):
     a.start_repld()
     wait_until(lambda: cb.get("bkt", "fine").status == 200, 30, what="the undamaged object on B")
     wait_until(lambda: "not shipped inline" in a.repld.log(), 30, what="repld refusing the damaged object")
+    # repld asks storaged for a repair, which has no good copy to take: counted as failed again, nothing changed
+    wait_until(lambda: "asked storaged to repair a damaged object" in a.repld.log(), 30, what="repld asking a repair")
+    wait_until(lambda: ca.metrics().value("comio_repair_failed_total") >= 2, 30, what="the asked repair failing")
+    # the event does not block the log: after replication.retry_attempts it is recorded as failed (comio failed)
+    wait_until(lambda: "Failed to replicate event" in a.repld.log(), 60, what="the event given up")
     assert cb.get("bkt", "lonely").status == 404
     expect_error(ca.get("bkt", "lonely"), 503, "DataDamaged")
     # written again, it replicates; the next damage is repaired
@@ -222,6 +337,47 @@ def test_object_only_on_one_site_cannot_be_repaired(sites):
     wait_until(lambda: cb.get("bkt", "lonely").body == data, 30, what="the rewritten object on B")
     damage(ia, find_extent(ia, data) + 5)
     assert ca.get("bkt", "lonely").body == data
+
+
+def test_inline_read_of_damage_asks_a_repair_and_ships_the_good_bytes(tmp_path):
+    """A ships to B and C; C is down while A's copy is damaged, B holds the version. repld's inline read for C finds
+    the damage: it ships no damaged byte and asks storaged (POST /admin/scrub?bucket=&key=), which repairs A's copy
+    from B; the retried event then carries the good bytes to C."""
+    tb, tc = new_token(), new_token()
+    b = Site(tmp_path / "b", "site-b", accept_token=tb)
+    c = Site(tmp_path / "c", "site-c", accept_token=tc)
+    a = Site(tmp_path / "a", "site-a", extra={"storage": dict(STORAGE)},
+             repl={"targets": [{"name": "b", "url": b.url(), "token": tb}, {"name": "c", "url": c.url(), "token": tc}],
+                   "retry_attempts": 50, "retry_delay": "300ms"})
+    try:
+        b.start()
+        a.start()
+        ca, cb, cc = a.client(), b.client(), c.client()
+        data = os.urandom(60_000)  # under the inline threshold (64 KB): read by repld, shipped in the batch
+        assert ca.put("bkt", "inl", data).status == 200
+        wait_until(lambda: cb.get("bkt", "inl").status == 200, 30, what="the object on B")
+        ia = a.workdir / "store.img"
+        ea = find_extent(ia, data)
+        damage(ia, ea + 40_000)
+        c.start()
+        wait_until(lambda: cc.get("bkt", "inl").status == 200, 60, what="the object on C")
+        assert cc.get("bkt", "inl").body == data
+        assert "not shipped inline" in a.repld.log() and "asked storaged to repair a damaged object" in a.repld.log()
+        m = ca.metrics()
+        assert m.value("comio_repair_repaired_total") == 1 and m.value("comio_checksum_mismatches_total", path="scrub") >= 1
+        new = [o for o in find_all(ia, data) if o != ea]
+        assert len(new) == 1 and read_at(ia, new[0], len(data)) == data and ca.get("bkt", "inl").body == data
+        # nothing to repair in a good object: the check answers 202 and repairs nothing; bad arguments are 400/404
+        r = ca.raw("POST", "/admin/scrub?bucket=bkt&key=inl")
+        assert r.status == 202 and r.json() == {"queued": True}, r.body
+        expect_error(ca.raw("POST", "/admin/scrub?bucket=bkt"), 400, "InvalidArgument")
+        expect_error(ca.raw("POST", "/admin/scrub?bucket=bkt&key=nope"), 404, "NoSuchKey")
+        wait_until(lambda: ca.metrics().value("comio_repair_attempted_total") >= 1, 10, what="the repair counted")
+        assert ca.metrics().value("comio_repair_attempted_total") == 1
+    finally:
+        problems = finish_sites([a, b, c])
+        if problems:
+            pytest.fail("teardown:\n" + "\n".join(problems), pytrace=False)
 
 
 def test_damage_while_writes_and_replication_run(sites):
@@ -284,6 +440,37 @@ def test_s3_get_and_copy_are_repaired(sites):
     s3.copy_object(Bucket="bkt", Key="copy", CopySource={"Bucket": "bkt", "Key": "src"})
     assert ca.get("bkt", "copy").body == objs["src"] and ca.get("bkt", "src").body == objs["src"]
     assert ca.metrics().value("comio_repair_repaired_total") == 3
+
+
+def test_s3_upload_part_copy_of_a_damaged_source_is_repaired(sites):
+    """UploadPartCopy reading a damaged source: a retryable 503 (no damaged byte becomes a part) and a repair from
+    the peer queued; the client's retry copies the repaired bytes."""
+    import boto3
+    from botocore.client import Config
+    from botocore.exceptions import ClientError
+
+    a, b = repair_pair(sites, s3=True)
+    ca = a.client()
+    src = os.urandom(3 * BLOCK + 11)
+    assert ca.put("bkt", "part-src", src).status == 200
+    converge_or_fail(a, b)
+    ia = a.workdir / "store.img"
+    damage(ia, find_extent(ia, src) + 2 * BLOCK + 5)
+    s3 = boto3.client("s3", endpoint_url=a.url(), aws_access_key_id=AK, aws_secret_access_key=SECRET,
+                      region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 0},
+                                                             connect_timeout=10, read_timeout=30))  # no retry: the 503 shows
+    up = s3.create_multipart_upload(Bucket="bkt", Key="assembled")["UploadId"]
+    copy = dict(Bucket="bkt", Key="assembled", UploadId=up, PartNumber=1, CopySource={"Bucket": "bkt", "Key": "part-src"})
+    try:
+        s3.upload_part_copy(**copy)
+        assert False, "a damaged source was copied"
+    except ClientError as e:
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 503, e.response
+    wait_until(lambda: ca.metrics().value("comio_repair_repaired_total") == 1, 30, what="the source repaired")
+    etag = s3.upload_part_copy(**copy)["CopyPartResult"]["ETag"]
+    s3.complete_multipart_upload(Bucket="bkt", Key="assembled", UploadId=up,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert ca.get("bkt", "assembled").body == src and ca.get("bkt", "part-src").body == src
 
 
 def test_peer_down_then_repaired_after_a_restart(sites):

@@ -481,6 +481,10 @@ static void test_err_values(void)
                "config.yaml:2: replication.retry_delay: expected a duration such as 500ms, 1s, 5m or 1h, got '0.5ms'");
     expect_err("replication:\n  conflict_ttl: a week\n",
                "config.yaml:2: replication.conflict_ttl: expected a duration such as 500ms, 1s, 5m or 1h, got 'a week'");
+    expect_err("storage:\n  repair_timeout: 0\n",
+               "config.yaml:2: storage.repair_timeout: expected a duration of at least 1ms, got '0'");
+    expect_err("storage:\n  repair_timeout: 0s\n",
+               "config.yaml:2: storage.repair_timeout: expected a duration of at least 1ms, got '0s'");
     expect_err("replication:\n  tombstone_ttl: forever\n",
                "config.yaml:2: replication.tombstone_ttl: expected a duration such as 500ms, 1s, 5m or 1h, got 'forever'");
     expect_err("replication:\n  enabled: maybe\n", "config.yaml:2: replication.enabled: expected true or false, got 'maybe'");

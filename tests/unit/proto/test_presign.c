@@ -184,7 +184,18 @@ static void test_url_format(void)
     /* An origin that is not a site id (it would need escaping, or is empty) is refused. */
     CHECK_EQ_INT(presign_url(SECRET, SECRET_LEN, "http://h", "b", 1, "k", 1, 1, "a b", 3, 1, out, sizeof(out)), CIO_EINVAL);
     CHECK_EQ_INT(presign_url(SECRET, SECRET_LEN, "http://h", "b", 1, "k", 1, 1, "", 0, 1, out, sizeof(out)), CIO_EINVAL);
-    CHECK_EQ_INT(presign_url(SECRET, SECRET_LEN, "http://h", "b", 1, "k", 1, 1, NULL, 0, 1, out, sizeof(out)), CIO_EINVAL);
+    /* NULL: the form without an origin (an object written before origins), which verifies with none and only so */
+    CHECK_EQ_INT(presign_url(SECRET, SECRET_LEN, "http://h", "b", 1, "k", 1, 7, NULL, 0, 99, out, sizeof(out)), 0);
+    {
+        const char *noq = strstr(out, "?version=7&expires=99&sig=");
+        CHECK(noq != NULL && strstr(out, "origin=") == NULL);
+        if (noq != NULL) {
+            const char *nsig = noq + strlen("?version=7&expires=99&sig=");
+            CHECK_EQ_INT(presign_verify(SECRET, SECRET_LEN, "GET", "b", 1, "k", 1, 7, NULL, 0, 99, nsig, strlen(nsig), 0), 0);
+            CHECK_EQ_INT(presign_verify(SECRET, SECRET_LEN, "GET", "b", 1, "k", 1, 7, "site-a", 6, 99, nsig, strlen(nsig), 0),
+                         CIO_EINVAL);
+        }
+    }
 }
 
 /* Every buffer shorter than the URL plus its NUL is refused, leaving "". */

@@ -62,19 +62,25 @@ static void test_state(void)
     uint8_t v[SCRUBREC_STATE_MAX + 1];
 
     in.running = 1;
-    in.cur = (scrub_pass_t){12, 1700000000000, 0, 9120, 48101000000, 1, 2, 3, 0};
-    in.last = (scrub_pass_t){11, 1600000000000, 1600000024070, 18190, 96300000000, 0, 0, 2, 0};
+    in.cur = (scrub_pass_t){12, 1700000000000, 0, 9120, 48101000000, 1, 2, 3, 1};
+    in.last = (scrub_pass_t){11, 1600000000000, 1600000024070, 18190, 96300000000, 4, 0, 2, 3};
     memcpy(in.pos,
            "photos\0"
            "2024/cat.jpg",
            19);
     in.pos_len = 19;
     size_t n = scrubrec_state_encode(v, &in);
-    CHECK(n == SCRUBREC_STATE_FIXED + 19);
+    CHECK(n == SCRUBREC_STATE_FIXED + 19 + SCRUBREC_STATE_TRAILER);
     CHECK_EQ_INT(scrubrec_state_decode(v, n, &out), 0);
     CHECK(out.running == 1 && out.pos_len == 19 && memcmp(out.pos, in.pos, 19) == 0);
     CHECK(memcmp(&out.cur, &in.cur, sizeof(in.cur)) == 0 && memcmp(&out.last, &in.last, sizeof(in.last)) == 0);
+    CHECK(out.cur.repaired == 1 && out.last.repaired == 3);
+    /* a record of the release before the trailer: read, its repaired counts 0 */
+    CHECK_EQ_INT(scrubrec_state_decode(v, n - SCRUBREC_STATE_TRAILER, &out), 0);
+    CHECK(out.cur.repaired == 0 && out.last.repaired == 0 && out.cur.pass == 12 && out.last.damaged == 4 && out.pos_len == 19);
     for (size_t cut = 0; cut < n; cut++) {
+        if (cut == n - SCRUBREC_STATE_TRAILER)
+            continue; /* the old form, above */
         char *p = test_dup_exact((const char *)v, cut);
         CHECK_EQ_INT(scrubrec_state_decode(p, cut, &out), CIO_EPROTO);
         free(p);
