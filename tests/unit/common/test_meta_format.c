@@ -4,6 +4,7 @@
 #include <lmdb.h>
 #include "testutil.h"
 #include "siteutil.h"
+#include "common/be.h"
 #include "common/cksum.h"
 #include "common/meta.h"
 
@@ -180,6 +181,25 @@ static int put_object(meta_t *m, const char *key, const meta_obj_t *o)
         return -1;
     }
     return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+/* put_object with the block checksums of o->size bytes of `data` (meta_obj_put). */
+static int put_object_sums(meta_t *m, const char *key, const meta_obj_t *o, const void *data)
+{
+    MDB_txn *txn;
+    blocksum_calc_t c;
+    int ret = -1;
+    if (blocksum_calc_init(&c, o->size) != 0 || mdb_txn_begin(m->env, NULL, 0, &txn) != 0) {
+        blocksum_calc_free(&c);
+        return -1;
+    }
+    blocksum_calc_feed(&c, data, (size_t)o->size);
+    if (meta_obj_put(m, txn, "bkt", 3, key, strlen(key), o, &c) != 0)
+        mdb_txn_abort(txn);
+    else
+        ret = mdb_txn_commit(txn) == 0 ? 0 : -1;
+    blocksum_calc_free(&c);
+    return ret;
 }
 
 /* The raw "objects" value of key into out (cap bytes); its length, or 0 on failure. */
@@ -546,6 +566,67 @@ static void test_blocksums_follow_object(void)
     meta_close(&m);
 }
 
+/* An object of one block keeps its CRC32C at the end of its record, the
+ * format byte flagged, in every record format from 3; such a record cut
+ * short, flagged on an object over one block or on a format-1 record, is
+ * refused. */
+static void test_object_inline_crc(void)
+{
+    static meta_obj_t o, back;
+    static uint8_t raw[8192];
+    objmeta_pair_t pair = {"x-amz-meta-k", 12, "v", 1};
+    size_t blen = 0, n;
+    meta_t m;
+    char dir[sizeof(site_tmp) + 32];
+    static const char *keys[] = {"plain", "ctx", "meta", "mpu"};
+
+    CHECK(site_env_fresh(&m, "objcrc", dir, sizeof(dir)) == 0);
+    for (int f = 0; f < 4; f++) {
+        memset(&o, 0, sizeof(o));
+        o.version = 9;
+        o.size = 5;
+        o.origin_len = 6;
+        memcpy(o.origin, "site-a", 6);
+        if (f == 1)
+            vctx_add(&o.ctx, "site-b", 6, 3);
+        if (f == 2) {
+            CHECK_EQ_INT(objmeta_encode(&pair, 1, o.meta, &blen, NULL), 0);
+            o.meta_len = (uint16_t)blen;
+        }
+        if (f == 3)
+            o.mpu_parts = 2;
+        CHECK(put_object_sums(&m, keys[f], &o, "hello") == 0);
+        n = raw_object(&m, keys[f], raw, sizeof(raw));
+        CHECK(n > 4 && raw[0] == (0x80 | (3 + f)));
+        CHECK(be_get(raw + n - 4, 4) == cksum_crc32c(0, "hello", 5));
+        memset(&back, 0xee, sizeof(back));
+        CHECK_EQ_INT(get_object(&m, keys[f], &back), 0);
+        CHECK(back.crc_inline == 1 && back.crc32c == cksum_crc32c(0, "hello", 5) && back.size == 5 && back.version == 9);
+        CHECK(back.ctx.n == (f == 1) && back.meta_len == (f == 2 ? blen : 0) && back.mpu_parts == (f == 3 ? 2u : 0u));
+        for (size_t cut = 1; cut < n; cut++) {
+            MDB_val v = {cut, raw};
+            if (meta_obj_decode(&v, &back) != CIO_EPROTO)
+                fprintf(stderr, "  a record of format %d cut at %zu of %zu decoded\n", 3 + f, cut, n);
+            CHECK(meta_obj_decode(&v, &back) == CIO_EPROTO);
+        }
+        MDB_val v = {n, raw};
+        be_put(raw + 1 + 24, BLOCKSUM_INLINE_MAX + 1, 8); /* an object over one block cannot have it inline */
+        CHECK_EQ_INT(meta_obj_decode(&v, &back), CIO_EPROTO);
+        be_put(raw + 1 + 24, BLOCKSUM_INLINE_MAX, 8);
+        CHECK_EQ_INT(meta_obj_decode(&v, &back), 0);
+        raw[0] = 0x80 | 1; /* not on a format-1 record */
+        CHECK_EQ_INT(meta_obj_decode(&v, &back), CIO_EPROTO);
+    }
+    /* without checksums: unflagged, read as none */
+    o.size = 5;
+    CHECK(put_object(&m, "bare", &o) == 0);
+    n = raw_object(&m, "bare", raw, sizeof(raw));
+    CHECK(n > 0 && (raw[0] & 0x80) == 0);
+    CHECK_EQ_INT(get_object(&m, "bare", &back), 0);
+    CHECK(back.crc_inline == 0);
+    meta_close(&m);
+}
+
 int main(void)
 {
     if (site_tmp_make() != 0)
@@ -553,6 +634,7 @@ int main(void)
     RUN(test_new_env_is_current);
     RUN(test_format4_gets_blocksums);
     RUN(test_blocksums_follow_object);
+    RUN(test_object_inline_crc);
     RUN(test_unversioned_upgrades);
     RUN(test_newer_refused);
     RUN(test_format1_objects_upgrade);
