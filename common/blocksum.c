@@ -116,7 +116,7 @@ void blocksum_calc_free(blocksum_calc_t *c)
 
 blocksum_view_t blocksum_view(const blocksum_rec_t *r, uint64_t off, uint64_t len)
 {
-    blocksum_view_t v = {r->shift, r->size, 0, 0, r->crcs};
+    blocksum_view_t v = {r->shift, r->size, 0, 0, r->crcs, 0};
     if (len == 0 || off >= r->size)
         return v;
     if (len > r->size - off)
@@ -127,10 +127,22 @@ blocksum_view_t blocksum_view(const blocksum_rec_t *r, uint64_t off, uint64_t le
     return v;
 }
 
+blocksum_view_t blocksum_view_one(uint64_t size, uint32_t crc)
+{
+    blocksum_view_t v = {BLOCKSUM_INLINE_SHIFT, size, 0, size > 0 ? 1 : 0, NULL, crc};
+    return v;
+}
+
+/* The stored CRC of block i of the view (first <= i < first + n). */
+static uint32_t view_crc(const blocksum_view_t *v, uint64_t i)
+{
+    return v->crcs == NULL ? v->one : (uint32_t)be_get(v->crcs + 4 * (i - v->first), 4);
+}
+
 int blocksum_view_copy(blocksum_view_t *v, uint8_t **owned)
 {
     *owned = NULL;
-    if (v->n == 0)
+    if (v->n == 0 || v->crcs == NULL)
         return 0;
     if ((*owned = malloc((size_t)v->n * 4)) == NULL)
         return CIO_ENOMEM;
@@ -162,7 +174,7 @@ int blocksum_verify(const blocksum_view_t *v, uint64_t off, const void *buf, siz
         return CIO_EINVAL;
     for (uint64_t i = first; len > 0; i++) {
         size_t n = len < block ? len : (size_t)block;
-        if (cksum_crc32c(0, b, n) != (uint32_t)be_get(v->crcs + 4 * (i - v->first), 4)) {
+        if (cksum_crc32c(0, b, n) != view_crc(v, i)) {
             *bad_block = i;
             return CIO_EIO;
         }

@@ -14,6 +14,9 @@
  *   u64 the object's size
  *   u32 crc32c[nblocks], nblocks = ceil(size / block); the last block is
  *       partial when the size is not a multiple of the block
+ * An object of at most BLOCKSUM_INLINE_MAX bytes has no such record: its one
+ * CRC32C is kept inside its object record (common/meta.h, meta_obj_t's
+ * crc_inline), so that reading or writing it touches one record.
  * Nothing here does I/O or logs; everything is thread-safe. */
 #ifndef COMIO_COMMON_BLOCKSUM_H
 #define COMIO_COMMON_BLOCKSUM_H
@@ -29,6 +32,11 @@
 #define BLOCKSUM_SHIFT_MIN 9                   /* 512 bytes */
 #define BLOCKSUM_SHIFT_MAX 30                  /* 1 GiB */
 #define BLOCKSUM_FIXED (1 + 1 + 8 + 1 + 8 + 8) /* bytes before the origin's and the CRCs' */
+/* An object of at most this many bytes keeps the CRC32C of all its bytes in
+ * its object record instead of a record here; its view has this shift. A
+ * fact of the stored records: it stays 16 even if BLOCKSUM_SHIFT changes. */
+#define BLOCKSUM_INLINE_SHIFT 16
+#define BLOCKSUM_INLINE_MAX (1u << BLOCKSUM_INLINE_SHIFT)
 /* The largest object a record describes (the LMDB value stays under 64 MiB). */
 #define BLOCKSUM_SIZE_MAX (1ULL << 42)
 
@@ -103,20 +111,29 @@ void blocksum_calc_free(blocksum_calc_t *c);
 
 /* The CRCs of blocks first .. first + n - 1 of an object of `size` bytes with
  * blocks of 1 << shift: `crcs` (4 bytes big-endian each) is borrowed, a
- * record's or a copy of part of it (blocksum_view_copy). */
+ * record's or a copy of part of it (blocksum_view_copy); or NULL for an
+ * object's inline CRC, which is then `one` (blocksum_view_one): such a view
+ * owns its CRC and may be copied and kept as it is. */
 typedef struct {
     unsigned shift;
     uint64_t size;
     uint64_t first, n;
     const uint8_t *crcs;
+    uint32_t one;
 } blocksum_view_t;
+
+/* The view of an object of `size` bytes (at most BLOCKSUM_INLINE_MAX) whose
+ * bytes' CRC32C is crc (its object record's inline CRC): one block (none for
+ * an empty object). */
+blocksum_view_t blocksum_view_one(uint64_t size, uint32_t crc);
 
 /* The view of record r's blocks that cover the object's bytes [off, off + len)
  * (len > 0, off + len <= r->size): borrowed from r. */
 blocksum_view_t blocksum_view(const blocksum_rec_t *r, uint64_t off, uint64_t len);
 
 /* A copy of v's CRCs into a malloc'd buffer *owned (freed by the caller),
- * with v's crcs pointing at it. 0 or CIO_ENOMEM. */
+ * with v's crcs pointing at it; *owned NULL when there is nothing to copy (no
+ * blocks, or an inline CRC). 0 or CIO_ENOMEM. */
 int blocksum_view_copy(blocksum_view_t *v, uint8_t **owned) CIO_MUST_CHECK;
 
 /* The block-aligned read that covers the object's bytes [off, off + len) with

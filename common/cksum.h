@@ -5,7 +5,8 @@
  * The CRCs are the reflected ones S3 names (x-amz-checksum-*):
  *   CRC32      poly 0xEDB88320 (IEEE, zlib's crc32), init and xorout ~0
  *   CRC32C     poly 0x82F63B78 (Castagnoli, iSCSI), init and xorout ~0;
- *              the SSE4.2 crc32 instruction when the CPU has it
+ *              ISA-L's crc32_iscsi (libisal: folding with PCLMULQDQ or
+ *              VPCLMULQDQ, chosen at run time for the CPU)
  *   CRC64NVME  poly 0x9A6C9329AC4BC9B5 (NVMe), init and xorout ~0
  * Each cksum_crc* function takes the value so far (0 to start) and returns the
  * value after the piece, as zlib's crc32 does: crc(crc(0, a), b) == crc(0, ab).
@@ -34,12 +35,9 @@ uint32_t cksum_crc32(uint32_t crc, const void *p, size_t n);
 uint32_t cksum_crc32c(uint32_t crc, const void *p, size_t n);
 uint64_t cksum_crc64nvme(uint64_t crc, const void *p, size_t n);
 
-/* The two ways cksum_crc32c computes, for tests and benchmarks: the tables
- * (any CPU) and the SSE4.2 instruction. cksum_crc32c_hw may be called only
- * when cksum_crc32c_hw_available() is non-zero (an x86-64 CPU with SSE4.2). */
+/* CRC32C by this module's own tables, sharing no code with ISA-L: the
+ * reference that tests and the fuzz target hold cksum_crc32c to. */
 uint32_t cksum_crc32c_sw(uint32_t crc, const void *p, size_t n);
-uint32_t cksum_crc32c_hw(uint32_t crc, const void *p, size_t n);
-int cksum_crc32c_hw_available(void);
 
 /* ---- any algorithm, over pieces ---- */
 

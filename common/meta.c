@@ -22,6 +22,9 @@
 #define OBJ_FORMAT_CTX 4        /* the same, and a causal context after the key */
 #define OBJ_FORMAT_META 5       /* the same, the context always (maybe empty), then the object's metadata */
 #define OBJ_FORMAT_MPU 6        /* format 5 with the metadata's length always (maybe 0), then a multipart ETag */
+/* Or'ed into any format from 3 on: the record ends with the object's inline CRC32C (u32 BE; common/blocksum.h,
+ * BLOCKSUM_INLINE_MAX), after whatever that format holds */
+#define OBJ_CRC_FLAG 0x80
 #define HASH_LEN 16
 
 int meta_err(int rc, const char *what)
@@ -415,13 +418,18 @@ size_t meta_objkey(uint8_t *out, const char *b, size_t blen, const char *k, size
  * there (maybe of length 0), followed by the part count (u32 BE, 1..10000)
  * and the MD5 of the parts' MD5s (16) of an object made by an S3 multipart
  * upload; the others read as none. Formats 1 and 2 (metadata format 1) are
- * format 3 without the origin. */
+ * format 3 without the origin. Any format from 3 with OBJ_CRC_FLAG set in
+ * its byte is followed by the object's inline CRC32C (u32 BE): an object of
+ * at most BLOCKSUM_INLINE_MAX bytes whose block checksum is thus in its
+ * record, not in "blocksums"; without the flag, none. */
 #define OBJ_FIXED_V1 (1 + 8 * 4 + 16 + 8 + 2 + 2)
 #define OBJ_FIXED (OBJ_FIXED_V1 + 1)
-#define OBJ_MAX (OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX + VCTX_ENCODED_MAX + 2 + OBJMETA_MAX + 4 + 16)
+#define OBJ_MAX                                                                                                                    \
+    (OBJ_FIXED + LOGREC_CTYPE_MAX + LOGREC_ORIGIN_MAX + LOGREC_KEY_MAX + VCTX_ENCODED_MAX + 2 + OBJMETA_MAX + 4 + 16 + 4)
 _Static_assert(LOGREC_ORIGIN_MAX <= UINT8_MAX, "an origin's length fits its byte");
 
-static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_t klen)
+/* Encodes o as the record of key k[0..klen), with the inline CRC *crc (NULL: none). */
+static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_t klen, const uint32_t *crc)
 {
     uint8_t *p = out;
     int with_mpu = o->mpu_parts > 0;
@@ -461,6 +469,11 @@ static size_t obj_encode(uint8_t *out, const meta_obj_t *o, const char *k, size_
         memcpy(p + 4, o->mpu_md5, 16);
         p += 20;
     }
+    if (crc != NULL) {
+        out[0] |= OBJ_CRC_FLAG;
+        be_put(p, *crc, 4);
+        p += 4;
+    }
     return (size_t)(p - out);
 }
 
@@ -471,7 +484,7 @@ static int obj_decode_as(const MDB_val *v, meta_obj_t *o, int format)
     const uint8_t *p = v->mv_data, *end = p + v->mv_size;
     int v1 = format == OBJ_FORMAT_V1_LOCAL || format == OBJ_FORMAT_V1_REPLICA;
     size_t used;
-    if (v->mv_size < (v1 ? OBJ_FIXED_V1 : OBJ_FIXED) || p[0] != format)
+    if (v->mv_size < (v1 ? OBJ_FIXED_V1 : OBJ_FIXED) || (v1 ? p[0] : p[0] & ~OBJ_CRC_FLAG) != format)
         return CIO_EPROTO;
     p++;
     o->version = be_get(p, 8);
@@ -541,13 +554,27 @@ static int obj_decode_as(const MDB_val *v, meta_obj_t *o, int format)
 
 int meta_obj_decode(const MDB_val *v, meta_obj_t *o)
 {
-    if (v->mv_size > 0 && ((const uint8_t *)v->mv_data)[0] == OBJ_FORMAT_CTX)
-        return obj_decode_as(v, o, OBJ_FORMAT_CTX);
-    if (v->mv_size > 0 && ((const uint8_t *)v->mv_data)[0] == OBJ_FORMAT_META)
-        return obj_decode_as(v, o, OBJ_FORMAT_META);
-    if (v->mv_size > 0 && ((const uint8_t *)v->mv_data)[0] == OBJ_FORMAT_MPU)
-        return obj_decode_as(v, o, OBJ_FORMAT_MPU);
-    return obj_decode_as(v, o, OBJ_FORMAT);
+    const uint8_t *p = v->mv_data;
+    MDB_val body = *v;
+    int format, ret;
+
+    if (v->mv_size == 0)
+        return CIO_EPROTO;
+    format = p[0] & ~OBJ_CRC_FLAG;
+    if ((p[0] & OBJ_CRC_FLAG) != 0) {
+        if (v->mv_size < OBJ_FIXED + 4 || format < OBJ_FORMAT)
+            return CIO_EPROTO;
+        body.mv_size -= 4;
+    }
+    if (format != OBJ_FORMAT_CTX && format != OBJ_FORMAT_META && format != OBJ_FORMAT_MPU)
+        format = OBJ_FORMAT;
+    if ((ret = obj_decode_as(&body, o, format)) != 0)
+        return ret;
+    o->crc_inline = (p[0] & OBJ_CRC_FLAG) != 0;
+    o->crc32c = o->crc_inline ? (uint32_t)be_get(p + body.mv_size, 4) : 0;
+    if (o->crc_inline && o->size > BLOCKSUM_INLINE_MAX)
+        return CIO_EPROTO;
+    return 0;
 }
 
 /* Format 1 -> 2: every object record is rewritten in record format 3. A
@@ -591,7 +618,7 @@ static int migrate_objects_v2(meta_t *m, MDB_txn *txn)
         }
         /* the record grows: put it anew, then find the cursor's place again (a put may move it) */
         memcpy(at, k.mv_data, atlen);
-        MDB_val nk = {atlen, at}, nv = {obj_encode(vb, &o, o.key, o.key_len), vb};
+        MDB_val nk = {atlen, at}, nv = {obj_encode(vb, &o, o.key, o.key_len, NULL), vb};
         if ((rc = mdb_put(txn, m->objects, &nk, &nv, 0)) != 0 || (rc = mdb_cursor_get(cur, &nk, &v, MDB_SET)) != 0)
             break;
     }
@@ -616,7 +643,14 @@ int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char
     return 0;
 }
 
-/* Writes or removes key kb[0..klen)'s checksums: those of `sums` for object o, or none. */
+/* Whether `sums` (finished, for o->size bytes) go into o's record: an object of one block at most. */
+static int sums_inline(const meta_obj_t *o, const blocksum_calc_t *sums)
+{
+    return sums != NULL && o->size <= BLOCKSUM_INLINE_MAX && sums->nblocks <= 1;
+}
+
+/* Writes or removes key kb[0..klen)'s "blocksums" record: that of `sums` for
+ * object o, or none (sums NULL, or sums that o's record holds inline). */
 static int sums_put(meta_t *m, MDB_txn *txn, MDB_val *key, const meta_obj_t *o, const blocksum_calc_t *sums)
 {
     MDB_val v;
@@ -626,12 +660,10 @@ static int sums_put(meta_t *m, MDB_txn *txn, MDB_val *key, const meta_obj_t *o, 
     rc = mdb_del(txn, m->damaged, key, NULL);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return meta_err(rc, "mdb_del(damaged)");
-    if (sums == NULL) {
+    if (sums == NULL || sums_inline(o, sums)) {
         rc = mdb_del(txn, m->blocksums, key, NULL);
         return rc == MDB_NOTFOUND ? 0 : meta_err(rc, "mdb_del(blocksums)");
     }
-    if (sums->size != o->size || blocksum_calc_done(sums) != 0)
-        return CIO_EINVAL;
     v.mv_size = blocksum_encoded_len(o->size, sums->shift, o->origin_len);
     /* reserved in place: the CRCs are encoded straight into the map, with no buffer of their size */
     if ((rc = mdb_put(txn, m->blocksums, key, &v, MDB_RESERVE)) != 0)
@@ -641,13 +673,56 @@ static int sums_put(meta_t *m, MDB_txn *txn, MDB_val *key, const meta_obj_t *o, 
     return 0;
 }
 
+/* Whether the "objects" value at `key` holds an inline CRC: 1, 0 (or no such
+ * record), or a meta_err code. One read, of the page the put that follows
+ * writes anyway. */
+static int obj_has_inline(meta_t *m, MDB_txn *txn, MDB_val *key)
+{
+    MDB_val v;
+    int rc = mdb_get(txn, m->objects, key, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return meta_err(rc, "mdb_get(objects)");
+    return v.mv_size > 0 && (((const uint8_t *)v.mv_data)[0] & OBJ_CRC_FLAG) != 0;
+}
+
+/* Writes object record o at `key` (key k of a bucket) with the inline CRC
+ * *crc (NULL: none), keeping META_SUMS_INLINE the count of such records. */
+static int obj_write(meta_t *m, MDB_txn *txn, MDB_val *key, const char *k, size_t klen, const meta_obj_t *o, const uint32_t *crc)
+{
+    uint8_t vb[OBJ_MAX];
+    MDB_val v = {obj_encode(vb, o, k, klen, crc), vb};
+    int had = obj_has_inline(m, txn, key), ret;
+
+    if (had < 0)
+        return had;
+    if ((ret = meta_err(mdb_put(txn, m->objects, key, &v, 0), "mdb_put(objects)")) != 0)
+        return ret;
+    return had == (crc != NULL) ? 0 : meta_state_add(m, txn, META_SUMS_INLINE, crc != NULL ? 1 : -1);
+}
+
+/* The inline CRC of sums for object o (sums_inline): that of its one block, 0 for no bytes. */
+static uint32_t sums_one(const blocksum_calc_t *sums)
+{
+    return sums->nblocks > 0 ? sums->crcs[0] : 0;
+}
+
 int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
                  const blocksum_calc_t *sums)
 {
-    int ret = meta_obj_update(m, txn, b, blen, k, klen, o);
     uint8_t kb[META_OBJKEY_MAX];
     MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
-    return ret != 0 ? ret : sums_put(m, txn, &key, o, sums);
+    uint32_t crc;
+    int ret;
+
+    if (sums != NULL && (sums->size != o->size || blocksum_calc_done(sums) != 0))
+        return CIO_EINVAL;
+    if (sums_inline(o, sums))
+        crc = sums_one(sums);
+    if ((ret = obj_write(m, txn, &key, k, klen, o, sums_inline(o, sums) ? &crc : NULL)) != 0)
+        return ret;
+    return sums_put(m, txn, &key, o, sums);
 }
 
 int meta_sums_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
@@ -655,17 +730,23 @@ int meta_sums_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
 {
     uint8_t kb[META_OBJKEY_MAX];
     MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
-    if (sums == NULL)
+    int ret;
+
+    if (sums == NULL || sums->size != o->size || blocksum_calc_done(sums) != 0)
         return CIO_EINVAL;
+    if (sums_inline(o, sums)) {
+        uint32_t crc = sums_one(sums);
+        if ((ret = obj_write(m, txn, &key, k, klen, o, &crc)) != 0)
+            return ret;
+    }
     return sums_put(m, txn, &key, o, sums);
 }
 
 int meta_obj_update(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o)
 {
-    uint8_t kb[META_OBJKEY_MAX], vb[OBJ_MAX];
+    uint8_t kb[META_OBJKEY_MAX];
     MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
-    MDB_val v = {obj_encode(vb, o, k, klen), vb};
-    return meta_err(mdb_put(txn, m->objects, &key, &v, 0), "mdb_put(objects)");
+    return obj_write(m, txn, &key, k, klen, o, o->crc_inline ? &o->crc32c : NULL);
 }
 
 int meta_obj_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen)
@@ -682,11 +763,18 @@ int meta_sums_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
 {
     uint8_t kb[META_OBJKEY_MAX];
     MDB_val key = {meta_objkey(kb, b, blen, k, klen), kb};
+    int had = obj_has_inline(m, txn, &key), ret;
+
+    /* the record goes next (its caller's promise): so does the count of its inline CRC */
+    if (had < 0 || (had == 1 && (ret = meta_state_add(m, txn, META_SUMS_INLINE, -1)) != 0))
+        return had < 0 ? had : ret;
     return sums_put(m, txn, &key, NULL, NULL);
 }
 
-/* Removes every key of `dbi` that starts with bucket b's prefix (b and a NUL). */
-static int del_bucket_range(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *b, size_t blen)
+/* Removes every key of `dbi` that starts with bucket b's prefix (b and a NUL);
+ * *inline_crcs (if not NULL) counts the values removed that hold an inline
+ * CRC (an "objects" record's format byte). */
+static int del_bucket_range(MDB_txn *txn, MDB_dbi dbi, const char *what, const char *b, size_t blen, uint64_t *inline_crcs)
 {
     uint8_t seek[LOGREC_BUCKET_MAX + 1];
     MDB_cursor *cur = NULL;
@@ -705,6 +793,8 @@ static int del_bucket_range(MDB_txn *txn, MDB_dbi dbi, const char *what, const c
             rc = 0;
             break;
         }
+        if (rc == 0 && inline_crcs != NULL && v.mv_size > 0 && (((const uint8_t *)v.mv_data)[0] & OBJ_CRC_FLAG) != 0)
+            (*inline_crcs)++;
         if (rc != 0 || (rc = mdb_cursor_del(cur, 0)) != 0)
             break;
     }
@@ -714,10 +804,13 @@ static int del_bucket_range(MDB_txn *txn, MDB_dbi dbi, const char *what, const c
 
 int meta_obj_del_bucket(meta_t *m, MDB_txn *txn, const char *b, size_t blen)
 {
-    int ret = del_bucket_range(txn, m->objects, "purge objects", b, blen);
+    uint64_t inline_crcs = 0;
+    int ret = del_bucket_range(txn, m->objects, "purge objects", b, blen, &inline_crcs);
+    if (ret == 0 && inline_crcs > 0)
+        ret = meta_state_add(m, txn, META_SUMS_INLINE, -(int64_t)inline_crcs);
     if (ret == 0)
-        ret = del_bucket_range(txn, m->blocksums, "purge blocksums", b, blen);
-    return ret != 0 ? ret : del_bucket_range(txn, m->damaged, "purge damaged", b, blen);
+        ret = del_bucket_range(txn, m->blocksums, "purge blocksums", b, blen, NULL);
+    return ret != 0 ? ret : del_bucket_range(txn, m->damaged, "purge damaged", b, blen, NULL);
 }
 
 int meta_sums_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, blocksum_rec_t *out)
@@ -736,13 +829,34 @@ int meta_sums_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
     return 0;
 }
 
+int meta_sums_view(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
+                   uint64_t off, uint64_t len, blocksum_view_t *v)
+{
+    blocksum_rec_t r;
+    int ret;
+
+    if (o->crc_inline) {
+        *v = blocksum_view_one(o->size, o->crc32c);
+        return 0;
+    }
+    if ((ret = meta_sums_get(m, txn, b, blen, k, klen, &r)) != 0)
+        return ret;
+    if (!blocksum_matches(&r, o->version, o->origin, o->origin_len, o->off, o->size))
+        return CIO_ENOTFOUND; /* another object's: stale */
+    *v = blocksum_view(&r, off, len);
+    return 0;
+}
+
 int meta_sums_count(meta_t *m, MDB_txn *txn, uint64_t *n)
 {
     MDB_stat st;
-    int rc = mdb_stat(txn, m->blocksums, &st);
+    uint64_t inl;
+    int ret, rc = mdb_stat(txn, m->blocksums, &st);
     if (rc != 0)
         return meta_err(rc, "mdb_stat(blocksums)");
-    *n = st.ms_entries;
+    if ((ret = meta_state_get(m, txn, META_SUMS_INLINE, &inl)) != 0)
+        return ret;
+    *n = st.ms_entries + inl;
     return 0;
 }
 

@@ -15,7 +15,10 @@
  *   "conflicts": storaged's, the losers of concurrent writes (storaged/conflict.h)
  *   "blocksums" objkey -> the object's block checksums (common/blocksum.h),
  *              written and removed with its "objects" record only (meta_obj_put,
- *              meta_obj_del, meta_obj_del_bucket, storaged's meta_obj_del_if)
+ *              meta_obj_del, meta_obj_del_bucket, storaged's meta_obj_del_if);
+ *              an object of at most BLOCKSUM_INLINE_MAX bytes has its one CRC
+ *              in its "objects" record instead (meta_obj_t's crc_inline): an
+ *              object has an inline CRC, or a record that matches it, or none
  *   "scrub"    the background scrub's state, owned by storaged/scrub.h
  *   "damaged"  objkey -> a damaged object found by the scrub (storaged/scrub.h);
  *              removed with the key's checksums, so an object rewritten or
@@ -72,6 +75,8 @@ typedef struct {
     uint8_t meta[OBJMETA_MAX]; /* meta_len bytes; 0 for none (every record written before metadata was kept) */
     uint32_t mpu_parts;        /* an object made by an S3 multipart upload: its part count (1..LOGREC_MPU_PARTS_MAX) */
     uint8_t mpu_md5[16];       /* and the MD5 of its parts' MD5s, its S3 ETag being hex(mpu_md5)-mpu_parts; 0 otherwise */
+    uint8_t crc_inline;        /* 1: the object (at most BLOCKSUM_INLINE_MAX bytes) has its block checksum here, */
+    uint32_t crc32c;           /* the CRC32C of its bytes, and no "blocksums" record. Set by meta_obj_put from its sums */
 } meta_obj_t;
 
 /* A version with the site it comes from. */
@@ -128,7 +133,11 @@ static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
  *      and "mpu_part" tables (storaged/mpu.h). The step from 3 changes no
  *      record, for the same reason as the step from 2
  *   5  the current layout: the "blocksums" table holds the block checksums
- *      of the objects written since (common/blocksum.h), "scrub" and
+ *      of the objects written since (common/blocksum.h), or for an object of
+ *      one block its object record (its format byte's OBJ_CRC_FLAG; format 5
+ *      was not released before inline CRCs were added, so a store whose
+ *      small objects have "blocksums" records still reads, as the same
+ *      format), "scrub" and
  *      "damaged" the background scrub's state and findings
  *      (storaged/scrub.h). The step from 4 only creates the tables, and
  *      records in "scrub" when it ran (META_SCRUB_UPGRADED_MS): the objects
@@ -204,12 +213,15 @@ int meta_u64_put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const ch
  * put writes the record of an object whose bytes are new (a PUT, an applied
  * PUT, a copy, a multipart Complete) and, in the same transaction, its block
  * checksums: `sums` (finished: blocksum_calc_done) are the CRCs of exactly
- * o->size bytes, recorded with o's version, origin and extent offset; NULL
+ * o->size bytes: for an object of at most BLOCKSUM_INLINE_MAX bytes its one
+ * CRC goes into the object record (o->crc_inline and o->crc32c are ignored),
+ * else a "blocksums" record with o's version, origin and extent offset; NULL
  * (not computed: storage.checksums off) removes any the key had, so no
  * record outlives the bytes it describes. Returns 0, CIO_EINVAL (sums not
  * for o->size bytes) or a meta_err code.
  * update rewrites the record of the same bytes (same version, origin and
- * extent: only its context changed) and keeps their checksums.
+ * extent: only its context changed; o as meta_obj_get read it, with its
+ * crc_inline and crc32c) and keeps their checksums.
  * del removes the record and its checksums. */
 int meta_obj_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, meta_obj_t *out) CIO_MUST_CHECK;
 int meta_obj_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
@@ -229,12 +241,25 @@ int meta_obj_del_bucket(meta_t *m, MDB_txn *txn, const char *b, size_t blen) CIO
 int meta_sums_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen,
                   blocksum_rec_t *out) CIO_MUST_CHECK;
 
+/* The block checksums of object record o (key k of bucket b, as
+ * meta_obj_get read it in txn) that cover its bytes [off, off + len): its
+ * inline CRC, or its "blocksums" record when that blocksum_matches o (a
+ * record of an object of one block written before inline CRCs still counts).
+ * *v borrows a record's CRCs from the map (valid until txn ends:
+ * blocksum_view_copy to keep them) or holds the inline CRC itself. Returns 0,
+ * CIO_ENOTFOUND (none that belong to o: its bytes are unverified),
+ * CIO_EPROTO (a record that does not decode: logged) or a meta_err code. */
+int meta_sums_view(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
+                   uint64_t off, uint64_t len, blocksum_view_t *v) CIO_MUST_CHECK;
+
 /* The key in "scrub" of the time (u64 BE ms) the step to format 5 ran. */
 #define META_SCRUB_UPGRADED_MS "upgraded_ms"
 
 /* Writes the checksums `sums` (finished, for o->size bytes) of the object
  * record o of key k, which must be in "objects" already (the scrub's fill-in
- * of an object written before checksums). 0, CIO_EINVAL or a meta_err code. */
+ * of an object written before checksums): into its record (rewritten, its
+ * other fields those of o) when it is of at most BLOCKSUM_INLINE_MAX bytes,
+ * else a "blocksums" record. 0, CIO_EINVAL or a meta_err code. */
 int meta_sums_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
                   const blocksum_calc_t *sums) CIO_MUST_CHECK;
 
@@ -244,7 +269,9 @@ int meta_sums_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const cha
  * 0 or a meta_err code. */
 int meta_sums_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen) CIO_MUST_CHECK;
 
-/* The number of checksum records (every one belongs to an object record). 0 or a meta_err code. */
+/* The number of objects with block checksums: the records in "blocksums"
+ * (every one belongs to an object record) and the objects with an inline CRC
+ * (META_SUMS_INLINE). 0 or a meta_err code. */
 int meta_sums_count(meta_t *m, MDB_txn *txn, uint64_t *n) CIO_MUST_CHECK;
 
 /* Whether `o` is still the object that the mutation (version, origin) made:
@@ -353,7 +380,8 @@ int meta_purge_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const me
       "the tombstone horizon: the largest version (hlc) of any tombstone collected here; 0 none (storaged, tombgc)")               \
     X(META_UNLOGGED_MS, "unlogged_ms",                                                                                             \
       "wall clock of the last mutation committed while replication was off, not logged; 0 none (storaged)")                        \
-    X(META_MPU_EXPIRED, "mpu_expired", "multipart uploads removed by s3.multipart_ttl (storaged)")
+    X(META_MPU_EXPIRED, "mpu_expired", "multipart uploads removed by s3.multipart_ttl (storaged)")                                 \
+    X(META_SUMS_INLINE, "sums_inline", "object records holding their block checksum inline (meta_obj_put, meta_sums_del)")
 
 #define META_COUNTER_ENUM(e, name, doc) e,
 typedef enum { META_COUNTERS(META_COUNTER_ENUM) META_NCOUNTERS } meta_counter_t;

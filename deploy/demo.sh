@@ -16,7 +16,7 @@ if [ -n "${COMIO_BIN_DIR:-}" ]; then
     bin=$COMIO_BIN_DIR
     echo "== using the binaries in $bin"
 else
-    need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev libzstd-dev
+    need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev libzstd-dev libisal-dev
           libcurl4-openssl-dev libssl-dev libexpat1-dev curl)
     missing=()
     for p in "${need[@]}"; do

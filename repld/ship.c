@@ -383,11 +383,9 @@ static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
         done += (size_t)n;
     }
     if (s->conf->checksums && o.size > 0) {
-        blocksum_rec_t r;
+        blocksum_view_t v;
         uint64_t bad = 0;
-        if (meta_sums_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &r) == 0 &&
-            blocksum_matches(&r, o.version, o.origin, o.origin_len, o.off, o.size)) {
-            blocksum_view_t v = blocksum_view(&r, 0, o.size);
+        if (meta_sums_view(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o, 0, o.size, &v) == 0) {
             if (blocksum_verify(&v, 0, s->scratch, (size_t)o.size, &bad) != 0) {
                 char vs[24], bs[24], bucket[LOGREC_BUCKET_MAX + 1], key[LOGREC_KEY_MAX + 1];
                 snprintf(vs, sizeof(vs), "%" PRIu64, o.version);

@@ -651,11 +651,11 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */
     }
     if (ret == 0 && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
-        /* the CRCs are copied into the request's pool: they outlive the read transaction */
+        /* a record's CRCs are copied into the request's pool: they outlive the read transaction (an inline CRC is in sums) */
         uint8_t *owned;
         if ((ret = integrity_sums(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o, 0, o.size, &sums, &owned,
                                   &have_sums)) == 0 &&
-            have_sums) {
+            owned != NULL) {
             uint8_t *copy = h2o_mem_alloc_pool(&req->pool, (size_t)sums.n * 4);
             memcpy(copy, owned, (size_t)sums.n * 4);
             sums.crcs = copy;

@@ -18,17 +18,14 @@ static unsigned recent_next;          /* atomic */
 int integrity_sums(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, const meta_obj_t *o,
                    uint64_t off, uint64_t len, blocksum_view_t *v, uint8_t **owned, int *have)
 {
-    blocksum_rec_t r;
     int ret;
 
     *have = 0;
     *owned = NULL;
     memset(v, 0, sizeof(*v));
-    ret = meta_sums_get(m, txn, b, blen, k, klen, &r);
-    if (ret != 0 || !blocksum_matches(&r, o->version, o->origin, o->origin_len, o->off, o->size))
+    if (meta_sums_view(m, txn, b, blen, k, klen, o, off, len, v) != 0)
         return 0; /* none, or another object's: unverified (CIO_EPROTO is logged by meta_sums_get) */
-    *v = blocksum_view(&r, off, len);
-    if ((ret = blocksum_view_copy(v, owned)) != 0)
+    if ((ret = blocksum_view_copy(v, owned)) != 0) /* an inline CRC is in *v already: no copy */
         return ret;
     *have = 1;
     return 0;

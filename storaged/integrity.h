@@ -26,8 +26,9 @@ typedef enum {
 } integrity_path_t;
 
 /* The checksums of object o (key k of bucket b) that cover its bytes
- * [off, off + len), copied out of txn into *v (its CRCs in *owned: the
- * caller frees it, after the last use of *v). *have is 0 when the object has
+ * [off, off + len) (meta_sums_view), copied out of txn into *v (its CRCs in
+ * *owned: the caller frees it, after the last use of *v; NULL for an inline
+ * CRC, which *v holds itself). *have is 0 when the object has
  * none that belong to it (written before checksums, or with them off, or a
  * conflict's kept loser): its bytes are then served unverified. Returns 0 or
  * CIO_ENOMEM; a checksum record that cannot be read is logged and counts as

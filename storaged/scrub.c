@@ -243,10 +243,8 @@ static int scrub_object(scrub_t *sc, const item_t *it, uint64_t *bytes_read)
     if (o->size > 0) {
         ret = integrity_sums(sc->meta, txn, it->bucket, it->blen, it->key, it->klen, o, 0, o->size, &view, &owned, &have);
     } else {
-        blocksum_rec_t r;
         ret = 0;
-        have = meta_sums_get(sc->meta, txn, it->bucket, it->blen, it->key, it->klen, &r) == 0 &&
-               blocksum_matches(&r, o->version, o->origin, o->origin_len, o->off, o->size);
+        have = meta_sums_view(sc->meta, txn, it->bucket, it->blen, it->key, it->klen, o, 0, 0, &view) == 0;
     }
     mdb_txn_abort(txn);
     if (ret != 0)

@@ -40,7 +40,7 @@ if [ $SANITIZE -eq 1 ] && [ $TSAN -eq 1 ]; then
     exit 2
 fi
 
-PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev libzstd-dev
+PACKAGES=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev libzstd-dev libisal-dev
           libcurl4-openssl-dev libssl-dev libexpat1-dev python3 python3-pytest python3-msgpack curl openssl
           python3-pytest-xdist   # tests/e2e run two at a time (COMIO_TEST_JOBS)
           python3-boto3 awscli   # the S3 API's clients (tests/e2e/test_s3_*.py)

@@ -205,7 +205,7 @@ trap 'log ""; log "== stopped (SIGTERM, or the ${TOTAL_TIMEOUT}s time limit): st
 
 # --- packages and build --------------------------------------------------------------------------------------------
 install_missing() {
-    local need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev libzstd-dev
+    local need=(build-essential cmake pkg-config libh2o-evloop-dev liblmdb-dev libmsgpack-dev libyaml-dev libzstd-dev libisal-dev
         libcurl4-openssl-dev libssl-dev libexpat1-dev curl wrk gnuplot-nox procps
         python3-pytest # the sync and wan phases start their sites with the test harness, which imports pytest
         python3-boto3)  # s3big uploads with boto3

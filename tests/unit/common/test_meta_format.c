@@ -4,6 +4,8 @@
 #include <lmdb.h>
 #include "testutil.h"
 #include "siteutil.h"
+#include "common/be.h"
+#include "common/cksum.h"
 #include "common/meta.h"
 
 _Static_assert(sizeof(meta_migrations) / sizeof(meta_migrations[0]) == META_FORMAT_CURRENT, "one step per format");
@@ -179,6 +181,25 @@ static int put_object(meta_t *m, const char *key, const meta_obj_t *o)
         return -1;
     }
     return mdb_txn_commit(txn) == 0 ? 0 : -1;
+}
+
+/* put_object with the block checksums of o->size bytes of `data` (meta_obj_put). */
+static int put_object_sums(meta_t *m, const char *key, const meta_obj_t *o, const void *data)
+{
+    MDB_txn *txn;
+    blocksum_calc_t c;
+    int ret = -1;
+    if (blocksum_calc_init(&c, o->size) != 0 || mdb_txn_begin(m->env, NULL, 0, &txn) != 0) {
+        blocksum_calc_free(&c);
+        return -1;
+    }
+    blocksum_calc_feed(&c, data, (size_t)o->size);
+    if (meta_obj_put(m, txn, "bkt", 3, key, strlen(key), o, &c) != 0)
+        mdb_txn_abort(txn);
+    else
+        ret = mdb_txn_commit(txn) == 0 ? 0 : -1;
+    blocksum_calc_free(&c);
+    return ret;
 }
 
 /* The raw "objects" value of key into out (cap bytes); its length, or 0 on failure. */
@@ -424,27 +445,34 @@ static void test_format4_gets_blocksums(void)
     meta_close(&m);
 }
 
-/* The checksums follow the object record: written with it, replaced with it, removed with it. */
+/* The checksums follow the object record: written with it, replaced with it, removed with it; one block's CRC
+ * inside it, and a small object's record from before inline CRCs still read. */
 static void test_blocksums_follow_object(void)
 {
     meta_t m;
     MDB_txn *txn;
-    meta_obj_t o;
+    enum { BIG = BLOCKSUM_INLINE_MAX + 100 };
+    static uint8_t big[BIG];
+    meta_obj_t o, back;
     blocksum_rec_t r;
-    blocksum_calc_t sums;
-    uint64_t n = 9;
+    blocksum_view_t v;
+    blocksum_calc_t sums, big_sums;
+    uint64_t n = 9, bad = 0;
     char dir[sizeof(site_tmp) + 32];
 
     CHECK(site_env_fresh(&m, "sums", dir, sizeof(dir)) == 0);
     memset(&o, 0, sizeof(o));
     o.version = 7;
     o.off = 4096;
-    o.size = 3;
-    CHECK(blocksum_calc_init(&sums, 3) == 0);
-    blocksum_calc_feed(&sums, "abc", 3);
+    o.size = BIG;
+    CHECK(blocksum_calc_init(&sums, BIG) == 0);
+    blocksum_calc_feed(&sums, big, BIG);
     CHECK(mdb_txn_begin(m.env, NULL, 0, &txn) == 0);
+    /* more than one block: a record in "blocksums" */
     CHECK(meta_obj_put(&m, txn, "bkt", 3, "k", 1, &o, &sums) == 0);
-    CHECK(meta_sums_get(&m, txn, "bkt", 3, "k", 1, &r) == 0 && blocksum_matches(&r, 7, "", 0, 4096, 3) && r.nblocks == 1);
+    CHECK(meta_sums_get(&m, txn, "bkt", 3, "k", 1, &r) == 0 && blocksum_matches(&r, 7, "", 0, 4096, BIG) && r.nblocks == 2);
+    CHECK(meta_obj_get(&m, txn, "bkt", 3, "k", 1, &back) == 0 && !back.crc_inline);
+    CHECK(meta_sums_view(&m, txn, "bkt", 3, "k", 1, &back, 0, BIG, &v) == 0 && v.n == 2 && v.crcs != NULL);
     CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 1);
     /* the same bytes' record rewritten: kept */
     CHECK(meta_obj_update(&m, txn, "bkt", 3, "k", 1, &o) == 0);
@@ -455,18 +483,147 @@ static void test_blocksums_follow_object(void)
     /* new bytes without checksums: the old ones go */
     CHECK(meta_obj_put(&m, txn, "bkt", 3, "k", 1, &o, NULL) == 0);
     CHECK(meta_sums_get(&m, txn, "bkt", 3, "k", 1, &r) == CIO_ENOTFOUND);
+    CHECK(meta_obj_get(&m, txn, "bkt", 3, "k", 1, &back) == 0 && !back.crc_inline);
+    CHECK(meta_sums_view(&m, txn, "bkt", 3, "k", 1, &back, 0, 4, &v) == CIO_ENOTFOUND);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 0);
+
+    /* one block at most: the CRC in the object record, no record in "blocksums" */
+    blocksum_calc_free(&sums);
+    CHECK(blocksum_calc_init(&sums, 3) == 0);
+    blocksum_calc_feed(&sums, "abc", 3);
+    o.size = 3;
+    o.crc_inline = 0; /* ignored by put: the sums decide */
+    CHECK(meta_obj_put(&m, txn, "bkt", 3, "k", 1, &o, &sums) == 0);
+    CHECK(meta_sums_get(&m, txn, "bkt", 3, "k", 1, &r) == CIO_ENOTFOUND);
+    CHECK(meta_obj_get(&m, txn, "bkt", 3, "k", 1, &back) == 0 && back.crc_inline && back.crc32c == cksum_crc32c(0, "abc", 3));
+    CHECK(meta_sums_view(&m, txn, "bkt", 3, "k", 1, &back, 0, 3, &v) == 0 && v.n == 1 && v.crcs == NULL);
+    CHECK(blocksum_verify(&v, 0, "abc", 3, &bad) == 0);
+    CHECK(blocksum_verify(&v, 0, "abd", 3, &bad) == CIO_EIO && bad == 0);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 1);
+    /* rewritten as read (a new context): the CRC stays, counted once */
+    CHECK(meta_obj_update(&m, txn, "bkt", 3, "k", 1, &back) == 0);
+    CHECK(meta_obj_get(&m, txn, "bkt", 3, "k", 1, &back) == 0 && back.crc_inline);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 1);
+    /* a big object over a small one, and back */
+    o.size = BIG;
+    CHECK(blocksum_calc_init(&big_sums, BIG) == 0);
+    blocksum_calc_feed(&big_sums, big, BIG);
+    CHECK(meta_obj_put(&m, txn, "bkt", 3, "k", 1, &o, &big_sums) == 0);
+    CHECK(meta_obj_get(&m, txn, "bkt", 3, "k", 1, &back) == 0 && !back.crc_inline);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 1);
     o.size = 3;
     CHECK(meta_obj_put(&m, txn, "bkt", 3, "k", 1, &o, &sums) == 0);
+    CHECK(meta_sums_get(&m, txn, "bkt", 3, "k", 1, &r) == CIO_ENOTFOUND);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 1);
+    /* an empty object: an inline CRC of no block */
+    blocksum_calc_t none;
+    CHECK(blocksum_calc_init(&none, 0) == 0);
+    o.size = 0;
+    CHECK(meta_obj_put(&m, txn, "bkt", 3, "empty", 5, &o, &none) == 0);
+    CHECK(meta_obj_get(&m, txn, "bkt", 3, "empty", 5, &back) == 0 && back.crc_inline);
+    CHECK(meta_sums_view(&m, txn, "bkt", 3, "empty", 5, &back, 0, 0, &v) == 0 && v.n == 0);
+    blocksum_calc_free(&none);
+    o.size = 3;
     CHECK(meta_obj_put(&m, txn, "bkt", 3, "k2", 2, &o, &sums) == 0);
     CHECK(meta_obj_put(&m, txn, "bkt2", 4, "k", 1, &o, &sums) == 0);
+    o.size = BIG;
+    CHECK(meta_obj_put(&m, txn, "bkt2", 4, "big", 3, &o, &big_sums) == 0);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 5);
     CHECK(meta_obj_del(&m, txn, "bkt", 3, "k", 1) == 0);
-    CHECK(meta_sums_get(&m, txn, "bkt", 3, "k", 1, &r) == CIO_ENOTFOUND);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 4);
     CHECK(meta_obj_del_bucket(&m, txn, "bkt", 3) == 0);
     CHECK(meta_sums_get(&m, txn, "bkt", 3, "k2", 2, &r) == CIO_ENOTFOUND);
-    CHECK(meta_sums_get(&m, txn, "bkt2", 4, "k", 1, &r) == 0);
-    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 1);
+    CHECK(meta_sums_get(&m, txn, "bkt2", 4, "big", 3, &r) == 0);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 2);
+
+    /* a store written before inline CRCs: a small object with a record in
+     * "blocksums" and none in its object record still verifies by its record */
+    uint8_t kb[META_OBJKEY_MAX], rec[64];
+    uint32_t crc = cksum_crc32c(0, "xyz", 3);
+    o.size = 3;
+    CHECK(meta_obj_put(&m, txn, "bkt2", 4, "old", 3, &o, NULL) == 0);
+    MDB_val key = {meta_objkey(kb, "bkt2", 4, "old", 3), kb};
+    MDB_val val = {blocksum_encode(rec, BLOCKSUM_SHIFT, 7, "", 0, 4096, 3, &crc), rec};
+    CHECK(val.mv_size > 0 && mdb_put(txn, m.blocksums, &key, &val, 0) == 0);
+    CHECK(meta_obj_get(&m, txn, "bkt2", 4, "old", 3, &back) == 0 && !back.crc_inline);
+    CHECK(meta_sums_view(&m, txn, "bkt2", 4, "old", 3, &back, 0, 3, &v) == 0 && v.n == 1 && v.crcs != NULL);
+    CHECK(blocksum_verify(&v, 0, "xyz", 3, &bad) == 0);
+    CHECK(blocksum_verify(&v, 0, "xyZ", 3, &bad) == CIO_EIO);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 3);
+    /* rewritten with checksums: inline now, the old record gone */
+    CHECK(meta_obj_put(&m, txn, "bkt2", 4, "old", 3, &o, &sums) == 0);
+    CHECK(meta_sums_get(&m, txn, "bkt2", 4, "old", 3, &r) == CIO_ENOTFOUND);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 3);
+    /* the scrub's fill-in of a small object puts its CRC inline */
+    CHECK(meta_obj_put(&m, txn, "bkt2", 4, "fill", 4, &o, NULL) == 0);
+    CHECK(meta_obj_get(&m, txn, "bkt2", 4, "fill", 4, &back) == 0 && !back.crc_inline);
+    CHECK(meta_sums_put(&m, txn, "bkt2", 4, "fill", 4, &back, &sums) == 0);
+    CHECK(meta_obj_get(&m, txn, "bkt2", 4, "fill", 4, &back) == 0 && back.crc_inline && back.size == 3);
+    CHECK(meta_sums_count(&m, txn, &n) == 0 && n == 4);
     mdb_txn_abort(txn);
     blocksum_calc_free(&sums);
+    blocksum_calc_free(&big_sums);
+    meta_close(&m);
+}
+
+/* An object of one block keeps its CRC32C at the end of its record, the
+ * format byte flagged, in every record format from 3; such a record cut
+ * short, flagged on an object over one block or on a format-1 record, is
+ * refused. */
+static void test_object_inline_crc(void)
+{
+    static meta_obj_t o, back;
+    static uint8_t raw[8192];
+    objmeta_pair_t pair = {"x-amz-meta-k", 12, "v", 1};
+    size_t blen = 0, n;
+    meta_t m;
+    char dir[sizeof(site_tmp) + 32];
+    static const char *keys[] = {"plain", "ctx", "meta", "mpu"};
+
+    CHECK(site_env_fresh(&m, "objcrc", dir, sizeof(dir)) == 0);
+    for (int f = 0; f < 4; f++) {
+        memset(&o, 0, sizeof(o));
+        o.version = 9;
+        o.size = 5;
+        o.origin_len = 6;
+        memcpy(o.origin, "site-a", 6);
+        if (f == 1)
+            vctx_add(&o.ctx, "site-b", 6, 3);
+        if (f == 2) {
+            CHECK_EQ_INT(objmeta_encode(&pair, 1, o.meta, &blen, NULL), 0);
+            o.meta_len = (uint16_t)blen;
+        }
+        if (f == 3)
+            o.mpu_parts = 2;
+        CHECK(put_object_sums(&m, keys[f], &o, "hello") == 0);
+        n = raw_object(&m, keys[f], raw, sizeof(raw));
+        CHECK(n > 4 && raw[0] == (0x80 | (3 + f)));
+        CHECK(be_get(raw + n - 4, 4) == cksum_crc32c(0, "hello", 5));
+        memset(&back, 0xee, sizeof(back));
+        CHECK_EQ_INT(get_object(&m, keys[f], &back), 0);
+        CHECK(back.crc_inline == 1 && back.crc32c == cksum_crc32c(0, "hello", 5) && back.size == 5 && back.version == 9);
+        CHECK(back.ctx.n == (f == 1) && back.meta_len == (f == 2 ? blen : 0) && back.mpu_parts == (f == 3 ? 2u : 0u));
+        for (size_t cut = 1; cut < n; cut++) {
+            MDB_val v = {cut, raw};
+            if (meta_obj_decode(&v, &back) != CIO_EPROTO)
+                fprintf(stderr, "  a record of format %d cut at %zu of %zu decoded\n", 3 + f, cut, n);
+            CHECK(meta_obj_decode(&v, &back) == CIO_EPROTO);
+        }
+        MDB_val v = {n, raw};
+        be_put(raw + 1 + 24, BLOCKSUM_INLINE_MAX + 1, 8); /* an object over one block cannot have it inline */
+        CHECK_EQ_INT(meta_obj_decode(&v, &back), CIO_EPROTO);
+        be_put(raw + 1 + 24, BLOCKSUM_INLINE_MAX, 8);
+        CHECK_EQ_INT(meta_obj_decode(&v, &back), 0);
+        raw[0] = 0x80 | 1; /* not on a format-1 record */
+        CHECK_EQ_INT(meta_obj_decode(&v, &back), CIO_EPROTO);
+    }
+    /* without checksums: unflagged, read as none */
+    o.size = 5;
+    CHECK(put_object(&m, "bare", &o) == 0);
+    n = raw_object(&m, "bare", raw, sizeof(raw));
+    CHECK(n > 0 && (raw[0] & 0x80) == 0);
+    CHECK_EQ_INT(get_object(&m, "bare", &back), 0);
+    CHECK(back.crc_inline == 0);
     meta_close(&m);
 }
 
@@ -477,6 +634,7 @@ int main(void)
     RUN(test_new_env_is_current);
     RUN(test_format4_gets_blocksums);
     RUN(test_blocksums_follow_object);
+    RUN(test_object_inline_crc);
     RUN(test_unversioned_upgrades);
     RUN(test_newer_refused);
     RUN(test_format1_objects_upgrade);
