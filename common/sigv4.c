@@ -241,32 +241,49 @@ static int signed_has(const sigv4_auth_t *a, const char *name, size_t len)
     return 0;
 }
 
-/* Keeps SignedHeaders in lower case, and where each of its names is. */
+/* Keeps SignedHeaders in lower case, and where each of its names is. The
+ * characters are checked and folded by a loop without a branch, the names
+ * then found with memchr. */
 static int set_signed_headers(sigv4_auth_t *a, const char *v, size_t len, const char *code, const char *what, sigv4_error_t *e)
 {
     size_t names = 0, start = 0;
     unsigned bad = 0;
+    char *d = a->signed_headers;
 
     _Static_assert(sizeof(a->signed_headers) <= UINT16_MAX, "a name's offset fits signed_name's");
     if (len == 0 || len >= sizeof(a->signed_headers))
         return fail(e, 400, code, "%s: SignedHeaders is empty or too long", what);
-    for (size_t i = 0; i < len; i++) {
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) { /* eight bytes at a time: each byte's top bit says */
+        uint64_t x, low, ctl, colon, up;
+        memcpy(&x, v + i, 8);
+        low = x & 0x7f7f7f7f7f7f7f7fULL;
+        ctl = ~(low + 0x5f5f5f5f5f5f5f5fULL);                                                                /* below 0x21 */
+        colon = ~((low ^ 0x3a3a3a3a3a3a3a3aULL) + 0x7f7f7f7f7f7f7f7fULL);                                    /* ':' */
+        bad |= (unsigned)(((x | ctl | colon | (low + 0x0101010101010101ULL)) & 0x8080808080808080ULL) != 0); /* 0x7f up */
+        up = (low + 0x3f3f3f3f3f3f3f3fULL) & ~(low + 0x2525252525252525ULL) & 0x8080808080808080ULL;         /* 'A'..'Z' */
+        x |= up >> 2;
+        memcpy(d + i, &x, 8);
+    }
+    for (; i < len; i++) {
         unsigned char c = (unsigned char)v[i];
         bad |= (unsigned)(c <= 0x20) | (unsigned)(c >= 0x7f) | (unsigned)(c == ':');
-        a->signed_headers[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); /* as the canonical request has them */
-        if (c == ';') {
-            if (names == SIGV4_SIGNED_HEADERS_MAX - 1)
-                return fail(e, 400, code, "%s: more than %d SignedHeaders", what, SIGV4_SIGNED_HEADERS_MAX);
-            a->signed_name[names].off = (uint16_t)start;
-            a->signed_name[names++].len = (uint16_t)(i - start);
-            start = i + 1;
-        }
+        d[i] = (char)(c | ((unsigned char)(c - 'A') < 26 ? 0x20 : 0)); /* as the canonical request has them */
     }
     if (bad)
         return fail(e, 400, code, "%s: SignedHeaders holds a character no header name has", what);
-    a->signed_name[names].off = (uint16_t)start;
-    a->signed_name[names++].len = (uint16_t)(len - start);
-    a->signed_headers[len] = '\0';
+    d[len] = '\0';
+    for (;;) {
+        const char *semi = memchr(d + start, ';', len - start);
+        size_t stop = semi != NULL ? (size_t)(semi - d) : len;
+        if (names == SIGV4_SIGNED_HEADERS_MAX)
+            return fail(e, 400, code, "%s: more than %d SignedHeaders", what, SIGV4_SIGNED_HEADERS_MAX);
+        a->signed_name[names].off = (uint16_t)start;
+        a->signed_name[names++].len = (uint16_t)(stop - start);
+        if (semi == NULL)
+            break;
+        start = stop + 1;
+    }
     a->signed_headers_len = len;
     a->nsigned = names;
     if (!signed_has(a, "host", 4))
@@ -283,6 +300,21 @@ static const char hex_lc[256] = {
     ['A'] = 'a', ['B'] = 'b', ['C'] = 'c', ['D'] = 'd', ['E'] = 'e', ['F'] = 'f',
 };
 
+/* A signature: 64 lower-case hex digits. Arithmetic, not hex_lc: this loop
+ * compiles to fewer instructions, with no branch on the digits. */
+static int is_hex_sig(const char *s, size_t len)
+{
+    unsigned ok = 1;
+
+    if (len != SIGV4_SIG_HEX)
+        return 0;
+    for (size_t i = 0; i < SIGV4_SIG_HEX; i++) {
+        unsigned char c = (unsigned char)s[i];
+        ok &= (unsigned)((unsigned char)(c - '0') < 10) | (unsigned)((unsigned char)(c - 'a') < 6);
+    }
+    return (int)ok;
+}
+
 static int set_payload(sigv4_auth_t *a, const sigv4_header_t *h, sigv4_error_t *e)
 {
     if (h->value_len >= sizeof(a->content_sha256))
@@ -292,7 +324,13 @@ static int set_payload(sigv4_auth_t *a, const sigv4_header_t *h, sigv4_error_t *
     a->content_sha256_len = h->value_len;
     /* a digest first, the common case (no payload name is 64 bytes long: one
      * is only found here by a NUL inside the value, as strcmp sees it) */
-    if (h->value_len == SIGV4_SIG_HEX) {
+    if (is_hex_sig(h->value, h->value_len)) { /* as SDKs send it: copied, no digit looked up */
+        memcpy(a->payload_hash, h->value, SIGV4_SIG_HEX);
+        a->payload_hash[SIGV4_SIG_HEX] = '\0';
+        a->payload = SIGV4_PAYLOAD_SHA256;
+        return 0;
+    }
+    if (h->value_len == SIGV4_SIG_HEX) { /* upper-case digits too */
         unsigned ok = 1;
         for (size_t i = 0; i < SIGV4_SIG_HEX; i++) {
             char d = hex_lc[(unsigned char)h->value[i]];
@@ -315,21 +353,6 @@ bad:
     return fail(e, 400, "InvalidArgument",
                 "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER), "
                 "STREAMING-UNSIGNED-PAYLOAD-TRAILER or a SHA-256 in hex");
-}
-
-/* A signature: 64 lower-case hex digits. Arithmetic, not hex_lc: this loop
- * compiles to fewer instructions, with no branch on the digits. */
-static int is_hex_sig(const char *s, size_t len)
-{
-    unsigned ok = 1;
-
-    if (len != SIGV4_SIG_HEX)
-        return 0;
-    for (size_t i = 0; i < SIGV4_SIG_HEX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        ok &= (unsigned)((unsigned char)(c - '0') < 10) | (unsigned)((unsigned char)(c - 'a') < 6);
-    }
-    return (int)ok;
 }
 
 /* The headers sigv4_parse looks at, found in one pass (the first of each name). */
