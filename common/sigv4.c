@@ -50,22 +50,60 @@ static int fail(sigv4_error_t *e, int status, const char *code, const char *fmt,
 
 /* Every byte is looked at whatever differs: the differences are OR-ed, with
  * no branch on the data (CRYPTO_memcmp does the same a byte at a time, out of
- * line, which showed in profiles of every signed request). */
+ * line, which showed in profiles of every signed request), a word at a time. */
 int sigv4_equal(const char *a, const char *b, size_t n)
 {
-    unsigned char d = 0;
+    uint64_t d = 0;
+    size_t i = 0;
 
-    for (size_t i = 0; i < n; i++)
+    for (; i + 8 <= n; i += 8) { /* a word at a time: a byte at a time showed in callgrind */
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        d |= x ^ y;
+    }
+    for (; i < n; i++)
         d |= (unsigned char)(a[i] ^ b[i]);
     return d == 0;
 }
 
+/* Whether the eight bytes x and y are equal but for the case of ASCII
+ * letters: where they differ, only in the case bit (0x20) of a letter. */
+static inline int word_eq_nocase(uint64_t x, uint64_t y)
+{
+    const uint64_t ones = 0x0101010101010101ULL, top = 0x8080808080808080ULL;
+    uint64_t d = x ^ y, lx = (x | 0x20 * ones) & ~top, letter;
+
+    if ((d & ~(0x20 * ones)) != 0)
+        return 0;
+    /* lx is in 'a'..'z' (and x below 0x80): top bit of each such byte */
+    letter = (lx + (0x80 - 'a') * ones) & ~(lx + (0x80 - 'z' - 1) * ones) & ~x & top;
+    return (d & ~(letter >> 2)) == 0;
+}
+
 /* Whether a[0..n) and b[0..n) are equal but for the case of ASCII letters
  * (strncasecmp for names without a NUL, inline: header names mostly differ
- * at their first byte, and a call per header showed in profiles). */
+ * at their first byte, and a call per header showed in profiles). Eight
+ * bytes at a time: a byte at a time, names cost a request more than any
+ * other part of its parse (callgrind). */
 static inline int name_eq(const char *a, const char *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+
+    if (n >= 8) { /* whole words, the last one overlapping the one before */
+        for (;; i += 8) {
+            uint64_t x, y;
+            if (i + 8 > n)
+                i = n - 8;
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y && !word_eq_nocase(x, y))
+                return 0;
+            if (i + 8 == n)
+                return 1;
+        }
+    }
+    for (; i < n; i++) {
         unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
         if (x != y && ((x | 0x20) != (y | 0x20) || (unsigned)((x | 0x20) - 'a') > 25))
             return 0;

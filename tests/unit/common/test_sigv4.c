@@ -573,6 +573,52 @@ static void test_signed_header_chars(void)
     }
 }
 
+/* Header names match whatever the case of their letters, and only then:
+ * every byte in every place of "x-amz-content-sha256" (compared eight bytes
+ * at a time, then the tail), the name found or not. */
+static void test_header_name_case(void)
+{
+    char name[21] = "x-amz-content-sha256";
+    sigv4_header_t h[] = {
+        H("Host", "h"),
+        H("x-amz-date", "20130524T000000Z"),
+        {name, 20, EMPTY, 64},
+        H("Authorization", "AWS4-HMAC-SHA256 Credential=" AK "/20130524/us-east-1/s3/aws4_request,"
+                           "SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=" EMPTY),
+    };
+    sigv4_request_t r = req("GET", "/", NULL, h, 4);
+    static const char orig[] = "x-amz-content-sha256";
+    sigv4_auth_t a;
+    sigv4_error_t e;
+
+    for (size_t pos = 0; pos < 20; pos++)
+        for (unsigned c = 0; c < 256; c++) {
+            unsigned char o = (unsigned char)orig[pos];
+            int same = c == o || (o >= 'a' && o <= 'z' && c == (unsigned)(o - 32));
+            memcpy(name, orig, 20);
+            name[pos] = (char)c;
+            int rc = sigv4_parse(&r, T0, "us-east-1", &a, &e);
+            CHECK((rc == 0) == same);
+        }
+}
+
+/* sigv4_equal compares words, then a tail: a difference anywhere is seen. */
+static void test_equal_words(void)
+{
+    char x[80], y[80];
+
+    for (size_t n = 0; n <= sizeof(x); n++) {
+        memset(x, 'q', sizeof(x));
+        memset(y, 'q', sizeof(y));
+        CHECK(sigv4_equal(x, y, n));
+        for (size_t i = 0; i < n; i++) {
+            y[i] = 'r';
+            CHECK(!sigv4_equal(x, y, n));
+            y[i] = 'q';
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_get_object);
@@ -586,5 +632,7 @@ int main(void)
     RUN(test_dates);
     RUN(test_hex_forms);
     RUN(test_signed_header_chars);
+    RUN(test_header_name_case);
+    RUN(test_equal_words);
     return TEST_SUMMARY();
 }
