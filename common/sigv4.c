@@ -802,15 +802,17 @@ static void hmac_key(hmac_key_t *h, const uint8_t *key, size_t klen)
     OPENSSL_cleanse(k, sizeof(k));
 }
 
-/* HMAC of msg with h (left as it was); out may alias msg. */
-static void hmac_final(const hmac_key_t *h, const void *msg, size_t n, uint8_t out[32])
+/* HMAC of msg with the pads of an hmac_key_t at `pads` (a key, or the copy
+ * a cache slot keeps; left as they were); out may alias msg. */
+static void hmac_final(const void *pads, const void *msg, size_t n, uint8_t out[32])
 {
-    SHA256_CTX c = h->inner;
+    SHA256_CTX c;
     uint8_t inner[32];
 
+    memcpy(&c, (const char *)pads + offsetof(hmac_key_t, inner), sizeof(c));
     SHA256_Update(&c, msg, n);
     SHA256_Final(inner, &c);
-    c = h->outer;
+    memcpy(&c, (const char *)pads + offsetof(hmac_key_t, outer), sizeof(c));
     SHA256_Update(&c, inner, sizeof(inner));
     SHA256_Final(out, &c); /* c is left with the MAC and a wiped block: no key material */
     OPENSSL_cleanse(inner, sizeof(inner));
@@ -847,10 +849,13 @@ static int derive_key(const char *date, const char *region, size_t region_len, c
     return 0;
 }
 
-/* a->key for a's scope, and its HMAC pads in *h: from the cache when it
- * holds (access key, date, region, secret), else derived (and cached,
- * replacing the oldest entry). Returns 0 or -1 (out of memory: nothing cached). */
-static int signing_key(sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_keycache_t *cache, hmac_key_t *h)
+/* a->key for a's scope, and in *pads where its HMAC pads are: the cache's
+ * slot when it holds (access key, date, region, secret) or now keeps them
+ * (replacing the oldest entry; nothing is copied out of a slot, and nothing
+ * is left in *h), else *h (no cache: the caller wipes it). Returns 0 or -1
+ * (out of memory: nothing cached). */
+static int signing_key(sigv4_auth_t *a, const char *secret, size_t secret_len, sigv4_keycache_t *cache, hmac_key_t *h,
+                       const void **pads)
 {
     const char *region = a->scope + 9; /* "20130524/<region>/s3/aws4_request" */
     size_t rlen = a->scope_len - 9 - 16, aklen = strlen(a->access_key);
@@ -860,6 +865,7 @@ static int signing_key(sigv4_auth_t *a, const char *secret, size_t secret_len, s
         if (derive_key(a->amz_date, region, rlen, secret, secret_len, a->key) != 0)
             return -1;
         hmac_key(h, a->key, sizeof(a->key));
+        *pads = h;
         return 0;
     }
     for (size_t i = 0; i < SIGV4_KEYCACHE_SLOTS; i++) {
@@ -869,7 +875,7 @@ static int signing_key(sigv4_auth_t *a, const char *secret, size_t secret_len, s
             strcmp(x->access_key, a->access_key) == 0 && x->secret_len == secret_len &&
             sigv4_equal(x->secret, secret, secret_len)) {
             memcpy(a->key, x->key, sizeof(a->key));
-            memcpy(h, x->hmac, sizeof(*h));
+            *pads = x->hmac;
             cache->hits++;
             return 0;
         }
@@ -889,7 +895,9 @@ static int signing_key(sigv4_auth_t *a, const char *secret, size_t secret_len, s
     slot->secret_len = secret_len;
     memcpy(slot->key, a->key, sizeof(slot->key));
     memcpy(slot->hmac, h, sizeof(*h));
+    OPENSSL_cleanse(h, sizeof(*h));
     slot->used = 1;
+    *pads = slot->hmac;
     return 0;
 }
 
@@ -919,6 +927,7 @@ int sigv4_verify_cached(const sigv4_request_t *r, sigv4_auth_t *a, const char *s
     char sig[SIGV4_SIG_HEX + 1], sts[sizeof(SIGV4_ALGORITHM) + sizeof(a->amz_date) + sizeof(a->scope) + SIGV4_SIG_HEX + 1], *p;
     uint8_t md[32];
     hmac_key_t h;
+    const void *pads;
     canon_t b;
     int rc;
 
@@ -950,15 +959,16 @@ int sigv4_verify_cached(const sigv4_request_t *r, sigv4_auth_t *a, const char *s
     *p++ = '\n';
     hex_encode(p, md, 32);
     p += SIGV4_SIG_HEX;
-    if (signing_key(a, secret, secret_len, cache, &h) != 0) {
+    if (signing_key(a, secret, secret_len, cache, &h, &pads) != 0) {
         OPENSSL_cleanse(a->key, sizeof(a->key));
         e->status = 500;
         e->code = "InternalError";
         snprintf(e->msg, sizeof(e->msg), "out of memory");
         return CIO_ENOMEM;
     }
-    hmac_final(&h, sts, (size_t)(p - sts), md);
-    OPENSSL_cleanse(&h, sizeof(h));
+    hmac_final(pads, sts, (size_t)(p - sts), md);
+    if (pads == &h)
+        OPENSSL_cleanse(&h, sizeof(h));
     hex_encode(sig, md, 32);
     sig[SIGV4_SIG_HEX] = '\0';
     if (!sigv4_equal(sig, a->signature, SIGV4_SIG_HEX))
