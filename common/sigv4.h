@@ -64,20 +64,29 @@ typedef struct {
     char msg[256];
 } sigv4_error_t;
 
-/* A request's signature, parsed by sigv4_parse, completed by sigv4_verify. */
+/* A request's signature, parsed by sigv4_parse, completed by sigv4_verify.
+ * sigv4_parse zeroes the fields up to `signed_headers` and sets the rest as
+ * it parses: the large buffers are not cleared for every request. */
 typedef struct {
     int presigned; /* from the query (X-Amz-*), not the Authorization header */
+    sigv4_payload_t payload;
+    int64_t date;    /* X-Amz-Date, seconds since the epoch */
+    int64_t expires; /* presigned: X-Amz-Expires in seconds */
+    size_t scope_len;
+    size_t signed_headers_len;
+    size_t content_sha256_len;
+    size_t nsigned; /* names in signed_headers */
     char access_key[SIGV4_ACCESS_KEY_MAX + 1];
     char amz_date[17];                         /* 20130524T000000Z */
     char scope[8 + 1 + SIGV4_REGION_MAX + 20]; /* 20130524/us-east-1/s3/aws4_request */
-    char signed_headers[1024];                 /* "host;x-amz-date", as given but in lower case */
     char signature[SIGV4_SIG_HEX + 1];         /* the request's (the seed of an aws-chunked body's chain) */
-    sigv4_payload_t payload;
-    char payload_hash[SIGV4_SIG_HEX + 1]; /* SIGV4_PAYLOAD_SHA256: the hex digest claimed (lower case) */
-    char content_sha256[80];              /* the value that enters the canonical request */
-    int64_t date;                         /* X-Amz-Date, seconds since the epoch */
-    int64_t expires;                      /* presigned: X-Amz-Expires in seconds */
-    uint8_t key[32];                      /* the signing key, set by sigv4_verify (a secret: wipe it) */
+    char payload_hash[SIGV4_SIG_HEX + 1];      /* SIGV4_PAYLOAD_SHA256: the hex digest claimed (lower case) */
+    char content_sha256[80];                   /* the value that enters the canonical request */
+    uint8_t key[32];                           /* the signing key, set by sigv4_verify (a secret: wipe it) */
+    char signed_headers[1024];                 /* "host;x-amz-date", as given but in lower case */
+    struct {
+        uint16_t off, len;
+    } signed_name[SIGV4_SIGNED_HEADERS_MAX]; /* each name of signed_headers, in order (no ';' to look for again) */
 } sigv4_auth_t;
 
 /* What signature the request carries: SIGV4_SIGNED (an Authorization

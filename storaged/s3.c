@@ -276,13 +276,12 @@ static size_t virtual_bucket(const conf_t *conf, h2o_iovec_t host, const char **
     return 0;
 }
 
-/* Decodes the target into s (bucket and key); answers and returns -1 when it is bad. */
-static int parse_target(http_server_t *srv, h2o_req_t *req, s3_req_t *s)
+/* Decodes the target into *p and s (bucket and key, pointing into *p); answers and returns -1 when it is bad. */
+static int parse_target(http_server_t *srv, h2o_req_t *req, s3_req_t *s, path_t *p)
 {
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     const char *vb = NULL, *code;
     size_t vbl = virtual_bucket(srv->conf, req->authority, &vb);
-    path_t *p = h2o_mem_alloc_pool(&req->pool, sizeof(*p));
     const char *target = req->path.base;
     size_t tlen = plen;
 
@@ -335,6 +334,18 @@ static int fail_sig(h2o_req_t *req, const sigv4_error_t *e)
 {
     s3_error(req, e->status, e->code, e->msg, NULL);
     return 0;
+}
+
+/* Moves s's path (on s3_dispatch's stack) into the request's pool, for a
+ * request answered after s3_dispatch returns. */
+static void keep_path(h2o_req_t *req, s3_req_t *s)
+{
+    path_t *p = h2o_mem_alloc_pool(&req->pool, sizeof(*p));
+
+    *p = *s->path;
+    s->path = p;
+    s->bucket = p->bucket;
+    s->key = p->key;
 }
 
 /* A large signed body hashed off the loop (storaged/s3_bodyhash.h): what the request needs once the digest is known. */
@@ -410,6 +421,7 @@ int s3_dispatch(http_server_t *srv, h2o_req_t *req)
     sigv4_auth_t a;
     sigv4_error_t e;
     const conf_s3_cred_t *cred = NULL;
+    path_t local, *p = &local;
     int rc;
 
     memset(s, 0, sizeof(*s));
@@ -450,13 +462,20 @@ int s3_dispatch(http_server_t *srv, h2o_req_t *req)
         return fail_sig(req, &e);
     }
     memcpy(s->access_key, a.access_key, strlen(a.access_key) + 1);
-    if (parse_target(srv, req, s) != 0)
+    /* A GET or HEAD is answered before s3_dispatch returns: its path stays on the stack (in the pool, a
+     * path_t, over 1 KB, is a malloc and a free of its own per request, which showed in callgrind). Every
+     * other method's handlers may answer later: their path is in the pool, as a hashed body's (keep_path). */
+    if (http_req_method(req) != HTTP_REQ_GET && http_req_method(req) != HTTP_REQ_HEAD)
+        p = h2o_mem_alloc_pool(&req->pool, sizeof(*p));
+    if (parse_target(srv, req, s, p) != 0)
         goto done;
     s->body = h2o_iovec_init(req->entity.base != NULL ? req->entity.base : "", req->entity.len);
     switch (a.payload) {
     case SIGV4_PAYLOAD_SHA256:
         if (s->body.len >= S3_BODYHASH_MIN) {
             hashed_body_t *w = h2o_mem_alloc_pool(&req->pool, sizeof(*w));
+            if (s->path == &local)
+                keep_path(req, s);
             w->srv = srv;
             w->s = s;
             memcpy(w->claimed, a.payload_hash, sizeof(w->claimed));

@@ -36,7 +36,8 @@ typedef struct {
     size_t ntrailers;
     char access_key[S3_ACCESS_KEY_MAX + 1]; /* who signed it */
     const char *resource;                   /* "/bucket/key" for error bodies' <Resource>; lives as long as req */
-    const path_t *path;                     /* bucket and key as the native handlers take them; lives as long as req */
+    const path_t *path; /* bucket and key as the native handlers take them; lives as long as req, but for a GET or
+                           HEAD only until its handler returns (bucket and key too: handlers copy what they keep) */
 } s3_req_t;
 
 /* Non-zero when req is signed for S3 (see above; a Signature Version 2

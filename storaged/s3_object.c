@@ -51,6 +51,8 @@ static void s3_api_content_headers(h2o_req_t *req, const char *ctype, size_t cty
     else
         http_req_add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype, ctype_len);
     objmeta_http_add(req, meta, meta_len);
+    if (req->query_at == SIZE_MAX)
+        return; /* no query, no override: not looked for five times more */
     for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++)
         if (http_req_query_param(req, overrides[i].param, v, sizeof(v), &n) == 0 && n > 0 && memchr(v, '\r', n) == NULL &&
             memchr(v, '\n', n) == NULL) {

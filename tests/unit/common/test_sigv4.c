@@ -530,6 +530,95 @@ static void test_hex_forms(void)
     }
 }
 
+/* Every byte in every place of a SignedHeaders name (eight at a time, then
+ * the tail, are checked and folded apart): a control character, a space,
+ * ':', DEL and every byte from 0x80 are refused, letters fold to lower case,
+ * the rest is kept. */
+static void test_signed_header_chars(void)
+{
+    static const char prefix[] = "host;x-amz-content-sha256;x-amz-date;";
+    const size_t plen = sizeof(prefix) - 1, nlen = 19; /* the name spans eight-byte words and a tail */
+    char auth[512], name[32];
+    sigv4_header_t h[] = {
+        H("Host", "h"),
+        H("x-amz-date", "20130524T000000Z"),
+        H("x-amz-content-sha256", EMPTY),
+        {"Authorization", 13, auth, 0},
+    };
+    sigv4_request_t r = req("GET", "/", NULL, h, 4);
+    sigv4_auth_t a;
+    sigv4_error_t e;
+
+    for (unsigned c = 0; c < 256; c++) {
+        if (c == ';' || c == ',')
+            continue; /* a separator: of names, of the Authorization header's parts */
+        for (size_t pos = 0; pos < nlen; pos++) {
+            memset(name, 'a', nlen);
+            name[pos] = (char)c;
+            int n = snprintf(auth, sizeof(auth),
+                             "AWS4-HMAC-SHA256 Credential=%s/20130524/us-east-1/s3/aws4_request,SignedHeaders=%s", AK, prefix);
+            memcpy(auth + n, name, nlen);
+            n += (int)nlen;
+            n += snprintf(auth + n, sizeof(auth) - (size_t)n, ";zz,Signature=%s", EMPTY); /* a space is never trailing */
+            h[3].value_len = (size_t)n;
+            int bad = c <= 0x20 || c >= 0x7f || c == ':', rc = sigv4_parse(&r, T0, "us-east-1", &a, &e);
+            if (bad) {
+                CHECK(rc != 0 && strstr(e.msg, "holds a character no header name has") != NULL);
+            } else {
+                CHECK_EQ_INT(rc, 0);
+                char want = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+                CHECK(rc == 0 && a.signed_headers[plen + pos] == want && a.signed_headers_len == plen + nlen + 3 && a.nsigned == 5);
+            }
+        }
+    }
+}
+
+/* Header names match whatever the case of their letters, and only then:
+ * every byte in every place of "x-amz-content-sha256" (compared eight bytes
+ * at a time, then the tail), the name found or not. */
+static void test_header_name_case(void)
+{
+    char name[21] = "x-amz-content-sha256";
+    sigv4_header_t h[] = {
+        H("Host", "h"),
+        H("x-amz-date", "20130524T000000Z"),
+        {name, 20, EMPTY, 64},
+        H("Authorization", "AWS4-HMAC-SHA256 Credential=" AK "/20130524/us-east-1/s3/aws4_request,"
+                           "SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=" EMPTY),
+    };
+    sigv4_request_t r = req("GET", "/", NULL, h, 4);
+    static const char orig[] = "x-amz-content-sha256";
+    sigv4_auth_t a;
+    sigv4_error_t e;
+
+    for (size_t pos = 0; pos < 20; pos++)
+        for (unsigned c = 0; c < 256; c++) {
+            unsigned char o = (unsigned char)orig[pos];
+            int same = c == o || (o >= 'a' && o <= 'z' && c == (unsigned)(o - 32));
+            memcpy(name, orig, 20);
+            name[pos] = (char)c;
+            int rc = sigv4_parse(&r, T0, "us-east-1", &a, &e);
+            CHECK((rc == 0) == same);
+        }
+}
+
+/* sigv4_equal compares words, then a tail: a difference anywhere is seen. */
+static void test_equal_words(void)
+{
+    char x[80], y[80];
+
+    for (size_t n = 0; n <= sizeof(x); n++) {
+        memset(x, 'q', sizeof(x));
+        memset(y, 'q', sizeof(y));
+        CHECK(sigv4_equal(x, y, n));
+        for (size_t i = 0; i < n; i++) {
+            y[i] = 'r';
+            CHECK(!sigv4_equal(x, y, n));
+            y[i] = 'q';
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_get_object);
@@ -542,5 +631,8 @@ int main(void)
     RUN(test_value_spaces);
     RUN(test_dates);
     RUN(test_hex_forms);
+    RUN(test_signed_header_chars);
+    RUN(test_header_name_case);
+    RUN(test_equal_words);
     return TEST_SUMMARY();
 }
