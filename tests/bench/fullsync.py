@@ -282,12 +282,24 @@ def one_case(args, name, count, size, direct=False, resync=False):
     return res
 
 
+def kill_all():
+    """Kills every process spawned (Site.spawn) that is still running: the last resort of a helper's exit."""
+    for p in PROCS:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+def site_args(doc):
+    """An argument parser with the options every helper that starts its own sites takes (run.sh, run_sites_helper)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[1])
+    for opt in ("--bin", "--work", "--token-file", "--out"):
+        ap.add_argument(opt, required=True)
+    return ap
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--token-file", required=True)
-    ap.add_argument("--out", required=True)
+    ap = site_args(__doc__)
     ap.add_argument("--count", type=int, default=100000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--small", type=int, default=1000)
@@ -312,10 +324,7 @@ def main():
                 log("   %s: FAILED: %s" % (name, e))
                 rc = 1
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
+        kill_all()
         write_json(args.out, out)
     return rc
 
