@@ -24,13 +24,15 @@
 #include "repld/sync.h"
 #include "repld/syncsend.h"
 
-#define SRC_PAGE 256                 /* source keys read per read transaction */
-#define TGT_PAGE 1000                /* target keys asked per listing */
-#define PERSIST_KEYS 1000            /* keys walked without a batch handed on before the position is persisted anyway */
-#define PERSIST_MS 1000              /* an acknowledged batch persists the position if none did for this long */
-#define BATCH_EVENTS_MAX 500         /* events per sync batch (the target's batch_size when that is larger) */
-#define BATCH_BYTES_MAX (8u << 20)   /* inline bytes and records per sync batch */
-#define BACKLOG_BYTES_MAX (2u << 20) /* events beyond batch_size are added only while the batch is below this */
+#define SRC_PAGE 256                   /* source keys read per read transaction */
+#define TGT_PAGE 1000                  /* target keys asked per listing */
+#define PERSIST_KEYS 1000              /* keys walked without a batch handed on before the position is persisted anyway */
+#define PERSIST_MS 1000                /* an acknowledged batch persists the position if none did for this long */
+#define BATCH_EVENTS_MAX 500           /* events per sync batch (the target's batch_size when that is larger) */
+#define BATCH_BYTES_MAX (8u << 20)     /* inline bytes and records per sync batch */
+#define BACKLOG_BYTES_MAX (1u << 20)   /* events beyond batch_size are added only while the batch is below this */
+#define INFLIGHT_BYTES_MAX (16u << 20) /* batch bodies in flight to the target at most (one batch goes whatever its size) */
+#define EVENT_BYTES_MAX (16u * 1024)   /* a batch event's bytes beside its inline data: record, URL, headers */
 #define BACKOFF_CAP_MS 60000
 #define PROBE_MS 10000          /* while idle, how often the target's store identity is asked */
 #define PROBE_TIMEOUT_MS 10000L /* and how long such a question may take */
@@ -86,11 +88,13 @@ struct sync {
     int outage_logged;
     char *scratch;
     size_t scratch_cap;
+    msgpack_sbuffer recbuf; /* the record of the event being added (ev_add) */
     size_t since_persist;
     unsigned unpersisted;  /* batches acknowledged since the position was last persisted */
     uint64_t persisted_ms; /* when it was last persisted (monotonic) */
     int probing;           /* an idle probe of the target's store is under way */
     uint64_t pace_ms;      /* with a rate limit: when the next batch may go (monotonic) */
+    size_t inflight_bytes; /* the bodies (syncsend_batch_t.bytes) of the batches submitted and not taken back */
 };
 
 /* ---- the decision ---- */
@@ -413,7 +417,16 @@ static int load(sync_t *s, syncrec_t *r, uint64_t *unlogged)
  * BATCH_EVENTS_MAX events, or batch_size when that is larger, the events
  * beyond batch_size only while the batch holds less than BACKLOG_BYTES_MAX.
  * Batches of batch_size (100 by default) made the sync of 100,000 4 KiB
- * objects run at about 0.77x of the drain of the same events. */
+ * objects run at about 0.77x of the drain of the same events.
+ *
+ * What a sync holds: each batch's body (its events encoded once, inline
+ * bytes included) for the batches in flight (syncsend_depth, and their
+ * bodies at most INFLIGHT_BYTES_MAX together) and the one being filled.
+ * BACKLOG_BYTES_MAX is 1 MiB, not the log's 2 MiB, so that a sync of a
+ * thousand 4 KiB objects already fills that pipeline: with 2 MiB it took
+ * two batches where a larger sync held five, and repld's memory during a
+ * sync of 100,000 objects was 1.9 times that of 1,000 (docs/benchmarks.md,
+ * fullsync). */
 static size_t batch_max(const sync_t *s)
 {
     size_t n = s->tgt->batch_size > BATCH_EVENTS_MAX ? s->tgt->batch_size : BATCH_EVENTS_MAX;
@@ -427,50 +440,33 @@ static int batch_full(const sync_t *s)
     return b->nev >= batch_max(s) || b->bytes >= BATCH_BYTES_MAX || (b->nev >= s->tgt->batch_size && b->bytes >= BACKLOG_BYTES_MAX);
 }
 
-/* Adds an event: its record r (seq set here), with inline bytes or a URL for a PUT. */
+/* The most bytes a batch body can reach: events are added while it holds
+ * less than BATCH_BYTES_MAX, and the last one may bring up to an inline
+ * object (an inline_threshold beyond BATCH_BYTES_MAX is left to realloc:
+ * rare, and correct, only not hole-free), as repld/ship.c reserves. */
+static size_t batch_reserve(const sync_t *s)
+{
+    size_t inl = s->tgt->inline_threshold < BATCH_BYTES_MAX ? (size_t)s->tgt->inline_threshold : BATCH_BYTES_MAX;
+    return BATCH_BYTES_MAX + inl + EVENT_BYTES_MAX;
+}
+
+/* Adds an event: its record r (seq set here), with inline bytes or a URL for
+ * a PUT, encoded into the batch's body at once (a dry run's is only counted).
+ * The inline bytes are copied once, from the read buffer into the body: a
+ * batch holds them there alone, which is what the target is sent. */
 static int ev_add(sync_t *s, logrec_t *r, const char *data, size_t data_len, int has_data, const char *url)
 {
-    syncsend_batch_t *b = s->cur;
-    msgpack_sbuffer sb;
-    syncsend_ev_t *e;
     int ret;
 
-    if (b->nev == b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 64;
-        syncsend_ev_t *n = realloc(b->ev, ncap * sizeof(*n));
-        if (n == NULL)
-            return CIO_ENOMEM;
-        b->ev = n;
-        b->cap = ncap;
-    }
-    r->seq = ++s->next_seq;
-    msgpack_sbuffer_init(&sb);
-    if ((ret = logrec_encode(r, &sb)) != 0) {
-        msgpack_sbuffer_destroy(&sb);
+    r->seq = s->next_seq + 1;
+    s->recbuf.size = 0; /* one buffer for every record: its first allocation (8 KiB) is made once */
+    if ((ret = logrec_encode(r, &s->recbuf)) != 0)
         return ret;
-    }
-    e = &b->ev[b->nev];
-    memset(e, 0, sizeof(*e));
-    /* taken from the buffer: freed with free() (msgpack_sbuffer allocates with malloc). The buffer's first
-     * allocation is 8 KiB whatever the record's size (a few hundred bytes): shrunk to the record, or a batch of
-     * 500 events held 4 MiB of slack and a sync's memory grew with its batches in flight */
-    char *rec = sb.size > 0 ? realloc(sb.data, sb.size) : NULL;
-    e->rec = rec != NULL ? rec : sb.data;
-    e->rec_len = sb.size;
-    e->seq = r->seq;
-    e->bytes = r->op == LOGREC_PUT ? r->size : 0;
-    e->has_data = has_data;
-    if ((has_data && data_len > 0 && (e->data = malloc(data_len)) == NULL) || (url != NULL && (e->url = strdup(url)) == NULL)) {
-        free(e->rec);
-        free(e->data);
-        return CIO_ENOMEM;
-    }
-    if (has_data && data_len > 0)
-        memcpy(e->data, data, data_len);
-    e->data_len = has_data ? data_len : 0;
-    b->bytes += e->data_len + e->rec_len;
-    b->obj += e->bytes;
-    b->nev++;
+    if ((ret = syncsend_batch_add(s->cur, s->conf->site_id, batch_reserve(s),
+                                  (s->rec.flags & SYNCREC_F_DRY_RUN) ? NULL : s->recbuf.data, s->recbuf.size, has_data, data,
+                                  has_data ? data_len : 0, url, r->seq, r->op == LOGREC_PUT ? r->size : 0)) != 0)
+        return ret;
+    s->next_seq++;
     return 0;
 }
 
@@ -544,6 +540,7 @@ static int take_back(sync_t *s, unsigned most, int block)
     while (s->send != NULL && syncsend_inflight(s->send) > (ret != 0 ? 0 : most)) {
         syncsend_batch_t *b = syncsend_take(s->send);
         if (b != NULL) {
+            s->inflight_bytes -= b->bytes < s->inflight_bytes ? b->bytes : s->inflight_bytes;
             if (b->ret != 0 && ret == 0)
                 ret = b->ret;
             if (ret == 0) {
@@ -625,7 +622,12 @@ static int flush(sync_t *s)
             return ret;
         syncsend_set_bwlimit(s->send, s->bw, s->bw_slot);
     }
-    if ((ret = wait_inflight(s, syncsend_depth(s->tgt) - 1)) != 0 || (ret = pace(s)) != 0) {
+    ret = wait_inflight(s, syncsend_depth(s->tgt) - 1);
+    /* the bytes in flight are bounded too, not only the batches: batches of large inline objects (up to
+     * BATCH_BYTES_MAX each) go fewer at a time */
+    while (ret == 0 && s->inflight_bytes > 0 && s->inflight_bytes + b->bytes > INFLIGHT_BYTES_MAX)
+        ret = wait_inflight(s, syncsend_inflight(s->send) - 1);
+    if (ret != 0 || (ret = pace(s)) != 0) {
         syncsend_batch_clear(b);
         return ret;
     }
@@ -639,6 +641,7 @@ static int flush(sync_t *s)
         return CIO_ENOMEM;
     }
     b->at = s->rec;
+    s->inflight_bytes += b->bytes;
     syncsend_submit(s->send, b);
     s->since_persist = 0; /* the batch persists this position once acknowledged */
     return 0;
@@ -1628,6 +1631,7 @@ static void sync_free(sync_t *s)
         free(b);
     }
     free(s->scratch);
+    msgpack_sbuffer_destroy(&s->recbuf);
     free(s->base);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -1655,6 +1659,7 @@ int sync_start(sync_t **out, const conf_t *conf, const conf_target_t *tgt, meta_
     s->store_fd = -1;
     s->bw = bw;
     s->bw_slot = bw_slot;
+    msgpack_sbuffer_init(&s->recbuf);
     pthread_mutex_init(&s->mu, NULL);
     reachable(s);
     if ((s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {

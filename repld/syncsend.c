@@ -61,23 +61,61 @@ unsigned syncsend_depth(const conf_target_t *tgt)
      * keep in flight to it; a sync beside the log's shipping takes no more.
      * Four are enough to overlap reading here with applying there (five
      * measured no faster), and each more is memory held here (a batch's
-     * events and its encoded body) and events shipped again after a crash. */
+     * encoded body) and events shipped again after a crash. */
     unsigned d = tgt->workers < SYNCSEND_DEPTH_MAX ? tgt->workers : SYNCSEND_DEPTH_MAX;
     return d > 0 ? d : 1;
 }
 
 /* ---- batches ---- */
 
+int syncsend_batch_add(syncsend_batch_t *b, const char *site, size_t reserve, const void *rec, size_t rec_len, int has_data,
+                       const void *data, size_t data_len, const char *url, uint64_t seq, uint64_t bytes)
+{
+    int ret;
+    if (b->nev == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 64;
+        syncsend_ev_t *n = realloc(b->ev, ncap * sizeof(*n));
+        if (n == NULL)
+            return CIO_ENOMEM;
+        b->ev = n;
+        b->cap = ncap;
+    }
+    if (rec != NULL) {
+        if (!b->enc_init) {
+            if ((ret = batch_enc_init(&b->enc, site, strlen(site))) != 0)
+                return ret;
+            b->enc_init = 1;
+            b->enc_open = 1;
+            if ((ret = batch_enc_reserve(&b->enc, reserve)) != 0)
+                return ret; /* (the body is started: the next add tries again) */
+        } else if (!b->enc_open) {
+            if ((ret = batch_enc_restart(&b->enc, site, strlen(site))) != 0)
+                return ret;
+            b->enc_open = 1;
+        }
+        if ((ret = batch_enc_add(&b->enc, rec, rec_len, has_data, has_data ? (data != NULL ? data : "") : NULL, data_len, url,
+                                 url != NULL ? strlen(url) : 0)) != 0)
+            return ret;
+    }
+    syncsend_ev_t *e = &b->ev[b->nev++];
+    memset(e, 0, sizeof(*e));
+    e->seq = seq;
+    e->bytes = bytes;
+    b->bytes += (has_data ? data_len : 0) + rec_len;
+    b->obj += bytes;
+    return 0;
+}
+
 void syncsend_batch_clear(syncsend_batch_t *b)
 {
-    for (size_t i = 0; i < b->nev; i++) {
-        free(b->ev[i].rec);
-        free(b->ev[i].data);
-        free(b->ev[i].url);
-    }
     b->nev = 0;
     b->bytes = 0;
     b->obj = 0;
+    b->enc_open = 0;
+    if (b->enc_init && batch_enc_peak(&b->enc) > SYNCSEND_KEEP_BYTES) {
+        batch_enc_free(&b->enc);
+        b->enc_init = 0;
+    }
     b->ret = 0;
     b->shipped = b->shipped_bytes = b->deleted = b->deleted_bytes = b->failed = b->failed_bytes = 0;
     b->error[0] = '\0';
@@ -90,6 +128,9 @@ void syncsend_batch_free(syncsend_batch_t *b)
     if (b == NULL)
         return;
     syncsend_batch_clear(b);
+    if (b->enc_init)
+        batch_enc_free(&b->enc);
+    b->enc_init = 0;
     free(b->ev);
     b->ev = NULL;
     b->cap = 0;
@@ -278,12 +319,47 @@ static int take_results(sender_t *w, syncsend_batch_t *b, const buf_t *reply, sy
     return 0;
 }
 
+/* Encodes the events of b not done yet into w's encoder, from b's body,
+ * for a post after some events were answered: *body and *len then hold it
+ * (owned by w->enc until its next use). Returns 0, CIO_EPROTO when b's body
+ * does not decode into b's events (never, unless memory was corrupted), or
+ * the encoder's error. */
+static int reencode(sender_t *w, syncsend_batch_t *b, const char **body, size_t *len)
+{
+    const char *site = w->ss->conf->site_id, *all;
+    size_t all_len;
+    batch_dec_t d;
+    batch_event_t ev;
+    int ret;
+
+    if (!w->enc_ready) {
+        if ((ret = batch_enc_init(&w->enc, site, strlen(site))) != 0)
+            return ret;
+        w->enc_ready = 1;
+    } else if ((ret = batch_enc_restart(&w->enc, site, strlen(site))) != 0) {
+        return ret;
+    }
+    if ((ret = batch_enc_finish(&b->enc, &all, &all_len)) != 0 || (ret = batch_dec_init(&d, all, all_len)) != 0)
+        return ret;
+    if (d.nevents != b->nev)
+        return CIO_EPROTO;
+    for (size_t i = 0; i < b->nev; i++) {
+        if ((ret = batch_dec_next(&d, &ev)) != 0)
+            return ret == CIO_ENOTFOUND ? CIO_EPROTO : ret;
+        if (ev.rec.seq != b->ev[i].seq)
+            return CIO_EPROTO;
+        if (!b->ev[i].done &&
+            (ret = batch_enc_add(&w->enc, ev.rec_raw, ev.rec_raw_len, ev.has_data, ev.data, ev.data_len, ev.url, ev.url_len)) != 0)
+            return ret;
+    }
+    return batch_enc_finish(&w->enc, body, len);
+}
+
 /* Posts batch b until every event is acknowledged or counted failed. 0, 1
  * when repld stops or the sync is aborted first, or an error. */
 static int post(sender_t *w, syncsend_batch_t *b)
 {
     struct syncsend *ss = w->ss;
-    const char *site = ss->conf->site_id;
     int ret;
 
     if (b->nev > w->res_cap) {
@@ -292,11 +368,6 @@ static int post(sender_t *w, syncsend_batch_t *b)
             return CIO_ENOMEM;
         w->res = r;
         w->res_cap = b->nev;
-    }
-    if (!w->enc_ready) {
-        if ((ret = batch_enc_init(&w->enc, site, strlen(site))) != 0)
-            return ret;
-        w->enc_ready = 1;
     }
     for (;;) {
         syncsend_ev_t **order = NULL;
@@ -311,27 +382,19 @@ static int post(sender_t *w, syncsend_batch_t *b)
 
         if (stopping(ss))
             return 1;
-        if ((ret = batch_enc_restart(&w->enc, site, strlen(site))) != 0)
-            return ret;
         if ((order = malloc(b->nev * sizeof(*order))) == NULL)
             return CIO_ENOMEM;
-        for (size_t i = 0; i < b->nev; i++) {
-            syncsend_ev_t *e = &b->ev[i];
-            if (e->done)
-                continue;
-            if ((ret =
-                     batch_enc_add(&w->enc, e->rec, e->rec_len, e->has_data, e->has_data ? (e->data != NULL ? e->data : "") : NULL,
-                                   e->data_len, e->url, e->url != NULL ? strlen(e->url) : 0)) != 0) {
-                free(order);
-                return ret;
-            }
-            order[n++] = e;
-        }
+        for (size_t i = 0; i < b->nev; i++)
+            if (!b->ev[i].done)
+                order[n++] = &b->ev[i];
         if (n == 0) {
             free(order);
             return 0;
         }
-        if ((ret = batch_enc_finish(&w->enc, &body, &len)) != 0) {
+        /* the batch's own body while every event is to be posted (the first post); else the events not done, taken
+         * from that body into this sender's encoder */
+        ret = n == b->nev ? batch_enc_finish(&b->enc, &body, &len) : reencode(w, b, &body, &len);
+        if (ret != 0) {
             free(order);
             return ret;
         }
@@ -401,8 +464,8 @@ static void *sender_main(void *arg)
             ss->todo_tail = &ss->todo_head;
         pthread_mutex_unlock(&ss->mu);
         b->ret = post(w, b);
-        if (w->enc_ready && batch_enc_capacity(&w->enc) > (4u << 20)) {
-            batch_enc_free(&w->enc); /* a batch of large inline objects: its buffer is not kept */
+        if (w->enc_ready) {
+            batch_enc_free(&w->enc); /* a batch posted again in part: rare, its copy is not kept */
             w->enc_ready = 0;
         }
         pthread_mutex_lock(&ss->mu);

@@ -28,16 +28,11 @@
 
 #define SYNCSEND_DEPTH_MAX 4 /* batches in flight at most, whatever the target's workers (syncsend_depth) */
 
-/* One event of a batch: its encoded record and its bytes or URL, all owned
- * by the batch (malloc'd) and kept until the batch is cleared, so that
- * events answered "retry" can be posted again. */
+/* One event of a batch. Its record and its inline bytes or URL are not kept
+ * here: they are encoded once, into the batch's body, by the sync thread
+ * (syncsend_batch_add), which is what the target is sent; events answered
+ * "retry" are taken from that body again. */
 typedef struct {
-    char *rec;
-    size_t rec_len;
-    char *data; /* inline bytes (has_data), or NULL (also for 0 bytes) */
-    size_t data_len;
-    int has_data;
-    char *url; /* presigned URL, or NULL */
     uint64_t seq;
     uint64_t bytes;      /* object bytes, for the counters */
     int extra;           /* a DELETE of a key only the target held: counted `deleted` too */
@@ -51,8 +46,12 @@ typedef struct {
 typedef struct syncsend_batch {
     syncsend_ev_t *ev;
     size_t nev, cap;
-    size_t bytes; /* inline bytes and records: what the body carries */
-    uint64_t obj; /* object bytes of the events (inline or fetched) */
+    size_t bytes;    /* inline bytes and records: what the body carries */
+    uint64_t obj;    /* object bytes of the events (inline or fetched) */
+    batch_enc_t enc; /* the body: ev's events, in ev's order (none for a dry run's); owned by the batch, its buffer kept
+                      * by syncsend_batch_clear for the next batch unless it grew past SYNCSEND_KEEP_BYTES */
+    int enc_init;    /* enc holds a buffer (batch_enc_init was called) */
+    int enc_open;    /* enc was started for the events of now (syncsend_batch_add) */
 
     /* the outcome, set by the sender */
     int ret;                           /* 0: every event acknowledged or counted failed; 1: aborted; or an error */
@@ -67,6 +66,11 @@ typedef struct syncsend_batch {
     struct syncsend_batch *newer; /* syncsend's: the batch submitted after this one */
     int finished;                 /* syncsend's */
 } syncsend_batch_t;
+
+/* A batch body that has held more than this is freed when the batch is
+ * cleared, not kept for the next one: a sync of large inline objects does
+ * not leave its pages resident in every batch it reuses. */
+#define SYNCSEND_KEEP_BYTES (4u << 20)
 
 typedef struct syncsend syncsend_t;
 
@@ -119,11 +123,25 @@ void syncsend_abort(syncsend_t *ss);
 /* Ends an abort: batches are posted again. Call when nothing is in flight. */
 void syncsend_resume(syncsend_t *ss);
 
-/* Frees the events of b and zeroes its counts and outcome; b's array is
- * kept for the next batch. */
+/* Appends an event with sequence number `seq` and `bytes` object bytes to
+ * b: its encoded log record `rec` and, for a PUT, its inline bytes
+ * (has_data; data may be NULL when data_len is 0) or its URL, encoded into
+ * b's body at once (everything is copied; nothing else is kept); rec NULL:
+ * the event is only counted, nothing is encoded (a dry run's). The first
+ * event after a clear starts the body as site `site`; a body made anew
+ * reserves `reserve` bytes first (batch_enc_reserve: pages are touched only
+ * as the body fills them, and the buffer never moves). Sync thread only,
+ * before syncsend_submit. Returns 0, batch_enc_add's CIO_EINVAL or
+ * CIO_ETOOBIG, or CIO_ENOMEM; on error b is as it was. */
+int syncsend_batch_add(syncsend_batch_t *b, const char *site, size_t reserve, const void *rec, size_t rec_len, int has_data,
+                       const void *data, size_t data_len, const char *url, uint64_t seq, uint64_t bytes) CIO_MUST_CHECK;
+
+/* Zeroes b's events, counts and outcome; b's event array, and its body's
+ * buffer unless that ever held more than SYNCSEND_KEEP_BYTES, are kept for
+ * the next batch. */
 void syncsend_batch_clear(syncsend_batch_t *b);
 
-/* syncsend_batch_clear, and frees the array. */
+/* syncsend_batch_clear, and frees the array and the body. */
 void syncsend_batch_free(syncsend_batch_t *b);
 
 #endif

@@ -262,14 +262,15 @@ def one_case(args, name, count, size, direct=False, resync=False):
 
         # 4. a resync of the two identical sites
         if resync:
-            before = s["started"]
+            # the sync before was the rebuild (reason "store replaced"): a done sync with reason "requested" is this
+            # one, whatever its timestamps (ISO seconds: a resync of 0.02 s can start and end in the rebuild's second)
             t0 = time.monotonic()
             p = subprocess.run([os.path.join(args.bin, "repld"), "--config", os.path.join(a.dir, "config.yaml"),
                                 "--resync", "--target", "site-b"], capture_output=True, text=True, timeout=60)
             if p.returncode != 0:
                 raise RuntimeError("repld --resync exited %d: %s" % (p.returncode, p.stderr))
-            s2 = wait(lambda: (lambda s: s if s["phase"] == "done" and s["reason"] == "requested" and
-                               s["started"] != before else None)(a.sync()), args.timeout, "the resync")
+            s2 = wait(lambda: (lambda s: s if s["phase"] == "done" and s["reason"] == "requested" else None)(a.sync()),
+                      args.timeout, "the resync")
             secs = time.monotonic() - t0
             res["resync"] = {"seconds": round(secs, 3), "sync": s2}
             log("   %s: resync of identical sites %.2f s (its own duration %.2f s; %d shipped, %d skipped)" %
@@ -281,12 +282,24 @@ def one_case(args, name, count, size, direct=False, resync=False):
     return res
 
 
+def kill_all():
+    """Kills every process spawned (Site.spawn) that is still running: the last resort of a helper's exit."""
+    for p in PROCS:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+def site_args(doc):
+    """An argument parser with the options every helper that starts its own sites takes (run.sh, run_sites_helper)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[1])
+    for opt in ("--bin", "--work", "--token-file", "--out"):
+        ap.add_argument(opt, required=True)
+    return ap
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--token-file", required=True)
-    ap.add_argument("--out", required=True)
+    ap = site_args(__doc__)
     ap.add_argument("--count", type=int, default=100000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--small", type=int, default=1000)
@@ -311,10 +324,7 @@ def main():
                 log("   %s: FAILED: %s" % (name, e))
                 rc = 1
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
+        kill_all()
         write_json(args.out, out)
     return rc
 

@@ -585,6 +585,26 @@ class Report:
             self.notes.append("full sync: CPU seconds over the drain %r and over the full sync %r of %s objects" %
                               (many["drain"].get("cpu_s"), many["fullsync"].get("cpu_s"), fmt_int(many["count"])))
 
+    def scrub(self):
+        """Phase scrub: one scrub pass unpaced (MB/s, objects/s) against a plain sequential read of the image's data
+        extents, and a pass at the default storage.scrub_rate against that rate (scrubbench.py)."""
+        if self.phase_failed("scrub", "scrub pass"):
+            return
+        r = load_json(os.path.join(self.d, "scrub", "scrub.json")) or {}
+        if r.get("error"):
+            self.row("scrub pass", "FAILED: %s" % r["error"], "", "", "", None)
+        if "unpaced" in r and "read" in r:
+            u, rd = r["unpaced"], r["read"]
+            self.row("scrub pass, %.1f GB in %s objects, storage.scrub_rate 0 (unpaced), MB/s (objects/s)" %
+                     (u["bytes"] / 1e9, fmt_int(u["objects"])), "%.0f (%s)" % (u["mb_per_s"], fmt_int(u["objects_per_s"])),
+                     "sequential read of the image (faster of 2): %.0f" % rd["mb_per_s"], fmt_ratio(ratio(u["mb_per_s"], rd["mb_per_s"])))
+            self.notes.append("scrub: %s" % r.get("page_cache", ""))
+        if "paced" in r:
+            q = r["paced"]
+            self.row("scrub pass at the default storage.scrub_rate, MB/s over %.0f s" % q["seconds"], "%.2f" % q["mb_per_s"],
+                     "configured %.1f" % (q["configured_rate"] / 1e6), fmt_ratio(q["ratio"]), "within 10% of the rate",
+                     q["ratio"] is not None and 0.9 <= q["ratio"] <= 1.1)
+
     # --- output -----------------------------------------------------------------------------------------------------
     def table(self):
         out = ["| figure | ComIO | reference | ratio | target | verdict |", "|---|---|---|---|---|---|"]
@@ -715,6 +735,7 @@ def main():
     rep.sync()
     rep.wan()
     rep.fullsync()
+    rep.scrub()
     plot_err = None
     png_rel = None
     if args.png:

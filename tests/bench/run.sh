@@ -5,8 +5,8 @@
 #
 #   --full             also time the drain of 1,000,000 events (minutes, ~10 GB
 #                      of sparse image files); same as COMIO_BENCH_FULL=1
-#   --phases LIST      comma-separated subset of: http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full
-#                      (default: http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync, plus drain-full with --full)
+#   --phases LIST      comma-separated subset of: http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync,scrub,drain-full
+#                      (default: http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync,scrub, plus drain-full with --full)
 #   --duration S       seconds of each measured wrk run (default 10)
 #   --warmup S         seconds of wrk warm-up before each run (default 2)
 #   --rounds N         repeat the four wrk runs, s3big's two uploads and the drain
@@ -51,6 +51,10 @@
 #          objects from A's log, on the same sites: 100,000 of 4 KiB, 1,000 of
 #          4 KiB (repld's RSS), 2 GiB in 1 MiB objects (also PUT straight to B),
 #          and a resync of the two identical sites of 100,000 (fullsync.py)
+#   scrub  one storaged filled with 2 GiB in 1 MiB objects and 20,000 of 4 KiB: a plain sequential read of the image's
+#          data extents, then a scrub pass unpaced (storage.scrub_rate 0, comio scrub --now's POST /admin/scrub),
+#          timed from its status (MB/s, objects/s), the page cache dropped first when root; then 10 s of a pass at
+#          the default scrub_rate against that rate (scrubbench.py)
 # and samples the RSS of storaged and repld in each phase. A phase that fails
 # is reported as such and the others still run. Prints one table, writes it to
 # docs/benchmarks.md with the machine and the commands, plots the drain into
@@ -110,14 +114,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$FULL" = 1 ] || FULL=0
 if [ -z "$PHASES" ]; then
-    PHASES=http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync
+    PHASES=http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync,scrub
     [ "$FULL" = 1 ] && PHASES=$PHASES,drain-full
 fi
 for n in "$DURATION" "$WARMUP" "$ROUNDS"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "run.sh: --duration, --warmup and --rounds take whole numbers" >&2; exit 2; }
 done
 for p in ${PHASES//,/ }; do
-    case $p in http | s3 | s3big | cksum | drain | drain2 | fanout | lag | big | sync | wan | fullsync | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync,drain-full)" >&2; exit 2 ;; esac
+    case $p in http | s3 | s3big | cksum | drain | drain2 | fanout | lag | big | sync | wan | fullsync | scrub | drain-full) ;; *) echo "run.sh: unknown phase '$p' (http,s3,s3big,cksum,drain,drain2,fanout,lag,big,sync,wan,fullsync,scrub,drain-full)" >&2; exit 2 ;; esac
 done
 [[ ",$PHASES," == *,drain-full,* ]] && FULL=1
 TOTAL_TIMEOUT=${COMIO_BENCH_TIMEOUT:-$([ "$FULL" = 1 ] && echo 5400 || echo 1800)}
@@ -989,16 +993,25 @@ phase_fullsync() {
         return 1
     fi
     cmd "python3 tests/bench/fullsync.py --bin $BIN_SHOW --work ... --count $FULLSYNC_N --small $FULLSYNC_SMALL --big-count $FULLSYNC_BIG   # default replication settings"
-    if ! run_fg fullsync "$dir/fullsync.log" "$PY" "$HERE/fullsync.py" --bin "$BIN" --work "$WORK/fullsync" \
-        --token-file "$WORK/token" --out "$dir/fullsync.json" --count $FULLSYNC_N --small $FULLSYNC_SMALL \
-        --big-count $FULLSYNC_BIG; then
-        cat "$dir/fullsync.log"
-        FULLSYNC_ERR=$(grep -m1 'FAILED' "$dir/fullsync.log" | sed 's/^ *//')
-        FULLSYNC_ERR=${FULLSYNC_ERR:-"fullsync.py failed"}
+    run_sites_helper fullsync FULLSYNC_ERR fullsync.py --count $FULLSYNC_N --small $FULLSYNC_SMALL --big-count $FULLSYNC_BIG
+}
+
+# run_sites_helper PHASE ERRVAR SCRIPT [ARGS...]: runs tests/bench/SCRIPT, a helper that starts its own sites under
+# $WORK/PHASE (--bin, --work, --token-file, --out $RES/PHASE/PHASE.json), prints its log, and on failure sets ERRVAR
+# to its first FAILED line; removes its sites unless --keep
+run_sites_helper() {
+    local phase=$1 errvar=$2 script=$3 dir=$RES/$1
+    shift 3
+    if ! run_fg "$phase" "$dir/$phase.log" "$PY" "$HERE/$script" --bin "$BIN" --work "$WORK/$phase" \
+        --token-file "$WORK/token" --out "$dir/$phase.json" "$@"; then
+        cat "$dir/$phase.log"
+        local err
+        err=$(grep -m1 'FAILED' "$dir/$phase.log" | sed 's/^ *//')
+        printf -v "$errvar" '%s' "${err:-"$script failed"}"
         return 1
     fi
-    cat "$dir/fullsync.log"
-    [ "$KEEP" = 1 ] || rm -rf "$WORK/fullsync"
+    cat "$dir/$phase.log"
+    [ "$KEEP" = 1 ] || rm -rf "${WORK:?}/$phase"
     return 0
 }
 
@@ -1167,6 +1180,21 @@ run_phase() { # run_phase NAME FUNCTION ERRVAR [ARGS...]
 want http && run_phase http phase_http HTTP_ERR
 want s3 && run_phase s3 phase_s3 S3_ERR
 want s3big && run_phase s3big phase_s3big S3BIG_ERR
+# --- phase: scrub --------------------------------------------------------------------------------------------------
+SCRUB_BIG=2048 # objects of 1 MiB: 2 GiB
+SCRUB_SMALL=20000
+phase_scrub() {
+    local dir=$RES/scrub
+    mkdir -p "$dir"
+    log "== scrub: one pass over $SCRUB_BIG objects of 1 MiB and $SCRUB_SMALL of 4 KiB, unpaced, against a sequential read of the image; 10 s at the default scrub_rate"
+    local room=$((SCRUB_BIG * 2 + SCRUB_SMALL / 8 + 512))
+    if [ "$(mib_free)" -lt "$room" ]; then
+        SCRUB_ERR="needs about $room MiB free in $WORK, has $(mib_free) MiB"
+        return 1
+    fi
+    cmd "python3 tests/bench/scrubbench.py --bin $BIN_SHOW --work ... --big-count $SCRUB_BIG --small-count $SCRUB_SMALL --paced-seconds 10"
+    run_sites_helper scrub SCRUB_ERR scrubbench.py --big-count $SCRUB_BIG --small-count $SCRUB_SMALL --paced-seconds 10
+}
 want cksum && run_phase cksum phase_cksum CKSUM_ERR
 if want drain; then
     run_phase drain-$DRAIN_SMALL phase_drain DRAIN_ERR $DRAIN_SMALL
@@ -1188,6 +1216,7 @@ want big && run_phase big phase_big BIG_ERR
 want sync && run_phase sync phase_sync SYNC_ERR
 want wan && run_phase wan phase_wan WAN_ERR
 want fullsync && run_phase fullsync phase_fullsync FULLSYNC_ERR
+want scrub && run_phase scrub phase_scrub SCRUB_ERR
 want drain-full && run_phase drain-$DRAIN_LARGE phase_drain DRAIN_ERR $DRAIN_LARGE
 
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"
