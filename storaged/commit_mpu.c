@@ -6,9 +6,10 @@
  * extent, so that an object stays one extent (what readers, the replica's
  * fetch, full sync and GC rely on), then commits the object with mutate_put
  * (one PUT log record) and removes the upload in the same transaction.
- * The copy and the object's MD5 run side by side on two threads (md5_pass):
- * the client waits idle through a Complete, and on one thread the hash alone
- * was about a third of it. */
+ * The copy and the hashing run side by side on two threads (hash_pass):
+ * the client waits idle through a Complete, and on one thread the MD5 alone
+ * was about a third of it; with the bytes read for the hashes there, the
+ * copy itself is the kernel's (store_copy), with no copy through a buffer. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -19,10 +20,10 @@
 #include "storaged/commit_int.h"
 #include "storaged/integrity.h"
 
-#define COPY_CHUNK (8u * 1024 * 1024)    /* bytes read and written at a time by Complete's copy */
-#define MD5_PASS_MIN (2ull * COPY_CHUNK) /* a Complete of fewer bytes hashes them on the copy's own thread */
-#define EXPIRE_SLICE 64                  /* uploads looked at per round by the expiry */
-#define EXPIRE_INTERVAL_MS 60000         /* a pass at most this often, or each TTL/2 when that is shorter */
+#define COPY_CHUNK (8u * 1024 * 1024)     /* bytes read and written at a time by Complete's copy */
+#define HASH_PASS_MIN (2ull * COPY_CHUNK) /* a Complete of fewer bytes hashes them on the copy's own thread */
+#define EXPIRE_SLICE 64                   /* uploads looked at per round by the expiry */
+#define EXPIRE_INTERVAL_MS 60000          /* a pass at most this often, or each TTL/2 when that is shorter */
 #define EXPIRE_INTERVAL_MIN_MS 500
 
 /* The upload of job j, which must be of j's bucket and key: 0, or CIO_ENOTFOUND (NoSuchUpload). */
@@ -181,19 +182,21 @@ fail:
     return ret;
 }
 
-/* A Complete's MD5 pass: the parts' bytes read and hashed in order on a
- * thread of its own, while the I/O thread copies them (the same extents,
- * kept from reuse by the job's reader token until both are done). */
+/* A Complete's hash pass: the parts' bytes read in order on a thread of
+ * its own, for the object's MD5 and block checksums, while the I/O thread
+ * copies them (the same extents, kept from reuse by the job's reader token
+ * until both are done). */
 typedef struct {
     commit_t *c;
     const commit_job_t *j; /* borrowed: the job outlives the thread (joined by commit_mpu_copy) */
+    blocksum_calc_t *sums; /* the job's, fed here only (NULL: none) */
     uint8_t md5[16];
     int ret; /* 0, CIO_EIO or CIO_ENOMEM */
-} md5_pass_t;
+} hash_pass_t;
 
-static void *md5_pass_main(void *arg)
+static void *hash_pass_main(void *arg)
 {
-    md5_pass_t *h = arg;
+    hash_pass_t *h = arg;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     char *buf = malloc(COPY_CHUNK);
 
@@ -211,6 +214,8 @@ static void *md5_pass_main(void *arg)
                 h->ret = CIO_ENOMEM;
                 break;
             }
+            if (h->sums != NULL)
+                blocksum_calc_feed(h->sums, buf, n);
             src += n;
             left -= n;
         }
@@ -262,9 +267,9 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
     uint64_t dst = j->ext.off;
     char *buf = malloc(COPY_CHUNK);
     uint64_t total = 0;
-    md5_pass_t pass = {.c = c, .j = j};
+    hash_pass_t pass = {.c = c, .j = j};
     pthread_t hasher;
-    int ret = 0, sums, threaded = 0;
+    int ret = 0, sums, threaded = 0, kcopy;
 
     /* a Complete's object gets its block checksums from the bytes as they are copied (no second pass) */
     for (size_t i = 0; i < j->mpu_nwant; i++)
@@ -275,14 +280,27 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
         goto done;
     }
     /* a Complete's parts are never an UploadPartCopy's verified source (have_sums): they are read plainly, which
-     * the MD5 pass does too. Without a thread (pthread_create failed) the copy hashes them itself, as before */
-    if (j->op == COMMIT_MPU_COMPLETE && total >= MD5_PASS_MIN)
-        threaded = pthread_create(&hasher, NULL, md5_pass_main, &pass) == 0;
+     * the hash pass does too. With the bytes hashed there, the copy needs not see them: the kernel copies them
+     * (store_copy). Without a thread (pthread_create failed) the copy reads, writes and hashes them, as before */
+    pass.sums = sums ? &j->sums : NULL;
+    if (j->op == COMMIT_MPU_COMPLETE && total >= HASH_PASS_MIN)
+        threaded = pthread_create(&hasher, NULL, hash_pass_main, &pass) == 0;
+    kcopy = threaded;
     for (size_t i = 0; i < j->mpu_nwant && ret == 0; i++) {
         uint64_t src = j->mpu_src[i].ext.off, left = j->mpu_src[i].size;
         if (j->mpu_src[i].have_sums && left > 0) {
             ret = copy_verified(c, &j->mpu_src[i], &dst, buf, md);
             continue;
+        }
+        if (kcopy && left > 0) {
+            if ((ret = store_copy(c->store, dst, src, left)) == 0) {
+                dst += left;
+                continue;
+            }
+            if (ret != CIO_EAGAIN)
+                break;
+            kcopy = 0; /* the kernel cannot here: through the buffer, from this part on */
+            ret = 0;
         }
         while (left > 0) {
             size_t n = left < COPY_CHUNK ? (size_t)left : COPY_CHUNK;
@@ -292,7 +310,7 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
                 ret = CIO_ENOMEM;
                 break;
             }
-            if (sums)
+            if (sums && !threaded)
                 blocksum_calc_feed(&j->sums, buf, n);
             src += n;
             dst += n;

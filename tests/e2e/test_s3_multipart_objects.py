@@ -16,6 +16,7 @@ from harness import comio
 from harness.damage import damage, find_all
 from harness.replication import comio_path, converge_or_fail, wait_until
 from test_block_checksums import stream_get
+from test_diff_deep import deep_pages
 from test_s3_multipart import MIB, free_bytes, multipart_etag, upload_parts
 from test_s3_objects import AK, SECRET, s3_client, s3_config
 
@@ -37,8 +38,9 @@ def server(make_server, extra="", size="256MB", **kw):
     return srv, s3
 
 
-@pytest.mark.parametrize("sizes", [[5 * MIB, 5 * MIB, 1000], [5 * MIB + 1, 5 * MIB + 4097, 3]],
-                         ids=["block-aligned", "unaligned"])
+# over 16 MiB: the copy and the hash pass on two threads (commit_mpu.c); under it: one thread
+@pytest.mark.parametrize("sizes", [[8 * MIB, 8 * MIB, 1000], [8 * MIB + 1, 8 * MIB + 4097, 3], [5 * MIB, 5 * MIB + 3, 9]],
+                         ids=["block-aligned", "unaligned", "one-thread"])
 def test_ranges_across_part_boundaries(make_server, sizes):
     srv, s3 = server(make_server)
     data = complete(s3, "k", [os.urandom(n) for n in sizes])
@@ -56,8 +58,7 @@ def test_ranges_across_part_boundaries(make_server, sizes):
     g = s3.get_object(Bucket="mpu-test", Key="k", Range="bytes=-%d" % (sizes[2] + 7))  # a suffix over the last boundary
     assert g["Body"].read() == data[-(sizes[2] + 7):]
     # the deep listing reads it whole and verifies it against its block checksums
-    r = c.raw("GET", "/mpu-test?deep=1")
-    (obj,) = r.json()["objects"]
+    (obj,) = [o for page in deep_pages(c, "mpu-test") for o in page["objects"]]
     assert obj.get("verified") == "blocks" and "damaged" not in obj, obj
 
 
@@ -100,11 +101,11 @@ def test_damage_in_the_second_part_is_found(make_server):
     """Flipped bits in the second part's bytes: GET refuses the damaged block, serves the ranges before it, and the
     scrub names the block (counted from the object's start)."""
     srv, s3 = server(make_server, FAST_SCRUB)
-    parts = [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(777)]
+    parts = [os.urandom(8 * MIB), os.urandom(8 * MIB), os.urandom(777)]
     data = complete(s3, "k", parts)
     c = srv.client()
     assert c.get("mpu-test", "k").body == data
-    where = 5 * MIB + BLOCK + 5  # block 81 of the object: the second block of part 2
+    where = 8 * MIB + BLOCK + 5  # block 129 of the object: the second block of part 2
     for at in find_all(srv.storage, data):  # the object's extent (and any freed copy of the parts)
         damage(srv.storage, at + where)
     # a whole GET finds it after its headers went: cut short before the damaged block's bytes
@@ -115,8 +116,8 @@ def test_damage_in_the_second_part_is_found(make_server):
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket="mpu-test", Key="k", Range="bytes=%d-%d" % (where - 10, where + 10))["Body"].read()
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
-    r = c.get("mpu-test", "k", {"Range": "bytes=0-%d" % (5 * MIB + BLOCK - 1)})
-    assert r.status == 206 and r.body == data[:5 * MIB + BLOCK]
+    r = c.get("mpu-test", "k", {"Range": "bytes=0-%d" % (8 * MIB + BLOCK - 1)})
+    assert r.status == 206 and r.body == data[:8 * MIB + BLOCK]
     p = subprocess.run([str(comio_path()), "scrub", "--url", srv.url(), "--now"], capture_output=True, text=True,
                        timeout=120, env=comio.sanitizer_env())
     assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
