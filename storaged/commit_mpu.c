@@ -9,7 +9,9 @@
  * The copy and the hashing run side by side on two threads (hash_pass):
  * the client waits idle through a Complete, and on one thread the MD5 alone
  * was about a third of it; with the bytes read for the hashes there, the
- * copy itself is the kernel's (store_copy), with no copy through a buffer. */
+ * copy itself is the kernel's (store_copy), with no copy through a buffer,
+ * and its writeback starts as each part is copied (store_writeback), so that
+ * the round's data sync finds little left once the hashing is done. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -294,6 +296,7 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
         }
         if (kcopy && left > 0) {
             if ((ret = store_copy(c->store, dst, src, left)) == 0) {
+                store_writeback(c->store, dst, left); /* on the disk's way while the hash pass goes on */
                 dst += left;
                 continue;
             }
@@ -312,6 +315,8 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
             }
             if (sums && !threaded)
                 blocksum_calc_feed(&j->sums, buf, n);
+            if (threaded)
+                store_writeback(c->store, dst, n);
             src += n;
             dst += n;
             left -= n;

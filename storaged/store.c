@@ -141,6 +141,12 @@ int store_copy(store_t *s, uint64_t dst, uint64_t src, uint64_t len)
     return 0;
 }
 
+void store_writeback(store_t *s, uint64_t off, uint64_t len)
+{
+    if (len > 0)
+        (void)sync_file_range(s->fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 int store_sync(store_t *s)
 {
     if (fdatasync(s->fd) != 0) {

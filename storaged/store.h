@@ -44,6 +44,13 @@ int store_read(store_t *s, uint64_t off, void *buf, size_t len) CIO_MUST_CHECK;
  * durable before store_sync. */
 int store_copy(store_t *s, uint64_t dst, uint64_t src, uint64_t len) CIO_MUST_CHECK;
 
+/* Starts writing back the bytes at off..off+len already written
+ * (sync_file_range(2), SYNC_FILE_RANGE_WRITE) without waiting for them, so
+ * that a later store_sync has less left to wait for while the caller does
+ * other work meanwhile. A hint: it makes nothing durable, and what fails
+ * here fails store_sync too, so it returns nothing and logs nothing. */
+void store_writeback(store_t *s, uint64_t off, uint64_t len);
+
 /* Makes every completed write durable (fdatasync). 0 or CIO_EIO. */
 int store_sync(store_t *s) CIO_MUST_CHECK;
 

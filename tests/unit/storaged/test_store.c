@@ -1,7 +1,7 @@
 /* test_store.c - unit tests of the data store's copy within itself
  * (store_copy): the bytes land at the destination, the source stays, a copy
- * larger than one kernel call's share goes on, and what the kernel refuses
- * is CIO_EAGAIN with nothing copied. */
+ * of several pages goes whole, and what the kernel refuses
+ * is CIO_EAGAIN with nothing copied; and the writeback hint (store_writeback). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +45,11 @@ static void test_copy(void)
     CHECK_EQ_INT(store_copy(&s, 4 * MIB + 4096, 4 * MIB, n), CIO_EAGAIN);
     CHECK_EQ_INT(store_read(&s, 4 * MIB, got, n), 0);
     CHECK(memcmp(got, src, n) == 0);
+    store_writeback(&s, 40 * MIB + 4096, n); /* a hint: the bytes stay what they are */
+    store_writeback(&s, 0, 0);
     CHECK_EQ_INT(store_sync(&s), 0);
+    CHECK_EQ_INT(store_read(&s, 40 * MIB + 4096, got, n), 0);
+    CHECK(memcmp(got, src, n) == 0);
     store_close(&s);
     free(src);
     free(got);
