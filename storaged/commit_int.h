@@ -344,7 +344,10 @@ int commit_mpu_finish(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK
 int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
 /* Step 2 of MPU_COMPLETE, on an I/O thread: copies the parts into j->ext,
- * computing j->etag (the MD5 of the whole body). Returns 0 or CIO_EIO / CIO_ENOMEM. */
+ * computing j->etag (the MD5 of the whole body) and the block checksums;
+ * from HASH_PASS_MIN bytes on, a second thread started and joined here
+ * reads the parts for both while the kernel copies them (store_copy).
+ * Returns 0 or CIO_EIO / CIO_ENOMEM. */
 int commit_mpu_copy(commit_t *c, commit_job_t *j) CIO_MUST_CHECK;
 
 /* Step 3 of MPU_COMPLETE: unless the upload changed since step 1 (then

@@ -5,9 +5,16 @@
  * never logged and never replicates. Complete copies the parts into one new
  * extent, so that an object stays one extent (what readers, the replica's
  * fetch, full sync and GC rely on), then commits the object with mutate_put
- * (one PUT log record) and removes the upload in the same transaction. */
+ * (one PUT log record) and removes the upload in the same transaction.
+ * The copy and the hashing run side by side on two threads (hash_pass):
+ * the client waits idle through a Complete, and on one thread the MD5 alone
+ * was about a third of it; with the bytes read for the hashes there, the
+ * copy itself is the kernel's (store_copy), with no copy through a buffer,
+ * and its writeback starts as each part is copied (store_writeback), so that
+ * the round's data sync finds little left once the hashing is done. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,9 +22,10 @@
 #include "storaged/commit_int.h"
 #include "storaged/integrity.h"
 
-#define COPY_CHUNK (8u * 1024 * 1024) /* bytes read and written at a time by Complete's copy */
-#define EXPIRE_SLICE 64               /* uploads looked at per round by the expiry */
-#define EXPIRE_INTERVAL_MS 60000      /* a pass at most this often, or each TTL/2 when that is shorter */
+#define COPY_CHUNK (8u * 1024 * 1024)     /* bytes read and written at a time by Complete's copy */
+#define HASH_PASS_MIN (2ull * COPY_CHUNK) /* a Complete of fewer bytes hashes them on the copy's own thread */
+#define EXPIRE_SLICE 64                   /* uploads looked at per round by the expiry */
+#define EXPIRE_INTERVAL_MS 60000          /* a pass at most this often, or each TTL/2 when that is shorter */
 #define EXPIRE_INTERVAL_MIN_MS 500
 
 /* The upload of job j, which must be of j's bucket and key: 0, or CIO_ENOTFOUND (NoSuchUpload). */
@@ -176,6 +184,52 @@ fail:
     return ret;
 }
 
+/* A Complete's hash pass: the parts' bytes read in order on a thread of
+ * its own, for the object's MD5 and block checksums, while the I/O thread
+ * copies them (the same extents, kept from reuse by the job's reader token
+ * until both are done). */
+typedef struct {
+    commit_t *c;
+    const commit_job_t *j; /* borrowed: the job outlives the thread (joined by commit_mpu_copy) */
+    blocksum_calc_t *sums; /* the job's, fed here only (NULL: none) */
+    uint8_t md5[16];
+    int ret; /* 0, CIO_EIO or CIO_ENOMEM */
+} hash_pass_t;
+
+static void *hash_pass_main(void *arg)
+{
+    hash_pass_t *h = arg;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    char *buf = malloc(COPY_CHUNK);
+
+    h->ret = CIO_ENOMEM;
+    if (md == NULL || buf == NULL || EVP_DigestInit_ex2(md, h->c->md5 != NULL ? h->c->md5 : EVP_md5(), NULL) != 1)
+        goto done;
+    h->ret = 0;
+    for (size_t i = 0; i < h->j->mpu_nwant && h->ret == 0; i++) {
+        uint64_t src = h->j->mpu_src[i].ext.off, left = h->j->mpu_src[i].size;
+        while (left > 0) {
+            size_t n = left < COPY_CHUNK ? (size_t)left : COPY_CHUNK;
+            if ((h->ret = store_read(h->c->store, src, buf, n)) != 0)
+                break;
+            if (EVP_DigestUpdate(md, buf, n) != 1) {
+                h->ret = CIO_ENOMEM;
+                break;
+            }
+            if (h->sums != NULL)
+                blocksum_calc_feed(h->sums, buf, n);
+            src += n;
+            left -= n;
+        }
+    }
+    if (h->ret == 0 && EVP_DigestFinal_ex(md, h->md5, NULL) != 1)
+        h->ret = CIO_ENOMEM;
+done:
+    EVP_MD_CTX_free(md);
+    free(buf);
+    return NULL;
+}
+
 /* Copies an UploadPartCopy's source range to *dst, reading whole checksum
  * blocks of the source and verifying them first (integrity.h): damaged bytes
  * never become a part, and so never an object with fresh checksums. Returns 0,
@@ -215,7 +269,9 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
     uint64_t dst = j->ext.off;
     char *buf = malloc(COPY_CHUNK);
     uint64_t total = 0;
-    int ret = 0, sums;
+    hash_pass_t pass = {.c = c, .j = j};
+    pthread_t hasher;
+    int ret = 0, sums, threaded = 0, kcopy;
 
     /* a Complete's object gets its block checksums from the bytes as they are copied (no second pass) */
     for (size_t i = 0; i < j->mpu_nwant; i++)
@@ -225,29 +281,54 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
         ret = CIO_ENOMEM;
         goto done;
     }
+    /* a Complete's parts are never an UploadPartCopy's verified source (have_sums): they are read plainly, which
+     * the hash pass does too. With the bytes hashed there, the copy needs not see them: the kernel copies them
+     * (store_copy). Without a thread (pthread_create failed) the copy reads, writes and hashes them, as before */
+    pass.sums = sums ? &j->sums : NULL;
+    if (j->op == COMMIT_MPU_COMPLETE && total >= HASH_PASS_MIN)
+        threaded = pthread_create(&hasher, NULL, hash_pass_main, &pass) == 0;
+    kcopy = threaded;
     for (size_t i = 0; i < j->mpu_nwant && ret == 0; i++) {
         uint64_t src = j->mpu_src[i].ext.off, left = j->mpu_src[i].size;
         if (j->mpu_src[i].have_sums && left > 0) {
             ret = copy_verified(c, &j->mpu_src[i], &dst, buf, md);
             continue;
         }
+        if (kcopy && left > 0) {
+            if ((ret = store_copy(c->store, dst, src, left)) == 0) {
+                store_writeback(c->store, dst, left); /* on the disk's way while the hash pass goes on */
+                dst += left;
+                continue;
+            }
+            if (ret != CIO_EAGAIN)
+                break;
+            kcopy = 0; /* the kernel cannot here: through the buffer, from this part on */
+            ret = 0;
+        }
         while (left > 0) {
             size_t n = left < COPY_CHUNK ? (size_t)left : COPY_CHUNK;
             if ((ret = store_read(c->store, src, buf, n)) != 0 || (ret = store_write(c->store, dst, buf, n)) != 0)
                 break;
-            if (EVP_DigestUpdate(md, buf, n) != 1) {
+            if (!threaded && EVP_DigestUpdate(md, buf, n) != 1) {
                 ret = CIO_ENOMEM;
                 break;
             }
-            if (sums)
+            if (sums && !threaded)
                 blocksum_calc_feed(&j->sums, buf, n);
+            if (threaded)
+                store_writeback(c->store, dst, n);
             src += n;
             dst += n;
             left -= n;
         }
     }
-    if (ret == 0 && EVP_DigestFinal_ex(md, j->etag, NULL) != 1)
+    if (threaded) {
+        pthread_join(hasher, NULL);
+        if (ret == 0 && (ret = pass.ret) == 0)
+            memcpy(j->etag, pass.md5, 16);
+    } else if (ret == 0 && EVP_DigestFinal_ex(md, j->etag, NULL) != 1) {
         ret = CIO_ENOMEM;
+    }
     j->sums_ok = ret == 0 && sums;
 done:
     commit_reader_leave(c, j->mpu_reader);

@@ -119,6 +119,34 @@ int store_read(store_t *s, uint64_t off, void *buf, size_t len)
     return 0;
 }
 
+int store_copy(store_t *s, uint64_t dst, uint64_t src, uint64_t len)
+{
+    loff_t in = (loff_t)src, out = (loff_t)dst;
+    int first = 1;
+
+    while (len > 0) {
+        ssize_t n = copy_file_range(s->fd, &in, s->fd, &out, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && first && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS))
+            return CIO_EAGAIN;
+        if (n <= 0) {
+            log_msg(LOG_LVL_ERROR, "copy_file_range failed", "path", s->path, "error", n == 0 ? "short copy" : strerror(errno),
+                    NULL);
+            return CIO_EIO;
+        }
+        first = 0;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+void store_writeback(store_t *s, uint64_t off, uint64_t len)
+{
+    if (len > 0)
+        (void)sync_file_range(s->fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 int store_sync(store_t *s)
 {
     if (fdatasync(s->fd) != 0) {

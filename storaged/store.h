@@ -35,6 +35,22 @@ int store_write(store_t *s, uint64_t off, const void *buf, size_t len) CIO_MUST_
 /* Reads len bytes at off into buf. 0 or CIO_EIO (short read included). */
 int store_read(store_t *s, uint64_t off, void *buf, size_t len) CIO_MUST_CHECK;
 
+/* Copies len bytes at src to dst inside the store (the ranges must not
+ * overlap) with copy_file_range(2): the kernel moves them from page cache to
+ * page cache, with no copy through this process. Returns 0, CIO_EIO (logged;
+ * some bytes may have been copied), or CIO_EAGAIN, nothing copied and
+ * nothing logged, when the kernel cannot copy within this store (a block
+ * device, a file system without it): copy through a buffer instead. Not
+ * durable before store_sync. */
+int store_copy(store_t *s, uint64_t dst, uint64_t src, uint64_t len) CIO_MUST_CHECK;
+
+/* Starts writing back the bytes at off..off+len already written
+ * (sync_file_range(2), SYNC_FILE_RANGE_WRITE) without waiting for them, so
+ * that a later store_sync has less left to wait for while the caller does
+ * other work meanwhile. A hint: it makes nothing durable, and what fails
+ * here fails store_sync too, so it returns nothing and logs nothing. */
+void store_writeback(store_t *s, uint64_t off, uint64_t len);
+
 /* Makes every completed write durable (fdatasync). 0 or CIO_EIO. */
 int store_sync(store_t *s) CIO_MUST_CHECK;
 

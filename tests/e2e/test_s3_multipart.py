@@ -8,6 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from harness.replication import comio_diff, converge_or_fail, finish_sites, make_pair, wait_converged, wait_until
+from test_diff_deep import deep_pages
 from test_s3_objects import AK, SECRET, aws, code_of, s3_client, s3_config
 
 MIB = 1024 * 1024
@@ -235,6 +236,23 @@ def test_multipart_64mib_part(s3srv, s3):
     s3.complete_multipart_upload(Bucket="mpu-test", Key="huge", UploadId=uid, MultipartUpload={"Parts": done})
     g = s3.get_object(Bucket="mpu-test", Key="huge")
     assert hashlib.md5(g["Body"].read()).hexdigest() == hashlib.md5(big + b"end").hexdigest()
+
+
+@pytest.mark.parametrize("sizes", [[5 * MIB, 777], [8 * MIB, 8 * MIB, 3 * MIB + 5]], ids=["one-thread", "md5-pass"])
+def test_multipart_object_md5_is_the_bytes(make_server, sizes):
+    """The MD5 Complete stores (the native ETag, what replication and the deep listing verify) is that of the bytes,
+    whether the copy hashes them itself (under 16 MiB) or a second thread does beside it. Without block checksums
+    the deep listing checks every object against that MD5, so a wrong one shows as damage."""
+    srv = make_server(config=s3_config("storage:\n  checksums: false\n"), size="256MB")
+    s3 = s3_client(srv)
+    s3.create_bucket(Bucket="mpu-test")
+    parts = [os.urandom(n) for n in sizes]
+    uid, done = upload_parts(s3, "hashed", parts)
+    s3.complete_multipart_upload(Bucket="mpu-test", Key="hashed", UploadId=uid, MultipartUpload={"Parts": done})
+    (obj,) = [o for page in deep_pages(srv.client(), "mpu-test") for o in page["objects"]]
+    assert obj["key"] == "hashed" and obj.get("verified") == "md5" and "damaged" not in obj, obj
+    assert obj["size"] == sum(sizes)
+    assert s3.get_object(Bucket="mpu-test", Key="hashed")["Body"].read() == b"".join(parts)
 
 
 def test_multipart_survives_sigkill(s3srv, s3):

@@ -56,3 +56,18 @@ def find_all(image, data):
         out.append(at)
         at = blob.find(probe, at + 1)
     return out
+
+
+def find_whole(image, data):
+    """Every offset where data's bytes lie whole in the image, in order. A multipart object's bytes can be there
+    more than once: in its own extent and in the parts' extents, freed at Complete but not overwritten."""
+    probe = data[:4096]
+    with open(image, "rb") as f:
+        blob = f.read()
+    found, at = [], blob.find(probe)
+    while at >= 0:
+        if blob[at:at + len(data)] == data:
+            found.append(at)
+        at = blob.find(probe, at + 1)
+    assert found, "object bytes not found in the image"
+    return found
