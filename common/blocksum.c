@@ -133,8 +133,7 @@ blocksum_view_t blocksum_view_one(uint64_t size, uint32_t crc)
     return v;
 }
 
-/* The stored CRC of block i of the view (first <= i < first + n). */
-static uint32_t view_crc(const blocksum_view_t *v, uint64_t i)
+uint32_t blocksum_view_crc(const blocksum_view_t *v, uint64_t i)
 {
     return v->crcs == NULL ? v->one : (uint32_t)be_get(v->crcs + 4 * (i - v->first), 4);
 }
@@ -174,7 +173,7 @@ int blocksum_verify(const blocksum_view_t *v, uint64_t off, const void *buf, siz
         return CIO_EINVAL;
     for (uint64_t i = first; len > 0; i++) {
         size_t n = len < block ? len : (size_t)block;
-        if (cksum_crc32c(0, b, n) != view_crc(v, i)) {
+        if (cksum_crc32c(0, b, n) != blocksum_view_crc(v, i)) {
             *bad_block = i;
             return CIO_EIO;
         }

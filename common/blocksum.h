@@ -131,6 +131,10 @@ blocksum_view_t blocksum_view_one(uint64_t size, uint32_t crc);
  * (len > 0, off + len <= r->size): borrowed from r. */
 blocksum_view_t blocksum_view(const blocksum_rec_t *r, uint64_t off, uint64_t len);
 
+/* The stored CRC of block i of the view (first <= i < first + n): from its
+ * CRCs, or its inline CRC. */
+uint32_t blocksum_view_crc(const blocksum_view_t *v, uint64_t i);
+
 /* A copy of v's CRCs into a malloc'd buffer *owned (freed by the caller),
  * with v's crcs pointing at it; *owned NULL when there is nothing to copy (no
  * blocks, or an inline CRC). 0 or CIO_ENOMEM. */

@@ -116,9 +116,7 @@ static int crcs_match(const blocksum_calc_t *calc, const blocksum_view_t *v, uin
     if (v->first != 0 || v->n != calc->nblocks)
         return 0;
     for (uint64_t i = 0; i < v->n; i++) {
-        const uint8_t *p = v->crcs + 4 * i;
-        uint32_t want = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-        if (want != calc->crcs[i]) {
+        if (blocksum_view_crc(v, i) != calc->crcs[i]) {
             *bad = i;
             return 0;
         }
