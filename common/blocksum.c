@@ -81,6 +81,27 @@ int blocksum_calc_init(blocksum_calc_t *c, uint64_t size)
     return 0;
 }
 
+int blocksum_calc_resume(blocksum_calc_t *c, uint64_t size, const uint32_t *crcs, uint64_t fed, uint32_t cur)
+{
+    int ret = blocksum_calc_init(c, size);
+    uint64_t whole = fed >> BLOCKSUM_SHIFT;
+
+    if (ret != 0)
+        return ret;
+    if (fed > size)
+        return CIO_EINVAL;
+    if (whole > 0)
+        memcpy(c->crcs, crcs, (size_t)whole * sizeof(uint32_t));
+    c->fed = fed;
+    c->cur = cur;
+    /* the object ends inside the partial block: that block is complete */
+    if (fed == size && (fed & (BLOCKSUM_BLOCK - 1)) != 0) {
+        c->crcs[whole] = cur;
+        c->cur = 0;
+    }
+    return 0;
+}
+
 void blocksum_calc_feed(blocksum_calc_t *c, const void *p, size_t n)
 {
     const uint8_t *b = p;

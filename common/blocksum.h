@@ -96,6 +96,15 @@ typedef struct {
  * blocksum_calc_free either way (harmless on a failed start). */
 int blocksum_calc_init(blocksum_calc_t *c, uint64_t size) CIO_MUST_CHECK;
 
+/* Starts the computation over an object of `size` bytes whose first `fed`
+ * bytes were fed elsewhere (a multipart upload's parts hashed as they came,
+ * storaged/mpu_chase.h): crcs[0 .. fed >> BLOCKSUM_SHIFT) are the CRCs of
+ * their whole blocks (host order, copied), and `cur` is the CRC32C of the
+ * bytes of the partial block after them (0 when fed is a block boundary).
+ * Returns as blocksum_calc_init, or CIO_EINVAL when fed > size; end it with
+ * blocksum_calc_free either way. */
+int blocksum_calc_resume(blocksum_calc_t *c, uint64_t size, const uint32_t *crcs, uint64_t fed, uint32_t cur) CIO_MUST_CHECK;
+
 /* Adds the next n bytes of the object (p may be NULL when n is 0). Bytes past
  * `size` are ignored (blocksum_calc_done then fails). */
 void blocksum_calc_feed(blocksum_calc_t *c, const void *p, size_t n);

@@ -244,6 +244,7 @@ reply:
                 j->mpu_reader = 0;
             }
         }
+        chase_note(c, j); /* before done(): the job is the submitter's after it */
         blocksum_calc_free(&j->sums);
         if (j->op == COMMIT_APPLY)
             for (size_t i = 0; i < j->nitems; i++)
@@ -413,6 +414,12 @@ void commit_stats(commit_t *c, uint64_t *commits, uint64_t *jobs)
     *jobs = __atomic_load_n(&c->jobs, __ATOMIC_RELAXED);
 }
 
+void commit_mpu_stats(commit_t *c, uint64_t *chased, uint64_t *hashed)
+{
+    *chased = __atomic_load_n(&c->mpu_chased, __ATOMIC_RELAXED);
+    *hashed = __atomic_load_n(&c->mpu_hashed, __ATOMIC_RELAXED);
+}
+
 int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int log_enabled, unsigned io_threads)
 {
     commit_t *c = calloc(1, sizeof(*c));
@@ -470,6 +477,8 @@ int commit_start(commit_t **out, meta_t *m, store_t *s, const char *site_id, int
     pthread_cond_init(&c->fetch_cv, NULL);
     c->fetch_tail = &c->fetch_head;
     c->md5 = EVP_MD_fetch(NULL, "MD5", NULL); /* NULL: EVP_md5() is used */
+    if (chase_start(c) != 0)
+        return CIO_ENOMEM; /* the process exits on this error */
     if (fetch_global_init() != 0) {
         log_msg(LOG_LVL_ERROR, "cannot initialise libcurl", NULL);
         return CIO_ENOMEM; /* the process exits on this error */
@@ -500,6 +509,7 @@ void commit_abandon_fetches(commit_t *c)
 void commit_stop(commit_t *c)
 {
     commit_abandon_fetches(c); /* a large fetch could take minutes */
+    chase_stop(c);             /* no read of it holds the quarantine at the last round */
     pthread_mutex_lock(&c->mu);
     c->stopping = 1;
     pthread_cond_signal(&c->cv);
@@ -518,6 +528,7 @@ void commit_stop(commit_t *c)
     pthread_mutex_unlock(&c->fetch_mu);
     for (unsigned i = 0; i < c->nfetch; i++)
         pthread_join(c->fetch_threads[i], NULL);
+    chase_free(c);
     EVP_MD_free(c->md5);
     hlc_destroy(&c->hlc);
     carve_destroy(&c->carve);

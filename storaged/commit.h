@@ -72,6 +72,7 @@ typedef struct {
 typedef struct {
     alloc_extent_t ext;
     uint64_t size;
+    int64_t mtime_ms; /* Complete: when the part was stored (its record's), to match the chase (mpu_chase.h) */
     int have_sums;
     uint64_t first;
     blocksum_view_t sums;
@@ -286,5 +287,10 @@ uint64_t commit_clock(commit_t *c);
 
 /* Number of commits and jobs so far (for metrics). */
 void commit_stats(commit_t *c, uint64_t *commits, uint64_t *jobs);
+
+/* Bytes of completed multipart objects so far whose MD5 and block checksums
+ * came from the parts hashed as they were stored (*chased), and bytes that
+ * the Completes hashed themselves (*hashed). Thread-safe (for metrics). */
+void commit_mpu_stats(commit_t *c, uint64_t *chased, uint64_t *hashed);
 
 #endif

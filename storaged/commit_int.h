@@ -11,7 +11,8 @@
  *   replica.c    the apply of another site's events, last writer wins,
  *                and their record in this site's log (docs/replication-apply.md);
  *   tombgc.c     the collection of expired tombstones;
- *   commit_mpu.c multipart uploads: parts, Complete's copy, Abort, expiry.
+ *   commit_mpu.c multipart uploads: parts, Complete's copy, Abort, expiry;
+ *   commit_chase.c the thread that hashes uploads' parts as they are stored.
  * Unless a comment says otherwise, the functions below run on the committer
  * thread and write inside the round's transaction `txn`; they return 0 or a
  * CIO_* code, and a fatal one (commit_fatal) fails the whole round. */
@@ -26,6 +27,7 @@
 #include "common/hlc.h"
 #include "storaged/carve.h"
 #include "storaged/commit.h"
+#include "storaged/mpu_chase.h"
 #include "common/conflict.h"
 #include "common/log.h"
 
@@ -50,6 +52,8 @@ typedef struct {
 typedef struct {
     commit_job_t *head, **tail;
 } job_list_t;
+
+typedef struct commit_chase commit_chase_t; /* commit_chase.c */
 
 struct commit {
     meta_t *meta;
@@ -99,6 +103,9 @@ struct commit {
     size_t nreaders, capreaders;
 
     uint64_t commits, jobs; /* atomic: written by the committer thread, read by commit_stats on any */
+    commit_chase_t *chase;  /* owned; NULL: no chase (commit_chase.c) */
+    uint64_t mpu_chased;    /* atomic: bytes of Completes whose hashes came from the chase (commit_mpu_stats) */
+    uint64_t mpu_hashed;    /* atomic: bytes of Completes hashed by the Complete itself */
 
     /* committer thread only */
     alloc_extent_t *chunks_out; /* reserved extents freed in the open transaction */
@@ -344,16 +351,42 @@ int commit_mpu_finish(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK
 int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
 /* Step 2 of MPU_COMPLETE, on an I/O thread: copies the parts into j->ext,
- * computing j->etag (the MD5 of the whole body) and the block checksums;
- * from HASH_PASS_MIN bytes on, a second thread started and joined here
- * reads the parts for both while the kernel copies them (store_copy).
- * Returns 0 or CIO_EIO / CIO_ENOMEM. */
+ * computing j->etag (the MD5 of the whole body) and the block checksums,
+ * from the chase's state after the listed parts it hashed already
+ * (chase_take) or from nothing; from HASH_PASS_MIN bytes left to hash on,
+ * a second thread started and joined here reads the parts for both while
+ * the kernel copies them (store_copy). Step 2 of an UploadPartCopy (an
+ * MPU_PART with mpu_src): its source copied, its ETag computed. Leaves the
+ * job's reader token. Returns 0 or CIO_EIO / CIO_ENOMEM (CIO_ECORRUPT: an
+ * UploadPartCopy's damaged source). */
 int commit_mpu_copy(commit_t *c, commit_job_t *j) CIO_MUST_CHECK;
 
 /* Step 3 of MPU_COMPLETE: unless the upload changed since step 1 (then
  * CIO_ECHANGED), writes the object as a PUT does (mutate_put: one log
  * record) and removes the upload, freeing its parts' extents. */
 int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* ---- commit_chase.c: the parts hashed as they are stored (storaged/mpu_chase.h) ---- */
+
+/* Starts the chase thread into c->chase: 0, or CIO_ENOMEM. A thread that
+ * cannot start is logged and leaves a chase that does nothing. */
+int chase_start(commit_t *c) CIO_MUST_CHECK;
+
+/* Stops the thread and drops every state (chase_note and chase_take then do
+ * nothing); chase_free frees c->chase after the other threads are joined. */
+void chase_stop(commit_t *c);
+void chase_free(commit_t *c);
+
+/* On the committer, once job j's round is durable (any job: only a part,
+ * Complete or Abort that succeeded counts): a part stored wakes its
+ * upload's chase (started if there is none; one replacing a part of the
+ * run sends it back before that part); a Complete or Abort drops it. */
+void chase_note(commit_t *c, const commit_job_t *j);
+
+/* Takes upload id's chase out (waiting for a part being fed to stop) into
+ * *out, which the caller frees (mpu_chase_free): 0, or CIO_ENOTFOUND when
+ * the upload has none (*out zeroed). Any thread. */
+int chase_take(commit_t *c, const char *id, mpu_chase_t *out) CIO_MUST_CHECK;
 
 /* One slice of the expiry of uploads older than the TTL (s3.multipart_ttl),
  * in the round's transaction; *collected: uploads removed. */

@@ -6,12 +6,15 @@
  * extent, so that an object stays one extent (what readers, the replica's
  * fetch, full sync and GC rely on), then commits the object with mutate_put
  * (one PUT log record) and removes the upload in the same transaction.
- * The copy and the hashing run side by side on two threads (hash_pass):
- * the client waits idle through a Complete, and on one thread the MD5 alone
- * was about a third of it; with the bytes read for the hashes there, the
- * copy itself is the kernel's (store_copy), with no copy through a buffer,
- * and its writeback starts as each part is copied (store_writeback), so that
- * the round's data sync finds little left once the hashing is done. */
+ * The object's MD5 and block checksums mostly come from the chase
+ * (commit_chase.c), which hashed the parts in order as they were stored:
+ * a Complete whose listed parts begin with the chased run hashes only the
+ * parts after it, and all of them when there is no run (a restart, parts
+ * skipped). What is left to hash and the copy run side by side on two
+ * threads (hash_pass) from HASH_PASS_MIN bytes on: the copy is the
+ * kernel's (store_copy), with no copy through a buffer, and its writeback
+ * starts as each part is copied (store_writeback), so that the round's data
+ * sync finds little left once the hashing is done. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -144,6 +147,7 @@ int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j)
         }
         j->mpu_src[i].ext = p.ext;
         j->mpu_src[i].size = p.size;
+        j->mpu_src[i].mtime_ms = p.mtime_ms;
         total += p.size; /* no overflow: 10,000 parts of 5 GiB */
         if (EVP_DigestUpdate(md, p.md5, 16) != 1) {
             ret = CIO_ENOMEM;
@@ -184,14 +188,17 @@ fail:
     return ret;
 }
 
-/* A Complete's hash pass: the parts' bytes read in order on a thread of
- * its own, for the object's MD5 and block checksums, while the I/O thread
- * copies them (the same extents, kept from reuse by the job's reader token
- * until both are done). */
+/* A Complete's hash pass: the parts' bytes from part `first` on read in
+ * order, for the object's MD5 and block checksums, on a thread of its own
+ * while the I/O thread copies them (the same extents, kept from reuse by
+ * the job's reader token until both are done), or on the I/O thread before
+ * its copy when there is little to hash. */
 typedef struct {
     commit_t *c;
-    const commit_job_t *j; /* borrowed: the job outlives the thread (joined by commit_mpu_copy) */
+    const commit_job_t *j; /* borrowed: the job outlives the thread (joined by complete_copy) */
     blocksum_calc_t *sums; /* the job's, fed here only (NULL: none) */
+    EVP_MD_CTX *md;        /* owned by complete_copy: over the parts before `first` (the chase's), or NULL */
+    size_t first;          /* parts 0..first-1 were hashed by the chase (commit_chase.c) */
     uint8_t md5[16];
     int ret; /* 0, CIO_EIO or CIO_ENOMEM */
 } hash_pass_t;
@@ -199,20 +206,22 @@ typedef struct {
 static void *hash_pass_main(void *arg)
 {
     hash_pass_t *h = arg;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
     char *buf = malloc(COPY_CHUNK);
 
     h->ret = CIO_ENOMEM;
-    if (md == NULL || buf == NULL || EVP_DigestInit_ex2(md, h->c->md5 != NULL ? h->c->md5 : EVP_md5(), NULL) != 1)
+    if (buf == NULL)
+        goto done;
+    if (h->md == NULL &&
+        ((h->md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex2(h->md, h->c->md5 != NULL ? h->c->md5 : EVP_md5(), NULL) != 1))
         goto done;
     h->ret = 0;
-    for (size_t i = 0; i < h->j->mpu_nwant && h->ret == 0; i++) {
+    for (size_t i = h->first; i < h->j->mpu_nwant && h->ret == 0; i++) {
         uint64_t src = h->j->mpu_src[i].ext.off, left = h->j->mpu_src[i].size;
         while (left > 0) {
             size_t n = left < COPY_CHUNK ? (size_t)left : COPY_CHUNK;
             if ((h->ret = store_read(h->c->store, src, buf, n)) != 0)
                 break;
-            if (EVP_DigestUpdate(md, buf, n) != 1) {
+            if (EVP_DigestUpdate(h->md, buf, n) != 1) {
                 h->ret = CIO_ENOMEM;
                 break;
             }
@@ -222,12 +231,122 @@ static void *hash_pass_main(void *arg)
             left -= n;
         }
     }
-    if (h->ret == 0 && EVP_DigestFinal_ex(md, h->md5, NULL) != 1)
+    if (h->ret == 0 && EVP_DigestFinal_ex(h->md, h->md5, NULL) != 1)
         h->ret = CIO_ENOMEM;
 done:
-    EVP_MD_CTX_free(md);
     free(buf);
     return NULL;
+}
+
+/* Where a Complete's hash pass starts: after the chased run when the listed
+ * parts begin with it (then the chase's MD5 context and block CRCs go on
+ * from there), else from nothing. Fills pass->md and pass->first, and
+ * starts j->sums when checksums are on; returns whether it did. */
+static int complete_hash_start(commit_t *c, commit_job_t *j, uint64_t total, hash_pass_t *pass)
+{
+    mpu_chase_t st;
+    mpu_part_t *listed = NULL;
+    int sums = 0;
+
+    pass->md = NULL;
+    pass->first = 0;
+    if (chase_take(c, j->upload_id, &st) == 0 && (listed = calloc(j->mpu_nwant, sizeof(*listed))) != NULL) {
+        for (size_t i = 0; i < j->mpu_nwant; i++) {
+            listed[i].number = j->mpu_want[i].number;
+            listed[i].ext = j->mpu_src[i].ext;
+            listed[i].size = j->mpu_src[i].size;
+            listed[i].mtime_ms = j->mpu_src[i].mtime_ms;
+            memcpy(listed[i].md5, j->mpu_want[i].md5, 16);
+        }
+        size_t k = mpu_chase_rewind(&st, mpu_chase_match(&st, listed, j->mpu_nwant));
+        if (k > 0 && mpu_chase_hand_over(&st, total, &pass->md, c->checksums ? &j->sums : NULL) == 0) {
+            pass->first = k;
+            sums = c->checksums;
+        }
+    }
+    free(listed);
+    mpu_chase_free(&st);
+    if (pass->first == 0)
+        sums = commit_sums_start(c, &j->sums, total);
+    return sums;
+}
+
+/* Copies `len` bytes at src to *dst (advanced) through buf (COPY_CHUNK
+ * bytes), feeding md when not NULL, and starting each chunk's writeback
+ * when `writeback`. 0, CIO_EIO or CIO_ENOMEM. */
+static int copy_through(commit_t *c, uint64_t src, uint64_t *dst, uint64_t len, char *buf, EVP_MD_CTX *md, int writeback)
+{
+    int ret;
+    while (len > 0) {
+        size_t n = len < COPY_CHUNK ? (size_t)len : COPY_CHUNK;
+        if ((ret = store_read(c->store, src, buf, n)) != 0 || (ret = store_write(c->store, *dst, buf, n)) != 0)
+            return ret;
+        if (md != NULL && EVP_DigestUpdate(md, buf, n) != 1)
+            return CIO_ENOMEM;
+        if (writeback)
+            store_writeback(c->store, *dst, n);
+        src += n;
+        *dst += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Step 2 of a Complete: the hash pass (on its own thread from HASH_PASS_MIN
+ * bytes to hash) and the copy of every part, by the kernel (store_copy)
+ * where it can, each part's writeback started at once (on the disk's way
+ * while the hash pass goes on). */
+static int complete_copy(commit_t *c, commit_job_t *j)
+{
+    hash_pass_t pass = {.c = c, .j = j};
+    uint64_t total = 0, chased = 0, dst = j->ext.off;
+    char *buf = NULL;
+    pthread_t hasher;
+    int ret = 0, sums, threaded = 0, kcopy = 1;
+
+    for (size_t i = 0; i < j->mpu_nwant; i++)
+        total += j->mpu_src[i].size;
+    sums = complete_hash_start(c, j, total, &pass);
+    pass.sums = sums ? &j->sums : NULL;
+    for (size_t i = 0; i < pass.first; i++)
+        chased += j->mpu_src[i].size;
+    if (total - chased >= HASH_PASS_MIN)
+        threaded = pthread_create(&hasher, NULL, hash_pass_main, &pass) == 0;
+    if (!threaded)
+        hash_pass_main(&pass); /* little to hash (or no thread): before the copy, on this one */
+    for (size_t i = 0; i < j->mpu_nwant && ret == 0 && (threaded || pass.ret == 0); i++) {
+        uint64_t src = j->mpu_src[i].ext.off, left = j->mpu_src[i].size;
+        if (left == 0)
+            continue;
+        if (kcopy) {
+            if ((ret = store_copy(c->store, dst, src, left)) == 0) {
+                store_writeback(c->store, dst, left);
+                dst += left;
+                continue;
+            }
+            if (ret != CIO_EAGAIN)
+                break;
+            kcopy = 0; /* the kernel cannot here: through the buffer, from this part on */
+            ret = 0;
+        }
+        if (buf == NULL && (buf = malloc(COPY_CHUNK)) == NULL)
+            ret = CIO_ENOMEM;
+        else
+            ret = copy_through(c, src, &dst, left, buf, NULL, 1);
+    }
+    if (threaded)
+        pthread_join(hasher, NULL);
+    if (ret == 0)
+        ret = pass.ret;
+    if (ret == 0) {
+        memcpy(j->etag, pass.md5, 16);
+        __atomic_fetch_add(&c->mpu_chased, chased, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&c->mpu_hashed, total - chased, __ATOMIC_RELAXED);
+    }
+    j->sums_ok = ret == 0 && sums;
+    EVP_MD_CTX_free(pass.md);
+    free(buf);
+    return ret;
 }
 
 /* Copies an UploadPartCopy's source range to *dst, reading whole checksum
@@ -263,78 +382,37 @@ static int copy_verified(commit_t *c, const commit_mpu_src_t *src, uint64_t *dst
     return 0;
 }
 
-int commit_mpu_copy(commit_t *c, commit_job_t *j)
+/* Step 2 of an UploadPartCopy: its source range copied and hashed (the part's ETag) through a buffer. */
+static int part_copy(commit_t *c, commit_job_t *j)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     uint64_t dst = j->ext.off;
     char *buf = malloc(COPY_CHUNK);
-    uint64_t total = 0;
-    hash_pass_t pass = {.c = c, .j = j};
-    pthread_t hasher;
-    int ret = 0, sums, threaded = 0, kcopy;
+    int ret = 0;
 
-    /* a Complete's object gets its block checksums from the bytes as they are copied (no second pass) */
-    for (size_t i = 0; i < j->mpu_nwant; i++)
-        total += j->mpu_src[i].size;
-    sums = j->op == COMMIT_MPU_COMPLETE && commit_sums_start(c, &j->sums, total);
     if (md == NULL || buf == NULL || EVP_DigestInit_ex2(md, c->md5 != NULL ? c->md5 : EVP_md5(), NULL) != 1) {
         ret = CIO_ENOMEM;
         goto done;
     }
-    /* a Complete's parts are never an UploadPartCopy's verified source (have_sums): they are read plainly, which
-     * the hash pass does too. With the bytes hashed there, the copy needs not see them: the kernel copies them
-     * (store_copy). Without a thread (pthread_create failed) the copy reads, writes and hashes them, as before */
-    pass.sums = sums ? &j->sums : NULL;
-    if (j->op == COMMIT_MPU_COMPLETE && total >= HASH_PASS_MIN)
-        threaded = pthread_create(&hasher, NULL, hash_pass_main, &pass) == 0;
-    kcopy = threaded;
     for (size_t i = 0; i < j->mpu_nwant && ret == 0; i++) {
-        uint64_t src = j->mpu_src[i].ext.off, left = j->mpu_src[i].size;
-        if (j->mpu_src[i].have_sums && left > 0) {
+        if (j->mpu_src[i].have_sums && j->mpu_src[i].size > 0)
             ret = copy_verified(c, &j->mpu_src[i], &dst, buf, md);
-            continue;
-        }
-        if (kcopy && left > 0) {
-            if ((ret = store_copy(c->store, dst, src, left)) == 0) {
-                store_writeback(c->store, dst, left); /* on the disk's way while the hash pass goes on */
-                dst += left;
-                continue;
-            }
-            if (ret != CIO_EAGAIN)
-                break;
-            kcopy = 0; /* the kernel cannot here: through the buffer, from this part on */
-            ret = 0;
-        }
-        while (left > 0) {
-            size_t n = left < COPY_CHUNK ? (size_t)left : COPY_CHUNK;
-            if ((ret = store_read(c->store, src, buf, n)) != 0 || (ret = store_write(c->store, dst, buf, n)) != 0)
-                break;
-            if (!threaded && EVP_DigestUpdate(md, buf, n) != 1) {
-                ret = CIO_ENOMEM;
-                break;
-            }
-            if (sums && !threaded)
-                blocksum_calc_feed(&j->sums, buf, n);
-            if (threaded)
-                store_writeback(c->store, dst, n);
-            src += n;
-            dst += n;
-            left -= n;
-        }
+        else
+            ret = copy_through(c, j->mpu_src[i].ext.off, &dst, j->mpu_src[i].size, buf, md, 0);
     }
-    if (threaded) {
-        pthread_join(hasher, NULL);
-        if (ret == 0 && (ret = pass.ret) == 0)
-            memcpy(j->etag, pass.md5, 16);
-    } else if (ret == 0 && EVP_DigestFinal_ex(md, j->etag, NULL) != 1) {
+    if (ret == 0 && EVP_DigestFinal_ex(md, j->etag, NULL) != 1)
         ret = CIO_ENOMEM;
-    }
-    j->sums_ok = ret == 0 && sums;
 done:
-    commit_reader_leave(c, j->mpu_reader);
-    j->mpu_reader = 0;
     EVP_MD_CTX_free(md);
     free(buf);
+    return ret;
+}
+
+int commit_mpu_copy(commit_t *c, commit_job_t *j)
+{
+    int ret = j->op == COMMIT_MPU_COMPLETE ? complete_copy(c, j) : part_copy(c, j);
+    commit_reader_leave(c, j->mpu_reader);
+    j->mpu_reader = 0;
     return ret;
 }
 

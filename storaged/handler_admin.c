@@ -251,7 +251,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
     http_thread_t *t = http_req_thread(req);
     uint64_t capacity = 0, free_bytes = 0, extents = 0, largest = 0, objects = 0, bytes = 0, head = 0, records = 0;
     uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0, skew = 0, conflicts = 0, kept = 0;
-    uint64_t commits, jobs, uploads = 0, expired = 0, summed = 0;
+    uint64_t commits, jobs, mpu_chased, mpu_hashed, uploads = 0, expired = 0, summed = 0;
     integrity_stats_t is;
     MDB_txn *txn;
     buf_t b;
@@ -277,6 +277,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
     }
     http_req_rtxn_end(t);
     commit_stats(srv->commit, &commits, &jobs);
+    commit_mpu_stats(srv->commit, &mpu_chased, &mpu_hashed);
 
     buf_init(&b, HTTP_REQ_REPLY_MAX);
     http_req_metrics(&b);
@@ -336,8 +337,13 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "comio_s3_multipart_uploads %" PRIu64 "\n"
                "# HELP comio_s3_multipart_uploads_expired_total Multipart uploads removed after s3.multipart_ttl.\n"
                "# TYPE comio_s3_multipart_uploads_expired_total counter\n"
-               "comio_s3_multipart_uploads_expired_total %" PRIu64 "\n",
-               uploads, expired);
+               "comio_s3_multipart_uploads_expired_total %" PRIu64 "\n"
+               "# HELP comio_s3_multipart_complete_bytes_total Bytes of completed multipart objects, by where their MD5 and "
+               "block checksums were computed: as the parts were stored (chased) or by the Complete (hashed).\n"
+               "# TYPE comio_s3_multipart_complete_bytes_total counter\n"
+               "comio_s3_multipart_complete_bytes_total{hash=\"chased\"} %" PRIu64 "\n"
+               "comio_s3_multipart_complete_bytes_total{hash=\"hashed\"} %" PRIu64 "\n",
+               uploads, expired, mpu_chased, mpu_hashed);
     integrity_stats(&is);
     buf_printf(&b,
                "# HELP comio_checksum_blocks_verified_total Blocks of object data read and verified against their checksums.\n"

@@ -42,6 +42,8 @@ def test_both_uploads_measured_and_checked(srv, tmp_path):
     r = res["rounds"][0]
     assert r["multipart"]["parts"] == 3 and r["multipart"]["etag"].endswith("-3")
     assert r["multipart"]["complete_s"] > 0 and r["multipart"]["parts_s"] > 0
+    # every byte of the object hashed once: as the parts were stored, or by the Complete
+    assert r["multipart"]["complete_chased_bytes"] + r["multipart"]["complete_hashed_bytes"] == 20 * MIB
     for api in ("native", "multipart"):
         assert r[api]["mib_s"] > 0 and r[api]["storaged_cpu_s"] > 0
     assert abs(r["ratio"] - r["multipart"]["mib_s"] / r["native"]["mib_s"]) < 1e-9

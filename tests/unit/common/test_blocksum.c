@@ -1,7 +1,8 @@
 /* test_blocksum.c - unit tests for common/blocksum.c: the 64 KiB split against
  * CRC32C of each block computed directly, any chunking giving the same CRCs,
  * the record's round trip and strict decoding, and the verification of
- * block-aligned ranges (partial last block, a flipped bit found in its block). */
+ * block-aligned ranges (partial last block, a flipped bit found in its block),
+ * and a computation resumed from a point reached elsewhere. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,37 @@ static void test_split(void)
     CHECK(blocksum_calc_done(&c) == 0 && c.crcs[0] == cksum_crc32c(0, "abc0123456", 10));
     blocksum_calc_free(&c);
     CHECK(blocksum_calc_init(&c, BLOCKSUM_SIZE_MAX + 1) == CIO_ETOOBIG);
+    blocksum_calc_free(&c);
+}
+
+/* Resumed at any point of the bytes (the CRCs so far, the partial block's CRC), then fed the rest: the same CRCs
+ * as one computation; resumed at the very end, the partial last block is complete. */
+static void test_resume(void)
+{
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        uint64_t size = sizes[s];
+        uint8_t *p = random_bytes((size_t)size);
+        blocksum_calc_t whole;
+        calc(p, size, BLK, &whole);
+        const uint64_t cuts[] = {0, 1, BLK - 1, BLK, BLK + 5, size / 2, size};
+        for (size_t k = 0; k < sizeof(cuts) / sizeof(cuts[0]); k++) {
+            uint64_t at = cuts[k];
+            if (at > size)
+                continue;
+            uint32_t cur = at % BLK == 0 ? 0 : cksum_crc32c_sw(0, p + at - at % BLK, (size_t)(at % BLK));
+            blocksum_calc_t c;
+            CHECK(blocksum_calc_resume(&c, size, whole.crcs, at, cur) == 0);
+            blocksum_calc_feed(&c, p + at, (size_t)(size - at));
+            CHECK(blocksum_calc_done(&c) == 0);
+            CHECK(c.nblocks == whole.nblocks);
+            CHECK(c.nblocks == 0 || memcmp(c.crcs, whole.crcs, (size_t)c.nblocks * 4) == 0);
+            blocksum_calc_free(&c);
+        }
+        blocksum_calc_free(&whole);
+        free(p);
+    }
+    blocksum_calc_t c;
+    CHECK(blocksum_calc_resume(&c, 10, NULL, 11, 0) == CIO_EINVAL);
     blocksum_calc_free(&c);
 }
 
@@ -176,6 +208,7 @@ static void test_verify(void)
 int main(void)
 {
     RUN(test_split);
+    RUN(test_resume);
     RUN(test_record);
     RUN(test_verify);
     return TEST_SUMMARY();
