@@ -159,7 +159,8 @@ def test_pass_resumes_after_sigkill(make_server):
     assert s["running"] is True and s["current"]["pass"] == before["pass"], s
     assert 0 < s["current"]["objects"] <= before["objects"], (s, before)
     assert s["current"]["position"]["bucket"] == "bkt" and s["current"]["position"]["key"] >= "k01", s
-    assert "scrub pass resumed" in srv.log_path.read_text()
+    # the status reads the persisted state at once; the scrub thread logs its resume when it starts
+    wait_for("the resume's log line", lambda: "scrub pass resumed" in srv.log_path.read_text(), timeout=30)
     s = wait_for("the end of the pass", lambda: (lambda s: s if not s["running"] else None)(status(c)), timeout=60)
     assert s["last"]["pass"] == before["pass"], s
     # objects counted once: the ones done before the last record, then the rest after the restart
