@@ -44,11 +44,13 @@ typedef struct {
  * signature also counts, and is refused by s3_dispatch with 400
  * InvalidRequest). Cheap: looks at the Authorization header and the query
  * only. */
-int s3_is_s3(h2o_req_t *req);
+int s3_is_s3(h2o_req_t *req); /* SIGV4_SIGNED, SIGV4_SIGNED_V2 (common/sigv4.h) or 0 */
 
 /* Answers an S3 request: signature, body, then the operation's handler, or
- * S3's XML error. Returns 0 (on_req's "handled"). */
-int s3_dispatch(http_server_t *srv, h2o_req_t *req);
+ * S3's XML error. `kind` is what s3_is_s3 returned for req (non-zero: a
+ * Signature Version 2 is refused here, not looked for again). Returns 0
+ * (on_req's "handled"). */
+int s3_dispatch(http_server_t *srv, h2o_req_t *req, int kind);
 
 /* Wipes the calling loop thread's S3 state (its cache of signing keys,
  * which holds secrets); called by each loop thread once it has drained. */
