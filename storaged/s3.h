@@ -34,10 +34,10 @@ typedef struct {
     h2o_iovec_t trailers[S3_TRAILERS_MAX][2]; /* an aws-chunked body's trailing headers: [i][0] the name (lower
                                                  case), [i][1] the value; they live as long as req */
     size_t ntrailers;
-    char access_key[S3_ACCESS_KEY_MAX + 1]; /* who signed it */
-    const char *resource;                   /* "/bucket/key" for error bodies' <Resource>; lives as long as req */
-    const path_t *path; /* bucket and key as the native handlers take them; lives as long as req, but for a GET or
-                           HEAD only until its handler returns (bucket and key too: handlers copy what they keep) */
+    const char *access_key; /* who signed it: the configured credential's name, lives as long as the server */
+    const char *resource;   /* "/bucket/key" for error bodies' <Resource>; lives as long as req */
+    const path_t *path;     /* bucket and key as the native handlers take them; lives as long as req, but for a GET or
+                               HEAD only until its handler returns (bucket and key too: handlers copy what they keep) */
 } s3_req_t;
 
 /* Non-zero when req is signed for S3 (see above; a Signature Version 2
