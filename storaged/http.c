@@ -102,8 +102,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         http_req_error(req, 431, "RequestHeaderFieldsTooLarge", "request headers exceed 32 KiB");
         return 0;
     }
-    if (s3_is_s3(req))
-        return s3_dispatch(srv, req);
+    int s3 = s3_is_s3(req);
+    if (s3 != 0)
+        return s3_dispatch(srv, req, s3);
     if (http_req_path_is(req, "/metrics") && (m == HTTP_REQ_GET || m == HTTP_REQ_HEAD))
         return handler_admin_metrics(srv, req);
     if (req->path.len >= 7 && memcmp(req->path.base, "/admin/", 7) == 0)

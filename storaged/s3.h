@@ -34,21 +34,23 @@ typedef struct {
     h2o_iovec_t trailers[S3_TRAILERS_MAX][2]; /* an aws-chunked body's trailing headers: [i][0] the name (lower
                                                  case), [i][1] the value; they live as long as req */
     size_t ntrailers;
-    char access_key[S3_ACCESS_KEY_MAX + 1]; /* who signed it */
-    const char *resource;                   /* "/bucket/key" for error bodies' <Resource>; lives as long as req */
-    const path_t *path; /* bucket and key as the native handlers take them; lives as long as req, but for a GET or
-                           HEAD only until its handler returns (bucket and key too: handlers copy what they keep) */
+    const char *access_key; /* who signed it: the configured credential's name, lives as long as the server */
+    const char *resource;   /* "/bucket/key" for error bodies' <Resource>; lives as long as req */
+    const path_t *path;     /* bucket and key as the native handlers take them; lives as long as req, but for a GET or
+                               HEAD only until its handler returns (bucket and key too: handlers copy what they keep) */
 } s3_req_t;
 
 /* Non-zero when req is signed for S3 (see above; a Signature Version 2
  * signature also counts, and is refused by s3_dispatch with 400
  * InvalidRequest). Cheap: looks at the Authorization header and the query
  * only. */
-int s3_is_s3(h2o_req_t *req);
+int s3_is_s3(h2o_req_t *req); /* SIGV4_SIGNED, SIGV4_SIGNED_V2 (common/sigv4.h) or 0 */
 
 /* Answers an S3 request: signature, body, then the operation's handler, or
- * S3's XML error. Returns 0 (on_req's "handled"). */
-int s3_dispatch(http_server_t *srv, h2o_req_t *req);
+ * S3's XML error. `kind` is what s3_is_s3 returned for req (non-zero: a
+ * Signature Version 2 is refused here, not looked for again). Returns 0
+ * (on_req's "handled"). */
+int s3_dispatch(http_server_t *srv, h2o_req_t *req, int kind);
 
 /* Wipes the calling loop thread's S3 state (its cache of signing keys,
  * which holds secrets); called by each loop thread once it has drained. */
