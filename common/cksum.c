@@ -112,8 +112,9 @@ uint64_t cksum_crc64nvme(uint64_t crc, const void *p, size_t n)
  * streams that this module had before (docs/benchmarks.md, "cksum"). But a
  * core that runs 512-bit instructions now and then slows down as a whole
  * (its AVX-512 power state): a GET of 4 KiB cost about 15% more CPU with the
- * AVX-512 code than with the 128-bit PCLMULQDQ one (crc32_iscsi_01), which
- * is about as fast on a few KiB. So short inputs take crc32_iscsi_01 when
+ * AVX-512 code than with the crc32-instruction one (crc32_iscsi_01), which
+ * is about as fast on a few KiB (measured before crc32c_wide_done, below,
+ * which may have been part of that cost). So short inputs take crc32_iscsi_01 when
  * the CPU has what it needs, and only blocks of CRC32C_WIDE_MIN or more take
  * the widest. crc32_iscsi_01 is one of libisal's exported per-CPU variants,
  * not declared in its header. ISA-L's register is neither inverted on the
@@ -129,11 +130,28 @@ static int crc32c_narrow_ok(void)
 {
     return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul");
 }
+
+/* ISA-L's AVX-512 CRC32C (crc32_iscsi_by16_10, libisal 2.30) returns without
+ * VZEROUPPER: the upper halves of zmm0-15 stay dirty in the calling thread,
+ * and every SSE instruction it runs after, in any code, pays for that (a
+ * merge with the upper state) until something clears them. A storaged loop
+ * thread that once verified a 64 KiB block ran its 4 KiB GETs at about 1.2x
+ * the CPU after it (docs/benchmarks.md, "cksum"). So they are cleared after
+ * every wide call, on any CPU that has them (AVX). */
+static void crc32c_wide_done(void)
+{
+    if (__builtin_cpu_supports("avx"))
+        __asm__ volatile("vzeroupper");
+}
 #else
 #define crc32_iscsi_01 crc32_iscsi
 static int crc32c_narrow_ok(void)
 {
     return 0;
+}
+
+static void crc32c_wide_done(void)
+{
 }
 #endif
 
@@ -150,6 +168,7 @@ uint32_t cksum_crc32c(uint32_t crc, const void *p, size_t n)
         b += take;
         n -= take;
     }
+    crc32c_wide_done();
     return ~reg;
 }
 

@@ -6,7 +6,9 @@
  *   CRC32      poly 0xEDB88320 (IEEE, zlib's crc32), init and xorout ~0
  *   CRC32C     poly 0x82F63B78 (Castagnoli, iSCSI), init and xorout ~0;
  *              ISA-L's crc32_iscsi (libisal: folding with PCLMULQDQ or
- *              VPCLMULQDQ, chosen at run time for the CPU)
+ *              VPCLMULQDQ, chosen at run time for the CPU); it returns
+ *              with the vector registers' upper halves clean, which
+ *              ISA-L's AVX-512 code alone does not (common/cksum.c)
  *   CRC64NVME  poly 0x9A6C9329AC4BC9B5 (NVMe), init and xorout ~0
  * Each cksum_crc* function takes the value so far (0 to start) and returns the
  * value after the piece, as zlib's crc32 does: crc(crc(0, a), b) == crc(0, ab).

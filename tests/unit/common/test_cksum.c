@@ -9,6 +9,9 @@
 #include "testutil.h"
 #include "common/cksum.h"
 #include "common/hex.h"
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 /* Bit at a time, straight from the definitions: shares nothing with the tables. */
 static uint32_t ref_crc32(uint32_t poly, const uint8_t *p, size_t n)
@@ -286,6 +289,29 @@ static void test_base64_refuses(void)
     CHECK_EQ_INT(n, 2);
 }
 
+/* A CRC32C of blocks (ISA-L's AVX-512 code on a CPU that has it) returns
+ * with the upper halves of the vector registers clean (XGETBV 1: the AVX
+ * and ZMM_Hi256 state not in use), so that SSE code after it in the same
+ * thread does not pay for them (common/cksum.c, crc32c_wide_done). */
+static void test_crc32c_upper_clean(void)
+{
+#if defined(__x86_64__)
+    static uint8_t buf[1 << 20];
+    unsigned a, b, c, d, lo, hi;
+
+    if (!__builtin_cpu_supports("avx") || !__get_cpuid_count(0xd, 1, &a, &b, &c, &d) || (a & 4) == 0) {
+        printf("skipped: this CPU cannot tell which state is in use (XGETBV 1)\n");
+        return;
+    }
+    fill(buf, sizeof(buf));
+    for (size_t n = 64 << 10; n <= sizeof(buf); n *= 4) {
+        (void)cksum_crc32c(0, buf, n);
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(1));
+        CHECK((lo & (1u << 2 | 1u << 6)) == 0);
+    }
+#endif
+}
+
 static double seconds(void)
 {
     struct timespec ts;
@@ -340,6 +366,7 @@ int main(void)
     RUN(test_crc_paths_agree);
     RUN(test_crc32c_random);
     RUN(test_pieces);
+    RUN(test_crc32c_upper_clean);
     RUN(test_base64_rfc4648);
     RUN(test_base64_refuses);
     RUN(report_throughput);
