@@ -16,6 +16,7 @@
 #include "storaged/http_commit.h"
 #include "storaged/integrity.h"
 #include "storaged/path.h"
+#include "storaged/repair.h"
 
 #define REFUSAL_LOG_MS 60000 /* "no accept_token" is logged at most this often */
 
@@ -290,8 +291,12 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
         verify_only(srv, req, &p, version, has_origin ? origin : NULL, origin_len);
         return 0;
     }
+    /* a peer's repair fetching our copy (REPAIR_URL_MARK, outside the signature: it can only make us ask less) queues no
+     * repair of ours; a replica's fetch does (handler_object.h, repair_behind) */
+    int is_repair = http_req_query_param(req, REPAIR_URL_PARAM, num, sizeof(num), &len) == 0 && strcmp(num, "1") == 0;
     /* a version kept as a conflict's loser is served too: the fetching site records the race */
-    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2, zstd_level, counts, bw_slot);
+    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2, zstd_level, counts, bw_slot,
+                                !is_repair);
 }
 
 /* ---- the listing for a full sync ---- */
