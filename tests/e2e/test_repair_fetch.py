@@ -1,22 +1,25 @@
-"""test_repair_fetch.py - a damaged copy that a replica is fetching (storaged/handler_object.h repair_behind;
-docs/operations.md "A damaged object a replica is fetching", docs/replication.md "Failures").
+"""test_repair_fetch.py - a damaged copy that a replica is fetching, and the verify-only fetch (storaged/handler_object.h
+repair_behind, storaged/repl_verify.h; docs/operations.md "A damaged object a replica is fetching", docs/replication.md
+"Failures").
 
 A large object (shipped as a URL, not inline) damaged on the primary: the replica's fetch gets 503 DataDamaged (damage in
 the first block) or a reply cut short (later), never a damaged byte, and the fetch endpoint queues a repair of the
 primary's copy from its peers, so that the replica's retry gets the good bytes. When no peer holds the version the fetch
 keeps failing, said once in a while, and repld keeps the event pending: never shipped damaged, never dropped; a new
-write of the key then replicates.
+write of the key then replicates. The verify-only fetch (`&verify=1`) reads the object off the event loop.
 
 Damage is written into the image files behind storaged's back (harness/damage.py). Every wait is bounded."""
 
 import json
 import os
 import subprocess
+import threading
 import time
 
 from harness import comio
+from harness.comio import expect_error
 from harness.damage import damage, find_all, find_extent, read_at, zero
-from harness.replication import Site, comio_path, converge_or_fail, finish_sites, new_token, wait_until
+from harness.replication import Site, comio_path, converge_or_fail, finish_sites, new_token, presign, wait_until
 
 BLOCK = 64 * 1024
 # above the harness's inline_threshold (64 KB) and repld's default (1 MB): shipped as a URL, fetched by the target
@@ -161,3 +164,78 @@ def test_a_damaged_object_no_peer_holds_is_never_shipped_and_the_event_waits(sit
     assert rc == 0 and doc["differences"] == [], doc
     wait_until(lambda: (lambda t: t["events_pending"] == 0 and t["events_failed"] == 0)(a.repld_status()["targets"][0]), 60,
                what="the stuck event retired")
+
+
+def _presigned(site, token, key, version, origin, verify=True):
+    path = presign(token, "", "bkt", key, version, int(time.time()) + 600, origin)
+    return path + ("&verify=1" if verify else "")
+
+
+def test_verify_only_fetch_reads_off_the_event_loop(tmp_path):
+    """`&verify=1` answers 200 (good), 410 (not that version) or 503 DataDamaged without the bytes; a verify of a 64 MiB
+    object does not hold the event loop: on a server with one loop, GETs of another object are answered while it reads."""
+    token = new_token()
+    s = Site(tmp_path / "v", "site-v", accept_token=token, size="256MB",
+             extra={"server": {"threads": 1}, "storage": dict(STORAGE)})
+    try:
+        s.start()
+        c = s.client()
+        big = os.urandom(64 << 20)
+        assert c.put("bkt", "big", big).status == 200
+        assert c.put("bkt", "small", b"s" * 100).status == 200
+        h = c.head("bkt", "big")
+        version, origin = int(h.header("x-comio-version")), h.header("x-comio-origin")
+        url = _presigned(s, token, "big", version, origin)
+        r = c.raw("GET", url)
+        assert r.status == 200 and r.body == b"", r
+        expect_error(c.raw("GET", _presigned(s, token, "big", version + 1, origin)), 410, "VersionGone")
+        expect_error(c.raw("GET", _presigned(s, new_token(), "big", version, origin)), 403, "SignatureDoesNotMatch")
+        verified = c.metrics().value("comio_checksum_blocks_verified_total")
+        assert verified >= (64 << 20) // BLOCK  # it did read the whole object
+
+        # GETs answered while a verify reads: counted as those whose answer came before the verify's. With the read on
+        # the loop none can be (the loop answers nothing while it reads; at most one racing the verify's answer).
+        def verify_once(out):
+            vc = s.client(register=False)
+            try:
+                r = vc.raw("GET", url)
+                out.append((r, time.monotonic()))
+            finally:
+                vc.close()
+
+        best = 0
+        for _ in range(5):  # bounded: at most five verifies
+            out, answered = [], []
+            gc = s.client(register=False)
+            th = threading.Thread(target=verify_once, args=(out,))
+            th.start()
+            time.sleep(0.005)  # the verify reaches the loop first
+            try:
+                while th.is_alive() and len(answered) < 2000:
+                    r = gc.get("bkt", "small")
+                    assert r.status == 200 and r.body == b"s" * 100
+                    answered.append(time.monotonic())
+            finally:
+                th.join(60)
+                gc.close()
+            assert not th.is_alive() and len(out) == 1, "the verify did not answer within 60 s"
+            r, at = out[0]
+            assert r.status == 200 and r.body == b"", r
+            best = max(best, sum(1 for x in answered if x < at))
+            if best >= 3:
+                break
+        assert best >= 3, "no GET was answered while a verify of 64 MiB read (best round: %d)" % best
+
+        # damage: 503 DataDamaged, counted and logged; nothing of the object in the answer
+        img = s.workdir / "store.img"
+        damage(img, find_extent(img, big) + 40 * BLOCK + 3)
+        before = c.metrics().value("comio_checksum_mismatches_total", path="get")
+        body = expect_error(c.raw("GET", url), 503, "DataDamaged")
+        assert "block checksum" in body["error"]
+        assert c.metrics().value("comio_checksum_mismatches_total", path="get") == before + 1
+        assert [(j["key"], j["block"]) for j in log_lines(s, DAMAGED)] == [("big", "40")]
+        assert c.get("bkt", "small").status == 200
+    finally:
+        problems = finish_sites([s])
+        if problems:
+            raise AssertionError("teardown:\n" + "\n".join(problems))
