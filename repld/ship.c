@@ -903,9 +903,14 @@ static void complete(ship_t *s, send_job_t *job)
                 }
             }
         }
-        if (outage[0] != '\0')
+        if (outage[0] != '\0') {
             log_msg(LOG_LVL_WARN, "replica could not fetch objects from this site; events are kept and retried", "target",
                     s->tgt->name, "error", outage, NULL);
+            /* the target is up, but these events wait: the status says why (a damaged copy here: "DataDamaged") */
+            pthread_mutex_lock(&s->mu);
+            snprintf(s->remote_error, sizeof(s->remote_error), "%s", outage);
+            pthread_mutex_unlock(&s->mu);
+        }
     } else if (job->outcome == SEND_REFUSED) {
         for (size_t i = 0; i < b->n; i++)
             refused(s, b->evs[i], job->error, 0);

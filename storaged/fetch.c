@@ -1,4 +1,5 @@
 /* fetch.c - fetching a large object from the primary into its extent (libcurl). */
+#include <ctype.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -17,6 +18,9 @@
 #define FETCH_STALL_SECONDS 30L
 /* The body of an answer other than 200 is read and dropped up to this much. */
 #define FETCH_DISCARD_MAX (64 * 1024)
+/* Its first bytes are kept to find the peer's error code in ({"error":..,"code":"DataDamaged"}, docs/api.md). */
+#define FETCH_ERRBODY_MAX 1024
+#define FETCH_ERRCODE_MAX 40
 
 struct fetch {
     CURL *curl; /* kept between fetches (DNS cache, TLS session) but not its connections, see below */
@@ -31,6 +35,8 @@ typedef struct {
     EVP_MD_CTX *md;
     long status; /* 0 until the first body bytes arrive */
     size_t discarded;
+    char errbody[FETCH_ERRBODY_MAX + 1]; /* the first bytes of a body other than 200's, NUL-terminated */
+    size_t errbody_len;
     int too_long, io_failed, md_failed;
     blocksum_calc_t *sums; /* NULL: none computed */
 } sink_t;
@@ -76,6 +82,10 @@ static size_t on_body(char *p, size_t one, size_t n, void *arg)
     if (k->status == 0 && curl_easy_getinfo(k->curl, CURLINFO_RESPONSE_CODE, &k->status) != CURLE_OK)
         k->status = -1;
     if (k->status != 200) {
+        size_t keep = n < FETCH_ERRBODY_MAX - k->errbody_len ? n : FETCH_ERRBODY_MAX - k->errbody_len;
+        memcpy(k->errbody + k->errbody_len, p, keep);
+        k->errbody_len += keep;
+        k->errbody[k->errbody_len] = '\0'; /* a NUL inside only shortens what error_code searches */
         k->discarded += n;
         return k->discarded > FETCH_DISCARD_MAX ? 0 : n;
     }
@@ -102,6 +112,19 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 {
     const fetch_t *f = arg;
     return f->cancel != NULL && __atomic_load_n(f->cancel, __ATOMIC_RELAXED) != 0;
+}
+
+/* The "code" of an error body (letters and digits only) into out, or "" when there is none. */
+static void error_code(const char *body, char out[FETCH_ERRCODE_MAX + 1])
+{
+    static const char field[] = "\"code\":\"";
+    const char *at = strstr(body, field);
+    size_t n = 0;
+
+    if (at != NULL)
+        for (at += sizeof(field) - 1; n < FETCH_ERRCODE_MAX && isalnum((unsigned char)at[n]); n++)
+            out[n] = at[n];
+    out[n] = '\0';
 }
 
 int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *s, uint64_t off, uint64_t size,
@@ -180,7 +203,10 @@ int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *
         snprintf(err, errlen, "fetch from the primary failed: %s", cerr[0] != '\0' ? cerr : curl_easy_strerror(rc));
         ret = CIO_EAGAIN;
     } else if (*status != 200) {
-        snprintf(err, errlen, "the primary answered %u", *status);
+        /* with its error code: a 503 DataDamaged (a damaged copy there) is not an overloaded peer */
+        char ecode[FETCH_ERRCODE_MAX + 1];
+        error_code(k.errbody, ecode);
+        snprintf(err, errlen, "the primary answered %u%s%s", *status, ecode[0] != '\0' ? " " : "", ecode);
         ret = CIO_EAGAIN;
     } else if (k.got != size) {
         snprintf(err, errlen, "size mismatch: the primary sent %" PRIu64 " bytes, the record says %" PRIu64, k.got, size);

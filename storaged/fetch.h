@@ -56,7 +56,9 @@ void fetch_set_timeout(fetch_t *f, uint64_t ms);
  *   CIO_EIO       writing to the data store failed;
  *   CIO_ENOMEM.
  * Except for 0, a one-line reason is written into err (at most errlen
- * bytes); nothing is logged here. *status gets the HTTP status (0 when none
+ * bytes; for a status other than 200 with the error code of the peer's
+ * JSON body, as "the primary answered 503 DataDamaged"); nothing is
+ * logged here. *status gets the HTTP status (0 when none
  * arrived). Bytes written before a failure stay in the extent: the caller
  * frees it. `sums` (NULL: none), started for `size` bytes by the caller, is
  * fed the bytes as they are written: the block checksums of what the MD5

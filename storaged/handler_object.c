@@ -208,6 +208,7 @@ typedef struct {
     int first_ready;          /* the first window is read (and compressed) already, waiting to be sent */
     int started;              /* the headers went: damage found before is answered by serve, after by stream_proceed */
     int may_repair;           /* damage found may still wait for a repair (once per request; never the fetch endpoint) */
+    int repair_behind;        /* the fetch endpoint serving a replica: damage found queues a repair (fetch_repair_behind) */
     uint64_t *counts;         /* NULL, or [0] object bytes served, [1] bytes sent (atomic; the server's) */
     int count_sent;           /* the reply was counted with no body: count each window as it is sent */
     int bw_slot;              /* the fetching target's bandwidth slot (srv->bw), -1: not paced */
@@ -342,6 +343,20 @@ static h2o_iovec_t *stream_next(stream_t *s, h2o_iovec_t *iov)
 
 static int stream_defer(stream_t *s, h2o_req_t *req);
 
+/* The fetch endpoint met damage while serving a replica (or a full sync):
+ * it answers 503 or cuts its reply, as before, and queues a repair of this
+ * copy from this site's peers (repair_background: once per object while
+ * one is queued or running), so that the replica's retry gets good bytes
+ * instead of the same refusal forever. Strings NUL-terminated but b and k,
+ * borrowed for the call. */
+static void fetch_repair_behind(const char *b, size_t blen, const char *k, size_t klen, uint64_t version, const char *origin,
+                                uint64_t off, uint64_t block)
+{
+    repair_what_t w;
+    repair_what_set(&w, b, blen, k, klen, version, origin, strlen(origin), off, block, INTEGRITY_GET);
+    repair_background(&w);
+}
+
 static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
 {
     stream_t *s = (stream_t *)g;
@@ -355,6 +370,9 @@ static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
         /* damage after the headers went: the stream waits for the repair and goes on from the good copy (on_repairs) */
         if (s->damaged && s->may_repair && stream_defer(s, req) == 0)
             return;
+        if (s->damaged && s->repair_behind)
+            fetch_repair_behind(s->bucket, strlen(s->bucket), s->key, strlen(s->key), s->version, s->origin, s->ext_off,
+                                s->bad_block);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
     }
@@ -447,8 +465,12 @@ typedef struct pending_repair {
 static __thread h2o_multithread_receiver_t repair_rx;
 static __thread int repair_rx_ready;
 
+/* serve's `flags` */
+#define SERVE_REPAIRED 1      /* served again after a repair (on_repairs): damage found now is a 503, not another repair */
+#define SERVE_REPAIR_BEHIND 2 /* the fetch endpoint serving a replica: damage found queues a repair (fetch_repair_behind) */
+
 static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin, size_t origin_len,
-                 int kept, int zstd_level, uint64_t *counts, int bw_slot, const handler_api_t *api, int repaired);
+                 int kept, int zstd_level, uint64_t *counts, int bw_slot, const handler_api_t *api, int flags);
 static void reply_damaged(h2o_req_t *req, const handler_api_t *api, const path_t *p, const meta_obj_t *o, uint64_t block);
 
 static void pending_repair_dispose(void *p)
@@ -504,7 +526,7 @@ static void on_repairs(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
                     h2o_send(pr->req, NULL, 0, H2O_SEND_STATE_ERROR);
             } else if (pr->result == 0) {
                 (void)serve(pr->srv, pr->req, &pr->p, pr->version, pr->has_origin ? pr->origin : NULL, pr->origin_len, pr->kept, 0,
-                            NULL, -1, pr->api, 1);
+                            NULL, -1, pr->api, SERVE_REPAIRED);
             } else {
                 meta_obj_t none;
                 memset(&none, 0, sizeof(none));
@@ -593,9 +615,9 @@ static void reply_damaged(h2o_req_t *req, const handler_api_t *api, const path_t
                    "The object's stored data fails its checksum and no good copy is available; the damage is logged");
 }
 
-/* `repaired`: served again after a repair (on_repairs): damage found now is a 503, not another repair. */
+/* `flags`: SERVE_*. */
 static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin, size_t origin_len,
-                 int kept, int zstd_level, uint64_t *counts, int bw_slot, const handler_api_t *api, int repaired)
+                 int kept, int zstd_level, uint64_t *counts, int bw_slot, const handler_api_t *api, int flags)
 {
     http_thread_t *t = http_req_thread(req);
     meta_obj_t o;
@@ -610,7 +632,8 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     blocksum_view_t sums;
     size_t headers_before = req->res.headers.size; /* dropped again when the request waits for a repair */
     /* a client's read that finds damage waits for a repair; the fetch endpoint's (a peer repairing) never does */
-    int may_repair = !repaired && kept != 2;
+    int may_repair = !(flags & SERVE_REPAIRED) && kept != 2;
+    int behind = (flags & SERVE_REPAIR_BEHIND) != 0;
 
     token = commit_reader_enter(srv->commit);
     if ((txn = http_req_rtxn_begin(t)) == NULL) {
@@ -744,9 +767,11 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
                 if (defer_to_repair(srv, req, p, &o, bad, version, origin, origin_len, kept, api) == 0)
                     return 0;
                 reply_damaged(req, api, p, &o, UINT64_MAX);
-            } else if (ret == CIO_ECORRUPT)
+            } else if (ret == CIO_ECORRUPT) {
                 reply_damaged(req, api, p, &o, bad);
-            else
+                if (behind)
+                    fetch_repair_behind(p->bucket, p->bucket_len, p->key, p->key_len, o.version, o.origin, o.off, bad);
+            } else
                 api->cio_error(req, ret, "GET failed");
             return 0;
         }
@@ -797,6 +822,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     s->ext_off = o.off;
     if ((s->verified = have_sums)) {
         s->may_repair = may_repair;
+        s->repair_behind = behind;
         s->sums = sums;
         s->key = h2o_mem_alloc_pool(&req->pool, p->key_len + 1);
         memcpy((char *)s->key, p->key, p->key_len + 1);
@@ -822,6 +848,8 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
                 if (may_repair && defer_to_repair(srv, req, p, &o, s->bad_block, version, origin, origin_len, kept, api) == 0)
                     return 0;
                 reply_damaged(req, api, p, &o, UINT64_MAX);
+                if (behind)
+                    fetch_repair_behind(p->bucket, p->bucket_len, p->key, p->key_len, o.version, o.origin, o.off, s->bad_block);
                 return 0;
             }
             h2o_start_response(req, &s->super);
@@ -847,9 +875,10 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
 }
 
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                         size_t origin_len, int kept, int zstd_level, uint64_t *counts, int bw_slot)
+                         size_t origin_len, int kept, int zstd_level, uint64_t *counts, int bw_slot, int repair_behind)
 {
-    return serve(srv, req, p, version, origin, origin_len, kept, zstd_level, counts, bw_slot, &handler_object_native, 0);
+    return serve(srv, req, p, version, origin, origin_len, kept, zstd_level, counts, bw_slot, &handler_object_native,
+                 repair_behind ? SERVE_REPAIR_BEHIND : 0);
 }
 
 int handler_object_read(http_server_t *srv, h2o_req_t *req, const path_t *p, const handler_api_t *api)
@@ -866,14 +895,14 @@ int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p)
         ro = http_req_query_param(req, "origin", origin, sizeof(origin), &olen);
 
     if (rv == CIO_ENOTFOUND && ro == CIO_ENOTFOUND)
-        return handler_object_serve(srv, req, p, 0, NULL, 0, 0, 0, NULL, -1);
+        return handler_object_serve(srv, req, p, 0, NULL, 0, 0, 0, NULL, -1, 0);
     /* ?version=V&origin=O: that version, current or kept as a conflict's loser */
     if (rv != 0 || vlen == 0 || vlen > 20 || strspn(vs, "0123456789") != vlen || (v = strtoull(vs, NULL, 10)) == 0 || ro != 0 ||
         olen == 0) {
         http_req_error(req, 400, "InvalidArgument", "version and origin: a positive integer and a site id, both or neither");
         return 0;
     }
-    return handler_object_serve(srv, req, p, v, origin, olen, 1, 0, NULL, -1);
+    return handler_object_serve(srv, req, p, v, origin, olen, 1, 0, NULL, -1, 0);
 }
 
 typedef struct {

@@ -43,7 +43,14 @@ int handler_object_get(http_server_t *srv, h2o_req_t *req, const path_t *p);
  * instead; when it is not there either: 404 NoSuchVersion (kept 1, a
  * client's GET), or 410 (kept 2, the fetch endpoint). */
 int handler_object_serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                         size_t origin_len, int kept, int zstd_level, uint64_t *counts, int bw_slot);
+                         size_t origin_len, int kept, int zstd_level, uint64_t *counts, int bw_slot, int repair_behind);
+/* repair_behind (the fetch endpoint serving a replica or a full sync; 0
+ * for a peer's repair, and for clients): a block that fails its checksum
+ * is answered as always (503 DataDamaged, or a reply cut short once the
+ * headers went) and a repair of this site's copy from its peers is queued
+ * in the background (storaged/repair.h, repair_background), so that the
+ * fetcher's retry gets the good bytes. A client's GET waits for its repair
+ * instead. */
 /* bw_slot (the fetch endpoint; -1: none): the fetching target's slot in
  * srv->bw; each window sent is taken from that target's bandwidth limit
  * (common/bwlimit.h), and a window that must wait is sent from a timer of

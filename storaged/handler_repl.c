@@ -14,8 +14,9 @@
 #include "storaged/handler_object.h"
 #include "storaged/handler_repl.h"
 #include "storaged/http_commit.h"
-#include "storaged/integrity.h"
 #include "storaged/path.h"
+#include "storaged/repair.h"
+#include "storaged/repl_verify.h"
 
 #define REFUSAL_LOG_MS 60000 /* "no accept_token" is logged at most this often */
 
@@ -161,58 +162,6 @@ static int fetch_has_secret(const conf_t *conf)
     return 0;
 }
 
-#define VERIFY_CHUNK (1024 * 1024) /* a verify-only fetch reads this much at a time (whole blocks) */
-
-/* A verify-only fetch (`&verify=1`, storaged/repair.h): reads the version
- * through its block checksums and answers 200 (good, or no checksums to
- * check), 503 DataDamaged, or 410, with no object bytes. It runs on the
- * event loop: asked only by a peer's repair whose fetch was cut, rare, and
- * at disk speed. */
-static void verify_only(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t version, const char *origin,
-                        size_t origin_len)
-{
-    http_thread_t *t = http_req_thread(req);
-    uint64_t token = commit_reader_enter(srv->commit), done = 0, bad = UINT64_MAX;
-    blocksum_view_t view;
-    uint8_t *owned = NULL;
-    char *chunk = NULL;
-    int have = 0, ret;
-    meta_obj_t o;
-    MDB_txn *txn;
-
-    if ((txn = http_req_rtxn_begin(t)) == NULL) {
-        ret = CIO_EDB;
-        goto out;
-    }
-    ret = meta_obj_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o);
-    if (ret == 0 && (origin != NULL ? !meta_obj_current(&o, version, origin, origin_len) : o.version != version))
-        ret = CIO_ENOTFOUND;
-    if (ret == 0)
-        ret = integrity_sums(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o, 0, o.size, &view, &owned, &have);
-    http_req_rtxn_end(t);
-    if (ret == 0 && have && (chunk = malloc(VERIFY_CHUNK)) == NULL)
-        ret = CIO_ENOMEM;
-    while (ret == 0 && have && done < o.size) {
-        size_t n = o.size - done < VERIFY_CHUNK ? (size_t)(o.size - done) : VERIFY_CHUNK;
-        ret = integrity_read(srv->store, o.off, done, chunk, n, &view, &bad);
-        done += n;
-    }
-out:
-    commit_reader_leave(srv->commit, token);
-    if (ret == CIO_ECORRUPT) {
-        integrity_damaged(INTEGRITY_GET, p->bucket, p->key, o.version, o.origin, bad);
-        http_req_error(req, 503, "DataDamaged", "this site's copy of the object fails its block checksum");
-    } else if (ret == CIO_ENOTFOUND) {
-        http_req_error(req, 410, "VersionGone", "this version of the object is gone (overwritten or deleted)");
-    } else if (ret != 0) {
-        http_req_cio_error(req, ret, "verify failed");
-    } else {
-        http_req_reply(req, 200, "application/json", "", 0);
-    }
-    free(chunk);
-    free(owned);
-}
-
 int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
 {
     static const char prefix[] = "/admin/replication/fetch";
@@ -286,12 +235,14 @@ int handler_repl_fetch(http_server_t *srv, h2o_req_t *req, int method)
         http_req_error(req, 403, "SignatureDoesNotMatch", "the fetch URL's signature does not match");
         return 0;
     }
-    if (http_req_query_param(req, "verify", num, sizeof(num), &len) == 0 && strcmp(num, "1") == 0) {
-        verify_only(srv, req, &p, version, has_origin ? origin : NULL, origin_len);
-        return 0;
-    }
+    if (http_req_query_param(req, "verify", num, sizeof(num), &len) == 0 && strcmp(num, "1") == 0)
+        return repl_verify_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len); /* off the loop */
+    /* a peer's repair fetching our copy (REPAIR_URL_MARK, outside the signature: it can only make us ask less) queues no
+     * repair of ours; a replica's fetch does (handler_object.h, repair_behind) */
+    int is_repair = http_req_query_param(req, REPAIR_URL_PARAM, num, sizeof(num), &len) == 0 && strcmp(num, "1") == 0;
     /* a version kept as a conflict's loser is served too: the fetching site records the race */
-    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2, zstd_level, counts, bw_slot);
+    return handler_object_serve(srv, req, &p, version, has_origin ? origin : NULL, origin_len, 2, zstd_level, counts, bw_slot,
+                                !is_repair);
 }
 
 /* ---- the listing for a full sync ---- */

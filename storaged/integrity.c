@@ -46,6 +46,20 @@ int integrity_read(store_t *s, uint64_t ext_off, uint64_t roff, void *buf, size_
     return ret;
 }
 
+int integrity_read_all(store_t *s, uint64_t ext_off, uint64_t size, const blocksum_view_t *v, void *chunk, size_t chunk_len,
+                       uint64_t *bad_block)
+{
+    uint64_t done = 0;
+    int ret = 0;
+
+    while (ret == 0 && done < size) {
+        size_t n = size - done < chunk_len ? (size_t)(size - done) : chunk_len;
+        ret = integrity_read(s, ext_off, done, chunk, n, v, bad_block);
+        done += n;
+    }
+    return ret;
+}
+
 /* FNV-1a over what is logged and the damage's identity. */
 static uint64_t damage_hash(const char *tag, const char *b, const char *k, uint64_t version, const char *origin, uint64_t block)
 {

@@ -45,6 +45,13 @@ int integrity_sums(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const ch
 int integrity_read(store_t *s, uint64_t ext_off, uint64_t roff, void *buf, size_t len, const blocksum_view_t *v,
                    uint64_t *bad_block) CIO_MUST_CHECK;
 
+/* Reads the whole object of `size` bytes at ext_off through v (as
+ * integrity_read), chunk_len bytes at a time into chunk (chunk_len a
+ * multiple of v's block size): a check of every block, the bytes dropped.
+ * Returns integrity_read's codes. Any thread. */
+int integrity_read_all(store_t *s, uint64_t ext_off, uint64_t size, const blocksum_view_t *v, void *chunk, size_t chunk_len,
+                       uint64_t *bad_block) CIO_MUST_CHECK;
+
 /* Damage found in block `block` (UINT64_MAX: not known, the bytes failed
  * the object's MD5) of object (b, k, version, origin): counted
  * by path, and logged once in a while (integrity_recent). The caller

@@ -33,6 +33,7 @@ static struct {
     int started, stopping;
     job_t *head, **tail;
     size_t queued;
+    const job_t *running; /* the job the worker is on, NULL between jobs */
     pthread_t tid;
     int cancel; /* atomic: abandons a fetch in flight */
     /* set by repair_start, read-only afterwards */
@@ -162,7 +163,7 @@ static int load_current(const repair_what_t *w, meta_obj_t *o, blocksum_view_t *
  * 1 when the peer answers 503: its copy is damaged. */
 static int peer_copy_damaged(const char *url, const meta_obj_t *o, alloc_extent_t e)
 {
-    char vurl[PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + sizeof("&verify=1")], err[FETCH_ERROR_MAX];
+    char vurl[PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + sizeof(REPAIR_URL_MARK) + sizeof("&verify=1")], err[FETCH_ERROR_MAX];
     unsigned status = 0;
 
     snprintf(vurl, sizeof(vurl), "%s&verify=1", url);
@@ -173,13 +174,15 @@ static int peer_copy_damaged(const char *url, const meta_obj_t *o, alloc_extent_
 
 /* Tries the peers in turn until one gives a verified copy at e. Returns 0,
  * or CIO_ECORRUPT (every peer that answered holds it damaged), CIO_ENOTFOUND
- * (none holds the version) or CIO_EAGAIN. */
+ * (none holds the version) or CIO_EAGAIN. Each peer that gave none is
+ * logged, at debug level when `quiet` (this object's repair was logged
+ * a moment ago). */
 static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_view_t *v, alloc_extent_t e, blocksum_calc_t *calc,
-                           const char **from)
+                           const char **from, int quiet)
 {
     const repair_what_t *w = &j->what;
     size_t damaged_there = 0, missing = 0, other = 0;
-    char url[PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + 1], err[FETCH_ERROR_MAX], vs[24], st[8];
+    char url[PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + sizeof(REPAIR_URL_MARK)], err[FETCH_ERROR_MAX], vs[24], st[8];
     int ret;
 
     fmt_u64(vs, sizeof(vs), w->version);
@@ -199,11 +202,12 @@ static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_v
         /* an object written before origins has none: the URL form without one names it by its version alone */
         if ((ret = presign_url(p->secret, strlen(p->secret), p->url, w->bucket, w->blen, w->key, w->klen, w->version,
                                w->origin_len > 0 ? w->origin : NULL, w->origin_len, clock_wall_ms() / 1000 + REPAIR_URL_EXPIRES_S,
-                               url, sizeof(url))) != 0) {
+                               url, sizeof(url) - (sizeof(REPAIR_URL_MARK) - 1))) != 0) {
             snprintf(err, sizeof(err), "cannot sign the fetch URL: %s", cio_strerror(ret));
             other++;
             goto next;
         }
+        strcat(url, REPAIR_URL_MARK); /* the peer queues no repair of its own copy in turn */
         fetch_set_timeout(rp.fetch, (uint64_t)left);
         ret = fetch_to_store(rp.fetch, &rp.opts, url, rp.store, e.off, o->size, o->etag, calc, &status, err, sizeof(err));
         if (ret == 0 && blocksum_calc_done(calc) == 0 && crcs_match(calc, v, &bad)) {
@@ -226,8 +230,8 @@ static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_v
         }
     next:
         snprintf(st, sizeof(st), "%u", status);
-        log_msg(LOG_LVL_WARN, "repair: a peer gave no good copy", "peer", p->name, "bucket", w->bucket, "key", w->key, "version",
-                vs, "origin", w->origin, "status", st, "error", err, NULL);
+        log_msg(quiet ? LOG_LVL_DEBUG : LOG_LVL_WARN, "repair: a peer gave no good copy", "peer", p->name, "bucket", w->bucket,
+                "key", w->key, "version", vs, "origin", w->origin, "status", st, "error", err, NULL);
     }
     if (damaged_there > 0 && other == 0)
         return CIO_ECORRUPT;
@@ -278,7 +282,7 @@ static int run(const job_t *j)
     alloc_extent_t e = {0, 0};
     const char *from = NULL;
     char vs[24], bs[24], offs[24], sizes[24];
-    int have = 0, ret, swapped = 0;
+    int have = 0, ret, swapped = 0, quiet = 0;
     meta_obj_t o;
 
     memset(&calc, 0, sizeof(calc));
@@ -298,7 +302,9 @@ static int run(const job_t *j)
     }
     if ((ret = extent_take(o.size, &e)) != 0)
         goto out;
-    ret = fetch_good_copy(j, &o, have ? &view : NULL, e, &calc, &from);
+    /* a replica retrying its fetch, or a client reading again, asks again and again: its peers' answers are said once in a while */
+    quiet = integrity_recent("repair asked", w->bucket, w->key, w->version, w->origin, w->off);
+    ret = fetch_good_copy(j, &o, have ? &view : NULL, e, &calc, &from, quiet);
     if (ret == 0)
         ret = store_sync(rp.store);
     if (ret == 0)
@@ -319,13 +325,21 @@ out:
     } else if (ret == CIO_ECORRUPT) {
         COUNT(failed, 1);
         COUNT(everywhere, 1);
-        log_msg(LOG_LVL_ERROR, "object data damaged on every site: no good copy anywhere, both copies left as they are", "path",
-                integrity_path_name(w->path), "bucket", w->bucket, "key", w->key, "version", vs, "origin", w->origin, "block", bs,
-                NULL);
+        if (!integrity_recent("damaged everywhere", w->bucket, w->key, w->version, w->origin, w->off))
+            log_msg(LOG_LVL_ERROR, "object data damaged on every site: no good copy anywhere, both copies left as they are", "path",
+                    integrity_path_name(w->path), "bucket", w->bucket, "key", w->key, "version", vs, "origin", w->origin, "block",
+                    bs, NULL);
     } else if (ret != 0) {
         COUNT(failed, 1);
-        log_msg(LOG_LVL_ERROR, "repair failed: the object stays damaged here", "path", integrity_path_name(w->path), "bucket",
-                w->bucket, "key", w->key, "version", vs, "origin", w->origin, "block", bs, "error", cio_strerror(ret), NULL);
+        /* per outcome: a peer that was down and now answers that it holds no such version is said again */
+        if (!integrity_recent(ret == CIO_ENOTFOUND ? "repair failed: not held" : "repair failed", w->bucket, w->key, w->version,
+                              w->origin, w->off))
+            log_msg(LOG_LVL_ERROR, "repair failed: the object stays damaged here", "path", integrity_path_name(w->path), "bucket",
+                    w->bucket, "key", w->key, "version", vs, "origin", w->origin, "block", bs, "error",
+                    ret == CIO_ENOTFOUND ? "no peer holds this version: the object is on this site only (not replicated yet); "
+                                           "it stays damaged until it is written again"
+                                         : cio_strerror(ret),
+                    NULL);
     }
     blocksum_calc_free(&calc);
     free(owned);
@@ -342,7 +356,7 @@ static int verify_current(job_t *j)
     blocksum_view_t view;
     uint8_t *owned = NULL;
     char *chunk = NULL;
-    uint64_t done = 0, bad = UINT64_MAX;
+    uint64_t bad = UINT64_MAX;
     int have = 0, ret;
     meta_obj_t o;
 
@@ -354,11 +368,7 @@ static int verify_current(job_t *j)
         ret = CIO_ENOMEM;
         goto out;
     }
-    while (done < o.size && ret == 0) {
-        size_t n = o.size - done < REPAIR_CHECK_CHUNK ? (size_t)(o.size - done) : REPAIR_CHECK_CHUNK;
-        ret = integrity_read(rp.store, o.off, done, chunk, n, &view, &bad);
-        done += n;
-    }
+    ret = integrity_read_all(rp.store, o.off, o.size, &view, chunk, REPAIR_CHECK_CHUNK, &bad);
     if (ret == CIO_ECORRUPT) {
         w->block = bad;
         integrity_damaged(w->path, w->bucket, w->key, w->version, w->origin, bad);
@@ -399,6 +409,7 @@ static void *worker_main(void *arg)
         if ((rp.head = j->next) == NULL)
             rp.tail = &rp.head;
         rp.queued--;
+        rp.running = j;
         int stopping = rp.stopping;
         pthread_mutex_unlock(&rp.mu);
         int result = CIO_EAGAIN;
@@ -407,6 +418,9 @@ static void *worker_main(void *arg)
             if (result == 1)
                 result = run(j);
         }
+        pthread_mutex_lock(&rp.mu);
+        rp.running = NULL;
+        pthread_mutex_unlock(&rp.mu);
         finish(j, result);
         pthread_mutex_lock(&rp.mu);
     }
@@ -414,7 +428,28 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static int enqueue(job_t *j)
+/* Whether a and b name the same version of the same object at the same extent. */
+static int same_object(const repair_what_t *a, const repair_what_t *b)
+{
+    return a->version == b->version && a->off == b->off && a->blen == b->blen && a->klen == b->klen &&
+           a->origin_len == b->origin_len && memcmp(a->bucket, b->bucket, a->blen) == 0 && memcmp(a->key, b->key, a->klen) == 0 &&
+           memcmp(a->origin, b->origin, a->origin_len) == 0;
+}
+
+/* Whether a job for w's object is queued or running. Under rp.mu. */
+static int asked_already(const repair_what_t *w)
+{
+    if (rp.running != NULL && same_object(&rp.running->what, w))
+        return 1;
+    for (const job_t *q = rp.head; q != NULL; q = q->next)
+        if (same_object(&q->what, w))
+            return 1;
+    return 0;
+}
+
+/* Queues j. With `once`, returns 1 without queueing it when a job for the
+ * same object is queued or running. 0, 1 or CIO_EAGAIN. */
+static int enqueue(job_t *j, int once)
 {
     int ret = 0;
     j->next = NULL;
@@ -422,6 +457,8 @@ static int enqueue(job_t *j)
     pthread_mutex_lock(&rp.mu);
     if (!rp.started || rp.stopping || rp.queued >= REPAIR_QUEUE_MAX) {
         ret = CIO_EAGAIN;
+    } else if (once && asked_already(&j->what)) {
+        ret = 1; /* a scan of at most REPAIR_QUEUE_MAX jobs, on a path taken only when damage was found */
     } else {
         *rp.tail = j;
         rp.tail = &j->next;
@@ -439,7 +476,7 @@ int repair_object(const repair_what_t *w)
 
     memset(&j, 0, sizeof(j));
     j.what = *w;
-    if ((ret = enqueue(&j)) != 0)
+    if ((ret = enqueue(&j, 0)) != 0)
         return ret;
     pthread_mutex_lock(&rp.mu);
     while (!j.finished)
@@ -458,7 +495,7 @@ int repair_submit(const repair_what_t *w, repair_done_t done, void *arg)
     j->what = *w;
     j->done = done;
     j->arg = arg;
-    if ((ret = enqueue(j)) != 0)
+    if ((ret = enqueue(j, 0)) != 0)
         free(j);
     return ret;
 }
@@ -466,13 +503,16 @@ int repair_submit(const repair_what_t *w, repair_done_t done, void *arg)
 void repair_background(const repair_what_t *w)
 {
     job_t *j = calloc(1, sizeof(*j));
+    int ret = CIO_ENOMEM;
     if (j != NULL) {
         j->what = *w;
         j->detached = 1;
-        if (enqueue(j) == 0)
+        if ((ret = enqueue(j, 1)) == 0)
             return;
     }
     free(j);
+    if (ret == 1)
+        return; /* asked already: that repair serves this reader too */
     log_msg(LOG_LVL_WARN, "cannot queue the repair of a damaged object (the repair queue is full or stopped)", "bucket", w->bucket,
             "key", w->key, NULL);
 }
@@ -487,9 +527,9 @@ int repair_check(const repair_what_t *w)
     j->what = *w;
     j->detached = 1;
     j->verify = 1;
-    if ((ret = enqueue(j)) != 0)
+    if ((ret = enqueue(j, 1)) != 0)
         free(j);
-    return ret;
+    return ret == 1 ? 0 : ret;
 }
 
 /* Adds a peer unless its URL is listed already or it has no secret to sign with. */

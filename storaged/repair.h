@@ -3,9 +3,12 @@
  * new extent, and the damaged extent quarantined (storaged/quarantine.h).
  *
  * Who asks: a read that finds a block failing its checksum (GET, Range GET,
- * S3 GetObject, CopyObject's source, a deep listing; storaged/integrity.h)
- * and the scrub (storaged/scrub.h). The fetch endpoint does not: a peer
- * asking us for our copy gets 503 DataDamaged, never a repair in turn.
+ * S3 GetObject, CopyObject's source, a deep listing; storaged/integrity.h),
+ * the scrub (storaged/scrub.h), and the fetch endpoint when a replica's
+ * fetch meets damage (it answers 503 DataDamaged or cuts its reply, and
+ * queues a repair_background so that the replica's retry gets good bytes).
+ * A fetch that is itself a peer's repair (its URL carries REPAIR_URL_MARK)
+ * never repairs in turn: two damaged copies would ask each other forever.
  *
  * Peers: every replication.target and every storage.repair_peers entry, in
  * that order; a URL listed twice is asked once. Each is asked through its
@@ -42,6 +45,10 @@
 
 #define REPAIR_QUEUE_MAX 1024    /* repairs waiting; beyond, a request is refused (CIO_EAGAIN) */
 #define REPAIR_URL_EXPIRES_S 600 /* the presigned URL's lifetime */
+/* Appended to a repair's fetch URL (outside the signature, docs/protocol.md):
+ * the peer serves it as any fetch but queues no repair of its own copy. */
+#define REPAIR_URL_MARK "&repair=1"
+#define REPAIR_URL_PARAM "repair" /* the query parameter REPAIR_URL_MARK sets to 1 */
 
 /* What to repair: the object (bucket, key) at version (version, origin)
  * whose extent at `off` was found damaged at `block` (UINT64_MAX: unknown,
@@ -71,6 +78,10 @@ int repair_start(const conf_t *conf, meta_t *m, store_t *s) CIO_MUST_CHECK;
  * every repair waiting ends with CIO_EAGAIN, and later ones are refused. */
 void repair_stop(void);
 
+/* A failed repair is logged once in a while per object and outcome
+ * (integrity_recent), not on every read or retry that asks again; the
+ * comio_repair_* counters count every one. */
+
 /* Repairs w and waits for the outcome (never on an event loop). Returns:
  *   0             the object is good now: repaired, or no longer at the
  *                 damaged extent (repaired already, rewritten, deleted);
@@ -90,8 +101,11 @@ typedef void (*repair_done_t)(void *arg, int result);
 int repair_submit(const repair_what_t *w, repair_done_t done, void *arg) CIO_MUST_CHECK;
 
 /* Queues w (copied) with nobody waiting: a reader that could not wait
- * (its reply was under way, or a listing) leaves the object repaired for
- * the next one. When it cannot be queued that is logged. Any thread. */
+ * (the fetch endpoint serving a replica: its reply was refused or under
+ * way) leaves the object repaired for the next one. Once per object: when
+ * a repair or check of the same version at the same extent is queued or
+ * running, nothing more is queued (a replica retrying its fetch asks again
+ * and again). When it cannot be queued that is logged. Any thread. */
 void repair_background(const repair_what_t *w);
 
 #define REPAIR_CHECK_CHUNK (1024 * 1024) /* repair_check reads this much at a time (whole blocks) */
@@ -102,8 +116,10 @@ void repair_background(const repair_what_t *w);
  * logs it and repairs it as repair_background does. An object without block
  * checksums, or no longer that version at that extent, is left alone. For
  * a reader in another process that found damage (repld's inline read, via
- * POST /admin/scrub?bucket=B&key=K). Returns 0, CIO_EAGAIN (the queue is
- * full, or stopping) or CIO_ENOMEM. Any thread. */
+ * POST /admin/scrub?bucket=B&key=K). Once per object, as repair_background
+ * (repld asks on every retry). Returns 0 (queued, or one is queued or
+ * running already), CIO_EAGAIN (the queue is full, or stopping) or
+ * CIO_ENOMEM. Any thread. */
 int repair_check(const repair_what_t *w) CIO_MUST_CHECK;
 
 /* Counters since start. */

@@ -381,42 +381,78 @@ def test_inline_read_of_damage_asks_a_repair_and_ships_the_good_bytes(tmp_path):
 
 
 def test_damage_while_writes_and_replication_run(sites):
+    """A writer PUTs to A (objects shipped inline and by URL) while repld ships them to B; meanwhile objects written
+    before are damaged on A and on B (first block, a middle one, the last partial one). GETs on either site repair
+    what they read and never answer a damaged byte; the scrub repairs what nobody read. At the end both sites hold
+    the same bytes (comio diff --deep: no difference, no damage) and every key reads what was written last."""
     a, b = repair_pair(sites)
-    ca = a.client()
-    objs = {"old-%d" % i: os.urandom(BLOCK * (i + 1) + i) for i in range(4)}
+    ca, cb = a.client(), b.client()
+    objs = {"old-%d" % i: os.urandom(BLOCK * (i + 1) + 1000 * i + 7) for i in range(8)}
     put_all(ca, objs)
     converge_or_fail(a, b)
-    ia = a.workdir / "store.img"
-    ext = {k: find_extent(ia, d) for k, d in objs.items()}
-    stop, errors = threading.Event(), []
+    ia, ib = a.workdir / "store.img", b.workdir / "store.img"
+    on_a, on_b = ["old-0", "old-1", "old-2", "old-3"], ["old-4", "old-5", "old-6", "old-7"]
+    ext = {k: find_extent(ia if k in on_a else ib, objs[k]) for k in objs}
+    stop, errors, last = threading.Event(), [], {}
 
     def writer():
         c = a.client(register=False)
         try:
-            for i in range(300):  # bounded: at most 300 writes or 20 s
+            for i in range(400):  # bounded: at most 400 writes, or until stopped
                 if stop.is_set():
                     break
-                r = c.put("bkt", "new-%d" % (i % 50), os.urandom(1000 + 97 * i))
-                if r.status != 200:
-                    errors.append(r.status)
+                key, data = "new-%d" % (i % 40), os.urandom(1000 + 997 * i)  # 1 KB to 400 KB: inline and fetched
+                r = c.put("bkt", key, data)
+                if r.status == 200:
+                    last[key] = data
+                else:
+                    errors.append((key, r.status))
         finally:
             c.close()
 
     t = threading.Thread(target=writer)
     t.start()
     try:
-        for k, d in objs.items():
-            damage(ia, ext[k] + len(d) // 2)
-        for k, d in objs.items():
-            r = ca.get("bkt", k)
-            assert r.status == 200 and r.body == d, (k, r.status)
+        wait_until(lambda: len(last) >= 5, 30, what="the writer under way")
+        for k in objs:
+            img, d = (ia if k in on_a else ib), objs[k]
+            where = {0: 10, 1: len(d) // 2, 2: len(d) - 1, 3: BLOCK + 3}[int(k[-1]) % 4]
+            damage(img, ext[k] + where)
+        # read now, while the writes and their replication go on: repaired first, then answered; old-1 and old-5
+        # (damaged in a middle block) first by a Range GET over that block
+        for site_c, k in ((ca, "old-1"), (cb, "old-5")):
+            d = objs[k]
+            first, last_byte = len(d) // 2 - 5000, len(d) // 2 + 5000
+            r = site_c.raw("GET", "/bkt/" + k, headers={"Range": "bytes=%d-%d" % (first, last_byte)})
+            assert r.status == 206 and r.body == d[first:last_byte + 1], (k, r.status)
+        for site_c, k in ((ca, "old-0"), (ca, "old-1"), (cb, "old-4"), (cb, "old-5")):
+            r = site_c.get("bkt", k)
+            assert r.status == 200 and r.body == objs[k], (k, r.status)
+        # nobody read old-2, old-3 (A) and old-6, old-7 (B): the scrub finds and repairs them
+        for site_c in (ca, cb):
+            p = run_pass(site_c)
+            assert (p["damaged"], p["repaired"]) == (2, 2), p
     finally:
         stop.set()
-        t.join(20)
-    assert not t.is_alive() and errors == []
-    assert ca.metrics().value("comio_repair_repaired_total") == 4
+        t.join(60)
+    assert not t.is_alive() and errors == [] and len(last) >= 5, (errors, len(last))
+    for site_c in (ca, cb):
+        m = site_c.metrics()
+        assert m.value("comio_repair_repaired_total") == 4 and m.value("comio_repair_failed_total") == 0, m.text
+        assert m.value("comio_repair_quarantined_extents") == 4
     converge_or_fail(a, b)
-    assert run_pass(ca)["damaged"] == 0
+    r = scrub_cli(a)  # nothing left damaged
+    assert r.returncode == 0, r.stdout
+    deep = subprocess.run([str(comio_path()), "diff", "--deep", "--source", a.url(), "--target", b.url()],
+                          capture_output=True, text=True, timeout=120, env=comio.sanitizer_env())
+    assert comio.sanitizer_report(deep.stderr) is None, deep.stderr
+    assert deep.returncode == 0 and "no differences" in deep.stdout and "no damaged objects" in deep.stdout, deep.stdout
+    for k, d in list(objs.items()) + list(last.items()):
+        for site_c in (ca, cb):
+            r = site_c.get("bkt", k)
+            assert r.status == 200 and r.body == d, (k, r.status)
+    for site_c in (ca, cb):
+        assert run_pass(site_c)["damaged"] == 0
 
 
 def test_s3_get_and_copy_are_repaired(sites):
