@@ -209,6 +209,8 @@ fail:
         j->result = ret;
         if (j->op == COMMIT_APPLY)
             replica_release_extents(c, j);
+        else if (j->op == COMMIT_MPU_COMPLETE && j->mpu_joined.len > 0)
+            j->ext = (alloc_extent_t){0, 0}; /* the parts' extents: their records, not committed away, still name them */
         else if (j->ext.len > 0 && reuse_quarantine_track(c, j->ext, 0, j->carved) != 0)
             log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
         j->version = j->seq = 0;
@@ -414,8 +416,9 @@ void commit_stats(commit_t *c, uint64_t *commits, uint64_t *jobs)
     *jobs = __atomic_load_n(&c->jobs, __ATOMIC_RELAXED);
 }
 
-void commit_mpu_stats(commit_t *c, uint64_t *chased, uint64_t *hashed)
+void commit_mpu_stats(commit_t *c, uint64_t *chased, uint64_t *hashed, uint64_t *joined)
 {
+    *joined = __atomic_load_n(&c->mpu_joined, __ATOMIC_RELAXED);
     *chased = __atomic_load_n(&c->mpu_chased, __ATOMIC_RELAXED);
     *hashed = __atomic_load_n(&c->mpu_hashed, __ATOMIC_RELAXED);
 }

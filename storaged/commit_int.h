@@ -106,6 +106,7 @@ struct commit {
     commit_chase_t *chase;  /* owned; NULL: no chase (commit_chase.c) */
     uint64_t mpu_chased;    /* atomic: bytes of Completes whose hashes came from the chase (commit_mpu_stats) */
     uint64_t mpu_hashed;    /* atomic: bytes of Completes hashed by the Complete itself */
+    uint64_t mpu_joined;    /* atomic: bytes of Completes whose parts' extents became the object's (no copy) */
 
     /* committer thread only */
     alloc_extent_t *chunks_out; /* reserved extents freed in the open transaction */
@@ -334,10 +335,11 @@ int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected) CIO_MUST_CHECK;
 /* ---- commit_mpu.c: multipart uploads (storaged/mpu.h) ---- */
 
 /* Whether job j, coming out of its first round, goes to the I/O threads:
- * a PUT or part with bytes, a Complete with an extent to fill. */
+ * a PUT or part with bytes, a Complete with an extent to fill or parts to hash. */
 static inline int commit_job_needs_io(const commit_job_t *j)
 {
-    return ((j->op == COMMIT_PUT || j->op == COMMIT_MPU_PART) && j->size > 0) || (j->op == COMMIT_MPU_COMPLETE && j->ext.len > 0);
+    return ((j->op == COMMIT_PUT || j->op == COMMIT_MPU_PART) && j->size > 0) ||
+           (j->op == COMMIT_MPU_COMPLETE && (j->ext.len > 0 || j->mpu_joined.len > 0));
 }
 
 /* Step 3 of MPU_CREATE, MPU_PART and MPU_ABORT (by j->op). */
@@ -345,9 +347,11 @@ int commit_mpu_finish(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK
 
 /* Step 1 of MPU_COMPLETE: checks the listed parts against the stored ones
  * (a refusal is the job's result: CIO_ENOTFOUND, or CIO_EINVAL with
- * j->mpu_refusal), computes the multipart ETag, takes the object's extent
- * (marked pending) and lists in j->mpu_src what to copy. An object of no
- * bytes is finished at once (commit_mpu_complete). */
+ * j->mpu_refusal), computes the multipart ETag and lists in j->mpu_src the
+ * parts. When their extents lie back to back, in order, with no gap between
+ * their bytes, j->mpu_joined is their union (nothing to copy); else it takes
+ * the object's extent (j->ext, marked pending) to copy them into. An object
+ * of no bytes is finished at once (commit_mpu_complete). */
 int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
 /* Step 2 of MPU_COMPLETE, on an I/O thread: copies the parts into j->ext,
@@ -363,7 +367,9 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j) CIO_MUST_CHECK;
 
 /* Step 3 of MPU_COMPLETE: unless the upload changed since step 1 (then
  * CIO_ECHANGED), writes the object as a PUT does (mutate_put: one log
- * record) and removes the upload, freeing its parts' extents. */
+ * record) and removes the upload, freeing its parts' extents, except those
+ * of a joined Complete, which the object now owns (j->ext is then set to
+ * j->mpu_joined only on success, so no failure path frees them). */
 int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
 /* ---- commit_chase.c: the parts hashed as they are stored (storaged/mpu_chase.h) ---- */

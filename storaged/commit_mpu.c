@@ -59,6 +59,37 @@ static int remove_upload(commit_t *c, MDB_txn *txn, const char *id)
     return mpu_del(c->meta, txn, id, quarantine_cb, arg, NULL, NULL);
 }
 
+typedef struct {
+    commit_t *c;
+    MDB_txn *txn;
+    alloc_extent_t kept; /* the joined object's extent: the parts inside it are the object's now */
+} joined_release_t;
+
+static int joined_release_cb(void *arg, alloc_extent_t ext)
+{
+    joined_release_t *r = arg;
+    if (ext.off >= r->kept.off && ext.off - r->kept.off < r->kept.len)
+        return 0;
+    return reuse_quarantine_add(r->c, r->txn, ext); /* a part the Complete did not list */
+}
+
+/* Whether the listed parts' extents lie back to back, in order, with their
+ * bytes contiguous: every part but the last fills its extent exactly. Then
+ * *out is their union, which is alloc_round(total) long. */
+static int parts_joinable(const commit_job_t *j, alloc_extent_t *out)
+{
+    uint64_t end = j->mpu_src[0].ext.off;
+    for (size_t i = 0; i < j->mpu_nwant; i++) {
+        const commit_mpu_src_t *s = &j->mpu_src[i];
+        if (s->size == 0 || s->ext.off != end || s->ext.len != alloc_round(s->size) ||
+            (i + 1 < j->mpu_nwant && s->size != s->ext.len))
+            return 0;
+        end += s->ext.len;
+    }
+    *out = (alloc_extent_t){j->mpu_src[0].ext.off, end - j->mpu_src[0].ext.off};
+    return 1;
+}
+
 int commit_mpu_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     mpu_upload_t u;
@@ -119,6 +150,7 @@ int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j)
     int ret;
 
     j->ext = (alloc_extent_t){0, 0};
+    j->mpu_joined = (alloc_extent_t){0, 0};
     j->mpu_refusal = COMMIT_MPU_OK;
     if ((ret = load_upload(c, txn, j, &u)) != 0)
         return ret;
@@ -172,6 +204,12 @@ int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if (total == 0) {
         EVP_Digest("", 0, j->etag, NULL, EVP_md5(), NULL);
         return commit_mpu_complete(c, txn, j);
+    }
+    /* the parts' extents, named by their records until step 3, kept from reuse while they are hashed by the reader
+     * token like a copy's sources */
+    if (parts_joinable(j, &j->mpu_joined)) {
+        j->mpu_reader = commit_reader_enter(c);
+        return 0;
     }
     /* CIO_ENOSPC (no contiguous extent that large) is the job's: 507, and the upload stays */
     if ((ret = reuse_take_extent(c, txn, total, &j->ext)) != 0)
@@ -314,7 +352,7 @@ static int complete_copy(commit_t *c, commit_job_t *j)
         threaded = pthread_create(&hasher, NULL, hash_pass_main, &pass) == 0;
     if (!threaded)
         hash_pass_main(&pass); /* little to hash (or no thread): before the copy, on this one */
-    for (size_t i = 0; i < j->mpu_nwant && ret == 0 && (threaded || pass.ret == 0); i++) {
+    for (size_t i = 0; j->mpu_joined.len == 0 && i < j->mpu_nwant && ret == 0 && (threaded || pass.ret == 0); i++) {
         uint64_t src = j->mpu_src[i].ext.off, left = j->mpu_src[i].size;
         if (left == 0)
             continue;
@@ -416,6 +454,28 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
     return ret;
 }
 
+/* Step 3 of a joined Complete: the parts' extents pass to the object in one
+ * transaction. mutate_put takes the object's extent out of "pending", so it
+ * goes in first; j->ext is the union only once all of it succeeded, so that
+ * no failure path frees extents the part records still name. */
+static int complete_joined(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    joined_release_t r = {.c = c, .txn = txn, .kept = j->mpu_joined};
+    int ret;
+
+    j->ext = j->mpu_joined;
+    if ((ret = meta_pending_add(c->meta, txn, j->ext)) == 0 && (ret = mutate_put(c, txn, j)) != 0 && !commit_fatal(ret))
+        ret = meta_pending_del(c->meta, txn, j->ext) == 0 ? ret : CIO_EDB; /* a refusal commits nothing of it */
+    if (ret == 0)
+        ret = mpu_del(c->meta, txn, j->upload_id, joined_release_cb, &r, NULL, NULL);
+    if (ret != 0) {
+        j->ext = (alloc_extent_t){0, 0};
+        return ret;
+    }
+    __atomic_fetch_add(&c->mpu_joined, j->size, __ATOMIC_RELAXED);
+    return 0;
+}
+
 int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     mpu_upload_t u;
@@ -432,6 +492,8 @@ int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j)
             CRYPTO_memcmp(p.md5, j->mpu_want[i].md5, 16) != 0)
             return CIO_ECHANGED;
     }
+    if (j->mpu_joined.len > 0)
+        return complete_joined(c, txn, j);
     if ((ret = mutate_put(c, txn, j)) != 0)
         return ret;
     return remove_upload(c, txn, j->upload_id);
