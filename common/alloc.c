@@ -360,6 +360,28 @@ int alloc_take(alloc_t *a, MDB_txn *txn, uint64_t off, uint64_t len)
     return state_put(a, txn, STATE_FREE, total - len);
 }
 
+int alloc_largest(alloc_t *a, MDB_txn *txn, alloc_extent_t *out)
+{
+    MDB_val k, v;
+    MDB_cursor *cur;
+    int rc;
+
+    *out = (alloc_extent_t){0, 0};
+    if ((rc = mdb_cursor_open(txn, a->free_len, &cur)) != 0)
+        return db_err(rc, "mdb_cursor_open");
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return db_err(rc, "mdb_cursor_get");
+    if (k.mv_size != 16)
+        return CIO_EPROTO;
+    out->len = be64_get(k.mv_data);
+    out->off = be64_get((const unsigned char *)k.mv_data + 8);
+    return 0;
+}
+
 int alloc_reserve(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out)
 {
     uint64_t reserved;
@@ -451,21 +473,10 @@ int alloc_stats(alloc_t *a, MDB_txn *txn, uint64_t *capacity, uint64_t *free_byt
         *free_extents = st.ms_entries;
     }
     if (largest != NULL) {
-        MDB_val k, v;
-        MDB_cursor *cur;
-        if ((rc = mdb_cursor_open(txn, a->free_len, &cur)) != 0)
-            return db_err(rc, "mdb_cursor_open");
-        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-        mdb_cursor_close(cur);
-        if (rc == MDB_NOTFOUND) {
-            *largest = 0;
-        } else if (rc != 0) {
-            return db_err(rc, "mdb_cursor_get");
-        } else {
-            if (k.mv_size != 16)
-                return CIO_EPROTO;
-            *largest = be64_get(k.mv_data);
-        }
+        alloc_extent_t e;
+        if ((rc = alloc_largest(a, txn, &e)) != 0)
+            return rc;
+        *largest = e.len;
     }
     return 0;
 }

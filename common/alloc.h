@@ -68,6 +68,11 @@ int alloc_alloc(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out) C
  * Returns 0, CIO_EINVAL, CIO_ENOSPC, CIO_EDB, CIO_EMAPFULL or CIO_EPROTO. */
 int alloc_take(alloc_t *a, MDB_txn *txn, uint64_t off, uint64_t len) CIO_MUST_CHECK;
 
+/* The largest free extent into *out (the lowest offset among equals is not
+ * promised; {0, 0} when nothing is free), e.g. for where alloc_take should
+ * start a run of extents. Returns 0, CIO_EDB or CIO_EPROTO. */
+int alloc_largest(alloc_t *a, MDB_txn *txn, alloc_extent_t *out) CIO_MUST_CHECK;
+
 /* Reservations: extents taken out of the free map by a caller that hands out
  * pieces of them itself, in memory, without a transaction per piece (the
  * committer's path for small PUTs, commit.h). The map only counts the bytes

@@ -188,6 +188,9 @@ static void test_unformatted(void)
     CHECK_EQ_INT(env_fresh(MAP_SIZE), 0);
     txn = txn_write();
     CHECK_EQ_STR(map_str(txn), "[] cap=0 free=0 n=0 max=0");
+    e.off = e.len = 1;
+    CHECK_EQ_INT(alloc_largest(&al, txn, &e), 0);
+    CHECK(e.off == 0 && e.len == 0);
     CHECK_EQ_INT(alloc_alloc(&al, txn, 1, &e), CIO_ENOSPC);
     CHECK_EQ_INT(alloc_free(&al, txn, ext(0, 1)), CIO_EINVAL);
     CHECK_EQ_INT(alloc_set_capacity(&al, txn, 0), 0);
@@ -355,6 +358,7 @@ static void test_take(void)
     const alloc_extent_t frees[] = {ext(2, 6), ext(10, 2), ext(14, 2)};
     MDB_txn *txn = setup_map(16, frees, 3);
     const char *start = "[2+6 10+2 14+2] cap=16 free=10 n=3 max=6";
+    alloc_extent_t e;
 
     if (txn == NULL)
         return;
@@ -389,6 +393,8 @@ static void test_take(void)
     CHECK_EQ_INT(alloc_free(&al, txn, ext(14, 2)), 0);
     CHECK_EQ_STR(map_str(txn), start);
     CHECK_EQ_INT(alloc_take(&al, txn, 10 * BLK, 2 * BLK), 0);
+    CHECK_EQ_INT(alloc_largest(&al, txn, &e), 0);
+    CHECK(e.off == 2 * BLK && e.len == 6 * BLK);
     CHECK_EQ_INT(mdb_txn_commit(txn), 0);
     CHECK_EQ_STR(committed_str(), "[2+6 14+2] cap=16 free=8 n=2 max=6");
 }
