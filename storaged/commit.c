@@ -79,7 +79,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
     for (j = inbox; j != NULL; j = j->next) {
         j->result = 0;
         if ((j->op == COMMIT_PUT || j->op == COMMIT_MPU_PART) && j->size > 0) {
-            ret = reuse_take_extent(c, txn, j->size, &j->ext);
+            ret = j->op == COMMIT_MPU_PART ? commit_mpu_place_part(c, txn, j) : reuse_take_extent(c, txn, j->size, &j->ext);
             if (ret == 0)
                 ret = meta_pending_add(c->meta, txn, j->ext);
         } else if (j->op == COMMIT_APPLY) {
@@ -247,6 +247,8 @@ reply:
             }
         }
         chase_note(c, j); /* before done(): the job is the submitter's after it */
+        if ((j->op == COMMIT_MPU_COMPLETE || j->op == COMMIT_MPU_ABORT) && j->result == 0)
+            commit_mpu_place_drop(c, j->upload_id);
         blocksum_calc_free(&j->sums);
         if (j->op == COMMIT_APPLY)
             for (size_t i = 0; i < j->nitems; i++)

@@ -55,6 +55,17 @@ typedef struct {
 
 typedef struct commit_chase commit_chase_t; /* commit_chase.c */
 
+#define MPU_PLACE_MAX 32 /* uploads whose parts are placed back to back at once (commit_mpu.c) */
+
+/* Where the parts of an upload in progress go, so that a Complete can join
+ * them (commit_mpu.c): part n at base + (n - 1) * slot. Committer thread only. */
+typedef struct {
+    char id[MPU_ID_LEN]; /* id[0] == 0: unused */
+    uint64_t base;       /* part 1's offset */
+    uint64_t slot;       /* the first stored part's extent length */
+    int64_t touched_ms;  /* monotonic: when a part last asked */
+} mpu_place_t;
+
 struct commit {
     meta_t *meta;
     store_t *store;
@@ -127,6 +138,7 @@ struct commit {
     int mpu_running;     /* an expiry pass is under way: one slice per round */
     int mpu_pos_set;     /* it goes on after upload mpu_pos */
     char mpu_pos[MPU_ID_LEN];
+    mpu_place_t mpu_place[MPU_PLACE_MAX];
     uint64_t hlc_saved;     /* META_HLC_LAST as last committed */
     int64_t skew_warn_ms;   /* when the last clock skew warning was logged */
     uint64_t skew_unwarned; /* skewed versions since that warning */
@@ -341,6 +353,18 @@ static inline int commit_job_needs_io(const commit_job_t *j)
     return ((j->op == COMMIT_PUT || j->op == COMMIT_MPU_PART) && j->size > 0) ||
            (j->op == COMMIT_MPU_COMPLETE && (j->ext.len > 0 || j->mpu_joined.len > 0));
 }
+
+/* Step 1 of an MPU_PART with bytes: its extent (j->ext), at the upload's next
+ * place when that is free (alloc_take: part n at base + (n - 1) * slot, base
+ * chosen at the upload's first part stored since the start, an eighth into
+ * the largest free extent, leaving the space before it to other writers;
+ * only when that extent holds 16 such parts and the part is 5 MiB or more),
+ * else wherever reuse_take_extent finds room. The caller marks it pending.
+ * Returns 0, CIO_ENOSPC or a fatal CIO_* code. */
+int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* Forgets where the parts of upload `id` go (it was completed, aborted or expired). */
+void commit_mpu_place_drop(commit_t *c, const char *id);
 
 /* Step 3 of MPU_CREATE, MPU_PART and MPU_ABORT (by j->op). */
 int commit_mpu_finish(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;

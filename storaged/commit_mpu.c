@@ -30,6 +30,9 @@
 #define EXPIRE_SLICE 64                   /* uploads looked at per round by the expiry */
 #define EXPIRE_INTERVAL_MS 60000          /* a pass at most this often, or each TTL/2 when that is shorter */
 #define EXPIRE_INTERVAL_MIN_MS 500
+#define PLACE_IDLE_MS (15LL * 60 * 1000) /* a place no part asked for this long is reused first */
+#define PLACE_HEADROOM_SHIFT 3           /* part 1 goes 1/8 into the largest free extent */
+#define PLACE_MIN_SLOTS 16               /* ... when that holds 16 parts: else the parts go where best fit puts them */
 
 /* The upload of job j, which must be of j's bucket and key: 0, or CIO_ENOTFOUND (NoSuchUpload). */
 static int load_upload(commit_t *c, MDB_txn *txn, const commit_job_t *j, mpu_upload_t *u)
@@ -71,6 +74,82 @@ static int joined_release_cb(void *arg, alloc_extent_t ext)
     if (ext.off >= r->kept.off && ext.off - r->kept.off < r->kept.len)
         return 0;
     return reuse_quarantine_add(r->c, r->txn, ext); /* a part the Complete did not list */
+}
+
+/* ---- where parts go ---- */
+
+static mpu_place_t *place_find(commit_t *c, const char *id)
+{
+    for (size_t i = 0; i < MPU_PLACE_MAX; i++)
+        if (c->mpu_place[i].id[0] != 0 && memcmp(c->mpu_place[i].id, id, MPU_ID_LEN) == 0)
+            return &c->mpu_place[i];
+    return NULL;
+}
+
+void commit_mpu_place_drop(commit_t *c, const char *id)
+{
+    mpu_place_t *p = place_find(c, id);
+    if (p != NULL)
+        p->id[0] = 0;
+}
+
+/* A place for j's upload, whose first part stored since the start is j (of
+ * extent length `len`): its base chosen in the largest free extent, with
+ * room for parts 1..j's number there. The entry reused is an unused or idle
+ * one, else the least recently asked for. NULL: no room (the part goes
+ * elsewhere, the upload is copied at Complete). */
+static mpu_place_t *place_new(commit_t *c, MDB_txn *txn, const commit_job_t *j, uint64_t len, int64_t now, int *ret)
+{
+    alloc_extent_t e;
+    mpu_place_t *p = &c->mpu_place[0];
+    uint64_t headroom;
+
+    if ((*ret = alloc_largest(&c->meta->alloc, txn, &e)) != 0)
+        return NULL;
+    /* leave the front of the extent to the best fit of other writers, which take the low end of the smallest
+     * extent that fits: after part 1 that is the space before it, not the space after the upload's last part */
+    headroom = (e.len >> PLACE_HEADROOM_SHIFT) / ALLOC_BLOCK * ALLOC_BLOCK;
+    /* a store with little room: placing parts apart from the rest would split the free space a later part or
+     * Complete needs whole */
+    if (j->size < MPU_PART_SIZE_MIN || e.len / PLACE_MIN_SLOTS < len || (uint64_t)j->part_number * len > e.len - headroom)
+        return NULL;
+    for (size_t i = 0; i < MPU_PLACE_MAX; i++) {
+        mpu_place_t *q = &c->mpu_place[i];
+        if (q->id[0] == 0 || now - q->touched_ms > PLACE_IDLE_MS) {
+            p = q;
+            break;
+        }
+        if (q->touched_ms < p->touched_ms)
+            p = q;
+    }
+    memcpy(p->id, j->upload_id, MPU_ID_LEN);
+    p->base = e.off + headroom;
+    p->slot = len;
+    return p;
+}
+
+int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    uint64_t len = alloc_round(j->size);
+    int64_t now = clock_mono_ms();
+    mpu_place_t *p = place_find(c, j->upload_id);
+    int ret = 0;
+
+    if (p == NULL && (p = place_new(c, txn, j, len, now, &ret)) == NULL && ret != 0)
+        return ret;
+    if (p != NULL && len <= p->slot) {
+        uint64_t off = p->base + (uint64_t)(j->part_number - 1) * p->slot; /* under 2^46 past base: no overflow */
+        p->touched_ms = now;
+        ret = alloc_take(&c->meta->alloc, txn, off, len);
+        if (ret == 0) {
+            j->ext = (alloc_extent_t){off, len};
+            return 0;
+        }
+        /* its place taken (by another writer, or this part stored before): anywhere else will do */
+        if (ret != CIO_ENOSPC && ret != CIO_EINVAL)
+            return ret;
+    }
+    return reuse_take_extent(c, txn, j->size, &j->ext);
 }
 
 /* Whether the listed parts' extents lie back to back, in order, with their
@@ -567,6 +646,7 @@ int commit_mpu_expire_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
             free(s);
             return ret;
         }
+        commit_mpu_place_drop(c, s->ids[i]);
         memcpy(id, s->ids[i], MPU_ID_LEN);
         id[MPU_ID_LEN] = '\0';
         char np[24], nb[24];
