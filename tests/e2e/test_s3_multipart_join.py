@@ -164,12 +164,33 @@ def test_abort_and_refused_complete_keep_the_parts(make_server):
     assert srv.finish() == []
 
 
+def test_expiry_frees_the_placed_parts(make_server):
+    srv = make_server(config=s3_config("  multipart_ttl: 2s\n"), size="256MB")
+    s3 = s3_client(srv)
+    s3.create_bucket(Bucket=BUCKET)
+    before = free_bytes(srv)
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key="left")["UploadId"]
+    for n in (2, 1, 3):
+        s3.upload_part(Bucket=BUCKET, Key="left", UploadId=uid, PartNumber=n, Body=os.urandom(5 * MIB))
+    assert free_bytes(srv) <= before - 15 * MIB
+    wait_until(lambda: srv.client().metrics().value("comio_s3_multipart_uploads_expired_total") == 1, 20,
+               what="the upload expired")
+    wait_until(lambda: free_bytes(srv) == before, 10, what="the expired upload's space returned")
+    # the next upload is placed (and joined) as if the first had never been
+    complete(srv, s3, "next", [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(3)])
+    assert srv.finish() == []
+
+
 def test_joined_object_replicates(sites):
     creds = {"s3": {"credentials": [{"access_key": AK, "secret_key": SECRET}]}}
-    a, b = sites(a_extra=creds, b_extra=creds)
+    fast_scrub = dict(creds, storage={"scrub_rate": "10GB/s"})
+    a, b = sites(a_extra=fast_scrub, b_extra=fast_scrub, size="512MB")
     s3 = s3_client(a.storaged)
     s3.create_bucket(Bucket=BUCKET)
     data = complete(a.storaged, s3, "r", [os.urandom(8 * MIB), os.urandom(8 * MIB), os.urandom(77)])
+    p = subprocess.run([str(comio_path()), "scrub", "--url", a.storaged.url(), "--now"], capture_output=True, text=True,
+                       timeout=120, env=comio.sanitizer_env())
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
     converge_or_fail(a, b)
     assert b.storaged.client().get(BUCKET, "r").body == data
     p = subprocess.run([str(comio_path()), "diff", "--source", a.url(), "--target", b.url(), "--deep"],
