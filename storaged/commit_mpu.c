@@ -1,11 +1,15 @@
-/* commit_mpu.c - the committer's side of multipart uploads: parts recorded, Complete's copy and commit, Abort, expiry.
+/* commit_mpu.c - the committer's side of multipart uploads: parts placed and recorded, Complete's join or copy and commit, Abort,
+ * expiry.
  *
  * A part is written like a PUT's body (its own extent, written and synced
  * before the commit that records it) but recorded in "mpu_part" only: it is
- * never logged and never replicates. Complete copies the parts into one new
- * extent, so that an object stays one extent (what readers, the replica's
- * fetch, full sync and GC rely on), then commits the object with mutate_put
- * (one PUT log record) and removes the upload in the same transaction.
+ * never logged and never replicates. Each part asks for the place after the
+ * one before it (commit_mpu_place_part), so that a Complete usually finds
+ * its parts back to back and makes their extents the object's (joined);
+ * otherwise it copies the parts into one new extent. Either way an object
+ * stays one extent (what readers, the replica's fetch, full sync and GC
+ * rely on), committed with mutate_put (one PUT log record) with the
+ * upload's removal in the same transaction.
  * The object's MD5 and block checksums mostly come from the chase
  * (commit_chase.c), which hashed the parts in order as they were stored:
  * a Complete whose listed parts begin with the chased run hashes only the
