@@ -316,6 +316,72 @@ int alloc_alloc(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out)
     return 0;
 }
 
+int alloc_take(alloc_t *a, MDB_txn *txn, uint64_t off, uint64_t len)
+{
+    unsigned char okey[8];
+    MDB_val k = {sizeof(okey), okey}, v;
+    MDB_cursor *cur;
+    uint64_t foff = 0, flen = 0, total;
+    int rc;
+
+    if (len == 0 || off % ALLOC_BLOCK != 0 || len % ALLOC_BLOCK != 0 || off > UINT64_MAX - len)
+        return CIO_EINVAL;
+
+    /* The only free extent that can hold `off` is the one starting at it or
+     * the last one before it. */
+    be64_put(okey, off);
+    if ((rc = mdb_cursor_open(txn, a->free_off, &cur)) != 0)
+        return db_err(rc, "mdb_cursor_open");
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && (k.mv_size != 8 || be64_get(k.mv_data) != off))
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    else if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0)
+        rc = decode_off_entry(&k, &v, &foff, &flen);
+    else
+        rc = rc == MDB_NOTFOUND ? CIO_ENOSPC : db_err(rc, "mdb_cursor_get");
+    mdb_cursor_close(cur);
+    if (rc != 0)
+        return rc;
+    if (foff > off || flen < len || off - foff > flen - len)
+        return CIO_ENOSPC;
+    if ((rc = state_get(a, txn, STATE_FREE, &total, NULL)) != 0)
+        return rc;
+    if (total < len)
+        return CIO_EPROTO;
+
+    if ((rc = extent_del(a, txn, foff, flen)) != 0)
+        return rc;
+    if (off > foff && (rc = extent_put(a, txn, foff, off - foff)) != 0)
+        return rc;
+    if (off - foff < flen - len && (rc = extent_put(a, txn, off + len, foff + flen - off - len)) != 0)
+        return rc;
+    return state_put(a, txn, STATE_FREE, total - len);
+}
+
+int alloc_largest(alloc_t *a, MDB_txn *txn, alloc_extent_t *out)
+{
+    MDB_val k, v;
+    MDB_cursor *cur;
+    int rc;
+
+    *out = (alloc_extent_t){0, 0};
+    if ((rc = mdb_cursor_open(txn, a->free_len, &cur)) != 0)
+        return db_err(rc, "mdb_cursor_open");
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return db_err(rc, "mdb_cursor_get");
+    if (k.mv_size != 16)
+        return CIO_EPROTO;
+    out->len = be64_get(k.mv_data);
+    out->off = be64_get((const unsigned char *)k.mv_data + 8);
+    return 0;
+}
+
 int alloc_reserve(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out)
 {
     uint64_t reserved;
@@ -407,21 +473,10 @@ int alloc_stats(alloc_t *a, MDB_txn *txn, uint64_t *capacity, uint64_t *free_byt
         *free_extents = st.ms_entries;
     }
     if (largest != NULL) {
-        MDB_val k, v;
-        MDB_cursor *cur;
-        if ((rc = mdb_cursor_open(txn, a->free_len, &cur)) != 0)
-            return db_err(rc, "mdb_cursor_open");
-        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-        mdb_cursor_close(cur);
-        if (rc == MDB_NOTFOUND) {
-            *largest = 0;
-        } else if (rc != 0) {
-            return db_err(rc, "mdb_cursor_get");
-        } else {
-            if (k.mv_size != 16)
-                return CIO_EPROTO;
-            *largest = be64_get(k.mv_data);
-        }
+        alloc_extent_t e;
+        if ((rc = alloc_largest(a, txn, &e)) != 0)
+            return rc;
+        *largest = e.len;
     }
     return 0;
 }

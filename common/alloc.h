@@ -59,6 +59,20 @@ uint64_t alloc_round(uint64_t bytes);
  * CIO_EDB, CIO_EMAPFULL or CIO_EPROTO. */
 int alloc_alloc(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out) CIO_MUST_CHECK;
 
+/* Takes exactly [off, off+len) out of the free map, when it lies wholly inside
+ * one free extent (which is split around it): an allocation at a place the
+ * caller chose, e.g. the slot right after a multipart upload's previous part.
+ * `off` and `len` must be multiples of ALLOC_BLOCK and len > 0, else
+ * CIO_EINVAL. A range that is not wholly free (in use, straddling two free
+ * extents, beyond the capacity) gives CIO_ENOSPC. Both change nothing.
+ * Returns 0, CIO_EINVAL, CIO_ENOSPC, CIO_EDB, CIO_EMAPFULL or CIO_EPROTO. */
+int alloc_take(alloc_t *a, MDB_txn *txn, uint64_t off, uint64_t len) CIO_MUST_CHECK;
+
+/* The largest free extent into *out (the lowest offset among equals is not
+ * promised; {0, 0} when nothing is free), e.g. for where alloc_take should
+ * start a run of extents. Returns 0, CIO_EDB or CIO_EPROTO. */
+int alloc_largest(alloc_t *a, MDB_txn *txn, alloc_extent_t *out) CIO_MUST_CHECK;
+
 /* Reservations: extents taken out of the free map by a caller that hands out
  * pieces of them itself, in memory, without a transaction per piece (the
  * committer's path for small PUTs, commit.h). The map only counts the bytes

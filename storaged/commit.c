@@ -79,7 +79,7 @@ static void commit_round(commit_t *c, commit_job_t *inbox, commit_job_t *written
     for (j = inbox; j != NULL; j = j->next) {
         j->result = 0;
         if ((j->op == COMMIT_PUT || j->op == COMMIT_MPU_PART) && j->size > 0) {
-            ret = reuse_take_extent(c, txn, j->size, &j->ext);
+            ret = j->op == COMMIT_MPU_PART ? commit_mpu_place_part(c, txn, j) : reuse_take_extent(c, txn, j->size, &j->ext);
             if (ret == 0)
                 ret = meta_pending_add(c->meta, txn, j->ext);
         } else if (j->op == COMMIT_APPLY) {
@@ -209,6 +209,8 @@ fail:
         j->result = ret;
         if (j->op == COMMIT_APPLY)
             replica_release_extents(c, j);
+        else if (j->op == COMMIT_MPU_COMPLETE && j->mpu_joined.len > 0)
+            j->ext = (alloc_extent_t){0, 0}; /* the parts' extents: their records, not committed away, still name them */
         else if (j->ext.len > 0 && reuse_quarantine_track(c, j->ext, 0, j->carved) != 0)
             log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
         j->version = j->seq = 0;
@@ -245,6 +247,8 @@ reply:
             }
         }
         chase_note(c, j); /* before done(): the job is the submitter's after it */
+        if ((j->op == COMMIT_MPU_COMPLETE || j->op == COMMIT_MPU_ABORT) && j->result == 0)
+            commit_mpu_place_drop(c, j->upload_id);
         blocksum_calc_free(&j->sums);
         if (j->op == COMMIT_APPLY)
             for (size_t i = 0; i < j->nitems; i++)
@@ -414,8 +418,9 @@ void commit_stats(commit_t *c, uint64_t *commits, uint64_t *jobs)
     *jobs = __atomic_load_n(&c->jobs, __ATOMIC_RELAXED);
 }
 
-void commit_mpu_stats(commit_t *c, uint64_t *chased, uint64_t *hashed)
+void commit_mpu_stats(commit_t *c, uint64_t *chased, uint64_t *hashed, uint64_t *joined)
 {
+    *joined = __atomic_load_n(&c->mpu_joined, __ATOMIC_RELAXED);
     *chased = __atomic_load_n(&c->mpu_chased, __ATOMIC_RELAXED);
     *hashed = __atomic_load_n(&c->mpu_hashed, __ATOMIC_RELAXED);
 }

@@ -210,11 +210,14 @@ struct commit_job {
     uint64_t mpu_reader;       /* the reader token (commit_reader_enter) that keeps those extents from reuse until
                                   they are copied; left by the committer; 0: none held */
     alloc_extent_t ext;
-    int body_busy;        /* an I/O thread may be reading body */
-    int carved;           /* PUT: ext was cut from a reserved chunk (carve.h) */
-    int apply_io;         /* APPLY: some item needs writing or fetching */
-    blocksum_calc_t sums; /* PUT, MPU_COMPLETE: the object's block checksums, computed as its bytes are written */
-    int sums_ok;          /* sums is complete (storage.checksums on and the bytes written) */
+    alloc_extent_t mpu_joined; /* MPU_COMPLETE whose listed parts lie back to back, in order (step 1): their extents'
+                                  union, the object's extent in step 3 without a copy; owned by the part records
+                                  until then, so never ext (which the failure paths free). len 0: copied */
+    int body_busy;             /* an I/O thread may be reading body */
+    int carved;                /* PUT: ext was cut from a reserved chunk (carve.h) */
+    int apply_io;              /* APPLY: some item needs writing or fetching */
+    blocksum_calc_t sums;      /* PUT, MPU_COMPLETE: the object's block checksums, computed as its bytes are written */
+    int sums_ok;               /* sums is complete (storage.checksums on and the bytes written) */
     size_t fetch_left;
     commit_job_t *next;
 };
@@ -290,7 +293,9 @@ void commit_stats(commit_t *c, uint64_t *commits, uint64_t *jobs);
 
 /* Bytes of completed multipart objects so far whose MD5 and block checksums
  * came from the parts hashed as they were stored (*chased), and bytes that
- * the Completes hashed themselves (*hashed). Thread-safe (for metrics). */
-void commit_mpu_stats(commit_t *c, uint64_t *chased, uint64_t *hashed);
+ * the Completes hashed themselves (*hashed); *joined: bytes of completed
+ * objects whose parts' extents became the object's, not copied.
+ * Thread-safe (for metrics). */
+void commit_mpu_stats(commit_t *c, uint64_t *chased, uint64_t *hashed, uint64_t *joined);
 
 #endif

@@ -17,22 +17,22 @@
 #include <string.h>
 #include "storaged/commit_int.h"
 
-#define CHASE_UPLOADS_MAX 32                  /* uploads chased at once; the least recently stored to is dropped for a new one */
-#define CHASE_BYTES_MAX (16ULL << 30)         /* an upload is chased up to this many bytes (its CRCs: 1 MiB) */
-#define CHASE_CHUNK (1u << 20)                /* bytes read at a time */
-#define CHASE_IDLE_MS (15LL * 60 * 1000)      /* a state no part was stored to for this long is dropped */
-#define CHASE_SWEEP_MS (60LL * 1000)          /* how often idle states are looked for */
+#define CHASE_UPLOADS_MAX 32             /* uploads chased at once; the least recently stored to is dropped for a new one */
+#define CHASE_BYTES_MAX (16ULL << 30)    /* an upload is chased up to this many bytes (its CRCs: 1 MiB) */
+#define CHASE_CHUNK (1u << 20)           /* bytes read at a time */
+#define CHASE_IDLE_MS (15LL * 60 * 1000) /* a state no part was stored to for this long is dropped */
+#define CHASE_SWEEP_MS (60LL * 1000)     /* how often idle states are looked for */
 
 typedef struct chase_upload {
     char id[MPU_ID_LEN];
     mpu_chase_t st; /* run and nrun change under the lock; the rest is the thread's while `busy` */
     int64_t touched_ms;
-    int wanted;        /* a part was stored since the thread last looked */
-    int busy;          /* the thread works on st outside the lock */
-    int dead;          /* nothing more to chase (over CHASE_BYTES_MAX, out of memory, an I/O error); the run stays good */
-    int gone;          /* dropped while busy: the thread frees it */
-    int taking;        /* a Complete waits to take it: the thread leaves it alone */
-    int cancel;        /* atomic: a Complete takes it, or it was dropped: the thread stops at the next chunk */
+    int wanted;         /* a part was stored since the thread last looked */
+    int busy;           /* the thread works on st outside the lock */
+    int dead;           /* nothing more to chase (over CHASE_BYTES_MAX, out of memory, an I/O error); the run stays good */
+    int gone;           /* dropped while busy: the thread frees it */
+    int taking;         /* a Complete waits to take it: the thread leaves it alone */
+    int cancel;         /* atomic: a Complete takes it, or it was dropped: the thread stops at the next chunk */
     uint32_t rewind_to; /* a part of the run was stored again: go back to before this number (0: none) */
     mpu_part_t hashing; /* the part being fed while busy (number 0: none); under the lock */
     struct chase_upload *next;
@@ -95,8 +95,7 @@ void chase_note(commit_t *c, const commit_job_t *j)
     commit_chase_t *h = c->chase;
     chase_upload_t **link, *u;
 
-    if (h == NULL || j->result != 0 ||
-        (j->op != COMMIT_MPU_PART && j->op != COMMIT_MPU_COMPLETE && j->op != COMMIT_MPU_ABORT))
+    if (h == NULL || j->result != 0 || (j->op != COMMIT_MPU_PART && j->op != COMMIT_MPU_COMPLETE && j->op != COMMIT_MPU_ABORT))
         return;
     pthread_mutex_lock(&h->mu);
     if (!h->started || h->stopping)

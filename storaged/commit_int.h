@@ -55,6 +55,17 @@ typedef struct {
 
 typedef struct commit_chase commit_chase_t; /* commit_chase.c */
 
+#define MPU_PLACE_MAX 32 /* uploads whose parts are placed back to back at once (commit_mpu.c) */
+
+/* Where the parts of an upload in progress go, so that a Complete can join
+ * them (commit_mpu.c): part n at base + (n - 1) * slot. Committer thread only. */
+typedef struct {
+    char id[MPU_ID_LEN]; /* id[0] == 0: unused */
+    uint64_t base;       /* part 1's offset */
+    uint64_t slot;       /* the first stored part's extent length */
+    int64_t touched_ms;  /* monotonic: when a part last asked */
+} mpu_place_t;
+
 struct commit {
     meta_t *meta;
     store_t *store;
@@ -106,6 +117,7 @@ struct commit {
     commit_chase_t *chase;  /* owned; NULL: no chase (commit_chase.c) */
     uint64_t mpu_chased;    /* atomic: bytes of Completes whose hashes came from the chase (commit_mpu_stats) */
     uint64_t mpu_hashed;    /* atomic: bytes of Completes hashed by the Complete itself */
+    uint64_t mpu_joined;    /* atomic: bytes of Completes whose parts' extents became the object's (no copy) */
 
     /* committer thread only */
     alloc_extent_t *chunks_out; /* reserved extents freed in the open transaction */
@@ -126,6 +138,7 @@ struct commit {
     int mpu_running;     /* an expiry pass is under way: one slice per round */
     int mpu_pos_set;     /* it goes on after upload mpu_pos */
     char mpu_pos[MPU_ID_LEN];
+    mpu_place_t mpu_place[MPU_PLACE_MAX];
     uint64_t hlc_saved;     /* META_HLC_LAST as last committed */
     int64_t skew_warn_ms;   /* when the last clock skew warning was logged */
     uint64_t skew_unwarned; /* skewed versions since that warning */
@@ -334,20 +347,35 @@ int tombgc_slice(commit_t *c, MDB_txn *txn, uint64_t *collected) CIO_MUST_CHECK;
 /* ---- commit_mpu.c: multipart uploads (storaged/mpu.h) ---- */
 
 /* Whether job j, coming out of its first round, goes to the I/O threads:
- * a PUT or part with bytes, a Complete with an extent to fill. */
+ * a PUT or part with bytes, a Complete with an extent to fill or parts to hash. */
 static inline int commit_job_needs_io(const commit_job_t *j)
 {
-    return ((j->op == COMMIT_PUT || j->op == COMMIT_MPU_PART) && j->size > 0) || (j->op == COMMIT_MPU_COMPLETE && j->ext.len > 0);
+    return ((j->op == COMMIT_PUT || j->op == COMMIT_MPU_PART) && j->size > 0) ||
+           (j->op == COMMIT_MPU_COMPLETE && (j->ext.len > 0 || j->mpu_joined.len > 0));
 }
+
+/* Step 1 of an MPU_PART with bytes: its extent (j->ext), at the upload's next
+ * place when that is free (alloc_take: part n at base + (n - 1) * slot, base
+ * chosen at the upload's first part stored since the start, an eighth into
+ * the largest free extent, leaving the space before it to other writers;
+ * only when that extent holds 16 such parts and the part is 5 MiB or more),
+ * else wherever reuse_take_extent finds room. The caller marks it pending.
+ * Returns 0, CIO_ENOSPC or a fatal CIO_* code. */
+int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* Forgets where the parts of upload `id` go (it was completed, aborted or expired). */
+void commit_mpu_place_drop(commit_t *c, const char *id);
 
 /* Step 3 of MPU_CREATE, MPU_PART and MPU_ABORT (by j->op). */
 int commit_mpu_finish(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
 /* Step 1 of MPU_COMPLETE: checks the listed parts against the stored ones
  * (a refusal is the job's result: CIO_ENOTFOUND, or CIO_EINVAL with
- * j->mpu_refusal), computes the multipart ETag, takes the object's extent
- * (marked pending) and lists in j->mpu_src what to copy. An object of no
- * bytes is finished at once (commit_mpu_complete). */
+ * j->mpu_refusal), computes the multipart ETag and lists in j->mpu_src the
+ * parts. When their extents lie back to back, in order, with no gap between
+ * their bytes, j->mpu_joined is their union (nothing to copy); else it takes
+ * the object's extent (j->ext, marked pending) to copy them into. An object
+ * of no bytes is finished at once (commit_mpu_complete). */
 int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
 /* Step 2 of MPU_COMPLETE, on an I/O thread: copies the parts into j->ext,
@@ -363,7 +391,9 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j) CIO_MUST_CHECK;
 
 /* Step 3 of MPU_COMPLETE: unless the upload changed since step 1 (then
  * CIO_ECHANGED), writes the object as a PUT does (mutate_put: one log
- * record) and removes the upload, freeing its parts' extents. */
+ * record) and removes the upload, freeing its parts' extents, except those
+ * of a joined Complete, which the object now owns (j->ext is then set to
+ * j->mpu_joined only on success, so no failure path frees them). */
 int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
 /* ---- commit_chase.c: the parts hashed as they are stored (storaged/mpu_chase.h) ---- */

@@ -1,11 +1,15 @@
-/* commit_mpu.c - the committer's side of multipart uploads: parts recorded, Complete's copy and commit, Abort, expiry.
+/* commit_mpu.c - the committer's side of multipart uploads: parts placed and recorded, Complete's join or copy and commit, Abort,
+ * expiry.
  *
  * A part is written like a PUT's body (its own extent, written and synced
  * before the commit that records it) but recorded in "mpu_part" only: it is
- * never logged and never replicates. Complete copies the parts into one new
- * extent, so that an object stays one extent (what readers, the replica's
- * fetch, full sync and GC rely on), then commits the object with mutate_put
- * (one PUT log record) and removes the upload in the same transaction.
+ * never logged and never replicates. Each part asks for the place after the
+ * one before it (commit_mpu_place_part), so that a Complete usually finds
+ * its parts back to back and makes their extents the object's (joined);
+ * otherwise it copies the parts into one new extent. Either way an object
+ * stays one extent (what readers, the replica's fetch, full sync and GC
+ * rely on), committed with mutate_put (one PUT log record) with the
+ * upload's removal in the same transaction.
  * The object's MD5 and block checksums mostly come from the chase
  * (commit_chase.c), which hashed the parts in order as they were stored:
  * a Complete whose listed parts begin with the chased run hashes only the
@@ -30,6 +34,9 @@
 #define EXPIRE_SLICE 64                   /* uploads looked at per round by the expiry */
 #define EXPIRE_INTERVAL_MS 60000          /* a pass at most this often, or each TTL/2 when that is shorter */
 #define EXPIRE_INTERVAL_MIN_MS 500
+#define PLACE_IDLE_MS (15LL * 60 * 1000) /* a place no part asked for this long is reused first */
+#define PLACE_HEADROOM_SHIFT 3           /* part 1 goes 1/8 into the largest free extent */
+#define PLACE_MIN_SLOTS 16               /* ... when that holds 16 parts: else the parts go where best fit puts them */
 
 /* The upload of job j, which must be of j's bucket and key: 0, or CIO_ENOTFOUND (NoSuchUpload). */
 static int load_upload(commit_t *c, MDB_txn *txn, const commit_job_t *j, mpu_upload_t *u)
@@ -57,6 +64,113 @@ static int remove_upload(commit_t *c, MDB_txn *txn, const char *id)
 {
     void *arg[2] = {c, txn};
     return mpu_del(c->meta, txn, id, quarantine_cb, arg, NULL, NULL);
+}
+
+typedef struct {
+    commit_t *c;
+    MDB_txn *txn;
+    alloc_extent_t kept; /* the joined object's extent: the parts inside it are the object's now */
+} joined_release_t;
+
+static int joined_release_cb(void *arg, alloc_extent_t ext)
+{
+    joined_release_t *r = arg;
+    if (ext.off >= r->kept.off && ext.off - r->kept.off < r->kept.len)
+        return 0;
+    return reuse_quarantine_add(r->c, r->txn, ext); /* a part the Complete did not list */
+}
+
+/* ---- where parts go ---- */
+
+static mpu_place_t *place_find(commit_t *c, const char *id)
+{
+    for (size_t i = 0; i < MPU_PLACE_MAX; i++)
+        if (c->mpu_place[i].id[0] != 0 && memcmp(c->mpu_place[i].id, id, MPU_ID_LEN) == 0)
+            return &c->mpu_place[i];
+    return NULL;
+}
+
+void commit_mpu_place_drop(commit_t *c, const char *id)
+{
+    mpu_place_t *p = place_find(c, id);
+    if (p != NULL)
+        p->id[0] = 0;
+}
+
+/* A place for j's upload, whose first part stored since the start is j (of
+ * extent length `len`): its base chosen in the largest free extent, with
+ * room for parts 1..j's number there. The entry reused is an unused or idle
+ * one, else the least recently asked for. NULL: no room (the part goes
+ * elsewhere, the upload is copied at Complete). */
+static mpu_place_t *place_new(commit_t *c, MDB_txn *txn, const commit_job_t *j, uint64_t len, int64_t now, int *ret)
+{
+    alloc_extent_t e;
+    mpu_place_t *p = &c->mpu_place[0];
+    uint64_t headroom;
+
+    if ((*ret = alloc_largest(&c->meta->alloc, txn, &e)) != 0)
+        return NULL;
+    /* leave the front of the extent to the best fit of other writers, which take the low end of the smallest
+     * extent that fits: after part 1 that is the space before it, not the space after the upload's last part */
+    headroom = (e.len >> PLACE_HEADROOM_SHIFT) / ALLOC_BLOCK * ALLOC_BLOCK;
+    /* a store with little room: placing parts apart from the rest would split the free space a later part or
+     * Complete needs whole */
+    if (j->size < MPU_PART_SIZE_MIN || e.len / PLACE_MIN_SLOTS < len || (uint64_t)j->part_number * len > e.len - headroom)
+        return NULL;
+    for (size_t i = 0; i < MPU_PLACE_MAX; i++) {
+        mpu_place_t *q = &c->mpu_place[i];
+        if (q->id[0] == 0 || now - q->touched_ms > PLACE_IDLE_MS) {
+            p = q;
+            break;
+        }
+        if (q->touched_ms < p->touched_ms)
+            p = q;
+    }
+    memcpy(p->id, j->upload_id, MPU_ID_LEN);
+    p->base = e.off + headroom;
+    p->slot = len;
+    return p;
+}
+
+int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    uint64_t len = alloc_round(j->size);
+    int64_t now = clock_mono_ms();
+    mpu_place_t *p = place_find(c, j->upload_id);
+    int ret = 0;
+
+    if (p == NULL && (p = place_new(c, txn, j, len, now, &ret)) == NULL && ret != 0)
+        return ret;
+    if (p != NULL && len <= p->slot) {
+        uint64_t off = p->base + (uint64_t)(j->part_number - 1) * p->slot; /* under 2^46 past base: no overflow */
+        p->touched_ms = now;
+        ret = alloc_take(&c->meta->alloc, txn, off, len);
+        if (ret == 0) {
+            j->ext = (alloc_extent_t){off, len};
+            return 0;
+        }
+        /* its place taken (by another writer, or this part stored before): anywhere else will do */
+        if (ret != CIO_ENOSPC && ret != CIO_EINVAL)
+            return ret;
+    }
+    return reuse_take_extent(c, txn, j->size, &j->ext);
+}
+
+/* Whether the listed parts' extents lie back to back, in order, with their
+ * bytes contiguous: every part but the last fills its extent exactly. Then
+ * *out is their union, which is alloc_round(total) long. */
+static int parts_joinable(const commit_job_t *j, alloc_extent_t *out)
+{
+    uint64_t end = j->mpu_src[0].ext.off;
+    for (size_t i = 0; i < j->mpu_nwant; i++) {
+        const commit_mpu_src_t *s = &j->mpu_src[i];
+        if (s->size == 0 || s->ext.off != end || s->ext.len != alloc_round(s->size) ||
+            (i + 1 < j->mpu_nwant && s->size != s->ext.len))
+            return 0;
+        end += s->ext.len;
+    }
+    *out = (alloc_extent_t){j->mpu_src[0].ext.off, end - j->mpu_src[0].ext.off};
+    return 1;
 }
 
 int commit_mpu_finish(commit_t *c, MDB_txn *txn, commit_job_t *j)
@@ -119,6 +233,7 @@ int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j)
     int ret;
 
     j->ext = (alloc_extent_t){0, 0};
+    j->mpu_joined = (alloc_extent_t){0, 0};
     j->mpu_refusal = COMMIT_MPU_OK;
     if ((ret = load_upload(c, txn, j, &u)) != 0)
         return ret;
@@ -172,6 +287,12 @@ int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if (total == 0) {
         EVP_Digest("", 0, j->etag, NULL, EVP_md5(), NULL);
         return commit_mpu_complete(c, txn, j);
+    }
+    /* the parts' extents, named by their records until step 3, kept from reuse while they are hashed by the reader
+     * token like a copy's sources */
+    if (parts_joinable(j, &j->mpu_joined)) {
+        j->mpu_reader = commit_reader_enter(c);
+        return 0;
     }
     /* CIO_ENOSPC (no contiguous extent that large) is the job's: 507, and the upload stays */
     if ((ret = reuse_take_extent(c, txn, total, &j->ext)) != 0)
@@ -314,7 +435,7 @@ static int complete_copy(commit_t *c, commit_job_t *j)
         threaded = pthread_create(&hasher, NULL, hash_pass_main, &pass) == 0;
     if (!threaded)
         hash_pass_main(&pass); /* little to hash (or no thread): before the copy, on this one */
-    for (size_t i = 0; i < j->mpu_nwant && ret == 0 && (threaded || pass.ret == 0); i++) {
+    for (size_t i = 0; j->mpu_joined.len == 0 && i < j->mpu_nwant && ret == 0 && (threaded || pass.ret == 0); i++) {
         uint64_t src = j->mpu_src[i].ext.off, left = j->mpu_src[i].size;
         if (left == 0)
             continue;
@@ -416,6 +537,28 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
     return ret;
 }
 
+/* Step 3 of a joined Complete: the parts' extents pass to the object in one
+ * transaction. mutate_put takes the object's extent out of "pending", so it
+ * goes in first; j->ext is the union only once all of it succeeded, so that
+ * no failure path frees extents the part records still name. */
+static int complete_joined(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    joined_release_t r = {.c = c, .txn = txn, .kept = j->mpu_joined};
+    int ret;
+
+    j->ext = j->mpu_joined;
+    if ((ret = meta_pending_add(c->meta, txn, j->ext)) == 0 && (ret = mutate_put(c, txn, j)) != 0 && !commit_fatal(ret))
+        ret = meta_pending_del(c->meta, txn, j->ext) == 0 ? ret : CIO_EDB; /* a refusal commits nothing of it */
+    if (ret == 0)
+        ret = mpu_del(c->meta, txn, j->upload_id, joined_release_cb, &r, NULL, NULL);
+    if (ret != 0) {
+        j->ext = (alloc_extent_t){0, 0};
+        return ret;
+    }
+    __atomic_fetch_add(&c->mpu_joined, j->size, __ATOMIC_RELAXED);
+    return 0;
+}
+
 int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     mpu_upload_t u;
@@ -432,6 +575,8 @@ int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j)
             CRYPTO_memcmp(p.md5, j->mpu_want[i].md5, 16) != 0)
             return CIO_ECHANGED;
     }
+    if (j->mpu_joined.len > 0)
+        return complete_joined(c, txn, j);
     if ((ret = mutate_put(c, txn, j)) != 0)
         return ret;
     return remove_upload(c, txn, j->upload_id);
@@ -505,6 +650,7 @@ int commit_mpu_expire_slice(commit_t *c, MDB_txn *txn, uint64_t *collected)
             free(s);
             return ret;
         }
+        commit_mpu_place_drop(c, s->ids[i]);
         memcpy(id, s->ids[i], MPU_ID_LEN);
         id[MPU_ID_LEN] = '\0';
         char np[24], nb[24];

@@ -251,7 +251,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
     http_thread_t *t = http_req_thread(req);
     uint64_t capacity = 0, free_bytes = 0, extents = 0, largest = 0, objects = 0, bytes = 0, head = 0, records = 0;
     uint64_t applied = 0, skipped = 0, failed = 0, permanent = 0, tombstones = 0, skew = 0, conflicts = 0, kept = 0;
-    uint64_t commits, jobs, mpu_chased, mpu_hashed, uploads = 0, expired = 0, summed = 0;
+    uint64_t commits, jobs, mpu_chased, mpu_hashed, mpu_joined, uploads = 0, expired = 0, summed = 0;
     integrity_stats_t is;
     MDB_txn *txn;
     buf_t b;
@@ -277,7 +277,7 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
     }
     http_req_rtxn_end(t);
     commit_stats(srv->commit, &commits, &jobs);
-    commit_mpu_stats(srv->commit, &mpu_chased, &mpu_hashed);
+    commit_mpu_stats(srv->commit, &mpu_chased, &mpu_hashed, &mpu_joined);
 
     buf_init(&b, HTTP_REQ_REPLY_MAX);
     http_req_metrics(&b);
@@ -342,8 +342,12 @@ int handler_admin_metrics(http_server_t *srv, h2o_req_t *req)
                "block checksums were computed: as the parts were stored (chased) or by the Complete (hashed).\n"
                "# TYPE comio_s3_multipart_complete_bytes_total counter\n"
                "comio_s3_multipart_complete_bytes_total{hash=\"chased\"} %" PRIu64 "\n"
-               "comio_s3_multipart_complete_bytes_total{hash=\"hashed\"} %" PRIu64 "\n",
-               uploads, expired, mpu_chased, mpu_hashed);
+               "comio_s3_multipart_complete_bytes_total{hash=\"hashed\"} %" PRIu64 "\n"
+               "# HELP comio_s3_multipart_joined_bytes_total Bytes of completed multipart objects whose parts lay back to "
+               "back and became the object's extent, not copied.\n"
+               "# TYPE comio_s3_multipart_joined_bytes_total counter\n"
+               "comio_s3_multipart_joined_bytes_total %" PRIu64 "\n",
+               uploads, expired, mpu_chased, mpu_hashed, mpu_joined);
     integrity_stats(&is);
     buf_printf(&b,
                "# HELP comio_checksum_blocks_verified_total Blocks of object data read and verified against their checksums.\n"

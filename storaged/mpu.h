@@ -12,7 +12,9 @@
  * completed object replicates. Invariant: every extent a part record
  * names is allocated (neither free nor pending) and named by no other
  * record; removing a part record frees its extent (quarantined, like an
- * overwritten object's).
+ * overwritten object's), except in a joined Complete's commit, which hands
+ * the extent to the object record written in the same transaction
+ * (storaged/commit_mpu.c).
  * Every function taking a txn leaves commit/abort to the caller; LMDB
  * errors are logged and returned as CIO_EDB or CIO_EMAPFULL (meta_err). */
 #ifndef COMIO_MPU_H

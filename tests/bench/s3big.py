@@ -123,8 +123,9 @@ def native_put(url, path, size, key, timeout):
 
 
 def complete_split(url, timeout):
-    """storaged's comio_s3_multipart_complete_bytes_total: (bytes hashed as the parts were stored, bytes the Completes
-    hashed themselves); (0, 0) when /metrics does not have it."""
+    """storaged's comio_s3_multipart_complete_bytes_total and comio_s3_multipart_joined_bytes_total: (bytes hashed as
+    the parts were stored, bytes the Completes hashed themselves, bytes whose parts were joined, not copied); 0 for
+    what /metrics does not have."""
     host, port = split_url(url)
     c = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
@@ -137,7 +138,9 @@ def complete_split(url, timeout):
         if line.startswith("comio_s3_multipart_complete_bytes_total{"):
             labels, value = line.rsplit(" ", 1)
             got["chased" if 'hash="chased"' in labels else "hashed"] = int(float(value))
-    return got.get("chased", 0), got.get("hashed", 0)
+        elif line.startswith("comio_s3_multipart_joined_bytes_total "):
+            got["joined"] = int(float(line.rsplit(" ", 1)[1]))
+    return got.get("chased", 0), got.get("hashed", 0), got.get("joined", 0)
 
 
 def head(url, key, timeout):
@@ -254,6 +257,7 @@ def main():
             split1 = complete_split(args.url, args.timeout)
             mp["complete_chased_bytes"] = split1[0] - split0[0]  # hashed as the parts were stored
             mp["complete_hashed_bytes"] = split1[1] - split0[1]  # hashed by the Complete itself
+            mp["complete_joined_bytes"] = split1[2] - split0[2]  # the parts' extents joined: no copy
             h = client.head_object(Bucket=args.bucket, Key=mkey)
             want = "-%d" % nparts
             if h["ContentLength"] != args.size or not h["ETag"].strip('"').endswith(want) or mp["parts"] != nparts:
@@ -266,10 +270,12 @@ def main():
             out["rounds"].append({"native": native, "multipart": multi, "ratio": ratio})
             print("   s3big round %d: native PUT %.1f MiB/s (%.1f s: body sent %.1f s, then %.1f s to the 200; "
                   "storaged CPU %.0f%%), multipart %.1f MiB/s (%.1f s: parts done at %.1f s, Complete %.1f s; "
-                  "storaged CPU %.0f%%, boto3 CPU %.1f s; the Complete hashed %.0f MiB itself); ratio %.2fx" %
+                  "storaged CPU %.0f%%, boto3 CPU %.1f s; the Complete hashed %.0f MiB itself, %s); ratio %.2fx" %
                   (r, native["mib_s"], native["seconds"], t_sent, t_done - t_sent, native["storaged_cpu_pct"],
                    multi["mib_s"], multi["seconds"], mp["parts_s"], mp["complete_s"], multi["storaged_cpu_pct"],
-                   multi["client_cpu_s"], mp["complete_hashed_bytes"] / MIB, ratio), flush=True)
+                   multi["client_cpu_s"], mp["complete_hashed_bytes"] / MIB,
+                   "joined the parts" if mp["complete_joined_bytes"] == args.size else "copied the parts", ratio),
+                  flush=True)
     except Exception as e:  # noqa: BLE001 - any failure is the run's failure, said in one line
         print("s3big: FAILED: %s: %s" % (type(e).__name__, e), flush=True)
         write_json(args.out, out)

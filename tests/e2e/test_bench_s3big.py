@@ -21,7 +21,10 @@ MIB = 1 << 20
 
 @pytest.fixture
 def srv(make_server):
-    return make_server(config="s3:\n  credentials:\n    - access_key: %s\n      secret_key: %s\n" % (AK, SECRET))
+    # 256 MB: room for 16 parts' places, so that the parts are placed back to back and the Complete joins them (24 MiB:
+    # three parts of 8 MiB; a shorter last part sent with the others may be stored first, before any place is set)
+    return make_server(config="s3:\n  credentials:\n    - access_key: %s\n      secret_key: %s\n" % (AK, SECRET),
+                       size="256MB")
 
 
 def run_s3big(srv, tmp_path, secret):
@@ -30,7 +33,7 @@ def run_s3big(srv, tmp_path, secret):
     out = tmp_path / "s3big.json"
     p = subprocess.run([sys.executable, S3BIG, "--url", "http://%s:%d" % (srv.host, srv.port), "--pid", str(srv.proc.pid),
                         "--access-key", AK, "--secret-file", str(sf), "--work", str(tmp_path / "work"), "--size",
-                        str(20 * MIB), "--out", str(out)], capture_output=True, text=True, timeout=120)
+                        str(24 * MIB), "--out", str(out)], capture_output=True, text=True, timeout=120)
     return p, out
 
 
@@ -43,7 +46,9 @@ def test_both_uploads_measured_and_checked(srv, tmp_path):
     assert r["multipart"]["parts"] == 3 and r["multipart"]["etag"].endswith("-3")
     assert r["multipart"]["complete_s"] > 0 and r["multipart"]["parts_s"] > 0
     # every byte of the object hashed once: as the parts were stored, or by the Complete
-    assert r["multipart"]["complete_chased_bytes"] + r["multipart"]["complete_hashed_bytes"] == 20 * MIB
+    assert r["multipart"]["complete_chased_bytes"] + r["multipart"]["complete_hashed_bytes"] == 24 * MIB
+    assert r["multipart"]["complete_joined_bytes"] == 24 * MIB
+    assert "joined the parts" in p.stdout
     for api in ("native", "multipart"):
         assert r[api]["mib_s"] > 0 and r[api]["storaged_cpu_s"] > 0
     assert abs(r["ratio"] - r["multipart"]["mib_s"] / r["native"]["mib_s"]) < 1e-9

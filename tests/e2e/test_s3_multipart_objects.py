@@ -192,8 +192,9 @@ def test_replicates_byte_for_byte(sites):
 
 def test_power_cut_after_complete_keeps_the_object(tmp_path):
     """The store on forgetfs (tests/powerloss: it forgets every write not synced): a Complete acknowledged, then
-    storaged SIGKILLed and the power cut. The object copied by the kernel (copy_file_range, or the buffer where the
-    file system cannot) was synced before the commit that made it visible: it reads whole after the restart."""
+    storaged SIGKILLed and the power cut. The object, its parts' extents joined (no copy), was synced part by part
+    before each part's commit: it reads whole after the restart. An upload in progress at the cut keeps its parts,
+    and its Abort frees them all."""
     from harness import forgetfs
     why = forgetfs.skip_reason()
     if why is not None:
@@ -205,7 +206,13 @@ def test_power_cut_after_complete_keeps_the_object(tmp_path):
             srv.start()
             s3 = s3_client(srv)
             s3.create_bucket(Bucket="mpu-test")
+            before = free_bytes(srv)
             data = complete(s3, "k", [os.urandom(8 * MIB), os.urandom(8 * MIB), os.urandom(4097)])
+            # stored one after the other on a new store, the parts lay back to back: the object is their extents
+            assert srv.client().metrics().value("comio_s3_multipart_joined_bytes_total") == len(data)
+            # and an upload in progress, its parts synced before their 200s
+            pending = [os.urandom(8 * MIB), os.urandom(3 * MIB)]
+            uid, _ = upload_parts(s3, "pending", pending)
             srv.kill9()
             fs.cut()
             fs.start()
@@ -214,6 +221,13 @@ def test_power_cut_after_complete_keeps_the_object(tmp_path):
             assert r.status == 200 and r.body == data
             (obj,) = [o for page in deep_pages(srv.client(), "mpu-test") for o in page["objects"]]
             assert obj.get("verified") == "blocks" and "damaged" not in obj, obj
+            # the upload survived whole; its Abort and the object's delete give back every byte
+            s3 = s3_client(srv)
+            assert [p["Size"] for p in s3.list_parts(Bucket="mpu-test", Key="pending", UploadId=uid)["Parts"]] == \
+                [len(p) for p in pending]
+            s3.abort_multipart_upload(Bucket="mpu-test", Key="pending", UploadId=uid)
+            s3.delete_object(Bucket="mpu-test", Key="k")
+            wait_until(lambda: free_bytes(srv) == before, 10, what="the store's free space back to before the uploads")
         finally:
             if srv.alive():
                 srv.stop()

@@ -188,6 +188,9 @@ static void test_unformatted(void)
     CHECK_EQ_INT(env_fresh(MAP_SIZE), 0);
     txn = txn_write();
     CHECK_EQ_STR(map_str(txn), "[] cap=0 free=0 n=0 max=0");
+    e.off = e.len = 1;
+    CHECK_EQ_INT(alloc_largest(&al, txn, &e), 0);
+    CHECK(e.off == 0 && e.len == 0);
     CHECK_EQ_INT(alloc_alloc(&al, txn, 1, &e), CIO_ENOSPC);
     CHECK_EQ_INT(alloc_free(&al, txn, ext(0, 1)), CIO_EINVAL);
     CHECK_EQ_INT(alloc_set_capacity(&al, txn, 0), 0);
@@ -348,6 +351,52 @@ static void test_invalid_free(void)
     /* EINVAL wrote nothing: the transaction is still good to commit. */
     CHECK_EQ_INT(mdb_txn_commit(txn), 0);
     CHECK_EQ_STR(committed_str(), expect);
+}
+
+static void test_take(void)
+{
+    const alloc_extent_t frees[] = {ext(2, 6), ext(10, 2), ext(14, 2)};
+    MDB_txn *txn = setup_map(16, frees, 3);
+    const char *start = "[2+6 10+2 14+2] cap=16 free=10 n=3 max=6";
+    alloc_extent_t e;
+
+    if (txn == NULL)
+        return;
+    CHECK_EQ_STR(map_str(txn), start);
+    /* Refused, the map unchanged: in use, straddling, overhanging, beyond the capacity, unaligned, empty. */
+    CHECK_EQ_INT(alloc_take(&al, txn, 0, BLK), CIO_ENOSPC);
+    CHECK_EQ_INT(alloc_take(&al, txn, 1 * BLK, 2 * BLK), CIO_ENOSPC);
+    CHECK_EQ_INT(alloc_take(&al, txn, 7 * BLK, 4 * BLK), CIO_ENOSPC);
+    CHECK_EQ_INT(alloc_take(&al, txn, 6 * BLK, 3 * BLK), CIO_ENOSPC);
+    CHECK_EQ_INT(alloc_take(&al, txn, 8 * BLK, BLK), CIO_ENOSPC);
+    CHECK_EQ_INT(alloc_take(&al, txn, 15 * BLK, 2 * BLK), CIO_ENOSPC);
+    CHECK_EQ_INT(alloc_take(&al, txn, 16 * BLK, BLK), CIO_ENOSPC);
+    CHECK_EQ_INT(alloc_take(&al, txn, 2 * BLK + 1, BLK), CIO_EINVAL);
+    CHECK_EQ_INT(alloc_take(&al, txn, 2 * BLK, BLK + 1), CIO_EINVAL);
+    CHECK_EQ_INT(alloc_take(&al, txn, 2 * BLK, 0), CIO_EINVAL);
+    CHECK_EQ_INT(alloc_take(&al, txn, UINT64_MAX - BLK + 1, 2 * BLK), CIO_EINVAL);
+    CHECK_EQ_STR(map_str(txn), start);
+
+    /* The middle of an extent: split in two. */
+    CHECK_EQ_INT(alloc_take(&al, txn, 4 * BLK, BLK), 0);
+    CHECK_EQ_STR(map_str(txn), "[2+2 5+3 10+2 14+2] cap=16 free=9 n=4 max=3");
+    /* Its head, its tail, then a whole extent. */
+    CHECK_EQ_INT(alloc_take(&al, txn, 5 * BLK, BLK), 0);
+    CHECK_EQ_STR(map_str(txn), "[2+2 6+2 10+2 14+2] cap=16 free=8 n=4 max=2");
+    CHECK_EQ_INT(alloc_take(&al, txn, 3 * BLK, BLK), 0);
+    CHECK_EQ_STR(map_str(txn), "[2+1 6+2 10+2 14+2] cap=16 free=7 n=4 max=2");
+    CHECK_EQ_INT(alloc_take(&al, txn, 14 * BLK, 2 * BLK), 0);
+    CHECK_EQ_STR(map_str(txn), "[2+1 6+2 10+2] cap=16 free=5 n=3 max=2");
+    CHECK_EQ_INT(alloc_take(&al, txn, 14 * BLK, BLK), CIO_ENOSPC); /* taken twice */
+    /* What was taken frees back into one extent again. */
+    CHECK_EQ_INT(alloc_free(&al, txn, ext(3, 3)), 0);
+    CHECK_EQ_INT(alloc_free(&al, txn, ext(14, 2)), 0);
+    CHECK_EQ_STR(map_str(txn), start);
+    CHECK_EQ_INT(alloc_take(&al, txn, 10 * BLK, 2 * BLK), 0);
+    CHECK_EQ_INT(alloc_largest(&al, txn, &e), 0);
+    CHECK(e.off == 2 * BLK && e.len == 6 * BLK);
+    CHECK_EQ_INT(mdb_txn_commit(txn), 0);
+    CHECK_EQ_STR(committed_str(), "[2+6 14+2] cap=16 free=8 n=2 max=6");
 }
 
 static void test_capacity(void)
@@ -620,7 +669,7 @@ static model_t model, model_saved;
 
 /* What the run exercised, printed at the end. */
 static struct {
-    int allocs, enospc, frees, double_frees, bad_frees, grows, shrinks, refused_shrinks;
+    int allocs, takes, enospc, frees, double_frees, bad_frees, grows, shrinks, refused_shrinks;
 } tally;
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
 
@@ -768,7 +817,7 @@ static int random_op(MDB_txn *txn, int step)
     alloc_extent_t e, want = {0, 0};
     int rc;
 
-    if (dice < 48) {
+    if (dice < 40) {
         /* Alloc: mostly 0..64 blocks (any byte count), sometimes large. */
         uint64_t bytes = rng_below(8) == 0 ? BLK * (65 + rng_below(1000)) : rng_below(64 * BLK + 1);
         uint64_t blocks = alloc_round(bytes) / BLK;
@@ -788,6 +837,22 @@ static int random_op(MDB_txn *txn, int step)
             model_mark(e, 1);
             model.live[model.nlive++] = e;
             tally.allocs++;
+        }
+    } else if (dice < 48) {
+        /* Take a chosen range: granted exactly when every block of it is free. */
+        uint64_t off = rng_below(model.cap + 4) * BLK, len = (1 + rng_below(16)) * BLK;
+        int free_run = off + len <= model.cap * BLK;
+
+        for (uint64_t b = off / BLK; free_run && b < (off + len) / BLK; b++)
+            free_run = !model.used[b];
+        rc = alloc_take(&al, txn, off, len);
+        if (rc != (free_run ? 0 : CIO_ENOSPC))
+            goto mismatch;
+        if (free_run) {
+            e = (alloc_extent_t){off, len};
+            model_mark(e, 1);
+            model.live[model.nlive++] = e;
+            tally.takes++;
         }
     } else if (dice < 90) {
         /* Free a random live extent; sometimes free it twice. */
@@ -914,11 +979,12 @@ static void test_random(void)
     }
     if (model_verify_committed("end", step) != 0)
         return;
-    fprintf(stderr,
-            "     random: %d steps in %d transactions (%d aborted, %d reopens): %d allocs, %d ENOSPC, %d frees, %d double "
-            "frees, %d bad frees, %d grows, %d shrinks, %d refused shrinks, %zu live at the end\n",
-            step, batches, aborted, reopens, tally.allocs, tally.enospc, tally.frees, tally.double_frees, tally.bad_frees,
-            tally.grows, tally.shrinks, tally.refused_shrinks, model.nlive);
+    fprintf(
+        stderr,
+        "     random: %d steps in %d transactions (%d aborted, %d reopens): %d allocs, %d takes, %d ENOSPC, %d frees, %d double "
+        "frees, %d bad frees, %d grows, %d shrinks, %d refused shrinks, %zu live at the end\n",
+        step, batches, aborted, reopens, tally.allocs, tally.takes, tally.enospc, tally.frees, tally.double_frees, tally.bad_frees,
+        tally.grows, tally.shrinks, tally.refused_shrinks, model.nlive);
 }
 
 int main(void)
@@ -937,6 +1003,7 @@ int main(void)
     RUN(test_coalesce);
     RUN(test_enospc_fragmented);
     RUN(test_invalid_free);
+    RUN(test_take);
     RUN(test_capacity);
     RUN(test_capacity_huge);
     RUN(test_abort);
