@@ -333,10 +333,17 @@ static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o)
         return 1;
     if (ret != 0)
         return ret;
+    /* the loser's record, not the winner's: a conflict record keeps no block checksums, so an inline CRC
+     * left from the winner's record would fail the loser's bytes as damaged */
     o->version = k.loser.hlc;
+    o->origin_len = k.loser.origin_len;
+    memcpy(o->origin, k.loser.origin, k.loser.origin_len + 1);
     o->off = k.off;
     o->alen = k.alen;
     o->size = k.size;
+    memcpy(o->etag, k.etag, sizeof(o->etag));
+    o->crc_inline = 0;
+    o->crc32c = 0;
     return 0;
 }
 
