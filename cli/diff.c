@@ -687,16 +687,12 @@ static int list_buckets(site_t *s, int is_source, bucket_t **list, size_t *n, si
         return CIO_EPROTO;
     }
     for (b = json_first(&s->doc, arr); b != NULL; b = json_next(&s->doc, arr, b)) {
-        if (*n == *cap) {
-            size_t ncap = *cap ? *cap * 2 : 16;
-            bucket_t *nl = realloc(*list, ncap * sizeof(*nl));
-            if (nl == NULL) {
-                snprintf(err, errlen, "out of memory");
-                return CIO_ENOMEM;
-            }
-            *list = nl;
-            *cap = ncap;
+        bucket_t *nl = buf_grow_array(*list, cap, *n, sizeof(*nl), 16);
+        if (nl == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return CIO_ENOMEM;
         }
+        *list = nl;
         bucket_t *e = &(*list)[*n];
         memset(e, 0, sizeof(*e));
         size_t len;

@@ -20,6 +20,19 @@ void buf_free(buf_t *b)
     buf_init(b, b->max);
 }
 
+void *buf_grow_array(void *v, size_t *cap, size_t n, size_t elem, size_t first)
+{
+    if (n < *cap)
+        return v;
+    size_t ncap = *cap ? *cap * 2 : first;
+    if (ncap <= *cap || elem == 0 || ncap > SIZE_MAX / elem)
+        return NULL;
+    void *nv = realloc(v, ncap * elem);
+    if (nv != NULL)
+        *cap = ncap;
+    return nv;
+}
+
 static int reserve(buf_t *b, size_t extra)
 {
     if (b->err != 0)

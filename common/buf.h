@@ -19,6 +19,13 @@ void buf_init(buf_t *b, size_t max);
 /* Frees the data; the buffer may be initialised again. */
 void buf_free(buf_t *b);
 
+/* Room for one more element in a malloc'd array `v` of `n` elements of
+ * `elem` bytes with room for *cap: v itself when n < *cap, else v grown
+ * (realloc) to twice *cap, or to `first` elements when *cap is 0, with *cap
+ * updated. NULL when out of memory (or the size overflows): v is then
+ * unchanged and still the caller's, and so is *cap. */
+void *buf_grow_array(void *v, size_t *cap, size_t n, size_t elem, size_t first);
+
 /* Append bytes / a string / printf output. Each returns 0 or the sticky error
  * (CIO_ENOMEM or CIO_ETOOBIG); after an error further appends do nothing. */
 int buf_append(buf_t *b, const void *p, size_t n);

@@ -13,6 +13,7 @@
 #include "common/hlc.h"
 #include "common/log.h"
 #include "common/meta.h"
+#include "common/buf.h"
 #include "common/replog.h"
 #include "common/vctx.h"
 
@@ -1286,14 +1287,10 @@ typedef struct {
 
 static int entries_push(entries_t *e, meta_entry_t **out)
 {
-    if (e->n == e->cap) {
-        size_t ncap = e->cap ? e->cap * 2 : 64;
-        meta_entry_t *n = realloc(e->v, ncap * sizeof(*n));
-        if (n == NULL)
-            return CIO_ENOMEM;
-        e->v = n;
-        e->cap = ncap;
-    }
+    meta_entry_t *n = buf_grow_array(e->v, &e->cap, e->n, sizeof(*n), 64);
+    if (n == NULL)
+        return CIO_ENOMEM;
+    e->v = n;
     *out = &e->v[e->n++];
     return 0;
 }

@@ -167,14 +167,10 @@ typedef struct {
 
 static int vec_push(evvec_t *v, ev_t *e)
 {
-    if (v->len == v->cap) {
-        size_t ncap = v->cap ? v->cap * 2 : 64;
-        ev_t **n = realloc(v->v, ncap * sizeof(*n));
-        if (n == NULL)
-            return CIO_ENOMEM;
-        v->v = n;
-        v->cap = ncap;
-    }
+    ev_t **n = buf_grow_array(v->v, &v->cap, v->len, sizeof(*n), 64);
+    if (n == NULL)
+        return CIO_ENOMEM;
+    v->v = n;
     v->v[v->len++] = e;
     return 0;
 }

@@ -143,14 +143,10 @@ static sync_report_bucket_t *report_bucket(sync_t *s, const char *b)
     sync_report_t *r = &s->report;
     if (r->nb > 0 && strcmp(r->b[r->nb - 1].name, b) == 0)
         return &r->b[r->nb - 1];
-    if (r->nb == r->cap) {
-        size_t ncap = r->cap ? r->cap * 2 : 16;
-        sync_report_bucket_t *n = realloc(r->b, ncap * sizeof(*n));
-        if (n == NULL)
-            return NULL;
-        r->b = n;
-        r->cap = ncap;
-    }
+    sync_report_bucket_t *n = buf_grow_array(r->b, &r->cap, r->nb, sizeof(*n), 16);
+    if (n == NULL)
+        return NULL;
+    r->b = n;
     memset(&r->b[r->nb], 0, sizeof(r->b[0]));
     snprintf(r->b[r->nb].name, sizeof(r->b[0].name), "%s", b);
     return &r->b[r->nb++];
@@ -1137,16 +1133,12 @@ static int source_buckets(sync_t *s, const char *from, const char *only, char **
             continue;
         if (*only != '\0' && (k.mv_size != strlen(only) || memcmp(k.mv_data, only, k.mv_size) != 0))
             continue;
-        if (*n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            char **nn = realloc(*names, ncap * sizeof(*nn));
-            if (nn == NULL) {
-                ret = CIO_ENOMEM;
-                break;
-            }
-            *names = nn;
-            cap = ncap;
+        char **nn = buf_grow_array(*names, &cap, *n, sizeof(*nn), 16);
+        if (nn == NULL) {
+            ret = CIO_ENOMEM;
+            break;
         }
+        *names = nn;
         if ((name = strndup(k.mv_data, k.mv_size)) == NULL) {
             ret = CIO_ENOMEM;
             break;

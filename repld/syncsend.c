@@ -72,14 +72,10 @@ int syncsend_batch_add(syncsend_batch_t *b, const char *site, size_t reserve, co
                        const void *data, size_t data_len, const char *url, uint64_t seq, uint64_t bytes)
 {
     int ret;
-    if (b->nev == b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 64;
-        syncsend_ev_t *n = realloc(b->ev, ncap * sizeof(*n));
-        if (n == NULL)
-            return CIO_ENOMEM;
-        b->ev = n;
-        b->cap = ncap;
-    }
+    syncsend_ev_t *n = buf_grow_array(b->ev, &b->cap, b->nev, sizeof(*n), 64);
+    if (n == NULL)
+        return CIO_ENOMEM;
+    b->ev = n;
     if (rec != NULL) {
         if (!b->enc_init) {
             if ((ret = batch_enc_init(&b->enc, site, strlen(site))) != 0)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "storaged/commit_int.h"
+#include "common/buf.h"
 
 #define CHUNK_MAX (16u << 20) /* reserved for small PUTs at a time (carve.h) */
 #define CHUNK_SHARE 16        /* ... and at most this share of the free space, */
@@ -81,14 +82,10 @@ uint64_t reuse_oldest_reader(commit_t *c)
  * it; `reserved`: e is a piece of a chunk, still in the reserved total. */
 int reuse_quarantine_track(commit_t *c, alloc_extent_t e, uint64_t tag, int reserved)
 {
-    if (c->nq == c->capq) {
-        size_t ncap = c->capq ? c->capq * 2 : 256;
-        quarantined_t *n = realloc(c->q, ncap * sizeof(*n));
-        if (n == NULL)
-            return CIO_ENOMEM;
-        c->q = n;
-        c->capq = ncap;
-    }
+    quarantined_t *n = buf_grow_array(c->q, &c->capq, c->nq, sizeof(*n), 256);
+    if (n == NULL)
+        return CIO_ENOMEM;
+    c->q = n;
     c->q[c->nq].ext = e;
     c->q[c->nq].tag = tag;
     c->q[c->nq].reserved = reserved;

@@ -165,8 +165,32 @@ static void test_url(void)
     buf_free(&b);
 }
 
+/* buf_grow_array: room when there is, doubling from `first`, the contents kept, and an overflow refused with
+ * the array and its capacity untouched. */
+static void test_grow_array(void)
+{
+    size_t cap = 0, n;
+    int *v = NULL;
+    for (n = 0; n < 100; n++) {
+        int *nv = buf_grow_array(v, &cap, n, sizeof(*v), 4);
+        CHECK(nv != NULL);
+        v = nv;
+        CHECK(cap > n);
+        v[n] = (int)n;
+    }
+    CHECK_EQ_INT((int)cap, 128);
+    for (n = 0; n < 100; n++)
+        CHECK_EQ_INT(v[n], (int)n);
+    CHECK(buf_grow_array(v, &cap, 99, sizeof(*v), 4) == v); /* room left: the same array */
+    size_t big = SIZE_MAX / 2 + 1;
+    CHECK(buf_grow_array(v, &big, big, sizeof(*v), 4) == NULL);
+    CHECK(big == SIZE_MAX / 2 + 1);
+    free(v);
+}
+
 int main(void)
 {
+    RUN(test_grow_array);
     RUN(test_every_byte);
     RUN(test_sequences);
     RUN(test_random);
