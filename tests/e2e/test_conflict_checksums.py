@@ -1,6 +1,6 @@
 """test_conflict_checksums.py - a conflict's kept loser keeps its block checksums in its conflict record
 (docs/storage.md, "Conflict records"), and its bytes are verified wherever they are read: a GET by version,
-the fetch endpoint a peer pulls a large loser from, repld's inline read of a small one. Damaged bytes of
+the fetch endpoint a peer pulls a large loser from, repld's inline read of a small one, and the scrub. Damaged bytes of
 a loser are never served nor shipped (losers are not repaired from a peer: docs/operations.md).
 
 Two real sites, A <-> B. B writes four keys, then A's later writes of them reach B first and win there: B's
@@ -71,6 +71,17 @@ def test_damaged_loser_is_never_served_nor_shipped(topology):
     # the winners are untouched, and no repair of a loser is attempted
     for k in data:
         assert bc.get(BUCKET, k).body == b"later, from A"
+    assert metric(b, "comio_repair_attempted_total") == 0
+
+    # the scrub reads the kept losers after the objects, and finds the same two, without a repair
+    scrub_last = lambda: b.client().raw("GET", "/admin/scrub").json()["last"]  # noqa: E731
+    wait_until(lambda: scrub_last() is not None, 30, what="B's first scrub pass")
+    before_pass, before = scrub_last()["pass"], metric(b, "comio_checksum_mismatches_total", path="scrub")
+    wait_until(lambda: bc.raw("POST", "/admin/scrub").status == 202, 30, what="a scrub pass asked for")
+    wait_until(lambda: scrub_last()["pass"] > before_pass, 60, what="the scrub pass asked for")
+    assert scrub_last()["damaged"] == 2, scrub_last()
+    # (their log lines were written by the GETs above: a damage is logged once in ten minutes, counted each time)
+    assert metric(b, "comio_checksum_mismatches_total", path="scrub") - before == 2
     assert metric(b, "comio_repair_attempted_total") == 0
 
     # B ships its losers: the good ones reach A, which keeps them; the damaged ones never leave B
