@@ -327,8 +327,10 @@ static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o, b
 {
     conflict_t k;
     int ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, o);
-    if (how != NULL)
+    if (how != NULL) {
         *how = SUMS_OBJECT;
+        memset(sums, 0, sizeof(*sums));
+    }
     if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
     if (ret == 0 && meta_obj_current(o, e->r.hlc, e->r.origin, e->r.origin_len))
