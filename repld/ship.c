@@ -377,10 +377,9 @@ static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o, b
 static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
 {
     meta_obj_t o;
-    int ret;
-
-    blocksum_view_t lsums;
+    blocksum_view_t lsums; /* a kept loser's checksums (how), borrowed from txn */
     ev_sums_t how;
+    int ret;
 
     *data = NULL;
     ret = event_record(s, txn, e, &o, &lsums, &how);
