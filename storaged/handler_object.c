@@ -628,7 +628,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     char buf[96], etag[HTTP_OBJ_ETAG_MAX];
     size_t etag_len;
     int64_t mtime;
-    int ret, ranged, cond, have_sums = 0;
+    int ret, ranged, cond, have_sums = 0, loser = 0;
     blocksum_view_t sums;
     size_t headers_before = req->res.headers.size; /* dropped again when the request waits for a repair */
     /* a client's read that finds damage waits for a repair; the fetch endpoint's (a peer repairing) never does */
@@ -665,6 +665,17 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
             memcpy(o.ctype, k.ctype, k.ctype_len + 1);
             o.meta_len = k.meta_len;
             memcpy(o.meta, k.meta, k.meta_len);
+            /* its checksums are its record's (none in a record written before they were kept: unverified) */
+            loser = 1;
+            if (k.has_sums && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
+                sums = k.sums;
+                if (sums.crcs != NULL) { /* borrowed from the map: into the request's pool, to outlive the transaction */
+                    uint8_t *copy = h2o_mem_alloc_pool(&req->pool, (size_t)sums.n * 4);
+                    memcpy(copy, sums.crcs, (size_t)sums.n * 4);
+                    sums.crcs = copy;
+                }
+                have_sums = 1;
+            }
         } else if (ret == CIO_ENOTFOUND) {
             ret = kept == 2 ? 2 : 3; /* the fetch endpoint: gone (a newer event follows) */
         }
@@ -673,7 +684,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
                 (ret == 0 && (origin != NULL ? !meta_obj_current(&o, version, origin, origin_len) : o.version != version)))) {
         ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */
     }
-    if (ret == 0 && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
+    if (ret == 0 && !loser && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
         /* a record's CRCs are copied into the request's pool: they outlive the read transaction (an inline CRC is in sums) */
         uint8_t *owned;
         if ((ret = integrity_sums(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o, 0, o.size, &sums, &owned,
@@ -686,6 +697,8 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         free(owned);
     }
     http_req_rtxn_end(t);
+    if (loser) /* a kept loser is never repaired from a peer (docs/operations.md): its damage is only refused */
+        may_repair = behind = 0;
     if (ret != 0) {
         commit_reader_leave(srv->commit, token);
         if (ret == 2)
