@@ -535,10 +535,10 @@ static int parse_query_auth(const sigv4_request_t *r, const auth_headers_t *hs, 
 
 int sigv4_parse(const sigv4_request_t *r, int64_t now, const char *region, sigv4_auth_t *a, sigv4_error_t *e)
 {
-    static const struct {
-        const char *name;
-        size_t len;
-    } wanted[3] = {{"authorization", 13}, {"x-amz-date", 10}, {"x-amz-content-sha256", 20}};
+#define H_AUTHORIZATION "authorization"
+#define H_AMZ_DATE "x-amz-date"
+#define H_CONTENT_SHA256 "x-amz-content-sha256"
+    static const char *const wanted[3] = {H_AUTHORIZATION, H_AMZ_DATE, H_CONTENT_SHA256};
     const sigv4_header_t *found[3] = {NULL, NULL, NULL};
     auth_headers_t hs;
 
@@ -550,10 +550,26 @@ int sigv4_parse(const sigv4_request_t *r, int64_t now, const char *region, sigv4
     memset(a->key, 0, sizeof(a->key));
     for (size_t i = 0; i < r->nheaders; i++) {
         const sigv4_header_t *h = &r->headers[i];
-        for (size_t k = 0; k < 3; k++)
-            if (h->name_len == wanted[k].len && found[k] == NULL && name_eq(h->name, wanted[k].name, h->name_len))
-                found[k] = h;
+        size_t k;
+        switch (h->name_len) { /* the three names differ in length: a header's names the one it can be */
+        case sizeof(H_AUTHORIZATION) - 1:
+            k = 0;
+            break;
+        case sizeof(H_AMZ_DATE) - 1:
+            k = 1;
+            break;
+        case sizeof(H_CONTENT_SHA256) - 1:
+            k = 2;
+            break;
+        default:
+            continue;
+        }
+        if (found[k] == NULL && name_eq(h->name, wanted[k], h->name_len))
+            found[k] = h;
     }
+#undef H_AUTHORIZATION
+#undef H_AMZ_DATE
+#undef H_CONTENT_SHA256
     hs.authorization = found[0];
     hs.amz_date = found[1];
     hs.content_sha256 = found[2];
