@@ -139,6 +139,15 @@ class Meter:
                 "image_allocated_mib": None if self.allocated is None else self.allocated / MIB}
 
 
+def how_completed(joined, size):
+    """What the Complete did with the parts, from the bytes it joined (comio_s3_multipart_joined_bytes_total)."""
+    if joined == size:
+        return "joined the parts"
+    if joined > 0:
+        return "joined all parts but the last, copied next to them"
+    return "copied the parts"
+
+
 def mib(x):
     return "?" if x is None else "%.0f" % x
 
@@ -336,7 +345,7 @@ def main():
                   (r, native["mib_s"], native["seconds"], t_sent, t_done - t_sent, native["storaged_cpu_pct"],
                    multi["mib_s"], multi["seconds"], mp["parts_s"], mp["complete_s"], multi["storaged_cpu_pct"],
                    multi["client_cpu_s"], mp["complete_hashed_bytes"] / MIB,
-                   "joined the parts" if mp["complete_joined_bytes"] == args.size else "copied the parts", ratio),
+                   how_completed(mp["complete_joined_bytes"], args.size), ratio),
                   flush=True)
             if args.image:
                 print("   s3big round %d: the image's page cache dropped before each upload: cached at the start %s / %s "

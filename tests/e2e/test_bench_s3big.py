@@ -77,3 +77,12 @@ def test_wrong_secret_fails(srv, tmp_path):
     assert p.returncode == 1
     assert "FAILED" in p.stdout and "SignatureDoesNotMatch" in p.stdout
     assert json.loads(out.read_text())["rounds"] == []
+
+
+def test_how_the_complete_went_is_told_from_the_joined_bytes():
+    sys.path.insert(0, os.path.dirname(S3BIG))
+    import s3big
+
+    assert s3big.how_completed(24 * MIB, 24 * MIB) == "joined the parts"
+    assert s3big.how_completed(16 * MIB, 24 * MIB) == "joined all parts but the last, copied next to them"
+    assert s3big.how_completed(0, 24 * MIB) == "copied the parts"
