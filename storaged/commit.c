@@ -207,12 +207,16 @@ fail:
     for (j = written; j != NULL; j = next) {
         next = j->next;
         j->result = ret;
-        if (j->op == COMMIT_APPLY)
+        if (j->op == COMMIT_APPLY) {
             replica_release_extents(c, j);
-        else if (j->op == COMMIT_MPU_COMPLETE && j->mpu_joined.len > 0)
-            j->ext = (alloc_extent_t){0, 0}; /* the parts' extents: their records, not committed away, still name them */
-        else if (j->ext.len > 0 && reuse_quarantine_track(c, j->ext, 0, j->carved) != 0)
-            log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
+        } else {
+            /* a joined Complete: the parts' extents, whose records were not committed away, still name them; only
+             * the tail its last part was copied into (pending since step 1) is freed */
+            if (j->op == COMMIT_MPU_COMPLETE && j->mpu_joined.len > 0)
+                j->ext = j->mpu_tail;
+            if (j->ext.len > 0 && reuse_quarantine_track(c, j->ext, 0, j->carved) != 0)
+                log_msg(LOG_LVL_WARN, "extent stays pending until restart", NULL);
+        }
         j->version = j->seq = 0;
         list_push(&done, j);
     }

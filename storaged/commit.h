@@ -213,6 +213,9 @@ struct commit_job {
     alloc_extent_t mpu_joined; /* MPU_COMPLETE whose listed parts lie back to back, in order (step 1): their extents'
                                   union, the object's extent in step 3 without a copy; owned by the part records
                                   until then, so never ext (which the failure paths free). len 0: copied */
+    alloc_extent_t mpu_tail;   /* MPU_COMPLETE joined but for its last part, stored elsewhere: the extent right after
+                                  the other parts that step 2 copies it into, pending from step 1 and ext until step 3
+                                  succeeds; the end of mpu_joined. len 0: none */
     int body_busy;             /* an I/O thread may be reading body */
     int carved;                /* PUT: ext was cut from a reserved chunk (carve.h) */
     int apply_io;              /* APPLY: some item needs writing or fetching */

@@ -64,6 +64,8 @@ typedef struct {
     uint64_t base;       /* part 1's offset */
     uint64_t slot;       /* the first stored part's extent length */
     int64_t touched_ms;  /* monotonic: when a part last asked */
+    uint32_t placed;     /* parts taken at their places */
+    uint32_t first;      /* the number of the part that set the place */
 } mpu_place_t;
 
 struct commit {
@@ -359,7 +361,9 @@ static inline int commit_job_needs_io(const commit_job_t *j)
  * chosen at the upload's first part stored since the start, an eighth into
  * the largest free extent, leaving the space before it to other writers;
  * only when that extent holds 16 such parts and the part is 5 MiB or more),
- * else wherever reuse_take_extent finds room. The caller marks it pending.
+ * else wherever reuse_take_extent finds room. A place set by a later part
+ * alone (the upload's shorter last part, stored first) is set again by a
+ * longer, lower-numbered part. The caller marks it pending.
  * Returns 0, CIO_ENOSPC or a fatal CIO_* code. */
 int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
@@ -373,12 +377,16 @@ int commit_mpu_finish(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK
  * (a refusal is the job's result: CIO_ENOTFOUND, or CIO_EINVAL with
  * j->mpu_refusal), computes the multipart ETag and lists in j->mpu_src the
  * parts. When their extents lie back to back, in order, with no gap between
- * their bytes, j->mpu_joined is their union (nothing to copy); else it takes
- * the object's extent (j->ext, marked pending) to copy them into. An object
- * of no bytes is finished at once (commit_mpu_complete). */
+ * their bytes, j->mpu_joined is their union (nothing to copy). When all but
+ * the last do and the space right after them is free, that space becomes
+ * j->mpu_tail (and j->ext, pending) for the last part's copy, and
+ * j->mpu_joined the union with it. Else it takes the object's extent (j->ext,
+ * marked pending) to copy them into. An object of no bytes is finished at
+ * once (commit_mpu_complete). */
 int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
-/* Step 2 of MPU_COMPLETE, on an I/O thread: copies the parts into j->ext,
+/* Step 2 of MPU_COMPLETE, on an I/O thread: copies the parts into j->ext (of a
+ * joined Complete, only its last part, into j->mpu_tail),
  * computing j->etag (the MD5 of the whole body) and the block checksums,
  * from the chase's state after the listed parts it hashed already
  * (chase_take) or from nothing; from HASH_PASS_MIN bytes left to hash on,
@@ -393,7 +401,8 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j) CIO_MUST_CHECK;
  * CIO_ECHANGED), writes the object as a PUT does (mutate_put: one log
  * record) and removes the upload, freeing its parts' extents, except those
  * of a joined Complete, which the object now owns (j->ext is then set to
- * j->mpu_joined only on success, so no failure path frees them). */
+ * j->mpu_joined only on success, so no failure path frees them; until then
+ * it is j->mpu_tail, the one extent of such a Complete a failure frees). */
 int commit_mpu_complete(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
 
 /* ---- commit_chase.c: the parts hashed as they are stored (storaged/mpu_chase.h) ---- */

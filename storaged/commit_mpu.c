@@ -5,8 +5,9 @@
  * before the commit that records it) but recorded in "mpu_part" only: it is
  * never logged and never replicates. Each part asks for the place after the
  * one before it (commit_mpu_place_part), so that a Complete usually finds
- * its parts back to back and makes their extents the object's (joined);
- * otherwise it copies the parts into one new extent. Either way an object
+ * its parts back to back and makes their extents the object's (joined),
+ * after copying the last part next to the others when only it lies
+ * elsewhere (its tail); otherwise it copies the parts into one new extent. Either way an object
  * stays one extent (what readers, the replica's fetch, full sync and GC
  * rely on), committed with mutate_put (one PUT log record) with the
  * upload's removal in the same transaction.
@@ -129,6 +130,8 @@ static mpu_place_t *place_new(commit_t *c, MDB_txn *txn, const commit_job_t *j, 
     memcpy(p->id, j->upload_id, MPU_ID_LEN);
     p->base = e.off + headroom;
     p->slot = len;
+    p->placed = 0;
+    p->first = j->part_number;
     return p;
 }
 
@@ -139,6 +142,13 @@ int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j)
     mpu_place_t *p = place_find(c, j->upload_id);
     int ret = 0;
 
+    /* a place set by a shorter, later part alone: the upload's last part, stored first (a client sends its first
+     * parts at once, and the short last one arrives whole first). The place is set again for this length; the
+     * Complete copies the last part next to the others (j->mpu_tail) */
+    if (p != NULL && len > p->slot && p->placed == 1 && j->part_number < p->first) {
+        p->id[0] = 0;
+        p = NULL;
+    }
     if (p == NULL && (p = place_new(c, txn, j, len, now, &ret)) == NULL && ret != 0)
         return ret;
     if (p != NULL && len <= p->slot) {
@@ -147,6 +157,7 @@ int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j)
         ret = alloc_take(&c->meta->alloc, txn, off, len);
         if (ret == 0) {
             j->ext = (alloc_extent_t){off, len};
+            p->placed++;
             return 0;
         }
         /* its place taken (by another writer, or this part stored before): anywhere else will do */
@@ -156,20 +167,44 @@ int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j)
     return reuse_take_extent(c, txn, j->size, &j->ext);
 }
 
-/* Whether the listed parts' extents lie back to back, in order, with their
- * bytes contiguous: every part but the last fills its extent exactly. Then
- * *out is their union, which is alloc_round(total) long. */
-static int parts_joinable(const commit_job_t *j, alloc_extent_t *out)
+/* Whether the first n listed parts' extents lie back to back, in order,
+ * with their bytes contiguous: every part but the n-th fills its extent
+ * exactly. Then *out is their union, which is alloc_round(their bytes) long. */
+static int parts_joinable(const commit_job_t *j, size_t n, alloc_extent_t *out)
 {
     uint64_t end = j->mpu_src[0].ext.off;
-    for (size_t i = 0; i < j->mpu_nwant; i++) {
+    for (size_t i = 0; i < n; i++) {
         const commit_mpu_src_t *s = &j->mpu_src[i];
-        if (s->size == 0 || s->ext.off != end || s->ext.len != alloc_round(s->size) ||
-            (i + 1 < j->mpu_nwant && s->size != s->ext.len))
+        if (s->size == 0 || s->ext.off != end || s->ext.len != alloc_round(s->size) || (i + 1 < n && s->size != s->ext.len))
             return 0;
         end += s->ext.len;
     }
     *out = (alloc_extent_t){j->mpu_src[0].ext.off, end - j->mpu_src[0].ext.off};
+    return 1;
+}
+
+/* Whether all the listed parts but the last join, each filling its extent,
+ * and the space right after them is free: then that space is taken for the
+ * last part's copy (j->mpu_tail, also j->ext, pending) and j->mpu_joined is
+ * the union. The last part was stored elsewhere: first, before the upload
+ * had a place (a short last part), or after a restart. Returns 1, 0 (copy
+ * the parts) or a fatal CIO_* code. */
+static int tail_take(commit_t *c, MDB_txn *txn, commit_job_t *j)
+{
+    size_t n = j->mpu_nwant;
+    alloc_extent_t run, tail;
+    int ret;
+
+    if (n < 2 || j->mpu_src[n - 1].size == 0 || !parts_joinable(j, n - 1, &run) ||
+        j->mpu_src[n - 2].size != j->mpu_src[n - 2].ext.len)
+        return 0;
+    tail = (alloc_extent_t){run.off + run.len, alloc_round(j->mpu_src[n - 1].size)};
+    if ((ret = alloc_take(&c->meta->alloc, txn, tail.off, tail.len)) != 0)
+        return ret == CIO_ENOSPC || ret == CIO_EINVAL ? 0 : ret; /* taken, or past the end: nothing changed */
+    if ((ret = meta_pending_add(c->meta, txn, tail)) != 0)
+        return ret;
+    j->mpu_tail = j->ext = tail;
+    j->mpu_joined = (alloc_extent_t){run.off, run.len + tail.len};
     return 1;
 }
 
@@ -234,6 +269,7 @@ int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j)
 
     j->ext = (alloc_extent_t){0, 0};
     j->mpu_joined = (alloc_extent_t){0, 0};
+    j->mpu_tail = (alloc_extent_t){0, 0};
     j->mpu_refusal = COMMIT_MPU_OK;
     if ((ret = load_upload(c, txn, j, &u)) != 0)
         return ret;
@@ -290,10 +326,12 @@ int commit_mpu_complete_begin(commit_t *c, MDB_txn *txn, commit_job_t *j)
     }
     /* the parts' extents, named by their records until step 3, kept from reuse while they are hashed by the reader
      * token like a copy's sources */
-    if (parts_joinable(j, &j->mpu_joined)) {
+    if (parts_joinable(j, j->mpu_nwant, &j->mpu_joined) || (ret = tail_take(c, txn, j)) == 1) {
         j->mpu_reader = commit_reader_enter(c);
         return 0;
     }
+    if (ret != 0)
+        goto fail;
     /* CIO_ENOSPC (no contiguous extent that large) is the job's: 507, and the upload stays */
     if ((ret = reuse_take_extent(c, txn, total, &j->ext)) != 0)
         goto fail;
@@ -413,10 +451,32 @@ static int copy_through(commit_t *c, uint64_t src, uint64_t *dst, uint64_t len, 
     return 0;
 }
 
+/* Copies one part's `len` bytes at src to *dst (advanced), by the kernel
+ * (store_copy) while *kcopy, else through *buf (COPY_CHUNK bytes, allocated
+ * here on first use, the caller's to free), its writeback started at once
+ * (on the disk's way while the hash pass goes on). 0, CIO_EIO or CIO_ENOMEM. */
+static int copy_part(commit_t *c, uint64_t src, uint64_t *dst, uint64_t len, int *kcopy, char **buf)
+{
+    int ret;
+
+    if (*kcopy) {
+        if ((ret = store_copy(c->store, *dst, src, len)) == 0) {
+            store_writeback(c->store, *dst, len);
+            *dst += len;
+            return 0;
+        }
+        if (ret != CIO_EAGAIN)
+            return ret;
+        *kcopy = 0; /* the kernel cannot here: through the buffer, from this part on */
+    }
+    if (*buf == NULL && (*buf = malloc(COPY_CHUNK)) == NULL)
+        return CIO_ENOMEM;
+    return copy_through(c, src, dst, len, *buf, NULL, 1);
+}
+
 /* Step 2 of a Complete: the hash pass (on its own thread from HASH_PASS_MIN
- * bytes to hash) and the copy of every part, by the kernel (store_copy)
- * where it can, each part's writeback started at once (on the disk's way
- * while the hash pass goes on). */
+ * bytes to hash) and the copy of every part (of a joined Complete, only the
+ * last part into its tail, when it has one). */
 static int complete_copy(commit_t *c, commit_job_t *j)
 {
     hash_pass_t pass = {.c = c, .j = j};
@@ -435,25 +495,13 @@ static int complete_copy(commit_t *c, commit_job_t *j)
         threaded = pthread_create(&hasher, NULL, hash_pass_main, &pass) == 0;
     if (!threaded)
         hash_pass_main(&pass); /* little to hash (or no thread): before the copy, on this one */
-    for (size_t i = 0; j->mpu_joined.len == 0 && i < j->mpu_nwant && ret == 0 && (threaded || pass.ret == 0); i++) {
-        uint64_t src = j->mpu_src[i].ext.off, left = j->mpu_src[i].size;
-        if (left == 0)
-            continue;
-        if (kcopy) {
-            if ((ret = store_copy(c->store, dst, src, left)) == 0) {
-                store_writeback(c->store, dst, left);
-                dst += left;
-                continue;
-            }
-            if (ret != CIO_EAGAIN)
-                break;
-            kcopy = 0; /* the kernel cannot here: through the buffer, from this part on */
-            ret = 0;
-        }
-        if (buf == NULL && (buf = malloc(COPY_CHUNK)) == NULL)
-            ret = CIO_ENOMEM;
-        else
-            ret = copy_through(c, src, &dst, left, buf, NULL, 1);
+    for (size_t i = 0; j->mpu_joined.len == 0 && i < j->mpu_nwant && ret == 0 && (threaded || pass.ret == 0); i++)
+        if (j->mpu_src[i].size > 0)
+            ret = copy_part(c, j->mpu_src[i].ext.off, &dst, j->mpu_src[i].size, &kcopy, &buf);
+    if (j->mpu_tail.len > 0 && (threaded || pass.ret == 0)) {
+        const commit_mpu_src_t *last = &j->mpu_src[j->mpu_nwant - 1];
+        dst = j->mpu_tail.off;
+        ret = copy_part(c, last->ext.off, &dst, last->size, &kcopy, &buf);
     }
     if (threaded)
         pthread_join(hasher, NULL);
@@ -544,18 +592,28 @@ int commit_mpu_copy(commit_t *c, commit_job_t *j)
 static int complete_joined(commit_t *c, MDB_txn *txn, commit_job_t *j)
 {
     joined_release_t r = {.c = c, .txn = txn, .kept = j->mpu_joined};
+    uint64_t copied = j->mpu_tail.len > 0 ? j->mpu_src[j->mpu_nwant - 1].size : 0;
     int ret;
 
+    /* the tail's own pending mark gives way to the whole object's */
+    if (j->mpu_tail.len > 0 && (ret = meta_pending_del(c->meta, txn, j->mpu_tail)) != 0)
+        return ret;
     j->ext = j->mpu_joined;
-    if ((ret = meta_pending_add(c->meta, txn, j->ext)) == 0 && (ret = mutate_put(c, txn, j)) != 0 && !commit_fatal(ret))
-        ret = meta_pending_del(c->meta, txn, j->ext) == 0 ? ret : CIO_EDB; /* a refusal commits nothing of it */
+    if ((ret = meta_pending_add(c->meta, txn, j->ext)) == 0 && (ret = mutate_put(c, txn, j)) != 0 && !commit_fatal(ret)) {
+        /* a refusal commits nothing of it: the tail pending again, j->ext for the failure path to free */
+        if (meta_pending_del(c->meta, txn, j->ext) != 0 ||
+            (j->mpu_tail.len > 0 && meta_pending_add(c->meta, txn, j->mpu_tail) != 0))
+            ret = CIO_EDB;
+        j->ext = j->mpu_tail;
+        return ret;
+    }
     if (ret == 0)
         ret = mpu_del(c->meta, txn, j->upload_id, joined_release_cb, &r, NULL, NULL);
     if (ret != 0) {
         j->ext = (alloc_extent_t){0, 0};
         return ret;
     }
-    __atomic_fetch_add(&c->mpu_joined, j->size, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&c->mpu_joined, j->size - copied, __ATOMIC_RELAXED);
     return 0;
 }
 

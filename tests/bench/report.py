@@ -310,7 +310,8 @@ class Report:
         if m.get("storaged_written_mib") is not None and n.get("storaged_written_mib") is not None:
             self.row("1 GiB: bytes storaged caused to be written (/proc/PID/io)",
                      "%s MiB" % fmt_int(m["storaged_written_mib"]), "native %s MiB" % fmt_int(n["storaged_written_mib"]))
-        self.notes.append("s3big (boto3 %s): %s" % (res.get("boto3", "?"), "; ".join(
+        self.notes.append("s3big (boto3 %s; the image's page cache %s): %s" % (
+            res.get("boto3", "?"), res.get("image_cache", "as left"), "; ".join(
             "round %d: native %.1f MiB/s, multipart %.1f MiB/s (parts %.1f s, Complete %.1f s, boto3 CPU %.1f s), %.2fx" %
             (i + 1, x["native"]["mib_s"], x["multipart"]["mib_s"], x["multipart"]["parts_s"], x["multipart"]["complete_s"],
              x["multipart"]["client_cpu_s"], x["ratio"]) for i, x in enumerate(rounds))))

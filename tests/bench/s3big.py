@@ -11,13 +11,22 @@ One storaged with an S3 credential (started by run.sh). Writes a file of --size 
              CompleteMultipartUpload; HeadObject then checks the size and that the ETag ends in -N (N parts).
              boto3's event hooks time the parts (first part sent to last part answered) and the Complete alone.
 Before each step the page cache is flushed (os.sync) so that one step's dirty pages are not written back during
-the next. For each step it records storaged's CPU (utime + stime from /proc/PID/stat), the bytes storaged caused
+the next. With --image (storaged's image file), the image's pages are then dropped from the page cache
+(posix_fadvise DONTNEED), so that both uploads write into image ranges with no cached page: what made a native PUT
+fast or slow here was not whether its extent had been written before (sparse or not) but whether the image's pages
+it wrote were already in the page cache (a PUT over the cached pages of an extent freed just before skips the cost
+of fresh page-cache memory, about 2-3 CPU-seconds per GiB on this VM; docs/benchmarks.md, s3big). Each step then also
+records the image's bytes cached at its start (mincore) and the bytes the filesystem allocated to the image during it
+(st_blocks: its first write into sparse space). For each step it records storaged's CPU (utime + stime from /proc/PID/stat), the bytes storaged caused
 to be written (/proc/PID/io write_bytes, where readable) and this process's CPU. The native PUT runs first in
 each round: it also creates the bucket. Writes a JSON summary to --out; exits non-zero on any wrong answer.
 """
 
 import argparse
+import ctypes
+import ctypes.util
 import hashlib
+import mmap
 import http.client
 import os
 import resource
@@ -57,14 +66,57 @@ def self_cpu():
     return r.ru_utime + r.ru_stime
 
 
-class Meter:
-    """CPU and write counters around one step."""
+def image_drop_cache(path):
+    """Drops the image's clean pages from the page cache (os.sync first makes them all clean)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
-    def __init__(self, pid):
+
+def image_cached(path):
+    """Bytes of the file in the page cache (mincore over a read-only mapping); None where mincore is not reachable."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    page = mmap.PAGESIZE
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr is None or addr == ctypes.c_void_p(-1).value:
+            return None
+        try:
+            vec = ctypes.create_string_buffer((size + page - 1) // page)
+            if libc.mincore(addr, size, vec) != 0:
+                return None
+            return sum(b & 1 for b in vec.raw) * page
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+
+
+class Meter:
+    """CPU and write counters around one step; with `image`, the image's pages dropped from the page cache first and
+    what the step found cached and had allocated in the image."""
+
+    def __init__(self, pid, image=None):
         self.pid = pid
+        self.image = image
 
     def __enter__(self):
         os.sync()
+        self.cached0 = self.alloc0 = None
+        if self.image is not None:
+            image_drop_cache(self.image)
+            self.cached0 = image_cached(self.image)
+            self.alloc0 = os.stat(self.image).st_blocks * 512
         self.cpu0, self.wb0, self.me0 = proc_cpu(self.pid), proc_write_bytes(self.pid), self_cpu()
         self.t0 = time.perf_counter()
         return self
@@ -75,13 +127,29 @@ class Meter:
         wb = proc_write_bytes(self.pid)
         self.storaged_written = None if wb is None or self.wb0 is None else wb - self.wb0
         self.client_cpu = self_cpu() - self.me0
+        self.allocated = None if self.alloc0 is None else os.stat(self.image).st_blocks * 512 - self.alloc0
         return False
 
     def summary(self, size):
         return {"seconds": self.seconds, "mib_s": size / MIB / self.seconds, "storaged_cpu_s": self.storaged_cpu,
                 "storaged_cpu_pct": 100.0 * self.storaged_cpu / self.seconds,
                 "storaged_written_mib": None if self.storaged_written is None else self.storaged_written / MIB,
-                "client_cpu_s": self.client_cpu}
+                "client_cpu_s": self.client_cpu,
+                "image_cached_at_start_mib": None if self.cached0 is None else self.cached0 / MIB,
+                "image_allocated_mib": None if self.allocated is None else self.allocated / MIB}
+
+
+def how_completed(joined, size):
+    """What the Complete did with the parts, from the bytes it joined (comio_s3_multipart_joined_bytes_total)."""
+    if joined == size:
+        return "joined the parts"
+    if joined > 0:
+        return "joined all parts but the last, copied next to them"
+    return "copied the parts"
+
+
+def mib(x):
+    return "?" if x is None else "%.0f" % x
 
 
 def make_file(path, size):
@@ -213,6 +281,8 @@ def main():
     ap.add_argument("--concurrency", type=int, default=10, help="boto3's max_concurrency (10 is its default)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600, help="socket timeout of each request, seconds")
+    ap.add_argument("--image", help="storaged's image file: its pages are dropped from the page cache before each "
+                    "upload, so that both uploads meet the same (uncached) kind of space")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     if args.size < 1 or args.part < 5 * MIB or args.rounds < 1:
@@ -239,11 +309,12 @@ def main():
                                         read_timeout=args.timeout, connect_timeout=10,
                                         max_pool_connections=args.concurrency))
     out = {"size": args.size, "part": args.part, "parts": nparts, "concurrency": args.concurrency,
-           "boto3": boto3.__version__, "rounds": []}
+           "boto3": boto3.__version__, "image_cache": "dropped before each upload" if args.image else "as left",
+           "rounds": []}
     nkey, mkey = "/%s/native" % args.bucket, "multipart"
     try:
         for r in range(1, args.rounds + 1):
-            with Meter(args.pid) as m:
+            with Meter(args.pid, args.image) as m:
                 etag, t_sent, t_done = native_put(args.url, path, args.size, nkey, args.timeout)
             st, length, hetag = head(args.url, nkey, args.timeout)
             if etag != md5 or st != 200 or length != args.size or hetag != md5:
@@ -252,7 +323,7 @@ def main():
             native = m.summary(args.size)
             native.update({"body_sent_s": t_sent, "after_body_s": t_done - t_sent})
             split0 = complete_split(args.url, args.timeout)
-            with Meter(args.pid) as m:
+            with Meter(args.pid, args.image) as m:
                 mp = multipart(client, path, args.bucket, mkey, args.part, args.concurrency)
             split1 = complete_split(args.url, args.timeout)
             mp["complete_chased_bytes"] = split1[0] - split0[0]  # hashed as the parts were stored
@@ -274,8 +345,13 @@ def main():
                   (r, native["mib_s"], native["seconds"], t_sent, t_done - t_sent, native["storaged_cpu_pct"],
                    multi["mib_s"], multi["seconds"], mp["parts_s"], mp["complete_s"], multi["storaged_cpu_pct"],
                    multi["client_cpu_s"], mp["complete_hashed_bytes"] / MIB,
-                   "joined the parts" if mp["complete_joined_bytes"] == args.size else "copied the parts", ratio),
+                   how_completed(mp["complete_joined_bytes"], args.size), ratio),
                   flush=True)
+            if args.image:
+                print("   s3big round %d: the image's page cache dropped before each upload: cached at the start %s / %s "
+                      "MiB, newly allocated in the image %s / %s MiB (native / multipart)" %
+                      (r, mib(native["image_cached_at_start_mib"]), mib(multi["image_cached_at_start_mib"]),
+                       mib(native["image_allocated_mib"]), mib(multi["image_allocated_mib"])), flush=True)
     except Exception as e:  # noqa: BLE001 - any failure is the run's failure, said in one line
         print("s3big: FAILED: %s: %s" % (type(e).__name__, e), flush=True)
         write_json(args.out, out)

@@ -297,19 +297,26 @@ def test_multipart_complete_without_room(make_server):
 CRASH_EXIT = 86  # storaged's exit status at a crash point (COMIO_STORAGED_CRASH_AT, storaged/commit.c)
 
 
-@pytest.mark.parametrize("shape", ["joined", "copied"])
+@pytest.mark.parametrize("shape", ["joined", "copied", "tail"])
 @pytest.mark.parametrize("point", ["mpu-copied", "mpu-committed"])
 def test_multipart_complete_crash(make_server, monkeypatch, point, shape):
     """A Complete cut short by a crash either happened whole (the object, the upload gone, one log record) or not
     at all (the upload intact, the copy's extent freed at start-up). Joined: the parts lie back to back and become
-    the object's extent (no copy); copied: the first part's bytes end inside a block, so they are copied."""
+    the object's extent (no copy); copied: the first part's bytes end inside a block, so they are copied; tail: the
+    short last part was stored first, elsewhere, and is copied right after part 1, which joins."""
     monkeypatch.setenv("COMIO_STORAGED_CRASH_AT", point)
     srv = make_server(config=s3_config(), size="256MB", replication=True)
     monkeypatch.delenv("COMIO_STORAGED_CRASH_AT")
     s3 = s3_client(srv)
     s3.create_bucket(Bucket="mpu-test")
-    parts = [os.urandom(5 * MIB if shape == "joined" else 5 * MIB + 1), b"tail of the object"]
-    uid, done = upload_parts(s3, "cut", parts)
+    parts = [os.urandom(5 * MIB + 1 if shape == "copied" else 5 * MIB), b"tail of the object"]
+    if shape == "tail":
+        uid = s3.create_multipart_upload(Bucket="mpu-test", Key="cut")["UploadId"]
+        etags = {n: s3.upload_part(Bucket="mpu-test", Key="cut", UploadId=uid, PartNumber=n, Body=parts[n - 1])["ETag"]
+                 for n in (2, 1)}
+        done = [{"PartNumber": n, "ETag": etags[n]} for n in (1, 2)]
+    else:
+        uid, done = upload_parts(s3, "cut", parts)
     free_before = free_bytes(srv)
     log_before = srv.client().metrics().value("comio_replog_head_seq")
     with pytest.raises(Exception):
@@ -332,7 +339,7 @@ def test_multipart_complete_crash(make_server, monkeypatch, point, shape):
         assert code_of(e)[1] == 404
         s3.complete_multipart_upload(Bucket="mpu-test", Key="cut", UploadId=uid, MultipartUpload={"Parts": done})
         joined = srv.client().metrics().value("comio_s3_multipart_joined_bytes_total")
-        assert joined == (sum(len(p) for p in parts) if shape == "joined" else 0)
+        assert joined == {"joined": sum(len(p) for p in parts), "copied": 0, "tail": len(parts[0])}[shape]
     else:
         # committed: the object with its ETag, one PUT in the log, the upload gone
         with pytest.raises(ClientError) as e:

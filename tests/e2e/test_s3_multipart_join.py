@@ -1,8 +1,10 @@
 """test_s3_multipart_join.py - a Complete whose parts lie back to back in the store, in order, each but the last
 filling its extent: the parts' extents become the object's, with no copy (commit_mpu.c, docs/storage.md "Multipart
-uploads"), and the cases that must copy instead: parts whose bytes leave a gap, parts out of place. Either way the
-object reads back whole, verifies against its block checksums, survives a restart, frees exactly its space when
-deleted, and replicates. The metric comio_s3_multipart_joined_bytes_total tells which Completes joined."""
+uploads"), and the cases that must copy instead: parts whose bytes leave a gap, parts out of place. A last part
+stored elsewhere (first, before the upload had a place, as a client sending its parts at once stores a short last
+part; or after a restart) is copied next to the others and the rest joined. Either way the object reads back whole,
+verifies against its block checksums, survives a restart, frees exactly its space when deleted, and replicates. The
+metric comio_s3_multipart_joined_bytes_total counts the bytes a Complete joined (not copied)."""
 
 import concurrent.futures
 import hashlib
@@ -97,7 +99,7 @@ def test_parts_that_cannot_join_are_copied(make_server):
     e2 = s3.upload_part(Bucket=BUCKET, Key="restart", UploadId=uid, PartNumber=2, Body=p2)["ETag"]
     s3.complete_multipart_upload(Bucket=BUCKET, Key="restart", UploadId=uid,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
-    assert joined(srv) == 0
+    assert joined(srv) == len(p1)  # part 2, the last, copied next to part 1
     check_object(srv, "restart", p1 + p2)
     for key in ("gap", "skip", "larger", "restart"):
         s3.delete_object(Bucket=BUCKET, Key=key)
@@ -141,6 +143,61 @@ def test_parts_stored_concurrently_join(make_server):
                                                             for n in range(1, len(parts) + 1)]})
     assert joined(srv) - j0 == sum(len(p) for p in parts)
     check_object(srv, "concurrent", b"".join(parts))
+    assert srv.finish() == []
+
+
+def upload_in_order(s3, key, parts, order):
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    etags = {n: s3.upload_part(Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=n, Body=parts[n - 1])["ETag"]
+             for n in order}
+    return uid, [{"PartNumber": n, "ETag": etags[n]} for n in range(1, len(parts) + 1)]
+
+
+def test_last_part_stored_first_is_copied_next_to_the_joined_rest(make_server):
+    """A short last part stored first: under 5 MiB it gets no place; of 5 MiB or more it sets a place too narrow for
+    the others, which the next, longer part sets again. Either way the Complete copies the last part right after the
+    others and joins them (joined: all but the last part's bytes); the object reads back, survives a restart, and its
+    deletion frees exactly what the upload took."""
+    srv, s3 = server(make_server)
+    before = free_bytes(srv)
+    cases = {"short": [os.urandom(8 * MIB), os.urandom(8 * MIB), os.urandom(2 * MIB + 5)],
+             "narrow": [os.urandom(8 * MIB), os.urandom(8 * MIB), os.urandom(6 * MIB + 1)]}
+    for key, parts in cases.items():
+        uid, done = upload_in_order(s3, key, parts, [3, 2, 1])  # 2 before 1: by best fit they would be out of order
+        j0 = joined(srv)
+        r = s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=uid, MultipartUpload={"Parts": done})
+        assert r["ETag"] == multipart_etag(parts)
+        assert joined(srv) - j0 == 16 * MIB, key
+        check_object(srv, key, b"".join(parts))
+    srv.restart(graceful=False)
+    s3 = s3_client(srv)
+    for key, parts in cases.items():
+        check_object(srv, key, b"".join(parts))
+        s3.delete_object(Bucket=BUCKET, Key=key)
+    wait_until(lambda: free_bytes(srv) == before, 10, what="the objects' space freed, and the moved last parts' too")
+    assert srv.finish() == []
+
+
+def test_parts_sent_at_once_with_a_short_last_part_join(make_server):
+    """boto3's way for a file of a few parts: all of them sent at once, the short last one usually stored first. The
+    Complete joins every part, or all but the last, which it copies (never the whole object). (1 GB: a place is set
+    again in the largest free extent, which must hold 16 parts.)"""
+    srv, s3 = server(make_server, size="1GB")
+    for key, last in (("under-min", 3 * MIB + 7), ("over-min", 6 * MIB + 7)):
+        parts = [os.urandom(8 * MIB) for _ in range(4)] + [os.urandom(last)]
+        uid = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+        etags = {}
+
+        def put(n, key=key, uid=uid, parts=parts):
+            etags[n] = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=n, Body=parts[n - 1])["ETag"]
+
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            list(pool.map(put, range(5, 0, -1), timeout=120))
+        j0 = joined(srv)
+        s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=uid,
+                                     MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in range(1, 6)]})
+        assert joined(srv) - j0 in (32 * MIB, 32 * MIB + last), key
+        check_object(srv, key, b"".join(parts))
     assert srv.finish() == []
 
 
