@@ -428,8 +428,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Whether a and b name the same version of the same object at the same extent. */
-static int same_object(const repair_what_t *a, const repair_what_t *b)
+int repair_what_same(const repair_what_t *a, const repair_what_t *b)
 {
     return a->version == b->version && a->off == b->off && a->blen == b->blen && a->klen == b->klen &&
            a->origin_len == b->origin_len && memcmp(a->bucket, b->bucket, a->blen) == 0 && memcmp(a->key, b->key, a->klen) == 0 &&
@@ -439,10 +438,10 @@ static int same_object(const repair_what_t *a, const repair_what_t *b)
 /* Whether a job for w's object is queued or running. Under rp.mu. */
 static int asked_already(const repair_what_t *w)
 {
-    if (rp.running != NULL && same_object(&rp.running->what, w))
+    if (rp.running != NULL && repair_what_same(&rp.running->what, w))
         return 1;
     for (const job_t *q = rp.head; q != NULL; q = q->next)
-        if (same_object(&q->what, w))
+        if (repair_what_same(&q->what, w))
             return 1;
     return 0;
 }

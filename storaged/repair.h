@@ -69,6 +69,9 @@ typedef struct {
 void repair_what_set(repair_what_t *w, const char *b, size_t blen, const char *k, size_t klen, uint64_t version, const char *origin,
                      size_t origin_len, uint64_t off, uint64_t block, integrity_path_t path);
 
+/* Whether a and b name the same version of the same object at the same extent. */
+int repair_what_same(const repair_what_t *a, const repair_what_t *b);
+
 /* Starts the repairer over m and s with the peers of conf (borrowed: conf
  * must outlive it). Returns 0, CIO_ENOMEM or CIO_ESYS (logged). With no
  * peer, repairs fail at once (CIO_ENOTFOUND), counted. */
