@@ -61,7 +61,6 @@ void repair_backoff_done(repair_backoff_t *b, const repair_what_t *w, int result
  * (what the request answers). *first is set to 1 for the first drop since
  * that failure (to be logged: once per interval), else 0; *retry_ms to
  * when a background request would run again. */
-int repair_backoff_check(repair_backoff_t *b, const repair_what_t *w, int client, int64_t asked_ms, int *first,
-                         int64_t *retry_ms);
+int repair_backoff_check(repair_backoff_t *b, const repair_what_t *w, int client, int64_t asked_ms, int *first, int64_t *retry_ms);
 
 #endif
