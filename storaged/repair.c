@@ -522,18 +522,22 @@ int repair_what_same(const repair_what_t *a, const repair_what_t *b)
            memcmp(a->origin, b->origin, a->origin_len) == 0;
 }
 
-/* Whether a job for w's object is queued or running in l. Under rp.mu. */
-static int asked_already(const lane_t *l, const repair_what_t *w)
+/* Whether a job for w's object is queued or running in either lane (a
+ * client's repair serves a background reader too). Under rp.mu. */
+static int asked_already(const repair_what_t *w)
 {
-    if (l->running != NULL && repair_what_same(&l->running->what, w))
-        return 1;
-    for (const job_t *q = l->head; q != NULL; q = q->next)
-        if (repair_what_same(&q->what, w))
+    for (int i = 0; i < REPAIR_NLANES; i++) {
+        const lane_t *l = &rp.lanes[i];
+        if (l->running != NULL && repair_what_same(&l->running->what, w))
             return 1;
+        for (const job_t *q = l->head; q != NULL; q = q->next)
+            if (repair_what_same(&q->what, w))
+                return 1;
+    }
     return 0;
 }
 
-#define ENQUEUE_DUPLICATE 1 /* enqueue: with `once`, a job for the object is queued or running in the lane */
+#define ENQUEUE_DUPLICATE 1 /* enqueue: with `once`, a job for the object is queued or running in a lane */
 #define ENQUEUE_DROPPED 2   /* enqueue: dropped by the back-off; j->result is the failure to answer */
 
 /* Queues j in its lane. Returns 0, ENQUEUE_DUPLICATE, ENQUEUE_DROPPED (both
@@ -549,9 +553,10 @@ static int enqueue(job_t *j, int once)
     pthread_mutex_lock(&rp.mu);
     if (!rp.started || rp.stopping || l->queued >= REPAIR_QUEUE_MAX) {
         ret = CIO_EAGAIN;
-    } else if (once && asked_already(l, &j->what)) {
+    } else if (once && asked_already(&j->what)) {
         COUNT(skipped[REPAIR_SKIP_DUPLICATE], 1);
-        ret = ENQUEUE_DUPLICATE; /* a scan of at most REPAIR_QUEUE_MAX jobs, on a path taken only when damage was found */
+        ret = ENQUEUE_DUPLICATE; /* a scan of at most REPAIR_NLANES * REPAIR_QUEUE_MAX jobs, on a path taken only when damage was
+                                    found */
     } else if ((j->result = backoff_drop(j)) != 0) {
         ret = ENQUEUE_DROPPED;
     } else {

@@ -140,7 +140,7 @@ int repair_submit(const repair_what_t *w, repair_done_t done, void *arg) CIO_MUS
  * (the fetch endpoint serving a replica: its reply was refused or under
  * way) leaves the object repaired for the next one, in the background
  * lane. Once per object: when a repair or check of the same version at the
- * same extent is queued or running there, or the object is in its back-off,
+ * same extent is queued or running (in either lane), or the object is in its back-off,
  * nothing more is queued (a replica retrying its fetch asks again and
  * again); counted, the back-off logged once per interval. When it cannot be
  * queued that is logged. Any thread. */
