@@ -65,7 +65,12 @@ static repair_stats_t counts; /* atomic fields */
 #define COUNT(field, n) __atomic_add_fetch(&counts.field, (n), __ATOMIC_RELAXED)
 
 /* The label of each repair_skip_t in comio_repair_skipped_total{reason}. */
-static const char *const skip_names[REPAIR_NSKIPS] = {"duplicate", "backoff", "recent_failure", "expired"};
+static const char *const skip_names[REPAIR_NSKIPS] = {
+    [REPAIR_SKIP_DUPLICATE] = "duplicate",
+    [REPAIR_SKIP_BACKOFF] = "backoff",
+    [REPAIR_SKIP_RECENT] = "recent_failure",
+    [REPAIR_SKIP_EXPIRED] = "expired",
+};
 
 void repair_what_set(repair_what_t *w, const char *b, size_t blen, const char *k, size_t klen, uint64_t version, const char *origin,
                      size_t origin_len, uint64_t off, uint64_t block, integrity_path_t path)

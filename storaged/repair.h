@@ -58,7 +58,7 @@
 #include "storaged/integrity.h"
 #include "storaged/store.h"
 
-#define REPAIR_QUEUE_MAX 1024    /* repairs waiting; beyond, a request is refused (CIO_EAGAIN) */
+#define REPAIR_QUEUE_MAX 1024    /* repairs waiting in a lane; beyond, a request is refused (CIO_EAGAIN) */
 #define REPAIR_URL_EXPIRES_S 600 /* the presigned URL's lifetime */
 /* Appended to a repair's fetch URL (outside the signature, docs/protocol.md):
  * the peer serves it as any fetch but queues no repair of its own copy. */
