@@ -97,6 +97,7 @@ static const conf_key_t conf_keys[] = {
     CONF_KEY("storage.scrub_interval", CONF_DURATION, scrub_interval_ms),
     CONF_KEY("storage.repair_peers", CONF_TARGETS, repair_peers),
     CONF_DURKEY("storage.repair_timeout", repair_timeout_ms, 1),
+    CONF_KEY("storage.repair_backoff", CONF_DURATION, repair_backoff_ms),
     CONF_SEC("replication"),
     CONF_KEY("replication.enabled", CONF_BOOL, repl_enabled),
     CONF_KEY("replication.mode", CONF_MODE, repl_mode),
@@ -666,6 +667,7 @@ int conf_init(conf_t *c)
     c->checksums = 1;
     c->scrub_rate = 4000000;
     c->repair_timeout_ms = 30000;
+    c->repair_backoff_ms = 5ULL * 60 * 1000;
     c->scrub_interval_ms = 7ULL * 24 * 3600 * 1000;
     c->repl_enabled = 0;
     c->batch_size = 100;

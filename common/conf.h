@@ -92,6 +92,8 @@ typedef struct conf {
                                     token are set */
     size_t nrepair_peers;
     uint64_t repair_timeout_ms; /* storage.repair_timeout: how long a GET waits for a repair; default 30 s */
+    uint64_t repair_backoff_ms; /* storage.repair_backoff: the longest a failed repair's object is not tried again in the
+                                   background (storaged/repair_backoff.h); default 5 min, 0: no back-off */
 
     /* replication */
     int repl_enabled;         /* default 0 */

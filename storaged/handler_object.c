@@ -346,7 +346,7 @@ static int stream_defer(stream_t *s, h2o_req_t *req);
 /* The fetch endpoint met damage while serving a replica (or a full sync):
  * it answers 503 or cuts its reply, as before, and queues a repair of this
  * copy from this site's peers (repair_background: once per object while
- * one is queued or running), so that the replica's retry gets good bytes
+ * one is queued or running, none in the back-off after a failure), so that the replica's retry gets good bytes
  * instead of the same refusal forever. Strings NUL-terminated but b and k,
  * borrowed for the call. */
 static void fetch_repair_behind(const char *b, size_t blen, const char *k, size_t klen, uint64_t version, const char *origin,

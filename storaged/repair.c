@@ -11,14 +11,21 @@
 #include "storaged/meta.h"
 #include "storaged/quarantine.h"
 #include "storaged/repair.h"
+#include "storaged/repair_backoff.h"
+
+/* replication.targets and storage.repair_peers, each at most CONF_TARGETS_MAX long */
+#define REPAIR_PEERS_MAX (2 * CONF_TARGETS_MAX)
 
 typedef struct {
     const char *name, *url, *secret; /* borrowed from the configuration */
+    int64_t down_until_ms;           /* atomic, monotonic: asked last until then (it did not answer) */
 } peer_t;
 
 typedef struct job {
     struct job *next;
     repair_what_t what;
+    repair_lane_t lane;
+    int64_t asked_ms;    /* monotonic */
     int64_t deadline_ms; /* monotonic */
     repair_done_t done;  /* NULL: repair_object waits on `finished`, unless detached */
     void *arg;
@@ -27,19 +34,26 @@ typedef struct job {
     int finished, result;
 } job_t;
 
-static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* a job queued, a job finished, a stop */
-    int started, stopping;
+/* One lane: its queue (under rp.mu) and its worker. */
+typedef struct {
     job_t *head, **tail;
     size_t queued;
     const job_t *running; /* the job the worker is on, NULL between jobs */
     pthread_t tid;
-    int cancel; /* atomic: abandons a fetch in flight */
-    /* set by repair_start, read-only afterwards */
+    int thread_started;
+    fetch_t *fetch; /* the worker's own */
+} lane_t;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a job queued, a job finished, a stop */
+    int started, stopping;
+    lane_t lanes[REPAIR_NLANES];
+    repair_backoff_t backoff; /* under mu */
+    int cancel;               /* atomic: abandons a fetch in flight */
+    /* set by repair_start, read-only afterwards (but the peers' down_until_ms) */
     meta_t *meta;
     store_t *store;
-    fetch_t *fetch;
     fetch_opts_t opts;
     uint64_t timeout_ms;
     peer_t *peers;
@@ -49,6 +63,14 @@ static struct {
 static repair_stats_t counts; /* atomic fields */
 
 #define COUNT(field, n) __atomic_add_fetch(&counts.field, (n), __ATOMIC_RELAXED)
+
+/* The label of each repair_skip_t in comio_repair_skipped_total{reason}. */
+static const char *const skip_names[REPAIR_NSKIPS] = {
+    [REPAIR_SKIP_DUPLICATE] = "duplicate",
+    [REPAIR_SKIP_BACKOFF] = "backoff",
+    [REPAIR_SKIP_RECENT] = "recent_failure",
+    [REPAIR_SKIP_EXPIRED] = "expired",
+};
 
 void repair_what_set(repair_what_t *w, const char *b, size_t blen, const char *k, size_t klen, uint64_t version, const char *origin,
                      size_t origin_len, uint64_t off, uint64_t block, integrity_path_t path)
@@ -161,33 +183,67 @@ static int load_current(const repair_what_t *w, meta_obj_t *o, blocksum_view_t *
  * streams a damaged copy until it meets the first bad block and then cuts
  * the reply, which alone does not tell damage from a dropped connection.
  * 1 when the peer answers 503: its copy is damaged. */
-static int peer_copy_damaged(const char *url, const meta_obj_t *o, alloc_extent_t e)
+static int peer_copy_damaged(fetch_t *f, const char *url, const meta_obj_t *o, alloc_extent_t e)
 {
     char vurl[PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + sizeof(REPAIR_URL_MARK) + sizeof("&verify=1")], err[FETCH_ERROR_MAX];
     unsigned status = 0;
 
     snprintf(vurl, sizeof(vurl), "%s&verify=1", url);
     /* no body comes with the answer: nothing is written at e, the size check fails whatever the status */
-    int ret = fetch_to_store(rp.fetch, &rp.opts, vurl, rp.store, e.off, o->size, o->etag, NULL, &status, err, sizeof(err));
+    int ret = fetch_to_store(f, &rp.opts, vurl, rp.store, e.off, o->size, o->etag, NULL, &status, err, sizeof(err));
     return ret != 0 && status == 503;
 }
 
-/* Tries the peers in turn until one gives a verified copy at e. Returns 0,
- * or CIO_ECORRUPT (every peer that answered holds it damaged), CIO_ENOTFOUND
- * (none holds the version) or CIO_EAGAIN. Each peer that gave none is
- * logged, at debug level when `quiet` (this object's repair was logged
- * a moment ago). */
-static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_view_t *v, alloc_extent_t e, blocksum_calc_t *calc,
-                           const char **from, int quiet)
+/* The order to ask the peers in: those not known down first, then those
+ * that did not answer a moment ago, each group as configured. Returns n. */
+static size_t peer_order(size_t order[REPAIR_PEERS_MAX])
+{
+    int64_t now = clock_mono_ms();
+    size_t n = 0;
+
+    for (int down = 0; down <= 1; down++)
+        for (size_t i = 0; i < rp.npeers; i++)
+            if ((__atomic_load_n(&rp.peers[i].down_until_ms, __ATOMIC_RELAXED) > now) == down)
+                order[n++] = i;
+    return n;
+}
+
+/* Remembers whether p answered (any HTTP status) or not (no status: refused,
+ * reset, timed out); said when that changes. */
+static void peer_answered(peer_t *p, int answered)
+{
+    int64_t was = __atomic_load_n(&p->down_until_ms, __ATOMIC_RELAXED), now = clock_mono_ms();
+
+    if (answered) {
+        if (was != 0 && __atomic_exchange_n(&p->down_until_ms, 0, __ATOMIC_RELAXED) != 0)
+            log_msg(LOG_LVL_INFO, "repair: a peer answers again", "peer", p->name, NULL);
+        return;
+    }
+    __atomic_store_n(&p->down_until_ms, now + REPAIR_PEER_DOWN_MS, __ATOMIC_RELAXED);
+    if (was <= now) {
+        char ms[24];
+        snprintf(ms, sizeof(ms), "%d", REPAIR_PEER_DOWN_MS);
+        log_msg(LOG_LVL_WARN, "repair: a peer did not answer; the next repairs ask it after the others", "peer", p->name, "for_ms",
+                ms, NULL);
+    }
+}
+
+/* Tries the peers in turn (peer_order) until one gives a verified copy at e.
+ * Returns 0, or CIO_ECORRUPT (every peer that answered holds it damaged),
+ * CIO_ENOTFOUND (none holds the version) or CIO_EAGAIN. Each peer that gave
+ * none is logged, at debug level when `quiet` (this object's repair was
+ * logged a moment ago). */
+static int fetch_good_copy(const job_t *j, fetch_t *f, const meta_obj_t *o, const blocksum_view_t *v, alloc_extent_t e,
+                           blocksum_calc_t *calc, const char **from, int quiet)
 {
     const repair_what_t *w = &j->what;
-    size_t damaged_there = 0, missing = 0, other = 0;
+    size_t damaged_there = 0, missing = 0, other = 0, order[REPAIR_PEERS_MAX], n = peer_order(order);
     char url[PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + sizeof(REPAIR_URL_MARK)], err[FETCH_ERROR_MAX], vs[24], st[8];
     int ret;
 
     fmt_u64(vs, sizeof(vs), w->version);
-    for (size_t i = 0; i < rp.npeers; i++) {
-        const peer_t *p = &rp.peers[i];
+    for (size_t i = 0; i < n; i++) {
+        peer_t *p = &rp.peers[order[i]];
         int64_t left = j->deadline_ms - clock_mono_ms();
         unsigned status = 0;
         uint64_t bad = UINT64_MAX;
@@ -208,8 +264,10 @@ static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_v
             goto next;
         }
         strcat(url, REPAIR_URL_MARK); /* the peer queues no repair of its own copy in turn */
-        fetch_set_timeout(rp.fetch, (uint64_t)left);
-        ret = fetch_to_store(rp.fetch, &rp.opts, url, rp.store, e.off, o->size, o->etag, calc, &status, err, sizeof(err));
+        fetch_set_timeout(f, (uint64_t)left);
+        ret = fetch_to_store(f, &rp.opts, url, rp.store, e.off, o->size, o->etag, calc, &status, err, sizeof(err));
+        if (!__atomic_load_n(&rp.cancel, __ATOMIC_RELAXED))
+            peer_answered(p, status != 0 || ret != CIO_EAGAIN);
         if (ret == 0 && blocksum_calc_done(calc) == 0 && crcs_match(calc, v, &bad)) {
             *from = p->name;
             return 0;
@@ -221,7 +279,7 @@ static int fetch_good_copy(const job_t *j, const meta_obj_t *o, const blocksum_v
             other++;
         } else if (status == 503) {
             damaged_there++; /* its own integrity_read refused its copy: DataDamaged */
-        } else if (status == 200 && ret == CIO_EAGAIN && peer_copy_damaged(url, o, e)) {
+        } else if (status == 200 && ret == CIO_EAGAIN && peer_copy_damaged(f, url, o, e)) {
             damaged_there++; /* cut short past its first block, and the peer says its copy is damaged */
         } else if (ret == CIO_ENOTFOUND || status == 404) {
             missing++;
@@ -273,7 +331,7 @@ static int swap_in(const repair_what_t *w, alloc_extent_t e, const blocksum_calc
     return meta_err(mdb_txn_commit(txn), "mdb_txn_commit(repair)");
 }
 
-static int run(const job_t *j)
+static int run(const job_t *j, fetch_t *f)
 {
     const repair_what_t *w = &j->what;
     blocksum_view_t view;
@@ -304,7 +362,7 @@ static int run(const job_t *j)
         goto out;
     /* a replica retrying its fetch, or a client reading again, asks again and again: its peers' answers are said once in a while */
     quiet = integrity_recent("repair asked", w->bucket, w->key, w->version, w->origin, w->off);
-    ret = fetch_good_copy(j, &o, have ? &view : NULL, e, &calc, &from, quiet);
+    ret = fetch_good_copy(j, f, &o, have ? &view : NULL, e, &calc, &from, quiet);
     if (ret == 0)
         ret = store_sync(rp.store);
     if (ret == 0)
@@ -397,29 +455,63 @@ static void finish(job_t *j, int result)
     pthread_mutex_unlock(&rp.mu);
 }
 
+/* Says, once per back-off interval of the object, that a request for it was dropped. */
+static void say_dropped(const repair_what_t *w, int result, int64_t retry_ms)
+{
+    char vs[24], in[24];
+    int64_t left = retry_ms - clock_mono_ms();
+
+    fmt_u64(vs, sizeof(vs), w->version);
+    snprintf(in, sizeof(in), "%" PRId64, left > 0 ? left : 0);
+    log_msg(LOG_LVL_WARN, "repair not tried again yet: it found no good copy a moment ago (back-off)", "bucket", w->bucket, "key",
+            w->key, "version", vs, "origin", w->origin, "error", cio_strerror(result), "retry_in_ms", in, NULL);
+}
+
+/* Whether j is to be dropped by the back-off (under rp.mu): 0, or the failure it answers with (counted, said). */
+static int backoff_drop(const job_t *j)
+{
+    int first;
+    int64_t retry_ms;
+    int ret = repair_backoff_check(&rp.backoff, &j->what, j->lane == REPAIR_LANE_CLIENT, j->asked_ms, &first, &retry_ms);
+
+    if (ret != 0) {
+        COUNT(skipped[j->lane == REPAIR_LANE_CLIENT ? REPAIR_SKIP_RECENT : REPAIR_SKIP_BACKOFF], 1);
+        if (first)
+            say_dropped(&j->what, ret, retry_ms);
+    }
+    return ret;
+}
+
 static void *worker_main(void *arg)
 {
+    lane_t *l = arg;
+
     pthread_mutex_lock(&rp.mu);
     for (;;) {
-        while (rp.head == NULL && !rp.stopping)
+        while (l->head == NULL && !rp.stopping)
             pthread_cond_wait(&rp.cv, &rp.mu);
-        job_t *j = rp.head;
+        job_t *j = l->head;
         if (j == NULL)
             break; /* stopping, nothing left */
-        if ((rp.head = j->next) == NULL)
-            rp.tail = &rp.head;
-        rp.queued--;
-        rp.running = j;
-        int stopping = rp.stopping;
+        if ((l->head = j->next) == NULL)
+            l->tail = &l->head;
+        l->queued--;
+        int stopping = rp.stopping, result = CIO_EAGAIN, ran = 0;
+        if (!stopping && clock_mono_ms() >= j->deadline_ms)
+            COUNT(skipped[REPAIR_SKIP_EXPIRED], 1);
+        else if (!stopping && (result = backoff_drop(j)) == 0) /* another attempt failed while it waited */
+            ran = 1;
+        l->running = ran ? j : NULL;
         pthread_mutex_unlock(&rp.mu);
-        int result = CIO_EAGAIN;
-        if (!stopping && clock_mono_ms() < j->deadline_ms) {
+        if (ran) {
             result = j->verify ? verify_current(j) : 1;
             if (result == 1)
-                result = run(j);
+                result = run(j, l->fetch);
         }
         pthread_mutex_lock(&rp.mu);
-        rp.running = NULL;
+        l->running = NULL;
+        if (ran)
+            repair_backoff_done(&rp.backoff, &j->what, result, clock_mono_ms());
         pthread_mutex_unlock(&rp.mu);
         finish(j, result);
         pthread_mutex_lock(&rp.mu);
@@ -428,56 +520,70 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Whether a and b name the same version of the same object at the same extent. */
-static int same_object(const repair_what_t *a, const repair_what_t *b)
+int repair_what_same(const repair_what_t *a, const repair_what_t *b)
 {
     return a->version == b->version && a->off == b->off && a->blen == b->blen && a->klen == b->klen &&
            a->origin_len == b->origin_len && memcmp(a->bucket, b->bucket, a->blen) == 0 && memcmp(a->key, b->key, a->klen) == 0 &&
            memcmp(a->origin, b->origin, a->origin_len) == 0;
 }
 
-/* Whether a job for w's object is queued or running. Under rp.mu. */
+/* Whether a job for w's object is queued or running in either lane (a
+ * client's repair serves a background reader too). Under rp.mu. */
 static int asked_already(const repair_what_t *w)
 {
-    if (rp.running != NULL && same_object(&rp.running->what, w))
-        return 1;
-    for (const job_t *q = rp.head; q != NULL; q = q->next)
-        if (same_object(&q->what, w))
+    for (int i = 0; i < REPAIR_NLANES; i++) {
+        const lane_t *l = &rp.lanes[i];
+        if (l->running != NULL && repair_what_same(&l->running->what, w))
             return 1;
+        for (const job_t *q = l->head; q != NULL; q = q->next)
+            if (repair_what_same(&q->what, w))
+                return 1;
+    }
     return 0;
 }
 
-/* Queues j. With `once`, returns 1 without queueing it when a job for the
- * same object is queued or running. 0, 1 or CIO_EAGAIN. */
+#define ENQUEUE_DUPLICATE 1 /* enqueue: with `once`, a job for the object is queued or running in a lane */
+#define ENQUEUE_DROPPED 2   /* enqueue: dropped by the back-off; j->result is the failure to answer */
+
+/* Queues j in its lane. Returns 0, ENQUEUE_DUPLICATE, ENQUEUE_DROPPED (both
+ * counted) or CIO_EAGAIN (the lane is full, or stopping). */
 static int enqueue(job_t *j, int once)
 {
+    lane_t *l = &rp.lanes[j->lane];
     int ret = 0;
+
     j->next = NULL;
-    j->deadline_ms = clock_mono_ms() + (int64_t)rp.timeout_ms;
+    j->asked_ms = clock_mono_ms();
+    j->deadline_ms = j->asked_ms + (int64_t)rp.timeout_ms;
     pthread_mutex_lock(&rp.mu);
-    if (!rp.started || rp.stopping || rp.queued >= REPAIR_QUEUE_MAX) {
+    if (!rp.started || rp.stopping || l->queued >= REPAIR_QUEUE_MAX) {
         ret = CIO_EAGAIN;
     } else if (once && asked_already(&j->what)) {
-        ret = 1; /* a scan of at most REPAIR_QUEUE_MAX jobs, on a path taken only when damage was found */
+        COUNT(skipped[REPAIR_SKIP_DUPLICATE], 1);
+        ret = ENQUEUE_DUPLICATE; /* a scan of at most REPAIR_NLANES * REPAIR_QUEUE_MAX jobs, on a path taken only when damage was
+                                    found */
+    } else if ((j->result = backoff_drop(j)) != 0) {
+        ret = ENQUEUE_DROPPED;
     } else {
-        *rp.tail = j;
-        rp.tail = &j->next;
-        rp.queued++;
+        *l->tail = j;
+        l->tail = &j->next;
+        l->queued++;
         pthread_cond_broadcast(&rp.cv);
     }
     pthread_mutex_unlock(&rp.mu);
     return ret;
 }
 
-int repair_object(const repair_what_t *w)
+int repair_object(const repair_what_t *w, repair_lane_t lane)
 {
     job_t j;
     int ret;
 
     memset(&j, 0, sizeof(j));
     j.what = *w;
+    j.lane = lane;
     if ((ret = enqueue(&j, 0)) != 0)
-        return ret;
+        return ret == ENQUEUE_DROPPED ? j.result : ret;
     pthread_mutex_lock(&rp.mu);
     while (!j.finished)
         pthread_cond_wait(&rp.cv, &rp.mu);
@@ -493,9 +599,12 @@ int repair_submit(const repair_what_t *w, repair_done_t done, void *arg)
     if (j == NULL)
         return CIO_ENOMEM;
     j->what = *w;
+    j->lane = REPAIR_LANE_CLIENT;
     j->done = done;
     j->arg = arg;
-    if ((ret = enqueue(j, 0)) != 0)
+    if ((ret = enqueue(j, 0)) == ENQUEUE_DROPPED)
+        ret = j->result;
+    if (ret != 0)
         free(j);
     return ret;
 }
@@ -506,13 +615,14 @@ void repair_background(const repair_what_t *w)
     int ret = CIO_ENOMEM;
     if (j != NULL) {
         j->what = *w;
+        j->lane = REPAIR_LANE_BACKGROUND;
         j->detached = 1;
         if ((ret = enqueue(j, 1)) == 0)
             return;
     }
     free(j);
-    if (ret == 1)
-        return; /* asked already: that repair serves this reader too */
+    if (ret == ENQUEUE_DUPLICATE || ret == ENQUEUE_DROPPED)
+        return; /* asked already (that repair serves this reader too), or failed a moment ago: counted */
     log_msg(LOG_LVL_WARN, "cannot queue the repair of a damaged object (the repair queue is full or stopped)", "bucket", w->bucket,
             "key", w->key, NULL);
 }
@@ -525,11 +635,12 @@ int repair_check(const repair_what_t *w)
     if (j == NULL)
         return CIO_ENOMEM;
     j->what = *w;
+    j->lane = REPAIR_LANE_BACKGROUND;
     j->detached = 1;
     j->verify = 1;
     if ((ret = enqueue(j, 1)) != 0)
         free(j);
-    return ret == 1 ? 0 : ret;
+    return ret == ENQUEUE_DUPLICATE || ret == ENQUEUE_DROPPED ? 0 : ret; /* asked already, or failed a moment ago: counted */
 }
 
 /* Adds a peer unless its URL is listed already or it has no secret to sign with. */
@@ -543,7 +654,30 @@ static void add_peer(const char *name, const char *url, const char *secret)
     for (size_t i = 0; i < rp.npeers; i++)
         if (strcmp(rp.peers[i].url, url) == 0)
             return;
-    rp.peers[rp.npeers++] = (peer_t){name, url, secret};
+    if (rp.npeers < REPAIR_PEERS_MAX) /* the configuration's limits keep it there */
+        rp.peers[rp.npeers++] = (peer_t){name, url, secret, 0};
+}
+
+/* Frees what repair_start made (the threads joined or never started). */
+static void release(void)
+{
+    for (int i = 0; i < REPAIR_NLANES; i++) {
+        fetch_free(rp.lanes[i].fetch);
+        rp.lanes[i].fetch = NULL;
+    }
+    free(rp.peers); /* their strings are the configuration's */
+    rp.peers = NULL;
+    rp.npeers = 0;
+}
+
+/* Joins the workers started. */
+static void join_workers(void)
+{
+    for (int i = 0; i < REPAIR_NLANES; i++) {
+        if (rp.lanes[i].thread_started)
+            pthread_join(rp.lanes[i].tid, NULL);
+        rp.lanes[i].thread_started = 0;
+    }
 }
 
 int repair_start(const conf_t *conf, meta_t *m, store_t *s)
@@ -552,12 +686,17 @@ int repair_start(const conf_t *conf, meta_t *m, store_t *s)
     rp.store = s;
     rp.opts.ca_file = conf->ca_file;
     rp.timeout_ms = conf->repair_timeout_ms;
-    rp.head = NULL;
-    rp.tail = &rp.head;
-    if ((rp.peers = calloc(conf->ntargets + conf->nrepair_peers + 1, sizeof(*rp.peers))) == NULL ||
-        (rp.fetch = fetch_new(&rp.cancel)) == NULL) {
-        free(rp.peers);
-        rp.peers = NULL;
+    repair_backoff_init(&rp.backoff, conf->repair_backoff_ms);
+    for (int i = 0; i < REPAIR_NLANES; i++) {
+        rp.lanes[i].head = NULL;
+        rp.lanes[i].tail = &rp.lanes[i].head;
+        if ((rp.lanes[i].fetch = fetch_new(&rp.cancel)) == NULL) {
+            release();
+            return CIO_ENOMEM;
+        }
+    }
+    if ((rp.peers = calloc(REPAIR_PEERS_MAX, sizeof(*rp.peers))) == NULL) {
+        release();
         return CIO_ENOMEM;
     }
     for (size_t i = 0; i < conf->ntargets; i++)
@@ -566,13 +705,18 @@ int repair_start(const conf_t *conf, meta_t *m, store_t *s)
         const conf_target_t *p = &conf->repair_peers[i];
         add_peer(p->name, p->url, p->token != NULL ? p->token : conf->accept_token);
     }
-    if (pthread_create(&rp.tid, NULL, worker_main, NULL) != 0) {
-        log_msg(LOG_LVL_ERROR, "cannot start the repair thread", NULL);
-        fetch_free(rp.fetch);
-        free(rp.peers);
-        rp.fetch = NULL;
-        rp.peers = NULL;
-        return CIO_ESYS;
+    for (int i = 0; i < REPAIR_NLANES; i++) {
+        if (pthread_create(&rp.lanes[i].tid, NULL, worker_main, &rp.lanes[i]) != 0) {
+            log_msg(LOG_LVL_ERROR, "cannot start the repair thread", NULL);
+            pthread_mutex_lock(&rp.mu);
+            rp.stopping = 1;
+            pthread_cond_broadcast(&rp.cv);
+            pthread_mutex_unlock(&rp.mu);
+            join_workers();
+            release();
+            return CIO_ESYS;
+        }
+        rp.lanes[i].thread_started = 1;
     }
     pthread_mutex_lock(&rp.mu);
     rp.started = 1;
@@ -590,12 +734,8 @@ void repair_stop(void)
     pthread_mutex_unlock(&rp.mu);
     if (!started)
         return;
-    pthread_join(rp.tid, NULL);
-    fetch_free(rp.fetch);
-    rp.fetch = NULL;
-    free(rp.peers); /* their strings are the configuration's */
-    rp.peers = NULL;
-    rp.npeers = 0;
+    join_workers();
+    release();
 }
 
 void repair_stats(repair_stats_t *out)
@@ -606,6 +746,8 @@ void repair_stats(repair_stats_t *out)
     out->everywhere = __atomic_load_n(&counts.everywhere, __ATOMIC_RELAXED);
     out->blocks = __atomic_load_n(&counts.blocks, __ATOMIC_RELAXED);
     out->bytes = __atomic_load_n(&counts.bytes, __ATOMIC_RELAXED);
+    for (int i = 0; i < REPAIR_NSKIPS; i++)
+        out->skipped[i] = __atomic_load_n(&counts.skipped[i], __ATOMIC_RELAXED);
 }
 
 int repair_metrics(meta_t *m, MDB_txn *txn, buf_t *b)
@@ -643,5 +785,11 @@ int repair_metrics(meta_t *m, MDB_txn *txn, buf_t *b)
                "# TYPE comio_repair_quarantined_bytes gauge\n"
                "comio_repair_quarantined_bytes %" PRIu64 "\n",
                st.attempted, st.repaired, st.failed, st.everywhere, st.blocks, st.bytes, extents, bytes);
+    buf_printf(b, "# HELP comio_repair_skipped_total Repairs asked for but not run since storaged started, by reason: one for "
+                  "the object queued or running (duplicate), within the back-off after a failure (backoff), a client's within "
+                  "a second of a failure (recent_failure), waited past storage.repair_timeout (expired).\n"
+                  "# TYPE comio_repair_skipped_total counter\n");
+    for (int i = 0; i < REPAIR_NSKIPS; i++)
+        buf_printf(b, "comio_repair_skipped_total{reason=\"%s\"} %" PRIu64 "\n", skip_names[i], st.skipped[i]);
     return 0;
 }

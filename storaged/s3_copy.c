@@ -114,7 +114,7 @@ static void *copy_read_main(void *arg)
         /* repaired from a peer (this thread may wait for it), then read again */
         integrity_damaged(INTEGRITY_GET, c->what.bucket, c->what.key, c->what.version, c->what.origin, c->bad_block);
         c->what.block = c->bad_block;
-        if (repair_object(&c->what) == 0)
+        if (repair_object(&c->what, REPAIR_LANE_CLIENT) == 0)
             c->read_rc = reread_repaired(c);
     }
     h2o_multithread_send_message(c->rx, &c->msg);

@@ -312,7 +312,7 @@ static int scrub_object(scrub_t *sc, const item_t *it, uint64_t *bytes_read)
             /* from a peer, now: a repair puts good bytes in place and drops the "damaged" entry; a failed one leaves it */
             repair_what_set(&w, it->bucket, it->blen, it->key, it->klen, o->version, o->origin, o->origin_len, o->off, bad,
                             INTEGRITY_SCRUB);
-            if (repair_object(&w) == 0)
+            if (repair_object(&w, REPAIR_LANE_BACKGROUND) == 0)
                 result = R_REPAIRED;
         }
     }

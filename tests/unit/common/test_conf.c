@@ -1560,6 +1560,13 @@ static void test_repair_peers(void)
     conf_free(&c);
     CHECK_EQ_INT(load("site:\n  id: x\n", &c, err), CIO_OK);
     CHECK(c.nrepair_peers == 0 && c.repair_peers == NULL && c.repair_timeout_ms == 30000);
+    CHECK(c.repair_backoff_ms == 5 * 60 * 1000);
+    conf_free(&c);
+    CHECK_EQ_INT(load("storage:\n  repair_backoff: 0\n", &c, err), CIO_OK); /* 0: no back-off */
+    CHECK(c.repair_backoff_ms == 0);
+    conf_free(&c);
+    CHECK_EQ_INT(load("storage:\n  repair_backoff: 90s\n", &c, err), CIO_OK);
+    CHECK(c.repair_backoff_ms == 90000);
     conf_free(&c);
 
     expect_err("storage:\n  repair_peers:\n    - name: a\n      url: ftp://a\n",

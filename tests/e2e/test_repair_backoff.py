@@ -1,0 +1,128 @@
+"""test_repair_backoff.py - repair when a peer does not answer (storaged/repair.h, storaged/repair_backoff.h;
+docs/operations.md "Repair from the other site", "A peer down").
+
+Three sites: A ships to B and C. An object X whose only good copy besides A's is on B, and an object Y that C holds
+too, are both damaged on A; B's storaged is then stopped with SIGSTOP (a hung peer: its kernel still accepts
+connections, nothing answers, every fetch from it runs into storage.repair_timeout). C fetching X again and again
+(its event is retried) queues background repairs of X that hang on B; they must not make a client's GET of Y wait:
+the GET's repair runs in its own lane, asks C first (B is remembered as down) and answers the good bytes at once.
+After X's repair failed, the background requests for it are dropped for a while (counted, said once per interval);
+once B answers again X is repaired and C gets it.
+
+Damage is written into the image files behind storaged's back (harness/damage.py). Every wait is bounded."""
+
+import json
+import os
+import signal
+import time
+
+from harness.comio import expect_error
+from harness.damage import find_extent, zero
+from harness.replication import Site, converge_or_fail, finish_sites, new_token, wait_until
+
+BLOCK = 64 * 1024
+LARGE = (1 << 20) + 4321  # shipped as a URL (above the inline thresholds): the target fetches it
+TIMEOUT_S = 8
+# no scheduled scrub; a short cap on the back-off so that the test sees the object retried once B is back
+STORAGE = {"scrub_rate": "0", "repair_timeout": "%ds" % TIMEOUT_S, "repair_backoff": "15s"}
+BACKOFF_SAID = "repair not tried again yet: it found no good copy a moment ago (back-off)"
+PEER_DOWN = "repair: a peer did not answer; the next repairs ask it after the others"
+
+
+def log_lines(site, msg):
+    return [j for j in (json.loads(x) for x in site.storaged.log().splitlines() if x.startswith("{")) if j.get("msg") == msg]
+
+
+def metric(c, name, **labels):
+    return c.metrics().value(name, **labels)
+
+
+def test_a_hung_peer_holds_up_neither_a_client_get_nor_the_repair_thread(tmp_path):
+    tb, tc = new_token(), new_token()
+    b = Site(tmp_path / "b", "site-b", accept_token=tb, extra={"storage": dict(STORAGE)})
+    c = Site(tmp_path / "c", "site-c", accept_token=tc, extra={"storage": dict(STORAGE)})
+    a = Site(tmp_path / "a", "site-a", extra={"storage": dict(STORAGE)},
+             repl={"targets": [{"name": "b", "url": b.url(), "token": tb}, {"name": "c", "url": c.url(), "token": tc}]})
+    b_stopped = False
+    try:
+        b.start()
+        c.start()
+        a.start()
+        ca, cc = a.client(), c.client()
+        y = os.urandom(300_000)
+        assert ca.put("bkt", "y", y).status == 200
+        converge_or_fail(a, b)
+        converge_or_fail(a, c)
+        c.stop()  # X reaches B only
+        x = os.urandom(LARGE)
+        assert ca.put("bkt", "x", x).status == 200
+        converge_or_fail(a, b)
+        ia = a.workdir / "store.img"
+        ex, ey = find_extent(ia, x), find_extent(ia, y)
+        zero(ia, ex + 100, 4096)  # block 0: C's fetch answered 503 DataDamaged, a repair queued behind it
+        zero(ia, ey + 2 * BLOCK + 7, 512)
+        os.kill(b.storaged.proc.pid, signal.SIGSTOP)
+        b_stopped = True
+
+        c.start()
+        # X's first repair asks B first (not known down yet) and runs into the timeout: B is remembered as down
+        wait_until(lambda: metric(ca, "comio_repair_failed_total") >= 1, 60, what="X's first repair failing on the hung B")
+        assert [j["peer"] for j in log_lines(a, PEER_DOWN)] == ["b"]
+
+        # a background request right after the failure is dropped (POST /admin/scrub?bucket&key asks one, as repld
+        # does), counted every time, said once for the interval; C's retries meanwhile are dropped the same way
+        before = metric(ca, "comio_repair_skipped_total", reason="backoff")
+        for _ in range(5):
+            r = ca.raw("POST", "/admin/scrub?bucket=bkt&key=x")
+            assert r.status == 202 and r.json() == {"queued": True}, r
+        assert metric(ca, "comio_repair_skipped_total", reason="backoff") >= before + 5
+        said = [j for j in log_lines(a, BACKOFF_SAID) if j["key"] == "x"]
+        assert 1 <= len(said) <= metric(ca, "comio_repair_failed_total"), said
+
+        # a client GET of Y while a background repair of X hangs on B: wait until one starts (the count of attempts
+        # grows), then GET. It runs in the client lane, asks C first, and answers the good bytes well before the
+        # timeout a repair of X spends on B.
+        n = metric(ca, "comio_repair_attempted_total")
+        wait_until(lambda: metric(ca, "comio_repair_attempted_total") > n, 90, interval=0.02,
+                   what="a background repair of X starting (C's fetch retried past the back-off)")
+        t0 = time.monotonic()
+        r = ca.get("bkt", "y")
+        took = time.monotonic() - t0
+        assert r.status == 200 and r.body == y, r.status
+        assert took < TIMEOUT_S / 2, "the GET of Y took %.1f s, with a repair of X hanging on B" % took
+        print("GET of Y while a repair of X hangs on B: %.3f s (repair_timeout %d s)" % (took, TIMEOUT_S))
+        m = ca.metrics()
+        assert m.value("comio_repair_repaired_total") == 1 and m.value("comio_repair_failed_total") >= 1, m.text
+        # X itself, read by a client: its repair still asks B (the only peer holding it), so the client gets its 503
+        # within the timeout; a GET right after shares that failure at once
+        t0 = time.monotonic()
+        expect_error(ca.get("bkt", "x"), 503, "DataDamaged")
+        assert time.monotonic() - t0 < TIMEOUT_S * 2 + 5
+        recent = metric(ca, "comio_repair_skipped_total", reason="recent_failure")
+        t0 = time.monotonic()
+        expect_error(ca.get("bkt", "x"), 503, "DataDamaged")
+        assert time.monotonic() - t0 < 1.0 and metric(ca, "comio_repair_skipped_total", reason="recent_failure") == recent + 1
+
+        # C's retries keep asking; most are dropped (backoff) or joined to the one running (duplicate), and the
+        # back-off is said at most once per failed attempt, never once per request
+        wait_until(lambda: metric(ca, "comio_repair_skipped_total", reason="backoff") >= before + 7, 120,
+                   what="C's retried fetches dropped by the back-off")
+        m = ca.metrics()
+        said = [j for j in log_lines(a, BACKOFF_SAID) if j["key"] == "x"]
+        assert len(said) <= m.value("comio_repair_failed_total") < m.value("comio_repair_skipped_total", reason="backoff")
+        assert cc.get("bkt", "x").status == 404  # C never gets a damaged byte
+
+        # B answers again: X's next repair (after at most the back-off's cap) takes B's copy, and C gets it
+        os.kill(b.storaged.proc.pid, signal.SIGCONT)
+        b_stopped = False
+        wait_until(lambda: metric(ca, "comio_repair_repaired_total") >= 2, 90, what="X repaired once B answers")
+        wait_until(lambda: cc.get("bkt", "x").body == x, 60, what="C holding X")
+        assert ca.get("bkt", "x").body == x
+        converge_or_fail(a, c)
+        assert "repair: a peer answers again" in a.storaged.log()
+    finally:
+        if b_stopped:
+            os.kill(b.storaged.proc.pid, signal.SIGCONT)
+        problems = finish_sites([a, b, c])
+        if problems:
+            raise AssertionError("teardown:\n" + "\n".join(problems))
