@@ -3,7 +3,7 @@
  * "Conflicts").
  *
  *   "conflicts"  bucket NUL, MD5(key), loser version (u64 BE), loser origin
- *                -> conflict_t (record format 1, below)
+ *                -> conflict_t (record formats 1 to 3: common/conflict.c)
  *
  * A (version, origin) names one mutation of one key, so the key is unique;
  * the MD5 keeps the key short (LMDB keys are at most 511 bytes) and puts a
@@ -11,7 +11,11 @@
  * supersedes with one seek. A loser's extent (a PUT's bytes) belongs to its
  * record until the record goes: the caller frees it then. storaged writes
  * the table; repld reads it, to ship a write that lost a race here (its
- * bytes are then the record's). Every function
+ * bytes are then the record's). A PUT loser's block checksums
+ * (common/blocksum.h) live in its record too, written with it and gone with
+ * it: every reader of a loser's bytes verifies them against `sums` when
+ * `has_sums` (a record written before records kept them has none, and its
+ * bytes are read unverified; docs/storage.md). Every function
  * taking a txn leaves commit/abort to the caller; LMDB errors are returned
  * as CIO_EDB or CIO_EMAPFULL (meta_err). */
 #ifndef COMIO_CONFLICT_H
@@ -20,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <lmdb.h>
+#include "common/blocksum.h"
 #include "common/err.h"
 #include "common/vctx.h"
 #include "common/meta.h"
@@ -39,10 +44,27 @@ typedef struct {
     char key[LOGREC_KEY_MAX + 1];
     uint16_t meta_len;         /* the loser's metadata besides its content type (common/objmeta.h, a */
     uint8_t meta[OBJMETA_MAX]; /* valid blob), meta_len bytes; 0 for none and in records of format 1 */
+    int has_sums;              /* the loser's block checksums are kept (record format 3): sums; 0 for none */
+    blocksum_view_t sums;      /* the whole loser's: first 0, n = blocksum_nblocks(size, shift). From conflict_get and the
+                                  walks, its CRCs are borrowed from the record's value (valid until the txn ends, or
+                                  its next write: blocksum_view_copy to keep them); given to conflict_put, the
+                                  caller's (big-endian CRCs, or crcs NULL with `one` the inline CRC of an object of
+                                  at most BLOCKSUM_INLINE_MAX bytes: blocksum_view_one) */
 } conflict_t;
 
+/* Sets c->sums to the whole-object view of the checksums `sums` (finished:
+ * blocksum_calc_done, of c->size bytes), with c->has_sums: an object of one
+ * block at most keeps its one CRC in the view itself, a larger one gets a
+ * big-endian copy of its CRCs in a malloc'd buffer *owned (the caller frees
+ * it after conflict_put; NULL when there is nothing to free). Returns 0,
+ * CIO_EINVAL (sums of another size, or unfinished) or CIO_ENOMEM. */
+int conflict_sums_from_calc(conflict_t *c, const blocksum_calc_t *sums, uint8_t **owned) CIO_MUST_CHECK;
+
 /* Records loser c of key c->key in bucket b (replacing a record of the same
- * loser). CIO_EINVAL when a length is out of range. */
+ * loser), with its checksums c->sums when c->has_sums (read here, during the
+ * call only: they must not point into the map, which this write may move;
+ * blocksum_view_copy). CIO_EINVAL when a length is out of range, or sums
+ * that do not cover exactly c->size bytes from the first block. */
 int conflict_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const conflict_t *c) CIO_MUST_CHECK;
 
 /* The record of key k's loser (hlc, origin): 0, or CIO_ENOTFOUND. */

@@ -4,6 +4,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <string.h>
+#include "common/buf.h"
 #include "common/curlopt.h"
 
 #define CONNECT_TIMEOUT_MS 10000L /* when the caller gives none: libcurl's own is 300 s */
@@ -57,4 +59,60 @@ int curlopt_apply(CURL *curl, const curlopt_t *o)
         check(curl_easy_setopt(curl, CURLOPT_SOCKOPTDATA, (void *)(uintptr_t)(o->dead_link_s * 1000)), &err);
     }
     return err;
+}
+
+size_t curlopt_to_buf(char *p, size_t size, size_t nmemb, void *buf)
+{
+    return buf_append(buf, p, size * nmemb) == 0 ? size * nmemb : 0; /* 0 aborts the transfer */
+}
+
+int curlopt_header_add(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (l == NULL)
+        return CIO_ENOMEM;
+    *list = l;
+    return 0;
+}
+
+static size_t paced_read(char *p, size_t size, size_t nmemb, void *arg)
+{
+    curlopt_body_t *pb = arg;
+    size_t n = size * nmemb, left = pb->len - pb->off;
+    if (n > left)
+        n = left;
+    if (n > BWLIMIT_CHUNK)
+        n = BWLIMIT_CHUNK;
+    if (n == 0)
+        return 0;
+    bwlimit_pace(pb->bw, pb->slot, n);
+    memcpy(p, pb->body + pb->off, n);
+    pb->off += n;
+    return n;
+}
+
+static int paced_seek(void *arg, curl_off_t offset, int origin)
+{
+    curlopt_body_t *pb = arg;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > pb->len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    pb->off = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+void curlopt_post_body(CURL *curl, curlopt_body_t *pb, bwlimit_t *bw, int slot, const char *body, size_t len)
+{
+    *pb = (curlopt_body_t){bw, slot, body, len, 0};
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    if (bwlimit_limit(bw, slot) > 0) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(curl, CURLOPT_READFUNCTION, paced_read);
+        curl_easy_setopt(curl, CURLOPT_READDATA, pb);
+        curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, paced_seek);
+        curl_easy_setopt(curl, CURLOPT_SEEKDATA, pb);
+    } else {
+        (void)bwlimit_take(bw, slot, len); /* counted for the measured rate; no limit to wait for */
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    }
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
 }

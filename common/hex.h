@@ -20,6 +20,9 @@ extern const char hex_upper[17]; /* "0123456789ABCDEF", for percent-encoding */
  * which holds 2 * len + 1 bytes. len 0 writes "". */
 void hex_encode(char *dst, const void *src, size_t len);
 
+/* hex_encode with upper-case digits (S3's request ids). */
+void hex_encode_upper(char *dst, const void *src, size_t len);
+
 /* The value (0..15) of hex digit c, either case; -1 when c is not one. */
 int hex_value(int c);
 

@@ -137,7 +137,8 @@ static inline int meta_ver_cmp(const meta_ver_t *a, const meta_ver_t *b)
  *      one block its object record (its format byte's OBJ_CRC_FLAG; format 5
  *      was not released before inline CRCs were added, so a store whose
  *      small objects have "blocksums" records still reads, as the same
- *      format), "scrub" and
+ *      format; nor without conflict records of format 3, which keep a
+ *      loser's checksums: common/conflict.c), "scrub" and
  *      "damaged" the background scrub's state and findings
  *      (storaged/scrub.h). The step from 4 only creates the tables, and
  *      records in "scrub" when it ran (META_SCRUB_UPGRADED_MS): the objects

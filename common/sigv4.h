@@ -179,6 +179,10 @@ void sigv4_chunk_signature(const sigv4_auth_t *a, const char *prev, const void *
  * chained on the last chunk's signature. */
 void sigv4_trailer_signature(const sigv4_auth_t *a, const char *prev, const void *trailer, size_t len, char out[SIGV4_SIG_HEX + 1]);
 
+/* 1 when s[0..len) is a signature as SigV4 writes one: exactly SIGV4_SIG_HEX
+ * lower-case hex digits; else 0. */
+int sigv4_is_signature(const char *s, size_t len);
+
 /* 1 when a[0..n) equals b[0..n), in time that does not depend on where they differ. */
 int sigv4_equal(const char *a, const char *b, size_t n);
 

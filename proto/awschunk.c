@@ -25,16 +25,6 @@ static int line_at(const char *buf, size_t len, size_t pos, size_t *n)
     return -1;
 }
 
-static int is_sig(const char *s, size_t n)
-{
-    if (n != SIGV4_SIG_HEX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 int awschunk_decode(char *buf, size_t len, const awschunk_opts_t *o, size_t *out_len, awschunk_trailer_t *tr, size_t max_tr,
                     size_t *ntr, sigv4_error_t *e)
 {
@@ -64,7 +54,7 @@ int awschunk_decode(char *buf, size_t len, const awschunk_opts_t *o, size_t *out
             return fail(e, CIO_EINVAL, 400, "InvalidRequest", "an aws-chunked chunk size is not 1 to 16 hex digits");
         if (o->auth != NULL) {
             if (n - i != sizeof(sigext) - 1 + SIGV4_SIG_HEX || memcmp(line + i, sigext, sizeof(sigext) - 1) != 0 ||
-                !is_sig(line + i + sizeof(sigext) - 1, SIGV4_SIG_HEX))
+                !sigv4_is_signature(line + i + sizeof(sigext) - 1, SIGV4_SIG_HEX))
                 return fail(e, CIO_EINVAL, 400, "InvalidRequest", "an aws-chunked chunk header lacks its chunk-signature");
         } else if (i != n) {
             return fail(e, CIO_EINVAL, 400, "InvalidRequest", "an unsigned aws-chunked chunk header has an extension");
@@ -119,7 +109,7 @@ int awschunk_decode(char *buf, size_t len, const awschunk_opts_t *o, size_t *out
             while (vl > 0 && (*v == ' ' || *v == '\t'))
                 v++, vl--;
             if (nl == 23 && memcmp(l, "x-amz-trailer-signature", 23) == 0) {
-                if (o->auth == NULL || !is_sig(v, vl))
+                if (o->auth == NULL || !sigv4_is_signature(v, vl))
                     return fail(e, CIO_EINVAL, 400, "InvalidRequest", "a malformed x-amz-trailer-signature");
                 have_tsig = 1;
                 tsig_pos = (size_t)(v - buf);

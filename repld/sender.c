@@ -64,45 +64,6 @@ struct sender {
     send_job_t *done_head, **done_tail; /* finished, not yet taken, oldest first */
 };
 
-static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
-{
-    buf_t *b = arg;
-    return buf_append(b, p, size * nmemb) == 0 ? size * nmemb : 0; /* 0 aborts the transfer */
-}
-
-/* A body paced by the target's bandwidth limit: handed to libcurl a chunk at a
- * time, each taken from the shared bucket first. */
-typedef struct {
-    struct sender *s;
-    const char *body;
-    size_t len, off;
-} paced_t;
-
-static size_t on_read(char *p, size_t size, size_t nmemb, void *arg)
-{
-    paced_t *pb = arg;
-    size_t n = size * nmemb, left = pb->len - pb->off;
-    if (n > left)
-        n = left;
-    if (n > BWLIMIT_CHUNK)
-        n = BWLIMIT_CHUNK;
-    if (n == 0)
-        return 0;
-    bwlimit_pace(pb->s->bw, pb->s->bw_slot, n);
-    memcpy(p, pb->body + pb->off, n);
-    pb->off += n;
-    return n;
-}
-
-static int on_seek(void *arg, curl_off_t offset, int origin)
-{
-    paced_t *pb = arg;
-    if (origin != SEEK_SET || offset < 0 || (size_t)offset > pb->len)
-        return CURL_SEEKFUNC_CANTSEEK;
-    pb->off = (size_t)offset;
-    return CURL_SEEKFUNC_OK;
-}
-
 void sender_set_bwlimit(sender_t *s, bwlimit_t *bw, int slot)
 {
     s->bw = bw;
@@ -115,7 +76,7 @@ static void attempt(lane_t *l, send_job_t *job, const char *body, size_t len, st
     struct sender *s = l->w->s;
     CURL *curl = l->curl;
     char errbuf[CURL_ERROR_SIZE] = "";
-    paced_t pb = {s, body, len, 0};
+    curlopt_body_t pb;
     CURLcode cc;
 
     buf_free(&job->reply);
@@ -128,20 +89,8 @@ static void attempt(lane_t *l, send_job_t *job, const char *body, size_t len, st
     job->store[0] = '\0';
     curl_easy_setopt(curl, CURLOPT_URL, s->url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_POST, 1L);
-    if (bwlimit_limit(s->bw, s->bw_slot) > 0) {
-        /* paced: libcurl reads the body through on_read */
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, NULL);
-        curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(curl, CURLOPT_READDATA, &pb);
-        curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, on_seek);
-        curl_easy_setopt(curl, CURLOPT_SEEKDATA, &pb);
-    } else {
-        (void)bwlimit_take(s->bw, s->bw_slot, len); /* counted for the measured rate; no limit to wait for */
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-    }
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curlopt_post_body(curl, &pb, s->bw, s->bw_slot, body, len);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, curlopt_to_buf);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &job->reply);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     cc = curl_easy_perform(curl);
@@ -292,16 +241,6 @@ static void sender_free(struct sender *s, unsigned started)
     free(s);
 }
 
-/* Appends one header line to *list; on failure the list is left as it was. */
-static int header_add(struct curl_slist **list, const char *line)
-{
-    struct curl_slist *l = curl_slist_append(*list, line);
-    if (l == NULL)
-        return CIO_ENOMEM;
-    *list = l;
-    return 0;
-}
-
 int sender_start(sender_t **out, const conf_t *conf, const conf_target_t *tgt, unsigned nworkers, int notify_fd)
 {
     struct sender *s = calloc(1, sizeof(*s));
@@ -337,13 +276,14 @@ int sender_start(sender_t **out, const conf_t *conf, const conf_target_t *tgt, u
     snprintf(s->url, ulen + 32, "%.*s/admin/replication/batch", (int)(ulen > 0 && tgt->url[ulen - 1] == '/' ? ulen - 1 : ulen),
              tgt->url);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tgt->token != NULL ? tgt->token : "");
-    if ((ret = header_add(&s->headers, auth)) != 0 || (ret = header_add(&s->headers, "Content-Type: application/msgpack")) != 0 ||
-        (ret = header_add(&s->headers, "Expect:")) != 0) /* no 100-continue round trip */
+    if ((ret = curlopt_header_add(&s->headers, auth)) != 0 ||
+        (ret = curlopt_header_add(&s->headers, "Content-Type: application/msgpack")) != 0 ||
+        (ret = curlopt_header_add(&s->headers, "Expect:")) != 0) /* no 100-continue round trip */
         goto fail;
     for (struct curl_slist *h = s->headers; h != NULL; h = h->next)
-        if ((ret = header_add(&s->headers_zstd, h->data)) != 0)
+        if ((ret = curlopt_header_add(&s->headers_zstd, h->data)) != 0)
             goto fail;
-    if ((ret = header_add(&s->headers_zstd, "Content-Encoding: zstd")) != 0)
+    if ((ret = curlopt_header_add(&s->headers_zstd, "Content-Encoding: zstd")) != 0)
         goto fail;
     for (unsigned i = 0; i < nworkers; i++) {
         s->w[i].s = s;

@@ -309,16 +309,28 @@ static int fill(ship_t *s)
 
 /* ---- building a batch ---- */
 
+/* Where the bytes of an event's record are verified against (event_record). */
+typedef enum {
+    SUMS_OBJECT, /* an object's: meta_sums_view */
+    SUMS_LOSER,  /* a kept loser's own, from its conflict record: the view set */
+    SUMS_NONE,   /* a kept loser whose record keeps none (written before records kept them): unverified */
+} ev_sums_t;
+
 /* The record holding the bytes of PUT event e, into *o: its object while
  * that is the event's version, else the conflict loser the site keeps for
  * it (a write that lost a race here still ships: the other sites must see
- * the race; docs/replication-apply.md, Conflicts). 0, 1 when neither (the
- * event was superseded: a later event carries the key's state), or an
- * error. */
-static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o)
+ * the race; docs/replication-apply.md, Conflicts). With `sums` not NULL,
+ * *how says where the bytes' checksums are, and for a loser's *sums is their
+ * view (borrowed from txn). 0, 1 when neither (the event was superseded: a
+ * later event carries the key's state), or an error. */
+static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o, blocksum_view_t *sums, ev_sums_t *how)
 {
     conflict_t k;
     int ret = meta_obj_get(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, o);
+    if (how != NULL) {
+        *how = SUMS_OBJECT;
+        memset(sums, 0, sizeof(*sums));
+    }
     if (ret != 0 && ret != CIO_ENOTFOUND)
         return ret;
     if (ret == 0 && meta_obj_current(o, e->r.hlc, e->r.origin, e->r.origin_len))
@@ -329,8 +341,12 @@ static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o)
         return 1;
     if (ret != 0)
         return ret;
-    /* the loser's record, not the winner's: a conflict record keeps no block checksums, so an inline CRC
-     * left from the winner's record would fail the loser's bytes as damaged */
+    /* the loser's record, not the winner's: no inline CRC left from the winner's record (it would fail the
+     * loser's bytes as damaged); the loser's own checksums are its conflict record's */
+    if (how != NULL) {
+        *how = k.has_sums ? SUMS_LOSER : SUMS_NONE;
+        *sums = k.sums;
+    }
     o->version = k.loser.hlc;
     o->origin_len = k.loser.origin_len;
     memcpy(o->origin, k.loser.origin, k.loser.origin_len + 1);
@@ -349,7 +365,10 @@ static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o)
  * fail their block checksums (logged, and storaged asked to repair the
  * object, repld/repair_ask.h: the event ships nothing now and is retried like
  * a refused one, so a retry finds the repaired bytes; after retry_attempts it
- * is recorded as failed and the log moves on), or an error.
+ * is recorded as failed and the log moves on), 3 when the bytes are those of
+ * a conflict's kept loser and fail the checksums its record keeps (logged;
+ * no repair is asked, as losers are not repaired: retried, then failed, the
+ * same way), or an error.
  *
  * The bytes are read from the extent that `txn` names; storaged may free and
  * reuse that extent at any time (its quarantine protects only its own
@@ -358,10 +377,12 @@ static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o)
 static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
 {
     meta_obj_t o;
+    blocksum_view_t lsums; /* a kept loser's checksums (how), borrowed from txn */
+    ev_sums_t how;
     int ret;
 
     *data = NULL;
-    ret = event_record(s, txn, e, &o);
+    ret = event_record(s, txn, e, &o, &lsums, &how);
     if (ret == 0 && o.size != e->r.size)
         return 1;
     if (ret != 0)
@@ -385,10 +406,11 @@ static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
         }
         done += (size_t)n;
     }
-    if (s->conf->checksums && o.size > 0) {
-        blocksum_view_t v;
+    if (s->conf->checksums && o.size > 0 && how != SUMS_NONE) {
+        blocksum_view_t v = lsums;
         uint64_t bad = 0;
-        if (meta_sums_view(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o, 0, o.size, &v) == 0) {
+        if (how == SUMS_LOSER ||
+            meta_sums_view(s->meta, txn, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len, &o, 0, o.size, &v) == 0) {
             if (blocksum_verify(&v, 0, s->scratch, (size_t)o.size, &bad) != 0) {
                 char vs[24], bs[24], bucket[LOGREC_BUCKET_MAX + 1], key[LOGREC_KEY_MAX + 1];
                 snprintf(vs, sizeof(vs), "%" PRIu64, o.version);
@@ -396,9 +418,12 @@ static int read_inline(ship_t *s, MDB_txn *txn, ev_t *e, const char **data)
                 snprintf(bucket, sizeof(bucket), "%.*s", (int)e->r.bucket_len, e->r.bucket);
                 snprintf(key, sizeof(key), "%.*s", (int)e->r.key_len, e->r.key);
                 log_msg(LOG_LVL_ERROR, "object data damaged: a block does not match its checksum; not shipped inline", "path",
-                        "inline", "bucket", bucket, "key", key, "version", vs, "origin", o.origin, "block", bs, NULL);
-                repair_ask(s->conf, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len);
-                return 2;
+                        "inline", "bucket", bucket, "key", key, "version", vs, "origin", o.origin, "block", bs, "kept_loser",
+                        how == SUMS_LOSER ? "true" : "false", NULL);
+                /* a kept loser is not repaired from a peer (docs/operations.md): it is only never shipped damaged */
+                if (how == SUMS_OBJECT)
+                    repair_ask(s->conf, e->r.bucket, e->r.bucket_len, e->r.key, e->r.key_len);
+                return how == SUMS_LOSER ? 3 : 2;
             }
         }
     }
@@ -434,7 +459,7 @@ static int recheck(ship_t *s, batch_t *b)
         meta_obj_t o;
         if (e->inl != 1)
             continue;
-        ret = event_record(s, txn, e, &o);
+        ret = event_record(s, txn, e, &o, NULL, NULL);
         if (ret < 0)
             break;
         if (ret == 1 || o.off != e->inl_off) {
@@ -543,11 +568,19 @@ static size_t build_once(ship_t *s, batch_t *b, uint64_t now)
                         refused(s, e, "the object's data is damaged here (a block fails its checksum) and was not repaired", 0);
                         continue;
                     }
+                    if (ret == 3) {
+                        /* a kept loser's bytes damaged: never repaired, so never shipped; retried, then given up */
+                        refused(
+                            s, e,
+                            "the conflict loser's data is damaged here (a block fails its checksum); kept losers are not repaired",
+                            0);
+                        continue;
+                    }
                     inl = 1;
                 }
                 if (!inl) {
                     meta_obj_t o;
-                    ret = event_record(s, txn, e, &o);
+                    ret = event_record(s, txn, e, &o, NULL, NULL);
                     if (ret == 0) {
                         /* signed with this target's token: the one it presents to us when it fetches */
                         const char *secret = s->tgt->token != NULL ? s->tgt->token : "";

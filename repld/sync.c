@@ -232,12 +232,6 @@ static void wake(sync_t *s)
 
 /* ---- HTTP ---- */
 
-static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
-{
-    buf_t *b = arg;
-    return buf_append(b, p, size * nmemb) == 0 ? size * nmemb : 0;
-}
-
 /* Whether a --resync waits to start. */
 static int requested(sync_t *s)
 {
@@ -268,7 +262,7 @@ static int request(sync_t *s, const char *url, buf_t *reply, size_t cap, long *s
     curl_easy_setopt(s->curl, CURLOPT_URL, url);
     curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->headers);
     curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, curlopt_to_buf);
     curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, reply);
     curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, errbuf);
     cc = curl_easy_perform(s->curl);

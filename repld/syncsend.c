@@ -191,45 +191,6 @@ static void reachable(struct syncsend *ss)
 
 /* ---- posting ---- */
 
-static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
-{
-    buf_t *b = arg;
-    return buf_append(b, p, size * nmemb) == 0 ? size * nmemb : 0;
-}
-
-/* A body paced by the target's bandwidth limit: handed to libcurl a chunk at a
- * time, each taken from the shared budget first. */
-typedef struct {
-    struct syncsend *ss;
-    const char *body;
-    size_t len, off;
-} paced_t;
-
-static size_t on_read(char *p, size_t size, size_t nmemb, void *arg)
-{
-    paced_t *pb = arg;
-    size_t n = size * nmemb, left = pb->len - pb->off;
-    if (n > left)
-        n = left;
-    if (n > BWLIMIT_CHUNK)
-        n = BWLIMIT_CHUNK;
-    if (n == 0)
-        return 0;
-    bwlimit_pace(pb->ss->bw, pb->ss->bw_slot, n);
-    memcpy(p, pb->body + pb->off, n);
-    pb->off += n;
-    return n;
-}
-
-static int on_seek(void *arg, curl_off_t offset, int origin)
-{
-    paced_t *pb = arg;
-    if (origin != SEEK_SET || offset < 0 || (size_t)offset > pb->len)
-        return CURL_SEEKFUNC_CANTSEEK;
-    pb->off = (size_t)offset;
-    return CURL_SEEKFUNC_OK;
-}
-
 void syncsend_set_bwlimit(syncsend_t *ss, bwlimit_t *bw, int slot)
 {
     ss->bw = bw;
@@ -395,19 +356,8 @@ static int post(sender_t *w, syncsend_batch_t *b)
             return ret;
         }
         buf_init(&reply, REPLY_MAX);
-        paced_t pb = {ss, body, len, 0};
-        if (bwlimit_limit(ss->bw, ss->bw_slot) > 0) {
-            /* paced: libcurl reads the body through on_read (the limit is read per post: SIGHUP changes it) */
-            curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, NULL);
-            curl_easy_setopt(w->curl, CURLOPT_READFUNCTION, on_read);
-            curl_easy_setopt(w->curl, CURLOPT_READDATA, &pb);
-            curl_easy_setopt(w->curl, CURLOPT_SEEKFUNCTION, on_seek);
-            curl_easy_setopt(w->curl, CURLOPT_SEEKDATA, &pb);
-        } else {
-            (void)bwlimit_take(ss->bw, ss->bw_slot, len); /* counted for the measured rate; no limit to wait for */
-            curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, body);
-        }
-        curl_easy_setopt(w->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        curlopt_body_t pb; /* the limit is read per post: SIGHUP changes it */
+        curlopt_post_body(w->curl, &pb, ss->bw, ss->bw_slot, body, len);
         curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, &reply);
         curl_easy_setopt(w->curl, CURLOPT_ERRORBUFFER, errbuf);
         cc = curl_easy_perform(w->curl);
@@ -583,16 +533,6 @@ void syncsend_stop(syncsend_t *ss)
     free(ss);
 }
 
-/* Appends one header line to *list; on failure the list is left as it was. */
-static int header_add(struct curl_slist **list, const char *line)
-{
-    struct curl_slist *l = curl_slist_append(*list, line);
-    if (l == NULL)
-        return CIO_ENOMEM;
-    *list = l;
-    return 0;
-}
-
 int syncsend_start(syncsend_t **out, const conf_t *conf, const conf_target_t *tgt, int stop_fd)
 {
     curlopt_t shared = {.agent = "comio-repld",
@@ -629,8 +569,9 @@ int syncsend_start(syncsend_t **out, const conf_t *conf, const conf_target_t *tg
         goto fail;
     snprintf(ss->url, ulen + sizeof("/admin/replication/batch"), "%.*s/admin/replication/batch", (int)ulen, tgt->url);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tgt->token != NULL ? tgt->token : "");
-    if ((ret = header_add(&ss->headers, auth)) != 0 || (ret = header_add(&ss->headers, "Content-Type: application/msgpack")) != 0 ||
-        (ret = header_add(&ss->headers, "Expect:")) != 0) /* no 100-continue round trip */
+    if ((ret = curlopt_header_add(&ss->headers, auth)) != 0 ||
+        (ret = curlopt_header_add(&ss->headers, "Content-Type: application/msgpack")) != 0 ||
+        (ret = curlopt_header_add(&ss->headers, "Expect:")) != 0) /* no 100-continue round trip */
         goto fail;
     for (unsigned i = 0; i < ss->n; i++) {
         sender_t *w = &ss->s[i];
@@ -644,7 +585,7 @@ int syncsend_start(syncsend_t **out, const conf_t *conf, const conf_target_t *tg
         curl_easy_setopt(w->curl, CURLOPT_URL, ss->url);
         curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, ss->headers);
         curl_easy_setopt(w->curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, curlopt_to_buf);
         curl_easy_setopt(w->curl, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(w->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(w->curl, CURLOPT_XFERINFODATA, ss);

@@ -628,7 +628,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     char buf[96], etag[HTTP_OBJ_ETAG_MAX];
     size_t etag_len;
     int64_t mtime;
-    int ret, ranged = 0, cond, have_sums = 0;
+    int ret, ranged = 0, cond, have_sums = 0, loser = 0;
     blocksum_view_t sums;
     size_t headers_before = req->res.headers.size; /* dropped again when the request waits for a repair */
     /* a client's read that finds damage waits for a repair; the fetch endpoint's (a peer repairing) never does */
@@ -665,6 +665,17 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
             memcpy(o.ctype, k.ctype, k.ctype_len + 1);
             o.meta_len = k.meta_len;
             memcpy(o.meta, k.meta, k.meta_len);
+            /* its checksums are its record's (none in a record written before they were kept: unverified) */
+            loser = 1;
+            if (k.has_sums && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
+                sums = k.sums;
+                if (sums.crcs != NULL) { /* borrowed from the map: into the request's pool, to outlive the transaction */
+                    uint8_t *copy = h2o_mem_alloc_pool(&req->pool, (size_t)sums.n * 4);
+                    memcpy(copy, sums.crcs, (size_t)sums.n * 4);
+                    sums.crcs = copy;
+                }
+                have_sums = 1;
+            }
         } else if (ret == CIO_ENOTFOUND) {
             ret = kept == 2 ? 2 : 3; /* the fetch endpoint: gone (a newer event follows) */
         }
@@ -684,7 +695,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         if (http_precond_if_range(http_req_header(req, H2O_TOKEN_IF_RANGE), h2o_iovec_init(etag, etag_len), mtime))
             ranged = parse_range(http_req_header(req, H2O_TOKEN_RANGE), o.size, &first, &last);
     }
-    if (ret == 0 && ranged >= 0 && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
+    if (ret == 0 && !loser && ranged >= 0 && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
         /* a record's CRCs are copied into the request's pool: they outlive the read transaction (an inline CRC is in sums) */
         uint8_t *owned;
         uint64_t soff = ranged > 0 ? first : 0, slen = ranged > 0 ? last - first + 1 : o.size;
@@ -698,6 +709,8 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         free(owned);
     }
     http_req_rtxn_end(t);
+    if (loser) /* a kept loser is never repaired from a peer (docs/operations.md): its damage is only refused */
+        may_repair = behind = 0;
     if (ret != 0) {
         commit_reader_leave(srv->commit, token);
         if (ret == 2)

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include "common/replog.h"
@@ -489,12 +490,15 @@ int replica_conflict_remove(commit_t *c, MDB_txn *txn, commit_job_t *j)
 }
 
 /* Keeps the key's held version, which event `it` beat: the object (with
- * its extent, which the caller then keeps rather than frees) or the
- * tombstone (no bytes). */
+ * its extent, which the caller then keeps rather than frees, and its block
+ * checksums, which the winner's write is about to replace) or the tombstone
+ * (no bytes). */
 static int keep_held(commit_t *c, MDB_txn *txn, const commit_item_t *it, const meta_obj_t *old, int held_is_obj,
                      const meta_ver_t *held)
 {
     conflict_t k;
+    uint8_t *owned = NULL;
+    int ret;
     memset(&k, 0, sizeof(k));
     k.loser = *held;
     k.winner = meta_ver_make(it->version, it->origin, it->origin_len);
@@ -511,10 +515,20 @@ static int keep_held(commit_t *c, MDB_txn *txn, const commit_item_t *it, const m
         memcpy(k.ctype, old->ctype, old->ctype_len);
         k.meta_len = old->meta_len;
         memcpy(k.meta, old->meta, old->meta_len);
+        /* its inline CRC, or a copy of its record's CRCs (they point into the map, which the put may move);
+         * none when it has none (written before checksums): then the loser is read unverified, as it was */
+        ret = meta_sums_view(c->meta, txn, it->bucket, it->blen, it->key, it->klen, old, 0, old->size, &k.sums);
+        if (ret == 0 && (ret = blocksum_view_copy(&k.sums, &owned)) != 0)
+            return ret;
+        if (ret != 0 && ret != CIO_ENOTFOUND && ret != CIO_EPROTO)
+            return ret;
+        k.has_sums = ret == 0;
     } else {
         k.deleted = 1;
     }
-    return conflict_put(c->meta, txn, it->bucket, it->blen, &k);
+    ret = conflict_put(c->meta, txn, it->bucket, it->blen, &k);
+    free(owned);
+    return ret;
 }
 
 /* Keeps event `it`, which lost to `held`: a PUT with its bytes (its extent
@@ -522,6 +536,7 @@ static int keep_held(commit_t *c, MDB_txn *txn, const commit_item_t *it, const m
 static int keep_event(commit_t *c, MDB_txn *txn, commit_item_t *it, const meta_ver_t *held)
 {
     conflict_t k;
+    uint8_t *owned = NULL;
     int ret;
     memset(&k, 0, sizeof(k));
     k.loser = meta_ver_make(it->version, it->origin, it->origin_len);
@@ -540,10 +555,17 @@ static int keep_event(commit_t *c, MDB_txn *txn, commit_item_t *it, const meta_v
         k.meta_len = (uint16_t)it->meta_len;
         if (it->meta_len > 0)
             memcpy(k.meta, it->meta, it->meta_len);
+        /* the checksums computed from the bytes received (their MD5 checked): the record keeps them */
+        if (it->size == 0 && !it->sums_ok) /* no bytes, no I/O: the record of no blocks */
+            it->sums_ok = commit_sums_start(c, &it->sums, 0);
+        if (it->sums_ok && (ret = conflict_sums_from_calc(&k, &it->sums, &owned)) != 0 && ret != CIO_EINVAL)
+            return ret; /* (sums not of its size, which cannot be: kept without them) */
     } else {
         k.deleted = 1;
     }
-    if ((ret = conflict_put(c->meta, txn, it->bucket, it->blen, &k)) != 0)
+    ret = conflict_put(c->meta, txn, it->bucket, it->blen, &k);
+    free(owned);
+    if (ret != 0)
         return ret;
     if (it->ext.len > 0) {
         /* the record owns the extent now: not pending, not freed by replica_finish */

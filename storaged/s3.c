@@ -176,6 +176,9 @@ static int route(http_server_t *srv, h2o_req_t *req, const s3_req_t *s)
         }
         return not_implemented(req, s, odd);
     }
+    /* a GetObject or HeadObject without a query, as most are: no parameter to look for */
+    if ((m == HTTP_REQ_GET || m == HTTP_REQ_HEAD) && req->query_at == SIZE_MAX)
+        return s3_get_object(srv, req, s);
     switch (m) {
     case HTTP_REQ_GET:
     case HTTP_REQ_HEAD:

@@ -81,10 +81,11 @@ void s3_reply_xml(h2o_req_t *req, int status, buf_t *b)
 static void request_id(h2o_req_t *req, char rid[17])
 {
     uint64_t v = (uint64_t)(uintptr_t)req;
+    uint8_t be[8];
 
-    for (int i = 15; i >= 0; i--, v >>= 4)
-        rid[i] = hex_upper[v & 0xf];
-    rid[16] = '\0';
+    for (int i = 0; i < 8; i++)
+        be[i] = (uint8_t)(v >> (56 - 8 * i)); /* the most significant digit first */
+    hex_encode_upper(rid, be, sizeof(be));
 }
 
 void s3_add_request_id(h2o_req_t *req)

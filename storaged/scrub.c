@@ -1,4 +1,5 @@
-/* scrub.c - the background scrub: paced passes over every object, their state in "scrub", the damage in "damaged". */
+/* scrub.c - the background scrub: paced passes over every object (and then every kept conflict loser), their state in
+ * "scrub", the damage in "damaged". */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <openssl/evp.h>
 #include "common/be.h"
 #include "common/clock.h"
+#include "common/conflict.h"
 #include "common/date.h"
 #include "common/log.h"
 #include "storaged/integrity.h"
@@ -321,6 +323,110 @@ out:
     return result;
 }
 
+/* ---- kept conflict losers ---- */
+
+/* One kept loser, copied out of its read transaction with its CRCs. */
+typedef struct {
+    int found;
+    char bucket[LOGREC_BUCKET_MAX + 1];
+    conflict_t k;  /* k.sums.crcs points at crcs, or holds the inline CRC */
+    uint8_t *crcs; /* owned, NULL for none */
+} loser_t;
+
+static int loser_copy(void *arg, const char *b, size_t blen, const conflict_t *c)
+{
+    loser_t *l = arg;
+    l->found = 1;
+    memcpy(l->bucket, b, blen);
+    l->bucket[blen] = '\0';
+    l->k = *c;
+    return c->has_sums ? blocksum_view_copy(&l->k.sums, &l->crcs) : 0;
+}
+
+/* Whether loser l is still kept with the same bytes: damage read from an
+ * extent freed since (the loser overwritten, purged, expired, removed) is not
+ * damage. */
+static int loser_current(scrub_t *sc, const loser_t *l)
+{
+    MDB_txn *txn;
+    conflict_t now;
+    int ret;
+    if (mdb_txn_begin(sc->meta->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    ret = conflict_get(sc->meta, txn, l->bucket, strlen(l->bucket), l->k.key, l->k.key_len, l->k.loser.hlc, l->k.loser.origin,
+                       l->k.loser.origin_len, &now);
+    mdb_txn_abort(txn);
+    return ret == 0 && now.off == l->k.off && now.size == l->k.size;
+}
+
+/* Reads loser l's bytes through the checksums its record keeps; R_OK,
+ * R_DAMAGED (counted and logged, path "scrub"; a loser is never repaired),
+ * R_SKIPPED or R_STOPPED, with *bytes_read. */
+static int scrub_loser(scrub_t *sc, const loser_t *l, uint64_t *bytes_read)
+{
+    uint64_t done = 0, bad = 0, size = l->k.size;
+    int ret = 0;
+
+    *bytes_read = 0;
+    while (done < size) {
+        size_t n = size - done < SCRUB_CHUNK ? (size_t)(size - done) : SCRUB_CHUNK;
+        ret = integrity_read(sc->store, l->k.off, done, sc->chunk, n, &l->k.sums, &bad);
+        *bytes_read += n;
+        if (ret != 0)
+            break;
+        done += n;
+        if (pace(sc, n))
+            return R_STOPPED;
+    }
+    if (ret == CIO_ECORRUPT && loser_current(sc, l)) {
+        integrity_damaged(INTEGRITY_SCRUB, l->bucket, l->k.key, l->k.loser.hlc, l->k.loser.origin, bad);
+        return R_DAMAGED;
+    }
+    return ret == 0 ? R_OK : R_SKIPPED;
+}
+
+/* After the objects, the kept losers that have checksums (docs/storage.md,
+ * "Conflict records"), one per read transaction (they are few: they expire),
+ * in table order from the first: a pass cut here does them all again. Their
+ * bytes and damage count in the pass's; their damage is not put in
+ * "damaged", which names objects. Returns R_STOPPED on a stop, else R_OK. */
+static int scrub_losers(scrub_t *sc)
+{
+    uint8_t pos[CONFLICT_POS_MAX];
+    size_t pos_len = 0;
+    loser_t l;
+
+    for (;;) {
+        MDB_txn *txn;
+        uint64_t bytes = 0;
+        int more, ret, r = R_OK, stop;
+
+        memset(&l, 0, sizeof(l));
+        if (mdb_txn_begin(sc->meta->env, NULL, MDB_RDONLY, &txn) != 0)
+            return R_OK;
+        ret = conflict_list(sc->meta, txn, NULL, 0, pos, &pos_len, 1, loser_copy, &l, &more);
+        mdb_txn_abort(txn);
+        if (ret == 0 && l.found && l.k.has_sums && !l.k.deleted)
+            r = scrub_loser(sc, &l, &bytes);
+        free(l.crcs);
+        if (ret != 0) {
+            log_msg(LOG_LVL_WARN, "the scrub could not read the kept conflict losers: left for the next pass", "error",
+                    cio_strerror(ret), NULL);
+            return R_OK;
+        }
+        if (!l.found || r == R_STOPPED)
+            return l.found ? R_STOPPED : R_OK;
+        pthread_mutex_lock(&sc->mu);
+        sc->cur.bytes += bytes;
+        sc->cur.damaged += r == R_DAMAGED;
+        sc->tot_bytes += bytes;
+        stop = sc->stop;
+        pthread_mutex_unlock(&sc->mu);
+        if (stop)
+            return R_STOPPED;
+    }
+}
+
 /* ---- passes ---- */
 
 /* Reads the next page of objects after sc->pos into sc->page; *n of them. */
@@ -448,6 +554,8 @@ static void run_pass(scrub_t *sc)
                 return;
         }
     }
+    if (scrub_losers(sc) == R_STOPPED)
+        return; /* the losers are done again after the restart */
     pthread_mutex_lock(&sc->mu);
     sc->cur.ended_ms = clock_wall_ms();
     sc->last = sc->cur;

@@ -17,6 +17,11 @@
  * storage.scrub_rate 0 turns the scheduled passes off; a pass asked for
  * then runs unpaced, and otherwise at storage.scrub_rate.
  *
+ * After the objects, a pass reads the kept conflict losers that have
+ * checksums (common/conflict.h), one per read transaction, from the first
+ * again when a pass resumes: damage found is counted in the pass and by
+ * integrity_damaged, but not put in "damaged" nor repaired (a loser is not).
+ *
  * Damage: integrity_damaged (path "scrub": counted and logged) and an entry
  * in "damaged": objkey -> a record of storaged/scrubrec.h, dropped when the key's
  * bytes are rewritten or removed (common/meta.h, meta_sums_del); then the

@@ -53,6 +53,18 @@ def conflict_count(site):
     return site.client().metrics().value("comio_replication_conflicts_total")
 
 
+def held_back_pair(topology):
+    """Sites A <-> B with the bucket on both, then both replds stopped: what each writes now races the other's
+    writes until a repld starts again. (a, b)."""
+    s = topology(["a", "b"], {"a": "b", "b": "a"})
+    a, b = s["a"], s["b"]
+    create_bucket_everywhere([a, b])
+    wait_until(lambda: drained([a, b]), 30, what=lambda: describe([a, b]))
+    a.stop_repld()
+    b.stop_repld()
+    return a, b
+
+
 def test_two_way_races_are_kept_the_same_on_both_sites(topology):
     s = topology(["a", "b"], {"a": "b", "b": "a"})
     a, b = s["a"], s["b"]
@@ -241,13 +253,8 @@ def test_a_write_that_lost_on_its_own_site_still_ships(topology):
     reached B and won there before B's repld shipped B's: B's writes are now losers B keeps, not its objects. B
     must ship them all the same (from the losers' records), else A would never see the races: A lists the same
     losers as B."""
-    s = topology(["a", "b"], {"a": "b", "b": "a"})
-    a, b = s["a"], s["b"]
-    create_bucket_everywhere([a, b])
-    wait_until(lambda: drained([a, b]), 30, what=lambda: describe([a, b]))
+    a, b = held_back_pair(topology)
     ac, bc = a.client(), b.client()
-    a.stop_repld()
-    b.stop_repld()
     small, large = b"small from B", bytes(range(256)) * 400  # over inline_threshold (64 KB): fetched
     lost = []
     for k, data in (("k", small), ("k2", large)):

@@ -17,6 +17,7 @@ from botocore.client import Config
 from botocore.exceptions import ClientError
 
 from harness import comio
+from harness.comio import put_keys
 
 AK = "AKIDLISTTEST"
 SECRET = "list/secret+key"
@@ -48,14 +49,6 @@ def s3(s3srv):
 
 def code_of(excinfo):
     return excinfo.value.response["Error"]["Code"], excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
-
-
-def put_keys(srv, bucket, keys, body=b"x"):
-    """Writes every key through the native API (one keep-alive connection)."""
-    c = srv.client()
-    for k in keys:
-        r = c.put(bucket, k, body)
-        assert r.status == 200, (k, r)
 
 
 def rollup(keys, prefix="", delimiter=""):
@@ -103,7 +96,7 @@ def tree_srv(tmp_path_factory):
     srv.start()
     try:
         s3_client(srv).create_bucket(Bucket="tree")
-        put_keys(srv, "tree", TREE)
+        put_keys(srv, "tree", TREE, conns=16)
         yield srv
     finally:
         problems = srv.finish()

@@ -15,6 +15,7 @@ from botocore.client import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from harness.comio import put_keys
 from harness.replication import comio_diff, converge_or_fail, snapshot, wait_until
 
 AK = "AKIDMULTIDEL"
@@ -47,13 +48,6 @@ def code_of(excinfo):
     return excinfo.value.response["Error"]["Code"], excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
-def put_keys(srv, bucket, keys, body=b"x"):
-    c = srv.client()
-    for k in keys:
-        r = c.put(bucket, k, body)
-        assert r.status == 200, (k, r)
-
-
 def keys_of(srv, bucket):
     return sorted(snapshot(srv.client()).get(bucket, {}))
 
@@ -80,7 +74,7 @@ def objects(keys):
 def test_delete_1000_keys(s3srv, s3):
     s3.create_bucket(Bucket="many")
     keys = ["k/%04d" % i for i in range(1100)]
-    put_keys(s3srv, "many", keys)
+    put_keys(s3srv, "many", keys, conns=16)
     doomed = keys[:990] + ["missing-%d" % i for i in range(10)]  # 1,000, ten of them not there
     r = s3.delete_objects(Bucket="many", Delete=objects(doomed))
     assert sorted(d["Key"] for d in r["Deleted"]) == sorted(doomed)  # a missing key is Deleted, as S3
@@ -171,7 +165,7 @@ def test_client_gone_before_the_reply(s3srv, s3):
     """A client that closes its connection right after sending: every deletion still happens, storaged lives on."""
     s3.create_bucket(Bucket="gone")
     keys = ["g%04d" % i for i in range(1000)]
-    put_keys(s3srv, "gone", keys)
+    put_keys(s3srv, "gone", keys, conns=16)
     body = ("<Delete>" + "".join("<Object><Key>%s</Key></Object>" % k for k in keys) + "</Delete>").encode()
     req = AWSRequest(method="POST", url="http://%s:%d/gone?delete" % (s3srv.host, s3srv.port), data=body,
                      headers={"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()})

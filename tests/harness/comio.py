@@ -7,6 +7,7 @@ keep-alive HTTP/1.1 client on http.client (stdlib only). Every wait and loop
 here is bounded in count and time.
 """
 
+import concurrent.futures
 import hashlib
 import http.client
 import json
@@ -635,6 +636,22 @@ def wait_for(fn, timeout=SETTLE_TIMEOUT, interval=0.02):
         time.sleep(interval)
         value = fn()
     return value
+
+
+def put_keys(srv, bucket, keys, body=b"x", conns=1):
+    """PUTs `body` under every key through the native API over `conns` keep-alive connections at once, each 200.
+    Concurrent PUTs share a commit: thousands of keys written one at a time wait out a sync each."""
+    keys = list(keys)
+
+    def write(part):
+        c = srv.client()
+        for k in part:
+            r = c.put(bucket, k, body)
+            assert r.status == 200, (k, r)
+
+    with concurrent.futures.ThreadPoolExecutor(conns) as pool:
+        for f in [pool.submit(write, keys[i::conns]) for i in range(conns)]:
+            f.result()
 
 
 def settled_used(client, pred, timeout=SETTLE_TIMEOUT):

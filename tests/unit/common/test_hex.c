@@ -43,6 +43,32 @@ static void test_encode_every_byte(void)
     CHECK(etag[33] == 'x'); /* nothing written past 2 * len + 1 */
 }
 
+/* Every length up to 13 (four bytes at a time, then a tail), every byte value
+ * in every place, both cases: the digits printf gives, and nothing written
+ * past the NUL. */
+static void test_encode_lengths(void)
+{
+    uint8_t in[13];
+    char out[2 * sizeof(in) + 2], want[2 * sizeof(in) + 1];
+    int bad = 0;
+
+    for (int upper = 0; upper <= 1; upper++)
+        for (size_t len = 0; len <= sizeof(in); len++)
+            for (size_t at = 0; at < len; at++)
+                for (int b = 0; b < 256; b++) {
+                    for (size_t i = 0; i < len; i++)
+                        in[i] = (uint8_t)(i * 77 + 5);
+                    in[at] = (uint8_t)b;
+                    for (size_t i = 0; i < len; i++)
+                        snprintf(want + 2 * i, 3, upper ? "%02X" : "%02x", in[i]);
+                    want[2 * len] = '\0';
+                    memset(out, 'x', sizeof(out));
+                    (upper ? hex_encode_upper : hex_encode)(out, in, len);
+                    bad += strcmp(out, want) != 0 || out[2 * len + 1] != 'x';
+                }
+    CHECK_EQ_INT(bad, 0);
+}
+
 static void test_value(void)
 {
     for (int c = -1; c < 256; c++) {
@@ -81,6 +107,7 @@ int main(void)
     RUN(test_tables);
     RUN(test_encode_empty);
     RUN(test_encode_every_byte);
+    RUN(test_encode_lengths);
     RUN(test_value);
     RUN(test_decode_round_trip);
     RUN(test_decode_refuses);

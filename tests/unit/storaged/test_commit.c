@@ -1061,6 +1061,78 @@ static void test_conflict_loser_kept(void)
     fixture_close(&f);
 }
 
+/* The checksums kept loser (hlc, origin) of key k has: 1 when they verify
+ * buf[0..n) and fail it once one byte is changed, 0 when it has none, -1
+ * otherwise (or no such loser). Read and checked in one transaction: the
+ * CRCs are borrowed from the record. */
+static int kept_sums_verify(fixture_t *f, const char *k, uint64_t hlc, const char *origin, uint8_t *buf, size_t n)
+{
+    MDB_txn *txn;
+    conflict_t c;
+    uint64_t bad;
+    int ret = -1;
+    if (mdb_txn_begin(f->meta.env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1;
+    if (conflict_get(&f->meta, txn, "b", 1, k, strlen(k), hlc, origin, strlen(origin), &c) == 0 && c.size == n) {
+        if (!c.has_sums) {
+            ret = 0;
+        } else if (blocksum_verify(&c.sums, 0, buf, n, &bad) == 0) {
+            buf[n - 1] ^= 1;
+            ret = blocksum_verify(&c.sums, 0, buf, n, &bad) == CIO_EIO && bad == (n - 1) / BLOCKSUM_BLOCK ? 1 : -1;
+            buf[n - 1] ^= 1;
+        }
+    }
+    mdb_txn_abort(txn);
+    return ret;
+}
+
+/* A kept loser keeps its block checksums in its record, whichever way it
+ * lost: held here and beaten by an event (its inline CRC or its
+ * "blocksums" record, which the winner's write replaces), or arriving as an
+ * event that loses (the checksums computed from the bytes received). Small
+ * (inline CRC) and large (many blocks) alike; with checksums off, none. */
+static void test_conflict_loser_keeps_checksums(void)
+{
+    static uint8_t ba[150000], bb[150000];
+    static const size_t sizes[] = {6000, sizeof(ba)};
+    fixture_t f;
+    MDB_txn *txn;
+
+    for (int off = 0; off < 2; off++)
+        for (size_t s = 0; s < 2; s++)
+            for (int order = 0; order < 2; order++) {
+                if (fixture_open(&f) != 0) {
+                    CHECK(!"fixture_open");
+                    return;
+                }
+                commit_set_checksums(f.c, !off);
+                CHECK(mdb_txn_begin(f.meta.env, NULL, 0, &txn) == 0);
+                CHECK(alloc_set_capacity(&f.meta.alloc, txn, 1u << 20) == 0);
+                CHECK(mdb_txn_commit(txn) == 0);
+                commit_item_t a = put_bytes(ba, sizes[s], 'a', 10, "a", "k"), b = put_bytes(bb, sizes[s], 'b', 11, "b", "k");
+                for (size_t i = 0; i < sizes[s]; i += 97)
+                    ba[i] = (uint8_t)i; /* not one byte repeated: a changed byte changes its block's CRC */
+                EVP_Digest(ba, sizes[s], a.etag, NULL, EVP_md5(), NULL);
+                CHECK(apply(&f, order ? &b : &a, 1) == 0 && (order ? b.result : a.result) == BATCH_APPLIED);
+                CHECK(apply(&f, order ? &a : &b, 1) == 0 &&
+                      (order ? a.result : b.result) == (order ? BATCH_SKIPPED : BATCH_APPLIED));
+                CHECK_EQ_INT(stored_version(&f, "k"), 11);
+                CHECK_EQ_INT(kept_sums_verify(&f, "k", 10, "a", ba, sizes[s]), off ? 0 : 1);
+                /* the winner's checksums are its own */
+                {
+                    meta_obj_t w;
+                    blocksum_view_t v;
+                    uint64_t bad;
+                    CHECK(mdb_txn_begin(f.meta.env, NULL, MDB_RDONLY, &txn) == 0);
+                    CHECK(meta_obj_get(&f.meta, txn, "b", 1, "k", 1, &w) == 0);
+                    CHECK_EQ_INT(meta_sums_view(&f.meta, txn, "b", 1, "k", 1, &w, 0, w.size, &v), off ? CIO_ENOTFOUND : 0);
+                    CHECK(off || blocksum_verify(&v, 0, bb, sizes[s], &bad) == 0);
+                    mdb_txn_abort(txn);
+                }
+                fixture_close(&f);
+            }
+}
+
 #define HIST_EVENTS 60
 
 /* A history with no concurrent writes: sites a, b and c take turns writing
@@ -1297,6 +1369,7 @@ int main(void)
     RUN(test_conflict_none_when_reordered);
     RUN(test_conflict_loser_takes_no_extent);
     RUN(test_conflict_loser_kept);
+    RUN(test_conflict_loser_keeps_checksums);
     RUN(test_replica_buckets);
     RUN(test_replica_buckets_relog);
     return TEST_SUMMARY();
