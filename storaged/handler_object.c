@@ -628,7 +628,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     char buf[96], etag[HTTP_OBJ_ETAG_MAX];
     size_t etag_len;
     int64_t mtime;
-    int ret, ranged, cond, have_sums = 0, loser = 0;
+    int ret, ranged = 0, cond, have_sums = 0, loser = 0;
     blocksum_view_t sums;
     size_t headers_before = req->res.headers.size; /* dropped again when the request waits for a repair */
     /* a client's read that finds damage waits for a repair; the fetch endpoint's (a peer repairing) never does */
@@ -684,10 +684,22 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
                 (ret == 0 && (origin != NULL ? !meta_obj_current(&o, version, origin, origin_len) : o.version != version)))) {
         ret = 2; /* overwritten or deleted since the URL was signed: a newer event follows */
     }
-    if (ret == 0 && !loser && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
+    if (ret == 0) {
+        /* the fetch endpoint's ETag stays the MD5 of the bytes, which a fetching replica checks them against */
+        if (kept == 2)
+            o.mpu_parts = 0;
+        etag_len = http_obj_etag(&o, etag);
+        mtime = date_seconds(o.mtime_ms); /* the Last-Modified shown: a replicated mtime is clamped to 1970..9999 */
+        /* a Range whose If-Range names another version of the object would splice two versions: the whole
+         * current object instead. Known here, so that a Range GET copies only the CRCs of the blocks it reads */
+        if (http_precond_if_range(http_req_header(req, H2O_TOKEN_IF_RANGE), h2o_iovec_init(etag, etag_len), mtime))
+            ranged = parse_range(http_req_header(req, H2O_TOKEN_RANGE), o.size, &first, &last);
+    }
+    if (ret == 0 && !loser && ranged >= 0 && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
         /* a record's CRCs are copied into the request's pool: they outlive the read transaction (an inline CRC is in sums) */
         uint8_t *owned;
-        if ((ret = integrity_sums(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o, 0, o.size, &sums, &owned,
+        uint64_t soff = ranged > 0 ? first : 0, slen = ranged > 0 ? last - first + 1 : o.size;
+        if ((ret = integrity_sums(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o, soff, slen, &sums, &owned,
                                   &have_sums)) == 0 &&
             owned != NULL) {
             uint8_t *copy = h2o_mem_alloc_pool(&req->pool, (size_t)sums.n * 4);
@@ -714,11 +726,6 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         return 0;
     }
 
-    /* the fetch endpoint's ETag stays the MD5 of the bytes, which a fetching replica checks them against */
-    if (kept == 2)
-        o.mpu_parts = 0;
-    etag_len = http_obj_etag(&o, etag);
-    mtime = date_seconds(o.mtime_ms); /* the Last-Modified shown: a replicated mtime is clamped to 1970..9999 */
     http_precond_from_req(req, &pc);
     cond = http_precond_eval(&pc, h2o_iovec_init(etag, etag_len), mtime, 1);
     if (cond == HTTP_PRECOND_FAILED) {
@@ -746,12 +753,6 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     api->content_headers(req, o.ctype, o.ctype_len, kept != 2 ? o.meta : NULL, kept != 2 ? o.meta_len : 0);
     http_req_add_header(req, H2O_TOKEN_ACCEPT_RANGES, H2O_STRLIT("bytes"));
 
-    /* a Range whose If-Range names another version of the object would
-     * splice two versions: the whole current object instead */
-    if (http_precond_if_range(http_req_header(req, H2O_TOKEN_IF_RANGE), h2o_iovec_init(etag, etag_len), mtime))
-        ranged = parse_range(http_req_header(req, H2O_TOKEN_RANGE), o.size, &first, &last);
-    else
-        ranged = 0;
     if (ranged < 0) {
         commit_reader_leave(srv->commit, token);
         api->error_range(req, o.size);

@@ -660,6 +660,9 @@ phase_cksum() {
             WRK_DIR=$RES/cksum WRK_CPU_PID=${CK_PID[$mode]} wrk_run put4k-$mode-$r "http://127.0.0.1:${CK_PORT[$mode]}" "storaged=${CK_PID[$mode]}" \
                 put.lua $PUT_KEYS $SIZE /bench/put/ || ok=1
         done
+        # the PUTs leave about a GB of dirty pages in each store, which the kernel would write back during
+        # whichever runs come 30 s later (one mode's or the other's): both are flushed now, between the runs
+        sync
         for mode in $order; do
             WRK_DIR=$RES/cksum WRK_CPU_PID=${CK_PID[$mode]} wrk_run get1m-$mode-$r "http://127.0.0.1:${CK_PORT[$mode]}/bench/get/1m" "storaged=${CK_PID[$mode]}" get.lua || ok=1
         done
@@ -686,15 +689,18 @@ def cpu_us(name, w):
         return float("nan")
 bad = 0
 for what, label in (("get4k", "GET 4 KiB"), ("put4k", "PUT 4 KiB"), ("get1m", "GET 1 MiB")):
-    med, cpu = {}, {}
+    med, cpu, rcpu = {}, {}, {}
     for mode in ("on", "off"):
         names = ["%s-%s-%d" % (what, mode, r) for r in range(1, rounds + 1)]
         ws = [run(n) for n in names]
         bad += sum(sum(w["errors"].values()) for w in ws)
         med[mode] = statistics.median(w["req_per_s"] for w in ws)
-        cpu[mode] = statistics.median(cpu_us(n, w) for n, w in zip(names, ws))
-    print("   %-10s checksums on %9.0f req/s %8.1f CPU us/req   off %9.0f req/s %8.1f CPU us/req   on/off %.3fx (CPU %.3fx)" %
-          (label, med["on"], cpu["on"], med["off"], cpu["off"], med["on"] / med["off"], cpu["on"] / cpu["off"]))
+        rcpu[mode] = [cpu_us(n, w) for n, w in zip(names, ws)]
+        cpu[mode] = statistics.median(rcpu[mode])
+    # each round's on/off CPU ratio pairs two runs made back to back: how far the rounds agree shows the noise
+    rounds_cpu = " ".join("%.2f" % (a / b if b else float("nan")) for a, b in zip(rcpu["on"], rcpu["off"]))
+    print("   %-10s checksums on %9.0f req/s %8.1f CPU us/req   off %9.0f req/s %8.1f CPU us/req   on/off %.3fx (CPU %.3fx; rounds %s)" %
+          (label, med["on"], cpu["on"], med["off"], cpu["off"], med["on"] / med["off"], cpu["on"] / cpu["off"], rounds_cpu))
 sys.exit(1 if bad else 0)
 PYEOF
     fi

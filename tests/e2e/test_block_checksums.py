@@ -92,6 +92,20 @@ def test_objects_of_every_size_round_trip_and_are_verified(make_server):
                         (16 * BLOCK, len(data) - 1)]:
         r = get_range(c, "bkt", "obj-%d" % len(data), first, last)
         assert r.status == 206 and r.body == data[first:last + 1], (first, last)
+    # a range reads and verifies the blocks it touches, no more and no fewer (its CRCs are those blocks'),
+    # as an open or suffix range, or a whole object when If-Range names another version
+    key = "obj-%d" % len(data)
+    last_block = (len(data) - 1) // BLOCK
+    for hdrs, status, first, last in [({"Range": "bytes=%d-" % (3 * BLOCK + 1)}, 206, 3 * BLOCK + 1, len(data) - 1),
+                                      ({"Range": "bytes=-%d" % (BLOCK + 5)}, 206, len(data) - BLOCK - 5, len(data) - 1),
+                                      ({"Range": "bytes=%d-%d" % (7 * BLOCK, 7 * BLOCK)}, 206, 7 * BLOCK, 7 * BLOCK),
+                                      ({"Range": "bytes=%d-%d" % (BLOCK, 2 * BLOCK), "If-Range": '"0123"'}, 200, 0,
+                                       len(data) - 1)]:
+        before = metric(c, "comio_checksum_blocks_verified_total")
+        r = c.get("bkt", key, hdrs)
+        assert r.status == status and r.body == data[first:last + 1], hdrs
+        want = min(last // BLOCK, last_block) - first // BLOCK + 1
+        assert metric(c, "comio_checksum_blocks_verified_total") - before == want, hdrs
 
 
 def test_damage_is_never_served(make_server):

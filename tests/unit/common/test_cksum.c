@@ -304,7 +304,7 @@ static void test_crc32c_upper_clean(void)
         return;
     }
     fill(buf, sizeof(buf));
-    for (size_t n = 64 << 10; n <= sizeof(buf); n *= 4) {
+    for (size_t n = 256; n <= sizeof(buf); n *= 4) { /* 256 bytes and more take the wide code */
         (void)cksum_crc32c(0, buf, n);
         __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(1));
         CHECK((lo & (1u << 2 | 1u << 6)) == 0);
