@@ -16,15 +16,17 @@ import os
 import signal
 import time
 
+import pytest
+
 from harness.comio import expect_error
 from harness.damage import find_extent, zero
 from harness.replication import Site, converge_or_fail, finish_sites, new_token, wait_until
 
 BLOCK = 64 * 1024
 LARGE = (1 << 20) + 4321  # shipped as a URL (above the inline thresholds): the target fetches it
-TIMEOUT_S = 8
+TIMEOUT_S = 4  # what each repair that asks the hung B spends on it: most of this test's time
 # no scheduled scrub; a short cap on the back-off so that the test sees the object retried once B is back
-STORAGE = {"scrub_rate": "0", "repair_timeout": "%ds" % TIMEOUT_S, "repair_backoff": "15s"}
+STORAGE = {"scrub_rate": "0", "repair_timeout": "%ds" % TIMEOUT_S, "repair_backoff": "8s"}
 BACKOFF_SAID = "repair not tried again yet: it found no good copy a moment ago (back-off)"
 PEER_DOWN = "repair: a peer did not answer; the next repairs ask it after the others"
 
@@ -37,6 +39,7 @@ def metric(c, name, **labels):
     return c.metrics().value(name, **labels)
 
 
+@pytest.mark.long
 def test_a_hung_peer_holds_up_neither_a_client_get_nor_the_repair_thread(tmp_path):
     tb, tc = new_token(), new_token()
     b = Site(tmp_path / "b", "site-b", accept_token=tb, extra={"storage": dict(STORAGE)})

@@ -24,7 +24,9 @@ from harness.replication import Site, comio_path, converge_or_fail, finish_sites
 BLOCK = 64 * 1024
 # above the harness's inline_threshold (64 KB) and repld's default (1 MB): shipped as a URL, fetched by the target
 LARGE = (1 << 20) + 4321
-STORAGE = {"scrub_rate": "0", "repair_timeout": "10s"}  # no scheduled scrub: only the fetches find the damage
+# no scheduled scrub: only the fetches find the damage; no repair back-off (test_repair_backoff.py tests it), so that
+# each of the replica's retries runs a repair and the test need not wait out the back-off's intervals
+STORAGE = {"scrub_rate": "0", "repair_timeout": "10s", "repair_backoff": "0"}
 CLI_TIMEOUT = 120
 
 
@@ -115,8 +117,8 @@ def test_a_replica_fetching_a_damaged_copy_gets_it_repaired_from_another_peer(tm
 def test_a_damaged_object_no_peer_holds_is_never_shipped_and_the_event_waits(sites):
     """A -> B with B down while a large object written on A is damaged there: no site holds that version but A. B's
     fetch gets 503 DataDamaged every time and applies nothing; each try asks A for a repair, which finds no peer
-    holding the version (tries within the back-off after a failure are dropped): counted, logged once. repld keeps the event pending with the reason in its
-    status (not failed, not dropped). Written again, the key replicates."""
+    holding the version: counted, logged once. repld keeps the event pending with the reason in its status (not
+    failed, not dropped). Written again, the key replicates."""
     a, b = sites(start=False, a_extra={"storage": dict(STORAGE)})
     a.start()
     ca, cb = a.client(), b.client()
@@ -128,8 +130,7 @@ def test_a_damaged_object_no_peer_holds_is_never_shipped_and_the_event_waits(sit
     damage(ia, ea + 1000)  # block 0: a 503 DataDamaged to every fetch
     b.start()
     wait_until(lambda: cb.get("bkt", "fine").status == 200, 30, what="the undamaged object on B")
-    # a fetch of the damaged copy queues a repair (one at a time; none within the back-off after a failure, 5 s then
-    # 10 s), and each finds no peer holding the version
+    # a fetch of the damaged copy queues a repair (one at a time), and each finds no peer holding the version
     wait_until(lambda: ca.metrics().value("comio_repair_failed_total") >= 3, 60, what="repairs asked by B's retries")
     m = ca.metrics()
     assert m.value("comio_repair_repaired_total") == 0 and m.value("comio_repair_damaged_everywhere_total") == 0
