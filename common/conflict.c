@@ -224,6 +224,23 @@ int conflict_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const conf
     return 0;
 }
 
+void conflict_as_obj(const conflict_t *c, meta_obj_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->version = c->loser.hlc;
+    o->origin_len = c->loser.origin_len;
+    memcpy(o->origin, c->loser.origin, c->loser.origin_len + 1);
+    o->off = c->off;
+    o->alen = c->alen;
+    o->size = c->size;
+    memcpy(o->etag, c->etag, sizeof(o->etag));
+    o->mtime_ms = c->mtime_ms;
+    o->ctype_len = c->ctype_len;
+    memcpy(o->ctype, c->ctype, c->ctype_len + 1);
+    o->meta_len = c->meta_len;
+    memcpy(o->meta, c->meta, c->meta_len);
+}
+
 int conflict_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, uint64_t hlc, const char *origin,
                  size_t olen, conflict_t *out)
 {

@@ -71,6 +71,12 @@ int conflict_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const conf
 int conflict_get(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, uint64_t hlc, const char *origin,
                  size_t olen, conflict_t *out) CIO_MUST_CHECK;
 
+/* The loser of record c as an object record (version, origin, extent, size,
+ * ETag, mtime, content type, metadata), for the code that reads and serves
+ * its bytes as it does an object's; no inline CRC (a loser's checksums are
+ * c->sums) and no multipart part count. */
+void conflict_as_obj(const conflict_t *c, meta_obj_t *o);
+
 /* Removes that record; its extent into *ext ({0, 0}: none), for the caller
  * to free. CIO_ENOTFOUND when there is none. */
 int conflict_del(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const char *k, size_t klen, uint64_t hlc, const char *origin,

@@ -347,15 +347,7 @@ static int event_record(ship_t *s, MDB_txn *txn, const ev_t *e, meta_obj_t *o, b
         *how = k.has_sums ? SUMS_LOSER : SUMS_NONE;
         *sums = k.sums;
     }
-    o->version = k.loser.hlc;
-    o->origin_len = k.loser.origin_len;
-    memcpy(o->origin, k.loser.origin, k.loser.origin_len + 1);
-    o->off = k.off;
-    o->alen = k.alen;
-    o->size = k.size;
-    memcpy(o->etag, k.etag, sizeof(o->etag));
-    o->crc_inline = 0;
-    o->crc32c = 0;
+    conflict_as_obj(&k, o);
     return 0;
 }
 

@@ -652,19 +652,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         if (ret == 0 && k.deleted)
             ret = kept == 2 ? 2 : 3; /* a DELETE: no bytes */
         if (ret == 0) {
-            memset(&o, 0, sizeof(o));
-            o.version = k.loser.hlc;
-            o.origin_len = k.loser.origin_len;
-            memcpy(o.origin, k.loser.origin, k.loser.origin_len + 1);
-            o.off = k.off;
-            o.alen = k.alen;
-            o.size = k.size;
-            memcpy(o.etag, k.etag, 16);
-            o.mtime_ms = k.mtime_ms;
-            o.ctype_len = k.ctype_len;
-            memcpy(o.ctype, k.ctype, k.ctype_len + 1);
-            o.meta_len = k.meta_len;
-            memcpy(o.meta, k.meta, k.meta_len);
+            conflict_as_obj(&k, &o);
             /* its checksums are its record's (none in a record written before they were kept: unverified) */
             loser = 1;
             if (k.has_sums && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
