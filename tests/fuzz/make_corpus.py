@@ -346,6 +346,34 @@ def scrubrec_seeds():
     }
 
 
+def conflictrec_seeds():
+    """Conflict records (common/conflictrec.h): a kept loser, format 1 (none), 2 (metadata), 3 (block checksums)."""
+    meta = bytes([12]) + b"x-amz-meta-w" + struct.pack(">H", 1) + b"a"
+
+    def record(fmt, size=5, deleted=0, ctype=b"text/plain", key=b"2024/cat.jpg", meta=None, shift=None, crcs=()):
+        r = (struct.pack(">B6Q", fmt, 1764000000000 << 16, (1764000000000 << 16) + 1, 1764000000123, 4096, size, size) +
+             ETAG + struct.pack(">qB", 1764000000000, deleted) + struct.pack(">H", len(ctype)) + ctype +
+             bytes([6]) + b"site-a" + bytes([6]) + b"site-b" + struct.pack(">H", len(key)) + key)
+        if meta is not None:
+            r += struct.pack(">H", len(meta)) + meta
+        if shift is not None:
+            r += bytes([shift]) + b"".join(struct.pack(">I", c) for c in crcs)
+        return r
+    full = record(3, size=2 * 65536 + 5, meta=meta, shift=16, crcs=(1, 2, 3))
+    return {
+        "put": record(1),
+        "delete": record(1, size=0, deleted=1, ctype=b""),
+        "meta": record(2, meta=meta),
+        "sums-inline": record(3, meta=b"", shift=16, crcs=(0x527D5351,)),
+        "sums-empty": record(3, size=0, meta=b"", shift=16),
+        "sums-blocks-meta": full,
+        "sums-small-blocks": record(3, size=1024, meta=b"", shift=9, crcs=(7, 8)),
+        "missing-crc": full[:-4],
+        "trailing-byte": record(1) + b"\x00",
+        "meta-empty-format-2": record(2, meta=b""),
+    }
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     targets = {"fuzz_logrec": logrec_seeds(), "fuzz_batch": batch_seeds(), "fuzz_path": path_seeds(),
@@ -353,7 +381,7 @@ def main():
                "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds(), "fuzz_cksum": cksum_seeds(),
                "fuzz_awschunk": awschunk_seeds(), "fuzz_objmeta": objmeta_seeds(),
                "fuzz_s3xml": s3xml_seeds(), "fuzz_blocksum": blocksum_seeds(), "fuzz_sigv4": sigv4_seeds(),
-               "fuzz_scrubrec": scrubrec_seeds()}
+               "fuzz_scrubrec": scrubrec_seeds(), "fuzz_conflictrec": conflictrec_seeds()}
     total = 0
     for target, seeds in targets.items():
         d = os.path.join(out, target)
