@@ -326,15 +326,16 @@ def sigv4_seeds():
 
 def scrubrec_seeds():
     """The scrub's records (storaged/scrubrec.h): a damaged object, the state (two passes, a position, the passes'
-    repaired counts; and the older form without them), and a quarantined extent (its length, then the damaged object it held)."""
+    repaired counts, the losers' walk; and the older form without them), and a quarantined extent (its length, then the damaged object it held)."""
     def damaged(origin=b"site-a", bucket=b"photos", key=b"2024/cat.jpg", block=3):
         return (struct.pack(">BQQQ", 1, 1764000000000 << 16, block, 1764000000123) + bytes([len(origin)]) + origin +
                 bytes([len(bucket)]) + bucket + struct.pack(">H", len(key)) + key)
 
-    def state(running=1, pos=b"photos\x002024/cat.jpg", trailer=True):
+    def state(running=1, pos=b"photos\x002024/cat.jpg", trailer=True, lpos=None):
         return (struct.pack(">BB", 1, running) + struct.pack(">8Q", 12, 1764000000000, 0, 9120, 48101000000, 1, 0, 3) +
                 struct.pack(">8Q", 11, 1763000000000, 1763000024070, 18190, 96300000000, 0, 0, 2) +
-                struct.pack(">H", len(pos)) + pos + (struct.pack(">QQ", 1, 0) if trailer else b""))
+                struct.pack(">H", len(pos)) + pos + (struct.pack(">QQ", 1, 0) if trailer else b"") +
+                (b"\x01" + struct.pack(">H", len(lpos)) + lpos if lpos is not None else b""))
     return {
         "state-old-form": state(trailer=False),
         "damaged": damaged(),
@@ -342,6 +343,8 @@ def scrubrec_seeds():
         "damaged-empty-origin": damaged(origin=b""),
         "state": state(),
         "state-idle": state(running=0, pos=b""),
+        "state-losers": state(lpos=b"photos\x00" + hashlib.md5(b"2024/cat.jpg").digest() + struct.pack(">Q", 7) + b"site-a"),
+        "state-losers-first": state(lpos=b""),
         "quarantine": struct.pack(">Q", 2031616) + damaged(),
     }
 
