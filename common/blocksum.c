@@ -137,14 +137,23 @@ void blocksum_calc_free(blocksum_calc_t *c)
 
 blocksum_view_t blocksum_view(const blocksum_rec_t *r, uint64_t off, uint64_t len)
 {
-    blocksum_view_t v = {r->shift, r->size, 0, 0, r->crcs, 0};
-    if (len == 0 || off >= r->size)
+    blocksum_view_t whole = {r->shift, r->size, 0, r->nblocks, r->crcs, 0};
+    return blocksum_view_range(&whole, off, len);
+}
+
+blocksum_view_t blocksum_view_range(const blocksum_view_t *whole, uint64_t off, uint64_t len)
+{
+    blocksum_view_t v = *whole;
+    if (whole->crcs == NULL) /* an inline CRC: one block, the view itself */
         return v;
-    if (len > r->size - off)
-        len = r->size - off;
-    v.first = off >> r->shift;
-    v.n = ((off + len - 1) >> r->shift) - v.first + 1;
-    v.crcs = r->crcs + 4 * v.first;
+    v.n = 0;
+    if (len == 0 || off >= whole->size)
+        return v;
+    if (len > whole->size - off)
+        len = whole->size - off;
+    v.first = off >> whole->shift;
+    v.n = ((off + len - 1) >> whole->shift) - v.first + 1;
+    v.crcs = whole->crcs + 4 * v.first;
     return v;
 }
 

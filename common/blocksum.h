@@ -140,6 +140,12 @@ blocksum_view_t blocksum_view_one(uint64_t size, uint32_t crc);
  * (len > 0, off + len <= r->size): borrowed from r. */
 blocksum_view_t blocksum_view(const blocksum_rec_t *r, uint64_t off, uint64_t len);
 
+/* The part of view `whole` (a whole object's: first 0) that covers the
+ * object's bytes [off, off + len) (len > 0, off + len <= whole->size), as
+ * blocksum_view: its CRCs borrowed from whole's. A view of an inline CRC is
+ * returned as it is. */
+blocksum_view_t blocksum_view_range(const blocksum_view_t *whole, uint64_t off, uint64_t len);
+
 /* The stored CRC of block i of the view (first <= i < first + n): from its
  * CRCs, or its inline CRC. */
 uint32_t blocksum_view_crc(const blocksum_view_t *v, uint64_t i);

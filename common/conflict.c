@@ -5,26 +5,8 @@
 #include "common/be.h"
 #include "common/log.h"
 #include "common/conflict.h"
+#include "common/conflictrec.h"
 
-/* Record format 1: format byte, loser version, winner version, time, offset,
- * allocated length, size (u64 BE each), ETag (16), mtime (i64 BE), flags
- * (u8, 1: deleted), content type (u16 BE length, bytes), loser origin and
- * winner origin (u8 length, bytes each), key (u16 BE length, bytes).
- * Format 2, written when the loser has metadata: the same followed by the
- * metadata (u16 BE length, a blob of common/objmeta.h); format 1 reads as
- * no metadata. Format 3, written when the loser's block checksums are kept:
- * format 2 with the metadata always there (maybe of length 0), followed by
- * the checksums: log2 of the block size (u8, BLOCKSUM_SHIFT_MIN..MAX) and
- * the CRC32C of each block (u32 BE, blocksum_nblocks(size, shift) of them,
- * to the end of the value; an object of at most BLOCKSUM_INLINE_MAX bytes
- * has its one inline CRC here with shift BLOCKSUM_INLINE_SHIFT). Formats 1
- * and 2 read as no checksums. */
-#define REC_FORMAT 1
-#define REC_FORMAT_META 2
-#define REC_FORMAT_SUMS 3
-#define REC_FIXED (1 + 8 * 6 + 16 + 8 + 1)
-/* the most bytes before the checksums */
-#define REC_MAX (REC_FIXED + 2 + LOGREC_CTYPE_MAX + 2 * (1 + LOGREC_ORIGIN_MAX) + 2 + LOGREC_KEY_MAX + 2 + OBJMETA_MAX)
 #define KEY_MAX CONFLICT_POS_MAX
 
 /* The table key: bucket NUL, MD5(key), then (with a loser) version and origin. */
@@ -44,81 +26,6 @@ static size_t table_key(uint8_t *out, const char *b, size_t blen, const char *k,
     n += 8;
     memcpy(out + n, loser->origin, loser->origin_len);
     return n + loser->origin_len;
-}
-
-/* Encodes c up to its checksums (a format-3 record's follow: encode_sums). */
-static size_t encode(uint8_t *out, const conflict_t *c)
-{
-    uint8_t *p = out;
-    *p++ = c->has_sums ? REC_FORMAT_SUMS : c->meta_len > 0 ? REC_FORMAT_META : REC_FORMAT;
-    be_put(p, c->loser.hlc, 8);
-    be_put(p + 8, c->winner.hlc, 8);
-    be_put(p + 16, (uint64_t)c->time_ms, 8);
-    be_put(p + 24, c->off, 8);
-    be_put(p + 32, c->alen, 8);
-    be_put(p + 40, c->size, 8);
-    p += 48;
-    memcpy(p, c->etag, 16);
-    p += 16;
-    be_put(p, (uint64_t)c->mtime_ms, 8);
-    p += 8;
-    *p++ = c->deleted ? 1 : 0;
-    be_put(p, c->ctype_len, 2);
-    memcpy(p + 2, c->ctype, c->ctype_len);
-    p += 2 + c->ctype_len;
-    *p++ = (uint8_t)c->loser.origin_len;
-    memcpy(p, c->loser.origin, c->loser.origin_len);
-    p += c->loser.origin_len;
-    *p++ = (uint8_t)c->winner.origin_len;
-    memcpy(p, c->winner.origin, c->winner.origin_len);
-    p += c->winner.origin_len;
-    be_put(p, c->key_len, 2);
-    memcpy(p + 2, c->key, c->key_len);
-    p += 2 + c->key_len;
-    if (c->meta_len > 0 || c->has_sums) {
-        be_put(p, c->meta_len, 2);
-        memcpy(p + 2, c->meta, c->meta_len);
-        p += 2 + c->meta_len;
-    }
-    return (size_t)(p - out);
-}
-
-/* The bytes of c's checksums in a format-3 record (0: none). */
-static size_t sums_len(const conflict_t *c)
-{
-    return c->has_sums ? 1 + 4 * (size_t)c->sums.n : 0;
-}
-
-/* Encodes c's checksums into out (sums_len bytes). */
-static void encode_sums(uint8_t *out, const conflict_t *c)
-{
-    *out++ = (uint8_t)c->sums.shift;
-    for (uint64_t i = 0; i < c->sums.n; i++, out += 4)
-        be_put(out, blocksum_view_crc(&c->sums, i), 4);
-}
-
-/* Whether c's checksums, if any, are the whole loser's: from the first block,
- * every block of c->size bytes, and a PUT's. */
-static int sums_valid(const conflict_t *c)
-{
-    const blocksum_view_t *v = &c->sums;
-    if (!c->has_sums)
-        return 1;
-    return !c->deleted && v->shift >= BLOCKSUM_SHIFT_MIN && v->shift <= BLOCKSUM_SHIFT_MAX && c->size <= BLOCKSUM_SIZE_MAX &&
-           v->size == c->size && v->first == 0 && v->n == blocksum_nblocks(c->size, v->shift) && (v->crcs != NULL || v->n <= 1);
-}
-
-/* Decodes the checksums p[0..len) of loser c (format 3) into c->sums, borrowing the CRCs. */
-static int decode_sums(const uint8_t *p, size_t len, conflict_t *c)
-{
-    if (len < 1 || p[0] < BLOCKSUM_SHIFT_MIN || p[0] > BLOCKSUM_SHIFT_MAX || c->deleted || c->size > BLOCKSUM_SIZE_MAX)
-        return CIO_EPROTO;
-    uint64_t n = blocksum_nblocks(c->size, p[0]);
-    if ((len - 1) % 4 != 0 || (len - 1) / 4 != n)
-        return CIO_EPROTO;
-    c->sums = (blocksum_view_t){p[0], c->size, 0, n, p + 1, 0};
-    c->has_sums = 1;
-    return 0;
 }
 
 int conflict_sums_from_calc(conflict_t *c, const blocksum_calc_t *sums, uint8_t **owned)
@@ -142,85 +49,26 @@ int conflict_sums_from_calc(conflict_t *c, const blocksum_calc_t *sums, uint8_t 
 
 static int decode(const MDB_val *v, conflict_t *c)
 {
-    const uint8_t *p = v->mv_data, *end = p + v->mv_size;
-    size_t n;
-    if (v->mv_size < REC_FIXED + 2 || p[0] < REC_FORMAT || p[0] > REC_FORMAT_SUMS)
-        return CIO_EPROTO;
-    int with_meta = p[0] != REC_FORMAT, with_sums = p[0] == REC_FORMAT_SUMS;
-    p++;
-    c->loser.hlc = be_get(p, 8);
-    c->winner.hlc = be_get(p + 8, 8);
-    c->time_ms = (int64_t)be_get(p + 16, 8);
-    c->off = be_get(p + 24, 8);
-    c->alen = be_get(p + 32, 8);
-    c->size = be_get(p + 40, 8);
-    p += 48;
-    memcpy(c->etag, p, 16);
-    p += 16;
-    c->mtime_ms = (int64_t)be_get(p, 8);
-    p += 8;
-    c->deleted = *p++ & 1;
-    c->ctype_len = (uint16_t)be_get(p, 2);
-    p += 2;
-    if (c->ctype_len > LOGREC_CTYPE_MAX || (size_t)(end - p) < (size_t)c->ctype_len + 1)
-        return CIO_EPROTO;
-    memcpy(c->ctype, p, c->ctype_len);
-    c->ctype[c->ctype_len] = '\0';
-    p += c->ctype_len;
-    n = *p++;
-    if (n > LOGREC_ORIGIN_MAX || (size_t)(end - p) < n + 1)
-        return CIO_EPROTO;
-    c->loser = meta_ver_make(c->loser.hlc, (const char *)p, n);
-    p += n;
-    n = *p++;
-    if (n > LOGREC_ORIGIN_MAX || (size_t)(end - p) < n + 2)
-        return CIO_EPROTO;
-    c->winner = meta_ver_make(c->winner.hlc, (const char *)p, n);
-    p += n;
-    c->key_len = (uint16_t)be_get(p, 2);
-    p += 2;
-    if (c->key_len > LOGREC_KEY_MAX || (size_t)(end - p) < c->key_len || (!with_meta && (size_t)(end - p) != c->key_len))
-        return CIO_EPROTO;
-    memcpy(c->key, p, c->key_len);
-    c->key[c->key_len] = '\0';
-    p += c->key_len;
-    c->meta_len = 0;
-    c->has_sums = 0;
-    memset(&c->sums, 0, sizeof(c->sums));
-    if (with_meta) {
-        if (end - p < 2)
-            return CIO_EPROTO;
-        n = (size_t)be_get(p, 2);
-        p += 2;
-        /* format 2 has metadata and nothing after it; format 3 may have none, and has its checksums after */
-        if ((size_t)(end - p) < n || (!with_sums && (n == 0 || (size_t)(end - p) != n)) || (n > 0 && objmeta_validate(p, n) != 0))
-            return CIO_EPROTO;
-        memcpy(c->meta, p, n);
-        c->meta_len = (uint16_t)n;
-        p += n;
-    }
-    return with_sums ? decode_sums(p, (size_t)(end - p), c) : 0;
+    return conflictrec_decode(v->mv_data, v->mv_size, c);
 }
 
 int conflict_put(meta_t *m, MDB_txn *txn, const char *b, size_t blen, const conflict_t *c)
 {
-    uint8_t kb[KEY_MAX], vb[REC_MAX];
+    uint8_t kb[KEY_MAX], vb[CONFLICTREC_HEAD_MAX];
     size_t head;
     int rc;
-    if (blen == 0 || blen > LOGREC_BUCKET_MAX || c->key_len > LOGREC_KEY_MAX || c->ctype_len > LOGREC_CTYPE_MAX ||
-        c->meta_len > OBJMETA_MAX || c->loser.origin_len > LOGREC_ORIGIN_MAX || c->winner.origin_len > LOGREC_ORIGIN_MAX ||
-        !sums_valid(c))
+    if (blen == 0 || blen > LOGREC_BUCKET_MAX || !conflictrec_valid(c))
         return CIO_EINVAL;
-    MDB_val key = {table_key(kb, b, blen, c->key, c->key_len, &c->loser), kb}, v = {encode(vb, c), vb};
+    MDB_val key = {table_key(kb, b, blen, c->key, c->key_len, &c->loser), kb}, v = {conflictrec_encode_head(vb, c), vb};
     if (!c->has_sums)
         return meta_err(mdb_put(txn, m->conflicts, &key, &v, 0), "mdb_put(conflicts)");
     /* the checksums (up to 4 bytes a block) are encoded straight into the map, after the rest */
     head = v.mv_size;
-    v.mv_size = head + sums_len(c);
+    v.mv_size = head + conflictrec_sums_len(c);
     if ((rc = mdb_put(txn, m->conflicts, &key, &v, MDB_RESERVE)) != 0)
         return meta_err(rc, "mdb_put(conflicts)");
     memcpy(v.mv_data, vb, head);
-    encode_sums((uint8_t *)v.mv_data + head, c);
+    conflictrec_encode_sums((uint8_t *)v.mv_data + head, c);
     return 0;
 }
 

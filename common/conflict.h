@@ -3,7 +3,7 @@
  * "Conflicts").
  *
  *   "conflicts"  bucket NUL, MD5(key), loser version (u64 BE), loser origin
- *                -> conflict_t (record formats 1 to 3: common/conflict.c)
+ *                -> conflict_t (record formats 1 to 3: common/conflictrec.h)
  *
  * A (version, origin) names one mutation of one key, so the key is unique;
  * the MD5 keeps the key short (LMDB keys are at most 511 bytes) and puts a

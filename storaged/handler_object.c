@@ -630,6 +630,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     int64_t mtime;
     int ret, ranged = 0, cond, have_sums = 0, loser = 0;
     blocksum_view_t sums;
+    conflict_t k; /* a kept loser's record (loser): its checksums borrowed from the read transaction */
     size_t headers_before = req->res.headers.size; /* dropped again when the request waits for a repair */
     /* a client's read that finds damage waits for a repair; the fetch endpoint's (a peer repairing) never does */
     int may_repair = !(flags & SERVE_REPAIRED) && kept != 2;
@@ -647,23 +648,12 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
     if (kept && origin != NULL && ret != 1 &&
         (ret == CIO_ENOTFOUND || (ret == 0 && !meta_obj_current(&o, version, origin, origin_len)))) {
         /* not the current version: a conflict's loser this site keeps, if it is one */
-        conflict_t k;
         ret = conflict_get(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, version, origin, origin_len, &k);
         if (ret == 0 && k.deleted)
             ret = kept == 2 ? 2 : 3; /* a DELETE: no bytes */
         if (ret == 0) {
             conflict_as_obj(&k, &o);
-            /* its checksums are its record's (none in a record written before they were kept: unverified) */
             loser = 1;
-            if (k.has_sums && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
-                sums = k.sums;
-                if (sums.crcs != NULL) { /* borrowed from the map: into the request's pool, to outlive the transaction */
-                    uint8_t *copy = h2o_mem_alloc_pool(&req->pool, (size_t)sums.n * 4);
-                    memcpy(copy, sums.crcs, (size_t)sums.n * 4);
-                    sums.crcs = copy;
-                }
-                have_sums = 1;
-            }
         } else if (ret == CIO_ENOTFOUND) {
             ret = kept == 2 ? 2 : 3; /* the fetch endpoint: gone (a newer event follows) */
         }
@@ -683,15 +673,21 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         if (http_precond_if_range(http_req_header(req, H2O_TOKEN_IF_RANGE), h2o_iovec_init(etag, etag_len), mtime))
             ranged = parse_range(http_req_header(req, H2O_TOKEN_RANGE), o.size, &first, &last);
     }
-    if (ret == 0 && !loser && ranged >= 0 && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
-        /* a record's CRCs are copied into the request's pool: they outlive the read transaction (an inline CRC is in sums) */
-        uint8_t *owned;
+    if (ret == 0 && ranged >= 0 && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
+        /* the CRCs of the blocks read, copied into the request's pool: they outlive the read transaction (an inline
+         * CRC is in sums). A loser's are its record's (none in a record written before they were kept: unverified) */
+        uint8_t *owned = NULL;
         uint64_t soff = ranged > 0 ? first : 0, slen = ranged > 0 ? last - first + 1 : o.size;
-        if ((ret = integrity_sums(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o, soff, slen, &sums, &owned,
-                                  &have_sums)) == 0 &&
-            owned != NULL) {
+        if (loser) {
+            if ((have_sums = k.has_sums))
+                sums = blocksum_view_range(&k.sums, soff, slen);
+        } else {
+            ret = integrity_sums(srv->meta, txn, p->bucket, p->bucket_len, p->key, p->key_len, &o, soff, slen, &sums, &owned,
+                                 &have_sums);
+        }
+        if (ret == 0 && have_sums && sums.crcs != NULL) {
             uint8_t *copy = h2o_mem_alloc_pool(&req->pool, (size_t)sums.n * 4);
-            memcpy(copy, owned, (size_t)sums.n * 4);
+            memcpy(copy, sums.crcs, (size_t)sums.n * 4);
             sums.crcs = copy;
         }
         free(owned);

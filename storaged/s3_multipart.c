@@ -320,10 +320,10 @@ int s3_mpu_upload_part_copy(http_server_t *srv, h2o_req_t *req, const s3_req_t *
         rc = CIO_EDB;
     } else {
         rc = meta_obj_get(srv->meta, txn, sp.bucket, sp.bucket_len, sp.key, sp.key_len, o);
-        /* the source's bytes are verified as they are copied (commit_mpu_copy) */
+        /* the source's bytes are verified as they are copied (commit_mpu_copy): the CRCs of the range's blocks */
         if (rc == 0 && srv->conf->checksums && o->size > 0)
-            rc = integrity_sums(srv->meta, txn, sp.bucket, sp.bucket_len, sp.key, sp.key_len, o, 0, o->size, &copy->sums,
-                                &copy->sums_owned, &copy->have_sums);
+            rc = integrity_sums(srv->meta, txn, sp.bucket, sp.bucket_len, sp.key, sp.key_len, o, range.base != NULL ? first : 0,
+                                range.base != NULL ? last - first + 1 : o->size, &copy->sums, &copy->sums_owned, &copy->have_sums);
         http_req_rtxn_end(t);
     }
     if (rc == 0 && range.base == NULL)

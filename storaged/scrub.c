@@ -18,6 +18,7 @@
 
 static char state_key[] = "state"; /* the key of the state record in "scrub" */
 _Static_assert(SCRUBREC_POS_MAX == META_OBJKEY_MAX, "the position is an objkey");
+_Static_assert(SCRUBREC_LPOS_MAX == CONFLICT_POS_MAX, "the losers' position is a conflicts key");
 
 /* One object of a page, copied out of its read transaction. */
 typedef struct {
@@ -45,6 +46,9 @@ struct scrub {
     scrub_pass_t cur, last;
     uint8_t pos[META_OBJKEY_MAX]; /* the last objkey done in the current pass */
     size_t pos_len;
+    int losers;                     /* the current pass is past its objects, in the kept losers' walk: */
+    uint8_t lpos[CONFLICT_POS_MAX]; /* the last loser's table key done in it (lpos_len 0: none yet) */
+    size_t lpos_len;
     char pos_bucket[LOGREC_BUCKET_MAX + 1];
     char pos_key[LOGREC_KEY_MAX + 1];
     uint64_t paced;                              /* the current pass runs at this rate (0: unpaced) */
@@ -74,6 +78,9 @@ static int state_save(scrub_t *sc)
     st.last = sc->last;
     memcpy(st.pos, sc->pos, sc->pos_len);
     st.pos_len = sc->pos_len;
+    st.losers = sc->losers;
+    memcpy(st.lpos, sc->lpos, sc->lpos_len);
+    st.lpos_len = sc->lpos_len;
     pthread_mutex_unlock(&sc->mu);
     MDB_val key = {sizeof(state_key) - 1, state_key}, val = {scrubrec_state_encode(v, &st), v};
     if ((rc = mdb_txn_begin(sc->meta->env, NULL, 0, &txn)) != 0)
@@ -84,6 +91,13 @@ static int state_save(scrub_t *sc)
     }
     sc->saved_mono_ms = clock_mono_ms();
     return meta_err(mdb_txn_commit(txn), "mdb_txn_commit(scrub)");
+}
+
+/* Writes the state if it was last written SCRUB_SAVE_MS ago or more (a failure is logged). Scrub thread only. */
+static void save_progress(scrub_t *sc)
+{
+    if (clock_mono_ms() - sc->saved_mono_ms >= SCRUB_SAVE_MS && state_save(sc) != 0)
+        log_msg(LOG_LVL_ERROR, "cannot record the scrub's progress", NULL);
 }
 
 /* Reads the state into sc (no record: a store never scrubbed). 0, CIO_EPROTO (logged) or a meta_err code. */
@@ -114,6 +128,9 @@ static int state_load(scrub_t *sc)
     sc->last = st.last;
     memcpy(sc->pos, st.pos, st.pos_len);
     sc->pos_len = st.pos_len;
+    sc->losers = st.losers;
+    memcpy(sc->lpos, st.lpos, st.lpos_len);
+    sc->lpos_len = st.lpos_len;
     /* the position as the status shows it: the objkey is the bucket, a NUL and the key (a long key's is hashed: shown cut) */
     const uint8_t *nul = memchr(st.pos, 0, st.pos_len);
     if (nul != NULL && (size_t)(nul - st.pos) <= LOGREC_BUCKET_MAX) {
@@ -387,15 +404,21 @@ static int scrub_loser(scrub_t *sc, const loser_t *l, uint64_t *bytes_read)
 
 /* After the objects, the kept losers that have checksums (docs/storage.md,
  * "Conflict records"), one per read transaction (they are few: they expire),
- * in table order from the first: a pass cut here does them all again. Their
+ * in table order from after sc->lpos, which records each loser done as
+ * sc->pos records each object (saved with the counters, at most every
+ * SCRUB_SAVE_MS): a pass cut here resumes after the last loser saved. Their
  * bytes and damage count in the pass's; their damage is not put in
  * "damaged", which names objects. Returns R_STOPPED on a stop, else R_OK. */
 static int scrub_losers(scrub_t *sc)
 {
     uint8_t pos[CONFLICT_POS_MAX];
-    size_t pos_len = 0;
+    size_t pos_len;
     loser_t l;
 
+    pthread_mutex_lock(&sc->mu);
+    memcpy(pos, sc->lpos, sc->lpos_len);
+    pos_len = sc->lpos_len;
+    pthread_mutex_unlock(&sc->mu);
     for (;;) {
         MDB_txn *txn;
         uint64_t bytes = 0;
@@ -415,13 +438,16 @@ static int scrub_losers(scrub_t *sc)
             return R_OK;
         }
         if (!l.found || r == R_STOPPED)
-            return l.found ? R_STOPPED : R_OK;
+            return l.found ? R_STOPPED : R_OK; /* a loser cut short is done again after the restart */
         pthread_mutex_lock(&sc->mu);
         sc->cur.bytes += bytes;
         sc->cur.damaged += r == R_DAMAGED;
         sc->tot_bytes += bytes;
+        memcpy(sc->lpos, pos, pos_len);
+        sc->lpos_len = pos_len;
         stop = sc->stop;
         pthread_mutex_unlock(&sc->mu);
+        save_progress(sc);
         if (stop)
             return R_STOPPED;
     }
@@ -503,15 +529,17 @@ static void log_pass(const char *msg, const scrub_pass_t *p)
                 "skipped", skipped, "seconds", secs, NULL);
 }
 
-/* Runs the current pass from sc->pos to its end or a stop. */
+/* Runs the current pass from sc->pos (or, past its objects, sc->lpos) to its end or a stop. */
 static void run_pass(scrub_t *sc)
 {
     size_t n;
+    int losers;
     pthread_mutex_lock(&sc->mu);
     sc->pace_t0_us = clock_mono_us();
     sc->pace_bytes = 0;
+    losers = sc->losers;
     pthread_mutex_unlock(&sc->mu);
-    for (;;) {
+    while (!losers) {
         if (read_page(sc, &n) != 0) {
             /* logged; try again later rather than spin */
             pthread_mutex_lock(&sc->mu);
@@ -524,8 +552,14 @@ static void run_pass(scrub_t *sc)
                 return;
             continue;
         }
-        if (n == 0)
+        if (n == 0) {
+            /* the objects are done: on to the losers, from the first */
+            pthread_mutex_lock(&sc->mu);
+            sc->losers = losers = 1;
+            sc->lpos_len = 0;
+            pthread_mutex_unlock(&sc->mu);
             break;
+        }
         for (size_t i = 0; i < n; i++) {
             const item_t *it = &sc->page[i];
             uint64_t bytes;
@@ -548,19 +582,20 @@ static void run_pass(scrub_t *sc)
             memcpy(sc->pos_key, it->key, it->klen + 1);
             int stop = sc->stop;
             pthread_mutex_unlock(&sc->mu);
-            if (clock_mono_ms() - sc->saved_mono_ms >= SCRUB_SAVE_MS && state_save(sc) != 0)
-                log_msg(LOG_LVL_ERROR, "cannot record the scrub's progress", NULL);
+            save_progress(sc);
             if (stop)
                 return;
         }
     }
     if (scrub_losers(sc) == R_STOPPED)
-        return; /* the losers are done again after the restart */
+        return; /* resumed after the last loser recorded */
     pthread_mutex_lock(&sc->mu);
     sc->cur.ended_ms = clock_wall_ms();
     sc->last = sc->cur;
     sc->running = 0;
     sc->pos_len = 0;
+    sc->losers = 0;
+    sc->lpos_len = 0;
     sc->pos_bucket[0] = sc->pos_key[0] = '\0';
     pthread_mutex_unlock(&sc->mu);
     if (state_save(sc) != 0)
@@ -600,6 +635,8 @@ static void *scrub_main(void *arg)
             sc->cur.pass = sc->last.pass + 1;
             sc->cur.started_ms = now;
             sc->pos_len = 0;
+            sc->losers = 0;
+            sc->lpos_len = 0;
             sc->pos_bucket[0] = sc->pos_key[0] = '\0';
             sc->running = 1;
         }

@@ -18,9 +18,11 @@
  * then runs unpaced, and otherwise at storage.scrub_rate.
  *
  * After the objects, a pass reads the kept conflict losers that have
- * checksums (common/conflict.h), one per read transaction, from the first
- * again when a pass resumes: damage found is counted in the pass and by
- * integrity_damaged, but not put in "damaged" nor repaired (a loser is not).
+ * checksums (common/conflict.h), one per read transaction, in table order;
+ * the state then records that the objects are done and the last loser's
+ * table key done, so a pass resumes after it as it does after an objkey:
+ * damage found is counted in the pass and by integrity_damaged, but not put
+ * in "damaged" nor repaired (a loser is not).
  *
  * Damage: integrity_damaged (path "scrub": counted and logged) and an entry
  * in "damaged": objkey -> a record of storaged/scrubrec.h, dropped when the key's

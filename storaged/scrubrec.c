@@ -40,7 +40,15 @@ size_t scrubrec_state_encode(uint8_t *out, const scrubrec_state_t *s)
     p += 2 + n;
     be_put(p, s->cur.repaired, 8);
     be_put(p + 8, s->last.repaired, 8);
-    return (size_t)(p + SCRUBREC_STATE_TRAILER - out);
+    p += SCRUBREC_STATE_TRAILER;
+    if (s->losers) {
+        n = s->lpos_len > SCRUBREC_LPOS_MAX ? SCRUBREC_LPOS_MAX : s->lpos_len;
+        *p = 1;
+        be_put(p + 1, n, 2);
+        memcpy(p + SCRUBREC_STATE_LOSERS, s->lpos, n);
+        p += SCRUBREC_STATE_LOSERS + n;
+    }
+    return (size_t)(p - out);
 }
 
 int scrubrec_state_decode(const void *data, size_t len, scrubrec_state_t *s)
@@ -53,13 +61,27 @@ int scrubrec_state_decode(const void *data, size_t len, scrubrec_state_t *s)
     get_pass(&p, &s->cur);
     get_pass(&p, &s->last);
     s->pos_len = (size_t)be_get(p, 2);
-    if (s->pos_len > SCRUBREC_POS_MAX ||
-        (len != SCRUBREC_STATE_FIXED + s->pos_len && len != SCRUBREC_STATE_FIXED + s->pos_len + SCRUBREC_STATE_TRAILER)) {
+    s->losers = 0;
+    s->lpos_len = 0;
+    size_t base = SCRUBREC_STATE_FIXED + s->pos_len, with_trailer = base + SCRUBREC_STATE_TRAILER;
+    if (s->pos_len > SCRUBREC_POS_MAX || (len != base && len != with_trailer && len < with_trailer + SCRUBREC_STATE_LOSERS)) {
         s->pos_len = 0;
         return CIO_EPROTO;
     }
+    if (len > with_trailer) {
+        /* the losers' walk: marked 1, its position to the end */
+        const uint8_t *w = (const uint8_t *)data + with_trailer;
+        size_t n = (size_t)be_get(w + 1, 2);
+        if (w[0] != 1 || n > SCRUBREC_LPOS_MAX || len != with_trailer + SCRUBREC_STATE_LOSERS + n) {
+            s->pos_len = 0;
+            return CIO_EPROTO;
+        }
+        s->losers = 1;
+        s->lpos_len = n;
+        memcpy(s->lpos, w + SCRUBREC_STATE_LOSERS, n);
+    }
     memcpy(s->pos, p + 2, s->pos_len);
-    if (len > SCRUBREC_STATE_FIXED + s->pos_len) {
+    if (len > base) {
         p += 2 + s->pos_len;
         s->cur.repaired = be_get(p, 8);
         s->last.repaired = be_get(p + 8, 8);

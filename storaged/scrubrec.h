@@ -26,26 +26,42 @@ typedef struct {
     uint64_t repaired;  /* of the damaged, those repaired from a peer (storaged/repair.h); in the record's trailer */
 } scrub_pass_t;
 
+/* The last kept loser done: a "conflicts" table key (CONFLICT_POS_MAX of
+ * common/conflict.h, which storaged/scrub.c ties to it). */
+#define SCRUBREC_LPOS_MAX (LOGREC_BUCKET_MAX + 1 + 16 + 8 + LOGREC_ORIGIN_MAX)
+
 /* The state: format byte, running (u8, 0 or 1), the current and the last
  * finished pass (8 u64 BE each, in scrub_pass_t's order but `repaired`), the
  * position (u16 BE length <= SCRUBREC_POS_MAX, the last objkey done), then a
  * trailer: the current and the last pass's `repaired` (u64 BE each). A
- * record without the trailer (written before it) decodes with both 0. */
+ * record without the trailer (written before it) decodes with both 0.
+ * While the pass walks the kept conflict losers (after the objects), the
+ * trailer is followed by the losers' walk: u8 1, then its position (u16 BE
+ * length <= SCRUBREC_LPOS_MAX, the last loser's table key done; 0: none
+ * yet). A record without it is in the objects' walk. */
 typedef struct {
     int running;
     scrub_pass_t cur, last;
     uint8_t pos[SCRUBREC_POS_MAX];
     size_t pos_len;
+    int losers; /* 1: the objects are done, the pass walks the kept losers from after lpos */
+    uint8_t lpos[SCRUBREC_LPOS_MAX];
+    size_t lpos_len; /* 0 when !losers */
 } scrubrec_state_t;
 
 #define SCRUBREC_STATE_FIXED (1 + 1 + 8 * 8 + 8 * 8 + 2) /* without the position and the trailer */
 #define SCRUBREC_STATE_TRAILER (8 + 8)
-#define SCRUBREC_STATE_MAX (SCRUBREC_STATE_FIXED + SCRUBREC_POS_MAX + SCRUBREC_STATE_TRAILER)
+#define SCRUBREC_STATE_LOSERS (1 + 2) /* the losers' walk, without its position */
+#define SCRUBREC_STATE_MAX                                                                                                         \
+    (SCRUBREC_STATE_FIXED + SCRUBREC_POS_MAX + SCRUBREC_STATE_TRAILER + SCRUBREC_STATE_LOSERS + SCRUBREC_LPOS_MAX)
 
-/* Encodes s (pos_len <= SCRUBREC_POS_MAX), trailer included, into out (SCRUBREC_STATE_MAX bytes); returns the length. */
+/* Encodes s (pos_len <= SCRUBREC_POS_MAX, lpos_len <= SCRUBREC_LPOS_MAX),
+ * trailer included, and the losers' walk when s->losers, into out
+ * (SCRUBREC_STATE_MAX bytes); returns the length. */
 size_t scrubrec_state_encode(uint8_t *out, const scrubrec_state_t *s);
 
-/* Decodes p[0..len) into *s. 0 or CIO_EPROTO (a length that does not add up, another format, running not 0 or 1). */
+/* Decodes p[0..len) into *s. 0 or CIO_EPROTO (a length that does not add up, another format, running not 0 or 1, a
+ * losers' walk marked other than 1). */
 int scrubrec_state_decode(const void *p, size_t len, scrubrec_state_t *s) CIO_MUST_CHECK;
 
 /* A damaged object: format byte, version, first bad block (UINT64_MAX:

@@ -195,8 +195,10 @@ def test_s3_get_and_copy_of_damaged_object(make_server):
                             CopySourceRange="bytes=50-%d" % (BLOCK + 10))
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
     assert e.value.response["Error"]["Code"] == "ServiceUnavailable"
+    verified = srv.client().metrics().value("comio_checksum_blocks_verified_total")
     part = s3.upload_part_copy(Bucket="bkt", Key="pc", UploadId=up, PartNumber=1, CopySource={"Bucket": "bkt", "Key": "k"},
                                CopySourceRange="bytes=%d-%d" % (BLOCK + 7, 4 * BLOCK + 3))["CopyPartResult"]["ETag"]
+    assert srv.client().metrics().value("comio_checksum_blocks_verified_total") - verified == 4  # blocks 1 to 4
     s3.complete_multipart_upload(Bucket="bkt", Key="pc", UploadId=up,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]})
     assert s3.get_object(Bucket="bkt", Key="pc")["Body"].read() == data[BLOCK + 7:4 * BLOCK + 4]

@@ -1,7 +1,8 @@
 """test_conflict_checksums.py - a conflict's kept loser keeps its block checksums in its conflict record
 (docs/storage.md, "Conflict records"), and its bytes are verified wherever they are read: a GET by version,
-the fetch endpoint a peer pulls a large loser from, repld's inline read of a small one, and the scrub. Damaged bytes of
-a loser are never served nor shipped (losers are not repaired from a peer: docs/operations.md).
+a Range GET by version (only the blocks it reads), the fetch endpoint a peer pulls a large loser from, repld's
+inline read of a small one, and the scrub. Damaged bytes of a loser are never served nor shipped (losers are not
+repaired from a peer: docs/operations.md).
 
 Two real sites, A <-> B. B writes four keys, then A's later writes of them reach B first and win there: B's
 own writes become losers B keeps (their checksums taken from B's object records as A's writes replace them).
@@ -65,6 +66,17 @@ def test_damaged_loser_is_never_served_nor_shipped(topology):
         r = get_version(bc, k, *lost[k])
         assert r.status == 503 and r.json()["code"] == "DataDamaged", (k, r)
     assert metric(b, "comio_checksum_mismatches_total", path="get") - mismatches == 2
+    # a Range GET of a loser verifies the blocks it reads against theirs: damage outside them is not seen (nor
+    # counted), damage inside is refused
+    path = "/%s/large-bad?version=%d&origin=%s" % ((BUCKET,) + lost["large-bad"])
+    before = metric(b, "comio_checksum_blocks_verified_total")
+    r = bc.raw("GET", path, headers={"Range": "bytes=%d-%d" % (2 * BLOCK + 1, 3 * BLOCK + 10)})
+    assert r.status == 206 and r.body == data["large-bad"][2 * BLOCK + 1:3 * BLOCK + 11], r
+    assert metric(b, "comio_checksum_blocks_verified_total") - before == 2
+    assert metric(b, "comio_checksum_mismatches_total", path="get") - mismatches == 2
+    r = bc.raw("GET", path, headers={"Range": "bytes=5-%d" % (BLOCK + 3)})
+    assert r.status == 503 and r.json()["code"] == "DataDamaged", r
+    assert metric(b, "comio_checksum_mismatches_total", path="get") - mismatches == 3
     lines = [json.loads(x) for x in b.storaged.log().splitlines() if "object data damaged" in x]
     assert {(x["key"], int(x["version"]), x["origin"]) for x in lines} == \
         {(k,) + lost[k] for k in ("small-bad", "large-bad")}, lines
@@ -89,7 +101,7 @@ def test_damaged_loser_is_never_served_nor_shipped(topology):
     wait_until(lambda: {x[1] for x in conflicts(a)} == {"small-good", "large-good"}, 30, what=lambda: describe([a, b]))
     wait_until(lambda: any(json.loads(x).get("key") == "small-bad" for x in b.repld.log().splitlines()
                            if "not shipped inline" in x), 30, what="B's repld refusing the damaged small loser")
-    wait_until(lambda: metric(b, "comio_checksum_mismatches_total", path="get") - mismatches >= 3, 30,
+    wait_until(lambda: metric(b, "comio_checksum_mismatches_total", path="get") - mismatches >= 4, 30,
                what="B's fetch endpoint refusing the damaged large loser to A")
     line = next(json.loads(x) for x in b.repld.log().splitlines() if "not shipped inline" in x)
     assert line["kept_loser"] == "true" and int(line["version"]) == lost["small-bad"][0], line

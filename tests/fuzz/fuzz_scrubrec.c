@@ -3,7 +3,8 @@
  * The input is one record, tried as a damaged object and as the state.
  * Beyond "no crash, no read outside the input": an accepted record's strings
  * lie inside it, and re-encoding it gives the same bytes (a state record
- * of the older form without the trailer: the same bytes and a zero trailer). */
+ * of the older form without the trailer: the same bytes and a zero trailer;
+ * one in the losers' walk: its position within bounds). */
 #include <stdlib.h>
 #include "fuzz.h"
 #include "storaged/scrubrec.h"
@@ -23,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (scrubrec_quarantine_decode(data, size, &q) == 0)
         FUZZ_CHECK(scrubrec_quarantine_encode(out, &q) == size && memcmp(out, data, size) == 0);
     if (scrubrec_state_decode(data, size, &s) == 0) {
-        FUZZ_CHECK(s.pos_len <= SCRUBREC_POS_MAX);
+        FUZZ_CHECK(s.pos_len <= SCRUBREC_POS_MAX && s.lpos_len <= SCRUBREC_LPOS_MAX && (s.losers || s.lpos_len == 0));
         /* a record without the trailer (the older form) comes back with one of zeros */
         size_t n = scrubrec_state_encode(out, &s);
         FUZZ_CHECK(n == size || (n == size + SCRUBREC_STATE_TRAILER && s.cur.repaired == 0 && s.last.repaired == 0));

@@ -326,15 +326,16 @@ def sigv4_seeds():
 
 def scrubrec_seeds():
     """The scrub's records (storaged/scrubrec.h): a damaged object, the state (two passes, a position, the passes'
-    repaired counts; and the older form without them), and a quarantined extent (its length, then the damaged object it held)."""
+    repaired counts, the losers' walk; and the older form without them), and a quarantined extent (its length, then the damaged object it held)."""
     def damaged(origin=b"site-a", bucket=b"photos", key=b"2024/cat.jpg", block=3):
         return (struct.pack(">BQQQ", 1, 1764000000000 << 16, block, 1764000000123) + bytes([len(origin)]) + origin +
                 bytes([len(bucket)]) + bucket + struct.pack(">H", len(key)) + key)
 
-    def state(running=1, pos=b"photos\x002024/cat.jpg", trailer=True):
+    def state(running=1, pos=b"photos\x002024/cat.jpg", trailer=True, lpos=None):
         return (struct.pack(">BB", 1, running) + struct.pack(">8Q", 12, 1764000000000, 0, 9120, 48101000000, 1, 0, 3) +
                 struct.pack(">8Q", 11, 1763000000000, 1763000024070, 18190, 96300000000, 0, 0, 2) +
-                struct.pack(">H", len(pos)) + pos + (struct.pack(">QQ", 1, 0) if trailer else b""))
+                struct.pack(">H", len(pos)) + pos + (struct.pack(">QQ", 1, 0) if trailer else b"") +
+                (b"\x01" + struct.pack(">H", len(lpos)) + lpos if lpos is not None else b""))
     return {
         "state-old-form": state(trailer=False),
         "damaged": damaged(),
@@ -342,7 +343,37 @@ def scrubrec_seeds():
         "damaged-empty-origin": damaged(origin=b""),
         "state": state(),
         "state-idle": state(running=0, pos=b""),
+        "state-losers": state(lpos=b"photos\x00" + hashlib.md5(b"2024/cat.jpg").digest() + struct.pack(">Q", 7) + b"site-a"),
+        "state-losers-first": state(lpos=b""),
         "quarantine": struct.pack(">Q", 2031616) + damaged(),
+    }
+
+
+def conflictrec_seeds():
+    """Conflict records (common/conflictrec.h): a kept loser, format 1 (none), 2 (metadata), 3 (block checksums)."""
+    meta = bytes([12]) + b"x-amz-meta-w" + struct.pack(">H", 1) + b"a"
+
+    def record(fmt, size=5, deleted=0, ctype=b"text/plain", key=b"2024/cat.jpg", meta=None, shift=None, crcs=()):
+        r = (struct.pack(">B6Q", fmt, 1764000000000 << 16, (1764000000000 << 16) + 1, 1764000000123, 4096, size, size) +
+             ETAG + struct.pack(">qB", 1764000000000, deleted) + struct.pack(">H", len(ctype)) + ctype +
+             bytes([6]) + b"site-a" + bytes([6]) + b"site-b" + struct.pack(">H", len(key)) + key)
+        if meta is not None:
+            r += struct.pack(">H", len(meta)) + meta
+        if shift is not None:
+            r += bytes([shift]) + b"".join(struct.pack(">I", c) for c in crcs)
+        return r
+    full = record(3, size=2 * 65536 + 5, meta=meta, shift=16, crcs=(1, 2, 3))
+    return {
+        "put": record(1),
+        "delete": record(1, size=0, deleted=1, ctype=b""),
+        "meta": record(2, meta=meta),
+        "sums-inline": record(3, meta=b"", shift=16, crcs=(0x527D5351,)),
+        "sums-empty": record(3, size=0, meta=b"", shift=16),
+        "sums-blocks-meta": full,
+        "sums-small-blocks": record(3, size=1024, meta=b"", shift=9, crcs=(7, 8)),
+        "missing-crc": full[:-4],
+        "trailing-byte": record(1) + b"\x00",
+        "meta-empty-format-2": record(2, meta=b""),
     }
 
 
@@ -353,7 +384,7 @@ def main():
                "fuzz_zcodec": zcodec_seeds(), "fuzz_synclist": synclist_seeds(), "fuzz_cksum": cksum_seeds(),
                "fuzz_awschunk": awschunk_seeds(), "fuzz_objmeta": objmeta_seeds(),
                "fuzz_s3xml": s3xml_seeds(), "fuzz_blocksum": blocksum_seeds(), "fuzz_sigv4": sigv4_seeds(),
-               "fuzz_scrubrec": scrubrec_seeds()}
+               "fuzz_scrubrec": scrubrec_seeds(), "fuzz_conflictrec": conflictrec_seeds()}
     total = 0
     for target, seeds in targets.items():
         d = os.path.join(out, target)

@@ -183,6 +183,16 @@ static void test_verify(void)
     CHECK(v.first == 1 && v.n == 3);
     CHECK(blocksum_view_copy(&v, &owned) == 0 && v.crcs == owned);
     CHECK(blocksum_verify(&v, BLK, p + BLK, 3 * BLK, &bad) == 0);
+    /* the same range of a whole object's view (a kept loser's): the same blocks, no copy; an inline CRC's view as it is */
+    blocksum_view_t whole = blocksum_view(&r, 0, size), part = blocksum_view_range(&whole, BLK + 5, 2 * BLK);
+    CHECK(part.first == 1 && part.n == 3 && part.crcs == r.crcs + 4 && part.size == size && part.shift == BLOCKSUM_SHIFT);
+    CHECK(blocksum_verify(&part, BLK, p + BLK, 3 * BLK, &bad) == 0);
+    CHECK(blocksum_verify(&part, 0, p, BLK, &bad) == CIO_EINVAL);
+    part = blocksum_view_range(&whole, size - 1, 10); /* clamped to the object's end */
+    CHECK(part.first == 5 && part.n == 1);
+    blocksum_view_t one = blocksum_view_one(100, 42);
+    part = blocksum_view_range(&one, 10, 5);
+    CHECK(part.first == 0 && part.n == 1 && part.crcs == NULL && part.one == 42);
     /* ranges that are not block-aligned, or outside the view, are refused */
     CHECK(blocksum_verify(&v, BLK + 1, p + BLK + 1, BLK, &bad) == CIO_EINVAL);
     CHECK(blocksum_verify(&v, BLK, p + BLK, BLK + 1, &bad) == CIO_EINVAL);

@@ -302,7 +302,8 @@ static void test_old_formats_read(void)
 }
 
 /* Checksums that do not fit the loser are refused by conflict_put, and a stored record whose checksums do not
- * fit (too few or too many CRCs, a block size out of range, checksums on a DELETE) does not decode. */
+ * fit (too few or too many CRCs, a block size out of range, checksums on a DELETE) does not decode, nor one
+ * whose flags have a bit besides the DELETE's. */
 static void test_bad_sums_refused(void)
 {
     static uint8_t body[150000];
@@ -361,6 +362,9 @@ static void test_bad_sums_refused(void)
     CHECK_EQ_INT(get_and_verify(&m, "k", 40, body, &back), CIO_EPROTO);
     good[good_len - 13] = BLOCKSUM_SHIFT;
     good[73] = 1; /* flags: a DELETE, which has no bytes to check */
+    CHECK(put_raw(&m, "k", 40, good, good_len) == 0);
+    CHECK_EQ_INT(get_and_verify(&m, "k", 40, body, &back), CIO_EPROTO);
+    good[73] = 2; /* flags: a bit no writer sets (a record has one spelling) */
     CHECK(put_raw(&m, "k", 40, good, good_len) == 0);
     CHECK_EQ_INT(get_and_verify(&m, "k", 40, body, &back), CIO_EPROTO);
     good[73] = 0;

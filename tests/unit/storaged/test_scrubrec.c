@@ -87,6 +87,37 @@ static void test_state(void)
     }
     v[n] = 0;
     CHECK_EQ_INT(scrubrec_state_decode(v, n + 1, &out), CIO_EPROTO);
+    CHECK(!out.losers && out.lpos_len == 0);
+
+    /* in the kept losers' walk: the trailer, then 1 and the last loser's table key; no loser done yet: an empty one */
+    in.losers = 1;
+    memcpy(in.lpos, "photos", 7);      /* the bucket and its NUL */
+    memset(in.lpos + 7, 0xa5, 16 + 8); /* the key's MD5, the loser's version */
+    memcpy(in.lpos + 31, "site-a", 6); /* its origin */
+    memset(in.lpos + 37, 'x', 6);
+    in.lpos_len = 43;
+    size_t m = scrubrec_state_encode(v, &in);
+    CHECK(m == n + SCRUBREC_STATE_LOSERS + 43 && v[n] == 1);
+    CHECK_EQ_INT(scrubrec_state_decode(v, m, &out), 0);
+    CHECK(out.losers == 1 && out.lpos_len == 43 && memcmp(out.lpos, in.lpos, 43) == 0);
+    CHECK(out.pos_len == 19 && out.cur.repaired == 1 && out.last.repaired == 3);
+    for (size_t cut = n + 1; cut < m; cut++) {
+        char *p = test_dup_exact((const char *)v, cut);
+        CHECK_EQ_INT(scrubrec_state_decode(p, cut, &out), CIO_EPROTO);
+        free(p);
+    }
+    v[m] = 0;
+    CHECK_EQ_INT(scrubrec_state_decode(v, m + 1, &out), CIO_EPROTO);
+    v[n] = 0; /* marked other than 1 */
+    CHECK_EQ_INT(scrubrec_state_decode(v, m, &out), CIO_EPROTO);
+    in.lpos_len = 0;
+    m = scrubrec_state_encode(v, &in);
+    CHECK(m == n + SCRUBREC_STATE_LOSERS);
+    CHECK_EQ_INT(scrubrec_state_decode(v, m, &out), 0);
+    CHECK(out.losers == 1 && out.lpos_len == 0);
+    in.losers = 0;
+    CHECK(scrubrec_state_encode(v, &in) == n);
+
     v[1] = 2; /* running is 0 or 1 */
     CHECK_EQ_INT(scrubrec_state_decode(v, n, &out), CIO_EPROTO);
     v[1] = 1;
