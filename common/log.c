@@ -350,3 +350,24 @@ void log_msg(log_level_t lvl, const char *msg, ...)
     log_vmsg(lvl, msg, ap);
     va_end(ap);
 }
+
+int log_ratelimit_take(log_ratelimit_t *rl, int64_t now, unsigned per_second, uint64_t *left_out)
+{
+    int ok;
+
+    pthread_mutex_lock(&rl->mu);
+    if (now != rl->second) {
+        rl->second = now;
+        rl->lines = 0;
+    }
+    ok = rl->lines < per_second;
+    if (ok) {
+        rl->lines++;
+        *left_out = rl->skipped;
+        rl->skipped = 0;
+    } else {
+        rl->skipped++;
+    }
+    pthread_mutex_unlock(&rl->mu);
+    return ok;
+}

@@ -5,7 +5,9 @@
 #ifndef COMIO_LOG_H
 #define COMIO_LOG_H
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include "common/err.h"
 
 typedef enum {
@@ -46,5 +48,23 @@ void log_vmsg(log_level_t lvl, const char *msg, va_list ap);
 
 /* Returns 1 when a line at `lvl` would be written. */
 int log_enabled(log_level_t lvl);
+
+/* A cap on the lines a second of one message that a flood of requests could
+ * repeat (a full store fails every PUT). Static, LOG_RATELIMIT_INIT. */
+typedef struct {
+    pthread_mutex_t mu;
+    int64_t second;
+    unsigned lines;
+    uint64_t skipped;
+} log_ratelimit_t;
+#define LOG_RATELIMIT_INIT                                                                                                         \
+    {                                                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, 0, 0, 0                                                                                         \
+    }
+
+/* Returns 1 when a line may be written in second `now` (at most `per_second`
+ * lines a second), with *left_out the ones not written since the last line
+ * (for the line to say); 0 when not, counting it. Safe from any thread. */
+int log_ratelimit_take(log_ratelimit_t *rl, int64_t now, unsigned per_second, uint64_t *left_out);
 
 #endif

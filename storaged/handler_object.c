@@ -670,8 +670,9 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         mtime = date_seconds(o.mtime_ms); /* the Last-Modified shown: a replicated mtime is clamped to 1970..9999 */
         /* a Range whose If-Range names another version of the object would splice two versions: the whole
          * current object instead. Known here, so that a Range GET copies only the CRCs of the blocks it reads */
-        if (http_precond_if_range(http_req_header(req, H2O_TOKEN_IF_RANGE), h2o_iovec_init(etag, etag_len), mtime))
-            ranged = parse_range(http_req_header(req, H2O_TOKEN_RANGE), o.size, &first, &last);
+        http_precond_from_req(req, &pc);
+        if (http_precond_if_range(pc.if_range, h2o_iovec_init(etag, etag_len), mtime))
+            ranged = parse_range(pc.range, o.size, &first, &last);
     }
     if (ret == 0 && ranged >= 0 && srv->conf->checksums && o.size > 0 && !http_req_is_head(req)) {
         /* the CRCs of the blocks read, copied into the request's pool: they outlive the read transaction (an inline
@@ -710,8 +711,7 @@ static int serve(http_server_t *srv, h2o_req_t *req, const path_t *p, uint64_t v
         return 0;
     }
 
-    http_precond_from_req(req, &pc);
-    cond = http_precond_eval(&pc, h2o_iovec_init(etag, etag_len), mtime, 1);
+    cond = http_precond_eval(&pc, h2o_iovec_init(etag, etag_len), mtime, 1); /* pc: read with the ETag above */
     if (cond == HTTP_PRECOND_FAILED) {
         commit_reader_leave(srv->commit, token);
         api->error(req, 412, "PreconditionFailed", "the object does not match If-Match or If-Unmodified-Since");

@@ -135,34 +135,44 @@ int http_precond_if_range(h2o_iovec_t if_range, h2o_iovec_t etag, int64_t mtime)
     return http_precond_parse_date(if_range, &date) == 0 && date == mtime;
 }
 
-/* A list header that came in several lines is one list (RFC 9110 5.3). */
-static h2o_iovec_t joined(h2o_req_t *req, const h2o_token_t *token)
+/* Which of http_precond_t's headers `name` is (an index into the `out` of
+ * http_precond_from_req), or -1. h2o names every header it knows by its token,
+ * so a pointer is compared, not a name; its length picks the one to compare
+ * with (most headers are none of these: one load and a switch). */
+static int precond_index(const h2o_iovec_t *name)
 {
-    ssize_t i = h2o_find_header(&req->headers, token, -1);
-    h2o_iovec_t v;
-
-    if (i == -1)
-        return h2o_iovec_init(NULL, 0);
-    v = req->headers.entries[i].value;
-    while ((i = h2o_find_header(&req->headers, token, i)) != -1)
-        v = h2o_concat(&req->pool, v, h2o_iovec_init(H2O_STRLIT(", ")), req->headers.entries[i].value);
-    return v;
-}
-
-/* A date header is one value: a repeated one is invalid, hence ignored. */
-static h2o_iovec_t single(h2o_req_t *req, const h2o_token_t *token)
-{
-    ssize_t i = h2o_find_header(&req->headers, token, -1);
-
-    if (i == -1 || h2o_find_header(&req->headers, token, i) != -1)
-        return h2o_iovec_init(NULL, 0);
-    return req->headers.entries[i].value;
+    switch (name->len) {
+    case 5:
+        return name == &H2O_TOKEN_RANGE->buf ? 5 : -1;
+    case 8:
+        return name == &H2O_TOKEN_IF_MATCH->buf ? 0 : name == &H2O_TOKEN_IF_RANGE->buf ? 4 : -1;
+    case 13:
+        return name == &H2O_TOKEN_IF_NONE_MATCH->buf ? 1 : -1;
+    case 17:
+        return name == &H2O_TOKEN_IF_MODIFIED_SINCE->buf ? 2 : -1;
+    case 19:
+        return name == &H2O_TOKEN_IF_UNMODIFIED_SINCE->buf ? 3 : -1;
+    default:
+        return -1;
+    }
 }
 
 void http_precond_from_req(h2o_req_t *req, http_precond_t *h)
 {
-    h->if_match = joined(req, H2O_TOKEN_IF_MATCH);
-    h->if_none_match = joined(req, H2O_TOKEN_IF_NONE_MATCH);
-    h->if_modified_since = single(req, H2O_TOKEN_IF_MODIFIED_SINCE);
-    h->if_unmodified_since = single(req, H2O_TOKEN_IF_UNMODIFIED_SINCE);
+    h2o_iovec_t *out[] = {&h->if_match, &h->if_none_match, &h->if_modified_since, &h->if_unmodified_since, &h->if_range, &h->range};
+    unsigned seen[6] = {0};
+
+    memset(h, 0, sizeof(*h));
+    for (size_t i = 0; i < req->headers.size; i++) {
+        int k = precond_index(req->headers.entries[i].name);
+        if (k < 0)
+            continue;
+        if (seen[k]++ == 0)
+            *out[k] = req->headers.entries[i].value;
+        else if (k < 2) /* a list header that came in several lines is one list (RFC 9110 5.3) */
+            *out[k] = h2o_concat(&req->pool, *out[k], h2o_iovec_init(H2O_STRLIT(", ")), req->headers.entries[i].value);
+    }
+    for (size_t k = 2; k < 4; k++) /* a date is one value: a repeated one is invalid, hence ignored */
+        if (seen[k] > 1)
+            *out[k] = h2o_iovec_init(NULL, 0);
 }

@@ -1,6 +1,9 @@
 /* s3_reply.c - S3's XML replies and error bodies. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include "common/log.h"
 #include "common/hex.h"
 #include "storaged/http_req.h"
 #include "storaged/s3_reply.h"
@@ -76,13 +79,29 @@ void s3_reply_xml(h2o_req_t *req, int status, buf_t *b)
     buf_free(b);
 }
 
-/* a request id per reply, as S3 sends: the request's address is unique while it lives; 16 upper-case hex digits
- * and a NUL (snprintf's format parsing showed in profiles of every request) */
-static void request_id(h2o_req_t *req, char rid[17])
+/* A request id per reply, as S3 sends, that names one request: the low 16
+ * bits of the second this process started, the loop thread's number and that
+ * thread's count of requests (the request's address it used to be repeated
+ * on every request that reused the memory, so a client's RequestId named no
+ * request in the log). 16 upper-case hex digits and a NUL, without snprintf
+ * (its format parsing showed in profiles of every request). */
+static void request_id(char rid[17])
 {
-    uint64_t v = (uint64_t)(uintptr_t)req;
+    static uint64_t started, threads;
+    static _Thread_local uint64_t next; /* 0: this thread has no number yet */
     uint8_t be[8];
 
+    if (next == 0) {
+        uint64_t s = __atomic_load_n(&started, __ATOMIC_RELAXED);
+        if (s == 0) {
+            s = (uint64_t)time(NULL) & 0xffff;
+            __atomic_store_n(&started, s | 0x10000, __ATOMIC_RELAXED); /* non-zero even at a second of 0 */
+        }
+        next = (s & 0xffff) << 48 | (__atomic_fetch_add(&threads, 1, __ATOMIC_RELAXED) & 0xff) << 40;
+    }
+    uint64_t v = next & ~0xffffffffffULL;
+    v |= (next + 1) & 0xffffffffffULL; /* the count wraps within its 40 bits */
+    next = v;
     for (int i = 0; i < 8; i++)
         be[i] = (uint8_t)(v >> (56 - 8 * i)); /* the most significant digit first */
     hex_encode_upper(rid, be, sizeof(be));
@@ -92,9 +111,26 @@ void s3_add_request_id(h2o_req_t *req)
 {
     char *rid = h2o_mem_alloc_pool(&req->pool, 17);
 
-    request_id(req, rid);
+    request_id(rid);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-amz-request-id"), 0, NULL, rid, 16);
 }
+
+/* The id s3_add_request_id gave req, into rid; a new one if it has none. */
+static void request_id_of(h2o_req_t *req, char rid[17])
+{
+    ssize_t at = h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-amz-request-id"), -1);
+
+    if (at != -1 && req->res.headers.entries[at].value.len == 16) {
+        memcpy(rid, req->res.headers.entries[at].value.base, 16);
+        rid[16] = '\0';
+    } else {
+        request_id(rid);
+    }
+}
+
+/* failed requests logged at most this many lines a second (a full store answers every PUT 507) */
+#define S3_ERRLOG_PER_S 10
+static log_ratelimit_t errlog = LOG_RATELIMIT_INIT;
 
 void s3_error(h2o_req_t *req, int status, const char *code, const char *msg, const char *resource)
 {
@@ -103,8 +139,8 @@ void s3_error(h2o_req_t *req, int status, const char *code, const char *msg, con
     char rid[17];
     buf_t b;
 
+    request_id_of(req, rid);
     memset(&req->res.headers, 0, sizeof(req->res.headers));
-    request_id(req, rid);
     http_req_add_header_str(req, "x-amz-request-id", rid);
     buf_init(&b, 16384);
     buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>");
@@ -116,6 +152,20 @@ void s3_error(h2o_req_t *req, int status, const char *code, const char *msg, con
         s3_xml_elem(&b, "Resource", req->path.base, req->query_at != SIZE_MAX ? req->query_at : req->path.len);
     s3_xml_elem(&b, "RequestId", rid, strlen(rid));
     buf_puts(&b, "</Error>");
+    /* the server's fault (not a 501, an operation it does not offer): found in the log by the RequestId the client shows */
+    if ((status >= 500 && status != 501) || b.err != 0) {
+        char st[12], what[320], skipped[24];
+        size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+        snprintf(st, sizeof(st), "%d", b.err != 0 ? 500 : status);
+        snprintf(what, sizeof(what), "%.*s %.*s", (int)(req->method.len < 16 ? req->method.len : 16), req->method.base,
+                 (int)(plen < 256 ? plen : 256), req->path.base);
+        uint64_t left_out;
+        if (log_ratelimit_take(&errlog, (int64_t)time(NULL), S3_ERRLOG_PER_S, &left_out)) {
+            snprintf(skipped, sizeof(skipped), "%" PRIu64, left_out);
+            log_msg(LOG_LVL_ERROR, "S3 request failed", "request_id", rid, "status", st, "code",
+                    b.err != 0 ? "InternalError" : code, "message", msg, "request", what, "not_logged_before", skipped, NULL);
+        }
+    }
     if (b.err != 0)
         reply_body(req, 500, oom, sizeof(oom) - 1);
     else

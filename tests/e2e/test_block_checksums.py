@@ -180,6 +180,9 @@ def test_s3_get_and_copy_of_damaged_object(make_server):
         s3.get_object(Bucket="bkt", Key="k")["Body"].read()
     assert e.value.response["Error"]["Code"] == "ServiceUnavailable"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    # the server's failure is in its log under the RequestId the client was given
+    rid = e.value.response["ResponseMetadata"]["RequestId"]
+    assert [ln for ln in srv.log().splitlines() if "S3 request failed" in ln and rid in ln and "GET /bkt/k" in ln], rid
     # the blocks after it are served
     assert s3.get_object(Bucket="bkt", Key="k", Range="bytes=%d-" % BLOCK)["Body"].read() == data[BLOCK:]
     # a copy of the damaged object is refused: damaged bytes never get fresh checksums

@@ -167,3 +167,32 @@ def test_curl_conditional_get(server, client):
     out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-z", "Thu, 01 Jan 2015 00:00:00 GMT", url],
                          capture_output=True, timeout=30, check=True)
     assert out.stdout.decode() == "200", out
+
+
+def test_repeated_headers(server, client):
+    """A list header sent in several lines is one list; a date header sent twice is invalid and ignored; of two
+    Range lines the first is served (curl sends each -H as its own line)."""
+    etag, date = put_object(client)
+    url = "http://%s:%d/cond/obj" % (server.host, server.port)
+
+    def code(*headers):
+        args = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"]
+        for h in headers:
+            args += ["-H", h]
+        return subprocess.run(args + [url], capture_output=True, timeout=30, check=True).stdout.decode()
+
+    none = '"00000000000000000000000000000000"'
+    assert code("If-None-Match: " + none, "If-None-Match: " + etag) == "304 0"
+    assert code("If-None-Match: " + none, "If-None-Match: " + none) == "200 %d" % len(DATA)
+    assert code("If-Match: " + none, "If-Match: " + etag) == "200 %d" % len(DATA)
+    assert code("If-Match: " + none, "If-Match: " + none) == "412 %s" % code("If-Match: " + none).split()[1]
+    # one If-Modified-Since would answer 304; the same header twice is ignored
+    assert code("If-Modified-Since: " + date) == "304 0"
+    assert code("If-Modified-Since: " + date, "If-Modified-Since: " + date) == "200 %d" % len(DATA)
+    assert code("If-Unmodified-Since: " + shifted(date, -3600)).startswith("412 ")
+    assert code("If-Unmodified-Since: " + shifted(date, -3600), "If-Unmodified-Since: " + shifted(date, -3600)) == \
+        "200 %d" % len(DATA)
+    assert code("Range: bytes=0-9", "Range: bytes=0-19") == "206 10"
+    # If-Range that names another version: the whole object, whatever a second If-Range line says
+    assert code("Range: bytes=0-9", "If-Range: " + none, "If-Range: " + etag) == "200 %d" % len(DATA)
+    assert code("Range: bytes=0-9", "If-Range: " + etag, "If-Range: " + none) == "206 10"

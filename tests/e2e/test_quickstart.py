@@ -48,4 +48,5 @@ def test_quickstart_as_written(tmp_path):
     assert p.returncode == 0, out[-6000:]
     assert out.count('"status":"ok"') >= 2, out[-6000:]
     assert "replicated" in out, out[-6000:]
+    assert "not in sync" not in out, out[-6000:]
     assert sanitizer_report(out) is None, out[-6000:]

@@ -124,6 +124,19 @@ def test_create_bucket_configuration(s3):
     assert names == ["conf-empty", "conf-ok", "conf-prefixed"]
 
 
+def test_request_ids_name_one_request(s3):
+    """Every reply's x-amz-request-id is its own (16 hex digits), and an error body's RequestId is its header's."""
+    s3.create_bucket(Bucket="rid")
+    ids = [s3.head_bucket(Bucket="rid")["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"] for _ in range(50)]
+    assert len(set(ids)) == 50, ids
+    assert all(len(i) == 16 and all(c in "0123456789ABCDEF" for c in i) for i in ids), ids
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="rid", Key="missing")
+    meta = e.value.response["ResponseMetadata"]
+    assert code_of(e) == ("NoSuchKey", 404)
+    assert meta["RequestId"] == meta["HTTPHeaders"]["x-amz-request-id"] and meta["RequestId"] not in ids
+
+
 def test_reserved_and_invalid_bucket_names(s3):
     for name in ("admin", "metrics"):
         with pytest.raises(ClientError) as e:

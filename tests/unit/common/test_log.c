@@ -540,9 +540,26 @@ static void test_threads(void)
     CHECK_EQ_INT(bad, 0); /* no interleaved lines */
 }
 
+static void test_ratelimit(void)
+{
+    static log_ratelimit_t rl = LOG_RATELIMIT_INIT;
+    uint64_t left = 99;
+    int taken = 0;
+
+    for (int i = 0; i < 25; i++)
+        taken += log_ratelimit_take(&rl, 1000, 10, &left);
+    CHECK(taken == 10);
+    CHECK(left == 0); /* the tenth line: none left out before it */
+    CHECK(log_ratelimit_take(&rl, 1001, 10, &left) == 1);
+    CHECK(left == 15); /* the next second's first line tells of the 15 */
+    CHECK(log_ratelimit_take(&rl, 1001, 10, &left) == 1 && left == 0);
+    CHECK(log_ratelimit_take(&rl, 1000, 0, &left) == 0); /* a cap of 0 writes nothing */
+}
+
 int main(void)
 {
     RUN(test_before_init);
+    RUN(test_ratelimit);
     RUN(test_json_basic);
     RUN(test_json_levels);
     RUN(test_json_escaping);
