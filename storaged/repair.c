@@ -30,8 +30,10 @@ typedef struct job {
     int64_t deadline_ms; /* monotonic */
     repair_done_t done;  /* NULL: repair_object waits on `finished`, unless detached */
     void *arg;
-    int detached; /* repair_background's: nobody waits, freed when done */
-    int verify;   /* repair_check's: repaired only when a read now finds damage */
+    int detached;     /* repair_background's: nobody waits, freed when done */
+    int verify;       /* repair_check's: repaired only when a read now finds damage */
+    int force;        /* repair_check_ask's with force: the back-off does not drop it */
+    int64_t retry_ms; /* dropped by the back-off (ENQUEUE_DROPPED): when a request would run again */
     int finished, result;
 } job_t;
 
@@ -655,17 +657,19 @@ static void say_dropped(const repair_what_t *w, int result, int64_t retry_ms)
             w->key, "version", vs, "origin", w->origin, "error", cio_strerror(result), "retry_in_ms", in, NULL);
 }
 
-/* Whether j is to be dropped by the back-off (under rp.mu): 0, or the failure it answers with (counted, said). */
-static int backoff_drop(const job_t *j)
+/* Whether j is to be dropped by the back-off (under rp.mu): 0, or the
+ * failure it answers with (counted, said; j->retry_ms set). */
+static int backoff_drop(job_t *j)
 {
     int first;
-    int64_t retry_ms;
-    int ret = repair_backoff_check(&rp.backoff, &j->what, j->lane == REPAIR_LANE_CLIENT, j->asked_ms, &first, &retry_ms);
 
+    if (j->force)
+        return 0;
+    int ret = repair_backoff_check(&rp.backoff, &j->what, j->lane == REPAIR_LANE_CLIENT, j->asked_ms, &first, &j->retry_ms);
     if (ret != 0) {
         COUNT(skipped[j->lane == REPAIR_LANE_CLIENT ? REPAIR_SKIP_RECENT : REPAIR_SKIP_BACKOFF], 1);
         if (first)
-            say_dropped(&j->what, ret, retry_ms);
+            say_dropped(&j->what, ret, j->retry_ms);
     }
     return ret;
 }
@@ -815,20 +819,37 @@ void repair_background(const repair_what_t *w)
             "key", w->key, NULL);
 }
 
-int repair_check(const repair_what_t *w)
+int repair_check_ask(const repair_what_t *w, int force, repair_asked_t *out)
 {
     job_t *j = calloc(1, sizeof(*j));
     int ret;
 
+    memset(out, 0, sizeof(*out));
     if (j == NULL)
         return CIO_ENOMEM;
     j->what = *w;
     j->lane = REPAIR_LANE_BACKGROUND;
     j->detached = 1;
     j->verify = 1;
-    if ((ret = enqueue(j, 1)) != 0)
+    j->force = force;
+    ret = enqueue(j, 1);
+    if (ret == ENQUEUE_DROPPED) {
+        int64_t left = j->retry_ms - clock_mono_ms();
+        out->how = REPAIR_ASKED_BACKOFF;
+        out->failure = j->result;
+        out->retry_in_ms = left > 0 ? (uint64_t)left : 0;
+    } else if (ret == ENQUEUE_DUPLICATE) {
+        out->how = REPAIR_ASKED_JOINED;
+    }
+    if (ret != 0)
         free(j);
     return ret == ENQUEUE_DUPLICATE || ret == ENQUEUE_DROPPED ? 0 : ret; /* asked already, or failed a moment ago: counted */
+}
+
+int repair_check(const repair_what_t *w)
+{
+    repair_asked_t asked;
+    return repair_check_ask(w, 0, &asked);
 }
 
 /* Adds a peer unless its URL is listed already or it has no secret to sign with. */

@@ -173,6 +173,26 @@ void repair_background(const repair_what_t *w);
  * CIO_ENOMEM. Any thread. */
 int repair_check(const repair_what_t *w) CIO_MUST_CHECK;
 
+/* What became of a check asked for by repair_check_ask. */
+typedef enum {
+    REPAIR_ASKED_QUEUED,  /* queued */
+    REPAIR_ASKED_JOINED,  /* one for the object is queued or running already: it serves this request too */
+    REPAIR_ASKED_BACKOFF, /* dropped: the object is in its back-off after a repair found no good copy */
+} repair_asked_how_t;
+
+typedef struct {
+    repair_asked_how_t how;
+    int failure;          /* REPAIR_ASKED_BACKOFF: the failure that started it (CIO_EAGAIN, CIO_ENOTFOUND, CIO_ECORRUPT) */
+    uint64_t retry_in_ms; /* REPAIR_ASKED_BACKOFF: until a request for the object is run again */
+} repair_asked_t;
+
+/* repair_check for an operator (POST /admin/scrub?bucket=B&key=K), who is
+ * told what became of it in *out (filled when 0 is returned). With force,
+ * the back-off does not drop it (neither now nor when its turn comes); one
+ * for the object queued or running already still serves it. Returns as
+ * repair_check. Any thread. */
+int repair_check_ask(const repair_what_t *w, int force, repair_asked_t *out) CIO_MUST_CHECK;
+
 /* Counters since start. */
 typedef struct {
     uint64_t attempted, repaired, failed, everywhere; /* everywhere: failed as damaged on every site */

@@ -7,7 +7,8 @@ connections, nothing answers, every fetch from it runs into storage.repair_timeo
 (its event is retried) queues background repairs of X that hang on B; they must not make a client's GET of Y wait:
 the GET's repair runs in its own lane, asks C first (B is remembered as down) and answers the good bytes at once.
 After X's repair failed, the background requests for it are dropped for a while (counted, said once per interval);
-once B answers again X is repaired and C gets it.
+once B answers again X is repaired and C gets it; an operator's POST /admin/scrub?bucket&key within the back-off is
+told so (429), and force=true asks anyway.
 
 A repair does not wait for a hung peer while another could answer: a client GET whose repair asks the hung B first (B
 not yet known down) asks C as well after the hedge delay and answers C's good bytes in about that delay.
@@ -110,21 +111,31 @@ def test_a_hung_peer_holds_up_neither_a_client_get_nor_the_repair_thread(tmp_pat
         assert [j["peer"] for j in log_lines(a, PEER_DOWN)] == ["b"]
 
         # a background request right after the failure is dropped (POST /admin/scrub?bucket&key asks one, as repld
-        # does), counted every time, said once for the interval; C's retries meanwhile are dropped the same way
+        # does), counted every time, said once for the interval; C's retries meanwhile are dropped the same way.
+        # The operator who asked is told so: 429 RepairBackoff with the last failure and when asking runs again.
         before = metric(ca, "comio_repair_skipped_total", reason="backoff")
         for _ in range(5):
             r = ca.raw("POST", "/admin/scrub?bucket=bkt&key=x")
-            assert r.status == 202 and r.json() == {"queued": True}, r
+            assert r.status == 429, r
+            body = r.json()
+            assert body["code"] == "RepairBackoff" and body["queued"] is False, body
+            assert "no peer gave a good copy" in body["last_failure"], body
+            assert 0 < body["retry_in_ms"] <= 8000 and 1 <= int(r.header("retry-after")) <= 8, r
         assert metric(ca, "comio_repair_skipped_total", reason="backoff") >= before + 5
         said = [j for j in log_lines(a, BACKOFF_SAID) if j["key"] == "x"]
         assert 1 <= len(said) <= metric(ca, "comio_repair_failed_total"), said
+        expect_error(ca.raw("POST", "/admin/scrub?bucket=bkt&key=x&force=yes"), 400, "InvalidArgument")
+
+        # force=true asks within the back-off: queued (202), or joined to a repair of X queued or running already
+        n = metric(ca, "comio_repair_attempted_total")
+        r = ca.raw("POST", "/admin/scrub?bucket=bkt&key=x&force=true")
+        assert r.status == 202 and r.json()["queued"] is True, r
 
         # a client GET of Y while a background repair of X hangs on B: wait until one starts (the count of attempts
-        # grows), then GET. It runs in the client lane, asks C first, and answers the good bytes well before the
-        # timeout a repair of X spends on B.
-        n = metric(ca, "comio_repair_attempted_total")
+        # grows: the forced one, or C's retry), then GET. It runs in the client lane, asks C first, and answers the
+        # good bytes well before the timeout a repair of X spends on B.
         wait_until(lambda: metric(ca, "comio_repair_attempted_total") > n, 90, interval=0.02,
-                   what="a background repair of X starting (C's fetch retried past the back-off)")
+                   what="a background repair of X starting (forced, or C's fetch retried past the back-off)")
         t0 = time.monotonic()
         r = ca.get("bkt", "y")
         took = time.monotonic() - t0
