@@ -19,13 +19,15 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 
+from harness import comio
 from harness.comio import expect_error
 from harness.damage import find_extent, zero
-from harness.replication import Site, converge_or_fail, finish_sites, new_token, wait_until
+from harness.replication import Site, comio_path, converge_or_fail, finish_sites, new_token, wait_until
 
 BLOCK = 64 * 1024
 LARGE = (1 << 20) + 4321  # shipped as a URL (above the inline thresholds): the target fetches it
@@ -44,6 +46,11 @@ def log_lines(site, msg):
 
 def metric(c, name, **labels):
     return c.metrics().value(name, **labels)
+
+
+def scrub_cli(site, *args):
+    argv = [str(comio_path()), "scrub", "--url", site.url()] + list(args)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, env=comio.sanitizer_env())
 
 
 class Sites:
@@ -126,10 +133,15 @@ def test_a_hung_peer_holds_up_neither_a_client_get_nor_the_repair_thread(tmp_pat
         assert 1 <= len(said) <= metric(ca, "comio_repair_failed_total"), said
         expect_error(ca.raw("POST", "/admin/scrub?bucket=bkt&key=x&force=yes"), 400, "InvalidArgument")
 
-        # force=true asks within the back-off: queued (202), or joined to a repair of X queued or running already
+        # comio scrub --object says the same (exit 5); with --force (force=true) it asks within the back-off: queued
+        # (202), or joined to a repair of X queued or running already
+        for bad in (["--force"], ["--object", "bkt"], ["--object", "bkt/"], ["--object", "bkt/x", "--now"]):
+            assert scrub_cli(a, *bad).returncode == 2, bad
+        r = scrub_cli(a, "--object", "bkt/x")
+        assert r.returncode == 5 and "check of bkt/x not queued: its last repair found no good copy" in r.stdout, r
         n = metric(ca, "comio_repair_attempted_total")
-        r = ca.raw("POST", "/admin/scrub?bucket=bkt&key=x&force=true")
-        assert r.status == 202 and r.json()["queued"] is True, r
+        r = scrub_cli(a, "--object", "bkt/x", "--force")
+        assert r.returncode == 0 and ("check of bkt/x queued" in r.stdout or "queued or running already" in r.stdout), r
 
         # a client GET of Y while a background repair of X hangs on B: wait until one starts (the count of attempts
         # grows: the forced one, or C's retry), then GET. It runs in the client lane, asks C first, and answers the
