@@ -1,4 +1,4 @@
-/* scrub.c - "comio scrub": a site's scrub status, or a pass now watched to its end. */
+/* scrub.c - "comio scrub": a site's scrub status, a pass now watched to its end, or one object checked now. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/limits.h"
+#include "common/percent.h"
 
 #define SCRUB_DEFAULT_URL "http://127.0.0.1:8080"
 #define SCRUB_REPLY_MAX (4 * 1024 * 1024)
@@ -19,8 +20,8 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: comio scrub [--now | --release-quarantine] [--json] [--url URL] [--token TOKEN | --token-file FILE]\n"
-                 "                   [--ca-file FILE] [--timeout DURATION]\n"
+    fprintf(out, "usage: comio scrub [--now | --release-quarantine | --object BUCKET/KEY [--force]] [--json] [--url URL]\n"
+                 "                   [--token TOKEN | --token-file FILE] [--ca-file FILE] [--timeout DURATION]\n"
                  "\n"
                  "Shows the background scrub of the site at URL (default " SCRUB_DEFAULT_URL "): the pass running,\n"
                  "the last one finished, and the damaged objects on record.\n"
@@ -29,12 +30,16 @@ static void usage(FILE *out)
                  "  --json   print the scrub's status as JSON (with --now: once the pass ended)\n"
                  "  --release-quarantine  give the damaged extents that repairs set aside back to the allocator\n"
                  "           (once the disk is known good: they may hold new data from then on)\n"
+                 "  --object BUCKET/KEY  check that object now and repair it from a peer if damaged; says whether the\n"
+                 "           check was queued or held back by the repair's back-off after a failed repair\n"
+                 "  --force  with --object: ask even within the back-off (a peer is back)\n"
                  "The damage a pass finds is repaired from a peer site when one holds a good copy; only what was not\n"
                  "repaired stays on record.\n"
                  "Ctrl-C stops the watching, not the pass.\n"
                  "exit status: 0 no damage left (found by the pass and not repaired; without --now: on record); 1 damage;\n"
                  "2 usage; "
-                 "3 the site could not be reached or refused; 4 --now: a pass runs already (nothing changed).\n");
+                 "3 the site could not be reached or refused; 4 --now: a pass runs already (nothing changed);\n"
+                 "--object: 0 queued, 5 held back by the repair's back-off (nothing queued).\n");
 }
 
 /* A pass of the status, decoded. */
@@ -189,12 +194,72 @@ static int release_quarantine(cli_http_t *http, const char *base, int as_json, j
     return SCRUB_EXIT_OK;
 }
 
+/* POST ?bucket=B&key=K[&force=true] for `object` (BUCKET/KEY) and prints
+ * what became of the check. Returns the exit status. */
+static int check_object(cli_http_t *http, const char *base, const char *object, int force, int as_json, json_doc_t *doc,
+                        buf_t *body)
+{
+    const char *slash = strchr(object, '/');
+    char last[256] = "", err[1024];
+    uint64_t retry_ms = 0;
+    int already = 0, ret = SCRUB_EXIT_UNREACHABLE;
+    long code = 0;
+    buf_t url;
+
+    buf_init(&url, CLI_HTTP_URL_MAX + 3 * (LIMIT_BUCKET_MAX + LIMIT_KEY_MAX) + 64);
+    buf_printf(&url, "%s?bucket=", base);
+    percent_append(&url, object, (size_t)(slash - object), 0);
+    buf_puts(&url, "&key=");
+    percent_append(&url, slash + 1, strlen(slash + 1), 0);
+    buf_printf(&url, "%s", force ? "&force=true" : "");
+    if (buf_append(&url, "", 1) != 0) {
+        fprintf(stderr, "comio scrub: the object's name is too long for a URL\n");
+        goto done;
+    }
+    if (cli_http_post(http, url.data, body, &code, err, sizeof(err)) != 0) {
+        fprintf(stderr, "comio scrub: cannot reach the site: %s\n", err);
+        goto done;
+    }
+    if ((code != 202 && code != 429) || json_parse(doc, body->data ? body->data : "", body->len, NULL, 0) != 0) {
+        fprintf(stderr, "comio scrub: %s answered %ld%s: %.*s\n", base, code,
+                code == 401 ? " (the site needs its access token: --token, --token-file or COMIO_TOKEN)" : "",
+                (int)(body->len > 300 ? 300 : body->len), body->data ? body->data : "");
+        goto done;
+    }
+    ret = code == 202 ? SCRUB_EXIT_OK : SCRUB_EXIT_HELD;
+    if (as_json) {
+        fwrite(body->data, 1, body->len, stdout);
+        fputc('\n', stdout);
+        goto done;
+    }
+    const json_tok_t *root = json_root(doc);
+    if (code == 202) {
+        if (json_bool(json_member(doc, root, "already"), &already) != 0)
+            already = 0;
+        printf(already ? "check of %s: one is queued or running already\n"
+                       : "check of %s queued: read through its checksums now, repaired from a peer if damaged "
+                         "(storaged's log, comio scrub)\n",
+               object);
+        goto done;
+    }
+    if (json_str(doc, json_member(doc, root, "last_failure"), last, sizeof(last), NULL) != 0)
+        snprintf(last, sizeof(last), "unknown");
+    retry_ms = u64m(doc, root, "retry_in_ms");
+    printf("check of %s not queued: its last repair found no good copy (%s); the back-off lets it run again in %.1f s "
+           "(--force asks now)\n",
+           object, last, (double)retry_ms / 1000.0);
+done:
+    buf_free(&url);
+    return ret;
+}
+
 int scrub_main(int argc, char **argv)
 {
     cli_site_args_t args = {0};
     cli_site_t site;
     char url[CLI_HTTP_URL_MAX + 32];
-    int now = 0, as_json = 0, release = 0, exit_status = SCRUB_EXIT_UNREACHABLE, tty = isatty(STDOUT_FILENO);
+    int now = 0, as_json = 0, release = 0, force = 0, exit_status = SCRUB_EXIT_UNREACHABLE, tty = isatty(STDOUT_FILENO);
+    const char *object = NULL;
     cli_http_t *http = NULL;
     json_doc_t doc;
     buf_t body;
@@ -219,6 +284,18 @@ int scrub_main(int argc, char **argv)
             release = 1;
             continue;
         }
+        if (strcmp(argv[i], "--force") == 0) {
+            force = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--object") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "comio scrub: --object needs BUCKET/KEY\n");
+                return SCRUB_EXIT_USAGE;
+            }
+            object = argv[++i];
+            continue;
+        }
         r = cli_site_arg(argc, argv, &i, "scrub", &args);
         if (r < 0)
             return SCRUB_EXIT_USAGE;
@@ -227,8 +304,16 @@ int scrub_main(int argc, char **argv)
             return SCRUB_EXIT_USAGE;
         }
     }
-    if (now && release) {
-        fprintf(stderr, "comio scrub: --now and --release-quarantine: one at a time\n");
+    if (now + release + (object != NULL) > 1) {
+        fprintf(stderr, "comio scrub: --now, --release-quarantine and --object: one at a time\n");
+        return SCRUB_EXIT_USAGE;
+    }
+    if (object != NULL && (strchr(object, '/') == NULL || object[0] == '/' || strchr(object, '/')[1] == '\0')) {
+        fprintf(stderr, "comio scrub: --object takes BUCKET/KEY, both given\n");
+        return SCRUB_EXIT_USAGE;
+    }
+    if (force && object == NULL) {
+        fprintf(stderr, "comio scrub: --force goes with --object\n");
         return SCRUB_EXIT_USAGE;
     }
     if (cli_site_resolve(&args, "scrub", SCRUB_DEFAULT_URL, &site) != 0)
@@ -243,6 +328,10 @@ int scrub_main(int argc, char **argv)
     }
     if (release) {
         exit_status = release_quarantine(http, url, as_json, &doc, &body);
+        goto done;
+    }
+    if (object != NULL) {
+        exit_status = check_object(http, url, object, force, as_json, &doc, &body);
         goto done;
     }
     if (ask(http, url, now, &body, &code) != 0)

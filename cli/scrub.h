@@ -9,6 +9,7 @@
 #define SCRUB_EXIT_USAGE 2       /* bad arguments */
 #define SCRUB_EXIT_UNREACHABLE 3 /* the site did not answer, or refused (401, checksums off) */
 #define SCRUB_EXIT_BUSY 4        /* --now: a pass runs already; nothing changed */
+#define SCRUB_EXIT_HELD 5        /* --object: not queued, the repair's back-off holds it (--force asks anyway) */
 
 /* Runs "comio scrub" with argv[1..argc) (argv[0] is "scrub"); curl_global_init has run. */
 int scrub_main(int argc, char **argv);

@@ -61,10 +61,14 @@ void repair_ask(const conf_t *conf, const char *bucket, size_t blen, const char 
         goto out;
     }
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    if (status != 202)
+    if (status != 202 && status != 429)
         error = "storaged did not queue the check";
 out:
-    if (error != NULL) {
+    if (status == 429) {
+        /* the object's last repair found no good copy: storaged asks again after its back-off, and so do our retries */
+        log_msg(LOG_LVL_INFO, "storaged holds back the repair of a damaged object (its last repair found no good copy)", "bucket",
+                b_nul, "key", k_nul, NULL);
+    } else if (error != NULL) {
         char st[16];
         snprintf(st, sizeof(st), "%ld", status);
         log_msg(LOG_LVL_WARN, "cannot ask storaged to repair a damaged object (the scrub will find it)", "bucket", b_nul, "key",

@@ -6,7 +6,9 @@
  * and repld POSTs /admin/scrub?bucket=B&key=K to storaged (server.public_url,
  * with server.access_token when set): storaged reads the object through its
  * own verified read and, if it is damaged, repairs it from a peer in the
- * background (storaged/repair.h, repair_check). The event is retried as
+ * background (storaged/repair.h, repair_check_ask). storaged answers 429
+ * while the object's last repair failed a moment ago (its back-off): said
+ * at info level, since every retry asks again. The event is retried as
  * usual and ships once the object is good again. */
 #ifndef COMIO_REPLD_REPAIR_ASK_H
 #define COMIO_REPLD_REPAIR_ASK_H

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <curl/curl.h>
 #include "common/blocksum.h"
 #include "common/err.h"
 #include "storaged/store.h"
@@ -65,5 +66,24 @@ void fetch_set_timeout(fetch_t *f, uint64_t ms);
  * check then vouches for; meaningful only when 0 is returned. */
 int fetch_to_store(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *s, uint64_t off, uint64_t size,
                    const uint8_t etag[16], blocksum_calc_t *sums, unsigned *status, char *err, size_t errlen) CIO_MUST_CHECK;
+
+/* fetch_to_store in three steps, for a caller that runs several fetches at
+ * once in one curl multi handle (the repair's hedged asks, repair.h):
+ * fetch_begin sets f up for the fetch fetch_to_store would make (its
+ * arguments as there, borrowed until fetch_finish) without starting it, and
+ * returns 0 or, with err set, CIO_ENOMEM or CIO_EAGAIN (then nothing is to
+ * finish). The caller then adds fetch_curl(f) to its multi handle, drives
+ * it, removes it (when done, or to abandon it) and calls fetch_finish with
+ * the transfer's CURLcode (CURLE_ABORTED_BY_CALLBACK for one abandoned):
+ * it returns what fetch_to_store would, and must be called once after every
+ * fetch_begin that returned 0. fetch_curl's handle belongs to f. */
+int fetch_begin(fetch_t *f, const fetch_opts_t *o, const char *url, store_t *s, uint64_t off, uint64_t size, const uint8_t etag[16],
+                blocksum_calc_t *sums, char *err, size_t errlen) CIO_MUST_CHECK;
+CURL *fetch_curl(fetch_t *f);
+int fetch_finish(fetch_t *f, CURLcode rc, unsigned *status, char *err, size_t errlen) CIO_MUST_CHECK;
+
+/* Whether the peer of the fetch under way on f (fetch_begin) sent its
+ * status line yet, whatever the status: it is alive, if perhaps slow. */
+int fetch_answered(const fetch_t *f);
 
 #endif

@@ -443,14 +443,37 @@ int handler_admin_purge(http_server_t *srv, h2o_req_t *req, const char *name, si
     return 0;
 }
 
-/* POST /admin/scrub?bucket=B&key=K: one object checked now, and repaired
- * if damaged (repair_check), for repld when its inline read finds damage. */
+/* The 429 of a check the repair's back-off dropped: what failed last, and
+ * when asking again runs (also as Retry-After, in whole seconds). */
+static void reply_held(h2o_req_t *req, const repair_asked_t *asked)
+{
+    const char *last = asked->failure == CIO_ENOTFOUND  ? "no peer holds this version"
+                       : asked->failure == CIO_ECORRUPT ? "every peer's copy is damaged too"
+                                                        : "no peer gave a good copy (unreachable, timed out or failed)";
+    char secs[24];
+    buf_t b;
+
+    snprintf(secs, sizeof(secs), "%" PRIu64, (asked->retry_in_ms + 999) / 1000);
+    buf_init(&b, 1024);
+    buf_puts(&b, "{\"error\":\"not queued: this object's last repair found no good copy, and asking again is held back until "
+                 "retry_in_ms has passed (force=true asks now)\",\"code\":\"RepairBackoff\",\"queued\":false,\"last_failure\":");
+    buf_json_str(&b, last, strlen(last));
+    buf_printf(&b, ",\"retry_in_ms\":%" PRIu64 "}", asked->retry_in_ms);
+    http_req_add_header(req, H2O_TOKEN_RETRY_AFTER, secs, strlen(secs));
+    http_req_reply_buf(req, 429, &b);
+}
+
+/* POST /admin/scrub?bucket=B&key=K[&force=true]: one object checked now,
+ * and repaired if damaged (repair_check_ask), for repld when its inline
+ * read finds damage and for an operator. 202 when queued (or one is queued
+ * or running already), 429 when the repair's back-off dropped it. */
 static void check_one(http_server_t *srv, h2o_req_t *req)
 {
     http_thread_t *t = http_req_thread(req);
-    char bucket[LOGREC_BUCKET_MAX + 1], key[LOGREC_KEY_MAX + 1];
-    size_t blen, klen;
+    char bucket[LOGREC_BUCKET_MAX + 1], key[LOGREC_KEY_MAX + 1], force[8];
+    size_t blen, klen, flen;
     repair_what_t w;
+    repair_asked_t asked;
     meta_obj_t o;
     MDB_txn *txn;
     int ret;
@@ -460,6 +483,12 @@ static void check_one(http_server_t *srv, h2o_req_t *req)
         http_req_error(req, 400, "InvalidArgument", "bucket and key must both be given, each within its length limit");
         return;
     }
+    if ((ret = http_req_query_param(req, "force", force, sizeof(force), &flen)) != CIO_ENOTFOUND &&
+        (ret != 0 || flen != 4 || memcmp(force, "true", 4) != 0)) {
+        http_req_error(req, 400, "InvalidArgument", "force must be true");
+        return;
+    }
+    int forced = ret == 0;
     if ((txn = http_req_rtxn_begin(t)) == NULL) {
         http_req_cio_error(req, CIO_EDB, "object check failed");
         return;
@@ -472,7 +501,7 @@ static void check_one(http_server_t *srv, h2o_req_t *req)
         http_req_error(req, 404, "NoSuchKey", "no such object");
         return;
     }
-    if (ret == 0 && (ret = repair_check(&w)) == CIO_EAGAIN) {
+    if (ret == 0 && (ret = repair_check_ask(&w, forced, &asked)) == CIO_EAGAIN) {
         http_req_error(req, 503, "ServiceUnavailable", "the repair queue is full or stopped (or storage.checksums is off)");
         return;
     }
@@ -480,8 +509,15 @@ static void check_one(http_server_t *srv, h2o_req_t *req)
         http_req_cio_error(req, ret, "object check failed");
         return;
     }
-    static const char queued[] = "{\"queued\":true}";
-    http_req_reply(req, 202, "application/json", queued, sizeof(queued) - 1);
+    if (asked.how == REPAIR_ASKED_BACKOFF) {
+        reply_held(req, &asked);
+        return;
+    }
+    static const char queued[] = "{\"queued\":true}", joined[] = "{\"queued\":true,\"already\":true}";
+    if (asked.how == REPAIR_ASKED_JOINED)
+        http_req_reply(req, 202, "application/json", joined, sizeof(joined) - 1);
+    else
+        http_req_reply(req, 202, "application/json", queued, sizeof(queued) - 1);
 }
 
 int handler_admin_scrub(http_server_t *srv, h2o_req_t *req, int method)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <curl/curl.h>
 #include "common/clock.h"
 #include "common/log.h"
 #include "proto/presign.h"
@@ -29,10 +30,29 @@ typedef struct job {
     int64_t deadline_ms; /* monotonic */
     repair_done_t done;  /* NULL: repair_object waits on `finished`, unless detached */
     void *arg;
-    int detached; /* repair_background's: nobody waits, freed when done */
-    int verify;   /* repair_check's: repaired only when a read now finds damage */
+    int detached;     /* repair_background's: nobody waits, freed when done */
+    int verify;       /* repair_check's: repaired only when a read now finds damage */
+    int force;        /* repair_check_ask's with force: the back-off does not drop it */
+    int64_t retry_ms; /* dropped by the back-off (ENQUEUE_DROPPED): when a request would run again */
     int finished, result;
 } job_t;
+
+#define ASK_URL_MAX (PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + sizeof(REPAIR_URL_MARK))
+
+/* One peer being asked for a repair's copy: its fetch streams into an extent
+ * of its own, so that peers asked at once (hedged) never write over each
+ * other. The worker's own; the extent is kept for the next peer asked
+ * through it until the repair ends. */
+typedef struct {
+    fetch_t *f;
+    alloc_extent_t e; /* pending, {0, 0} until first used */
+    blocksum_calc_t calc;
+    size_t peer;        /* index in rp.peers, while busy */
+    int busy;           /* its transfer is in the lane's multi handle */
+    int hedged;         /* it said nothing for the hedge delay: marked down, the next peer asked as well */
+    int64_t started_ms; /* monotonic */
+    char url[ASK_URL_MAX];
+} ask_t;
 
 /* One lane: its queue (under rp.mu) and its worker. */
 typedef struct {
@@ -41,7 +61,9 @@ typedef struct {
     const job_t *running; /* the job the worker is on, NULL between jobs */
     pthread_t tid;
     int thread_started;
-    fetch_t *fetch; /* the worker's own */
+    /* the worker's own: */
+    CURLM *multi;
+    ask_t *asks; /* one per peer, as many may be asked at once */
 } lane_t;
 
 static struct {
@@ -55,7 +77,7 @@ static struct {
     meta_t *meta;
     store_t *store;
     fetch_opts_t opts;
-    uint64_t timeout_ms;
+    uint64_t timeout_ms, hedge_ms;
     peer_t *peers;
     size_t npeers;
 } rp = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -228,74 +250,248 @@ static void peer_answered(peer_t *p, int answered)
     }
 }
 
-/* Tries the peers in turn (peer_order) until one gives a verified copy at e.
- * Returns 0, or CIO_ECORRUPT (every peer that answered holds it damaged),
- * CIO_ENOTFOUND (none holds the version) or CIO_EAGAIN. Each peer that gave
- * none is logged, at debug level when `quiet` (this object's repair was
- * logged a moment ago). */
-static int fetch_good_copy(const job_t *j, fetch_t *f, const meta_obj_t *o, const blocksum_view_t *v, alloc_extent_t e,
-                           blocksum_calc_t *calc, const char **from, int quiet)
+/* What the peers asked for one repair answered. */
+typedef struct {
+    size_t damaged_there, missing, other;
+} tally_t;
+
+/* Ends a's fetch unheard: it lost the race, or never started. */
+static void ask_abandon(lane_t *l, ask_t *a)
+{
+    char err[FETCH_ERROR_MAX];
+    unsigned status;
+
+    curl_multi_remove_handle(l->multi, fetch_curl(a->f)); /* CURLM_OK also when it is in no multi handle */
+    a->busy = 0;
+    int ignored = fetch_finish(a->f, CURLE_ABORTED_BY_CALLBACK, &status, err, sizeof(err)); /* never 0: not run to its end */
+    (void)ignored;
+}
+
+/* Starts asking peer pi through a for j's object (o). Returns 1 when its
+ * transfer is under way in l's multi handle, 0 when it could not start
+ * (tallied and logged as a peer that gave no good copy), or an error that
+ * ends the repair (no extent for it: CIO_ENOSPC, a meta_err code). */
+static int ask_start(const job_t *j, lane_t *l, ask_t *a, size_t pi, const meta_obj_t *o, tally_t *t, int quiet)
 {
     const repair_what_t *w = &j->what;
-    size_t damaged_there = 0, missing = 0, other = 0, order[REPAIR_PEERS_MAX], n = peer_order(order);
-    char url[PRESIGN_URL_LEN_MAX(LIMIT_URL_MAX) + sizeof(REPAIR_URL_MARK)], err[FETCH_ERROR_MAX], vs[24], st[8];
+    peer_t *p = &rp.peers[pi];
+    int64_t now = clock_mono_ms();
+    char err[FETCH_ERROR_MAX], vs[24];
     int ret;
 
+    if (a->e.len == 0 && (ret = extent_take(o->size, &a->e)) != 0)
+        return ret;
+    blocksum_calc_free(&a->calc);
+    if ((ret = blocksum_calc_init(&a->calc, o->size)) != 0)
+        return ret;
+    /* an object written before origins has none: the URL form without one names it by its version alone */
+    if ((ret = presign_url(p->secret, strlen(p->secret), p->url, w->bucket, w->blen, w->key, w->klen, w->version,
+                           w->origin_len > 0 ? w->origin : NULL, w->origin_len, clock_wall_ms() / 1000 + REPAIR_URL_EXPIRES_S,
+                           a->url, sizeof(a->url) - (sizeof(REPAIR_URL_MARK) - 1))) != 0) {
+        snprintf(err, sizeof(err), "cannot sign the fetch URL: %s", cio_strerror(ret));
+        goto fail;
+    }
+    strcat(a->url, REPAIR_URL_MARK); /* the peer queues no repair of its own copy in turn */
+    fetch_set_timeout(a->f, (uint64_t)(j->deadline_ms - now));
+    if ((ret = fetch_begin(a->f, &rp.opts, a->url, rp.store, a->e.off, o->size, o->etag, &a->calc, err, sizeof(err))) != 0)
+        goto fail;
+    if (curl_multi_add_handle(l->multi, fetch_curl(a->f)) != CURLM_OK) {
+        ask_abandon(l, a);
+        snprintf(err, sizeof(err), "cannot add the fetch to the repair's curl multi handle");
+        goto fail;
+    }
+    a->busy = 1;
+    a->hedged = 0;
+    a->peer = pi;
+    a->started_ms = now;
+    return 1;
+fail:
+    t->other++;
     fmt_u64(vs, sizeof(vs), w->version);
-    for (size_t i = 0; i < n; i++) {
-        peer_t *p = &rp.peers[order[i]];
-        int64_t left = j->deadline_ms - clock_mono_ms();
-        unsigned status = 0;
-        uint64_t bad = UINT64_MAX;
+    log_msg(quiet ? LOG_LVL_DEBUG : LOG_LVL_WARN, "repair: a peer gave no good copy", "peer", p->name, "bucket", w->bucket, "key",
+            w->key, "version", vs, "origin", w->origin, "status", "0", "error", err, NULL);
+    return 0;
+}
 
-        if (left <= 0 || __atomic_load_n(&rp.cancel, __ATOMIC_RELAXED)) {
-            other++;
+/* Ends a's transfer, which curl ended with rc (or which is abandoned: rc
+ * CURLE_OPERATION_TIMEDOUT at the deadline, CURLE_ABORTED_BY_CALLBACK when
+ * stopping). Returns 1 when a holds a verified copy, else 0 (tallied and
+ * logged). */
+static int ask_done(const job_t *j, lane_t *l, ask_t *a, CURLcode rc, const meta_obj_t *o, const blocksum_view_t *v, tally_t *t,
+                    int quiet)
+{
+    const repair_what_t *w = &j->what;
+    peer_t *p = &rp.peers[a->peer];
+    char err[FETCH_ERROR_MAX], vs[24], st[8];
+    unsigned status = 0;
+    uint64_t bad = UINT64_MAX;
+
+    curl_multi_remove_handle(l->multi, fetch_curl(a->f));
+    a->busy = 0;
+    int ret = fetch_finish(a->f, rc, &status, err, sizeof(err));
+    if (!__atomic_load_n(&rp.cancel, __ATOMIC_RELAXED))
+        peer_answered(p, status != 0 || ret != CIO_EAGAIN);
+    if (ret == 0 && blocksum_calc_done(&a->calc) == 0 && crcs_match(&a->calc, v, &bad))
+        return 1;
+    if (ret == 0) {
+        char bs[24];
+        fmt_u64(bs, sizeof(bs), bad);
+        snprintf(err, sizeof(err), "the bytes match the ETag but not our checksum of block %s", bs);
+        t->other++;
+    } else if (status == 503) {
+        t->damaged_there++; /* its own integrity_read refused its copy: DataDamaged */
+    } else if (status == 200 && ret == CIO_EAGAIN && peer_copy_damaged(a->f, a->url, o, a->e)) {
+        t->damaged_there++; /* cut short past its first block, and the peer says its copy is damaged */
+    } else if (ret == CIO_ENOTFOUND || status == 404) {
+        t->missing++;
+    } else {
+        t->other++;
+    }
+    fmt_u64(vs, sizeof(vs), w->version);
+    snprintf(st, sizeof(st), "%u", status);
+    log_msg(quiet ? LOG_LVL_DEBUG : LOG_LVL_WARN, "repair: a peer gave no good copy", "peer", p->name, "bucket", w->bucket, "key",
+            w->key, "version", vs, "origin", w->origin, "status", st, "error", err, NULL);
+    return 0;
+}
+
+/* When the next peer is to be asked as well (monotonic ms): the hedge delay
+ * after the latest ask started, if no ask under way has answered yet; else
+ * INT64_MAX (one is sending, or none is under way: nothing to hedge). */
+static int64_t hedge_due_ms(const lane_t *l)
+{
+    int64_t latest = INT64_MIN;
+
+    for (size_t i = 0; i < rp.npeers; i++) {
+        const ask_t *a = &l->asks[i];
+        if (!a->busy)
+            continue;
+        if (fetch_answered(a->f))
+            return INT64_MAX;
+        if (a->started_ms > latest)
+            latest = a->started_ms;
+    }
+    return latest == INT64_MIN ? INT64_MAX : latest + (int64_t)rp.hedge_ms;
+}
+
+/* The asks under way have said nothing for the hedge delay: each is marked
+ * down as one that timed out (the next repairs ask it last), and `next` is
+ * asked as well (counted, said). */
+static void hedge(const job_t *j, lane_t *l, size_t next, int64_t now)
+{
+    char ms[24];
+
+    COUNT(hedged, 1);
+    snprintf(ms, sizeof(ms), "%" PRIu64, rp.hedge_ms);
+    for (size_t i = 0; i < rp.npeers; i++) {
+        ask_t *a = &l->asks[i];
+        if (!a->busy || a->hedged || now - a->started_ms < (int64_t)rp.hedge_ms)
+            continue;
+        a->hedged = 1;
+        peer_answered(&rp.peers[a->peer], 0);
+        log_msg(LOG_LVL_INFO, "repair: a peer has not answered yet; asking the next one as well", "peer", rp.peers[a->peer].name,
+                "next", rp.peers[next].name, "bucket", j->what.bucket, "key", j->what.key, "after_ms", ms, NULL);
+    }
+}
+
+/* Asks the peers (peer_order) for a verified copy of j's object (o), one
+ * after another, and the next one as well whenever those asked said nothing
+ * (no status line) for the hedge delay (rp.hedge_ms): the first verified
+ * copy wins and the other asks are abandoned. Returns 0 with *win the ask
+ * holding the copy (at win->e, its CRCs in win->calc), or CIO_ECORRUPT
+ * (every peer that answered holds it damaged), CIO_ENOTFOUND (none holds
+ * the version), CIO_EAGAIN, or an error of extent_take. Each peer that gave
+ * none is logged, at debug level when `quiet` (this object's repair was
+ * logged a moment ago). Every ask is ended when it returns; the extents
+ * stay with the asks (asks_release). */
+static int fetch_good_copy(const job_t *j, lane_t *l, const meta_obj_t *o, const blocksum_view_t *v, ask_t **win, int quiet)
+{
+    size_t order[REPAIR_PEERS_MAX], n = peer_order(order), next = 0, busy = 0;
+    tally_t t = {0, 0, 0};
+    int ret = 0;
+
+    *win = NULL;
+    for (;;) {
+        int64_t now = clock_mono_ms(), due = hedge_due_ms(l);
+        int cancel = __atomic_load_n(&rp.cancel, __ATOMIC_RELAXED);
+
+        if (cancel || now >= j->deadline_ms) {
+            /* the asks' own timeouts end them at the deadline; this ends what is left */
+            for (size_t i = 0; i < rp.npeers; i++)
+                if (l->asks[i].busy)
+                    ask_done(j, l, &l->asks[i], cancel ? CURLE_ABORTED_BY_CALLBACK : CURLE_OPERATION_TIMEDOUT, o, v, &t, quiet);
+            busy = 0;
             break;
         }
-        blocksum_calc_free(calc);
-        if ((ret = blocksum_calc_init(calc, o->size)) != 0)
-            return ret;
-        /* an object written before origins has none: the URL form without one names it by its version alone */
-        if ((ret = presign_url(p->secret, strlen(p->secret), p->url, w->bucket, w->blen, w->key, w->klen, w->version,
-                               w->origin_len > 0 ? w->origin : NULL, w->origin_len, clock_wall_ms() / 1000 + REPAIR_URL_EXPIRES_S,
-                               url, sizeof(url) - (sizeof(REPAIR_URL_MARK) - 1))) != 0) {
-            snprintf(err, sizeof(err), "cannot sign the fetch URL: %s", cio_strerror(ret));
-            other++;
-            goto next;
+        while (next < n && ret == 0 && (busy == 0 || now >= due)) {
+            ask_t *a = NULL;
+            for (size_t i = 0; i < rp.npeers && a == NULL; i++)
+                if (!l->asks[i].busy)
+                    a = &l->asks[i];
+            if (busy > 0)
+                hedge(j, l, order[next], now);
+            int started = ask_start(j, l, a, order[next++], o, &t, quiet);
+            if (started < 0)
+                ret = started; /* no extent: the asks under way may still win */
+            busy += started == 1;
+            due = hedge_due_ms(l);
         }
-        strcat(url, REPAIR_URL_MARK); /* the peer queues no repair of its own copy in turn */
-        fetch_set_timeout(f, (uint64_t)left);
-        ret = fetch_to_store(f, &rp.opts, url, rp.store, e.off, o->size, o->etag, calc, &status, err, sizeof(err));
-        if (!__atomic_load_n(&rp.cancel, __ATOMIC_RELAXED))
-            peer_answered(p, status != 0 || ret != CIO_EAGAIN);
-        if (ret == 0 && blocksum_calc_done(calc) == 0 && crcs_match(calc, v, &bad)) {
-            *from = p->name;
-            return 0;
+        if (busy == 0)
+            break;
+        int running, queued;
+        CURLMsg *msg;
+        curl_multi_perform(l->multi, &running);
+        while ((msg = curl_multi_info_read(l->multi, &queued)) != NULL) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            for (size_t i = 0; i < rp.npeers; i++) {
+                ask_t *a = &l->asks[i];
+                if (a->busy && fetch_curl(a->f) == msg->easy_handle) {
+                    CURLcode rc = msg->data.result; /* msg is freed by the removal in ask_done */
+                    busy--;
+                    if (ask_done(j, l, a, rc, o, v, &t, quiet) && *win == NULL)
+                        *win = a;
+                    break;
+                }
+            }
         }
-        if (ret == 0) {
-            char bs[24];
-            fmt_u64(bs, sizeof(bs), bad);
-            snprintf(err, sizeof(err), "the bytes match the ETag but not our checksum of block %s", bs);
-            other++;
-        } else if (status == 503) {
-            damaged_there++; /* its own integrity_read refused its copy: DataDamaged */
-        } else if (status == 200 && ret == CIO_EAGAIN && peer_copy_damaged(f, url, o, e)) {
-            damaged_there++; /* cut short past its first block, and the peer says its copy is damaged */
-        } else if (ret == CIO_ENOTFOUND || status == 404) {
-            missing++;
-        } else {
-            other++;
-        }
-    next:
-        snprintf(st, sizeof(st), "%u", status);
-        log_msg(quiet ? LOG_LVL_DEBUG : LOG_LVL_WARN, "repair: a peer gave no good copy", "peer", p->name, "bucket", w->bucket,
-                "key", w->key, "version", vs, "origin", w->origin, "status", st, "error", err, NULL);
+        if (*win != NULL)
+            break;
+        if (busy == 0)
+            continue; /* the next peer at once */
+        /* curl_multi_poll also wakes for curl's own timers; a second at most, to see a stop */
+        int64_t wait = 1000;
+        if (next < n && ret == 0 && due - now < wait)
+            wait = due - now;
+        if (j->deadline_ms - now < wait)
+            wait = j->deadline_ms - now;
+        curl_multi_poll(l->multi, NULL, 0, wait > 0 ? (int)wait : 0, NULL);
     }
-    if (damaged_there > 0 && other == 0)
+    for (size_t i = 0; i < rp.npeers; i++)
+        if (l->asks[i].busy)
+            ask_abandon(l, &l->asks[i]); /* lost the race: nothing said of it */
+    if (*win != NULL)
+        return 0;
+    if (ret != 0)
+        return ret;
+    if (next < n)
+        t.other++; /* peers left unasked: the deadline, or stopping */
+    if (t.damaged_there > 0 && t.other == 0)
         return CIO_ECORRUPT;
-    if (other == 0)
+    if (t.other == 0)
         return CIO_ENOTFOUND;
     return CIO_EAGAIN;
+}
+
+/* Gives back the extents the asks hold (but `kept`, swapped in) and frees their CRCs. */
+static void asks_release(lane_t *l, const ask_t *kept)
+{
+    for (size_t i = 0; i < rp.npeers; i++) {
+        ask_t *a = &l->asks[i];
+        if (a->e.len > 0 && a != kept)
+            extent_give_back(a->e);
+        a->e = (alloc_extent_t){0, 0};
+        blocksum_calc_free(&a->calc);
+    }
 }
 
 /* Points the object at e (with the CRCs computed) and quarantines its
@@ -331,19 +527,16 @@ static int swap_in(const repair_what_t *w, alloc_extent_t e, const blocksum_calc
     return meta_err(mdb_txn_commit(txn), "mdb_txn_commit(repair)");
 }
 
-static int run(const job_t *j, fetch_t *f)
+static int run(const job_t *j, lane_t *l)
 {
     const repair_what_t *w = &j->what;
     blocksum_view_t view;
-    blocksum_calc_t calc;
     uint8_t *owned = NULL;
-    alloc_extent_t e = {0, 0};
-    const char *from = NULL;
+    ask_t *win = NULL;
     char vs[24], bs[24], offs[24], sizes[24];
     int have = 0, ret, swapped = 0, quiet = 0;
     meta_obj_t o;
 
-    memset(&calc, 0, sizeof(calc));
     if ((ret = load_current(w, &o, &view, &owned, &have)) != 0)
         return ret == 1 ? 0 : ret; /* repaired already, rewritten or deleted: nothing damaged to repair */
 
@@ -358,17 +551,15 @@ static int run(const job_t *j, fetch_t *f)
         ret = CIO_ENOTFOUND;
         goto out;
     }
-    if ((ret = extent_take(o.size, &e)) != 0)
-        goto out;
     /* a replica retrying its fetch, or a client reading again, asks again and again: its peers' answers are said once in a while */
     quiet = integrity_recent("repair asked", w->bucket, w->key, w->version, w->origin, w->off);
-    ret = fetch_good_copy(j, f, &o, have ? &view : NULL, e, &calc, &from, quiet);
+    ret = fetch_good_copy(j, l, &o, have ? &view : NULL, &win, quiet);
     if (ret == 0)
         ret = store_sync(rp.store);
     if (ret == 0)
-        ret = swap_in(w, e, &calc, &swapped);
-    if (ret != 0 && e.len > 0)
-        extent_give_back(e); /* when not swapped in without an error, swap_in gave it back itself */
+        ret = swap_in(w, win->e, &win->calc, &swapped);
+    /* the winner's extent is swapped in, or given back by swap_in when a newer write won; on an error it goes back here */
+    asks_release(l, ret == 0 ? win : NULL);
 out:
     if (ret == 0 && swapped) {
         uint64_t blocks = blocksum_nblocks(o.size, BLOCKSUM_SHIFT);
@@ -379,7 +570,7 @@ out:
         fmt_u64(sizes, sizeof(sizes), o.size);
         log_msg(LOG_LVL_WARN, "object repaired from a peer: the damaged extent is quarantined", "path",
                 integrity_path_name(w->path), "bucket", w->bucket, "key", w->key, "version", vs, "origin", w->origin, "block", bs,
-                "peer", from, "bytes", sizes, "quarantined_offset", offs, NULL);
+                "peer", rp.peers[win->peer].name, "bytes", sizes, "quarantined_offset", offs, NULL);
     } else if (ret == CIO_ECORRUPT) {
         COUNT(failed, 1);
         COUNT(everywhere, 1);
@@ -399,7 +590,6 @@ out:
                                          : cio_strerror(ret),
                     NULL);
     }
-    blocksum_calc_free(&calc);
     free(owned);
     return ret;
 }
@@ -467,17 +657,19 @@ static void say_dropped(const repair_what_t *w, int result, int64_t retry_ms)
             w->key, "version", vs, "origin", w->origin, "error", cio_strerror(result), "retry_in_ms", in, NULL);
 }
 
-/* Whether j is to be dropped by the back-off (under rp.mu): 0, or the failure it answers with (counted, said). */
-static int backoff_drop(const job_t *j)
+/* Whether j is to be dropped by the back-off (under rp.mu): 0, or the
+ * failure it answers with (counted, said; j->retry_ms set). */
+static int backoff_drop(job_t *j)
 {
     int first;
-    int64_t retry_ms;
-    int ret = repair_backoff_check(&rp.backoff, &j->what, j->lane == REPAIR_LANE_CLIENT, j->asked_ms, &first, &retry_ms);
 
+    if (j->force)
+        return 0;
+    int ret = repair_backoff_check(&rp.backoff, &j->what, j->lane == REPAIR_LANE_CLIENT, j->asked_ms, &first, &j->retry_ms);
     if (ret != 0) {
         COUNT(skipped[j->lane == REPAIR_LANE_CLIENT ? REPAIR_SKIP_RECENT : REPAIR_SKIP_BACKOFF], 1);
         if (first)
-            say_dropped(&j->what, ret, retry_ms);
+            say_dropped(&j->what, ret, j->retry_ms);
     }
     return ret;
 }
@@ -506,7 +698,7 @@ static void *worker_main(void *arg)
         if (ran) {
             result = j->verify ? verify_current(j) : 1;
             if (result == 1)
-                result = run(j, l->fetch);
+                result = run(j, l);
         }
         pthread_mutex_lock(&rp.mu);
         l->running = NULL;
@@ -627,20 +819,37 @@ void repair_background(const repair_what_t *w)
             "key", w->key, NULL);
 }
 
-int repair_check(const repair_what_t *w)
+int repair_check_ask(const repair_what_t *w, int force, repair_asked_t *out)
 {
     job_t *j = calloc(1, sizeof(*j));
     int ret;
 
+    memset(out, 0, sizeof(*out));
     if (j == NULL)
         return CIO_ENOMEM;
     j->what = *w;
     j->lane = REPAIR_LANE_BACKGROUND;
     j->detached = 1;
     j->verify = 1;
-    if ((ret = enqueue(j, 1)) != 0)
+    j->force = force;
+    ret = enqueue(j, 1);
+    if (ret == ENQUEUE_DROPPED) {
+        int64_t left = j->retry_ms - clock_mono_ms();
+        out->how = REPAIR_ASKED_BACKOFF;
+        out->failure = j->result;
+        out->retry_in_ms = left > 0 ? (uint64_t)left : 0;
+    } else if (ret == ENQUEUE_DUPLICATE) {
+        out->how = REPAIR_ASKED_JOINED;
+    }
+    if (ret != 0)
         free(j);
     return ret == ENQUEUE_DUPLICATE || ret == ENQUEUE_DROPPED ? 0 : ret; /* asked already, or failed a moment ago: counted */
+}
+
+int repair_check(const repair_what_t *w)
+{
+    repair_asked_t asked;
+    return repair_check_ask(w, 0, &asked);
 }
 
 /* Adds a peer unless its URL is listed already or it has no secret to sign with. */
@@ -662,8 +871,14 @@ static void add_peer(const char *name, const char *url, const char *secret)
 static void release(void)
 {
     for (int i = 0; i < REPAIR_NLANES; i++) {
-        fetch_free(rp.lanes[i].fetch);
-        rp.lanes[i].fetch = NULL;
+        lane_t *l = &rp.lanes[i];
+        for (size_t k = 0; l->asks != NULL && k < rp.npeers; k++)
+            fetch_free(l->asks[k].f);
+        free(l->asks);
+        l->asks = NULL;
+        if (l->multi != NULL)
+            curl_multi_cleanup(l->multi);
+        l->multi = NULL;
     }
     free(rp.peers); /* their strings are the configuration's */
     rp.peers = NULL;
@@ -686,15 +901,8 @@ int repair_start(const conf_t *conf, meta_t *m, store_t *s)
     rp.store = s;
     rp.opts.ca_file = conf->ca_file;
     rp.timeout_ms = conf->repair_timeout_ms;
+    rp.hedge_ms = rp.timeout_ms / 4 < REPAIR_HEDGE_MS ? rp.timeout_ms / 4 : REPAIR_HEDGE_MS;
     repair_backoff_init(&rp.backoff, conf->repair_backoff_ms);
-    for (int i = 0; i < REPAIR_NLANES; i++) {
-        rp.lanes[i].head = NULL;
-        rp.lanes[i].tail = &rp.lanes[i].head;
-        if ((rp.lanes[i].fetch = fetch_new(&rp.cancel)) == NULL) {
-            release();
-            return CIO_ENOMEM;
-        }
-    }
     if ((rp.peers = calloc(REPAIR_PEERS_MAX, sizeof(*rp.peers))) == NULL) {
         release();
         return CIO_ENOMEM;
@@ -704,6 +912,21 @@ int repair_start(const conf_t *conf, meta_t *m, store_t *s)
     for (size_t i = 0; i < conf->nrepair_peers; i++) {
         const conf_target_t *p = &conf->repair_peers[i];
         add_peer(p->name, p->url, p->token != NULL ? p->token : conf->accept_token);
+    }
+    for (int i = 0; i < REPAIR_NLANES; i++) {
+        lane_t *l = &rp.lanes[i];
+        l->head = NULL;
+        l->tail = &l->head;
+        if ((l->multi = curl_multi_init()) == NULL || (l->asks = calloc(rp.npeers + 1, sizeof(*l->asks))) == NULL) {
+            release();
+            return CIO_ENOMEM;
+        }
+        for (size_t k = 0; k < rp.npeers; k++) {
+            if ((l->asks[k].f = fetch_new(&rp.cancel)) == NULL) {
+                release();
+                return CIO_ENOMEM;
+            }
+        }
     }
     for (int i = 0; i < REPAIR_NLANES; i++) {
         if (pthread_create(&rp.lanes[i].tid, NULL, worker_main, &rp.lanes[i]) != 0) {
@@ -746,6 +969,7 @@ void repair_stats(repair_stats_t *out)
     out->everywhere = __atomic_load_n(&counts.everywhere, __ATOMIC_RELAXED);
     out->blocks = __atomic_load_n(&counts.blocks, __ATOMIC_RELAXED);
     out->bytes = __atomic_load_n(&counts.bytes, __ATOMIC_RELAXED);
+    out->hedged = __atomic_load_n(&counts.hedged, __ATOMIC_RELAXED);
     for (int i = 0; i < REPAIR_NSKIPS; i++)
         out->skipped[i] = __atomic_load_n(&counts.skipped[i], __ATOMIC_RELAXED);
 }
@@ -778,13 +1002,17 @@ int repair_metrics(meta_t *m, MDB_txn *txn, buf_t *b)
                "# HELP comio_repair_bytes_total Object bytes written back by repairs since storaged started.\n"
                "# TYPE comio_repair_bytes_total counter\n"
                "comio_repair_bytes_total %" PRIu64 "\n"
+               "# HELP comio_repair_hedged_total Peers asked for a repair's copy while the one asked before had not answered "
+               "within the hedge delay.\n"
+               "# TYPE comio_repair_hedged_total counter\n"
+               "comio_repair_hedged_total %" PRIu64 "\n"
                "# HELP comio_repair_quarantined_extents Damaged extents kept out of the allocator.\n"
                "# TYPE comio_repair_quarantined_extents gauge\n"
                "comio_repair_quarantined_extents %" PRIu64 "\n"
                "# HELP comio_repair_quarantined_bytes Bytes of the damaged extents kept out of the allocator.\n"
                "# TYPE comio_repair_quarantined_bytes gauge\n"
                "comio_repair_quarantined_bytes %" PRIu64 "\n",
-               st.attempted, st.repaired, st.failed, st.everywhere, st.blocks, st.bytes, extents, bytes);
+               st.attempted, st.repaired, st.failed, st.everywhere, st.blocks, st.bytes, st.hedged, extents, bytes);
     buf_printf(b, "# HELP comio_repair_skipped_total Repairs asked for but not run since storaged started, by reason: one for "
                   "the object queued or running (duplicate), within the back-off after a failure (backoff), a client's within "
                   "a second of a failure (recent_failure), waited past storage.repair_timeout (expired).\n"

@@ -43,8 +43,15 @@
  * the failure is under a second old. A peer that did not answer (connection
  * refused, reset, timed out before any status) is remembered as down for
  * REPAIR_PEER_DOWN_MS: the next repairs ask the other peers first and it
- * last (still asked, with the time left). One repairer per process:
- * repair_start once, before the loops and the scrub start. */
+ * last (still asked, with the time left). A repair does not wait for a
+ * silent peer either: when the peers asked have sent no status line within
+ * the hedge delay (REPAIR_HEDGE_MS, at most a quarter of
+ * storage.repair_timeout), the next is asked as well, in parallel (each
+ * into an extent of its own), and the silent ones are marked down as if
+ * they had timed out; the first verified copy wins, the other asks are
+ * abandoned and their extents given back (comio_repair_hedged_total).
+ * One repairer per process: repair_start once, before the loops and the
+ * scrub start. */
 #ifndef COMIO_STORAGED_REPAIR_H
 #define COMIO_STORAGED_REPAIR_H
 
@@ -65,6 +72,11 @@
 #define REPAIR_URL_MARK "&repair=1"
 #define REPAIR_URL_PARAM "repair" /* the query parameter REPAIR_URL_MARK sets to 1 */
 #define REPAIR_PEER_DOWN_MS 30000 /* how long a peer that did not answer is asked last */
+/* A peer that sent no status line this long after it was asked (at most a
+ * quarter of storage.repair_timeout) is marked down and the next one asked
+ * as well (hedged): a repair a client waits on is not held by a peer that
+ * hangs while another could answer in milliseconds. */
+#define REPAIR_HEDGE_MS 1000
 
 /* Which worker a repair waits for (see above). */
 typedef enum { REPAIR_LANE_CLIENT, REPAIR_LANE_BACKGROUND, REPAIR_NLANES } repair_lane_t;
@@ -161,10 +173,31 @@ void repair_background(const repair_what_t *w);
  * CIO_ENOMEM. Any thread. */
 int repair_check(const repair_what_t *w) CIO_MUST_CHECK;
 
+/* What became of a check asked for by repair_check_ask. */
+typedef enum {
+    REPAIR_ASKED_QUEUED,  /* queued */
+    REPAIR_ASKED_JOINED,  /* one for the object is queued or running already: it serves this request too */
+    REPAIR_ASKED_BACKOFF, /* dropped: the object is in its back-off after a repair found no good copy */
+} repair_asked_how_t;
+
+typedef struct {
+    repair_asked_how_t how;
+    int failure;          /* REPAIR_ASKED_BACKOFF: the failure that started it (CIO_EAGAIN, CIO_ENOTFOUND, CIO_ECORRUPT) */
+    uint64_t retry_in_ms; /* REPAIR_ASKED_BACKOFF: until a request for the object is run again */
+} repair_asked_t;
+
+/* repair_check for an operator (POST /admin/scrub?bucket=B&key=K), who is
+ * told what became of it in *out (filled when 0 is returned). With force,
+ * the back-off does not drop it (neither now nor when its turn comes); one
+ * for the object queued or running already still serves it. Returns as
+ * repair_check. Any thread. */
+int repair_check_ask(const repair_what_t *w, int force, repair_asked_t *out) CIO_MUST_CHECK;
+
 /* Counters since start. */
 typedef struct {
     uint64_t attempted, repaired, failed, everywhere; /* everywhere: failed as damaged on every site */
     uint64_t blocks, bytes;                           /* written back by the repairs */
+    uint64_t hedged;                                  /* peers asked while the one asked before had not answered */
     uint64_t skipped[REPAIR_NSKIPS];                  /* asked but not run, by reason */
 } repair_stats_t;
 void repair_stats(repair_stats_t *out);
