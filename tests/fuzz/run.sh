@@ -95,6 +95,28 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 FAILED=()
 
+# The seeds make_corpus.py writes must be the ones committed: it builds them from the formats and the example
+# configs, and a seed that fell behind them (a config key added, a format grown) fuzzes less than it should.
+SEED_PY=
+for py in python3 /usr/bin/python3; do
+    command -v "$py" >/dev/null && "$py" -c 'import msgpack' 2>/dev/null && { SEED_PY=$py; break; }
+done
+if [ -n "$SEED_PY" ]; then
+    "$SEED_PY" "$FUZZ_DIR/make_corpus.py" "$SCRATCH/seeds" >/dev/null
+    stale=()
+    while IFS= read -r f; do
+        cmp -s "$SCRATCH/seeds/$f" "$FUZZ_DIR/corpus/$f" || stale+=("$f")
+    done < <(cd "$SCRATCH/seeds" && find . -type f | sed 's|^\./||' | sort)
+    if [ ${#stale[@]} -gt 0 ]; then
+        echo "fuzz/run.sh: FAILED: seeds in tests/fuzz/corpus differ from what make_corpus.py writes: ${stale[*]}" >&2
+        echo "   run tests/fuzz/make_corpus.py and commit the result" >&2
+        exit 1
+    fi
+    echo "== fuzz: the seed corpus is what make_corpus.py writes"
+else
+    echo "== fuzz: python3-msgpack missing: the seed corpus was not compared with make_corpus.py"
+fi
+
 # Prints the artifacts libFuzzer saved for a failed run, and the last input it was running.
 report_failure() {
     local name=$1 log=$2 art
