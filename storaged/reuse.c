@@ -199,29 +199,29 @@ int reuse_chunk_reserve(commit_t *c, MDB_txn *txn, alloc_extent_t *chunk)
         return ret;
     want = free_bytes / CHUNK_SHARE < CHUNK_MAX ? free_bytes / CHUNK_SHARE : CHUNK_MAX;
     for (; want >= CHUNK_MIN; want /= 2) {
-        ret = alloc_reserve(&c->meta->alloc, txn, want, chunk);
+        ret = commit_mpu_alloc(c, txn, want, chunk);
         if (ret == CIO_ENOSPC)
             continue;
-        if (ret != 0)
-            return ret;
+        if (ret != 0 || (ret = alloc_reserve_held(&c->meta->alloc, txn, chunk->len)) != 0)
+            return ret; /* CIO_EINVAL of alloc_reserve_held cannot be: the chunk was just allocated */
         return meta_pending_add(c->meta, txn, *chunk);
     }
     *chunk = (alloc_extent_t){0, 0};
     return 0;
 }
 
-/* alloc_alloc, but when nothing fits, the chunks' unused space goes back to
+/* commit_mpu_alloc, but when nothing fits, the chunks' unused space goes back to
  * the free map first and the allocation is tried again. */
 int reuse_take_extent(commit_t *c, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out)
 {
     size_t before = c->nchunks_out;
-    int ret = alloc_alloc(&c->meta->alloc, txn, bytes, out);
+    int ret = commit_mpu_alloc(c, txn, bytes, out);
 
     if (ret != CIO_ENOSPC)
         return ret;
     if ((ret = reuse_chunks_release(c, txn, 1)) != 0)
         return ret;
-    return c->nchunks_out > before ? alloc_alloc(&c->meta->alloc, txn, bytes, out) : CIO_ENOSPC;
+    return c->nchunks_out > before ? commit_mpu_alloc(c, txn, bytes, out) : CIO_ENOSPC;
 }
 
 /* At shutdown: what is left of the chunks, and the quarantine when nobody
