@@ -38,6 +38,7 @@
 #define PLACE_IDLE_MS (15LL * 60 * 1000) /* a place no part asked for this long is reused first */
 #define PLACE_HEADROOM_SHIFT 3           /* part 1 goes 1/8 into the largest free extent */
 #define PLACE_MIN_SLOTS 16               /* ... when that holds 16 parts: else the parts go where best fit puts them */
+#define PLACE_SCAN_MAX 256               /* stored parts read to rebuild a place: an upload evicted again and again costs no more */
 #define PLACE_AHEAD_PARTS 4              /* an upload's run: its parts so far and the next 4 places, kept clear of other writers */
 
 /* The upload of job j, which must be of j's bucket and key: 0, or CIO_ENOTFOUND (NoSuchUpload). */
@@ -205,6 +206,7 @@ typedef struct {
     mpu_place_t at;  /* the place the stored parts show: base, slot, placed, first, last */
     uint64_t minlen; /* the part to place's extent length: the slot must hold it */
     int found;       /* the lowest-numbered part could set the place */
+    unsigned seen;   /* parts looked at after it */
 } place_scan_t;
 
 static int place_scan_cb(void *ctx, const mpu_part_t *pt)
@@ -226,7 +228,7 @@ static int place_scan_cb(void *ctx, const mpu_part_t *pt)
         at->placed++;
         at->last = pt->number;
     }
-    return 0;
+    return ++s->seen < PLACE_SCAN_MAX ? 0 : 1; /* past that, the run is only shorter than it could be */
 }
 
 /* The place of j's upload as its stored parts show it, for an upload that has no place in memory (storaged
