@@ -112,3 +112,22 @@ def test_parts_after_a_restart_join_those_before(make_server, graceful):
         s3.delete_object(Bucket=BUCKET, Key=key)
     wait_until(lambda: free_bytes(srv) == before, 10, what="the objects' space freed, and only it")
     assert srv.finish() == []
+
+
+def test_a_run_gives_way_when_nothing_else_fits(make_server):
+    """A run is a preference: on a 128 MB store where part 1 of an upload sits 16 MB in and its run reaches about 25
+    MB past it, a 95 MiB PUT fits only across the run, and is stored, not refused. The upload goes on (its part 2's
+    place taken, it lands elsewhere) and aborts; everything's space comes back."""
+    srv, s3 = server(make_server, size="128MB")
+    before = free_bytes(srv)
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key="up")["UploadId"]
+    put_part(s3, "up", uid, 1, os.urandom(5 * MIB))
+    big = os.urandom(95 * MIB)
+    s3.put_object(Bucket=BUCKET, Key="big", Body=big)
+    body = srv.client().get(BUCKET, "big").body
+    assert hashlib.md5(body).digest() == hashlib.md5(big).digest()
+    put_part(s3, "up", uid, 2, os.urandom(5 * MIB))
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="up", UploadId=uid)
+    s3.delete_object(Bucket=BUCKET, Key="big")
+    wait_until(lambda: free_bytes(srv) == before, 10, what="the object's and the parts' space freed")
+    assert srv.finish() == []
