@@ -366,8 +366,8 @@ static inline int commit_job_needs_io(const commit_job_t *j)
  * (the lowest-numbered one, of 5 MiB or more, sets base and slot: after a
  * restart, later parts go on next to earlier ones), else chosen at this part:
  * in the largest free space outside the other uploads' runs, an eighth into
- * it (leaving the space before it to other writers), or halfway into it
- * when it follows another upload's run (leaving that upload room to go on);
+ * it (leaving the space before it to other writers), or, when it follows
+ * another upload's run, where both have as much room (that one from its base);
  * only when that space holds 16 such parts and the part is 5 MiB or more.
  * A place set by a later part alone (the upload's shorter last part, stored
  * first) is set again by a longer, lower-numbered part. The caller marks

@@ -175,18 +175,25 @@ static mpu_place_t *place_new(commit_t *c, MDB_txn *txn, const commit_job_t *j, 
     alloc_extent_t e, runs[MPU_PLACE_MAX];
     size_t n = place_runs(c, NULL, now, runs);
     mpu_place_t *p;
-    uint64_t headroom;
+    uint64_t headroom = 0;
     int follows = 0;
 
     if ((*ret = alloc_largest_outside(&c->meta->alloc, txn, runs, n, &e)) != 0)
         return NULL;
-    for (size_t i = 0; i < n; i++)
-        follows |= runs[i].off + runs[i].len == e.off;
-    /* right after another upload's run, the space is split between the two: that upload's later parts go on into
-     * the first half. Else the front of the extent is left to the best fit of other writers, which take the low
-     * end of the smallest extent that fits: after part 1 that is the space before it, not the space after the
-     * upload's last part */
-    headroom = (e.len >> (follows ? 1 : PLACE_HEADROOM_SHIFT)) / ALLOC_BLOCK * ALLOC_BLOCK;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t used = e.off - runs[i].off; /* from that upload's base to its run's end */
+        if (runs[i].off + runs[i].len != e.off)
+            continue;
+        /* right after another upload's run: the base goes where both have as much room, that upload from its
+         * base (its parts go on into the space first) and this one to the end of the space */
+        follows = 1;
+        headroom = used < e.len ? (e.len - used) / 2 : 0;
+    }
+    /* else the front of the extent is left to the best fit of other writers, which take the low end of the smallest
+     * extent that fits: after part 1 that is the space before it, not the space after the upload's last part */
+    if (!follows)
+        headroom = e.len >> PLACE_HEADROOM_SHIFT;
+    headroom = headroom / ALLOC_BLOCK * ALLOC_BLOCK;
     /* a store with little room: placing parts apart from the rest would split the free space a later part or
      * Complete needs whole */
     if (j->size < MPU_PART_SIZE_MIN || e.len / PLACE_MIN_SLOTS < len || (uint64_t)j->part_number * len > e.len - headroom)
