@@ -377,10 +377,12 @@ int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_C
 /* alloc_alloc outside the runs of the uploads in progress (each upload's
  * parts so far and its next places, unless no part asked for PLACE_IDLE_MS),
  * so that their later parts still find their places free; when nothing fits
- * there, anywhere (a run is a preference held in memory, never a reason to
- * refuse a write). Every allocation of the committer but a part's at its
- * place goes through here. Returns 0, CIO_ENOSPC or a fatal CIO_* code. */
-int commit_mpu_alloc(commit_t *c, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out) CIO_MUST_CHECK;
+ * there and `anywhere` is set, anywhere (a run is a preference held in
+ * memory, never a reason to refuse a write: only a caller with a smaller
+ * size to try next passes 0). Every allocation of the committer but a
+ * part's at its place goes through here. Returns 0, CIO_ENOSPC or a fatal
+ * CIO_* code. */
+int commit_mpu_alloc(commit_t *c, MDB_txn *txn, uint64_t bytes, int anywhere, alloc_extent_t *out) CIO_MUST_CHECK;
 
 /* Forgets where the parts of upload `id` go (it was completed, aborted or expired). */
 void commit_mpu_place_drop(commit_t *c, const char *id);

@@ -141,13 +141,13 @@ static size_t place_runs(commit_t *c, const mpu_place_t *except, int64_t now, al
     return m + 1;
 }
 
-int commit_mpu_alloc(commit_t *c, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out)
+int commit_mpu_alloc(commit_t *c, MDB_txn *txn, uint64_t bytes, int anywhere, alloc_extent_t *out)
 {
     alloc_extent_t runs[MPU_PLACE_MAX];
     size_t n = place_runs(c, NULL, clock_mono_ms(), runs);
     int ret;
 
-    if (n > 0 && (ret = alloc_alloc_outside(&c->meta->alloc, txn, bytes, runs, n, out)) != CIO_ENOSPC)
+    if (n > 0 && ((ret = alloc_alloc_outside(&c->meta->alloc, txn, bytes, runs, n, out)) != CIO_ENOSPC || !anywhere))
         return ret;
     return alloc_alloc(&c->meta->alloc, txn, bytes, out); /* no room outside the runs: they give way */
 }
