@@ -382,6 +382,128 @@ int alloc_largest(alloc_t *a, MDB_txn *txn, alloc_extent_t *out)
     return 0;
 }
 
+/* The pieces of free extent f outside `avoid`, in offset order, until visit
+ * returns nonzero (its value is returned). Whether any range overlapped f
+ * goes into *overlapped. */
+static int pieces_outside(alloc_extent_t f, const alloc_extent_t *avoid, size_t n, int *overlapped,
+                          int (*visit)(void *arg, alloc_extent_t piece), void *arg)
+{
+    uint64_t pos = f.off, end = f.off + f.len;
+    int rc;
+
+    *overlapped = 0;
+    for (size_t i = 0; i < n && pos < end; i++) {
+        uint64_t r_end = avoid[i].off + avoid[i].len;
+        if (avoid[i].len == 0 || r_end <= pos)
+            continue;
+        if (avoid[i].off >= end)
+            break;
+        *overlapped = 1;
+        if (avoid[i].off > pos && (rc = visit(arg, (alloc_extent_t){pos, avoid[i].off - pos})) != 0)
+            return rc;
+        pos = r_end;
+    }
+    return pos < end ? visit(arg, (alloc_extent_t){pos, end - pos}) : 0;
+}
+
+/* A free_len key into the extent it names. */
+static int decode_len_key(const MDB_val *k, alloc_extent_t *f)
+{
+    if (k->mv_size != 16)
+        return CIO_EPROTO;
+    f->len = be64_get(k->mv_data);
+    f->off = be64_get((const unsigned char *)k->mv_data + 8);
+    return 0;
+}
+
+typedef struct {
+    uint64_t len;       /* alloc_outside: the length wanted */
+    alloc_extent_t got; /* the piece found (alloc_outside: the first long enough; largest: the longest) */
+} piece_pick_t;
+
+static int pick_first_fit(void *arg, alloc_extent_t piece)
+{
+    piece_pick_t *p = arg;
+    if (piece.len < p->len)
+        return 0;
+    p->got = piece;
+    return 1;
+}
+
+static int pick_longest(void *arg, alloc_extent_t piece)
+{
+    piece_pick_t *p = arg;
+    if (piece.len > p->got.len)
+        p->got = piece;
+    return 0;
+}
+
+int alloc_alloc_outside(alloc_t *a, MDB_txn *txn, uint64_t bytes, const alloc_extent_t *avoid, size_t n, alloc_extent_t *out)
+{
+    unsigned char lkey[16];
+    MDB_val k = {sizeof(lkey), lkey}, v;
+    MDB_cursor *cur;
+    piece_pick_t pick = {0};
+    int rc, overlapped, found = 0;
+
+    *out = (alloc_extent_t){0, 0};
+    if (bytes == 0)
+        return 0;
+    if (bytes > UINT64_MAX - (ALLOC_BLOCK - 1))
+        return CIO_ENOSPC;
+    pick.len = alloc_round(bytes);
+    len_key(lkey, 0, pick.len);
+    if ((rc = mdb_cursor_open(txn, a->free_len, &cur)) != 0)
+        return db_err(rc, "mdb_cursor_open");
+    /* smallest first, as alloc_alloc; an extent no range overlaps always fits, so the walk ends at the first one */
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (size_t seen = 0; rc == 0 && seen <= ALLOC_AVOID_SCAN; seen++) {
+        alloc_extent_t f;
+        if ((rc = decode_len_key(&k, &f)) != 0)
+            break;
+        if ((found = pieces_outside(f, avoid, n, &overlapped, pick_first_fit, &pick)) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc == CIO_EPROTO ? rc : db_err(rc, "mdb_cursor_get");
+    if (!found)
+        return CIO_ENOSPC;
+    if ((rc = alloc_take(a, txn, pick.got.off, pick.len)) != 0)
+        return rc == CIO_ENOSPC || rc == CIO_EINVAL ? CIO_EPROTO : rc; /* the piece was read as free just now */
+    *out = (alloc_extent_t){pick.got.off, pick.len};
+    return 0;
+}
+
+int alloc_largest_outside(alloc_t *a, MDB_txn *txn, const alloc_extent_t *avoid, size_t n, alloc_extent_t *out)
+{
+    MDB_val k, v;
+    MDB_cursor *cur;
+    piece_pick_t pick = {0};
+    int rc, overlapped = 1;
+
+    *out = (alloc_extent_t){0, 0};
+    if ((rc = mdb_cursor_open(txn, a->free_len, &cur)) != 0)
+        return db_err(rc, "mdb_cursor_open");
+    /* largest first: an extent no longer than the best piece so far cannot hold a longer one */
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    for (size_t seen = 0; rc == 0 && seen <= ALLOC_AVOID_SCAN && overlapped; seen++) {
+        alloc_extent_t f;
+        if ((rc = decode_len_key(&k, &f)) != 0)
+            break;
+        if (f.len <= pick.got.len)
+            break;
+        (void)pieces_outside(f, avoid, n, &overlapped, pick_longest, &pick);
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc == CIO_EPROTO ? rc : db_err(rc, "mdb_cursor_get");
+    *out = pick.got;
+    return 0;
+}
+
 int alloc_reserve(alloc_t *a, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out)
 {
     uint64_t reserved;

@@ -73,6 +73,26 @@ int alloc_take(alloc_t *a, MDB_txn *txn, uint64_t off, uint64_t len) CIO_MUST_CH
  * start a run of extents. Returns 0, CIO_EDB or CIO_EPROTO. */
 int alloc_largest(alloc_t *a, MDB_txn *txn, alloc_extent_t *out) CIO_MUST_CHECK;
 
+/* Allocation that keeps clear of ranges a caller means for later writes
+ * (multipart uploads' runs, storaged/commit_mpu.c), held in memory only: the
+ * ranges are a preference, not a claim. `avoid` holds n ranges sorted by
+ * offset, not overlapping, aligned to ALLOC_BLOCK (borrowed for the call);
+ * they may cover free and allocated space alike. At most ALLOC_AVOID_SCAN
+ * free extents overlapping them are looked at before giving up. */
+#define ALLOC_AVOID_SCAN 64
+
+/* alloc_alloc among the free space outside `avoid`: the smallest free
+ * extent with a piece outside them that is large enough, the lowest such
+ * piece of it. CIO_ENOSPC when there is none (the caller may then
+ * alloc_alloc, which ignores them). Returns 0, CIO_ENOSPC, CIO_EDB,
+ * CIO_EMAPFULL or CIO_EPROTO. */
+int alloc_alloc_outside(alloc_t *a, MDB_txn *txn, uint64_t bytes, const alloc_extent_t *avoid, size_t n,
+                        alloc_extent_t *out) CIO_MUST_CHECK;
+
+/* The largest piece of free space outside `avoid` into *out ({0, 0}: none),
+ * taking nothing. Returns 0, CIO_EDB or CIO_EPROTO. */
+int alloc_largest_outside(alloc_t *a, MDB_txn *txn, const alloc_extent_t *avoid, size_t n, alloc_extent_t *out) CIO_MUST_CHECK;
+
 /* Reservations: extents taken out of the free map by a caller that hands out
  * pieces of them itself, in memory, without a transaction per piece (the
  * committer's path for small PUTs, commit.h). The map only counts the bytes

@@ -58,7 +58,9 @@ typedef struct commit_chase commit_chase_t; /* commit_chase.c */
 #define MPU_PLACE_MAX 32 /* uploads whose parts are placed back to back at once (commit_mpu.c) */
 
 /* Where the parts of an upload in progress go, so that a Complete can join
- * them (commit_mpu.c): part n at base + (n - 1) * slot. Committer thread only. */
+ * them (commit_mpu.c): part n at base + (n - 1) * slot. Its run, the parts
+ * up to `last` and the next few places, is kept clear of other writers while
+ * they find room elsewhere (commit_mpu_alloc). Committer thread only. */
 typedef struct {
     char id[MPU_ID_LEN]; /* id[0] == 0: unused */
     uint64_t base;       /* part 1's offset */
@@ -66,6 +68,7 @@ typedef struct {
     int64_t touched_ms;  /* monotonic: when a part last asked */
     uint32_t placed;     /* parts taken at their places */
     uint32_t first;      /* the number of the part that set the place */
+    uint32_t last;       /* the highest-numbered part taken at its place (0: none yet) */
 } mpu_place_t;
 
 struct commit {
@@ -251,8 +254,8 @@ int reuse_chunks_release(commit_t *c, MDB_txn *txn, int all) CIO_MUST_CHECK;
  * offered to carve once txn is durable. */
 int reuse_chunk_reserve(commit_t *c, MDB_txn *txn, alloc_extent_t *chunk) CIO_MUST_CHECK;
 
-/* alloc_alloc, with the chunks' unused space given back first when nothing
- * fits. Returns 0, CIO_ENOSPC or a fatal code. */
+/* commit_mpu_alloc, with the chunks' unused space given back first when
+ * nothing fits. Returns 0, CIO_ENOSPC or a fatal code. */
 int reuse_take_extent(commit_t *c, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out) CIO_MUST_CHECK;
 
 /* At shutdown, on the committer thread after its last round: gives the
@@ -357,15 +360,29 @@ static inline int commit_job_needs_io(const commit_job_t *j)
 }
 
 /* Step 1 of an MPU_PART with bytes: its extent (j->ext), at the upload's next
- * place when that is free (alloc_take: part n at base + (n - 1) * slot, base
- * chosen at the upload's first part stored since the start, an eighth into
- * the largest free extent, leaving the space before it to other writers;
- * only when that extent holds 16 such parts and the part is 5 MiB or more),
- * else wherever reuse_take_extent finds room. A place set by a later part
- * alone (the upload's shorter last part, stored first) is set again by a
- * longer, lower-numbered part. The caller marks it pending.
- * Returns 0, CIO_ENOSPC or a fatal CIO_* code. */
+ * place when that is free and not in another upload's run (alloc_take: part
+ * n at base + (n - 1) * slot), else wherever commit_mpu_alloc finds room.
+ * The place is found in memory, else rebuilt from the upload's stored parts
+ * (the lowest-numbered one, of 5 MiB or more, sets base and slot: after a
+ * restart, later parts go on next to earlier ones), else chosen at this part:
+ * in the largest free space outside the other uploads' runs, an eighth into
+ * it (leaving the space before it to other writers), or, when it follows
+ * another upload's run, where both have as much room (that one from its base);
+ * only when that space holds 16 such parts and the part is 5 MiB or more.
+ * A place set by a later part alone (the upload's shorter last part, stored
+ * first) is set again by a longer, lower-numbered part. The caller marks
+ * the extent pending. Returns 0, CIO_ENOSPC or a fatal CIO_* code. */
 int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j) CIO_MUST_CHECK;
+
+/* alloc_alloc outside the runs of the uploads in progress (each upload's
+ * parts so far and its next places, unless no part asked for PLACE_IDLE_MS),
+ * so that their later parts still find their places free; when nothing fits
+ * there and `anywhere` is set, anywhere (a run is a preference held in
+ * memory, never a reason to refuse a write: only a caller with a smaller
+ * size to try next passes 0). Every allocation of the committer but a
+ * part's at its place goes through here. Returns 0, CIO_ENOSPC or a fatal
+ * CIO_* code. */
+int commit_mpu_alloc(commit_t *c, MDB_txn *txn, uint64_t bytes, int anywhere, alloc_extent_t *out) CIO_MUST_CHECK;
 
 /* Forgets where the parts of upload `id` go (it was completed, aborted or expired). */
 void commit_mpu_place_drop(commit_t *c, const char *id);

@@ -38,6 +38,8 @@
 #define PLACE_IDLE_MS (15LL * 60 * 1000) /* a place no part asked for this long is reused first */
 #define PLACE_HEADROOM_SHIFT 3           /* part 1 goes 1/8 into the largest free extent */
 #define PLACE_MIN_SLOTS 16               /* ... when that holds 16 parts: else the parts go where best fit puts them */
+#define PLACE_SCAN_MAX 256               /* stored parts read to rebuild a place: an upload evicted again and again costs no more */
+#define PLACE_AHEAD_PARTS 4              /* an upload's run: its parts so far and the next 4 places, kept clear of other writers */
 
 /* The upload of job j, which must be of j's bucket and key: 0, or CIO_ENOTFOUND (NoSuchUpload). */
 static int load_upload(commit_t *c, MDB_txn *txn, const commit_job_t *j, mpu_upload_t *u)
@@ -98,41 +100,173 @@ void commit_mpu_place_drop(commit_t *c, const char *id)
         p->id[0] = 0;
 }
 
+/* Place p's run: its parts placed so far and the next PLACE_AHEAD_PARTS places. {0, 0} when p is unused or
+ * idle (its run is given up to other writers). */
+static alloc_extent_t place_run(const mpu_place_t *p, int64_t now)
+{
+    uint64_t upto = (p->last > p->first ? p->last : p->first) + (uint64_t)PLACE_AHEAD_PARTS;
+    if (p->id[0] == 0 || now - p->touched_ms > PLACE_IDLE_MS)
+        return (alloc_extent_t){0, 0};
+    return (alloc_extent_t){p->base, upto * p->slot}; /* at most 10,000 + 4 parts of 5 GiB: no overflow */
+}
+
+static int run_cmp(const void *a, const void *b)
+{
+    const alloc_extent_t *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The runs of the uploads in progress but `except` (may be NULL) into out, sorted by offset, those that overlap
+ * merged (as alloc_alloc_outside wants them); returns how many. */
+static size_t place_runs(commit_t *c, const mpu_place_t *except, int64_t now, alloc_extent_t out[MPU_PLACE_MAX])
+{
+    size_t n = 0, m = 0;
+    for (size_t i = 0; i < MPU_PLACE_MAX; i++) {
+        alloc_extent_t r = place_run(&c->mpu_place[i], now);
+        if (&c->mpu_place[i] != except && r.len > 0)
+            out[n++] = r;
+    }
+    if (n == 0)
+        return 0;
+    qsort(out, n, sizeof(*out), run_cmp);
+    for (size_t i = 1; i < n; i++) {
+        if (out[i].off <= out[m].off + out[m].len) {
+            uint64_t end = out[i].off + out[i].len;
+            if (end > out[m].off + out[m].len)
+                out[m].len = end - out[m].off;
+        } else {
+            out[++m] = out[i];
+        }
+    }
+    return m + 1;
+}
+
+int commit_mpu_alloc(commit_t *c, MDB_txn *txn, uint64_t bytes, int anywhere, alloc_extent_t *out)
+{
+    alloc_extent_t runs[MPU_PLACE_MAX];
+    size_t n = place_runs(c, NULL, clock_mono_ms(), runs);
+    int ret;
+
+    if (n > 0 && ((ret = alloc_alloc_outside(&c->meta->alloc, txn, bytes, runs, n, out)) != CIO_ENOSPC || !anywhere))
+        return ret;
+    return alloc_alloc(&c->meta->alloc, txn, bytes, out); /* no room outside the runs: they give way */
+}
+
+/* The entry for a new place: an unused or idle one, else the least recently asked for. */
+static mpu_place_t *place_entry(commit_t *c, int64_t now)
+{
+    mpu_place_t *p = &c->mpu_place[0];
+    for (size_t i = 0; i < MPU_PLACE_MAX; i++) {
+        mpu_place_t *q = &c->mpu_place[i];
+        if (q->id[0] == 0 || now - q->touched_ms > PLACE_IDLE_MS)
+            return q;
+        if (q->touched_ms < p->touched_ms)
+            p = q;
+    }
+    return p;
+}
+
 /* A place for j's upload, whose first part stored since the start is j (of
- * extent length `len`): its base chosen in the largest free extent, with
- * room for parts 1..j's number there. The entry reused is an unused or idle
- * one, else the least recently asked for. NULL: no room (the part goes
- * elsewhere, the upload is copied at Complete). */
+ * extent length `len`): its base chosen in the largest free space outside
+ * the other uploads' runs, with room for parts 1..j's number there. NULL:
+ * no room (the part goes elsewhere, the upload is copied at Complete). */
 static mpu_place_t *place_new(commit_t *c, MDB_txn *txn, const commit_job_t *j, uint64_t len, int64_t now, int *ret)
 {
-    alloc_extent_t e;
-    mpu_place_t *p = &c->mpu_place[0];
-    uint64_t headroom;
+    alloc_extent_t e, runs[MPU_PLACE_MAX];
+    size_t n = place_runs(c, NULL, now, runs);
+    mpu_place_t *p;
+    uint64_t headroom = 0;
+    int follows = 0;
 
-    if ((*ret = alloc_largest(&c->meta->alloc, txn, &e)) != 0)
+    if ((*ret = alloc_largest_outside(&c->meta->alloc, txn, runs, n, &e)) != 0)
         return NULL;
-    /* leave the front of the extent to the best fit of other writers, which take the low end of the smallest
+    for (size_t i = 0; i < n; i++) {
+        uint64_t used = e.off - runs[i].off; /* from that upload's base to its run's end */
+        if (runs[i].off + runs[i].len != e.off)
+            continue;
+        /* right after another upload's run: the base goes where both have as much room, that upload from its
+         * base (its parts go on into the space first) and this one to the end of the space */
+        follows = 1;
+        headroom = used < e.len ? (e.len - used) / 2 : 0;
+    }
+    /* else the front of the extent is left to the best fit of other writers, which take the low end of the smallest
      * extent that fits: after part 1 that is the space before it, not the space after the upload's last part */
-    headroom = (e.len >> PLACE_HEADROOM_SHIFT) / ALLOC_BLOCK * ALLOC_BLOCK;
+    if (!follows)
+        headroom = e.len >> PLACE_HEADROOM_SHIFT;
+    headroom = headroom / ALLOC_BLOCK * ALLOC_BLOCK;
     /* a store with little room: placing parts apart from the rest would split the free space a later part or
      * Complete needs whole */
     if (j->size < MPU_PART_SIZE_MIN || e.len / PLACE_MIN_SLOTS < len || (uint64_t)j->part_number * len > e.len - headroom)
         return NULL;
-    for (size_t i = 0; i < MPU_PLACE_MAX; i++) {
-        mpu_place_t *q = &c->mpu_place[i];
-        if (q->id[0] == 0 || now - q->touched_ms > PLACE_IDLE_MS) {
-            p = q;
-            break;
-        }
-        if (q->touched_ms < p->touched_ms)
-            p = q;
-    }
+    p = place_entry(c, now);
     memcpy(p->id, j->upload_id, MPU_ID_LEN);
     p->base = e.off + headroom;
     p->slot = len;
     p->placed = 0;
     p->first = j->part_number;
+    p->last = 0;
+    p->touched_ms = now;
     return p;
+}
+
+typedef struct {
+    mpu_place_t at;  /* the place the stored parts show: base, slot, placed, first, last */
+    uint64_t minlen; /* the part to place's extent length: the slot must hold it */
+    int found;       /* the lowest-numbered part could set the place */
+    unsigned seen;   /* parts looked at after it */
+} place_scan_t;
+
+static int place_scan_cb(void *ctx, const mpu_part_t *pt)
+{
+    place_scan_t *s = ctx;
+    mpu_place_t *at = &s->at;
+    if (!s->found) {
+        /* the lowest-numbered part sets the place when it is one of the upload's full-size parts */
+        if (pt->size < MPU_PART_SIZE_MIN || pt->ext.len < s->minlen || pt->ext.off / pt->ext.len < pt->number - 1)
+            return 1;
+        at->slot = pt->ext.len;
+        at->base = pt->ext.off - (uint64_t)(pt->number - 1) * at->slot;
+        at->first = at->last = pt->number;
+        at->placed = 1;
+        s->found = 1;
+        return 0;
+    }
+    if (pt->ext.len > 0 && pt->ext.off == at->base + (uint64_t)(pt->number - 1) * at->slot && pt->ext.len <= at->slot) {
+        at->placed++;
+        at->last = pt->number;
+    }
+    return ++s->seen < PLACE_SCAN_MAX ? 0 : 1; /* past that, the run is only shorter than it could be */
+}
+
+/* The place of j's upload as its stored parts show it, for an upload that has no place in memory (storaged
+ * restarted since its last part, or the place was reused): the lowest-numbered stored part at its place, the
+ * others after it wherever they lie at theirs. NULL: no part to set it (none stored, or the lowest one short). */
+static mpu_place_t *place_rebuild(commit_t *c, MDB_txn *txn, const commit_job_t *j, uint64_t len, int64_t now, int *ret)
+{
+    place_scan_t s = {.minlen = len};
+    mpu_place_t *p;
+
+    int rc = mpu_part_each(c->meta, txn, j->upload_id, 0, place_scan_cb, &s);
+
+    *ret = rc < 0 ? rc : 0; /* 1: the scan stopped at a part that sets no place */
+    if (rc < 0 || !s.found)
+        return NULL;
+    p = place_entry(c, now);
+    *p = s.at;
+    memcpy(p->id, j->upload_id, MPU_ID_LEN);
+    p->touched_ms = now;
+    return p;
+}
+
+/* Whether [off, off + len) reaches into the run of an upload other than p's: the place is another upload's. */
+static int place_in_other_run(commit_t *c, const mpu_place_t *p, uint64_t off, uint64_t len, int64_t now)
+{
+    alloc_extent_t runs[MPU_PLACE_MAX];
+    size_t n = place_runs(c, p, now, runs);
+    for (size_t i = 0; i < n; i++)
+        if (runs[i].off < off + len && off < runs[i].off + runs[i].len)
+            return 1;
+    return 0;
 }
 
 int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j)
@@ -147,20 +281,23 @@ int commit_mpu_place_part(commit_t *c, MDB_txn *txn, commit_job_t *j)
      * Complete copies the last part next to the others (j->mpu_tail) */
     if (p != NULL && len > p->slot && p->placed == 1 && j->part_number < p->first) {
         p->id[0] = 0;
-        p = NULL;
+    } else if (p == NULL && (p = place_rebuild(c, txn, j, len, now, &ret)) == NULL && ret != 0) {
+        return ret;
     }
-    if (p == NULL && (p = place_new(c, txn, j, len, now, &ret)) == NULL && ret != 0)
+    if ((p == NULL || p->id[0] == 0) && (p = place_new(c, txn, j, len, now, &ret)) == NULL && ret != 0)
         return ret;
     if (p != NULL && len <= p->slot) {
         uint64_t off = p->base + (uint64_t)(j->part_number - 1) * p->slot; /* under 2^46 past base: no overflow */
         p->touched_ms = now;
-        ret = alloc_take(&c->meta->alloc, txn, off, len);
+        ret = place_in_other_run(c, p, off, len, now) ? CIO_ENOSPC : alloc_take(&c->meta->alloc, txn, off, len);
         if (ret == 0) {
             j->ext = (alloc_extent_t){off, len};
             p->placed++;
+            if (j->part_number > p->last)
+                p->last = j->part_number;
             return 0;
         }
-        /* its place taken (by another writer, or this part stored before): anywhere else will do */
+        /* its place taken (by another writer, or this part stored before), or another upload's: anywhere else */
         if (ret != CIO_ENOSPC && ret != CIO_EINVAL)
             return ret;
     }

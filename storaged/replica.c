@@ -288,7 +288,7 @@ int replica_allocate(commit_t *c, MDB_txn *txn, commit_job_t *j)
     if (nwant == 0)
         return 0;
     if (nwant > 1 && want < UINT64_MAX / 4) {
-        ret = alloc_alloc(&c->meta->alloc, txn, want, &j->ext);
+        ret = commit_mpu_alloc(c, txn, want, 1, &j->ext);
         if (ret == 0) {
             uint64_t off = j->ext.off;
             if ((ret = meta_pending_add(c->meta, txn, j->ext)) != 0)

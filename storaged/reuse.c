@@ -186,7 +186,8 @@ int reuse_chunks_release(commit_t *c, MDB_txn *txn, int all)
 
 /* When a cut wants one, reserves a chunk in txn: a share of the free space,
  * at most CHUNK_MAX, halved while no free extent is that large, none below
- * CHUNK_MIN. *chunk (len 0: none) is offered once txn is durable. */
+ * CHUNK_MIN; outside the multipart uploads' runs while any size fits there.
+ * *chunk (len 0: none) is offered once txn is durable. */
 int reuse_chunk_reserve(commit_t *c, MDB_txn *txn, alloc_extent_t *chunk)
 {
     uint64_t free_bytes, want;
@@ -198,30 +199,33 @@ int reuse_chunk_reserve(commit_t *c, MDB_txn *txn, alloc_extent_t *chunk)
     if ((ret = alloc_stats(&c->meta->alloc, txn, NULL, &free_bytes, NULL, NULL)) != 0)
         return ret;
     want = free_bytes / CHUNK_SHARE < CHUNK_MAX ? free_bytes / CHUNK_SHARE : CHUNK_MAX;
-    for (; want >= CHUNK_MIN; want /= 2) {
-        ret = alloc_reserve(&c->meta->alloc, txn, want, chunk);
-        if (ret == CIO_ENOSPC)
-            continue;
-        if (ret != 0)
-            return ret;
-        return meta_pending_add(c->meta, txn, *chunk);
+    /* a smaller chunk outside the multipart uploads' runs before one inside them */
+    for (int anywhere = 0; anywhere <= 1; anywhere++) {
+        for (uint64_t w = want; w >= CHUNK_MIN; w /= 2) {
+            ret = commit_mpu_alloc(c, txn, w, anywhere, chunk);
+            if (ret == CIO_ENOSPC)
+                continue;
+            if (ret != 0 || (ret = alloc_reserve_held(&c->meta->alloc, txn, chunk->len)) != 0)
+                return ret; /* CIO_EINVAL of alloc_reserve_held cannot be: the chunk was just allocated */
+            return meta_pending_add(c->meta, txn, *chunk);
+        }
     }
     *chunk = (alloc_extent_t){0, 0};
     return 0;
 }
 
-/* alloc_alloc, but when nothing fits, the chunks' unused space goes back to
+/* commit_mpu_alloc, but when nothing fits, the chunks' unused space goes back to
  * the free map first and the allocation is tried again. */
 int reuse_take_extent(commit_t *c, MDB_txn *txn, uint64_t bytes, alloc_extent_t *out)
 {
     size_t before = c->nchunks_out;
-    int ret = alloc_alloc(&c->meta->alloc, txn, bytes, out);
+    int ret = commit_mpu_alloc(c, txn, bytes, 1, out);
 
     if (ret != CIO_ENOSPC)
         return ret;
     if ((ret = reuse_chunks_release(c, txn, 1)) != 0)
         return ret;
-    return c->nchunks_out > before ? alloc_alloc(&c->meta->alloc, txn, bytes, out) : CIO_ENOSPC;
+    return c->nchunks_out > before ? commit_mpu_alloc(c, txn, bytes, 1, out) : CIO_ENOSPC;
 }
 
 /* At shutdown: what is left of the chunks, and the quarantine when nobody

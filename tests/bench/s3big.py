@@ -10,6 +10,9 @@ One storaged with an S3 credential (started by run.sh). Writes a file of --size 
              max_concurrency=10) to BUCKET/multipart, timed from the call to the end of
              CompleteMultipartUpload; HeadObject then checks the size and that the ETag ends in -N (N parts).
              boto3's event hooks time the parts (first part sent to last part answered) and the Complete alone.
+             With --uploads N, N such uploads of the file at once (to BUCKET/multipart-1..N, each with its own
+             client and threads, as rclone --transfers or aws s3 sync of several files): the step's MiB/s and
+             bytes are those of all N, its timings the latest upload's, and each Complete's time is listed.
 Before each step the page cache is flushed (os.sync) so that one step's dirty pages are not written back during
 the next. With --image (storaged's image file), the image's pages are then dropped from the page cache
 (posix_fadvise DONTNEED), so that both uploads write into image ranges with no cached page: what made a native PUT
@@ -267,6 +270,31 @@ def multipart(client, path, bucket, key, part, concurrency):
             "after_complete_s": t_done - marks["complete_end"]}
 
 
+def multipart_at_once(clients, path, bucket, keys, part, concurrency):
+    """multipart() of the file to each key at once, one thread and client each; their timings merged: the parts done
+    when the last upload's were, the Complete time the longest one, each one's in complete_s_each."""
+    res, errs = [None] * len(keys), []
+
+    def one(i):
+        try:
+            res[i] = multipart(clients[i], path, bucket, keys[i], part, concurrency)
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            errs.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(keys))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errs:
+        raise errs[0]
+    if len(res) == 1:
+        return res[0]
+    return {"parts": sum(r["parts"] for r in res), "first_part_s": min(r["first_part_s"] for r in res),
+            "parts_s": max(r["parts_s"] for r in res), "complete_s": max(r["complete_s"] for r in res),
+            "after_complete_s": max(r["after_complete_s"] for r in res), "complete_s_each": [r["complete_s"] for r in res]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--url", required=True, help="storaged, http://127.0.0.1:PORT")
@@ -280,13 +308,15 @@ def main():
     ap.add_argument("--part", type=int, default=8 * MIB)
     ap.add_argument("--concurrency", type=int, default=10, help="boto3's max_concurrency (10 is its default)")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--uploads", type=int, default=1, help="multipart uploads of the file at once")
     ap.add_argument("--timeout", type=float, default=600, help="socket timeout of each request, seconds")
     ap.add_argument("--image", help="storaged's image file: its pages are dropped from the page cache before each "
                     "upload, so that both uploads meet the same (uncached) kind of space")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    if args.size < 1 or args.part < 5 * MIB or args.rounds < 1:
-        ap.error("--size must be positive, --part at least 5 MiB (S3's smallest part), --rounds at least 1")
+    if args.size < 1 or args.part < 5 * MIB or args.rounds < 1 or not 1 <= args.uploads <= 16:
+        ap.error("--size must be positive, --part at least 5 MiB (S3's smallest part), --rounds at least 1, "
+                 "--uploads 1 to 16")
     try:
         import boto3
         from botocore.config import Config
@@ -303,15 +333,18 @@ def main():
     print("   s3big: %d MiB of random bytes written in %.1f s; %d parts of %d MiB, boto3 %s, max_concurrency %d" %
           (args.size // MIB, time.perf_counter() - t, nparts, args.part // MIB, boto3.__version__, args.concurrency),
           flush=True)
-    client = boto3.client("s3", endpoint_url=args.url, region_name=args.region, aws_access_key_id=args.access_key,
-                          aws_secret_access_key=secret,
-                          config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                                        read_timeout=args.timeout, connect_timeout=10,
-                                        max_pool_connections=args.concurrency))
-    out = {"size": args.size, "part": args.part, "parts": nparts, "concurrency": args.concurrency,
+    clients = [boto3.client("s3", endpoint_url=args.url, region_name=args.region, aws_access_key_id=args.access_key,
+                            aws_secret_access_key=secret,
+                            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                          read_timeout=args.timeout, connect_timeout=10,
+                                          max_pool_connections=args.concurrency)) for _ in range(args.uploads)]
+    client = clients[0]
+    out = {"size": args.size, "part": args.part, "parts": nparts, "concurrency": args.concurrency, "uploads": args.uploads,
            "boto3": boto3.__version__, "image_cache": "dropped before each upload" if args.image else "as left",
            "rounds": []}
-    nkey, mkey = "/%s/native" % args.bucket, "multipart"
+    nkey = "/%s/native" % args.bucket
+    mkeys = ["multipart"] if args.uploads == 1 else ["multipart-%d" % i for i in range(1, args.uploads + 1)]
+    msize = args.size * args.uploads
     try:
         for r in range(1, args.rounds + 1):
             with Meter(args.pid, args.image) as m:
@@ -324,28 +357,30 @@ def main():
             native.update({"body_sent_s": t_sent, "after_body_s": t_done - t_sent})
             split0 = complete_split(args.url, args.timeout)
             with Meter(args.pid, args.image) as m:
-                mp = multipart(client, path, args.bucket, mkey, args.part, args.concurrency)
+                mp = multipart_at_once(clients, path, args.bucket, mkeys, args.part, args.concurrency)
             split1 = complete_split(args.url, args.timeout)
             mp["complete_chased_bytes"] = split1[0] - split0[0]  # hashed as the parts were stored
             mp["complete_hashed_bytes"] = split1[1] - split0[1]  # hashed by the Complete itself
             mp["complete_joined_bytes"] = split1[2] - split0[2]  # the parts' extents joined: no copy
-            h = client.head_object(Bucket=args.bucket, Key=mkey)
             want = "-%d" % nparts
-            if h["ContentLength"] != args.size or not h["ETag"].strip('"').endswith(want) or mp["parts"] != nparts:
-                raise RuntimeError("multipart: HeadObject size %d ETag %s after %d parts; want size %d, ETag *%s" %
-                                   (h["ContentLength"], h["ETag"], mp["parts"], args.size, want))
-            multi = m.summary(args.size)
+            for mkey in mkeys:
+                h = client.head_object(Bucket=args.bucket, Key=mkey)
+                if h["ContentLength"] != args.size or not h["ETag"].strip('"').endswith(want) or \
+                        mp["parts"] != nparts * args.uploads:
+                    raise RuntimeError("multipart: HeadObject %s size %d ETag %s after %d parts; want size %d, ETag *%s"
+                                       % (mkey, h["ContentLength"], h["ETag"], mp["parts"], args.size, want))
+            multi = m.summary(msize)
             multi.update(mp)
             multi["etag"] = h["ETag"].strip('"')
             ratio = multi["mib_s"] / native["mib_s"]
             out["rounds"].append({"native": native, "multipart": multi, "ratio": ratio})
             print("   s3big round %d: native PUT %.1f MiB/s (%.1f s: body sent %.1f s, then %.1f s to the 200; "
-                  "storaged CPU %.0f%%), multipart %.1f MiB/s (%.1f s: parts done at %.1f s, Complete %.1f s; "
+                  "storaged CPU %.0f%%), multipart%s %.1f MiB/s (%.1f s: parts done at %.1f s, Complete %.1f s; "
                   "storaged CPU %.0f%%, boto3 CPU %.1f s; the Complete hashed %.0f MiB itself, %s); ratio %.2fx" %
                   (r, native["mib_s"], native["seconds"], t_sent, t_done - t_sent, native["storaged_cpu_pct"],
-                   multi["mib_s"], multi["seconds"], mp["parts_s"], mp["complete_s"], multi["storaged_cpu_pct"],
-                   multi["client_cpu_s"], mp["complete_hashed_bytes"] / MIB,
-                   how_completed(mp["complete_joined_bytes"], args.size), ratio),
+                   "" if args.uploads == 1 else " (%d uploads at once)" % args.uploads, multi["mib_s"],
+                   multi["seconds"], mp["parts_s"], mp["complete_s"], multi["storaged_cpu_pct"], multi["client_cpu_s"],
+                   mp["complete_hashed_bytes"] / MIB, how_completed(mp["complete_joined_bytes"], msize), ratio),
                   flush=True)
             if args.image:
                 print("   s3big round %d: the image's page cache dropped before each upload: cached at the start %s / %s "

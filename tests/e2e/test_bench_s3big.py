@@ -58,6 +58,18 @@ def test_both_uploads_measured_and_checked(srv, tmp_path):
     assert res["image_cache"] == "as left" and r["native"]["image_cached_at_start_mib"] is None
 
 
+def test_uploads_at_once_measured_together(srv, tmp_path):
+    """--uploads 2: two multipart uploads of the file at once, both checked, their bytes counted together; on this
+    store each gets a run of its own and both Completes join."""
+    p, out = run_s3big(srv, tmp_path, SECRET, ["--uploads", "2"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads(out.read_text())
+    m = res["rounds"][0]["multipart"]
+    assert res["uploads"] == 2 and m["parts"] == 6 and len(m["complete_s_each"]) == 2
+    assert m["complete_joined_bytes"] == 48 * MIB
+    assert "multipart (2 uploads at once)" in p.stdout and "joined the parts" in p.stdout
+
+
 def test_image_cache_dropped_before_each_upload(srv, tmp_path):
     p, out = run_s3big(srv, tmp_path, SECRET, ["--image", str(srv.storage)])
     assert p.returncode == 0, p.stdout + p.stderr

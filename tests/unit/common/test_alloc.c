@@ -399,6 +399,43 @@ static void test_take(void)
     CHECK_EQ_STR(committed_str(), "[2+6 14+2] cap=16 free=8 n=2 max=6");
 }
 
+/* Allocation outside ranges kept for later (a multipart upload's run): best fit among the pieces outside them, the
+ * lowest piece of the extent; ENOSPC (nothing changed) when only space inside them fits; the largest piece outside. */
+static void test_outside(void)
+{
+    const alloc_extent_t frees[] = {ext(2, 6), ext(10, 2), ext(14, 10)};
+    const alloc_extent_t avoid[] = {ext(0, 3), ext(11, 5), ext(18, 2)}; /* sorted, apart; over free and used space */
+    MDB_txn *txn = setup_map(24, frees, 3);
+    alloc_extent_t e;
+
+    if (txn == NULL)
+        return;
+    /* 1 block: 10+2 is the smallest extent, its piece 10+1 lies outside */
+    CHECK_EQ_INT(alloc_alloc_outside(&al, txn, BLK, avoid, 3, &e), 0);
+    CHECK(e.off == 10 * BLK && e.len == BLK);
+    /* 3 blocks: 2+6 less 2+1 is 3+5, its low end */
+    CHECK_EQ_INT(alloc_alloc_outside(&al, txn, 3 * BLK, avoid, 3, &e), 0);
+    CHECK(e.off == 3 * BLK && e.len == 3 * BLK);
+    /* 4 blocks: 6+2 is too short, 14+10 has 16+2 and 20+4 outside */
+    CHECK_EQ_INT(alloc_alloc_outside(&al, txn, 4 * BLK, avoid, 3, &e), 0);
+    CHECK(e.off == 20 * BLK && e.len == 4 * BLK);
+    CHECK_EQ_STR(map_str(txn), "[2+1 6+2 11+1 14+6] cap=24 free=10 n=4 max=6");
+    /* 3 blocks fit only across 18+2: refused, nothing changed; alloc_alloc would take them */
+    CHECK_EQ_INT(alloc_alloc_outside(&al, txn, 3 * BLK, avoid, 3, &e), CIO_ENOSPC);
+    CHECK(e.off == 0 && e.len == 0);
+    CHECK_EQ_STR(map_str(txn), "[2+1 6+2 11+1 14+6] cap=24 free=10 n=4 max=6");
+    CHECK_EQ_INT(alloc_largest_outside(&al, txn, avoid, 3, &e), 0);
+    CHECK(e.off == 16 * BLK && e.len == 2 * BLK); /* 14+6 less 11+5 and 18+2; 6+2, as long, is not looked at */
+    CHECK_EQ_INT(alloc_largest_outside(&al, txn, avoid, 0, &e), 0);
+    CHECK(e.off == 14 * BLK && e.len == 6 * BLK);
+    CHECK_EQ_INT(alloc_alloc_outside(&al, txn, 6 * BLK, NULL, 0, &e), 0); /* no ranges: alloc_alloc */
+    CHECK(e.off == 14 * BLK && e.len == 6 * BLK);
+    CHECK_EQ_INT(alloc_largest_outside(&al, txn, avoid, 3, &e), 0);
+    CHECK(e.off == 6 * BLK && e.len == 2 * BLK);
+    CHECK_EQ_INT(alloc_check(&al, txn, NULL, 0), 0);
+    mdb_txn_abort(txn);
+}
+
 static void test_capacity(void)
 {
     MDB_txn *txn;
@@ -1009,6 +1046,7 @@ int main(void)
     RUN(test_abort);
     RUN(test_check_detects);
     RUN(test_reserve);
+    RUN(test_outside);
     RUN(test_map_full);
     RUN(test_random);
     env_close();
